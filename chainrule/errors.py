@@ -1,0 +1,70 @@
+"""The exceptions chainrule raises. Every one names the user's source line when it is known."""
+
+from __future__ import annotations
+
+import linecache
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Loc:
+    """A location in the user's source: where a traced operation was written."""
+
+    filename: str
+    lineno: int
+    function: str = ""
+
+    def __str__(self) -> str:
+        short = self.filename.rsplit("/", 1)[-1]
+        return f"{short}:{self.lineno}"
+
+    def source_line(self) -> str:
+        return linecache.getline(self.filename, self.lineno).strip()
+
+
+class ChainruleError(Exception):
+    """Base of every error chainrule raises on purpose.
+
+    ``loc`` is the user's source line the error is about, if known; the
+    message then starts with ``file.py:12`` and quotes that line.
+    """
+
+    def __init__(self, message: str, loc: Loc | None = None):
+        self.loc = loc
+        self.bare_message = message
+        super().__init__(self._format(message, loc))
+
+    @staticmethod
+    def _format(message: str, loc: Loc | None) -> str:
+        if loc is None:
+            return message
+        where = f"{loc}" + (f" in {loc.function}()" if loc.function else "")
+        text = loc.source_line()
+        quoted = f"\n    {text}" if text else ""
+        return f"{where}: {message}{quoted}"
+
+    def at(self, loc: Loc | None) -> "ChainruleError":
+        """The same error, located at ``loc`` (if it had no location yet)."""
+        if self.loc is not None or loc is None:
+            return self
+        return type(self)(self.bare_message, loc)
+
+
+class ShapeError(ChainruleError):
+    """Operand shapes do not fit the operation (broadcasting, matmul, reshape ...)."""
+
+
+class TraceError(ChainruleError):
+    """The function does something that cannot be traced, such as ``if`` on a traced value."""
+
+
+class UnsupportedError(ChainruleError):
+    """A NumPy function or feature chainrule does not implement."""
+
+
+class ArgumentError(ChainruleError):
+    """Bad arguments to a compiled function: wrong types, dtypes or pytree structure."""
+
+
+class OutputError(ChainruleError):
+    """The traced function's output does not fit the transformation (e.g. grad of a vector)."""

@@ -1,0 +1,108 @@
+"""Pytrees: nested dicts, lists and tuples of leaves, flattened to a list and rebuilt.
+
+Dict keys keep the caller's order, so gradients come back looking like the parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class TreeDef:
+    """The structure of a pytree with its leaves taken out. Hashable, so it can key a cache."""
+
+    kind: str  # "leaf", "dict", "list", "tuple", "none"
+    keys: tuple = ()
+    children: tuple = ()
+
+    @property
+    def num_leaves(self) -> int:
+        if self.kind == "leaf":
+            return 1
+        return sum(child.num_leaves for child in self.children)
+
+    def __str__(self) -> str:
+        if self.kind == "leaf":
+            return "*"
+        if self.kind == "none":
+            return "None"
+        if self.kind == "dict":
+            return "{" + ", ".join(f"{k!r}: {c}" for k, c in zip(self.keys, self.children)) + "}"
+        inner = ", ".join(str(c) for c in self.children)
+        return f"[{inner}]" if self.kind == "list" else f"({inner}{',' if len(self.children) == 1 else ''})"
+
+
+_LEAF = TreeDef("leaf")
+
+
+def flatten(tree: Any, path: str = "") -> tuple[list, list[str], TreeDef]:
+    """Leaves in order, a readable path for each (``p.W1``, ``layers[0]``), and the structure.
+
+    Works with an explicit stack, so deeply nested trees do not recurse.
+    """
+    leaves, paths = [], []
+    # Build children first, then parents: a stack of (node, path, state).
+    results: list = []
+    stack: list = [("visit", tree, path)]
+    while stack:
+        action, node, where = stack.pop()
+        if action == "build":
+            kind, keys, count = where
+            children = tuple(results[len(results) - count:]) if count else ()
+            del results[len(results) - count:]
+            results.append(TreeDef(kind, keys, children))
+            continue
+        if isinstance(node, dict):
+            keys = tuple(node.keys())
+            stack.append(("build", None, ("dict", keys, len(keys))))
+            for key in reversed(keys):
+                stack.append(("visit", node[key], f"{where}.{key}" if where else str(key)))
+        elif isinstance(node, (list, tuple)) and not _is_namedtuple(node):
+            kind = "list" if isinstance(node, list) else "tuple"
+            stack.append(("build", None, (kind, (), len(node))))
+            for index in reversed(range(len(node))):
+                stack.append(("visit", node[index], f"{where}[{index}]"))
+        elif node is None:
+            results.append(TreeDef("none"))
+        else:
+            leaves.append(node)
+            paths.append(where)
+            results.append(_LEAF)
+    return leaves, paths, results[0]
+
+
+def unflatten(treedef: TreeDef, leaves: list) -> Any:
+    """Rebuild a pytree of ``treedef``'s structure from ``leaves`` (iteratively)."""
+    leaf_iter = iter(leaves)
+    results: list = []
+    stack: list = [("visit", treedef)]
+    while stack:
+        action, node = stack.pop()
+        if action == "build":
+            count = len(node.children)
+            children = results[len(results) - count:] if count else []
+            del results[len(results) - count:]
+            if node.kind == "dict":
+                results.append(dict(zip(node.keys, children)))
+            else:
+                results.append(list(children) if node.kind == "list" else tuple(children))
+        elif node.kind == "leaf":
+            results.append(next(leaf_iter))
+        elif node.kind == "none":
+            results.append(None)
+        else:
+            stack.append(("build", node))
+            for child in reversed(node.children):
+                stack.append(("visit", child))
+    return results[0]
+
+
+def tree_map(fn: Callable, tree: Any) -> Any:
+    leaves, _, treedef = flatten(tree)
+    return unflatten(treedef, [fn(leaf) for leaf in leaves])
+
+
+def _is_namedtuple(node) -> bool:
+    return isinstance(node, tuple) and hasattr(node, "_fields")

@@ -1,0 +1,131 @@
+"""Tracing a Python function on example arguments into a Graph."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from chainrule.errors import ArgumentError, TraceError
+from chainrule.frontends.pytree import TreeDef, flatten, unflatten
+from chainrule.frontends.tracer import Tracer, TraceContext
+from chainrule.ir import Graph, TensorType, Value
+
+
+@dataclass(frozen=True)
+class LeafSpec:
+    """How one leaf of the arguments is treated: a traced input (with its type) or a static value."""
+
+    traced: bool
+    type: TensorType | None = None
+    python_float: bool = False  # a Python float: its gradient comes back as a float
+    scalar: bool = False  # a NumPy scalar (np.float32(1.0)): its gradient comes back as one
+    static: Any = None
+
+
+@dataclass(frozen=True)
+class ArgsSpec:
+    """Everything a compiled function specializes on: structure, types and static values."""
+
+    treedefs: tuple[TreeDef, ...]
+    leaves: tuple[LeafSpec, ...]
+    paths: tuple[str, ...]
+    arg_of_leaf: tuple[int, ...]
+
+
+def argument_names(fn: Callable, count: int) -> list[str]:
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        parameters = []
+    names = []
+    for i in range(count):
+        if i < len(parameters) and parameters[i].kind in (parameters[i].POSITIONAL_ONLY, parameters[i].POSITIONAL_OR_KEYWORD):
+            names.append(parameters[i].name)
+        elif parameters and parameters[-1].kind == parameters[-1].VAR_POSITIONAL:
+            names.append(f"{parameters[-1].name}{i - len(parameters) + 1}")
+        else:
+            names.append(f"arg{i}")
+    return names
+
+
+def describe_args(fn: Callable, args: Sequence, differentiated: Sequence[int]) -> tuple[ArgsSpec, list]:
+    """The spec of ``args`` and the flat list of their leaves."""
+    names = argument_names(fn, len(args))
+    treedefs, specs, paths, owners, all_leaves = [], [], [], [], []
+    for position, (arg, name) in enumerate(zip(args, names)):
+        leaves, leaf_paths, treedef = flatten(arg, name)
+        treedefs.append(treedef)
+        for leaf, path in zip(leaves, leaf_paths):
+            specs.append(_leaf_spec(leaf, path, position in differentiated, position))
+            paths.append(path)
+            owners.append(position)
+            all_leaves.append(leaf)
+    return ArgsSpec(tuple(treedefs), tuple(specs), tuple(paths), tuple(owners)), all_leaves
+
+
+def _leaf_spec(leaf, path: str, differentiated: bool, position: int) -> LeafSpec:
+    if isinstance(leaf, Tracer):
+        spec = LeafSpec(True, leaf.type)
+    elif isinstance(leaf, np.ndarray) or isinstance(leaf, np.generic) and not isinstance(leaf, (np.str_, np.bytes_)):
+        dtype = np.asarray(leaf).dtype
+        if dtype.kind not in "biuf":
+            raise ArgumentError(f"argument {position} ({path}) has dtype {dtype}; traced arrays must be "
+                                "bool, integer or float")
+        spec = LeafSpec(True, TensorType(np.shape(leaf), dtype.name), scalar=isinstance(leaf, np.generic))
+    elif isinstance(leaf, float) and differentiated:
+        spec = LeafSpec(True, TensorType((), "float64"), python_float=True)
+    elif differentiated:
+        raise ArgumentError(_not_float_message(path, position, type(leaf).__name__))
+    else:
+        try:
+            hash(leaf)
+        except TypeError:
+            raise ArgumentError(f"argument {position} ({path}) is a {type(leaf).__name__}, which is neither an "
+                                "array nor a hashable Python value") from None
+        return LeafSpec(False, static=(type(leaf), leaf))
+    if differentiated and not spec.type.is_float:
+        raise ArgumentError(_not_float_message(path, position, str(spec.type)))
+    return spec
+
+
+def _not_float_message(path, position, what) -> str:
+    return (f"cannot differentiate with respect to argument {position} ({path}), a {what}: gradients need "
+            "float arrays or Python floats. Pass it as floats (e.g. x.astype(float)) or leave it out of argnums.")
+
+
+def trace_graph(fn: Callable, spec: ArgsSpec, leaves: list, name: str | None = None):
+    """Run ``fn`` on traced stand-ins for its traced leaves; return (graph, output treedef)."""
+    graph = Graph(name or getattr(fn, "__name__", "f").replace("<lambda>", "fn"))
+    context = TraceContext(graph)
+    stand_ins = []
+    for leaf, leaf_spec, path in zip(leaves, spec.leaves, spec.paths):
+        if leaf_spec.traced:
+            stand_ins.append(Tracer(Value(graph, graph.add_input(leaf_spec.type, path)), context))
+        else:
+            stand_ins.append(leaf)
+    args, start = [], 0
+    for treedef in spec.treedefs:
+        count = treedef.num_leaves
+        args.append(unflatten(treedef, stand_ins[start:start + count]))
+        start += count
+    try:
+        result = fn(*args)
+    finally:
+        context.open = False
+    out_leaves, out_paths, out_treedef = flatten(result, "out")
+    outputs = []
+    for leaf, path in zip(out_leaves, out_paths):
+        if isinstance(leaf, Tracer):
+            if leaf._context is not context:
+                raise TraceError(f"output {path} is a traced value from another trace")
+            outputs.append(leaf._value.id)
+        else:
+            array = np.asarray(leaf)
+            if array.dtype.kind not in "biuf":
+                raise TraceError(f"output {path} of {graph.name} is a {type(leaf).__name__}, not an array")
+            outputs.append(graph.const(array))
+    graph.set_outputs(outputs, [graph.name if p == "out" else p.replace("out", graph.name, 1) for p in out_paths])
+    return graph, out_treedef

@@ -1,0 +1,234 @@
+"""Traced values: stand-ins for NumPy arrays that record every operation into a Graph.
+
+A ``Tracer`` implements NumPy's ``__array_ufunc__`` and ``__array_function__``
+protocols, so unmodified NumPy code (``np.tanh(x)``, ``np.dot(W, A)``,
+``x @ W``, ``np.sum(x, axis=1, keepdims=True)``) runs on it and builds the graph.
+Every node records the user's source line, and values bound to the user's local
+variables lend those variable names to the IR and to the generated code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from chainrule.errors import ChainruleError, TraceError, UnsupportedError
+from chainrule.frontends.source import location_of, user_frame
+from chainrule.ir.builder import Value, weak_dtype
+from chainrule.ir.types import TensorType
+
+
+class TraceContext:
+    """One tracing of one function into ``graph``. Tracers from a closed context are an error."""
+
+    def __init__(self, graph, capture_names: bool = True):
+        self.graph = graph
+        self.open = True
+        self.capture_names = capture_names
+
+    def name_locals(self, frame) -> None:
+        """Name unnamed nodes after the user's local variables that hold them (first name wins)."""
+        if frame is None or not self.capture_names:
+            return
+        nodes = self.graph.nodes
+        for variable, value in frame.f_locals.items():
+            if type(value) is Tracer and value._context is self:
+                node = nodes[value._value.id]
+                if node.name is None:
+                    node.name = variable
+
+
+def operation(op_name: str, *operands, **attrs) -> "Tracer":
+    """Record ``op_name(*operands; attrs)`` at the user's current source line."""
+    context = _context_of(operands)
+    frame = user_frame(2)
+    loc = location_of(frame)
+    graph = context.graph
+    like = [o._value.dtype for o in operands if isinstance(o, Tracer)]
+    ids = []
+    for operand in operands:
+        if isinstance(operand, Tracer):
+            if operand._context is not context:
+                raise TraceError("a traced value from another trace was used here: a traced value "
+                                 "escaped its function (stored in a global, closure or attribute)", loc)
+            ids.append(operand._value.id)
+        else:
+            ids.append(constant_id(graph, operand, like, loc))
+    node_id = graph.add(op_name, ids, attrs, loc=loc)
+    context.name_locals(frame)
+    return Tracer(Value(graph, node_id), context)
+
+
+def constant_id(graph, operand, like_dtypes: list, loc) -> int:
+    """A constant operand: Python numbers take the traced operands' dtype (NumPy's weak scalars)."""
+    if isinstance(operand, (bool, int, float)):
+        return graph.const(operand, dtype=weak_dtype(like_dtypes, operand))
+    try:
+        array = np.asarray(operand)
+    except Exception:
+        array = None
+    if array is None or array.dtype == object or array.dtype.kind not in "biuf":
+        raise TraceError(f"cannot use a {type(operand).__name__} as an array operand", loc)
+    return graph.const(array)
+
+
+def _context_of(operands) -> TraceContext:
+    for operand in operands:
+        if isinstance(operand, Tracer):
+            context = operand._context
+            if not context.open:
+                raise TraceError("a traced value was used after its trace ended: it escaped the traced "
+                                 "function (stored in a global, closure or attribute)", _here())
+            return context
+    raise AssertionError("operation() needs at least one traced operand")
+
+
+def _here():
+    return location_of(user_frame(3))
+
+
+class Tracer:
+    """A traced array. It has ``shape``, ``ndim``, ``dtype`` and ``size``, but no value."""
+
+    __slots__ = ("_value", "_context")
+    __array_priority__ = 1000  # ndarray <op> Tracer defers to the Tracer
+    __hash__ = None  # like ndarray: == is elementwise
+
+    def __init__(self, value: Value, context: TraceContext):
+        self._value = value
+        self._context = context
+
+    # ---- what is known while tracing ------------------------------------------------------
+
+    @property
+    def type(self) -> TensorType:
+        return self._value.type
+
+    @property
+    def shape(self) -> tuple:
+        return self._value.shape
+
+    @property
+    def ndim(self) -> int:
+        return self._value.ndim
+
+    @property
+    def size(self) -> int:
+        return self._value.type.size
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self._value.dtype)
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d traced array")
+        return self.shape[0]
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d traced array")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __repr__(self) -> str:
+        return f"Tracer({self.type})"
+
+    # ---- what needs a value, which tracing does not have -----------------------------------
+
+    def __bool__(self):
+        raise TraceError(
+            f"Python control flow (`if`, `while`, `and`/`or`, bool()) on a traced value of type {self.type}: "
+            "its value is not known while tracing. Use np.where(condition, a, b) to choose between "
+            "values; conditions on shapes and Python values are fine.", _here())
+
+    def _needs_value(self, *_args, **_kwargs):
+        raise TraceError(
+            f"converting a traced value of type {self.type} to a Python number or NumPy array "
+            "(float(), int(), .item(), np.asarray, math.*) needs its value, which is not known while "
+            "tracing. Keep it an array and use NumPy functions on it.", _here())
+
+    __float__ = __int__ = __index__ = __complex__ = item = tolist = __array__ = _needs_value
+
+    def __setitem__(self, key, value):
+        raise TraceError("in-place assignment into a traced array is not supported; build the new "
+                         "array with np.where or np.concatenate instead", _here())
+
+    # ---- NumPy protocols -------------------------------------------------------------------
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        from chainrule.frontends import numpy_api
+
+        return numpy_api.call_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        from chainrule.frontends import numpy_api
+
+        return numpy_api.call_function(func, args, kwargs)
+
+    # ---- operators and methods, by way of the NumPy functions -----------------------------
+
+    def __add__(self, other): return np.add(self, other)
+    def __radd__(self, other): return np.add(other, self)
+    def __sub__(self, other): return np.subtract(self, other)
+    def __rsub__(self, other): return np.subtract(other, self)
+    def __mul__(self, other): return np.multiply(self, other)
+    def __rmul__(self, other): return np.multiply(other, self)
+    def __truediv__(self, other): return np.divide(self, other)
+    def __rtruediv__(self, other): return np.divide(other, self)
+    def __pow__(self, other): return np.power(self, other)
+    def __rpow__(self, other): return np.power(other, self)
+    def __matmul__(self, other): return np.matmul(self, other)
+    def __rmatmul__(self, other): return np.matmul(other, self)
+    def __neg__(self): return np.negative(self)
+    def __pos__(self): return self
+    def __abs__(self): return np.absolute(self)
+    def __invert__(self): return np.invert(self)
+    def __and__(self, other): return np.logical_and(self, other)
+    def __rand__(self, other): return np.logical_and(other, self)
+    def __or__(self, other): return np.logical_or(self, other)
+    def __ror__(self, other): return np.logical_or(other, self)
+    def __lt__(self, other): return np.less(self, other)
+    def __le__(self, other): return np.less_equal(self, other)
+    def __gt__(self, other): return np.greater(self, other)
+    def __ge__(self, other): return np.greater_equal(self, other)
+    def __eq__(self, other): return np.equal(self, other)
+    def __ne__(self, other): return np.not_equal(self, other)
+
+    def __getitem__(self, key):
+        from chainrule.frontends import numpy_api
+
+        return numpy_api.getitem(self, key)
+
+    @property
+    def T(self): return np.transpose(self)
+    @property
+    def mT(self): return np.swapaxes(self, -1, -2)
+    def transpose(self, *axes): return np.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+    def reshape(self, *shape, order="C"): return np.reshape(self, shape[0] if len(shape) == 1 else shape, order=order)
+    def ravel(self): return np.ravel(self)
+    def flatten(self): return np.ravel(self)
+    def squeeze(self, axis=None): return np.squeeze(self, axis)
+    def swapaxes(self, a, b): return np.swapaxes(self, a, b)
+    def sum(self, axis=None, dtype=None, keepdims=False): return np.sum(self, axis=axis, dtype=dtype, keepdims=keepdims)
+    def mean(self, axis=None, dtype=None, keepdims=False): return np.mean(self, axis=axis, dtype=dtype, keepdims=keepdims)
+    def max(self, axis=None, keepdims=False): return np.max(self, axis=axis, keepdims=keepdims)
+    def min(self, axis=None, keepdims=False): return np.min(self, axis=axis, keepdims=keepdims)
+    def var(self, axis=None, ddof=0, keepdims=False): return np.var(self, axis=axis, ddof=ddof, keepdims=keepdims)
+    def std(self, axis=None, ddof=0, keepdims=False): return np.std(self, axis=axis, ddof=ddof, keepdims=keepdims)
+    def dot(self, other): return np.dot(self, other)
+    def clip(self, min=None, max=None): return np.clip(self, min, max)
+    def copy(self): return self
+
+    def astype(self, dtype, copy=True):
+        dtype = np.dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        if dtype.kind not in "biuf":
+            raise UnsupportedError(f"astype({dtype}) is not supported; traced arrays are bool, int or float", _here())
+        return operation("cast", self, dtype=dtype.name)
+
+
+def is_traced(x) -> bool:
+    return isinstance(x, Tracer)
+
+
+__all__ = ["ChainruleError", "Tracer", "TraceContext", "operation", "is_traced"]

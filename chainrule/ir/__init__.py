@@ -1,0 +1,9 @@
+"""The IR: types, the op table, graphs, printers. Imports nothing else from chainrule."""
+
+from chainrule.ir import elementwise, structural  # noqa: F401  (fill the op table)
+from chainrule.ir.builder import F, Value
+from chainrule.ir.graph import ConstArray, Graph, Node
+from chainrule.ir.ops import OPS, Op
+from chainrule.ir.types import TensorType
+
+__all__ = ["ConstArray", "F", "Graph", "Node", "OPS", "Op", "TensorType", "Value"]

@@ -1,0 +1,127 @@
+"""Values with operators, so graph-building code (derivative rules above all) reads like math.
+
+    >>> g = Graph("f"); x = Value(g, g.add_input(TensorType((3,), "float64"), "x"))
+    >>> y = F.sin(x) * 2.0          # adds sin and mul nodes to g
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from chainrule.ir.types import TensorType
+
+_NUMBER_TYPES = (int, float, bool, np.number, np.bool_)
+
+
+class Value:
+    """A handle on one node of a graph, with NumPy-like operators that add nodes."""
+
+    __slots__ = ("graph", "id")
+
+    def __init__(self, graph, node_id: int):
+        self.graph = graph
+        self.id = node_id
+
+    @property
+    def type(self) -> TensorType:
+        return self.graph.type(self.id)
+
+    @property
+    def shape(self) -> tuple:
+        return self.type.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.type.ndim
+
+    @property
+    def dtype(self) -> str:
+        return self.type.dtype
+
+    def __add__(self, other): return apply("add", self, other)
+    def __radd__(self, other): return apply("add", other, self)
+    def __sub__(self, other): return apply("sub", self, other)
+    def __rsub__(self, other): return apply("sub", other, self)
+    def __mul__(self, other): return apply("mul", self, other)
+    def __rmul__(self, other): return apply("mul", other, self)
+    def __truediv__(self, other): return apply("div", self, other)
+    def __rtruediv__(self, other): return apply("div", other, self)
+    def __pow__(self, other): return apply("pow", self, other)
+    def __rpow__(self, other): return apply("pow", other, self)
+    def __matmul__(self, other): return apply("matmul", self, other)
+    def __neg__(self): return apply("neg", self)
+    def __gt__(self, other): return apply("gt", self, other)
+    def __ge__(self, other): return apply("ge", self, other)
+    def __lt__(self, other): return apply("lt", self, other)
+    def __le__(self, other): return apply("le", self, other)
+
+    @property
+    def mT(self) -> "Value":
+        """The matrix transpose: the last two axes swapped."""
+        axes = list(range(self.ndim))
+        axes[-2], axes[-1] = axes[-1], axes[-2]
+        return F.transpose(self, axes=tuple(axes))
+
+    def __repr__(self):
+        return f"Value(%{self.id}: {self.type})"
+
+
+def weak_dtype(dtypes, number=1.0) -> str:
+    """The dtype a Python number takes next to arrays of ``dtypes`` (NumPy 2's weak scalars).
+
+    >>> weak_dtype(["float32"], 0.5)
+    'float32'
+    """
+    arrays = [np.empty(0, d) for d in dtypes]
+    if isinstance(number, (bool, np.bool_)):
+        return "bool"
+    return np.result_type(*arrays, number).name if arrays else np.asarray(number).dtype.name
+
+
+def lift(graph, operand, like_dtypes) -> int:
+    """Node id of ``operand``; a Python number becomes a constant of the weak-scalar dtype."""
+    if isinstance(operand, Value):
+        return operand.id
+    if isinstance(operand, _NUMBER_TYPES) and not isinstance(operand, np.generic):
+        return graph.const(operand, dtype=weak_dtype(like_dtypes, operand))
+    return graph.const(np.asarray(operand))
+
+
+def apply(op: str, *operands, **attrs) -> Value:
+    """Add ``op(*operands; attrs)`` to the graph of the first Value operand."""
+    values = [o for o in operands if isinstance(o, Value)]
+    graph = values[0].graph
+    like = [v.dtype for v in values]
+    ids = [lift(graph, o, like) for o in operands]
+    return Value(graph, graph.add(op, ids, attrs))
+
+
+class _OpNamespace:
+    """``F.sin(x)``, ``F.sum(x, axis=(0,), keepdims=False)``: every op in the table as a function."""
+
+    def __getattr__(self, op_name: str):
+        from chainrule.ir.ops import OPS
+
+        if op_name not in OPS:
+            raise AttributeError(op_name)
+        return lambda *operands, **attrs: apply(op_name, *operands, **attrs)
+
+
+F = _OpNamespace()
+
+
+def unbroadcast(value: Value, shape: tuple) -> Value:
+    """Sum ``value`` down to ``shape``: the adjoint of NumPy broadcasting to ``value.shape``."""
+    shape = tuple(shape)
+    if value.shape == shape:
+        return value
+    lead = value.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, d in enumerate(shape) if d == 1 and value.shape[lead + i] != 1)
+    summed = F.sum(value, axis=axes, keepdims=True) if axes else value
+    return F.reshape(summed, shape=shape) if summed.shape != shape else summed
+
+
+def expand_to(value: Value, kept_shape: tuple, shape: tuple) -> Value:
+    """Reshape a reduced value to its keepdims shape, then broadcast it back to ``shape``."""
+    return F.broadcast_to(F.reshape(value, shape=tuple(kept_shape)), shape=tuple(shape))

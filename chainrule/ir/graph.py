@@ -1,0 +1,240 @@
+"""The IR graph: a networkx DAG of hash-consed nodes, each one operation producing one value.
+
+Nodes are appended and never removed, and an operand always exists before its
+user, so node ids are a topological order: every walk over a graph is a loop
+over ``range(len(graph))`` (no recursion, whatever the depth). Passes build new
+graphs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+import networkx as nx
+import numpy as np
+
+from chainrule.errors import ChainruleError, Loc
+from chainrule.ir.ops import OPS
+from chainrule.ir.types import TensorType
+
+
+class ConstArray:
+    """A constant's value, hashable by content so equal constants are one node."""
+
+    __slots__ = ("array", "_key")
+
+    def __init__(self, array: np.ndarray):
+        self.array = np.array(array, copy=True)
+        self.array.setflags(write=False)
+        self._key = (self.array.dtype.str, self.array.shape, self.array.tobytes())
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, ConstArray) and self._key == other._key
+
+    def __repr__(self):
+        if self.array.ndim == 0:
+            return repr(self.array.item())
+        if self.array.size <= 6:
+            return np.array2string(self.array, separator=",").replace("\n", "")
+        return f"<{self.array.dtype.name}{list(self.array.shape)}>"
+
+
+@dataclass
+class Node:
+    """One operation. ``op``, ``args``, ``attrs`` and ``type`` are its identity; the rest is metadata.
+
+    ``origin`` is set on nodes made by a transformation (e.g. the backward pass):
+    the id of the forward node they came from, so printers and generated code can
+    say "this line is the derivative of relu at model.py:5".
+    """
+
+    op: str
+    args: tuple[int, ...]
+    attrs: tuple  # sorted (key, value) pairs
+    type: TensorType
+    loc: Optional[Loc] = None
+    name: Optional[str] = None  # a readable name hint (the user's variable, or d<name> for a cotangent)
+    origin: Optional[int] = None
+
+    @property
+    def params(self) -> dict:
+        return dict(self.attrs)
+
+
+def freeze_attrs(attrs: Optional[dict]) -> tuple:
+    if not attrs:
+        return ()
+    return tuple(sorted(attrs.items()))
+
+
+class Graph:
+    """An IR function: ordered inputs, nodes, ordered outputs.
+
+    >>> g = Graph("square")
+    >>> x = g.add_input(TensorType((3,), "float64"), "x")
+    >>> y = g.add("mul", (x, x))
+    >>> g.set_outputs([y])
+    >>> g.verify()
+    """
+
+    def __init__(self, name: str = "f"):
+        self.name = name
+        self.dag = nx.DiGraph()
+        self.nodes: list[Node] = []
+        self.inputs: list[int] = []
+        self.outputs: list[int] = []
+        self.output_names: list[str] = []
+        self._interned: dict[tuple, int] = {}
+        self._default_loc: Optional[Loc] = None
+        self._default_origin: Optional[int] = None
+
+    # ---- construction -------------------------------------------------------------------
+
+    def add(self, op: str, args: Iterable[int] = (), attrs: Optional[dict] = None, *,
+            loc: Optional[Loc] = None, name: Optional[str] = None, origin: Optional[int] = None) -> int:
+        """Add ``op(args; attrs)`` and return its id; an identical existing node is returned instead.
+
+        Shape errors are raised as ``ShapeError`` located at ``loc`` (or the
+        graph's current attribution).
+        """
+        from chainrule.ir import canonical  # canonical rules build nodes, so import late
+
+        definition = OPS[op]
+        args = tuple(args)
+        frozen = freeze_attrs(attrs)
+        key = (op, args, frozen)
+        if definition.interned:
+            existing = self._interned.get(key)
+            if existing is not None:
+                return existing
+        loc = loc or self._default_loc
+        if definition.arity is not None and len(args) != definition.arity:
+            raise ChainruleError(f"{op} takes {definition.arity} operands, got {len(args)}", loc)
+        try:
+            out_type = definition.infer([self.nodes[a].type for a in args], dict(frozen))
+            simpler = canonical.rewrite(self, op, args, dict(frozen), out_type)
+        except ChainruleError as error:
+            raise error.at(loc) from None
+        if simpler is not None:
+            return simpler
+        node_id = len(self.nodes)
+        self.nodes.append(Node(op, args, frozen, out_type, loc, name,
+                               origin if origin is not None else self._default_origin))
+        self.dag.add_node(node_id)
+        self.dag.add_edges_from((a, node_id) for a in set(args))
+        if definition.interned:
+            self._interned[key] = node_id
+        return node_id
+
+    def add_input(self, type: TensorType, name: str, loc: Optional[Loc] = None) -> int:
+        node_id = self.add("input", (), {"index": len(self.inputs), "shape": type.shape,
+                                         "dtype": type.dtype}, loc=loc, name=name)
+        self.inputs.append(node_id)
+        return node_id
+
+    def const(self, value, dtype=None) -> int:
+        array = np.asarray(value, dtype=dtype)
+        return self.add("const", (), {"value": ConstArray(array)})
+
+    def zeros(self, type: TensorType) -> int:
+        """The symbolic zero of ``type``: an explicit value that DCE and rewrites understand."""
+        return self.add("zeros", (), {"shape": type.shape, "dtype": type.dtype})
+
+    def transplant(self, source: "Graph", node_ids: Iterable[int], mapping: dict[int, int]) -> dict[int, int]:
+        """Copy ``source``'s nodes ``node_ids`` (topological order) into this graph.
+
+        ``mapping`` maps source ids to ids here and must already cover the
+        operands that are not copied (inputs, typically); it is extended and
+        returned. Copies go through ``add``, so they are hash-consed and
+        canonicalized like any new node.
+        """
+        for node_id in node_ids:
+            node = source[node_id]
+            mapping[node_id] = self.add(
+                node.op, [mapping[a] for a in node.args], node.params, loc=node.loc,
+                name=node.name, origin=mapping.get(node.origin) if node.origin is not None else None)
+        return mapping
+
+    def set_outputs(self, ids: Iterable[int], names: Optional[Iterable[str]] = None) -> None:
+        self.outputs = list(ids)
+        self.output_names = list(names) if names is not None else [f"out{i}" for i in range(len(self.outputs))]
+
+    @contextlib.contextmanager
+    def attribution(self, loc: Optional[Loc], origin: Optional[int] = None):
+        """Nodes added inside this block get ``loc`` and ``origin`` unless given their own."""
+        saved = self._default_loc, self._default_origin
+        self._default_loc, self._default_origin = loc, origin
+        try:
+            yield
+        finally:
+            self._default_loc, self._default_origin = saved
+
+    # ---- queries ------------------------------------------------------------------------
+
+    def __getitem__(self, node_id: int) -> Node:
+        return self.nodes[node_id]
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def type(self, node_id: int) -> TensorType:
+        return self.nodes[node_id].type
+
+    def users(self, node_id: int) -> list[int]:
+        return sorted(self.dag.successors(node_id))
+
+    def const_value(self, node_id: int) -> Optional[np.ndarray]:
+        """The value of a ``const`` or ``zeros`` node, else None."""
+        node = self.nodes[node_id]
+        if node.op == "const":
+            return node.params["value"].array
+        if node.op == "zeros":
+            return np.zeros(node.type.shape, node.type.dtype)
+        return None
+
+    def live_nodes(self) -> list[int]:
+        """Ids of the nodes the outputs depend on, in topological order (iterative)."""
+        live = bytearray(len(self.nodes))
+        stack = list(self.outputs)
+        while stack:
+            node_id = stack.pop()
+            if not live[node_id]:
+                live[node_id] = 1
+                stack.extend(self.nodes[node_id].args)
+        for node_id in self.inputs:
+            live[node_id] = 1
+        return [i for i in range(len(self.nodes)) if live[i]]
+
+    # ---- checking and printing ----------------------------------------------------------
+
+    def verify(self) -> None:
+        """Check the invariants every pass must keep; raise AssertionError naming the broken one."""
+        assert self.dag.number_of_nodes() == len(self.nodes), "networkx nodes differ from node records"
+        for node_id, node in enumerate(self.nodes):
+            op = OPS.get(node.op)
+            assert op is not None, f"%{node_id}: unknown op {node.op!r}"
+            assert all(a < node_id for a in node.args), f"%{node_id}: operand defined after its user"
+            assert set(self.dag.predecessors(node_id)) == set(node.args), f"%{node_id}: edges do not match args"
+            inferred = op.infer([self.nodes[a].type for a in node.args], node.params)
+            assert inferred == node.type, f"%{node_id} {node.op}: type {node.type} but rule infers {inferred}"
+        assert nx.is_directed_acyclic_graph(self.dag), "graph has a cycle"
+        for i, node_id in enumerate(self.inputs):
+            assert self.nodes[node_id].op == "input", f"input {i} is not an input node"
+        assert len(self.output_names) == len(self.outputs), "output names do not match outputs"
+        for node_id in self.outputs:
+            assert 0 <= node_id < len(self.nodes), f"output %{node_id} does not exist"
+
+    def __str__(self) -> str:
+        from chainrule.ir.printer import format_graph
+
+        return format_graph(self)
+
+    def to_dot(self) -> str:
+        from chainrule.ir.printer import format_dot
+
+        return format_dot(self)

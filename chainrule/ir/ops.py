@@ -1,0 +1,139 @@
+"""The op table: everything about a primitive is declared once, in one ``Op`` record.
+
+An ``Op`` holds the primitive's shape/dtype rule, its NumPy lowering (a source
+template, which is also compiled into the eager implementation), its VJP rules
+(one per operand, written with ``chainrule.ir.builder`` values so they read like
+the textbook formula), its FLOP cost and, for elementwise ops, its SymPy
+definition. The entries live in ``elementwise.py`` and ``structural.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from chainrule.errors import ShapeError
+from chainrule.ir import npfuncs
+from chainrule.ir.types import TensorType
+
+# A VJP rule for one operand: (g, y, *operands, **attrs) -> cotangent of that operand,
+# where g is the output cotangent and y the op's own output (so tanh' = 1 - y**2 can reuse it).
+VjpRule = Callable[..., object]
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    kind: str  # "elementwise", "reduction", "matmul", "shape", "index", "source"
+    arity: Optional[int]  # None: variadic
+    infer: Callable[[list, dict], TensorType]
+    numpy: object  # str template "np.sin({0})" (attrs by name) or callable(arg_names, attrs) -> str
+    vjp: Optional[tuple] = None  # one rule (or None: no gradient) per operand; None: not differentiable
+    flops: Callable[[list, TensorType, dict], int] = lambda ins, out, attrs: 0
+    sympy: Optional[Callable] = None  # elementwise: the op's definition as a SymPy expression
+    derivative_note: str = ""  # a kink or domain convention, shown in docs and tests
+    interned: bool = True  # hash-consed: an identical (op, args, attrs) node is reused
+
+    @property
+    def is_elementwise(self) -> bool:
+        return self.kind == "elementwise"
+
+    def render(self, arg_names: list[str], attrs: dict) -> str:
+        """The NumPy expression computing this op from named operands."""
+        if callable(self.numpy):
+            return self.numpy(arg_names, attrs)
+        return self.numpy.format(*arg_names, **{k: repr(v) for k, v in attrs.items()})
+
+    def vjp_rule(self, operand_index: int):
+        """The VJP rule for one operand, or None when no gradient flows to it."""
+        if self.vjp is None:
+            return None
+        if callable(self.vjp):  # variadic ops build the rule for each operand position
+            return self.vjp(operand_index)
+        return self.vjp[operand_index]
+
+    def eager(self, *arrays, **attrs):
+        """Evaluate the op on concrete arrays through its NumPy lowering (one spelling of the op)."""
+        return _compiled_lowering(self.name, len(arrays), _freeze(attrs))(*arrays)
+
+
+OPS: dict[str, Op] = {}
+
+
+def register(op: Op) -> Op:
+    if op.name in OPS:
+        raise ValueError(f"op {op.name!r} registered twice")
+    OPS[op.name] = op
+    return op
+
+
+def _freeze(attrs: dict) -> tuple:
+    return tuple(sorted(attrs.items()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled_lowering(op_name: str, arity: int, frozen_attrs: tuple):
+    names = [f"a{i}" for i in range(arity)]
+    expr = OPS[op_name].render(names, dict(frozen_attrs))
+    return eval(f"lambda {', '.join(names)}: {expr}", npfuncs.NAMESPACE)
+
+
+# ---- shape and dtype rules shared by many ops -------------------------------------------
+
+
+def broadcast_shapes(*shapes: tuple) -> tuple:
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        listed = " and ".join(str(list(s)) for s in shapes)
+        raise ShapeError(f"shapes {listed} do not broadcast together") from None
+
+
+@functools.lru_cache(maxsize=None)
+def elementwise_dtype(op_name: str, dtypes: tuple) -> str:
+    """The dtype NumPy gives this op's result, found by running the lowering on empty arrays."""
+    empties = [np.empty(0, dtype=d) for d in dtypes]
+    with np.errstate(all="ignore"):
+        return np.asarray(OPS[op_name].eager(*empties)).dtype.name
+
+
+def infer_elementwise(op_name: str):
+    def infer(types: list, attrs: dict) -> TensorType:
+        shape = broadcast_shapes(*(t.shape for t in types))
+        return TensorType(shape, elementwise_dtype(op_name, tuple(t.dtype for t in types)))
+
+    return infer
+
+
+def elementwise_flops(per_element: int):
+    return lambda ins, out, attrs: per_element * out.size
+
+
+def reduced_shape(shape: tuple, axis: tuple, keepdims: bool) -> tuple:
+    if keepdims:
+        return tuple(1 if i in axis else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axis)
+
+
+def normalize_axis(axis, ndim: int) -> tuple:
+    """``axis`` as a sorted tuple of non-negative ints (None means every axis)."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = []
+    for a in axes:
+        a = int(a)
+        if not -ndim <= a < ndim:
+            raise ShapeError(f"axis {a} is out of bounds for an array of {ndim} dimensions")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"repeated axis in {axis}")
+    return tuple(sorted(out))
+
+
+def size_of(shape: tuple) -> int:
+    return math.prod(shape)

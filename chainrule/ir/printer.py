@@ -1,0 +1,86 @@
+"""Human-readable dumps of a Graph: the text format and Graphviz DOT."""
+
+from __future__ import annotations
+
+from chainrule.ir.types import TensorType
+
+_COMMENT_COLUMN = 52
+
+
+def operand_names(graph) -> dict[int, str]:
+    """How each node is referred to: inputs by their name, everything else as %id."""
+    return {node_id: graph[node_id].name for node_id in graph.inputs}
+
+
+def _format_attr_value(value) -> str:
+    if isinstance(value, tuple) and value and isinstance(value[0], tuple):
+        return "(" + ", ".join(":".join("" if v is None else str(v) for v in item[1:]) or item[0]
+                               for item in value) + ")"
+    return str(value)
+
+
+def format_node(graph, node_id: int, names: dict[int, str] | None = None) -> str:
+    names = names if names is not None else operand_names(graph)
+    node = graph[node_id]
+    params = node.params
+    if node.op == "const":
+        head = f"const {params['value']!r}"
+    elif node.op == "zeros":
+        head = "zeros"
+    else:
+        shown = {k: v for k, v in params.items() if k not in ("dtype",) or node.op == "cast"}
+        attrs = ", ".join(f"{k}={_format_attr_value(v)}" for k, v in shown.items())
+        head = node.op + (f"[{attrs}]" if attrs else "")
+        head += " " + ", ".join(names.get(a, f"%{a}") for a in node.args) if node.args else ""
+    line = f"  %{node_id}: {node.type} = {head}"
+    comment = _comment(graph, node)
+    if comment:
+        line = f"{line.ljust(_COMMENT_COLUMN)} # {comment}"
+    return line
+
+
+def _comment(graph, node) -> str:
+    parts = []
+    if node.name and node.op != "input":
+        parts.append(node.name)
+    if node.origin is not None:
+        parts.append(f"d {graph[node.origin].op} %{node.origin}")
+    if node.loc is not None:
+        parts.append(str(node.loc))
+    return ", ".join(parts)
+
+
+def format_graph(graph, node_ids=None) -> str:
+    """The whole function in the text format (see DESIGN, "The IR")."""
+    names = operand_names(graph)
+    signature = ", ".join(f"{graph[i].name}: {graph[i].type}" for i in graph.inputs)
+    results = ", ".join(str(graph.type(o)) for o in graph.outputs)
+    results = results if len(graph.outputs) == 1 else f"({results})"
+    lines = [f"def {graph.name}({signature}) -> {results}:"]
+    body = node_ids if node_ids is not None else range(len(graph))
+    lines += [format_node(graph, i, names) for i in body if graph[i].op != "input"]
+    returned = ", ".join(names.get(o, f"%{o}") for o in graph.outputs)
+    lines.append(f"  return {returned}")
+    return "\n".join(lines)
+
+
+def format_dot(graph) -> str:
+    """Graphviz DOT text: one box per node (op and type), edges labelled by operand position."""
+    lines = [f'digraph "{graph.name}" {{', "  rankdir=TB;", '  node [shape=box, fontname="monospace"];']
+    for node_id in graph.live_nodes():
+        node = graph[node_id]
+        label = node.name if node.op == "input" else f"%{node_id} {node.op}"
+        style = ', style=filled, fillcolor="#e8f0fe"' if node.op == "input" else ""
+        style = ', style=filled, fillcolor="#fdecea"' if node.origin is not None else style
+        lines.append(f'  n{node_id} [label="{label}\\n{node.type}"{style}];')
+        for position, arg in enumerate(node.args):
+            edge_label = f' [label="{position}"]' if len(node.args) > 1 else ""
+            lines.append(f"  n{arg} -> n{node_id}{edge_label};")
+    for position, out in enumerate(graph.outputs):
+        lines.append(f'  out{position} [label="{graph.output_names[position]}", shape=ellipse];')
+        lines.append(f"  n{out} -> out{position};")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+__all__ = ["format_graph", "format_node", "format_dot", "TensorType"]

@@ -1,0 +1,247 @@
+"""Non-elementwise primitives: sources, reductions, matmul, shape ops, indexing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from chainrule.errors import ShapeError
+from chainrule.ir.builder import F, expand_to, unbroadcast
+from chainrule.ir.ops import Op, normalize_axis, reduced_shape, register, size_of
+from chainrule.ir.types import TensorType
+
+# ---- sources -----------------------------------------------------------------------------
+
+register(Op("input", "source", 0, lambda types, a: TensorType(a["shape"], a["dtype"]),
+            lambda names, a: f"<input {a['index']}>", interned=False))
+register(Op("const", "source", 0,
+            lambda types, a: TensorType(a["value"].array.shape, a["value"].array.dtype),
+            lambda names, a: f"np.asarray({a['value'].array.tolist()!r}, np.{a['value'].array.dtype.name})"))
+register(Op("zeros", "source", 0, lambda types, a: TensorType(a["shape"], a["dtype"]),
+            lambda names, a: f"np.zeros({a['shape']!r}, np.{a['dtype']})"))
+
+# ---- reductions --------------------------------------------------------------------------
+
+
+def _infer_reduction(types, attrs):
+    (x,) = types
+    axis = normalize_axis(attrs["axis"], x.ndim)
+    if axis != tuple(attrs["axis"]):
+        raise ShapeError(f"reduction axis must be normalized, got {attrs['axis']}")
+    return TensorType(reduced_shape(x.shape, axis, attrs["keepdims"]), x.dtype)
+
+
+def _sum_rule(g, y, x, axis, keepdims):
+    return expand_to(g, reduced_shape(x.shape, axis, True), x.shape)
+
+
+def _extremum_rule(g, y, x, axis, keepdims):
+    # Ties share the gradient evenly, so the rule is symmetric and exact for the subgradient mean.
+    kept = reduced_shape(x.shape, axis, True)
+    hits = F.cast(F.eq(x, expand_to(y, kept, x.shape)), dtype=x.dtype)
+    count = F.sum(hits, axis=axis, keepdims=True)
+    return hits * expand_to(g, kept, x.shape) / F.broadcast_to(count, shape=x.shape)
+
+
+def _reduction_flops(ins, out, attrs):
+    return ins[0].size - out.size
+
+
+for _name, _rule in [("sum", _sum_rule), ("max", _extremum_rule), ("min", _extremum_rule)]:
+    register(Op(_name, "reduction", 1, _infer_reduction,
+                f"np.{_name}({{0}}, axis={{axis}}, keepdims={{keepdims}})",
+                vjp=(_rule,), flops=_reduction_flops))
+
+# ---- matmul ------------------------------------------------------------------------------
+
+
+def _infer_matmul(types, attrs):
+    a, b = types
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError(f"matmul needs arrays of at least 1 dimension, got shapes {list(a.shape)} and {list(b.shape)}")
+    a_shape = a.shape if a.ndim > 1 else (1,) + a.shape
+    b_shape = b.shape if b.ndim > 1 else b.shape + (1,)
+    if a_shape[-1] != b_shape[-2]:
+        raise ShapeError(
+            f"matmul of shapes {list(a.shape)} and {list(b.shape)}: inner dimensions differ "
+            f"({a_shape[-1]} != {b_shape[-2]})")
+    try:
+        batch = tuple(np.broadcast_shapes(a_shape[:-2], b_shape[:-2]))
+    except ValueError:
+        raise ShapeError(f"matmul of shapes {list(a.shape)} and {list(b.shape)}: batch dimensions do not broadcast") from None
+    shape = batch + (a_shape[-2],) * (a.ndim > 1) + (b_shape[-1],) * (b.ndim > 1)
+    return TensorType(shape, np.result_type(a.dtype, b.dtype).name)
+
+
+def _as_matrices(g, a, b):
+    """Operands and cotangent of a matmul with 1-D operands made 2-D, as NumPy does."""
+    a2 = a if a.ndim > 1 else F.reshape(a, shape=(1,) + a.shape)
+    b2 = b if b.ndim > 1 else F.reshape(b, shape=b.shape + (1,))
+    out_shape = tuple(np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])) + (a2.shape[-2], b2.shape[-1])
+    return F.reshape(g, shape=out_shape), a2, b2
+
+
+def _matmul_rule_a(g, y, a, b):
+    g2, a2, b2 = _as_matrices(g, a, b)
+    return F.reshape(unbroadcast(g2 @ b2.mT, a2.shape), shape=a.shape)
+
+
+def _matmul_rule_b(g, y, a, b):
+    g2, a2, b2 = _as_matrices(g, a, b)
+    return F.reshape(unbroadcast(a2.mT @ g2, b2.shape), shape=b.shape)
+
+
+def _matmul_flops(ins, out, attrs):
+    # N·M·T multiplications + (M−1)·N·T additions, as seed 000 counts a matmul.
+    inner = ins[0].shape[-1]
+    return out.size * inner + out.size * (inner - 1)
+
+
+register(Op("matmul", "matmul", 2, _infer_matmul, "{0} @ {1}",
+            vjp=(_matmul_rule_a, _matmul_rule_b), flops=_matmul_flops))
+
+# ---- shape ops ---------------------------------------------------------------------------
+
+
+def _infer_transpose(types, attrs):
+    (x,) = types
+    axes = tuple(attrs["axes"])
+    if sorted(axes) != list(range(x.ndim)):
+        raise ShapeError(f"transpose axes {axes} are not a permutation of the {x.ndim} axes of shape {list(x.shape)}")
+    return TensorType(tuple(x.shape[i] for i in axes), x.dtype)
+
+
+def _render_transpose(names, attrs):
+    if len(attrs["axes"]) == 2:
+        return f"{names[0]}.T"
+    return f"np.transpose({names[0]}, {attrs['axes']!r})"
+
+
+register(Op("transpose", "shape", 1, _infer_transpose, _render_transpose,
+            vjp=(lambda g, y, x, axes: F.transpose(g, axes=tuple(int(i) for i in np.argsort(axes))),)))
+
+
+def _infer_reshape(types, attrs):
+    (x,) = types
+    shape = tuple(attrs["shape"])
+    if size_of(shape) != x.size or any(d < 0 for d in shape):
+        raise ShapeError(f"cannot reshape an array of shape {list(x.shape)} into shape {list(shape)}")
+    return TensorType(shape, x.dtype)
+
+
+register(Op("reshape", "shape", 1, _infer_reshape, "np.reshape({0}, {shape})",
+            vjp=(lambda g, y, x, shape: F.reshape(g, shape=x.shape),)))
+
+
+def _infer_broadcast_to(types, attrs):
+    (x,) = types
+    shape = tuple(attrs["shape"])
+    try:
+        ok = tuple(np.broadcast_shapes(x.shape, shape)) == shape
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ShapeError(f"cannot broadcast shape {list(x.shape)} to shape {list(shape)}")
+    return TensorType(shape, x.dtype)
+
+
+register(Op("broadcast_to", "shape", 1, _infer_broadcast_to, "np.broadcast_to({0}, {shape})",
+            vjp=(lambda g, y, x, shape: unbroadcast(g, x.shape),)))
+
+
+def _infer_concatenate(types, attrs):
+    axis = attrs["axis"]
+    first = types[0]
+    for t in types[1:]:
+        if t.ndim != first.ndim or any(d1 != d2 for i, (d1, d2) in enumerate(zip(t.shape, first.shape)) if i != axis):
+            listed = ", ".join(str(list(t.shape)) for t in types)
+            raise ShapeError(f"cannot concatenate shapes {listed} along axis {axis}")
+    shape = list(first.shape)
+    shape[axis] = sum(t.shape[axis] for t in types)
+    return TensorType(tuple(shape), np.result_type(*(t.dtype for t in types)).name)
+
+
+def _concatenate_rule(operand_index):
+    def rule(g, y, *operands, axis):
+        start = sum(o.shape[axis] for o in operands[:operand_index])
+        stop = start + operands[operand_index].shape[axis]
+        index = tuple(("slice", None, None, None) if i != axis else ("slice", start, stop, None)
+                      for i in range(g.ndim))
+        return F.getitem(g, index=index)
+    return rule
+
+
+register(Op("concatenate", "shape", None, _infer_concatenate,
+            lambda names, a: f"np.concatenate(({', '.join(names)},), axis={a['axis']})",
+            vjp=_concatenate_rule))
+
+# ---- indexing ----------------------------------------------------------------------------
+# An index is a frozen template: ("slice", start, stop, step) | ("int", i) | ("none",) |
+# ("array", k), where array k is operand k+1 of the node (an integer array value).
+
+
+def _index_result_shape(shape, index, array_shapes):
+    from chainrule.ir.npfuncs import fill_index
+
+    dummy = np.lib.stride_tricks.as_strided(np.zeros(1), shape=shape, strides=(0,) * len(shape))
+    arrays = [np.zeros(s, dtype=np.intp) for s in array_shapes]
+    try:
+        return dummy[fill_index(index, arrays)].shape
+    except IndexError as error:
+        raise ShapeError(f"index {render_index(index, [f'i{k}' for k in range(len(arrays))])} "
+                         f"does not fit shape {list(shape)}: {error}") from None
+
+
+def _infer_getitem(types, attrs):
+    x, *arrays = types
+    for t in arrays:
+        if not np.issubdtype(np.dtype(t.dtype), np.integer):
+            raise ShapeError(f"array indices must be integers, got {t}")
+    return TensorType(_index_result_shape(x.shape, attrs["index"], [t.shape for t in arrays]), x.dtype)
+
+
+def render_index(index, array_names) -> str:
+    parts = []
+    for item in index:
+        if item[0] == "slice":
+            start, stop, step = (("" if v is None else str(v)) for v in item[1:])
+            parts.append(f"{start}:{stop}" + (f":{step}" if step else ""))
+        elif item[0] == "int":
+            parts.append(str(item[1]))
+        elif item[0] == "none":
+            parts.append("None")
+        else:
+            parts.append(array_names[item[1]])
+    return ", ".join(parts) if len(parts) != 1 else parts[0] + ("," if index[0][0] == "array" else "")
+
+
+def _is_basic(index) -> bool:
+    return all(item[0] != "array" for item in index)
+
+
+def _getitem_rule(g, y, x, *arrays, index):
+    return F.scatter_add(g, *arrays, index=index, shape=x.shape, dtype=x.dtype, unique=_is_basic(index))
+
+
+register(Op("getitem", "index", None, _infer_getitem,
+            lambda names, a: f"{names[0]}[{render_index(a['index'], names[1:])}]",
+            vjp=lambda operand_index: _getitem_rule if operand_index == 0 else None))
+
+
+def _infer_scatter_add(types, attrs):
+    values, *arrays = types
+    expected = _index_result_shape(attrs["shape"], attrs["index"], [t.shape for t in arrays])
+    if tuple(np.broadcast_shapes(values.shape, expected)) != tuple(expected):
+        raise ShapeError(f"scatter_add of shape {list(values.shape)} into index of shape {list(expected)}")
+    return TensorType(attrs["shape"], attrs["dtype"])
+
+
+def _render_scatter_add(names, a):
+    arrays = "".join(f", {n}" for n in names[1:])
+    return (f"scatter_add({names[0]}, {a['index']!r}, {a['shape']!r}, np.{a['dtype']}{arrays}, "
+            f"unique={a['unique']})")
+
+
+register(Op("scatter_add", "index", None, _infer_scatter_add, _render_scatter_add,
+            vjp=lambda operand_index: (lambda g, y, values, *arrays, index, shape, dtype, unique:
+                                       F.getitem(g, *arrays, index=index)) if operand_index == 0 else None,
+            flops=lambda ins, out, attrs: ins[0].size))
