@@ -11,6 +11,7 @@ import math
 import operator
 
 import numpy as np
+import scipy.special
 
 from chainrule.errors import ShapeError, TraceError, UnsupportedError
 from chainrule.frontends.source import location_of, user_frame
@@ -27,6 +28,7 @@ _UFUNC_OPS = {
     np.sqrt: "sqrt", np.sin: "sin", np.cos: "cos", np.tan: "tan", np.sinh: "sinh", np.cosh: "cosh",
     np.tanh: "tanh", np.arcsin: "arcsin", np.arccos: "arccos", np.arctan: "arctan",
     np.arcsinh: "arcsinh", np.arccosh: "arccosh", np.arctanh: "arctanh",
+    scipy.special.erf: "erf", scipy.special.expit: "sigmoid",
 }
 
 _LN2, _LN10 = math.log(2.0), math.log(10.0)
