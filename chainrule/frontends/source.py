@@ -15,9 +15,14 @@ _INTERNAL_DIRS = (os.path.dirname(chainrule.__file__) + os.sep, os.path.dirname(
 
 
 def user_frame(depth: int = 2):
-    """The innermost frame outside chainrule and NumPy: the line the user wrote."""
+    """The innermost frame outside chainrule and NumPy: the line the user wrote.
+
+    A chainrule module that sets ``__chainrule_user_code__ = True`` (the demo)
+    counts as user code.
+    """
     frame = sys._getframe(depth)
-    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_DIRS):
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_DIRS) \
+            and not frame.f_globals.get("__chainrule_user_code__"):
         frame = frame.f_back
     return frame
 

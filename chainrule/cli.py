@@ -1,0 +1,103 @@
+"""The ``chainrule`` command: ``chainrule demo``, ``chainrule gradcheck FILE.py:FUNC``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from chainrule.errors import ChainruleError
+
+# Seed 002's gradient-check verdicts.
+_PASS, _SUSPICIOUS = 1e-7, 1e-5
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="chainrule", description="A symbolic-plus-numeric differentiation compiler.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("demo", help="differentiate seed 002's worked example and show the generated code")
+    check = commands.add_parser("gradcheck", help="compare chainrule's gradient of FILE.py:FUNC with finite differences")
+    check.add_argument("target", help="FILE.py:FUNC; inputs come from example_args() in FILE.py or from --shape")
+    check.add_argument("--shape", action="append", default=[], metavar="NAME=DIMS",
+                       help="a random float64 input, e.g. --shape x=400x2 (one per argument, in order)")
+    check.add_argument("--argnums", default=None,
+                       help="comma-separated argument positions to check (default: every float argument)")
+    check.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            from chainrule import demo
+
+            demo.run()
+            return 0
+        return _gradcheck(args)
+    except ChainruleError as error:
+        print(f"chainrule: {error}", file=sys.stderr)
+        return 2
+
+
+def load_function(target: str):
+    """``path/to/file.py:func`` -> (the function, the module it lives in)."""
+    path_text, _, name = target.rpartition(":")
+    if not path_text or not name:
+        raise ChainruleError(f"expected FILE.py:FUNC, got {target!r}")
+    path = Path(path_text)
+    if not path.is_file():
+        raise ChainruleError(f"no such file: {path}")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent.resolve()))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ChainruleError(f"{path} has no function {name!r}")
+    return function, module
+
+
+def example_inputs(module, shapes: list[str], seed: int) -> tuple:
+    if shapes:
+        rng = np.random.default_rng(seed)
+        inputs = []
+        for option in shapes:
+            _, _, dims = option.partition("=")
+            try:
+                shape = tuple(int(d) for d in dims.split("x")) if dims else ()
+            except ValueError:
+                raise ChainruleError(f"--shape {option!r}: expected NAME=DIMS like x=400x2") from None
+            inputs.append(rng.standard_normal(shape))
+        return tuple(inputs)
+    if hasattr(module, "example_args"):
+        return tuple(module.example_args())
+    raise ChainruleError("give the inputs: define example_args() in the file or pass --shape NAME=DIMS per argument")
+
+
+def _gradcheck(args) -> int:
+    import chainrule as cr
+    from chainrule.frontends.pytree import flatten
+
+    function, module = load_function(args.target)
+    inputs = example_inputs(module, args.shape, args.seed)
+    if args.argnums is not None:
+        argnums = [int(a) for a in args.argnums.split(",")]
+    else:
+        argnums = [i for i, a in enumerate(inputs)
+                   if any(isinstance(leaf, float) or np.asarray(leaf).dtype.kind == "f" for leaf in flatten(a)[0])]
+    worst = 0.0
+    print(f"{'argument':<12}{'relative difference':>22}  verdict")
+    for argnum in argnums:
+        difference = cr.check_grad(function, *inputs, argnums=argnum)
+        worst = max(worst, difference)
+        print(f"{argnum:<12}{difference:>22.3e}  {_verdict(difference)}")
+    return 0 if worst < _SUSPICIOUS else 1
+
+
+def _verdict(difference: float) -> str:
+    if difference < _PASS:
+        return "PASSED"
+    return "SUSPICIOUS" if difference < _SUSPICIOUS else "FAILED"
