@@ -12,10 +12,11 @@ def operand_names(graph) -> dict[int, str]:
     return {node_id: graph[node_id].name for node_id in graph.inputs}
 
 
-def _format_attr_value(value) -> str:
-    if isinstance(value, tuple) and value and isinstance(value[0], tuple):
-        return "(" + ", ".join(":".join("" if v is None else str(v) for v in item[1:]) or item[0]
-                               for item in value) + ")"
+def _format_attr_value(key, value, node, names) -> str:
+    if key == "index":
+        from chainrule.ir.structural import render_index
+
+        return "[" + render_index(value, [names.get(a, f"%{a}") for a in node.args[1:]]) + "]"
     return str(value)
 
 
@@ -29,7 +30,7 @@ def format_node(graph, node_id: int, names: dict[int, str] | None = None) -> str
         head = "zeros"
     else:
         shown = {k: v for k, v in params.items() if k not in ("dtype",) or node.op == "cast"}
-        attrs = ", ".join(f"{k}={_format_attr_value(v)}" for k, v in shown.items())
+        attrs = ", ".join(f"{k}={_format_attr_value(k, v, node, names)}" for k, v in shown.items())
         head = node.op + (f"[{attrs}]" if attrs else "")
         head += " " + ", ".join(names.get(a, f"%{a}") for a in node.args) if node.args else ""
     line = f"  %{node_id}: {node.type} = {head}"
