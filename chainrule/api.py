@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -11,7 +11,7 @@ from chainrule.backends.numpy_backend import NumpyKernel, compile_graph
 from chainrule.compiler import pipeline
 from chainrule.errors import ArgumentError, ChainruleError, OutputError, UnsupportedError
 from chainrule.frontends.pytree import flatten, unflatten
-from chainrule.frontends.trace import ArgsSpec, describe_args, trace_graph
+from chainrule.frontends.trace import ArgsSpec, call_key, describe_args, trace_graph
 from chainrule.frontends.tracer import Tracer, operation
 from chainrule.ir import Graph, Value
 
@@ -20,13 +20,35 @@ _CHECKPOINT_POLICIES = ("all",)
 
 
 class _Specialization:
-    """One compiled signature: the stages' graphs, the kernel, how to rebuild outputs."""
+    """One compiled signature: the stages' graphs, the kernel, how to rebuild outputs.
 
-    def __init__(self, compilation: pipeline.Compilation, kernel: NumpyKernel, out_treedef, spec: ArgsSpec):
+    ``traced_leaves`` are the positions, among the flat leaves of the arguments,
+    of the kernel's inputs; ``gradient_trees`` holds, for each differentiated
+    argument in positional order, its leaf count, a function rebuilding its
+    structure, and one converter per leaf (None where the kernel's output
+    already has the input's type). Both are worked out once here, so a call
+    does no more than index, call and rebuild.
+    """
+
+    def __init__(self, compilation: pipeline.Compilation, kernel: NumpyKernel, out_treedef, spec: ArgsSpec,
+                 differentiated: tuple):
         self.compilation = compilation
         self.kernel = kernel
         self.out_treedef = out_treedef
         self.spec = spec
+        self.build_outputs = _builder(out_treedef)
+        self.traced_leaves = tuple(i for i, s in enumerate(spec.leaves) if s.traced)
+        self.gradient_trees = []
+        start = 0
+        for position, treedef in enumerate(spec.treedefs):
+            count = treedef.num_leaves
+            if position in differentiated:
+                converters = tuple(_gradient_converter(s) for s in spec.leaves[start:start + count])
+                self.gradient_trees.append((count, _builder(treedef), converters if any(converters) else None))
+            start += count
+        # The kernel returns gradients in argument order; argnums=(1, 0) wants them in its own order.
+        in_argument_order = sorted(set(differentiated))
+        self.gradient_order = tuple(in_argument_order.index(p) for p in differentiated)
 
 
 class Compiled:
@@ -56,7 +78,11 @@ class Compiled:
             raise ArgumentError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
         self.backend = backend
         self._cache: dict[ArgsSpec, _Specialization] = {}
-        functools.update_wrapper(self, fn)
+        # call_key -> (the same specialization, which leaves are its inputs, which of those need np.asarray)
+        self._by_key: dict[tuple, tuple] = {}
+        self._positions: dict[int, tuple] = {}  # argument count -> differentiated positions
+        # updated=(): wrapping another Compiled must not copy its __dict__ (cache, transform) over ours
+        functools.update_wrapper(self, fn, updated=())
 
     @property
     def _differentiates(self) -> bool:
@@ -67,12 +93,21 @@ class Compiled:
 
     # ---- compiling --------------------------------------------------------------------------
 
+    def _differentiated(self, count: int) -> tuple:
+        """The differentiated argument positions for a call with ``count`` arguments."""
+        positions = self._positions.get(count)
+        if positions is None:
+            if self._differentiates:
+                for argnum in self._argnum_tuple:
+                    if not -count <= argnum < count:
+                        raise ArgumentError(f"argnums={self.argnums!r} but {self.__name__} was called with "
+                                            f"{count} arguments")
+            positions = tuple(a % count for a in self._argnum_tuple) if self._differentiates else ()
+            self._positions[count] = positions
+        return positions
+
     def _specialize(self, args: tuple) -> tuple[_Specialization, list]:
-        differentiated = self._argnum_tuple if self._differentiates else ()
-        for argnum in differentiated:
-            if not -len(args) <= argnum < len(args):
-                raise ArgumentError(f"argnums={self.argnums!r} but {self.__name__} was called with {len(args)} arguments")
-        differentiated = tuple(a % len(args) for a in differentiated)
+        differentiated = self._differentiated(len(args))
         spec, leaves = describe_args(self.fn, args, differentiated)
         entry = self._cache.get(spec)
         if entry is None:
@@ -90,14 +125,34 @@ class Compiled:
                    if owner in differentiated and spec.leaves[i].traced]
         compilation = pipeline.run(traced, wrt)
         kernel = compile_graph(compilation.final, f"{traced.name}_{self.transform}")
-        return _Specialization(compilation, kernel, out_treedef, spec)
+        return _Specialization(compilation, kernel, out_treedef, spec, differentiated)
 
     # ---- calling ----------------------------------------------------------------------------
 
     def __call__(self, *args):
+        # The fast path: a cheap key of the arguments (structure, shapes, dtypes, static values)
+        # finds the specialization without building an ArgsSpec; a first call, a traced
+        # argument or an unhashable static value takes _specialize's path.
+        found = call_key(args, self._differentiated(len(args)))
+        if found is not None:
+            key, leaves = found
+            try:
+                hit = self._by_key.get(key)
+            except TypeError:  # an unhashable static value: describe_args says what is wrong
+                hit, found = None, None
+            if hit is not None:
+                entry, picks, converts = hit
+                inputs = leaves if picks is None else [leaves[i] for i in picks]
+                for index in converts:
+                    inputs[index] = np.asarray(inputs[index])
+                return self._results(entry, entry.kernel.fn(*inputs))
         entry, leaves = self._specialize(args)
-        spec = entry.spec
-        traced_leaves = [leaf for leaf, s in zip(leaves, spec.leaves) if s.traced]
+        traced_leaves = [leaves[i] for i in entry.traced_leaves]
+        if found is not None:
+            # The key fixes every leaf's class, so which inputs need np.asarray is known now.
+            picks = None if entry.traced_leaves == tuple(range(len(leaves))) else entry.traced_leaves
+            converts = tuple(i for i, leaf in enumerate(traced_leaves) if type(leaf) is not np.ndarray)
+            self._by_key[found[0]] = (entry, picks, converts)
         if any(isinstance(leaf, Tracer) for leaf in traced_leaves):
             outputs = _inline(entry.compilation.final, traced_leaves)
         else:
@@ -105,26 +160,20 @@ class Compiled:
         return self._results(entry, outputs)
 
     def _results(self, entry: _Specialization, outputs):
-        out_count = entry.out_treedef.num_leaves
         if not self._differentiates:
-            return unflatten(entry.out_treedef, list(outputs))
-        value = outputs[0]
-        gradients = iter(outputs[out_count:])
+            return entry.build_outputs(outputs)
+        gradients = outputs[entry.out_treedef.num_leaves:]
         per_arg, start = [], 0
-        spec = entry.spec
-        for position, treedef in enumerate(spec.treedefs):
-            count = treedef.num_leaves
-            if position in self._argnum_positions(len(spec.treedefs)):
-                leaf_specs = spec.leaves[start:start + count]
-                per_arg.append(unflatten(treedef, [_like_input(next(gradients), s) for s in leaf_specs]))
+        for count, build, converters in entry.gradient_trees:
+            leaves = gradients[start:start + count]
             start += count
-        grads = per_arg[0] if isinstance(self.argnums, int) else tuple(per_arg)
+            if converters is not None:
+                leaves = [c(g) if c is not None else g for c, g in zip(converters, leaves)]
+            per_arg.append(build(leaves))
+        grads = per_arg[0] if isinstance(self.argnums, int) else tuple(per_arg[i] for i in entry.gradient_order)
         if self.transform == "grad":
             return grads
-        return _like_output(value), grads
-
-    def _argnum_positions(self, count: int) -> tuple:
-        return tuple(a % count for a in self._argnum_tuple)
+        return outputs[0], grads
 
     # ---- looking inside ---------------------------------------------------------------------
 
@@ -158,16 +207,30 @@ def _check_scalar_output(graph: Graph) -> None:
         raise OutputError(f"grad needs a float output; {graph.name} returned {out_type}")
 
 
-def _like_input(gradient, spec) -> Any:
+def _gradient_converter(spec) -> Optional[Callable]:
+    """What makes a kernel output look like the input leaf it is the gradient of, or None for nothing."""
+    if not spec.traced:
+        return None
     if spec.python_float:
-        return float(gradient)
+        return float
     if spec.scalar:
-        return np.dtype(spec.type.dtype).type(gradient)
-    return np.asarray(gradient, dtype=spec.type.dtype) if isinstance(gradient, np.generic) else gradient
+        return np.dtype(spec.type.dtype).type
+    if spec.type.ndim == 0:  # NumPy returns a 0-d result as a scalar; the input was a 0-d array
+        dtype = spec.type.dtype
+        return lambda gradient: np.asarray(gradient, dtype=dtype) if isinstance(gradient, np.generic) else gradient
+    return None  # an array of ndim > 0 comes out of NumPy as an array of its type
 
 
-def _like_output(value):
-    return value
+def _builder(treedef) -> Callable[[Sequence], Any]:
+    """``unflatten`` for one structure, with the common flat ones (an array, a dict or list of arrays) direct."""
+    if treedef.kind == "leaf":
+        return lambda leaves: leaves[0]
+    if all(child.kind == "leaf" for child in treedef.children):
+        keys = treedef.keys
+        flat = {"dict": lambda leaves: dict(zip(keys, leaves)), "list": list, "tuple": tuple}.get(treedef.kind)
+        if flat is not None:
+            return flat
+    return lambda leaves: unflatten(treedef, list(leaves))
 
 
 def _inline(graph: Graph, leaves: list) -> list:

@@ -220,6 +220,25 @@ def _swapaxes(a, axis1, axis2):
     return _transpose(a, axes)
 
 
+def _moveaxis(a, source, destination):
+    # NumPy's own construction: the unmoved axes in order, each moved axis inserted at its destination
+    ndim = _ndim(a)
+    source, destination = _axis_list(source, ndim), _axis_list(destination, ndim)
+    if len(source) != len(destination):
+        raise ShapeError("np.moveaxis: `source` and `destination` must have the same number of elements", _here())
+    order = [i for i in range(ndim) if i not in source]
+    for dest, src in sorted(zip(destination, source)):
+        order.insert(dest, src)
+    return _transpose(a, order)
+
+
+def _axis_list(axis, ndim) -> list:
+    """``axis`` (an int or a sequence) as non-negative ints in the order given, bounds-checked."""
+    axes = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
+    _axes(axes, ndim)  # raises on an out-of-bounds or repeated axis
+    return [int(i) % ndim for i in axes]
+
+
 def _reshape(a, shape=None, order="C", *, newshape=None, copy=None):
     if order != "C":
         _unsupported(f"reshape with order={order!r}")
@@ -325,7 +344,7 @@ _FUNCTIONS = {
     np.sum: _reducer("sum"), np.mean: _mean, np.var: _var, np.std: _std,
     np.max: _extremum("max"), np.amax: _extremum("max"), np.min: _extremum("min"), np.amin: _extremum("min"),
     np.dot: _dot, np.outer: _outer, np.linalg.norm: _norm,
-    np.transpose: _transpose, np.swapaxes: _swapaxes, np.reshape: _reshape, np.ravel: _ravel,
+    np.transpose: _transpose, np.swapaxes: _swapaxes, np.moveaxis: _moveaxis, np.reshape: _reshape, np.ravel: _ravel,
     np.squeeze: _squeeze, np.expand_dims: _expand_dims, np.broadcast_to: _broadcast_to,
     np.concatenate: _concatenate, np.stack: _stack, np.hstack: _hstack, np.vstack: _vstack,
     np.atleast_1d: _atleast_1d, np.atleast_2d: _atleast_2d,
@@ -373,7 +392,8 @@ def getitem(x: Tracer, key):
         elif isinstance(k, Tracer) or isinstance(k, (list, np.ndarray)):
             kind = k.dtype.kind if isinstance(k, (Tracer, np.ndarray)) else np.asarray(k).dtype.kind
             if kind == "b":
-                _unsupported("boolean-mask indexing (its shape depends on the data); use np.where(mask, x, 0)")
+                raise UnsupportedError("boolean-mask indexing is not supported on traced values: the result's "
+                                       "shape depends on the data. Use np.where(mask, x, 0) instead", _here())
             if kind not in "iu":
                 raise TraceError(f"array indices must be integers, got {k.dtype if hasattr(k, 'dtype') else 'a list of floats'}", _here())
             items.append(("array", len(arrays)))

@@ -5,33 +5,77 @@ Dict keys keep the caller's order, so gradients come back looking like the param
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TreeDef:
-    """The structure of a pytree with its leaves taken out. Hashable, so it can key a cache."""
+    """The structure of a pytree with its leaves taken out. Hashable, so it can key a cache.
+
+    Leaf count and hash are computed once, from the children's, when a node is
+    built (children first), and equality and printing walk with a stack: a tree
+    nested thousands deep never recurses.
+    """
 
     kind: str  # "leaf", "dict", "list", "tuple", "none"
     keys: tuple = ()
     children: tuple = ()
+    _num_leaves: int = field(init=False, repr=False)
+    _hash: int = field(init=False, repr=False)
+
+    def __post_init__(self):
+        count = 1 if self.kind == "leaf" else sum(child._num_leaves for child in self.children)
+        object.__setattr__(self, "_num_leaves", count)
+        object.__setattr__(self, "_hash", hash((self.kind, self.keys, tuple(c._hash for c in self.children))))
 
     @property
     def num_leaves(self) -> int:
-        if self.kind == "leaf":
-            return 1
-        return sum(child.num_leaves for child in self.children)
+        return self._num_leaves
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, TreeDef):
+            return NotImplemented
+        stack = [(self, other)]
+        while stack:
+            a, b = stack.pop()
+            if a is b:
+                continue
+            if (a._hash != b._hash or a.kind != b.kind or a.keys != b.keys
+                    or len(a.children) != len(b.children)):
+                return False
+            stack.extend(zip(a.children, b.children))
+        return True
 
     def __str__(self) -> str:
-        if self.kind == "leaf":
-            return "*"
-        if self.kind == "none":
-            return "None"
-        if self.kind == "dict":
-            return "{" + ", ".join(f"{k!r}: {c}" for k, c in zip(self.keys, self.children)) + "}"
-        inner = ", ".join(str(c) for c in self.children)
-        return f"[{inner}]" if self.kind == "list" else f"({inner}{',' if len(self.children) == 1 else ''})"
+        parts: list = []
+        stack: list = [self]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                parts.append(item)
+            elif item.kind == "leaf":
+                parts.append("*")
+            elif item.kind == "none":
+                parts.append("None")
+            else:
+                opening, closing = {"dict": ("{", "}"), "list": ("[", "]"), "tuple": ("(", ")")}[item.kind]
+                pieces: list = [opening]
+                for index, child in enumerate(item.children):
+                    pieces.append(", " if index else "")
+                    pieces.append(f"{item.keys[index]!r}: " if item.kind == "dict" else "")
+                    pieces.append(child)
+                if item.kind == "tuple" and len(item.children) == 1:
+                    pieces.append(",")
+                pieces.append(closing)
+                stack.extend(reversed(pieces))
+        return "".join(parts)
+
+    def __repr__(self) -> str:
+        return f"TreeDef({self})"
 
 
 _LEAF = TreeDef("leaf")

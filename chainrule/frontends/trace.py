@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -35,11 +36,28 @@ class ArgsSpec:
     arg_of_leaf: tuple[int, ...]
 
 
-def argument_names(fn: Callable, count: int) -> list[str]:
+# fn -> its parameters; inspect.signature costs tens of microseconds, too much to pay per call.
+_PARAMETERS: "weakref.WeakKeyDictionary[Callable, list]" = weakref.WeakKeyDictionary()
+
+
+def _parameters(fn: Callable) -> list:
+    try:
+        return _PARAMETERS[fn]
+    except (KeyError, TypeError):  # TypeError: fn cannot be weakly referenced or hashed
+        pass
     try:
         parameters = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
         parameters = []
+    try:
+        _PARAMETERS[fn] = parameters
+    except TypeError:
+        pass
+    return parameters
+
+
+def argument_names(fn: Callable, count: int) -> list[str]:
+    parameters = _parameters(fn)
     names = []
     for i in range(count):
         if i < len(parameters) and parameters[i].kind in (parameters[i].POSITIONAL_ONLY, parameters[i].POSITIONAL_OR_KEYWORD):
@@ -64,6 +82,57 @@ def describe_args(fn: Callable, args: Sequence, differentiated: Sequence[int]) -
             owners.append(position)
             all_leaves.append(leaf)
     return ArgsSpec(tuple(treedefs), tuple(specs), tuple(paths), tuple(owners)), all_leaves
+
+
+# Structure tokens of call_key: identity-hashed markers that no leaf's token can equal.
+_DICT, _LIST, _TUPLE, _NONE = (object() for _ in range(4))
+
+
+def call_key(args: Sequence, differentiated: Sequence[int]) -> tuple[tuple, list] | None:
+    """A cheap hashable key for ``args`` and their leaves, or None when only describe_args can tell.
+
+    Equal keys mean equal ``describe_args`` specs: the key holds the pytree
+    structure (flattened the way ``pytree.flatten`` does, as a prefix-coded token
+    list), each array's class, shape and dtype, and each static value, but no
+    paths or TensorTypes, which take far longer to build than a small kernel
+    takes to run. None for a traced value (a Tracer: grad of grad) so the caller
+    takes the slow path; an unhashable static value fails when the key is hashed.
+    """
+    tokens: list = [len(args)]
+    leaves: list = []
+    token, leaf = tokens.append, leaves.append
+    ndarray = np.ndarray
+    for position, arg in enumerate(args):
+        wrt = position in differentiated
+        stack = [arg]
+        pop, push = stack.pop, stack.extend
+        while stack:
+            node = pop()
+            cls = type(node)
+            if cls is ndarray or isinstance(node, ndarray):
+                token((cls, node.shape, node.dtype))
+                leaf(node)
+            elif isinstance(node, dict):
+                keys = tuple(node)
+                token((_DICT, keys))
+                push(reversed(node.values()) if cls is dict else [node[key] for key in reversed(keys)])
+            elif isinstance(node, list) or isinstance(node, tuple) and not hasattr(node, "_fields"):
+                # (namedtuples are leaves, as in pytree.flatten)
+                token((_LIST if isinstance(node, list) else _TUPLE, len(node)))
+                push(reversed(node))
+            elif node is None:
+                token(_NONE)
+            elif isinstance(node, Tracer):
+                return None
+            else:
+                if isinstance(node, np.generic) and not isinstance(node, (np.str_, np.bytes_)):
+                    token((cls,))  # the class fixes the dtype; the value is an input
+                elif wrt and isinstance(node, float):
+                    token((cls,))  # a differentiated Python float is an input too
+                else:
+                    token((cls, node))  # a static value: compiled in
+                leaf(node)
+    return tuple(tokens), leaves
 
 
 def _leaf_spec(leaf, path: str, differentiated: bool, position: int) -> LeafSpec:

@@ -1,9 +1,11 @@
 """Rewrites applied as a node is built, so that no graph ever holds the trivial forms.
 
 Only rewrites that are exact for every input, NaN and inf included, belong here:
-scalar constant folding and the identities x*1, x/1, x+0, x-0 when they do not
-change the result's type. Rewrites that need judgement (x*0, reassociation,
-stability rewrites) are the simplify pass's business.
+scalar constant folding (shape ops on one-element constants too), the
+identities x*1, x/1, x+0, x-0 when they do not change the result's type, and
+dropping a broadcast_to that NumPy's own broadcasting would do anyway (the
+backward pass of a sum makes many: ``broadcast_to(g) * y``). Rewrites that need
+judgement (x*0, reassociation, stability rewrites) are the simplify pass's business.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ _NO_OP_WHEN_TYPE_KEPT = {"reshape", "broadcast_to", "transpose", "sum", "max", "
 
 _FOLD_MAX_SIZE = 1  # folding big constants is the fold pass's job, not construction's
 
+# Non-elementwise ops whose operand 0 NumPy broadcasts to the shape they need (scatter_add's values).
+_BROADCASTS_OPERAND_0 = {"scatter_add"}
+
 
 def rewrite(graph, op: str, args: tuple, attrs: dict, out_type) -> Optional[int]:
     """An existing or simpler node equal to ``op(args)``, or None to build it as asked."""
@@ -35,6 +40,12 @@ def rewrite(graph, op: str, args: tuple, attrs: dict, out_type) -> Optional[int]
     if op in _NO_OP_WHEN_TYPE_KEPT and graph.type(args[0]) == out_type \
             and (op != "transpose" or tuple(attrs["axes"]) == tuple(range(out_type.ndim))):
         return args[0]
+    if definition.kind == "shape" and out_type.size <= _FOLD_MAX_SIZE and args \
+            and all(graph[a].op == "const" for a in args):
+        value = definition.eager(*(graph.const_value(a) for a in args), **attrs)
+        return graph.const(np.asarray(value, dtype=out_type.dtype).reshape(out_type.shape))
+    if op in _BROADCASTS_OPERAND_0 and graph[args[0]].op == "broadcast_to":
+        return graph.add(op, (graph[args[0]].args[0],) + tuple(args[1:]), attrs)
     if not definition.is_elementwise or not args:
         return None
     constants = [graph.const_value(a) if graph.type(a).size <= _FOLD_MAX_SIZE else None for a in args]
@@ -42,6 +53,9 @@ def rewrite(graph, op: str, args: tuple, attrs: dict, out_type) -> Optional[int]
         with np.errstate(all="ignore"):
             value = np.asarray(definition.eager(*constants, **attrs), dtype=out_type.dtype)
         return graph.const(value.reshape(out_type.shape))
+    narrowed = _without_implied_broadcasts(graph, args, out_type)
+    if narrowed is not None:
+        return graph.add(op, narrowed, attrs)
     for position, (neutral, kept) in _IDENTITY_OPERAND.get(op, {}).items():
         c = constants[position]
         is_neutral = (c is not None and np.all(c == neutral)) or \
@@ -49,3 +63,17 @@ def rewrite(graph, op: str, args: tuple, attrs: dict, out_type) -> Optional[int]
         if is_neutral and graph.type(args[kept]) == out_type:
             return args[kept]
     return None
+
+
+def _without_implied_broadcasts(graph, args: tuple, out_type) -> Optional[tuple]:
+    """``args`` with each ``broadcast_to(x)`` replaced by ``x`` where NumPy's broadcasting among the
+    operands still gives the result's shape, or None when there is none to drop."""
+    narrowed, changed = list(args), False
+    for position, arg in enumerate(args):
+        node = graph[arg]
+        if node.op != "broadcast_to":
+            continue
+        candidate = narrowed[:position] + [node.args[0]] + narrowed[position + 1:]
+        if np.broadcast_shapes(*(graph.type(a).shape for a in candidate)) == out_type.shape:
+            narrowed, changed = candidate, True
+    return tuple(narrowed) if changed else None

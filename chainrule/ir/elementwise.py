@@ -111,7 +111,8 @@ _elementwise("clip", 3, lambda x, lo, hi: sp.Min(sp.Max(x, lo), hi), "np.clip({0
 # ---- dtype conversion (elementwise, but its type comes from its attribute) ----------------
 
 def _cast_rule(g, y, x, dtype):
-    return F.cast(g, dtype=x.dtype) if x.type.is_float else None
+    # A cast to bool or int is piecewise constant: no gradient, like comparisons.
+    return F.cast(g, dtype=x.dtype) if x.type.is_float and y.type.is_float else None
 
 
 register(Op("cast", "elementwise", 1,

@@ -117,18 +117,23 @@ class Graph:
             raise ChainruleError(f"{op} takes {definition.arity} operands, got {len(args)}", loc)
         try:
             out_type = definition.infer([self.nodes[a].type for a in args], dict(frozen))
-            simpler = canonical.rewrite(self, op, args, dict(frozen), out_type)
+            # nodes a rewrite builds carry this node's source line and origin
+            with self.attribution(loc, origin if origin is not None else self._default_origin):
+                simpler = canonical.rewrite(self, op, args, dict(frozen), out_type)
         except ChainruleError as error:
             raise error.at(loc) from None
         if simpler is not None:
             return simpler
+        return self._append(Node(op, args, frozen, out_type, loc, name,
+                                 origin if origin is not None else self._default_origin), definition.interned)
+
+    def _append(self, node: Node, interned: bool) -> int:
         node_id = len(self.nodes)
-        self.nodes.append(Node(op, args, frozen, out_type, loc, name,
-                               origin if origin is not None else self._default_origin))
+        self.nodes.append(node)
         self.dag.add_node(node_id)
-        self.dag.add_edges_from((a, node_id) for a in set(args))
-        if definition.interned:
-            self._interned[key] = node_id
+        self.dag.add_edges_from((a, node_id) for a in set(node.args))
+        if interned:
+            self._interned[(node.op, node.args, node.attrs)] = node_id
         return node_id
 
     def add_input(self, type: TensorType, name: str, loc: Optional[Loc] = None) -> int:
@@ -145,19 +150,26 @@ class Graph:
         """The symbolic zero of ``type``: an explicit value that DCE and rewrites understand."""
         return self.add("zeros", (), {"shape": type.shape, "dtype": type.dtype})
 
-    def transplant(self, source: "Graph", node_ids: Iterable[int], mapping: dict[int, int]) -> dict[int, int]:
+    def transplant(self, source: "Graph", node_ids: Iterable[int], mapping: dict[int, int],
+                   verbatim: bool = False) -> dict[int, int]:
         """Copy ``source``'s nodes ``node_ids`` (topological order) into this graph.
 
         ``mapping`` maps source ids to ids here and must already cover the
         operands that are not copied (inputs, typically); it is extended and
         returned. Copies go through ``add``, so they are hash-consed and
-        canonicalized like any new node.
+        canonicalized like any new node — unless ``verbatim``: then each node is
+        appended as it is, without re-inferring its type (for passes that only
+        drop nodes, such as DCE, where that work would be repeated for nothing).
         """
         for node_id in node_ids:
             node = source[node_id]
-            mapping[node_id] = self.add(
-                node.op, [mapping[a] for a in node.args], node.params, loc=node.loc,
-                name=node.name, origin=mapping.get(node.origin) if node.origin is not None else None)
+            args = tuple(mapping[a] for a in node.args)
+            origin = mapping.get(node.origin) if node.origin is not None else None
+            if verbatim:
+                copy = Node(node.op, args, node.attrs, node.type, node.loc, node.name, origin)
+                mapping[node_id] = self._append(copy, OPS[node.op].interned)
+            else:
+                mapping[node_id] = self.add(node.op, args, node.params, loc=node.loc, name=node.name, origin=origin)
         return mapping
 
     def set_outputs(self, ids: Iterable[int], names: Optional[Iterable[str]] = None) -> None:

@@ -48,7 +48,8 @@ def _reduction_flops(ins, out, attrs):
 
 for _name, _rule in [("sum", _sum_rule), ("max", _extremum_rule), ("min", _extremum_rule)]:
     register(Op(_name, "reduction", 1, _infer_reduction,
-                f"np.{_name}({{0}}, axis={{axis}}, keepdims={{keepdims}})",
+                # the method, not np.sum: the same reduction without np.sum's ~1 us of dispatch
+                f"{{0}}.{_name}(axis={{axis}}, keepdims={{keepdims}})",
                 vjp=(_rule,), flops=_reduction_flops))
 
 # ---- matmul ------------------------------------------------------------------------------
@@ -128,7 +129,7 @@ def _infer_reshape(types, attrs):
     return TensorType(shape, x.dtype)
 
 
-register(Op("reshape", "shape", 1, _infer_reshape, "np.reshape({0}, {shape})",
+register(Op("reshape", "shape", 1, _infer_reshape, "{0}.reshape({shape})",
             vjp=(lambda g, y, x, shape: F.reshape(g, shape=x.shape),)))
 
 

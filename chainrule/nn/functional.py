@@ -18,6 +18,7 @@ from chainrule.ir.ops import OPS
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
+_LOG_FLOOR = math.exp(-100.0)
 
 
 def _primitive(op_name: str, doc: str):
@@ -85,7 +86,9 @@ def softmax(x, axis: int = -1):
 
 def log_softmax(x, axis: int = -1):
     """x - logsumexp(x): the log of softmax without its underflow."""
-    return x - logsumexp(x, axis=axis, keepdims=True)
+    # (x - m) - log(sum(exp(x - m))) is exact at large |x|; x - (m + log(...)) rounds m away
+    shifted = x - stop_gradient(np.max(x, axis=axis, keepdims=True))
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
 def mse(prediction, target):
@@ -104,8 +107,10 @@ def binary_cross_entropy(prediction, target, *, from_logits: bool = False):
     """
     if from_logits:
         return np.mean(softplus(prediction) - target * prediction)
-    log_p = np.maximum(np.log(prediction), -100.0)
-    log_not_p = np.maximum(np.log(1.0 - prediction), -100.0)
+    # log(max(p, e**-100)) rather than max(log p, -100): at p = 0 the clamp then stops the
+    # gradient before log's rule divides by zero, so a perfect prediction has a finite gradient.
+    log_p = np.log(np.maximum(prediction, _LOG_FLOOR))
+    log_not_p = np.log(np.maximum(1.0 - prediction, _LOG_FLOOR))
     return -np.mean(target * log_p + (1.0 - target) * log_not_p)
 
 
