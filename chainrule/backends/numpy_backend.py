@@ -80,11 +80,11 @@ def generate_source(graph: Graph, function_name: str | None = None) -> tuple[str
         value_names[input_id] = names.fresh(graph[input_id].name or f"in{input_id}")
     header = f"def {_identifier(function_name or graph.name)}({', '.join(value_names[i] for i in graph.inputs)}):"
     statements: list[tuple[str, frozenset]] = []  # each line and the local arrays it reads
-    used = _use_counts(graph)
+    live = set(graph.live_nodes())
     outputs = set(graph.outputs)
     for node_id in range(len(graph)):
         node = graph[node_id]
-        if node.op == "input" or not used[node_id]:
+        if node.op == "input" or node_id not in live:
             continue
         if node.op == "const":
             literal = _scalar_literal(graph, node_id)
@@ -171,14 +171,6 @@ def _special_form(graph: Graph, node, operands: list[str]) -> str | None:
                 and graph.type(x) == node.type:
             return f"where_else_zero({operands[0]}, {operands[1]})"
     return None
-
-
-def _use_counts(graph: Graph) -> list[int]:
-    live = set(graph.live_nodes())
-    used = [0] * len(graph)
-    for node_id in live:
-        used[node_id] = 1
-    return used
 
 
 def _scalar_literal(graph: Graph, node_id: int) -> str | None:

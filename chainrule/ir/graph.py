@@ -16,6 +16,7 @@ import networkx as nx
 import numpy as np
 
 from chainrule.errors import ChainruleError, Loc
+from chainrule.ir import canonical
 from chainrule.ir.ops import OPS
 from chainrule.ir.types import TensorType
 
@@ -102,8 +103,6 @@ class Graph:
         Shape errors are raised as ``ShapeError`` located at ``loc`` (or the
         graph's current attribution).
         """
-        from chainrule.ir import canonical  # canonical rules build nodes, so import late
-
         definition = OPS[op]
         args = tuple(args)
         frozen = freeze_attrs(attrs)
