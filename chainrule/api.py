@@ -9,6 +9,7 @@ import numpy as np
 
 from chainrule.backends.numpy_backend import NumpyKernel, compile_graph
 from chainrule.compiler import pipeline
+from chainrule.compiler.cost import CostReport, cost_report
 from chainrule.errors import ArgumentError, ChainruleError, OutputError, UnsupportedError
 from chainrule.frontends.pytree import flatten, unflatten
 from chainrule.frontends.trace import ArgsSpec, call_key, describe_args, trace_graph
@@ -60,7 +61,8 @@ class Compiled:
     """
 
     def __init__(self, fn: Callable, transform: str, argnums: Union[int, Sequence[int]] = 0, *,
-                 backend: str = "numpy", checkpoint: Any = "all", check_nans: bool = False):
+                 backend: str = "numpy", checkpoint: Any = "all", check_nans: bool = False,
+                 optimize: bool = True):
         if not callable(fn):
             raise ArgumentError(f"{transform} needs a function, got {type(fn).__name__}")
         if backend not in _BACKENDS:
@@ -77,6 +79,7 @@ class Compiled:
         if not all(isinstance(a, int) for a in self._argnum_tuple):
             raise ArgumentError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
         self.backend = backend
+        self.optimize = optimize
         self._cache: dict[ArgsSpec, _Specialization] = {}
         # call_key -> (the same specialization, which leaves are its inputs, which of those need np.asarray)
         self._by_key: dict[tuple, tuple] = {}
@@ -123,7 +126,7 @@ class Compiled:
             traced_positions = [i for i, s in enumerate(spec.leaves) if s.traced]
             wrt = [traced_positions.index(i) for i, owner in enumerate(spec.arg_of_leaf)
                    if owner in differentiated and spec.leaves[i].traced]
-        compilation = pipeline.run(traced, wrt)
+        compilation = pipeline.run(traced, wrt, optimize=self.optimize)
         kernel = compile_graph(compilation.final, f"{traced.name}_{self.transform}")
         return _Specialization(compilation, kernel, out_treedef, spec, differentiated)
 
@@ -154,7 +157,7 @@ class Compiled:
             converts = tuple(i for i, leaf in enumerate(traced_leaves) if type(leaf) is not np.ndarray)
             self._by_key[found[0]] = (entry, picks, converts)
         if any(isinstance(leaf, Tracer) for leaf in traced_leaves):
-            outputs = _inline(entry.compilation.final, traced_leaves)
+            outputs = _inline(entry.compilation.differentiable, traced_leaves)
         else:
             outputs = entry.kernel.fn(*[np.asarray(leaf) for leaf in traced_leaves])
         return self._results(entry, outputs)
@@ -193,6 +196,11 @@ class Compiled:
         """The generated code that runs for these arguments."""
         entry, _ = self._specialize(args)
         return entry.kernel.source
+
+    def cost(self, *args, stage: str = pipeline.STAGES[-1]) -> CostReport:
+        """FLOPs and bytes moved by the graph after ``stage``, forward and backward apart
+        (``report.backward_to_forward`` is about 2 for a network); ``print`` it for a table."""
+        return cost_report(self.graph(*args, stage=stage))
 
 
 def _check_scalar_output(graph: Graph) -> None:
@@ -247,7 +255,7 @@ def _inline(graph: Graph, leaves: list) -> list:
 # ---- the public transformations -------------------------------------------------------------
 
 def grad(fn: Callable, argnums: Union[int, Sequence[int]] = 0, *, backend: str = "numpy",
-         checkpoint: Any = "all", check_nans: bool = False) -> Compiled:
+         checkpoint: Any = "all", check_nans: bool = False, optimize: bool = True) -> Compiled:
     """The gradient of a scalar function, compiled.
 
     >>> import numpy as np, chainrule as cr
@@ -257,9 +265,11 @@ def grad(fn: Callable, argnums: Union[int, Sequence[int]] = 0, *, backend: str =
 
     ``argnums`` picks the argument(s) to differentiate (an int, or a tuple:
     then a tuple of gradients comes back). Arguments are pytrees of arrays;
-    gradients have the same structure, shapes and dtypes.
+    gradients have the same structure, shapes and dtypes. ``optimize=False`` skips the
+    optimizing passes (simplify, CSE, fusion, scheduling), to compare against.
     """
-    return Compiled(fn, "grad", argnums, backend=backend, checkpoint=checkpoint, check_nans=check_nans)
+    return Compiled(fn, "grad", argnums, backend=backend, checkpoint=checkpoint, check_nans=check_nans,
+                    optimize=optimize)
 
 
 def value_and_grad(fn: Callable, argnums: Union[int, Sequence[int]] = 0, **options) -> Compiled:
@@ -267,9 +277,9 @@ def value_and_grad(fn: Callable, argnums: Union[int, Sequence[int]] = 0, **optio
     return Compiled(fn, "value_and_grad", argnums, **options)
 
 
-def jit(fn: Callable, backend: str = "numpy") -> Compiled:
+def jit(fn: Callable, backend: str = "numpy", optimize: bool = True) -> Compiled:
     """``fn`` traced and compiled (forward only); outputs keep their pytree structure."""
-    return Compiled(fn, "jit", 0, backend=backend)
+    return Compiled(fn, "jit", 0, backend=backend, optimize=optimize)
 
 
 def trace(fn: Callable, *example_args) -> Graph:

@@ -193,7 +193,7 @@ def test_grad_of_something_not_callable_is_an_argument_error():
 
 def test_an_unknown_stage_is_an_argument_error_listing_the_stages():
     f = cr.jit(lambda x: x * 2.0)
-    with pytest.raises(cr.ArgumentError, match="traced, scheduled"):
+    with pytest.raises(cr.ArgumentError, match="traced, simplified, checkpointed, fused, scheduled"):
         f.graph(np.ones(2), stage="grad")
 
 

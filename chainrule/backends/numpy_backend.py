@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from chainrule.ir import OPS, Graph
+from chainrule.ir.fused import plan_buffers
 from chainrule.ir.npfuncs import NAMESPACE
 
 _COMMENT_COLUMN = 48
@@ -30,6 +31,10 @@ _INT_OF_SAME_SIZE = {"float64": np.int64, "float32": np.int32, "float16": np.int
 # Locals at least this big are deleted after their last use. Smaller arrays come from the
 # allocator's free lists whatever happens, so deleting them early saves nothing but lines.
 _DEL_MIN_BYTES = 65536
+# Fused regions this big (elements) run step by step in place (out=): allocating a fresh array per
+# step costs page faults from about 20,000 float64s on (6-10x slower here). Smaller ones are
+# written as nested expressions, which read better and run as fast.
+_OUT_MIN_SIZE = 1024
 
 
 def where_else_zero(condition, x):
@@ -46,6 +51,21 @@ def where_else_zero(condition, x):
 
 # Helpers the generated code may call, besides the op table's own (chainrule.ir.npfuncs).
 _HELPERS = {"where_else_zero": where_else_zero}
+
+# How a fused step writes its result over an existing buffer: the ufunc and its out= argument.
+# Each computes exactly what the op's own lowering computes.
+_UFUNCS = {
+    "neg": "np.negative", "abs": "np.absolute", "sign": "np.sign", "exp": "np.exp", "expm1": "np.expm1",
+    "log": "np.log", "log1p": "np.log1p", "sqrt": "np.sqrt", "sin": "np.sin", "cos": "np.cos", "tan": "np.tan",
+    "sinh": "np.sinh", "cosh": "np.cosh", "tanh": "np.tanh", "arcsin": "np.arcsin", "arccos": "np.arccos",
+    "arctan": "np.arctan", "arcsinh": "np.arcsinh", "arccosh": "np.arccosh", "arctanh": "np.arctanh",
+    "erf": "special.erf", "sigmoid": "special.expit", "add": "np.add", "sub": "np.subtract",
+    "mul": "np.multiply", "div": "np.divide", "pow": "np.power", "maximum": "np.maximum",
+    "minimum": "np.minimum", "lt": "np.less", "le": "np.less_equal", "gt": "np.greater",
+    "ge": "np.greater_equal", "eq": "np.equal", "ne": "np.not_equal", "logical_and": "np.logical_and",
+    "logical_or": "np.logical_or", "logical_not": "np.logical_not", "clip": "np.clip",
+}
+_IN_PLACE_TEMPLATES = {"softplus": "np.logaddexp(0, {0}, out={out})", "relu": "np.maximum({0}, 0, out={out})"}
 
 
 @dataclass
@@ -101,13 +121,19 @@ def generate_source(graph: Graph, function_name: str | None = None) -> tuple[str
             inline[node_id] = f"{operands[0]}.T"  # written where it is used, as in dW = dZ @ A.T
             freeable[node_id] = reads
             continue
-        expression = _special_form(graph, node, operands) or OPS[node.op].render(operands, node.params)
-        value_names[node_id] = names.fresh(node.name or f"{node.op}{node_id}")
+        op_name = node.params["body"].root[0] if node.op == "fused" else node.op
+        value_names[node_id] = names.fresh(node.name or f"{op_name}{node_id}")
         if node.type.nbytes >= _DEL_MIN_BYTES:
             freeable[node_id] = frozenset((value_names[node_id],))
-        statement = f"    {value_names[node_id]} = {expression}"
-        comment = _comment(graph, node)
-        statements.append((f"{statement.ljust(_COMMENT_COLUMN)}  # {comment}" if comment else statement, reads))
+        if node.op == "fused":
+            commented = _fused_lines(graph, node, operands, value_names[node_id], names)
+        else:
+            expression = _special_form(graph, node, operands) or OPS[node.op].render(operands, node.params)
+            commented = [(f"{value_names[node_id]} = {expression}", _comment(graph, node.loc, node.origin))]
+        lines = [f"    {line}".ljust(_COMMENT_COLUMN) + f"  # {comment}" if comment else f"    {line}"
+                 for line, comment in commented]
+        statements += [(line, frozenset()) for line in lines[:-1]]
+        statements.append((lines[-1], reads))
     returned, returned_arrays = [], set()
     for out, copy in zip(graph.outputs, _outputs_to_copy(graph)):
         text = inline.get(out) or value_names[out]
@@ -173,6 +199,99 @@ def _special_form(graph: Graph, node, operands: list[str]) -> str | None:
     return None
 
 
+def _fused_lines(graph: Graph, node, operands: list[str], value_name: str, names: "_Names") -> list[str]:
+    """A fused node as one statement per step, each writing into a buffer that ``plan_buffers``
+    picked (``out=``), so the region allocates its result and few temporaries, not one per step."""
+    body = node.params["body"]
+    steps = body.steps
+    if steps[0][3].size < _OUT_MIN_SIZE:
+        return _fused_expression_lines(graph, node, operands, value_name, names)
+    plan = plan_buffers(body)
+    result_buffer = plan.buffer[-1]
+    buffer_names = [value_name if b == result_buffer else names.fresh(f"{value_name}_t")
+                    for b in range(len(plan.types))]
+    lines = []
+    for index, (op, step_operands, attrs, step_type) in enumerate(steps):
+        texts = [buffer_names[plan.buffer[k]] if k >= 0 else operands[-k - 1] for k in step_operands]
+        attrs = dict(attrs)
+        comment = _step_comment(graph, node, index)
+        if plan.buffer[index] < 0:  # the final reduction
+            lines.append((f"{value_name} = {OPS[op].render(texts, attrs)}", comment))
+            continue
+        target = buffer_names[plan.buffer[index]]
+        if plan.writes_over[index] and op in _UFUNCS:
+            lines.append((f"{_UFUNCS[op]}({', '.join(texts)}, out={target})", comment))
+        elif plan.writes_over[index] and op in _IN_PLACE_TEMPLATES:
+            lines.append((_IN_PLACE_TEMPLATES[op].format(*texts, out=target), comment))
+        else:
+            special = _where_else_zero_form(graph, node, step_operands, step_type, texts)
+            lines.append((f"{target} = {special or OPS[op].render(texts, attrs)}", comment))
+    temporaries = [name for name in buffer_names if name != value_name]
+    if temporaries:
+        lines.append((f"del {', '.join(temporaries)}", ""))
+    return lines
+
+
+def _step_comment(graph: Graph, node, index: int) -> str:
+    meta = node.params["body"].meta
+    if index >= len(meta):
+        return _comment(graph, node.loc, node.origin)
+    _, loc, origin = meta[index]
+    return _describe_line(loc, origin)
+
+
+def _fused_expression_lines(graph: Graph, node, operands: list[str], value_name: str,
+                            names: "_Names") -> list[tuple[str, str]]:
+    """A small fused node as nested expressions; a step used twice gets a statement of its own."""
+    body = node.params["body"]
+    counts = body.use_counts()
+    texts, lines = [], []
+    for index, (op, step_operands, attrs, _) in enumerate(body.steps):
+        arguments = [texts[k] if k >= 0 else operands[-k - 1] for k in step_operands]
+        arguments = [f"({text})" if k >= 0 and counts[k] == 1 and not _is_call(text) else text
+                     for text, k in zip(arguments, step_operands)]
+        text = OPS[op].render(arguments, dict(attrs))
+        is_last = index == len(body.steps) - 1
+        if not is_last and (counts[index] > 1 or body.name(index)):
+            # a step used twice, or one the user named (dA), gets a statement of its own
+            name = names.fresh(body.name(index) or f"{value_name}_t")
+            lines.append((f"{name} = {text}", _step_comment(graph, node, index)))
+            text = name
+        texts.append(text)
+    lines.append((f"{value_name} = {texts[-1]}", _step_comment(graph, node, len(body.steps) - 1)))
+    return lines
+
+
+def _is_call(text: str) -> bool:
+    """Is ``text`` one name or one call, which never needs parentheses as an operand?"""
+    return re.fullmatch(r"[\w.]+(\(.*\))?", text) is not None and text.count("(") == text.count(")") \
+        and (not text.endswith(")") or _balanced_outer_call(text))
+
+
+def _balanced_outer_call(text: str) -> bool:
+    depth = 0
+    for position, char in enumerate(text):
+        depth += char == "("
+        depth -= char == ")"
+        if depth == 0 and char == ")" and position != len(text) - 1:
+            return False
+    return True
+
+
+def _where_else_zero_form(graph: Graph, node, step_operands, step_type, texts) -> str | None:
+    """where(c, x, 0) of a fused step as where_else_zero (see _special_form)."""
+    steps = node.params["body"].steps
+    if len(step_operands) != 3 or step_type.size < _WHERE_MASK_MIN_SIZE or step_type.dtype not in _INT_OF_SAME_SIZE:
+        return None
+    types = [steps[k][3] if k >= 0 else graph.type(node.args[-k - 1]) for k in step_operands]
+    other = step_operands[2]
+    zero = graph.const_value(node.args[-other - 1]) if other < 0 else None
+    if zero is not None and zero.size == 1 and not zero.any() and not np.signbit(zero).any() \
+            and types[0].shape == step_type.shape and types[0].dtype == "bool" and types[1] == step_type:
+        return f"where_else_zero({texts[0]}, {texts[1]})"
+    return None
+
+
 def _scalar_literal(graph: Graph, node_id: int) -> str | None:
     """A Python literal for a one-element float constant, when writing it as a number changes nothing.
 
@@ -186,23 +305,35 @@ def _scalar_literal(graph: Graph, node_id: int) -> str | None:
     value = node.params["value"].array
     if value.size != 1 or value.dtype.kind != "f" or node_id in graph.outputs:
         return None
-    for user in graph.users(node_id):
-        user_node = graph[user]
-        if not OPS[user_node.op].is_elementwise:
+    for op, mine, types, shape in _elementwise_uses(graph, node_id):
+        if op is None or not OPS[op].is_elementwise or (op == "where" and mine[0]):
             return None
-        if user_node.op == "where":
-            if user_node.args[0] == node_id:
-                return None
-            condition, values = user_node.args[:1], user_node.args[1:]
-        else:
-            condition, values = (), user_node.args
-        others = [a for a in values if a != node_id]
-        if not others or any(graph.type(a).dtype != value.dtype.name for a in others):
+        condition = types[:1] if op == "where" else []
+        values = types[1:] if op == "where" else types
+        others = [t for t, is_mine in zip(values, mine[len(condition):]) if not is_mine]
+        if not others or any(t.dtype != value.dtype.name for t in others):
             return None
-        shapes = [graph.type(a).shape for a in (*condition, *others)]
-        if np.broadcast_shapes(*shapes) != user_node.type.shape:
+        if np.broadcast_shapes(*(t.shape for t in (*condition, *others))) != shape:
             return None
     return _float_literal(float(value.reshape(())))
+
+
+def _elementwise_uses(graph: Graph, node_id: int):
+    """Each use of a value: (op, which operands are the value, operand types, result shape).
+    A use inside a fused node is the step that reads it; op is None for a use by no op at all."""
+    for user in graph.users(node_id):
+        user_node = graph[user]
+        if user_node.op != "fused":
+            yield (user_node.op, [a == node_id for a in user_node.args],
+                   [graph.type(a) for a in user_node.args], user_node.type.shape)
+            continue
+        steps = user_node.params["body"].steps
+        positions = {-p - 1 for p, a in enumerate(user_node.args) if a == node_id}
+        for op, operands, _, step_type in steps:
+            if positions.intersection(operands):
+                yield (op, [k in positions for k in operands],
+                       [steps[k][3] if k >= 0 else graph.type(user_node.args[-k - 1]) for k in operands],
+                       step_type.shape)
 
 
 def _float_literal(number: float) -> str:
@@ -219,13 +350,20 @@ def _parenthesize(text: str, op: str) -> str:
     return text
 
 
-def _comment(graph: Graph, node) -> str:
-    if node.origin is not None:
-        forward = graph[node.origin]
-        where = f" at {forward.loc}" if forward.loc else ""
-        subject = f" {forward.name}" if forward.name else ""
-        return f"d {forward.op}{subject}{where}"
-    return str(node.loc) if node.loc else ""
+def _comment(graph: Graph, loc, origin) -> str:
+    if origin is None:
+        return _describe_line(loc, None)
+    forward = graph[origin]
+    op = forward.params["body"].root[0] if forward.op == "fused" else forward.op
+    return _describe_line(loc, (op, forward.name, forward.loc))
+
+
+def _describe_line(loc, origin) -> str:
+    """``d relu A1 at model.py:5`` for a backward line (origin = the forward op, name, loc), else the loc."""
+    if origin is not None:
+        op, name, forward_loc = origin
+        return f"d {op}{f' {name}' if name else ''}{f' at {forward_loc}' if forward_loc else ''}"
+    return str(loc) if loc else ""
 
 
 class _Names:

@@ -1,7 +1,21 @@
-"""The ordered, named stages a function goes through, each a ``Graph -> Graph`` pass.
+"""The ordered, named stages a function goes through, each made by ``Graph -> Graph`` passes.
 
-Every stage's graph is kept so users can print the IR after any of them.
-Set ``CHAINRULE_VERIFY=1`` (the test suite does) to verify the graph after every pass.
+    traced -> grad -> simplified -> checkpointed -> fused -> scheduled
+
+- ``grad``: reverse mode (only for gradients). The forward graph is simplified
+  first, so the derivative is taken of the stable forms (``log(sigmoid(z))``
+  becomes ``-softplus(-z)`` before it is differentiated, not after).
+- ``simplified``: identities, stability rewrites and constant folding to a
+  fixed point, then CSE; dead code goes with every rebuild (see rewrite.py).
+- ``checkpointed``: which forward values the backward pass keeps. The policy
+  ``"all"`` keeps every one, so this stage is the simplified graph itself.
+- ``fused``: elementwise regions become fused nodes.
+- ``scheduled``: an execution order that frees memory early, with a memory plan.
+
+Every stage's graph is kept so users can print the IR after any of them, and
+every pass is timed. ``optimize=False`` runs only differentiation and dead-code
+elimination (for comparisons). Set ``CHAINRULE_VERIFY=1`` (the test suite does)
+to verify the graph after every pass.
 """
 
 from __future__ import annotations
@@ -9,41 +23,83 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from chainrule.compiler.autodiff import reverse
+from chainrule.compiler.cse import cse
 from chainrule.compiler.dce import dce
+from chainrule.compiler.fuse import fuse
+from chainrule.compiler.schedule import schedule
+from chainrule.compiler.simplify import simplify
 from chainrule.ir import Graph
 
-STAGES = ("traced", "grad", "scheduled")
+STAGES = ("traced", "grad", "simplified", "checkpointed", "fused", "scheduled")
+
+
+@dataclass
+class PassRecord:
+    """One pass as it ran: its name, the stage it belongs to, time, node counts before and after."""
+
+    name: str
+    stage: str
+    seconds: float
+    nodes_before: int
+    nodes_after: int
 
 
 @dataclass
 class Compilation:
-    """The graph after each stage, and how long each pass took."""
+    """The graph after each stage, and the passes that made them."""
 
     graphs: dict[str, Graph] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
+    passes: list[PassRecord] = field(default_factory=list)
 
     @property
     def final(self) -> Graph:
         return self.graphs[STAGES[-1]]
 
+    @property
+    def differentiable(self) -> Graph:
+        """The last graph made only of primitives (before fusion): what grad of grad inlines."""
+        return self.graphs.get("grad", self.graphs["traced"])
 
-def run(traced: Graph, wrt: Optional[Sequence[int]] = None) -> Compilation:
+    @property
+    def seconds(self) -> dict[str, float]:
+        """Seconds per stage (the sum of its passes)."""
+        totals: dict[str, float] = {}
+        for record in self.passes:
+            totals[record.stage] = totals.get(record.stage, 0.0) + record.seconds
+        return totals
+
+
+def _passes(wrt: Optional[Sequence[int]], optimize: bool) -> list[tuple[str, str, Callable[[Graph], Graph]]]:
+    """(stage, pass name, pass) in order."""
+    passes = []
+    if wrt is not None:
+        if optimize:
+            passes.append(("grad", "simplify forward", simplify))
+        passes.append(("grad", "reverse", lambda g: reverse(g, wrt)))
+    if optimize:
+        passes += [("simplified", "simplify", simplify), ("simplified", "cse", cse)]
+    else:
+        passes.append(("simplified", "dce", dce))
+    passes.append(("checkpointed", "keep all", lambda g: g))
+    if optimize:
+        passes.append(("fused", "fuse", fuse))
+    passes.append(("scheduled", "schedule", lambda g: schedule(g, reorder=optimize)))
+    return passes
+
+
+def run(traced: Graph, wrt: Optional[Sequence[int]] = None, optimize: bool = True) -> Compilation:
     """Differentiate (when ``wrt`` gives input positions) and optimize ``traced``."""
     verify = os.environ.get("CHAINRULE_VERIFY") == "1"
     result = Compilation()
-    result.graphs["traced"] = traced
-    current = traced
-    passes = []
-    if wrt is not None:
-        passes.append(("grad", lambda g: reverse(g, wrt)))
-    passes.append(("scheduled", dce))
-    for stage, run_pass in passes:
+    result.graphs["traced"] = current = traced
+    for stage, name, run_pass in _passes(wrt, optimize):
         start = time.perf_counter()
+        before = len(current)
         current = run_pass(current)
-        result.seconds[stage] = time.perf_counter() - start
+        result.passes.append(PassRecord(name, stage, time.perf_counter() - start, before, len(current)))
         if verify:
             current.verify()
         result.graphs[stage] = current

@@ -20,6 +20,9 @@ from chainrule.ir.ops import Op, elementwise_flops, infer_elementwise, register
 from chainrule.ir.types import TensorType
 
 
+# ``flops`` is per output element: 1 for an op NumPy evaluates with one ufunc or libm call
+# (transcendentals included), the count of its definition's operations for an op that is a
+# composition (sigmoid, softplus, clip), 0 for no arithmetic (see chainrule.compiler.cost).
 def _elementwise(name, arity, sympy_definition, numpy, vjp, flops=1, note=""):
     register(Op(name, "elementwise", arity, infer_elementwise(name), numpy, vjp=vjp,
                 flops=elementwise_flops(flops), sympy=sympy_definition, derivative_note=note))
@@ -65,10 +68,12 @@ unary("arccosh", sp.acosh, "np.arccosh({0})", lambda g, y, x: g / F.sqrt(x * x -
 unary("arctanh", sp.atanh, "np.arctanh({0})", lambda g, y, x: g / (1 - x * x))
 unary("erf", sp.erf, "special.erf({0})",
       lambda g, y, x: g * (2 / float(sp.sqrt(sp.pi))) * F.exp(-(x * x)))
-unary("sigmoid", _sigmoid, "sigmoid({0})", lambda g, y, x: g * y * (1 - y))
-unary("softplus", lambda x: sp.log(1 + sp.exp(x)), "softplus({0})", lambda g, y, x: g * F.sigmoid(x))
+# 1/(1+exp(-x)): neg, exp, add, div, so nn.sigmoid costs what the spelled-out form does
+unary("sigmoid", _sigmoid, "sigmoid({0})", lambda g, y, x: g * y * (1 - y), flops=4)
+unary("softplus", lambda x: sp.log(1 + sp.exp(x)), "softplus({0})", lambda g, y, x: g * F.sigmoid(x),
+      flops=3)  # exp, add, log
 unary("relu", _relu, "relu({0})", lambda g, y, x: F.where(x > 0, g, 0), note="relu'(0) = 0")
-unary("stop_gradient", lambda x: x, "{0}", None, note="no gradient, by definition")
+unary("stop_gradient", lambda x: x, "{0}", None, flops=0, note="no gradient, by definition")
 
 # ---- binary ------------------------------------------------------------------------------
 
@@ -105,7 +110,7 @@ _elementwise("clip", 3, lambda x, lo, hi: sp.Min(sp.Max(x, lo), hi), "np.clip({0
              (lambda g, y, x, lo, hi: F.where(x < lo, 0, F.where(x > hi, 0, g)),
               lambda g, y, x, lo, hi: F.where(x < lo, g, 0),
               lambda g, y, x, lo, hi: F.where(x > hi, g, 0)),
-             note="gradient to x on lo <= x <= hi")
+             flops=2, note="gradient to x on lo <= x <= hi")  # a max and a min
 
 
 # ---- dtype conversion (elementwise, but its type comes from its attribute) ----------------

@@ -93,6 +93,7 @@ class Graph:
         self._interned: dict[tuple, int] = {}
         self._default_loc: Optional[Loc] = None
         self._default_origin: Optional[int] = None
+        self.memory_plan = None  # set by the schedule pass (chainrule.compiler.schedule.MemoryPlan)
 
     # ---- construction -------------------------------------------------------------------
 
@@ -134,6 +135,10 @@ class Graph:
         if interned:
             self._interned[(node.op, node.args, node.attrs)] = node_id
         return node_id
+
+    def find(self, op: str, args: tuple, attrs: tuple) -> Optional[int]:
+        """The id of the existing node ``op(args; attrs)`` (attrs frozen as in ``Node.attrs``), or None."""
+        return self._interned.get((op, tuple(args), attrs))
 
     def add_input(self, type: TensorType, name: str, loc: Optional[Loc] = None) -> int:
         node_id = self.add("input", (), {"index": len(self.inputs), "shape": type.shape,

@@ -20,6 +20,14 @@ def _format_attr_value(key, value, node, names) -> str:
     return str(value)
 
 
+def _operand(graph, node_id: int, names: dict) -> str:
+    """How a fused body shows an operand: a scalar constant by its value, else its name or %id."""
+    value = graph.const_value(node_id) if graph[node_id].op == "const" else None
+    if value is not None and value.size == 1:
+        return repr(value.reshape(()).item())
+    return names.get(node_id, f"%{node_id}")
+
+
 def format_node(graph, node_id: int, names: dict[int, str] | None = None) -> str:
     names = names if names is not None else operand_names(graph)
     node = graph[node_id]
@@ -28,6 +36,8 @@ def format_node(graph, node_id: int, names: dict[int, str] | None = None) -> str
         head = f"const {params['value']!r}"
     elif node.op == "zeros":
         head = "zeros"
+    elif node.op == "fused":
+        head = "fused { " + params["body"].expression([_operand(graph, a, names) for a in node.args]) + " }"
     else:
         shown = {k: v for k, v in params.items() if k not in ("dtype",) or node.op == "cast"}
         attrs = ", ".join(f"{k}={_format_attr_value(k, v, node, names)}" for k, v in shown.items())

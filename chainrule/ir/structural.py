@@ -43,7 +43,8 @@ def _extremum_rule(g, y, x, axis, keepdims):
 
 
 def _reduction_flops(ins, out, attrs):
-    return ins[0].size - out.size
+    # n - 1 additions (or comparisons) for each result reducing n elements; none when n is 0
+    return max(ins[0].size - out.size, 0)
 
 
 for _name, _rule in [("sum", _sum_rule), ("max", _extremum_rule), ("min", _extremum_rule)]:
@@ -92,9 +93,10 @@ def _matmul_rule_b(g, y, a, b):
 
 
 def _matmul_flops(ins, out, attrs):
-    # N·M·T multiplications + (M−1)·N·T additions, as seed 000 counts a matmul.
+    # N·M·T multiplications + (M−1)·N·T additions, as seed 000 counts a matmul (a 1-D operand
+    # is a matrix of one row or column; the batch is in out.size). An empty inner dimension: none.
     inner = ins[0].shape[-1]
-    return out.size * inner + out.size * (inner - 1)
+    return out.size * inner + out.size * (inner - 1) if inner else 0
 
 
 register(Op("matmul", "matmul", 2, _infer_matmul, "{0} @ {1}",
@@ -245,4 +247,6 @@ def _render_scatter_add(names, a):
 register(Op("scatter_add", "index", None, _infer_scatter_add, _render_scatter_add,
             vjp=lambda operand_index: (lambda g, y, values, *arrays, index, shape, dtype, unique:
                                        F.getitem(g, *arrays, index=index)) if operand_index == 0 else None,
-            flops=lambda ins, out, attrs: ins[0].size))
+            # one addition per element scattered: the index's size, which a broadcast operand 0 undercounts
+            flops=lambda ins, out, attrs: size_of(_index_result_shape(
+                attrs["shape"], attrs["index"], [t.shape for t in ins[1:]]))))

@@ -1,0 +1,36 @@
+"""Constant folding: a node whose operands are all constants becomes a constant.
+
+Folding is skipped where it would make a constant bigger than its operands
+(``broadcast_to`` of a scalar stays a broadcast: the generated code is better
+off with the scalar) or bigger than ``MAX_FOLDED_ELEMENTS``. Folded values are
+computed by the op's own NumPy lowering, so they are exactly what the
+unfolded program would compute.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from chainrule.compiler.rewrite import rebuild
+from chainrule.ir import OPS, Graph
+
+MAX_FOLDED_ELEMENTS = 1 << 20
+
+
+def fold_rule(graph: Graph, node, args):
+    definition = OPS[node.op]
+    if not args or definition.kind in ("source", "fused") or node.op == "stop_gradient":
+        return None
+    values = [graph.const_value(a) for a in args]
+    if any(v is None for v in values):
+        return None
+    if node.type.size > max(max(v.size for v in values), 1) or node.type.size > MAX_FOLDED_ELEMENTS:
+        return None
+    with np.errstate(all="ignore"):
+        value = np.asarray(definition.eager(*values, **node.params), dtype=node.type.dtype)
+    return graph.const(value.reshape(node.type.shape))
+
+
+def fold(graph: Graph) -> Graph:
+    """``graph`` with its constant subgraphs evaluated (one walk: operands are folded first)."""
+    return rebuild(graph, fold_rule)[0]

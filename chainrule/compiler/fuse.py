@@ -1,0 +1,117 @@
+"""Operator fusion: elementwise regions (and an elementwise prologue into a reduction) become
+``fused`` nodes.
+
+A region grows backwards from its root, its last node: a node joins the
+region of its users when *all* its users are in that one region, it has the
+region's shape (so the body is one loop over one shape; smaller operands are
+region inputs, read by broadcasting), it is not a graph output, and it belongs
+to the same pass (forward or backward) as the root. Because every member but
+the root is used only inside the region, no path leaves the region and comes
+back: the region is convex, and replacing it by one node keeps the graph a DAG.
+A reduction (sum, max, min) can be a root, taking the elementwise region that
+feeds it as its prologue; it never sits inside a region.
+
+One walk in reverse topological order assigns regions, one forward walk
+builds the new graph: linear in the graph's size.
+"""
+
+from __future__ import annotations
+
+from chainrule.ir import OPS, Graph
+from chainrule.ir.fused import FusedBody
+
+MAX_REGION_STEPS = 256  # keeps kernels small enough for a compiler's register allocator
+_REDUCTIONS = {"sum", "max", "min"}
+# stop_gradient is the identity by now: fusing it would only copy.
+_NOT_FUSED = {"stop_gradient"}
+
+
+def _fusible(graph: Graph, node_id: int) -> bool:
+    node = graph[node_id]
+    return OPS[node.op].is_elementwise and node.op not in _NOT_FUSED and node.type.size > 1
+
+
+def find_regions(graph: Graph) -> list[int]:
+    """For each node, the id of the root of its region, or -1 when it is not fused."""
+    region = [-1] * len(graph)
+    shape_of_region: dict[int, tuple] = {}
+    steps_in_region: dict[int, int] = {}
+    outputs = set(graph.outputs)
+    for node_id in range(len(graph) - 1, -1, -1):
+        node = graph[node_id]
+        is_reduction_root = node.op in _REDUCTIONS and node.type.is_float
+        if not (_fusible(graph, node_id) or is_reduction_root):
+            continue
+        users = graph.users(node_id)
+        if _fusible(graph, node_id) and users and node_id not in outputs:
+            roots = {region[u] for u in users}
+            if len(roots) == 1:
+                (root,) = roots
+                if root >= 0 and shape_of_region[root] == node.type.shape \
+                        and steps_in_region[root] < MAX_REGION_STEPS \
+                        and (graph[root].origin is None) == (node.origin is None):
+                    region[node_id] = root
+                    steps_in_region[root] += 1
+                    continue
+        region[node_id] = node_id
+        steps_in_region[node_id] = 1
+        shape_of_region[node_id] = graph.type(node.args[0]).shape if is_reduction_root else node.type.shape
+    return region
+
+
+def fuse(graph: Graph) -> Graph:
+    """``graph`` with each region of two or more nodes replaced by one fused node."""
+    region = find_regions(graph)
+    members: dict[int, list[int]] = {}
+    for node_id, root in enumerate(region):
+        if root >= 0:
+            members.setdefault(root, []).append(node_id)
+    result = Graph(graph.name)
+    mapping = {i: result.add_input(graph.type(i), graph[i].name, graph[i].loc) for i in graph.inputs}
+    for node_id in range(len(graph)):
+        node = graph[node_id]
+        root = region[node_id]
+        # a forward node that was fused away is represented by its region's root
+        origin = mapping.get(node.origin, mapping.get(region[node.origin])) if node.origin is not None else None
+        if node.op == "input" or (root >= 0 and root != node_id):
+            continue  # an inner node: built as a step of its root
+        nodes = members.get(node_id, ())
+        if len(nodes) < 2:
+            args = tuple(mapping[a] for a in node.args)
+            mapping[node_id] = result.add(node.op, args, node.params, loc=node.loc, name=node.name, origin=origin)
+            continue
+        body, inputs = _body(graph, nodes)
+        mapping[node_id] = result.add("fused", tuple(mapping[i] for i in inputs), {"body": body},
+                                      loc=node.loc, name=node.name, origin=origin)
+    result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
+    return result
+
+
+def _describe(graph: Graph, origin):
+    """A step's origin as (op, name, loc): ids would go stale when later passes renumber."""
+    if origin is None:
+        return None
+    forward = graph[origin]
+    return forward.op, forward.name, forward.loc
+
+
+def _body(graph: Graph, nodes: list[int]) -> tuple[FusedBody, list[int]]:
+    """The region's steps (``nodes`` in topological order) and its inputs, in order of first use."""
+    step_of = {node_id: index for index, node_id in enumerate(nodes)}
+    inputs: list[int] = []
+    input_position: dict[int, int] = {}
+    steps = []
+    for node_id in nodes:
+        node = graph[node_id]
+        operands = []
+        for a in node.args:
+            if a in step_of:
+                operands.append(step_of[a])
+                continue
+            if a not in input_position:
+                input_position[a] = len(inputs)
+                inputs.append(a)
+            operands.append(-input_position[a] - 1)
+        steps.append((node.op, tuple(operands), node.attrs, node.type))
+    meta = tuple((graph[n].name, graph[n].loc, _describe(graph, graph[n].origin)) for n in nodes)
+    return FusedBody(tuple(steps), meta), inputs

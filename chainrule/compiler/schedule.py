@@ -1,0 +1,163 @@
+"""Scheduling and the memory plan: the order nodes run in, and how much memory that takes.
+
+Traced order runs the whole forward pass, then the whole backward pass, and
+keeps values alive longer than needed. ``schedule`` also tries a greedy list
+schedule that, among the nodes ready to run, prefers the one that frees the
+most bytes for the fewest it allocates (ties go to the earlier node), and
+keeps whichever order has the lower estimated peak.
+
+The memory plan simulates running the order on a backend that materializes
+every node's value, frees each value after its last use (the generated code
+``del``s it) and runs a fused node's steps in the buffers ``plan_buffers``
+assigns. View ops (reshape, transpose, broadcast_to, basic indexing) share
+their operand's storage. Inputs belong to the caller and constants to the
+compiled function, so neither counts: the plan measures the temporaries a
+call allocates, which is what ``tracemalloc`` sees.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from chainrule.ir import Graph
+from chainrule.ir.fused import plan_buffers
+
+_VIEWS = {"reshape", "transpose", "broadcast_to", "stop_gradient"}
+_NOT_ALLOCATED = {"input", "const"}
+
+
+def is_view(node) -> bool:
+    if node.op == "getitem":
+        return all(item[0] != "array" for item in node.params["index"])
+    return node.op in _VIEWS
+
+
+@dataclass
+class MemoryPlan:
+    """The estimated memory of one call: the peak, and when each value is freed."""
+
+    peak_bytes: int
+    peak_at: int  # node id at which the peak is reached
+    last_use: dict = field(default_factory=dict)  # value id -> id of the node that reads it last
+    storage: dict = field(default_factory=dict)  # value id -> id of the value owning its memory
+
+
+def storage_roots(graph: Graph) -> list[int]:
+    root = list(range(len(graph)))
+    for node_id in range(len(graph)):
+        if is_view(graph[node_id]):
+            root[node_id] = root[graph[node_id].args[0]]
+    return root
+
+
+def plan_memory(graph: Graph, order: Sequence[int] | None = None) -> MemoryPlan:
+    """Simulate ``order`` (default: id order) and return the estimated peak of live temporaries."""
+    order = list(range(len(graph))) if order is None else list(order)
+    position = {node_id: i for i, node_id in enumerate(order)}
+    root = storage_roots(graph)
+    last_use: dict[int, int] = {}
+    for node_id in order:
+        for a in graph[node_id].args:
+            r = root[a]
+            if position.get(last_use.get(r, -1), -1) < position[node_id]:
+                last_use[r] = node_id
+    kept = {root[o] for o in graph.outputs}
+    dying_at: dict[int, list[int]] = {}
+    for r, user in last_use.items():
+        if r not in kept:
+            dying_at.setdefault(user, []).append(r)
+    live = peak = 0
+    peak_at = order[0] if order else -1
+    for node_id in order:
+        node = graph[node_id]
+        if node.op in _NOT_ALLOCATED or root[node_id] != node_id:
+            continue
+        allocated = node.type.nbytes
+        scratch = 0
+        if node.op == "fused":
+            plan = plan_buffers(node.params["body"])
+            scratch = max(plan.peak_bytes - allocated, 0)  # steps' buffers besides the result
+        if live + allocated + scratch > peak:
+            peak, peak_at = live + allocated + scratch, node_id
+        live += allocated
+        for r in dying_at.get(node_id, ()):
+            if graph[r].op not in _NOT_ALLOCATED:
+                live -= graph[r].type.nbytes
+    return MemoryPlan(peak, peak_at, last_use, {i: root[i] for i in range(len(graph)) if root[i] != i})
+
+
+def greedy_order(graph: Graph) -> list[int]:
+    """A topological order that runs, among ready nodes, the one freeing the most memory first."""
+    live = graph.live_nodes()
+    root = storage_roots(graph)
+    is_live = bytearray(len(graph))
+    for node_id in live:
+        is_live[node_id] = 1
+    users: list[list[int]] = [[] for _ in range(len(graph))]
+    waiting = [0] * len(graph)
+    for node_id in live:
+        operands = set(graph[node_id].args)
+        waiting[node_id] = len(operands)
+        for a in operands:
+            users[a].append(node_id)
+    remaining = [0] * len(graph)  # unscheduled users of each storage root
+    for node_id in live:
+        for a in set(root[x] for x in graph[node_id].args):
+            remaining[a] += 1
+    kept = {root[o] for o in graph.outputs}
+
+    def benefit(node_id: int) -> int:
+        node = graph[node_id]
+        freed = sum(graph[r].type.nbytes for r in set(root[a] for a in node.args)
+                    if remaining[r] == 1 and r not in kept and graph[r].op not in _NOT_ALLOCATED)
+        allocated = 0 if (node.op in _NOT_ALLOCATED or is_view(node)) else node.type.nbytes
+        return freed - allocated
+
+    readers: list[list[int]] = [[] for _ in range(len(graph))]  # the nodes reading each storage root
+    for node_id in live:
+        for r in set(root[a] for a in graph[node_id].args):
+            readers[r].append(node_id)
+    ready = [(-benefit(i), i) for i in live if waiting[i] == 0]
+    heapq.heapify(ready)
+    done = bytearray(len(graph))
+    order = []
+    while ready:
+        queued_priority, node_id = heapq.heappop(ready)
+        if done[node_id]:
+            continue  # a duplicate entry, queued again when its priority rose
+        current = -benefit(node_id)
+        if current > queued_priority:  # worse than when it was queued: let others go first
+            heapq.heappush(ready, (current, node_id))
+            continue
+        done[node_id] = 1
+        order.append(node_id)
+        for r in set(root[a] for a in graph[node_id].args):
+            remaining[r] -= 1
+            if remaining[r] == 1:  # its last reader would now free it: queue that reader again
+                for reader in readers[r]:
+                    if not done[reader] and waiting[reader] == 0:
+                        heapq.heappush(ready, (-benefit(reader), reader))
+        for user in users[node_id]:
+            waiting[user] -= 1
+            if waiting[user] == 0:
+                heapq.heappush(ready, (-benefit(user), user))
+    return order
+
+
+def schedule(graph: Graph, reorder: bool = True) -> Graph:
+    """``graph`` renumbered in the chosen execution order, with its ``memory_plan`` attached."""
+    traced_order = graph.live_nodes()
+    order, plan = traced_order, plan_memory(graph, traced_order)
+    if reorder:
+        candidate = greedy_order(graph)
+        candidate_plan = plan_memory(graph, candidate)
+        if candidate_plan.peak_bytes < plan.peak_bytes:
+            order, plan = candidate, candidate_plan
+    result = Graph(graph.name)
+    mapping = {i: result.add_input(graph.type(i), graph[i].name, graph[i].loc) for i in graph.inputs}
+    result.transplant(graph, (i for i in order if graph[i].op != "input"), mapping, verbatim=True)
+    result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
+    result.memory_plan = plan_memory(result)
+    return result

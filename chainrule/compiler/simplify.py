@@ -1,0 +1,334 @@
+"""Algebraic identities and numerical-stability rewrites, applied until nothing changes.
+
+Which identities, and why these:
+
+- **Exact ones** give the same result for every input, inf and NaN included
+  (up to the sign of a zero result, as ``x + 0 -> x`` already does at
+  construction): double negation, ``x + -y -> x - y``, ``-x * -y -> x * y``,
+  ``x * -1 -> -x``, ``0 - x -> -x``, division by a power of two as a
+  multiplication, ``x**2 -> x*x`` (NumPy computes ``x**2`` as ``x*x`` too),
+  ``x**0.5 -> sqrt(x)``, ``x**-1 -> 1/x``, transpose of transpose, reshape of
+  reshape, broadcast of broadcast, shape ops of a symbolic zero,
+  ``where(c, x, x) -> x``, a lossless round-trip cast, multiplication by a
+  (broadcast) constant one.
+- **``x * 0 -> 0`` and ``x - x -> 0`` only when x is never inf or NaN** (a
+  mask, an integer, a finite constant): for a float that may be inf or NaN
+  they are wrong (``inf * 0`` is NaN), which is why compilers only do them
+  under fast-math. NaN checking must see what the program computes.
+- **Rounding-level ones**: the sum of a broadcast becomes a multiplication by
+  the count (n copies summed differ from n*x by rounding only), and
+  ``1 / (1 + exp(-z))`` is recognized as ``sigmoid(z)``.
+- **Stability rewrites** change results only where the original overflows or
+  underflows to a wrong inf/NaN: ``log(exp(x)) -> x``, ``log(sigmoid(z)) ->
+  -softplus(-z)``, ``log(1 - sigmoid(z)) -> -softplus(z)``, ``log(exp(u) / t)
+  -> u - log(t)`` (so ``log(softmax(z))`` becomes ``log_softmax``), ``log(sum(exp(u)))
+  -> m + log(sum(exp(u - m)))`` with ``m = max(u)`` (unless u is already
+  shifted), and ``log(maximum(x, c)) -> maximum(log(x), log(c))`` for a
+  positive constant c (a clamped log, such as a BCE guarding against log 0,
+  then reaches the sigmoid rewrites).
+
+The pipeline runs simplify on the forward graph before differentiating it, so
+the gradient is derived from the stable forms, and again on the joint graph.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from chainrule.compiler.fold import fold_rule
+from chainrule.compiler.rewrite import dispatch, rewrite_to_fixed_point
+from chainrule.ir import F, Graph, Value
+from chainrule.ir.graph import Node
+from chainrule.ir.types import TensorType
+
+# ---- matching helpers --------------------------------------------------------------------
+
+
+def _scalar(graph: Graph, node_id: int) -> Optional[float]:
+    """The value of a one-element float constant (of any shape), else None."""
+    value = graph.const_value(node_id)
+    if value is None or value.size != 1 or value.dtype.kind != "f":
+        return None
+    return float(value.reshape(()))
+
+
+def _is_constant(graph: Graph, node_id: int, number: float) -> bool:
+    value = graph.const_value(node_id)
+    return value is not None and value.size > 0 and bool(np.all(value == number))
+
+
+def _never_inf_or_nan(graph: Graph, node_id: int) -> bool:
+    """True when the value is finite whatever the inputs: booleans, integers, masks cast to float,
+    finite constants, and where() between such values."""
+    node = graph[node_id]
+    if node.type.dtype == "bool" or np.dtype(node.type.dtype).kind in "iu":
+        return True
+    if node.op in ("const", "zeros"):
+        return bool(np.all(np.isfinite(graph.const_value(node_id))))
+    if node.op == "cast":
+        return np.dtype(graph.type(node.args[0]).dtype).kind in "biu"
+    if node.op == "where":
+        return _never_inf_or_nan(graph, node.args[1]) and _never_inf_or_nan(graph, node.args[2])
+    return False
+
+
+def _fit(graph: Graph, node_id: int, type: TensorType) -> Optional[int]:
+    """``node_id`` broadcast to ``type``'s shape, or None when that cannot give ``type``."""
+    have = graph.type(node_id)
+    if have.dtype != type.dtype:
+        return None
+    if have.shape == type.shape:
+        return node_id
+    try:
+        if np.broadcast_shapes(have.shape, type.shape) != type.shape:
+            return None
+    except ValueError:
+        return None
+    return graph.add("broadcast_to", (node_id,), {"shape": type.shape})
+
+
+def _strip(graph: Graph, node_id: int, ops=("broadcast_to", "reshape", "stop_gradient")) -> int:
+    while graph[node_id].op in ops:
+        node_id = graph[node_id].args[0]
+    return node_id
+
+
+def _op(graph: Graph, node_id: int) -> str:
+    return graph[node_id].op
+
+
+def _v(graph: Graph, node_id: int) -> Value:
+    return Value(graph, node_id)
+
+
+def _zeros(graph: Graph, type: TensorType) -> int:
+    return graph.zeros(type)
+
+
+# ---- exact algebra -----------------------------------------------------------------------
+
+
+def neg_of_neg(g, node, args):
+    if _op(g, args[0]) == "neg":
+        return _fit(g, g[args[0]].args[0], node.type)
+
+
+def add_of_neg(g, node, args):
+    a, b = args
+    if _op(g, b) == "neg":
+        return _fit(g, g.add("sub", (a, g[b].args[0])), node.type)
+    if _op(g, a) == "neg":
+        return _fit(g, g.add("sub", (b, g[a].args[0])), node.type)
+
+
+def sub_identities(g, node, args):
+    a, b = args
+    if _op(g, b) == "neg":
+        return _fit(g, g.add("add", (a, g[b].args[0])), node.type)
+    if _is_constant(g, a, 0.0) and g.type(a).size == 1:
+        return _fit(g, g.add("neg", (b,)), node.type)
+    if a == b and _never_inf_or_nan(g, a):
+        return _zeros(g, node.type)
+
+
+def _both_negated(g, node, args):
+    a, b = args
+    if _op(g, a) == "neg" and _op(g, b) == "neg":
+        return _fit(g, g.add(node.op, (g[a].args[0], g[b].args[0])), node.type)
+
+
+def mul_identities(g, node, args):
+    a, b = args
+    for kept, other in ((a, b), (b, a)):
+        if _is_constant(g, other, 1.0):
+            return _fit(g, kept, node.type)
+        if _scalar(g, other) == -1.0:
+            return _fit(g, g.add("neg", (kept,)), node.type)
+        if (_is_constant(g, other, 0.0) or _op(g, other) == "zeros") and _never_inf_or_nan(g, kept):
+            return _zeros(g, node.type)
+
+
+def div_identities(g, node, args):
+    a, b = args
+    if _is_constant(g, b, 1.0):
+        return _fit(g, a, node.type)
+    divisor = _scalar(g, b)
+    if divisor is not None and divisor != 0 and np.isfinite(divisor):
+        mantissa, _ = np.frexp(divisor)
+        if abs(mantissa) == 0.5:  # a power of two: x / 2**k == x * 2**-k exactly
+            return _fit(g, g.add("mul", (a, g.const(np.asarray(1 / divisor, dtype=g.type(b).dtype)))), node.type)
+    return _sigmoid_by_hand(g, node, args)
+
+
+def _sigmoid_by_hand(g, node, args):
+    """1 / (1 + exp(-z)) -> sigmoid(z)."""
+    one, denominator = args
+    if _scalar(g, one) != 1.0 or _op(g, denominator) != "add":
+        return None
+    for unit, exponential in (g[denominator].args, reversed(g[denominator].args)):
+        if _scalar(g, unit) == 1.0 and _op(g, exponential) == "exp" and _op(g, g[exponential].args[0]) == "neg":
+            z = g[g[exponential].args[0]].args[0]
+            return _fit(g, g.add("sigmoid", (z,)), node.type)
+    return None
+
+
+def pow_identities(g, node, args):
+    x, exponent = args
+    value = _scalar(g, exponent)
+    if value is None or g.type(x).dtype != node.type.dtype:
+        return None
+    if value == 2.0:
+        return _fit(g, g.add("mul", (x, x)), node.type)
+    if value == 0.5:
+        return _fit(g, g.add("sqrt", (x,)), node.type)
+    if value == -1.0:
+        return _fit(g, g.add("div", (g.const(np.asarray(1.0, node.type.dtype)), x)), node.type)
+
+
+def composed_transpose(g, node, args):
+    inner = g[args[0]]
+    if inner.op == "transpose":
+        first, second = inner.params["axes"], node.params["axes"]
+        return g.add("transpose", (inner.args[0],), {"axes": tuple(first[i] for i in second)})
+
+
+def collapsed_shape_op(g, node, args):
+    """reshape(reshape(x)) -> reshape(x); broadcast_to(broadcast_to(x)) -> broadcast_to(x)."""
+    inner = g[args[0]]
+    if inner.op == node.op:
+        return g.add(node.op, (inner.args[0],), node.params)
+
+
+def shape_op_of_zeros(g, node, args):
+    if _op(g, args[0]) == "zeros":
+        return _zeros(g, node.type)
+
+
+def sum_of_broadcast(g, node, args):
+    """sum(broadcast_to(x)) over only the broadcast axes -> x times the number of copies."""
+    source = g[args[0]]
+    if source.op != "broadcast_to":
+        return None
+    x = source.args[0]
+    full = source.type.shape
+    padded = (1,) * (len(full) - g.type(x).ndim) + g.type(x).shape
+    axes = node.params["axis"]
+    if any(padded[i] != 1 for i in axes) or not node.type.is_float:
+        return None
+    copies = int(np.prod([full[i] for i in axes]))
+    kept_shape = tuple(d for i, d in enumerate(padded) if i not in axes) if not node.params["keepdims"] \
+        else tuple(1 if i in axes else d for i, d in enumerate(padded))
+    base = g.add("reshape", (x,), {"shape": kept_shape})
+    scaled = g.add("mul", (base, g.const(np.asarray(float(copies), node.type.dtype))))
+    return _fit(g, scaled, node.type)
+
+
+def where_identities(g, node, args):
+    condition, a, b = args
+    if a == b:
+        return _fit(g, a, node.type)
+    value = g.const_value(condition)
+    if value is not None and value.dtype == bool and (value.all() or not value.any()):
+        return _fit(g, a if value.all() else b, node.type)
+
+
+def round_trip_cast(g, node, args):
+    inner = g[args[0]]
+    if inner.op != "cast":
+        return None
+    original = g.type(inner.args[0]).dtype
+    middle = np.dtype(inner.type.dtype)
+    if original == node.type.dtype and np.dtype(original).kind == "f" and middle.kind == "f" \
+            and middle.itemsize >= np.dtype(original).itemsize:
+        return inner.args[0]
+
+
+# ---- stability ---------------------------------------------------------------------------
+
+
+def stable_log(g, node, args):
+    (x,) = args
+    inner = g[x]
+    if inner.op == "exp":
+        return _fit(g, inner.args[0], node.type)
+    if inner.op == "sigmoid":  # log(sigmoid(z)) = -softplus(-z)
+        z = _v(g, inner.args[0])
+        return _fit(g, (-F.softplus(-z)).id, node.type)
+    if inner.op == "sub" and _scalar(g, inner.args[0]) == 1.0 and _op(g, inner.args[1]) == "sigmoid":
+        z = _v(g, g[inner.args[1]].args[0])  # log(1 - sigmoid(z)) = -softplus(z)
+        return _fit(g, (-F.softplus(z)).id, node.type)
+    if inner.op == "div" and _op(g, inner.args[0]) == "exp":
+        u, t = g[inner.args[0]].args[0], inner.args[1]  # log(exp(u) / t) = u - log(t)
+        return _fit(g, (_v(g, u) - F.log(_v(g, t))).id, node.type)
+    if inner.op == "maximum":
+        for x_id, bound in (inner.args, reversed(inner.args)):
+            floor = g.const_value(bound)
+            if floor is not None and floor.dtype.kind == "f" and np.all(floor > 0):
+                with np.errstate(all="ignore"):
+                    log_floor = g.const(np.log(floor))
+                return _fit(g, g.add("maximum", (g.add("log", (x_id,)), log_floor)), node.type)
+    if inner.op == "sum" and _op(g, inner.args[0]) == "exp":
+        return _stable_log_sum_exp(g, node, inner)
+    return None
+
+
+def stable_log1p(g, node, args):
+    inner = g[args[0]]
+    if inner.op == "neg" and _op(g, inner.args[0]) == "sigmoid":  # log1p(-sigmoid(z)) = -softplus(z)
+        z = _v(g, g[inner.args[0]].args[0])
+        return _fit(g, (-F.softplus(z)).id, node.type)
+
+
+def _stable_log_sum_exp(g, node, total):
+    u = g[total.args[0]].args[0]
+    axis, keepdims = total.params["axis"], total.params["keepdims"]
+    if _is_shifted_by_its_max(g, u, axis):
+        return None
+    shift = F.stop_gradient(F.max(_v(g, u), axis=axis, keepdims=True))
+    stable = F.log(F.sum(F.exp(_v(g, u) - shift), axis=axis, keepdims=keepdims))
+    if not keepdims:
+        shift = F.reshape(shift, shape=stable.shape)
+    return _fit(g, (stable + shift).id, node.type)
+
+
+def _is_shifted_by_its_max(g, u: int, axis: tuple) -> bool:
+    """Is ``u`` of the form ``v - max(v, axis)`` (maybe broadcast, reshaped or stop_gradient'ed)?"""
+    node = g[u]
+    if node.op != "sub":
+        return False
+    shift = g[_strip(g, node.args[1])]
+    return shift.op == "max" and shift.params["axis"] == axis and shift.args[0] == node.args[0]
+
+
+RULES = {
+    "neg": [neg_of_neg],
+    "add": [add_of_neg],
+    "sub": [sub_identities],
+    "mul": [_both_negated, mul_identities],
+    "div": [_both_negated, div_identities],
+    "pow": [pow_identities],
+    "transpose": [composed_transpose, shape_op_of_zeros],
+    "reshape": [collapsed_shape_op, shape_op_of_zeros],
+    "broadcast_to": [collapsed_shape_op, shape_op_of_zeros],
+    "sum": [sum_of_broadcast, shape_op_of_zeros],
+    "where": [where_identities],
+    "cast": [round_trip_cast],
+    "log": [stable_log],
+    "log1p": [stable_log1p],
+}
+
+_IDENTITIES = dispatch(RULES)
+
+
+def _rule(graph: Graph, node: Node, args: tuple) -> Optional[int]:
+    # Folding runs in the same walk: a folded constant often completes an identity's pattern.
+    folded = fold_rule(graph, node, args)
+    return folded if folded is not None else _IDENTITIES(graph, node, args)
+
+
+def simplify(graph: Graph) -> Graph:
+    """``graph`` with constants folded and the identities and stability rewrites above applied,
+    to a fixed point."""
+    return rewrite_to_fixed_point(graph, _rule)

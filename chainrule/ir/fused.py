@@ -1,0 +1,170 @@
+"""The ``fused`` op: one node that computes a whole elementwise region (maybe ending in a reduction).
+
+Its ``body`` attribute is a small program in topological order. Each step is
+``(op, operands, attrs, type)``; an operand ``k >= 0`` is step ``k``'s value and
+``k < 0`` is the fused node's operand ``-k - 1`` (a value from outside the
+region). The last step is the node's value. Every step but a final reduction
+has the region's full shape, so a backend can run the body as one loop (LLVM)
+or as a sequence of in-place ufunc calls on one buffer (NumPy).
+
+Fused nodes come after differentiation, so the op has no derivative rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chainrule.errors import ShapeError
+from chainrule.ir.ops import OPS, Op, register
+from chainrule.ir.types import TensorType
+
+
+@dataclass(frozen=True)
+class FusedBody:
+    steps: tuple  # of (op, operands, attrs, type)
+    # each step's (name, source location, origin as (op, name, loc)); metadata, not identity
+    meta: tuple = field(default=(), compare=False)
+
+    @property
+    def root(self):
+        return self.steps[-1]
+
+    def use_counts(self) -> list[int]:
+        counts = [0] * len(self.steps)
+        for _, operands, _, _ in self.steps:
+            for k in operands:
+                if k >= 0:
+                    counts[k] += 1
+        return counts
+
+    def expression(self, input_names: list[str]) -> str:
+        """The body as nested calls, ``sub(sigmoid(%3), y)``; a step used twice is bound first
+        (``t0 = sigmoid(%3); mul(t0, sub(1.0, t0))``)."""
+        counts = self.use_counts()
+        texts, bindings = [], []
+        for index, (op, operands, attrs, _) in enumerate(self.steps):
+            arguments = [texts[k] if k >= 0 else input_names[-k - 1] for k in operands]
+            arguments += [f"{key}={value}" for key, value in attrs if key != "dtype" or op == "cast"]
+            text = f"{op}({', '.join(arguments)})"
+            if counts[index] > 1:
+                bindings.append(f"t{len(bindings)} = {text}")
+                text = f"t{len(bindings) - 1}"
+            texts.append(text)
+        return "; ".join(bindings + [texts[-1]])
+
+    def name(self, index: int):
+        return self.meta[index][0] if index < len(self.meta) else None
+
+    def __repr__(self):
+        return f"<fused body of {len(self.steps)} steps>"
+
+
+def _infer_fused(types: list, attrs: dict) -> TensorType:
+    steps = attrs["body"].steps
+    for index, (op, operands, step_attrs, declared) in enumerate(steps):
+        operand_types = [steps[k][3] if k >= 0 else types[-k - 1] for k in operands]
+        inferred = OPS[op].infer(operand_types, dict(step_attrs))
+        if inferred != declared:
+            raise ShapeError(f"fused step {index} ({op}) has type {declared} but its operands give {inferred}")
+    return steps[-1][3]
+
+
+def _render_fused(names: list[str], attrs: dict) -> str:
+    """One NumPy expression for the body. A step used twice is bound with ``:=`` at its first
+    occurrence in evaluation order (Python evaluates operands left to right, and every template
+    uses its operands in order), and read by name after that."""
+    steps = attrs["body"].steps
+    counts = attrs["body"].use_counts()
+    texts: list[str] = []
+    for op, operands, step_attrs, _ in steps:
+        arguments = [names[-k - 1] if k < 0 else (f"\0{k}\0" if counts[k] > 1 else texts[k]) for k in operands]
+        texts.append(f"({OPS[op].render(arguments, dict(step_attrs))})")
+    # Expand the markers left to right with an explicit stack of pending text (no recursion).
+    pieces, pending, bound = [], [texts[-1]], set()
+    while pending:
+        text = pending.pop()
+        marker = text.find("\0")
+        if marker < 0:
+            pieces.append(text)
+            continue
+        close = text.index("\0", marker + 1)
+        k = int(text[marker + 1:close])
+        pieces.append(text[:marker])
+        pending.append(text[close + 1:])
+        if k in bound:
+            pieces.append(f"_s{k}")
+        else:
+            bound.add(k)
+            pending.append(")")
+            pending.append(texts[k])
+            pieces.append(f"(_s{k} := ")
+    return "".join(pieces)
+
+
+def _fused_flops(types: list, out: TensorType, attrs: dict) -> int:
+    steps = attrs["body"].steps
+    total = 0
+    for op, operands, step_attrs, step_type in steps:
+        operand_types = [steps[k][3] if k >= 0 else types[-k - 1] for k in operands]
+        total += OPS[op].flops(operand_types, step_type, dict(step_attrs))
+    return total
+
+
+register(Op("fused", "fused", None, _infer_fused, _render_fused, vjp=None, flops=_fused_flops))
+
+
+# Steps that can write their result over a buffer they read (NumPy: a ufunc with out=; in a
+# loop: a register). where() and cast allocate a new result.
+_ALLOCATING = {"where", "cast"}
+
+
+@dataclass(frozen=True)
+class BufferPlan:
+    """Where each step of a fused body lives when the steps run one after another.
+
+    ``buffer[i]`` is the buffer holding step i (-1 for a final reduction, which
+    produces the node's own result), ``types[b]`` each buffer's type and
+    ``writes_over[i]`` whether step i reuses an existing buffer (``out=``).
+    ``peak_bytes`` is the most the buffers hold at once.
+    """
+
+    buffer: tuple
+    types: tuple
+    writes_over: tuple
+    peak_bytes: int
+
+
+def plan_buffers(body: FusedBody) -> BufferPlan:
+    steps = body.steps
+    last_use = [-1] * len(steps)
+    for index, (_, operands, _, _) in enumerate(steps):
+        for k in operands:
+            if k >= 0:
+                last_use[k] = index
+    buffer, writes_over, types, free = [], [], [], []
+    live_bytes = peak = 0
+    for index, (op, operands, _, step_type) in enumerate(steps):
+        dying = {buffer[k] for k in operands if k >= 0 and last_use[k] == index}
+        if index == len(steps) - 1 and OPS[op].kind == "reduction":
+            buffer.append(-1)
+            writes_over.append(False)
+            peak = max(peak, live_bytes + step_type.nbytes)
+            continue
+        reusable = [b for b in sorted(dying) + free if types[b] == step_type] if op not in _ALLOCATING else []
+        if reusable:
+            chosen = reusable[0]
+            if chosen in free:
+                free.remove(chosen)
+                live_bytes += step_type.nbytes
+            writes_over.append(True)
+        else:
+            chosen = len(types)
+            types.append(step_type)
+            live_bytes += step_type.nbytes
+            writes_over.append(False)
+        buffer.append(chosen)
+        peak = max(peak, live_bytes)
+        for b in dying - {chosen}:
+            free.append(b)
+            live_bytes -= types[b].nbytes
+    return BufferPlan(tuple(buffer), tuple(types), tuple(writes_over), peak)
