@@ -21,14 +21,22 @@ def fold_rule(graph: Graph, node, args):
     definition = OPS[node.op]
     if not args or definition.kind in ("source", "fused") or node.op == "stop_gradient":
         return None
+    if definition.is_elementwise:
+        # an elementwise op of broadcast constants is the broadcast of the op on the constants
+        args = tuple(graph[a].args[0] if graph[a].op == "broadcast_to" else a for a in args)
     values = [graph.const_value(a) for a in args]
     if any(v is None for v in values):
         return None
-    if node.type.size > max(max(v.size for v in values), 1) or node.type.size > MAX_FOLDED_ELEMENTS:
+    size = int(np.prod(np.broadcast_shapes(*(v.shape for v in values)))) if definition.is_elementwise \
+        else node.type.size
+    if size > max(max(v.size for v in values), 1) or size > MAX_FOLDED_ELEMENTS:
         return None
     with np.errstate(all="ignore"):
         value = np.asarray(definition.eager(*values, **node.params), dtype=node.type.dtype)
-    return graph.const(value.reshape(node.type.shape))
+    folded = graph.const(value)
+    if value.shape != node.type.shape:
+        return graph.add("broadcast_to", (folded,), {"shape": node.type.shape})
+    return folded
 
 
 def fold(graph: Graph) -> Graph:

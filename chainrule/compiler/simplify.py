@@ -5,8 +5,9 @@ Which identities, and why these:
 - **Exact ones** give the same result for every input, inf and NaN included
   (up to the sign of a zero result, as ``x + 0 -> x`` already does at
   construction): double negation, ``x + -y -> x - y``, ``-x * -y -> x * y``,
-  ``x * -1 -> -x``, ``0 - x -> -x``, division by a power of two as a
-  multiplication, ``x**2 -> x*x`` (NumPy computes ``x**2`` as ``x*x`` too),
+  ``x * -1 -> -x``, ``0 - x -> -x``, ``x + x -> 2 * x``, division by a power
+  of two as a multiplication, ``c1 * (c2 * x) -> (c1 c2) * x`` when either
+  constant is a power of two, ``x**2 -> x*x`` (NumPy computes ``x**2`` as ``x*x`` too),
   ``x**0.5 -> sqrt(x)``, ``x**-1 -> 1/x``, transpose of transpose, reshape of
   reshape, broadcast of broadcast, shape ops of a symbolic zero,
   ``where(c, x, x) -> x``, a lossless round-trip cast, multiplication by a
@@ -71,6 +72,9 @@ def _never_inf_or_nan(graph: Graph, node_id: int) -> bool:
         return np.dtype(graph.type(node.args[0]).dtype).kind in "biu"
     if node.op == "where":
         return _never_inf_or_nan(graph, node.args[1]) and _never_inf_or_nan(graph, node.args[2])
+    if node.op == "mul":  # a mask times a finite value: 0 or that value
+        a, b = node.args
+        return any(graph.type(m).dtype == "bool" and _never_inf_or_nan(graph, other) for m, other in ((a, b), (b, a)))
     return False
 
 
@@ -115,6 +119,32 @@ def neg_of_neg(g, node, args):
         return _fit(g, g[args[0]].args[0], node.type)
 
 
+def _power_of_two(value) -> bool:
+    return value is not None and value != 0 and np.isfinite(value) and abs(np.frexp(value)[0]) == 0.5
+
+
+def add_of_itself(g, node, args):
+    """x + x -> 2 * x (exact), which then merges with a constant factor of x."""
+    a, b = args
+    if a == b and g.type(a).is_float:
+        return g.add("mul", (g.const(np.asarray(2.0, g.type(a).dtype)), a))
+
+
+def constant_factors(g, node, args):
+    """c1 * (c2 * x) -> (c1 c2) * x when c1 or c2 is a power of two, so the product is exact."""
+    for outer, inner in (args, reversed(args)):
+        c1 = _scalar(g, outer)
+        if c1 is None or _op(g, inner) != "mul" or g.type(outer).shape != ():
+            continue
+        for factor, x in (g[inner].args, reversed(g[inner].args)):
+            c2 = _scalar(g, factor)
+            if c2 is not None and g.type(factor).shape == () and (_power_of_two(c1) or _power_of_two(c2)) \
+                    and g.type(outer).dtype == g.type(factor).dtype:
+                product = g.const(np.asarray(c1 * c2, g.type(outer).dtype))
+                return _fit(g, g.add("mul", (product, x)), node.type)
+    return None
+
+
 def add_of_neg(g, node, args):
     a, b = args
     if _op(g, b) == "neg":
@@ -155,10 +185,8 @@ def div_identities(g, node, args):
     if _is_constant(g, b, 1.0):
         return _fit(g, a, node.type)
     divisor = _scalar(g, b)
-    if divisor is not None and divisor != 0 and np.isfinite(divisor):
-        mantissa, _ = np.frexp(divisor)
-        if abs(mantissa) == 0.5:  # a power of two: x / 2**k == x * 2**-k exactly
-            return _fit(g, g.add("mul", (a, g.const(np.asarray(1 / divisor, dtype=g.type(b).dtype)))), node.type)
+    if _power_of_two(divisor):  # x / 2**k == x * 2**-k exactly
+        return _fit(g, g.add("mul", (a, g.const(np.asarray(1 / divisor, dtype=g.type(b).dtype)))), node.type)
     return _sigmoid_by_hand(g, node, args)
 
 
@@ -304,9 +332,9 @@ def _is_shifted_by_its_max(g, u: int, axis: tuple) -> bool:
 
 RULES = {
     "neg": [neg_of_neg],
-    "add": [add_of_neg],
+    "add": [add_of_neg, add_of_itself],
     "sub": [sub_identities],
-    "mul": [_both_negated, mul_identities],
+    "mul": [_both_negated, mul_identities, constant_factors],
     "div": [_both_negated, div_identities],
     "pow": [pow_identities],
     "transpose": [composed_transpose, shape_op_of_zeros],

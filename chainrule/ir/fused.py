@@ -135,36 +135,46 @@ class BufferPlan:
 
 
 def plan_buffers(body: FusedBody) -> BufferPlan:
-    steps = body.steps
+    """The buffer plan of ``body`` (computed once per body: passes and backends all ask)."""
+    plan = body.__dict__.get("_buffer_plan")
+    if plan is None:
+        plan = _plan_buffers(body.steps)
+        object.__setattr__(body, "_buffer_plan", plan)
+    return plan
+
+
+def _plan_buffers(steps: tuple) -> BufferPlan:
     last_use = [-1] * len(steps)
     for index, (_, operands, _, _) in enumerate(steps):
         for k in operands:
             if k >= 0:
                 last_use[k] = index
-    buffer, writes_over, types, free = [], [], [], []
+    buffer, writes_over, types = [], [], []
+    free: dict[TensorType, list[int]] = {}  # buffers holding nothing live, by type
     live_bytes = peak = 0
     for index, (op, operands, _, step_type) in enumerate(steps):
-        dying = {buffer[k] for k in operands if k >= 0 and last_use[k] == index}
+        dying = sorted({buffer[k] for k in operands if k >= 0 and last_use[k] == index})
         if index == len(steps) - 1 and OPS[op].kind == "reduction":
             buffer.append(-1)
             writes_over.append(False)
             peak = max(peak, live_bytes + step_type.nbytes)
             continue
-        reusable = [b for b in sorted(dying) + free if types[b] == step_type] if op not in _ALLOCATING else []
-        if reusable:
-            chosen = reusable[0]
-            if chosen in free:
-                free.remove(chosen)
+        chosen = -1
+        if op not in _ALLOCATING:
+            # an operand's buffer first (the step runs in place), else any free one of its type
+            chosen = next((b for b in dying if types[b] == step_type), -1)
+            if chosen < 0 and free.get(step_type):
+                chosen = free[step_type].pop()
                 live_bytes += step_type.nbytes
-            writes_over.append(True)
-        else:
+        writes_over.append(chosen >= 0)
+        if chosen < 0:
             chosen = len(types)
             types.append(step_type)
             live_bytes += step_type.nbytes
-            writes_over.append(False)
         buffer.append(chosen)
         peak = max(peak, live_bytes)
-        for b in dying - {chosen}:
-            free.append(b)
-            live_bytes -= types[b].nbytes
+        for b in dying:
+            if b != chosen:
+                free.setdefault(types[b], []).append(b)
+                live_bytes -= types[b].nbytes
     return BufferPlan(tuple(buffer), tuple(types), tuple(writes_over), peak)
