@@ -64,6 +64,17 @@ CASES = [
     Case("x plus x is two x", lambda x: np.sum(np.sin(x + x)), (normal(4),), present=("mul",), absent=("add",)),
     Case("constant factors merge when one is a power of two", lambda x: np.sum(np.sin(0.3 * (2.0 * x))),
          (normal(4),), extra={"count": {"mul": 1}}),
+    Case("a negated constant multiple", lambda x: np.sum(np.sin(-(0.3 * x))), (normal(4),),
+         absent=("neg",)),
+    Case("a shape op of a broadcast scalar is a broadcast", lambda x: np.sum(x * np.broadcast_to(
+        np.float64(1.0) * x[0, 0], (6,)).reshape(2, 3)), (normal(2, 3),), absent=("reshape",)),
+    Case("reshape after a kept sum is a sum without kept axes",
+         lambda x: np.sum(np.sin(np.sum(x, axis=0, keepdims=True).reshape(3))), (normal(4, 3),),
+         absent=("reshape",)),
+    Case("sum of a sum", lambda x: np.sin(np.sum(np.sum(x * x, axis=1), axis=0)), (normal(4, 3),),
+         extra={"count": {"sum": 1}}),
+    Case("sum of a kept sum", lambda x: np.sin(np.sum(np.sum(x * x, axis=1, keepdims=True), axis=(0, 1))),
+         (normal(4, 3),), extra={"count": {"sum": 1}}),
     Case("times minus one is a negation", lambda x: np.sum(np.exp(x * -1.0)), (normal(4),),
          present=("neg",), absent=("mul",)),
     Case("times a broadcast one is a broadcast", lambda x: np.sum(np.exp(np.ones((3, 4)) * x)), (normal(4),),
@@ -149,6 +160,11 @@ def test_float_minus_itself_is_kept_because_inf_minus_inf_is_nan():
     assert "sub" in ops(simplify(cr.trace(f, x)))
     with np.errstate(over="ignore", invalid="ignore"):
         assert np.isnan(cr.jit(f)(x))
+
+
+def test_constant_factors_that_would_round_are_not_merged():
+    f = lambda x: np.sum(np.sin(0.3 * (0.7 * x)))  # noqa: E731
+    assert ops(simplify(cr.trace(f, normal(4))))["mul"] == 2
 
 
 def test_division_by_three_is_not_a_multiplication_by_a_rounded_third():

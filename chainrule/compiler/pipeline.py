@@ -38,13 +38,15 @@ STAGES = ("traced", "grad", "simplified", "checkpointed", "fused", "scheduled")
 
 @dataclass
 class PassRecord:
-    """One pass as it ran: its name, the stage it belongs to, time, node counts before and after."""
+    """One pass as it ran: its name, the stage it belongs to, time, node counts before and after,
+    and the graph it made (``chainrule dump --diff`` shows what each pass changed)."""
 
     name: str
     stage: str
     seconds: float
     nodes_before: int
     nodes_after: int
+    graph: Graph = field(repr=False, default=None)
 
 
 @dataclass
@@ -79,6 +81,7 @@ def _passes(wrt: Optional[Sequence[int]], optimize: bool) -> list[tuple[str, str
         if optimize:
             passes.append(("grad", "simplify forward", simplify))
         passes.append(("grad", "reverse", lambda g: reverse(g, wrt)))
+        passes.append(("grad", "dce", dce))  # rules leave dead nodes behind (a dropped broadcast)
     if optimize:
         passes += [("simplified", "simplify", simplify), ("simplified", "cse", cse)]
     else:
@@ -99,7 +102,7 @@ def run(traced: Graph, wrt: Optional[Sequence[int]] = None, optimize: bool = Tru
         start = time.perf_counter()
         before = len(current)
         current = run_pass(current)
-        result.passes.append(PassRecord(name, stage, time.perf_counter() - start, before, len(current)))
+        result.passes.append(PassRecord(name, stage, time.perf_counter() - start, before, len(current), current))
         if verify:
             current.verify()
         result.graphs[stage] = current

@@ -115,8 +115,15 @@ def _zeros(graph: Graph, type: TensorType) -> int:
 
 
 def neg_of_neg(g, node, args):
-    if _op(g, args[0]) == "neg":
-        return _fit(g, g[args[0]].args[0], node.type)
+    inner = g[args[0]]
+    if inner.op == "neg":
+        return _fit(g, inner.args[0], node.type)
+    if inner.op == "mul":  # -(c * x) -> (-c) * x, exact
+        for factor, x in (inner.args, reversed(inner.args)):
+            c = _scalar(g, factor)
+            if c is not None:  # the negated constant keeps its shape, so the type is unchanged
+                negated = g.const(np.full(g.type(factor).shape, -c, g.type(factor).dtype))
+                return _fit(g, g.add("mul", (negated, x)), node.type)
 
 
 def _power_of_two(value) -> bool:
@@ -134,13 +141,14 @@ def constant_factors(g, node, args):
     """c1 * (c2 * x) -> (c1 c2) * x when c1 or c2 is a power of two, so the product is exact."""
     for outer, inner in (args, reversed(args)):
         c1 = _scalar(g, outer)
-        if c1 is None or _op(g, inner) != "mul" or g.type(outer).shape != ():
+        if c1 is None or _op(g, inner) != "mul":
             continue
         for factor, x in (g[inner].args, reversed(g[inner].args)):
             c2 = _scalar(g, factor)
-            if c2 is not None and g.type(factor).shape == () and (_power_of_two(c1) or _power_of_two(c2)) \
+            if c2 is not None and (_power_of_two(c1) or _power_of_two(c2)) \
                     and g.type(outer).dtype == g.type(factor).dtype:
-                product = g.const(np.asarray(c1 * c2, g.type(outer).dtype))
+                shape = np.broadcast_shapes(g.type(outer).shape, g.type(factor).shape)
+                product = g.const(np.full(shape, c1 * c2, g.type(outer).dtype))
                 return _fit(g, g.add("mul", (product, x)), node.type)
     return None
 
@@ -227,6 +235,41 @@ def collapsed_shape_op(g, node, args):
     inner = g[args[0]]
     if inner.op == node.op:
         return g.add(node.op, (inner.args[0],), node.params)
+
+
+def shape_op_of_broadcast_scalar(g, node, args):
+    """A shape op of a broadcast one-element value is a broadcast of that value (the backward of a
+    mean makes ``reshape(broadcast_to(c))``; as a broadcast, elementwise users absorb it)."""
+    inner = g[args[0]]
+    if inner.op == "broadcast_to" and g.type(inner.args[0]).size == 1 and node.type.size > 1:
+        scalar = g.add("reshape", (inner.args[0],), {"shape": ()})
+        return g.add("broadcast_to", (scalar,), {"shape": node.type.shape})
+
+
+def reshape_of_kept_sum(g, node, args):
+    """reshape(sum(x, keepdims=True)) that only drops the summed axes -> sum(x, keepdims=False)."""
+    inner = g[args[0]]
+    if inner.op == "sum" and inner.params["keepdims"]:
+        dropped = tuple(d for i, d in enumerate(inner.type.shape) if i not in inner.params["axis"])
+        if dropped == node.type.shape:
+            return g.add("sum", (inner.args[0],), {"axis": inner.params["axis"], "keepdims": False})
+
+
+def sum_of_sum(g, node, args):
+    """sum(sum(x, a1), a2) -> sum(x, a1 + a2) (a different summation order: rounding only)."""
+    inner = g[args[0]]
+    if inner.op != "sum":
+        return None
+    first = inner.params["axis"]
+    if inner.params["keepdims"]:
+        second = node.params["axis"]
+    else:
+        remaining = [i for i in range(g.type(inner.args[0]).ndim) if i not in first]
+        second = tuple(remaining[i] for i in node.params["axis"])
+    combined = g.add("sum", (inner.args[0],), {"axis": tuple(sorted(set(first) | set(second))),
+                                               "keepdims": node.params["keepdims"]})
+    # the same elements summed; only where the size-1 axes sit can differ
+    return combined if g.type(combined) == node.type else g.add("reshape", (combined,), {"shape": node.type.shape})
 
 
 def shape_op_of_zeros(g, node, args):
@@ -337,10 +380,10 @@ RULES = {
     "mul": [_both_negated, mul_identities, constant_factors],
     "div": [_both_negated, div_identities],
     "pow": [pow_identities],
-    "transpose": [composed_transpose, shape_op_of_zeros],
-    "reshape": [collapsed_shape_op, shape_op_of_zeros],
-    "broadcast_to": [collapsed_shape_op, shape_op_of_zeros],
-    "sum": [sum_of_broadcast, shape_op_of_zeros],
+    "transpose": [composed_transpose, shape_op_of_zeros, shape_op_of_broadcast_scalar],
+    "reshape": [collapsed_shape_op, shape_op_of_zeros, shape_op_of_broadcast_scalar, reshape_of_kept_sum],
+    "broadcast_to": [collapsed_shape_op, shape_op_of_zeros, shape_op_of_broadcast_scalar],
+    "sum": [sum_of_broadcast, shape_op_of_zeros, sum_of_sum],
     "where": [where_identities],
     "cast": [round_trip_cast],
     "log": [stable_log],

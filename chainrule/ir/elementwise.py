@@ -72,7 +72,9 @@ unary("erf", sp.erf, "special.erf({0})",
 unary("sigmoid", _sigmoid, "sigmoid({0})", lambda g, y, x: g * y * (1 - y), flops=4)
 unary("softplus", lambda x: sp.log(1 + sp.exp(x)), "softplus({0})", lambda g, y, x: g * F.sigmoid(x),
       flops=3)  # exp, add, log
-unary("relu", _relu, "relu({0})", lambda g, y, x: F.where(x > 0, g, 0), note="relu'(0) = 0")
+# The mask reads the output (y > 0 exactly when x > 0, NaN included), so the pre-activation
+# can be freed after the forward pass and fused into it.
+unary("relu", _relu, "relu({0})", lambda g, y, x: F.where(y > 0, g, 0), note="relu'(0) = 0")
 unary("stop_gradient", lambda x: x, "{0}", None, flops=0, note="no gradient, by definition")
 
 # ---- binary ------------------------------------------------------------------------------

@@ -55,7 +55,10 @@ def _comment(graph, node) -> str:
     if node.name and node.op != "input":
         parts.append(node.name)
     if node.origin is not None:
-        parts.append(f"d {graph[node.origin].op} %{node.origin}")
+        forward = graph[node.origin]
+        op = forward.params["body"].root[0] if forward.op == "fused" else forward.op
+        subject = forward.name if forward.op == "input" and forward.name else f"%{node.origin}"
+        parts.append(f"d {op} {subject}")
     if node.loc is not None:
         parts.append(str(node.loc))
     return ", ".join(parts)
@@ -75,20 +78,45 @@ def format_graph(graph, node_ids=None) -> str:
     return "\n".join(lines)
 
 
+# Graphviz's escapes: quotes and backslashes always; braces, bars and angle brackets only matter in
+# record-shaped nodes, but escaped they print as themselves in a box too.
+_DOT_ESCAPES = str.maketrans({c: "\\" + c for c in '\\"{}|<>'})
+
+
+def _dot_label(graph, node_id: int, names: dict) -> str:
+    """A box's text: the op (a fused node's body, one binding a line; a constant's value), then the
+    type, after the value's name if it has one (``dZ1: f64[3,1]``)."""
+    node = graph[node_id]
+    if node.op == "input":
+        lines = [node.name]
+    elif node.op == "fused":
+        expression = node.params["body"].expression([_operand(graph, a, names) for a in node.args])
+        lines = [f"%{node_id} fused"] + expression.split("; ")
+    elif node.op == "const":
+        lines = [f"%{node_id} const", repr(node.params["value"])]
+    else:
+        lines = [f"%{node_id} {node.op}"]
+    typed = f"{node.name}: {node.type}" if node.name and node.op != "input" else str(node.type)
+    return "\\n".join(line.translate(_DOT_ESCAPES) for line in lines + [typed])
+
+
 def format_dot(graph) -> str:
-    """Graphviz DOT text: one box per node (op and type), edges labelled by operand position."""
-    lines = [f'digraph "{graph.name}" {{', "  rankdir=TB;", '  node [shape=box, fontname="monospace"];']
+    """Graphviz DOT text: one box per node (op and type; a fused node shows its body), edges labelled
+    by operand position. Inputs are blue, nodes of the backward pass (those with an origin) red."""
+    names = operand_names(graph)
+    lines = [f'digraph "{graph.name.translate(_DOT_ESCAPES)}" {{', "  rankdir=TB;",
+             '  node [shape=box, fontname="monospace"];']
     for node_id in graph.live_nodes():
         node = graph[node_id]
-        label = node.name if node.op == "input" else f"%{node_id} {node.op}"
         style = ', style=filled, fillcolor="#e8f0fe"' if node.op == "input" else ""
         style = ', style=filled, fillcolor="#fdecea"' if node.origin is not None else style
-        lines.append(f'  n{node_id} [label="{label}\\n{node.type}"{style}];')
+        lines.append(f'  n{node_id} [label="{_dot_label(graph, node_id, names)}"{style}];')
         for position, arg in enumerate(node.args):
             edge_label = f' [label="{position}"]' if len(node.args) > 1 else ""
             lines.append(f"  n{arg} -> n{node_id}{edge_label};")
     for position, out in enumerate(graph.outputs):
-        lines.append(f'  out{position} [label="{graph.output_names[position]}", shape=ellipse];')
+        lines.append(f'  out{position} [label="{graph.output_names[position].translate(_DOT_ESCAPES)}", '
+                     'shape=ellipse];')
         lines.append(f"  n{out} -> out{position};")
     lines.append("}")
     return "\n".join(lines)
