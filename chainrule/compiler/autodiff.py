@@ -30,6 +30,7 @@ def reverse(forward: Graph, wrt: Sequence[int], cotangent_inputs: bool = False,
     joint = Graph(name or f"{forward.name}_grad")
     mapping = {i: joint.add_input(forward.type(i), forward[i].name, forward[i].loc) for i in forward.inputs}
     joint.transplant(forward, (i for i in range(len(forward)) if forward[i].op != "input"), mapping)
+    joint.carry_name_hints(forward, mapping)
     outputs = [mapping[o] for o in forward.outputs]
     forward_size = len(joint)
 

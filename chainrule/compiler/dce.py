@@ -12,4 +12,5 @@ def dce(graph: Graph) -> Graph:
     mapping = {i: result.add_input(graph.type(i), graph[i].name, graph[i].loc) for i in graph.inputs}
     result.transplant(graph, (i for i in live if graph[i].op != "input"), mapping, verbatim=True)
     result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
+    result.carry_name_hints(graph, mapping)
     return result

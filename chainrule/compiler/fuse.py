@@ -26,13 +26,14 @@ _REDUCTIONS = {"sum", "max", "min"}
 _NOT_FUSED = {"stop_gradient"}
 
 
-def _fusible(graph: Graph, node_id: int) -> bool:
+def _fusible(graph: Graph, node_id: int, min_elements: int) -> bool:
     node = graph[node_id]
-    return OPS[node.op].is_elementwise and node.op not in _NOT_FUSED and node.type.size > 1
+    return OPS[node.op].is_elementwise and node.op not in _NOT_FUSED and node.type.size >= min_elements
 
 
-def find_regions(graph: Graph) -> list[int]:
-    """For each node, the id of the root of its region, or -1 when it is not fused."""
+def find_regions(graph: Graph, min_elements: int = 2) -> list[int]:
+    """For each node, the id of the root of its region, or -1 when it is not fused.
+    Nodes of fewer than ``min_elements`` elements stay out (fusing scalar arithmetic gains nothing)."""
     region = [-1] * len(graph)
     shape_of_region: dict[int, tuple] = {}
     steps_in_region: dict[int, int] = {}
@@ -40,10 +41,10 @@ def find_regions(graph: Graph) -> list[int]:
     for node_id in range(len(graph) - 1, -1, -1):
         node = graph[node_id]
         is_reduction_root = node.op in _REDUCTIONS and node.type.is_float
-        if not (_fusible(graph, node_id) or is_reduction_root):
+        if not (_fusible(graph, node_id, min_elements) or is_reduction_root):
             continue
         users = graph.users(node_id)
-        if _fusible(graph, node_id) and users and node_id not in outputs:
+        if _fusible(graph, node_id, min_elements) and users and node_id not in outputs:
             roots = {region[u] for u in users}
             if len(roots) == 1:
                 (root,) = roots

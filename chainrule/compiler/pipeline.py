@@ -6,7 +6,8 @@
   first, so the derivative is taken of the stable forms (``log(sigmoid(z))``
   becomes ``-softplus(-z)`` before it is differentiated, not after).
 - ``simplified``: identities, stability rewrites and constant folding to a
-  fixed point, then CSE; dead code goes with every rebuild (see rewrite.py).
+  fixed point, small backward regions simplified by SymPy (symbolic.py), then
+  CSE; dead code goes with every rebuild (see rewrite.py).
 - ``checkpointed``: which forward values the backward pass keeps. The policy
   ``"all"`` keeps every one, so this stage is the simplified graph itself.
 - ``fused``: elementwise regions become fused nodes.
@@ -31,6 +32,7 @@ from chainrule.compiler.dce import dce
 from chainrule.compiler.fuse import fuse
 from chainrule.compiler.schedule import schedule
 from chainrule.compiler.simplify import simplify
+from chainrule.compiler.symbolic import symbolic_regions
 from chainrule.ir import Graph
 
 STAGES = ("traced", "grad", "simplified", "checkpointed", "fused", "scheduled")
@@ -83,7 +85,8 @@ def _passes(wrt: Optional[Sequence[int]], optimize: bool) -> list[tuple[str, str
         passes.append(("grad", "reverse", lambda g: reverse(g, wrt)))
         passes.append(("grad", "dce", dce))  # rules leave dead nodes behind (a dropped broadcast)
     if optimize:
-        passes += [("simplified", "simplify", simplify), ("simplified", "cse", cse)]
+        passes += [("simplified", "simplify", simplify), ("simplified", "symbolic", symbolic_regions),
+                   ("simplified", "cse", cse)]
     else:
         passes.append(("simplified", "dce", dce))
     passes.append(("checkpointed", "keep all", lambda g: g))

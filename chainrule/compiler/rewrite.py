@@ -46,6 +46,7 @@ def rebuild(graph: Graph, rule: Optional[Rule] = None) -> tuple[Graph, int]:
             kept.name = node.name
         mapping[node_id] = replacement
     result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
+    result.carry_name_hints(graph, mapping)
     return result, fired
 
 

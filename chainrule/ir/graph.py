@@ -94,6 +94,10 @@ class Graph:
         self._default_loc: Optional[Loc] = None
         self._default_origin: Optional[int] = None
         self.memory_plan = None  # set by the schedule pass (chainrule.compiler.schedule.MemoryPlan)
+        # (op, args, attrs) -> the name a value had in an earlier graph where a rewrite left it dead:
+        # when a later pass builds that value again (A2 = sigmoid(Z2) once BCE's gradient is
+        # simplified), it gets its user's name back. See carry_name_hints.
+        self.name_hints: dict[tuple, str] = {}
 
     # ---- construction -------------------------------------------------------------------
 
@@ -124,6 +128,8 @@ class Graph:
             raise error.at(loc) from None
         if simpler is not None:
             return simpler
+        if name is None and self.name_hints:
+            name = self.name_hints.get(key)
         return self._append(Node(op, args, frozen, out_type, loc, name,
                                  origin if origin is not None else self._default_origin), definition.interned)
 
@@ -175,6 +181,18 @@ class Graph:
             else:
                 mapping[node_id] = self.add(node.op, args, node.params, loc=node.loc, name=node.name, origin=origin)
         return mapping
+
+    def carry_name_hints(self, source: "Graph", mapping: dict[int, int]) -> None:
+        """Remember the names of ``source``'s named values that were not copied here (``mapping``
+        maps copied ids), and ``source``'s own hints, for the nodes whose operands were copied."""
+        def remember(op, args, attrs, name):
+            if all(a in mapping for a in args):
+                self.name_hints.setdefault((op, tuple(mapping[a] for a in args), attrs), name)
+        for (op, args, attrs), name in source.name_hints.items():
+            remember(op, args, attrs, name)
+        for node_id, node in enumerate(source.nodes):
+            if node.name and node_id not in mapping and node.op not in ("input", "const"):
+                remember(node.op, node.args, node.attrs, node.name)
 
     def set_outputs(self, ids: Iterable[int], names: Optional[Iterable[str]] = None) -> None:
         self.outputs = list(ids)

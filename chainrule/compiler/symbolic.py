@@ -1,0 +1,282 @@
+"""Symbolic regions: small elementwise regions of the backward pass, simplified by SymPy.
+
+Reverse mode differentiates one op at a time, so the gradient of binary
+cross-entropy through a sigmoid comes out as ``(1-y) sigmoid(z) - y sigmoid(-z)``
+(times the mean's 1/m): correct, but not the textbook's ``a - y``. Seen whole,
+the region is a small expression SymPy can simplify. For each backward region
+of at most ``MAX_STEPS`` smooth elementwise ops (the regions fusion would
+make), this pass
+
+1. writes the region as a SymPy expression of its inputs, looking through
+   inputs that are a negation or ``c - x`` (so ``sigmoid(-z)`` is seen as
+   such). sigmoid and softplus stay opaque functions with their reflection
+   identities ``sigmoid(-x) = 1 - sigmoid(x)``, ``softplus(-x) = softplus(x) - x``
+   applied, rather than their exp forms, which would come back as overflowing
+   ``exp(z)/(1 + exp(z))``;
+2. expands and refactors it (``factor_terms(expand(...))``: polynomial work
+   on a bounded expression, so no expression swell);
+3. keeps the result only when it has fewer operations and no function the
+   region did not already have, and rebuilds the region from it.
+
+Large regions keep reverse mode over their scalar DAG. Identical regions (a
+deep chain repeats one shape thousands of times) are simplified once: results
+are cached by the region's structure.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import numpy as np
+import sympy as sp
+
+from chainrule.compiler.fuse import find_regions
+from chainrule.ir import OPS, Graph
+from chainrule.ir.sympy_export import number
+
+MAX_STEPS = 24
+_OPAQUE = {"sigmoid": sp.Function("sigmoid"), "softplus": sp.Function("softplus")}
+_SMOOTH = {"neg", "add", "sub", "mul", "div", "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "softplus",
+           "expm1", "log1p"}
+# SymPy function head -> op, for the functions a region may contain
+_OPS_OF_HEAD = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tanh: "tanh",
+                **{function: name for name, function in _OPAQUE.items()}}
+
+
+def symbolic_regions(graph: Graph) -> Graph:
+    """``graph`` with each small backward region replaced by its SymPy-simplified form, where smaller."""
+    region = find_regions(graph, min_elements=1)
+    members: dict[int, list[int]] = {}
+    for node_id, root in enumerate(region):
+        if root >= 0:
+            members.setdefault(root, []).append(node_id)
+    replacements: dict[int, tuple] = {}  # root -> (expression, input ids, symbols)
+    for root, nodes in members.items():
+        if graph[root].origin is None or not 2 <= len(nodes) <= MAX_STEPS \
+                or any(graph[n].op not in _SMOOTH for n in nodes):
+            continue
+        key, inputs = _region_key(graph, nodes, region)
+        simplified = _simplify_region(key)
+        if simplified is not None:
+            replacements[root] = (simplified, inputs)
+    if not replacements:
+        return graph
+    replaced = {n for root in replacements for n in members[root]}
+    result = Graph(graph.name)
+    mapping = {i: result.add_input(graph.type(i), graph[i].name, graph[i].loc) for i in graph.inputs}
+    for node_id in range(len(graph)):
+        node = graph[node_id]
+        if node.op == "input" or (node_id in replaced and node_id not in replacements):
+            continue
+        origin = mapping.get(node.origin) if node.origin is not None else None
+        if node_id in replacements:
+            expression, inputs = replacements[node_id]
+            first_new = len(result)
+            with result.attribution(node.loc, origin):
+                new = _emit(result, expression, [mapping[i] for i in inputs], node.type)
+            _restore_names(graph, result, range(first_new, len(result)), mapping)
+            if result[new].name is None and result[new].op not in ("input", "const"):
+                result[new].name = node.name
+            mapping[node_id] = new
+            continue
+        mapping[node_id] = result.add(node.op, tuple(mapping[a] for a in node.args), node.params,
+                                      loc=node.loc, name=node.name, origin=origin)
+    result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
+    result.carry_name_hints(graph, mapping)
+    return result
+
+
+def _restore_names(graph: Graph, result: Graph, new_ids, mapping: dict[int, int]) -> None:
+    """A rebuilt value the user had named before a rewrite removed it (``A2 = sigmoid(Z2)``) gets
+    that name back, so the gradient reads ``dZ2 = A2 - Y``."""
+    original = {new: old for old, new in mapping.items()}
+    for node_id in new_ids:
+        node = result[node_id]
+        if node.name is None and all(a in original for a in node.args):
+            node.name = graph.name_hints.get((node.op, tuple(original[a] for a in node.args), node.attrs))
+
+
+# ---- region -> SymPy --------------------------------------------------------------------------
+
+
+def _region_key(graph: Graph, nodes: list[int], region: list[int]) -> tuple[tuple, list[int]]:
+    """The region as a hashable program over numbered inputs, looking through a negation or ``c - x``
+    input; and the input ids. Scalar constants are part of the key (by value). A value inside
+    another region is never looked through to: that region may be rebuilt without it."""
+    inside = set(nodes)
+
+    def visible(a: int) -> bool:
+        return a not in inside and region[a] in (-1, a)
+    inputs: list[int] = []
+    steps: list[tuple] = []
+    index_of: dict[int, int] = {}
+
+    def operand(a: int) -> tuple:
+        if a in inside:
+            return ("step", index_of[a])
+        value = graph.const_value(a)
+        if value is not None and value.size == 1:
+            return ("number", float(value.reshape(())))
+        source = graph[a]
+        if source.op == "neg" and visible(source.args[0]):
+            return ("neg", operand(source.args[0]))
+        if source.op == "sub" and graph.const_value(source.args[0]) is not None \
+                and graph.type(source.args[0]).size == 1 and visible(source.args[1]):
+            return ("rsub", float(graph.const_value(source.args[0]).reshape(())), operand(source.args[1]))
+        if a not in inputs:
+            inputs.append(a)
+        return ("input", inputs.index(a))
+
+    for n in nodes:
+        index_of[n] = len(steps)
+        steps.append((graph[n].op, tuple(operand(a) for a in graph[n].args)))
+    return tuple(steps), inputs
+
+
+@functools.lru_cache(maxsize=4096)
+def _simplify_region(key: tuple) -> Optional[sp.Expr]:
+    """The simplified expression of a region (inputs are symbols a0, a1, ...), or None if not smaller."""
+    values: list[sp.Expr] = []
+
+    def value(operand: tuple) -> sp.Expr:
+        kind = operand[0]
+        if kind == "step":
+            return values[operand[1]]
+        if kind == "number":
+            return number(operand[1])
+        if kind == "neg":
+            return -value(operand[1])
+        if kind == "rsub":
+            return number(operand[1]) - value(operand[2])
+        return sp.Symbol(f"a{operand[1]}", real=True)
+
+    for op, operands in key:
+        arguments = [value(o) for o in operands]
+        values.append(_OPAQUE[op](*arguments) if op in _OPAQUE else OPS[op].sympy(*arguments))
+    original = values[-1]
+    reflected = original.replace(lambda e: e.func in _OPAQUE.values() and e.args[0].could_extract_minus_sign(),
+                                 lambda e: _reflect(e))
+    candidate = sp.factor_terms(sp.expand(reflected))
+    heads = {type(e) for e in original.atoms(sp.Function)} | {e.func for e in original.atoms(sp.Function)}
+    if any(e.func not in heads for e in candidate.atoms(sp.Function)) \
+            or any(e.func not in _OPS_OF_HEAD for e in candidate.atoms(sp.Function)):
+        return None
+    if sp.count_ops(candidate) >= _operation_count(key):
+        return None
+    return candidate
+
+
+def _reflect(call: sp.Expr) -> sp.Expr:
+    argument = -call.args[0]
+    if call.func is _OPAQUE["sigmoid"]:
+        return 1 - _OPAQUE["sigmoid"](argument)
+    return _OPAQUE["softplus"](argument) - argument
+
+
+def _operation_count(key: tuple) -> int:
+    """Operations the region computes now, including the negations and ``c - x`` it looked through."""
+    def extra(operand: tuple) -> int:
+        if operand[0] == "neg":
+            return 1 + extra(operand[1])
+        if operand[0] == "rsub":
+            return 1 + extra(operand[2])
+        return 0
+    return sum(1 + sum(extra(o) for o in operands) for _, operands in key)
+
+
+# ---- SymPy -> graph --------------------------------------------------------------------------
+
+
+def _emit(graph: Graph, expression: sp.Expr, inputs: list[int], type) -> int:
+    """Build ``expression`` (symbols a0, a1, ... are ``inputs``) in ``graph``; a result of another shape
+    is broadcast to ``type``. An explicit stack, though the expressions are small."""
+    dtype = type.dtype
+    built: dict[sp.Expr, int] = {}
+    stack = [(expression, False)]
+    while stack:
+        node, ready = stack.pop()
+        if node in built:
+            continue
+        if not ready:
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args if a not in built)
+            continue
+        built[node] = _emit_one(graph, node, [built[a] for a in node.args], inputs, dtype)
+    result = built[expression]
+    if graph.type(result).shape != type.shape:
+        result = graph.add("broadcast_to", (result,), {"shape": type.shape})
+    return result
+
+
+def _emit_one(graph: Graph, node: sp.Expr, operands: list[int], inputs: list[int], dtype: str) -> int:
+    if isinstance(node, sp.Symbol):
+        return inputs[int(node.name[1:])]
+    if node.is_Number:
+        return graph.const(np.asarray(float(node), dtype))
+    if isinstance(node, sp.Add):
+        return _signed_sum(graph, node, operands)
+    if isinstance(node, sp.Mul):
+        return _product(graph, node, operands)
+    if isinstance(node, sp.Pow):
+        base, exponent = operands[0], node.args[1]
+        if exponent == -1:
+            return graph.add("div", (graph.const(np.asarray(1.0, dtype)), base))
+        if exponent == 2:
+            return graph.add("mul", (base, base))
+        if exponent == sp.Rational(1, 2):
+            return graph.add("sqrt", (base,))
+        return graph.add("pow", (base, operands[1]))
+    return graph.add(_OPS_OF_HEAD[node.func], tuple(operands))
+
+
+def _signed_sum(graph: Graph, node: sp.Add, operands: list[int]) -> int:
+    """a + b - c as add/sub: terms with a negative coefficient are subtracted."""
+    positive, negative = [], []
+    for term, built in zip(node.args, operands):
+        if term.could_extract_minus_sign():
+            negative.append((term, built))
+        else:
+            positive.append(built)
+    total = positive[0] if positive else None
+    for extra in positive[1:]:
+        total = graph.add("add", (total, extra))
+    for term, built in negative:
+        magnitude = _negated(graph, term, built)
+        total = graph.add("neg", (magnitude,)) if total is None else graph.add("sub", (total, magnitude))
+    return total
+
+
+def _negated(graph: Graph, term: sp.Expr, built: int) -> int:  # noqa: ARG001 (term documents the call)
+    """The node for ``-term`` where ``term`` has a negative coefficient (``-y`` -> ``y``, ``-2 x`` -> ``2 x``)."""
+    node = graph[built]
+    if node.op == "neg":
+        return node.args[0]
+    if node.op == "mul":
+        for position, factor in enumerate(node.args):
+            value = graph.const_value(factor)
+            if value is not None and value.size == 1:
+                other = node.args[1 - position]
+                if float(value.reshape(())) == -1.0:
+                    return other
+                return graph.add("mul", (graph.const(-value), other))
+    if graph.const_value(built) is not None:
+        return graph.const(-graph.const_value(built))
+    return graph.add("neg", (built,))
+
+
+def _product(graph: Graph, node: sp.Mul, operands: list[int]) -> int:
+    """c * x * y / z: a negative power of a factor divides."""
+    numerator, denominator = [], []
+    for factor, built in zip(node.args, operands):
+        if isinstance(factor, sp.Pow) and factor.args[1].is_Number and factor.args[1] < 0 \
+                and graph[built].op == "div" and factor.args[1] == -1:
+            denominator.append(graph[built].args[1])
+        else:
+            numerator.append(built)
+    total = numerator[0] if numerator else graph.const(np.asarray(1.0, graph.type(denominator[0]).dtype))
+    for extra in numerator[1:]:
+        total = graph.add("mul", (total, extra))
+    for divisor in denominator:
+        total = graph.add("div", (total, divisor))
+    return total
