@@ -75,6 +75,10 @@ CASES = [
          extra={"count": {"sum": 1}}),
     Case("sum of a kept sum", lambda x: np.sin(np.sum(np.sum(x * x, axis=1, keepdims=True), axis=(0, 1))),
          (normal(4, 3),), extra={"count": {"sum": 1}}),
+    Case("a sum of a negation is a negated sum", lambda x: np.sin(np.sum(-np.exp(x))), (normal(3, 4),),
+         extra={"count": {"neg": 1}}),
+    Case("one pick per row: the label picks' backward sums to its values",
+         lambda z: nn.cross_entropy(z, np.array([0, 2, 1, 1])), (normal(4, 3),)),
     Case("times minus one is a negation", lambda x: np.sum(np.exp(x * -1.0)), (normal(4),),
          present=("neg",), absent=("mul",)),
     Case("times a broadcast one is a broadcast", lambda x: np.sum(np.exp(np.ones((3, 4)) * x)), (normal(4),),
@@ -160,6 +164,17 @@ def test_float_minus_itself_is_kept_because_inf_minus_inf_is_nan():
     assert "sub" in ops(simplify(cr.trace(f, x)))
     with np.errstate(over="ignore", invalid="ignore"):
         assert np.isnan(cr.jit(f)(x))
+
+
+def test_softmax_cross_entropy_with_labels_has_gradient_softmax_minus_onehot_without_a_row_sum():
+    labels = np.array([0, 2, 1, 1])
+    f = cr.grad(lambda z: nn.cross_entropy(z, labels))
+    z = normal(4, 3)
+    graph = f.graph(z, stage="simplified")
+    sums = [graph[i] for i in graph.live_nodes() if graph[i].op == "sum" and graph[i].origin is not None]
+    assert sums == []  # the backward sums nothing: dz = scatter(-1/n at labels) + softmax / n
+    softmax = np.exp(z) / np.sum(np.exp(z), axis=1, keepdims=True)
+    np.testing.assert_allclose(f(z), (softmax - np.eye(3)[labels]) / 4, rtol=1e-13, atol=1e-17)
 
 
 def test_constant_factors_that_would_round_are_not_merged():

@@ -117,6 +117,10 @@ def generate_source(graph: Graph, function_name: str | None = None) -> tuple[str
         operands = [inline.get(a) or value_names[a] for a in node.args]
         operands = [_parenthesize(text, graph[a].op) for text, a in zip(operands, node.args)]
         reads = frozenset().union(*(freeable.get(a, frozenset()) for a in node.args))
+        if node.op == "stop_gradient" and node_id not in outputs:
+            inline[node_id] = operands[0]  # the identity once differentiated: no line of its own
+            freeable[node_id] = reads
+            continue
         if node.op == "transpose" and node.type.ndim == 2 and node_id not in outputs:
             inline[node_id] = f"{operands[0]}.T"  # written where it is used, as in dW = dZ @ A.T
             freeable[node_id] = reads

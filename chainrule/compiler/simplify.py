@@ -272,6 +272,33 @@ def sum_of_sum(g, node, args):
     return combined if g.type(combined) == node.type else g.add("reshape", (combined,), {"shape": node.type.shape})
 
 
+def sum_of_neg(g, node, args):
+    """sum(-x) -> -sum(x): one negation of the reduced value instead of the whole array (exact)."""
+    if _op(g, args[0]) == "neg":
+        return g.add("neg", (g.add("sum", (g[args[0]].args[0],), node.params),))
+
+
+def sum_of_one_pick_per_row(g, node, args):
+    """sum over the columns of scatter_add(v, [arange(n), labels]) is v: each row gets exactly one
+    value. (The backward of picking each row's label, as cross-entropy does: with it, the softmax
+    cross-entropy gradient becomes (softmax - onehot) / n.)"""
+    scatter = g[args[0]]
+    if scatter.op != "scatter_add" or len(scatter.args) != 3 or node.params["axis"] != (1,):
+        return None
+    values, rows, _ = scatter.args
+    n = scatter.type.shape[0]
+    row_values = g.const_value(rows)
+    if scatter.params["index"] != (("array", 0), ("array", 1)) or scatter.type.ndim != 2 \
+            or row_values is None or not np.array_equal(row_values, np.arange(n)):
+        return None
+    if g.type(values).size == 1:
+        scalar = g.add("reshape", (values,), {"shape": ()})
+        return g.add("broadcast_to", (scalar,), {"shape": node.type.shape})
+    if g.type(values).shape in ((n,), (n, 1)):
+        return g.add("reshape", (values,), {"shape": node.type.shape})
+    return None
+
+
 def shape_op_of_zeros(g, node, args):
     if _op(g, args[0]) == "zeros":
         return _zeros(g, node.type)
@@ -383,7 +410,7 @@ RULES = {
     "transpose": [composed_transpose, shape_op_of_zeros, shape_op_of_broadcast_scalar],
     "reshape": [collapsed_shape_op, shape_op_of_zeros, shape_op_of_broadcast_scalar, reshape_of_kept_sum],
     "broadcast_to": [collapsed_shape_op, shape_op_of_zeros, shape_op_of_broadcast_scalar],
-    "sum": [sum_of_broadcast, shape_op_of_zeros, sum_of_sum],
+    "sum": [sum_of_broadcast, shape_op_of_zeros, sum_of_sum, sum_of_neg, sum_of_one_pick_per_row],
     "where": [where_identities],
     "cast": [round_trip_cast],
     "log": [stable_log],
