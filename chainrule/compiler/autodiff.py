@@ -77,10 +77,11 @@ def _active_nodes(graph: Graph, sources: list[int], size: int) -> bytearray:
 
 
 def _sum(joint: Graph, contributions: list[Value], node, node_id: int) -> Value:
-    with joint.attribution(node.loc, origin=node_id):
-        total = contributions[0]
-        for extra in contributions[1:]:
-            total = total + extra
+    total = contributions[0]
+    if len(contributions) > 1:
+        with joint.attribution(node.loc, origin=node_id):
+            for extra in contributions[1:]:
+                total = total + extra
     record = joint[total.id]
     if record.name is None and node.name and record.op != "input":
         record.name = f"d{node.name}"
@@ -91,6 +92,7 @@ def _propagate(joint: Graph, node_id: int, cotangent: Value, active: bytearray, 
     node = joint[node_id]
     op = OPS[node.op]
     operands = [Value(joint, a) for a in node.args]
+    output, attrs = Value(joint, node_id), node.params
     with joint.attribution(node.loc, origin=node_id):
         for position, operand in enumerate(operands):
             if not active[operand.id]:
@@ -98,7 +100,7 @@ def _propagate(joint: Graph, node_id: int, cotangent: Value, active: bytearray, 
             rule = op.vjp_rule(position)
             if rule is None:
                 continue
-            contribution = rule(cotangent, Value(joint, node_id), *operands, **node.params)
+            contribution = rule(cotangent, output, *operands, **attrs)
             if contribution is None:
                 continue
             if contribution.shape != operand.shape:

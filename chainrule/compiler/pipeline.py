@@ -5,9 +5,9 @@
 - ``grad``: reverse mode (only for gradients). The forward graph is simplified
   first, so the derivative is taken of the stable forms (``log(sigmoid(z))``
   becomes ``-softplus(-z)`` before it is differentiated, not after).
-- ``simplified``: identities, stability rewrites and constant folding to a
-  fixed point, small backward regions simplified by SymPy (symbolic.py), then
-  CSE; dead code goes with every rebuild (see rewrite.py).
+- ``simplified``: identities, stability rewrites, constant folding and CSE
+  to a fixed point, then small backward regions simplified by SymPy
+  (symbolic.py); dead code goes with every rebuild (see rewrite.py).
 - ``checkpointed``: which forward values the backward pass keeps. The policy
   ``"all"`` keeps every one, so this stage is the simplified graph itself.
 - ``fused``: elementwise regions become fused nodes.
@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 from chainrule.compiler.autodiff import reverse
-from chainrule.compiler.cse import cse
 from chainrule.compiler.dce import dce
 from chainrule.compiler.fuse import fuse
 from chainrule.compiler.schedule import schedule
@@ -83,10 +82,8 @@ def _passes(wrt: Optional[Sequence[int]], optimize: bool) -> list[tuple[str, str
         if optimize:
             passes.append(("grad", "simplify forward", simplify))
         passes.append(("grad", "reverse", lambda g: reverse(g, wrt)))
-        passes.append(("grad", "dce", dce))  # rules leave dead nodes behind (a dropped broadcast)
     if optimize:
-        passes += [("simplified", "simplify", simplify), ("simplified", "symbolic", symbolic_regions),
-                   ("simplified", "cse", cse)]
+        passes += [("simplified", "simplify", simplify), ("simplified", "symbolic", symbolic_regions)]
     else:
         passes.append(("simplified", "dce", dce))
     passes.append(("checkpointed", "keep all", lambda g: g))

@@ -38,6 +38,7 @@ from typing import Optional
 
 import numpy as np
 
+from chainrule.compiler.cse import commutative_order
 from chainrule.compiler.fold import fold_rule
 from chainrule.compiler.rewrite import dispatch, rewrite_to_fixed_point
 from chainrule.ir import F, Graph, Value
@@ -421,12 +422,16 @@ _IDENTITIES = dispatch(RULES)
 
 
 def _rule(graph: Graph, node: Node, args: tuple) -> Optional[int]:
-    # Folding runs in the same walk: a folded constant often completes an identity's pattern.
-    folded = fold_rule(graph, node, args)
-    return folded if folded is not None else _IDENTITIES(graph, node, args)
+    # Folding and CSE run in the same walk (a folded constant often completes an identity's
+    # pattern), so the whole stage costs one walk per round.
+    for rule in (fold_rule, _IDENTITIES, commutative_order):
+        replacement = rule(graph, node, args)
+        if replacement is not None:
+            return replacement
+    return None
 
 
 def simplify(graph: Graph) -> Graph:
-    """``graph`` with constants folded and the identities and stability rewrites above applied,
-    to a fixed point."""
+    """``graph`` with constants folded, the identities and stability rewrites above applied and
+    common subexpressions merged, to a fixed point."""
     return rewrite_to_fixed_point(graph, _rule)
