@@ -1,6 +1,6 @@
 """One gradient step of two MLPs: chainrule's NumPy backend against the hand-written backward pass.
 
-    python3 benchmarks/mlp.py            # about 30 s; prints one table
+    python3 benchmarks/mlp.py            # a minute or two on a quiet machine; prints one table
 
 (a) seed 002 12.10.1's DeepNeuralNetwork [2, 16, 8, 1] on the 400-point spiral:
     column-major ``Z = np.dot(W, A) + b``, ReLU hidden, sigmoid out, mean binary
@@ -10,10 +10,14 @@
 (b) a [784, 256, 256, 10] row-major MLP (``x @ W + b``), ReLU, softmax cross-entropy
     with integer labels (``chainrule.nn.cross_entropy``), batch 128.
 
-Both sides return the loss and every gradient. They run in alternating blocks of
-consecutive calls, so machine noise hits both alike; times are medians. "ratio" is
-chainrule / hand-written; "kernel only" is the generated function called directly,
-so "ratio" minus that is the per-call overhead of ``Compiled.__call__``.
+Both sides return the loss and every gradient. chainrule runs twice: with its
+optimizing passes (the default) and with ``optimize=False``, so the table shows what
+the optimizer buys in nodes, memory and time. All run in alternating blocks of
+consecutive calls, so machine noise hits them alike; times are medians. "ratio" is
+time / hand-written time; "kernel only" is the optimized generated function called
+directly, so its ratio subtracted from the optimized one is the per-call overhead of
+``Compiled.__call__``. Memory is shown twice: the memory plan's estimate of the peak
+of a call's temporaries, and the peak tracemalloc measures in one call.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from statistics import median
 
@@ -172,47 +177,67 @@ def _time(fn) -> float:
     return time.perf_counter() - start
 
 
-def interleaved_medians(functions: dict, rounds: int, block: int = 10, settle: int = 2) -> dict:
-    """Median seconds per call of each function, measured in alternating blocks of consecutive calls.
+def _minor_faults() -> int | None:
+    """Minor page faults of this process so far (fresh pages from the OS), or None where not counted."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def interleaved_medians(functions: dict, rounds: int, block: int = 10, settle: int = 2) -> tuple[dict, dict]:
+    """Median seconds per call of each function, measured in alternating blocks of consecutive calls,
+    and the minor page faults per call during the calls that were timed.
 
     Each round runs every function ``block`` times in a row (rotating who goes
     first), so machine noise falls on all of them alike. The first ``settle``
     calls of a block are not counted: the memory allocator's state depends on
     what ran last (whether freed pages went back to the OS), and a training
     loop calls the same step again and again, so that is the state to measure.
+    Faults are counted over the same calls, so they explain the times beside them.
     """
     names = list(functions)
     samples = {name: [] for name in names}
+    faults = {name: 0 for name in names}
     for rep in range(rounds):
         shift = rep % len(names)
         for name in names[shift:] + names[:shift]:
             fn = functions[name]
-            times = [_time(fn) for _ in range(block)]
-            samples[name].extend(times[settle:])
-    return {name: median(values) for name, values in samples.items()}
+            for _ in range(settle):
+                fn()
+            before = _minor_faults()
+            samples[name].extend(_time(fn) for _ in range(block - settle))
+            faults[name] = None if before is None else faults[name] + _minor_faults() - before
+    counted = rounds * (block - settle)
+    return ({name: median(values) for name, values in samples.items()},
+            {name: None if total is None else total / counted for name, total in faults.items()})
 
 
-def page_faults_per_call(fn, calls: int = 20) -> float | None:
-    """Minor page faults per call in steady state: fresh pages the allocator had to ask the OS for."""
-    try:
-        import resource
-    except ImportError:  # not on this platform
-        return None
-    for _ in range(3):
-        fn()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(calls):
-        fn()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
-
-
-def compile_seconds(loss_fn, args, fresh_compilations: int = 3) -> float:
+def compile_seconds(loss_fn, args, optimize: bool, fresh_compilations: int = 3) -> float:
     """Median wall time of the first call (trace + differentiate + generate + one run) of a fresh function."""
     times = []
     for _ in range(fresh_compilations):
-        compiled = cr.value_and_grad(loss_fn)
+        compiled = cr.value_and_grad(loss_fn, optimize=optimize)
         times.append(_time(lambda: compiled(*args)))
     return median(times)
+
+
+def measured_peak_bytes(fn) -> int:
+    """The most bytes one call has allocated at once, as tracemalloc sees it.
+
+    NumPy reports its array buffers to tracemalloc, so this is the measured
+    counterpart of the memory plan's estimate: temporaries and the returned
+    arrays, not the inputs (allocated before tracing starts). The call before
+    tracing starts keeps one-time allocations (specializations, caches) out.
+    """
+    fn()
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 def max_gradient_difference(ours, theirs) -> float:
@@ -225,27 +250,36 @@ def max_gradient_difference(ours, theirs) -> float:
     return worst
 
 
+HAND_WRITTEN = "hand-written NumPy"
+KERNEL_ONLY = "  (generated kernel only)"
+CHAINRULE_VARIANTS = (("chainrule, optimized", True), ("chainrule, optimize=False", False))
+
+
 def benchmark(label: str, loss_fn, by_hand, args, rounds: int) -> list[dict]:
-    first_call = compile_seconds(loss_fn, args)
-    step = cr.value_and_grad(loss_fn)
-    difference = max_gradient_difference(step(*args), by_hand(*args))
-    # The generated function alone, to split the time into kernel and call overhead.
-    entry, leaves = step._specialize(args)
-    traced_leaves = [leaf for leaf, s in zip(leaves, entry.spec.leaves) if s.traced]
-    kernel = entry.kernel.fn
-    functions = {
-        "hand-written NumPy": lambda: by_hand(*args),
-        "chainrule value_and_grad": lambda: step(*args),
-        "  (generated kernel only)": lambda: kernel(*traced_leaves),
-    }
-    medians = interleaved_medians(functions, rounds)
-    baseline = medians["hand-written NumPy"]
+    """One row per implementation: the hand-written step, then chainrule with and without the optimizer."""
+    functions = {HAND_WRITTEN: lambda: by_hand(*args)}
+    compiled_facts = {}  # implementation name -> what only a compiled step has: graph size, estimate, accuracy
+    expected = by_hand(*args)
+    for name, optimize in CHAINRULE_VARIANTS:
+        step = cr.value_and_grad(loss_fn, optimize=optimize)
+        final_graph = step.graph(*args)  # the "scheduled" stage, the one the kernel is generated from
+        compiled_facts[name] = {"nodes": len(final_graph), "estimated_peak": final_graph.memory_plan.peak_bytes,
+                                "compile": compile_seconds(loss_fn, args, optimize),
+                                "difference": max_gradient_difference(step(*args), expected)}
+        functions[name] = lambda step=step: step(*args)
+        if optimize:
+            # The generated function alone, to split the time into kernel and call overhead.
+            entry, leaves = step._specialize(args)
+            kernel_inputs = [leaves[i] for i in entry.traced_leaves]
+            functions[KERNEL_ONLY] = lambda kernel=entry.kernel.fn, inputs=kernel_inputs: kernel(*inputs)
+    medians, faults = interleaved_medians(functions, rounds)
+    baseline = medians[HAND_WRITTEN]
     rows = []
     for name, seconds in medians.items():
         rows.append({"problem": label, "implementation": name, "median": seconds, "ratio": seconds / baseline,
-                     "faults": page_faults_per_call(functions[name]),
-                     "compile": first_call if name.startswith("chainrule") else None,
-                     "difference": difference if name.startswith("chainrule") else None})
+                     "faults": faults[name],
+                     "measured_peak": measured_peak_bytes(functions[name]),
+                     **compiled_facts.get(name, {})})
     return rows
 
 
@@ -255,9 +289,15 @@ def _format_seconds(seconds: float) -> str:
     return f"{seconds * 1e3:7.2f} ms"
 
 
+def _format_bytes(count: int) -> str:
+    if count < 1024 ** 2:
+        return f"{count / 1024:6.1f} KiB"
+    return f"{count / 1024 ** 2:6.2f} MiB"
+
+
 def print_table(rows: list[dict]) -> None:
     header = (f"{'problem':<28} {'implementation':<26} {'median step':>11} {'ratio':>6} {'faults':>6} "
-              f"{'first call':>11} {'max |dgrad|':>11}")
+              f"{'nodes':>5} {'peak (plan)':>11} {'peak (meas.)':>12} {'first call':>11} {'max |dgrad|':>11}")
     print(header)
     print("-" * len(header))
     previous = None
@@ -265,10 +305,13 @@ def print_table(rows: list[dict]) -> None:
         problem = row["problem"] if row["problem"] != previous else ""
         previous = row["problem"]
         faults = f"{row['faults']:.0f}" if row["faults"] is not None else "-"
-        compile_text = _format_seconds(row["compile"]) if row["compile"] is not None else ""
-        difference = f"{row['difference']:.1e}" if row["difference"] is not None else ""
+        nodes = str(row["nodes"]) if "nodes" in row else ""
+        estimated = _format_bytes(row["estimated_peak"]) if "estimated_peak" in row else ""
+        compile_text = _format_seconds(row["compile"]) if "compile" in row else ""
+        difference = f"{row['difference']:.1e}" if "difference" in row else ""
         print(f"{problem:<28} {row['implementation']:<26} {_format_seconds(row['median']):>11} "
-              f"{row['ratio']:6.2f} {faults:>6} {compile_text:>11} {difference:>11}")
+              f"{row['ratio']:6.2f} {faults:>6} {nodes:>5} {estimated:>11} "
+              f"{_format_bytes(row['measured_peak']):>12} {compile_text:>11} {difference:>11}")
 
 
 def main() -> None:
@@ -280,9 +323,15 @@ def main() -> None:
     print()
     print_table(rows)
     print()
-    print("ratio = chainrule / hand-written (target <= 1.25). faults = minor page faults per call (fresh memory")
-    print("from the OS, ~1 us each here). first call = trace + compile + one run, median of 3 fresh functions.")
-    print("max |dgrad| = largest difference from the hand-written pass in the loss or any gradient entry.")
+    print("ratio = time / hand-written time (targets: <= 1.25; issue 3: <= 1.0 for (b) with the optimizer).")
+    print("faults = minor page faults per timed call: fresh pages from the OS, ~2 us each here, ~2 ms a step in (b).")
+    print("Whether a step faults depends on when glibc's malloc returns freed memory to the OS, which depends")
+    print("on what ran before: compare faults before reading a few percent of ratio as a code difference.")
+    print("nodes = nodes of the final (scheduled) graph, inputs and constants included.")
+    print("peak (plan) = the schedule's estimate of the most bytes a call holds at once (memory_plan.peak_bytes);")
+    print("peak (meas.) = that peak as tracemalloc measured it in one call; both count temporaries and the")
+    print("returned gradients, not the inputs. first call = trace + compile + one run, median of 3 fresh")
+    print("functions. max |dgrad| = largest difference from the hand-written pass in the loss or any gradient.")
     print(peer_note())
 
 
