@@ -1,4 +1,5 @@
-"""The ``chainrule`` command: ``chainrule demo``, ``chainrule gradcheck FILE.py:FUNC``."""
+"""The ``chainrule`` command: ``chainrule demo``, ``chainrule gradcheck FILE.py:FUNC``,
+``chainrule dump FILE.py:FUNC`` and ``chainrule dot FILE.py:FUNC -o graph.dot`` (see dump.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,15 @@ def main(argv=None) -> int:
     check.add_argument("--argnums", default=None,
                        help="comma-separated argument positions to check (default: every float argument)")
     check.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    from chainrule import dump
+
+    dump.add_arguments(commands)
+    benchmarks = commands.add_parser("bench", help="benchmarks that print comparison tables").add_subparsers(
+        dest="benchmark", required=True)
+    from chainrule import bench_nested
+
+    bench_nested.add_arguments(benchmarks.add_parser(
+        "nested", help="seed 001: d/dx of cos(tan(sin(...))) nested --depth deep, against SymPy and peers"))
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
@@ -33,6 +43,12 @@ def main(argv=None) -> int:
 
             demo.run()
             return 0
+        if args.command == "bench":
+            return bench_nested.run(args)
+        if args.command == "dump":
+            return dump.run_dump(args)
+        if args.command == "dot":
+            return dump.run_dot(args)
         return _gradcheck(args)
     except ChainruleError as error:
         print(f"chainrule: {error}", file=sys.stderr)

@@ -1,3 +1,5 @@
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -5,7 +7,11 @@ import textwrap
 import numpy as np
 import pytest
 
-from chainrule.cli import main
+import chainrule as cr
+from chainrule.cli import load_function, main
+from chainrule.compiler.pipeline import STAGES
+from chainrule.ir import Graph, TensorType
+from chainrule.ir.diff import op_count_delta, text_diff
 
 
 def test_demo_prints_ir_backward_source_and_the_seeds_gradients(capsys):
@@ -71,3 +77,153 @@ def test_gradcheck_names_the_users_line_on_a_shape_error(tmp_path, capsys):
     assert main(["gradcheck", f"{path}:f", "--shape", "x=3"]) == 2
     err = capsys.readouterr().err
     assert "bad.py:3" in err and "[3]" in err and "[7]" in err
+
+
+# ---- chainrule dump and chainrule dot -------------------------------------------------------
+
+def _compiled_model(model_file):
+    """model_file's loss, compiled by the API as ``dump --grad`` compiles it, and its example inputs."""
+    function, module = load_function(f"{model_file}:loss")
+    return cr.value_and_grad(function), module.example_args()
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_dump_prints_the_ir_after_the_asked_stage(model_file, capsys, stage):
+    assert main(["dump", f"{model_file}:loss", "--grad", "--stage", stage]) == 0
+    out = capsys.readouterr().out
+    compiled, inputs = _compiled_model(model_file)
+    assert out.startswith("def loss_grad(" if stage != "traced" else "def loss(w: f64[3,2], x: f64[5,3])")
+    assert out == compiled.ir(*inputs, stage=stage) + "\n"
+
+
+def test_dump_without_grad_compiles_the_forward_pass_only(model_file, capsys):
+    assert main(["dump", f"{model_file}:loss"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("def loss(w: f64[3,2], x: f64[5,3]) -> f64[]:")
+    assert "d matmul" not in out  # no backward lines
+
+
+def test_dump_stage_all_has_every_stage_with_its_node_count_and_pass_times(model_file, capsys):
+    assert main(["dump", f"{model_file}:loss", "--grad", "--stage", "all"]) == 0
+    out = capsys.readouterr().out
+    headers = re.findall(r"^=== (\w+): (\d+) nodes(.*) ===$", out, flags=re.MULTILINE)
+    assert [stage for stage, _, _ in headers] == list(STAGES)
+    compiled, inputs = _compiled_model(model_file)
+    for stage, count, timing in headers:
+        assert int(count) == len(compiled.graph(*inputs, stage=stage))
+        if stage == "grad":
+            assert re.fullmatch(r", [\d.]+ ms \(simplify forward [\d.]+ ms, reverse [\d.]+ ms\)", timing)
+        if stage == "traced":
+            assert timing == ""  # no pass made it
+
+
+def test_dump_stage_all_of_a_jit_has_no_grad_stage(model_file, capsys):
+    assert main(["dump", f"{model_file}:loss", "--stage", "all"]) == 0
+    stages = re.findall(r"^=== (\w+): \d+ nodes", capsys.readouterr().out, flags=re.MULTILINE)
+    assert stages == [s for s in STAGES if s != "grad"]
+
+
+def test_dump_diff_shows_simplify_turning_a_hand_written_sigmoid_into_one_op(tmp_path, capsys):
+    path = tmp_path / "sig.py"
+    path.write_text("import numpy as np\n\ndef f(z):\n    return np.sum(1 / (1 + np.exp(-z)))\n")
+    assert main(["dump", f"{path}:f", "--shape", "z=4x3", "--diff"]) == 0
+    out = capsys.readouterr().out
+    section = out.split("=== pass simplify (simplified): ")[1].split("=== pass")[0]
+    # 1 / (1 + exp(-z)): neg, exp, the constant 1, add and div become one sigmoid
+    assert section.startswith("7 -> 3 nodes")
+    assert "ops: -1 add, -1 const, -1 div, -1 exp, -1 neg, +1 sigmoid" in section
+    removed = [line for line in section.splitlines() if line.startswith("-  ")]
+    added = [line for line in section.splitlines() if line.startswith("+  ")]
+    assert any("= div %const" in line for line in removed)
+    assert any(re.search(r"%sigmoid\.\w+: f64\[4,3\] = sigmoid z ", line) for line in added)
+    assert "=== pass symbolic (simplified): 3 -> 3 nodes" in out and "no change" in out
+
+
+def test_dump_diff_of_one_stage_shows_only_its_passes(model_file, capsys):
+    assert main(["dump", f"{model_file}:loss", "--grad", "--diff", "--stage", "grad"]) == 0
+    passes = re.findall(r"^=== pass (.+) \((\w+)\):", capsys.readouterr().out, flags=re.MULTILINE)
+    assert passes == [("simplify forward", "grad"), ("reverse", "grad")]
+
+
+def test_pass_diff_ignores_renumbering():
+    # the same two nodes after an extra one: every id shifts, yet only the new line is a change
+    def build(extra: bool) -> Graph:
+        graph = Graph("f")
+        x = graph.add_input(TensorType((3,), "float64"), "x")
+        if extra:
+            graph.add("neg", (x,))
+        graph.set_outputs([graph.add("exp", (graph.add("mul", (x, x)),))])
+        return graph
+
+    changes = [line for line in text_diff(build(False), build(True))[2:] if line[:1] in "+-"]
+    assert len(changes) == 1 and changes[0].startswith("+") and "= neg x" in changes[0]
+    assert op_count_delta(build(False), build(True)) == "+1 neg"
+    assert text_diff(build(True), build(True)) == []
+
+
+def test_dump_source_prints_the_generated_code(model_file, capsys):
+    assert main(["dump", f"{model_file}:loss", "--grad", "--source"]) == 0
+    out = capsys.readouterr().out
+    assert "=== generated code (numpy) ===" in out and "def loss_value_and_grad(w, x):" in out
+
+
+def test_dump_with_the_llvm_backend_says_it_is_not_available(model_file, capsys):
+    assert main(["dump", f"{model_file}:loss", "--backend", "llvm"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("chainrule: backend 'llvm' is not available")
+
+
+def test_dump_of_an_unknown_stage_lists_the_stages(model_file, capsys):
+    assert main(["dump", f"{model_file}:loss", "--stage", "optimized"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown stage 'optimized'" in err and ", ".join(STAGES) in err
+
+
+def test_dump_of_the_grad_stage_without_grad_says_to_add_it(model_file, capsys):
+    assert main(["dump", f"{model_file}:loss", "--stage", "grad"]) == 2
+    assert "add --grad" in capsys.readouterr().err
+
+
+def test_dump_argnums_without_grad_is_an_error(model_file, capsys):
+    assert main(["dump", f"{model_file}:loss", "--argnums", "1"]) == 2
+    assert "add --grad" in capsys.readouterr().err
+
+
+def test_dot_writes_graphviz_text_with_fused_bodies_in_the_labels(model_file, tmp_path, capsys):
+    output = tmp_path / "graph.dot"
+    assert main(["dot", f"{model_file}:loss", "--grad", "-o", str(output)]) == 0
+    text = output.read_text()
+    assert text.startswith('digraph "loss_grad" {')
+    fused = [line for line in text.splitlines() if "fused" in line]
+    assert fused and all("\\nmul(" in line or "\\nsub(" in line for line in fused)  # the body, on its own line
+    assert 'fillcolor="#fdecea"' in text  # backward nodes stand out
+    assert f"wrote {output}" in capsys.readouterr().out
+
+
+def test_dot_escapes_quotes_and_braces_in_labels():
+    graph = Graph('say "hi" {now}')
+    x = graph.add_input(TensorType((2,), "float64"), "x")
+    graph.set_outputs([graph.add("exp", (x,))], ['out "0"'])
+    text = graph.to_dot()
+    assert text.startswith('digraph "say \\"hi\\" \\{now\\}" {')
+    assert 'label="out \\"0\\""' in text
+
+
+def test_dot_to_png_without_graphviz_says_to_install_it_or_write_dot(model_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert main(["dot", f"{model_file}:loss", "-o", str(tmp_path / "graph.png")]) == 2
+    err = capsys.readouterr().err
+    assert "install graphviz" in err and "graph.dot" in err
+    assert not (tmp_path / "graph.png").exists()
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot program is not installed")
+def test_dot_to_svg_runs_graphviz(model_file, tmp_path):
+    output = tmp_path / "graph.svg"
+    assert main(["dot", f"{model_file}:loss", "--grad", "--stage", "fused", "-o", str(output)]) == 0
+    assert "<svg" in output.read_text()
+
+
+def test_dot_rejects_an_unknown_file_type(model_file, tmp_path, capsys):
+    assert main(["dot", f"{model_file}:loss", "-o", str(tmp_path / "graph.jpeg")]) == 2
+    assert "expected a file ending in .dot" in capsys.readouterr().err

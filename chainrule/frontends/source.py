@@ -14,6 +14,14 @@ from chainrule.errors import Loc
 _INTERNAL_DIRS = (os.path.dirname(chainrule.__file__) + os.sep, os.path.dirname(np.__file__) + os.sep)
 
 
+# Every traced operation looks up its source line, so what that takes is remembered:
+# per code object, whether it is chainrule's or NumPy's own; per (code, line), the Loc.
+# Both are cleared when they grow large (code made by exec in a loop is new every time).
+_INTERNAL_CODE: dict = {}
+_LOCATIONS: dict = {}
+_REMEMBERED_MAX = 1 << 14
+
+
 def user_frame(depth: int = 2):
     """The innermost frame outside chainrule and NumPy: the line the user wrote.
 
@@ -21,16 +29,34 @@ def user_frame(depth: int = 2):
     counts as user code.
     """
     frame = sys._getframe(depth)
-    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_DIRS) \
-            and not frame.f_globals.get("__chainrule_user_code__"):
+    while frame is not None:
+        code = frame.f_code
+        internal = _INTERNAL_CODE.get(code)
+        if internal is None:
+            internal = code.co_filename.startswith(_INTERNAL_DIRS) \
+                and not frame.f_globals.get("__chainrule_user_code__")
+            _remember(_INTERNAL_CODE, code, internal)
+        if not internal:
+            return frame
         frame = frame.f_back
-    return frame
+    return None
 
 
 def location_of(frame) -> Optional[Loc]:
     if frame is None:
         return None
-    return Loc(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+    key = (frame.f_code, frame.f_lineno)
+    loc = _LOCATIONS.get(key)
+    if loc is None:
+        loc = Loc(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+        _remember(_LOCATIONS, key, loc)
+    return loc
+
+
+def _remember(memory: dict, key, value) -> None:
+    if len(memory) >= _REMEMBERED_MAX:
+        memory.clear()
+    memory[key] = value
 
 
 def current_location() -> Optional[Loc]:

@@ -43,7 +43,7 @@ def operation(op_name: str, *operands, **attrs) -> "Tracer":
     frame = user_frame(2)
     loc = location_of(frame)
     graph = context.graph
-    like = [o._value.dtype for o in operands if isinstance(o, Tracer)]
+    like = None  # the traced operands' dtypes, which a Python number operand takes
     ids = []
     for operand in operands:
         if isinstance(operand, Tracer):
@@ -52,6 +52,8 @@ def operation(op_name: str, *operands, **attrs) -> "Tracer":
                                  "escaped its function (stored in a global, closure or attribute)", loc)
             ids.append(operand._value.id)
         else:
+            if like is None:
+                like = [o._value.dtype for o in operands if isinstance(o, Tracer)]
             ids.append(constant_id(graph, operand, like, loc))
     node_id = graph.add(op_name, ids, attrs, loc=loc)
     context.name_locals(frame)

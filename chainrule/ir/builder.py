@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from chainrule.ir.types import TensorType
@@ -24,19 +26,19 @@ class Value:
 
     @property
     def type(self) -> TensorType:
-        return self.graph.type(self.id)
+        return self.graph.nodes[self.id].type
 
     @property
     def shape(self) -> tuple:
-        return self.type.shape
+        return self.graph.nodes[self.id].type.shape
 
     @property
     def ndim(self) -> int:
-        return self.type.ndim
+        return len(self.graph.nodes[self.id].type.shape)
 
     @property
     def dtype(self) -> str:
-        return self.type.dtype
+        return self.graph.nodes[self.id].type.dtype
 
     def __add__(self, other): return apply("add", self, other)
     def __radd__(self, other): return apply("add", other, self)
@@ -72,9 +74,15 @@ def weak_dtype(dtypes, number=1.0) -> str:
     >>> weak_dtype(["float32"], 0.5)
     'float32'
     """
-    arrays = [np.empty(0, d) for d in dtypes]
     if isinstance(number, (bool, np.bool_)):
         return "bool"
+    # the value is part of the key: NumPy may look at it (an int too big for int8)
+    return _weak_dtype(tuple(dtypes), type(number), number)
+
+
+@functools.lru_cache(maxsize=1024)
+def _weak_dtype(dtypes: tuple, number_type: type, number) -> str:
+    arrays = [np.empty(0, d) for d in dtypes]
     return np.result_type(*arrays, number).name if arrays else np.asarray(number).dtype.name
 
 
@@ -91,6 +99,8 @@ def apply(op: str, *operands, **attrs) -> Value:
     """Add ``op(*operands; attrs)`` to the graph of the first Value operand."""
     values = [o for o in operands if isinstance(o, Value)]
     graph = values[0].graph
+    if len(values) == len(operands):  # no numbers to lift: the common case, kept short
+        return Value(graph, graph.add(op, [v.id for v in values], attrs))
     like = [v.dtype for v in values]
     ids = [lift(graph, o, like) for o in operands]
     return Value(graph, graph.add(op, ids, attrs))
@@ -104,7 +114,9 @@ class _OpNamespace:
 
         if op_name not in OPS:
             raise AttributeError(op_name)
-        return lambda *operands, **attrs: apply(op_name, *operands, **attrs)
+        function = functools.partial(apply, op_name)
+        setattr(self, op_name, function)  # found directly from now on: derivative rules call F a lot
+        return function
 
 
 F = _OpNamespace()

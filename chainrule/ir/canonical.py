@@ -30,6 +30,11 @@ _NO_OP_WHEN_TYPE_KEPT = {"reshape", "broadcast_to", "transpose", "sum", "max", "
 
 _FOLD_MAX_SIZE = 1  # folding big constants is the fold pass's job, not construction's
 
+# The operands an elementwise rule below looks for: constants to fold or that are neutral,
+# broadcasts to drop.
+_CONSTANTS = {"const", "zeros"}
+_REWRITABLE_OPERANDS = _CONSTANTS | {"broadcast_to"}
+
 # Non-elementwise ops whose operand 0 NumPy broadcasts to the shape they need (scatter_add's values).
 _BROADCASTS_OPERAND_0 = {"scatter_add"}
 
@@ -48,21 +53,32 @@ def rewrite(graph, op: str, args: tuple, attrs: dict, out_type) -> Optional[int]
         return graph.add(op, (graph[args[0]].args[0],) + tuple(args[1:]), attrs)
     if not definition.is_elementwise or not args:
         return None
-    constants = [graph.const_value(a) if graph.type(a).size <= _FOLD_MAX_SIZE else None for a in args]
+    operands = [graph.nodes[a] for a in args]
+    if _REWRITABLE_OPERANDS.isdisjoint([node.op for node in operands]):
+        return None  # the common case, and every rule below needs such an operand
+    constants = [graph.const_value(a) if node.op in _CONSTANTS and node.type.size <= _FOLD_MAX_SIZE else None
+                 for a, node in zip(args, operands)]
     if all(c is not None for c in constants) and out_type.size <= _FOLD_MAX_SIZE:
         with np.errstate(all="ignore"):
             value = np.asarray(definition.eager(*constants, **attrs), dtype=out_type.dtype)
         return graph.const(value.reshape(out_type.shape))
-    narrowed = _without_implied_broadcasts(graph, args, out_type)
+    narrowed = None
+    if any(node.op == "broadcast_to" for node in operands):
+        narrowed = _without_implied_broadcasts(graph, args, out_type)
     if narrowed is not None:
         return graph.add(op, narrowed, attrs)
     for position, (neutral, kept) in _IDENTITY_OPERAND.get(op, {}).items():
         c = constants[position]
-        is_neutral = (c is not None and np.all(c == neutral)) or \
+        is_neutral = (c is not None and _all_equal(c, neutral)) or \
             (neutral == 0 and graph[args[position]].op == "zeros")
         if is_neutral and graph.type(args[kept]) == out_type:
             return args[kept]
     return None
+
+
+def _all_equal(array: np.ndarray, number) -> bool:
+    # one element (the usual constant) compares as a Python number: NumPy's == costs ten times more
+    return array.item() == number if array.size == 1 else bool((array == number).all())
 
 
 def _without_implied_broadcasts(graph, args: tuple, out_type) -> Optional[tuple]:

@@ -4,11 +4,16 @@ Nodes are appended and never removed, and an operand always exists before its
 user, so node ids are a topological order: every walk over a graph is a loop
 over ``range(len(graph))`` (no recursion, whatever the depth). Passes build new
 graphs.
+
+Building is the hot path of compilation (the passes of a 100,000-step chain's
+gradient add over a million nodes), so ``add`` does no more than it must: type
+rules are remembered per (op, operand types, attributes), and the networkx
+mirror of the edges and the users index are brought up to date only when asked
+for, in bulk.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
@@ -19,6 +24,9 @@ from chainrule.errors import ChainruleError, Loc
 from chainrule.ir import canonical
 from chainrule.ir.ops import OPS
 from chainrule.ir.types import TensorType
+
+
+_PYTHON_NUMBERS = (int, float, bool)
 
 
 class ConstArray:
@@ -45,7 +53,7 @@ class ConstArray:
         return f"<{self.array.dtype.name}{list(self.array.shape)}>"
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     """One operation. ``op``, ``args``, ``attrs`` and ``type`` are its identity; the rest is metadata.
 
@@ -85,12 +93,17 @@ class Graph:
 
     def __init__(self, name: str = "f"):
         self.name = name
-        self.dag = nx.DiGraph()
         self.nodes: list[Node] = []
+        # The edges, mirrored in networkx (see ``dag``, which covers the first ``_dag_size``
+        # nodes) and as a users list per node (see ``users``): both filled in when asked for.
+        self._dag = nx.DiGraph()
+        self._dag_size = 0
+        self._users: list[list[int]] = []
         self.inputs: list[int] = []
         self.outputs: list[int] = []
         self.output_names: list[str] = []
         self._interned: dict[tuple, int] = {}
+        self._scalar_constants: dict[tuple, int] = {}  # (type, repr, dtype) of a Python number -> its node
         self._default_loc: Optional[Loc] = None
         self._default_origin: Optional[int] = None
         self.memory_plan = None  # set by the schedule pass (chainrule.compiler.schedule.MemoryPlan)
@@ -117,27 +130,31 @@ class Graph:
             if existing is not None:
                 return existing
         loc = loc or self._default_loc
+        if origin is None:
+            origin = self._default_origin
         if definition.arity is not None and len(args) != definition.arity:
             raise ChainruleError(f"{op} takes {definition.arity} operands, got {len(args)}", loc)
+        nodes = self.nodes
+        saved = self._default_loc, self._default_origin
         try:
-            out_type = definition.infer([self.nodes[a].type for a in args], dict(frozen))
-            # nodes a rewrite builds carry this node's source line and origin
-            with self.attribution(loc, origin if origin is not None else self._default_origin):
-                simpler = canonical.rewrite(self, op, args, dict(frozen), out_type)
+            out_type = definition.result_type(tuple([nodes[a].type for a in args]), frozen)
+            # nodes a rewrite builds carry this node's source line and origin (``attribution``,
+            # spelled out: a context manager per node is measurable here)
+            self._default_loc, self._default_origin = loc, origin
+            simpler = canonical.rewrite(self, op, args, dict(frozen), out_type)
         except ChainruleError as error:
             raise error.at(loc) from None
+        finally:
+            self._default_loc, self._default_origin = saved
         if simpler is not None:
             return simpler
         if name is None and self.name_hints:
             name = self.name_hints.get(key)
-        return self._append(Node(op, args, frozen, out_type, loc, name,
-                                 origin if origin is not None else self._default_origin), definition.interned)
+        return self._append(Node(op, args, frozen, out_type, loc, name, origin), definition.interned)
 
     def _append(self, node: Node, interned: bool) -> int:
         node_id = len(self.nodes)
         self.nodes.append(node)
-        self.dag.add_node(node_id)
-        self.dag.add_edges_from((a, node_id) for a in set(node.args))
         if interned:
             self._interned[(node.op, node.args, node.attrs)] = node_id
         return node_id
@@ -153,8 +170,19 @@ class Graph:
         return node_id
 
     def const(self, value, dtype=None) -> int:
+        scalar_key = None
+        if type(value) in _PYTHON_NUMBERS and value == value and (dtype is None or type(dtype) is str):
+            # The same few numbers recur (every `x * 2.0` in a loop): find their node without
+            # building an array. repr tells 0.0 from -0.0; NaN (value != value) is not remembered.
+            scalar_key = (type(value), repr(value), dtype)
+            node_id = self._scalar_constants.get(scalar_key)
+            if node_id is not None:
+                return node_id
         array = np.asarray(value, dtype=dtype)
-        return self.add("const", (), {"value": ConstArray(array)})
+        node_id = self.add("const", (), {"value": ConstArray(array)})
+        if scalar_key is not None:
+            self._scalar_constants[scalar_key] = node_id
+        return node_id
 
     def zeros(self, type: TensorType) -> int:
         """The symbolic zero of ``type``: an explicit value that DCE and rewrites understand."""
@@ -198,15 +226,10 @@ class Graph:
         self.outputs = list(ids)
         self.output_names = list(names) if names is not None else [f"out{i}" for i in range(len(self.outputs))]
 
-    @contextlib.contextmanager
-    def attribution(self, loc: Optional[Loc], origin: Optional[int] = None):
-        """Nodes added inside this block get ``loc`` and ``origin`` unless given their own."""
-        saved = self._default_loc, self._default_origin
-        self._default_loc, self._default_origin = loc, origin
-        try:
-            yield
-        finally:
-            self._default_loc, self._default_origin = saved
+    def attribution(self, loc: Optional[Loc], origin: Optional[int] = None) -> "_Attribution":
+        """``with graph.attribution(loc, origin):`` nodes added inside the block get ``loc`` and
+        ``origin`` unless given their own."""
+        return _Attribution(self, loc, origin)
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -219,8 +242,33 @@ class Graph:
     def type(self, node_id: int) -> TensorType:
         return self.nodes[node_id].type
 
+    @property
+    def dag(self) -> nx.DiGraph:
+        """The edges as a networkx ``DiGraph`` (operand -> user), mirroring ``args``.
+
+        It is extended with the nodes added since it was last asked for, in one
+        bulk insertion: building it edge by edge in ``add`` cost more than the rest
+        of ``add`` together.
+        """
+        if self._dag_size < len(self.nodes):
+            new = range(self._dag_size, len(self.nodes))
+            self._dag.add_nodes_from(new)
+            self._dag.add_edges_from((a, node_id) for node_id in new for a in self.nodes[node_id].args)
+            self._dag_size = len(self.nodes)
+        return self._dag
+
     def users(self, node_id: int) -> list[int]:
-        return sorted(self.dag.successors(node_id))
+        """The nodes that take ``node_id`` as an operand, in id order, each once."""
+        users = self._users
+        if len(users) < len(self.nodes):  # index the nodes added since the last call
+            start = len(users)
+            users.extend([] for _ in range(start, len(self.nodes)))
+            for user in range(start, len(self.nodes)):
+                for a in self.nodes[user].args:
+                    of_a = users[a]
+                    if not of_a or of_a[-1] != user:  # an operand used twice (x * x) counts once
+                        of_a.append(user)
+        return list(users[node_id])
 
     def const_value(self, node_id: int) -> Optional[np.ndarray]:
         """The value of a ``const`` or ``zeros`` node, else None."""
@@ -247,16 +295,23 @@ class Graph:
     # ---- checking and printing ----------------------------------------------------------
 
     def verify(self) -> None:
-        """Check the invariants every pass must keep; raise AssertionError naming the broken one."""
-        assert self.dag.number_of_nodes() == len(self.nodes), "networkx nodes differ from node records"
-        for node_id, node in enumerate(self.nodes):
+        """Check the invariants every pass must keep; raise AssertionError naming the broken one.
+
+        Every operand must come before its user, which also rules out cycles (ids are then a
+        topological order), and every node must have the type its op's rule gives it.
+        """
+        nodes = self.nodes
+        for node_id, node in enumerate(nodes):
             op = OPS.get(node.op)
             assert op is not None, f"%{node_id}: unknown op {node.op!r}"
             assert all(a < node_id for a in node.args), f"%{node_id}: operand defined after its user"
-            assert set(self.dag.predecessors(node_id)) == set(node.args), f"%{node_id}: edges do not match args"
-            inferred = op.infer([self.nodes[a].type for a in node.args], node.params)
+            inferred = op.result_type(tuple([nodes[a].type for a in node.args]), node.attrs)
             assert inferred == node.type, f"%{node_id} {node.op}: type {node.type} but rule infers {inferred}"
-        assert nx.is_directed_acyclic_graph(self.dag), "graph has a cycle"
+        if self._dag_size:  # the networkx mirror, when something has built it, must still match args
+            dag = self.dag
+            assert dag.number_of_nodes() == len(nodes), "networkx nodes differ from node records"
+            for node_id, node in enumerate(nodes):
+                assert set(dag.predecessors(node_id)) == set(node.args), f"%{node_id}: edges do not match args"
         for i, node_id in enumerate(self.inputs):
             assert self.nodes[node_id].op == "input", f"input {i} is not an input node"
         assert len(self.output_names) == len(self.outputs), "output names do not match outputs"
@@ -272,3 +327,21 @@ class Graph:
         from chainrule.ir.printer import format_dot
 
         return format_dot(self)
+
+
+class _Attribution:
+    """``Graph.attribution``'s context manager: a class, not a generator (it runs once per
+    backward node, where ``contextlib``'s machinery costs more than the block)."""
+
+    __slots__ = ("graph", "loc", "origin", "saved")
+
+    def __init__(self, graph: Graph, loc: Optional[Loc], origin: Optional[int]):
+        self.graph, self.loc, self.origin = graph, loc, origin
+
+    def __enter__(self) -> None:
+        graph = self.graph
+        self.saved = graph._default_loc, graph._default_origin
+        graph._default_loc, graph._default_origin = self.loc, self.origin
+
+    def __exit__(self, *exc_info) -> None:
+        self.graph._default_loc, self.graph._default_origin = self.saved

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -22,27 +23,50 @@ class TensorType:
     dtype: str
 
     def __post_init__(self):
-        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
-        object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
+        # Types are built for every node: skip the normalization when there is nothing to do
+        # (np.dtype(...).name alone costs microseconds).
+        shape = self.shape
+        if type(shape) is not tuple or not all(type(d) is int for d in shape):
+            object.__setattr__(self, "shape", tuple(int(d) for d in shape))
+        object.__setattr__(self, "dtype", dtype_name(self.dtype))
 
     @property
     def ndim(self) -> int:
         return len(self.shape)
 
-    @property
+    # Computed once per type (types are shared: Op.result_type hands out the same one): the
+    # passes ask a node's size and bytes again and again, and np.dtype() costs a microsecond.
+    @functools.cached_property
     def size(self) -> int:
         return math.prod(self.shape)
 
-    @property
+    @functools.cached_property
     def nbytes(self) -> int:
         return self.size * np.dtype(self.dtype).itemsize
 
-    @property
+    @functools.cached_property
     def is_float(self) -> bool:
         return np.issubdtype(np.dtype(self.dtype), np.floating)
 
     def __str__(self) -> str:
         return f"{short_dtype(self.dtype)}[{','.join(map(str, self.shape))}]"
+
+
+_DTYPE_NAMES: dict = {}  # anything np.dtype accepts (hashable) -> its canonical name
+
+
+def dtype_name(dtype) -> str:
+    """``np.dtype(dtype).name``, remembered: ``"f8"``, ``np.float64`` and ``float`` give ``"float64"``."""
+    try:
+        return _DTYPE_NAMES[dtype]
+    except (KeyError, TypeError):  # TypeError: an unhashable spelling, which np.dtype may still accept
+        pass
+    name = np.dtype(dtype).name
+    try:
+        _DTYPE_NAMES[dtype] = name
+    except TypeError:
+        pass
+    return name
 
 
 def short_dtype(dtype) -> str:

@@ -1,0 +1,23 @@
+import importlib.util
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_nested_example_reproduces_seed_001_and_shows_sympy_failing_where_chainrule_goes_on(capsys):
+    nested = load("nested")
+    assert nested.main(["--max-depth", "100"]) == 0
+    out = capsys.readouterr().out
+    seed_rows = [line for line in out.splitlines() if line.startswith("30 ")]
+    assert len(seed_rows) == 2 and all("0.00255077238173787" in row for row in seed_rows)  # seed 001's value
+    assert "RecursionError" in out  # SymPy, before depth 100
+    assert any(line.startswith("100 ") and "chainrule" in line and "1.1071225275987e-08" in line
+               for line in out.splitlines())
+    assert "simplify(that - sympy.diff) = 0" in out
