@@ -8,7 +8,7 @@ broadcast shape; autodiff sums them back to each operand's shape.
 
 Kink conventions (tested): relu'(0) = 0 (the seeds' and PyTorch's), abs'(0) = 0,
 maximum/minimum split the gradient evenly on ties (as JAX and PyTorch do),
-clip passes the gradient to x when lo <= x <= hi (PyTorch's clamp).
+clip passes the gradient to x when lo <= x <= hi (PyTorch's clamp), and to hi when lo > hi.
 """
 
 from __future__ import annotations
@@ -109,10 +109,11 @@ unary("logical_not", sp.Not, "~{0}", None)
 _elementwise("where", 3, lambda c, a, b: sp.Piecewise((a, c), (b, True)), "np.where({0}, {1}, {2})",
              (None, lambda g, y, c, a, b: F.where(c, g, 0), lambda g, y, c, a, b: F.where(c, 0, g)))
 _elementwise("clip", 3, lambda x, lo, hi: sp.Min(sp.Max(x, lo), hi), "np.clip({0}, {1}, {2})",
+             # clip is min(max(x, lo), hi): with lo > hi it is hi whatever x is, so hi gets the gradient
              (lambda g, y, x, lo, hi: F.where(x < lo, 0, F.where(x > hi, 0, g)),
-              lambda g, y, x, lo, hi: F.where(x < lo, g, 0),
-              lambda g, y, x, lo, hi: F.where(x > hi, g, 0)),
-             flops=2, note="gradient to x on lo <= x <= hi")  # a max and a min
+              lambda g, y, x, lo, hi: F.where(F.logical_and(x < lo, F.le(lo, hi)), g, 0),
+              lambda g, y, x, lo, hi: F.where(F.maximum(x, lo) > hi, g, 0)),
+             flops=2, note="gradient to x on lo <= x <= hi; to hi when lo > hi")  # a max and a min
 
 
 # ---- dtype conversion (elementwise, but its type comes from its attribute) ----------------
