@@ -150,7 +150,9 @@ def schedule(graph: Graph, reorder: bool = True) -> Graph:
     """``graph`` renumbered in the chosen execution order, with its ``memory_plan`` attached."""
     traced_order = graph.live_nodes()
     order, plan = traced_order, plan_memory(graph, traced_order)
-    if reorder:
+    # Values under 64 KiB come from the allocator's free lists whatever the order (the NumPy
+    # backend does not even del them), so only graphs with a big value are worth reordering.
+    if reorder and any(graph[i].type.nbytes >= 65536 for i in traced_order):
         candidate = greedy_order(graph)
         candidate_plan = plan_memory(graph, candidate)
         if candidate_plan.peak_bytes < plan.peak_bytes:
