@@ -19,3 +19,15 @@ def test_spiral_classifier_learns_with_chainrule_gradients():
     params, history, _ = spiral.train(X, Y, epochs=150)
     assert history[-1] < 0.5 * history[0]
     assert np.mean((spiral.forward(params, X) > 0.5) == Y) > 0.8
+
+
+def test_nested_example_reproduces_seed_001_and_shows_sympy_failing_where_chainrule_goes_on(capsys):
+    nested = load("nested")
+    assert nested.main(["--max-depth", "100"]) == 0
+    out = capsys.readouterr().out
+    seed_rows = [line for line in out.splitlines() if line.startswith("30 ")]
+    assert len(seed_rows) == 2 and all("0.00255077238173787" in row for row in seed_rows)  # seed 001's value
+    assert "RecursionError" in out  # SymPy, before depth 100
+    assert any(line.startswith("100 ") and "chainrule" in line and "1.1071225275987e-08" in line
+               for line in out.splitlines())
+    assert "simplify(that - sympy.diff) = 0" in out
