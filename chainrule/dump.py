@@ -18,7 +18,6 @@ from pathlib import Path
 from chainrule.cli import example_inputs, load_function
 from chainrule.compiler import pipeline
 from chainrule.errors import ChainruleError
-from chainrule.ir import Graph
 from chainrule.ir.diff import canonical_text, op_count_delta, text_diff
 
 _RENDERED = (".png", ".svg", ".pdf")  # formats Graphviz's dot program makes from the DOT text
@@ -116,12 +115,12 @@ def pass_header(record: pipeline.PassRecord) -> str:
 
 
 def run_dump(args) -> int:
-    compiled, entry, inputs = _compile(args, args.backend)
+    compiled, entry, _ = _compile(args, args.backend)
     compilation = entry.compilation
     if args.stage not in (None, "all"):
         _check_stage(compilation, args.stage)
     if args.diff:
-        _print_diffs(compiled, entry, inputs, None if args.stage in (None, "all") else args.stage)
+        _print_diffs(compilation, None if args.stage in (None, "all") else args.stage)
     elif args.stage == "all":
         print("\n\n".join(f"{stage_header(compilation, stage)}\n{graph}"
                           for stage, graph in compilation.graphs.items()))
@@ -132,9 +131,8 @@ def run_dump(args) -> int:
     return 0
 
 
-def _print_diffs(compiled, entry, inputs, stage) -> None:
+def _print_diffs(compilation, stage) -> None:
     """The graph the first shown pass starts from, then each pass's header, op-count delta and diff."""
-    compilation = entry.compilation
     after = [record.graph for record in compilation.passes]
     before = [compilation.graphs["traced"]] + after[:-1]
     shown = [i for i, record in enumerate(compilation.passes) if stage is None or record.stage == stage]

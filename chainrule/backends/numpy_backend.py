@@ -192,14 +192,19 @@ def _outputs_to_copy(graph: Graph) -> list[bool]:
 
 def _special_form(graph: Graph, node, operands: list[str]) -> str | None:
     """A faster spelling than the op table's for a few patterns, computing the same bits; else None."""
-    if node.op == "where" and node.type.size >= _WHERE_MASK_MIN_SIZE and node.type.dtype in _INT_OF_SAME_SIZE:
-        # where(condition, x, 0): what relu', abs' and max' produce; bit for bit the same result
+    if node.op == "where":
         condition, x, other = node.args
-        zero = graph.const_value(other)
-        if zero is not None and zero.size == 1 and not zero.any() and not np.signbit(zero).any() \
-                and graph.type(condition).shape == node.type.shape and graph.type(condition).dtype == "bool" \
-                and graph.type(x) == node.type:
-            return f"where_else_zero({operands[0]}, {operands[1]})"
+        return _where_else_zero(node.type, graph.type(condition), graph.type(x), graph.const_value(other), operands)
+    return None
+
+
+def _where_else_zero(out_type, condition_type, x_type, zero, operands: list[str]) -> str | None:
+    """where(condition, x, 0), what relu', abs' and max' produce, as where_else_zero when big enough
+    for the mask to pay: bit for bit the same result."""
+    if out_type.size >= _WHERE_MASK_MIN_SIZE and out_type.dtype in _INT_OF_SAME_SIZE \
+            and zero is not None and zero.size == 1 and not zero.any() and not np.signbit(zero).any() \
+            and condition_type.shape == out_type.shape and condition_type.dtype == "bool" and x_type == out_type:
+        return f"where_else_zero({operands[0]}, {operands[1]})"
     return None
 
 
@@ -228,7 +233,7 @@ def _fused_lines(graph: Graph, node, operands: list[str], value_name: str, names
         elif plan.writes_over[index] and op in _IN_PLACE_TEMPLATES:
             lines.append((_IN_PLACE_TEMPLATES[op].format(*texts, out=target), comment))
         else:
-            special = _where_else_zero_form(graph, node, step_operands, step_type, texts)
+            special = _where_else_zero_form(graph, node, op, step_operands, step_type, texts)
             lines.append((f"{target} = {special or OPS[op].render(texts, attrs)}", comment))
     temporaries = [name for name in buffer_names if name != value_name]
     if temporaries:
@@ -267,33 +272,28 @@ def _fused_expression_lines(graph: Graph, node, operands: list[str], value_name:
 
 
 def _is_call(text: str) -> bool:
-    """Is ``text`` one name or one call, which never needs parentheses as an operand?"""
-    return re.fullmatch(r"[\w.]+(\(.*\))?", text) is not None and text.count("(") == text.count(")") \
-        and (not text.endswith(")") or _balanced_outer_call(text))
-
-
-def _balanced_outer_call(text: str) -> bool:
+    """Is ``text`` one name or one call (``np.exp(x)``, ``x.sum(...)``), which never needs parentheses
+    as an operand?"""
+    name = re.match(r"[\w.]+", text)
+    if name is None:
+        return False
+    arguments = text[name.end():]
     depth = 0
-    for position, char in enumerate(text):
-        depth += char == "("
-        depth -= char == ")"
-        if depth == 0 and char == ")" and position != len(text) - 1:
-            return False
-    return True
+    for position, char in enumerate(arguments):
+        depth += (char == "(") - (char == ")")
+        if depth == 0:  # the first parenthesis closes here: a call only if that is the end
+            return char == ")" and position == len(arguments) - 1
+    return not arguments
 
 
-def _where_else_zero_form(graph: Graph, node, step_operands, step_type, texts) -> str | None:
-    """where(c, x, 0) of a fused step as where_else_zero (see _special_form)."""
-    steps = node.params["body"].steps
-    if len(step_operands) != 3 or step_type.size < _WHERE_MASK_MIN_SIZE or step_type.dtype not in _INT_OF_SAME_SIZE:
+def _where_else_zero_form(graph: Graph, node, op: str, step_operands, step_type, texts) -> str | None:
+    """A fused where step as where_else_zero (see _special_form)."""
+    if op != "where":
         return None
-    types = [steps[k][3] if k >= 0 else graph.type(node.args[-k - 1]) for k in step_operands]
-    other = step_operands[2]
-    zero = graph.const_value(node.args[-other - 1]) if other < 0 else None
-    if zero is not None and zero.size == 1 and not zero.any() and not np.signbit(zero).any() \
-            and types[0].shape == step_type.shape and types[0].dtype == "bool" and types[1] == step_type:
-        return f"where_else_zero({texts[0]}, {texts[1]})"
-    return None
+    steps = node.params["body"].steps
+    condition, x, other = ([steps[k][3] if k >= 0 else graph.type(node.args[-k - 1]) for k in step_operands])
+    zero = graph.const_value(node.args[-step_operands[2] - 1]) if step_operands[2] < 0 else None
+    return _where_else_zero(step_type, condition, x, zero, texts)
 
 
 def _scalar_literal(graph: Graph, node_id: int) -> str | None:

@@ -43,10 +43,13 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from chainrule.compiler.schedule import SHAPE_VIEWS, is_view
 from chainrule.ir import OPS, Graph, TensorType
+from chainrule.ir.printer import node_comment
 
-# Ops whose result is a view of an operand, or needs no computation at all: they move no bytes.
-VIEW_OPS = frozenset({"input", "const", "zeros", "reshape", "transpose", "broadcast_to", "stop_gradient"})
+# Ops whose result is a view of an operand, or needs no computation at all: they move no bytes
+# (and basic indexing, which schedule.is_view tells apart from a gather).
+VIEW_OPS = frozenset({"input", "const", "zeros"}) | SHAPE_VIEWS
 
 _TOP_NODES = 10  # rows of the "top nodes by FLOPs" table in str(report)
 
@@ -105,11 +108,10 @@ def node_cost(graph: Graph, node_id: int) -> NodeCost:
     node = graph[node_id]
     operand_types = [graph.type(a) for a in node.args]
     flops = int(OPS[node.op].flops(operand_types, node.type, node.params))
-    # a getitem whose only operand is the indexed array is basic indexing: NumPy returns a view
-    is_view = node.op in VIEW_OPS or (node.op == "getitem" and len(node.args) == 1)
-    moved = 0 if is_view else node.type.nbytes + sum(graph.type(a).nbytes for a in set(node.args))
+    moved = 0 if node.op in VIEW_OPS or is_view(node) \
+        else node.type.nbytes + sum(graph.type(a).nbytes for a in set(node.args))
     phase = "forward" if node.origin is None else "backward"
-    return NodeCost(node_id, node.op, node.type, flops, moved, phase, _where(graph, node))
+    return NodeCost(node_id, node.op, node.type, flops, moved, phase, node_comment(graph, node))
 
 
 def cost_report(graph: Graph) -> CostReport:
@@ -121,18 +123,6 @@ def cost_report(graph: Graph) -> CostReport:
         totals[row.phase, "bytes"] += row.bytes
     return CostReport(graph.name, totals["forward", "flops"], totals["backward", "flops"],
                       totals["forward", "bytes"], totals["backward", "bytes"], rows)
-
-
-def _where(graph: Graph, node) -> str:
-    """What the node is to the user, as the IR printer's comment says it: name, derivative of, source line."""
-    parts = []
-    if node.name and node.op != "input":
-        parts.append(node.name)
-    if node.origin is not None:
-        parts.append(f"d {graph[node.origin].op} %{node.origin}")
-    if node.loc is not None:
-        parts.append(str(node.loc))
-    return ", ".join(parts)
 
 
 # ---- printing -----------------------------------------------------------------------------

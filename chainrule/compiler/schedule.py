@@ -18,30 +18,28 @@ call allocates, which is what ``tracemalloc`` sees.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 from chainrule.ir import Graph
 from chainrule.ir.fused import plan_buffers
 
-_VIEWS = {"reshape", "transpose", "broadcast_to", "stop_gradient"}
+SHAPE_VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "stop_gradient"})  # results that share storage
 _NOT_ALLOCATED = {"input", "const"}
 
 
 def is_view(node) -> bool:
     if node.op == "getitem":
         return all(item[0] != "array" for item in node.params["index"])
-    return node.op in _VIEWS
+    return node.op in SHAPE_VIEWS
 
 
 @dataclass
 class MemoryPlan:
-    """The estimated memory of one call: the peak, and when each value is freed."""
+    """The estimated memory of one call: the peak of live temporaries, and where it is reached."""
 
     peak_bytes: int
-    peak_at: int  # node id at which the peak is reached
-    last_use: dict = field(default_factory=dict)  # value id -> id of the node that reads it last
-    storage: dict = field(default_factory=dict)  # value id -> id of the value owning its memory
+    peak_at: int  # id of the node at which the peak is reached
 
 
 def storage_roots(graph: Graph) -> list[int]:
@@ -85,7 +83,7 @@ def plan_memory(graph: Graph, order: Sequence[int] | None = None) -> MemoryPlan:
         for r in dying_at.get(node_id, ()):
             if graph[r].op not in _NOT_ALLOCATED:
                 live -= graph[r].type.nbytes
-    return MemoryPlan(peak, peak_at, last_use, {i: root[i] for i in range(len(graph)) if root[i] != i})
+    return MemoryPlan(peak, peak_at)
 
 
 def greedy_order(graph: Graph) -> list[int]:
@@ -161,5 +159,6 @@ def schedule(graph: Graph, reorder: bool = True) -> Graph:
     mapping = {i: result.add_input(graph.type(i), graph[i].name, graph[i].loc) for i in graph.inputs}
     result.transplant(graph, (i for i in order if graph[i].op != "input"), mapping, verbatim=True)
     result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
-    result.memory_plan = plan_memory(result)
+    # the simulation of the chosen order holds for its renumbered copy
+    result.memory_plan = MemoryPlan(plan.peak_bytes, mapping[plan.peak_at])
     return result

@@ -158,7 +158,7 @@ def _simplify_region(key: tuple) -> Optional[sp.Expr]:
     reflected = original.replace(lambda e: e.func in _OPAQUE.values() and e.args[0].could_extract_minus_sign(),
                                  lambda e: _reflect(e))
     candidate = sp.factor_terms(sp.expand(reflected))
-    heads = {type(e) for e in original.atoms(sp.Function)} | {e.func for e in original.atoms(sp.Function)}
+    heads = {e.func for e in original.atoms(sp.Function)}
     if any(e.func not in heads for e in candidate.atoms(sp.Function)) \
             or any(e.func not in _OPS_OF_HEAD for e in candidate.atoms(sp.Function)):
         return None
@@ -235,20 +235,20 @@ def _signed_sum(graph: Graph, node: sp.Add, operands: list[int]) -> int:
     positive, negative = [], []
     for term, built in zip(node.args, operands):
         if term.could_extract_minus_sign():
-            negative.append((term, built))
+            negative.append(built)
         else:
             positive.append(built)
     total = positive[0] if positive else None
     for extra in positive[1:]:
         total = graph.add("add", (total, extra))
-    for term, built in negative:
-        magnitude = _negated(graph, term, built)
+    for built in negative:
+        magnitude = _negated(graph, built)
         total = graph.add("neg", (magnitude,)) if total is None else graph.add("sub", (total, magnitude))
     return total
 
 
-def _negated(graph: Graph, term: sp.Expr, built: int) -> int:  # noqa: ARG001 (term documents the call)
-    """The node for ``-term`` where ``term`` has a negative coefficient (``-y`` -> ``y``, ``-2 x`` -> ``2 x``)."""
+def _negated(graph: Graph, built: int) -> int:
+    """The node for minus a term with a negative coefficient (``-y`` -> ``y``, ``-2 x`` -> ``2 x``)."""
     node = graph[built]
     if node.op == "neg":
         return node.args[0]
@@ -269,8 +269,7 @@ def _product(graph: Graph, node: sp.Mul, operands: list[int]) -> int:
     """c * x * y / z: a negative power of a factor divides."""
     numerator, denominator = [], []
     for factor, built in zip(node.args, operands):
-        if isinstance(factor, sp.Pow) and factor.args[1].is_Number and factor.args[1] < 0 \
-                and graph[built].op == "div" and factor.args[1] == -1:
+        if isinstance(factor, sp.Pow) and factor.args[1] == -1:  # built by _emit_one as 1 / base
             denominator.append(graph[built].args[1])
         else:
             numerator.append(built)

@@ -44,13 +44,14 @@ def format_node(graph, node_id: int, names: dict[int, str] | None = None) -> str
         head = node.op + (f"[{attrs}]" if attrs else "")
         head += " " + ", ".join(names.get(a, f"%{a}") for a in node.args) if node.args else ""
     line = f"  %{node_id}: {node.type} = {head}"
-    comment = _comment(graph, node)
+    comment = node_comment(graph, node)
     if comment:
         line = f"{line.ljust(_COMMENT_COLUMN)} # {comment}"
     return line
 
 
-def _comment(graph, node) -> str:
+def node_comment(graph, node) -> str:
+    """What a node is to the user: its name, the forward op it differentiates, its source line."""
     parts = []
     if node.name and node.op != "input":
         parts.append(node.name)
