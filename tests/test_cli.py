@@ -112,7 +112,7 @@ def test_dump_stage_all_has_every_stage_with_its_node_count_and_pass_times(model
     for stage, count, timing in headers:
         assert int(count) == len(compiled.graph(*inputs, stage=stage))
         if stage == "grad":
-            assert re.fullmatch(r", [\d.]+ ms \(simplify forward [\d.]+ ms, reverse [\d.]+ ms\)", timing)
+            assert re.fullmatch(r", [\d.]+ ms \(simplify forward [\d.]+ ms, reverse [\d.]+ ms, dce [\d.]+ ms\)", timing)
         if stage == "traced":
             assert timing == ""  # no pass made it
 
@@ -142,7 +142,7 @@ def test_dump_diff_shows_simplify_turning_a_hand_written_sigmoid_into_one_op(tmp
 def test_dump_diff_of_one_stage_shows_only_its_passes(model_file, capsys):
     assert main(["dump", f"{model_file}:loss", "--grad", "--diff", "--stage", "grad"]) == 0
     passes = re.findall(r"^=== pass (.+) \((\w+)\):", capsys.readouterr().out, flags=re.MULTILINE)
-    assert passes == [("simplify forward", "grad"), ("reverse", "grad")]
+    assert passes == [("simplify forward", "grad"), ("reverse", "grad"), ("dce", "grad")]
 
 
 def test_pass_diff_ignores_renumbering():

@@ -10,7 +10,7 @@ The result is an ordinary graph, so it can be differentiated again.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -19,21 +19,34 @@ from chainrule.ir.builder import unbroadcast
 
 
 def reverse(forward: Graph, wrt: Sequence[int], cotangent_inputs: bool = False,
-            name: Optional[str] = None) -> Graph:
+            name: Optional[str] = None, rewriter: Optional[Callable] = None) -> Graph:
     """The joint graph of ``forward``: outputs are forward's outputs, then d(output)/d(input) for
     each input position in ``wrt``.
 
     With one scalar output the seed cotangent is 1. With ``cotangent_inputs``
     the graph gets one extra input per output (named ``d<output>``) to seed
-    from, which makes it a VJP of a function of any output shape.
+    from, which makes it a VJP of a function of any output shape. A ``rewriter``
+    rule (see ``Graph.rewriting``) is applied to every backward node as it is
+    built; nodes it makes dead are left for DCE.
     """
     joint = Graph(name or f"{forward.name}_grad")
     mapping = {i: joint.add_input(forward.type(i), forward[i].name, forward[i].loc) for i in forward.inputs}
-    joint.transplant(forward, (i for i in range(len(forward)) if forward[i].op != "input"), mapping)
+    joint.transplant(forward, (i for i in range(len(forward)) if forward[i].op != "input"), mapping,
+                     verbatim=True)
     joint.carry_name_hints(forward, mapping)
     outputs = [mapping[o] for o in forward.outputs]
     forward_size = len(joint)
 
+    with joint.rewriting(rewriter):
+        gradients = _backward(joint, forward, wrt, outputs, forward_size, cotangent_inputs)
+    joint.set_outputs(outputs + gradients,
+                      forward.output_names + [f"d{forward[forward.inputs[p]].name}" for p in wrt])
+    return joint
+
+
+def _backward(joint: Graph, forward: Graph, wrt: Sequence[int], outputs: list[int], forward_size: int,
+              cotangent_inputs: bool) -> list[int]:
+    """Build the backward pass into ``joint``; the ids of the gradients of the ``wrt`` inputs."""
     active = _active_nodes(joint, [joint.inputs[i] for i in wrt], forward_size)
     cotangents: dict[int, list[Value]] = {}
     for position, out in enumerate(outputs):
@@ -59,9 +72,7 @@ def reverse(forward: Graph, wrt: Sequence[int], cotangent_inputs: bool = False,
         input_id = joint.inputs[position]
         summed = cotangents.get(input_id)
         gradients.append(summed[0].id if summed else joint.zeros(joint.type(input_id)))
-    joint.set_outputs(outputs + gradients,
-                      forward.output_names + [f"d{forward[forward.inputs[p]].name}" for p in wrt])
-    return joint
+    return gradients
 
 
 def _active_nodes(graph: Graph, sources: list[int], size: int) -> bytearray:

@@ -6,8 +6,11 @@ from chainrule.ir import Graph
 
 
 def dce(graph: Graph) -> Graph:
-    """The live part of ``graph``, renumbered densely. Every input is kept: it is the signature."""
+    """The live part of ``graph``, renumbered densely (``graph`` itself when all of it is live).
+    Every input is kept: it is the signature."""
     live = graph.live_nodes()
+    if len(live) == len(graph):
+        return graph
     result = Graph(graph.name)
     mapping = {i: result.add_input(graph.type(i), graph[i].name, graph[i].loc) for i in graph.inputs}
     result.transplant(graph, (i for i in live if graph[i].op != "input"), mapping, verbatim=True)

@@ -4,10 +4,13 @@
 
 - ``grad``: reverse mode (only for gradients). The forward graph is simplified
   first, so the derivative is taken of the stable forms (``log(sigmoid(z))``
-  becomes ``-softplus(-z)`` before it is differentiated, not after).
+  becomes ``-softplus(-z)`` before it is differentiated, not after), and the
+  backward nodes are simplified as reverse mode builds them (the same rule
+  as the simplify pass, installed with ``Graph.rewriting``): walking the
+  joint graph again would find nothing to change, at the cost of a rebuild.
 - ``simplified``: identities, stability rewrites, constant folding and CSE
-  to a fixed point, then small backward regions simplified by SymPy
-  (symbolic.py); dead code goes with every rebuild (see rewrite.py).
+  to a fixed point (for ``jit``; a gradient's graph already is), then small
+  backward regions simplified by SymPy (symbolic.py).
 - ``checkpointed``: which forward values the backward pass keeps. The policy
   ``"all"`` keeps every one, so this stage is the simplified graph itself.
 - ``fused``: elementwise regions become fused nodes.
@@ -30,7 +33,8 @@ from chainrule.compiler.autodiff import reverse
 from chainrule.compiler.dce import dce
 from chainrule.compiler.fuse import fuse
 from chainrule.compiler.schedule import schedule
-from chainrule.compiler.simplify import simplify
+from chainrule.compiler.rewrite import rebuild
+from chainrule.compiler.simplify import simplify, simplify_rule
 from chainrule.compiler.symbolic import symbolic_regions
 from chainrule.ir import Graph
 
@@ -75,15 +79,23 @@ class Compilation:
         return totals
 
 
+# Passes whose result the simplify rule must leave unchanged (checked under CHAINRULE_VERIFY=1).
+_AT_SIMPLIFY_FIXED_POINT = {"simplify forward", "dce", "simplify"}
+
+
 def _passes(wrt: Optional[Sequence[int]], optimize: bool) -> list[tuple[str, str, Callable[[Graph], Graph]]]:
     """(stage, pass name, pass) in order."""
     passes = []
-    if wrt is not None:
-        if optimize:
-            passes.append(("grad", "simplify forward", simplify))
+    if wrt is not None and optimize:
+        passes += [("grad", "simplify forward", simplify),
+                   ("grad", "reverse", lambda g: reverse(g, wrt, rewriter=simplify_rule)),
+                   ("grad", "dce", dce)]
+    elif wrt is not None:
         passes.append(("grad", "reverse", lambda g: reverse(g, wrt)))
     if optimize:
-        passes += [("simplified", "simplify", simplify), ("simplified", "symbolic", symbolic_regions)]
+        if wrt is None:
+            passes.append(("simplified", "simplify", simplify))
+        passes.append(("simplified", "symbolic", symbolic_regions))
     else:
         passes.append(("simplified", "dce", dce))
     passes.append(("checkpointed", "keep all", lambda g: g))
@@ -105,5 +117,8 @@ def run(traced: Graph, wrt: Optional[Sequence[int]] = None, optimize: bool = Tru
         result.passes.append(PassRecord(name, stage, time.perf_counter() - start, before, len(current), current))
         if verify:
             current.verify()
+            if optimize and name in _AT_SIMPLIFY_FIXED_POINT:
+                _, fired = rebuild(current, simplify_rule)
+                assert not fired, f"after {name}, simplify still rewrites {fired} nodes: not a fixed point"
         result.graphs[stage] = current
     return result

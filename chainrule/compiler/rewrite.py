@@ -1,21 +1,25 @@
 """The one mechanism the optimizing passes share: rebuild a graph, offering each node to a rule.
 
-A rule sees a node of the old graph together with its operands' ids in the new
-graph (already rewritten, since ids are a topological order) and returns the
-id of an equal value in the new graph, or None to copy the node as it is.
-Copies go through ``Graph.add``, so they are hash-consed (that is CSE) and
-only live nodes are copied (that is DCE). Passes that rewrite until nothing
-changes call ``rebuild`` in a loop: each round is one linear walk.
+A rule sees a node about to be built (its operands already rewritten) and
+returns the id of an equal value in the graph being built, or None to build
+the node as it is. The rule is installed on the new graph with
+``Graph.rewriting``, so it also sees every node the rule itself builds: a
+replacement is rewritten in turn, and since operands are built before their
+users, one walk reaches the rule's fixed point. Copies go through
+``Graph.add``, so they are hash-consed (that is CSE), and only live nodes are
+copied and kept (that is DCE). The same rule can be installed while a pass builds new
+nodes (reverse mode does), which then come out already simplified.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Optional
 
+from chainrule.compiler.dce import dce
 from chainrule.ir import Graph
 from chainrule.ir.graph import Node
 
-# (new graph, old node, operand ids in the new graph) -> an id in the new graph, or None
+# (graph being built, node about to be built, its operand ids) -> an id in that graph, or None
 Rule = Callable[[Graph, Node, tuple], Optional[int]]
 
 
@@ -23,41 +27,19 @@ def rebuild(graph: Graph, rule: Optional[Rule] = None) -> tuple[Graph, int]:
     """A copy of ``graph``'s live part with ``rule`` applied to every node, and how often it fired."""
     result = Graph(graph.name)
     mapping = {i: result.add_input(graph.type(i), graph[i].name, graph[i].loc) for i in graph.inputs}
-    fired = 0
-    for node_id in graph.live_nodes():
-        node = graph[node_id]
-        if node.op == "input":
-            continue
-        args = tuple(mapping[a] for a in node.args)
-        origin = mapping.get(node.origin) if node.origin is not None else None
-        replacement = None
-        if rule is not None:
-            # nodes a rule builds carry the rewritten node's source line and origin
-            with result.attribution(node.loc, origin):
-                replacement = rule(result, node, args)
-        if replacement is None:
-            mapping[node_id] = result.add(node.op, args, node.params, loc=node.loc, name=node.name, origin=origin)
-            continue
-        fired += 1
-        assert result.type(replacement) == node.type, \
-            f"rewrite of %{node_id} {node.op} changed its type {node.type} to {result.type(replacement)}"
-        kept = result[replacement]
-        if kept.name is None and node.name and kept.op not in ("input", "const"):
-            kept.name = node.name
-        mapping[node_id] = replacement
+    add, nodes = result.add, graph.nodes
+    with result.rewriting(rule):
+        for node_id in graph.live_nodes():
+            node = nodes[node_id]
+            if node.op == "input":
+                continue
+            origin = mapping.get(node.origin) if node.origin is not None else None
+            mapping[node_id] = add(node.op, tuple([mapping[a] for a in node.args]), node.params,
+                                   loc=node.loc, name=node.name, origin=origin)
     result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
     result.carry_name_hints(graph, mapping)
-    return result, fired
-
-
-def rewrite_to_fixed_point(graph: Graph, rule: Rule, max_rounds: int = 20) -> Graph:
-    """Rebuild with ``rule`` until a round changes nothing (or ``max_rounds``, a guard against a
-    pair of rules that undo each other, which would be a bug)."""
-    for _ in range(max_rounds):
-        graph, fired = rebuild(graph, rule)
-        if not fired:
-            return graph
-    return graph
+    # nodes a rule built and then rewrote further, or replaced, are left dead
+    return (dce(result) if result.rewrites else result), result.rewrites
 
 
 def dispatch(rules_by_op: dict[str, list[Rule]]) -> Rule:

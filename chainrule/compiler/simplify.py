@@ -40,7 +40,7 @@ import numpy as np
 
 from chainrule.compiler.cse import commutative_order
 from chainrule.compiler.fold import fold_rule
-from chainrule.compiler.rewrite import dispatch, rewrite_to_fixed_point
+from chainrule.compiler.rewrite import dispatch, rebuild
 from chainrule.ir import F, Graph, Value
 from chainrule.ir.graph import Node
 from chainrule.ir.types import TensorType
@@ -421,9 +421,10 @@ RULES = {
 _IDENTITIES = dispatch(RULES)
 
 
-def _rule(graph: Graph, node: Node, args: tuple) -> Optional[int]:
-    # Folding and CSE run in the same walk (a folded constant often completes an identity's
-    # pattern), so the whole stage costs one walk per round.
+def simplify_rule(graph: Graph, node: Node, args: tuple) -> Optional[int]:
+    """Folding, the identities above and CSE's commutative merge, as one rule: what the
+    simplify pass applies, and what reverse mode applies to the nodes it builds."""
+    # Folding and CSE run in the same walk: a folded constant often completes an identity's pattern.
     for rule in (fold_rule, _IDENTITIES, commutative_order):
         replacement = rule(graph, node, args)
         if replacement is not None:
@@ -433,5 +434,5 @@ def _rule(graph: Graph, node: Node, args: tuple) -> Optional[int]:
 
 def simplify(graph: Graph) -> Graph:
     """``graph`` with constants folded, the identities and stability rewrites above applied and
-    common subexpressions merged, to a fixed point."""
-    return rewrite_to_fixed_point(graph, _rule)
+    common subexpressions merged: one walk reaches the fixed point (see rewrite.py)."""
+    return rebuild(graph, simplify_rule)[0]

@@ -15,7 +15,7 @@ for, in bulk.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import networkx as nx
 import numpy as np
@@ -27,6 +27,9 @@ from chainrule.ir.types import TensorType
 
 
 _PYTHON_NUMBERS = (int, float, bool)
+# How deep rewrites may nest (a rule's replacement is offered to the rules again): a guard against
+# two rules that undo each other, which would be a bug, not a reason to recurse without end.
+_MAX_REWRITE_DEPTH = 32
 
 
 class ConstArray:
@@ -111,6 +114,11 @@ class Graph:
         # when a later pass builds that value again (A2 = sigmoid(Z2) once BCE's gradient is
         # simplified), it gets its user's name back. See carry_name_hints.
         self.name_hints: dict[tuple, str] = {}
+        # A pass's rewrite rule, applied to every node as it is built (see ``rewriting``), and how
+        # often it fired.
+        self.rewriter: Optional[Callable] = None
+        self.rewrites = 0
+        self._rewrite_depth = 0
 
     # ---- construction -------------------------------------------------------------------
 
@@ -142,6 +150,8 @@ class Graph:
             # spelled out: a context manager per node is measurable here)
             self._default_loc, self._default_origin = loc, origin
             simpler = canonical.rewrite(self, op, args, dict(frozen), out_type)
+            if simpler is None and self.rewriter is not None:
+                simpler = self._rewritten(Node(op, args, frozen, out_type, loc, name, origin))
         except ChainruleError as error:
             raise error.at(loc) from None
         finally:
@@ -151,6 +161,30 @@ class Graph:
         if name is None and self.name_hints:
             name = self.name_hints.get(key)
         return self._append(Node(op, args, frozen, out_type, loc, name, origin), definition.interned)
+
+    def rewriting(self, rule: Optional[Callable]) -> "_Rewriting":
+        """``with graph.rewriting(rule):`` every node built inside the block is first offered to
+        ``rule(graph, node, args) -> id or None``; a replacement the rule builds is offered to it in
+        turn. Operands are built first, so a graph built this way is at the rule's fixed point
+        without a second walk (for rules that look only at a node and its operands)."""
+        return _Rewriting(self, rule)
+
+    def _rewritten(self, node: Node) -> Optional[int]:
+        if self._rewrite_depth >= _MAX_REWRITE_DEPTH:
+            return None
+        self._rewrite_depth += 1
+        try:
+            replacement = self.rewriter(self, node, node.args)
+        finally:
+            self._rewrite_depth -= 1
+        if replacement is None:
+            return None
+        self.rewrites += 1
+        kept = self.nodes[replacement]
+        assert kept.type == node.type, f"rewrite of {node.op} changed its type {node.type} to {kept.type}"
+        if kept.name is None and node.name and kept.op not in ("input", "const"):
+            kept.name = node.name
+        return replacement
 
     def _append(self, node: Node, interned: bool) -> int:
         node_id = len(self.nodes)
@@ -327,6 +361,22 @@ class Graph:
         from chainrule.ir.printer import format_dot
 
         return format_dot(self)
+
+
+class _Rewriting:
+    """``Graph.rewriting``'s context manager."""
+
+    __slots__ = ("graph", "rule", "saved")
+
+    def __init__(self, graph: Graph, rule: Optional[Callable]):
+        self.graph, self.rule = graph, rule
+
+    def __enter__(self) -> None:
+        self.saved = self.graph.rewriter
+        self.graph.rewriter = self.rule
+
+    def __exit__(self, *exc_info) -> None:
+        self.graph.rewriter = self.saved
 
 
 class _Attribution:
