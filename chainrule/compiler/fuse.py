@@ -67,6 +67,8 @@ def fuse(graph: Graph) -> Graph:
     for node_id, root in enumerate(region):
         if root >= 0:
             members.setdefault(root, []).append(node_id)
+    if all(len(nodes) < 2 for nodes in members.values()):
+        return graph
     result = Graph(graph.name)
     mapping = {i: result.add_input(graph.type(i), graph[i].name, graph[i].loc) for i in graph.inputs}
     for node_id in range(len(graph)):
@@ -77,9 +79,8 @@ def fuse(graph: Graph) -> Graph:
         if node.op == "input" or (root >= 0 and root != node_id):
             continue  # an inner node: built as a step of its root
         nodes = members.get(node_id, ())
-        if len(nodes) < 2:
-            args = tuple(mapping[a] for a in node.args)
-            mapping[node_id] = result.add(node.op, args, node.params, loc=node.loc, name=node.name, origin=origin)
+        if len(nodes) < 2:  # unchanged: copied as it is
+            mapping[node_id] = result.append_copy(node, tuple([mapping[a] for a in node.args]), origin)
             continue
         body, inputs = _body(graph, nodes)
         mapping[node_id] = result.add("fused", tuple(mapping[i] for i in inputs), {"body": body},

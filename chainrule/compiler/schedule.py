@@ -155,6 +155,9 @@ def schedule(graph: Graph, reorder: bool = True) -> Graph:
         candidate_plan = plan_memory(graph, candidate)
         if candidate_plan.peak_bytes < plan.peak_bytes:
             order, plan = candidate, candidate_plan
+    if order is traced_order and len(order) == len(graph):  # all live, in id order: already scheduled
+        graph.memory_plan = plan
+        return graph
     result = Graph(graph.name)
     mapping = {i: result.add_input(graph.type(i), graph[i].name, graph[i].loc) for i in graph.inputs}
     result.transplant(graph, (i for i in order if graph[i].op != "input"), mapping, verbatim=True)

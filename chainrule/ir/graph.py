@@ -186,6 +186,12 @@ class Graph:
             kept.name = node.name
         return replacement
 
+    def append_copy(self, node: Node, args: tuple, origin: Optional[int]) -> int:
+        """Append a copy of another graph's ``node`` with operands ``args`` (ids here), as it is:
+        no type inference, no rewriting. For passes that copy nodes they do not change."""
+        copy = Node(node.op, args, node.attrs, node.type, node.loc, node.name, origin)
+        return self._append(copy, OPS[node.op].interned)
+
     def _append(self, node: Node, interned: bool) -> int:
         node_id = len(self.nodes)
         self.nodes.append(node)
@@ -238,8 +244,7 @@ class Graph:
             args = tuple(mapping[a] for a in node.args)
             origin = mapping.get(node.origin) if node.origin is not None else None
             if verbatim:
-                copy = Node(node.op, args, node.attrs, node.type, node.loc, node.name, origin)
-                mapping[node_id] = self._append(copy, OPS[node.op].interned)
+                mapping[node_id] = self.append_copy(node, args, origin)
             else:
                 mapping[node_id] = self.add(node.op, args, node.params, loc=node.loc, name=node.name, origin=origin)
         return mapping
