@@ -8,6 +8,7 @@ backward line says which forward op it differentiates. It is registered with
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import keyword
 import linecache
@@ -121,7 +122,10 @@ def generate_source(graph: Graph, function_name: str | None = None) -> tuple[str
             continue
         operands = [_operand_text(inline[a], graph.nodes[a].op, a in depth, node.op, position)
                     if a in inline else value_names[a] for position, a in enumerate(node.args)]
-        reads = frozenset().union(*(freeable.get(a, frozenset()) for a in node.args))
+        reads = _NOTHING
+        for a in node.args:
+            if a in freeable:
+                reads = reads | freeable[a]
         if node.op == "stop_gradient" and node_id not in outputs:
             inline[node_id] = operands[0]  # the identity once differentiated: no line of its own
             freeable[node_id] = reads
@@ -179,7 +183,7 @@ def _operand_text(text: str, op: str, is_expression: bool, user_op: str, positio
     precedence needs it: ``a * b * c`` and ``np.sin(a * b)``, but ``(1.0 + y) * g``."""
     if not is_expression:
         return _parenthesize(text, op)
-    if _is_call(text) or _inside_call_parentheses(user_op, position):
+    if _inside_call_parentheses(user_op, position) or _renders_as_call(op) or _is_call(text):
         return text
     inner, outer = _PRECEDENCE.get(op), _PRECEDENCE.get(user_op)
     if inner is not None and outer is not None and user_op != "neg" \
@@ -188,9 +192,18 @@ def _operand_text(text: str, op: str, is_expression: bool, user_op: str, positio
     return f"({text})"
 
 
+_NOTHING = frozenset()
 _PRECEDENCE = {"add": 1, "sub": 1, "mul": 2, "div": 2, "neg": 3}
 
 
+@functools.lru_cache(maxsize=None)
+def _renders_as_call(op: str) -> bool:
+    """Is every rendering of ``op`` one call (``np.sin({0})``)?"""
+    template = OPS[op].numpy
+    return isinstance(template, str) and _is_call(re.sub(r"\{[^{}]*\}", "x", template))
+
+
+@functools.lru_cache(maxsize=None)
 def _inside_call_parentheses(op: str, position: int) -> bool:
     """Does ``op``'s template put operand ``position`` alone between a call's ``(`` or ``,`` and
     ``)`` or ``,`` (so any expression can stand there as it is)?"""
