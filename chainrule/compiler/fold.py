@@ -17,9 +17,16 @@ from chainrule.ir import OPS, Graph
 MAX_FOLDED_ELEMENTS = 1 << 20
 
 
+# The operands a foldable node can have (a broadcast only of a constant, checked below).
+_CONSTANT_OPERANDS = frozenset({"const", "zeros", "broadcast_to"})
+
+
 def fold_rule(graph: Graph, node, args):
+    nodes = graph.nodes
+    if not args or any(nodes[a].op not in _CONSTANT_OPERANDS for a in args):
+        return None  # the common case, decided without looking at values
     definition = OPS[node.op]
-    if not args or definition.kind in ("source", "fused") or node.op == "stop_gradient":
+    if definition.kind in ("source", "fused") or node.op == "stop_gradient":
         return None
     if definition.is_elementwise:
         # an elementwise op of broadcast constants is the broadcast of the op on the constants

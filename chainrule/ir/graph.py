@@ -313,7 +313,7 @@ class Graph:
         """The value of a ``const`` or ``zeros`` node, else None."""
         node = self.nodes[node_id]
         if node.op == "const":
-            return node.params["value"].array
+            return node.attrs[0][1].array  # its only attribute: ("value", ConstArray)
         if node.op == "zeros":
             return np.zeros(node.type.shape, node.type.dtype)
         return None
