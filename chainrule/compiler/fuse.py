@@ -26,37 +26,34 @@ _REDUCTIONS = {"sum", "max", "min"}
 _NOT_FUSED = {"stop_gradient"}
 
 
-def _fusible(graph: Graph, node_id: int, min_elements: int) -> bool:
-    node = graph[node_id]
-    return OPS[node.op].is_elementwise and node.op not in _NOT_FUSED and node.type.size >= min_elements
-
-
 def find_regions(graph: Graph, min_elements: int = 2) -> list[int]:
     """For each node, the id of the root of its region, or -1 when it is not fused.
     Nodes of fewer than ``min_elements`` elements stay out (fusing scalar arithmetic gains nothing)."""
-    region = [-1] * len(graph)
+    nodes = graph.nodes
+    region = [-1] * len(nodes)
     shape_of_region: dict[int, tuple] = {}
     steps_in_region: dict[int, int] = {}
     outputs = set(graph.outputs)
-    for node_id in range(len(graph) - 1, -1, -1):
-        node = graph[node_id]
+    users_of = graph.users
+    for node_id in range(len(nodes) - 1, -1, -1):
+        node = nodes[node_id]
+        fusible = OPS[node.op].kind == "elementwise" and node.op not in _NOT_FUSED \
+            and node.type.size >= min_elements
         is_reduction_root = node.op in _REDUCTIONS and node.type.is_float
-        if not (_fusible(graph, node_id, min_elements) or is_reduction_root):
+        if not (fusible or is_reduction_root):
             continue
-        users = graph.users(node_id)
-        if _fusible(graph, node_id, min_elements) and users and node_id not in outputs:
-            roots = {region[u] for u in users}
-            if len(roots) == 1:
-                (root,) = roots
-                if root >= 0 and shape_of_region[root] == node.type.shape \
-                        and steps_in_region[root] < MAX_REGION_STEPS \
-                        and (graph[root].origin is None) == (node.origin is None):
-                    region[node_id] = root
-                    steps_in_region[root] += 1
-                    continue
+        if fusible and node_id not in outputs:
+            users = users_of(node_id)
+            root = region[users[0]] if users else -1
+            if root >= 0 and all(region[u] == root for u in users) \
+                    and shape_of_region[root] == node.type.shape and steps_in_region[root] < MAX_REGION_STEPS \
+                    and (nodes[root].origin is None) == (node.origin is None):
+                region[node_id] = root
+                steps_in_region[root] += 1
+                continue
         region[node_id] = node_id
         steps_in_region[node_id] = 1
-        shape_of_region[node_id] = graph.type(node.args[0]).shape if is_reduction_root else node.type.shape
+        shape_of_region[node_id] = nodes[node.args[0]].type.shape if is_reduction_root else node.type.shape
     return region
 
 
