@@ -27,6 +27,7 @@ from chainrule.ir.types import TensorType
 
 
 _PYTHON_NUMBERS = (int, float, bool)
+_NO_ATTRS: dict = {}  # read only
 # How deep rewrites may nest (a rule's replacement is offered to the rules again): a guard against
 # two rules that undo each other, which would be a bug, not a reason to recurse without end.
 _MAX_REWRITE_DEPTH = 32
@@ -131,7 +132,10 @@ class Graph:
         """
         definition = OPS[op]
         args = tuple(args)
-        frozen = freeze_attrs(attrs)
+        if attrs:
+            frozen = tuple(sorted(attrs.items()))
+        else:
+            frozen, attrs = (), _NO_ATTRS
         key = (op, args, frozen)
         if definition.interned:
             existing = self._interned.get(key)
@@ -149,7 +153,7 @@ class Graph:
             # nodes a rewrite builds carry this node's source line and origin (``attribution``,
             # spelled out: a context manager per node is measurable here)
             self._default_loc, self._default_origin = loc, origin
-            simpler = canonical.rewrite(self, op, args, dict(frozen), out_type)
+            simpler = canonical.rewrite(self, op, args, attrs, out_type)
             if simpler is None and self.rewriter is not None:
                 simpler = self._rewritten(Node(op, args, frozen, out_type, loc, name, origin))
         except ChainruleError as error:
