@@ -135,10 +135,14 @@ def generate_source(graph: Graph, function_name: str | None = None) -> tuple[str
             freeable[node_id] = reads
             continue
         if node.op != "fused":
-            expression = _special_form(graph, node, operands) or OPS[node.op].render(operands, node.params)
-            nesting = 1 + max((depth.get(a, 0) for a in node.args), default=0)
-            if use_counts[node_id] == 1 and node_id not in outputs and not node.name and not reads \
-                    and OPS[node.op].is_elementwise and node.type.nbytes < _DEL_MIN_BYTES \
+            definition = OPS[node.op]
+            expression = _special_form(graph, node, operands) or definition.render(operands, dict(node.attrs))
+            nesting = 1
+            for a in node.args:
+                if a in depth and depth[a] >= nesting:
+                    nesting = depth[a] + 1
+            if use_counts[node_id] == 1 and not node.name and not reads and node_id not in outputs \
+                    and definition.kind == "elementwise" and node.type.nbytes < _DEL_MIN_BYTES \
                     and nesting <= _MAX_INLINE_DEPTH and len(expression) <= _MAX_INLINE_LENGTH:
                 # a small unnamed value read once is written where it is read (``-(g * np.sin(t))``):
                 # fewer lines to read, and to compile (a statement costs Python's compiler ~7 µs)

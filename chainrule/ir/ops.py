@@ -46,6 +46,8 @@ class Op:
         """The NumPy expression computing this op from named operands."""
         if callable(self.numpy):
             return self.numpy(arg_names, attrs)
+        if not attrs:
+            return self.numpy.format(*arg_names)
         return self.numpy.format(*arg_names, **{k: repr(v) for k, v in attrs.items()})
 
     def vjp_rule(self, operand_index: int):
