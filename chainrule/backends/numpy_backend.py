@@ -187,7 +187,9 @@ def _operand_text(text: str, op: str, is_expression: bool, user_op: str, positio
     precedence needs it: ``a * b * c`` and ``np.sin(a * b)``, but ``(1.0 + y) * g``."""
     if not is_expression:
         return _parenthesize(text, op)
-    if _inside_call_parentheses(user_op, position) or _renders_as_call(op) or _is_call(text):
+    renders_as_call = _renders_as_call(op)
+    if _inside_call_parentheses(user_op, position) or renders_as_call \
+            or (renders_as_call is None and _is_call(text)):
         return text
     inner, outer = _PRECEDENCE.get(op), _PRECEDENCE.get(user_op)
     if inner is not None and outer is not None and user_op != "neg" \
@@ -201,10 +203,13 @@ _PRECEDENCE = {"add": 1, "sub": 1, "mul": 2, "div": 2, "neg": 3}
 
 
 @functools.lru_cache(maxsize=None)
-def _renders_as_call(op: str) -> bool:
-    """Is every rendering of ``op`` one call (``np.sin({0})``)?"""
+def _renders_as_call(op: str) -> bool | None:
+    """Is every rendering of ``op`` one call (``np.sin({0})``)? None when its lowering is code, not
+    a template: then only the text can tell."""
     template = OPS[op].numpy
-    return isinstance(template, str) and _is_call(re.sub(r"\{[^{}]*\}", "x", template))
+    if not isinstance(template, str):
+        return None
+    return _is_call(re.sub(r"\{[^{}]*\}", "x", template))
 
 
 @functools.lru_cache(maxsize=None)
@@ -463,6 +468,8 @@ class _Names:
 
 
 def _identifier(hint: str) -> str:
+    if hint.isidentifier() and hint[0] != "_" and hint[-1] != "_" and not keyword.iskeyword(hint):
+        return hint  # the usual case, and what the rules below leave as it is
     name = re.sub(r"\W+", "_", hint).strip("_") or "v"
     if name[0].isdigit() or keyword.iskeyword(name):
         name = f"v_{name}"
