@@ -159,6 +159,9 @@ def test_dropout_with_a_generator_inside_a_trace_is_refused():
     with pytest.raises(cr.TraceError, match="dropout_masks"):
         cr.grad(lambda p, x: np.sum(model.apply(p, x, training=True, rng=np.random.default_rng(0))))(
             params, np.ones((3, 2)))
+    x = np.ones((3, 2))  # a constant of the trace, only the parameters traced
+    with pytest.raises(cr.TraceError, match="dropout_masks"):
+        cr.grad(lambda p: np.sum(model.apply(p, x, training=True, rng=np.random.default_rng(0))))(params)
     with pytest.raises(cr.ArgumentError, match="needs rng="):
         model.apply(params, np.ones((3, 2)), training=True)
     with pytest.raises(cr.ShapeError, match="mask of shape"):

@@ -61,7 +61,7 @@ class Layer:
 
     def apply(self, params, x, *, state=None, training: bool = False, rng=None):
         """The layer's output; ``(output, new_state)`` when ``state`` is given."""
-        randomness = _Randomness(rng, x)
+        randomness = _Randomness(rng, (params, x))
         y, new_state = self.forward(params, x, state, training, randomness)
         randomness.check_used_up()
         return y if state is None else (y, new_state)
@@ -300,9 +300,9 @@ def _initializer(init) -> Callable:
 class _Randomness:
     """Where Dropout layers get their masks: drawn from a Generator, or taken in order from a list."""
 
-    def __init__(self, rng, x):
+    def __init__(self, rng, inputs):
         self.generator = self.masks = None
-        self.traced = isinstance(x, Tracer)
+        self.inputs = inputs  # (params, x): traced when any of their leaves is
         if isinstance(rng, np.random.Generator):
             self.generator = rng
         elif rng is not None:
@@ -323,7 +323,7 @@ class _Randomness:
         if self.generator is None:
             raise ArgumentError(f"{layer!r} in training mode needs rng=: a np.random.Generator, or the masks "
                                 "from model.dropout_masks(generator, x.shape)", _user_line())
-        if self.traced:
+        if any(isinstance(leaf, Tracer) for leaf in flatten(self.inputs)[0]):
             raise TraceError(f"{layer!r} was given a np.random.Generator inside a traced function: its mask "
                              "would be drawn once and compiled in as a constant. Draw the masks outside with "
                              "model.dropout_masks(generator, x.shape) and pass them in as an argument", _user_line())
