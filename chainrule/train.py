@@ -92,11 +92,13 @@ def fit(model: Union[Layer, Callable], params, x, y, *, loss: Union[str, Callabl
     layer = model if isinstance(model, Layer) else _FunctionModel(model)
     loss_of = _loss_function(loss)
     x, y = np.asarray(x), np.asarray(y)
-    if len(x) != len(y):
+    if len(x) != len(y) or len(x) == 0:
         raise ArgumentError(f"fit: {len(x)} inputs but {len(y)} targets")
     if batch_size < 1 or epochs < 0:
         raise ArgumentError(f"fit needs batch_size >= 1 and epochs >= 0, got {batch_size} and {epochs}")
     state = layer.init_state() if state is None else state
+    if validation_data is not None:
+        validation_data = tuple(np.asarray(part) for part in validation_data)
 
     def objective(params, model_state, masks, x_batch, y_batch):
         prediction, new_state = layer.apply(params, x_batch, state=model_state, training=True, rng=masks)
@@ -133,7 +135,7 @@ def fit(model: Union[Layer, Callable], params, x, y, *, loss: Union[str, Callabl
             history["loss"].append(total / len(x))
             history["lr"].append(float(optimizer.learning_rate_at(opt_state["count"] - 1)))
             if validation_data is not None:
-                history["val_loss"].append(float(evaluate(params, state, *map(np.asarray, validation_data))))
+                history["val_loss"].append(float(evaluate(params, state, *validation_data)))
             bar.update({key: values[-1] for key, values in history.items()})
             if monitor is None:
                 continue

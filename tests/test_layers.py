@@ -232,6 +232,9 @@ def test_l2_penalty_counts_weight_matrices_only():
 def test_layer_errors_name_the_shapes():
     with pytest.raises(cr.ShapeError, match=r"Dense\(2, 16\) takes inputs of shape \(batch, 2\), got \(4, 3\)"):
         nn.Dense(2, 16).apply(nn.Dense(2, 16).init(0), np.ones((4, 3)))
+    model = nn.Sequential([2, 3, 1])
+    with pytest.raises(cr.ArgumentError, match=r"Dense\(3, 1\) expects parameters \{W, b\}.*got \[\]"):
+        model.apply({"dense1": model.init(0)["dense1"]}, np.ones((4, 2)))
     with pytest.raises(cr.ArgumentError, match="3 layers"):
         nn.Sequential([2, 4, 4, 1], activations=["relu"])
     with pytest.raises(cr.ArgumentError, match="unknown activation"):

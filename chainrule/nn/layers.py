@@ -96,6 +96,7 @@ class Dense(Layer):
         if np.shape(x)[-1:] != (self.in_features,):
             raise ShapeError(f"{self!r} takes inputs of shape (batch, {self.in_features}), got "
                              f"{tuple(np.shape(x))}", _user_line())
+        _check_keys(self, params, ("W", "b") if self.use_bias else ("W",))
         y = x @ params["W"]
         return (y + params["b"] if self.use_bias else y), state
 
@@ -153,6 +154,7 @@ class BatchNorm(Layer):
         if np.shape(x)[-1:] != (self.features,):
             raise ShapeError(f"{self!r} normalizes {self.features} features, got inputs of shape "
                              f"{tuple(np.shape(x))}", _user_line())
+        _check_keys(self, params, ("gamma", "beta"))
         if training:
             axes = tuple(range(len(np.shape(x)) - 1))
             mean = np.mean(x, axis=axes)
@@ -332,6 +334,13 @@ class _Randomness:
     def check_used_up(self) -> None:
         if self.masks is not None and self.used != len(self.masks):
             raise ArgumentError(f"{len(self.masks)} dropout masks given but the model used {self.used}", _user_line())
+
+
+def _check_keys(layer: Layer, params, expected: tuple) -> None:
+    if not isinstance(params, dict) or set(params) != set(expected):
+        found = sorted(params) if isinstance(params, dict) else type(params).__name__
+        raise ArgumentError(f"{layer!r} expects parameters {{{', '.join(expected)}}} (from its init), got "
+                            f"{found}", _user_line())
 
 
 def _user_line():
