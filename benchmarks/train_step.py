@@ -3,7 +3,7 @@ forward pass, the backward pass and the optimizer update into one generated func
 loop (``fused=False``) calls the compiled gradient and then runs the update with NumPy, one
 parameter array at a time, the way a hand-written training loop does.
 
-    python3 benchmarks/train_step.py            # about a minute; prints one table
+    python3 benchmarks/train_step.py            # a minute or two; prints one table
 
 Models (row-major ``x @ W + b``, ``chainrule.nn.Sequential``):
   spiral   seed 002's [2, 16, 8, 1] network, sigmoid output, binary cross-entropy, batch 64
@@ -12,25 +12,32 @@ Models (row-major ``x @ W + b``, ``chainrule.nn.Sequential``):
 
 Both sides run in alternating blocks of consecutive steps (so machine noise hits them alike);
 times are medians of the blocks' per-step means. "speed-up" is unfused time / fused time. Each
-side's parameters after the same number of steps are compared ("max |diff|"). The machine is
-shared, so expect a few percent of noise on the ratios.
+side's parameters after the same number of steps are compared ("max |diff|"). BLAS runs on one
+thread (set before NumPy loads; override with OPENBLAS_NUM_THREADS). The machine is shared, so
+expect noise on the ratios, most on the MNIST rows, where a block is only a few steps.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
 from statistics import median
 
-import numpy as np
+# One BLAS thread: on a shared two-core machine, two-thread matmuls made the MNIST rows' times vary
+# 3x from block to block. Both sides use the same BLAS, so the ratio is what this measures.
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import numpy as np  # noqa: E402  (after the thread settings, which BLAS reads when loaded)
 
 try:
-    import chainrule  # noqa: F401
+    import chainrule  # noqa: F401,E402
 except ImportError:  # run from a checkout: python3 benchmarks/train_step.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chainrule import nn, optim
-from chainrule.frontends.pytree import flatten
+from chainrule import nn, optim  # noqa: E402
+from chainrule.frontends.pytree import flatten  # noqa: E402
 
 
 def problem(name: str):
@@ -60,17 +67,21 @@ def run(step, params, opt_state, x, y, count):
     return params, opt_state
 
 
-def measure(name: str, optimizer, blocks: int = 15) -> dict:
+def measure(name: str, optimizer, blocks: int = 21) -> dict:
     params, objective, x, y = problem(name)
     steps = {"fused": optim.train_step(objective, optimizer),
              "unfused": optim.train_step(objective, optimizer, fused=False)}
     states = {side: (params, optimizer.init(params)) for side in steps}
     for side, step in steps.items():  # compile, warm caches
         states[side] = run(step, *states[side], x, y, 3)
-    # a block of consecutive steps lasts ~20 ms or more, so the timer's resolution does not matter
-    start = time.perf_counter()
-    run(steps["fused"], *states["fused"], x, y, 3)
-    per_block = max(3, int(0.02 / ((time.perf_counter() - start) / 3)))
+    # a block of consecutive steps lasts ~30 ms or more, so the timer's resolution does not matter;
+    # the block length comes from the fastest of a few short runs, which noise inflates least
+    calibration = []
+    for _ in range(5):
+        start = time.perf_counter()
+        run(steps["fused"], *states["fused"], x, y, 3)
+        calibration.append((time.perf_counter() - start) / 3)
+    per_block = max(3, int(0.03 / min(calibration)))
     times: dict = {side: [] for side in steps}
     for _ in range(blocks):
         for side, step in steps.items():
@@ -80,7 +91,7 @@ def measure(name: str, optimizer, blocks: int = 15) -> dict:
     leaves = [flatten(states[side][0])[0] for side in steps]
     difference = max(float(np.max(np.abs(a - b))) for a, b in zip(*leaves))
     return {"fused": median(times["fused"]), "unfused": median(times["unfused"]), "diff": difference,
-            "arrays": len(leaves[0]), "steps": 3 + blocks * per_block}
+            "arrays": len(leaves[0]), "steps": 18 + blocks * per_block}
 
 
 def main() -> None:
