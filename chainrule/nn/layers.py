@@ -41,7 +41,8 @@ class Layer:
     kind = "layer"  # the prefix of the layer's key in a Sequential's params: dense1, batchnorm1 ...
 
     def init(self, rng=None) -> dict:
-        """The parameters, drawn from ``rng`` (a ``np.random.Generator`` or a seed)."""
+        """The parameters, drawn from ``rng`` (a ``np.random.Generator`` or an int seed: the same seed
+        gives the same parameters). Layers without parameters return {} and ignore it."""
         return {}
 
     def init_state(self) -> dict:
@@ -82,7 +83,7 @@ class Dense(Layer):
         self.use_bias = use_bias
         self.dtype = np.dtype(dtype)
 
-    def init(self, rng=None) -> dict:
+    def init(self, rng) -> dict:
         params = {"W": self.initializer(np.random.default_rng(rng), (self.in_features, self.out_features),
                                         self.dtype)}
         if self.use_bias:
@@ -236,7 +237,7 @@ class Sequential(Layer):
             counts[layer.kind] = counts.get(layer.kind, 0) + 1
             self.names.append(f"{layer.kind}{counts[layer.kind]}")
 
-    def init(self, rng=None) -> dict:
+    def init(self, rng) -> dict:
         rng = np.random.default_rng(rng)
         params = {}
         for name, layer in zip(self.names, self.layers):

@@ -24,7 +24,9 @@ def train_step(loss_fn: Callable, optimizer: Optimizer, *, clip_norm: Optional[f
     ``loss_fn(params, *args)`` returns the scalar loss, or ``(loss, aux)`` with
     ``has_aux=True`` (then the step returns ``aux`` fourth: a model's new
     batch-norm statistics, say). Gradients are clipped by value, then by global
-    norm, when asked. The step is pure: nothing passed in is modified.
+    norm, when asked. The step is pure: nothing passed in is modified. A
+    learning-rate schedule runs traced in the fused step, so a schedule of
+    your own must be NumPy code (``np.where``, not ``if``), or use ``fused=False``.
 
         >>> import numpy as np
         >>> from chainrule import optim
