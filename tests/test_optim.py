@@ -10,13 +10,12 @@ import pytest
 
 import chainrule as cr
 from chainrule import optim
-from chainrule.optim import schedules
 
 # ---- references: one scalar at a time, with math, written from the papers' formulas -------------
 
 
 def reference_step(name, hyper, g, p, slots, lr, t):
-    """One update of one scalar parameter; slots is a dict of floats (mutated) ."""
+    """One update of one scalar parameter; slots is a dict of floats, updated in place."""
     if name == "sgd":
         return p - lr * g
     if name in ("momentum", "nesterov"):
