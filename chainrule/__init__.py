@@ -11,6 +11,7 @@ from chainrule.errors import (ArgumentError, ChainruleError, OutputError, ShapeE
                               UnsupportedError)
 from chainrule.frontends.sympy_frontend import from_sympy, to_sympy
 from chainrule.ir import Graph
+from chainrule import nn, optim, train  # the training toolkit: cr.nn, cr.optim, cr.train.fit
 
 __version__ = "0.1.0"
 

@@ -1,7 +1,7 @@
 import importlib.util
 from pathlib import Path
 
-import numpy as np
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -13,12 +13,56 @@ def load(name):
     return module
 
 
-def test_spiral_classifier_learns_with_chainrule_gradients():
+@pytest.fixture
+def examples_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # the training examples share spiral_classifier's data
+
+
+def test_spiral_classifier_learns_with_chainrule_gradients(capsys, examples_on_path):
     spiral = load("spiral_classifier")
-    X, Y = spiral.spiral_data()
-    params, history, _ = spiral.train(X, Y, epochs=150)
-    assert history[-1] < 0.5 * history[0]
-    assert np.mean((spiral.forward(params, X) > 0.5) == Y) > 0.8
+    accuracy = spiral.main(["--epochs", "150", "--no-plot"])
+    out = capsys.readouterr().out
+    check = float(out.split("criterion: < 1e-7): ")[1].split()[0])
+    assert check < 1e-7
+    assert accuracy >= 95 and f"final training accuracy on the spirals: {accuracy:.2f}%" in out
+
+
+def test_optimizer_comparison_prints_every_optimizer(capsys, examples_on_path):
+    comparison = load("optimizer_comparison")
+    results = comparison.main(["--epochs", "30", "--no-plot"])
+    out = capsys.readouterr().out
+    assert list(results) == ["SGD", "Momentum", "Nesterov", "Adagrad", "RMSprop", "Adam", "AdamW"]
+    assert all(any(line.startswith(name) for line in out.splitlines()) for name in results)
+    # the seed's point: the adaptive methods get further in the same epochs than plain SGD
+    assert results["Adam"]["losses"][-1] < results["SGD"]["losses"][-1]
+    assert results["RMSprop"]["losses"][-1] < results["SGD"]["losses"][-1]
+
+
+def test_lr_schedules_example_plots_and_trains_under_each_schedule(capsys, tmp_path, examples_on_path):
+    schedules = load("lr_schedules")
+    results = schedules.main(["--epochs", "20", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert (tmp_path / "lr_schedules.png").stat().st_size > 10_000
+    assert results["Constant"]["lrs"] == [0.01] * 20
+    assert results["Cosine annealing"]["lrs"][-1] < 1e-4 < results["Cosine annealing"]["lrs"][0]
+    assert "Warmup (10%) + cosine" in out and "0.00e+00" in out  # warm-up starts from 0
+
+
+def test_gradient_check_example_passes_chainrule_and_catches_the_planted_bug(capsys, examples_on_path):
+    rows = load("gradient_check").main([])
+    out = capsys.readouterr().out
+    *models, seed_backward, buggy_backward = rows
+    assert len(models) == 5 and all(fourth < 1e-7 and two_point < 1e-6 for _, fourth, two_point in models)
+    assert seed_backward[1] < 1e-12 and buggy_backward[1] > 1e-3
+    assert out.count("PASSED") == 6 and out.count("FAILED") == 1
+
+
+def test_vanishing_gradients_shrink_through_sigmoid_layers_not_relu(capsys, examples_on_path):
+    norms = load("vanishing_gradients").main(["--depth", "6", "--no-plot"])
+    capsys.readouterr()
+    assert norms["sigmoid"][0] / norms["sigmoid"][-1] < 1e-3  # six sigmoid layers: < 0.25^6 ~ 2e-4 and more
+    assert norms["relu"][0] / norms["relu"][-1] > 1e-2
+    assert all(len(values) == 7 for values in norms.values())
 
 
 def test_nested_example_reproduces_seed_001_and_shows_sympy_failing_where_chainrule_goes_on(capsys):

@@ -1,8 +1,20 @@
-"""Activations and losses for traced and eager use: ``chainrule.nn.sigmoid(x)``."""
+"""Neural-network building blocks for traced and eager use.
 
+Activations and losses (``chainrule.nn.sigmoid(x)``, ``cross_entropy``, ...),
+layers with explicit parameters and state (``Sequential``, ``Dense``,
+``BatchNorm``, ``Dropout``, ``Activation``), initializers (``nn.init``) and
+``l2_penalty``. Training lives in ``chainrule.optim`` and ``chainrule.train``.
+"""
+
+from chainrule.nn import init
 from chainrule.nn.functional import (binary_cross_entropy, cross_entropy, elu, erf, gelu, leaky_relu,
                                      log_softmax, logsumexp, mse, relu, selu, sigmoid, silu, softmax,
                                      softplus, swish)
+from chainrule.nn.layers import (Activation, BatchNorm, Dense, Dropout, Layer, Sequential, draw_mask,
+                                 l2_penalty)
 
 __all__ = ["binary_cross_entropy", "cross_entropy", "elu", "erf", "gelu", "leaky_relu", "log_softmax",
-           "logsumexp", "mse", "relu", "selu", "sigmoid", "silu", "softmax", "softplus", "swish"]
+           "logsumexp", "mse", "relu", "selu", "sigmoid", "silu", "softmax", "softplus", "swish",
+           "Activation", "BatchNorm", "Dense", "Dropout", "Layer", "Sequential", "draw_mask", "init",
+           "l2_penalty"]
+FUNCTIONS = __all__[:__all__.index("swish") + 1]  # the activations and losses (tests/test_nn.py covers each)

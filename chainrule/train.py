@@ -1,0 +1,237 @@
+"""The training loop: ``fit`` (seed 002, 12.9's flowchart: shuffle, mini-batches, forward,
+backward, update, log, validate, stop early).
+
+    >>> import numpy as np
+    >>> from chainrule import nn, optim
+    >>> from chainrule.train import fit
+    >>> x = np.random.default_rng(0).standard_normal((64, 3))
+    >>> y = x @ np.array([[1.0], [-2.0], [0.5]])
+    >>> model = nn.Dense(3, 1)
+    >>> result = fit(model, model.init(0), x, y, loss="mse", optimizer=optim.adam(0.1),
+    ...              epochs=100, batch_size=16, progress=False)
+    >>> np.round(result.params["W"].ravel(), 3)
+    array([ 1. , -2. ,  0.5])
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+
+import chainrule.api as cr
+from chainrule.errors import ArgumentError
+from chainrule.nn import functional
+from chainrule.nn.layers import Layer, l2_penalty
+from chainrule.optim.optimizers import Optimizer
+from chainrule.optim.train_step import train_step
+
+LOSSES = {
+    "mse": functional.mse,
+    "bce": functional.binary_cross_entropy,
+    "binary_cross_entropy": functional.binary_cross_entropy,
+    "bce_logits": lambda logits, target: functional.binary_cross_entropy(logits, target, from_logits=True),
+    "cross_entropy": functional.cross_entropy,
+}
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when the monitored loss has not improved by more than ``min_delta`` for ``patience``
+    epochs; with ``restore_best``, ``fit`` returns the parameters of the best epoch.
+    ``monitor`` is "val_loss", "loss", or "auto" (val_loss when there is validation data)."""
+
+    patience: int = 10
+    min_delta: float = 0.0
+    restore_best: bool = True
+    monitor: str = "auto"
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns: the trained parameters and state, the optimizer state, the per-epoch
+    history (``loss``, ``lr``, and ``val_loss`` with validation data), and where early stopping
+    found the best epoch and stopped (None without early stopping or when it never triggered)."""
+
+    params: Any
+    state: Any
+    opt_state: Any
+    history: dict = field(default_factory=dict)
+    best_epoch: Optional[int] = None
+    stopped_epoch: Optional[int] = None
+
+
+class _FunctionModel(Layer):
+    """A plain ``predict(params, x)`` function, seen as a layer without state or dropout."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+
+    def forward(self, params, x, state, training, randomness) -> tuple:
+        return self.fn(params, x), state
+
+
+def fit(model: Union[Layer, Callable], params, x, y, *, loss: Union[str, Callable], optimizer: Optimizer,
+        epochs: int = 10, batch_size: int = 32, state=None, l2: float = 0.0, validation_data=None,
+        early_stopping: Optional[EarlyStopping] = None, clip_norm: Optional[float] = None,
+        clip_value: Optional[float] = None, shuffle: bool = True, seed: int = 0, progress: bool = True,
+        fused: bool = True) -> FitResult:
+    """Train ``params`` of ``model`` (a layer, or a function ``predict(params, x)``) on ``(x, y)``.
+
+    Samples run along axis 0. Each epoch shuffles them with a Generator seeded
+    by ``seed`` (which also draws the dropout masks), then runs one compiled
+    ``optim.train_step`` per mini-batch (the last one may be smaller). ``loss``
+    is ``loss(prediction, target)`` or one of "mse", "bce", "bce_logits",
+    "cross_entropy"; ``l2`` adds ``nn.l2_penalty(params, l2)``. The progress bar
+    is tqdm's when tqdm is installed, else one line of text on stderr.
+    """
+    layer = model if isinstance(model, Layer) else _FunctionModel(model)
+    loss_of = _loss_function(loss)
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y) or len(x) == 0:
+        raise ArgumentError(f"fit: {len(x)} inputs but {len(y)} targets")
+    if batch_size < 1 or epochs < 0:
+        raise ArgumentError(f"fit needs batch_size >= 1 and epochs >= 0, got {batch_size} and {epochs}")
+    state = layer.init_state() if state is None else state
+    if validation_data is not None:
+        validation_data = tuple(np.asarray(part) for part in validation_data)
+
+    def objective(params, model_state, masks, x_batch, y_batch):
+        prediction, new_state = layer.apply(params, x_batch, state=model_state, training=True, rng=masks)
+        value = loss_of(prediction, y_batch)
+        return (value + l2_penalty(params, l2) if l2 else value), new_state
+
+    def evaluation(params, model_state, x_eval, y_eval):
+        value = loss_of(layer.apply(params, x_eval, state=model_state)[0], y_eval)
+        return value + l2_penalty(params, l2) if l2 else value
+
+    step = train_step(objective, optimizer, has_aux=True, clip_norm=clip_norm, clip_value=clip_value,
+                      fused=fused)
+    evaluate = cr.jit(evaluation)
+    monitor = _monitored(early_stopping, validation_data)
+    rng = np.random.default_rng(seed)
+    opt_state = optimizer.init(params)
+    history: dict = {"loss": [], "lr": []}
+    if validation_data is not None:
+        history["val_loss"] = []
+    best = None  # (value, epoch, params, state)
+    waited = 0
+    stopped_epoch = None
+    bar = _progress_bar(epochs, progress)
+    try:
+        for epoch in range(epochs):
+            order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
+            total = 0.0
+            for start in range(0, len(x), batch_size):
+                batch = order[start:start + batch_size]
+                x_batch = x[batch]
+                masks = layer.dropout_masks(rng, x_batch.shape)
+                value, params, opt_state, state = step(params, opt_state, state, masks, x_batch, y[batch])
+                total += float(value) * len(batch)
+            history["loss"].append(total / len(x))
+            history["lr"].append(float(optimizer.learning_rate_at(opt_state["count"] - 1)))
+            if validation_data is not None:
+                history["val_loss"].append(float(evaluate(params, state, *validation_data)))
+            bar.update({key: values[-1] for key, values in history.items()})
+            if monitor is None:
+                continue
+            current = history[monitor][-1]
+            if best is None or current < best[0] - early_stopping.min_delta:
+                best, waited = (current, epoch, params, state), 0
+            else:
+                waited += 1
+                if waited >= early_stopping.patience:
+                    stopped_epoch = epoch
+                    break
+    finally:
+        bar.close()
+    best_epoch = None
+    if best is not None:
+        best_epoch = best[1]
+        if early_stopping.restore_best:
+            params, state = best[2], best[3]
+    return FitResult(params, state, opt_state, history, best_epoch, stopped_epoch)
+
+
+def _loss_function(loss) -> Callable:
+    if callable(loss):
+        return loss
+    if loss not in LOSSES:
+        raise ArgumentError(f"unknown loss {loss!r}; pass a function loss(prediction, target) or one of "
+                            f"{', '.join(LOSSES)}")
+    return LOSSES[loss]
+
+
+def _monitored(early_stopping: Optional[EarlyStopping], validation_data) -> Optional[str]:
+    if early_stopping is None:
+        return None
+    monitor = early_stopping.monitor
+    if monitor == "auto":
+        return "val_loss" if validation_data is not None else "loss"
+    if monitor not in ("loss", "val_loss"):
+        raise ArgumentError(f"EarlyStopping monitors 'loss', 'val_loss' or 'auto', got {monitor!r}")
+    if monitor == "val_loss" and validation_data is None:
+        raise ArgumentError("EarlyStopping(monitor='val_loss') needs fit(..., validation_data=(x, y))")
+    return monitor
+
+
+def _progress_bar(epochs: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _TextBar(epochs)
+    return _TqdmBar(tqdm(total=epochs, unit="epoch", leave=True))
+
+
+class _NoBar:
+    def update(self, logs: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _TqdmBar:
+    def __init__(self, bar):
+        self.bar = bar
+
+    def update(self, logs: dict) -> None:
+        self.bar.set_postfix({key: f"{value:.4g}" for key, value in logs.items()}, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class _TextBar:
+    """``epoch  37/100 [#######.............] loss 0.2513 lr 0.001``, redrawn in place on stderr."""
+
+    width = 20
+    interval = 0.2  # seconds between redraws: a fast epoch loop must not flood a log file
+
+    def __init__(self, epochs: int, stream=None):
+        self.epochs, self.done, self.drawn = epochs, 0, -math.inf
+        self.stream = stream or sys.stderr
+
+    def update(self, logs: dict) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if now - self.drawn < self.interval and self.done < self.epochs:
+            return
+        self.drawn = now
+        filled = self.width * self.done // max(self.epochs, 1)
+        values = "  ".join(f"{key} {value:.4g}" for key, value in logs.items())
+        self.stream.write(f"\repoch {self.done:>{len(str(self.epochs))}}/{self.epochs} "
+                          f"[{'#' * filled}{'.' * (self.width - filled)}]  {values}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.done:
+            self.stream.write("\n")
+            self.stream.flush()
