@@ -40,14 +40,3 @@ def rebuild(graph: Graph, rule: Optional[Rule] = None) -> tuple[Graph, int]:
     result.carry_name_hints(graph, mapping)
     # nodes a rule built and then rewrote further, or replaced, are left dead
     return (dce(result) if result.rewrites else result), result.rewrites
-
-
-def dispatch(rules_by_op: dict[str, list[Rule]]) -> Rule:
-    """One rule that tries the rules registered for the node's op, in order, until one fires."""
-    def rule(graph: Graph, node: Node, args: tuple) -> Optional[int]:
-        for candidate in rules_by_op.get(node.op, ()):
-            replacement = candidate(graph, node, args)
-            if replacement is not None:
-                return replacement
-        return None
-    return rule

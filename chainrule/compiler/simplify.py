@@ -40,7 +40,7 @@ import numpy as np
 
 from chainrule.compiler.cse import commutative_order
 from chainrule.compiler.fold import fold_rule
-from chainrule.compiler.rewrite import dispatch, rebuild
+from chainrule.compiler.rewrite import rebuild
 from chainrule.ir import F, Graph, Value
 from chainrule.ir.graph import Node
 from chainrule.ir.types import TensorType
@@ -418,18 +418,19 @@ RULES = {
     "log1p": [stable_log1p],
 }
 
-_IDENTITIES = dispatch(RULES)
-
 
 def simplify_rule(graph: Graph, node: Node, args: tuple) -> Optional[int]:
     """Folding, the identities above and CSE's commutative merge, as one rule: what the
     simplify pass applies, and what reverse mode applies to the nodes it builds."""
     # Folding and CSE run in the same walk: a folded constant often completes an identity's pattern.
-    for rule in (fold_rule, _IDENTITIES, commutative_order):
-        replacement = rule(graph, node, args)
-        if replacement is not None:
-            return replacement
-    return None
+    replacement = fold_rule(graph, node, args)
+    if replacement is None:
+        for rule in RULES.get(node.op, ()):
+            replacement = rule(graph, node, args)
+            if replacement is not None:
+                return replacement
+        replacement = commutative_order(graph, node, args)
+    return replacement
 
 
 def simplify(graph: Graph) -> Graph:

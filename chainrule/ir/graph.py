@@ -154,8 +154,9 @@ class Graph:
             # spelled out: a context manager per node is measurable here)
             self._default_loc, self._default_origin = loc, origin
             simpler = canonical.rewrite(self, op, args, attrs, out_type)
+            node = Node(op, args, frozen, out_type, loc, name, origin)
             if simpler is None and self.rewriter is not None:
-                simpler = self._rewritten(Node(op, args, frozen, out_type, loc, name, origin))
+                simpler = self._rewritten(node)
         except ChainruleError as error:
             raise error.at(loc) from None
         finally:
@@ -163,8 +164,8 @@ class Graph:
         if simpler is not None:
             return simpler
         if name is None and self.name_hints:
-            name = self.name_hints.get(key)
-        return self._append(Node(op, args, frozen, out_type, loc, name, origin), definition.interned)
+            node.name = self.name_hints.get(key)
+        return self._append(node, definition.interned)
 
     def rewriting(self, rule: Optional[Callable]) -> "_Rewriting":
         """``with graph.rewriting(rule):`` every node built inside the block is first offered to
