@@ -244,12 +244,17 @@ class Graph:
         appended as it is, without re-inferring its type (for passes that only
         drop nodes, such as DCE, where that work would be repeated for nothing).
         """
+        source_nodes, nodes, interned = source.nodes, self.nodes, self._interned
         for node_id in node_ids:
-            node = source[node_id]
-            args = tuple(mapping[a] for a in node.args)
+            node = source_nodes[node_id]
+            args = tuple([mapping[a] for a in node.args])
             origin = mapping.get(node.origin) if node.origin is not None else None
-            if verbatim:
-                mapping[node_id] = self.append_copy(node, args, origin)
+            if verbatim:  # append_copy, spelled out: DCE and the schedule copy every node this way
+                copy = len(nodes)
+                nodes.append(Node(node.op, args, node.attrs, node.type, node.loc, node.name, origin))
+                if OPS[node.op].interned:
+                    interned[(node.op, args, node.attrs)] = copy
+                mapping[node_id] = copy
             else:
                 mapping[node_id] = self.add(node.op, args, node.params, loc=node.loc, name=node.name, origin=origin)
         return mapping
