@@ -5,6 +5,9 @@
 - ``grad``: reverse mode (only for gradients). The forward graph is simplified
   first, so the derivative is taken of the stable forms (``log(sigmoid(z))``
   becomes ``-softplus(-z)`` before it is differentiated, not after).
+  Jacobian-vector products, VJPs of any output and Hessian-vector products
+  (``chainrule.higher_order``) bring their own passes: ``grad`` and ``jvp``
+  (forward mode, after ``grad`` when it is forward over reverse).
 - ``simplified``: identities, stability rewrites, constant folding and CSE
   to a fixed point, then small backward regions simplified by SymPy
   (symbolic.py); dead code goes with every rebuild (see rewrite.py).
@@ -64,7 +67,7 @@ class Compilation:
     @property
     def differentiable(self) -> Graph:
         """The last graph made only of primitives (before fusion): what grad of grad inlines."""
-        return self.graphs.get("grad", self.graphs["traced"])
+        return self.graphs.get("jvp", self.graphs.get("grad", self.graphs["traced"]))
 
     @property
     def seconds(self) -> dict[str, float]:
@@ -75,13 +78,17 @@ class Compilation:
         return totals
 
 
-def _passes(wrt: Optional[Sequence[int]], optimize: bool) -> list[tuple[str, str, Callable[[Graph], Graph]]]:
+Pass = tuple[str, str, Callable[[Graph], Graph]]  # (stage, pass name, pass)
+
+
+def _passes(wrt: Optional[Sequence[int]], optimize: bool, transforms: Sequence[Pass] = ()) -> list[Pass]:
     """(stage, pass name, pass) in order."""
     passes = []
     if wrt is not None:
         if optimize:
             passes.append(("grad", "simplify forward", simplify))
         passes.append(("grad", "reverse", lambda g: reverse(g, wrt)))
+    passes += transforms
     if optimize:
         passes += [("simplified", "simplify", simplify), ("simplified", "symbolic", symbolic_regions)]
     else:
@@ -93,12 +100,14 @@ def _passes(wrt: Optional[Sequence[int]], optimize: bool) -> list[tuple[str, str
     return passes
 
 
-def run(traced: Graph, wrt: Optional[Sequence[int]] = None, optimize: bool = True) -> Compilation:
-    """Differentiate (when ``wrt`` gives input positions) and optimize ``traced``."""
+def run(traced: Graph, wrt: Optional[Sequence[int]] = None, optimize: bool = True,
+        transforms: Sequence[Pass] = ()) -> Compilation:
+    """Differentiate (when ``wrt`` gives input positions) and optimize ``traced``; ``transforms``
+    are differentiating passes of the caller's (forward mode, VJPs) to run before the optimizing ones."""
     verify = os.environ.get("CHAINRULE_VERIFY") == "1"
     result = Compilation()
     result.graphs["traced"] = current = traced
-    for stage, name, run_pass in _passes(wrt, optimize):
+    for stage, name, run_pass in _passes(wrt, optimize, transforms):
         start = time.perf_counter()
         before = len(current)
         current = run_pass(current)
