@@ -15,7 +15,7 @@ counts them in ``.passes``.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -23,13 +23,14 @@ from chainrule.api import Compiled, _check_scalar_output, _Specialization, jit
 from chainrule.backends.numpy_backend import compile_graph
 from chainrule.compiler import pipeline
 from chainrule.compiler.autodiff import reverse
+from chainrule.compiler.batch import vectorize
 from chainrule.compiler.forward import forward
 from chainrule.compiler.simplify import simplify
 from chainrule.errors import ArgumentError, UnsupportedError
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
 from chainrule.frontends.trace import ArgsSpec, describe_args, trace_graph
 from chainrule.frontends.tracer import Tracer
-from chainrule.ir import Graph
+from chainrule.ir import Graph, TensorType
 
 Argnums = Union[int, Sequence[int]]
 
@@ -43,12 +44,18 @@ class Linearized(Compiled):
     v, laid out the same way, and the call returns H v laid out like the
     gradient; for ``"vjp"`` it is the cotangent of the output (the output's
     structure), and the call returns the gradient layout.
+
+    ``batched=True`` vectorizes it (``chainrule.compiler.batch``): every seed
+    leaf has a leading axis of length k, and one call computes the k products,
+    returned with that leading axis (a ``"jvp"`` then returns the tangents only).
     """
 
-    def __init__(self, fn: Callable, transform: str, argnums: Argnums = 0, *, optimize: bool = True):
+    def __init__(self, fn: Callable, transform: str, argnums: Argnums = 0, *, batched: bool = False,
+                 optimize: bool = True):
         if transform not in ("jvp", "vjp", "hvp"):
             raise ValueError(f"unknown linearization {transform!r}")
         super().__init__(fn, transform, argnums, optimize=optimize)
+        self.batched = batched
 
     def _differentiated(self, count: int) -> tuple:
         # The differentiated arguments and the seed (the last argument) are traced, Python floats included.
@@ -75,11 +82,17 @@ class Linearized(Compiled):
                for i, owner in enumerate(arg_spec.arg_of_leaf) if owner == argnum]
         gradient_treedef = _layout(self.argnums, [spec.treedefs[a] for a in argnums])
         if self.transform == "vjp":
-            self._check_seed(spec, traced.outputs, traced, out_treedef, "the output")
+            batch = self._check_seed(spec, traced.outputs, traced, out_treedef, "the output")
         else:
-            self._check_seed(spec, [traced.inputs[i] for i in wrt], traced, gradient_treedef,
-                             "the differentiated argument" + ("s" if len(argnums) > 1 else ""))
+            batch = self._check_seed(spec, [traced.inputs[i] for i in wrt], traced, gradient_treedef,
+                                     "the differentiated argument" + ("s" if len(argnums) > 1 else ""))
         transforms, result_treedef = self._transforms(traced, wrt, out_treedef, gradient_treedef)
+        if batch is not None:
+            seeds = range(len(traced.inputs), len(traced.inputs) + spec.treedefs[-1].num_leaves)
+            stage = transforms[-1][0]
+            transforms.append((stage, "vectorize", lambda g: vectorize(g, seeds, batch)))
+            if self.transform == "jvp":
+                result_treedef = out_treedef
         compilation = pipeline.run(traced, None, optimize=self.optimize, transforms=transforms)
         kernel = compile_graph(compilation.final, f"{traced.name}_{self.transform}")
         return _Specialization(compilation, kernel, result_treedef, spec, ())
@@ -87,7 +100,7 @@ class Linearized(Compiled):
     def _transforms(self, traced: Graph, wrt: list, out_treedef: TreeDef, gradient_treedef: TreeDef):
         prepare = [("grad", "simplify forward", simplify)] if self.optimize else []
         if self.transform == "jvp":
-            passes = [("jvp", "forward", lambda g: forward(g, wrt))]
+            passes = [("jvp", "forward", lambda g: forward(g, wrt, keep_primal=not self.batched))]
             return [(("jvp",) + p[1:]) for p in prepare] + passes, TreeDef("tuple", (), (out_treedef, out_treedef))
         if self.transform == "vjp":
             return prepare + [("grad", "reverse", lambda g: _gradients_only(reverse(g, wrt, cotangent_inputs=True),
@@ -98,16 +111,26 @@ class Linearized(Compiled):
                           ("jvp", "forward over reverse",
                            lambda g: forward(g, wrt, of=gradients, keep_primal=False))], gradient_treedef
 
-    def _check_seed(self, spec: ArgsSpec, node_ids: list, traced: Graph, expected: TreeDef, what: str) -> None:
+    def _check_seed(self, spec: ArgsSpec, node_ids: list, traced: Graph, expected: TreeDef,
+                    what: str) -> Optional[int]:
+        """Check the seed's structure and types; return the batch length (None when not batched)."""
         seed_treedef, seed_leaves = spec.treedefs[-1], spec.leaves[len(spec.leaves) - spec.treedefs[-1].num_leaves:]
         name = _SEED[self.transform]
         if seed_treedef != expected:
             raise ArgumentError(f"the {name} passed to {self.__name__}'s {self.transform} has structure "
                                 f"{seed_treedef}; it must match {what}: {expected}")
+        batch = None
+        if self.batched:
+            batch = seed_leaves[0].type.shape[0] if seed_leaves and seed_leaves[0].type.ndim else 0
         for node_id, leaf in zip(node_ids, seed_leaves):
-            if leaf.type != traced.type(node_id):
+            wanted = traced.type(node_id)
+            if batch is not None:
+                wanted = TensorType((batch,) + wanted.shape, wanted.dtype)
+            if leaf.type != wanted:
                 raise ArgumentError(f"the {name} for {traced[node_id].name} is {leaf.type}; it must have the "
-                                    f"type of {what}: {traced.type(node_id)}")
+                                    f"type of {what}" + (" with a leading batch axis" if self.batched else "")
+                                    + f": {wanted}")
+        return batch
 
     def _results(self, entry: _Specialization, outputs):
         return entry.build_outputs(outputs)
@@ -234,27 +257,35 @@ def hvp(fn: Callable, argnums: Argnums = 0, *, optimize: bool = True) -> Lineari
     return Linearized(fn, "hvp", argnums, optimize=optimize)
 
 
-# ---- dense derivatives: one kernel call per basis vector ------------------------------------
+# ---- dense derivatives: one pass per basis vector ------------------------------------------------
 
 
 class _DenseDerivative:
-    """A derivative matrix built one basis vector at a time (one pass each), returned JAX's way:
-    the output's structure with, at each output leaf, the differentiated argument's structure,
-    whose leaves have shape ``out.shape + in.shape``. ``passes`` counts the last call's passes."""
+    """A derivative matrix built from one pass per basis vector, returned JAX's way: the output's
+    structure with, at each output leaf, the differentiated argument's structure, whose leaves
+    have shape ``out.shape + in.shape``.
 
-    def __init__(self, fn: Callable, argnums: Argnums):
+    With ``vectorize`` (the default) the passes run as one vectorized program, a single kernel
+    call (``chainrule.compiler.batch``); without it, or for a graph with an op no batching rule
+    covers, one call each. ``passes`` and ``kernel_calls`` describe the last call.
+    """
+
+    def __init__(self, fn: Callable, argnums: Argnums, vectorize: bool):
         if not callable(fn):
             raise ArgumentError(f"{type(self).__name__.lower()} needs a function, got {type(fn).__name__}")
         self.fn = fn
         self.argnums = argnums
+        self.vectorize = vectorize
         self._argnum_tuple = (argnums,) if isinstance(argnums, int) else tuple(argnums)
         if not all(isinstance(a, int) for a in self._argnum_tuple):
             raise ArgumentError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
         self.passes = None
+        self.kernel_calls = None
         self.mode_used = None
+        self._not_vectorizable: set = set()  # specs whose graphs have an op without a batching rule
 
     def _describe(self, args: tuple):
-        """(spec, leaves, differentiated positions, their leaves' types, their structures)."""
+        """(spec, leaves, their differentiated leaves' types, the differentiated arguments' structures)."""
         count = len(args)
         for argnum in self._argnum_tuple:
             if not -count <= argnum < count:
@@ -266,10 +297,37 @@ class _DenseDerivative:
                                    "use cr.jvp, cr.vjp or cr.hvp there (they compose)")
         in_types = [spec.leaves[i].type for argnum in positions
                     for i, owner in enumerate(spec.arg_of_leaf) if owner == argnum]
-        return spec, leaves, positions, in_types, [spec.treedefs[a] for a in positions]
+        return spec, leaves, in_types, [spec.treedefs[a] for a in positions]
 
     def _seed_layout(self, in_treedefs: list) -> TreeDef:
         return _layout(self.argnums, in_treedefs)
+
+    def _rows(self, spec: ArgsSpec, one: Linearized, batched: Linearized, args: tuple, seed_types: list,
+              seed_treedef: TreeDef, pick: Callable = lambda result: result) -> np.ndarray:
+        """One row per basis vector e_k of the seed space: ``pick(kernel(*args, e_k))`` flattened."""
+        count = sum(t.size for t in seed_types)
+        self.passes = count
+        if self.vectorize and spec not in self._not_vectorizable:
+            identity, seeds, start = np.eye(count), [], 0
+            for t in seed_types:
+                seeds.append(identity[:, start:start + t.size].reshape((count,) + t.shape).astype(t.dtype))
+                start += t.size
+            try:
+                result = batched(*args, unflatten(seed_treedef, seeds))
+            except UnsupportedError:
+                self._not_vectorizable.add(spec)
+            else:
+                self.kernel_calls = 1
+                leaves = flatten(result)[0]
+                return np.concatenate([np.reshape(leaf, (count, -1)) for leaf in leaves], axis=1)
+        rows = np.zeros((count, 0))
+        for row, seed in enumerate(_basis(seed_types)):
+            flat = _flat(pick(one(*args, unflatten(seed_treedef, seed))))
+            if row == 0:
+                rows = np.zeros((count, flat.size))
+            rows[row] = flat
+        self.kernel_calls = count
+        return rows
 
     def _assemble(self, matrix: np.ndarray, out_types: list, out_treedef: TreeDef, in_types: list,
                   in_treedefs: list):
@@ -288,9 +346,10 @@ class _DenseDerivative:
             per_output.append(grouped[0] if isinstance(self.argnums, int) else tuple(grouped))
         return unflatten(out_treedef, per_output)
 
-    # ---- looking inside: the kernel one pass runs ------------------------------------------
+    # ---- looking inside: the kernel a pass runs ---------------------------------------------
 
     def graph(self, *args, stage: str = "scheduled") -> Graph:
+        """The graph one (unvectorized) pass runs, after ``stage``."""
         kernel, kernel_args = self._one_pass(args)
         return kernel.graph(*kernel_args, stage=stage)
 
@@ -320,53 +379,46 @@ def _flat(tree) -> np.ndarray:
 
 
 class Jacobian(_DenseDerivative):
-    """``cr.jacobian``'s compiled function; ``passes`` and ``mode_used`` describe its last call."""
+    """``cr.jacobian``'s compiled function; ``passes``, ``kernel_calls`` and ``mode_used`` describe
+    its last call."""
 
-    def __init__(self, fn: Callable, argnums: Argnums = 0, mode: str = "auto"):
-        super().__init__(fn, argnums)
+    def __init__(self, fn: Callable, argnums: Argnums = 0, mode: str = "auto", vectorize: bool = True):
+        super().__init__(fn, argnums, vectorize)
         if mode not in ("auto", "fwd", "rev"):
             raise ArgumentError(f"jacobian's mode is 'fwd', 'rev' or 'auto', got {mode!r}")
         self.mode = mode
         self._jvp = Linearized(fn, "jvp", argnums)
         self._vjp = Linearized(fn, "vjp", argnums)
+        self._batched_jvp = Linearized(fn, "jvp", argnums, batched=True)
+        self._batched_vjp = Linearized(fn, "vjp", argnums, batched=True)
         self._outputs: dict[ArgsSpec, tuple] = {}
 
     def __repr__(self) -> str:
         return f"<chainrule jacobian of {getattr(self.fn, '__name__', self.fn)!r} (mode={self.mode})>"
 
-    def _output_types(self, spec: ArgsSpec, leaves: list) -> tuple[list, TreeDef]:
+    def _plan(self, args: tuple):
+        spec, leaves, in_types, in_treedefs = self._describe(args)
         found = self._outputs.get(spec)
         if found is None:
             graph, out_treedef = trace_graph(self.fn, spec, leaves)
             found = self._outputs[spec] = ([graph.type(o) for o in graph.outputs], out_treedef)
-        return found
-
-    def _plan(self, args: tuple):
-        spec, leaves, _, in_types, in_treedefs = self._describe(args)
-        out_types, out_treedef = self._output_types(spec, leaves)
+        out_types, out_treedef = found
         n, m = sum(t.size for t in in_types), sum(t.size for t in out_types)
         mode = self.mode if self.mode != "auto" else ("fwd" if n <= m else "rev")
-        return mode, in_types, in_treedefs, out_types, out_treedef
+        return spec, mode, in_types, in_treedefs, out_types, out_treedef
 
     def __call__(self, *args):
-        mode, in_types, in_treedefs, out_types, out_treedef = self._plan(args)
-        n, m = sum(t.size for t in in_types), sum(t.size for t in out_types)
-        matrix = np.zeros((m, n))
-        if mode == "fwd":
-            layout = self._seed_layout(in_treedefs)
-            for column, seed in enumerate(_basis(in_types)):
-                _, tangent_out = self._jvp(*args, unflatten(layout, seed))
-                matrix[:, column] = _flat(tangent_out)
-            self.passes = n
+        spec, mode, in_types, in_treedefs, out_types, out_treedef = self._plan(args)
+        if mode == "fwd":  # row k of this is column k of the Jacobian
+            matrix = self._rows(spec, self._jvp, self._batched_jvp, args, in_types,
+                                self._seed_layout(in_treedefs), pick=lambda result: result[1]).T
         else:
-            for row, seed in enumerate(_basis(out_types)):
-                matrix[row, :] = _flat(self._vjp(*args, unflatten(out_treedef, seed)))
-            self.passes = m
+            matrix = self._rows(spec, self._vjp, self._batched_vjp, args, out_types, out_treedef)
         self.mode_used = mode
         return self._assemble(matrix, out_types, out_treedef, in_types, in_treedefs)
 
     def _one_pass(self, args: tuple):
-        mode, in_types, in_treedefs, out_types, out_treedef = self._plan(args)
+        _, mode, in_types, in_treedefs, out_types, out_treedef = self._plan(args)
         if mode == "fwd":
             return self._jvp, args + (unflatten(self._seed_layout(in_treedefs), next(_basis(in_types))),)
         return self._vjp, args + (unflatten(out_treedef, next(_basis(out_types))),)
@@ -374,32 +426,29 @@ class Jacobian(_DenseDerivative):
 
 class Hessian(_DenseDerivative):
     """``cr.hessian``'s compiled function: one Hessian-vector product (forward over reverse) per
-    column; ``passes`` counts them."""
+    column; ``passes`` counts them, ``kernel_calls`` the calls they took."""
 
-    def __init__(self, fn: Callable, argnums: Argnums = 0):
-        super().__init__(fn, argnums)
+    def __init__(self, fn: Callable, argnums: Argnums = 0, vectorize: bool = True):
+        super().__init__(fn, argnums, vectorize)
         self._hvp = Linearized(fn, "hvp", argnums)
+        self._batched_hvp = Linearized(fn, "hvp", argnums, batched=True)
         self.mode_used = "fwd-over-rev"
 
     def __repr__(self) -> str:
         return f"<chainrule hessian of {getattr(self.fn, '__name__', self.fn)!r}>"
 
     def __call__(self, *args):
-        _, _, _, in_types, in_treedefs = self._describe(args)
+        spec, _, in_types, in_treedefs = self._describe(args)
         layout = self._seed_layout(in_treedefs)
-        n = sum(t.size for t in in_types)
-        matrix = np.zeros((n, n))
-        for column, seed in enumerate(_basis(in_types)):
-            matrix[:, column] = _flat(self._hvp(*args, unflatten(layout, seed)))
-        self.passes = n
+        matrix = self._rows(spec, self._hvp, self._batched_hvp, args, in_types, layout).T  # rows are H e_k
         return self._assemble(matrix, in_types, layout, in_types, in_treedefs)
 
     def _one_pass(self, args: tuple):
-        _, _, _, in_types, in_treedefs = self._describe(args)
+        _, _, in_types, in_treedefs = self._describe(args)
         return self._hvp, args + (unflatten(self._seed_layout(in_treedefs), next(_basis(in_types))),)
 
 
-def jacobian(fn: Callable, argnums: Argnums = 0, mode: str = "auto") -> Jacobian:
+def jacobian(fn: Callable, argnums: Argnums = 0, mode: str = "auto", *, vectorize: bool = True) -> Jacobian:
     """The Jacobian of ``fn`` with respect to ``argnums``, compiled.
 
     >>> import numpy as np, chainrule as cr
@@ -410,23 +459,26 @@ def jacobian(fn: Callable, argnums: Argnums = 0, mode: str = "auto") -> Jacobian
 
     ``mode="fwd"`` takes one JVP per input element, ``"rev"`` one VJP per
     output element, ``"auto"`` the fewer: min(n, m) passes for an n -> m
-    function (``J.passes`` and ``J.mode_used`` tell after a call). The result
+    function (``J.passes`` and ``J.mode_used`` tell after a call). The passes
+    run as one vectorized program (``J.kernel_calls == 1``), or with
+    ``vectorize=False`` one call each, which needs less memory. The result
     has the output's structure with, at each output leaf, the argument's
     structure; its arrays have shape ``out.shape + in.shape``.
     """
-    return Jacobian(fn, argnums, mode)
+    return Jacobian(fn, argnums, mode, vectorize)
 
 
-def hessian(fn: Callable, argnums: Argnums = 0) -> Hessian:
+def hessian(fn: Callable, argnums: Argnums = 0, *, vectorize: bool = True) -> Hessian:
     """The Hessian of a scalar function, compiled: forward mode over reverse mode, one
-    Hessian-vector product per column (``H.passes`` counts them).
+    Hessian-vector product per column (``H.passes`` counts them), all in one vectorized
+    program unless ``vectorize=False``.
 
     >>> import numpy as np, chainrule as cr
     >>> cr.hessian(lambda x: x[0] ** 2 * x[1])(np.array([1.0, 3.0]))
     array([[6., 2.],
            [2., 0.]])
     """
-    return Hessian(fn, argnums)
+    return Hessian(fn, argnums, vectorize)
 
 
 __all__ = ["Hessian", "Jacobian", "Linearized", "VjpFunction", "hessian", "hvp", "jacobian", "jvp", "vjp"]

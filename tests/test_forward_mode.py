@@ -190,3 +190,7 @@ def test_jvp_and_vjp_agree_on_random_programs(program, seed):
     forward_side = sum(np.sum(a * b) for a, b in zip(u, jv))
     reverse_side = sum(np.sum(a * b) for a, b in zip(ujt, v))
     np.testing.assert_allclose(forward_side, reverse_side, rtol=1e-10, atol=1e-12)
+    # and whole Jacobians, each mode's passes vectorized into one program
+    by_columns, by_rows = cr.jacobian(fn, mode="fwd")(x, y), cr.jacobian(fn, mode="rev")(x, y)
+    for a, b in zip(by_columns, by_rows):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -269,3 +269,57 @@ def test_hvp_graph_goes_forward_over_reverse():
     assert stages == ["traced", "grad", "jvp", "simplified", "checkpointed", "fused", "scheduled"]
     assert "tx: f64[3]" in hvp.ir(x, x, stage="jvp")
     np.testing.assert_allclose(hvp(x, np.array([0.0, 1.0, 0.0])), rosenbrock_hessian(x)[:, 1], rtol=1e-14)
+
+
+# ---- the passes run as one vectorized program --------------------------------------------------
+
+
+def test_vectorized_jacobian_and_hessian_take_one_kernel_call():
+    x3, x7 = np.array([0.1, 0.2, 0.3]), np.linspace(-1, 1, 7)
+    for fn, x, passes in [(wide, x3, 3), (narrow, x7, 2)]:
+        vectorized, looped = cr.jacobian(fn), cr.jacobian(fn, vectorize=False)
+        np.testing.assert_allclose(vectorized(x), looped(x), rtol=1e-14)
+        assert (vectorized.passes, vectorized.kernel_calls) == (passes, 1)
+        assert (looped.passes, looped.kernel_calls) == (passes, passes)
+    hessian = cr.hessian(rosenbrock)
+    np.testing.assert_allclose(hessian(x7), rosenbrock_hessian(x7), rtol=1e-13, atol=1e-10)
+    assert (hessian.passes, hessian.kernel_calls) == (7, 1)
+
+
+def test_an_index_numpy_would_reorder_under_a_batch_axis_falls_back_to_one_call_per_pass():
+    def f(x):  # advanced indices apart: NumPy puts their axis first, so a batch axis would not lead
+        return np.sin(x[[0, 1], :, 1])
+
+    x = np.arange(24.0).reshape(2, 3, 4) / 10
+    jacobian = cr.jacobian(f, mode="fwd")
+    result = jacobian(x)
+    assert (jacobian.passes, jacobian.kernel_calls) == (24, 24)
+    expected = np.zeros((2, 3, 2, 3, 4))
+    for i in range(2):
+        for j in range(3):
+            expected[i, j, i, j, 1] = np.cos(x[i, j, 1])
+    np.testing.assert_allclose(result, expected, rtol=1e-15)
+
+
+def _one_case_per_primitive():
+    from test_op_gradients import CASES
+
+    chosen = {}
+    for c in CASES:
+        chosen.setdefault(c.covers or c.id, c)
+    return list(chosen.values())
+
+
+@pytest.mark.parametrize("c", _one_case_per_primitive(), ids=lambda c: c.id)
+def test_vectorized_passes_equal_one_call_per_pass_for_every_primitive(c):
+    argnums = c.argnums if len(c.argnums) > 1 else c.argnums[0]
+    for mode in ["fwd", "rev"]:
+        vectorized = cr.jacobian(c.fn, argnums, mode=mode)
+        looped = cr.jacobian(c.fn, argnums, mode=mode, vectorize=False)
+        for a, b in zip(flatten_result(vectorized(*c.args)), flatten_result(looped(*c.args))):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+        assert vectorized.kernel_calls == 1, f"{mode}: not vectorized"
+
+
+def flatten_result(tree):
+    return tree if isinstance(tree, tuple) else (tree,)
