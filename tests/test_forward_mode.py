@@ -194,3 +194,31 @@ def test_jvp_and_vjp_agree_on_random_programs(program, seed):
     by_columns, by_rows = cr.jacobian(fn, mode="fwd")(x, y), cr.jacobian(fn, mode="rev")(x, y)
     for a, b in zip(by_columns, by_rows):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+# ---- chainrule dump shows the jvp stage ----------------------------------------------------------
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    path = tmp_path / "model.py"
+    path.write_text("import numpy as np\n\n"
+                    "def loss(w, x):\n"
+                    "    return np.sum(np.tanh(x @ w) ** 2)\n\n"
+                    "def example_args():\n"
+                    "    return np.full((3, 2), 0.1), np.ones((4, 3))\n")
+    return path
+
+
+def test_dump_hvp_shows_forward_over_reverse_stages(model_file, capsys):
+    from chainrule.cli import main
+
+    assert main(["dump", f"{model_file}:loss", "--hvp", "--stage", "all"]) == 0
+    out = capsys.readouterr().out
+    headers = [line.split(":")[0].strip("= ") for line in out.splitlines() if line.startswith("=== ")]
+    assert headers == ["traced", "grad", "jvp", "simplified", "checkpointed", "fused", "scheduled"]
+    assert "def loss_grad_jvp(w: f64[3,2], x: f64[4,3], tw: f64[3,2]) -> f64[3,2]:" in out
+    assert main(["dump", f"{model_file}:loss", "--jvp", "--stage", "jvp"]) == 0
+    assert "tw: f64[3,2]" in capsys.readouterr().out
+    assert main(["dump", f"{model_file}:loss", "--stage", "jvp"]) == 2
+    assert "add --jvp or --hvp" in capsys.readouterr().err

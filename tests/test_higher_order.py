@@ -323,3 +323,10 @@ def test_vectorized_passes_equal_one_call_per_pass_for_every_primitive(c):
 
 def flatten_result(tree):
     return tree if isinstance(tree, tuple) else (tree,)
+
+
+def test_logaddexp_has_its_derivatives_where_its_arguments_are_equal():
+    # log(1 + e^z): first derivative sigmoid(0) = 1/2, second sigmoid'(0) = 1/4 at z = 0
+    softplus_sum = lambda z: np.sum(np.logaddexp(0.0, z))  # noqa: E731
+    np.testing.assert_array_equal(cr.grad(softplus_sum)(np.zeros(2)), [0.5, 0.5])
+    np.testing.assert_array_equal(cr.hessian(softplus_sum)(np.zeros(2)), np.diag([0.25, 0.25]))
