@@ -7,9 +7,10 @@ starts with its own differentiating passes: ``jvp`` runs forward mode
 mode seeded by an output cotangent of any shape; ``hvp`` runs forward mode
 over reverse mode (stages ``grad`` then ``jvp``), so a Hessian-vector product
 costs a few gradients and never builds the Hessian. ``jacobian`` and
-``hessian`` call one of these kernels once per basis vector: ``jacobian`` of
-an n -> m function takes min(n, m) passes (forward mode when n <= m), and
-counts them in ``.passes``.
+``hessian`` take one pass of one of these per basis vector, all in one call
+of the kernel vectorized over the seeds (``chainrule.compiler.batch``):
+``jacobian`` of an n -> m function takes min(n, m) passes (forward mode when
+n <= m), and counts them in ``.passes``.
 """
 
 from __future__ import annotations
@@ -98,18 +99,22 @@ class Linearized(Compiled):
         return _Specialization(compilation, kernel, result_treedef, spec, ())
 
     def _transforms(self, traced: Graph, wrt: list, out_treedef: TreeDef, gradient_treedef: TreeDef):
-        prepare = [("grad", "simplify forward", simplify)] if self.optimize else []
+        """The differentiating passes, and the structure of what the kernel returns."""
+        first_stage = "jvp" if self.transform == "jvp" else "grad"
+        # as for grad: differentiate the stable forms simplify gives (log(sigmoid) -> -softplus ...)
+        passes = [(first_stage, "simplify forward", simplify)] if self.optimize else []
         if self.transform == "jvp":
-            passes = [("jvp", "forward", lambda g: forward(g, wrt, keep_primal=not self.batched))]
-            return [(("jvp",) + p[1:]) for p in prepare] + passes, TreeDef("tuple", (), (out_treedef, out_treedef))
+            passes.append(("jvp", "forward", lambda g: forward(g, wrt, keep_primal=not self.batched)))
+            return passes, TreeDef("tuple", (), (out_treedef, out_treedef))
         if self.transform == "vjp":
-            return prepare + [("grad", "reverse", lambda g: _gradients_only(reverse(g, wrt, cotangent_inputs=True),
-                                                                            len(wrt)))], gradient_treedef
+            passes.append(("grad", "reverse",
+                           lambda g: _gradients_only(reverse(g, wrt, cotangent_inputs=True), len(wrt))))
+            return passes, gradient_treedef
         _check_scalar_output(traced)
         gradients = range(1, 1 + len(wrt))  # reverse's outputs are the value, then the gradients
-        return prepare + [("grad", "reverse", lambda g: reverse(g, wrt)),
-                          ("jvp", "forward over reverse",
-                           lambda g: forward(g, wrt, of=gradients, keep_primal=False))], gradient_treedef
+        passes += [("grad", "reverse", lambda g: reverse(g, wrt)),
+                   ("jvp", "forward over reverse", lambda g: forward(g, wrt, of=gradients, keep_primal=False))]
+        return passes, gradient_treedef
 
     def _check_seed(self, spec: ArgsSpec, node_ids: list, traced: Graph, expected: TreeDef,
                     what: str) -> Optional[int]:
