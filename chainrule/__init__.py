@@ -10,7 +10,8 @@ from chainrule.api import Compiled, check_grad, grad, jit, stop_gradient, trace,
 from chainrule.errors import (ArgumentError, ChainruleError, OutputError, ShapeError, TraceError,
                               UnsupportedError)
 from chainrule.frontends.sympy_frontend import from_sympy, to_sympy
-from chainrule.higher_order import hessian, hvp, jacobian, jvp, vjp
+from chainrule.dense import hessian, jacobian
+from chainrule.higher_order import hvp, jvp, vjp
 from chainrule.ir import Graph
 
 __version__ = "0.1.0"

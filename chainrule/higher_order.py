@@ -27,7 +27,8 @@ from chainrule.compiler.autodiff import reverse
 from chainrule.compiler.batch import vectorize
 from chainrule.compiler.forward import forward
 from chainrule.compiler.simplify import simplify
-from chainrule.errors import ArgumentError, UnsupportedError
+from chainrule.compiler.split import split
+from chainrule.errors import ArgumentError
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
 from chainrule.frontends.trace import ArgsSpec, describe_args, trace_graph
 from chainrule.frontends.tracer import Tracer
@@ -199,28 +200,76 @@ def jvp(fn: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]:
     return _linearized(fn, "jvp", tuple(range(len(primals))))(*primals, tangents)
 
 
+class _SplitVjp:
+    """``cr.vjp`` of one signature: the joint graph (primals and output cotangents in, outputs and
+    primal cotangents out) split in two (``chainrule.compiler.split``). The forward kernel runs at
+    ``vjp`` time and returns the outputs and the residuals the backward pass reads; the backward
+    kernel runs at each ``vjp_fn`` call, on the residuals and the cotangent, and recomputes nothing."""
+
+    def __init__(self, fn: Callable, spec: ArgsSpec, leaves: list, optimize: bool = True):
+        traced, self.out_treedef = trace_graph(fn, spec, leaves)
+        self.out_types = [traced.type(o) for o in traced.outputs]
+        inputs, outputs = len(traced.inputs), len(traced.outputs)
+        wrt = list(range(inputs))  # every leaf of every primal: describe_args made them all inputs
+        passes = [("grad", "simplify forward", simplify)] if optimize else []
+        passes.append(("grad", "reverse", lambda g: reverse(g, wrt, cotangent_inputs=True)))
+        self.joint = pipeline.run(traced, None, optimize=optimize, transforms=passes)
+        early, late, _ = split(self.joint.graphs["simplified"], range(inputs, inputs + outputs), range(outputs),
+                               range(outputs, outputs + inputs))
+        early.name, late.name = f"{traced.name}_forward", f"{traced.name}_vjp"
+        self.forward = pipeline.run(early, None, optimize=optimize)
+        self.backward = pipeline.run(late, None, optimize=optimize)
+        self.forward_kernel = compile_graph(self.forward.final, f"{traced.name}_forward")
+        self.backward_kernel = compile_graph(self.backward.final, f"{traced.name}_vjp")
+        self.primal_treedefs = spec.treedefs
+
+
 class VjpFunction:
     """The second result of ``cr.vjp``: an output cotangent -> the cotangents of the primals
-    (a tuple, one per primal). Compiled on the first call, reused for every later one."""
+    (a tuple, one per primal). It holds the residuals of the forward pass and runs only the
+    compiled backward pass; ``.ir()`` and ``.source()`` show it."""
 
-    def __init__(self, compiled: Linearized, primals: tuple):
+    def __init__(self, compiled: _SplitVjp, residuals: tuple):
         self.compiled = compiled
-        self.primals = primals
+        self.residuals = residuals
 
     def __call__(self, cotangent):
-        return self.compiled(*self.primals, cotangent)
+        compiled = self.compiled
+        leaves, _, treedef = flatten(cotangent)
+        if treedef != compiled.out_treedef:
+            raise ArgumentError(f"the cotangent passed to vjp_fn has structure {treedef}; it must match the "
+                                f"output's: {compiled.out_treedef}")
+        arrays = []
+        for leaf, wanted in zip(leaves, compiled.out_types):
+            array = np.asarray(leaf)
+            if array.shape != wanted.shape or array.dtype.name != wanted.dtype:
+                raise ArgumentError(f"the cotangent passed to vjp_fn is {array.dtype.name}{list(array.shape)}; it "
+                                    f"must have the output's type: {wanted}")
+            arrays.append(array)
+        gradients = compiled.backward_kernel.fn(*self.residuals, *arrays)
+        per_primal, start = [], 0
+        for treedef in compiled.primal_treedefs:
+            per_primal.append(unflatten(treedef, list(gradients[start:start + treedef.num_leaves])))
+            start += treedef.num_leaves
+        return tuple(per_primal)
 
-    def ir(self, cotangent, stage: str = "scheduled") -> str:
-        return self.compiled.ir(*self.primals, cotangent, stage=stage)
+    def ir(self, stage: str = "scheduled") -> str:
+        """The backward pass's IR after ``stage``."""
+        return str(self.compiled.backward.graphs[stage])
 
-    def source(self, cotangent) -> str:
-        return self.compiled.source(*self.primals, cotangent)
+    def source(self) -> str:
+        """The backward pass's generated code."""
+        return self.compiled.backward_kernel.source
 
     def __repr__(self) -> str:
-        return f"<chainrule vjp_fn of {getattr(self.compiled.fn, '__name__', self.compiled.fn)!r}>"
+        return f"<chainrule vjp_fn of {self.compiled.joint.graphs['traced'].name!r}>"
 
 
-def vjp(fn: Callable, *primals) -> tuple[Any, VjpFunction]:
+# fn -> {ArgsSpec of the primals: _SplitVjp}
+_SPLIT_VJPS: "weakref.WeakKeyDictionary[Callable, dict]" = weakref.WeakKeyDictionary()
+
+
+def vjp(fn: Callable, *primals) -> tuple[Any, Callable]:
     """``(fn(*primals), vjp_fn)`` where ``vjp_fn(cotangent)`` is the tuple of cotangents uᵀJ of the
     primals, by reverse mode seeded with ``cotangent`` (shaped like the output).
 
@@ -228,11 +277,30 @@ def vjp(fn: Callable, *primals) -> tuple[Any, VjpFunction]:
     >>> out, vjp_fn = cr.vjp(lambda x: x * x, np.array([1.0, 3.0]))
     >>> vjp_fn(np.array([1.0, 10.0]))
     (array([ 2., 60.]),)
+
+    The forward pass runs once, here; ``vjp_fn`` keeps the values the backward
+    pass needs and runs only the backward pass, compiled once per signature and
+    reused by every call (and every later ``cr.vjp`` of the same function).
     """
+    if not callable(fn):
+        raise ArgumentError(f"vjp needs a function, got {type(fn).__name__}")
     if not primals:
         raise ArgumentError("vjp needs at least one primal argument")
-    out = _forward_of(fn)(*primals)
-    return out, VjpFunction(_linearized(fn, "vjp", tuple(range(len(primals)))), primals)
+    positions = tuple(range(len(primals)))
+    spec, leaves = describe_args(fn, primals, positions)
+    if any(isinstance(leaf, Tracer) for leaf in leaves):  # inside a trace: the joint graph is inlined
+        compiled = _linearized(fn, "vjp", positions)
+        return _forward_of(fn)(*primals), lambda cotangent: compiled(*primals, cotangent)
+    try:
+        per_function = _SPLIT_VJPS.setdefault(fn, {})
+    except TypeError:  # fn cannot be weakly referenced
+        per_function = {}
+    compiled = per_function.get(spec)
+    if compiled is None:
+        compiled = per_function[spec] = _SplitVjp(fn, spec, leaves)
+    results = compiled.forward_kernel.fn(*[np.asarray(leaf) for leaf in leaves])
+    outputs = len(compiled.out_types)
+    return unflatten(compiled.out_treedef, list(results[:outputs])), VjpFunction(compiled, tuple(results[outputs:]))
 
 
 _FORWARD: "weakref.WeakKeyDictionary[Callable, Compiled]" = weakref.WeakKeyDictionary()
@@ -262,228 +330,4 @@ def hvp(fn: Callable, argnums: Argnums = 0, *, optimize: bool = True) -> Lineari
     return Linearized(fn, "hvp", argnums, optimize=optimize)
 
 
-# ---- dense derivatives: one pass per basis vector ------------------------------------------------
-
-
-class _DenseDerivative:
-    """A derivative matrix built from one pass per basis vector, returned JAX's way: the output's
-    structure with, at each output leaf, the differentiated argument's structure, whose leaves
-    have shape ``out.shape + in.shape``.
-
-    With ``vectorize`` (the default) the passes run as one vectorized program, a single kernel
-    call (``chainrule.compiler.batch``); without it, or for a graph with an op no batching rule
-    covers, one call each. ``passes`` and ``kernel_calls`` describe the last call.
-    """
-
-    def __init__(self, fn: Callable, argnums: Argnums, vectorize: bool):
-        if not callable(fn):
-            raise ArgumentError(f"{type(self).__name__.lower()} needs a function, got {type(fn).__name__}")
-        self.fn = fn
-        self.argnums = argnums
-        self.vectorize = vectorize
-        self._argnum_tuple = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-        if not all(isinstance(a, int) for a in self._argnum_tuple):
-            raise ArgumentError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
-        self.passes = None
-        self.kernel_calls = None
-        self.mode_used = None
-        self._not_vectorizable: set = set()  # specs whose graphs have an op without a batching rule
-
-    def _describe(self, args: tuple):
-        """(spec, leaves, their differentiated leaves' types, the differentiated arguments' structures)."""
-        count = len(args)
-        for argnum in self._argnum_tuple:
-            if not -count <= argnum < count:
-                raise ArgumentError(f"argnums={self.argnums!r} but the function was called with {count} arguments")
-        positions = tuple(a % count for a in self._argnum_tuple)
-        spec, leaves = describe_args(self.fn, args, positions)
-        if any(isinstance(leaf, Tracer) for leaf in leaves):
-            raise UnsupportedError(f"{type(self).__name__.lower()} cannot run inside a traced function; "
-                                   "use cr.jvp, cr.vjp or cr.hvp there (they compose)")
-        in_types = [spec.leaves[i].type for argnum in positions
-                    for i, owner in enumerate(spec.arg_of_leaf) if owner == argnum]
-        return spec, leaves, in_types, [spec.treedefs[a] for a in positions]
-
-    def _seed_layout(self, in_treedefs: list) -> TreeDef:
-        return _layout(self.argnums, in_treedefs)
-
-    def _rows(self, spec: ArgsSpec, one: Linearized, batched: Linearized, args: tuple, seed_types: list,
-              seed_treedef: TreeDef, pick: Callable = lambda result: result) -> np.ndarray:
-        """One row per basis vector e_k of the seed space: ``pick(kernel(*args, e_k))`` flattened."""
-        count = sum(t.size for t in seed_types)
-        self.passes = count
-        if self.vectorize and spec not in self._not_vectorizable:
-            identity, seeds, start = np.eye(count), [], 0
-            for t in seed_types:
-                seeds.append(identity[:, start:start + t.size].reshape((count,) + t.shape).astype(t.dtype))
-                start += t.size
-            try:
-                result = batched(*args, unflatten(seed_treedef, seeds))
-            except UnsupportedError:
-                self._not_vectorizable.add(spec)
-            else:
-                self.kernel_calls = 1
-                leaves = flatten(result)[0]
-                return np.concatenate([np.reshape(leaf, (count, -1)) for leaf in leaves], axis=1)
-        rows = np.zeros((count, 0))
-        for row, seed in enumerate(_basis(seed_types)):
-            flat = _flat(pick(one(*args, unflatten(seed_treedef, seed))))
-            if row == 0:
-                rows = np.zeros((count, flat.size))
-            rows[row] = flat
-        self.kernel_calls = count
-        return rows
-
-    def _assemble(self, matrix: np.ndarray, out_types: list, out_treedef: TreeDef, in_types: list,
-                  in_treedefs: list):
-        column_starts = np.cumsum([0] + [t.size for t in in_types])
-        per_output, row = [], 0
-        for out_type in out_types:
-            blocks = [matrix[row:row + out_type.size, start:start + in_type.size]
-                      .reshape(out_type.shape + in_type.shape)
-                      .astype(np.result_type(out_type.dtype, in_type.dtype))
-                      for in_type, start in zip(in_types, column_starts)]
-            row += out_type.size
-            grouped, start = [], 0
-            for treedef in in_treedefs:
-                grouped.append(unflatten(treedef, blocks[start:start + treedef.num_leaves]))
-                start += treedef.num_leaves
-            per_output.append(grouped[0] if isinstance(self.argnums, int) else tuple(grouped))
-        return unflatten(out_treedef, per_output)
-
-    # ---- looking inside: the kernel a pass runs ---------------------------------------------
-
-    def graph(self, *args, stage: str = "scheduled") -> Graph:
-        """The graph one (unvectorized) pass runs, after ``stage``."""
-        kernel, kernel_args = self._one_pass(args)
-        return kernel.graph(*kernel_args, stage=stage)
-
-    def ir(self, *args, stage: str = "scheduled") -> str:
-        return str(self.graph(*args, stage=stage))
-
-    def source(self, *args) -> str:
-        kernel, kernel_args = self._one_pass(args)
-        return kernel.source(*kernel_args)
-
-
-def _basis(types: list):
-    """Zero arrays of ``types`` and, one at a time, each element set to 1: yields the arrays
-    (the same ones each time: read them before the next step)."""
-    arrays = [np.zeros(t.shape, t.dtype) for t in types]
-    for array in arrays:
-        flat = array.reshape(-1)
-        for element in range(flat.size):
-            flat[element] = 1
-            yield arrays
-            flat[element] = 0
-
-
-def _flat(tree) -> np.ndarray:
-    leaves = flatten(tree)[0]
-    return np.concatenate([np.ravel(np.asarray(leaf, dtype=np.float64)) for leaf in leaves]) if leaves else np.zeros(0)
-
-
-class Jacobian(_DenseDerivative):
-    """``cr.jacobian``'s compiled function; ``passes``, ``kernel_calls`` and ``mode_used`` describe
-    its last call."""
-
-    def __init__(self, fn: Callable, argnums: Argnums = 0, mode: str = "auto", vectorize: bool = True):
-        super().__init__(fn, argnums, vectorize)
-        if mode not in ("auto", "fwd", "rev"):
-            raise ArgumentError(f"jacobian's mode is 'fwd', 'rev' or 'auto', got {mode!r}")
-        self.mode = mode
-        self._jvp = Linearized(fn, "jvp", argnums)
-        self._vjp = Linearized(fn, "vjp", argnums)
-        self._batched_jvp = Linearized(fn, "jvp", argnums, batched=True)
-        self._batched_vjp = Linearized(fn, "vjp", argnums, batched=True)
-        self._outputs: dict[ArgsSpec, tuple] = {}
-
-    def __repr__(self) -> str:
-        return f"<chainrule jacobian of {getattr(self.fn, '__name__', self.fn)!r} (mode={self.mode})>"
-
-    def _plan(self, args: tuple):
-        spec, leaves, in_types, in_treedefs = self._describe(args)
-        found = self._outputs.get(spec)
-        if found is None:
-            graph, out_treedef = trace_graph(self.fn, spec, leaves)
-            found = self._outputs[spec] = ([graph.type(o) for o in graph.outputs], out_treedef)
-        out_types, out_treedef = found
-        n, m = sum(t.size for t in in_types), sum(t.size for t in out_types)
-        mode = self.mode if self.mode != "auto" else ("fwd" if n <= m else "rev")
-        return spec, mode, in_types, in_treedefs, out_types, out_treedef
-
-    def __call__(self, *args):
-        spec, mode, in_types, in_treedefs, out_types, out_treedef = self._plan(args)
-        if mode == "fwd":  # row k of this is column k of the Jacobian
-            matrix = self._rows(spec, self._jvp, self._batched_jvp, args, in_types,
-                                self._seed_layout(in_treedefs), pick=lambda result: result[1]).T
-        else:
-            matrix = self._rows(spec, self._vjp, self._batched_vjp, args, out_types, out_treedef)
-        self.mode_used = mode
-        return self._assemble(matrix, out_types, out_treedef, in_types, in_treedefs)
-
-    def _one_pass(self, args: tuple):
-        _, mode, in_types, in_treedefs, out_types, out_treedef = self._plan(args)
-        if mode == "fwd":
-            return self._jvp, args + (unflatten(self._seed_layout(in_treedefs), next(_basis(in_types))),)
-        return self._vjp, args + (unflatten(out_treedef, next(_basis(out_types))),)
-
-
-class Hessian(_DenseDerivative):
-    """``cr.hessian``'s compiled function: one Hessian-vector product (forward over reverse) per
-    column; ``passes`` counts them, ``kernel_calls`` the calls they took."""
-
-    def __init__(self, fn: Callable, argnums: Argnums = 0, vectorize: bool = True):
-        super().__init__(fn, argnums, vectorize)
-        self._hvp = Linearized(fn, "hvp", argnums)
-        self._batched_hvp = Linearized(fn, "hvp", argnums, batched=True)
-        self.mode_used = "fwd-over-rev"
-
-    def __repr__(self) -> str:
-        return f"<chainrule hessian of {getattr(self.fn, '__name__', self.fn)!r}>"
-
-    def __call__(self, *args):
-        spec, _, in_types, in_treedefs = self._describe(args)
-        layout = self._seed_layout(in_treedefs)
-        matrix = self._rows(spec, self._hvp, self._batched_hvp, args, in_types, layout).T  # rows are H e_k
-        return self._assemble(matrix, in_types, layout, in_types, in_treedefs)
-
-    def _one_pass(self, args: tuple):
-        _, _, in_types, in_treedefs = self._describe(args)
-        return self._hvp, args + (unflatten(self._seed_layout(in_treedefs), next(_basis(in_types))),)
-
-
-def jacobian(fn: Callable, argnums: Argnums = 0, mode: str = "auto", *, vectorize: bool = True) -> Jacobian:
-    """The Jacobian of ``fn`` with respect to ``argnums``, compiled.
-
-    >>> import numpy as np, chainrule as cr
-    >>> J = cr.jacobian(lambda x: x[:2] * x[1:])
-    >>> J(np.array([1.0, 2.0, 3.0]))
-    array([[2., 1., 0.],
-           [0., 3., 2.]])
-
-    ``mode="fwd"`` takes one JVP per input element, ``"rev"`` one VJP per
-    output element, ``"auto"`` the fewer: min(n, m) passes for an n -> m
-    function (``J.passes`` and ``J.mode_used`` tell after a call). The passes
-    run as one vectorized program (``J.kernel_calls == 1``), or with
-    ``vectorize=False`` one call each, which needs less memory. The result
-    has the output's structure with, at each output leaf, the argument's
-    structure; its arrays have shape ``out.shape + in.shape``.
-    """
-    return Jacobian(fn, argnums, mode, vectorize)
-
-
-def hessian(fn: Callable, argnums: Argnums = 0, *, vectorize: bool = True) -> Hessian:
-    """The Hessian of a scalar function, compiled: forward mode over reverse mode, one
-    Hessian-vector product per column (``H.passes`` counts them), all in one vectorized
-    program unless ``vectorize=False``.
-
-    >>> import numpy as np, chainrule as cr
-    >>> cr.hessian(lambda x: x[0] ** 2 * x[1])(np.array([1.0, 3.0]))
-    array([[6., 2.],
-           [2., 0.]])
-    """
-    return Hessian(fn, argnums, vectorize)
-
-
-__all__ = ["Hessian", "Jacobian", "Linearized", "VjpFunction", "hessian", "hvp", "jacobian", "jvp", "vjp"]
+__all__ = ["Linearized", "VjpFunction", "hvp", "jvp", "vjp"]
