@@ -124,6 +124,11 @@ class _DenseDerivative:
         kernel, kernel_args = self._one_pass(args)
         return kernel.source(*kernel_args)
 
+    def cost(self, *args):
+        """FLOPs and bytes of one (unvectorized) pass."""
+        kernel, kernel_args = self._one_pass(args)
+        return kernel.cost(*kernel_args)
+
 
 def _basis(types: list):
     """Zero arrays of ``types`` and, one at a time, each element set to 1: yields the arrays

@@ -194,6 +194,13 @@ def test_jvp_and_vjp_agree_on_random_programs(program, seed):
     by_columns, by_rows = cr.jacobian(fn, mode="fwd")(x, y), cr.jacobian(fn, mode="rev")(x, y)
     for a, b in zip(by_columns, by_rows):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    # forward over reverse: a Hessian is symmetric, <u, H v> = <v, H u>
+    def scalar(x):
+        return sum(np.sum(w * o) for w, o in zip(u, fn(x, y)))
+
+    hvp = cr.hvp(scalar)
+    a, b = rng.uniform(-1, 1, (3, 4)), rng.uniform(-1, 1, (3, 4))
+    np.testing.assert_allclose(np.sum(a * hvp(x, b)), np.sum(b * hvp(x, a)), rtol=1e-9, atol=1e-11)
 
 
 # ---- chainrule dump shows the jvp stage ----------------------------------------------------------
