@@ -229,3 +229,22 @@ def test_dump_hvp_shows_forward_over_reverse_stages(model_file, capsys):
     assert "tw: f64[3,2]" in capsys.readouterr().out
     assert main(["dump", f"{model_file}:loss", "--stage", "jvp"]) == 2
     assert "add --jvp or --hvp" in capsys.readouterr().err
+
+
+def test_jvp_and_hvp_of_a_chain_far_deeper_than_the_recursion_limit():
+    import sys
+
+    depth = 2 * sys.getrecursionlimit()  # any recursion over the graph would die here
+
+    def chain(x):
+        for _ in range(depth):
+            x = np.sin(x)
+        return np.sum(x)
+
+    x, first, second = 0.7, 1.0, 0.0
+    for _ in range(depth):  # by hand: y' = cos(x) x', y'' = -sin(x) x'^2 + cos(x) x''
+        first, second = np.cos(x) * first, -np.sin(x) * first ** 2 + np.cos(x) * second
+        x = np.sin(x)
+    _, tangent = cr.jvp(chain, (np.array([0.7]),), (np.ones(1),))
+    np.testing.assert_allclose(tangent, [first], rtol=1e-11)
+    np.testing.assert_allclose(cr.hvp(chain)(np.array([0.7]), np.ones(1)), [second], rtol=1e-10)
