@@ -17,11 +17,8 @@ from chainrule.errors import ArgumentError, UnsupportedError
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
 from chainrule.frontends.trace import ArgsSpec, describe_args, trace_graph
 from chainrule.frontends.tracer import Tracer
-from chainrule.higher_order import Argnums, Linearized, _layout
+from chainrule.higher_order import Argnums, Linearized, derivative_layout
 from chainrule.ir import Graph
-
-
-# ---- dense derivatives: one pass per basis vector ------------------------------------------------
 
 
 class _DenseDerivative:
@@ -64,7 +61,7 @@ class _DenseDerivative:
         return spec, leaves, in_types, [spec.treedefs[a] for a in positions]
 
     def _seed_layout(self, in_treedefs: list) -> TreeDef:
-        return _layout(self.argnums, in_treedefs)
+        return derivative_layout(self.argnums, in_treedefs)
 
     def _rows(self, spec: ArgsSpec, one: Linearized, batched: Linearized, args: tuple, seed_types: list,
               seed_treedef: TreeDef, pick: Callable = lambda result: result) -> np.ndarray:

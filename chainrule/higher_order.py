@@ -82,7 +82,7 @@ class Linearized(Compiled):
                          enumerate(i for i, s in enumerate(arg_spec.leaves) if s.traced)}
         wrt = [input_of_leaf[i] for argnum in argnums
                for i, owner in enumerate(arg_spec.arg_of_leaf) if owner == argnum]
-        gradient_treedef = _layout(self.argnums, [spec.treedefs[a] for a in argnums])
+        gradient_treedef = derivative_layout(self.argnums, [spec.treedefs[a] for a in argnums])
         if self.transform == "vjp":
             batch = self._check_seed(spec, traced.outputs, traced, out_treedef, "the output")
         else:
@@ -145,7 +145,7 @@ class Linearized(Compiled):
 _SEED = {"jvp": "tangent", "hvp": "vector", "vjp": "cotangent"}
 
 
-def _layout(argnums: Argnums, treedefs: list) -> TreeDef:
+def derivative_layout(argnums: Argnums, treedefs: list) -> TreeDef:
     """Where derivatives with respect to ``argnums`` go: the argument's structure, or a tuple of them."""
     return treedefs[0] if isinstance(argnums, int) else TreeDef("tuple", (), tuple(treedefs))
 

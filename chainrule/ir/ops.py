@@ -4,8 +4,8 @@ An ``Op`` holds the primitive's shape/dtype rule, its NumPy lowering (a source
 template, which is also compiled into the eager implementation), its VJP rules
 (one per operand, written with ``chainrule.ir.builder`` values so they read like
 the textbook formula), its JVP rule where forward mode cannot derive it from the
-VJP rules (see ``chainrule.compiler.forward``), its FLOP cost and, for elementwise ops, its SymPy
-definition. The entries live in ``elementwise.py`` and ``structural.py``.
+VJP rules (see ``chainrule.compiler.forward``), its FLOP cost and, for elementwise
+ops, its SymPy definition. The entries live in ``elementwise.py`` and ``structural.py``.
 """
 
 from __future__ import annotations
