@@ -10,6 +10,8 @@ from chainrule.api import Compiled, check_grad, grad, jit, stop_gradient, trace,
 from chainrule.errors import (ArgumentError, ChainruleError, OutputError, ShapeError, TraceError,
                               UnsupportedError)
 from chainrule.frontends.sympy_frontend import from_sympy, to_sympy
+from chainrule.dense import hessian, jacobian
+from chainrule.higher_order import hvp, jvp, vjp
 from chainrule.ir import Graph
 from chainrule import nn, optim, train  # the training toolkit: cr.nn, cr.optim, cr.train.fit
 
@@ -17,6 +19,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArgumentError", "ChainruleError", "Compiled", "Graph", "OutputError", "ShapeError", "TraceError",
-    "UnsupportedError", "check_grad", "from_sympy", "grad", "jit", "stop_gradient", "to_sympy", "trace",
-    "value_and_grad",
+    "UnsupportedError", "check_grad", "from_sympy", "grad", "hessian", "hvp", "jacobian", "jit", "jvp",
+    "stop_gradient", "to_sympy", "trace", "value_and_grad", "vjp",
 ]

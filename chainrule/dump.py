@@ -15,9 +15,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
+
 from chainrule.cli import example_inputs, load_function
 from chainrule.compiler import pipeline
 from chainrule.errors import ChainruleError
+from chainrule.frontends.pytree import tree_map
+from chainrule.higher_order import Linearized
 from chainrule.ir.diff import canonical_text, op_count_delta, text_diff
 
 _RENDERED = (".png", ".svg", ".pdf")  # formats Graphviz's dot program makes from the DOT text
@@ -47,10 +51,17 @@ def add_arguments(commands) -> None:
 
 def _add_compile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="FILE.py:FUNC; inputs come from example_args() in FILE.py or from --shape")
-    parser.add_argument("--grad", action="store_true",
-                        help="compile cr.value_and_grad(FUNC) (forward and backward) instead of cr.jit(FUNC)")
+    transform = parser.add_mutually_exclusive_group()
+    transform.add_argument("--grad", action="store_true",
+                           help="compile cr.value_and_grad(FUNC) (forward and backward) instead of cr.jit(FUNC)")
+    transform.add_argument("--jvp", action="store_true",
+                           help="compile FUNC's Jacobian-vector product (forward mode: stage jvp), tangents of ones")
+    transform.add_argument("--hvp", action="store_true",
+                           help="compile FUNC's Hessian-vector product (forward over reverse: stages grad, jvp), "
+                                "v of ones")
     parser.add_argument("--argnums", default=None,
-                        help="with --grad: comma-separated argument positions to differentiate (default: 0)")
+                        help="with --grad, --jvp or --hvp: comma-separated argument positions to differentiate "
+                             "(default: 0)")
     parser.add_argument("--shape", action="append", default=[], metavar="NAME=DIMS",
                         help="a random float64 input, e.g. --shape x=400x2 (one per argument, in order)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
@@ -63,13 +74,18 @@ def _compile(args, backend: str = "numpy"):
     import chainrule as cr
 
     function, module = load_function(args.target)
+    inputs = example_inputs(module, args.shape, args.seed)
     if args.grad:
         compiled = cr.value_and_grad(function, _argnums(args.argnums), backend=backend)
+    elif args.jvp or args.hvp:
+        argnums = _argnums(args.argnums)
+        compiled = Linearized(function, "jvp" if args.jvp else "hvp", argnums)
+        ones = [tree_map(np.ones_like, inputs[a]) for a in ((argnums,) if isinstance(argnums, int) else argnums)]
+        inputs = tuple(inputs) + (ones[0] if isinstance(argnums, int) else tuple(ones),)
     else:
         if args.argnums is not None:
-            raise ChainruleError("--argnums picks what --grad differentiates; add --grad")
+            raise ChainruleError("--argnums picks what --grad (or --jvp, --hvp) differentiates; add --grad")
         compiled = cr.jit(function, backend=backend)
-    inputs = example_inputs(module, args.shape, args.seed)
     entry, _ = compiled._specialize(inputs)
     return compiled, entry, inputs
 
@@ -85,11 +101,11 @@ def _argnums(text):
 
 
 def _check_stage(compilation: pipeline.Compilation, stage: str) -> None:
-    if stage not in pipeline.STAGES:
+    if stage not in pipeline.STAGES and stage != "jvp":
         raise ChainruleError(f"unknown stage {stage!r}; the stages are {', '.join(pipeline.STAGES)} (or all, "
-                             "for dump)")
+                             "for dump; jvp with --jvp or --hvp)")
     if stage not in compilation.graphs:
-        hint = ": add --grad" if stage == "grad" else ""
+        hint = {"grad": ": add --grad (or --hvp)", "jvp": ": add --jvp or --hvp"}.get(stage, "")
         raise ChainruleError(f"this compilation has no {stage!r} stage{hint}")
 
 

@@ -75,3 +75,16 @@ def test_nested_example_reproduces_seed_001_and_shows_sympy_failing_where_chainr
     assert any(line.startswith("100 ") and "chainrule" in line and "1.1071225275987e-08" in line
                for line in out.splitlines())
     assert "simplify(that - sympy.diff) = 0" in out
+
+
+def test_jacobians_example_matches_pytorch_the_hand_hessian_and_newton_converges(capsys):
+    jacobians = load("jacobians")
+    seed = jacobians.seed_001_jacobian()
+    np.testing.assert_allclose(seed["fwd"], seed["rev"], rtol=1e-13)
+    assert seed["passes"] == (3, 3) and seed["calls"] == (1, 1)
+    if seed["torch"] is not None:
+        np.testing.assert_allclose(seed["fwd"], seed["torch"], rtol=1e-13, atol=1e-15)
+    rows = jacobians.newton_cg(samples=100, features=10)
+    assert rows[-1][2] < 1e-9 * rows[0][2]  # the gradient norm, after a few Newton steps
+    assert jacobians.main() == 0
+    assert "max |chainrule - by hand|" in capsys.readouterr().out

@@ -8,8 +8,12 @@
   backward nodes are simplified as reverse mode builds them (the same rule
   as the simplify pass, installed with ``Graph.rewriting``): walking the
   joint graph again would find nothing to change, at the cost of a rebuild.
+  Jacobian-vector products, VJPs of any output and Hessian-vector products
+  (``chainrule.higher_order``) bring their own passes: ``grad`` and ``jvp``
+  (forward mode, after ``grad`` when it is forward over reverse).
 - ``simplified``: identities, stability rewrites, constant folding and CSE
-  to a fixed point (for ``jit``; a gradient's graph already is), then small
+  to a fixed point (unless reverse mode's graph is the input: it already is
+  there), then small
   backward regions simplified by SymPy (symbolic.py).
 - ``checkpointed``: which forward values the backward pass keeps. The policy
   ``"all"`` keeps every one, so this stage is the simplified graph itself.
@@ -68,7 +72,7 @@ class Compilation:
     @property
     def differentiable(self) -> Graph:
         """The last graph made only of primitives (before fusion): what grad of grad inlines."""
-        return self.graphs.get("grad", self.graphs["traced"])
+        return self.graphs.get("jvp", self.graphs.get("grad", self.graphs["traced"]))
 
     @property
     def seconds(self) -> dict[str, float]:
@@ -79,11 +83,13 @@ class Compilation:
         return totals
 
 
+Pass = tuple[str, str, Callable[[Graph], Graph]]  # (stage, pass name, pass)
+
 # Passes whose result the simplify rule must leave unchanged (checked under CHAINRULE_VERIFY=1).
 _AT_SIMPLIFY_FIXED_POINT = {"simplify forward", "dce", "simplify"}
 
 
-def _passes(wrt: Optional[Sequence[int]], optimize: bool) -> list[tuple[str, str, Callable[[Graph], Graph]]]:
+def _passes(wrt: Optional[Sequence[int]], optimize: bool, transforms: Sequence[Pass] = ()) -> list[Pass]:
     """(stage, pass name, pass) in order."""
     passes = []
     if wrt is not None and optimize:
@@ -92,8 +98,9 @@ def _passes(wrt: Optional[Sequence[int]], optimize: bool) -> list[tuple[str, str
                    ("grad", "dce", dce)]
     elif wrt is not None:
         passes.append(("grad", "reverse", lambda g: reverse(g, wrt)))
+    passes += transforms
     if optimize:
-        if wrt is None:
+        if wrt is None or transforms:
             passes.append(("simplified", "simplify", simplify))
         passes.append(("simplified", "symbolic", symbolic_regions))
     else:
@@ -105,12 +112,14 @@ def _passes(wrt: Optional[Sequence[int]], optimize: bool) -> list[tuple[str, str
     return passes
 
 
-def run(traced: Graph, wrt: Optional[Sequence[int]] = None, optimize: bool = True) -> Compilation:
-    """Differentiate (when ``wrt`` gives input positions) and optimize ``traced``."""
+def run(traced: Graph, wrt: Optional[Sequence[int]] = None, optimize: bool = True,
+        transforms: Sequence[Pass] = ()) -> Compilation:
+    """Differentiate (when ``wrt`` gives input positions) and optimize ``traced``; ``transforms``
+    are differentiating passes of the caller's (forward mode, VJPs) to run before the optimizing ones."""
     verify = os.environ.get("CHAINRULE_VERIFY") == "1"
     result = Compilation()
     result.graphs["traced"] = current = traced
-    for stage, name, run_pass in _passes(wrt, optimize):
+    for stage, name, run_pass in _passes(wrt, optimize, transforms):
         start = time.perf_counter()
         before = len(current)
         current = run_pass(current)

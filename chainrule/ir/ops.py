@@ -3,8 +3,9 @@
 An ``Op`` holds the primitive's shape/dtype rule, its NumPy lowering (a source
 template, which is also compiled into the eager implementation), its VJP rules
 (one per operand, written with ``chainrule.ir.builder`` values so they read like
-the textbook formula), its FLOP cost and, for elementwise ops, its SymPy
-definition. The entries live in ``elementwise.py`` and ``structural.py``.
+the textbook formula), its JVP rule where forward mode cannot derive it from the
+VJP rules (see ``chainrule.compiler.forward``), its FLOP cost and, for elementwise
+ops, its SymPy definition. The entries live in ``elementwise.py`` and ``structural.py``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from chainrule.ir.types import TensorType
 # where g is the output cotangent and y the op's own output (so tanh' = 1 - y**2 can reuse it).
 VjpRule = Callable[..., object]
 
+# Op.jvp markers: the op is linear in its float operands (its JVP is the op applied to the
+# tangents), or multilinear (its JVP is the product rule: the sum over operands of the op with
+# one operand replaced by its tangent).
+LINEAR = "linear"
+MULTILINEAR = "multilinear"
+
 
 @dataclass(frozen=True)
 class Op:
@@ -33,6 +40,9 @@ class Op:
     infer: Callable[[list, dict], TensorType]
     numpy: object  # str template "np.sin({0})" (attrs by name) or callable(arg_names, attrs) -> str
     vjp: Optional[tuple] = None  # one rule (or None: no gradient) per operand; None: not differentiable
+    # Forward mode: None derives the JVP from ``vjp`` (elementwise ops), else LINEAR, MULTILINEAR or a
+    # rule (tangents, y, *operands, **attrs) -> tangent of y, with None for an operand without tangent.
+    jvp: object = None
     flops: Callable[[list, TensorType, dict], int] = lambda ins, out, attrs: 0
     sympy: Optional[Callable] = None  # elementwise: the op's definition as a SymPy expression
     derivative_note: str = ""  # a kink or domain convention, shown in docs and tests

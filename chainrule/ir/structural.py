@@ -6,7 +6,7 @@ import numpy as np
 
 from chainrule.errors import ShapeError
 from chainrule.ir.builder import F, expand_to, unbroadcast
-from chainrule.ir.ops import Op, normalize_axis, reduced_shape, register, size_of
+from chainrule.ir.ops import LINEAR, MULTILINEAR, Op, normalize_axis, reduced_shape, register, size_of
 from chainrule.ir.types import TensorType
 
 # ---- sources -----------------------------------------------------------------------------
@@ -42,16 +42,26 @@ def _extremum_rule(g, y, x, axis, keepdims):
     return hits * expand_to(g, kept, x.shape) / F.broadcast_to(count, shape=x.shape)
 
 
+def _extremum_jvp(tangents, y, x, axis, keepdims):
+    # The VJP rule's weights, hits / count, applied forward: the mean of the tied elements' tangents.
+    (tangent,) = tangents
+    kept = reduced_shape(x.shape, axis, True)
+    hits = F.cast(F.eq(x, expand_to(y, kept, x.shape)), dtype=x.dtype)
+    return (F.sum(hits * tangent, axis=axis, keepdims=keepdims)
+            / F.sum(hits, axis=axis, keepdims=keepdims))
+
+
 def _reduction_flops(ins, out, attrs):
     # n - 1 additions (or comparisons) for each result reducing n elements; none when n is 0
     return max(ins[0].size - out.size, 0)
 
 
-for _name, _rule in [("sum", _sum_rule), ("max", _extremum_rule), ("min", _extremum_rule)]:
+for _name, _rule, _jvp in [("sum", _sum_rule, LINEAR), ("max", _extremum_rule, _extremum_jvp),
+                           ("min", _extremum_rule, _extremum_jvp)]:
     register(Op(_name, "reduction", 1, _infer_reduction,
                 # the method, not np.sum: the same reduction without np.sum's ~1 us of dispatch
                 f"{{0}}.{_name}(axis={{axis}}, keepdims={{keepdims}})",
-                vjp=(_rule,), flops=_reduction_flops))
+                vjp=(_rule,), jvp=_jvp, flops=_reduction_flops))
 
 # ---- matmul ------------------------------------------------------------------------------
 
@@ -100,7 +110,7 @@ def _matmul_flops(ins, out, attrs):
 
 
 register(Op("matmul", "matmul", 2, _infer_matmul, "{0} @ {1}",
-            vjp=(_matmul_rule_a, _matmul_rule_b), flops=_matmul_flops))
+            vjp=(_matmul_rule_a, _matmul_rule_b), jvp=MULTILINEAR, flops=_matmul_flops))
 
 # ---- shape ops ---------------------------------------------------------------------------
 
@@ -120,7 +130,8 @@ def _render_transpose(names, attrs):
 
 
 register(Op("transpose", "shape", 1, _infer_transpose, _render_transpose,
-            vjp=(lambda g, y, x, axes: F.transpose(g, axes=tuple(int(i) for i in np.argsort(axes))),)))
+            vjp=(lambda g, y, x, axes: F.transpose(g, axes=tuple(int(i) for i in np.argsort(axes))),),
+            jvp=LINEAR))
 
 
 def _infer_reshape(types, attrs):
@@ -132,7 +143,7 @@ def _infer_reshape(types, attrs):
 
 
 register(Op("reshape", "shape", 1, _infer_reshape, "{0}.reshape({shape})",
-            vjp=(lambda g, y, x, shape: F.reshape(g, shape=x.shape),)))
+            vjp=(lambda g, y, x, shape: F.reshape(g, shape=x.shape),), jvp=LINEAR))
 
 
 def _infer_broadcast_to(types, attrs):
@@ -148,7 +159,7 @@ def _infer_broadcast_to(types, attrs):
 
 
 register(Op("broadcast_to", "shape", 1, _infer_broadcast_to, "np.broadcast_to({0}, {shape})",
-            vjp=(lambda g, y, x, shape: unbroadcast(g, x.shape),)))
+            vjp=(lambda g, y, x, shape: unbroadcast(g, x.shape),), jvp=LINEAR))
 
 
 def _infer_concatenate(types, attrs):
@@ -175,7 +186,7 @@ def _concatenate_rule(operand_index):
 
 register(Op("concatenate", "shape", None, _infer_concatenate,
             lambda names, a: f"np.concatenate(({', '.join(names)},), axis={a['axis']})",
-            vjp=_concatenate_rule))
+            vjp=_concatenate_rule, jvp=LINEAR))
 
 # ---- indexing ----------------------------------------------------------------------------
 # An index is a frozen template: ("slice", start, stop, step) | ("int", i) | ("none",) |
@@ -227,7 +238,7 @@ def _getitem_rule(g, y, x, *arrays, index):
 
 register(Op("getitem", "index", None, _infer_getitem,
             lambda names, a: f"{names[0]}[{render_index(a['index'], names[1:])}]",
-            vjp=lambda operand_index: _getitem_rule if operand_index == 0 else None))
+            vjp=lambda operand_index: _getitem_rule if operand_index == 0 else None, jvp=LINEAR))
 
 
 def _infer_scatter_add(types, attrs):
@@ -247,6 +258,7 @@ def _render_scatter_add(names, a):
 register(Op("scatter_add", "index", None, _infer_scatter_add, _render_scatter_add,
             vjp=lambda operand_index: (lambda g, y, values, *arrays, index, shape, dtype, unique:
                                        F.getitem(g, *arrays, index=index)) if operand_index == 0 else None,
+            jvp=LINEAR,
             # one addition per element scattered: the index's size, which a broadcast operand 0 undercounts
             flops=lambda ins, out, attrs: size_of(_index_result_shape(
                 attrs["shape"], attrs["index"], [t.shape for t in ins[1:]]))))

@@ -1,0 +1,135 @@
+"""Forward mode (JVP): a graph-to-graph transform adding a tangent to every value it depends on.
+
+Seed 003 (4.4) describes forward mode with dual numbers x + εx' (ε² = 0): each
+value carries its tangent along, and each op maps its operands' tangents to
+its own. One walk in id order (a loop: ids are a topological order) does this
+for the whole graph. The rules come from the op table, one source of truth:
+
+- elementwise ops: the VJP rule of operand i is ``g * ∂y/∂x_i`` (linear in the
+  cotangent g, elementwise), so called with the tangent t_i in place of g it gives
+  ``∂y/∂x_i * t_i``; the tangent of y is the sum over operands;
+- ops marked ``LINEAR`` (sum, reshape, transpose, broadcast_to, concatenate,
+  indexing) are their own JVP: the op applied to the tangents;
+- ``MULTILINEAR`` ops (matmul) follow the product rule;
+- the rest declare a rule in their table entry (max/min reductions).
+
+The result is an ordinary graph, so every pass, printer and backend works on
+it, and it can be differentiated again (forward over reverse gives Hessian-vector
+products without ever building the Hessian).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from chainrule.errors import UnsupportedError
+from chainrule.ir import OPS, F, Graph, Value
+from chainrule.ir.builder import apply
+from chainrule.ir.ops import LINEAR, MULTILINEAR
+
+
+def forward(primal: Graph, wrt: Sequence[int], of: Optional[Sequence[int]] = None,
+            keep_primal: bool = True, name: Optional[str] = None) -> Graph:
+    """The JVP graph of ``primal``.
+
+    Inputs: ``primal``'s inputs, then one tangent input per input position in
+    ``wrt`` (named ``t<input>``, same type). Outputs: ``primal``'s outputs (unless
+    ``keep_primal`` is False), then the tangent of each output position in ``of``
+    (default: every output); an output that does not depend on ``wrt`` has a
+    symbolic zero tangent.
+    """
+    jvp = Graph(name or f"{primal.name}_jvp")
+    mapping = {i: jvp.add_input(primal.type(i), primal[i].name, primal[i].loc) for i in primal.inputs}
+    tangents: dict[int, Value] = {}
+    for position in wrt:
+        source = primal.inputs[position]
+        tangent_input = jvp.add_input(primal.type(source), f"t{primal[source].name}", primal[source].loc)
+        tangents[mapping[source]] = Value(jvp, tangent_input)
+    jvp.transplant(primal, (i for i in range(len(primal)) if primal[i].op != "input"), mapping)
+    jvp.carry_name_hints(primal, mapping)
+
+    for node_id in range(len(primal)):
+        node = primal[node_id]
+        result = mapping[node_id]
+        if node.op == "input" or result in tangents:  # a hash-consed duplicate already has its tangent
+            continue
+        operand_tangents = [tangents.get(mapping[a]) for a in node.args]
+        if not any(t is not None for t in operand_tangents) or not jvp.type(result).is_float:
+            continue
+        with jvp.attribution(node.loc, origin=result):
+            tangent = _tangent(jvp, node.op, [Value(jvp, mapping[a]) for a in node.args], Value(jvp, result),
+                               node.params, operand_tangents)
+        if tangent is None:
+            continue
+        record = jvp[tangent.id]
+        if record.name is None and node.name and record.op not in ("input", "const", "zeros"):
+            record.name = f"t{node.name}"
+        tangents[result] = tangent
+
+    of = range(len(primal.outputs)) if of is None else of
+    outputs, names = ([mapping[o] for o in primal.outputs], list(primal.output_names)) if keep_primal else ([], [])
+    for position in of:
+        out = mapping[primal.outputs[position]]
+        tangent = tangents.get(out)
+        outputs.append(tangent.id if tangent is not None else jvp.zeros(jvp.type(out)))
+        names.append(f"t{primal.output_names[position]}")
+    jvp.set_outputs(outputs, names)
+    return jvp
+
+
+def _tangent(graph: Graph, op_name: str, operands: list[Value], output: Value, attrs: dict,
+             tangents: list[Optional[Value]]) -> Optional[Value]:
+    """The tangent of ``output = op(*operands)``; None when no tangent flows (a zero)."""
+    op = OPS[op_name]
+    if op.vjp is None:  # not differentiable (stop_gradient-like): nothing flows, as in reverse mode
+        return None
+    if op.jvp is None and op.is_elementwise:
+        tangent = _elementwise_tangent(op, operands, output, attrs, tangents)
+    elif op.jvp == LINEAR:
+        tangent = apply(op_name, *_tangents_or_zeros(graph, operands, tangents), **attrs)
+    elif op.jvp == MULTILINEAR:
+        tangent = None
+        for position, operand_tangent in enumerate(tangents):
+            if operand_tangent is not None:
+                replaced = list(operands)
+                replaced[position] = operand_tangent
+                term = apply(op_name, *replaced, **attrs)
+                tangent = term if tangent is None else tangent + term
+    elif callable(op.jvp):
+        tangent = op.jvp(tangents, output, *operands, **attrs)
+    else:
+        raise UnsupportedError(f"forward mode has no rule for the op {op_name!r}")
+    if tangent is None:
+        return None
+    if tangent.dtype != output.dtype:
+        tangent = F.cast(tangent, dtype=output.dtype)
+    if tangent.shape != output.shape:
+        tangent = F.broadcast_to(tangent, shape=output.shape)
+    return tangent
+
+
+def _elementwise_tangent(op, operands, output, attrs, tangents) -> Optional[Value]:
+    """Σ_i ∂y/∂x_i · t_i, each term the operand's VJP rule with the tangent as the cotangent."""
+    tangent = None
+    for position, operand_tangent in enumerate(tangents):
+        if operand_tangent is None:
+            continue
+        rule = op.vjp_rule(position)
+        term = rule(operand_tangent, output, *operands, **attrs) if rule is not None else None
+        if term is not None:
+            tangent = term if tangent is None else tangent + term
+    return tangent
+
+
+def _tangents_or_zeros(graph: Graph, operands: list[Value], tangents: list[Optional[Value]]) -> list[Value]:
+    """A linear op's operands for its JVP: tangents, a zero for a float operand without one, and
+    non-float operands (index arrays) as they are."""
+    replaced = []
+    for operand, tangent in zip(operands, tangents):
+        if tangent is not None:
+            replaced.append(tangent)
+        elif operand.type.is_float:
+            replaced.append(Value(graph, graph.zeros(operand.type)))
+        else:
+            replaced.append(operand)
+    return replaced

@@ -1,0 +1,250 @@
+"""Jacobians and Hessians: a derivative matrix built from one pass per basis vector.
+
+``jacobian`` of an n -> m function takes n JVPs (``mode="fwd"``), m VJPs
+(``"rev"``) or the fewer (``"auto"``); ``hessian`` takes n Hessian-vector
+products (forward over reverse). The passes run as one call of the kernel
+vectorized over the seeds (``chainrule.compiler.batch``) where every op has a
+batching rule, else one call each. ``.passes`` and ``.kernel_calls`` count them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from chainrule.errors import ArgumentError, UnsupportedError
+from chainrule.frontends.pytree import TreeDef, flatten, unflatten
+from chainrule.frontends.trace import ArgsSpec, describe_args, trace_graph
+from chainrule.frontends.tracer import Tracer
+from chainrule.higher_order import Argnums, Linearized, derivative_layout
+from chainrule.ir import Graph
+
+
+class _DenseDerivative:
+    """A derivative matrix built from one pass per basis vector, returned JAX's way: the output's
+    structure with, at each output leaf, the differentiated argument's structure, whose leaves
+    have shape ``out.shape + in.shape``.
+
+    With ``vectorize`` (the default) the passes run as one vectorized program, a single kernel
+    call (``chainrule.compiler.batch``); without it, or for a graph with an op no batching rule
+    covers, one call each. ``passes`` and ``kernel_calls`` describe the last call.
+    """
+
+    def __init__(self, fn: Callable, argnums: Argnums, vectorize: bool):
+        if not callable(fn):
+            raise ArgumentError(f"{type(self).__name__.lower()} needs a function, got {type(fn).__name__}")
+        self.fn = fn
+        self.argnums = argnums
+        self.vectorize = vectorize
+        self._argnum_tuple = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+        if not all(isinstance(a, int) for a in self._argnum_tuple):
+            raise ArgumentError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
+        self.passes = None
+        self.kernel_calls = None
+        self.mode_used = None
+        self._not_vectorizable: set = set()  # specs whose graphs have an op without a batching rule
+
+    def _describe(self, args: tuple):
+        """(spec, leaves, their differentiated leaves' types, the differentiated arguments' structures)."""
+        count = len(args)
+        for argnum in self._argnum_tuple:
+            if not -count <= argnum < count:
+                raise ArgumentError(f"argnums={self.argnums!r} but the function was called with {count} arguments")
+        positions = tuple(a % count for a in self._argnum_tuple)
+        spec, leaves = describe_args(self.fn, args, positions)
+        if any(isinstance(leaf, Tracer) for leaf in leaves):
+            raise UnsupportedError(f"{type(self).__name__.lower()} cannot run inside a traced function; "
+                                   "use cr.jvp, cr.vjp or cr.hvp there (they compose)")
+        in_types = [spec.leaves[i].type for argnum in positions
+                    for i, owner in enumerate(spec.arg_of_leaf) if owner == argnum]
+        return spec, leaves, in_types, [spec.treedefs[a] for a in positions]
+
+    def _seed_layout(self, in_treedefs: list) -> TreeDef:
+        return derivative_layout(self.argnums, in_treedefs)
+
+    def _rows(self, spec: ArgsSpec, one: Linearized, batched: Linearized, args: tuple, seed_types: list,
+              seed_treedef: TreeDef, pick: Callable = lambda result: result) -> np.ndarray:
+        """One row per basis vector e_k of the seed space: ``pick(kernel(*args, e_k))`` flattened."""
+        count = sum(t.size for t in seed_types)
+        self.passes = count
+        if self.vectorize and spec not in self._not_vectorizable:
+            identity, seeds, start = np.eye(count), [], 0
+            for t in seed_types:
+                seeds.append(identity[:, start:start + t.size].reshape((count,) + t.shape).astype(t.dtype))
+                start += t.size
+            try:
+                result = batched(*args, unflatten(seed_treedef, seeds))
+            except UnsupportedError:
+                self._not_vectorizable.add(spec)
+            else:
+                self.kernel_calls = 1
+                leaves = flatten(result)[0]
+                return np.concatenate([np.reshape(leaf, (count, -1)) for leaf in leaves], axis=1)
+        rows = np.zeros((count, 0))
+        for row, seed in enumerate(_basis(seed_types)):
+            flat = _flat(pick(one(*args, unflatten(seed_treedef, seed))))
+            if row == 0:
+                rows = np.zeros((count, flat.size))
+            rows[row] = flat
+        self.kernel_calls = count
+        return rows
+
+    def _assemble(self, matrix: np.ndarray, out_types: list, out_treedef: TreeDef, in_types: list,
+                  in_treedefs: list):
+        column_starts = np.cumsum([0] + [t.size for t in in_types])
+        per_output, row = [], 0
+        for out_type in out_types:
+            blocks = [matrix[row:row + out_type.size, start:start + in_type.size]
+                      .reshape(out_type.shape + in_type.shape)
+                      .astype(np.result_type(out_type.dtype, in_type.dtype))
+                      for in_type, start in zip(in_types, column_starts)]
+            row += out_type.size
+            grouped, start = [], 0
+            for treedef in in_treedefs:
+                grouped.append(unflatten(treedef, blocks[start:start + treedef.num_leaves]))
+                start += treedef.num_leaves
+            per_output.append(grouped[0] if isinstance(self.argnums, int) else tuple(grouped))
+        return unflatten(out_treedef, per_output)
+
+    # ---- looking inside: the kernel a pass runs ---------------------------------------------
+
+    def graph(self, *args, stage: str = "scheduled") -> Graph:
+        """The graph one (unvectorized) pass runs, after ``stage``."""
+        kernel, kernel_args = self._one_pass(args)
+        return kernel.graph(*kernel_args, stage=stage)
+
+    def ir(self, *args, stage: str = "scheduled") -> str:
+        return str(self.graph(*args, stage=stage))
+
+    def source(self, *args) -> str:
+        kernel, kernel_args = self._one_pass(args)
+        return kernel.source(*kernel_args)
+
+    def cost(self, *args):
+        """FLOPs and bytes of one (unvectorized) pass."""
+        kernel, kernel_args = self._one_pass(args)
+        return kernel.cost(*kernel_args)
+
+
+def _basis(types: list):
+    """Zero arrays of ``types`` and, one at a time, each element set to 1: yields the arrays
+    (the same ones each time: read them before the next step)."""
+    arrays = [np.zeros(t.shape, t.dtype) for t in types]
+    for array in arrays:
+        flat = array.reshape(-1)
+        for element in range(flat.size):
+            flat[element] = 1
+            yield arrays
+            flat[element] = 0
+
+
+def _flat(tree) -> np.ndarray:
+    leaves = flatten(tree)[0]
+    return np.concatenate([np.ravel(np.asarray(leaf, dtype=np.float64)) for leaf in leaves]) if leaves else np.zeros(0)
+
+
+class Jacobian(_DenseDerivative):
+    """``cr.jacobian``'s compiled function; ``passes``, ``kernel_calls`` and ``mode_used`` describe
+    its last call."""
+
+    def __init__(self, fn: Callable, argnums: Argnums = 0, mode: str = "auto", vectorize: bool = True):
+        super().__init__(fn, argnums, vectorize)
+        if mode not in ("auto", "fwd", "rev"):
+            raise ArgumentError(f"jacobian's mode is 'fwd', 'rev' or 'auto', got {mode!r}")
+        self.mode = mode
+        self._jvp = Linearized(fn, "jvp", argnums)
+        self._vjp = Linearized(fn, "vjp", argnums)
+        self._batched_jvp = Linearized(fn, "jvp", argnums, batched=True)
+        self._batched_vjp = Linearized(fn, "vjp", argnums, batched=True)
+        self._outputs: dict[ArgsSpec, tuple] = {}
+
+    def __repr__(self) -> str:
+        return f"<chainrule jacobian of {getattr(self.fn, '__name__', self.fn)!r} (mode={self.mode})>"
+
+    def _plan(self, args: tuple):
+        spec, leaves, in_types, in_treedefs = self._describe(args)
+        found = self._outputs.get(spec)
+        if found is None:
+            graph, out_treedef = trace_graph(self.fn, spec, leaves)
+            found = self._outputs[spec] = ([graph.type(o) for o in graph.outputs], out_treedef)
+        out_types, out_treedef = found
+        n, m = sum(t.size for t in in_types), sum(t.size for t in out_types)
+        mode = self.mode if self.mode != "auto" else ("fwd" if n <= m else "rev")
+        return spec, mode, in_types, in_treedefs, out_types, out_treedef
+
+    def __call__(self, *args):
+        spec, mode, in_types, in_treedefs, out_types, out_treedef = self._plan(args)
+        if mode == "fwd":  # row k of this is column k of the Jacobian
+            matrix = self._rows(spec, self._jvp, self._batched_jvp, args, in_types,
+                                self._seed_layout(in_treedefs), pick=lambda result: result[1]).T
+        else:
+            matrix = self._rows(spec, self._vjp, self._batched_vjp, args, out_types, out_treedef)
+        self.mode_used = mode
+        return self._assemble(matrix, out_types, out_treedef, in_types, in_treedefs)
+
+    def _one_pass(self, args: tuple):
+        _, mode, in_types, in_treedefs, out_types, out_treedef = self._plan(args)
+        if mode == "fwd":
+            return self._jvp, args + (unflatten(self._seed_layout(in_treedefs), next(_basis(in_types))),)
+        return self._vjp, args + (unflatten(out_treedef, next(_basis(out_types))),)
+
+
+class Hessian(_DenseDerivative):
+    """``cr.hessian``'s compiled function: one Hessian-vector product (forward over reverse) per
+    column; ``passes`` counts them, ``kernel_calls`` the calls they took."""
+
+    def __init__(self, fn: Callable, argnums: Argnums = 0, vectorize: bool = True):
+        super().__init__(fn, argnums, vectorize)
+        self._hvp = Linearized(fn, "hvp", argnums)
+        self._batched_hvp = Linearized(fn, "hvp", argnums, batched=True)
+        self.mode_used = "fwd-over-rev"
+
+    def __repr__(self) -> str:
+        return f"<chainrule hessian of {getattr(self.fn, '__name__', self.fn)!r}>"
+
+    def __call__(self, *args):
+        spec, _, in_types, in_treedefs = self._describe(args)
+        layout = self._seed_layout(in_treedefs)
+        matrix = self._rows(spec, self._hvp, self._batched_hvp, args, in_types, layout).T  # rows are H e_k
+        return self._assemble(matrix, in_types, layout, in_types, in_treedefs)
+
+    def _one_pass(self, args: tuple):
+        _, _, in_types, in_treedefs = self._describe(args)
+        return self._hvp, args + (unflatten(self._seed_layout(in_treedefs), next(_basis(in_types))),)
+
+
+def jacobian(fn: Callable, argnums: Argnums = 0, mode: str = "auto", *, vectorize: bool = True) -> Jacobian:
+    """The Jacobian of ``fn`` with respect to ``argnums``, compiled.
+
+    >>> import numpy as np, chainrule as cr
+    >>> J = cr.jacobian(lambda x: x[:2] * x[1:])
+    >>> J(np.array([1.0, 2.0, 3.0]))
+    array([[2., 1., 0.],
+           [0., 3., 2.]])
+
+    ``mode="fwd"`` takes one JVP per input element, ``"rev"`` one VJP per
+    output element, ``"auto"`` the fewer: min(n, m) passes for an n -> m
+    function (``J.passes`` and ``J.mode_used`` tell after a call). The passes
+    run as one vectorized program (``J.kernel_calls == 1``), or with
+    ``vectorize=False`` one call each, which needs less memory. The result
+    has the output's structure with, at each output leaf, the argument's
+    structure; its arrays have shape ``out.shape + in.shape``.
+    """
+    return Jacobian(fn, argnums, mode, vectorize)
+
+
+def hessian(fn: Callable, argnums: Argnums = 0, *, vectorize: bool = True) -> Hessian:
+    """The Hessian of a scalar function, compiled: forward mode over reverse mode, one
+    Hessian-vector product per column (``H.passes`` counts them), all in one vectorized
+    program unless ``vectorize=False``.
+
+    >>> import numpy as np, chainrule as cr
+    >>> cr.hessian(lambda x: x[0] ** 2 * x[1])(np.array([1.0, 3.0]))
+    array([[6., 2.],
+           [2., 0.]])
+    """
+    return Hessian(fn, argnums, vectorize)
+
+
+__all__ = ["Hessian", "Jacobian", "hessian", "jacobian"]
