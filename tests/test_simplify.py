@@ -18,9 +18,12 @@ import pytest
 
 import chainrule as cr
 import chainrule.nn as nn
+from chainrule.compiler.autodiff import reverse
 from chainrule.compiler.cse import cse
+from chainrule.compiler.dce import dce
 from chainrule.compiler.fold import fold
-from chainrule.compiler.simplify import simplify
+from chainrule.compiler.rewrite import rebuild
+from chainrule.compiler.simplify import simplify, simplify_rule
 from chainrule.ir import TensorType
 
 RNG = np.random.default_rng(0)
@@ -207,6 +210,26 @@ def test_fold_does_not_grow_a_scalar_into_a_big_constant():
     folded = fold(graph)
     assert ops(folded)["exp"] == 0  # exp(broadcast(2)) folds to broadcast(exp(2)) ...
     assert all(folded.type(i).size == 1 for i in folded.live_nodes() if folded[i].op == "const")
+
+
+def test_a_replacement_is_simplified_in_the_same_walk():
+    # m + -m becomes m - m (add_of_neg), which is 0 because a mask is never inf or NaN
+    # (sub_identities): the second rewrite applies to the first one's result, in one walk
+    f = lambda z: np.sum(np.where(z > 0, 1.0, 0.0) + -np.where(z > 0, 1.0, 0.0))  # noqa: E731
+    graph, fired = rebuild(cr.trace(f, normal(4)), simplify_rule)
+    assert fired >= 2 and ops(graph)["sub"] == 0 and ops(graph)["add"] == 0
+    assert rebuild(graph, simplify_rule)[1] == 0  # the fixed point
+    assert len(graph.live_nodes()) == len(graph)  # what the rules left dead is gone
+
+
+def test_reverse_mode_builds_a_simplified_backward_pass():
+    f = lambda x: np.sum(np.cos(np.cos(x)))  # noqa: E731
+    forward = simplify(cr.trace(f, normal(3)))
+    joint = dce(reverse(forward, [0], rewriter=simplify_rule))
+    assert rebuild(joint, simplify_rule)[1] == 0
+    raw = reverse(forward, [0])
+    assert rebuild(raw, simplify_rule)[1] > 0  # -g * sin(x) with g = -(...): a double negation
+    assert len(joint) < len(raw)
 
 
 def test_cse_merges_a_product_written_in_both_orders():
