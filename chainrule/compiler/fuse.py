@@ -34,7 +34,7 @@ def find_regions(graph: Graph, min_elements: int = 2) -> list[int]:
     shape_of_region: dict[int, tuple] = {}
     steps_in_region: dict[int, int] = {}
     outputs = set(graph.outputs)
-    users_of = graph.users
+    users_of = graph.users_index()
     for node_id in range(len(nodes) - 1, -1, -1):
         node = nodes[node_id]
         fusible = OPS[node.op].kind == "elementwise" and node.op not in _NOT_FUSED \
@@ -43,9 +43,9 @@ def find_regions(graph: Graph, min_elements: int = 2) -> list[int]:
         if not (fusible or is_reduction_root):
             continue
         if fusible and node_id not in outputs:
-            users = users_of(node_id)
+            users = users_of[node_id]
             root = region[users[0]] if users else -1
-            if root >= 0 and all(region[u] == root for u in users) \
+            if root >= 0 and (len(users) == 1 or all(region[u] == root for u in users)) \
                     and shape_of_region[root] == node.type.shape and steps_in_region[root] < MAX_REGION_STEPS \
                     and (nodes[root].origin is None) == (node.origin is None):
                 region[node_id] = root

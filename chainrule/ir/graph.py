@@ -308,6 +308,11 @@ class Graph:
 
     def users(self, node_id: int) -> list[int]:
         """The nodes that take ``node_id`` as an operand, in id order, each once."""
+        return list(self.users_index()[node_id])
+
+    def users_index(self) -> list[list[int]]:
+        """``users`` of every node, as one list indexed by node id (for walks over the whole
+        graph; read only: it is the graph's own index)."""
         users = self._users
         if len(users) < len(self.nodes):  # index the nodes added since the last call
             start = len(users)
@@ -317,7 +322,7 @@ class Graph:
                     of_a = users[a]
                     if not of_a or of_a[-1] != user:  # an operand used twice (x * x) counts once
                         of_a.append(user)
-        return list(users[node_id])
+        return users
 
     def const_value(self, node_id: int) -> Optional[np.ndarray]:
         """The value of a ``const`` or ``zeros`` node, else None."""
