@@ -55,13 +55,15 @@ unary("log", sp.log, "np.log({0})", lambda g, y, x: g / x)
 unary("log1p", lambda x: sp.log(1 + x), "np.log1p({0})", lambda g, y, x: g / (1 + x))
 unary("sqrt", sp.sqrt, "np.sqrt({0})", lambda g, y, x: g / (2 * y), note="sqrt'(0) = inf")
 unary("sin", sp.sin, "np.sin({0})", lambda g, y, x: g * F.cos(x))
-unary("cos", sp.cos, "np.cos({0})", lambda g, y, x: -g * F.sin(x))
+# -(g * ...) rather than (-g) * ...: for the seed cotangent g = 1, -g would fold to a constant
+# -1 that the product then drops (x * -1 -> -x), leaving a dead node behind (here, in arccos, div).
+unary("cos", sp.cos, "np.cos({0})", lambda g, y, x: -(g * F.sin(x)))
 unary("tan", sp.tan, "np.tan({0})", lambda g, y, x: g * (1 + y * y))
 unary("sinh", sp.sinh, "np.sinh({0})", lambda g, y, x: g * F.cosh(x))
 unary("cosh", sp.cosh, "np.cosh({0})", lambda g, y, x: g * F.sinh(x))
 unary("tanh", sp.tanh, "np.tanh({0})", lambda g, y, x: g * (1 - y * y))
 unary("arcsin", sp.asin, "np.arcsin({0})", lambda g, y, x: g / F.sqrt(1 - x * x))
-unary("arccos", sp.acos, "np.arccos({0})", lambda g, y, x: -g / F.sqrt(1 - x * x))
+unary("arccos", sp.acos, "np.arccos({0})", lambda g, y, x: -(g / F.sqrt(1 - x * x)))
 unary("arctan", sp.atan, "np.arctan({0})", lambda g, y, x: g / (1 + x * x))
 unary("arcsinh", sp.asinh, "np.arcsinh({0})", lambda g, y, x: g / F.sqrt(x * x + 1))
 unary("arccosh", sp.acosh, "np.arccosh({0})", lambda g, y, x: g / F.sqrt(x * x - 1))
@@ -82,7 +84,7 @@ unary("stop_gradient", lambda x: x, "{0}", None, flops=0, note="no gradient, by 
 binary("add", lambda a, b: a + b, "{0} + {1}", (lambda g, y, a, b: g, lambda g, y, a, b: g))
 binary("sub", lambda a, b: a - b, "{0} - {1}", (lambda g, y, a, b: g, lambda g, y, a, b: -g))
 binary("mul", lambda a, b: a * b, "{0} * {1}", (lambda g, y, a, b: g * b, lambda g, y, a, b: g * a))
-binary("div", lambda a, b: a / b, "{0} / {1}", (lambda g, y, a, b: g / b, lambda g, y, a, b: -g * y / b))
+binary("div", lambda a, b: a / b, "{0} / {1}", (lambda g, y, a, b: g / b, lambda g, y, a, b: -(g * y / b)))
 binary("pow", lambda a, b: a ** b, "{0} ** {1}",
        (lambda g, y, a, b: g * b * a ** (b - 1),
         # d/db a**b = y*log(a); where y == 0 (a == 0, b > 0) the limit is 0, not 0*(-inf)
