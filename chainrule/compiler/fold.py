@@ -22,9 +22,12 @@ _CONSTANT_OPERANDS = frozenset({"const", "zeros", "broadcast_to"})
 
 
 def fold_rule(graph: Graph, node, args):
+    if not args:
+        return None
     nodes = graph.nodes
-    if not args or any(nodes[a].op not in _CONSTANT_OPERANDS for a in args):
-        return None  # the common case, decided without looking at values
+    for a in args:
+        if nodes[a].op not in _CONSTANT_OPERANDS:
+            return None  # the common case, decided without looking at values
     definition = OPS[node.op]
     if definition.kind in ("source", "fused") or node.op == "stop_gradient":
         return None

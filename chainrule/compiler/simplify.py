@@ -48,8 +48,13 @@ from chainrule.ir.types import TensorType
 # ---- matching helpers --------------------------------------------------------------------
 
 
+_CONSTANTS = frozenset({"const", "zeros"})
+
+
 def _scalar(graph: Graph, node_id: int) -> Optional[float]:
     """The value of a one-element float constant (of any shape), else None."""
+    if graph.nodes[node_id].op not in _CONSTANTS:
+        return None  # the usual answer, without a look at values (rules ask for every operand)
     value = graph.const_value(node_id)
     if value is None or value.size != 1 or value.dtype.kind != "f":
         return None
@@ -57,6 +62,8 @@ def _scalar(graph: Graph, node_id: int) -> Optional[float]:
 
 
 def _is_constant(graph: Graph, node_id: int, number: float) -> bool:
+    if graph.nodes[node_id].op not in _CONSTANTS:
+        return False
     value = graph.const_value(node_id)
     return value is not None and value.size > 0 and bool(np.all(value == number))
 
