@@ -48,6 +48,18 @@ class TensorType:
     def is_float(self) -> bool:
         return np.issubdtype(np.dtype(self.dtype), np.floating)
 
+    @functools.cached_property
+    def _hash(self) -> int:
+        return hash((self.shape, self.dtype))
+
+    def __hash__(self) -> int:
+        # remembered: every type rule lookup (Op.result_type) hashes its operands' types
+        return self._hash
+
+    def __getstate__(self) -> dict:
+        # a str's hash differs from process to process: never carry the remembered one along
+        return {key: value for key, value in self.__dict__.items() if key != "_hash"}
+
     def __str__(self) -> str:
         return f"{short_dtype(self.dtype)}[{','.join(map(str, self.shape))}]"
 
