@@ -20,6 +20,7 @@ import numpy as np
 from chainrule.ir import OPS, Graph
 from chainrule.ir.fused import plan_buffers
 from chainrule.ir.npfuncs import NAMESPACE
+from chainrule.ir.types import EARLY_FREE_MIN_BYTES
 
 _COMMENT_COLUMN = 48
 # Ops whose result may be a view of their first operand (or that operand itself).
@@ -28,9 +29,6 @@ _VIEWS = {"broadcast_to", "transpose", "reshape", "getitem", "stop_gradient"}
 # (~10x at 65536 float64s, NumPy 2.x); from this size on it is written as a bit mask.
 _WHERE_MASK_MIN_SIZE = 16384
 _INT_OF_SAME_SIZE = {"float64": np.int64, "float32": np.int32, "float16": np.int16}
-# Locals at least this big are deleted after their last use. Smaller arrays come from the
-# allocator's free lists whatever happens, so deleting them early saves nothing but lines.
-_DEL_MIN_BYTES = 65536
 # Fused regions this big (elements) run step by step in place (out=): allocating a fresh array per
 # step costs page faults from about 20,000 float64s on (6-10x slower here). Smaller ones are
 # written as nested expressions, which read better and run as fast.
@@ -127,13 +125,15 @@ def generate_source(graph: Graph, function_name: str | None = None) -> tuple[str
             continue
         op_name = node.params["body"].root[0] if node.op == "fused" else node.op
         value_names[node_id] = names.fresh(node.name or f"{op_name}{node_id}")
-        if node.type.nbytes >= _DEL_MIN_BYTES:
+        if node.type.nbytes >= EARLY_FREE_MIN_BYTES:  # the memory plan's rule too
             freeable[node_id] = frozenset((value_names[node_id],))
         if node.op == "fused":
             commented = _fused_lines(graph, node, operands, value_names[node_id], names)
         else:
             expression = _special_form(graph, node, operands) or OPS[node.op].render(operands, node.params)
-            commented = [(f"{value_names[node_id]} = {expression}", _comment(graph, node.loc, node.origin))]
+            comment = _comment(graph, node.loc, node.origin)
+            comment = f"recomputed{', ' if comment else ''}{comment}" if node.recomputed else comment
+            commented = [(f"{value_names[node_id]} = {expression}", comment)]
         lines = [f"    {line}".ljust(_COMMENT_COLUMN) + f"  # {comment}" if comment else f"    {line}"
                  for line, comment in commented]
         statements += [(line, frozenset()) for line in lines[:-1]]

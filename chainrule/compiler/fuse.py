@@ -5,7 +5,7 @@ A region grows backwards from its root, its last node: a node joins the
 region of its users when *all* its users are in that one region, it has the
 region's shape (so the body is one loop over one shape; smaller operands are
 region inputs, read by broadcasting), it is not a graph output, and it belongs
-to the same pass (forward or backward) as the root. Because every member but
+to the same pass (forward or backward; a checkpoint's recomputation is backward) as the root. Because every member but
 the root is used only inside the region, no path leaves the region and comes
 back: the region is convex, and replacing it by one node keeps the graph a DAG.
 A reduction (sum, max, min) can be a root, taking the elementwise region that
@@ -50,7 +50,7 @@ def find_regions(graph: Graph, min_elements: int = 2) -> list[int]:
                 (root,) = roots
                 if root >= 0 and shape_of_region[root] == node.type.shape \
                         and steps_in_region[root] < MAX_REGION_STEPS \
-                        and (graph[root].origin is None) == (node.origin is None):
+                        and graph[root].is_backward == node.is_backward:
                     region[node_id] = root
                     steps_in_region[root] += 1
                     continue
@@ -79,11 +79,14 @@ def fuse(graph: Graph) -> Graph:
         nodes = members.get(node_id, ())
         if len(nodes) < 2:
             args = tuple(mapping[a] for a in node.args)
-            mapping[node_id] = result.add(node.op, args, node.params, loc=node.loc, name=node.name, origin=origin)
+            add = result.add_recomputed if node.recomputed else result.add
+            mapping[node_id] = add(node.op, args, node.params, loc=node.loc, name=node.name, origin=origin)
             continue
         body, inputs = _body(graph, nodes)
-        mapping[node_id] = result.add("fused", tuple(mapping[i] for i in inputs), {"body": body},
-                                      loc=node.loc, name=node.name, origin=origin)
+        # a region holding a checkpoint's recomputation stays a copy, never merged with its forward twin
+        add = result.add_recomputed if any(graph[n].recomputed for n in nodes) else result.add
+        mapping[node_id] = add("fused", tuple(mapping[i] for i in inputs), {"body": body},
+                               loc=node.loc, name=node.name, origin=origin)
     result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
     return result
 

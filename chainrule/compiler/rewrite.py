@@ -30,6 +30,10 @@ def rebuild(graph: Graph, rule: Optional[Rule] = None) -> tuple[Graph, int]:
             continue
         args = tuple(mapping[a] for a in node.args)
         origin = mapping.get(node.origin) if node.origin is not None else None
+        if node.recomputed:  # a checkpoint's copy: no rule or CSE may merge it back into its original
+            mapping[node_id] = result.add_recomputed(node.op, args, node.params, loc=node.loc, name=node.name,
+                                                     origin=origin)
+            continue
         replacement = None
         if rule is not None:
             # nodes a rule builds carry the rewritten node's source line and origin

@@ -8,7 +8,8 @@ keeps whichever order has the lower estimated peak.
 
 The memory plan simulates running the order on a backend that materializes
 every node's value, frees each value after its last use (the generated code
-``del``s it) and runs a fused node's steps in the buffers ``plan_buffers``
+``del``s it, when it is at least ``EARLY_FREE_MIN_BYTES``: smaller values live to
+the end of the call, as in the generated code) and runs a fused node's steps in the buffers ``plan_buffers``
 assigns. View ops (reshape, transpose, broadcast_to, basic indexing) share
 their operand's storage. Inputs belong to the caller and constants to the
 compiled function, so neither counts: the plan measures the temporaries a
@@ -23,6 +24,7 @@ from typing import Sequence
 
 from chainrule.ir import Graph
 from chainrule.ir.fused import plan_buffers
+from chainrule.ir.types import EARLY_FREE_MIN_BYTES
 
 SHAPE_VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "stop_gradient"})  # results that share storage
 _NOT_ALLOCATED = {"input", "const"}
@@ -62,6 +64,7 @@ def plan_memory(graph: Graph, order: Sequence[int] | None = None) -> MemoryPlan:
             if position.get(last_use.get(r, -1), -1) < position[node_id]:
                 last_use[r] = node_id
     kept = {root[o] for o in graph.outputs}
+    kept.update(root[i] for i in order if graph[i].type.nbytes < EARLY_FREE_MIN_BYTES)  # never del'd
     dying_at: dict[int, list[int]] = {}
     for r, user in last_use.items():
         if r not in kept:
@@ -150,7 +153,7 @@ def schedule(graph: Graph, reorder: bool = True) -> Graph:
     order, plan = traced_order, plan_memory(graph, traced_order)
     # Values under 64 KiB come from the allocator's free lists whatever the order (the NumPy
     # backend does not even del them), so only graphs with a big value are worth reordering.
-    if reorder and any(graph[i].type.nbytes >= 65536 for i in traced_order):
+    if reorder and any(graph[i].type.nbytes >= EARLY_FREE_MIN_BYTES for i in traced_order):
         candidate = greedy_order(graph)
         candidate_plan = plan_memory(graph, candidate)
         if candidate_plan.peak_bytes < plan.peak_bytes:
