@@ -11,11 +11,12 @@ from chainrule.errors import (ArgumentError, ChainruleError, OutputError, ShapeE
                               UnsupportedError)
 from chainrule.frontends.sympy_frontend import from_sympy, to_sympy
 from chainrule.ir import Graph
+from chainrule.markers import checkpoint
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ArgumentError", "ChainruleError", "Compiled", "Graph", "OutputError", "ShapeError", "TraceError",
-    "UnsupportedError", "check_grad", "from_sympy", "grad", "jit", "stop_gradient", "to_sympy", "trace",
+    "UnsupportedError", "check_grad", "checkpoint", "from_sympy", "grad", "jit", "stop_gradient", "to_sympy", "trace",
     "value_and_grad",
 ]
