@@ -54,6 +54,9 @@ def _add_compile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", action="append", default=[], metavar="NAME=DIMS",
                         help="a random float64 input, e.g. --shape x=400x2 (one per argument, in order)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    parser.add_argument("--checkpoint", default="all", metavar="POLICY",
+                        help="with --grad: all, sqrt, optimal or a budget in bytes; recomputed nodes are marked "
+                             "(default: all)")
 
 
 # ---- compiling the user's function ---------------------------------------------------------
@@ -64,7 +67,8 @@ def _compile(args, backend: str = "numpy"):
 
     function, module = load_function(args.target)
     if args.grad:
-        compiled = cr.value_and_grad(function, _argnums(args.argnums), backend=backend)
+        compiled = cr.value_and_grad(function, _argnums(args.argnums), backend=backend,
+                                     checkpoint=_checkpoint_policy(args.checkpoint))
     else:
         if args.argnums is not None:
             raise ChainruleError("--argnums picks what --grad differentiates; add --grad")
@@ -72,6 +76,10 @@ def _compile(args, backend: str = "numpy"):
     inputs = example_inputs(module, args.shape, args.seed)
     entry, _ = compiled._specialize(inputs)
     return compiled, entry, inputs
+
+
+def _checkpoint_policy(text: str):
+    return int(text) if text.isdigit() else text
 
 
 def _argnums(text):

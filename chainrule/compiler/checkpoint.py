@@ -444,7 +444,7 @@ def min_cut(graph: Graph, forward: ForwardPass, banned: frozenset = BANNED) -> P
     recomputed without recomputing a ``banned`` op: a minimum s-t cut, as AOTAutograd's partitioner.
 
     Each forward value v is an edge v_in -> v_out whose capacity is its bytes (keeping it); data
-    dependencies are uncuttable; inputs and constants hang on the source for free; banned ops
+    dependencies are uncuttable; inputs and constants need no edge (they are at hand); banned ops
     hang on the source (they are computed in the forward pass only); values the backward pass
     reads hang on the sink. The values whose edge is cut are kept; the sink side is recomputed.
     """
@@ -455,11 +455,9 @@ def min_cut(graph: Graph, forward: ForwardPass, banned: frozenset = BANNED) -> P
         flow.add_edge((node_id, "in"), (node_id, "out"), capacity=node.type.nbytes)
         if node.op in banned:
             flow.add_edge(source, (node_id, "in"))  # no capacity attribute: infinite
-        for a in node.args:
+        for a in node.args:  # inputs, constants and zeros are at hand in the backward pass: no edge
             if a in forward.stage_of:
                 flow.add_edge((a, "out"), (node_id, "in"))
-            else:  # an input, constant or zeros: at hand in the backward pass
-                flow.add_edge(source, (node_id, "in"))
         if node_id in forward.read_by_backward:
             flow.add_edge((node_id, "out"), sink)
     if not forward.read_by_backward:

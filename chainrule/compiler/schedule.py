@@ -7,10 +7,10 @@ most bytes for the fewest it allocates (ties go to the earlier node), and
 keeps whichever order has the lower estimated peak.
 
 The memory plan simulates running the order on a backend that materializes
-every node's value, frees each value after its last use (the generated code
-``del``s it, when it is at least ``EARLY_FREE_MIN_BYTES``: smaller values live to
-the end of the call, as in the generated code) and runs a fused node's steps in the buffers ``plan_buffers``
-assigns. View ops (reshape, transpose, broadcast_to, basic indexing) share
+every node's value, frees each value of at least ``EARLY_FREE_MIN_BYTES`` after
+its last use (the generated code ``del``s it; smaller values live to the end of
+the call), runs a fused node's steps in the buffers ``plan_buffers`` assigns,
+and counts the buffer NumPy's ufunc iterator allocates to broadcast. View ops (reshape, transpose, broadcast_to, basic indexing) share
 their operand's storage. Inputs belong to the caller and constants to the
 compiled function, so neither counts: the plan measures the temporaries a
 call allocates, which is what ``tracemalloc`` sees.
@@ -22,7 +22,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Sequence
 
-from chainrule.ir import Graph
+from chainrule.ir import OPS, Graph
 from chainrule.ir.fused import plan_buffers
 from chainrule.ir.types import EARLY_FREE_MIN_BYTES
 
@@ -76,10 +76,10 @@ def plan_memory(graph: Graph, order: Sequence[int] | None = None) -> MemoryPlan:
         if node.op in _NOT_ALLOCATED or root[node_id] != node_id:
             continue
         allocated = node.type.nbytes
-        scratch = 0
+        scratch = broadcast_buffer_bytes(graph, node)
         if node.op == "fused":
             plan = plan_buffers(node.params["body"])
-            scratch = max(plan.peak_bytes - allocated, 0)  # steps' buffers besides the result
+            scratch += max(plan.peak_bytes - allocated, 0)  # steps' buffers besides the result
         if live + allocated + scratch > peak:
             peak, peak_at = live + allocated + scratch, node_id
         live += allocated
@@ -87,6 +87,27 @@ def plan_memory(graph: Graph, order: Sequence[int] | None = None) -> MemoryPlan:
             if graph[r].op not in _NOT_ALLOCATED:
                 live -= graph[r].type.nbytes
     return MemoryPlan(peak, peak_at)
+
+
+# NumPy's ufunc iterator buffers an operand it broadcasts (b in ``a + b`` with a of shape [256, 32]
+# and b of shape [32]) in a buffer of up to this many elements, for the duration of the call.
+_UFUNC_BUFFER_ELEMENTS = 8192
+
+
+def broadcast_buffer_bytes(graph: Graph, node) -> int:
+    """The iteration buffer NumPy allocates while computing ``node`` (or a fused node's steps) when
+    an elementwise operation broadcasts an operand that is not a single number."""
+    if node.op == "fused":
+        body = node.params["body"]
+        cases = [(step_type, [graph.type(node.args[-k - 1]) if k < 0 else body.steps[k][3] for k in operands])
+                 for op, operands, _, step_type in body.steps if OPS[op].is_elementwise]
+    elif OPS[node.op].is_elementwise:
+        cases = [(node.type, [graph.type(a) for a in node.args])]
+    else:
+        return 0
+    return max([min(out.size, _UFUNC_BUFFER_ELEMENTS) * out.nbytes // max(out.size, 1)
+                for out, operands in cases
+                if any(t.size > 1 and t.shape != out.shape for t in operands)], default=0)
 
 
 def greedy_order(graph: Graph) -> list[int]:
