@@ -13,6 +13,7 @@ import pytest
 import chainrule as cr
 from chainrule.cli import main
 from chainrule.compiler import checkpoint as ckpt
+from chainrule.compiler import revolve
 from chainrule.compiler.cse import cse
 from chainrule.compiler.fuse import find_regions, fuse
 from chainrule.compiler.schedule import schedule
@@ -86,7 +87,8 @@ def test_every_policy_gives_the_gradients_of_keep_all_on_an_mlp(policy):
     assert f.memory(*args).recomputed, "the policy recomputed nothing"
 
 
-@pytest.mark.parametrize("policy", ["sqrt", "optimal", tanh_only, 10 ** 6], ids=["sqrt", "optimal", "callable", "budget"])
+@pytest.mark.parametrize("policy", ["sqrt", "optimal", tanh_only, 10 ** 6],
+                         ids=["sqrt", "optimal", "callable", "budget"])
 def test_every_policy_gives_the_gradients_of_keep_all_on_a_dag(policy):
     args = dag_args()
     expected = cr.grad(dag_loss, argnums=(0, 1))(*args)
@@ -129,9 +131,8 @@ def test_value_and_grad_with_a_policy_returns_the_value_too():
     (10, 1, 45), (10, 2, 20), (10, 3, 15), (16, 3, 33), (32, 4, 75), (100, 2, 845), (100, 5, 316),
     (100, 10, 222), (1000, 10, 3636)])
 def test_the_revolve_schedule_makes_griewanks_number_of_advances(steps, slots, advances):
-    schedule_ = ckpt.revolve_schedule(steps, slots)
-    assert replay(schedule_, steps, slots) == advances
-    assert ckpt.griewank_advances(steps, slots) == advances
+    assert replay(revolve.revolve_schedule(steps, slots), steps, slots) == advances
+    assert revolve.griewank_advances(steps, slots) == advances
 
 
 def replay(actions, steps, slots) -> int:
@@ -164,7 +165,7 @@ def replay(actions, steps, slots) -> int:
 
 def test_griewanks_bound_has_its_limiting_forms():
     for steps in range(2, 40):
-        schedules = [replay(ckpt.revolve_schedule(steps, c), steps, c) for c in range(1, steps + 1)]
+        schedules = [replay(revolve.revolve_schedule(steps, c), steps, c) for c in range(1, steps + 1)]
         assert schedules[0] == steps * (steps - 1) // 2  # one slot: sweep from the input for every step
         assert schedules[steps - 2] == steps - 1  # a slot for every state: one sweep
         assert all(a >= b for a, b in zip(schedules, schedules[1:]))  # more slots never cost advances
@@ -180,7 +181,7 @@ def test_griewanks_bound_is_the_minimum_of_its_recurrence():
             best[length, c] = min(m + best[length - m, c - 1] + best[m, c] for m in range(1, length))
     for c in range(1, max_slots + 1):
         for length in range(1, steps + 1):
-            assert ckpt.griewank_advances(length, c) == best[length, c]
+            assert revolve.griewank_advances(length, c) == best[length, c]
 
 
 def sine_chain(x):
@@ -199,7 +200,7 @@ def test_the_checkpointed_graph_recomputes_what_the_schedule_advances(slots):
     assert forward.stages == 24
     result = ckpt.place(graph, ckpt.revolve(graph, forward, slots), forward, "test")
     recomputed_sines = sum(1 for node in result.nodes if node.recomputed and node.op == "sin")
-    assert recomputed_sines == ckpt.griewank_advances(24, slots) - (24 - 1)
+    assert recomputed_sines == revolve.griewank_advances(24, slots) - (24 - 1)
 
 
 def test_optimal_on_a_chain_uses_revolve_with_at_most_one_extra_sweep():

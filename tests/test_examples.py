@@ -31,3 +31,16 @@ def test_nested_example_reproduces_seed_001_and_shows_sympy_failing_where_chainr
     assert any(line.startswith("100 ") and "chainrule" in line and "1.1071225275987e-08" in line
                for line in out.splitlines())
     assert "simplify(that - sympy.diff) = 0" in out
+
+
+def test_checkpointing_example_sweeps_budgets_with_estimates_matching_the_measured_peaks(capsys):
+    checkpointing = load("checkpointing")
+    assert checkpointing.main(["--layers", "12"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines()
+            if line.startswith(("all", "sqrt", "optimal", "budget")) and "no checkpoint placement" not in line]
+    assert len(rows) >= 5 and any(row[0] == "budget" for row in rows)
+    assert "no checkpoint placement fits the memory budget" in out  # the lowest budgets cannot be met
+    for row in rows:
+        assert row[-1] == "0e+00"  # every policy's gradient is keep-all's
+        assert 0.9 <= float(row[-9]) <= 1.1  # estimate / measured peak

@@ -10,8 +10,8 @@ The memory plan simulates running the order on a backend that materializes
 every node's value, frees each value of at least ``EARLY_FREE_MIN_BYTES`` after
 its last use (the generated code ``del``s it; smaller values live to the end of
 the call), runs a fused node's steps in the buffers ``plan_buffers`` assigns,
-and counts the buffer NumPy's ufunc iterator allocates to broadcast. View ops (reshape, transpose, broadcast_to, basic indexing) share
-their operand's storage. Inputs belong to the caller and constants to the
+and counts the buffer NumPy's ufunc iterator allocates to broadcast. View ops
+(reshape, transpose, broadcast_to, basic indexing) share their operand's storage. Inputs belong to the caller and constants to the
 compiled function, so neither counts: the plan measures the temporaries a
 call allocates, which is what ``tracemalloc`` sees.
 """
