@@ -15,12 +15,12 @@ is held and the peak is the activations: this is where the issue's bound applies
 at most one extra forward pass.
 
 Columns: "kept" is, for chainrule, the forward values the backward pass reads
-(``.memory().kept_bytes``); for JAX the residuals ``jax.vjp`` holds; for PyTorch
-the tensors autograd saves during the forward pass (``saved_tensors_hooks``).
+(``.memory().kept_bytes``); for JAX the residual buffers ``jax.vjp`` holds; for
+PyTorch the storage autograd saves during the forward pass (``saved_tensors_hooks``);
+arguments (weights, x) are not counted for any of them.
 "peak est" is chainrule's memory plan; "peak meas" is what tracemalloc measures
 in one call (chainrule only: JAX and PyTorch allocate outside Python's
-allocator; for JAX, "peak est" is XLA's own temporary-buffer size from
-``memory_analysis()``). "extra fwd" is recomputed FLOPs / forward FLOPs. Times
+allocator, so their peaks are not measured here). "extra fwd" is recomputed FLOPs / forward FLOPs. Times
 are medians of ``--repeat`` steps after a warm-up, every row taking its turn in
 each round; the machine is shared, so they are noisy: compare ratios within one run.
 """
@@ -130,13 +130,12 @@ def jax_rows(args, segment):
     for name, fn in (("jax, no remat", plain), ("jax.checkpoint per layer", per_layer),
                      (f"jax.checkpoint, {segment}-layer segments", segments)):
         step = jax.jit(jax.value_and_grad(fn))
-        compiled = step.lower(jparams, jx).compile()
-        analysis = compiled.memory_analysis()
         _, vjp_fn = jax.vjp(fn, jparams, jx)
-        kept = sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(vjp_fn) if hasattr(leaf, "nbytes"))
-        kept -= sum(W.nbytes + b.nbytes for W, b in params) + x.nbytes  # the arguments are not kept extra
-        rows[name] = {"kept": max(kept, 0), "est": analysis.temp_size_in_bytes if analysis else None,
-                      "meas": None, "extra": None, "time": None,
+        arguments = {leaf.unsafe_buffer_pointer() for leaf in jax.tree_util.tree_leaves((jparams, jx))}
+        residuals = {leaf.unsafe_buffer_pointer(): leaf.nbytes for leaf in jax.tree_util.tree_leaves(vjp_fn)
+                     if hasattr(leaf, "unsafe_buffer_pointer")}
+        kept = sum(size for pointer, size in residuals.items() if pointer not in arguments)
+        rows[name] = {"kept": kept, "est": None, "meas": None, "extra": None, "time": None,
                       "step": lambda step=step: jax.block_until_ready(step(jparams, jx))}
     return rows
 
@@ -173,13 +172,15 @@ def torch_rows(args, segment):
     rows = {}
     for name, step in (("torch, no checkpoint", plain), (f"torch checkpoint_sequential, {len(params) // segment} "
                                                          "segments", sequential)):
-        saved = {"bytes": 0, "seen": set()}
+        # storage already counted: the parameters and x are arguments, not kept extra (a Linear saves W.t())
+        saved = {"bytes": 0, "seen": {p.untyped_storage().data_ptr() for p in model.parameters()}
+                 | {tx.untyped_storage().data_ptr()}}
 
         def pack(tensor):
-            if tensor.data_ptr() not in saved["seen"]:  # parameters and x are not kept extra
-                saved["seen"].add(tensor.data_ptr())
-                if not isinstance(tensor, torch.nn.Parameter) and tensor.data_ptr() != tx.data_ptr():
-                    saved["bytes"] += tensor.numel() * tensor.element_size()
+            storage = tensor.untyped_storage()
+            if storage.data_ptr() not in saved["seen"]:
+                saved["seen"].add(storage.data_ptr())
+                saved["bytes"] += storage.nbytes()
             return tensor
 
         model.zero_grad(set_to_none=True)
