@@ -17,6 +17,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArgumentError", "ChainruleError", "Compiled", "Graph", "OutputError", "ShapeError", "TraceError",
-    "UnsupportedError", "check_grad", "checkpoint", "from_sympy", "grad", "jit", "stop_gradient", "to_sympy", "trace",
-    "value_and_grad",
+    "UnsupportedError", "check_grad", "checkpoint", "from_sympy", "grad", "jit", "stop_gradient", "to_sympy",
+    "trace", "value_and_grad",
 ]

@@ -35,7 +35,7 @@ def checkpoint(fn: Callable) -> Callable:
 
     >>> import numpy as np, chainrule as cr
     >>> f = cr.grad(lambda x: np.sum(cr.checkpoint(np.sin)(x) ** 2))
-    >>> float(f(np.array([0.5]))[0]) == float(2 * np.sin(0.5) * np.cos(0.5))
+    >>> bool(np.isclose(f(np.array([0.5]))[0], np.sin(1.0)))  # d/dx sin(x)**2 = sin(2x)
     True
     """
     if not callable(fn):

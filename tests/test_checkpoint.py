@@ -441,3 +441,12 @@ def test_a_bad_checkpoint_argument_is_a_clear_error(policy, message):
 def test_a_policy_function_must_answer_save_or_recompute():
     with pytest.raises(cr.ArgumentError, match="must return 'save' or 'recompute'"):
         cr.grad(mlp_loss, checkpoint=lambda node: "maybe")(*mlp_args(layers=2))
+
+
+def test_policies_work_without_the_optimizer_too():
+    args = mlp_args(layers=4)
+    expected = cr.grad(mlp_loss, optimize=False)(*args)
+    for policy in ("sqrt", "optimal", tanh_only):
+        f = cr.grad(mlp_loss, optimize=False, checkpoint=policy)
+        assert_same_gradients(f(*args), expected)
+        assert f.memory(*args).recomputed

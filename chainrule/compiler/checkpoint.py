@@ -194,9 +194,9 @@ def with_revolve(graph: Graph, forward: ForwardPass, slots: int) -> tuple[Graph,
     builder = _Builder(graph)
     separators = forward.separators
     position = {node_id: s for s, node_id in enumerate(separators)}
-    members: list[list[int]] = [[] for _ in range(steps)]
+    members: list[set[int]] = [set() for _ in range(steps)]
     for node_id in forward.nodes:
-        members[forward.stage_of[node_id]].append(node_id)
+        members[forward.stage_of[node_id]].add(node_id)
     state: dict[int, int] = {}  # i -> the id of x_i in a slot or current (x_0 is the inputs: absent)
     turn_base: dict[int, Optional[int]] = {}  # stage -> the id of its input state at its turn
     tape: dict[int, dict[int, int]] = {}  # stage -> recomputed copies made at its turn
@@ -214,7 +214,7 @@ def with_revolve(graph: Graph, forward: ForwardPass, slots: int) -> tuple[Graph,
             return
         made: dict[int, int] = {}
         operand = operands_of(stage, cursor["current"], made)
-        for node_id in _ancestors_within(graph, separators[stage], set(members[stage])):
+        for node_id in _ancestors_within(graph, separators[stage], members[stage]):
             made[node_id] = builder.recompute(node_id, operand)
         cursor["current"] = made[separators[stage]]
 
@@ -250,19 +250,20 @@ def with_revolve(graph: Graph, forward: ForwardPass, slots: int) -> tuple[Graph,
         made = tape[stage]
         if value not in made:
             operand = operands_of(stage, turn_base[stage], made)
-            for node_id in _ancestors_within(graph, value, set(members[stage]) - made.keys()):
+            for node_id in _ancestors_within(graph, value, members[stage], made):
                 made[node_id] = builder.recompute(node_id, operand)
         return made[value]
 
     return builder.build(provide, forward)
 
 
-def _ancestors_within(graph: Graph, node_id: int, allowed: set[int]) -> list[int]:
-    """``node_id`` and its ancestors inside ``allowed`` (walking only through ``allowed``), in id order."""
+def _ancestors_within(graph: Graph, node_id: int, allowed: set[int], done=()) -> list[int]:
+    """``node_id`` and its ancestors in ``allowed`` but not ``done``, walking only through those, in
+    id order (a topological order)."""
     found, stack = set(), [node_id]
     while stack:
         current = stack.pop()
-        if current in allowed and current not in found:
+        if current in allowed and current not in found and current not in done:
             found.add(current)
             stack.extend(graph[current].args)
     return sorted(found)

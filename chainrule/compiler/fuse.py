@@ -5,9 +5,10 @@ A region grows backwards from its root, its last node: a node joins the
 region of its users when *all* its users are in that one region, it has the
 region's shape (so the body is one loop over one shape; smaller operands are
 region inputs, read by broadcasting), it is not a graph output, and it belongs
-to the same pass (forward or backward; a checkpoint's recomputation is backward) as the root. Because every member but
-the root is used only inside the region, no path leaves the region and comes
-back: the region is convex, and replacing it by one node keeps the graph a DAG.
+to the same pass (forward or backward, where a checkpoint's recomputation is
+backward) as the root. Because every member but the root is used only inside
+the region, no path leaves the region and comes back: the region is convex,
+and replacing it by one node keeps the graph a DAG.
 A reduction (sum, max, min) can be a root, taking the elementwise region that
 feeds it as its prologue; it never sits inside a region.
 

@@ -44,18 +44,15 @@ def griewank_advances(steps: int, slots: int) -> int:
     return r * steps - beta(slots + 1, r - 1)
 
 
-def _advances_table(steps: int, slots: int) -> np.ndarray:
-    """t(l, slots) for l = 0..steps, vectorized."""
-    lengths = np.arange(steps + 1)
+def _advances(lengths: np.ndarray, slots: int, longest: int) -> np.ndarray:
+    """t(l, slots) for each l in ``lengths`` (none above ``longest``), vectorized."""
     if slots == 1:
         return lengths * (lengths - 1) // 2
-    r_max = repetitions(max(steps, 1), slots)
-    bounds = np.array([beta(slots, r) for r in range(r_max + 1)])
-    r = np.searchsorted(bounds, lengths, side="left")  # first r with β(c, r) >= l
-    offsets = np.array([beta(slots + 1, k - 1) for k in range(r_max + 1)])
-    table = r * lengths - offsets[r]
-    table[:2] = 0
-    return table
+    r_max = repetitions(max(longest, 1), slots)
+    bounds = np.array([beta(slots, r) for r in range(r_max + 1)], dtype=np.int64)
+    offsets = np.array([beta(slots + 1, k - 1) for k in range(r_max + 1)], dtype=np.int64)
+    r = np.searchsorted(bounds, lengths, side="left")  # the first r with β(c, r) >= l
+    return np.where(lengths > 1, r * lengths - offsets[r], 0)
 
 
 def revolve_schedule(steps: int, slots: int) -> list[tuple[str, int]]:
@@ -77,12 +74,6 @@ def revolve_schedule(steps: int, slots: int) -> list[tuple[str, int]]:
         return []
     if slots < 1:
         raise ArgumentError("reversing a chain needs at least one checkpoint slot (the input's)")
-    tables = {}
-
-    def table(c: int) -> np.ndarray:
-        if c not in tables:
-            tables[c] = _advances_table(steps, c)
-        return tables[c]
 
     actions: list[tuple[str, int]] = [("store", 0)]
     pending = [("reverse", 0, steps, slots, False)]
@@ -106,7 +97,7 @@ def revolve_schedule(steps: int, slots: int) -> list[tuple[str, int]]:
                 actions.append(("turn", last))
             continue
         splits = np.arange(1, length)
-        costs = splits + table(free - 1)[length - splits] + table(free)[splits]
+        costs = splits + _advances(length - splits, free - 1, length) + _advances(splits, free, length)
         split = int(splits[np.argmin(costs)])
         actions += [("advance", i) for i in range(start, start + split)]
         actions.append(("store", start + split))
