@@ -28,13 +28,21 @@ each round; the machine is shared, so they are noisy: compare ratios within one 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import tracemalloc
 from pathlib import Path
 from statistics import median
 
-import numpy as np
+# One BLAS/XLA thread each (before NumPy, JAX or PyTorch load): on a shared 2-core machine a second
+# OpenBLAS thread spins against the other engineers' jobs (a 256x512x512 float32 matmul measured
+# 2.1 ms on one thread, 7-46 ms on two), and every library then runs on the same footing.
+for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(variable, "1")
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+import numpy as np  # noqa: E402
 
 try:
     import chainrule as cr
@@ -146,7 +154,7 @@ def torch_rows(args, segment):
         from torch.utils.checkpoint import checkpoint_sequential
     except ImportError:
         return {}
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     params, x = args
     layers = []
     for W, b in params:

@@ -97,8 +97,9 @@ def plot(rows, activation, path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot([r[5] for r in done], [r[3] / activation for r in done], "o", label="measured peak (tracemalloc)")
     ax.plot([r[5] for r in done], [r[2] / activation for r in done], "x", label="estimated peak")
-    for label, _, estimate, measured, _, extra, _ in done:
-        ax.annotate(label, (extra, measured / activation), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    for index, (label, _, estimate, measured, _, extra, _) in enumerate(done):
+        ax.annotate(label, (extra, measured / activation), textcoords="offset points", fontsize=8,
+                    xytext=(5, 4 if index % 2 else -12))  # sqrt and optimal land close: alternate sides
     ax.set_xlabel("recomputation (extra forward passes)")
     ax.set_ylabel("peak memory (activations)")
     ax.set_title("100-layer tanh MLP: memory against recomputation")

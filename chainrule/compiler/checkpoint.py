@@ -44,7 +44,7 @@ from typing import Callable, Optional
 import networkx as nx
 import numpy as np
 
-from chainrule.compiler.revolve import fewest_slots_for_one_extra_sweep, revolve_schedule
+from chainrule.compiler.revolve import fewest_slots_for_one_extra_sweep, griewank_advances, revolve_schedule
 from chainrule.errors import ArgumentError, ChainruleError, Loc
 from chainrule.ir import Graph
 
@@ -426,12 +426,13 @@ def checkpoint(graph: Graph, policy="all", estimate: Optional[Callable[[Graph], 
     ``policy`` asks for (see the module docstring). A budget policy compares placements by
     ``estimate(graph)``, their peak bytes (default: fused and scheduled, as the pipeline does)."""
     validate_policy(policy)
-    forward = forward_pass(graph)
     name = describe_policy(policy)
+    if isinstance(policy, str) and policy == "all" \
+            and not any(isinstance(node.loc, SegmentLoc) for node in graph.nodes):
+        graph.checkpoint_info = CheckpointInfo(name, {}, "read by the backward pass")
+        return graph  # nothing to do, and no walk of a 100,000-node graph to find that out
+    forward = forward_pass(graph)
     if isinstance(policy, str):
-        if policy == "all" and not marked(graph, forward):
-            graph.checkpoint_info = CheckpointInfo(name, {}, keep_all(graph, forward).default_reason)
-            return graph
         placement = _string_placement(graph, forward, policy)
         return place(graph, placement, forward, name)
     if callable(policy):
@@ -480,8 +481,11 @@ def within_budget(graph: Graph, forward: ForwardPass, budget: int,
     if attempt(keep_all(graph, forward), "keep all"):
         return tried[-1][2]
     if forward.stages >= 2:
+        # the fewest slots considered: a schedule costing more than ~20 forward passes is no answer
         low, high = 1, forward.stages + 1
-        if attempt(revolve(graph, forward, low), f"Revolve, {low} slot"):
+        while griewank_advances(forward.stages, low) > max(20 * forward.stages, 10_000):
+            low += 1
+        if attempt(revolve(graph, forward, low), f"Revolve, {low} slots"):
             while high - low > 1:  # the most slots that fit: the peak grows with the slots
                 middle = (low + high) // 2
                 if attempt(revolve(graph, forward, middle), f"Revolve, {middle} slots"):
