@@ -14,11 +14,12 @@ from chainrule.dense import hessian, jacobian
 from chainrule.higher_order import hvp, jvp, vjp
 from chainrule.ir import Graph
 from chainrule import nn, optim, train  # the training toolkit: cr.nn, cr.optim, cr.train.fit
+from chainrule.markers import checkpoint
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ArgumentError", "ChainruleError", "Compiled", "Graph", "OutputError", "ShapeError", "TraceError",
-    "UnsupportedError", "check_grad", "from_sympy", "grad", "hessian", "hvp", "jacobian", "jit", "jvp",
-    "stop_gradient", "to_sympy", "trace", "value_and_grad", "vjp",
+    "UnsupportedError", "check_grad", "checkpoint", "from_sympy", "grad", "hessian", "hvp", "jacobian", "jit",
+    "jvp", "stop_gradient", "to_sympy", "trace", "value_and_grad", "vjp",
 ]

@@ -10,7 +10,9 @@ import numpy as np
 
 from chainrule.backends.numpy_backend import NumpyKernel, compile_graph
 from chainrule.compiler import pipeline
+from chainrule.compiler.checkpoint import validate_policy
 from chainrule.compiler.cost import CostReport, cost_report
+from chainrule.compiler.memory_report import MemoryReport, memory_report
 from chainrule.errors import ArgumentError, ChainruleError, OutputError, UnsupportedError
 from chainrule.frontends.pytree import flatten, unflatten
 from chainrule.frontends.trace import ArgsSpec, call_key, describe_args, trace_graph
@@ -18,7 +20,6 @@ from chainrule.frontends.tracer import Tracer, operation
 from chainrule.ir import Graph, Value
 
 _BACKENDS = ("numpy",)
-_CHECKPOINT_POLICIES = ("all",)
 
 
 class _Specialization:
@@ -68,9 +69,7 @@ class Compiled:
             raise ArgumentError(f"{transform} needs a function, got {type(fn).__name__}")
         if backend not in _BACKENDS:
             raise UnsupportedError(f"backend {backend!r} is not available; this build has {', '.join(_BACKENDS)}")
-        if checkpoint not in _CHECKPOINT_POLICIES:
-            raise UnsupportedError(f"checkpoint policy {checkpoint!r} is not available; this build keeps every "
-                                   "forward value (checkpoint='all')")
+        validate_policy(checkpoint)
         if check_nans:
             raise UnsupportedError("check_nans=True is not available in this build")
         self.fn = fn
@@ -80,6 +79,7 @@ class Compiled:
         if not all(isinstance(a, int) for a in self._argnum_tuple):
             raise ArgumentError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
         self.backend = backend
+        self.checkpoint = checkpoint
         self.optimize = optimize
         self._cache: dict[ArgsSpec, _Specialization] = {}
         # call_key -> (the same specialization, which leaves are its inputs, which of those need np.asarray)
@@ -138,7 +138,7 @@ class Compiled:
             traced_positions = [i for i, s in enumerate(spec.leaves) if s.traced]
             wrt = [traced_positions.index(i) for i, owner in enumerate(spec.arg_of_leaf)
                    if owner in differentiated and spec.leaves[i].traced]
-        compilation = pipeline.run(traced, wrt, optimize=self.optimize)
+        compilation = pipeline.run(traced, wrt, optimize=self.optimize, checkpoint_policy=self.checkpoint)
         kernel = compile_graph(compilation.final, f"{traced.name}_{self.transform}")
         return _Specialization(compilation, kernel, out_treedef, spec, differentiated)
 
@@ -214,6 +214,14 @@ class Compiled:
         (``report.backward_to_forward`` is about 2 for a network); ``print`` it for a table."""
         return cost_report(self.graph(*args, stage=stage))
 
+    def memory(self, *args) -> MemoryReport:
+        """The estimated peak bytes of a call, the forward values the backward pass keeps (bytes and
+        why) and recomputes (FLOPs) under this function's ``checkpoint`` policy; ``print`` it."""
+        if not self._differentiates:
+            raise ArgumentError("memory() reports what a backward pass keeps: use it on cr.grad or "
+                                "cr.value_and_grad")
+        return memory_report(self.graph(*args, stage="checkpointed"), self.graph(*args, stage="scheduled"))
+
 
 def _check_scalar_output(graph: Graph) -> None:
     if len(graph.outputs) != 1:
@@ -279,6 +287,12 @@ def grad(fn: Callable, argnums: Union[int, Sequence[int]] = 0, *, backend: str =
     then a tuple of gradients comes back). Arguments are pytrees of arrays;
     gradients have the same structure, shapes and dtypes. ``optimize=False`` skips the
     optimizing passes (simplify, CSE, fusion, scheduling), to compare against.
+
+    ``checkpoint`` trades recomputation for memory: ``"all"`` keeps every forward value the
+    backward pass reads, ``"sqrt"`` keeps about sqrt(n) of them (one extra forward pass at most),
+    ``"optimal"`` uses Griewank's binomial schedule on chains and a min-cut elsewhere, an int is a
+    budget in bytes, and a function ``(node) -> "save" | "recompute"`` decides per value (see
+    ``chainrule.compiler.checkpoint``; ``.memory(*args)`` reports the result).
     """
     return Compiled(fn, "grad", argnums, backend=backend, checkpoint=checkpoint, check_nans=check_nans,
                     optimize=optimize)

@@ -65,6 +65,9 @@ def _add_compile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", action="append", default=[], metavar="NAME=DIMS",
                         help="a random float64 input, e.g. --shape x=400x2 (one per argument, in order)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    parser.add_argument("--checkpoint", default="all", metavar="POLICY",
+                        help="with --grad: all, sqrt, optimal or a budget in bytes; recomputed nodes are marked "
+                             "(default: all)")
 
 
 # ---- compiling the user's function ---------------------------------------------------------
@@ -76,7 +79,8 @@ def _compile(args, backend: str = "numpy"):
     function, module = load_function(args.target)
     inputs = example_inputs(module, args.shape, args.seed)
     if args.grad:
-        compiled = cr.value_and_grad(function, _argnums(args.argnums), backend=backend)
+        compiled = cr.value_and_grad(function, _argnums(args.argnums), backend=backend,
+                                     checkpoint=_checkpoint_policy(args.checkpoint))
     elif args.jvp or args.hvp:
         argnums = _argnums(args.argnums)
         compiled = Linearized(function, "jvp" if args.jvp else "hvp", argnums)
@@ -88,6 +92,10 @@ def _compile(args, backend: str = "numpy"):
         compiled = cr.jit(function, backend=backend)
     entry, _ = compiled._specialize(inputs)
     return compiled, entry, inputs
+
+
+def _checkpoint_policy(text: str):
+    return int(text) if text.isdigit() else text
 
 
 def _argnums(text):

@@ -89,3 +89,16 @@ def test_jacobians_example_matches_pytorch_the_hand_hessian_and_newton_converges
     assert rows[-1][2] < 1e-9 * rows[0][2]  # the gradient norm, after a few Newton steps
     assert jacobians.main() == 0
     assert "max |chainrule - by hand|" in capsys.readouterr().out
+
+
+def test_checkpointing_example_sweeps_budgets_with_estimates_matching_the_measured_peaks(capsys):
+    checkpointing = load("checkpointing")
+    assert checkpointing.main(["--layers", "12"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines()
+            if line.startswith(("all", "sqrt", "optimal", "budget")) and "no checkpoint placement" not in line]
+    assert len(rows) >= 5 and any(row[0] == "budget" for row in rows)
+    assert "no checkpoint placement fits the memory budget" in out  # the lowest budgets cannot be met
+    for row in rows:
+        assert row[-1] == "0e+00"  # every policy's gradient is keep-all's
+        assert 0.9 <= float(row[-9]) <= 1.1  # estimate / measured peak

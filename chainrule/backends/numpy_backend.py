@@ -21,6 +21,7 @@ import numpy as np
 from chainrule.ir import OPS, Graph
 from chainrule.ir.fused import plan_buffers
 from chainrule.ir.npfuncs import NAMESPACE
+from chainrule.ir.types import EARLY_FREE_MIN_BYTES
 
 _COMMENT_COLUMN = 48
 # Ops whose result may be a view of their first operand (or that operand itself).
@@ -29,9 +30,6 @@ _VIEWS = {"broadcast_to", "transpose", "reshape", "getitem", "stop_gradient"}
 # (~10x at 65536 float64s, NumPy 2.x); from this size on it is written as a bit mask.
 _WHERE_MASK_MIN_SIZE = 16384
 _INT_OF_SAME_SIZE = {"float64": np.int64, "float32": np.int32, "float16": np.int16}
-# Locals at least this big are deleted after their last use. Smaller arrays come from the
-# allocator's free lists whatever happens, so deleting them early saves nothing but lines.
-_DEL_MIN_BYTES = 65536
 # How much of an expression a value read once may be inlined into before it gets its own line.
 _MAX_INLINE_DEPTH = 4
 _MAX_INLINE_LENGTH = 60
@@ -142,7 +140,8 @@ def generate_source(graph: Graph, function_name: str | None = None) -> tuple[str
                 if a in depth and depth[a] >= nesting:
                     nesting = depth[a] + 1
             if use_counts[node_id] == 1 and not node.name and not reads and node_id not in outputs \
-                    and definition.kind == "elementwise" and node.type.nbytes < _DEL_MIN_BYTES \
+                    and not node.recomputed and definition.kind == "elementwise" \
+                    and node.type.nbytes < EARLY_FREE_MIN_BYTES \
                     and nesting <= _MAX_INLINE_DEPTH and len(expression) <= _MAX_INLINE_LENGTH:
                 # a small unnamed value read once is written where it is read (``-(g * np.sin(t))``):
                 # fewer lines to read, and to compile (a statement costs Python's compiler ~7 µs)
@@ -151,12 +150,14 @@ def generate_source(graph: Graph, function_name: str | None = None) -> tuple[str
                 continue
         op_name = node.params["body"].root[0] if node.op == "fused" else node.op
         value_names[node_id] = names.fresh(node.name or f"{op_name}{node_id}")
-        if node.type.nbytes >= _DEL_MIN_BYTES:
+        if node.type.nbytes >= EARLY_FREE_MIN_BYTES:  # the memory plan's rule too
             freeable[node_id] = frozenset((value_names[node_id],))
         if node.op == "fused":
             commented = _fused_lines(graph, node, operands, value_names[node_id], names)
         else:
-            commented = [(f"{value_names[node_id]} = {expression}", _comment(graph, node.loc, node.origin))]
+            comment = _comment(graph, node.loc, node.origin)
+            comment = f"recomputed{', ' if comment else ''}{comment}" if node.recomputed else comment
+            commented = [(f"{value_names[node_id]} = {expression}", comment)]
         lines = [f"    {line}".ljust(_COMMENT_COLUMN) + f"  # {comment}" if comment else f"    {line}"
                  for line, comment in commented]
         statements += [(line, frozenset()) for line in lines[:-1]]

@@ -110,7 +110,7 @@ def node_cost(graph: Graph, node_id: int) -> NodeCost:
     flops = int(OPS[node.op].flops(operand_types, node.type, node.params))
     moved = 0 if node.op in VIEW_OPS or is_view(node) \
         else node.type.nbytes + sum(graph.type(a).nbytes for a in set(node.args))
-    phase = "forward" if node.origin is None else "backward"
+    phase = "backward" if node.is_backward else "forward"
     return NodeCost(node_id, node.op, node.type, flops, moved, phase, node_comment(graph, node))
 
 

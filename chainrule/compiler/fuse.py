@@ -5,9 +5,10 @@ A region grows backwards from its root, its last node: a node joins the
 region of its users when *all* its users are in that one region, it has the
 region's shape (so the body is one loop over one shape; smaller operands are
 region inputs, read by broadcasting), it is not a graph output, and it belongs
-to the same pass (forward or backward) as the root. Because every member but
-the root is used only inside the region, no path leaves the region and comes
-back: the region is convex, and replacing it by one node keeps the graph a DAG.
+to the same pass (forward or backward, where a checkpoint's recomputation is
+backward) as the root. Because every member but the root is used only inside
+the region, no path leaves the region and comes back: the region is convex,
+and replacing it by one node keeps the graph a DAG.
 A reduction (sum, max, min) can be a root, taking the elementwise region that
 feeds it as its prologue; it never sits inside a region.
 
@@ -47,7 +48,7 @@ def find_regions(graph: Graph, min_elements: int = 2) -> list[int]:
             root = region[users[0]] if users else -1
             if root >= 0 and (len(users) == 1 or all(region[u] == root for u in users)) \
                     and shape_of_region[root] == node.type.shape and steps_in_region[root] < MAX_REGION_STEPS \
-                    and (nodes[root].origin is None) == (node.origin is None):
+                    and nodes[root].is_backward == node.is_backward:
                 region[node_id] = root
                 steps_in_region[root] += 1
                 continue
@@ -80,8 +81,10 @@ def fuse(graph: Graph) -> Graph:
             mapping[node_id] = result.append_copy(node, tuple([mapping[a] for a in node.args]), origin)
             continue
         body, inputs = _body(graph, nodes)
-        mapping[node_id] = result.add("fused", tuple(mapping[i] for i in inputs), {"body": body},
-                                      loc=node.loc, name=node.name, origin=origin)
+        # a region holding a checkpoint's recomputation stays a copy, never merged with its forward twin
+        add = result.add_recomputed if any(graph[n].recomputed for n in nodes) else result.add
+        mapping[node_id] = add("fused", tuple(mapping[i] for i in inputs), {"body": body},
+                               loc=node.loc, name=node.name, origin=origin)
     result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
     return result
 

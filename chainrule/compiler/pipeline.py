@@ -13,10 +13,10 @@
   (forward mode, after ``grad`` when it is forward over reverse).
 - ``simplified``: identities, stability rewrites, constant folding and CSE
   to a fixed point (unless reverse mode's graph is the input: it already is
-  there), then small
-  backward regions simplified by SymPy (symbolic.py).
-- ``checkpointed``: which forward values the backward pass keeps. The policy
-  ``"all"`` keeps every one, so this stage is the simplified graph itself.
+  there), then small backward regions simplified by SymPy (symbolic.py).
+- ``checkpointed``: which forward values the backward pass keeps and which it
+  recomputes (checkpoint.py). Under the default policy ``"all"`` this stage is
+  the simplified graph itself.
 - ``fused``: elementwise regions become fused nodes.
 - ``scheduled``: an execution order that frees memory early, with a memory plan.
 
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 from chainrule.compiler.autodiff import reverse
+from chainrule.compiler.checkpoint import checkpoint
 from chainrule.compiler.dce import dce
 from chainrule.compiler.fuse import fuse
 from chainrule.compiler.schedule import schedule
@@ -89,7 +90,8 @@ Pass = tuple[str, str, Callable[[Graph], Graph]]  # (stage, pass name, pass)
 _AT_SIMPLIFY_FIXED_POINT = {"simplify forward", "dce", "simplify"}
 
 
-def _passes(wrt: Optional[Sequence[int]], optimize: bool, transforms: Sequence[Pass] = ()) -> list[Pass]:
+def _passes(wrt: Optional[Sequence[int]], optimize: bool, transforms: Sequence[Pass] = (),
+            policy="all") -> list[Pass]:
     """(stage, pass name, pass) in order."""
     passes = []
     if wrt is not None and optimize:
@@ -105,21 +107,29 @@ def _passes(wrt: Optional[Sequence[int]], optimize: bool, transforms: Sequence[P
         passes.append(("simplified", "symbolic", symbolic_regions))
     else:
         passes.append(("simplified", "dce", dce))
-    passes.append(("checkpointed", "keep all", lambda g: g))
-    if optimize:
-        passes.append(("fused", "fuse", fuse))
-    passes.append(("scheduled", "schedule", lambda g: schedule(g, reorder=optimize)))
-    return passes
+    later = [("fused", "fuse", fuse)] if optimize else []
+    later.append(("scheduled", "schedule", lambda g: schedule(g, reorder=optimize)))
+    if wrt is None:
+        passes.append(("checkpointed", "keep all", lambda g: g))
+    else:
+        def estimate(graph: Graph) -> int:  # what the later stages make of a placement: its peak
+            for _, _, run_pass in later:
+                graph = run_pass(graph)
+            return graph.memory_plan.peak_bytes
+        passes.append(("checkpointed", "checkpoint", lambda g: checkpoint(g, policy, estimate)))
+    return passes + later
 
 
 def run(traced: Graph, wrt: Optional[Sequence[int]] = None, optimize: bool = True,
-        transforms: Sequence[Pass] = ()) -> Compilation:
+        transforms: Sequence[Pass] = (), checkpoint_policy="all") -> Compilation:
     """Differentiate (when ``wrt`` gives input positions) and optimize ``traced``; ``transforms``
-    are differentiating passes of the caller's (forward mode, VJPs) to run before the optimizing ones."""
+    are differentiating passes of the caller's (forward mode, VJPs) to run before the optimizing
+    ones. The backward pass keeps or recomputes forward values as ``checkpoint_policy`` says
+    (checkpoint.py)."""
     verify = os.environ.get("CHAINRULE_VERIFY") == "1"
     result = Compilation()
     result.graphs["traced"] = current = traced
-    for stage, name, run_pass in _passes(wrt, optimize, transforms):
+    for stage, name, run_pass in _passes(wrt, optimize, transforms, checkpoint_policy):
         start = time.perf_counter()
         before = len(current)
         current = run_pass(current)

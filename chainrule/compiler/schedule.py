@@ -7,10 +7,11 @@ most bytes for the fewest it allocates (ties go to the earlier node), and
 keeps whichever order has the lower estimated peak.
 
 The memory plan simulates running the order on a backend that materializes
-every node's value, frees each value after its last use (the generated code
-``del``s it) and runs a fused node's steps in the buffers ``plan_buffers``
-assigns. View ops (reshape, transpose, broadcast_to, basic indexing) share
-their operand's storage. Inputs belong to the caller and constants to the
+every node's value, frees each value of at least ``EARLY_FREE_MIN_BYTES`` after
+its last use (the generated code ``del``s it; smaller values live to the end of
+the call), runs a fused node's steps in the buffers ``plan_buffers`` assigns,
+and counts the buffer NumPy's ufunc iterator allocates to broadcast. View ops
+(reshape, transpose, broadcast_to, basic indexing) share their operand's storage. Inputs belong to the caller and constants to the
 compiled function, so neither counts: the plan measures the temporaries a
 call allocates, which is what ``tracemalloc`` sees.
 """
@@ -21,8 +22,9 @@ import heapq
 from dataclasses import dataclass
 from typing import Sequence
 
-from chainrule.ir import Graph
+from chainrule.ir import OPS, Graph
 from chainrule.ir.fused import plan_buffers
+from chainrule.ir.types import EARLY_FREE_MIN_BYTES
 
 SHAPE_VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "stop_gradient"})  # results that share storage
 _NOT_ALLOCATED = {"input", "const"}
@@ -62,6 +64,7 @@ def plan_memory(graph: Graph, order: Sequence[int] | None = None) -> MemoryPlan:
             if position.get(last_use.get(r, -1), -1) < position[node_id]:
                 last_use[r] = node_id
     kept = {root[o] for o in graph.outputs}
+    kept.update(root[i] for i in order if graph[i].type.nbytes < EARLY_FREE_MIN_BYTES)  # never del'd
     dying_at: dict[int, list[int]] = {}
     for r, user in last_use.items():
         if r not in kept:
@@ -73,10 +76,10 @@ def plan_memory(graph: Graph, order: Sequence[int] | None = None) -> MemoryPlan:
         if node.op in _NOT_ALLOCATED or root[node_id] != node_id:
             continue
         allocated = node.type.nbytes
-        scratch = 0
+        scratch = broadcast_buffer_bytes(graph, node)
         if node.op == "fused":
             plan = plan_buffers(node.params["body"])
-            scratch = max(plan.peak_bytes - allocated, 0)  # steps' buffers besides the result
+            scratch += max(plan.peak_bytes - allocated, 0)  # steps' buffers besides the result
         if live + allocated + scratch > peak:
             peak, peak_at = live + allocated + scratch, node_id
         live += allocated
@@ -84,6 +87,27 @@ def plan_memory(graph: Graph, order: Sequence[int] | None = None) -> MemoryPlan:
             if graph[r].op not in _NOT_ALLOCATED:
                 live -= graph[r].type.nbytes
     return MemoryPlan(peak, peak_at)
+
+
+# NumPy's ufunc iterator buffers an operand it broadcasts (b in ``a + b`` with a of shape [256, 32]
+# and b of shape [32]) in a buffer of up to this many elements, for the duration of the call.
+_UFUNC_BUFFER_ELEMENTS = 8192
+
+
+def broadcast_buffer_bytes(graph: Graph, node) -> int:
+    """The iteration buffer NumPy allocates while computing ``node`` (or a fused node's steps) when
+    an elementwise operation broadcasts an operand that is not a single number."""
+    if node.op == "fused":
+        body = node.params["body"]
+        cases = [(step_type, [graph.type(node.args[-k - 1]) if k < 0 else body.steps[k][3] for k in operands])
+                 for op, operands, _, step_type in body.steps if OPS[op].is_elementwise]
+    elif OPS[node.op].is_elementwise:
+        cases = [(node.type, [graph.type(a) for a in node.args])]
+    else:
+        return 0
+    return max([min(out.size, _UFUNC_BUFFER_ELEMENTS) * out.nbytes // max(out.size, 1)
+                for out, operands in cases
+                if any(t.size > 1 and t.shape != out.shape for t in operands)], default=0)
 
 
 def greedy_order(graph: Graph) -> list[int]:
@@ -150,7 +174,7 @@ def schedule(graph: Graph, reorder: bool = True) -> Graph:
     order, plan = traced_order, plan_memory(graph, traced_order)
     # Values under 64 KiB come from the allocator's free lists whatever the order (the NumPy
     # backend does not even del them), so only graphs with a big value are worth reordering.
-    if reorder and any(graph[i].type.nbytes >= 65536 for i in traced_order):
+    if reorder and any(graph[i].type.nbytes >= EARLY_FREE_MIN_BYTES for i in traced_order):
         candidate = greedy_order(graph)
         candidate_plan = plan_memory(graph, candidate)
         if candidate_plan.peak_bytes < plan.peak_bytes:

@@ -54,7 +54,7 @@ def symbolic_regions(graph: Graph) -> Graph:
     replacements: dict[int, tuple] = {}  # root -> (expression, input ids, symbols)
     for root, nodes in members.items():
         if graph[root].origin is None or not 2 <= len(nodes) <= MAX_STEPS \
-                or any(graph[n].op not in _SMOOTH for n in nodes):
+                or any(graph[n].op not in _SMOOTH or graph[n].recomputed for n in nodes):
             continue
         key, inputs = _region_key(graph, nodes, region)
         simplified = _simplify_region(key)
@@ -80,8 +80,9 @@ def symbolic_regions(graph: Graph) -> Graph:
                 result[new].name = node.name
             mapping[node_id] = new
             continue
-        mapping[node_id] = result.add(node.op, tuple(mapping[a] for a in node.args), node.params,
-                                      loc=node.loc, name=node.name, origin=origin)
+        add = result.add_recomputed if node.recomputed else result.add
+        mapping[node_id] = add(node.op, tuple(mapping[a] for a in node.args), node.params,
+                               loc=node.loc, name=node.name, origin=origin)
     result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
     result.carry_name_hints(graph, mapping)
     return result

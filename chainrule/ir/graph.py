@@ -73,10 +73,18 @@ class Node:
     loc: Optional[Loc] = None
     name: Optional[str] = None  # a readable name hint (the user's variable, or d<name> for a cotangent)
     origin: Optional[int] = None
+    # A forward value computed again in the backward pass (checkpointing): never hash-consed, so
+    # no later pass merges it back into the forward node it copies (which would undo the saving).
+    recomputed: bool = False
 
     @property
     def params(self) -> dict:
         return dict(self.attrs)
+
+    @property
+    def is_backward(self) -> bool:
+        """Whether the node runs in the backward pass: a derivative (it has an origin) or a recomputation."""
+        return self.origin is not None or self.recomputed
 
 
 def freeze_attrs(attrs: Optional[dict]) -> tuple:
@@ -194,8 +202,20 @@ class Graph:
     def append_copy(self, node: Node, args: tuple, origin: Optional[int]) -> int:
         """Append a copy of another graph's ``node`` with operands ``args`` (ids here), as it is:
         no type inference, no rewriting. For passes that copy nodes they do not change."""
-        copy = Node(node.op, args, node.attrs, node.type, node.loc, node.name, origin)
-        return self._append(copy, OPS[node.op].interned)
+        copy = Node(node.op, args, node.attrs, node.type, node.loc, node.name, origin, node.recomputed)
+        return self._append(copy, OPS[node.op].interned and not node.recomputed)
+
+    def add_recomputed(self, op: str, args: Iterable[int], attrs: Optional[dict] = None, *,
+                       loc: Optional[Loc] = None, name: Optional[str] = None, origin: Optional[int] = None) -> int:
+        """Append ``op(args; attrs)`` as a new recomputed node, even when an identical node exists.
+
+        Checkpointing copies forward values into the backward pass this way; ``add`` would
+        return the forward node itself (hash-consing is CSE), and the copy would be no copy.
+        """
+        args = tuple(args)
+        frozen = freeze_attrs(attrs)
+        out_type = OPS[op].result_type(tuple([self.nodes[a].type for a in args]), frozen)
+        return self._append(Node(op, args, frozen, out_type, loc, name, origin, recomputed=True), False)
 
     def _append(self, node: Node, interned: bool) -> int:
         node_id = len(self.nodes)
@@ -251,10 +271,13 @@ class Graph:
             origin = mapping.get(node.origin) if node.origin is not None else None
             if verbatim:  # append_copy, spelled out: DCE and the schedule copy every node this way
                 copy = len(nodes)
-                nodes.append(Node(node.op, args, node.attrs, node.type, node.loc, node.name, origin))
-                if OPS[node.op].interned:
+                nodes.append(Node(node.op, args, node.attrs, node.type, node.loc, node.name, origin, node.recomputed))
+                if OPS[node.op].interned and not node.recomputed:
                     interned[(node.op, args, node.attrs)] = copy
                 mapping[node_id] = copy
+            elif node.recomputed:
+                mapping[node_id] = self.add_recomputed(node.op, args, node.params, loc=node.loc, name=node.name,
+                                                       origin=origin)
             else:
                 mapping[node_id] = self.add(node.op, args, node.params, loc=node.loc, name=node.name, origin=origin)
         return mapping

@@ -52,7 +52,7 @@ def format_node(graph, node_id: int, names: dict[int, str] | None = None) -> str
 
 def node_comment(graph, node) -> str:
     """What a node is to the user: its name, the forward op it differentiates, its source line."""
-    parts = []
+    parts = ["recomputed"] if node.recomputed else []
     if node.name and node.op != "input":
         parts.append(node.name)
     if node.origin is not None:

@@ -14,6 +14,11 @@ _SHORT_NAMES = {
     "uint8": "u8", "bool": "bool",
 }
 
+# Generated code frees (``del``s) a value after its last use only from this size on: smaller arrays
+# come from the allocator's free lists whatever happens. The NumPy backend writes the dels and the
+# memory plan (compiler/schedule.py) simulates them by this one rule, so the estimate is what runs.
+EARLY_FREE_MIN_BYTES = 65536
+
 
 @dataclass(frozen=True)
 class TensorType:
