@@ -76,7 +76,8 @@ def plan_memory(graph: Graph, order: Sequence[int] | None = None) -> MemoryPlan:
         if node.op in _NOT_ALLOCATED or root[node_id] != node_id:
             continue
         allocated = node.type.nbytes
-        scratch = broadcast_buffer_bytes(graph, node)
+        # a one-element result broadcasts nothing: no buffer (and scalar graphs skip the search)
+        scratch = broadcast_buffer_bytes(graph, node) if node.type.size > 1 else 0
         if node.op == "fused":
             plan = plan_buffers(node.params["body"])
             scratch += max(plan.peak_bytes - allocated, 0)  # steps' buffers besides the result
