@@ -244,6 +244,15 @@ def test_asking_for_a_symbol_the_module_lacks_is_an_error():
         module.address("cos")
 
 
+def test_the_cheaper_pipeline_still_vectorizes_and_computes_the_same():
+    module = compile_ir(SIN_F64, name="sin", optimization="O1")
+    x = np.linspace(-20, 20, 1003)
+    np.testing.assert_allclose(run_loop(module, "loop_sin_float64", x), np.sin(x), rtol=1e-15, atol=1e-15)
+    assert "_ZGV" in module.optimized_ir or mathlib.vector_isa() is mathlib.SCALAR
+    with pytest.raises(ValueError, match="O2, O1"):
+        compile_ir(SIN_F64, name="sin", optimization="O3")
+
+
 def test_big_modules_get_the_cheaper_pipeline():
     small = "define void @f() {\n  ret void\n}\n"
     big = "define void @f() {\n" + "  %x = add i64 1, 2\n" * (engine.O2_MAX_INSTRUCTIONS + 1) + "  ret void\n}\n"

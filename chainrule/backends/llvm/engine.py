@@ -36,9 +36,27 @@ import llvmlite.binding as llvm
 from chainrule.backends.llvm import blas, cache, mathlib
 from chainrule.errors import ChainruleError
 
-# O2 costs ~90 µs per instruction here; above this many instructions the cheaper O1 pipeline
-# keeps a big kernel's compile time in check (it still vectorizes loops).
+# O2 costs ~100-200 µs per instruction here; above this many instructions the cheaper "O1"
+# pipeline keeps a big kernel's compile time in check.
 O2_MAX_INSTRUCTIONS = 2000
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """An optimization pipeline: the pass builder's speed level and what runs at codegen."""
+
+    speed_level: int
+    codegen_level: int
+    # SLP vectorization, interleaving and unrolling copy big loop bodies several times over;
+    # loop vectorization stays on in every pipeline: libmvec's speedup comes from it.
+    slp_interleave_unroll: bool
+
+
+# O1 generates code at level 0 (fast instruction selection and register allocation): the greedy
+# register allocator of levels 1-3 grows quadratically with a basic block's length (a straight
+# 8,000-instruction block: 1.5 s at level 1-3, 0.28 s at 0), and the code ran as fast here,
+# its time going to libm calls and dependent arithmetic.
+PIPELINES = {"O2": Pipeline(2, 3, True), "O1": Pipeline(1, 0, False)}
 
 # Name in JIT code -> function returning its address in this process. Imported at link time
 # only when the IR mentions the name, so scipy is loaded only by modules that call BLAS.
@@ -79,16 +97,18 @@ def host_target() -> Target:
 
 @lru_cache(maxsize=None)
 def _initialize() -> None:
+    if llvm.llvm_version_info[0] < 20:  # llvmlite < 0.45 needs it; later ones refuse the call
+        llvm.initialize()
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     llvm.initialize_native_asmparser()
 
 
 @lru_cache(maxsize=None)
-def _target_machine(target: Target) -> llvm.TargetMachine:
+def _target_machine(target: Target, codegen_level: int = 3) -> llvm.TargetMachine:
     _initialize()
     return llvm.Target.from_triple(target.triple).create_target_machine(
-        cpu=target.cpu, features=target.features, opt=3, codemodel="jitdefault", jit=True)
+        cpu=target.cpu, features=target.features, opt=codegen_level, codemodel="jitdefault", jit=True)
 
 
 # One LLJIT for the process: each compiled module is a library in it, unloaded when its
@@ -146,17 +166,20 @@ class NativeModule:
         return f"<NativeModule {self.name} ({origin}, {self.optimization}): {', '.join(self.symbols)}>"
 
 
-def compile_ir(ir_text: str, *, name: str, target: Target | None = None,
-               use_cache: bool = True) -> NativeModule:
+def compile_ir(ir_text: str, *, name: str, target: Target | None = None, use_cache: bool = True,
+               optimization: str | None = None) -> NativeModule:
     """Compile LLVM IR text and link it into this process.
 
     ``name`` labels the module (error messages, ``repr``); ``target`` defaults to
     the host CPU (another target must be one the host can run, e.g. the host
     minus some features). With ``use_cache`` object code is read from and
-    written to the disk cache (``cache.cache_directory()``).
+    written to the disk cache (``cache.cache_directory()``). ``optimization``
+    (a key of ``PIPELINES``) defaults to ``optimization_level(ir_text)``.
     """
     target = target or host_target()
-    optimization = optimization_level(ir_text)
+    optimization = optimization or optimization_level(ir_text)
+    if optimization not in PIPELINES:
+        raise ValueError(f"optimization must be one of {', '.join(PIPELINES)}, got {optimization!r}")
     key = cache.cache_key(ir_text, target, optimization)
     entry = cache.load(key) if use_cache else None
     optimized_ir = None
@@ -164,7 +187,8 @@ def compile_ir(ir_text: str, *, name: str, target: Target | None = None,
         module, context = _parse(ir_text, target)
         _optimize(module, target, optimization)
         optimized_ir = str(module)
-        entry = cache.Entry(_target_machine(target).emit_object(module), _exported_symbols(module))
+        machine = _target_machine(target, PIPELINES[optimization].codegen_level)
+        entry = cache.Entry(machine.emit_object(module), _exported_symbols(module))
         module.close()
         del context
         if use_cache:
@@ -176,10 +200,14 @@ def compile_ir(ir_text: str, *, name: str, target: Target | None = None,
 
 def optimization_level(ir_text: str) -> str:
     """``"O2"``, or ``"O1"`` for modules of more than ``O2_MAX_INSTRUCTIONS`` instructions."""
-    # Instructions are the indented lines of function bodies; counting them in the text
-    # costs microseconds, walking the parsed module milliseconds.
-    instructions = sum(1 for line in ir_text.splitlines() if line.startswith((" ", "\t")) and line.strip())
-    return "O2" if instructions <= O2_MAX_INSTRUCTIONS else "O1"
+    return "O2" if instruction_count(ir_text) <= O2_MAX_INSTRUCTIONS else "O1"
+
+
+def instruction_count(ir_text: str) -> int:
+    """The instructions in ``ir_text``: its indented, non-comment lines."""
+    # Counting lines of text costs microseconds, walking the parsed module milliseconds.
+    return sum(1 for line in ir_text.splitlines()
+               if line.startswith((" ", "\t")) and line.strip() and not line.lstrip().startswith(";"))
 
 
 def _parse(ir_text: str, target: Target):
@@ -209,9 +237,12 @@ def _with_function_attributes(ir_text: str, target: Target) -> str:
 
 
 def _optimize(module: llvm.ModuleRef, target: Target, optimization: str) -> None:
-    tuning = llvm.create_pipeline_tuning_options(speed_level=int(optimization[1]))
+    pipeline = PIPELINES[optimization]
+    tuning = llvm.create_pipeline_tuning_options(speed_level=pipeline.speed_level)
     tuning.loop_vectorization = True
-    tuning.slp_vectorization = True
+    tuning.slp_vectorization = pipeline.slp_interleave_unroll
+    tuning.loop_interleaving = pipeline.slp_interleave_unroll
+    tuning.loop_unrolling = pipeline.slp_interleave_unroll
     pass_builder = llvm.create_pass_builder(_target_machine(target), tuning)
     pass_builder.getModulePassManager().run(module, pass_builder)
 

@@ -1,0 +1,179 @@
+"""The LLVM engine on its own: vector math, compile and cached-reload time, optimization cost.
+
+    python3 benchmarks/llvm_engine.py           # about a minute
+    python3 benchmarks/llvm_engine.py --quick   # smaller arrays and kernels, about 15 s
+
+1. Vector math: a loop ``out[i] = f(x[i])`` over 1,000,000 values, one thread,
+   with f compiled as scalar libm calls, as libmvec's AVX2 functions (4 float64
+   lanes) and as its AVX-512 ones (8 lanes), next to NumPy's ufunc. The issue's
+   bar: 8 lanes ~5.9x over scalar, 4 lanes ~3.4x.
+2. Compile versus reload: a module of a few loops compiled from IR text, loaded
+   from the disk cache in the same process, and loaded from the cache in a fresh
+   process (the ``compile_ir`` call timed inside it; the bar is 10 ms).
+3. Optimization cost per instruction, O2 against the cheaper O1 pipeline that
+   modules above ``engine.O2_MAX_INSTRUCTIONS`` instructions get.
+
+Every figure is the median of several runs. The machine is shared with other
+work, so single figures are noisy; compare the ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from statistics import median
+
+import numpy as np
+from scipy import special
+
+try:
+    from chainrule.backends.llvm import engine, mathlib
+except ImportError:  # run from a checkout: python3 benchmarks/llvm_engine.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from chainrule.backends.llvm import engine, mathlib
+
+_LLVM_TYPES = {"float64": "double", "float32": "float"}
+LOOP = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+NUMPY = {"sin": np.sin, "exp": np.exp, "log": np.log, "tanh": np.tanh, "erf": special.erf, "atan": np.arctan}
+
+
+def loop_module(functions, isa, body_ops=0):
+    """A loop ``loop_<f>_<dtype>`` per (function, dtype); ``body_ops`` extra arithmetic in each body."""
+    pieces = [mathlib.declarations(functions, isa=isa)]
+    for function, dtype in functions:
+        t = _LLVM_TYPES[dtype]
+        extra, value = [], "%r"
+        for k in range(body_ops):  # a long dependent chain, as a fused kernel's body is
+            extra.append(f"  %e{k} = fmul {t} {value}, {'%a' if k % 3 else value}")
+            value = f"%e{k}"
+        pieces.append(f"""
+define void @loop_{function}_{dtype}(ptr noalias %x, ptr noalias %out, i64 %n) {{
+entry:
+  %empty = icmp sle i64 %n, 0
+  br i1 %empty, label %exit, label %loop
+loop:
+  %i = phi i64 [0, %entry], [%next, %loop]
+  %px = getelementptr {t}, ptr %x, i64 %i
+  %a = load {t}, ptr %px
+  %r = {mathlib.call(function, dtype, '%a', isa=isa)}
+{chr(10).join(extra)}
+  %po = getelementptr {t}, ptr %out, i64 %i
+  store {t} {value}, ptr %po
+  %next = add i64 %i, 1
+  %done = icmp eq i64 %next, %n
+  br i1 %done, label %exit, label %loop
+exit:
+  ret void
+}}
+""")
+    return "\n".join(pieces)
+
+
+def timed(function, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return median(times)
+
+
+def vector_math(size, repeats):
+    functions = [(f, "float64") for f in ("sin", "exp", "log", "tanh", "erf", "atan")] + \
+                [(f, "float32") for f in ("sin", "exp", "tanh")]
+    host = mathlib.vector_isa()
+    isas = [isa for isa in (mathlib.SCALAR, mathlib.AVX2, mathlib.AVX512) if isa.bits <= max(host.bits, 0)
+            or isa is mathlib.SCALAR]
+    modules = {isa.name: engine.compile_ir(loop_module(functions, isa), name=f"math_{isa.name}", use_cache=False)
+               for isa in isas}
+    print(f"1. out[i] = f(x[i]) over {size:,} values, one thread (ms, median of {repeats}); host: {host.name}")
+    header = f"{'function':14s} {'NumPy':>8s}" + "".join(f" {isa.name:>8s}" for isa in isas)
+    header += "".join(f" {isa.name + '/scalar':>16s}" for isa in isas[1:]) + f" {'NumPy/best':>11s}"
+    print(header)
+    for function, dtype in functions:
+        x = np.linspace(0.01, 3.0, size).astype(dtype)
+        out = np.empty_like(x)
+        reference = NUMPY[function](x)
+        numpy_time = timed(lambda: NUMPY[function](x, out=out) if function != "erf" else special.erf(x, out=out),
+                           repeats)
+        times = {}
+        for isa in isas:
+            loop = LOOP(modules[isa.name].address(f"loop_{function}_{dtype}"))
+            loop(x.ctypes.data, out.ctypes.data, x.size)
+            assert np.allclose(out, reference, rtol=1e-5 if dtype == "float32" else 1e-13), (function, isa)
+            times[isa.name] = timed(lambda: loop(x.ctypes.data, out.ctypes.data, x.size), repeats)
+        row = f"{function + ' ' + dtype[5:]:14s} {numpy_time * 1e3:8.2f}"
+        row += "".join(f" {times[isa.name] * 1e3:8.2f}" for isa in isas)
+        row += "".join(f" {times['scalar'] / times[isa.name]:15.1f}x" for isa in isas[1:])
+        row += f" {numpy_time / min(times.values()):10.1f}x"
+        print(row)
+
+
+RELOAD = """
+import sys, time
+from chainrule.backends.llvm.engine import compile_ir
+text = open(sys.argv[1]).read()
+start = time.perf_counter()
+module = compile_ir(text, name="reload")
+elapsed = time.perf_counter() - start
+assert module.from_cache
+print(elapsed)
+"""
+
+
+def compile_and_reload(repeats):
+    functions = [(f, "float64") for f in ("sin", "exp", "tanh", "log")]
+    text = loop_module(functions, mathlib.vector_isa(), body_ops=10)
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ["CHAINRULE_CACHE_DIR"] = folder
+        compile_times = []
+        for _ in range(repeats):
+            for path in Path(folder, "llvm").glob("*.o"):
+                path.unlink()
+            start = time.perf_counter()
+            engine.compile_ir(text, name="fresh")
+            compile_times.append(time.perf_counter() - start)
+        hit = timed(lambda: engine.compile_ir(text, name="hit"), repeats)
+        ir_file = Path(folder, "module.ll")
+        ir_file.write_text(text)
+        environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        fresh = [float(subprocess.run([sys.executable, "-c", RELOAD, str(ir_file)], env=environment, check=True,
+                                      capture_output=True, text=True).stdout) for _ in range(repeats)]
+    print(f"\n2. A module of {len(functions)} loops ({engine.instruction_count(text)} instructions), "
+          f"ms, median of {repeats}")
+    print(f"{'compile (no cache)':28s} {median(compile_times) * 1e3:8.2f}")
+    print(f"{'cache hit, same process':28s} {hit * 1e3:8.2f}")
+    print(f"{'cache hit, fresh process':28s} {median(fresh) * 1e3:8.2f}   (bar: 10 ms)")
+
+
+def optimization_cost(sizes, repeats):
+    print(f"\n3. Optimization + code generation of one loop with a long body, median of {repeats}")
+    print(f"{'instructions':>12s} {'O2 ms':>9s} {'O2 µs/instr':>12s} {'O1 ms':>9s} {'O1 µs/instr':>12s}")
+    isa = mathlib.vector_isa()
+    for body_ops in sizes:
+        text = loop_module([("sin", "float64")], isa, body_ops=body_ops)
+        count = engine.instruction_count(text)
+        row = f"{count:12d}"
+        for level in ("O2", "O1"):
+            seconds = timed(lambda: engine.compile_ir(text, name="big", use_cache=False, optimization=level), repeats)
+            row += f" {seconds * 1e3:9.1f} {seconds / count * 1e6:12.1f}"
+        print(row)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller arrays and kernels")
+    options = parser.parse_args(argv)
+    vector_math(200_000 if options.quick else 1_000_000, 5 if options.quick else 15)
+    compile_and_reload(3 if options.quick else 7)
+    optimization_cost((200, 1000) if options.quick else (200, 1000, 2000, 4000), 1 if options.quick else 3)
+
+
+if __name__ == "__main__":
+    main()
