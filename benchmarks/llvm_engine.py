@@ -11,7 +11,8 @@
    from the disk cache in the same process, and loaded from the cache in a fresh
    process (the ``compile_ir`` call timed inside it; the bar is 10 ms).
 3. Optimization cost per instruction, O2 against the cheaper O1 pipeline that
-   modules above ``engine.O2_MAX_INSTRUCTIONS`` instructions get.
+   modules above ``engine.O2_MAX_INSTRUCTIONS`` instructions get, on a loop with
+   a long body and on one long basic block (CPU time: the machine is shared).
 
 Every figure is the median of several runs. The machine is shared with other
 work, so single figures are noisy; compare the ratios within one run.
@@ -152,18 +153,35 @@ def compile_and_reload(repeats):
     print(f"{'cache hit, fresh process':28s} {median(fresh) * 1e3:8.2f}   (bar: 10 ms)")
 
 
+def straight_block(length):
+    """One basic block of ``length`` instructions: sin calls and arithmetic, as a scalar kernel is."""
+    lines, value = [], "%x"
+    for k in range(length):
+        step = (mathlib.call("sin", "float64", value) if k % 4 == 3
+                else f"fadd double {value}, %x" if k % 4 == 1 else f"fmul double {value}, 0.999")
+        lines.append(f"  %v{k} = {step}")
+        value = f"%v{k}"
+    return (mathlib.declarations([("sin", "float64")]) + "\ndefine double @block(double %x) {\n"
+            + "\n".join(lines) + f"\n  ret double {value}\n}}\n")
+
+
 def optimization_cost(sizes, repeats):
-    print(f"\n3. Optimization + code generation of one loop with a long body, median of {repeats}")
-    print(f"{'instructions':>12s} {'O2 ms':>9s} {'O2 µs/instr':>12s} {'O1 ms':>9s} {'O1 µs/instr':>12s}")
+    print(f"\n3. Optimization + code generation, CPU ms (process time), median of {repeats}")
+    print(f"{'kernel':24s} {'instructions':>12s} {'O2 ms':>9s} {'µs/instr':>9s} {'O1 ms':>9s} {'µs/instr':>9s}")
     isa = mathlib.vector_isa()
-    for body_ops in sizes:
-        text = loop_module([("sin", "float64")], isa, body_ops=body_ops)
-        count = engine.instruction_count(text)
-        row = f"{count:12d}"
-        for level in ("O2", "O1"):
-            seconds = timed(lambda: engine.compile_ir(text, name="big", use_cache=False, optimization=level), repeats)
-            row += f" {seconds * 1e3:9.1f} {seconds / count * 1e6:12.1f}"
-        print(row)
+    for size in sizes:
+        for label, text in ((f"loop, {size}-step body", loop_module([("sin", "float64")], isa, body_ops=size)),
+                            (f"straight block of {size}", straight_block(size))):
+            count = engine.instruction_count(text)
+            row = f"{label:24s} {count:12d}"
+            for level in ("O2", "O1"):
+                seconds = []
+                for _ in range(repeats):
+                    start = time.process_time()
+                    engine.compile_ir(text, name="big", use_cache=False, optimization=level)
+                    seconds.append(time.process_time() - start)
+                row += f" {median(seconds) * 1e3:9.1f} {median(seconds) / count * 1e6:9.1f}"
+            print(row)
 
 
 def main(argv=None):
@@ -172,7 +190,7 @@ def main(argv=None):
     options = parser.parse_args(argv)
     vector_math(200_000 if options.quick else 1_000_000, 5 if options.quick else 15)
     compile_and_reload(3 if options.quick else 7)
-    optimization_cost((200, 1000) if options.quick else (200, 1000, 2000, 4000), 1 if options.quick else 3)
+    optimization_cost((500, 2000) if options.quick else (500, 2000, 4000), 1 if options.quick else 3)
 
 
 if __name__ == "__main__":

@@ -112,8 +112,9 @@ def _target_machine(target: Target, codegen_level: int = 3) -> llvm.TargetMachin
 
 
 # One LLJIT for the process: each compiled module is a library in it, unloaded when its
-# ResourceTracker is freed. Linking is serialized; the compiled code itself runs unlocked.
-_jit_lock = threading.RLock()
+# ResourceTracker is freed. Compiling and linking are serialized (the target machines are
+# shared); the compiled code itself runs unlocked.
+_lock = threading.RLock()
 _library_numbers = itertools.count()
 
 
@@ -154,11 +155,8 @@ class NativeModule:
     def optimized_ir(self) -> str:
         """The IR after optimization, as LLVM compiled it (rebuilt on demand after a cache hit)."""
         if self._optimized_ir is None:
-            module, context = _parse(self.ir_text, self.target)
-            _optimize(module, self.target, self.optimization)
-            self._optimized_ir = str(module)
-            module.close()
-            del context
+            with _lock:
+                self._optimized_ir, _ = _build(self.ir_text, self.target, self.optimization, emit=False)
         return self._optimized_ir
 
     def __repr__(self) -> str:
@@ -183,17 +181,12 @@ def compile_ir(ir_text: str, *, name: str, target: Target | None = None, use_cac
     key = cache.cache_key(ir_text, target, optimization)
     entry = cache.load(key) if use_cache else None
     optimized_ir = None
-    if entry is None:
-        module, context = _parse(ir_text, target)
-        _optimize(module, target, optimization)
-        optimized_ir = str(module)
-        machine = _target_machine(target, PIPELINES[optimization].codegen_level)
-        entry = cache.Entry(machine.emit_object(module), _exported_symbols(module))
-        module.close()
-        del context
-        if use_cache:
-            cache.store(key, entry)
-    tracker = _link(entry, ir_text, name)
+    with _lock:
+        if entry is None:
+            optimized_ir, entry = _build(ir_text, target, optimization, emit=True)
+            if use_cache:
+                cache.store(key, entry)
+        tracker = _link(entry, ir_text, name)
     return NativeModule(name, ir_text, target, optimization, tracker, _lljit(), entry.symbols,
                         from_cache=optimized_ir is None, optimized_ir=optimized_ir)
 
@@ -210,11 +203,24 @@ def instruction_count(ir_text: str) -> int:
                if line.startswith((" ", "\t")) and line.strip() and not line.lstrip().startswith(";"))
 
 
-def _parse(ir_text: str, target: Target):
-    # A context per module: types and constants die with it instead of piling up in the global one.
-    context = llvm.create_context()
+def _build(ir_text: str, target: Target, optimization: str, emit: bool) -> tuple[str, cache.Entry | None]:
+    """The optimized IR text and (if ``emit``) the object code of ``ir_text``."""
+    module = _parse(ir_text, target)
     try:
-        module = llvm.parse_assembly(_with_function_attributes(ir_text, target), context)
+        _optimize(module, target, optimization)
+        if not emit:
+            return str(module), None
+        machine = _target_machine(target, PIPELINES[optimization].codegen_level)
+        return str(module), cache.Entry(machine.emit_object(module), _exported_symbols(module))
+    finally:
+        module.close()
+
+
+def _parse(ir_text: str, target: Target) -> llvm.ModuleRef:
+    try:
+        # A context per module (the module holds it): types and constants die with the module
+        # instead of piling up in the global context.
+        module = llvm.parse_assembly(_with_function_attributes(ir_text, target), llvm.create_context())
     except RuntimeError as error:
         raise LLVMError(_describe(f"{_BUG}\n{error}", ir_text)) from None
     module.triple = target.triple
@@ -223,7 +229,7 @@ def _parse(ir_text: str, target: Target):
         module.verify()
     except RuntimeError as error:
         raise LLVMError(_describe(f"{_BUG}\nLLVM IR verifier failed:\n{error}", ir_text)) from None
-    return module, context
+    return module
 
 
 _BUG = "LLVM rejected the IR chainrule generated (a bug in chainrule; please report it)."
@@ -264,11 +270,10 @@ def _link(entry: cache.Entry, ir_text: str, name: str) -> llvm.ResourceTracker:
             builder.import_symbol(symbol, address())
     for symbol in entry.symbols:
         builder.export_symbol(symbol)
-    with _jit_lock:
-        try:
-            return builder.link(_lljit(), f"{name}.{next(_library_numbers)}")
-        except RuntimeError as error:
-            raise LLVMError(f"linking module {name!r} failed: {error}") from None
+    try:
+        return builder.link(_lljit(), f"{name}.{next(_library_numbers)}")
+    except RuntimeError as error:
+        raise LLVMError(f"linking module {name!r} failed: {error}") from None
 
 
 _LOCATION = re.compile(r"<string>:(\d+):(\d+):")
@@ -292,7 +297,6 @@ def _describe(message: str, ir_text: str) -> str:
                     if 1 <= n <= len(lines)})
     excerpt = "\n".join(f"{'>' if n in wanted else ' '}{n:5d} | {lines[n - 1]}" for n in shown)
     return f"{message.rstrip()}\nIR lines:\n{excerpt}"
-
 
 
 def _defined_value(instruction: str) -> str | None:
