@@ -310,6 +310,17 @@ def test_a_damaged_cache_file_is_rebuilt(cache_dir, damage):
     np.testing.assert_allclose(run_loop(rebuilt, "loop_sin_float64", x), np.sin(x), rtol=1e-15)
 
 
+def test_past_max_entries_the_least_recently_used_files_go(cache_dir, monkeypatch):
+    monkeypatch.setattr(cache, "MAX_ENTRIES", 4)
+    keys = [f"{n:064x}" for n in range(6)]
+    for age, key in enumerate(keys[:4]):
+        cache.store(key, cache.Entry(b"object code", (f"f{age}",)))
+        os.utime(cache.path_of(key), (1000 + age, 1000 + age))
+    assert cache.load(keys[0]).symbols == ("f0",)  # the oldest, but just used
+    cache.store(keys[4], cache.Entry(b"object code", ("f4",)))  # 5 > 4: down to 3
+    assert sorted(p.stem for p in cache_dir.glob("*.o")) == [keys[0], keys[3], keys[4]]
+
+
 def test_an_unwritable_cache_warns_and_still_compiles(tmp_path, monkeypatch):
     blocker = tmp_path / "a file, not a folder"
     blocker.write_text("")

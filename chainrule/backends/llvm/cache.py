@@ -3,8 +3,9 @@
 Where: ``$CHAINRULE_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/chainrule`` or
 ``~/.cache/chainrule``; object files live in its ``llvm/`` folder, one per
 module, named by the key: the SHA-256 of the IR text, target triple, CPU name
-and features, llvmlite and LLVM versions, optimization level and this file
-format's version. Anything that changes the machine code changes the key.
+and features, llvmlite and LLVM versions, the optimization pipeline and the
+attributes the engine adds, and this file format's version. Anything that changes the machine code changes the key. Past
+``MAX_ENTRIES`` files the least recently used are removed.
 
 A file is ``MAGIC``, a header (metadata length, object length, SHA-256 of
 both), the metadata (the exported symbols, one a line) and the object code. A
@@ -13,10 +14,10 @@ rebuilt. Files are written to a temporary name and renamed over the final
 one, so a reader sees a whole file or none, and processes compiling the same
 kernel at once each write a complete copy (the last rename wins).
 
-    >>> entry = Entry(object_code=b"...", symbols=("kernel",))
-    >>> store(cache_key(ir_text, target, "O2"), entry)        # doctest: +SKIP
-    >>> load(cache_key(ir_text, target, "O2")) == entry         # doctest: +SKIP
-    True
+    >>> key = cache_key(ir_text, target, "O2")                # doctest: +SKIP
+    >>> store(key, Entry(object_code, symbols=("kernel",)))    # doctest: +SKIP
+    >>> load(key).symbols                                      # doctest: +SKIP
+    ('kernel',)
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ import llvmlite.binding as llvm
 MAGIC = b"CRLLVMO1"
 _HEADER = struct.Struct("<8sQQ32s")  # magic, metadata length, object length, sha256(metadata + object)
 _FORMAT_VERSION = "1"
+# A kernel's object code is a few KB (the test suite's average: 4.5 KB), so this is tens of MB.
+MAX_ENTRIES = 4096
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,15 @@ def cache_directory() -> Path:
     return Path(base) / "chainrule" / "llvm"
 
 
-def cache_key(ir_text: str, target, optimization: str) -> str:
-    """The hex SHA-256 naming the object code of ``ir_text`` built for ``target`` at ``optimization``."""
+def cache_key(ir_text: str, target, *settings: str) -> str:
+    """The hex SHA-256 naming the object code of ``ir_text`` built for ``target``.
+
+    ``settings`` are the rest of what decides the machine code: the optimization
+    pipeline, the attributes the engine adds.
+    """
     digest = hashlib.sha256()
     for part in (_FORMAT_VERSION, llvmlite.__version__, ".".join(map(str, llvm.llvm_version_info)),
-                 target.triple, target.cpu, target.features, optimization, ir_text):
+                 target.triple, target.cpu, target.features, *settings, ir_text):
         encoded = part.encode("utf-8")
         # Length-prefixed, so moving text from one part to the next changes the key.
         digest.update(len(encoded).to_bytes(8, "little"))
@@ -78,11 +85,13 @@ def load(key: str) -> Entry | None:
     except OSError:
         return None
     entry = _decode(data)
-    if entry is None:
-        try:
+    try:
+        if entry is None:
             path.unlink()
-        except OSError:
-            pass  # another process may have replaced or removed it already
+        else:
+            os.utime(path)  # eviction removes the least recently used entries
+    except OSError:
+        pass  # another process may have replaced or removed it already
     return entry
 
 
@@ -99,8 +108,27 @@ def store(key: str, entry: Entry) -> None:
         except BaseException:
             os.unlink(temporary)
             raise
+        _evict(folder)
     except OSError as error:
         warnings.warn(f"chainrule: cannot write the LLVM compile cache in {folder}: {error}", stacklevel=2)
+
+
+def _evict(folder: Path) -> None:
+    """Past ``MAX_ENTRIES`` files, remove the least recently used down to three quarters of it."""
+    entries = []
+    for path in folder.glob("*.o"):
+        try:
+            entries.append((path.stat().st_mtime, path))
+        except OSError:
+            continue  # removed by another process meanwhile
+    if len(entries) <= MAX_ENTRIES:
+        return
+    entries.sort()
+    for _, path in entries[:len(entries) - MAX_ENTRIES * 3 // 4]:
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
 
 def _encode(entry: Entry) -> bytes:

@@ -178,7 +178,8 @@ def compile_ir(ir_text: str, *, name: str, target: Target | None = None, use_cac
     optimization = optimization or optimization_level(ir_text)
     if optimization not in PIPELINES:
         raise ValueError(f"optimization must be one of {', '.join(PIPELINES)}, got {optimization!r}")
-    key = cache.cache_key(ir_text, target, optimization)
+    key = cache.cache_key(ir_text, target, optimization, repr(PIPELINES[optimization]),
+                          mathlib.function_attributes(target.feature_set))
     entry = cache.load(key) if use_cache else None
     optimized_ir = None
     with _lock:
