@@ -124,6 +124,12 @@ def test_math_calls_carry_no_nnan_or_ninf_and_libm_declarations_are_pure():
     assert "declare double @expm1(double) nounwind willreturn" in text
 
 
+def test_functions_libmvec_lacks_stay_scalar_calls():
+    # glibc has no vector sqrt (LLVM vectorizes llvm.sqrt into vsqrtpd by itself)
+    assert mathlib.call("sqrt", "float64", "%x", isa=mathlib.AVX512) == "call double @llvm.sqrt.f64(double %x)"
+    assert mathlib.declarations([("sqrt", "float64")], isa=mathlib.AVX512) == "declare double @llvm.sqrt.f64(double)"
+
+
 def test_scalar_fallback_when_libmvec_is_missing(monkeypatch):
     assert mathlib.vector_isa(features=frozenset({"avx512f", "avx2"}), library_symbols=lambda name: False) \
         is mathlib.SCALAR
