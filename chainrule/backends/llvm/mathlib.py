@@ -113,14 +113,14 @@ def call(function: str, dtype: str, *arguments: str, isa: VectorISA | None = Non
     entry, dtype = _lookup(function, dtype)
     if len(arguments) != entry.arity:
         raise ValueError(f"{entry.name} takes {entry.arity} argument(s), got {len(arguments)}")
+    isa = isa or vector_isa()
     llvm_type = _LLVM_TYPES[dtype]
     operands = ", ".join(f"{llvm_type} {argument}" for argument in arguments)
     instruction = f"call {llvm_type} @{_scalar_name(entry, dtype)}({operands})"
-    vector_name = _vector_name(entry, dtype, isa or vector_isa())
+    vector_name = _vector_name(entry, dtype, isa)
     if vector_name is None:
         return instruction
-    lanes = (isa or vector_isa()).lanes(dtype)
-    mangled = f"_ZGV_LLVM_N{lanes}{'v' * entry.arity}_{_scalar_name(entry, dtype)}({vector_name})"
+    mangled = f"_ZGV_LLVM_N{isa.lanes(dtype)}{'v' * entry.arity}_{_scalar_name(entry, dtype)}({vector_name})"
     return f'{instruction} "vector-function-abi-variant"="{mangled}"'
 
 
