@@ -4,6 +4,7 @@ import ctypes
 import dataclasses
 import gc
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -116,6 +117,14 @@ def test_every_math_function_agrees_with_numpy(every_function, function, dtype, 
     expected = reference(*(a.astype(np.float64) for a in arguments))
     got = run_loop(every_function, f"loop_{function}_{dtype}", x, y)
     np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * np.abs(expected).max() * 1e-2)
+
+
+def test_every_loop_calls_the_vector_function_it_names(every_function):
+    named = set(re.findall(r"declare <\d+ x \w+> @(_ZGV\w+)\(", every_function.ir_text))
+    called = set(re.findall(r"call [^@]*@(_ZGV\w+)\(", every_function.optimized_ir))
+    assert called == named
+    if mathlib.vector_isa() is mathlib.AVX512:  # 26 functions in libmvec, float64 and float32
+        assert len(named) == 52 and "_ZGVeN16v_tanhf" in named and "_ZGVeN8vv_pow" in named
 
 
 def test_math_calls_carry_no_nnan_or_ninf_and_libm_declarations_are_pure():
