@@ -86,6 +86,11 @@ def test_the_sin_loop_calls_libmvecs_widest_sin():
     assert vector_sin in compile_ir(SIN_F64, name="sin").optimized_ir
 
 
+def test_loops_get_no_vectorized_epilogue():
+    # LLVM_OPTIONS: the scalar remainder loop does the last iterations
+    assert "vec.epilog" not in compile_ir(SIN_F64, name="sin").optimized_ir
+
+
 # Inputs inside each function's domain, and the NumPy/SciPy function computing it.
 REFERENCES = {
     "sin": (np.sin, -10, 10), "cos": (np.cos, -10, 10), "tan": (np.tan, -1.5, 1.5),
