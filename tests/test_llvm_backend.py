@@ -185,7 +185,7 @@ def test_large_loops_run_on_several_threads_with_the_same_results():
         value_3, gradient_3 = f(x)
     finally:
         llvm_kernel.set_num_threads(before)
-    np.testing.assert_array_equal(gradient_1, gradient_3)  # elementwise: the same bits
+    np.testing.assert_array_equal(gradient_1, gradient_3)  # elementwise: the same code for every element
     assert value_1 == pytest.approx(value_3, rel=1e-13)  # a sum: partial sums in another order
 
 

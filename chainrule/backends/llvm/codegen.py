@@ -19,8 +19,12 @@ from chainrule.backends.llvm.irtext import Function, Module
 _ACCUMULATOR_BYTES = 8
 _SLOT_NAMES = {0: "arena", 2: "constants"}
 _INTERLEAVE = 4
+_VECTOR_GRANULE = 64
 
 # Run ``body`` over [0, extent) on ``threads`` threads: thread t gets chunk t and row t of partials.
+# Chunks are multiples of ``granule``: for a 1-D loop, 64 elements (the vector loop's step, up to
+# 16 float32 lanes x interleave 4), so every chunk but the last has no scalar remainder and each
+# element is computed by the same code (libmvec, or libm in the remainder) whatever the threads.
 _PARALLEL = """%cr.task = type {{ ptr, ptr, i64, i64, ptr }}
 
 declare i32 @pthread_create(ptr, ptr, ptr, ptr) nounwind
@@ -41,7 +45,7 @@ entry:
   ret ptr null
 }}
 
-define internal void @{p}_parallel(ptr %body, ptr %table, i64 %extent, ptr %partials, i64 %row_bytes, i64 %threads) {{
+define internal void @{p}_parallel(ptr %body, ptr %table, i64 %extent, ptr %partials, i64 %row_bytes, i64 %threads, i64 %granule) {{
 entry:
   %tasks = alloca [{max_threads} x %cr.task], align 16
   %handles = alloca [{max_threads} x i64], align 16
@@ -49,8 +53,10 @@ entry:
   %spread = add i64 %extent, %threads
   %spread.1 = sub i64 %spread, 1
   %chunk.exact = udiv i64 %spread.1, %threads
-  %chunk.up = add i64 %chunk.exact, 7
-  %chunk = and i64 %chunk.up, -8
+  %granule.less = sub i64 %granule, 1
+  %chunk.up = add i64 %chunk.exact, %granule.less
+  %chunk.count = udiv i64 %chunk.up, %granule
+  %chunk = mul i64 %chunk.count, %granule
   br label %fill
 fill:
   %t = phi i64 [ 0, %entry ], [ %t.next, %filled ]
@@ -323,16 +329,16 @@ class Codegen:
         self.loops += 1
         return self.module.function(
             f"internal void @{self.prefix}_loop{self.loops}(ptr noalias %table, i64 %start, i64 %end, "
-            f"ptr noalias %partials)", comment)
+            f"ptr noalias %partials) noinline", comment)  # inlined, a long graph's loops make one huge block
 
-    def _run(self, function: Function, extent: int, parallel: bool) -> None:
+    def _run(self, function: Function, extent: int, parallel: bool, granule: int = 1) -> None:
         name = function.signature.split("@")[1].split("(")[0]
         self.entry.note(function.comment + (", on all threads" if parallel else ""))
         if parallel:
             self.uses_threads = True
             self.parallel_loops += 1
             self.entry.do(f"call void @{self.prefix}_parallel(ptr @{name}, ptr %table, i64 {extent}, "
-                          f"ptr {self.partials}, i64 {self.row_bytes}, i64 {self.threads})")
+                          f"ptr {self.partials}, i64 {self.row_bytes}, i64 {self.threads}, i64 {granule})")
         else:
             self.entry.do(f"call void @{name}(ptr %table, i64 0, i64 {extent}, ptr {self.partials})")
 
@@ -403,7 +409,7 @@ class Codegen:
             place = fn.emit(f"getelementptr i8, ptr %partials, i64 {index * _ACCUMULATOR_BYTES}", "partial")
             fn.do(f"store {t} {value}, ptr {place}")
         fn.do("ret void")
-        self._run(fn, extents[0] if extents else 1, parallel)
+        self._run(fn, extents[0] if extents else 1, parallel, _VECTOR_GRANULE if len(extents) == 1 else 1)
         for index, m in enumerate(reductions):
             self._combine_partials(m, index, parallel)
 

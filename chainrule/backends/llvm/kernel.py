@@ -73,15 +73,16 @@ def compile_graph(graph: Graph, function_name: Optional[str] = None) -> LlvmKern
     name = function_name or graph.name
     lowered = lower(graph, name)
     native = engine.compile_ir(lowered.ir, name=name)
-    runner = _Runner(lowered, native.address(lowered.entry))
+    runner = _Runner(lowered, native, native.address(lowered.entry))
     return LlvmKernel(runner.make_call(), lowered.ir, f"<chainrule llvm {name}>", native, lowered)
 
 
 class _Runner:
     """What one kernel keeps between calls: arena, constants, table, callback, generated wrapper."""
 
-    def __init__(self, lowered: Lowered, address: int):
+    def __init__(self, lowered: Lowered, native, address: int):
         self.lowered = lowered
+        self.native = native  # the machine code lives as long as anything that can call it
         self.entry = _ENTRY(address)
         # 64-byte aligned blocks: views into them must stay valid, so they are never reallocated
         self.arena = _aligned(max(lowered.arena_bytes, 8))

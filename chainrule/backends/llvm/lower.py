@@ -164,7 +164,6 @@ class Loop:
     shape: tuple
     members: list = field(default_factory=list)
     steps: int = 0
-    copies: list = field(default_factory=list)  # (destination View, source View): output copies
 
 
 @dataclass
@@ -296,15 +295,11 @@ class _Lowering:
                 self._add_member(current, node_id)
                 self.units.append(Unit("loop", node_id, current))
             elif node.op in _REDUCTIONS or (node.op == "fused" and node.params["body"].root[0] in _REDUCTIONS):
-                self.units.append(Unit("reduce", node_id) if self._lowerable_reduction(node_id)
-                                  else self._fallback_unit(node_id))
+                self.units.append(Unit("reduce" if self._lowerable_reduction(node_id) else "fallback", node_id))
             elif node.op == "matmul" and self._gemm_ready(node_id):
                 self.units.append(Unit("matmul", node_id))
             else:
-                self.units.append(self._fallback_unit(node_id))
-
-    def _fallback_unit(self, node_id: int) -> Unit:
-        return Unit("fallback", node_id)
+                self.units.append(Unit("fallback", node_id))
 
     def _supported_dtypes(self, node_id: int) -> bool:
         node = self.graph[node_id]
@@ -322,8 +317,7 @@ class _Lowering:
             return node.type.shape
         root = node.params["body"].root if node.op == "fused" else (node.op, None, node.attrs, node.type)
         if root[0] in _REDUCTIONS:
-            operand_shape = (node.params["body"].steps[-2][3].shape if node.op == "fused" and len(
-                node.params["body"].steps) > 1 else self._reduction_operand_shape(node_id))
+            operand_shape = self._reduction_operand_shape(node_id)
             axes = dict(root[2])["axis"]
             if len(axes) == len(operand_shape) and _is_float_or_int(node.type.dtype):
                 return operand_shape
@@ -448,10 +442,6 @@ class _Lowering:
     def _allocate(self) -> None:
         """Arena offsets: each value from the unit computing it to its last reader (through views)."""
         graph = self.graph
-        unit_of: dict[int, int] = {}
-        for index, unit in enumerate(self.units):
-            for node_id in self._materialized(unit):
-                unit_of[node_id] = index
         root = list(range(len(graph)))
         for node_id in range(len(graph)):
             if node_id in self.views and graph[node_id].op in _VIEW_OPS:
