@@ -191,9 +191,18 @@ class Compiled:
     def _scalar_caller(self, entry: _Specialization) -> Callable:
         """The call for arguments that are all traced scalars (see ``_scalar_call``)."""
         kernel_fn, results = entry.kernel.fn, self._results
-        if getattr(entry.kernel, "accepts_scalars", False):  # the llvm kernel reads scalars as they are
-            return lambda *args: results(entry, kernel_fn(*args))
-        return lambda *args: results(entry, kernel_fn(*[np.asarray(a) for a in args]))
+        if not getattr(entry.kernel, "accepts_scalars", False):  # the llvm kernel reads scalars as they are
+            return lambda *args: results(entry, kernel_fn(*[np.asarray(a) for a in args]))
+        if self._differentiates and isinstance(self.argnums, int):
+            # one scalar differentiated: its gradient is one output, converted to its type
+            (count, _, converters), = entry.gradient_trees
+            position = entry.out_treedef.num_leaves
+            convert = converters[0] if converters else None
+            if count == 1 and convert is not None:
+                if self.transform == "grad":
+                    return lambda *args: convert(kernel_fn(*args)[position])
+                return lambda *args: (lambda outputs: (outputs[0], convert(outputs[position])))(kernel_fn(*args))
+        return lambda *args: results(entry, kernel_fn(*args))
 
     def _results(self, entry: _Specialization, outputs):
         if not self._differentiates:
