@@ -36,8 +36,8 @@ import llvmlite.binding as llvm
 from chainrule.backends.llvm import blas, cache, mathlib
 from chainrule.errors import ChainruleError
 
-# O2 costs ~100-200 µs per instruction here; above this many instructions the cheaper "O1"
-# pipeline keeps a big kernel's compile time in check.
+# O2 costs ~40-300 µs of CPU per instruction here (benchmarks/llvm_engine.py), more the longer a
+# block or loop body; above this many instructions the cheaper "O1" pipeline is used.
 O2_MAX_INSTRUCTIONS = 2000
 
 
