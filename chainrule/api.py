@@ -180,7 +180,8 @@ class Compiled:
             picks = None if entry.traced_leaves == tuple(range(len(leaves))) else entry.traced_leaves
             converts = tuple(i for i, leaf in enumerate(traced_leaves) if type(leaf) is not np.ndarray)
             self._by_key[found[0]] = (entry, picks, converts)
-            if picks is None and len(leaves) == len(args) and all(s.scalar or s.python_float for s in entry.spec.leaves):
+            if picks is None and len(leaves) == len(args) \
+                    and all(s.scalar or s.python_float for s in entry.spec.leaves):
                 self._scalar_call = (tuple(map(type, args)), self._scalar_caller(entry))
         if any(isinstance(leaf, Tracer) for leaf in traced_leaves):
             outputs = _inline(entry.compilation.differentiable, traced_leaves)

@@ -221,3 +221,13 @@ def test_the_kernel_keeps_its_native_module_alive():
     kernel = kernel_of(f, x)
     assert kernel.native is not None and kernel.native.address(kernel.lowered.entry)
     np.testing.assert_array_equal(f(x), np.full(3, 2.0))
+
+
+def test_a_chain_longer_than_the_recursion_limit_compiles_and_agrees():
+    def chain(x):
+        for _ in range(1500):  # 3,000 forward nodes, 1,500 loops' worth of steps before fusion
+            x = np.sin(x) * 1.01
+        return np.sum(x)
+
+    x = np.linspace(0.1, 1.0, 4)
+    np.testing.assert_allclose(cr.grad(chain, backend="llvm")(x), cr.grad(chain)(x), rtol=1e-12)

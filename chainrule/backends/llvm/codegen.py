@@ -20,6 +20,7 @@ _ACCUMULATOR_BYTES = 8
 _SLOT_NAMES = {0: "arena", 2: "constants"}
 _INTERLEAVE = 4
 _VECTOR_GRANULE = 64
+_MIN_VECTOR_ELEMENTS = 16
 
 # Run ``body`` over [0, extent) on ``threads`` threads: thread t gets chunk t and row t of partials.
 # Chunks are multiples of ``granule``: for a 1-D loop, 64 elements (the vector loop's step, up to
@@ -171,7 +172,7 @@ class Codegen:
     def _accumulator_count(self, unit) -> int:
         if unit.kind != "loop":
             return 0
-        return sum(1 for m in unit.loop.members if self.plan._is_reduction_member(m))
+        return sum(1 for m in unit.loop.members if self.plan.is_reduction_member(m))
 
     def _describe(self, node_id: int) -> str:
         node = self.graph[node_id]
@@ -221,7 +222,7 @@ class Codegen:
     # ---- loop nests -------------------------------------------------------------------------------
 
     def _nest(self, fn: Function, extents, strides: dict, payload, low="0", high=None, before=None, after=None,
-              interleave: int = 1):
+              hints: tuple = ()):
         """Loops over ``extents`` (outermost first; the first from ``low`` to ``high``), keeping for
         each access key its element offset; ``payload(offsets)`` writes the innermost body and
         ``before(d, offsets)`` / ``after(d, offsets)`` run around the loop of dimension d."""
@@ -256,9 +257,8 @@ class Codegen:
             fn.do(f"br label %{latch}")
             fn.place(latch)
             fn.emit_as(following, f"add nuw nsw i64 {index}, 1")
-            if d == len(extents) - 1 and interleave > 1:
-                hint = self.module.loop_metadata(f'!{{!"llvm.loop.interleave.count", i32 {interleave}}}')
-                fn.do(f"br label %{condition}, !llvm.loop {hint}")
+            if d == len(extents) - 1 and hints:
+                fn.do(f"br label %{condition}, !llvm.loop {self.module.loop_metadata(*hints)}")
             else:
                 fn.do(f"br label %{condition}")
             fn.place(done)
@@ -296,7 +296,7 @@ class Codegen:
             converted = [scalar_ops.convert(fn, v, s, t) for v, s, t in zip(values, dtypes, targets)]
             name = (body.name(index) if body is not None else node.name) or op
             fn.current_name = name
-            result = scalar_ops.emit(fn, op, converted, {**dict(attrs), "_operand_dtypes": targets}, step_type.dtype)
+            result = scalar_ops.emit(fn, op, converted, targets, step_type.dtype)
             fn.current_name = None
             registers.append(result)
         if node.op in ("sum", "max", "min"):
@@ -353,7 +353,7 @@ class Codegen:
             for a in self.graph[m].args:
                 if a not in members and a not in plan.immediates:
                     reads[a] = plan.views[a].broadcast_to(shape)
-        writes = {m: plan.views[m] for m in loop.members if m in plan.stored and not plan._is_reduction_member(m)}
+        writes = {m: plan.views[m] for m in loop.members if m in plan.stored and not plan.is_reduction_member(m)}
         keys = [("r", a) for a in reads] + [("w", m) for m in writes]
         views = list(reads.values()) + list(writes.values())
         extents, strides = _coalesce(shape, [v.strides for v in views])
@@ -362,7 +362,7 @@ class Codegen:
         fn = self._outlined(comment)
         cache: dict = {}
         pointers = {key: self._base(fn, view, cache) for key, view in zip(keys, views)}
-        reductions = [m for m in loop.members if plan._is_reduction_member(m)]
+        reductions = [m for m in loop.members if plan.is_reduction_member(m)]
         slots = {}
         for index, m in enumerate(reductions):
             dtype = self.graph.type(m).dtype
@@ -401,8 +401,7 @@ class Codegen:
         parallel = bool(extents) and extents[0] > 1 and math.prod(shape) >= self.parallel_min_elements \
             and math.prod(shape) * loop.steps >= self.parallel_min_work
         # A chain of math calls is bound by their latency: run several vectors side by side.
-        interleave = _INTERLEAVE if loop.steps >= 8 else 1
-        self._nest(fn, extents, stride_of, payload, low="%start", high="%end", interleave=interleave)
+        self._nest(fn, extents, stride_of, payload, low="%start", high="%end", hints=_loop_hints(loop))
         for index, m in enumerate(reductions):
             t = scalar_ops.register_type(self.graph.type(m).dtype)
             value = fn.emit(f"load {t}, ptr {slots[m]}", "acc")
@@ -443,7 +442,7 @@ class Codegen:
         node = self.graph[node_id]
         op = self._reduction_op(node_id)
         params = dict(node.params["body"].root[2]) if node.op == "fused" else node.params
-        shape = plan._reduction_operand_shape(node_id)
+        shape = plan.reduction_operand_shape(node_id)
         axes = params["axis"]
         kept = tuple(1 if d in axes else n for d, n in enumerate(shape))
         result = plan.views[node_id]
@@ -617,6 +616,18 @@ def gemm_layout(matrix):
     if (rows == 1 or row_stride == 1) and (columns == 1 or column_stride >= max(rows, 1)):
         return "T", max(column_stride if columns > 1 else rows, rows, 1)
     return None
+
+
+def _loop_hints(loop) -> tuple:
+    """What the innermost loop asks of the vectorizer: nothing to gain under 16 elements (and compile
+    time to lose: a long graph on small arrays is many long bodies); interleaving for long bodies,
+    whose chains of math calls are bound by the calls' latency."""
+    size = math.prod(loop.shape)
+    if size < _MIN_VECTOR_ELEMENTS:
+        return ('!{!"llvm.loop.vectorize.enable", i1 false}', '!{!"llvm.loop.unroll.disable"}')
+    if loop.steps >= 8 and size >= _MIN_VECTOR_ELEMENTS * _INTERLEAVE:
+        return (f'!{{!"llvm.loop.interleave.count", i32 {_INTERLEAVE}}}',)
+    return ()
 
 
 def _shape_text(shape) -> str:

@@ -30,6 +30,7 @@ from chainrule.errors import ChainruleError
 from chainrule.ir import OPS, Graph
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
+LONG_LOOP_STEPS = 128
 _CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int64)
 
 _threads = [len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)]
@@ -72,7 +73,11 @@ def compile_graph(graph: Graph, function_name: Optional[str] = None) -> LlvmKern
     """
     name = function_name or graph.name
     lowered = lower(graph, name)
-    native = engine.compile_ir(lowered.ir, name=name)
+    # A long loop body is vectorized and interleaved into ~4x its length, and code generation at O2
+    # then dominates compile time: the depth-30 nested gradient (250 steps) compiles in half the
+    # time at O1 and runs 7% slower.
+    optimization = "O1" if lowered.longest_loop >= LONG_LOOP_STEPS else None
+    native = engine.compile_ir(lowered.ir, name=name, optimization=optimization)
     runner = _Runner(lowered, native, native.address(lowered.entry))
     return LlvmKernel(runner.make_call(), lowered.ir, f"<chainrule llvm {name}>", native, lowered)
 

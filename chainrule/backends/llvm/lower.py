@@ -153,6 +153,7 @@ class Lowered:
     fallbacks: list
     loops: int = 0
     parallel_loops: int = 0
+    longest_loop: int = 0  # steps in the longest loop body (of more than one element)
 
 
 # ---- units: what the entry function does, in order -------------------------------------------
@@ -207,8 +208,9 @@ class _Lowering:
         self._allocate()
         module_text, entry, counts = self._emit()
         constants = np.frombuffer(b"".join(self.constant_chunks) or b"\0" * 8, dtype=np.uint8).copy()
+        longest = max([u.loop.steps for u in self.units if u.kind == "loop" and math.prod(u.loop.shape) > 1] + [0])
         return Lowered(module_text, entry, self.table_size, self.arena_bytes, constants, self.inputs,
-                       self.outputs, self.fallbacks, *counts)
+                       self.outputs, self.fallbacks, *counts, longest)
 
     def _new_slot(self) -> int:
         self.table_size += 1
@@ -317,7 +319,7 @@ class _Lowering:
             return node.type.shape
         root = node.params["body"].root if node.op == "fused" else (node.op, None, node.attrs, node.type)
         if root[0] in _REDUCTIONS:
-            operand_shape = self._reduction_operand_shape(node_id)
+            operand_shape = self.reduction_operand_shape(node_id)
             axes = dict(root[2])["axis"]
             if len(axes) == len(operand_shape) and _is_float_or_int(node.type.dtype):
                 return operand_shape
@@ -326,7 +328,7 @@ class _Lowering:
             return node.type.shape
         return None
 
-    def _reduction_operand_shape(self, node_id: int) -> tuple:
+    def reduction_operand_shape(self, node_id: int) -> tuple:
         node = self.graph[node_id]
         if node.op == "fused":
             steps = node.params["body"].steps
@@ -355,7 +357,7 @@ class _Lowering:
             return False
         for a in self.graph[node_id].args:
             member = self.group_of.get(a)
-            if member is loop and self._is_reduction_member(a):
+            if member is loop and self.is_reduction_member(a):
                 return False  # a reduction's value exists only after the loop
         # a member read through a view needs memory written by an earlier loop
         return not any(self.group_of.get(r) is loop for r in self._view_roots(node_id))
@@ -374,7 +376,7 @@ class _Lowering:
                         roots.append(v)
         return roots
 
-    def _is_reduction_member(self, node_id: int) -> bool:
+    def is_reduction_member(self, node_id: int) -> bool:
         node = self.graph[node_id]
         return node.op in _REDUCTIONS or (node.op == "fused" and node.params["body"].root[0] in _REDUCTIONS)
 
@@ -415,7 +417,7 @@ class _Lowering:
         for loop in [u.loop for u in self.units if u.kind == "loop"]:
             members = set(loop.members)
             for m in loop.members:
-                if self._is_reduction_member(m) or any(u not in members for u in graph.users(m)) \
+                if self.is_reduction_member(m) or any(u not in members for u in graph.users(m)) \
                         or m in graph.outputs:
                     self.stored.add(m)
         self.output_copies: list[tuple[int, int]] = []  # (output index, node)

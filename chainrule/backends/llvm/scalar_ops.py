@@ -130,8 +130,9 @@ def operand_dtypes(op: str, operand_dtypes: list[str], result_dtype: str) -> lis
     return [result_dtype] * len(operand_dtypes)
 
 
-def emit(block, op: str, operands: list[str], attrs: dict, dtype: str) -> str:
-    """One element of ``op`` on ``operands`` (already converted by ``operand_dtypes``) as ``dtype``.
+def emit(block, op: str, operands: list[str], types: list[str], dtype: str) -> str:
+    """One element of ``op`` on ``operands`` (already converted to ``types``, the dtypes
+    ``operand_dtypes`` gives) as ``dtype``.
 
     ``block.math(function, dtype, argument)`` emits a transcendental call (chainrule's
     mathlib picks intrinsics and vector variants).
@@ -145,10 +146,9 @@ def emit(block, op: str, operands: list[str], attrs: dict, dtype: str) -> str:
     if op in ("stop_gradient",):
         return operands[0]
     if op == "cast":
-        (source,) = attrs["_operand_dtypes"]
-        return convert(block, operands[0], source, dtype)
+        return convert(block, operands[0], types[0], dtype)
     if op in _COMPARISONS:
-        (common,) = set(attrs["_operand_dtypes"])
+        common = types[0]
         float_predicate, signed, unsigned = _COMPARISONS[op]
         ct = register_type(common)
         if is_float(common):
