@@ -136,6 +136,7 @@ class Codegen:
         self.loops = 0
         self.parallel_loops = 0
         self.uses_blas = False
+        self.blas_arguments: dict[tuple, str] = {}  # (type, value) -> the entry's pointer to it
         self.uses_threads = False
 
     # ---- the entry function -----------------------------------------------------------------
@@ -535,14 +536,18 @@ class Codegen:
         cache: dict = {}
 
         def constant(llvm_type, value, name):
-            slot = entry.alloca(llvm_type, name)
-            entry.do(f"store {llvm_type} {value}, ptr {slot}")
-            return slot
+            """A pointer to ``value`` (BLAS takes every argument by pointer), one per distinct value."""
+            key = (llvm_type, value)
+            if key not in self.blas_arguments:
+                slot = entry.alloca(llvm_type, name)
+                entry.do(f"store {llvm_type} {value}, ptr {slot}")
+                self.blas_arguments[key] = slot
+            return self.blas_arguments[key]
 
         a_layout, b_layout = gemm_layout(a2), gemm_layout(b2)
-        n_ptr, m_ptr, k_ptr = (constant("i32", v, n) for v, n in ((columns, "n"), (rows, "m"), (inner, "k")))
-        trans_b, trans_a = (constant("i8", 78 if layout[0] == "N" else 84, "trans") for layout in (b_layout, a_layout))
-        ld_b, ld_a, ld_c = (constant("i32", v, "ld") for v in (b_layout[1], a_layout[1], max(columns, 1)))
+        n_ptr, m_ptr, k_ptr = (constant("i32", v, f"int.{v}") for v in (columns, rows, inner))
+        trans_b, trans_a = (constant("i8", ord(layout[0]), f"char.{layout[0]}") for layout in (b_layout, a_layout))
+        ld_b, ld_a, ld_c = (constant("i32", v, f"int.{v}") for v in (b_layout[1], a_layout[1], max(columns, 1)))
         alpha = constant(t, scalar_ops.literal(1.0, dtype), "alpha")
         beta = constant(t, scalar_ops.literal(0.0, dtype), "beta")
         itemsize = np.dtype(dtype).itemsize
