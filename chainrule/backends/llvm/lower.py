@@ -2,7 +2,7 @@
 
     void @<prefix>_entry(ptr %table, i64 %threads)
 
-``table`` is an array of pointers, laid out by ``Layout``: slot 0 the arena
+``table`` is an array of pointers: slot 0 the arena
 (one block holding every intermediate, allocated once per kernel), slot 1 the
 Python callback for nodes run by NumPy (see below), slot 2 the constants, then
 one slot per array input and one per large output (filled per call). Shapes are
@@ -27,9 +27,11 @@ How nodes become code:
   result.
 - **matmul** (float32/float64, 1-D, 2-D and batched) calls BLAS ``gemm``
   (``@chainrule_dgemm``/``sgemm``), row-major as column-major with the operands
-  swapped; operands that are neither row- nor column-major are copied first.
-- **Everything else** (integer-array indexing, scatter_add, concatenate,
-  matmul on integers, dtypes without LLVM arithmetic) runs its NumPy lowering
+  swapped; a transposed operand is gemm's "T", so ``A.T @ B`` copies nothing.
+  (An operand that is neither row- nor column-major makes the matmul a fallback.)
+- **Everything else** (integer-array indexing, scatter_add, concatenate, a
+  reshape of non-contiguous data, matmul on integers or of more than 64 batch
+  elements, dtypes without LLVM arithmetic such as float16) runs its NumPy lowering
   from the native code through a Python callback (``Fallback``), on views of
   the same memory: one native call per function call still, and every op of
   the table runs, but those nodes run at NumPy speed. ``Lowered.fallbacks``
@@ -38,7 +40,7 @@ How nodes become code:
 Memory: intermediates live in the arena at offsets planned here (a value's
 space is reused once its last reader has run); small outputs are computed in
 the arena and copied out, large ones are written straight into arrays the
-caller allocates per call (``Layout``).
+wrapper allocates per call (``kernel.py``).
 """
 
 from __future__ import annotations
