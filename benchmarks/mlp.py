@@ -162,10 +162,38 @@ def peer_note() -> str:
     missing = [name for name in ("jax", "torch") if name not in found]
     note = ""
     if missing:
-        note += f"{' and '.join(missing)} not importable here: no peer rows."
-    if found:
-        note += f" {' and '.join(found)} importable, but peer rows are not implemented in this script."
+        note += f"{' and '.join(missing)} not importable here: no peer rows for them."
+    if "jax" in found:
+        note += " JAX (jit of value_and_grad, float64, on the CPU) has a row in (b)."
+    if "torch" in found:
+        note += " PyTorch is importable, but its rows are not implemented in this script."
     return note.strip()
+
+
+def jax_softmax_step(p, x, labels):
+    """JAX's compiled step for (b): the same loss, written with jax.numpy; None without JAX."""
+    try:
+        import jax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    def loss(p, x, labels):
+        h1 = jnp.maximum(0, x @ p["W1"] + p["b1"])
+        h2 = jnp.maximum(0, h1 @ p["W2"] + p["b2"])
+        logits = h2 @ p["W3"] + p["b3"]
+        log_probabilities = logits - jax.scipy.special.logsumexp(logits, axis=1, keepdims=True)
+        return -jnp.mean(log_probabilities[jnp.arange(x.shape[0]), labels])
+
+    step = jax.jit(jax.value_and_grad(loss))
+    p, x, labels = jax.tree_util.tree_map(jnp.asarray, (p, x, labels))
+
+    def run():
+        value, grads = step(p, x, labels)
+        value.block_until_ready()
+        return np.asarray(value), {key: np.asarray(grad) for key, grad in grads.items()}
+    return run
 
 
 # ---- measuring ---------------------------------------------------------------------------
@@ -214,11 +242,12 @@ def interleaved_medians(functions: dict, rounds: int, block: int = 10, settle: i
             {name: None if total is None else total / counted for name, total in faults.items()})
 
 
-def compile_seconds(loss_fn, args, optimize: bool, fresh_compilations: int = 3) -> float:
-    """Median wall time of the first call (trace + differentiate + generate + one run) of a fresh function."""
+def compile_seconds(loss_fn, args, optimize: bool, backend: str = "numpy", fresh_compilations: int = 3) -> float:
+    """Median wall time of the first call (trace + differentiate + generate + one run) of a fresh function
+    (for the llvm backend, with LLVM's object code read from its disk cache after the first)."""
     times = []
     for _ in range(fresh_compilations):
-        compiled = cr.value_and_grad(loss_fn, optimize=optimize)
+        compiled = cr.value_and_grad(loss_fn, optimize=optimize, backend=backend)
         times.append(_time(lambda: compiled(*args)))
     return median(times)
 
@@ -252,26 +281,32 @@ def max_gradient_difference(ours, theirs) -> float:
 
 HAND_WRITTEN = "hand-written NumPy"
 KERNEL_ONLY = "  (generated kernel only)"
-CHAINRULE_VARIANTS = (("chainrule, optimized", True), ("chainrule, optimize=False", False))
+CHAINRULE_VARIANTS = (("chainrule, optimized", True, "numpy"), ("chainrule, optimize=False", False, "numpy"),
+                      ("chainrule, llvm backend", True, "llvm"))
+JAX = "JAX jit"
 
 
-def benchmark(label: str, loss_fn, by_hand, args, rounds: int) -> list[dict]:
-    """One row per implementation: the hand-written step, then chainrule with and without the optimizer."""
+def benchmark(label: str, loss_fn, by_hand, args, rounds: int, peer=None) -> list[dict]:
+    """One row per implementation: the hand-written step, then chainrule with and without the optimizer,
+    on the llvm backend, and ``peer`` (JAX) when given."""
     functions = {HAND_WRITTEN: lambda: by_hand(*args)}
     compiled_facts = {}  # implementation name -> what only a compiled step has: graph size, estimate, accuracy
     expected = by_hand(*args)
-    for name, optimize in CHAINRULE_VARIANTS:
-        step = cr.value_and_grad(loss_fn, optimize=optimize)
+    for name, optimize, backend in CHAINRULE_VARIANTS:
+        step = cr.value_and_grad(loss_fn, optimize=optimize, backend=backend)
         final_graph = step.graph(*args)  # the "scheduled" stage, the one the kernel is generated from
         compiled_facts[name] = {"nodes": len(final_graph), "estimated_peak": final_graph.memory_plan.peak_bytes,
-                                "compile": compile_seconds(loss_fn, args, optimize),
+                                "compile": compile_seconds(loss_fn, args, optimize, backend),
                                 "difference": max_gradient_difference(step(*args), expected)}
         functions[name] = lambda step=step: step(*args)
-        if optimize:
+        if optimize and backend == "numpy":
             # The generated function alone, to split the time into kernel and call overhead.
             entry, leaves = step._specialize(args)
             kernel_inputs = [leaves[i] for i in entry.traced_leaves]
             functions[KERNEL_ONLY] = lambda kernel=entry.kernel.fn, inputs=kernel_inputs: kernel(*inputs)
+    if peer is not None:
+        functions[JAX] = peer
+        compiled_facts[JAX] = {"difference": max_gradient_difference(peer(), expected)}
     medians, faults = interleaved_medians(functions, rounds)
     baseline = medians[HAND_WRITTEN]
     rows = []
@@ -318,7 +353,9 @@ def main() -> None:
     X, Y = spiral_data()
     rows = benchmark("(a) seed [2,16,8,1], m=400", seed_loss, seed_by_hand, (seed_parameters(), X, Y),
                      rounds=2000)
-    rows += benchmark("(b) [784,256,256,10], m=128", softmax_loss, softmax_by_hand, softmax_problem(), rounds=150)
+    problem = softmax_problem()
+    rows += benchmark("(b) [784,256,256,10], m=128", softmax_loss, softmax_by_hand, problem, rounds=150,
+                      peer=jax_softmax_step(*problem))
     print(f"NumPy {np.__version__}, {os.cpu_count()} CPUs; medians of interleaved blocks of calls")
     print()
     print_table(rows)
@@ -332,6 +369,10 @@ def main() -> None:
     print("peak (meas.) = that peak as tracemalloc measured it in one call; both count temporaries and the")
     print("returned gradients, not the inputs. first call = trace + compile + one run, median of 3 fresh")
     print("functions. max |dgrad| = largest difference from the hand-written pass in the loss or any gradient.")
+    by_name = {row["implementation"]: row["median"] for row in rows if row["problem"].startswith("(b)")}
+    llvm = by_name["chainrule, llvm backend"]
+    versus = [f"{llvm / by_name[name]:.2f}x {name}'s" for name in ("chainrule, optimized", JAX) if name in by_name]
+    print(f"(b) llvm backend step time = {' and '.join(versus)} (targets: <= 1.0x numpy backend, <= 1.1x JAX).")
     print(peer_note())
 
 

@@ -19,7 +19,16 @@ from chainrule.frontends.trace import ArgsSpec, call_key, describe_args, trace_g
 from chainrule.frontends.tracer import Tracer, operation
 from chainrule.ir import Graph, Value
 
-_BACKENDS = ("numpy",)
+_BACKENDS = ("numpy", "llvm")
+
+
+def compile_kernel(graph: Graph, name: str, backend: str = "numpy"):
+    """``graph`` compiled by ``backend``: a kernel whose ``fn`` takes the graph's inputs as arrays."""
+    if backend == "llvm":
+        from chainrule.backends.llvm.kernel import compile_graph as compile_llvm  # imports llvmlite
+
+        return compile_llvm(graph, name)
+    return compile_graph(graph, name)
 
 
 class _Specialization:
@@ -85,6 +94,10 @@ class Compiled:
         # call_key -> (the same specialization, which leaves are its inputs, which of those need np.asarray)
         self._by_key: dict[tuple, tuple] = {}
         self._positions: dict[int, tuple] = {}  # argument count -> differentiated positions
+        # (argument classes, call) for the last signature whose arguments are all traced scalars
+        # (np.float64(4.2), a differentiated float): their classes alone fix the specialization,
+        # so such a call skips call_key (microseconds, as much as a small llvm kernel runs)
+        self._scalar_call: Optional[tuple] = None
         # updated=(): wrapping another Compiled must not copy its __dict__ (cache, transform) over ours
         functools.update_wrapper(self, fn, updated=())
 
@@ -139,12 +152,15 @@ class Compiled:
             wrt = [traced_positions.index(i) for i, owner in enumerate(spec.arg_of_leaf)
                    if owner in differentiated and spec.leaves[i].traced]
         compilation = pipeline.run(traced, wrt, optimize=self.optimize, checkpoint_policy=self.checkpoint)
-        kernel = compile_graph(compilation.final, f"{traced.name}_{self.transform}")
+        kernel = compile_kernel(compilation.final, f"{traced.name}_{self.transform}", self.backend)
         return _Specialization(compilation, kernel, out_treedef, spec, differentiated)
 
     # ---- calling ----------------------------------------------------------------------------
 
     def __call__(self, *args):
+        scalar_call = self._scalar_call
+        if scalar_call is not None and scalar_call[0] == tuple(map(type, args)):
+            return scalar_call[1](*args)
         # The fast path: a cheap key of the arguments (structure, shapes, dtypes, static values)
         # finds the specialization without building an ArgsSpec; a first call, a traced
         # argument or an unhashable static value takes _specialize's path.
@@ -168,11 +184,30 @@ class Compiled:
             picks = None if entry.traced_leaves == tuple(range(len(leaves))) else entry.traced_leaves
             converts = tuple(i for i, leaf in enumerate(traced_leaves) if type(leaf) is not np.ndarray)
             self._by_key[found[0]] = (entry, picks, converts)
+            if picks is None and len(leaves) == len(args) \
+                    and all(s.scalar or s.python_float for s in entry.spec.leaves):
+                self._scalar_call = (tuple(map(type, args)), self._scalar_caller(entry))
         if any(isinstance(leaf, Tracer) for leaf in traced_leaves):
             outputs = _inline(entry.compilation.differentiable, traced_leaves)
         else:
             outputs = entry.kernel.fn(*[np.asarray(leaf) for leaf in traced_leaves])
         return self._results(entry, outputs)
+
+    def _scalar_caller(self, entry: _Specialization) -> Callable:
+        """The call for arguments that are all traced scalars (see ``_scalar_call``)."""
+        kernel_fn, results = entry.kernel.fn, self._results
+        if not getattr(entry.kernel, "accepts_scalars", False):  # the llvm kernel reads scalars as they are
+            return lambda *args: results(entry, kernel_fn(*[np.asarray(a) for a in args]))
+        if self._differentiates and isinstance(self.argnums, int):
+            # one scalar differentiated: its gradient is one output, converted to its type
+            (count, _, converters), = entry.gradient_trees
+            position = entry.out_treedef.num_leaves
+            convert = converters[0] if converters else None
+            if count == 1 and convert is not None:
+                if self.transform == "grad":
+                    return lambda *args: convert(kernel_fn(*args)[position])
+                return lambda *args: (lambda outputs: (outputs[0], convert(outputs[position])))(kernel_fn(*args))
+        return lambda *args: results(entry, kernel_fn(*args))
 
     def _results(self, entry: _Specialization, outputs):
         if not self._differentiates:
@@ -205,7 +240,8 @@ class Compiled:
         return str(self.graph(*args, stage=stage))
 
     def source(self, *args) -> str:
-        """The generated code that runs for these arguments."""
+        """The generated code that runs for these arguments: Python source (numpy backend) or the
+        LLVM IR module before optimization (llvm backend)."""
         entry, _ = self._specialize(args)
         return entry.kernel.source
 

@@ -193,31 +193,48 @@ def _sympy_method(variant: str):
     return measure
 
 
-def _measure_chainrule(depth, points, repeats, budget):
-    import numpy as np
+def _chainrule_method(backend: str):
+    def measure(depth, points, repeats, budget):
+        import tempfile
 
-    import chainrule as cr
+        import numpy as np
 
-    f = nested_numpy(depth)
-    x0 = np.float64(X0)
+        import chainrule as cr
 
-    def prepare():
-        start = time.perf_counter()
-        derivative = cr.grad(f)
-        derivative.source(x0)  # trace, differentiate, optimize, compile
-        prepared = time.perf_counter() - start
-        value = float(derivative(x0))
-        return prepared, time.perf_counter() - start, (derivative, value)
+        # a cache of compiled kernels from an earlier run would hide the compile time
+        os.environ["CHAINRULE_CACHE_DIR"] = tempfile.mkdtemp(prefix="chainrule-bench-")
+        f = nested_numpy(depth)
+        x0 = np.float64(X0)
 
-    prepare_s, first_s, (derivative, value) = repeated(prepare, repeats, budget)
-    result = {"prepare": prepare_s, "first": first_s, "value": value,
-              "scalar": per_call(lambda: derivative(x0)),
-              "size": f"{len(derivative.graph(x0))} nodes"}
-    over_points = cr.grad(lambda x: np.sum(f(x)))  # d/dx_i sum_j f(x_j) = f'(x_i)
-    xs = points_array(points)
-    over_points.source(xs)
-    result["points"] = per_call(lambda: over_points(xs))
-    return result
+        def prepare():
+            start = time.perf_counter()
+            derivative = cr.grad(f, backend=backend)
+            derivative.source(x0)  # trace, differentiate, optimize, compile
+            prepared = time.perf_counter() - start
+            value = float(derivative(x0))
+            return prepared, time.perf_counter() - start, (derivative, value)
+
+        prepare_s, first_s, (derivative, value) = repeated(prepare, repeats, budget)
+        result = {"prepare": prepare_s, "first": first_s, "value": value,
+                  "scalar": per_call(lambda: derivative(x0)),
+                  "size": f"{len(derivative.graph(x0))} nodes"}
+        over_points = cr.grad(lambda x: np.sum(f(x)), backend=backend)  # d/dx_i sum_j f(x_j) = f'(x_i)
+        xs = points_array(points)
+        result["points_prepare"], source = _timed(lambda: over_points.source(xs))
+        result["points"] = per_call(lambda: over_points(xs))
+        if backend == "llvm":  # LLVM's part of the compile time alone (no cache), median of 3
+            from chainrule.backends.llvm.engine import compile_ir
+
+            optimization = over_points._specialize((xs,))[0].kernel.native.optimization  # as the kernel was
+            walls, cpus = [], []
+            for _ in range(3):
+                cpu = time.process_time()
+                walls.append(_timed(lambda: compile_ir(source, name="nested", use_cache=False,
+                                                       optimization=optimization))[0])
+                cpus.append(time.process_time() - cpu)  # what a shared machine's load does not inflate
+            result["points_llvm"], result["points_llvm_cpu"] = statistics.median(walls), statistics.median(cpus)
+        return result
+    return measure
 
 
 def _measure_symengine(depth, points, repeats, budget):
@@ -321,7 +338,8 @@ METHODS = [
     Method("sympy-subs", "SymPy diff+subs", _sympy_method("subs"), sympy=True),
     Method("sympy-lambdify", "SymPy diff+lambdify", _sympy_method("lambdify"), sympy=True),
     Method("sympy-cse", "SymPy diff+cse+lambdify", _sympy_method("cse"), sympy=True),
-    Method("chainrule", "chainrule (numpy)", _measure_chainrule),
+    Method("chainrule", "chainrule (numpy)", _chainrule_method("numpy")),
+    Method("chainrule-llvm", "chainrule (llvm)", _chainrule_method("llvm")),
     Method("symengine", "SymEngine", _measure_symengine, module="symengine"),
     Method("casadi", "CasADi (SX)", _measure_casadi, module="casadi"),
     Method("jax", "JAX (jit)", _measure_jax, module="jax"),
@@ -476,6 +494,14 @@ def _footnotes(results, exact, out) -> None:
     ours, subs = by_key.get("chainrule", {}), by_key.get("sympy-subs", {})
     if "first" in ours and "first" in subs:
         notes.append(f"1st value: chainrule is {subs['first'] / ours['first']:.0f}x faster than SymPy diff+subs.")
+    llvm, jax = by_key.get("chainrule-llvm", {}), by_key.get("jax", {})
+    if "points" in llvm:
+        peers = (("chainrule (numpy)", ours), ("JAX (jit of vmap of grad)", jax))
+        versus = [f"{peer['points'] / llvm['points']:.1f}x faster than {name}" for name, peer in peers if "points" in peer]
+        notes.append(f"N points: chainrule (llvm) is {' and '.join(versus) or 'alone'}; compiling its N-point "
+                     f"kernel took {format_seconds(llvm['points_prepare'])} (trace, passes, LLVM, empty cache), "
+                     f"LLVM alone {format_seconds(llvm['points_llvm'])} ({format_seconds(llvm['points_llvm_cpu'])} "
+                     "of CPU time).")
     casadi = by_key.get("casadi", {})
     if "prepare" in ours and "prepare" in casadi:
         notes.append(f"prepare: chainrule takes {ours['prepare'] / casadi['prepare']:.2f}x CasADi's time.")

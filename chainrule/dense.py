@@ -148,15 +148,16 @@ class Jacobian(_DenseDerivative):
     """``cr.jacobian``'s compiled function; ``passes``, ``kernel_calls`` and ``mode_used`` describe
     its last call."""
 
-    def __init__(self, fn: Callable, argnums: Argnums = 0, mode: str = "auto", vectorize: bool = True):
+    def __init__(self, fn: Callable, argnums: Argnums = 0, mode: str = "auto", vectorize: bool = True,
+                 backend: str = "numpy"):
         super().__init__(fn, argnums, vectorize)
         if mode not in ("auto", "fwd", "rev"):
             raise ArgumentError(f"jacobian's mode is 'fwd', 'rev' or 'auto', got {mode!r}")
         self.mode = mode
-        self._jvp = Linearized(fn, "jvp", argnums)
-        self._vjp = Linearized(fn, "vjp", argnums)
-        self._batched_jvp = Linearized(fn, "jvp", argnums, batched=True)
-        self._batched_vjp = Linearized(fn, "vjp", argnums, batched=True)
+        self._jvp = Linearized(fn, "jvp", argnums, backend=backend)
+        self._vjp = Linearized(fn, "vjp", argnums, backend=backend)
+        self._batched_jvp = Linearized(fn, "jvp", argnums, batched=True, backend=backend)
+        self._batched_vjp = Linearized(fn, "vjp", argnums, batched=True, backend=backend)
         self._outputs: dict[ArgsSpec, tuple] = {}
 
     def __repr__(self) -> str:
@@ -194,10 +195,10 @@ class Hessian(_DenseDerivative):
     """``cr.hessian``'s compiled function: one Hessian-vector product (forward over reverse) per
     column; ``passes`` counts them, ``kernel_calls`` the calls they took."""
 
-    def __init__(self, fn: Callable, argnums: Argnums = 0, vectorize: bool = True):
+    def __init__(self, fn: Callable, argnums: Argnums = 0, vectorize: bool = True, backend: str = "numpy"):
         super().__init__(fn, argnums, vectorize)
-        self._hvp = Linearized(fn, "hvp", argnums)
-        self._batched_hvp = Linearized(fn, "hvp", argnums, batched=True)
+        self._hvp = Linearized(fn, "hvp", argnums, backend=backend)
+        self._batched_hvp = Linearized(fn, "hvp", argnums, batched=True, backend=backend)
         self.mode_used = "fwd-over-rev"
 
     def __repr__(self) -> str:
@@ -214,7 +215,8 @@ class Hessian(_DenseDerivative):
         return self._hvp, args + (unflatten(self._seed_layout(in_treedefs), next(_basis(in_types))),)
 
 
-def jacobian(fn: Callable, argnums: Argnums = 0, mode: str = "auto", *, vectorize: bool = True) -> Jacobian:
+def jacobian(fn: Callable, argnums: Argnums = 0, mode: str = "auto", *, vectorize: bool = True,
+             backend: str = "numpy") -> Jacobian:
     """The Jacobian of ``fn`` with respect to ``argnums``, compiled.
 
     >>> import numpy as np, chainrule as cr
@@ -231,10 +233,10 @@ def jacobian(fn: Callable, argnums: Argnums = 0, mode: str = "auto", *, vectoriz
     has the output's structure with, at each output leaf, the argument's
     structure; its arrays have shape ``out.shape + in.shape``.
     """
-    return Jacobian(fn, argnums, mode, vectorize)
+    return Jacobian(fn, argnums, mode, vectorize, backend)
 
 
-def hessian(fn: Callable, argnums: Argnums = 0, *, vectorize: bool = True) -> Hessian:
+def hessian(fn: Callable, argnums: Argnums = 0, *, vectorize: bool = True, backend: str = "numpy") -> Hessian:
     """The Hessian of a scalar function, compiled: forward mode over reverse mode, one
     Hessian-vector product per column (``H.passes`` counts them), all in one vectorized
     program unless ``vectorize=False``.
@@ -244,7 +246,7 @@ def hessian(fn: Callable, argnums: Argnums = 0, *, vectorize: bool = True) -> He
     array([[6., 2.],
            [2., 0.]])
     """
-    return Hessian(fn, argnums, vectorize)
+    return Hessian(fn, argnums, vectorize, backend)
 
 
 __all__ = ["Hessian", "Jacobian", "hessian", "jacobian"]

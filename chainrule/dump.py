@@ -38,7 +38,8 @@ def add_arguments(commands) -> None:
     dump.add_argument("--diff", action="store_true",
                       help="print each pass's changes: nodes before -> after, time, op counts and a diff of the "
                            "IR text in which nodes are named by what they compute, not by their ids")
-    dump.add_argument("--backend", default="numpy", help="numpy (llvm is not built yet)")
+    dump.add_argument("--backend", default="numpy", choices=("numpy", "llvm"),
+                      help="the backend to compile for; llvm also prints its LLVM IR")
     dump.add_argument("--source", action="store_true", help="also print the generated code")
     dot = commands.add_parser("dot", help="write the graph of FILE.py:FUNC after a stage as Graphviz DOT, "
                                           "PNG or SVG")
@@ -150,7 +151,7 @@ def run_dump(args) -> int:
                           for stage, graph in compilation.graphs.items()))
     else:
         print(compilation.graphs[args.stage or pipeline.STAGES[-1]])
-    if args.source:
+    if args.source or args.backend == "llvm":
         print(f"\n=== generated code ({compiled.backend}) ===\n{entry.kernel.source}")
     return 0
 

@@ -20,8 +20,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from chainrule.api import Compiled, _check_scalar_output, _Specialization, jit
-from chainrule.backends.numpy_backend import compile_graph
+from chainrule.api import Compiled, _check_scalar_output, _Specialization, compile_kernel, jit
 from chainrule.compiler import pipeline
 from chainrule.compiler.autodiff import reverse
 from chainrule.compiler.batch import vectorize
@@ -53,10 +52,10 @@ class Linearized(Compiled):
     """
 
     def __init__(self, fn: Callable, transform: str, argnums: Argnums = 0, *, batched: bool = False,
-                 optimize: bool = True):
+                 optimize: bool = True, backend: str = "numpy"):
         if transform not in ("jvp", "vjp", "hvp"):
             raise ValueError(f"unknown linearization {transform!r}")
-        super().__init__(fn, transform, argnums, optimize=optimize)
+        super().__init__(fn, transform, argnums, optimize=optimize, backend=backend)
         self.batched = batched
 
     def _differentiated(self, count: int) -> tuple:
@@ -96,7 +95,7 @@ class Linearized(Compiled):
             if self.transform == "jvp":
                 result_treedef = out_treedef
         compilation = pipeline.run(traced, None, optimize=self.optimize, transforms=transforms)
-        kernel = compile_graph(compilation.final, f"{traced.name}_{self.transform}")
+        kernel = compile_kernel(compilation.final, f"{traced.name}_{self.transform}", self.backend)
         return _Specialization(compilation, kernel, result_treedef, spec, ())
 
     def _transforms(self, traced: Graph, wrt: list, out_treedef: TreeDef, gradient_treedef: TreeDef):
@@ -160,14 +159,14 @@ def _gradients_only(joint: Graph, count: int) -> Graph:
 _LINEARIZED: "weakref.WeakKeyDictionary[Callable, dict]" = weakref.WeakKeyDictionary()
 
 
-def _linearized(fn: Callable, transform: str, argnums: tuple) -> Linearized:
+def _linearized(fn: Callable, transform: str, argnums: tuple, backend: str) -> Linearized:
     try:
         per_function = _LINEARIZED.setdefault(fn, {})
     except TypeError:  # fn cannot be weakly referenced: compile it afresh
-        return Linearized(fn, transform, argnums)
-    key = (transform, argnums)
+        return Linearized(fn, transform, argnums, backend=backend)
+    key = (transform, argnums, backend)
     if key not in per_function:
-        per_function[key] = Linearized(fn, transform, argnums)
+        per_function[key] = Linearized(fn, transform, argnums, backend=backend)
     return per_function[key]
 
 
@@ -180,7 +179,7 @@ def _primal_tuple(primals, what: str) -> tuple:
 # ---- jvp and vjp ---------------------------------------------------------------------------
 
 
-def jvp(fn: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]:
+def jvp(fn: Callable, primals: Sequence, tangents: Sequence, *, backend: str = "numpy") -> tuple[Any, Any]:
     """``(fn(*primals), J·tangents)``: the value and the Jacobian-vector product, by forward mode.
 
     >>> import numpy as np, chainrule as cr
@@ -197,7 +196,7 @@ def jvp(fn: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]:
     if len(tangents) != len(primals):
         raise ArgumentError(f"jvp got {len(primals)} primals but {len(tangents)} tangents; give one tangent "
                             "per argument")
-    return _linearized(fn, "jvp", tuple(range(len(primals))))(*primals, tangents)
+    return _linearized(fn, "jvp", tuple(range(len(primals))), backend)(*primals, tangents)
 
 
 class _SplitVjp:
@@ -206,7 +205,7 @@ class _SplitVjp:
     ``vjp`` time and returns the outputs and the residuals the backward pass reads; the backward
     kernel runs at each ``vjp_fn`` call, on the residuals and the cotangent, and recomputes nothing."""
 
-    def __init__(self, fn: Callable, spec: ArgsSpec, leaves: list, optimize: bool = True):
+    def __init__(self, fn: Callable, spec: ArgsSpec, leaves: list, optimize: bool = True, backend: str = "numpy"):
         traced, self.out_treedef = trace_graph(fn, spec, leaves)
         self.out_types = [traced.type(o) for o in traced.outputs]
         inputs, outputs = len(traced.inputs), len(traced.outputs)
@@ -219,8 +218,8 @@ class _SplitVjp:
         early.name, late.name = f"{traced.name}_forward", f"{traced.name}_vjp"
         self.forward = pipeline.run(early, None, optimize=optimize)
         self.backward = pipeline.run(late, None, optimize=optimize)
-        self.forward_kernel = compile_graph(self.forward.final, f"{traced.name}_forward")
-        self.backward_kernel = compile_graph(self.backward.final, f"{traced.name}_vjp")
+        self.forward_kernel = compile_kernel(self.forward.final, f"{traced.name}_forward", backend)
+        self.backward_kernel = compile_kernel(self.backward.final, f"{traced.name}_vjp", backend)
         self.primal_treedefs = spec.treedefs
 
 
@@ -269,7 +268,7 @@ class VjpFunction:
 _SPLIT_VJPS: "weakref.WeakKeyDictionary[Callable, dict]" = weakref.WeakKeyDictionary()
 
 
-def vjp(fn: Callable, *primals) -> tuple[Any, Callable]:
+def vjp(fn: Callable, *primals, backend: str = "numpy") -> tuple[Any, Callable]:
     """``(fn(*primals), vjp_fn)`` where ``vjp_fn(cotangent)`` is the tuple of cotangents uᵀJ of the
     primals, by reverse mode seeded with ``cotangent`` (shaped like the output).
 
@@ -289,15 +288,15 @@ def vjp(fn: Callable, *primals) -> tuple[Any, Callable]:
     positions = tuple(range(len(primals)))
     spec, leaves = describe_args(fn, primals, positions)
     if any(isinstance(leaf, Tracer) for leaf in leaves):  # inside a trace: the joint graph is inlined
-        compiled = _linearized(fn, "vjp", positions)
+        compiled = _linearized(fn, "vjp", positions, backend)
         return _forward_of(fn)(*primals), lambda cotangent: compiled(*primals, cotangent)
     try:
         per_function = _SPLIT_VJPS.setdefault(fn, {})
     except TypeError:  # fn cannot be weakly referenced
         per_function = {}
-    compiled = per_function.get(spec)
+    compiled = per_function.get((spec, backend))
     if compiled is None:
-        compiled = per_function[spec] = _SplitVjp(fn, spec, leaves)
+        compiled = per_function[spec, backend] = _SplitVjp(fn, spec, leaves, backend=backend)
     results = compiled.forward_kernel.fn(*[np.asarray(leaf) for leaf in leaves])
     outputs = len(compiled.out_types)
     return unflatten(compiled.out_treedef, list(results[:outputs])), VjpFunction(compiled, tuple(results[outputs:]))
@@ -316,7 +315,7 @@ def _forward_of(fn: Callable) -> Compiled:
     return compiled
 
 
-def hvp(fn: Callable, argnums: Argnums = 0, *, optimize: bool = True) -> Linearized:
+def hvp(fn: Callable, argnums: Argnums = 0, *, optimize: bool = True, backend: str = "numpy") -> Linearized:
     """The Hessian-vector product of a scalar function, compiled: ``hvp(fn)(*args, v)`` is H v.
 
     >>> import numpy as np, chainrule as cr
@@ -327,7 +326,7 @@ def hvp(fn: Callable, argnums: Argnums = 0, *, optimize: bool = True) -> Lineari
     linear in the number of parameters; the Hessian is never built. ``v`` is
     laid out like the gradient (a tuple of vectors when ``argnums`` is a tuple).
     """
-    return Linearized(fn, "hvp", argnums, optimize=optimize)
+    return Linearized(fn, "hvp", argnums, optimize=optimize, backend=backend)
 
 
 __all__ = ["Linearized", "VjpFunction", "hvp", "jvp", "vjp"]

@@ -79,7 +79,7 @@ def fit(model: Union[Layer, Callable], params, x, y, *, loss: Union[str, Callabl
         epochs: int = 10, batch_size: int = 32, state=None, l2: float = 0.0, validation_data=None,
         early_stopping: Optional[EarlyStopping] = None, clip_norm: Optional[float] = None,
         clip_value: Optional[float] = None, shuffle: bool = True, seed: int = 0, progress: bool = True,
-        fused: bool = True) -> FitResult:
+        fused: bool = True, backend: str = "numpy") -> FitResult:
     """Train ``params`` of ``model`` (a layer, or a function ``predict(params, x)``) on ``(x, y)``.
 
     Samples run along axis 0. Each epoch shuffles them with a Generator seeded
@@ -87,7 +87,8 @@ def fit(model: Union[Layer, Callable], params, x, y, *, loss: Union[str, Callabl
     ``optim.train_step`` per mini-batch (the last one may be smaller). ``loss``
     is ``loss(prediction, target)`` or one of "mse", "bce", "bce_logits",
     "cross_entropy"; ``l2`` adds ``nn.l2_penalty(params, l2)``. The progress bar
-    is tqdm's when tqdm is installed, else one line of text on stderr.
+    is tqdm's when tqdm is installed, else one line of text on stderr. ``backend``
+    ("numpy" or "llvm") compiles the step and the evaluation.
     """
     layer = model if isinstance(model, Layer) else _FunctionModel(model)
     loss_of = _loss_function(loss)
@@ -110,8 +111,8 @@ def fit(model: Union[Layer, Callable], params, x, y, *, loss: Union[str, Callabl
         return value + l2_penalty(params, l2) if l2 else value
 
     step = train_step(objective, optimizer, has_aux=True, clip_norm=clip_norm, clip_value=clip_value,
-                      fused=fused)
-    evaluate = cr.jit(evaluation)
+                      fused=fused, backend=backend)
+    evaluate = cr.jit(evaluation, backend=backend)
     monitor = _monitored(early_stopping, validation_data)
     rng = np.random.default_rng(seed)
     opt_state = optimizer.init(params)

@@ -167,10 +167,17 @@ def test_dump_source_prints_the_generated_code(model_file, capsys):
     assert "=== generated code (numpy) ===" in out and "def loss_value_and_grad(w, x):" in out
 
 
-def test_dump_with_the_llvm_backend_says_it_is_not_available(model_file, capsys):
-    assert main(["dump", f"{model_file}:loss", "--backend", "llvm"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("chainrule: backend 'llvm' is not available")
+def test_dump_with_the_llvm_backend_prints_the_llvm_ir(model_file, capsys):
+    assert main(["dump", f"{model_file}:loss", "--grad", "--backend", "llvm"]) == 0
+    out = capsys.readouterr().out
+    assert "=== generated code (llvm) ===" in out
+    assert "define void @cr_loss_value_and_grad_" in out and "_entry(ptr noalias %table, i64 %threads)" in out
+
+
+def test_dump_with_an_unknown_backend_lists_the_backends(model_file, capsys):
+    with pytest.raises(SystemExit):
+        main(["dump", f"{model_file}:loss", "--backend", "cuda"])
+    assert "invalid choice: 'cuda'" in capsys.readouterr().err
 
 
 def test_dump_of_an_unknown_stage_lists_the_stages(model_file, capsys):

@@ -136,16 +136,17 @@ def run_program(program, x, y, s):
 
 
 @settings(max_examples=60, deadline=None)
-@given(programs(), st.sampled_from([(7,), (2000,), (40, 60)]))
-def test_fusion_and_scheduling_keep_the_values_of_random_programs(program, shape):
+@given(programs(), st.sampled_from([(7,), (2000,), (40, 60)]), st.sampled_from(["numpy", "llvm"]))
+def test_fusion_and_scheduling_keep_the_values_of_random_programs(program, shape, backend):
+    # the optimized program on either backend against the unoptimized one on NumPy
     x = RNG.uniform(-2, 2, shape)
     y = RNG.uniform(-2, 2, shape)
     s = RNG.uniform(-2, 2, shape[-1:])  # broadcast along the rows
     fn = lambda x, y, s: run_program(program, x, y, s)  # noqa: E731
-    optimized, plain = cr.jit(fn), cr.jit(fn, optimize=False)
+    optimized, plain = cr.jit(fn, backend=backend), cr.jit(fn, optimize=False)
     np.testing.assert_allclose(optimized(x, y, s), plain(x, y, s), rtol=1e-11, atol=1e-12)
     if np.ndim(plain(x, y, s)) == 0:
-        g_on = cr.grad(fn, (0, 1, 2))(x, y, s)
+        g_on = cr.grad(fn, (0, 1, 2), backend=backend)(x, y, s)
         g_off = cr.grad(fn, (0, 1, 2), optimize=False)(x, y, s)
         for a, b in zip(g_on, g_off):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

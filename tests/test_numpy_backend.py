@@ -84,36 +84,38 @@ def test_matmul_gradients_read_like_the_seed():
     assert "@ X.T" in source and "@ A1.T" in source and "p_W2.T @" in source
 
 
-def test_gradients_agree_with_the_hand_written_backward_pass():
+def test_gradients_agree_with_the_hand_written_backward_pass(backend):
     p, X, Y = bce_problem()
-    grads = cr.grad(bce_loss)(p, X, Y)
+    grads = cr.grad(bce_loss, backend=backend)(p, X, Y)
     expected = bce_by_hand(p, X, Y)
     for key, value in expected.items():
         np.testing.assert_allclose(grads[key], value, rtol=1e-12, atol=1e-15)
 
 
-def test_outputs_sharing_a_buffer_are_returned_as_separate_arrays():
-    doubled, transposed, flat = cr.jit(lambda a: (a * 2, (a * 2).T, np.reshape(a * 2, (-1,))))(np.ones((2, 3)))
+def test_outputs_sharing_a_buffer_are_returned_as_separate_arrays(backend):
+    doubled, transposed, flat = cr.jit(lambda a: (a * 2, (a * 2).T, np.reshape(a * 2, (-1,))),
+                                       backend=backend)(np.ones((2, 3)))
     assert not np.shares_memory(doubled, transposed) and not np.shares_memory(doubled, flat)
     assert transposed.flags.writeable and flat.flags.writeable
     np.testing.assert_array_equal(transposed, np.full((3, 2), 2.0))
 
 
 @pytest.mark.parametrize("constant", [np.inf, -np.inf])
-def test_infinite_constants_in_generated_code(constant):
+def test_infinite_constants_in_generated_code(constant, backend):
     x = np.array([-1.0, 0.0, 2.0])
-    np.testing.assert_array_equal(cr.jit(lambda x: np.maximum(x, constant))(x), np.maximum(x, constant))
-    np.testing.assert_array_equal(cr.jit(lambda x: x + constant)(x), x + constant)
+    np.testing.assert_array_equal(cr.jit(lambda x: np.maximum(x, constant), backend=backend)(x),
+                                  np.maximum(x, constant))
+    np.testing.assert_array_equal(cr.jit(lambda x: x + constant, backend=backend)(x), x + constant)
 
 
-def test_nan_constants_in_generated_code():
-    assert np.isnan(cr.jit(lambda x: x * np.nan)(np.ones(3))).all()
+def test_nan_constants_in_generated_code(backend):
+    assert np.isnan(cr.jit(lambda x: x * np.nan, backend=backend)(np.ones(3))).all()
 
 
 # ---- the per-call path ---------------------------------------------------------------------------
 
-def test_repeated_calls_with_new_values_give_new_results_from_one_specialization():
-    f = cr.value_and_grad(bce_loss)
+def test_repeated_calls_with_new_values_give_new_results_from_one_specialization(backend):
+    f = cr.value_and_grad(bce_loss, backend=backend)
     for seed in range(3):
         p, X, Y = bce_problem(seed=seed)
         value, grads = f(p, X, Y)
@@ -123,16 +125,16 @@ def test_repeated_calls_with_new_values_give_new_results_from_one_specialization
     assert len(f._cache) == 1
 
 
-def test_a_new_batch_size_gets_its_own_specialization():
-    f = cr.grad(bce_loss)
+def test_a_new_batch_size_gets_its_own_specialization(backend):
+    f = cr.grad(bce_loss, backend=backend)
     for examples in (50, 7, 50, 7):
         p, X, Y = bce_problem(examples)
         np.testing.assert_allclose(f(p, X, Y)["W1"], bce_by_hand(p, X, Y)["W1"], rtol=1e-12, atol=1e-15)
     assert len(f._cache) == 2
 
 
-def test_scalar_gradients_keep_their_input_types_on_every_call():
-    f = cr.grad(lambda a, b, c: a * a * b * np.sum(c * c), argnums=(0, 1, 2))
+def test_scalar_gradients_keep_their_input_types_on_every_call(backend):
+    f = cr.grad(lambda a, b, c: a * a * b * np.sum(c * c), argnums=(0, 1, 2), backend=backend)
     for _ in range(2):  # the first call compiles; the second takes the cached path
         da, db, dc = f(3.0, np.float32(2.0), np.array(1.0))
         assert type(da) is float and da == 12.0
@@ -140,7 +142,7 @@ def test_scalar_gradients_keep_their_input_types_on_every_call():
         assert type(dc) is np.ndarray and dc.shape == () and dc == 36.0
 
 
-def test_structures_with_lists_tuples_none_and_static_namedtuples_round_trip():
+def test_structures_with_lists_tuples_none_and_static_namedtuples_round_trip(backend):
     Config = namedtuple("Config", "scale")
 
     def loss(params, config):
@@ -148,7 +150,7 @@ def test_structures_with_lists_tuples_none_and_static_namedtuples_round_trip():
         return config.scale * np.sum(first * second[0])
 
     x, y = np.arange(3.0), np.ones(3)
-    f = cr.grad(loss)
+    f = cr.grad(loss, backend=backend)
     for scale in (2.0, 2.0, 3.0):
         grads = f([x, ([y], None)], Config(scale))
         assert isinstance(grads, list) and grads[1][1] is None and isinstance(grads[1][0], list)

@@ -343,17 +343,17 @@ def ops_traced(fn, *args) -> set:
     return {graph[i].op for i in range(len(graph))}
 
 
-def gradients_of(c: Case, args) -> tuple:
+def gradients_of(c: Case, args, backend: str = "numpy") -> tuple:
     """chainrule's gradient of ``c.fn`` at ``args``, one array per argnum."""
-    gradients = cr.grad(c.fn, argnums=c.argnums if len(c.argnums) > 1 else c.argnums[0])(*args)
+    gradients = cr.grad(c.fn, argnums=c.argnums if len(c.argnums) > 1 else c.argnums[0], backend=backend)(*args)
     return gradients if len(c.argnums) > 1 else (gradients,)
 
 
 @pytest.mark.parametrize("c", CASES, ids=lambda c: c.id)
-def test_gradient_matches_central_differences_in_float64(c: Case):
+def test_gradient_matches_central_differences_in_float64(c: Case, backend):
     if c.covers is not None:
         assert c.covers in ops_traced(c.fn, *c.args), f"case {c.id} does not exercise op {c.covers}"
-    gradients = gradients_of(c, c.args)
+    gradients = gradients_of(c, c.args, backend)
     expected = c.expected(*c.args) if c.expected else None
     for position, (argnum, gradient) in enumerate(zip(c.argnums, gradients)):
         argument = c.args[argnum]
@@ -373,10 +373,10 @@ def _float32(arg):
 
 
 @pytest.mark.parametrize("c", CASES, ids=lambda c: c.id)
-def test_float32_inputs_give_float32_gradients_close_to_float64(c: Case):
+def test_float32_inputs_give_float32_gradients_close_to_float64(c: Case, backend):
     args32 = tuple(_float32(a) for a in c.args)
     args64 = tuple(a.astype(np.float64) if a.dtype == np.float32 else a for a in args32)  # the same point
-    gradients = gradients_of(c, args32)
+    gradients = gradients_of(c, args32, backend)
     expected = c.expected(*args64) if c.expected else None
     for position, (argnum, gradient) in enumerate(zip(c.argnums, gradients)):
         assert np.asarray(gradient).dtype == np.float32, f"d/d arg{argnum} is {np.asarray(gradient).dtype}"
@@ -384,6 +384,21 @@ def test_float32_inputs_give_float32_gradients_close_to_float64(c: Case):
         reference = expected[position] if expected is not None else numerical_gradient(c.fn, args64, argnum)
         scale = max(1.0, float(np.max(np.abs(reference))))
         np.testing.assert_allclose(gradient, reference, rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("c", CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_the_llvm_backend_agrees_with_the_numpy_backend(c: Case, dtype):
+    args = tuple(_float32(a) for a in c.args) if dtype == np.float32 else c.args
+    argnums = c.argnums if len(c.argnums) > 1 else c.argnums[0]
+    value, gradients = cr.value_and_grad(c.fn, argnums, backend="numpy")(*args)
+    llvm_value, llvm_gradients = cr.value_and_grad(c.fn, argnums, backend="llvm")(*args)
+    for expected, got in [(value, llvm_value)] + list(zip(*[g if len(c.argnums) > 1 else (g,)
+                                                            for g in (gradients, llvm_gradients)])):
+        assert type(got) is type(expected) and np.shape(got) == np.shape(expected)
+        assert np.asarray(got).dtype == np.asarray(expected).dtype
+        rtol = 1e-12 if np.asarray(got).dtype == np.float64 else 1e-5  # a float32 result is float32
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=0)
 
 
 # ---- conventions at kinks, written out -------------------------------------------------------

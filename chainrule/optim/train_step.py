@@ -18,7 +18,8 @@ from chainrule.optim.optimizers import Optimizer
 
 
 def train_step(loss_fn: Callable, optimizer: Optimizer, *, clip_norm: Optional[float] = None,
-               clip_value: Optional[float] = None, has_aux: bool = False, fused: bool = True) -> Callable:
+               clip_value: Optional[float] = None, has_aux: bool = False, fused: bool = True,
+               backend: str = "numpy") -> Callable:
     """``step(params, opt_state, *args) -> (loss, new_params, new_opt_state)``.
 
     ``loss_fn(params, *args)`` returns the scalar loss, or ``(loss, aux)`` with
@@ -27,6 +28,7 @@ def train_step(loss_fn: Callable, optimizer: Optimizer, *, clip_norm: Optional[f
     norm, when asked. The step is pure: nothing passed in is modified. A
     learning-rate schedule runs traced in the fused step, so a schedule of
     your own must be NumPy code (``np.where``, not ``if``), or use ``fused=False``.
+    ``backend`` compiles the step (or, unfused, the gradient) with "numpy" or "llvm".
 
         >>> import numpy as np
         >>> from chainrule import optim
@@ -43,7 +45,7 @@ def train_step(loss_fn: Callable, optimizer: Optimizer, *, clip_norm: Optional[f
             return loss_fn(params, *args)[0]
     else:
         objective = loss_fn
-    value_and_grad = cr.value_and_grad(objective)
+    value_and_grad = cr.value_and_grad(objective, backend=backend)
 
     def apply_update(params, opt_state, loss, grads):
         if clip_value is not None:
@@ -64,9 +66,9 @@ def train_step(loss_fn: Callable, optimizer: Optimizer, *, clip_norm: Optional[f
             return result
 
         fused_step.__name__ = f"{getattr(loss_fn, '__name__', 'loss')}_{optimizer.name}_step"
-        return cr.jit(fused_step)
+        return cr.jit(fused_step, backend=backend)
 
-    auxiliary = cr.jit(lambda params, *args: loss_fn(params, *args)[1]) if has_aux else None
+    auxiliary = cr.jit(lambda params, *args: loss_fn(params, *args)[1], backend=backend) if has_aux else None
 
     def unfused_step(params, opt_state, *args):
         loss, grads = value_and_grad(params, *args)

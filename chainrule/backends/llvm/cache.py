@@ -1,0 +1,150 @@
+"""Compiled object code on disk, so a kernel is optimized once per machine, not once per process.
+
+Where: ``$CHAINRULE_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/chainrule`` or
+``~/.cache/chainrule``; object files live in its ``llvm/`` folder, one per
+module, named by the key: the SHA-256 of the IR text, target triple, CPU name
+and features, llvmlite and LLVM versions, the optimization pipeline and the
+attributes the engine adds, and this file format's version. Anything that changes the machine code changes the key. Past
+``MAX_ENTRIES`` files the least recently used are removed.
+
+A file is ``MAGIC``, a header (metadata length, object length, SHA-256 of
+both), the metadata (the exported symbols, one a line) and the object code. A
+file that is truncated, corrupt or of another format reads as a miss and is
+rebuilt. Files are written to a temporary name and renamed over the final
+one, so a reader sees a whole file or none, and processes compiling the same
+kernel at once each write a complete copy (the last rename wins).
+
+    >>> key = cache_key(ir_text, target, "O2")                # doctest: +SKIP
+    >>> store(key, Entry(object_code, symbols=("kernel",)))    # doctest: +SKIP
+    >>> load(key).symbols                                      # doctest: +SKIP
+    ('kernel',)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import llvmlite
+import llvmlite.binding as llvm
+
+MAGIC = b"CRLLVMO1"
+_HEADER = struct.Struct("<8sQQ32s")  # magic, metadata length, object length, sha256(metadata + object)
+_FORMAT_VERSION = "1"
+# A kernel's object code is a few KB (the test suite's average: 4.5 KB), so this is tens of MB.
+MAX_ENTRIES = 4096
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One compiled module: its object code and the symbols it exports."""
+
+    object_code: bytes
+    symbols: tuple[str, ...]
+
+
+def cache_directory() -> Path:
+    """The folder object files are kept in (read from the environment on each call)."""
+    explicit = os.environ.get("CHAINRULE_CACHE_DIR")
+    if explicit:
+        return Path(explicit) / "llvm"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "chainrule" / "llvm"
+
+
+def cache_key(ir_text: str, target, *settings: str) -> str:
+    """The hex SHA-256 naming the object code of ``ir_text`` built for ``target``.
+
+    ``settings`` are the rest of what decides the machine code: the optimization
+    pipeline, the attributes the engine adds.
+    """
+    digest = hashlib.sha256()
+    for part in (_FORMAT_VERSION, llvmlite.__version__, ".".join(map(str, llvm.llvm_version_info)),
+                 target.triple, target.cpu, target.features, *settings, ir_text):
+        encoded = part.encode("utf-8")
+        # Length-prefixed, so moving text from one part to the next changes the key.
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
+    return digest.hexdigest()
+
+
+def path_of(key: str) -> Path:
+    return cache_directory() / f"{key}.o"
+
+
+def load(key: str) -> Entry | None:
+    """The entry stored under ``key``, or None if there is none or it is damaged (then it is removed)."""
+    path = path_of(key)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    entry = _decode(data)
+    try:
+        if entry is None:
+            path.unlink()
+        else:
+            os.utime(path)  # eviction removes the least recently used entries
+    except OSError:
+        pass  # another process may have replaced or removed it already
+    return entry
+
+
+def store(key: str, entry: Entry) -> None:
+    """Write ``entry`` under ``key`` atomically. A cache that cannot be written is skipped with a warning."""
+    folder = cache_directory()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{key[:16]}.", suffix=".tmp")
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(_encode(entry))
+            os.replace(temporary, path_of(key))
+        except BaseException:
+            os.unlink(temporary)
+            raise
+        _evict(folder)
+    except OSError as error:
+        warnings.warn(f"chainrule: cannot write the LLVM compile cache in {folder}: {error}", stacklevel=2)
+
+
+def _evict(folder: Path) -> None:
+    """Past ``MAX_ENTRIES`` files, remove the least recently used down to three quarters of it."""
+    entries = []
+    for path in folder.glob("*.o"):
+        try:
+            entries.append((path.stat().st_mtime, path))
+        except OSError:
+            continue  # removed by another process meanwhile
+    if len(entries) <= MAX_ENTRIES:
+        return
+    entries.sort()
+    for _, path in entries[:len(entries) - MAX_ENTRIES * 3 // 4]:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
+def _encode(entry: Entry) -> bytes:
+    metadata = "\n".join(entry.symbols).encode("utf-8")
+    checksum = hashlib.sha256(metadata + entry.object_code).digest()
+    return _HEADER.pack(MAGIC, len(metadata), len(entry.object_code), checksum) + metadata + entry.object_code
+
+
+def _decode(data: bytes) -> Entry | None:
+    if len(data) < _HEADER.size:
+        return None
+    magic, metadata_length, object_length, checksum = _HEADER.unpack_from(data)
+    body = data[_HEADER.size:]
+    if magic != MAGIC or len(body) != metadata_length + object_length:
+        return None
+    if hashlib.sha256(body).digest() != checksum:
+        return None
+    metadata = body[:metadata_length].decode("utf-8")
+    return Entry(body[metadata_length:], tuple(metadata.split("\n")) if metadata else ())

@@ -1,0 +1,314 @@
+"""LLVM IR text -> callable native code, through ORC LLJIT.
+
+``compile_ir`` parses the module, verifies it, optimizes it with the new pass
+builder for the host CPU, emits object code (reused from the disk cache when
+the same IR was compiled before, see ``cache.py``) and links it into the
+process. The returned ``NativeModule`` hands out function addresses and keeps
+the JIT's memory alive as long as it lives:
+
+    >>> import ctypes
+    >>> module = compile_ir('''
+    ... define double @twice(double %x) {
+    ...   %y = fmul double %x, 2.0
+    ...   ret double %y
+    ... }''', name="twice")
+    >>> twice = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double)(module.address("twice"))
+    >>> twice(1.5)
+    3.0
+
+JIT code reaches the world outside its module only by symbol name: libm and
+libmvec through the process's symbol table, BLAS through the names in
+``RUNTIME_SYMBOLS`` (``chainrule_dgemm`` ...), bound to this process's addresses
+at link time. Object code never holds a raw address, so cached code stays valid
+in the next process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+
+import llvmlite.binding as llvm
+
+from chainrule.backends.llvm import blas, cache, mathlib
+from chainrule.errors import ChainruleError
+
+# O2 costs ~40-300 µs of CPU per instruction here (benchmarks/llvm_engine.py), more the longer a
+# block or loop body; above this many instructions the cheaper "O1" pipeline is used.
+O2_MAX_INSTRUCTIONS = 2000
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """An optimization pipeline: the pass builder's speed level and what runs at codegen."""
+
+    speed_level: int
+    codegen_level: int
+    # SLP vectorization, interleaving and unrolling copy big loop bodies several times over;
+    # loop vectorization stays on in every pipeline: libmvec's speedup comes from it.
+    slp_interleave_unroll: bool
+
+
+# O1 generates code at level 0 (fast instruction selection and register allocation): the greedy
+# register allocator of levels 1-3 grows quadratically with a basic block's length (a straight
+# 8,000-instruction block: 1.5 s at level 1-3, 0.28 s at 0), and the code ran as fast here,
+# its time going to libm calls and dependent arithmetic.
+PIPELINES = {"O2": Pipeline(2, 3, True), "O1": Pipeline(1, 0, False)}
+
+# Name in JIT code -> function returning its address in this process. Imported at link time
+# only when the IR mentions the name, so scipy is loaded only by modules that call BLAS.
+RUNTIME_SYMBOLS = {
+    "chainrule_dgemm": lambda: blas.address("dgemm"),
+    "chainrule_sgemm": lambda: blas.address("sgemm"),
+}
+
+
+class LLVMError(ChainruleError):
+    """LLVM rejected the IR chainrule generated: a bug in chainrule's LLVM backend, please report it."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What code is compiled for: ``triple``, ``cpu`` name and ``features`` (``"+avx2,-avx512f,..."``).
+
+    Part of the cache key, so code built for one CPU is never loaded on another.
+    """
+
+    triple: str
+    cpu: str
+    features: str
+
+    @property
+    def feature_set(self) -> frozenset[str]:
+        """The features present (those marked ``+``)."""
+        return frozenset(f[1:] for f in self.features.split(",") if f.startswith("+"))
+
+
+@lru_cache(maxsize=None)
+def host_target() -> Target:
+    """The CPU this process runs on."""
+    _initialize()
+    return Target(llvm.get_process_triple(), llvm.get_host_cpu_name(),
+                  llvm.get_host_cpu_features().flatten())
+
+
+# LLVM's own command-line options, set once per process (they are process-wide, for every
+# llvmlite user). The lowering's loops are long chains of vector math calls interleaved 4 times;
+# a vectorized epilogue would be a third copy of such a body (compile time 138 -> 118 ms CPU on
+# the nested depth-30 gradient without it, same run time): the scalar remainder does the tail.
+LLVM_OPTIONS = ("-enable-epilogue-vectorization=false",)
+
+
+@lru_cache(maxsize=None)
+def _initialize() -> None:
+    if llvm.llvm_version_info[0] < 20:  # llvmlite < 0.45 needs it; later ones refuse the call
+        llvm.initialize()
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    llvm.initialize_native_asmparser()
+    for option in LLVM_OPTIONS:
+        llvm.set_option("chainrule", option)
+
+
+@lru_cache(maxsize=None)
+def _target_machine(target: Target, codegen_level: int = 3) -> llvm.TargetMachine:
+    _initialize()
+    return llvm.Target.from_triple(target.triple).create_target_machine(
+        cpu=target.cpu, features=target.features, opt=codegen_level, codemodel="jitdefault", jit=True)
+
+
+# One LLJIT for the process: each compiled module is a library in it, unloaded when its
+# ResourceTracker is freed. Compiling and linking are serialized (the target machines are
+# shared); the compiled code itself runs unlocked.
+_lock = threading.RLock()
+_library_numbers = itertools.count()
+
+
+@lru_cache(maxsize=None)
+def _lljit() -> llvm.LLJIT:
+    return llvm.create_lljit_compiler(_target_machine(host_target()))
+
+
+class NativeModule:
+    """A linked module: ``address(symbol)`` gives a function's address for ctypes.
+
+    Holds the LLJIT and the library's resource tracker: when they are freed the
+    code is unmapped, and calling an address taken earlier would crash. Keep the
+    module referenced as long as any function pointer made from it.
+    """
+
+    def __init__(self, name: str, ir_text: str, target: Target, optimization: str,
+                 tracker: llvm.ResourceTracker, lljit: llvm.LLJIT, symbols: tuple[str, ...],
+                 from_cache: bool, optimized_ir: str | None):
+        self.name = name
+        self.ir_text = ir_text
+        self.target = target
+        self.optimization = optimization
+        self.symbols = symbols
+        self.from_cache = from_cache
+        self._tracker = tracker
+        self._lljit = lljit
+        self._optimized_ir = optimized_ir
+
+    def address(self, symbol: str) -> int:
+        """The address of the function (or global) ``symbol`` defined by the module."""
+        if symbol not in self.symbols:
+            raise LLVMError(f"module {self.name!r} defines no symbol {symbol!r}; "
+                            f"it defines {', '.join(self.symbols) or 'nothing'}")
+        return self._tracker[symbol]
+
+    @property
+    def optimized_ir(self) -> str:
+        """The IR after optimization, as LLVM compiled it (rebuilt on demand after a cache hit)."""
+        if self._optimized_ir is None:
+            with _lock:
+                self._optimized_ir, _ = _build(self.ir_text, self.target, self.optimization, emit=False)
+        return self._optimized_ir
+
+    def __repr__(self) -> str:
+        origin = "cached" if self.from_cache else "compiled"
+        return f"<NativeModule {self.name} ({origin}, {self.optimization}): {', '.join(self.symbols)}>"
+
+
+def compile_ir(ir_text: str, *, name: str, target: Target | None = None, use_cache: bool = True,
+               optimization: str | None = None) -> NativeModule:
+    """Compile LLVM IR text and link it into this process.
+
+    ``name`` labels the module (error messages, ``repr``); ``target`` defaults to
+    the host CPU (another target must be one the host can run, e.g. the host
+    minus some features). With ``use_cache`` object code is read from and
+    written to the disk cache (``cache.cache_directory()``). ``optimization``
+    (a key of ``PIPELINES``) defaults to ``optimization_level(ir_text)``.
+    """
+    target = target or host_target()
+    optimization = optimization or optimization_level(ir_text)
+    if optimization not in PIPELINES:
+        raise ValueError(f"optimization must be one of {', '.join(PIPELINES)}, got {optimization!r}")
+    key = cache.cache_key(ir_text, target, optimization, repr(PIPELINES[optimization]),
+                          mathlib.function_attributes(target.feature_set), *LLVM_OPTIONS)
+    entry = cache.load(key) if use_cache else None
+    optimized_ir = None
+    with _lock:
+        if entry is None:
+            optimized_ir, entry = _build(ir_text, target, optimization, emit=True)
+            if use_cache:
+                cache.store(key, entry)
+        tracker = _link(entry, ir_text, name)
+    return NativeModule(name, ir_text, target, optimization, tracker, _lljit(), entry.symbols,
+                        from_cache=optimized_ir is None, optimized_ir=optimized_ir)
+
+
+def optimization_level(ir_text: str) -> str:
+    """``"O2"``, or ``"O1"`` for modules of more than ``O2_MAX_INSTRUCTIONS`` instructions."""
+    return "O2" if instruction_count(ir_text) <= O2_MAX_INSTRUCTIONS else "O1"
+
+
+def instruction_count(ir_text: str) -> int:
+    """The instructions in ``ir_text``: its indented, non-comment lines."""
+    # Counting lines of text costs microseconds, walking the parsed module milliseconds.
+    return sum(1 for line in ir_text.splitlines()
+               if line.startswith((" ", "\t")) and line.strip() and not line.lstrip().startswith(";"))
+
+
+def _build(ir_text: str, target: Target, optimization: str, emit: bool) -> tuple[str, cache.Entry | None]:
+    """The optimized IR text and (if ``emit``) the object code of ``ir_text``."""
+    module = _parse(ir_text, target)
+    try:
+        _optimize(module, target, optimization)
+        if not emit:
+            return str(module), None
+        machine = _target_machine(target, PIPELINES[optimization].codegen_level)
+        return str(module), cache.Entry(machine.emit_object(module), _exported_symbols(module))
+    finally:
+        module.close()
+
+
+def _parse(ir_text: str, target: Target) -> llvm.ModuleRef:
+    try:
+        # A context per module (the module holds it): types and constants die with the module
+        # instead of piling up in the global context.
+        module = llvm.parse_assembly(_with_function_attributes(ir_text, target), llvm.create_context())
+    except RuntimeError as error:
+        raise LLVMError(_describe(f"{_BUG}\n{error}", ir_text)) from None
+    module.triple = target.triple
+    module.data_layout = str(_target_machine(target).target_data)
+    try:
+        module.verify()
+    except RuntimeError as error:
+        raise LLVMError(_describe(f"{_BUG}\nLLVM IR verifier failed:\n{error}", ir_text)) from None
+    return module
+
+
+_BUG = "LLVM rejected the IR chainrule generated (a bug in chainrule; please report it)."
+_FUNCTION_BODY_START = re.compile(r"^(define\b[^\n]*?)\s*\{[ \t]*$", re.MULTILINE)
+
+
+def _with_function_attributes(ir_text: str, target: Target) -> str:
+    """``ir_text`` with the target's attributes on every function definition (its lines unchanged)."""
+    attributes = mathlib.function_attributes(target.feature_set)
+    return _FUNCTION_BODY_START.sub(lambda match: f"{match.group(1)} {attributes} {{", ir_text)
+
+
+def _optimize(module: llvm.ModuleRef, target: Target, optimization: str) -> None:
+    pipeline = PIPELINES[optimization]
+    tuning = llvm.create_pipeline_tuning_options(speed_level=pipeline.speed_level)
+    tuning.loop_vectorization = True
+    tuning.slp_vectorization = pipeline.slp_interleave_unroll
+    tuning.loop_interleaving = pipeline.slp_interleave_unroll
+    tuning.loop_unrolling = pipeline.slp_interleave_unroll
+    pass_builder = llvm.create_pass_builder(_target_machine(target), tuning)
+    pass_builder.getModulePassManager().run(module, pass_builder)
+
+
+def _exported_symbols(module: llvm.ModuleRef) -> tuple[str, ...]:
+    local = (llvm.Linkage.internal, llvm.Linkage.private)
+    functions = [f.name for f in module.functions if not f.is_declaration and f.linkage not in local]
+    variables = [g.name for g in module.global_variables
+                 if not g.is_declaration and g.linkage not in local and not g.name.startswith("llvm.")]
+    return tuple(sorted(functions + variables))
+
+
+def _link(entry: cache.Entry, ir_text: str, name: str) -> llvm.ResourceTracker:
+    if mathlib.VECTOR_SYMBOL_PREFIX in ir_text:
+        mathlib.load_vector_library()
+    builder = llvm.JITLibraryBuilder().add_object_img(entry.object_code).add_current_process()
+    for symbol, address in RUNTIME_SYMBOLS.items():
+        if symbol in ir_text:
+            builder.import_symbol(symbol, address())
+    for symbol in entry.symbols:
+        builder.export_symbol(symbol)
+    try:
+        return builder.link(_lljit(), f"{name}.{next(_library_numbers)}")
+    except RuntimeError as error:
+        raise LLVMError(f"linking module {name!r} failed: {error}") from None
+
+
+_LOCATION = re.compile(r"<string>:(\d+):(\d+):")
+_DEFINITION = re.compile(r"%[-\w.$]+ =")
+_EXCERPT_LINES = 2
+
+
+def _describe(message: str, ir_text: str) -> str:
+    """``message`` followed by the numbered IR lines it is about."""
+    lines = ir_text.splitlines()
+    wanted = {int(m.group(1)) for m in _LOCATION.finditer(message)}
+    # The verifier names no line numbers; it prints the offending instructions (constants
+    # respelled), so find the lines defining the same values, or equal to them.
+    printed = {line.strip() for line in message.splitlines()[1:] if line.startswith("  ")}
+    defined = {_defined_value(line) for line in printed} - {None}
+    wanted |= {number for number, line in enumerate(lines, 1)
+               if line.strip() in printed or _defined_value(line.strip()) in defined}
+    if not wanted:
+        return message
+    shown = sorted({n for w in wanted for n in range(w - _EXCERPT_LINES, w + _EXCERPT_LINES + 1)
+                    if 1 <= n <= len(lines)})
+    excerpt = "\n".join(f"{'>' if n in wanted else ' '}{n:5d} | {lines[n - 1]}" for n in shown)
+    return f"{message.rstrip()}\nIR lines:\n{excerpt}"
+
+
+def _defined_value(instruction: str) -> str | None:
+    match = _DEFINITION.match(instruction)
+    return match.group(0) if match else None

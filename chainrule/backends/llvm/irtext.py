@@ -1,0 +1,113 @@
+"""Writing LLVM IR as text: functions of named SSA values, labels and comments.
+
+Text rather than ``llvmlite.ir`` objects: the module is what ``.source()`` shows,
+so it should read well (values named after the user's variables, a comment per
+fused region), and building text is several times cheaper than building objects.
+"""
+
+from __future__ import annotations
+
+import re
+
+from chainrule.backends.llvm import mathlib
+
+_NOT_IN_NAMES = re.compile(r"[^-\w.$]")
+
+
+class Module:
+    """Declarations and globals (each line once) plus function definitions, in order."""
+
+    def __init__(self):
+        self.declarations: dict[str, None] = {}
+        self.math_used: dict[tuple[str, str], None] = {}
+        self.functions: list["Function"] = []
+        self.header: list[str] = []
+        self.metadata: list[str] = []
+
+    def loop_metadata(self, *properties: str) -> str:
+        """A ``!llvm.loop`` node with the given properties (``!{!"llvm.loop.interleave.count", i32 4}``)."""
+        first = len(self.metadata)
+        names = [f"!{first + 1 + i}" for i in range(len(properties))]
+        self.metadata.append(f"!{first} = distinct !{{!{first}{''.join(', ' + n for n in names)}}}")
+        self.metadata += [f"{n} = {p}" for n, p in zip(names, properties)]
+        return f"!{first}"
+
+    def declare(self, line: str) -> None:
+        self.declarations.setdefault(line)
+
+    def function(self, signature: str, comment: str = "") -> "Function":
+        function = Function(self, signature, comment)
+        self.functions.append(function)
+        return function
+
+    def text(self) -> str:
+        parts = list(self.header)
+        if self.math_used:
+            parts.append(mathlib.declarations(self.math_used))
+        parts += list(self.declarations)
+        parts.append("")
+        for function in self.functions:
+            parts.append(function.text())
+        parts += self.metadata
+        return "\n".join(parts) + "\n"
+
+
+class Function:
+    """One function body: ``emit`` appends an instruction and returns its fresh SSA name."""
+
+    def __init__(self, module: Module, signature: str, comment: str):
+        self.module = module
+        self.signature = signature
+        self.comment = comment
+        self.lines: list[str] = []
+        self.allocas: list[str] = []  # kept in the entry block, so none runs twice
+        self.taken: dict[str, int] = {}
+        self.current_label = "entry"
+        self.current_name = None  # the name instructions get when none is given (the step's value)
+
+    def fresh(self, hint: str = "v") -> str:
+        base = _NOT_IN_NAMES.sub("_", hint) or "v"
+        if base[0].isdigit():
+            base = "v" + base
+        count = self.taken.get(base, 0) + 1
+        self.taken[base] = count
+        return f"%{base}" if count == 1 else f"%{base}.{count}"
+
+    def emit(self, instruction: str, name: str | None = None) -> str:
+        register = self.fresh(name or self.current_name or "v")
+        self.lines.append(f"  {register} = {instruction}")
+        return register
+
+    def emit_as(self, register: str, instruction: str) -> None:
+        self.lines.append(f"  {register} = {instruction}")
+
+    def alloca(self, llvm_type: str, name: str = "slot") -> str:
+        register = self.fresh(name)
+        self.allocas.append(f"  {register} = alloca {llvm_type}, align 64")
+        return register
+
+    def do(self, instruction: str) -> None:
+        self.lines.append(f"  {instruction}")
+
+    def note(self, text: str) -> None:
+        for line in text.splitlines():
+            self.lines.append(f"  ; {line}")
+
+    def label(self, hint: str) -> str:
+        """A fresh label name (without ``%``), to be placed later with ``place``."""
+        return self.fresh(hint)[1:]
+
+    def place(self, label: str) -> None:
+        self.lines.append(f"{label}:")
+        self.current_label = label
+
+    def declare(self, line: str) -> None:
+        self.module.declare(line)
+
+    def math(self, function: str, dtype: str, *arguments: str) -> str:
+        self.module.math_used.setdefault((function, dtype))
+        return self.emit(mathlib.call(function, dtype, *arguments))
+
+    def text(self) -> str:
+        head = [f"; {line}" for line in self.comment.splitlines()]
+        return "\n".join(head + [f"define {self.signature} {{", "entry:"] + self.allocas + self.lines + ["}", ""])

@@ -1,0 +1,598 @@
+"""A scheduled graph becomes one LLVM module with one exported entry function.
+
+    void @<prefix>_entry(ptr %table, i64 %threads)
+
+``table`` is an array of pointers: slot 0 the arena
+(one block holding every intermediate, allocated once per kernel), slot 1 the
+Python callback for nodes run by NumPy (see below), slot 2 the constants, then
+one slot per array input and one per large output (filled per call). Shapes are
+static (a kernel is specialized on its input shapes), so every stride is a
+constant in the code.
+
+How nodes become code:
+
+- **Views** (transpose, broadcast_to, reshape of contiguous data, basic
+  indexing, stop_gradient) are no code at all: a ``View`` is a slot, a byte
+  offset and strides (0 on broadcast dimensions), and readers index through it.
+- **Loops**: consecutive elementwise nodes and fused nodes of one shape, in
+  schedule order, share one loop nest (forward and backward together, as the
+  fuse pass never merges them), with full reductions of that shape as
+  accumulators. A value is stored only when something outside the loop reads
+  it; the rest stay in registers. Dimensions that are contiguous for every
+  access are merged, so the innermost loop is what the vectorizer wants. Loops
+  over many elements are split across threads (``pthread_create`` from JIT
+  code, on an outlined body taking ``(table, start, end, partials)``).
+- **Reductions** over some axes are their own loop nest: accumulating in a
+  register when the reduced axes are innermost, else into the (initialized)
+  result.
+- **matmul** (float32/float64, 1-D, 2-D and batched) calls BLAS ``gemm``
+  (``@chainrule_dgemm``/``sgemm``), row-major as column-major with the operands
+  swapped; a transposed operand is gemm's "T", so ``A.T @ B`` copies nothing.
+  (An operand that is neither row- nor column-major makes the matmul a fallback.)
+- **Everything else** (integer-array indexing, scatter_add, concatenate, a
+  reshape of non-contiguous data, matmul on integers or of more than 64 batch
+  elements, dtypes without LLVM arithmetic such as float16) runs its NumPy lowering
+  from the native code through a Python callback (``Fallback``), on views of
+  the same memory: one native call per function call still, and every op of
+  the table runs, but those nodes run at NumPy speed. ``Lowered.fallbacks``
+  lists them; ``.source()`` marks them with a comment.
+
+Memory: intermediates live in the arena at offsets planned here (a value's
+space is reused once its last reader has run); small outputs are computed in
+the arena and copied out, large ones are written straight into arrays the
+wrapper allocates per call (``kernel.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from chainrule.backends.llvm import scalar_ops
+from chainrule.backends.llvm.codegen import Codegen, gemm_layout, matrices
+from chainrule.ir import OPS, Graph
+
+ARENA, CALLBACK, CONSTANTS = 0, 1, 2
+FIXED_SLOTS = 3
+ALIGNMENT = 64
+# Outputs up to this size are computed in the arena and copied out: cheaper than handing
+# the kernel a fresh array (extracting an array's address from Python costs ~1 us).
+SMALL_OUTPUT_BYTES = 4096
+# A loop runs on several threads when it does at least this much work (elements x steps):
+# starting and joining a thread costs ~30 us.
+PARALLEL_MIN_WORK = 1 << 18
+PARALLEL_MIN_ELEMENTS = 4096
+MAX_THREADS = 64
+# Steps per loop body: the loop vectorizer's time grows faster than linearly with a body's length
+# (a 2,000-step body costs ~0.3 s to compile); the depth-30 nested gradient is ~250 steps.
+MAX_LOOP_STEPS = 400
+MAX_UNROLLED_BATCH = 64  # matmuls with more batch elements run through NumPy
+
+_VIEW_OPS = {"transpose", "broadcast_to", "reshape", "getitem", "stop_gradient"}
+_REDUCTIONS = {"sum", "max", "min"}
+_SOURCES = {"input", "const", "zeros"}
+
+
+@dataclass(frozen=True)
+class View:
+    """Where a value's elements are: table slot, byte offset, shape, strides (elements), dtype."""
+
+    slot: int
+    offset: int
+    shape: tuple
+    strides: tuple
+    dtype: str
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(self.dtype).itemsize
+
+    def broadcast_to(self, shape: tuple) -> "View":
+        lead = len(shape) - len(self.shape)
+        strides = [0] * lead + [0 if (d == 1 and s != 1) else stride
+                                for d, s, stride in zip(self.shape, shape[lead:], self.strides)]
+        return View(self.slot, self.offset, tuple(shape), tuple(strides), self.dtype)
+
+    @property
+    def is_contiguous(self) -> bool:
+        return all(d == 1 or s == c for d, s, c in zip(self.shape, self.strides, contiguous_strides(self.shape)))
+
+
+def contiguous_strides(shape: tuple) -> tuple:
+    strides, step = [], 1
+    for d in reversed(shape):
+        strides.append(step)
+        step *= max(d, 1)
+    return tuple(reversed(strides))
+
+
+@dataclass
+class Fallback:
+    """A node computed by its NumPy lowering, called back from the native code."""
+
+    node_id: int
+    op: str
+    params: dict
+    operands: list  # Views
+    result: View
+    description: str
+
+
+@dataclass
+class OutputSpec:
+    """Where output k comes from: ``slot`` (a per-call array) or an arena view copied out."""
+
+    shape: tuple
+    dtype: str
+    slot: Optional[int] = None
+    arena_view: Optional[View] = None
+
+
+@dataclass
+class InputSpec:
+    shape: tuple
+    dtype: str
+    slot: Optional[int] = None  # an array passed by address
+    staged: Optional[View] = None  # a 0-d input written into the arena
+
+
+@dataclass
+class Lowered:
+    """The module text and what the Python side needs to call it."""
+
+    ir: str
+    entry: str
+    table_size: int
+    arena_bytes: int
+    constants: np.ndarray
+    inputs: list
+    outputs: list
+    fallbacks: list
+    loops: int = 0
+    parallel_loops: int = 0
+    longest_loop: int = 0  # steps in the longest loop body (of more than one element)
+
+
+# ---- units: what the entry function does, in order -------------------------------------------
+
+@dataclass
+class Loop:
+    """A loop nest over ``shape`` computing ``members`` (node ids) element by element."""
+
+    shape: tuple
+    members: list = field(default_factory=list)
+    steps: int = 0
+
+
+@dataclass
+class Unit:
+    kind: str  # "loop", "reduce", "matmul", "fallback"
+    node_id: int = -1
+    loop: Optional[Loop] = None
+
+
+def lower(graph: Graph, function_name: str) -> Lowered:
+    """``graph`` (scheduled) as an LLVM module; see the module docstring."""
+    return _Lowering(graph, function_name).run()
+
+
+class _Lowering:
+    def __init__(self, graph: Graph, function_name: str):
+        self.graph = graph
+        self.name = function_name
+        self.views: dict[int, View] = {}
+        self.immediates: dict[int, object] = {}  # size-1 constants read as literals
+        self.units: list[Unit] = []
+        self.group_of: dict[int, Loop] = {}
+        self.constant_chunks: list[bytes] = []
+        self.constant_bytes = 0
+        self.table_size = FIXED_SLOTS
+        self.inputs: list[InputSpec] = []
+        self.outputs: list[OutputSpec] = []
+        self.fallbacks: list[Fallback] = []
+        self.arena_bytes = 0
+        self.stored: set[int] = set()  # loop members whose value goes to memory
+        self.view_nodes: list[int] = []  # view ops that are views (no code), in id order
+
+    # ---- planning ---------------------------------------------------------------------------
+
+    def run(self) -> Lowered:
+        graph = self.graph
+        live = graph.live_nodes()
+        self._place_sources(live)
+        self._form_units(live)
+        self._plan_outputs()
+        self._allocate()
+        module_text, entry, counts = self._emit()
+        constants = np.frombuffer(b"".join(self.constant_chunks) or b"\0" * 8, dtype=np.uint8).copy()
+        longest = max([u.loop.steps for u in self.units if u.kind == "loop" and math.prod(u.loop.shape) > 1] + [0])
+        return Lowered(module_text, entry, self.table_size, self.arena_bytes, constants, self.inputs,
+                       self.outputs, self.fallbacks, *counts, longest)
+
+    def _new_slot(self) -> int:
+        self.table_size += 1
+        return self.table_size - 1
+
+    def _constant(self, array: np.ndarray) -> View:
+        array = np.array(array, order="C")  # not ascontiguousarray: that makes 0-d arrays 1-d
+        offset = self.constant_bytes
+        data = array.tobytes()
+        padding = (-len(data)) % ALIGNMENT
+        self.constant_chunks.append(data + b"\0" * padding)
+        self.constant_bytes += len(data) + padding
+        return View(CONSTANTS, offset, array.shape, contiguous_strides(array.shape), array.dtype.name)
+
+    def _place_sources(self, live) -> None:
+        graph = self.graph
+        for node_id in graph.inputs:
+            node_type = graph.type(node_id)
+            spec = InputSpec(node_type.shape, node_type.dtype)
+            if node_type.ndim == 0:
+                spec.staged = View(ARENA, -1, (), (), node_type.dtype)  # offset set by _allocate
+            else:
+                spec.slot = self._new_slot()
+                self.views[node_id] = View(spec.slot, 0, node_type.shape, contiguous_strides(node_type.shape),
+                                           node_type.dtype)
+            self.inputs.append(spec)
+        for node_id in live:
+            node = graph[node_id]
+            if node.op == "const":
+                value = node.params["value"].array
+                if value.size == 1:
+                    self.immediates[node_id] = value.reshape(()).item()
+                self.views[node_id] = self._constant(value)
+            elif node.op == "zeros":
+                single = self._constant(np.zeros((), node.type.dtype))
+                self.immediates[node_id] = 0
+                self.views[node_id] = View(CONSTANTS, single.offset, node.type.shape, (0,) * node.type.ndim,
+                                           node.type.dtype)
+
+    def _view_of(self, node_id: int) -> Optional[View]:
+        """The view a view op gives, or None when its operand's layout does not allow one.
+
+        An operand computed by the kernel has no place yet while units are formed: its layout
+        (contiguous) decides, and ``_allocate`` derives the view again once it has a place.
+        """
+        node = self.graph[node_id]
+        source = self._layout(node.args[0])
+        op, params, shape = node.op, node.params, node.type.shape
+        if op == "stop_gradient":
+            return source
+        if op == "transpose":
+            axes = params["axes"]
+            return View(source.slot, source.offset, shape, tuple(source.strides[a] for a in axes), source.dtype)
+        if op == "broadcast_to":
+            return source.broadcast_to(shape)
+        if op == "reshape":
+            if source.is_contiguous:
+                return View(source.slot, source.offset, shape, contiguous_strides(shape), source.dtype)
+            return None
+        if op == "getitem" and len(node.args) == 1:
+            return _basic_index(source, params["index"], shape)
+        return None
+
+    def _form_units(self, live) -> None:
+        graph = self.graph
+        current: Optional[Loop] = None
+        for node_id in live:
+            node = graph[node_id]
+            if node.op in _SOURCES:
+                continue
+            if node.op in _VIEW_OPS:
+                view = self._view_of(node_id)
+                if view is not None:
+                    self.views[node_id] = view
+                    self.view_nodes.append(node_id)
+                    continue
+            loop_shape = self._loop_shape(node_id)
+            if loop_shape is not None and current is not None and self._joins(current, node_id, loop_shape):
+                self._add_member(current, node_id)
+                continue
+            current = None
+            if loop_shape is not None:
+                current = Loop(loop_shape)
+                self._add_member(current, node_id)
+                self.units.append(Unit("loop", node_id, current))
+            elif node.op in _REDUCTIONS or (node.op == "fused" and node.params["body"].root[0] in _REDUCTIONS):
+                self.units.append(Unit("reduce" if self._lowerable_reduction(node_id) else "fallback", node_id))
+            elif node.op == "matmul" and self._gemm_ready(node_id):
+                self.units.append(Unit("matmul", node_id))
+            else:
+                self.units.append(Unit("fallback", node_id))
+
+    def _supported_dtypes(self, node_id: int) -> bool:
+        node = self.graph[node_id]
+        dtypes = [node.type.dtype] + [self.graph.type(a).dtype for a in node.args]
+        if node.op == "fused":
+            dtypes += [step[3].dtype for step in node.params["body"].steps]
+        return all(d in scalar_ops.TYPES for d in dtypes)
+
+    def _loop_shape(self, node_id: int) -> Optional[tuple]:
+        """The iteration shape if the node can be a loop member (elementwise, or a full reduction)."""
+        node = self.graph[node_id]
+        if not self._supported_dtypes(node_id) or not self._steps_lowered(node_id):
+            return None
+        if OPS[node.op].is_elementwise:
+            return node.type.shape
+        root = node.params["body"].root if node.op == "fused" else (node.op, None, node.attrs, node.type)
+        if root[0] in _REDUCTIONS:
+            operand_shape = self.reduction_operand_shape(node_id)
+            axes = dict(root[2])["axis"]
+            if len(axes) == len(operand_shape) and _is_float_or_int(node.type.dtype):
+                return operand_shape
+            return None
+        if node.op == "fused":
+            return node.type.shape
+        return None
+
+    def reduction_operand_shape(self, node_id: int) -> tuple:
+        node = self.graph[node_id]
+        if node.op == "fused":
+            steps = node.params["body"].steps
+            (k,) = steps[-1][1]
+            return steps[k][3].shape if k >= 0 else self.graph.type(node.args[-k - 1]).shape
+        return self.graph.type(node.args[0]).shape
+
+    def _steps_lowered(self, node_id: int) -> bool:
+        node = self.graph[node_id]
+        steps = node.params["body"].steps if node.op == "fused" else [(node.op, None, node.attrs, node.type)]
+        for op, _, _, step_type in steps:
+            if op in _REDUCTIONS:
+                continue
+            if op not in scalar_ops.LOWERED:
+                return False
+            if op == "pow" and not scalar_ops.is_float(step_type.dtype):
+                return False
+        return True
+
+    def _lowerable_reduction(self, node_id: int) -> bool:
+        return self._supported_dtypes(node_id) and self._steps_lowered(node_id) and \
+            _is_float_or_int(self.graph.type(node_id).dtype)
+
+    def _joins(self, loop: Loop, node_id: int, shape: tuple) -> bool:
+        if shape != loop.shape or loop.steps >= MAX_LOOP_STEPS:
+            return False
+        for a in self.graph[node_id].args:
+            member = self.group_of.get(a)
+            if member is loop and self.is_reduction_member(a):
+                return False  # a reduction's value exists only after the loop
+        # a member read through a view needs memory written by an earlier loop
+        return not any(self.group_of.get(r) is loop for r in self._view_roots(node_id))
+
+    def _view_roots(self, node_id: int) -> list:
+        """The computed values ``node_id`` reads through views (not directly)."""
+        roots = []
+        for a in self.graph[node_id].args:
+            if a in self.views and self.graph[a].op in _VIEW_OPS:
+                stack = [a]
+                while stack:
+                    v = stack.pop()
+                    if self.graph[v].op in _VIEW_OPS:
+                        stack.append(self.graph[v].args[0])
+                    else:
+                        roots.append(v)
+        return roots
+
+    def is_reduction_member(self, node_id: int) -> bool:
+        node = self.graph[node_id]
+        return node.op in _REDUCTIONS or (node.op == "fused" and node.params["body"].root[0] in _REDUCTIONS)
+
+    def _add_member(self, loop: Loop, node_id: int) -> None:
+        loop.members.append(node_id)
+        node = self.graph[node_id]
+        loop.steps += len(node.params["body"].steps) if node.op == "fused" else 1
+        self.group_of[node_id] = loop
+
+    def _gemm_ready(self, node_id: int) -> bool:
+        """Can BLAS compute this matmul from its operands' layouts as they are?"""
+        node = self.graph[node_id]
+        a, b = (self.graph.type(x) for x in node.args)
+        if node.type.dtype not in ("float64", "float32") or a.dtype != node.type.dtype or b.dtype != a.dtype:
+            return False
+        if 0 in a.shape or 0 in b.shape or node.type.size == 0:
+            return False
+        a2, b2, batch = matrices(*(self._layout(x) for x in node.args))
+        return math.prod(batch) <= MAX_UNROLLED_BATCH and gemm_layout(a2) is not None \
+            and gemm_layout(b2) is not None
+
+    def _layout(self, node_id: int) -> View:
+        """The node's view, or (for a value computed later) the contiguous layout it will have."""
+        view = self.views.get(node_id)
+        if view is not None:
+            return view
+        node_type = self.graph.type(node_id)
+        return View(ARENA, 0, node_type.shape, contiguous_strides(node_type.shape), node_type.dtype)
+
+    def add_fallback(self, node_id: int) -> None:
+        node = self.graph[node_id]
+        self.fallbacks.append(Fallback(node_id, node.op, node.params, [self.views[a] for a in node.args],
+                                       self.views[node_id], f"%{node_id} {node.op}"))
+
+    def _plan_outputs(self) -> None:
+        """Which stored values are outputs written in place, and which outputs need a copy."""
+        graph = self.graph
+        for loop in [u.loop for u in self.units if u.kind == "loop"]:
+            members = set(loop.members)
+            for m in loop.members:
+                if self.is_reduction_member(m) or any(u not in members for u in graph.users(m)) \
+                        or m in graph.outputs:
+                    self.stored.add(m)
+        self.output_copies: list[tuple[int, int]] = []  # (output index, node)
+        self.output_home: dict[int, int] = {}  # node -> output index written in place
+        for index, node_id in enumerate(graph.outputs):
+            node_type = graph.type(node_id)
+            spec = OutputSpec(node_type.shape, node_type.dtype)
+            if node_type.nbytes > SMALL_OUTPUT_BYTES:
+                spec.slot = self._new_slot()
+            self.outputs.append(spec)
+            computed = node_id not in self.views and graph[node_id].op not in _SOURCES
+            if computed and node_id not in self.output_home:
+                self.output_home[node_id] = index
+            else:
+                self.output_copies.append((index, node_id))
+
+    # ---- memory ---------------------------------------------------------------------------
+
+    def _materialized(self, unit: Unit) -> list[int]:
+        if unit.kind == "loop":
+            return [m for m in unit.loop.members if m in self.stored]
+        return [unit.node_id]
+
+    def _allocate(self) -> None:
+        """Arena offsets: each value from the unit computing it to its last reader (through views)."""
+        graph = self.graph
+        root = list(range(len(graph)))
+        for node_id in range(len(graph)):
+            if node_id in self.views and graph[node_id].op in _VIEW_OPS:
+                root[node_id] = root[graph[node_id].args[0]]
+        last_read: dict[int, int] = {}
+        for index, unit in enumerate(self.units):
+            members = unit.loop.members if unit.kind == "loop" else [unit.node_id]
+            for node_id in members:
+                for a in graph[node_id].args:
+                    last_read[root[a]] = max(last_read.get(root[a], -1), index)
+        end = len(self.units)
+        for _, node_id in self.output_copies:
+            last_read[root[node_id]] = end
+        arena = _Arena()
+        for spec in self.inputs:
+            if spec.staged is not None:
+                spec.staged = View(ARENA, arena.take(np.dtype(spec.dtype).itemsize), (), (), spec.dtype)
+        for node_id, spec in zip(graph.inputs, self.inputs):
+            if spec.staged is not None:
+                self.views[node_id] = spec.staged
+        dying: dict[int, list] = {}
+        for index, unit in enumerate(self.units):
+            for node_id in self._materialized(unit):
+                node_type = graph.type(node_id)
+                output = self.output_home.get(node_id)
+                if output is not None and self.outputs[output].slot is not None:
+                    self.views[node_id] = View(self.outputs[output].slot, 0, node_type.shape,
+                                               contiguous_strides(node_type.shape), node_type.dtype)
+                    continue
+                offset = arena.take(node_type.nbytes)
+                self.views[node_id] = View(ARENA, offset, node_type.shape, contiguous_strides(node_type.shape),
+                                           node_type.dtype)
+                if output is not None:
+                    self.outputs[output].arena_view = self.views[node_id]
+                else:
+                    dying.setdefault(max(last_read.get(node_id, index), index), []).append((offset, node_type.nbytes))
+            for offset, size in dying.pop(index, ()):
+                arena.give_back(offset, size)
+        for index, node_id in self.output_copies:
+            spec = self.outputs[index]
+            if spec.slot is None:
+                size = np.dtype(spec.dtype).itemsize * math.prod(spec.shape)
+                spec.arena_view = View(ARENA, arena.take(size), spec.shape, contiguous_strides(spec.shape), spec.dtype)
+        self.arena_bytes = arena.size
+        for node_id in self.view_nodes:  # now that every computed value has its place
+            self.views[node_id] = self._view_of(node_id)
+
+
+    def _emit(self):
+        placeholder = "__CHAINRULE_PREFIX__"
+        codegen = Codegen(self, placeholder, MAX_THREADS, PARALLEL_MIN_WORK, PARALLEL_MIN_ELEMENTS)
+        text = codegen.emit()
+        # symbols are unique per kernel (several live in one process), and stable for the disk cache
+        prefix = f"cr_{_SYMBOL.sub('_', self.name)}_{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+        return text.replace(placeholder, prefix), f"{prefix}_entry", (codegen.loops, codegen.parallel_loops)
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+class _Arena:
+    """First-fit allocation of aligned blocks with coalescing of freed ones."""
+
+    def __init__(self):
+        self.size = 0
+        self.free: list[tuple[int, int]] = []  # (offset, size), sorted by offset
+
+    def take(self, nbytes: int) -> int:
+        nbytes = max(ALIGNMENT, -(-nbytes // ALIGNMENT) * ALIGNMENT)
+        for index, (offset, size) in enumerate(self.free):
+            if size >= nbytes:
+                if size == nbytes:
+                    del self.free[index]
+                else:
+                    self.free[index] = (offset + nbytes, size - nbytes)
+                return offset
+        offset = self.size
+        self.size += nbytes
+        return offset
+
+    def give_back(self, offset: int, nbytes: int) -> None:
+        nbytes = max(ALIGNMENT, -(-nbytes // ALIGNMENT) * ALIGNMENT)
+        self.free.append((offset, nbytes))
+        self.free.sort()
+        merged = []
+        for start, size in self.free:
+            if merged and merged[-1][0] + merged[-1][1] == start:
+                merged[-1] = (merged[-1][0], merged[-1][1] + size)
+            else:
+                merged.append((start, size))
+        self.free = merged
+
+
+def _is_float_or_int(dtype: str) -> bool:
+    return dtype in scalar_ops.TYPES and dtype != "bool"
+
+
+def _basic_index(source: View, index, shape: tuple) -> Optional[View]:
+    """The view ``source[index]`` for an index of slices, ints and None."""
+    offset, strides, out_shape = source.offset, [], []
+    dim = 0
+    itemsize = source.itemsize
+    for item in index:
+        kind = item[0]
+        if kind == "none":
+            out_shape.append(1)
+            strides.append(0)
+            continue
+        if dim >= len(source.shape):
+            return None
+        size, stride = source.shape[dim], source.strides[dim]
+        if kind == "int":
+            position = item[1] + size if item[1] < 0 else item[1]
+            offset += position * stride * itemsize
+        elif kind == "slice":
+            start, stop, step = slice(*item[1:]).indices(size)
+            length = len(range(start, stop, step))
+            offset += (start * stride * itemsize) if length else 0
+            out_shape.append(length)
+            strides.append(stride * step)
+        else:
+            return None
+        dim += 1
+    out_shape += list(source.shape[dim:])
+    strides += list(source.strides[dim:])
+    if tuple(out_shape) != tuple(shape):
+        return None
+    return View(source.slot, offset, tuple(out_shape), tuple(strides), source.dtype)
+
+
+def coalesce(shape: tuple, strides: list[tuple]) -> tuple[list[int], list[list[int]]]:
+    """Merge dimensions that are contiguous for every access; drop dimensions of size 1.
+
+    Returns the merged extents and, per access, its strides over them.
+    """
+    dims = [d for d in range(len(shape)) if shape[d] != 1]
+    extents = [shape[d] for d in dims]
+    per_access = [[s[d] for d in dims] for s in strides]
+    d = len(extents) - 2
+    while d >= 0:
+        if all(s[d] == s[d + 1] * extents[d + 1] for s in per_access):
+            extents[d] *= extents[d + 1]
+            del extents[d + 1]
+            for s in per_access:
+                s[d] = s[d + 1]
+                del s[d + 1]
+        d -= 1
+    return extents, per_access
+
+
+_SYMBOL = re.compile(r"[^\w]")
