@@ -79,10 +79,10 @@ def assert_same_gradients(got, expected):
 
 
 @pytest.mark.parametrize("policy", POLICIES, ids=["sqrt", "optimal", "callable"])
-def test_every_policy_gives_the_gradients_of_keep_all_on_an_mlp(policy):
+def test_every_policy_gives_the_gradients_of_keep_all_on_an_mlp(policy, backend):
     args = mlp_args()
     expected = cr.grad(mlp_loss)(*args)
-    f = cr.grad(mlp_loss, checkpoint=policy)
+    f = cr.grad(mlp_loss, checkpoint=policy, backend=backend)
     assert_same_gradients(f(*args), expected)
     assert f.memory(*args).recomputed, "the policy recomputed nothing"
 

@@ -357,3 +357,23 @@ def test_logaddexp_has_its_derivatives_where_its_arguments_are_equal():
     softplus_sum = lambda z: np.sum(np.logaddexp(0.0, z))  # noqa: E731
     np.testing.assert_array_equal(cr.grad(softplus_sum)(np.zeros(2)), [0.5, 0.5])
     np.testing.assert_array_equal(cr.hessian(softplus_sum)(np.zeros(2)), np.diag([0.25, 0.25]))
+
+
+def test_every_higher_order_entry_point_compiles_with_the_llvm_backend_too():
+    f = lambda x: np.sum(np.tanh(x) ** 2 * np.sin(x))  # noqa: E731
+    g = lambda x: np.tanh(x[:3] * x[1:])  # noqa: E731
+    x, v = np.linspace(-1.0, 1.0, 4), np.linspace(0.5, 2.0, 4)
+    pairs = [
+        (cr.jvp(g, (x,), (v,), backend="llvm"), cr.jvp(g, (x,), (v,))),
+        (cr.vjp(g, x, backend="llvm")[1](v[:3]), cr.vjp(g, x)[1](v[:3])),
+        (cr.hvp(f, backend="llvm")(x, v), cr.hvp(f)(x, v)),
+        (cr.jacobian(g, mode="fwd", backend="llvm")(x), cr.jacobian(g, mode="fwd")(x)),
+        (cr.jacobian(g, mode="rev", backend="llvm")(x), cr.jacobian(g, mode="rev")(x)),
+        (cr.hessian(f, backend="llvm")(x), cr.hessian(f)(x)),
+    ]
+    for got, expected in pairs:
+        for a, b in zip(np.atleast_1d(got) if not isinstance(got, tuple) else got,
+                        np.atleast_1d(expected) if not isinstance(expected, tuple) else expected):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    assert "define" in cr.hvp(f, backend="llvm").source(x, v)  # LLVM IR, not Python
+

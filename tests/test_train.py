@@ -61,6 +61,21 @@ def test_compiled_train_step_equals_the_unfused_loop_and_a_hand_written_one(opt,
     assert len(fused._cache) == 1  # the step count and learning rate are inputs: no recompiling
 
 
+def test_the_train_step_compiled_by_llvm_takes_the_numpy_backends_steps():
+    params, x, y = mlp_problem()
+    opt = optim.adam(optim.warmup_cosine(0.05, 2, 8))
+    runs = {backend: (params, opt.init(params)) for backend in ("numpy", "llvm")}
+    steps = {backend: optim.train_step(mlp_loss, opt, clip_norm=0.5, backend=backend) for backend in runs}
+    for _ in range(4):
+        losses = {}
+        for backend, step in steps.items():
+            losses[backend], *runs[backend] = step(*runs[backend], x, y)
+        assert losses["llvm"] == pytest.approx(losses["numpy"], rel=1e-12)
+    for key in params:
+        np.testing.assert_allclose(runs["llvm"][0][key], runs["numpy"][0][key], rtol=1e-12, atol=1e-14)
+    assert "define" in steps["llvm"].source(*runs["llvm"], x, y)
+
+
 def test_train_step_returns_aux_state_and_the_fused_program_is_one_kernel():
     model = nn.Sequential([nn.Dense(3, 6), nn.BatchNorm(6), nn.Activation("relu"), nn.Dense(6, 1)])
     params, state = model.init(0), model.init_state()
