@@ -162,9 +162,10 @@ class Graph:
             # spelled out: a context manager per node is measurable here)
             self._default_loc, self._default_origin = loc, origin
             simpler = canonical.rewrite(self, op, args, attrs, out_type)
-            node = Node(op, args, frozen, out_type, loc, name, origin)
-            if simpler is None and self.rewriter is not None:
-                simpler = self._rewritten(node)
+            if simpler is None:
+                node = Node(op, args, frozen, out_type, loc, name, origin)
+                if self.rewriter is not None:
+                    simpler = self._rewritten(node)
         except ChainruleError as error:
             raise error.at(loc) from None
         finally:
