@@ -22,13 +22,23 @@ from chainrule.ir import Graph, Value
 _BACKENDS = ("numpy", "llvm")
 
 
-def compile_kernel(graph: Graph, name: str, backend: str = "numpy"):
-    """``graph`` compiled by ``backend``: a kernel whose ``fn`` takes the graph's inputs as arrays."""
+def compile_kernel(graph: Graph, name: str, backend: str = "numpy", check_nans: bool = False):
+    """``graph`` compiled by ``backend``: a kernel whose ``fn`` takes the graph's inputs as arrays.
+    ``check_nans`` makes ``fn`` raise ``NonFiniteError`` at the first op producing a NaN or an inf."""
+    checked = None
+    if check_nans:
+        from chainrule.backends.nan_check import compile_checked
+
+        checked = compile_checked(graph, name)
     if backend == "llvm":
         from chainrule.backends.llvm.kernel import compile_graph as compile_llvm  # imports llvmlite
 
-        return compile_llvm(graph, name)
-    return compile_graph(graph, name)
+        if checked is None:
+            return compile_llvm(graph, name)
+        from chainrule.backends.nan_check import checked_llvm
+
+        return checked_llvm(compile_llvm(graph, name), checked)
+    return checked or compile_graph(graph, name)
 
 
 class _Specialization:
@@ -79,8 +89,6 @@ class Compiled:
         if backend not in _BACKENDS:
             raise UnsupportedError(f"backend {backend!r} is not available; this build has {', '.join(_BACKENDS)}")
         validate_policy(checkpoint)
-        if check_nans:
-            raise UnsupportedError("check_nans=True is not available in this build")
         self.fn = fn
         self.transform = transform
         self.argnums = argnums
@@ -89,6 +97,7 @@ class Compiled:
             raise ArgumentError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
         self.backend = backend
         self.checkpoint = checkpoint
+        self.check_nans = check_nans
         self.optimize = optimize
         self._cache: dict[ArgsSpec, _Specialization] = {}
         # call_key -> (the same specialization, which leaves are its inputs, which of those need np.asarray)
@@ -152,7 +161,8 @@ class Compiled:
             wrt = [traced_positions.index(i) for i, owner in enumerate(spec.arg_of_leaf)
                    if owner in differentiated and spec.leaves[i].traced]
         compilation = pipeline.run(traced, wrt, optimize=self.optimize, checkpoint_policy=self.checkpoint)
-        kernel = compile_kernel(compilation.final, f"{traced.name}_{self.transform}", self.backend)
+        kernel = compile_kernel(compilation.final, f"{traced.name}_{self.transform}", self.backend,
+                                self.check_nans)
         return _Specialization(compilation, kernel, out_treedef, spec, differentiated)
 
     # ---- calling ----------------------------------------------------------------------------
@@ -339,9 +349,9 @@ def value_and_grad(fn: Callable, argnums: Union[int, Sequence[int]] = 0, **optio
     return Compiled(fn, "value_and_grad", argnums, **options)
 
 
-def jit(fn: Callable, backend: str = "numpy", optimize: bool = True) -> Compiled:
+def jit(fn: Callable, backend: str = "numpy", optimize: bool = True, check_nans: bool = False) -> Compiled:
     """``fn`` traced and compiled (forward only); outputs keep their pytree structure."""
-    return Compiled(fn, "jit", 0, backend=backend, optimize=optimize)
+    return Compiled(fn, "jit", 0, backend=backend, optimize=optimize, check_nans=check_nans)
 
 
 def trace(fn: Callable, *example_args) -> Graph:
