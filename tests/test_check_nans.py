@@ -71,6 +71,15 @@ def test_zero_over_zero_and_inf_minus_inf_are_nan(backend):
     assert "sub got x=inf, y=inf (element [1] of f64[2]) and produced NaN" in message
 
 
+def test_an_infinite_constant_flows_on_but_what_ops_make_of_it_counts():
+    x = np.array([1.0, 2.0])
+    assert cr.jit(lambda x: np.sum(x + np.inf), check_nans=True)(x) == np.inf
+    message = raised(cr.jit(lambda x: np.sum((x + np.inf) * 0.0), check_nans=True), x)
+    assert re.search(r"mul got \w+=inf, 0\.0 \(element \[0\] of f64\[2\]\) and produced NaN", message)
+    message = raised(cr.jit(lambda x: np.sum(x.astype(np.float32)), check_nans=True), np.array([1.0, 1e300]))
+    assert "cast got x=1e+300 (element [1] of f32[2]) and produced inf" in message
+
+
 def test_a_nan_argument_is_reported_as_coming_from_the_input(backend):
     message = raised(cr.grad(sqrt_model, check_nans=True, backend=backend), np.array([1.0, np.nan, 2.0]))
     assert message.startswith("the argument x holds a NaN (element [1] of f64[3]): it was passed in")

@@ -34,7 +34,7 @@ from chainrule.ir.types import EARLY_FREE_MIN_BYTES, TensorType
 
 # Ops that compute new numbers (the rest only move them: a view, a gather, a concatenation).
 _COMPUTING_KINDS = ("elementwise", "reduction", "matmul")
-_MOVES_ONLY = {"stop_gradient", "where", "cast"}
+_MOVES_ONLY = {"stop_gradient", "where"}  # (a cast computes: 1e300 as float32 is inf)
 
 # Why an op typically produces what it does, and what to do about it.
 _HINTS = {
@@ -49,6 +49,7 @@ _HINTS = {
     "mul": "0 * inf is NaN, and a product of large values can overflow.",
     "sum": "a sum of large values overflows: scale them down first.",
     "matmul": "a product of large values overflows: scale the operands down first.",
+    "cast": "the value does not fit the narrower dtype (float32 ends at ~3.4e38, float16 at 65504).",
 }
 _MASK_HINT = ("np.where evaluates both branches: a NaN in the discarded one is still computed and poisons "
               "the gradient (as in JAX); mask the argument instead, e.g. np.log(np.where(x > 0, x, 1)).")
@@ -146,7 +147,7 @@ def _operand_texts(names, operands, index, shape, elementwise) -> str:
     texts = []
     for name, operand in zip(names, operands):
         shown = _value_at(operand, index if elementwise else None, shape)
-        texts.append(shown if name == shown or not name[:1].isalpha() else f"{name}={shown}")
+        texts.append(f"{name}={shown}" if name.isidentifier() else shown)  # a literal shows as its value
     return ", ".join(texts)
 
 
@@ -164,7 +165,7 @@ def _message(site: CheckSite, result, operands, index, values) -> str:
                                 for name in names]
             head += f" got {_operand_texts(names, forward_operands, index, result.shape, True)}"
         hint = _HINTS.get(site.rule_op, hint)
-        text = (f"{head}{element}: {site.op}({got}) in its derivative rule ({site.rule}) produced {kind}")
+        text = f"{head}{element}: {site.op}({got}) in its derivative rule ({site.rule}) produced {kind}"
     else:
         text = f"{site.op} got {got}{element} and produced {kind}"
     if kind == "NaN" and site.op in ("log", "sqrt", "log1p", "arcsin", "arccos", "arccosh", "arctanh", "pow"):
