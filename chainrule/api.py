@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
+from chainrule.backends.nan_check import compile_checked_kernel
 from chainrule.backends.numpy_backend import NumpyKernel, compile_graph
 from chainrule.compiler import pipeline
 from chainrule.compiler.checkpoint import validate_policy
@@ -22,23 +23,13 @@ from chainrule.ir import Graph, Value
 _BACKENDS = ("numpy", "llvm")
 
 
-def compile_kernel(graph: Graph, name: str, backend: str = "numpy", check_nans: bool = False):
-    """``graph`` compiled by ``backend``: a kernel whose ``fn`` takes the graph's inputs as arrays.
-    ``check_nans`` makes ``fn`` raise ``NonFiniteError`` at the first op producing a NaN or an inf."""
-    checked = None
-    if check_nans:
-        from chainrule.backends.nan_check import compile_checked
-
-        checked = compile_checked(graph, name)
+def compile_kernel(graph: Graph, name: str, backend: str = "numpy"):
+    """``graph`` compiled by ``backend``: a kernel whose ``fn`` takes the graph's inputs as arrays."""
     if backend == "llvm":
         from chainrule.backends.llvm.kernel import compile_graph as compile_llvm  # imports llvmlite
 
-        if checked is None:
-            return compile_llvm(graph, name)
-        from chainrule.backends.nan_check import checked_llvm
-
-        return checked_llvm(compile_llvm(graph, name), checked)
-    return checked or compile_graph(graph, name)
+        return compile_llvm(graph, name)
+    return compile_graph(graph, name)
 
 
 class _Specialization:
@@ -161,8 +152,11 @@ class Compiled:
             wrt = [traced_positions.index(i) for i, owner in enumerate(spec.arg_of_leaf)
                    if owner in differentiated and spec.leaves[i].traced]
         compilation = pipeline.run(traced, wrt, optimize=self.optimize, checkpoint_policy=self.checkpoint)
-        kernel = compile_kernel(compilation.final, f"{traced.name}_{self.transform}", self.backend,
-                                self.check_nans)
+        name = f"{traced.name}_{self.transform}"
+        if self.check_nans:
+            kernel = compile_checked_kernel(compilation, name, self.backend, self.optimize)
+        else:
+            kernel = compile_kernel(compilation.final, name, self.backend)
         return _Specialization(compilation, kernel, out_treedef, spec, differentiated)
 
     # ---- calling ----------------------------------------------------------------------------
@@ -339,6 +333,9 @@ def grad(fn: Callable, argnums: Union[int, Sequence[int]] = 0, *, backend: str =
     ``"optimal"`` uses Griewank's binomial schedule on chains and a min-cut elsewhere, an int is a
     budget in bytes, and a function ``(node) -> "save" | "recompute"`` decides per value (see
     ``chainrule.compiler.checkpoint``; ``.memory(*args)`` reports the result).
+
+    ``check_nans=True`` raises ``NonFiniteError`` at the first op that produces a NaN or an inf,
+    naming its line, its derivative rule and its operands (``.source(*args)`` shows the checks).
     """
     return Compiled(fn, "grad", argnums, backend=backend, checkpoint=checkpoint, check_nans=check_nans,
                     optimize=optimize)
@@ -350,7 +347,8 @@ def value_and_grad(fn: Callable, argnums: Union[int, Sequence[int]] = 0, **optio
 
 
 def jit(fn: Callable, backend: str = "numpy", optimize: bool = True, check_nans: bool = False) -> Compiled:
-    """``fn`` traced and compiled (forward only); outputs keep their pytree structure."""
+    """``fn`` traced and compiled (forward only); outputs keep their pytree structure. ``check_nans``
+    as for ``grad``."""
     return Compiled(fn, "jit", 0, backend=backend, optimize=optimize, check_nans=check_nans)
 
 

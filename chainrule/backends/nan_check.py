@@ -10,8 +10,9 @@ was finite (element by element for elementwise ops, over whole operands for
 reductions and matmul). Non-finite values passed in or written as constants
 therefore flow on silently, except a NaN argument, which is reported at once.
 
-The llvm backend runs its fast kernel and, only when an argument or an output
-is not finite, runs this kernel on the same inputs to find where (``checked_llvm``).
+The llvm backend compiles the graph with one more output, a scalar that is NaN
+when any computed value held a NaN or inf (``probed``), and only then runs this
+kernel on the same inputs to find where (``checked_llvm``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import numpy as np
 from chainrule.backends.numpy_backend import (_COMMENT_COLUMN, _HELPERS, NumpyKernel, _comment, _describe_line,
                                               _identifier, _Names, _outputs_to_copy, _parenthesize, _scalar_literal,
                                               _special_form, _with_early_dels)
+from chainrule.compiler.fuse import fuse
+from chainrule.compiler.schedule import schedule
 from chainrule.errors import Loc, NonFiniteError
 from chainrule.ir import OPS, Graph
 from chainrule.ir.npfuncs import NAMESPACE
@@ -298,8 +301,7 @@ class _CheckedWriter:
         line = line.ljust(_COMMENT_COLUMN) + f"  # {comment}" if comment else line
         if value_type.nbytes >= EARLY_FREE_MIN_BYTES:
             self.freeable.add(target)
-        computes = (OPS[op].kind in _COMPUTING_KINDS and op not in _MOVES_ONLY) or op == "scatter_add"
-        if not (computes and value_type.is_float):
+        if not (_computes(op) and value_type.is_float):
             self.statements.append((line, self.freeable.intersection(operands)))
             return
         self.statements.append((line, frozenset()))
@@ -310,21 +312,60 @@ class _CheckedWriter:
         self.sites.append(CheckSite(op, target, operands, OPS[op].is_elementwise, loc, rule, rule_op, forward))
 
 
+def compile_checked_kernel(compilation, function_name: str, backend: str = "numpy", optimize: bool = True):
+    """The kernel ``check_nans=True`` runs for ``compilation`` (a ``pipeline.Compilation``) on ``backend``."""
+    checked = compile_checked(compilation.final, function_name)
+    if backend != "llvm":
+        return checked
+    from chainrule.backends.llvm.kernel import compile_graph as compile_llvm  # imports llvmlite
+
+    graph = probed(compilation.graphs["checkpointed"])
+    graph = schedule(fuse(graph) if optimize else graph, reorder=optimize)  # the pipeline's last stages
+    return checked_llvm(compile_llvm(graph, function_name), checked)
+
+
+def probed(graph: Graph) -> Graph:
+    """``graph`` (an unfused stage) with one more output, a float64 scalar that is NaN exactly when some
+    computed float value holds a NaN or an inf: the sum over those values of ``sum(value * 0)``
+    (NaN * 0 and inf * 0 are NaN, anything finite times 0 is 0). Fused and scheduled as usual, it lets
+    the llvm kernel see values that never leave its loops, such as a masked-away ``log(-1)``."""
+    result = Graph(graph.name)
+    mapping = {i: result.add_input(graph[i].type, graph[i].name, graph[i].loc) for i in graph.inputs}
+    live = graph.live_nodes()
+    result.transplant(graph, [n for n in live if graph[n].op != "input"], mapping, verbatim=True)
+    total = None
+    for node_id in live:
+        node = graph[node_id]
+        if node.op in ("input", "const") or not node.type.is_float or not _computes(node.op):
+            continue
+        zero = result.const(np.zeros((), node.type.dtype))
+        term = result.add("sum", (result.add("mul", (mapping[node_id], zero)),),
+                          {"axis": tuple(range(node.type.ndim)), "keepdims": False})
+        if node.type.dtype != "float64":
+            term = result.add("cast", (term,), {"dtype": "float64"})
+        total = term if total is None else result.add("add", (total, term))
+    if total is None:
+        total = result.const(np.zeros((), np.float64))
+    result.set_outputs([mapping[o] for o in graph.outputs] + [total], list(graph.output_names) + ["nonfinite"])
+    return result
+
+
+def _computes(op: str) -> bool:
+    return (OPS[op].kind in _COMPUTING_KINDS and op not in _MOVES_ONLY) or op == "scatter_add"
+
+
 def checked_llvm(fast, checked: NumpyKernel):
-    """The llvm kernel ``fast`` under ``check_nans``: NaN arguments are reported at once, and when an
-    output is not finite the ``checked`` NumPy kernel reruns on the same inputs to say where it came from."""
+    """The llvm kernel ``fast`` under ``check_nans``: its last output is ``probed``'s, which is not
+    finite when any value was not; then the ``checked`` NumPy kernel reruns on the same inputs to
+    say where the NaN or inf came from (or that it was passed in, or a constant's)."""
     fast_fn, checked_fn = fast.fn, checked.fn
 
     def call(*inputs):
-        if not all(all_finite(i) for i in inputs):  # the NaN may be masked away: only the check can tell
-            return checked_fn(*[np.asarray(i) for i in inputs])
-        outputs = fast_fn(*inputs)
-        for output in outputs:
-            if not all_finite(output):
-                checked_fn(*[np.asarray(i) for i in inputs])
-                break
-        return outputs
+        *outputs, probe = fast_fn(*inputs)
+        if math.isfinite(probe) and all(all_finite(i) for i in inputs):
+            return tuple(outputs)
+        return checked_fn(*[np.asarray(i) for i in inputs])
 
-    source = fast.source + "\n; check_nans: on a non-finite output this NumPy kernel reruns to find its origin\n" + \
+    source = fast.source + "\n; check_nans: when the last output is not finite, this NumPy kernel reruns\n" + \
         "".join(f"; {line}\n" for line in checked.source.splitlines())
     return NumpyKernel(call, source, fast.filename)
