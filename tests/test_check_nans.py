@@ -1,14 +1,18 @@
 """check_nans=True: the first op producing a NaN or an infinity is named, with its line, rule and values."""
 
+import inspect
 import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chainrule as cr
 from chainrule.backends.numpy_backend import compile_graph
 from chainrule.frontends.pytree import flatten
 from golden_functions import CASES
+from test_fuse import programs, run_program
 
 
 def sqrt_model(x):
@@ -33,8 +37,6 @@ def masked_log(x):
 
 def line_of(fn, text):
     """``file.py:N``, N being the line of ``fn``'s source that contains ``text``."""
-    import inspect
-
     lines, start = inspect.getsourcelines(fn)
     offset = next(i for i, line in enumerate(lines) if text in line)
     return f"test_check_nans.py:{start + offset}"
@@ -136,6 +138,40 @@ def test_big_relu_backward_with_its_bit_mask_form_is_checked_and_exact():
     np.testing.assert_array_equal(cr.grad(relu_squared, check_nans=True)(x), cr.grad(relu_squared)(x))
 
 
+def outcome(compiled, *args):
+    """What a checked call gives: its results, or the message of its NonFiniteError."""
+    try:
+        return compiled(*args)
+    except cr.NonFiniteError as error:
+        return str(error)
+
+
+@settings(max_examples=40, deadline=None)
+@given(programs(), st.sampled_from([(7,), (40, 60)]), st.integers(0, 2 ** 16), st.booleans())
+def test_both_backends_report_the_same_op_on_random_programs(program, shape, seed, huge):
+    rng = np.random.default_rng(seed)
+    x, y, s = rng.uniform(-2, 2, shape), rng.uniform(-2, 2, shape), rng.uniform(-2, 2, shape[-1:])
+    if huge:  # then exp and products overflow, and inf - inf or 0 * inf may follow
+        x.flat[rng.integers(x.size)] = 1e200
+        y.flat[rng.integers(y.size)] = -1e200
+    fn = lambda x, y, s: run_program(program, x, y, s)  # noqa: E731
+    with np.errstate(all="ignore"):
+        scalar = np.ndim(fn(x, y, s)) == 0
+
+    def compiled(**options):
+        return cr.value_and_grad(fn, (0, 1, 2), **options) if scalar else cr.jit(fn, **options)
+
+    on_numpy = outcome(compiled(check_nans=True), x, y, s)
+    on_llvm = outcome(compiled(check_nans=True, backend="llvm"), x, y, s)
+    if isinstance(on_numpy, str):
+        assert on_llvm == on_numpy
+        return
+    expected = flatten(compiled()(x, y, s))[0]
+    for checked in (on_numpy, on_llvm):
+        for got, want in zip(flatten(checked)[0], expected, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
 def test_large_fused_regions_are_checked_step_by_step():
     x = np.linspace(0.0, 1.0, 5000)  # above the size where fused steps write in place
     message = raised(cr.grad(sqrt_model, check_nans=True), x)
@@ -158,10 +194,11 @@ def test_options_that_change_the_graph_keep_the_report(options):
 
 def test_check_nans_false_leaves_the_generated_code_as_it_was():
     x = np.array([1.0, 2.0])
-    plain = cr.grad(sqrt_model)
-    assert plain.source(x) == compile_graph(plain.graph(x), "sqrt_model_grad").source
-    assert "all_finite" not in plain.source(x)
+    before = cr.grad(sqrt_model).source(x)
     checked = cr.grad(sqrt_model, check_nans=True).source(x)
+    plain = cr.grad(sqrt_model)
+    assert plain.source(x) == before == compile_graph(plain.graph(x), "sqrt_model_grad").source
+    assert "all_finite" not in before and "nonfinite" not in before
     # one statement per op or fused step, each followed by its check
     statements = [line for line in checked.splitlines()[1:-1] if not line.lstrip().startswith("if ")]
     checks = [line for line in checked.splitlines() if "nonfinite(" in line]

@@ -2,18 +2,18 @@
 
 The checked kernel is a second rendering of the same scheduled graph by the
 NumPy backend's templates: one statement per op or fused step, nothing inlined,
-big values freed after their last use as there, each float result followed by a cheap test (its sum is
-finite exactly when no element is NaN or inf, up to overflow, which the slow
-path sorts out). When the test fails, ``NonFiniteCheck`` looks closer: a NaN
-counts as produced where no operand held a NaN, an infinity where every operand
-was finite (element by element for elementwise ops, over whole operands for
-reductions and matmul). Non-finite values passed in or written as constants
-therefore flow on silently, except a NaN argument, which is reported at once.
+big values freed after their last use as there, each float result followed by a
+cheap test (its sum is finite exactly when no element is NaN or inf, up to
+overflow, which the slow path sorts out). When the test fails,
+``NonFiniteCheck`` looks closer: a NaN counts as produced where no operand held
+a NaN, an infinity where every operand was finite (element by element for
+elementwise ops, over whole operands for reductions and matmul). Non-finite
+values passed in or written as constants therefore flow on silently, except a
+NaN argument, which is reported at once.
 
 The llvm backend compiles the graph with one more output, a scalar that is NaN
 when any computed value held a NaN or inf (``probed``), and only then runs this
-kernel on the same inputs to find where (``checked_llvm``).
-"""
+kernel on the same inputs to find where (``checked_llvm``)."""
 
 from __future__ import annotations
 
