@@ -1,10 +1,13 @@
 """Where did the NaN come from? ``check_nans=True`` on three classic ways to make one.
 
-Each model trains fine on most data and turns its gradient into NaN on one
-unlucky batch. Without checking, the NaN shows up in the parameters a step
-later; with ``check_nans=True`` the call stops at the op that made it and says
-which line, which derivative rule, which element and what the operands were.
-Then the usual fix, and the same call running clean.
+The first two models train fine on most data and turn their gradient into NaN
+on one unlucky batch. Without checking, the NaN shows up in the parameters a
+step later; with ``check_nans=True`` the call stops at the op that made it and
+says which line, which derivative rule, which element and what the operands
+were. The third computes a NaN that its mask then hides: harmless here, and
+reported anyway (as JAX does), because the same pattern turns gradients into
+NaN as soon as the mask is applied by a multiplication. Then the usual fix for
+each, and the same call running clean.
 
     python examples/nan_provenance.py
 """
