@@ -163,8 +163,10 @@ def test_both_backends_report_the_same_op_on_random_programs(program, shape, see
 
     on_numpy = outcome(compiled(check_nans=True), x, y, s)
     on_llvm = outcome(compiled(check_nans=True, backend="llvm"), x, y, s)
-    if isinstance(on_numpy, str):
+    if isinstance(on_numpy, str) or isinstance(on_llvm, str):
         assert on_llvm == on_numpy
+        return
+    if huge:  # 1e200 - 1e200 in a sum cancels differently in each summation order
         return
     expected = flatten(compiled()(x, y, s))[0]
     for checked in (on_numpy, on_llvm):
