@@ -9,6 +9,7 @@
 from chainrule.api import Compiled, check_grad, grad, jit, stop_gradient, trace, value_and_grad
 from chainrule.errors import (ArgumentError, ChainruleError, OutputError, ShapeError, TraceError,
                               UnsupportedError)
+from chainrule.errors import NonFiniteError  # with check_nans=True
 from chainrule.frontends.sympy_frontend import from_sympy, to_sympy
 from chainrule.dense import hessian, jacobian
 from chainrule.higher_order import hvp, jvp, vjp
@@ -22,4 +23,5 @@ __all__ = [
     "ArgumentError", "ChainruleError", "Compiled", "Graph", "OutputError", "ShapeError", "TraceError",
     "UnsupportedError", "check_grad", "checkpoint", "from_sympy", "grad", "hessian", "hvp", "jacobian", "jit",
     "jvp", "stop_gradient", "to_sympy", "trace", "value_and_grad", "vjp",
+    "NonFiniteError",
 ]

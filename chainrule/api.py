@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
+from chainrule.backends.nan_check import compile_checked_kernel
 from chainrule.backends.numpy_backend import NumpyKernel, compile_graph
 from chainrule.compiler import pipeline
 from chainrule.compiler.checkpoint import validate_policy
@@ -79,8 +80,6 @@ class Compiled:
         if backend not in _BACKENDS:
             raise UnsupportedError(f"backend {backend!r} is not available; this build has {', '.join(_BACKENDS)}")
         validate_policy(checkpoint)
-        if check_nans:
-            raise UnsupportedError("check_nans=True is not available in this build")
         self.fn = fn
         self.transform = transform
         self.argnums = argnums
@@ -89,6 +88,7 @@ class Compiled:
             raise ArgumentError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
         self.backend = backend
         self.checkpoint = checkpoint
+        self.check_nans = check_nans
         self.optimize = optimize
         self._cache: dict[ArgsSpec, _Specialization] = {}
         # call_key -> (the same specialization, which leaves are its inputs, which of those need np.asarray)
@@ -152,7 +152,11 @@ class Compiled:
             wrt = [traced_positions.index(i) for i, owner in enumerate(spec.arg_of_leaf)
                    if owner in differentiated and spec.leaves[i].traced]
         compilation = pipeline.run(traced, wrt, optimize=self.optimize, checkpoint_policy=self.checkpoint)
-        kernel = compile_kernel(compilation.final, f"{traced.name}_{self.transform}", self.backend)
+        name = f"{traced.name}_{self.transform}"
+        if self.check_nans:
+            kernel = compile_checked_kernel(compilation, name, self.backend, self.optimize)
+        else:
+            kernel = compile_kernel(compilation.final, name, self.backend)
         return _Specialization(compilation, kernel, out_treedef, spec, differentiated)
 
     # ---- calling ----------------------------------------------------------------------------
@@ -329,6 +333,9 @@ def grad(fn: Callable, argnums: Union[int, Sequence[int]] = 0, *, backend: str =
     ``"optimal"`` uses Griewank's binomial schedule on chains and a min-cut elsewhere, an int is a
     budget in bytes, and a function ``(node) -> "save" | "recompute"`` decides per value (see
     ``chainrule.compiler.checkpoint``; ``.memory(*args)`` reports the result).
+
+    ``check_nans=True`` raises ``NonFiniteError`` at the first op that produces a NaN or an inf,
+    naming its line, its derivative rule and its operands (``.source(*args)`` shows the checks).
     """
     return Compiled(fn, "grad", argnums, backend=backend, checkpoint=checkpoint, check_nans=check_nans,
                     optimize=optimize)
@@ -339,9 +346,10 @@ def value_and_grad(fn: Callable, argnums: Union[int, Sequence[int]] = 0, **optio
     return Compiled(fn, "value_and_grad", argnums, **options)
 
 
-def jit(fn: Callable, backend: str = "numpy", optimize: bool = True) -> Compiled:
-    """``fn`` traced and compiled (forward only); outputs keep their pytree structure."""
-    return Compiled(fn, "jit", 0, backend=backend, optimize=optimize)
+def jit(fn: Callable, backend: str = "numpy", optimize: bool = True, check_nans: bool = False) -> Compiled:
+    """``fn`` traced and compiled (forward only); outputs keep their pytree structure. ``check_nans``
+    as for ``grad``."""
+    return Compiled(fn, "jit", 0, backend=backend, optimize=optimize, check_nans=check_nans)
 
 
 def trace(fn: Callable, *example_args) -> Graph:

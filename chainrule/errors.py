@@ -68,3 +68,8 @@ class ArgumentError(ChainruleError):
 
 class OutputError(ChainruleError):
     """The traced function's output does not fit the transformation (e.g. grad of a vector)."""
+
+
+class NonFiniteError(ChainruleError):
+    """With ``check_nans=True``: an op produced a NaN or an infinity from finite operands, or an argument
+    holds a NaN."""

@@ -102,3 +102,13 @@ def test_checkpointing_example_sweeps_budgets_with_estimates_matching_the_measur
     for row in rows:
         assert row[-1] == "0e+00"  # every policy's gradient is keep-all's
         assert 0.9 <= float(row[-9]) <= 1.1  # estimate / measured peak
+
+
+def test_nan_provenance_example_names_each_culprit_and_its_fix_runs_clean(capsys):
+    messages = load("nan_provenance").main()
+    out = capsys.readouterr().out
+    assert len(messages) == 3
+    assert "sqrt'" in messages[0] and "produced inf" in messages[0]
+    assert "exp got logits=800.0" in messages[1]
+    assert "log got x=-1.0" in messages[2]
+    assert out.count("fixed (") == 3 and "nan" not in out.split("fixed (")[-1]
