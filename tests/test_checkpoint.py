@@ -450,3 +450,15 @@ def test_policies_work_without_the_optimizer_too():
         f = cr.grad(mlp_loss, optimize=False, checkpoint=policy)
         assert_same_gradients(f(*args), expected)
         assert f.memory(*args).recomputed
+
+
+def test_an_impossible_budget_on_a_graph_without_matmuls_is_a_clear_error():
+    # the budget search also tries the min-cut, whose source has no edge when nothing is banned
+    def chain(x):
+        for _ in range(6):
+            x = np.tanh(x)
+        return np.sum(x)
+
+    with pytest.raises(cr.ChainruleError, match="no checkpoint placement fits the memory budget of 1 bytes"):
+        cr.grad(chain, checkpoint=1)(np.linspace(-1.0, 1.0, 8))
+

@@ -339,6 +339,7 @@ def min_cut(graph: Graph, forward: ForwardPass, banned: frozenset = BANNED) -> P
     """
     flow = nx.DiGraph()
     source, sink = "source", "sink"
+    flow.add_node(source)  # with no banned op nothing hangs on it: everything is recomputed from the inputs
     for node_id in forward.nodes:
         node = graph[node_id]
         flow.add_edge((node_id, "in"), (node_id, "out"), capacity=node.type.nbytes)
