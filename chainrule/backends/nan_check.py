@@ -17,15 +17,13 @@ kernel on the same inputs to find where (``checked_llvm``)."""
 
 from __future__ import annotations
 
-import hashlib
-import linecache
 import math
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
-from chainrule.backends.numpy_backend import (_COMMENT_COLUMN, _HELPERS, NumpyKernel, _comment, _describe_line,
+from chainrule.backends.numpy_backend import (_COMMENT_COLUMN, NumpyKernel, _comment, _describe_line, define,
                                               _identifier, _Names, _outputs_to_copy, _parenthesize, _scalar_literal,
                                               _special_form, _with_early_dels)
 from chainrule.compiler.fuse import fuse
@@ -180,15 +178,8 @@ def compile_checked(graph: Graph, function_name: str | None = None) -> NumpyKern
     """The checked kernel of ``graph``: ``fn`` raises ``NonFiniteError`` at the first op producing a NaN or
     an infinity; ``source`` is its code."""
     source, constants, check = generate_checked_source(graph, function_name)
-    digest = hashlib.sha1(source.encode()).hexdigest()[:10]
-    filename = f"<chainrule checked {function_name or graph.name} {digest}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace = dict(NAMESPACE)
-    namespace.update(_HELPERS)
-    namespace.update(constants)
-    namespace.update(all_finite=all_finite, nonfinite=check)
-    exec(compile(source, filename, "exec"), namespace)
-    checked_fn = namespace[_identifier(function_name or graph.name)]
+    checked_fn, filename = define(source, function_name or graph.name,
+                                  {**constants, "all_finite": all_finite, "nonfinite": check}, "chainrule checked")
 
     def call(*inputs):
         with np.errstate(all="ignore"):  # the NonFiniteError says it better than NumPy's RuntimeWarning

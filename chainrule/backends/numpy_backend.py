@@ -81,14 +81,22 @@ class NumpyKernel:
 
 def compile_graph(graph: Graph, function_name: str | None = None) -> NumpyKernel:
     source, constants = generate_source(graph, function_name)
+    fn, filename = define(source, function_name or graph.name, constants)
+    return NumpyKernel(fn, source, filename)
+
+
+def define(source: str, function_name: str, names: dict, label: str = "chainrule") -> tuple[Callable, str]:
+    """Run generated ``source`` with NumPy, the backend's helpers and ``names`` in scope; the function
+    it defines, and the file name it is registered under with ``linecache`` (so tracebacks and pdb
+    show the generated lines)."""
     digest = hashlib.sha1(source.encode()).hexdigest()[:10]
-    filename = f"<chainrule {function_name or graph.name} {digest}>"
+    filename = f"<{label} {function_name} {digest}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = dict(NAMESPACE)
     namespace.update(_HELPERS)
-    namespace.update(constants)
+    namespace.update(names)
     exec(compile(source, filename, "exec"), namespace)
-    return NumpyKernel(namespace[_identifier(function_name or graph.name)], source, filename)
+    return namespace[_identifier(function_name)], filename
 
 
 def generate_source(graph: Graph, function_name: str | None = None) -> tuple[str, dict]:
