@@ -260,7 +260,11 @@ class Compiled:
         if not self._differentiates:
             raise ArgumentError("memory() reports what a backward pass keeps: use it on cr.grad or "
                                 "cr.value_and_grad")
-        return memory_report(self.graph(*args, stage="checkpointed"), self.graph(*args, stage="scheduled"))
+        report = memory_report(self.graph(*args, stage="checkpointed"), self.graph(*args, stage="scheduled"))
+        lowered = getattr(self._specialize(args)[0].kernel, "lowered", None)
+        if lowered is not None:
+            report.arena_bytes = lowered.arena_bytes
+        return report
 
 
 def _check_scalar_output(graph: Graph) -> None:

@@ -462,3 +462,10 @@ def test_an_impossible_budget_on_a_graph_without_matmuls_is_a_clear_error():
     with pytest.raises(cr.ChainruleError, match="no checkpoint placement fits the memory budget of 1 bytes"):
         cr.grad(chain, checkpoint=1)(np.linspace(-1.0, 1.0, 8))
 
+
+def test_the_memory_report_shows_the_llvm_arena_beside_the_plan():
+    args = mlp_args()
+    report = cr.grad(mlp_loss, checkpoint="sqrt", backend="llvm").memory(*args)
+    assert 0 < report.arena_bytes and "llvm arena" in str(report)
+    assert cr.grad(mlp_loss, checkpoint="sqrt").memory(*args).arena_bytes is None
+

@@ -14,6 +14,7 @@ read off the checkpointed graph (before fusion, so each is one op).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from chainrule.compiler.cost import format_bytes, format_flops, node_cost
 from chainrule.compiler.schedule import is_view
@@ -53,6 +54,9 @@ class MemoryReport:
     forward_flops: int  # FLOPs of the forward pass, to compare recompute_flops with
     kept: list[KeptValue]
     recomputed: list[RecomputedValue]
+    # The llvm backend's arena (planned at compile time and held between calls, outputs over 4 KiB
+    # aside); None on the numpy backend, whose temporaries come and go with each call.
+    arena_bytes: Optional[int] = None
 
     @property
     def extra_forward_passes(self) -> float:
@@ -65,6 +69,8 @@ class MemoryReport:
                  f"  kept for backward  {format_bytes(self.kept_bytes):>12}  in {len(self.kept)} values",
                  f"  recomputed         {format_flops(self.recompute_flops):>12}  in {len(self.recomputed)} nodes"
                  f" ({self.extra_forward_passes:.2f} forward passes)"]
+        if self.arena_bytes is not None:
+            lines.append(f"  llvm arena         {format_bytes(self.arena_bytes):>12}")
         if self.kept:
             lines.append("  kept:")
             lines += [f"    %{v.node:<6} {(v.name or ''):<12} {str(v.type):<18} {format_bytes(v.bytes):>10}  {v.reason}"
