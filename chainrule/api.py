@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from chainrule.backends.nan_check import compile_checked_kernel
+from chainrule.backends.nan_check import checked_llvm, compile_checked, probed
 from chainrule.backends.numpy_backend import NumpyKernel, compile_graph
 from chainrule.compiler import pipeline
 from chainrule.compiler.checkpoint import validate_policy
@@ -21,6 +21,18 @@ from chainrule.frontends.tracer import Tracer, operation
 from chainrule.ir import Graph, Value
 
 _BACKENDS = ("numpy", "llvm")
+
+
+def compile_checked_kernel(compilation: pipeline.Compilation, name: str, backend: str = "numpy",
+                           optimize: bool = True):
+    """The kernel ``check_nans=True`` runs: the NumPy checked kernel, or on llvm the fast kernel of the
+    checkpointed graph with a probe output (``nan_check.probed``) that reruns the checked one when a
+    value was not finite."""
+    checked = compile_checked(compilation.final, name)
+    if backend != "llvm":
+        return checked
+    fast = compile_kernel(pipeline.finish(probed(compilation.graphs["checkpointed"]), optimize), name, backend)
+    return checked_llvm(fast, checked)
 
 
 def compile_kernel(graph: Graph, name: str, backend: str = "numpy"):

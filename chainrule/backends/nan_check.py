@@ -26,8 +26,6 @@ import numpy as np
 from chainrule.backends.numpy_backend import (_COMMENT_COLUMN, NumpyKernel, _comment, _describe_line, define,
                                               _identifier, _Names, _outputs_to_copy, _parenthesize, _scalar_literal,
                                               _special_form, _with_early_dels)
-from chainrule.compiler.fuse import fuse
-from chainrule.compiler.schedule import schedule
 from chainrule.errors import Loc, NonFiniteError
 from chainrule.ir import OPS, Graph
 from chainrule.ir.npfuncs import NAMESPACE
@@ -301,18 +299,6 @@ class _CheckedWriter:
         self.statements.append((f"    if not all_finite({target}): nonfinite({len(self.sites)}, locals())",
                                 self.freeable.intersection(shown)))
         self.sites.append(CheckSite(op, target, operands, OPS[op].is_elementwise, loc, rule, rule_op, forward))
-
-
-def compile_checked_kernel(compilation, function_name: str, backend: str = "numpy", optimize: bool = True):
-    """The kernel ``check_nans=True`` runs for ``compilation`` (a ``pipeline.Compilation``) on ``backend``."""
-    checked = compile_checked(compilation.final, function_name)
-    if backend != "llvm":
-        return checked
-    from chainrule.backends.llvm.kernel import compile_graph as compile_llvm  # imports llvmlite
-
-    graph = probed(compilation.graphs["checkpointed"])
-    graph = schedule(fuse(graph) if optimize else graph, reorder=optimize)  # the pipeline's last stages
-    return checked_llvm(compile_llvm(graph, function_name), checked)
 
 
 def probed(graph: Graph) -> Graph:

@@ -107,17 +107,28 @@ def _passes(wrt: Optional[Sequence[int]], optimize: bool, transforms: Sequence[P
         passes.append(("simplified", "symbolic", symbolic_regions))
     else:
         passes.append(("simplified", "dce", dce))
-    later = [("fused", "fuse", fuse)] if optimize else []
-    later.append(("scheduled", "schedule", lambda g: schedule(g, reorder=optimize)))
     if wrt is None:
         passes.append(("checkpointed", "keep all", lambda g: g))
     else:
         def estimate(graph: Graph) -> int:  # what the later stages make of a placement: its peak
-            for _, _, run_pass in later:
-                graph = run_pass(graph)
-            return graph.memory_plan.peak_bytes
+            return finish(graph, optimize).memory_plan.peak_bytes
         passes.append(("checkpointed", "checkpoint", lambda g: checkpoint(g, policy, estimate)))
-    return passes + later
+    return passes + _late_passes(optimize)
+
+
+def _late_passes(optimize: bool) -> list[Pass]:
+    """The stages after checkpointing: fusion (when optimizing) and the schedule."""
+    late = [("fused", "fuse", fuse)] if optimize else []
+    late.append(("scheduled", "schedule", lambda g: schedule(g, reorder=optimize)))
+    return late
+
+
+def finish(graph: Graph, optimize: bool = True) -> Graph:
+    """``graph`` (a checkpointed-stage graph) through the remaining stages, as ``run`` takes it: for
+    estimating a placement's peak, or compiling a variant of the checkpointed graph."""
+    for _, _, run_pass in _late_passes(optimize):
+        graph = run_pass(graph)
+    return graph
 
 
 def run(traced: Graph, wrt: Optional[Sequence[int]] = None, optimize: bool = True,

@@ -183,8 +183,7 @@ def _emit_float(block, op, x, t, dtype):
     if op in ("add", "sub", "mul", "div"):
         return _fbin(block, {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}[op], t, x[0], x[1])
     if op == "abs":
-        block.declare(f"declare {t} @llvm.fabs.{_suffix(t)}({t})")
-        return block.emit(f"call {t} @llvm.fabs.{_suffix(t)}({t} {x[0]})")
+        return _fabs(block, t, x[0])
     if op == "sign":
         positive = block.emit(f"fcmp ogt {t} {x[0]}, {zero}")
         negative = block.emit(f"fcmp olt {t} {x[0]}, {zero}")
@@ -206,12 +205,16 @@ def _emit_float(block, op, x, t, dtype):
         exp = block.math("exp", dtype, block.emit(f"fneg {t} {x[0]}"))
         return _fbin(block, "fdiv", t, _one(dtype), _fbin(block, "fadd", t, _one(dtype), exp))
     if op == "softplus":  # np.logaddexp(0, x) = max(x, 0) + log1p(exp(-|x|))
-        block.declare(f"declare {t} @llvm.fabs.{_suffix(t)}({t})")
-        magnitude = block.emit(f"call {t} @llvm.fabs.{_suffix(t)}({t} {x[0]})")
+        magnitude = _fabs(block, t, x[0])
         tail = block.math("log1p", dtype, block.math("exp", dtype, block.emit(f"fneg {t} {magnitude}")))
         positive = block.emit(f"select i1 {block.emit(f'fcmp ogt {t} {x[0]}, {zero}')}, {t} {x[0]}, {t} {zero}")
         return _fbin(block, "fadd", t, positive, tail)
     raise UnsupportedError(f"the llvm backend cannot lower {op} on float")
+
+
+def _fabs(block, t: str, value: str) -> str:
+    block.declare(f"declare {t} @llvm.fabs.{_suffix(t)}({t})")
+    return block.emit(f"call {t} @llvm.fabs.{_suffix(t)}({t} {value})")
 
 
 def _emit_int(block, op, x, t):
