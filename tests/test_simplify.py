@@ -23,8 +23,8 @@ from chainrule.compiler.cse import cse
 from chainrule.compiler.dce import dce
 from chainrule.compiler.fold import fold
 from chainrule.compiler.rewrite import rebuild
-from chainrule.compiler.simplify import simplify, simplify_rule
-from chainrule.ir import TensorType
+from chainrule.compiler.simplify import OPERANDS_RULES_NEED, RULES, simplify, simplify_rule
+from chainrule.ir import Graph, TensorType
 
 RNG = np.random.default_rng(0)
 
@@ -220,6 +220,42 @@ def test_a_replacement_is_simplified_in_the_same_walk():
     assert fired >= 2 and ops(graph)["sub"] == 0 and ops(graph)["add"] == 0
     assert rebuild(graph, simplify_rule)[1] == 0  # the fixed point
     assert len(graph.live_nodes()) == len(graph)  # what the rules left dead is gone
+
+
+def _operand_pool(graph: Graph) -> list[int]:
+    """Operands of many kinds, as the rules' patterns see them: inputs, constants (0, 1, -1, powers of
+    two, others), zeros, negations, products with a constant, exp(-x), 1 + exp(-x), a mask."""
+    f64 = TensorType((3,), "float64")
+    x, y = graph.add_input(f64, "x"), graph.add_input(f64, "y")
+    constants = [graph.const(np.full((3,), c)) for c in (0.0, 1.0, -1.0, 2.0, 0.5, 3.0)]
+    scalars = [graph.const(c) for c in (0.0, 1.0, -1.0, 2.0, 3.0)]
+    exp_neg = graph.add("exp", (graph.add("neg", (x,)),))
+    mask = graph.add("cast", (graph.add("gt", (x, y)),), {"dtype": "float64"})
+    return [x, y, *constants, *scalars, graph.zeros(f64), graph.add("neg", (x,)), graph.add("neg", (y,)),
+            graph.add("mul", (scalars[3], x)), graph.add("mul", (x, y)), exp_neg,
+            graph.add("add", (scalars[1], exp_neg)), graph.add("sigmoid", (x,)), mask]
+
+
+@pytest.mark.parametrize("op", sorted(OPERANDS_RULES_NEED))
+def test_the_operand_test_before_the_rules_skips_only_nodes_no_rule_matches(op):
+    # simplify_rule skips an arithmetic op's rules when no operand is one of the ops they look for:
+    # every node a rule does rewrite must pass that test
+    graph = Graph("pool")
+    pool = _operand_pool(graph)
+    arity = 1 if op == "neg" else 2
+    operand_lists = [(a,) for a in pool] if arity == 1 else [(a, b) for a in pool for b in pool]
+    fired = 0
+    for args in operand_lists:
+        node_id = graph.add(op, args)
+        node = graph[node_id]
+        if node.op != op or node.args != args:
+            continue  # rewritten as it was built (x * 1): not a node the rules see
+        matched = [rule.__name__ for rule in RULES[op] if rule(graph, node, args) is not None]
+        if matched:
+            fired += 1
+            passes = len(set(args)) < len(args) or any(graph[a].op in OPERANDS_RULES_NEED[op] for a in args)
+            assert passes, f"{matched} rewrite {op} of {[graph[a].op for a in args]}, which the test skips"
+    assert fired > 0
 
 
 def test_reverse_mode_builds_a_simplified_backward_pass():

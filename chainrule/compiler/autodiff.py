@@ -6,6 +6,13 @@ the op table. Cotangents of a value used several times are summed (seed 003,
 5.4); a rule's broadcast-shaped result is summed back to its operand's shape.
 Inputs that do not affect the output get an explicit symbolic zero.
 The result is an ordinary graph, so it can be differentiated again.
+
+Elementwise rules depend on nothing but their operands' types and attributes,
+so each is run once per such signature, on placeholder values, and the nodes
+it built are recorded; every node of that signature replays the recording with
+``Graph.add`` (so hash-consing and the rewrite rule see each node as if the
+rule had built it). A deep chain repeats a handful of signatures, and replaying
+costs a fraction of running the rule through ``Value`` operators.
 """
 
 from __future__ import annotations
@@ -48,19 +55,19 @@ def _backward(joint: Graph, forward: Graph, wrt: Sequence[int], outputs: list[in
               cotangent_inputs: bool) -> list[int]:
     """Build the backward pass into ``joint``; the ids of the gradients of the ``wrt`` inputs."""
     active = _active_nodes(joint, [joint.inputs[i] for i in wrt], forward_size)
-    cotangents: dict[int, list[Value]] = {}
+    cotangents: dict[int, list[int]] = {}
     for position, out in enumerate(outputs):
         if cotangent_inputs:
-            seed = Value(joint, joint.add_input(joint.type(out), f"d{forward.output_names[position]}"))
+            seed = joint.add_input(joint.type(out), f"d{forward.output_names[position]}")
         else:
-            seed = Value(joint, joint.const(np.ones(joint.type(out).shape, joint.type(out).dtype)))
+            seed = joint.const(np.ones(joint.type(out).shape, joint.type(out).dtype))
         cotangents.setdefault(out, []).append(seed)
 
     for node_id in range(forward_size - 1, -1, -1):
         contributions = cotangents.pop(node_id, None)
         if contributions is None or not active[node_id]:
             continue
-        node = joint[node_id]
+        node = joint.nodes[node_id]
         cotangent = _sum(joint, contributions, node, node_id)
         if node.op == "input":
             cotangents[node_id] = [cotangent]  # kept for the result
@@ -71,7 +78,7 @@ def _backward(joint: Graph, forward: Graph, wrt: Sequence[int], outputs: list[in
     for position in wrt:
         input_id = joint.inputs[position]
         summed = cotangents.get(input_id)
-        gradients.append(summed[0].id if summed else joint.zeros(joint.type(input_id)))
+        gradients.append(summed[0] if summed else joint.zeros(joint.type(input_id)))
     return gradients
 
 
@@ -80,42 +87,116 @@ def _active_nodes(graph: Graph, sources: list[int], size: int) -> bytearray:
     active = bytearray(size)
     for source in sources:
         active[source] = 1
+    nodes = graph.nodes
     for node_id in range(size):
-        node = graph[node_id]
-        if not active[node_id] and OPS[node.op].vjp is not None and any(active[a] for a in node.args):
-            active[node_id] = 1
+        if active[node_id]:
+            continue
+        node = nodes[node_id]
+        for a in node.args:
+            if active[a]:
+                active[node_id] = OPS[node.op].vjp is not None
+                break
     return active
 
 
-def _sum(joint: Graph, contributions: list[Value], node, node_id: int) -> Value:
+def _sum(joint: Graph, contributions: list[int], node, node_id: int) -> int:
     total = contributions[0]
     if len(contributions) > 1:
         with joint.attribution(node.loc, origin=node_id):
             for extra in contributions[1:]:
-                total = total + extra
-    record = joint[total.id]
+                total = joint.add("add", (total, extra))
+    record = joint.nodes[total]
     if record.name is None and node.name and record.op != "input":
         record.name = f"d{node.name}"
     return total
 
 
-def _propagate(joint: Graph, node_id: int, cotangent: Value, active: bytearray, cotangents: dict) -> None:
-    node = joint[node_id]
+def _propagate(joint: Graph, node_id: int, cotangent: int, active: bytearray, cotangents: dict) -> None:
+    nodes = joint.nodes
+    node = nodes[node_id]
     op = OPS[node.op]
-    operands = [Value(joint, a) for a in node.args]
-    output, attrs = Value(joint, node_id), node.params
+    args = node.args
     with joint.attribution(node.loc, origin=node_id):
-        for position, operand in enumerate(operands):
-            if not active[operand.id]:
+        for position, operand in enumerate(args):
+            if not active[operand]:
                 continue
-            rule = op.vjp_rule(position)
-            if rule is None:
-                continue
-            contribution = rule(cotangent, output, *operands, **attrs)
-            if contribution is None:
-                continue
-            if contribution.shape != operand.shape:
-                contribution = unbroadcast(contribution, operand.shape)
-            if contribution.dtype != operand.dtype:
-                contribution = F.cast(contribution, dtype=operand.dtype)
-            cotangents.setdefault(operand.id, []).append(contribution)
+            if op.kind == "elementwise":
+                signature = (node.op, position, node.attrs, nodes[cotangent].type, node.type,
+                             tuple([nodes[a].type for a in args]))
+                recording = _RECORDINGS.get(signature)
+                if recording is None:
+                    recording = _RECORDINGS[signature] = _record(op, signature)
+                contribution = _replay(joint, recording, (cotangent, node_id) + args)
+            else:
+                result = _contribution(op, position, Value(joint, cotangent), Value(joint, node_id),
+                                       [Value(joint, a) for a in args], dict(node.attrs))
+                contribution = None if result is None else result.id
+            if contribution is not None:
+                cotangents.setdefault(operand, []).append(contribution)
+
+
+def _contribution(op, position: int, cotangent: Value, output: Value, operands: list[Value],
+                  attrs: dict) -> Optional[Value]:
+    """What operand ``position`` of ``output = op(*operands)`` gets of the cotangent: the op's rule,
+    summed back to the operand's shape and cast to its dtype; None when no gradient flows there."""
+    rule = op.vjp_rule(position)
+    if rule is None:
+        return None
+    contribution = rule(cotangent, output, *operands, **attrs)
+    if contribution is None:
+        return None
+    operand = operands[position]
+    have, want = contribution.type, operand.type
+    if have is not want:  # types are interned: equal types are usually one object
+        if have.shape != want.shape:
+            contribution = unbroadcast(contribution, want.shape)
+        if contribution.dtype != want.dtype:
+            contribution = F.cast(contribution, dtype=want.dtype)
+    return contribution
+
+
+# (op, operand position, attrs, cotangent type, output type, operand types) -> its recording
+_RECORDINGS: dict[tuple, tuple] = {}
+
+# A recording: the steps (op, operand refs, attrs) a rule built and the ref of its result, or
+# None when no gradient flows. A ref >= 0 is a step; -1 is the cotangent, -2 the op's output and
+# -3, -4, ... its operands.
+Recording = Optional[tuple[tuple, int]]
+
+
+def _record(op, signature: tuple) -> Recording:
+    """Run an elementwise rule on placeholders of the signature's types and keep what it built."""
+    _, position, attrs, cotangent_type, output_type, operand_types = signature
+    scratch = Graph("rule")
+    placeholders = [Value(scratch, scratch.add_input(t, f"p{i}"))
+                    for i, t in enumerate((cotangent_type, output_type) + operand_types)]
+    result = _contribution(op, position, placeholders[0], placeholders[1], placeholders[2:], dict(attrs))
+    if result is None:
+        return None
+    live = bytearray(len(scratch))  # only what the result needs: a rewritten-away constant stays behind
+    stack = [result.id]
+    while stack:
+        node_id = stack.pop()
+        if not live[node_id]:
+            live[node_id] = 1
+            stack.extend(scratch[node_id].args)
+    refs, steps = {}, []
+    for node_id in range(len(scratch)):
+        node = scratch[node_id]
+        if node.op == "input":
+            refs[node_id] = -1 - node.params["index"]
+        elif live[node_id]:
+            refs[node_id] = len(steps)
+            steps.append((node.op, tuple(refs[a] for a in node.args), node.params or None))
+    return tuple(steps), refs[result.id]
+
+
+def _replay(joint: Graph, recording: Recording, placeholders: tuple) -> Optional[int]:
+    """Build a recording's steps on ``placeholders`` (cotangent, output, operands); its result's id."""
+    if recording is None:
+        return None
+    steps, result = recording
+    built: list[int] = []
+    for op, refs, attrs in steps:
+        built.append(joint.add(op, tuple([built[r] if r >= 0 else placeholders[-1 - r] for r in refs]), attrs))
+    return built[result] if result >= 0 else placeholders[-1 - result]

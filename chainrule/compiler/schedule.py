@@ -55,24 +55,35 @@ def storage_roots(graph: Graph) -> list[int]:
 def plan_memory(graph: Graph, order: Sequence[int] | None = None) -> MemoryPlan:
     """Simulate ``order`` (default: id order) and return the estimated peak of live temporaries."""
     order = list(range(len(graph))) if order is None else list(order)
-    position = {node_id: i for i, node_id in enumerate(order)}
+    nodes = graph.nodes
     root = storage_roots(graph)
-    last_use: dict[int, int] = {}
+    # Values that are never del'd: the outputs, and every value under the size the code frees early.
+    kept = bytearray(len(nodes))
     for node_id in order:
-        for a in graph[node_id].args:
-            r = root[a]
-            if position.get(last_use.get(r, -1), -1) < position[node_id]:
-                last_use[r] = node_id
-    kept = {root[o] for o in graph.outputs}
-    kept.update(root[i] for i in order if graph[i].type.nbytes < EARLY_FREE_MIN_BYTES)  # never del'd
+        if nodes[node_id].type.nbytes < EARLY_FREE_MIN_BYTES:
+            kept[root[node_id]] = 1
+    for out in graph.outputs:
+        kept[root[out]] = 1
+    # The last reader of each value that is del'd (lists indexed by node id: this runs on every
+    # graph, and on every placement the checkpoint pass tries).
     dying_at: dict[int, list[int]] = {}
-    for r, user in last_use.items():
-        if r not in kept:
-            dying_at.setdefault(user, []).append(r)
+    if not all(kept[root[node_id]] for node_id in order):  # else nothing is freed (a scalar graph)
+        position = [-1] * len(nodes)
+        for index, node_id in enumerate(order):
+            position[node_id] = index
+        last_use = [-1] * len(nodes)
+        for node_id in order:
+            for a in nodes[node_id].args:
+                r = root[a]
+                if not kept[r] and (last_use[r] < 0 or position[last_use[r]] < position[node_id]):
+                    last_use[r] = node_id
+        for r, user in enumerate(last_use):
+            if user >= 0:
+                dying_at.setdefault(user, []).append(r)
     live = peak = 0
     peak_at = order[0] if order else -1
     for node_id in order:
-        node = graph[node_id]
+        node = nodes[node_id]
         if node.op in _NOT_ALLOCATED or root[node_id] != node_id:
             continue
         allocated = node.type.nbytes
@@ -84,9 +95,10 @@ def plan_memory(graph: Graph, order: Sequence[int] | None = None) -> MemoryPlan:
         if live + allocated + scratch > peak:
             peak, peak_at = live + allocated + scratch, node_id
         live += allocated
-        for r in dying_at.get(node_id, ()):
-            if graph[r].op not in _NOT_ALLOCATED:
-                live -= graph[r].type.nbytes
+        if node_id in dying_at:
+            for r in dying_at[node_id]:
+                if nodes[r].op not in _NOT_ALLOCATED:
+                    live -= nodes[r].type.nbytes
     return MemoryPlan(peak, peak_at)
 
 

@@ -426,18 +426,33 @@ RULES = {
 }
 
 
+# For the arithmetic ops, the operand ops one of their rules above looks for: a node with no such
+# operand, and no operand twice (x + x, x - x), matches none of them. Most nodes a gradient is built
+# of are such products and sums, and this one test skips their rules.
+OPERANDS_RULES_NEED = {
+    "neg": frozenset({"neg", "mul"}),
+    "add": frozenset({"neg"}),
+    "sub": frozenset({"neg", "const", "zeros"}),
+    "mul": frozenset({"neg", "const", "zeros"}),
+    "div": frozenset({"neg", "const", "zeros"}),
+}
+
+
 def simplify_rule(graph: Graph, node: Node, args: tuple) -> Optional[int]:
     """Folding, the identities above and CSE's commutative merge, as one rule: what the
     simplify pass applies, and what reverse mode applies to the nodes it builds."""
     # Folding and CSE run in the same walk: a folded constant often completes an identity's pattern.
     replacement = fold_rule(graph, node, args)
-    if replacement is None:
-        for rule in RULES.get(node.op, ()):
+    if replacement is not None:
+        return replacement
+    op = node.op
+    needed = OPERANDS_RULES_NEED.get(op)
+    if needed is None or len(set(args)) < len(args) or not needed.isdisjoint([graph.nodes[a].op for a in args]):
+        for rule in RULES.get(op, ()):
             replacement = rule(graph, node, args)
             if replacement is not None:
                 return replacement
-        replacement = commutative_order(graph, node, args)
-    return replacement
+    return commutative_order(graph, node, args)
 
 
 def simplify(graph: Graph) -> Graph:

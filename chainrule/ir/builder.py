@@ -40,18 +40,19 @@ class Value:
     def dtype(self) -> str:
         return self.graph.nodes[self.id].type.dtype
 
-    def __add__(self, other): return apply("add", self, other)
+    # Derivative rules are mostly products and sums of Values: those skip apply's lifting of numbers.
+    def __add__(self, other): return _binary("add", self, other)
     def __radd__(self, other): return apply("add", other, self)
-    def __sub__(self, other): return apply("sub", self, other)
+    def __sub__(self, other): return _binary("sub", self, other)
     def __rsub__(self, other): return apply("sub", other, self)
-    def __mul__(self, other): return apply("mul", self, other)
+    def __mul__(self, other): return _binary("mul", self, other)
     def __rmul__(self, other): return apply("mul", other, self)
-    def __truediv__(self, other): return apply("div", self, other)
+    def __truediv__(self, other): return _binary("div", self, other)
     def __rtruediv__(self, other): return apply("div", other, self)
-    def __pow__(self, other): return apply("pow", self, other)
+    def __pow__(self, other): return _binary("pow", self, other)
     def __rpow__(self, other): return apply("pow", other, self)
-    def __matmul__(self, other): return apply("matmul", self, other)
-    def __neg__(self): return apply("neg", self)
+    def __matmul__(self, other): return _binary("matmul", self, other)
+    def __neg__(self): return Value(self.graph, self.graph.add("neg", (self.id,)))
     def __gt__(self, other): return apply("gt", self, other)
     def __ge__(self, other): return apply("ge", self, other)
     def __lt__(self, other): return apply("lt", self, other)
@@ -104,6 +105,14 @@ def apply(op: str, *operands, **attrs) -> Value:
     like = [v.dtype for v in values]
     ids = [lift(graph, o, like) for o in operands]
     return Value(graph, graph.add(op, ids, attrs))
+
+
+def _binary(op: str, value: Value, other) -> Value:
+    """``op(value, other)``: ``apply``, with a short path for two Values."""
+    if type(other) is Value:
+        graph = value.graph
+        return Value(graph, graph.add(op, (value.id, other.id)))
+    return apply(op, value, other)
 
 
 class _OpNamespace:

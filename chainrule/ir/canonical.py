@@ -33,7 +33,7 @@ _FOLD_MAX_SIZE = 1  # folding big constants is the fold pass's job, not construc
 # The operands an elementwise rule below looks for: constants to fold or that are neutral,
 # broadcasts to drop.
 _CONSTANTS = {"const", "zeros"}
-_REWRITABLE_OPERANDS = _CONSTANTS | {"broadcast_to"}
+REWRITABLE_OPERANDS = frozenset(_CONSTANTS | {"broadcast_to"})
 
 # Non-elementwise ops whose operand 0 NumPy broadcasts to the shape they need (scatter_add's values).
 _BROADCASTS_OPERAND_0 = {"scatter_add"}
@@ -54,7 +54,7 @@ def rewrite(graph, op: str, args: tuple, attrs: dict, out_type) -> Optional[int]
     if not definition.is_elementwise or not args:
         return None
     operands = [graph.nodes[a] for a in args]
-    if _REWRITABLE_OPERANDS.isdisjoint([node.op for node in operands]):
+    if REWRITABLE_OPERANDS.isdisjoint([node.op for node in operands]):
         return None  # the common case, and every rule below needs such an operand
     constants = [graph.const_value(a) if node.op in _CONSTANTS and node.type.size <= _FOLD_MAX_SIZE else None
                  for a, node in zip(args, operands)]

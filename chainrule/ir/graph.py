@@ -22,7 +22,7 @@ import numpy as np
 
 from chainrule.errors import ChainruleError, Loc
 from chainrule.ir import canonical
-from chainrule.ir.ops import OPS
+from chainrule.ir.ops import INFERRED, OPS
 from chainrule.ir.types import TensorType
 
 
@@ -139,29 +139,41 @@ class Graph:
         graph's current attribution).
         """
         definition = OPS[op]
-        args = tuple(args)
+        if type(args) is not tuple:
+            args = tuple(args)
         if attrs:
             frozen = tuple(sorted(attrs.items()))
         else:
             frozen, attrs = (), _NO_ATTRS
         key = (op, args, frozen)
-        if definition.interned:
+        interned = definition.interned
+        if interned:
             existing = self._interned.get(key)
             if existing is not None:
                 return existing
-        loc = loc or self._default_loc
+        if loc is None:
+            loc = self._default_loc
         if origin is None:
             origin = self._default_origin
         if definition.arity is not None and len(args) != definition.arity:
             raise ChainruleError(f"{op} takes {definition.arity} operands, got {len(args)}", loc)
         nodes = self.nodes
-        saved = self._default_loc, self._default_origin
-        try:
-            out_type = definition.result_type(tuple([nodes[a].type for a in args]), frozen)
-            # nodes a rewrite builds carry this node's source line and origin (``attribution``,
-            # spelled out: a context manager per node is measurable here)
+        # nodes a rewrite builds carry this node's source line and origin (``attribution``, spelled
+        # out and only when they differ: this is the hot path of every pass)
+        saved = None
+        if loc is not self._default_loc or origin is not self._default_origin:
+            saved = self._default_loc, self._default_origin
             self._default_loc, self._default_origin = loc, origin
-            simpler = canonical.rewrite(self, op, args, attrs, out_type)
+        try:
+            types = tuple([nodes[a].type for a in args])
+            try:
+                out_type = INFERRED[(op, types, frozen)]
+            except (KeyError, TypeError):  # not seen yet, a source, or an unhashable attribute
+                out_type = definition.result_type(types, frozen)
+            simpler = None
+            if definition.kind != "elementwise" or not canonical.REWRITABLE_OPERANDS.isdisjoint(
+                    [nodes[a].op for a in args]):  # (an elementwise op needs such an operand to rewrite)
+                simpler = canonical.rewrite(self, op, args, attrs, out_type)
             if simpler is None:
                 node = Node(op, args, frozen, out_type, loc, name, origin)
                 if self.rewriter is not None:
@@ -169,12 +181,17 @@ class Graph:
         except ChainruleError as error:
             raise error.at(loc) from None
         finally:
-            self._default_loc, self._default_origin = saved
+            if saved is not None:
+                self._default_loc, self._default_origin = saved
         if simpler is not None:
             return simpler
         if name is None and self.name_hints:
             node.name = self.name_hints.get(key)
-        return self._append(node, definition.interned)
+        node_id = len(nodes)  # _append, spelled out
+        nodes.append(node)
+        if interned:
+            self._interned[key] = node_id
+        return node_id
 
     def rewriting(self, rule: Optional[Callable]) -> "_Rewriting":
         """``with graph.rewriting(rule):`` every node built inside the block is first offered to

@@ -73,21 +73,23 @@ class Op:
 
         Type rules are pure, and a graph repeats few of them: the 100,000 nodes of a
         chain of sines infer one type. Sources are not remembered: a constant's
-        attribute is its array, an input's is its position.
+        attribute is its array, an input's is its position. Equal results are one
+        object (``TensorType.interned``), so the next lookup keyed by them compares
+        operand types by identity.
         """
         if self.kind == "source":
-            return self.infer(list(types), dict(frozen_attrs))
+            return self.infer(list(types), dict(frozen_attrs)).interned()
         key = (self.name, types, frozen_attrs)
         try:
-            return _INFERRED[key]
+            return INFERRED[key]
         except KeyError:
             pass
         except TypeError:  # an unhashable attribute: nothing to remember it by
-            return self.infer(list(types), dict(frozen_attrs))
-        inferred = self.infer(list(types), dict(frozen_attrs))  # a ShapeError is raised, not remembered
-        if len(_INFERRED) >= _INFERRED_MAX:
-            _INFERRED.clear()
-        _INFERRED[key] = inferred
+            return self.infer(list(types), dict(frozen_attrs)).interned()
+        inferred = self.infer(list(types), dict(frozen_attrs)).interned()  # a ShapeError is raised, not remembered
+        if len(INFERRED) >= _INFERRED_MAX:
+            INFERRED.clear()
+        INFERRED[key] = inferred
         return inferred
 
     def eager(self, *arrays, **attrs):
@@ -97,8 +99,9 @@ class Op:
 
 OPS: dict[str, Op] = {}
 
-# Op.result_type's memory: (op name, operand types, frozen attrs) -> result type.
-_INFERRED: dict[tuple, TensorType] = {}
+# Op.result_type's memory: (op name, operand types, frozen attrs) -> result type. Graph.add reads
+# it directly (the lookup is on its hot path); a miss goes through result_type.
+INFERRED: dict[tuple, TensorType] = {}
 _INFERRED_MAX = 1 << 16
 
 

@@ -68,6 +68,20 @@ class TensorType:
     def __str__(self) -> str:
         return f"{short_dtype(self.dtype)}[{','.join(map(str, self.shape))}]"
 
+    def interned(self) -> "TensorType":
+        """The one shared object equal to this type: dict lookups keyed by types (the type rules'
+        memory) then match by identity, and size and nbytes are computed once per type."""
+        shared = _INTERNED_TYPES.get(self)
+        if shared is None:
+            if len(_INTERNED_TYPES) >= _INTERNED_MAX:
+                _INTERNED_TYPES.clear()
+            shared = _INTERNED_TYPES[self] = self
+        return shared
+
+
+_INTERNED_TYPES: dict[TensorType, TensorType] = {}
+_INTERNED_MAX = 1 << 16
+
 
 _DTYPE_NAMES: dict = {}  # anything np.dtype accepts (hashable) -> its canonical name
 
