@@ -101,12 +101,8 @@ _REDUCING_UFUNCS = {np.add: "sum", np.maximum: "max", np.minimum: "min"}
 
 
 def call_ufunc(ufunc, method, inputs, kwargs):
-    if kwargs.get("out") is not None:
-        raise TraceError(f"np.{ufunc.__name__}(..., out=...) or an in-place operator (+=, *=) writes into a "
-                         "NumPy array, which cannot hold a traced value; use `a = a + b`", _here())
-    extra = {k: v for k, v in kwargs.items() if k != "out" and v is not None}
-    if extra:
-        raise UnsupportedError(f"np.{ufunc.__name__} with {', '.join(extra)}= is not supported on traced values", _here())
+    if kwargs:
+        _check_ufunc_keywords(ufunc, kwargs)
     if method == "reduce" and ufunc in _REDUCING_UFUNCS:
         return _reduction(_REDUCING_UFUNCS[ufunc], inputs[0], 0 if len(inputs) < 2 else inputs[1], False)
     if method != "__call__":
@@ -119,6 +115,15 @@ def call_ufunc(ufunc, method, inputs, kwargs):
     if ufunc in _COMPOSITE_UFUNCS:
         return _COMPOSITE_UFUNCS[ufunc](*inputs)
     _unsupported(f"np.{ufunc.__name__}")
+
+
+def _check_ufunc_keywords(ufunc, kwargs: dict) -> None:
+    if kwargs.get("out") is not None:
+        raise TraceError(f"np.{ufunc.__name__}(..., out=...) or an in-place operator (+=, *=) writes into a "
+                         "NumPy array, which cannot hold a traced value; use `a = a + b`", _here())
+    extra = {k: v for k, v in kwargs.items() if k != "out" and v is not None}
+    if extra:
+        raise UnsupportedError(f"np.{ufunc.__name__} with {', '.join(extra)}= is not supported on traced values", _here())
 
 
 def _is_zero(x) -> bool:

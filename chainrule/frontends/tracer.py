@@ -157,13 +157,9 @@ class Tracer:
     # ---- NumPy protocols -------------------------------------------------------------------
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        from chainrule.frontends import numpy_api
-
         return numpy_api.call_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
-        from chainrule.frontends import numpy_api
-
         return numpy_api.call_function(func, args, kwargs)
 
     # ---- operators and methods, by way of the NumPy functions -----------------------------
@@ -196,8 +192,6 @@ class Tracer:
     def __ne__(self, other): return np.not_equal(self, other)
 
     def __getitem__(self, key):
-        from chainrule.frontends import numpy_api
-
         return numpy_api.getitem(self, key)
 
     @property
@@ -232,5 +226,8 @@ class Tracer:
 def is_traced(x) -> bool:
     return isinstance(x, Tracer)
 
+
+# The NumPy functions on tracers, which import this module: bound last, where both are complete.
+from chainrule.frontends import numpy_api  # noqa: E402
 
 __all__ = ["ChainruleError", "Tracer", "TraceContext", "operation", "is_traced"]
