@@ -18,6 +18,8 @@ builds the new graph: linear in the graph's size.
 
 from __future__ import annotations
 
+import functools
+
 from chainrule.ir import OPS, Graph
 from chainrule.ir.fused import FusedBody
 
@@ -32,30 +34,38 @@ def find_regions(graph: Graph, min_elements: int = 2) -> list[int]:
     Nodes of fewer than ``min_elements`` elements stay out (fusing scalar arithmetic gains nothing)."""
     nodes = graph.nodes
     region = [-1] * len(nodes)
-    shape_of_region: dict[int, tuple] = {}
-    steps_in_region: dict[int, int] = {}
+    # per region root: [its shape, its step count, whether it runs in the backward pass]
+    region_facts: dict[int, list] = {}
     outputs = set(graph.outputs)
     users_of = graph.users_index()
+    fusible_ops = _fusible_ops()
     for node_id in range(len(nodes) - 1, -1, -1):
         node = nodes[node_id]
-        fusible = OPS[node.op].kind == "elementwise" and node.op not in _NOT_FUSED \
-            and node.type.size >= min_elements
+        fusible = node.op in fusible_ops and node.type.size >= min_elements
         is_reduction_root = node.op in _REDUCTIONS and node.type.is_float
         if not (fusible or is_reduction_root):
             continue
+        is_backward = node.is_backward
         if fusible and node_id not in outputs:
             users = users_of[node_id]
             root = region[users[0]] if users else -1
-            if root >= 0 and (len(users) == 1 or all(region[u] == root for u in users)) \
-                    and shape_of_region[root] == node.type.shape and steps_in_region[root] < MAX_REGION_STEPS \
-                    and nodes[root].is_backward == node.is_backward:
-                region[node_id] = root
-                steps_in_region[root] += 1
-                continue
+            if root >= 0:
+                shape, steps, root_is_backward = facts = region_facts[root]
+                if shape == node.type.shape and steps < MAX_REGION_STEPS and root_is_backward == is_backward \
+                        and (len(users) == 1 or all(region[u] == root for u in users)):
+                    region[node_id] = root
+                    facts[1] = steps + 1
+                    continue
         region[node_id] = node_id
-        steps_in_region[node_id] = 1
-        shape_of_region[node_id] = nodes[node.args[0]].type.shape if is_reduction_root else node.type.shape
+        shape = nodes[node.args[0]].type.shape if is_reduction_root else node.type.shape
+        region_facts[node_id] = [shape, 1, is_backward]
     return region
+
+
+@functools.lru_cache(maxsize=1)
+def _fusible_ops() -> frozenset:
+    """The elementwise ops (every op is registered once chainrule.ir is imported)."""
+    return frozenset(name for name, op in OPS.items() if op.is_elementwise and name not in _NOT_FUSED)
 
 
 def fuse(graph: Graph) -> Graph:

@@ -24,7 +24,10 @@ Rule = Callable[[Graph, Node, tuple], Optional[int]]
 
 
 def rebuild(graph: Graph, rule: Optional[Rule] = None) -> tuple[Graph, int]:
-    """A copy of ``graph``'s live part with ``rule`` applied to every node, and how often it fired."""
+    """A copy of ``graph``'s live part with ``rule`` applied to every node, and how often it fired
+    (``graph`` itself when the copy would be the same graph)."""
+    if rule is not None and _at_fixed_point(graph, rule):
+        return graph, 0
     result = Graph(graph.name)
     mapping = {i: result.add_input(graph.type(i), graph[i].name, graph[i].loc) for i in graph.inputs}
     add, nodes = result.add, graph.nodes
@@ -39,8 +42,25 @@ def rebuild(graph: Graph, rule: Optional[Rule] = None) -> tuple[Graph, int]:
                 mapping[node_id] = result.add_recomputed(node.op, args, node.params, loc=node.loc,
                                                          name=node.name, origin=origin)
                 continue
-            mapping[node_id] = add(node.op, args, node.params, loc=node.loc, name=node.name, origin=origin)
+            mapping[node_id] = add(node.op, args, dict(node.attrs) if node.attrs else None, loc=node.loc,
+                                   name=node.name, origin=origin)
     result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
     result.carry_name_hints(graph, mapping)
     # nodes a rule built and then rewrote further, or replaced, are left dead
     return (dce(result) if result.rewrites else result), result.rewrites
+
+
+def _at_fixed_point(graph: Graph, rule: Rule) -> bool:
+    """Would a rebuild with ``rule`` give ``graph`` back? Yes when every node is live and the rule
+    rewrites none of them: the graph was built by ``Graph.add``, so it is already hash-consed and
+    canonical. Asking the rule is cheaper than building the copy (a traced forward graph is often
+    at the fixed point already). The rule is asked on a scratch copy, which takes whatever it builds
+    on the way; a replacement it would build is only ever rewritten to one of the same type, so
+    not installing the rule on the copy does not change whether it fires."""
+    if len(graph.live_nodes()) != len(graph):
+        return False
+    scratch = graph.scratch_copy()
+    for node in graph.nodes:
+        if node.op != "input" and not node.recomputed and rule(scratch, node, node.args) is not None:
+            return False
+    return True

@@ -47,14 +47,18 @@ _OPS_OF_HEAD = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.t
 def symbolic_regions(graph: Graph) -> Graph:
     """``graph`` with each small backward region replaced by its SymPy-simplified form, where smaller."""
     region = find_regions(graph, min_elements=1)
+    steps = [0] * len(graph)
+    for root in region:
+        if root >= 0:
+            steps[root] += 1
+    # the members of the backward regions small enough to hand to SymPy (a deep chain has none)
     members: dict[int, list[int]] = {}
     for node_id, root in enumerate(region):
-        if root >= 0:
+        if root >= 0 and 2 <= steps[root] <= MAX_STEPS and graph.nodes[root].origin is not None:
             members.setdefault(root, []).append(node_id)
     replacements: dict[int, tuple] = {}  # root -> (expression, input ids, symbols)
     for root, nodes in members.items():
-        if graph[root].origin is None or not 2 <= len(nodes) <= MAX_STEPS \
-                or any(graph[n].op not in _SMOOTH or graph[n].recomputed for n in nodes):
+        if any(graph[n].op not in _SMOOTH or graph[n].recomputed for n in nodes):
             continue
         key, inputs = _region_key(graph, nodes, region)
         simplified = _simplify_region(key)

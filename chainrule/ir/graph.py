@@ -111,6 +111,7 @@ class Graph:
         self._dag = nx.DiGraph()
         self._dag_size = 0
         self._users: list[list[int]] = []
+        self._live: Optional[tuple] = None  # (nodes and outputs when computed, live_nodes)
         self.inputs: list[int] = []
         self.outputs: list[int] = []
         self.output_names: list[str] = []
@@ -300,6 +301,17 @@ class Graph:
                 mapping[node_id] = self.add(node.op, args, node.params, loc=node.loc, name=node.name, origin=origin)
         return mapping
 
+    def scratch_copy(self) -> "Graph":
+        """A copy to try rewrites on: the same node records (shared: building never changes an
+        existing node) and indexes, so the nodes a rule builds land in the copy, not here."""
+        copy = Graph(self.name)
+        copy.nodes = list(self.nodes)
+        copy.inputs, copy.outputs, copy.output_names = list(self.inputs), list(self.outputs), list(self.output_names)
+        copy._interned = dict(self._interned)
+        copy._scalar_constants = dict(self._scalar_constants)
+        copy.name_hints = dict(self.name_hints)
+        return copy
+
     def carry_name_hints(self, source: "Graph", mapping: dict[int, int]) -> None:
         """Remember the names of ``source``'s named values that were not copied here (``mapping``
         maps copied ids), and ``source``'s own hints, for the nodes whose operands were copied."""
@@ -375,7 +387,13 @@ class Graph:
         return None
 
     def live_nodes(self) -> list[int]:
-        """Ids of the nodes the outputs depend on, in topological order (iterative)."""
+        """Ids of the nodes the outputs depend on, in topological order (iterative).
+
+        Remembered until nodes or outputs change: the passes that leave a graph as it is hand
+        the same graph on, and DCE, the schedule and the backend each ask."""
+        key = (len(self.nodes), tuple(self.outputs))
+        if self._live is not None and self._live[0] == key:
+            return list(self._live[1])
         live = bytearray(len(self.nodes))
         stack = list(self.outputs)
         while stack:
@@ -385,7 +403,9 @@ class Graph:
                 stack.extend(self.nodes[node_id].args)
         for node_id in self.inputs:
             live[node_id] = 1
-        return [i for i in range(len(self.nodes)) if live[i]]
+        ids = [i for i in range(len(self.nodes)) if live[i]]
+        self._live = key, ids
+        return list(ids)
 
     # ---- checking and printing ----------------------------------------------------------
 
