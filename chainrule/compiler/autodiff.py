@@ -116,13 +116,15 @@ def _propagate(joint: Graph, node_id: int, cotangent: int, active: bytearray, co
     node = nodes[node_id]
     op = OPS[node.op]
     args = node.args
+    elementwise = op.kind == "elementwise"
+    if elementwise:
+        operand_types = tuple([nodes[a].type for a in args])
     with joint.attribution(node.loc, origin=node_id):
         for position, operand in enumerate(args):
             if not active[operand]:
                 continue
-            if op.kind == "elementwise":
-                signature = (node.op, position, node.attrs, nodes[cotangent].type, node.type,
-                             tuple([nodes[a].type for a in args]))
+            if elementwise:
+                signature = (node.op, position, node.attrs, nodes[cotangent].type, node.type, operand_types)
                 recording = _RECORDINGS.get(signature)
                 if recording is None:
                     recording = _RECORDINGS[signature] = _record(op, signature)

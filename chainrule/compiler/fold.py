@@ -18,7 +18,7 @@ MAX_FOLDED_ELEMENTS = 1 << 20
 
 
 # The operands a foldable node can have (a broadcast only of a constant, checked below).
-_CONSTANT_OPERANDS = frozenset({"const", "zeros", "broadcast_to"})
+FOLDABLE_OPERANDS = frozenset({"const", "zeros", "broadcast_to"})
 
 
 def fold_rule(graph: Graph, node, args):
@@ -26,7 +26,7 @@ def fold_rule(graph: Graph, node, args):
         return None
     nodes = graph.nodes
     for a in args:
-        if nodes[a].op not in _CONSTANT_OPERANDS:
+        if nodes[a].op not in FOLDABLE_OPERANDS:
             return None  # the common case, decided without looking at values
     definition = OPS[node.op]
     if definition.kind in ("source", "fused") or node.op == "stop_gradient":

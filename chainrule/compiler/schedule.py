@@ -46,9 +46,9 @@ class MemoryPlan:
 
 def storage_roots(graph: Graph) -> list[int]:
     root = list(range(len(graph)))
-    for node_id in range(len(graph)):
-        if is_view(graph[node_id]):
-            root[node_id] = root[graph[node_id].args[0]]
+    for node_id, node in enumerate(graph.nodes):
+        if (node.op in SHAPE_VIEWS or node.op == "getitem") and is_view(node):
+            root[node_id] = root[node.args[0]]
     return root
 
 

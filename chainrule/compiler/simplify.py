@@ -39,7 +39,7 @@ from typing import Optional
 import numpy as np
 
 from chainrule.compiler.cse import COMMUTATIVE
-from chainrule.compiler.fold import fold_rule
+from chainrule.compiler.fold import FOLDABLE_OPERANDS, fold_rule
 from chainrule.compiler.rewrite import rebuild
 from chainrule.ir import F, Graph, Value
 from chainrule.ir.graph import Node
@@ -442,12 +442,15 @@ def simplify_rule(graph: Graph, node: Node, args: tuple) -> Optional[int]:
     """Folding, the identities above and CSE's commutative merge, as one rule: what the
     simplify pass applies, and what reverse mode applies to the nodes it builds."""
     # Folding and CSE run in the same walk: a folded constant often completes an identity's pattern.
-    replacement = fold_rule(graph, node, args)
-    if replacement is not None:
-        return replacement
+    nodes = graph.nodes
+    operand_ops = [nodes[a].op for a in args]
+    if args and FOLDABLE_OPERANDS.issuperset(operand_ops):
+        replacement = fold_rule(graph, node, args)
+        if replacement is not None:
+            return replacement
     op = node.op
     needed = OPERANDS_RULES_NEED.get(op)
-    if needed is None or len(set(args)) < len(args) or not needed.isdisjoint([graph.nodes[a].op for a in args]):
+    if needed is None or not needed.isdisjoint(operand_ops) or len(set(args)) < len(args):
         for rule in RULES.get(op, ()):
             replacement = rule(graph, node, args)
             if replacement is not None:

@@ -15,7 +15,7 @@ import scipy.special
 
 from chainrule.errors import ShapeError, TraceError, UnsupportedError
 from chainrule.frontends.source import location_of, user_frame
-from chainrule.frontends.tracer import Tracer, operation
+from chainrule.frontends.tracer import Tracer, operation, record
 from chainrule.ir.ops import normalize_axis
 
 _UFUNC_OPS = {
@@ -111,7 +111,8 @@ def call_ufunc(ufunc, method, inputs, kwargs):
         if ufunc is np.maximum and _is_zero(inputs[0]) != _is_zero(inputs[1]):
             # np.maximum(0, z) is relu; relu'(0) = 0 is the seeds' convention (the mask Z > 0)
             return operation("relu", inputs[1] if _is_zero(inputs[0]) else inputs[0])
-        return operation(_UFUNC_OPS[ufunc], *inputs)
+        # user_frame(3) starts at the ufunc's caller: this function and __array_ufunc__ are ours
+        return record(_UFUNC_OPS[ufunc], inputs, {}, user_frame(3))
     if ufunc in _COMPOSITE_UFUNCS:
         return _COMPOSITE_UFUNCS[ufunc](*inputs)
     _unsupported(f"np.{ufunc.__name__}")

@@ -39,8 +39,14 @@ class TraceContext:
 
 def operation(op_name: str, *operands, **attrs) -> "Tracer":
     """Record ``op_name(*operands; attrs)`` at the user's current source line."""
+    return record(op_name, operands, attrs, user_frame(2))
+
+
+def record(op_name: str, operands: tuple, attrs: dict, frame) -> "Tracer":
+    """``operation``, given the user's frame: a caller that knows how many of chainrule's frames
+    sit above it looks past them with ``user_frame(depth)`` (each frame looked at costs a frame
+    object, and the ufunc path records most of a trace's operations)."""
     context = _context_of(operands)
-    frame = user_frame(2)
     loc = location_of(frame)
     graph = context.graph
     like = None  # the traced operands' dtypes, which a Python number operand takes
