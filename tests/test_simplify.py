@@ -23,8 +23,8 @@ from chainrule.compiler.cse import cse
 from chainrule.compiler.dce import dce
 from chainrule.compiler.fold import fold
 from chainrule.compiler.rewrite import rebuild
-from chainrule.compiler.simplify import OPERANDS_RULES_NEED, RULES, simplify, simplify_rule
-from chainrule.ir import Graph, TensorType
+from chainrule.compiler.simplify import RULES, simplify, simplify_rule
+from chainrule.ir import OPS, Graph, TensorType
 
 RNG = np.random.default_rng(0)
 
@@ -236,25 +236,29 @@ def _operand_pool(graph: Graph) -> list[int]:
             graph.add("add", (scalars[1], exp_neg)), graph.add("sigmoid", (x,)), mask]
 
 
-@pytest.mark.parametrize("op", sorted(OPERANDS_RULES_NEED))
-def test_the_operand_test_before_the_rules_skips_only_nodes_no_rule_matches(op):
-    # simplify_rule skips an arithmetic op's rules when no operand is one of the ops they look for:
-    # every node a rule does rewrite must pass that test
+GUARDED_RULES = sorted({(op, rule.__name__) for op, rules in RULES.items() for rule in rules
+                        if getattr(rule, "operand_ops", None) is not None})
+
+
+@pytest.mark.parametrize("op,rule_name", GUARDED_RULES)
+def test_a_rule_fires_only_where_its_declared_operand_ops_are(op, rule_name):
+    # simplify_rule runs a rule declared with @looks_for(...) only on nodes with an operand of those
+    # ops: every node the rule does rewrite must have one
+    rule = next(r for r in RULES[op] if r.__name__ == rule_name)
     graph = Graph("pool")
     pool = _operand_pool(graph)
-    arity = 1 if op == "neg" else 2
-    operand_lists = [(a,) for a in pool] if arity == 1 else [(a, b) for a in pool for b in pool]
+    operand_lists = [(a,) for a in pool] if OPS[op].arity == 1 else [(a, b) for a in pool for b in pool]
     fired = 0
     for args in operand_lists:
         node_id = graph.add(op, args)
         node = graph[node_id]
         if node.op != op or node.args != args:
             continue  # rewritten as it was built (x * 1): not a node the rules see
-        matched = [rule.__name__ for rule in RULES[op] if rule(graph, node, args) is not None]
-        if matched:
+        if rule(graph, node, args) is not None:
             fired += 1
-            passes = len(set(args)) < len(args) or any(graph[a].op in OPERANDS_RULES_NEED[op] for a in args)
-            assert passes, f"{matched} rewrite {op} of {[graph[a].op for a in args]}, which the test skips"
+            operand_ops = [graph[a].op for a in args]
+            assert not rule.operand_ops.isdisjoint(operand_ops), \
+                f"{rule_name} rewrites {op} of {operand_ops}, but looks only for {sorted(rule.operand_ops)}"
     assert fired > 0
 
 

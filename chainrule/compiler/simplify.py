@@ -119,9 +119,21 @@ def _zeros(graph: Graph, type: TensorType) -> int:
     return graph.zeros(type)
 
 
+def looks_for(*operand_ops: str):
+    """Declare that a rule can fire only on a node with an operand of one of ``operand_ops``:
+    ``simplify_rule`` checks that first. Most nodes a gradient is built of are products and sums
+    of plain values, and this one test skips the rules that look for constants or negations in
+    them. (A test checks each declaration against the rule on many kinds of operands.)"""
+    def declare(rule):
+        rule.operand_ops = frozenset(operand_ops)
+        return rule
+    return declare
+
+
 # ---- exact algebra -----------------------------------------------------------------------
 
 
+@looks_for("neg", "mul")
 def neg_of_neg(g, node, args):
     inner = g[args[0]]
     if inner.op == "neg":
@@ -145,6 +157,7 @@ def add_of_itself(g, node, args):
         return g.add("mul", (g.const(np.asarray(2.0, g.type(a).dtype)), a))
 
 
+@looks_for("const", "zeros")
 def constant_factors(g, node, args):
     """c1 * (c2 * x) -> (c1 c2) * x when c1 or c2 is a power of two, so the product is exact."""
     for outer, inner in (args, reversed(args)):
@@ -161,6 +174,7 @@ def constant_factors(g, node, args):
     return None
 
 
+@looks_for("neg")
 def add_of_neg(g, node, args):
     a, b = args
     if _op(g, b) == "neg":
@@ -179,12 +193,14 @@ def sub_identities(g, node, args):
         return _zeros(g, node.type)
 
 
+@looks_for("neg")
 def _both_negated(g, node, args):
     a, b = args
     if _op(g, a) == "neg" and _op(g, b) == "neg":
         return _fit(g, g.add(node.op, (g[a].args[0], g[b].args[0])), node.type)
 
 
+@looks_for("const", "zeros")
 def mul_identities(g, node, args):
     a, b = args
     for kept, other in ((a, b), (b, a)):
@@ -196,6 +212,7 @@ def mul_identities(g, node, args):
             return _zeros(g, node.type)
 
 
+@looks_for("const", "zeros")
 def div_identities(g, node, args):
     a, b = args
     if _is_constant(g, b, 1.0):
@@ -218,6 +235,7 @@ def _sigmoid_by_hand(g, node, args):
     return None
 
 
+@looks_for("const", "zeros")
 def pow_identities(g, node, args):
     x, exponent = args
     value = _scalar(g, exponent)
@@ -426,16 +444,9 @@ RULES = {
 }
 
 
-# For the arithmetic ops, the operand ops one of their rules above looks for: a node with no such
-# operand, and no operand twice (x + x, x - x), matches none of them. Most nodes a gradient is built
-# of are such products and sums, and this one test skips their rules.
-OPERANDS_RULES_NEED = {
-    "neg": frozenset({"neg", "mul"}),
-    "add": frozenset({"neg"}),
-    "sub": frozenset({"neg", "const", "zeros"}),
-    "mul": frozenset({"neg", "const", "zeros"}),
-    "div": frozenset({"neg", "const", "zeros"}),
-}
+# op -> (rule, the operand ops it looks for or None), in RULES' order
+_RULES_AND_OPERANDS = {op: [(rule, getattr(rule, "operand_ops", None)) for rule in rules]
+                       for op, rules in RULES.items()}
 
 
 def simplify_rule(graph: Graph, node: Node, args: tuple) -> Optional[int]:
@@ -449,9 +460,8 @@ def simplify_rule(graph: Graph, node: Node, args: tuple) -> Optional[int]:
         if replacement is not None:
             return replacement
     op = node.op
-    needed = OPERANDS_RULES_NEED.get(op)
-    if needed is None or not needed.isdisjoint(operand_ops) or len(set(args)) < len(args):
-        for rule in RULES.get(op, ()):
+    for rule, looked_for in _RULES_AND_OPERANDS.get(op, ()):
+        if looked_for is None or not looked_for.isdisjoint(operand_ops):
             replacement = rule(graph, node, args)
             if replacement is not None:
                 return replacement
