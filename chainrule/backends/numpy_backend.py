@@ -119,13 +119,14 @@ def generate_source(graph: Graph, function_name: str | None = None) -> tuple[str
         value_names[input_id] = names.fresh(nodes[input_id].name or f"in{input_id}")
     header = f"def {_identifier(function_name or graph.name)}({', '.join(value_names[i] for i in graph.inputs)}):"
     statements: list[tuple[str, frozenset]] = []  # each line and the local arrays it reads
-    live, use_counts = _live_and_use_counts(graph)
+    use_counts = _use_counts(graph)
     outputs = set(graph.outputs)
     # Each line's comment, remembered per origin (a derivative's names its forward node alone), else
     # per loc; and the texts of derivatives per what they name (see _comment).
     comments: dict[object, str] = {}
     described: dict[tuple, str] = {}
-    for node_id in itertools.compress(range(len(nodes)), live):  # in id order: operands before users
+    # the live nodes (those read: see _use_counts), in id order: operands before users
+    for node_id in itertools.compress(range(len(nodes)), use_counts):
         node = nodes[node_id]
         op = node.op
         operands = []
@@ -219,24 +220,19 @@ def _with_comment(line: str, comment: str) -> str:
     return f"    {line}".ljust(_COMMENT_COLUMN) + f"  # {comment}"
 
 
-def _live_and_use_counts(graph: Graph) -> tuple[bytearray, list[int]]:
-    """Which nodes are live (``Graph.live_nodes`` as flags), and how often each value is read by the
-    live nodes (``x * x`` reads x twice) and the outputs: both from one sweep from the last node to
-    the first (a user's id is greater than its operands')."""
+def _use_counts(graph: Graph) -> list[int]:
+    """How often each value is read by the live nodes (``x * x`` reads x twice) and the outputs:
+    nonzero exactly for the live nodes but unread inputs. One sweep from the last node to the
+    first finds them all (a user's id is greater than its operands')."""
     nodes = graph.nodes
-    live = bytearray(len(nodes))
     counts = [0] * len(nodes)
     for out in graph.outputs:
-        live[out] = 1
         counts[out] += 1
     for node_id in range(len(nodes) - 1, -1, -1):
-        if live[node_id]:
+        if counts[node_id]:
             for a in nodes[node_id].args:
-                live[a] = 1
                 counts[a] += 1
-    for node_id in graph.inputs:
-        live[node_id] = 1
-    return live, counts
+    return counts
 
 
 def _operand_text(text: str, op: str, user_op: str, position: int) -> str:
@@ -271,7 +267,8 @@ def _binds_tighter(op: str, user_op: str, position: int) -> bool:
 _NOTHING = frozenset()
 
 
-# Ops generate_source writes otherwise than by their template, at least sometimes.
+# Ops generate_source writes otherwise than by their template, at least sometimes: _lowering gives
+# them no printf template, so they take generate_source's own branches.
 _WRITTEN_THEIR_OWN_WAY = {"stop_gradient", "transpose", "where"}
 
 
