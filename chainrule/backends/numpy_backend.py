@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import keyword
 import linecache
 import re
@@ -101,113 +102,191 @@ def define(source: str, function_name: str, names: dict, label: str = "chainrule
 
 def generate_source(graph: Graph, function_name: str | None = None) -> tuple[str, dict]:
     """Python source of ``graph`` and the constant arrays it refers to by name."""
+    # The loop below runs once per node, on graphs of 100,000 nodes and more, so what depends only on
+    # an op (_lowering, _needs_parentheses) or on a source line (the comments) is worked out once;
+    # the usual node (an op's template, filled in) takes the first branch.
+    nodes = graph.nodes
     names = _Names()
     value_names: dict[int, str] = {}
     constants: dict[str, np.ndarray] = {}
-    inline: dict[int, str] = {}
+    # node -> the text it is written as where it is read (an expression, a literal, x.T); its op, or
+    # None when the text reads the same as any operand (a call such as np.sin(a * b), or a literal
+    # already parenthesized if it must be: (-1.0)); and how deep that expression nests inlined
+    # ones (0: not an expression of its own)
+    inline: dict[int, tuple[str, str | None, int]] = {}
     freeable: dict[int, frozenset] = {}  # node -> the local arrays its text refers to (a .T refers to its operand's)
     for input_id in graph.inputs:
-        value_names[input_id] = names.fresh(graph[input_id].name or f"in{input_id}")
+        value_names[input_id] = names.fresh(nodes[input_id].name or f"in{input_id}")
     header = f"def {_identifier(function_name or graph.name)}({', '.join(value_names[i] for i in graph.inputs)}):"
     statements: list[tuple[str, frozenset]] = []  # each line and the local arrays it reads
-    live = set(graph.live_nodes())
+    use_counts = _use_counts(graph)
     outputs = set(graph.outputs)
-    use_counts = _use_counts(graph, live)
-    depth: dict[int, int] = {}  # nesting depth of an inlined expression
-    for node_id in range(len(graph)):
-        node = graph.nodes[node_id]
-        if node.op == "input" or node_id not in live:
+    # Each line's comment, remembered per origin (a derivative's names its forward node alone), else
+    # per loc; and the texts of derivatives per what they name (see _comment).
+    comments: dict[object, str] = {}
+    described: dict[tuple, str] = {}
+    # the live nodes (those read: see _use_counts), in id order: operands before users
+    for node_id in itertools.compress(range(len(nodes)), use_counts):
+        node = nodes[node_id]
+        op = node.op
+        operands = []
+        nesting = 1  # how deep this node's expression nests the inlined ones it reads
+        for a in node.args:
+            if a in inline:
+                text, inner_op, inner_depth = inline[a]
+                if inner_op is not None:  # an expression read once: node.args.index(a) is where it stands
+                    text = _operand_text(text, inner_op, op, node.args.index(a))
+                operands.append(text)
+                if inner_depth >= nesting:
+                    nesting = inner_depth + 1
+            else:
+                operands.append(value_names[a])
+        reads = _NOTHING
+        if freeable:  # (empty while every value is too small to be freed early)
+            for a in node.args:
+                if a in freeable:
+                    reads = reads | freeable[a]
+        printf, elementwise, renders_as_call = _lowering(op)
+        if printf is not None and not node.attrs:  # most nodes: the op's template, filled in
+            expression = printf % tuple(operands)
+        elif op == "input":
             continue
-        if node.op == "const":
+        elif op == "const":
             literal = _scalar_literal(graph, node_id)
             if literal is not None:
-                inline[node_id] = literal
+                inline[node_id] = (_parenthesize(literal, op), None, 0)
                 continue
             value_names[node_id] = names.fresh(node.name or f"const{node_id}")
             constants[value_names[node_id]] = node.params["value"].array
             continue
-        operands = [_operand_text(inline[a], graph.nodes[a].op, a in depth, node.op, position)
-                    if a in inline else value_names[a] for position, a in enumerate(node.args)]
-        reads = _NOTHING
-        for a in node.args:
-            if a in freeable:
-                reads = reads | freeable[a]
-        if node.op == "stop_gradient" and node_id not in outputs:
-            inline[node_id] = operands[0]  # the identity once differentiated: no line of its own
+        elif op == "stop_gradient" and node_id not in outputs:
+            # the identity once differentiated: no line of its own
+            inline[node_id] = (_parenthesize(operands[0], op), None, 0)
             freeable[node_id] = reads
             continue
-        if node.op == "transpose" and node.type.ndim == 2 and node_id not in outputs:
-            inline[node_id] = f"{operands[0]}.T"  # written where it is used, as in dW = dZ @ A.T
+        elif op == "transpose" and node_id not in outputs and node.type.ndim == 2:
+            # written where it is used, as in dW = dZ @ A.T
+            inline[node_id] = (_parenthesize(f"{operands[0]}.T", op), None, 0)
             freeable[node_id] = reads
             continue
-        if node.op != "fused":
-            definition = OPS[node.op]
-            expression = _special_form(graph, node, operands) or definition.render(operands, dict(node.attrs))
-            nesting = 1
-            for a in node.args:
-                if a in depth and depth[a] >= nesting:
-                    nesting = depth[a] + 1
-            if use_counts[node_id] == 1 and not node.name and not reads and node_id not in outputs \
-                    and not node.recomputed and definition.kind == "elementwise" \
-                    and node.type.nbytes < EARLY_FREE_MIN_BYTES \
-                    and nesting <= _MAX_INLINE_DEPTH and len(expression) <= _MAX_INLINE_LENGTH:
-                # a small unnamed value read once is written where it is read (``-(g * np.sin(t))``):
-                # fewer lines to read, and to compile (a statement costs Python's compiler ~7 µs)
-                inline[node_id] = expression
-                depth[node_id] = nesting
-                continue
-        op_name = node.params["body"].root[0] if node.op == "fused" else node.op
-        value_names[node_id] = names.fresh(node.name or f"{op_name}{node_id}")
-        if node.type.nbytes >= EARLY_FREE_MIN_BYTES:  # the memory plan's rule too
-            freeable[node_id] = frozenset((value_names[node_id],))
-        if node.op == "fused":
-            commented = _fused_lines(graph, node, operands, value_names[node_id], names)
+        elif op == "where":
+            expression = _special_form(graph, node, operands) or OPS[op].render(operands, dict(node.attrs))
+        elif op == "fused":
+            expression = None  # a statement per step (_fused_lines); not elementwise, so never inlined
         else:
-            comment = _comment(graph, node.loc, node.origin)
-            comment = f"recomputed{', ' if comment else ''}{comment}" if node.recomputed else comment
-            commented = [(f"{value_names[node_id]} = {expression}", comment)]
-        lines = [f"    {line}".ljust(_COMMENT_COLUMN) + f"  # {comment}" if comment else f"    {line}"
-                 for line, comment in commented]
-        statements += [(line, frozenset()) for line in lines[:-1]]
-        statements.append((lines[-1], reads))
+            expression = OPS[op].render(operands, dict(node.attrs))
+        if elementwise and use_counts[node_id] == 1 and not node.name and not reads \
+                and node_id not in outputs and not node.recomputed \
+                and node.type.nbytes < EARLY_FREE_MIN_BYTES \
+                and nesting <= _MAX_INLINE_DEPTH and len(expression) <= _MAX_INLINE_LENGTH:
+            # a small unnamed value read once is written where it is read (``-(g * np.sin(t))``):
+            # fewer lines to read, and to compile (a statement costs Python's compiler ~7 µs)
+            inline[node_id] = (expression, None if renders_as_call else op, nesting)
+            continue
+        op_name = node.params["body"].root[0] if op == "fused" else op
+        value_name = names.fresh(node.name or f"{op_name}{node_id}")
+        value_names[node_id] = value_name
+        if node.type.nbytes >= EARLY_FREE_MIN_BYTES:  # the memory plan's rule too
+            freeable[node_id] = frozenset((value_name,))
+        if op == "fused":
+            for line, comment in _fused_lines(graph, node, operands, value_name, names):
+                statements.append((_with_comment(line, comment), _NOTHING))
+            statements[-1] = (statements[-1][0], reads)
+        else:
+            comment_key = node.loc if node.origin is None else node.origin
+            comment = comments.get(comment_key)
+            if comment is None:
+                comment = comments[comment_key] = _comment(graph, node.loc, node.origin, described)
+            if node.recomputed:
+                comment = f"recomputed{', ' if comment else ''}{comment}"
+            statements.append((_with_comment(f"{value_name} = {expression}", comment), reads))
     returned, returned_arrays = [], set()
     for out, copy in zip(graph.outputs, _outputs_to_copy(graph)):
-        text = inline.get(out) or value_names[out]
+        text = value_names[out]  # (an output is never inlined)
         returned.append(f"np.array({text}, dtype=np.{graph.type(out).dtype})" if copy else text)
         returned_arrays |= freeable.get(out, frozenset())
-    lines = [header] + _with_early_dels(statements, returned_arrays)
+    if freeable:
+        lines = [header] + _with_early_dels(statements, returned_arrays)
+    else:  # no array is big enough to be freed early: no statement reads one
+        lines = [header] + [line for line, _ in statements]
     lines.append(f"    return ({', '.join(returned)}{',' if len(returned) == 1 else ''})")
     return "\n".join(lines) + "\n", constants
 
 
-def _use_counts(graph: Graph, live: set) -> list[int]:
-    """How often each value is read by the live nodes (``x * x`` reads x twice) and the outputs."""
-    counts = [0] * len(graph)
-    for node_id in live:
-        for a in graph.nodes[node_id].args:
-            counts[a] += 1
+def _with_comment(line: str, comment: str) -> str:
+    """A statement of the function's body, indented, with its comment (if any) at the comment column."""
+    if not comment:
+        return f"    {line}"
+    return f"    {line}".ljust(_COMMENT_COLUMN) + f"  # {comment}"
+
+
+def _use_counts(graph: Graph) -> list[int]:
+    """How often each value is read by the live nodes (``x * x`` reads x twice) and the outputs:
+    nonzero exactly for the live nodes but unread inputs. One sweep from the last node to the
+    first finds them all (a user's id is greater than its operands')."""
+    nodes = graph.nodes
+    counts = [0] * len(nodes)
     for out in graph.outputs:
         counts[out] += 1
+    for node_id in range(len(nodes) - 1, -1, -1):
+        if counts[node_id]:
+            for a in nodes[node_id].args:
+                counts[a] += 1
     return counts
 
 
-def _operand_text(text: str, op: str, is_expression: bool, user_op: str, position: int) -> str:
-    """An inlined value's text as operand ``position`` of ``user_op``, parenthesized where Python's
-    precedence needs it: ``a * b * c`` and ``np.sin(a * b)``, but ``(1.0 + y) * g``."""
-    if not is_expression:
-        return _parenthesize(text, op)
+def _operand_text(text: str, op: str, user_op: str, position: int) -> str:
+    """An inlined expression of ``op`` (not a call) as operand ``position`` of ``user_op``,
+    parenthesized where Python's precedence needs it: ``a * b * c``, but ``(1.0 + y) * g``."""
+    parenthesized = _needs_parentheses(op, user_op, position)
+    if parenthesized is None:  # only the text can tell
+        parenthesized = not _is_call(text) and not _binds_tighter(op, user_op, position)
+    return f"({text})" if parenthesized else text
+
+
+@functools.lru_cache(maxsize=None)
+def _needs_parentheses(op: str, user_op: str, position: int) -> bool | None:
+    """Does ``_operand_text`` parenthesize every expression of ``op`` there? None when that depends
+    on the text. Decided once per combination: a graph has many expressions, few combinations."""
     renders_as_call = _renders_as_call(op)
-    if _inside_call_parentheses(user_op, position) or renders_as_call \
-            or (renders_as_call is None and _is_call(text)):
-        return text
+    if _inside_call_parentheses(user_op, position) or renders_as_call:
+        return False
+    if renders_as_call is None:
+        return None  # a lowering in code: a call needs no parentheses, anything else may
+    return not _binds_tighter(op, user_op, position)
+
+
+def _binds_tighter(op: str, user_op: str, position: int) -> bool:
+    """Does the expression of ``op`` bind tightly enough to be operand ``position`` of ``user_op``
+    without parentheses (``a * b * c``, ``-a * b``)?"""
     inner, outer = _PRECEDENCE.get(op), _PRECEDENCE.get(user_op)
-    if inner is not None and outer is not None and user_op != "neg" \
-            and (inner > outer or (inner == outer and position == 0)):
-        return text
-    return f"({text})"
+    return inner is not None and outer is not None and user_op != "neg" \
+        and (inner > outer or (inner == outer and position == 0))
 
 
 _NOTHING = frozenset()
+
+
+# Ops generate_source writes otherwise than by their template, at least sometimes: _lowering gives
+# them no printf template, so they take generate_source's own branches.
+_WRITTEN_THEIR_OWN_WAY = {"stop_gradient", "transpose", "where"}
+
+
+@functools.lru_cache(maxsize=None)
+def _lowering(op: str) -> tuple[str | None, bool, bool | None]:
+    """What generate_source asks of each node's op, asked once per op: its template in printf style
+    (``np.sin(%s)``) when it names each operand once, in order, and nothing else (else None),
+    whether it is elementwise, and _renders_as_call. ``template % operands`` is what ``Op.render``
+    computes for such an op without attributes, and Python fills it in faster than ``str.format``."""
+    definition = OPS[op]
+    template, printf = definition.numpy, None
+    if op not in _WRITTEN_THEIR_OWN_WAY and isinstance(template, str) and definition.arity is not None \
+            and "%" not in template and "{{" not in template and "}}" not in template \
+            and re.findall(r"\{[^{}]*\}", template) == ["{%d}" % i for i in range(definition.arity)]:
+        printf = re.sub(r"\{\d+\}", "%s", template)
+    return printf, definition.is_elementwise, _renders_as_call(op)
+
+
 _PRECEDENCE = {"add": 1, "sub": 1, "mul": 2, "div": 2, "neg": 3}
 
 
@@ -251,11 +330,12 @@ def _with_early_dels(statements: list[tuple[str, frozenset]], returned: set) -> 
     for name, index in last_read.items():
         if name not in returned:
             dying.setdefault(index, []).append(name)
-    lines = []
-    for index, (line, _) in enumerate(statements):
-        lines.append(line)
-        if index in dying:
-            lines.append(f"    del {', '.join(sorted(dying[index]))}")
+    lines, start = [], 0
+    for index in sorted(dying):  # the statements up to this one, then its del
+        lines += [line for line, _ in statements[start:index + 1]]
+        lines.append(f"    del {', '.join(sorted(dying[index]))}")
+        start = index + 1
+    lines += [line for line, _ in statements[start:]]
     return lines
 
 
@@ -397,13 +477,19 @@ def _scalar_literal(graph: Graph, node_id: int) -> str | None:
     value = node.params["value"].array
     if value.size != 1 or value.dtype.kind != "f" or node_id in graph.outputs:
         return None
-    for op, mine, types, shape in _elementwise_uses(graph, node_id):
+    dtype = value.dtype.name
+    checked = set()  # a constant such as 1.0 has thousands of uses, of a few kinds: each kind is checked once
+    for use in _elementwise_uses(graph, node_id):
+        if use in checked:
+            continue
+        checked.add(use)
+        op, mine, types, shape = use
         if op is None or not OPS[op].is_elementwise or (op == "where" and mine[0]):
             return None
-        condition = types[:1] if op == "where" else []
+        condition = types[:1] if op == "where" else ()
         values = types[1:] if op == "where" else types
         others = [t for t, is_mine in zip(values, mine[len(condition):]) if not is_mine]
-        if not others or any(t.dtype != value.dtype.name for t in others):
+        if not others or any(t.dtype != dtype for t in others):
             return None
         if np.broadcast_shapes(*(t.shape for t in (*condition, *others))) != shape:
             return None
@@ -411,20 +497,22 @@ def _scalar_literal(graph: Graph, node_id: int) -> str | None:
 
 
 def _elementwise_uses(graph: Graph, node_id: int):
-    """Each use of a value: (op, which operands are the value, operand types, result shape).
-    A use inside a fused node is the step that reads it; op is None for a use by no op at all."""
-    for user in graph.users(node_id):
-        user_node = graph[user]
+    """Each use of a value: (op, which operands are the value, operand types, result shape), as
+    tuples (so equal uses compare equal). A use inside a fused node is the step that reads it; op
+    is None for a use by no op at all."""
+    nodes = graph.nodes
+    for user in graph.users_index()[node_id]:
+        user_node = nodes[user]
         if user_node.op != "fused":
-            yield (user_node.op, [a == node_id for a in user_node.args],
-                   [graph.type(a) for a in user_node.args], user_node.type.shape)
+            yield (user_node.op, tuple([a == node_id for a in user_node.args]),
+                   tuple([nodes[a].type for a in user_node.args]), user_node.type.shape)
             continue
         steps = user_node.params["body"].steps
         positions = {-p - 1 for p, a in enumerate(user_node.args) if a == node_id}
         for op, operands, _, step_type in steps:
             if positions.intersection(operands):
-                yield (op, [k in positions for k in operands],
-                       [steps[k][3] if k >= 0 else graph.type(user_node.args[-k - 1]) for k in operands],
+                yield (op, tuple([k in positions for k in operands]),
+                       tuple([steps[k][3] if k >= 0 else graph.type(user_node.args[-k - 1]) for k in operands]),
                        step_type.shape)
 
 
@@ -442,12 +530,20 @@ def _parenthesize(text: str, op: str) -> str:
     return text
 
 
-def _comment(graph: Graph, loc, origin) -> str:
+def _comment(graph: Graph, loc, origin, described: dict | None = None) -> str:
+    """A line's comment (_describe_line). ``described``, if given, remembers a derivative's per forward
+    op, name and loc, all it names: the derivatives of one source line's forward nodes read alike."""
     if origin is None:
         return _describe_line(loc, None)
-    forward = graph[origin]
+    forward = graph.nodes[origin]
     op = forward.params["body"].root[0] if forward.op == "fused" else forward.op
-    return _describe_line(loc, (op, forward.name, forward.loc))
+    if described is None:
+        return _describe_line(loc, (op, forward.name, forward.loc))
+    key = (op, forward.name, forward.loc)
+    text = described.get(key)
+    if text is None:
+        text = described[key] = _describe_line(loc, key)
+    return text
 
 
 def _describe_line(loc, origin) -> str:
@@ -467,6 +563,9 @@ class _Names:
 
     def fresh(self, hint: str) -> str:
         base = _identifier(hint)
+        if base not in self.taken:  # the usual case: the hint's first use
+            self.taken.add(base)
+            return base
         name, count = base, self.counts.get(base, 1)
         while name in self.taken:
             count += 1
