@@ -161,8 +161,8 @@ def _contribution(op, position: int, cotangent: Value, output: Value, operands: 
 _RECORDINGS: dict[tuple, tuple] = {}
 
 # A recording: the steps (op, operand refs, attrs) a rule built and the ref of its result, or
-# None when no gradient flows. A ref >= 0 is a step; -1 is the cotangent, -2 the op's output and
-# -3, -4, ... its operands.
+# None when no gradient flows. Refs index the values of a replay in order: the cotangent, the op's
+# output, its operands, then each step's result.
 Recording = Optional[tuple[tuple, int]]
 
 
@@ -182,13 +182,12 @@ def _record(op, signature: tuple) -> Recording:
         if not live[node_id]:
             live[node_id] = 1
             stack.extend(scratch[node_id].args)
-    refs, steps = {}, []
+    refs = {p.id: index for index, p in enumerate(placeholders)}
+    steps = []
     for node_id in range(len(scratch)):
         node = scratch[node_id]
-        if node.op == "input":
-            refs[node_id] = -1 - node.params["index"]
-        elif live[node_id]:
-            refs[node_id] = len(steps)
+        if node.op != "input" and live[node_id]:
+            refs[node_id] = len(placeholders) + len(steps)
             steps.append((node.op, tuple(refs[a] for a in node.args), node.params or None))
     return tuple(steps), refs[result.id]
 
@@ -198,7 +197,8 @@ def _replay(joint: Graph, recording: Recording, placeholders: tuple) -> Optional
     if recording is None:
         return None
     steps, result = recording
-    built: list[int] = []
+    values = list(placeholders)
+    add = joint.add
     for op, refs, attrs in steps:
-        built.append(joint.add(op, tuple([built[r] if r >= 0 else placeholders[-1 - r] for r in refs]), attrs))
-    return built[result] if result >= 0 else placeholders[-1 - result]
+        values.append(add(op, tuple([values[r] for r in refs]), attrs))
+    return values[result]
