@@ -160,7 +160,7 @@ def _contribution(op, position: int, cotangent: Value, output: Value, operands: 
 # (op, operand position, attrs, cotangent type, output type, operand types) -> its recording
 _RECORDINGS: dict[tuple, tuple] = {}
 
-# A recording: the steps (op, operand refs, attrs) a rule built and the ref of its result, or
+# A recording: the steps (op, operand refs, attrs, result type) a rule built and the ref of its result, or
 # None when no gradient flows. Refs index the values of a replay in order: the cotangent, the op's
 # output, its operands, then each step's result.
 Recording = Optional[tuple[tuple, int]]
@@ -188,7 +188,7 @@ def _record(op, signature: tuple) -> Recording:
         node = scratch[node_id]
         if node.op != "input" and live[node_id]:
             refs[node_id] = len(placeholders) + len(steps)
-            steps.append((node.op, tuple(refs[a] for a in node.args), node.params or None))
+            steps.append((node.op, tuple(refs[a] for a in node.args), node.params or None, node.type))
     return tuple(steps), refs[result.id]
 
 
@@ -199,6 +199,6 @@ def _replay(joint: Graph, recording: Recording, placeholders: tuple) -> Optional
     steps, result = recording
     values = list(placeholders)
     add = joint.add
-    for op, refs, attrs in steps:
-        values.append(add(op, tuple([values[r] for r in refs]), attrs))
+    for op, refs, attrs, known_type in steps:
+        values.append(add(op, tuple([values[r] for r in refs]), attrs, known_type=known_type))
     return values[result]

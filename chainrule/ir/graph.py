@@ -133,11 +133,14 @@ class Graph:
     # ---- construction -------------------------------------------------------------------
 
     def add(self, op: str, args: Iterable[int] = (), attrs: Optional[dict] = None, *,
-            loc: Optional[Loc] = None, name: Optional[str] = None, origin: Optional[int] = None) -> int:
+            loc: Optional[Loc] = None, name: Optional[str] = None, origin: Optional[int] = None,
+            known_type: Optional[TensorType] = None) -> int:
         """Add ``op(args; attrs)`` and return its id; an identical existing node is returned instead.
 
         Shape errors are raised as ``ShapeError`` located at ``loc`` (or the
-        graph's current attribution).
+        graph's current attribution). ``known_type`` skips type inference: for a
+        caller that already inferred this very node on operands of the same types
+        (reverse mode replaying a recorded rule); ``verify`` checks it.
         """
         definition = OPS[op]
         if type(args) is not tuple:
@@ -166,19 +169,28 @@ class Graph:
             saved = self._default_loc, self._default_origin
             self._default_loc, self._default_origin = loc, origin
         try:
-            types = tuple([nodes[a].type for a in args])
-            try:
-                out_type = INFERRED[(op, types, frozen)]
-            except (KeyError, TypeError):  # not seen yet, a source, or an unhashable attribute
-                out_type = definition.result_type(types, frozen)
+            if known_type is not None:
+                out_type = known_type
+            else:
+                types = tuple([nodes[a].type for a in args])
+                try:
+                    out_type = INFERRED[(op, types, frozen)]
+                except (KeyError, TypeError):  # not seen yet, a source, or an unhashable attribute
+                    out_type = definition.result_type(types, frozen)
             simpler = None
             if definition.kind != "elementwise" or not canonical.REWRITABLE_OPERANDS.isdisjoint(
                     [nodes[a].op for a in args]):  # (an elementwise op needs such an operand to rewrite)
                 simpler = canonical.rewrite(self, op, args, attrs, out_type)
             if simpler is None:
                 node = Node(op, args, frozen, out_type, loc, name, origin)
-                if self.rewriter is not None:
-                    simpler = self._rewritten(node)
+                if self.rewriter is not None and self._rewrite_depth < _MAX_REWRITE_DEPTH:
+                    self._rewrite_depth += 1
+                    try:
+                        simpler = self.rewriter(self, node, args)
+                    finally:
+                        self._rewrite_depth -= 1
+                    if simpler is not None:
+                        self._rewrote(node, simpler)
         except ChainruleError as error:
             raise error.at(loc) from None
         finally:
@@ -201,22 +213,13 @@ class Graph:
         without a second walk (for rules that look only at a node and its operands)."""
         return _Rewriting(self, rule)
 
-    def _rewritten(self, node: Node) -> Optional[int]:
-        if self._rewrite_depth >= _MAX_REWRITE_DEPTH:
-            return None
-        self._rewrite_depth += 1
-        try:
-            replacement = self.rewriter(self, node, node.args)
-        finally:
-            self._rewrite_depth -= 1
-        if replacement is None:
-            return None
+    def _rewrote(self, node: Node, replacement: int) -> None:
+        """Bookkeeping for a rewrite of ``node`` (not built) to ``replacement``."""
         self.rewrites += 1
         kept = self.nodes[replacement]
         assert kept.type == node.type, f"rewrite of {node.op} changed its type {node.type} to {kept.type}"
         if kept.name is None and node.name and kept.op not in ("input", "const"):
             kept.name = node.name
-        return replacement
 
     def append_copy(self, node: Node, args: tuple, origin: Optional[int]) -> int:
         """Append a copy of another graph's ``node`` with operands ``args`` (ids here), as it is:
