@@ -32,6 +32,11 @@ _NOT_FUSED = {"stop_gradient"}
 def find_regions(graph: Graph, min_elements: int = 2) -> list[int]:
     """For each node, the id of the root of its region, or -1 when it is not fused.
     Nodes of fewer than ``min_elements`` elements stay out (fusing scalar arithmetic gains nothing)."""
+    return regions_and_sizes(graph, min_elements)[0]
+
+
+def regions_and_sizes(graph: Graph, min_elements: int = 2) -> tuple[list[int], dict[int, int]]:
+    """``find_regions``, and the number of nodes in each region (by root)."""
     nodes = graph.nodes
     region = [-1] * len(nodes)
     # per region root: [its shape, its step count, whether it runs in the backward pass]
@@ -41,25 +46,26 @@ def find_regions(graph: Graph, min_elements: int = 2) -> list[int]:
     fusible_ops = _fusible_ops()
     for node_id in range(len(nodes) - 1, -1, -1):
         node = nodes[node_id]
-        fusible = node.op in fusible_ops and node.type.size >= min_elements
-        is_reduction_root = node.op in _REDUCTIONS and node.type.is_float
+        value_type = node.type
+        fusible = node.op in fusible_ops and value_type.size >= min_elements
+        is_reduction_root = not fusible and node.op in _REDUCTIONS and value_type.is_float
         if not (fusible or is_reduction_root):
             continue
-        is_backward = node.is_backward
+        is_backward = node.origin is not None or node.recomputed  # node.is_backward, spelled out
         if fusible and node_id not in outputs:
             users = users_of[node_id]
             root = region[users[0]] if users else -1
             if root >= 0:
                 shape, steps, root_is_backward = facts = region_facts[root]
-                if shape == node.type.shape and steps < MAX_REGION_STEPS and root_is_backward == is_backward \
+                if shape == value_type.shape and steps < MAX_REGION_STEPS and root_is_backward == is_backward \
                         and (len(users) == 1 or all(region[u] == root for u in users)):
                     region[node_id] = root
                     facts[1] = steps + 1
                     continue
         region[node_id] = node_id
-        shape = nodes[node.args[0]].type.shape if is_reduction_root else node.type.shape
+        shape = nodes[node.args[0]].type.shape if is_reduction_root else value_type.shape
         region_facts[node_id] = [shape, 1, is_backward]
-    return region
+    return region, {root: facts[1] for root, facts in region_facts.items()}
 
 
 @functools.lru_cache(maxsize=1)

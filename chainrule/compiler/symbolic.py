@@ -31,7 +31,7 @@ from typing import Optional
 import numpy as np
 import sympy as sp
 
-from chainrule.compiler.fuse import find_regions
+from chainrule.compiler.fuse import regions_and_sizes
 from chainrule.ir import OPS, Graph
 from chainrule.ir.sympy_export import number
 
@@ -46,15 +46,14 @@ _OPS_OF_HEAD = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.t
 
 def symbolic_regions(graph: Graph) -> Graph:
     """``graph`` with each small backward region replaced by its SymPy-simplified form, where smaller."""
-    region = find_regions(graph, min_elements=1)
-    steps = [0] * len(graph)
-    for root in region:
-        if root >= 0:
-            steps[root] += 1
-    # the members of the backward regions small enough to hand to SymPy (a deep chain has none)
+    region, sizes = regions_and_sizes(graph, min_elements=1)
+    # the backward regions small enough to hand to SymPy (a deep chain has none), and their members
+    small = {root for root, size in sizes.items() if 2 <= size <= MAX_STEPS and graph.nodes[root].origin is not None}
+    if not small:
+        return graph
     members: dict[int, list[int]] = {}
     for node_id, root in enumerate(region):
-        if root >= 0 and 2 <= steps[root] <= MAX_STEPS and graph.nodes[root].origin is not None:
+        if root in small:
             members.setdefault(root, []).append(node_id)
     replacements: dict[int, tuple] = {}  # root -> (expression, input ids, symbols)
     for root, nodes in members.items():

@@ -369,12 +369,12 @@ class Graph:
     def users_index(self) -> list[list[int]]:
         """``users`` of every node, as one list indexed by node id (for walks over the whole
         graph; read only: it is the graph's own index)."""
-        users = self._users
-        if len(users) < len(self.nodes):  # index the nodes added since the last call
+        users, nodes = self._users, self.nodes
+        if len(users) < len(nodes):  # index the nodes added since the last call
             start = len(users)
-            users.extend([] for _ in range(start, len(self.nodes)))
-            for user in range(start, len(self.nodes)):
-                for a in self.nodes[user].args:
+            users.extend([] for _ in range(start, len(nodes)))
+            for user in range(start, len(nodes)):
+                for a in nodes[user].args:
                     of_a = users[a]
                     if not of_a or of_a[-1] != user:  # an operand used twice (x * x) counts once
                         of_a.append(user)
