@@ -125,10 +125,7 @@ def _propagate(joint: Graph, node_id: int, cotangent: int, active: bytearray, co
                 continue
             if elementwise:
                 signature = (node.op, position, node.attrs, nodes[cotangent].type, node.type, operand_types)
-                recording = _RECORDINGS.get(signature)
-                if recording is None:
-                    recording = _RECORDINGS[signature] = _record(op, signature)
-                contribution = _replay(joint, recording, (cotangent, node_id) + args)
+                contribution = _replay(joint, _recording(op, signature), (cotangent, node_id) + args)
             else:
                 result = _contribution(op, position, Value(joint, cotangent), Value(joint, node_id),
                                        [Value(joint, a) for a in args], dict(node.attrs))
@@ -158,12 +155,26 @@ def _contribution(op, position: int, cotangent: Value, output: Value, operands: 
 
 
 # (op, operand position, attrs, cotangent type, output type, operand types) -> its recording
-_RECORDINGS: dict[tuple, tuple] = {}
+_RECORDINGS: dict[tuple, "Recording"] = {}
+_RECORDINGS_MAX = 1 << 14
 
 # A recording: the steps (op, operand refs, attrs, result type) a rule built and the ref of its result, or
 # None when no gradient flows. Refs index the values of a replay in order: the cotangent, the op's
 # output, its operands, then each step's result.
 Recording = Optional[tuple[tuple, int]]
+
+
+def _recording(op, signature: tuple) -> Recording:
+    """The recording of ``signature``'s rule, made on first use."""
+    recording = _RECORDINGS.get(signature, _NOT_RECORDED)
+    if recording is _NOT_RECORDED:
+        if len(_RECORDINGS) >= _RECORDINGS_MAX:
+            _RECORDINGS.clear()
+        recording = _RECORDINGS[signature] = _record(op, signature)
+    return recording
+
+
+_NOT_RECORDED = object()
 
 
 def _record(op, signature: tuple) -> Recording:
@@ -175,18 +186,12 @@ def _record(op, signature: tuple) -> Recording:
     result = _contribution(op, position, placeholders[0], placeholders[1], placeholders[2:], dict(attrs))
     if result is None:
         return None
-    live = bytearray(len(scratch))  # only what the result needs: a rewritten-away constant stays behind
-    stack = [result.id]
-    while stack:
-        node_id = stack.pop()
-        if not live[node_id]:
-            live[node_id] = 1
-            stack.extend(scratch[node_id].args)
+    scratch.set_outputs([result.id])
     refs = {p.id: index for index, p in enumerate(placeholders)}
     steps = []
-    for node_id in range(len(scratch)):
+    for node_id in scratch.live_nodes():  # only what the result needs: a rewritten-away constant stays behind
         node = scratch[node_id]
-        if node.op != "input" and live[node_id]:
+        if node.op != "input":
             refs[node_id] = len(placeholders) + len(steps)
             steps.append((node.op, tuple(refs[a] for a in node.args), node.params or None, node.type))
     return tuple(steps), refs[result.id]

@@ -187,7 +187,7 @@ def schedule(graph: Graph, reorder: bool = True) -> Graph:
     order, plan = traced_order, plan_memory(graph, traced_order)
     # Values under 64 KiB come from the allocator's free lists whatever the order (the NumPy
     # backend does not even del them), so only graphs with a big value are worth reordering.
-    if reorder and any(graph[i].type.nbytes >= EARLY_FREE_MIN_BYTES for i in traced_order):
+    if reorder and max([graph.nodes[i].type.nbytes for i in traced_order], default=0) >= EARLY_FREE_MIN_BYTES:
         candidate = greedy_order(graph)
         candidate_plan = plan_memory(graph, candidate)
         if candidate_plan.peak_bytes < plan.peak_bytes:
