@@ -66,3 +66,19 @@ def test_a_replayed_rule_builds_what_the_rule_builds(op_name, rewriting):
             assert built[1] == built[0]
             checked += 1
     assert checked > 0
+
+
+def test_reverse_mode_shares_the_forward_nodes_but_never_renames_them():
+    # d/dx (x * sin z) is sin z itself, a forward value: the joint graph names it dx, and the
+    # forward graph, whose node records the joint graph shares, keeps it unnamed
+    import numpy as np
+
+    import chainrule as cr
+    from chainrule.compiler.autodiff import reverse
+
+    forward = cr.trace(lambda x, z: x * np.sin(z), np.float64(1.0), np.float64(2.0))
+    sine = next(i for i in range(len(forward)) if forward[i].op == "sin")
+    joint = reverse(forward, [0])
+    assert joint.outputs[1] == sine and joint[sine].name == "dx"
+    assert forward[sine].name is None
+    assert joint[0] is forward[0]  # the other records are shared, not copied

@@ -36,12 +36,8 @@ def reverse(forward: Graph, wrt: Sequence[int], cotangent_inputs: bool = False,
     rule (see ``Graph.rewriting``) is applied to every backward node as it is
     built; nodes it makes dead are left for DCE.
     """
-    joint = Graph(name or f"{forward.name}_grad")
-    mapping = {i: joint.add_input(forward.type(i), forward[i].name, forward[i].loc) for i in forward.inputs}
-    joint.transplant(forward, (i for i in range(len(forward)) if forward[i].op != "input"), mapping,
-                     verbatim=True)
-    joint.carry_name_hints(forward, mapping)
-    outputs = [mapping[o] for o in forward.outputs]
+    joint = Graph.continuing(forward, name or f"{forward.name}_grad")
+    outputs = list(forward.outputs)
     forward_size = len(joint)
 
     with joint.rewriting(rewriter):
@@ -63,12 +59,15 @@ def _backward(joint: Graph, forward: Graph, wrt: Sequence[int], outputs: list[in
             seed = joint.const(np.ones(joint.type(out).shape, joint.type(out).dtype))
         cotangents.setdefault(out, []).append(seed)
 
+    nodes = joint.nodes
     for node_id in range(forward_size - 1, -1, -1):
         contributions = cotangents.pop(node_id, None)
         if contributions is None or not active[node_id]:
             continue
-        node = joint.nodes[node_id]
-        cotangent = _sum(joint, contributions, node, node_id)
+        node = nodes[node_id]
+        cotangent = contributions[0] if len(contributions) == 1 else _sum(joint, contributions, node, node_id)
+        if node.name:
+            _name_cotangent(joint, cotangent, node.name)
         if node.op == "input":
             cotangents[node_id] = [cotangent]  # kept for the result
             continue
@@ -100,15 +99,19 @@ def _active_nodes(graph: Graph, sources: list[int], size: int) -> bytearray:
 
 
 def _sum(joint: Graph, contributions: list[int], node, node_id: int) -> int:
+    """The cotangent of a value used several times: the sum of what each use sends back."""
     total = contributions[0]
-    if len(contributions) > 1:
-        with joint.attribution(node.loc, origin=node_id):
-            for extra in contributions[1:]:
-                total = joint.add("add", (total, extra))
-    record = joint.nodes[total]
-    if record.name is None and node.name and record.op != "input":
-        record.name = f"d{node.name}"
+    with joint.attribution(node.loc, origin=node_id):
+        for extra in contributions[1:]:
+            total = joint.add("add", (total, extra))
     return total
+
+
+def _name_cotangent(joint: Graph, cotangent: int, name: str) -> None:
+    """The cotangent of the user's ``A`` reads ``dA``, unless it has a name already."""
+    record = joint.nodes[cotangent]
+    if record.name is None and record.op != "input":
+        joint.name_node(cotangent, f"d{name}")
 
 
 def _propagate(joint: Graph, node_id: int, cotangent: int, active: bytearray, cotangents: dict) -> None:
@@ -125,7 +128,10 @@ def _propagate(joint: Graph, node_id: int, cotangent: int, active: bytearray, co
                 continue
             if elementwise:
                 signature = (node.op, position, node.attrs, nodes[cotangent].type, node.type, operand_types)
-                contribution = _replay(joint, _recording(op, signature), (cotangent, node_id) + args)
+                recording = _RECORDINGS.get(signature, _NOT_RECORDED)
+                if recording is _NOT_RECORDED:
+                    recording = _record_now(op, signature)
+                contribution = _replay(joint, recording, (cotangent, node_id) + args)
             else:
                 result = _contribution(op, position, Value(joint, cotangent), Value(joint, node_id),
                                        [Value(joint, a) for a in args], dict(node.attrs))
@@ -157,6 +163,7 @@ def _contribution(op, position: int, cotangent: Value, output: Value, operands: 
 # (op, operand position, attrs, cotangent type, output type, operand types) -> its recording
 _RECORDINGS: dict[tuple, "Recording"] = {}
 _RECORDINGS_MAX = 1 << 14
+_NOT_RECORDED = object()  # a signature not seen yet (None is a recording: no gradient flows)
 
 # A recording: the steps (op, operand refs, attrs, result type) a rule built and the ref of its result, or
 # None when no gradient flows. Refs index the values of a replay in order: the cotangent, the op's
@@ -164,17 +171,12 @@ _RECORDINGS_MAX = 1 << 14
 Recording = Optional[tuple[tuple, int]]
 
 
-def _recording(op, signature: tuple) -> Recording:
-    """The recording of ``signature``'s rule, made on first use."""
-    recording = _RECORDINGS.get(signature, _NOT_RECORDED)
-    if recording is _NOT_RECORDED:
-        if len(_RECORDINGS) >= _RECORDINGS_MAX:
-            _RECORDINGS.clear()
-        recording = _RECORDINGS[signature] = _record(op, signature)
+def _record_now(op, signature: tuple) -> Recording:
+    """Record ``signature``'s rule (on its first use) and remember the recording."""
+    if len(_RECORDINGS) >= _RECORDINGS_MAX:
+        _RECORDINGS.clear()
+    recording = _RECORDINGS[signature] = _record(op, signature)
     return recording
-
-
-_NOT_RECORDED = object()
 
 
 def _record(op, signature: tuple) -> Recording:

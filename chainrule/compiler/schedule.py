@@ -59,15 +59,18 @@ def plan_memory(graph: Graph, order: Sequence[int] | None = None) -> MemoryPlan:
     root = storage_roots(graph)
     # Values that are never del'd: the outputs, and every value under the size the code frees early.
     kept = bytearray(len(nodes))
+    any_big = False
     for node_id in order:
         if nodes[node_id].type.nbytes < EARLY_FREE_MIN_BYTES:
             kept[root[node_id]] = 1
+        else:
+            any_big = True
     for out in graph.outputs:
         kept[root[out]] = 1
     # The last reader of each value that is del'd (lists indexed by node id: this runs on every
-    # graph, and on every placement the checkpoint pass tries).
+    # graph, and on every placement the checkpoint pass tries). Without a big value, none is.
     dying_at: dict[int, list[int]] = {}
-    if not all(kept[root[node_id]] for node_id in order):  # else nothing is freed (a scalar graph)
+    if any_big and not all(kept[root[node_id]] for node_id in order):
         position = [-1] * len(nodes)
         for index, node_id in enumerate(order):
             position[node_id] = index
@@ -84,18 +87,19 @@ def plan_memory(graph: Graph, order: Sequence[int] | None = None) -> MemoryPlan:
     peak_at = order[0] if order else -1
     for node_id in order:
         node = nodes[node_id]
-        if node.op in _NOT_ALLOCATED or root[node_id] != node_id:
+        if root[node_id] != node_id or node.op in _NOT_ALLOCATED:
             continue
-        allocated = node.type.nbytes
+        value_type = node.type
+        allocated = value_type.nbytes
         # a one-element result broadcasts nothing: no buffer (and scalar graphs skip the search)
-        scratch = broadcast_buffer_bytes(graph, node) if node.type.size > 1 else 0
+        scratch = broadcast_buffer_bytes(graph, node) if value_type.size > 1 else 0
         if node.op == "fused":
             plan = plan_buffers(node.params["body"])
             scratch += max(plan.peak_bytes - allocated, 0)  # steps' buffers besides the result
         if live + allocated + scratch > peak:
             peak, peak_at = live + allocated + scratch, node_id
         live += allocated
-        if node_id in dying_at:
+        if dying_at and node_id in dying_at:
             for r in dying_at[node_id]:
                 if nodes[r].op not in _NOT_ALLOCATED:
                     live -= nodes[r].type.nbytes
