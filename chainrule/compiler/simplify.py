@@ -444,13 +444,16 @@ RULES = {
 }
 
 
-# op -> (rule, the operand ops it looks for or None), in RULES' order
-_RULES_AND_OPERANDS = {op: [(rule, getattr(rule, "operand_ops", None)) for rule in rules]
-                       for op, rules in RULES.items()}
-# op -> the operand ops one of its rules looks for, for the ops all of whose rules declare them
-_ANY_RULE_LOOKS_FOR = {op: frozenset().union(*(looked_for for _, looked_for in rules))
-                       for op, rules in _RULES_AND_OPERANDS.items()
-                       if all(looked_for is not None for _, looked_for in rules)}
+def _declared(rules: list) -> tuple:
+    """(the operand ops one of ``rules`` looks for, or None when one of them declares none;
+    each rule with the operand ops it looks for, or None)."""
+    looked_for = [getattr(rule, "operand_ops", None) for rule in rules]
+    any_looks_for = None if None in looked_for else frozenset().union(*looked_for)
+    return any_looks_for, list(zip(rules, looked_for))
+
+
+# op -> what simplify_rule needs to know of its rules (see _declared)
+_RULES_OF_OP = {op: _declared(rules) for op, rules in RULES.items()}
 
 
 def simplify_rule(graph: Graph, node: Node, args: tuple) -> Optional[int]:
@@ -464,13 +467,15 @@ def simplify_rule(graph: Graph, node: Node, args: tuple) -> Optional[int]:
         if replacement is not None:
             return replacement
     op = node.op
-    any_looks_for = _ANY_RULE_LOOKS_FOR.get(op)
-    if any_looks_for is None or not any_looks_for.isdisjoint(operand_ops):  # (a product of plain values: no)
-        for rule, looked_for in _RULES_AND_OPERANDS.get(op, ()):
-            if looked_for is None or not looked_for.isdisjoint(operand_ops):
-                replacement = rule(graph, node, args)
-                if replacement is not None:
-                    return replacement
+    declared = _RULES_OF_OP.get(op)
+    if declared is not None:
+        any_looks_for, rules = declared
+        if any_looks_for is None or not any_looks_for.isdisjoint(operand_ops):  # (a product of plain values: no)
+            for rule, looked_for in rules:
+                if looked_for is None or not looked_for.isdisjoint(operand_ops):
+                    replacement = rule(graph, node, args)
+                    if replacement is not None:
+                        return replacement
     if op in COMMUTATIVE:  # commutative_order, spelled out: this runs for every node a gradient has
         return graph.find(op, (args[1], args[0]), node.attrs)
     return None
