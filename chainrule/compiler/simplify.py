@@ -29,7 +29,8 @@ Which identities, and why these:
   then reaches the sigmoid rewrites).
 
 The pipeline runs simplify on the forward graph before differentiating it, so
-the gradient is derived from the stable forms, and again on the joint graph.
+the gradient is derived from the stable forms; reverse mode applies the same
+rule (``simplify_rule``) to each backward node as it builds it.
 """
 
 from __future__ import annotations
