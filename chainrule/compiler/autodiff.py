@@ -9,10 +9,11 @@ The result is an ordinary graph, so it can be differentiated again.
 
 Elementwise rules depend on nothing but their operands' types and attributes,
 so each is run once per such signature, on placeholder values, and the nodes
-it built are recorded; every node of that signature replays the recording with
-``Graph.add`` (so hash-consing and the rewrite rule see each node as if the
-rule had built it). A deep chain repeats a handful of signatures, and replaying
-costs a fraction of running the rule through ``Value`` operators.
+it built are recorded as a small straight-line function of ``Graph.add`` calls;
+every node of that signature replays it (so hash-consing and the rewrite rule
+see each node as if the rule had built it). A deep chain repeats a handful of
+signatures, and replaying costs a fraction of running the rule through
+``Value`` operators.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def _propagate(joint: Graph, node_id: int, cotangent: int, active: bytearray, co
                 recording = _RECORDINGS.get(signature, _NOT_RECORDED)
                 if recording is _NOT_RECORDED:
                     recording = _record_now(op, signature)
-                contribution = _replay(joint, recording, (cotangent, node_id) + args)
+                contribution = None if recording is None else recording(joint.add, cotangent, node_id, *args)
             else:
                 result = _contribution(op, position, Value(joint, cotangent), Value(joint, node_id),
                                        [Value(joint, a) for a in args], dict(node.attrs))
@@ -165,10 +166,9 @@ _RECORDINGS: dict[tuple, "Recording"] = {}
 _RECORDINGS_MAX = 1 << 14
 _NOT_RECORDED = object()  # a signature not seen yet (None is a recording: no gradient flows)
 
-# A recording: the steps (op, operand refs, attrs, result type) a rule built and the ref of its result, or
-# None when no gradient flows. Refs index the values of a replay in order: the cotangent, the op's
-# output, its operands, then each step's result.
-Recording = Optional[tuple[tuple, int]]
+# A recording: a function ``replay(add, cotangent, output, *operands) -> id`` that builds, with
+# ``add`` (the joint graph's), the nodes a rule built for one signature; None when no gradient flows.
+Recording = Optional[Callable[..., int]]
 
 
 def _record_now(op, signature: tuple) -> Recording:
@@ -180,8 +180,9 @@ def _record_now(op, signature: tuple) -> Recording:
 
 
 def _record(op, signature: tuple) -> Recording:
-    """Run an elementwise rule on placeholders of the signature's types and keep what it built."""
-    _, position, attrs, cotangent_type, output_type, operand_types = signature
+    """Run an elementwise rule on placeholders of the signature's types and keep what it built, as
+    straight-line Python: one ``add`` per node, each with its result type (``replay.source``)."""
+    name, position, attrs, cotangent_type, output_type, operand_types = signature
     scratch = Graph("rule")
     placeholders = [Value(scratch, scratch.add_input(t, f"p{i}"))
                     for i, t in enumerate((cotangent_type, output_type) + operand_types)]
@@ -189,23 +190,29 @@ def _record(op, signature: tuple) -> Recording:
     if result is None:
         return None
     scratch.set_outputs([result.id])
-    refs = {p.id: index for index, p in enumerate(placeholders)}
-    steps = []
+    values = {p.id: f"v{index}" for index, p in enumerate(placeholders)}
+    lines = [f"def replay(add, {', '.join(values.values())}):"]
+    constants: dict[str, object] = {}
     for node_id in scratch.live_nodes():  # only what the result needs: a rewritten-away constant stays behind
         node = scratch[node_id]
-        if node.op != "input":
-            refs[node_id] = len(placeholders) + len(steps)
-            steps.append((node.op, tuple(refs[a] for a in node.args), node.params or None, node.type))
-    return tuple(steps), refs[result.id]
+        if node.op == "input":
+            continue
+        values[node_id] = value = f"v{len(values)}"
+        operands = ", ".join(values[a] for a in node.args) + ("," if len(node.args) == 1 else "")
+        constants[f"type_{value}"] = node.type
+        attrs_name = "None"
+        if node.attrs:
+            attrs_name = f"attrs_{value}"
+            constants[attrs_name] = node.params
+        lines.append(f"    {value} = add({node.op!r}, ({operands}), {attrs_name}, known_type=type_{value})")
+    lines.append(f"    return {values[result.id]}")
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, f"<recorded rule: {name} operand {position}>", "exec"), constants)
+    replay = constants["replay"]
+    replay.source = source
+    return replay
 
 
 def _replay(joint: Graph, recording: Recording, placeholders: tuple) -> Optional[int]:
-    """Build a recording's steps on ``placeholders`` (cotangent, output, operands); its result's id."""
-    if recording is None:
-        return None
-    steps, result = recording
-    values = list(placeholders)
-    add = joint.add
-    for op, refs, attrs, known_type in steps:
-        values.append(add(op, tuple([values[r] for r in refs]), attrs, known_type=known_type))
-    return values[result]
+    """Build a recording's nodes on ``placeholders`` (cotangent, output, operands); its result's id."""
+    return None if recording is None else recording(joint.add, *placeholders)
