@@ -29,6 +29,7 @@ from chainrule.ir.types import TensorType
 
 
 _PYTHON_NUMBERS = (int, float, bool)
+_REWRITABLE_OPERANDS = canonical.REWRITABLE_OPERANDS
 _NO_ATTRS: dict = {}  # read only
 # How deep rewrites may nest (a rule's replacement is offered to the rules again): a guard against
 # two rules that undo each other, which would be a bug, not a reason to recurse without end.
@@ -181,7 +182,7 @@ class Graph:
                 except (KeyError, TypeError):  # not seen yet, a source, or an unhashable attribute
                     out_type = definition.result_type(types, frozen)
             simpler = None
-            if definition.kind != "elementwise" or not canonical.REWRITABLE_OPERANDS.isdisjoint(
+            if definition.kind != "elementwise" or not _REWRITABLE_OPERANDS.isdisjoint(
                     [nodes[a].op for a in args]):  # (an elementwise op needs such an operand to rewrite)
                 simpler = canonical.rewrite(self, op, args, attrs, out_type)
             if simpler is None:
