@@ -44,6 +44,14 @@ def compile_kernel(graph: Graph, name: str, backend: str = "numpy"):
     return compile_graph(graph, name)
 
 
+def argnum_tuple(argnums) -> tuple:
+    """``argnums`` (an int or a sequence of ints) as a tuple, or an ArgumentError saying what it was."""
+    positions = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    if not all(isinstance(a, int) for a in positions):
+        raise ArgumentError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
+    return positions
+
+
 class _Specialization:
     """One compiled signature: the stages' graphs, the kernel, how to rebuild outputs.
 
@@ -95,9 +103,7 @@ class Compiled:
         self.fn = fn
         self.transform = transform
         self.argnums = argnums
-        self._argnum_tuple = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-        if not all(isinstance(a, int) for a in self._argnum_tuple):
-            raise ArgumentError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
+        self._argnum_tuple = argnum_tuple(argnums)
         self.backend = backend
         self.checkpoint = checkpoint
         self.check_nans = check_nans
@@ -389,11 +395,10 @@ def check_grad(fn: Callable, *args, argnums: Union[int, Sequence[int]] = 0, step
     seed's two-point formula gives ~1e-8. Below 1e-7 is a pass.
     """
     analytic = grad(fn, argnums)(*args)
-    argnum_tuple = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     analytic_leaves = flatten(analytic if not isinstance(argnums, int) else (analytic,))[0]
     numeric_leaves = []
     args64 = [_to_float64(a) for a in args]
-    for argnum in argnum_tuple:
+    for argnum in argnum_tuple(argnums):
         leaves, _, treedef = flatten(args64[argnum])
         for index, leaf in enumerate(leaves):
             numeric_leaves.append(_numeric_gradient(fn, args64, argnum, leaves, treedef, index, step))

@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from chainrule.api import argnum_tuple
 from chainrule.errors import ArgumentError, UnsupportedError
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
 from chainrule.frontends.trace import ArgsSpec, describe_args, trace_graph
@@ -37,9 +38,7 @@ class _DenseDerivative:
         self.fn = fn
         self.argnums = argnums
         self.vectorize = vectorize
-        self._argnum_tuple = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-        if not all(isinstance(a, int) for a in self._argnum_tuple):
-            raise ArgumentError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
+        self._argnum_tuple = argnum_tuple(argnums)
         self.passes = None
         self.kernel_calls = None
         self.mode_used = None

@@ -211,8 +211,3 @@ def _record(op, signature: tuple) -> Recording:
     replay = constants["replay"]
     replay.source = source
     return replay
-
-
-def _replay(joint: Graph, recording: Recording, placeholders: tuple) -> Optional[int]:
-    """Build a recording's nodes on ``placeholders`` (cotangent, output, operands); its result's id."""
-    return None if recording is None else recording(joint.add, *placeholders)

@@ -313,8 +313,8 @@ class Graph:
         """A graph that starts as ``source`` (the same nodes under the same ids, its inputs, name
         hints and hash-consing index) and grows from there, as reverse mode's joint graph does.
 
-        The node records are shared with ``source`` rather than copied (copying them was a tenth
-        of a gradient's compile time); renaming one goes through ``name_node``, which copies it first.
+        The node records are shared with ``source`` rather than copied (copying them cost ~2 ms of a
+        depth-1000 chain's ~95 ms compile); renaming one goes through ``name_node``, which copies it first.
         """
         graph = cls(name or source.name)
         graph.nodes = list(source.nodes)
