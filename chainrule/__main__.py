@@ -1,5 +1,5 @@
 """``python -m chainrule``: the same as the ``chainrule`` command."""
 
-from chainrule.cli import main
+from chainrule.cli.main import main
 
 raise SystemExit(main())

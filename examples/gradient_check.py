@@ -17,7 +17,8 @@ import argparse
 import numpy as np
 
 import chainrule as cr
-from chainrule import demo, nn
+from chainrule import nn
+from chainrule.cli import demo
 from chainrule.frontends.pytree import flatten, unflatten
 from spiral_classifier import spiral_data
 

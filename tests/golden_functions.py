@@ -7,7 +7,7 @@ lines and changes its goldens.
 
 import numpy as np
 
-from chainrule.demo import PARAMS, X, Y
+from chainrule.cli.demo import PARAMS, X, Y
 
 
 def tanh_layer(W, b, x):

@@ -1,7 +1,7 @@
 """``chainrule bench nested``: one table, SymPy's failures reported in their rows, never a crash."""
 
-from chainrule.bench_nested import reference, run_method
-from chainrule.cli import main
+from chainrule.cli.bench_nested import reference, run_method
+from chainrule.cli.main import main
 
 
 def test_bench_nested_prints_one_row_per_method_with_the_reference_value(capsys):

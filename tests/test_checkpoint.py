@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.cli import main
+from chainrule.cli.main import main
 from chainrule.compiler import checkpoint as ckpt
 from chainrule.compiler import revolve
 from chainrule.compiler.cse import cse

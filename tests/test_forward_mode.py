@@ -17,7 +17,7 @@ import chainrule as cr
 import chainrule.nn as nn
 from chainrule.compiler.forward import forward
 from chainrule.errors import ArgumentError
-from chainrule.higher_order import Linearized
+from chainrule.transforms.higher_order import Linearized
 from chainrule.ir import OPS
 from gradient_helpers import relative_error
 from test_op_gradients import CASES, DIFFERENTIABLE_KINDS, NO_GRADIENT_OPS, Case, ops_traced
@@ -218,7 +218,7 @@ def model_file(tmp_path):
 
 
 def test_dump_hvp_shows_forward_over_reverse_stages(model_file, capsys):
-    from chainrule.cli import main
+    from chainrule.cli.main import main
 
     assert main(["dump", f"{model_file}:loss", "--hvp", "--stage", "all"]) == 0
     out = capsys.readouterr().out

@@ -6,7 +6,7 @@ import numpy as np
 
 import chainrule as cr
 from chainrule.compiler import symbolic
-from chainrule.demo import PARAMS, X, Y, loss
+from chainrule.cli.demo import PARAMS, X, Y, loss
 
 
 def test_sigmoid_bce_gradient_simplifies_to_a_minus_y():

@@ -10,7 +10,8 @@ import pytest
 
 import chainrule as cr
 from chainrule import nn, optim
-from chainrule.train import EarlyStopping, _TextBar, fit
+from chainrule.train import EarlyStopping, fit
+from chainrule.train.fit import TextBar
 
 
 def mlp_loss(params, x, y):
@@ -167,7 +168,7 @@ def test_fit_errors():
 
 def test_text_progress_bar():
     stream = io.StringIO()
-    bar = _TextBar(4, stream)
+    bar = TextBar(4, stream)
     for epoch in range(4):
         bar.update({"loss": 1.0 / (epoch + 1)})
     bar.close()

@@ -9,7 +9,7 @@
   as the simplify pass, installed with ``Graph.rewriting``): walking the
   joint graph again would find nothing to change, at the cost of a rebuild.
   Jacobian-vector products, VJPs of any output and Hessian-vector products
-  (``chainrule.higher_order``) bring their own passes: ``grad`` and ``jvp``
+  (``chainrule.transforms.higher_order``) bring their own passes: ``grad`` and ``jvp``
   (forward mode, after ``grad`` when it is forward over reverse).
 - ``simplified``: identities, stability rewrites, constant folding and CSE
   to a fixed point (unless reverse mode's graph is the input: it already is

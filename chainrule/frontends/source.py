@@ -8,10 +8,14 @@ from typing import Optional
 
 import numpy as np
 
-import chainrule
 from chainrule.errors import Loc
 
-_INTERNAL_DIRS = (os.path.dirname(chainrule.__file__) + os.sep, os.path.dirname(np.__file__) + os.sep)
+# The library's own code and NumPy's: a traced operation's source line is the first frame outside
+# them. chainrule's command-line tools (chainrule/cli) are clients of the library, as a user's
+# program is, so the demo's network and the benchmark's nested function cite their own lines.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_INTERNAL_DIRS = (_PACKAGE_DIR, os.path.dirname(np.__file__) + os.sep)
+_CLIENT_DIRS = (os.path.join(_PACKAGE_DIR, "cli") + os.sep,)
 
 
 # Every traced operation looks up its source line, so what that takes is remembered:
@@ -25,8 +29,7 @@ _REMEMBERED_MAX = 1 << 14
 def user_frame(depth: int = 2):
     """The innermost frame outside chainrule and NumPy: the line the user wrote.
 
-    A chainrule module that sets ``__chainrule_user_code__ = True`` (the demo)
-    counts as user code.
+    chainrule's command-line tools count as user code (see ``_CLIENT_DIRS``).
     """
     frame = sys._getframe(depth)
     while frame is not None:
@@ -34,7 +37,7 @@ def user_frame(depth: int = 2):
         internal = _INTERNAL_CODE.get(code)
         if internal is None:
             internal = code.co_filename.startswith(_INTERNAL_DIRS) \
-                and not frame.f_globals.get("__chainrule_user_code__")
+                and not code.co_filename.startswith(_CLIENT_DIRS)
             _remember(_INTERNAL_CODE, code, internal)
         if not internal:
             return frame

@@ -229,6 +229,11 @@ class Tracer:
         return operation("cast", self, dtype=dtype.name)
 
 
+def stop_gradient(x):
+    """``x`` itself, through which no gradient flows (eagerly: the identity)."""
+    return operation("stop_gradient", x) if isinstance(x, Tracer) else x
+
+
 def is_traced(x) -> bool:
     return isinstance(x, Tracer)
 

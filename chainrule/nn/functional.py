@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from chainrule.api import stop_gradient
+from chainrule.frontends.tracer import stop_gradient
 from chainrule.errors import ShapeError
 from chainrule.frontends.tracer import Tracer, operation
 from chainrule.ir.ops import OPS

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-import chainrule.api as cr
+import chainrule.transforms.compiled as cr
 from chainrule.optim.clipping import clip_by_global_norm, clip_by_value
 from chainrule.optim.optimizers import Optimizer
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from chainrule.backends.llvm import blas, scalar_ops
 from chainrule.backends.llvm.irtext import Function, Module
+from chainrule.backends.llvm.strides import coalesce, coalesce_marked, contiguous_strides
 
 _ACCUMULATOR_BYTES = 8
 _SLOT_NAMES = {0: "arena", 2: "constants"}
@@ -357,7 +358,7 @@ class Codegen:
         writes = {m: plan.views[m] for m in loop.members if m in plan.stored and not plan.is_reduction_member(m)}
         keys = [("r", a) for a in reads] + [("w", m) for m in writes]
         views = list(reads.values()) + list(writes.values())
-        extents, strides = _coalesce(shape, [v.strides for v in views])
+        extents, strides = coalesce(shape, [v.strides for v in views])
         stride_of = dict(zip(keys, strides))
         comment = f"loop over {_shape_text(shape)}: {len(loop.members)} node(s), {loop.steps} step(s)"
         fn = self._outlined(comment)
@@ -447,13 +448,13 @@ class Codegen:
         axes = params["axis"]
         kept = tuple(1 if d in axes else n for d, n in enumerate(shape))
         result = plan.views[node_id]
-        out = type(result)(result.slot, result.offset, kept, _contiguous(kept), result.dtype).broadcast_to(shape)
+        out = type(result)(result.slot, result.offset, kept, contiguous_strides(kept), result.dtype).broadcast_to(shape)
         reads = {a: plan.views[a].broadcast_to(shape) for a in node.args if a not in plan.immediates}
         is_reduced = [d in axes for d in range(len(shape))]
         keys = [("r", a) for a in reads] + [("w", node_id)]
         views = list(reads.values()) + [out]
         # coalesce reduced and kept dimensions separately: a merged dimension must be one or the other
-        extents, strides, reduced = _coalesce_marked(shape, [v.strides for v in views], is_reduced)
+        extents, strides, reduced = coalesce_marked(shape, [v.strides for v in views], is_reduced)
         stride_of = dict(zip(keys, strides))
         fn = self._outlined(self._describe(node_id))
         cache: dict = {}
@@ -577,10 +578,10 @@ class Codegen:
             spec = self.plan.outputs[index]
             source = self.plan.views[node_id]
             target = spec.arena_view if spec.slot is None else type(source)(
-                spec.slot, 0, spec.shape, _contiguous(spec.shape), spec.dtype)
+                spec.slot, 0, spec.shape, contiguous_strides(spec.shape), spec.dtype)
             shape = spec.shape
             views = [source.broadcast_to(shape), target]
-            extents, strides = _coalesce(shape, [v.strides for v in views])
+            extents, strides = coalesce(shape, [v.strides for v in views])
             fn = self._outlined(f"output {index}: a copy of %{node_id}")
             cache: dict = {}
             pointers = [self._base(fn, v, cache) for v in views]
@@ -637,35 +638,3 @@ def _loop_hints(loop) -> tuple:
 
 def _shape_text(shape) -> str:
     return f"[{','.join(map(str, shape))}]"
-
-
-def _contiguous(shape):
-    strides, step = [], 1
-    for d in reversed(shape):
-        strides.append(step)
-        step *= max(d, 1)
-    return tuple(reversed(strides))
-
-
-def _coalesce(shape, strides):
-    from chainrule.backends.llvm.lower import coalesce
-
-    return coalesce(shape, list(strides))
-
-
-def _coalesce_marked(shape, strides, marks):
-    """``coalesce`` that never merges a marked dimension with an unmarked one; returns the marks too."""
-    dims = [d for d in range(len(shape)) if shape[d] != 1]
-    extents = [shape[d] for d in dims]
-    per_access = [[s[d] for d in dims] for s in strides]
-    kinds = [marks[d] for d in dims]
-    d = len(extents) - 2
-    while d >= 0:
-        if kinds[d] == kinds[d + 1] and all(s[d] == s[d + 1] * extents[d + 1] for s in per_access):
-            extents[d] *= extents[d + 1]
-            del extents[d + 1], kinds[d + 1]
-            for s in per_access:
-                s[d] = s[d + 1]
-                del s[d + 1]
-        d -= 1
-    return extents, per_access, kinds

@@ -55,6 +55,7 @@ import numpy as np
 
 from chainrule.backends.llvm import scalar_ops
 from chainrule.backends.llvm.codegen import Codegen, gemm_layout, matrices
+from chainrule.backends.llvm.strides import contiguous_strides
 from chainrule.ir import OPS, Graph
 
 ARENA, CALLBACK, CONSTANTS = 0, 1, 2
@@ -101,14 +102,6 @@ class View:
     @property
     def is_contiguous(self) -> bool:
         return all(d == 1 or s == c for d, s, c in zip(self.shape, self.strides, contiguous_strides(self.shape)))
-
-
-def contiguous_strides(shape: tuple) -> tuple:
-    strides, step = [], 1
-    for d in reversed(shape):
-        strides.append(step)
-        step *= max(d, 1)
-    return tuple(reversed(strides))
 
 
 @dataclass
@@ -573,26 +566,6 @@ def _basic_index(source: View, index, shape: tuple) -> Optional[View]:
     if tuple(out_shape) != tuple(shape):
         return None
     return View(source.slot, offset, tuple(out_shape), tuple(strides), source.dtype)
-
-
-def coalesce(shape: tuple, strides: list[tuple]) -> tuple[list[int], list[list[int]]]:
-    """Merge dimensions that are contiguous for every access; drop dimensions of size 1.
-
-    Returns the merged extents and, per access, its strides over them.
-    """
-    dims = [d for d in range(len(shape)) if shape[d] != 1]
-    extents = [shape[d] for d in dims]
-    per_access = [[s[d] for d in dims] for s in strides]
-    d = len(extents) - 2
-    while d >= 0:
-        if all(s[d] == s[d + 1] * extents[d + 1] for s in per_access):
-            extents[d] *= extents[d + 1]
-            del extents[d + 1]
-            for s in per_access:
-                s[d] = s[d + 1]
-                del s[d + 1]
-        d -= 1
-    return extents, per_access
 
 
 _SYMBOL = re.compile(r"[^\w]")

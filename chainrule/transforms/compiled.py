@@ -1,4 +1,5 @@
-"""The public transformations: grad, value_and_grad, jit, trace, check_grad."""
+"""Compiled functions (``Compiled``: traced, compiled and cached per signature) and the
+transformations built on them directly: grad, value_and_grad, jit, trace."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def argnum_tuple(argnums) -> tuple:
     return positions
 
 
-class _Specialization:
+class Specialization:
     """One compiled signature: the stages' graphs, the kernel, how to rebuild outputs.
 
     ``traced_leaves`` are the positions, among the flat leaves of the arguments,
@@ -108,7 +109,7 @@ class Compiled:
         self.checkpoint = checkpoint
         self.check_nans = check_nans
         self.optimize = optimize
-        self._cache: dict[ArgsSpec, _Specialization] = {}
+        self._cache: dict[ArgsSpec, Specialization] = {}
         # call_key -> (the same specialization, which leaves are its inputs, which of those need np.asarray)
         self._by_key: dict[tuple, tuple] = {}
         self._positions: dict[int, tuple] = {}  # argument count -> differentiated positions
@@ -141,7 +142,7 @@ class Compiled:
             self._positions[count] = positions
         return positions
 
-    def _specialize(self, args: tuple) -> tuple[_Specialization, list]:
+    def _specialize(self, args: tuple) -> tuple[Specialization, list]:
         differentiated = self._differentiated(len(args))
         spec, leaves = describe_args(self.fn, args, differentiated)
         entry = self._cache.get(spec)
@@ -150,7 +151,7 @@ class Compiled:
             self._cache[spec] = entry  # only reached when compiling succeeded
         return entry, leaves
 
-    def _compile(self, spec: ArgsSpec, leaves: list, differentiated: tuple) -> _Specialization:
+    def _compile(self, spec: ArgsSpec, leaves: list, differentiated: tuple) -> Specialization:
         # Compiling builds millions of small objects that live as long as the stage graphs; Python's
         # cycle collector would rescan them all again and again (~30% of a 100,000-node compile).
         collecting = gc.isenabled()
@@ -161,11 +162,11 @@ class Compiled:
             if collecting:
                 gc.enable()
 
-    def _compile_now(self, spec: ArgsSpec, leaves: list, differentiated: tuple) -> _Specialization:
+    def _compile_now(self, spec: ArgsSpec, leaves: list, differentiated: tuple) -> Specialization:
         traced, out_treedef = trace_graph(self.fn, spec, leaves)
         wrt = None
         if self._differentiates:
-            _check_scalar_output(traced)
+            check_scalar_output(traced)
             traced_positions = [i for i, s in enumerate(spec.leaves) if s.traced]
             wrt = [traced_positions.index(i) for i, owner in enumerate(spec.arg_of_leaf)
                    if owner in differentiated and spec.leaves[i].traced]
@@ -175,7 +176,7 @@ class Compiled:
             kernel = compile_checked_kernel(compilation, name, self.backend, self.optimize)
         else:
             kernel = compile_kernel(compilation.final, name, self.backend)
-        return _Specialization(compilation, kernel, out_treedef, spec, differentiated)
+        return Specialization(compilation, kernel, out_treedef, spec, differentiated)
 
     # ---- calling ----------------------------------------------------------------------------
 
@@ -215,7 +216,7 @@ class Compiled:
             outputs = entry.kernel.fn(*[np.asarray(leaf) for leaf in traced_leaves])
         return self._results(entry, outputs)
 
-    def _scalar_caller(self, entry: _Specialization) -> Callable:
+    def _scalar_caller(self, entry: Specialization) -> Callable:
         """The call for arguments that are all traced scalars (see ``_scalar_call``)."""
         kernel_fn, results = entry.kernel.fn, self._results
         if not getattr(entry.kernel, "accepts_scalars", False):  # the llvm kernel reads scalars as they are
@@ -231,7 +232,7 @@ class Compiled:
                 return lambda *args: (lambda outputs: (outputs[0], convert(outputs[position])))(kernel_fn(*args))
         return lambda *args: results(entry, kernel_fn(*args))
 
-    def _results(self, entry: _Specialization, outputs):
+    def _results(self, entry: Specialization, outputs):
         if not self._differentiates:
             return entry.build_outputs(outputs)
         gradients = outputs[entry.out_treedef.num_leaves:]
@@ -285,7 +286,7 @@ class Compiled:
         return report
 
 
-def _check_scalar_output(graph: Graph) -> None:
+def check_scalar_output(graph: Graph) -> None:
     if len(graph.outputs) != 1:
         raise OutputError(f"grad needs a function with one scalar output; {graph.name} returned "
                           f"{len(graph.outputs)} values. Use cr.jit for several outputs, or sum them.")
@@ -381,61 +382,4 @@ def trace(fn: Callable, *example_args) -> Graph:
     return graph
 
 
-def stop_gradient(x):
-    """``x`` itself, through which no gradient flows (eagerly: the identity)."""
-    return operation("stop_gradient", x) if isinstance(x, Tracer) else x
-
-
-def check_grad(fn: Callable, *args, argnums: Union[int, Sequence[int]] = 0, step: float = 1e-4) -> float:
-    """Seed 002's gradient check: ||g - n|| / (||g|| + ||n|| + 1e-8) for chainrule's gradient g
-    and a numerical gradient n.
-
-    n is a fourth-order central difference (f(x-2h), f(x-h), f(x+h), f(x+2h))
-    evaluated in float64, whose error is ~1e-12 for smooth functions where the
-    seed's two-point formula gives ~1e-8. Below 1e-7 is a pass.
-    """
-    analytic = grad(fn, argnums)(*args)
-    analytic_leaves = flatten(analytic if not isinstance(argnums, int) else (analytic,))[0]
-    numeric_leaves = []
-    args64 = [_to_float64(a) for a in args]
-    for argnum in argnum_tuple(argnums):
-        leaves, _, treedef = flatten(args64[argnum])
-        for index, leaf in enumerate(leaves):
-            numeric_leaves.append(_numeric_gradient(fn, args64, argnum, leaves, treedef, index, step))
-    g = np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in analytic_leaves])
-    n = np.concatenate([np.ravel(v) for v in numeric_leaves])
-    return float(np.linalg.norm(g - n) / (np.linalg.norm(g) + np.linalg.norm(n) + 1e-8))
-
-
-def _to_float64(tree):
-    def convert(leaf):
-        if isinstance(leaf, (np.ndarray, np.generic)) and np.asarray(leaf).dtype.kind == "f":
-            return np.asarray(leaf, dtype=np.float64)
-        return leaf
-    leaves, _, treedef = flatten(tree)
-    return unflatten(treedef, [convert(leaf) for leaf in leaves])
-
-
-def _numeric_gradient(fn, args, argnum, leaves, treedef, index, step):
-    base = np.array(leaves[index], dtype=np.float64)
-    result = np.zeros(base.shape)
-    flat_base = base.reshape(-1)
-
-    def value_at(offset, element):
-        shifted = flat_base.copy()
-        shifted[element] += offset
-        new_leaves = list(leaves)
-        new_leaves[index] = float(shifted[0]) if isinstance(leaves[index], float) else shifted.reshape(base.shape)
-        new_args = list(args)
-        new_args[argnum] = unflatten(treedef, new_leaves)
-        return float(np.asarray(fn(*new_args), dtype=np.float64).reshape(()))
-
-    flat_result = result.reshape(-1)
-    for element in range(flat_base.size):
-        h = step * max(1.0, abs(flat_base[element]))
-        flat_result[element] = (value_at(-2 * h, element) - 8 * value_at(-h, element)
-                                + 8 * value_at(h, element) - value_at(2 * h, element)) / (12 * h)
-    return result
-
-
-__all__ = ["Compiled", "grad", "value_and_grad", "jit", "trace", "check_grad", "stop_gradient", "ChainruleError"]
+__all__ = ["Compiled", "grad", "value_and_grad", "jit", "trace"]

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 
+from chainrule.cli import bench_nested, demo, dump
+from chainrule.cli.inputs import example_inputs, load_function
 from chainrule.errors import ChainruleError
 
 # Seed 002's gradient-check verdicts.
@@ -27,20 +27,14 @@ def main(argv=None) -> int:
     check.add_argument("--argnums", default=None,
                        help="comma-separated argument positions to check (default: every float argument)")
     check.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    from chainrule import dump
-
     dump.add_arguments(commands)
     benchmarks = commands.add_parser("bench", help="benchmarks that print comparison tables").add_subparsers(
         dest="benchmark", required=True)
-    from chainrule import bench_nested
-
     bench_nested.add_arguments(benchmarks.add_parser(
         "nested", help="seed 001: d/dx of cos(tan(sin(...))) nested --depth deep, against SymPy and peers"))
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
-            from chainrule import demo
-
             demo.run()
             return 0
         if args.command == "bench":
@@ -53,44 +47,6 @@ def main(argv=None) -> int:
     except ChainruleError as error:
         print(f"chainrule: {error}", file=sys.stderr)
         return 2
-
-
-def load_function(target: str):
-    """``path/to/file.py:func`` -> (the function, the module it lives in)."""
-    path_text, _, name = target.rpartition(":")
-    if not path_text or not name:
-        raise ChainruleError(f"expected FILE.py:FUNC, got {target!r}")
-    path = Path(path_text)
-    if not path.is_file():
-        raise ChainruleError(f"no such file: {path}")
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent.resolve()))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.pop(0)
-    function = getattr(module, name, None)
-    if not callable(function):
-        raise ChainruleError(f"{path} has no function {name!r}")
-    return function, module
-
-
-def example_inputs(module, shapes: list[str], seed: int) -> tuple:
-    if shapes:
-        rng = np.random.default_rng(seed)
-        inputs = []
-        for option in shapes:
-            _, _, dims = option.partition("=")
-            try:
-                shape = tuple(int(d) for d in dims.split("x")) if dims else ()
-            except ValueError:
-                raise ChainruleError(f"--shape {option!r}: expected NAME=DIMS like x=400x2") from None
-            inputs.append(rng.standard_normal(shape))
-        return tuple(inputs)
-    if hasattr(module, "example_args"):
-        return tuple(module.example_args())
-    raise ChainruleError("give the inputs: define example_args() in the file or pass --shape NAME=DIMS per argument")
 
 
 def _gradcheck(args) -> int:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-# Frames of this module are the user's code: the IR and generated code cite its lines.
-__chainrule_user_code__ = True
 
 X = np.array([[1.0], [0.5], [-1.0], [2.0]])
 Y = np.array([[1.0]])

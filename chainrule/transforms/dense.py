@@ -13,12 +13,12 @@ from typing import Callable
 
 import numpy as np
 
-from chainrule.api import argnum_tuple
+from chainrule.transforms.compiled import argnum_tuple
 from chainrule.errors import ArgumentError, UnsupportedError
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
 from chainrule.frontends.trace import ArgsSpec, describe_args, trace_graph
 from chainrule.frontends.tracer import Tracer
-from chainrule.higher_order import Argnums, Linearized, derivative_layout
+from chainrule.transforms.higher_order import Argnums, Linearized, derivative_layout
 from chainrule.ir import Graph
 
 

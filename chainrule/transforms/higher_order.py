@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from chainrule.api import Compiled, _check_scalar_output, _Specialization, compile_kernel, jit
+from chainrule.transforms.compiled import Compiled, check_scalar_output, Specialization, compile_kernel, jit
 from chainrule.compiler import pipeline
 from chainrule.compiler.autodiff import reverse
 from chainrule.compiler.batch import vectorize
@@ -71,7 +71,7 @@ class Linearized(Compiled):
             self._positions[count] = positions
         return positions
 
-    def _compile_now(self, spec: ArgsSpec, leaves: list, differentiated: tuple) -> _Specialization:
+    def _compile_now(self, spec: ArgsSpec, leaves: list, differentiated: tuple) -> Specialization:
         argnums = differentiated[:-1]
         leaf_count = sum(t.num_leaves for t in spec.treedefs[:-1])
         arg_spec = ArgsSpec(spec.treedefs[:-1], spec.leaves[:leaf_count], spec.paths[:leaf_count],
@@ -96,7 +96,7 @@ class Linearized(Compiled):
                 result_treedef = out_treedef
         compilation = pipeline.run(traced, None, optimize=self.optimize, transforms=transforms)
         kernel = compile_kernel(compilation.final, f"{traced.name}_{self.transform}", self.backend)
-        return _Specialization(compilation, kernel, result_treedef, spec, ())
+        return Specialization(compilation, kernel, result_treedef, spec, ())
 
     def _transforms(self, traced: Graph, wrt: list, out_treedef: TreeDef, gradient_treedef: TreeDef):
         """The differentiating passes, and the structure of what the kernel returns."""
@@ -110,7 +110,7 @@ class Linearized(Compiled):
             passes.append(("grad", "reverse",
                            lambda g: _gradients_only(reverse(g, wrt, cotangent_inputs=True), len(wrt))))
             return passes, gradient_treedef
-        _check_scalar_output(traced)
+        check_scalar_output(traced)
         gradients = range(1, 1 + len(wrt))  # reverse's outputs are the value, then the gradients
         passes += [("grad", "reverse", lambda g: reverse(g, wrt)),
                    ("jvp", "forward over reverse", lambda g: forward(g, wrt, of=gradients, keep_primal=False))]
@@ -137,7 +137,7 @@ class Linearized(Compiled):
                                     + f": {wanted}")
         return batch
 
-    def _results(self, entry: _Specialization, outputs):
+    def _results(self, entry: Specialization, outputs):
         return entry.build_outputs(outputs)
 
 

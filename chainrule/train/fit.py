@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-import chainrule.api as cr
+import chainrule.transforms.compiled as cr
 from chainrule.errors import ArgumentError
 from chainrule.nn import functional
 from chainrule.nn.layers import Layer, l2_penalty
@@ -186,7 +186,7 @@ def _progress_bar(epochs: int, enabled: bool):
     try:
         from tqdm.auto import tqdm
     except ImportError:
-        return _TextBar(epochs)
+        return TextBar(epochs)
     return _TqdmBar(tqdm(total=epochs, unit="epoch", leave=True))
 
 
@@ -210,7 +210,7 @@ class _TqdmBar:
         self.bar.close()
 
 
-class _TextBar:
+class TextBar:
     """``epoch  37/100 [#######.............] loss 0.2513 lr 0.001``, redrawn in place on stderr."""
 
     width = 20

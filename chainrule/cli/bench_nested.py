@@ -37,10 +37,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-# The nested function stands for a user's own: its lines are the user's (traced nodes point at
-# ``x = cos(tan(sin(x)))``). Without this, living inside the chainrule package, it would count as
-# chainrule's code, and tracing would walk past it up the whole stack for every operation.
-__chainrule_user_code__ = True
 
 X0 = 4.2
 SEED_DEPTH, SEED_DERIVATIVE = 30, 0.00255077238173787  # seed 001's printed SymPy result
@@ -376,7 +372,7 @@ def _worker(argv: list[str]) -> None:
 
 def run_method(key: str, depth: int, points: int, repeats: int, timeout: float, budget: float) -> dict:
     """Measure one method in a fresh interpreter, under ``timeout`` seconds."""
-    command = [sys.executable, "-m", "chainrule.bench_nested", key, str(depth), str(points), str(repeats), str(budget)]
+    command = [sys.executable, "-m", "chainrule.cli.bench_nested", key, str(depth), str(points), str(repeats), str(budget)]
     environment = dict(os.environ, PYTHONWARNINGS="ignore", TF_CPP_MIN_LOG_LEVEL="3")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     environment["PYTHONPATH"] = root + os.pathsep + environment.get("PYTHONPATH", "")

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from chainrule.cli import example_inputs, load_function
+from chainrule.cli.inputs import example_inputs, load_function
 from chainrule.compiler import pipeline
 from chainrule.errors import ChainruleError
 from chainrule.frontends.pytree import tree_map
-from chainrule.higher_order import Linearized
+from chainrule.transforms.higher_order import Linearized
 from chainrule.ir.diff import canonical_text, op_count_delta, text_diff
 
 _RENDERED = (".png", ".svg", ".pdf")  # formats Graphviz's dot program makes from the DOT text

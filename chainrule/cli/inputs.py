@@ -1,0 +1,49 @@
+"""Loading a user's ``FILE.py:FUNC`` and making example inputs for it, for the commands that compile it."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from chainrule.errors import ChainruleError
+
+
+def load_function(target: str):
+    """``path/to/file.py:func`` -> (the function, the module it lives in)."""
+    path_text, _, name = target.rpartition(":")
+    if not path_text or not name:
+        raise ChainruleError(f"expected FILE.py:FUNC, got {target!r}")
+    path = Path(path_text)
+    if not path.is_file():
+        raise ChainruleError(f"no such file: {path}")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent.resolve()))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ChainruleError(f"{path} has no function {name!r}")
+    return function, module
+
+
+def example_inputs(module, shapes: list[str], seed: int) -> tuple:
+    if shapes:
+        rng = np.random.default_rng(seed)
+        inputs = []
+        for option in shapes:
+            _, _, dims = option.partition("=")
+            try:
+                shape = tuple(int(d) for d in dims.split("x")) if dims else ()
+            except ValueError:
+                raise ChainruleError(f"--shape {option!r}: expected NAME=DIMS like x=400x2") from None
+            inputs.append(rng.standard_normal(shape))
+        return tuple(inputs)
+    if hasattr(module, "example_args"):
+        return tuple(module.example_args())
+    raise ChainruleError("give the inputs: define example_args() in the file or pass --shape NAME=DIMS per argument")

@@ -1,0 +1,17 @@
+"""The user-facing transformations: each takes a Python function and returns a compiled one.
+
+``compiled.py`` holds ``Compiled`` (trace, run the pass pipeline, compile, cache per signature)
+and grad, value_and_grad, jit and trace; ``higher_order.py`` forward mode and second order (jvp,
+vjp, hvp); ``dense.py`` whole Jacobians and Hessians; ``checkpoint.py`` the ``checkpoint`` marker;
+``check_grad.py`` seed 002's gradient check.
+"""
+
+from chainrule.frontends.tracer import stop_gradient
+from chainrule.transforms.check_grad import check_grad
+from chainrule.transforms.checkpoint import checkpoint
+from chainrule.transforms.compiled import Compiled, grad, jit, trace, value_and_grad
+from chainrule.transforms.dense import hessian, jacobian
+from chainrule.transforms.higher_order import hvp, jvp, vjp
+
+__all__ = ["Compiled", "check_grad", "checkpoint", "grad", "hessian", "hvp", "jacobian", "jit", "jvp",
+           "stop_gradient", "trace", "value_and_grad", "vjp"]
