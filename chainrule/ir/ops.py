@@ -1,11 +1,23 @@
 """The op table: everything about a primitive is declared once, in one ``Op`` record.
 
-An ``Op`` holds the primitive's shape/dtype rule, its NumPy lowering (a source
-template, which is also compiled into the eager implementation), its VJP rules
-(one per operand, written with ``chainrule.ir.builder`` values so they read like
-the textbook formula), its JVP rule where forward mode cannot derive it from the
-VJP rules (see ``chainrule.compiler.forward``), its FLOP cost and, for elementwise
-ops, its SymPy definition. The entries live in ``elementwise.py`` and ``structural.py``.
+An ``Op`` holds the primitive's
+
+- kind (``elementwise``, ``reduction``, ``matmul``, ``shape``, ``index``, ``source``, ``fused``)
+  and whether its result may be a view of its first operand (``view``);
+- shape/dtype rule (``infer``) and FLOP cost (``flops``);
+- NumPy and SciPy functions it implements as they are (``implements``: the frontend's dispatch
+  table is built from these), and its NumPy lowering (a source template, also compiled into the
+  eager implementation; ``numpy_out``, the in-place form fused regions use, is derived from it);
+- how native code computes one element (``libm``: the C math function; ops without one are
+  lowered from their SymPy definition or by an emitter registered for the op in
+  ``chainrule.backends.llvm.scalar_ops``);
+- VJP rules (one per operand, written with ``chainrule.ir.builder`` values so they read like the
+  textbook formula), its JVP rule where forward mode cannot derive it from the VJP rules (see
+  ``chainrule.compiler.forward``), and its batching rule (``batch``; elementwise ops share one);
+- SymPy definition, for elementwise ops (the source of truth for their derivatives).
+
+The entries live in ``elementwise.py`` and ``structural.py``; ``CONTRIBUTING.md`` walks through
+adding one.
 """
 
 from __future__ import annotations
@@ -47,10 +59,46 @@ class Op:
     sympy: Optional[Callable] = None  # elementwise: the op's definition as a SymPy expression
     derivative_note: str = ""  # a kink or domain convention, shown in docs and tests
     interned: bool = True  # hash-consed: an identical (op, args, attrs) node is reused
+    # NumPy/SciPy callables that are this op applied to their own arguments (np.sin, np.add,
+    # scipy.special.erf): the tracing frontend dispatches them here.
+    implements: tuple = ()
+    # The in-place form a fused region writes over a buffer ("np.sin({0}, out={out})"); None
+    # derives it from a ufunc-call template (see ``in_place``).
+    numpy_out: Optional[str] = None
+    # Elementwise: the C math function computing one element (its float64 name, "sin", "asinh"),
+    # which native code calls (vectorized by libmvec where it has the function).
+    libm: Optional[str] = None
+    # (operands, batched, logical types, out type, attrs, size) -> Value: the op on values with a
+    # leading batch axis (see chainrule.compiler.batch); None for elementwise ops, which share one.
+    batch: Optional[Callable] = None
+    view: bool = False  # the result may be a view of operand 0 (or operand 0 itself)
 
     @property
     def is_elementwise(self) -> bool:
         return self.kind == "elementwise"
+
+    @property
+    def is_reduction(self) -> bool:
+        return self.kind == "reduction"
+
+    @property
+    def in_place(self) -> Optional[str]:
+        """The template computing this op into an existing buffer ``{out}``, or None.
+
+        ``numpy_out`` when declared; else a template that is one NumPy/SciPy ufunc call on the
+        operands in order (``np.sin({0})``, ``np.maximum({0}, {1})``) gains ``out={out}``.
+        """
+        if self.numpy_out is not None:
+            return self.numpy_out
+        template = self.numpy
+        if not isinstance(template, str) or self.arity is None or not template.endswith(")"):
+            return None
+        call = template[:template.index("(")] if "(" in template else ""
+        arguments = ", ".join("{%d}" % i for i in range(self.arity))
+        if call.startswith(("np.", "special.")) and template == f"{call}({arguments})" \
+                and isinstance(_ufunc(call), np.ufunc):
+            return f"{call}({arguments}, out={{out}})"
+        return None
 
     def render(self, arg_names: list[str], attrs: dict) -> str:
         """The NumPy expression computing this op from named operands."""
@@ -98,6 +146,12 @@ class Op:
 
 
 OPS: dict[str, Op] = {}
+
+
+def _ufunc(dotted: str):
+    """The object a template's call names (``np.sin``, ``special.expit``), or None."""
+    module_name, _, attribute = dotted.partition(".")
+    return getattr(npfuncs.NAMESPACE.get(module_name), attribute, None)
 
 # Op.result_type's memory: (op name, operand types, frozen attrs) -> result type. Graph.add reads
 # it directly (the lookup is on its hot path); a miss goes through result_type.

@@ -110,7 +110,7 @@ def _matmul_flops(ins, out, attrs):
 
 
 register(Op("matmul", "matmul", 2, _infer_matmul, "{0} @ {1}",
-            vjp=(_matmul_rule_a, _matmul_rule_b), jvp=MULTILINEAR, flops=_matmul_flops))
+            vjp=(_matmul_rule_a, _matmul_rule_b), jvp=MULTILINEAR, flops=_matmul_flops, implements=(np.matmul,)))
 
 # ---- shape ops ---------------------------------------------------------------------------
 
@@ -131,7 +131,7 @@ def _render_transpose(names, attrs):
 
 register(Op("transpose", "shape", 1, _infer_transpose, _render_transpose,
             vjp=(lambda g, y, x, axes: F.transpose(g, axes=tuple(int(i) for i in np.argsort(axes))),),
-            jvp=LINEAR))
+            jvp=LINEAR, view=True))
 
 
 def _infer_reshape(types, attrs):
@@ -143,7 +143,7 @@ def _infer_reshape(types, attrs):
 
 
 register(Op("reshape", "shape", 1, _infer_reshape, "{0}.reshape({shape})",
-            vjp=(lambda g, y, x, shape: F.reshape(g, shape=x.shape),), jvp=LINEAR))
+            vjp=(lambda g, y, x, shape: F.reshape(g, shape=x.shape),), jvp=LINEAR, view=True))
 
 
 def _infer_broadcast_to(types, attrs):
@@ -159,7 +159,7 @@ def _infer_broadcast_to(types, attrs):
 
 
 register(Op("broadcast_to", "shape", 1, _infer_broadcast_to, "np.broadcast_to({0}, {shape})",
-            vjp=(lambda g, y, x, shape: unbroadcast(g, x.shape),), jvp=LINEAR))
+            vjp=(lambda g, y, x, shape: unbroadcast(g, x.shape),), jvp=LINEAR, view=True))
 
 
 def _infer_concatenate(types, attrs):
@@ -238,7 +238,7 @@ def _getitem_rule(g, y, x, *arrays, index):
 
 register(Op("getitem", "index", None, _infer_getitem,
             lambda names, a: f"{names[0]}[{render_index(a['index'], names[1:])}]",
-            vjp=lambda operand_index: _getitem_rule if operand_index == 0 else None, jvp=LINEAR))
+            vjp=lambda operand_index: _getitem_rule if operand_index == 0 else None, jvp=LINEAR, view=True))
 
 
 def _infer_scatter_add(types, attrs):
