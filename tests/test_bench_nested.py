@@ -1,6 +1,7 @@
 """``chainrule bench nested``: one table, SymPy's failures reported in their rows, never a crash."""
 
-from chainrule.cli.bench_nested import reference, run_method
+from chainrule.cli.bench_methods import run_method
+from chainrule.cli.nested_function import reference
 from chainrule.cli.main import main
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.cli.bench_nested import X0, nested_numpy, reference
+from chainrule.cli.nested_function import X0, nested_numpy, reference
 
 EPS = np.finfo(np.float64).eps
 
