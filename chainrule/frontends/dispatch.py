@@ -16,7 +16,7 @@ method itself. ``supported_names()`` lists everything registered.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -15,7 +15,12 @@ import math
 import numpy as np
 
 from chainrule.errors import ShapeError, TraceError, UnsupportedError
-from chainrule.frontends.dispatch import here, implements, register_primitive, unsupported
+from chainrule.frontends.dispatch import (
+    here,
+    implements,
+    register_primitive,
+    unsupported,
+)
 from chainrule.frontends.source import user_frame
 from chainrule.frontends.tracer import Tracer, operation, record
 from chainrule.ir import OPS

@@ -231,7 +231,7 @@ def getitem(x: Tracer, key):
             items.append(("slice",) + tuple(_slice_bound(v) for v in (k.start, k.stop, k.step)))
         elif isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)):
             items.append(("int", int(k)))
-        elif isinstance(k, Tracer) or isinstance(k, (list, np.ndarray)):
+        elif isinstance(k, (Tracer, list, np.ndarray)):
             items.append(("array", len(arrays)))
             arrays.append(_index_array(k))
         else:
