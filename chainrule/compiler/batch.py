@@ -21,14 +21,15 @@ cannot batch its operands (indexing with batched index arrays), raises
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Optional
 
 from chainrule.errors import UnsupportedError
 from chainrule.ir import OPS, Graph, Op, TensorType, Value
 from chainrule.ir.elementwise import batch_elementwise
 
 
-def vectorize(graph: Graph, batched: Sequence[int], size: int, name: Optional[str] = None) -> Graph:
+def vectorize(graph: Graph, batched: Sequence[int], size: int, name: str | None = None) -> Graph:
     """``graph`` with a leading axis of length ``size`` on the inputs at positions ``batched`` and
     on every output (an output that does not depend on them is broadcast along it)."""
     result = Graph(name or graph.name)

@@ -15,7 +15,15 @@ import numpy as np
 from chainrule.errors import ShapeError, UnsupportedError
 from chainrule.ir.builder import F, apply, expand_to, unbroadcast
 from chainrule.ir.elementwise import lined_up
-from chainrule.ir.ops import LINEAR, MULTILINEAR, Op, normalize_axis, reduced_shape, register, size_of
+from chainrule.ir.ops import (
+    LINEAR,
+    MULTILINEAR,
+    Op,
+    normalize_axis,
+    reduced_shape,
+    register,
+    size_of,
+)
 from chainrule.ir.types import TensorType
 
 # ---- sources -----------------------------------------------------------------------------
