@@ -79,8 +79,23 @@ def _maximum_or_relu(a, b):
     return record("maximum", (a, b), {}, user_frame(4))
 
 
-# A primitive whose NumPy function means another op for some arguments: its handler.
-_REFINED = {"maximum": _maximum_or_relu}
+def _truth(x):
+    """``x`` as booleans, as NumPy's logical functions read it (nonzero is True)."""
+    if is_bool(x):
+        return x
+    return x.astype(np.bool_) if isinstance(x, Tracer) else np.asarray(x).astype(np.bool_)
+
+
+def _logical_recorder(op_name: str):
+    def record_logical(*operands):
+        # the op is on booleans; np.logical_and(x, y) of numbers reads them as x != 0, y != 0
+        return record(op_name, tuple(_truth(o) for o in operands), {}, user_frame(4))
+    return record_logical
+
+
+# A primitive whose NumPy function needs more than recording the op: its handler.
+_REFINED = {"maximum": _maximum_or_relu, "logical_and": _logical_recorder("logical_and"),
+            "logical_or": _logical_recorder("logical_or"), "logical_not": _logical_recorder("logical_not")}
 
 for _op in OPS.values():
     for _function in _op.implements:
