@@ -48,7 +48,7 @@ def case_jvp(c: Case, args, tangents):
 
 
 def test_every_differentiable_non_elementwise_op_has_a_forward_mode_case():
-    # elementwise ops: forward against reverse mode at points from their domains, in test_op_coverage.py
+    # elementwise ops: forward against reverse mode at points from their domains, in test_table_elementwise.py
     required = {name for name, op in OPS.items()
                 if op.vjp is not None and op.kind in DIFFERENTIABLE_KINDS and not op.is_elementwise}
     assert not required - {c.covers for c in CASES}

@@ -3,7 +3,7 @@
 The cases are driven by the op table: ``CASES`` credits each case to the
 primitive it exercises, and ``test_every_differentiable_op_has_a_gradient_case``
 fails when a non-elementwise op with VJP rules has none (each elementwise op is
-checked from its entry alone in test_op_coverage.py; the cases here add
+checked from its entry alone in test_table_elementwise.py; the cases here add
 broadcasting, Python scalars and the NumPy spellings). Each case is checked in float64
 (relative error < 1e-7, seed 002's threshold, against a fourth-order central
 difference computed here, independently of chainrule) and in float32 (the
@@ -73,7 +73,7 @@ def case(id, covers, fn, *args, argnums=(0,), expected=None):
 
 
 # Elementwise unary ops are checked from the table, at points drawn from their domains, in
-# test_op_coverage.py; here, the NumPy and chainrule.nn spellings that reach them, on arrays of
+# test_table_elementwise.py; here, the NumPy and chainrule.nn spellings that reach them, on arrays of
 # several shapes.
 for _shape in [(), (4,), (2, 1, 3)]:
     case(f"relu-nn.relu-{_shape}", "relu", lambda x: weighted_sum(nn.relu(x)), away_from_zero(_shape))

@@ -1,7 +1,7 @@
 """SymPy is the source of truth for every elementwise derivative (DESIGN.md, "The symbolic half").
 
 Each op's declared VJP rule is compared with ``sympy.diff`` of its definition in
-test_op_coverage.py, for every op of the table. Here: the declared forms that
+test_table_elementwise.py, for every op of the table. Here: the declared forms that
 are cheaper than the derivative (they reuse the op's output), and the kink
 conventions, where a derivative is a choice rather than a fact.
 """

@@ -245,8 +245,8 @@ def _index_array(k):
         raise UnsupportedError("boolean-mask indexing is not supported on traced values: the result's "
                                "shape depends on the data. Use np.where(mask, x, 0) instead", here())
     if kind not in "iu":
-        raise TraceError(f"array indices must be integers, got {k.dtype if hasattr(k, 'dtype') else 'a list of floats'}",
-                         here())
+        got = k.dtype if hasattr(k, "dtype") else "a list of floats"
+        raise TraceError(f"array indices must be integers, got {got}", here())
     return k if isinstance(k, Tracer) else np.asarray(k)
 
 
