@@ -31,6 +31,11 @@ def ops_traced(fn, *args) -> list:
     return [graph[i].op for i in range(len(graph))]
 
 
+def compiled(function, *arguments):
+    """``function`` of traced arrays, compiled; ``arguments`` are passed to it after them."""
+    return cr.jit(lambda *arrays: function(*arrays, *arguments))
+
+
 # ---- what each op declares --------------------------------------------------------------------
 
 
@@ -103,17 +108,17 @@ def sample_operands(ufunc) -> list:
 def test_every_ufunc_in_the_table_computes_what_numpy_does(ufunc):
     operands = sample_operands(ufunc)
     expected = ufunc(*operands)
-    got = cr.jit(lambda *xs: ufunc(*xs))(*operands)
+    got = compiled(ufunc)(*operands)
     assert np.asarray(got).dtype == expected.dtype
     np.testing.assert_allclose(got, expected, rtol=1e-14)
 
 
-def test_logical_functions_read_numbers_as_numpy_does():
+@pytest.mark.parametrize("function", [np.logical_and, np.logical_or], ids=lambda f: f.__name__)
+def test_logical_functions_read_numbers_as_numpy_does(function):
     a, b = np.array([0.0, 2.0, -1.5, 0.0]), np.array([3.0, 0.0, 1.0, 0.0])
-    for function in [np.logical_and, np.logical_or]:
-        np.testing.assert_array_equal(cr.jit(lambda a, b: function(a, b))(a, b), function(a, b))
-        np.testing.assert_array_equal(cr.jit(lambda a: function(a, 1))(a), function(a, 1))
-    np.testing.assert_array_equal(cr.jit(lambda a: np.logical_not(a))(a), np.logical_not(a))
+    np.testing.assert_array_equal(compiled(function)(a, b), function(a, b))
+    np.testing.assert_array_equal(compiled(function, 1)(a), function(a, 1))
+    np.testing.assert_array_equal(compiled(np.logical_not)(a), np.logical_not(a))
 
 
 def test_numpy_functions_the_table_lacks_raise_a_chainrule_error_naming_them():
@@ -125,13 +130,14 @@ def test_numpy_functions_the_table_lacks_raise_a_chainrule_error_naming_them():
         cr.trace(lambda x: np.multiply.reduce(x), np.ones(3))
 
 
-def test_ufunc_reduce_reduces_like_the_reduction_it_is():
+@pytest.mark.parametrize("ufunc,reduction", [(np.add, np.sum), (np.maximum, np.max), (np.minimum, np.min)],
+                         ids=["add", "maximum", "minimum"])
+def test_ufunc_reduce_reduces_like_the_reduction_it_is(ufunc, reduction):
     x = np.arange(6.0).reshape(2, 3)
-    for ufunc, reduction in [(np.add, np.sum), (np.maximum, np.max), (np.minimum, np.min)]:
-        np.testing.assert_array_equal(cr.jit(lambda x: ufunc.reduce(x))(x), reduction(x, axis=0))
-        np.testing.assert_array_equal(cr.jit(lambda x: ufunc.reduce(x, axis=1))(x), reduction(x, axis=1))
-        np.testing.assert_array_equal(cr.jit(lambda x: ufunc.reduce(x, axis=None))(x), reduction(x))
-    assert ops_traced(lambda x: np.add.reduce(x, axis=1), x)[-1] == "sum"
+    np.testing.assert_array_equal(compiled(ufunc.reduce)(x), reduction(x, axis=0))
+    np.testing.assert_array_equal(compiled(ufunc.reduce, 1)(x), reduction(x, axis=1))
+    np.testing.assert_array_equal(compiled(ufunc.reduce, None)(x), reduction(x))
+    assert ops_traced(lambda x: ufunc.reduce(x, axis=1), x)[-1] == reduction.__name__
 
 
 def imported_by(module) -> set:
