@@ -1,4 +1,4 @@
-"""Finite differences shared by the gradient tests, independent of chainrule."""
+"""Finite differences and test losses shared by the gradient tests, independent of chainrule."""
 
 import numpy as np
 from typing import Callable
@@ -27,3 +27,13 @@ def relative_error(analytic, numeric) -> float:
     analytic = np.asarray(analytic, dtype=np.float64)
     return float(np.linalg.norm(analytic - numeric)
                  / (np.linalg.norm(analytic) + np.linalg.norm(numeric) + 1e-8))
+
+
+def weights(shape, dtype=np.float64) -> np.ndarray:
+    """Fixed, non-uniform weights, so a transposed or mis-summed cotangent cannot pass."""
+    return np.random.default_rng(7).uniform(0.5, 1.5, size=shape).astype(dtype)
+
+
+def weighted_sum(y):
+    """A scalar of any array (traced or not): sum(w * y) with ``weights`` of y's shape and dtype."""
+    return np.sum(weights(np.shape(y), y.dtype) * y)

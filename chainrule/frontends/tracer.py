@@ -2,16 +2,20 @@
 
 A ``Tracer`` implements NumPy's ``__array_ufunc__`` and ``__array_function__``
 protocols, so unmodified NumPy code (``np.tanh(x)``, ``np.dot(W, A)``,
-``x @ W``, ``np.sum(x, axis=1, keepdims=True)``) runs on it and builds the graph.
+``x @ W``, ``np.sum(x, axis=1, keepdims=True)``) runs on it and builds the graph;
+the handler of each NumPy function is looked up in ``chainrule.frontends.dispatch``.
 Every node records the user's source line, and values bound to the user's local
 variables lend those variable names to the IR and to the generated code.
 """
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from chainrule.errors import ChainruleError, TraceError, UnsupportedError
+from chainrule.frontends import dispatch
 from chainrule.frontends.source import location_of, user_frame
 from chainrule.ir.builder import Value, weak_dtype
 from chainrule.ir.types import TensorType
@@ -163,10 +167,10 @@ class Tracer:
     # ---- NumPy protocols -------------------------------------------------------------------
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        return numpy_api.call_ufunc(ufunc, method, inputs, kwargs)
+        return dispatch.call_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
-        return numpy_api.call_function(func, args, kwargs)
+        return dispatch.call_function(func, args, kwargs)
 
     # ---- operators and methods, by way of the NumPy functions -----------------------------
 
@@ -198,7 +202,7 @@ class Tracer:
     def __ne__(self, other): return np.not_equal(self, other)
 
     def __getitem__(self, key):
-        return numpy_api.getitem(self, key)
+        return dispatch.call_function(operator.getitem, (self, key), {})
 
     @property
     def T(self): return np.transpose(self)
@@ -237,8 +241,5 @@ def stop_gradient(x):
 def is_traced(x) -> bool:
     return isinstance(x, Tracer)
 
-
-# The NumPy functions on tracers, which import this module: bound last, where both are complete.
-from chainrule.frontends import numpy_api  # noqa: E402
 
 __all__ = ["ChainruleError", "Tracer", "TraceContext", "operation", "is_traced"]

@@ -4,7 +4,8 @@ An entry is: name, SymPy definition, NumPy lowering, and one VJP rule per
 operand written as ``(g, y, *operands)`` -> cotangent, where ``g`` is the output
 cotangent and ``y`` the op's output (reused where that is cheaper: tanh' = 1 - y**2).
 A rule of ``None`` means no gradient flows to that operand. Rules produce the
-broadcast shape; autodiff sums them back to each operand's shape.
+broadcast shape; autodiff sums them back to each operand's shape. Elementwise
+ops leave ``batch`` unset: they share one batching rule, ``batch_elementwise``.
 
 Kink conventions (tested): relu'(0) = 0 (the seeds' and PyTorch's), abs'(0) = 0,
 maximum/minimum split the gradient evenly on ties (as JAX and PyTorch do),
@@ -17,7 +18,7 @@ import numpy as np
 import scipy.special
 import sympy as sp
 
-from chainrule.ir.builder import F
+from chainrule.ir.builder import F, Value, apply
 from chainrule.ir.ops import Op, elementwise_flops, infer_elementwise, register
 from chainrule.ir.types import TensorType
 
@@ -138,3 +139,23 @@ register(Op("cast", "elementwise", 1,
             lambda types, attrs: TensorType(types[0].shape, attrs["dtype"]),
             lambda names, attrs: f"{names[0]}.astype(np.{attrs['dtype']})",
             vjp=(_cast_rule,), flops=elementwise_flops(0), sympy=lambda x: x))
+
+
+# ---- the batching rule every elementwise op shares --------------------------------------
+
+
+def lined_up(value: Value, is_batched: bool, logical: TensorType, rank: int) -> Value:
+    """A batched value with size-1 axes after the batch axis, so its logical axes end where a
+    rank-``rank`` result's do (NumPy broadcasting lines axes up from the right, so the batch
+    axis must lead)."""
+    if not is_batched or logical.ndim == rank:
+        return value
+    return F.reshape(value, shape=(value.shape[0],) + (1,) * (rank - logical.ndim) + logical.shape)
+
+
+def batch_elementwise(op_name: str, operands: list, batched: list, logical: list, out_type: TensorType,
+                      attrs: dict, size: int) -> Value:
+    """The elementwise op ``op_name`` on operands with a leading batch axis (``Op.batch``'s
+    signature after the name): the batched operands lined up with the result's axes."""
+    return apply(op_name, *(lined_up(v, b, t, out_type.ndim) for v, b, t in zip(operands, batched, logical)),
+                 **attrs)

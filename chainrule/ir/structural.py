@@ -1,12 +1,29 @@
-"""Non-elementwise primitives: sources, reductions, matmul, shape ops, indexing."""
+"""Non-elementwise primitives: sources, reductions, matmul, shape ops, indexing.
+
+Each entry's batching rule (``batch``) takes ``(operands, batched, logical types,
+out type, attrs, size)``: the operands as values of the vectorized graph (a
+batched one has a leading axis of length ``size``), which of them are batched,
+their types without that axis, the node's own result type and attributes; it
+returns the node's value with the batch axis leading (see
+``chainrule.compiler.batch``). Sources have no operands, so nothing to batch.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from chainrule.errors import ShapeError
-from chainrule.ir.builder import F, expand_to, unbroadcast
-from chainrule.ir.ops import LINEAR, MULTILINEAR, Op, normalize_axis, reduced_shape, register, size_of
+from chainrule.errors import ShapeError, UnsupportedError
+from chainrule.ir.builder import F, apply, expand_to, unbroadcast
+from chainrule.ir.elementwise import lined_up
+from chainrule.ir.ops import (
+    LINEAR,
+    MULTILINEAR,
+    Op,
+    normalize_axis,
+    reduced_shape,
+    register,
+    size_of,
+)
 from chainrule.ir.types import TensorType
 
 # ---- sources -----------------------------------------------------------------------------
@@ -56,12 +73,18 @@ def _reduction_flops(ins, out, attrs):
     return max(ins[0].size - out.size, 0)
 
 
+def _batch_reduction(op_name):
+    def batch(operands, batched, logical, out_type, attrs, size):
+        return apply(op_name, operands[0], axis=tuple(a + 1 for a in attrs["axis"]), keepdims=attrs["keepdims"])
+    return batch
+
+
 for _name, _rule, _jvp in [("sum", _sum_rule, LINEAR), ("max", _extremum_rule, _extremum_jvp),
                            ("min", _extremum_rule, _extremum_jvp)]:
     register(Op(_name, "reduction", 1, _infer_reduction,
                 # the method, not np.sum: the same reduction without np.sum's ~1 us of dispatch
                 f"{{0}}.{_name}(axis={{axis}}, keepdims={{keepdims}})",
-                vjp=(_rule,), jvp=_jvp, flops=_reduction_flops))
+                vjp=(_rule,), jvp=_jvp, flops=_reduction_flops, batch=_batch_reduction(_name)))
 
 # ---- matmul ------------------------------------------------------------------------------
 
@@ -109,8 +132,25 @@ def _matmul_flops(ins, out, attrs):
     return out.size * inner + out.size * (inner - 1) if inner else 0
 
 
+def _batch_matmul(operands, batched, logical, out_type, attrs, size):
+    # 1-D operands become matrices as NumPy makes them (a row, b a column); batched ones get their
+    # batch axis in front of broadcastable batch dimensions of the other operand's rank.
+    (a, b), (a_type, b_type) = operands, logical
+    a_matrix = (1,) + a_type.shape if a_type.ndim == 1 else a_type.shape
+    b_matrix = b_type.shape + (1,) if b_type.ndim == 1 else b_type.shape
+    batch_rank = max(len(a_matrix), len(b_matrix)) - 2
+    shaped = []
+    for value, is_batched, matrix in [(a, batched[0], a_matrix), (b, batched[1], b_matrix)]:
+        if is_batched:
+            shaped.append(F.reshape(value, shape=(size,) + (1,) * (batch_rank + 2 - len(matrix)) + matrix))
+        else:
+            shaped.append(value if len(matrix) == value.ndim else F.reshape(value, shape=matrix))
+    return F.reshape(shaped[0] @ shaped[1], shape=(size,) + out_type.shape)
+
+
 register(Op("matmul", "matmul", 2, _infer_matmul, "{0} @ {1}",
-            vjp=(_matmul_rule_a, _matmul_rule_b), jvp=MULTILINEAR, flops=_matmul_flops, implements=(np.matmul,)))
+            vjp=(_matmul_rule_a, _matmul_rule_b), jvp=MULTILINEAR, flops=_matmul_flops, implements=(np.matmul,),
+            batch=_batch_matmul))
 
 # ---- shape ops ---------------------------------------------------------------------------
 
@@ -129,9 +169,13 @@ def _render_transpose(names, attrs):
     return f"np.transpose({names[0]}, {attrs['axes']!r})"
 
 
+def _batch_transpose(operands, batched, logical, out_type, attrs, size):
+    return F.transpose(operands[0], axes=(0,) + tuple(a + 1 for a in attrs["axes"]))
+
+
 register(Op("transpose", "shape", 1, _infer_transpose, _render_transpose,
             vjp=(lambda g, y, x, axes: F.transpose(g, axes=tuple(int(i) for i in np.argsort(axes))),),
-            jvp=LINEAR, view=True))
+            jvp=LINEAR, view=True, batch=_batch_transpose))
 
 
 def _infer_reshape(types, attrs):
@@ -142,8 +186,13 @@ def _infer_reshape(types, attrs):
     return TensorType(shape, x.dtype)
 
 
+def _batch_reshape(operands, batched, logical, out_type, attrs, size):
+    return F.reshape(operands[0], shape=(size,) + tuple(attrs["shape"]))
+
+
 register(Op("reshape", "shape", 1, _infer_reshape, "{0}.reshape({shape})",
-            vjp=(lambda g, y, x, shape: F.reshape(g, shape=x.shape),), jvp=LINEAR, view=True))
+            vjp=(lambda g, y, x, shape: F.reshape(g, shape=x.shape),), jvp=LINEAR, view=True,
+            batch=_batch_reshape))
 
 
 def _infer_broadcast_to(types, attrs):
@@ -158,8 +207,14 @@ def _infer_broadcast_to(types, attrs):
     return TensorType(shape, x.dtype)
 
 
+def _batch_broadcast_to(operands, batched, logical, out_type, attrs, size):
+    shape = tuple(attrs["shape"])
+    return F.broadcast_to(lined_up(operands[0], True, logical[0], len(shape)), shape=(size,) + shape)
+
+
 register(Op("broadcast_to", "shape", 1, _infer_broadcast_to, "np.broadcast_to({0}, {shape})",
-            vjp=(lambda g, y, x, shape: unbroadcast(g, x.shape),), jvp=LINEAR, view=True))
+            vjp=(lambda g, y, x, shape: unbroadcast(g, x.shape),), jvp=LINEAR, view=True,
+            batch=_batch_broadcast_to))
 
 
 def _infer_concatenate(types, attrs):
@@ -184,9 +239,14 @@ def _concatenate_rule(operand_index):
     return rule
 
 
+def _batch_concatenate(operands, batched, logical, out_type, attrs, size):
+    parts = [v if b else F.broadcast_to(v, shape=(size,) + t.shape) for v, b, t in zip(operands, batched, logical)]
+    return F.concatenate(*parts, axis=attrs["axis"] + 1)
+
+
 register(Op("concatenate", "shape", None, _infer_concatenate,
             lambda names, a: f"np.concatenate(({', '.join(names)},), axis={a['axis']})",
-            vjp=_concatenate_rule, jvp=LINEAR))
+            vjp=_concatenate_rule, jvp=LINEAR, batch=_batch_concatenate))
 
 # ---- indexing ----------------------------------------------------------------------------
 # An index is a frozen template: ("slice", start, stop, step) | ("int", i) | ("none",) |
@@ -236,9 +296,24 @@ def _getitem_rule(g, y, x, *arrays, index):
     return F.scatter_add(g, *arrays, index=index, shape=x.shape, dtype=x.dtype, unique=_is_basic(index))
 
 
+_FULL_SLICE = ("slice", None, None, None)
+
+
+def _batched_index(op_name, batched, index) -> tuple:
+    """The index with a full slice for the leading batch axis; index arrays must not be batched."""
+    if any(batched[1:]):
+        raise UnsupportedError(f"{op_name} with batched index arrays")
+    return (_FULL_SLICE,) + tuple(index)
+
+
+def _batch_getitem(operands, batched, logical, out_type, attrs, size):
+    return F.getitem(*operands, index=_batched_index("getitem", batched, attrs["index"]))
+
+
 register(Op("getitem", "index", None, _infer_getitem,
             lambda names, a: f"{names[0]}[{render_index(a['index'], names[1:])}]",
-            vjp=lambda operand_index: _getitem_rule if operand_index == 0 else None, jvp=LINEAR, view=True))
+            vjp=lambda operand_index: _getitem_rule if operand_index == 0 else None, jvp=LINEAR, view=True,
+            batch=_batch_getitem))
 
 
 def _infer_scatter_add(types, attrs):
@@ -255,10 +330,18 @@ def _render_scatter_add(names, a):
             f"unique={a['unique']})")
 
 
+def _batch_scatter_add(operands, batched, logical, out_type, attrs, size):
+    index = _batched_index("scatter_add", batched, attrs["index"])
+    values = operands[0] if batched[0] else F.broadcast_to(operands[0], shape=(size,) + logical[0].shape)
+    return F.scatter_add(values, *operands[1:], index=index, shape=(size,) + tuple(attrs["shape"]),
+                         dtype=attrs["dtype"], unique=attrs["unique"])
+
+
 register(Op("scatter_add", "index", None, _infer_scatter_add, _render_scatter_add,
             vjp=lambda operand_index: (lambda g, y, values, *arrays, index, shape, dtype, unique:
                                        F.getitem(g, *arrays, index=index)) if operand_index == 0 else None,
             jvp=LINEAR,
             # one addition per element scattered: the index's size, which a broadcast operand 0 undercounts
             flops=lambda ins, out, attrs: size_of(_index_result_shape(
-                attrs["shape"], attrs["index"], [t.shape for t in ins[1:]]))))
+                attrs["shape"], attrs["index"], [t.shape for t in ins[1:]])),
+            batch=_batch_scatter_add))

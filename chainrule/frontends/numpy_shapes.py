@@ -1,0 +1,259 @@
+"""What NumPy's shape functions, selection functions and indexing do to traced values.
+
+Each is written with the shape primitives (transpose, reshape, broadcast_to,
+concatenate, getitem) or with other NumPy functions, and registered once with
+``@implements`` into ``chainrule.frontends.dispatch``.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+
+from chainrule.errors import ShapeError, TraceError, UnsupportedError
+from chainrule.frontends.dispatch import here, implements, unsupported
+from chainrule.frontends.numpy_api import axes_of, ndim_of, shape_of
+from chainrule.frontends.tracer import Tracer, operation
+
+# ---- axes --------------------------------------------------------------------------------
+
+
+@implements(np.transpose)
+def _transpose(a, axes=None):
+    ndim = ndim_of(a)
+    axes = tuple(reversed(range(ndim))) if axes is None else tuple(int(i) % ndim if ndim else int(i) for i in axes)
+    return operation("transpose", a, axes=axes)
+
+
+@implements(np.swapaxes)
+def _swapaxes(a, axis1, axis2):
+    ndim = ndim_of(a)
+    axes = list(range(ndim))
+    i, j = axis1 % ndim, axis2 % ndim
+    axes[i], axes[j] = axes[j], axes[i]
+    return _transpose(a, axes)
+
+
+@implements(np.moveaxis)
+def _moveaxis(a, source, destination):
+    # NumPy's own construction: the unmoved axes in order, each moved axis inserted at its destination
+    ndim = ndim_of(a)
+    source, destination = _axis_list(source, ndim), _axis_list(destination, ndim)
+    if len(source) != len(destination):
+        raise ShapeError("np.moveaxis: `source` and `destination` must have the same number of elements", here())
+    order = [i for i in range(ndim) if i not in source]
+    for dest, src in sorted(zip(destination, source)):
+        order.insert(dest, src)
+    return _transpose(a, order)
+
+
+def _axis_list(axis, ndim) -> list:
+    """``axis`` (an int or a sequence) as non-negative ints in the order given, bounds-checked."""
+    axes = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
+    axes_of(axes, ndim)  # raises on an out-of-bounds or repeated axis
+    return [int(i) % ndim for i in axes]
+
+
+# ---- shapes ------------------------------------------------------------------------------
+
+@implements(np.reshape)
+def _reshape(a, shape=None, order="C", *, newshape=None, copy=None):
+    if order != "C":
+        unsupported(f"reshape with order={order!r}")
+    shape = newshape if shape is None else shape
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
+    size = math.prod(shape_of(a))
+    if shape.count(-1) == 1:
+        known = math.prod(d for d in shape if d != -1)
+        if known == 0 or size % known:
+            raise ShapeError(f"cannot reshape an array of shape {list(shape_of(a))} into shape {list(shape)}", here())
+        shape = tuple(size // known if d == -1 else d for d in shape)
+    return operation("reshape", a, shape=shape)
+
+
+@implements(np.ravel)
+def _ravel(a, order="C"):
+    return _reshape(a, (-1,), order)
+
+
+@implements(np.squeeze)
+def _squeeze(a, axis=None):
+    shape = shape_of(a)
+    axes = tuple(i for i, d in enumerate(shape) if d == 1) if axis is None else axes_of(axis, len(shape))
+    for i in axes:
+        if shape[i] != 1:
+            raise ShapeError(f"cannot squeeze axis {i} of size {shape[i]} (shape {list(shape)})", here())
+    return _reshape(a, tuple(d for i, d in enumerate(shape) if i not in axes))
+
+
+@implements(np.expand_dims)
+def _expand_dims(a, axis):
+    shape = list(shape_of(a))
+    axes = axes_of(axis, len(shape) + (len(axis) if isinstance(axis, (tuple, list)) else 1))
+    for i in axes:
+        shape.insert(i, 1)
+    return _reshape(a, tuple(shape))
+
+
+@implements(np.broadcast_to)
+def _broadcast_to(array, shape, subok=False):
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if not isinstance(array, Tracer):
+        return np.broadcast_to(array, shape)
+    return operation("broadcast_to", array, shape=shape)
+
+
+@implements(np.atleast_1d)
+def _atleast_1d(a):
+    return _reshape(a, (1,)) if ndim_of(a) == 0 else a
+
+
+@implements(np.atleast_2d)
+def _atleast_2d(a):
+    return _reshape(a, (1,) * (2 - ndim_of(a)) + tuple(shape_of(a))) if ndim_of(a) < 2 else a
+
+
+@implements(np.shape)
+def _shape(a):
+    return shape_of(a)
+
+
+@implements(np.ndim)
+def _ndim(a):
+    return ndim_of(a)
+
+
+@implements(np.size)
+def _size(a, axis=None):
+    return math.prod(shape_of(a)) if axis is None else shape_of(a)[axis]
+
+
+# ---- joining -----------------------------------------------------------------------------
+
+@implements(np.concatenate)
+def _concatenate(arrays, axis=0, out=None, dtype=None, casting=None):
+    arrays = list(arrays)
+    if axis is None:
+        arrays, axis = [np.ravel(a) for a in arrays], 0
+    ndim = ndim_of(arrays[0])
+    if ndim == 0:
+        raise ShapeError("zero-dimensional arrays cannot be concatenated", here())
+    return operation("concatenate", *arrays, axis=axes_of(axis, ndim)[0])
+
+
+@implements(np.stack)
+def _stack(arrays, axis=0, out=None, dtype=None, casting=None):
+    arrays = list(arrays)
+    shapes = {shape_of(a) for a in arrays}
+    if len(shapes) != 1:
+        raise ShapeError(f"all input arrays must have the same shape to stack, got {[list(s) for s in shapes]}",
+                         here())
+    return _concatenate([np.expand_dims(a, axis) for a in arrays], axis=axis)
+
+
+@implements(np.hstack)
+def _hstack(tup, dtype=None, casting=None):
+    arrays = [_atleast_1d(a) for a in tup]
+    return _concatenate(arrays, axis=0 if ndim_of(arrays[0]) == 1 else 1)
+
+
+@implements(np.vstack)
+def _vstack(tup, dtype=None, casting=None):
+    return _concatenate([_atleast_2d(a) for a in tup], axis=0)
+
+
+# ---- selection and filling ---------------------------------------------------------------
+
+@implements(np.where)
+def _where(condition, x=None, y=None):
+    if x is None or y is None:
+        unsupported("np.where(condition) with one argument (its shape depends on the data)")
+    return operation("where", condition, x, y)
+
+
+@implements(np.clip)
+def _clip(a, a_min=None, a_max=None, out=None, *, min=None, max=None, **kwargs):
+    lo = a_min if a_min is not None else min
+    hi = a_max if a_max is not None else max
+    if out is not None:
+        raise TraceError("np.clip(..., out=...) cannot write a traced value into a NumPy array", here())
+    if lo is None and hi is None:
+        raise ShapeError("np.clip needs a_min or a_max", here())
+    if lo is None:
+        return np.minimum(a, hi)
+    if hi is None:
+        return np.maximum(a, lo)
+    return operation("clip", a, lo, hi)
+
+
+@implements(np.copy)
+def _copy(a, order="K", subok=False):
+    return a  # traced values are never written in place
+
+
+@implements(np.full_like)
+def _full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None):
+    return np.full(shape_of(a) if shape is None else shape, fill_value, dtype=dtype or a.dtype)
+
+
+@implements(np.zeros_like)
+def _zeros_like(a, dtype=None, order="K", subok=True, shape=None):
+    return _full_like(a, 0, dtype, shape=shape)
+
+
+@implements(np.ones_like)
+def _ones_like(a, dtype=None, order="K", subok=True, shape=None):
+    return _full_like(a, 1, dtype, shape=shape)
+
+
+# ---- indexing ----------------------------------------------------------------------------
+
+@implements(operator.getitem)
+def getitem(x: Tracer, key):
+    """``x[key]`` for basic slices, ints, None, Ellipsis and integer arrays (NumPy semantics)."""
+    key = key if isinstance(key, tuple) else (key,)
+    consumed = sum(1 for k in key if k is not None and k is not Ellipsis)
+    if sum(1 for k in key if k is Ellipsis) > 1:
+        raise ShapeError("an index can only have a single ellipsis ('...')", here())
+    expanded = []
+    for k in key:
+        if k is Ellipsis:
+            expanded.extend([slice(None)] * (x.ndim - consumed))
+        else:
+            expanded.append(k)
+    items, arrays = [], []
+    for k in expanded:
+        if k is None:
+            items.append(("none",))
+        elif isinstance(k, slice):
+            items.append(("slice",) + tuple(_slice_bound(v) for v in (k.start, k.stop, k.step)))
+        elif isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)):
+            items.append(("int", int(k)))
+        elif isinstance(k, (Tracer, list, np.ndarray)):
+            items.append(("array", len(arrays)))
+            arrays.append(_index_array(k))
+        else:
+            raise TraceError(f"cannot index a traced array with a {type(k).__name__}", here())
+    return operation("getitem", x, *arrays, index=tuple(items))
+
+
+def _index_array(k):
+    kind = k.dtype.kind if isinstance(k, (Tracer, np.ndarray)) else np.asarray(k).dtype.kind
+    if kind == "b":
+        raise UnsupportedError("boolean-mask indexing is not supported on traced values: the result's "
+                               "shape depends on the data. Use np.where(mask, x, 0) instead", here())
+    if kind not in "iu":
+        got = k.dtype if hasattr(k, "dtype") else "a list of floats"
+        raise TraceError(f"array indices must be integers, got {got}", here())
+    return k if isinstance(k, Tracer) else np.asarray(k)
+
+
+def _slice_bound(value):
+    if value is None:
+        return None
+    if isinstance(value, Tracer):
+        raise TraceError("slice bounds must be Python ints, not traced values: the result's shape "
+                         "would depend on data", here())
+    return operator.index(value)
