@@ -15,7 +15,14 @@ import numpy as np
 
 from chainrule.backends.llvm import blas, scalar_ops
 from chainrule.backends.llvm.irtext import Function, Module
-from chainrule.backends.llvm.strides import coalesce, coalesce_marked, contiguous_strides
+from chainrule.backends.llvm.strategies import strategy_of
+from chainrule.backends.llvm.strides import (
+    coalesce,
+    coalesce_marked,
+    contiguous_strides,
+)
+from chainrule.backends.llvm.views import gemm_layout, matrices
+from chainrule.ir import OPS
 
 _ACCUMULATOR_BYTES = 8
 _SLOT_NAMES = {0: "arena", 2: "constants"}
@@ -281,7 +288,7 @@ class Codegen:
             body = None
         registers: list = []
         for index, (op, operands, attrs, step_type) in enumerate(steps):
-            if op in ("sum", "max", "min"):
+            if OPS[op].is_reduction:
                 (k,) = operands
                 return (registers[k] if k >= 0 else read(node.args[-k - 1])), (
                     steps[k][3].dtype if k >= 0 else self.graph.type(node.args[-k - 1]).dtype)
@@ -301,7 +308,7 @@ class Codegen:
             result = scalar_ops.emit(fn, op, converted, targets, step_type.dtype)
             fn.current_name = None
             registers.append(result)
-        if node.op in ("sum", "max", "min"):
+        if OPS[node.op].is_reduction:
             return read(node.args[0]), self.graph.type(node.args[0]).dtype
         return registers[-1], steps[-1][3].dtype
 
@@ -310,22 +317,10 @@ class Codegen:
         return node.params["body"].root[0] if node.op == "fused" else node.op
 
     def _identity(self, op: str, dtype: str) -> str:
-        if op == "sum":
-            return scalar_ops.literal(0, dtype)
-        if scalar_ops.is_float(dtype):
-            return scalar_ops.float_literal(-math.inf if op == "max" else math.inf, dtype)
-        info = np.iinfo(dtype)
-        return str(info.min if op == "max" else info.max)
+        return strategy_of(op).identity(dtype)
 
     def _combine(self, fn: Function, op: str, dtype: str, accumulator: str, value: str) -> str:
-        t = scalar_ops.register_type(dtype)
-        if op == "sum":
-            if scalar_ops.is_float(dtype):  # reassoc: the vectorizer may keep several partial sums
-                return fn.emit(f"fadd reassoc contract {t} {accumulator}, {value}", "acc")
-            return fn.emit(f"add {t} {accumulator}, {value}", "acc")
-        if scalar_ops.is_float(dtype):
-            return scalar_ops._nan_propagating_pick(fn, t, accumulator, value, "ogt" if op == "max" else "olt")
-        return scalar_ops._int_pick(fn, t, accumulator, value, "sgt" if op == "max" else "slt")
+        return strategy_of(op).combine(fn, dtype, accumulator, value)
 
     def _outlined(self, comment: str) -> Function:
         self.loops += 1
@@ -594,34 +589,6 @@ class Codegen:
             self._nest(fn, extents, {"s": strides[0], "t": strides[1]}, payload, low="%start", high="%end")
             fn.do("ret void")
             self._run(fn, extents[0] if extents else 1, False)
-
-
-# ---- layouts ----------------------------------------------------------------------------------
-
-def matrices(a, b):
-    """The operands as (batch..., rows, columns) views (1-D ones as a row or a column, as NumPy
-    does) broadcast to the product's batch shape, and that batch shape."""
-    View = type(a)
-    if len(a.shape) == 1:
-        a = View(a.slot, a.offset, (1,) + a.shape, (0,) + a.strides, a.dtype)
-    if len(b.shape) == 1:
-        b = View(b.slot, b.offset, b.shape + (1,), b.strides + (0,), b.dtype)
-    batch = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
-    a = a.broadcast_to(batch + a.shape[-2:]) if batch else a
-    b = b.broadcast_to(batch + b.shape[-2:]) if batch else b
-    return a, b, batch
-
-
-def gemm_layout(matrix):
-    """("N", ld) for a row-major matrix (its transpose is column-major), ("T", ld) for a
-    column-major one, or None when neither (the matrix must be copied first)."""
-    rows, columns = matrix.shape[-2:]
-    row_stride, column_stride = matrix.strides[-2:]
-    if (columns == 1 or column_stride == 1) and (rows == 1 or row_stride >= max(columns, 1)):
-        return "N", max(row_stride if rows > 1 else columns, columns, 1)
-    if (rows == 1 or row_stride == 1) and (columns == 1 or column_stride >= max(rows, 1)):
-        return "T", max(column_stride if columns > 1 else rows, rows, 1)
-    return None
 
 
 def _loop_hints(loop) -> tuple:
