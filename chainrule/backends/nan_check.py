@@ -43,7 +43,8 @@ from chainrule.ir.types import EARLY_FREE_MIN_BYTES, TensorType
 
 # Ops that compute new numbers (the rest only move them: a view, a gather, a concatenation).
 _COMPUTING_KINDS = ("elementwise", "reduction", "matmul")
-_MOVES_ONLY = {"stop_gradient", "where"}  # (a cast computes: 1e300 as float32 is inf)
+# where only selects (a view, such as stop_gradient, moves nothing either; a cast computes: 1e300 as float32 is inf)
+_SELECTS_ONLY = {"where"}
 
 # Why an op typically produces what it does, and what to do about it.
 _HINTS = {
@@ -338,7 +339,9 @@ def probed(graph: Graph) -> Graph:
 
 
 def _computes(op: str) -> bool:
-    return (OPS[op].kind in _COMPUTING_KINDS and op not in _MOVES_ONLY) or op == "scatter_add"
+    definition = OPS[op]
+    return (definition.kind in _COMPUTING_KINDS and not definition.view and op not in _SELECTS_ONLY) \
+        or op == "scatter_add"
 
 
 def checked_llvm(fast, checked: NumpyKernel):
