@@ -143,9 +143,10 @@ def _negated(term):
 def _pattern(definition, symbols: tuple):
     """((head, argument pattern), operand order) when ``definition`` is one head applied to the
     op's symbols, each once, and numbers; else None."""
-    if not definition.args or definition.func in (sp.Symbol,):
+    if not definition.args:
         return None
-    pattern, order = [], []
+    pattern: list[object] = []
+    order: list[int] = []
     for argument in definition.args:
         if argument.is_Number:
             pattern.append(("n", argument))

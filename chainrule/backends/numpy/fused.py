@@ -86,7 +86,8 @@ def _fused_expression_lines(graph: Graph, node, operands: list[str], value_name:
     """A small fused node as nested expressions; a step used twice gets a statement of its own."""
     body = node.params["body"]
     counts = body.use_counts()
-    texts, lines = [], []
+    texts: list[str] = []
+    lines: list[tuple[str, str]] = []
     for index, (op, step_operands, attrs, _) in enumerate(body.steps):
         arguments = [texts[k] if k >= 0 else operands[-k - 1] for k in step_operands]
         arguments = [f"({text})" if k >= 0 and counts[k] == 1 and not is_call(text) else text

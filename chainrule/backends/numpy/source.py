@@ -88,9 +88,10 @@ class _SourceWriter:
             if printf is not None and not node.attrs:  # most nodes: the op's template, filled in
                 expression = printf % tuple(operands)
             else:
-                expression = self._expression(node_id, node, operands, reads)
-                if expression is None:  # a source, or a value written where it is read
+                written = self._expression(node_id, node, operands, reads)
+                if written is None:  # a source, or a value written where it is read
                     continue
+                expression = written
             if elementwise and counts[node_id] == 1 and not node.name and not reads \
                     and node_id not in outputs and not node.recomputed \
                     and node.type.nbytes < EARLY_FREE_MIN_BYTES \
@@ -107,6 +108,8 @@ class _SourceWriter:
         (an input, a constant, an identity or a transpose written where it is read). A fused node's
         text is "": its lines are its steps'."""
         op = node.op
+        if op == "fused":
+            return ""  # a statement per step (fused_lines); not elementwise, so never inlined
         if op == "input":
             return None
         if op == "const":
@@ -126,8 +129,6 @@ class _SourceWriter:
             return None
         if op == "where":
             return special_form(self.graph, node, operands) or OPS[op].render(operands, dict(node.attrs))
-        if op == "fused":
-            return ""  # a statement per step (fused_lines); not elementwise, so never inlined
         return OPS[op].render(operands, dict(node.attrs))
 
     def _statement(self, node_id: int, node, expression: str, operands: list[str], reads: frozenset) -> None:
@@ -155,7 +156,8 @@ class _SourceWriter:
     def _function_text(self, function_name: str | None) -> str:
         graph, value_names, freeable = self.graph, self.value_names, self.freeable
         header = f"def {identifier(function_name or graph.name)}({', '.join(value_names[i] for i in graph.inputs)}):"
-        returned, returned_arrays = [], set()
+        returned: list[str] = []
+        returned_arrays: set[str] = set()
         for out, copy in zip(graph.outputs, outputs_to_copy(graph)):
             text = value_names[out]  # (an output is never inlined)
             returned.append(f"np.array({text}, dtype=np.{graph.type(out).dtype})" if copy else text)
