@@ -36,7 +36,7 @@ try:
 except ImportError:  # run from a checkout: python3 benchmarks/compile_time.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import chainrule as cr
-from chainrule.backends.numpy_backend import compile_graph
+from chainrule.backends.numpy import compile_graph
 from chainrule.compiler import pipeline
 from chainrule.frontends.trace import describe_args, trace_graph
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import chainrule as cr
-from chainrule.backends.numpy_backend import compile_graph
+from chainrule.backends.numpy import compile_graph
 from chainrule.frontends.pytree import flatten
 from golden_functions import CASES
 from test_fuse import programs, run_program

@@ -1,7 +1,8 @@
 """The llvm backend's lowering: what the module looks like, how values are laid out, and that every
 path (loops, views, reductions, BLAS, threads, NumPy fallbacks) computes what the numpy backend does.
 
-The op-by-op agreement of the two backends is in test_op_gradients.py; random programs in test_fuse.py.
+The op-by-op agreement of the two backends is in test_op_gradients.py and, element by element at edge
+values, test_backend_coverage.py; random programs in test_fuse.py.
 """
 
 import threading
@@ -12,9 +13,7 @@ import pytest
 import chainrule as cr
 import chainrule.nn as nn
 from chainrule.backends.llvm import kernel as llvm_kernel
-from chainrule.backends.llvm import scalar_ops
 from chainrule.frontends.pytree import flatten
-from chainrule.ir import OPS
 
 
 def kernel_of(compiled, *args):
@@ -32,11 +31,6 @@ def agree(fn, *args, rtol=1e-12, transform=cr.jit, **options):
         assert type(g) is type(e) and np.shape(g) == np.shape(e) and np.asarray(g).dtype == np.asarray(e).dtype
         np.testing.assert_allclose(g, e, rtol=rtol, atol=0)
     return got
-
-
-def test_every_elementwise_op_of_the_table_has_an_llvm_lowering():
-    elementwise = {name for name, op in OPS.items() if op.is_elementwise}
-    assert elementwise <= scalar_ops.LOWERED, sorted(elementwise - scalar_ops.LOWERED)
 
 
 # ---- the module as text ----------------------------------------------------------------------

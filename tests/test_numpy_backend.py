@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.backends.numpy_backend import where_else_zero
+from chainrule.backends.numpy import where_else_zero
 
 
 def bce_loss(p, X, Y):

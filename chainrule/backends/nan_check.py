@@ -23,9 +23,19 @@ from typing import Optional
 
 import numpy as np
 
-from chainrule.backends.numpy_backend import (_COMMENT_COLUMN, NumpyKernel, _comment, _describe_line, define,
-                                              _identifier, _Names, _outputs_to_copy, _parenthesize, _scalar_literal,
-                                              _special_form, _with_early_dels)
+from chainrule.backends.numpy import NumpyKernel, define
+from chainrule.backends.numpy.text import (
+    COMMENT_COLUMN,
+    Names,
+    describe_line,
+    identifier,
+    line_comment,
+    outputs_to_copy,
+    parenthesize,
+    scalar_literal,
+    special_form,
+    with_early_dels,
+)
 from chainrule.errors import Loc, NonFiniteError
 from chainrule.ir import OPS, Graph
 from chainrule.ir.npfuncs import NAMESPACE
@@ -33,7 +43,8 @@ from chainrule.ir.types import EARLY_FREE_MIN_BYTES, TensorType
 
 # Ops that compute new numbers (the rest only move them: a view, a gather, a concatenation).
 _COMPUTING_KINDS = ("elementwise", "reduction", "matmul")
-_MOVES_ONLY = {"stop_gradient", "where"}  # (a cast computes: 1e300 as float32 is inf)
+# where only selects (a view, such as stop_gradient, moves nothing either; a cast computes: 1e300 as float32 is inf)
+_SELECTS_ONLY = {"where"}
 
 # Why an op typically produces what it does, and what to do about it.
 _HINTS = {
@@ -197,7 +208,7 @@ class _CheckedWriter:
 
     def __init__(self, graph: Graph):
         self.graph = graph
-        self.names = _Names()
+        self.names = Names()
         self.names.taken |= {"all_finite", "nonfinite"}
         self.texts: dict[int, str] = {}  # node -> its local, or a literal
         self.constants: dict[str, np.ndarray] = {}
@@ -213,7 +224,7 @@ class _CheckedWriter:
         graph = self.graph
         input_names = [self.names.fresh(graph[i].name or f"in{i}") for i in graph.inputs]
         self.texts.update(zip(graph.inputs, input_names))
-        lines = [f"def {_identifier(function_name or graph.name)}({', '.join(input_names)}):"]
+        lines = [f"def {identifier(function_name or graph.name)}({', '.join(input_names)}):"]
         for position, (input_id, name) in enumerate(zip(graph.inputs, input_names)):
             if graph.type(input_id).is_float:
                 lines.append(f"    if not all_finite({name}): nonfinite.input({position}, {name})")
@@ -226,15 +237,15 @@ class _CheckedWriter:
             elif node.op != "input":
                 self._node(node_id)
         returned = [f"np.array({self.texts[out]}, dtype=np.{graph.type(out).dtype})" if copy else self.texts[out]
-                    for out, copy in zip(graph.outputs, _outputs_to_copy(graph))]
+                    for out, copy in zip(graph.outputs, outputs_to_copy(graph))]
         # the normal kernel's early dels: keeping every value to the end costs page faults (2-3x the time)
-        lines += _with_early_dels(self.statements, {self.texts[out] for out in graph.outputs})
+        lines += with_early_dels(self.statements, {self.texts[out] for out in graph.outputs})
         lines.append(f"    return ({', '.join(returned)}{',' if len(returned) == 1 else ''})")
         labels = [graph[i].name or name for i, name in zip(graph.inputs, input_names)]
         return "\n".join(lines) + "\n", self.constants, NonFiniteCheck(self.sites, labels)
 
     def _constant(self, node_id: int) -> None:
-        literal = _scalar_literal(self.graph, node_id)
+        literal = scalar_literal(self.graph, node_id)
         if literal is None:
             literal = self.names.fresh(self.graph[node_id].name or f"const{node_id}")
             self.constants[literal] = self.graph[node_id].params["value"].array
@@ -242,10 +253,10 @@ class _CheckedWriter:
 
     def _node(self, node_id: int) -> None:
         graph, node = self.graph, self.graph[node_id]
-        operands = tuple(_parenthesize(self.texts[a], graph[a].op) for a in node.args)
+        operands = tuple(parenthesize(self.texts[a], graph[a].op) for a in node.args)
         target = self.texts[node_id] = self.names.fresh(node.name or f"{node.op}{node_id}")
-        expression = _special_form(graph, node, list(operands)) or OPS[node.op].render(list(operands), dict(node.attrs))
-        comment = _comment(graph, node.loc, node.origin)
+        expression = special_form(graph, node, list(operands)) or OPS[node.op].render(list(operands), dict(node.attrs))
+        comment = line_comment(graph, node.loc, node.origin)
         if node.recomputed:
             comment = f"recomputed{', ' if comment else ''}{comment}"
         self.forward_by_node[node_id] = (node.op, operands)
@@ -253,14 +264,14 @@ class _CheckedWriter:
             self.forward_by_description.setdefault((node.op, node.name, node.loc), []).append((node.op, operands))
         rule, rule_op = "", ""
         if node.origin is not None:
-            rule, forward = _comment(graph, node.loc, node.origin), graph[node.origin]
+            rule, forward = line_comment(graph, node.loc, node.origin), graph[node.origin]
             rule_op = forward.params["body"].root[0] if forward.op == "fused" else forward.op
         self._emit(f"{target} = {expression}", comment, node.op, node.type, target, operands, node.loc, rule,
                    rule_op, self.forward_by_node.get(node.origin))
 
     def _fused(self, node_id: int) -> None:
         graph, node = self.graph, self.graph[node_id]
-        operands = [_parenthesize(self.texts[a], graph[a].op) for a in node.args]
+        operands = [parenthesize(self.texts[a], graph[a].op) for a in node.args]
         body = node.params["body"]
         step_texts: list[str] = []
         for index, (op, step_operands, attrs, step_type) in enumerate(body.steps):
@@ -275,7 +286,7 @@ class _CheckedWriter:
             else:
                 matches = self.forward_by_description.get(origin, [])
                 forward = matches[0] if len(matches) == 1 else None  # a loop's line is ambiguous: say nothing
-            comment = _describe_line(loc, origin)
+            comment = describe_line(loc, origin)
             self._emit(f"{target} = {OPS[op].render(list(arguments), dict(attrs))}", comment, op, step_type, target,
                        arguments, loc or node.loc, comment if origin is not None else "",
                        origin[0] if origin is not None else "", forward)
@@ -287,7 +298,7 @@ class _CheckedWriter:
     def _emit(self, statement: str, comment: str, op: str, value_type, target: str, operands: tuple, loc,
               rule: str, rule_op: str, forward: Optional[tuple]) -> None:
         line = f"    {statement}"
-        line = line.ljust(_COMMENT_COLUMN) + f"  # {comment}" if comment else line
+        line = line.ljust(COMMENT_COLUMN) + f"  # {comment}" if comment else line
         if value_type.nbytes >= EARLY_FREE_MIN_BYTES:
             self.freeable.add(target)
         if not (_computes(op) and value_type.is_float):
@@ -328,7 +339,9 @@ def probed(graph: Graph) -> Graph:
 
 
 def _computes(op: str) -> bool:
-    return (OPS[op].kind in _COMPUTING_KINDS and op not in _MOVES_ONLY) or op == "scatter_add"
+    definition = OPS[op]
+    return (definition.kind in _COMPUTING_KINDS and not definition.view and op not in _SELECTS_ONLY) \
+        or op == "scatter_add"
 
 
 def checked_llvm(fast, checked: NumpyKernel):

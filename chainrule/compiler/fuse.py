@@ -24,9 +24,6 @@ from chainrule.ir import OPS, Graph
 from chainrule.ir.fused import FusedBody
 
 MAX_REGION_STEPS = 256  # keeps kernels small enough for a compiler's register allocator
-_REDUCTIONS = {"sum", "max", "min"}
-# stop_gradient is the identity by now: fusing it would only copy.
-_NOT_FUSED = {"stop_gradient"}
 
 
 def find_regions(graph: Graph, min_elements: int = 2) -> list[int]:
@@ -43,12 +40,12 @@ def regions_and_sizes(graph: Graph, min_elements: int = 2) -> tuple[list[int], d
     region_facts: dict[int, list] = {}
     outputs = set(graph.outputs)
     users_of = graph.users_index()
-    fusible_ops = _fusible_ops()
+    fusible_ops, reduction_ops = _fusible_ops(len(OPS)), _reduction_ops(len(OPS))
     for node_id in range(len(nodes) - 1, -1, -1):
         node = nodes[node_id]
         value_type = node.type
         fusible = node.op in fusible_ops and value_type.size >= min_elements
-        is_reduction_root = not fusible and node.op in _REDUCTIONS and value_type.is_float
+        is_reduction_root = not fusible and node.op in reduction_ops and value_type.is_float
         if not (fusible or is_reduction_root):
             continue
         is_backward = node.origin is not None or node.recomputed  # node.is_backward, spelled out
@@ -69,9 +66,15 @@ def regions_and_sizes(graph: Graph, min_elements: int = 2) -> tuple[list[int], d
 
 
 @functools.lru_cache(maxsize=1)
-def _fusible_ops() -> frozenset:
-    """The elementwise ops (every op is registered once chainrule.ir is imported)."""
-    return frozenset(name for name, op in OPS.items() if op.is_elementwise and name not in _NOT_FUSED)
+def _fusible_ops(op_count: int) -> frozenset:
+    """The elementwise ops, but those whose result is a view of their operand (stop_gradient): the
+    identity by now, fusing it would only copy. Worked out again when an op is registered."""
+    return frozenset(name for name, op in OPS.items() if op.is_elementwise and not op.view)
+
+
+@functools.lru_cache(maxsize=1)
+def _reduction_ops(op_count: int) -> frozenset:
+    return frozenset(name for name, op in OPS.items() if op.is_reduction)
 
 
 def fuse(graph: Graph) -> Graph:

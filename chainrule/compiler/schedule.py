@@ -26,7 +26,8 @@ from chainrule.ir import OPS, Graph
 from chainrule.ir.fused import plan_buffers
 from chainrule.ir.types import EARLY_FREE_MIN_BYTES
 
-SHAPE_VIEWS = frozenset({"reshape", "transpose", "broadcast_to", "stop_gradient"})  # results that share storage
+# Ops whose results share their operand's storage; an index op (getitem) only for basic indices (is_view).
+SHAPE_VIEWS = frozenset(name for name, op in OPS.items() if op.view and op.kind != "index")
 _NOT_ALLOCATED = {"input", "const"}
 
 

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from chainrule.backends.nan_check import checked_llvm, compile_checked, probed
-from chainrule.backends.numpy_backend import NumpyKernel, compile_graph
+from chainrule.backends.numpy import NumpyKernel, compile_graph
 from chainrule.compiler import pipeline
 from chainrule.compiler.checkpoint import validate_policy
 from chainrule.compiler.cost import CostReport, cost_report

@@ -1,8 +1,11 @@
 """The LLVM backend: a scheduled graph becomes one native function, called once per call.
 
-- ``lower.py`` plans it (views, loops, reductions, BLAS calls, NumPy fallbacks, the arena)
-  and ``codegen.py`` writes the LLVM IR text (``irtext.py``; ``scalar_ops.py`` lowers
-  each elementwise primitive);
+- ``lower.py`` plans it (views, loops, reductions, BLAS calls, NumPy fallbacks, the arena), asking
+  ``strategies.py`` how each op is computed (one registry keyed by the op: a strided view from
+  ``views.py``, a reduction, BLAS gemm, the NumPy fallback; elementwise ops run in loops);
+- ``codegen.py`` writes the LLVM IR text (``irtext.py``; ``reductions.py`` for reductions over some
+  axes, ``parallel.py`` for threads); ``scalar_ops.py`` lowers each elementwise primitive, by an
+  emitter registered for the op, its libm function, or its SymPy definition (``composed.py``);
 - ``engine.py`` compiles IR text for the host CPU (disk cache in ``cache.py``, vector math
   in ``mathlib.py``, BLAS in ``blas.py``);
 - ``kernel.py`` wraps the result for Python: ``compile_graph(graph) -> LlvmKernel``, and

@@ -13,114 +13,23 @@ import math
 
 import numpy as np
 
-from chainrule.backends.llvm import blas, scalar_ops
+from chainrule.backends.llvm import blas, parallel, scalar_ops
 from chainrule.backends.llvm.irtext import Function, Module
-from chainrule.backends.llvm.strides import coalesce, coalesce_marked, contiguous_strides
+from chainrule.backends.llvm.reductions import ReductionNest
+from chainrule.backends.llvm.strategies import strategy_of
+from chainrule.backends.llvm.strides import (
+    coalesce,
+    coalesce_marked,
+    contiguous_strides,
+)
+from chainrule.backends.llvm.views import gemm_layout, matrices
+from chainrule.ir import OPS
 
 _ACCUMULATOR_BYTES = 8
 _SLOT_NAMES = {0: "arena", 2: "constants"}
 _INTERLEAVE = 4
 _VECTOR_GRANULE = 64
 _MIN_VECTOR_ELEMENTS = 16
-
-# Run ``body`` over [0, extent) on ``threads`` threads: thread t gets chunk t and row t of partials.
-# Chunks are multiples of ``granule``: for a 1-D loop, 64 elements (the vector loop's step, up to
-# 16 float32 lanes x interleave 4), so every chunk but the last has no scalar remainder and each
-# element is computed by the same code (libmvec, or libm in the remainder) whatever the threads.
-_PARALLEL = """%cr.task = type {{ ptr, ptr, i64, i64, ptr }}
-
-declare i32 @pthread_create(ptr, ptr, ptr, ptr) nounwind
-declare i32 @pthread_join(i64, ptr) nounwind
-
-define internal ptr @{p}_task(ptr %task) {{
-entry:
-  %body = load ptr, ptr %task
-  %table.p = getelementptr %cr.task, ptr %task, i32 0, i32 1
-  %table = load ptr, ptr %table.p
-  %start.p = getelementptr %cr.task, ptr %task, i32 0, i32 2
-  %start = load i64, ptr %start.p
-  %end.p = getelementptr %cr.task, ptr %task, i32 0, i32 3
-  %end = load i64, ptr %end.p
-  %partials.p = getelementptr %cr.task, ptr %task, i32 0, i32 4
-  %partials = load ptr, ptr %partials.p
-  call void %body(ptr %table, i64 %start, i64 %end, ptr %partials)
-  ret ptr null
-}}
-
-define internal void @{p}_parallel(ptr %body, ptr %table, i64 %extent, ptr %partials, i64 %row_bytes, i64 %threads, i64 %granule) {{
-entry:
-  %tasks = alloca [{max_threads} x %cr.task], align 16
-  %handles = alloca [{max_threads} x i64], align 16
-  %started = alloca [{max_threads} x i1], align 16
-  %spread = add i64 %extent, %threads
-  %spread.1 = sub i64 %spread, 1
-  %chunk.exact = udiv i64 %spread.1, %threads
-  %granule.less = sub i64 %granule, 1
-  %chunk.up = add i64 %chunk.exact, %granule.less
-  %chunk.count = udiv i64 %chunk.up, %granule
-  %chunk = mul i64 %chunk.count, %granule
-  br label %fill
-fill:
-  %t = phi i64 [ 0, %entry ], [ %t.next, %filled ]
-  %lo.raw = mul i64 %t, %chunk
-  %lo.big = icmp ugt i64 %lo.raw, %extent
-  %lo = select i1 %lo.big, i64 %extent, i64 %lo.raw
-  %hi.raw = add i64 %lo, %chunk
-  %hi.big = icmp ugt i64 %hi.raw, %extent
-  %hi = select i1 %hi.big, i64 %extent, i64 %hi.raw
-  %task = getelementptr [{max_threads} x %cr.task], ptr %tasks, i64 0, i64 %t
-  store ptr %body, ptr %task
-  %f1 = getelementptr %cr.task, ptr %task, i32 0, i32 1
-  store ptr %table, ptr %f1
-  %f2 = getelementptr %cr.task, ptr %task, i32 0, i32 2
-  store i64 %lo, ptr %f2
-  %f3 = getelementptr %cr.task, ptr %task, i32 0, i32 3
-  store i64 %hi, ptr %f3
-  %row = mul i64 %t, %row_bytes
-  %mine = getelementptr i8, ptr %partials, i64 %row
-  %f4 = getelementptr %cr.task, ptr %task, i32 0, i32 4
-  store ptr %mine, ptr %f4
-  %flag = getelementptr [{max_threads} x i1], ptr %started, i64 0, i64 %t
-  store i1 false, ptr %flag
-  %is.first = icmp eq i64 %t, 0
-  br i1 %is.first, label %filled, label %spawn
-spawn:
-  %handle = getelementptr [{max_threads} x i64], ptr %handles, i64 0, i64 %t
-  %rc = call i32 @pthread_create(ptr %handle, ptr null, ptr @{p}_task, ptr %task)
-  %ok = icmp eq i32 %rc, 0
-  store i1 %ok, ptr %flag
-  br i1 %ok, label %filled, label %inline
-inline:
-  %ignored = call ptr @{p}_task(ptr %task)
-  br label %filled
-filled:
-  %t.next = add i64 %t, 1
-  %more = icmp ult i64 %t.next, %threads
-  br i1 %more, label %fill, label %run.first
-run.first:
-  %first = getelementptr [{max_threads} x %cr.task], ptr %tasks, i64 0, i64 0
-  %ignored.0 = call ptr @{p}_task(ptr %first)
-  br label %join
-join:
-  %j = phi i64 [ 1, %run.first ], [ %j.next, %joined ]
-  %join.more = icmp ult i64 %j, %threads
-  br i1 %join.more, label %join.check, label %done
-join.check:
-  %was = getelementptr [{max_threads} x i1], ptr %started, i64 0, i64 %j
-  %was.started = load i1, ptr %was
-  br i1 %was.started, label %join.wait, label %joined
-join.wait:
-  %h.p = getelementptr [{max_threads} x i64], ptr %handles, i64 0, i64 %j
-  %h = load i64, ptr %h.p
-  %jrc = call i32 @pthread_join(i64 %h, ptr null)
-  br label %joined
-joined:
-  %j.next = add i64 %j, 1
-  br label %join
-done:
-  ret void
-}}
-"""
 
 
 class Codegen:
@@ -166,7 +75,7 @@ class Codegen:
         self._output_copies()
         entry.do("ret void")
         if self.uses_threads:
-            self.module.header.append(_PARALLEL.format(p=self.prefix, max_threads=self.max_threads))
+            self.module.header.append(parallel.RUNTIME.format(p=self.prefix, max_threads=self.max_threads))
         if self.uses_blas:
             self.module.declare(blas.DECLARATIONS.strip())
         return self.module.text()
@@ -195,7 +104,7 @@ class Codegen:
 
     # ---- pointers -------------------------------------------------------------------------------
 
-    def _base(self, fn: Function, view, cache: dict) -> str:
+    def base(self, fn: Function, view, cache: dict) -> str:
         """A pointer to the view's first element (offset applied), loaded once per function."""
         key = (view.slot, view.offset)
         if key not in cache:
@@ -206,7 +115,8 @@ class Codegen:
             cache[key] = fn.emit(f"getelementptr i8, ptr {base}, i64 {view.offset}", "at") if view.offset else base
         return cache[key]
 
-    def _load(self, fn: Function, pointer: str, offset: str, dtype: str, name: str) -> str:
+    def load(self, fn: Function, pointer: str, offset: str, dtype: str, name: str) -> str:
+        """The element of ``dtype`` at ``pointer[offset]``, in a register."""
         memory = scalar_ops.memory_type(dtype)
         address = fn.emit(f"getelementptr {memory}, ptr {pointer}, i64 {offset}", f"{name}.p")
         value = fn.emit(f"load {memory}, ptr {address}", name)
@@ -214,7 +124,8 @@ class Codegen:
             value = fn.emit(f"trunc i8 {value} to i1", name)
         return value
 
-    def _store(self, fn: Function, value: str, pointer: str, offset: str, dtype: str) -> None:
+    def store(self, fn: Function, value: str, pointer: str, offset: str, dtype: str) -> None:
+        """Write register ``value`` of ``dtype`` to ``pointer[offset]``."""
         memory = scalar_ops.memory_type(dtype)
         if dtype == "bool":
             value = fn.emit(f"zext i1 {value} to i8", "byte")
@@ -223,7 +134,7 @@ class Codegen:
 
     # ---- loop nests -------------------------------------------------------------------------------
 
-    def _nest(self, fn: Function, extents, strides: dict, payload, low="0", high=None, before=None, after=None,
+    def nest(self, fn: Function, extents, strides: dict, payload, low="0", high=None, before=None, after=None,
               hints: tuple = ()):
         """Loops over ``extents`` (outermost first; the first from ``low`` to ``high``), keeping for
         each access key its element offset; ``payload(offsets)`` writes the innermost body and
@@ -269,7 +180,7 @@ class Codegen:
 
         level(0, offsets)
 
-    def _element(self, fn: Function, node_id: int, read) -> tuple[str, str]:
+    def element(self, fn: Function, node_id: int, read) -> tuple[str, str]:
         """One element of an elementwise or fused node (for a reduction: the element reduced) and
         its dtype; ``read(value_id)`` gives an operand's element."""
         node = self.graph[node_id]
@@ -281,7 +192,7 @@ class Codegen:
             body = None
         registers: list = []
         for index, (op, operands, attrs, step_type) in enumerate(steps):
-            if op in ("sum", "max", "min"):
+            if OPS[op].is_reduction:
                 (k,) = operands
                 return (registers[k] if k >= 0 else read(node.args[-k - 1])), (
                     steps[k][3].dtype if k >= 0 else self.graph.type(node.args[-k - 1]).dtype)
@@ -301,31 +212,22 @@ class Codegen:
             result = scalar_ops.emit(fn, op, converted, targets, step_type.dtype)
             fn.current_name = None
             registers.append(result)
-        if node.op in ("sum", "max", "min"):
+        if OPS[node.op].is_reduction:
             return read(node.args[0]), self.graph.type(node.args[0]).dtype
         return registers[-1], steps[-1][3].dtype
 
-    def _reduction_op(self, node_id: int) -> str:
+    def reduction_op(self, node_id: int) -> str:
+        """The reduction a node (a reduction, or a fused region ending in one) computes."""
         node = self.graph[node_id]
         return node.params["body"].root[0] if node.op == "fused" else node.op
 
-    def _identity(self, op: str, dtype: str) -> str:
-        if op == "sum":
-            return scalar_ops.literal(0, dtype)
-        if scalar_ops.is_float(dtype):
-            return scalar_ops.float_literal(-math.inf if op == "max" else math.inf, dtype)
-        info = np.iinfo(dtype)
-        return str(info.min if op == "max" else info.max)
+    def identity(self, op: str, dtype: str) -> str:
+        """The value reduction ``op`` starts from (its strategy's)."""
+        return strategy_of(op).identity(dtype)
 
-    def _combine(self, fn: Function, op: str, dtype: str, accumulator: str, value: str) -> str:
-        t = scalar_ops.register_type(dtype)
-        if op == "sum":
-            if scalar_ops.is_float(dtype):  # reassoc: the vectorizer may keep several partial sums
-                return fn.emit(f"fadd reassoc contract {t} {accumulator}, {value}", "acc")
-            return fn.emit(f"add {t} {accumulator}, {value}", "acc")
-        if scalar_ops.is_float(dtype):
-            return scalar_ops._nan_propagating_pick(fn, t, accumulator, value, "ogt" if op == "max" else "olt")
-        return scalar_ops._int_pick(fn, t, accumulator, value, "sgt" if op == "max" else "slt")
+    def combine(self, fn: Function, op: str, dtype: str, accumulator: str, value: str) -> str:
+        """One step of reduction ``op``: ``accumulator`` combined with ``value`` (its strategy's)."""
+        return strategy_of(op).combine(fn, dtype, accumulator, value)
 
     def _outlined(self, comment: str) -> Function:
         self.loops += 1
@@ -359,51 +261,22 @@ class Codegen:
         keys = [("r", a) for a in reads] + [("w", m) for m in writes]
         views = list(reads.values()) + list(writes.values())
         extents, strides = coalesce(shape, [v.strides for v in views])
-        stride_of = dict(zip(keys, strides))
         comment = f"loop over {_shape_text(shape)}: {len(loop.members)} node(s), {loop.steps} step(s)"
         fn = self._outlined(comment)
         cache: dict = {}
-        pointers = {key: self._base(fn, view, cache) for key, view in zip(keys, views)}
+        pointers = {key: self.base(fn, view, cache) for key, view in zip(keys, views)}
         reductions = [m for m in loop.members if plan.is_reduction_member(m)]
         slots = {}
-        for index, m in enumerate(reductions):
+        for m in reductions:
             dtype = self.graph.type(m).dtype
             slots[m] = fn.alloca(scalar_ops.register_type(dtype), "acc")
-            fn.do(f"store {scalar_ops.register_type(dtype)} {self._identity(self._reduction_op(m), dtype)}, "
+            fn.do(f"store {scalar_ops.register_type(dtype)} {self.identity(self.reduction_op(m), dtype)}, "
                   f"ptr {slots[m]}")
-
-        def payload(offsets):
-            registers: dict[int, str] = {}
-
-            def read(value_id):
-                if value_id in registers:
-                    return registers[value_id]
-                if value_id in plan.immediates:
-                    return scalar_ops.literal(plan.immediates[value_id], self.graph.type(value_id).dtype)
-                register = self._load(fn, pointers[("r", value_id)], offsets[("r", value_id)],
-                                      self.graph.type(value_id).dtype, self.graph[value_id].name or f"in{value_id}")
-                registers[value_id] = register
-                return register
-
-            for m in loop.members:
-                fn.note(self._describe(m))
-                value, dtype = self._element(fn, m, read)
-                if m in slots:
-                    op = self._reduction_op(m)
-                    out_dtype = self.graph.type(m).dtype
-                    value = scalar_ops.convert(fn, value, dtype, out_dtype)
-                    t = scalar_ops.register_type(out_dtype)
-                    accumulator = fn.emit(f"load {t}, ptr {slots[m]}", "acc")
-                    fn.do(f"store {t} {self._combine(fn, op, out_dtype, accumulator, value)}, ptr {slots[m]}")
-                    continue
-                registers[m] = value
-                if m in writes:
-                    self._store(fn, value, pointers[("w", m)], offsets[("w", m)], dtype)
-
         parallel = bool(extents) and extents[0] > 1 and math.prod(shape) >= self.parallel_min_elements \
             and math.prod(shape) * loop.steps >= self.parallel_min_work
         # A chain of math calls is bound by their latency: run several vectors side by side.
-        self._nest(fn, extents, stride_of, payload, low="%start", high="%end", hints=_loop_hints(loop))
+        self.nest(fn, extents, dict(zip(keys, strides)), self._loop_payload(fn, loop, pointers, writes, slots),
+                   low="%start", high="%end", hints=_loop_hints(loop))
         for index, m in enumerate(reductions):
             t = scalar_ops.register_type(self.graph.type(m).dtype)
             value = fn.emit(f"load {t}, ptr {slots[m]}", "acc")
@@ -414,16 +287,50 @@ class Codegen:
         for index, m in enumerate(reductions):
             self._combine_partials(m, index, parallel)
 
+    def _loop_payload(self, fn: Function, loop, pointers: dict, writes: dict, slots: dict):
+        """The innermost body of a loop: every member's element, stored or accumulated as planned."""
+        plan = self.plan
+
+        def payload(offsets):
+            registers: dict[int, str] = {}
+
+            def read(value_id):
+                if value_id in registers:
+                    return registers[value_id]
+                if value_id in plan.immediates:
+                    return scalar_ops.literal(plan.immediates[value_id], self.graph.type(value_id).dtype)
+                register = self.load(fn, pointers[("r", value_id)], offsets[("r", value_id)],
+                                      self.graph.type(value_id).dtype, self.graph[value_id].name or f"in{value_id}")
+                registers[value_id] = register
+                return register
+
+            for m in loop.members:
+                fn.note(self._describe(m))
+                value, dtype = self.element(fn, m, read)
+                if m in slots:
+                    op = self.reduction_op(m)
+                    out_dtype = self.graph.type(m).dtype
+                    value = scalar_ops.convert(fn, value, dtype, out_dtype)
+                    t = scalar_ops.register_type(out_dtype)
+                    accumulator = fn.emit(f"load {t}, ptr {slots[m]}", "acc")
+                    fn.do(f"store {t} {self.combine(fn, op, out_dtype, accumulator, value)}, ptr {slots[m]}")
+                    continue
+                registers[m] = value
+                if m in writes:
+                    self.store(fn, value, pointers[("w", m)], offsets[("w", m)], dtype)
+
+        return payload
+
     def _combine_partials(self, node_id: int, index: int, parallel: bool) -> None:
         """The reduction's result from each thread's row of partials, in thread order."""
         entry = self.entry
         dtype = self.graph.type(node_id).dtype
         t = scalar_ops.register_type(dtype)
-        op = self._reduction_op(node_id)
+        op = self.reduction_op(node_id)
         view = self.plan.views[node_id]
         rows = self.threads if parallel else "1"
         total = entry.alloca(t, "total")
-        entry.do(f"store {t} {self._identity(op, dtype)}, ptr {total}")
+        entry.do(f"store {t} {self.identity(op, dtype)}, ptr {total}")
 
         def payload(offsets):
             row = entry.emit(f"mul i64 {offsets['row']}, {self.row_bytes}", "row")
@@ -431,18 +338,17 @@ class Codegen:
             place = entry.emit(f"getelementptr i8, ptr {self.partials}, i64 {at}", "partial")
             partial = entry.emit(f"load {t}, ptr {place}", "partial")
             so_far = entry.emit(f"load {t}, ptr {total}", "total")
-            entry.do(f"store {t} {self._combine(entry, op, dtype, so_far, partial)}, ptr {total}")
+            entry.do(f"store {t} {self.combine(entry, op, dtype, so_far, partial)}, ptr {total}")
 
-        self._nest(entry, [None], {"row": [1]}, payload, high=rows)
+        self.nest(entry, [None], {"row": [1]}, payload, high=rows)
         result = entry.emit(f"load {t}, ptr {total}", self.graph[node_id].name or "total")
-        self._store(entry, result, self._base(entry, view, {}), "0", dtype)
+        self.store(entry, result, self.base(entry, view, {}), "0", dtype)
 
     # ---- reductions over some axes ----------------------------------------------------------------
 
     def _reduction(self, node_id: int) -> None:
         plan = self.plan
         node = self.graph[node_id]
-        op = self._reduction_op(node_id)
         params = dict(node.params["body"].root[2]) if node.op == "fused" else node.params
         shape = plan.reduction_operand_shape(node_id)
         axes = params["axis"]
@@ -455,67 +361,15 @@ class Codegen:
         views = list(reads.values()) + [out]
         # coalesce reduced and kept dimensions separately: a merged dimension must be one or the other
         extents, strides, reduced = coalesce_marked(shape, [v.strides for v in views], is_reduced)
-        stride_of = dict(zip(keys, strides))
         fn = self._outlined(self._describe(node_id))
         cache: dict = {}
-        pointers = {key: self._base(fn, view, cache) for key, view in zip(keys, views)}
-        dtype = result.dtype
-        t = scalar_ops.register_type(dtype)
-        memory = scalar_ops.memory_type(dtype)
+        pointers = {key: self.base(fn, view, cache) for key, view in zip(keys, views)}
         first_reduced = reduced.index(True) if True in reduced else len(extents)
-        in_register = all(reduced[first_reduced:])
-        accumulator = fn.alloca(t, "acc")
-
-        def read_at(offsets):
-            def read(value_id):
-                if value_id in plan.immediates:
-                    return scalar_ops.literal(plan.immediates[value_id], self.graph.type(value_id).dtype)
-                return self._load(fn, pointers[("r", value_id)], offsets[("r", value_id)],
-                                  self.graph.type(value_id).dtype, self.graph[value_id].name or f"in{value_id}")
-            return read
-
-        def payload(offsets):
-            value, value_dtype = self._element(fn, node_id, read_at(offsets))
-            value = scalar_ops.convert(fn, value, value_dtype, dtype)
-            if in_register:
-                so_far = fn.emit(f"load {t}, ptr {accumulator}", "acc")
-                fn.do(f"store {t} {self._combine(fn, op, dtype, so_far, value)}, ptr {accumulator}")
-            else:
-                address = fn.emit(f"getelementptr {memory}, ptr {pointers[('w', node_id)]}, "
-                                  f"i64 {offsets[('w', node_id)]}", "out.p")
-                so_far = fn.emit(f"load {t}, ptr {address}", "acc")
-                fn.do(f"store {t} {self._combine(fn, op, dtype, so_far, value)}, ptr {address}")
-
-        def before(d, offsets):
-            if d == first_reduced:
-                fn.do(f"store {t} {self._identity(op, dtype)}, ptr {accumulator}")
-
-        def after(d, offsets):
-            if d == first_reduced:
-                total = fn.emit(f"load {t}, ptr {accumulator}", "total")
-                self._store(fn, total, pointers[("w", node_id)], offsets[("w", node_id)], dtype)
-
-        if in_register:
-            if first_reduced == len(extents):  # nothing to reduce (sizes of 1): a copy
-                def payload_copy(offsets):
-                    value, value_dtype = self._element(fn, node_id, read_at(offsets))
-                    value = scalar_ops.convert(fn, value, value_dtype, dtype)
-                    self._store(fn, value, pointers[("w", node_id)], offsets[("w", node_id)], dtype)
-                self._nest(fn, extents, stride_of, payload_copy, low="%start", high="%end")
-            elif first_reduced == 0:
-                before(0, None)
-                self._nest(fn, extents, stride_of, payload, low="%start", high="%end")
-                total = fn.emit(f"load {t}, ptr {accumulator}", "total")
-                self._store(fn, total, pointers[("w", node_id)], "0", dtype)
-            else:
-                self._nest(fn, extents, stride_of, payload, low="%start", high="%end", before=before, after=after)
+        nest = ReductionNest(self, fn, node_id, pointers, extents, dict(zip(keys, strides)), first_reduced)
+        if all(reduced[first_reduced:]):  # the reduced axes are innermost: accumulate in a register
+            nest.in_register()
         else:
-            size = math.prod(d for d, r in zip(shape, is_reduced) if not r)
-
-            def initialize(offsets):
-                self._store(fn, self._identity(op, dtype), pointers[("w", node_id)], offsets["o"], dtype)
-            self._nest(fn, [size], {"o": [1]}, initialize)
-            self._nest(fn, extents, stride_of, payload, low="0", high=None)
+            nest.in_memory(math.prod(d for d, r in zip(shape, is_reduced) if not r))
         fn.do("ret void")
         self._run(fn, extents[0] if extents else 1, False)
 
@@ -556,7 +410,7 @@ class Codegen:
             a_at = a2.offset + sum(i * s for i, s in zip(index, a2.strides[:-2])) * itemsize
             b_at = b2.offset + sum(i * s for i, s in zip(index, b2.strides[:-2])) * itemsize
             c_at = out.offset + (int(np.ravel_multi_index(index, batch)) if batch else 0) * rows * columns * itemsize
-            pointers = [self._base(entry, type(out)(v.slot, at, (), (), dtype), cache)
+            pointers = [self.base(entry, type(out)(v.slot, at, (), (), dtype), cache)
                         for v, at in ((a2, a_at), (b2, b_at), (out, c_at))]
             entry.do(f"call void @{gemm}(ptr {trans_b}, ptr {trans_a}, ptr {n_ptr}, ptr {m_ptr}, ptr {k_ptr}, "
                      f"ptr {alpha}, ptr {pointers[1]}, ptr {ld_b}, ptr {pointers[0]}, ptr {ld_a}, ptr {beta}, "
@@ -584,44 +438,16 @@ class Codegen:
             extents, strides = coalesce(shape, [v.strides for v in views])
             fn = self._outlined(f"output {index}: a copy of %{node_id}")
             cache: dict = {}
-            pointers = [self._base(fn, v, cache) for v in views]
+            pointers = [self.base(fn, v, cache) for v in views]
 
             def payload(offsets, fn=fn, pointers=pointers, source=source, target=target, node_id=node_id):
-                value = self._load(fn, pointers[0], offsets["s"], source.dtype, "value")
+                value = self.load(fn, pointers[0], offsets["s"], source.dtype, "value")
                 value = scalar_ops.convert(fn, value, source.dtype, target.dtype)
-                self._store(fn, value, pointers[1], offsets["t"], target.dtype)
+                self.store(fn, value, pointers[1], offsets["t"], target.dtype)
 
-            self._nest(fn, extents, {"s": strides[0], "t": strides[1]}, payload, low="%start", high="%end")
+            self.nest(fn, extents, {"s": strides[0], "t": strides[1]}, payload, low="%start", high="%end")
             fn.do("ret void")
             self._run(fn, extents[0] if extents else 1, False)
-
-
-# ---- layouts ----------------------------------------------------------------------------------
-
-def matrices(a, b):
-    """The operands as (batch..., rows, columns) views (1-D ones as a row or a column, as NumPy
-    does) broadcast to the product's batch shape, and that batch shape."""
-    View = type(a)
-    if len(a.shape) == 1:
-        a = View(a.slot, a.offset, (1,) + a.shape, (0,) + a.strides, a.dtype)
-    if len(b.shape) == 1:
-        b = View(b.slot, b.offset, b.shape + (1,), b.strides + (0,), b.dtype)
-    batch = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
-    a = a.broadcast_to(batch + a.shape[-2:]) if batch else a
-    b = b.broadcast_to(batch + b.shape[-2:]) if batch else b
-    return a, b, batch
-
-
-def gemm_layout(matrix):
-    """("N", ld) for a row-major matrix (its transpose is column-major), ("T", ld) for a
-    column-major one, or None when neither (the matrix must be copied first)."""
-    rows, columns = matrix.shape[-2:]
-    row_stride, column_stride = matrix.strides[-2:]
-    if (columns == 1 or column_stride == 1) and (rows == 1 or row_stride >= max(columns, 1)):
-        return "N", max(row_stride if rows > 1 else columns, columns, 1)
-    if (rows == 1 or row_stride == 1) and (columns == 1 or column_stride >= max(rows, 1)):
-        return "T", max(column_stride if columns > 1 else rows, rows, 1)
-    return None
 
 
 def _loop_hints(loop) -> tuple:
@@ -638,3 +464,4 @@ def _loop_hints(loop) -> tuple:
 
 def _shape_text(shape) -> str:
     return f"[{','.join(map(str, shape))}]"
+

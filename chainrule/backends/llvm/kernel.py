@@ -25,7 +25,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from chainrule.backends.llvm import engine
-from chainrule.backends.llvm.lower import ARENA, CALLBACK, CONSTANTS, Lowered, View, lower
+from chainrule.backends.llvm.lower import ARENA, CALLBACK, CONSTANTS, Lowered, lower
+from chainrule.backends.llvm.views import View
 from chainrule.errors import ChainruleError
 from chainrule.ir import OPS, Graph
 

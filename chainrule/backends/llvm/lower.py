@@ -54,8 +54,10 @@ from typing import Optional
 import numpy as np
 
 from chainrule.backends.llvm import scalar_ops
-from chainrule.backends.llvm.codegen import Codegen, gemm_layout, matrices
+from chainrule.backends.llvm.codegen import Codegen
+from chainrule.backends.llvm.strategies import GEMM, SOURCE, VIEW, strategy_of
 from chainrule.backends.llvm.strides import contiguous_strides
+from chainrule.backends.llvm.views import View, gemm_layout, matrices
 from chainrule.ir import OPS, Graph
 
 ARENA, CALLBACK, CONSTANTS = 0, 1, 2
@@ -73,35 +75,6 @@ MAX_THREADS = 64
 # (a 2,000-step body costs ~0.3 s to compile); the depth-30 nested gradient is ~250 steps.
 MAX_LOOP_STEPS = 400
 MAX_UNROLLED_BATCH = 64  # matmuls with more batch elements run through NumPy
-
-_VIEW_OPS = {"transpose", "broadcast_to", "reshape", "getitem", "stop_gradient"}
-_REDUCTIONS = {"sum", "max", "min"}
-_SOURCES = {"input", "const", "zeros"}
-
-
-@dataclass(frozen=True)
-class View:
-    """Where a value's elements are: table slot, byte offset, shape, strides (elements), dtype."""
-
-    slot: int
-    offset: int
-    shape: tuple
-    strides: tuple
-    dtype: str
-
-    @property
-    def itemsize(self) -> int:
-        return np.dtype(self.dtype).itemsize
-
-    def broadcast_to(self, shape: tuple) -> "View":
-        lead = len(shape) - len(self.shape)
-        strides = [0] * lead + [0 if (d == 1 and s != 1) else stride
-                                for d, s, stride in zip(self.shape, shape[lead:], self.strides)]
-        return View(self.slot, self.offset, tuple(shape), tuple(strides), self.dtype)
-
-    @property
-    def is_contiguous(self) -> bool:
-        return all(d == 1 or s == c for d, s, c in zip(self.shape, self.strides, contiguous_strides(self.shape)))
 
 
 @dataclass
@@ -246,37 +219,23 @@ class _Lowering:
                                            node.type.dtype)
 
     def _view_of(self, node_id: int) -> Optional[View]:
-        """The view a view op gives, or None when its operand's layout does not allow one.
+        """The view a view op gives (see strategies.py), or None when its operand's layout allows none.
 
         An operand computed by the kernel has no place yet while units are formed: its layout
         (contiguous) decides, and ``_allocate`` derives the view again once it has a place.
         """
         node = self.graph[node_id]
-        source = self._layout(node.args[0])
-        op, params, shape = node.op, node.params, node.type.shape
-        if op == "stop_gradient":
-            return source
-        if op == "transpose":
-            axes = params["axes"]
-            return View(source.slot, source.offset, shape, tuple(source.strides[a] for a in axes), source.dtype)
-        if op == "broadcast_to":
-            return source.broadcast_to(shape)
-        if op == "reshape":
-            if source.is_contiguous:
-                return View(source.slot, source.offset, shape, contiguous_strides(shape), source.dtype)
-            return None
-        if op == "getitem" and len(node.args) == 1:
-            return _basic_index(source, params["index"], shape)
-        return None
+        return strategy_of(node.op).view(self._layout(node.args[0]), node)
 
     def _form_units(self, live) -> None:
         graph = self.graph
         current: Optional[Loop] = None
         for node_id in live:
             node = graph[node_id]
-            if node.op in _SOURCES:
+            strategy = strategy_of(node.op).kind
+            if strategy == SOURCE:
                 continue
-            if node.op in _VIEW_OPS:
+            if strategy == VIEW:
                 view = self._view_of(node_id)
                 if view is not None:
                     self.views[node_id] = view
@@ -291,9 +250,9 @@ class _Lowering:
                 current = Loop(loop_shape)
                 self._add_member(current, node_id)
                 self.units.append(Unit("loop", node_id, current))
-            elif node.op in _REDUCTIONS or (node.op == "fused" and node.params["body"].root[0] in _REDUCTIONS):
+            elif self.is_reduction_member(node_id):
                 self.units.append(Unit("reduce" if self._lowerable_reduction(node_id) else "fallback", node_id))
-            elif node.op == "matmul" and self._gemm_ready(node_id):
+            elif strategy == GEMM and self._gemm_ready(node_id):
                 self.units.append(Unit("matmul", node_id))
             else:
                 self.units.append(Unit("fallback", node_id))
@@ -313,7 +272,7 @@ class _Lowering:
         if OPS[node.op].is_elementwise:
             return node.type.shape
         root = node.params["body"].root if node.op == "fused" else (node.op, None, node.attrs, node.type)
-        if root[0] in _REDUCTIONS:
+        if OPS[root[0]].is_reduction:
             operand_shape = self.reduction_operand_shape(node_id)
             axes = dict(root[2])["axis"]
             if len(axes) == len(operand_shape) and _is_float_or_int(node.type.dtype):
@@ -335,11 +294,7 @@ class _Lowering:
         node = self.graph[node_id]
         steps = node.params["body"].steps if node.op == "fused" else [(node.op, None, node.attrs, node.type)]
         for op, _, _, step_type in steps:
-            if op in _REDUCTIONS:
-                continue
-            if op not in scalar_ops.LOWERED:
-                return False
-            if op == "pow" and not scalar_ops.is_float(step_type.dtype):
+            if not OPS[op].is_reduction and not scalar_ops.lowerable(op, step_type.dtype):
                 return False
         return True
 
@@ -361,11 +316,11 @@ class _Lowering:
         """The computed values ``node_id`` reads through views (not directly)."""
         roots = []
         for a in self.graph[node_id].args:
-            if a in self.views and self.graph[a].op in _VIEW_OPS:
+            if a in self.views and OPS[self.graph[a].op].view:
                 stack = [a]
                 while stack:
                     v = stack.pop()
-                    if self.graph[v].op in _VIEW_OPS:
+                    if OPS[self.graph[v].op].view:
                         stack.append(self.graph[v].args[0])
                     else:
                         roots.append(v)
@@ -373,7 +328,7 @@ class _Lowering:
 
     def is_reduction_member(self, node_id: int) -> bool:
         node = self.graph[node_id]
-        return node.op in _REDUCTIONS or (node.op == "fused" and node.params["body"].root[0] in _REDUCTIONS)
+        return OPS[node.params["body"].root[0] if node.op == "fused" else node.op].is_reduction
 
     def _add_member(self, loop: Loop, node_id: int) -> None:
         loop.members.append(node_id)
@@ -423,7 +378,7 @@ class _Lowering:
             if node_type.nbytes > SMALL_OUTPUT_BYTES:
                 spec.slot = self._new_slot()
             self.outputs.append(spec)
-            computed = node_id not in self.views and graph[node_id].op not in _SOURCES
+            computed = node_id not in self.views and OPS[graph[node_id].op].kind != "source"
             if computed and node_id not in self.output_home:
                 self.output_home[node_id] = index
             else:
@@ -441,7 +396,7 @@ class _Lowering:
         graph = self.graph
         root = list(range(len(graph)))
         for node_id in range(len(graph)):
-            if node_id in self.views and graph[node_id].op in _VIEW_OPS:
+            if node_id in self.views and OPS[graph[node_id].op].view:
                 root[node_id] = root[graph[node_id].args[0]]
         last_read: dict[int, int] = {}
         for index, unit in enumerate(self.units):
@@ -533,39 +488,6 @@ class _Arena:
 
 def _is_float_or_int(dtype: str) -> bool:
     return dtype in scalar_ops.TYPES and dtype != "bool"
-
-
-def _basic_index(source: View, index, shape: tuple) -> Optional[View]:
-    """The view ``source[index]`` for an index of slices, ints and None."""
-    offset, strides, out_shape = source.offset, [], []
-    dim = 0
-    itemsize = source.itemsize
-    for item in index:
-        kind = item[0]
-        if kind == "none":
-            out_shape.append(1)
-            strides.append(0)
-            continue
-        if dim >= len(source.shape):
-            return None
-        size, stride = source.shape[dim], source.strides[dim]
-        if kind == "int":
-            position = item[1] + size if item[1] < 0 else item[1]
-            offset += position * stride * itemsize
-        elif kind == "slice":
-            start, stop, step = slice(*item[1:]).indices(size)
-            length = len(range(start, stop, step))
-            offset += (start * stride * itemsize) if length else 0
-            out_shape.append(length)
-            strides.append(stride * step)
-        else:
-            return None
-        dim += 1
-    out_shape += list(source.shape[dim:])
-    strides += list(source.strides[dim:])
-    if tuple(out_shape) != tuple(shape):
-        return None
-    return View(source.slot, offset, tuple(out_shape), tuple(strides), source.dtype)
 
 
 _SYMBOL = re.compile(r"[^\w]")

@@ -98,16 +98,13 @@ FUNCTIONS = {f.name: f for f in [
     MathFunction("asinh"), MathFunction("acosh"), MathFunction("atanh"),
     MathFunction("erf"), MathFunction("erfc"), MathFunction("hypot", 2),
 ]}
-# chainrule's (NumPy's) op names for the functions libm spells differently
-ALIASES = {"arcsin": "asin", "arccos": "acos", "arctan": "atan", "arcsinh": "asinh",
-           "arccosh": "acosh", "arctanh": "atanh", "arctan2": "atan2", "abs": "fabs", "power": "pow"}
 
 
 def call(function: str, dtype: str, *arguments: str, isa: VectorISA | None = None) -> str:
     """The text of a call instruction computing ``function`` of ``arguments`` (SSA names) in ``dtype``.
 
-    ``function`` is a libm name (``"atan"``) or chainrule's op name
-    (``"arctan"``); ``dtype`` is ``"float64"`` or ``"float32"``. Assign it:
+    ``function`` is a libm name (``"atan"``: an op's ``Op.libm``); ``dtype`` is ``"float64"`` or
+    ``"float32"``. Assign it:
     ``f"%y = {call('sin', 'float64', '%x')}"``.
     """
     entry, dtype = _lookup(function, dtype)
@@ -196,13 +193,12 @@ _PURE = "memory(none)" if llvm.llvm_version_info[0] >= 16 else "readnone"
 
 
 def _lookup(function: str, dtype: str) -> tuple[MathFunction, str]:
-    name = ALIASES.get(function, function)
-    if name not in FUNCTIONS:
+    if function not in FUNCTIONS:
         raise UnsupportedError(f"the LLVM backend has no math function {function!r}")
     dtype = str(getattr(dtype, "name", dtype))
     if dtype not in _LLVM_TYPES:
         raise UnsupportedError(f"{function} in {dtype}: the LLVM backend computes it in float64 or float32")
-    return FUNCTIONS[name], dtype
+    return FUNCTIONS[function], dtype
 
 
 def _has_intrinsic(entry: MathFunction) -> bool:

@@ -1,0 +1,106 @@
+"""How the LLVM backend computes each op that is not elementwise: one registry keyed by the op.
+
+- elementwise ops (``Op.is_elementwise``) and fused nodes run in loops, one element at a time
+  (``scalar_ops``); sources (``kind == "source"``) are placed, not computed;
+- ``VIEW``: an op whose result may be a view (``Op.view``) is a strided read of its operand when its
+  operand's layout allows (``views.py``), else computed as its kind says (``stop_gradient`` in a
+  loop, a shape or index op by its NumPy lowering);
+- ``REDUCE``: a reduction (``Op.is_reduction``) is a loop accumulating from its identity;
+- ``GEMM``: a BLAS call (float matmuls whose operands BLAS can read as they are);
+- ``FALLBACK``: the op's NumPy lowering, called back from the native code.
+
+A test (tests/test_backend_coverage.py) fails when an op of the table has no strategy here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from chainrule.backends.llvm import scalar_ops, views
+from chainrule.ir import OPS, Op
+
+VIEW, REDUCE, GEMM, FALLBACK, LOOP, SOURCE = "view", "reduce", "gemm", "fallback", "loop", "source"
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How one op is computed. ``view(operand view, node)``: the result's view, or None when the
+    operand's layout allows none; ``identity(dtype)`` and ``combine(block, dtype, accumulator, value)``:
+    a reduction's start value (an IR literal) and step."""
+
+    kind: str
+    view: Optional[Callable] = None
+    identity: Optional[Callable] = None
+    combine: Optional[Callable] = None
+
+
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def declare(op: Op, strategy: Strategy) -> None:
+    """Declare how ``op`` (an entry of ``OPS``) is computed."""
+    if OPS.get(op.name) is not op:
+        raise ValueError(f"{op.name!r} is not an op of the table")
+    if strategy.kind == VIEW and not op.view:
+        raise ValueError(f"{op.name} is lowered as a view, but its Op says its result is never one")
+    STRATEGIES[op.name] = strategy
+
+
+def strategy_of(op: str) -> Strategy:
+    """The strategy of ``op``: declared here, or from its kind (elementwise, fused: a loop; source)."""
+    declared = STRATEGIES.get(op)
+    if declared is not None:
+        return declared
+    definition = OPS[op]
+    if definition.is_elementwise or definition.kind == "fused":
+        return _LOOP
+    if definition.kind == "source":
+        return _SOURCE
+    raise KeyError(f"the llvm backend declares no strategy for {op}")
+
+
+_LOOP, _SOURCE = Strategy(LOOP), Strategy(SOURCE)
+
+declare(OPS["stop_gradient"], Strategy(VIEW, views.identity_view))
+declare(OPS["transpose"], Strategy(VIEW, views.transpose_view))
+declare(OPS["broadcast_to"], Strategy(VIEW, views.broadcast_view))
+declare(OPS["reshape"], Strategy(VIEW, views.reshape_view))  # of non-contiguous data: NumPy copies
+declare(OPS["getitem"], Strategy(VIEW, views.index_view))  # an integer-array index: NumPy gathers
+declare(OPS["matmul"], Strategy(GEMM))  # on integers, or of many batch elements: NumPy
+declare(OPS["concatenate"], Strategy(FALLBACK))
+declare(OPS["scatter_add"], Strategy(FALLBACK))
+
+
+# ---- reductions ---------------------------------------------------------------------------------
+
+def _sum_combine(block, dtype: str, accumulator: str, value: str) -> str:
+    t = scalar_ops.register_type(dtype)
+    if scalar_ops.is_float(dtype):  # reassoc: the vectorizer may keep several partial sums
+        return block.emit(f"fadd reassoc contract {t} {accumulator}, {value}", "acc")
+    return block.emit(f"add {t} {accumulator}, {value}", "acc")
+
+
+def _extremum(sign: int) -> tuple[Callable, Callable]:
+    """The identity and step of max (sign 1) or min (-1): NaN wins, as in NumPy."""
+    def identity(dtype: str) -> str:
+        if scalar_ops.is_float(dtype):
+            return scalar_ops.float_literal(-sign * math.inf, dtype)
+        info = np.iinfo(dtype)
+        return str(info.min if sign > 0 else info.max)
+
+    def combine(block, dtype: str, accumulator: str, value: str) -> str:
+        t = scalar_ops.register_type(dtype)
+        if scalar_ops.is_float(dtype):
+            return scalar_ops.nan_propagating_pick(block, t, accumulator, value, "ogt" if sign > 0 else "olt")
+        return scalar_ops.int_pick(block, t, accumulator, value, "sgt" if sign > 0 else "slt")
+    return identity, combine
+
+
+declare(OPS["sum"], Strategy(REDUCE, identity=lambda dtype: scalar_ops.literal(0, dtype), combine=_sum_combine))
+for _op, _sign in [(OPS["max"], 1), (OPS["min"], -1)]:
+    _identity, _combine = _extremum(_sign)
+    declare(_op, Strategy(REDUCE, identity=_identity, combine=_combine))
