@@ -64,6 +64,13 @@ def test_gradcheck_reports_a_missing_function_clearly(model_file, capsys):
     assert "has no function 'nope'" in capsys.readouterr().err
 
 
+def test_gradcheck_of_a_file_that_is_not_python_says_so(tmp_path, capsys):
+    path = tmp_path / "model.txt"
+    path.write_text("def f(x):\n    return x\n")
+    assert main(["gradcheck", f"{path}:f"]) == 2
+    assert "is not a Python file" in capsys.readouterr().err
+
+
 def test_gradcheck_without_inputs_says_how_to_give_them(tmp_path, capsys):
     path = tmp_path / "bare.py"
     path.write_text("import numpy as np\ndef f(x):\n    return np.sum(x)\n")

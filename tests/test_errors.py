@@ -186,6 +186,17 @@ def test_argnums_out_of_range_is_an_argument_error():
     assert "argnums=2" in str(error) and "1 arguments" in str(error)
 
 
+def test_argnums_out_of_range_of_a_nameless_function_is_an_argument_error():
+    # a functools.partial has no __name__: the message names it by its repr
+    import functools
+
+    error = raised(cr.ArgumentError, functools.partial(lambda x, y: np.sum(x * y), y=1.0), np.ones(2), argnums=1)
+    assert "argnums=1" in str(error) and "functools.partial" in str(error)
+    linearized = cr.hvp(functools.partial(lambda x, y: np.sum(x * y), y=1.0), argnums=1)
+    with pytest.raises(cr.ArgumentError, match="argnums=1"):
+        linearized(np.ones(2), np.ones(2))
+
+
 def test_grad_of_something_not_callable_is_an_argument_error():
     with pytest.raises(cr.ArgumentError, match="needs a function"):
         cr.grad(3.0)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 from chainrule.errors import ChainruleError
 
 
-def load_function(target: str):
+def load_function(target: str) -> tuple[Callable[..., Any], ModuleType]:
     """``path/to/file.py:func`` -> (the function, the module it lives in)."""
     path_text, _, name = target.rpartition(":")
     if not path_text or not name:
@@ -20,6 +23,8 @@ def load_function(target: str):
     if not path.is_file():
         raise ChainruleError(f"no such file: {path}")
     spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:  # not a Python source file (no loader for its suffix)
+        raise ChainruleError(f"{path} is not a Python file (expected FILE.py:FUNC)")
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(path.parent.resolve()))
     try:
@@ -32,7 +37,8 @@ def load_function(target: str):
     return function, module
 
 
-def example_inputs(module, shapes: list[str], seed: int) -> tuple:
+def example_inputs(module: ModuleType, shapes: list[str], seed: int) -> tuple[Any, ...]:
+    """Random normal arrays of the ``--shape NAME=DIMS`` options, else the module's ``example_args()``."""
     if shapes:
         rng = np.random.default_rng(seed)
         inputs = []

@@ -31,20 +31,23 @@ residual block is one stage.
 
 Recomputed values are copies (``Graph.add_recomputed``, never hash-consed, so
 no later pass merges them back) placed in the backward pass just before their
-first use, where fusion can merge them into the backward kernels.
+first use, where fusion can merge them into the backward kernels. This module
+chooses what to keep; ``compiler/recompute.py`` finds the forward pass and its
+chain and builds the graph a choice describes.
 """
 
 from __future__ import annotations
 
 import math
-from collections import ChainMap
-from dataclasses import dataclass, field
-from typing import Callable, Optional
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
 
-from chainrule.compiler.revolve import fewest_slots_for_one_extra_sweep, griewank_advances, revolve_schedule
+from chainrule.compiler.recompute import ForwardPass, forward_pass, with_recomputation, with_revolve
+from chainrule.compiler.revolve import fewest_slots_for_one_extra_sweep, griewank_advances
 from chainrule.errors import ArgumentError, ChainruleError, Loc
 from chainrule.ir import Graph
 
@@ -52,221 +55,7 @@ POLICIES = ("all", "sqrt", "optimal")
 # Never recomputed by the min-cut: a matmul costs far more to compute than its result costs to keep.
 # (chainrule has no random-draw op to ban: a dropout mask is an input, drawn by the caller.)
 BANNED = frozenset({"matmul"})
-_SOURCES = frozenset({"input", "const", "zeros"})
 _MIN_CHAIN_STAGES = 4  # fewer stages than this is a DAG for "optimal": the min-cut decides
-
-
-# ---- the forward pass as the backward pass sees it -------------------------------------------------
-
-
-@dataclass
-class ForwardPass:
-    """The forward values of a joint graph, what the backward pass reads, and the chain of stages."""
-
-    nodes: list[int]  # live forward nodes that compute something (not inputs, constants, zeros)
-    read_by_backward: set[int]  # forward values some backward node takes as an operand
-    separators: list[int]  # the last node of each stage, in order
-    stage_of: dict[int, int] = field(default_factory=dict)  # forward node -> its stage
-
-    @property
-    def stages(self) -> int:
-        return len(self.separators)
-
-
-def forward_pass(graph: Graph) -> ForwardPass:
-    """Find the forward values, those the backward pass reads, and the separators (one linear walk)."""
-    live = graph.live_nodes()
-    nodes = [i for i in live if not graph[i].is_backward and graph[i].op not in _SOURCES]
-    position = {node_id: p for p, node_id in enumerate(nodes)}
-    last_reader = list(range(len(nodes)))  # position of each node's last forward reader
-    read_by_backward = set()
-    for node_id in live:
-        node = graph[node_id]
-        for a in node.args:
-            if a in position:
-                if node.is_backward:
-                    read_by_backward.add(a)
-                elif node_id in position:
-                    last_reader[position[a]] = max(last_reader[position[a]], position[node_id])
-    # A stage ends at a separator the backward pass reads (a state worth keeping: h, not h @ W),
-    # and the last stage at the last forward node.
-    separators, reach = [], -1
-    for p, node_id in enumerate(nodes):
-        if reach <= p and (node_id in read_by_backward or p == len(nodes) - 1):
-            separators.append(node_id)  # nothing before this node is read after it
-        reach = max(reach, last_reader[p])
-    stage_of, stage = {}, 0
-    boundary = {node_id: s for s, node_id in enumerate(separators)}
-    for node_id in nodes:
-        stage_of[node_id] = stage
-        if node_id in boundary:
-            stage = boundary[node_id] + 1
-    return ForwardPass(nodes, read_by_backward, separators, stage_of)
-
-
-# ---- building the checkpointed graph ---------------------------------------------------------------
-
-
-class _Builder:
-    """Copies a joint graph, giving each backward node the forward operands a ``provider`` chooses.
-
-    The provider returns an id in the new graph for a forward value a backward node reads: the
-    forward node's own copy (kept) or a recomputed copy. Forward nodes whose every reader now reads
-    a recomputation die (dropped at the end).
-    """
-
-    def __init__(self, graph: Graph):
-        self.old = graph
-        self.new = Graph(graph.name)
-        self.mapping = {i: self.new.add_input(graph.type(i), graph[i].name, graph[i].loc) for i in graph.inputs}
-        self.new.name_hints = dict(graph.name_hints)
-
-    def copy_original(self, node_id: int) -> None:
-        self.new.transplant(self.old, (node_id,), self.mapping, verbatim=True)
-
-    def recompute(self, node_id: int, operand: Callable[[int], int]) -> int:
-        """A recomputed copy of ``node_id`` whose operands are ``operand(a)``."""
-        node = self.old[node_id]
-        return self.new.add_recomputed(node.op, tuple(operand(a) for a in node.args), node.params,
-                                       loc=node.loc, name=node.name)
-
-    def build(self, provide: Callable[[int], int], forward: ForwardPass) -> tuple[Graph, dict[int, int]]:
-        """The new graph, and where the old graph's nodes that are still live went."""
-        old, new, mapping = self.old, self.new, self.mapping
-        for node_id in old.live_nodes():
-            node = old[node_id]
-            if node.op == "input":
-                continue
-            if not node.is_backward:
-                self.copy_original(node_id)
-                continue
-            operands = {a: provide(a) for a in node.args if a in forward.stage_of}
-            mapping[node_id] = new.transplant(old, (node_id,), ChainMap(operands, mapping), verbatim=True)[node_id]
-        new.set_outputs([mapping[o] for o in old.outputs], old.output_names)
-        # forward nodes every reader of which now reads a recomputation are dead: drop them
-        result = Graph(new.name)
-        live = {i: result.add_input(new.type(i), new[i].name, new[i].loc) for i in new.inputs}
-        result.transplant(new, (i for i in new.live_nodes() if new[i].op != "input"), live, verbatim=True)
-        result.set_outputs([live[o] for o in new.outputs], new.output_names)
-        result.name_hints = new.name_hints
-        return result, {old_id: live[i] for old_id, i in mapping.items() if i in live}
-
-
-def with_recomputation(graph: Graph, recompute: set[int],
-                       forward: Optional[ForwardPass] = None) -> tuple[Graph, dict[int, int]]:
-    """``graph`` where each backward read of a value in ``recompute`` reads a copy computed just
-    before its first backward use (each value recomputed once; its operands outside ``recompute``
-    are kept), and where the live nodes of ``graph`` went."""
-    forward = forward or forward_pass(graph)
-    builder = _Builder(graph)
-    copies: dict[int, int] = {}
-
-    def operand(a: int) -> int:
-        return copies[a] if a in copies else builder.mapping[a]
-
-    def provide(value: int) -> int:
-        if value not in recompute:
-            return builder.mapping[value]
-        if value not in copies:
-            needed, stack = set(), [value]
-            while stack:
-                node_id = stack.pop()
-                if node_id not in needed and node_id not in copies:
-                    needed.add(node_id)
-                    stack.extend(a for a in graph[node_id].args if a in recompute)
-            for node_id in sorted(needed):  # ids are a topological order
-                copies[node_id] = builder.recompute(node_id, operand)
-        return copies[value]
-
-    return builder.build(provide, forward)
-
-
-def with_revolve(graph: Graph, forward: ForwardPass, slots: int) -> tuple[Graph, dict[int, int]]:
-    """``graph`` with its chain of stages reversed by ``revolve_schedule(stages, slots)``, and where
-    its live nodes went.
-
-    The forward pass itself is the schedule's first sweep and the last stage's turn. Later
-    advances copy the stage's path to its last value; a turn copies, on demand, only the
-    intermediates the stage's backward nodes read.
-    """
-    steps = forward.stages
-    actions = revolve_schedule(steps, slots)
-    builder = _Builder(graph)
-    separators = forward.separators
-    position = {node_id: s for s, node_id in enumerate(separators)}
-    members: list[set[int]] = [set() for _ in range(steps)]
-    for node_id in forward.nodes:
-        members[forward.stage_of[node_id]].add(node_id)
-    state: dict[int, int] = {}  # i -> the id of x_i in a slot or current (x_0 is the inputs: absent)
-    turn_base: dict[int, Optional[int]] = {}  # stage -> the id of its input state at its turn
-    tape: dict[int, dict[int, int]] = {}  # stage -> recomputed copies made at its turn
-    cursor = {"action": 0, "current": None, "originals": True}
-
-    def operands_of(stage: int, base: Optional[int], made: dict[int, int]) -> Callable[[int], int]:
-        """Operands for a copy of stage ``stage`` computed from ``base`` (its input state): a stage
-        reads only the previous separator, its own nodes and sources."""
-        previous = separators[stage - 1] if stage > 0 else None
-        return lambda a: base if a == previous else made[a] if a in made else builder.mapping[a]
-
-    def advance(stage: int) -> None:
-        if cursor["originals"]:  # the forward pass computes it: x_(stage+1) is the forward node
-            cursor["current"] = builder.mapping[separators[stage]]
-            return
-        made: dict[int, int] = {}
-        operand = operands_of(stage, cursor["current"], made)
-        for node_id in _ancestors_within(graph, separators[stage], members[stage]):
-            made[node_id] = builder.recompute(node_id, operand)
-        cursor["current"] = made[separators[stage]]
-
-    def run_until_turn(stage: int) -> None:
-        while stage not in turn_base and cursor["action"] < len(actions):
-            action, i = actions[cursor["action"]]
-            cursor["action"] += 1
-            if action == "advance":
-                advance(i)
-            elif action == "store":
-                state[i] = cursor["current"]
-            elif action == "free":
-                state.pop(i, None)
-            elif action == "restore":
-                cursor["current"] = state[i]
-            else:  # turn
-                turn_base[i] = cursor["current"]
-                tape[i] = {}
-                if cursor["originals"] and i == steps - 1:
-                    tape[i] = None  # the last stage's intermediates are the forward nodes themselves
-                cursor["originals"] = False
-                cursor["current"] = None
-
-    def provide(value: int) -> int:
-        if value in position and position[value] + 1 < steps:
-            run_until_turn(position[value] + 1)  # x_(s+1) is where the next stage's turn starts
-            base = turn_base[position[value] + 1]
-            return base if base is not None else builder.mapping[value]
-        stage = forward.stage_of[value]
-        run_until_turn(stage)
-        if tape.get(stage) is None:
-            return builder.mapping[value]
-        made = tape[stage]
-        if value not in made:
-            operand = operands_of(stage, turn_base[stage], made)
-            for node_id in _ancestors_within(graph, value, members[stage], made):
-                made[node_id] = builder.recompute(node_id, operand)
-        return made[value]
-
-    return builder.build(provide, forward)
-
-
-def _ancestors_within(graph: Graph, node_id: int, allowed: set[int], done=()) -> list[int]:
-    """``node_id`` and its ancestors in ``allowed`` but not ``done``, walking only through those, in
-    id order (a topological order)."""
-    found, stack = set(), [node_id]
-    while stack:
-        current = stack.pop()
-        if current in allowed and current not in found and current not in done:
-            found.add(current)
-            stack.extend(graph[current].args)
-    return sorted(found)
 
 
 # ---- the policies ------------------------------------------------------------------------------------
@@ -287,7 +76,7 @@ class Placement:
     recompute: set[int]
     reasons: dict[int, str]  # forward node -> why it is kept
     default_reason: str
-    revolve_slots: Optional[int] = None  # chains reversed by Revolve instead of ``recompute``
+    revolve_slots: int | None = None  # chains reversed by Revolve instead of ``recompute``
 
 
 def marked(graph: Graph, forward: ForwardPass) -> set[int]:
@@ -383,11 +172,21 @@ def user_policy(graph: Graph, forward: ForwardPass, decide: Callable) -> Placeme
 
 @dataclass
 class CheckpointInfo:
-    """What the checkpoint pass decided, attached to the graph it made as ``graph.checkpoint_info``."""
+    """What the checkpoint pass decided for the graph it made (see ``checkpoint_info``)."""
 
     policy: str
     reasons: dict[int, str]  # kept forward value (id in this graph) -> why
     default_reason: str
+
+
+# The checkpoint pass's decisions, by the graph it returned: kept beside the graph, not on it (a Graph
+# has no such field), and dropped with it.
+_CHECKPOINT_INFO: weakref.WeakKeyDictionary[Graph, CheckpointInfo] = weakref.WeakKeyDictionary()
+
+
+def checkpoint_info(graph: Graph) -> CheckpointInfo | None:
+    """What the checkpoint pass decided for ``graph``, a graph it returned; None for any other graph."""
+    return _CHECKPOINT_INFO.get(graph)
 
 
 def describe_policy(policy) -> str:
@@ -418,11 +217,11 @@ def place(graph: Graph, placement: Placement, forward: ForwardPass, policy_name:
     else:
         result, mapping = with_recomputation(graph, recompute, forward)
     reasons = {mapping[i]: reason for i, reason in placement.reasons.items() if i in mapping}
-    result.checkpoint_info = CheckpointInfo(policy_name, reasons, placement.default_reason)
+    _CHECKPOINT_INFO[result] = CheckpointInfo(policy_name, reasons, placement.default_reason)
     return result
 
 
-def checkpoint(graph: Graph, policy="all", estimate: Optional[Callable[[Graph], int]] = None) -> Graph:
+def checkpoint(graph: Graph, policy="all", estimate: Callable[[Graph], int] | None = None) -> Graph:
     """The checkpoint pass: ``graph`` (a joint forward + backward graph) with the recomputation
     ``policy`` asks for (see the module docstring). A budget policy compares placements by
     ``estimate(graph)``, their peak bytes (default: fused and scheduled, as the pipeline does)."""
@@ -430,7 +229,7 @@ def checkpoint(graph: Graph, policy="all", estimate: Optional[Callable[[Graph], 
     name = describe_policy(policy)
     if isinstance(policy, str) and policy == "all" \
             and not any(isinstance(node.loc, SegmentLoc) for node in graph.nodes):
-        graph.checkpoint_info = CheckpointInfo(name, {}, "read by the backward pass")
+        _CHECKPOINT_INFO[graph] = CheckpointInfo(name, {}, "read by the backward pass")
         return graph  # nothing to do, and no walk of a 100,000-node graph to find that out
     forward = forward_pass(graph)
     if isinstance(policy, str):
@@ -453,9 +252,10 @@ def _string_placement(graph: Graph, forward: ForwardPass, policy: str) -> Placem
 
 def _default_estimate(graph: Graph) -> int:
     from chainrule.compiler.fuse import fuse
+    from chainrule.compiler.memory_report import peak_bytes
     from chainrule.compiler.schedule import schedule
 
-    return schedule(fuse(graph)).memory_plan.peak_bytes
+    return peak_bytes(schedule(fuse(graph)))
 
 
 def recompute_flops(graph: Graph) -> int:

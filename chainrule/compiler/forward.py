@@ -20,7 +20,8 @@ products without ever building the Hessian).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import cast
 
 from chainrule.errors import UnsupportedError
 from chainrule.ir import OPS, F, Graph, Value
@@ -28,8 +29,8 @@ from chainrule.ir.builder import apply
 from chainrule.ir.ops import LINEAR, MULTILINEAR
 
 
-def forward(primal: Graph, wrt: Sequence[int], of: Optional[Sequence[int]] = None,
-            keep_primal: bool = True, name: Optional[str] = None) -> Graph:
+def forward(primal: Graph, wrt: Sequence[int], of: Sequence[int] | None = None,
+            keep_primal: bool = True, name: str | None = None) -> Graph:
     """The JVP graph of ``primal``.
 
     Inputs: ``primal``'s inputs, then one tangent input per input position in
@@ -39,7 +40,8 @@ def forward(primal: Graph, wrt: Sequence[int], of: Optional[Sequence[int]] = Non
     symbolic zero tangent.
     """
     jvp = Graph(name or f"{primal.name}_jvp")
-    mapping = {i: jvp.add_input(primal.type(i), primal[i].name, primal[i].loc) for i in primal.inputs}
+    # inputs are named (add_input takes a str)
+    mapping = {i: jvp.add_input(primal.type(i), cast(str, primal[i].name), primal[i].loc) for i in primal.inputs}
     tangents: dict[int, Value] = {}
     for position in wrt:
         source = primal.inputs[position]
@@ -78,7 +80,7 @@ def forward(primal: Graph, wrt: Sequence[int], of: Optional[Sequence[int]] = Non
 
 
 def _tangent(graph: Graph, op_name: str, operands: list[Value], output: Value, attrs: dict,
-             tangents: list[Optional[Value]]) -> Optional[Value]:
+             tangents: list[Value | None]) -> Value | None:
     """The tangent of ``output = op(*operands)``; None when no tangent flows (a zero)."""
     op = OPS[op_name]
     if op.vjp is None:  # not differentiable (stop_gradient-like): nothing flows, as in reverse mode
@@ -108,7 +110,7 @@ def _tangent(graph: Graph, op_name: str, operands: list[Value], output: Value, a
     return tangent
 
 
-def _elementwise_tangent(op, operands, output, attrs, tangents) -> Optional[Value]:
+def _elementwise_tangent(op, operands, output, attrs, tangents) -> Value | None:
     """Σ_i ∂y/∂x_i · t_i, each term the operand's VJP rule with the tangent as the cotangent."""
     tangent = None
     for position, operand_tangent in enumerate(tangents):
@@ -121,7 +123,7 @@ def _elementwise_tangent(op, operands, output, attrs, tangents) -> Optional[Valu
     return tangent
 
 
-def _tangents_or_zeros(graph: Graph, operands: list[Value], tangents: list[Optional[Value]]) -> list[Value]:
+def _tangents_or_zeros(graph: Graph, operands: list[Value], tangents: list[Value | None]) -> list[Value]:
     """A linear op's operands for its JVP: tangents, a zero for a float operand without one, and
     non-float operands (index arrays) as they are."""
     replaced = []

@@ -14,10 +14,10 @@ read off the checkpointed graph (before fusion, so each is one op).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
+from chainrule.compiler.checkpoint import checkpoint_info
 from chainrule.compiler.cost import format_bytes, format_flops, node_cost
-from chainrule.compiler.schedule import is_view
+from chainrule.compiler.schedule import MemoryPlan, is_view, plan_memory
 from chainrule.ir import Graph, TensorType
 
 _SOURCES = ("input", "const", "zeros")
@@ -28,7 +28,7 @@ class KeptValue:
     """A forward value the backward pass reads as the forward pass left it."""
 
     node: int  # id in the checkpointed graph
-    name: str
+    name: str | None
     type: TensorType
     bytes: int  # 0 for a view, which shares its operand's storage
     reason: str
@@ -39,7 +39,7 @@ class RecomputedValue:
     """A forward value computed again in the backward pass."""
 
     node: int
-    name: str
+    name: str | None
     op: str
     type: TensorType
     flops: int
@@ -56,7 +56,7 @@ class MemoryReport:
     recomputed: list[RecomputedValue]
     # The llvm backend's arena (planned at compile time and held between calls, outputs over 4 KiB
     # aside); None on the numpy backend, whose temporaries come and go with each call.
-    arena_bytes: Optional[int] = None
+    arena_bytes: int | None = None
 
     @property
     def extra_forward_passes(self) -> float:
@@ -84,15 +84,17 @@ class MemoryReport:
 
 def memory_report(checkpointed: Graph, scheduled: Graph) -> MemoryReport:
     """The report of a compilation from its ``checkpointed`` and ``scheduled`` graphs."""
-    info = getattr(checkpointed, "checkpoint_info", None)
+    info = checkpoint_info(checkpointed)
     reasons = info.reasons if info is not None else {}
     default_reason = info.default_reason if info is not None else "read by the backward pass"
     live = checkpointed.live_nodes()
-    read_by_backward = set()
+    read_by_backward: set[int] = set()
     for node_id in live:
         if checkpointed[node_id].is_backward:
             read_by_backward.update(checkpointed[node_id].args)
-    kept, recomputed, forward_flops = [], [], 0
+    kept: list[KeptValue] = []
+    recomputed: list[RecomputedValue] = []
+    forward_flops = 0
     for node_id in live:
         node = checkpointed[node_id]
         if node.recomputed:
@@ -104,5 +106,11 @@ def memory_report(checkpointed: Graph, scheduled: Graph) -> MemoryReport:
                 size = 0 if is_view(node) else node.type.nbytes
                 kept.append(KeptValue(node_id, node.name, node.type, size, reasons.get(node_id, default_reason)))
     policy = info.policy if info is not None else "'all'"
-    return MemoryReport(policy, scheduled.memory_plan.peak_bytes, sum(v.bytes for v in kept),
+    return MemoryReport(policy, peak_bytes(scheduled), sum(v.bytes for v in kept),
                         sum(v.flops for v in recomputed), forward_flops, kept, recomputed)
+
+
+def peak_bytes(scheduled: Graph) -> int:
+    """The estimated peak of one call of a scheduled graph: its memory plan's (planned now if it has none)."""
+    plan: MemoryPlan | None = scheduled.memory_plan
+    return (plan if plan is not None else plan_memory(scheduled)).peak_bytes

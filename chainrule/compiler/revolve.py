@@ -4,7 +4,7 @@ with c checkpoint slots, and a schedule that makes exactly that many (as Revolve
 With β(c, r) = C(c + r, c) and r the repetition number, β(c, r−1) < l <= β(c, r),
 the fewest advances are t(l, c) = r·l − β(c+1, r−1) (Griewank 1992; Griewank and
 Walther 2000, "Algorithm 799: Revolve"), counting the slot that holds the input.
-``compiler/checkpoint.py`` lowers a schedule onto a graph's chain of stages.
+``compiler/recompute.py`` lowers a schedule onto a graph's chain of stages.
 """
 
 from __future__ import annotations
@@ -76,10 +76,11 @@ def revolve_schedule(steps: int, slots: int) -> list[tuple[str, int]]:
         raise ArgumentError("reversing a chain needs at least one checkpoint slot (the input's)")
 
     actions: list[tuple[str, int]] = [("store", 0)]
-    pending = [("reverse", 0, steps, slots, False)]
+    # an action to emit, or ("reverse", start, end, free slots, restore first) to expand
+    pending: list[tuple[str, int] | tuple[str, int, int, int, bool]] = [("reverse", 0, steps, slots, False)]
     while pending:
         item = pending.pop()
-        if item[0] != "reverse":
+        if len(item) == 2:  # an action (only "reverse" items have five fields)
             actions.append(item)
             continue
         _, start, end, free, restore = item  # ``free`` slots, the one holding x_start included

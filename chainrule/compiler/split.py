@@ -10,7 +10,8 @@ the residuals and the late inputs.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import cast
 
 from chainrule.ir import Graph
 
@@ -53,7 +54,7 @@ def split(graph: Graph, late_inputs: Sequence[int], early_outputs: Sequence[int]
     residuals.reverse()
 
     early = Graph(f"{graph.name}_early")
-    early_map = {i: early.add_input(graph.type(i), graph[i].name, graph[i].loc)
+    early_map = {i: early.add_input(graph.type(i), cast(str, graph[i].name), graph[i].loc)  # inputs are named
                  for p, i in enumerate(graph.inputs) if p not in late_positions}
     early.transplant(graph, (i for i in range(len(graph)) if not is_late[i] and i not in early_map), early_map)
     early.set_outputs([early_map[graph.outputs[p]] for p in early_outputs] + [early_map[r] for r in residuals],
@@ -70,7 +71,7 @@ def split(graph: Graph, late_inputs: Sequence[int], early_outputs: Sequence[int]
         late_map[r] = late.add_input(graph.type(r), name, graph[r].loc)
     for position in late_inputs:
         source = graph.inputs[position]
-        late_map[source] = late.add_input(graph.type(source), graph[source].name, graph[source].loc)
+        late_map[source] = late.add_input(graph.type(source), cast(str, graph[source].name), graph[source].loc)
     late.transplant(graph, (i for i in range(len(graph)) if late_needed[i] and i not in late_map), late_map)
     late.set_outputs([late_map[graph.outputs[p]] for p in late_outputs], [graph.output_names[p] for p in late_outputs])
     return early, late, len(residuals)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
+from collections.abc import Hashable
+from types import CodeType, FrameType
+from typing import TypeVar
 
 import numpy as np
 
@@ -21,17 +23,19 @@ _CLIENT_DIRS = (os.path.join(_PACKAGE_DIR, "cli") + os.sep,)
 # Every traced operation looks up its source line, so what that takes is remembered:
 # per code object, whether it is chainrule's or NumPy's own; per (code, line), the Loc.
 # Both are cleared when they grow large (code made by exec in a loop is new every time).
-_INTERNAL_CODE: dict = {}
-_LOCATIONS: dict = {}
+_INTERNAL_CODE: dict[CodeType, bool] = {}
+_LOCATIONS: dict[tuple[CodeType, int], Loc] = {}
 _REMEMBERED_MAX = 1 << 14
+_Key = TypeVar("_Key", bound=Hashable)
+_Remembered = TypeVar("_Remembered")
 
 
-def user_frame(depth: int = 2):
+def user_frame(depth: int = 2) -> FrameType | None:
     """The innermost frame outside chainrule and NumPy: the line the user wrote.
 
     chainrule's command-line tools count as user code (see ``_CLIENT_DIRS``).
     """
-    frame = sys._getframe(depth)
+    frame: FrameType | None = sys._getframe(depth)
     while frame is not None:
         code = frame.f_code
         internal = _INTERNAL_CODE.get(code)
@@ -45,7 +49,8 @@ def user_frame(depth: int = 2):
     return None
 
 
-def location_of(frame) -> Optional[Loc]:
+def location_of(frame: FrameType | None) -> Loc | None:
+    """The source line ``frame`` is at (None for no frame)."""
     if frame is None:
         return None
     key = (frame.f_code, frame.f_lineno)
@@ -56,11 +61,12 @@ def location_of(frame) -> Optional[Loc]:
     return loc
 
 
-def _remember(memory: dict, key, value) -> None:
+def _remember(memory: dict[_Key, _Remembered], key: _Key, value: _Remembered) -> None:
     if len(memory) >= _REMEMBERED_MAX:
         memory.clear()
     memory[key] = value
 
 
-def current_location() -> Optional[Loc]:
+def current_location() -> Loc | None:
+    """The user's source line calling the chainrule function that calls this."""
     return location_of(user_frame(3))

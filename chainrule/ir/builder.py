@@ -7,12 +7,22 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
 from chainrule.ir.types import TensorType
 
+if TYPE_CHECKING:
+    from chainrule.ir.graph import Graph
+
 _NUMBER_TYPES = (int, float, bool, np.number, np.bool_)
+
+# A Python or NumPy number, lifted to a constant of the weak-scalar dtype where it meets Values.
+Number = int | float | bool | np.number | np.bool_
+# What an op applies to: a Value of the graph, a number or a constant array.
+Operand = Union["Value", Number, np.ndarray]
 
 
 class Value:
@@ -20,7 +30,7 @@ class Value:
 
     __slots__ = ("graph", "id")
 
-    def __init__(self, graph, node_id: int):
+    def __init__(self, graph: Graph, node_id: int):
         self.graph = graph
         self.id = node_id
 
@@ -29,7 +39,7 @@ class Value:
         return self.graph.nodes[self.id].type
 
     @property
-    def shape(self) -> tuple:
+    def shape(self) -> tuple[int, ...]:
         return self.graph.nodes[self.id].type.shape
 
     @property
@@ -41,35 +51,35 @@ class Value:
         return self.graph.nodes[self.id].type.dtype
 
     # Derivative rules are mostly products and sums of Values: those skip apply's lifting of numbers.
-    def __add__(self, other): return _binary("add", self, other)
-    def __radd__(self, other): return apply("add", other, self)
-    def __sub__(self, other): return _binary("sub", self, other)
-    def __rsub__(self, other): return apply("sub", other, self)
-    def __mul__(self, other): return _binary("mul", self, other)
-    def __rmul__(self, other): return apply("mul", other, self)
-    def __truediv__(self, other): return _binary("div", self, other)
-    def __rtruediv__(self, other): return apply("div", other, self)
-    def __pow__(self, other): return _binary("pow", self, other)
-    def __rpow__(self, other): return apply("pow", other, self)
-    def __matmul__(self, other): return _binary("matmul", self, other)
-    def __neg__(self): return Value(self.graph, self.graph.add("neg", (self.id,)))
-    def __gt__(self, other): return apply("gt", self, other)
-    def __ge__(self, other): return apply("ge", self, other)
-    def __lt__(self, other): return apply("lt", self, other)
-    def __le__(self, other): return apply("le", self, other)
+    def __add__(self, other: Operand) -> Value: return _binary("add", self, other)
+    def __radd__(self, other: Operand) -> Value: return apply("add", other, self)
+    def __sub__(self, other: Operand) -> Value: return _binary("sub", self, other)
+    def __rsub__(self, other: Operand) -> Value: return apply("sub", other, self)
+    def __mul__(self, other: Operand) -> Value: return _binary("mul", self, other)
+    def __rmul__(self, other: Operand) -> Value: return apply("mul", other, self)
+    def __truediv__(self, other: Operand) -> Value: return _binary("div", self, other)
+    def __rtruediv__(self, other: Operand) -> Value: return apply("div", other, self)
+    def __pow__(self, other: Operand) -> Value: return _binary("pow", self, other)
+    def __rpow__(self, other: Operand) -> Value: return apply("pow", other, self)
+    def __matmul__(self, other: Operand) -> Value: return _binary("matmul", self, other)
+    def __neg__(self) -> Value: return Value(self.graph, self.graph.add("neg", (self.id,)))
+    def __gt__(self, other: Value | Number) -> Value: return apply("gt", self, other)
+    def __ge__(self, other: Value | Number) -> Value: return apply("ge", self, other)
+    def __lt__(self, other: Value | Number) -> Value: return apply("lt", self, other)
+    def __le__(self, other: Value | Number) -> Value: return apply("le", self, other)
 
     @property
-    def mT(self) -> "Value":
+    def mT(self) -> Value:
         """The matrix transpose: the last two axes swapped."""
         axes = list(range(self.ndim))
         axes[-2], axes[-1] = axes[-1], axes[-2]
         return F.transpose(self, axes=tuple(axes))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Value(%{self.id}: {self.type})"
 
 
-def weak_dtype(dtypes, number=1.0) -> str:
+def weak_dtype(dtypes: Iterable[str], number: Number = 1.0) -> str:
     """The dtype a Python number takes next to arrays of ``dtypes`` (NumPy 2's weak scalars).
 
     >>> weak_dtype(["float32"], 0.5)
@@ -78,16 +88,17 @@ def weak_dtype(dtypes, number=1.0) -> str:
     if isinstance(number, (bool, np.bool_)):
         return "bool"
     # the value is part of the key: NumPy may look at it (an int too big for int8)
-    return _weak_dtype(tuple(dtypes), type(number), number)
+    # classes are hashable; mypy does not see it (python/mypy#11470)
+    return _weak_dtype(tuple(dtypes), type(number), number)  # type: ignore[arg-type]
 
 
 @functools.lru_cache(maxsize=1024)
-def _weak_dtype(dtypes: tuple, number_type: type, number) -> str:
+def _weak_dtype(dtypes: tuple[str, ...], number_type: type, number: Number) -> str:
     arrays = [np.empty(0, d) for d in dtypes]
     return np.result_type(*arrays, number).name if arrays else np.asarray(number).dtype.name
 
 
-def lift(graph, operand, like_dtypes) -> int:
+def lift(graph: Graph, operand: Operand, like_dtypes: Iterable[str]) -> int:
     """Node id of ``operand``; a Python number becomes a constant of the weak-scalar dtype."""
     if isinstance(operand, Value):
         return operand.id
@@ -96,7 +107,7 @@ def lift(graph, operand, like_dtypes) -> int:
     return graph.const(np.asarray(operand))
 
 
-def apply(op: str, *operands, **attrs) -> Value:
+def apply(op: str, *operands: Operand, **attrs: object) -> Value:
     """Add ``op(*operands; attrs)`` to the graph of the first Value operand."""
     values = [o for o in operands if isinstance(o, Value)]
     graph = values[0].graph
@@ -107,7 +118,7 @@ def apply(op: str, *operands, **attrs) -> Value:
     return Value(graph, graph.add(op, ids, attrs))
 
 
-def _binary(op: str, value: Value, other) -> Value:
+def _binary(op: str, value: Value, other: Operand) -> Value:
     """``op(value, other)``: ``apply``, with a short path for two Values."""
     if type(other) is Value:
         graph = value.graph
@@ -118,7 +129,7 @@ def _binary(op: str, value: Value, other) -> Value:
 class _OpNamespace:
     """``F.sin(x)``, ``F.sum(x, axis=(0,), keepdims=False)``: every op in the table as a function."""
 
-    def __getattr__(self, op_name: str):
+    def __getattr__(self, op_name: str) -> Callable[..., Value]:
         from chainrule.ir.ops import OPS
 
         if op_name not in OPS:
@@ -131,7 +142,7 @@ class _OpNamespace:
 F = _OpNamespace()
 
 
-def unbroadcast(value: Value, shape: tuple) -> Value:
+def unbroadcast(value: Value, shape: Iterable[int]) -> Value:
     """Sum ``value`` down to ``shape``: the adjoint of NumPy broadcasting to ``value.shape``."""
     shape = tuple(shape)
     if value.shape == shape:
@@ -143,6 +154,6 @@ def unbroadcast(value: Value, shape: tuple) -> Value:
     return F.reshape(summed, shape=shape) if summed.shape != shape else summed
 
 
-def expand_to(value: Value, kept_shape: tuple, shape: tuple) -> Value:
+def expand_to(value: Value, kept_shape: Iterable[int], shape: Iterable[int]) -> Value:
     """Reshape a reduced value to its keepdims shape, then broadcast it back to ``shape``."""
     return F.broadcast_to(F.reshape(value, shape=tuple(kept_shape)), shape=tuple(shape))

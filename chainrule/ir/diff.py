@@ -36,7 +36,7 @@ _ID = re.compile(r"%(\d+)\b")
 _COMMENT_COLUMN = 52
 
 
-def _attr_identity(value) -> str:
+def _attr_identity(value: object) -> str:
     """The part of an attribute that makes a node what it is (a constant's bytes, not its short repr)."""
     if isinstance(value, ConstArray):
         array = value.array
@@ -53,7 +53,7 @@ def canonical_names(graph: Graph) -> dict[int, str]:
     for node_id in range(len(graph)):  # ids are a topological order: operands are named first
         node = graph[node_id]
         if node.op == "input":
-            names[node_id] = node.name
+            names[node_id] = node.name or f"%{node_id}"
         elif node.name and counts[node.name] == 1:
             names[node_id] = f"%{node.name}"
         else:
@@ -81,7 +81,8 @@ def canonical_text(graph: Graph) -> list[str]:
     return lines
 
 
-def op_counts(graph: Graph) -> Counter:
+def op_counts(graph: Graph) -> Counter[str]:
+    """How many nodes of each op the graph has, inputs not counted."""
     return Counter(graph[i].op for i in range(len(graph)) if graph[i].op != "input")
 
 

@@ -13,23 +13,32 @@ Fused nodes come after differentiation, so the op has no derivative rule.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from chainrule.errors import ShapeError
-from chainrule.ir.ops import OPS, Op, register
+from chainrule.errors import Loc, ShapeError
+from chainrule.ir.ops import OPS, Attrs, Op, register
 from chainrule.ir.types import TensorType
+
+# One step of a body: (op, operands, frozen attrs, type); see the module doc for the operands.
+Step = tuple[str, tuple[int, ...], tuple[tuple[str, Any], ...], TensorType]
+# A step's (name, source location, origin as (op, name, loc)): metadata, not identity.
+StepMeta = tuple[str | None, Loc | None, tuple[str, str | None, Loc | None] | None]
 
 
 @dataclass(frozen=True)
 class FusedBody:
-    steps: tuple  # of (op, operands, attrs, type)
-    # each step's (name, source location, origin as (op, name, loc)); metadata, not identity
-    meta: tuple = field(default=(), compare=False)
+    """The program a fused node runs: its steps in topological order, and their names and locations."""
+
+    steps: tuple[Step, ...]
+    meta: tuple[StepMeta, ...] = field(default=(), compare=False)
 
     @property
-    def root(self):
+    def root(self) -> Step:
+        """The last step: the one whose value is the node's."""
         return self.steps[-1]
 
     def use_counts(self) -> list[int]:
+        """How many later steps read each step's value."""
         counts = [0] * len(self.steps)
         for _, operands, _, _ in self.steps:
             for k in operands:
@@ -41,7 +50,8 @@ class FusedBody:
         """The body as nested calls, ``sub(sigmoid(%3), y)``; a step used twice is bound first
         (``t0 = sigmoid(%3); mul(t0, sub(1.0, t0))``)."""
         counts = self.use_counts()
-        texts, bindings = [], []
+        texts: list[str] = []
+        bindings: list[str] = []
         for index, (op, operands, attrs, _) in enumerate(self.steps):
             arguments = [texts[k] if k >= 0 else input_names[-k - 1] for k in operands]
             arguments += [f"{key}={value}" for key, value in attrs if key != "dtype" or op == "cast"]
@@ -52,14 +62,15 @@ class FusedBody:
             texts.append(text)
         return "; ".join(bindings + [texts[-1]])
 
-    def name(self, index: int):
+    def name(self, index: int) -> str | None:
+        """The user's name for step ``index``'s value, if it had one."""
         return self.meta[index][0] if index < len(self.meta) else None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<fused body of {len(self.steps)} steps>"
 
 
-def _infer_fused(types: list, attrs: dict) -> TensorType:
+def _infer_fused(types: list[TensorType], attrs: Attrs) -> TensorType:
     steps = attrs["body"].steps
     for index, (op, operands, step_attrs, declared) in enumerate(steps):
         operand_types = [steps[k][3] if k >= 0 else types[-k - 1] for k in operands]
@@ -69,7 +80,7 @@ def _infer_fused(types: list, attrs: dict) -> TensorType:
     return steps[-1][3]
 
 
-def _render_fused(names: list[str], attrs: dict) -> str:
+def _render_fused(names: list[str], attrs: Attrs) -> str:
     """One NumPy expression for the body. A step used twice is bound with ``:=`` at its first
     occurrence in evaluation order (Python evaluates operands left to right, and every template
     uses its operands in order), and read by name after that."""
@@ -80,7 +91,9 @@ def _render_fused(names: list[str], attrs: dict) -> str:
         arguments = [names[-k - 1] if k < 0 else (f"\0{k}\0" if counts[k] > 1 else texts[k]) for k in operands]
         texts.append(f"({OPS[op].render(arguments, dict(step_attrs))})")
     # Expand the markers left to right with an explicit stack of pending text (no recursion).
-    pieces, pending, bound = [], [texts[-1]], set()
+    pieces: list[str] = []
+    pending = [texts[-1]]
+    bound: set[int] = set()
     while pending:
         text = pending.pop()
         marker = text.find("\0")
@@ -101,7 +114,7 @@ def _render_fused(names: list[str], attrs: dict) -> str:
     return "".join(pieces)
 
 
-def _fused_flops(types: list, out: TensorType, attrs: dict) -> int:
+def _fused_flops(types: list[TensorType], out: TensorType, attrs: Attrs) -> int:
     steps = attrs["body"].steps
     total = 0
     for op, operands, step_attrs, step_type in steps:
@@ -128,9 +141,9 @@ class BufferPlan:
     ``peak_bytes`` is the most the buffers hold at once.
     """
 
-    buffer: tuple
-    types: tuple
-    writes_over: tuple
+    buffer: tuple[int, ...]
+    types: tuple[TensorType, ...]
+    writes_over: tuple[bool, ...]
     peak_bytes: int
 
 
@@ -143,13 +156,15 @@ def plan_buffers(body: FusedBody) -> BufferPlan:
     return plan
 
 
-def _plan_buffers(steps: tuple) -> BufferPlan:
+def _plan_buffers(steps: tuple[Step, ...]) -> BufferPlan:
     last_use = [-1] * len(steps)
     for index, (_, operands, _, _) in enumerate(steps):
         for k in operands:
             if k >= 0:
                 last_use[k] = index
-    buffer, writes_over, types = [], [], []
+    buffer: list[int] = []
+    writes_over: list[bool] = []
+    types: list[TensorType] = []
     free: dict[TensorType, list[int]] = {}  # buffers holding nothing live, by type
     live_bytes = peak = 0
     for index, (op, operands, _, step_type) in enumerate(steps):

@@ -6,25 +6,35 @@ has exactly one NumPy spelling.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 import scipy.special
 
+# A frozen index template: ("slice", start, stop, step), ("int", i), ("none",) or ("array", position)
+# per indexed axis, as the frontend builds it.
+IndexTemplate = tuple[tuple[Any, ...], ...]
 
-def sigmoid(x):
+
+def sigmoid(x: npt.ArrayLike) -> np.ndarray:
     """Logistic function, stable for large |x| (SciPy's expit)."""
     return scipy.special.expit(x)
 
 
-def softplus(x):
+def softplus(x: npt.ArrayLike) -> np.ndarray:
     """log(1 + exp(x)) without overflow."""
     return np.logaddexp(0, x)
 
 
-def relu(x):
+def relu(x: npt.ArrayLike) -> np.ndarray:
+    """max(x, 0), in x's dtype."""
     return np.maximum(x, 0)
 
 
-def scatter_add(values, index, shape, dtype, *index_arrays, unique):
+def scatter_add(values: npt.ArrayLike, index: IndexTemplate, shape: tuple[int, ...], dtype: npt.DTypeLike,
+                *index_arrays: np.ndarray, unique: bool) -> np.ndarray:
     """Zeros of ``shape`` with ``values`` added at ``index`` (the adjoint of indexing).
 
     ``index`` is a getitem template in which array positions are filled from
@@ -40,13 +50,14 @@ def scatter_add(values, index, shape, dtype, *index_arrays, unique):
     return out
 
 
-def getitem(x, index, *index_arrays):
+def getitem(x: np.ndarray, index: IndexTemplate, *index_arrays: np.ndarray) -> np.ndarray:
+    """``x[index]``, the index template's array positions filled from ``index_arrays``."""
     return x[fill_index(index, index_arrays)]
 
 
-def fill_index(index, index_arrays):
+def fill_index(index: IndexTemplate, index_arrays: Sequence[np.ndarray]) -> tuple[Any, ...]:
     """Turn a frozen index template back into a NumPy index tuple."""
-    parts = []
+    parts: list[Any] = []  # slices, ints, None and index arrays
     for item in index:
         kind = item[0]
         if kind == "slice":
@@ -62,7 +73,7 @@ def fill_index(index, index_arrays):
     return tuple(parts)
 
 
-NAMESPACE = {
+NAMESPACE: dict[str, Any] = {  # modules and functions, by the name templates use
     "np": np,
     "special": scipy.special,
     "sigmoid": sigmoid,

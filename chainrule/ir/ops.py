@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -33,9 +34,22 @@ from chainrule.errors import ShapeError
 from chainrule.ir import npfuncs
 from chainrule.ir.types import TensorType
 
-# A VJP rule for one operand: (g, y, *operands, **attrs) -> cotangent of that operand,
-# where g is the output cotangent and y the op's own output (so tanh' = 1 - y**2 can reuse it).
-VjpRule = Callable[..., object]
+if TYPE_CHECKING:
+    from chainrule.ir.builder import Value
+
+# An op's attributes by name: ints, axis tuples, dtype names, index templates, constant arrays.
+Attrs = dict[str, Any]
+# (operand types, attrs) -> result type; raises ShapeError on operands that do not fit.
+InferRule = Callable[[list[TensorType], Attrs], TensorType]
+# (operand types, result type, attrs) -> floating-point operations of one evaluation.
+FlopsRule = Callable[[list[TensorType], TensorType, Attrs], int]
+# A NumPy lowering: a str template "np.sin({0})" (attrs by name) or (arg names, attrs) -> source.
+NumpyTemplate = str | Callable[[list[str], Attrs], str]
+# A VJP rule for one operand: (g, y, *operands, **attrs) -> cotangent of that operand (None: no
+# gradient), where g is the output cotangent and y the op's own output (so tanh' = 1 - y**2 can reuse it).
+VjpRule = Callable[..., Optional["Value"]]
+# A JVP rule: (tangents, y, *operands, **attrs) -> tangent of y, a tangent None for an operand without one.
+JvpRule = Callable[..., "Value"]
 
 # Op.jvp markers: the op is linear in its float operands (its JVP is the op applied to the
 # tangents), or multilinear (its JVP is the product rule: the sum over operands of the op with
@@ -48,29 +62,31 @@ MULTILINEAR = "multilinear"
 class Op:
     name: str
     kind: str  # "elementwise", "reduction", "matmul", "shape", "index", "source"
-    arity: Optional[int]  # None: variadic
-    infer: Callable[[list, dict], TensorType]
-    numpy: object  # str template "np.sin({0})" (attrs by name) or callable(arg_names, attrs) -> str
-    vjp: Optional[tuple] = None  # one rule (or None: no gradient) per operand; None: not differentiable
+    arity: int | None  # None: variadic
+    infer: InferRule
+    numpy: NumpyTemplate
+    # One rule (or None: no gradient) per operand, or (for variadic ops) operand position -> rule;
+    # None: not differentiable.
+    vjp: tuple[VjpRule | None, ...] | Callable[[int], VjpRule | None] | None = None
     # Forward mode: None derives the JVP from ``vjp`` (elementwise ops), else LINEAR, MULTILINEAR or a
     # rule (tangents, y, *operands, **attrs) -> tangent of y, with None for an operand without tangent.
-    jvp: object = None
-    flops: Callable[[list, TensorType, dict], int] = lambda ins, out, attrs: 0
-    sympy: Optional[Callable] = None  # elementwise: the op's definition as a SymPy expression
+    jvp: str | JvpRule | None = None
+    flops: FlopsRule = lambda ins, out, attrs: 0
+    sympy: Callable[..., Any] | None = None  # elementwise: the op's definition as a SymPy expression
     derivative_note: str = ""  # a kink or domain convention, shown in docs and tests
     interned: bool = True  # hash-consed: an identical (op, args, attrs) node is reused
     # NumPy/SciPy callables that are this op applied to their own arguments (np.sin, np.add,
     # scipy.special.erf): the tracing frontend dispatches them here.
-    implements: tuple = ()
+    implements: tuple[Callable[..., Any], ...] = ()
     # The in-place form a fused region writes over a buffer ("np.sin({0}, out={out})"); None
     # derives it from a ufunc-call template (see ``in_place``).
-    numpy_out: Optional[str] = None
+    numpy_out: str | None = None
     # Elementwise: the C math function computing one element (its float64 name, "sin", "asinh"),
     # which native code calls (vectorized by libmvec where it has the function).
-    libm: Optional[str] = None
+    libm: str | None = None
     # (operands, batched, logical types, out type, attrs, size) -> Value: the op on values with a
     # leading batch axis (see chainrule.compiler.batch); None for elementwise ops, which share one.
-    batch: Optional[Callable] = None
+    batch: Callable[..., Value] | None = None
     view: bool = False  # the result may be a view of operand 0 (or operand 0 itself)
 
     @property
@@ -82,7 +98,7 @@ class Op:
         return self.kind == "reduction"
 
     @property
-    def in_place(self) -> Optional[str]:
+    def in_place(self) -> str | None:
         """The template computing this op into an existing buffer ``{out}``, or None.
 
         ``numpy_out`` when declared; else a template that is one NumPy/SciPy ufunc call on the
@@ -100,7 +116,7 @@ class Op:
             return f"{call}({arguments}, out={{out}})"
         return None
 
-    def render(self, arg_names: list[str], attrs: dict) -> str:
+    def render(self, arg_names: list[str], attrs: Attrs) -> str:
         """The NumPy expression computing this op from named operands."""
         if callable(self.numpy):
             return self.numpy(arg_names, attrs)
@@ -108,7 +124,7 @@ class Op:
             return self.numpy.format(*arg_names)
         return self.numpy.format(*arg_names, **{k: repr(v) for k, v in attrs.items()})
 
-    def vjp_rule(self, operand_index: int):
+    def vjp_rule(self, operand_index: int) -> VjpRule | None:
         """The VJP rule for one operand, or None when no gradient flows to it."""
         if self.vjp is None:
             return None
@@ -116,7 +132,7 @@ class Op:
             return self.vjp(operand_index)
         return self.vjp[operand_index]
 
-    def result_type(self, types: tuple, frozen_attrs: tuple) -> TensorType:
+    def result_type(self, types: tuple[TensorType, ...], frozen_attrs: tuple[tuple[str, Any], ...]) -> TensorType:
         """``infer(types, attrs)``, remembered per (op, operand types, attributes).
 
         Type rules are pure, and a graph repeats few of them: the 100,000 nodes of a
@@ -140,7 +156,7 @@ class Op:
         INFERRED[key] = inferred
         return inferred
 
-    def eager(self, *arrays, **attrs):
+    def eager(self, *arrays: np.ndarray, **attrs: Any) -> np.ndarray:
         """Evaluate the op on concrete arrays through its NumPy lowering (one spelling of the op)."""
         return _compiled_lowering(self.name, len(arrays), _freeze(attrs))(*arrays)
 
@@ -148,39 +164,43 @@ class Op:
 OPS: dict[str, Op] = {}
 
 
-def _ufunc(dotted: str):
+def _ufunc(dotted: str) -> object:
     """The object a template's call names (``np.sin``, ``special.expit``), or None."""
     module_name, _, attribute = dotted.partition(".")
     return getattr(npfuncs.NAMESPACE.get(module_name), attribute, None)
 
 # Op.result_type's memory: (op name, operand types, frozen attrs) -> result type. Graph.add reads
 # it directly (the lookup is on its hot path); a miss goes through result_type.
-INFERRED: dict[tuple, TensorType] = {}
+INFERRED: dict[tuple[str, tuple[TensorType, ...], tuple[tuple[str, Any], ...]], TensorType] = {}
 _INFERRED_MAX = 1 << 16
 
 
 def register(op: Op) -> Op:
+    """Add ``op`` to the table ``OPS`` (once per name)."""
     if op.name in OPS:
         raise ValueError(f"op {op.name!r} registered twice")
     OPS[op.name] = op
     return op
 
 
-def _freeze(attrs: dict) -> tuple:
+def _freeze(attrs: Attrs) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(attrs.items()))
 
 
 @functools.lru_cache(maxsize=4096)
-def _compiled_lowering(op_name: str, arity: int, frozen_attrs: tuple):
+def _compiled_lowering(op_name: str, arity: int, frozen_attrs: tuple[tuple[str, Any], ...]) \
+        -> Callable[..., np.ndarray]:
     names = [f"a{i}" for i in range(arity)]
     expr = OPS[op_name].render(names, dict(frozen_attrs))
-    return eval(f"lambda {', '.join(names)}: {expr}", npfuncs.NAMESPACE)
+    lowering: Callable[..., np.ndarray] = eval(f"lambda {', '.join(names)}: {expr}", npfuncs.NAMESPACE)
+    return lowering
 
 
 # ---- shape and dtype rules shared by many ops -------------------------------------------
 
 
-def broadcast_shapes(*shapes: tuple) -> tuple:
+def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """NumPy's broadcast shape of ``shapes``; a ShapeError when they do not broadcast."""
     try:
         return tuple(np.broadcast_shapes(*shapes))
     except ValueError:
@@ -189,32 +209,36 @@ def broadcast_shapes(*shapes: tuple) -> tuple:
 
 
 @functools.lru_cache(maxsize=None)
-def elementwise_dtype(op_name: str, dtypes: tuple) -> str:
+def elementwise_dtype(op_name: str, dtypes: tuple[str, ...]) -> str:
     """The dtype NumPy gives this op's result, found by running the lowering on empty arrays."""
     empties = [np.empty(0, dtype=d) for d in dtypes]
     with np.errstate(all="ignore"):
         return np.asarray(OPS[op_name].eager(*empties)).dtype.name
 
 
-def infer_elementwise(op_name: str):
-    def infer(types: list, attrs: dict) -> TensorType:
+def infer_elementwise(op_name: str) -> InferRule:
+    """The type rule of an elementwise op: operands broadcast, the dtype NumPy's result has."""
+
+    def infer(types: list[TensorType], attrs: Attrs) -> TensorType:
         shape = broadcast_shapes(*(t.shape for t in types))
         return TensorType(shape, elementwise_dtype(op_name, tuple(t.dtype for t in types)))
 
     return infer
 
 
-def elementwise_flops(per_element: int):
+def elementwise_flops(per_element: int) -> FlopsRule:
+    """The cost rule of an elementwise op: ``per_element`` operations per result element."""
     return lambda ins, out, attrs: per_element * out.size
 
 
-def reduced_shape(shape: tuple, axis: tuple, keepdims: bool) -> tuple:
+def reduced_shape(shape: tuple[int, ...], axis: tuple[int, ...], keepdims: bool) -> tuple[int, ...]:
+    """The shape a reduction over ``axis`` leaves (the axes kept as 1 with ``keepdims``)."""
     if keepdims:
         return tuple(1 if i in axis else d for i, d in enumerate(shape))
     return tuple(d for i, d in enumerate(shape) if i not in axis)
 
 
-def normalize_axis(axis, ndim: int) -> tuple:
+def normalize_axis(axis: int | np.integer | Iterable[int] | None, ndim: int) -> tuple[int, ...]:
     """``axis`` as a sorted tuple of non-negative ints (None means every axis)."""
     if axis is None:
         return tuple(range(ndim))
@@ -230,5 +254,6 @@ def normalize_axis(axis, ndim: int) -> tuple:
     return tuple(sorted(out))
 
 
-def size_of(shape: tuple) -> int:
+def size_of(shape: tuple[int, ...]) -> int:
+    """The number of elements of an array of ``shape``."""
     return math.prod(shape)

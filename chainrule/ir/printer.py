@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
 from chainrule.ir.types import TensorType
+
+if TYPE_CHECKING:
+    from chainrule.ir.graph import Graph, Node
 
 _COMMENT_COLUMN = 52
 
 
-def operand_names(graph) -> dict[int, str]:
+def operand_names(graph: Graph) -> dict[int, str]:
     """How each node is referred to: inputs by their name, everything else as %id."""
-    return {node_id: graph[node_id].name for node_id in graph.inputs}
+    return {node_id: graph[node_id].name or f"%{node_id}" for node_id in graph.inputs}
 
 
-def _format_attr_value(key, value, node, names) -> str:
+def _format_attr_value(key: str, value: Any, node: Node, names: dict[int, str]) -> str:
     if key == "index":
         from chainrule.ir.structural import render_index
 
@@ -20,7 +26,7 @@ def _format_attr_value(key, value, node, names) -> str:
     return str(value)
 
 
-def _operand(graph, node_id: int, names: dict) -> str:
+def _operand(graph: Graph, node_id: int, names: dict[int, str]) -> str:
     """How a fused body shows an operand: a scalar constant by its value, else its name or %id."""
     value = graph.const_value(node_id) if graph[node_id].op == "const" else None
     if value is not None and value.size == 1:
@@ -28,7 +34,8 @@ def _operand(graph, node_id: int, names: dict) -> str:
     return names.get(node_id, f"%{node_id}")
 
 
-def format_node(graph, node_id: int, names: dict[int, str] | None = None) -> str:
+def format_node(graph: Graph, node_id: int, names: dict[int, str] | None = None) -> str:
+    """One line of the text format: ``%id: type = op[attrs] operands``, then a comment."""
     names = names if names is not None else operand_names(graph)
     node = graph[node_id]
     params = node.params
@@ -50,7 +57,7 @@ def format_node(graph, node_id: int, names: dict[int, str] | None = None) -> str
     return line
 
 
-def node_comment(graph, node) -> str:
+def node_comment(graph: Graph, node: Node) -> str:
     """What a node is to the user: its name, the forward op it differentiates, its source line."""
     parts = ["recomputed"] if node.recomputed else []
     if node.name and node.op != "input":
@@ -65,7 +72,7 @@ def node_comment(graph, node) -> str:
     return ", ".join(parts)
 
 
-def format_graph(graph, node_ids=None) -> str:
+def format_graph(graph: Graph, node_ids: Iterable[int] | None = None) -> str:
     """The whole function in the text format (see DESIGN, "The IR")."""
     names = operand_names(graph)
     signature = ", ".join(f"{graph[i].name}: {graph[i].type}" for i in graph.inputs)
@@ -84,12 +91,12 @@ def format_graph(graph, node_ids=None) -> str:
 _DOT_ESCAPES = str.maketrans({c: "\\" + c for c in '\\"{}|<>'})
 
 
-def _dot_label(graph, node_id: int, names: dict) -> str:
+def _dot_label(graph: Graph, node_id: int, names: dict[int, str]) -> str:
     """A box's text: the op (a fused node's body, one binding a line; a constant's value), then the
     type, after the value's name if it has one (``dZ1: f64[3,1]``)."""
     node = graph[node_id]
     if node.op == "input":
-        lines = [node.name]
+        lines = [node.name or f"%{node_id}"]
     elif node.op == "fused":
         expression = node.params["body"].expression([_operand(graph, a, names) for a in node.args])
         lines = [f"%{node_id} fused"] + expression.split("; ")
@@ -101,7 +108,7 @@ def _dot_label(graph, node_id: int, names: dict) -> str:
     return "\\n".join(line.translate(_DOT_ESCAPES) for line in lines + [typed])
 
 
-def format_dot(graph) -> str:
+def format_dot(graph: Graph) -> str:
     """Graphviz DOT text: one box per node (op and type; a fused node shows its body), edges labelled
     by operand position. Inputs are blue, nodes of the backward pass (those with an origin) red."""
     names = operand_names(graph)

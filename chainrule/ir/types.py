@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 _SHORT_NAMES = {
     "float64": "f64", "float32": "f32", "float16": "f16",
@@ -27,7 +28,7 @@ class TensorType:
     shape: tuple[int, ...]
     dtype: str
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         # Types are built for every node: skip the normalization when there is nothing to do
         # (np.dtype(...).name alone costs microseconds).
         shape = self.shape
@@ -68,7 +69,7 @@ class TensorType:
     def __str__(self) -> str:
         return f"{short_dtype(self.dtype)}[{','.join(map(str, self.shape))}]"
 
-    def interned(self) -> "TensorType":
+    def interned(self) -> TensorType:
         """The one shared object equal to this type: dict lookups keyed by types (the type rules'
         memory) then match by identity, and size and nbytes are computed once per type."""
         shared = _INTERNED_TYPES.get(self)
@@ -83,10 +84,10 @@ _INTERNED_TYPES: dict[TensorType, TensorType] = {}
 _INTERNED_MAX = 1 << 16
 
 
-_DTYPE_NAMES: dict = {}  # anything np.dtype accepts (hashable) -> its canonical name
+_DTYPE_NAMES: dict[npt.DTypeLike, str] = {}  # anything np.dtype accepts (hashable) -> its canonical name
 
 
-def dtype_name(dtype) -> str:
+def dtype_name(dtype: npt.DTypeLike) -> str:
     """``np.dtype(dtype).name``, remembered: ``"f8"``, ``np.float64`` and ``float`` give ``"float64"``."""
     try:
         return _DTYPE_NAMES[dtype]
@@ -100,6 +101,7 @@ def dtype_name(dtype) -> str:
     return name
 
 
-def short_dtype(dtype) -> str:
+def short_dtype(dtype: npt.DTypeLike) -> str:
+    """The short spelling printed in types: ``"float64"`` gives ``"f64"``."""
     name = np.dtype(dtype).name
     return _SHORT_NAMES.get(name, name)

@@ -23,7 +23,8 @@ so it raises instead).
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -33,6 +34,10 @@ from chainrule.frontends.source import location_of, user_frame
 from chainrule.frontends.tracer import Tracer
 from chainrule.nn import functional, init as initializers
 
+# What ``init`` draws parameters from: a Generator, or a seed for one (None: fresh entropy, as
+# np.random.default_rng(None)).
+RngLike = np.random.Generator | int | None
+
 
 class Layer:
     """The interface every layer implements; subclasses write ``forward`` (and ``init`` if they have
@@ -40,9 +45,10 @@ class Layer:
 
     kind = "layer"  # the prefix of the layer's key in a Sequential's params: dense1, batchnorm1 ...
 
-    def init(self, rng=None) -> dict:
+    def init(self, rng: RngLike = None) -> dict:
         """The parameters, drawn from ``rng`` (a ``np.random.Generator`` or an int seed: the same seed
-        gives the same parameters). Layers without parameters return {} and ignore it."""
+        gives the same parameters; None draws fresh entropy). Layers without parameters return {}
+        and ignore it."""
         return {}
 
     def init_state(self) -> dict:
@@ -76,14 +82,14 @@ class Dense(Layer):
 
     kind = "dense"
 
-    def __init__(self, in_features: int, out_features: int, *, init: Union[str, Callable] = "he",
+    def __init__(self, in_features: int, out_features: int, *, init: str | Callable = "he",
                  use_bias: bool = True, dtype=np.float64):
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.initializer = _initializer(init)
         self.use_bias = use_bias
         self.dtype = np.dtype(dtype)
 
-    def init(self, rng) -> dict:
+    def init(self, rng: RngLike = None) -> dict:
         params = {"W": self.initializer(np.random.default_rng(rng), (self.in_features, self.out_features),
                                         self.dtype)}
         if self.use_bias:
@@ -110,18 +116,19 @@ class Activation(Layer):
     softmax, linear) or any callable."""
 
     kind = "activation"
-    _BY_NAME = {"tanh": np.tanh, "linear": lambda x: x, "identity": lambda x: x}
+    _BY_NAME: ClassVar[dict[str, Callable[[Any], Any]]] = {"tanh": np.tanh, "linear": lambda x: x, "identity": lambda x: x}
 
-    def __init__(self, fn: Union[str, Callable]):
+    def __init__(self, fn: str | Callable[[Any], Any]):
+        self.fn: Callable[[Any], Any]
         if callable(fn):
             self.fn, self.name = fn, getattr(fn, "__name__", "activation")
-        else:
-            self.fn = self._BY_NAME.get(fn) or getattr(functional, str(fn), None)
-            self.name = fn
-            if self.fn is None or not callable(self.fn):
-                known = sorted(set(self._BY_NAME) | {"relu", "sigmoid", "gelu", "silu", "elu", "selu",
-                                                     "leaky_relu", "softplus", "softmax", "log_softmax"})
-                raise ArgumentError(f"unknown activation {fn!r}; known: {', '.join(known)}")
+            return
+        found = self._BY_NAME.get(fn) or getattr(functional, str(fn), None)
+        if found is None or not callable(found):
+            known = sorted(set(self._BY_NAME) | {"relu", "sigmoid", "gelu", "silu", "elu", "selu",
+                                                 "leaky_relu", "softplus", "softmax", "log_softmax"})
+            raise ArgumentError(f"unknown activation {fn!r}; known: {', '.join(known)}")
+        self.fn, self.name = found, fn
 
     def forward(self, params, x, state, training, randomness) -> tuple:
         return self.fn(x), state
@@ -222,26 +229,25 @@ class Sequential(Layer):
 
     kind = "sequential"
 
-    def __init__(self, layers: Sequence[Union[Layer, int]], activations: Optional[Sequence] = None):
+    def __init__(self, layers: Sequence[Layer | int], activations: Sequence | None = None):
         if layers and all(isinstance(width, (int, np.integer)) for width in layers):
             layers = _perceptron(list(layers), activations)
         elif activations is not None:
             raise ArgumentError("activations= goes with a list of layer widths, not of layers")
-        bad = [layer for layer in layers if not isinstance(layer, Layer)]
-        if bad or not layers:
+        self.layers = [layer for layer in layers if isinstance(layer, Layer)]
+        if len(self.layers) != len(layers) or not layers:
             raise ArgumentError(f"Sequential takes layers or layer widths (ints), got {list(layers)!r}")
-        self.layers = list(layers)
-        counts: dict = {}
-        self.names = []
+        counts: dict[str, int] = {}
+        self.names: list[str] = []
         for layer in self.layers:
             counts[layer.kind] = counts.get(layer.kind, 0) + 1
             self.names.append(f"{layer.kind}{counts[layer.kind]}")
 
-    def init(self, rng) -> dict:
-        rng = np.random.default_rng(rng)
+    def init(self, rng: RngLike = None) -> dict:
+        generator = np.random.default_rng(rng)
         params = {}
         for name, layer in zip(self.names, self.layers):
-            layer_params = layer.init(rng)
+            layer_params = layer.init(generator)
             if layer_params:
                 params[name] = layer_params
         return params
@@ -255,19 +261,20 @@ class Sequential(Layer):
         return input_shape
 
     def dropout_masks(self, rng, input_shape: tuple) -> list:
-        rng = np.random.default_rng(rng)
-        masks, shape = [], tuple(input_shape)
+        generator = np.random.default_rng(rng)
+        masks: list[np.ndarray] = []
+        shape = tuple(input_shape)
         for layer in self.layers:
-            masks.extend(layer.dropout_masks(rng, shape))
+            masks.extend(layer.dropout_masks(generator, shape))
             shape = layer.output_shape(shape)
         return masks
 
     def forward(self, params, x, state, training, randomness) -> tuple:
-        new_state = None if state is None else {}
+        new_state: dict[str, Any] | None = None if state is None else {}
         for name, layer in zip(self.names, self.layers):
             layer_state = None if state is None else state.get(name, {})
             x, layer_state = layer.forward(params.get(name, {}), x, layer_state, training, randomness)
-            if layer_state:
+            if layer_state and new_state is not None:  # without a state in, layers return none
                 new_state[name] = layer_state
         return x, new_state
 

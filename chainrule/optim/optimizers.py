@@ -79,7 +79,8 @@ class Optimizer:
             slot_leaves.append(leaves)
         lr = self.learning_rate_at(state["count"])
         t = state["count"] + 1
-        new_params, new_slots = [], [[] for _ in self.slot_names]
+        new_params: list[np.ndarray] = []
+        new_slots: list[list[np.ndarray]] = [[] for _ in self.slot_names]  # per slot, its new leaves
         for index, (grad, param) in enumerate(zip(grad_leaves, param_leaves)):
             new_param, slots = self.rule(grad, param, tuple(s[index] for s in slot_leaves), lr, t)
             new_params.append(_as_dtype(new_param, param))

@@ -18,8 +18,9 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 import numpy as np
 
@@ -61,8 +62,8 @@ class FitResult:
     state: Any
     opt_state: Any
     history: dict = field(default_factory=dict)
-    best_epoch: Optional[int] = None
-    stopped_epoch: Optional[int] = None
+    best_epoch: int | None = None
+    stopped_epoch: int | None = None
 
 
 class _FunctionModel(Layer):
@@ -75,10 +76,10 @@ class _FunctionModel(Layer):
         return self.fn(params, x), state
 
 
-def fit(model: Union[Layer, Callable], params, x, y, *, loss: Union[str, Callable], optimizer: Optimizer,
+def fit(model: Layer | Callable, params, x, y, *, loss: str | Callable, optimizer: Optimizer,
         epochs: int = 10, batch_size: int = 32, state=None, l2: float = 0.0, validation_data=None,
-        early_stopping: Optional[EarlyStopping] = None, clip_norm: Optional[float] = None,
-        clip_value: Optional[float] = None, shuffle: bool = True, seed: int = 0, progress: bool = True,
+        early_stopping: EarlyStopping | None = None, clip_norm: float | None = None,
+        clip_value: float | None = None, shuffle: bool = True, seed: int = 0, progress: bool = True,
         fused: bool = True, backend: str = "numpy") -> FitResult:
     """Train ``params`` of ``model`` (a layer, or a function ``predict(params, x)``) on ``(x, y)``.
 
@@ -100,62 +101,69 @@ def fit(model: Union[Layer, Callable], params, x, y, *, loss: Union[str, Callabl
     state = layer.init_state() if state is None else state
     if validation_data is not None:
         validation_data = tuple(np.asarray(part) for part in validation_data)
-
-    def objective(params, model_state, masks, x_batch, y_batch):
-        prediction, new_state = layer.apply(params, x_batch, state=model_state, training=True, rng=masks)
-        value = loss_of(prediction, y_batch)
-        return (value + l2_penalty(params, l2) if l2 else value), new_state
-
-    def evaluation(params, model_state, x_eval, y_eval):
-        value = loss_of(layer.apply(params, x_eval, state=model_state)[0], y_eval)
-        return value + l2_penalty(params, l2) if l2 else value
-
+    objective, evaluation = _objectives(layer, loss_of, l2)
     step = train_step(objective, optimizer, has_aux=True, clip_norm=clip_norm, clip_value=clip_value,
                       fused=fused, backend=backend)
     evaluate = cr.jit(evaluation, backend=backend)
-    monitor = _monitored(early_stopping, validation_data)
+    stopper = _stopper(early_stopping, validation_data)
     rng = np.random.default_rng(seed)
     opt_state = optimizer.init(params)
-    history: dict = {"loss": [], "lr": []}
+    history: dict[str, list[float]] = {"loss": [], "lr": []}
     if validation_data is not None:
         history["val_loss"] = []
-    best = None  # (value, epoch, params, state)
-    waited = 0
     stopped_epoch = None
     bar = _progress_bar(epochs, progress)
     try:
         for epoch in range(epochs):
             order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
-            total = 0.0
-            for start in range(0, len(x), batch_size):
-                batch = order[start:start + batch_size]
-                x_batch = x[batch]
-                masks = layer.dropout_masks(rng, x_batch.shape)
-                value, params, opt_state, state = step(params, opt_state, state, masks, x_batch, y[batch])
-                total += float(value) * len(batch)
-            history["loss"].append(total / len(x))
+            mean_loss, params, opt_state, state = _train_epoch(step, layer, params, opt_state, state, x, y,
+                                                               order, batch_size, rng)
+            history["loss"].append(mean_loss)
             history["lr"].append(float(optimizer.learning_rate_at(opt_state["count"] - 1)))
             if validation_data is not None:
                 history["val_loss"].append(float(evaluate(params, state, *validation_data)))
             bar.update({key: values[-1] for key, values in history.items()})
-            if monitor is None:
-                continue
-            current = history[monitor][-1]
-            if best is None or current < best[0] - early_stopping.min_delta:
-                best, waited = (current, epoch, params, state), 0
-            else:
-                waited += 1
-                if waited >= early_stopping.patience:
-                    stopped_epoch = epoch
-                    break
+            if stopper is not None and stopper.should_stop(history, epoch, params, state):
+                stopped_epoch = epoch
+                break
     finally:
         bar.close()
-    best_epoch = None
-    if best is not None:
-        best_epoch = best[1]
-        if early_stopping.restore_best:
-            params, state = best[2], best[3]
+    best = stopper.best if stopper is not None else None
+    best_epoch = best[1] if best is not None else None
+    if best is not None and early_stopping is not None and early_stopping.restore_best:
+        params, state = best[2], best[3]
     return FitResult(params, state, opt_state, history, best_epoch, stopped_epoch)
+
+
+def _objectives(layer: Layer, loss_of: Callable[[Any, Any], Any], l2: float) \
+        -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The training objective ``(params, state, masks, x, y) -> (loss, new state)`` and the evaluation
+    ``(params, state, x, y) -> loss``, both with the L2 penalty when ``l2`` is set."""
+
+    def objective(params: Any, model_state: Any, masks: Any, x_batch: Any, y_batch: Any) -> tuple[Any, Any]:
+        prediction, new_state = layer.apply(params, x_batch, state=model_state, training=True, rng=masks)
+        value = loss_of(prediction, y_batch)
+        return (value + l2_penalty(params, l2) if l2 else value), new_state
+
+    def evaluation(params: Any, model_state: Any, x_eval: Any, y_eval: Any) -> Any:
+        value = loss_of(layer.apply(params, x_eval, state=model_state)[0], y_eval)
+        return value + l2_penalty(params, l2) if l2 else value
+
+    return objective, evaluation
+
+
+def _train_epoch(step: Callable[..., Any], layer: Layer, params: Any, opt_state: Any, state: Any, x: np.ndarray,
+                 y: np.ndarray, order: np.ndarray, batch_size: int, rng: np.random.Generator) \
+        -> tuple[float, Any, Any, Any]:
+    """One step per mini-batch of the samples in ``order``: (mean loss, params, optimizer state, state)."""
+    total = 0.0
+    for start in range(0, len(x), batch_size):
+        batch = order[start:start + batch_size]
+        x_batch = x[batch]
+        masks = layer.dropout_masks(rng, x_batch.shape)
+        value, params, opt_state, state = step(params, opt_state, state, masks, x_batch, y[batch])
+        total += float(value) * len(batch)
+    return total / len(x), params, opt_state, state
 
 
 def _loss_function(loss) -> Callable:
@@ -167,17 +175,37 @@ def _loss_function(loss) -> Callable:
     return LOSSES[loss]
 
 
-def _monitored(early_stopping: Optional[EarlyStopping], validation_data) -> Optional[str]:
+def _stopper(early_stopping: EarlyStopping | None, validation_data: Any) -> _EarlyStopper | None:
+    """Early stopping's bookkeeping for this fit, watching the loss ``early_stopping.monitor`` names."""
     if early_stopping is None:
         return None
     monitor = early_stopping.monitor
     if monitor == "auto":
-        return "val_loss" if validation_data is not None else "loss"
+        return _EarlyStopper(early_stopping, "val_loss" if validation_data is not None else "loss")
     if monitor not in ("loss", "val_loss"):
         raise ArgumentError(f"EarlyStopping monitors 'loss', 'val_loss' or 'auto', got {monitor!r}")
     if monitor == "val_loss" and validation_data is None:
         raise ArgumentError("EarlyStopping(monitor='val_loss') needs fit(..., validation_data=(x, y))")
-    return monitor
+    return _EarlyStopper(early_stopping, monitor)
+
+
+class _EarlyStopper:
+    """The best value of the monitored loss so far (with its epoch, parameters and state), and how
+    many epochs have passed without an improvement."""
+
+    def __init__(self, rule: EarlyStopping, monitor: str):
+        self.rule, self.monitor = rule, monitor
+        self.best: tuple[float, int, Any, Any] | None = None  # (value, epoch, params, state)
+        self.waited = 0
+
+    def should_stop(self, history: dict[str, list[float]], epoch: int, params: Any, state: Any) -> bool:
+        """Record the epoch just run; True when the loss has not improved for ``patience`` epochs."""
+        current = history[self.monitor][-1]
+        if self.best is None or current < self.best[0] - self.rule.min_delta:
+            self.best, self.waited = (current, epoch, params, state), 0
+            return False
+        self.waited += 1
+        return self.waited >= self.rule.patience
 
 
 def _progress_bar(epochs: int, enabled: bool):

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import functools
 import itertools
-from typing import Callable
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 from chainrule.compiler.checkpoint import SegmentLoc
 from chainrule.errors import ArgumentError
@@ -29,8 +30,11 @@ from chainrule.frontends.tracer import Tracer
 _SEGMENTS = itertools.count(1)
 _NOT_MARKED = ("input", "const", "zeros")
 
+_Params = ParamSpec("_Params")
+_Result = TypeVar("_Result")
 
-def checkpoint(fn: Callable) -> Callable:
+
+def checkpoint(fn: Callable[_Params, _Result]) -> Callable[_Params, _Result]:
     """``fn``, whose intermediates the backward pass recomputes instead of keeping.
 
     >>> import numpy as np, chainrule as cr
@@ -42,7 +46,7 @@ def checkpoint(fn: Callable) -> Callable:
         raise ArgumentError(f"checkpoint needs a function, got {type(fn).__name__}")
 
     @functools.wraps(fn)
-    def segment(*args, **kwargs):
+    def segment(*args: _Params.args, **kwargs: _Params.kwargs) -> _Result:
         leaves = flatten((list(args), kwargs))[0]
         tracer = next((leaf for leaf in leaves if isinstance(leaf, Tracer)), None)
         if tracer is None:

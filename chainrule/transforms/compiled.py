@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import functools
 import gc
-from typing import Any, Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
@@ -15,17 +16,27 @@ from chainrule.compiler import pipeline
 from chainrule.compiler.checkpoint import validate_policy
 from chainrule.compiler.cost import CostReport, cost_report
 from chainrule.compiler.memory_report import MemoryReport, memory_report
-from chainrule.errors import ArgumentError, ChainruleError, OutputError, UnsupportedError
-from chainrule.frontends.pytree import flatten, unflatten
-from chainrule.frontends.trace import ArgsSpec, call_key, describe_args, trace_graph
-from chainrule.frontends.tracer import Tracer, operation
+from chainrule.errors import ArgumentError, OutputError, UnsupportedError
+from chainrule.frontends.pytree import TreeDef, unflatten
+from chainrule.frontends.trace import ArgsSpec, LeafSpec, call_key, describe_args, trace_graph
+from chainrule.frontends.tracer import Tracer
 from chainrule.ir import Graph, Value
+
+if TYPE_CHECKING:
+    from chainrule.backends.llvm.kernel import LlvmKernel
 
 _BACKENDS = ("numpy", "llvm")
 
+# What a backend compiles a graph to: ``fn(*flat_inputs) -> tuple of outputs``, and its source.
+Kernel = Union[NumpyKernel, "LlvmKernel"]
+# Rebuilds one pytree (an output, a gradient) from its flat leaves.
+TreeBuilder = Callable[[Sequence[Any]], Any]
+# Makes a kernel output look like the input leaf it is the gradient of (a float, a NumPy scalar).
+GradientConverter = Callable[[Any], Any]
+
 
 def compile_checked_kernel(compilation: pipeline.Compilation, name: str, backend: str = "numpy",
-                           optimize: bool = True):
+                           optimize: bool = True) -> Kernel:
     """The kernel ``check_nans=True`` runs: the NumPy checked kernel, or on llvm the fast kernel of the
     checkpointed graph with a probe output (``nan_check.probed``) that reruns the checked one when a
     value was not finite."""
@@ -36,7 +47,7 @@ def compile_checked_kernel(compilation: pipeline.Compilation, name: str, backend
     return checked_llvm(fast, checked)
 
 
-def compile_kernel(graph: Graph, name: str, backend: str = "numpy"):
+def compile_kernel(graph: Graph, name: str, backend: str = "numpy") -> Kernel:
     """``graph`` compiled by ``backend``: a kernel whose ``fn`` takes the graph's inputs as arrays."""
     if backend == "llvm":
         from chainrule.backends.llvm.kernel import compile_graph as compile_llvm  # imports llvmlite
@@ -45,7 +56,7 @@ def compile_kernel(graph: Graph, name: str, backend: str = "numpy"):
     return compile_graph(graph, name)
 
 
-def argnum_tuple(argnums) -> tuple:
+def argnum_tuple(argnums: int | Sequence[int]) -> tuple[int, ...]:
     """``argnums`` (an int or a sequence of ints) as a tuple, or an ArgumentError saying what it was."""
     positions = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     if not all(isinstance(a, int) for a in positions):
@@ -64,15 +75,16 @@ class Specialization:
     does no more than index, call and rebuild.
     """
 
-    def __init__(self, compilation: pipeline.Compilation, kernel: NumpyKernel, out_treedef, spec: ArgsSpec,
-                 differentiated: tuple):
+    def __init__(self, compilation: pipeline.Compilation, kernel: Kernel, out_treedef: TreeDef, spec: ArgsSpec,
+                 differentiated: tuple[int, ...]):
         self.compilation = compilation
         self.kernel = kernel
         self.out_treedef = out_treedef
         self.spec = spec
         self.build_outputs = _builder(out_treedef)
         self.traced_leaves = tuple(i for i, s in enumerate(spec.leaves) if s.traced)
-        self.gradient_trees = []
+        # per differentiated argument: (leaf count, rebuild, converters or None)
+        self.gradient_trees: list[tuple[int, TreeBuilder, tuple[GradientConverter | None, ...] | None]] = []
         start = 0
         for position, treedef in enumerate(spec.treedefs):
             count = treedef.num_leaves
@@ -93,7 +105,7 @@ class Compiled:
     ``.ir(*args)``, ``.graph(*args)`` and ``.source(*args)`` show what it runs.
     """
 
-    def __init__(self, fn: Callable, transform: str, argnums: Union[int, Sequence[int]] = 0, *,
+    def __init__(self, fn: Callable[..., Any], transform: str, argnums: int | Sequence[int] = 0, *,
                  backend: str = "numpy", checkpoint: Any = "all", check_nans: bool = False,
                  optimize: bool = True):
         if not callable(fn):
@@ -111,14 +123,19 @@ class Compiled:
         self.optimize = optimize
         self._cache: dict[ArgsSpec, Specialization] = {}
         # call_key -> (the same specialization, which leaves are its inputs, which of those need np.asarray)
-        self._by_key: dict[tuple, tuple] = {}
-        self._positions: dict[int, tuple] = {}  # argument count -> differentiated positions
+        self._by_key: dict[tuple[Any, ...], tuple[Specialization, tuple[int, ...] | None, tuple[int, ...]]] = {}
+        self._positions: dict[int, tuple[int, ...]] = {}  # argument count -> differentiated positions
         # (argument classes, call) for the last signature whose arguments are all traced scalars
         # (np.float64(4.2), a differentiated float): their classes alone fix the specialization,
         # so such a call skips call_key (microseconds, as much as a small llvm kernel runs)
-        self._scalar_call: Optional[tuple] = None
+        self._scalar_call: tuple[tuple[type, ...], Callable[..., Any]] | None = None
         # updated=(): wrapping another Compiled must not copy its __dict__ (cache, transform) over ours
         functools.update_wrapper(self, fn, updated=())
+
+    @property
+    def _function_name(self) -> str:
+        """The wrapped function's name, for messages (a functools.partial has none)."""
+        return getattr(self.fn, "__name__", repr(self.fn))
 
     @property
     def _differentiates(self) -> bool:
@@ -129,20 +146,20 @@ class Compiled:
 
     # ---- compiling --------------------------------------------------------------------------
 
-    def _differentiated(self, count: int) -> tuple:
+    def _differentiated(self, count: int) -> tuple[int, ...]:
         """The differentiated argument positions for a call with ``count`` arguments."""
         positions = self._positions.get(count)
         if positions is None:
             if self._differentiates:
                 for argnum in self._argnum_tuple:
                     if not -count <= argnum < count:
-                        raise ArgumentError(f"argnums={self.argnums!r} but {self.__name__} was called with "
+                        raise ArgumentError(f"argnums={self.argnums!r} but {self._function_name} was called with "
                                             f"{count} arguments")
             positions = tuple(a % count for a in self._argnum_tuple) if self._differentiates else ()
             self._positions[count] = positions
         return positions
 
-    def _specialize(self, args: tuple) -> tuple[Specialization, list]:
+    def _specialize(self, args: tuple[Any, ...]) -> tuple[Specialization, list[Any]]:
         differentiated = self._differentiated(len(args))
         spec, leaves = describe_args(self.fn, args, differentiated)
         entry = self._cache.get(spec)
@@ -151,7 +168,7 @@ class Compiled:
             self._cache[spec] = entry  # only reached when compiling succeeded
         return entry, leaves
 
-    def _compile(self, spec: ArgsSpec, leaves: list, differentiated: tuple) -> Specialization:
+    def _compile(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> Specialization:
         # Compiling builds millions of small objects that live as long as the stage graphs; Python's
         # cycle collector would rescan them all again and again (~30% of a 100,000-node compile).
         collecting = gc.isenabled()
@@ -162,9 +179,9 @@ class Compiled:
             if collecting:
                 gc.enable()
 
-    def _compile_now(self, spec: ArgsSpec, leaves: list, differentiated: tuple) -> Specialization:
+    def _compile_now(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> Specialization:
         traced, out_treedef = trace_graph(self.fn, spec, leaves)
-        wrt = None
+        wrt: list[int] | None = None
         if self._differentiates:
             check_scalar_output(traced)
             traced_positions = [i for i, s in enumerate(spec.leaves) if s.traced]
@@ -172,6 +189,7 @@ class Compiled:
                    if owner in differentiated and spec.leaves[i].traced]
         compilation = pipeline.run(traced, wrt, optimize=self.optimize, checkpoint_policy=self.checkpoint)
         name = f"{traced.name}_{self.transform}"
+        kernel: Kernel
         if self.check_nans:
             kernel = compile_checked_kernel(compilation, name, self.backend, self.optimize)
         else:
@@ -180,7 +198,7 @@ class Compiled:
 
     # ---- calling ----------------------------------------------------------------------------
 
-    def __call__(self, *args):
+    def __call__(self, *args: Any) -> Any:
         scalar_call = self._scalar_call
         if scalar_call is not None and scalar_call[0] == tuple(map(type, args)):
             return scalar_call[1](*args)
@@ -216,7 +234,7 @@ class Compiled:
             outputs = entry.kernel.fn(*[np.asarray(leaf) for leaf in traced_leaves])
         return self._results(entry, outputs)
 
-    def _scalar_caller(self, entry: Specialization) -> Callable:
+    def _scalar_caller(self, entry: Specialization) -> Callable[..., Any]:
         """The call for arguments that are all traced scalars (see ``_scalar_call``)."""
         kernel_fn, results = entry.kernel.fn, self._results
         if not getattr(entry.kernel, "accepts_scalars", False):  # the llvm kernel reads scalars as they are
@@ -232,11 +250,13 @@ class Compiled:
                 return lambda *args: (lambda outputs: (outputs[0], convert(outputs[position])))(kernel_fn(*args))
         return lambda *args: results(entry, kernel_fn(*args))
 
-    def _results(self, entry: Specialization, outputs):
+    def _results(self, entry: Specialization, outputs: Sequence[Any]) -> Any:
+        """What the call returns: the outputs rebuilt, and/or the gradients in the arguments' structure."""
         if not self._differentiates:
             return entry.build_outputs(outputs)
         gradients = outputs[entry.out_treedef.num_leaves:]
-        per_arg, start = [], 0
+        per_arg: list[Any] = []
+        start = 0
         for count, build, converters in entry.gradient_trees:
             leaves = gradients[start:start + count]
             start += count
@@ -250,7 +270,7 @@ class Compiled:
 
     # ---- looking inside ---------------------------------------------------------------------
 
-    def graph(self, *args, stage: str = "scheduled") -> Graph:
+    def graph(self, *args: Any, stage: str = "scheduled") -> Graph:
         """The IR graph after ``stage`` (one of ``chainrule.compiler.pipeline.STAGES``)."""
         entry, _ = self._specialize(args)
         graphs = entry.compilation.graphs
@@ -258,22 +278,22 @@ class Compiled:
             raise ArgumentError(f"unknown stage {stage!r} for this function; stages: {', '.join(graphs)}")
         return graphs[stage]
 
-    def ir(self, *args, stage: str = "scheduled") -> str:
+    def ir(self, *args: Any, stage: str = "scheduled") -> str:
         """The IR text after ``stage``."""
         return str(self.graph(*args, stage=stage))
 
-    def source(self, *args) -> str:
+    def source(self, *args: Any) -> str:
         """The generated code that runs for these arguments: Python source (numpy backend) or the
         LLVM IR module before optimization (llvm backend)."""
         entry, _ = self._specialize(args)
         return entry.kernel.source
 
-    def cost(self, *args, stage: str = pipeline.STAGES[-1]) -> CostReport:
+    def cost(self, *args: Any, stage: str = pipeline.STAGES[-1]) -> CostReport:
         """FLOPs and bytes moved by the graph after ``stage``, forward and backward apart
         (``report.backward_to_forward`` is about 2 for a network); ``print`` it for a table."""
         return cost_report(self.graph(*args, stage=stage))
 
-    def memory(self, *args) -> MemoryReport:
+    def memory(self, *args: Any) -> MemoryReport:
         """The estimated peak bytes of a call, the forward values the backward pass keeps (bytes and
         why) and recomputes (FLOPs) under this function's ``checkpoint`` policy; ``print`` it."""
         if not self._differentiates:
@@ -287,6 +307,7 @@ class Compiled:
 
 
 def check_scalar_output(graph: Graph) -> None:
+    """An OutputError unless ``graph`` has one output, a float scalar (what grad differentiates)."""
     if len(graph.outputs) != 1:
         raise OutputError(f"grad needs a function with one scalar output; {graph.name} returned "
                           f"{len(graph.outputs)} values. Use cr.jit for several outputs, or sum them.")
@@ -298,9 +319,9 @@ def check_scalar_output(graph: Graph) -> None:
         raise OutputError(f"grad needs a float output; {graph.name} returned {out_type}")
 
 
-def _gradient_converter(spec) -> Optional[Callable]:
+def _gradient_converter(spec: LeafSpec) -> GradientConverter | None:
     """What makes a kernel output look like the input leaf it is the gradient of, or None for nothing."""
-    if not spec.traced:
+    if spec.type is None:  # not traced: no gradient
         return None
     if spec.python_float:
         return float
@@ -312,23 +333,25 @@ def _gradient_converter(spec) -> Optional[Callable]:
     return None  # an array of ndim > 0 comes out of NumPy as an array of its type
 
 
-def _builder(treedef) -> Callable[[Sequence], Any]:
+def _builder(treedef: TreeDef) -> TreeBuilder:
     """``unflatten`` for one structure, with the common flat ones (an array, a dict or list of arrays) direct."""
     if treedef.kind == "leaf":
         return lambda leaves: leaves[0]
     if all(child.kind == "leaf" for child in treedef.children):
         keys = treedef.keys
-        flat = {"dict": lambda leaves: dict(zip(keys, leaves)), "list": list, "tuple": tuple}.get(treedef.kind)
+        flat_builders: dict[str, TreeBuilder] = {"dict": lambda leaves: dict(zip(keys, leaves)), "list": list,
+                                                 "tuple": tuple}
+        flat = flat_builders.get(treedef.kind)
         if flat is not None:
             return flat
     return lambda leaves: unflatten(treedef, list(leaves))
 
 
-def _inline(graph: Graph, leaves: list) -> list:
+def _inline(graph: Graph, leaves: list[Any]) -> list[Tracer]:
     """Replay ``graph`` inside an enclosing trace (grad of grad, jit inside grad)."""
     tracer = next(leaf for leaf in leaves if isinstance(leaf, Tracer))
     outer_graph, context = tracer._value.graph, tracer._context
-    mapping = {}
+    mapping: dict[int, int] = {}
     for input_id, leaf in zip(graph.inputs, leaves):
         mapping[input_id] = leaf._value.id if isinstance(leaf, Tracer) else outer_graph.const(np.asarray(leaf))
     outer_graph.transplant(graph, (i for i in range(len(graph)) if graph[i].op != "input"), mapping)
@@ -337,7 +360,7 @@ def _inline(graph: Graph, leaves: list) -> list:
 
 # ---- the public transformations -------------------------------------------------------------
 
-def grad(fn: Callable, argnums: Union[int, Sequence[int]] = 0, *, backend: str = "numpy",
+def grad(fn: Callable[..., Any], argnums: int | Sequence[int] = 0, *, backend: str = "numpy",
          checkpoint: Any = "all", check_nans: bool = False, optimize: bool = True) -> Compiled:
     """The gradient of a scalar function, compiled.
 
@@ -364,18 +387,18 @@ def grad(fn: Callable, argnums: Union[int, Sequence[int]] = 0, *, backend: str =
                     optimize=optimize)
 
 
-def value_and_grad(fn: Callable, argnums: Union[int, Sequence[int]] = 0, **options) -> Compiled:
+def value_and_grad(fn: Callable[..., Any], argnums: int | Sequence[int] = 0, **options: Any) -> Compiled:
     """Like ``grad``, but the call returns ``(value, gradients)`` from one pass."""
     return Compiled(fn, "value_and_grad", argnums, **options)
 
 
-def jit(fn: Callable, backend: str = "numpy", optimize: bool = True, check_nans: bool = False) -> Compiled:
+def jit(fn: Callable[..., Any], backend: str = "numpy", optimize: bool = True, check_nans: bool = False) -> Compiled:
     """``fn`` traced and compiled (forward only); outputs keep their pytree structure. ``check_nans``
     as for ``grad``."""
     return Compiled(fn, "jit", 0, backend=backend, optimize=optimize, check_nans=check_nans)
 
 
-def trace(fn: Callable, *example_args) -> Graph:
+def trace(fn: Callable[..., Any], *example_args: Any) -> Graph:
     """The graph of ``fn`` traced on ``example_args``; ``print`` it for the text dump."""
     spec, leaves = describe_args(fn, example_args, ())
     graph, _ = trace_graph(fn, spec, leaves)

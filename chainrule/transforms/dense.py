@@ -9,20 +9,23 @@ batching rule, else one call each. ``.passes`` and ``.kernel_calls`` count them.
 
 from __future__ import annotations
 
-from typing import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
-from chainrule.transforms.compiled import argnum_tuple
+from chainrule.compiler.cost import CostReport
 from chainrule.errors import ArgumentError, UnsupportedError
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
 from chainrule.frontends.trace import ArgsSpec, describe_args, trace_graph
 from chainrule.frontends.tracer import Tracer
+from chainrule.ir import Graph, TensorType
+from chainrule.transforms.compiled import argnum_tuple
 from chainrule.transforms.higher_order import Argnums, Linearized, derivative_layout
-from chainrule.ir import Graph
 
 
-class _DenseDerivative:
+class _DenseDerivative(ABC):
     """A derivative matrix built from one pass per basis vector, returned JAX's way: the output's
     structure with, at each output leaf, the differentiated argument's structure, whose leaves
     have shape ``out.shape + in.shape``.
@@ -32,19 +35,19 @@ class _DenseDerivative:
     covers, one call each. ``passes`` and ``kernel_calls`` describe the last call.
     """
 
-    def __init__(self, fn: Callable, argnums: Argnums, vectorize: bool):
+    def __init__(self, fn: Callable[..., Any], argnums: Argnums, vectorize: bool):
         if not callable(fn):
             raise ArgumentError(f"{type(self).__name__.lower()} needs a function, got {type(fn).__name__}")
         self.fn = fn
         self.argnums = argnums
         self.vectorize = vectorize
         self._argnum_tuple = argnum_tuple(argnums)
-        self.passes = None
-        self.kernel_calls = None
-        self.mode_used = None
-        self._not_vectorizable: set = set()  # specs whose graphs have an op without a batching rule
+        self.passes: int | None = None
+        self.kernel_calls: int | None = None
+        self.mode_used: str | None = None
+        self._not_vectorizable: set[ArgsSpec] = set()  # specs whose graphs have an op without a batching rule
 
-    def _describe(self, args: tuple):
+    def _describe(self, args: tuple[Any, ...]) -> tuple[ArgsSpec, list[Any], list[TensorType], list[TreeDef]]:
         """(spec, leaves, their differentiated leaves' types, the differentiated arguments' structures)."""
         count = len(args)
         for argnum in self._argnum_tuple:
@@ -55,20 +58,24 @@ class _DenseDerivative:
         if any(isinstance(leaf, Tracer) for leaf in leaves):
             raise UnsupportedError(f"{type(self).__name__.lower()} cannot run inside a traced function; "
                                    "use cr.jvp, cr.vjp or cr.hvp there (they compose)")
-        in_types = [spec.leaves[i].type for argnum in positions
-                    for i, owner in enumerate(spec.arg_of_leaf) if owner == argnum]
+        # differentiated leaves are traced, so typed
+        in_types = [leaf_type for argnum in positions for i, owner in enumerate(spec.arg_of_leaf)
+                    if owner == argnum and (leaf_type := spec.leaves[i].type) is not None]
         return spec, leaves, in_types, [spec.treedefs[a] for a in positions]
 
-    def _seed_layout(self, in_treedefs: list) -> TreeDef:
+    def _seed_layout(self, in_treedefs: list[TreeDef]) -> TreeDef:
+        """The structure of a seed of the differentiated arguments (see ``derivative_layout``)."""
         return derivative_layout(self.argnums, in_treedefs)
 
-    def _rows(self, spec: ArgsSpec, one: Linearized, batched: Linearized, args: tuple, seed_types: list,
-              seed_treedef: TreeDef, pick: Callable = lambda result: result) -> np.ndarray:
+    def _rows(self, spec: ArgsSpec, one: Linearized, batched: Linearized, args: tuple[Any, ...],
+              seed_types: list[TensorType], seed_treedef: TreeDef,
+              pick: Callable[[Any], Any] = lambda result: result) -> np.ndarray:
         """One row per basis vector e_k of the seed space: ``pick(kernel(*args, e_k))`` flattened."""
         count = sum(t.size for t in seed_types)
         self.passes = count
         if self.vectorize and spec not in self._not_vectorizable:
-            identity, seeds, start = np.eye(count), [], 0
+            identity, start = np.eye(count), 0
+            seeds: list[np.ndarray] = []
             for t in seed_types:
                 seeds.append(identity[:, start:start + t.size].reshape((count,) + t.shape).astype(t.dtype))
                 start += t.size
@@ -89,44 +96,53 @@ class _DenseDerivative:
         self.kernel_calls = count
         return rows
 
-    def _assemble(self, matrix: np.ndarray, out_types: list, out_treedef: TreeDef, in_types: list,
-                  in_treedefs: list):
+    def _assemble(self, matrix: np.ndarray, out_types: list[TensorType], out_treedef: TreeDef,
+                  in_types: list[TensorType], in_treedefs: list[TreeDef]) -> Any:
+        """The derivative matrix cut into blocks, laid out as the output's structure of the arguments'."""
         column_starts = np.cumsum([0] + [t.size for t in in_types])
-        per_output, row = [], 0
+        per_output: list[Any] = []
+        row = 0
         for out_type in out_types:
             blocks = [matrix[row:row + out_type.size, start:start + in_type.size]
                       .reshape(out_type.shape + in_type.shape)
                       .astype(np.result_type(out_type.dtype, in_type.dtype))
                       for in_type, start in zip(in_types, column_starts)]
             row += out_type.size
-            grouped, start = [], 0
+            grouped: list[Any] = []
+            start = 0
             for treedef in in_treedefs:
                 grouped.append(unflatten(treedef, blocks[start:start + treedef.num_leaves]))
                 start += treedef.num_leaves
             per_output.append(grouped[0] if isinstance(self.argnums, int) else tuple(grouped))
         return unflatten(out_treedef, per_output)
 
+    @abstractmethod
+    def _one_pass(self, args: tuple[Any, ...]) -> tuple[Linearized, tuple[Any, ...]]:
+        """The kernel one (unvectorized) pass runs, and its arguments: ``args`` and a basis seed."""
+
     # ---- looking inside: the kernel a pass runs ---------------------------------------------
 
-    def graph(self, *args, stage: str = "scheduled") -> Graph:
+    def graph(self, *args: Any, stage: str = "scheduled") -> Graph:
         """The graph one (unvectorized) pass runs, after ``stage``."""
         kernel, kernel_args = self._one_pass(args)
         return kernel.graph(*kernel_args, stage=stage)
 
-    def ir(self, *args, stage: str = "scheduled") -> str:
+    def ir(self, *args: Any, stage: str = "scheduled") -> str:
+        """The IR text of one (unvectorized) pass, after ``stage``."""
         return str(self.graph(*args, stage=stage))
 
-    def source(self, *args) -> str:
+    def source(self, *args: Any) -> str:
+        """The generated code of one (unvectorized) pass."""
         kernel, kernel_args = self._one_pass(args)
         return kernel.source(*kernel_args)
 
-    def cost(self, *args):
+    def cost(self, *args: Any) -> CostReport:
         """FLOPs and bytes of one (unvectorized) pass."""
         kernel, kernel_args = self._one_pass(args)
         return kernel.cost(*kernel_args)
 
 
-def _basis(types: list):
+def _basis(types: list[TensorType]) -> Iterator[list[np.ndarray]]:
     """Zero arrays of ``types`` and, one at a time, each element set to 1: yields the arrays
     (the same ones each time: read them before the next step)."""
     arrays = [np.zeros(t.shape, t.dtype) for t in types]
@@ -138,7 +154,8 @@ def _basis(types: list):
             flat[element] = 0
 
 
-def _flat(tree) -> np.ndarray:
+def _flat(tree: Any) -> np.ndarray:
+    """The leaves of ``tree`` as one flat float64 vector."""
     leaves = flatten(tree)[0]
     return np.concatenate([np.ravel(np.asarray(leaf, dtype=np.float64)) for leaf in leaves]) if leaves else np.zeros(0)
 
@@ -147,7 +164,7 @@ class Jacobian(_DenseDerivative):
     """``cr.jacobian``'s compiled function; ``passes``, ``kernel_calls`` and ``mode_used`` describe
     its last call."""
 
-    def __init__(self, fn: Callable, argnums: Argnums = 0, mode: str = "auto", vectorize: bool = True,
+    def __init__(self, fn: Callable[..., Any], argnums: Argnums = 0, mode: str = "auto", vectorize: bool = True,
                  backend: str = "numpy"):
         super().__init__(fn, argnums, vectorize)
         if mode not in ("auto", "fwd", "rev"):
@@ -157,12 +174,14 @@ class Jacobian(_DenseDerivative):
         self._vjp = Linearized(fn, "vjp", argnums, backend=backend)
         self._batched_jvp = Linearized(fn, "jvp", argnums, batched=True, backend=backend)
         self._batched_vjp = Linearized(fn, "vjp", argnums, batched=True, backend=backend)
-        self._outputs: dict[ArgsSpec, tuple] = {}
+        self._outputs: dict[ArgsSpec, tuple[list[TensorType], TreeDef]] = {}  # output types and structure
 
     def __repr__(self) -> str:
         return f"<chainrule jacobian of {getattr(self.fn, '__name__', self.fn)!r} (mode={self.mode})>"
 
-    def _plan(self, args: tuple):
+    def _plan(self, args: tuple[Any, ...]) \
+            -> tuple[ArgsSpec, str, list[TensorType], list[TreeDef], list[TensorType], TreeDef]:
+        """(spec, mode, argument types and structures, output types and structure) for ``args``."""
         spec, leaves, in_types, in_treedefs = self._describe(args)
         found = self._outputs.get(spec)
         if found is None:
@@ -173,7 +192,7 @@ class Jacobian(_DenseDerivative):
         mode = self.mode if self.mode != "auto" else ("fwd" if n <= m else "rev")
         return spec, mode, in_types, in_treedefs, out_types, out_treedef
 
-    def __call__(self, *args):
+    def __call__(self, *args: Any) -> Any:
         spec, mode, in_types, in_treedefs, out_types, out_treedef = self._plan(args)
         if mode == "fwd":  # row k of this is column k of the Jacobian
             matrix = self._rows(spec, self._jvp, self._batched_jvp, args, in_types,
@@ -183,7 +202,7 @@ class Jacobian(_DenseDerivative):
         self.mode_used = mode
         return self._assemble(matrix, out_types, out_treedef, in_types, in_treedefs)
 
-    def _one_pass(self, args: tuple):
+    def _one_pass(self, args: tuple[Any, ...]) -> tuple[Linearized, tuple[Any, ...]]:
         _, mode, in_types, in_treedefs, out_types, out_treedef = self._plan(args)
         if mode == "fwd":
             return self._jvp, args + (unflatten(self._seed_layout(in_treedefs), next(_basis(in_types))),)
@@ -194,7 +213,7 @@ class Hessian(_DenseDerivative):
     """``cr.hessian``'s compiled function: one Hessian-vector product (forward over reverse) per
     column; ``passes`` counts them, ``kernel_calls`` the calls they took."""
 
-    def __init__(self, fn: Callable, argnums: Argnums = 0, vectorize: bool = True, backend: str = "numpy"):
+    def __init__(self, fn: Callable[..., Any], argnums: Argnums = 0, vectorize: bool = True, backend: str = "numpy"):
         super().__init__(fn, argnums, vectorize)
         self._hvp = Linearized(fn, "hvp", argnums, backend=backend)
         self._batched_hvp = Linearized(fn, "hvp", argnums, batched=True, backend=backend)
@@ -203,18 +222,18 @@ class Hessian(_DenseDerivative):
     def __repr__(self) -> str:
         return f"<chainrule hessian of {getattr(self.fn, '__name__', self.fn)!r}>"
 
-    def __call__(self, *args):
+    def __call__(self, *args: Any) -> Any:
         spec, _, in_types, in_treedefs = self._describe(args)
         layout = self._seed_layout(in_treedefs)
         matrix = self._rows(spec, self._hvp, self._batched_hvp, args, in_types, layout).T  # rows are H e_k
         return self._assemble(matrix, in_types, layout, in_types, in_treedefs)
 
-    def _one_pass(self, args: tuple):
+    def _one_pass(self, args: tuple[Any, ...]) -> tuple[Linearized, tuple[Any, ...]]:
         _, _, in_types, in_treedefs = self._describe(args)
         return self._hvp, args + (unflatten(self._seed_layout(in_treedefs), next(_basis(in_types))),)
 
 
-def jacobian(fn: Callable, argnums: Argnums = 0, mode: str = "auto", *, vectorize: bool = True,
+def jacobian(fn: Callable[..., Any], argnums: Argnums = 0, mode: str = "auto", *, vectorize: bool = True,
              backend: str = "numpy") -> Jacobian:
     """The Jacobian of ``fn`` with respect to ``argnums``, compiled.
 
@@ -235,7 +254,7 @@ def jacobian(fn: Callable, argnums: Argnums = 0, mode: str = "auto", *, vectoriz
     return Jacobian(fn, argnums, mode, vectorize, backend)
 
 
-def hessian(fn: Callable, argnums: Argnums = 0, *, vectorize: bool = True, backend: str = "numpy") -> Hessian:
+def hessian(fn: Callable[..., Any], argnums: Argnums = 0, *, vectorize: bool = True, backend: str = "numpy") -> Hessian:
     """The Hessian of a scalar function, compiled: forward mode over reverse mode, one
     Hessian-vector product per column (``H.passes`` counts them), all in one vectorized
     program unless ``vectorize=False``.

@@ -16,11 +16,11 @@ n <= m), and counts them in ``.passes``.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from chainrule.transforms.compiled import Compiled, check_scalar_output, Specialization, compile_kernel, jit
 from chainrule.compiler import pipeline
 from chainrule.compiler.autodiff import reverse
 from chainrule.compiler.batch import vectorize
@@ -32,8 +32,9 @@ from chainrule.frontends.pytree import TreeDef, flatten, unflatten
 from chainrule.frontends.trace import ArgsSpec, describe_args, trace_graph
 from chainrule.frontends.tracer import Tracer
 from chainrule.ir import Graph, TensorType
+from chainrule.transforms.compiled import Compiled, Specialization, check_scalar_output, compile_kernel, jit
 
-Argnums = Union[int, Sequence[int]]
+Argnums = int | Sequence[int]
 
 
 class Linearized(Compiled):
@@ -51,27 +52,27 @@ class Linearized(Compiled):
     returned with that leading axis (a ``"jvp"`` then returns the tangents only).
     """
 
-    def __init__(self, fn: Callable, transform: str, argnums: Argnums = 0, *, batched: bool = False,
+    def __init__(self, fn: Callable[..., Any], transform: str, argnums: Argnums = 0, *, batched: bool = False,
                  optimize: bool = True, backend: str = "numpy"):
         if transform not in ("jvp", "vjp", "hvp"):
             raise ValueError(f"unknown linearization {transform!r}")
         super().__init__(fn, transform, argnums, optimize=optimize, backend=backend)
         self.batched = batched
 
-    def _differentiated(self, count: int) -> tuple:
+    def _differentiated(self, count: int) -> tuple[int, ...]:
         # The differentiated arguments and the seed (the last argument) are traced, Python floats included.
         positions = self._positions.get(count)
         if positions is None:
             arg_count = count - 1
             for argnum in self._argnum_tuple:
                 if not -arg_count <= argnum < arg_count:
-                    raise ArgumentError(f"argnums={self.argnums!r} but {self.__name__}'s {self.transform} was "
+                    raise ArgumentError(f"argnums={self.argnums!r} but {self._function_name}'s {self.transform} was "
                                         f"called with {arg_count} arguments (and the {_SEED[self.transform]})")
             positions = tuple(a % arg_count for a in self._argnum_tuple) + (arg_count,)
             self._positions[count] = positions
         return positions
 
-    def _compile_now(self, spec: ArgsSpec, leaves: list, differentiated: tuple) -> Specialization:
+    def _compile_now(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> Specialization:
         argnums = differentiated[:-1]
         leaf_count = sum(t.num_leaves for t in spec.treedefs[:-1])
         arg_spec = ArgsSpec(spec.treedefs[:-1], spec.leaves[:leaf_count], spec.paths[:leaf_count],
@@ -98,11 +99,12 @@ class Linearized(Compiled):
         kernel = compile_kernel(compilation.final, f"{traced.name}_{self.transform}", self.backend)
         return Specialization(compilation, kernel, result_treedef, spec, ())
 
-    def _transforms(self, traced: Graph, wrt: list, out_treedef: TreeDef, gradient_treedef: TreeDef):
+    def _transforms(self, traced: Graph, wrt: list[int], out_treedef: TreeDef,
+                    gradient_treedef: TreeDef) -> tuple[list[pipeline.Pass], TreeDef]:
         """The differentiating passes, and the structure of what the kernel returns."""
         first_stage = "jvp" if self.transform == "jvp" else "grad"
         # as for grad: differentiate the stable forms simplify gives (log(sigmoid) -> -softplus ...)
-        passes = [(first_stage, "simplify forward", simplify)] if self.optimize else []
+        passes: list[pipeline.Pass] = [(first_stage, "simplify forward", simplify)] if self.optimize else []
         if self.transform == "jvp":
             passes.append(("jvp", "forward", lambda g: forward(g, wrt, keep_primal=not self.batched)))
             return passes, TreeDef("tuple", (), (out_treedef, out_treedef))
@@ -116,17 +118,18 @@ class Linearized(Compiled):
                    ("jvp", "forward over reverse", lambda g: forward(g, wrt, of=gradients, keep_primal=False))]
         return passes, gradient_treedef
 
-    def _check_seed(self, spec: ArgsSpec, node_ids: list, traced: Graph, expected: TreeDef,
-                    what: str) -> Optional[int]:
+    def _check_seed(self, spec: ArgsSpec, node_ids: list[int], traced: Graph, expected: TreeDef,
+                    what: str) -> int | None:
         """Check the seed's structure and types; return the batch length (None when not batched)."""
         seed_treedef, seed_leaves = spec.treedefs[-1], spec.leaves[len(spec.leaves) - spec.treedefs[-1].num_leaves:]
         name = _SEED[self.transform]
         if seed_treedef != expected:
-            raise ArgumentError(f"the {name} passed to {self.__name__}'s {self.transform} has structure "
+            raise ArgumentError(f"the {name} passed to {self._function_name}'s {self.transform} has structure "
                                 f"{seed_treedef}; it must match {what}: {expected}")
         batch = None
         if self.batched:
-            batch = seed_leaves[0].type.shape[0] if seed_leaves and seed_leaves[0].type.ndim else 0
+            first_type = seed_leaves[0].type if seed_leaves else None  # seeds are traced: typed
+            batch = first_type.shape[0] if first_type is not None and first_type.ndim else 0
         for node_id, leaf in zip(node_ids, seed_leaves):
             wanted = traced.type(node_id)
             if batch is not None:
@@ -137,29 +140,31 @@ class Linearized(Compiled):
                                     + f": {wanted}")
         return batch
 
-    def _results(self, entry: Specialization, outputs):
+    def _results(self, entry: Specialization, outputs: Sequence[Any]) -> Any:
         return entry.build_outputs(outputs)
 
 
 _SEED = {"jvp": "tangent", "hvp": "vector", "vjp": "cotangent"}
 
 
-def derivative_layout(argnums: Argnums, treedefs: list) -> TreeDef:
+def derivative_layout(argnums: Argnums, treedefs: list[TreeDef]) -> TreeDef:
     """Where derivatives with respect to ``argnums`` go: the argument's structure, or a tuple of them."""
     return treedefs[0] if isinstance(argnums, int) else TreeDef("tuple", (), tuple(treedefs))
 
 
 def _gradients_only(joint: Graph, count: int) -> Graph:
+    """``joint`` (reverse mode's graph) returning its last ``count`` outputs, the gradients, only."""
     joint.set_outputs(joint.outputs[-count:], joint.output_names[-count:])
     return joint
 
 
 # Compiled transformations of a function, so that calling cr.jvp(f, ...) or cr.vjp(f, ...) again
 # with the same f compiles nothing new: f -> {(transform, argnums): Linearized}.
-_LINEARIZED: "weakref.WeakKeyDictionary[Callable, dict]" = weakref.WeakKeyDictionary()
+_LINEARIZED: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[str, tuple[int, ...], str], Linearized]] = \
+    weakref.WeakKeyDictionary()
 
 
-def _linearized(fn: Callable, transform: str, argnums: tuple, backend: str) -> Linearized:
+def _linearized(fn: Callable[..., Any], transform: str, argnums: tuple[int, ...], backend: str) -> Linearized:
     try:
         per_function = _LINEARIZED.setdefault(fn, {})
     except TypeError:  # fn cannot be weakly referenced: compile it afresh
@@ -170,7 +175,7 @@ def _linearized(fn: Callable, transform: str, argnums: tuple, backend: str) -> L
     return per_function[key]
 
 
-def _primal_tuple(primals, what: str) -> tuple:
+def _primal_tuple(primals: Sequence[Any], what: str) -> tuple[Any, ...]:
     if not isinstance(primals, (tuple, list)):
         raise ArgumentError(f"{what} must be a tuple of fn's arguments, got a {type(primals).__name__}")
     return tuple(primals)
@@ -179,7 +184,7 @@ def _primal_tuple(primals, what: str) -> tuple:
 # ---- jvp and vjp ---------------------------------------------------------------------------
 
 
-def jvp(fn: Callable, primals: Sequence, tangents: Sequence, *, backend: str = "numpy") -> tuple[Any, Any]:
+def jvp(fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], *, backend: str = "numpy") -> tuple[Any, Any]:
     """``(fn(*primals), J·tangents)``: the value and the Jacobian-vector product, by forward mode.
 
     >>> import numpy as np, chainrule as cr
@@ -205,12 +210,13 @@ class _SplitVjp:
     ``vjp`` time and returns the outputs and the residuals the backward pass reads; the backward
     kernel runs at each ``vjp_fn`` call, on the residuals and the cotangent, and recomputes nothing."""
 
-    def __init__(self, fn: Callable, spec: ArgsSpec, leaves: list, optimize: bool = True, backend: str = "numpy"):
+    def __init__(self, fn: Callable[..., Any], spec: ArgsSpec, leaves: list[Any], optimize: bool = True,
+                 backend: str = "numpy"):
         traced, self.out_treedef = trace_graph(fn, spec, leaves)
         self.out_types = [traced.type(o) for o in traced.outputs]
         inputs, outputs = len(traced.inputs), len(traced.outputs)
         wrt = list(range(inputs))  # every leaf of every primal: describe_args made them all inputs
-        passes = [("grad", "simplify forward", simplify)] if optimize else []
+        passes: list[pipeline.Pass] = [("grad", "simplify forward", simplify)] if optimize else []
         passes.append(("grad", "reverse", lambda g: reverse(g, wrt, cotangent_inputs=True)))
         self.joint = pipeline.run(traced, None, optimize=optimize, transforms=passes)
         early, late, _ = split(self.joint.graphs["simplified"], range(inputs, inputs + outputs), range(outputs),
@@ -228,11 +234,11 @@ class VjpFunction:
     (a tuple, one per primal). It holds the residuals of the forward pass and runs only the
     compiled backward pass; ``.ir()`` and ``.source()`` show it."""
 
-    def __init__(self, compiled: _SplitVjp, residuals: tuple):
+    def __init__(self, compiled: _SplitVjp, residuals: tuple[np.ndarray, ...]):
         self.compiled = compiled
         self.residuals = residuals
 
-    def __call__(self, cotangent):
+    def __call__(self, cotangent: Any) -> tuple[Any, ...]:
         compiled = self.compiled
         leaves, _, treedef = flatten(cotangent)
         if treedef != compiled.out_treedef:
@@ -246,7 +252,8 @@ class VjpFunction:
                                     f"must have the output's type: {wanted}")
             arrays.append(array)
         gradients = compiled.backward_kernel.fn(*self.residuals, *arrays)
-        per_primal, start = [], 0
+        per_primal: list[Any] = []
+        start = 0
         for treedef in compiled.primal_treedefs:
             per_primal.append(unflatten(treedef, list(gradients[start:start + treedef.num_leaves])))
             start += treedef.num_leaves
@@ -265,10 +272,11 @@ class VjpFunction:
 
 
 # fn -> {ArgsSpec of the primals: _SplitVjp}
-_SPLIT_VJPS: "weakref.WeakKeyDictionary[Callable, dict]" = weakref.WeakKeyDictionary()
+_SPLIT_VJPS: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[ArgsSpec, str], _SplitVjp]] = \
+    weakref.WeakKeyDictionary()
 
 
-def vjp(fn: Callable, *primals, backend: str = "numpy") -> tuple[Any, Callable]:
+def vjp(fn: Callable[..., Any], *primals: Any, backend: str = "numpy") -> tuple[Any, Callable[[Any], Any]]:
     """``(fn(*primals), vjp_fn)`` where ``vjp_fn(cotangent)`` is the tuple of cotangents uᵀJ of the
     primals, by reverse mode seeded with ``cotangent`` (shaped like the output).
 
@@ -288,8 +296,9 @@ def vjp(fn: Callable, *primals, backend: str = "numpy") -> tuple[Any, Callable]:
     positions = tuple(range(len(primals)))
     spec, leaves = describe_args(fn, primals, positions)
     if any(isinstance(leaf, Tracer) for leaf in leaves):  # inside a trace: the joint graph is inlined
-        compiled = _linearized(fn, "vjp", positions, backend)
-        return _forward_of(fn)(*primals), lambda cotangent: compiled(*primals, cotangent)
+        linearized = _linearized(fn, "vjp", positions, backend)
+        return _forward_of(fn)(*primals), lambda cotangent: linearized(*primals, cotangent)
+    per_function: dict[tuple[ArgsSpec, str], _SplitVjp]
     try:
         per_function = _SPLIT_VJPS.setdefault(fn, {})
     except TypeError:  # fn cannot be weakly referenced
@@ -302,10 +311,11 @@ def vjp(fn: Callable, *primals, backend: str = "numpy") -> tuple[Any, Callable]:
     return unflatten(compiled.out_treedef, list(results[:outputs])), VjpFunction(compiled, tuple(results[outputs:]))
 
 
-_FORWARD: "weakref.WeakKeyDictionary[Callable, Compiled]" = weakref.WeakKeyDictionary()
+_FORWARD: weakref.WeakKeyDictionary[Callable[..., Any], Compiled] = weakref.WeakKeyDictionary()
 
 
-def _forward_of(fn: Callable) -> Compiled:
+def _forward_of(fn: Callable[..., Any]) -> Compiled:
+    """``jit(fn)``, compiled once per function."""
     try:
         compiled = _FORWARD.get(fn)
     except TypeError:  # fn cannot be weakly referenced
@@ -315,7 +325,7 @@ def _forward_of(fn: Callable) -> Compiled:
     return compiled
 
 
-def hvp(fn: Callable, argnums: Argnums = 0, *, optimize: bool = True, backend: str = "numpy") -> Linearized:
+def hvp(fn: Callable[..., Any], argnums: Argnums = 0, *, optimize: bool = True, backend: str = "numpy") -> Linearized:
     """The Hessian-vector product of a scalar function, compiled: ``hvp(fn)(*args, v)`` is H v.
 
     >>> import numpy as np, chainrule as cr
