@@ -252,8 +252,7 @@ def _string_placement(graph: Graph, forward: ForwardPass, policy: str) -> Placem
 
 def _default_estimate(graph: Graph) -> int:
     from chainrule.compiler.fuse import fuse
-    from chainrule.compiler.memory_report import peak_bytes
-    from chainrule.compiler.schedule import schedule
+    from chainrule.compiler.schedule import peak_bytes, schedule
 
     return peak_bytes(schedule(fuse(graph)))
 

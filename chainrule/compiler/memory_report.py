@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from chainrule.compiler.checkpoint import checkpoint_info
 from chainrule.compiler.cost import format_bytes, format_flops, node_cost
-from chainrule.compiler.schedule import MemoryPlan, is_view, plan_memory
+from chainrule.compiler.schedule import is_view, peak_bytes
 from chainrule.ir import Graph, TensorType
 
 _SOURCES = ("input", "const", "zeros")
@@ -108,9 +108,3 @@ def memory_report(checkpointed: Graph, scheduled: Graph) -> MemoryReport:
     policy = info.policy if info is not None else "'all'"
     return MemoryReport(policy, peak_bytes(scheduled), sum(v.bytes for v in kept),
                         sum(v.flops for v in recomputed), forward_flops, kept, recomputed)
-
-
-def peak_bytes(scheduled: Graph) -> int:
-    """The estimated peak of one call of a scheduled graph: its memory plan's (planned now if it has none)."""
-    plan: MemoryPlan | None = scheduled.memory_plan
-    return (plan if plan is not None else plan_memory(scheduled)).peak_bytes

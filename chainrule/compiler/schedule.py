@@ -207,3 +207,9 @@ def schedule(graph: Graph, reorder: bool = True) -> Graph:
     # the simulation of the chosen order holds for its renumbered copy
     result.memory_plan = MemoryPlan(plan.peak_bytes, mapping[plan.peak_at])
     return result
+
+
+def peak_bytes(scheduled: Graph) -> int:
+    """The estimated peak of one call of a scheduled graph: its memory plan's (planned now if it has none)."""
+    plan: MemoryPlan | None = scheduled.memory_plan
+    return (plan if plan is not None else plan_memory(scheduled)).peak_bytes

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
+from chainrule.ir.ops import OPS
 from chainrule.ir.types import TensorType
 
 if TYPE_CHECKING:
@@ -130,8 +131,6 @@ class _OpNamespace:
     """``F.sin(x)``, ``F.sum(x, axis=(0,), keepdims=False)``: every op in the table as a function."""
 
     def __getattr__(self, op_name: str) -> Callable[..., Value]:
-        from chainrule.ir.ops import OPS
-
         if op_name not in OPS:
             raise AttributeError(op_name)
         function = functools.partial(apply, op_name)

@@ -5,11 +5,9 @@ user, so node ids are a topological order: every walk over a graph is a loop
 over ``range(len(graph))`` (no recursion, whatever the depth). Passes build new
 graphs.
 
-Building is the hot path of compilation (the passes of a 100,000-step chain's
-gradient add over a million nodes), so ``add`` does no more than it must: type
-rules are remembered per (op, operand types, attributes), and the networkx
-mirror of the edges and the users index are brought up to date only when asked
-for, in bulk.
+Building is the hot path of compilation (a 100,000-step chain's gradient adds over
+a million nodes), so ``add`` does no more than it must: type rules are remembered,
+and the networkx mirror and users index are built only when asked for, in bulk.
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ import numpy as np
 from chainrule.errors import ChainruleError, Loc
 from chainrule.ir import canonical
 from chainrule.ir.ops import INFERRED, OPS
+from chainrule.ir.printer import format_dot, format_graph
 from chainrule.ir.types import TensorType
 
 
@@ -141,33 +140,25 @@ class Graph:
             known_type: Optional[TensorType] = None) -> int:
         """Add ``op(args; attrs)`` and return its id; an identical existing node is returned instead.
 
-        Shape errors are raised as ``ShapeError`` located at ``loc`` (or the
-        graph's current attribution). ``known_type`` skips type inference: for a
-        caller that already inferred this very node on operands of the same types
-        (reverse mode replaying a recorded rule); ``verify`` checks it.
-        """
+        Shape errors are raised as ``ShapeError`` at ``loc`` (or the graph's attribution).
+        ``known_type`` skips type inference, for a caller that inferred this very node on operands
+        of the same types (reverse mode replaying a recorded rule); ``verify`` checks it."""
         definition = OPS[op]
         if type(args) is not tuple:
             args = tuple(args)
-        if attrs:
-            frozen = tuple(sorted(attrs.items()))
-        else:
-            frozen, attrs = (), _NO_ATTRS
+        frozen, attrs = (tuple(sorted(attrs.items())), attrs) if attrs else ((), _NO_ATTRS)
         key = (op, args, frozen)
         interned = definition.interned
         if interned:
             existing = self._interned.get(key)
             if existing is not None:
                 return existing
-        if loc is None:
-            loc = self._default_loc
-        if origin is None:
-            origin = self._default_origin
+        loc = self._default_loc if loc is None else loc
+        origin = self._default_origin if origin is None else origin
         if definition.arity is not None and len(args) != definition.arity:
             raise ChainruleError(f"{op} takes {definition.arity} operands, got {len(args)}", loc)
         nodes = self.nodes
-        # nodes a rewrite builds carry this node's source line and origin (``attribution``, spelled
-        # out and only when they differ: this is the hot path of every pass)
+        # nodes a rewrite builds carry this node's loc and origin (``attribution``, spelled out: hot path)
         saved = None
         if loc is not self._default_loc or origin is not self._default_origin:
             saved = self._default_loc, self._default_origin
@@ -188,13 +179,7 @@ class Graph:
             if simpler is None:
                 node = Node(op, args, frozen, out_type, loc, name, origin)
                 if self.rewriter is not None and self._rewrite_depth < _MAX_REWRITE_DEPTH:
-                    self._rewrite_depth += 1
-                    try:
-                        simpler = self.rewriter(self, node, args)
-                    finally:
-                        self._rewrite_depth -= 1
-                    if simpler is not None:
-                        self._rewrote(node, simpler)
+                    simpler = self._offer_to_rewriter(node, args)
         except ChainruleError as error:
             raise error.at(loc) from None
         finally:
@@ -216,6 +201,18 @@ class Graph:
         turn. Operands are built first, so a graph built this way is at the rule's fixed point
         without a second walk (for rules that look only at a node and its operands)."""
         return _Rewriting(self, rule)
+
+    def _offer_to_rewriter(self, node: Node, args: tuple) -> Optional[int]:
+        """The installed rule's replacement for ``node`` (not built), or None; a replacement the
+        rule builds is offered to it in turn, to a bounded depth."""
+        self._rewrite_depth += 1
+        try:
+            simpler = self.rewriter(self, node, args)
+        finally:
+            self._rewrite_depth -= 1
+        if simpler is not None:
+            self._rewrote(node, simpler)
+        return simpler
 
     def _rewrote(self, node: Node, replacement: int) -> None:
         """Bookkeeping for a rewrite of ``node`` (not built) to ``replacement``."""
@@ -461,13 +458,9 @@ class Graph:
             assert 0 <= node_id < len(self.nodes), f"output %{node_id} does not exist"
 
     def __str__(self) -> str:
-        from chainrule.ir.printer import format_graph
-
         return format_graph(self)
 
     def to_dot(self) -> str:
-        from chainrule.ir.printer import format_dot
-
         return format_dot(self)
 
 

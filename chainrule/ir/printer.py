@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from chainrule.ir.structural import render_index
 from chainrule.ir.types import TensorType
 
 if TYPE_CHECKING:
@@ -20,8 +21,6 @@ def operand_names(graph: Graph) -> dict[int, str]:
 
 def _format_attr_value(key: str, value: Any, node: Node, names: dict[int, str]) -> str:
     if key == "index":
-        from chainrule.ir.structural import render_index
-
         return "[" + render_index(value, [names.get(a, f"%{a}") for a in node.args[1:]]) + "]"
     return str(value)
 
