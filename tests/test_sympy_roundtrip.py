@@ -185,3 +185,21 @@ def test_a_gradient_graph_with_much_sharing_converts_in_time_linear_in_the_graph
     x0 = np.float64(0.3)
     _, gradient_expression = cr.to_sympy(reverse(cr.trace(f, x0), [0]), symbols=[x])
     assert cr.from_sympy(gradient_expression, [x])(x0) == pytest.approx(cr.grad(f)(x0), rel=1e-13)
+
+
+def test_from_sympy_finds_a_symbol_sympy_rebuilt_after_its_cache_was_cleared():
+    """SymPy may hand back an equal symbol that is another object (its cache evicted the user's):
+    it is still the user's symbol."""
+    x, y = sp.symbols("x y", real=True)
+    expression = x * y
+    sp.core.cache.clear_cache()
+    rebuilt = sp.Symbol("x", real=True) * y  # equal to expression, with a new x
+    assert rebuilt == expression
+    function = cr.from_sympy(rebuilt, [x, y])
+    assert function(2.0, 3.0) == 6.0
+
+
+def test_erfc_is_a_primitive_from_sympy():
+    x = sp.Symbol("x", real=True)
+    function = cr.from_sympy(sp.erfc(x), [x])
+    assert abs(function(0.5) - float(sp.erfc(sp.Rational(1, 2)))) < 1e-15

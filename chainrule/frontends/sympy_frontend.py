@@ -144,6 +144,7 @@ class _Translator:
             self.value[id(symbol)] = self._emit("arg", (), position)
             self.keep_alive.append(symbol)
         self.symbol_names = {s: i for i, s in enumerate(symbols)}
+        self.symbols = list(symbols)
 
     def _emit(self, op: str, operands: tuple = (), value=None) -> int:
         self.steps.append(Step(op, tuple(operands), value))
@@ -176,6 +177,10 @@ class _Translator:
 
     def visit(self, node) -> int:
         if node.is_Symbol:
+            # an equal symbol that is another object (SymPy's cache evicted the user's and built it anew)
+            position = self.symbol_names.get(node)
+            if position is not None:
+                return self.value[id(self.symbols[position])]
             raise UnsupportedError(f"from_sympy: the expression has the free symbol {node}, which is not one "
                                    f"of the symbols given ({', '.join(map(str, self.symbol_names))})")
         if node is sp.true or node is sp.false:
@@ -212,8 +217,6 @@ class _Translator:
             return self._emit("div", (self.const(1.0), inner))
         if func is sp.Heaviside:
             return self.heaviside(node)
-        if func is sp.erfc:
-            return self._emit("sub", (self.const(1.0), self._emit("erf", (self.arg(node.args[0]),))))
         if _sympy_expm1 is not None and func in (_sympy_expm1, _sympy_log1p):
             return self._emit("expm1" if func is _sympy_expm1 else "log1p", (self.arg(node.args[0]),))
         raise UnsupportedError(f"from_sympy: {func.__name__} has no chainrule primitive; write it with the "

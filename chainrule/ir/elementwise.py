@@ -76,6 +76,9 @@ unary("arccosh", sp.acosh, "np.arccosh({0})", lambda g, y, x: g / F.sqrt(x * x -
 unary("arctanh", sp.atanh, "np.arctanh({0})", lambda g, y, x: g / (1 - x * x), implements=(np.arctanh,), libm="atanh")
 unary("erf", sp.erf, "special.erf({0})",
       lambda g, y, x: g * (2 / float(sp.sqrt(sp.pi))) * F.exp(-(x * x)), implements=(scipy.special.erf,), libm="erf")
+unary("erfc", sp.erfc, "special.erfc({0})",
+      lambda g, y, x: -(g * (2 / float(sp.sqrt(sp.pi))) * F.exp(-(x * x))), implements=(scipy.special.erfc,),
+      libm="erfc")
 # 1/(1+exp(-x)): neg, exp, add, div, so nn.sigmoid costs what the spelled-out form does
 unary("sigmoid", _sigmoid, "sigmoid({0})", lambda g, y, x: g * y * (1 - y), flops=4, implements=(scipy.special.expit,), numpy_out="special.expit({0}, out={out})")
 unary("softplus", lambda x: sp.log(1 + sp.exp(x)), "softplus({0})", lambda g, y, x: g * F.sigmoid(x),
