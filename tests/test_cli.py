@@ -103,6 +103,22 @@ def test_dump_prints_the_ir_after_the_asked_stage(model_file, capsys, stage):
     assert out == compiled.ir(*inputs, stage=stage) + "\n"
 
 
+def test_dump_format_graphml_writes_the_stage_that_networkx_reads_back(model_file, tmp_path, capsys):
+    from chainrule.ir import Graph
+
+    output = tmp_path / "loss.graphml"
+    assert main(["dump", f"{model_file}:loss", "--grad", "--stage", "fused", "--format", "graphml",
+                 "-o", str(output)]) == 0
+    assert "fused graph" in capsys.readouterr().out
+    compiled, inputs = _compiled_model(model_file)
+    assert str(Graph.read_graphml(str(output))) == compiled.ir(*inputs, stage="fused")
+
+
+def test_dump_format_graphml_without_a_file_says_what_it_needs(model_file, capsys):
+    assert main(["dump", f"{model_file}:loss", "--format", "graphml"]) == 2
+    assert "-o FILE" in capsys.readouterr().err
+
+
 def test_dump_without_grad_compiles_the_forward_pass_only(model_file, capsys):
     assert main(["dump", f"{model_file}:loss"]) == 0
     out = capsys.readouterr().out

@@ -1,4 +1,5 @@
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +116,11 @@ def test_nan_provenance_example_names_each_culprit_and_its_fix_runs_clean(capsys
     assert "exp got logits=800.0" in messages[1]
     assert "log got x=-1.0" in messages[2]
     assert out.count("fixed (") == 3 and "nan" not in out.split("fixed (")[-1]
+
+
+def test_networkx_example_finds_the_critical_path_through_the_matmuls(capsys):
+    load("networkx_analysis")
+    out = capsys.readouterr().out
+    total, critical = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) FLOPs", out)[:2]]
+    assert 0 < critical < total
+    assert "matmul" in out and "dp.W1" in out

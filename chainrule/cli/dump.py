@@ -41,6 +41,10 @@ def add_arguments(commands) -> None:
     dump.add_argument("--backend", default="numpy", choices=("numpy", "llvm"),
                       help="the backend to compile for; llvm also prints its LLVM IR")
     dump.add_argument("--source", action="store_true", help="also print the generated code")
+    dump.add_argument("--format", default="text", choices=("text", "graphml"),
+                      help="text (the IR, printed) or graphml (the graph of one stage as GraphML, for networkx, "
+                           "yEd or Gephi; needs -o)")
+    dump.add_argument("-o", "--output", default=None, metavar="FILE", help="with --format graphml: the file to write")
     dot = commands.add_parser("dot", help="write the graph of FILE.py:FUNC after a stage as Graphviz DOT, "
                                           "PNG or SVG")
     _add_compile_options(dot)
@@ -142,6 +146,8 @@ def pass_header(record: pipeline.PassRecord) -> str:
 def run_dump(args) -> int:
     compiled, entry, _ = _compile(args, args.backend)
     compilation = entry.compilation
+    if args.format == "graphml":
+        return _write_graphml(compilation, args)
     if args.stage not in (None, "all"):
         _check_stage(compilation, args.stage)
     if args.diff:
@@ -153,6 +159,19 @@ def run_dump(args) -> int:
         print(compilation.graphs[args.stage or pipeline.STAGES[-1]])
     if args.source or args.backend == "llvm":
         print(f"\n=== generated code ({compiled.backend}) ===\n{entry.kernel.source}")
+    return 0
+
+
+def _write_graphml(compilation: pipeline.Compilation, args) -> int:
+    """The graph of one stage (``--stage``, default the last) written as GraphML to ``--output``."""
+    if args.output is None or args.diff or args.stage == "all":
+        raise ChainruleError("--format graphml writes one stage's graph: give -o FILE, one --stage, no --diff")
+    stage = args.stage or pipeline.STAGES[-1]
+    _check_stage(compilation, stage)
+    graph = compilation.graphs[stage]
+    graph.write_graphml(args.output)
+    print(f"wrote {args.output}: the {stage} graph, {len(graph)} nodes (read it back with "
+          f"chainrule.ir.Graph.read_graphml, or networkx.read_graphml)")
     return 0
 
 

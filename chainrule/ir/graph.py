@@ -1,31 +1,34 @@
-"""The IR graph: a networkx DAG of hash-consed nodes, each one operation producing one value.
+"""The IR graph: a DAG of hash-consed nodes, each one operation producing one value.
 
 Nodes are appended and never removed, and an operand always exists before its
 user, so node ids are a topological order: every walk over a graph is a loop
 over ``range(len(graph))`` (no recursion, whatever the depth). Passes build new
-graphs.
+graphs. ``to_networkx()`` gives the graph as a ``networkx.DiGraph`` with every node's facts,
+and ``from_networkx`` takes one back (``ir/networkx_view.py``).
 
 Building is the hot path of compilation (a 100,000-step chain's gradient adds over
 a million nodes), so ``add`` does no more than it must: type rules are remembered,
-and the networkx mirror and users index are built only when asked for, in bulk.
+and the users index is built only when asked for, in bulk.
 """
 
 from __future__ import annotations
 
 import itertools
 import dataclasses
-from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
-import networkx as nx
 import numpy as np
 
 from chainrule.errors import ChainruleError, Loc
 from chainrule.ir import canonical
 from chainrule.ir.ops import INFERRED, OPS
+from chainrule.ir import networkx_view
+from chainrule.ir.node import ConstArray, Node, freeze_attrs
 from chainrule.ir.printer import format_dot, format_graph
 from chainrule.ir.types import TensorType
 
+if TYPE_CHECKING:
+    import networkx as nx
 
 _PYTHON_NUMBERS = (int, float, bool)
 _REWRITABLE_OPERANDS = canonical.REWRITABLE_OPERANDS
@@ -33,66 +36,6 @@ _NO_ATTRS: dict = {}  # read only
 # How deep rewrites may nest (a rule's replacement is offered to the rules again): a guard against
 # two rules that undo each other, which would be a bug, not a reason to recurse without end.
 _MAX_REWRITE_DEPTH = 32
-
-
-class ConstArray:
-    """A constant's value, hashable by content so equal constants are one node."""
-
-    __slots__ = ("array", "_key")
-
-    def __init__(self, array: np.ndarray):
-        self.array = np.array(array, copy=True)
-        self.array.setflags(write=False)
-        self._key = (self.array.dtype.str, self.array.shape, self.array.tobytes())
-
-    def __hash__(self):
-        return hash(self._key)
-
-    def __eq__(self, other):
-        return isinstance(other, ConstArray) and self._key == other._key
-
-    def __repr__(self):
-        if self.array.ndim == 0:
-            return repr(self.array.item())
-        if self.array.size <= 6:
-            return np.array2string(self.array, separator=",").replace("\n", "")
-        return f"<{self.array.dtype.name}{list(self.array.shape)}>"
-
-
-@dataclass(slots=True)
-class Node:
-    """One operation. ``op``, ``args``, ``attrs`` and ``type`` are its identity; the rest is metadata.
-
-    ``origin`` is set on nodes made by a transformation (e.g. the backward pass):
-    the id of the forward node they came from, so printers and generated code can
-    say "this line is the derivative of relu at model.py:5".
-    """
-
-    op: str
-    args: tuple[int, ...]
-    attrs: tuple  # sorted (key, value) pairs
-    type: TensorType
-    loc: Optional[Loc] = None
-    name: Optional[str] = None  # a readable name hint (the user's variable, or d<name> for a cotangent)
-    origin: Optional[int] = None
-    # A forward value computed again in the backward pass (checkpointing): never hash-consed, so
-    # no later pass merges it back into the forward node it copies (which would undo the saving).
-    recomputed: bool = False
-
-    @property
-    def params(self) -> dict:
-        return dict(self.attrs)
-
-    @property
-    def is_backward(self) -> bool:
-        """Whether the node runs in the backward pass: a derivative (it has an origin) or a recomputation."""
-        return self.origin is not None or self.recomputed
-
-
-def freeze_attrs(attrs: Optional[dict]) -> tuple:
-    if not attrs:
-        return ()
-    return tuple(sorted(attrs.items()))
 
 
 class Graph:
@@ -108,10 +51,6 @@ class Graph:
     def __init__(self, name: str = "f"):
         self.name = name
         self.nodes: list[Node] = []
-        # The edges, mirrored in networkx (see ``dag``, which covers the first ``_dag_size``
-        # nodes) and as a users list per node (see ``users``): both filled in when asked for.
-        self._dag = nx.DiGraph()
-        self._dag_size = 0
         self._users: list[list[int]] = []
         self._live: Optional[tuple] = None  # (nodes and outputs when computed, live_nodes)
         self._shared_below = 0  # nodes below this id are records shared with another graph (continuing)
@@ -367,21 +306,6 @@ class Graph:
     def type(self, node_id: int) -> TensorType:
         return self.nodes[node_id].type
 
-    @property
-    def dag(self) -> nx.DiGraph:
-        """The edges as a networkx ``DiGraph`` (operand -> user), mirroring ``args``.
-
-        It is extended with the nodes added since it was last asked for, in one
-        bulk insertion: building it edge by edge in ``add`` cost more than the rest
-        of ``add`` together.
-        """
-        if self._dag_size < len(self.nodes):
-            new = range(self._dag_size, len(self.nodes))
-            self._dag.add_nodes_from(new)
-            self._dag.add_edges_from((a, node_id) for node_id in new for a in self.nodes[node_id].args)
-            self._dag_size = len(self.nodes)
-        return self._dag
-
     def users(self, node_id: int) -> list[int]:
         """The nodes that take ``node_id`` as an operand, in id order, each once."""
         return list(self.users_index()[node_id])
@@ -446,11 +370,6 @@ class Graph:
             assert all(a < node_id for a in node.args), f"%{node_id}: operand defined after its user"
             inferred = op.result_type(tuple([nodes[a].type for a in node.args]), node.attrs)
             assert inferred == node.type, f"%{node_id} {node.op}: type {node.type} but rule infers {inferred}"
-        if self._dag_size:  # the networkx mirror, when something has built it, must still match args
-            dag = self.dag
-            assert dag.number_of_nodes() == len(nodes), "networkx nodes differ from node records"
-            for node_id, node in enumerate(nodes):
-                assert set(dag.predecessors(node_id)) == set(node.args), f"%{node_id}: edges do not match args"
         for i, node_id in enumerate(self.inputs):
             assert self.nodes[node_id].op == "input", f"input {i} is not an input node"
         assert len(self.output_names) == len(self.outputs), "output names do not match outputs"
@@ -462,6 +381,25 @@ class Graph:
 
     def to_dot(self) -> str:
         return format_dot(self)
+
+    def to_networkx(self) -> nx.DiGraph:
+        """The graph as a ``networkx.DiGraph`` whose nodes carry op, shape, dtype, name, attrs and the
+        user's source line and whose edges carry operand positions (``ir/networkx_view.py``)."""
+        return networkx_view.to_networkx(self)
+
+    @classmethod
+    def from_networkx(cls, g: nx.DiGraph) -> Graph:
+        """The graph ``to_networkx`` described, rebuilt identical (ids, operand order, attributes)."""
+        return networkx_view.from_networkx(g, cls)
+
+    def write_graphml(self, path: str) -> None:
+        """Write the graph as GraphML (``chainrule dump --format graphml``); ``read_graphml`` reads it back."""
+        networkx_view.write_graphml(self, path)
+
+    @classmethod
+    def read_graphml(cls, path: str) -> Graph:
+        """The graph ``write_graphml`` wrote to ``path``, identical."""
+        return networkx_view.read_graphml(path, cls)
 
 
 class _Rewriting:
