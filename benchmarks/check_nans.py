@@ -28,7 +28,7 @@ try:
 except ImportError:  # run from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import chainrule as cr
-from chainrule import nn  # noqa: E402
+from chainrule import nn
 
 
 def mlp():

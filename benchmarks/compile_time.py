@@ -41,7 +41,7 @@ from chainrule.compiler import pipeline
 from chainrule.frontends.trace import describe_args, trace_graph
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mlp import seed_loss, seed_parameters, spiral_data  # noqa: E402  (the seed network, as mlp.py has it)
+from mlp import seed_loss, seed_parameters, spiral_data
 
 CHAIN_SIZES = (1_000, 10_000, 100_000)
 SEED_TARGET_SECONDS = 0.050

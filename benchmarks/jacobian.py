@@ -74,7 +74,7 @@ def torch_candidates(kind, args):
     torch.set_num_threads(1)
     t = [torch.tensor(a) for a in args]
     if kind == "jacobian":
-        f = lambda x: torch.tanh(torch.tanh(x @ t[1]) @ t[2])  # noqa: E731
+        f = lambda x: torch.tanh(torch.tanh(x @ t[1]) @ t[2])
         return {f"torch{' vectorize' if v else ''}": (lambda v=v: functional.jacobian(f, t[0], vectorize=v).numpy())
                 for v in (False, True)}
     if kind == "hessian":
@@ -83,7 +83,7 @@ def torch_candidates(kind, args):
             return torch.mean(torch.logaddexp(torch.zeros_like(z), z) - t[2] * z) + 0.5e-2 * torch.sum(w * w)
         return {f"torch{' vectorize' if v else ''}": (lambda v=v: functional.hessian(loss, t[0], vectorize=v).numpy())
                 for v in (False, True)}
-    model = lambda w: torch.mean(torch.tanh(t[1] @ w) ** 2) + 1e-3 * torch.sum(w ** 4)  # noqa: E731
+    model = lambda w: torch.mean(torch.tanh(t[1] @ w) ** 2) + 1e-3 * torch.sum(w ** 4)
     return {"torch hvp": lambda: functional.hvp(model, t[0], t[2])[1].numpy()}
 
 
@@ -101,7 +101,7 @@ def jax_candidates(kind, args):
             return jnp.mean(jnp.logaddexp(0.0, z) - y * z) + 0.5e-2 * jnp.sum(w * w)
         h = jax.jit(jax.hessian(loss))
         return {"jax jit(hessian)": lambda: np.asarray(h(*args))}
-    model = lambda w, x: jnp.mean(jnp.tanh(x @ w) ** 2) + 1e-3 * jnp.sum(w ** 4)  # noqa: E731
+    model = lambda w, x: jnp.mean(jnp.tanh(x @ w) ** 2) + 1e-3 * jnp.sum(w ** 4)
     hvp = jax.jit(lambda w, x, v: jax.jvp(lambda w: jax.grad(model)(w, x), (w,), (v,))[1])
     return {"jax jit(jvp(grad))": lambda: np.asarray(hvp(*args))}
 

@@ -227,7 +227,7 @@ def interleaved_medians(functions: dict, rounds: int, block: int = 10, settle: i
     """
     names = list(functions)
     samples = {name: [] for name in names}
-    faults = {name: 0 for name in names}
+    faults = dict.fromkeys(names, 0)
     for rep in range(rounds):
         shift = rep % len(names)
         for name in names[shift:] + names[:shift]:

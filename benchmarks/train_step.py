@@ -33,7 +33,7 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402  (after the thread settings, which BLAS reads when loaded)
 
 try:
-    from chainrule import nn, optim  # noqa: E402
+    from chainrule import nn, optim
 except ImportError:  # run from a checkout: python3 benchmarks/train_step.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from chainrule import nn, optim

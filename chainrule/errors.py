@@ -43,7 +43,7 @@ class ChainruleError(Exception):
         quoted = f"\n    {text}" if text else ""
         return f"{where}: {message}{quoted}"
 
-    def at(self, loc: Loc | None) -> "ChainruleError":
+    def at(self, loc: Loc | None) -> ChainruleError:
         """The same error, located at ``loc`` (if it had no location yet)."""
         if self.loc is not None or loc is None:
             return self

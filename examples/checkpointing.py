@@ -97,7 +97,7 @@ def plot(rows, activation, path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot([r[5] for r in done], [r[3] / activation for r in done], "o", label="measured peak (tracemalloc)")
     ax.plot([r[5] for r in done], [r[2] / activation for r in done], "x", label="estimated peak")
-    for index, (label, _, estimate, measured, _, extra, _) in enumerate(done):
+    for index, (label, _, _estimate, measured, _, extra, _) in enumerate(done):
         ax.annotate(label, (extra, measured / activation), textcoords="offset points", fontsize=8,
                     xytext=(5, 4 if index % 2 else -12))  # sqrt and optimal land close: alternate sides
     ax.set_xlabel("recomputation (extra forward passes)")

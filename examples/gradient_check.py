@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from spiral_classifier import spiral_data
 
 import chainrule as cr
 from chainrule import nn
 from chainrule.cli import demo
 from chainrule.frontends.pytree import flatten, unflatten
-from spiral_classifier import spiral_data
 
 
 def verdict(difference: float) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-import chainrule as cr  # noqa: E402
+import chainrule as cr
 
 
 def seed_001_network(x, W1, W2):
@@ -96,7 +96,7 @@ def newton_cg(samples: int = 400, features: int = 50, steps: int = 8, seed: int 
         rows.append((step, float(logistic_loss(w, X, y)), float(np.linalg.norm(g))))
         if rows[-1][2] < 1e-13:
             break
-        direction, products = conjugate_gradient(lambda v: hessian_vector(w, X, y, v), -g)
+        direction, products = conjugate_gradient(lambda v: hessian_vector(w, X, y, v), -g)  # noqa: B023 (called in this iteration)
         rows[-1] += (products,)
         w = w + direction
     return rows

@@ -18,10 +18,10 @@ import math
 from pathlib import Path
 
 import numpy as np
+from spiral_classifier import BATCH_SIZE, accuracy, build_model, spiral_data
 
 from chainrule import optim
 from chainrule.train import fit
-from spiral_classifier import BATCH_SIZE, accuracy, build_model, spiral_data
 
 LR = 0.01
 
@@ -60,7 +60,7 @@ def main(argv=None) -> dict:
     print(f"\nthe spiral network [2, 16, 8, 1], Adam, {epochs} epochs under each schedule\n")
     print(f"{'schedule':<{width}}{'cost@' + str(epochs // 4):>12}{'cost@' + str(epochs // 2):>12}"
           f"{'final cost':>12}{'accuracy':>10}")
-    for name, schedule in table.items():
+    for name in table:
         model = build_model()
         result = fit(model, model.init(42), X, Y, loss="bce", optimizer=optim.adam(per_step[name]),
                      epochs=epochs, batch_size=BATCH_SIZE, seed=0, progress=False)

@@ -30,8 +30,8 @@ import sympy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-import chainrule as cr  # noqa: E402
-from chainrule.cli.nested_function import X0, nested, reference, relative_error  # noqa: E402
+import chainrule as cr
+from chainrule.cli.nested_function import X0, nested, reference, relative_error
 
 SEED_DEPTH, SEED_VALUE = 30, 0.00255077238173787
 

@@ -11,6 +11,7 @@ import numpy as np
 import chainrule as cr
 from chainrule.compiler.cost import node_cost
 
+
 def loss(p, x, y):
     h = np.maximum(0, x @ p["W1"] + p["b1"])
     a = 1 / (1 + np.exp(-(h @ p["W2"] + p["b2"])))
@@ -24,7 +25,7 @@ graph = cr.grad(loss).graph(params, x, y, stage="scheduled")
 g = graph.to_networkx()
 for node_id, data in g.nodes(data=True):      # weight each node by the FLOPs it computes
     data["flops"] = node_cost(graph, node_id).flops
-for u, v, data in g.edges(data=True):         # longest path by FLOPs: weigh an edge by its user's work
+for _u, v, data in g.edges(data=True):         # longest path by FLOPs: weigh an edge by its user's work
     data["flops"] = g.nodes[v]["flops"]
 path = nx.dag_longest_path(g, weight="flops")
 total = sum(d["flops"] for _, d in g.nodes(data=True))

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from spiral_classifier import BATCH_SIZE, accuracy, build_model, spiral_data
 
 from chainrule import optim
 from chainrule.train import fit
-from spiral_classifier import BATCH_SIZE, accuracy, build_model, spiral_data
 
 OPTIMIZERS = {
     "SGD": optim.sgd(0.01),

@@ -19,10 +19,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from spiral_classifier import spiral_data
 
 import chainrule as cr
 from chainrule import nn
-from spiral_classifier import spiral_data
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 WIDTH = 32

@@ -3,7 +3,7 @@ import os
 # Every pass verifies the graph it produces while the suite runs.
 os.environ["CHAINRULE_VERIFY"] = "1"
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,7 +1,8 @@
 """Finite differences and test losses shared by the gradient tests, independent of chainrule."""
 
+from collections.abc import Callable
+
 import numpy as np
-from typing import Callable
 
 
 def numerical_gradient(fn: Callable, args: tuple, argnum: int, step: float = 1e-4) -> np.ndarray:

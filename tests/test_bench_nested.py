@@ -1,8 +1,8 @@
 """``chainrule bench nested``: one table, SymPy's failures reported in their rows, never a crash."""
 
 from chainrule.cli.bench_methods import run_method
-from chainrule.cli.nested_function import reference
 from chainrule.cli.main import main
+from chainrule.cli.nested_function import reference
 
 
 def test_bench_nested_prints_one_row_per_method_with_the_reference_value(capsys):

@@ -5,14 +5,14 @@ import re
 
 import numpy as np
 import pytest
+from golden_functions import CASES
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_fuse import programs, run_program
 
 import chainrule as cr
 from chainrule.backends.numpy import compile_graph
 from chainrule.frontends.pytree import flatten
-from golden_functions import CASES
-from test_fuse import programs, run_program
 
 
 def sqrt_model(x):
@@ -134,7 +134,7 @@ def test_the_checked_kernel_computes_what_the_plain_one_does(case):
 
 def test_big_relu_backward_with_its_bit_mask_form_is_checked_and_exact():
     x = np.linspace(-1.0, 1.0, 20001)  # large enough for where_else_zero; x = 0 exactly in the middle
-    relu_squared = lambda x: np.sum(np.maximum(x, 0.0) ** 2)  # noqa: E731
+    relu_squared = lambda x: np.sum(np.maximum(x, 0.0) ** 2)
     np.testing.assert_array_equal(cr.grad(relu_squared, check_nans=True)(x), cr.grad(relu_squared)(x))
 
 
@@ -154,7 +154,7 @@ def test_both_backends_report_the_same_op_on_random_programs(program, shape, see
     if huge:  # then exp and products overflow, and inf - inf or 0 * inf may follow
         x.flat[rng.integers(x.size)] = 1e200
         y.flat[rng.integers(y.size)] = -1e200
-    fn = lambda x, y, s: run_program(program, x, y, s)  # noqa: E731
+    fn = lambda x, y, s: run_program(program, x, y, s)
     with np.errstate(all="ignore"):
         scalar = np.ndim(fn(x, y, s)) == 0
 

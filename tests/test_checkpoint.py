@@ -168,7 +168,7 @@ def test_griewanks_bound_has_its_limiting_forms():
         schedules = [replay(revolve.revolve_schedule(steps, c), steps, c) for c in range(1, steps + 1)]
         assert schedules[0] == steps * (steps - 1) // 2  # one slot: sweep from the input for every step
         assert schedules[steps - 2] == steps - 1  # a slot for every state: one sweep
-        assert all(a >= b for a, b in zip(schedules, schedules[1:]))  # more slots never cost advances
+        assert all(a >= b for a, b in itertools.pairwise(schedules))  # more slots never cost advances
 
 
 def test_griewanks_bound_is_the_minimum_of_its_recurrence():

@@ -7,8 +7,8 @@ import textwrap
 import pytest
 
 import chainrule as cr
-from chainrule.cli.main import main
 from chainrule.cli.inputs import load_function
+from chainrule.cli.main import main
 from chainrule.compiler.pipeline import STAGES
 from chainrule.ir import Graph, TensorType
 from chainrule.ir.diff import op_count_delta, text_diff

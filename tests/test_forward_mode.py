@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gradient_helpers import relative_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_op_gradients import CASES, DIFFERENTIABLE_KINDS, Case, ops_traced
 
 import chainrule as cr
 import chainrule.nn as nn
 from chainrule.compiler.forward import forward
 from chainrule.errors import ArgumentError
-from chainrule.transforms.higher_order import Linearized
 from chainrule.ir import OPS
-from gradient_helpers import relative_error
-from test_op_gradients import CASES, DIFFERENTIABLE_KINDS, Case, ops_traced
+from chainrule.transforms.higher_order import Linearized
 
 
 def directional_difference(fn, args, argnums, tangents, step=1e-4):

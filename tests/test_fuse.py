@@ -142,7 +142,7 @@ def test_fusion_and_scheduling_keep_the_values_of_random_programs(program, shape
     x = RNG.uniform(-2, 2, shape)
     y = RNG.uniform(-2, 2, shape)
     s = RNG.uniform(-2, 2, shape[-1:])  # broadcast along the rows
-    fn = lambda x, y, s: run_program(program, x, y, s)  # noqa: E731
+    fn = lambda x, y, s: run_program(program, x, y, s)
     optimized, plain = cr.jit(fn, backend=backend), cr.jit(fn, optimize=False)
     np.testing.assert_allclose(optimized(x, y, s), plain(x, y, s), rtol=1e-11, atol=1e-12)
     if np.ndim(plain(x, y, s)) == 0:

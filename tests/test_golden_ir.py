@@ -21,17 +21,17 @@ import os
 from pathlib import Path
 
 import pytest
+from golden_functions import CASES
 
 import chainrule as cr
 from chainrule.compiler.pipeline import STAGES
-from golden_functions import CASES
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("CHAINRULE_UPDATE_GOLDEN") == "1"
 HOW_TO_UPDATE = "CHAINRULE_UPDATE_GOLDEN=1 python -m pytest tests/test_golden_ir.py"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compiled_texts(case: str) -> dict[str, str]:
     """The IR text of ``case`` after each stage, from one fresh compilation."""
     function, arguments, argnums = CASES[case]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gradient_helpers import numerical_gradient, relative_error
 
 import chainrule as cr
 from chainrule import nn
-from gradient_helpers import numerical_gradient, relative_error
 
 
 class SeedBatchNorm:

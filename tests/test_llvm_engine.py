@@ -159,7 +159,7 @@ def test_scalar_fallback_when_libmvec_is_missing(monkeypatch):
 
 
 def test_the_vector_width_follows_the_cpu_features():
-    has_everything = lambda name: True  # noqa: E731
+    has_everything = lambda name: True
     assert mathlib.vector_isa(frozenset({"avx2", "avx512f"}), has_everything) is mathlib.AVX512
     assert mathlib.vector_isa(frozenset({"avx2", "sse4.1"}), has_everything) is mathlib.AVX2
     assert mathlib.vector_isa(frozenset({"sse4.1"}), has_everything) is mathlib.SSE4
@@ -227,7 +227,7 @@ def _compile_sin_and_forget_everything_but_the_function():
 
 
 def test_a_module_outlives_the_garbage_collection_of_everything_else():
-    module, function = _compile_sin_and_forget_everything_but_the_function()
+    _module, function = _compile_sin_and_forget_everything_but_the_function()
     for _ in range(3):  # other modules come and go: their libraries are unloaded
         compile_ir(loop_module([("cos", "float64")]), name="cos", use_cache=False)
         gc.collect()
@@ -260,7 +260,7 @@ def test_the_verifier_message_points_at_both_instructions():
 
 def test_asking_for_a_symbol_the_module_lacks_is_an_error():
     module = compile_ir(SIN_F64, name="sin")
-    with pytest.raises(LLVMError, match="defines no symbol 'cos'.*loop_sin_float64"):
+    with pytest.raises(LLVMError, match=r"defines no symbol 'cos'.*loop_sin_float64"):
         module.address("cos")
 
 

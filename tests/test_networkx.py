@@ -13,7 +13,7 @@ from chainrule.compiler.pipeline import STAGES
 from chainrule.ir import Graph, TensorType
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def stage_graphs(case: str) -> dict:
     function, arguments, argnums = CASES[case]
     compiled = cr.value_and_grad(function, argnums)

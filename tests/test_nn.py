@@ -11,16 +11,16 @@ out what the losses and their gradients must be at extreme logits.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pytest
 import scipy.special
+from gradient_helpers import numerical_gradient, relative_error
 
 import chainrule as cr
 import chainrule.nn as nn
-from gradient_helpers import numerical_gradient, relative_error
 
 # ---- independent finite differences ------------------------------------------------------
 

@@ -15,8 +15,8 @@ test, or from NumPy/SciPy -- never from chainrule's own output.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 import pytest
@@ -56,13 +56,13 @@ def grid_pair(shape_a, shape_b, seed=0):
 @dataclass(frozen=True)
 class Case:
     id: str
-    covers: Optional[str]  # the primitive this case is credited to (None: a NumPy composite)
+    covers: str | None  # the primitive this case is credited to (None: a NumPy composite)
     fn: Callable
     args: tuple
     argnums: tuple = (0,)
     # When set, the gradient (one array per argnum) written out; used where finite
     # differences do not apply (stop_gradient, casts).
-    expected: Optional[Callable] = None
+    expected: Callable | None = None
 
 
 CASES: list[Case] = []

@@ -69,7 +69,7 @@ def test_optimizer_matches_an_independent_reference_over_several_steps(name):
         opt_now = optim.Optimizer(opt.name, learning_rate, opt.slot_names, opt.rule, opt.hyperparameters)
         params, grads = params_and_gradients(steps=6)
         expected = list(flat(params))
-        slots = [dict() for _ in expected]
+        slots = [{} for _ in expected]
         state = opt_now.init(params)
         for t, gradient in enumerate(grads, start=1):
             params, state = opt_now.update(gradient, state, params)
@@ -122,7 +122,7 @@ def test_update_rejects_mismatched_structures():
     params = {"W": np.ones(2), "b": np.ones(1)}
     with pytest.raises(cr.ArgumentError, match="structure"):
         opt.update({"W": np.ones(2)}, opt.init(params), params)
-    with pytest.raises(cr.ArgumentError, match="what adam.init returned"):
+    with pytest.raises(cr.ArgumentError, match=r"what adam\.init returned"):
         opt.update(params, optim.sgd().init(params), params)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 import chainrule as cr
-from chainrule.compiler import symbolic
 from chainrule.cli.demo import PARAMS, X, Y, loss
+from chainrule.compiler import symbolic
 
 
 def test_sigmoid_bce_gradient_simplifies_to_a_minus_y():

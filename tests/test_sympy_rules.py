@@ -14,7 +14,6 @@ import chainrule as cr
 import chainrule.nn
 from chainrule.ir import OPS, Graph, TensorType, Value
 
-
 # ---- the declared forms that reuse the op's output are kept (they are cheaper) -------------
 
 @pytest.mark.parametrize("name", ["sigmoid", "tanh", "tan", "exp", "sqrt", "expm1"])

@@ -123,7 +123,7 @@ def sampled(name: str) -> Sampled:
     at_point = [evaluate(d, columns, shape) for d in derivatives]
     with np.errstate(all="ignore"):
         keep = np.isfinite(np.asarray(op.eager(*columns, **attrs), dtype=np.float64))
-    for values, finite in at_point:
+    for _, finite in at_point:
         keep &= finite
     for position in wrt:
         for offset in (KINK_DISTANCE, -KINK_DISTANCE):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -73,10 +72,10 @@ class CheckSite:
     result: str  # the local holding the value
     operands: tuple  # the locals (or literals) it was computed from
     elementwise: bool
-    loc: Optional[Loc]
+    loc: Loc | None
     rule: str  # for a backward value: "d sqrt x at model.py:12"; else ""
     rule_op: str  # for a backward value: the forward op it differentiates ("sqrt")
-    forward: Optional[tuple]  # (op, operand locals) of the forward op the rule differentiates, if at hand
+    forward: tuple | None  # (op, operand locals) of the forward op the rule differentiates, if at hand
 
 
 def all_finite(value) -> bool:
@@ -113,7 +112,7 @@ class NonFiniteCheck:
         raise NonFiniteError(_message(site, result, operands, index, values), site.loc)
 
 
-def _produced(result: np.ndarray, operands: list, elementwise: bool) -> Optional[np.ndarray]:
+def _produced(result: np.ndarray, operands: list, elementwise: bool) -> np.ndarray | None:
     """Where ``result`` holds a NaN no operand explains, or an infinity from finite operands; None if nowhere."""
     nan_out, inf_out = np.isnan(result), np.isinf(result)
     if elementwise:
@@ -136,11 +135,11 @@ def _first(mask: np.ndarray) -> tuple:
 
 
 def _element(index: tuple, value: np.ndarray) -> str:
-    where = f"element {list(int(i) for i in index)} of " if index else ""
+    where = f"element {[int(i) for i in index]} of " if index else ""
     return f" ({where}{TensorType(value.shape, value.dtype.name)})"
 
 
-def _value_at(operand: np.ndarray, index: Optional[tuple], shape: tuple) -> str:
+def _value_at(operand: np.ndarray, index: tuple | None, shape: tuple) -> str:
     """The operand's element at ``index`` of the result (of ``shape``), or its type where no element
     corresponds (``index`` None: a reduction's or a matmul's operand)."""
     if operand.size == 1:
@@ -296,7 +295,7 @@ class _CheckedWriter:
                                                         for k in root_operands))
 
     def _emit(self, statement: str, comment: str, op: str, value_type, target: str, operands: tuple, loc,
-              rule: str, rule_op: str, forward: Optional[tuple]) -> None:
+              rule: str, rule_op: str, forward: tuple | None) -> None:
         line = f"    {statement}"
         line = line.ljust(COMMENT_COLUMN) + f"  # {comment}" if comment else line
         if value_type.nbytes >= EARLY_FREE_MIN_BYTES:

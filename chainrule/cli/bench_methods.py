@@ -16,8 +16,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from chainrule.cli.nested_function import X0, nested, nested_numpy
 
@@ -98,7 +98,7 @@ def _sympy_method(variant: str):
             with failing_as("in diff"):
                 derivative = sympy.diff(f, x)
             if variant == "subs":
-                evaluate = lambda at: derivative.subs(x, at)  # noqa: E731
+                evaluate = lambda at: derivative.subs(x, at)
             else:
                 with failing_as("in lambdify" + (" (cse)" if variant == "cse" else "")):
                     evaluate = sympy.lambdify(x, derivative, "numpy", cse=(variant == "cse"))
@@ -269,7 +269,7 @@ class Method:
     key: str
     label: str
     measure: Callable
-    module: Optional[str] = None  # a peer: run only when this imports
+    module: str | None = None  # a peer: run only when this imports
     sympy: bool = False
 
 

@@ -26,15 +26,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional
 
 from chainrule.cli.bench_methods import METHODS, Method, available, run_method
-from chainrule.cli.nested_function import (REFERENCE_DIGITS, SEED_DEPTH, SEED_DERIVATIVE, SWEEP_DEPTHS, X0, reference,
-                                          relative_error)
+from chainrule.cli.nested_function import (
+    REFERENCE_DIGITS,
+    SEED_DEPTH,
+    SEED_DERIVATIVE,
+    SWEEP_DEPTHS,
+    X0,
+    reference,
+    relative_error,
+)
 
 # ---- reporting -----------------------------------------------------------------------------
 
-def format_seconds(seconds: Optional[float]) -> str:
+def format_seconds(seconds: float | None) -> str:
     if seconds is None:
         return ""
     if seconds == 0:
@@ -45,7 +51,7 @@ def format_seconds(seconds: Optional[float]) -> str:
     return f"{seconds / 1e-9:.3g} ns"
 
 
-def format_error(value: Optional[float], exact) -> str:
+def format_error(value: float | None, exact) -> str:
     if value is None:
         return ""
     if float(exact) == 0.0:  # the exact derivative is below the smallest float64
@@ -97,7 +103,7 @@ def bench(depth: int, points: int, peers: bool, repeats: int, timeout: float, bu
     import numpy as np
 
     out = out or sys.stdout
-    value, exact = reference(depth)
+    _value, exact = reference(depth)
     print(f"d/dx of cos(tan(sin(...))) nested {depth} deep at x = {X0} (seed 001), N = {points:,} points", file=out)
     print(f"mpmath reference ({REFERENCE_DIGITS} digits, value and derivative carried step by step): "
           f"{_mp_string(exact)}", file=out)

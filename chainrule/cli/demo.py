@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 X = np.array([[1.0], [0.5], [-1.0], [2.0]])
 Y = np.array([[1.0]])
 PARAMS = {

@@ -21,8 +21,8 @@ from chainrule.cli.inputs import example_inputs, load_function
 from chainrule.compiler import pipeline
 from chainrule.errors import ChainruleError
 from chainrule.frontends.pytree import tree_map
-from chainrule.transforms.higher_order import Linearized
 from chainrule.ir.diff import canonical_text, op_count_delta, text_diff
+from chainrule.transforms.higher_order import Linearized
 
 _RENDERED = (".png", ".svg", ".pdf")  # formats Graphviz's dot program makes from the DOT text
 

@@ -7,8 +7,6 @@ derivative through each step in 50-digit mpmath arithmetic.
 
 from __future__ import annotations
 
-from typing import Optional
-
 X0 = 4.2
 SEED_DEPTH, SEED_DERIVATIVE = 30, 0.00255077238173787  # seed 001's printed SymPy result
 SWEEP_DEPTHS = (10, 30, 100, 300, 1000, 3000, 10000)
@@ -49,7 +47,7 @@ def reference(depth: int, x0: float = X0, digits: int = REFERENCE_DIGITS):
         return +value, +derivative
 
 
-def relative_error(value: float, exact) -> Optional[float]:
+def relative_error(value: float, exact) -> float | None:
     """|value - exact| / |exact| in mpmath, or None when exact is 0."""
     import mpmath
 

@@ -18,7 +18,7 @@ signatures, and replaying costs a fraction of running the rule through
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from chainrule.ir.builder import unbroadcast
 
 
 def reverse(forward: Graph, wrt: Sequence[int], cotangent_inputs: bool = False,
-            name: Optional[str] = None, rewriter: Optional[Callable] = None) -> Graph:
+            name: str | None = None, rewriter: Callable | None = None) -> Graph:
     """The joint graph of ``forward``: outputs are forward's outputs, then d(output)/d(input) for
     each input position in ``wrt``.
 
@@ -142,7 +142,7 @@ def _propagate(joint: Graph, node_id: int, cotangent: int, active: bytearray, co
 
 
 def _contribution(op, position: int, cotangent: Value, output: Value, operands: list[Value],
-                  attrs: dict) -> Optional[Value]:
+                  attrs: dict) -> Value | None:
     """What operand ``position`` of ``output = op(*operands)`` gets of the cotangent: the op's rule,
     summed back to the operand's shape and cast to its dtype; None when no gradient flows there."""
     rule = op.vjp_rule(position)
@@ -162,13 +162,13 @@ def _contribution(op, position: int, cotangent: Value, output: Value, operands: 
 
 
 # (op, operand position, attrs, cotangent type, output type, operand types) -> its recording
-_RECORDINGS: dict[tuple, "Recording"] = {}
+_RECORDINGS: dict[tuple, Recording] = {}
 _RECORDINGS_MAX = 1 << 14
 _NOT_RECORDED = object()  # a signature not seen yet (None is a recording: no gradient flows)
 
 # A recording: a function ``replay(add, cotangent, output, *operands) -> id`` that builds, with
 # ``add`` (the joint graph's), the nodes a rule built for one signature; None when no gradient flows.
-Recording = Optional[Callable[..., int]]
+Recording = Callable[..., int] | None
 
 
 def _record_now(op, signature: tuple) -> Recording:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Optional
 
 from chainrule.errors import UnsupportedError
 from chainrule.ir import OPS, Graph, Op, TensorType, Value

@@ -165,10 +165,18 @@ def format_report(report: CostReport) -> str:
                   f"  {'node':>7}  {'phase':<9}{'op':<13}{'type':<16}{'FLOPs':>13}{'bytes':>12}{'share':>8}  where"]
         for row in top:
             share = row.flops / report.flops
-            lines.append(f"  {'%' + str(row.id):>7}  {row.phase:<9}{row.op:<13}{str(row.type):<16}"
+            lines.append(f"  {'%' + str(row.id):>7}  {row.phase:<9}{row.op:<13}{row.type!s:<16}"
                          f"{format_flops(row.flops):>13}{format_bytes(row.bytes):>12}{share:>8.1%}  {row.where}")
     return "\n".join(lines)
 
 
-__all__ = ["CostReport", "NodeCost", "VIEW_OPS", "cost_report", "node_cost", "format_flops", "format_bytes",
-           "format_report"]
+__all__ = [
+    "VIEW_OPS",
+    "CostReport",
+    "NodeCost",
+    "cost_report",
+    "format_bytes",
+    "format_flops",
+    "format_report",
+    "node_cost",
+]

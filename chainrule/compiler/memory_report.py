@@ -73,11 +73,11 @@ class MemoryReport:
             lines.append(f"  llvm arena         {format_bytes(self.arena_bytes):>12}")
         if self.kept:
             lines.append("  kept:")
-            lines += [f"    %{v.node:<6} {(v.name or ''):<12} {str(v.type):<18} {format_bytes(v.bytes):>10}  {v.reason}"
+            lines += [f"    %{v.node:<6} {(v.name or ''):<12} {v.type!s:<18} {format_bytes(v.bytes):>10}  {v.reason}"
                       for v in self.kept]
         if self.recomputed:
             lines.append("  recomputed:")
-            lines += [f"    %{v.node:<6} {(v.name or ''):<12} {v.op:<10} {str(v.type):<18} {format_flops(v.flops):>10}"
+            lines += [f"    %{v.node:<6} {(v.name or ''):<12} {v.op:<10} {v.type!s:<18} {format_flops(v.flops):>10}"
                       for v in self.recomputed]
         return "\n".join(lines)
 

@@ -30,15 +30,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
 
 from chainrule.compiler.autodiff import reverse
 from chainrule.compiler.checkpoint import checkpoint
 from chainrule.compiler.dce import dce
 from chainrule.compiler.fuse import fuse
-from chainrule.compiler.schedule import schedule
 from chainrule.compiler.rewrite import rebuild
+from chainrule.compiler.schedule import schedule
 from chainrule.compiler.simplify import simplify, simplify_rule
 from chainrule.compiler.symbolic import symbolic_regions
 from chainrule.ir import Graph
@@ -90,7 +90,7 @@ Pass = tuple[str, str, Callable[[Graph], Graph]]  # (stage, pass name, pass)
 _AT_SIMPLIFY_FIXED_POINT = {"simplify forward", "dce", "simplify"}
 
 
-def _passes(wrt: Optional[Sequence[int]], optimize: bool, transforms: Sequence[Pass] = (),
+def _passes(wrt: Sequence[int] | None, optimize: bool, transforms: Sequence[Pass] = (),
             policy="all") -> list[Pass]:
     """(stage, pass name, pass) in order."""
     passes = []
@@ -131,7 +131,7 @@ def finish(graph: Graph, optimize: bool = True) -> Graph:
     return graph
 
 
-def run(traced: Graph, wrt: Optional[Sequence[int]] = None, optimize: bool = True,
+def run(traced: Graph, wrt: Sequence[int] | None = None, optimize: bool = True,
         transforms: Sequence[Pass] = (), checkpoint_policy="all") -> Compilation:
     """Differentiate (when ``wrt`` gives input positions) and optimize ``traced``; ``transforms``
     are differentiating passes of the caller's (forward mode, VJPs) to run before the optimizing

@@ -13,17 +13,17 @@ nodes (reverse mode does), which then come out already simplified.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from chainrule.compiler.dce import dce
 from chainrule.ir import Graph
 from chainrule.ir.graph import Node
 
 # (graph being built, node about to be built, its operand ids) -> an id in that graph, or None
-Rule = Callable[[Graph, Node, tuple], Optional[int]]
+Rule = Callable[[Graph, Node, tuple], int | None]
 
 
-def rebuild(graph: Graph, rule: Optional[Rule] = None) -> tuple[Graph, int]:
+def rebuild(graph: Graph, rule: Rule | None = None) -> tuple[Graph, int]:
     """A copy of ``graph``'s live part with ``rule`` applied to every node, and how often it fired
     (``graph`` itself when the copy would be the same graph)."""
     if rule is not None and _at_fixed_point(graph, rule):

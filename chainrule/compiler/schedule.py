@@ -19,8 +19,8 @@ call allocates, which is what ``tracemalloc`` sees.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from chainrule.ir import OPS, Graph
 from chainrule.ir.fused import plan_buffers
@@ -144,20 +144,20 @@ def greedy_order(graph: Graph) -> list[int]:
             users[a].append(node_id)
     remaining = [0] * len(graph)  # unscheduled users of each storage root
     for node_id in live:
-        for a in set(root[x] for x in graph[node_id].args):
+        for a in {root[x] for x in graph[node_id].args}:
             remaining[a] += 1
     kept = {root[o] for o in graph.outputs}
 
     def benefit(node_id: int) -> int:
         node = graph[node_id]
-        freed = sum(graph[r].type.nbytes for r in set(root[a] for a in node.args)
+        freed = sum(graph[r].type.nbytes for r in {root[a] for a in node.args}
                     if remaining[r] == 1 and r not in kept and graph[r].op not in _NOT_ALLOCATED)
         allocated = 0 if (node.op in _NOT_ALLOCATED or is_view(node)) else node.type.nbytes
         return freed - allocated
 
     readers: list[list[int]] = [[] for _ in range(len(graph))]  # the nodes reading each storage root
     for node_id in live:
-        for r in set(root[a] for a in graph[node_id].args):
+        for r in {root[a] for a in graph[node_id].args}:
             readers[r].append(node_id)
     ready = [(-benefit(i), i) for i in live if waiting[i] == 0]
     heapq.heapify(ready)
@@ -173,7 +173,7 @@ def greedy_order(graph: Graph) -> list[int]:
             continue
         done[node_id] = 1
         order.append(node_id)
-        for r in set(root[a] for a in graph[node_id].args):
+        for r in {root[a] for a in graph[node_id].args}:
             remaining[r] -= 1
             if remaining[r] == 1:  # its last reader would now free it: queue that reader again
                 for reader in readers[r]:

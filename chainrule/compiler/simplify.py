@@ -35,8 +35,6 @@ rule (``simplify_rule``) to each backward node as it builds it.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from chainrule.compiler.cse import COMMUTATIVE
@@ -52,7 +50,7 @@ from chainrule.ir.types import TensorType
 _CONSTANTS = frozenset({"const", "zeros"})
 
 
-def _scalar(graph: Graph, node_id: int) -> Optional[float]:
+def _scalar(graph: Graph, node_id: int) -> float | None:
     """The value of a one-element float constant (of any shape), else None."""
     if graph.nodes[node_id].op not in _CONSTANTS:
         return None  # the usual answer, without a look at values (rules ask for every operand)
@@ -87,7 +85,7 @@ def _never_inf_or_nan(graph: Graph, node_id: int) -> bool:
     return False
 
 
-def _fit(graph: Graph, node_id: int, type: TensorType) -> Optional[int]:
+def _fit(graph: Graph, node_id: int, type: TensorType) -> int | None:
     """``node_id`` broadcast to ``type``'s shape, or None when that cannot give ``type``."""
     have = graph.type(node_id)
     if have.dtype != type.dtype:
@@ -457,7 +455,7 @@ def _declared(rules: list) -> tuple:
 _RULES_OF_OP = {op: _declared(rules) for op, rules in RULES.items()}
 
 
-def simplify_rule(graph: Graph, node: Node, args: tuple) -> Optional[int]:
+def simplify_rule(graph: Graph, node: Node, args: tuple) -> int | None:
     """Folding, the identities above and CSE's commutative merge, as one rule: what the
     simplify pass applies, and what reverse mode applies to the nodes it builds."""
     # Folding and CSE run in the same walk: a folded constant often completes an identity's pattern.

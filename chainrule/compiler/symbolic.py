@@ -26,7 +26,6 @@ are cached by the region's structure.
 from __future__ import annotations
 
 import functools
-from typing import Optional
 
 import numpy as np
 import sympy as sp
@@ -139,7 +138,7 @@ def _region_key(graph: Graph, nodes: list[int], region: list[int]) -> tuple[tupl
 
 
 @functools.lru_cache(maxsize=4096)
-def _simplify_region(key: tuple) -> Optional[sp.Expr]:
+def _simplify_region(key: tuple) -> sp.Expr | None:
     """The simplified expression of a region (inputs are symbols a0, a1, ...), or None if not smaller."""
     values: list[sp.Expr] = []
 

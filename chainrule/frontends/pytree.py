@@ -5,8 +5,9 @@ Dict keys keep the caller's order, so gradients come back looking like the param
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True, eq=False)

@@ -24,7 +24,8 @@ from __future__ import annotations
 import functools
 import inspect
 import keyword
-from typing import Callable, NamedTuple, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import sympy as sp
@@ -37,7 +38,8 @@ from chainrule.ir import OPS, Graph
 from chainrule.ir.sympy_export import graph_to_sympy
 
 try:  # SymPy's C-style functions, which are primitives here
-    from sympy.codegen.cfunctions import expm1 as _sympy_expm1, log1p as _sympy_log1p
+    from sympy.codegen.cfunctions import expm1 as _sympy_expm1
+    from sympy.codegen.cfunctions import log1p as _sympy_log1p
 except ImportError:  # pragma: no cover - every supported SymPy has them
     _sympy_expm1 = _sympy_log1p = None
 
@@ -103,7 +105,7 @@ def _without_dead_steps(steps: list[Step], outputs: list[int]):
 
 # ---- SymPy -> program ----------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _table_functions() -> dict:
     """SymPy function classes that are one primitive: those an op's definition applies to its operands."""
     found = {}
@@ -254,7 +256,7 @@ class _Translator:
             return self._emit("neg", (product,))
         return product
 
-    def _product(self, factors: list) -> Optional[int]:
+    def _product(self, factors: list) -> int | None:
         if not factors:
             return None
         result = factors[0]
@@ -350,7 +352,7 @@ def from_sympy(expr, symbols, name: str = "sympy_fn") -> Callable:
 
 # ---- graph, traced function or compiled function -> SymPy ----------------------------------
 
-def to_sympy(fn_or_graph, *args, symbols: Union[None, Sequence, dict] = None):
+def to_sympy(fn_or_graph, *args, symbols: Sequence | dict | None = None):
     """The SymPy expression of a scalar or elementwise computation (a tuple for several outputs).
 
     - a ``Graph``: its outputs;
@@ -408,7 +410,7 @@ def _wrapped_chain(fn):
         fn = getattr(fn, "fn", None) or getattr(fn, "__wrapped__", None)
 
 
-def _symbols_of(fn) -> Optional[dict]:
+def _symbols_of(fn) -> dict | None:
     """The symbols a from_sympy function (possibly under grad or jit) was made from, by parameter name."""
     for candidate in _wrapped_chain(fn):
         symbols = getattr(candidate, "symbols", None)

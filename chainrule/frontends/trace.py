@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import inspect
 import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from chainrule.errors import ArgumentError, TraceError
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
-from chainrule.frontends.tracer import Tracer, TraceContext
+from chainrule.frontends.tracer import TraceContext, Tracer
 from chainrule.ir import Graph, TensorType, Value
 
 
@@ -37,7 +38,7 @@ class ArgsSpec:
 
 
 # fn -> its parameters; inspect.signature costs tens of microseconds, too much to pay per call.
-_PARAMETERS: "weakref.WeakKeyDictionary[Callable, list]" = weakref.WeakKeyDictionary()
+_PARAMETERS: weakref.WeakKeyDictionary[Callable, list] = weakref.WeakKeyDictionary()
 
 
 def _parameters(fn: Callable) -> list:
@@ -116,7 +117,7 @@ def call_key(args: Sequence, differentiated: Sequence[int]) -> tuple[tuple, list
                 keys = tuple(node)
                 token((_DICT, keys))
                 push(reversed(node.values()) if cls is dict else [node[key] for key in reversed(keys)])
-            elif isinstance(node, list) or isinstance(node, tuple) and not hasattr(node, "_fields"):
+            elif isinstance(node, list) or (isinstance(node, tuple) and not hasattr(node, "_fields")):
                 # (namedtuples are leaves, as in pytree.flatten)
                 token((_LIST if isinstance(node, list) else _TUPLE, len(node)))
                 push(reversed(node))
@@ -138,7 +139,7 @@ def call_key(args: Sequence, differentiated: Sequence[int]) -> tuple[tuple, list
 def _leaf_spec(leaf, path: str, differentiated: bool, position: int) -> LeafSpec:
     if isinstance(leaf, Tracer):
         spec = LeafSpec(True, leaf.type)
-    elif isinstance(leaf, np.ndarray) or isinstance(leaf, np.generic) and not isinstance(leaf, (np.str_, np.bytes_)):
+    elif isinstance(leaf, np.ndarray) or (isinstance(leaf, np.generic) and not isinstance(leaf, (np.str_, np.bytes_))):
         dtype = np.asarray(leaf).dtype
         if dtype.kind not in "biuf":
             raise ArgumentError(f"argument {position} ({path}) has dtype {dtype}; traced arrays must be "

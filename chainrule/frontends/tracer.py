@@ -41,12 +41,12 @@ class TraceContext:
                     node.name = variable
 
 
-def operation(op_name: str, *operands, **attrs) -> "Tracer":
+def operation(op_name: str, *operands, **attrs) -> Tracer:
     """Record ``op_name(*operands; attrs)`` at the user's current source line."""
     return record(op_name, operands, attrs, user_frame(2))
 
 
-def record(op_name: str, operands: tuple, attrs: dict, frame) -> "Tracer":
+def record(op_name: str, operands: tuple, attrs: dict, frame) -> Tracer:
     """``operation``, given the user's frame: a caller that knows how many of chainrule's frames
     sit above it looks past them with ``user_frame(depth)`` (each frame looked at costs a frame
     object, and the ufunc path records most of a trace's operations)."""
@@ -101,7 +101,7 @@ def _here():
 class Tracer:
     """A traced array. It has ``shape``, ``ndim``, ``dtype`` and ``size``, but no value."""
 
-    __slots__ = ("_value", "_context")
+    __slots__ = ("_context", "_value")
     __array_priority__ = 1000  # ndarray <op> Tracer defers to the Tracer
     __hash__ = None  # like ndarray: == is elementwise
 
@@ -242,4 +242,4 @@ def is_traced(x) -> bool:
     return isinstance(x, Tracer)
 
 
-__all__ = ["ChainruleError", "Tracer", "TraceContext", "operation", "is_traced"]
+__all__ = ["ChainruleError", "TraceContext", "Tracer", "is_traced", "operation"]

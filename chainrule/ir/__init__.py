@@ -6,4 +6,4 @@ from chainrule.ir.graph import ConstArray, Graph, Node
 from chainrule.ir.ops import OPS, Op
 from chainrule.ir.types import TensorType
 
-__all__ = ["ConstArray", "F", "Graph", "Node", "OPS", "Op", "TensorType", "Value"]
+__all__ = ["OPS", "ConstArray", "F", "Graph", "Node", "Op", "TensorType", "Value"]

@@ -10,8 +10,6 @@ judgement (x*0, reassociation, stability rewrites) are the simplify pass's busin
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from chainrule.ir.ops import OPS
@@ -39,7 +37,7 @@ REWRITABLE_OPERANDS = frozenset(_CONSTANTS | {"broadcast_to"})
 _BROADCASTS_OPERAND_0 = {"scatter_add"}
 
 
-def rewrite(graph, op: str, args: tuple, attrs: dict, out_type) -> Optional[int]:
+def rewrite(graph, op: str, args: tuple, attrs: dict, out_type) -> int | None:
     """An existing or simpler node equal to ``op(args)``, or None to build it as asked."""
     definition = OPS[op]
     if op in _NO_OP_WHEN_TYPE_KEPT and graph.type(args[0]) == out_type \
@@ -81,7 +79,7 @@ def _all_equal(array: np.ndarray, number) -> bool:
     return array.item() == number if array.size == 1 else bool((array == number).all())
 
 
-def _without_implied_broadcasts(graph, args: tuple, out_type) -> Optional[tuple]:
+def _without_implied_broadcasts(graph, args: tuple, out_type) -> tuple | None:
     """``args`` with each ``broadcast_to(x)`` replaced by ``x`` where NumPy's broadcasting among the
     operands still gives the result's shape, or None when there is none to drop."""
     narrowed, changed = list(args), False

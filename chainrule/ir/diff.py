@@ -101,4 +101,4 @@ def text_diff(before: Graph, after: Graph, context: int = 1) -> list[str]:
     return list(lines)
 
 
-__all__ = ["canonical_names", "canonical_text", "op_counts", "op_count_delta", "text_diff"]
+__all__ = ["canonical_names", "canonical_text", "op_count_delta", "op_counts", "text_diff"]

@@ -111,8 +111,8 @@ for _name, _symbol, _relation, _ufunc in [
         ("lt", "<", sp.StrictLessThan, np.less), ("le", "<=", sp.LessThan, np.less_equal),
         ("gt", ">", sp.StrictGreaterThan, np.greater), ("ge", ">=", sp.GreaterThan, np.greater_equal),
         ("eq", "==", sp.Eq, np.equal), ("ne", "!=", sp.Ne, np.not_equal)]:
-    binary(_name, _relation, "{0} %s {1}" % _symbol, (None, None), note="comparison: no gradient",
-           implements=(_ufunc,), numpy_out="np.%s({0}, {1}, out={out})" % _ufunc.__name__)
+    binary(_name, _relation, f"{{0}} {_symbol} {{1}}", (None, None), note="comparison: no gradient",
+           implements=(_ufunc,), numpy_out=f"np.{_ufunc.__name__}({{0}}, {{1}}, out={{out}})")
 binary("logical_and", sp.And, "{0} & {1}", (None, None), implements=(np.logical_and,),
        numpy_out="np.logical_and({0}, {1}, out={out})")
 binary("logical_or", sp.Or, "{0} | {1}", (None, None), implements=(np.logical_or,),

@@ -13,17 +13,17 @@ and the users index is built only when asked for, in bulk.
 
 from __future__ import annotations
 
-import itertools
 import dataclasses
-from typing import TYPE_CHECKING, Callable, Iterable, Optional
+import itertools
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from chainrule.errors import ChainruleError, Loc
-from chainrule.ir import canonical
-from chainrule.ir.ops import INFERRED, OPS
-from chainrule.ir import networkx_view
+from chainrule.ir import canonical, networkx_view
 from chainrule.ir.node import ConstArray, Node, freeze_attrs
+from chainrule.ir.ops import INFERRED, OPS
 from chainrule.ir.printer import format_dot, format_graph
 from chainrule.ir.types import TensorType
 
@@ -52,15 +52,15 @@ class Graph:
         self.name = name
         self.nodes: list[Node] = []
         self._users: list[list[int]] = []
-        self._live: Optional[tuple] = None  # (nodes and outputs when computed, live_nodes)
+        self._live: tuple | None = None  # (nodes and outputs when computed, live_nodes)
         self._shared_below = 0  # nodes below this id are records shared with another graph (continuing)
         self.inputs: list[int] = []
         self.outputs: list[int] = []
         self.output_names: list[str] = []
         self._interned: dict[tuple, int] = {}
         self._scalar_constants: dict[tuple, int] = {}  # (type, repr, dtype) of a Python number -> its node
-        self._default_loc: Optional[Loc] = None
-        self._default_origin: Optional[int] = None
+        self._default_loc: Loc | None = None
+        self._default_origin: int | None = None
         self.memory_plan = None  # set by the schedule pass (chainrule.compiler.schedule.MemoryPlan)
         # (op, args, attrs) -> the name a value had in an earlier graph where a rewrite left it dead:
         # when a later pass builds that value again (A2 = sigmoid(Z2) once BCE's gradient is
@@ -68,15 +68,15 @@ class Graph:
         self.name_hints: dict[tuple, str] = {}
         # A pass's rewrite rule, applied to every node as it is built (see ``rewriting``), and how
         # often it fired.
-        self.rewriter: Optional[Callable] = None
+        self.rewriter: Callable | None = None
         self.rewrites = 0
         self._rewrite_depth = 0
 
     # ---- construction -------------------------------------------------------------------
 
-    def add(self, op: str, args: Iterable[int] = (), attrs: Optional[dict] = None, *,
-            loc: Optional[Loc] = None, name: Optional[str] = None, origin: Optional[int] = None,
-            known_type: Optional[TensorType] = None) -> int:
+    def add(self, op: str, args: Iterable[int] = (), attrs: dict | None = None, *,
+            loc: Loc | None = None, name: str | None = None, origin: int | None = None,
+            known_type: TensorType | None = None) -> int:
         """Add ``op(args; attrs)`` and return its id; an identical existing node is returned instead.
 
         Shape errors are raised as ``ShapeError`` at ``loc`` (or the graph's attribution).
@@ -134,14 +134,14 @@ class Graph:
             self._interned[key] = node_id
         return node_id
 
-    def rewriting(self, rule: Optional[Callable]) -> "_Rewriting":
+    def rewriting(self, rule: Callable | None) -> _Rewriting:
         """``with graph.rewriting(rule):`` every node built inside the block is first offered to
         ``rule(graph, node, args) -> id or None``; a replacement the rule builds is offered to it in
         turn. Operands are built first, so a graph built this way is at the rule's fixed point
         without a second walk (for rules that look only at a node and its operands)."""
         return _Rewriting(self, rule)
 
-    def _offer_to_rewriter(self, node: Node, args: tuple) -> Optional[int]:
+    def _offer_to_rewriter(self, node: Node, args: tuple) -> int | None:
         """The installed rule's replacement for ``node`` (not built), or None; a replacement the
         rule builds is offered to it in turn, to a bounded depth."""
         self._rewrite_depth += 1
@@ -161,14 +161,14 @@ class Graph:
         if kept.name is None and node.name and kept.op not in ("input", "const"):
             self.name_node(replacement, node.name)
 
-    def append_copy(self, node: Node, args: tuple, origin: Optional[int]) -> int:
+    def append_copy(self, node: Node, args: tuple, origin: int | None) -> int:
         """Append a copy of another graph's ``node`` with operands ``args`` (ids here), as it is:
         no type inference, no rewriting. For passes that copy nodes they do not change."""
         copy = Node(node.op, args, node.attrs, node.type, node.loc, node.name, origin, node.recomputed)
         return self._append(copy, OPS[node.op].interned and not node.recomputed)
 
-    def add_recomputed(self, op: str, args: Iterable[int], attrs: Optional[dict] = None, *,
-                       loc: Optional[Loc] = None, name: Optional[str] = None, origin: Optional[int] = None) -> int:
+    def add_recomputed(self, op: str, args: Iterable[int], attrs: dict | None = None, *,
+                       loc: Loc | None = None, name: str | None = None, origin: int | None = None) -> int:
         """Append ``op(args; attrs)`` as a new recomputed node, even when an identical node exists.
 
         Checkpointing copies forward values into the backward pass this way; ``add`` would
@@ -186,11 +186,11 @@ class Graph:
             self._interned[(node.op, node.args, node.attrs)] = node_id
         return node_id
 
-    def find(self, op: str, args: tuple, attrs: tuple) -> Optional[int]:
+    def find(self, op: str, args: tuple, attrs: tuple) -> int | None:
         """The id of the existing node ``op(args; attrs)`` (attrs frozen as in ``Node.attrs``), or None."""
         return self._interned.get((op, args if type(args) is tuple else tuple(args), attrs))
 
-    def add_input(self, type: TensorType, name: str, loc: Optional[Loc] = None) -> int:
+    def add_input(self, type: TensorType, name: str, loc: Loc | None = None) -> int:
         node_id = self.add("input", (), {"index": len(self.inputs), "shape": type.shape,
                                          "dtype": type.dtype}, loc=loc, name=name)
         self.inputs.append(node_id)
@@ -215,7 +215,7 @@ class Graph:
         """The symbolic zero of ``type``: an explicit value that DCE and rewrites understand."""
         return self.add("zeros", (), {"shape": type.shape, "dtype": type.dtype})
 
-    def transplant(self, source: "Graph", node_ids: Iterable[int], mapping: dict[int, int],
+    def transplant(self, source: Graph, node_ids: Iterable[int], mapping: dict[int, int],
                    verbatim: bool = False) -> dict[int, int]:
         """Copy ``source``'s nodes ``node_ids`` (topological order) into this graph.
 
@@ -245,7 +245,7 @@ class Graph:
         return mapping
 
     @classmethod
-    def continuing(cls, source: "Graph", name: Optional[str] = None) -> "Graph":
+    def continuing(cls, source: Graph, name: str | None = None) -> Graph:
         """A graph that starts as ``source`` (the same nodes under the same ids, its inputs, name
         hints and hash-consing index) and grows from there, as reverse mode's joint graph does.
 
@@ -261,20 +261,20 @@ class Graph:
         graph._shared_below = len(source.nodes)
         return graph
 
-    def scratch_copy(self) -> "Graph":
+    def scratch_copy(self) -> Graph:
         """A copy to try rewrites on, so the nodes a rule builds land in the copy, not here."""
         copy = Graph.continuing(self)
         copy.set_outputs(self.outputs, self.output_names)
         return copy
 
-    def name_node(self, node_id: int, name: Optional[str]) -> None:
+    def name_node(self, node_id: int, name: str | None) -> None:
         """Give node ``node_id`` the name hint ``name`` (first copying a record this graph shares
         with the one it continues, which keeps its own names)."""
         if node_id < self._shared_below:
             self.nodes[node_id] = dataclasses.replace(self.nodes[node_id])
         self.nodes[node_id].name = name
 
-    def carry_name_hints(self, source: "Graph", mapping: dict[int, int]) -> None:
+    def carry_name_hints(self, source: Graph, mapping: dict[int, int]) -> None:
         """Remember the names of ``source``'s named values that were not copied here (``mapping``
         maps copied ids), and ``source``'s own hints, for the nodes whose operands were copied."""
         def remember(op, args, attrs, name):
@@ -286,11 +286,11 @@ class Graph:
             if node.name and node_id not in mapping and node.op not in ("input", "const"):
                 remember(node.op, node.args, node.attrs, node.name)
 
-    def set_outputs(self, ids: Iterable[int], names: Optional[Iterable[str]] = None) -> None:
+    def set_outputs(self, ids: Iterable[int], names: Iterable[str] | None = None) -> None:
         self.outputs = list(ids)
         self.output_names = list(names) if names is not None else [f"out{i}" for i in range(len(self.outputs))]
 
-    def attribution(self, loc: Optional[Loc], origin: Optional[int] = None) -> "_Attribution":
+    def attribution(self, loc: Loc | None, origin: int | None = None) -> _Attribution:
         """``with graph.attribution(loc, origin):`` nodes added inside the block get ``loc`` and
         ``origin`` unless given their own."""
         return _Attribution(self, loc, origin)
@@ -324,7 +324,7 @@ class Graph:
                         of_a.append(user)
         return users
 
-    def const_value(self, node_id: int) -> Optional[np.ndarray]:
+    def const_value(self, node_id: int) -> np.ndarray | None:
         """The value of a ``const`` or ``zeros`` node, else None."""
         node = self.nodes[node_id]
         if node.op == "const":
@@ -407,7 +407,7 @@ class _Rewriting:
 
     __slots__ = ("graph", "rule", "saved")
 
-    def __init__(self, graph: Graph, rule: Optional[Callable]):
+    def __init__(self, graph: Graph, rule: Callable | None):
         self.graph, self.rule = graph, rule
 
     def __enter__(self) -> None:
@@ -424,7 +424,7 @@ class _Attribution:
 
     __slots__ = ("graph", "loc", "origin", "saved")
 
-    def __init__(self, graph: Graph, loc: Optional[Loc], origin: Optional[int]):
+    def __init__(self, graph: Graph, loc: Loc | None, origin: int | None):
         self.graph, self.loc, self.origin = graph, loc, origin
 
     def __enter__(self) -> None:

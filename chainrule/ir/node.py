@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -14,7 +13,7 @@ from chainrule.ir.types import TensorType
 class ConstArray:
     """A constant's value, hashable by content so equal constants are one node."""
 
-    __slots__ = ("array", "_key")
+    __slots__ = ("_key", "array")
 
     def __init__(self, array: np.ndarray):
         self.array = np.array(array, copy=True)
@@ -48,9 +47,9 @@ class Node:
     args: tuple[int, ...]
     attrs: tuple  # sorted (key, value) pairs
     type: TensorType
-    loc: Optional[Loc] = None
-    name: Optional[str] = None  # a readable name hint (the user's variable, or d<name> for a cotangent)
-    origin: Optional[int] = None
+    loc: Loc | None = None
+    name: str | None = None  # a readable name hint (the user's variable, or d<name> for a cotangent)
+    origin: int | None = None
     # A forward value computed again in the backward pass (checkpointing): never hash-consed, so
     # no later pass merges it back into the forward node it copies (which would undo the saving).
     recomputed: bool = False
@@ -65,7 +64,7 @@ class Node:
         return self.origin is not None or self.recomputed
 
 
-def freeze_attrs(attrs: Optional[dict]) -> tuple:
+def freeze_attrs(attrs: dict | None) -> tuple:
     if not attrs:
         return ()
     return tuple(sorted(attrs.items()))

@@ -110,7 +110,7 @@ class Op:
         if not isinstance(template, str) or self.arity is None or not template.endswith(")"):
             return None
         call = template[:template.index("(")] if "(" in template else ""
-        arguments = ", ".join("{%d}" % i for i in range(self.arity))
+        arguments = ", ".join("{" + str(i) + "}" for i in range(self.arity))
         if call.startswith(("np.", "special.")) and template == f"{call}({arguments})" \
                 and isinstance(_ufunc(call), np.ufunc):
             return f"{call}({arguments}, out={{out}})"
@@ -208,7 +208,7 @@ def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
         raise ShapeError(f"shapes {listed} do not broadcast together") from None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def elementwise_dtype(op_name: str, dtypes: tuple[str, ...]) -> str:
     """The dtype NumPy gives this op's result, found by running the lowering on empty arrays."""
     empties = [np.empty(0, dtype=d) for d in dtypes]

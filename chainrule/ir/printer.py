@@ -129,4 +129,4 @@ def format_dot(graph: Graph) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["format_graph", "format_node", "format_dot", "TensorType"]
+__all__ = ["TensorType", "format_dot", "format_graph", "format_node"]

@@ -26,8 +26,8 @@ chainrule's graphs avoid.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Optional, Sequence, Union
 
 import numpy as np
 import sympy as sp
@@ -51,7 +51,7 @@ _REDUCTIONS = {"sum", "max", "min"}
 _MAX_EXACT_DENOMINATOR = 1024
 
 
-def input_symbol(name: Optional[str], position: int) -> sp.Symbol:
+def input_symbol(name: str | None, position: int) -> sp.Symbol:
     """The default symbol of an input: its name, real (chainrule's values are real floats)."""
     return sp.Symbol(name or f"x{position}", real=True)
 
@@ -77,8 +77,8 @@ def number(value) -> sp.Basic:
     return sp.Float(value)  # the double's exact value, at 53 bits
 
 
-def graph_to_sympy(graph, outputs: Optional[Sequence[int]] = None,
-                   symbols: Union[None, Sequence, dict] = None) -> list:
+def graph_to_sympy(graph, outputs: Sequence[int] | None = None,
+                   symbols: Sequence | dict | None = None) -> list:
     """The SymPy expression of each of ``outputs`` (default: the graph's outputs).
 
     ``symbols`` names the inputs: a sequence (one per graph input, in order) or
@@ -122,7 +122,7 @@ def graph_to_sympy(graph, outputs: Optional[Sequence[int]] = None,
         # worked out later by a walk down the whole expression (SymPy asks the latter of every
         # operand of a product or sum it builds, evaluated or not).
         hash(expression)
-        expression.is_commutative
+        _ = expression.is_commutative
         expressions[node_id] = expression
     return [expressions[o] for o in outputs]
 

@@ -7,14 +7,51 @@ layers with explicit parameters and state (``Sequential``, ``Dense``,
 """
 
 from chainrule.nn import init
-from chainrule.nn.functional import (binary_cross_entropy, cross_entropy, elu, erf, gelu, leaky_relu,
-                                     log_softmax, logsumexp, mse, relu, selu, sigmoid, silu, softmax,
-                                     softplus, swish)
-from chainrule.nn.layers import (Activation, BatchNorm, Dense, Dropout, Layer, Sequential, draw_mask,
-                                 l2_penalty)
+from chainrule.nn.functional import (
+                                     binary_cross_entropy,
+                                     cross_entropy,
+                                     elu,
+                                     erf,
+                                     gelu,
+                                     leaky_relu,
+                                     log_softmax,
+                                     logsumexp,
+                                     mse,
+                                     relu,
+                                     selu,
+                                     sigmoid,
+                                     silu,
+                                     softmax,
+                                     softplus,
+                                     swish,
+)
+from chainrule.nn.layers import Activation, BatchNorm, Dense, Dropout, Layer, Sequential, draw_mask, l2_penalty
 
-__all__ = ["binary_cross_entropy", "cross_entropy", "elu", "erf", "gelu", "leaky_relu", "log_softmax",
-           "logsumexp", "mse", "relu", "selu", "sigmoid", "silu", "softmax", "softplus", "swish",
-           "Activation", "BatchNorm", "Dense", "Dropout", "Layer", "Sequential", "draw_mask", "init",
-           "l2_penalty"]
+__all__ = [
+                                     "Activation",
+                                     "BatchNorm",
+                                     "Dense",
+                                     "Dropout",
+                                     "Layer",
+                                     "Sequential",
+                                     "binary_cross_entropy",
+                                     "cross_entropy",
+                                     "draw_mask",
+                                     "elu",
+                                     "erf",
+                                     "gelu",
+                                     "init",
+                                     "l2_penalty",
+                                     "leaky_relu",
+                                     "log_softmax",
+                                     "logsumexp",
+                                     "mse",
+                                     "relu",
+                                     "selu",
+                                     "sigmoid",
+                                     "silu",
+                                     "softmax",
+                                     "softplus",
+                                     "swish",
+]
 FUNCTIONS = __all__[:__all__.index("swish") + 1]  # the activations and losses (tests/test_nn.py covers each)

@@ -11,9 +11,8 @@ import math
 
 import numpy as np
 
-from chainrule.frontends.tracer import stop_gradient
 from chainrule.errors import ShapeError
-from chainrule.frontends.tracer import Tracer, operation
+from chainrule.frontends.tracer import Tracer, operation, stop_gradient
 from chainrule.ir.ops import OPS
 
 _SELU_ALPHA = 1.6732632423543772848170429916717

@@ -32,7 +32,8 @@ from chainrule.errors import ArgumentError, ShapeError, TraceError
 from chainrule.frontends.pytree import flatten
 from chainrule.frontends.source import location_of, user_frame
 from chainrule.frontends.tracer import Tracer
-from chainrule.nn import functional, init as initializers
+from chainrule.nn import functional
+from chainrule.nn import init as initializers
 
 # What ``init`` draws parameters from: a Generator, or a seed for one (None: fresh entropy, as
 # np.random.default_rng(None)).
@@ -62,7 +63,7 @@ class Layer:
         """The masks ``apply(..., training=True, rng=masks)`` consumes for inputs of ``input_shape``."""
         return []
 
-    def forward(self, params, x, state, training: bool, randomness: "_Randomness") -> tuple:
+    def forward(self, params, x, state, training: bool, randomness: _Randomness) -> tuple:
         """``(y, new_state)``; ``state`` may be None (then new_state is None too)."""
         raise NotImplementedError
 

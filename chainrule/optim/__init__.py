@@ -7,10 +7,8 @@ Optimizers are ``init(params) -> state`` and ``update(grads, state, params) ->
 
 from chainrule.optim import schedules
 from chainrule.optim.clipping import clip_by_global_norm, clip_by_value, global_norm
-from chainrule.optim.optimizers import (Optimizer, adagrad, adam, adamw, momentum, nesterov, rmsprop,
-                                        sgd)
-from chainrule.optim.schedules import (constant, cosine_decay, exponential_decay, step_decay,
-                                       warmup_cosine)
+from chainrule.optim.optimizers import Optimizer, adagrad, adam, adamw, momentum, nesterov, rmsprop, sgd
+from chainrule.optim.schedules import constant, cosine_decay, exponential_decay, step_decay, warmup_cosine
 from chainrule.optim.train_step import train_step
 
 __all__ = ["Optimizer", "adagrad", "adam", "adamw", "clip_by_global_norm", "clip_by_value", "constant",

@@ -19,8 +19,9 @@ be passed to and returned from compiled functions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from chainrule.errors import ArgumentError
 from chainrule.frontends.pytree import flatten, unflatten
 
 Schedule = Callable[[Any], Any]
-LearningRate = Union[float, Schedule]
+LearningRate = float | Schedule
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,15 @@ loop instead: a compiled gradient, then the update run eagerly with NumPy.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import chainrule.transforms.compiled as cr
 from chainrule.optim.clipping import clip_by_global_norm, clip_by_value
 from chainrule.optim.optimizers import Optimizer
 
 
-def train_step(loss_fn: Callable, optimizer: Optimizer, *, clip_norm: Optional[float] = None,
-               clip_value: Optional[float] = None, has_aux: bool = False, fused: bool = True,
+def train_step(loss_fn: Callable, optimizer: Optimizer, *, clip_norm: float | None = None,
+               clip_value: float | None = None, has_aux: bool = False, fused: bool = True,
                backend: str = "numpy") -> Callable:
     """``step(params, opt_state, *args) -> (loss, new_params, new_opt_state)``.
 

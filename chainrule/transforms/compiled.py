@@ -405,4 +405,4 @@ def trace(fn: Callable[..., Any], *example_args: Any) -> Graph:
     return graph
 
 
-__all__ = ["Compiled", "grad", "value_and_grad", "jit", "trace"]
+__all__ = ["Compiled", "grad", "jit", "trace", "value_and_grad"]

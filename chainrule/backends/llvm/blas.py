@@ -18,7 +18,7 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
-from functools import lru_cache
+from functools import cache
 
 from chainrule.errors import UnsupportedError
 
@@ -40,7 +40,7 @@ _THREAD_FUNCTIONS = ["scipy_openblas_{}_num_threads", "scipy_openblas_{}_num_thr
                      "openblas_{}_num_threads", "openblas_{}_num_threads64_"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def address(function: str) -> int:
     """The address of ``scipy.linalg.cython_blas``'s ``function`` (``"dgemm"``, ``"sgemm"``, ...)."""
     from scipy.linalg import cython_blas
@@ -66,7 +66,7 @@ def get_blas_threads() -> int:
     return _thread_function("get", ctypes.c_int, ())()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _thread_function(verb: str, restype, argtypes):
     for library in _openblas_libraries():
         for pattern in _THREAD_FUNCTIONS:

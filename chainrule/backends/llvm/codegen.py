@@ -139,7 +139,7 @@ class Codegen:
         """Loops over ``extents`` (outermost first; the first from ``low`` to ``high``), keeping for
         each access key its element offset; ``payload(offsets)`` writes the innermost body and
         ``before(d, offsets)`` / ``after(d, offsets)`` run around the loop of dimension d."""
-        offsets = {key: "0" for key in strides}
+        offsets = dict.fromkeys(strides, "0")
 
         def level(d, offsets):
             if d == len(extents):
@@ -191,7 +191,7 @@ class Codegen:
             steps = ((node.op, tuple(-i - 1 for i in range(len(node.args))), node.attrs, node.type),)
             body = None
         registers: list = []
-        for index, (op, operands, attrs, step_type) in enumerate(steps):
+        for index, (op, operands, _attrs, step_type) in enumerate(steps):
             if OPS[op].is_reduction:
                 (k,) = operands
                 return (registers[k] if k >= 0 else read(node.args[-k - 1])), (

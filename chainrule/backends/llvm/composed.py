@@ -17,7 +17,7 @@ A composition is a tuple of steps in evaluation order: ``(OPERAND, k)``, ``(LITE
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import sympy as sp
 
@@ -28,10 +28,10 @@ OPERAND, LITERAL, OP, LIBM = "operand", "literal", "op", "libm"
 _WILD = "*"
 
 # op -> (the Op it was built for, its composition): rebuilt when the table's entry changes
-_COMPOSITIONS: dict[str, tuple[Op, Optional[tuple]]] = {}
+_COMPOSITIONS: dict[str, tuple[Op, tuple | None]] = {}
 
 
-def composition(op: Op, is_native: Callable[[str], bool]) -> Optional[tuple]:
+def composition(op: Op, is_native: Callable[[str], bool]) -> tuple | None:
     """The steps computing ``op`` from its SymPy definition with ops ``is_native`` lowers, or None."""
     known = _COMPOSITIONS.get(op.name)
     if known is not None and known[0] is op:
@@ -51,7 +51,7 @@ class _NotComposable(Exception):
     pass
 
 
-def _compose(expression, symbols: tuple, heads: "_Heads") -> tuple:
+def _compose(expression, symbols: tuple, heads: _Heads) -> tuple:
     """Post-order steps of ``expression``, walked with an explicit stack; a repeated subexpression
     is computed once."""
     steps: list[tuple] = []

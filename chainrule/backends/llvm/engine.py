@@ -25,11 +25,11 @@ in the next process.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
 
 import llvmlite.binding as llvm
 
@@ -87,7 +87,7 @@ class Target:
         return frozenset(f[1:] for f in self.features.split(",") if f.startswith("+"))
 
 
-@lru_cache(maxsize=None)
+@functools.cache
 def host_target() -> Target:
     """The CPU this process runs on."""
     _initialize()
@@ -102,7 +102,7 @@ def host_target() -> Target:
 LLVM_OPTIONS = ("-enable-epilogue-vectorization=false",)
 
 
-@lru_cache(maxsize=None)
+@functools.cache
 def _initialize() -> None:
     if llvm.llvm_version_info[0] < 20:  # llvmlite < 0.45 needs it; later ones refuse the call
         llvm.initialize()
@@ -113,7 +113,7 @@ def _initialize() -> None:
         llvm.set_option("chainrule", option)
 
 
-@lru_cache(maxsize=None)
+@functools.cache
 def _target_machine(target: Target, codegen_level: int = 3) -> llvm.TargetMachine:
     _initialize()
     return llvm.Target.from_triple(target.triple).create_target_machine(
@@ -127,7 +127,7 @@ _lock = threading.RLock()
 _library_numbers = itertools.count()
 
 
-@lru_cache(maxsize=None)
+@functools.cache
 def _lljit() -> llvm.LLJIT:
     return llvm.create_lljit_compiler(_target_machine(host_target()))
 

@@ -20,7 +20,7 @@ class Module:
     def __init__(self):
         self.declarations: dict[str, None] = {}
         self.math_used: dict[tuple[str, str], None] = {}
-        self.functions: list["Function"] = []
+        self.functions: list[Function] = []
         self.header: list[str] = []
         self.metadata: list[str] = []
 
@@ -35,7 +35,7 @@ class Module:
     def declare(self, line: str) -> None:
         self.declarations.setdefault(line)
 
-    def function(self, signature: str, comment: str = "") -> "Function":
+    def function(self, signature: str, comment: str = "") -> Function:
         function = Function(self, signature, comment)
         self.functions.append(function)
         return function

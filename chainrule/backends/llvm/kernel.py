@@ -19,8 +19,8 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -60,11 +60,11 @@ class LlvmKernel:
     source: str
     filename: str
     native: object = field(repr=False, default=None)
-    lowered: Optional[Lowered] = field(repr=False, default=None)
+    lowered: Lowered | None = field(repr=False, default=None)
     accepts_scalars: bool = True  # 0-d inputs may be NumPy or Python scalars, not only arrays
 
 
-def compile_graph(graph: Graph, function_name: Optional[str] = None) -> LlvmKernel:
+def compile_graph(graph: Graph, function_name: str | None = None) -> LlvmKernel:
     """Lower ``graph`` (a scheduled graph) to LLVM, compile it and wrap it for Python.
 
     >>> import numpy as np, chainrule as cr
@@ -98,13 +98,13 @@ class _Runner:
         self.table[ARENA] = self.arena.ctypes.data
         self.table[CONSTANTS] = self.constants.ctypes.data
         self.slot_arrays: dict[int, np.ndarray] = {}  # this call's inputs and outputs, for fallbacks
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
         if lowered.fallbacks:
             self.callback = _CALLBACK(self._run_fallback)
             self.table[CALLBACK] = ctypes.cast(self.callback, ctypes.c_void_p).value
         self.lock = threading.Lock()
 
-    def view(self, view: View, base: Optional[np.ndarray] = None) -> np.ndarray:
+    def view(self, view: View, base: np.ndarray | None = None) -> np.ndarray:
         if base is None:
             base = {ARENA: self.arena, CONSTANTS: self.constants}.get(view.slot)
             if base is None:

@@ -49,7 +49,6 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -95,16 +94,16 @@ class OutputSpec:
 
     shape: tuple
     dtype: str
-    slot: Optional[int] = None
-    arena_view: Optional[View] = None
+    slot: int | None = None
+    arena_view: View | None = None
 
 
 @dataclass
 class InputSpec:
     shape: tuple
     dtype: str
-    slot: Optional[int] = None  # an array passed by address
-    staged: Optional[View] = None  # a 0-d input written into the arena
+    slot: int | None = None  # an array passed by address
+    staged: View | None = None  # a 0-d input written into the arena
 
 
 @dataclass
@@ -139,7 +138,7 @@ class Loop:
 class Unit:
     kind: str  # "loop", "reduce", "matmul", "fallback"
     node_id: int = -1
-    loop: Optional[Loop] = None
+    loop: Loop | None = None
 
 
 def lower(graph: Graph, function_name: str) -> Lowered:
@@ -218,7 +217,7 @@ class _Lowering:
                 self.views[node_id] = View(CONSTANTS, single.offset, node.type.shape, (0,) * node.type.ndim,
                                            node.type.dtype)
 
-    def _view_of(self, node_id: int) -> Optional[View]:
+    def _view_of(self, node_id: int) -> View | None:
         """The view a view op gives (see strategies.py), or None when its operand's layout allows none.
 
         An operand computed by the kernel has no place yet while units are formed: its layout
@@ -229,7 +228,7 @@ class _Lowering:
 
     def _form_units(self, live) -> None:
         graph = self.graph
-        current: Optional[Loop] = None
+        current: Loop | None = None
         for node_id in live:
             node = graph[node_id]
             strategy = strategy_of(node.op).kind
@@ -264,7 +263,7 @@ class _Lowering:
             dtypes += [step[3].dtype for step in node.params["body"].steps]
         return all(d in scalar_ops.TYPES for d in dtypes)
 
-    def _loop_shape(self, node_id: int) -> Optional[tuple]:
+    def _loop_shape(self, node_id: int) -> tuple | None:
         """The iteration shape if the node can be a loop member (elementwise, or a full reduction)."""
         node = self.graph[node_id]
         if not self._supported_dtypes(node_id) or not self._steps_lowered(node_id):
@@ -432,7 +431,7 @@ class _Lowering:
                     dying.setdefault(max(last_read.get(node_id, index), index), []).append((offset, node_type.nbytes))
             for offset, size in dying.pop(index, ()):
                 arena.give_back(offset, size)
-        for index, node_id in self.output_copies:
+        for index, _ in self.output_copies:
             spec = self.outputs[index]
             if spec.slot is None:
                 size = np.dtype(spec.dtype).itemsize * math.prod(spec.shape)

@@ -38,9 +38,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Iterable
+from functools import cache
 
 import llvmlite.binding as llvm
 
@@ -183,7 +183,7 @@ def vector_isa(features: frozenset[str] | None = None, library_symbols=None) -> 
     return SCALAR
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_vector_library() -> None:
     """Make libmvec's symbols visible to JIT code (done by the engine when a module uses them)."""
     llvm.load_library_permanently(VECTOR_LIBRARY)
@@ -223,13 +223,13 @@ def _probe_symbol(isa: VectorISA) -> str:
     return f"{VECTOR_SYMBOL_PREFIX}{isa.letter}N{isa.lanes('float64')}v_sin"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _library_has(symbol: str) -> bool:
     library = _vector_library()
     return library is not None and hasattr(library, symbol)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _vector_library():
     try:
         return ctypes.CDLL(VECTOR_LIBRARY)
@@ -237,6 +237,6 @@ def _vector_library():
         return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _host_features() -> frozenset[str]:
     return frozenset(name for name, present in llvm.get_host_cpu_features().items() if present)

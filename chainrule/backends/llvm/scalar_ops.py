@@ -24,8 +24,8 @@ Registers hold floats as ``double``/``float``, integers as ``iN`` and booleans a
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -68,7 +68,7 @@ def float_literal(value: float, dtype: str) -> str:
     """An exact IR literal: LLVM writes both float and double constants as the double's bits."""
     if dtype == "float32":
         value = float(np.float32(value))
-    return "0x%016X" % struct.unpack("<Q", struct.pack("<d", float(value)))[0]
+    return "0x{:016X}".format(struct.unpack("<Q", struct.pack("<d", float(value)))[0])
 
 
 def literal(value, dtype: str) -> str:

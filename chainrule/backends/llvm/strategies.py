@@ -15,8 +15,8 @@ A test (tests/test_backend_coverage.py) fails when an op of the table has no str
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -33,9 +33,9 @@ class Strategy:
     a reduction's start value (an IR literal) and step."""
 
     kind: str
-    view: Optional[Callable] = None
-    identity: Optional[Callable] = None
-    combine: Optional[Callable] = None
+    view: Callable | None = None
+    identity: Callable | None = None
+    combine: Callable | None = None
 
 
 STRATEGIES: dict[str, Strategy] = {}

@@ -4,7 +4,6 @@ strided reads of their operand: no code, no copy."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -25,7 +24,7 @@ class View:
     def itemsize(self) -> int:
         return np.dtype(self.dtype).itemsize
 
-    def broadcast_to(self, shape: tuple) -> "View":
+    def broadcast_to(self, shape: tuple) -> View:
         lead = len(shape) - len(self.shape)
         strides = [0] * lead + [0 if (d == 1 and s != 1) else stride
                                 for d, s, stride in zip(self.shape, shape[lead:], self.strides)]
@@ -38,27 +37,27 @@ class View:
 
 # ---- the view ops: (operand's view, node) -> the result's view, or None (it must be computed) ----
 
-def identity_view(source: View, node) -> Optional[View]:
+def identity_view(source: View, node) -> View | None:
     return source
 
 
-def transpose_view(source: View, node) -> Optional[View]:
+def transpose_view(source: View, node) -> View | None:
     axes = node.params["axes"]
     return View(source.slot, source.offset, node.type.shape, tuple(source.strides[a] for a in axes), source.dtype)
 
 
-def broadcast_view(source: View, node) -> Optional[View]:
+def broadcast_view(source: View, node) -> View | None:
     return source.broadcast_to(node.type.shape)
 
 
-def reshape_view(source: View, node) -> Optional[View]:
+def reshape_view(source: View, node) -> View | None:
     if not source.is_contiguous:
         return None
     shape = node.type.shape
     return View(source.slot, source.offset, shape, contiguous_strides(shape), source.dtype)
 
 
-def index_view(source: View, node) -> Optional[View]:
+def index_view(source: View, node) -> View | None:
     """``source[index]`` for an index of slices, ints and None (an integer-array index is a gather)."""
     if len(node.args) != 1:
         return None

@@ -18,7 +18,7 @@ WRITTEN_THEIR_OWN_WAY = {"stop_gradient", "transpose", "where"}
 _PRECEDENCE = {"add": 1, "sub": 1, "mul": 2, "div": 2, "neg": 3}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def lowering(op: str) -> tuple[str | None, bool, bool | None]:
     """What generate_source asks of each node's op, asked once per op: its template in printf style
     (``np.sin(%s)``) when it names each operand once, in order, and nothing else (else None),
@@ -28,7 +28,7 @@ def lowering(op: str) -> tuple[str | None, bool, bool | None]:
     template, printf = definition.numpy, None
     if op not in WRITTEN_THEIR_OWN_WAY and isinstance(template, str) and definition.arity is not None \
             and "%" not in template and "{{" not in template and "}}" not in template \
-            and re.findall(r"\{[^{}]*\}", template) == ["{%d}" % i for i in range(definition.arity)]:
+            and re.findall(r"\{[^{}]*\}", template) == ["{" + str(i) + "}" for i in range(definition.arity)]:
         printf = re.sub(r"\{\d+\}", "%s", template)
     return printf, definition.is_elementwise, renders_as_call(op)
 
@@ -42,7 +42,7 @@ def operand_text(text: str, op: str, user_op: str, position: int) -> str:
     return f"({text})" if parenthesized else text
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _needs_parentheses(op: str, user_op: str, position: int) -> bool | None:
     """Does ``operand_text`` parenthesize every expression of ``op`` there? None when that depends
     on the text. Decided once per combination: a graph has many expressions, few combinations."""
@@ -62,7 +62,7 @@ def _binds_tighter(op: str, user_op: str, position: int) -> bool:
         and (inner > outer or (inner == outer and position == 0))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def renders_as_call(op: str) -> bool | None:
     """Is every rendering of ``op`` one call (``np.sin({0})``)? None when its lowering is code, not
     a template: then only the text can tell."""
@@ -72,14 +72,14 @@ def renders_as_call(op: str) -> bool | None:
     return is_call(re.sub(r"\{[^{}]*\}", "x", template))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _inside_call_parentheses(op: str, position: int) -> bool:
     """Does ``op``'s template put operand ``position`` alone between a call's ``(`` or ``,`` and
     ``)`` or ``,`` (so any expression can stand there as it is)?"""
     template = OPS[op].numpy
     if not isinstance(template, str):
         return False
-    placeholder = "{%d}" % position
+    placeholder = "{" + str(position) + "}"
     at = template.find(placeholder)
     if at < 0 or template.count(placeholder) != 1:
         return False

@@ -68,7 +68,7 @@ def _in_place_forms(op_count: int) -> dict:
         template = op.in_place
         if template is not None:
             head = template.split("{", 1)[0]
-            tail = ", ".join("{%d}" % i for i in range(op.arity or 0)) + ", out={out})"
+            tail = ", ".join("{" + str(i) + "}" for i in range(op.arity or 0)) + ", out={out})"
             forms[name] = head if template == head + tail and "}" not in head else template  # (a template has "{")
     return forms
 
@@ -109,6 +109,6 @@ def _where_else_zero_form(graph: Graph, node, op: str, step_operands, step_type,
     if op != "where":
         return None
     steps = node.params["body"].steps
-    condition, x, other = ([steps[k][3] if k >= 0 else graph.type(node.args[-k - 1]) for k in step_operands])
+    condition, x, _other = ([steps[k][3] if k >= 0 else graph.type(node.args[-k - 1]) for k in step_operands])
     zero = graph.const_value(node.args[-step_operands[2] - 1]) if step_operands[2] < 0 else None
     return where_else_zero_text(step_type, condition, x, zero, texts)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import linecache
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from chainrule.backends.numpy.runtime import HELPERS
 from chainrule.backends.numpy.source import generate_source
