@@ -32,15 +32,20 @@ import sympy as sp
 
 from chainrule.compiler.fuse import regions_and_sizes
 from chainrule.ir import OPS, Graph
-from chainrule.ir.sympy_export import number
+from chainrule.ir.sympy_export import number, ops_of_sympy_heads
 
 MAX_STEPS = 24
 _OPAQUE = {"sigmoid": sp.Function("sigmoid"), "softplus": sp.Function("softplus")}
 _SMOOTH = {"neg", "add", "sub", "mul", "div", "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "softplus",
            "expm1", "log1p"}
-# SymPy function head -> op, for the functions a region may contain
-_OPS_OF_HEAD = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tanh: "tanh",
-                **{function: name for name, function in _OPAQUE.items()}}
+
+
+@functools.cache
+def _ops_of_head() -> dict:
+    """SymPy function head -> op, for the functions a region may contain: the op table's own heads
+    (``ops_of_sympy_heads``) of the smooth ops, and the opaque sigmoid and softplus."""
+    heads = {head: op for head, op in ops_of_sympy_heads().items() if op in _SMOOTH}
+    return heads | {function: name for name, function in _OPAQUE.items()}
 
 
 def symbolic_regions(graph: Graph) -> Graph:
@@ -163,7 +168,7 @@ def _simplify_region(key: tuple) -> sp.Expr | None:
     candidate = sp.factor_terms(sp.expand(reflected))
     heads = {e.func for e in original.atoms(sp.Function)}
     if any(e.func not in heads for e in candidate.atoms(sp.Function)) \
-            or any(e.func not in _OPS_OF_HEAD for e in candidate.atoms(sp.Function)):
+            or any(e.func not in _ops_of_head() for e in candidate.atoms(sp.Function)):
         return None
     if sp.count_ops(candidate) >= _operation_count(key):
         return None
@@ -230,7 +235,7 @@ def _emit_one(graph: Graph, node: sp.Expr, operands: list[int], inputs: list[int
         if exponent == sp.Rational(1, 2):
             return graph.add("sqrt", (base,))
         return graph.add("pow", (base, operands[1]))
-    return graph.add(_OPS_OF_HEAD[node.func], tuple(operands))
+    return graph.add(_ops_of_head()[node.func], tuple(operands))
 
 
 def _signed_sum(graph: Graph, node: sp.Add, operands: list[int]) -> int:

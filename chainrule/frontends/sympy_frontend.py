@@ -21,7 +21,6 @@ expression with an explicit stack, and a program is a list of steps.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import keyword
 from collections.abc import Callable, Sequence
@@ -35,7 +34,7 @@ from chainrule.errors import ArgumentError, UnsupportedError
 from chainrule.frontends.trace import describe_args, trace_graph
 from chainrule.frontends.tracer import Tracer, operation
 from chainrule.ir import OPS, Graph
-from chainrule.ir.sympy_export import graph_to_sympy
+from chainrule.ir.sympy_export import graph_to_sympy, ops_of_sympy_heads
 
 try:  # SymPy's C-style functions, which are primitives here
     from sympy.codegen.cfunctions import expm1 as _sympy_expm1
@@ -105,24 +104,6 @@ def _without_dead_steps(steps: list[Step], outputs: list[int]):
 
 # ---- SymPy -> program ----------------------------------------------------------------------
 
-@functools.cache
-def _table_functions() -> dict:
-    """SymPy function classes that are one primitive: those an op's definition applies to its operands."""
-    found = {}
-    for name, op in OPS.items():
-        if not op.is_elementwise or op.sympy is None or not op.arity or name in ("cast", "stop_gradient"):
-            continue
-        symbols = sp.symbols(f"a0:{op.arity}", real=True)
-        try:
-            definition = op.sympy(*symbols)
-        except (TypeError, ValueError):
-            continue
-        if isinstance(definition, sp.Basic) and definition.args == tuple(symbols) \
-                and definition.func not in (sp.Add, sp.Mul, sp.Pow):
-            found.setdefault(definition.func, name)
-    return found
-
-
 # SymPy functions without a primitive of their own: sec(x) = 1/cos(x), ...; and the n-ary Max, Min,
 # And, Or, folded pairwise into the binary primitive.
 _RECIPROCALS = {sp.sec: "cos", sp.csc: "sin", sp.cot: "tan", sp.sech: "cosh", sp.csch: "sinh", sp.coth: "tanh"}
@@ -133,7 +114,7 @@ class _Translator:
     """Builds a Program from expressions; one ``visit`` per distinct SymPy node (by identity)."""
 
     def __init__(self, symbols: Sequence):
-        self.function_ops = _table_functions()
+        self.function_ops = ops_of_sympy_heads()
         self.steps: list[Step] = []
         self.value: dict[int, int] = {}  # id(node) -> its step
         self.keep_alive: list = []  # nodes whose id() is a key above

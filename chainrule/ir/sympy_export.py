@@ -26,6 +26,7 @@ chainrule's graphs avoid.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -175,3 +176,23 @@ def _cast(graph, node, operand: sp.Basic) -> sp.Basic:
         return operand  # between float widths, or int to float: the same real number
     raise UnsupportedError(f"to_sympy: a cast from {source.dtype} to {target.dtype} has no expression here",
                            node.loc)
+
+
+@functools.cache
+def ops_of_sympy_heads() -> dict:
+    """SymPy function classes that are one primitive, mapped to its op: the heads the op table's own
+    definitions apply to their operands (``sp.sin`` -> ``"sin"``). Import, export and the symbolic-region
+    pass all read the op table through this, so a new op is known to each of them."""
+    found = {}
+    for name, op in OPS.items():
+        if not op.is_elementwise or op.sympy is None or not op.arity or name in ("cast", "stop_gradient"):
+            continue
+        symbols = sp.symbols(f"a0:{op.arity}", real=True)
+        try:
+            definition = op.sympy(*symbols)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(definition, sp.Basic) and definition.args == tuple(symbols) \
+                and definition.func not in (sp.Add, sp.Mul, sp.Pow):
+            found.setdefault(definition.func, name)
+    return found
