@@ -1,66 +1,66 @@
 """chainrule: a symbolic-plus-numeric differentiation compiler for NumPy code.
 
-    >>> import numpy as np, chainrule as cr
-    >>> df = cr.grad(lambda x: np.sum(x ** 2))
-    >>> df(np.array([1.0, 2.0]))
-    array([2., 4.])
+>>> import numpy as np, chainrule as cr
+>>> df = cr.grad(lambda x: np.sum(x ** 2))
+>>> df(np.array([1.0, 2.0]))
+array([2., 4.])
 """
 
 from chainrule import nn, optim, train  # the training toolkit: cr.nn, cr.optim, cr.train.fit
 from chainrule.errors import (
-                              ArgumentError,
-                              ChainruleError,
-                              NonFiniteError,
-                              OutputError,
-                              ShapeError,
-                              TraceError,
-                              UnsupportedError,
+    ArgumentError,
+    ChainruleError,
+    NonFiniteError,
+    OutputError,
+    ShapeError,
+    TraceError,
+    UnsupportedError,
 )
 from chainrule.frontends.sympy_frontend import from_sympy, to_sympy
 from chainrule.ir import Graph
 from chainrule.transforms import (
-                              Compiled,
-                              check_grad,
-                              checkpoint,
-                              grad,
-                              hessian,
-                              hvp,
-                              jacobian,
-                              jit,
-                              jvp,
-                              stop_gradient,
-                              trace,
-                              value_and_grad,
-                              vjp,
+    Compiled,
+    check_grad,
+    checkpoint,
+    grad,
+    hessian,
+    hvp,
+    jacobian,
+    jit,
+    jvp,
+    stop_gradient,
+    trace,
+    value_and_grad,
+    vjp,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
-                              "ArgumentError",
-                              "ChainruleError",
-                              "Compiled",
-                              "Graph",
-                              "NonFiniteError",
-                              "OutputError",
-                              "ShapeError",
-                              "TraceError",
-                              "UnsupportedError",
-                              "check_grad",
-                              "checkpoint",
-                              "from_sympy",
-                              "grad",
-                              "hessian",
-                              "hvp",
-                              "jacobian",
-                              "jit",
-                              "jvp",
-                              "nn",
-                              "optim",
-                              "stop_gradient",
-                              "to_sympy",
-                              "trace",
-                              "train",
-                              "value_and_grad",
-                              "vjp",
+    "ArgumentError",
+    "ChainruleError",
+    "Compiled",
+    "Graph",
+    "NonFiniteError",
+    "OutputError",
+    "ShapeError",
+    "TraceError",
+    "UnsupportedError",
+    "check_grad",
+    "checkpoint",
+    "from_sympy",
+    "grad",
+    "hessian",
+    "hvp",
+    "jacobian",
+    "jit",
+    "jvp",
+    "nn",
+    "optim",
+    "stop_gradient",
+    "to_sympy",
+    "trace",
+    "train",
+    "value_and_grad",
+    "vjp",
 ]

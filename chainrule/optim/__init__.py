@@ -11,6 +11,23 @@ from chainrule.optim.optimizers import Optimizer, adagrad, adam, adamw, momentum
 from chainrule.optim.schedules import constant, cosine_decay, exponential_decay, step_decay, warmup_cosine
 from chainrule.optim.train_step import train_step
 
-__all__ = ["Optimizer", "adagrad", "adam", "adamw", "clip_by_global_norm", "clip_by_value", "constant",
-           "cosine_decay", "exponential_decay", "global_norm", "momentum", "nesterov", "rmsprop",
-           "schedules", "sgd", "step_decay", "train_step", "warmup_cosine"]
+__all__ = [
+    "Optimizer",
+    "adagrad",
+    "adam",
+    "adamw",
+    "clip_by_global_norm",
+    "clip_by_value",
+    "constant",
+    "cosine_decay",
+    "exponential_decay",
+    "global_norm",
+    "momentum",
+    "nesterov",
+    "rmsprop",
+    "schedules",
+    "sgd",
+    "step_decay",
+    "train_step",
+    "warmup_cosine",
+]

@@ -13,5 +13,18 @@ from chainrule.transforms.compiled import Compiled, grad, jit, trace, value_and_
 from chainrule.transforms.dense import hessian, jacobian
 from chainrule.transforms.higher_order import hvp, jvp, vjp
 
-__all__ = ["Compiled", "check_grad", "checkpoint", "grad", "hessian", "hvp", "jacobian", "jit", "jvp",
-           "stop_gradient", "trace", "value_and_grad", "vjp"]
+__all__ = [
+    "Compiled",
+    "check_grad",
+    "checkpoint",
+    "grad",
+    "hessian",
+    "hvp",
+    "jacobian",
+    "jit",
+    "jvp",
+    "stop_gradient",
+    "trace",
+    "value_and_grad",
+    "vjp",
+]
