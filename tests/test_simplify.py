@@ -23,7 +23,7 @@ from chainrule.compiler.cse import cse
 from chainrule.compiler.dce import dce
 from chainrule.compiler.fold import fold
 from chainrule.compiler.rewrite import rebuild
-from chainrule.compiler.simplify import RULES, simplify, simplify_rule
+from chainrule.compiler.simplify import SIMPLIFY, simplify, simplify_rule
 from chainrule.ir import OPS, Graph, TensorType
 
 RNG = np.random.default_rng(0)
@@ -224,7 +224,7 @@ def test_a_replacement_is_simplified_in_the_same_walk():
 
 def _operand_pool(graph: Graph) -> list[int]:
     """Operands of many kinds, as the rules' patterns see them: inputs, constants (0, 1, -1, powers of
-    two, others), zeros, negations, products with a constant, exp(-x), 1 + exp(-x), a mask."""
+    two, others), zeros, negations, products with a constant, exp(-x), 1 + exp(-x), -sigmoid(x), a mask."""
     f64 = TensorType((3,), "float64")
     x, y = graph.add_input(f64, "x"), graph.add_input(f64, "y")
     constants = [graph.const(np.full((3,), c)) for c in (0.0, 1.0, -1.0, 2.0, 0.5, 3.0)]
@@ -233,18 +233,19 @@ def _operand_pool(graph: Graph) -> list[int]:
     mask = graph.add("cast", (graph.add("gt", (x, y)),), {"dtype": "float64"})
     return [x, y, *constants, *scalars, graph.zeros(f64), graph.add("neg", (x,)), graph.add("neg", (y,)),
             graph.add("mul", (scalars[3], x)), graph.add("mul", (x, y)), exp_neg,
-            graph.add("add", (scalars[1], exp_neg)), graph.add("sigmoid", (x,)), mask]
+            graph.add("add", (scalars[1], exp_neg)), graph.add("sigmoid", (x,)),
+            graph.add("neg", (graph.add("sigmoid", (x,)),)), mask]
 
 
-GUARDED_RULES = sorted({(op, rule.__name__) for op, rules in RULES.items() for rule in rules
-                        if getattr(rule, "operand_ops", None) is not None})
+GUARDED_RULES = sorted({(op, rule.name) for rule in SIMPLIFY.rules if rule.any_operand is not None
+                        for op in rule.ops})
 
 
 @pytest.mark.parametrize("op,rule_name", GUARDED_RULES)
 def test_a_rule_fires_only_where_its_declared_operand_ops_are(op, rule_name):
-    # simplify_rule runs a rule declared with @looks_for(...) only on nodes with an operand of those
+    # the engine runs a rule declared with any_operand=... only on nodes with an operand of those
     # ops: every node the rule does rewrite must have one
-    rule = next(r for r in RULES[op] if r.__name__ == rule_name)
+    rule = next(r for r in SIMPLIFY.rules if r.name == rule_name)
     graph = Graph("pool")
     pool = _operand_pool(graph)
     operand_lists = [(a,) for a in pool] if OPS[op].arity == 1 else [(a, b) for a in pool for b in pool]
@@ -254,11 +255,11 @@ def test_a_rule_fires_only_where_its_declared_operand_ops_are(op, rule_name):
         node = graph[node_id]
         if node.op != op or node.args != args:
             continue  # rewritten as it was built (x * 1): not a node the rules see
-        if rule(graph, node, args) is not None:
+        if rule.rewrite(graph, node, args) is not None:
             fired += 1
             operand_ops = [graph[a].op for a in args]
-            assert not rule.operand_ops.isdisjoint(operand_ops), \
-                f"{rule_name} rewrites {op} of {operand_ops}, but looks only for {sorted(rule.operand_ops)}"
+            assert not rule.any_operand.isdisjoint(operand_ops), \
+                f"{rule_name} rewrites {op} of {operand_ops}, but looks only for {sorted(rule.any_operand)}"
     assert fired > 0
 
 

@@ -11,16 +11,21 @@ from __future__ import annotations
 
 from chainrule.compiler.rewrite import rebuild
 from chainrule.ir import Graph
+from chainrule.ir.node import Node
+from chainrule.ir.rewrite import RuleSet
 
 COMMUTATIVE = {"add", "mul", "maximum", "minimum", "eq", "ne", "logical_and", "logical_or"}
 
 
-def commutative_order(graph: Graph, node, args):
-    if node.op in COMMUTATIVE:
-        return graph.find(node.op, (args[1], args[0]), node.attrs)
-    return None
+CSE = RuleSet("cse")
+
+
+@CSE.rule(*COMMUTATIVE)
+def commutative_order(graph: Graph, node: Node, args: tuple[int, ...]) -> int | None:
+    """The existing node with the operands in the other order."""
+    return graph.find(node.op, (args[1], args[0]), node.attrs)
 
 
 def cse(graph: Graph) -> Graph:
     """``graph`` with equal computations merged into one node."""
-    return rebuild(graph, commutative_order)[0]
+    return rebuild(graph, CSE)[0]

@@ -13,6 +13,8 @@ import numpy as np
 
 from chainrule.compiler.rewrite import rebuild
 from chainrule.ir import OPS, Graph
+from chainrule.ir.node import Node
+from chainrule.ir.rewrite import EVERY_OP, RuleSet
 
 MAX_FOLDED_ELEMENTS = 1 << 20
 
@@ -21,21 +23,21 @@ MAX_FOLDED_ELEMENTS = 1 << 20
 FOLDABLE_OPERANDS = frozenset({"const", "zeros", "broadcast_to"})
 
 
-def fold_rule(graph: Graph, node, args):
-    if not args:
-        return None
-    nodes = graph.nodes
-    for a in args:
-        if nodes[a].op not in FOLDABLE_OPERANDS:
-            return None  # the common case, decided without looking at values
+FOLD = RuleSet("fold")
+
+
+@FOLD.rule(EVERY_OP, every_operand=FOLDABLE_OPERANDS)
+def fold_rule(graph: Graph, node: Node, args: tuple[int, ...]) -> int | None:
+    """A constant equal to ``node`` when all its operands are constants (or their broadcasts)."""
     definition = OPS[node.op]
     if definition.kind in ("source", "fused") or node.op == "stop_gradient":
         return None
     if definition.is_elementwise:
         # an elementwise op of broadcast constants is the broadcast of the op on the constants
         args = tuple(graph[a].args[0] if graph[a].op == "broadcast_to" else a for a in args)
-    values = [graph.const_value(a) for a in args]
-    if any(v is None for v in values):
+    maybe_values = [graph.const_value(a) for a in args]
+    values = [v for v in maybe_values if v is not None]
+    if len(values) < len(args):  # a broadcast_to operand of a shape op
         return None
     size = int(np.prod(np.broadcast_shapes(*(v.shape for v in values)))) if definition.is_elementwise \
         else node.type.size
@@ -51,4 +53,4 @@ def fold_rule(graph: Graph, node, args):
 
 def fold(graph: Graph) -> Graph:
     """``graph`` with its constant subgraphs evaluated (one walk: operands are folded first)."""
-    return rebuild(graph, fold_rule)[0]
+    return rebuild(graph, FOLD)[0]

@@ -1,4 +1,4 @@
-"""Rewrites applied as a node is built, so that no graph ever holds the trivial forms.
+"""The canonical rules: rewrites every ``Graph.add`` applies, so that no graph ever holds the trivial forms.
 
 Only rewrites that are exact for every input, NaN and inf included, belong here:
 scalar constant folding (shape ops on one-element constants too), the
@@ -6,88 +6,110 @@ identities x*1, x/1, x+0, x-0 when they do not change the result's type, and
 dropping a broadcast_to that NumPy's own broadcasting would do anyway (the
 backward pass of a sum makes many: ``broadcast_to(g) * y``). Rewrites that need
 judgement (x*0, reassociation, stability rewrites) are the simplify pass's business.
+The rules are data in the one rewrite engine (``ir/rewrite.py``).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+from chainrule.ir.node import Node
 from chainrule.ir.ops import OPS
+from chainrule.ir.rewrite import RuleSet
+from chainrule.ir.types import TensorType
 
-_IDENTITY_OPERAND = {
-    # op: {operand position of the neutral constant: (neutral value, position of the kept operand)}
+if TYPE_CHECKING:
+    from chainrule.ir.graph import Graph
+
+CANONICAL = RuleSet("canonical")
+
+# op: {operand position of the neutral constant: (neutral value, position of the kept operand)}
+_NEUTRAL_OPERAND = {
     "mul": {0: (1, 1), 1: (1, 0)},
     "div": {1: (1, 0)},
     "add": {0: (0, 1), 1: (0, 0)},
     "sub": {1: (0, 0)},
     "pow": {1: (1, 0)},
 }
-
-# Shape ops that are the identity when the type is unchanged (a transpose only if its axes are in order).
-_NO_OP_WHEN_TYPE_KEPT = {"reshape", "broadcast_to", "transpose", "sum", "max", "min"}
-
 _FOLD_MAX_SIZE = 1  # folding big constants is the fold pass's job, not construction's
-
-# The operands an elementwise rule below looks for: constants to fold or that are neutral,
-# broadcasts to drop.
-_CONSTANTS = {"const", "zeros"}
-REWRITABLE_OPERANDS = frozenset(_CONSTANTS | {"broadcast_to"})
-
-# Non-elementwise ops whose operand 0 NumPy broadcasts to the shape they need (scatter_add's values).
-_BROADCASTS_OPERAND_0 = {"scatter_add"}
+_CONSTANTS = ("const", "zeros")
+_SHAPE_OPS = sorted(name for name, op in OPS.items() if op.kind == "shape")
+_ELEMENTWISE_OPS = sorted(name for name, op in OPS.items() if op.is_elementwise)
 
 
-def rewrite(graph, op: str, args: tuple, attrs: dict, out_type) -> int | None:
-    """An existing or simpler node equal to ``op(args)``, or None to build it as asked."""
-    definition = OPS[op]
-    if op in _NO_OP_WHEN_TYPE_KEPT and graph.type(args[0]) == out_type \
-            and (op != "transpose" or tuple(attrs["axes"]) == tuple(range(out_type.ndim))):
-        return args[0]
-    if definition.kind == "shape" and out_type.size <= _FOLD_MAX_SIZE and args \
-            and all(graph[a].op == "const" for a in args):
-        value = definition.eager(*(graph.const_value(a) for a in args), **attrs)
-        return graph.const(np.asarray(value, dtype=out_type.dtype).reshape(out_type.shape))
-    if op in _BROADCASTS_OPERAND_0 and graph[args[0]].op == "broadcast_to":
-        return graph.add(op, (graph[args[0]].args[0],) + tuple(args[1:]), attrs)
-    if not definition.is_elementwise or not args:
+@CANONICAL.rule("reshape", "broadcast_to", "transpose", "sum", "max", "min")
+def shape_op_keeping_the_type(graph: Graph, node: Node, args: tuple[int, ...]) -> int | None:
+    """A shape op or reduction that leaves the type as it is (a transpose only with its axes in order)."""
+    if graph.type(args[0]) != node.type:
         return None
-    operands = [graph.nodes[a] for a in args]
-    if REWRITABLE_OPERANDS.isdisjoint([node.op for node in operands]):
-        return None  # the common case, and every rule below needs such an operand
-    constants = [graph.const_value(a) if node.op in _CONSTANTS and node.type.size <= _FOLD_MAX_SIZE else None
-                 for a, node in zip(args, operands)]
-    if all(c is not None for c in constants) and out_type.size <= _FOLD_MAX_SIZE:
-        with np.errstate(all="ignore"):
-            value = np.asarray(definition.eager(*constants, **attrs), dtype=out_type.dtype)
-        return graph.const(value.reshape(out_type.shape))
-    narrowed = None
-    if any(node.op == "broadcast_to" for node in operands):
-        narrowed = _without_implied_broadcasts(graph, args, out_type)
-    if narrowed is not None:
-        return graph.add(op, narrowed, attrs)
-    for position, (neutral, kept) in _IDENTITY_OPERAND.get(op, {}).items():
-        c = constants[position]
-        is_neutral = (c is not None and _all_equal(c, neutral)) or \
-            (neutral == 0 and graph[args[position]].op == "zeros")
-        if is_neutral and graph.type(args[kept]) == out_type:
+    if node.op == "transpose" and tuple(node.params["axes"]) != tuple(range(node.type.ndim)):
+        return None
+    return args[0]
+
+
+@CANONICAL.rule(*_SHAPE_OPS, every_operand=["const"])
+def shape_op_of_scalar_constants(graph: Graph, node: Node, args: tuple[int, ...]) -> int | None:
+    if node.type.size > _FOLD_MAX_SIZE:
+        return None
+    value = OPS[node.op].eager(*(graph.constant(a) for a in args), **node.params)
+    return _constant(graph, value, node.type)
+
+
+@CANONICAL.rule("scatter_add", any_operand=["broadcast_to"])
+def scatter_of_broadcast_values(graph: Graph, node: Node, args: tuple[int, ...]) -> int | None:
+    """scatter_add broadcasts its values itself (operand 0)."""
+    values = graph[args[0]]
+    if values.op != "broadcast_to":
+        return None
+    return graph.add(node.op, (values.args[0], *args[1:]), node.params)
+
+
+@CANONICAL.rule(*_ELEMENTWISE_OPS, every_operand=_CONSTANTS)
+def elementwise_of_scalar_constants(graph: Graph, node: Node, args: tuple[int, ...]) -> int | None:
+    if node.type.size > _FOLD_MAX_SIZE or any(graph.type(a).size > _FOLD_MAX_SIZE for a in args):
+        return None
+    with np.errstate(all="ignore"):
+        value = OPS[node.op].eager(*(graph.constant(a) for a in args), **node.params)
+    return _constant(graph, value, node.type)
+
+
+@CANONICAL.rule(*_ELEMENTWISE_OPS, any_operand=["broadcast_to"])
+def implied_broadcast(graph: Graph, node: Node, args: tuple[int, ...]) -> int | None:
+    """``args`` with each ``broadcast_to(x)`` replaced by ``x`` where NumPy's broadcasting among the
+    operands still gives the result's shape."""
+    narrowed, changed = list(args), False
+    for position, arg in enumerate(args):
+        operand = graph[arg]
+        if operand.op != "broadcast_to":
+            continue
+        candidate = [*narrowed[:position], operand.args[0], *narrowed[position + 1 :]]
+        if np.broadcast_shapes(*(graph.type(a).shape for a in candidate)) == node.type.shape:
+            narrowed, changed = candidate, True
+    return graph.add(node.op, tuple(narrowed), node.params) if changed else None
+
+
+@CANONICAL.rule(*_NEUTRAL_OPERAND, any_operand=_CONSTANTS)
+def neutral_operand(graph: Graph, node: Node, args: tuple[int, ...]) -> int | None:
+    """x*1, 1*x, x/1, x+0, 0+x, x-0, x**1 -> x, when x already has the result's type."""
+    for position, (neutral, kept) in _NEUTRAL_OPERAND[node.op].items():
+        operand = graph[args[position]]
+        if operand.op == "zeros":
+            is_neutral = neutral == 0
+        elif operand.op == "const" and operand.type.size <= _FOLD_MAX_SIZE:
+            is_neutral = _all_equal(graph.constant(args[position]), neutral)
+        else:
+            continue
+        if is_neutral and graph.type(args[kept]) == node.type:
             return args[kept]
     return None
 
 
-def _all_equal(array: np.ndarray, number) -> bool:
+def _constant(graph: Graph, value: object, type: TensorType) -> int:
+    return graph.const(np.asarray(value, dtype=type.dtype).reshape(type.shape))
+
+
+def _all_equal(array: np.ndarray, number: int) -> bool:
     # one element (the usual constant) compares as a Python number: NumPy's == costs ten times more
-    return array.item() == number if array.size == 1 else bool((array == number).all())
-
-
-def _without_implied_broadcasts(graph, args: tuple, out_type) -> tuple | None:
-    """``args`` with each ``broadcast_to(x)`` replaced by ``x`` where NumPy's broadcasting among the
-    operands still gives the result's shape, or None when there is none to drop."""
-    narrowed, changed = list(args), False
-    for position, arg in enumerate(args):
-        node = graph[arg]
-        if node.op != "broadcast_to":
-            continue
-        candidate = narrowed[:position] + [node.args[0]] + narrowed[position + 1:]
-        if np.broadcast_shapes(*(graph.type(a).shape for a in candidate)) == out_type.shape:
-            narrowed, changed = candidate, True
-    return tuple(narrowed) if changed else None
+    return bool(array.item() == number) if array.size == 1 else bool((array == number).all())

@@ -15,24 +15,25 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from chainrule.errors import ChainruleError, Loc
-from chainrule.ir import canonical, networkx_view
+from chainrule.ir import networkx_view
+from chainrule.ir.canonical import CANONICAL
 from chainrule.ir.node import ConstArray, Node, freeze_attrs
 from chainrule.ir.ops import INFERRED, OPS
 from chainrule.ir.printer import format_dot, format_graph
+from chainrule.ir.rewrite import RuleFunction
 from chainrule.ir.types import TensorType
 
 if TYPE_CHECKING:
     import networkx as nx
 
 _PYTHON_NUMBERS = (int, float, bool)
-_REWRITABLE_OPERANDS = canonical.REWRITABLE_OPERANDS
-_NO_ATTRS: dict = {}  # read only
 # How deep rewrites may nest (a rule's replacement is offered to the rules again): a guard against
 # two rules that undo each other, which would be a bug, not a reason to recurse without end.
 _MAX_REWRITE_DEPTH = 32
@@ -68,7 +69,7 @@ class Graph:
         self.name_hints: dict[tuple, str] = {}
         # A pass's rewrite rule, applied to every node as it is built (see ``rewriting``), and how
         # often it fired.
-        self.rewriter: Callable | None = None
+        self.rewriter: RuleFunction | None = None
         self.rewrites = 0
         self._rewrite_depth = 0
 
@@ -85,7 +86,7 @@ class Graph:
         definition = OPS[op]
         if type(args) is not tuple:
             args = tuple(args)
-        frozen, attrs = (tuple(sorted(attrs.items())), attrs) if attrs else ((), _NO_ATTRS)
+        frozen = tuple(sorted(attrs.items())) if attrs else ()
         key = (op, args, frozen)
         interned = definition.interned
         if interned:
@@ -111,14 +112,10 @@ class Graph:
                     out_type = INFERRED[(op, types, frozen)]
                 except (KeyError, TypeError):  # not seen yet, a source, or an unhashable attribute
                     out_type = definition.result_type(types, frozen)
-            simpler = None
-            if definition.kind != "elementwise" or not _REWRITABLE_OPERANDS.isdisjoint(
-                    [nodes[a].op for a in args]):  # (an elementwise op needs such an operand to rewrite)
-                simpler = canonical.rewrite(self, op, args, attrs, out_type)
-            if simpler is None:
-                node = Node(op, args, frozen, out_type, loc, name, origin)
-                if self.rewriter is not None and self._rewrite_depth < _MAX_REWRITE_DEPTH:
-                    simpler = self._offer_to_rewriter(node, args)
+            node = Node(op, args, frozen, out_type, loc, name, origin)
+            simpler = CANONICAL(self, node, args)
+            if simpler is None and self.rewriter is not None and self._rewrite_depth < _MAX_REWRITE_DEPTH:
+                simpler = self._offer_to_rewriter(self.rewriter, node, args)
         except ChainruleError as error:
             raise error.at(loc) from None
         finally:
@@ -134,19 +131,19 @@ class Graph:
             self._interned[key] = node_id
         return node_id
 
-    def rewriting(self, rule: Callable | None) -> _Rewriting:
+    def rewriting(self, rule: RuleFunction | None) -> _Rewriting:
         """``with graph.rewriting(rule):`` every node built inside the block is first offered to
         ``rule(graph, node, args) -> id or None``; a replacement the rule builds is offered to it in
         turn. Operands are built first, so a graph built this way is at the rule's fixed point
         without a second walk (for rules that look only at a node and its operands)."""
         return _Rewriting(self, rule)
 
-    def _offer_to_rewriter(self, node: Node, args: tuple) -> int | None:
+    def _offer_to_rewriter(self, rewriter: RuleFunction, node: Node, args: tuple) -> int | None:
         """The installed rule's replacement for ``node`` (not built), or None; a replacement the
         rule builds is offered to it in turn, to a bounded depth."""
         self._rewrite_depth += 1
         try:
-            simpler = self.rewriter(self, node, args)
+            simpler = rewriter(self, node, args)
         finally:
             self._rewrite_depth -= 1
         if simpler is not None:
@@ -190,13 +187,14 @@ class Graph:
         """The id of the existing node ``op(args; attrs)`` (attrs frozen as in ``Node.attrs``), or None."""
         return self._interned.get((op, args if type(args) is tuple else tuple(args), attrs))
 
-    def add_input(self, type: TensorType, name: str, loc: Loc | None = None) -> int:
+    def add_input(self, type: TensorType, name: str | None, loc: Loc | None = None) -> int:
         node_id = self.add("input", (), {"index": len(self.inputs), "shape": type.shape,
                                          "dtype": type.dtype}, loc=loc, name=name)
         self.inputs.append(node_id)
         return node_id
 
-    def const(self, value, dtype=None) -> int:
+    def const(self, value: npt.ArrayLike, dtype: npt.DTypeLike | None = None) -> int:
+        """A constant node holding ``value`` (a Python number, or anything ``np.asarray`` takes)."""
         scalar_key = None
         if type(value) in _PYTHON_NUMBERS and value == value and (dtype is None or type(dtype) is str):
             # The same few numbers recur (every `x * 2.0` in a loop): find their node without
@@ -277,7 +275,7 @@ class Graph:
     def carry_name_hints(self, source: Graph, mapping: dict[int, int]) -> None:
         """Remember the names of ``source``'s named values that were not copied here (``mapping``
         maps copied ids), and ``source``'s own hints, for the nodes whose operands were copied."""
-        def remember(op, args, attrs, name):
+        def remember(op: str, args: tuple[int, ...], attrs: tuple, name: str) -> None:
             if all(a in mapping for a in args):
                 self.name_hints.setdefault((op, tuple(mapping[a] for a in args), attrs), name)
         for (op, args, attrs), name in source.name_hints.items():
@@ -323,6 +321,13 @@ class Graph:
                     if not of_a or of_a[-1] != user:  # an operand used twice (x * x) counts once
                         of_a.append(user)
         return users
+
+    def constant(self, node_id: int) -> np.ndarray:
+        """The value of ``node_id``, which must be a ``const`` or ``zeros`` node."""
+        value = self.const_value(node_id)
+        if value is None:
+            raise ChainruleError(f"node {node_id} ({self.nodes[node_id].op}) is not a constant")
+        return value
 
     def const_value(self, node_id: int) -> np.ndarray | None:
         """The value of a ``const`` or ``zeros`` node, else None."""
@@ -407,14 +412,14 @@ class _Rewriting:
 
     __slots__ = ("graph", "rule", "saved")
 
-    def __init__(self, graph: Graph, rule: Callable | None):
+    def __init__(self, graph: Graph, rule: RuleFunction | None) -> None:
         self.graph, self.rule = graph, rule
 
     def __enter__(self) -> None:
         self.saved = self.graph.rewriter
         self.graph.rewriter = self.rule
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.graph.rewriter = self.saved
 
 
@@ -432,5 +437,5 @@ class _Attribution:
         self.saved = graph._default_loc, graph._default_origin
         graph._default_loc, graph._default_origin = self.loc, self.origin
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.graph._default_loc, self.graph._default_origin = self.saved
