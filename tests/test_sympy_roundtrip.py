@@ -8,13 +8,15 @@ import sympy as sp
 
 import chainrule as cr
 from chainrule.compiler.autodiff import reverse
+from chainrule.ir import OPS
+from chainrule.ir.sympy_bridge import OPAQUE_FUNCTIONS, op_of_head, ops_of_sympy_heads
 
 x, y = sp.symbols("x y", real=True)
 
 
 def small_function(m):
     """One function, written for NumPy (m = np) and for SymPy (m = sp) alike."""
-    return lambda x, y: m.sin(x) * y + m.exp(x * y) / (1 + x ** 2) - m.tanh(y) * m.log(1 + y * y)
+    return lambda x, y: m.sin(x) * y + m.exp(x * y) / (1 + x**2) - m.tanh(y) * m.log(1 + y * y)
 
 
 def structurally_equal(a, b) -> bool:
@@ -39,6 +41,7 @@ def nested(symbol, depth, evaluate=True):
 
 
 # ---- to_sympy ---------------------------------------------------------------------------------
+
 
 def test_to_sympy_of_a_traced_function_is_its_formula_in_real_symbols_named_after_the_arguments():
     expression = cr.to_sympy(small_function(np), 0.3, 0.7)  # Python floats are variables here
@@ -83,16 +86,16 @@ def test_to_sympy_refuses_what_mixes_elements():
 
 ROUND_TRIPS = [
     x * y + 3,
-    x ** 2 - 2 * x * y / 3 + sp.Rational(1, 4),
+    x**2 - 2 * x * y / 3 + sp.Rational(1, 4),
     sp.sin(x) * sp.cos(y) - sp.tan(x * y),
-    sp.exp(-x ** 2) / (1 + sp.exp(y)),
-    sp.log(1 + x ** 2) + sp.sqrt(y ** 2 + 1),
-    1 / sp.sqrt(x ** 2 + y ** 2 + 1),
+    sp.exp(-(x**2)) / (1 + sp.exp(y)),
+    sp.log(1 + x**2) + sp.sqrt(y**2 + 1),
+    1 / sp.sqrt(x**2 + y**2 + 1),
     sp.Abs(x - y) + sp.sign(x),
     sp.Max(x, y) - sp.Min(x, 2 * y),
-    sp.Piecewise((x, x > y), (y ** 2, True)),
+    sp.Piecewise((x, x > y), (y**2, True)),
     sp.atan(x) + sp.asinh(y) + sp.erf(x * y) + sp.sinh(x) * sp.cosh(y),
-    (x ** 2 + 1) ** y,
+    (x**2 + 1) ** y,
 ]
 
 
@@ -147,9 +150,70 @@ def test_from_sympy_says_what_it_cannot_translate():
         cr.from_sympy(x + y, [x])
     with pytest.raises(cr.UnsupportedError, match="gamma"):
         cr.from_sympy(sp.gamma(x), [x])
+    with pytest.raises(cr.UnsupportedError, match="imaginary unit"):
+        cr.from_sympy(x + sp.I, [x])
+    with pytest.raises(cr.UnsupportedError, match="not a real number"):
+        cr.from_sympy(sp.zoo * x, [x])
+
+
+# Expressions of one SymPy function, and the op the op table defines by that function (written out here)
+ONE_FUNCTION = [
+    (sp.sin(x), "sin"),
+    (sp.tan(x), "tan"),
+    (sp.atanh(x), "arctanh"),
+    (sp.Abs(x), "abs"),
+    (sp.sign(x), "sign"),
+    (sp.erf(x), "erf"),
+    (sp.erfc(x), "erfc"),
+    (sp.Max(x, y), "maximum"),
+    (sp.Min(x, y), "minimum"),
+    (x < y, "lt"),
+    (sp.Ne(x, y), "ne"),
+    (sp.Not(x > y, evaluate=False), "logical_not"),
+    (sp.And(x > 0, y > 0), "logical_and"),
+]
+
+
+@pytest.mark.parametrize("expression, op", ONE_FUNCTION, ids=[op for _, op in ONE_FUNCTION])
+def test_a_sympy_function_that_defines_an_op_becomes_that_op(expression, op):
+    graph = cr.trace(cr.from_sympy(expression, [x, y]), np.float64(0.5), np.float64(0.25))
+    assert graph[graph.outputs[0]].op == op
+
+
+WITHOUT_A_PRIMITIVE = [
+    sp.sec(x) + sp.csc(y) - sp.cot(x * y),
+    sp.sech(x) * sp.csch(y) + sp.coth(x),
+    sp.Heaviside(x - y) + 2 * sp.Heaviside(x, 0.25),
+    sp.Max(x, y, 0.75) - sp.Min(x, y, -0.5),
+    sp.Piecewise((x, sp.And(x > 0, y > 0, x < 1)), (y, sp.Or(x < -1, y < -1)), (x * y, True)),
+    sp.Piecewise((x, x > 0)),  # NaN where no condition holds
+    x**-2 + y ** sp.Rational(-1, 2) + (x * x) ** y,
+]
+
+
+@pytest.mark.parametrize("expression", WITHOUT_A_PRIMITIVE, ids=[str(e) for e in WITHOUT_A_PRIMITIVE])
+def test_sympy_functions_without_a_primitive_are_built_from_ones_with_one(expression):
+    f = cr.from_sympy(expression, [x, y])
+    a, b = np.linspace(-1.7, 1.9, 9), np.linspace(1.3, -1.5, 9)
+    expected = [complex(expression.subs({x: p, y: q}).evalf()) for p, q in zip(a, b)]
+    expected = np.array([e.real if e.imag == 0 else np.nan for e in expected])  # NaN off the real domain
+    with np.errstate(all="ignore"):
+        np.testing.assert_allclose(f(a, b), expected, rtol=1e-13)
+        np.testing.assert_allclose(cr.jit(f)(a, b), expected, rtol=1e-13)
+
+
+def test_heaviside_at_zero_is_sympys_value_there():
+    assert cr.from_sympy(sp.Heaviside(x), [x])(np.array([-1.0, 0.0, 2.0])).tolist() == [0.0, 0.5, 1.0]
+    assert cr.from_sympy(sp.Heaviside(x, 0.25), [x])(0.0) == 0.25
+
+
+def test_from_sympy_constants_take_the_arguments_dtype():
+    f = cr.from_sympy(2 * x / 3 + sp.pi, [x])
+    assert f(np.ones(3, np.float32)).dtype == np.float32
 
 
 # ---- depth: no recursion over the expression ---------------------------------------------------
+
 
 def test_a_10000_deep_expression_converts_both_ways_without_recursion():
     assert sys.getrecursionlimit() <= 10_000  # a recursive walk would need about 30,000
@@ -203,3 +267,11 @@ def test_erfc_is_a_primitive_from_sympy():
     x = sp.Symbol("x", real=True)
     function = cr.from_sympy(sp.erfc(x), [x])
     assert abs(function(0.5) - float(sp.erfc(sp.Rational(1, 2)))) < 1e-15
+
+
+def test_the_op_of_a_sympy_head_comes_from_the_op_table():
+    heads = ops_of_sympy_heads()
+    assert heads[sp.sin] == "sin" and heads[sp.erfc] == "erfc" and heads[sp.Max] == "maximum"
+    assert set(heads.values()) <= {name for name, op in OPS.items() if op.is_elementwise}
+    assert op_of_head(sp.cos) == "cos" and op_of_head(sp.gamma) is None
+    assert op_of_head(OPAQUE_FUNCTIONS["sigmoid"]) == "sigmoid"  # the region pass's undefined functions

@@ -28,26 +28,49 @@ from gradient_helpers import numerical_gradient, relative_error, weighted_sum
 import chainrule as cr
 from chainrule.frontends.tracer import is_traced, operation
 from chainrule.ir import OPS, Graph, TensorType, Value
-from chainrule.ir.sympy_export import graph_to_sympy
+from chainrule.ir.sympy_bridge import graph_to_sympy
 
 # No 0, no +-1, no two values a simple relation ties: the candidates for a real operand.
-POOL = (-2.9, -2.3, -1.7, -1.35, -1.15, -0.85, -0.55, -0.3, -0.1, 0.15, 0.35, 0.6, 0.8, 0.95, 1.1, 1.4,
-        1.75, 2.2, 2.6, 3.1)
+POOL = (
+    -2.9,
+    -2.3,
+    -1.7,
+    -1.35,
+    -1.15,
+    -0.85,
+    -0.55,
+    -0.3,
+    -0.1,
+    0.15,
+    0.35,
+    0.6,
+    0.8,
+    0.95,
+    1.1,
+    1.4,
+    1.75,
+    2.2,
+    2.6,
+    3.1,
+)
 KINK_DISTANCE = 1e-3  # beyond the finite differences' reach (2 * 1e-4 * max(1, |x|))
 MAX_CANDIDATES = 400
 POINTS = 40  # kept points, spread evenly over the candidates that pass
 # An op whose result type comes from an attribute cannot be built from operands alone.
 ATTRIBUTES = {"cast": {"dtype": "float64"}}
 
-DIFFERENTIABLE = sorted(name for name, op in OPS.items()
-                        if op.is_elementwise and op.vjp is not None
-                        and any(op.vjp_rule(i) is not None for i in range(op.arity)))
+DIFFERENTIABLE = sorted(
+    name
+    for name, op in OPS.items()
+    if op.is_elementwise and op.vjp is not None and any(op.vjp_rule(i) is not None for i in range(op.arity))
+)
 RULES = [(name, i) for name in DIFFERENTIABLE for i in range(OPS[name].arity) if OPS[name].vjp_rule(i) is not None]
 
 
 @dataclass(frozen=True)
 class Sampled:
     """An op's sample points (one array per operand), and what is derived from its entry."""
+
     name: str
     attrs: dict
     columns: tuple  # one array per operand
@@ -56,6 +79,7 @@ class Sampled:
 
     def function(self):
         """The op as a Python function of its differentiable operands (the others fixed)."""
+
         def apply_op(*differentiable):
             operands = list(self.columns)
             for position, value in zip(self.wrt, differentiable):
@@ -63,6 +87,7 @@ class Sampled:
             if any(is_traced(o) for o in operands):
                 return operation(self.name, *operands, **self.attrs)
             return OPS[self.name].eager(*operands, **self.attrs)
+
         return apply_op
 
     def loss(self):
@@ -173,8 +198,10 @@ def rule_and_derivative(name, position):
     """(the rule as SymPy, g * sympy.diff of the definition, the symbols with g last)."""
     op, s = OPS[name], sampled(name)
     graph = Graph(name)
-    operands = [graph.add_input(TensorType((), "float64" if symbol.is_real else "bool"), f"a{i}")
-                for i, symbol in enumerate(s.symbols)]
+    operands = [
+        graph.add_input(TensorType((), "float64" if symbol.is_real else "bool"), f"a{i}")
+        for i, symbol in enumerate(s.symbols)
+    ]
     g = graph.add_input(TensorType((), "float64"), "g")
     y = graph.add(name, operands, s.attrs)
     rule = op.vjp_rule(position)(Value(graph, g), Value(graph, y), *(Value(graph, a) for a in operands), **s.attrs)

@@ -18,6 +18,10 @@ make), this pass
 3. keeps the result only when it has fewer operations and no function the
    region did not already have, and rebuilds the region from it.
 
+Both translations, region -> SymPy (the ops' definitions, the opaque functions
+and their reflections) and SymPy -> graph, are ``chainrule.ir.sympy_bridge``'s,
+which ``cr.from_sympy`` and ``cr.to_sympy`` use too.
+
 Large regions keep reverse mode over their scalar DAG. Identical regions (a
 deep chain repeats one shape thousands of times) are simplified once: results
 are cached by the region's structure.
@@ -26,26 +30,32 @@ are cached by the region's structure.
 from __future__ import annotations
 
 import functools
+from typing import cast
 
-import numpy as np
 import sympy as sp
 
 from chainrule.compiler.fuse import regions_and_sizes
-from chainrule.ir import OPS, Graph
-from chainrule.ir.sympy_export import number, ops_of_sympy_heads
+from chainrule.ir import Graph, sympy_bridge
+from chainrule.ir.sympy_bridge import number
 
 MAX_STEPS = 24
-_OPAQUE = {"sigmoid": sp.Function("sigmoid"), "softplus": sp.Function("softplus")}
-_SMOOTH = {"neg", "add", "sub", "mul", "div", "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "softplus",
-           "expm1", "log1p"}
-
-
-@functools.cache
-def _ops_of_head() -> dict:
-    """SymPy function head -> op, for the functions a region may contain: the op table's own heads
-    (``ops_of_sympy_heads``) of the smooth ops, and the opaque sigmoid and softplus."""
-    heads = {head: op for head, op in ops_of_sympy_heads().items() if op in _SMOOTH}
-    return heads | {function: name for name, function in _OPAQUE.items()}
+_SMOOTH = {
+    "neg",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "exp",
+    "log",
+    "sqrt",
+    "sin",
+    "cos",
+    "tanh",
+    "sigmoid",
+    "softplus",
+    "expm1",
+    "log1p",
+}
 
 
 def symbolic_regions(graph: Graph) -> Graph:
@@ -71,7 +81,8 @@ def symbolic_regions(graph: Graph) -> Graph:
         return graph
     replaced = {n for root in replacements for n in members[root]}
     result = Graph(graph.name)
-    mapping = {i: result.add_input(graph.type(i), graph[i].name, graph[i].loc) for i in graph.inputs}
+    # inputs are named
+    mapping = {i: result.add_input(graph.type(i), cast(str, graph[i].name), graph[i].loc) for i in graph.inputs}
     for node_id in range(len(graph)):
         node = graph[node_id]
         if node.op == "input" or (node_id in replaced and node_id not in replacements):
@@ -88,8 +99,9 @@ def symbolic_regions(graph: Graph) -> Graph:
             mapping[node_id] = new
             continue
         add = result.add_recomputed if node.recomputed else result.add
-        mapping[node_id] = add(node.op, tuple(mapping[a] for a in node.args), node.params,
-                               loc=node.loc, name=node.name, origin=origin)
+        mapping[node_id] = add(
+            node.op, tuple(mapping[a] for a in node.args), node.params, loc=node.loc, name=node.name, origin=origin
+        )
     result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
     result.carry_name_hints(graph, mapping)
     return result
@@ -116,6 +128,7 @@ def _region_key(graph: Graph, nodes: list[int], region: list[int]) -> tuple[tupl
 
     def visible(a: int) -> bool:
         return a not in inside and region[a] in (-1, a)
+
     inputs: list[int] = []
     steps: list[tuple] = []
     index_of: dict[int, int] = {}
@@ -129,9 +142,9 @@ def _region_key(graph: Graph, nodes: list[int], region: list[int]) -> tuple[tupl
         source = graph[a]
         if source.op == "neg" and visible(source.args[0]):
             return ("neg", operand(source.args[0]))
-        if source.op == "sub" and graph.const_value(source.args[0]) is not None \
-                and graph.type(source.args[0]).size == 1 and visible(source.args[1]):
-            return ("rsub", float(graph.const_value(source.args[0]).reshape(())), operand(source.args[1]))
+        minuend = graph.const_value(source.args[0]) if source.op == "sub" else None
+        if minuend is not None and graph.type(source.args[0]).size == 1 and visible(source.args[1]):
+            return ("rsub", float(minuend.reshape(())), operand(source.args[1]))
         if a not in inputs:
             inputs.append(a)
         return ("input", inputs.index(a))
@@ -157,39 +170,36 @@ def _simplify_region(key: tuple) -> sp.Expr | None:
             return -value(operand[1])
         if kind == "rsub":
             return number(operand[1]) - value(operand[2])
-        return sp.Symbol(f"a{operand[1]}", real=True)
+        return _input_symbol(operand[1])
 
     for op, operands in key:
-        arguments = [value(o) for o in operands]
-        values.append(_OPAQUE[op](*arguments) if op in _OPAQUE else OPS[op].sympy(*arguments))
+        values.append(sympy_bridge.op_expression(op, [value(o) for o in operands], opaque=True))
     original = values[-1]
-    reflected = original.replace(lambda e: e.func in _OPAQUE.values() and e.args[0].could_extract_minus_sign(),
-                                 lambda e: _reflect(e))
-    candidate = sp.factor_terms(sp.expand(reflected))
+    candidate = sp.factor_terms(sp.expand(sympy_bridge.reflected(original)))
+    # no function the region did not have, and none but the smooth ops (sqrt(x*x) evaluates to Abs(x))
     heads = {e.func for e in original.atoms(sp.Function)}
-    if any(e.func not in heads for e in candidate.atoms(sp.Function)) \
-            or any(e.func not in _ops_of_head() for e in candidate.atoms(sp.Function)):
+    if any(e.func not in heads or sympy_bridge.op_of_head(e.func) not in _SMOOTH for e in candidate.atoms(sp.Function)):
         return None
     if sp.count_ops(candidate) >= _operation_count(key):
         return None
     return candidate
 
 
-def _reflect(call: sp.Expr) -> sp.Expr:
-    argument = -call.args[0]
-    if call.func is _OPAQUE["sigmoid"]:
-        return 1 - _OPAQUE["sigmoid"](argument)
-    return _OPAQUE["softplus"](argument) - argument
+def _input_symbol(position: int) -> sp.Symbol:
+    """The symbol standing for a region's input ``position``."""
+    return sp.Symbol(f"a{position}", real=True)
 
 
 def _operation_count(key: tuple) -> int:
     """Operations the region computes now, including the negations and ``c - x`` it looked through."""
+
     def extra(operand: tuple) -> int:
         if operand[0] == "neg":
             return 1 + extra(operand[1])
         if operand[0] == "rsub":
             return 1 + extra(operand[2])
         return 0
+
     return sum(1 + sum(extra(o) for o in operands) for _, operands in key)
 
 
@@ -198,92 +208,9 @@ def _operation_count(key: tuple) -> int:
 
 def _emit(graph: Graph, expression: sp.Expr, inputs: list[int], type) -> int:
     """Build ``expression`` (symbols a0, a1, ... are ``inputs``) in ``graph``; a result of another shape
-    is broadcast to ``type``. An explicit stack, though the expressions are small."""
-    dtype = type.dtype
-    built: dict[sp.Expr, int] = {}
-    stack = [(expression, False)]
-    while stack:
-        node, ready = stack.pop()
-        if node in built:
-            continue
-        if not ready:
-            stack.append((node, True))
-            stack.extend((a, False) for a in node.args if a not in built)
-            continue
-        built[node] = _emit_one(graph, node, [built[a] for a in node.args], inputs, dtype)
-    result = built[expression]
+    is broadcast to ``type``."""
+    symbols = {_input_symbol(position): node for position, node in enumerate(inputs)}
+    (result,) = sympy_bridge.build(graph, [expression], symbols, type.dtype, exact_rationals=False)
     if graph.type(result).shape != type.shape:
         result = graph.add("broadcast_to", (result,), {"shape": type.shape})
     return result
-
-
-def _emit_one(graph: Graph, node: sp.Expr, operands: list[int], inputs: list[int], dtype: str) -> int:
-    if isinstance(node, sp.Symbol):
-        return inputs[int(node.name[1:])]
-    if node.is_Number:
-        return graph.const(np.asarray(float(node), dtype))
-    if isinstance(node, sp.Add):
-        return _signed_sum(graph, node, operands)
-    if isinstance(node, sp.Mul):
-        return _product(graph, node, operands)
-    if isinstance(node, sp.Pow):
-        base, exponent = operands[0], node.args[1]
-        if exponent == -1:
-            return graph.add("div", (graph.const(np.asarray(1.0, dtype)), base))
-        if exponent == 2:
-            return graph.add("mul", (base, base))
-        if exponent == sp.Rational(1, 2):
-            return graph.add("sqrt", (base,))
-        return graph.add("pow", (base, operands[1]))
-    return graph.add(_ops_of_head()[node.func], tuple(operands))
-
-
-def _signed_sum(graph: Graph, node: sp.Add, operands: list[int]) -> int:
-    """a + b - c as add/sub: terms with a negative coefficient are subtracted."""
-    positive, negative = [], []
-    for term, built in zip(node.args, operands):
-        if term.could_extract_minus_sign():
-            negative.append(built)
-        else:
-            positive.append(built)
-    total = positive[0] if positive else None
-    for extra in positive[1:]:
-        total = graph.add("add", (total, extra))
-    for built in negative:
-        magnitude = _negated(graph, built)
-        total = graph.add("neg", (magnitude,)) if total is None else graph.add("sub", (total, magnitude))
-    return total
-
-
-def _negated(graph: Graph, built: int) -> int:
-    """The node for minus a term with a negative coefficient (``-y`` -> ``y``, ``-2 x`` -> ``2 x``)."""
-    node = graph[built]
-    if node.op == "neg":
-        return node.args[0]
-    if node.op == "mul":
-        for position, factor in enumerate(node.args):
-            value = graph.const_value(factor)
-            if value is not None and value.size == 1:
-                other = node.args[1 - position]
-                if float(value.reshape(())) == -1.0:
-                    return other
-                return graph.add("mul", (graph.const(-value), other))
-    if graph.const_value(built) is not None:
-        return graph.const(-graph.const_value(built))
-    return graph.add("neg", (built,))
-
-
-def _product(graph: Graph, node: sp.Mul, operands: list[int]) -> int:
-    """c * x * y / z: a negative power of a factor divides."""
-    numerator, denominator = [], []
-    for factor, built in zip(node.args, operands):
-        if isinstance(factor, sp.Pow) and factor.args[1] == -1:  # built by _emit_one as 1 / base
-            denominator.append(graph[built].args[1])
-        else:
-            numerator.append(built)
-    total = numerator[0] if numerator else graph.const(np.asarray(1.0, graph.type(denominator[0]).dtype))
-    for extra in numerator[1:]:
-        total = graph.add("mul", (total, extra))
-    for divisor in denominator:
-        total = graph.add("div", (total, divisor))
-    return total
