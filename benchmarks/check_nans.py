@@ -38,8 +38,12 @@ def mlp():
         h = np.tanh(x @ p["W1"] + p["b1"])
         return np.mean((h @ p["W2"] + p["b2"] - y) ** 2)
 
-    params = {"W1": rng.standard_normal((784, 256)) * 0.05, "b1": np.zeros(256),
-              "W2": rng.standard_normal((256, 10)) * 0.05, "b2": np.zeros(10)}
+    params = {
+        "W1": rng.standard_normal((784, 256)) * 0.05,
+        "b1": np.zeros(256),
+        "W2": rng.standard_normal((256, 10)) * 0.05,
+        "b2": np.zeros(10),
+    }
     return loss, (params, rng.standard_normal((128, 784)), rng.standard_normal((128, 10)))
 
 
@@ -77,8 +81,10 @@ def main() -> None:
             calls = max(1, int(0.05 / max(per_call(plain, args, 1), 1e-6)))
             blocks = [(per_call(plain, args, calls), per_call(checked, args, calls)) for _ in range(9)]
             plain_time, checked_time = median(b[0] for b in blocks), median(b[1] for b in blocks)
-            print(f"{name:8s} {backend:8s} {plain_time * 1e3:8.3f}ms {checked_time * 1e3:8.3f}ms "
-                  f"{checked_time / plain_time:13.2f}x")
+            print(
+                f"{name:8s} {backend:8s} {plain_time * 1e3:8.3f}ms {checked_time * 1e3:8.3f}ms "
+                f"{checked_time / plain_time:13.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -57,13 +57,18 @@ def mlp_loss(params, x):
     h = x
     for W, b in params:
         h = np.tanh(h @ W + b)
-    return np.sum(h ** 2)
+    return np.sum(h**2)
 
 
 def make_args(layers, width, batch):
     rng = np.random.default_rng(0)
-    params = [((rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32),
-               (rng.standard_normal(width) * 0.1).astype(np.float32)) for _ in range(layers)]
+    params = [
+        (
+            (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32),
+            (rng.standard_normal(width) * 0.1).astype(np.float32),
+        )
+        for _ in range(layers)
+    ]
     return params, rng.standard_normal((batch, width)).astype(np.float32)
 
 
@@ -94,8 +99,14 @@ def chainrule_row(policy, args, argnums):
     f = cr.grad(mlp_loss, argnums=argnums, checkpoint=policy)
     f(*args)  # compile
     report = f.memory(*args)
-    return {"kept": report.kept_bytes, "est": report.peak_bytes, "meas": traced_peak(lambda: f(*args)),
-            "extra": report.extra_forward_passes, "time": None, "step": lambda: f(*args)}
+    return {
+        "kept": report.kept_bytes,
+        "est": report.peak_bytes,
+        "meas": traced_peak(lambda: f(*args)),
+        "extra": report.extra_forward_passes,
+        "time": None,
+        "step": lambda: f(*args),
+    }
 
 
 def jax_rows(args, segment):
@@ -113,13 +124,13 @@ def jax_rows(args, segment):
         h = x
         for p in params:
             h = layer(h, p)
-        return jnp.sum(h ** 2)
+        return jnp.sum(h**2)
 
     def per_layer(params, x):
         h = x
         for p in params:
             h = jax.checkpoint(layer)(h, p)
-        return jnp.sum(h ** 2)
+        return jnp.sum(h**2)
 
     def block(h, ps):
         for p in ps:
@@ -129,22 +140,34 @@ def jax_rows(args, segment):
     def segments(params, x):
         h = x
         for start in range(0, len(params), segment):
-            h = jax.checkpoint(block)(h, params[start:start + segment])
-        return jnp.sum(h ** 2)
+            h = jax.checkpoint(block)(h, params[start : start + segment])
+        return jnp.sum(h**2)
 
     jparams = [(jnp.asarray(W), jnp.asarray(b)) for W, b in params]
     jx = jnp.asarray(x)
     rows = {}
-    for name, fn in (("jax, no remat", plain), ("jax.checkpoint per layer", per_layer),
-                     (f"jax.checkpoint, {segment}-layer segments", segments)):
+    for name, fn in (
+        ("jax, no remat", plain),
+        ("jax.checkpoint per layer", per_layer),
+        (f"jax.checkpoint, {segment}-layer segments", segments),
+    ):
         step = jax.jit(jax.value_and_grad(fn))
         _, vjp_fn = jax.vjp(fn, jparams, jx)
         arguments = {leaf.unsafe_buffer_pointer() for leaf in jax.tree_util.tree_leaves((jparams, jx))}
-        residuals = {leaf.unsafe_buffer_pointer(): leaf.nbytes for leaf in jax.tree_util.tree_leaves(vjp_fn)
-                     if hasattr(leaf, "unsafe_buffer_pointer")}
+        residuals = {
+            leaf.unsafe_buffer_pointer(): leaf.nbytes
+            for leaf in jax.tree_util.tree_leaves(vjp_fn)
+            if hasattr(leaf, "unsafe_buffer_pointer")
+        }
         kept = sum(size for pointer, size in residuals.items() if pointer not in arguments)
-        rows[name] = {"kept": kept, "est": None, "meas": None, "extra": None, "time": None,
-                      "step": lambda step=step: jax.block_until_ready(step(jparams, jx))}
+        rows[name] = {
+            "kept": kept,
+            "est": None,
+            "meas": None,
+            "extra": None,
+            "time": None,
+            "step": lambda step=step: jax.block_until_ready(step(jparams, jx)),
+        }
     return rows
 
 
@@ -174,15 +197,19 @@ def torch_rows(args, segment):
     def sequential():
         model.zero_grad(set_to_none=True)
         out = checkpoint_sequential(model, len(params) // segment, tx, use_reentrant=False)
-        loss = (out ** 2).sum()
+        loss = (out**2).sum()
         loss.backward()
 
     rows = {}
-    for name, step in (("torch, no checkpoint", plain), (f"torch checkpoint_sequential, {len(params) // segment} "
-                                                         "segments", sequential)):
+    for name, step in (
+        ("torch, no checkpoint", plain),
+        (f"torch checkpoint_sequential, {len(params) // segment} segments", sequential),
+    ):
         # storage already counted: the parameters and x are arguments, not kept extra (a Linear saves W.t())
-        saved = {"bytes": 0, "seen": {p.untyped_storage().data_ptr() for p in model.parameters()}
-                 | {tx.untyped_storage().data_ptr()}}
+        saved = {
+            "bytes": 0,
+            "seen": {p.untyped_storage().data_ptr() for p in model.parameters()} | {tx.untyped_storage().data_ptr()},
+        }
 
         def pack(tensor):
             storage = tensor.untyped_storage()
@@ -193,11 +220,13 @@ def torch_rows(args, segment):
 
         model.zero_grad(set_to_none=True)
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            out = checkpoint_sequential(model, len(params) // segment, tx, use_reentrant=False) \
-                if step is sequential else model(tx)
+            out = (
+                checkpoint_sequential(model, len(params) // segment, tx, use_reentrant=False)
+                if step is sequential
+                else model(tx)
+            )
         del out
-        rows[name] = {"kept": saved["bytes"], "est": None, "meas": None, "extra": None, "time": None,
-                      "step": step}
+        rows[name] = {"kept": saved["bytes"], "est": None, "meas": None, "extra": None, "time": None, "step": step}
     return rows
 
 
@@ -205,8 +234,10 @@ def print_table(title, rows, activation, baseline_time):
     print(f"\n{title}")
     print(f"{'policy':<40} {'kept':>9} {'peak est':>9} {'peak meas':>9} {'extra fwd':>9} {'time s':>8} {'ratio':>6}")
     for name, row in rows.items():
+
         def mib(value):
             return f"{value / MiB:9.1f}" if value is not None else f"{'n/a':>9}"
+
         extra = f"{row['extra']:9.2f}" if row["extra"] is not None else f"{'n/a':>9}"
         seconds = f"{row['time']:8.2f}" if row["time"] is not None else f"{'-':>8}"
         ratio = f"{row['time'] / baseline_time:6.2f}" if row["time"] and baseline_time else f"{'-':>6}"
@@ -226,8 +257,10 @@ def main(argv=None) -> None:
     segment = max(1, round(np.sqrt(options.layers)))
     gradient_bytes = sum(W.nbytes + b.nbytes for W, b in args[0])
     step_budget = gradient_bytes + 20 * activation
-    print(f"{options.layers}-layer tanh MLP, width {options.width}, batch {options.batch}, float32; "
-          f"medians of {options.repeat} steps")
+    print(
+        f"{options.layers}-layer tanh MLP, width {options.width}, batch {options.batch}, float32; "
+        f"medians of {options.repeat} steps"
+    )
 
     step_rows = {}
     for policy in ("all", "sqrt", "optimal", step_budget):
@@ -241,15 +274,18 @@ def main(argv=None) -> None:
 
     input_rows = {}
     for policy in ("all", "sqrt", "optimal", 20 * activation):
-        name = f"chainrule budget {20 * activation / MiB:.1f} MiB" if isinstance(policy, int) else \
-            f"chainrule {policy!r}"
+        name = (
+            f"chainrule budget {20 * activation / MiB:.1f} MiB" if isinstance(policy, int) else f"chainrule {policy!r}"
+        )
         input_rows[name] = chainrule_row(policy, args, 1)
         del input_rows[name]["step"]
     print_table("2. gradient with respect to x only: the peak is the activations", input_rows, activation, None)
     bound = 2.5 * np.sqrt(options.layers) * activation
     sqrt_row = input_rows["chainrule 'sqrt'"]
-    print(f"sqrt: measured peak {sqrt_row['meas'] / activation:.1f} activations "
-          f"(bound 2.5*sqrt(L) = {bound / activation:.1f}), extra forward passes {sqrt_row['extra']:.2f} (bound 1)")
+    print(
+        f"sqrt: measured peak {sqrt_row['meas'] / activation:.1f} activations "
+        f"(bound 2.5*sqrt(L) = {bound / activation:.1f}), extra forward passes {sqrt_row['extra']:.2f} (bound 1)"
+    )
 
 
 if __name__ == "__main__":

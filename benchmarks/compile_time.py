@@ -50,6 +50,7 @@ CHAIN_10K_TARGET_SECONDS = 2.0
 
 def sin_chain(nodes: int):
     """A function whose traced graph has ``nodes`` nodes: an input, ``nodes - 2`` sines and a sum."""
+
     def chain(x):
         for _ in range(nodes - 2):
             x = np.sin(x)
@@ -68,8 +69,11 @@ def compile_once(fn, args: tuple, argnums: int = 0) -> dict:
     traced_seconds = time.perf_counter() - start
     # the input positions to differentiate, worked out as Compiled._compile does
     traced_positions = [i for i, leaf_spec in enumerate(spec.leaves) if leaf_spec.traced]
-    wrt = [traced_positions.index(i) for i, owner in enumerate(spec.arg_of_leaf)
-           if owner in differentiated and spec.leaves[i].traced]
+    wrt = [
+        traced_positions.index(i)
+        for i, owner in enumerate(spec.arg_of_leaf)
+        if owner in differentiated and spec.leaves[i].traced
+    ]
     start = time.perf_counter()
     compilation = pipeline.run(traced, wrt)
     optimize_seconds = time.perf_counter() - start
@@ -88,20 +92,38 @@ def compile_once(fn, args: tuple, argnums: int = 0) -> dict:
     gradient(*args)
     first_call_seconds = time.perf_counter() - start
     first_call_cpu_seconds = time.process_time() - start_cpu
-    return {"traced nodes": traced_nodes, "final nodes": final_nodes, "trace": traced_seconds,
-            "stages": stages, "optimize": optimize_seconds, "codegen": codegen_seconds,
-            "py compile": python_compile_seconds, "first call": first_call_seconds,
-            "first call cpu": first_call_cpu_seconds}
+    return {
+        "traced nodes": traced_nodes,
+        "final nodes": final_nodes,
+        "trace": traced_seconds,
+        "stages": stages,
+        "optimize": optimize_seconds,
+        "codegen": codegen_seconds,
+        "py compile": python_compile_seconds,
+        "first call": first_call_seconds,
+        "first call cpu": first_call_cpu_seconds,
+    }
 
 
 def measure(label: str, fn, args: tuple, runs: int) -> dict:
     """The median of each number over ``runs`` fresh compilations."""
     samples = [compile_once(fn, args) for _ in range(runs)]
     stage_names = list(dict.fromkeys(name for sample in samples for name in sample["stages"]))
-    row = {"case": label, "runs": runs,
-           "stages": {name: median(s["stages"].get(name, 0.0) for s in samples) for name in stage_names}}
-    for key in ("traced nodes", "final nodes", "trace", "optimize", "codegen", "py compile", "first call",
-                "first call cpu"):
+    row = {
+        "case": label,
+        "runs": runs,
+        "stages": {name: median(s["stages"].get(name, 0.0) for s in samples) for name in stage_names},
+    }
+    for key in (
+        "traced nodes",
+        "final nodes",
+        "trace",
+        "optimize",
+        "codegen",
+        "py compile",
+        "first call",
+        "first call cpu",
+    ):
         row[key] = median(s[key] for s in samples)
     row["per node"] = row["first call"] / row["traced nodes"]
     return row
@@ -116,10 +138,19 @@ def _format_seconds(seconds: float) -> str:
 def print_table(rows: list[dict]) -> None:
     stage_names = list(dict.fromkeys(name for row in rows for name in row["stages"]))
     reference = next((row for row in rows if row["case"] == f"chain {CHAIN_SIZES[0]:,}"), None)
-    columns = ([("case", 18, "<"), ("runs", 4, ">"), ("traced", 7, ">"), ("final", 7, ">"), ("trace", 9, ">")]
-               + [(name, max(len(name), 9), ">") for name in stage_names]
-               + [("optimize", 9, ">"), ("codegen", 9, ">"), ("py compile", 10, ">"), ("first call", 10, ">"),
-                  ("cpu", 9, ">"), ("per node", 9, ">"), ("linear?", 7, ">")])
+    columns = (
+        [("case", 18, "<"), ("runs", 4, ">"), ("traced", 7, ">"), ("final", 7, ">"), ("trace", 9, ">")]
+        + [(name, max(len(name), 9), ">") for name in stage_names]
+        + [
+            ("optimize", 9, ">"),
+            ("codegen", 9, ">"),
+            ("py compile", 10, ">"),
+            ("first call", 10, ">"),
+            ("cpu", 9, ">"),
+            ("per node", 9, ">"),
+            ("linear?", 7, ">"),
+        ]
+    )
     header = " ".join(f"{name:{align}{width}}" for name, width, align in columns)
     print(header)
     print("-" * len(header))
@@ -127,12 +158,25 @@ def print_table(rows: list[dict]) -> None:
         linear = "-"
         if reference is not None and row["case"].startswith("chain"):
             linear = f"{row['per node'] / reference['per node']:.2f}"
-        cells = ([row["case"], str(row["runs"]), f"{row['traced nodes']:,.0f}", f"{row['final nodes']:,.0f}",
-                  _format_seconds(row["trace"])]
-                 + [_format_seconds(row["stages"][name]) if name in row["stages"] else "-" for name in stage_names]
-                 + [_format_seconds(row["optimize"]), _format_seconds(row["codegen"]),
-                    _format_seconds(row["py compile"]), _format_seconds(row["first call"]),
-                    _format_seconds(row["first call cpu"]), f"{row['per node'] * 1e6:.0f} us", linear])
+        cells = (
+            [
+                row["case"],
+                str(row["runs"]),
+                f"{row['traced nodes']:,.0f}",
+                f"{row['final nodes']:,.0f}",
+                _format_seconds(row["trace"]),
+            ]
+            + [_format_seconds(row["stages"][name]) if name in row["stages"] else "-" for name in stage_names]
+            + [
+                _format_seconds(row["optimize"]),
+                _format_seconds(row["codegen"]),
+                _format_seconds(row["py compile"]),
+                _format_seconds(row["first call"]),
+                _format_seconds(row["first call cpu"]),
+                f"{row['per node'] * 1e6:.0f} us",
+                linear,
+            ]
+        )
         print(" ".join(f"{cell:{align}{width}}" for cell, (_, width, align) in zip(cells, columns)))
 
 
@@ -141,20 +185,28 @@ def print_verdict(rows: list[dict]) -> None:
     seed = by_case.get("seed [2,16,8,1]")
     if seed is not None:
         ok = seed["first call"] < SEED_TARGET_SECONDS
-        print(f"seed [2,16,8,1] gradient, first call: {_format_seconds(seed['first call'])} "
-              f"(target < {SEED_TARGET_SECONDS * 1e3:.0f} ms: {'met' if ok else 'MISSED'})")
+        print(
+            f"seed [2,16,8,1] gradient, first call: {_format_seconds(seed['first call'])} "
+            f"(target < {SEED_TARGET_SECONDS * 1e3:.0f} ms: {'met' if ok else 'MISSED'})"
+        )
     chain = by_case.get("chain 10,000")
     if chain is not None:
         ok = chain["first call"] < CHAIN_10K_TARGET_SECONDS
-        print(f"10,000-node chain, first call: {_format_seconds(chain['first call'])} "
-              f"(target < {CHAIN_10K_TARGET_SECONDS:.0f} s: {'met' if ok else 'MISSED'})")
+        print(
+            f"10,000-node chain, first call: {_format_seconds(chain['first call'])} "
+            f"(target < {CHAIN_10K_TARGET_SECONDS:.0f} s: {'met' if ok else 'MISSED'})"
+        )
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="skip the 100,000-node chain")
-    parser.add_argument("--runs", type=int, default=None, help="fresh compilations per row (default: 7 for "
-                        "the seed network, 9, 3 and 3 for the chains)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="fresh compilations per row (default: 7 for the seed network, 9, 3 and 3 for the chains)",
+    )
     options = parser.parse_args(argv)
     X, Y = spiral_data()
     seed_args = (seed_parameters(), X, Y)
@@ -172,8 +224,10 @@ def main(argv=None) -> None:
     for label, fn, args, runs in cases:
         rows.append(measure(label, fn, args, options.runs or runs))
         print(f"  measured {label}", file=sys.stderr)
-    print(f"NumPy {np.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; "
-          "medians of fresh compilations of the gradient")
+    print(
+        f"NumPy {np.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; "
+        "medians of fresh compilations of the gradient"
+    )
     print()
     print_table(rows)
     print()

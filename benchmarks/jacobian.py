@@ -49,7 +49,7 @@ def logistic_loss(w, X, y):
 
 
 def model_loss(w, x):
-    return np.mean(np.tanh(x @ w) ** 2) + 1e-3 * np.sum(w ** 4)
+    return np.mean(np.tanh(x @ w) ** 2) + 1e-3 * np.sum(w**4)
 
 
 def workloads(rng):
@@ -75,15 +75,21 @@ def torch_candidates(kind, args):
     t = [torch.tensor(a) for a in args]
     if kind == "jacobian":
         f = lambda x: torch.tanh(torch.tanh(x @ t[1]) @ t[2])
-        return {f"torch{' vectorize' if v else ''}": (lambda v=v: functional.jacobian(f, t[0], vectorize=v).numpy())
-                for v in (False, True)}
+        return {
+            f"torch{' vectorize' if v else ''}": (lambda v=v: functional.jacobian(f, t[0], vectorize=v).numpy())
+            for v in (False, True)
+        }
     if kind == "hessian":
+
         def loss(w):
             z = t[1] @ w
             return torch.mean(torch.logaddexp(torch.zeros_like(z), z) - t[2] * z) + 0.5e-2 * torch.sum(w * w)
-        return {f"torch{' vectorize' if v else ''}": (lambda v=v: functional.hessian(loss, t[0], vectorize=v).numpy())
-                for v in (False, True)}
-    model = lambda w: torch.mean(torch.tanh(t[1] @ w) ** 2) + 1e-3 * torch.sum(w ** 4)
+
+        return {
+            f"torch{' vectorize' if v else ''}": (lambda v=v: functional.hessian(loss, t[0], vectorize=v).numpy())
+            for v in (False, True)
+        }
+    model = lambda w: torch.mean(torch.tanh(t[1] @ w) ** 2) + 1e-3 * torch.sum(w**4)
     return {"torch hvp": lambda: functional.hvp(model, t[0], t[2])[1].numpy()}
 
 
@@ -96,12 +102,14 @@ def jax_candidates(kind, args):
         f = jax.jit(jax.jacrev(lambda x, W1, W2: jnp.tanh(jnp.tanh(x @ W1) @ W2)))
         return {"jax jit(jacrev)": lambda: np.asarray(f(*args))}
     if kind == "hessian":
+
         def loss(w, X, y):
             z = X @ w
             return jnp.mean(jnp.logaddexp(0.0, z) - y * z) + 0.5e-2 * jnp.sum(w * w)
+
         h = jax.jit(jax.hessian(loss))
         return {"jax jit(hessian)": lambda: np.asarray(h(*args))}
-    model = lambda w, x: jnp.mean(jnp.tanh(x @ w) ** 2) + 1e-3 * jnp.sum(w ** 4)
+    model = lambda w, x: jnp.mean(jnp.tanh(x @ w) ** 2) + 1e-3 * jnp.sum(w**4)
     hvp = jax.jit(lambda w, x, v: jax.jvp(lambda w: jax.grad(model)(w, x), (w,), (v,))[1])
     return {"jax jit(jvp(grad))": lambda: np.asarray(hvp(*args))}
 
@@ -122,7 +130,7 @@ def main() -> int:
     rows = []
     for title, (args, kind, make) in workloads(rng).items():
         candidates, passes = {}, {}
-        for vectorize in ((True,) if kind == "hvp" else (True, False)):
+        for vectorize in (True,) if kind == "hvp" else (True, False):
             compiled = make(vectorize)
             name = f"chainrule{'' if vectorize else ' loop'}"
             candidates[name] = lambda c=compiled: c(*args)
@@ -144,12 +152,16 @@ def main() -> int:
         for name, seconds in timed(candidates, calls=3 if kind != "jacobian" else 20).items():
             rows.append((title, name, seconds, passes.get(name, ""), peak if name == "chainrule" else None))
     base = {title: seconds for title, name, seconds, _, _ in rows if name == "chainrule"}
-    print(f"{'workload':<26} {'implementation':<22} {'median':>10} {'ratio':>7} {'passes/calls':>13} "
-          f"{'peak (traced)':>14}")
+    print(
+        f"{'workload':<26} {'implementation':<22} {'median':>10} {'ratio':>7} {'passes/calls':>13} "
+        f"{'peak (traced)':>14}"
+    )
     for title, name, seconds, shown_passes, peak in rows:
         memory = f"{peak / 1e6:.2f} MB" if peak is not None else ""
-        print(f"{title:<26} {name:<22} {seconds * 1e3:>8.3f}ms {seconds / base[title]:>7.2f} "
-              f"{shown_passes:>13} {memory:>14}")
+        print(
+            f"{title:<26} {name:<22} {seconds * 1e3:>8.3f}ms {seconds / base[title]:>7.2f} "
+            f"{shown_passes:>13} {memory:>14}"
+        )
     return 0
 
 

@@ -64,7 +64,7 @@ loop:
   %i = phi i64 [0, %entry], [%next, %loop]
   %px = getelementptr {t}, ptr %x, i64 %i
   %a = load {t}, ptr %px
-  %r = {mathlib.call(function, dtype, '%a', isa=isa)}
+  %r = {mathlib.call(function, dtype, "%a", isa=isa)}
 {chr(10).join(extra)}
   %po = getelementptr {t}, ptr %out, i64 %i
   store {t} {value}, ptr %po
@@ -88,13 +88,19 @@ def timed(function, repeats):
 
 
 def vector_math(size, repeats):
-    functions = [(f, "float64") for f in ("sin", "exp", "log", "tanh", "erf", "atan")] + \
-                [(f, "float32") for f in ("sin", "exp", "tanh")]
+    functions = [(f, "float64") for f in ("sin", "exp", "log", "tanh", "erf", "atan")] + [
+        (f, "float32") for f in ("sin", "exp", "tanh")
+    ]
     host = mathlib.vector_isa()
-    isas = [isa for isa in (mathlib.SCALAR, mathlib.AVX2, mathlib.AVX512) if isa.bits <= max(host.bits, 0)
-            or isa is mathlib.SCALAR]
-    modules = {isa.name: engine.compile_ir(loop_module(functions, isa), name=f"math_{isa.name}", use_cache=False)
-               for isa in isas}
+    isas = [
+        isa
+        for isa in (mathlib.SCALAR, mathlib.AVX2, mathlib.AVX512)
+        if isa.bits <= max(host.bits, 0) or isa is mathlib.SCALAR
+    ]
+    modules = {
+        isa.name: engine.compile_ir(loop_module(functions, isa), name=f"math_{isa.name}", use_cache=False)
+        for isa in isas
+    }
     print(f"1. out[i] = f(x[i]) over {size:,} values, one thread (ms, median of {repeats}); host: {host.name}")
     header = f"{'function':14s} {'NumPy':>8s}" + "".join(f" {isa.name:>8s}" for isa in isas)
     header += "".join(f" {isa.name + '/scalar':>16s}" for isa in isas[1:]) + f" {'NumPy/best':>11s}"
@@ -103,8 +109,9 @@ def vector_math(size, repeats):
         x = np.linspace(0.01, 3.0, size).astype(dtype)
         out = np.empty_like(x)
         reference = NUMPY[function](x)
-        numpy_time = timed(lambda: NUMPY[function](x, out=out) if function != "erf" else special.erf(x, out=out),
-                           repeats)
+        numpy_time = timed(
+            lambda: NUMPY[function](x, out=out) if function != "erf" else special.erf(x, out=out), repeats
+        )
         times = {}
         for isa in isas:
             loop = LOOP(modules[isa.name].address(f"loop_{function}_{dtype}"))
@@ -143,11 +150,14 @@ def nested_gradient_ir(depth=30):
 
 def compile_and_reload(repeats):
     functions = [(f, "float64") for f in ("sin", "exp", "tanh", "log")]
-    modules = {f"{len(functions)} loops of math": loop_module(functions, mathlib.vector_isa(), body_ops=10),
-               "nested depth-30 gradient": nested_gradient_ir()}
+    modules = {
+        f"{len(functions)} loops of math": loop_module(functions, mathlib.vector_isa(), body_ops=10),
+        "nested depth-30 gradient": nested_gradient_ir(),
+    }
     print(f"\n2. Compile versus reload from the disk cache, ms (wall / CPU), median of {repeats}")
-    print(f"{'module':26s} {'instructions':>12s} {'compile':>17s} {'hit, same process':>19s} "
-          f"{'hit, fresh process':>19s}")
+    print(
+        f"{'module':26s} {'instructions':>12s} {'compile':>17s} {'hit, same process':>19s} {'hit, fresh process':>19s}"
+    )
     with tempfile.TemporaryDirectory() as folder:
         os.environ["CHAINRULE_CACHE_DIR"] = folder
         environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -166,11 +176,25 @@ def compile_and_reload(repeats):
                 hits.append((time.perf_counter() - wall, time.process_time() - cpu))
             ir_file = Path(folder, "module.ll")
             ir_file.write_text(text)
-            fresh = [tuple(map(float, subprocess.run([sys.executable, "-c", RELOAD, str(ir_file)], env=environment,
-                                                     check=True, capture_output=True, text=True).stdout.split()))
-                     for _ in range(repeats)]
-            cells = [f"{median(w for w, _ in runs) * 1e3:8.2f} /{median(c for _, c in runs) * 1e3:7.2f}"
-                     for runs in (compiles, hits, fresh)]
+            fresh = [
+                tuple(
+                    map(
+                        float,
+                        subprocess.run(
+                            [sys.executable, "-c", RELOAD, str(ir_file)],
+                            env=environment,
+                            check=True,
+                            capture_output=True,
+                            text=True,
+                        ).stdout.split(),
+                    )
+                )
+                for _ in range(repeats)
+            ]
+            cells = [
+                f"{median(w for w, _ in runs) * 1e3:8.2f} /{median(c for _, c in runs) * 1e3:7.2f}"
+                for runs in (compiles, hits, fresh)
+            ]
             print(f"{label:26s} {engine.instruction_count(text):12d} {cells[0]:>17s} {cells[1]:>19s} {cells[2]:>19s}")
     print("bars (issue 5): the nested kernel compiles in < 100 ms; a cached reload in a fresh process < 10 ms")
 
@@ -179,12 +203,21 @@ def straight_block(length):
     """One basic block of ``length`` instructions: sin calls and arithmetic, as a scalar kernel is."""
     lines, value = [], "%x"
     for k in range(length):
-        step = (mathlib.call("sin", "float64", value) if k % 4 == 3
-                else f"fadd double {value}, %x" if k % 4 == 1 else f"fmul double {value}, 0.999")
+        step = (
+            mathlib.call("sin", "float64", value)
+            if k % 4 == 3
+            else f"fadd double {value}, %x"
+            if k % 4 == 1
+            else f"fmul double {value}, 0.999"
+        )
         lines.append(f"  %v{k} = {step}")
         value = f"%v{k}"
-    return (mathlib.declarations([("sin", "float64")]) + "\ndefine double @block(double %x) {\n"
-            + "\n".join(lines) + f"\n  ret double {value}\n}}\n")
+    return (
+        mathlib.declarations([("sin", "float64")])
+        + "\ndefine double @block(double %x) {\n"
+        + "\n".join(lines)
+        + f"\n  ret double {value}\n}}\n"
+    )
 
 
 def optimization_cost(sizes, repeats):
@@ -192,8 +225,10 @@ def optimization_cost(sizes, repeats):
     print(f"{'kernel':24s} {'instructions':>12s} {'O2 ms':>9s} {'µs/instr':>9s} {'O1 ms':>9s} {'µs/instr':>9s}")
     isa = mathlib.vector_isa()
     for size in sizes:
-        for label, text in ((f"loop, {size}-step body", loop_module([("sin", "float64")], isa, body_ops=size)),
-                            (f"straight block of {size}", straight_block(size))):
+        for label, text in (
+            (f"loop, {size}-step body", loop_module([("sin", "float64")], isa, body_ops=size)),
+            (f"straight block of {size}", straight_block(size)),
+        ):
             count = engine.instruction_count(text)
             row = f"{label:24s} {count:12d}"
             for level in ("O2", "O1"):

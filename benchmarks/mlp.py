@@ -193,6 +193,7 @@ def jax_softmax_step(p, x, labels):
         value, grads = step(p, x, labels)
         value.block_until_ready()
         return np.asarray(value), {key: np.asarray(grad) for key, grad in grads.items()}
+
     return run
 
 
@@ -238,8 +239,10 @@ def interleaved_medians(functions: dict, rounds: int, block: int = 10, settle: i
             samples[name].extend(_time(fn) for _ in range(block - settle))
             faults[name] = None if before is None else faults[name] + _minor_faults() - before
     counted = rounds * (block - settle)
-    return ({name: median(values) for name, values in samples.items()},
-            {name: None if total is None else total / counted for name, total in faults.items()})
+    return (
+        {name: median(values) for name, values in samples.items()},
+        {name: None if total is None else total / counted for name, total in faults.items()},
+    )
 
 
 def compile_seconds(loss_fn, args, optimize: bool, backend: str = "numpy", fresh_compilations: int = 3) -> float:
@@ -281,8 +284,11 @@ def max_gradient_difference(ours, theirs) -> float:
 
 HAND_WRITTEN = "hand-written NumPy"
 KERNEL_ONLY = "  (generated kernel only)"
-CHAINRULE_VARIANTS = (("chainrule, optimized", True, "numpy"), ("chainrule, optimize=False", False, "numpy"),
-                      ("chainrule, llvm backend", True, "llvm"))
+CHAINRULE_VARIANTS = (
+    ("chainrule, optimized", True, "numpy"),
+    ("chainrule, optimize=False", False, "numpy"),
+    ("chainrule, llvm backend", True, "llvm"),
+)
 JAX = "JAX jit"
 
 
@@ -295,9 +301,12 @@ def benchmark(label: str, loss_fn, by_hand, args, rounds: int, peer=None) -> lis
     for name, optimize, backend in CHAINRULE_VARIANTS:
         step = cr.value_and_grad(loss_fn, optimize=optimize, backend=backend)
         final_graph = step.graph(*args)  # the "scheduled" stage, the one the kernel is generated from
-        compiled_facts[name] = {"nodes": len(final_graph), "estimated_peak": final_graph.memory_plan.peak_bytes,
-                                "compile": compile_seconds(loss_fn, args, optimize, backend),
-                                "difference": max_gradient_difference(step(*args), expected)}
+        compiled_facts[name] = {
+            "nodes": len(final_graph),
+            "estimated_peak": final_graph.memory_plan.peak_bytes,
+            "compile": compile_seconds(loss_fn, args, optimize, backend),
+            "difference": max_gradient_difference(step(*args), expected),
+        }
         functions[name] = lambda step=step: step(*args)
         if optimize and backend == "numpy":
             # The generated function alone, to split the time into kernel and call overhead.
@@ -311,10 +320,17 @@ def benchmark(label: str, loss_fn, by_hand, args, rounds: int, peer=None) -> lis
     baseline = medians[HAND_WRITTEN]
     rows = []
     for name, seconds in medians.items():
-        rows.append({"problem": label, "implementation": name, "median": seconds, "ratio": seconds / baseline,
-                     "faults": faults[name],
-                     "measured_peak": measured_peak_bytes(functions[name]),
-                     **compiled_facts.get(name, {})})
+        rows.append(
+            {
+                "problem": label,
+                "implementation": name,
+                "median": seconds,
+                "ratio": seconds / baseline,
+                "faults": faults[name],
+                "measured_peak": measured_peak_bytes(functions[name]),
+                **compiled_facts.get(name, {}),
+            }
+        )
     return rows
 
 
@@ -325,14 +341,16 @@ def _format_seconds(seconds: float) -> str:
 
 
 def _format_bytes(count: int) -> str:
-    if count < 1024 ** 2:
+    if count < 1024**2:
         return f"{count / 1024:6.1f} KiB"
-    return f"{count / 1024 ** 2:6.2f} MiB"
+    return f"{count / 1024**2:6.2f} MiB"
 
 
 def print_table(rows: list[dict]) -> None:
-    header = (f"{'problem':<28} {'implementation':<26} {'median step':>11} {'ratio':>6} {'faults':>6} "
-              f"{'nodes':>5} {'peak (plan)':>11} {'peak (meas.)':>12} {'first call':>11} {'max |dgrad|':>11}")
+    header = (
+        f"{'problem':<28} {'implementation':<26} {'median step':>11} {'ratio':>6} {'faults':>6} "
+        f"{'nodes':>5} {'peak (plan)':>11} {'peak (meas.)':>12} {'first call':>11} {'max |dgrad|':>11}"
+    )
     print(header)
     print("-" * len(header))
     previous = None
@@ -344,18 +362,25 @@ def print_table(rows: list[dict]) -> None:
         estimated = _format_bytes(row["estimated_peak"]) if "estimated_peak" in row else ""
         compile_text = _format_seconds(row["compile"]) if "compile" in row else ""
         difference = f"{row['difference']:.1e}" if "difference" in row else ""
-        print(f"{problem:<28} {row['implementation']:<26} {_format_seconds(row['median']):>11} "
-              f"{row['ratio']:6.2f} {faults:>6} {nodes:>5} {estimated:>11} "
-              f"{_format_bytes(row['measured_peak']):>12} {compile_text:>11} {difference:>11}")
+        print(
+            f"{problem:<28} {row['implementation']:<26} {_format_seconds(row['median']):>11} "
+            f"{row['ratio']:6.2f} {faults:>6} {nodes:>5} {estimated:>11} "
+            f"{_format_bytes(row['measured_peak']):>12} {compile_text:>11} {difference:>11}"
+        )
 
 
 def main() -> None:
     X, Y = spiral_data()
-    rows = benchmark("(a) seed [2,16,8,1], m=400", seed_loss, seed_by_hand, (seed_parameters(), X, Y),
-                     rounds=2000)
+    rows = benchmark("(a) seed [2,16,8,1], m=400", seed_loss, seed_by_hand, (seed_parameters(), X, Y), rounds=2000)
     problem = softmax_problem()
-    rows += benchmark("(b) [784,256,256,10], m=128", softmax_loss, softmax_by_hand, problem, rounds=150,
-                      peer=jax_softmax_step(*problem))
+    rows += benchmark(
+        "(b) [784,256,256,10], m=128",
+        softmax_loss,
+        softmax_by_hand,
+        problem,
+        rounds=150,
+        peer=jax_softmax_step(*problem),
+    )
     print(f"NumPy {np.__version__}, {os.cpu_count()} CPUs; medians of interleaved blocks of calls")
     print()
     print_table(rows)

@@ -69,8 +69,10 @@ def run(step, params, opt_state, x, y, count):
 
 def measure(name: str, optimizer, blocks: int = 21) -> dict:
     params, objective, x, y = problem(name)
-    steps = {"fused": optim.train_step(objective, optimizer),
-             "unfused": optim.train_step(objective, optimizer, fused=False)}
+    steps = {
+        "fused": optim.train_step(objective, optimizer),
+        "unfused": optim.train_step(objective, optimizer, fused=False),
+    }
     states = {side: (params, optimizer.init(params)) for side in steps}
     for side, step in steps.items():  # compile, warm caches
         states[side] = run(step, *states[side], x, y, 3)
@@ -90,19 +92,28 @@ def measure(name: str, optimizer, blocks: int = 21) -> dict:
             times[side].append((time.perf_counter() - start) / per_block)
     leaves = [flatten(states[side][0])[0] for side in steps]
     difference = max(float(np.max(np.abs(a - b))) for a, b in zip(*leaves))
-    return {"fused": median(times["fused"]), "unfused": median(times["unfused"]), "diff": difference,
-            "arrays": len(leaves[0]), "steps": 18 + blocks * per_block}
+    return {
+        "fused": median(times["fused"]),
+        "unfused": median(times["unfused"]),
+        "diff": difference,
+        "arrays": len(leaves[0]),
+        "steps": 18 + blocks * per_block,
+    }
 
 
 def main() -> None:
-    print(f"{'model':<8}{'optimizer':<10}{'arrays':>7}{'fused ms':>10}{'unfused ms':>12}{'speed-up':>10}"
-          f"{'steps':>8}{'max |diff|':>12}")
+    print(
+        f"{'model':<8}{'optimizer':<10}{'arrays':>7}{'fused ms':>10}{'unfused ms':>12}{'speed-up':>10}"
+        f"{'steps':>8}{'max |diff|':>12}"
+    )
     for name in ("spiral", "deep", "mnist"):
         for optimizer in (optim.sgd(0.01), optim.adam(optim.cosine_decay(1e-3, 10_000))):
             row = measure(name, optimizer)
-            print(f"{name:<8}{optimizer.name:<10}{row['arrays']:>7}{row['fused'] * 1e3:>10.3f}"
-                  f"{row['unfused'] * 1e3:>12.3f}{row['unfused'] / row['fused']:>9.2f}x{row['steps']:>8}"
-                  f"{row['diff']:>12.1e}")
+            print(
+                f"{name:<8}{optimizer.name:<10}{row['arrays']:>7}{row['fused'] * 1e3:>10.3f}"
+                f"{row['unfused'] * 1e3:>12.3f}{row['unfused'] / row['fused']:>9.2f}x{row['steps']:>8}"
+                f"{row['diff']:>12.1e}"
+            )
 
 
 if __name__ == "__main__":

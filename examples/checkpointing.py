@@ -35,13 +35,18 @@ def loss(params, x):
     h = x
     for W, b in params:
         h = np.tanh(h @ W + b)
-    return np.mean(h ** 2)
+    return np.mean(h**2)
 
 
 def make_args(layers=100, width=64, batch=1024):
     rng = np.random.default_rng(0)
-    params = [((rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32),
-               (0.1 * rng.standard_normal(width)).astype(np.float32)) for _ in range(layers)]
+    params = [
+        (
+            (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32),
+            (0.1 * rng.standard_normal(width)).astype(np.float32),
+        )
+        for _ in range(layers)
+    ]
     return params, rng.standard_normal((batch, width)).astype(np.float32)
 
 
@@ -69,21 +74,34 @@ def sweep(args, fractions):
             continue
         error = max(float(np.max(np.abs(g - r))) for pair in zip(gradients, reference) for g, r in zip(*pair))
         report = f.memory(*args)
-        rows.append((label, policy if isinstance(policy, int) else None, report.peak_bytes, measured_peak(f, args),
-                     report.kept_bytes, report.extra_forward_passes, f"max |grad - all| = {error:.0e}"))
+        rows.append(
+            (
+                label,
+                policy if isinstance(policy, int) else None,
+                report.peak_bytes,
+                measured_peak(f, args),
+                report.kept_bytes,
+                report.extra_forward_passes,
+                f"max |grad - all| = {error:.0e}",
+            )
+        )
     return rows, args[1].nbytes
 
 
 def print_table(rows, activation) -> None:
-    print(f"{'policy':<14} {'budget':>10} {'peak est':>10} {'measured':>10} {'est/meas':>8} {'kept':>10} "
-          f"{'extra fwd':>9}  check")
+    print(
+        f"{'policy':<14} {'budget':>10} {'peak est':>10} {'measured':>10} {'est/meas':>8} {'kept':>10} "
+        f"{'extra fwd':>9}  check"
+    )
     for label, budget, estimate, measured, kept, extra, note in rows:
         if estimate is None:
             print(f"{label:<14} {budget or '':>10} {'-':>10} {'-':>10} {'-':>8} {'-':>10} {'-':>9}  {note}")
             continue
         act = lambda count: f"{count / activation:9.1f}a"  # in activations
-        print(f"{label:<14} {act(budget) if budget else '':>10} {act(estimate)} {act(measured)} "
-              f"{estimate / measured:8.3f} {act(kept)} {extra:9.2f}  {note}")
+        print(
+            f"{label:<14} {act(budget) if budget else '':>10} {act(estimate)} {act(measured)} "
+            f"{estimate / measured:8.3f} {act(kept)} {extra:9.2f}  {note}"
+        )
     print(f"(sizes in activations of {activation // 1024} KiB; extra fwd = recomputed FLOPs / forward FLOPs)")
 
 
@@ -98,8 +116,13 @@ def plot(rows, activation, path) -> None:
     ax.plot([r[5] for r in done], [r[3] / activation for r in done], "o", label="measured peak (tracemalloc)")
     ax.plot([r[5] for r in done], [r[2] / activation for r in done], "x", label="estimated peak")
     for index, (label, _, _estimate, measured, _, extra, _) in enumerate(done):
-        ax.annotate(label, (extra, measured / activation), textcoords="offset points", fontsize=8,
-                    xytext=(5, 4 if index % 2 else -12))  # sqrt and optimal land close: alternate sides
+        ax.annotate(
+            label,
+            (extra, measured / activation),
+            textcoords="offset points",
+            fontsize=8,
+            xytext=(5, 4 if index % 2 else -12),
+        )  # sqrt and optimal land close: alternate sides
     ax.set_xlabel("recomputation (extra forward passes)")
     ax.set_ylabel("peak memory (activations)")
     ax.set_title("100-layer tanh MLP: memory against recomputation")

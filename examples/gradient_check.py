@@ -69,8 +69,7 @@ def cases():
     def softmax_cost(p, x, labels):
         return nn.cross_entropy(tanh_net.apply(p, x), labels)
 
-    bn_net = nn.Sequential([nn.Dense(4, 8), nn.BatchNorm(8), nn.Activation("relu"), nn.Dropout(0.25),
-                            nn.Dense(8, 1)])
+    bn_net = nn.Sequential([nn.Dense(4, 8), nn.BatchNorm(8), nn.Activation("relu"), nn.Dropout(0.25), nn.Dense(8, 1)])
     masks = bn_net.dropout_masks(1, (6, 4))
     bn_state = bn_net.init_state()
     targets = rng.standard_normal((6, 1))
@@ -99,8 +98,7 @@ def seed_batchnorm_backward(Z, gamma, dout, eps=1e-5, with_bug=False):
     std_inv = 1.0 / np.sqrt(var + eps)
     dZ_norm = dout * gamma.reshape(-1, 1)
     dvar = np.sum(dZ_norm * Z_centered * (-0.5) * (var + eps) ** (-1.5), axis=1, keepdims=True)
-    dmu = np.sum(dZ_norm * (-std_inv), axis=1, keepdims=True) + dvar * np.mean(-2 * Z_centered, axis=1,
-                                                                                 keepdims=True)
+    dmu = np.sum(dZ_norm * (-std_inv), axis=1, keepdims=True) + dvar * np.mean(-2 * Z_centered, axis=1, keepdims=True)
     if with_bug:  # the variance's path to Z forgotten: a classic hand-derivation slip
         return dZ_norm * std_inv + dmu / m
     return dZ_norm * std_inv + dvar * 2 * Z_centered / m + dmu / m
@@ -126,12 +124,13 @@ def main(argv=None) -> list:
         return np.sum(dout.T * layer.apply({"gamma": gamma, "beta": beta}, Z.T, training=True))
 
     reference = cr.grad(upstream_weighted)(Z)
-    print(f"\nthe seed's hand-written batch-norm backward (12.10.2) against chainrule's gradient "
-          f"(itself {cr.check_grad(upstream_weighted, Z):.1e} from finite differences):")
+    print(
+        f"\nthe seed's hand-written batch-norm backward (12.10.2) against chainrule's gradient "
+        f"(itself {cr.check_grad(upstream_weighted, Z):.1e} from finite differences):"
+    )
     for label, with_bug in (("as written in the seed", False), ("without the dvar term", True)):
         hand = seed_batchnorm_backward(Z, gamma, dout, with_bug=with_bug)
-        difference = float(np.linalg.norm(hand - reference)
-                           / (np.linalg.norm(hand) + np.linalg.norm(reference) + 1e-8))
+        difference = float(np.linalg.norm(hand - reference) / (np.linalg.norm(hand) + np.linalg.norm(reference) + 1e-8))
         rows.append((label, difference, None))
         print(f"  {label:<28}{difference:>12.2e}   {verdict(difference)}")
     return rows

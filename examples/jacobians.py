@@ -34,10 +34,14 @@ def seed_001_jacobian(seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     x, W1, W2 = rng.standard_normal(3), rng.standard_normal((3, 3)), rng.standard_normal((3, 3))
     forward_mode, reverse_mode = cr.jacobian(seed_001_network, mode="fwd"), cr.jacobian(seed_001_network, mode="rev")
-    result = {"x": x, "fwd": forward_mode(x, W1, W2), "rev": reverse_mode(x, W1, W2),
-              "passes": (forward_mode.passes, reverse_mode.passes),
-              "calls": (forward_mode.kernel_calls, reverse_mode.kernel_calls),
-              "gradient": cr.grad(lambda x: np.sum(seed_001_network(x, W1, W2)))(x)}
+    result = {
+        "x": x,
+        "fwd": forward_mode(x, W1, W2),
+        "rev": reverse_mode(x, W1, W2),
+        "passes": (forward_mode.passes, reverse_mode.passes),
+        "calls": (forward_mode.kernel_calls, reverse_mode.kernel_calls),
+        "gradient": cr.grad(lambda x: np.sum(seed_001_network(x, W1, W2)))(x),
+    }
     try:
         import torch
         from torch.autograd.functional import jacobian as torch_jacobian
@@ -107,15 +111,21 @@ def main() -> int:
     seed = seed_001_jacobian()
     print("Seed 001: z = tanh(tanh(x @ W1) @ W2), the Jacobian dz/dx")
     print(f"  forward mode ({seed['passes'][0]} passes in {seed['calls'][0]} call):\n{seed['fwd']}")
-    print(f"  reverse mode ({seed['passes'][1]} passes in {seed['calls'][1]} call): "
-          f"max |fwd - rev| = {np.max(np.abs(seed['fwd'] - seed['rev'])):.1e}")
+    print(
+        f"  reverse mode ({seed['passes'][1]} passes in {seed['calls'][1]} call): "
+        f"max |fwd - rev| = {np.max(np.abs(seed['fwd'] - seed['rev'])):.1e}"
+    )
     if seed["torch"] is not None:
-        print(f"  torch.autograd.functional.jacobian: max |chainrule - torch| = "
-              f"{np.max(np.abs(seed['fwd'] - seed['torch'])):.1e}")
+        print(
+            f"  torch.autograd.functional.jacobian: max |chainrule - torch| = "
+            f"{np.max(np.abs(seed['fwd'] - seed['torch'])):.1e}"
+        )
     else:
         print("  (PyTorch is not installed: no comparison)")
-    print(f"  dt/dx for t = sum(z), by backprop: {seed['gradient']} = column sums of the Jacobian: "
-          f"{seed['fwd'].sum(axis=0)}")
+    print(
+        f"  dt/dx for t = sum(z), by backprop: {seed['gradient']} = column sums of the Jacobian: "
+        f"{seed['fwd'].sum(axis=0)}"
+    )
 
     x = np.array([-1.2, 1.0, 0.8, 1.5])
     hessian = cr.hessian(rosenbrock)(x)

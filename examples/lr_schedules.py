@@ -58,17 +58,34 @@ def main(argv=None) -> dict:
     per_step = schedules(epochs, math.ceil(len(X) / BATCH_SIZE))
     results = {}
     print(f"\nthe spiral network [2, 16, 8, 1], Adam, {epochs} epochs under each schedule\n")
-    print(f"{'schedule':<{width}}{'cost@' + str(epochs // 4):>12}{'cost@' + str(epochs // 2):>12}"
-          f"{'final cost':>12}{'accuracy':>10}")
+    print(
+        f"{'schedule':<{width}}{'cost@' + str(epochs // 4):>12}{'cost@' + str(epochs // 2):>12}"
+        f"{'final cost':>12}{'accuracy':>10}"
+    )
     for name in table:
         model = build_model()
-        result = fit(model, model.init(42), X, Y, loss="bce", optimizer=optim.adam(per_step[name]),
-                     epochs=epochs, batch_size=BATCH_SIZE, seed=0, progress=False)
+        result = fit(
+            model,
+            model.init(42),
+            X,
+            Y,
+            loss="bce",
+            optimizer=optim.adam(per_step[name]),
+            epochs=epochs,
+            batch_size=BATCH_SIZE,
+            seed=0,
+            progress=False,
+        )
         losses = result.history["loss"]
-        results[name] = {"losses": losses, "lrs": result.history["lr"],
-                         "accuracy": accuracy(model, result.params, X, Y)}
-        print(f"{name:<{width}}{losses[epochs // 4]:>12.4f}{losses[epochs // 2]:>12.4f}{losses[-1]:>12.4f}"
-              f"{results[name]['accuracy']:>9.2f}%")
+        results[name] = {
+            "losses": losses,
+            "lrs": result.history["lr"],
+            "accuracy": accuracy(model, result.params, X, Y),
+        }
+        print(
+            f"{name:<{width}}{losses[epochs // 4]:>12.4f}{losses[epochs // 2]:>12.4f}{losses[-1]:>12.4f}"
+            f"{results[name]['accuracy']:>9.2f}%"
+        )
     if not args.no_plot:
         plot(table, results, epochs, Path(args.out) / "lr_schedules.png")
     return results

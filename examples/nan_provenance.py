@@ -21,11 +21,11 @@ import chainrule as cr
 
 def distance_loss(points):
     # the Euclidean norm's derivative x / |x| is 0/0 at x = 0: a point at the origin
-    return np.sum(np.sqrt(np.sum(points ** 2, axis=1)))
+    return np.sum(np.sqrt(np.sum(points**2, axis=1)))
 
 
 def distance_loss_fixed(points):
-    return np.sum(np.sqrt(np.sum(points ** 2, axis=1) + 1e-12))
+    return np.sum(np.sqrt(np.sum(points**2, axis=1) + 1e-12))
 
 
 def naive_softmax_score(logits):

@@ -81,11 +81,20 @@ def sweep(depths):
                 rows.append((depth, "SymPy diff+subs", "RecursionError", "", "", ""))
             else:
                 seconds, value, ops = found
-                rows.append((depth, "SymPy diff+subs", f"{seconds:.3f} s", f"{value:.15g}",
-                             error_text(value, exact), f"{ops} ops"))
+                rows.append(
+                    (
+                        depth,
+                        "SymPy diff+subs",
+                        f"{seconds:.3f} s",
+                        f"{value:.15g}",
+                        error_text(value, exact),
+                        f"{ops} ops",
+                    )
+                )
         seconds, value, nodes = chainrule_derivative(depth)
-        rows.append((depth, "chainrule", f"{seconds:.3f} s", f"{value:.15g}", error_text(value, exact),
-                     f"{nodes} nodes"))
+        rows.append(
+            (depth, "chainrule", f"{seconds:.3f} s", f"{value:.15g}", error_text(value, exact), f"{nodes} nodes")
+        )
     return rows
 
 
@@ -113,6 +122,7 @@ def symbolic_check(out=None):
 def plot(rows, path):
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:

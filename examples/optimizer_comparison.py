@@ -41,10 +41,24 @@ def compare(epochs: int) -> dict:
     for name, optimizer in OPTIMIZERS.items():
         model = build_model()
         start = time.perf_counter()
-        result = fit(model, model.init(42), X, Y, loss="bce", optimizer=optimizer, epochs=epochs,
-                     batch_size=BATCH_SIZE, seed=0, progress=False)
-        results[name] = {"losses": result.history["loss"], "seconds": time.perf_counter() - start,
-                         "accuracy": accuracy(model, result.params, X, Y), "lr": optimizer.learning_rate}
+        result = fit(
+            model,
+            model.init(42),
+            X,
+            Y,
+            loss="bce",
+            optimizer=optimizer,
+            epochs=epochs,
+            batch_size=BATCH_SIZE,
+            seed=0,
+            progress=False,
+        )
+        results[name] = {
+            "losses": result.history["loss"],
+            "seconds": time.perf_counter() - start,
+            "accuracy": accuracy(model, result.params, X, Y),
+            "lr": optimizer.learning_rate,
+        }
     return results
 
 
@@ -62,13 +76,17 @@ def main(argv=None) -> dict:
 
     results = compare(args.epochs)
     middle = args.epochs // 2
-    print(f"{'optimizer':<10}{'lr':>7}{'cost@10':>10}{f'cost@{middle}':>11}{'final cost':>12}"
-          f"{'cost<0.1 at':>13}{'accuracy':>10}{'time s':>8}")
+    print(
+        f"{'optimizer':<10}{'lr':>7}{'cost@10':>10}{f'cost@{middle}':>11}{'final cost':>12}"
+        f"{'cost<0.1 at':>13}{'accuracy':>10}{'time s':>8}"
+    )
     for name, row in results.items():
         losses = row["losses"]
-        print(f"{name:<10}{row['lr']:>7g}{losses[min(10, len(losses) - 1)]:>10.4f}{losses[middle]:>11.4f}"
-              f"{losses[-1]:>12.4f}{first_epoch_below(losses, 0.1):>13}{row['accuracy']:>9.2f}%"
-              f"{row['seconds']:>8.2f}")
+        print(
+            f"{name:<10}{row['lr']:>7g}{losses[min(10, len(losses) - 1)]:>10.4f}{losses[middle]:>11.4f}"
+            f"{losses[-1]:>12.4f}{first_epoch_below(losses, 0.1):>13}{row['accuracy']:>9.2f}%"
+            f"{row['seconds']:>8.2f}"
+        )
     print("(time includes compiling each optimizer's train step; 'cost<0.1 at' is the first epoch below 0.1)")
     if not args.no_plot:
         plot(results, Path(args.out) / "optimizer_comparison.png")
@@ -87,8 +105,9 @@ def plot(results: dict, path: Path) -> None:
     names = list(results)
     figure, axes = plt.subplots(1, 3, figsize=(18, 5))
     for name, color in zip(names, COLORS):
-        axes[0].plot(results[name]["losses"], color=color, linewidth=2,
-                     label=f"{name} ({results[name]['accuracy']:.0f}%)")
+        axes[0].plot(
+            results[name]["losses"], color=color, linewidth=2, label=f"{name} ({results[name]['accuracy']:.0f}%)"
+        )
     axes[0].set(xlabel="epoch", ylabel="cost", title="Convergence", yscale="log")
     axes[0].legend()
     axes[1].bar(names, [results[n]["accuracy"] for n in names], color=COLORS)

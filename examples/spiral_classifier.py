@@ -49,8 +49,18 @@ def train(X, Y, epochs=2000, lr=0.001, progress=True):
     model = build_model()
     steps = epochs * math.ceil(len(X) / BATCH_SIZE)
     optimizer = optim.adam(optim.cosine_decay(lr, total_steps=steps))
-    result = fit(model, model.init(42), X, Y, loss="bce", optimizer=optimizer, epochs=epochs,
-                 batch_size=BATCH_SIZE, seed=0, progress=progress)
+    result = fit(
+        model,
+        model.init(42),
+        X,
+        Y,
+        loss="bce",
+        optimizer=optimizer,
+        epochs=epochs,
+        batch_size=BATCH_SIZE,
+        seed=0,
+        progress=progress,
+    )
     return model, result
 
 
@@ -70,8 +80,7 @@ def main(argv=None) -> float:
     params = model.init(42)
     # Five examples spread over both spirals. Not the seed's X[:, :5]: each spiral starts at the origin,
     # where with zero biases every ReLU sits exactly at its kink and finite differences see slope 1/2.
-    check = cr.check_grad(lambda p, x, y: nn.binary_cross_entropy(model.apply(p, x), y), params,
-                          X[30::75], Y[30::75])
+    check = cr.check_grad(lambda p, x, y: nn.binary_cross_entropy(model.apply(p, x), y), params, X[30::75], Y[30::75])
     print(f"gradient check on 5 examples (seed 002's criterion: < 1e-7): {check:.2e}\n")
 
     start = time.perf_counter()

@@ -52,8 +52,10 @@ def main(argv=None) -> dict:
         print(f"{label:>6}" + "".join(f"{norms[name][layer]:>12.3e}" for name in ACTIVATIONS))
     print(f"{'1/out':>6}" + "".join(f"{norms[name][0] / norms[name][-1]:>12.1e}" for name in ACTIVATIONS))
     growth = {name: np.exp(np.mean(np.diff(np.log(norms[name][:-1])))) for name in ACTIVATIONS}
-    print("\ngeometric mean growth of ||dW|| per layer towards the output (hidden layers): "
-          + ", ".join(f"{name} {factor:.2f}x" for name, factor in growth.items()))
+    print(
+        "\ngeometric mean growth of ||dW|| per layer towards the output (hidden layers): "
+        + ", ".join(f"{name} {factor:.2f}x" for name, factor in growth.items())
+    )
     if not args.no_plot:
         plot(norms, args.depth, Path(args.out) / "vanishing_gradients.png")
     return norms

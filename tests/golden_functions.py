@@ -42,11 +42,20 @@ _rng = np.random.default_rng(0)
 
 # name -> (function, arguments, argnums): each is compiled with cr.value_and_grad
 CASES = {
-    "tanh_layer": (tanh_layer, (_rng.standard_normal((3, 2)), _rng.standard_normal(2),
-                                _rng.standard_normal((4, 3))), (0, 1)),
+    "tanh_layer": (
+        tanh_layer,
+        (_rng.standard_normal((3, 2)), _rng.standard_normal(2), _rng.standard_normal((4, 3))),
+        (0, 1),
+    ),
     "seed_network": (seed_network, (PARAMS, X, Y), 0),
-    "bce_hand_sigmoid": (bce_hand_sigmoid, (_rng.standard_normal((3, 1)), _rng.standard_normal((5, 3)),
-                                            (_rng.random((5, 1)) < 0.5).astype(float)), 0),
-    "softmax_cross_entropy": (softmax_cross_entropy, (_rng.standard_normal((3, 4)), _rng.standard_normal((5, 3)),
-                                                      np.eye(4)[[0, 2, 1, 3, 2]]), 0),
+    "bce_hand_sigmoid": (
+        bce_hand_sigmoid,
+        (_rng.standard_normal((3, 1)), _rng.standard_normal((5, 3)), (_rng.random((5, 1)) < 0.5).astype(float)),
+        0,
+    ),
+    "softmax_cross_entropy": (
+        softmax_cross_entropy,
+        (_rng.standard_normal((3, 4)), _rng.standard_normal((5, 3)), np.eye(4)[[0, 2, 1, 3, 2]]),
+        0,
+    ),
 }

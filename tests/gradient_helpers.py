@@ -14,20 +14,20 @@ def numerical_gradient(fn: Callable, args: tuple, argnum: int, step: float = 1e-
     def value_at(index, offset):
         shifted = base.copy()
         shifted[index] += offset
-        return float(fn(*args[:argnum], shifted, *args[argnum + 1:]))
+        return float(fn(*args[:argnum], shifted, *args[argnum + 1 :]))
 
     for index in np.ndindex(base.shape):
         h = step * max(1.0, abs(float(base[index])))
-        gradient[index] = (8 * (value_at(index, h) - value_at(index, -h))
-                           - (value_at(index, 2 * h) - value_at(index, -2 * h))) / (12 * h)
+        gradient[index] = (
+            8 * (value_at(index, h) - value_at(index, -h)) - (value_at(index, 2 * h) - value_at(index, -2 * h))
+        ) / (12 * h)
     return gradient
 
 
 def relative_error(analytic, numeric) -> float:
     """Seed 002's gradient check: ||g - n|| / (||g|| + ||n|| + 1e-8)."""
     analytic = np.asarray(analytic, dtype=np.float64)
-    return float(np.linalg.norm(analytic - numeric)
-                 / (np.linalg.norm(analytic) + np.linalg.norm(numeric) + 1e-8))
+    return float(np.linalg.norm(analytic - numeric) / (np.linalg.norm(analytic) + np.linalg.norm(numeric) + 1e-8))
 
 
 def weights(shape, dtype=np.float64) -> np.ndarray:

@@ -25,6 +25,7 @@ Y = np.array([0.5, -1.0, 4.0])
 
 # ---- argnums ------------------------------------------------------------------------------
 
+
 def test_argnums_int_differentiates_that_argument_only():
     np.testing.assert_array_equal(cr.grad(dot_product)(X, Y), Y)
     np.testing.assert_array_equal(cr.grad(dot_product, argnums=1)(X, Y), X)
@@ -58,6 +59,7 @@ def test_negative_argnums_count_from_the_last_argument():
 
 # ---- pytrees and dtypes ---------------------------------------------------------------------
 
+
 def nested_loss(params):
     W, (b, scale) = params["layer"]["W"], params["layer"]["rest"]
     h = np.tanh(W @ params["inputs"][0] + b)
@@ -67,8 +69,10 @@ def nested_loss(params):
 def nested_params(dtype=np.float64):
     rng = np.random.default_rng(0)
     return {
-        "layer": {"W": rng.normal(size=(3, 2)).astype(dtype),
-                  "rest": (rng.normal(size=(3,)).astype(dtype), rng.normal(size=(3,)).astype(dtype))},
+        "layer": {
+            "W": rng.normal(size=(3, 2)).astype(dtype),
+            "rest": (rng.normal(size=(3,)).astype(dtype), rng.normal(size=(3,)).astype(dtype)),
+        },
         "inputs": [rng.normal(size=(2,)).astype(dtype), rng.normal(size=(4, 1)).astype(dtype)],
     }
 
@@ -76,7 +80,7 @@ def nested_params(dtype=np.float64):
 def nested_gradient_by_hand(p):
     W, (b, scale), (v, u) = p["layer"]["W"], p["layer"]["rest"], p["inputs"]
     h = np.tanh(W @ v + b)
-    dz = scale * (1 - h ** 2)
+    dz = scale * (1 - h**2)
     return {"layer": {"W": np.outer(dz, v), "rest": (dz, h)}, "inputs": [W.T @ dz, 2 * u]}
 
 
@@ -136,9 +140,10 @@ def test_numpy_scalar_arguments_get_numpy_scalar_gradients_of_their_dtype():
 
 # ---- static arguments and the cache -------------------------------------------------------
 
+
 def power_sum(x, n, mode):
     if mode == "power":  # a Python value: the branch is taken while tracing
-        return np.sum(x ** n)
+        return np.sum(x**n)
     return np.sum(x)
 
 
@@ -148,7 +153,7 @@ def test_python_ints_and_strings_outside_argnums_are_static_and_key_the_cache():
     assert len(f._cache) == 1
     np.testing.assert_array_equal(f(X, 2, "power"), 2 * X)
     assert len(f._cache) == 1  # same static values: a cache hit
-    np.testing.assert_array_equal(f(X, 3, "power"), 3 * X ** 2)
+    np.testing.assert_array_equal(f(X, 3, "power"), 3 * X**2)
     assert len(f._cache) == 2  # another int: recompiled
     np.testing.assert_array_equal(f(X, 3, "sum"), np.ones(3))
     assert len(f._cache) == 3  # another string: recompiled
@@ -165,6 +170,7 @@ def test_a_new_shape_or_dtype_compiles_a_new_specialization():
 
 
 # ---- value_and_grad and jit ----------------------------------------------------------------
+
 
 def test_value_and_grad_returns_the_value_and_the_gradients():
     value, grads = cr.value_and_grad(dot_product)(X, Y)
@@ -192,6 +198,7 @@ def test_jit_keeps_the_pytree_structure_of_the_outputs():
 
 
 # ---- trace, ir, graph, source ---------------------------------------------------------------
+
 
 def name(x):
     return np.sum(np.sin(x))
@@ -229,8 +236,9 @@ LAYER_ARGS = (np.full((2, 3), 0.1), np.ones((3, 4)))
 
 
 def statements(source):
-    return [line for line in source.splitlines()[1:]
-            if line.strip() and not line.strip().startswith(("return", "del "))]
+    return [
+        line for line in source.splitlines()[1:] if line.strip() and not line.strip().startswith(("return", "del "))
+    ]
 
 
 def test_source_is_python_named_after_the_users_variables():
@@ -278,12 +286,13 @@ def test_an_error_inside_generated_code_shows_the_generated_line_in_the_tracebac
 
 # ---- higher order, constants, aliasing ------------------------------------------------------
 
+
 def sin(x):
     return np.sin(x)
 
 
 def cube(x):
-    return x ** 3
+    return x**3
 
 
 def test_grad_of_a_grad_inside_a_function_is_the_second_derivative():
@@ -348,6 +357,7 @@ def test_gradients_that_are_the_same_value_are_still_distinct_arrays():
 
 
 # ---- the graph itself -------------------------------------------------------------------------
+
 
 def test_graph_verify_passes_on_traced_and_differentiated_graphs():
     cr.trace(layer, *LAYER_ARGS).verify()

@@ -62,9 +62,12 @@ def _imports(path: Path) -> list[tuple[str, str, int]]:
     at module level or inside functions (a lazy import is still a dependency)."""
     tree = ast.parse(path.read_text())
     # imports only a type checker runs (under ``if TYPE_CHECKING:``) are no dependency at run time
-    typing_only = {id(inner) for node in ast.walk(tree)
-                   if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
-                   for inner in ast.walk(node)}
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+        for inner in ast.walk(node)
+    }
     found = []
     for node in ast.walk(tree):
         if id(node) in typing_only:
@@ -100,8 +103,9 @@ def test_nothing_loose_at_the_package_top():
 def test_layers_import_only_what_they_may(module):
     layer = _layer(module)
     allowed = ALLOWED[layer] | {layer}
-    wrong = [f"line {line}: {imported}" for imported, _, line in _imports(MODULES[module])
-             if _layer(imported) not in allowed]
+    wrong = [
+        f"line {line}: {imported}" for imported, _, line in _imports(MODULES[module]) if _layer(imported) not in allowed
+    ]
     assert not wrong, f"{module} ({layer}) may import only {sorted(allowed)}, but imports {wrong}"
 
 
@@ -112,8 +116,11 @@ def test_no_import_cycles():
 
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_no_private_name_is_imported_from_another_module(module):
-    private = [f"line {line}: {imported}.{name}" for imported, name, line in _imports(MODULES[module])
-               if name.startswith("_") and imported != module]
+    private = [
+        f"line {line}: {imported}.{name}"
+        for imported, name, line in _imports(MODULES[module])
+        if name.startswith("_") and imported != module
+    ]
     assert not private, f"{module} imports private names of other modules: {private}"
 
 

@@ -11,12 +11,19 @@ from chainrule.compiler.simplify import simplify_rule
 from chainrule.ir import OPS, Graph, TensorType, Value
 from chainrule.ir.diff import canonical_text
 
-ELEMENTWISE = sorted(name for name, op in OPS.items()
-                     if op.is_elementwise and op.vjp is not None and any(rule is not None for rule in op.vjp))
+ELEMENTWISE = sorted(
+    name
+    for name, op in OPS.items()
+    if op.is_elementwise and op.vjp is not None and any(rule is not None for rule in op.vjp)
+)
 F64, F32 = "float64", "float32"
 # (operand shapes, dtypes): equal shapes, broadcasting both ways, a scalar, mixed precision
-SIGNATURES = [([(3,)] * 3, [F64] * 3), ([(2, 3), (3,), (1, 3)], [F64] * 3), ([(), (2, 1), (2, 3)], [F64] * 3),
-              ([(3,)] * 3, [F32, F64, F32])]
+SIGNATURES = [
+    ([(3,)] * 3, [F64] * 3),
+    ([(2, 3), (3,), (1, 3)], [F64] * 3),
+    ([(), (2, 1), (2, 3)], [F64] * 3),
+    ([(3,)] * 3, [F32, F64, F32]),
+]
 
 
 def _node(op_name: str, shapes, dtypes):
@@ -50,13 +57,25 @@ def test_a_replayed_rule_builds_what_the_rule_builds(op_name, rewriting):
             with graph.rewriting(simplify_rule if rewriting else None):
                 for position in range(len(node.args)):
                     if replayed:
-                        signature = (op_name, position, node.attrs, graph.type(cotangent), node.type,
-                                     tuple(graph.type(a) for a in node.args))
+                        signature = (
+                            op_name,
+                            position,
+                            node.attrs,
+                            graph.type(cotangent),
+                            node.type,
+                            tuple(graph.type(a) for a in node.args),
+                        )
                         replay = _record(op, signature)
                         result = None if replay is None else replay(graph.add, cotangent, node_id, *node.args)
                     else:
-                        value = _contribution(op, position, Value(graph, cotangent), Value(graph, node_id),
-                                              [Value(graph, a) for a in node.args], node.params)
+                        value = _contribution(
+                            op,
+                            position,
+                            Value(graph, cotangent),
+                            Value(graph, node_id),
+                            [Value(graph, a) for a in node.args],
+                            node.params,
+                        )
                         result = None if value is None else value.id
                     if result is not None:
                         assert graph.type(result) == graph.type(node.args[position])

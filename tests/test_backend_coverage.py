@@ -82,10 +82,17 @@ def assert_backends_agree(name: str, dtype: str, attrs: dict) -> None:
         (expected,) = numpy_backend.compile_graph(graph).fn(*columns)
         (got,) = kernel.fn(*columns)
     rows = list(itertools.product(EDGE_VALUES, repeat=len(columns)))
-    mismatched = [(rows[i], got[i], expected[i]) for i in range(len(rows))
-                  if not (got[i] == expected[i] or (np.isnan(got[i]) and np.isnan(expected[i])))][:5]
-    assert_same_elements(np.asarray(got), np.asarray(expected), 1e-13 if dtype == "float64" else 2e-6,
-                         f"{name} on {dtype}, first differences (operands, llvm, numpy): {mismatched}")
+    mismatched = [
+        (rows[i], got[i], expected[i])
+        for i in range(len(rows))
+        if not (got[i] == expected[i] or (np.isnan(got[i]) and np.isnan(expected[i])))
+    ][:5]
+    assert_same_elements(
+        np.asarray(got),
+        np.asarray(expected),
+        1e-13 if dtype == "float64" else 2e-6,
+        f"{name} on {dtype}, first differences (operands, llvm, numpy): {mismatched}",
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -99,8 +106,16 @@ def test_the_llvm_scalar_lowering_computes_what_numpy_does_at_edge_values(name, 
 def log2_defined_by_sympy_only():
     """An elementwise op declared with nothing but its SymPy definition and NumPy spelling."""
     name = "test_log2_by_definition"
-    op = Op(name, "elementwise", 1, infer_elementwise(name), "np.log({0}) / np.log(2)", vjp=(None,),
-            flops=elementwise_flops(2), sympy=lambda x: sp.log(x) / sp.log(2))
+    op = Op(
+        name,
+        "elementwise",
+        1,
+        infer_elementwise(name),
+        "np.log({0}) / np.log(2)",
+        vjp=(None,),
+        flops=elementwise_flops(2),
+        sympy=lambda x: sp.log(x) / sp.log(2),
+    )
     OPS[name] = op
     yield name
     del OPS[name]

@@ -10,8 +10,13 @@ def test_bench_nested_prints_one_row_per_method_with_the_reference_value(capsys)
     out = capsys.readouterr().out
     _, exact = reference(3)
     expected = f"{float(exact):.15g}"
-    for label in ("SymPy diff+subs", "SymPy diff+lambdify", "SymPy diff+cse+lambdify", "chainrule (numpy)",
-                  "chainrule (llvm)"):
+    for label in (
+        "SymPy diff+subs",
+        "SymPy diff+lambdify",
+        "SymPy diff+cse+lambdify",
+        "chainrule (numpy)",
+        "chainrule (llvm)",
+    ):
         row = next(line for line in out.splitlines() if line.startswith(label))
         assert expected in row, row
     assert "ops" in out and "cse" in out and "nodes" in out  # expression sizes, side by side

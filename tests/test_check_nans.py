@@ -60,8 +60,9 @@ def test_sqrt_at_zero_names_the_derivative_rule_its_line_and_the_element(backend
 
 def test_log_of_zero_in_the_forward_pass_is_minus_inf(backend):
     message = raised(cr.jit(log_model, check_nans=True, backend=backend), np.array([1.0, 2.0, 0.0]))
-    assert message.startswith(f"{line_of(log_model, 'np.log')} in log_model(): log got x=0.0 "
-                              "(element [2] of f64[3]) and produced -inf")
+    assert message.startswith(
+        f"{line_of(log_model, 'np.log')} in log_model(): log got x=0.0 (element [2] of f64[3]) and produced -inf"
+    )
 
 
 def test_zero_over_zero_and_inf_minus_inf_are_nan(backend):
@@ -91,8 +92,9 @@ def test_a_nan_in_a_discarded_where_branch_is_reported_as_in_jax(backend):
     # np.where computes both branches: log(-1) is NaN even though the mask drops it (and the llvm
     # kernel never stores it: its probe output sees it)
     message = raised(cr.grad(masked_log, check_nans=True, backend=backend), np.array([1.0, -1.0]))
-    assert message.startswith(f"{line_of(masked_log, 'np.log')} in masked_log(): log got x=-1.0 "
-                               "(element [1] of f64[2]) and produced NaN")
+    assert message.startswith(
+        f"{line_of(masked_log, 'np.log')} in masked_log(): log got x=-1.0 (element [1] of f64[2]) and produced NaN"
+    )
     assert "np.log(np.where(x > 0, x, 1))" in message  # the fix, in the hint
 
 
@@ -116,8 +118,9 @@ def test_a_clean_run_with_infinite_inputs_and_constants_raises_nothing(backend):
     np.testing.assert_allclose(checked[1], plain[1], rtol=1e-12)
     assert np.isfinite(plain[1]).all()
     np.testing.assert_allclose(cr.grad(sqrt_model, check_nans=True, backend=backend)(np.array([4.0])), [0.75])
-    np.testing.assert_allclose(cr.jit(lambda x: np.exp(-x), check_nans=True, backend=backend)(np.array([np.inf])),
-                               [0.0])
+    np.testing.assert_allclose(
+        cr.jit(lambda x: np.exp(-x), check_nans=True, backend=backend)(np.array([np.inf])), [0.0]
+    )
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -147,7 +150,7 @@ def outcome(compiled, *args):
 
 
 @settings(max_examples=40, deadline=None)
-@given(programs(), st.sampled_from([(7,), (40, 60)]), st.integers(0, 2 ** 16), st.booleans())
+@given(programs(), st.sampled_from([(7,), (40, 60)]), st.integers(0, 2**16), st.booleans())
 def test_both_backends_report_the_same_op_on_random_programs(program, shape, seed, huge):
     rng = np.random.default_rng(seed)
     x, y, s = rng.uniform(-2, 2, shape), rng.uniform(-2, 2, shape), rng.uniform(-2, 2, shape[-1:])
@@ -180,8 +183,9 @@ def test_large_fused_regions_are_checked_step_by_step():
     assert "sqrt' got x=0.0 (element [0] of f64[5000])" in message
 
 
-@pytest.mark.parametrize("options", [{"optimize": False}, {"checkpoint": "sqrt"},
-                                     {"checkpoint": lambda node: "recompute"}])
+@pytest.mark.parametrize(
+    "options", [{"optimize": False}, {"checkpoint": "sqrt"}, {"checkpoint": lambda node: "recompute"}]
+)
 def test_options_that_change_the_graph_keep_the_report(options):
     def chain(x):
         for _ in range(4):

@@ -28,15 +28,20 @@ def mlp_loss(params, x):
     h = x
     for W, b in params:
         h = np.tanh(h @ W + b)
-    return np.sum(h ** 2)
+    return np.sum(h**2)
 
 
 def mlp_args(layers=8, width=32, batch=256, dtype=np.float64):
     """Activations of batch x width float64 = 64 KiB, big enough for the generated code to free them,
     and bigger than the weights, so that the activations, not the gradients, make the peak."""
     rng = np.random.default_rng(0)
-    params = [((rng.standard_normal((width, width)) / np.sqrt(width)).astype(dtype),
-               (rng.standard_normal(width) * 0.1).astype(dtype)) for _ in range(layers)]
+    params = [
+        (
+            (rng.standard_normal((width, width)) / np.sqrt(width)).astype(dtype),
+            (rng.standard_normal(width) * 0.1).astype(dtype),
+        )
+        for _ in range(layers)
+    ]
     return params, rng.standard_normal((batch, width)).astype(dtype)
 
 
@@ -62,7 +67,7 @@ def segmented_mlp_loss(params, x):
     h = x
     for W, b in params:
         h = cr.checkpoint(lambda h, W, b: np.tanh(h @ W + b))(h, W, b)
-    return np.sum(h ** 2)
+    return np.sum(h**2)
 
 
 POLICIES = ["sqrt", "optimal", tanh_only]
@@ -87,8 +92,7 @@ def test_every_policy_gives_the_gradients_of_keep_all_on_an_mlp(policy, backend)
     assert f.memory(*args).recomputed, "the policy recomputed nothing"
 
 
-@pytest.mark.parametrize("policy", ["sqrt", "optimal", tanh_only, 10 ** 6],
-                         ids=["sqrt", "optimal", "callable", "budget"])
+@pytest.mark.parametrize("policy", ["sqrt", "optimal", tanh_only, 10**6], ids=["sqrt", "optimal", "callable", "budget"])
 def test_every_policy_gives_the_gradients_of_keep_all_on_a_dag(policy):
     args = dag_args()
     expected = cr.grad(dag_loss, argnums=(0, 1))(*args)
@@ -127,9 +131,20 @@ def test_value_and_grad_with_a_policy_returns_the_value_too():
 # ---- Griewank's bound on chains ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("steps, slots, advances", [
-    (10, 1, 45), (10, 2, 20), (10, 3, 15), (16, 3, 33), (32, 4, 75), (100, 2, 845), (100, 5, 316),
-    (100, 10, 222), (1000, 10, 3636)])
+@pytest.mark.parametrize(
+    "steps, slots, advances",
+    [
+        (10, 1, 45),
+        (10, 2, 20),
+        (10, 3, 15),
+        (16, 3, 33),
+        (32, 4, 75),
+        (100, 2, 845),
+        (100, 5, 316),
+        (100, 10, 222),
+        (1000, 10, 3636),
+    ],
+)
 def test_the_revolve_schedule_makes_griewanks_number_of_advances(steps, slots, advances):
     assert replay(revolve.revolve_schedule(steps, slots), steps, slots) == advances
     assert revolve.griewank_advances(steps, slots) == advances
@@ -250,8 +265,11 @@ def brute_force_kept_bytes(graph, forward, banned) -> int:
             kept = set(kept)
             available = set(kept)
             for node_id in nodes:  # ids are a topological order
-                if node_id not in kept and graph[node_id].op not in banned \
-                        and all(a in available or a not in forward.stage_of for a in graph[node_id].args):
+                if (
+                    node_id not in kept
+                    and graph[node_id].op not in banned
+                    and all(a in available or a not in forward.stage_of for a in graph[node_id].args)
+                ):
                     available.add(node_id)
             if forward.read_by_backward <= available:
                 cost = sum(graph[i].type.nbytes for i in kept)
@@ -264,8 +282,12 @@ def test_the_min_cut_keeps_the_fewest_bytes_brute_force_finds(name, graph):
     forward = ckpt.forward_pass(graph)
     assert len(forward.nodes) <= 12
     placement = ckpt.min_cut(graph, forward)
-    kept = [i for i in forward.nodes if i not in placement.recompute and
-            (i in forward.read_by_backward or any(i in graph[r].args for r in placement.recompute))]
+    kept = [
+        i
+        for i in forward.nodes
+        if i not in placement.recompute
+        and (i in forward.read_by_backward or any(i in graph[r].args for r in placement.recompute))
+    ]
     assert sum(graph[i].type.nbytes for i in kept) == brute_force_kept_bytes(graph, forward, ckpt.BANNED)
     assert not any(graph[i].op in ckpt.BANNED for i in placement.recompute)
 
@@ -362,8 +384,9 @@ def test_recomputed_copies_are_not_hash_consed_into_their_originals():
     node = graph[copy]
     original = graph.find(node.op, node.args, node.attrs)
     assert original is None or original != copy
-    assert graph.add_recomputed(node.op, node.args, node.params) != graph.add_recomputed(node.op, node.args,
-                                                                                         node.params)
+    assert graph.add_recomputed(node.op, node.args, node.params) != graph.add_recomputed(
+        node.op, node.args, node.params
+    )
 
 
 def test_fusion_merges_a_recomputation_into_the_backward_kernel_that_reads_it():
@@ -413,7 +436,8 @@ def test_the_checkpointed_ir_marks_recomputed_nodes():
 
 def test_dump_with_a_checkpoint_policy_marks_recomputed_nodes(tmp_path, capsys):
     path = tmp_path / "model.py"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         import numpy as np
 
         def loss(x):
@@ -423,16 +447,20 @@ def test_dump_with_a_checkpoint_policy_marks_recomputed_nodes(tmp_path, capsys):
 
         def example_args():
             return (np.linspace(-1, 1, 10000),)
-    """))
+    """)
+    )
     assert main(["dump", f"{path}:loss", "--grad", "--stage", "checkpointed", "--checkpoint", "sqrt"]) == 0
     assert "recomputed" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("policy, message", [
-    ("everything", "unknown checkpoint policy 'everything'"),
-    (-5, "positive number of bytes"),
-    (2.5, "got float 2.5"),
-])
+@pytest.mark.parametrize(
+    "policy, message",
+    [
+        ("everything", "unknown checkpoint policy 'everything'"),
+        (-5, "positive number of bytes"),
+        (2.5, "got float 2.5"),
+    ],
+)
 def test_a_bad_checkpoint_argument_is_a_clear_error(policy, message):
     with pytest.raises(cr.ArgumentError, match=message):
         cr.grad(mlp_loss, checkpoint=policy)
@@ -468,4 +496,3 @@ def test_the_memory_report_shows_the_llvm_arena_beside_the_plan():
     report = cr.grad(mlp_loss, checkpoint="sqrt", backend="llvm").memory(*args)
     assert 0 < report.arena_bytes and "llvm arena" in str(report)
     assert cr.grad(mlp_loss, checkpoint="sqrt").memory(*args).arena_bytes is None
-

@@ -17,10 +17,10 @@ from chainrule.ir.diff import op_count_delta, text_diff
 def test_demo_prints_ir_backward_source_and_the_seeds_gradients(capsys):
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
-    assert "def loss(p.W1: f64[3,4]" in out          # the traced IR's signature
-    assert "def loss_value_and_grad(" in out         # the generated code
-    assert "dZ1 = np.where(" in out                  # backward lines named after the user's variables
-    assert "# d relu A1 at demo.py:" in out          # ... and citing the forward op they came from
+    assert "def loss(p.W1: f64[3,4]" in out  # the traced IR's signature
+    assert "def loss_value_and_grad(" in out  # the generated code
+    assert "dZ1 = np.where(" in out  # backward lines named after the user's variables
+    assert "# d relu A1 at demo.py:" in out  # ... and citing the forward op they came from
     assert "dW2[0,1]     -0.543639   -0.5436" in out  # seed 12.7 step B3
     assert "agrees to the printed precision" in out
 
@@ -34,7 +34,8 @@ def test_python_dash_m_chainrule_runs_the_demo():
 @pytest.fixture
 def model_file(tmp_path):
     path = tmp_path / "model.py"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         import numpy as np
 
         def loss(w, x):
@@ -44,7 +45,8 @@ def model_file(tmp_path):
         def example_args():
             rng = np.random.default_rng(3)
             return rng.standard_normal((3, 2)), rng.standard_normal((5, 3))
-    """))
+    """)
+    )
     return path
 
 
@@ -88,6 +90,7 @@ def test_gradcheck_names_the_users_line_on_a_shape_error(tmp_path, capsys):
 
 # ---- chainrule dump and chainrule dot -------------------------------------------------------
 
+
 def _compiled_model(model_file):
     """model_file's loss, compiled by the API as ``dump --grad`` compiles it, and its example inputs."""
     function, module = load_function(f"{model_file}:loss")
@@ -107,8 +110,10 @@ def test_dump_format_graphml_writes_the_stage_that_networkx_reads_back(model_fil
     from chainrule.ir import Graph
 
     output = tmp_path / "loss.graphml"
-    assert main(["dump", f"{model_file}:loss", "--grad", "--stage", "fused", "--format", "graphml",
-                 "-o", str(output)]) == 0
+    assert (
+        main(["dump", f"{model_file}:loss", "--grad", "--stage", "fused", "--format", "graphml", "-o", str(output)])
+        == 0
+    )
     assert "fused graph" in capsys.readouterr().out
     compiled, inputs = _compiled_model(model_file)
     assert str(Graph.read_graphml(str(output))) == compiled.ir(*inputs, stage="fused")

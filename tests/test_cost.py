@@ -42,19 +42,23 @@ def traced_op_flops(fn, *args):
 
 # ---- matmul: seed 000's formula ----------------------------------------------------------
 
+
 def test_matmul_of_the_seeds_3x5_by_5x1_example_costs_27_flops():
     # seed 000: 15 multiplications + 12 accumulations = 27 FLOPs
     assert flops_of("matmul", [(3, 5), (5, 1)]) == 27 == seed_matmul_flops(3, 5, 1)
 
 
-@pytest.mark.parametrize("a_shape, b_shape, N, M, T", [
-    ((4, 7), (7, 3), 4, 7, 3),
-    ((1, 1), (1, 1), 1, 1, 1),       # one multiplication, no addition
-    ((128, 784), (784, 256), 128, 784, 256),
-    ((5,), (5, 2), 1, 5, 2),         # a 1-D left operand is one row
-    ((3, 5), (5,), 3, 5, 1),         # a 1-D right operand is one column
-    ((6,), (6,), 1, 6, 1),           # the dot product: 6 multiplications + 5 additions
-])
+@pytest.mark.parametrize(
+    "a_shape, b_shape, N, M, T",
+    [
+        ((4, 7), (7, 3), 4, 7, 3),
+        ((1, 1), (1, 1), 1, 1, 1),  # one multiplication, no addition
+        ((128, 784), (784, 256), 128, 784, 256),
+        ((5,), (5, 2), 1, 5, 2),  # a 1-D left operand is one row
+        ((3, 5), (5,), 3, 5, 1),  # a 1-D right operand is one column
+        ((6,), (6,), 1, 6, 1),  # the dot product: 6 multiplications + 5 additions
+    ],
+)
 def test_matmul_flops_equal_the_seeds_formula(a_shape, b_shape, N, M, T):
     assert flops_of("matmul", [a_shape, b_shape]) == seed_matmul_flops(N, M, T)
 
@@ -73,10 +77,18 @@ def test_a_matmul_over_an_empty_inner_dimension_costs_nothing():
 A34 = np.ones((3, 4))
 
 
-@pytest.mark.parametrize("fn", [
-    lambda x: x + 1.0, lambda x: x * x, lambda x: np.exp(x), lambda x: np.tanh(x), lambda x: x ** 3.0,
-    lambda x: np.maximum(0, x), lambda x: np.where(x > 0, x, 2.0 * x) - 2.0 * x,
-])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: x + 1.0,
+        lambda x: x * x,
+        lambda x: np.exp(x),
+        lambda x: np.tanh(x),
+        lambda x: x**3.0,
+        lambda x: np.maximum(0, x),
+        lambda x: np.where(x > 0, x, 2.0 * x) - 2.0 * x,
+    ],
+)
 def test_an_elementwise_op_costs_one_flop_per_result_element_transcendental_or_not(fn):
     graph = cr.trace(fn, A34)
     for node_id in graph.live_nodes():
@@ -110,13 +122,16 @@ def test_ops_without_arithmetic_cost_no_flops():
     assert flops_of("concatenate", [(3, 4), (2, 4)], {"axis": 0}) == 0
 
 
-@pytest.mark.parametrize("fn, expected", [
-    (lambda x: np.sum(x, axis=1), 3 * (4 - 1)),  # 3 rows of 4: 3 additions each
-    (lambda x: np.sum(x, axis=0), 4 * (3 - 1)),
-    (lambda x: np.sum(x), 12 - 1),
-    (lambda x: np.max(x, axis=1, keepdims=True), 3 * (4 - 1)),  # comparisons
-    (lambda x: np.mean(x), (12 - 1) + 1),  # a sum and one division
-])
+@pytest.mark.parametrize(
+    "fn, expected",
+    [
+        (lambda x: np.sum(x, axis=1), 3 * (4 - 1)),  # 3 rows of 4: 3 additions each
+        (lambda x: np.sum(x, axis=0), 4 * (3 - 1)),
+        (lambda x: np.sum(x), 12 - 1),
+        (lambda x: np.max(x, axis=1, keepdims=True), 3 * (4 - 1)),  # comparisons
+        (lambda x: np.mean(x), (12 - 1) + 1),  # a sum and one division
+    ],
+)
 def test_a_reduction_of_n_elements_costs_n_minus_1_per_result(fn, expected):
     assert traced_op_flops(fn, A34) == expected
 
@@ -135,10 +150,17 @@ def test_scatter_add_costs_one_addition_per_element_scattered_even_from_a_broadc
 
 # ---- bytes moved ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fn", [
-    lambda x: x.reshape(12) + 0.0, lambda x: x.T, lambda x: np.broadcast_to(x[0], (5, 4)),
-    lambda x: x[1:, ::2], lambda x: cr.stop_gradient(x),
-])
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: x.reshape(12) + 0.0,
+        lambda x: x.T,
+        lambda x: np.broadcast_to(x[0], (5, 4)),
+        lambda x: x[1:, ::2],
+        lambda x: cr.stop_gradient(x),
+    ],
+)
 def test_views_and_sources_move_no_bytes(fn):
     graph = cr.trace(fn, A34)
     for node_id in graph.live_nodes():
@@ -169,6 +191,7 @@ def test_a_gather_with_index_arrays_moves_bytes():
 
 # ---- forward against backward ------------------------------------------------------------
 
+
 def test_nodes_the_outputs_do_not_need_are_not_counted():
     graph = Graph("f")
     x = graph.add_input(TensorType((10,), "float64"), "x")
@@ -187,8 +210,7 @@ def test_backward_nodes_are_those_with_an_origin():
     g = cr.grad(lambda x: np.sum(np.sin(x)))
     graph = g.graph(A34)
     report = g.cost(A34)
-    assert report.nodes and all((row.phase == "backward") == (graph[row.id].origin is not None)
-                                for row in report.nodes)
+    assert report.nodes and all((row.phase == "backward") == (graph[row.id].origin is not None) for row in report.nodes)
     # forward: sin (12) + sum (11); backward: cos (12) — the cotangent is 1, and g * 1 is no node
     assert report.forward_flops == 23
     assert report.backward_flops == 12
@@ -206,6 +228,7 @@ def test_cost_defaults_to_the_last_stage_and_takes_any_other():
 # The seed 002 network, 12.10.1 (column-major Z = W·A + b, ReLU hidden, sigmoid out, mean binary
 # cross-entropy), without the 1e-8 inside the logs and the clip before the sigmoid: the exact
 # function, whose forward pass is the seed's step for step.
+
 
 def seed_network_loss(parameters, X, Y):
     L = len(parameters) // 2
@@ -243,8 +266,13 @@ def test_seed_network_backward_costs_about_twice_its_forward():
     # Backward: dW[l] = dZ[l] · A[l-1].T (n_l x m by m x n_l-1) for every layer, and
     # dA[l-1] = W[l].T · dZ[l] for layers 2 and 3 only: X is not differentiated, so the
     # seed's backward stops at dW1 (its `if l > 1`) and chainrule does not compute dX either.
-    backward_matmuls = (seed_matmul_flops(16, m, 2) + seed_matmul_flops(8, m, 16) + seed_matmul_flops(1, m, 8)
-                        + seed_matmul_flops(16, 8, m) + seed_matmul_flops(8, 1, m))
+    backward_matmuls = (
+        seed_matmul_flops(16, m, 2)
+        + seed_matmul_flops(8, m, 16)
+        + seed_matmul_flops(1, m, 8)
+        + seed_matmul_flops(16, 8, m)
+        + seed_matmul_flops(8, 1, m)
+    )
     assert backward_matmuls == 25_568 + 102_272 + 6_392 + 96_000 + 3_200 == 233_432
     assert matmul_flops(report, "forward") == forward_matmuls
     assert matmul_flops(report, "backward") == backward_matmuls
@@ -285,9 +313,13 @@ def softmax_mlp_problem(layer_dims=(784, 256, 256, 10), batch=128):
 _B = 128
 MLP_FORWARD_MATMULS = seed_matmul_flops(_B, 784, 256) + seed_matmul_flops(_B, 256, 256) + seed_matmul_flops(_B, 256, 10)
 # dW[l] = A[l-1].T @ dZ[l] (n_l-1 x batch by batch x n_l), dA[l-1] = dZ[l] @ W[l].T for layers 2, 3.
-MLP_BACKWARD_MATMULS = (seed_matmul_flops(784, _B, 256) + seed_matmul_flops(256, _B, 256)
-                        + seed_matmul_flops(256, _B, 10)
-                        + seed_matmul_flops(_B, 256, 256) + seed_matmul_flops(_B, 10, 256))
+MLP_BACKWARD_MATMULS = (
+    seed_matmul_flops(784, _B, 256)
+    + seed_matmul_flops(256, _B, 256)
+    + seed_matmul_flops(256, _B, 10)
+    + seed_matmul_flops(_B, 256, 256)
+    + seed_matmul_flops(_B, 10, 256)
+)
 MLP_DX_MATMUL = seed_matmul_flops(_B, 256, 784)  # dx = dZ1 @ W1.T, only when x is differentiated
 
 
@@ -322,18 +354,35 @@ def test_mlp_backward_is_only_about_1_25_forward_when_the_input_is_not_different
 
 # ---- the printed report --------------------------------------------------------------------
 
-@pytest.mark.parametrize("count, text", [
-    (0, "0 FLOP"), (27, "27 FLOP"), (999, "999 FLOP"), (1_000, "1 kFLOP"), (1_234_567, "1.23 MFLOP"),
-    (999_999, "1 MFLOP"), (68_745_984, "68.7 MFLOP"), (3 * 10**12, "3 TFLOP"),
-])
+
+@pytest.mark.parametrize(
+    "count, text",
+    [
+        (0, "0 FLOP"),
+        (27, "27 FLOP"),
+        (999, "999 FLOP"),
+        (1_000, "1 kFLOP"),
+        (1_234_567, "1.23 MFLOP"),
+        (999_999, "1 MFLOP"),
+        (68_745_984, "68.7 MFLOP"),
+        (3 * 10**12, "3 TFLOP"),
+    ],
+)
 def test_flops_are_printed_with_decimal_prefixes(count, text):
     assert format_flops(count) == text
 
 
-@pytest.mark.parametrize("count, text", [
-    (0, "0 B"), (1000, "1000 B"), (1024, "1 KiB"), (4608, "4.5 KiB"), (3 * 2**20, "3 MiB"),
-    (int(1.5 * 2**30), "1.5 GiB"),
-])
+@pytest.mark.parametrize(
+    "count, text",
+    [
+        (0, "0 B"),
+        (1000, "1000 B"),
+        (1024, "1 KiB"),
+        (4608, "4.5 KiB"),
+        (3 * 2**20, "3 MiB"),
+        (int(1.5 * 2**30), "1.5 GiB"),
+    ],
+)
 def test_bytes_are_printed_with_binary_prefixes(count, text):
     assert format_bytes(count) == text
 
@@ -344,9 +393,11 @@ def test_the_printed_report_gives_the_totals_then_the_biggest_nodes_with_their_s
     text = str(report)
     lines = text.splitlines()
     assert lines[0] == f"cost of seed_network_loss_grad: {len(report.nodes)} nodes"
-    totals = [("forward", report.forward_flops, report.forward_bytes),
-              ("backward", report.backward_flops, report.backward_bytes),
-              ("total", report.flops, report.bytes)]
+    totals = [
+        ("forward", report.forward_flops, report.forward_bytes),
+        ("backward", report.backward_flops, report.backward_bytes),
+        ("total", report.flops, report.bytes),
+    ]
     for line, (label, flops, moved) in zip(lines[2:5], totals):  # under a header line
         assert line.split()[0] == label
         assert format_flops(flops) in line and format_bytes(moved) in line

@@ -43,7 +43,7 @@ def test_a_100000_node_chain_traces_differentiates_and_runs_without_recursion():
     assert len(f.graph(x0, stage="traced")) >= 100_000
     np.testing.assert_allclose(gradient, chain_rule_product(x0), rtol=1e-9)
     # ... which is also the closed form 1.0001**N cosh(x_0) / cosh(x_N).
-    scale = GROWTH ** STEPS
+    scale = GROWTH**STEPS
     closed_form = scale * np.cosh(x0) / np.cosh(np.arcsinh(scale * np.sinh(x0)))
     np.testing.assert_allclose(gradient, closed_form, rtol=1e-8)
     assert gradient[1] == pytest.approx(scale, rel=1e-8)  # at x_0 = 0 every factor is 1.0001

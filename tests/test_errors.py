@@ -27,6 +27,7 @@ def raised(error_type, fn, *args, argnums=0):
 
 # ---- shapes -----------------------------------------------------------------------------------
 
+
 def add_mismatched(x, y):
     return np.sum(x + y)
 
@@ -65,6 +66,7 @@ def test_shape_error_is_raised_without_a_chained_internal_exception():
 
 
 # ---- tracing ----------------------------------------------------------------------------------
+
 
 def python_if(x):
     if x > 0:
@@ -123,6 +125,7 @@ def test_a_traced_value_used_after_its_trace_ended_is_a_trace_error():
 
 # ---- unsupported NumPy ------------------------------------------------------------------------
 
+
 def uses_svd(x):
     return np.sum(np.linalg.svd(x)[1])
 
@@ -135,11 +138,14 @@ def uses_einsum(x):
     return np.einsum("ij->", x)
 
 
-@pytest.mark.parametrize("fn, name, text", [
-    (uses_svd, "np.linalg.svd", "np.linalg.svd(x)"),
-    (uses_cumsum, "np.cumsum", "np.cumsum(x)"),
-    (uses_einsum, "np.einsum", "np.einsum("),
-])
+@pytest.mark.parametrize(
+    "fn, name, text",
+    [
+        (uses_svd, "np.linalg.svd", "np.linalg.svd(x)"),
+        (uses_cumsum, "np.cumsum", "np.cumsum(x)"),
+        (uses_einsum, "np.einsum", "np.einsum("),
+    ],
+)
 def test_unsupported_numpy_function_is_named_with_the_users_line(fn, name, text):
     error = raised(cr.UnsupportedError, fn, np.ones((3, 3)))
     message = str(error)
@@ -159,6 +165,7 @@ def test_boolean_mask_indexing_is_unsupported_and_suggests_np_where():
 
 
 # ---- outputs and arguments --------------------------------------------------------------------
+
 
 def test_grad_of_a_non_scalar_output_names_the_shape_and_suggests_a_reduction():
     error = raised(cr.OutputError, lambda x: x * 2.0, np.ones((3, 4)))
@@ -209,6 +216,7 @@ def test_an_unknown_stage_is_an_argument_error_listing_the_stages():
 
 
 # ---- the hierarchy and the cache after a failure ----------------------------------------------
+
 
 def test_every_error_kind_is_a_chainrule_error():
     for kind in (cr.ShapeError, cr.TraceError, cr.UnsupportedError, cr.ArgumentError, cr.OutputError):

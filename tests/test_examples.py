@@ -77,8 +77,9 @@ def test_nested_example_reproduces_seed_001_and_shows_sympy_failing_where_chainr
     seed_rows = [line for line in out.splitlines() if line.startswith("30 ")]
     assert len(seed_rows) == 2 and all("0.00255077238173787" in row for row in seed_rows)  # seed 001's value
     assert "RecursionError" in out  # SymPy, before depth 100
-    assert any(line.startswith("100 ") and "chainrule" in line and "1.1071225275987e-08" in line
-               for line in out.splitlines())
+    assert any(
+        line.startswith("100 ") and "chainrule" in line and "1.1071225275987e-08" in line for line in out.splitlines()
+    )
     assert "simplify(that - sympy.diff) = 0" in out
 
 
@@ -99,8 +100,11 @@ def test_checkpointing_example_sweeps_budgets_with_estimates_matching_the_measur
     checkpointing = load("checkpointing")
     assert checkpointing.main(["--layers", "12"]) == 0
     out = capsys.readouterr().out
-    rows = [line.split() for line in out.splitlines()
-            if line.startswith(("all", "sqrt", "optimal", "budget")) and "no checkpoint placement" not in line]
+    rows = [
+        line.split()
+        for line in out.splitlines()
+        if line.startswith(("all", "sqrt", "optimal", "budget")) and "no checkpoint placement" not in line
+    ]
     assert len(rows) >= 5 and any(row[0] == "budget" for row in rows)
     assert "no checkpoint placement fits the memory budget" in out  # the lowest budgets cannot be met
     for row in rows:

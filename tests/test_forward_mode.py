@@ -49,8 +49,11 @@ def case_jvp(c: Case, args, tangents):
 
 def test_every_differentiable_non_elementwise_op_has_a_forward_mode_case():
     # elementwise ops: forward against reverse mode at points from their domains, in test_table_elementwise.py
-    required = {name for name, op in OPS.items()
-                if op.vjp is not None and op.kind in DIFFERENTIABLE_KINDS and not op.is_elementwise}
+    required = {
+        name
+        for name, op in OPS.items()
+        if op.vjp is not None and op.kind in DIFFERENTIABLE_KINDS and not op.is_elementwise
+    }
     assert not required - {c.covers for c in CASES}
 
 
@@ -147,9 +150,19 @@ def test_forward_transform_gives_zero_tangents_to_outputs_independent_of_the_inp
 
 # ---- JVP and VJP are each other's transpose: <u, J v> both ways on random programs -----------------
 
-UNARY = [np.sin, np.cos, np.tanh, np.arctan, nn.sigmoid, nn.softplus, lambda x: x * x,
-         lambda x: np.sum(x, axis=0, keepdims=True) + x, lambda x: np.max(x, axis=1, keepdims=True) * x,
-         lambda x: (x.T @ x)[:3, :] if x.shape == (3, 4) else x, lambda x: np.concatenate([x[:, 1:], x[:, :1]], 1)]
+UNARY = [
+    np.sin,
+    np.cos,
+    np.tanh,
+    np.arctan,
+    nn.sigmoid,
+    nn.softplus,
+    lambda x: x * x,
+    lambda x: np.sum(x, axis=0, keepdims=True) + x,
+    lambda x: np.max(x, axis=1, keepdims=True) * x,
+    lambda x: (x.T @ x)[:3, :] if x.shape == (3, 4) else x,
+    lambda x: np.concatenate([x[:, 1:], x[:, :1]], 1),
+]
 BINARY = [np.add, np.subtract, np.multiply, np.maximum, lambda a, b: a * np.exp(-b * b)]
 
 
@@ -160,8 +173,13 @@ def programs(draw):
         if draw(st.booleans()):
             steps.append((draw(st.sampled_from(range(len(UNARY)))), draw(st.integers(0, 1 + len(steps))), None))
         else:
-            steps.append((draw(st.sampled_from(range(len(BINARY)))), draw(st.integers(0, 1 + len(steps))),
-                          draw(st.integers(0, 1 + len(steps)))))
+            steps.append(
+                (
+                    draw(st.sampled_from(range(len(BINARY)))),
+                    draw(st.integers(0, 1 + len(steps))),
+                    draw(st.integers(0, 1 + len(steps))),
+                )
+            )
     outputs = draw(st.lists(st.integers(0, 1 + len(steps)), min_size=1, max_size=2))
     return steps, outputs
 
@@ -175,7 +193,7 @@ def run_program(program, x, y):
 
 
 @settings(max_examples=25, deadline=None)
-@given(programs(), st.integers(0, 2 ** 16))
+@given(programs(), st.integers(0, 2**16))
 def test_jvp_and_vjp_agree_on_random_programs(program, seed):
     rng = np.random.default_rng(seed)
     x, y = rng.uniform(-1, 1, (3, 4)), rng.uniform(-1, 1, (3, 4))
@@ -195,6 +213,7 @@ def test_jvp_and_vjp_agree_on_random_programs(program, seed):
     by_columns, by_rows = cr.jacobian(fn, mode="fwd")(x, y), cr.jacobian(fn, mode="rev")(x, y)
     for a, b in zip(by_columns, by_rows):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
     # forward over reverse: a Hessian is symmetric, <u, H v> = <v, H u>
     def scalar(x):
         return sum(np.sum(w * o) for w, o in zip(u, fn(x, y)))
@@ -210,11 +229,13 @@ def test_jvp_and_vjp_agree_on_random_programs(program, seed):
 @pytest.fixture
 def model_file(tmp_path):
     path = tmp_path / "model.py"
-    path.write_text("import numpy as np\n\n"
-                    "def loss(w, x):\n"
-                    "    return np.sum(np.tanh(x @ w) ** 2)\n\n"
-                    "def example_args():\n"
-                    "    return np.full((3, 2), 0.1), np.ones((4, 3))\n")
+    path.write_text(
+        "import numpy as np\n\n"
+        "def loss(w, x):\n"
+        "    return np.sum(np.tanh(x @ w) ** 2)\n\n"
+        "def example_args():\n"
+        "    return np.full((3, 2), 0.1), np.ones((4, 3))\n"
+    )
     return path
 
 
@@ -244,7 +265,7 @@ def test_jvp_and_hvp_of_a_chain_far_deeper_than_the_recursion_limit():
 
     x, first, second = 0.7, 1.0, 0.0
     for _ in range(depth):  # by hand: y' = cos(x) x', y'' = -sin(x) x'^2 + cos(x) x''
-        first, second = np.cos(x) * first, -np.sin(x) * first ** 2 + np.cos(x) * second
+        first, second = np.cos(x) * first, -np.sin(x) * first**2 + np.cos(x) * second
         x = np.sin(x)
     _, tangent = cr.jvp(chain, (np.array([0.7]),), (np.ones(1),))
     np.testing.assert_allclose(tangent, [first], rtol=1e-11)

@@ -56,10 +56,10 @@ def test_a_value_used_outside_its_region_is_the_region_boundary():
     def f(x):
         a = np.sin(x) * 2.0  # used twice below: it ends a region
         return np.sum(np.exp(a)) + np.sum(np.cos(a))
+
     graph = fuse(cr.trace(f, np.ones(8)))
     graph.verify()
-    [producer] = [i for i in graph.live_nodes() if graph[i].op == "fused"
-                  and graph[i].params["body"].root[0] == "mul"]
+    [producer] = [i for i in graph.live_nodes() if graph[i].op == "fused" and graph[i].params["body"].root[0] == "mul"]
     assert len(graph.users(producer)) == 2
 
 
@@ -115,8 +115,14 @@ def programs(draw):
         if draw(st.booleans()):
             steps.append(("unary", draw(st.integers(0, len(UNARY) - 1)), draw(st.integers(0, 2 + len(steps)))))
         else:
-            steps.append(("binary", draw(st.integers(0, len(BINARY) - 1)), draw(st.integers(0, 2 + len(steps))),
-                          draw(st.integers(0, 2 + len(steps)))))
+            steps.append(
+                (
+                    "binary",
+                    draw(st.integers(0, len(BINARY) - 1)),
+                    draw(st.integers(0, 2 + len(steps))),
+                    draw(st.integers(0, 2 + len(steps))),
+                )
+            )
     outputs = draw(st.lists(st.integers(0, 2 + len(steps)), min_size=1, max_size=3))
     reduce = draw(st.booleans())
     return steps, outputs, reduce
@@ -164,9 +170,14 @@ def mlp(p, x, y):
 
 def mlp_args():
     rng = np.random.default_rng(0)
-    p = {"W1": rng.standard_normal((784, 256)) * 0.05, "b1": np.zeros(256),
-         "W2": rng.standard_normal((256, 256)) * 0.05, "b2": np.zeros(256),
-         "W3": rng.standard_normal((256, 10)) * 0.05, "b3": np.zeros(10)}
+    p = {
+        "W1": rng.standard_normal((784, 256)) * 0.05,
+        "b1": np.zeros(256),
+        "W2": rng.standard_normal((256, 256)) * 0.05,
+        "b2": np.zeros(256),
+        "W3": rng.standard_normal((256, 10)) * 0.05,
+        "b3": np.zeros(10),
+    }
     return p, rng.standard_normal((128, 784)), rng.standard_normal((128, 10))
 
 
@@ -209,6 +220,7 @@ def test_the_schedule_frees_a_big_value_before_computing_the_next_one():
         a = np.sum(np.outer(x, x) @ np.ones(len(x)))
         b = np.sum(np.outer(x, 2 * x) @ np.ones(len(x)))
         return a + b
+
     x = RNG.standard_normal(300)
     graph = cr.jit(f).graph(x)
     assert graph.memory_plan.peak_bytes <= 1.1 * 300 * 300 * 8

@@ -52,10 +52,13 @@ def test_ir_text_matches_the_golden_file(case, stage):
         pytest.fail(f"no golden file tests/golden/{path.name}; create it with {HOW_TO_UPDATE}, then read it")
     expected = path.read_text()
     if actual != expected:
-        diff = "\n".join(difflib.unified_diff(expected.splitlines(), actual.splitlines(), f"golden {path.name}",
-                                              "now", lineterm=""))
-        pytest.fail(f"the IR of {case} after {stage} changed:\n{diff}\n"
-                    f"If the change is intended, regenerate with {HOW_TO_UPDATE} and review the diff.")
+        diff = "\n".join(
+            difflib.unified_diff(expected.splitlines(), actual.splitlines(), f"golden {path.name}", "now", lineterm="")
+        )
+        pytest.fail(
+            f"the IR of {case} after {stage} changed:\n{diff}\n"
+            f"If the change is intended, regenerate with {HOW_TO_UPDATE} and review the diff."
+        )
 
 
 def test_every_golden_file_belongs_to_a_case():

@@ -23,8 +23,9 @@ def test_second_derivative_of_sin_is_minus_sin_every_way():
     expected = -np.sin(x)
     np.testing.assert_allclose(np.diag(cr.hessian(lambda x: np.sum(np.sin(x)))(x)), expected, rtol=1e-14)
     np.testing.assert_allclose(cr.hvp(lambda x: np.sum(np.sin(x)))(x, np.ones(7)), expected, rtol=1e-14)
-    np.testing.assert_allclose(cr.jvp(cr.grad(lambda x: np.sum(np.sin(x))), (x,), (np.ones(7),))[1], expected,
-                               rtol=1e-14)
+    np.testing.assert_allclose(
+        cr.jvp(cr.grad(lambda x: np.sum(np.sin(x))), (x,), (np.ones(7),))[1], expected, rtol=1e-14
+    )
     second = cr.grad(cr.grad(np.sin))
     np.testing.assert_allclose([second(float(v)) for v in x], expected, rtol=1e-14, atol=1e-16)
 
@@ -40,10 +41,10 @@ def test_nested_grad_gives_every_derivative_of_sin(order):
 
 def test_third_derivative_by_forward_over_reverse_over_reverse():
     # d3/dx3 of x^4 * exp(x) = exp(x) (x^4 + 12 x^3 + 36 x^2 + 24 x)
-    f = cr.grad(cr.grad(lambda x: x ** 4 * np.exp(x)))
+    f = cr.grad(cr.grad(lambda x: x**4 * np.exp(x)))
     for x in [0.5, -1.5]:
         _, third = cr.jvp(f, (x,), (1.0,))
-        np.testing.assert_allclose(third, np.exp(x) * (x ** 4 + 12 * x ** 3 + 36 * x ** 2 + 24 * x), rtol=1e-12)
+        np.testing.assert_allclose(third, np.exp(x) * (x**4 + 12 * x**3 + 36 * x**2 + 24 * x), rtol=1e-12)
 
 
 def test_reverse_over_forward_matches_forward_over_reverse():
@@ -96,10 +97,10 @@ def test_hessian_of_a_pytree_has_the_nested_layout_and_dtypes():
     assert set(hessian) == {"w", "b"} and set(hessian["w"]) == {"w", "b"}
     assert hessian["w"]["w"].shape == (3, 3) and hessian["w"]["b"].shape == (3,) and hessian["b"]["b"].shape == ()
     assert all(hessian[i][j].dtype == np.float32 for i in "wb" for j in "wb")
-    np.testing.assert_allclose(hessian["w"]["w"], 2 * b ** 3 * np.eye(3), rtol=1e-6)
-    np.testing.assert_allclose(hessian["w"]["b"], 6 * w * b ** 2, rtol=1e-6)
-    np.testing.assert_allclose(hessian["b"]["w"], 6 * w * b ** 2, rtol=1e-6)
-    np.testing.assert_allclose(hessian["b"]["b"], 6 * b * np.sum(w ** 2), rtol=1e-6)
+    np.testing.assert_allclose(hessian["w"]["w"], 2 * b**3 * np.eye(3), rtol=1e-6)
+    np.testing.assert_allclose(hessian["w"]["b"], 6 * w * b**2, rtol=1e-6)
+    np.testing.assert_allclose(hessian["b"]["w"], 6 * w * b**2, rtol=1e-6)
+    np.testing.assert_allclose(hessian["b"]["b"], 6 * b * np.sum(w**2), rtol=1e-6)
 
 
 def test_hessian_with_argnums_tuple_gives_a_tuple_of_tuples():
@@ -137,8 +138,10 @@ def test_seed_001_jacobian_equals_pytorch(mode):
         from torch.autograd.functional import jacobian as torch_jacobian
     except ImportError:  # finite differences, column by column
         h = 1e-5
-        expected = np.stack([(seed_001_network(x + h * e, W1, W2) - seed_001_network(x - h * e, W1, W2)) / (2 * h)
-                             for e in np.eye(3)], axis=1)
+        expected = np.stack(
+            [(seed_001_network(x + h * e, W1, W2) - seed_001_network(x - h * e, W1, W2)) / (2 * h) for e in np.eye(3)],
+            axis=1,
+        )
         np.testing.assert_allclose(jacobian, expected, rtol=1e-8, atol=1e-10)
         return
     t1, t2 = torch.tensor(W1), torch.tensor(W2)
@@ -153,15 +156,16 @@ def test_jacobian_with_respect_to_the_weights_equals_pytorch():
     rng = np.random.default_rng(2)
     x, W1, W2 = rng.standard_normal(3), rng.standard_normal((3, 3)), rng.standard_normal((3, 3))
     d_W1, d_W2 = cr.jacobian(seed_001_network, argnums=(1, 2))(x, W1, W2)
-    expected = torch_jacobian(lambda a, b: torch.tanh(torch.tanh(torch.tensor(x) @ a) @ b),
-                              (torch.tensor(W1), torch.tensor(W2)))
+    expected = torch_jacobian(
+        lambda a, b: torch.tanh(torch.tanh(torch.tensor(x) @ a) @ b), (torch.tensor(W1), torch.tensor(W2))
+    )
     assert d_W1.shape == d_W2.shape == (3, 3, 3)
     np.testing.assert_allclose(d_W1, expected[0].numpy(), rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(d_W2, expected[1].numpy(), rtol=1e-13, atol=1e-15)
 
 
 def wide(x):  # R^3 -> R^7
-    return np.concatenate([np.sin(x), x[:2] * x[1:], np.sum(x ** 2, keepdims=True), x[:1] ** 3])
+    return np.concatenate([np.sin(x), x[:2] * x[1:], np.sum(x**2, keepdims=True), x[:1] ** 3])
 
 
 def narrow(x):  # R^7 -> R^2
@@ -232,14 +236,13 @@ def test_vjp_function_is_compiled_once_and_reused():
 def test_vjp_of_pytrees_with_several_outputs_matches_grad():
     def f(p, x):
         hidden = np.tanh(x @ p["W"] + p["b"])
-        return {"h": hidden, "total": np.sum(hidden ** 2)}
+        return {"h": hidden, "total": np.sum(hidden**2)}
 
     p, x = {"W": np.array([[0.3, -0.2], [0.5, 0.1]]), "b": np.array([0.1, -0.4])}, np.array([1.0, 2.0])
     u = {"h": np.array([0.7, -1.3]), "total": 2.5}
     out, vjp_fn = cr.vjp(f, p, x)
     d_p, d_x = vjp_fn(u)
-    expected = cr.grad(lambda p, x: np.sum(u["h"] * f(p, x)["h"]) + u["total"] * f(p, x)["total"],
-                       argnums=(0, 1))(p, x)
+    expected = cr.grad(lambda p, x: np.sum(u["h"] * f(p, x)["h"]) + u["total"] * f(p, x)["total"], argnums=(0, 1))(p, x)
     np.testing.assert_allclose(out["total"], np.sum(np.tanh(x @ p["W"] + p["b"]) ** 2), rtol=1e-15)
     for name in ("W", "b"):
         np.testing.assert_allclose(d_p[name], expected[0][name], rtol=1e-14)
@@ -264,7 +267,7 @@ def test_vjp_rejects_a_cotangent_not_shaped_like_the_output():
 
 def model_loss(w, x):
     """A 10,000-parameter model: w is 100 x 100."""
-    return np.mean(np.tanh(x @ w) ** 2) + 1e-3 * np.sum(w ** 4)
+    return np.mean(np.tanh(x @ w) ** 2) + 1e-3 * np.sum(w**4)
 
 
 def test_hvp_on_10000_parameters_allocates_far_less_than_n_squared():
@@ -372,8 +375,9 @@ def test_every_higher_order_entry_point_compiles_with_the_llvm_backend_too():
         (cr.hessian(f, backend="llvm")(x), cr.hessian(f)(x)),
     ]
     for got, expected in pairs:
-        for a, b in zip(np.atleast_1d(got) if not isinstance(got, tuple) else got,
-                        np.atleast_1d(expected) if not isinstance(expected, tuple) else expected):
+        for a, b in zip(
+            np.atleast_1d(got) if not isinstance(got, tuple) else got,
+            np.atleast_1d(expected) if not isinstance(expected, tuple) else expected,
+        ):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
     assert "define" in cr.hvp(f, backend="llvm").source(x, v)  # LLVM IR, not Python
-

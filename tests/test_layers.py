@@ -30,8 +30,8 @@ class SeedBatchNorm:
             self.std_inv = 1.0 / np.sqrt(self.var + self.eps)
             self.Z_norm = self.Z_centered * self.std_inv
             out = self.gamma.reshape(-1, 1) * self.Z_norm + self.beta.reshape(-1, 1)
-            self.running_mean = (self.momentum * self.running_mean + (1 - self.momentum) * self.mu.flatten())
-            self.running_var = (self.momentum * self.running_var + (1 - self.momentum) * self.var.flatten())
+            self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * self.mu.flatten()
+            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * self.var.flatten()
         else:
             Z_norm = (Z - self.running_mean.reshape(-1, 1)) / np.sqrt(self.running_var.reshape(-1, 1) + self.eps)
             out = self.gamma.reshape(-1, 1) * Z_norm + self.beta.reshape(-1, 1)
@@ -43,9 +43,10 @@ class SeedBatchNorm:
         self.dgamma = np.sum(dout * self.Z_norm, axis=1)
         self.dbeta = np.sum(dout, axis=1)
         dZ_norm = dout * gamma
-        dvar = np.sum(dZ_norm * self.Z_centered * (-0.5) * (self.var + self.eps)**(-1.5), axis=1, keepdims=True)
-        dmu = (np.sum(dZ_norm * (-self.std_inv), axis=1, keepdims=True) +
-               dvar * np.mean(-2 * self.Z_centered, axis=1, keepdims=True))
+        dvar = np.sum(dZ_norm * self.Z_centered * (-0.5) * (self.var + self.eps) ** (-1.5), axis=1, keepdims=True)
+        dmu = np.sum(dZ_norm * (-self.std_inv), axis=1, keepdims=True) + dvar * np.mean(
+            -2 * self.Z_centered, axis=1, keepdims=True
+        )
         dZ = dZ_norm * self.std_inv + dvar * 2 * self.Z_centered / m + dmu / m
         return dZ
 
@@ -55,17 +56,19 @@ SEED_Z = np.array([[2.0, 4.0, 6.0, 8.0], [1.0, 3.0, 5.0, 7.0], [0.5, 1.5, 2.5, 3
 
 # ---- batch norm ---------------------------------------------------------------------------------
 
+
 def test_batchnorm_reproduces_seed_002_example_3():
     layer = nn.BatchNorm(1, eps=1e-5)
     params = {"gamma": np.array([1.5]), "beta": np.array([0.3])}
     z = np.array([[2.0], [4.0], [6.0], [8.0]])
-    for output in (layer.apply(params, z, training=True), cr.jit(
-            lambda p, z: layer.apply(p, z, training=True))(params, z)):
+    for output in (
+        layer.apply(params, z, training=True),
+        cr.jit(lambda p, z: layer.apply(p, z, training=True))(params, z),
+    ):
         # The seed rounds z_hat to 4 decimals before scaling (1.5 * -1.3416 + 0.3 = -1.7124; unrounded
         # -1.71246), so its outputs agree to its printed precision plus the carried rounding.
         np.testing.assert_allclose(output.ravel(), [-1.7124, -0.3708, 0.9708, 2.3124], atol=1e-4)
-        np.testing.assert_allclose(output.ravel(), 1.5 * (z.ravel() - 5.0) / np.sqrt(5.0 + 1e-5) + 0.3,
-                                   rtol=1e-14)
+        np.testing.assert_allclose(output.ravel(), 1.5 * (z.ravel() - 5.0) / np.sqrt(5.0 + 1e-5) + 0.3, rtol=1e-14)
     z_hat = layer.apply({"gamma": np.ones(1), "beta": np.zeros(1)}, z, training=True)
     assert np.round(z_hat.ravel(), 4).tolist() == [-1.3416, -0.4472, 0.4472, 1.3416]  # the seed's step 3
 
@@ -99,7 +102,8 @@ def test_batchnorm_backward_matches_finite_differences_and_the_seed_hand_written
     numeric_x = numerical_gradient(lambda x: batchnorm_objective(params, x, upstream), (x,), 0)
     assert relative_error(grads[1], numeric_x) < 1e-7
     numeric_gamma = numerical_gradient(
-        lambda g: batchnorm_objective({"gamma": g, "beta": params["beta"]}, x, upstream), (params["gamma"],), 0)
+        lambda g: batchnorm_objective({"gamma": g, "beta": params["beta"]}, x, upstream), (params["gamma"],), 0
+    )
     assert relative_error(grads[0]["gamma"], numeric_gamma) < 1e-7
 
     seed = SeedBatchNorm(3)
@@ -120,6 +124,7 @@ def test_batchnorm_inference_without_state_is_a_clear_error():
 
 
 # ---- dropout ------------------------------------------------------------------------------------
+
 
 def test_dropout_masks_are_inverted_and_seeded():
     layer = nn.Dropout(0.25)
@@ -158,7 +163,8 @@ def test_dropout_with_a_generator_inside_a_trace_is_refused():
     params = model.init(0)
     with pytest.raises(cr.TraceError, match="dropout_masks"):
         cr.grad(lambda p, x: np.sum(model.apply(p, x, training=True, rng=np.random.default_rng(0))))(
-            params, np.ones((3, 2)))
+            params, np.ones((3, 2))
+        )
     x = np.ones((3, 2))  # a constant of the trace, only the parameters traced
     with pytest.raises(cr.TraceError, match="dropout_masks"):
         cr.grad(lambda p: np.sum(model.apply(p, x, training=True, rng=np.random.default_rng(0))))(params)
@@ -170,9 +176,17 @@ def test_dropout_with_a_generator_inside_a_trace_is_refused():
 
 # ---- initializers, Dense, Sequential, L2 --------------------------------------------------------
 
-@pytest.mark.parametrize("name, std", [("he_normal", np.sqrt(2 / 400)), ("xavier_normal", np.sqrt(2 / 1000)),
-                                       ("lecun_normal", np.sqrt(1 / 400)),
-                                       ("he_uniform", np.sqrt(2 / 400)), ("xavier_uniform", np.sqrt(2 / 1000))])
+
+@pytest.mark.parametrize(
+    "name, std",
+    [
+        ("he_normal", np.sqrt(2 / 400)),
+        ("xavier_normal", np.sqrt(2 / 1000)),
+        ("lecun_normal", np.sqrt(1 / 400)),
+        ("he_uniform", np.sqrt(2 / 400)),
+        ("xavier_uniform", np.sqrt(2 / 1000)),
+    ],
+)
 def test_initializer_scales(name, std):
     weights = getattr(nn.init, name)(np.random.default_rng(0), (400, 600))
     assert weights.shape == (400, 600) and abs(weights.std() / std - 1) < 0.01
@@ -202,8 +216,16 @@ def test_sequential_from_widths_is_the_seed_network():
 
 
 def test_sequential_of_layers_with_batchnorm_and_dropout_has_exact_gradients():
-    model = nn.Sequential([nn.Dense(3, 5, init="xavier"), nn.BatchNorm(5), nn.Activation("tanh"),
-                           nn.Dropout(0.3), nn.Dense(5, 2), nn.Activation("softmax")])
+    model = nn.Sequential(
+        [
+            nn.Dense(3, 5, init="xavier"),
+            nn.BatchNorm(5),
+            nn.Activation("tanh"),
+            nn.Dropout(0.3),
+            nn.Dense(5, 2),
+            nn.Activation("softmax"),
+        ]
+    )
     params, state = model.init(0), model.init_state()
     assert list(params) == ["dense1", "batchnorm1", "dense2"] and list(state) == ["batchnorm1"]
     x = np.random.default_rng(1).standard_normal((8, 3))
@@ -221,8 +243,11 @@ def test_sequential_of_layers_with_batchnorm_and_dropout_has_exact_gradients():
 
 
 def test_l2_penalty_counts_weight_matrices_only():
-    params = {"dense1": {"W": np.array([[1.0, 2.0]]), "b": np.array([5.0])},
-              "batchnorm1": {"gamma": np.array([3.0])}, "dense2": {"W": np.array([[1.0], [-1.0]])}}
+    params = {
+        "dense1": {"W": np.array([[1.0, 2.0]]), "b": np.array([5.0])},
+        "batchnorm1": {"gamma": np.array([3.0])},
+        "dense2": {"W": np.array([[1.0], [-1.0]])},
+    }
     assert nn.l2_penalty(params, 0.4) == pytest.approx(0.2 * (1 + 4 + 1 + 1))
     grads = cr.grad(lambda p: nn.l2_penalty(p, 0.4))(params)
     np.testing.assert_allclose(grads["dense1"]["W"], 0.4 * params["dense1"]["W"])

@@ -44,8 +44,12 @@ def mlp_loss(p, x, y):
 
 def mlp_args(batch=8):
     rng = np.random.default_rng(0)
-    p = {"W1": rng.normal(size=(5, 6)), "b1": rng.normal(size=6), "W2": rng.normal(size=(6, 2)),
-         "b2": rng.normal(size=2)}
+    p = {
+        "W1": rng.normal(size=(5, 6)),
+        "b1": rng.normal(size=6),
+        "W2": rng.normal(size=(6, 2)),
+        "b2": rng.normal(size=2),
+    }
     return p, rng.normal(size=(batch, 5)), rng.normal(size=(batch, 2))
 
 
@@ -60,7 +64,8 @@ def test_source_is_the_llvm_module_with_the_users_names_and_source_lines():
 
 def test_the_module_never_uses_no_nan_or_no_inf_fast_math():
     source = cr.grad(lambda x: np.sum(np.maximum(np.exp(x) / x, 0.5) + nn.softplus(x)), backend="llvm").source(
-        np.ones(64))
+        np.ones(64)
+    )
     for flag in ("nnan", "ninf", " fast "):
         assert flag not in source
 
@@ -106,27 +111,41 @@ def test_cross_entropy_with_integer_labels_gathers_through_numpy_and_agrees():
 
 # ---- reductions, matmul, dtypes -----------------------------------------------------------------
 
+
 # (int32 sums are left out: NumPy sums them as int64 while the IR's type says int32)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
 @pytest.mark.parametrize("reduction", [np.sum, np.max, np.min])
 @pytest.mark.parametrize("axis", [None, 0, 1, 2, (0, 2), (1, 2)])
 def test_reductions_over_any_axes_agree(dtype, reduction, axis):
     x = (np.random.default_rng(2).normal(size=(3, 4, 5)) * 10).astype(dtype)
-    agree(lambda x: (reduction(x, axis=axis), reduction(x * 2, axis=axis, keepdims=True)), x,
-          rtol=1e-12 if dtype == np.float64 else 1e-5)
+    agree(
+        lambda x: (reduction(x, axis=axis), reduction(x * 2, axis=axis, keepdims=True)),
+        x,
+        rtol=1e-12 if dtype == np.float64 else 1e-5,
+    )
 
 
 def test_reductions_propagate_nan_like_numpy():
     x = np.array([[1.0, np.nan, 3.0], [4.0, 5.0, -np.inf]])
-    got = cr.jit(lambda x: (np.max(x, axis=1), np.min(x), np.sum(x, axis=0), np.maximum(x, 2.0), nn.relu(x)),
-                 backend="llvm")(x)
+    got = cr.jit(
+        lambda x: (np.max(x, axis=1), np.min(x), np.sum(x, axis=0), np.maximum(x, 2.0), nn.relu(x)), backend="llvm"
+    )(x)
     expected = cr.jit(lambda x: (np.max(x, axis=1), np.min(x), np.sum(x, axis=0), np.maximum(x, 2.0), nn.relu(x)))(x)
     for g, e in zip(got, expected):
         np.testing.assert_array_equal(g, e)  # NaN where NumPy has NaN
 
 
-@pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((4,), (4, 5)), ((3, 4), (4,)), ((2, 3, 4), (4, 5)),
-                                    ((2, 1, 3, 4), (5, 4, 2)), ((1, 4), (4, 1))])
+@pytest.mark.parametrize(
+    "shapes",
+    [
+        ((3, 4), (4, 5)),
+        ((4,), (4, 5)),
+        ((3, 4), (4,)),
+        ((2, 3, 4), (4, 5)),
+        ((2, 1, 3, 4), (5, 4, 2)),
+        ((1, 4), (4, 1)),
+    ],
+)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_matmul_through_blas_agrees_for_every_operand_layout(shapes, dtype):
     rng = np.random.default_rng(3)
@@ -151,11 +170,22 @@ def test_float16_nodes_run_through_numpy():
 
 def test_integer_and_bool_arithmetic_agree():
     i, j = np.arange(-4, 8).reshape(3, 4), np.array([3, -1, 2, 0])
-    agree(lambda i, j: (i * j - np.abs(i), np.maximum(i, j), (i > j) & (i != 0), np.sign(i),
-                        np.where(i > 0, i, j), (i + j).astype(np.float64) / 3), i, j)
+    agree(
+        lambda i, j: (
+            i * j - np.abs(i),
+            np.maximum(i, j),
+            (i > j) & (i != 0),
+            np.sign(i),
+            np.where(i > 0, i, j),
+            (i + j).astype(np.float64) / 3,
+        ),
+        i,
+        j,
+    )
 
 
 # ---- calling ------------------------------------------------------------------------------------
+
 
 def test_outputs_are_fresh_arrays_owned_by_the_caller():
     f = cr.jit(lambda x: (x, x * 2, (x * 2).T), backend="llvm")

@@ -93,15 +93,33 @@ def test_loops_get_no_vectorized_epilogue():
 
 # Inputs inside each function's domain, and the NumPy/SciPy function computing it.
 REFERENCES = {
-    "sin": (np.sin, -10, 10), "cos": (np.cos, -10, 10), "tan": (np.tan, -1.5, 1.5),
-    "exp": (np.exp, -30, 30), "expm1": (np.expm1, -2, 2), "exp2": (np.exp2, -20, 20),
-    "log": (np.log, 1e-3, 1e3), "log1p": (np.log1p, -0.9, 10), "log2": (np.log2, 1e-3, 1e3),
-    "log10": (np.log10, 1e-3, 1e3), "sqrt": (np.sqrt, 0, 100), "cbrt": (np.cbrt, -8, 8),
-    "fabs": (np.abs, -3, 3), "sinh": (np.sinh, -5, 5), "cosh": (np.cosh, -5, 5),
-    "tanh": (np.tanh, -5, 5), "asin": (np.arcsin, -0.99, 0.99), "acos": (np.arccos, -0.99, 0.99),
-    "atan": (np.arctan, -10, 10), "asinh": (np.arcsinh, -10, 10), "acosh": (np.arccosh, 1, 10),
-    "atanh": (np.arctanh, -0.99, 0.99), "erf": (special.erf, -3, 3), "erfc": (special.erfc, -3, 3),
-    "exp10": (lambda x: 10.0 ** x, -5, 5), "pow": (np.power, 0.1, 4), "atan2": (np.arctan2, -3, 3),
+    "sin": (np.sin, -10, 10),
+    "cos": (np.cos, -10, 10),
+    "tan": (np.tan, -1.5, 1.5),
+    "exp": (np.exp, -30, 30),
+    "expm1": (np.expm1, -2, 2),
+    "exp2": (np.exp2, -20, 20),
+    "log": (np.log, 1e-3, 1e3),
+    "log1p": (np.log1p, -0.9, 10),
+    "log2": (np.log2, 1e-3, 1e3),
+    "log10": (np.log10, 1e-3, 1e3),
+    "sqrt": (np.sqrt, 0, 100),
+    "cbrt": (np.cbrt, -8, 8),
+    "fabs": (np.abs, -3, 3),
+    "sinh": (np.sinh, -5, 5),
+    "cosh": (np.cosh, -5, 5),
+    "tanh": (np.tanh, -5, 5),
+    "asin": (np.arcsin, -0.99, 0.99),
+    "acos": (np.arccos, -0.99, 0.99),
+    "atan": (np.arctan, -10, 10),
+    "asinh": (np.arcsinh, -10, 10),
+    "acosh": (np.arccosh, 1, 10),
+    "atanh": (np.arctanh, -0.99, 0.99),
+    "erf": (special.erf, -3, 3),
+    "erfc": (special.erfc, -3, 3),
+    "exp10": (lambda x: 10.0**x, -5, 5),
+    "pow": (np.power, 0.1, 4),
+    "atan2": (np.arctan2, -3, 3),
     "hypot": (np.hypot, -3, 3),
 }
 
@@ -145,8 +163,10 @@ def test_functions_libmvec_lacks_stay_scalar_calls():
 
 
 def test_scalar_fallback_when_libmvec_is_missing(monkeypatch):
-    assert mathlib.vector_isa(features=frozenset({"avx512f", "avx2"}), library_symbols=lambda name: False) \
+    assert (
+        mathlib.vector_isa(features=frozenset({"avx512f", "avx2"}), library_symbols=lambda name: False)
         is mathlib.SCALAR
+    )
     monkeypatch.setenv("CHAINRULE_VECTOR_MATH", "scalar")
     text = loop_module([("sin", "float64"), ("tanh", "float32")])
     assert "_ZGV" not in text
@@ -282,6 +302,7 @@ def test_big_modules_get_the_cheaper_pipeline():
 
 # ---- the disk cache ---------------------------------------------------------------------------
 
+
 def test_the_second_compile_is_a_cache_hit(cache_dir):
     first = compile_ir(SIN_F64, name="sin")
     second = compile_ir(SIN_F64, name="sin")
@@ -303,8 +324,11 @@ def test_changed_cpu_features_are_a_cache_miss(cache_dir):
     host = engine.host_target()
     compile_ir(SIN_F64, name="sin")
     # The host minus a feature: code the host still runs, but another key.
-    without_gfni = engine.Target(host.triple, host.cpu, host.features.replace("+gfni", "-gfni")
-                                 if "+gfni" in host.features else host.features + ",-gfni")
+    without_gfni = engine.Target(
+        host.triple,
+        host.cpu,
+        host.features.replace("+gfni", "-gfni") if "+gfni" in host.features else host.features + ",-gfni",
+    )
     other = compile_ir(SIN_F64, name="sin", target=without_gfni)
     assert not other.from_cache
     assert compile_ir(SIN_F64, name="sin", target=without_gfni).from_cache
@@ -318,10 +342,12 @@ def test_a_damaged_cache_file_is_rebuilt(cache_dir, damage):
     compile_ir(SIN_F64, name="sin")
     (path,) = cache_dir.iterdir()
     data = path.read_bytes()
-    damaged = {"truncate": data[:len(data) // 2],
-               "flip a byte": data[:-100] + bytes([data[-100] ^ 0xFF]) + data[-99:],
-               "empty": b"",
-               "other format": b"\x7fELF" + data[4:]}[damage]
+    damaged = {
+        "truncate": data[: len(data) // 2],
+        "flip a byte": data[:-100] + bytes([data[-100] ^ 0xFF]) + data[-99:],
+        "empty": b"",
+        "other format": b"\x7fELF" + data[4:],
+    }[damage]
     path.write_bytes(damaged)
     rebuilt = compile_ir(SIN_F64, name="sin")
     assert not rebuilt.from_cache
@@ -376,8 +402,16 @@ def test_two_processes_compiling_the_same_kernel_at_once_both_succeed(cache_dir,
     ir_file = tmp_path / "sin.ll"
     ir_file.write_text(SIN_F64)
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
-    processes = [subprocess.Popen([sys.executable, "-c", PROCESS, str(ir_file)], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, env=environment) for _ in range(2)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", PROCESS, str(ir_file)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
+        for _ in range(2)
+    ]
     for process in processes:
         out, err = process.communicate(timeout=120)
         assert process.returncode == 0, err

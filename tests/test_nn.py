@@ -70,7 +70,7 @@ def _reference_gelu(x):
 
 
 def _reference_gelu_tanh(x):
-    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
 
 
 def _reference_elu(x, alpha=1.0):
@@ -93,28 +93,60 @@ ACTIVATIONS = [
 for _name, _call, _reference, _sample in ACTIVATIONS:
     for _shape in [(), (5,), (2, 1, 3)]:
         nn_case(f"{_name}-{_shape}", _name, _call, _reference, _sample(_shape))
-nn_case("leaky_relu-slope-0.2", "leaky_relu", lambda x: nn.leaky_relu(x, negative_slope=0.2),
-        lambda x: np.where(x > 0, x, 0.2 * x), away_from_zero((2, 3)))
-nn_case("elu-alpha-0.5", "elu", lambda x: nn.elu(x, alpha=0.5), lambda x: _reference_elu(x, 0.5),
-        away_from_zero((2, 3)))
-nn_case("gelu-tanh", "gelu", lambda x: nn.gelu(x, approximate="tanh"), _reference_gelu_tanh,
-        uniform(-3, 3, (2, 3)))
+nn_case(
+    "leaky_relu-slope-0.2",
+    "leaky_relu",
+    lambda x: nn.leaky_relu(x, negative_slope=0.2),
+    lambda x: np.where(x > 0, x, 0.2 * x),
+    away_from_zero((2, 3)),
+)
+nn_case(
+    "elu-alpha-0.5", "elu", lambda x: nn.elu(x, alpha=0.5), lambda x: _reference_elu(x, 0.5), away_from_zero((2, 3))
+)
+nn_case("gelu-tanh", "gelu", lambda x: nn.gelu(x, approximate="tanh"), _reference_gelu_tanh, uniform(-3, 3, (2, 3)))
 
 for _shape, _axis in [((4,), -1), ((3, 4), -1), ((3, 4), 0), ((2, 3, 4), 1)]:
-    nn_case(f"softmax-{_shape}-axis={_axis}", "softmax", lambda x, axis=_axis: nn.softmax(x, axis=axis),
-            lambda x, axis=_axis: scipy.special.softmax(x, axis=axis), uniform(-3, 3, _shape))
-    nn_case(f"log_softmax-{_shape}-axis={_axis}", "log_softmax", lambda x, axis=_axis: nn.log_softmax(x, axis=axis),
-            lambda x, axis=_axis: scipy.special.log_softmax(x, axis=axis), uniform(-3, 3, _shape))
+    nn_case(
+        f"softmax-{_shape}-axis={_axis}",
+        "softmax",
+        lambda x, axis=_axis: nn.softmax(x, axis=axis),
+        lambda x, axis=_axis: scipy.special.softmax(x, axis=axis),
+        uniform(-3, 3, _shape),
+    )
+    nn_case(
+        f"log_softmax-{_shape}-axis={_axis}",
+        "log_softmax",
+        lambda x, axis=_axis: nn.log_softmax(x, axis=axis),
+        lambda x, axis=_axis: scipy.special.log_softmax(x, axis=axis),
+        uniform(-3, 3, _shape),
+    )
 for _axis, _keepdims in [(None, False), (1, False), (-1, True), ((0, 2), False), ((0, 2), True), (None, True)]:
-    nn_case(f"logsumexp-axis={_axis}-keepdims={_keepdims}", "logsumexp",
-            lambda x, axis=_axis, keepdims=_keepdims: nn.logsumexp(x, axis=axis, keepdims=keepdims),
-            lambda x, axis=_axis, keepdims=_keepdims: scipy.special.logsumexp(x, axis=axis, keepdims=keepdims),
-            uniform(-3, 3, (2, 3, 4)))
+    nn_case(
+        f"logsumexp-axis={_axis}-keepdims={_keepdims}",
+        "logsumexp",
+        lambda x, axis=_axis, keepdims=_keepdims: nn.logsumexp(x, axis=axis, keepdims=keepdims),
+        lambda x, axis=_axis, keepdims=_keepdims: scipy.special.logsumexp(x, axis=axis, keepdims=keepdims),
+        uniform(-3, 3, (2, 3, 4)),
+    )
 
-nn_case("mse", "mse", nn.mse, lambda p, t: np.mean((p - t) ** 2), uniform(-2, 2, (4, 3), 1),
-        uniform(-2, 2, (4, 3), 2), argnums=(0, 1))
-nn_case("mse-broadcast-target", "mse", nn.mse, lambda p, t: np.mean((p - t) ** 2), uniform(-2, 2, (4, 3), 1),
-        uniform(-2, 2, (3,), 2), argnums=(0, 1))
+nn_case(
+    "mse",
+    "mse",
+    nn.mse,
+    lambda p, t: np.mean((p - t) ** 2),
+    uniform(-2, 2, (4, 3), 1),
+    uniform(-2, 2, (4, 3), 2),
+    argnums=(0, 1),
+)
+nn_case(
+    "mse-broadcast-target",
+    "mse",
+    nn.mse,
+    lambda p, t: np.mean((p - t) ** 2),
+    uniform(-2, 2, (4, 3), 1),
+    uniform(-2, 2, (3,), 2),
+    argnums=(0, 1),
+)
 
 
 def _reference_bce(p, t):
@@ -126,13 +158,32 @@ def _reference_bce_logits(z, t):
     return -np.mean(t * np.log(p) + (1 - t) * np.log(1 - p))
 
 
-nn_case("binary_cross_entropy-probabilities", "binary_cross_entropy", nn.binary_cross_entropy, _reference_bce,
-        uniform(0.1, 0.9, (4, 2), 1), uniform(0, 1, (4, 2), 2), argnums=(0, 1))
-nn_case("binary_cross_entropy-probabilities-hard-targets", "binary_cross_entropy", nn.binary_cross_entropy,
-        _reference_bce, uniform(0.1, 0.9, (6,), 1), np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0]))
-nn_case("binary_cross_entropy-from_logits", "binary_cross_entropy",
-        lambda z, t: nn.binary_cross_entropy(z, t, from_logits=True), _reference_bce_logits,
-        uniform(-4, 4, (4, 2), 1), uniform(0, 1, (4, 2), 2), argnums=(0, 1))
+nn_case(
+    "binary_cross_entropy-probabilities",
+    "binary_cross_entropy",
+    nn.binary_cross_entropy,
+    _reference_bce,
+    uniform(0.1, 0.9, (4, 2), 1),
+    uniform(0, 1, (4, 2), 2),
+    argnums=(0, 1),
+)
+nn_case(
+    "binary_cross_entropy-probabilities-hard-targets",
+    "binary_cross_entropy",
+    nn.binary_cross_entropy,
+    _reference_bce,
+    uniform(0.1, 0.9, (6,), 1),
+    np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0]),
+)
+nn_case(
+    "binary_cross_entropy-from_logits",
+    "binary_cross_entropy",
+    lambda z, t: nn.binary_cross_entropy(z, t, from_logits=True),
+    _reference_bce_logits,
+    uniform(-4, 4, (4, 2), 1),
+    uniform(0, 1, (4, 2), 2),
+    argnums=(0, 1),
+)
 
 
 def _reference_cross_entropy_labels(z, labels, axis=-1):
@@ -144,20 +195,55 @@ def _reference_cross_entropy_soft(z, t, axis=-1):
     return -np.sum(t * scipy.special.log_softmax(z, axis=axis)) / (z.size // z.shape[axis])
 
 
-nn_case("cross_entropy-labels", "cross_entropy", nn.cross_entropy, _reference_cross_entropy_labels,
-        uniform(-3, 3, (4, 3)), np.array([2, 0, 1, 2]))
-nn_case("cross_entropy-labels-3d", "cross_entropy", nn.cross_entropy, _reference_cross_entropy_labels,
-        uniform(-3, 3, (2, 3, 4)), np.array([[0, 3, 3], [1, 2, 0]]))
-nn_case("cross_entropy-labels-axis-1-of-3d", "cross_entropy", lambda z, y: nn.cross_entropy(z, y, axis=1),
-        lambda z, y: _reference_cross_entropy_labels(z, y, axis=1), uniform(-3, 3, (2, 4, 3)),
-        np.array([[0, 3, 3], [1, 2, 0]]))
-nn_case("cross_entropy-labels-axis-0", "cross_entropy", lambda z, y: nn.cross_entropy(z, y, axis=0),
-        lambda z, y: _reference_cross_entropy_labels(z, y, axis=0), uniform(-3, 3, (3, 4)), np.array([2, 0, 1, 2]))
-nn_case("cross_entropy-soft-targets", "cross_entropy", nn.cross_entropy, _reference_cross_entropy_soft,
-        uniform(-3, 3, (4, 3), 1), scipy.special.softmax(uniform(-1, 1, (4, 3), 2), axis=1), argnums=(0, 1))
-nn_case("cross_entropy-one-hot-axis-0", "cross_entropy", lambda z, t: nn.cross_entropy(z, t, axis=0),
-        lambda z, t: _reference_cross_entropy_soft(z, t, axis=0), uniform(-3, 3, (3, 4)),
-        one_hot(np.array([2, 0, 1, 2]), 3).T)
+nn_case(
+    "cross_entropy-labels",
+    "cross_entropy",
+    nn.cross_entropy,
+    _reference_cross_entropy_labels,
+    uniform(-3, 3, (4, 3)),
+    np.array([2, 0, 1, 2]),
+)
+nn_case(
+    "cross_entropy-labels-3d",
+    "cross_entropy",
+    nn.cross_entropy,
+    _reference_cross_entropy_labels,
+    uniform(-3, 3, (2, 3, 4)),
+    np.array([[0, 3, 3], [1, 2, 0]]),
+)
+nn_case(
+    "cross_entropy-labels-axis-1-of-3d",
+    "cross_entropy",
+    lambda z, y: nn.cross_entropy(z, y, axis=1),
+    lambda z, y: _reference_cross_entropy_labels(z, y, axis=1),
+    uniform(-3, 3, (2, 4, 3)),
+    np.array([[0, 3, 3], [1, 2, 0]]),
+)
+nn_case(
+    "cross_entropy-labels-axis-0",
+    "cross_entropy",
+    lambda z, y: nn.cross_entropy(z, y, axis=0),
+    lambda z, y: _reference_cross_entropy_labels(z, y, axis=0),
+    uniform(-3, 3, (3, 4)),
+    np.array([2, 0, 1, 2]),
+)
+nn_case(
+    "cross_entropy-soft-targets",
+    "cross_entropy",
+    nn.cross_entropy,
+    _reference_cross_entropy_soft,
+    uniform(-3, 3, (4, 3), 1),
+    scipy.special.softmax(uniform(-1, 1, (4, 3), 2), axis=1),
+    argnums=(0, 1),
+)
+nn_case(
+    "cross_entropy-one-hot-axis-0",
+    "cross_entropy",
+    lambda z, t: nn.cross_entropy(z, t, axis=0),
+    lambda z, t: _reference_cross_entropy_soft(z, t, axis=0),
+    uniform(-3, 3, (3, 4)),
+    one_hot(np.array([2, 0, 1, 2]), 3).T,
+)
 
 
 def test_every_nn_function_has_cases():
@@ -239,25 +325,33 @@ THIRD = 1.0 / 3.0
 @pytest.mark.parametrize("run", ["eager", "traced"])
 def test_softmax_family_is_finite_and_exact_at_logits_of_plus_minus_1000(run):
     call = (lambda f: f) if run == "eager" else cr.jit
-    np.testing.assert_allclose(call(nn.softmax)(EXTREME_LOGITS),
-                               [[1.0, 0.0, 0.0], [THIRD, THIRD, THIRD], [0.5, 0.5, 0.0]], rtol=1e-15, atol=0)
+    np.testing.assert_allclose(
+        call(nn.softmax)(EXTREME_LOGITS), [[1.0, 0.0, 0.0], [THIRD, THIRD, THIRD], [0.5, 0.5, 0.0]], rtol=1e-15, atol=0
+    )
     # log_softmax = x - logsumexp(x) rounds to the spacing of the logits (~1e-13 at 1000), not of the result
-    np.testing.assert_allclose(call(nn.log_softmax)(EXTREME_LOGITS),
-                               [[0.0, -2000.0, -1000.0], [-math.log(3)] * 3,
-                                [-math.log(2), -math.log(2), -2000.0 - math.log(2)]],
-                               rtol=1e-15, atol=np.spacing(1000.0))
-    np.testing.assert_allclose(call(lambda z: nn.logsumexp(z, axis=1))(EXTREME_LOGITS),
-                               [1000.0, -1000.0 + math.log(3), 1000.0 + math.log(2)], rtol=1e-15)
+    np.testing.assert_allclose(
+        call(nn.log_softmax)(EXTREME_LOGITS),
+        [[0.0, -2000.0, -1000.0], [-math.log(3)] * 3, [-math.log(2), -math.log(2), -2000.0 - math.log(2)]],
+        rtol=1e-15,
+        atol=np.spacing(1000.0),
+    )
+    np.testing.assert_allclose(
+        call(lambda z: nn.logsumexp(z, axis=1))(EXTREME_LOGITS),
+        [1000.0, -1000.0 + math.log(3), 1000.0 + math.log(2)],
+        rtol=1e-15,
+    )
     assert call(lambda z: nn.logsumexp(z))(EXTREME_LOGITS) == pytest.approx(1000.0 + math.log(3), rel=1e-15)
 
 
 def test_softmax_family_gradients_are_finite_and_exact_at_logits_of_plus_minus_1000():
     # d logsumexp / dz = softmax(z); d sum(log_softmax) / dz = 1 - 3 softmax(z) (3 classes); softmax sums to 1
     softmax_rows = np.array([[1.0, 0.0, 0.0], [THIRD, THIRD, THIRD], [0.5, 0.5, 0.0]])
-    np.testing.assert_allclose(cr.grad(lambda z: np.sum(nn.logsumexp(z, axis=1)))(EXTREME_LOGITS), softmax_rows,
-                               rtol=1e-15, atol=0)
-    np.testing.assert_allclose(cr.grad(lambda z: np.sum(nn.log_softmax(z)))(EXTREME_LOGITS), 1 - 3 * softmax_rows,
-                               rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(
+        cr.grad(lambda z: np.sum(nn.logsumexp(z, axis=1)))(EXTREME_LOGITS), softmax_rows, rtol=1e-15, atol=0
+    )
+    np.testing.assert_allclose(
+        cr.grad(lambda z: np.sum(nn.log_softmax(z)))(EXTREME_LOGITS), 1 - 3 * softmax_rows, rtol=1e-14, atol=1e-15
+    )
     np.testing.assert_allclose(cr.grad(lambda z: np.sum(nn.softmax(z)))(EXTREME_LOGITS), np.zeros((3, 3)), atol=1e-15)
     weighted = cr.grad(lambda z: weighted_sum(nn.softmax(z)))(EXTREME_LOGITS)
     assert np.all(np.isfinite(weighted))
@@ -271,8 +365,9 @@ def test_binary_cross_entropy_from_logits_is_exact_at_logits_of_plus_minus_40():
     loss = nn.binary_cross_entropy(LOGITS_40, TARGETS_40, from_logits=True)
     expected = np.mean(np.logaddexp(0.0, LOGITS_40) - TARGETS_40 * LOGITS_40)  # softplus(z) - t z
     assert loss == pytest.approx(expected, rel=1e-15)
-    assert cr.jit(lambda z, t: nn.binary_cross_entropy(z, t, from_logits=True))(LOGITS_40, TARGETS_40) \
-        == pytest.approx(expected, rel=1e-15)
+    assert cr.jit(lambda z, t: nn.binary_cross_entropy(z, t, from_logits=True))(LOGITS_40, TARGETS_40) == pytest.approx(
+        expected, rel=1e-15
+    )
     assert expected == pytest.approx((40.0 + 40.0 + math.log1p(math.exp(0.5)) - 0.15) / 5, rel=1e-15)
 
 
@@ -302,10 +397,12 @@ LABELS = np.array([3, 0, 0, 2, 1])
 def test_cross_entropy_with_integer_labels_equals_with_one_hot_targets():
     targets = one_hot(LABELS, 4)
     assert nn.cross_entropy(LOGITS, LABELS) == pytest.approx(nn.cross_entropy(LOGITS, targets), rel=1e-14)
-    assert cr.jit(nn.cross_entropy)(LOGITS, LABELS) == pytest.approx(cr.jit(nn.cross_entropy)(LOGITS, targets),
-                                                                     rel=1e-14)
-    np.testing.assert_allclose(cr.grad(nn.cross_entropy)(LOGITS, LABELS), cr.grad(nn.cross_entropy)(LOGITS, targets),
-                               rtol=1e-13, atol=1e-16)
+    assert cr.jit(nn.cross_entropy)(LOGITS, LABELS) == pytest.approx(
+        cr.jit(nn.cross_entropy)(LOGITS, targets), rel=1e-14
+    )
+    np.testing.assert_allclose(
+        cr.grad(nn.cross_entropy)(LOGITS, LABELS), cr.grad(nn.cross_entropy)(LOGITS, targets), rtol=1e-13, atol=1e-16
+    )
 
 
 def test_cross_entropy_gradient_is_softmax_minus_one_hot_over_n():

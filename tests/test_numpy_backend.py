@@ -24,18 +24,27 @@ def bce_by_hand(p, X, Y):
     A2 = 1.0 / (1.0 + np.exp(-(np.dot(p["W2"], A1) + p["b2"])))
     dZ2 = A2 - Y
     dZ1 = np.dot(p["W2"].T, dZ2) * (Z1 > 0)
-    return {"W1": dZ1 @ X.T / m, "b1": np.sum(dZ1, axis=1, keepdims=True) / m,
-            "W2": dZ2 @ A1.T / m, "b2": np.sum(dZ2, axis=1, keepdims=True) / m}
+    return {
+        "W1": dZ1 @ X.T / m,
+        "b1": np.sum(dZ1, axis=1, keepdims=True) / m,
+        "W2": dZ2 @ A1.T / m,
+        "b2": np.sum(dZ2, axis=1, keepdims=True) / m,
+    }
 
 
 def bce_problem(examples=50, seed=0):
     rng = np.random.default_rng(seed)
-    p = {"W1": rng.normal(size=(4, 2)), "b1": rng.normal(size=(4, 1)),
-         "W2": rng.normal(size=(1, 4)), "b2": rng.normal(size=(1, 1))}
+    p = {
+        "W1": rng.normal(size=(4, 2)),
+        "b1": rng.normal(size=(4, 1)),
+        "W2": rng.normal(size=(1, 4)),
+        "b2": rng.normal(size=(1, 1)),
+    }
     return p, rng.normal(size=(2, examples)), (rng.random((1, examples)) > 0.5).astype(float)
 
 
 # ---- where(condition, x, 0) as a bit mask ------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
 def test_where_else_zero_is_np_where_bit_for_bit(dtype):
@@ -68,6 +77,7 @@ def test_relu_gradient_of_a_large_array_keeps_where_semantics_for_inf_and_nan_co
 
 # ---- what the generated code looks like --------------------------------------------------------
 
+
 def test_a_sum_backward_multiplies_by_its_scalar_cotangent_without_broadcasting_it():
     source = cr.grad(bce_loss).source(*bce_problem())
     assert "broadcast_to" not in source and "reshape" not in source
@@ -93,8 +103,9 @@ def test_gradients_agree_with_the_hand_written_backward_pass(backend):
 
 
 def test_outputs_sharing_a_buffer_are_returned_as_separate_arrays(backend):
-    doubled, transposed, flat = cr.jit(lambda a: (a * 2, (a * 2).T, np.reshape(a * 2, (-1,))),
-                                       backend=backend)(np.ones((2, 3)))
+    doubled, transposed, flat = cr.jit(lambda a: (a * 2, (a * 2).T, np.reshape(a * 2, (-1,))), backend=backend)(
+        np.ones((2, 3))
+    )
     assert not np.shares_memory(doubled, transposed) and not np.shares_memory(doubled, flat)
     assert transposed.flags.writeable and flat.flags.writeable
     np.testing.assert_array_equal(transposed, np.full((3, 2), 2.0))
@@ -103,8 +114,9 @@ def test_outputs_sharing_a_buffer_are_returned_as_separate_arrays(backend):
 @pytest.mark.parametrize("constant", [np.inf, -np.inf])
 def test_infinite_constants_in_generated_code(constant, backend):
     x = np.array([-1.0, 0.0, 2.0])
-    np.testing.assert_array_equal(cr.jit(lambda x: np.maximum(x, constant), backend=backend)(x),
-                                  np.maximum(x, constant))
+    np.testing.assert_array_equal(
+        cr.jit(lambda x: np.maximum(x, constant), backend=backend)(x), np.maximum(x, constant)
+    )
     np.testing.assert_array_equal(cr.jit(lambda x: x + constant, backend=backend)(x), x + constant)
 
 
@@ -113,6 +125,7 @@ def test_nan_constants_in_generated_code(backend):
 
 
 # ---- the per-call path ---------------------------------------------------------------------------
+
 
 def test_repeated_calls_with_new_values_give_new_results_from_one_specialization(backend):
     f = cr.value_and_grad(bce_loss, backend=backend)

@@ -84,18 +84,30 @@ case("erf-nn.erf", "erf", lambda x: weighted_sum(nn.erf(x)), uniform(-2, 2, (3,)
 case("sigmoid-nn.sigmoid", "sigmoid", lambda x: weighted_sum(nn.sigmoid(x)), uniform(-4, 4, (3,)))
 
 # Elementwise binary, both operands differentiated, under broadcasting and size-1 dims.
-BROADCAST_PAIRS = [((2, 3), (2, 3)), ((3, 1), (1, 4)), ((2, 3), (3,)), ((), (2, 3)), ((2, 3), ()),
-                   ((2, 1, 3), (4, 1)), ((1,), (3,))]
+BROADCAST_PAIRS = [
+    ((2, 3), (2, 3)),
+    ((3, 1), (1, 4)),
+    ((2, 3), (3,)),
+    ((), (2, 3)),
+    ((2, 3), ()),
+    ((2, 1, 3), (4, 1)),
+    ((1,), (3,)),
+]
 for _shape_a, _shape_b in BROADCAST_PAIRS:
     _pair = f"{_shape_a},{_shape_b}"
     _a, _b = uniform(-2, 2, _shape_a, 1), uniform(-2, 2, _shape_b, 2)
     case(f"add-{_pair}", "add", lambda a, b: weighted_sum(a + b), _a, _b, argnums=(0, 1))
     case(f"sub-{_pair}", "sub", lambda a, b: weighted_sum(a - b), _a, _b, argnums=(0, 1))
     case(f"mul-{_pair}", "mul", lambda a, b: weighted_sum(a * b), _a, _b, argnums=(0, 1))
-    case(f"div-{_pair}", "div", lambda a, b: weighted_sum(a / b), _a, away_from_zero(_shape_b, 3),
-         argnums=(0, 1))
-    case(f"pow-{_pair}", "pow", lambda a, b: weighted_sum(a ** b), uniform(0.5, 2, _shape_a, 4),
-         uniform(-1.5, 2.5, _shape_b, 5), argnums=(0, 1))
+    case(f"div-{_pair}", "div", lambda a, b: weighted_sum(a / b), _a, away_from_zero(_shape_b, 3), argnums=(0, 1))
+    case(
+        f"pow-{_pair}",
+        "pow",
+        lambda a, b: weighted_sum(a**b),
+        uniform(0.5, 2, _shape_a, 4),
+        uniform(-1.5, 2.5, _shape_b, 5),
+        argnums=(0, 1),
+    )
     _a, _b = grid_pair(_shape_a, _shape_b)
     case(f"maximum-{_pair}", "maximum", lambda a, b: weighted_sum(np.maximum(a, b)), _a, _b, argnums=(0, 1))
     case(f"minimum-{_pair}", "minimum", lambda a, b: weighted_sum(np.minimum(a, b)), _a, _b, argnums=(0, 1))
@@ -104,66 +116,124 @@ for _shape_a, _shape_b in BROADCAST_PAIRS:
 case("mul-python-scalar", "mul", lambda x: weighted_sum(2.5 * x), uniform(-2, 2, (2, 3)))
 case("sub-python-scalar-first", "sub", lambda x: weighted_sum(1.5 - x), uniform(-2, 2, (2, 3)))
 case("div-python-numerator", "div", lambda x: weighted_sum(2.0 / x), away_from_zero((2, 3)))
-case("pow-integer-exponent-negative-base", "pow", lambda x: weighted_sum(x ** 3), uniform(-2, 2, (2, 3)))
-case("pow-half-exponent", "pow", lambda x: weighted_sum(x ** 0.5), uniform(0.3, 2, (2, 3)))
-case("pow-constant-base", "pow", lambda x: weighted_sum(2.0 ** x), uniform(-2, 2, (2, 3)))
+case("pow-integer-exponent-negative-base", "pow", lambda x: weighted_sum(x**3), uniform(-2, 2, (2, 3)))
+case("pow-half-exponent", "pow", lambda x: weighted_sum(x**0.5), uniform(0.3, 2, (2, 3)))
+case("pow-constant-base", "pow", lambda x: weighted_sum(2.0**x), uniform(-2, 2, (2, 3)))
 
 # where and clip (ternary).
 _a, _b = grid_pair((3, 1), (1, 4))
-case("where-comparison-broadcast", "where", lambda a, b: weighted_sum(np.where(a > b, a * a, b)), _a, _b,
-     argnums=(0, 1))
-case("where-constant-mask-broadcast", "where",
-     lambda a, b: weighted_sum(np.where(np.array([[True], [False], [True]]), a, b)),
-     uniform(-2, 2, (1, 4)), uniform(-2, 2, (3, 4), 1), argnums=(0, 1))
+case(
+    "where-comparison-broadcast", "where", lambda a, b: weighted_sum(np.where(a > b, a * a, b)), _a, _b, argnums=(0, 1)
+)
+case(
+    "where-constant-mask-broadcast",
+    "where",
+    lambda a, b: weighted_sum(np.where(np.array([[True], [False], [True]]), a, b)),
+    uniform(-2, 2, (1, 4)),
+    uniform(-2, 2, (3, 4), 1),
+    argnums=(0, 1),
+)
 case("where-leaky", "where", lambda x: weighted_sum(np.where(x > 0, x, 0.1 * x)), away_from_zero((2, 3)))
 case("clip-scalar-bounds", "clip", lambda x: weighted_sum(np.clip(x, -0.47, 0.53)), on_grid((2, 5)))
-case("clip-array-bounds-broadcast", "clip", lambda x, lo, hi: weighted_sum(np.clip(x, lo, hi)),
-     on_grid((2, 5)), np.array([-0.47, -0.23, -0.63, 0.03, -0.87]), np.array([[0.33], [0.57]]),
-     argnums=(0, 1, 2))
+case(
+    "clip-array-bounds-broadcast",
+    "clip",
+    lambda x, lo, hi: weighted_sum(np.clip(x, lo, hi)),
+    on_grid((2, 5)),
+    np.array([-0.47, -0.23, -0.63, 0.03, -0.87]),
+    np.array([[0.33], [0.57]]),
+    argnums=(0, 1, 2),
+)
 case("clip-method", "clip", lambda x: weighted_sum(x.clip(-0.47, 0.53)), on_grid((7,)))
 
 # cast: finite differences through a float32 round trip are too coarse for 1e-7, so the
 # gradient is written out: the cotangent passes through, converted to the input's dtype.
-case("cast-float64-to-float32", "cast", lambda x: weighted_sum(np.sin(x).astype(np.float32)),
-     uniform(-2, 2, (2, 3)), expected=lambda x: [weights((2, 3), np.float32).astype(np.float64) * np.cos(x)])
-case("cast-float-to-int-has-zero-gradient", "cast", lambda x: np.sum(x.astype(np.int64) * 2.5 + x),
-     uniform(-3, 3, (2, 3)), expected=lambda x: [np.ones((2, 3))])
-case("cast-bool-mask-to-float", "cast", lambda x: weighted_sum((x > 0).astype(x.dtype) * x),
-     away_from_zero((2, 3)))
+case(
+    "cast-float64-to-float32",
+    "cast",
+    lambda x: weighted_sum(np.sin(x).astype(np.float32)),
+    uniform(-2, 2, (2, 3)),
+    expected=lambda x: [weights((2, 3), np.float32).astype(np.float64) * np.cos(x)],
+)
+case(
+    "cast-float-to-int-has-zero-gradient",
+    "cast",
+    lambda x: np.sum(x.astype(np.int64) * 2.5 + x),
+    uniform(-3, 3, (2, 3)),
+    expected=lambda x: [np.ones((2, 3))],
+)
+case("cast-bool-mask-to-float", "cast", lambda x: weighted_sum((x > 0).astype(x.dtype) * x), away_from_zero((2, 3)))
 
 # stop_gradient: x * stop_gradient(x) differentiates like x * c with c = x, so the gradient is w * x.
-case("stop_gradient", "stop_gradient", lambda x: weighted_sum(x * cr.stop_gradient(x)), uniform(-2, 2, (2, 3)),
-     expected=lambda x: [weights((2, 3)) * x])
+case(
+    "stop_gradient",
+    "stop_gradient",
+    lambda x: weighted_sum(x * cr.stop_gradient(x)),
+    uniform(-2, 2, (2, 3)),
+    expected=lambda x: [weights((2, 3)) * x],
+)
 
 # Reductions: axis None / int / negative / tuple, keepdims both ways; distinct values for max/min.
 for _axis in [None, 0, 1, -1, (0, 2), (-1, 0)]:
     for _keepdims in [False, True]:
         _tag = f"axis={_axis}-keepdims={_keepdims}"
         for _name, _fn in [("sum", np.sum), ("max", np.max), ("min", np.min)]:
-            case(f"{_name}-{_tag}", _name, lambda x, fn=_fn, axis=_axis, keepdims=_keepdims:
-                 weighted_sum(fn(x, axis=axis, keepdims=keepdims)), on_grid((2, 3, 4)))
+            case(
+                f"{_name}-{_tag}",
+                _name,
+                lambda x, fn=_fn, axis=_axis, keepdims=_keepdims: weighted_sum(fn(x, axis=axis, keepdims=keepdims)),
+                on_grid((2, 3, 4)),
+            )
 case("sum-over-size-1-axis", "sum", lambda x: weighted_sum(np.sum(x, axis=1)), uniform(-2, 2, (3, 1, 2)))
 case("sum-method", "sum", lambda x: weighted_sum(x.sum(axis=0)), uniform(-2, 2, (3, 2)))
 case("max-np.amax", "max", lambda x: weighted_sum(np.amax(x, axis=1)), on_grid((3, 4)))
 case("min-method", "min", lambda x: weighted_sum(x.min(axis=0, keepdims=True)), on_grid((3, 4)))
 
 # matmul: every combination of 1-D, 2-D and batched operands, both differentiated.
-for _shape_a, _shape_b in [((4,), (4,)), ((4,), (4, 3)), ((3, 4), (4,)), ((3, 4), (4, 2)),
-                           ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (5, 4, 2)), ((4,), (2, 4, 3)),
-                           ((2, 3, 4), (4,)), ((1, 4), (4, 1))]:
-    case(f"matmul-{_shape_a}@{_shape_b}", "matmul", lambda a, b: weighted_sum(a @ b),
-         uniform(-1, 1, _shape_a, 1), uniform(-1, 1, _shape_b, 2), argnums=(0, 1))
-case("matmul-np.dot", "matmul", lambda a, b: weighted_sum(np.dot(a, b)), uniform(-1, 1, (3, 4), 1),
-     uniform(-1, 1, (4, 2), 2), argnums=(0, 1))
-case("matmul-np.matmul-with-constant", "matmul", lambda a: weighted_sum(np.matmul(a, np.arange(8.0).reshape(4, 2))),
-     uniform(-1, 1, (3, 4)))
+for _shape_a, _shape_b in [
+    ((4,), (4,)),
+    ((4,), (4, 3)),
+    ((3, 4), (4,)),
+    ((3, 4), (4, 2)),
+    ((2, 3, 4), (4, 5)),
+    ((2, 1, 3, 4), (5, 4, 2)),
+    ((4,), (2, 4, 3)),
+    ((2, 3, 4), (4,)),
+    ((1, 4), (4, 1)),
+]:
+    case(
+        f"matmul-{_shape_a}@{_shape_b}",
+        "matmul",
+        lambda a, b: weighted_sum(a @ b),
+        uniform(-1, 1, _shape_a, 1),
+        uniform(-1, 1, _shape_b, 2),
+        argnums=(0, 1),
+    )
+case(
+    "matmul-np.dot",
+    "matmul",
+    lambda a, b: weighted_sum(np.dot(a, b)),
+    uniform(-1, 1, (3, 4), 1),
+    uniform(-1, 1, (4, 2), 2),
+    argnums=(0, 1),
+)
+case(
+    "matmul-np.matmul-with-constant",
+    "matmul",
+    lambda a: weighted_sum(np.matmul(a, np.arange(8.0).reshape(4, 2))),
+    uniform(-1, 1, (3, 4)),
+)
 
 # Shape ops.
 case("transpose-.T", "transpose", lambda x: weighted_sum(x.T), uniform(-2, 2, (2, 3)))
 case("transpose-3d-axes", "transpose", lambda x: weighted_sum(np.transpose(x, (1, 2, 0))), uniform(-2, 2, (2, 3, 4)))
 case("transpose-3d-method", "transpose", lambda x: weighted_sum(x.transpose(2, 0, 1)), uniform(-2, 2, (2, 3, 4)))
-case("transpose-negative-axes", "transpose", lambda x: weighted_sum(np.transpose(x, (-1, 0, 1))),
-     uniform(-2, 2, (2, 3, 4)))
+case(
+    "transpose-negative-axes",
+    "transpose",
+    lambda x: weighted_sum(np.transpose(x, (-1, 0, 1))),
+    uniform(-2, 2, (2, 3, 4)),
+)
 case("transpose-swapaxes", "transpose", lambda x: weighted_sum(np.swapaxes(x, 0, 2)), uniform(-2, 2, (2, 3, 4)))
 case("transpose-mT", "transpose", lambda x: weighted_sum(x.mT), uniform(-2, 2, (2, 3, 4)))
 case("reshape-with-minus-one", "reshape", lambda x: weighted_sum(np.reshape(x, (3, -1))), uniform(-2, 2, (2, 3, 2)))
@@ -171,69 +241,144 @@ case("reshape-method-varargs", "reshape", lambda x: weighted_sum(x.reshape(4, 1,
 case("reshape-ravel", "reshape", lambda x: weighted_sum(np.ravel(x)), uniform(-2, 2, (2, 3)))
 case("reshape-squeeze-all", "reshape", lambda x: weighted_sum(np.squeeze(x)), uniform(-2, 2, (1, 3, 1)))
 case("reshape-squeeze-axis", "reshape", lambda x: weighted_sum(np.squeeze(x, axis=-1)), uniform(-2, 2, (1, 3, 1)))
-case("reshape-expand_dims-int", "reshape", lambda x: weighted_sum(np.expand_dims(x, 1) * np.ones((3, 2, 4))),
-     uniform(-2, 2, (3, 4)))
-case("reshape-expand_dims-tuple", "reshape", lambda x: weighted_sum(np.expand_dims(x, (0, -1))),
-     uniform(-2, 2, (3, 4)))
-case("broadcast_to-size-1-dims", "broadcast_to", lambda x: weighted_sum(np.broadcast_to(x, (2, 3, 4))),
-     uniform(-2, 2, (3, 1)))
+case(
+    "reshape-expand_dims-int",
+    "reshape",
+    lambda x: weighted_sum(np.expand_dims(x, 1) * np.ones((3, 2, 4))),
+    uniform(-2, 2, (3, 4)),
+)
+case("reshape-expand_dims-tuple", "reshape", lambda x: weighted_sum(np.expand_dims(x, (0, -1))), uniform(-2, 2, (3, 4)))
+case(
+    "broadcast_to-size-1-dims",
+    "broadcast_to",
+    lambda x: weighted_sum(np.broadcast_to(x, (2, 3, 4))),
+    uniform(-2, 2, (3, 1)),
+)
 case("broadcast_to-scalar", "broadcast_to", lambda x: weighted_sum(np.broadcast_to(x, (3, 4))), np.asarray(0.7))
-case("broadcast_to-new-leading-axes", "broadcast_to", lambda x: weighted_sum(np.broadcast_to(x, (2, 3, 4))),
-     uniform(-2, 2, (4,)))
+case(
+    "broadcast_to-new-leading-axes",
+    "broadcast_to",
+    lambda x: weighted_sum(np.broadcast_to(x, (2, 3, 4))),
+    uniform(-2, 2, (4,)),
+)
 _three = (uniform(-2, 2, (2, 3), 1), uniform(-2, 2, (1, 3), 2), uniform(-2, 2, (3, 3), 3))
-case("concatenate-axis-0", "concatenate", lambda a, b, c: weighted_sum(np.concatenate([a, b, c], axis=0)),
-     *_three, argnums=(0, 1, 2))
-case("concatenate-axis-1", "concatenate",
-     lambda a, b, c: weighted_sum(np.concatenate([a.T, b.T, c.T], axis=1)), *_three, argnums=(0, 1, 2))
-case("concatenate-axis--1", "concatenate", lambda a, b: weighted_sum(np.concatenate((a, b), axis=-1)),
-     uniform(-2, 2, (2, 2, 1), 1), uniform(-2, 2, (2, 2, 3), 2), argnums=(0, 1))
-case("concatenate-with-constant", "concatenate", lambda a: weighted_sum(np.concatenate([a, np.ones((1, 3))])),
-     uniform(-2, 2, (2, 3)))
+case(
+    "concatenate-axis-0",
+    "concatenate",
+    lambda a, b, c: weighted_sum(np.concatenate([a, b, c], axis=0)),
+    *_three,
+    argnums=(0, 1, 2),
+)
+case(
+    "concatenate-axis-1",
+    "concatenate",
+    lambda a, b, c: weighted_sum(np.concatenate([a.T, b.T, c.T], axis=1)),
+    *_three,
+    argnums=(0, 1, 2),
+)
+case(
+    "concatenate-axis--1",
+    "concatenate",
+    lambda a, b: weighted_sum(np.concatenate((a, b), axis=-1)),
+    uniform(-2, 2, (2, 2, 1), 1),
+    uniform(-2, 2, (2, 2, 3), 2),
+    argnums=(0, 1),
+)
+case(
+    "concatenate-with-constant",
+    "concatenate",
+    lambda a: weighted_sum(np.concatenate([a, np.ones((1, 3))])),
+    uniform(-2, 2, (2, 3)),
+)
 _same = (uniform(-2, 2, (2, 3), 1), uniform(-2, 2, (2, 3), 2), uniform(-2, 2, (2, 3), 3))
 for _axis in [0, 1, -1]:
-    case(f"concatenate-np.stack-axis={_axis}", "concatenate",
-         lambda a, b, c, axis=_axis: weighted_sum(np.stack([a, b, c], axis=axis)), *_same, argnums=(0, 1, 2))
-case("concatenate-hstack", "concatenate", lambda a, b: weighted_sum(np.hstack([a, b])),
-     uniform(-2, 2, (3,), 1), uniform(-2, 2, (2,), 2), argnums=(0, 1))
-case("concatenate-vstack", "concatenate", lambda a, b: weighted_sum(np.vstack([a, b])),
-     uniform(-2, 2, (3,), 1), uniform(-2, 2, (2, 3), 2), argnums=(0, 1))
+    case(
+        f"concatenate-np.stack-axis={_axis}",
+        "concatenate",
+        lambda a, b, c, axis=_axis: weighted_sum(np.stack([a, b, c], axis=axis)),
+        *_same,
+        argnums=(0, 1, 2),
+    )
+case(
+    "concatenate-hstack",
+    "concatenate",
+    lambda a, b: weighted_sum(np.hstack([a, b])),
+    uniform(-2, 2, (3,), 1),
+    uniform(-2, 2, (2,), 2),
+    argnums=(0, 1),
+)
+case(
+    "concatenate-vstack",
+    "concatenate",
+    lambda a, b: weighted_sum(np.vstack([a, b])),
+    uniform(-2, 2, (3,), 1),
+    uniform(-2, 2, (2, 3), 2),
+    argnums=(0, 1),
+)
 
 # Indexing: basic (slices with steps and negatives, None, ints, Ellipsis) and integer arrays.
 _vector, _matrix, _cube = uniform(-2, 2, (7,)), uniform(-2, 2, (3, 4)), uniform(-2, 2, (2, 3, 4))
 for _id, _index in [
-    ("x[1:5:2]", lambda x: x[1:5:2]), ("x[::-1]", lambda x: x[::-1]), ("x[-3:]", lambda x: x[-3:]),
-    ("x[::-2]", lambda x: x[::-2]), ("x[5:1:-2]", lambda x: x[5:1:-2]), ("x[-1]", lambda x: x[-1]),
+    ("x[1:5:2]", lambda x: x[1:5:2]),
+    ("x[::-1]", lambda x: x[::-1]),
+    ("x[-3:]", lambda x: x[-3:]),
+    ("x[::-2]", lambda x: x[::-2]),
+    ("x[5:1:-2]", lambda x: x[5:1:-2]),
+    ("x[-1]", lambda x: x[-1]),
     ("x[[0,2,0,0]]-repeated", lambda x: x[[0, 2, 0, 0]]),
     ("x[2-D-index-array]-repeated", lambda x: x[np.array([[0, 6], [6, 6]])]),
     ("x[negative-index-array]", lambda x: x[np.array([-1, -7, 3])]),
 ]:
     case(f"getitem-{_id}", "getitem", lambda x, index=_index: weighted_sum(index(x)), _vector)
 for _id, _index in [
-    ("x[1]", lambda x: x[1]), ("x[1,-2]", lambda x: x[1, -2]), ("x[None,1,:]", lambda x: x[None, 1, :]),
-    ("x[:,None,::2]", lambda x: x[:, None, ::2]), ("x[::-1,1:]", lambda x: x[::-1, 1:]),
-    ("x[...,0]", lambda x: x[..., 0]), ("x[[0,2,0],:]-repeated", lambda x: x[[0, 2, 0], :]),
+    ("x[1]", lambda x: x[1]),
+    ("x[1,-2]", lambda x: x[1, -2]),
+    ("x[None,1,:]", lambda x: x[None, 1, :]),
+    ("x[:,None,::2]", lambda x: x[:, None, ::2]),
+    ("x[::-1,1:]", lambda x: x[::-1, 1:]),
+    ("x[...,0]", lambda x: x[..., 0]),
+    ("x[[0,2,0],:]-repeated", lambda x: x[[0, 2, 0], :]),
     ("x[:,[3,0,3]]-repeated", lambda x: x[:, [3, 0, 3]]),
     ("x[[0,1,1],[2,2,2]]-pairs", lambda x: x[[0, 1, 1], [2, 2, 2]]),
 ]:
     case(f"getitem-{_id}", "getitem", lambda x, index=_index: weighted_sum(index(x)), _matrix)
 for _id, _index in [
-    ("x[0,...,None]", lambda x: x[0, ..., None]), ("x[...,1:3,::-1]", lambda x: x[..., 1:3, ::-1]),
-    ("x[:,[2,0],1]", lambda x: x[:, [2, 0], 1]), ("x[None,...]", lambda x: x[None, ...]),
+    ("x[0,...,None]", lambda x: x[0, ..., None]),
+    ("x[...,1:3,::-1]", lambda x: x[..., 1:3, ::-1]),
+    ("x[:,[2,0],1]", lambda x: x[:, [2, 0], 1]),
+    ("x[None,...]", lambda x: x[None, ...]),
 ]:
     case(f"getitem-{_id}", "getitem", lambda x, index=_index: weighted_sum(index(x)), _cube)
 _labels = np.array([2, 0, 2, 1])
-case("getitem-cross-entropy-pattern-constant-labels", "getitem",
-     lambda logp: -np.mean(logp[np.arange(4), _labels]), uniform(-3, -0.1, (4, 3)))
-case("getitem-cross-entropy-pattern-traced-labels", "getitem",
-     lambda logp, labels: -np.mean(logp[np.arange(4), labels]), uniform(-3, -0.1, (4, 3)), _labels)
+case(
+    "getitem-cross-entropy-pattern-constant-labels",
+    "getitem",
+    lambda logp: -np.mean(logp[np.arange(4), _labels]),
+    uniform(-3, -0.1, (4, 3)),
+)
+case(
+    "getitem-cross-entropy-pattern-traced-labels",
+    "getitem",
+    lambda logp, labels: -np.mean(logp[np.arange(4), labels]),
+    uniform(-3, -0.1, (4, 3)),
+    _labels,
+)
 
 # scatter_add is what indexing differentiates to; differentiating a gradient differentiates it.
 _first_gradient_of_gather = cr.grad(lambda z: weighted_sum(z[[0, 2, 0, 4]] ** 3))
-case("scatter_add-grad-of-gather-with-repeats", "scatter_add",
-     lambda x: weighted_sum(_first_gradient_of_gather(x)), uniform(-2, 2, (5,)))
+case(
+    "scatter_add-grad-of-gather-with-repeats",
+    "scatter_add",
+    lambda x: weighted_sum(_first_gradient_of_gather(x)),
+    uniform(-2, 2, (5,)),
+)
 _first_gradient_of_slice = cr.grad(lambda z: weighted_sum(z[::2, 1:] ** 3))
-case("scatter_add-grad-of-slice", "scatter_add", lambda x: weighted_sum(_first_gradient_of_slice(x)),
-     uniform(-2, 2, (3, 3)))
+case(
+    "scatter_add-grad-of-slice",
+    "scatter_add",
+    lambda x: weighted_sum(_first_gradient_of_slice(x)),
+    uniform(-2, 2, (3, 3)),
+)
 
 # NumPy functions written as composites of primitives (credited to no single op).
 for _id, _fn, _x in [
@@ -255,16 +400,31 @@ for _id, _fn, _x in [
     ("np.linalg.norm-vector", np.linalg.norm, uniform(-2, 2, (5,))),
     ("np.linalg.norm-frobenius", np.linalg.norm, uniform(-2, 2, (3, 4))),
     ("np.linalg.norm-axis-1", lambda x: np.linalg.norm(x, axis=1), uniform(-2, 2, (3, 4))),
-    ("np.linalg.norm-ord-2-keepdims", lambda x: np.linalg.norm(x, ord=2, axis=0, keepdims=True),
-     uniform(-2, 2, (3, 4))),
+    (
+        "np.linalg.norm-ord-2-keepdims",
+        lambda x: np.linalg.norm(x, ord=2, axis=0, keepdims=True),
+        uniform(-2, 2, (3, 4)),
+    ),
 ]:
     case(_id, None, lambda x, fn=_fn: weighted_sum(fn(x)), _x)
-case("np.outer", None, lambda a, b: weighted_sum(np.outer(a, b)), uniform(-2, 2, (3,), 1), uniform(-2, 2, (4,), 2),
-     argnums=(0, 1))
+case(
+    "np.outer",
+    None,
+    lambda a, b: weighted_sum(np.outer(a, b)),
+    uniform(-2, 2, (3,), 1),
+    uniform(-2, 2, (4,), 2),
+    argnums=(0, 1),
+)
 _a, _b = grid_pair((3, 1), (1, 4))
 case("np.logaddexp-broadcast", None, lambda a, b: weighted_sum(np.logaddexp(a, b)), _a, _b, argnums=(0, 1))
-case("np.logaddexp-large", None, lambda a, b: weighted_sum(np.logaddexp(a, b)),
-     np.array([500.0, -300.0, 2.0]), np.array([499.0, -301.5, 700.0]), argnums=(0, 1))
+case(
+    "np.logaddexp-large",
+    None,
+    lambda a, b: weighted_sum(np.logaddexp(a, b)),
+    np.array([500.0, -300.0, 2.0]),
+    np.array([499.0, -301.5, 700.0]),
+    argnums=(0, 1),
+)
 
 # ---- the table covers the table -------------------------------------------------------------
 
@@ -274,8 +434,11 @@ NO_GRADIENT_OPS = {"lt", "le", "gt", "ge", "eq", "ne", "logical_and", "logical_o
 
 
 def test_every_differentiable_non_elementwise_op_has_a_gradient_case():
-    required = {name for name, op in OPS.items()
-                if op.vjp is not None and op.kind in DIFFERENTIABLE_KINDS and not op.is_elementwise}
+    required = {
+        name
+        for name, op in OPS.items()
+        if op.vjp is not None and op.kind in DIFFERENTIABLE_KINDS and not op.is_elementwise
+    }
     covered = {c.covers for c in CASES}
     missing = sorted(required - covered)
     assert not missing, f"ops with VJP rules but no gradient case in tests/test_op_gradients.py: {missing}"
@@ -326,8 +489,9 @@ def test_gradient_matches_central_differences_in_float64(c: Case, backend):
         else:
             numeric = numerical_gradient(c.fn, c.args, argnum)
             error = relative_error(gradient, numeric)
-            assert error < 1e-7, (f"d/d arg{argnum}: relative error {error:.2e}\n"
-                                  f"chainrule: {gradient}\nfinite differences: {numeric}")
+            assert error < 1e-7, (
+                f"d/d arg{argnum}: relative error {error:.2e}\nchainrule: {gradient}\nfinite differences: {numeric}"
+            )
 
 
 def _float32(arg):
@@ -355,8 +519,9 @@ def test_the_llvm_backend_agrees_with_the_numpy_backend(c: Case, dtype):
     argnums = c.argnums if len(c.argnums) > 1 else c.argnums[0]
     value, gradients = cr.value_and_grad(c.fn, argnums, backend="numpy")(*args)
     llvm_value, llvm_gradients = cr.value_and_grad(c.fn, argnums, backend="llvm")(*args)
-    for expected, got in [(value, llvm_value)] + list(zip(*[g if len(c.argnums) > 1 else (g,)
-                                                            for g in (gradients, llvm_gradients)])):
+    for expected, got in [(value, llvm_value)] + list(
+        zip(*[g if len(c.argnums) > 1 else (g,) for g in (gradients, llvm_gradients)])
+    ):
         assert type(got) is type(expected) and np.shape(got) == np.shape(expected)
         assert np.asarray(got).dtype == np.asarray(expected).dtype
         rtol = 1e-12 if np.asarray(got).dtype == np.float64 else 1e-5  # a float32 result is float32
@@ -377,10 +542,12 @@ def test_max_reduction_ties_split_the_gradient_evenly():
     np.testing.assert_array_equal(cr.grad(lambda x: np.max(x))(np.array([1.0, 3.0, 3.0])), [0.0, 0.5, 0.5])
     x = np.array([[2.0, 2.0, 1.0], [0.0, 4.0, 4.0], [7.0, 7.0, 7.0]])
     third = 1.0 / 3.0
-    np.testing.assert_allclose(cr.grad(lambda x: np.sum(np.max(x, axis=1)))(x),
-                               [[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [third, third, third]], rtol=1e-15)
-    np.testing.assert_array_equal(cr.grad(lambda x: np.min(x))(np.array([4.0, -1.0, 2.0, -1.0])),
-                                  [0.0, 0.5, 0.0, 0.5])
+    np.testing.assert_allclose(
+        cr.grad(lambda x: np.sum(np.max(x, axis=1)))(x),
+        [[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [third, third, third]],
+        rtol=1e-15,
+    )
+    np.testing.assert_array_equal(cr.grad(lambda x: np.min(x))(np.array([4.0, -1.0, 2.0, -1.0])), [0.0, 0.5, 0.0, 0.5])
 
 
 # ---- comparisons and logical ops carry no gradient -------------------------------------------
@@ -399,12 +566,12 @@ def test_where_condition_gets_no_gradient_even_when_it_depends_on_the_input():
     np.testing.assert_array_equal(g, np.ones(4))
 
 
-@pytest.mark.parametrize("compare", [np.less, np.less_equal, np.greater, np.greater_equal, np.equal, np.not_equal],
-                         ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "compare", [np.less, np.less_equal, np.greater, np.greater_equal, np.equal, np.not_equal], ids=lambda f: f.__name__
+)
 def test_comparison_cast_to_float_has_zero_gradient(compare):
     a, b = np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0])
-    grad_a, grad_b = cr.grad(lambda a, b: np.sum(compare(a, b).astype(np.float64) * 5.0 + a * b),
-                             argnums=(0, 1))(a, b)
+    grad_a, grad_b = cr.grad(lambda a, b: np.sum(compare(a, b).astype(np.float64) * 5.0 + a * b), argnums=(0, 1))(a, b)
     np.testing.assert_array_equal(grad_a, b)
     np.testing.assert_array_equal(grad_b, a)
 
@@ -435,8 +602,9 @@ def test_repeated_integer_indices_accumulate_the_gradient():
 
 def test_value_used_several_times_sums_its_cotangents():
     x = np.array([0.3, -1.2])
-    np.testing.assert_allclose(cr.grad(lambda x: np.sum(x * x * x + np.sin(x) * x))(x),
-                               3 * x ** 2 + np.cos(x) * x + np.sin(x), rtol=1e-14)
+    np.testing.assert_allclose(
+        cr.grad(lambda x: np.sum(x * x * x + np.sin(x) * x))(x), 3 * x**2 + np.cos(x) * x + np.sin(x), rtol=1e-14
+    )
 
 
 def test_hessian_of_a_gather_with_repeats_counts_each_repeat():
@@ -459,10 +627,10 @@ SECOND_DERIVATIVES = [
     ("sin", np.sin, lambda x: -np.sin(x)),
     ("exp", np.exp, np.exp),
     ("tanh", np.tanh, lambda x: -2.0 * np.tanh(x) * (1.0 - np.tanh(x) ** 2)),
-    ("cube", lambda x: x ** 3, lambda x: 6.0 * x),
+    ("cube", lambda x: x**3, lambda x: 6.0 * x),
     ("sigmoid", nn.sigmoid, lambda x: _sigmoid(x) * (1 - _sigmoid(x)) * (1 - 2 * _sigmoid(x))),
-    ("log", np.log, lambda x: -1.0 / x ** 2),
-    ("sqrt", np.sqrt, lambda x: -0.25 * x ** -1.5),
+    ("log", np.log, lambda x: -1.0 / x**2),
+    ("sqrt", np.sqrt, lambda x: -0.25 * x**-1.5),
 ]
 
 

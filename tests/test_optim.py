@@ -32,7 +32,7 @@ def reference_step(name, hyper, g, p, slots, lr, t):
     b1, b2, eps = hyper["beta1"], hyper["beta2"], hyper["eps"]
     slots["m"] = b1 * slots.get("m", 0.0) + (1 - b1) * g
     slots["v"] = b2 * slots.get("v", 0.0) + (1 - b2) * g * g
-    m_hat, v_hat = slots["m"] / (1 - b1 ** t), slots["v"] / (1 - b2 ** t)
+    m_hat, v_hat = slots["m"] / (1 - b1**t), slots["v"] / (1 - b2**t)
     decay = hyper.get("weight_decay", 0.0) * p
     return p - lr * (m_hat / (math.sqrt(v_hat) + eps) + decay)
 
@@ -44,16 +44,16 @@ OPTIMIZERS = {
     "rmsprop": (optim.rmsprop(0.01, decay=0.95, eps=1e-7), {"decay": 0.95, "eps": 1e-7}),
     "adagrad": (optim.adagrad(0.05, eps=1e-9), {"eps": 1e-9}),
     "adam": (optim.adam(0.01, beta1=0.85, beta2=0.99, eps=1e-7), {"beta1": 0.85, "beta2": 0.99, "eps": 1e-7}),
-    "adamw": (optim.adamw(0.01, weight_decay=0.1), {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
-                                                    "weight_decay": 0.1}),
+    "adamw": (optim.adamw(0.01, weight_decay=0.1), {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.1}),
 }
 
 
 def params_and_gradients(steps, seed=0):
     rng = np.random.default_rng(seed)
     params = {"W": rng.standard_normal((3, 2)), "b": [rng.standard_normal(2), rng.standard_normal(())]}
-    grads = [{"W": rng.standard_normal((3, 2)), "b": [rng.standard_normal(2), rng.standard_normal(())]}
-             for _ in range(steps)]
+    grads = [
+        {"W": rng.standard_normal((3, 2)), "b": [rng.standard_normal(2), rng.standard_normal(())]} for _ in range(steps)
+    ]
     return params, grads
 
 
@@ -74,8 +74,7 @@ def test_optimizer_matches_an_independent_reference_over_several_steps(name):
         for t, gradient in enumerate(grads, start=1):
             params, state = opt_now.update(gradient, state, params)
             lr = learning_rate(t - 1) if callable(learning_rate) else learning_rate
-            expected = [reference_step(name, hyper, g, p, s, lr, t)
-                        for g, p, s in zip(flat(gradient), expected, slots)]
+            expected = [reference_step(name, hyper, g, p, s, lr, t) for g, p, s in zip(flat(gradient), expected, slots)]
         assert int(state["count"]) == 6
         np.testing.assert_allclose(flat(params), expected, rtol=1e-12, atol=1e-15)
         assert isinstance(params["b"], list) and params["b"][1].shape == ()
@@ -128,14 +127,16 @@ def test_update_rejects_mismatched_structures():
 
 # ---- schedules --------------------------------------------------------------------------------
 
+
 def test_schedules_match_seed_002_learning_rate_explorer():
     total, lr, epochs = 200, 0.01, np.arange(200)
     seed = {  # 12.18, "Learning Rate Schedule Explorer", verbatim
         "step": lr * (0.5 ** (epochs // 50)),
         "exponential": lr * np.exp(-0.02 * epochs),
         "cosine": lr * 0.5 * (1 + np.cos(np.pi * epochs / total)),
-        "warmup_cosine": np.where(epochs < 20, lr * epochs / 20,
-                                  lr * 0.5 * (1 + np.cos(np.pi * (epochs - 20) / (total - 20)))),
+        "warmup_cosine": np.where(
+            epochs < 20, lr * epochs / 20, lr * 0.5 * (1 + np.cos(np.pi * (epochs - 20) / (total - 20)))
+        ),
     }
     ours = {
         "step": optim.step_decay(lr, every=50, factor=0.5),
@@ -144,28 +145,36 @@ def test_schedules_match_seed_002_learning_rate_explorer():
         "warmup_cosine": optim.warmup_cosine(lr, warmup_steps=20, total_steps=total),
     }
     for name, schedule in ours.items():
-        np.testing.assert_allclose([float(schedule(int(e))) for e in epochs], seed[name], rtol=1e-14, atol=1e-18,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            [float(schedule(int(e))) for e in epochs], seed[name], rtol=1e-14, atol=1e-18, err_msg=name
+        )
         np.testing.assert_allclose(schedule(epochs), seed[name], rtol=1e-14, atol=1e-18, err_msg=name)
 
 
 def test_schedules_written_out():
     assert [optim.step_decay(0.1, every=3, factor=0.1)(s) for s in (0, 2, 3, 7)] == pytest.approx(
-        [0.1, 0.1, 0.01, 0.001], rel=1e-14)
+        [0.1, 0.1, 0.01, 0.001], rel=1e-14
+    )
     cosine = optim.cosine_decay(1.0, total_steps=100, final_lr=0.1)
     assert [float(cosine(s)) for s in (0, 50, 100, 1000)] == pytest.approx([1.0, 0.55, 0.1, 0.1], rel=1e-14)
     warm = optim.warmup_cosine(1.0, warmup_steps=10, total_steps=110)
-    assert [float(warm(s)) for s in (0, 5, 10, 60, 110, 200)] == pytest.approx([0, 0.5, 1.0, 0.5, 0, 0],
-                                                                             abs=1e-15)
+    assert [float(warm(s)) for s in (0, 5, 10, 60, 110, 200)] == pytest.approx([0, 0.5, 1.0, 0.5, 0, 0], abs=1e-15)
     assert float(optim.constant(0.3)(17)) == 0.3
     with pytest.raises(ValueError, match="warmup_steps"):
         optim.warmup_cosine(1.0, warmup_steps=10, total_steps=10)
 
 
-@pytest.mark.parametrize("schedule", [optim.step_decay(0.1, every=3), optim.exponential_decay(0.1, 0.05),
-                                      optim.cosine_decay(0.1, 20, final_lr=0.01),
-                                      optim.warmup_cosine(0.1, 4, 20), optim.constant(0.1)],
-                         ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        optim.step_decay(0.1, every=3),
+        optim.exponential_decay(0.1, 0.05),
+        optim.cosine_decay(0.1, 20, final_lr=0.01),
+        optim.warmup_cosine(0.1, 4, 20),
+        optim.constant(0.1),
+    ],
+    ids=lambda s: type(s).__name__,
+)
 def test_schedules_trace_with_the_step_count_as_an_input(schedule):
     traced = cr.jit(lambda count: schedule(count) + 0.0 * count)
     for step in (0, 1, 3, 4, 10, 25):
@@ -174,6 +183,7 @@ def test_schedules_trace_with_the_step_count_as_an_input(schedule):
 
 
 # ---- clipping -------------------------------------------------------------------------------
+
 
 def test_clip_by_value():
     clipped = optim.clip_by_value({"a": np.array([-3.0, 0.5, 2.0])}, 1.0)
@@ -194,9 +204,11 @@ def test_clip_by_global_norm_scales_every_leaf_by_one_factor():
 
 def test_clipping_traced_equals_eager():
     grads = {"a": np.array([3.0, -7.0]), "b": np.array([[4.0, 0.1]])}
-    traced = cr.jit(lambda g: (optim.clip_by_global_norm(optim.clip_by_value(g, 5.0), 2.0)))
-    (got, norm), (expected, expected_norm) = traced(grads), optim.clip_by_global_norm(
-        optim.clip_by_value(grads, 5.0), 2.0)
+    traced = cr.jit(lambda g: optim.clip_by_global_norm(optim.clip_by_value(g, 5.0), 2.0))
+    (got, norm), (expected, expected_norm) = (
+        traced(grads),
+        optim.clip_by_global_norm(optim.clip_by_value(grads, 5.0), 2.0),
+    )
     assert float(norm) == pytest.approx(float(expected_norm), rel=1e-15)
     for key in grads:
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-15)

@@ -91,8 +91,9 @@ def test_every_function_in_the_table_maps_to_an_op_or_a_composite():
 def sample_operands(ufunc) -> list:
     """Operands on which NumPy computes ``ufunc`` without error: square float matrices (so matmul
     fits) in (0.3, 0.9) or else in (1.2, 1.8) (arccosh), or else booleans (invert)."""
-    candidates = [[np.linspace(low, low + 0.6, 9).reshape(3, 3) + 0.05 * i for i in range(ufunc.nin)]
-                  for low in (0.3, 1.2)]
+    candidates = [
+        [np.linspace(low, low + 0.6, 9).reshape(3, 3) + 0.05 * i for i in range(ufunc.nin)] for low in (0.3, 1.2)
+    ]
     candidates.append([np.eye(3, dtype=bool) | np.eye(3, k=i + 1, dtype=bool) for i in range(ufunc.nin)])
     for operands in candidates:
         try:
@@ -130,8 +131,9 @@ def test_numpy_functions_the_table_lacks_raise_a_chainrule_error_naming_them():
         cr.trace(lambda x: np.multiply.reduce(x), np.ones(3))
 
 
-@pytest.mark.parametrize("ufunc,reduction", [(np.add, np.sum), (np.maximum, np.max), (np.minimum, np.min)],
-                         ids=["add", "maximum", "minimum"])
+@pytest.mark.parametrize(
+    "ufunc,reduction", [(np.add, np.sum), (np.maximum, np.max), (np.minimum, np.min)], ids=["add", "maximum", "minimum"]
+)
 def test_ufunc_reduce_reduces_like_the_reduction_it_is(ufunc, reduction):
     x = np.arange(6.0).reshape(2, 3)
     np.testing.assert_array_equal(compiled(ufunc.reduce)(x), reduction(x, axis=0))

@@ -18,9 +18,13 @@ import chainrule as cr
 EXAMPLE_1_X = np.array([[1.0], [0.5], [-1.0], [2.0]])  # 4x1
 EXAMPLE_1_Y = np.array([[1.0]])
 EXAMPLE_1_PARAMETERS = {
-    "W1": np.array([[0.2, -0.1, 0.4, 0.1],  # 3x4
-                    [0.3, 0.2, -0.3, 0.2],
-                    [-0.1, 0.5, 0.1, -0.2]]),
+    "W1": np.array(
+        [
+            [0.2, -0.1, 0.4, 0.1],  # 3x4
+            [0.3, 0.2, -0.3, 0.2],
+            [-0.1, 0.5, 0.1, -0.2],
+        ]
+    ),
     "b1": np.array([[0.1], [-0.1], [0.0]]),  # 3x1
     "W2": np.array([[0.5, -0.3, 0.8]]),  # 1x3
     "b2": np.array([[0.1]]),  # 1x1
@@ -30,10 +34,10 @@ EXAMPLE_1_PARAMETERS = {
 def example_1_loss(parameters, X, Y):
     """Steps F1-F5 of the seed, column vectors as in the notes."""
     W1, b1, W2, b2 = parameters["W1"], parameters["b1"], parameters["W2"], parameters["b2"]
-    Z1 = W1 @ X + b1                                  # Step F1
-    A1 = np.maximum(0, Z1)                            # Step F2: ReLU
-    Z2 = W2 @ A1 + b2                                 # Step F3
-    A2 = 1 / (1 + np.exp(-Z2))                        # Step F4: sigmoid
+    Z1 = W1 @ X + b1  # Step F1
+    A1 = np.maximum(0, Z1)  # Step F2: ReLU
+    Z2 = W2 @ A1 + b2  # Step F3
+    A2 = 1 / (1 + np.exp(-Z2))  # Step F4: sigmoid
     L = -(Y * np.log(A2) + (1 - Y) * np.log(1 - A2))  # Step F5: BCE
     return np.sum(L)
 
@@ -45,13 +49,13 @@ def example_1_backward(parameters, X, Y):
     A1 = np.maximum(0, Z1)
     Z2 = W2 @ A1 + b2
     A2 = 1 / (1 + np.exp(-Z2))
-    dZ2 = A2 - Y                                      # Step B1-B2
-    dW2 = dZ2 @ A1.T                                  # Step B3
-    db2 = dZ2                                         # Step B4
-    dA1 = W2.T @ dZ2                                  # Step B5
-    dZ1 = dA1 * (Z1 > 0)                              # Step B6: the ReLU mask
-    dW1 = dZ1 @ X.T                                   # Step B7
-    db1 = dZ1                                         # Step B8
+    dZ2 = A2 - Y  # Step B1-B2
+    dW2 = dZ2 @ A1.T  # Step B3
+    db2 = dZ2  # Step B4
+    dA1 = W2.T @ dZ2  # Step B5
+    dZ1 = dA1 * (Z1 > 0)  # Step B6: the ReLU mask
+    dW1 = dZ1 @ X.T  # Step B7
+    db1 = dZ1  # Step B8
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 
 
@@ -69,9 +73,11 @@ def test_example_1_output_layer_gradients_match_the_printed_four_decimals(exampl
 def test_example_1_hidden_layer_gradients_match_the_printed_values(example_1_gradients):
     # Steps B7 and B8. The seed rounds intermediate results (0.1631 * 0.5 = 0.0816 where the
     # exact value is 0.081546), so the comparison is to the printed precision plus that slip.
-    printed_dW1 = [[-0.2718, -0.1359, 0.2718, -0.5436],
-                   [0.1631, 0.0816, -0.1631, 0.3262],
-                   [0.0000, 0.0000, 0.0000, 0.0000]]
+    printed_dW1 = [
+        [-0.2718, -0.1359, 0.2718, -0.5436],
+        [0.1631, 0.0816, -0.1631, 0.3262],
+        [0.0000, 0.0000, 0.0000, 0.0000],
+    ]
     printed_db1 = [[-0.2718], [0.1631], [0.0000]]
     np.testing.assert_allclose(example_1_gradients["W1"], printed_dW1, rtol=0, atol=6e-5)
     np.testing.assert_allclose(example_1_gradients["b1"], printed_db1, rtol=0, atol=6e-5)
@@ -94,9 +100,9 @@ def test_example_1_gradients_equal_the_seeds_hand_written_backward_pass(example_
 
 def test_example_1_forward_values_match_the_printed_steps():
     loss, _ = cr.value_and_grad(example_1_loss)(EXAMPLE_1_PARAMETERS, EXAMPLE_1_X, EXAMPLE_1_Y)
-    Z2 = -0.175                                        # Step F3
+    Z2 = -0.175  # Step F3
     A2 = 1 / (1 + np.exp(-Z2))
-    assert round(A2, 4) == 0.4564                      # Step F4
+    assert round(A2, 4) == 0.4564  # Step F4
     # Step F5 prints 0.7847; -log(0.4564) is 0.7844 (a slip in the notes), so the loss is
     # checked against the formula rather than that digit.
     np.testing.assert_allclose(loss, -np.log(A2), rtol=1e-14)
@@ -113,12 +119,12 @@ def initialize_parameters(layer_dims, activations):
     np.random.seed(42)
     parameters = {}
     for l in range(1, len(layer_dims)):
-        if activations[l-1] == 'relu':
-            scale = np.sqrt(2.0 / layer_dims[l-1])
+        if activations[l - 1] == "relu":
+            scale = np.sqrt(2.0 / layer_dims[l - 1])
         else:
-            scale = np.sqrt(1.0 / layer_dims[l-1])
-        parameters[f'W{l}'] = np.random.randn(layer_dims[l], layer_dims[l-1]) * scale
-        parameters[f'b{l}'] = np.zeros((layer_dims[l], 1))
+            scale = np.sqrt(1.0 / layer_dims[l - 1])
+        parameters[f"W{l}"] = np.random.randn(layer_dims[l], layer_dims[l - 1]) * scale
+        parameters[f"b{l}"] = np.zeros((layer_dims[l], 1))
     return parameters
 
 
@@ -136,21 +142,21 @@ def _tanh(Z):
 
 
 def _activation_forward(Z, activation):
-    if activation == 'sigmoid':
+    if activation == "sigmoid":
         return _sigmoid(Z)
-    elif activation == 'relu':
+    elif activation == "relu":
         return _relu(Z)
-    elif activation == 'tanh':
+    elif activation == "tanh":
         return _tanh(Z)
 
 
 def _activation_backward(dA, Z, activation):
-    if activation == 'sigmoid':
+    if activation == "sigmoid":
         s = _sigmoid(Z)
         return dA * s * (1 - s)
-    elif activation == 'relu':
+    elif activation == "relu":
         return dA * (Z > 0).astype(float)
-    elif activation == 'tanh':
+    elif activation == "tanh":
         return dA * (1 - np.tanh(Z) ** 2)
 
 
@@ -159,17 +165,17 @@ def forward(parameters, X, activations):
     L = len(activations)
     caches = {}
     A = X
-    caches['A0'] = X
+    caches["A0"] = X
     for l in range(1, L + 1):
         A_prev = A
-        W = parameters[f'W{l}']
-        b = parameters[f'b{l}']
+        W = parameters[f"W{l}"]
+        b = parameters[f"b{l}"]
         # Linear step: Z = W·A_prev + b
         Z = np.dot(W, A_prev) + b
-        caches[f'Z{l}'] = Z
+        caches[f"Z{l}"] = Z
         # Activation step
-        A = _activation_forward(Z, activations[l-1])
-        caches[f'A{l}'] = A
+        A = _activation_forward(Z, activations[l - 1])
+        caches[f"A{l}"] = A
     return A, caches
 
 
@@ -177,14 +183,12 @@ def compute_cost(parameters, AL, Y, L, lambd=0, eps=1e-8):
     """Binary cross-entropy with optional L2 regularization"""
     m = Y.shape[1]
     # Cross-entropy loss
-    cost = -(1/m) * np.sum(
-        Y * np.log(AL + eps) + (1 - Y) * np.log(1 - AL + eps)
-    )
+    cost = -(1 / m) * np.sum(Y * np.log(AL + eps) + (1 - Y) * np.log(1 - AL + eps))
     # L2 regularization
     if lambd > 0:
         l2_cost = 0
         for l in range(1, L + 1):
-            l2_cost += np.sum(np.square(parameters[f'W{l}']))
+            l2_cost += np.sum(np.square(parameters[f"W{l}"]))
         cost += (lambd / (2 * m)) * l2_cost
     return np.squeeze(cost)
 
@@ -194,25 +198,25 @@ def backward(parameters, caches, Y, activations, lambd=0):
     L = len(activations)
     grads = {}
     m = Y.shape[1]
-    AL = caches[f'A{L}']
+    AL = caches[f"A{L}"]
     # Output layer: dZ[L] = A[L] - Y (sigmoid + BCE)
     dZ = AL - Y
     for l in range(L, 0, -1):
-        A_prev = caches[f'A{l-1}']
+        A_prev = caches[f"A{l - 1}"]
         # Gradient of weights: dW = (1/m) · dZ · A_prev^T
-        dW = (1/m) * np.dot(dZ, A_prev.T)
+        dW = (1 / m) * np.dot(dZ, A_prev.T)
         # Add L2 regularization gradient
         if lambd > 0:
-            dW += (lambd / m) * parameters[f'W{l}']
+            dW += (lambd / m) * parameters[f"W{l}"]
         # Gradient of biases: db = (1/m) · sum(dZ, axis=1)
-        db = (1/m) * np.sum(dZ, axis=1, keepdims=True)
-        grads[f'dW{l}'] = dW
-        grads[f'db{l}'] = db
+        db = (1 / m) * np.sum(dZ, axis=1, keepdims=True)
+        grads[f"dW{l}"] = dW
+        grads[f"db{l}"] = db
         if l > 1:
             # dA_prev = W^T · dZ
-            dA_prev = np.dot(parameters[f'W{l}'].T, dZ)
+            dA_prev = np.dot(parameters[f"W{l}"].T, dZ)
             # dZ_prev = dA_prev ⊙ g'(Z_prev)
-            dZ = _activation_backward(dA_prev, caches[f'Z{l-1}'], activations[l-2])
+            dZ = _activation_backward(dA_prev, caches[f"Z{l - 1}"], activations[l - 2])
     return grads
 
 
@@ -228,13 +232,13 @@ def spiral_data():
     N = 200  # points per class
     D = 2  # dimensions
     K = 2  # classes
-    X = np.zeros((N*K, D))
-    Y = np.zeros((N*K, 1))
+    X = np.zeros((N * K, D))
+    Y = np.zeros((N * K, 1))
     for j in range(K):
-        ix = range(N*j, N*(j+1))
+        ix = range(N * j, N * (j + 1))
         r = np.linspace(0.0, 1, N)
-        t = np.linspace(j*4, (j+1)*4, N) + np.random.randn(N)*0.2
-        X[ix] = np.c_[r*np.sin(t), r*np.cos(t)]
+        t = np.linspace(j * 4, (j + 1) * 4, N) + np.random.randn(N) * 0.2
+        X[ix] = np.c_[r * np.sin(t), r * np.cos(t)]
         Y[ix] = j
     return X.T, Y.T  # (2, 400), (1, 400)
 
@@ -243,7 +247,7 @@ def seed_gradients(parameters, X, Y, activations, lambd):
     """The seed's backward pass, keyed like the parameters (dW1 -> W1)."""
     _, caches = forward(parameters, X, activations)
     grads = backward(parameters, caches, Y, activations, lambd)
-    return {name: grads[f'd{name}'] for name in parameters}
+    return {name: grads[f"d{name}"] for name in parameters}
 
 
 def relative_difference(a: dict, b: dict) -> float:
@@ -279,7 +283,7 @@ def test_gradients_of_the_seeds_cost_equal_its_hand_written_backward(spiral, lay
     # The seed's backward starts from dZ[L] = A[L] - Y, which is the exact gradient of the cost
     # without the +1e-8 inside the logs; so the cost is taken with eps = 0 here.
     X, Y = spiral
-    activations = (hidden,) * (len(layer_dims) - 2) + ('sigmoid',)
+    activations = (hidden,) * (len(layer_dims) - 2) + ("sigmoid",)
     parameters = initialize_parameters(layer_dims, activations)
     gradients = cr.grad(cost_of_parameters)(parameters, X, Y, activations, lambd, 0.0)
     expected = seed_gradients(parameters, X, Y, activations, lambd)
@@ -293,7 +297,7 @@ def test_gradients_of_the_seeds_cost_equal_its_hand_written_backward(spiral, lay
 @pytest.mark.parametrize("lambd", [0, 0.7])
 def test_cost_value_matches_the_seeds_compute_cost(spiral, lambd):
     X, Y = spiral
-    activations = ('relu', 'relu', 'sigmoid')
+    activations = ("relu", "relu", "sigmoid")
     parameters = initialize_parameters([2, 16, 8, 1], activations)
     value, _ = cr.value_and_grad(cost_of_parameters)(parameters, X, Y, activations, lambd)
     AL, _ = forward(parameters, X, activations)
@@ -302,8 +306,7 @@ def test_cost_value_matches_the_seeds_compute_cost(spiral, lambd):
 
 @pytest.mark.parametrize("lambd", [0, 0.7])
 @pytest.mark.parametrize("hidden", ["relu", "tanh", "sigmoid"])
-def test_with_the_seeds_epsilon_chainrule_is_exact_and_the_seeds_backward_is_off_by_about_1e_8(
-        spiral, hidden, lambd):
+def test_with_the_seeds_epsilon_chainrule_is_exact_and_the_seeds_backward_is_off_by_about_1e_8(spiral, hidden, lambd):
     # Finding: with the seed's compute_cost (log(AL + 1e-8), log(1 - AL + 1e-8)) the true
     # gradient at the output is (1/m)(AL - Y) plus terms of order 1e-8 / AL, which the seed's
     # dZ = AL - Y leaves out. chainrule differentiates the cost as written, so it agrees with
@@ -315,7 +318,7 @@ def test_with_the_seeds_epsilon_chainrule_is_exact_and_the_seeds_backward_is_off
     # near the origin still put some |Z[2]| at 1e-4, so the difference step is 1e-6 (the
     # default 1e-4 would straddle ReLU's kink there).
     X, Y = X[:, 1::8], Y[:, 1::8]
-    activations = (hidden, hidden, 'sigmoid')
+    activations = (hidden, hidden, "sigmoid")
     parameters = initialize_parameters([2, 16, 8, 1], activations)
     assert cr.check_grad(cost_of_parameters, parameters, X, Y, activations, lambd, step=1e-6) < 1e-7
 
@@ -326,7 +329,7 @@ def test_with_the_seeds_epsilon_chainrule_is_exact_and_the_seeds_backward_is_off
 
 def test_backward_source_names_cotangents_after_the_seeds_variables(spiral):
     X, Y = spiral
-    activations = ('relu', 'relu', 'sigmoid')
+    activations = ("relu", "relu", "sigmoid")
     parameters = initialize_parameters([2, 16, 8, 1], activations)
     source = cr.grad(cost_of_parameters).source(parameters, X, Y, activations, 0, 0.0)
     assert "dZ = " in source and "dA = " in source

@@ -54,76 +54,193 @@ class Case:
 
 CASES = [
     Case("double negation", lambda x: np.sum(-(-x) * x), (normal(4),), absent=("neg",)),  # noqa: B002
-    Case("add of a negation is a subtraction", lambda x, y: np.sum(x + (-y)), (normal(4), normal(4)),
-         present=("sub",), absent=("neg", "add")),
-    Case("subtracting a negation is an addition", lambda x, y: np.sum(x - (-y)), (normal(4), normal(4)),
-         present=("add",), absent=("neg", "sub")),
-    Case("zero minus x is a negation", lambda x: np.sum(np.exp(0.0 - x)), (normal(4),),
-         present=("neg",), absent=("sub",)),
-    Case("a product of negations", lambda x, y: np.sum((-x) * (-y)), (normal(4), normal(4)),
-         absent=("neg",)),
-    Case("a quotient of negations", lambda x, y: np.sum((-x) / (-y)), (normal(4), positive(4)),
-         absent=("neg",)),
+    Case(
+        "add of a negation is a subtraction",
+        lambda x, y: np.sum(x + (-y)),
+        (normal(4), normal(4)),
+        present=("sub",),
+        absent=("neg", "add"),
+    ),
+    Case(
+        "subtracting a negation is an addition",
+        lambda x, y: np.sum(x - (-y)),
+        (normal(4), normal(4)),
+        present=("add",),
+        absent=("neg", "sub"),
+    ),
+    Case(
+        "zero minus x is a negation", lambda x: np.sum(np.exp(0.0 - x)), (normal(4),), present=("neg",), absent=("sub",)
+    ),
+    Case("a product of negations", lambda x, y: np.sum((-x) * (-y)), (normal(4), normal(4)), absent=("neg",)),
+    Case("a quotient of negations", lambda x, y: np.sum((-x) / (-y)), (normal(4), positive(4)), absent=("neg",)),
     Case("x plus x is two x", lambda x: np.sum(np.sin(x + x)), (normal(4),), present=("mul",), absent=("add",)),
-    Case("constant factors merge when one is a power of two", lambda x: np.sum(np.sin(0.3 * (2.0 * x))),
-         (normal(4),), extra={"count": {"mul": 1}}),
-    Case("a negated constant multiple", lambda x: np.sum(np.sin(-(0.3 * x))), (normal(4),),
-         absent=("neg",)),
-    Case("a shape op of a broadcast scalar is a broadcast", lambda x: np.sum(x * np.broadcast_to(
-        np.float64(1.0) * x[0, 0], (6,)).reshape(2, 3)), (normal(2, 3),), absent=("reshape",)),
-    Case("reshape after a kept sum is a sum without kept axes",
-         lambda x: np.sum(np.sin(np.sum(x, axis=0, keepdims=True).reshape(3))), (normal(4, 3),),
-         absent=("reshape",)),
-    Case("sum of a sum", lambda x: np.sin(np.sum(np.sum(x * x, axis=1), axis=0)), (normal(4, 3),),
-         extra={"count": {"sum": 1}}),
-    Case("sum of a kept sum", lambda x: np.sin(np.sum(np.sum(x * x, axis=1, keepdims=True), axis=(0, 1))),
-         (normal(4, 3),), extra={"count": {"sum": 1}}),
-    Case("a sum of a negation is a negated sum", lambda x: np.sin(np.sum(-np.exp(x))), (normal(3, 4),),
-         extra={"count": {"neg": 1}}),
-    Case("one pick per row: the label picks' backward sums to its values",
-         lambda z: nn.cross_entropy(z, np.array([0, 2, 1, 1])), (normal(4, 3),)),
-    Case("times minus one is a negation", lambda x: np.sum(np.exp(x * -1.0)), (normal(4),),
-         present=("neg",), absent=("mul",)),
-    Case("times a broadcast one is a broadcast", lambda x: np.sum(np.exp(np.ones((3, 4)) * x)), (normal(4),),
-         absent=("mul",)),
-    Case("division by a power of two is a multiplication", lambda x: np.sum(np.sin(x / 4.0)), (normal(4),),
-         present=("mul",), absent=("div",)),
-    Case("squaring is a product", lambda x: np.sum(np.sin(x ** 2)), (normal(4),), present=("mul",), absent=("pow",)),
-    Case("a half power is a square root", lambda x: np.sum(np.sin(x ** 0.5)), (positive(4),),
-         present=("sqrt",), absent=("pow",)),
-    Case("a minus-one power is a reciprocal", lambda x: np.sum(np.sin(x ** -1.0)), (positive(4),),
-         present=("div",), absent=("pow",)),
+    Case(
+        "constant factors merge when one is a power of two",
+        lambda x: np.sum(np.sin(0.3 * (2.0 * x))),
+        (normal(4),),
+        extra={"count": {"mul": 1}},
+    ),
+    Case("a negated constant multiple", lambda x: np.sum(np.sin(-(0.3 * x))), (normal(4),), absent=("neg",)),
+    Case(
+        "a shape op of a broadcast scalar is a broadcast",
+        lambda x: np.sum(x * np.broadcast_to(np.float64(1.0) * x[0, 0], (6,)).reshape(2, 3)),
+        (normal(2, 3),),
+        absent=("reshape",),
+    ),
+    Case(
+        "reshape after a kept sum is a sum without kept axes",
+        lambda x: np.sum(np.sin(np.sum(x, axis=0, keepdims=True).reshape(3))),
+        (normal(4, 3),),
+        absent=("reshape",),
+    ),
+    Case(
+        "sum of a sum",
+        lambda x: np.sin(np.sum(np.sum(x * x, axis=1), axis=0)),
+        (normal(4, 3),),
+        extra={"count": {"sum": 1}},
+    ),
+    Case(
+        "sum of a kept sum",
+        lambda x: np.sin(np.sum(np.sum(x * x, axis=1, keepdims=True), axis=(0, 1))),
+        (normal(4, 3),),
+        extra={"count": {"sum": 1}},
+    ),
+    Case(
+        "a sum of a negation is a negated sum",
+        lambda x: np.sin(np.sum(-np.exp(x))),
+        (normal(3, 4),),
+        extra={"count": {"neg": 1}},
+    ),
+    Case(
+        "one pick per row: the label picks' backward sums to its values",
+        lambda z: nn.cross_entropy(z, np.array([0, 2, 1, 1])),
+        (normal(4, 3),),
+    ),
+    Case(
+        "times minus one is a negation",
+        lambda x: np.sum(np.exp(x * -1.0)),
+        (normal(4),),
+        present=("neg",),
+        absent=("mul",),
+    ),
+    Case(
+        "times a broadcast one is a broadcast",
+        lambda x: np.sum(np.exp(np.ones((3, 4)) * x)),
+        (normal(4),),
+        absent=("mul",),
+    ),
+    Case(
+        "division by a power of two is a multiplication",
+        lambda x: np.sum(np.sin(x / 4.0)),
+        (normal(4),),
+        present=("mul",),
+        absent=("div",),
+    ),
+    Case("squaring is a product", lambda x: np.sum(np.sin(x**2)), (normal(4),), present=("mul",), absent=("pow",)),
+    Case(
+        "a half power is a square root",
+        lambda x: np.sum(np.sin(x**0.5)),
+        (positive(4),),
+        present=("sqrt",),
+        absent=("pow",),
+    ),
+    Case(
+        "a minus-one power is a reciprocal",
+        lambda x: np.sum(np.sin(x**-1.0)),
+        (positive(4),),
+        present=("div",),
+        absent=("pow",),
+    ),
     Case("transpose of a transpose", lambda x: np.sum(np.sin(x.T.T) * x), (normal(3, 4),), absent=("transpose",)),
-    Case("reshape of a reshape", lambda x: np.sum(np.sin(x.reshape(2, 6).reshape(4, 3))), (normal(3, 4),),
-         extra={"count": {"reshape": 1}}),
-    Case("broadcast of a broadcast", lambda x: np.sum(np.sin(np.broadcast_to(np.broadcast_to(x, (3, 4)), (2, 3, 4)))),
-         (normal(4),), extra={"count": {"broadcast_to": 1}}),
-    Case("sum of a broadcast is a multiplication", lambda s: np.sin(np.sum(np.broadcast_to(s, (400,)))),
-         (np.float64(0.3),), present=("mul",), absent=("sum", "broadcast_to")),
-    Case("where with equal branches", lambda x: np.sum(np.where(x > 0, np.sin(x), np.sin(x))), (normal(5),),
-         absent=("where",)),
-    Case("a mask minus itself is zero", lambda x: np.sum(x * ((x > 0) * 1.0 - (x > 0) * 1.0)), (normal(5),),
-         absent=("sub",)),
-    Case("a mask times zero is zero", lambda x: np.sum(np.sin(x) + ((x > 0) * 1.0) * 0.0), (normal(5),),
-         absent=("cast",)),
-    Case("a lossless round-trip cast", lambda x: np.sum(np.sin(x.astype(np.float64).astype(np.float32))),
-         (normal(4).astype(np.float32),), absent=("cast",)),
+    Case(
+        "reshape of a reshape",
+        lambda x: np.sum(np.sin(x.reshape(2, 6).reshape(4, 3))),
+        (normal(3, 4),),
+        extra={"count": {"reshape": 1}},
+    ),
+    Case(
+        "broadcast of a broadcast",
+        lambda x: np.sum(np.sin(np.broadcast_to(np.broadcast_to(x, (3, 4)), (2, 3, 4)))),
+        (normal(4),),
+        extra={"count": {"broadcast_to": 1}},
+    ),
+    Case(
+        "sum of a broadcast is a multiplication",
+        lambda s: np.sin(np.sum(np.broadcast_to(s, (400,)))),
+        (np.float64(0.3),),
+        present=("mul",),
+        absent=("sum", "broadcast_to"),
+    ),
+    Case(
+        "where with equal branches",
+        lambda x: np.sum(np.where(x > 0, np.sin(x), np.sin(x))),
+        (normal(5),),
+        absent=("where",),
+    ),
+    Case(
+        "a mask minus itself is zero",
+        lambda x: np.sum(x * ((x > 0) * 1.0 - (x > 0) * 1.0)),
+        (normal(5),),
+        absent=("sub",),
+    ),
+    Case(
+        "a mask times zero is zero", lambda x: np.sum(np.sin(x) + ((x > 0) * 1.0) * 0.0), (normal(5),), absent=("cast",)
+    ),
+    Case(
+        "a lossless round-trip cast",
+        lambda x: np.sum(np.sin(x.astype(np.float64).astype(np.float32))),
+        (normal(4).astype(np.float32),),
+        absent=("cast",),
+    ),
     Case("log of exp", lambda x: np.sum(np.log(np.exp(x)) * x), (normal(4),), absent=("log", "exp")),
-    Case("sigmoid written out", lambda z: np.sum(1 / (1 + np.exp(-z))), (normal(4),),
-         present=("sigmoid",), absent=("exp", "div")),
-    Case("log of a sigmoid", lambda z: np.sum(np.log(nn.sigmoid(z))), (normal(4),),
-         present=("softplus",), absent=("log", "sigmoid")),
-    Case("log of one minus a sigmoid", lambda z: np.sum(np.log(1 - nn.sigmoid(z))), (normal(4),),
-         present=("softplus",), absent=("log", "sigmoid")),
-    Case("log1p of minus a sigmoid", lambda z: np.sum(np.log1p(-nn.sigmoid(z))), (normal(4),),
-         present=("softplus",), absent=("log1p", "sigmoid")),
-    Case("log of a normalized exp is a log-softmax",
-         lambda z: np.sum(np.log(np.exp(z) / np.sum(np.exp(z), axis=1, keepdims=True))), (normal(3, 5),),
-         present=("max",), extra={"count": {"log": 1}}),
-    Case("log-sum-exp is shifted by the max", lambda z: np.log(np.sum(np.exp(z))), (normal(6),),
-         present=("max", "stop_gradient")),
-    Case("a clamped log becomes a clamp of the log", lambda z: np.sum(np.log(np.maximum(nn.sigmoid(z), 1e-12))),
-         (normal(4),), present=("softplus", "maximum"), absent=("sigmoid",)),
+    Case(
+        "sigmoid written out",
+        lambda z: np.sum(1 / (1 + np.exp(-z))),
+        (normal(4),),
+        present=("sigmoid",),
+        absent=("exp", "div"),
+    ),
+    Case(
+        "log of a sigmoid",
+        lambda z: np.sum(np.log(nn.sigmoid(z))),
+        (normal(4),),
+        present=("softplus",),
+        absent=("log", "sigmoid"),
+    ),
+    Case(
+        "log of one minus a sigmoid",
+        lambda z: np.sum(np.log(1 - nn.sigmoid(z))),
+        (normal(4),),
+        present=("softplus",),
+        absent=("log", "sigmoid"),
+    ),
+    Case(
+        "log1p of minus a sigmoid",
+        lambda z: np.sum(np.log1p(-nn.sigmoid(z))),
+        (normal(4),),
+        present=("softplus",),
+        absent=("log1p", "sigmoid"),
+    ),
+    Case(
+        "log of a normalized exp is a log-softmax",
+        lambda z: np.sum(np.log(np.exp(z) / np.sum(np.exp(z), axis=1, keepdims=True))),
+        (normal(3, 5),),
+        present=("max",),
+        extra={"count": {"log": 1}},
+    ),
+    Case(
+        "log-sum-exp is shifted by the max",
+        lambda z: np.log(np.sum(np.exp(z))),
+        (normal(6),),
+        present=("max", "stop_gradient"),
+    ),
+    Case(
+        "a clamped log becomes a clamp of the log",
+        lambda z: np.sum(np.log(np.maximum(nn.sigmoid(z), 1e-12))),
+        (normal(4),),
+        present=("softplus", "maximum"),
+        absent=("sigmoid",),
+    ),
 ]
 
 
@@ -145,8 +262,9 @@ def test_rewrite_keeps_the_values_and_gradients(case):
     np.testing.assert_allclose(on, off, rtol=1e-12, atol=1e-15)
     if case.differentiable and np.asarray(case.args[0]).dtype == np.float64:
         argnums = tuple(range(len(case.args)))
-        for with_pass, without in zip(cr.grad(case.fn, argnums)(*case.args),
-                                      cr.grad(case.fn, argnums, optimize=False)(*case.args)):
+        for with_pass, without in zip(
+            cr.grad(case.fn, argnums)(*case.args), cr.grad(case.fn, argnums, optimize=False)(*case.args)
+        ):
             np.testing.assert_allclose(with_pass, without, rtol=1e-12, atol=1e-15)
 
 
@@ -231,14 +349,25 @@ def _operand_pool(graph: Graph) -> list[int]:
     scalars = [graph.const(c) for c in (0.0, 1.0, -1.0, 2.0, 3.0)]
     exp_neg = graph.add("exp", (graph.add("neg", (x,)),))
     mask = graph.add("cast", (graph.add("gt", (x, y)),), {"dtype": "float64"})
-    return [x, y, *constants, *scalars, graph.zeros(f64), graph.add("neg", (x,)), graph.add("neg", (y,)),
-            graph.add("mul", (scalars[3], x)), graph.add("mul", (x, y)), exp_neg,
-            graph.add("add", (scalars[1], exp_neg)), graph.add("sigmoid", (x,)),
-            graph.add("neg", (graph.add("sigmoid", (x,)),)), mask]
+    return [
+        x,
+        y,
+        *constants,
+        *scalars,
+        graph.zeros(f64),
+        graph.add("neg", (x,)),
+        graph.add("neg", (y,)),
+        graph.add("mul", (scalars[3], x)),
+        graph.add("mul", (x, y)),
+        exp_neg,
+        graph.add("add", (scalars[1], exp_neg)),
+        graph.add("sigmoid", (x,)),
+        graph.add("neg", (graph.add("sigmoid", (x,)),)),
+        mask,
+    ]
 
 
-GUARDED_RULES = sorted({(op, rule.name) for rule in SIMPLIFY.rules if rule.any_operand is not None
-                        for op in rule.ops})
+GUARDED_RULES = sorted({(op, rule.name) for rule in SIMPLIFY.rules if rule.any_operand is not None for op in rule.ops})
 
 
 @pytest.mark.parametrize("op,rule_name", GUARDED_RULES)
@@ -258,8 +387,9 @@ def test_a_rule_fires_only_where_its_declared_operand_ops_are(op, rule_name):
         if rule.rewrite(graph, node, args) is not None:
             fired += 1
             operand_ops = [graph[a].op for a in args]
-            assert not rule.any_operand.isdisjoint(operand_ops), \
+            assert not rule.any_operand.isdisjoint(operand_ops), (
                 f"{rule_name} rewrites {op} of {operand_ops}, but looks only for {sorted(rule.any_operand)}"
+            )
     assert fired > 0
 
 

@@ -20,6 +20,7 @@ def test_the_mean_bce_gradient_is_a_minus_y_over_m_in_the_ir():
     def bce(z, y):
         a = 1 / (1 + np.exp(-z))
         return -np.mean(y * np.log(a) + (1 - y) * np.log(1 - a))
+
     z, y = np.linspace(-3, 3, 8), (np.arange(8) % 2).astype(float)
     text = cr.grad(bce).ir(z, y, stage="simplified")
     assert "sub %" in text and "sigmoid" in text and "softplus" not in text.split("return")[0].split("d ")[-1]
@@ -43,6 +44,7 @@ def test_a_sum_of_bce_terms_is_one_region_simplified_to_sum_of_sigmoids_minus_co
             a = 1 / (1 + np.exp(-(z + k)))
             total = total - np.sum(y * np.log(a) + (1 - y) * np.log(1 - a))
         return total
+
     z, y = np.linspace(-2, 2, 6), (np.arange(6) % 2).astype(float)
     text = cr.grad(three_terms).ir(z, y, stage="simplified")
     assert text.count("= sigmoid") == 3 and "const 3.0" in text
@@ -56,6 +58,7 @@ def test_identical_regions_are_simplified_once():
     def bce(z, y):
         a = 1 / (1 + np.exp(-z))
         return -np.sum(y * np.log(a) + (1 - y) * np.log(1 - a))
+
     for size in (5, 6, 7):  # three compilations of one region shape
         cr.grad(bce)(np.zeros(size), np.ones(size))
     info = symbolic._simplify_region.cache_info()

@@ -16,6 +16,7 @@ from chainrule.ir import OPS, Graph, TensorType, Value
 
 # ---- the declared forms that reuse the op's output are kept (they are cheaper) -------------
 
+
 @pytest.mark.parametrize("name", ["sigmoid", "tanh", "tan", "exp", "sqrt", "expm1"])
 def test_cheap_rules_are_written_with_the_ops_own_output(name):
     graph = Graph(name)
@@ -34,6 +35,7 @@ def test_cheap_rules_are_written_with_the_ops_own_output(name):
 
 
 # ---- kink conventions (elementwise.py's docstring) -------------------------------------------
+
 
 def test_relu_derivative_at_zero_is_zero_like_the_seeds_mask_and_sympys_piecewise():
     x = np.array([-1.0, 0.0, 2.0])
@@ -83,8 +85,8 @@ def test_pow_derivative_in_the_exponent_is_zero_where_the_power_is_zero():
     # d/db a**b = a**b log(a) -> 0 as a -> 0+ for b > 0; the rule gives that limit, not 0 * -inf = nan
     a, b = np.array([0.0, 2.0]), np.array([1.5, 1.5])
     with np.errstate(divide="ignore", invalid="ignore"):  # log(0) is computed, then masked
-        db = cr.grad(lambda a, b: np.sum(a ** b), 1)(a, b)
-    np.testing.assert_allclose(db, [0.0, 2.0 ** 1.5 * np.log(2.0)], rtol=1e-15)
+        db = cr.grad(lambda a, b: np.sum(a**b), 1)(a, b)
+    np.testing.assert_allclose(db, [0.0, 2.0**1.5 * np.log(2.0)], rtol=1e-15)
 
 
 def test_clip_with_lo_above_hi_sends_the_gradient_to_hi_as_sympy_diff_does():

@@ -21,26 +21,37 @@ def mlp_loss(params, x, y):
 
 def mlp_problem(seed=0):
     rng = np.random.default_rng(seed)
-    params = {"W1": rng.standard_normal((3, 8)), "b1": np.zeros(8), "W2": rng.standard_normal((8, 1)),
-              "b2": np.zeros(1)}
+    params = {
+        "W1": rng.standard_normal((3, 8)),
+        "b1": np.zeros(8),
+        "W2": rng.standard_normal((8, 1)),
+        "b2": np.zeros(1),
+    }
     x = rng.standard_normal((32, 3))
     y = (x[:, :1] * x[:, 1:2] > 0).astype(float)
     return params, x, y
 
 
-@pytest.mark.parametrize("opt, clip", [
-    (optim.adam(optim.warmup_cosine(0.05, 2, 8)), {"clip_norm": 0.5}),
-    (optim.nesterov(optim.step_decay(0.5, every=3)), {"clip_value": 0.1}),
-    (optim.adamw(0.01, weight_decay=0.1), {}),
-    (optim.rmsprop(0.01), {"clip_norm": 1.0, "clip_value": 0.2}),
-], ids=["adam-warmup-clipnorm", "nesterov-step-clipvalue", "adamw", "rmsprop-both-clips"])
+@pytest.mark.parametrize(
+    "opt, clip",
+    [
+        (optim.adam(optim.warmup_cosine(0.05, 2, 8)), {"clip_norm": 0.5}),
+        (optim.nesterov(optim.step_decay(0.5, every=3)), {"clip_value": 0.1}),
+        (optim.adamw(0.01, weight_decay=0.1), {}),
+        (optim.rmsprop(0.01), {"clip_norm": 1.0, "clip_value": 0.2}),
+    ],
+    ids=["adam-warmup-clipnorm", "nesterov-step-clipvalue", "adamw", "rmsprop-both-clips"],
+)
 def test_compiled_train_step_equals_the_unfused_loop_and_a_hand_written_one(opt, clip):
     params, x, y = mlp_problem()
     fused = optim.train_step(mlp_loss, opt, **clip)
     unfused = optim.train_step(mlp_loss, opt, fused=False, **clip)
     gradient = cr.value_and_grad(mlp_loss)
-    runs = {"fused": (params, opt.init(params)), "unfused": (params, opt.init(params)),
-            "by hand": (params, opt.init(params))}
+    runs = {
+        "fused": (params, opt.init(params)),
+        "unfused": (params, opt.init(params)),
+        "by hand": (params, opt.init(params)),
+    }
     for _ in range(8):
         losses = {}
         for name, step in (("fused", fused), ("unfused", unfused)):
@@ -50,7 +61,7 @@ def test_compiled_train_step_equals_the_unfused_loop_and_a_hand_written_one(opt,
         if "clip_value" in clip:
             grads = {k: np.clip(g, -clip["clip_value"], clip["clip_value"]) for k, g in grads.items()}
         if "clip_norm" in clip:
-            norm = np.sqrt(sum(np.sum(g ** 2) for g in grads.values()))
+            norm = np.sqrt(sum(np.sum(g**2) for g in grads.values()))
             grads = {k: g * min(1.0, clip["clip_norm"] / norm) for k, g in grads.items()}
         runs["by hand"] = opt.update(grads, s, p)
         assert losses["fused"] == pytest.approx(losses["unfused"], rel=1e-12)
@@ -102,13 +113,23 @@ def test_train_step_returns_aux_state_and_the_fused_program_is_one_kernel():
 
 
 def test_fit_trains_a_sequential_with_batchnorm_and_dropout_reproducibly():
-    model = nn.Sequential([nn.Dense(3, 16), nn.BatchNorm(16), nn.Activation("relu"), nn.Dropout(0.1),
-                           nn.Dense(16, 1)])
+    model = nn.Sequential([nn.Dense(3, 16), nn.BatchNorm(16), nn.Activation("relu"), nn.Dropout(0.1), nn.Dense(16, 1)])
     _, x, y = mlp_problem()
 
     def run(seed, **options):
-        return fit(model, model.init(0), x, y, loss="bce_logits", optimizer=optim.adam(0.02), epochs=30,
-                   batch_size=10, seed=seed, progress=False, **options)
+        return fit(
+            model,
+            model.init(0),
+            x,
+            y,
+            loss="bce_logits",
+            optimizer=optim.adam(0.02),
+            epochs=30,
+            batch_size=10,
+            seed=seed,
+            progress=False,
+            **options,
+        )
 
     first, again, other = run(0), run(0), run(1)
     assert first.history["loss"] == again.history["loss"]
@@ -130,8 +151,19 @@ def line_fit(**options):
     # Training pulls w from 0 towards 1; the validation targets want w = 0.5, so the validation
     # loss falls until w passes 0.5 and rises after.
     x = np.linspace(1.0, 2.0, 8)
-    return fit(line_model, {"w": np.array(0.0)}, x, x, loss="mse", optimizer=optim.sgd(0.02),
-               batch_size=8, shuffle=False, progress=False, validation_data=(x, 0.5 * x), **options)
+    return fit(
+        line_model,
+        {"w": np.array(0.0)},
+        x,
+        x,
+        loss="mse",
+        optimizer=optim.sgd(0.02),
+        batch_size=8,
+        shuffle=False,
+        progress=False,
+        validation_data=(x, 0.5 * x),
+        **options,
+    )
 
 
 def test_early_stopping_stops_patience_epochs_after_the_best_and_restores_it():
@@ -162,8 +194,16 @@ def test_fit_errors():
     with pytest.raises(cr.ArgumentError, match="unknown loss"):
         fit(line_model, {"w": np.array(0.0)}, x, x, loss="hinge", optimizer=optim.sgd(), progress=False)
     with pytest.raises(cr.ArgumentError, match="validation_data"):
-        fit(line_model, {"w": np.array(0.0)}, x, x, loss="mse", optimizer=optim.sgd(), progress=False,
-            early_stopping=EarlyStopping(monitor="val_loss"))
+        fit(
+            line_model,
+            {"w": np.array(0.0)},
+            x,
+            x,
+            loss="mse",
+            optimizer=optim.sgd(),
+            progress=False,
+            early_stopping=EarlyStopping(monitor="val_loss"),
+        )
 
 
 def test_text_progress_bar():

@@ -60,8 +60,10 @@ _HINTS = {
     "matmul": "a product of large values overflows: scale the operands down first.",
     "cast": "the value does not fit the narrower dtype (float32 ends at ~3.4e38, float16 at 65504).",
 }
-_MASK_HINT = ("np.where evaluates both branches: a NaN in the discarded one is still computed and poisons "
-              "the gradient (as in JAX); mask the argument instead, e.g. np.log(np.where(x > 0, x, 1)).")
+_MASK_HINT = (
+    "np.where evaluates both branches: a NaN in the discarded one is still computed and poisons "
+    "the gradient (as in JAX); mask the argument instead, e.g. np.log(np.where(x > 0, x, 1))."
+)
 
 
 @dataclass(frozen=True)
@@ -96,9 +98,11 @@ class NonFiniteCheck:
         if value.dtype.kind != "f" or not np.isnan(value).any():
             return
         index = _first(np.isnan(value))
-        raise NonFiniteError(f"the argument {self.input_labels[position]} holds a NaN{_element(index, value)}: "
-                             "it was passed in, not produced by an op. Hint: check the caller's data "
-                             "(np.isnan(x).any()) before calling.")
+        raise NonFiniteError(
+            f"the argument {self.input_labels[position]} holds a NaN{_element(index, value)}: "
+            "it was passed in, not produced by an op. Hint: check the caller's data "
+            "(np.isnan(x).any()) before calling."
+        )
 
     def __call__(self, site_index: int, values: dict) -> None:
         site = self.sites[site_index]
@@ -170,8 +174,7 @@ def _message(site: CheckSite, result, operands, index, values) -> str:
         head = f"{site.rule_op}'"
         if site.forward is not None:
             names = site.forward[1]
-            forward_operands = [np.asarray(values[name] if name in values else eval(name, NAMESPACE))
-                                for name in names]
+            forward_operands = [np.asarray(values[name] if name in values else eval(name, NAMESPACE)) for name in names]
             head += f" got {_operand_texts(names, forward_operands, index, result.shape, True)}"
         hint = _HINTS.get(site.rule_op, hint)
         text = f"{head}{element}: {site.op}({got}) in its derivative rule ({site.rule}) produced {kind}"
@@ -186,8 +189,12 @@ def compile_checked(graph: Graph, function_name: str | None = None) -> NumpyKern
     """The checked kernel of ``graph``: ``fn`` raises ``NonFiniteError`` at the first op producing a NaN or
     an infinity; ``source`` is its code."""
     source, constants, check = generate_checked_source(graph, function_name)
-    checked_fn, filename = define(source, function_name or graph.name,
-                                  {**constants, "all_finite": all_finite, "nonfinite": check}, "chainrule checked")
+    checked_fn, filename = define(
+        source,
+        function_name or graph.name,
+        {**constants, "all_finite": all_finite, "nonfinite": check},
+        "chainrule checked",
+    )
 
     def call(*inputs):
         with np.errstate(all="ignore"):  # the NonFiniteError says it better than NumPy's RuntimeWarning
@@ -235,8 +242,10 @@ class _CheckedWriter:
                 self._fused(node_id)
             elif node.op != "input":
                 self._node(node_id)
-        returned = [f"np.array({self.texts[out]}, dtype=np.{graph.type(out).dtype})" if copy else self.texts[out]
-                    for out, copy in zip(graph.outputs, outputs_to_copy(graph))]
+        returned = [
+            f"np.array({self.texts[out]}, dtype=np.{graph.type(out).dtype})" if copy else self.texts[out]
+            for out, copy in zip(graph.outputs, outputs_to_copy(graph))
+        ]
         # the normal kernel's early dels: keeping every value to the end costs page faults (2-3x the time)
         lines += with_early_dels(self.statements, {self.texts[out] for out in graph.outputs})
         lines.append(f"    return ({', '.join(returned)}{',' if len(returned) == 1 else ''})")
@@ -265,8 +274,18 @@ class _CheckedWriter:
         if node.origin is not None:
             rule, forward = line_comment(graph, node.loc, node.origin), graph[node.origin]
             rule_op = forward.params["body"].root[0] if forward.op == "fused" else forward.op
-        self._emit(f"{target} = {expression}", comment, node.op, node.type, target, operands, node.loc, rule,
-                   rule_op, self.forward_by_node.get(node.origin))
+        self._emit(
+            f"{target} = {expression}",
+            comment,
+            node.op,
+            node.type,
+            target,
+            operands,
+            node.loc,
+            rule,
+            rule_op,
+            self.forward_by_node.get(node.origin),
+        )
 
     def _fused(self, node_id: int) -> None:
         graph, node = self.graph, self.graph[node_id]
@@ -286,16 +305,38 @@ class _CheckedWriter:
                 matches = self.forward_by_description.get(origin, [])
                 forward = matches[0] if len(matches) == 1 else None  # a loop's line is ambiguous: say nothing
             comment = describe_line(loc, origin)
-            self._emit(f"{target} = {OPS[op].render(list(arguments), dict(attrs))}", comment, op, step_type, target,
-                       arguments, loc or node.loc, comment if origin is not None else "",
-                       origin[0] if origin is not None else "", forward)
+            self._emit(
+                f"{target} = {OPS[op].render(list(arguments), dict(attrs))}",
+                comment,
+                op,
+                step_type,
+                target,
+                arguments,
+                loc or node.loc,
+                comment if origin is not None else "",
+                origin[0] if origin is not None else "",
+                forward,
+            )
         self.texts[node_id] = step_texts[-1]
         root_op, root_operands = body.steps[-1][0], body.steps[-1][1]
-        self.forward_by_node[node_id] = (root_op, tuple(step_texts[k] if k >= 0 else operands[-k - 1]
-                                                        for k in root_operands))
+        self.forward_by_node[node_id] = (
+            root_op,
+            tuple(step_texts[k] if k >= 0 else operands[-k - 1] for k in root_operands),
+        )
 
-    def _emit(self, statement: str, comment: str, op: str, value_type, target: str, operands: tuple, loc,
-              rule: str, rule_op: str, forward: tuple | None) -> None:
+    def _emit(
+        self,
+        statement: str,
+        comment: str,
+        op: str,
+        value_type,
+        target: str,
+        operands: tuple,
+        loc,
+        rule: str,
+        rule_op: str,
+        forward: tuple | None,
+    ) -> None:
         line = f"    {statement}"
         line = line.ljust(COMMENT_COLUMN) + f"  # {comment}" if comment else line
         if value_type.nbytes >= EARLY_FREE_MIN_BYTES:
@@ -306,8 +347,12 @@ class _CheckedWriter:
         self.statements.append((line, frozenset()))
         # the check reads what its message may show, the forward operands too: they live until then
         shown = (target, *operands, *(forward[1] if forward else ()))
-        self.statements.append((f"    if not all_finite({target}): nonfinite({len(self.sites)}, locals())",
-                                self.freeable.intersection(shown)))
+        self.statements.append(
+            (
+                f"    if not all_finite({target}): nonfinite({len(self.sites)}, locals())",
+                self.freeable.intersection(shown),
+            )
+        )
         self.sites.append(CheckSite(op, target, operands, OPS[op].is_elementwise, loc, rule, rule_op, forward))
 
 
@@ -326,8 +371,11 @@ def probed(graph: Graph) -> Graph:
         if node.op in ("input", "const") or not node.type.is_float or not _computes(node.op):
             continue
         zero = result.const(np.zeros((), node.type.dtype))
-        term = result.add("sum", (result.add("mul", (mapping[node_id], zero)),),
-                          {"axis": tuple(range(node.type.ndim)), "keepdims": False})
+        term = result.add(
+            "sum",
+            (result.add("mul", (mapping[node_id], zero)),),
+            {"axis": tuple(range(node.type.ndim)), "keepdims": False},
+        )
         if node.type.dtype != "float64":
             term = result.add("cast", (term,), {"dtype": "float64"})
         total = term if total is None else result.add("add", (total, term))
@@ -339,8 +387,9 @@ def probed(graph: Graph) -> Graph:
 
 def _computes(op: str) -> bool:
     definition = OPS[op]
-    return (definition.kind in _COMPUTING_KINDS and not definition.view and op not in _SELECTS_ONLY) \
-        or op == "scatter_add"
+    return (
+        definition.kind in _COMPUTING_KINDS and not definition.view and op not in _SELECTS_ONLY
+    ) or op == "scatter_add"
 
 
 def checked_llvm(fast, checked: NumpyKernel):
@@ -355,6 +404,9 @@ def checked_llvm(fast, checked: NumpyKernel):
             return tuple(outputs)
         return checked_fn(*[np.asarray(i) for i in inputs])
 
-    source = fast.source + "\n; check_nans: when the last output is not finite, this NumPy kernel reruns\n" + \
-        "".join(f"; {line}\n" for line in checked.source.splitlines())
+    source = (
+        fast.source
+        + "\n; check_nans: when the last output is not finite, this NumPy kernel reruns\n"
+        + "".join(f"; {line}\n" for line in checked.source.splitlines())
+    )
     return NumpyKernel(call, source, fast.filename)

@@ -23,6 +23,7 @@ from chainrule.cli.nested_function import X0, nested, nested_numpy
 
 # ---- timing --------------------------------------------------------------------------------
 
+
 def _timed(fn: Callable):
     start = time.perf_counter()
     result = fn()
@@ -70,6 +71,7 @@ def points_array(count: int):
 
 # ---- the methods (each runs inside a worker process) ---------------------------------------
 
+
 class Failure(Exception):
     """A method failed in a known way; the message goes into its row."""
 
@@ -110,14 +112,14 @@ def _sympy_method(variant: str):
         prepare_s, first_s, (derivative, evaluate, value) = repeated(prepare, repeats, budget)
         if variant == "subs":
             # SymPy caches subs: a repeated point is a dict lookup, so each call gets a new point
-            fresh = iter(X0 + 1e-9 * k for k in range(1, 10 ** 9))
+            fresh = iter(X0 + 1e-9 * k for k in range(1, 10**9))
             scalar = per_call(lambda: float(evaluate(next(fresh))), budget=0.5)
         else:
             scalar = per_call(lambda: evaluate(X0), budget=0.5)
         result = {"prepare": prepare_s, "first": first_s, "value": value, "scalar": scalar}
         xs = points_array(points)
         if variant == "subs":
-            sample = xs[:min(points, 20)]
+            sample = xs[: min(points, 20)]
             elapsed, _ = _timed(lambda: [float(evaluate(float(p))) for p in sample])
             result["points"], result["points_estimated"] = elapsed * points / len(sample), True
         else:
@@ -129,6 +131,7 @@ def _sympy_method(variant: str):
         else:
             result["size"] = f"{sympy.count_ops(derivative)} ops"
         return result
+
     return measure
 
 
@@ -154,9 +157,13 @@ def _chainrule_method(backend: str):
             return prepared, time.perf_counter() - start, (derivative, value)
 
         prepare_s, first_s, (derivative, value) = repeated(prepare, repeats, budget)
-        result = {"prepare": prepare_s, "first": first_s, "value": value,
-                  "scalar": per_call(lambda: derivative(x0)),
-                  "size": f"{len(derivative.graph(x0))} nodes"}
+        result = {
+            "prepare": prepare_s,
+            "first": first_s,
+            "value": value,
+            "scalar": per_call(lambda: derivative(x0)),
+            "size": f"{len(derivative.graph(x0))} nodes",
+        }
         over_points = cr.grad(lambda x: np.sum(f(x)), backend=backend)  # d/dx_i sum_j f(x_j) = f'(x_i)
         xs = points_array(points)
         result["points_prepare"], source = _timed(lambda: over_points.source(xs))
@@ -168,11 +175,13 @@ def _chainrule_method(backend: str):
             walls, cpus = [], []
             for _ in range(3):
                 cpu = time.process_time()
-                walls.append(_timed(lambda: compile_ir(source, name="nested", use_cache=False,
-                                                       optimization=optimization))[0])
+                walls.append(
+                    _timed(lambda: compile_ir(source, name="nested", use_cache=False, optimization=optimization))[0]
+                )
                 cpus.append(time.process_time() - cpu)  # what a shared machine's load does not inflate
             result["points_llvm"], result["points_llvm_cpu"] = statistics.median(walls), statistics.median(cpus)
         return result
+
     return measure
 
 
@@ -191,8 +200,14 @@ def _measure_symengine(depth, points, repeats, budget):
 
     prepare_s, first_s, (evaluate, value) = repeated(prepare, repeats, budget)
     xs = points_array(points)
-    return {"prepare": prepare_s, "first": first_s, "value": value, "size": "",
-            "scalar": per_call(lambda: evaluate(X0)), "points": per_call(lambda: evaluate(xs))}
+    return {
+        "prepare": prepare_s,
+        "first": first_s,
+        "value": value,
+        "size": "",
+        "scalar": per_call(lambda: evaluate(X0)),
+        "points": per_call(lambda: evaluate(xs)),
+    }
 
 
 def _measure_casadi(depth, points, repeats, budget):
@@ -210,9 +225,14 @@ def _measure_casadi(depth, points, repeats, budget):
     prepare_s, first_s, (derivative, value) = repeated(prepare, repeats, budget)
     xs = points_array(points).reshape(1, -1)
     over_points = derivative.map(points)
-    return {"prepare": prepare_s, "first": first_s, "value": value,
-            "scalar": per_call(lambda: derivative(X0)), "points": per_call(lambda: over_points(xs)),
-            "size": f"{derivative.n_instructions()} instr"}
+    return {
+        "prepare": prepare_s,
+        "first": first_s,
+        "value": value,
+        "scalar": per_call(lambda: derivative(X0)),
+        "points": per_call(lambda: over_points(xs)),
+        "size": f"{derivative.n_instructions()} instr",
+    }
 
 
 def _measure_jax(depth, points, repeats, budget):
@@ -234,10 +254,14 @@ def _measure_jax(depth, points, repeats, budget):
     prepare_s, first_s, (derivative, value) = repeated(prepare, repeats, budget)
     xs = jnp.asarray(points_array(points))
     over_points = jax.jit(jax.vmap(jax.grad(f))).lower(xs).compile()
-    return {"prepare": prepare_s, "first": first_s, "value": value,
-            "scalar": per_call(lambda: derivative(x0).block_until_ready()),
-            "points": per_call(lambda: over_points(xs).block_until_ready()),
-            "size": f"{len(jax.make_jaxpr(jax.grad(f))(x0).eqns)} eqns"}
+    return {
+        "prepare": prepare_s,
+        "first": first_s,
+        "value": value,
+        "scalar": per_call(lambda: derivative(x0).block_until_ready()),
+        "points": per_call(lambda: over_points(xs).block_until_ready()),
+        "size": f"{len(jax.make_jaxpr(jax.grad(f))(x0).eqns)} eqns",
+    }
 
 
 def _measure_torch(depth, points, repeats, budget):
@@ -260,8 +284,14 @@ def _measure_torch(depth, points, repeats, budget):
 
     prepare_s, first_s, value = repeated(prepare, repeats, budget)
     xs = points_array(points)
-    return {"prepare": prepare_s, "first": first_s, "value": value, "size": "eager",
-            "scalar": per_call(lambda: derivative_at(X0)), "points": per_call(lambda: derivative_at(xs))}
+    return {
+        "prepare": prepare_s,
+        "first": first_s,
+        "value": value,
+        "size": "eager",
+        "scalar": per_call(lambda: derivative_at(X0)),
+        "points": per_call(lambda: derivative_at(xs)),
+    }
 
 
 @dataclass(frozen=True)
@@ -305,7 +335,16 @@ def _worker(argv: list[str]) -> None:
 
 def run_method(key: str, depth: int, points: int, repeats: int, timeout: float, budget: float) -> dict:
     """Measure one method in a fresh interpreter, under ``timeout`` seconds."""
-    command = [sys.executable, "-m", "chainrule.cli.bench_methods", key, str(depth), str(points), str(repeats), str(budget)]
+    command = [
+        sys.executable,
+        "-m",
+        "chainrule.cli.bench_methods",
+        key,
+        str(depth),
+        str(points),
+        str(repeats),
+        str(budget),
+    ]
     environment = dict(os.environ, PYTHONWARNINGS="ignore", TF_CPP_MIN_LOG_LEVEL="3")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
     environment["PYTHONPATH"] = root + os.pathsep + environment.get("PYTHONPATH", "")

@@ -40,6 +40,7 @@ from chainrule.cli.nested_function import (
 
 # ---- reporting -----------------------------------------------------------------------------
 
+
 def format_seconds(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -72,9 +73,18 @@ def table_rows(results: list[tuple[Method, dict]], exact) -> list[tuple]:
         points = format_seconds(result.get("points"))
         if result.get("points_estimated"):
             points = "~" + points
-        rows.append((method.label, format_seconds(result["prepare"]), format_seconds(result["first"]),
-                     format_seconds(result["scalar"]), points, f"{result['value']:.15g}",
-                     format_error(result["value"], exact), result.get("size", "")))
+        rows.append(
+            (
+                method.label,
+                format_seconds(result["prepare"]),
+                format_seconds(result["first"]),
+                format_seconds(result["scalar"]),
+                points,
+                f"{result['value']:.15g}",
+                format_error(result["value"], exact),
+                result.get("size", ""),
+            )
+        )
     return rows
 
 
@@ -88,8 +98,9 @@ def render_table(rows: list[tuple], columns=COLUMNS) -> str:
     def line(row):
         if len(row) == 2:
             return f"{row[0].ljust(widths[0])}  {row[1]}"
-        return "  ".join(str(c).ljust(w) if i in left else str(c).rjust(w)
-                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+        return "  ".join(
+            str(c).ljust(w) if i in left else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+        ).rstrip()
 
     return "\n".join([line(columns), "  ".join("-" * w for w in widths)] + [line(row) for row in rows])
 
@@ -98,19 +109,25 @@ def selected_methods(peers: bool) -> list[Method]:
     return [m for m in METHODS if m.module is None or (peers and available(m))]
 
 
-def bench(depth: int, points: int, peers: bool, repeats: int, timeout: float, budget: float,
-          out=None) -> list[tuple[Method, dict]]:
+def bench(
+    depth: int, points: int, peers: bool, repeats: int, timeout: float, budget: float, out=None
+) -> list[tuple[Method, dict]]:
     import numpy as np
 
     out = out or sys.stdout
     _value, exact = reference(depth)
     print(f"d/dx of cos(tan(sin(...))) nested {depth} deep at x = {X0} (seed 001), N = {points:,} points", file=out)
-    print(f"mpmath reference ({REFERENCE_DIGITS} digits, value and derivative carried step by step): "
-          f"{_mp_string(exact)}", file=out)
+    print(
+        f"mpmath reference ({REFERENCE_DIGITS} digits, value and derivative carried step by step): {_mp_string(exact)}",
+        file=out,
+    )
     if depth == SEED_DEPTH:
         print(f"seed 001's SymPy value: {SEED_DERIVATIVE!r}", file=out)
-    print(f"Python {sys.version.split()[0]}, NumPy {np.__version__}; medians of up to {repeats} runs; "
-          f"each row in its own process, limited to {timeout:g} s", file=out)
+    print(
+        f"Python {sys.version.split()[0]}, NumPy {np.__version__}; medians of up to {repeats} runs; "
+        f"each row in its own process, limited to {timeout:g} s",
+        file=out,
+    )
     print(file=out)
     results = []
     for method in selected_methods(peers):
@@ -127,11 +144,15 @@ def _mp_string(number) -> str:
 
 
 def _footnotes(results, exact, out) -> None:
-    notes = ["prepare: build or trace + differentiate + compile; 1st value: prepare + first evaluation.",
-             "N points: one call over N points (its one-time specialization untimed; ~ = extrapolated)."]
+    notes = [
+        "prepare: build or trace + differentiate + compile; 1st value: prepare + first evaluation.",
+        "N points: one call over N points (its one-time specialization untimed; ~ = extrapolated).",
+    ]
     if float(exact) == 0.0:
-        notes.append(f"the exact derivative {_mp_string(exact)} is below the smallest float64, so the "
-                     "correctly rounded answer is 0.")
+        notes.append(
+            f"the exact derivative {_mp_string(exact)} is below the smallest float64, so the "
+            "correctly rounded answer is 0."
+        )
     by_key = {m.key: r for m, r in results}
     ours, subs = by_key.get("chainrule", {}), by_key.get("sympy-subs", {})
     if "first" in ours and "first" in subs:
@@ -139,11 +160,15 @@ def _footnotes(results, exact, out) -> None:
     llvm, jax = by_key.get("chainrule-llvm", {}), by_key.get("jax", {})
     if "points" in llvm:
         peers = (("chainrule (numpy)", ours), ("JAX (jit of vmap of grad)", jax))
-        versus = [f"{peer['points'] / llvm['points']:.1f}x faster than {name}" for name, peer in peers if "points" in peer]
-        notes.append(f"N points: chainrule (llvm) is {' and '.join(versus) or 'alone'}; compiling its N-point "
-                     f"kernel took {format_seconds(llvm['points_prepare'])} (trace, passes, LLVM, empty cache), "
-                     f"LLVM alone {format_seconds(llvm['points_llvm'])} ({format_seconds(llvm['points_llvm_cpu'])} "
-                     "of CPU time).")
+        versus = [
+            f"{peer['points'] / llvm['points']:.1f}x faster than {name}" for name, peer in peers if "points" in peer
+        ]
+        notes.append(
+            f"N points: chainrule (llvm) is {' and '.join(versus) or 'alone'}; compiling its N-point "
+            f"kernel took {format_seconds(llvm['points_prepare'])} (trace, passes, LLVM, empty cache), "
+            f"LLVM alone {format_seconds(llvm['points_llvm'])} ({format_seconds(llvm['points_llvm_cpu'])} "
+            "of CPU time)."
+        )
     casadi = by_key.get("casadi", {})
     if "prepare" in ours and "prepare" in casadi:
         notes.append(f"prepare: chainrule takes {ours['prepare'] / casadi['prepare']:.2f}x CasADi's time.")
@@ -184,15 +209,22 @@ def sweep(depths, peers: bool, repeats: int, timeout: float, budget: float, out=
 
 # ---- command line --------------------------------------------------------------------------
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth", type=int, default=SEED_DEPTH, help="nesting depth (default: the seed's 30)")
     parser.add_argument("--points", type=int, default=10_000, help="points of the vector evaluation")
     parser.add_argument("--peers", action="store_true", help="also run SymEngine, CasADi, JAX, PyTorch if installed")
-    parser.add_argument("--sweep", action="store_true", help=f"prepare time at depths {', '.join(map(str, SWEEP_DEPTHS))}")
+    parser.add_argument(
+        "--sweep", action="store_true", help=f"prepare time at depths {', '.join(map(str, SWEEP_DEPTHS))}"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is shown")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed to each row")
-    parser.add_argument("--budget", type=float, default=10.0,
-                        help="seconds of repeats per row before the median is taken from fewer runs")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=10.0,
+        help="seconds of repeats per row before the median is taken from fewer runs",
+    )
 
 
 def run(args) -> int:

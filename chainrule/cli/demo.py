@@ -23,9 +23,9 @@ PARAMS = {
 SEED_GRADIENTS = {
     "W2": np.array([[-0.0272, -0.5436, 0.0000]]),
     "b2": np.array([[-0.5436]]),
-    "W1": np.array([[-0.2718, -0.1359, 0.2718, -0.5436],
-                    [0.1631, 0.0816, -0.1631, 0.3262],
-                    [0.0000, 0.0000, 0.0000, 0.0000]]),
+    "W1": np.array(
+        [[-0.2718, -0.1359, 0.2718, -0.5436], [0.1631, 0.0816, -0.1631, 0.3262], [0.0000, 0.0000, 0.0000, 0.0000]]
+    ),
     "b1": np.array([[-0.2718], [0.1631], [0.0000]]),
 }
 
@@ -53,8 +53,10 @@ def run(out=print) -> None:
     out("Forward and backward code chainrule generated (NumPy backend):\n")
     out(gradient.source(PARAMS, X, Y))
     value, grads = gradient(PARAMS, X, Y)
-    out(f"loss = {float(value):.6f}   (seed: 0.7847, computed there from A2 rounded to 0.4564; "
-        f"-log(sigmoid(-0.175)) = {-np.log(1 / (1 + np.exp(0.175))):.6f})\n")
+    out(
+        f"loss = {float(value):.6f}   (seed: 0.7847, computed there from A2 rounded to 0.4564; "
+        f"-log(sigmoid(-0.175)) = {-np.log(1 / (1 + np.exp(0.175))):.6f})\n"
+    )
     out(f"{'gradient':<10}{'chainrule':>12}{'seed':>10}{'|diff|':>10}")
     for name in ("W2", "b2", "W1", "b1"):
         for index in np.ndindex(grads[name].shape):
@@ -62,5 +64,7 @@ def run(out=print) -> None:
             ours, seed = grads[name][index], SEED_GRADIENTS[name][index]
             out(f"{label:<10}{ours:>12.6f}{seed:>10.4f}{abs(ours - seed):>10.1e}")
     worst = max(float(np.max(np.abs(grads[k] - SEED_GRADIENTS[k]))) for k in grads)
-    out(f"\nlargest difference from the seed's 4-decimal numbers: {worst:.1e} "
-        f"({'agrees' if worst < 6e-5 else 'DISAGREES'} to the printed precision)")
+    out(
+        f"\nlargest difference from the seed's 4-decimal numbers: {worst:.1e} "
+        f"({'agrees' if worst < 6e-5 else 'DISAGREES'} to the printed precision)"
+    )

@@ -29,53 +29,96 @@ _RENDERED = (".png", ".svg", ".pdf")  # formats Graphviz's dot program makes fro
 
 def add_arguments(commands) -> None:
     """The ``dump`` and ``dot`` subcommands, on ``commands`` (the main parser's subparsers)."""
-    dump = commands.add_parser("dump", help="print the IR of FILE.py:FUNC after a compiler stage, or what each "
-                                            "pass changed")
+    dump = commands.add_parser(
+        "dump", help="print the IR of FILE.py:FUNC after a compiler stage, or what each pass changed"
+    )
     _add_compile_options(dump)
-    dump.add_argument("--stage", default=None, metavar="NAME|all",
-                      help=f"one of {', '.join(pipeline.STAGES)} (default: {pipeline.STAGES[-1]}), or all; "
-                           "with --diff, only the passes of that stage")
-    dump.add_argument("--diff", action="store_true",
-                      help="print each pass's changes: nodes before -> after, time, op counts and a diff of the "
-                           "IR text in which nodes are named by what they compute, not by their ids")
-    dump.add_argument("--backend", default="numpy", choices=("numpy", "llvm"),
-                      help="the backend to compile for; llvm also prints its LLVM IR")
+    dump.add_argument(
+        "--stage",
+        default=None,
+        metavar="NAME|all",
+        help=f"one of {', '.join(pipeline.STAGES)} (default: {pipeline.STAGES[-1]}), or all; "
+        "with --diff, only the passes of that stage",
+    )
+    dump.add_argument(
+        "--diff",
+        action="store_true",
+        help="print each pass's changes: nodes before -> after, time, op counts and a diff of the "
+        "IR text in which nodes are named by what they compute, not by their ids",
+    )
+    dump.add_argument(
+        "--backend",
+        default="numpy",
+        choices=("numpy", "llvm"),
+        help="the backend to compile for; llvm also prints its LLVM IR",
+    )
     dump.add_argument("--source", action="store_true", help="also print the generated code")
-    dump.add_argument("--format", default="text", choices=("text", "graphml"),
-                      help="text (the IR, printed) or graphml (the graph of one stage as GraphML, for networkx, "
-                           "yEd or Gephi; needs -o)")
+    dump.add_argument(
+        "--format",
+        default="text",
+        choices=("text", "graphml"),
+        help="text (the IR, printed) or graphml (the graph of one stage as GraphML, for networkx, "
+        "yEd or Gephi; needs -o)",
+    )
     dump.add_argument("-o", "--output", default=None, metavar="FILE", help="with --format graphml: the file to write")
-    dot = commands.add_parser("dot", help="write the graph of FILE.py:FUNC after a stage as Graphviz DOT, "
-                                          "PNG or SVG")
+    dot = commands.add_parser("dot", help="write the graph of FILE.py:FUNC after a stage as Graphviz DOT, PNG or SVG")
     _add_compile_options(dot)
-    dot.add_argument("--stage", default=pipeline.STAGES[-1], metavar="NAME",
-                     help=f"one of {', '.join(pipeline.STAGES)} (default: %(default)s)")
-    dot.add_argument("-o", "--output", required=True, metavar="FILE",
-                     help="graph.dot (or .gv) for the DOT text; graph.png or graph.svg to run Graphviz's dot")
+    dot.add_argument(
+        "--stage",
+        default=pipeline.STAGES[-1],
+        metavar="NAME",
+        help=f"one of {', '.join(pipeline.STAGES)} (default: %(default)s)",
+    )
+    dot.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="graph.dot (or .gv) for the DOT text; graph.png or graph.svg to run Graphviz's dot",
+    )
 
 
 def _add_compile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="FILE.py:FUNC; inputs come from example_args() in FILE.py or from --shape")
     transform = parser.add_mutually_exclusive_group()
-    transform.add_argument("--grad", action="store_true",
-                           help="compile cr.value_and_grad(FUNC) (forward and backward) instead of cr.jit(FUNC)")
-    transform.add_argument("--jvp", action="store_true",
-                           help="compile FUNC's Jacobian-vector product (forward mode: stage jvp), tangents of ones")
-    transform.add_argument("--hvp", action="store_true",
-                           help="compile FUNC's Hessian-vector product (forward over reverse: stages grad, jvp), "
-                                "v of ones")
-    parser.add_argument("--argnums", default=None,
-                        help="with --grad, --jvp or --hvp: comma-separated argument positions to differentiate "
-                             "(default: 0)")
-    parser.add_argument("--shape", action="append", default=[], metavar="NAME=DIMS",
-                        help="a random float64 input, e.g. --shape x=400x2 (one per argument, in order)")
+    transform.add_argument(
+        "--grad",
+        action="store_true",
+        help="compile cr.value_and_grad(FUNC) (forward and backward) instead of cr.jit(FUNC)",
+    )
+    transform.add_argument(
+        "--jvp",
+        action="store_true",
+        help="compile FUNC's Jacobian-vector product (forward mode: stage jvp), tangents of ones",
+    )
+    transform.add_argument(
+        "--hvp",
+        action="store_true",
+        help="compile FUNC's Hessian-vector product (forward over reverse: stages grad, jvp), v of ones",
+    )
+    parser.add_argument(
+        "--argnums",
+        default=None,
+        help="with --grad, --jvp or --hvp: comma-separated argument positions to differentiate (default: 0)",
+    )
+    parser.add_argument(
+        "--shape",
+        action="append",
+        default=[],
+        metavar="NAME=DIMS",
+        help="a random float64 input, e.g. --shape x=400x2 (one per argument, in order)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    parser.add_argument("--checkpoint", default="all", metavar="POLICY",
-                        help="with --grad: all, sqrt, optimal or a budget in bytes; recomputed nodes are marked "
-                             "(default: all)")
+    parser.add_argument(
+        "--checkpoint",
+        default="all",
+        metavar="POLICY",
+        help="with --grad: all, sqrt, optimal or a budget in bytes; recomputed nodes are marked (default: all)",
+    )
 
 
 # ---- compiling the user's function ---------------------------------------------------------
+
 
 def _compile(args, backend: str = "numpy"):
     """``args.target`` compiled as the options ask, and its specialization to the example inputs."""
@@ -84,8 +127,9 @@ def _compile(args, backend: str = "numpy"):
     function, module = load_function(args.target)
     inputs = example_inputs(module, args.shape, args.seed)
     if args.grad:
-        compiled = cr.value_and_grad(function, _argnums(args.argnums), backend=backend,
-                                     checkpoint=_checkpoint_policy(args.checkpoint))
+        compiled = cr.value_and_grad(
+            function, _argnums(args.argnums), backend=backend, checkpoint=_checkpoint_policy(args.checkpoint)
+        )
     elif args.jvp or args.hvp:
         argnums = _argnums(args.argnums)
         compiled = Linearized(function, "jvp" if args.jvp else "hvp", argnums)
@@ -115,14 +159,17 @@ def _argnums(text):
 
 def _check_stage(compilation: pipeline.Compilation, stage: str) -> None:
     if stage not in pipeline.STAGES and stage != "jvp":
-        raise ChainruleError(f"unknown stage {stage!r}; the stages are {', '.join(pipeline.STAGES)} (or all, "
-                             "for dump; jvp with --jvp or --hvp)")
+        raise ChainruleError(
+            f"unknown stage {stage!r}; the stages are {', '.join(pipeline.STAGES)} (or all, "
+            "for dump; jvp with --jvp or --hvp)"
+        )
     if stage not in compilation.graphs:
         hint = {"grad": ": add --grad (or --hvp)", "jvp": ": add --jvp or --hvp"}.get(stage, "")
         raise ChainruleError(f"this compilation has no {stage!r} stage{hint}")
 
 
 # ---- dump ---------------------------------------------------------------------------------
+
 
 def _milliseconds(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms"
@@ -139,8 +186,10 @@ def stage_header(compilation: pipeline.Compilation, stage: str) -> str:
 
 
 def pass_header(record: pipeline.PassRecord) -> str:
-    return (f"=== pass {record.name} ({record.stage}): {record.nodes_before} -> {record.nodes_after} nodes, "
-            f"{_milliseconds(record.seconds)} ===")
+    return (
+        f"=== pass {record.name} ({record.stage}): {record.nodes_before} -> {record.nodes_after} nodes, "
+        f"{_milliseconds(record.seconds)} ==="
+    )
 
 
 def run_dump(args) -> int:
@@ -153,8 +202,9 @@ def run_dump(args) -> int:
     if args.diff:
         _print_diffs(compilation, None if args.stage in (None, "all") else args.stage)
     elif args.stage == "all":
-        print("\n\n".join(f"{stage_header(compilation, stage)}\n{graph}"
-                          for stage, graph in compilation.graphs.items()))
+        print(
+            "\n\n".join(f"{stage_header(compilation, stage)}\n{graph}" for stage, graph in compilation.graphs.items())
+        )
     else:
         print(compilation.graphs[args.stage or pipeline.STAGES[-1]])
     if args.source or args.backend == "llvm":
@@ -170,8 +220,10 @@ def _write_graphml(compilation: pipeline.Compilation, args) -> int:
     _check_stage(compilation, stage)
     graph = compilation.graphs[stage]
     graph.write_graphml(args.output)
-    print(f"wrote {args.output}: the {stage} graph, {len(graph)} nodes (read it back with "
-          f"chainrule.ir.Graph.read_graphml, or networkx.read_graphml)")
+    print(
+        f"wrote {args.output}: the {stage} graph, {len(graph)} nodes (read it back with "
+        f"chainrule.ir.Graph.read_graphml, or networkx.read_graphml)"
+    )
     return 0
 
 
@@ -181,8 +233,7 @@ def _print_diffs(compilation, stage) -> None:
     before = [compilation.graphs["traced"]] + after[:-1]
     shown = [i for i, record in enumerate(compilation.passes) if stage is None or record.stage == stage]
     start = before[shown[0]]
-    print(f"=== before {compilation.passes[shown[0]].name}: {len(start)} nodes, named by what they compute "
-          "===")
+    print(f"=== before {compilation.passes[shown[0]].name}: {len(start)} nodes, named by what they compute ===")
     print("\n".join(canonical_text(start)))
     for index in shown:
         print(f"\n{pass_header(compilation.passes[index])}")
@@ -197,6 +248,7 @@ def _print_diffs(compilation, stage) -> None:
 
 # ---- dot ----------------------------------------------------------------------------------
 
+
 def run_dot(args) -> int:
     _, entry, _ = _compile(args)
     compilation = entry.compilation
@@ -210,11 +262,14 @@ def run_dot(args) -> int:
     elif suffix in _RENDERED:
         program = shutil.which("dot")
         if program is None:
-            raise ChainruleError(f"writing {output.name} needs Graphviz's dot program, which is not installed: "
-                                 f"install graphviz (apt install graphviz, brew install graphviz), or write the "
-                                 f"DOT text with -o {output.with_suffix('.dot')}")
-        result = subprocess.run([program, f"-T{suffix[1:]}", "-o", str(output)], input=text, text=True,
-                                capture_output=True)
+            raise ChainruleError(
+                f"writing {output.name} needs Graphviz's dot program, which is not installed: "
+                f"install graphviz (apt install graphviz, brew install graphviz), or write the "
+                f"DOT text with -o {output.with_suffix('.dot')}"
+            )
+        result = subprocess.run(
+            [program, f"-T{suffix[1:]}", "-o", str(output)], input=text, text=True, capture_output=True
+        )
         if result.returncode != 0:
             raise ChainruleError(f"Graphviz's dot failed on {output.name}: {result.stderr.strip()}")
     else:

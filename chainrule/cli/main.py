@@ -20,18 +20,30 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="chainrule", description="A symbolic-plus-numeric differentiation compiler.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("demo", help="differentiate seed 002's worked example and show the generated code")
-    check = commands.add_parser("gradcheck", help="compare chainrule's gradient of FILE.py:FUNC with finite differences")
+    check = commands.add_parser(
+        "gradcheck", help="compare chainrule's gradient of FILE.py:FUNC with finite differences"
+    )
     check.add_argument("target", help="FILE.py:FUNC; inputs come from example_args() in FILE.py or from --shape")
-    check.add_argument("--shape", action="append", default=[], metavar="NAME=DIMS",
-                       help="a random float64 input, e.g. --shape x=400x2 (one per argument, in order)")
-    check.add_argument("--argnums", default=None,
-                       help="comma-separated argument positions to check (default: every float argument)")
+    check.add_argument(
+        "--shape",
+        action="append",
+        default=[],
+        metavar="NAME=DIMS",
+        help="a random float64 input, e.g. --shape x=400x2 (one per argument, in order)",
+    )
+    check.add_argument(
+        "--argnums", default=None, help="comma-separated argument positions to check (default: every float argument)"
+    )
     check.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     dump.add_arguments(commands)
     benchmarks = commands.add_parser("bench", help="benchmarks that print comparison tables").add_subparsers(
-        dest="benchmark", required=True)
-    bench_nested.add_arguments(benchmarks.add_parser(
-        "nested", help="seed 001: d/dx of cos(tan(sin(...))) nested --depth deep, against SymPy and peers"))
+        dest="benchmark", required=True
+    )
+    bench_nested.add_arguments(
+        benchmarks.add_parser(
+            "nested", help="seed 001: d/dx of cos(tan(sin(...))) nested --depth deep, against SymPy and peers"
+        )
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
@@ -58,8 +70,11 @@ def _gradcheck(args) -> int:
     if args.argnums is not None:
         argnums = [int(a) for a in args.argnums.split(",")]
     else:
-        argnums = [i for i, a in enumerate(inputs)
-                   if any(isinstance(leaf, float) or np.asarray(leaf).dtype.kind == "f" for leaf in flatten(a)[0])]
+        argnums = [
+            i
+            for i, a in enumerate(inputs)
+            if any(isinstance(leaf, float) or np.asarray(leaf).dtype.kind == "f" for leaf in flatten(a)[0])
+        ]
     worst = 0.0
     print(f"{'argument':<12}{'relative difference':>22}  verdict")
     for argnum in argnums:

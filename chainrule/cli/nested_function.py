@@ -15,12 +15,15 @@ REFERENCE_DIGITS = 50
 
 # ---- the function and its reference --------------------------------------------------------
 
+
 def nested(depth: int, sin, tan, cos):
     """f(x) = cos(tan(sin(...))) ``depth`` times, with the given sin, tan and cos (seed 001's loop)."""
+
     def f(x):
         for _ in range(depth):
             x = cos(tan(sin(x)))
         return x
+
     f.__name__ = f"nested{depth}"
     return f
 
@@ -38,11 +41,11 @@ def reference(depth: int, x0: float = X0, digits: int = REFERENCE_DIGITS):
     with mpmath.workdps(digits):
         value, derivative = mpmath.mpf(x0), mpmath.mpf(1)
         for _ in range(depth):
-            derivative *= mpmath.cos(value)           # sin'
+            derivative *= mpmath.cos(value)  # sin'
             value = mpmath.sin(value)
-            derivative *= mpmath.sec(value) ** 2      # tan'
+            derivative *= mpmath.sec(value) ** 2  # tan'
             value = mpmath.tan(value)
-            derivative *= -mpmath.sin(value)          # cos'
+            derivative *= -mpmath.sin(value)  # cos'
             value = mpmath.cos(value)
         return +value, +derivative
 

@@ -71,7 +71,9 @@ def mul_identities(g, node, args):
             return patterns.fit(g, kept, node.type)
         if patterns.scalar_value(g, other) == -1.0:
             return patterns.fit(g, g.add("neg", (kept,)), node.type)
-        if (patterns.is_constant(g, other, 0.0) or patterns.op_of(g, other) == "zeros") and patterns.never_inf_or_nan(g, kept):
+        if (patterns.is_constant(g, other, 0.0) or patterns.op_of(g, other) == "zeros") and patterns.never_inf_or_nan(
+            g, kept
+        ):
             return patterns.zeros_like_type(g, node.type)
 
 
@@ -84,8 +86,11 @@ def constant_factors(g, node, args):
             continue
         for factor, x in (g[inner].args, reversed(g[inner].args)):
             c2 = patterns.scalar_value(g, factor)
-            if c2 is not None and (_power_of_two(c1) or _power_of_two(c2)) \
-                    and g.type(outer).dtype == g.type(factor).dtype:
+            if (
+                c2 is not None
+                and (_power_of_two(c1) or _power_of_two(c2))
+                and g.type(outer).dtype == g.type(factor).dtype
+            ):
                 shape = np.broadcast_shapes(g.type(outer).shape, g.type(factor).shape)
                 product = g.const(np.full(shape, c1 * c2, g.type(outer).dtype))
                 return patterns.fit(g, g.add("mul", (product, x)), node.type)
@@ -110,7 +115,11 @@ def sigmoid_by_hand(g, node, args):
     if patterns.scalar_value(g, one) != 1.0 or patterns.op_of(g, denominator) != "add":
         return None
     for unit, exponential in (g[denominator].args, reversed(g[denominator].args)):
-        if patterns.scalar_value(g, unit) == 1.0 and patterns.op_of(g, exponential) == "exp" and patterns.op_of(g, g[exponential].args[0]) == "neg":
+        if (
+            patterns.scalar_value(g, unit) == 1.0
+            and patterns.op_of(g, exponential) == "exp"
+            and patterns.op_of(g, g[exponential].args[0]) == "neg"
+        ):
             z = g[g[exponential].args[0]].args[0]
             return patterns.fit(g, g.add("sigmoid", (z,)), node.type)
     return None
@@ -159,8 +168,11 @@ def sum_of_broadcast(g, node, args):
     if any(padded[i] != 1 for i in axes) or not node.type.is_float:
         return None
     copies = int(np.prod([full[i] for i in axes]))
-    kept_shape = tuple(d for i, d in enumerate(padded) if i not in axes) if not node.params["keepdims"] \
+    kept_shape = (
+        tuple(d for i, d in enumerate(padded) if i not in axes)
+        if not node.params["keepdims"]
         else tuple(1 if i in axes else d for i, d in enumerate(padded))
+    )
     base = g.add("reshape", (x,), {"shape": kept_shape})
     scaled = g.add("mul", (base, g.const(np.asarray(float(copies), node.type.dtype))))
     return patterns.fit(g, scaled, node.type)
@@ -204,8 +216,9 @@ def sum_of_sum(g, node, args):
     else:
         remaining = [i for i in range(g.type(inner.args[0]).ndim) if i not in first]
         second = tuple(remaining[i] for i in node.params["axis"])
-    combined = g.add("sum", (inner.args[0],), {"axis": tuple(sorted(set(first) | set(second))),
-                                               "keepdims": node.params["keepdims"]})
+    combined = g.add(
+        "sum", (inner.args[0],), {"axis": tuple(sorted(set(first) | set(second))), "keepdims": node.params["keepdims"]}
+    )
     # the same elements summed; only where the size-1 axes sit can differ
     return combined if g.type(combined) == node.type else g.add("reshape", (combined,), {"shape": node.type.shape})
 
@@ -228,8 +241,12 @@ def sum_of_one_pick_per_row(g, node, args):
     values, rows, _ = scatter.args
     n = scatter.type.shape[0]
     row_values = g.const_value(rows)
-    if scatter.params["index"] != (("array", 0), ("array", 1)) or scatter.type.ndim != 2 \
-            or row_values is None or not np.array_equal(row_values, np.arange(n)):
+    if (
+        scatter.params["index"] != (("array", 0), ("array", 1))
+        or scatter.type.ndim != 2
+        or row_values is None
+        or not np.array_equal(row_values, np.arange(n))
+    ):
         return None
     if g.type(values).size == 1:
         scalar = g.add("reshape", (values,), {"shape": ()})
@@ -256,6 +273,10 @@ def round_trip_cast(g, node, args):
         return None
     original = g.type(inner.args[0]).dtype
     middle = np.dtype(inner.type.dtype)
-    if original == node.type.dtype and np.dtype(original).kind == "f" and middle.kind == "f" \
-            and middle.itemsize >= np.dtype(original).itemsize:
+    if (
+        original == node.type.dtype
+        and np.dtype(original).kind == "f"
+        and middle.kind == "f"
+        and middle.itemsize >= np.dtype(original).itemsize
+    ):
         return inner.args[0]

@@ -26,8 +26,13 @@ from chainrule.ir import OPS, F, Graph, Value
 from chainrule.ir.builder import unbroadcast
 
 
-def reverse(forward: Graph, wrt: Sequence[int], cotangent_inputs: bool = False,
-            name: str | None = None, rewriter: Callable | None = None) -> Graph:
+def reverse(
+    forward: Graph,
+    wrt: Sequence[int],
+    cotangent_inputs: bool = False,
+    name: str | None = None,
+    rewriter: Callable | None = None,
+) -> Graph:
     """The joint graph of ``forward``: outputs are forward's outputs, then d(output)/d(input) for
     each input position in ``wrt``.
 
@@ -43,13 +48,13 @@ def reverse(forward: Graph, wrt: Sequence[int], cotangent_inputs: bool = False,
 
     with joint.rewriting(rewriter):
         gradients = _backward(joint, forward, wrt, outputs, forward_size, cotangent_inputs)
-    joint.set_outputs(outputs + gradients,
-                      forward.output_names + [f"d{forward[forward.inputs[p]].name}" for p in wrt])
+    joint.set_outputs(outputs + gradients, forward.output_names + [f"d{forward[forward.inputs[p]].name}" for p in wrt])
     return joint
 
 
-def _backward(joint: Graph, forward: Graph, wrt: Sequence[int], outputs: list[int], forward_size: int,
-              cotangent_inputs: bool) -> list[int]:
+def _backward(
+    joint: Graph, forward: Graph, wrt: Sequence[int], outputs: list[int], forward_size: int, cotangent_inputs: bool
+) -> list[int]:
     """Build the backward pass into ``joint``; the ids of the gradients of the ``wrt`` inputs."""
     active = _active_nodes(joint, [joint.inputs[i] for i in wrt], forward_size)
     cotangents: dict[int, list[int]] = {}
@@ -134,15 +139,22 @@ def _propagate(joint: Graph, node_id: int, cotangent: int, active: bytearray, co
                     recording = _record_now(op, signature)
                 contribution = None if recording is None else recording(joint.add, cotangent, node_id, *args)
             else:
-                result = _contribution(op, position, Value(joint, cotangent), Value(joint, node_id),
-                                       [Value(joint, a) for a in args], dict(node.attrs))
+                result = _contribution(
+                    op,
+                    position,
+                    Value(joint, cotangent),
+                    Value(joint, node_id),
+                    [Value(joint, a) for a in args],
+                    dict(node.attrs),
+                )
                 contribution = None if result is None else result.id
             if contribution is not None:
                 cotangents.setdefault(operand, []).append(contribution)
 
 
-def _contribution(op, position: int, cotangent: Value, output: Value, operands: list[Value],
-                  attrs: dict) -> Value | None:
+def _contribution(
+    op, position: int, cotangent: Value, output: Value, operands: list[Value], attrs: dict
+) -> Value | None:
     """What operand ``position`` of ``output = op(*operands)`` gets of the cotangent: the op's rule,
     summed back to the operand's shape and cast to its dtype; None when no gradient flows there."""
     rule = op.vjp_rule(position)
@@ -184,8 +196,10 @@ def _record(op, signature: tuple) -> Recording:
     straight-line Python: one ``add`` per node, each with its result type (``replay.source``)."""
     name, position, attrs, cotangent_type, output_type, operand_types = signature
     scratch = Graph("rule")
-    placeholders = [Value(scratch, scratch.add_input(t, f"p{i}"))
-                    for i, t in enumerate((cotangent_type, output_type) + operand_types)]
+    placeholders = [
+        Value(scratch, scratch.add_input(t, f"p{i}"))
+        for i, t in enumerate((cotangent_type, output_type) + operand_types)
+    ]
     result = _contribution(op, position, placeholders[0], placeholders[1], placeholders[2:], dict(attrs))
     if result is None:
         return None

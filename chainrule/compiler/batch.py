@@ -54,8 +54,9 @@ def vectorize(graph: Graph, batched: Sequence[int], size: int, name: str | None 
             continue
         logical = [graph.type(a) for a in node.args]
         with result.attribution(node.loc, origin=origin):
-            value = batching_rule(OPS[node.op])([Value(result, a) for a in args], [a in is_batched for a in args],
-                                                logical, node.type, node.params, size)
+            value = batching_rule(OPS[node.op])(
+                [Value(result, a) for a in args], [a in is_batched for a in args], logical, node.type, node.params, size
+            )
         expected = TensorType((size,) + node.type.shape, node.type.dtype)
         if value.type != expected:
             raise UnsupportedError(f"vectorizing {node.op} gave {value.type}, not {expected}")

@@ -112,8 +112,10 @@ def sqrt_segments(graph: Graph, forward: ForwardPass) -> Placement:
     last = boundaries[-1]
     kept = {forward.separators[s] for s in boundaries}
     recompute = {i for i in forward.nodes if forward.stage_of[i] <= last and i not in kept}
-    reasons = {i: f"sqrt: last value of segment {k + 1} of {len(boundaries)}" for k, i in
-               enumerate(forward.separators[s] for s in boundaries)}
+    reasons = {
+        i: f"sqrt: last value of segment {k + 1} of {len(boundaries)}"
+        for k, i in enumerate(forward.separators[s] for s in boundaries)
+    }
     return Placement(recompute, reasons, "sqrt: in the last segment, live when the backward pass starts")
 
 
@@ -142,11 +144,11 @@ def min_cut(graph: Graph, forward: ForwardPass, banned: frozenset = BANNED) -> P
     if not forward.read_by_backward:
         return keep_all(graph, forward)
     _, (reachable, _) = nx.minimum_cut(flow, source, sink)
-    kept = {node_id for node_id in forward.nodes
-            if (node_id, "in") in reachable and (node_id, "out") not in reachable}
+    kept = {node_id for node_id in forward.nodes if (node_id, "in") in reachable and (node_id, "out") not in reachable}
     recompute = {node_id for node_id in forward.nodes if (node_id, "out") not in reachable} - kept
-    reasons = {i: ("min-cut: a matmul, not recomputed" if graph[i].op in banned else "min-cut: cheapest to keep")
-               for i in kept}
+    reasons = {
+        i: ("min-cut: a matmul, not recomputed" if graph[i].op in banned else "min-cut: cheapest to keep") for i in kept
+    }
     return Placement(recompute, reasons, "read by the backward pass")
 
 
@@ -160,8 +162,10 @@ def user_policy(graph: Graph, forward: ForwardPass, decide: Callable) -> Placeme
     for node_id in forward.nodes:
         answer = decide(graph[node_id])
         if answer not in ("save", "recompute"):
-            raise ArgumentError(f"the checkpoint policy {getattr(decide, '__name__', decide)!r} returned {answer!r} "
-                                f"for {graph[node_id].op} %{node_id}; it must return 'save' or 'recompute'")
+            raise ArgumentError(
+                f"the checkpoint policy {getattr(decide, '__name__', decide)!r} returned {answer!r} "
+                f"for {graph[node_id].op} %{node_id}; it must return 'save' or 'recompute'"
+            )
         if answer == "recompute":
             recompute.add(node_id)
     return Placement(recompute, {}, "the policy function said 'save'")
@@ -199,14 +203,18 @@ def validate_policy(policy) -> None:
     """Raise ArgumentError for a checkpoint argument that is no policy."""
     if isinstance(policy, str):
         if policy not in POLICIES:
-            raise ArgumentError(f"unknown checkpoint policy {policy!r}; use one of {', '.join(map(repr, POLICIES))}, "
-                                "a memory budget in bytes (int) or a function (node) -> 'save' | 'recompute'")
+            raise ArgumentError(
+                f"unknown checkpoint policy {policy!r}; use one of {', '.join(map(repr, POLICIES))}, "
+                "a memory budget in bytes (int) or a function (node) -> 'save' | 'recompute'"
+            )
     elif isinstance(policy, (int, np.integer)) and not isinstance(policy, bool):
         if policy <= 0:
             raise ArgumentError(f"a checkpoint memory budget must be a positive number of bytes, got {policy}")
     elif not callable(policy):
-        raise ArgumentError(f"checkpoint must be 'all', 'sqrt', 'optimal', a budget in bytes (int) or a function "
-                            f"(node) -> 'save' | 'recompute', got {type(policy).__name__} {policy!r}")
+        raise ArgumentError(
+            f"checkpoint must be 'all', 'sqrt', 'optimal', a budget in bytes (int) or a function "
+            f"(node) -> 'save' | 'recompute', got {type(policy).__name__} {policy!r}"
+        )
 
 
 def place(graph: Graph, placement: Placement, forward: ForwardPass, policy_name: str) -> Graph:
@@ -227,8 +235,11 @@ def checkpoint(graph: Graph, policy="all", estimate: Callable[[Graph], int] | No
     ``estimate(graph)``, their peak bytes (default: fused and scheduled, as the pipeline does)."""
     validate_policy(policy)
     name = describe_policy(policy)
-    if isinstance(policy, str) and policy == "all" \
-            and not any(isinstance(node.loc, SegmentLoc) for node in graph.nodes):
+    if (
+        isinstance(policy, str)
+        and policy == "all"
+        and not any(isinstance(node.loc, SegmentLoc) for node in graph.nodes)
+    ):
         _CHECKPOINT_INFO[graph] = CheckpointInfo(name, {}, "read by the backward pass")
         return graph  # nothing to do, and no walk of a 100,000-node graph to find that out
     forward = forward_pass(graph)
@@ -264,8 +275,9 @@ def recompute_flops(graph: Graph) -> int:
     return sum(node_cost(graph, i).flops for i in range(len(graph)) if graph[i].recomputed)
 
 
-def within_budget(graph: Graph, forward: ForwardPass, budget: int,
-                  estimate: Callable[[Graph], int] = _default_estimate) -> Graph:
+def within_budget(
+    graph: Graph, forward: ForwardPass, budget: int, estimate: Callable[[Graph], int] = _default_estimate
+) -> Graph:
     """The placement with the least recomputation (FLOPs) whose estimated peak is at most ``budget``
     bytes, among: keeping everything; Revolve with the most slots that fit (chains); sqrt; min-cut.
     ``estimate`` gives a checkpointed graph's peak (the pipeline passes the rest of itself)."""
@@ -297,7 +309,9 @@ def within_budget(graph: Graph, forward: ForwardPass, budget: int,
     fitting = [t for t in tried if t[0] <= budget]
     if not fitting:
         least = min(tried, key=lambda t: t[0])
-        raise ChainruleError(f"no checkpoint placement fits the memory budget of {budget} bytes: the lowest "
-                             f"estimated peak found is {least[0]} bytes ({least[3]}); raise the budget to at "
-                             f"least {least[0]}")
+        raise ChainruleError(
+            f"no checkpoint placement fits the memory budget of {budget} bytes: the lowest "
+            f"estimated peak found is {least[0]} bytes ({least[3]}); raise the budget to at "
+            f"least {least[0]}"
+        )
     return min(fitting, key=lambda t: (t[1], t[0]))[2]

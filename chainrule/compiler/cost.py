@@ -108,8 +108,11 @@ def node_cost(graph: Graph, node_id: int) -> NodeCost:
     node = graph[node_id]
     operand_types = [graph.type(a) for a in node.args]
     flops = int(OPS[node.op].flops(operand_types, node.type, node.params))
-    moved = 0 if node.op in VIEW_OPS or is_view(node) \
+    moved = (
+        0
+        if node.op in VIEW_OPS or is_view(node)
         else node.type.nbytes + sum(graph.type(a).nbytes for a in set(node.args))
+    )
     phase = "backward" if node.is_backward else "forward"
     return NodeCost(node_id, node.op, node.type, flops, moved, phase, node_comment(graph, node))
 
@@ -121,8 +124,14 @@ def cost_report(graph: Graph) -> CostReport:
     for row in rows:
         totals[row.phase, "flops"] += row.flops
         totals[row.phase, "bytes"] += row.bytes
-    return CostReport(graph.name, totals["forward", "flops"], totals["backward", "flops"],
-                      totals["forward", "bytes"], totals["backward", "bytes"], rows)
+    return CostReport(
+        graph.name,
+        totals["forward", "flops"],
+        totals["backward", "flops"],
+        totals["forward", "bytes"],
+        totals["backward", "bytes"],
+        rows,
+    )
 
 
 # ---- printing -----------------------------------------------------------------------------
@@ -151,22 +160,28 @@ def format_bytes(count: float) -> str:
 
 def format_report(report: CostReport) -> str:
     """The report as a table: totals per phase, their ratio, then the nodes with the most FLOPs."""
-    lines = [f"cost of {report.name}: {len(report.nodes)} nodes",
-             f"  {'':<10}{'FLOPs':>13}{'bytes':>13}"]
-    for label, flops, moved in [("forward", report.forward_flops, report.forward_bytes),
-                                ("backward", report.backward_flops, report.backward_bytes),
-                                ("total", report.flops, report.bytes)]:
+    lines = [f"cost of {report.name}: {len(report.nodes)} nodes", f"  {'':<10}{'FLOPs':>13}{'bytes':>13}"]
+    for label, flops, moved in [
+        ("forward", report.forward_flops, report.forward_bytes),
+        ("backward", report.backward_flops, report.backward_bytes),
+        ("total", report.flops, report.bytes),
+    ]:
         lines.append(f"  {label:<10}{format_flops(flops):>13}{format_bytes(moved):>13}")
     if report.backward_flops:
         lines.append(f"  backward / forward = {report.backward_to_forward:.2f}")
     top = report.top()
     if top:
-        lines += ["", f"  top {len(top)} nodes by FLOPs:",
-                  f"  {'node':>7}  {'phase':<9}{'op':<13}{'type':<16}{'FLOPs':>13}{'bytes':>12}{'share':>8}  where"]
+        lines += [
+            "",
+            f"  top {len(top)} nodes by FLOPs:",
+            f"  {'node':>7}  {'phase':<9}{'op':<13}{'type':<16}{'FLOPs':>13}{'bytes':>12}{'share':>8}  where",
+        ]
         for row in top:
             share = row.flops / report.flops
-            lines.append(f"  {'%' + str(row.id):>7}  {row.phase:<9}{row.op:<13}{row.type!s:<16}"
-                         f"{format_flops(row.flops):>13}{format_bytes(row.bytes):>12}{share:>8.1%}  {row.where}")
+            lines.append(
+                f"  {'%' + str(row.id):>7}  {row.phase:<9}{row.op:<13}{row.type!s:<16}"
+                f"{format_flops(row.flops):>13}{format_bytes(row.bytes):>12}{share:>8.1%}  {row.where}"
+            )
     return "\n".join(lines)
 
 

@@ -39,8 +39,9 @@ def fold_rule(graph: Graph, node: Node, args: tuple[int, ...]) -> int | None:
     values = [v for v in maybe_values if v is not None]
     if len(values) < len(args):  # a broadcast_to operand of a shape op
         return None
-    size = int(np.prod(np.broadcast_shapes(*(v.shape for v in values)))) if definition.is_elementwise \
-        else node.type.size
+    size = (
+        int(np.prod(np.broadcast_shapes(*(v.shape for v in values)))) if definition.is_elementwise else node.type.size
+    )
     if size > max(max(v.size for v in values), 1) or size > MAX_FOLDED_ELEMENTS:
         return None
     with np.errstate(all="ignore"):

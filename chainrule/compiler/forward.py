@@ -29,8 +29,13 @@ from chainrule.ir.builder import apply
 from chainrule.ir.ops import LINEAR, MULTILINEAR
 
 
-def forward(primal: Graph, wrt: Sequence[int], of: Sequence[int] | None = None,
-            keep_primal: bool = True, name: str | None = None) -> Graph:
+def forward(
+    primal: Graph,
+    wrt: Sequence[int],
+    of: Sequence[int] | None = None,
+    keep_primal: bool = True,
+    name: str | None = None,
+) -> Graph:
     """The JVP graph of ``primal``.
 
     Inputs: ``primal``'s inputs, then one tangent input per input position in
@@ -59,8 +64,14 @@ def forward(primal: Graph, wrt: Sequence[int], of: Sequence[int] | None = None,
         if not any(t is not None for t in operand_tangents) or not jvp.type(result).is_float:
             continue
         with jvp.attribution(node.loc, origin=result):
-            tangent = _tangent(jvp, node.op, [Value(jvp, mapping[a]) for a in node.args], Value(jvp, result),
-                               node.params, operand_tangents)
+            tangent = _tangent(
+                jvp,
+                node.op,
+                [Value(jvp, mapping[a]) for a in node.args],
+                Value(jvp, result),
+                node.params,
+                operand_tangents,
+            )
         if tangent is None:
             continue
         record = jvp[tangent.id]
@@ -79,8 +90,9 @@ def forward(primal: Graph, wrt: Sequence[int], of: Sequence[int] | None = None,
     return jvp
 
 
-def _tangent(graph: Graph, op_name: str, operands: list[Value], output: Value, attrs: dict,
-             tangents: list[Value | None]) -> Value | None:
+def _tangent(
+    graph: Graph, op_name: str, operands: list[Value], output: Value, attrs: dict, tangents: list[Value | None]
+) -> Value | None:
     """The tangent of ``output = op(*operands)``; None when no tangent flows (a zero)."""
     op = OPS[op_name]
     if op.vjp is None:  # not differentiable (stop_gradient-like): nothing flows, as in reverse mode

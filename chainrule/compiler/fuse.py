@@ -54,8 +54,12 @@ def regions_and_sizes(graph: Graph, min_elements: int = 2) -> tuple[list[int], d
             root = region[users[0]] if users else -1
             if root >= 0:
                 shape, steps, root_is_backward = facts = region_facts[root]
-                if shape == value_type.shape and steps < MAX_REGION_STEPS and root_is_backward == is_backward \
-                        and (len(users) == 1 or all(region[u] == root for u in users)):
+                if (
+                    shape == value_type.shape
+                    and steps < MAX_REGION_STEPS
+                    and root_is_backward == is_backward
+                    and (len(users) == 1 or all(region[u] == root for u in users))
+                ):
                     region[node_id] = root
                     facts[1] = steps + 1
                     continue
@@ -102,8 +106,9 @@ def fuse(graph: Graph) -> Graph:
         body, inputs = _body(graph, nodes)
         # a region holding a checkpoint's recomputation stays a copy, never merged with its forward twin
         add = result.add_recomputed if any(graph[n].recomputed for n in nodes) else result.add
-        mapping[node_id] = add("fused", tuple(mapping[i] for i in inputs), {"body": body},
-                               loc=node.loc, name=node.name, origin=origin)
+        mapping[node_id] = add(
+            "fused", tuple(mapping[i] for i in inputs), {"body": body}, loc=node.loc, name=node.name, origin=origin
+        )
     result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
     return result
 

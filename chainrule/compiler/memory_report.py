@@ -64,21 +64,27 @@ class MemoryReport:
         return self.recompute_flops / self.forward_flops if self.forward_flops else 0.0
 
     def __str__(self) -> str:
-        lines = [f"memory of one call, checkpoint={self.policy}",
-                 f"  peak (estimated)   {format_bytes(self.peak_bytes):>12}",
-                 f"  kept for backward  {format_bytes(self.kept_bytes):>12}  in {len(self.kept)} values",
-                 f"  recomputed         {format_flops(self.recompute_flops):>12}  in {len(self.recomputed)} nodes"
-                 f" ({self.extra_forward_passes:.2f} forward passes)"]
+        lines = [
+            f"memory of one call, checkpoint={self.policy}",
+            f"  peak (estimated)   {format_bytes(self.peak_bytes):>12}",
+            f"  kept for backward  {format_bytes(self.kept_bytes):>12}  in {len(self.kept)} values",
+            f"  recomputed         {format_flops(self.recompute_flops):>12}  in {len(self.recomputed)} nodes"
+            f" ({self.extra_forward_passes:.2f} forward passes)",
+        ]
         if self.arena_bytes is not None:
             lines.append(f"  llvm arena         {format_bytes(self.arena_bytes):>12}")
         if self.kept:
             lines.append("  kept:")
-            lines += [f"    %{v.node:<6} {(v.name or ''):<12} {v.type!s:<18} {format_bytes(v.bytes):>10}  {v.reason}"
-                      for v in self.kept]
+            lines += [
+                f"    %{v.node:<6} {(v.name or ''):<12} {v.type!s:<18} {format_bytes(v.bytes):>10}  {v.reason}"
+                for v in self.kept
+            ]
         if self.recomputed:
             lines.append("  recomputed:")
-            lines += [f"    %{v.node:<6} {(v.name or ''):<12} {v.op:<10} {v.type!s:<18} {format_flops(v.flops):>10}"
-                      for v in self.recomputed]
+            lines += [
+                f"    %{v.node:<6} {(v.name or ''):<12} {v.op:<10} {v.type!s:<18} {format_flops(v.flops):>10}"
+                for v in self.recomputed
+            ]
         return "\n".join(lines)
 
 
@@ -98,13 +104,21 @@ def memory_report(checkpointed: Graph, scheduled: Graph) -> MemoryReport:
     for node_id in live:
         node = checkpointed[node_id]
         if node.recomputed:
-            recomputed.append(RecomputedValue(node_id, node.name, node.op, node.type,
-                                              node_cost(checkpointed, node_id).flops))
+            recomputed.append(
+                RecomputedValue(node_id, node.name, node.op, node.type, node_cost(checkpointed, node_id).flops)
+            )
         elif not node.is_backward:
             forward_flops += node_cost(checkpointed, node_id).flops
             if node_id in read_by_backward and node.op not in _SOURCES:
                 size = 0 if is_view(node) else node.type.nbytes
                 kept.append(KeptValue(node_id, node.name, node.type, size, reasons.get(node_id, default_reason)))
     policy = info.policy if info is not None else "'all'"
-    return MemoryReport(policy, peak_bytes(scheduled), sum(v.bytes for v in kept),
-                        sum(v.flops for v in recomputed), forward_flops, kept, recomputed)
+    return MemoryReport(
+        policy,
+        peak_bytes(scheduled),
+        sum(v.bytes for v in kept),
+        sum(v.flops for v in recomputed),
+        forward_flops,
+        kept,
+        recomputed,
+    )

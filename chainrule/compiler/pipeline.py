@@ -90,14 +90,15 @@ Pass = tuple[str, str, Callable[[Graph], Graph]]  # (stage, pass name, pass)
 _AT_SIMPLIFY_FIXED_POINT = {"simplify forward", "dce", "simplify"}
 
 
-def _passes(wrt: Sequence[int] | None, optimize: bool, transforms: Sequence[Pass] = (),
-            policy="all") -> list[Pass]:
+def _passes(wrt: Sequence[int] | None, optimize: bool, transforms: Sequence[Pass] = (), policy="all") -> list[Pass]:
     """(stage, pass name, pass) in order."""
     passes = []
     if wrt is not None and optimize:
-        passes += [("grad", "simplify forward", simplify),
-                   ("grad", "reverse", lambda g: reverse(g, wrt, rewriter=simplify_rule)),
-                   ("grad", "dce", dce)]
+        passes += [
+            ("grad", "simplify forward", simplify),
+            ("grad", "reverse", lambda g: reverse(g, wrt, rewriter=simplify_rule)),
+            ("grad", "dce", dce),
+        ]
     elif wrt is not None:
         passes.append(("grad", "reverse", lambda g: reverse(g, wrt)))
     passes += transforms
@@ -110,8 +111,10 @@ def _passes(wrt: Sequence[int] | None, optimize: bool, transforms: Sequence[Pass
     if wrt is None:
         passes.append(("checkpointed", "keep all", lambda g: g))
     else:
+
         def estimate(graph: Graph) -> int:  # what the later stages make of a placement: its peak
             return finish(graph, optimize).memory_plan.peak_bytes
+
         passes.append(("checkpointed", "checkpoint", lambda g: checkpoint(g, policy, estimate)))
     return passes + _late_passes(optimize)
 
@@ -131,8 +134,13 @@ def finish(graph: Graph, optimize: bool = True) -> Graph:
     return graph
 
 
-def run(traced: Graph, wrt: Sequence[int] | None = None, optimize: bool = True,
-        transforms: Sequence[Pass] = (), checkpoint_policy="all") -> Compilation:
+def run(
+    traced: Graph,
+    wrt: Sequence[int] | None = None,
+    optimize: bool = True,
+    transforms: Sequence[Pass] = (),
+    checkpoint_policy="all",
+) -> Compilation:
     """Differentiate (when ``wrt`` gives input positions) and optimize ``traced``; ``transforms``
     are differentiating passes of the caller's (forward mode, VJPs) to run before the optimizing
     ones. The backward pass keeps or recomputes forward values as ``checkpoint_policy`` says

@@ -82,8 +82,9 @@ class _Builder:
         self.old = graph
         self.new = Graph(graph.name)
         # inputs are named (add_input takes a str)
-        self.mapping = {i: self.new.add_input(graph.type(i), cast(str, graph[i].name), graph[i].loc)
-                        for i in graph.inputs}
+        self.mapping = {
+            i: self.new.add_input(graph.type(i), cast(str, graph[i].name), graph[i].loc) for i in graph.inputs
+        }
         self.new.name_hints = dict(graph.name_hints)
 
     def copy_original(self, node_id: int) -> None:
@@ -92,8 +93,9 @@ class _Builder:
     def recompute(self, node_id: int, operand: Callable[[int], int]) -> int:
         """A recomputed copy of ``node_id`` whose operands are ``operand(a)``."""
         node = self.old[node_id]
-        return self.new.add_recomputed(node.op, tuple(operand(a) for a in node.args), node.params,
-                                       loc=node.loc, name=node.name)
+        return self.new.add_recomputed(
+            node.op, tuple(operand(a) for a in node.args), node.params, loc=node.loc, name=node.name
+        )
 
     def build(self, provide: Callable[[int], int], forward: ForwardPass) -> tuple[Graph, dict[int, int]]:
         """The new graph, and where the old graph's nodes that are still live went."""
@@ -120,8 +122,9 @@ class _Builder:
         return result, {old_id: live[i] for old_id, i in mapping.items() if i in live}
 
 
-def with_recomputation(graph: Graph, recompute: set[int],
-                       forward: ForwardPass | None = None) -> tuple[Graph, dict[int, int]]:
+def with_recomputation(
+    graph: Graph, recompute: set[int], forward: ForwardPass | None = None
+) -> tuple[Graph, dict[int, int]]:
     """``graph`` where each backward read of a value in ``recompute`` reads a copy computed just
     before its first backward use (each value recomputed once; its operands outside ``recompute``
     are kept), and where the live nodes of ``graph`` went."""

@@ -39,11 +39,13 @@ def rebuild(graph: Graph, rule: Rule | None = None) -> tuple[Graph, int]:
             args = tuple([mapping[a] for a in node.args])
             origin = mapping.get(node.origin) if node.origin is not None else None
             if node.recomputed:  # a checkpoint's copy: no rule or CSE may merge it back into its original
-                mapping[node_id] = result.add_recomputed(node.op, args, node.params, loc=node.loc,
-                                                         name=node.name, origin=origin)
+                mapping[node_id] = result.add_recomputed(
+                    node.op, args, node.params, loc=node.loc, name=node.name, origin=origin
+                )
                 continue
-            mapping[node_id] = add(node.op, args, dict(node.attrs) if node.attrs else None, loc=node.loc,
-                                   name=node.name, origin=origin)
+            mapping[node_id] = add(
+                node.op, args, dict(node.attrs) if node.attrs else None, loc=node.loc, name=node.name, origin=origin
+            )
     result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
     result.carry_name_hints(graph, mapping)
     # nodes a rule built and then rewrote further, or replaced, are left dead

@@ -117,15 +117,23 @@ def broadcast_buffer_bytes(graph: Graph, node) -> int:
     an elementwise operation broadcasts an operand that is not a single number."""
     if node.op == "fused":
         body = node.params["body"]
-        cases = [(step_type, [graph.type(node.args[-k - 1]) if k < 0 else body.steps[k][3] for k in operands])
-                 for op, operands, _, step_type in body.steps if OPS[op].is_elementwise]
+        cases = [
+            (step_type, [graph.type(node.args[-k - 1]) if k < 0 else body.steps[k][3] for k in operands])
+            for op, operands, _, step_type in body.steps
+            if OPS[op].is_elementwise
+        ]
     elif OPS[node.op].is_elementwise:
         cases = [(node.type, [graph.type(a) for a in node.args])]
     else:
         return 0
-    return max([min(out.size, _UFUNC_BUFFER_ELEMENTS) * out.nbytes // max(out.size, 1)
-                for out, operands in cases
-                if any(t.size > 1 and t.shape != out.shape for t in operands)], default=0)
+    return max(
+        [
+            min(out.size, _UFUNC_BUFFER_ELEMENTS) * out.nbytes // max(out.size, 1)
+            for out, operands in cases
+            if any(t.size > 1 and t.shape != out.shape for t in operands)
+        ],
+        default=0,
+    )
 
 
 def greedy_order(graph: Graph) -> list[int]:
@@ -150,8 +158,11 @@ def greedy_order(graph: Graph) -> list[int]:
 
     def benefit(node_id: int) -> int:
         node = graph[node_id]
-        freed = sum(graph[r].type.nbytes for r in {root[a] for a in node.args}
-                    if remaining[r] == 1 and r not in kept and graph[r].op not in _NOT_ALLOCATED)
+        freed = sum(
+            graph[r].type.nbytes
+            for r in {root[a] for a in node.args}
+            if remaining[r] == 1 and r not in kept and graph[r].op not in _NOT_ALLOCATED
+        )
         allocated = 0 if (node.op in _NOT_ALLOCATED or is_view(node)) else node.type.nbytes
         return freed - allocated
 

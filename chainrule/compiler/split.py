@@ -16,8 +16,9 @@ from typing import cast
 from chainrule.ir import Graph
 
 
-def split(graph: Graph, late_inputs: Sequence[int], early_outputs: Sequence[int],
-          late_outputs: Sequence[int]) -> tuple[Graph, Graph, int]:
+def split(
+    graph: Graph, late_inputs: Sequence[int], early_outputs: Sequence[int], late_outputs: Sequence[int]
+) -> tuple[Graph, Graph, int]:
     """``(early, late, residual_count)``.
 
     ``early``: inputs are ``graph``'s inputs other than the positions in
@@ -28,37 +29,23 @@ def split(graph: Graph, late_inputs: Sequence[int], early_outputs: Sequence[int]
     copied into the late graph rather than passed.
     """
     late_positions = set(late_inputs)
-    is_late = bytearray(len(graph))
-    for position in late_positions:
-        is_late[graph.inputs[position]] = 1
-    for node_id in range(len(graph)):
-        if any(is_late[a] for a in graph[node_id].args):
-            is_late[node_id] = 1
+    is_late = _depends_on(graph, [graph.inputs[p] for p in late_positions])
     for position in early_outputs:
         if is_late[graph.outputs[position]]:
             raise ValueError(f"output {graph.output_names[position]} depends on a late input")
-
-    late_needed = bytearray(len(graph))  # late nodes the late outputs need, found backwards (ids are topological)
-    for position in late_outputs:
-        late_needed[graph.outputs[position]] = 1
-    residuals = []
-    for node_id in range(len(graph) - 1, -1, -1):
-        if not late_needed[node_id]:
-            continue
-        node = graph[node_id]
-        if not is_late[node_id] and node.op not in _COPIED:
-            residuals.append(node_id)
-            continue
-        for a in node.args:
-            late_needed[a] = 1
-    residuals.reverse()
+    late_needed, residuals = _late_part(graph, is_late, late_outputs)
 
     early = Graph(f"{graph.name}_early")
-    early_map = {i: early.add_input(graph.type(i), cast(str, graph[i].name), graph[i].loc)  # inputs are named
-                 for p, i in enumerate(graph.inputs) if p not in late_positions}
+    early_map = {
+        i: early.add_input(graph.type(i), cast(str, graph[i].name), graph[i].loc)  # inputs are named
+        for p, i in enumerate(graph.inputs)
+        if p not in late_positions
+    }
     early.transplant(graph, (i for i in range(len(graph)) if not is_late[i] and i not in early_map), early_map)
-    early.set_outputs([early_map[graph.outputs[p]] for p in early_outputs] + [early_map[r] for r in residuals],
-                      [graph.output_names[p] for p in early_outputs] + [_name(graph, r) for r in residuals])
+    early.set_outputs(
+        [early_map[graph.outputs[p]] for p in early_outputs] + [early_map[r] for r in residuals],
+        [graph.output_names[p] for p in early_outputs] + [_name(graph, r) for r in residuals],
+    )
 
     late = Graph(f"{graph.name}_late")
     taken = {graph[graph.inputs[p]].name for p in late_inputs}
@@ -85,3 +72,34 @@ _COPIED = frozenset({"const", "zeros", "transpose", "reshape", "broadcast_to"})
 def _name(graph: Graph, node_id: int) -> str:
     node = graph[node_id]
     return node.name or f"{node.op}{node_id}"
+
+
+def _depends_on(graph: Graph, sources: list[int]) -> bytearray:
+    """A flag per node: does it depend on one of ``sources``? (ids are topological)"""
+    flags = bytearray(len(graph))
+    for source in sources:
+        flags[source] = 1
+    for node_id in range(len(graph)):
+        if any(flags[a] for a in graph[node_id].args):
+            flags[node_id] = 1
+    return flags
+
+
+def _late_part(graph: Graph, is_late: bytearray, late_outputs: Sequence[int]) -> tuple[bytearray, list[int]]:
+    """(a flag per node the late outputs need, the early values they need: the residuals), found
+    backwards from the late outputs."""
+    late_needed = bytearray(len(graph))
+    for position in late_outputs:
+        late_needed[graph.outputs[position]] = 1
+    residuals = []
+    for node_id in range(len(graph) - 1, -1, -1):
+        if not late_needed[node_id]:
+            continue
+        node = graph[node_id]
+        if not is_late[node_id] and node.op not in _COPIED:
+            residuals.append(node_id)
+            continue
+        for a in node.args:
+            late_needed[a] = 1
+    residuals.reverse()
+    return late_needed, residuals

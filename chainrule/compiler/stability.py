@@ -22,7 +22,11 @@ def stable_log(g, node, args):
     if inner.op == "sigmoid":  # log(sigmoid(z)) = -softplus(-z)
         z = patterns.value_of(g, inner.args[0])
         return patterns.fit(g, (-F.softplus(-z)).id, node.type)
-    if inner.op == "sub" and patterns.scalar_value(g, inner.args[0]) == 1.0 and patterns.op_of(g, inner.args[1]) == "sigmoid":
+    if (
+        inner.op == "sub"
+        and patterns.scalar_value(g, inner.args[0]) == 1.0
+        and patterns.op_of(g, inner.args[1]) == "sigmoid"
+    ):
         z = patterns.value_of(g, g[inner.args[1]].args[0])  # log(1 - sigmoid(z)) = -softplus(z)
         return patterns.fit(g, (-F.softplus(z)).id, node.type)
     if inner.op == "div" and patterns.op_of(g, inner.args[0]) == "exp":

@@ -35,8 +35,11 @@ def here():
 
 
 def unsupported(name: str):
-    raise UnsupportedError(f"{name} is not supported on traced values; chainrule.frontends.SUPPORTED lists "
-                           "what is, or write it with supported NumPy functions", here())
+    raise UnsupportedError(
+        f"{name} is not supported on traced values; chainrule.frontends.SUPPORTED lists "
+        "what is, or write it with supported NumPy functions",
+        here(),
+    )
 
 
 def _register(function, handler: Callable) -> None:
@@ -47,10 +50,12 @@ def _register(function, handler: Callable) -> None:
 
 def implements(*functions):
     """Decorator: the decorated function computes each of ``functions`` on traced values."""
+
     def register(handler: Callable) -> Callable:
         for function in functions:
             _register(function, handler)
         return handler
+
     return register
 
 
@@ -77,12 +82,16 @@ def call_ufunc(ufunc, method: str, inputs: tuple, kwargs: dict):
 
 def _check_ufunc_keywords(ufunc, kwargs: dict) -> None:
     if kwargs.get("out") is not None:
-        raise TraceError(f"{function_name(ufunc)}(..., out=...) or an in-place operator (+=, *=) writes into a "
-                         "NumPy array, which cannot hold a traced value; use `a = a + b`", here())
+        raise TraceError(
+            f"{function_name(ufunc)}(..., out=...) or an in-place operator (+=, *=) writes into a "
+            "NumPy array, which cannot hold a traced value; use `a = a + b`",
+            here(),
+        )
     extra = {k: v for k, v in kwargs.items() if k != "out" and v is not None}
     if extra:
-        raise UnsupportedError(f"{function_name(ufunc)} with {', '.join(extra)}= is not supported on traced values",
-                               here())
+        raise UnsupportedError(
+            f"{function_name(ufunc)} with {', '.join(extra)}= is not supported on traced values", here()
+        )
 
 
 def call_function(func, args: tuple, kwargs: dict):

@@ -60,11 +60,13 @@ def no_extras(name, out, unsupported_keywords: dict) -> None:
 
 # ---- primitives: the op table's ``implements`` -------------------------------------------
 
+
 def _recorder(op_name: str):
     def record_op(*operands):
         # user_frame(4) starts at the ufunc's caller: this function, dispatch.call_ufunc and
         # Tracer.__array_ufunc__ are ours (looking past them costs a frame object each)
         return record(op_name, operands, {}, user_frame(4))
+
     return record_op
 
 
@@ -90,12 +92,17 @@ def _logical_recorder(op_name: str):
     def record_logical(*operands):
         # the op is on booleans; np.logical_and(x, y) of numbers reads them as x != 0, y != 0
         return record(op_name, tuple(_truth(o) for o in operands), {}, user_frame(4))
+
     return record_logical
 
 
 # A primitive whose NumPy function needs more than recording the op: its handler.
-_REFINED = {"maximum": _maximum_or_relu, "logical_and": _logical_recorder("logical_and"),
-            "logical_or": _logical_recorder("logical_or"), "logical_not": _logical_recorder("logical_not")}
+_REFINED = {
+    "maximum": _maximum_or_relu,
+    "logical_and": _logical_recorder("logical_and"),
+    "logical_or": _logical_recorder("logical_or"),
+    "logical_not": _logical_recorder("logical_not"),
+}
 
 for _op in OPS.values():
     for _function in _op.implements:
@@ -103,6 +110,7 @@ for _op in OPS.values():
 
 
 # ---- composite ufuncs --------------------------------------------------------------------
+
 
 @implements(np.positive)
 def _positive(x):
@@ -167,6 +175,7 @@ def _logical(op_name, a, b):
 
 # ---- reductions --------------------------------------------------------------------------
 
+
 def _reduction(op_name, a, axis, keepdims, dtype=None):
     if dtype is not None:
         a = a.astype(dtype)
@@ -224,6 +233,7 @@ def _ufunc_reduction(op_name, ufunc):
     def reduce(a, axis=0, dtype=None, out=None, keepdims=False, **unsupported_keywords):
         no_extras(f"np.{ufunc.__name__}.reduce", out, unsupported_keywords)
         return _reduction(op_name, a, axis, keepdims, dtype)
+
     return reduce
 
 
@@ -239,6 +249,7 @@ def _norm(x, ord=None, axis=None, keepdims=False):
 
 
 # ---- linear algebra ----------------------------------------------------------------------
+
 
 @implements(np.dot)
 def _dot(a, b, out=None):

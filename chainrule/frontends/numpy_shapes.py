@@ -58,6 +58,7 @@ def _axis_list(axis, ndim) -> list:
 
 # ---- shapes ------------------------------------------------------------------------------
 
+
 @implements(np.reshape)
 def _reshape(a, shape=None, order="C", *, newshape=None, copy=None):
     if order != "C":
@@ -132,6 +133,7 @@ def _size(a, axis=None):
 
 # ---- joining -----------------------------------------------------------------------------
 
+
 @implements(np.concatenate)
 def _concatenate(arrays, axis=0, out=None, dtype=None, casting=None):
     arrays = list(arrays)
@@ -148,8 +150,7 @@ def _stack(arrays, axis=0, out=None, dtype=None, casting=None):
     arrays = list(arrays)
     shapes = {shape_of(a) for a in arrays}
     if len(shapes) != 1:
-        raise ShapeError(f"all input arrays must have the same shape to stack, got {[list(s) for s in shapes]}",
-                         here())
+        raise ShapeError(f"all input arrays must have the same shape to stack, got {[list(s) for s in shapes]}", here())
     return _concatenate([np.expand_dims(a, axis) for a in arrays], axis=axis)
 
 
@@ -165,6 +166,7 @@ def _vstack(tup, dtype=None, casting=None):
 
 
 # ---- selection and filling ---------------------------------------------------------------
+
 
 @implements(np.where)
 def _where(condition, x=None, y=None):
@@ -210,6 +212,7 @@ def _ones_like(a, dtype=None, order="K", subok=True, shape=None):
 
 # ---- indexing ----------------------------------------------------------------------------
 
+
 @implements(operator.getitem)
 def getitem(x: Tracer, key):
     """``x[key]`` for basic slices, ints, None, Ellipsis and integer arrays (NumPy semantics)."""
@@ -242,8 +245,11 @@ def getitem(x: Tracer, key):
 def _index_array(k):
     kind = k.dtype.kind if isinstance(k, (Tracer, np.ndarray)) else np.asarray(k).dtype.kind
     if kind == "b":
-        raise UnsupportedError("boolean-mask indexing is not supported on traced values: the result's "
-                               "shape depends on the data. Use np.where(mask, x, 0) instead", here())
+        raise UnsupportedError(
+            "boolean-mask indexing is not supported on traced values: the result's "
+            "shape depends on the data. Use np.where(mask, x, 0) instead",
+            here(),
+        )
     if kind not in "iu":
         got = k.dtype if hasattr(k, "dtype") else "a list of floats"
         raise TraceError(f"array indices must be integers, got {got}", here())
@@ -254,6 +260,7 @@ def _slice_bound(value):
     if value is None:
         return None
     if isinstance(value, Tracer):
-        raise TraceError("slice bounds must be Python ints, not traced values: the result's shape "
-                         "would depend on data", here())
+        raise TraceError(
+            "slice bounds must be Python ints, not traced values: the result's shape would depend on data", here()
+        )
     return operator.index(value)

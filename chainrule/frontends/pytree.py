@@ -45,8 +45,7 @@ class TreeDef:
             a, b = stack.pop()
             if a is b:
                 continue
-            if (a._hash != b._hash or a.kind != b.kind or a.keys != b.keys
-                    or len(a.children) != len(b.children)):
+            if a._hash != b._hash or a.kind != b.kind or a.keys != b.keys or len(a.children) != len(b.children):
                 return False
             stack.extend(zip(a.children, b.children))
         return True
@@ -95,8 +94,8 @@ def flatten(tree: Any, path: str = "") -> tuple[list, list[str], TreeDef]:
         action, node, where = stack.pop()
         if action == "build":
             kind, keys, count = where
-            children = tuple(results[len(results) - count:]) if count else ()
-            del results[len(results) - count:]
+            children = tuple(results[len(results) - count :]) if count else ()
+            del results[len(results) - count :]
             results.append(TreeDef(kind, keys, children))
             continue
         if isinstance(node, dict):
@@ -127,8 +126,8 @@ def unflatten(treedef: TreeDef, leaves: list) -> Any:
         action, node = stack.pop()
         if action == "build":
             count = len(node.children)
-            children = results[len(results) - count:] if count else []
-            del results[len(results) - count:]
+            children = results[len(results) - count :] if count else []
+            del results[len(results) - count :]
             if node.kind == "dict":
                 results.append(dict(zip(node.keys, children)))
             else:

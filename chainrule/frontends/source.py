@@ -40,8 +40,7 @@ def user_frame(depth: int = 2) -> FrameType | None:
         code = frame.f_code
         internal = _INTERNAL_CODE.get(code)
         if internal is None:
-            internal = code.co_filename.startswith(_INTERNAL_DIRS) \
-                and not code.co_filename.startswith(_CLIENT_DIRS)
+            internal = code.co_filename.startswith(_INTERNAL_DIRS) and not code.co_filename.startswith(_CLIENT_DIRS)
             _remember(_INTERNAL_CODE, code, internal)
         if not internal:
             return frame

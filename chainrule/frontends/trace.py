@@ -61,7 +61,10 @@ def argument_names(fn: Callable, count: int) -> list[str]:
     parameters = _parameters(fn)
     names = []
     for i in range(count):
-        if i < len(parameters) and parameters[i].kind in (parameters[i].POSITIONAL_ONLY, parameters[i].POSITIONAL_OR_KEYWORD):
+        if i < len(parameters) and parameters[i].kind in (
+            parameters[i].POSITIONAL_ONLY,
+            parameters[i].POSITIONAL_OR_KEYWORD,
+        ):
             names.append(parameters[i].name)
         elif parameters and parameters[-1].kind == parameters[-1].VAR_POSITIONAL:
             names.append(f"{parameters[-1].name}{i - len(parameters) + 1}")
@@ -142,8 +145,9 @@ def _leaf_spec(leaf, path: str, differentiated: bool, position: int) -> LeafSpec
     elif isinstance(leaf, np.ndarray) or (isinstance(leaf, np.generic) and not isinstance(leaf, (np.str_, np.bytes_))):
         dtype = np.asarray(leaf).dtype
         if dtype.kind not in "biuf":
-            raise ArgumentError(f"argument {position} ({path}) has dtype {dtype}; traced arrays must be "
-                                "bool, integer or float")
+            raise ArgumentError(
+                f"argument {position} ({path}) has dtype {dtype}; traced arrays must be bool, integer or float"
+            )
         spec = LeafSpec(True, TensorType(np.shape(leaf), dtype.name), scalar=isinstance(leaf, np.generic))
     elif isinstance(leaf, float) and differentiated:
         spec = LeafSpec(True, TensorType((), "float64"), python_float=True)
@@ -153,8 +157,10 @@ def _leaf_spec(leaf, path: str, differentiated: bool, position: int) -> LeafSpec
         try:
             hash(leaf)
         except TypeError:
-            raise ArgumentError(f"argument {position} ({path}) is a {type(leaf).__name__}, which is neither an "
-                                "array nor a hashable Python value") from None
+            raise ArgumentError(
+                f"argument {position} ({path}) is a {type(leaf).__name__}, which is neither an "
+                "array nor a hashable Python value"
+            ) from None
         return LeafSpec(False, static=(type(leaf), leaf))
     if differentiated and not spec.type.is_float:
         raise ArgumentError(_not_float_message(path, position, str(spec.type)))
@@ -162,8 +168,10 @@ def _leaf_spec(leaf, path: str, differentiated: bool, position: int) -> LeafSpec
 
 
 def _not_float_message(path, position, what) -> str:
-    return (f"cannot differentiate with respect to argument {position} ({path}), a {what}: gradients need "
-            "float arrays or Python floats. Pass it as floats (e.g. x.astype(float)) or leave it out of argnums.")
+    return (
+        f"cannot differentiate with respect to argument {position} ({path}), a {what}: gradients need "
+        "float arrays or Python floats. Pass it as floats (e.g. x.astype(float)) or leave it out of argnums."
+    )
 
 
 def trace_graph(fn: Callable, spec: ArgsSpec, leaves: list, name: str | None = None):
@@ -179,7 +187,7 @@ def trace_graph(fn: Callable, spec: ArgsSpec, leaves: list, name: str | None = N
     args, start = [], 0
     for treedef in spec.treedefs:
         count = treedef.num_leaves
-        args.append(unflatten(treedef, stand_ins[start:start + count]))
+        args.append(unflatten(treedef, stand_ins[start : start + count]))
         start += count
     try:
         result = fn(*args)

@@ -58,8 +58,11 @@ def record(op_name: str, operands: tuple, attrs: dict, frame) -> Tracer:
     for operand in operands:
         if isinstance(operand, Tracer):
             if operand._context is not context:
-                raise TraceError("a traced value from another trace was used here: a traced value "
-                                 "escaped its function (stored in a global, closure or attribute)", loc)
+                raise TraceError(
+                    "a traced value from another trace was used here: a traced value "
+                    "escaped its function (stored in a global, closure or attribute)",
+                    loc,
+                )
             ids.append(operand._value.id)
         else:
             if like is None:
@@ -88,8 +91,11 @@ def _context_of(operands) -> TraceContext:
         if isinstance(operand, Tracer):
             context = operand._context
             if not context.open:
-                raise TraceError("a traced value was used after its trace ended: it escaped the traced "
-                                 "function (stored in a global, closure or attribute)", _here())
+                raise TraceError(
+                    "a traced value was used after its trace ended: it escaped the traced "
+                    "function (stored in a global, closure or attribute)",
+                    _here(),
+                )
             return context
     raise AssertionError("operation() needs at least one traced operand")
 
@@ -150,19 +156,26 @@ class Tracer:
         raise TraceError(
             f"Python control flow (`if`, `while`, `and`/`or`, bool()) on a traced value of type {self.type}: "
             "its value is not known while tracing. Use np.where(condition, a, b) to choose between "
-            "values; conditions on shapes and Python values are fine.", _here())
+            "values; conditions on shapes and Python values are fine.",
+            _here(),
+        )
 
     def _needs_value(self, *_args, **_kwargs):
         raise TraceError(
             f"converting a traced value of type {self.type} to a Python number or NumPy array "
             "(float(), int(), .item(), np.asarray, math.*) needs its value, which is not known while "
-            "tracing. Keep it an array and use NumPy functions on it.", _here())
+            "tracing. Keep it an array and use NumPy functions on it.",
+            _here(),
+        )
 
     __float__ = __int__ = __index__ = __complex__ = item = tolist = __array__ = _needs_value
 
     def __setitem__(self, key, value):
-        raise TraceError("in-place assignment into a traced array is not supported; build the new "
-                         "array with np.where or np.concatenate instead", _here())
+        raise TraceError(
+            "in-place assignment into a traced array is not supported; build the new "
+            "array with np.where or np.concatenate instead",
+            _here(),
+        )
 
     # ---- NumPy protocols -------------------------------------------------------------------
 
@@ -174,55 +187,139 @@ class Tracer:
 
     # ---- operators and methods, by way of the NumPy functions -----------------------------
 
-    def __add__(self, other): return np.add(self, other)
-    def __radd__(self, other): return np.add(other, self)
-    def __sub__(self, other): return np.subtract(self, other)
-    def __rsub__(self, other): return np.subtract(other, self)
-    def __mul__(self, other): return np.multiply(self, other)
-    def __rmul__(self, other): return np.multiply(other, self)
-    def __truediv__(self, other): return np.divide(self, other)
-    def __rtruediv__(self, other): return np.divide(other, self)
-    def __pow__(self, other): return np.power(self, other)
-    def __rpow__(self, other): return np.power(other, self)
-    def __matmul__(self, other): return np.matmul(self, other)
-    def __rmatmul__(self, other): return np.matmul(other, self)
-    def __neg__(self): return np.negative(self)
-    def __pos__(self): return self
-    def __abs__(self): return np.absolute(self)
-    def __invert__(self): return np.invert(self)
-    def __and__(self, other): return np.logical_and(self, other)
-    def __rand__(self, other): return np.logical_and(other, self)
-    def __or__(self, other): return np.logical_or(self, other)
-    def __ror__(self, other): return np.logical_or(other, self)
-    def __lt__(self, other): return np.less(self, other)
-    def __le__(self, other): return np.less_equal(self, other)
-    def __gt__(self, other): return np.greater(self, other)
-    def __ge__(self, other): return np.greater_equal(self, other)
-    def __eq__(self, other): return np.equal(self, other)
-    def __ne__(self, other): return np.not_equal(self, other)
+    def __add__(self, other):
+        return np.add(self, other)
+
+    def __radd__(self, other):
+        return np.add(other, self)
+
+    def __sub__(self, other):
+        return np.subtract(self, other)
+
+    def __rsub__(self, other):
+        return np.subtract(other, self)
+
+    def __mul__(self, other):
+        return np.multiply(self, other)
+
+    def __rmul__(self, other):
+        return np.multiply(other, self)
+
+    def __truediv__(self, other):
+        return np.divide(self, other)
+
+    def __rtruediv__(self, other):
+        return np.divide(other, self)
+
+    def __pow__(self, other):
+        return np.power(self, other)
+
+    def __rpow__(self, other):
+        return np.power(other, self)
+
+    def __matmul__(self, other):
+        return np.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return np.matmul(other, self)
+
+    def __neg__(self):
+        return np.negative(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return np.absolute(self)
+
+    def __invert__(self):
+        return np.invert(self)
+
+    def __and__(self, other):
+        return np.logical_and(self, other)
+
+    def __rand__(self, other):
+        return np.logical_and(other, self)
+
+    def __or__(self, other):
+        return np.logical_or(self, other)
+
+    def __ror__(self, other):
+        return np.logical_or(other, self)
+
+    def __lt__(self, other):
+        return np.less(self, other)
+
+    def __le__(self, other):
+        return np.less_equal(self, other)
+
+    def __gt__(self, other):
+        return np.greater(self, other)
+
+    def __ge__(self, other):
+        return np.greater_equal(self, other)
+
+    def __eq__(self, other):
+        return np.equal(self, other)
+
+    def __ne__(self, other):
+        return np.not_equal(self, other)
 
     def __getitem__(self, key):
         return dispatch.call_function(operator.getitem, (self, key), {})
 
     @property
-    def T(self): return np.transpose(self)
+    def T(self):
+        return np.transpose(self)
+
     @property
-    def mT(self): return np.swapaxes(self, -1, -2)
-    def transpose(self, *axes): return np.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
-    def reshape(self, *shape, order="C"): return np.reshape(self, shape[0] if len(shape) == 1 else shape, order=order)
-    def ravel(self): return np.ravel(self)
-    def flatten(self): return np.ravel(self)
-    def squeeze(self, axis=None): return np.squeeze(self, axis)
-    def swapaxes(self, a, b): return np.swapaxes(self, a, b)
-    def sum(self, axis=None, dtype=None, keepdims=False): return np.sum(self, axis=axis, dtype=dtype, keepdims=keepdims)
-    def mean(self, axis=None, dtype=None, keepdims=False): return np.mean(self, axis=axis, dtype=dtype, keepdims=keepdims)
-    def max(self, axis=None, keepdims=False): return np.max(self, axis=axis, keepdims=keepdims)
-    def min(self, axis=None, keepdims=False): return np.min(self, axis=axis, keepdims=keepdims)
-    def var(self, axis=None, ddof=0, keepdims=False): return np.var(self, axis=axis, ddof=ddof, keepdims=keepdims)
-    def std(self, axis=None, ddof=0, keepdims=False): return np.std(self, axis=axis, ddof=ddof, keepdims=keepdims)
-    def dot(self, other): return np.dot(self, other)
-    def clip(self, min=None, max=None): return np.clip(self, min, max)
-    def copy(self): return self
+    def mT(self):
+        return np.swapaxes(self, -1, -2)
+
+    def transpose(self, *axes):
+        return np.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+
+    def reshape(self, *shape, order="C"):
+        return np.reshape(self, shape[0] if len(shape) == 1 else shape, order=order)
+
+    def ravel(self):
+        return np.ravel(self)
+
+    def flatten(self):
+        return np.ravel(self)
+
+    def squeeze(self, axis=None):
+        return np.squeeze(self, axis)
+
+    def swapaxes(self, a, b):
+        return np.swapaxes(self, a, b)
+
+    def sum(self, axis=None, dtype=None, keepdims=False):
+        return np.sum(self, axis=axis, dtype=dtype, keepdims=keepdims)
+
+    def mean(self, axis=None, dtype=None, keepdims=False):
+        return np.mean(self, axis=axis, dtype=dtype, keepdims=keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return np.max(self, axis=axis, keepdims=keepdims)
+
+    def min(self, axis=None, keepdims=False):
+        return np.min(self, axis=axis, keepdims=keepdims)
+
+    def var(self, axis=None, ddof=0, keepdims=False):
+        return np.var(self, axis=axis, ddof=ddof, keepdims=keepdims)
+
+    def std(self, axis=None, ddof=0, keepdims=False):
+        return np.std(self, axis=axis, ddof=ddof, keepdims=keepdims)
+
+    def dot(self, other):
+        return np.dot(self, other)
+
+    def clip(self, min=None, max=None):
+        return np.clip(self, min, max)
+
+    def copy(self):
+        return self
 
     def astype(self, dtype, copy=True):
         dtype = np.dtype(dtype)

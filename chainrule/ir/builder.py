@@ -1,7 +1,7 @@
 """Values with operators, so graph-building code (derivative rules above all) reads like math.
 
-    >>> g = Graph("f"); x = Value(g, g.add_input(TensorType((3,), "float64"), "x"))
-    >>> y = F.sin(x) * 2.0          # adds sin and mul nodes to g
+>>> g = Graph("f"); x = Value(g, g.add_input(TensorType((3,), "float64"), "x"))
+>>> y = F.sin(x) * 2.0          # adds sin and mul nodes to g
 """
 
 from __future__ import annotations
@@ -52,22 +52,53 @@ class Value:
         return self.graph.nodes[self.id].type.dtype
 
     # Derivative rules are mostly products and sums of Values: those skip apply's lifting of numbers.
-    def __add__(self, other: Operand) -> Value: return _binary("add", self, other)
-    def __radd__(self, other: Operand) -> Value: return apply("add", other, self)
-    def __sub__(self, other: Operand) -> Value: return _binary("sub", self, other)
-    def __rsub__(self, other: Operand) -> Value: return apply("sub", other, self)
-    def __mul__(self, other: Operand) -> Value: return _binary("mul", self, other)
-    def __rmul__(self, other: Operand) -> Value: return apply("mul", other, self)
-    def __truediv__(self, other: Operand) -> Value: return _binary("div", self, other)
-    def __rtruediv__(self, other: Operand) -> Value: return apply("div", other, self)
-    def __pow__(self, other: Operand) -> Value: return _binary("pow", self, other)
-    def __rpow__(self, other: Operand) -> Value: return apply("pow", other, self)
-    def __matmul__(self, other: Operand) -> Value: return _binary("matmul", self, other)
-    def __neg__(self) -> Value: return Value(self.graph, self.graph.add("neg", (self.id,)))
-    def __gt__(self, other: Value | Number) -> Value: return apply("gt", self, other)
-    def __ge__(self, other: Value | Number) -> Value: return apply("ge", self, other)
-    def __lt__(self, other: Value | Number) -> Value: return apply("lt", self, other)
-    def __le__(self, other: Value | Number) -> Value: return apply("le", self, other)
+    def __add__(self, other: Operand) -> Value:
+        return _binary("add", self, other)
+
+    def __radd__(self, other: Operand) -> Value:
+        return apply("add", other, self)
+
+    def __sub__(self, other: Operand) -> Value:
+        return _binary("sub", self, other)
+
+    def __rsub__(self, other: Operand) -> Value:
+        return apply("sub", other, self)
+
+    def __mul__(self, other: Operand) -> Value:
+        return _binary("mul", self, other)
+
+    def __rmul__(self, other: Operand) -> Value:
+        return apply("mul", other, self)
+
+    def __truediv__(self, other: Operand) -> Value:
+        return _binary("div", self, other)
+
+    def __rtruediv__(self, other: Operand) -> Value:
+        return apply("div", other, self)
+
+    def __pow__(self, other: Operand) -> Value:
+        return _binary("pow", self, other)
+
+    def __rpow__(self, other: Operand) -> Value:
+        return apply("pow", other, self)
+
+    def __matmul__(self, other: Operand) -> Value:
+        return _binary("matmul", self, other)
+
+    def __neg__(self) -> Value:
+        return Value(self.graph, self.graph.add("neg", (self.id,)))
+
+    def __gt__(self, other: Value | Number) -> Value:
+        return apply("gt", self, other)
+
+    def __ge__(self, other: Value | Number) -> Value:
+        return apply("ge", self, other)
+
+    def __lt__(self, other: Value | Number) -> Value:
+        return apply("lt", self, other)
+
+    def __le__(self, other: Value | Number) -> Value:
+        return apply("le", self, other)
 
     @property
     def mT(self) -> Value:
@@ -147,8 +178,7 @@ def unbroadcast(value: Value, shape: Iterable[int]) -> Value:
     if value.shape == shape:
         return value
     lead = value.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, d in enumerate(shape) if d == 1 and value.shape[lead + i] != 1)
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape) if d == 1 and value.shape[lead + i] != 1)
     summed = F.sum(value, axis=axes, keepdims=True) if axes else value
     return F.reshape(summed, shape=shape) if summed.shape != shape else summed
 

@@ -57,8 +57,14 @@ def canonical_names(graph: Graph) -> dict[int, str]:
         elif node.name and counts[node.name] == 1:
             names[node_id] = f"%{node.name}"
         else:
-            identity = repr((node.op, [(k, _attr_identity(v)) for k, v in node.attrs], str(node.type),
-                             [names[a] for a in node.args]))
+            identity = repr(
+                (
+                    node.op,
+                    [(k, _attr_identity(v)) for k, v in node.attrs],
+                    str(node.type),
+                    [names[a] for a in node.args],
+                )
+            )
             digest = hashlib.blake2b(identity.encode(), digest_size=_HASH_BYTES).hexdigest()
             names[node_id] = f"%{node.op}.{digest}"
     return names
@@ -96,8 +102,9 @@ def op_count_delta(before: Graph, after: Graph) -> str:
 
 def text_diff(before: Graph, after: Graph, context: int = 1) -> list[str]:
     """A unified diff of the canonical texts; empty when the pass changed nothing visible."""
-    lines = difflib.unified_diff(canonical_text(before), canonical_text(after), "before", "after",
-                                 n=context, lineterm="")
+    lines = difflib.unified_diff(
+        canonical_text(before), canonical_text(after), "before", "after", n=context, lineterm=""
+    )
     return list(lines)
 
 

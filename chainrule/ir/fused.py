@@ -101,9 +101,9 @@ def _render_fused(names: list[str], attrs: Attrs) -> str:
             pieces.append(text)
             continue
         close = text.index("\0", marker + 1)
-        k = int(text[marker + 1:close])
+        k = int(text[marker + 1 : close])
         pieces.append(text[:marker])
-        pending.append(text[close + 1:])
+        pending.append(text[close + 1 :])
         if k in bound:
             pieces.append(f"_s{k}")
         else:

@@ -25,7 +25,7 @@ from chainrule.errors import ChainruleError, Loc
 from chainrule.ir import networkx_view
 from chainrule.ir.canonical import CANONICAL
 from chainrule.ir.node import ConstArray, Node, freeze_attrs
-from chainrule.ir.ops import INFERRED, OPS
+from chainrule.ir.ops import INFERRED, OPS, Op
 from chainrule.ir.printer import format_dot, format_graph
 from chainrule.ir.rewrite import RuleFunction
 from chainrule.ir.types import TensorType
@@ -75,9 +75,17 @@ class Graph:
 
     # ---- construction -------------------------------------------------------------------
 
-    def add(self, op: str, args: Iterable[int] = (), attrs: dict | None = None, *,
-            loc: Loc | None = None, name: str | None = None, origin: int | None = None,
-            known_type: TensorType | None = None) -> int:
+    def add(
+        self,
+        op: str,
+        args: Iterable[int] = (),
+        attrs: dict | None = None,
+        *,
+        loc: Loc | None = None,
+        name: str | None = None,
+        origin: int | None = None,
+        known_type: TensorType | None = None,
+    ) -> int:
         """Add ``op(args; attrs)`` and return its id; an identical existing node is returned instead.
 
         Shape errors are raised as ``ShapeError`` at ``loc`` (or the graph's attribution).
@@ -104,14 +112,7 @@ class Graph:
             saved = self._default_loc, self._default_origin
             self._default_loc, self._default_origin = loc, origin
         try:
-            if known_type is not None:
-                out_type = known_type
-            else:
-                types = tuple([nodes[a].type for a in args])
-                try:
-                    out_type = INFERRED[(op, types, frozen)]
-                except (KeyError, TypeError):  # not seen yet, a source, or an unhashable attribute
-                    out_type = definition.result_type(types, frozen)
+            out_type = self._result_type(definition, args, frozen) if known_type is None else known_type
             node = Node(op, args, frozen, out_type, loc, name, origin)
             simpler = CANONICAL(self, node, args)
             if simpler is None and self.rewriter is not None and self._rewrite_depth < _MAX_REWRITE_DEPTH:
@@ -130,6 +131,14 @@ class Graph:
         if interned:
             self._interned[key] = node_id
         return node_id
+
+    def _result_type(self, definition: Op, args: tuple[int, ...], frozen: tuple) -> TensorType:
+        nodes = self.nodes
+        types = tuple([nodes[a].type for a in args])
+        try:
+            return INFERRED[(definition.name, types, frozen)]
+        except (KeyError, TypeError):  # not seen yet, a source, or an unhashable attribute
+            return definition.result_type(types, frozen)
 
     def rewriting(self, rule: RuleFunction | None) -> _Rewriting:
         """``with graph.rewriting(rule):`` every node built inside the block is first offered to
@@ -164,8 +173,16 @@ class Graph:
         copy = Node(node.op, args, node.attrs, node.type, node.loc, node.name, origin, node.recomputed)
         return self._append(copy, OPS[node.op].interned and not node.recomputed)
 
-    def add_recomputed(self, op: str, args: Iterable[int], attrs: dict | None = None, *,
-                       loc: Loc | None = None, name: str | None = None, origin: int | None = None) -> int:
+    def add_recomputed(
+        self,
+        op: str,
+        args: Iterable[int],
+        attrs: dict | None = None,
+        *,
+        loc: Loc | None = None,
+        name: str | None = None,
+        origin: int | None = None,
+    ) -> int:
         """Append ``op(args; attrs)`` as a new recomputed node, even when an identical node exists.
 
         Checkpointing copies forward values into the backward pass this way; ``add`` would
@@ -188,8 +205,9 @@ class Graph:
         return self._interned.get((op, args if type(args) is tuple else tuple(args), attrs))
 
     def add_input(self, type: TensorType, name: str | None, loc: Loc | None = None) -> int:
-        node_id = self.add("input", (), {"index": len(self.inputs), "shape": type.shape,
-                                         "dtype": type.dtype}, loc=loc, name=name)
+        node_id = self.add(
+            "input", (), {"index": len(self.inputs), "shape": type.shape, "dtype": type.dtype}, loc=loc, name=name
+        )
         self.inputs.append(node_id)
         return node_id
 
@@ -213,8 +231,9 @@ class Graph:
         """The symbolic zero of ``type``: an explicit value that DCE and rewrites understand."""
         return self.add("zeros", (), {"shape": type.shape, "dtype": type.dtype})
 
-    def transplant(self, source: Graph, node_ids: Iterable[int], mapping: dict[int, int],
-                   verbatim: bool = False) -> dict[int, int]:
+    def transplant(
+        self, source: Graph, node_ids: Iterable[int], mapping: dict[int, int], verbatim: bool = False
+    ) -> dict[int, int]:
         """Copy ``source``'s nodes ``node_ids`` (topological order) into this graph.
 
         ``mapping`` maps source ids to ids here and must already cover the
@@ -236,8 +255,9 @@ class Graph:
                     interned[(node.op, args, node.attrs)] = copy
                 mapping[node_id] = copy
             elif node.recomputed:
-                mapping[node_id] = self.add_recomputed(node.op, args, node.params, loc=node.loc, name=node.name,
-                                                       origin=origin)
+                mapping[node_id] = self.add_recomputed(
+                    node.op, args, node.params, loc=node.loc, name=node.name, origin=origin
+                )
             else:
                 mapping[node_id] = self.add(node.op, args, node.params, loc=node.loc, name=node.name, origin=origin)
         return mapping
@@ -275,9 +295,11 @@ class Graph:
     def carry_name_hints(self, source: Graph, mapping: dict[int, int]) -> None:
         """Remember the names of ``source``'s named values that were not copied here (``mapping``
         maps copied ids), and ``source``'s own hints, for the nodes whose operands were copied."""
+
         def remember(op: str, args: tuple[int, ...], attrs: tuple, name: str) -> None:
             if all(a in mapping for a in args):
                 self.name_hints.setdefault((op, tuple(mapping[a] for a in args), attrs), name)
+
         for (op, args, attrs), name in source.name_hints.items():
             remember(op, args, attrs, name)
         for node_id, node in enumerate(source.nodes):

@@ -38,13 +38,26 @@ _GRAPH_FIELDS = ("name", "inputs", "outputs", "output_names")
 
 def to_networkx(graph: Graph) -> nx.DiGraph:
     """``graph`` as a networkx DiGraph (see the module docstring for what nodes and edges carry)."""
-    g = nx.DiGraph(name=graph.name, inputs=list(graph.inputs), outputs=list(graph.outputs),
-                   output_names=list(graph.output_names))
-    g.add_nodes_from((node_id, {
-        "op": node.op, "shape": node.type.shape, "dtype": node.type.dtype, "name": node.name,
-        "attrs": dict(node.attrs), "loc": node.loc, "source": str(node.loc) if node.loc else "",
-        "origin": node.origin, "recomputed": node.recomputed,
-    }) for node_id, node in enumerate(graph.nodes))
+    g = nx.DiGraph(
+        name=graph.name, inputs=list(graph.inputs), outputs=list(graph.outputs), output_names=list(graph.output_names)
+    )
+    g.add_nodes_from(
+        (
+            node_id,
+            {
+                "op": node.op,
+                "shape": node.type.shape,
+                "dtype": node.type.dtype,
+                "name": node.name,
+                "attrs": dict(node.attrs),
+                "loc": node.loc,
+                "source": str(node.loc) if node.loc else "",
+                "origin": node.origin,
+                "recomputed": node.recomputed,
+            },
+        )
+        for node_id, node in enumerate(graph.nodes)
+    )
     for node_id, node in enumerate(graph.nodes):
         positions: dict[int, list[int]] = {}
         for position, operand in enumerate(node.args):
@@ -58,17 +71,25 @@ def from_networkx(g: nx.DiGraph, graph_class: type[Graph]) -> Graph:
     graph = graph_class(g.graph["name"])
     for node_id in sorted(g.nodes):
         if node_id != len(graph.nodes):
-            raise ValueError(f"node ids must be 0, 1, 2, ... (a topological order); found {node_id} "
-                             f"after {len(graph.nodes) - 1}")
+            raise ValueError(
+                f"node ids must be 0, 1, 2, ... (a topological order); found {node_id} after {len(graph.nodes) - 1}"
+            )
         data = g.nodes[node_id]
         args: list[int] = []
         for operand, _, edge in g.in_edges(node_id, data=True):
             for position in edge["positions"]:
                 args.extend([-1] * (position + 1 - len(args)))
                 args[position] = operand
-        node = Node(data["op"], tuple(args), freeze_attrs(data["attrs"]),
-                    TensorType(tuple(data["shape"]), data["dtype"]), data["loc"], data["name"],
-                    data["origin"], data["recomputed"])
+        node = Node(
+            data["op"],
+            tuple(args),
+            freeze_attrs(data["attrs"]),
+            TensorType(tuple(data["shape"]), data["dtype"]),
+            data["loc"],
+            data["name"],
+            data["origin"],
+            data["recomputed"],
+        )
         graph.append_copy(node, node.args, node.origin)
     graph.inputs = list(g.graph["inputs"])
     graph.set_outputs(g.graph["outputs"], g.graph["output_names"])

@@ -33,8 +33,14 @@ def relu(x: npt.ArrayLike) -> np.ndarray:
     return np.maximum(x, 0)
 
 
-def scatter_add(values: npt.ArrayLike, index: IndexTemplate, shape: tuple[int, ...], dtype: npt.DTypeLike,
-                *index_arrays: np.ndarray, unique: bool) -> np.ndarray:
+def scatter_add(
+    values: npt.ArrayLike,
+    index: IndexTemplate,
+    shape: tuple[int, ...],
+    dtype: npt.DTypeLike,
+    *index_arrays: np.ndarray,
+    unique: bool,
+) -> np.ndarray:
     """Zeros of ``shape`` with ``values`` added at ``index`` (the adjoint of indexing).
 
     ``index`` is a getitem template in which array positions are filled from

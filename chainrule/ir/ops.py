@@ -109,10 +109,13 @@ class Op:
         template = self.numpy
         if not isinstance(template, str) or self.arity is None or not template.endswith(")"):
             return None
-        call = template[:template.index("(")] if "(" in template else ""
+        call = template[: template.index("(")] if "(" in template else ""
         arguments = ", ".join("{" + str(i) + "}" for i in range(self.arity))
-        if call.startswith(("np.", "special.")) and template == f"{call}({arguments})" \
-                and isinstance(_ufunc(call), np.ufunc):
+        if (
+            call.startswith(("np.", "special."))
+            and template == f"{call}({arguments})"
+            and isinstance(_ufunc(call), np.ufunc)
+        ):
             return f"{call}({arguments}, out={{out}})"
         return None
 
@@ -169,6 +172,7 @@ def _ufunc(dotted: str) -> object:
     module_name, _, attribute = dotted.partition(".")
     return getattr(npfuncs.NAMESPACE.get(module_name), attribute, None)
 
+
 # Op.result_type's memory: (op name, operand types, frozen attrs) -> result type. Graph.add reads
 # it directly (the lookup is on its hot path); a miss goes through result_type.
 INFERRED: dict[tuple[str, tuple[TensorType, ...], tuple[tuple[str, Any], ...]], TensorType] = {}
@@ -188,8 +192,9 @@ def _freeze(attrs: Attrs) -> tuple[tuple[str, Any], ...]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _compiled_lowering(op_name: str, arity: int, frozen_attrs: tuple[tuple[str, Any], ...]) \
-        -> Callable[..., np.ndarray]:
+def _compiled_lowering(
+    op_name: str, arity: int, frozen_attrs: tuple[tuple[str, Any], ...]
+) -> Callable[..., np.ndarray]:
     names = [f"a{i}" for i in range(arity)]
     expr = OPS[op_name].render(names, dict(frozen_attrs))
     lowering: Callable[..., np.ndarray] = eval(f"lambda {', '.join(names)}: {expr}", npfuncs.NAMESPACE)

@@ -111,8 +111,11 @@ def format_dot(graph: Graph) -> str:
     """Graphviz DOT text: one box per node (op and type; a fused node shows its body), edges labelled
     by operand position. Inputs are blue, nodes of the backward pass (those with an origin) red."""
     names = operand_names(graph)
-    lines = [f'digraph "{graph.name.translate(_DOT_ESCAPES)}" {{', "  rankdir=TB;",
-             '  node [shape=box, fontname="monospace"];']
+    lines = [
+        f'digraph "{graph.name.translate(_DOT_ESCAPES)}" {{',
+        "  rankdir=TB;",
+        '  node [shape=box, fontname="monospace"];',
+    ]
     for node_id in graph.live_nodes():
         node = graph[node_id]
         style = ', style=filled, fillcolor="#e8f0fe"' if node.op == "input" else ""
@@ -122,8 +125,9 @@ def format_dot(graph: Graph) -> str:
             edge_label = f' [label="{position}"]' if len(node.args) > 1 else ""
             lines.append(f"  n{arg} -> n{node_id}{edge_label};")
     for position, out in enumerate(graph.outputs):
-        lines.append(f'  out{position} [label="{graph.output_names[position].translate(_DOT_ESCAPES)}", '
-                     'shape=ellipse];')
+        lines.append(
+            f'  out{position} [label="{graph.output_names[position].translate(_DOT_ESCAPES)}", shape=ellipse];'
+        )
         lines.append(f"  n{out} -> out{position};")
     lines.append("}")
     return "\n".join(lines)

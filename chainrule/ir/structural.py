@@ -28,13 +28,34 @@ from chainrule.ir.types import TensorType
 
 # ---- sources -----------------------------------------------------------------------------
 
-register(Op("input", "source", 0, lambda types, a: TensorType(a["shape"], a["dtype"]),
-            lambda names, a: f"<input {a['index']}>", interned=False))
-register(Op("const", "source", 0,
-            lambda types, a: TensorType(a["value"].array.shape, a["value"].array.dtype),
-            lambda names, a: f"np.asarray({a['value'].array.tolist()!r}, np.{a['value'].array.dtype.name})"))
-register(Op("zeros", "source", 0, lambda types, a: TensorType(a["shape"], a["dtype"]),
-            lambda names, a: f"np.zeros({a['shape']!r}, np.{a['dtype']})"))
+register(
+    Op(
+        "input",
+        "source",
+        0,
+        lambda types, a: TensorType(a["shape"], a["dtype"]),
+        lambda names, a: f"<input {a['index']}>",
+        interned=False,
+    )
+)
+register(
+    Op(
+        "const",
+        "source",
+        0,
+        lambda types, a: TensorType(a["value"].array.shape, a["value"].array.dtype),
+        lambda names, a: f"np.asarray({a['value'].array.tolist()!r}, np.{a['value'].array.dtype.name})",
+    )
+)
+register(
+    Op(
+        "zeros",
+        "source",
+        0,
+        lambda types, a: TensorType(a["shape"], a["dtype"]),
+        lambda names, a: f"np.zeros({a['shape']!r}, np.{a['dtype']})",
+    )
+)
 
 # ---- reductions --------------------------------------------------------------------------
 
@@ -64,8 +85,7 @@ def _extremum_jvp(tangents, y, x, axis, keepdims):
     (tangent,) = tangents
     kept = reduced_shape(x.shape, axis, True)
     hits = F.cast(F.eq(x, expand_to(y, kept, x.shape)), dtype=x.dtype)
-    return (F.sum(hits * tangent, axis=axis, keepdims=keepdims)
-            / F.sum(hits, axis=axis, keepdims=keepdims))
+    return F.sum(hits * tangent, axis=axis, keepdims=keepdims) / F.sum(hits, axis=axis, keepdims=keepdims)
 
 
 def _reduction_flops(ins, out, attrs):
@@ -76,15 +96,29 @@ def _reduction_flops(ins, out, attrs):
 def _batch_reduction(op_name):
     def batch(operands, batched, logical, out_type, attrs, size):
         return apply(op_name, operands[0], axis=tuple(a + 1 for a in attrs["axis"]), keepdims=attrs["keepdims"])
+
     return batch
 
 
-for _name, _rule, _jvp in [("sum", _sum_rule, LINEAR), ("max", _extremum_rule, _extremum_jvp),
-                           ("min", _extremum_rule, _extremum_jvp)]:
-    register(Op(_name, "reduction", 1, _infer_reduction,
-                # the method, not np.sum: the same reduction without np.sum's ~1 us of dispatch
-                f"{{0}}.{_name}(axis={{axis}}, keepdims={{keepdims}})",
-                vjp=(_rule,), jvp=_jvp, flops=_reduction_flops, batch=_batch_reduction(_name)))
+for _name, _rule, _jvp in [
+    ("sum", _sum_rule, LINEAR),
+    ("max", _extremum_rule, _extremum_jvp),
+    ("min", _extremum_rule, _extremum_jvp),
+]:
+    register(
+        Op(
+            _name,
+            "reduction",
+            1,
+            _infer_reduction,
+            # the method, not np.sum: the same reduction without np.sum's ~1 us of dispatch
+            f"{{0}}.{_name}(axis={{axis}}, keepdims={{keepdims}})",
+            vjp=(_rule,),
+            jvp=_jvp,
+            flops=_reduction_flops,
+            batch=_batch_reduction(_name),
+        )
+    )
 
 # ---- matmul ------------------------------------------------------------------------------
 
@@ -98,11 +132,14 @@ def _infer_matmul(types, attrs):
     if a_shape[-1] != b_shape[-2]:
         raise ShapeError(
             f"matmul of shapes {list(a.shape)} and {list(b.shape)}: inner dimensions differ "
-            f"({a_shape[-1]} != {b_shape[-2]})")
+            f"({a_shape[-1]} != {b_shape[-2]})"
+        )
     try:
         batch = tuple(np.broadcast_shapes(a_shape[:-2], b_shape[:-2]))
     except ValueError:
-        raise ShapeError(f"matmul of shapes {list(a.shape)} and {list(b.shape)}: batch dimensions do not broadcast") from None
+        raise ShapeError(
+            f"matmul of shapes {list(a.shape)} and {list(b.shape)}: batch dimensions do not broadcast"
+        ) from None
     shape = batch + (a_shape[-2],) * (a.ndim > 1) + (b_shape[-1],) * (b.ndim > 1)
     return TensorType(shape, np.result_type(a.dtype, b.dtype).name)
 
@@ -148,9 +185,20 @@ def _batch_matmul(operands, batched, logical, out_type, attrs, size):
     return F.reshape(shaped[0] @ shaped[1], shape=(size,) + out_type.shape)
 
 
-register(Op("matmul", "matmul", 2, _infer_matmul, "{0} @ {1}",
-            vjp=(_matmul_rule_a, _matmul_rule_b), jvp=MULTILINEAR, flops=_matmul_flops, implements=(np.matmul,),
-            batch=_batch_matmul))
+register(
+    Op(
+        "matmul",
+        "matmul",
+        2,
+        _infer_matmul,
+        "{0} @ {1}",
+        vjp=(_matmul_rule_a, _matmul_rule_b),
+        jvp=MULTILINEAR,
+        flops=_matmul_flops,
+        implements=(np.matmul,),
+        batch=_batch_matmul,
+    )
+)
 
 # ---- shape ops ---------------------------------------------------------------------------
 
@@ -173,9 +221,19 @@ def _batch_transpose(operands, batched, logical, out_type, attrs, size):
     return F.transpose(operands[0], axes=(0,) + tuple(a + 1 for a in attrs["axes"]))
 
 
-register(Op("transpose", "shape", 1, _infer_transpose, _render_transpose,
-            vjp=(lambda g, y, x, axes: F.transpose(g, axes=tuple(int(i) for i in np.argsort(axes))),),
-            jvp=LINEAR, view=True, batch=_batch_transpose))
+register(
+    Op(
+        "transpose",
+        "shape",
+        1,
+        _infer_transpose,
+        _render_transpose,
+        vjp=(lambda g, y, x, axes: F.transpose(g, axes=tuple(int(i) for i in np.argsort(axes))),),
+        jvp=LINEAR,
+        view=True,
+        batch=_batch_transpose,
+    )
+)
 
 
 def _infer_reshape(types, attrs):
@@ -190,9 +248,19 @@ def _batch_reshape(operands, batched, logical, out_type, attrs, size):
     return F.reshape(operands[0], shape=(size,) + tuple(attrs["shape"]))
 
 
-register(Op("reshape", "shape", 1, _infer_reshape, "{0}.reshape({shape})",
-            vjp=(lambda g, y, x, shape: F.reshape(g, shape=x.shape),), jvp=LINEAR, view=True,
-            batch=_batch_reshape))
+register(
+    Op(
+        "reshape",
+        "shape",
+        1,
+        _infer_reshape,
+        "{0}.reshape({shape})",
+        vjp=(lambda g, y, x, shape: F.reshape(g, shape=x.shape),),
+        jvp=LINEAR,
+        view=True,
+        batch=_batch_reshape,
+    )
+)
 
 
 def _infer_broadcast_to(types, attrs):
@@ -212,9 +280,19 @@ def _batch_broadcast_to(operands, batched, logical, out_type, attrs, size):
     return F.broadcast_to(lined_up(operands[0], True, logical[0], len(shape)), shape=(size,) + shape)
 
 
-register(Op("broadcast_to", "shape", 1, _infer_broadcast_to, "np.broadcast_to({0}, {shape})",
-            vjp=(lambda g, y, x, shape: unbroadcast(g, x.shape),), jvp=LINEAR, view=True,
-            batch=_batch_broadcast_to))
+register(
+    Op(
+        "broadcast_to",
+        "shape",
+        1,
+        _infer_broadcast_to,
+        "np.broadcast_to({0}, {shape})",
+        vjp=(lambda g, y, x, shape: unbroadcast(g, x.shape),),
+        jvp=LINEAR,
+        view=True,
+        batch=_batch_broadcast_to,
+    )
+)
 
 
 def _infer_concatenate(types, attrs):
@@ -233,9 +311,9 @@ def _concatenate_rule(operand_index):
     def rule(g, y, *operands, axis):
         start = sum(o.shape[axis] for o in operands[:operand_index])
         stop = start + operands[operand_index].shape[axis]
-        index = tuple(("slice", None, None, None) if i != axis else ("slice", start, stop, None)
-                      for i in range(g.ndim))
+        index = tuple(("slice", None, None, None) if i != axis else ("slice", start, stop, None) for i in range(g.ndim))
         return F.getitem(g, index=index)
+
     return rule
 
 
@@ -244,9 +322,18 @@ def _batch_concatenate(operands, batched, logical, out_type, attrs, size):
     return F.concatenate(*parts, axis=attrs["axis"] + 1)
 
 
-register(Op("concatenate", "shape", None, _infer_concatenate,
-            lambda names, a: f"np.concatenate(({', '.join(names)},), axis={a['axis']})",
-            vjp=_concatenate_rule, jvp=LINEAR, batch=_batch_concatenate))
+register(
+    Op(
+        "concatenate",
+        "shape",
+        None,
+        _infer_concatenate,
+        lambda names, a: f"np.concatenate(({', '.join(names)},), axis={a['axis']})",
+        vjp=_concatenate_rule,
+        jvp=LINEAR,
+        batch=_batch_concatenate,
+    )
+)
 
 # ---- indexing ----------------------------------------------------------------------------
 # An index is a frozen template: ("slice", start, stop, step) | ("int", i) | ("none",) |
@@ -261,8 +348,10 @@ def _index_result_shape(shape, index, array_shapes):
     try:
         return dummy[fill_index(index, arrays)].shape
     except IndexError as error:
-        raise ShapeError(f"index {render_index(index, [f'i{k}' for k in range(len(arrays))])} "
-                         f"does not fit shape {list(shape)}: {error}") from None
+        raise ShapeError(
+            f"index {render_index(index, [f'i{k}' for k in range(len(arrays))])} "
+            f"does not fit shape {list(shape)}: {error}"
+        ) from None
 
 
 def _infer_getitem(types, attrs):
@@ -310,10 +399,19 @@ def _batch_getitem(operands, batched, logical, out_type, attrs, size):
     return F.getitem(*operands, index=_batched_index("getitem", batched, attrs["index"]))
 
 
-register(Op("getitem", "index", None, _infer_getitem,
-            lambda names, a: f"{names[0]}[{render_index(a['index'], names[1:])}]",
-            vjp=lambda operand_index: _getitem_rule if operand_index == 0 else None, jvp=LINEAR, view=True,
-            batch=_batch_getitem))
+register(
+    Op(
+        "getitem",
+        "index",
+        None,
+        _infer_getitem,
+        lambda names, a: f"{names[0]}[{render_index(a['index'], names[1:])}]",
+        vjp=lambda operand_index: _getitem_rule if operand_index == 0 else None,
+        jvp=LINEAR,
+        view=True,
+        batch=_batch_getitem,
+    )
+)
 
 
 def _infer_scatter_add(types, attrs):
@@ -326,22 +424,39 @@ def _infer_scatter_add(types, attrs):
 
 def _render_scatter_add(names, a):
     arrays = "".join(f", {n}" for n in names[1:])
-    return (f"scatter_add({names[0]}, {a['index']!r}, {a['shape']!r}, np.{a['dtype']}{arrays}, "
-            f"unique={a['unique']})")
+    return f"scatter_add({names[0]}, {a['index']!r}, {a['shape']!r}, np.{a['dtype']}{arrays}, unique={a['unique']})"
 
 
 def _batch_scatter_add(operands, batched, logical, out_type, attrs, size):
     index = _batched_index("scatter_add", batched, attrs["index"])
     values = operands[0] if batched[0] else F.broadcast_to(operands[0], shape=(size,) + logical[0].shape)
-    return F.scatter_add(values, *operands[1:], index=index, shape=(size,) + tuple(attrs["shape"]),
-                         dtype=attrs["dtype"], unique=attrs["unique"])
+    return F.scatter_add(
+        values,
+        *operands[1:],
+        index=index,
+        shape=(size,) + tuple(attrs["shape"]),
+        dtype=attrs["dtype"],
+        unique=attrs["unique"],
+    )
 
 
-register(Op("scatter_add", "index", None, _infer_scatter_add, _render_scatter_add,
-            vjp=lambda operand_index: (lambda g, y, values, *arrays, index, shape, dtype, unique:
-                                       F.getitem(g, *arrays, index=index)) if operand_index == 0 else None,
-            jvp=LINEAR,
-            # one addition per element scattered: the index's size, which a broadcast operand 0 undercounts
-            flops=lambda ins, out, attrs: size_of(_index_result_shape(
-                attrs["shape"], attrs["index"], [t.shape for t in ins[1:]])),
-            batch=_batch_scatter_add))
+register(
+    Op(
+        "scatter_add",
+        "index",
+        None,
+        _infer_scatter_add,
+        _render_scatter_add,
+        vjp=lambda operand_index: (
+            (lambda g, y, values, *arrays, index, shape, dtype, unique: F.getitem(g, *arrays, index=index))
+            if operand_index == 0
+            else None
+        ),
+        jvp=LINEAR,
+        # one addition per element scattered: the index's size, which a broadcast operand 0 undercounts
+        flops=lambda ins, out, attrs: size_of(
+            _index_result_shape(attrs["shape"], attrs["index"], [t.shape for t in ins[1:]])
+        ),
+        batch=_batch_scatter_add,
+    )
+)

@@ -10,9 +10,15 @@ import numpy as np
 import numpy.typing as npt
 
 _SHORT_NAMES = {
-    "float64": "f64", "float32": "f32", "float16": "f16",
-    "int64": "i64", "int32": "i32", "int16": "i16", "int8": "i8",
-    "uint8": "u8", "bool": "bool",
+    "float64": "f64",
+    "float32": "f32",
+    "float16": "f16",
+    "int64": "i64",
+    "int32": "i32",
+    "int16": "i16",
+    "int8": "i8",
+    "uint8": "u8",
+    "bool": "bool",
 }
 
 # Generated code frees (``del``s) a value after its last use only from this size on: smaller arrays

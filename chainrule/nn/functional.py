@@ -124,13 +124,17 @@ def cross_entropy(logits, target, axis: int = -1):
     if target_shape == np.shape(logits):
         return -np.sum(target * log_probs) / (np.size(log_probs) // np.shape(log_probs)[axis])
     if np.dtype(target.dtype if hasattr(target, "dtype") else np.asarray(target).dtype).kind not in "iu":
-        raise ShapeError(f"cross_entropy target of shape {list(target_shape)} must be integer class indices "
-                         f"(logits have shape {list(np.shape(logits))})")
+        raise ShapeError(
+            f"cross_entropy target of shape {list(target_shape)} must be integer class indices "
+            f"(logits have shape {list(np.shape(logits))})"
+        )
     classes_last = np.moveaxis(log_probs, axis, -1) if axis not in (-1, np.ndim(logits) - 1) else log_probs
     rows = np.reshape(classes_last, (-1, np.shape(classes_last)[-1]))
     labels = np.reshape(target, (-1,))
     if np.shape(rows)[0] != np.shape(labels)[0]:
-        raise ShapeError(f"cross_entropy: {np.shape(labels)[0]} labels for {np.shape(rows)[0]} rows of logits "
-                         f"(logits {list(np.shape(logits))}, target {list(target_shape)})")
+        raise ShapeError(
+            f"cross_entropy: {np.shape(labels)[0]} labels for {np.shape(rows)[0]} rows of logits "
+            f"(logits {list(np.shape(logits))}, target {list(target_shape)})"
+        )
     picked = rows[np.arange(np.shape(rows)[0]), labels]
     return -np.mean(picked)

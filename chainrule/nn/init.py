@@ -66,6 +66,15 @@ def zeros(rng, shape, dtype=np.float64) -> np.ndarray:
     return np.zeros(shape, dtype=dtype)
 
 
-BY_NAME = {"he": he_normal, "he_normal": he_normal, "he_uniform": he_uniform, "xavier": xavier_normal,
-           "xavier_normal": xavier_normal, "glorot": xavier_normal, "xavier_uniform": xavier_uniform,
-           "lecun": lecun_normal, "lecun_normal": lecun_normal, "zeros": zeros}
+BY_NAME = {
+    "he": he_normal,
+    "he_normal": he_normal,
+    "he_uniform": he_uniform,
+    "xavier": xavier_normal,
+    "xavier_normal": xavier_normal,
+    "glorot": xavier_normal,
+    "xavier_uniform": xavier_uniform,
+    "lecun": lecun_normal,
+    "lecun_normal": lecun_normal,
+    "zeros": zeros,
+}

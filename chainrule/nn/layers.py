@@ -83,16 +83,22 @@ class Dense(Layer):
 
     kind = "dense"
 
-    def __init__(self, in_features: int, out_features: int, *, init: str | Callable = "he",
-                 use_bias: bool = True, dtype=np.float64):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        init: str | Callable = "he",
+        use_bias: bool = True,
+        dtype=np.float64,
+    ):
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.initializer = _initializer(init)
         self.use_bias = use_bias
         self.dtype = np.dtype(dtype)
 
     def init(self, rng: RngLike = None) -> dict:
-        params = {"W": self.initializer(np.random.default_rng(rng), (self.in_features, self.out_features),
-                                        self.dtype)}
+        params = {"W": self.initializer(np.random.default_rng(rng), (self.in_features, self.out_features), self.dtype)}
         if self.use_bias:
             params["b"] = np.zeros(self.out_features, dtype=self.dtype)
         return params
@@ -102,8 +108,9 @@ class Dense(Layer):
 
     def forward(self, params, x, state, training, randomness) -> tuple:
         if np.shape(x)[-1:] != (self.in_features,):
-            raise ShapeError(f"{self!r} takes inputs of shape (batch, {self.in_features}), got "
-                             f"{tuple(np.shape(x))}", _user_line())
+            raise ShapeError(
+                f"{self!r} takes inputs of shape (batch, {self.in_features}), got {tuple(np.shape(x))}", _user_line()
+            )
         _check_keys(self, params, ("W", "b") if self.use_bias else ("W",))
         y = x @ params["W"]
         return (y + params["b"] if self.use_bias else y), state
@@ -117,7 +124,11 @@ class Activation(Layer):
     softmax, linear) or any callable."""
 
     kind = "activation"
-    _BY_NAME: ClassVar[dict[str, Callable[[Any], Any]]] = {"tanh": np.tanh, "linear": lambda x: x, "identity": lambda x: x}
+    _BY_NAME: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        "tanh": np.tanh,
+        "linear": lambda x: x,
+        "identity": lambda x: x,
+    }
 
     def __init__(self, fn: str | Callable[[Any], Any]):
         self.fn: Callable[[Any], Any]
@@ -126,8 +137,10 @@ class Activation(Layer):
             return
         found = self._BY_NAME.get(fn) or getattr(functional, str(fn), None)
         if found is None or not callable(found):
-            known = sorted(set(self._BY_NAME) | {"relu", "sigmoid", "gelu", "silu", "elu", "selu",
-                                                 "leaky_relu", "softplus", "softmax", "log_softmax"})
+            known = sorted(
+                set(self._BY_NAME)
+                | {"relu", "sigmoid", "gelu", "silu", "elu", "selu", "leaky_relu", "softplus", "softmax", "log_softmax"}
+            )
             raise ArgumentError(f"unknown activation {fn!r}; known: {', '.join(known)}")
         self.fn, self.name = found, fn
 
@@ -161,8 +174,9 @@ class BatchNorm(Layer):
 
     def forward(self, params, x, state, training, randomness) -> tuple:
         if np.shape(x)[-1:] != (self.features,):
-            raise ShapeError(f"{self!r} normalizes {self.features} features, got inputs of shape "
-                             f"{tuple(np.shape(x))}", _user_line())
+            raise ShapeError(
+                f"{self!r} normalizes {self.features} features, got inputs of shape {tuple(np.shape(x))}", _user_line()
+            )
         _check_keys(self, params, ("gamma", "beta"))
         if training:
             axes = tuple(range(len(np.shape(x)) - 1))
@@ -170,12 +184,17 @@ class BatchNorm(Layer):
             centered = x - mean
             var = np.mean(centered * centered, axis=axes)
             if state is not None:
-                state = {"mean": self.momentum * state["mean"] + (1 - self.momentum) * mean,
-                         "var": self.momentum * state["var"] + (1 - self.momentum) * var}
+                state = {
+                    "mean": self.momentum * state["mean"] + (1 - self.momentum) * mean,
+                    "var": self.momentum * state["var"] + (1 - self.momentum) * var,
+                }
         else:
             if state is None:
-                raise ArgumentError(f"{self!r} in inference mode normalizes with its running statistics: "
-                                    "pass state=... (from init_state() or training)", _user_line())
+                raise ArgumentError(
+                    f"{self!r} in inference mode normalizes with its running statistics: "
+                    "pass state=... (from init_state() or training)",
+                    _user_line(),
+                )
             mean, var = state["mean"], state["var"]
             centered = x - mean
         return params["gamma"] * (centered / np.sqrt(var + self.eps)) + params["beta"], state
@@ -323,21 +342,33 @@ class _Randomness:
     def mask(self, layer: Dropout, shape: tuple):
         if self.masks is not None:
             if self.used == len(self.masks):
-                raise ArgumentError(f"{layer!r} needs a mask but the {len(self.masks)} given are used up; "
-                                    "draw them with model.dropout_masks(rng, x.shape)", _user_line())
+                raise ArgumentError(
+                    f"{layer!r} needs a mask but the {len(self.masks)} given are used up; "
+                    "draw them with model.dropout_masks(rng, x.shape)",
+                    _user_line(),
+                )
             mask = self.masks[self.used]
             self.used += 1
             if tuple(np.shape(mask)) != tuple(shape):
-                raise ShapeError(f"{layer!r} got a mask of shape {tuple(np.shape(mask))} for inputs of shape "
-                                 f"{tuple(shape)}; draw masks with model.dropout_masks(rng, x.shape)", _user_line())
+                raise ShapeError(
+                    f"{layer!r} got a mask of shape {tuple(np.shape(mask))} for inputs of shape "
+                    f"{tuple(shape)}; draw masks with model.dropout_masks(rng, x.shape)",
+                    _user_line(),
+                )
             return mask
         if self.generator is None:
-            raise ArgumentError(f"{layer!r} in training mode needs rng=: a np.random.Generator, or the masks "
-                                "from model.dropout_masks(generator, x.shape)", _user_line())
+            raise ArgumentError(
+                f"{layer!r} in training mode needs rng=: a np.random.Generator, or the masks "
+                "from model.dropout_masks(generator, x.shape)",
+                _user_line(),
+            )
         if any(isinstance(leaf, Tracer) for leaf in flatten(self.inputs)[0]):
-            raise TraceError(f"{layer!r} was given a np.random.Generator inside a traced function: its mask "
-                             "would be drawn once and compiled in as a constant. Draw the masks outside with "
-                             "model.dropout_masks(generator, x.shape) and pass them in as an argument", _user_line())
+            raise TraceError(
+                f"{layer!r} was given a np.random.Generator inside a traced function: its mask "
+                "would be drawn once and compiled in as a constant. Draw the masks outside with "
+                "model.dropout_masks(generator, x.shape) and pass them in as an argument",
+                _user_line(),
+            )
         return draw_mask(self.generator, shape, layer.rate)
 
     def check_used_up(self) -> None:
@@ -348,8 +379,9 @@ class _Randomness:
 def _check_keys(layer: Layer, params, expected: tuple) -> None:
     if not isinstance(params, dict) or set(params) != set(expected):
         found = sorted(params) if isinstance(params, dict) else type(params).__name__
-        raise ArgumentError(f"{layer!r} expects parameters {{{', '.join(expected)}}} (from its init), got "
-                            f"{found}", _user_line())
+        raise ArgumentError(
+            f"{layer!r} expects parameters {{{', '.join(expected)}}} (from its init), got {found}", _user_line()
+        )
 
 
 def _user_line():

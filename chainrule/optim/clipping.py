@@ -29,5 +29,4 @@ def clip_by_global_norm(grads, max_norm: float) -> tuple:
     leaves, _, treedef = flatten(grads)
     norm = global_norm(leaves)
     scale = max_norm / np.maximum(norm, max_norm)
-    return unflatten(treedef, [g * scale.astype(g.dtype) if hasattr(g, "dtype") else g * scale
-                               for g in leaves]), norm
+    return unflatten(treedef, [g * scale.astype(g.dtype) if hasattr(g, "dtype") else g * scale for g in leaves]), norm

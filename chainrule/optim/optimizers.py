@@ -65,18 +65,23 @@ class Optimizer:
         param_leaves, _, treedef = flatten(params)
         grad_leaves, _, grad_treedef = flatten(grads)
         if grad_treedef != treedef:
-            raise ArgumentError(f"{self.name}.update: gradients have structure {grad_treedef} but the "
-                                f"parameters have {treedef}")
+            raise ArgumentError(
+                f"{self.name}.update: gradients have structure {grad_treedef} but the parameters have {treedef}"
+            )
         if not isinstance(state, dict) or set(state) != {"count", *self.slot_names}:
-            raise ArgumentError(f"{self.name}.update: the state must be what {self.name}.init returned "
-                                f"(keys count, {', '.join(self.slot_names)}), got "
-                                f"{sorted(state) if isinstance(state, dict) else type(state).__name__}")
+            raise ArgumentError(
+                f"{self.name}.update: the state must be what {self.name}.init returned "
+                f"(keys count, {', '.join(self.slot_names)}), got "
+                f"{sorted(state) if isinstance(state, dict) else type(state).__name__}"
+            )
         slot_leaves = []
         for slot in self.slot_names:
             leaves, _, slot_treedef = flatten(state[slot])
             if slot_treedef != treedef:
-                raise ArgumentError(f"{self.name}.update: state[{slot!r}] has structure {slot_treedef} but "
-                                    f"the parameters have {treedef}")
+                raise ArgumentError(
+                    f"{self.name}.update: state[{slot!r}] has structure {slot_treedef} but "
+                    f"the parameters have {treedef}"
+                )
             slot_leaves.append(leaves)
         lr = self.learning_rate_at(state["count"])
         t = state["count"] + 1
@@ -103,8 +108,10 @@ def _as_dtype(value, like):
 
 def sgd(learning_rate: LearningRate = 0.01) -> Optimizer:
     """Plain gradient descent: p -= lr g."""
+
     def rule(g, p, slots, lr, t):
         return p - lr * g, ()
+
     return Optimizer("sgd", learning_rate, (), rule)
 
 
@@ -114,10 +121,12 @@ def momentum(learning_rate: LearningRate = 0.01, beta: float = 0.9) -> Optimizer
     The velocity is an average of gradients, so this equals PyTorch's SGD
     momentum (v = beta v + g) with the learning rate scaled by 1 - beta.
     """
+
     def rule(g, p, slots, lr, t):
         (v,) = slots
         v = beta * v + (1 - beta) * g
         return p - lr * v, (v,)
+
     return Optimizer("momentum", learning_rate, ("v",), rule, {"beta": beta})
 
 
@@ -125,40 +134,50 @@ def nesterov(learning_rate: LearningRate = 0.01, beta: float = 0.9) -> Optimizer
     """Nesterov momentum with the seed's averaged velocity: p -= lr (beta v + (1 - beta) g)
     after v = beta v + (1 - beta) g, i.e. the step is taken from the look-ahead velocity
     (the Sutskever et al. form that PyTorch and Keras use)."""
+
     def rule(g, p, slots, lr, t):
         (v,) = slots
         v = beta * v + (1 - beta) * g
         return p - lr * (beta * v + (1 - beta) * g), (v,)
+
     return Optimizer("nesterov", learning_rate, ("v",), rule, {"beta": beta})
 
 
 def rmsprop(learning_rate: LearningRate = 0.001, decay: float = 0.9, eps: float = 1e-8) -> Optimizer:
     """s = decay s + (1 - decay) g^2; p -= lr g / (sqrt(s) + eps)."""
+
     def rule(g, p, slots, lr, t):
         (s,) = slots
         s = decay * s + (1 - decay) * (g * g)
         return p - lr * g / (np.sqrt(s) + eps), (s,)
+
     return Optimizer("rmsprop", learning_rate, ("s",), rule, {"decay": decay, "eps": eps})
 
 
 def adagrad(learning_rate: LearningRate = 0.01, eps: float = 1e-8) -> Optimizer:
     """G += g^2; p -= lr g / (sqrt(G) + eps) (the accumulator starts at 0, as in PyTorch)."""
+
     def rule(g, p, slots, lr, t):
         (accumulated,) = slots
         accumulated = accumulated + g * g
         return p - lr * g / (np.sqrt(accumulated) + eps), (accumulated,)
+
     return Optimizer("adagrad", learning_rate, ("G",), rule, {"eps": eps})
 
 
-def adam(learning_rate: LearningRate = 0.001, beta1: float = 0.9, beta2: float = 0.999,
-         eps: float = 1e-8) -> Optimizer:
+def adam(learning_rate: LearningRate = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> Optimizer:
     """Adam with bias correction (Kingma & Ba; seed 002, 12.6.3):
     m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr m^ / (sqrt(v^) + eps)."""
     return _adam("adam", learning_rate, beta1, beta2, eps, 0.0)
 
 
-def adamw(learning_rate: LearningRate = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-          weight_decay: float = 0.01) -> Optimizer:
+def adamw(
+    learning_rate: LearningRate = 0.001,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.01,
+) -> Optimizer:
     """Adam with decoupled weight decay (Loshchilov & Hutter): p -= lr (m^ / (sqrt(v^) + eps) + wd p),
     the decay applied to the weights directly rather than added to the gradient."""
     return _adam("adamw", learning_rate, beta1, beta2, eps, weight_decay)
@@ -169,12 +188,13 @@ def _adam(name, learning_rate, beta1, beta2, eps, weight_decay) -> Optimizer:
         m, v = slots
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * (g * g)
-        m_hat = m / (1 - beta1 ** t)
-        v_hat = v / (1 - beta2 ** t)
+        m_hat = m / (1 - beta1**t)
+        v_hat = v / (1 - beta2**t)
         step = m_hat / (np.sqrt(v_hat) + eps)
         if weight_decay:
             step = step + weight_decay * p
         return p - lr * step, (m, v)
+
     hyperparameters = {"beta1": beta1, "beta2": beta2, "eps": eps}
     if name == "adamw":
         hyperparameters["weight_decay"] = weight_decay

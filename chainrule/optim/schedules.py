@@ -87,11 +87,14 @@ class warmup_cosine:
 
     def __post_init__(self):
         if not 0 < self.warmup_steps < self.total_steps:
-            raise ValueError(f"warmup_cosine needs 0 < warmup_steps < total_steps, got warmup_steps="
-                             f"{self.warmup_steps}, total_steps={self.total_steps}")
+            raise ValueError(
+                f"warmup_cosine needs 0 < warmup_steps < total_steps, got warmup_steps="
+                f"{self.warmup_steps}, total_steps={self.total_steps}"
+            )
 
     def __call__(self, step):
         warm = self.lr * np.minimum(step, self.warmup_steps) / self.warmup_steps
-        progress = (np.clip(step, self.warmup_steps, self.total_steps) - self.warmup_steps) \
-            / (self.total_steps - self.warmup_steps)
+        progress = (np.clip(step, self.warmup_steps, self.total_steps) - self.warmup_steps) / (
+            self.total_steps - self.warmup_steps
+        )
         return np.where(step < self.warmup_steps, warm, _cosine(self.lr, self.final_lr, progress))

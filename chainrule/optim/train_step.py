@@ -17,9 +17,16 @@ from chainrule.optim.clipping import clip_by_global_norm, clip_by_value
 from chainrule.optim.optimizers import Optimizer
 
 
-def train_step(loss_fn: Callable, optimizer: Optimizer, *, clip_norm: float | None = None,
-               clip_value: float | None = None, has_aux: bool = False, fused: bool = True,
-               backend: str = "numpy") -> Callable:
+def train_step(
+    loss_fn: Callable,
+    optimizer: Optimizer,
+    *,
+    clip_norm: float | None = None,
+    clip_value: float | None = None,
+    has_aux: bool = False,
+    fused: bool = True,
+    backend: str = "numpy",
+) -> Callable:
     """``step(params, opt_state, *args) -> (loss, new_params, new_opt_state)``.
 
     ``loss_fn(params, *args)`` returns the scalar loss, or ``(loss, aux)`` with
@@ -40,22 +47,12 @@ def train_step(loss_fn: Callable, optimizer: Optimizer, *, clip_norm: float | No
         >>> float(value), params["w"]
         (2.0, array([0.2, 0.2]))
     """
-    if has_aux:
-        def objective(params, *args):
-            return loss_fn(params, *args)[0]
-    else:
-        objective = loss_fn
+    objective = _loss_only(loss_fn) if has_aux else loss_fn
     value_and_grad = cr.value_and_grad(objective, backend=backend)
-
-    def apply_update(params, opt_state, loss, grads):
-        if clip_value is not None:
-            grads = clip_by_value(grads, clip_value)
-        if clip_norm is not None:
-            grads, _ = clip_by_global_norm(grads, clip_norm)
-        new_params, new_state = optimizer.update(grads, opt_state, params)
-        return loss, new_params, new_state
+    apply_update = _update(optimizer, clip_norm, clip_value)
 
     if fused:
+
         def fused_step(params, opt_state, *args):
             loss, grads = value_and_grad(params, *args)
             result = apply_update(params, opt_state, loss, grads)
@@ -76,3 +73,24 @@ def train_step(loss_fn: Callable, optimizer: Optimizer, *, clip_norm: float | No
         return result + (auxiliary(params, *args),) if has_aux else result
 
     return unfused_step
+
+
+def _loss_only(loss_fn: Callable) -> Callable:
+    def objective(params, *args):
+        return loss_fn(params, *args)[0]
+
+    return objective
+
+
+def _update(optimizer: Optimizer, clip_norm: float | None, clip_value: float | None) -> Callable:
+    """``apply_update(params, opt_state, loss, grads) -> (loss, new_params, new_opt_state)``."""
+
+    def apply_update(params, opt_state, loss, grads):
+        if clip_value is not None:
+            grads = clip_by_value(grads, clip_value)
+        if clip_norm is not None:
+            grads, _ = clip_by_global_norm(grads, clip_norm)
+        new_params, new_state = optimizer.update(grads, opt_state, params)
+        return loss, new_params, new_state
+
+    return apply_update

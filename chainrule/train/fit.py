@@ -15,6 +15,7 @@ backward, update, log, validate, stop early).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -76,11 +77,28 @@ class _FunctionModel(Layer):
         return self.fn(params, x), state
 
 
-def fit(model: Layer | Callable, params, x, y, *, loss: str | Callable, optimizer: Optimizer,
-        epochs: int = 10, batch_size: int = 32, state=None, l2: float = 0.0, validation_data=None,
-        early_stopping: EarlyStopping | None = None, clip_norm: float | None = None,
-        clip_value: float | None = None, shuffle: bool = True, seed: int = 0, progress: bool = True,
-        fused: bool = True, backend: str = "numpy") -> FitResult:
+def fit(
+    model: Layer | Callable,
+    params,
+    x,
+    y,
+    *,
+    loss: str | Callable,
+    optimizer: Optimizer,
+    epochs: int = 10,
+    batch_size: int = 32,
+    state=None,
+    l2: float = 0.0,
+    validation_data=None,
+    early_stopping: EarlyStopping | None = None,
+    clip_norm: float | None = None,
+    clip_value: float | None = None,
+    shuffle: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+    fused: bool = True,
+    backend: str = "numpy",
+) -> FitResult:
     """Train ``params`` of ``model`` (a layer, or a function ``predict(params, x)``) on ``(x, y)``.
 
     Samples run along axis 0. Each epoch shuffles them with a Generator seeded
@@ -102,32 +120,14 @@ def fit(model: Layer | Callable, params, x, y, *, loss: str | Callable, optimize
     if validation_data is not None:
         validation_data = tuple(np.asarray(part) for part in validation_data)
     objective, evaluation = _objectives(layer, loss_of, l2)
-    step = train_step(objective, optimizer, has_aux=True, clip_norm=clip_norm, clip_value=clip_value,
-                      fused=fused, backend=backend)
+    step = train_step(
+        objective, optimizer, has_aux=True, clip_norm=clip_norm, clip_value=clip_value, fused=fused, backend=backend
+    )
     evaluate = cr.jit(evaluation, backend=backend)
     stopper = _stopper(early_stopping, validation_data)
     rng = np.random.default_rng(seed)
-    opt_state = optimizer.init(params)
-    history: dict[str, list[float]] = {"loss": [], "lr": []}
-    if validation_data is not None:
-        history["val_loss"] = []
-    stopped_epoch = None
-    bar = _progress_bar(epochs, progress)
-    try:
-        for epoch in range(epochs):
-            order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
-            mean_loss, params, opt_state, state = _train_epoch(step, layer, params, opt_state, state, x, y,
-                                                               order, batch_size, rng)
-            history["loss"].append(mean_loss)
-            history["lr"].append(float(optimizer.learning_rate_at(opt_state["count"] - 1)))
-            if validation_data is not None:
-                history["val_loss"].append(float(evaluate(params, state, *validation_data)))
-            bar.update({key: values[-1] for key, values in history.items()})
-            if stopper is not None and stopper.should_stop(history, epoch, params, state):
-                stopped_epoch = epoch
-                break
-    finally:
-        bar.close()
+    loop = _EpochLoop(step, layer, optimizer, evaluate, stopper, validation_data, shuffle, batch_size, rng)
+    params, opt_state, state, history, stopped_epoch = loop.run(params, state, x, y, epochs, progress)
     best = stopper.best if stopper is not None else None
     best_epoch = best[1] if best is not None else None
     if best is not None and early_stopping is not None and early_stopping.restore_best:
@@ -135,8 +135,50 @@ def fit(model: Layer | Callable, params, x, y, *, loss: str | Callable, optimize
     return FitResult(params, state, opt_state, history, best_epoch, stopped_epoch)
 
 
-def _objectives(layer: Layer, loss_of: Callable[[Any, Any], Any], l2: float) \
-        -> tuple[Callable[..., Any], Callable[..., Any]]:
+@dataclasses.dataclass
+class _EpochLoop:
+    """``fit``'s epochs: one compiled step per mini-batch, the history, the progress bar, early stopping."""
+
+    step: Callable
+    layer: Layer
+    optimizer: Optimizer
+    evaluate: Callable
+    stopper: _EarlyStopper | None
+    validation_data: tuple | None
+    shuffle: bool
+    batch_size: int
+    rng: np.random.Generator
+
+    def run(self, params, state, x, y, epochs: int, progress: bool) -> tuple:
+        """(params, optimizer state, model state, history, the epoch it stopped at or None)."""
+        opt_state = self.optimizer.init(params)
+        history: dict[str, list[float]] = {"loss": [], "lr": []}
+        if self.validation_data is not None:
+            history["val_loss"] = []
+        stopped_epoch = None
+        bar = _progress_bar(epochs, progress)
+        try:
+            for epoch in range(epochs):
+                order = self.rng.permutation(len(x)) if self.shuffle else np.arange(len(x))
+                mean_loss, params, opt_state, state = _train_epoch(
+                    self.step, self.layer, params, opt_state, state, x, y, order, self.batch_size, self.rng
+                )
+                history["loss"].append(mean_loss)
+                history["lr"].append(float(self.optimizer.learning_rate_at(opt_state["count"] - 1)))
+                if self.validation_data is not None:
+                    history["val_loss"].append(float(self.evaluate(params, state, *self.validation_data)))
+                bar.update({key: values[-1] for key, values in history.items()})
+                if self.stopper is not None and self.stopper.should_stop(history, epoch, params, state):
+                    stopped_epoch = epoch
+                    break
+        finally:
+            bar.close()
+        return params, opt_state, state, history, stopped_epoch
+
+
+def _objectives(
+    layer: Layer, loss_of: Callable[[Any, Any], Any], l2: float
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """The training objective ``(params, state, masks, x, y) -> (loss, new state)`` and the evaluation
     ``(params, state, x, y) -> loss``, both with the L2 penalty when ``l2`` is set."""
 
@@ -152,13 +194,22 @@ def _objectives(layer: Layer, loss_of: Callable[[Any, Any], Any], l2: float) \
     return objective, evaluation
 
 
-def _train_epoch(step: Callable[..., Any], layer: Layer, params: Any, opt_state: Any, state: Any, x: np.ndarray,
-                 y: np.ndarray, order: np.ndarray, batch_size: int, rng: np.random.Generator) \
-        -> tuple[float, Any, Any, Any]:
+def _train_epoch(
+    step: Callable[..., Any],
+    layer: Layer,
+    params: Any,
+    opt_state: Any,
+    state: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    order: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator,
+) -> tuple[float, Any, Any, Any]:
     """One step per mini-batch of the samples in ``order``: (mean loss, params, optimizer state, state)."""
     total = 0.0
     for start in range(0, len(x), batch_size):
-        batch = order[start:start + batch_size]
+        batch = order[start : start + batch_size]
         x_batch = x[batch]
         masks = layer.dropout_masks(rng, x_batch.shape)
         value, params, opt_state, state = step(params, opt_state, state, masks, x_batch, y[batch])
@@ -170,8 +221,9 @@ def _loss_function(loss) -> Callable:
     if callable(loss):
         return loss
     if loss not in LOSSES:
-        raise ArgumentError(f"unknown loss {loss!r}; pass a function loss(prediction, target) or one of "
-                            f"{', '.join(LOSSES)}")
+        raise ArgumentError(
+            f"unknown loss {loss!r}; pass a function loss(prediction, target) or one of {', '.join(LOSSES)}"
+        )
     return LOSSES[loss]
 
 
@@ -256,8 +308,10 @@ class TextBar:
         self.drawn = now
         filled = self.width * self.done // max(self.epochs, 1)
         values = "  ".join(f"{key} {value:.4g}" for key, value in logs.items())
-        self.stream.write(f"\repoch {self.done:>{len(str(self.epochs))}}/{self.epochs} "
-                          f"[{'#' * filled}{'.' * (self.width - filled)}]  {values}")
+        self.stream.write(
+            f"\repoch {self.done:>{len(str(self.epochs))}}/{self.epochs} "
+            f"[{'#' * filled}{'.' * (self.width - filled)}]  {values}"
+        )
         self.stream.flush()
 
     def close(self) -> None:

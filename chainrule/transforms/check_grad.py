@@ -39,12 +39,14 @@ def _to_float64(tree: Any) -> Any:
         if isinstance(leaf, (np.ndarray, np.generic)) and np.asarray(leaf).dtype.kind == "f":
             return np.asarray(leaf, dtype=np.float64)
         return leaf
+
     leaves, _, treedef = flatten(tree)
     return unflatten(treedef, [convert(leaf) for leaf in leaves])
 
 
-def _numeric_gradient(fn: Callable[..., Any], args: list[Any], argnum: int, leaves: list[Any], treedef: TreeDef,
-                      index: int, step: float) -> np.ndarray:
+def _numeric_gradient(
+    fn: Callable[..., Any], args: list[Any], argnum: int, leaves: list[Any], treedef: TreeDef, index: int, step: float
+) -> np.ndarray:
     """The central-difference gradient of ``fn`` with respect to leaf ``index`` of argument ``argnum``."""
     base = np.array(leaves[index], dtype=np.float64)
     result = np.zeros(base.shape)
@@ -62,8 +64,7 @@ def _numeric_gradient(fn: Callable[..., Any], args: list[Any], argnum: int, leav
     flat_result = result.reshape(-1)
     for element in range(flat_base.size):
         h = step * max(1.0, abs(flat_base[element]))
-        flat_result[element] = (value_at(-2 * h, element) - 8 * value_at(-h, element)
-                                + 8 * value_at(h, element) - value_at(2 * h, element)) / (12 * h)
+        flat_result[element] = (
+            value_at(-2 * h, element) - 8 * value_at(-h, element) + 8 * value_at(h, element) - value_at(2 * h, element)
+        ) / (12 * h)
     return result
-
-

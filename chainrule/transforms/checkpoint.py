@@ -58,8 +58,11 @@ def checkpoint(fn: Callable[_Params, _Result]) -> Callable[_Params, _Result]:
         for node in graph.nodes[start:]:
             if node.op not in _NOT_MARKED and not isinstance(node.loc, SegmentLoc):
                 loc = node.loc
-                node.loc = SegmentLoc(loc.filename, loc.lineno, loc.function, number) if loc is not None \
+                node.loc = (
+                    SegmentLoc(loc.filename, loc.lineno, loc.function, number)
+                    if loc is not None
                     else SegmentLoc("<unknown>", 0, "", number)
+                )
         return result
 
     return segment

@@ -35,8 +35,9 @@ TreeBuilder = Callable[[Sequence[Any]], Any]
 GradientConverter = Callable[[Any], Any]
 
 
-def compile_checked_kernel(compilation: pipeline.Compilation, name: str, backend: str = "numpy",
-                           optimize: bool = True) -> Kernel:
+def compile_checked_kernel(
+    compilation: pipeline.Compilation, name: str, backend: str = "numpy", optimize: bool = True
+) -> Kernel:
     """The kernel ``check_nans=True`` runs: the NumPy checked kernel, or on llvm the fast kernel of the
     checkpointed graph with a probe output (``nan_check.probed``) that reruns the checked one when a
     value was not finite."""
@@ -75,8 +76,14 @@ class Specialization:
     does no more than index, call and rebuild.
     """
 
-    def __init__(self, compilation: pipeline.Compilation, kernel: Kernel, out_treedef: TreeDef, spec: ArgsSpec,
-                 differentiated: tuple[int, ...]):
+    def __init__(
+        self,
+        compilation: pipeline.Compilation,
+        kernel: Kernel,
+        out_treedef: TreeDef,
+        spec: ArgsSpec,
+        differentiated: tuple[int, ...],
+    ):
         self.compilation = compilation
         self.kernel = kernel
         self.out_treedef = out_treedef
@@ -89,7 +96,7 @@ class Specialization:
         for position, treedef in enumerate(spec.treedefs):
             count = treedef.num_leaves
             if position in differentiated:
-                converters = tuple(_gradient_converter(s) for s in spec.leaves[start:start + count])
+                converters = tuple(_gradient_converter(s) for s in spec.leaves[start : start + count])
                 self.gradient_trees.append((count, _builder(treedef), converters if any(converters) else None))
             start += count
         # The kernel returns gradients in argument order; argnums=(1, 0) wants them in its own order.
@@ -105,9 +112,17 @@ class Compiled:
     ``.ir(*args)``, ``.graph(*args)`` and ``.source(*args)`` show what it runs.
     """
 
-    def __init__(self, fn: Callable[..., Any], transform: str, argnums: int | Sequence[int] = 0, *,
-                 backend: str = "numpy", checkpoint: Any = "all", check_nans: bool = False,
-                 optimize: bool = True):
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        transform: str,
+        argnums: int | Sequence[int] = 0,
+        *,
+        backend: str = "numpy",
+        checkpoint: Any = "all",
+        check_nans: bool = False,
+        optimize: bool = True,
+    ):
         if not callable(fn):
             raise ArgumentError(f"{transform} needs a function, got {type(fn).__name__}")
         if backend not in _BACKENDS:
@@ -153,8 +168,9 @@ class Compiled:
             if self._differentiates:
                 for argnum in self._argnum_tuple:
                     if not -count <= argnum < count:
-                        raise ArgumentError(f"argnums={self.argnums!r} but {self._function_name} was called with "
-                                            f"{count} arguments")
+                        raise ArgumentError(
+                            f"argnums={self.argnums!r} but {self._function_name} was called with {count} arguments"
+                        )
             positions = tuple(a % count for a in self._argnum_tuple) if self._differentiates else ()
             self._positions[count] = positions
         return positions
@@ -185,8 +201,11 @@ class Compiled:
         if self._differentiates:
             check_scalar_output(traced)
             traced_positions = [i for i, s in enumerate(spec.leaves) if s.traced]
-            wrt = [traced_positions.index(i) for i, owner in enumerate(spec.arg_of_leaf)
-                   if owner in differentiated and spec.leaves[i].traced]
+            wrt = [
+                traced_positions.index(i)
+                for i, owner in enumerate(spec.arg_of_leaf)
+                if owner in differentiated and spec.leaves[i].traced
+            ]
         compilation = pipeline.run(traced, wrt, optimize=self.optimize, checkpoint_policy=self.checkpoint)
         name = f"{traced.name}_{self.transform}"
         kernel: Kernel
@@ -225,8 +244,11 @@ class Compiled:
             picks = None if entry.traced_leaves == tuple(range(len(leaves))) else entry.traced_leaves
             converts = tuple(i for i, leaf in enumerate(traced_leaves) if type(leaf) is not np.ndarray)
             self._by_key[found[0]] = (entry, picks, converts)
-            if picks is None and len(leaves) == len(args) \
-                    and all(s.scalar or s.python_float for s in entry.spec.leaves):
+            if (
+                picks is None
+                and len(leaves) == len(args)
+                and all(s.scalar or s.python_float for s in entry.spec.leaves)
+            ):
                 self._scalar_call = (tuple(map(type, args)), self._scalar_caller(entry))
         if any(isinstance(leaf, Tracer) for leaf in traced_leaves):
             outputs = _inline(entry.compilation.differentiable, traced_leaves)
@@ -241,7 +263,7 @@ class Compiled:
             return lambda *args: results(entry, kernel_fn(*[np.asarray(a) for a in args]))
         if self._differentiates and isinstance(self.argnums, int):
             # one scalar differentiated: its gradient is one output, converted to its type
-            (count, _, converters), = entry.gradient_trees
+            ((count, _, converters),) = entry.gradient_trees
             position = entry.out_treedef.num_leaves
             convert = converters[0] if converters else None
             if count == 1 and convert is not None:
@@ -254,11 +276,11 @@ class Compiled:
         """What the call returns: the outputs rebuilt, and/or the gradients in the arguments' structure."""
         if not self._differentiates:
             return entry.build_outputs(outputs)
-        gradients = outputs[entry.out_treedef.num_leaves:]
+        gradients = outputs[entry.out_treedef.num_leaves :]
         per_arg: list[Any] = []
         start = 0
         for count, build, converters in entry.gradient_trees:
-            leaves = gradients[start:start + count]
+            leaves = gradients[start : start + count]
             start += count
             if converters is not None:
                 leaves = [c(g) if c is not None else g for c, g in zip(converters, leaves)]
@@ -297,8 +319,7 @@ class Compiled:
         """The estimated peak bytes of a call, the forward values the backward pass keeps (bytes and
         why) and recomputes (FLOPs) under this function's ``checkpoint`` policy; ``print`` it."""
         if not self._differentiates:
-            raise ArgumentError("memory() reports what a backward pass keeps: use it on cr.grad or "
-                                "cr.value_and_grad")
+            raise ArgumentError("memory() reports what a backward pass keeps: use it on cr.grad or cr.value_and_grad")
         report = memory_report(self.graph(*args, stage="checkpointed"), self.graph(*args, stage="scheduled"))
         lowered = getattr(self._specialize(args)[0].kernel, "lowered", None)
         if lowered is not None:
@@ -309,12 +330,16 @@ class Compiled:
 def check_scalar_output(graph: Graph) -> None:
     """An OutputError unless ``graph`` has one output, a float scalar (what grad differentiates)."""
     if len(graph.outputs) != 1:
-        raise OutputError(f"grad needs a function with one scalar output; {graph.name} returned "
-                          f"{len(graph.outputs)} values. Use cr.jit for several outputs, or sum them.")
+        raise OutputError(
+            f"grad needs a function with one scalar output; {graph.name} returned "
+            f"{len(graph.outputs)} values. Use cr.jit for several outputs, or sum them."
+        )
     out_type = graph.type(graph.outputs[0])
     if out_type.size != 1:
-        raise OutputError(f"grad needs a scalar output; {graph.name} returned {out_type}. Reduce it first "
-                          "(np.sum, np.mean), or use cr.vjp / cr.jacobian for vector outputs.")
+        raise OutputError(
+            f"grad needs a scalar output; {graph.name} returned {out_type}. Reduce it first "
+            "(np.sum, np.mean), or use cr.vjp / cr.jacobian for vector outputs."
+        )
     if not out_type.is_float:
         raise OutputError(f"grad needs a float output; {graph.name} returned {out_type}")
 
@@ -339,8 +364,11 @@ def _builder(treedef: TreeDef) -> TreeBuilder:
         return lambda leaves: leaves[0]
     if all(child.kind == "leaf" for child in treedef.children):
         keys = treedef.keys
-        flat_builders: dict[str, TreeBuilder] = {"dict": lambda leaves: dict(zip(keys, leaves)), "list": list,
-                                                 "tuple": tuple}
+        flat_builders: dict[str, TreeBuilder] = {
+            "dict": lambda leaves: dict(zip(keys, leaves)),
+            "list": list,
+            "tuple": tuple,
+        }
         flat = flat_builders.get(treedef.kind)
         if flat is not None:
             return flat
@@ -360,8 +388,16 @@ def _inline(graph: Graph, leaves: list[Any]) -> list[Tracer]:
 
 # ---- the public transformations -------------------------------------------------------------
 
-def grad(fn: Callable[..., Any], argnums: int | Sequence[int] = 0, *, backend: str = "numpy",
-         checkpoint: Any = "all", check_nans: bool = False, optimize: bool = True) -> Compiled:
+
+def grad(
+    fn: Callable[..., Any],
+    argnums: int | Sequence[int] = 0,
+    *,
+    backend: str = "numpy",
+    checkpoint: Any = "all",
+    check_nans: bool = False,
+    optimize: bool = True,
+) -> Compiled:
     """The gradient of a scalar function, compiled.
 
     >>> import numpy as np, chainrule as cr
@@ -383,8 +419,9 @@ def grad(fn: Callable[..., Any], argnums: int | Sequence[int] = 0, *, backend: s
     ``check_nans=True`` raises ``NonFiniteError`` at the first op that produces a NaN or an inf,
     naming its line, its derivative rule and its operands (``.source(*args)`` shows the checks).
     """
-    return Compiled(fn, "grad", argnums, backend=backend, checkpoint=checkpoint, check_nans=check_nans,
-                    optimize=optimize)
+    return Compiled(
+        fn, "grad", argnums, backend=backend, checkpoint=checkpoint, check_nans=check_nans, optimize=optimize
+    )
 
 
 def value_and_grad(fn: Callable[..., Any], argnums: int | Sequence[int] = 0, **options: Any) -> Compiled:

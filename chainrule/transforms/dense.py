@@ -56,20 +56,33 @@ class _DenseDerivative(ABC):
         positions = tuple(a % count for a in self._argnum_tuple)
         spec, leaves = describe_args(self.fn, args, positions)
         if any(isinstance(leaf, Tracer) for leaf in leaves):
-            raise UnsupportedError(f"{type(self).__name__.lower()} cannot run inside a traced function; "
-                                   "use cr.jvp, cr.vjp or cr.hvp there (they compose)")
+            raise UnsupportedError(
+                f"{type(self).__name__.lower()} cannot run inside a traced function; "
+                "use cr.jvp, cr.vjp or cr.hvp there (they compose)"
+            )
         # differentiated leaves are traced, so typed
-        in_types = [leaf_type for argnum in positions for i, owner in enumerate(spec.arg_of_leaf)
-                    if owner == argnum and (leaf_type := spec.leaves[i].type) is not None]
+        in_types = [
+            leaf_type
+            for argnum in positions
+            for i, owner in enumerate(spec.arg_of_leaf)
+            if owner == argnum and (leaf_type := spec.leaves[i].type) is not None
+        ]
         return spec, leaves, in_types, [spec.treedefs[a] for a in positions]
 
     def _seed_layout(self, in_treedefs: list[TreeDef]) -> TreeDef:
         """The structure of a seed of the differentiated arguments (see ``derivative_layout``)."""
         return derivative_layout(self.argnums, in_treedefs)
 
-    def _rows(self, spec: ArgsSpec, one: Linearized, batched: Linearized, args: tuple[Any, ...],
-              seed_types: list[TensorType], seed_treedef: TreeDef,
-              pick: Callable[[Any], Any] = lambda result: result) -> np.ndarray:
+    def _rows(
+        self,
+        spec: ArgsSpec,
+        one: Linearized,
+        batched: Linearized,
+        args: tuple[Any, ...],
+        seed_types: list[TensorType],
+        seed_treedef: TreeDef,
+        pick: Callable[[Any], Any] = lambda result: result,
+    ) -> np.ndarray:
         """One row per basis vector e_k of the seed space: ``pick(kernel(*args, e_k))`` flattened."""
         count = sum(t.size for t in seed_types)
         self.passes = count
@@ -77,7 +90,7 @@ class _DenseDerivative(ABC):
             identity, start = np.eye(count), 0
             seeds: list[np.ndarray] = []
             for t in seed_types:
-                seeds.append(identity[:, start:start + t.size].reshape((count,) + t.shape).astype(t.dtype))
+                seeds.append(identity[:, start : start + t.size].reshape((count,) + t.shape).astype(t.dtype))
                 start += t.size
             try:
                 result = batched(*args, unflatten(seed_treedef, seeds))
@@ -96,22 +109,30 @@ class _DenseDerivative(ABC):
         self.kernel_calls = count
         return rows
 
-    def _assemble(self, matrix: np.ndarray, out_types: list[TensorType], out_treedef: TreeDef,
-                  in_types: list[TensorType], in_treedefs: list[TreeDef]) -> Any:
+    def _assemble(
+        self,
+        matrix: np.ndarray,
+        out_types: list[TensorType],
+        out_treedef: TreeDef,
+        in_types: list[TensorType],
+        in_treedefs: list[TreeDef],
+    ) -> Any:
         """The derivative matrix cut into blocks, laid out as the output's structure of the arguments'."""
         column_starts = np.cumsum([0] + [t.size for t in in_types])
         per_output: list[Any] = []
         row = 0
         for out_type in out_types:
-            blocks = [matrix[row:row + out_type.size, start:start + in_type.size]
-                      .reshape(out_type.shape + in_type.shape)
-                      .astype(np.result_type(out_type.dtype, in_type.dtype))
-                      for in_type, start in zip(in_types, column_starts)]
+            blocks = [
+                matrix[row : row + out_type.size, start : start + in_type.size]
+                .reshape(out_type.shape + in_type.shape)
+                .astype(np.result_type(out_type.dtype, in_type.dtype))
+                for in_type, start in zip(in_types, column_starts)
+            ]
             row += out_type.size
             grouped: list[Any] = []
             start = 0
             for treedef in in_treedefs:
-                grouped.append(unflatten(treedef, blocks[start:start + treedef.num_leaves]))
+                grouped.append(unflatten(treedef, blocks[start : start + treedef.num_leaves]))
                 start += treedef.num_leaves
             per_output.append(grouped[0] if isinstance(self.argnums, int) else tuple(grouped))
         return unflatten(out_treedef, per_output)
@@ -164,8 +185,14 @@ class Jacobian(_DenseDerivative):
     """``cr.jacobian``'s compiled function; ``passes``, ``kernel_calls`` and ``mode_used`` describe
     its last call."""
 
-    def __init__(self, fn: Callable[..., Any], argnums: Argnums = 0, mode: str = "auto", vectorize: bool = True,
-                 backend: str = "numpy"):
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        argnums: Argnums = 0,
+        mode: str = "auto",
+        vectorize: bool = True,
+        backend: str = "numpy",
+    ):
         super().__init__(fn, argnums, vectorize)
         if mode not in ("auto", "fwd", "rev"):
             raise ArgumentError(f"jacobian's mode is 'fwd', 'rev' or 'auto', got {mode!r}")
@@ -179,8 +206,9 @@ class Jacobian(_DenseDerivative):
     def __repr__(self) -> str:
         return f"<chainrule jacobian of {getattr(self.fn, '__name__', self.fn)!r} (mode={self.mode})>"
 
-    def _plan(self, args: tuple[Any, ...]) \
-            -> tuple[ArgsSpec, str, list[TensorType], list[TreeDef], list[TensorType], TreeDef]:
+    def _plan(
+        self, args: tuple[Any, ...]
+    ) -> tuple[ArgsSpec, str, list[TensorType], list[TreeDef], list[TensorType], TreeDef]:
         """(spec, mode, argument types and structures, output types and structure) for ``args``."""
         spec, leaves, in_types, in_treedefs = self._describe(args)
         found = self._outputs.get(spec)
@@ -195,8 +223,15 @@ class Jacobian(_DenseDerivative):
     def __call__(self, *args: Any) -> Any:
         spec, mode, in_types, in_treedefs, out_types, out_treedef = self._plan(args)
         if mode == "fwd":  # row k of this is column k of the Jacobian
-            matrix = self._rows(spec, self._jvp, self._batched_jvp, args, in_types,
-                                self._seed_layout(in_treedefs), pick=lambda result: result[1]).T
+            matrix = self._rows(
+                spec,
+                self._jvp,
+                self._batched_jvp,
+                args,
+                in_types,
+                self._seed_layout(in_treedefs),
+                pick=lambda result: result[1],
+            ).T
         else:
             matrix = self._rows(spec, self._vjp, self._batched_vjp, args, out_types, out_treedef)
         self.mode_used = mode
@@ -233,8 +268,9 @@ class Hessian(_DenseDerivative):
         return self._hvp, args + (unflatten(self._seed_layout(in_treedefs), next(_basis(in_types))),)
 
 
-def jacobian(fn: Callable[..., Any], argnums: Argnums = 0, mode: str = "auto", *, vectorize: bool = True,
-             backend: str = "numpy") -> Jacobian:
+def jacobian(
+    fn: Callable[..., Any], argnums: Argnums = 0, mode: str = "auto", *, vectorize: bool = True, backend: str = "numpy"
+) -> Jacobian:
     """The Jacobian of ``fn`` with respect to ``argnums``, compiled.
 
     >>> import numpy as np, chainrule as cr

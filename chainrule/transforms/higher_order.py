@@ -52,8 +52,16 @@ class Linearized(Compiled):
     returned with that leading axis (a ``"jvp"`` then returns the tangents only).
     """
 
-    def __init__(self, fn: Callable[..., Any], transform: str, argnums: Argnums = 0, *, batched: bool = False,
-                 optimize: bool = True, backend: str = "numpy"):
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        transform: str,
+        argnums: Argnums = 0,
+        *,
+        batched: bool = False,
+        optimize: bool = True,
+        backend: str = "numpy",
+    ):
         if transform not in ("jvp", "vjp", "hvp"):
             raise ValueError(f"unknown linearization {transform!r}")
         super().__init__(fn, transform, argnums, optimize=optimize, backend=backend)
@@ -66,8 +74,10 @@ class Linearized(Compiled):
             arg_count = count - 1
             for argnum in self._argnum_tuple:
                 if not -arg_count <= argnum < arg_count:
-                    raise ArgumentError(f"argnums={self.argnums!r} but {self._function_name}'s {self.transform} was "
-                                        f"called with {arg_count} arguments (and the {_SEED[self.transform]})")
+                    raise ArgumentError(
+                        f"argnums={self.argnums!r} but {self._function_name}'s {self.transform} was "
+                        f"called with {arg_count} arguments (and the {_SEED[self.transform]})"
+                    )
             positions = tuple(a % arg_count for a in self._argnum_tuple) + (arg_count,)
             self._positions[count] = positions
         return positions
@@ -75,19 +85,27 @@ class Linearized(Compiled):
     def _compile_now(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> Specialization:
         argnums = differentiated[:-1]
         leaf_count = sum(t.num_leaves for t in spec.treedefs[:-1])
-        arg_spec = ArgsSpec(spec.treedefs[:-1], spec.leaves[:leaf_count], spec.paths[:leaf_count],
-                            spec.arg_of_leaf[:leaf_count])
+        arg_spec = ArgsSpec(
+            spec.treedefs[:-1], spec.leaves[:leaf_count], spec.paths[:leaf_count], spec.arg_of_leaf[:leaf_count]
+        )
         traced, out_treedef = trace_graph(self.fn, arg_spec, leaves[:leaf_count])
-        input_of_leaf = {leaf: position for position, leaf in
-                         enumerate(i for i, s in enumerate(arg_spec.leaves) if s.traced)}
-        wrt = [input_of_leaf[i] for argnum in argnums
-               for i, owner in enumerate(arg_spec.arg_of_leaf) if owner == argnum]
+        input_of_leaf = {
+            leaf: position for position, leaf in enumerate(i for i, s in enumerate(arg_spec.leaves) if s.traced)
+        }
+        wrt = [
+            input_of_leaf[i] for argnum in argnums for i, owner in enumerate(arg_spec.arg_of_leaf) if owner == argnum
+        ]
         gradient_treedef = derivative_layout(self.argnums, [spec.treedefs[a] for a in argnums])
         if self.transform == "vjp":
             batch = self._check_seed(spec, traced.outputs, traced, out_treedef, "the output")
         else:
-            batch = self._check_seed(spec, [traced.inputs[i] for i in wrt], traced, gradient_treedef,
-                                     "the differentiated argument" + ("s" if len(argnums) > 1 else ""))
+            batch = self._check_seed(
+                spec,
+                [traced.inputs[i] for i in wrt],
+                traced,
+                gradient_treedef,
+                "the differentiated argument" + ("s" if len(argnums) > 1 else ""),
+            )
         transforms, result_treedef = self._transforms(traced, wrt, out_treedef, gradient_treedef)
         if batch is not None:
             seeds = range(len(traced.inputs), len(traced.inputs) + spec.treedefs[-1].num_leaves)
@@ -99,8 +117,9 @@ class Linearized(Compiled):
         kernel = compile_kernel(compilation.final, f"{traced.name}_{self.transform}", self.backend)
         return Specialization(compilation, kernel, result_treedef, spec, ())
 
-    def _transforms(self, traced: Graph, wrt: list[int], out_treedef: TreeDef,
-                    gradient_treedef: TreeDef) -> tuple[list[pipeline.Pass], TreeDef]:
+    def _transforms(
+        self, traced: Graph, wrt: list[int], out_treedef: TreeDef, gradient_treedef: TreeDef
+    ) -> tuple[list[pipeline.Pass], TreeDef]:
         """The differentiating passes, and the structure of what the kernel returns."""
         first_stage = "jvp" if self.transform == "jvp" else "grad"
         # as for grad: differentiate the stable forms simplify gives (log(sigmoid) -> -softplus ...)
@@ -109,23 +128,29 @@ class Linearized(Compiled):
             passes.append(("jvp", "forward", lambda g: forward(g, wrt, keep_primal=not self.batched)))
             return passes, TreeDef("tuple", (), (out_treedef, out_treedef))
         if self.transform == "vjp":
-            passes.append(("grad", "reverse",
-                           lambda g: _gradients_only(reverse(g, wrt, cotangent_inputs=True), len(wrt))))
+            passes.append(
+                ("grad", "reverse", lambda g: _gradients_only(reverse(g, wrt, cotangent_inputs=True), len(wrt)))
+            )
             return passes, gradient_treedef
         check_scalar_output(traced)
         gradients = range(1, 1 + len(wrt))  # reverse's outputs are the value, then the gradients
-        passes += [("grad", "reverse", lambda g: reverse(g, wrt)),
-                   ("jvp", "forward over reverse", lambda g: forward(g, wrt, of=gradients, keep_primal=False))]
+        passes += [
+            ("grad", "reverse", lambda g: reverse(g, wrt)),
+            ("jvp", "forward over reverse", lambda g: forward(g, wrt, of=gradients, keep_primal=False)),
+        ]
         return passes, gradient_treedef
 
-    def _check_seed(self, spec: ArgsSpec, node_ids: list[int], traced: Graph, expected: TreeDef,
-                    what: str) -> int | None:
+    def _check_seed(
+        self, spec: ArgsSpec, node_ids: list[int], traced: Graph, expected: TreeDef, what: str
+    ) -> int | None:
         """Check the seed's structure and types; return the batch length (None when not batched)."""
-        seed_treedef, seed_leaves = spec.treedefs[-1], spec.leaves[len(spec.leaves) - spec.treedefs[-1].num_leaves:]
+        seed_treedef, seed_leaves = spec.treedefs[-1], spec.leaves[len(spec.leaves) - spec.treedefs[-1].num_leaves :]
         name = _SEED[self.transform]
         if seed_treedef != expected:
-            raise ArgumentError(f"the {name} passed to {self._function_name}'s {self.transform} has structure "
-                                f"{seed_treedef}; it must match {what}: {expected}")
+            raise ArgumentError(
+                f"the {name} passed to {self._function_name}'s {self.transform} has structure "
+                f"{seed_treedef}; it must match {what}: {expected}"
+            )
         batch = None
         if self.batched:
             first_type = seed_leaves[0].type if seed_leaves else None  # seeds are traced: typed
@@ -135,9 +160,10 @@ class Linearized(Compiled):
             if batch is not None:
                 wanted = TensorType((batch,) + wanted.shape, wanted.dtype)
             if leaf.type != wanted:
-                raise ArgumentError(f"the {name} for {traced[node_id].name} is {leaf.type}; it must have the "
-                                    f"type of {what}" + (" with a leading batch axis" if self.batched else "")
-                                    + f": {wanted}")
+                raise ArgumentError(
+                    f"the {name} for {traced[node_id].name} is {leaf.type}; it must have the "
+                    f"type of {what}" + (" with a leading batch axis" if self.batched else "") + f": {wanted}"
+                )
         return batch
 
     def _results(self, entry: Specialization, outputs: Sequence[Any]) -> Any:
@@ -160,8 +186,9 @@ def _gradients_only(joint: Graph, count: int) -> Graph:
 
 # Compiled transformations of a function, so that calling cr.jvp(f, ...) or cr.vjp(f, ...) again
 # with the same f compiles nothing new: f -> {(transform, argnums): Linearized}.
-_LINEARIZED: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[str, tuple[int, ...], str], Linearized]] = \
+_LINEARIZED: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[str, tuple[int, ...], str], Linearized]] = (
     weakref.WeakKeyDictionary()
+)
 
 
 def _linearized(fn: Callable[..., Any], transform: str, argnums: tuple[int, ...], backend: str) -> Linearized:
@@ -184,7 +211,9 @@ def _primal_tuple(primals: Sequence[Any], what: str) -> tuple[Any, ...]:
 # ---- jvp and vjp ---------------------------------------------------------------------------
 
 
-def jvp(fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], *, backend: str = "numpy") -> tuple[Any, Any]:
+def jvp(
+    fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], *, backend: str = "numpy"
+) -> tuple[Any, Any]:
     """``(fn(*primals), J·tangents)``: the value and the Jacobian-vector product, by forward mode.
 
     >>> import numpy as np, chainrule as cr
@@ -199,8 +228,9 @@ def jvp(fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
     primals = _primal_tuple(primals, "jvp's primals")
     tangents = _primal_tuple(tangents, "jvp's tangents")
     if len(tangents) != len(primals):
-        raise ArgumentError(f"jvp got {len(primals)} primals but {len(tangents)} tangents; give one tangent "
-                            "per argument")
+        raise ArgumentError(
+            f"jvp got {len(primals)} primals but {len(tangents)} tangents; give one tangent per argument"
+        )
     return _linearized(fn, "jvp", tuple(range(len(primals))), backend)(*primals, tangents)
 
 
@@ -210,8 +240,9 @@ class _SplitVjp:
     ``vjp`` time and returns the outputs and the residuals the backward pass reads; the backward
     kernel runs at each ``vjp_fn`` call, on the residuals and the cotangent, and recomputes nothing."""
 
-    def __init__(self, fn: Callable[..., Any], spec: ArgsSpec, leaves: list[Any], optimize: bool = True,
-                 backend: str = "numpy"):
+    def __init__(
+        self, fn: Callable[..., Any], spec: ArgsSpec, leaves: list[Any], optimize: bool = True, backend: str = "numpy"
+    ):
         traced, self.out_treedef = trace_graph(fn, spec, leaves)
         self.out_types = [traced.type(o) for o in traced.outputs]
         inputs, outputs = len(traced.inputs), len(traced.outputs)
@@ -219,8 +250,12 @@ class _SplitVjp:
         passes: list[pipeline.Pass] = [("grad", "simplify forward", simplify)] if optimize else []
         passes.append(("grad", "reverse", lambda g: reverse(g, wrt, cotangent_inputs=True)))
         self.joint = pipeline.run(traced, None, optimize=optimize, transforms=passes)
-        early, late, _ = split(self.joint.graphs["simplified"], range(inputs, inputs + outputs), range(outputs),
-                               range(outputs, outputs + inputs))
+        early, late, _ = split(
+            self.joint.graphs["simplified"],
+            range(inputs, inputs + outputs),
+            range(outputs),
+            range(outputs, outputs + inputs),
+        )
         early.name, late.name = f"{traced.name}_forward", f"{traced.name}_vjp"
         self.forward = pipeline.run(early, None, optimize=optimize)
         self.backward = pipeline.run(late, None, optimize=optimize)
@@ -242,20 +277,24 @@ class VjpFunction:
         compiled = self.compiled
         leaves, _, treedef = flatten(cotangent)
         if treedef != compiled.out_treedef:
-            raise ArgumentError(f"the cotangent passed to vjp_fn has structure {treedef}; it must match the "
-                                f"output's: {compiled.out_treedef}")
+            raise ArgumentError(
+                f"the cotangent passed to vjp_fn has structure {treedef}; it must match the "
+                f"output's: {compiled.out_treedef}"
+            )
         arrays = []
         for leaf, wanted in zip(leaves, compiled.out_types):
             array = np.asarray(leaf)
             if array.shape != wanted.shape or array.dtype.name != wanted.dtype:
-                raise ArgumentError(f"the cotangent passed to vjp_fn is {array.dtype.name}{list(array.shape)}; it "
-                                    f"must have the output's type: {wanted}")
+                raise ArgumentError(
+                    f"the cotangent passed to vjp_fn is {array.dtype.name}{list(array.shape)}; it "
+                    f"must have the output's type: {wanted}"
+                )
             arrays.append(array)
         gradients = compiled.backward_kernel.fn(*self.residuals, *arrays)
         per_primal: list[Any] = []
         start = 0
         for treedef in compiled.primal_treedefs:
-            per_primal.append(unflatten(treedef, list(gradients[start:start + treedef.num_leaves])))
+            per_primal.append(unflatten(treedef, list(gradients[start : start + treedef.num_leaves])))
             start += treedef.num_leaves
         return tuple(per_primal)
 
@@ -272,8 +311,9 @@ class VjpFunction:
 
 
 # fn -> {ArgsSpec of the primals: _SplitVjp}
-_SPLIT_VJPS: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[ArgsSpec, str], _SplitVjp]] = \
+_SPLIT_VJPS: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[ArgsSpec, str], _SplitVjp]] = (
     weakref.WeakKeyDictionary()
+)
 
 
 def vjp(fn: Callable[..., Any], *primals: Any, backend: str = "numpy") -> tuple[Any, Callable[[Any], Any]]:

@@ -23,9 +23,13 @@ from functools import cache
 from chainrule.errors import UnsupportedError
 
 # transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc
-DECLARATIONS = "\n".join(
-    f"declare void @chainrule_{name}(ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr) nounwind"
-    for name in ("dgemm", "sgemm")) + "\n"
+DECLARATIONS = (
+    "\n".join(
+        f"declare void @chainrule_{name}(ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr) nounwind"
+        for name in ("dgemm", "sgemm")
+    )
+    + "\n"
+)
 
 _capsule_name = ctypes.pythonapi.PyCapsule_GetName
 _capsule_name.restype = ctypes.c_char_p
@@ -36,8 +40,12 @@ _capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
 
 # Thread-count setters OpenBLAS builds export: SciPy's wheels prefix their symbols with
 # scipy_, 64-bit-integer builds suffix them with 64_.
-_THREAD_FUNCTIONS = ["scipy_openblas_{}_num_threads", "scipy_openblas_{}_num_threads64_",
-                     "openblas_{}_num_threads", "openblas_{}_num_threads64_"]
+_THREAD_FUNCTIONS = [
+    "scipy_openblas_{}_num_threads",
+    "scipy_openblas_{}_num_threads64_",
+    "openblas_{}_num_threads",
+    "openblas_{}_num_threads64_",
+]
 
 
 @cache
@@ -74,9 +82,11 @@ def _thread_function(verb: str, restype, argtypes):
             if function is not None:
                 function.restype, function.argtypes = restype, argtypes
                 return function
-    raise UnsupportedError("SciPy's BLAS is not an OpenBLAS chainrule can find, so its thread count "
-                           "cannot be set without threadpoolctl; set OPENBLAS_NUM_THREADS before "
-                           "starting Python instead")
+    raise UnsupportedError(
+        "SciPy's BLAS is not an OpenBLAS chainrule can find, so its thread count "
+        "cannot be set without threadpoolctl; set OPENBLAS_NUM_THREADS before "
+        "starting Python instead"
+    )
 
 
 def _openblas_libraries():
@@ -86,8 +96,9 @@ def _openblas_libraries():
     package = os.path.dirname(scipy.__file__)
     # Wheels vendor OpenBLAS next to the package (scipy.libs on Linux, .dylibs on macOS);
     # distribution builds link the system's.
-    paths = (glob.glob(os.path.join(package + ".libs", "*openblas*"))
-             + glob.glob(os.path.join(package, ".dylibs", "*openblas*")))
+    paths = glob.glob(os.path.join(package + ".libs", "*openblas*")) + glob.glob(
+        os.path.join(package, ".dylibs", "*openblas*")
+    )
     for path in paths + ["libopenblas.so.0", "libopenblas.so"]:
         try:
             yield ctypes.CDLL(path)

@@ -64,8 +64,16 @@ def cache_key(ir_text: str, target, *settings: str) -> str:
     pipeline, the attributes the engine adds.
     """
     digest = hashlib.sha256()
-    for part in (_FORMAT_VERSION, llvmlite.__version__, ".".join(map(str, llvm.llvm_version_info)),
-                 target.triple, target.cpu, target.features, *settings, ir_text):
+    for part in (
+        _FORMAT_VERSION,
+        llvmlite.__version__,
+        ".".join(map(str, llvm.llvm_version_info)),
+        target.triple,
+        target.cpu,
+        target.features,
+        *settings,
+        ir_text,
+    ):
         encoded = part.encode("utf-8")
         # Length-prefixed, so moving text from one part to the next changes the key.
         digest.update(len(encoded).to_bytes(8, "little"))
@@ -124,7 +132,7 @@ def _evict(folder: Path) -> None:
     if len(entries) <= MAX_ENTRIES:
         return
     entries.sort()
-    for _, path in entries[:len(entries) - MAX_ENTRIES * 3 // 4]:
+    for _, path in entries[: len(entries) - MAX_ENTRIES * 3 // 4]:
         try:
             path.unlink()
         except OSError:
@@ -141,7 +149,7 @@ def _decode(data: bytes) -> Entry | None:
     if len(data) < _HEADER.size:
         return None
     magic, metadata_length, object_length, checksum = _HEADER.unpack_from(data)
-    body = data[_HEADER.size:]
+    body = data[_HEADER.size :]
     if magic != MAGIC or len(body) != metadata_length + object_length:
         return None
     if hashlib.sha256(body).digest() != checksum:

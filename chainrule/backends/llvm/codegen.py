@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from chainrule.backends.llvm import blas, parallel, scalar_ops
+from chainrule.backends.llvm.gemm import emit_gemm
 from chainrule.backends.llvm.irtext import Function, Module
 from chainrule.backends.llvm.reductions import ReductionNest
 from chainrule.backends.llvm.strategies import strategy_of
@@ -22,7 +21,6 @@ from chainrule.backends.llvm.strides import (
     coalesce_marked,
     contiguous_strides,
 )
-from chainrule.backends.llvm.views import gemm_layout, matrices
 from chainrule.ir import OPS
 
 _ACCUMULATOR_BYTES = 8
@@ -53,8 +51,9 @@ class Codegen:
 
     def emit(self) -> str:
         plan = self.plan
-        entry = self.module.function(f"void @{self.prefix}_entry(ptr noalias %table, i64 %threads)",
-                                     f"{plan.name}: the whole function, one call")
+        entry = self.module.function(
+            f"void @{self.prefix}_entry(ptr noalias %table, i64 %threads)", f"{plan.name}: the whole function, one call"
+        )
         self.entry = entry
         accumulators = max([self._accumulator_count(u) for u in plan.units] + [1])
         self.row_bytes = accumulators * _ACCUMULATOR_BYTES
@@ -69,7 +68,7 @@ class Codegen:
             elif unit.kind == "reduce":
                 self._reduction(unit.node_id)
             elif unit.kind == "matmul":
-                self._matmul(unit.node_id)
+                emit_gemm(self, unit.node_id)
             else:
                 self._fallback(unit.node_id)
         self._output_copies()
@@ -85,7 +84,7 @@ class Codegen:
             return 0
         return sum(1 for m in unit.loop.members if self.plan.is_reduction_member(m))
 
-    def _describe(self, node_id: int) -> str:
+    def describe(self, node_id: int) -> str:
         node = self.graph[node_id]
         text = f"%{node_id}"
         if node.name:
@@ -134,8 +133,18 @@ class Codegen:
 
     # ---- loop nests -------------------------------------------------------------------------------
 
-    def nest(self, fn: Function, extents, strides: dict, payload, low="0", high=None, before=None, after=None,
-              hints: tuple = ()):
+    def nest(
+        self,
+        fn: Function,
+        extents,
+        strides: dict,
+        payload,
+        low="0",
+        high=None,
+        before=None,
+        after=None,
+        hints: tuple = (),
+    ):
         """Loops over ``extents`` (outermost first; the first from ``low`` to ``high``), keeping for
         each access key its element offset; ``payload(offsets)`` writes the innermost body and
         ``before(d, offsets)`` / ``after(d, offsets)`` run around the loop of dimension d."""
@@ -195,7 +204,8 @@ class Codegen:
             if OPS[op].is_reduction:
                 (k,) = operands
                 return (registers[k] if k >= 0 else read(node.args[-k - 1])), (
-                    steps[k][3].dtype if k >= 0 else self.graph.type(node.args[-k - 1]).dtype)
+                    steps[k][3].dtype if k >= 0 else self.graph.type(node.args[-k - 1]).dtype
+                )
             values, dtypes = [], []
             for k in operands:
                 if k >= 0:
@@ -233,7 +243,9 @@ class Codegen:
         self.loops += 1
         return self.module.function(
             f"internal void @{self.prefix}_loop{self.loops}(ptr noalias %table, i64 %start, i64 %end, "
-            f"ptr noalias %partials) noinline", comment)  # inlined, a long graph's loops make one huge block
+            f"ptr noalias %partials) noinline",
+            comment,
+        )  # inlined, a long graph's loops make one huge block
 
     def _run(self, function: Function, extent: int, parallel: bool, granule: int = 1) -> None:
         name = function.signature.split("@")[1].split("(")[0]
@@ -241,8 +253,10 @@ class Codegen:
         if parallel:
             self.uses_threads = True
             self.parallel_loops += 1
-            self.entry.do(f"call void @{self.prefix}_parallel(ptr @{name}, ptr %table, i64 {extent}, "
-                          f"ptr {self.partials}, i64 {self.row_bytes}, i64 {self.threads}, i64 {granule})")
+            self.entry.do(
+                f"call void @{self.prefix}_parallel(ptr @{name}, ptr %table, i64 {extent}, "
+                f"ptr {self.partials}, i64 {self.row_bytes}, i64 {self.threads}, i64 {granule})"
+            )
         else:
             self.entry.do(f"call void @{name}(ptr %table, i64 0, i64 {extent}, ptr {self.partials})")
 
@@ -270,13 +284,25 @@ class Codegen:
         for m in reductions:
             dtype = self.graph.type(m).dtype
             slots[m] = fn.alloca(scalar_ops.register_type(dtype), "acc")
-            fn.do(f"store {scalar_ops.register_type(dtype)} {self.identity(self.reduction_op(m), dtype)}, "
-                  f"ptr {slots[m]}")
-        parallel = bool(extents) and extents[0] > 1 and math.prod(shape) >= self.parallel_min_elements \
+            fn.do(
+                f"store {scalar_ops.register_type(dtype)} {self.identity(self.reduction_op(m), dtype)}, ptr {slots[m]}"
+            )
+        parallel = (
+            bool(extents)
+            and extents[0] > 1
+            and math.prod(shape) >= self.parallel_min_elements
             and math.prod(shape) * loop.steps >= self.parallel_min_work
+        )
         # A chain of math calls is bound by their latency: run several vectors side by side.
-        self.nest(fn, extents, dict(zip(keys, strides)), self._loop_payload(fn, loop, pointers, writes, slots),
-                   low="%start", high="%end", hints=_loop_hints(loop))
+        self.nest(
+            fn,
+            extents,
+            dict(zip(keys, strides)),
+            self._loop_payload(fn, loop, pointers, writes, slots),
+            low="%start",
+            high="%end",
+            hints=_loop_hints(loop),
+        )
         for index, m in enumerate(reductions):
             t = scalar_ops.register_type(self.graph.type(m).dtype)
             value = fn.emit(f"load {t}, ptr {slots[m]}", "acc")
@@ -299,13 +325,18 @@ class Codegen:
                     return registers[value_id]
                 if value_id in plan.immediates:
                     return scalar_ops.literal(plan.immediates[value_id], self.graph.type(value_id).dtype)
-                register = self.load(fn, pointers[("r", value_id)], offsets[("r", value_id)],
-                                      self.graph.type(value_id).dtype, self.graph[value_id].name or f"in{value_id}")
+                register = self.load(
+                    fn,
+                    pointers[("r", value_id)],
+                    offsets[("r", value_id)],
+                    self.graph.type(value_id).dtype,
+                    self.graph[value_id].name or f"in{value_id}",
+                )
                 registers[value_id] = register
                 return register
 
             for m in loop.members:
-                fn.note(self._describe(m))
+                fn.note(self.describe(m))
                 value, dtype = self.element(fn, m, read)
                 if m in slots:
                     op = self.reduction_op(m)
@@ -361,7 +392,7 @@ class Codegen:
         views = list(reads.values()) + [out]
         # coalesce reduced and kept dimensions separately: a merged dimension must be one or the other
         extents, strides, reduced = coalesce_marked(shape, [v.strides for v in views], is_reduced)
-        fn = self._outlined(self._describe(node_id))
+        fn = self._outlined(self.describe(node_id))
         cache: dict = {}
         pointers = {key: self.base(fn, view, cache) for key, view in zip(keys, views)}
         first_reduced = reduced.index(True) if True in reduced else len(extents)
@@ -373,56 +404,13 @@ class Codegen:
         fn.do("ret void")
         self._run(fn, extents[0] if extents else 1, False)
 
-    # ---- matmul -----------------------------------------------------------------------------------
-
-    def _matmul(self, node_id: int) -> None:
-        self.uses_blas = True
-        entry = self.entry
-        node = self.graph[node_id]
-        entry.note(self._describe(node_id))
-        a_view, b_view = (self.plan.views[x] for x in node.args)
-        out = self.plan.views[node_id]
-        dtype = out.dtype
-        t = scalar_ops.register_type(dtype)
-        gemm = "chainrule_dgemm" if dtype == "float64" else "chainrule_sgemm"
-        a2, b2, batch = matrices(a_view, b_view)
-        rows, inner = a2.shape[-2:]
-        columns = b2.shape[-1]
-        cache: dict = {}
-
-        def constant(llvm_type, value, name):
-            """A pointer to ``value`` (BLAS takes every argument by pointer), one per distinct value."""
-            key = (llvm_type, value)
-            if key not in self.blas_arguments:
-                slot = entry.alloca(llvm_type, name)
-                entry.do(f"store {llvm_type} {value}, ptr {slot}")
-                self.blas_arguments[key] = slot
-            return self.blas_arguments[key]
-
-        a_layout, b_layout = gemm_layout(a2), gemm_layout(b2)
-        n_ptr, m_ptr, k_ptr = (constant("i32", v, f"int.{v}") for v in (columns, rows, inner))
-        trans_b, trans_a = (constant("i8", ord(layout[0]), f"char.{layout[0]}") for layout in (b_layout, a_layout))
-        ld_b, ld_a, ld_c = (constant("i32", v, f"int.{v}") for v in (b_layout[1], a_layout[1], max(columns, 1)))
-        alpha = constant(t, scalar_ops.literal(1.0, dtype), "alpha")
-        beta = constant(t, scalar_ops.literal(0.0, dtype), "beta")
-        itemsize = np.dtype(dtype).itemsize
-        for index in np.ndindex(*batch):
-            a_at = a2.offset + sum(i * s for i, s in zip(index, a2.strides[:-2])) * itemsize
-            b_at = b2.offset + sum(i * s for i, s in zip(index, b2.strides[:-2])) * itemsize
-            c_at = out.offset + (int(np.ravel_multi_index(index, batch)) if batch else 0) * rows * columns * itemsize
-            pointers = [self.base(entry, type(out)(v.slot, at, (), (), dtype), cache)
-                        for v, at in ((a2, a_at), (b2, b_at), (out, c_at))]
-            entry.do(f"call void @{gemm}(ptr {trans_b}, ptr {trans_a}, ptr {n_ptr}, ptr {m_ptr}, ptr {k_ptr}, "
-                     f"ptr {alpha}, ptr {pointers[1]}, ptr {ld_b}, ptr {pointers[0]}, ptr {ld_a}, ptr {beta}, "
-                     f"ptr {pointers[2]}, ptr {ld_c})")
-
     # ---- NumPy fallbacks and output copies --------------------------------------------------------
 
     def _fallback(self, node_id: int) -> None:
         entry = self.entry
         index = len(self.plan.fallbacks)
         self.plan.add_fallback(node_id)
-        entry.note(f"{self._describe(node_id)}\n(run by NumPy: {self.graph[node_id].op} has no native lowering here)")
+        entry.note(f"{self.describe(node_id)}\n(run by NumPy: {self.graph[node_id].op} has no native lowering here)")
         slot = entry.emit("getelementptr ptr, ptr %table, i64 1", "callback.p")
         callback = entry.emit(f"load ptr, ptr {slot}", "callback")
         entry.do(f"call void {callback}(i64 {index})")
@@ -431,8 +419,11 @@ class Codegen:
         for index, node_id in self.plan.output_copies:
             spec = self.plan.outputs[index]
             source = self.plan.views[node_id]
-            target = spec.arena_view if spec.slot is None else type(source)(
-                spec.slot, 0, spec.shape, contiguous_strides(spec.shape), spec.dtype)
+            target = (
+                spec.arena_view
+                if spec.slot is None
+                else type(source)(spec.slot, 0, spec.shape, contiguous_strides(spec.shape), spec.dtype)
+            )
             shape = spec.shape
             views = [source.broadcast_to(shape), target]
             extents, strides = coalesce(shape, [v.strides for v in views])
@@ -464,4 +455,3 @@ def _loop_hints(loop) -> tuple:
 
 def _shape_text(shape) -> str:
     return f"[{','.join(map(str, shape))}]"
-

@@ -110,8 +110,12 @@ class _Heads:
 
     def call(self, node) -> tuple[str, str, list]:
         """(OP or LIBM, op or function name, operand expressions) computing ``node``."""
-        if isinstance(node, sp.Add) and self.subtract is not None and len(node.args) == 2 \
-                and any(_negated(a) is not None for a in node.args):
+        if (
+            isinstance(node, sp.Add)
+            and self.subtract is not None
+            and len(node.args) == 2
+            and any(_negated(a) is not None for a in node.args)
+        ):
             positive, negative = sorted(node.args, key=lambda a: _negated(a) is not None)
             if _negated(positive) is None:
                 return OP, self.subtract, [positive, _negated(negative)]

@@ -91,8 +91,7 @@ class Target:
 def host_target() -> Target:
     """The CPU this process runs on."""
     _initialize()
-    return Target(llvm.get_process_triple(), llvm.get_host_cpu_name(),
-                  llvm.get_host_cpu_features().flatten())
+    return Target(llvm.get_process_triple(), llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten())
 
 
 # LLVM's own command-line options, set once per process (they are process-wide, for every
@@ -117,7 +116,8 @@ def _initialize() -> None:
 def _target_machine(target: Target, codegen_level: int = 3) -> llvm.TargetMachine:
     _initialize()
     return llvm.Target.from_triple(target.triple).create_target_machine(
-        cpu=target.cpu, features=target.features, opt=codegen_level, codemodel="jitdefault", jit=True)
+        cpu=target.cpu, features=target.features, opt=codegen_level, codemodel="jitdefault", jit=True
+    )
 
 
 # One LLJIT for the process: each compiled module is a library in it, unloaded when its
@@ -140,9 +140,18 @@ class NativeModule:
     module referenced as long as any function pointer made from it.
     """
 
-    def __init__(self, name: str, ir_text: str, target: Target, optimization: str,
-                 tracker: llvm.ResourceTracker, lljit: llvm.LLJIT, symbols: tuple[str, ...],
-                 from_cache: bool, optimized_ir: str | None):
+    def __init__(
+        self,
+        name: str,
+        ir_text: str,
+        target: Target,
+        optimization: str,
+        tracker: llvm.ResourceTracker,
+        lljit: llvm.LLJIT,
+        symbols: tuple[str, ...],
+        from_cache: bool,
+        optimized_ir: str | None,
+    ):
         self.name = name
         self.ir_text = ir_text
         self.target = target
@@ -156,8 +165,9 @@ class NativeModule:
     def address(self, symbol: str) -> int:
         """The address of the function (or global) ``symbol`` defined by the module."""
         if symbol not in self.symbols:
-            raise LLVMError(f"module {self.name!r} defines no symbol {symbol!r}; "
-                            f"it defines {', '.join(self.symbols) or 'nothing'}")
+            raise LLVMError(
+                f"module {self.name!r} defines no symbol {symbol!r}; it defines {', '.join(self.symbols) or 'nothing'}"
+            )
         return self._tracker[symbol]
 
     @property
@@ -173,8 +183,9 @@ class NativeModule:
         return f"<NativeModule {self.name} ({origin}, {self.optimization}): {', '.join(self.symbols)}>"
 
 
-def compile_ir(ir_text: str, *, name: str, target: Target | None = None, use_cache: bool = True,
-               optimization: str | None = None) -> NativeModule:
+def compile_ir(
+    ir_text: str, *, name: str, target: Target | None = None, use_cache: bool = True, optimization: str | None = None
+) -> NativeModule:
     """Compile LLVM IR text and link it into this process.
 
     ``name`` labels the module (error messages, ``repr``); ``target`` defaults to
@@ -187,8 +198,14 @@ def compile_ir(ir_text: str, *, name: str, target: Target | None = None, use_cac
     optimization = optimization or optimization_level(ir_text)
     if optimization not in PIPELINES:
         raise ValueError(f"optimization must be one of {', '.join(PIPELINES)}, got {optimization!r}")
-    key = cache.cache_key(ir_text, target, optimization, repr(PIPELINES[optimization]),
-                          mathlib.function_attributes(target.feature_set), *LLVM_OPTIONS)
+    key = cache.cache_key(
+        ir_text,
+        target,
+        optimization,
+        repr(PIPELINES[optimization]),
+        mathlib.function_attributes(target.feature_set),
+        *LLVM_OPTIONS,
+    )
     entry = cache.load(key) if use_cache else None
     optimized_ir = None
     with _lock:
@@ -197,8 +214,17 @@ def compile_ir(ir_text: str, *, name: str, target: Target | None = None, use_cac
             if use_cache:
                 cache.store(key, entry)
         tracker = _link(entry, ir_text, name)
-    return NativeModule(name, ir_text, target, optimization, tracker, _lljit(), entry.symbols,
-                        from_cache=optimized_ir is None, optimized_ir=optimized_ir)
+    return NativeModule(
+        name,
+        ir_text,
+        target,
+        optimization,
+        tracker,
+        _lljit(),
+        entry.symbols,
+        from_cache=optimized_ir is None,
+        optimized_ir=optimized_ir,
+    )
 
 
 def optimization_level(ir_text: str) -> str:
@@ -209,8 +235,11 @@ def optimization_level(ir_text: str) -> str:
 def instruction_count(ir_text: str) -> int:
     """The instructions in ``ir_text``: its indented, non-comment lines."""
     # Counting lines of text costs microseconds, walking the parsed module milliseconds.
-    return sum(1 for line in ir_text.splitlines()
-               if line.startswith((" ", "\t")) and line.strip() and not line.lstrip().startswith(";"))
+    return sum(
+        1
+        for line in ir_text.splitlines()
+        if line.startswith((" ", "\t")) and line.strip() and not line.lstrip().startswith(";")
+    )
 
 
 def _build(ir_text: str, target: Target, optimization: str, emit: bool) -> tuple[str, cache.Entry | None]:
@@ -266,8 +295,11 @@ def _optimize(module: llvm.ModuleRef, target: Target, optimization: str) -> None
 def _exported_symbols(module: llvm.ModuleRef) -> tuple[str, ...]:
     local = (llvm.Linkage.internal, llvm.Linkage.private)
     functions = [f.name for f in module.functions if not f.is_declaration and f.linkage not in local]
-    variables = [g.name for g in module.global_variables
-                 if not g.is_declaration and g.linkage not in local and not g.name.startswith("llvm.")]
+    variables = [
+        g.name
+        for g in module.global_variables
+        if not g.is_declaration and g.linkage not in local and not g.name.startswith("llvm.")
+    ]
     return tuple(sorted(functions + variables))
 
 
@@ -299,12 +331,16 @@ def _describe(message: str, ir_text: str) -> str:
     # respelled), so find the lines defining the same values, or equal to them.
     printed = {line.strip() for line in message.splitlines()[1:] if line.startswith("  ")}
     defined = {_defined_value(line) for line in printed} - {None}
-    wanted |= {number for number, line in enumerate(lines, 1)
-               if line.strip() in printed or _defined_value(line.strip()) in defined}
+    wanted |= {
+        number
+        for number, line in enumerate(lines, 1)
+        if line.strip() in printed or _defined_value(line.strip()) in defined
+    }
     if not wanted:
         return message
-    shown = sorted({n for w in wanted for n in range(w - _EXCERPT_LINES, w + _EXCERPT_LINES + 1)
-                    if 1 <= n <= len(lines)})
+    shown = sorted(
+        {n for w in wanted for n in range(w - _EXCERPT_LINES, w + _EXCERPT_LINES + 1) if 1 <= n <= len(lines)}
+    )
     excerpt = "\n".join(f"{'>' if n in wanted else ' '}{n:5d} | {lines[n - 1]}" for n in shown)
     return f"{message.rstrip()}\nIR lines:\n{excerpt}"
 

@@ -112,8 +112,13 @@ class _Runner:
         itemsize = np.dtype(view.dtype).itemsize
         if 0 in view.shape:
             return np.empty(view.shape, view.dtype)
-        return np.ndarray(view.shape, view.dtype, buffer=base.reshape(-1).view(np.uint8), offset=view.offset,
-                          strides=tuple(s * itemsize for s in view.strides))
+        return np.ndarray(
+            view.shape,
+            view.dtype,
+            buffer=base.reshape(-1).view(np.uint8),
+            offset=view.offset,
+            strides=tuple(s * itemsize for s in view.strides),
+        )
 
     def _run_fallback(self, index: int) -> None:
         try:
@@ -129,9 +134,17 @@ class _Runner:
         """A Python function, generated for this signature, doing one call's work."""
         lowered = self.lowered
         names = [f"in{i}" for i in range(len(lowered.inputs))]
-        namespace = {"np": np, "lock": self.lock, "entry": self.entry, "table": self.table,
-                     "table_address": ctypes.addressof(self.table), "threads": _threads, "runner": self,
-                     "ascontiguousarray": np.ascontiguousarray, "empty": np.empty}
+        namespace = {
+            "np": np,
+            "lock": self.lock,
+            "entry": self.entry,
+            "table": self.table,
+            "table_address": ctypes.addressof(self.table),
+            "threads": _threads,
+            "runner": self,
+            "ascontiguousarray": np.ascontiguousarray,
+            "empty": np.empty,
+        }
         lines = [f"def call({', '.join(names)}):", "    with lock:"]
         body = []
         keep = bool(lowered.fallbacks)
@@ -161,8 +174,12 @@ class _Runner:
                 returned.append(f"out{index}_view.copy()")
         body.append("entry(table_address, threads[0])")
         if keep:
-            body += ["runner.slot_arrays.clear()", "if runner.error is not None:",
-                     "    error, runner.error = runner.error, None", "    raise_from_fallback(error)"]
+            body += [
+                "runner.slot_arrays.clear()",
+                "if runner.error is not None:",
+                "    error, runner.error = runner.error, None",
+                "    raise_from_fallback(error)",
+            ]
             namespace["raise_from_fallback"] = _raise_from_fallback
         body.append(f"return ({', '.join(returned)}{',' if len(returned) == 1 else ''})")
         lines += [f"        {line}" for line in body]
@@ -173,11 +190,12 @@ class _Runner:
 def _raise_from_fallback(error: BaseException):
     if isinstance(error, ChainruleError):
         raise error
-    raise ChainruleError(f"a node run by NumPy inside an llvm kernel failed: {type(error).__name__}: {error}") \
-        from error
+    raise ChainruleError(
+        f"a node run by NumPy inside an llvm kernel failed: {type(error).__name__}: {error}"
+    ) from error
 
 
 def _aligned(nbytes: int) -> np.ndarray:
     raw = np.empty(nbytes + 64, np.uint8)
     start = (-raw.ctypes.data) % 64
-    return raw[start:start + nbytes]
+    return raw[start : start + nbytes]

@@ -48,12 +48,12 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from chainrule.backends.llvm import scalar_ops
 from chainrule.backends.llvm.codegen import Codegen
+from chainrule.backends.llvm.plan import Fallback, InputSpec, Loop, Lowered, OutputSpec, Unit
 from chainrule.backends.llvm.strategies import GEMM, SOURCE, VIEW, strategy_of
 from chainrule.backends.llvm.strides import contiguous_strides
 from chainrule.backends.llvm.views import View, gemm_layout, matrices
@@ -74,71 +74,6 @@ MAX_THREADS = 64
 # (a 2,000-step body costs ~0.3 s to compile); the depth-30 nested gradient is ~250 steps.
 MAX_LOOP_STEPS = 400
 MAX_UNROLLED_BATCH = 64  # matmuls with more batch elements run through NumPy
-
-
-@dataclass
-class Fallback:
-    """A node computed by its NumPy lowering, called back from the native code."""
-
-    node_id: int
-    op: str
-    params: dict
-    operands: list  # Views
-    result: View
-    description: str
-
-
-@dataclass
-class OutputSpec:
-    """Where output k comes from: ``slot`` (a per-call array) or an arena view copied out."""
-
-    shape: tuple
-    dtype: str
-    slot: int | None = None
-    arena_view: View | None = None
-
-
-@dataclass
-class InputSpec:
-    shape: tuple
-    dtype: str
-    slot: int | None = None  # an array passed by address
-    staged: View | None = None  # a 0-d input written into the arena
-
-
-@dataclass
-class Lowered:
-    """The module text and what the Python side needs to call it."""
-
-    ir: str
-    entry: str
-    table_size: int
-    arena_bytes: int
-    constants: np.ndarray
-    inputs: list
-    outputs: list
-    fallbacks: list
-    loops: int = 0
-    parallel_loops: int = 0
-    longest_loop: int = 0  # steps in the longest loop body (of more than one element)
-
-
-# ---- units: what the entry function does, in order -------------------------------------------
-
-@dataclass
-class Loop:
-    """A loop nest over ``shape`` computing ``members`` (node ids) element by element."""
-
-    shape: tuple
-    members: list = field(default_factory=list)
-    steps: int = 0
-
-
-@dataclass
-class Unit:
-    kind: str  # "loop", "reduce", "matmul", "fallback"
-    node_id: int = -1
-    loop: Loop | None = None
 
 
 def lower(graph: Graph, function_name: str) -> Lowered:
@@ -176,8 +111,18 @@ class _Lowering:
         module_text, entry, counts = self._emit()
         constants = np.frombuffer(b"".join(self.constant_chunks) or b"\0" * 8, dtype=np.uint8).copy()
         longest = max([u.loop.steps for u in self.units if u.kind == "loop" and math.prod(u.loop.shape) > 1] + [0])
-        return Lowered(module_text, entry, self.table_size, self.arena_bytes, constants, self.inputs,
-                       self.outputs, self.fallbacks, *counts, longest)
+        return Lowered(
+            module_text,
+            entry,
+            self.table_size,
+            self.arena_bytes,
+            constants,
+            self.inputs,
+            self.outputs,
+            self.fallbacks,
+            *counts,
+            longest,
+        )
 
     def _new_slot(self) -> int:
         self.table_size += 1
@@ -201,8 +146,9 @@ class _Lowering:
                 spec.staged = View(ARENA, -1, (), (), node_type.dtype)  # offset set by _allocate
             else:
                 spec.slot = self._new_slot()
-                self.views[node_id] = View(spec.slot, 0, node_type.shape, contiguous_strides(node_type.shape),
-                                           node_type.dtype)
+                self.views[node_id] = View(
+                    spec.slot, 0, node_type.shape, contiguous_strides(node_type.shape), node_type.dtype
+                )
             self.inputs.append(spec)
         for node_id in live:
             node = graph[node_id]
@@ -214,8 +160,9 @@ class _Lowering:
             elif node.op == "zeros":
                 single = self._constant(np.zeros((), node.type.dtype))
                 self.immediates[node_id] = 0
-                self.views[node_id] = View(CONSTANTS, single.offset, node.type.shape, (0,) * node.type.ndim,
-                                           node.type.dtype)
+                self.views[node_id] = View(
+                    CONSTANTS, single.offset, node.type.shape, (0,) * node.type.ndim, node.type.dtype
+                )
 
     def _view_of(self, node_id: int) -> View | None:
         """The view a view op gives (see strategies.py), or None when its operand's layout allows none.
@@ -298,8 +245,11 @@ class _Lowering:
         return True
 
     def _lowerable_reduction(self, node_id: int) -> bool:
-        return self._supported_dtypes(node_id) and self._steps_lowered(node_id) and \
-            _is_float_or_int(self.graph.type(node_id).dtype)
+        return (
+            self._supported_dtypes(node_id)
+            and self._steps_lowered(node_id)
+            and _is_float_or_int(self.graph.type(node_id).dtype)
+        )
 
     def _joins(self, loop: Loop, node_id: int, shape: tuple) -> bool:
         if shape != loop.shape or loop.steps >= MAX_LOOP_STEPS:
@@ -344,8 +294,7 @@ class _Lowering:
         if 0 in a.shape or 0 in b.shape or node.type.size == 0:
             return False
         a2, b2, batch = matrices(*(self._layout(x) for x in node.args))
-        return math.prod(batch) <= MAX_UNROLLED_BATCH and gemm_layout(a2) is not None \
-            and gemm_layout(b2) is not None
+        return math.prod(batch) <= MAX_UNROLLED_BATCH and gemm_layout(a2) is not None and gemm_layout(b2) is not None
 
     def _layout(self, node_id: int) -> View:
         """The node's view, or (for a value computed later) the contiguous layout it will have."""
@@ -357,8 +306,16 @@ class _Lowering:
 
     def add_fallback(self, node_id: int) -> None:
         node = self.graph[node_id]
-        self.fallbacks.append(Fallback(node_id, node.op, node.params, [self.views[a] for a in node.args],
-                                       self.views[node_id], f"%{node_id} {node.op}"))
+        self.fallbacks.append(
+            Fallback(
+                node_id,
+                node.op,
+                node.params,
+                [self.views[a] for a in node.args],
+                self.views[node_id],
+                f"%{node_id} {node.op}",
+            )
+        )
 
     def _plan_outputs(self) -> None:
         """Which stored values are outputs written in place, and which outputs need a copy."""
@@ -366,8 +323,7 @@ class _Lowering:
         for loop in [u.loop for u in self.units if u.kind == "loop"]:
             members = set(loop.members)
             for m in loop.members:
-                if self.is_reduction_member(m) or any(u not in members for u in graph.users(m)) \
-                        or m in graph.outputs:
+                if self.is_reduction_member(m) or any(u not in members for u in graph.users(m)) or m in graph.outputs:
                     self.stored.add(m)
         self.output_copies: list[tuple[int, int]] = []  # (output index, node)
         self.output_home: dict[int, int] = {}  # node -> output index written in place
@@ -419,12 +375,18 @@ class _Lowering:
                 node_type = graph.type(node_id)
                 output = self.output_home.get(node_id)
                 if output is not None and self.outputs[output].slot is not None:
-                    self.views[node_id] = View(self.outputs[output].slot, 0, node_type.shape,
-                                               contiguous_strides(node_type.shape), node_type.dtype)
+                    self.views[node_id] = View(
+                        self.outputs[output].slot,
+                        0,
+                        node_type.shape,
+                        contiguous_strides(node_type.shape),
+                        node_type.dtype,
+                    )
                     continue
                 offset = arena.take(node_type.nbytes)
-                self.views[node_id] = View(ARENA, offset, node_type.shape, contiguous_strides(node_type.shape),
-                                           node_type.dtype)
+                self.views[node_id] = View(
+                    ARENA, offset, node_type.shape, contiguous_strides(node_type.shape), node_type.dtype
+                )
                 if output is not None:
                     self.outputs[output].arena_view = self.views[node_id]
                 else:
@@ -440,7 +402,6 @@ class _Lowering:
         for node_id in self.view_nodes:  # now that every computed value has its place
             self.views[node_id] = self._view_of(node_id)
 
-
     def _emit(self):
         placeholder = "__CHAINRULE_PREFIX__"
         codegen = Codegen(self, placeholder, MAX_THREADS, PARALLEL_MIN_WORK, PARALLEL_MIN_ELEMENTS)
@@ -451,6 +412,7 @@ class _Lowering:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+
 
 class _Arena:
     """First-fit allocation of aligned blocks with coalescing of freed ones."""

@@ -83,21 +83,39 @@ class MathFunction:
     intrinsic_since: int | None = None  # the first LLVM version with llvm.<name>, if any
 
 
-FUNCTIONS = {f.name: f for f in [
-    MathFunction("sqrt", intrinsic_since=1), MathFunction("fabs", intrinsic_since=1),
-    MathFunction("sin", intrinsic_since=1), MathFunction("cos", intrinsic_since=1),
-    MathFunction("exp", intrinsic_since=1), MathFunction("exp2", intrinsic_since=1),
-    MathFunction("log", intrinsic_since=1), MathFunction("log2", intrinsic_since=1),
-    MathFunction("log10", intrinsic_since=1), MathFunction("pow", 2, intrinsic_since=1),
-    MathFunction("exp10", intrinsic_since=18),
-    MathFunction("tan", intrinsic_since=19), MathFunction("asin", intrinsic_since=19),
-    MathFunction("acos", intrinsic_since=19), MathFunction("atan", intrinsic_since=19),
-    MathFunction("sinh", intrinsic_since=19), MathFunction("cosh", intrinsic_since=19),
-    MathFunction("tanh", intrinsic_since=19), MathFunction("atan2", 2, intrinsic_since=20),
-    MathFunction("expm1"), MathFunction("log1p"), MathFunction("cbrt"),
-    MathFunction("asinh"), MathFunction("acosh"), MathFunction("atanh"),
-    MathFunction("erf"), MathFunction("erfc"), MathFunction("hypot", 2),
-]}
+FUNCTIONS = {
+    f.name: f
+    for f in [
+        MathFunction("sqrt", intrinsic_since=1),
+        MathFunction("fabs", intrinsic_since=1),
+        MathFunction("sin", intrinsic_since=1),
+        MathFunction("cos", intrinsic_since=1),
+        MathFunction("exp", intrinsic_since=1),
+        MathFunction("exp2", intrinsic_since=1),
+        MathFunction("log", intrinsic_since=1),
+        MathFunction("log2", intrinsic_since=1),
+        MathFunction("log10", intrinsic_since=1),
+        MathFunction("pow", 2, intrinsic_since=1),
+        MathFunction("exp10", intrinsic_since=18),
+        MathFunction("tan", intrinsic_since=19),
+        MathFunction("asin", intrinsic_since=19),
+        MathFunction("acos", intrinsic_since=19),
+        MathFunction("atan", intrinsic_since=19),
+        MathFunction("sinh", intrinsic_since=19),
+        MathFunction("cosh", intrinsic_since=19),
+        MathFunction("tanh", intrinsic_since=19),
+        MathFunction("atan2", 2, intrinsic_since=20),
+        MathFunction("expm1"),
+        MathFunction("log1p"),
+        MathFunction("cbrt"),
+        MathFunction("asinh"),
+        MathFunction("acosh"),
+        MathFunction("atanh"),
+        MathFunction("erf"),
+        MathFunction("erfc"),
+        MathFunction("hypot", 2),
+    ]
+}
 
 
 def call(function: str, dtype: str, *arguments: str, isa: VectorISA | None = None) -> str:
@@ -136,14 +154,16 @@ def declarations(used: Iterable[tuple[str, str]], isa: VectorISA | None = None) 
         vector_name = _vector_name(entry, dtype, isa)
         if vector_name is not None and vector_name not in vector_lines:
             vector_type = f"<{isa.lanes(dtype)} x {llvm_type}>"
-            vector_lines[vector_name] = (f"declare {vector_type} @{vector_name}"
-                                         f"({', '.join([vector_type] * entry.arity)})")
+            vector_lines[vector_name] = (
+                f"declare {vector_type} @{vector_name}({', '.join([vector_type] * entry.arity)})"
+            )
             vector_names.append(vector_name)
     lines = list(scalar_lines.values()) + list(vector_lines.values())
     if vector_names:
         pointers = ", ".join(f"ptr @{name}" for name in vector_names)
-        lines.append(f'@llvm.compiler.used = appending global [{len(vector_names)} x ptr] [{pointers}], '
-                     f'section "llvm.metadata"')
+        lines.append(
+            f'@llvm.compiler.used = appending global [{len(vector_names)} x ptr] [{pointers}], section "llvm.metadata"'
+        )
     return "\n".join(lines)
 
 
@@ -174,8 +194,10 @@ def vector_isa(features: frozenset[str] | None = None, library_symbols=None) -> 
             raise UnsupportedError(f"CHAINRULE_VECTOR_MATH={override!r}: use one of auto, {', '.join(ISAS)}")
         isa = ISAS[override]
         if isa is not SCALAR and (isa.feature not in features or not has_symbol(_probe_symbol(isa))):
-            raise UnsupportedError(f"CHAINRULE_VECTOR_MATH={override}: this machine lacks "
-                                   f"{isa.feature if isa.feature not in features else VECTOR_LIBRARY}")
+            raise UnsupportedError(
+                f"CHAINRULE_VECTOR_MATH={override}: this machine lacks "
+                f"{isa.feature if isa.feature not in features else VECTOR_LIBRARY}"
+            )
         return isa
     for isa in (AVX512, AVX2, SSE4):
         if isa.feature in features and has_symbol(_probe_symbol(isa)):

@@ -14,8 +14,9 @@ class ReductionNest:
     """The loop nest of a reduction over some axes (``Codegen._reduction``): into a register when
     the reduced axes are innermost, else into the initialized result."""
 
-    def __init__(self, codegen, fn: Function, node_id: int, pointers: dict, extents, stride_of: dict,
-                 first_reduced: int):
+    def __init__(
+        self, codegen, fn: Function, node_id: int, pointers: dict, extents, stride_of: dict, first_reduced: int
+    ):
         self.codegen, self.fn, self.node_id, self.pointers = codegen, fn, node_id, pointers
         self.extents, self.stride_of, self.first_reduced = extents, stride_of, first_reduced
         self.op = codegen.reduction_op(node_id)
@@ -31,8 +32,14 @@ class ReductionNest:
         def read(value_id):
             if value_id in plan.immediates:
                 return scalar_ops.literal(plan.immediates[value_id], graph.type(value_id).dtype)
-            return codegen.load(fn, self.pointers[("r", value_id)], offsets[("r", value_id)],
-                                 graph.type(value_id).dtype, graph[value_id].name or f"in{value_id}")
+            return codegen.load(
+                fn,
+                self.pointers[("r", value_id)],
+                offsets[("r", value_id)],
+                graph.type(value_id).dtype,
+                graph[value_id].name or f"in{value_id}",
+            )
+
         value, value_dtype = codegen.element(fn, self.node_id, read)
         return scalar_ops.convert(fn, value, value_dtype, self.dtype)
 
@@ -42,8 +49,9 @@ class ReductionNest:
         value = self.element(offsets)
         if address is None:
             memory = scalar_ops.memory_type(self.dtype)
-            address = fn.emit(f"getelementptr {memory}, ptr {self.pointers[self.out]}, i64 {offsets[self.out]}",
-                              "out.p")
+            address = fn.emit(
+                f"getelementptr {memory}, ptr {self.pointers[self.out]}, i64 {offsets[self.out]}", "out.p"
+            )
         so_far = fn.emit(f"load {t}, ptr {address}", "acc")
         fn.do(f"store {t} {self.codegen.combine(fn, self.op, self.dtype, so_far, value)}, ptr {address}")
 
@@ -75,6 +83,7 @@ class ReductionNest:
 
     def in_memory(self, size: int) -> None:
         codegen, fn = self.codegen, self.fn
-        codegen.nest(fn, [size], {"o": [1]}, lambda offsets: self.store(codegen.identity(self.op, self.dtype),
-                                                                         offsets["o"]))
+        codegen.nest(
+            fn, [size], {"o": [1]}, lambda offsets: self.store(codegen.identity(self.op, self.dtype), offsets["o"])
+        )
         codegen.nest(fn, self.extents, self.stride_of, self.accumulate, low="0", high=None)

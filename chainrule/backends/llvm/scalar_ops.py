@@ -36,8 +36,12 @@ from chainrule.ir.ops import elementwise_dtype
 
 # dtype -> (register type, memory type)
 TYPES = {
-    "float64": ("double", "double"), "float32": ("float", "float"),
-    "int64": ("i64", "i64"), "int32": ("i32", "i32"), "int16": ("i16", "i16"), "int8": ("i8", "i8"),
+    "float64": ("double", "double"),
+    "float32": ("float", "float"),
+    "int64": ("i64", "i64"),
+    "int32": ("i32", "i32"),
+    "int16": ("i16", "i16"),
+    "int8": ("i8", "i8"),
     "bool": ("i1", "i8"),
 }
 FLOAT_FLAGS = "contract"
@@ -107,6 +111,7 @@ def convert(block, value: str, source: str, target: str) -> str:
 
 # ---- the registry ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Emitter:
     """Hand-written IR for one op: ``emit(block, operands, operand dtypes, result dtype) -> register``.
@@ -140,12 +145,14 @@ EMITTERS: dict[str, Emitter] = {}
 
 def lowers(*ops: Op, kinds=(FLOAT, INT, BOOL), operands: Callable = as_result):
     """Register the decorated function as the scalar lowering of ``ops`` (entries of ``OPS``)."""
+
     def register(emit: Callable) -> Callable:
         for op in ops:
             if OPS.get(op.name) is not op:
                 raise ValueError(f"{op.name!r} is not an op of the table")
             EMITTERS[op.name] = Emitter(emit, frozenset(kinds), operands)
         return emit
+
     return register
 
 
@@ -183,8 +190,10 @@ def emit(block, op: str, operands: list[str], types: list[str], dtype: str) -> s
         return block.math(definition.libm, dtype, *operands)
     steps = composed.composition(definition, _is_native)
     if steps is None:
-        raise UnsupportedError(f"the llvm backend cannot lower {op}: no emitter, libm function or SymPy "
-                               "definition made of lowerable functions")
+        raise UnsupportedError(
+            f"the llvm backend cannot lower {op}: no emitter, libm function or SymPy "
+            "definition made of lowerable functions"
+        )
     return _emit_composition(block, steps, operands, dtype)
 
 
@@ -219,6 +228,7 @@ def _emit_composition(block, steps: tuple, operands: list[str], dtype: str) -> s
 
 # ---- helpers shared by emitters (and by codegen's reductions) ----------------------------------
 
+
 def float_binary(block, opcode: str, t: str, a: str, b: str) -> str:
     return block.emit(f"{opcode} {FLOAT_FLAGS} {t} {a}, {b}")
 
@@ -242,11 +252,10 @@ def fabs(block, t: str, value: str) -> str:
     return block.emit(f"call {t} @llvm.fabs.{suffix}({t} {value})")
 
 
-
-
 # ---- the hand-written emitters ------------------------------------------------------------------
 # (block, operands x, operand dtypes, result dtype) -> register. NumPy's bool arithmetic: + is or,
 # * is and, maximum/minimum likewise; the rest is not defined on bools.
+
 
 @lowers(OPS["stop_gradient"])
 def _identity(block, x, types, dtype):
@@ -270,6 +279,7 @@ def _arithmetic(float_opcode: str, int_opcode: str | None, bool_opcode: str | No
         if is_float(dtype):
             return float_binary(block, float_opcode, t, x[0], x[1])
         return block.emit(f"{bool_opcode if dtype == 'bool' else int_opcode} {t} {x[0]}, {x[1]}")
+
     return emit_arithmetic
 
 
@@ -313,6 +323,7 @@ def _extremum(float_order: str, int_predicate: str, bool_opcode: str):
         if is_float(dtype):
             return nan_propagating_pick(block, t, x[0], x[1], float_order)
         return int_pick(block, t, x[0], x[1], int_predicate)
+
     return emit_extremum
 
 
@@ -367,18 +378,25 @@ def _comparison(float_predicate: str, signed: str, unsigned: str):
         if is_float(common):
             return block.emit(f"fcmp {float_predicate} {ct} {x[0]}, {x[1]}")
         return block.emit(f"icmp {unsigned if common == 'bool' else signed} {ct} {x[0]}, {x[1]}")
+
     return emit_comparison
 
 
-for _op, _predicates in [(OPS["lt"], ("olt", "slt", "ult")), (OPS["le"], ("ole", "sle", "ule")),
-                         (OPS["gt"], ("ogt", "sgt", "ugt")), (OPS["ge"], ("oge", "sge", "uge")),
-                         (OPS["eq"], ("oeq", "eq", "eq")), (OPS["ne"], ("une", "ne", "ne"))]:
+for _op, _predicates in [
+    (OPS["lt"], ("olt", "slt", "ult")),
+    (OPS["le"], ("ole", "sle", "ule")),
+    (OPS["gt"], ("ogt", "sgt", "ugt")),
+    (OPS["ge"], ("oge", "sge", "uge")),
+    (OPS["eq"], ("oeq", "eq", "eq")),
+    (OPS["ne"], ("une", "ne", "ne")),
+]:
     lowers(_op, operands=common_dtype)(_comparison(*_predicates))
 
 
 def _logical(opcode: str, operand: str = ""):
     def emit_logical(block, x, types, dtype):
         return block.emit(f"{opcode} i1 {x[0]}, {operand or x[1]}")
+
     return emit_logical
 
 

@@ -77,6 +77,7 @@ declare(OPS["scatter_add"], Strategy(FALLBACK))
 
 # ---- reductions ---------------------------------------------------------------------------------
 
+
 def _sum_combine(block, dtype: str, accumulator: str, value: str) -> str:
     t = scalar_ops.register_type(dtype)
     if scalar_ops.is_float(dtype):  # reassoc: the vectorizer may keep several partial sums
@@ -86,6 +87,7 @@ def _sum_combine(block, dtype: str, accumulator: str, value: str) -> str:
 
 def _extremum(sign: int) -> tuple[Callable, Callable]:
     """The identity and step of max (sign 1) or min (-1): NaN wins, as in NumPy."""
+
     def identity(dtype: str) -> str:
         if scalar_ops.is_float(dtype):
             return scalar_ops.float_literal(-sign * math.inf, dtype)
@@ -97,6 +99,7 @@ def _extremum(sign: int) -> tuple[Callable, Callable]:
         if scalar_ops.is_float(dtype):
             return scalar_ops.nan_propagating_pick(block, t, accumulator, value, "ogt" if sign > 0 else "olt")
         return scalar_ops.int_pick(block, t, accumulator, value, "sgt" if sign > 0 else "slt")
+
     return identity, combine
 
 

@@ -26,8 +26,9 @@ class View:
 
     def broadcast_to(self, shape: tuple) -> View:
         lead = len(shape) - len(self.shape)
-        strides = [0] * lead + [0 if (d == 1 and s != 1) else stride
-                                for d, s, stride in zip(self.shape, shape[lead:], self.strides)]
+        strides = [0] * lead + [
+            0 if (d == 1 and s != 1) else stride for d, s, stride in zip(self.shape, shape[lead:], self.strides)
+        ]
         return View(self.slot, self.offset, tuple(shape), tuple(strides), self.dtype)
 
     @property
@@ -36,6 +37,7 @@ class View:
 
 
 # ---- the view ops: (operand's view, node) -> the result's view, or None (it must be computed) ----
+
 
 def identity_view(source: View, node) -> View | None:
     return source
@@ -93,6 +95,7 @@ def index_view(source: View, node) -> View | None:
 
 
 # ---- matrices for BLAS --------------------------------------------------------------------------
+
 
 def matrices(a: View, b: View):
     """The operands as (batch..., rows, columns) views (1-D ones as a row or a column, as NumPy

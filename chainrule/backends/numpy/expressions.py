@@ -26,9 +26,15 @@ def lowering(op: str) -> tuple[str | None, bool, bool | None]:
     computes for such an op without attributes, and Python fills it in faster than ``str.format``."""
     definition = OPS[op]
     template, printf = definition.numpy, None
-    if op not in WRITTEN_THEIR_OWN_WAY and isinstance(template, str) and definition.arity is not None \
-            and "%" not in template and "{{" not in template and "}}" not in template \
-            and re.findall(r"\{[^{}]*\}", template) == ["{" + str(i) + "}" for i in range(definition.arity)]:
+    if (
+        op not in WRITTEN_THEIR_OWN_WAY
+        and isinstance(template, str)
+        and definition.arity is not None
+        and "%" not in template
+        and "{{" not in template
+        and "}}" not in template
+        and re.findall(r"\{[^{}]*\}", template) == ["{" + str(i) + "}" for i in range(definition.arity)]
+    ):
         printf = re.sub(r"\{\d+\}", "%s", template)
     return printf, definition.is_elementwise, renders_as_call(op)
 
@@ -58,8 +64,12 @@ def _binds_tighter(op: str, user_op: str, position: int) -> bool:
     """Does the expression of ``op`` bind tightly enough to be operand ``position`` of ``user_op``
     without parentheses (``a * b * c``, ``-a * b``)?"""
     inner, outer = _PRECEDENCE.get(op), _PRECEDENCE.get(user_op)
-    return inner is not None and outer is not None and user_op != "neg" \
+    return (
+        inner is not None
+        and outer is not None
+        and user_op != "neg"
         and (inner > outer or (inner == outer and position == 0))
+    )
 
 
 @functools.cache
@@ -83,7 +93,7 @@ def _inside_call_parentheses(op: str, position: int) -> bool:
     at = template.find(placeholder)
     if at < 0 or template.count(placeholder) != 1:
         return False
-    before, after = template[:at].rstrip(), template[at + len(placeholder):].lstrip()
+    before, after = template[:at].rstrip(), template[at + len(placeholder) :].lstrip()
     return before.endswith(("(", ",")) and after.startswith((")", ","))
 
 
@@ -93,7 +103,7 @@ def is_call(text: str) -> bool:
     name = re.match(r"[\w.]+", text)
     if name is None:
         return False
-    arguments = text[name.end():]
+    arguments = text[name.end() :]
     depth = 0
     for position, char in enumerate(arguments):
         depth += (char == "(") - (char == ")")

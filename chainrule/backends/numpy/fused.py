@@ -31,8 +31,9 @@ def fused_lines(graph: Graph, node, operands: list[str], value_name: str, names:
         return _fused_expression_lines(graph, node, operands, value_name, names)
     plan = plan_buffers(body)
     result_buffer = plan.buffer[-1]
-    buffer_names = [value_name if b == result_buffer else names.fresh(f"{value_name}_t")
-                    for b in range(len(plan.types))]
+    buffer_names = [
+        value_name if b == result_buffer else names.fresh(f"{value_name}_t") for b in range(len(plan.types))
+    ]
     lines = []
     in_place_forms = _in_place_forms(len(OPS))
     for index, (op, step_operands, attrs, step_type) in enumerate(steps):
@@ -81,8 +82,9 @@ def _step_comment(graph: Graph, node, index: int) -> str:
     return describe_line(loc, origin)
 
 
-def _fused_expression_lines(graph: Graph, node, operands: list[str], value_name: str,
-                            names: Names) -> list[tuple[str, str]]:
+def _fused_expression_lines(
+    graph: Graph, node, operands: list[str], value_name: str, names: Names
+) -> list[tuple[str, str]]:
     """A small fused node as nested expressions; a step used twice gets a statement of its own."""
     body = node.params["body"]
     counts = body.use_counts()
@@ -90,8 +92,10 @@ def _fused_expression_lines(graph: Graph, node, operands: list[str], value_name:
     lines: list[tuple[str, str]] = []
     for index, (op, step_operands, attrs, _) in enumerate(body.steps):
         arguments = [texts[k] if k >= 0 else operands[-k - 1] for k in step_operands]
-        arguments = [f"({text})" if k >= 0 and counts[k] == 1 and not is_call(text) else text
-                     for text, k in zip(arguments, step_operands)]
+        arguments = [
+            f"({text})" if k >= 0 and counts[k] == 1 and not is_call(text) else text
+            for text, k in zip(arguments, step_operands)
+        ]
         text = OPS[op].render(arguments, dict(attrs))
         is_last = index == len(body.steps) - 1
         if not is_last and (counts[index] > 1 or body.name(index)):
@@ -109,6 +113,6 @@ def _where_else_zero_form(graph: Graph, node, op: str, step_operands, step_type,
     if op != "where":
         return None
     steps = node.params["body"].steps
-    condition, x, _other = ([steps[k][3] if k >= 0 else graph.type(node.args[-k - 1]) for k in step_operands])
+    condition, x, _other = [steps[k][3] if k >= 0 else graph.type(node.args[-k - 1]) for k in step_operands]
     zero = graph.const_value(node.args[-step_operands[2] - 1]) if step_operands[2] < 0 else None
     return where_else_zero_text(step_type, condition, x, zero, texts)

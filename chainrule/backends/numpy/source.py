@@ -92,10 +92,17 @@ class _SourceWriter:
                 if written is None:  # a source, or a value written where it is read
                     continue
                 expression = written
-            if elementwise and counts[node_id] == 1 and not node.name and not reads \
-                    and node_id not in outputs and not node.recomputed \
-                    and node.type.nbytes < EARLY_FREE_MIN_BYTES \
-                    and nesting <= MAX_INLINE_DEPTH and len(expression) <= MAX_INLINE_LENGTH:
+            if (
+                elementwise
+                and counts[node_id] == 1
+                and not node.name
+                and not reads
+                and node_id not in outputs
+                and not node.recomputed
+                and node.type.nbytes < EARLY_FREE_MIN_BYTES
+                and nesting <= MAX_INLINE_DEPTH
+                and len(expression) <= MAX_INLINE_LENGTH
+            ):
                 # a small unnamed value read once is written where it is read (``-(g * np.sin(t))``):
                 # fewer lines to read, and to compile (a statement costs Python's compiler ~7 µs)
                 inline[node_id] = (expression, None if renders_as_call else op, nesting)

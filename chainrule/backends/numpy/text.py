@@ -114,7 +114,7 @@ def scalar_literal(graph: Graph, node_id: int) -> str | None:
             return None
         condition = types[:1] if op == "where" else ()
         values = types[1:] if op == "where" else types
-        others = [t for t, is_mine in zip(values, mine[len(condition):]) if not is_mine]
+        others = [t for t, is_mine in zip(values, mine[len(condition) :]) if not is_mine]
         if not others or any(t.dtype != dtype for t in others):
             return None
         if np.broadcast_shapes(*(t.shape for t in (*condition, *others))) != shape:
@@ -130,16 +130,23 @@ def _elementwise_uses(graph: Graph, node_id: int):
     for user in graph.users_index()[node_id]:
         user_node = nodes[user]
         if user_node.op != "fused":
-            yield (user_node.op, tuple([a == node_id for a in user_node.args]),
-                   tuple([nodes[a].type for a in user_node.args]), user_node.type.shape)
+            yield (
+                user_node.op,
+                tuple([a == node_id for a in user_node.args]),
+                tuple([nodes[a].type for a in user_node.args]),
+                user_node.type.shape,
+            )
             continue
         steps = user_node.params["body"].steps
         positions = {-p - 1 for p, a in enumerate(user_node.args) if a == node_id}
         for op, operands, _, step_type in steps:
             if positions.intersection(operands):
-                yield (op, tuple([k in positions for k in operands]),
-                       tuple([steps[k][3] if k >= 0 else graph.type(user_node.args[-k - 1]) for k in operands]),
-                       step_type.shape)
+                yield (
+                    op,
+                    tuple([k in positions for k in operands]),
+                    tuple([steps[k][3] if k >= 0 else graph.type(user_node.args[-k - 1]) for k in operands]),
+                    step_type.shape,
+                )
 
 
 def _float_literal(number: float) -> str:
@@ -161,9 +168,17 @@ def special_form(graph: Graph, node, operands: list[str]) -> str | None:
 def where_else_zero_text(out_type, condition_type, x_type, zero, operands: list[str]) -> str | None:
     """where(condition, x, 0), what relu', abs' and max' produce, as where_else_zero when big enough
     for the mask to pay: bit for bit the same result."""
-    if out_type.size >= WHERE_MASK_MIN_SIZE and out_type.dtype in INT_OF_SAME_SIZE \
-            and zero is not None and zero.size == 1 and not zero.any() and not np.signbit(zero).any() \
-            and condition_type.shape == out_type.shape and condition_type.dtype == "bool" and x_type == out_type:
+    if (
+        out_type.size >= WHERE_MASK_MIN_SIZE
+        and out_type.dtype in INT_OF_SAME_SIZE
+        and zero is not None
+        and zero.size == 1
+        and not zero.any()
+        and not np.signbit(zero).any()
+        and condition_type.shape == out_type.shape
+        and condition_type.dtype == "bool"
+        and x_type == out_type
+    ):
         return f"where_else_zero({operands[0]}, {operands[1]})"
     return None
 
@@ -204,7 +219,7 @@ def with_early_dels(statements: list[tuple[str, frozenset]], returned: set) -> l
             dying.setdefault(index, []).append(name)
     lines, start = [], 0
     for index in sorted(dying):  # the statements up to this one, then its del
-        lines += [line for line, _ in statements[start:index + 1]]
+        lines += [line for line, _ in statements[start : index + 1]]
         lines.append(f"    del {', '.join(sorted(dying[index]))}")
         start = index + 1
     lines += [line for line, _ in statements[start:]]
