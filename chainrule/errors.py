@@ -73,3 +73,8 @@ class OutputError(ChainruleError):
 class NonFiniteError(ChainruleError):
     """With ``check_nans=True``: an op produced a NaN or an infinity from finite operands, or an argument
     holds a NaN."""
+
+
+class GraphFormatError(ChainruleError):
+    """A networkx graph or GraphML file that describes no chainrule graph (``Graph.from_networkx``,
+    ``Graph.read_graphml``): the message names the node and what is wrong with it."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -419,12 +420,12 @@ class Graph:
         """The graph ``to_networkx`` described, rebuilt identical (ids, operand order, attributes)."""
         return networkx_view.from_networkx(g, cls)
 
-    def write_graphml(self, path: str) -> None:
+    def write_graphml(self, path: str | os.PathLike[str]) -> None:
         """Write the graph as GraphML (``chainrule dump --format graphml``); ``read_graphml`` reads it back."""
         networkx_view.write_graphml(self, path)
 
     @classmethod
-    def read_graphml(cls, path: str) -> Graph:
+    def read_graphml(cls, path: str | os.PathLike[str]) -> Graph:
         """The graph ``write_graphml`` wrote to ``path``, identical."""
         return networkx_view.read_graphml(path, cls)
 
