@@ -226,7 +226,8 @@ def getitem(x: Tracer, key):
             expanded.extend([slice(None)] * (x.ndim - consumed))
         else:
             expanded.append(k)
-    items, arrays = [], []
+    items: list[tuple[object, ...]] = []
+    arrays: list[Tracer | np.ndarray] = []
     for k in expanded:
         if k is None:
             items.append(("none",))

@@ -26,6 +26,12 @@ class LeafSpec:
     scalar: bool = False  # a NumPy scalar (np.float32(1.0)): its gradient comes back as one
     static: Any = None
 
+    @property
+    def traced_type(self) -> TensorType:
+        """A traced leaf's type (a static leaf has none)."""
+        assert self.type is not None, "a static leaf has no type"
+        return self.type
+
 
 @dataclass(frozen=True)
 class ArgsSpec:
@@ -162,7 +168,7 @@ def _leaf_spec(leaf, path: str, differentiated: bool, position: int) -> LeafSpec
                 "array nor a hashable Python value"
             ) from None
         return LeafSpec(False, static=(type(leaf), leaf))
-    if differentiated and not spec.type.is_float:
+    if differentiated and not spec.traced_type.is_float:
         raise ArgumentError(_not_float_message(path, position, str(spec.type)))
     return spec
 
@@ -181,7 +187,7 @@ def trace_graph(fn: Callable, spec: ArgsSpec, leaves: list, name: str | None = N
     stand_ins = []
     for leaf, leaf_spec, path in zip(leaves, spec.leaves, spec.paths):
         if leaf_spec.traced:
-            stand_ins.append(Tracer(Value(graph, graph.add_input(leaf_spec.type, path)), context))
+            stand_ins.append(Tracer(Value(graph, graph.add_input(leaf_spec.traced_type, path)), context))
         else:
             stand_ins.append(leaf)
     args, start = [], 0

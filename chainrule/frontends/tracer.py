@@ -109,7 +109,7 @@ class Tracer:
 
     __slots__ = ("_context", "_value")
     __array_priority__ = 1000  # ndarray <op> Tracer defers to the Tracer
-    __hash__ = None  # like ndarray: == is elementwise
+    __hash__ = None  # type: ignore[assignment]  # like ndarray: == is elementwise (mypy wants a method)
 
     def __init__(self, value: Value, context: TraceContext):
         self._value = value

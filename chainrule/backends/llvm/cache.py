@@ -29,9 +29,13 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import llvmlite
 import llvmlite.binding as llvm
+
+if TYPE_CHECKING:
+    from chainrule.backends.llvm.engine import Target
 
 MAGIC = b"CRLLVMO1"
 _HEADER = struct.Struct("<8sQQ32s")  # magic, metadata length, object length, sha256(metadata + object)
@@ -57,7 +61,7 @@ def cache_directory() -> Path:
     return Path(base) / "chainrule" / "llvm"
 
 
-def cache_key(ir_text: str, target, *settings: str) -> str:
+def cache_key(ir_text: str, target: Target, *settings: str) -> str:
     """The hex SHA-256 naming the object code of ``ir_text`` built for ``target``.
 
     ``settings`` are the rest of what decides the machine code: the optimization
