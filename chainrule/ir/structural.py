@@ -22,6 +22,7 @@ from chainrule.ir.ops import (
     LINEAR,
     MULTILINEAR,
     Attrs,
+    InferRule,
     JvpRule,
     Op,
     VjpRule,
@@ -74,6 +75,14 @@ def _infer_reduction(types: list[TensorType], attrs: Attrs) -> TensorType:
     return TensorType(reduced_shape(x.shape, axis, attrs["keepdims"]), x.dtype)
 
 
+def _infer_extremum(types: list[TensorType], attrs: Attrs) -> TensorType:
+    """A reduction's type; max and min have no identity, so an axis of length zero is an error, as in NumPy."""
+    (x,) = types
+    if any(x.shape[a] == 0 for a in attrs["axis"]):
+        raise ShapeError(f"max/min over an axis of length zero (shape {x.shape}): no identity (NumPy raises too)")
+    return _infer_reduction(types, attrs)
+
+
 def _sum_rule(g: Value, y: Value, x: Value, axis: tuple[int, ...], keepdims: bool) -> Value:
     return expand_to(g, reduced_shape(x.shape, axis, True), x.shape)
 
@@ -113,18 +122,18 @@ def _batch_reduction(op_name: str) -> Callable[..., Value]:
     return batch
 
 
-_REDUCTIONS: list[tuple[str, VjpRule, str | JvpRule]] = [
-    ("sum", _sum_rule, LINEAR),
-    ("max", _extremum_rule, _extremum_jvp),
-    ("min", _extremum_rule, _extremum_jvp),
+_REDUCTIONS: list[tuple[str, InferRule, VjpRule, str | JvpRule]] = [
+    ("sum", _infer_reduction, _sum_rule, LINEAR),
+    ("max", _infer_extremum, _extremum_rule, _extremum_jvp),
+    ("min", _infer_extremum, _extremum_rule, _extremum_jvp),
 ]
-for _name, _rule, _jvp in _REDUCTIONS:
+for _name, _infer, _rule, _jvp in _REDUCTIONS:
     register(
         Op(
             _name,
             "reduction",
             1,
-            _infer_reduction,
+            _infer,
             # the method, not np.sum: the same reduction without np.sum's ~1 us of dispatch
             f"{{0}}.{_name}(axis={{axis}}, keepdims={{keepdims}})",
             vjp=(_rule,),

@@ -59,10 +59,13 @@ def compile_kernel(graph: Graph, name: str, backend: str = "numpy") -> Kernel:
 
 def argnum_tuple(argnums: int | Sequence[int]) -> tuple[int, ...]:
     """``argnums`` (an int or a sequence of ints) as a tuple, or an ArgumentError saying what it was."""
-    positions = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    if not all(isinstance(a, int) for a in positions):
+    if isinstance(argnums, int) and not isinstance(argnums, bool):
+        return (argnums,)
+    if not isinstance(argnums, (tuple, list)) or not all(
+        isinstance(a, int) and not isinstance(a, bool) for a in argnums
+    ):
         raise ArgumentError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
-    return positions
+    return tuple(argnums)
 
 
 class Specialization:

@@ -107,6 +107,21 @@ def load(key: str) -> Entry | None:
     return entry
 
 
+def quarantine(key: str, reason: str) -> None:
+    """Move the entry under ``key`` aside (``<key>.bad``, kept for a bug report) after it failed to
+    load, so the next compile rebuilds it instead of failing the same way for good."""
+    path = path_of(key)
+    try:
+        os.replace(path, path.with_suffix(".bad"))
+    except OSError:
+        pass  # another process moved or replaced it already
+    warnings.warn(
+        f"chainrule: the cached object code {path.name} could not be loaded ({reason}); "
+        f"moved to {path.with_suffix('.bad').name} and compiled again",
+        stacklevel=3,
+    )
+
+
 def store(key: str, entry: Entry) -> None:
     """Write ``entry`` under ``key`` atomically. A cache that cannot be written is skipped with a warning."""
     folder = cache_directory()

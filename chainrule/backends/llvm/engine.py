@@ -206,14 +206,21 @@ def compile_ir(
         mathlib.function_attributes(target.feature_set),
         *LLVM_OPTIONS,
     )
-    entry = cache.load(key) if use_cache else None
+    cached = cache.load(key) if use_cache else None
     optimized_ir = None
     with _lock:
-        if entry is None:
+        tracker = None
+        if cached is not None:
+            entry = cached
+            try:
+                tracker = _link(entry, ir_text, name)
+            except LLVMError as error:  # a well-formed entry whose object code LLVM will not load
+                cache.quarantine(key, str(error))
+        if tracker is None:
             optimized_ir, entry = _build(ir_text, target, optimization)
             if use_cache:
                 cache.store(key, entry)
-        tracker = _link(entry, ir_text, name)
+            tracker = _link(entry, ir_text, name)
     return NativeModule(
         name,
         ir_text,

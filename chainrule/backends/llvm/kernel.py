@@ -155,8 +155,9 @@ class _Runner:
                 namespace[f"{name}_stage"] = self.view(View(ARENA, spec.staged.offset, (1,), (1,), spec.dtype))
                 body.append(f"{name}_stage[0] = {name}")
             else:
-                # ascontiguousarray returns a C-contiguous array as it is (~40 ns)
-                body.append(f"{name} = ascontiguousarray({name})")
+                # returns a C-contiguous native-order array as it is; copies one in the other byte order
+                namespace[f"{name}_dtype"] = np.dtype(spec.dtype)
+                body.append(f"{name} = ascontiguousarray({name}, {name}_dtype)")
                 body.append(f"table[{spec.slot}] = {name}.ctypes.data")
                 if keep:
                     body.append(f"runner.slot_arrays[{spec.slot}] = {name}")

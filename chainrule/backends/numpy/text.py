@@ -114,12 +114,14 @@ def scalar_literal(graph: Graph, node_id: int) -> str | None:
         if use in checked:
             continue
         checked.add(use)
-        op, mine, types, shape = use
+        op, mine, types, shape, literals = use
         if op is None or not OPS[op].is_elementwise or (op == "where" and mine[0]):
             return None
         condition = types[:1] if op == "where" else ()
         values = types[1:] if op == "where" else types
-        others = [t for t, is_mine in zip(values, mine[len(condition) :]) if not is_mine]
+        # an operand written as a literal too fixes no dtype: np.where(m, 1.0, 0.0) is float64
+        fixes_dtype = [not literal or dtype == "float64" for literal in literals[len(condition) :]]
+        others = [t for t, is_mine, fixes in zip(values, mine[len(condition) :], fixes_dtype) if not is_mine and fixes]
         if not others or any(t.dtype != dtype for t in others):
             return None
         if np.broadcast_shapes(*(t.shape for t in (*condition, *others))) != shape:
@@ -129,9 +131,9 @@ def scalar_literal(graph: Graph, node_id: int) -> str | None:
 
 def _elementwise_uses(
     graph: Graph, node_id: int
-) -> Iterator[tuple[str | None, tuple[bool, ...], tuple[TensorType, ...], tuple[int, ...]]]:
-    """Each use of a value: (op, which operands are the value, operand types, result shape), as
-    tuples (so equal uses compare equal). A use inside a fused node is the step that reads it; op
+) -> Iterator[tuple[str | None, tuple[bool, ...], tuple[TensorType, ...], tuple[int, ...], tuple[bool, ...]]]:
+    """Each use of a value: (op, which operands are the value, operand types, result shape, which
+    operands may be written as literals), as tuples (so equal uses compare equal). A use inside a fused node is the step that reads it; op
     is None for a use by no op at all."""
     nodes = graph.nodes
     for user in graph.users_index()[node_id]:
@@ -142,6 +144,7 @@ def _elementwise_uses(
                 tuple([a == node_id for a in user_node.args]),
                 tuple([nodes[a].type for a in user_node.args]),
                 user_node.type.shape,
+                tuple([_may_be_literal(nodes[a]) for a in user_node.args]),
             )
             continue
         steps = user_node.params["body"].steps
@@ -153,7 +156,12 @@ def _elementwise_uses(
                     tuple([k in positions for k in operands]),
                     tuple([steps[k][3] if k >= 0 else graph.type(user_node.args[-k - 1]) for k in operands]),
                     step_type.shape,
+                    tuple([k < 0 and _may_be_literal(nodes[user_node.args[-k - 1]]) for k in operands]),
                 )
+
+
+def _may_be_literal(node: Node) -> bool:
+    return node.op == "const" and node.type.size == 1
 
 
 def _float_literal(number: float) -> str:
