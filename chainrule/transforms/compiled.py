@@ -21,6 +21,7 @@ from chainrule.frontends.pytree import TreeDef, unflatten
 from chainrule.frontends.trace import ArgsSpec, LeafSpec, call_key, describe_args, trace_graph
 from chainrule.frontends.tracer import Tracer
 from chainrule.ir import Graph, Value
+from chainrule.transforms.options import checked_options
 
 if TYPE_CHECKING:
     from chainrule.backends.llvm.kernel import LlvmKernel
@@ -392,6 +393,7 @@ def _inline(graph: Graph, leaves: list[Any]) -> list[Tracer]:
 # ---- the public transformations -------------------------------------------------------------
 
 
+@checked_options
 def grad(
     fn: Callable[..., Any],
     argnums: int | Sequence[int] = 0,
@@ -427,11 +429,23 @@ def grad(
     )
 
 
-def value_and_grad(fn: Callable[..., Any], argnums: int | Sequence[int] = 0, **options: Any) -> Compiled:
+@checked_options
+def value_and_grad(
+    fn: Callable[..., Any],
+    argnums: int | Sequence[int] = 0,
+    *,
+    backend: str = "numpy",
+    checkpoint: Any = "all",
+    check_nans: bool = False,
+    optimize: bool = True,
+) -> Compiled:
     """Like ``grad``, but the call returns ``(value, gradients)`` from one pass."""
-    return Compiled(fn, "value_and_grad", argnums, **options)
+    return Compiled(
+        fn, "value_and_grad", argnums, backend=backend, checkpoint=checkpoint, check_nans=check_nans, optimize=optimize
+    )
 
 
+@checked_options
 def jit(fn: Callable[..., Any], backend: str = "numpy", optimize: bool = True, check_nans: bool = False) -> Compiled:
     """``fn`` traced and compiled (forward only); outputs keep their pytree structure. ``check_nans``
     as for ``grad``."""
