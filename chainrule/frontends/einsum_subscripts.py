@@ -93,7 +93,9 @@ def label_text(label: int) -> str:
 def read_subscripts(terms: list, output: list | None, shapes: list[tuple[int, ...]]) -> Subscripts:
     """The labels of each operand axis and of the output, checked against the operands' shapes."""
     inputs = tuple(_labels_of_term(term, shape, k) for k, (term, shape) in enumerate(zip(terms, shapes)))
-    broadcast_rank = max((len(shape) - len(term) + 1 for term, shape in zip(terms, shapes) if Ellipsis in term), default=0)
+    broadcast_rank = max(
+        (len(shape) - len(term) + 1 for term, shape in zip(terms, shapes) if Ellipsis in term), default=0
+    )
     ellipsis_labels = tuple(ELLIPSIS + j for j in reversed(range(broadcast_rank)))
     if output is None:  # implicit: the broadcast axes, then the letters used once, sorted
         used = [label for labels in inputs for label in labels if label < ELLIPSIS]

@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from chainrule.errors import ShapeError
+from chainrule.errors import ShapeError, TraceError
 from chainrule.frontends.dispatch import here, implements
 from chainrule.frontends.einsum_subscripts import LETTERS, read_subscripts, split_operands
 from chainrule.frontends.numpy_api import axes_of, ndim_of, no_extras, shape_of
@@ -39,7 +39,9 @@ def sum_labels(x, labels: list, summed: list):
     """``x`` summed over the axes called ``summed``, and the labels left."""
     if not summed:
         return x, labels
-    return np.sum(x, axis=tuple(labels.index(label) for label in summed)), [l for l in labels if l not in summed]
+    return np.sum(x, axis=tuple(labels.index(label) for label in summed)), [
+        label for label in labels if label not in summed
+    ]
 
 
 def contract_pair(a, a_labels: list, b, b_labels: list, keep: set, sizes: dict):
@@ -47,26 +49,28 @@ def contract_pair(a, a_labels: list, b, b_labels: list, keep: set, sizes: dict):
 
     The labels both operands have and ``keep`` keeps are batch axes; the result's axes are the
     batch axes, then ``a``'s other axes, then ``b``'s, each in their operand's order."""
-    a, a_labels = sum_labels(a, a_labels, [l for l in a_labels if l not in b_labels and l not in keep])
-    b, b_labels = sum_labels(b, b_labels, [l for l in b_labels if l not in a_labels and l not in keep])
-    shared = [l for l in a_labels if l in b_labels]
-    batch = [l for l in shared if l in keep]
-    summed = [l for l in shared if l not in keep]
-    a_free = [l for l in a_labels if l not in shared]
-    b_free = [l for l in b_labels if l not in shared]
-    batch_shape = tuple(sizes[l] for l in batch)
-    a_free_shape, b_free_shape = tuple(sizes[l] for l in a_free), tuple(sizes[l] for l in b_free)
+    a, a_labels = sum_labels(a, a_labels, [label for label in a_labels if label not in b_labels and label not in keep])
+    b, b_labels = sum_labels(b, b_labels, [label for label in b_labels if label not in a_labels and label not in keep])
+    shared = [label for label in a_labels if label in b_labels]
+    batch = [label for label in shared if label in keep]
+    summed = [label for label in shared if label not in keep]
+    a_free = [label for label in a_labels if label not in shared]
+    b_free = [label for label in b_labels if label not in shared]
+    batch_shape = tuple(sizes[label] for label in batch)
+    a_free_shape, b_free_shape = tuple(sizes[label] for label in a_free), tuple(sizes[label] for label in b_free)
     result_labels = batch + a_free + b_free
     if not summed:  # an outer product (per batch element): broadcasting, no sum
         a = arranged(a, a_labels, batch + a_free, batch_shape + a_free_shape + (1,) * len(b_free))
         b = arranged(b, b_labels, batch + b_free, batch_shape + (1,) * len(a_free) + b_free_shape)
         return a * b, result_labels
-    summed_size = math.prod(sizes[l] for l in summed)
+    summed_size = math.prod(sizes[label] for label in summed)
     if not a_free and not b_free:  # a dot product (per batch element)
         if not batch:  # one BLAS dot
             flat = (summed_size,)
-            return np.matmul(arranged(a, a_labels, a_labels, flat), arranged(b, b_labels, a_labels, flat)), result_labels
-        shape = batch_shape + tuple(sizes[l] for l in summed)
+            return np.matmul(
+                arranged(a, a_labels, a_labels, flat), arranged(b, b_labels, a_labels, flat)
+            ), result_labels
+        shape = batch_shape + tuple(sizes[label] for label in summed)
         product = arranged(a, a_labels, batch + summed, shape) * arranged(b, b_labels, batch + summed, shape)
         return np.sum(product, axis=tuple(range(len(batch), len(batch) + len(summed)))), result_labels
     a = arranged(a, a_labels, batch + a_free + summed, batch_shape + (math.prod(a_free_shape), summed_size))
@@ -98,38 +102,48 @@ def _einsum(*operands, out=None, optimize=False, dtype=None, order="K", casting=
 
     ``order`` is a memory layout, which a traced value does not have; ``optimize`` picks the path
     (``False`` and ``True`` both take the greedy one: a pairwise order is never worse than none)."""
-    no_extras("np.einsum", out, {"casting": None if casting == "safe" else casting})
+    no_extras("np.einsum", out, {})
     try:
         values, terms, output = split_operands(operands)
         if dtype is not None:
-            values = [x.astype(dtype) if isinstance(x, Tracer) else np.asarray(x, dtype) for x in values]
+            values = [_cast(x, np.dtype(dtype), casting) for x in values]
         subscripts = read_subscripts(terms, output, [shape_of(x) for x in values])
         return _contract(values, subscripts, optimize)
     except ShapeError as error:
         raise error.at(here()) from None
 
 
+def _cast(x, dtype: np.dtype, casting: str):
+    if not np.can_cast(x.dtype if isinstance(x, Tracer) else np.asarray(x).dtype, dtype, casting):
+        raise TraceError(f"np.einsum cannot cast operands of {x.dtype} to {dtype} with casting={casting!r}", here())
+    return x.astype(dtype) if isinstance(x, Tracer) else np.asarray(x, dtype)
+
+
 def _contract(values: list, subscripts, optimize):
     sizes, output = subscripts.sizes, subscripts.output
     prepared = [_prepared(x, list(labels), sizes) for x, labels in zip(values, subscripts.inputs)]
-    values, labels = [x for x, _ in prepared], [l for _, l in prepared]
+    values, labels = [x for x, _ in prepared], [label for _, label in prepared]
     for k, own in enumerate(labels):  # what no other operand and no output has is summed first
-        elsewhere = set(output).union(*(l for j, l in enumerate(labels) if j != k))
-        values[k], labels[k] = sum_labels(values[k], own, [l for l in own if l not in elsewhere])
+        elsewhere = set(output).union(*(label for j, label in enumerate(labels) if j != k))
+        values[k], labels[k] = sum_labels(values[k], own, [label for label in own if label not in elsewhere])
     for step in contraction_path(labels, output, sizes, optimize):
         group = [(values[k], labels[k]) for k in step]
         for k in sorted(step, reverse=True):
             del values[k], labels[k]
+        if not values:  # the last step: the operand with the output's leading axes goes left (no transpose)
+            group.sort(
+                key=lambda item: min((output.index(label) for label in item[1] if label in output), default=len(output))
+            )
         value, value_labels = group[0]
         for k, (other, other_labels) in enumerate(group[1:], 2):
-            keep = set(output).union(*labels, *(l for _, l in group[k:]))
+            keep = set(output).union(*labels, *(label for _, label in group[k:]))
             value, value_labels = contract_pair(value, value_labels, other, other_labels, keep, sizes)
         values.append(value)
         labels.append(value_labels)
     if len(values) != 1:
         raise ShapeError(f"np.einsum: the contraction path leaves {len(values)} operands, not one")
-    value, value_labels = sum_labels(values[0], labels[0], [l for l in labels[0] if l not in output])
-    return arranged(value, value_labels, list(output), tuple(sizes[l] for l in output))
+    value, value_labels = sum_labels(values[0], labels[0], [label for label in labels[0] if label not in output])
+    return arranged(value, value_labels, list(output), tuple(sizes[label] for label in output))
 
 
 def _prepared(x, labels: list, sizes: dict):
@@ -166,8 +180,12 @@ def contraction_path(labels: list, output: tuple, sizes: dict, optimize) -> list
     if len(used) > len(LETTERS):  # np.einsum_path reads letters only: contract left to right
         return [(0, 1)] * (len(labels) - 1)
     letter = {label: LETTERS[k] for k, label in enumerate(used)}
-    text = ",".join("".join(letter[l] for l in own) for own in labels) + "->" + "".join(letter[l] for l in output)
-    shape_only = [np.broadcast_to(np.zeros(()), tuple(sizes[l] for l in own)) for own in labels]
+    text = (
+        ",".join("".join(letter[label] for label in own) for own in labels)
+        + "->"
+        + "".join(letter[label] for label in output)
+    )
+    shape_only = [np.broadcast_to(np.zeros(()), tuple(sizes[label] for label in own)) for own in labels]
     # no memory limit by default: a pairwise lowering holds every intermediate anyway, and
     # einsum_path answers a limit with one step of all operands, left for us to order blindly
     limit = memory_limit if memory_limit is not None else 1 << 62
@@ -202,7 +220,7 @@ def _tensordot(a, b, axes=2):
             raise ShapeError(f"np.tensordot: axes={axes} for operands of {a_ndim} and {b_ndim} axes", here())
         a_axes, b_axes = list(range(a_ndim - axes, a_ndim)), list(range(axes))
     else:
-        a_axes, b_axes = (list(axes_of(side, ndim)) for side, ndim in zip(axes, (a_ndim, b_ndim)))
+        a_axes, b_axes = (_axes_in_order(side, ndim) for side, ndim in zip(axes, (a_ndim, b_ndim)))
     a_shape, b_shape = shape_of(a), shape_of(b)
     if [a_shape[i] for i in a_axes] != [b_shape[j] for j in b_axes]:
         raise ShapeError(
@@ -213,8 +231,15 @@ def _tensordot(a, b, axes=2):
     b_labels = [a_axes[b_axes.index(j)] if j in b_axes else a_ndim + j for j in range(b_ndim)]
     sizes = dict(enumerate(a_shape)) | {a_ndim + j: d for j, d in enumerate(b_shape)}
     a_labels = list(range(a_ndim))
-    keep = {l for l in a_labels + b_labels if l not in a_axes}
+    keep = {label for label in a_labels + b_labels if label not in a_axes}
     return contract_pair(a, a_labels, b, b_labels, keep, sizes)[0]
+
+
+def _axes_in_order(axes, ndim: int) -> list:
+    """An int or a sequence of axes, non-negative and bounds-checked, in the order given."""
+    axes = [axes] if isinstance(axes, (int, np.integer)) else list(axes)
+    axes_of(axes, ndim)  # raises on an out-of-bounds or repeated axis
+    return [int(i) % ndim for i in axes]
 
 
 @implements(np.inner)
@@ -302,13 +327,14 @@ def _cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
         )
     a0, a1, b0, b1 = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
     z = a0 * b1 - a1 * b0
-    if shape_of(a)[-1] == shape_of(b)[-1] == 2:
+    if 2 in (shape_of(a)[-1], shape_of(b)[-1]):  # as NumPy 2 warns, on the user's line
         warnings.warn(
             "Arrays of 2-dimensional vectors are deprecated. Use arrays of 3-dimensional vectors instead. "
             "(deprecated in NumPy 2.0)",
             DeprecationWarning,
             stacklevel=4,
         )
+    if shape_of(a)[-1] == shape_of(b)[-1] == 2:
         return z
     a2 = a[..., 2] if shape_of(a)[-1] == 3 else None
     b2 = b[..., 2] if shape_of(b)[-1] == 3 else None
