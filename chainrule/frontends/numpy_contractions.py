@@ -113,7 +113,7 @@ def _einsum(*operands, out=None, optimize=False, dtype=None, order="K", casting=
         raise error.at(here()) from None
 
 
-def _cast(x, dtype: np.dtype, casting: str):
+def _cast(x, dtype: np.dtype, casting):
     if not np.can_cast(x.dtype if isinstance(x, Tracer) else np.asarray(x).dtype, dtype, casting):
         raise TraceError(f"np.einsum cannot cast operands of {x.dtype} to {dtype} with casting={casting!r}", here())
     return x.astype(dtype) if isinstance(x, Tracer) else np.asarray(x, dtype)
