@@ -58,7 +58,7 @@ def candidates(subscripts, operands):
         backend: cr.jit(lambda *xs: np.einsum(subscripts, *xs), backend=backend) for backend in ("numpy", "llvm")
     }
     expected = np.einsum(subscripts, *operands, optimize=True)
-    for backend, fn in compiled.items():
+    for fn in compiled.values():
         np.testing.assert_allclose(fn(*operands), expected, rtol=1e-10, atol=1e-10)
     return {
         "numpy einsum(optimize=True)": lambda: np.einsum(subscripts, *operands, optimize=True),

@@ -318,8 +318,11 @@ def test_bad_contraction_arguments_raise_shape_errors():
         cr.trace(lambda a: np.diag(np.reshape(a, (1, 2, 3))), a)
     with pytest.raises(ShapeError, match="axis1 and axis2"):
         cr.trace(lambda a: np.trace(a, axis1=1, axis2=-1), a)
-    with pytest.raises(ShapeError, match="cannot read optimize"):
-        cr.trace(lambda a: np.einsum("ij,jk", a, a.T, optimize=3), a)
+    for optimize in [3, "fastest", ("greedy", "big")]:
+        with pytest.raises(ShapeError, match="cannot read optimize"):
+            cr.trace(lambda a, how=optimize: np.einsum("ij,jk", a, a.T, optimize=how), a)
+    with pytest.raises(ShapeError, match=r"path step \(0, 2\) does not pick"):
+        cr.trace(lambda a: np.einsum("ij,jk", a, a.T, optimize=["einsum_path", (0, 2)]), a)
 
 
 def test_the_cross_product_of_2_vectors_is_numpys_deprecated_scalar():

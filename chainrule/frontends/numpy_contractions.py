@@ -39,9 +39,8 @@ def sum_labels(x, labels: list, summed: list):
     """``x`` summed over the axes called ``summed``, and the labels left."""
     if not summed:
         return x, labels
-    return np.sum(x, axis=tuple(labels.index(label) for label in summed)), [
-        label for label in labels if label not in summed
-    ]
+    kept = [label for label in labels if label not in summed]
+    return np.sum(x, axis=tuple(labels.index(label) for label in summed)), kept
 
 
 def contract_pair(a, a_labels: list, b, b_labels: list, keep: set, sizes: dict):
@@ -131,9 +130,7 @@ def _contract(values: list, subscripts, optimize):
         for k in sorted(step, reverse=True):
             del values[k], labels[k]
         if not values:  # the last step: the operand with the output's leading axes goes left (no transpose)
-            group.sort(
-                key=lambda item: min((output.index(label) for label in item[1] if label in output), default=len(output))
-            )
+            group.sort(key=lambda item: _first_output_axis(item[1], output))
         value, value_labels = group[0]
         for k, (other, other_labels) in enumerate(group[1:], 2):
             keep = set(output).union(*labels, *(label for _, label in group[k:]))
@@ -144,6 +141,10 @@ def _contract(values: list, subscripts, optimize):
         raise ShapeError(f"np.einsum: the contraction path leaves {len(values)} operands, not one")
     value, value_labels = sum_labels(values[0], labels[0], [label for label in labels[0] if label not in output])
     return arranged(value, value_labels, list(output), tuple(sizes[label] for label in output))
+
+
+def _first_output_axis(labels: list, output: tuple) -> int:
+    return min((output.index(label) for label in labels if label in output), default=len(output))
 
 
 def _prepared(x, labels: list, sizes: dict):
@@ -172,9 +173,11 @@ def contraction_path(labels: list, output: tuple, sizes: dict, optimize) -> list
         strategy, memory_limit = "greedy", None
     elif isinstance(optimize, str):
         strategy, memory_limit = optimize, None
-    elif isinstance(optimize, tuple) and len(optimize) == 2 and isinstance(optimize[0], str):
+    elif isinstance(optimize, tuple) and len(optimize) == 2:
         strategy, memory_limit = optimize
     else:
+        strategy = memory_limit = None
+    if strategy not in ("greedy", "optimal") or not isinstance(memory_limit, (int, float, type(None))):
         raise ShapeError(f"np.einsum: cannot read optimize={optimize!r}")
     used = sorted(set(output).union(*labels))
     if len(used) > len(LETTERS):  # np.einsum_path reads letters only: contract left to right
