@@ -4,24 +4,29 @@
 
 Workloads (float64):
 (a) attention scores 'bhqd,bhkd->bhqk': batch 8, 8 heads, 128 queries and keys of width 64;
-(b) a 3-operand chain 'ij,jk,kl->il' of 300x40, 40x300 and 300x200 matrices (the order matters:
+(b) a 3-operand chain 'ij,jk,kl->il' of 500x60, 60x500 and 500x400 matrices (the order matters:
     einsum_path contracts the last two first);
 (c) a batched bilinear form 'bi,ij,bj->b' (batch 512, width 256).
 
 chainrule compiles the forward with ``cr.jit`` on each backend (NumPy source; LLVM); NumPy runs
 ``np.einsum(..., optimize=True)``, which contracts in the same order (np.einsum_path) but leaves
 contractions with batch axes to its own loops. Every result is checked against NumPy's.
-Everything runs in the same process in alternating blocks, medians of repeated calls after a
+BLAS runs on one thread (OPENBLAS_NUM_THREADS=1 unless set): NumPy and both backends then call the
+same single-threaded gemm, and two threads on two cores shared with other jobs made every time vary
+tenfold. Everything runs in the same process in alternating blocks, medians of repeated calls after a
 warm-up (compilation excluded); "ratio" is chainrule's time / NumPy's (the target is <= 1.3).
 The machine is shared, so expect noise of tens of percent.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
 from statistics import median
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads OpenBLAS
 
 import numpy as np
 
@@ -43,7 +48,7 @@ def workloads(rng):
         ),
         "(b) ij,jk,kl->il": (
             "ij,jk,kl->il",
-            [rng.standard_normal((300, 40)), rng.standard_normal((40, 300)), rng.standard_normal((300, 200))],
+            [rng.standard_normal((500, 60)), rng.standard_normal((60, 500)), rng.standard_normal((500, 400))],
         ),
         "(c) bi,ij,bj->b": (
             "bi,ij,bj->b",

@@ -188,12 +188,17 @@ def contraction_path(labels: list, output: tuple, sizes: dict, optimize) -> list
         + "->"
         + "".join(letter[label] for label in output)
     )
-    shape_only = [np.broadcast_to(np.zeros(()), tuple(sizes[label] for label in own)) for own in labels]
+    shape_only = [_shape_only(tuple(sizes[label] for label in own), np.float64) for own in labels]
     # no memory limit by default: a pairwise lowering holds every intermediate anyway, and
     # einsum_path answers a limit with one step of all operands, left for us to order blindly
     limit = memory_limit if memory_limit is not None else 1 << 62
     path, _ = np.einsum_path(text, *shape_only, optimize=(strategy, limit))
     return [tuple(step) for step in path[1:]]
+
+
+def _shape_only(shape: tuple, dtype) -> np.ndarray:
+    """An array of ``shape`` that allocates nothing: what np.einsum_path reads is the shape."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
 
 
 def _checked_path(path: list, count: int) -> list:
@@ -207,7 +212,7 @@ def _checked_path(path: list, count: int) -> list:
 @implements(np.einsum_path)
 def _einsum_path(*operands, optimize="greedy", einsum_call=False):
     """``np.einsum_path`` needs only the operands' shapes, which traced values have."""
-    shape_only = [np.broadcast_to(np.zeros((), x.dtype), x.shape) if isinstance(x, Tracer) else x for x in operands]
+    shape_only = [_shape_only(x.shape, x.dtype) if isinstance(x, Tracer) else x for x in operands]
     return np.einsum_path(*shape_only, optimize=optimize, einsum_call=einsum_call)
 
 
