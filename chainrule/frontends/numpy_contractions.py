@@ -169,16 +169,7 @@ def contraction_path(labels: list, output: tuple, sizes: dict, optimize) -> list
         return _checked_path([tuple(step) for step in optimize[1:]], len(labels))
     if len(labels) < 2:
         return []
-    if optimize in (False, True, None):
-        strategy, memory_limit = "greedy", None
-    elif isinstance(optimize, str):
-        strategy, memory_limit = optimize, None
-    elif isinstance(optimize, tuple) and len(optimize) == 2:
-        strategy, memory_limit = optimize
-    else:
-        strategy = memory_limit = None
-    if strategy not in ("greedy", "optimal") or not isinstance(memory_limit, (int, float, type(None))):
-        raise ShapeError(f"np.einsum: cannot read optimize={optimize!r}")
+    strategy, memory_limit = _strategy(optimize)
     used = sorted(set(output).union(*labels))
     if len(used) > len(LETTERS):  # np.einsum_path reads letters only: contract left to right
         return [(0, 1)] * (len(labels) - 1)
@@ -194,6 +185,22 @@ def contraction_path(labels: list, output: tuple, sizes: dict, optimize) -> list
     limit = memory_limit if memory_limit is not None else 1 << 62
     path, _ = np.einsum_path(text, *shape_only, optimize=(strategy, limit))
     return [tuple(step) for step in path[1:]]
+
+
+def _strategy(optimize) -> tuple:
+    """``optimize`` as (np.einsum_path's strategy, memory limit or None)."""
+    if optimize in (False, True, None):
+        return "greedy", None
+    if isinstance(optimize, str):
+        optimize = (optimize, None)
+    if (
+        isinstance(optimize, tuple)
+        and len(optimize) == 2
+        and optimize[0] in ("greedy", "optimal")
+        and isinstance(optimize[1], (int, float, type(None)))
+    ):
+        return optimize
+    raise ShapeError(f"np.einsum: cannot read optimize={optimize!r}")
 
 
 def _shape_only(shape: tuple, dtype) -> np.ndarray:
