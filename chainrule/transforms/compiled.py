@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
@@ -108,6 +109,24 @@ class Specialization:
         self.gradient_order = tuple(in_argument_order.index(p) for p in differentiated)
 
 
+SpecializationCache = dict[ArgsSpec, "Specialization"]
+KeyCache = dict[tuple[Any, ...], tuple["Specialization", tuple[int, ...] | None, tuple[int, ...]]]
+
+# function -> {options: its caches}; weak, so a function's kernels go when it does
+_SHARED: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[Any, ...], tuple[SpecializationCache, KeyCache]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _shared_caches(fn: Callable[..., Any], options: tuple[Any, ...]) -> tuple[SpecializationCache, KeyCache]:
+    """The specialization caches of ``fn`` under ``options``, shared with earlier Compileds of it."""
+    try:
+        per_function = _SHARED.setdefault(fn, {})
+        return per_function.setdefault(options, ({}, {}))
+    except TypeError:  # fn cannot be weakly referenced, or an option (a checkpoint policy) is unhashable
+        return {}, {}
+
+
 class Compiled:
     """A function compiled by chainrule; call it like the original.
 
@@ -140,9 +159,12 @@ class Compiled:
         self.checkpoint = checkpoint
         self.check_nans = check_nans
         self.optimize = optimize
-        self._cache: dict[ArgsSpec, Specialization] = {}
-        # call_key -> (the same specialization, which leaves are its inputs, which of those need np.asarray)
-        self._by_key: dict[tuple[Any, ...], tuple[Specialization, tuple[int, ...] | None, tuple[int, ...]]] = {}
+        # ArgsSpec -> its specialization; call_key -> (the same specialization, which leaves are its
+        # inputs, which of those need np.asarray). Shared by every Compiled of this function with these
+        # options, as jax.jit shares its cache: cr.grad(f) made again in a loop compiles nothing.
+        self._cache, self._by_key = _shared_caches(
+            fn, (transform, self._argnum_tuple, backend, checkpoint, check_nans, optimize)
+        )
         self._positions: dict[int, tuple[int, ...]] = {}  # argument count -> differentiated positions
         # (argument classes, call) for the last signature whose arguments are all traced scalars
         # (np.float64(4.2), a differentiated float): their classes alone fix the specialization,
