@@ -1,7 +1,7 @@
 """Frontends: Python functions on NumPy arrays traced into the IR, and SymPy expressions imported.
 
 Importing the package registers the NumPy surface on traced values (``numpy_api``,
-``numpy_shapes``) into ``dispatch``; ``SUPPORTED`` lists the functions it covers.
+``numpy_shapes``, ``numpy_layout``, ``numpy_windows``) into ``dispatch``; ``SUPPORTED`` lists the functions it covers.
 """
 
 from chainrule.frontends import numpy_api, numpy_layout, numpy_shapes, numpy_windows  # noqa: F401  (fill the dispatch table)

@@ -197,6 +197,8 @@ def _repeat(a, repeats, axis=None):
     shape = shape_of(a)
     if repeats.size == 1:  # each element r times: a new axis of length r after `axis`, then merged
         count = int(repeats.item())
+        if count < 0:
+            raise ShapeError(f"np.repeat: repeats may not be negative, got {count}", here())
         inserted = shape[: axis + 1] + (1,) + shape[axis + 1 :]
         spread = np.broadcast_to(np.reshape(a, inserted), shape[: axis + 1] + (count,) + shape[axis + 1 :])
         return np.reshape(spread, shape[:axis] + (shape[axis] * count,) + shape[axis + 1 :])
@@ -259,6 +261,8 @@ implements(np.dsplit)(_split_from("dsplit", 3, lambda ndim: 2))
 def _flip(m, axis=None):
     ndim = ndim_of(m)
     axes = axes_of(axis, ndim)
+    if not axes:  # a 0-d array, or no axis named: nothing to reverse
+        return m
     return m[tuple(slice(None, None, -1) if i in axes else _ALL for i in range(ndim))]
 
 

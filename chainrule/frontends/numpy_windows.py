@@ -124,7 +124,9 @@ def _linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axi
     if axis != 0:
         samples = np.moveaxis(samples, 0, axis)
     if dtype is not None and np.dtype(dtype).kind in "iu":
-        samples = np.floor(samples)
+        # NumPy floors before the cast; truncation toward zero, stepped down where it rounded up
+        truncated = samples.astype(np.int64).astype(samples.dtype)
+        samples = np.where(truncated > samples, truncated - 1, truncated)
     if dtype is not None:
         samples = samples.astype(dtype)
     return (samples, step) if retstep else samples
