@@ -59,6 +59,7 @@ CASES = [
     case("pad-reflect-odd", lambda x: np.pad(x, 5, mode="reflect", reflect_type="odd"), (3, 4)),
     case("pad-symmetric-odd", lambda x: np.pad(x, (2, 3), mode="symmetric", reflect_type="odd"), (4,)),
     case("pad-mean", lambda x: np.pad(x, ((1, 2), (0, 2)), mode="mean", stat_length=2), (3, 4)),
+    case("pad-mean-whole-axis", lambda x: np.pad(x, 2, mode="mean"), (3, 4)),
     case("pad-linear-ramp", lambda x: np.pad(x, 3, mode="linear_ramp", end_values=(1.5, -2.0)), (3, 4)),
     case("pad-maximum", lambda x: np.pad(x, ((1, 2), (2, 0)), mode="maximum"), (3, 4)),
     case("pad-minimum-stat-length", lambda x: np.pad(x, 2, mode="minimum", stat_length=((1, 2), (3, 2))), (3, 4)),
@@ -199,6 +200,40 @@ def test_gradient_matches_finite_differences_on_both_backends_and_forward_mode(c
     np.testing.assert_allclose(tangent, expected, rtol=1e-10, atol=1e-12)
 
 
+FLOAT32_CASES = [
+    "pad-constant-values",
+    "pad-reflect-odd",
+    "pad-mean",
+    "pad-linear-ramp",
+    "pad-maximum",
+    "tile-int",
+    "repeat-array",
+    "roll-tuples",
+    "triu-k",
+    "insert-traced",
+    "window-2d",
+    "convolve-same-2-5",
+    "correlate-full-5-4",
+    "linspace-arrays-axis",
+    "full-like-traced-fill",
+]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+@pytest.mark.parametrize("c", [p for p in CASES if p.id in FLOAT32_CASES])
+def test_float32_stays_float32_in_values_and_gradients(c: Case, backend):
+    args = tuple(a.astype(np.float32) for a in c.args)
+    got, expected = cr.jit(c.fn, backend=backend)(*args), c.fn(*args)
+    assert np.asarray(got).dtype == np.asarray(expected).dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-5)
+    argnums = tuple(range(len(args)))
+    gradients = cr.grad(lambda *a: total(c.fn(*a)), argnums, backend=backend)(*args)
+    reference = cr.grad(lambda *a: total(c.fn(*a)), argnums)(*c.args)
+    for gradient, exact in zip(gradients, reference):
+        assert gradient.dtype == np.float32
+        np.testing.assert_allclose(gradient, exact, rtol=1e-5, atol=1e-4)
+
+
 # ---- what is not traced, and why ---------------------------------------------------------
 
 
@@ -208,6 +243,7 @@ def test_gradient_matches_finite_differences_on_both_backends_and_forward_mode(c
         (lambda x: np.pad(x, 1, mode="median"), cr.UnsupportedError, "np.pad with mode='median'"),
         (lambda x: np.pad(x, 1, mode=lambda *a: None), cr.UnsupportedError, "np.pad"),
         (lambda x: np.pad(x, -1), cr.ShapeError, "np.pad"),
+        (lambda x: np.pad(x.astype(int), 1, mode="mean"), cr.UnsupportedError, "np.pad(mode='mean')"),
         (lambda x: np.pad(x, 1, constant_values=x), cr.UnsupportedError, "np.pad"),
         (lambda x: np.roll(x, x[0]), cr.TraceError, "np.roll"),
         (lambda x: np.tile(x, x[0]), cr.TraceError, "np.tile"),

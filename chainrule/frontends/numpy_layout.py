@@ -134,17 +134,20 @@ def _pad_constant(array, widths, constant_values, unknown: dict):
 def _pad_linear(array, widths, mode, kwargs):
     """Modes whose padding is a linear map of the axis' values (plus constants): the map is
     NumPy's padding of the identity matrix's rows, the constants NumPy's padding of zeros."""
+    if array.dtype.kind != "f":
+        raise UnsupportedError(f"np.pad(mode={mode!r}) of a traced {array.dtype} array (NumPy rounds it)", here())
     for axis, (before, after) in enumerate(widths):
         if not (before or after):
             continue
-        options = {k: (as_pairs(v, len(widths))[axis] if k != "reflect_type" else v) for k, v in kwargs.items()}
+        options = {
+            k: v if k == "reflect_type" or v is None else as_pairs(v, len(widths))[axis] for k, v in kwargs.items()
+        }
         size = shape_of(array)[axis]
         linear = {**options, "end_values": 0} if mode == "linear_ramp" else options
-        matrix = _numpy_pad(np.eye(size), (before, after), mode, **linear)
-        moved = np.moveaxis(array, axis, -1)
-        padded = moved @ matrix.astype(np.result_type(array.dtype, np.float16))
+        matrix = _numpy_pad(np.eye(size, dtype=array.dtype), (before, after), mode, **linear)
+        padded = np.moveaxis(array, axis, -1) @ matrix
         if mode == "linear_ramp":
-            padded = padded + _numpy_pad(np.zeros(size), (before, after), mode, **options)
+            padded = padded + _numpy_pad(np.zeros(size, array.dtype), (before, after), mode, **options)
         array = np.moveaxis(padded, -1, axis)
     return array
 
