@@ -408,6 +408,8 @@ def render_index(index: Index, array_names: Sequence[str]) -> str:
             parts.append("None")
         else:
             parts.append(array_names[item[1]])
+    if not parts:  # x[()]: the whole array (a 0-d one's element)
+        return "()"
     return ", ".join(parts) if len(parts) != 1 else parts[0] + ("," if index[0][0] == "array" else "")
 
 
