@@ -24,21 +24,23 @@ def along_axis(a, axis):
     return a, axes_of(axis, ndim_of(a))[0]
 
 
-def _accumulation_dtype(a, dtype):
-    """The dtype NumPy accumulates in: ``dtype`` if given, else integers and booleans widen to
-    the platform integer (as np.sum and np.cumsum do), floats stay."""
-    if dtype is not None:
-        return np.dtype(dtype)
-    kind, itemsize = a.dtype.kind, a.dtype.itemsize
-    if kind == "b" or (kind in "iu" and itemsize < np.dtype(np.intp).itemsize):
-        return np.dtype(np.intp if kind != "u" else np.uintp)
-    return a.dtype
+def accumulated(op_name, a, dtype, **attrs):
+    """``op_name`` (cumsum, cumprod, prod) of ``a`` in NumPy's dtype: ``dtype`` if given, else
+    booleans and narrower integers widen to 64 bits, floats stay. The op runs in floats or 64-bit
+    integers; a narrower integer ``dtype`` is the 64-bit result cast down (sums and products
+    wrap around modulo 2**bits either way)."""
+    kind = a.dtype.kind if dtype is None else np.dtype(dtype).kind
+    wide = np.dtype(np.uint64 if kind == "u" else np.int64)
+    target = np.dtype(dtype) if dtype is not None else (wide if kind in "biu" else a.dtype)
+    working = wide if target.kind in "biu" else target
+    result = operation(op_name, a.astype(working), **attrs)
+    return result.astype(target)
 
 
 def _scan(op_name, a, axis, dtype, out):
     no_extras(f"np.{op_name}", out, {})
     a, axis = along_axis(a, axis)
-    return operation(op_name, a.astype(_accumulation_dtype(a, dtype)), axis=axis)
+    return accumulated(op_name, a, dtype, axis=axis)
 
 
 @implements(np.cumsum)
@@ -54,8 +56,7 @@ def _cumprod(a, axis=None, dtype=None, out=None):
 @implements(np.prod)
 def _prod(a, axis=None, dtype=None, out=None, keepdims=False, **unsupported_keywords):
     no_extras("np.prod", out, unsupported_keywords)
-    a = a.astype(_accumulation_dtype(a, dtype))
-    return operation("prod", a, axis=axes_of(axis, ndim_of(a)), keepdims=bool(keepdims))
+    return accumulated("prod", a, dtype, axis=axes_of(axis, ndim_of(a)), keepdims=bool(keepdims))
 
 
 @implements(np.diff)

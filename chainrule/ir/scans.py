@@ -6,14 +6,16 @@ median and quantiles index a sorted array, diff subtracts slices).
 
 - ``cumsum`` is linear: its VJP is the cumulative sum taken from the end (a flip, a
   cumsum, a flip back).
-- ``cumprod`` and ``prod`` have rules that stay exact when the input holds zeros: the
-  textbook ``y / x`` is used only where no zero comes before, the first zero gets the
-  product of the others (a cumprod or prod with that zero replaced by 1), and every
-  element after it gets nothing (its product of the others still holds that zero).
+- ``prod``'s rule is the product of the others, (product of those before) * (product of those
+  after), which holds at zeros where the textbook ``y / x`` divides by one; it is made of
+  cumprods, so second derivatives (Hessians) hold at zeros too.
+- ``cumprod``'s rule uses ``y / x`` only where no zero comes before; the first zero of a
+  line gets the products that leave it out (a cumprod with that zero replaced by 1), and
+  every element after it gets nothing (its products of the others still hold that zero).
+  First derivatives hold at zeros; higher ones only away from them.
 - ``argsort``, ``argmax``, ``argmin`` and ``searchsorted`` return integers: piecewise
   constant, so no gradient flows through them (a rule of None for each operand, as for a
-  comparison);
-  their results index other arrays (a gather's gradient flows through the permutation).
+  comparison); their results index other arrays, and a gather's gradient flows through them.
 
 Kinds: ``scan`` (an element depends on those before it along an axis), ``reduction``
 (prod, computed natively like sum) and ``order`` (integer positions).
@@ -27,17 +29,29 @@ import numpy as np
 
 from chainrule.errors import ShapeError, UnsupportedError
 from chainrule.ir.builder import F, Value, apply, expand_to
-from chainrule.ir.ops import LINEAR, Attrs, Op, normalize_axis, reduced_shape, register
+from chainrule.ir.ops import LINEAR, Attrs, Op, normalize_axis, reduced_shape, register, size_of
 from chainrule.ir.types import TensorType
 
 # ---- scans along one axis ------------------------------------------------------------------
 
 
+def _accumulating(x: TensorType) -> TensorType:
+    """``x``, whose dtype NumPy's cumsum, cumprod and prod keep: floats and 64-bit integers (they
+    widen booleans and narrower integers; the frontend casts those first)."""
+    dtype = np.dtype(x.dtype)
+    if dtype.kind not in "fiu" or (dtype.kind in "iu" and dtype.itemsize < np.dtype(np.intp).itemsize):
+        raise ShapeError(f"accumulations need floats or 64-bit integers, got {x.dtype}")
+    return x
+
+
 def _infer_scan(types: list[TensorType], attrs: Attrs) -> TensorType:
-    (x,) = types
+    x = _accumulating(types[0])
     if not 0 <= attrs["axis"] < x.ndim:
         raise ShapeError(f"scan axis {attrs['axis']} does not fit shape {list(x.shape)}")
     return TensorType(x.shape, x.dtype)
+
+
+_ALL = ("slice", None, None, None)
 
 
 def _flip(value: Value, axis: int) -> Value:
@@ -139,32 +153,49 @@ register(
 
 
 def _infer_prod(types: list[TensorType], attrs: Attrs) -> TensorType:
-    (x,) = types
+    x = _accumulating(types[0])
     axis = normalize_axis(attrs["axis"], x.ndim)
     if axis != tuple(attrs["axis"]):
         raise ShapeError(f"reduction axis must be normalized, got {attrs['axis']}")
     return TensorType(reduced_shape(x.shape, axis, attrs["keepdims"]), x.dtype)
 
 
-def _prod_weights(y: Value, x: Value, axis: tuple, keepdims: bool) -> Value:
-    """d prod / d x_i = the product of the others: y / x_i without zeros, the product of the
-    nonzero elements at a lone zero, and 0 where two or more zeros share the product."""
-    kept = reduced_shape(x.shape, axis, True)
-    zero = F.eq(x, 0)
-    count = F.broadcast_to(F.sum(F.cast(zero, dtype="int64"), axis=axis, keepdims=True), shape=x.shape)
-    nonzero_product = F.broadcast_to(F.prod(F.where(zero, 1, x), axis=axis, keepdims=True), shape=x.shape)
-    without_zeros = expand_to(y, kept, x.shape) / F.where(zero, 1, x)
-    lone_zero = F.logical_and(zero, F.eq(count, 1))
-    return F.where(F.eq(count, 0), without_zeros, F.where(lone_zero, nonzero_product, 0))
+def _prod_weights(x: Value, axis: tuple) -> Value:
+    """d prod / d x_i: the product of the others, as (product of those before i) * (product of
+    those after i) along the reduced elements laid out in one line. Unlike y / x_i it holds at
+    zeros, and it is a product of cumprods, so its own derivative (the Hessian) does too."""
+    rest = [i for i in range(x.ndim) if i not in axis]
+    order = rest + list(axis)
+    moved = F.transpose(x, axes=tuple(order)) if order != list(range(x.ndim)) else x
+    length = size_of(tuple(x.shape[i] for i in axis))
+    if length == 0:
+        return x  # no element to weigh
+    lines = F.reshape(moved, shape=tuple(x.shape[i] for i in rest) + (length,))
+    last = lines.ndim - 1
+    others = _exclusive_cumprod(lines) * _flip(_exclusive_cumprod(_flip(lines, last)), last)
+    others = F.reshape(others, shape=moved.shape)
+    if moved is x:
+        return others
+    return F.transpose(others, axes=tuple(int(i) for i in np.argsort(order)))
+
+
+def _exclusive_cumprod(lines: Value) -> Value:
+    """The products of the elements before each one along the last axis (1 for the first)."""
+    ones = np.ones(lines.shape[:-1] + (1,), dtype=lines.dtype)
+    before_last = F.getitem(lines, index=((_ALL,) * (lines.ndim - 1)) + (("slice", None, -1, None),))
+    return F.cumprod(
+        F.concatenate(Value(lines.graph, lines.graph.const(ones)), before_last, axis=lines.ndim - 1),
+        axis=lines.ndim - 1,
+    )
 
 
 def _prod_rule(g: Value, y: Value, x: Value, axis: tuple, keepdims: bool) -> Value:
-    return _prod_weights(y, x, axis, keepdims) * expand_to(g, reduced_shape(x.shape, axis, True), x.shape)
+    return _prod_weights(x, axis) * expand_to(g, reduced_shape(x.shape, axis, True), x.shape)
 
 
 def _prod_jvp(tangents: list, y: Value, x: Value, axis: tuple, keepdims: bool) -> Value:
     (tangent,) = tangents
-    return F.sum(_prod_weights(y, x, axis, keepdims) * tangent, axis=axis, keepdims=keepdims)
+    return F.sum(_prod_weights(x, axis) * tangent, axis=axis, keepdims=keepdims)
 
 
 register(
