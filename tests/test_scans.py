@@ -132,6 +132,10 @@ case("median-3d-axes-0-2", lambda x: np.median(x, axis=(0, 2)), grid((2, 3, 3)))
 case("median-0d", np.median, 1.5)
 case("quantile-2d-q-keepdims", lambda x: np.quantile(x, [[0.1, 0.9], [0.5, 0.75]], axis=0, keepdims=True), grid((5, 2)))
 case("percentile-at-elements", lambda x: np.percentile(x, [25, 75]), grid((5,)))
+case("median-with-nan", lambda x: np.median(x, axis=1), [[0.5, np.nan, 1.0], [2.0, 1.0, -1.0]], differentiable=False)
+case("quantile-with-nan", lambda x: np.quantile(x, [0.2, 0.6], axis=0), [[np.nan, 1.0], [2.0, 0.5]], False)
+case("median-empty", lambda x: np.median(x, axis=0), np.zeros((0, 3)), differentiable=False)
+case("x-at-argpartition", lambda x: x[np.argpartition(x, 3)[3]], grid((6,)))
 
 # ---- NaN-ignoring reductions, ranges, averages and moments ----------------------------------
 WITH_NAN = np.array([[0.3, np.nan, -1.2, 0.8], [np.nan, np.nan, np.nan, np.nan], [1.4, 0.2, np.nan, -0.6]])
@@ -395,3 +399,29 @@ def test_unique_raises_naming_it_since_its_shape_depends_on_the_data():
 def test_unsupported_forms_and_mistakes_raise_chainrule_errors_naming_the_function(fn, error, message):
     with pytest.raises(error, match=message):
         cr.jit(fn)(np.array([0.3, 1.0, 2.0]))
+
+
+def test_check_nans_names_the_scan_that_overflowed():
+    from chainrule.errors import NonFiniteError
+
+    with pytest.raises(NonFiniteError, match="cumprod got"):
+        cr.jit(lambda x: np.cumprod(x) * 2, check_nans=True)(np.array([1e200, 1e200]))
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: np.average(x, returned=True),
+        lambda x: np.average(x, axis=0, returned=True),
+        lambda x: np.average(x, axis=1, weights=[1.0, 2.0, 0.5], returned=True),
+        lambda x: np.average(x, weights=x * x + 1, returned=True),
+    ],
+    ids=["all", "axis0", "weights-1d", "weights-traced"],
+)
+def test_average_returned_is_the_average_and_the_sum_of_weights(fn, backend):
+    x = grid((2, 3))
+    got, expected = cr.jit(fn, backend=backend)(x), fn(x)
+    for value, reference in zip(got, expected):
+        # (a 0-d sum of weights known while tracing comes back as a 0-d array, as any constant output)
+        assert np.shape(value) == np.shape(reference) and np.asarray(value).dtype == np.asarray(reference).dtype
+        np.testing.assert_allclose(value, reference, rtol=1e-14)

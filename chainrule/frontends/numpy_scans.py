@@ -180,7 +180,7 @@ def _take_along_axis(arr, indices, axis=-1):
     if ndim_of(indices) != ndim:
         raise ShapeError(f"np.take_along_axis: indices of {ndim_of(indices)} dimensions for an array of {ndim}", here())
     axis = axes_of(axis, ndim)[0]
-    positions: list = []
+    positions = []
     for d, length in enumerate(shape_of(arr)):
         if d == axis:
             positions.append(_integer_indices(indices, "np.take_along_axis"))

@@ -176,7 +176,8 @@ def _average(a, axis=None, weights=None, returned=False, *, keepdims=False):
     a = _float(a) if isinstance(a, Tracer) else np.asarray(a, dtype=np.result_type(np.asarray(a).dtype, np.float64))
     if weights is None:
         average = np.mean(a, axis=axis, keepdims=keepdims)
-        total = np.full(shape_of(average), float(math.prod(shape_of(a)) / max(math.prod(shape_of(average)), 1)))
+        count = math.prod(shape_of(a)) / max(math.prod(shape_of(average)), 1)
+        total = np.full(shape_of(average), count, dtype=average.dtype)
     else:
         weights = _weights_like(a, weights, axis)
         total = np.sum(weights * np.ones(shape_of(a)), axis=axis, keepdims=keepdims)
