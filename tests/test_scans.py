@@ -204,6 +204,18 @@ def test_value_is_numpys(c: Case, backend):
     np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("c", CASES, ids=lambda c: c.id)
+@pytest.mark.filterwarnings("ignore:.*(empty slice|All-NaN slice|invalid value):RuntimeWarning")
+def test_float32_value_has_numpys_dtype(c: Case, backend):
+    x = c.x.astype(np.float32)
+    with np.errstate(all="ignore"):
+        expected = c.fn(x)
+    got = cr.jit(c.fn, backend=backend)(x)
+    assert np.shape(got) == np.shape(expected)
+    assert np.asarray(got).dtype == np.asarray(expected).dtype
+    np.testing.assert_allclose(got, expected, rtol=2e-6, atol=1e-6)
+
+
 # ---- gradients ----------------------------------------------------------------------------------
 
 
@@ -383,6 +395,8 @@ def test_unique_raises_naming_it_since_its_shape_depends_on_the_data():
         (lambda x: np.percentile(x, 50, weights=np.ones(3)), UnsupportedError, r"np\.percentile with weights"),
         (lambda x: np.quantile(x, x[0]), UnsupportedError, r"np\.quantile with a traced q"),
         (lambda x: np.quantile(x, 1.5), ShapeError, r"range \[0, 1\]"),
+        (lambda x: np.percentile(x, [50, 101]), ShapeError, r"np\.percentile: quantiles must be in the range"),
+        (lambda x: np.percentile(x, x), UnsupportedError, r"np\.percentile with a traced q"),
         (lambda x: np.take(x, np.argsort(x), mode="wrap"), UnsupportedError, r"np\.take\(mode='wrap'\)"),
         (lambda x: np.take(x, [3]), ShapeError, r"np\.take: an index is out of bounds"),
         (lambda x: np.take(x, [0.5]), ShapeError, r"np\.take: indices must be integers"),

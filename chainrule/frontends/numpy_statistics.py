@@ -29,16 +29,17 @@ def _float(a):
 # ---- order statistics --------------------------------------------------------------------------
 
 
-def _sorted_lines(a, axis):
+def _sorted_lines(a, axis, dtype=None):
     """``a`` sorted along one last axis holding the elements each result reduces (the axes of
-    ``axis`` moved to the end and merged), and the result's shape with ``keepdims``."""
+    ``axis`` moved to the end and merged), in ``dtype`` (default: floats stay, others become
+    float64), and the result's shape with ``keepdims``."""
     ndim = ndim_of(a)
     axes = axes_of(axis, ndim)
     kept = tuple(1 if i in axes else d for i, d in enumerate(shape_of(a)))
     rest = [i for i in range(ndim) if i not in axes]
     moved = np.transpose(a, rest + list(axes)) if axes != tuple(range(ndim - len(axes), ndim)) else a
     lines = np.reshape(moved, tuple(shape_of(a)[i] for i in rest) + (math.prod(shape_of(a)[i] for i in axes),))
-    return np.sort(_float(lines), axis=-1), kept
+    return np.sort(_float(lines) if dtype is None else lines.astype(dtype), axis=-1), kept
 
 
 def _nan_where_any_nan(sorted_lines, value):
@@ -68,18 +69,23 @@ def _of_empty_lines(lines):
     return np.sum(lines, axis=-1) + np.nan
 
 
-def _quantile(name, a, q, axis, method, keepdims, out, weights):
+def _quantile(function, a, q, scale, axis, method, keepdims, out, weights):
+    """``function`` (np.quantile, or np.percentile with ``scale`` 100) of ``a`` at ``q``."""
+    name = f"np.{function.__name__}"
     no_extras(name, out, {})
     if method != "linear":
         unsupported(f"{name} with method={method!r} (only 'linear')")
     if weights is not None:
         unsupported(f"{name} with weights=")
     if isinstance(q, Tracer):
-        raise UnsupportedError(f"{name} with a traced q: the quantiles must be known while tracing", here())
-    q = np.asarray(q, dtype=np.float64)
-    if q.size and not (np.all(q >= 0) and np.all(q <= 1)):
+        raise UnsupportedError(f"{name} with a traced q: the levels must be known while tracing", here())
+    levels = np.true_divide(np.asarray(q, dtype=np.float64), scale)
+    if levels.size and not (np.all(levels >= 0) and np.all(levels <= 1)):
         raise ShapeError(f"{name}: quantiles must be in the range [0, 1] (percentiles in [0, 100])", here())
-    lines, kept = _sorted_lines(a, axis)
+    # NumPy's result dtype depends on how q is given (a Python float, a float64 array, ...): ask it
+    dtype = function(np.zeros(1, dtype=a.dtype), q).dtype
+    q = levels
+    lines, kept = _sorted_lines(a, axis, dtype)
     n = shape_of(lines)[-1]
     if n == 0:
         values = [_of_empty_lines(lines)] * q.size
@@ -109,14 +115,12 @@ def _linear_quantile(lines, level, n):
 def _quantile_function(
     a, q, axis=None, out=None, overwrite_input=False, method="linear", keepdims=False, *, weights=None
 ):
-    return _quantile("np.quantile", a, q, axis, method, keepdims, out, weights)
+    return _quantile(np.quantile, a, q, 1, axis, method, keepdims, out, weights)
 
 
 @implements(np.percentile)
 def _percentile(a, q, axis=None, out=None, overwrite_input=False, method="linear", keepdims=False, *, weights=None):
-    if isinstance(q, Tracer):
-        raise UnsupportedError("np.percentile with a traced q: the percentiles must be known while tracing", here())
-    return _quantile("np.percentile", a, np.true_divide(q, 100), axis, method, keepdims, out, weights)
+    return _quantile(np.percentile, a, q, 100, axis, method, keepdims, out, weights)
 
 
 # ---- NaN-ignoring reductions -------------------------------------------------------------------
@@ -180,7 +184,7 @@ def _average(a, axis=None, weights=None, returned=False, *, keepdims=False):
         total = np.full(shape_of(average), count, dtype=average.dtype)
     else:
         weights = _weights_like(a, weights, axis)
-        total = np.sum(weights * np.ones(shape_of(a)), axis=axis, keepdims=keepdims)
+        total = np.sum(np.broadcast_to(weights, shape_of(a)), axis=axis, keepdims=keepdims)
         average = np.sum(a * weights, axis=axis, keepdims=keepdims) / total
     if returned:
         return average, total if shape_of(total) == shape_of(average) else np.broadcast_to(total, shape_of(average))
@@ -219,7 +223,8 @@ def _cov(m, y=None, rowvar=True, bias=False, ddof=None, fweights=None, aweights=
 
 def _observations(x, rowvar, dtype):
     """``x`` as a 2-D array with one variable per row."""
-    x = np.atleast_2d(_float(x) if dtype is None else x.astype(dtype))
+    # NumPy computes in float64 at least, whatever the input (a float32 m gives a float64 covariance)
+    x = np.atleast_2d(x.astype(np.result_type(x.dtype, np.float64) if dtype is None else dtype))
     return x.T if not rowvar and shape_of(x)[0] != 1 else x
 
 
