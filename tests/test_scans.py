@@ -439,3 +439,17 @@ def test_average_returned_is_the_average_and_the_sum_of_weights(fn, backend):
         # (a 0-d sum of weights known while tracing comes back as a 0-d array, as any constant output)
         assert np.shape(value) == np.shape(reference) and np.asarray(value).dtype == np.asarray(reference).dtype
         np.testing.assert_allclose(value, reference, rtol=1e-14)
+
+
+def test_prod_runs_natively_on_llvm_fused_with_its_operand_and_scans_call_numpy():
+    x = near_one((20, 30))
+
+    def lowered(fn):
+        compiled = cr.jit(fn, backend="llvm")
+        np.testing.assert_allclose(compiled(x), fn(x), rtol=1e-13)
+        entry, _ = compiled._specialize((x,))
+        return entry.kernel.lowered
+
+    product = lowered(lambda x: np.prod(2.0 * x, axis=1))
+    assert product.loops == 1 and not product.fallbacks
+    assert [f.op for f in lowered(lambda x: np.cumsum(x, axis=0)).fallbacks] == ["cumsum"]
