@@ -181,12 +181,10 @@ def _prod_weights(x: Value, axis: tuple) -> Value:
 
 def _exclusive_cumprod(lines: Value) -> Value:
     """The products of the elements before each one along the last axis (1 for the first)."""
-    ones = np.ones(lines.shape[:-1] + (1,), dtype=lines.dtype)
+    one = Value(lines.graph, lines.graph.const(np.ones((1,) * lines.ndim, dtype=lines.dtype)))
+    ones = F.broadcast_to(one, shape=lines.shape[:-1] + (1,))
     before_last = F.getitem(lines, index=((_ALL,) * (lines.ndim - 1)) + (("slice", None, -1, None),))
-    return F.cumprod(
-        F.concatenate(Value(lines.graph, lines.graph.const(ones)), before_last, axis=lines.ndim - 1),
-        axis=lines.ndim - 1,
-    )
+    return F.cumprod(F.concatenate(ones, before_last, axis=lines.ndim - 1), axis=lines.ndim - 1)
 
 
 def _prod_rule(g: Value, y: Value, x: Value, axis: tuple, keepdims: bool) -> Value:
