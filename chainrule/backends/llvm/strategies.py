@@ -107,3 +107,10 @@ declare(OPS["sum"], Strategy(REDUCE, identity=lambda dtype: scalar_ops.literal(0
 for _op, _sign in [(OPS["max"], 1), (OPS["min"], -1)]:
     _identity, _combine = _extremum(_sign)
     declare(_op, Strategy(REDUCE, identity=_identity, combine=_combine))
+
+
+# ---- linear algebra (issue 16): LAPACK through NumPy/SciPy, called back from native code -------
+# Factorizations and solves are a few LAPACK calls on whole matrices; the callback's overhead
+# (microseconds) is small next to their O(n³) work.
+for _name in ("solve", "triangular_solve", "cholesky", "slogdet", "expm", "eigh", "svd", "qr"):
+    declare(OPS[_name], Strategy(FALLBACK))
