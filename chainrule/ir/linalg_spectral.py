@@ -20,7 +20,6 @@ from chainrule.ir.linalg import (
     cubic_flops,
     diag_matrix,
     diagonal,
-    identity_like,
     masked,
     only_tangent,
     pack,
