@@ -9,6 +9,11 @@ gradient (``cr.grad``) for scale. The linear-algebra primitives run LAPACK throu
 on both backends (the LLVM backend calls them back from native code), so the ratio measures
 chainrule's per-call overhead. Every figure is the median of many calls in this one process;
 the machine is shared, so compare the ratios, not the times.
+
+NumPy's and SciPy's wheels each bring their own OpenBLAS with its own thread pool. Gradients
+call both (NumPy's LAPACK, SciPy's BLAS trsm; the LLVM backend's gemm is SciPy's too), and on a
+loaded machine the two pools' spinning threads can slow each call by 100x; run with
+``OPENBLAS_NUM_THREADS=1`` to see the per-call cost without that contention.
 """
 
 from __future__ import annotations

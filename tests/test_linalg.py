@@ -185,6 +185,16 @@ def test_value_is_numpys_and_gradient_matches_central_differences(c: Case):
 
 
 @pytest.mark.parametrize("c", CASES, ids=lambda c: c.id)
+def test_float32_matrices_give_float32_gradients_close_to_float64(c: Case):
+    x = argument(c)
+    gradient = cr.grad(c.fn)(x.astype(np.float32))
+    assert np.asarray(gradient).dtype == np.float32
+    reference = numerical_gradient(c.fn, (x.astype(np.float32).astype(np.float64),), 0)
+    scale = max(1.0, float(np.max(np.abs(reference))))
+    np.testing.assert_allclose(gradient, reference, rtol=1e-3, atol=1e-3 * scale)
+
+
+@pytest.mark.parametrize("c", CASES, ids=lambda c: c.id)
 def test_forward_mode_agrees_with_reverse_mode(c: Case):
     x = argument(c)
     tangent = np.random.default_rng(3).standard_normal(c.shape)

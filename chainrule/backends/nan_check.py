@@ -41,7 +41,7 @@ from chainrule.ir.npfuncs import NAMESPACE
 from chainrule.ir.types import EARLY_FREE_MIN_BYTES, TensorType
 
 # Ops that compute new numbers (the rest only move them: a view, a gather, a concatenation).
-_COMPUTING_KINDS = ("elementwise", "reduction", "matmul")
+_COMPUTING_KINDS = ("elementwise", "reduction", "matmul", "linalg")
 # where only selects (a view, such as stop_gradient, moves nothing either; a cast computes: 1e300 as float32 is inf)
 _SELECTS_ONLY = {"where"}
 

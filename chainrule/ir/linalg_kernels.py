@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 
 
 def packed(*factors: np.ndarray, batch_ndim: int) -> np.ndarray:
@@ -45,13 +46,26 @@ def qr(a: np.ndarray) -> np.ndarray:
 
 
 def triangular_solve(a: np.ndarray, b: np.ndarray, lower: bool) -> np.ndarray:
-    """``a⁻¹ b`` reading only the lower (or upper) triangle of ``a``; stacked matrices one by one."""
+    """``a⁻¹ b`` reading only the lower (or upper) triangle of ``a``; stacked matrices one by one.
+
+    BLAS trsm, not ``scipy.linalg.solve_triangular`` (LAPACK trtrs): the same substitution,
+    but trtrs in SciPy's threaded OpenBLAS took 20-50 ms at n = 200 where trsm takes 0.3 ms.
+    trsm does not check the diagonal: a zero on it gives inf/NaN rather than LinAlgError.
+    """
+    dtype = np.result_type(a, b, np.float32)
     if a.ndim == 2:
-        return scipy.linalg.solve_triangular(a, b, lower=lower, check_finite=False)
-    out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + b.shape[-2:], np.result_type(a, b))
+        return _trsm(a.astype(dtype, copy=False), b.astype(dtype, copy=False), lower)
+    out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + b.shape[-2:], dtype)
     for index in np.ndindex(out.shape[:-2]):
-        out[index] = scipy.linalg.solve_triangular(a[index], b[index], lower=lower, check_finite=False)
+        out[index] = _trsm(a[index].astype(dtype, copy=False), b[index].astype(dtype, copy=False), lower)
     return out
+
+
+def _trsm(a: np.ndarray, b: np.ndarray, lower: bool) -> np.ndarray:
+    (trsm,) = scipy.linalg.blas.get_blas_funcs(("trsm",), (a, b))
+    if a.flags.c_contiguous and not a.flags.f_contiguous:  # aᵀ is Fortran-ordered: solve with it
+        return trsm(1.0, a.T, b, lower=int(not lower), trans_a=1)
+    return trsm(1.0, a, b, lower=int(lower))
 
 
 def expm(a: np.ndarray) -> np.ndarray:
