@@ -323,3 +323,24 @@ def test_integer_matrices_are_solved_in_float64_as_numpy_does():
     f = cr.jit(lambda x: np.linalg.solve(a, x) + np.linalg.det(a) + np.linalg.inv(a)[0])
     b = np.array([1.0, 2.0])
     np.testing.assert_allclose(f(b), np.linalg.solve(a, b) + np.linalg.det(a) + np.linalg.inv(a)[0], rtol=1e-14)
+
+
+NORM_ORDS = [None, "fro", "nuc", 0, 1, -1, 2, -2, 3, 1.5, np.inf, -np.inf]
+NORM_AXES = [None, 0, -1, (0, 1), (1, 0), (-1, -2), (0, 2)]
+
+
+@pytest.mark.parametrize("shape", [(4,), (3, 4), (2, 3, 4)])
+def test_norm_computes_what_numpy_does_for_every_order_and_axis_it_accepts(shape):
+    x = np.random.default_rng(9).standard_normal(shape)
+    for ord in NORM_ORDS:
+        for axis in NORM_AXES:
+            for keepdims in (False, True):
+                try:
+                    expected = np.linalg.norm(x, ord, axis, keepdims)
+                except (ValueError, TypeError, np.exceptions.AxisError):
+                    with pytest.raises((ValueError, TypeError, cr.ChainruleError)):
+                        cr.trace(lambda x: np.linalg.norm(x, ord, axis, keepdims), x)
+                    continue
+                got = cr.jit(lambda x: np.linalg.norm(x, ord, axis, keepdims))(x)
+                np.testing.assert_allclose(got, expected, rtol=1e-12, err_msg=f"ord={ord} axis={axis}")
+                assert np.shape(got) == np.shape(expected)
