@@ -19,11 +19,14 @@ from typing import Any
 import numpy as np
 import scipy.special
 import sympy as sp
+from sympy.codegen.cfunctions import exp2, log2, log10
 
 from chainrule.ir.builder import F
 from chainrule.ir.elementwise import binary, unary
 
 _SQRT_PI_OVER_2 = float(sp.sqrt(sp.pi) / 2)
+_TWO_OVER_SQRT_PI = float(2 / sp.sqrt(sp.pi))
+_LN2, _LN10 = float(sp.log(2)), float(sp.log(10))
 
 
 class StepFloor(sp.floor):
@@ -89,6 +92,12 @@ unary(
     implements=(np.rint,),
     libm="rint",
 )
+
+# ---- exponentials and logarithms to bases 2 and 10 (libm's, exact at powers of the base) --------
+
+unary("log2", log2, "np.log2({0})", lambda g, y, x: g / (x * _LN2), implements=(np.log2,), libm="log2")
+unary("log10", log10, "np.log10({0})", lambda g, y, x: g / (x * _LN10), implements=(np.log10,), libm="log10")
+unary("exp2", exp2, "np.exp2({0})", lambda g, y, x: g * y * _LN2, implements=(np.exp2,), libm="exp2")
 
 # ---- algebraic and trigonometric --------------------------------------------------------------
 
@@ -163,6 +172,14 @@ unary(
     lambda g, y, x: g * _SQRT_PI_OVER_2 * F.exp(y * y),
     note="defined on [-1, 1]; erfinv'(±1) = inf",
     implements=(scipy.special.erfinv,),
+)
+unary(
+    "erfcx",
+    lambda x: sp.exp(x * x) * sp.erfc(x),
+    "special.erfcx({0})",
+    lambda g, y, x: g * (2 * x * y - _TWO_OVER_SQRT_PI),
+    note="exp(x**2) * erfc(x), without its overflow and underflow",
+    implements=(scipy.special.erfcx,),
 )
 unary(
     "gammaln",

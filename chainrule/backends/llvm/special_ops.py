@@ -34,6 +34,7 @@ _capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
 CYTHON_SPECIAL = {
     "logit": "__pyx_fuse_0logit",
     "erfinv": "__pyx_fuse_0erfinv",
+    "erfcx": "__pyx_fuse_1erfcx",
     "gammaln": "gammaln",
     "digamma": "__pyx_fuse_1psi",
     "xlogy": "__pyx_fuse_1xlogy",
