@@ -25,6 +25,7 @@ UNIT = np.array([[0.05, 0.3, 0.55, 0.95], [0.2, 0.65, 0.45, 0.8]])
 COV = np.array([[2.0, 0.3, 0.1, 0.0], [0.3, 1.5, -0.2, 0.1], [0.1, -0.2, 1.0, 0.05], [0.0, 0.1, 0.05, 0.7]])
 MEAN = np.array([0.1, -0.3, 0.2, 0.5])
 NORM = scipy.stats.norm
+FROZEN_MVN = scipy.stats.multivariate_normal(MEAN, COV)
 
 # (id, function of traced arrays, arguments): each computes what it computes on NumPy arrays.
 COMPOSITES = [
@@ -55,6 +56,9 @@ COMPOSITES = [
     ("ndtr", scipy.special.ndtr, (X * 3.0,)),
     ("log_ndtr", scipy.special.log_ndtr, (X * 15.0,)),
     ("scipy.special.log1p", scipy.special.log1p, (POSITIVE,)),
+    ("polygamma 0", lambda x: scipy.special.polygamma(0, x), (POSITIVE,)),
+    ("polygamma 2", lambda x: scipy.special.polygamma(2, x), (POSITIVE,)),
+    ("zeta", lambda q: scipy.special.zeta(2.5, q), (POSITIVE,)),
     ("xlogy", scipy.special.xlogy, (X, POSITIVE)),
     ("norm.logpdf", lambda x, s: NORM.logpdf(x, loc=0.4, scale=s), (X, POSITIVE)),
     ("norm.pdf", lambda x, m: NORM.pdf(x, m, 1.5), (X, POSITIVE)),
@@ -62,6 +66,7 @@ COMPOSITES = [
     ("norm.logcdf", lambda x: NORM.logcdf(x * 12.0), (X,)),
     ("frozen norm.logpdf", lambda x: scipy.stats.norm(0.5, 2.0).logpdf(x), (X,)),
     ("mvn.logpdf", lambda x, m: scipy.stats.multivariate_normal.logpdf(x, mean=m, cov=COV), (X, MEAN)),
+    ("frozen mvn.logpdf", FROZEN_MVN.logpdf, (X,)),
     ("mvn.logpdf point", lambda x: scipy.stats.multivariate_normal.logpdf(x, mean=MEAN, cov=COV), (X[0],)),
     ("mvn.logpdf diagonal", lambda x, v: scipy.stats.multivariate_normal.logpdf(x, MEAN, v), (X, POSITIVE[0])),
     ("mvn.logpdf variance", lambda x, v: scipy.stats.multivariate_normal.logpdf(x, MEAN, v), (X, np.float64(1.7))),
@@ -91,6 +96,18 @@ def test_a_composite_gradient_matches_central_differences(name, function, args):
     for argnum, gradient in enumerate(gradients):
         numeric = numerical_gradient(loss, args, argnum, step=1e-6)
         assert relative_error(gradient, numeric) < 1e-7, f"d/d argument {argnum}"
+
+
+@pytest.mark.parametrize("name,function,args", DIFFERENTIABLE, ids=[c[0] for c in DIFFERENTIABLE])
+def test_a_composite_forward_mode_agrees_with_reverse_mode(name, function, args):
+    # the JVP of a scalar loss along tangents t is the gradient's inner product with t
+    loss = lambda *a: weighted_sum(function(*a))
+    tangents = tuple(np.random.default_rng(3).uniform(-1, 1, np.shape(a)) for a in args)
+    gradients = cr.grad(loss, argnums=tuple(range(len(args))))(*args)
+    _, derivative = cr.jvp(loss, args, tangents)
+    expected = sum(np.sum(g * t) for g, t in zip(gradients, tangents))
+    # atol: softmax of x * 300 has derivatives ~1e-89 left from cancelling O(1) terms, noise both ways
+    np.testing.assert_allclose(derivative, expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

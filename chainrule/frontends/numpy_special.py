@@ -25,7 +25,7 @@ import scipy.stats
 from chainrule.errors import ShapeError, UnsupportedError
 from chainrule.frontends.dispatch import call_function, here, implements, unsupported
 from chainrule.frontends.numpy_api import axes_of, ndim_of, shape_of
-from chainrule.frontends.tracer import is_traced, stop_gradient
+from chainrule.frontends.tracer import is_traced, operation, stop_gradient
 
 _LN2 = math.log(2.0)
 _SQRT1_2 = math.sqrt(0.5)  # SciPy's ndtr multiplies by it (the rounding of its argument counts far out)
@@ -139,6 +139,23 @@ def _log_expit(x):
     return -np.logaddexp(0.0, -x)  # log(1 / (1 + exp(-x))) = -softplus(-x)
 
 
+@implements(traceable(scipy.special, "zeta", "scipy.special.zeta"))
+def _zeta(x, q=None, out=None):
+    if q is None or out is not None:
+        unsupported("scipy.special.zeta without q (Riemann's zeta) or with out=")
+    return operation("zeta", x, q)
+
+
+@implements(traceable(scipy.special, "polygamma", "scipy.special.polygamma"))
+def _polygamma(n, x):
+    """ψ⁽ⁿ⁾(x) = (-1)ⁿ⁺¹ n! ζ(n + 1, x) for n >= 1 and digamma for n = 0, as SciPy computes it."""
+    if is_traced(n) or np.ndim(n) != 0 or int(n) != n or n < 0:
+        unsupported("scipy.special.polygamma with an order n that is not one non-negative integer constant")
+    if n == 0:
+        return scipy.special.psi(x)
+    return (-1.0) ** (n + 1) * math.factorial(int(n)) * scipy.special.zeta(float(n + 1), x)
+
+
 def _finite_or_zero(m):
     return np.where(np.abs(m) < np.inf, m, 0.0)
 
@@ -239,6 +256,15 @@ def _multivariate_normal_logpdf(distribution, x, mean=None, cov=1, allow_singula
         log_det = 2.0 * float(np.sum(np.log(np.diag(factor))))
     result = -0.5 * (dim * math.log(2.0 * math.pi) + log_det + squared)
     return np.squeeze(result)
+
+
+@implements(
+    traceable(
+        type(scipy.stats.multivariate_normal(np.zeros(1))), "logpdf", "scipy.stats.multivariate_normal_frozen.logpdf"
+    )
+)
+def _frozen_multivariate_normal_logpdf(distribution, x):
+    return _multivariate_normal_logpdf(None, x, distribution.mean, distribution.cov)
 
 
 def _dimension(x, mean, cov) -> int:
