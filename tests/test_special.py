@@ -42,6 +42,7 @@ COMPOSITES = [
     ("round 2", lambda x: np.round(x * 3.77, 2), (X,)),
     ("around -1", lambda x: np.around(x * 37.7, -1), (X,)),
     ("fix", np.fix, (X * 2.5,)),
+    ("round integers", lambda n: np.round(n * 3), (np.arange(6).reshape(2, 3),)),
     ("logsumexp", scipy.special.logsumexp, (X,)),
     ("logsumexp axis", lambda x: scipy.special.logsumexp(x, axis=1), (X,)),
     ("logsumexp keepdims", lambda x: scipy.special.logsumexp(x, axis=0, keepdims=True), (X,)),
@@ -122,6 +123,16 @@ def test_rounding_has_an_exact_zero_gradient_at_and_between_the_jumps(function, 
     finite = x[:-1]
     gradient = cr.grad(lambda x: np.sum(function(x) * x), backend=backend)(finite)
     np.testing.assert_array_equal(gradient, function(finite))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("function", [np.logaddexp, np.logaddexp2], ids=lambda f: f.__name__)
+def test_logaddexp_of_equal_infinities_is_that_infinity_and_ties_split_the_gradient(function, backend):
+    a, b = np.array([np.inf, -np.inf, np.inf, 0.5]), np.array([np.inf, -np.inf, -np.inf, 0.5])
+    with np.errstate(invalid="ignore"):  # inf - inf in the branch np.where does not take
+        np.testing.assert_array_equal(cr.jit(function, backend=backend)(a, b), function(a, b))
+    da, db = cr.grad(lambda a, b: np.sum(function(a, b)), argnums=(0, 1), backend=backend)(a[3:], b[3:])
+    np.testing.assert_allclose([da[0], db[0]], [0.5, 0.5], rtol=1e-15)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

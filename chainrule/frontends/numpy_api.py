@@ -129,8 +129,10 @@ def _reciprocal(x):
 def _logaddexp(a, b):
     # log(e^a + e^b) = larger + softplus(smaller - larger): never overflows and, unlike
     # max + log1p(exp(-|a - b|)), has the right derivatives at a == b to every order (there
-    # max and abs have kinks: d/dz logaddexp(0, z) at z = 0 came out 0, not 1/2).
-    return np.where(a > b, a + operation("softplus", b - a), b + operation("softplus", a - b))
+    # max and abs have kinks: d/dz logaddexp(0, z) at z = 0 came out 0, not 1/2). Two equal
+    # infinities are that infinity (their difference would be NaN).
+    difference = np.where((a == b) & (np.abs(a) == np.inf), 0.0, b - a)
+    return np.where(a > b, a + operation("softplus", difference), b + operation("softplus", -difference))
 
 
 @implements(np.invert)

@@ -73,11 +73,13 @@ def _rad2deg(x):
 
 @implements(np.logaddexp2)
 def _logaddexp2(a, b):
-    # log2(2**a + 2**b) = larger + log2(1 + 2**(smaller - larger)), as np.logaddexp's handler
+    # log2(2**a + 2**b) = larger + log2(1 + 2**(smaller - larger)), as np.logaddexp's handler;
+    # two equal infinities are that infinity (their difference would be NaN)
+    difference = np.where((a == b) & (np.abs(a) == np.inf), 0.0, b - a)
     return np.where(
         a > b,
-        a + np.log1p(np.exp2(b - a)) / _LN2,
-        b + np.log1p(np.exp2(a - b)) / _LN2,
+        a + np.log1p(np.exp2(difference)) / _LN2,
+        b + np.log1p(np.exp2(-difference)) / _LN2,
     )
 
 
@@ -101,6 +103,8 @@ def _nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
 def _round(a, decimals=0, out=None):
     if out is not None:
         unsupported("np.round(..., out=...)")
+    if np.dtype(a.dtype).kind in "biu" and decimals >= 0:
+        return a  # NumPy leaves integers as they are
     if decimals == 0:
         return np.rint(a)
     scale = 10.0 ** abs(decimals)  # NumPy multiplies (divides), rounds and divides (multiplies) back
