@@ -21,9 +21,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from chainrule.backends.llvm import scalar_ops, views
-from chainrule.ir import OPS, Op
+from chainrule.backends.llvm.irtext import Function
+from chainrule.backends.llvm.views import View
+from chainrule.ir import OPS, Node, Op
 
 VIEW, REDUCE, GEMM, FALLBACK, LOOP, SOURCE = "view", "reduce", "gemm", "fallback", "loop", "source"
+
+# (operand's view, node) -> the result's view, or None
+ViewRule = Callable[[View, Node], View | None]
+# dtype -> a reduction's start value, an IR literal
+IdentityRule = Callable[[str], str]
+# (block, dtype, accumulator, value) -> the register of accumulator and value combined
+CombineRule = Callable[[Function, str, str, str], str]
 
 
 @dataclass(frozen=True)
@@ -33,9 +42,9 @@ class Strategy:
     a reduction's start value (an IR literal) and step."""
 
     kind: str
-    view: Callable | None = None
-    identity: Callable | None = None
-    combine: Callable | None = None
+    view: ViewRule | None = None
+    identity: IdentityRule | None = None
+    combine: CombineRule | None = None
 
 
 STRATEGIES: dict[str, Strategy] = {}
@@ -80,14 +89,14 @@ declare(OPS["zeta"], Strategy(FALLBACK))
 # ---- reductions ---------------------------------------------------------------------------------
 
 
-def _sum_combine(block, dtype: str, accumulator: str, value: str) -> str:
+def _sum_combine(block: Function, dtype: str, accumulator: str, value: str) -> str:
     t = scalar_ops.register_type(dtype)
     if scalar_ops.is_float(dtype):  # reassoc: the vectorizer may keep several partial sums
         return block.emit(f"fadd reassoc contract {t} {accumulator}, {value}", "acc")
     return block.emit(f"add {t} {accumulator}, {value}", "acc")
 
 
-def _extremum(sign: int) -> tuple[Callable, Callable]:
+def _extremum(sign: int) -> tuple[IdentityRule, CombineRule]:
     """The identity and step of max (sign 1) or min (-1): NaN wins, as in NumPy."""
 
     def identity(dtype: str) -> str:
@@ -96,7 +105,7 @@ def _extremum(sign: int) -> tuple[Callable, Callable]:
         info = np.iinfo(dtype)
         return str(info.min if sign > 0 else info.max)
 
-    def combine(block, dtype: str, accumulator: str, value: str) -> str:
+    def combine(block: Function, dtype: str, accumulator: str, value: str) -> str:
         t = scalar_ops.register_type(dtype)
         if scalar_ops.is_float(dtype):
             return scalar_ops.nan_propagating_pick(block, t, accumulator, value, "ogt" if sign > 0 else "olt")
