@@ -147,15 +147,20 @@ def sampled(name: str) -> Sampled:
     derivatives = [numeric(sp.diff(op.sympy(*symbols), symbols[i]), symbols) for i in wrt]
     at_point = [evaluate(d, columns, shape) for d in derivatives]
     with np.errstate(all="ignore"):
-        keep = np.isfinite(np.asarray(op.eager(*columns, **attrs), dtype=np.float64))
+        value = np.asarray(op.eager(*columns, **attrs), dtype=np.float64)
+    keep = np.isfinite(value)
     for _, finite in at_point:
         keep &= finite
-    for position in wrt:
+    for position, (slope, _) in zip(wrt, at_point):
         for offset in (KINK_DISTANCE, -KINK_DISTANCE):
             shifted = [c + offset if i == position else c for i, c in enumerate(columns)]
             for derivative, (values, _) in zip(derivatives, at_point):
                 nearby, finite = evaluate(derivative, shifted, shape)
                 keep &= finite & (np.abs(nearby - values) <= 0.05 * (1 + np.abs(values)))
+            # no jump nearby either (mod's): the value moves as its slope says, to first order
+            with np.errstate(all="ignore"):
+                moved = np.asarray(op.eager(*shifted, **attrs), dtype=np.float64)
+                keep &= np.abs(moved - value - offset * slope) <= 0.05 * KINK_DISTANCE * (1 + np.abs(slope))
     kept = np.flatnonzero(keep)
     assert len(kept) >= 5, f"{name}: only {len(kept)} of the pool's points are inside its domain and off its kinks"
     chosen = kept[np.linspace(0, len(kept) - 1, min(POINTS, len(kept))).astype(int)]

@@ -70,4 +70,11 @@ def _is_shifted_by_its_max(g, u: int, axis: tuple) -> bool:
     if node.op != "sub":
         return False
     shift = g[patterns.strip(g, node.args[1])]
+    if shift.op == "where" and _is_zero(g, shift.args[2]):  # the max, or 0 where it is infinite (scipy's)
+        shift = g[patterns.strip(g, shift.args[1])]
     return shift.op == "max" and shift.params["axis"] == axis and shift.args[0] == node.args[0]
+
+
+def _is_zero(g, node_id: int) -> bool:
+    value = g.const_value(node_id)
+    return value is not None and value.size == 1 and float(value) == 0.0

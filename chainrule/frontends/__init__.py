@@ -13,6 +13,7 @@ from chainrule.frontends import (  # noqa: F401  (fill the dispatch table)
     numpy_norm,
     numpy_scans,
     numpy_shapes,
+    numpy_special,
     numpy_statistics,
     numpy_windows,
     scipy_linalg,

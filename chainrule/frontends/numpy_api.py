@@ -2,7 +2,7 @@
 
 Primitives come from the op table: every function in an op's ``implements``
 (``np.sin``, ``np.matmul``, ``scipy.special.erf``) records that op. The rest
-(mean, var, square, log2, ...) are composites written with NumPy itself,
+(mean, var, square, logaddexp, norm, ...) are composites written with NumPy itself,
 so they trace into primitives and read like their definitions; each is
 registered once, with ``@implements``, into ``chainrule.frontends.dispatch``.
 Shape functions and indexing are in ``numpy_shapes``.
@@ -25,8 +25,6 @@ from chainrule.frontends.source import user_frame
 from chainrule.frontends.tracer import Tracer, operation, record
 from chainrule.ir import OPS
 from chainrule.ir.ops import normalize_axis
-
-_LN2, _LN10 = math.log(2.0), math.log(10.0)
 
 
 def shape_of(x) -> tuple:
@@ -127,27 +125,14 @@ def _reciprocal(x):
     return 1.0 / x
 
 
-@implements(np.log2)
-def _log2(x):
-    return np.log(x) / _LN2
-
-
-@implements(np.log10)
-def _log10(x):
-    return np.log(x) / _LN10
-
-
-@implements(np.exp2)
-def _exp2(x):
-    return np.exp(x * _LN2)
-
-
 @implements(np.logaddexp)
 def _logaddexp(a, b):
     # log(e^a + e^b) = larger + softplus(smaller - larger): never overflows and, unlike
     # max + log1p(exp(-|a - b|)), has the right derivatives at a == b to every order (there
-    # max and abs have kinks: d/dz logaddexp(0, z) at z = 0 came out 0, not 1/2).
-    return np.where(a > b, a + operation("softplus", b - a), b + operation("softplus", a - b))
+    # max and abs have kinks: d/dz logaddexp(0, z) at z = 0 came out 0, not 1/2). Two equal
+    # infinities are that infinity (their difference would be NaN).
+    difference = np.where((a == b) & (np.abs(a) == np.inf), 0.0, b - a)
+    return np.where(a > b, a + operation("softplus", difference), b + operation("softplus", -difference))
 
 
 @implements(np.invert)

@@ -7,6 +7,7 @@ from chainrule.ir import (  # noqa: F401  (fill the op table)
     linalg_spectral,
     reductions,
     scans,
+    special,
     structural,
 )
 from chainrule.ir.builder import F, Value

@@ -96,6 +96,11 @@ FUNCTIONS = {
         MathFunction("log2", intrinsic_since=1),
         MathFunction("log10", intrinsic_since=1),
         MathFunction("pow", 2, intrinsic_since=1),
+        MathFunction("floor", intrinsic_since=1),
+        MathFunction("ceil", intrinsic_since=1),
+        MathFunction("trunc", intrinsic_since=1),
+        MathFunction("rint", intrinsic_since=1),
+        MathFunction("copysign", 2, intrinsic_since=1),
         MathFunction("exp10", intrinsic_since=18),
         MathFunction("tan", intrinsic_since=19),
         MathFunction("asin", intrinsic_since=19),
@@ -114,6 +119,7 @@ FUNCTIONS = {
         MathFunction("erf"),
         MathFunction("erfc"),
         MathFunction("hypot", 2),
+        MathFunction("fmod", 2),
     ]
 }
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chainrule.backends.llvm import composed
+from chainrule.backends.llvm import composed, special_ops
 from chainrule.backends.llvm.irtext import Function
 from chainrule.errors import UnsupportedError
 from chainrule.ir import OPS, Op
@@ -419,3 +419,8 @@ def _logical(opcode: str, operand: str = "") -> EmitRule:
 lowers(OPS["logical_and"], operands=as_bool)(_logical("and"))
 lowers(OPS["logical_or"], operands=as_bool)(_logical("or"))
 lowers(OPS["logical_not"], operands=as_bool)(_logical("xor", "true"))
+
+
+# scipy.special's functions by SciPy's cython_special, and np.remainder's formula: special_ops.py
+for _name, _emit in special_ops.EMITTERS.items():
+    lowers(OPS[_name], kinds=(FLOAT,))(_emit)

@@ -82,6 +82,8 @@ declare(OPS["getitem"], Strategy(VIEW, views.index_view))  # an integer-array in
 declare(OPS["matmul"], Strategy(GEMM))  # on integers, or of many batch elements: NumPy
 declare(OPS["concatenate"], Strategy(FALLBACK))
 declare(OPS["scatter_add"], Strategy(FALLBACK))
+# Hurwitz's zeta (digamma's derivative is ζ(2, x)): SciPy's cython_special does not export it
+declare(OPS["zeta"], Strategy(FALLBACK))
 
 
 # ---- reductions ---------------------------------------------------------------------------------

@@ -1,0 +1,102 @@
+"""Native lowerings of the ``scipy.special`` ops, by SciPy's own code, and of ``np.remainder``.
+
+JIT code calls ``@chainrule_special_<function>`` (``chainrule_special_erfinv``, ...): the double
+versions of ``scipy.special.cython_special``'s functions, whose addresses the engine binds at link
+time (``RUNTIME_SYMBOLS``, as it binds BLAS), so native code computes the same elements as the
+ufuncs the NumPy backend calls. A cython_special function takes a trailing ``int`` (Cython's
+``skip_dispatch``), passed as 0. float32 operands are widened to double and the result rounded
+back, which is what SciPy's float32 loops do for these functions.
+
+``np.remainder`` is NumPy's own formula (``npy_remainder``): C's ``fmod``, moved into the sign of
+the divisor, with a zero taking the divisor's sign.
+
+``scalar_ops`` registers ``EMITTERS`` (float results only); this module imports nothing of the
+backend's, so there is no cycle.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from functools import cache
+
+from chainrule.backends.llvm.irtext import Function
+
+_capsule_name = ctypes.pythonapi.PyCapsule_GetName
+_capsule_name.restype = ctypes.c_char_p
+_capsule_name.argtypes = [ctypes.py_object]
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype = ctypes.c_void_p
+_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
+# op -> the name of its double-precision function in cython_special's C API (fused functions are
+# exported once per type: ``__pyx_fuse_1psi`` is the double psi, ``__pyx_fuse_0psi`` the complex one)
+CYTHON_SPECIAL = {
+    "logit": "__pyx_fuse_0logit",
+    "erfinv": "__pyx_fuse_0erfinv",
+    "erfcx": "__pyx_fuse_1erfcx",
+    "gammaln": "gammaln",
+    "digamma": "__pyx_fuse_1psi",
+    "xlogy": "__pyx_fuse_1xlogy",
+    "xlog1py": "__pyx_fuse_1xlog1py",
+    "entr": "entr",
+    "betaln": "betaln",
+}
+_TYPES = {"float64": "double", "float32": "float"}
+
+
+def symbol(op: str) -> str:
+    """The name JIT code calls ``op``'s cython_special function by."""
+    return f"chainrule_special_{op}"
+
+
+@cache
+def address(op: str) -> int:
+    """The address of the cython_special function computing ``op`` (an op of ``CYTHON_SPECIAL``)."""
+    from scipy.special import cython_special
+
+    capsule = cython_special.__pyx_capi__[CYTHON_SPECIAL[op]]
+    pointer = _capsule_pointer(capsule, _capsule_name(capsule))
+    assert pointer is not None
+    return int(pointer)
+
+
+def _binder(op: str) -> Callable[[], int]:
+    return lambda: address(op)
+
+
+# Name in JIT code -> function returning its address (the engine imports those a module mentions).
+RUNTIME_SYMBOLS: dict[str, Callable[[], int]] = {symbol(op): _binder(op) for op in CYTHON_SPECIAL}
+
+
+def _cython_special_call(op: str) -> Callable[..., str]:
+    def emit(block: Function, operands: list[str], types: list[str], dtype: str) -> str:
+        narrow = _TYPES[dtype]
+        widened = [o if dtype == "float64" else block.emit(f"fpext float {o} to double") for o in operands]
+        parameters = ", ".join(["double"] * len(operands))
+        # Not declared pure: SciPy's error reporting reads its global settings (and could warn).
+        block.declare(f"declare double @{symbol(op)}({parameters}, i32) nounwind")
+        arguments = ", ".join(f"double {w}" for w in widened)
+        result = block.emit(f"call double @{symbol(op)}({arguments}, i32 0)")
+        return result if dtype == "float64" else block.emit(f"fptrunc double {result} to {narrow}")
+
+    return emit
+
+
+def _remainder(block: Function, operands: list[str], types: list[str], dtype: str) -> str:
+    """NumPy's ``npy_remainder``: ``fmod(a, b)``, plus ``b`` where the two signs differ, and a zero
+    with the sign of ``b``; NaN (from b == 0, an infinite a, or a NaN) stays NaN."""
+    a, b = operands
+    t = _TYPES[dtype]
+    emit = block.emit
+    remainder = block.math("fmod", dtype, a, b)
+    nonzero = emit(f"fcmp une {t} {remainder}, 0.0")  # NaN counts as nonzero, as in C's `if (mod)`
+    differ = emit(f"xor i1 {emit(f'fcmp olt {t} {b}, 0.0')}, {emit(f'fcmp olt {t} {remainder}, 0.0')}")
+    moved = emit(f"select i1 {differ}, {t} {emit(f'fadd {t} {remainder}, {b}')}, {t} {remainder}")
+    signed_zero = block.math("copysign", dtype, "0.0", b)
+    return emit(f"select i1 {nonzero}, {t} {moved}, {t} {signed_zero}")
+
+
+# op -> emitter (block, operands, operand dtypes, result dtype) -> register
+EMITTERS: dict[str, Callable[..., str]] = {op: _cython_special_call(op) for op in CYTHON_SPECIAL}
+EMITTERS["mod"] = _remainder
