@@ -1,0 +1,164 @@
+"""Reverse and forward mode through loops (``chainrule.ir.control``): the rules of the ``loop`` op.
+
+Reverse mode: the forward loop keeps its tape (``tape_loops``: the carry each step started from),
+and the backward pass is another loop, a scan the other way over the body's VJP: its carry is the
+cotangent of the carry plus the sums of the cotangents of the values the body closes over, its
+per-step inputs are the tape, the forward's per-step inputs and the cotangents of the per-step
+outputs, and it stacks the cotangents of the per-step inputs. Each operand's rule takes its part of
+that one backward loop (hash-consing makes it one node for all of them).
+
+Forward mode: a loop over the body's JVP, carrying the tangents of the carry beside it.
+
+Both derive their body once per forward body (``Body.derived``) with the passes that differentiate
+any graph (``reverse``, ``forward``): a derived body is an ordinary graph, so its loop can be
+differentiated again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from chainrule.compiler.autodiff import reverse
+from chainrule.compiler.forward import forward
+from chainrule.ir import Graph, Value
+from chainrule.ir.control import RULES, Body, loop_leaves, pack, tape_loops, unpack
+from chainrule.ir.types import TensorType
+
+
+def permuted(graph: Graph, input_order: Sequence[int], output_order: Sequence[int], name: str) -> Graph:
+    """``graph`` with its inputs and outputs reordered (``input_order[k]``: the position, in
+    ``graph``, of the new graph's input k); nodes no kept output needs are left out."""
+    result = Graph(name)
+    mapping: dict[int, int] = {}
+    for position in input_order:
+        node_id = graph.inputs[position]
+        mapping[node_id] = result.add_input(graph.type(node_id), graph[node_id].name, graph[node_id].loc)
+    kept = Graph.continuing(graph)
+    kept.set_outputs([graph.outputs[k] for k in output_order])
+    live = [i for i in kept.live_nodes() if graph[i].op != "input"]
+    result.transplant(graph, live, mapping)
+    result.set_outputs([mapping[graph.outputs[k]] for k in output_order])
+    return result
+
+
+def _floats(types: Sequence[TensorType], start: int = 0) -> list[int]:
+    return [start + i for i, t in enumerate(types) if t.is_float]
+
+
+# ---- reverse mode ---------------------------------------------------------------------------------
+
+
+class _Split:
+    """A loop's operands and results by role: carry, per-step inputs, closed-over values, outputs."""
+
+    def __init__(self, operand_types: Sequence[TensorType], attrs: dict[str, Any]):
+        n_carry, n_xs = attrs["n_carry"], attrs["n_xs"]
+        self.carry = list(operand_types[:n_carry])
+        self.xs = list(operand_types[n_carry : n_carry + n_xs])
+        self.consts = list(operand_types[n_carry + n_xs :])
+        self.ys = attrs["body"].output_types[n_carry:]  # one step's
+        self.float_carry = _floats(self.carry)
+        self.float_xs = _floats(self.xs)
+        self.float_consts = _floats(self.consts)
+        self.float_ys = _floats(self.ys)
+
+
+def _backward_body(body: Body, split: _Split) -> Body:
+    """The step of the backward loop. Inputs: ``[t, dcarry (float carry), dconst sums (float consts),
+    tape_t (carry), x_t, dy_t (float ys), consts]``; outputs: ``[dcarry, dconst sums, dx_t (float xs)]``."""
+    forward_body = tape_loops(body.graph)
+    n_carry, n_xs = len(split.carry), len(split.xs)
+    wrt = [1 + i for i in split.float_carry]
+    wrt += [1 + n_carry + i for i in split.float_xs]
+    wrt += [1 + n_carry + n_xs + i for i in split.float_consts]
+    joint = reverse(forward_body, wrt, cotangent_inputs=True, name=f"{body.graph.name}_vjp")
+    graph = Graph(f"{body.graph.name}_vjp")
+    inputs = joint.inputs
+    n_in, n_out = len(forward_body.inputs), len(forward_body.outputs)
+    seeds = inputs[n_in : n_in + n_out]
+    mapping = {inputs[0]: graph.add_input(joint.type(inputs[0]), "t")}
+    for i in split.float_carry:
+        mapping[seeds[i]] = graph.add_input(split.carry[i], f"dcarry{i}")
+    sums = [graph.add_input(split.consts[i], f"dsum{i}") for i in split.float_consts]
+    for i in range(n_carry + n_xs):
+        mapping[inputs[1 + i]] = graph.add_input(joint.type(inputs[1 + i]), joint[inputs[1 + i]].name)
+    for i in split.float_ys:
+        mapping[seeds[n_carry + i]] = graph.add_input(split.ys[i], f"dy{i}")
+    for i in range(len(split.consts)):
+        node_id = inputs[1 + n_carry + n_xs + i]
+        mapping[node_id] = graph.add_input(joint.type(node_id), joint[node_id].name)
+    for position, seed in enumerate(seeds):  # cotangents of integer results: zeros
+        mapping.setdefault(seed, graph.zeros(joint.type(seed)))
+    gradients = joint.outputs[n_out:]
+    kept = Graph.continuing(joint)
+    kept.set_outputs(gradients)
+    graph.transplant(joint, [i for i in kept.live_nodes() if joint[i].op != "input"], mapping)
+    n_c, n_x = len(split.float_carry), len(split.float_xs)
+    d_carry = [mapping[g] for g in gradients[:n_c]]
+    d_xs = [mapping[g] for g in gradients[n_c : n_c + n_x]]
+    d_consts = [graph.add("add", (s, mapping[g])) for s, g in zip(sums, gradients[n_c + n_x :])]
+    graph.set_outputs(d_carry + d_consts + d_xs)
+    return Body(graph)
+
+
+def _cotangents(g: Value, y: Value, operands: Sequence[Value], attrs: dict[str, Any]) -> list[Value | None]:
+    """The cotangent of each operand of a taped loop, from the cotangent ``g`` of its result ``y``."""
+    types = [o.type for o in operands]
+    split = _Split(types, attrs)
+    body: Body = attrs["body"]
+    backward_body = body.derived("vjp", lambda: _backward_body(body, split))
+    n_carry, n_ys = len(split.carry), len(split.ys)
+    leaves = loop_leaves(types, attrs)
+    g_leaves = unpack(g, leaves)
+    tape = unpack(y, leaves)[n_carry + n_ys :]
+    graph = g.graph
+    carry = [g_leaves[i] for i in split.float_carry]
+    sums = [Value(graph, graph.zeros(split.consts[i])) for i in split.float_consts]
+    xs = tape + list(operands[n_carry : n_carry + len(split.xs)])
+    xs += [g_leaves[n_carry + i] for i in split.float_ys]
+    consts = list(operands[n_carry + len(split.xs) :])
+    loop_attrs = {
+        "body": backward_body,
+        "length": attrs["length"],
+        "reverse": not attrs["reverse"],
+        "tape": False,
+        "n_carry": len(carry) + len(sums),
+        "n_xs": len(xs),
+    }
+    backward_operands = carry + sums + xs + consts
+    backward_types = [v.type for v in backward_operands]
+    packed = Value(graph, graph.add("loop", [v.id for v in backward_operands], loop_attrs))
+    results = unpack(packed, loop_leaves(backward_types, loop_attrs))
+    cotangents: list[Value | None] = [None] * len(operands)
+    n_c, n_k = len(split.float_carry), len(split.float_consts)
+    for i, result in zip(split.float_carry, results[:n_c]):
+        cotangents[i] = result
+    for i, result in zip(split.float_consts, results[n_c : n_c + n_k]):
+        cotangents[n_carry + len(split.xs) + i] = result
+    for i, result in zip(split.float_xs, results[n_c + n_k :]):
+        cotangents[n_carry + i] = result
+    return cotangents
+
+
+def loop_vjp(position: int, g: Value, y: Value, *operands: Value, **attrs: Any) -> Value | None:
+    """The cotangent of operand ``position`` of a loop (see the module doc)."""
+    if not attrs["tape"]:  # reverse mode tapes loops first; a loop reached otherwise runs again, taped
+        taped = {**attrs, "tape": True}
+        graph = y.graph
+        y = Value(graph, graph.add("loop", [o.id for o in operands], taped))
+        g = pack(unpack(g, loop_leaves([o.type for o in operands], attrs)) + _zero_tape(y, operands, attrs), y.dtype)
+        attrs = taped
+    return _cotangents(g, y, operands, attrs)[position]
+
+
+def _zero_tape(y: Value, operands: Sequence[Value], attrs: dict[str, Any]) -> list[Value]:
+    graph = y.graph
+    length = attrs["length"]
+    return [
+        Value(graph, graph.zeros(TensorType((length,) + o.type.shape, o.type.dtype)))
+        for o in operands[: attrs["n_carry"]]
+    ]
+
+
+RULES["loop_vjp"] = loop_vjp

@@ -1,0 +1,207 @@
+"""Structured control flow with JAX's signatures: ``scan``, ``fori_loop``, ``while_loop``, ``cond``,
+``switch`` (``jax.lax``'s, with its pytree semantics).
+
+A Python loop in a traced function is unrolled: 1,000 steps are 1,000 copies of the body. These keep
+the loop: the body is traced once, with the types of one step, into a subgraph that one ``loop``
+node runs (``chainrule.ir.control``), so compiling takes the same time for ten steps or a million.
+Values of the enclosing function that the body reads become operands of the loop, so gradients
+reach them. Called on concrete arrays outside any trace, they run at once and return arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from chainrule.errors import Loc, TraceError, UnsupportedError
+from chainrule.frontends.pytree import TreeDef, flatten, unflatten
+from chainrule.frontends.source import current_location, user_frame
+from chainrule.frontends.tracer import TraceContext, Tracer, record
+from chainrule.ir import Graph, TensorType, Value
+from chainrule.ir.control import STEP_INDEX, Body, loop_leaves, run_loop
+
+
+def scan(
+    f: Callable[[Any, Any], tuple[Any, Any]],
+    init: Any,
+    xs: Any = None,
+    length: int | None = None,
+    reverse: bool = False,
+) -> tuple[Any, Any]:
+    """``jax.lax.scan``: ``carry, y = f(carry, x)`` for each ``x`` along the leading axis of ``xs``;
+    returns the final carry and the ``y``\\ s stacked. ``xs`` may be None with ``length`` given."""
+    loc = current_location()
+    x_leaves, _, x_tree = flatten(xs, "xs")
+    x_types = [_leaf_type(leaf, "xs", loc) for leaf in x_leaves]
+    steps = _scan_length(x_types, length, loc)
+    return _loop(
+        lambda t, carry, x_args: f(carry, unflatten(x_tree, x_args)),
+        init,
+        x_leaves,
+        steps,
+        reverse,
+        loc,
+        getattr(f, "__name__", "scan"),
+    )
+
+
+def fori_loop(lower: int, upper: int, body_fun: Callable[[Any, Any], Any], init_val: Any) -> Any:
+    """``jax.lax.fori_loop``: ``val = body_fun(i, val)`` for ``i`` in ``range(lower, upper)``.
+
+    Python-int bounds make a loop of ``upper - lower`` steps that reverse mode differentiates;
+    traced bounds make a ``while_loop``."""
+    loc = current_location()
+    if isinstance(lower, Tracer) or isinstance(upper, Tracer):
+        raise UnsupportedError(
+            "fori_loop with traced bounds is not supported yet: pass the bounds as Python ints", loc
+        )
+    lower, upper = int(lower), int(upper)
+
+    def step(t: Any, carry: Any, x_args: list[Any]) -> tuple[Any, None]:
+        return body_fun(t + lower if lower else t, carry), None
+
+    carry, _ = _loop(step, init_val, [], max(upper - lower, 0), False, loc, getattr(body_fun, "__name__", "body"))
+    return carry
+
+
+# ---- tracing a body ---------------------------------------------------------------------------------
+
+
+def _leaf_type(leaf: Any, what: str, loc: Loc | None) -> TensorType:
+    """The type of one leaf of a loop's carry or inputs (a Python float is float64, as in NumPy)."""
+    if isinstance(leaf, Tracer):
+        return leaf._value.type
+    array = np.asarray(leaf)
+    if array.dtype.kind not in "biuf":
+        raise TraceError(f"a leaf of {what} is a {type(leaf).__name__}, not an array or a number", loc)
+    return TensorType(array.shape, array.dtype.name)
+
+
+def _scan_length(x_types: list[TensorType], length: int | None, loc: Loc | None) -> int:
+    lengths = {t.shape[0] if t.ndim else None for t in x_types}
+    if None in lengths:
+        raise TraceError("scan's xs must be arrays with a leading axis to scan over; a leaf is a scalar", loc)
+    if length is not None:
+        lengths.add(int(length))
+    if len(lengths) != 1:
+        if not lengths:
+            raise TraceError("scan needs xs or a length", loc)
+        raise TraceError(f"scan got leading axes of different lengths {sorted(lengths)} (xs and length)", loc)
+    return lengths.pop()
+
+
+def _outer_context(leaves: Sequence[Any]) -> TraceContext | None:
+    """The innermost trace the operands belong to, if any."""
+    contexts = [leaf._context for leaf in leaves if isinstance(leaf, Tracer)]
+    return max(contexts, key=lambda c: c.serial) if contexts else None
+
+
+def trace_body(
+    name: str,
+    fn: Callable[..., Any],
+    arg_types: Sequence[TensorType],
+    outer: TraceContext | None,
+    loc: Loc | None,
+) -> tuple[Body, TreeDef, TraceContext]:
+    """Trace ``fn`` on stand-ins of ``arg_types`` into a body graph; the body, its outputs'
+    structure and the trace (whose ``captured`` values became the inputs after ``arg_types``)."""
+    graph = Graph(name)
+    context = TraceContext(graph, nested=True, parent=outer)
+    stand_ins = [Tracer(Value(graph, graph.add_input(t, f"a{i}")), context) for i, t in enumerate(arg_types)]
+    try:
+        result = fn(*stand_ins)
+        out_leaves, _, out_tree = flatten(result, "out")
+        outputs = []
+        for leaf in out_leaves:
+            if isinstance(leaf, Tracer):
+                outputs.append(leaf._value.id if leaf._context is context else context.capture(leaf, loc))
+            else:
+                outputs.append(graph.const(np.asarray(leaf, dtype=_leaf_type(leaf, "a result", loc).dtype)))
+    finally:
+        context.open = False
+    graph.set_outputs(outputs)
+    return Body(graph), out_tree, context
+
+
+def _operand(leaf: Any, leaf_type: TensorType) -> Any:
+    """A loop operand: a traced value as it is, anything else as an array of its own type (not a weak
+    Python number, whose dtype would follow the other operands')."""
+    return leaf if isinstance(leaf, Tracer) else np.asarray(leaf, dtype=leaf_type.dtype)
+
+
+def _loop(
+    step: Callable[[Any, Any, list[Any]], tuple[Any, Any]],
+    init: Any,
+    x_leaves: list[Any],
+    length: int,
+    reverse: bool,
+    loc: Loc | None,
+    name: str,
+) -> tuple[Any, Any]:
+    carry_leaves, _, carry_tree = flatten(init, "carry")
+    carry_types = [_leaf_type(leaf, "the carry", loc) for leaf in carry_leaves]
+    x_types = [_leaf_type(leaf, "xs", loc) for leaf in x_leaves]
+    step_types = [TensorType(t.shape[1:], t.dtype) for t in x_types]
+    n_carry = len(carry_types)
+
+    def body(t: Tracer, *args: Tracer) -> tuple[list[Any], Any]:
+        carry, y = step(t, unflatten(carry_tree, list(args[:n_carry])), list(args[n_carry:]))
+        new_leaves, _, new_tree = flatten(carry, "carry")
+        if new_tree != carry_tree:
+            raise TraceError(f"the loop body returned a carry of structure {new_tree}; it came in as {carry_tree}", loc)
+        return [new_leaves, y]
+
+    outer = _outer_context(carry_leaves + x_leaves)
+    body_graph, out_tree, context = trace_body(f"{name}_body", body, [STEP_INDEX, *carry_types, *step_types], outer, loc)
+    _check_carry_types(body_graph, carry_types, loc)
+    y_tree = out_tree.children[1]
+    operands = [_operand(leaf, t) for leaf, t in zip(carry_leaves + x_leaves, carry_types + x_types)]
+    operands += context.captured
+    attrs = {
+        "body": body_graph,
+        "length": length,
+        "reverse": bool(reverse),
+        "tape": False,
+        "n_carry": n_carry,
+        "n_xs": len(x_leaves),
+    }
+    leaves = loop_leaves([_leaf_type(o, "", loc) for o in operands], attrs)
+    if context.parent is None:  # nothing traced: run it now
+        packed = run_loop(body_graph.key, length, bool(reverse), False, n_carry, len(x_leaves), tuple(operands))
+        results = _unpack_arrays(packed, leaves)
+    else:
+        results = _unpack_traced(record("loop", tuple(operands), attrs, user_frame()), leaves)
+    return unflatten(carry_tree, results[:n_carry]), unflatten(y_tree, results[n_carry:])
+
+
+def _check_carry_types(body: Body, carry_types: list[TensorType], loc: Loc | None) -> None:
+    returned = body.output_types[: len(carry_types)]
+    for position, (came, left) in enumerate(zip(carry_types, returned)):
+        if came != left:
+            raise TraceError(
+                f"leaf {position} of the loop's carry came in as {came} but the body returns {left}: "
+                "a carry keeps its shape and dtype (start it as a float, 0.0, or cast in the body)",
+                loc,
+            )
+
+
+def _unpack_arrays(packed: np.ndarray, leaves: list[TensorType]) -> list[np.ndarray]:
+    results, start = [], 0
+    for leaf in leaves:
+        results.append(packed[start : start + leaf.size].reshape(leaf.shape).astype(leaf.dtype))
+        start += leaf.size
+    return results
+
+
+def _unpack_traced(packed: Tracer, leaves: list[TensorType]) -> list[Tracer]:
+    results, start = [], 0
+    for leaf in leaves:
+        part = packed[start : start + leaf.size].reshape(leaf.shape)
+        results.append(part if part.dtype == np.dtype(leaf.dtype) else part.astype(leaf.dtype))
+        start += leaf.size
+    return results
+
+
+__all__ = ["fori_loop", "scan", "trace_body"]
