@@ -88,8 +88,9 @@ def _backward_body(body: Body, split: _Split) -> Body:
     for i in range(len(split.consts)):
         node_id = inputs[1 + n_carry + n_xs + i]
         mapping[node_id] = graph.add_input(joint.type(node_id), joint[node_id].name)
-    for position, seed in enumerate(seeds):  # cotangents of integer results: zeros
-        mapping.setdefault(seed, graph.zeros(joint.type(seed)))
+    for seed in seeds:  # cotangents of integer results: zeros
+        if seed not in mapping:
+            mapping[seed] = graph.zeros(joint.type(seed))
     gradients = joint.outputs[n_out:]
     kept = Graph.continuing(joint)
     kept.set_outputs(gradients)
@@ -162,3 +163,71 @@ def _zero_tape(y: Value, operands: Sequence[Value], attrs: dict[str, Any]) -> li
 
 
 RULES["loop_vjp"] = loop_vjp
+
+
+# ---- forward mode ---------------------------------------------------------------------------------
+
+
+def _tangent_body(body: Body, split: _Split, tangent_xs: list[int], tangent_consts: list[int]) -> Body:
+    """The step of the tangent loop. Inputs ``[t, carry, tcarry (float carry), x, tx, consts,
+    tconsts]``; outputs ``[carry', tcarry', y, ty (float ys)]``."""
+    n_c, n_x, n_k = len(split.carry), len(split.xs), len(split.consts)
+    wrt = [1 + i for i in split.float_carry] + [1 + n_c + i for i in tangent_xs]
+    wrt += [1 + n_c + n_x + i for i in tangent_consts]
+    of = split.float_carry + [n_c + i for i in split.float_ys]
+    jvp = forward(body.graph, wrt, of=of, name=f"{body.graph.name}_jvp")
+    n_in, n_fc, n_tx = 1 + n_c + n_x + n_k, len(split.float_carry), len(tangent_xs)
+    inputs = [0, *range(1, 1 + n_c), *range(n_in, n_in + n_fc), *range(1 + n_c, 1 + n_c + n_x)]
+    inputs += [
+        *range(n_in + n_fc, n_in + n_fc + n_tx),
+        *range(1 + n_c + n_x, n_in),
+        *range(n_in + n_fc + n_tx, len(wrt) + n_in),
+    ]
+    n_out = n_c + len(split.ys)
+    outputs = [*range(n_c), *range(n_out, n_out + n_fc), *range(n_c, n_out), *range(n_out + n_fc, n_out + len(of))]
+    return Body(permuted(jvp, inputs, outputs, f"{body.graph.name}_jvp"))
+
+
+def loop_jvp(tangents: list[Value | None], y: Value, *operands: Value, **attrs: Any) -> Value:
+    """The tangent of a loop's result: a loop over the body's JVP, the carry's tangent carried along."""
+    split = _Split([o.type for o in operands], attrs)
+    n_c, n_x = len(split.carry), len(split.xs)
+    tangent_xs = [i for i in split.float_xs if tangents[n_c + i] is not None]
+    tangent_consts = [i for i in split.float_consts if tangents[n_c + n_x + i] is not None]
+    body: Body = attrs["body"]
+    key = f"jvp {tangent_xs} {tangent_consts}"
+    tangent_body = body.derived(key, lambda: _tangent_body(body, split, tangent_xs, tangent_consts))
+    graph = y.graph
+
+    def tangent_or_zero(position: int) -> Value:
+        tangent = tangents[position]
+        return tangent if tangent is not None else Value(graph, graph.zeros(operands[position].type))
+
+    carry, xs, consts = operands[:n_c], operands[n_c : n_c + n_x], operands[n_c + n_x :]
+    new_operands = [*carry, *[tangent_or_zero(i) for i in split.float_carry]]
+    new_operands += [*xs, *[tangent_or_zero(n_c + i) for i in tangent_xs]]
+    new_operands += [*consts, *[tangent_or_zero(n_c + n_x + i) for i in tangent_consts]]
+    loop_attrs = {**attrs, "body": tangent_body, "n_carry": n_c + len(split.float_carry)}
+    loop_attrs["n_xs"] = n_x + len(tangent_xs)
+    new_types = [v.type for v in new_operands]
+    packed = Value(graph, graph.add("loop", [v.id for v in new_operands], loop_attrs))
+    results = unpack(packed, loop_leaves(new_types, loop_attrs))
+    n_fc, n_y = len(split.float_carry), len(split.ys)
+    tangent_carry = results[n_c : n_c + n_fc]
+    tangent_ys = results[n_c + n_fc + n_y : n_c + n_fc + n_y + len(split.float_ys)]
+    tangent_tape = results[n_c + n_fc + n_y + len(split.float_ys) + n_c :]
+    leaves = loop_leaves([o.type for o in operands], attrs)
+    parts = _spread(tangent_carry, split.float_carry, leaves[:n_c], graph)
+    parts += _spread(tangent_ys, split.float_ys, leaves[n_c : n_c + n_y], graph)
+    if attrs["tape"]:
+        parts += _spread(tangent_tape, split.float_carry, leaves[n_c + n_y :], graph)
+    return pack(parts, y.dtype)
+
+
+def _spread(values: list[Value], positions: list[int], types: list[TensorType], graph: Graph) -> list[Value]:
+    """``values`` at ``positions`` among ``types``, zeros elsewhere."""
+    by_position = dict(zip(positions, values))
+    return [by_position.get(i) or Value(graph, graph.zeros(t)) for i, t in enumerate(types)]
+
+
+RULES["loop_jvp"] = loop_jvp

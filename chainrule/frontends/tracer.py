@@ -46,12 +46,13 @@ class TraceContext:
     def capture(self, operand: Tracer, loc) -> int:
         """The id, in this graph, of ``operand``, a value of an enclosing trace (through each
         trace between them); a TraceError when it belongs to no enclosing trace."""
-        if self.nested and self.parent is None and operand._context.open:
-            self.parent = operand._context
         chain: list[TraceContext] = []
         context: TraceContext | None = self
         while context is not None and context is not operand._context:
             chain.append(context)
+            if context.nested and context.parent is None and operand._context.open:
+                # open traces nest (each runs inside the one before), so an open one is enclosing
+                context.parent = operand._context
             context = context.parent if context.nested else None
         if context is None or not context.open:
             raise TraceError(
@@ -200,7 +201,9 @@ class Tracer:
         raise TraceError(
             f"Python control flow (`if`, `while`, `and`/`or`, bool()) on a traced value of type {self.type}: "
             "its value is not known while tracing. Use np.where(condition, a, b) to choose between "
-            "values; conditions on shapes and Python values are fine.",
+            "values, cr.cond(pred, true_fn, false_fn, *operands) or cr.switch to run one branch, and "
+            "cr.while_loop(cond_fun, body_fun, init) or cr.fori_loop for a loop (a Python loop over a "
+            "traced condition cannot be unrolled); conditions on shapes and Python values are fine.",
             _here(),
         )
 

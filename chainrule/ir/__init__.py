@@ -1,6 +1,9 @@
 """The IR: types, the op table, graphs, printers. Imports nothing else from chainrule."""
 
-from chainrule.ir import control, elementwise, fused, structural  # noqa: F401  (fill the op table)
+from chainrule.ir import elementwise, fused, structural  # noqa: F401  (fill the op table)
+
+# isort: split
+from chainrule.ir import control  # noqa: F401  (loops and branches: after the ops their bodies use)
 from chainrule.ir.builder import F, Value
 from chainrule.ir.graph import ConstArray, Graph, Node
 from chainrule.ir.ops import OPS, Op

@@ -54,9 +54,7 @@ def fori_loop(lower: int, upper: int, body_fun: Callable[[Any, Any], Any], init_
     traced bounds make a ``while_loop``."""
     loc = current_location()
     if isinstance(lower, Tracer) or isinstance(upper, Tracer):
-        raise UnsupportedError(
-            "fori_loop with traced bounds is not supported yet: pass the bounds as Python ints", loc
-        )
+        raise UnsupportedError("fori_loop with traced bounds is not supported yet: pass the bounds as Python ints", loc)
     lower, upper = int(lower), int(upper)
 
     def step(t: Any, carry: Any, x_args: list[Any]) -> tuple[Any, None]:
@@ -154,7 +152,9 @@ def _loop(
         return [new_leaves, y]
 
     outer = _outer_context(carry_leaves + x_leaves)
-    body_graph, out_tree, context = trace_body(f"{name}_body", body, [STEP_INDEX, *carry_types, *step_types], outer, loc)
+    body_graph, out_tree, context = trace_body(
+        f"{name}_body", body, [STEP_INDEX, *carry_types, *step_types], outer, loc
+    )
     _check_carry_types(body_graph, carry_types, loc)
     y_tree = out_tree.children[1]
     operands = [_operand(leaf, t) for leaf, t in zip(carry_leaves + x_leaves, carry_types + x_types)]
