@@ -23,6 +23,7 @@ from chainrule.transforms import (
     Compiled,
     check_grad,
     checkpoint,
+    cond,
     fori_loop,
     grad,
     hessian,
@@ -32,9 +33,11 @@ from chainrule.transforms import (
     jvp,
     scan,
     stop_gradient,
+    switch,
     trace,
     value_and_grad,
     vjp,
+    while_loop,
 )
 
 __version__ = "0.1.0"
@@ -52,6 +55,7 @@ __all__ = [
     "UnsupportedError",
     "check_grad",
     "checkpoint",
+    "cond",
     "fori_loop",
     "from_sympy",
     "grad",
@@ -64,9 +68,11 @@ __all__ = [
     "optim",
     "scan",
     "stop_gradient",
+    "switch",
     "to_sympy",
     "trace",
     "train",
     "value_and_grad",
     "vjp",
+    "while_loop",
 ]

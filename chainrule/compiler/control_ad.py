@@ -21,8 +21,9 @@ from typing import Any
 
 from chainrule.compiler.autodiff import reverse
 from chainrule.compiler.forward import forward
+from chainrule.errors import UnsupportedError
 from chainrule.ir import Graph, Value
-from chainrule.ir.control import RULES, Body, loop_leaves, pack, tape_loops, unpack
+from chainrule.ir.control import RULES, Body, loop_leaves, pack, tape_loops, unpack, while_leaves
 from chainrule.ir.types import TensorType
 
 
@@ -231,3 +232,88 @@ def _spread(values: list[Value], positions: list[int], types: list[TensorType], 
 
 
 RULES["loop_jvp"] = loop_jvp
+
+
+# ---- switch ---------------------------------------------------------------------------------------
+
+
+def _branch_vjp(branch: Body, float_inputs: list[int]) -> Body:
+    """A branch's VJP: inputs ``[operands..., cotangents of its outputs...]``, outputs the cotangents
+    of the float operands."""
+    joint = reverse(tape_loops(branch.graph), float_inputs, cotangent_inputs=True)
+    n_out = len(branch.graph.outputs)
+    gradients = range(n_out, n_out + len(float_inputs))
+    return Body(permuted(joint, range(len(joint.inputs)), gradients, f"{branch.graph.name}_vjp"))
+
+
+def switch_vjp(position: int, g: Value, y: Value, *operands: Value, branches: tuple[Body, ...]) -> Value | None:
+    """The cotangent of a switch's operand: the same switch over the branches' VJPs (the branch
+    taken gets the gradient)."""
+    types = [o.type for o in operands[1:]]
+    float_inputs = _floats(types)
+    if position == 0 or position - 1 not in float_inputs:
+        return None
+    backward = tuple(b.derived("vjp", lambda b=b: _branch_vjp(b, float_inputs)) for b in branches)
+    graph = y.graph
+    g_leaves = unpack(g, branches[0].output_types)
+    new_operands = [*operands, *g_leaves]
+    packed = Value(graph, graph.add("switch", [v.id for v in new_operands], {"branches": backward}))
+    results = unpack(packed, backward[0].output_types)
+    return results[float_inputs.index(position - 1)]
+
+
+def _branch_jvp(branch: Body, tangent_inputs: list[int]) -> Body:
+    """A branch's JVP: inputs ``[operands..., tangents of tangent_inputs]``, outputs ``[results...,
+    tangents of the float results]``."""
+    of = _floats(branch.output_types)
+    return Body(forward(branch.graph, tangent_inputs, of=of, name=f"{branch.graph.name}_jvp"))
+
+
+def switch_jvp(tangents: list[Value | None], y: Value, *operands: Value, branches: tuple[Body, ...]) -> Value:
+    """The tangent of a switch's result: the same switch over the branches' JVPs."""
+    tangent_inputs = [p - 1 for p in range(1, len(operands)) if tangents[p] is not None and operands[p].type.is_float]
+    key = f"jvp {tangent_inputs}"
+    forward_branches = tuple(b.derived(key, lambda b=b: _branch_jvp(b, tangent_inputs)) for b in branches)
+    graph = y.graph
+    new_operands = [*operands, *[tangents[p + 1] for p in tangent_inputs]]
+    packed = Value(
+        graph, graph.add("switch", [v.id for v in new_operands if v is not None], {"branches": forward_branches})
+    )
+    out_types = branches[0].output_types
+    float_outputs = _floats(out_types)
+    results = unpack(packed, forward_branches[0].output_types)
+    return pack(_spread(results[len(out_types) :], float_outputs, out_types, graph), y.dtype)
+
+
+# ---- while ----------------------------------------------------------------------------------------
+
+
+def while_vjp(
+    position: int, g: Value, y: Value, *operands: Value, cond: Body, body: Body, n_carry: int
+) -> Value | None:
+    """The cotangent of a while loop's operand: the steps run again for the recorded trip count,
+    keeping their carries, and a backward loop over the body's VJP (``run_while_vjp``)."""
+    types = [o.type for o in operands]
+    if not types[position].is_float:
+        return None
+    split = _Split(types, {"n_carry": n_carry, "n_xs": 0, "body": body})
+    backward = body.derived("vjp", lambda: _backward_body(body, split))
+    graph = y.graph
+    leaves = while_leaves(types, {"n_carry": n_carry})
+    g_carry = unpack(g, leaves)[:n_carry]
+    count = unpack(y, leaves)[-1]
+    seeds = [g_carry[i] for i in split.float_carry]
+    seeds += [Value(graph, graph.zeros(split.consts[i])) for i in split.float_consts]
+    new_operands = [*seeds, count, *operands]
+    packed = Value(graph, graph.add("while_vjp", [v.id for v in new_operands], {"body": body, "backward": backward}))
+    results = unpack(packed, backward.output_types)
+    if position < n_carry:
+        return results[split.float_carry.index(position)]
+    return results[len(split.float_carry) + split.float_consts.index(position - n_carry)]
+
+
+def while_jvp(tangents: list[Value | None], y: Value, *operands: Value, **attrs: Any) -> Value:
+    raise UnsupportedError("forward mode through cr.while_loop is not supported yet; use cr.fori_loop or reverse mode")
+
+
+RULES.update(switch_vjp=switch_vjp, switch_jvp=switch_jvp, while_vjp=while_vjp, while_jvp=while_jvp)

@@ -253,6 +253,157 @@ register(
 NAMESPACE["run_loop"] = run_loop
 
 
+# ---- switch ---------------------------------------------------------------------------------------
+
+
+def _infer_switch(types: list[TensorType], attrs: Attrs) -> TensorType:
+    index, operands = types[0], list(types[1:])
+    if index.ndim != 0 or index.dtype[0] not in "iub":
+        raise ShapeError(f"a switch index must be an integer scalar, got {index}")
+    outputs = attrs["branches"][0].output_types
+    for number, branch in enumerate(attrs["branches"]):
+        if branch.input_types != operands:
+            raise ShapeError(
+                f"branch {number} takes {_listed(branch.input_types)}, the switch gives {_listed(operands)}"
+            )
+        if branch.output_types != outputs:
+            raise ShapeError(
+                f"branch {number} returns {_listed(branch.output_types)} but branch 0 returns {_listed(outputs)}"
+            )
+    return packed_type(outputs)
+
+
+def _render_switch(names: list[str], attrs: Attrs) -> str:
+    keys = ", ".join(str(branch.key) for branch in attrs["branches"])
+    return f"run_switch(({keys},), {names[0]}, ({', '.join(names[1:])}{',' if len(names) == 2 else ''}))"
+
+
+def run_switch(keys: tuple[int, ...], index: Any, operands: tuple) -> np.ndarray:
+    """A switch node's value: the branch ``index`` picks (clamped to the branches) run on ``operands``."""
+    branch = BODIES[keys[min(max(int(index), 0), len(keys) - 1)]]
+    return pack_arrays(branch.step()(*operands), packed_type(branch.output_types).dtype)
+
+
+register(
+    Op(
+        "switch",
+        "control",
+        None,
+        _infer_switch,
+        _render_switch,
+        vjp=_delegated_vjp("switch_vjp"),
+        jvp=_delegated_jvp("switch_jvp"),
+        flops=lambda ins, out, attrs: max(_body_flops(b) for b in attrs["branches"]),
+        batch=_no_batching,
+    )
+)
+NAMESPACE["run_switch"] = run_switch
+
+
+# ---- while ----------------------------------------------------------------------------------------
+
+
+def while_leaves(operand_types: Sequence[TensorType], attrs: Attrs) -> list[TensorType]:
+    """The types packed into a while loop's result: the final carry, then the trip count."""
+    return list(operand_types[: attrs["n_carry"]]) + [STEP_INDEX]
+
+
+def _infer_while(types: list[TensorType], attrs: Attrs) -> TensorType:
+    n_carry, cond, body = attrs["n_carry"], attrs["cond"], attrs["body"]
+    if cond.input_types != list(types) or cond.output_types[0].shape != () or len(cond.output_types) != 1:
+        raise ShapeError(f"a while loop's condition takes {_listed(cond.input_types)} and returns one scalar")
+    if body.input_types != [STEP_INDEX] + list(types) or body.output_types != list(types[:n_carry]):
+        raise ShapeError(
+            f"a while loop's body takes {_listed(body.input_types)} and returns {_listed(body.output_types)}; "
+            f"the loop carries {_listed(types[:n_carry])}"
+        )
+    return packed_type(while_leaves(types, attrs))
+
+
+def _render_while(names: list[str], attrs: Attrs) -> str:
+    keys = f"{attrs['cond'].key}, {attrs['body'].key}, {attrs['n_carry']}"
+    return f"run_while({keys}, ({', '.join(names)}{',' if len(names) == 1 else ''}))"
+
+
+def run_while(cond_key: int, body_key: int, n_carry: int, operands: tuple) -> np.ndarray:
+    """A while node's value: the body run while the condition holds; the final carry and the count."""
+    test, step = BODIES[cond_key].step(), BODIES[body_key].step()
+    carry, consts = list(operands[:n_carry]), tuple(operands[n_carry:])
+    count = 0
+    while test(*carry, *consts)[0]:
+        carry = list(step(np.int64(count), *carry, *consts))
+        count += 1
+    types = BODIES[body_key].output_types
+    return pack_arrays([*carry, count], packed_type(types + [STEP_INDEX]).dtype)
+
+
+def run_while_vjp(body_key: int, backward_key: int, operands: tuple) -> np.ndarray:
+    """The cotangents of a while loop's carry and closed-over values: the forward steps run again
+    for the trip count the forward loop recorded, keeping the carries (a tape that grows as they
+    run), then the backward loop over the body's VJP. Operands: ``[backward carry..., count,
+    carry..., consts...]`` (the backward carry as ``run_loop`` takes it)."""
+    body, backward = BODIES[body_key], BODIES[backward_key]
+    n_carry = len(body.output_types)
+    n_backward = len(backward.output_types)
+    seeds, count = operands[:n_backward], int(operands[n_backward])
+    carry, consts = list(operands[n_backward + 1 : n_backward + 1 + n_carry]), operands[n_backward + 1 + n_carry :]
+    step = body.step()
+    tape: list[list[Any]] = [[] for _ in carry]
+    for t in range(count):
+        for record, value in zip(tape, carry):
+            record.append(value)
+        carry = list(step(np.int64(t), *carry, *consts))
+    stacked = [np.asarray(r) if r else np.zeros((0,) + t.shape, t.dtype) for r, t in zip(tape, body.output_types)]
+    return run_loop(backward_key, count, True, False, n_backward, n_carry, (*seeds, *stacked, *consts))
+
+
+register(
+    Op(
+        "while",
+        "control",
+        None,
+        _infer_while,
+        _render_while,
+        vjp=_delegated_vjp("while_vjp"),
+        jvp=_delegated_jvp("while_jvp"),
+        flops=lambda ins, out, attrs: _body_flops(attrs["body"]) + _body_flops(attrs["cond"]),
+        batch=_no_batching,
+    )
+)
+NAMESPACE["run_while"] = run_while
+
+
+def _infer_while_vjp(types: list[TensorType], attrs: Attrs) -> TensorType:
+    return packed_type(attrs["backward"].output_types)
+
+
+def _render_while_vjp(names: list[str], attrs: Attrs) -> str:
+    return f"run_while_vjp({attrs['body'].key}, {attrs['backward'].key}, ({', '.join(names)},))"
+
+
+def _no_second_derivative(position: int) -> Callable[..., Value | None]:
+    def rule(*args: Any, **attrs: Any) -> Value | None:
+        raise UnsupportedError("second derivatives through cr.while_loop are not supported; use cr.fori_loop")
+
+    return rule
+
+
+register(
+    Op(
+        "while_vjp",
+        "control",
+        None,
+        _infer_while_vjp,
+        _render_while_vjp,
+        vjp=_no_second_derivative,
+        jvp=lambda *args, **attrs: _no_second_derivative(0)(),
+        flops=lambda ins, out, attrs: 3 * _body_flops(attrs["body"]),
+        batch=_no_batching,
+    )
+)
+NAMESPACE["run_while_vjp"] = run_while_vjp
+
+
 def tape_loops(graph: Graph) -> Graph:
     """``graph`` with every loop keeping its tape (the carries each step started from), which
     reverse mode reads; ``graph`` itself when it has no loop without one."""

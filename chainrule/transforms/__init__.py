@@ -11,7 +11,7 @@ from chainrule.frontends.tracer import stop_gradient
 from chainrule.transforms.check_grad import check_grad
 from chainrule.transforms.checkpoint import checkpoint
 from chainrule.transforms.compiled import Compiled, grad, jit, trace, value_and_grad
-from chainrule.transforms.control_flow import fori_loop, scan
+from chainrule.transforms.control_flow import cond, fori_loop, scan, switch, while_loop
 from chainrule.transforms.dense import hessian, jacobian
 from chainrule.transforms.higher_order import hvp, jvp, vjp
 
@@ -19,6 +19,7 @@ __all__ = [
     "Compiled",
     "check_grad",
     "checkpoint",
+    "cond",
     "fori_loop",
     "grad",
     "hessian",
@@ -28,7 +29,9 @@ __all__ = [
     "jvp",
     "scan",
     "stop_gradient",
+    "switch",
     "trace",
     "value_and_grad",
     "vjp",
+    "while_loop",
 ]

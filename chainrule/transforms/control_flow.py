@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from chainrule.errors import Loc, TraceError, UnsupportedError
+from chainrule.errors import Loc, TraceError
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
 from chainrule.frontends.source import current_location, user_frame
 from chainrule.frontends.tracer import TraceContext, Tracer, record
 from chainrule.ir import Graph, TensorType, Value
-from chainrule.ir.control import STEP_INDEX, Body, loop_leaves, run_loop
+from chainrule.ir.control import STEP_INDEX, Body, loop_leaves, run_loop, run_while
 
 
 def scan(
@@ -54,7 +54,12 @@ def fori_loop(lower: int, upper: int, body_fun: Callable[[Any, Any], Any], init_
     traced bounds make a ``while_loop``."""
     loc = current_location()
     if isinstance(lower, Tracer) or isinstance(upper, Tracer):
-        raise UnsupportedError("fori_loop with traced bounds is not supported yet: pass the bounds as Python ints", loc)
+        counted = while_loop(
+            lambda state: state[0] < upper,
+            lambda state: (state[0] + 1, body_fun(state[0], state[1])),
+            (lower if isinstance(lower, Tracer) else np.int64(lower), init_val),
+        )
+        return counted[1]
     lower, upper = int(lower), int(upper)
 
     def step(t: Any, carry: Any, x_args: list[Any]) -> tuple[Any, None]:
@@ -204,4 +209,129 @@ def _unpack_traced(packed: Tracer, leaves: list[TensorType]) -> list[Tracer]:
     return results
 
 
-__all__ = ["fori_loop", "scan", "trace_body"]
+# ---- branches and while loops -----------------------------------------------------------------------
+
+
+def _with_inputs(body: Body, leading: int, captured: list[Tracer], union: list[Tracer]) -> Body:
+    """``body`` (inputs: ``leading`` own ones, then ``captured``) taking every value of ``union``
+    after its own inputs, so that bodies traced apart share one operand list."""
+    if [id(t) for t in captured] == [id(t) for t in union]:
+        return body
+    graph = body.graph
+    result = Graph(graph.name)
+    mapping = {i: result.add_input(graph.type(i), graph[i].name) for i in graph.inputs[:leading]}
+    own = {_key(t): graph.inputs[leading + k] for k, t in enumerate(captured)}
+    for value in union:
+        node_id = result.add_input(value._value.type, value._value.graph[value._value.id].name)
+        if _key(value) in own:
+            mapping[own[_key(value)]] = node_id
+    result.transplant(graph, [i for i in range(len(graph)) if graph[i].op != "input"], mapping)
+    result.set_outputs([mapping[o] for o in graph.outputs])
+    return Body(result)
+
+
+def _key(value: Tracer) -> tuple[int, int]:
+    return id(value._value.graph), value._value.id
+
+
+def _union(contexts: Sequence[TraceContext]) -> list[Tracer]:
+    union: dict[tuple[int, int], Tracer] = {}
+    for context in contexts:
+        for value in context.captured:
+            union.setdefault(_key(value), value)
+    return list(union.values())
+
+
+def switch(index: Any, branches: Sequence[Callable[..., Any]], *operands: Any) -> Any:
+    """``jax.lax.switch``: ``branches[index](*operands)``, ``index`` clamped to the branches. Every
+    branch is traced; the one ``index`` picks runs, and the gradient flows through it alone."""
+    loc = current_location()
+    if not branches:
+        raise TraceError("switch needs at least one branch", loc)
+    if not isinstance(index, Tracer):
+        return branches[min(max(int(index), 0), len(branches) - 1)](*operands)
+    if index._value.type.ndim != 0 or index._value.type.dtype[0] not in "iub":
+        raise TraceError(f"a switch index must be an integer scalar, got {index._value.type}", loc)
+    leaves, _, tree = flatten(operands, "operands")
+    types = [_leaf_type(leaf, "the operands", loc) for leaf in leaves]
+    outer = _outer_context([index, *leaves])
+    traced = [
+        trace_body(
+            f"{getattr(b, '__name__', 'branch')}_branch".replace("<lambda>", "fn"),
+            lambda *args, b=b: b(*unflatten(tree, list(args))),
+            types,
+            outer,
+            loc,
+        )
+        for b in branches
+    ]
+    trees = {out_tree for _, out_tree, _ in traced}
+    if len(trees) != 1:
+        raise TraceError(f"the branches return different structures: {', '.join(map(str, trees))}", loc)
+    union = _union([context for _, _, context in traced])
+    bodies = tuple(_with_inputs(body, len(types), context.captured, union) for body, _, context in traced)
+    for number, body in enumerate(bodies[1:], 1):
+        if body.output_types != bodies[0].output_types:
+            raise TraceError(
+                f"branch {number} returns {[str(t) for t in body.output_types]} but branch 0 returns "
+                f"{[str(t) for t in bodies[0].output_types]}: branches must agree in shapes and dtypes",
+                loc,
+            )
+    values = [index, *[_operand(leaf, t) for leaf, t in zip(leaves, types)], *union]
+    packed = record("switch", tuple(values), {"branches": bodies}, user_frame())
+    return unflatten(trees.pop(), _unpack_traced(packed, bodies[0].output_types))
+
+
+def cond(pred: Any, true_fun: Callable[..., Any], false_fun: Callable[..., Any], *operands: Any) -> Any:
+    """``jax.lax.cond``: ``true_fun(*operands)`` if ``pred`` else ``false_fun(*operands)``; only the
+    branch taken runs, and the gradient is the taken branch's."""
+    if isinstance(pred, Tracer):
+        if pred._value.type.ndim != 0:
+            raise TraceError(f"cond needs a scalar predicate, got {pred._value.type}", current_location())
+        pred = pred.astype(np.int64) if pred._value.type.dtype == "bool" else (pred != 0).astype(np.int64)
+    elif np.ndim(pred) != 0:
+        raise TraceError(f"cond needs a scalar predicate, got an array of shape {np.shape(pred)}", current_location())
+    else:
+        pred = int(bool(pred))
+    return switch(pred, (false_fun, true_fun), *operands)
+
+
+def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any], init_val: Any) -> Any:
+    """``jax.lax.while_loop``: ``val = body_fun(val)`` while ``cond_fun(val)``. Unlike JAX's, reverse
+    mode works: the backward pass runs the steps again for the trip count the forward loop counted,
+    keeping the carries, and then a backward loop over the body's VJP."""
+    loc = current_location()
+    leaves, _, tree = flatten(init_val, "carry")
+    types = [_leaf_type(leaf, "the carry", loc) for leaf in leaves]
+    outer = _outer_context(leaves)
+
+    def test(*args: Tracer) -> Any:
+        return cond_fun(unflatten(tree, list(args)))
+
+    def step(t: Tracer, *args: Tracer) -> Any:
+        new_leaves, _, new_tree = flatten(body_fun(unflatten(tree, list(args))), "carry")
+        if new_tree != tree:
+            raise TraceError(f"the loop body returned a carry of structure {new_tree}; it came in as {tree}", loc)
+        return new_leaves
+
+    name = getattr(body_fun, "__name__", "body").replace("<lambda>", "fn")
+    cond_body, _, cond_context = trace_body(f"{name}_cond", test, types, outer, loc)
+    step_body, _, step_context = trace_body(f"{name}_body", step, [STEP_INDEX, *types], outer, loc)
+    if len(cond_body.output_types) != 1 or cond_body.output_types[0].ndim != 0:
+        raise TraceError(f"while_loop's cond_fun must return one scalar, got {cond_body.output_types}", loc)
+    _check_carry_types(step_body, types, loc)
+    union = _union([cond_context, step_context])
+    cond_body = _with_inputs(cond_body, len(types), cond_context.captured, union)
+    step_body = _with_inputs(step_body, 1 + len(types), step_context.captured, union)
+    operands = [*[_operand(leaf, t) for leaf, t in zip(leaves, types)], *union]
+    result_types = [*types, STEP_INDEX]
+    if cond_context.parent is None and step_context.parent is None:
+        packed = run_while(cond_body.key, step_body.key, len(types), tuple(operands))
+        results: list[Any] = _unpack_arrays(packed, result_types)
+    else:
+        attrs = {"cond": cond_body, "body": step_body, "n_carry": len(types)}
+        results = _unpack_traced(record("while", tuple(operands), attrs, user_frame()), result_types)
+    return unflatten(tree, results[: len(types)])
+
+
+__all__ = ["cond", "fori_loop", "scan", "switch", "trace_body", "while_loop"]

@@ -73,7 +73,9 @@ declare(OPS["getitem"], Strategy(VIEW, views.index_view))  # an integer-array in
 declare(OPS["matmul"], Strategy(GEMM))  # on integers, or of many batch elements: NumPy
 declare(OPS["concatenate"], Strategy(FALLBACK))
 declare(OPS["scatter_add"], Strategy(FALLBACK))
-declare(OPS["loop"], Strategy(FALLBACK))  # the body runs as NumPy code, one call a step
+# loops and branches run their bodies as NumPy code (one call a step), called back from native code
+for _control in ("loop", "switch", "while", "while_vjp"):
+    declare(OPS[_control], Strategy(FALLBACK))
 
 
 # ---- reductions ---------------------------------------------------------------------------------
