@@ -213,3 +213,92 @@ def test_python_if_on_a_traced_value_points_to_the_structured_forms():
         cr.grad(loss)(1.0)
     message = str(info.value)
     assert "cr.cond" in message and "cr.while_loop" in message and "np.where" in message
+
+
+def branchy(cond):
+    """A model whose branch depends on the data: sin(x) * w when sum(x) > 0, else x**2 + w."""
+
+    def loss(x, w):
+        return np.sum(cond(np.sum(x) > 0, lambda a: np.sin(a) * w, lambda a: a**2 + w, x))
+
+    return loss
+
+
+def python_cond(pred, true_fun, false_fun, *operands):
+    return true_fun(*operands) if pred else false_fun(*operands)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_cond_runs_and_differentiates_the_branch_taken(sign, backend):
+    x, w = sign * np.array([0.3, 0.5]), 1.3
+    model, reference = branchy(cr.cond), branchy(python_cond)
+    assert cr.jit(model, backend=backend)(x, w) == pytest.approx(reference(x, w), rel=1e-14)
+    for argnum in (0, 1):
+        gradient = cr.grad(model, argnums=argnum, backend=backend)(x, w)
+        assert relative_error(gradient, numerical_gradient(reference, (x, w), argnum)) < 1e-7
+    _, tangent = cr.jvp(model, (x, w), (np.array([1.0, -2.0]), 0.5))
+    grads = cr.grad(model, argnums=(0, 1))(x, w)
+    assert tangent == pytest.approx(grads[0] @ np.array([1.0, -2.0]) + grads[1] * 0.5, rel=1e-12)
+
+
+def test_one_compiled_cond_serves_both_branches():
+    compiled = cr.grad(branchy(cr.cond))
+    for x in (np.array([0.3, 0.5]), np.array([-0.3, -0.5])):
+        expected = numerical_gradient(branchy(python_cond), (x, 1.3), 0)
+        assert relative_error(compiled(x, 1.3), expected) < 1e-7
+    assert len(compiled._cache) == 1  # one specialization: the branch is chosen at run time
+
+
+def test_switch_clamps_its_index_and_differentiates_the_chosen_branch():
+    branches = [lambda a: a, lambda a: 2.0 * a, lambda a: np.exp(a)]
+
+    def model(x, k):
+        return np.sum(cr.switch(k + np.int64(0) * np.sum(x).astype(np.int64), branches, x))
+
+    x = np.array([0.2, 0.4])
+    for k, expected in [(-3, np.ones(2)), (1, 2.0 * np.ones(2)), (2, np.exp(x)), (7, np.exp(x))]:
+        np.testing.assert_allclose(cr.grad(model)(x, np.int64(k)), expected, rtol=1e-14)
+
+
+def test_branches_that_disagree_in_type_are_a_trace_error():
+    def model(x):
+        return cr.cond(np.sum(x) > 0, lambda a: a, lambda a: np.sum(a), x)
+
+    with pytest.raises(cr.TraceError, match="branch 1 returns"):
+        cr.jit(model)(np.ones(3))
+
+
+def halving(while_loop):
+    def loss(x):
+        value, count = while_loop(lambda c: c[0] < 10.0, lambda c: (c[0] * x + 1.0, c[1] + 1), (1.0, np.int64(0)))
+        return value * count
+
+    return loss
+
+
+def python_while(cond_fun, body_fun, value):
+    while cond_fun(value):
+        value = body_fun(value)
+    return value
+
+
+def test_while_loop_value_and_reverse_mode(backend):
+    model, reference = halving(cr.while_loop), halving(python_while)
+    compiled = cr.grad(model, backend=backend)
+    for x in (1.5, 1.2, 2.5):  # different trip counts, one compiled function
+        assert cr.jit(model, backend=backend)(x) == pytest.approx(reference(x), rel=1e-14)
+        assert relative_error(compiled(x), numerical_gradient(reference, (x,), 0)) < 1e-7
+
+
+def test_fori_loop_with_a_traced_bound_is_a_while_loop():
+    def model(x, n):
+        return cr.fori_loop(0, n, lambda i, c: c * x + 0.1 * i, 1.0)
+
+    def reference(x, n):
+        return python_fori(0, int(n), lambda i, c: c * x + 0.1 * i, 1.0)
+
+    for n in (0, 3, 6):
+        assert cr.jit(model)(1.1, np.int64(n)) == pytest.approx(reference(1.1, n), rel=1e-14)
+        gradient = cr.grad(model)(1.1, np.int64(n))
+        assert relative_error(gradient, numerical_gradient(lambda x, n=n: reference(x, n), (1.1,), 0)) < 1e-7
+    assert "= while[" in str(cr.trace(model, 1.1, np.int64(3)))

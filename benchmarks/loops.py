@@ -1,0 +1,82 @@
+"""Loops that stay loops: compile time and run time of the RK4 pendulum's gradient.
+
+    python3 benchmarks/loops.py [--repeats 5] [--backend numpy]    # about a minute; prints one table
+
+The gradient of the final angle with respect to the damping (examples/pendulum_rk4.py), with the
+integrator written two ways: ``cr.fori_loop`` (one loop node; the step is traced once) and the
+plain Python loop, which tracing unrolls into a copy of the step per step. Compile time is a first
+call (trace, differentiate, optimize, generate code, run once) minus the median of later calls;
+each row is the median over ``--repeats`` fresh compilations. The unrolled form runs at 10 and 100
+steps only: it grows with the trip count, and the issue measured ~17 s at 1,000. Ratios are
+against the fori_loop at the same trip count, measured in the same process. The machine is shared:
+expect noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from statistics import median
+
+try:
+    import chainrule as cr
+except ImportError:  # run from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import chainrule as cr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from pendulum_rk4 import final_angle, rk4_step
+
+
+def unrolled(damping, steps):
+    state = (1.0, 0.0)
+    for _ in range(steps):
+        state = rk4_step(state, damping)
+    return state[0]
+
+
+def measure(fn, steps: int, repeats: int, backend: str) -> tuple[float, float]:
+    """(median compile seconds, median seconds per call) of cr.grad(fn) at ``steps`` steps."""
+    compiles, calls = [], []
+    for _ in range(repeats):
+        gradient = cr.grad(fn, backend=backend)
+        start = time.perf_counter()
+        gradient(0.5, steps)
+        first = time.perf_counter() - start
+        runs = []
+        for _ in range(3):
+            start = time.perf_counter()
+            gradient(0.5, steps)
+            runs.append(time.perf_counter() - start)
+        compiles.append(max(first - median(runs), 0.0))
+        calls.append(median(runs))
+    return median(compiles), median(calls)
+
+
+def main(argv=None) -> list[tuple]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--backend", default="numpy", choices=["numpy", "llvm"])
+    args = parser.parse_args(argv)
+    rows = []
+    loop_compile: dict[int, float] = {}
+    for steps in (10, 100, 1_000, 10_000):
+        compile_s, call_s = measure(final_angle, steps, args.repeats, args.backend)
+        loop_compile[steps] = compile_s
+        rows.append(("fori_loop", steps, compile_s, call_s, 1.0))
+    for steps in (10, 100):
+        compile_s, call_s = measure(unrolled, steps, args.repeats, args.backend)
+        rows.append(("unrolled", steps, compile_s, call_s, compile_s / loop_compile[steps]))
+    print(f"RK4 pendulum, d(final angle)/d(damping), {args.backend} backend, medians of {args.repeats} compilations")
+    print(f"{'integrator':<11} {'steps':>6} {'compile s':>10} {'call ms':>9} {'us/step':>8} {'compile / loop':>15}")
+    for name, steps, compile_s, call_s, ratio in rows:
+        print(
+            f"{name:<11} {steps:>6} {compile_s:>10.3f} {call_s * 1e3:>9.2f} {call_s / steps * 1e6:>8.1f} {ratio:>14.1f}x"
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    main()
