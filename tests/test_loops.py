@@ -288,6 +288,10 @@ def test_while_loop_value_and_reverse_mode(backend):
     for x in (1.5, 1.2, 2.5):  # different trip counts, one compiled function
         assert cr.jit(model, backend=backend)(x) == pytest.approx(reference(x), rel=1e-14)
         assert relative_error(compiled(x), numerical_gradient(reference, (x,), 0)) < 1e-7
+        # (0-d arrays: cr.jvp's llvm fast path for scalar arguments mishandles the tangent tuple, on main too)
+        value, tangent = cr.jvp(model, (np.asarray(x),), (np.asarray(1.0),), backend=backend)
+        assert value == pytest.approx(reference(x), rel=1e-14)
+        assert tangent == pytest.approx(compiled(x), rel=1e-12)
 
 
 def test_fori_loop_with_a_traced_bound_is_a_while_loop():
@@ -302,3 +306,20 @@ def test_fori_loop_with_a_traced_bound_is_a_while_loop():
         gradient = cr.grad(model)(1.1, np.int64(n))
         assert relative_error(gradient, numerical_gradient(lambda x, n=n: reference(x, n), (1.1,), 0)) < 1e-7
     assert "= while[" in str(cr.trace(model, 1.1, np.int64(3)))
+
+
+def test_grad_of_grad_differentiates_the_backward_loop_and_its_tape():
+    def model(scan):
+        def f(x):
+            carry, ys = scan(lambda c, xi: (np.sin(c) * xi, c**2), x, np.linspace(0.5, 1.5, 4))
+            return np.sum(carry + np.sum(ys, axis=0))
+
+        return f
+
+    def squared_gradient(scan):
+        return lambda x: np.sum(cr.grad(model(scan))(x) ** 2)
+
+    x = np.array([0.3, 0.7])
+    reference = cr.grad(squared_gradient(python_scan))  # the unrolled loop, differentiated twice
+    np.testing.assert_allclose(cr.grad(squared_gradient(cr.scan))(x), reference(x), rtol=1e-12)
+    np.testing.assert_allclose(cr.hessian(model(cr.scan))(x), cr.hessian(model(python_scan))(x), rtol=1e-12)

@@ -16,12 +16,12 @@ differentiated again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 from chainrule.compiler.autodiff import reverse
 from chainrule.compiler.forward import forward
-from chainrule.errors import UnsupportedError
 from chainrule.ir import Graph, Value
 from chainrule.ir.control import RULES, Body, loop_leaves, pack, tape_loops, unpack, while_leaves
 from chainrule.ir.types import TensorType
@@ -65,9 +65,11 @@ class _Split:
         self.float_ys = _floats(self.ys)
 
 
-def _backward_body(body: Body, split: _Split) -> Body:
+def _backward_body(body: Body, split: _Split, tape_cotangents: bool = False) -> Body:
     """The step of the backward loop. Inputs: ``[t, dcarry (float carry), dconst sums (float consts),
-    tape_t (carry), x_t, dy_t (float ys), consts]``; outputs: ``[dcarry, dconst sums, dx_t (float xs)]``."""
+    tape_t (carry), x_t, dy_t (float ys), dtape_t (float carry, with tape_cotangents), consts]``;
+    outputs: ``[dcarry, dconst sums, dx_t (float xs)]``. A tape's cotangent (second order: the
+    backward loop read the tape) joins the carry's at the step that started from that carry."""
     forward_body = tape_loops(body.graph)
     n_carry, n_xs = len(split.carry), len(split.xs)
     wrt = [1 + i for i in split.float_carry]
@@ -86,6 +88,7 @@ def _backward_body(body: Body, split: _Split) -> Body:
         mapping[inputs[1 + i]] = graph.add_input(joint.type(inputs[1 + i]), joint[inputs[1 + i]].name)
     for i in split.float_ys:
         mapping[seeds[n_carry + i]] = graph.add_input(split.ys[i], f"dy{i}")
+    tapes = [graph.add_input(split.carry[i], f"dtape{i}") for i in split.float_carry] if tape_cotangents else []
     for i in range(len(split.consts)):
         node_id = inputs[1 + n_carry + n_xs + i]
         mapping[node_id] = graph.add_input(joint.type(node_id), joint[node_id].name)
@@ -98,6 +101,7 @@ def _backward_body(body: Body, split: _Split) -> Body:
     graph.transplant(joint, [i for i in kept.live_nodes() if joint[i].op != "input"], mapping)
     n_c, n_x = len(split.float_carry), len(split.float_xs)
     d_carry = [mapping[g] for g in gradients[:n_c]]
+    d_carry = [graph.add("add", (d, tape)) for d, tape in zip(d_carry, tapes)] if tapes else d_carry
     d_xs = [mapping[g] for g in gradients[n_c : n_c + n_x]]
     d_consts = [graph.add("add", (s, mapping[g])) for s, g in zip(sums, gradients[n_c + n_x :])]
     graph.set_outputs(d_carry + d_consts + d_xs)
@@ -109,9 +113,12 @@ def _cotangents(g: Value, y: Value, operands: Sequence[Value], attrs: dict[str, 
     types = [o.type for o in operands]
     split = _Split(types, attrs)
     body: Body = attrs["body"]
-    backward_body = body.derived("vjp", lambda: _backward_body(body, split))
     n_carry, n_ys = len(split.carry), len(split.ys)
     leaves = loop_leaves(types, attrs)
+    tape_start = sum(t.size for t in leaves[: n_carry + n_ys])
+    tape_cotangents = not _slice_is_zero(g, tape_start, g.type.size)
+    kind = "vjp with tape cotangents" if tape_cotangents else "vjp"
+    backward_body = body.derived(kind, lambda: _backward_body(body, split, tape_cotangents))
     g_leaves = unpack(g, leaves)
     tape = unpack(y, leaves)[n_carry + n_ys :]
     graph = g.graph
@@ -119,6 +126,7 @@ def _cotangents(g: Value, y: Value, operands: Sequence[Value], attrs: dict[str, 
     sums = [Value(graph, graph.zeros(split.consts[i])) for i in split.float_consts]
     xs = tape + list(operands[n_carry : n_carry + len(split.xs)])
     xs += [g_leaves[n_carry + i] for i in split.float_ys]
+    xs += [g_leaves[n_carry + n_ys + i] for i in split.float_carry] if tape_cotangents else []
     consts = list(operands[n_carry + len(split.xs) :])
     loop_attrs = {
         "body": backward_body,
@@ -141,6 +149,28 @@ def _cotangents(g: Value, y: Value, operands: Sequence[Value], attrs: dict[str, 
     for i, result in zip(split.float_xs, results[n_c + n_k :]):
         cotangents[n_carry + i] = result
     return cotangents
+
+
+def _slice_is_zero(packed: Value, start: int, stop: int) -> bool:
+    """Is ``packed[start:stop]`` zero by construction (a sum of zeros and of scatters elsewhere)? The
+    cotangent of a loop's tape is, unless the tape itself was read (by a backward loop)."""
+    if start >= stop:
+        return True
+    graph = packed.graph
+    pending = [packed.id]
+    while pending:
+        node = graph[pending.pop()]
+        if node.op == "add":
+            pending.extend(node.args)
+        elif node.op == "scatter_add":
+            index = node.params["index"]
+            if len(index) != 1 or index[0][0] != "slice" or index[0][3] is not None:
+                return False
+            if index[0][1] < stop and start < index[0][2]:
+                return False
+        elif node.op != "zeros":
+            return False
+    return True
 
 
 def loop_vjp(position: int, g: Value, y: Value, *operands: Value, **attrs: Any) -> Value | None:
@@ -253,7 +283,7 @@ def switch_vjp(position: int, g: Value, y: Value, *operands: Value, branches: tu
     float_inputs = _floats(types)
     if position == 0 or position - 1 not in float_inputs:
         return None
-    backward = tuple(b.derived("vjp", lambda b=b: _branch_vjp(b, float_inputs)) for b in branches)
+    backward = tuple(b.derived("vjp", functools.partial(_branch_vjp, b, float_inputs)) for b in branches)
     graph = y.graph
     g_leaves = unpack(g, branches[0].output_types)
     new_operands = [*operands, *g_leaves]
@@ -273,7 +303,7 @@ def switch_jvp(tangents: list[Value | None], y: Value, *operands: Value, branche
     """The tangent of a switch's result: the same switch over the branches' JVPs."""
     tangent_inputs = [p - 1 for p in range(1, len(operands)) if tangents[p] is not None and operands[p].type.is_float]
     key = f"jvp {tangent_inputs}"
-    forward_branches = tuple(b.derived(key, lambda b=b: _branch_jvp(b, tangent_inputs)) for b in branches)
+    forward_branches = tuple(b.derived(key, functools.partial(_branch_jvp, b, tangent_inputs)) for b in branches)
     graph = y.graph
     new_operands = [*operands, *[tangents[p + 1] for p in tangent_inputs]]
     packed = Value(
@@ -312,8 +342,61 @@ def while_vjp(
     return results[len(split.float_carry) + split.float_consts.index(position - n_carry)]
 
 
-def while_jvp(tangents: list[Value | None], y: Value, *operands: Value, **attrs: Any) -> Value:
-    raise UnsupportedError("forward mode through cr.while_loop is not supported yet; use cr.fori_loop or reverse mode")
+def widened(graph: Graph, layout: Sequence[int | TensorType], name: str) -> Graph:
+    """``graph`` taking the inputs ``layout`` lists: an int is one of its inputs (by position), a
+    type a new input it does not read."""
+    result = Graph(name)
+    mapping: dict[int, int] = {}
+    for k, item in enumerate(layout):
+        if isinstance(item, int):
+            node_id = graph.inputs[item]
+            mapping[node_id] = result.add_input(graph.type(node_id), graph[node_id].name)
+        else:
+            result.add_input(item, f"unused{k}")
+    result.transplant(graph, [i for i in graph.live_nodes() if graph[i].op != "input"], mapping)
+    result.set_outputs([mapping[o] for o in graph.outputs])
+    return result
+
+
+def _tangent_while(
+    cond: Body, body: Body, types: list[TensorType], n_carry: int, tangent_consts: list[int]
+) -> tuple[Body, Body]:
+    """The condition and body of the tangent while loop, whose carry is ``[carry, tcarry]`` and
+    closed-over values ``[consts, tconsts]``."""
+    n_k, float_carry = len(types) - n_carry, _floats(types[:n_carry])
+    wrt = [1 + i for i in float_carry] + [1 + n_carry + k for k in tangent_consts]
+    jvp = forward(body.graph, wrt, of=float_carry, name=f"{body.graph.name}_jvp")
+    n_in = 1 + n_carry + n_k
+    order = [0, *range(1, 1 + n_carry), *range(n_in, n_in + len(float_carry)), *range(1 + n_carry, n_in)]
+    order += range(n_in + len(float_carry), n_in + len(wrt))
+    tangent_body = Body(permuted(jvp, order, range(len(jvp.outputs)), jvp.name))
+    layout: list[int | TensorType] = [*range(n_carry), *[types[i] for i in float_carry], *range(n_carry, n_carry + n_k)]
+    layout += [types[n_carry + k] for k in tangent_consts]
+    return Body(widened(cond.graph, layout, f"{cond.graph.name}_jvp")), tangent_body
+
+
+def while_jvp(tangents: list[Value | None], y: Value, *operands: Value, cond: Body, body: Body, n_carry: int) -> Value:
+    """The tangent of a while loop's result: a while loop over the body's JVP, the tangent of the
+    carry carried beside it (the condition reads the primal carry only)."""
+    types = [o.type for o in operands]
+    float_carry = _floats(types[:n_carry])
+    tangent_consts = [k for k in _floats(types[n_carry:]) if tangents[n_carry + k] is not None]
+    key = f"jvp {tangent_consts}"
+    new_cond, new_body = body.derived(key, lambda: _tangent_while(cond, body, types, n_carry, tangent_consts))
+    graph = y.graph
+
+    def tangent_or_zero(position: int) -> Value:
+        tangent = tangents[position]
+        return tangent if tangent is not None else Value(graph, graph.zeros(types[position]))
+
+    new_operands = [*operands[:n_carry], *[tangent_or_zero(i) for i in float_carry], *operands[n_carry:]]
+    new_operands += [tangent_or_zero(n_carry + k) for k in tangent_consts]
+    attrs = {"cond": new_cond, "body": new_body, "n_carry": n_carry + len(float_carry)}
+    packed = Value(graph, graph.add("while", [v.id for v in new_operands], attrs))
+    results = unpack(packed, while_leaves([v.type for v in new_operands], attrs))
+    leaves = while_leaves(types, {"n_carry": n_carry})
+    parts = _spread(results[n_carry : n_carry + len(float_carry)], float_carry, leaves[:n_carry], graph)
+    return pack([*parts, Value(graph, graph.zeros(leaves[-1]))], y.dtype)
 
 
 RULES.update(switch_vjp=switch_vjp, switch_jvp=switch_jvp, while_vjp=while_vjp, while_jvp=while_jvp)

@@ -64,6 +64,8 @@ class Body:
     def __str__(self) -> str:
         return f"{{{self.graph.name}}}"
 
+    __repr__ = __str__
+
     @property
     def output_types(self) -> list[TensorType]:
         return [self.graph.type(o) for o in self.graph.outputs]
@@ -388,6 +390,10 @@ def _no_second_derivative(position: int) -> Callable[..., Value | None]:
     return rule
 
 
+def _no_forward_mode(*args: Any, **attrs: Any) -> Value:
+    raise UnsupportedError("forward mode through the backward pass of cr.while_loop is not supported; use cr.fori_loop")
+
+
 register(
     Op(
         "while_vjp",
@@ -396,7 +402,7 @@ register(
         _infer_while_vjp,
         _render_while_vjp,
         vjp=_no_second_derivative,
-        jvp=lambda *args, **attrs: _no_second_derivative(0)(),
+        jvp=_no_forward_mode,
         flops=lambda ins, out, attrs: 3 * _body_flops(attrs["body"]),
         batch=_no_batching,
     )

@@ -33,13 +33,14 @@ def scan(
     """``jax.lax.scan``: ``carry, y = f(carry, x)`` for each ``x`` along the leading axis of ``xs``;
     returns the final carry and the ``y``\\ s stacked. ``xs`` may be None with ``length`` given."""
     loc = current_location()
-    x_leaves, _, x_tree = flatten(xs, "xs")
+    x_leaves, x_paths, x_tree = flatten(xs, "x")
     x_types = [_leaf_type(leaf, "xs", loc) for leaf in x_leaves]
     steps = _scan_length(x_types, length, loc)
     return _loop(
         lambda t, carry, x_args: f(carry, unflatten(x_tree, x_args)),
         init,
         x_leaves,
+        x_paths,
         steps,
         reverse,
         loc,
@@ -65,7 +66,7 @@ def fori_loop(lower: int, upper: int, body_fun: Callable[[Any, Any], Any], init_
     def step(t: Any, carry: Any, x_args: list[Any]) -> tuple[Any, None]:
         return body_fun(t + lower if lower else t, carry), None
 
-    carry, _ = _loop(step, init_val, [], max(upper - lower, 0), False, loc, getattr(body_fun, "__name__", "body"))
+    carry, _ = _loop(step, init_val, [], [], max(upper - lower, 0), False, loc, getattr(body_fun, "__name__", "body"))
     return carry
 
 
@@ -83,9 +84,9 @@ def _leaf_type(leaf: Any, what: str, loc: Loc | None) -> TensorType:
 
 
 def _scan_length(x_types: list[TensorType], length: int | None, loc: Loc | None) -> int:
-    lengths = {t.shape[0] if t.ndim else None for t in x_types}
-    if None in lengths:
+    if any(t.ndim == 0 for t in x_types):
         raise TraceError("scan's xs must be arrays with a leading axis to scan over; a leaf is a scalar", loc)
+    lengths = {t.shape[0] for t in x_types}
     if length is not None:
         lengths.add(int(length))
     if len(lengths) != 1:
@@ -107,12 +108,14 @@ def trace_body(
     arg_types: Sequence[TensorType],
     outer: TraceContext | None,
     loc: Loc | None,
+    names: Sequence[str] = (),
 ) -> tuple[Body, TreeDef, TraceContext]:
     """Trace ``fn`` on stand-ins of ``arg_types`` into a body graph; the body, its outputs'
     structure and the trace (whose ``captured`` values became the inputs after ``arg_types``)."""
     graph = Graph(name)
     context = TraceContext(graph, nested=True, parent=outer)
-    stand_ins = [Tracer(Value(graph, graph.add_input(t, f"a{i}")), context) for i, t in enumerate(arg_types)]
+    names = list(names) + [f"a{i}" for i in range(len(names), len(arg_types))]
+    stand_ins = [Tracer(Value(graph, graph.add_input(t, name)), context) for t, name in zip(arg_types, names)]
     try:
         result = fn(*stand_ins)
         out_leaves, _, out_tree = flatten(result, "out")
@@ -138,18 +141,19 @@ def _loop(
     step: Callable[[Any, Any, list[Any]], tuple[Any, Any]],
     init: Any,
     x_leaves: list[Any],
+    x_paths: list[str],
     length: int,
     reverse: bool,
     loc: Loc | None,
     name: str,
 ) -> tuple[Any, Any]:
-    carry_leaves, _, carry_tree = flatten(init, "carry")
+    carry_leaves, carry_paths, carry_tree = flatten(init, "carry")
     carry_types = [_leaf_type(leaf, "the carry", loc) for leaf in carry_leaves]
     x_types = [_leaf_type(leaf, "xs", loc) for leaf in x_leaves]
     step_types = [TensorType(t.shape[1:], t.dtype) for t in x_types]
     n_carry = len(carry_types)
 
-    def body(t: Tracer, *args: Tracer) -> tuple[list[Any], Any]:
+    def body(t: Tracer, *args: Tracer) -> list[Any]:
         carry, y = step(t, unflatten(carry_tree, list(args[:n_carry])), list(args[n_carry:]))
         new_leaves, _, new_tree = flatten(carry, "carry")
         if new_tree != carry_tree:
@@ -157,8 +161,9 @@ def _loop(
         return [new_leaves, y]
 
     outer = _outer_context(carry_leaves + x_leaves)
+    arg_types = [STEP_INDEX, *carry_types, *step_types]
     body_graph, out_tree, context = trace_body(
-        f"{name}_body", body, [STEP_INDEX, *carry_types, *step_types], outer, loc
+        f"{name}_body", body, arg_types, outer, loc, ["t", *carry_paths, *x_paths]
     )
     _check_carry_types(body_graph, carry_types, loc)
     y_tree = out_tree.children[1]
@@ -175,7 +180,7 @@ def _loop(
     leaves = loop_leaves([_leaf_type(o, "", loc) for o in operands], attrs)
     if context.parent is None:  # nothing traced: run it now
         packed = run_loop(body_graph.key, length, bool(reverse), False, n_carry, len(x_leaves), tuple(operands))
-        results = _unpack_arrays(packed, leaves)
+        results: list[Any] = _unpack_arrays(packed, leaves)
     else:
         results = _unpack_traced(record("loop", tuple(operands), attrs, user_frame()), leaves)
     return unflatten(carry_tree, results[:n_carry]), unflatten(y_tree, results[n_carry:])
@@ -252,18 +257,19 @@ def switch(index: Any, branches: Sequence[Callable[..., Any]], *operands: Any) -
         return branches[min(max(int(index), 0), len(branches) - 1)](*operands)
     if index._value.type.ndim != 0 or index._value.type.dtype[0] not in "iub":
         raise TraceError(f"a switch index must be an integer scalar, got {index._value.type}", loc)
-    leaves, _, tree = flatten(operands, "operands")
+    leaves, paths, tree = flatten(operands, "operand")
     types = [_leaf_type(leaf, "the operands", loc) for leaf in leaves]
     outer = _outer_context([index, *leaves])
     traced = [
         trace_body(
-            f"{getattr(b, '__name__', 'branch')}_branch".replace("<lambda>", "fn"),
+            f"{getattr(b, '__name__', 'fn')}_branch{number}".replace("<lambda>", "fn"),
             lambda *args, b=b: b(*unflatten(tree, list(args))),
             types,
             outer,
             loc,
+            paths,
         )
-        for b in branches
+        for number, b in enumerate(branches)
     ]
     trees = {out_tree for _, out_tree, _ in traced}
     if len(trees) != 1:
@@ -301,7 +307,7 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any], i
     mode works: the backward pass runs the steps again for the trip count the forward loop counted,
     keeping the carries, and then a backward loop over the body's VJP."""
     loc = current_location()
-    leaves, _, tree = flatten(init_val, "carry")
+    leaves, paths, tree = flatten(init_val, "carry")
     types = [_leaf_type(leaf, "the carry", loc) for leaf in leaves]
     outer = _outer_context(leaves)
 
@@ -315,8 +321,8 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any], i
         return new_leaves
 
     name = getattr(body_fun, "__name__", "body").replace("<lambda>", "fn")
-    cond_body, _, cond_context = trace_body(f"{name}_cond", test, types, outer, loc)
-    step_body, _, step_context = trace_body(f"{name}_body", step, [STEP_INDEX, *types], outer, loc)
+    cond_body, _, cond_context = trace_body(f"{name}_cond", test, types, outer, loc, paths)
+    step_body, _, step_context = trace_body(f"{name}_body", step, [STEP_INDEX, *types], outer, loc, ["t", *paths])
     if len(cond_body.output_types) != 1 or cond_body.output_types[0].ndim != 0:
         raise TraceError(f"while_loop's cond_fun must return one scalar, got {cond_body.output_types}", loc)
     _check_carry_types(step_body, types, loc)
