@@ -323,3 +323,12 @@ def test_grad_of_grad_differentiates_the_backward_loop_and_its_tape():
     reference = cr.grad(squared_gradient(python_scan))  # the unrolled loop, differentiated twice
     np.testing.assert_allclose(cr.grad(squared_gradient(cr.scan))(x), reference(x), rtol=1e-12)
     np.testing.assert_allclose(cr.hessian(model(cr.scan))(x), cr.hessian(model(python_scan))(x), rtol=1e-12)
+
+
+def test_a_scan_function_that_returns_no_pair_is_a_trace_error_naming_the_line():
+    def loss(x):
+        carry, _ = cr.scan(lambda c, xi: c * xi, x, np.arange(3.0))  # forgot the y
+        return carry
+
+    with pytest.raises(cr.TraceError, match=r"test_loops.py:\d+.*must return a pair \(carry, y\)"):
+        cr.jit(loss)(np.float64(2.0))

@@ -185,10 +185,28 @@ def _render_loop(names: list[str], attrs: Attrs) -> str:
     return f"run_loop({attrs['body'].key}, {settings}, ({', '.join(names)}{',' if len(names) == 1 else ''}))"
 
 
-def run_loop(key: int, length: int, reverse: bool, tape: bool, n_carry: int, n_xs: int, operands: tuple) -> np.ndarray:
-    """A loop node's value: the body run ``length`` times, its results packed (see the module doc)."""
+# A body as the function a backend runs it with (NumPy's generated code unless the backend says).
+StepOf = Callable[[Body], Callable[..., tuple[Any, ...]]]
+
+
+def numpy_step(body: Body) -> Callable[..., tuple[Any, ...]]:
+    return body.step()
+
+
+def run_loop(
+    key: int,
+    length: int,
+    reverse: bool,
+    tape: bool,
+    n_carry: int,
+    n_xs: int,
+    operands: tuple,
+    step_of: StepOf = numpy_step,
+) -> np.ndarray:
+    """A loop node's value: the body run ``length`` times, its results packed (see the module doc).
+    ``step_of`` gives the function a body runs as (the LLVM backend's native code, say)."""
     body = BODIES[key]
-    step = body.step()
+    step = step_of(body)
     carry = list(operands[:n_carry])
     xs, consts = operands[n_carry : n_carry + n_xs], tuple(operands[n_carry + n_xs :])
     y_types = body.output_types[n_carry:]
@@ -280,10 +298,10 @@ def _render_switch(names: list[str], attrs: Attrs) -> str:
     return f"run_switch(({keys},), {names[0]}, ({', '.join(names[1:])}{',' if len(names) == 2 else ''}))"
 
 
-def run_switch(keys: tuple[int, ...], index: Any, operands: tuple) -> np.ndarray:
+def run_switch(keys: tuple[int, ...], index: Any, operands: tuple, step_of: StepOf = numpy_step) -> np.ndarray:
     """A switch node's value: the branch ``index`` picks (clamped to the branches) run on ``operands``."""
     branch = BODIES[keys[min(max(int(index), 0), len(keys) - 1)]]
-    return pack_arrays(branch.step()(*operands), packed_type(branch.output_types).dtype)
+    return pack_arrays(step_of(branch)(*operands), packed_type(branch.output_types).dtype)
 
 
 register(
@@ -327,9 +345,9 @@ def _render_while(names: list[str], attrs: Attrs) -> str:
     return f"run_while({keys}, ({', '.join(names)}{',' if len(names) == 1 else ''}))"
 
 
-def run_while(cond_key: int, body_key: int, n_carry: int, operands: tuple) -> np.ndarray:
+def run_while(cond_key: int, body_key: int, n_carry: int, operands: tuple, step_of: StepOf = numpy_step) -> np.ndarray:
     """A while node's value: the body run while the condition holds; the final carry and the count."""
-    test, step = BODIES[cond_key].step(), BODIES[body_key].step()
+    test, step = step_of(BODIES[cond_key]), step_of(BODIES[body_key])
     carry, consts = list(operands[:n_carry]), tuple(operands[n_carry:])
     count = 0
     while test(*carry, *consts)[0]:
@@ -339,7 +357,7 @@ def run_while(cond_key: int, body_key: int, n_carry: int, operands: tuple) -> np
     return pack_arrays([*carry, count], packed_type(types + [STEP_INDEX]).dtype)
 
 
-def run_while_vjp(body_key: int, backward_key: int, operands: tuple) -> np.ndarray:
+def run_while_vjp(body_key: int, backward_key: int, operands: tuple, step_of: StepOf = numpy_step) -> np.ndarray:
     """The cotangents of a while loop's carry and closed-over values: the forward steps run again
     for the trip count the forward loop recorded, keeping the carries (a tape that grows as they
     run), then the backward loop over the body's VJP. Operands: ``[backward carry..., count,
@@ -349,14 +367,14 @@ def run_while_vjp(body_key: int, backward_key: int, operands: tuple) -> np.ndarr
     n_backward = len(backward.output_types)
     seeds, count = operands[:n_backward], int(operands[n_backward])
     carry, consts = list(operands[n_backward + 1 : n_backward + 1 + n_carry]), operands[n_backward + 1 + n_carry :]
-    step = body.step()
+    step = step_of(body)
     tape: list[list[Any]] = [[] for _ in carry]
     for t in range(count):
         for record, value in zip(tape, carry):
             record.append(value)
         carry = list(step(np.int64(t), *carry, *consts))
     stacked = [np.asarray(r) if r else np.zeros((0,) + t.shape, t.dtype) for r, t in zip(tape, body.output_types)]
-    return run_loop(backward_key, count, True, False, n_backward, n_carry, (*seeds, *stacked, *consts))
+    return run_loop(backward_key, count, True, False, n_backward, n_carry, (*seeds, *stacked, *consts), step_of)
 
 
 register(

@@ -36,8 +36,15 @@ def scan(
     x_leaves, x_paths, x_tree = flatten(xs, "x")
     x_types = [_leaf_type(leaf, "xs", loc) for leaf in x_leaves]
     steps = _scan_length(x_types, length, loc)
+
+    def step(t: Tracer, carry: Any, x_args: list[Any]) -> tuple[Any, Any]:
+        result = f(carry, unflatten(x_tree, x_args))
+        if not (isinstance(result, (tuple, list)) and len(result) == 2):
+            raise TraceError(f"scan's function must return a pair (carry, y), got a {type(result).__name__}", loc)
+        return result[0], result[1]
+
     return _loop(
-        lambda t, carry, x_args: f(carry, unflatten(x_tree, x_args)),
+        step,
         init,
         x_leaves,
         x_paths,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chainrule.backends.llvm import scalar_ops, views
+from chainrule.backends.llvm import control, scalar_ops, views
 from chainrule.ir import OPS, Op
 
 VIEW, REDUCE, GEMM, FALLBACK, LOOP, SOURCE = "view", "reduce", "gemm", "fallback", "loop", "source"
@@ -30,12 +30,14 @@ VIEW, REDUCE, GEMM, FALLBACK, LOOP, SOURCE = "view", "reduce", "gemm", "fallback
 class Strategy:
     """How one op is computed. ``view(operand view, node)``: the result's view, or None when the
     operand's layout allows none; ``identity(dtype)`` and ``combine(block, dtype, accumulator, value)``:
-    a reduction's start value (an IR literal) and step."""
+    a reduction's start value (an IR literal) and step; ``run(operands, attrs)``: what a fallback
+    calls instead of the op's NumPy lowering (loops run their bodies as native code)."""
 
     kind: str
     view: Callable | None = None
     identity: Callable | None = None
     combine: Callable | None = None
+    run: Callable | None = None
 
 
 STRATEGIES: dict[str, Strategy] = {}
@@ -73,9 +75,9 @@ declare(OPS["getitem"], Strategy(VIEW, views.index_view))  # an integer-array in
 declare(OPS["matmul"], Strategy(GEMM))  # on integers, or of many batch elements: NumPy
 declare(OPS["concatenate"], Strategy(FALLBACK))
 declare(OPS["scatter_add"], Strategy(FALLBACK))
-# loops and branches run their bodies as NumPy code (one call a step), called back from native code
-for _control in ("loop", "switch", "while", "while_vjp"):
-    declare(OPS[_control], Strategy(FALLBACK))
+# loops and branches: called back from native code, they call their bodies' native code once a step
+for _control, _run in control.RUNNERS.items():
+    declare(OPS[_control], Strategy(FALLBACK, run=_run))
 
 
 # ---- reductions ---------------------------------------------------------------------------------
