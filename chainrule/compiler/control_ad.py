@@ -23,24 +23,8 @@ from typing import Any
 from chainrule.compiler.autodiff import reverse
 from chainrule.compiler.forward import forward
 from chainrule.ir import Graph, Value
-from chainrule.ir.control import RULES, Body, loop_leaves, pack, tape_loops, unpack, while_leaves
+from chainrule.ir.control import RULES, Body, loop_leaves, pack, rebuilt, tape_loops, unpack, while_leaves
 from chainrule.ir.types import TensorType
-
-
-def permuted(graph: Graph, input_order: Sequence[int], output_order: Sequence[int], name: str) -> Graph:
-    """``graph`` with its inputs and outputs reordered (``input_order[k]``: the position, in
-    ``graph``, of the new graph's input k); nodes no kept output needs are left out."""
-    result = Graph(name)
-    mapping: dict[int, int] = {}
-    for position in input_order:
-        node_id = graph.inputs[position]
-        mapping[node_id] = result.add_input(graph.type(node_id), graph[node_id].name, graph[node_id].loc)
-    kept = Graph.continuing(graph)
-    kept.set_outputs([graph.outputs[k] for k in output_order])
-    live = [i for i in kept.live_nodes() if graph[i].op != "input"]
-    result.transplant(graph, live, mapping)
-    result.set_outputs([mapping[graph.outputs[k]] for k in output_order])
-    return result
 
 
 def _floats(types: Sequence[TensorType], start: int = 0) -> list[int]:
@@ -216,7 +200,7 @@ def _tangent_body(body: Body, split: _Split, tangent_xs: list[int], tangent_cons
     ]
     n_out = n_c + len(split.ys)
     outputs = [*range(n_c), *range(n_out, n_out + n_fc), *range(n_c, n_out), *range(n_out + n_fc, n_out + len(of))]
-    return Body(permuted(jvp, inputs, outputs, f"{body.graph.name}_jvp"))
+    return Body(rebuilt(jvp, inputs, outputs, f"{body.graph.name}_jvp"))
 
 
 def loop_jvp(tangents: list[Value | None], y: Value, *operands: Value, **attrs: Any) -> Value:
@@ -273,7 +257,7 @@ def _branch_vjp(branch: Body, float_inputs: list[int]) -> Body:
     joint = reverse(tape_loops(branch.graph), float_inputs, cotangent_inputs=True)
     n_out = len(branch.graph.outputs)
     gradients = range(n_out, n_out + len(float_inputs))
-    return Body(permuted(joint, range(len(joint.inputs)), gradients, f"{branch.graph.name}_vjp"))
+    return Body(rebuilt(joint, range(len(joint.inputs)), gradients, f"{branch.graph.name}_vjp"))
 
 
 def switch_vjp(position: int, g: Value, y: Value, *operands: Value, branches: tuple[Body, ...]) -> Value | None:
@@ -342,22 +326,6 @@ def while_vjp(
     return results[len(split.float_carry) + split.float_consts.index(position - n_carry)]
 
 
-def widened(graph: Graph, layout: Sequence[int | TensorType], name: str) -> Graph:
-    """``graph`` taking the inputs ``layout`` lists: an int is one of its inputs (by position), a
-    type a new input it does not read."""
-    result = Graph(name)
-    mapping: dict[int, int] = {}
-    for k, item in enumerate(layout):
-        if isinstance(item, int):
-            node_id = graph.inputs[item]
-            mapping[node_id] = result.add_input(graph.type(node_id), graph[node_id].name)
-        else:
-            result.add_input(item, f"unused{k}")
-    result.transplant(graph, [i for i in graph.live_nodes() if graph[i].op != "input"], mapping)
-    result.set_outputs([mapping[o] for o in graph.outputs])
-    return result
-
-
 def _tangent_while(
     cond: Body, body: Body, types: list[TensorType], n_carry: int, tangent_consts: list[int]
 ) -> tuple[Body, Body]:
@@ -369,10 +337,10 @@ def _tangent_while(
     n_in = 1 + n_carry + n_k
     order = [0, *range(1, 1 + n_carry), *range(n_in, n_in + len(float_carry)), *range(1 + n_carry, n_in)]
     order += range(n_in + len(float_carry), n_in + len(wrt))
-    tangent_body = Body(permuted(jvp, order, range(len(jvp.outputs)), jvp.name))
+    tangent_body = Body(rebuilt(jvp, order, name=jvp.name))
     layout: list[int | TensorType] = [*range(n_carry), *[types[i] for i in float_carry], *range(n_carry, n_carry + n_k)]
     layout += [types[n_carry + k] for k in tangent_consts]
-    return Body(widened(cond.graph, layout, f"{cond.graph.name}_jvp")), tangent_body
+    return Body(rebuilt(cond.graph, layout, name=f"{cond.graph.name}_jvp")), tangent_body
 
 
 def while_jvp(tangents: list[Value | None], y: Value, *operands: Value, cond: Body, body: Body, n_carry: int) -> Value:

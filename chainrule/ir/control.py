@@ -448,6 +448,29 @@ def tape_loops(graph: Graph) -> Graph:
     return taped
 
 
+def rebuilt(
+    graph: Graph, layout: Sequence[int | TensorType], outputs: Sequence[int] | None = None, name: str | None = None
+) -> Graph:
+    """``graph`` taking the inputs ``layout`` lists (an int: its input at that position; a type: a new
+    input it does not read) and returning its outputs at positions ``outputs`` (default: all), without
+    the nodes those outputs do not need. Rules reorder a derived body's inputs this way, and the
+    frontend gives bodies traced apart one operand list."""
+    kept = list(range(len(graph.outputs))) if outputs is None else list(outputs)
+    result = Graph(name or graph.name)
+    mapping: dict[int, int] = {}
+    for k, item in enumerate(layout):
+        if isinstance(item, int):
+            node_id = graph.inputs[item]
+            mapping[node_id] = result.add_input(graph.type(node_id), graph[node_id].name, graph[node_id].loc)
+        else:
+            result.add_input(item, f"unused{k}")
+    needed = Graph.continuing(graph)
+    needed.set_outputs([graph.outputs[k] for k in kept])
+    result.transplant(graph, [i for i in needed.live_nodes() if graph[i].op != "input"], mapping)
+    result.set_outputs([mapping[graph.outputs[k]] for k in kept])
+    return result
+
+
 def loop_node(
     graph: Graph, body: Body, operands: Sequence[int], *, n_carry: int, n_xs: int, length: int, reverse: bool
 ) -> int:

@@ -20,7 +20,7 @@ from chainrule.frontends.pytree import TreeDef, flatten, unflatten
 from chainrule.frontends.source import current_location, user_frame
 from chainrule.frontends.tracer import TraceContext, Tracer, record
 from chainrule.ir import Graph, TensorType, Value
-from chainrule.ir.control import STEP_INDEX, Body, loop_leaves, run_loop, run_while
+from chainrule.ir.control import STEP_INDEX, Body, loop_leaves, rebuilt, run_loop, run_while
 
 
 def scan(
@@ -229,17 +229,9 @@ def _with_inputs(body: Body, leading: int, captured: list[Tracer], union: list[T
     after its own inputs, so that bodies traced apart share one operand list."""
     if [id(t) for t in captured] == [id(t) for t in union]:
         return body
-    graph = body.graph
-    result = Graph(graph.name)
-    mapping = {i: result.add_input(graph.type(i), graph[i].name) for i in graph.inputs[:leading]}
-    own = {_key(t): graph.inputs[leading + k] for k, t in enumerate(captured)}
-    for value in union:
-        node_id = result.add_input(value._value.type, value._value.graph[value._value.id].name)
-        if _key(value) in own:
-            mapping[own[_key(value)]] = node_id
-    result.transplant(graph, [i for i in range(len(graph)) if graph[i].op != "input"], mapping)
-    result.set_outputs([mapping[o] for o in graph.outputs])
-    return Body(result)
+    own = {_key(t): leading + k for k, t in enumerate(captured)}
+    layout = [*range(leading), *[own.get(_key(value), value._value.type) for value in union]]
+    return Body(rebuilt(body.graph, layout))
 
 
 def _key(value: Tracer) -> tuple[int, int]:
