@@ -17,6 +17,7 @@ method itself. ``supported_names()`` lists everything registered.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NoReturn
 
 import numpy as np
 
@@ -34,7 +35,7 @@ def here():
     return location_of(user_frame(3))
 
 
-def unsupported(name: str):
+def unsupported(name: str) -> NoReturn:
     raise UnsupportedError(
         f"{name} is not supported on traced values; chainrule.frontends.SUPPORTED lists "
         "what is, or write it with supported NumPy functions",

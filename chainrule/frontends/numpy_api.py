@@ -257,8 +257,8 @@ def _dot(a, b, out=None):
         raise TraceError("np.dot(..., out=...) cannot write a traced value into a NumPy array", here())
     if ndim_of(a) == 0 or ndim_of(b) == 0:
         return np.multiply(a, b)
-    if ndim_of(a) > 2 or ndim_of(b) > 2:
-        unsupported("np.dot of arrays with more than 2 dimensions (use np.matmul or @)")
+    if ndim_of(a) > 2 or ndim_of(b) > 2:  # a's last axis with b's second-to-last
+        return np.tensordot(a, b, axes=([-1], [-2 if ndim_of(b) > 1 else -1]))
     return operation("matmul", a, b)
 
 

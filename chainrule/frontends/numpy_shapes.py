@@ -197,7 +197,10 @@ def _copy(a, order="K", subok=False):
 
 @implements(np.full_like)
 def _full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None):
-    return np.full(shape_of(a) if shape is None else shape, fill_value, dtype=dtype or a.dtype)
+    shape, dtype = shape_of(a) if shape is None else shape, dtype or a.dtype
+    if isinstance(fill_value, Tracer):  # np.full does not dispatch on its fill value
+        return np.broadcast_to(fill_value.astype(dtype), shape)
+    return np.full(shape, fill_value, dtype=dtype)
 
 
 @implements(np.zeros_like)
@@ -226,7 +229,8 @@ def getitem(x: Tracer, key):
             expanded.extend([slice(None)] * (x.ndim - consumed))
         else:
             expanded.append(k)
-    items, arrays = [], []
+    items: list[tuple[object, ...]] = []
+    arrays: list[Tracer | np.ndarray] = []
     for k in expanded:
         if k is None:
             items.append(("none",))

@@ -10,12 +10,13 @@ variables lend those variable names to the IR and to the generated code.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 
 import numpy as np
 
-from chainrule.errors import ChainruleError, TraceError, UnsupportedError
+from chainrule.errors import ChainruleError, TraceError, UnsupportedAttributeError, UnsupportedError
 from chainrule.frontends import dispatch
 from chainrule.frontends.source import location_of, user_frame
 from chainrule.ir.builder import Value, weak_dtype
@@ -154,7 +155,7 @@ class Tracer:
 
     __slots__ = ("_context", "_value")
     __array_priority__ = 1000  # ndarray <op> Tracer defers to the Tracer
-    __hash__ = None  # like ndarray: == is elementwise
+    __hash__ = None  # type: ignore[assignment]  # like ndarray: == is elementwise (mypy wants a method)
 
     def __init__(self, value: Value, context: TraceContext):
         self._value = value
@@ -270,6 +271,24 @@ class Tracer:
     def __rmatmul__(self, other):
         return np.matmul(other, self)
 
+    def __mod__(self, other):
+        return np.remainder(self, other)
+
+    def __rmod__(self, other):
+        return np.remainder(other, self)
+
+    def __floordiv__(self, other):
+        return np.floor_divide(self, other)
+
+    def __rfloordiv__(self, other):
+        return np.floor_divide(other, self)
+
+    def __divmod__(self, other):
+        return np.divmod(self, other)
+
+    def __rdivmod__(self, other):
+        return np.divmod(other, self)
+
     def __neg__(self):
         return np.negative(self)
 
@@ -368,6 +387,21 @@ class Tracer:
     def copy(self):
         return self
 
+    def __getattr__(self, name: str):
+        """An ndarray method not written out above, as the NumPy function of the same name
+        (``x.cumsum(0)`` is ``np.cumsum(x, 0)``), which traces it or says it is not supported; any
+        other ndarray attribute is not supported on a traced value, and says so."""
+        if name.startswith("_") or not hasattr(np.ndarray, name):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        function = getattr(np, name, None)
+        if name in _IN_PLACE_METHODS:
+            raise UnsupportedAttributeError(
+                f"x.{name}() changes an array in place, which a traced value cannot; use np.{name}(x)", _here()
+            )
+        if not callable(function) or not callable(getattr(np.ndarray, name)):
+            raise UnsupportedAttributeError(f"ndarray.{name} is not supported on a traced value", _here())
+        return functools.partial(function, self)
+
     def astype(self, dtype, copy=True):
         dtype = np.dtype(dtype)
         if dtype == self.dtype:
@@ -375,6 +409,10 @@ class Tracer:
         if dtype.kind not in "biuf":
             raise UnsupportedError(f"astype({dtype}) is not supported; traced arrays are bool, int or float", _here())
         return operation("cast", self, dtype=dtype.name)
+
+
+# ndarray methods that change the array they are called on (np.sort(x) is fine, x.sort() is not)
+_IN_PLACE_METHODS = frozenset({"sort", "partition", "fill", "put", "resize", "itemset", "setfield", "byteswap"})
 
 
 def stop_gradient(x):

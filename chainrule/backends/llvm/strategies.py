@@ -17,13 +17,25 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from chainrule.backends.llvm import control, scalar_ops, views
-from chainrule.ir import OPS, Op
+from chainrule.backends.llvm.irtext import Function
+from chainrule.backends.llvm.views import View
+from chainrule.ir import OPS, Node, Op
 
 VIEW, REDUCE, GEMM, FALLBACK, LOOP, SOURCE = "view", "reduce", "gemm", "fallback", "loop", "source"
+
+# (operand's view, node) -> the result's view, or None
+ViewRule = Callable[[View, Node], View | None]
+# dtype -> a reduction's start value, an IR literal
+IdentityRule = Callable[[str], str]
+# (block, dtype, accumulator, value) -> the register of accumulator and value combined
+CombineRule = Callable[[Function, str, str, str], str]
+# (operand arrays, attrs) -> the op's value: what a fallback runs instead of the op's NumPy lowering
+FallbackRule = Callable[[list[np.ndarray], dict[str, Any]], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -34,10 +46,10 @@ class Strategy:
     calls instead of the op's NumPy lowering (loops run their bodies as native code)."""
 
     kind: str
-    view: Callable | None = None
-    identity: Callable | None = None
-    combine: Callable | None = None
-    run: Callable | None = None
+    view: ViewRule | None = None
+    identity: IdentityRule | None = None
+    combine: CombineRule | None = None
+    run: FallbackRule | None = None
 
 
 STRATEGIES: dict[str, Strategy] = {}
@@ -83,14 +95,14 @@ for _control, _run in control.RUNNERS.items():
 # ---- reductions ---------------------------------------------------------------------------------
 
 
-def _sum_combine(block, dtype: str, accumulator: str, value: str) -> str:
+def _sum_combine(block: Function, dtype: str, accumulator: str, value: str) -> str:
     t = scalar_ops.register_type(dtype)
     if scalar_ops.is_float(dtype):  # reassoc: the vectorizer may keep several partial sums
         return block.emit(f"fadd reassoc contract {t} {accumulator}, {value}", "acc")
     return block.emit(f"add {t} {accumulator}, {value}", "acc")
 
 
-def _extremum(sign: int) -> tuple[Callable, Callable]:
+def _extremum(sign: int) -> tuple[IdentityRule, CombineRule]:
     """The identity and step of max (sign 1) or min (-1): NaN wins, as in NumPy."""
 
     def identity(dtype: str) -> str:
@@ -99,7 +111,7 @@ def _extremum(sign: int) -> tuple[Callable, Callable]:
         info = np.iinfo(dtype)
         return str(info.min if sign > 0 else info.max)
 
-    def combine(block, dtype: str, accumulator: str, value: str) -> str:
+    def combine(block: Function, dtype: str, accumulator: str, value: str) -> str:
         t = scalar_ops.register_type(dtype)
         if scalar_ops.is_float(dtype):
             return scalar_ops.nan_propagating_pick(block, t, accumulator, value, "ogt" if sign > 0 else "olt")
