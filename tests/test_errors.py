@@ -130,19 +130,14 @@ def uses_svd(x):
     return np.sum(np.linalg.svd(x)[1])
 
 
-def uses_cumsum(x):
-    return np.sum(np.cumsum(x))
-
-
 def uses_histogram(x):
-    return np.histogram(x)
+    return np.sum(np.histogram(x)[0])
 
 
 @pytest.mark.parametrize(
     "fn, name, text",
     [
         (uses_svd, "np.linalg.svd", "np.linalg.svd(x)"),
-        (uses_cumsum, "np.cumsum", "np.cumsum(x)"),
         (uses_histogram, "np.histogram", "np.histogram(x)"),
     ],
 )

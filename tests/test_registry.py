@@ -129,8 +129,8 @@ def test_logical_functions_read_numbers_as_numpy_does(function):
 def test_numpy_functions_the_table_lacks_raise_a_chainrule_error_naming_them():
     with pytest.raises(UnsupportedError, match=r"np\.cbrt is not supported on traced values"):
         cr.trace(lambda x: np.cbrt(x), np.ones(3))
-    with pytest.raises(UnsupportedError, match=r"np\.cumsum is not supported"):
-        cr.trace(lambda x: np.cumsum(x), np.ones(3))
+    with pytest.raises(UnsupportedError, match=r"np\.histogram is not supported"):
+        cr.trace(lambda x: np.histogram(x), np.ones(3))
     with pytest.raises(UnsupportedError, match=r"np\.multiply\.reduce is not supported"):
         cr.trace(lambda x: np.multiply.reduce(x), np.ones(3))
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from chainrule.cli import bench_nested, demo, dump
+from chainrule.cli import bench_nested, coverage, demo, dump
 from chainrule.cli.inputs import example_inputs, load_function
 from chainrule.errors import ChainruleError
 
@@ -40,6 +40,7 @@ def main(argv=None) -> int:
     )
     check.add_argument("--seed", type=_non_negative, default=0, help="seed of the random inputs")
     dump.add_arguments(commands)
+    coverage.add_arguments(commands)
     benchmarks = commands.add_parser("bench", help="benchmarks that print comparison tables").add_subparsers(
         dest="benchmark", required=True
     )
@@ -55,6 +56,8 @@ def main(argv=None) -> int:
             return 0
         if args.command == "bench":
             return bench_nested.run(args)
+        if args.command == "coverage":
+            return coverage.run(args)
         if args.command == "dump":
             return dump.run_dump(args)
         if args.command == "dot":

@@ -9,7 +9,9 @@ from chainrule.frontends import (  # noqa: F401  (fill the dispatch table)
     numpy_api,
     numpy_contractions,
     numpy_layout,
+    numpy_scans,
     numpy_shapes,
+    numpy_statistics,
     numpy_windows,
 )
 from chainrule.frontends.dispatch import supported_names

@@ -124,3 +124,18 @@ declare(OPS["sum"], Strategy(REDUCE, identity=lambda dtype: scalar_ops.literal(0
 for _op, _sign in [(OPS["max"], 1), (OPS["min"], -1)]:
     _identity, _combine = _extremum(_sign)
     declare(_op, Strategy(REDUCE, identity=_identity, combine=_combine))
+
+
+# ---- scans, products and orderings (chainrule/ir/scans.py) --------------------------------------
+
+
+def _product_combine(block: Function, dtype: str, accumulator: str, value: str) -> str:
+    t = scalar_ops.register_type(dtype)
+    if scalar_ops.is_float(dtype):
+        return block.emit(f"fmul reassoc contract {t} {accumulator}, {value}", "acc")
+    return block.emit(f"mul {t} {accumulator}, {value}", "acc")
+
+
+declare(OPS["prod"], Strategy(REDUCE, identity=lambda dtype: scalar_ops.literal(1, dtype), combine=_product_combine))
+for _name in ("cumsum", "cumprod", "argsort", "argmax", "argmin", "searchsorted"):
+    declare(OPS[_name], Strategy(FALLBACK))

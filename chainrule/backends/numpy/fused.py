@@ -21,6 +21,11 @@ from chainrule.ir.fused import plan_buffers
 OUT_MIN_SIZE = 1024
 
 
+# How deep a fused body's expression may nest before a step gets a line of its own (CPython's
+# parser refuses 200 nested parentheses; a reader gives up much sooner).
+MAX_EXPRESSION_DEPTH = 12
+
+
 def fused_lines(graph: Graph, node: Node, operands: list[str], value_name: str, names: Names) -> list[tuple[str, str]]:
     """A fused node as one statement per step and its comment, each step writing into a buffer that
     ``plan_buffers`` picked (``out=``), so the region allocates its result and few temporaries, not
@@ -89,6 +94,7 @@ def _fused_expression_lines(
     body = node.params["body"]
     counts = body.use_counts()
     texts: list[str] = []
+    depths: list[int] = []  # how deep each step's text nests the steps written into it (0: a name)
     lines: list[tuple[str, str]] = []
     for index, (op, step_operands, attrs, _) in enumerate(body.steps):
         arguments = [texts[k] if k >= 0 else operands[-k - 1] for k in step_operands]
@@ -97,13 +103,16 @@ def _fused_expression_lines(
             for text, k in zip(arguments, step_operands)
         ]
         text = OPS[op].render(arguments, dict(attrs))
+        depth = 1 + max((depths[k] for k in step_operands if k >= 0), default=0)
         is_last = index == len(body.steps) - 1
-        if not is_last and (counts[index] > 1 or body.name(index)):
-            # a step used twice, or one the user named (dA), gets a statement of its own
+        if not is_last and (counts[index] > 1 or body.name(index) or depth >= MAX_EXPRESSION_DEPTH):
+            # a step used twice, one the user named (dA), or one nesting deep enough that CPython's
+            # parser would refuse the next (a chain of 200 sums) gets a statement of its own
             name = names.fresh(body.name(index) or f"{value_name}_t")
             lines.append((f"{name} = {text}", _step_comment(graph, node, index)))
-            text = name
+            text, depth = name, 0
         texts.append(text)
+        depths.append(depth)
     lines.append((f"{value_name} = {texts[-1]}", _step_comment(graph, node, len(body.steps) - 1)))
     return lines
 
