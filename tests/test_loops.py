@@ -23,7 +23,7 @@ def python_scan(f, init, xs, length=None, reverse=False):
         ys.append(y)
     if reverse:
         ys.reverse()
-    return carry, np.stack(ys)
+    return carry, (np.stack(ys) if ys else np.zeros(0))
 
 
 def python_fori(lower, upper, body, init):
@@ -332,3 +332,18 @@ def test_a_scan_function_that_returns_no_pair_is_a_trace_error_naming_the_line()
 
     with pytest.raises(cr.TraceError, match=r"test_loops.py:\d+.*must return a pair \(carry, y\)"):
         cr.jit(loss)(np.float64(2.0))
+
+
+def test_scan_without_xs_takes_a_length_and_a_zero_length_loop_returns_its_init():
+    def model(scan, steps):
+        def loss(a):
+            carry, ys = scan(lambda c, _: (c * a + 1.0, c), 0.5, None, length=steps)
+            return carry + np.sum(ys)
+
+        return loss
+
+    for steps in (0, 4):
+        assert cr.jit(model(cr.scan, steps))(1.3) == pytest.approx(model(python_scan, steps)(1.3), rel=1e-14)
+    gradient = cr.grad(model(cr.scan, 4))(1.3)
+    assert relative_error(gradient, numerical_gradient(model(python_scan, 4), (1.3,), 0)) < 1e-7
+    assert cr.grad(model(cr.scan, 0))(1.3) == 0.0

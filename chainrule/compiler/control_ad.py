@@ -35,18 +35,27 @@ def _floats(types: Sequence[TensorType], start: int = 0) -> list[int]:
 
 
 class _Split:
-    """A loop's operands and results by role: carry, per-step inputs, closed-over values, outputs."""
+    """A loop's operands and results by role: carry, per-step inputs, closed-over values, outputs.
+    ``constant`` marks operands that are constants: reverse mode leaves out their cotangents (a
+    scan over a constant grid needs none), so ``float_xs`` and ``float_consts`` skip them."""
 
-    def __init__(self, operand_types: Sequence[TensorType], attrs: dict[str, Any]):
+    def __init__(self, operand_types: Sequence[TensorType], attrs: dict[str, Any], constant: Sequence[bool] = ()):
         n_carry, n_xs = attrs["n_carry"], attrs["n_xs"]
         self.carry = list(operand_types[:n_carry])
         self.xs = list(operand_types[n_carry : n_carry + n_xs])
         self.consts = list(operand_types[n_carry + n_xs :])
         self.ys = attrs["body"].output_types[n_carry:]  # one step's
         self.float_carry = _floats(self.carry)
-        self.float_xs = _floats(self.xs)
-        self.float_consts = _floats(self.consts)
+        constant = list(constant) or [False] * len(operand_types)
+        self.float_xs = [i for i in _floats(self.xs) if not constant[n_carry + i]]
+        self.float_consts = [i for i in _floats(self.consts) if not constant[n_carry + n_xs + i]]
         self.float_ys = _floats(self.ys)
+        self.key = f"{self.float_xs} {self.float_consts}"  # what a derived backward body depends on
+
+
+def _constants(operands: Sequence[Value]) -> list[bool]:
+    graph = operands[0].graph if operands else None
+    return [graph is not None and graph[o.id].op in ("const", "zeros") for o in operands]
 
 
 def _backward_body(body: Body, split: _Split, tape_cotangents: bool = False) -> Body:
@@ -95,13 +104,13 @@ def _backward_body(body: Body, split: _Split, tape_cotangents: bool = False) -> 
 def _cotangents(g: Value, y: Value, operands: Sequence[Value], attrs: dict[str, Any]) -> list[Value | None]:
     """The cotangent of each operand of a taped loop, from the cotangent ``g`` of its result ``y``."""
     types = [o.type for o in operands]
-    split = _Split(types, attrs)
+    split = _Split(types, attrs, _constants(operands))
     body: Body = attrs["body"]
     n_carry, n_ys = len(split.carry), len(split.ys)
     leaves = loop_leaves(types, attrs)
     tape_start = sum(t.size for t in leaves[: n_carry + n_ys])
     tape_cotangents = not _slice_is_zero(g, tape_start, g.type.size)
-    kind = "vjp with tape cotangents" if tape_cotangents else "vjp"
+    kind = f"vjp {split.key}" + (" with tape cotangents" if tape_cotangents else "")
     backward_body = body.derived(kind, lambda: _backward_body(body, split, tape_cotangents))
     g_leaves = unpack(g, leaves)
     tape = unpack(y, leaves)[n_carry + n_ys :]
@@ -310,8 +319,8 @@ def while_vjp(
     types = [o.type for o in operands]
     if not types[position].is_float:
         return None
-    split = _Split(types, {"n_carry": n_carry, "n_xs": 0, "body": body})
-    backward = body.derived("vjp", lambda: _backward_body(body, split))
+    split = _Split(types, {"n_carry": n_carry, "n_xs": 0, "body": body}, _constants(operands))
+    backward = body.derived(f"vjp {split.key}", lambda: _backward_body(body, split))
     graph = y.graph
     leaves = while_leaves(types, {"n_carry": n_carry})
     g_carry = unpack(g, leaves)[:n_carry]
