@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from chainrule.backends.llvm.kernel import LlvmKernel
 
 # Ops that compute new numbers (the rest only move them: a view, a gather, a concatenation).
-_COMPUTING_KINDS = ("elementwise", "reduction", "matmul", "scan")
+_COMPUTING_KINDS = ("elementwise", "reduction", "matmul", "scan", "linalg")
 # where only selects (a view, such as stop_gradient, moves nothing either; a cast computes: 1e300 as float32 is inf)
 _SELECTS_ONLY = {"where"}
 

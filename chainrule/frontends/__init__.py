@@ -9,10 +9,13 @@ from chainrule.frontends import (  # noqa: F401  (fill the dispatch table)
     numpy_api,
     numpy_contractions,
     numpy_layout,
+    numpy_linalg,
+    numpy_norm,
     numpy_scans,
     numpy_shapes,
     numpy_statistics,
     numpy_windows,
+    scipy_linalg,
 )
 from chainrule.frontends.dispatch import supported_names
 

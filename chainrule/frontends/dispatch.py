@@ -113,7 +113,8 @@ def function_name(func) -> str:
         module = "np" if getattr(np, func.__name__, None) is func else "scipy.special"
         return f"{module}.{func.__name__}"
     module = (getattr(func, "__module__", None) or "numpy").lstrip("_")  # _operator.getitem: x[index]
-    return module.replace("numpy", "np", 1) + "." + func.__name__
+    public = ".".join(part for part in module.split(".") if not part.startswith("_"))  # scipy.linalg._basic
+    return public.replace("numpy", "np", 1) + "." + func.__name__
 
 
 def supported_names() -> list[str]:

@@ -1,6 +1,14 @@
 """The IR: types, the op table, graphs, printers. Imports nothing else from chainrule."""
 
-from chainrule.ir import elementwise, fused, reductions, scans, structural  # noqa: F401  (fill the op table)
+from chainrule.ir import (  # noqa: F401  (fill the op table)
+    elementwise,
+    fused,
+    linalg,
+    linalg_spectral,
+    reductions,
+    scans,
+    structural,
+)
 
 # isort: split
 from chainrule.ir import control  # noqa: F401  (loops and branches: after the ops their bodies use)

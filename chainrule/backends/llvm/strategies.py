@@ -139,3 +139,9 @@ def _product_combine(block: Function, dtype: str, accumulator: str, value: str) 
 declare(OPS["prod"], Strategy(REDUCE, identity=lambda dtype: scalar_ops.literal(1, dtype), combine=_product_combine))
 for _name in ("cumsum", "cumprod", "argsort", "argmax", "argmin", "searchsorted"):
     declare(OPS[_name], Strategy(FALLBACK))
+
+# ---- linear algebra (issue 16): LAPACK through NumPy/SciPy, called back from native code -------
+# Factorizations and solves are a few LAPACK calls on whole matrices; the callback's overhead
+# (microseconds) is small next to their O(n³) work.
+for _name in ("solve", "triangular_solve", "cholesky", "slogdet", "expm", "eigh", "svd", "qr"):
+    declare(OPS[_name], Strategy(FALLBACK))
