@@ -128,3 +128,12 @@ def test_networkx_example_finds_the_critical_path_through_the_matmuls(capsys):
     total, critical = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) FLOPs", out)[:2]]
     assert 0 < critical < total
     assert "matmul" in out and "dp.W1" in out
+
+
+def test_pendulum_rk4_gradient_through_a_loop_matches_finite_differences(capsys):
+    pendulum = load("pendulum_rk4")
+    angle, slope, reference, error = pendulum.main(["--steps", "2000"])
+    out = capsys.readouterr().out
+    assert angle == pendulum.final_angle_python(0.5, 2000)
+    assert error < 1e-7 and abs(slope - reference) < 1e-7 * abs(reference)
+    assert "loop[" in out and "length=2000" in out

@@ -1,0 +1,3 @@
+"""The passes (Graph -> Graph) and the pipeline that names them."""
+
+from chainrule.compiler import control_ad  # noqa: F401  (the derivative rules of loops and branches)

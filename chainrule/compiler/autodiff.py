@@ -25,6 +25,7 @@ import numpy as np
 
 from chainrule.ir import OPS, F, Graph, Value
 from chainrule.ir.builder import unbroadcast
+from chainrule.ir.control import tape_loops
 
 
 def reverse(
@@ -43,6 +44,7 @@ def reverse(
     rule (see ``Graph.rewriting``) is applied to every backward node as it is
     built; nodes it makes dead are left for DCE.
     """
+    forward = tape_loops(forward)  # a loop keeps the carries its backward loop reads
     joint = Graph.continuing(forward, name or f"{forward.name}_grad")
     outputs = list(forward.outputs)
     forward_size = len(joint)

@@ -11,6 +11,7 @@ variables lend those variable names to the IR and to the generated code.
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 
 import numpy as np
@@ -23,12 +24,57 @@ from chainrule.ir.types import TensorType
 
 
 class TraceContext:
-    """One tracing of one function into ``graph``. Tracers from a closed context are an error."""
+    """One tracing of one function into ``graph``. Tracers from a closed context are an error.
 
-    def __init__(self, graph, capture_names: bool = True):
+    A nested context traces a loop body or a branch (``cr.scan``, ``cr.cond``): a value of an
+    enclosing trace that the body reads becomes an input of the body's graph (``capture``), and
+    ``captured`` lists those values in order. Its ``parent`` is the enclosing trace, known from the
+    loop's operands or adopted from the first enclosing value the body reads.
+    """
+
+    _serials = itertools.count()
+
+    def __init__(self, graph, capture_names: bool = True, nested: bool = False, parent: TraceContext | None = None):
         self.graph = graph
         self.open = True
         self.capture_names = capture_names
+        self.nested = nested
+        self.parent = parent
+        self.serial = next(TraceContext._serials)  # later contexts are nested in earlier ones
+        self.captured: list[Tracer] = []
+        self._captured_ids: dict[tuple[int, int], Tracer] = {}
+
+    def capture(self, operand: Tracer, loc) -> int:
+        """The id, in this graph, of ``operand``, a value of an enclosing trace (through each
+        trace between them); a TraceError when it belongs to no enclosing trace."""
+        chain: list[TraceContext] = []
+        context: TraceContext | None = self
+        while context is not None and context is not operand._context:
+            chain.append(context)
+            if context.nested and context.parent is None and operand._context.open:
+                # open traces nest (each runs inside the one before), so an open one is enclosing
+                context.parent = operand._context
+            context = context.parent if context.nested else None
+        if context is None or not context.open:
+            raise TraceError(
+                "a traced value from another trace was used here: a traced value "
+                "escaped its function (stored in a global, closure or attribute)",
+                loc,
+            )
+        value = operand
+        for inner in reversed(chain):
+            value = inner._lift(value)
+        return value._value.id
+
+    def _lift(self, outer: Tracer) -> Tracer:
+        key = (id(outer._value.graph), outer._value.id)
+        lifted = self._captured_ids.get(key)
+        if lifted is None:
+            node_id = self.graph.add_input(outer._value.type, outer._value.graph[outer._value.id].name)
+            lifted = Tracer(Value(self.graph, node_id), self)
+            self._captured_ids[key] = lifted
+            self.captured.append(outer)
+        return lifted
 
     def name_locals(self, frame) -> None:
         """Name unnamed nodes after the user's local variables that hold them (first name wins)."""
@@ -58,13 +104,7 @@ def record(op_name: str, operands: tuple, attrs: dict, frame) -> Tracer:
     ids = []
     for operand in operands:
         if isinstance(operand, Tracer):
-            if operand._context is not context:
-                raise TraceError(
-                    "a traced value from another trace was used here: a traced value "
-                    "escaped its function (stored in a global, closure or attribute)",
-                    loc,
-                )
-            ids.append(operand._value.id)
+            ids.append(operand._value.id if operand._context is context else context.capture(operand, loc))
         else:
             if like is None:
                 like = [o._value.dtype for o in operands if isinstance(o, Tracer)]
@@ -88,6 +128,8 @@ def constant_id(graph, operand, like_dtypes: list, loc) -> int:
 
 
 def _context_of(operands) -> TraceContext:
+    """The innermost trace among the operands' (a loop body's, over the loop's enclosing one)."""
+    found = None
     for operand in operands:
         if isinstance(operand, Tracer):
             context = operand._context
@@ -97,8 +139,11 @@ def _context_of(operands) -> TraceContext:
                     "function (stored in a global, closure or attribute)",
                     _here(),
                 )
-            return context
-    raise AssertionError("operation() needs at least one traced operand")
+            if found is None or context.serial > found.serial:
+                found = context
+    if found is None:
+        raise AssertionError("operation() needs at least one traced operand")
+    return found
 
 
 def _here():
@@ -157,7 +202,9 @@ class Tracer:
         raise TraceError(
             f"Python control flow (`if`, `while`, `and`/`or`, bool()) on a traced value of type {self.type}: "
             "its value is not known while tracing. Use np.where(condition, a, b) to choose between "
-            "values; conditions on shapes and Python values are fine.",
+            "values, cr.cond(pred, true_fn, false_fn, *operands) or cr.switch to run one branch, and "
+            "cr.while_loop(cond_fun, body_fun, init) or cr.fori_loop for a loop (a Python loop over a "
+            "traced condition cannot be unrolled); conditions on shapes and Python values are fine.",
             _here(),
         )
 

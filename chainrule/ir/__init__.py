@@ -10,6 +10,9 @@ from chainrule.ir import (  # noqa: F401  (fill the op table)
     special,
     structural,
 )
+
+# isort: split
+from chainrule.ir import control  # noqa: F401  (loops and branches: after the ops their bodies use)
 from chainrule.ir.builder import F, Value
 from chainrule.ir.graph import ConstArray, Graph, Node
 from chainrule.ir.ops import OPS, Op

@@ -79,10 +79,25 @@ def format_graph(graph: Graph, node_ids: Iterable[int] | None = None) -> str:
     results = results if len(graph.outputs) == 1 else f"({results})"
     lines = [f"def {graph.name}({signature}) -> {results}:"]
     body = node_ids if node_ids is not None else range(len(graph))
-    lines += [format_node(graph, i, names) for i in body if graph[i].op != "input"]
+    for i in body:
+        if graph[i].op != "input":
+            lines.append(format_node(graph, i, names))
+            for inner in subgraphs(graph[i].params):  # a loop's body, a switch's branches: nested
+                lines += ["    " + line for line in format_graph(inner).splitlines()]
     returned = ", ".join(names.get(o, f"%{o}") for o in graph.outputs)
     lines.append(f"  return {returned}")
     return "\n".join(lines)
+
+
+def subgraphs(params: dict[str, Any]) -> list[Graph]:
+    """The graphs an op's attributes hold (a loop's ``body``, a switch's ``branches``)."""
+    found = []
+    for value in params.values():
+        for item in value if isinstance(value, tuple) else (value,):
+            inner = getattr(item, "graph", None)
+            if inner is not None and hasattr(inner, "nodes"):
+                found.append(inner)
+    return found
 
 
 # Graphviz's escapes: quotes and backslashes always; braces, bars and angle brackets only matter in

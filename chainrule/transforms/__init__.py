@@ -3,13 +3,15 @@
 ``compiled.py`` holds ``Compiled`` (trace, run the pass pipeline, compile, cache per signature)
 and grad, value_and_grad, jit and trace; ``higher_order.py`` forward mode and second order (jvp,
 vjp, hvp); ``dense.py`` whole Jacobians and Hessians; ``checkpoint.py`` the ``checkpoint`` marker;
-``check_grad.py`` seed 002's gradient check.
+``check_grad.py`` seed 002's gradient check; ``control_flow.py`` loops and branches that stay
+loops and branches in the IR (scan, fori_loop, while_loop, cond, switch).
 """
 
 from chainrule.frontends.tracer import stop_gradient
 from chainrule.transforms.check_grad import check_grad
 from chainrule.transforms.checkpoint import checkpoint
 from chainrule.transforms.compiled import Compiled, grad, jit, trace, value_and_grad
+from chainrule.transforms.control_flow import cond, fori_loop, scan, switch, while_loop
 from chainrule.transforms.dense import hessian, jacobian
 from chainrule.transforms.higher_order import hvp, jvp, vjp
 
@@ -17,14 +19,19 @@ __all__ = [
     "Compiled",
     "check_grad",
     "checkpoint",
+    "cond",
+    "fori_loop",
     "grad",
     "hessian",
     "hvp",
     "jacobian",
     "jit",
     "jvp",
+    "scan",
     "stop_gradient",
+    "switch",
     "trace",
     "value_and_grad",
     "vjp",
+    "while_loop",
 ]

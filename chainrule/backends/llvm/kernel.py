@@ -25,9 +25,10 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from chainrule.backends.llvm import engine
+from chainrule.backends.llvm import control, engine
 from chainrule.backends.llvm.lower import ARENA, CALLBACK, CONSTANTS, lower
 from chainrule.backends.llvm.plan import Lowered
+from chainrule.backends.llvm.strategies import strategy_of
 from chainrule.backends.llvm.views import View
 from chainrule.errors import ChainruleError
 from chainrule.ir import OPS, Graph
@@ -126,7 +127,10 @@ class _Runner:
         try:
             fallback = self.lowered.fallbacks[index]
             operands = [self.view(v) for v in fallback.operands]
-            result = OPS[fallback.op].eager(*operands, **fallback.params)
+            run = strategy_of(fallback.op).run
+            result = (
+                OPS[fallback.op].eager(*operands, **fallback.params) if run is None else run(operands, fallback.params)
+            )
             self.view(fallback.result)[...] = result
         except BaseException as error:  # reported after the native call returns
             if self.error is None:
@@ -206,3 +210,6 @@ def _aligned(nbytes: int) -> np.ndarray:
     raw = np.empty(nbytes + 64, np.uint8)
     start = (-raw.ctypes.data) % 64
     return raw[start : start + nbytes]
+
+
+control.set_native_compiler(lambda graph: compile_graph(graph, graph.name).fn)  # loop bodies run natively

@@ -17,10 +17,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from chainrule.backends.llvm import scalar_ops, views
+from chainrule.backends.llvm import control, scalar_ops, views
 from chainrule.backends.llvm.irtext import Function
 from chainrule.backends.llvm.views import View
 from chainrule.ir import OPS, Node, Op
@@ -33,18 +34,22 @@ ViewRule = Callable[[View, Node], View | None]
 IdentityRule = Callable[[str], str]
 # (block, dtype, accumulator, value) -> the register of accumulator and value combined
 CombineRule = Callable[[Function, str, str, str], str]
+# (operand arrays, attrs) -> the op's value: what a fallback runs instead of the op's NumPy lowering
+FallbackRule = Callable[[list[np.ndarray], dict[str, Any]], np.ndarray]
 
 
 @dataclass(frozen=True)
 class Strategy:
     """How one op is computed. ``view(operand view, node)``: the result's view, or None when the
     operand's layout allows none; ``identity(dtype)`` and ``combine(block, dtype, accumulator, value)``:
-    a reduction's start value (an IR literal) and step."""
+    a reduction's start value (an IR literal) and step; ``run(operands, attrs)``: what a fallback
+    calls instead of the op's NumPy lowering (loops run their bodies as native code)."""
 
     kind: str
     view: ViewRule | None = None
     identity: IdentityRule | None = None
     combine: CombineRule | None = None
+    run: FallbackRule | None = None
 
 
 STRATEGIES: dict[str, Strategy] = {}
@@ -84,6 +89,10 @@ declare(OPS["concatenate"], Strategy(FALLBACK))
 declare(OPS["scatter_add"], Strategy(FALLBACK))
 # Hurwitz's zeta (digamma's derivative is ζ(2, x)): SciPy's cython_special does not export it
 declare(OPS["zeta"], Strategy(FALLBACK))
+
+# loops and branches: called back from native code, they call their bodies' native code once a step
+for _control, _run in control.RUNNERS.items():
+    declare(OPS[_control], Strategy(FALLBACK, run=_run))
 
 
 # ---- reductions ---------------------------------------------------------------------------------
