@@ -381,3 +381,14 @@ def test_every_higher_order_entry_point_compiles_with_the_llvm_backend_too():
         ):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
     assert "define" in cr.hvp(f, backend="llvm").source(x, v)  # LLVM IR, not Python
+
+
+def test_jvp_of_python_floats_gives_the_same_answer_every_call():
+    # the scalar fast path once took the tangents tuple for a scalar argument from the second call on
+    f = lambda x: np.sin(x) * x
+    expected = (np.sin(1.5) * 1.5, np.cos(1.5) * 1.5 + np.sin(1.5))
+    for backend in ("numpy", "llvm"):
+        for _ in range(3):
+            value, tangent = cr.jvp(f, (1.5,), (1.0,), backend=backend)
+            assert np.ndim(tangent) == 0
+            np.testing.assert_allclose([value, tangent], expected, rtol=1e-14)

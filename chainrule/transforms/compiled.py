@@ -273,6 +273,7 @@ class Compiled:
             if (
                 picks is None
                 and len(leaves) == len(args)
+                and all(leaf is arg for leaf, arg in zip(leaves, args))  # no argument is a container
                 and all(s.scalar or s.python_float for s in entry.spec.leaves)
             ):
                 self._scalar_call = (tuple(map(type, args)), self._scalar_caller(entry))
