@@ -70,7 +70,10 @@ def record(op_name: str, operands: tuple, attrs: dict, frame) -> Tracer:
             ids.append(constant_id(graph, operand, like, loc))
     node_id = graph.add(op_name, ids, attrs, loc=loc)
     context.name_locals(frame)
-    return Tracer(Value(graph, node_id), context)
+    result = Tracer(Value(graph, node_id), context)
+    if op_name in VIEW_OPS and isinstance(operands[0], Tracer):
+        take_view(operands[0], result, view_step(op_name, attrs, ids[1:], result.ndim))
+    return result
 
 
 def constant_id(graph, operand, like_dtypes: list, loc) -> int:
@@ -104,16 +107,112 @@ def _here():
     return location_of(user_frame(3))
 
 
+def _here_from_value():
+    return location_of(user_frame(4))
+
+
+# ---- aliasing: NumPy's views, kept faithful while traced arrays are written -----------------
+# A traced array that is written (``a[i] = v``, ``a += b``) gets a new value in its Tracer, so
+# every Python name bound to it sees the write. Views (``b = a[1:]``, ``a.T``) share a Buffer
+# with their base: the base's current value, and a version counted up by each write. A view
+# remembers the steps that take it from the base; used after a write, it replays them on the
+# new value, as NumPy's view would show the written memory. A step that is a view or a copy
+# depending on memory layout (reshape) cannot be replayed faithfully: the write breaks the
+# buffer, and using another array of it raises rather than give a possibly wrong value.
+
+VIEW_OPS = frozenset({"getitem", "transpose", "reshape", "broadcast_to"})
+EXACT, AMBIGUOUS, READ_ONLY = "exact", "ambiguous", "read-only"
+
+
+class Buffer:
+    """The memory a base array and its views share: its current value and write count."""
+
+    __slots__ = ("broken", "value", "version")
+
+    def __init__(self, value: Value):
+        self.value = value
+        self.version = 0
+        self.broken: str | None = None  # why this memory's arrays can no longer be used
+
+
+class Alias:
+    """Where a traced array lives: its buffer, the steps from the base, the version it shows."""
+
+    __slots__ = ("buffer", "path", "seen")
+
+    def __init__(self, buffer: Buffer, path: tuple, seen: int):
+        self.buffer, self.path, self.seen = buffer, path, seen
+
+
+def view_step(op_name: str, attrs: dict, array_ids, ndim: int) -> tuple | None:
+    """The step ``(op, attrs, index array ids, kind)`` a view op takes, or None for a copy."""
+    if op_name == "getitem":
+        index = attrs["index"]
+        if array_ids or (ndim == 0 and all(item[0] == "int" for item in index)):
+            return None  # advanced indexing copies; all-int indexing gives a scalar
+        kind = EXACT
+    else:
+        kind = {"transpose": EXACT, "broadcast_to": READ_ONLY}.get(op_name, AMBIGUOUS)
+    return (op_name, tuple(sorted(attrs.items())), tuple(array_ids), kind)
+
+
+def take_view(base: Tracer, view: Tracer, step: tuple | None) -> None:
+    """Make ``view`` share ``base``'s buffer (``step`` None: ``view`` is a copy, its own array)."""
+    if step is None:
+        return
+    alias = base.alias()
+    view._alias = Alias(alias.buffer, alias.path + (step,), alias.buffer.version)
+
+
+def replay(value: Value, step: tuple, loc) -> Value:
+    """``step`` applied to ``value``: the view it takes."""
+    op_name, attrs, array_ids, _kind = step
+    return Value(value.graph, value.graph.add(op_name, [value.id, *array_ids], dict(attrs), loc=loc))
+
+
 class Tracer:
     """A traced array. It has ``shape``, ``ndim``, ``dtype`` and ``size``, but no value."""
 
-    __slots__ = ("_context", "_value")
+    __slots__ = ("_alias", "_context", "_current")
     __array_priority__ = 1000  # ndarray <op> Tracer defers to the Tracer
     __hash__ = None  # like ndarray: == is elementwise
 
     def __init__(self, value: Value, context: TraceContext):
-        self._value = value
+        self._current = value
         self._context = context
+        self._alias: Alias | None = None  # None: its own memory, of which no view was taken
+
+    @property
+    def _value(self) -> Value:
+        """The value now: a view of a buffer written since it was last seen is taken again."""
+        alias = self._alias
+        if alias is not None and alias.seen != alias.buffer.version:
+            self._refresh(alias)
+        return self._current
+
+    def _refresh(self, alias: Alias) -> None:
+        buffer = alias.buffer
+        if buffer.broken is not None:
+            raise TraceError(buffer.broken, _here_from_value())
+        if any(step[3] != EXACT for step in alias.path):
+            raise TraceError(
+                "this array is a view (from reshape or a function built on it) of an array written "
+                "after the view was taken; whether NumPy's reshape shares memory depends on the "
+                "array's layout, so the value cannot be traced faithfully. Take the view after the "
+                "write, or copy it (.copy()) before writing.",
+                _here_from_value(),
+            )
+        value, loc = buffer.value, _here_from_value()
+        for step in alias.path:
+            value = replay(value, step, loc)
+        self._current = value
+        alias.seen = buffer.version
+
+    def alias(self) -> Alias:
+        """Where this array lives (a buffer of its own is made when first asked for)."""
+        if self._alias is None:
+            self._alias = Alias(Buffer(self._current), (), 0)
+        return self._alias
 
     # ---- what is known while tracing ------------------------------------------------------
 
@@ -170,12 +269,25 @@ class Tracer:
 
     __float__ = __int__ = __index__ = __complex__ = item = tolist = __array__ = _needs_value
 
+    # ---- writes: the array gets a new value (chainrule.frontends.inplace) -------------------
+
     def __setitem__(self, key, value):
-        raise TraceError(
-            "in-place assignment into a traced array is not supported; build the new "
-            "array with np.where or np.concatenate instead",
-            _here(),
-        )
+        dispatch.call_function(operator.setitem, (self, key, value), {})
+
+    def __iadd__(self, other):
+        return dispatch.call_function(operator.iadd, (self, other), {})
+
+    def __isub__(self, other):
+        return dispatch.call_function(operator.isub, (self, other), {})
+
+    def __imul__(self, other):
+        return dispatch.call_function(operator.imul, (self, other), {})
+
+    def __itruediv__(self, other):
+        return dispatch.call_function(operator.itruediv, (self, other), {})
+
+    def __ipow__(self, other):
+        return dispatch.call_function(operator.ipow, (self, other), {})
 
     # ---- NumPy protocols -------------------------------------------------------------------
 
@@ -227,7 +339,7 @@ class Tracer:
         return np.negative(self)
 
     def __pos__(self):
-        return self
+        return self.copy()  # NumPy's +a is a new array
 
     def __abs__(self):
         return np.absolute(self)
@@ -286,7 +398,7 @@ class Tracer:
         return np.ravel(self)
 
     def flatten(self):
-        return np.ravel(self)
+        return np.ravel(self).copy()  # always a copy, unlike ravel
 
     def squeeze(self, axis=None):
         return np.squeeze(self, axis)
@@ -319,12 +431,13 @@ class Tracer:
         return np.clip(self, min, max)
 
     def copy(self):
-        return self
+        """A new array of the same value: writes into either leave the other as it was."""
+        return Tracer(self._value, self._context)
 
     def astype(self, dtype, copy=True):
         dtype = np.dtype(dtype)
         if dtype == self.dtype:
-            return self
+            return self.copy() if copy else self
         if dtype.kind not in "biuf":
             raise UnsupportedError(f"astype({dtype}) is not supported; traced arrays are bool, int or float", _here())
         return operation("cast", self, dtype=dtype.name)

@@ -1,6 +1,6 @@
 """The IR: types, the op table, graphs, printers. Imports nothing else from chainrule."""
 
-from chainrule.ir import elementwise, fused, structural  # noqa: F401  (fill the op table)
+from chainrule.ir import elementwise, fused, structural, update  # noqa: F401  (fill the op table)
 from chainrule.ir.builder import F, Value
 from chainrule.ir.graph import ConstArray, Graph, Node
 from chainrule.ir.ops import OPS, Op

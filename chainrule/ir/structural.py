@@ -340,7 +340,7 @@ register(
 # ("array", k), where array k is operand k+1 of the node (an integer array value).
 
 
-def _index_result_shape(shape, index, array_shapes):
+def index_result_shape(shape, index, array_shapes):
     from chainrule.ir.npfuncs import fill_index
 
     dummy = np.lib.stride_tricks.as_strided(np.zeros(1), shape=shape, strides=(0,) * len(shape))
@@ -359,7 +359,7 @@ def _infer_getitem(types, attrs):
     for t in arrays:
         if not np.issubdtype(np.dtype(t.dtype), np.integer):
             raise ShapeError(f"array indices must be integers, got {t}")
-    return TensorType(_index_result_shape(x.shape, attrs["index"], [t.shape for t in arrays]), x.dtype)
+    return TensorType(index_result_shape(x.shape, attrs["index"], [t.shape for t in arrays]), x.dtype)
 
 
 def render_index(index, array_names) -> str:
@@ -416,7 +416,7 @@ register(
 
 def _infer_scatter_add(types, attrs):
     values, *arrays = types
-    expected = _index_result_shape(attrs["shape"], attrs["index"], [t.shape for t in arrays])
+    expected = index_result_shape(attrs["shape"], attrs["index"], [t.shape for t in arrays])
     if tuple(np.broadcast_shapes(values.shape, expected)) != tuple(expected):
         raise ShapeError(f"scatter_add of shape {list(values.shape)} into index of shape {list(expected)}")
     return TensorType(attrs["shape"], attrs["dtype"])
@@ -455,7 +455,7 @@ register(
         jvp=LINEAR,
         # one addition per element scattered: the index's size, which a broadcast operand 0 undercounts
         flops=lambda ins, out, attrs: size_of(
-            _index_result_shape(attrs["shape"], attrs["index"], [t.shape for t in ins[1:]])
+            index_result_shape(attrs["shape"], attrs["index"], [t.shape for t in ins[1:]])
         ),
         batch=_batch_scatter_add,
     )

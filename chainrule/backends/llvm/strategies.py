@@ -73,6 +73,7 @@ declare(OPS["getitem"], Strategy(VIEW, views.index_view))  # an integer-array in
 declare(OPS["matmul"], Strategy(GEMM))  # on integers, or of many batch elements: NumPy
 declare(OPS["concatenate"], Strategy(FALLBACK))
 declare(OPS["scatter_add"], Strategy(FALLBACK))
+declare(OPS["index_update"], Strategy(FALLBACK))  # a copy of operand 0, written by NumPy
 
 
 # ---- reductions ---------------------------------------------------------------------------------
