@@ -13,6 +13,7 @@ import operator
 import numpy as np
 
 from chainrule.errors import ShapeError, TraceError
+from chainrule.frontends.creation import constant_array
 from chainrule.frontends.dispatch import here, implements, unsupported
 from chainrule.frontends.inplace import index_template, is_traced_mask
 from chainrule.frontends.numpy_api import axes_of, ndim_of, shape_of
@@ -198,10 +199,12 @@ def _copy(a, order="K", subok=False):
 
 @implements(np.full_like)
 def _full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None):
-    return np.full(shape_of(a) if shape is None else shape, fill_value, dtype=dtype or a.dtype)
+    # a new traced array (not a NumPy one), so traced values can be written into it
+    context = (a if isinstance(a, Tracer) else fill_value)._context
+    return constant_array(context, shape_of(a) if shape is None else shape, dtype or a.dtype, fill_value)
 
 
-@implements(np.zeros_like)
+@implements(np.zeros_like, np.empty_like)
 def _zeros_like(a, dtype=None, order="K", subok=True, shape=None):
     return _full_like(a, 0, dtype, shape=shape)
 

@@ -267,7 +267,18 @@ class Tracer:
             _here(),
         )
 
-    __float__ = __int__ = __index__ = __complex__ = item = tolist = __array__ = _needs_value
+    __float__ = __int__ = __index__ = __complex__ = item = tolist = _needs_value
+
+    def __array__(self, *_args, **_kwargs):
+        raise TraceError(
+            f"a traced value of type {self.type} was converted to a NumPy array, as np.asarray(x), "
+            "np.array([...]) of traced values and writing a traced value into a NumPy array "
+            "(out[i] = f(x)) do; a NumPy array cannot hold a traced value. Create the array in "
+            "the traced function with np.zeros, np.ones, np.empty, np.full or their _like forms, "
+            "spelled np.<name> (chainrule traces the float arrays they create), or build the "
+            "result with np.stack, np.concatenate or np.where.",
+            _here(),
+        )
 
     # ---- writes: the array gets a new value (chainrule.frontends.inplace) -------------------
 
