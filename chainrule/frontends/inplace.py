@@ -160,13 +160,21 @@ def _is_unchanged_view(target: Tracer, key, value) -> bool:
 
 def _write_through_mask(target: Tracer, mask: Tracer, value) -> None:
     rest = target.shape[mask.ndim :]
+    if isinstance(value, MaskedSelection):  # a[mask] *= 2, a[mask] = np.sqrt(b[mask])
+        if value.mask._value.id != mask._value.id:
+            raise UnsupportedError(
+                "writing the elements one traced mask selects into the positions another selects: "
+                "how many each has is not known while tracing; use np.where",
+                here(),
+            )
+        value = value.whole
     if tuple(mask.shape) != tuple(target.shape[: mask.ndim]):
         raise ShapeError(
             f"boolean index of shape {list(mask.shape)} does not match the indexed array's shape {list(target.shape)}",
             here(),
         )
     shape = tuple(np.shape(value))
-    if len(shape) > len(rest):
+    if len(shape) > len(rest) and not (isinstance(value, Tracer) and shape == tuple(target.shape)):
         if shape[0] != 1:
             raise UnsupportedError(
                 "writing an array of values through a traced boolean mask needs one value per True "
@@ -174,7 +182,9 @@ def _write_through_mask(target: Tracer, mask: Tracer, value) -> None:
                 "per trailing axis), or use np.where(mask, new, a)",
                 here(),
             )
-    values = _values_for(target, (1,) + tuple(rest), value)
+    values = _values_for(
+        target, tuple(target.shape) if np.shape(value) == tuple(target.shape) else (1,) + tuple(rest), value
+    )
     spread = np.reshape(mask, tuple(mask.shape) + (1,) * len(rest))
     write_whole(target, np.where(spread, values, target))
 
@@ -278,3 +288,80 @@ def add_at(target, indices, values=None) -> None:
     written = index_result_shape(target.shape, items, [np.shape(a) for a in arrays])
     values = _values_for(target, written, 1 if values is None else values)
     write_whole(target, operation("index_update", target, values, *arrays, index=items, mode="add"))
+
+
+# ---- a traced mask's selection -------------------------------------------------------------
+
+_MASK_MESSAGE = (
+    "boolean-mask indexing with a traced mask is not supported: the result's shape depends on the "
+    "data. Use np.where(mask, x, 0) instead; writing through the mask (a[mask] = v, a[mask] *= 2, "
+    "a[mask] = np.sqrt(a[mask])) works"
+)
+
+
+class MaskedSelection:
+    """``a[mask]`` for a traced boolean ``mask``: which elements it holds, so its shape, is not
+    known while tracing. It can only be computed with elementwise NumPy (``a[mask] * 2``,
+    ``np.sqrt(a[mask])``, with values for its trailing axes) and written back through the same
+    mask; it is computed over the whole array and written with ``np.where``. As with np.where,
+    a derivative that is not finite at the unselected elements (sqrt of a negative) poisons the
+    gradient with NaN: keep the computation defined everywhere."""
+
+    __slots__ = ("mask", "whole")
+    __array_priority__ = 2000
+
+    def __init__(self, mask: Tracer, whole: Tracer):
+        self.mask, self.whole = mask, whole
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method != "__call__" or kwargs:
+            raise UnsupportedError(_MASK_MESSAGE, here())
+        rest = self.whole.shape[self.mask.ndim :]
+        operands = []
+        for operand in inputs:
+            if isinstance(operand, MaskedSelection):
+                if operand.mask._value.id != self.mask._value.id:
+                    raise UnsupportedError(_MASK_MESSAGE, here())
+                operands.append(operand.whole)
+            elif len(np.shape(operand)) > len(rest):
+                raise UnsupportedError(_MASK_MESSAGE, here())
+            else:
+                operands.append(operand)  # one value, or one per trailing axis: it broadcasts
+        return MaskedSelection(self.mask, ufunc(*operands))
+
+    def _unsupported(self, *args, **kwargs):
+        raise UnsupportedError(_MASK_MESSAGE, here())
+
+    __array_function__ = __array__ = __getitem__ = __len__ = __iter__ = __bool__ = __float__ = _unsupported
+
+    def __add__(self, other):
+        return np.add(self, other)
+
+    def __radd__(self, other):
+        return np.add(other, self)
+
+    def __sub__(self, other):
+        return np.subtract(self, other)
+
+    def __rsub__(self, other):
+        return np.subtract(other, self)
+
+    def __mul__(self, other):
+        return np.multiply(self, other)
+
+    def __rmul__(self, other):
+        return np.multiply(other, self)
+
+    def __truediv__(self, other):
+        return np.divide(self, other)
+
+    def __rtruediv__(self, other):
+        return np.divide(other, self)
+
+    def __pow__(self, other):
+        return np.power(self, other)
+
+    def __neg__(self):
+        return np.negative(self)
+
+    __iadd__, __isub__, __imul__, __itruediv__, __ipow__ = __add__, __sub__, __mul__, __truediv__, __pow__

@@ -15,7 +15,7 @@ import numpy as np
 from chainrule.errors import ShapeError, TraceError
 from chainrule.frontends.creation import constant_array
 from chainrule.frontends.dispatch import here, implements, unsupported
-from chainrule.frontends.inplace import index_template, is_traced_mask
+from chainrule.frontends.inplace import MaskedSelection, index_template, is_traced_mask
 from chainrule.frontends.numpy_api import axes_of, ndim_of, shape_of
 from chainrule.frontends.tracer import EXACT, Tracer, operation, take_view
 
@@ -221,8 +221,10 @@ def _ones_like(a, dtype=None, order="K", subok=True, shape=None):
 def getitem(x: Tracer, key):
     """``x[key]`` for basic slices, ints, None, Ellipsis, integer arrays and constant boolean masks
     (NumPy semantics, views included: see ``chainrule.frontends.inplace``)."""
-    if is_traced_mask(key):
-        index_template((), key[None])  # raises: the result's shape would depend on the data
+    if is_traced_mask(key):  # its shape would depend on the data: only good for writing back
+        if tuple(key.shape) != tuple(x.shape[: key.ndim]):
+            raise ShapeError(f"boolean index of shape {list(key.shape)} does not match shape {list(x.shape)}", here())
+        return MaskedSelection(key, x.copy())
     items, arrays, had_ellipsis = index_template(x.shape, key)
     result = operation("getitem", x, *arrays, index=items)
     if had_ellipsis and result.ndim == 0 and not arrays:  # a[0, ...]: a 0-d view, not a scalar
