@@ -36,7 +36,7 @@ class TraceContext:
         nodes = self.graph.nodes
         for variable, value in frame.f_locals.items():
             if type(value) is Tracer and value._context is self:
-                node = nodes[value._value.id]
+                node = nodes[value._current.id]  # as it is: a stale view is not used by being named
                 if node.name is None:
                     node.name = variable
 
