@@ -62,6 +62,11 @@ class UnsupportedError(ChainruleError):
     """A NumPy function or feature chainrule does not implement."""
 
 
+class UnsupportedAttributeError(UnsupportedError, AttributeError):
+    """An ndarray attribute a traced value does not have: an ``AttributeError`` too, so ``hasattr``
+    and ``getattr(x, name, default)`` keep working."""
+
+
 class ArgumentError(ChainruleError):
     """Bad arguments to a compiled function: wrong types, dtypes or pytree structure."""
 

@@ -377,3 +377,19 @@ def test_to_dot_is_graphviz_text_mentioning_every_op_and_input():
         node = graph[node_id]
         label = node.name if node.op == "input" else f"%{node_id} {node.op}"
         assert f'label="{label}\\n' in dot, label
+
+
+def test_a_transformation_made_again_for_the_same_function_reuses_its_kernels():
+    def loss(w, x):
+        return np.sum(np.tanh(x @ w) ** 2)
+
+    w, x = np.ones((3, 2)), np.ones((4, 3))
+    first = cr.grad(loss)
+    expected = first(w, x)
+    again = cr.grad(loss)
+    assert len(again._cache) == 1  # found, not compiled
+    specialization = next(iter(again._cache.values()))
+    np.testing.assert_array_equal(again(w, x), expected)
+    assert next(iter(again._cache.values())) is specialization
+    assert len(cr.grad(loss, backend="llvm")._cache) == 0  # other options, other kernels
+    assert len(cr.value_and_grad(loss)._cache) == 0

@@ -457,9 +457,15 @@ case(
     argnums=(0, 1),
 )
 
+# Scans and products (chainrule/ir/scans.py); zeros, sorting and the NumPy spellings in test_scans.py.
+case("cumsum-axis1", "cumsum", lambda x: weighted_sum(np.cumsum(x, axis=1)), uniform(-2, 2, (2, 3)))
+case("cumprod-axis0", "cumprod", lambda x: weighted_sum(np.cumprod(x, axis=0)), away_from_zero((3, 2)))
+case("prod-axis1", "prod", lambda x: weighted_sum(np.prod(x, axis=1)), away_from_zero((2, 3)))
+case("prod-all", "prod", lambda x: np.prod(x), away_from_zero((2, 3)))
+
 # ---- the table covers the table -------------------------------------------------------------
 
-DIFFERENTIABLE_KINDS = {"elementwise", "reduction", "matmul", "shape", "index"}
+DIFFERENTIABLE_KINDS = {"elementwise", "reduction", "matmul", "shape", "index", "scan"}
 # Comparisons and logical ops have no gradient by definition.
 NO_GRADIENT_OPS = {"lt", "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or", "logical_not"}
 

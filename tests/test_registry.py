@@ -75,7 +75,8 @@ def test_every_implemented_numpy_function_traces_to_its_op(name, function):
 
 
 def test_every_function_in_the_table_maps_to_an_op_or_a_composite():
-    composites = {numpy_api.__name__, numpy_shapes.__name__, inplace.__name__}
+    # the frontend's modules of NumPy composites: numpy_api, numpy_shapes, numpy_layout, ..., scipy_linalg
+    composites = {numpy_api.__name__, numpy_shapes.__name__, inplace.__name__, "chainrule.frontends.scipy_linalg"}
     for function, handler in dispatch.HANDLERS.items():
         described = dispatch.function_name(function)
         assert callable(handler), described
@@ -83,7 +84,10 @@ def test_every_function_in_the_table_maps_to_an_op_or_a_composite():
             op_name = dispatch.PRIMITIVES[function]
             assert op_name in OPS and function in OPS[op_name].implements, described
         else:
-            assert handler.__module__ in composites, f"{described} maps to {handler!r}"
+            module = handler.__module__
+            assert module in composites or module.startswith("chainrule.frontends.numpy_"), (
+                f"{described} maps to {handler!r}"
+            )
     assert SUPPORTED == sorted({dispatch.function_name(f) for f in dispatch.HANDLERS})
     assert len(set(SUPPORTED)) == len(dispatch.HANDLERS)  # no two functions under one name
 
@@ -125,8 +129,8 @@ def test_logical_functions_read_numbers_as_numpy_does(function):
 def test_numpy_functions_the_table_lacks_raise_a_chainrule_error_naming_them():
     with pytest.raises(UnsupportedError, match=r"np\.cbrt is not supported on traced values"):
         cr.trace(lambda x: np.cbrt(x), np.ones(3))
-    with pytest.raises(UnsupportedError, match=r"np\.cumsum is not supported"):
-        cr.trace(lambda x: np.cumsum(x), np.ones(3))
+    with pytest.raises(UnsupportedError, match=r"np\.histogram is not supported"):
+        cr.trace(lambda x: np.histogram(x), np.ones(3))
     with pytest.raises(UnsupportedError, match=r"np\.multiply\.reduce is not supported"):
         cr.trace(lambda x: np.multiply.reduce(x), np.ones(3))
 

@@ -18,7 +18,10 @@ kernel on the same inputs to find where (``checked_llvm``)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +29,7 @@ from chainrule.backends.numpy import NumpyKernel, define
 from chainrule.backends.numpy.text import (
     COMMENT_COLUMN,
     Names,
+    Origin,
     describe_line,
     identifier,
     line_comment,
@@ -40,8 +44,11 @@ from chainrule.ir import OPS, Graph
 from chainrule.ir.npfuncs import NAMESPACE
 from chainrule.ir.types import EARLY_FREE_MIN_BYTES, TensorType
 
+if TYPE_CHECKING:
+    from chainrule.backends.llvm.kernel import LlvmKernel
+
 # Ops that compute new numbers (the rest only move them: a view, a gather, a concatenation).
-_COMPUTING_KINDS = ("elementwise", "reduction", "matmul")
+_COMPUTING_KINDS = ("elementwise", "reduction", "matmul", "scan", "linalg")
 # where only selects (a view, such as stop_gradient, moves nothing either; a cast computes: 1e300 as float32 is inf)
 _SELECTS_ONLY = {"where"}
 
@@ -60,6 +67,9 @@ _HINTS = {
     "matmul": "a product of large values overflows: scale the operands down first.",
     "cast": "the value does not fit the narrower dtype (float32 ends at ~3.4e38, float16 at 65504).",
 }
+# A forward op and the locals (or literals) it computed from, to show beside a derivative's NaN.
+Forward = tuple[str, tuple[str, ...]]
+
 _MASK_HINT = (
     "np.where evaluates both branches: a NaN in the discarded one is still computed and poisons "
     "the gradient (as in JAX); mask the argument instead, e.g. np.log(np.where(x > 0, x, 1))."
@@ -72,15 +82,15 @@ class CheckSite:
 
     op: str
     result: str  # the local holding the value
-    operands: tuple  # the locals (or literals) it was computed from
+    operands: tuple[str, ...]  # the locals (or literals) it was computed from
     elementwise: bool
     loc: Loc | None
     rule: str  # for a backward value: "d sqrt x at model.py:12"; else ""
     rule_op: str  # for a backward value: the forward op it differentiates ("sqrt")
-    forward: tuple | None  # (op, operand locals) of the forward op the rule differentiates, if at hand
+    forward: Forward | None  # (op, operand locals) of the forward op the rule differentiates, if at hand
 
 
-def all_finite(value) -> bool:
+def all_finite(value: Any) -> bool:
     """No NaN or inf in ``value``, or an overflowing sum (rare; the slow path tells them apart)."""
     return math.isfinite(np.sum(value))
 
@@ -88,11 +98,11 @@ def all_finite(value) -> bool:
 class NonFiniteCheck:
     """The slow path the checked kernel calls when a value fails ``all_finite``."""
 
-    def __init__(self, sites: list, input_labels: list):
+    def __init__(self, sites: list[CheckSite], input_labels: list[str]):
         self.sites = sites
         self.input_labels = input_labels  # the arguments as the user knows them (p.W1)
 
-    def input(self, position: int, value) -> None:
+    def input(self, position: int, value: Any) -> None:
         """Raise if the argument holds a NaN (an infinity passed in is the caller's business)."""
         value = np.asarray(value)
         if value.dtype.kind != "f" or not np.isnan(value).any():
@@ -104,7 +114,7 @@ class NonFiniteCheck:
             "(np.isnan(x).any()) before calling."
         )
 
-    def __call__(self, site_index: int, values: dict) -> None:
+    def __call__(self, site_index: int, values: dict[str, Any]) -> None:
         site = self.sites[site_index]
         result = np.asarray(values[site.result])
         # an operand not among the locals is a literal (3.0, np.inf)
@@ -116,7 +126,7 @@ class NonFiniteCheck:
         raise NonFiniteError(_message(site, result, operands, index, values), site.loc)
 
 
-def _produced(result: np.ndarray, operands: list, elementwise: bool) -> np.ndarray | None:
+def _produced(result: np.ndarray, operands: list[np.ndarray], elementwise: bool) -> np.ndarray | None:
     """Where ``result`` holds a NaN no operand explains, or an infinity from finite operands; None if nowhere."""
     nan_out, inf_out = np.isnan(result), np.isinf(result)
     if elementwise:
@@ -128,22 +138,22 @@ def _produced(result: np.ndarray, operands: list, elementwise: bool) -> np.ndarr
             finite_in &= np.isfinite(broadcast)
         produced = (nan_out & ~nan_in) | (inf_out & finite_in)
     else:
-        nan_in = any(np.isnan(o).any() for o in operands)
-        finite_in = all(np.isfinite(o).all() for o in operands)
-        produced = (nan_out & (not nan_in)) | (inf_out & finite_in)
+        any_nan_in = any(np.isnan(o).any() for o in operands)
+        all_finite_in = all(np.isfinite(o).all() for o in operands)
+        produced = (nan_out & (not any_nan_in)) | (inf_out & all_finite_in)
     return produced if produced.any() else None
 
 
-def _first(mask: np.ndarray) -> tuple:
-    return np.unravel_index(int(np.argmax(mask)), mask.shape) if mask.ndim else ()
+def _first(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape)) if mask.ndim else ()
 
 
-def _element(index: tuple, value: np.ndarray) -> str:
+def _element(index: tuple[int, ...], value: np.ndarray) -> str:
     where = f"element {[int(i) for i in index]} of " if index else ""
     return f" ({where}{TensorType(value.shape, value.dtype.name)})"
 
 
-def _value_at(operand: np.ndarray, index: tuple | None, shape: tuple) -> str:
+def _value_at(operand: np.ndarray, index: tuple[int, ...] | None, shape: tuple[int, ...]) -> str:
     """The operand's element at ``index`` of the result (of ``shape``), or its type where no element
     corresponds (``index`` None: a reduction's or a matmul's operand)."""
     if operand.size == 1:
@@ -156,7 +166,9 @@ def _value_at(operand: np.ndarray, index: tuple | None, shape: tuple) -> str:
     return f"<{TensorType(operand.shape, operand.dtype.name)}>"
 
 
-def _operand_texts(names, operands, index, shape, elementwise) -> str:
+def _operand_texts(
+    names: Sequence[str], operands: list[np.ndarray], index: tuple[int, ...], shape: tuple[int, ...], elementwise: bool
+) -> str:
     texts = []
     for name, operand in zip(names, operands):
         shown = _value_at(operand, index if elementwise else None, shape)
@@ -164,7 +176,9 @@ def _operand_texts(names, operands, index, shape, elementwise) -> str:
     return ", ".join(texts)
 
 
-def _message(site: CheckSite, result, operands, index, values) -> str:
+def _message(
+    site: CheckSite, result: np.ndarray, operands: list[np.ndarray], index: tuple[int, ...], values: dict[str, Any]
+) -> str:
     produced = result[index] if result.ndim else result[()]
     kind = "NaN" if np.isnan(produced) else ("inf" if produced > 0 else "-inf")
     got = _operand_texts(site.operands, operands, index, result.shape, site.elementwise)
@@ -196,14 +210,16 @@ def compile_checked(graph: Graph, function_name: str | None = None) -> NumpyKern
         "chainrule checked",
     )
 
-    def call(*inputs):
+    def call(*inputs: Any) -> Any:
         with np.errstate(all="ignore"):  # the NonFiniteError says it better than NumPy's RuntimeWarning
             return checked_fn(*inputs)
 
     return NumpyKernel(call, source, filename)
 
 
-def generate_checked_source(graph: Graph, function_name: str | None = None):
+def generate_checked_source(
+    graph: Graph, function_name: str | None = None
+) -> tuple[str, dict[str, np.ndarray], NonFiniteCheck]:
     """Python source of ``graph`` with a finiteness check after every computed value, its constants, and
     the ``NonFiniteCheck`` it calls."""
     return _CheckedWriter(graph).write(function_name)
@@ -219,14 +235,14 @@ class _CheckedWriter:
         self.texts: dict[int, str] = {}  # node -> its local, or a literal
         self.constants: dict[str, np.ndarray] = {}
         self.sites: list[CheckSite] = []
-        self.statements: list[tuple[str, frozenset]] = []  # each line and the big locals it reads
+        self.statements: list[tuple[str, AbstractSet[str]]] = []  # each line and the big locals it reads
         self.freeable: set[str] = set()  # locals big enough to be deleted after their last use
         # What a derivative rule's forward op computed from, to show its operands: by node, and (for
         # fused steps, which know their origin only as (op, name, loc)) by that description.
-        self.forward_by_node: dict[int, tuple] = {}
-        self.forward_by_description: dict[tuple, list] = {}
+        self.forward_by_node: dict[int, Forward] = {}
+        self.forward_by_description: dict[Origin, list[Forward]] = {}
 
-    def write(self, function_name: str | None):
+    def write(self, function_name: str | None) -> tuple[str, dict[str, np.ndarray], NonFiniteCheck]:
         graph = self.graph
         input_names = [self.names.fresh(graph[i].name or f"in{i}") for i in graph.inputs]
         self.texts.update(zip(graph.inputs, input_names))
@@ -270,10 +286,11 @@ class _CheckedWriter:
         self.forward_by_node[node_id] = (node.op, operands)
         if node.origin is None:
             self.forward_by_description.setdefault((node.op, node.name, node.loc), []).append((node.op, operands))
-        rule, rule_op = "", ""
+        rule, rule_op, forward_site = "", "", None
         if node.origin is not None:
             rule, forward = line_comment(graph, node.loc, node.origin), graph[node.origin]
             rule_op = forward.params["body"].root[0] if forward.op == "fused" else forward.op
+            forward_site = self.forward_by_node.get(node.origin)
         self._emit(
             f"{target} = {expression}",
             comment,
@@ -284,7 +301,7 @@ class _CheckedWriter:
             node.loc,
             rule,
             rule_op,
-            self.forward_by_node.get(node.origin),
+            forward_site,
         )
 
     def _fused(self, node_id: int) -> None:
@@ -329,13 +346,13 @@ class _CheckedWriter:
         statement: str,
         comment: str,
         op: str,
-        value_type,
+        value_type: TensorType,
         target: str,
-        operands: tuple,
-        loc,
+        operands: tuple[str, ...],
+        loc: Loc | None,
         rule: str,
         rule_op: str,
-        forward: tuple | None,
+        forward: Forward | None,
     ) -> None:
         line = f"    {statement}"
         line = line.ljust(COMMENT_COLUMN) + f"  # {comment}" if comment else line
@@ -392,13 +409,13 @@ def _computes(op: str) -> bool:
     ) or op == "scatter_add"
 
 
-def checked_llvm(fast, checked: NumpyKernel):
+def checked_llvm(fast: NumpyKernel | LlvmKernel, checked: NumpyKernel) -> NumpyKernel:
     """The llvm kernel ``fast`` under ``check_nans``: its last output is ``probed``'s, which is not
     finite when any value was not; then the ``checked`` NumPy kernel reruns on the same inputs to
     say where the NaN or inf came from (or that it was passed in, or a constant's)."""
     fast_fn, checked_fn = fast.fn, checked.fn
 
-    def call(*inputs):
+    def call(*inputs: Any) -> Any:
         *outputs, probe = fast_fn(*inputs)
         if math.isfinite(probe) and all(all_finite(i) for i in inputs):
             return tuple(outputs)

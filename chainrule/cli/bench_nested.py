@@ -65,7 +65,7 @@ COLUMNS = ("method", "prepare", "1st value", "scalar", "N points", "derivative",
 
 
 def table_rows(results: list[tuple[Method, dict]], exact) -> list[tuple]:
-    rows = []
+    rows: list[tuple] = []
     for method, result in results:
         if "error" in result:
             rows.append((method.label, result["error"]))

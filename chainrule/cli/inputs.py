@@ -48,7 +48,10 @@ def example_inputs(module: ModuleType, shapes: list[str], seed: int) -> tuple[An
                 shape = tuple(int(d) for d in dims.split("x")) if dims else ()
             except ValueError:
                 raise ChainruleError(f"--shape {option!r}: expected NAME=DIMS like x=400x2") from None
-            inputs.append(rng.standard_normal(shape))
+            try:
+                inputs.append(rng.standard_normal(shape))
+            except (ValueError, MemoryError) as error:  # a negative or an impossibly large shape
+                raise ChainruleError(f"--shape {option!r}: {error}") from None
         return tuple(inputs)
     if hasattr(module, "example_args"):
         return tuple(module.example_args())

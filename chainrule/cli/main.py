@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 import numpy as np
 
-from chainrule.cli import bench_nested, demo, dump
+from chainrule.cli import bench_nested, coverage, demo, dump
 from chainrule.cli.inputs import example_inputs, load_function
 from chainrule.errors import ChainruleError
 
@@ -32,10 +33,14 @@ def main(argv=None) -> int:
         help="a random float64 input, e.g. --shape x=400x2 (one per argument, in order)",
     )
     check.add_argument(
-        "--argnums", default=None, help="comma-separated argument positions to check (default: every float argument)"
+        "--argnums",
+        type=_positions,
+        default=None,
+        help="comma-separated argument positions to check (default: every float argument)",
     )
-    check.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    check.add_argument("--seed", type=_non_negative, default=0, help="seed of the random inputs")
     dump.add_arguments(commands)
+    coverage.add_arguments(commands)
     benchmarks = commands.add_parser("bench", help="benchmarks that print comparison tables").add_subparsers(
         dest="benchmark", required=True
     )
@@ -51,6 +56,8 @@ def main(argv=None) -> int:
             return 0
         if args.command == "bench":
             return bench_nested.run(args)
+        if args.command == "coverage":
+            return coverage.run(args)
         if args.command == "dump":
             return dump.run_dump(args)
         if args.command == "dot":
@@ -58,6 +65,9 @@ def main(argv=None) -> int:
         return _gradcheck(args)
     except ChainruleError as error:
         print(f"chainrule: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # an output file that cannot be written
+        print(f"chainrule: {error.strerror}: {error.filename}", file=sys.stderr)
         return 2
 
 
@@ -68,7 +78,7 @@ def _gradcheck(args) -> int:
     function, module = load_function(args.target)
     inputs = example_inputs(module, args.shape, args.seed)
     if args.argnums is not None:
-        argnums = [int(a) for a in args.argnums.split(",")]
+        argnums = args.argnums
     else:
         argnums = [
             i
@@ -76,12 +86,51 @@ def _gradcheck(args) -> int:
             if any(isinstance(leaf, float) or np.asarray(leaf).dtype.kind == "f" for leaf in flatten(a)[0])
         ]
     worst = 0.0
+    checked = 0
     print(f"{'argument':<12}{'relative difference':>22}  verdict")
     for argnum in argnums:
+        if 0 <= argnum < len(inputs) and _float_elements(inputs[argnum]) == 0:
+            print(f"{argnum:<12}{'':>22}  nothing to check: no float elements")
+            continue
         difference = cr.check_grad(function, *inputs, argnums=argnum)
         worst = max(worst, difference)
+        checked += 1
         print(f"{argnum:<12}{difference:>22.3e}  {_verdict(difference)}")
+    if not checked:
+        print("chainrule: nothing was checked (no argument has float elements)", file=sys.stderr)
+        return 1
     return 0 if worst < _SUSPICIOUS else 1
+
+
+def _float_elements(argument: Any) -> int:
+    from chainrule.frontends.pytree import flatten
+
+    leaves = flatten(argument)[0]
+    return sum(1 if isinstance(leaf, float) else int(np.size(leaf)) for leaf in leaves if _is_float(leaf))
+
+
+def _is_float(leaf: Any) -> bool:
+    return isinstance(leaf, float) or np.asarray(leaf).dtype.kind == "f"
+
+
+def _positions(text: str) -> list[int]:
+    """``--argnums 0,2``."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated argument positions like 0,2, got {text!r}"
+        ) from None
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
 
 
 def _verdict(difference: float) -> str:

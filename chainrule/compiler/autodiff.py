@@ -19,6 +19,7 @@ signatures, and replaying costs a fraction of running the rule through
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -134,8 +135,9 @@ def _propagate(joint: Graph, node_id: int, cotangent: int, active: bytearray, co
                 continue
             if elementwise:
                 signature = (node.op, position, node.attrs, nodes[cotangent].type, node.type, operand_types)
-                recording = _RECORDINGS.get(signature, _NOT_RECORDED)
-                if recording is _NOT_RECORDED:
+                try:
+                    recording = _RECORDINGS[signature]
+                except KeyError:  # a signature not seen yet (None is a recording: no gradient flows)
                     recording = _record_now(op, signature)
                 contribution = None if recording is None else recording(joint.add, cotangent, node_id, *args)
             else:
@@ -176,7 +178,6 @@ def _contribution(
 # (op, operand position, attrs, cotangent type, output type, operand types) -> its recording
 _RECORDINGS: dict[tuple, Recording] = {}
 _RECORDINGS_MAX = 1 << 14
-_NOT_RECORDED = object()  # a signature not seen yet (None is a recording: no gradient flows)
 
 # A recording: a function ``replay(add, cotangent, output, *operands) -> id`` that builds, with
 # ``add`` (the joint graph's), the nodes a rule built for one signature; None when no gradient flows.
@@ -206,7 +207,7 @@ def _record(op, signature: tuple) -> Recording:
     scratch.set_outputs([result.id])
     values = {p.id: f"v{index}" for index, p in enumerate(placeholders)}
     lines = [f"def replay(add, {', '.join(values.values())}):"]
-    constants: dict[str, object] = {}
+    constants: dict[str, Any] = {}
     for node_id in scratch.live_nodes():  # only what the result needs: a rewritten-away constant stays behind
         node = scratch[node_id]
         if node.op == "input":

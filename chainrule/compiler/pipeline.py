@@ -56,7 +56,7 @@ class PassRecord:
     seconds: float
     nodes_before: int
     nodes_after: int
-    graph: Graph = field(repr=False, default=None)
+    graph: Graph | None = field(repr=False, default=None)
 
 
 @dataclass
@@ -90,9 +90,11 @@ Pass = tuple[str, str, Callable[[Graph], Graph]]  # (stage, pass name, pass)
 _AT_SIMPLIFY_FIXED_POINT = {"simplify forward", "dce", "simplify"}
 
 
-def _passes(wrt: Sequence[int] | None, optimize: bool, transforms: Sequence[Pass] = (), policy="all") -> list[Pass]:
+def _passes(
+    wrt: Sequence[int] | None, optimize: bool, transforms: Sequence[Pass] = (), policy: str = "all"
+) -> list[Pass]:
     """(stage, pass name, pass) in order."""
-    passes = []
+    passes: list[Pass] = []
     if wrt is not None and optimize:
         passes += [
             ("grad", "simplify forward", simplify),
@@ -113,7 +115,9 @@ def _passes(wrt: Sequence[int] | None, optimize: bool, transforms: Sequence[Pass
     else:
 
         def estimate(graph: Graph) -> int:  # what the later stages make of a placement: its peak
-            return finish(graph, optimize).memory_plan.peak_bytes
+            plan = finish(graph, optimize).memory_plan
+            assert plan is not None, "the schedule pass plans memory"
+            return plan.peak_bytes
 
         passes.append(("checkpointed", "checkpoint", lambda g: checkpoint(g, policy, estimate)))
     return passes + _late_passes(optimize)
@@ -121,7 +125,7 @@ def _passes(wrt: Sequence[int] | None, optimize: bool, transforms: Sequence[Pass
 
 def _late_passes(optimize: bool) -> list[Pass]:
     """The stages after checkpointing: fusion (when optimizing) and the schedule."""
-    late = [("fused", "fuse", fuse)] if optimize else []
+    late: list[Pass] = [("fused", "fuse", fuse)] if optimize else []
     late.append(("scheduled", "schedule", lambda g: schedule(g, reorder=optimize)))
     return late
 

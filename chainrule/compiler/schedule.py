@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from chainrule.ir import OPS, Graph
 from chainrule.ir.fused import plan_buffers
+from chainrule.ir.node import MemoryPlan
 from chainrule.ir.types import EARLY_FREE_MIN_BYTES
 
 # Ops whose results share their operand's storage; an index op (getitem) only for basic indices (is_view).
@@ -35,14 +35,6 @@ def is_view(node) -> bool:
     if node.op == "getitem":
         return all(item[0] != "array" for item in node.params["index"])
     return node.op in SHAPE_VIEWS
-
-
-@dataclass
-class MemoryPlan:
-    """The estimated memory of one call: the peak of live temporaries, and where it is reached."""
-
-    peak_bytes: int
-    peak_at: int  # id of the node at which the peak is reached
 
 
 def storage_roots(graph: Graph) -> list[int]:

@@ -30,6 +30,7 @@ are cached by the region's structure.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from typing import cast
 
 import sympy as sp
@@ -83,6 +84,7 @@ def symbolic_regions(graph: Graph) -> Graph:
     result = Graph(graph.name)
     # inputs are named
     mapping = {i: result.add_input(graph.type(i), cast(str, graph[i].name), graph[i].loc) for i in graph.inputs}
+    original = {new: old for old, new in mapping.items()}  # mapping's inverse, kept as mapping grows
     for node_id in range(len(graph)):
         node = graph[node_id]
         if node.op == "input" or (node_id in replaced and node_id not in replacements):
@@ -93,24 +95,26 @@ def symbolic_regions(graph: Graph) -> Graph:
             first_new = len(result)
             with result.attribution(node.loc, origin):
                 new = _emit(result, expression, [mapping[i] for i in inputs], node.type)
-            _restore_names(graph, result, range(first_new, len(result)), mapping)
+            _restore_names(graph, result, range(first_new, len(result)), original)
             if result[new].name is None and result[new].op not in ("input", "const"):
                 result[new].name = node.name
             mapping[node_id] = new
+            original[new] = node_id
             continue
         add = result.add_recomputed if node.recomputed else result.add
-        mapping[node_id] = add(
+        mapping[node_id] = copy = add(
             node.op, tuple(mapping[a] for a in node.args), node.params, loc=node.loc, name=node.name, origin=origin
         )
+        original[copy] = node_id
     result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
     result.carry_name_hints(graph, mapping)
     return result
 
 
-def _restore_names(graph: Graph, result: Graph, new_ids, mapping: dict[int, int]) -> None:
+def _restore_names(graph: Graph, result: Graph, new_ids: Iterable[int], original: dict[int, int]) -> None:
     """A rebuilt value the user had named before a rewrite removed it (``A2 = sigmoid(Z2)``) gets
-    that name back, so the gradient reads ``dZ2 = A2 - Y``."""
-    original = {new: old for old, new in mapping.items()}
+    that name back, so the gradient reads ``dZ2 = A2 - Y``. ``original`` maps ids in ``result``
+    to the ids in ``graph`` they copy."""
     for node_id in new_ids:
         node = result[node_id]
         if node.name is None and all(a in original for a in node.args):

@@ -1,10 +1,23 @@
 """Frontends: Python functions on NumPy arrays traced into the IR, and SymPy expressions imported.
 
 Importing the package registers the NumPy surface on traced values (``numpy_api``,
-``numpy_shapes``) into ``dispatch``; ``SUPPORTED`` lists the functions it covers.
+``numpy_shapes`` and the other ``numpy_*`` modules) into ``dispatch``; ``SUPPORTED`` lists the
+functions it covers.
 """
 
-from chainrule.frontends import inplace, numpy_api, numpy_shapes  # noqa: F401  (fill the dispatch table)
+from chainrule.frontends import (  # noqa: F401  (fill the dispatch table)
+    inplace,
+    numpy_api,
+    numpy_contractions,
+    numpy_layout,
+    numpy_linalg,
+    numpy_norm,
+    numpy_scans,
+    numpy_shapes,
+    numpy_statistics,
+    numpy_windows,
+    scipy_linalg,
+)
 from chainrule.frontends.dispatch import supported_names
 
 SUPPORTED = supported_names()

@@ -17,6 +17,7 @@ method itself. ``supported_names()`` lists everything registered.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NoReturn
 
 import numpy as np
 
@@ -34,7 +35,7 @@ def here():
     return location_of(user_frame(3))
 
 
-def unsupported(name: str):
+def unsupported(name: str) -> NoReturn:
     raise UnsupportedError(
         f"{name} is not supported on traced values; chainrule.frontends.SUPPORTED lists "
         "what is, or write it with supported NumPy functions",
@@ -112,7 +113,8 @@ def function_name(func) -> str:
         module = "np" if getattr(np, func.__name__, None) is func else "scipy.special"
         return f"{module}.{func.__name__}"
     module = (getattr(func, "__module__", None) or "numpy").lstrip("_")  # _operator.getitem: x[index]
-    return module.replace("numpy", "np", 1) + "." + func.__name__
+    public = ".".join(part for part in module.split(".") if not part.startswith("_"))  # scipy.linalg._basic
+    return public.replace("numpy", "np", 1) + "." + func.__name__
 
 
 def supported_names() -> list[str]:

@@ -19,8 +19,9 @@ import operator
 import numpy as np
 
 from chainrule.errors import ShapeError, TraceError, UnsupportedError
+from chainrule.frontends.aliasing import AMBIGUOUS, READ_ONLY, replay, view_step
 from chainrule.frontends.dispatch import here, implements
-from chainrule.frontends.tracer import AMBIGUOUS, READ_ONLY, Tracer, operation, replay, view_step
+from chainrule.frontends.tracer import Tracer, operation
 from chainrule.ir.builder import Value
 from chainrule.ir.structural import index_result_shape
 

@@ -2,7 +2,7 @@
 
 Primitives come from the op table: every function in an op's ``implements``
 (``np.sin``, ``np.matmul``, ``scipy.special.erf``) records that op. The rest
-(mean, var, square, log2, norm, ...) are composites written with NumPy itself,
+(mean, var, square, log2, ...) are composites written with NumPy itself,
 so they trace into primitives and read like their definitions; each is
 registered once, with ``@implements``, into ``chainrule.frontends.dispatch``.
 Shape functions and indexing are in ``numpy_shapes``.
@@ -241,13 +241,6 @@ for _ufunc, _op_name in [(np.add, "sum"), (np.maximum, "max"), (np.minimum, "min
     implements(_ufunc.reduce)(_ufunc_reduction(_op_name, _ufunc))
 
 
-@implements(np.linalg.norm)
-def _norm(x, ord=None, axis=None, keepdims=False):
-    if ord not in (None, 2, "fro") or (ord == 2 and (axis is None and ndim_of(x) != 1)):
-        unsupported(f"np.linalg.norm with ord={ord!r} (only the 2-norm / Frobenius norm)")
-    return np.sqrt(np.sum(x * x, axis=axis, keepdims=keepdims))
-
-
 # ---- linear algebra ----------------------------------------------------------------------
 
 
@@ -257,8 +250,8 @@ def _dot(a, b, out=None):
         raise TraceError("np.dot(..., out=...) cannot write a traced value into a NumPy array", here())
     if ndim_of(a) == 0 or ndim_of(b) == 0:
         return np.multiply(a, b)
-    if ndim_of(a) > 2 or ndim_of(b) > 2:
-        unsupported("np.dot of arrays with more than 2 dimensions (use np.matmul or @)")
+    if ndim_of(a) > 2 or ndim_of(b) > 2:  # a's last axis with b's second-to-last
+        return np.tensordot(a, b, axes=([-1], [-2 if ndim_of(b) > 1 else -1]))
     return operation("matmul", a, b)
 
 

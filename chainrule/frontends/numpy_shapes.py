@@ -13,11 +13,12 @@ import operator
 import numpy as np
 
 from chainrule.errors import ShapeError, TraceError
+from chainrule.frontends.aliasing import EXACT, take_view
 from chainrule.frontends.creation import constant_array
 from chainrule.frontends.dispatch import here, implements, unsupported
 from chainrule.frontends.inplace import MaskedSelection, index_template, is_traced_mask
 from chainrule.frontends.numpy_api import axes_of, ndim_of, shape_of
-from chainrule.frontends.tracer import EXACT, Tracer, operation, take_view
+from chainrule.frontends.tracer import Tracer, operation
 
 # ---- axes --------------------------------------------------------------------------------
 

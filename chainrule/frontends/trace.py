@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import struct
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,12 @@ class LeafSpec:
     python_float: bool = False  # a Python float: its gradient comes back as a float
     scalar: bool = False  # a NumPy scalar (np.float32(1.0)): its gradient comes back as one
     static: Any = None
+
+    @property
+    def traced_type(self) -> TensorType:
+        """A traced leaf's type (a static leaf has none)."""
+        assert self.type is not None, "a static leaf has no type"
+        return self.type
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,18 @@ def describe_args(fn: Callable, args: Sequence, differentiated: Sequence[int]) -
 _DICT, _LIST, _TUPLE, _NONE = (object() for _ in range(4))
 
 
+def static_token(value: Any) -> tuple:
+    """What a static value is keyed by: its class and value, a float or complex by its bits, so that
+    values which compare equal but compute differently get kernels of their own (``-0.0`` is not
+    ``0.0``: ``1 / x`` differs), and NaN finds its kernel again (``nan != nan``)."""
+    cls = type(value)
+    if cls is float:
+        return (cls, struct.pack("<d", value))
+    if cls is complex:
+        return (cls, struct.pack("<dd", value.real, value.imag))
+    return (cls, value)
+
+
 def call_key(args: Sequence, differentiated: Sequence[int]) -> tuple[tuple, list] | None:
     """A cheap hashable key for ``args`` and their leaves, or None when only describe_args can tell.
 
@@ -136,7 +155,7 @@ def call_key(args: Sequence, differentiated: Sequence[int]) -> tuple[tuple, list
                 elif wrt and isinstance(node, float):
                     token((cls,))  # a differentiated Python float is an input too
                 else:
-                    token((cls, node))  # a static value: compiled in
+                    token(static_token(node))  # a static value: compiled in
                 leaf(node)
     return tuple(tokens), leaves
 
@@ -163,8 +182,8 @@ def _leaf_spec(leaf, path: str, differentiated: bool, position: int) -> LeafSpec
                 f"argument {position} ({path}) is a {type(leaf).__name__}, which is neither an "
                 "array nor a hashable Python value"
             ) from None
-        return LeafSpec(False, static=(type(leaf), leaf))
-    if differentiated and not spec.type.is_float:
+        return LeafSpec(False, static=static_token(leaf))
+    if differentiated and not spec.traced_type.is_float:
         raise ArgumentError(_not_float_message(path, position, str(spec.type)))
     return spec
 
@@ -183,7 +202,7 @@ def trace_graph(fn: Callable, spec: ArgsSpec, leaves: list, name: str | None = N
     stand_ins = []
     for leaf, leaf_spec, path in zip(leaves, spec.leaves, spec.paths):
         if leaf_spec.traced:
-            stand_ins.append(Tracer(Value(graph, graph.add_input(leaf_spec.type, path)), context))
+            stand_ins.append(Tracer(Value(graph, graph.add_input(leaf_spec.traced_type, path)), context))
         else:
             stand_ins.append(leaf)
     args, start = [], 0

@@ -10,12 +10,14 @@ variables lend those variable names to the IR and to the generated code.
 
 from __future__ import annotations
 
+import functools
 import operator
 
 import numpy as np
 
-from chainrule.errors import ChainruleError, TraceError, UnsupportedError
+from chainrule.errors import ChainruleError, TraceError, UnsupportedAttributeError, UnsupportedError
 from chainrule.frontends import dispatch
+from chainrule.frontends.aliasing import VIEW_OPS, Alias, Buffer, current_value, take_view, view_step
 from chainrule.frontends.source import location_of, user_frame
 from chainrule.ir.builder import Value, weak_dtype
 from chainrule.ir.types import TensorType
@@ -107,75 +109,12 @@ def _here():
     return location_of(user_frame(3))
 
 
-def _here_from_value():
-    return location_of(user_frame(4))
-
-
-# ---- aliasing: NumPy's views, kept faithful while traced arrays are written -----------------
-# A traced array that is written (``a[i] = v``, ``a += b``) gets a new value in its Tracer, so
-# every Python name bound to it sees the write. Views (``b = a[1:]``, ``a.T``) share a Buffer
-# with their base: the base's current value, and a version counted up by each write. A view
-# remembers the steps that take it from the base; used after a write, it replays them on the
-# new value, as NumPy's view would show the written memory. A step that is a view or a copy
-# depending on memory layout (reshape) cannot be replayed faithfully: the write breaks the
-# buffer, and using another array of it raises rather than give a possibly wrong value.
-
-VIEW_OPS = frozenset({"getitem", "transpose", "reshape", "broadcast_to"})
-EXACT, AMBIGUOUS, READ_ONLY = "exact", "ambiguous", "read-only"
-
-
-class Buffer:
-    """The memory a base array and its views share: its current value and write count."""
-
-    __slots__ = ("broken", "value", "version")
-
-    def __init__(self, value: Value):
-        self.value = value
-        self.version = 0
-        self.broken: str | None = None  # why this memory's arrays can no longer be used
-
-
-class Alias:
-    """Where a traced array lives: its buffer, the steps from the base, the version it shows."""
-
-    __slots__ = ("buffer", "path", "seen")
-
-    def __init__(self, buffer: Buffer, path: tuple, seen: int):
-        self.buffer, self.path, self.seen = buffer, path, seen
-
-
-def view_step(op_name: str, attrs: dict, array_ids, ndim: int) -> tuple | None:
-    """The step ``(op, attrs, index array ids, kind)`` a view op takes, or None for a copy."""
-    if op_name == "getitem":
-        index = attrs["index"]
-        if array_ids or (ndim == 0 and all(item[0] == "int" for item in index)):
-            return None  # advanced indexing copies; all-int indexing gives a scalar
-        kind = EXACT
-    else:
-        kind = {"transpose": EXACT, "broadcast_to": READ_ONLY}.get(op_name, AMBIGUOUS)
-    return (op_name, tuple(sorted(attrs.items())), tuple(array_ids), kind)
-
-
-def take_view(base: Tracer, view: Tracer, step: tuple | None) -> None:
-    """Make ``view`` share ``base``'s buffer (``step`` None: ``view`` is a copy, its own array)."""
-    if step is None:
-        return
-    alias = base.alias()
-    view._alias = Alias(alias.buffer, alias.path + (step,), alias.buffer.version)
-
-
-def replay(value: Value, step: tuple, loc) -> Value:
-    """``step`` applied to ``value``: the view it takes."""
-    op_name, attrs, array_ids, _kind = step
-    return Value(value.graph, value.graph.add(op_name, [value.id, *array_ids], dict(attrs), loc=loc))
-
-
 class Tracer:
     """A traced array. It has ``shape``, ``ndim``, ``dtype`` and ``size``, but no value."""
 
     __slots__ = ("_alias", "_context", "_current")
     __array_priority__ = 1000  # ndarray <op> Tracer defers to the Tracer
-    __hash__ = None  # like ndarray: == is elementwise
+    __hash__ = None  # type: ignore[assignment]  # like ndarray: == is elementwise (mypy wants a method)
 
     def __init__(self, value: Value, context: TraceContext):
         self._current = value
@@ -191,22 +130,7 @@ class Tracer:
         return self._current
 
     def _refresh(self, alias: Alias) -> None:
-        buffer = alias.buffer
-        if buffer.broken is not None:
-            raise TraceError(buffer.broken, _here_from_value())
-        if any(step[3] != EXACT for step in alias.path):
-            raise TraceError(
-                "this array is a view (from reshape or a function built on it) of an array written "
-                "after the view was taken; whether NumPy's reshape shares memory depends on the "
-                "array's layout, so the value cannot be traced faithfully. Take the view after the "
-                "write, or copy it (.copy()) before writing.",
-                _here_from_value(),
-            )
-        value, loc = buffer.value, _here_from_value()
-        for step in alias.path:
-            value = replay(value, step, loc)
-        self._current = value
-        alias.seen = buffer.version
+        self._current = current_value(alias, location_of(user_frame(4)))
 
     def alias(self) -> Alias:
         """Where this array lives (a buffer of its own is made when first asked for)."""
@@ -271,9 +195,10 @@ class Tracer:
 
     def __array__(self, *_args, **_kwargs):
         raise TraceError(
-            f"a traced value of type {self.type} was converted to a NumPy array, as np.asarray(x), "
-            "np.array([...]) of traced values and writing a traced value into a NumPy array "
-            "(out[i] = f(x)) do; a NumPy array cannot hold a traced value. Create the array in "
+            f"converting a traced value of type {self.type} to a NumPy array needs its value, which is "
+            "not known while tracing; np.asarray(x), np.array([...]) of traced values and writing a "
+            "traced value into a NumPy array (out[i] = f(x)) do that. A NumPy array cannot hold a "
+            "traced value: create the array in "
             "the traced function with np.zeros, np.ones, np.empty, np.full or their _like forms, "
             "spelled np.<name> (chainrule traces the float arrays they create), or build the "
             "result with np.stack, np.concatenate or np.where.",
@@ -345,6 +270,24 @@ class Tracer:
 
     def __rmatmul__(self, other):
         return np.matmul(other, self)
+
+    def __mod__(self, other):
+        return np.remainder(self, other)
+
+    def __rmod__(self, other):
+        return np.remainder(other, self)
+
+    def __floordiv__(self, other):
+        return np.floor_divide(self, other)
+
+    def __rfloordiv__(self, other):
+        return np.floor_divide(other, self)
+
+    def __divmod__(self, other):
+        return np.divmod(self, other)
+
+    def __rdivmod__(self, other):
+        return np.divmod(other, self)
 
     def __neg__(self):
         return np.negative(self)
@@ -445,6 +388,21 @@ class Tracer:
         """A new array of the same value: writes into either leave the other as it was."""
         return Tracer(self._value, self._context)
 
+    def __getattr__(self, name: str):
+        """An ndarray method not written out above, as the NumPy function of the same name
+        (``x.cumsum(0)`` is ``np.cumsum(x, 0)``), which traces it or says it is not supported; any
+        other ndarray attribute is not supported on a traced value, and says so."""
+        if name.startswith("_") or not hasattr(np.ndarray, name):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        function = getattr(np, name, None)
+        if name in _IN_PLACE_METHODS:
+            raise UnsupportedAttributeError(
+                f"x.{name}() changes an array in place, which a traced value cannot; use np.{name}(x)", _here()
+            )
+        if not callable(function) or not callable(getattr(np.ndarray, name)):
+            raise UnsupportedAttributeError(f"ndarray.{name} is not supported on a traced value", _here())
+        return functools.partial(function, self)
+
     def astype(self, dtype, copy=True):
         dtype = np.dtype(dtype)
         if dtype == self.dtype:
@@ -452,6 +410,10 @@ class Tracer:
         if dtype.kind not in "biuf":
             raise UnsupportedError(f"astype({dtype}) is not supported; traced arrays are bool, int or float", _here())
         return operation("cast", self, dtype=dtype.name)
+
+
+# ndarray methods that change the array they are called on (np.sort(x) is fine, x.sort() is not)
+_IN_PLACE_METHODS = frozenset({"sort", "partition", "fill", "put", "resize", "itemset", "setfield", "byteswap"})
 
 
 def stop_gradient(x):

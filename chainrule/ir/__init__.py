@@ -1,6 +1,15 @@
 """The IR: types, the op table, graphs, printers. Imports nothing else from chainrule."""
 
-from chainrule.ir import elementwise, fused, structural, update  # noqa: F401  (fill the op table)
+from chainrule.ir import (  # noqa: F401  (fill the op table)
+    elementwise,
+    fused,
+    linalg,
+    linalg_spectral,
+    reductions,
+    scans,
+    structural,
+    update,
+)
 from chainrule.ir.builder import F, Value
 from chainrule.ir.graph import ConstArray, Graph, Node
 from chainrule.ir.ops import OPS, Op

@@ -14,12 +14,15 @@ clip passes the gradient to x when lo <= x <= hi (PyTorch's clamp), and to hi wh
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import scipy.special
 import sympy as sp
 
 from chainrule.ir.builder import F, Value, apply
-from chainrule.ir.ops import Op, elementwise_flops, infer_elementwise, register
+from chainrule.ir.ops import Attrs, NumpyTemplate, Op, VjpRule, elementwise_flops, infer_elementwise, register
 from chainrule.ir.types import TensorType
 
 
@@ -29,7 +32,16 @@ from chainrule.ir.types import TensorType
 # ``implements``: the NumPy/SciPy functions that are this op; ``libm``: the C math function native
 # code computes one element with; ``numpy_out``: the in-place form, where the template is not a
 # ufunc call (see ``Op.in_place``).
-def _elementwise(name, arity, sympy_definition, numpy, vjp, flops=1, note="", **facts):
+def _elementwise(
+    name: str,
+    arity: int,
+    sympy_definition: Callable[..., Any],
+    numpy: NumpyTemplate,
+    vjp: tuple[VjpRule | None, ...],
+    flops: int = 1,
+    note: str = "",
+    **facts: Any,
+) -> None:
     register(
         Op(
             name,
@@ -46,19 +58,35 @@ def _elementwise(name, arity, sympy_definition, numpy, vjp, flops=1, note="", **
     )
 
 
-def unary(name, sympy_definition, numpy, rule, flops=1, note="", **facts):
+def unary(
+    name: str,
+    sympy_definition: Callable[..., Any],
+    numpy: NumpyTemplate,
+    rule: VjpRule | None,
+    flops: int = 1,
+    note: str = "",
+    **facts: Any,
+) -> None:
     _elementwise(name, 1, sympy_definition, numpy, (rule,), flops, note, **facts)
 
 
-def binary(name, sympy_definition, numpy, rules, flops=1, note="", **facts):
+def binary(
+    name: str,
+    sympy_definition: Callable[..., Any],
+    numpy: NumpyTemplate,
+    rules: tuple[VjpRule | None, VjpRule | None],
+    flops: int = 1,
+    note: str = "",
+    **facts: Any,
+) -> None:
     _elementwise(name, 2, sympy_definition, numpy, rules, flops, note, **facts)
 
 
-def _sigmoid(x):
+def _sigmoid(x: sp.Expr) -> sp.Expr:
     return 1 / (1 + sp.exp(-x))
 
 
-def _relu(x):
+def _relu(x: sp.Expr) -> sp.Expr:
     return sp.Piecewise((x, x > 0), (0, True))
 
 
@@ -298,7 +326,7 @@ _elementwise(
 # ---- dtype conversion (elementwise, but its type comes from its attribute) ----------------
 
 
-def _cast_rule(g, y, x, dtype):
+def _cast_rule(g: Value, y: Value, x: Value, dtype: str) -> Value | None:
     # A cast to bool or int is piecewise constant: no gradient, like comparisons.
     return F.cast(g, dtype=x.dtype) if x.type.is_float and y.type.is_float else None
 
@@ -330,7 +358,13 @@ def lined_up(value: Value, is_batched: bool, logical: TensorType, rank: int) -> 
 
 
 def batch_elementwise(
-    op_name: str, operands: list, batched: list, logical: list, out_type: TensorType, attrs: dict, size: int
+    op_name: str,
+    operands: list[Value],
+    batched: list[bool],
+    logical: list[TensorType],
+    out_type: TensorType,
+    attrs: Attrs,
+    size: int,
 ) -> Value:
     """The elementwise op ``op_name`` on operands with a leading batch axis (``Op.batch``'s
     signature after the name): the batched operands lined up with the result's axes."""

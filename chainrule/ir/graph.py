@@ -25,7 +25,7 @@ import numpy.typing as npt
 from chainrule.errors import ChainruleError, Loc
 from chainrule.ir import networkx_view
 from chainrule.ir.canonical import CANONICAL
-from chainrule.ir.node import ConstArray, Node, freeze_attrs
+from chainrule.ir.node import ConstArray, MemoryPlan, Node, freeze_attrs
 from chainrule.ir.ops import INFERRED, OPS, Op
 from chainrule.ir.printer import format_dot, format_graph
 from chainrule.ir.rewrite import RuleFunction
@@ -63,7 +63,7 @@ class Graph:
         self._scalar_constants: dict[tuple, int] = {}  # (type, repr, dtype) of a Python number -> its node
         self._default_loc: Loc | None = None
         self._default_origin: int | None = None
-        self.memory_plan = None  # set by the schedule pass (chainrule.compiler.schedule.MemoryPlan)
+        self.memory_plan: MemoryPlan | None = None  # set by the schedule pass
         # (op, args, attrs) -> the name a value had in an earlier graph where a rewrite left it dead:
         # when a later pass builds that value again (A2 = sigmoid(Z2) once BCE's gradient is
         # simplified), it gets its user's name back. See carry_name_hints.

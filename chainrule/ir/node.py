@@ -20,13 +20,13 @@ class ConstArray:
         self.array.setflags(write=False)
         self._key = (self.array.dtype.str, self.array.shape, self.array.tobytes())
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self._key)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, ConstArray) and self._key == other._key
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self.array.ndim == 0:
             return repr(self.array.item())
         if self.array.size <= 6:
@@ -68,3 +68,11 @@ def freeze_attrs(attrs: dict | None) -> tuple:
     if not attrs:
         return ()
     return tuple(sorted(attrs.items()))
+
+
+@dataclass
+class MemoryPlan:
+    """The estimated memory of one call of a scheduled graph (``Graph.memory_plan``, set by the schedule pass): the peak of live temporaries, and where it is reached."""
+
+    peak_bytes: int
+    peak_at: int  # id of the node at which the peak is reached

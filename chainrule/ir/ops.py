@@ -61,7 +61,7 @@ MULTILINEAR = "multilinear"
 @dataclass(frozen=True)
 class Op:
     name: str
-    kind: str  # "elementwise", "reduction", "matmul", "shape", "index", "source"
+    kind: str  # "elementwise", "reduction", "matmul", "linalg", "shape", "index", "source", "scan", "order", ...
     arity: int | None  # None: variadic
     infer: InferRule
     numpy: NumpyTemplate

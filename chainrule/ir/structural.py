@@ -1,4 +1,4 @@
-"""Non-elementwise primitives: sources, reductions, matmul, shape ops, indexing.
+"""Non-elementwise primitives: sources, matmul, shape ops, indexing (reductions: ``reductions.py``).
 
 Each entry's batching rule (``batch``) takes ``(operands, batched, logical types,
 out type, attrs, size)``: the operands as values of the vectorized graph (a
@@ -10,17 +10,20 @@ returns the node's value with the batch axis leading (see
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 from chainrule.errors import ShapeError, UnsupportedError
-from chainrule.ir.builder import F, apply, expand_to, unbroadcast
+from chainrule.ir.builder import F, Value, unbroadcast
 from chainrule.ir.elementwise import lined_up
 from chainrule.ir.ops import (
     LINEAR,
     MULTILINEAR,
+    Attrs,
     Op,
-    normalize_axis,
-    reduced_shape,
+    VjpRule,
     register,
     size_of,
 )
@@ -57,73 +60,10 @@ register(
     )
 )
 
-# ---- reductions --------------------------------------------------------------------------
-
-
-def _infer_reduction(types, attrs):
-    (x,) = types
-    axis = normalize_axis(attrs["axis"], x.ndim)
-    if axis != tuple(attrs["axis"]):
-        raise ShapeError(f"reduction axis must be normalized, got {attrs['axis']}")
-    return TensorType(reduced_shape(x.shape, axis, attrs["keepdims"]), x.dtype)
-
-
-def _sum_rule(g, y, x, axis, keepdims):
-    return expand_to(g, reduced_shape(x.shape, axis, True), x.shape)
-
-
-def _extremum_rule(g, y, x, axis, keepdims):
-    # Ties share the gradient evenly, so the rule is symmetric and exact for the subgradient mean.
-    kept = reduced_shape(x.shape, axis, True)
-    hits = F.cast(F.eq(x, expand_to(y, kept, x.shape)), dtype=x.dtype)
-    count = F.sum(hits, axis=axis, keepdims=True)
-    return hits * expand_to(g, kept, x.shape) / F.broadcast_to(count, shape=x.shape)
-
-
-def _extremum_jvp(tangents, y, x, axis, keepdims):
-    # The VJP rule's weights, hits / count, applied forward: the mean of the tied elements' tangents.
-    (tangent,) = tangents
-    kept = reduced_shape(x.shape, axis, True)
-    hits = F.cast(F.eq(x, expand_to(y, kept, x.shape)), dtype=x.dtype)
-    return F.sum(hits * tangent, axis=axis, keepdims=keepdims) / F.sum(hits, axis=axis, keepdims=keepdims)
-
-
-def _reduction_flops(ins, out, attrs):
-    # n - 1 additions (or comparisons) for each result reducing n elements; none when n is 0
-    return max(ins[0].size - out.size, 0)
-
-
-def _batch_reduction(op_name):
-    def batch(operands, batched, logical, out_type, attrs, size):
-        return apply(op_name, operands[0], axis=tuple(a + 1 for a in attrs["axis"]), keepdims=attrs["keepdims"])
-
-    return batch
-
-
-for _name, _rule, _jvp in [
-    ("sum", _sum_rule, LINEAR),
-    ("max", _extremum_rule, _extremum_jvp),
-    ("min", _extremum_rule, _extremum_jvp),
-]:
-    register(
-        Op(
-            _name,
-            "reduction",
-            1,
-            _infer_reduction,
-            # the method, not np.sum: the same reduction without np.sum's ~1 us of dispatch
-            f"{{0}}.{_name}(axis={{axis}}, keepdims={{keepdims}})",
-            vjp=(_rule,),
-            jvp=_jvp,
-            flops=_reduction_flops,
-            batch=_batch_reduction(_name),
-        )
-    )
-
 # ---- matmul ------------------------------------------------------------------------------
 
 
-def _infer_matmul(types, attrs):
+def _infer_matmul(types: list[TensorType], attrs: Attrs) -> TensorType:
     a, b = types
     if a.ndim == 0 or b.ndim == 0:
         raise ShapeError(f"matmul needs arrays of at least 1 dimension, got shapes {list(a.shape)} and {list(b.shape)}")
@@ -144,7 +84,7 @@ def _infer_matmul(types, attrs):
     return TensorType(shape, np.result_type(a.dtype, b.dtype).name)
 
 
-def _as_matrices(g, a, b):
+def _as_matrices(g: Value, a: Value, b: Value) -> tuple[Value, Value, Value]:
     """Operands and cotangent of a matmul with 1-D operands made 2-D, as NumPy does."""
     a2 = a if a.ndim > 1 else F.reshape(a, shape=(1,) + a.shape)
     b2 = b if b.ndim > 1 else F.reshape(b, shape=b.shape + (1,))
@@ -152,24 +92,26 @@ def _as_matrices(g, a, b):
     return F.reshape(g, shape=out_shape), a2, b2
 
 
-def _matmul_rule_a(g, y, a, b):
+def _matmul_rule_a(g: Value, y: Value, a: Value, b: Value) -> Value:
     g2, a2, b2 = _as_matrices(g, a, b)
     return F.reshape(unbroadcast(g2 @ b2.mT, a2.shape), shape=a.shape)
 
 
-def _matmul_rule_b(g, y, a, b):
+def _matmul_rule_b(g: Value, y: Value, a: Value, b: Value) -> Value:
     g2, a2, b2 = _as_matrices(g, a, b)
     return F.reshape(unbroadcast(a2.mT @ g2, b2.shape), shape=b.shape)
 
 
-def _matmul_flops(ins, out, attrs):
+def _matmul_flops(ins: list[TensorType], out: TensorType, attrs: Attrs) -> int:
     # N·M·T multiplications + (M−1)·N·T additions, as seed 000 counts a matmul (a 1-D operand
     # is a matrix of one row or column; the batch is in out.size). An empty inner dimension: none.
     inner = ins[0].shape[-1]
     return out.size * inner + out.size * (inner - 1) if inner else 0
 
 
-def _batch_matmul(operands, batched, logical, out_type, attrs, size):
+def _batch_matmul(
+    operands: list[Value], batched: list[bool], logical: list[TensorType], out_type: TensorType, attrs: Attrs, size: int
+) -> Value:
     # 1-D operands become matrices as NumPy makes them (a row, b a column); batched ones get their
     # batch axis in front of broadcastable batch dimensions of the other operand's rank.
     (a, b), (a_type, b_type) = operands, logical
@@ -203,7 +145,7 @@ register(
 # ---- shape ops ---------------------------------------------------------------------------
 
 
-def _infer_transpose(types, attrs):
+def _infer_transpose(types: list[TensorType], attrs: Attrs) -> TensorType:
     (x,) = types
     axes = tuple(attrs["axes"])
     if sorted(axes) != list(range(x.ndim)):
@@ -211,13 +153,15 @@ def _infer_transpose(types, attrs):
     return TensorType(tuple(x.shape[i] for i in axes), x.dtype)
 
 
-def _render_transpose(names, attrs):
+def _render_transpose(names: list[str], attrs: Attrs) -> str:
     if len(attrs["axes"]) == 2:
         return f"{names[0]}.T"
     return f"np.transpose({names[0]}, {attrs['axes']!r})"
 
 
-def _batch_transpose(operands, batched, logical, out_type, attrs, size):
+def _batch_transpose(
+    operands: list[Value], batched: list[bool], logical: list[TensorType], out_type: TensorType, attrs: Attrs, size: int
+) -> Value:
     return F.transpose(operands[0], axes=(0,) + tuple(a + 1 for a in attrs["axes"]))
 
 
@@ -236,7 +180,7 @@ register(
 )
 
 
-def _infer_reshape(types, attrs):
+def _infer_reshape(types: list[TensorType], attrs: Attrs) -> TensorType:
     (x,) = types
     shape = tuple(attrs["shape"])
     if size_of(shape) != x.size or any(d < 0 for d in shape):
@@ -244,7 +188,9 @@ def _infer_reshape(types, attrs):
     return TensorType(shape, x.dtype)
 
 
-def _batch_reshape(operands, batched, logical, out_type, attrs, size):
+def _batch_reshape(
+    operands: list[Value], batched: list[bool], logical: list[TensorType], out_type: TensorType, attrs: Attrs, size: int
+) -> Value:
     return F.reshape(operands[0], shape=(size,) + tuple(attrs["shape"]))
 
 
@@ -263,7 +209,7 @@ register(
 )
 
 
-def _infer_broadcast_to(types, attrs):
+def _infer_broadcast_to(types: list[TensorType], attrs: Attrs) -> TensorType:
     (x,) = types
     shape = tuple(attrs["shape"])
     try:
@@ -275,7 +221,9 @@ def _infer_broadcast_to(types, attrs):
     return TensorType(shape, x.dtype)
 
 
-def _batch_broadcast_to(operands, batched, logical, out_type, attrs, size):
+def _batch_broadcast_to(
+    operands: list[Value], batched: list[bool], logical: list[TensorType], out_type: TensorType, attrs: Attrs, size: int
+) -> Value:
     shape = tuple(attrs["shape"])
     return F.broadcast_to(lined_up(operands[0], True, logical[0], len(shape)), shape=(size,) + shape)
 
@@ -295,7 +243,7 @@ register(
 )
 
 
-def _infer_concatenate(types, attrs):
+def _infer_concatenate(types: list[TensorType], attrs: Attrs) -> TensorType:
     axis = attrs["axis"]
     first = types[0]
     for t in types[1:]:
@@ -307,8 +255,8 @@ def _infer_concatenate(types, attrs):
     return TensorType(tuple(shape), np.result_type(*(t.dtype for t in types)).name)
 
 
-def _concatenate_rule(operand_index):
-    def rule(g, y, *operands, axis):
+def _concatenate_rule(operand_index: int) -> VjpRule:
+    def rule(g: Value, y: Value, *operands: Value, axis: int) -> Value:
         start = sum(o.shape[axis] for o in operands[:operand_index])
         stop = start + operands[operand_index].shape[axis]
         index = tuple(("slice", None, None, None) if i != axis else ("slice", start, stop, None) for i in range(g.ndim))
@@ -317,7 +265,9 @@ def _concatenate_rule(operand_index):
     return rule
 
 
-def _batch_concatenate(operands, batched, logical, out_type, attrs, size):
+def _batch_concatenate(
+    operands: list[Value], batched: list[bool], logical: list[TensorType], out_type: TensorType, attrs: Attrs, size: int
+) -> Value:
     parts = [v if b else F.broadcast_to(v, shape=(size,) + t.shape) for v, b, t in zip(operands, batched, logical)]
     return F.concatenate(*parts, axis=attrs["axis"] + 1)
 
@@ -338,9 +288,10 @@ register(
 # ---- indexing ----------------------------------------------------------------------------
 # An index is a frozen template: ("slice", start, stop, step) | ("int", i) | ("none",) |
 # ("array", k), where array k is operand k+1 of the node (an integer array value).
+Index = tuple[tuple[Any, ...], ...]
 
 
-def index_result_shape(shape, index, array_shapes):
+def index_result_shape(shape: tuple[int, ...], index: Index, array_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
     from chainrule.ir.npfuncs import fill_index
 
     dummy = np.lib.stride_tricks.as_strided(np.zeros(1), shape=shape, strides=(0,) * len(shape))
@@ -354,7 +305,7 @@ def index_result_shape(shape, index, array_shapes):
         ) from None
 
 
-def _infer_getitem(types, attrs):
+def _infer_getitem(types: list[TensorType], attrs: Attrs) -> TensorType:
     x, *arrays = types
     for t in arrays:
         if not np.issubdtype(np.dtype(t.dtype), np.integer):
@@ -362,7 +313,7 @@ def _infer_getitem(types, attrs):
     return TensorType(index_result_shape(x.shape, attrs["index"], [t.shape for t in arrays]), x.dtype)
 
 
-def render_index(index, array_names) -> str:
+def render_index(index: Index, array_names: Sequence[str]) -> str:
     parts = []
     for item in index:
         if item[0] == "slice":
@@ -374,28 +325,32 @@ def render_index(index, array_names) -> str:
             parts.append("None")
         else:
             parts.append(array_names[item[1]])
+    if not parts:  # x[()]: the whole array (a 0-d one's element)
+        return "()"
     return ", ".join(parts) if len(parts) != 1 else parts[0] + ("," if index[0][0] == "array" else "")
 
 
-def _is_basic(index) -> bool:
+def _is_basic(index: Index) -> bool:
     return all(item[0] != "array" for item in index)
 
 
-def _getitem_rule(g, y, x, *arrays, index):
+def _getitem_rule(g: Value, y: Value, x: Value, *arrays: Value, index: Index) -> Value:
     return F.scatter_add(g, *arrays, index=index, shape=x.shape, dtype=x.dtype, unique=_is_basic(index))
 
 
 _FULL_SLICE = ("slice", None, None, None)
 
 
-def _batched_index(op_name, batched, index) -> tuple:
+def _batched_index(op_name: str, batched: list[bool], index: Index) -> Index:
     """The index with a full slice for the leading batch axis; index arrays must not be batched."""
     if any(batched[1:]):
         raise UnsupportedError(f"{op_name} with batched index arrays")
     return (_FULL_SLICE,) + tuple(index)
 
 
-def _batch_getitem(operands, batched, logical, out_type, attrs, size):
+def _batch_getitem(
+    operands: list[Value], batched: list[bool], logical: list[TensorType], out_type: TensorType, attrs: Attrs, size: int
+) -> Value:
     return F.getitem(*operands, index=_batched_index("getitem", batched, attrs["index"]))
 
 
@@ -414,7 +369,7 @@ register(
 )
 
 
-def _infer_scatter_add(types, attrs):
+def _infer_scatter_add(types: list[TensorType], attrs: Attrs) -> TensorType:
     values, *arrays = types
     expected = index_result_shape(attrs["shape"], attrs["index"], [t.shape for t in arrays])
     if tuple(np.broadcast_shapes(values.shape, expected)) != tuple(expected):
@@ -422,12 +377,14 @@ def _infer_scatter_add(types, attrs):
     return TensorType(attrs["shape"], attrs["dtype"])
 
 
-def _render_scatter_add(names, a):
+def _render_scatter_add(names: list[str], a: Attrs) -> str:
     arrays = "".join(f", {n}" for n in names[1:])
     return f"scatter_add({names[0]}, {a['index']!r}, {a['shape']!r}, np.{a['dtype']}{arrays}, unique={a['unique']})"
 
 
-def _batch_scatter_add(operands, batched, logical, out_type, attrs, size):
+def _batch_scatter_add(
+    operands: list[Value], batched: list[bool], logical: list[TensorType], out_type: TensorType, attrs: Attrs, size: int
+) -> Value:
     index = _batched_index("scatter_add", batched, attrs["index"])
     values = operands[0] if batched[0] else F.broadcast_to(operands[0], shape=(size,) + logical[0].shape)
     return F.scatter_add(

@@ -9,8 +9,10 @@ import numpy as np
 
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
 from chainrule.transforms.compiled import argnum_tuple, grad
+from chainrule.transforms.options import checked_options
 
 
+@checked_options
 def check_grad(fn: Callable[..., Any], *args: Any, argnums: int | Sequence[int] = 0, step: float = 1e-4) -> float:
     """Seed 002's gradient check: ||g - n|| / (||g|| + ||n|| + 1e-8) for chainrule's gradient g
     and a numerical gradient n.

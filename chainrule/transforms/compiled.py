@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
@@ -21,6 +22,7 @@ from chainrule.frontends.pytree import TreeDef, unflatten
 from chainrule.frontends.trace import ArgsSpec, LeafSpec, call_key, describe_args, trace_graph
 from chainrule.frontends.tracer import Tracer
 from chainrule.ir import Graph, Value
+from chainrule.transforms.options import checked_options
 
 if TYPE_CHECKING:
     from chainrule.backends.llvm.kernel import LlvmKernel
@@ -59,10 +61,13 @@ def compile_kernel(graph: Graph, name: str, backend: str = "numpy") -> Kernel:
 
 def argnum_tuple(argnums: int | Sequence[int]) -> tuple[int, ...]:
     """``argnums`` (an int or a sequence of ints) as a tuple, or an ArgumentError saying what it was."""
-    positions = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    if not all(isinstance(a, int) for a in positions):
+    if isinstance(argnums, int) and not isinstance(argnums, bool):
+        return (argnums,)
+    if not isinstance(argnums, (tuple, list)) or not all(
+        isinstance(a, int) and not isinstance(a, bool) for a in argnums
+    ):
         raise ArgumentError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
-    return positions
+    return tuple(argnums)
 
 
 class Specialization:
@@ -104,6 +109,24 @@ class Specialization:
         self.gradient_order = tuple(in_argument_order.index(p) for p in differentiated)
 
 
+SpecializationCache = dict[ArgsSpec, "Specialization"]
+KeyCache = dict[tuple[Any, ...], tuple["Specialization", tuple[int, ...] | None, tuple[int, ...]]]
+
+# function -> {options: its caches}; weak, so a function's kernels go when it does
+_SHARED: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[Any, ...], tuple[SpecializationCache, KeyCache]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _shared_caches(fn: Callable[..., Any], options: tuple[Any, ...]) -> tuple[SpecializationCache, KeyCache]:
+    """The specialization caches of ``fn`` under ``options``, shared with earlier Compileds of it."""
+    try:
+        per_function = _SHARED.setdefault(fn, {})
+        return per_function.setdefault(options, ({}, {}))
+    except TypeError:  # fn cannot be weakly referenced, or an option (a checkpoint policy) is unhashable
+        return {}, {}
+
+
 class Compiled:
     """A function compiled by chainrule; call it like the original.
 
@@ -136,9 +159,12 @@ class Compiled:
         self.checkpoint = checkpoint
         self.check_nans = check_nans
         self.optimize = optimize
-        self._cache: dict[ArgsSpec, Specialization] = {}
-        # call_key -> (the same specialization, which leaves are its inputs, which of those need np.asarray)
-        self._by_key: dict[tuple[Any, ...], tuple[Specialization, tuple[int, ...] | None, tuple[int, ...]]] = {}
+        # ArgsSpec -> its specialization; call_key -> (the same specialization, which leaves are its
+        # inputs, which of those need np.asarray). Shared by every Compiled of this function with these
+        # options, as jax.jit shares its cache: cr.grad(f) made again in a loop compiles nothing.
+        self._cache, self._by_key = _shared_caches(
+            fn, (transform, self._argnum_tuple, backend, checkpoint, check_nans, optimize)
+        )
         self._positions: dict[int, tuple[int, ...]] = {}  # argument count -> differentiated positions
         # (argument classes, call) for the last signature whose arguments are all traced scalars
         # (np.float64(4.2), a differentiated float): their classes alone fix the specialization,
@@ -389,6 +415,7 @@ def _inline(graph: Graph, leaves: list[Any]) -> list[Tracer]:
 # ---- the public transformations -------------------------------------------------------------
 
 
+@checked_options
 def grad(
     fn: Callable[..., Any],
     argnums: int | Sequence[int] = 0,
@@ -424,11 +451,23 @@ def grad(
     )
 
 
-def value_and_grad(fn: Callable[..., Any], argnums: int | Sequence[int] = 0, **options: Any) -> Compiled:
+@checked_options
+def value_and_grad(
+    fn: Callable[..., Any],
+    argnums: int | Sequence[int] = 0,
+    *,
+    backend: str = "numpy",
+    checkpoint: Any = "all",
+    check_nans: bool = False,
+    optimize: bool = True,
+) -> Compiled:
     """Like ``grad``, but the call returns ``(value, gradients)`` from one pass."""
-    return Compiled(fn, "value_and_grad", argnums, **options)
+    return Compiled(
+        fn, "value_and_grad", argnums, backend=backend, checkpoint=checkpoint, check_nans=check_nans, optimize=optimize
+    )
 
 
+@checked_options
 def jit(fn: Callable[..., Any], backend: str = "numpy", optimize: bool = True, check_nans: bool = False) -> Compiled:
     """``fn`` traced and compiled (forward only); outputs keep their pytree structure. ``check_nans``
     as for ``grad``."""

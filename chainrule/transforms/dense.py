@@ -23,6 +23,7 @@ from chainrule.frontends.tracer import Tracer
 from chainrule.ir import Graph, TensorType
 from chainrule.transforms.compiled import argnum_tuple
 from chainrule.transforms.higher_order import Argnums, Linearized, derivative_layout
+from chainrule.transforms.options import checked_options
 
 
 class _DenseDerivative(ABC):
@@ -268,6 +269,7 @@ class Hessian(_DenseDerivative):
         return self._hvp, args + (unflatten(self._seed_layout(in_treedefs), next(_basis(in_types))),)
 
 
+@checked_options
 def jacobian(
     fn: Callable[..., Any], argnums: Argnums = 0, mode: str = "auto", *, vectorize: bool = True, backend: str = "numpy"
 ) -> Jacobian:
@@ -290,6 +292,7 @@ def jacobian(
     return Jacobian(fn, argnums, mode, vectorize, backend)
 
 
+@checked_options
 def hessian(fn: Callable[..., Any], argnums: Argnums = 0, *, vectorize: bool = True, backend: str = "numpy") -> Hessian:
     """The Hessian of a scalar function, compiled: forward mode over reverse mode, one
     Hessian-vector product per column (``H.passes`` counts them), all in one vectorized

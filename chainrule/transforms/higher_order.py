@@ -33,6 +33,7 @@ from chainrule.frontends.trace import ArgsSpec, describe_args, trace_graph
 from chainrule.frontends.tracer import Tracer
 from chainrule.ir import Graph, TensorType
 from chainrule.transforms.compiled import Compiled, Specialization, check_scalar_output, compile_kernel, jit
+from chainrule.transforms.options import checked_options
 
 Argnums = int | Sequence[int]
 
@@ -211,6 +212,7 @@ def _primal_tuple(primals: Sequence[Any], what: str) -> tuple[Any, ...]:
 # ---- jvp and vjp ---------------------------------------------------------------------------
 
 
+@checked_options
 def jvp(
     fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], *, backend: str = "numpy"
 ) -> tuple[Any, Any]:
@@ -316,6 +318,7 @@ _SPLIT_VJPS: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[ArgsSpec, 
 )
 
 
+@checked_options
 def vjp(fn: Callable[..., Any], *primals: Any, backend: str = "numpy") -> tuple[Any, Callable[[Any], Any]]:
     """``(fn(*primals), vjp_fn)`` where ``vjp_fn(cotangent)`` is the tuple of cotangents uᵀJ of the
     primals, by reverse mode seeded with ``cotangent`` (shaped like the output).
@@ -365,6 +368,7 @@ def _forward_of(fn: Callable[..., Any]) -> Compiled:
     return compiled
 
 
+@checked_options
 def hvp(fn: Callable[..., Any], argnums: Argnums = 0, *, optimize: bool = True, backend: str = "numpy") -> Linearized:
     """The Hessian-vector product of a scalar function, compiled: ``hvp(fn)(*args, v)`` is H v.
 

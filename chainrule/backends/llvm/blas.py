@@ -18,7 +18,9 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+from collections.abc import Callable, Iterator
 from functools import cache
+from typing import Any
 
 from chainrule.errors import UnsupportedError
 
@@ -75,7 +77,9 @@ def get_blas_threads() -> int:
 
 
 @cache
-def _thread_function(verb: str, restype, argtypes):
+def _thread_function(
+    verb: str, restype: type[ctypes.c_int] | None, argtypes: tuple[type[ctypes.c_int], ...]
+) -> Callable[..., Any]:
     for library in _openblas_libraries():
         for pattern in _THREAD_FUNCTIONS:
             function = getattr(library, pattern.format(verb), None)
@@ -89,7 +93,7 @@ def _thread_function(verb: str, restype, argtypes):
     )
 
 
-def _openblas_libraries():
+def _openblas_libraries() -> Iterator[ctypes.CDLL]:
     import scipy
     from scipy.linalg import cython_blas  # noqa: F401  (loads SciPy's BLAS into the process)
 

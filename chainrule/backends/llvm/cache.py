@@ -29,9 +29,13 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import llvmlite
 import llvmlite.binding as llvm
+
+if TYPE_CHECKING:
+    from chainrule.backends.llvm.engine import Target
 
 MAGIC = b"CRLLVMO1"
 _HEADER = struct.Struct("<8sQQ32s")  # magic, metadata length, object length, sha256(metadata + object)
@@ -57,7 +61,7 @@ def cache_directory() -> Path:
     return Path(base) / "chainrule" / "llvm"
 
 
-def cache_key(ir_text: str, target, *settings: str) -> str:
+def cache_key(ir_text: str, target: Target, *settings: str) -> str:
     """The hex SHA-256 naming the object code of ``ir_text`` built for ``target``.
 
     ``settings`` are the rest of what decides the machine code: the optimization
@@ -101,6 +105,21 @@ def load(key: str) -> Entry | None:
     except OSError:
         pass  # another process may have replaced or removed it already
     return entry
+
+
+def quarantine(key: str, reason: str) -> None:
+    """Move the entry under ``key`` aside (``<key>.bad``, kept for a bug report) after it failed to
+    load, so the next compile rebuilds it instead of failing the same way for good."""
+    path = path_of(key)
+    try:
+        os.replace(path, path.with_suffix(".bad"))
+    except OSError:
+        pass  # another process moved or replaced it already
+    warnings.warn(
+        f"chainrule: the cached object code {path.name} could not be loaded ({reason}); "
+        f"moved to {path.with_suffix('.bad').name} and compiled again",
+        stacklevel=3,
+    )
 
 
 def store(key: str, entry: Entry) -> None:

@@ -10,6 +10,8 @@ afterwards, so results do not depend on timing).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Hashable, Sequence
+from typing import TYPE_CHECKING
 
 from chainrule.backends.llvm import blas, parallel, scalar_ops
 from chainrule.backends.llvm.gemm import emit_gemm
@@ -21,7 +23,15 @@ from chainrule.backends.llvm.strides import (
     coalesce_marked,
     contiguous_strides,
 )
+from chainrule.backends.llvm.views import View
 from chainrule.ir import OPS
+
+if TYPE_CHECKING:
+    from chainrule.backends.llvm.lower import Lowering
+    from chainrule.backends.llvm.plan import Loop, Unit
+
+# access key -> an element offset (a register or literal), as a loop nest's body sees it
+Offsets = dict[Hashable, str]
 
 _ACCUMULATOR_BYTES = 8
 _SLOT_NAMES = {0: "arena", 2: "constants"}
@@ -31,9 +41,11 @@ _MIN_VECTOR_ELEMENTS = 16
 
 
 class Codegen:
-    """Writes the module for a planned ``_Lowering`` (see lower.py)."""
+    """Writes the module for a planned ``Lowering`` (see lower.py)."""
 
-    def __init__(self, plan, prefix: str, max_threads: int, parallel_min_work: int, parallel_min_elements: int):
+    def __init__(
+        self, plan: Lowering, prefix: str, max_threads: int, parallel_min_work: int, parallel_min_elements: int
+    ):
         self.plan = plan
         self.graph = plan.graph
         self.prefix = prefix
@@ -44,7 +56,7 @@ class Codegen:
         self.loops = 0
         self.parallel_loops = 0
         self.uses_blas = False
-        self.blas_arguments: dict[tuple, str] = {}  # (type, value) -> the entry's pointer to it
+        self.blas_arguments: dict[tuple[str, object], str] = {}  # (type, value) -> the entry's pointer to it
         self.uses_threads = False
 
     # ---- the entry function -----------------------------------------------------------------
@@ -63,7 +75,7 @@ class Codegen:
         positive = entry.emit(f"icmp ugt i64 {clamped}, 0", "threads.positive")
         self.threads = entry.emit(f"select i1 {positive}, i64 {clamped}, i64 1", "threads.used")
         for unit in plan.units:
-            if unit.kind == "loop":
+            if unit.loop is not None:  # kind "loop"
                 self._loop(unit.loop)
             elif unit.kind == "reduce":
                 self._reduction(unit.node_id)
@@ -79,8 +91,8 @@ class Codegen:
             self.module.declare(blas.DECLARATIONS.strip())
         return self.module.text()
 
-    def _accumulator_count(self, unit) -> int:
-        if unit.kind != "loop":
+    def _accumulator_count(self, unit: Unit) -> int:
+        if unit.loop is None:
             return 0
         return sum(1 for m in unit.loop.members if self.plan.is_reduction_member(m))
 
@@ -103,7 +115,7 @@ class Codegen:
 
     # ---- pointers -------------------------------------------------------------------------------
 
-    def base(self, fn: Function, view, cache: dict) -> str:
+    def base(self, fn: Function, view: View, cache: dict[object, str]) -> str:
         """A pointer to the view's first element (offset applied), loaded once per function."""
         key = (view.slot, view.offset)
         if key not in cache:
@@ -136,21 +148,21 @@ class Codegen:
     def nest(
         self,
         fn: Function,
-        extents,
-        strides: dict,
-        payload,
-        low="0",
-        high=None,
-        before=None,
-        after=None,
-        hints: tuple = (),
-    ):
+        extents: Sequence[int | None],
+        strides: dict[Hashable, list[int]],
+        payload: Callable[[Offsets], None],
+        low: str = "0",
+        high: str | None = None,
+        before: Callable[[int, Offsets], None] | None = None,
+        after: Callable[[int, Offsets], None] | None = None,
+        hints: tuple[str, ...] = (),
+    ) -> None:
         """Loops over ``extents`` (outermost first; the first from ``low`` to ``high``), keeping for
         each access key its element offset; ``payload(offsets)`` writes the innermost body and
         ``before(d, offsets)`` / ``after(d, offsets)`` run around the loop of dimension d."""
         offsets = dict.fromkeys(strides, "0")
 
-        def level(d, offsets):
+        def level(d: int, offsets: Offsets) -> None:
             if d == len(extents):
                 payload(offsets)
                 return
@@ -167,7 +179,7 @@ class Codegen:
             more = fn.emit(f"icmp slt i64 {index}, {end}", "more")
             fn.do(f"br i1 {more}, label %{body}, label %{done}")
             fn.place(body)
-            inner = {}
+            inner: Offsets = {}
             for key, value in offsets.items():
                 stride = strides[key][d]
                 if stride == 0:
@@ -189,7 +201,7 @@ class Codegen:
 
         level(0, offsets)
 
-    def element(self, fn: Function, node_id: int, read) -> tuple[str, str]:
+    def element(self, fn: Function, node_id: int, read: Callable[[int], str]) -> tuple[str, str]:
         """One element of an elementwise or fused node (for a reduction: the element reduced) and
         its dtype; ``read(value_id)`` gives an operand's element."""
         node = self.graph[node_id]
@@ -199,14 +211,15 @@ class Codegen:
         else:
             steps = ((node.op, tuple(-i - 1 for i in range(len(node.args))), node.attrs, node.type),)
             body = None
-        registers: list = []
+        registers: list[str] = []
         for index, (op, operands, _attrs, step_type) in enumerate(steps):
             if OPS[op].is_reduction:
                 (k,) = operands
                 return (registers[k] if k >= 0 else read(node.args[-k - 1])), (
                     steps[k][3].dtype if k >= 0 else self.graph.type(node.args[-k - 1]).dtype
                 )
-            values, dtypes = [], []
+            values: list[str] = []
+            dtypes: list[str] = []
             for k in operands:
                 if k >= 0:
                     values.append(registers[k])
@@ -233,11 +246,15 @@ class Codegen:
 
     def identity(self, op: str, dtype: str) -> str:
         """The value reduction ``op`` starts from (its strategy's)."""
-        return strategy_of(op).identity(dtype)
+        rule = strategy_of(op).identity
+        assert rule is not None, f"{op} is not a reduction"
+        return rule(dtype)
 
     def combine(self, fn: Function, op: str, dtype: str, accumulator: str, value: str) -> str:
         """One step of reduction ``op``: ``accumulator`` combined with ``value`` (its strategy's)."""
-        return strategy_of(op).combine(fn, dtype, accumulator, value)
+        rule = strategy_of(op).combine
+        assert rule is not None, f"{op} is not a reduction"
+        return rule(fn, dtype, accumulator, value)
 
     def _outlined(self, comment: str) -> Function:
         self.loops += 1
@@ -262,11 +279,11 @@ class Codegen:
 
     # ---- loops ------------------------------------------------------------------------------------
 
-    def _loop(self, loop) -> None:
+    def _loop(self, loop: Loop) -> None:
         plan = self.plan
         members = set(loop.members)
         shape = loop.shape
-        reads: dict[int, object] = {}  # operand id -> its view broadcast to the loop's shape
+        reads: dict[int, View] = {}  # operand id -> its view broadcast to the loop's shape
         for m in loop.members:
             for a in self.graph[m].args:
                 if a not in members and a not in plan.immediates:
@@ -277,10 +294,10 @@ class Codegen:
         extents, strides = coalesce(shape, [v.strides for v in views])
         comment = f"loop over {_shape_text(shape)}: {len(loop.members)} node(s), {loop.steps} step(s)"
         fn = self._outlined(comment)
-        cache: dict = {}
+        cache: dict[object, str] = {}
         pointers = {key: self.base(fn, view, cache) for key, view in zip(keys, views)}
         reductions = [m for m in loop.members if plan.is_reduction_member(m)]
-        slots = {}
+        slots: dict[int, str] = {}
         for m in reductions:
             dtype = self.graph.type(m).dtype
             slots[m] = fn.alloca(scalar_ops.register_type(dtype), "acc")
@@ -313,14 +330,21 @@ class Codegen:
         for index, m in enumerate(reductions):
             self._combine_partials(m, index, parallel)
 
-    def _loop_payload(self, fn: Function, loop, pointers: dict, writes: dict, slots: dict):
+    def _loop_payload(
+        self,
+        fn: Function,
+        loop: Loop,
+        pointers: dict[tuple[str, int], str],
+        writes: dict[int, View],
+        slots: dict[int, str],
+    ) -> Callable[[Offsets], None]:
         """The innermost body of a loop: every member's element, stored or accumulated as planned."""
         plan = self.plan
 
-        def payload(offsets):
+        def payload(offsets: Offsets) -> None:
             registers: dict[int, str] = {}
 
-            def read(value_id):
+            def read(value_id: int) -> str:
                 if value_id in registers:
                     return registers[value_id]
                 if value_id in plan.immediates:
@@ -363,7 +387,7 @@ class Codegen:
         total = entry.alloca(t, "total")
         entry.do(f"store {t} {self.identity(op, dtype)}, ptr {total}")
 
-        def payload(offsets):
+        def payload(offsets: Offsets) -> None:
             row = entry.emit(f"mul i64 {offsets['row']}, {self.row_bytes}", "row")
             at = entry.emit(f"add i64 {row}, {index * _ACCUMULATOR_BYTES}", "at")
             place = entry.emit(f"getelementptr i8, ptr {self.partials}, i64 {at}", "partial")
@@ -393,7 +417,7 @@ class Codegen:
         # coalesce reduced and kept dimensions separately: a merged dimension must be one or the other
         extents, strides, reduced = coalesce_marked(shape, [v.strides for v in views], is_reduced)
         fn = self._outlined(self.describe(node_id))
-        cache: dict = {}
+        cache: dict[object, str] = {}
         pointers = {key: self.base(fn, view, cache) for key, view in zip(keys, views)}
         first_reduced = reduced.index(True) if True in reduced else len(extents)
         nest = ReductionNest(self, fn, node_id, pointers, extents, dict(zip(keys, strides)), first_reduced)
@@ -424,14 +448,22 @@ class Codegen:
                 if spec.slot is None
                 else type(source)(spec.slot, 0, spec.shape, contiguous_strides(spec.shape), spec.dtype)
             )
+            assert target is not None, f"output {index} has no place"
             shape = spec.shape
             views = [source.broadcast_to(shape), target]
             extents, strides = coalesce(shape, [v.strides for v in views])
             fn = self._outlined(f"output {index}: a copy of %{node_id}")
-            cache: dict = {}
+            cache: dict[object, str] = {}
             pointers = [self.base(fn, v, cache) for v in views]
 
-            def payload(offsets, fn=fn, pointers=pointers, source=source, target=target, node_id=node_id):
+            def payload(
+                offsets: Offsets,
+                fn: Function = fn,
+                pointers: list[str] = pointers,
+                source: View = source,
+                target: View = target,
+                node_id: int = node_id,
+            ) -> None:
                 value = self.load(fn, pointers[0], offsets["s"], source.dtype, "value")
                 value = scalar_ops.convert(fn, value, source.dtype, target.dtype)
                 self.store(fn, value, pointers[1], offsets["t"], target.dtype)
@@ -441,7 +473,7 @@ class Codegen:
             self._run(fn, extents[0] if extents else 1, False)
 
 
-def _loop_hints(loop) -> tuple:
+def _loop_hints(loop: Loop) -> tuple[str, ...]:
     """What the innermost loop asks of the vectorizer: nothing to gain under 16 elements (and compile
     time to lose: a long graph on small arrays is many long bodies); interleaving for long bodies,
     whose chains of math calls are bound by the calls' latency."""
@@ -453,5 +485,5 @@ def _loop_hints(loop) -> tuple:
     return ()
 
 
-def _shape_text(shape) -> str:
+def _shape_text(shape: tuple[int, ...]) -> str:
     return f"[{','.join(map(str, shape))}]"

@@ -18,6 +18,7 @@ A composition is a tuple of steps in evaluation order: ``(OPERAND, k)``, ``(LITE
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import sympy as sp
 
@@ -25,13 +26,15 @@ from chainrule.backends.llvm.mathlib import FUNCTIONS
 from chainrule.ir import OPS, Op
 
 OPERAND, LITERAL, OP, LIBM = "operand", "literal", "op", "libm"
+# (OPERAND, k) | (LITERAL, value) | (OP, name, step indices) | (LIBM, function, step indices)
+Step = tuple[Any, ...]
 _WILD = "*"
 
 # op -> (the Op it was built for, its composition): rebuilt when the table's entry changes
-_COMPOSITIONS: dict[str, tuple[Op, tuple | None]] = {}
+_COMPOSITIONS: dict[str, tuple[Op, tuple[Step, ...] | None]] = {}
 
 
-def composition(op: Op, is_native: Callable[[str], bool]) -> tuple | None:
+def composition(op: Op, is_native: Callable[[str], bool]) -> tuple[Step, ...] | None:
     """The steps computing ``op`` from its SymPy definition with ops ``is_native`` lowers, or None."""
     known = _COMPOSITIONS.get(op.name)
     if known is not None and known[0] is op:
@@ -51,11 +54,11 @@ class _NotComposable(Exception):
     pass
 
 
-def _compose(expression, symbols: tuple, heads: _Heads) -> tuple:
+def _compose(expression: sp.Expr, symbols: tuple[sp.Symbol, ...], heads: _Heads) -> tuple[Step, ...]:
     """Post-order steps of ``expression``, walked with an explicit stack; a repeated subexpression
     is computed once."""
-    steps: list[tuple] = []
-    index_of: dict = {}
+    steps: list[Step] = []
+    index_of: dict[sp.Expr, int] = {}
     pending = [(expression, False)]
     while pending:
         node, expanded = pending.pop()
@@ -108,7 +111,7 @@ class _Heads:
             if pattern is not None and pattern[0] not in self.patterns:
                 self.patterns[pattern[0]] = (name, pattern[1])
 
-    def call(self, node) -> tuple[str, str, list]:
+    def call(self, node: sp.Expr) -> tuple[str, str, list[sp.Expr]]:
         """(OP or LIBM, op or function name, operand expressions) computing ``node``."""
         if (
             isinstance(node, sp.Add)
@@ -137,14 +140,16 @@ class _Heads:
         raise _NotComposable(node)
 
 
-def _negated(term):
+def _negated(term: sp.Expr) -> sp.Expr | None:
     """``t`` for a term ``-t`` (``Mul(-1, t)``), else None."""
     if isinstance(term, sp.Mul) and term.args[0] == -1:
         return sp.Mul(*term.args[1:])
     return None
 
 
-def _pattern(definition, symbols: tuple):
+def _pattern(
+    definition: sp.Expr, symbols: tuple[sp.Symbol, ...]
+) -> tuple[tuple[Any, tuple[object, ...]], tuple[int, ...]] | None:
     """((head, argument pattern), operand order) when ``definition`` is one head applied to the
     op's symbols, each once, and numbers; else None."""
     if not definition.args:

@@ -175,7 +175,7 @@ class NativeModule:
         """The IR after optimization, as LLVM compiled it (rebuilt on demand after a cache hit)."""
         if self._optimized_ir is None:
             with _lock:
-                self._optimized_ir, _ = _build(self.ir_text, self.target, self.optimization, emit=False)
+                self._optimized_ir = _optimized_text(self.ir_text, self.target, self.optimization)
         return self._optimized_ir
 
     def __repr__(self) -> str:
@@ -206,14 +206,21 @@ def compile_ir(
         mathlib.function_attributes(target.feature_set),
         *LLVM_OPTIONS,
     )
-    entry = cache.load(key) if use_cache else None
+    cached = cache.load(key) if use_cache else None
     optimized_ir = None
     with _lock:
-        if entry is None:
-            optimized_ir, entry = _build(ir_text, target, optimization, emit=True)
+        tracker = None
+        if cached is not None:
+            entry = cached
+            try:
+                tracker = _link(entry, ir_text, name)
+            except LLVMError as error:  # a well-formed entry whose object code LLVM will not load
+                cache.quarantine(key, str(error))
+        if tracker is None:
+            optimized_ir, entry = _build(ir_text, target, optimization)
             if use_cache:
                 cache.store(key, entry)
-        tracker = _link(entry, ir_text, name)
+            tracker = _link(entry, ir_text, name)
     return NativeModule(
         name,
         ir_text,
@@ -242,15 +249,23 @@ def instruction_count(ir_text: str) -> int:
     )
 
 
-def _build(ir_text: str, target: Target, optimization: str, emit: bool) -> tuple[str, cache.Entry | None]:
-    """The optimized IR text and (if ``emit``) the object code of ``ir_text``."""
+def _build(ir_text: str, target: Target, optimization: str) -> tuple[str, cache.Entry]:
+    """The optimized IR text and the object code of ``ir_text``."""
     module = _parse(ir_text, target)
     try:
         _optimize(module, target, optimization)
-        if not emit:
-            return str(module), None
         machine = _target_machine(target, PIPELINES[optimization].codegen_level)
         return str(module), cache.Entry(machine.emit_object(module), _exported_symbols(module))
+    finally:
+        module.close()
+
+
+def _optimized_text(ir_text: str, target: Target, optimization: str) -> str:
+    """The optimized IR text of ``ir_text``, without object code."""
+    module = _parse(ir_text, target)
+    try:
+        _optimize(module, target, optimization)
+        return str(module)
     finally:
         module.close()
 

@@ -28,9 +28,9 @@ def emit_gemm(gen: Codegen, node_id: int) -> None:
     a2, b2, batch = matrices(a_view, b_view)
     rows, inner = a2.shape[-2:]
     columns = b2.shape[-1]
-    cache: dict = {}
+    cache: dict[object, str] = {}
 
-    def constant(llvm_type, value, name):
+    def constant(llvm_type: str, value: object, name: str) -> str:
         """A pointer to ``value`` (BLAS takes every argument by pointer), one per distinct value."""
         key = (llvm_type, value)
         if key not in gen.blas_arguments:
@@ -40,6 +40,7 @@ def emit_gemm(gen: Codegen, node_id: int) -> None:
         return gen.blas_arguments[key]
 
     a_layout, b_layout = gemm_layout(a2), gemm_layout(b2)
+    assert a_layout is not None and b_layout is not None, "a matmul planned for BLAS that BLAS cannot read"
     n_ptr, m_ptr, k_ptr = (constant("i32", v, f"int.{v}") for v in (columns, rows, inner))
     trans_b, trans_a = (constant("i8", ord(layout[0]), f"char.{layout[0]}") for layout in (b_layout, a_layout))
     ld_b, ld_a, ld_c = (constant("i32", v, f"int.{v}") for v in (b_layout[1], a_layout[1], max(columns, 1)))

@@ -17,7 +17,7 @@ _NOT_IN_NAMES = re.compile(r"[^-\w.$]")
 class Module:
     """Declarations and globals (each line once) plus function definitions, in order."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.declarations: dict[str, None] = {}
         self.math_used: dict[tuple[str, str], None] = {}
         self.functions: list[Function] = []
@@ -63,7 +63,7 @@ class Function:
         self.allocas: list[str] = []  # kept in the entry block, so none runs twice
         self.taken: dict[str, int] = {}
         self.current_label = "entry"
-        self.current_name = None  # the name instructions get when none is given (the step's value)
+        self.current_name: str | None = None  # the name instructions get when none is given (the step's value)
 
     def fresh(self, hint: str = "v") -> str:
         base = _NOT_IN_NAMES.sub("_", hint) or "v"

@@ -21,11 +21,13 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
 import numpy as np
 
 from chainrule.backends.llvm import engine
-from chainrule.backends.llvm.lower import ARENA, CALLBACK, CONSTANTS, Lowered, lower
+from chainrule.backends.llvm.lower import ARENA, CALLBACK, CONSTANTS, lower
+from chainrule.backends.llvm.plan import Lowered
 from chainrule.backends.llvm.views import View
 from chainrule.errors import ChainruleError
 from chainrule.ir import OPS, Graph
@@ -86,7 +88,7 @@ def compile_graph(graph: Graph, function_name: str | None = None) -> LlvmKernel:
 class _Runner:
     """What one kernel keeps between calls: arena, constants, table, callback, generated wrapper."""
 
-    def __init__(self, lowered: Lowered, native, address: int):
+    def __init__(self, lowered: Lowered, native: engine.NativeModule, address: int):
         self.lowered = lowered
         self.native = native  # the machine code lives as long as anything that can call it
         self.entry = _ENTRY(address)
@@ -134,7 +136,7 @@ class _Runner:
         """A Python function, generated for this signature, doing one call's work."""
         lowered = self.lowered
         names = [f"in{i}" for i in range(len(lowered.inputs))]
-        namespace = {
+        namespace: dict[str, Any] = {
             "np": np,
             "lock": self.lock,
             "entry": self.entry,
@@ -153,24 +155,29 @@ class _Runner:
                 namespace[f"{name}_stage"] = self.view(View(ARENA, spec.staged.offset, (1,), (1,), spec.dtype))
                 body.append(f"{name}_stage[0] = {name}")
             else:
-                # ascontiguousarray returns a C-contiguous array as it is (~40 ns)
-                body.append(f"{name} = ascontiguousarray({name})")
+                # returns a C-contiguous native-order array as it is; copies one in the other byte order
+                namespace[f"{name}_dtype"] = np.dtype(spec.dtype)
+                body.append(f"{name} = ascontiguousarray({name}, {name}_dtype)")
                 body.append(f"table[{spec.slot}] = {name}.ctypes.data")
                 if keep:
                     body.append(f"runner.slot_arrays[{spec.slot}] = {name}")
         returned = []
-        for index, spec in enumerate(lowered.outputs):
-            if spec.slot is not None:
-                body.append(f"out{index} = empty({spec.shape!r}, np.{spec.dtype})")
-                body.append(f"table[{spec.slot}] = out{index}.ctypes.data")
+        for index, output in enumerate(lowered.outputs):
+            if output.slot is not None:
+                body.append(f"out{index} = empty({output.shape!r}, np.{output.dtype})")
+                body.append(f"table[{output.slot}] = out{index}.ctypes.data")
                 if keep:
-                    body.append(f"runner.slot_arrays[{spec.slot}] = out{index}")
+                    body.append(f"runner.slot_arrays[{output.slot}] = out{index}")
                 returned.append(f"out{index}")
-            elif spec.shape == ():
-                namespace[f"out{index}_view"] = self.view(View(ARENA, spec.arena_view.offset, (1,), (1,), spec.dtype))
+                continue
+            assert output.arena_view is not None, f"output {index} has neither a slot nor a place in the arena"
+            if output.shape == ():
+                namespace[f"out{index}_view"] = self.view(
+                    View(ARENA, output.arena_view.offset, (1,), (1,), output.dtype)
+                )
                 returned.append(f"out{index}_view[0]")
             else:
-                namespace[f"out{index}_view"] = self.view(spec.arena_view)
+                namespace[f"out{index}_view"] = self.view(output.arena_view)
                 returned.append(f"out{index}_view.copy()")
         body.append("entry(table_address, threads[0])")
         if keep:
@@ -187,7 +194,7 @@ class _Runner:
         return namespace["call"]
 
 
-def _raise_from_fallback(error: BaseException):
+def _raise_from_fallback(error: BaseException) -> NoReturn:
     if isinstance(error, ChainruleError):
         raise error
     raise ChainruleError(

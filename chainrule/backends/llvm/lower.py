@@ -78,15 +78,15 @@ MAX_UNROLLED_BATCH = 64  # matmuls with more batch elements run through NumPy
 
 def lower(graph: Graph, function_name: str) -> Lowered:
     """``graph`` (scheduled) as an LLVM module; see the module docstring."""
-    return _Lowering(graph, function_name).run()
+    return Lowering(graph, function_name).run()
 
 
-class _Lowering:
+class Lowering:
     def __init__(self, graph: Graph, function_name: str):
         self.graph = graph
         self.name = function_name
         self.views: dict[int, View] = {}
-        self.immediates: dict[int, object] = {}  # size-1 constants read as literals
+        self.immediates: dict[int, float | bool] = {}  # size-1 constants read as literals
         self.units: list[Unit] = []
         self.group_of: dict[int, Loop] = {}
         self.constant_chunks: list[bytes] = []
@@ -110,7 +110,7 @@ class _Lowering:
         self._allocate()
         module_text, entry, counts = self._emit()
         constants = np.frombuffer(b"".join(self.constant_chunks) or b"\0" * 8, dtype=np.uint8).copy()
-        longest = max([u.loop.steps for u in self.units if u.kind == "loop" and math.prod(u.loop.shape) > 1] + [0])
+        longest = max([u.loop.steps for u in self.units if u.loop is not None and math.prod(u.loop.shape) > 1] + [0])
         return Lowered(
             module_text,
             entry,
@@ -137,7 +137,7 @@ class _Lowering:
         self.constant_bytes += len(data) + padding
         return View(CONSTANTS, offset, array.shape, contiguous_strides(array.shape), array.dtype.name)
 
-    def _place_sources(self, live) -> None:
+    def _place_sources(self, live: list[int]) -> None:
         graph = self.graph
         for node_id in graph.inputs:
             node_type = graph.type(node_id)
@@ -171,9 +171,10 @@ class _Lowering:
         (contiguous) decides, and ``_allocate`` derives the view again once it has a place.
         """
         node = self.graph[node_id]
-        return strategy_of(node.op).view(self._layout(node.args[0]), node)
+        view = strategy_of(node.op).view
+        return None if view is None else view(self._layout(node.args[0]), node)
 
-    def _form_units(self, live) -> None:
+    def _form_units(self, live: list[int]) -> None:
         graph = self.graph
         current: Loop | None = None
         for node_id in live:
@@ -210,7 +211,7 @@ class _Lowering:
             dtypes += [step[3].dtype for step in node.params["body"].steps]
         return all(d in scalar_ops.TYPES for d in dtypes)
 
-    def _loop_shape(self, node_id: int) -> tuple | None:
+    def _loop_shape(self, node_id: int) -> tuple[int, ...] | None:
         """The iteration shape if the node can be a loop member (elementwise, or a full reduction)."""
         node = self.graph[node_id]
         if not self._supported_dtypes(node_id) or not self._steps_lowered(node_id):
@@ -228,7 +229,7 @@ class _Lowering:
             return node.type.shape
         return None
 
-    def reduction_operand_shape(self, node_id: int) -> tuple:
+    def reduction_operand_shape(self, node_id: int) -> tuple[int, ...]:
         node = self.graph[node_id]
         if node.op == "fused":
             steps = node.params["body"].steps
@@ -251,7 +252,7 @@ class _Lowering:
             and _is_float_or_int(self.graph.type(node_id).dtype)
         )
 
-    def _joins(self, loop: Loop, node_id: int, shape: tuple) -> bool:
+    def _joins(self, loop: Loop, node_id: int, shape: tuple[int, ...]) -> bool:
         if shape != loop.shape or loop.steps >= MAX_LOOP_STEPS:
             return False
         for a in self.graph[node_id].args:
@@ -261,9 +262,9 @@ class _Lowering:
         # a member read through a view needs memory written by an earlier loop
         return not any(self.group_of.get(r) is loop for r in self._view_roots(node_id))
 
-    def _view_roots(self, node_id: int) -> list:
+    def _view_roots(self, node_id: int) -> list[int]:
         """The computed values ``node_id`` reads through views (not directly)."""
-        roots = []
+        roots: list[int] = []
         for a in self.graph[node_id].args:
             if a in self.views and OPS[self.graph[a].op].view:
                 stack = [a]
@@ -320,7 +321,7 @@ class _Lowering:
     def _plan_outputs(self) -> None:
         """Which stored values are outputs written in place, and which outputs need a copy."""
         graph = self.graph
-        for loop in [u.loop for u in self.units if u.kind == "loop"]:
+        for loop in [u.loop for u in self.units if u.loop is not None]:
             members = set(loop.members)
             for m in loop.members:
                 if self.is_reduction_member(m) or any(u not in members for u in graph.users(m)) or m in graph.outputs:
@@ -342,7 +343,7 @@ class _Lowering:
     # ---- memory ---------------------------------------------------------------------------
 
     def _materialized(self, unit: Unit) -> list[int]:
-        if unit.kind == "loop":
+        if unit.loop is not None:
             return [m for m in unit.loop.members if m in self.stored]
         return [unit.node_id]
 
@@ -355,7 +356,7 @@ class _Lowering:
                 root[node_id] = root[graph[node_id].args[0]]
         last_read: dict[int, int] = {}
         for index, unit in enumerate(self.units):
-            members = unit.loop.members if unit.kind == "loop" else [unit.node_id]
+            members = unit.loop.members if unit.loop is not None else [unit.node_id]
             for node_id in members:
                 for a in graph[node_id].args:
                     last_read[root[a]] = max(last_read.get(root[a], -1), index)
@@ -369,18 +370,15 @@ class _Lowering:
         for node_id, spec in zip(graph.inputs, self.inputs):
             if spec.staged is not None:
                 self.views[node_id] = spec.staged
-        dying: dict[int, list] = {}
+        dying: dict[int, list[tuple[int, int]]] = {}
         for index, unit in enumerate(self.units):
             for node_id in self._materialized(unit):
                 node_type = graph.type(node_id)
                 output = self.output_home.get(node_id)
-                if output is not None and self.outputs[output].slot is not None:
+                slot = None if output is None else self.outputs[output].slot
+                if slot is not None:
                     self.views[node_id] = View(
-                        self.outputs[output].slot,
-                        0,
-                        node_type.shape,
-                        contiguous_strides(node_type.shape),
-                        node_type.dtype,
+                        slot, 0, node_type.shape, contiguous_strides(node_type.shape), node_type.dtype
                     )
                     continue
                 offset = arena.take(node_type.nbytes)
@@ -394,15 +392,19 @@ class _Lowering:
             for offset, size in dying.pop(index, ()):
                 arena.give_back(offset, size)
         for index, _ in self.output_copies:
-            spec = self.outputs[index]
-            if spec.slot is None:
-                size = np.dtype(spec.dtype).itemsize * math.prod(spec.shape)
-                spec.arena_view = View(ARENA, arena.take(size), spec.shape, contiguous_strides(spec.shape), spec.dtype)
+            copied = self.outputs[index]
+            if copied.slot is None:
+                size = np.dtype(copied.dtype).itemsize * math.prod(copied.shape)
+                copied.arena_view = View(
+                    ARENA, arena.take(size), copied.shape, contiguous_strides(copied.shape), copied.dtype
+                )
         self.arena_bytes = arena.size
-        for node_id in self.view_nodes:  # now that every computed value has its place
-            self.views[node_id] = self._view_of(node_id)
+        for node_id in self.view_nodes:  # now that every computed value has its place (contiguous)
+            view = self._view_of(node_id)
+            assert view is not None, f"%{node_id} was planned as a view of a layout it cannot view"
+            self.views[node_id] = view
 
-    def _emit(self):
+    def _emit(self) -> tuple[str, str, tuple[int, int]]:
         placeholder = "__CHAINRULE_PREFIX__"
         codegen = Codegen(self, placeholder, MAX_THREADS, PARALLEL_MIN_WORK, PARALLEL_MIN_ELEMENTS)
         text = codegen.emit()
@@ -417,7 +419,7 @@ class _Lowering:
 class _Arena:
     """First-fit allocation of aligned blocks with coalescing of freed ones."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.size = 0
         self.free: list[tuple[int, int]] = []  # (offset, size), sorted by offset
 
@@ -438,7 +440,7 @@ class _Arena:
         nbytes = max(ALIGNMENT, -(-nbytes // ALIGNMENT) * ALIGNMENT)
         self.free.append((offset, nbytes))
         self.free.sort()
-        merged = []
+        merged: list[tuple[int, int]] = []
         for start, size in self.free:
             if merged and merged[-1][0] + merged[-1][1] == start:
                 merged[-1] = (merged[-1][0], merged[-1][1] + size)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -178,7 +178,9 @@ def function_attributes(features: frozenset[str] | None = None) -> str:
     return f'"prefer-vector-width"="{bits}" "min-legal-vector-width"="{bits}"'
 
 
-def vector_isa(features: frozenset[str] | None = None, library_symbols=None) -> VectorISA:
+def vector_isa(
+    features: frozenset[str] | None = None, library_symbols: Callable[[str], bool] | None = None
+) -> VectorISA:
     """The instruction set vector math is compiled for.
 
     The widest of ``ISAS`` whose CPU feature is in ``features`` (default: the
@@ -252,7 +254,7 @@ def _library_has(symbol: str) -> bool:
 
 
 @cache
-def _vector_library():
+def _vector_library() -> ctypes.CDLL | None:
     try:
         return ctypes.CDLL(VECTOR_LIBRARY)
     except OSError:

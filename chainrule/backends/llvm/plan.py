@@ -5,6 +5,7 @@ NumPy callbacks, and where each input and output lives."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -17,8 +18,8 @@ class Fallback:
 
     node_id: int
     op: str
-    params: dict
-    operands: list  # Views
+    params: dict[str, Any]
+    operands: list[View]
     result: View
     description: str
 
@@ -27,7 +28,7 @@ class Fallback:
 class OutputSpec:
     """Where output k comes from: ``slot`` (a per-call array) or an arena view copied out."""
 
-    shape: tuple
+    shape: tuple[int, ...]
     dtype: str
     slot: int | None = None
     arena_view: View | None = None
@@ -35,7 +36,7 @@ class OutputSpec:
 
 @dataclass
 class InputSpec:
-    shape: tuple
+    shape: tuple[int, ...]
     dtype: str
     slot: int | None = None  # an array passed by address
     staged: View | None = None  # a 0-d input written into the arena
@@ -50,9 +51,9 @@ class Lowered:
     table_size: int
     arena_bytes: int
     constants: np.ndarray
-    inputs: list
-    outputs: list
-    fallbacks: list
+    inputs: list[InputSpec]
+    outputs: list[OutputSpec]
+    fallbacks: list[Fallback]
     loops: int = 0
     parallel_loops: int = 0
     longest_loop: int = 0  # steps in the longest loop body (of more than one element)
@@ -65,8 +66,8 @@ class Lowered:
 class Loop:
     """A loop nest over ``shape`` computing ``members`` (node ids) element by element."""
 
-    shape: tuple
-    members: list = field(default_factory=list)
+    shape: tuple[int, ...]
+    members: list[int] = field(default_factory=list)
     steps: int = 0
 
 

@@ -5,9 +5,14 @@ its strategy's (``strategies.py``)."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Hashable
+from typing import TYPE_CHECKING
 
 from chainrule.backends.llvm import scalar_ops
 from chainrule.backends.llvm.irtext import Function
+
+if TYPE_CHECKING:
+    from chainrule.backends.llvm.codegen import Codegen, Offsets
 
 
 class ReductionNest:
@@ -15,7 +20,14 @@ class ReductionNest:
     the reduced axes are innermost, else into the initialized result."""
 
     def __init__(
-        self, codegen, fn: Function, node_id: int, pointers: dict, extents, stride_of: dict, first_reduced: int
+        self,
+        codegen: Codegen,
+        fn: Function,
+        node_id: int,
+        pointers: dict[tuple[str, int], str],
+        extents: list[int],
+        stride_of: dict[Hashable, list[int]],
+        first_reduced: int,
     ):
         self.codegen, self.fn, self.node_id, self.pointers = codegen, fn, node_id, pointers
         self.extents, self.stride_of, self.first_reduced = extents, stride_of, first_reduced
@@ -25,11 +37,11 @@ class ReductionNest:
         self.accumulator = fn.alloca(self.t, "acc")
         self.out = ("w", node_id)
 
-    def element(self, offsets) -> str:
+    def element(self, offsets: Offsets) -> str:
         """The element reduced at ``offsets``, in the result's dtype."""
         codegen, fn, plan, graph = self.codegen, self.fn, self.codegen.plan, self.codegen.graph
 
-        def read(value_id):
+        def read(value_id: int) -> str:
             if value_id in plan.immediates:
                 return scalar_ops.literal(plan.immediates[value_id], graph.type(value_id).dtype)
             return codegen.load(
@@ -43,7 +55,7 @@ class ReductionNest:
         value, value_dtype = codegen.element(fn, self.node_id, read)
         return scalar_ops.convert(fn, value, value_dtype, self.dtype)
 
-    def accumulate(self, offsets, address: str | None = None) -> None:
+    def accumulate(self, offsets: Offsets, address: str | None = None) -> None:
         """Combine the element at ``offsets`` into ``address`` (default: its place in the result)."""
         fn, t = self.fn, self.t
         value = self.element(offsets)
@@ -65,11 +77,11 @@ class ReductionNest:
             nest(lambda offsets: self.store(self.element(offsets), offsets[self.out]))
             return
 
-        def before(d, offsets):
+        def before(d: int, offsets: Offsets | None) -> None:
             if d == self.first_reduced:
                 fn.do(f"store {t} {codegen.identity(self.op, self.dtype)}, ptr {self.accumulator}")
 
-        def after(d, offsets):
+        def after(d: int, offsets: Offsets) -> None:
             if d == self.first_reduced:
                 self.store(fn.emit(f"load {t}, ptr {self.accumulator}", "total"), offsets[self.out])
 

@@ -24,12 +24,13 @@ Registers hold floats as ``double``/``float``, integers as ``iN`` and booleans a
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from chainrule.backends.llvm import composed
+from chainrule.backends.llvm.irtext import Function
 from chainrule.errors import UnsupportedError
 from chainrule.ir import OPS, Op
 from chainrule.ir.ops import elementwise_dtype
@@ -75,7 +76,7 @@ def float_literal(value: float, dtype: str) -> str:
     return "0x{:016X}".format(struct.unpack("<Q", struct.pack("<d", float(value)))[0])
 
 
-def literal(value, dtype: str) -> str:
+def literal(value: float | bool, dtype: str) -> str:
     if is_float(dtype):
         return float_literal(float(value), dtype)
     if dtype == "bool":
@@ -83,7 +84,7 @@ def literal(value, dtype: str) -> str:
     return str(int(value))
 
 
-def convert(block, value: str, source: str, target: str) -> str:
+def convert(block: Function, value: str, source: str, target: str) -> str:
     """``value`` of dtype ``source`` as dtype ``target`` (NumPy's astype, NaN to bool is True)."""
     if source == target:
         return value
@@ -111,6 +112,11 @@ def convert(block, value: str, source: str, target: str) -> str:
 
 # ---- the registry ----------------------------------------------------------------------------
 
+# (block, operand registers, operand dtypes, result dtype) -> the result's register
+EmitRule = Callable[[Function, list[str], list[str], str], str]
+# (operand dtypes, result dtype) -> the dtypes operands are converted to before the op computes
+OperandDtypes = Callable[[list[str], str], list[str]]
+
 
 @dataclass(frozen=True)
 class Emitter:
@@ -120,9 +126,9 @@ class Emitter:
     ``operand_dtypes(operand dtypes, result dtype)``: the dtypes operands are converted to first.
     """
 
-    emit: Callable
-    kinds: frozenset
-    operand_dtypes: Callable
+    emit: EmitRule
+    kinds: frozenset[str]
+    operand_dtypes: OperandDtypes
 
 
 def as_result(operand_dtypes: list[str], result_dtype: str) -> list[str]:
@@ -143,10 +149,12 @@ def as_bool(operand_dtypes: list[str], result_dtype: str) -> list[str]:
 EMITTERS: dict[str, Emitter] = {}
 
 
-def lowers(*ops: Op, kinds=(FLOAT, INT, BOOL), operands: Callable = as_result):
+def lowers(
+    *ops: Op, kinds: Iterable[str] = (FLOAT, INT, BOOL), operands: OperandDtypes = as_result
+) -> Callable[[EmitRule], EmitRule]:
     """Register the decorated function as the scalar lowering of ``ops`` (entries of ``OPS``)."""
 
-    def register(emit: Callable) -> Callable:
+    def register(emit: EmitRule) -> EmitRule:
         for op in ops:
             if OPS.get(op.name) is not op:
                 raise ValueError(f"{op.name!r} is not an op of the table")
@@ -174,7 +182,7 @@ def lowerable(op: str, dtype: str) -> bool:
     return OPS[op].libm is not None or composed.composition(OPS[op], _is_native) is not None
 
 
-def emit(block, op: str, operands: list[str], types: list[str], dtype: str) -> str:
+def emit(block: Function, op: str, operands: list[str], types: list[str], dtype: str) -> str:
     """One element of ``op`` on ``operands`` (already converted to ``types``, the dtypes
     ``operand_dtypes`` gives) as ``dtype``; ``block.math(function, dtype, *arguments)`` emits a
     libm call (chainrule's mathlib picks intrinsics and vector variants)."""
@@ -202,7 +210,7 @@ def _is_native(op: str) -> bool:
     return op in EMITTERS or OPS[op].libm is not None
 
 
-def _emit_composition(block, steps: tuple, operands: list[str], dtype: str) -> str:
+def _emit_composition(block: Function, steps: tuple[composed.Step, ...], operands: list[str], dtype: str) -> str:
     """The steps of a ``composed.composition``, each value in ``dtype`` but what an inner op gives
     in another (a comparison's bool)."""
     values: list[tuple[str, str]] = []  # (register, dtype) per step
@@ -229,11 +237,11 @@ def _emit_composition(block, steps: tuple, operands: list[str], dtype: str) -> s
 # ---- helpers shared by emitters (and by codegen's reductions) ----------------------------------
 
 
-def float_binary(block, opcode: str, t: str, a: str, b: str) -> str:
+def float_binary(block: Function, opcode: str, t: str, a: str, b: str) -> str:
     return block.emit(f"{opcode} {FLOAT_FLAGS} {t} {a}, {b}")
 
 
-def nan_propagating_pick(block, t: str, a: str, b: str, ordered: str) -> str:
+def nan_propagating_pick(block: Function, t: str, a: str, b: str, ordered: str) -> str:
     """``a`` where ``a (ordered) b`` holds or ``a`` is NaN, else ``b``: np.maximum (ogt) / np.minimum (olt)."""
     picks_a = block.emit(f"fcmp {ordered} {t} {a}, {b}")
     a_is_nan = block.emit(f"fcmp uno {t} {a}, {a}")
@@ -241,12 +249,12 @@ def nan_propagating_pick(block, t: str, a: str, b: str, ordered: str) -> str:
     return block.emit(f"select i1 {either}, {t} {a}, {t} {b}")
 
 
-def int_pick(block, t: str, a: str, b: str, predicate: str) -> str:
+def int_pick(block: Function, t: str, a: str, b: str, predicate: str) -> str:
     """``a`` where ``a (predicate) b`` holds, else ``b``."""
     return block.emit(f"select i1 {block.emit(f'icmp {predicate} {t} {a}, {b}')}, {t} {a}, {t} {b}")
 
 
-def fabs(block, t: str, value: str) -> str:
+def fabs(block: Function, t: str, value: str) -> str:
     suffix = {"double": "f64", "float": "f32"}[t]
     block.declare(f"declare {t} @llvm.fabs.{suffix}({t})")
     return block.emit(f"call {t} @llvm.fabs.{suffix}({t} {value})")
@@ -258,23 +266,23 @@ def fabs(block, t: str, value: str) -> str:
 
 
 @lowers(OPS["stop_gradient"])
-def _identity(block, x, types, dtype):
+def _identity(block: Function, x: list[str], types: list[str], dtype: str) -> str:
     return x[0]
 
 
 @lowers(OPS["cast"], operands=lambda dtypes, result: list(dtypes))
-def _cast(block, x, types, dtype):
+def _cast(block: Function, x: list[str], types: list[str], dtype: str) -> str:
     return convert(block, x[0], types[0], dtype)
 
 
 @lowers(OPS["neg"], kinds=(FLOAT, INT))
-def _neg(block, x, types, dtype):
+def _neg(block: Function, x: list[str], types: list[str], dtype: str) -> str:
     t = register_type(dtype)
     return block.emit(f"fneg {t} {x[0]}") if is_float(dtype) else block.emit(f"sub {t} 0, {x[0]}")
 
 
-def _arithmetic(float_opcode: str, int_opcode: str | None, bool_opcode: str | None):
-    def emit_arithmetic(block, x, types, dtype):
+def _arithmetic(float_opcode: str, int_opcode: str | None, bool_opcode: str | None) -> EmitRule:
+    def emit_arithmetic(block: Function, x: list[str], types: list[str], dtype: str) -> str:
         t = register_type(dtype)
         if is_float(dtype):
             return float_binary(block, float_opcode, t, x[0], x[1])
@@ -290,7 +298,7 @@ lowers(OPS["div"], kinds=(FLOAT,))(_arithmetic("fdiv", None, None))
 
 
 @lowers(OPS["abs"])
-def _abs(block, x, types, dtype):
+def _abs(block: Function, x: list[str], types: list[str], dtype: str) -> str:
     t = register_type(dtype)
     if dtype == "bool":
         return x[0]
@@ -300,7 +308,7 @@ def _abs(block, x, types, dtype):
 
 
 @lowers(OPS["sign"], kinds=(FLOAT, INT))
-def _sign(block, x, types, dtype):
+def _sign(block: Function, x: list[str], types: list[str], dtype: str) -> str:
     t = register_type(dtype)
     if not is_float(dtype):
         positive = block.emit(f"zext i1 {block.emit(f'icmp sgt {t} {x[0]}, 0')} to {t}")
@@ -315,8 +323,8 @@ def _sign(block, x, types, dtype):
     return block.emit(f"select i1 {is_nan}, {t} {x[0]}, {t} {signed}")
 
 
-def _extremum(float_order: str, int_predicate: str, bool_opcode: str):
-    def emit_extremum(block, x, types, dtype):
+def _extremum(float_order: str, int_predicate: str, bool_opcode: str) -> EmitRule:
+    def emit_extremum(block: Function, x: list[str], types: list[str], dtype: str) -> str:
         t = register_type(dtype)
         if dtype == "bool":
             return block.emit(f"{bool_opcode} i1 {x[0]}, {x[1]}")
@@ -332,7 +340,9 @@ lowers(OPS["minimum"])(_extremum("olt", "slt", "and"))
 
 
 @lowers(OPS["relu"])
-def _relu(block, x, types, dtype):  # np.maximum(x, 0): x where x > 0 or x is NaN
+def _relu(
+    block: Function, x: list[str], types: list[str], dtype: str
+) -> str:  # np.maximum(x, 0): x where x > 0 or x is NaN
     t = register_type(dtype)
     if dtype == "bool":
         return x[0]
@@ -343,7 +353,9 @@ def _relu(block, x, types, dtype):  # np.maximum(x, 0): x where x > 0 or x is Na
 
 
 @lowers(OPS["clip"], kinds=(FLOAT, INT))
-def _clip(block, x, types, dtype):  # np.clip: min(max(x, lo), hi), NaN from any operand
+def _clip(
+    block: Function, x: list[str], types: list[str], dtype: str
+) -> str:  # np.clip: min(max(x, lo), hi), NaN from any operand
     t = register_type(dtype)
     if is_float(dtype):
         return nan_propagating_pick(block, t, nan_propagating_pick(block, t, x[0], x[1], "ogt"), x[2], "olt")
@@ -351,14 +363,18 @@ def _clip(block, x, types, dtype):  # np.clip: min(max(x, lo), hi), NaN from any
 
 
 @lowers(OPS["sigmoid"], kinds=(FLOAT,))
-def _sigmoid(block, x, types, dtype):  # 1 / (1 + exp(-x)): exact limits 0 and 1, NaN stays NaN
+def _sigmoid(
+    block: Function, x: list[str], types: list[str], dtype: str
+) -> str:  # 1 / (1 + exp(-x)): exact limits 0 and 1, NaN stays NaN
     t, one = register_type(dtype), literal(1.0, dtype)
     exp = block.math("exp", dtype, block.emit(f"fneg {t} {x[0]}"))
     return float_binary(block, "fdiv", t, one, float_binary(block, "fadd", t, one, exp))
 
 
 @lowers(OPS["softplus"], kinds=(FLOAT,))
-def _softplus(block, x, types, dtype):  # np.logaddexp(0, x) = max(x, 0) + log1p(exp(-|x|))
+def _softplus(
+    block: Function, x: list[str], types: list[str], dtype: str
+) -> str:  # np.logaddexp(0, x) = max(x, 0) + log1p(exp(-|x|))
     t, zero = register_type(dtype), literal(0.0, dtype)
     tail = block.math("log1p", dtype, block.math("exp", dtype, block.emit(f"fneg {t} {fabs(block, t, x[0])}")))
     positive = block.emit(f"select i1 {block.emit(f'fcmp ogt {t} {x[0]}, {zero}')}, {t} {x[0]}, {t} {zero}")
@@ -366,13 +382,13 @@ def _softplus(block, x, types, dtype):  # np.logaddexp(0, x) = max(x, 0) + log1p
 
 
 @lowers(OPS["where"], operands=lambda dtypes, result: ["bool", result, result])
-def _where(block, x, types, dtype):
+def _where(block: Function, x: list[str], types: list[str], dtype: str) -> str:
     t = register_type(dtype)
     return block.emit(f"select i1 {x[0]}, {t} {x[1]}, {t} {x[2]}")
 
 
-def _comparison(float_predicate: str, signed: str, unsigned: str):
-    def emit_comparison(block, x, types, dtype):
+def _comparison(float_predicate: str, signed: str, unsigned: str) -> EmitRule:
+    def emit_comparison(block: Function, x: list[str], types: list[str], dtype: str) -> str:
         common = types[0]
         ct = register_type(common)
         if is_float(common):
@@ -393,8 +409,8 @@ for _op, _predicates in [
     lowers(_op, operands=common_dtype)(_comparison(*_predicates))
 
 
-def _logical(opcode: str, operand: str = ""):
-    def emit_logical(block, x, types, dtype):
+def _logical(opcode: str, operand: str = "") -> EmitRule:
+    def emit_logical(block: Function, x: list[str], types: list[str], dtype: str) -> str:
         return block.emit(f"{opcode} i1 {x[0]}, {operand or x[1]}")
 
     return emit_logical

@@ -21,9 +21,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from chainrule.backends.llvm import scalar_ops, views
-from chainrule.ir import OPS, Op
+from chainrule.backends.llvm.irtext import Function
+from chainrule.backends.llvm.views import View
+from chainrule.ir import OPS, Node, Op
 
 VIEW, REDUCE, GEMM, FALLBACK, LOOP, SOURCE = "view", "reduce", "gemm", "fallback", "loop", "source"
+
+# (operand's view, node) -> the result's view, or None
+ViewRule = Callable[[View, Node], View | None]
+# dtype -> a reduction's start value, an IR literal
+IdentityRule = Callable[[str], str]
+# (block, dtype, accumulator, value) -> the register of accumulator and value combined
+CombineRule = Callable[[Function, str, str, str], str]
 
 
 @dataclass(frozen=True)
@@ -33,9 +42,9 @@ class Strategy:
     a reduction's start value (an IR literal) and step."""
 
     kind: str
-    view: Callable | None = None
-    identity: Callable | None = None
-    combine: Callable | None = None
+    view: ViewRule | None = None
+    identity: IdentityRule | None = None
+    combine: CombineRule | None = None
 
 
 STRATEGIES: dict[str, Strategy] = {}
@@ -79,14 +88,14 @@ declare(OPS["index_update"], Strategy(FALLBACK))  # a copy of operand 0, written
 # ---- reductions ---------------------------------------------------------------------------------
 
 
-def _sum_combine(block, dtype: str, accumulator: str, value: str) -> str:
+def _sum_combine(block: Function, dtype: str, accumulator: str, value: str) -> str:
     t = scalar_ops.register_type(dtype)
     if scalar_ops.is_float(dtype):  # reassoc: the vectorizer may keep several partial sums
         return block.emit(f"fadd reassoc contract {t} {accumulator}, {value}", "acc")
     return block.emit(f"add {t} {accumulator}, {value}", "acc")
 
 
-def _extremum(sign: int) -> tuple[Callable, Callable]:
+def _extremum(sign: int) -> tuple[IdentityRule, CombineRule]:
     """The identity and step of max (sign 1) or min (-1): NaN wins, as in NumPy."""
 
     def identity(dtype: str) -> str:
@@ -95,7 +104,7 @@ def _extremum(sign: int) -> tuple[Callable, Callable]:
         info = np.iinfo(dtype)
         return str(info.min if sign > 0 else info.max)
 
-    def combine(block, dtype: str, accumulator: str, value: str) -> str:
+    def combine(block: Function, dtype: str, accumulator: str, value: str) -> str:
         t = scalar_ops.register_type(dtype)
         if scalar_ops.is_float(dtype):
             return scalar_ops.nan_propagating_pick(block, t, accumulator, value, "ogt" if sign > 0 else "olt")
@@ -108,3 +117,24 @@ declare(OPS["sum"], Strategy(REDUCE, identity=lambda dtype: scalar_ops.literal(0
 for _op, _sign in [(OPS["max"], 1), (OPS["min"], -1)]:
     _identity, _combine = _extremum(_sign)
     declare(_op, Strategy(REDUCE, identity=_identity, combine=_combine))
+
+
+# ---- scans, products and orderings (chainrule/ir/scans.py) --------------------------------------
+
+
+def _product_combine(block: Function, dtype: str, accumulator: str, value: str) -> str:
+    t = scalar_ops.register_type(dtype)
+    if scalar_ops.is_float(dtype):
+        return block.emit(f"fmul reassoc contract {t} {accumulator}, {value}", "acc")
+    return block.emit(f"mul {t} {accumulator}, {value}", "acc")
+
+
+declare(OPS["prod"], Strategy(REDUCE, identity=lambda dtype: scalar_ops.literal(1, dtype), combine=_product_combine))
+for _name in ("cumsum", "cumprod", "argsort", "argmax", "argmin", "searchsorted"):
+    declare(OPS[_name], Strategy(FALLBACK))
+
+# ---- linear algebra (issue 16): LAPACK through NumPy/SciPy, called back from native code -------
+# Factorizations and solves are a few LAPACK calls on whole matrices; the callback's overhead
+# (microseconds) is small next to their O(n³) work.
+for _name in ("solve", "triangular_solve", "cholesky", "slogdet", "expm", "eigh", "svd", "qr"):
+    declare(OPS[_name], Strategy(FALLBACK))

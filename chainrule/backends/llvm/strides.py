@@ -7,7 +7,7 @@ reason about layouts this way.
 from __future__ import annotations
 
 
-def contiguous_strides(shape: tuple) -> tuple:
+def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     strides, step = [], 1
     for d in reversed(shape):
         strides.append(step)
@@ -15,7 +15,7 @@ def contiguous_strides(shape: tuple) -> tuple:
     return tuple(reversed(strides))
 
 
-def coalesce(shape: tuple, strides: list[tuple]) -> tuple[list[int], list[list[int]]]:
+def coalesce(shape: tuple[int, ...], strides: list[tuple[int, ...]]) -> tuple[list[int], list[list[int]]]:
     """Merge dimensions that are contiguous for every access; drop dimensions of size 1.
 
     Returns the merged extents and, per access, its strides over them.
@@ -35,7 +35,9 @@ def coalesce(shape: tuple, strides: list[tuple]) -> tuple[list[int], list[list[i
     return extents, per_access
 
 
-def coalesce_marked(shape, strides, marks):
+def coalesce_marked(
+    shape: tuple[int, ...], strides: list[tuple[int, ...]], marks: list[bool]
+) -> tuple[list[int], list[list[int]], list[bool]]:
     """``coalesce`` that never merges a marked dimension with an unmarked one; returns the marks too."""
     dims = [d for d in range(len(shape)) if shape[d] != 1]
     extents = [shape[d] for d in dims]

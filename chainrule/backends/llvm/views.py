@@ -4,10 +4,14 @@ strided reads of their operand: no code, no copy."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from chainrule.backends.llvm.strides import contiguous_strides
+
+if TYPE_CHECKING:
+    from chainrule.ir import Node
 
 
 @dataclass(frozen=True)
@@ -16,15 +20,15 @@ class View:
 
     slot: int
     offset: int
-    shape: tuple
-    strides: tuple
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
     dtype: str
 
     @property
     def itemsize(self) -> int:
         return np.dtype(self.dtype).itemsize
 
-    def broadcast_to(self, shape: tuple) -> View:
+    def broadcast_to(self, shape: tuple[int, ...]) -> View:
         lead = len(shape) - len(self.shape)
         strides = [0] * lead + [
             0 if (d == 1 and s != 1) else stride for d, s, stride in zip(self.shape, shape[lead:], self.strides)
@@ -39,31 +43,33 @@ class View:
 # ---- the view ops: (operand's view, node) -> the result's view, or None (it must be computed) ----
 
 
-def identity_view(source: View, node) -> View | None:
+def identity_view(source: View, node: Node) -> View | None:
     return source
 
 
-def transpose_view(source: View, node) -> View | None:
+def transpose_view(source: View, node: Node) -> View | None:
     axes = node.params["axes"]
     return View(source.slot, source.offset, node.type.shape, tuple(source.strides[a] for a in axes), source.dtype)
 
 
-def broadcast_view(source: View, node) -> View | None:
+def broadcast_view(source: View, node: Node) -> View | None:
     return source.broadcast_to(node.type.shape)
 
 
-def reshape_view(source: View, node) -> View | None:
+def reshape_view(source: View, node: Node) -> View | None:
     if not source.is_contiguous:
         return None
     shape = node.type.shape
     return View(source.slot, source.offset, shape, contiguous_strides(shape), source.dtype)
 
 
-def index_view(source: View, node) -> View | None:
+def index_view(source: View, node: Node) -> View | None:
     """``source[index]`` for an index of slices, ints and None (an integer-array index is a gather)."""
     if len(node.args) != 1:
         return None
-    offset, strides, out_shape = source.offset, [], []
+    offset = source.offset
+    strides: list[int] = []
+    out_shape: list[int] = []
     dim = 0
     itemsize = source.itemsize
     for item in node.params["index"]:
@@ -97,7 +103,7 @@ def index_view(source: View, node) -> View | None:
 # ---- matrices for BLAS --------------------------------------------------------------------------
 
 
-def matrices(a: View, b: View):
+def matrices(a: View, b: View) -> tuple[View, View, tuple[int, ...]]:
     """The operands as (batch..., rows, columns) views (1-D ones as a row or a column, as NumPy
     does) broadcast to the product's batch shape, and that batch shape."""
     if len(a.shape) == 1:
@@ -110,7 +116,7 @@ def matrices(a: View, b: View):
     return a, b, batch
 
 
-def gemm_layout(matrix: View):
+def gemm_layout(matrix: View) -> tuple[str, int] | None:
     """("N", ld) for a row-major matrix (its transpose is column-major), ("T", ld) for a
     column-major one, or None when neither (the matrix must be copied first)."""
     rows, columns = matrix.shape[-2:]

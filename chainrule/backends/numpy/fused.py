@@ -12,7 +12,7 @@ from chainrule.backends.numpy.text import (
     line_comment,
     where_else_zero_text,
 )
-from chainrule.ir import OPS, Graph
+from chainrule.ir import OPS, Graph, Node, TensorType
 from chainrule.ir.fused import plan_buffers
 
 # Fused regions this big (elements) run step by step in place (out=): allocating a fresh array per
@@ -21,7 +21,12 @@ from chainrule.ir.fused import plan_buffers
 OUT_MIN_SIZE = 1024
 
 
-def fused_lines(graph: Graph, node, operands: list[str], value_name: str, names: Names) -> list[tuple[str, str]]:
+# How deep a fused body's expression may nest before a step gets a line of its own (CPython's
+# parser refuses 200 nested parentheses; a reader gives up much sooner).
+MAX_EXPRESSION_DEPTH = 12
+
+
+def fused_lines(graph: Graph, node: Node, operands: list[str], value_name: str, names: Names) -> list[tuple[str, str]]:
     """A fused node as one statement per step and its comment, each step writing into a buffer that
     ``plan_buffers`` picked (``out=``), so the region allocates its result and few temporaries, not
     one per step."""
@@ -34,7 +39,7 @@ def fused_lines(graph: Graph, node, operands: list[str], value_name: str, names:
     buffer_names = [
         value_name if b == result_buffer else names.fresh(f"{value_name}_t") for b in range(len(plan.types))
     ]
-    lines = []
+    lines: list[tuple[str, str]] = []
     in_place_forms = _in_place_forms(len(OPS))
     for index, (op, step_operands, attrs, step_type) in enumerate(steps):
         texts = [buffer_names[plan.buffer[k]] if k >= 0 else operands[-k - 1] for k in step_operands]
@@ -60,7 +65,7 @@ def fused_lines(graph: Graph, node, operands: list[str], value_name: str, names:
 
 
 @functools.lru_cache(maxsize=1)
-def _in_place_forms(op_count: int) -> dict:
+def _in_place_forms(op_count: int) -> dict[str, str]:
     """Each op's in-place form (``Op.in_place``) as ``fused_lines`` fills it in, worked out once (again
     when an op is registered): the call's head (``np.multiply(``) when the form is that call on the
     operands in order and ``out=`` (an f-string fills that in fastest), else the template."""
@@ -74,7 +79,7 @@ def _in_place_forms(op_count: int) -> dict:
     return forms
 
 
-def _step_comment(graph: Graph, node, index: int) -> str:
+def _step_comment(graph: Graph, node: Node, index: int) -> str:
     meta = node.params["body"].meta
     if index >= len(meta):
         return line_comment(graph, node.loc, node.origin)
@@ -83,12 +88,13 @@ def _step_comment(graph: Graph, node, index: int) -> str:
 
 
 def _fused_expression_lines(
-    graph: Graph, node, operands: list[str], value_name: str, names: Names
+    graph: Graph, node: Node, operands: list[str], value_name: str, names: Names
 ) -> list[tuple[str, str]]:
     """A small fused node as nested expressions; a step used twice gets a statement of its own."""
     body = node.params["body"]
     counts = body.use_counts()
     texts: list[str] = []
+    depths: list[int] = []  # how deep each step's text nests the steps written into it (0: a name)
     lines: list[tuple[str, str]] = []
     for index, (op, step_operands, attrs, _) in enumerate(body.steps):
         arguments = [texts[k] if k >= 0 else operands[-k - 1] for k in step_operands]
@@ -97,18 +103,23 @@ def _fused_expression_lines(
             for text, k in zip(arguments, step_operands)
         ]
         text = OPS[op].render(arguments, dict(attrs))
+        depth = 1 + max((depths[k] for k in step_operands if k >= 0), default=0)
         is_last = index == len(body.steps) - 1
-        if not is_last and (counts[index] > 1 or body.name(index)):
-            # a step used twice, or one the user named (dA), gets a statement of its own
+        if not is_last and (counts[index] > 1 or body.name(index) or depth >= MAX_EXPRESSION_DEPTH):
+            # a step used twice, one the user named (dA), or one nesting deep enough that CPython's
+            # parser would refuse the next (a chain of 200 sums) gets a statement of its own
             name = names.fresh(body.name(index) or f"{value_name}_t")
             lines.append((f"{name} = {text}", _step_comment(graph, node, index)))
-            text = name
+            text, depth = name, 0
         texts.append(text)
+        depths.append(depth)
     lines.append((f"{value_name} = {texts[-1]}", _step_comment(graph, node, len(body.steps) - 1)))
     return lines
 
 
-def _where_else_zero_form(graph: Graph, node, op: str, step_operands, step_type, texts) -> str | None:
+def _where_else_zero_form(
+    graph: Graph, node: Node, op: str, step_operands: tuple[int, ...], step_type: TensorType, texts: list[str]
+) -> str | None:
     """A fused where step as where_else_zero (see ``text.special_form``)."""
     if op != "where":
         return None

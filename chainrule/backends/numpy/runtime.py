@@ -8,7 +8,7 @@ import numpy as np
 INT_OF_SAME_SIZE = {"float64": np.int64, "float32": np.int32, "float16": np.int16}
 
 
-def where_else_zero(condition, x):
+def where_else_zero(condition: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``np.where(condition, x, 0)`` bit for bit (+0.0, NaN payloads kept), without where's branches.
 
     Each element of ``x`` is ANDed with all-ones bits where ``condition`` holds and

@@ -19,7 +19,7 @@ from chainrule.backends.numpy.text import (
     with_comment,
     with_early_dels,
 )
-from chainrule.ir import OPS, Graph
+from chainrule.ir import OPS, Graph, Node
 from chainrule.ir.types import EARLY_FREE_MIN_BYTES
 
 # How much of an expression a value read once may be inlined into before it gets its own line.
@@ -110,7 +110,7 @@ class _SourceWriter:
             self._statement(node_id, node, expression, operands, reads)
         return self._function_text(function_name), self.constants
 
-    def _expression(self, node_id: int, node, operands: list[str], reads: frozenset) -> str | None:
+    def _expression(self, node_id: int, node: Node, operands: list[str], reads: frozenset) -> str | None:
         """The text of a node that is not a template filled in; None when it needs no line of its own
         (an input, a constant, an identity or a transpose written where it is read). A fused node's
         text is "": its lines are its steps'."""
@@ -138,7 +138,7 @@ class _SourceWriter:
             return special_form(self.graph, node, operands) or OPS[op].render(operands, dict(node.attrs))
         return OPS[op].render(operands, dict(node.attrs))
 
-    def _statement(self, node_id: int, node, expression: str, operands: list[str], reads: frozenset) -> None:
+    def _statement(self, node_id: int, node: Node, expression: str, operands: list[str], reads: frozenset) -> None:
         """The line (or, for a fused node, lines) computing a value of its own name."""
         op = node.op
         op_name = node.params["body"].root[0] if op == "fused" else op

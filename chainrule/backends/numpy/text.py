@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import keyword
 import re
+from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 
 import numpy as np
 
 from chainrule.backends.numpy.runtime import HELPERS, INT_OF_SAME_SIZE
-from chainrule.ir import OPS, Graph
+from chainrule.errors import Loc
+from chainrule.ir import OPS, Graph, Node, TensorType
 from chainrule.ir.npfuncs import NAMESPACE
 
 COMMENT_COLUMN = 48
 # np.where(condition, x, 0) runs far slower than a multiply once arrays outgrow the cache
 # (~10x at 65536 float64s, NumPy 2.x); from this size on it is written as a bit mask.
 WHERE_MASK_MIN_SIZE = 16384
+# What a derivative line says it differentiates: the forward op, its value's name and its loc.
+Origin = tuple[str, str | None, Loc | None]
 
 
 def with_comment(line: str, comment: str) -> str:
@@ -28,7 +33,7 @@ def with_comment(line: str, comment: str) -> str:
     return f"    {line}".ljust(COMMENT_COLUMN) + f"  # {comment}"
 
 
-def line_comment(graph: Graph, loc, origin, described: dict | None = None) -> str:
+def line_comment(graph: Graph, loc: Loc | None, origin: int | None, described: dict[Origin, str] | None = None) -> str:
     """A line's comment (describe_line). ``described``, if given, remembers a derivative's per forward
     op, name and loc, all it names: the derivatives of one source line's forward nodes read alike."""
     if origin is None:
@@ -44,7 +49,7 @@ def line_comment(graph: Graph, loc, origin, described: dict | None = None) -> st
     return text
 
 
-def describe_line(loc, origin) -> str:
+def describe_line(loc: Loc | None, origin: Origin | None) -> str:
     """``d relu A1 at model.py:5`` for a backward line (origin = the forward op, name, loc), else the loc."""
     if origin is not None:
         op, name, forward_loc = origin
@@ -55,7 +60,7 @@ def describe_line(loc, origin) -> str:
 class Names:
     """Unique Python identifiers from name hints: ``p.W1`` -> ``p_W1``, a second ``A`` -> ``A_2``."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.taken = set(NAMESPACE) | set(HELPERS) | {"np"}
         self.counts: dict[str, int] = {}
 
@@ -109,12 +114,14 @@ def scalar_literal(graph: Graph, node_id: int) -> str | None:
         if use in checked:
             continue
         checked.add(use)
-        op, mine, types, shape = use
+        op, mine, types, shape, literals = use
         if op is None or not OPS[op].is_elementwise or (op == "where" and mine[0]):
             return None
         condition = types[:1] if op == "where" else ()
         values = types[1:] if op == "where" else types
-        others = [t for t, is_mine in zip(values, mine[len(condition) :]) if not is_mine]
+        # an operand written as a literal too fixes no dtype: np.where(m, 1.0, 0.0) is float64
+        fixes_dtype = [not literal or dtype == "float64" for literal in literals[len(condition) :]]
+        others = [t for t, is_mine, fixes in zip(values, mine[len(condition) :], fixes_dtype) if not is_mine and fixes]
         if not others or any(t.dtype != dtype for t in others):
             return None
         if np.broadcast_shapes(*(t.shape for t in (*condition, *others))) != shape:
@@ -122,9 +129,11 @@ def scalar_literal(graph: Graph, node_id: int) -> str | None:
     return _float_literal(float(value.reshape(())))
 
 
-def _elementwise_uses(graph: Graph, node_id: int):
-    """Each use of a value: (op, which operands are the value, operand types, result shape), as
-    tuples (so equal uses compare equal). A use inside a fused node is the step that reads it; op
+def _elementwise_uses(
+    graph: Graph, node_id: int
+) -> Iterator[tuple[str | None, tuple[bool, ...], tuple[TensorType, ...], tuple[int, ...], tuple[bool, ...]]]:
+    """Each use of a value: (op, which operands are the value, operand types, result shape, which
+    operands may be written as literals), as tuples (so equal uses compare equal). A use inside a fused node is the step that reads it; op
     is None for a use by no op at all."""
     nodes = graph.nodes
     for user in graph.users_index()[node_id]:
@@ -135,6 +144,7 @@ def _elementwise_uses(graph: Graph, node_id: int):
                 tuple([a == node_id for a in user_node.args]),
                 tuple([nodes[a].type for a in user_node.args]),
                 user_node.type.shape,
+                tuple([_may_be_literal(nodes[a]) for a in user_node.args]),
             )
             continue
         steps = user_node.params["body"].steps
@@ -146,7 +156,12 @@ def _elementwise_uses(graph: Graph, node_id: int):
                     tuple([k in positions for k in operands]),
                     tuple([steps[k][3] if k >= 0 else graph.type(user_node.args[-k - 1]) for k in operands]),
                     step_type.shape,
+                    tuple([k < 0 and _may_be_literal(nodes[user_node.args[-k - 1]]) for k in operands]),
                 )
+
+
+def _may_be_literal(node: Node) -> bool:
+    return node.op == "const" and node.type.size == 1
 
 
 def _float_literal(number: float) -> str:
@@ -157,7 +172,7 @@ def _float_literal(number: float) -> str:
     return repr(number)
 
 
-def special_form(graph: Graph, node, operands: list[str]) -> str | None:
+def special_form(graph: Graph, node: Node, operands: list[str]) -> str | None:
     """A faster spelling than the op table's for a few patterns, computing the same bits; else None."""
     if node.op == "where":
         condition, x, other = node.args
@@ -165,7 +180,9 @@ def special_form(graph: Graph, node, operands: list[str]) -> str | None:
     return None
 
 
-def where_else_zero_text(out_type, condition_type, x_type, zero, operands: list[str]) -> str | None:
+def where_else_zero_text(
+    out_type: TensorType, condition_type: TensorType, x_type: TensorType, zero: np.ndarray | None, operands: list[str]
+) -> str | None:
     """where(condition, x, 0), what relu', abs' and max' produce, as where_else_zero when big enough
     for the mask to pay: bit for bit the same result."""
     if (
@@ -202,7 +219,7 @@ def outputs_to_copy(graph: Graph) -> list[bool]:
     return copies
 
 
-def with_early_dels(statements: list[tuple[str, frozenset]], returned: set) -> list[str]:
+def with_early_dels(statements: Sequence[tuple[str, AbstractSet[str]]], returned: AbstractSet[str]) -> list[str]:
     """The statements, each followed by a ``del`` of the arrays it was the last to read.
 
     A local keeps its array alive until the function returns; deleting it after its

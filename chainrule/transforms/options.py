@@ -1,0 +1,43 @@
+"""Keyword checking for the transformations: an unknown option is a chainrule ``ArgumentError``
+that names it and lists the options the transformation takes, not Python's bare ``TypeError``."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from chainrule.errors import ArgumentError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+# options JAX users reach for that chainrule does not have (yet), and what to do instead
+_ABSENT = {
+    "has_aux": "has_aux is not supported yet: differentiate a function returning only the loss and "
+    "compute the auxiliary value with cr.jit",
+    "static_argnums": "static_argnums is not supported yet: Python ints, floats and strings outside "
+    "argnums are compiled in as constants already",
+    "holomorphic": "complex differentiation is not supported",
+}
+
+
+def checked_options(transformation: Callable[P, R]) -> Callable[P, R]:
+    """``transformation``, raising ``ArgumentError`` for a keyword it does not take."""
+    parameters = inspect.signature(transformation).parameters
+    accepted = [name for name, p in parameters.items() if p.kind in _KEYWORD_KINDS]
+
+    @functools.wraps(transformation)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+        for name in kwargs:
+            if name not in accepted:
+                advice = f" ({_ABSENT[name]})" if name in _ABSENT else ""
+                raise ArgumentError(
+                    f"{transformation.__name__}() has no option {name!r}{advice}; its options are {', '.join(accepted)}"
+                )
+        return transformation(*args, **kwargs)
+
+    return checked
