@@ -505,3 +505,19 @@ def test_vectorized_jacobian_of_writes_matches_one_pass_per_row():
         assert relative_error(jacobian, np.stack(rows)) < 1e-7
         forward = cr.jacobian(fn, argnums=argnum, mode="fwd")(x, v)
         np.testing.assert_allclose(forward, jacobian, rtol=1e-12, atol=1e-14)
+
+
+def writes_into_new_arrays_made_by_numpy_functions(x):
+    y = np.positive(x)
+    y[0] = 5.0 * x[1]
+    z = np.roll(x, 0)
+    z[1] = 7.0 * x[2]
+    w = np.pad(x, 0)
+    w[2] = 9.0 * x[0]
+    return x + y + z + w
+
+
+def test_functions_that_make_new_arrays_keep_writes_out_of_their_argument():
+    x = uniform(-1, 1, (3,))
+    check_value(writes_into_new_arrays_made_by_numpy_functions, x)
+    check_gradient(lambda x: weighted_sum(writes_into_new_arrays_made_by_numpy_functions(x)), x)
