@@ -260,7 +260,6 @@ def test_float32_stays_float32_in_values_and_gradients(c: Case, backend):
         # NumPy dispatches linspace on start and stop only: a traced num is read as a number
         (lambda x: np.linspace(0.0, 1.0, x[0]), cr.TraceError, "not known while tracing"),
         (lambda x: np.linspace(0.0, x, x[0]), cr.TraceError, "np.linspace: num must be known"),
-        (lambda x: np.full(3, x[0], dtype=np.float64), cr.TraceError, "np.full(shape, x, like=x)"),
         (lambda x: np.arange(x[0]), cr.TraceError, "not known while tracing"),
         (lambda x: np.block([[x], x]), cr.ShapeError, "depths are mismatched"),
     ],

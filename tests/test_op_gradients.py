@@ -380,6 +380,37 @@ case(
     uniform(-2, 2, (3, 3)),
 )
 
+# index_update: writes into arrays (a[i] = v, a[i] += v, np.add.at), traced functionally.
+
+
+def _written(x, v, write):
+    a = x * 1.0  # a new array, so the eager run leaves the argument as it was
+    write(a, v)
+    return weighted_sum(a * a)
+
+
+for _id, _write, _v in [
+    ("a[1:3]=v", lambda a, v: a.__setitem__(slice(1, 3), np.sin(v)), uniform(-2, 2, (2,), 3)),
+    ("a[[0,2,0]]=v-last-write-wins", lambda a, v: a.__setitem__([0, 2, 0], v), uniform(-2, 2, (3,), 3)),
+    (
+        "a[[0,1,0],:]+=v-broadcast",
+        lambda a, v: a.__setitem__(([0, 1, 0], slice(None)), a[[0, 1, 0], :] + v),
+        uniform(-2, 2, (4,), 3),
+    ),
+    ("np.add.at(a,[0,2,0],v)", lambda a, v: np.add.at(a, [0, 2, 0], v), uniform(-2, 2, (3, 4), 3)),
+    ("a[mask]=v", lambda a, v: a.__setitem__(np.array([True, False, True]), v), uniform(-2, 2, (2, 4), 3)),
+    ("a[1][2:]=v-through-a-view", lambda a, v: a[1].__setitem__(slice(2, None), v * v), uniform(-2, 2, (2,), 3)),
+    ("a.T[0]=v-through-a-transpose", lambda a, v: a.T.__setitem__(0, v), uniform(-2, 2, (3,), 3)),
+]:
+    case(
+        f"index_update-{_id}",
+        "index_update",
+        lambda x, v, write=_write: _written(x, v, write),
+        _matrix if _v.ndim == 2 or _id.startswith(("a[[0,1", "a[1]", "a.T")) else _vector,
+        _v,
+        argnums=(0, 1),
+    )
+
 # NumPy functions written as composites of primitives (credited to no single op).
 for _id, _fn, _x in [
     ("np.square", np.square, uniform(-2, 2, (2, 3))),

@@ -6,6 +6,7 @@ functions it covers.
 """
 
 from chainrule.frontends import (  # noqa: F401  (fill the dispatch table)
+    inplace,
     numpy_api,
     numpy_contractions,
     numpy_layout,

@@ -83,6 +83,8 @@ def _pad(array, pad_width, mode="constant", **kwargs):
     if any(int(w) != w or w < 0 for pair in widths for w in pair):
         raise ShapeError(f"np.pad: pad widths must be non-negative integers, got {pad_width!r}", here())
     widths = [(int(b), int(a)) for b, a in widths]
+    if isinstance(array, Tracer) and not any(b or a for b, a in widths):
+        return array.copy()  # NumPy's pad always makes a new array: a write into it leaves array as it was
     if mode == "constant":
         return _pad_constant(array, widths, kwargs.pop("constant_values", 0), kwargs)
     if mode in ("maximum", "minimum") and set(kwargs) <= {"stat_length"}:
@@ -303,7 +305,7 @@ def _roll(a, shift, axis=None):
         cut = length - step % length if length else 0
         if 0 < cut < length:
             a = np.concatenate([a[along(ndim, ax, slice(cut, None))], a[along(ndim, ax, slice(None, cut))]], axis=ax)
-    return a
+    return a.copy() if isinstance(a, Tracer) else a  # a new array, as NumPy's roll makes
 
 
 @implements(np.rot90)

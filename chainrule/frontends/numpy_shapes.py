@@ -12,8 +12,11 @@ import operator
 
 import numpy as np
 
-from chainrule.errors import ShapeError, TraceError, UnsupportedError
+from chainrule.errors import ShapeError, TraceError
+from chainrule.frontends.aliasing import EXACT, take_view
+from chainrule.frontends.creation import constant_array
 from chainrule.frontends.dispatch import here, implements, unsupported
+from chainrule.frontends.inplace import MaskedSelection, index_template, is_traced_mask
 from chainrule.frontends.numpy_api import axes_of, ndim_of, shape_of
 from chainrule.frontends.tracer import Tracer, operation
 
@@ -192,18 +195,17 @@ def _clip(a, a_min=None, a_max=None, out=None, *, min=None, max=None, **kwargs):
 
 @implements(np.copy)
 def _copy(a, order="K", subok=False):
-    return a  # traced values are never written in place
+    return a.copy() if isinstance(a, Tracer) else np.copy(a)  # a new array: writes into it stay there
 
 
 @implements(np.full_like)
 def _full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None):
-    shape, dtype = shape_of(a) if shape is None else shape, dtype or a.dtype
-    if isinstance(fill_value, Tracer):  # np.full does not dispatch on its fill value
-        return np.broadcast_to(fill_value.astype(dtype), shape)
-    return np.full(shape, fill_value, dtype=dtype)
+    # a new traced array (not a NumPy one), so traced values can be written into it
+    context = (a if isinstance(a, Tracer) else fill_value)._context
+    return constant_array(context, shape_of(a) if shape is None else shape, dtype or a.dtype, fill_value)
 
 
-@implements(np.zeros_like)
+@implements(np.zeros_like, np.empty_like)
 def _zeros_like(a, dtype=None, order="K", subok=True, shape=None):
     return _full_like(a, 0, dtype, shape=shape)
 
@@ -218,53 +220,14 @@ def _ones_like(a, dtype=None, order="K", subok=True, shape=None):
 
 @implements(operator.getitem)
 def getitem(x: Tracer, key):
-    """``x[key]`` for basic slices, ints, None, Ellipsis and integer arrays (NumPy semantics)."""
-    key = key if isinstance(key, tuple) else (key,)
-    consumed = sum(1 for k in key if k is not None and k is not Ellipsis)
-    if sum(1 for k in key if k is Ellipsis) > 1:
-        raise ShapeError("an index can only have a single ellipsis ('...')", here())
-    expanded = []
-    for k in key:
-        if k is Ellipsis:
-            expanded.extend([slice(None)] * (x.ndim - consumed))
-        else:
-            expanded.append(k)
-    items: list[tuple[object, ...]] = []
-    arrays: list[Tracer | np.ndarray] = []
-    for k in expanded:
-        if k is None:
-            items.append(("none",))
-        elif isinstance(k, slice):
-            items.append(("slice",) + tuple(_slice_bound(v) for v in (k.start, k.stop, k.step)))
-        elif isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)):
-            items.append(("int", int(k)))
-        elif isinstance(k, (Tracer, list, np.ndarray)):
-            items.append(("array", len(arrays)))
-            arrays.append(_index_array(k))
-        else:
-            raise TraceError(f"cannot index a traced array with a {type(k).__name__}", here())
-    return operation("getitem", x, *arrays, index=tuple(items))
-
-
-def _index_array(k):
-    kind = k.dtype.kind if isinstance(k, (Tracer, np.ndarray)) else np.asarray(k).dtype.kind
-    if kind == "b":
-        raise UnsupportedError(
-            "boolean-mask indexing is not supported on traced values: the result's "
-            "shape depends on the data. Use np.where(mask, x, 0) instead",
-            here(),
-        )
-    if kind not in "iu":
-        got = k.dtype if hasattr(k, "dtype") else "a list of floats"
-        raise TraceError(f"array indices must be integers, got {got}", here())
-    return k if isinstance(k, Tracer) else np.asarray(k)
-
-
-def _slice_bound(value):
-    if value is None:
-        return None
-    if isinstance(value, Tracer):
-        raise TraceError(
-            "slice bounds must be Python ints, not traced values: the result's shape would depend on data", here()
-        )
-    return operator.index(value)
+    """``x[key]`` for basic slices, ints, None, Ellipsis, integer arrays and constant boolean masks
+    (NumPy semantics, views included: see ``chainrule.frontends.inplace``)."""
+    if is_traced_mask(key):  # its shape would depend on the data: only good for writing back
+        if tuple(key.shape) != tuple(x.shape[: key.ndim]):
+            raise ShapeError(f"boolean index of shape {list(key.shape)} does not match shape {list(x.shape)}", here())
+        return MaskedSelection(key, x.copy())
+    items, arrays, had_ellipsis = index_template(x.shape, key)
+    result = operation("getitem", x, *arrays, index=items)
+    if had_ellipsis and result.ndim == 0 and not arrays:  # a[0, ...]: a 0-d view, not a scalar
+        take_view(x, result, ("getitem", (("index", items),), (), EXACT))
+    return result

@@ -35,7 +35,11 @@ def user_frame(depth: int = 2) -> FrameType | None:
 
     chainrule's command-line tools count as user code (see ``_CLIENT_DIRS``).
     """
-    frame: FrameType | None = sys._getframe(depth)
+    return user_frame_from(sys._getframe(depth))
+
+
+def user_frame_from(frame: FrameType | None) -> FrameType | None:
+    """``frame`` or the first of its callers outside chainrule and NumPy."""
     while frame is not None:
         code = frame.f_code
         internal = _INTERNAL_CODE.get(code)

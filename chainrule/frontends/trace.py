@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 
 from chainrule.errors import ArgumentError, TraceError
+from chainrule.frontends.creation import traced_creation
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
+from chainrule.frontends.source import location_of, user_frame_from
 from chainrule.frontends.tracer import TraceContext, Tracer
 from chainrule.ir import Graph, TensorType, Value
 
@@ -209,7 +211,19 @@ def trace_graph(fn: Callable, spec: ArgsSpec, leaves: list, name: str | None = N
         args.append(unflatten(treedef, stand_ins[start : start + count]))
         start += count
     try:
-        result = fn(*args)
+        with traced_creation(context):
+            result = fn(*args)
+    except ValueError as error:
+        if "setting an array element with a sequence" not in str(error):
+            raise
+        # NumPy gives a traced scalar written into a NumPy array no chance to explain
+        raise TraceError(
+            "a traced value was written into a NumPy array (out[i] = f(x)), which cannot hold it. "
+            "Create the array in the traced function with np.zeros, np.ones, np.empty, np.full or "
+            "their _like forms, spelled np.<name> (chainrule traces the float arrays they create), "
+            "or build the result with np.stack, np.concatenate or np.where.",
+            _raising_user_line(error),
+        ) from error
     finally:
         context.open = False
     out_leaves, out_paths, out_treedef = flatten(result, "out")
@@ -226,3 +240,12 @@ def trace_graph(fn: Callable, spec: ArgsSpec, leaves: list, name: str | None = N
             outputs.append(graph.const(array))
     graph.set_outputs(outputs, [graph.name if p == "out" else p.replace("out", graph.name, 1) for p in out_paths])
     return graph, out_treedef
+
+
+def _raising_user_line(error: BaseException):
+    """The user's source line where ``error`` was raised: the innermost frame outside chainrule and NumPy."""
+    traceback, frame = error.__traceback__, None
+    while traceback is not None:
+        frame = traceback.tb_frame
+        traceback = traceback.tb_next
+    return location_of(user_frame_from(frame))

@@ -18,6 +18,7 @@ import numpy as np
 
 from chainrule.errors import ChainruleError, TraceError, UnsupportedAttributeError, UnsupportedError
 from chainrule.frontends import dispatch
+from chainrule.frontends.aliasing import VIEW_OPS, Alias, Buffer, current_value, take_view, view_step
 from chainrule.frontends.source import location_of, user_frame
 from chainrule.ir.builder import Value, weak_dtype
 from chainrule.ir.types import TensorType
@@ -83,7 +84,7 @@ class TraceContext:
         nodes = self.graph.nodes
         for variable, value in frame.f_locals.items():
             if type(value) is Tracer and value._context is self:
-                node = nodes[value._value.id]
+                node = nodes[value._current.id]  # as it is: a stale view is not used by being named
                 if node.name is None:
                     node.name = variable
 
@@ -111,7 +112,10 @@ def record(op_name: str, operands: tuple, attrs: dict, frame) -> Tracer:
             ids.append(constant_id(graph, operand, like, loc))
     node_id = graph.add(op_name, ids, attrs, loc=loc)
     context.name_locals(frame)
-    return Tracer(Value(graph, node_id), context)
+    result = Tracer(Value(graph, node_id), context)
+    if op_name in VIEW_OPS and isinstance(operands[0], Tracer):
+        take_view(operands[0], result, view_step(op_name, attrs, ids[1:], result.ndim))
+    return result
 
 
 def constant_id(graph, operand, like_dtypes: list, loc) -> int:
@@ -153,13 +157,31 @@ def _here():
 class Tracer:
     """A traced array. It has ``shape``, ``ndim``, ``dtype`` and ``size``, but no value."""
 
-    __slots__ = ("_context", "_value")
+    __slots__ = ("_alias", "_context", "_current")
     __array_priority__ = 1000  # ndarray <op> Tracer defers to the Tracer
     __hash__ = None  # type: ignore[assignment]  # like ndarray: == is elementwise (mypy wants a method)
 
     def __init__(self, value: Value, context: TraceContext):
-        self._value = value
+        self._current = value
         self._context = context
+        self._alias: Alias | None = None  # None: its own memory, of which no view was taken
+
+    @property
+    def _value(self) -> Value:
+        """The value now: a view of a buffer written since it was last seen is taken again."""
+        alias = self._alias
+        if alias is not None and alias.seen != alias.buffer.version:
+            self._refresh(alias)
+        return self._current
+
+    def _refresh(self, alias: Alias) -> None:
+        self._current = current_value(alias, location_of(user_frame(4)))
+
+    def alias(self) -> Alias:
+        """Where this array lives (a buffer of its own is made when first asked for)."""
+        if self._alias is None:
+            self._alias = Alias(Buffer(self._current), (), 0)
+        return self._alias
 
     # ---- what is known while tracing ------------------------------------------------------
 
@@ -216,14 +238,39 @@ class Tracer:
             _here(),
         )
 
-    __float__ = __int__ = __index__ = __complex__ = item = tolist = __array__ = _needs_value
+    __float__ = __int__ = __index__ = __complex__ = item = tolist = _needs_value
 
-    def __setitem__(self, key, value):
+    def __array__(self, *_args, **_kwargs):
         raise TraceError(
-            "in-place assignment into a traced array is not supported; build the new "
-            "array with np.where or np.concatenate instead",
+            f"converting a traced value of type {self.type} to a NumPy array needs its value, which is "
+            "not known while tracing; np.asarray(x), np.array([...]) of traced values and writing a "
+            "traced value into a NumPy array (out[i] = f(x)) do that. A NumPy array cannot hold a "
+            "traced value: create the array in "
+            "the traced function with np.zeros, np.ones, np.empty, np.full or their _like forms, "
+            "spelled np.<name> (chainrule traces the float arrays they create), or build the "
+            "result with np.stack, np.concatenate or np.where.",
             _here(),
         )
+
+    # ---- writes: the array gets a new value (chainrule.frontends.inplace) -------------------
+
+    def __setitem__(self, key, value):
+        dispatch.call_function(operator.setitem, (self, key, value), {})
+
+    def __iadd__(self, other):
+        return dispatch.call_function(operator.iadd, (self, other), {})
+
+    def __isub__(self, other):
+        return dispatch.call_function(operator.isub, (self, other), {})
+
+    def __imul__(self, other):
+        return dispatch.call_function(operator.imul, (self, other), {})
+
+    def __itruediv__(self, other):
+        return dispatch.call_function(operator.itruediv, (self, other), {})
+
+    def __ipow__(self, other):
+        return dispatch.call_function(operator.ipow, (self, other), {})
 
     # ---- NumPy protocols -------------------------------------------------------------------
 
@@ -293,7 +340,7 @@ class Tracer:
         return np.negative(self)
 
     def __pos__(self):
-        return self
+        return self.copy()  # NumPy's +a is a new array
 
     def __abs__(self):
         return np.absolute(self)
@@ -352,7 +399,7 @@ class Tracer:
         return np.ravel(self)
 
     def flatten(self):
-        return np.ravel(self)
+        return np.ravel(self).copy()  # always a copy, unlike ravel
 
     def squeeze(self, axis=None):
         return np.squeeze(self, axis)
@@ -385,7 +432,8 @@ class Tracer:
         return np.clip(self, min, max)
 
     def copy(self):
-        return self
+        """A new array of the same value: writes into either leave the other as it was."""
+        return Tracer(self._value, self._context)
 
     def __getattr__(self, name: str):
         """An ndarray method not written out above, as the NumPy function of the same name
@@ -405,7 +453,7 @@ class Tracer:
     def astype(self, dtype, copy=True):
         dtype = np.dtype(dtype)
         if dtype == self.dtype:
-            return self
+            return self.copy() if copy else self
         if dtype.kind not in "biuf":
             raise UnsupportedError(f"astype({dtype}) is not supported; traced arrays are bool, int or float", _here())
         return operation("cast", self, dtype=dtype.name)

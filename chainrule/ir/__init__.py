@@ -9,6 +9,7 @@ from chainrule.ir import (  # noqa: F401  (fill the op table)
     scans,
     special,
     structural,
+    update,
 )
 
 # isort: split

@@ -56,6 +56,19 @@ def scatter_add(
     return out
 
 
+def index_update(
+    a: np.ndarray, values: npt.ArrayLike, index: IndexTemplate, mode: str, *index_arrays: np.ndarray
+) -> np.ndarray:
+    """``index_update`` (``chainrule.ir.update``): a copy of ``a`` with ``values`` written (``"set"``) or accumulated (``"add"``) at ``index``."""
+    out = np.array(a, copy=True)
+    key = fill_index(index, index_arrays)
+    if mode == "set":
+        out[key] = values
+    else:
+        np.add.at(out, key, values)
+    return out
+
+
 def getitem(x: np.ndarray, index: IndexTemplate, *index_arrays: np.ndarray) -> np.ndarray:
     """``x[index]``, the index template's array positions filled from ``index_arrays``."""
     return x[fill_index(index, index_arrays)]
@@ -87,4 +100,5 @@ NAMESPACE: dict[str, Any] = {  # modules and functions, by the name templates us
     "relu": relu,
     "scatter_add": scatter_add,
     "getitem": getitem,
+    "index_update": index_update,
 }

@@ -291,7 +291,7 @@ register(
 Index = tuple[tuple[Any, ...], ...]
 
 
-def _index_result_shape(shape: tuple[int, ...], index: Index, array_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+def index_result_shape(shape: tuple[int, ...], index: Index, array_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
     from chainrule.ir.npfuncs import fill_index
 
     dummy = np.lib.stride_tricks.as_strided(np.zeros(1), shape=shape, strides=(0,) * len(shape))
@@ -310,7 +310,7 @@ def _infer_getitem(types: list[TensorType], attrs: Attrs) -> TensorType:
     for t in arrays:
         if not np.issubdtype(np.dtype(t.dtype), np.integer):
             raise ShapeError(f"array indices must be integers, got {t}")
-    return TensorType(_index_result_shape(x.shape, attrs["index"], [t.shape for t in arrays]), x.dtype)
+    return TensorType(index_result_shape(x.shape, attrs["index"], [t.shape for t in arrays]), x.dtype)
 
 
 def render_index(index: Index, array_names: Sequence[str]) -> str:
@@ -371,7 +371,7 @@ register(
 
 def _infer_scatter_add(types: list[TensorType], attrs: Attrs) -> TensorType:
     values, *arrays = types
-    expected = _index_result_shape(attrs["shape"], attrs["index"], [t.shape for t in arrays])
+    expected = index_result_shape(attrs["shape"], attrs["index"], [t.shape for t in arrays])
     if tuple(np.broadcast_shapes(values.shape, expected)) != tuple(expected):
         raise ShapeError(f"scatter_add of shape {list(values.shape)} into index of shape {list(expected)}")
     return TensorType(attrs["shape"], attrs["dtype"])
@@ -412,7 +412,7 @@ register(
         jvp=LINEAR,
         # one addition per element scattered: the index's size, which a broadcast operand 0 undercounts
         flops=lambda ins, out, attrs: size_of(
-            _index_result_shape(attrs["shape"], attrs["index"], [t.shape for t in ins[1:]])
+            index_result_shape(attrs["shape"], attrs["index"], [t.shape for t in ins[1:]])
         ),
         batch=_batch_scatter_add,
     )

@@ -94,6 +94,8 @@ declare(OPS["zeta"], Strategy(FALLBACK))
 for _control, _run in control.RUNNERS.items():
     declare(OPS[_control], Strategy(FALLBACK, run=_run))
 
+declare(OPS["index_update"], Strategy(FALLBACK))  # a copy of operand 0, written by NumPy
+
 
 # ---- reductions ---------------------------------------------------------------------------------
 
