@@ -12,6 +12,7 @@ from chainrule.frontends import (  # noqa: F401  (fill the dispatch table)
     numpy_layout,
     numpy_linalg,
     numpy_norm,
+    numpy_predicates,
     numpy_scans,
     numpy_shapes,
     numpy_special,
