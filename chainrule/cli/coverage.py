@@ -15,6 +15,7 @@ from typing import Any
 
 from chainrule.backends.llvm.strategies import strategy_of
 from chainrule.frontends import dispatch
+from chainrule.ir import OPS
 
 # The functions the NumPy-surface issue names, as users spell them.
 REQUESTED = """
@@ -57,7 +58,7 @@ _LLVM = {
     "view": "native (a strided view)",
     "reduce": "native reduction",
     "gemm": "native (BLAS)",
-    "fallback": "NumPy callback",
+    "fallback": "NumPy callback (native code calls the op's NumPy/SciPy lowering)",
     "source": "native",
 }
 
@@ -81,6 +82,9 @@ def coverage_markdown() -> str:
     ]
     lines += [f"| `{name}` | {how} | {llvm} |" for name, how, llvm in rows]
     handled = set(dispatch.HANDLERS)
+    lines += ["", "## The primitives, and how the LLVM backend runs each", ""]
+    lines += ["| op | kind | llvm backend |", "|---|---|---|"]
+    lines += [f"| `{name}` | {op.kind} | {_llvm_of(name)} |" for name, op in sorted(OPS.items())]
     missing = [name for name in REQUESTED if name not in traced and _resolve(name) not in handled]
     lines += ["", "## Asked for and not traced yet", ""]
     lines += [f"- `{name}`" + (f": {REASONS[name]}" if name in REASONS else "") for name in missing] or ["(none)"]
