@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from chainrule.cli.coverage import REFUSED, REQUESTED, _resolve, coverage_markdown
+from chainrule.cli.coverage import REFUSED, REQUESTED, coverage_markdown, resolve_name
 from chainrule.frontends import SUPPORTED
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "numpy-coverage.md"
@@ -22,4 +22,4 @@ def test_the_page_lists_every_traced_function_once():
 
 
 def test_every_requested_name_is_a_real_numpy_or_scipy_function():
-    assert all(_resolve(name) is not None for name in REQUESTED), [n for n in REQUESTED if _resolve(n) is None]
+    assert all(resolve_name(name) is not None for name in REQUESTED), [n for n in REQUESTED if resolve_name(n) is None]

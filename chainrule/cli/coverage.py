@@ -85,7 +85,9 @@ def coverage_markdown() -> str:
     lines += ["", "## The primitives, and how the LLVM backend runs each", ""]
     lines += ["| op | kind | llvm backend |", "|---|---|---|"]
     lines += [f"| `{name}` | {op.kind} | {_llvm_of(name)} |" for name, op in sorted(OPS.items())]
-    missing = [name for name in REQUESTED if name in REFUSED or (name not in traced and _resolve(name) not in handled)]
+    missing = [
+        name for name in REQUESTED if name in REFUSED or (name not in traced and resolve_name(name) not in handled)
+    ]
     lines += ["", "## Asked for and not traced yet", ""]
     reasons = {**REASONS, **REFUSED}
     lines += [f"- `{name}`" + (f": {reasons[name]}" if name in reasons else "") for name in missing] or ["(none)"]
@@ -121,7 +123,7 @@ def _module_of(handler: Callable[..., Any]) -> str:
     return handler.__module__.rsplit(".", 1)[-1]
 
 
-def _resolve(name: str) -> Any:
+def resolve_name(name: str) -> Any:
     """The object a name such as ``np.linalg.norm`` or ``scipy.stats.norm.logpdf`` stands for (an
     alias such as ``np.mod`` is ``np.remainder``), or None."""
     root, *path = name.split(".")

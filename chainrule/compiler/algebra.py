@@ -53,7 +53,7 @@ def sub_identities(g, node, args):
     if patterns.is_constant(g, a, 0.0) and g.type(a).size == 1:
         return patterns.fit(g, g.add("neg", (b,)), node.type)
     if a == b and patterns.never_inf_or_nan(g, a):
-        return patterns.zeros_like_type(g, node.type)
+        return g.zeros(node.type)
 
 
 @ALGEBRA.rule("mul", "div", any_operand=["neg"])
@@ -74,7 +74,7 @@ def mul_identities(g, node, args):
         if (patterns.is_constant(g, other, 0.0) or patterns.op_of(g, other) == "zeros") and patterns.never_inf_or_nan(
             g, kept
         ):
-            return patterns.zeros_like_type(g, node.type)
+            return g.zeros(node.type)
 
 
 @ALGEBRA.rule("mul", any_operand=patterns.CONSTANTS)
@@ -181,7 +181,7 @@ def sum_of_broadcast(g, node, args):
 @ALGEBRA.rule("transpose", "reshape", "broadcast_to", "sum")
 def shape_op_of_zeros(g, node, args):
     if patterns.op_of(g, args[0]) == "zeros":
-        return patterns.zeros_like_type(g, node.type)
+        return g.zeros(node.type)
 
 
 @ALGEBRA.rule("transpose", "reshape", "broadcast_to")

@@ -73,7 +73,3 @@ def op_of(graph: Graph, node_id: int) -> str:
 
 def value_of(graph: Graph, node_id: int) -> Value:
     return Value(graph, node_id)
-
-
-def zeros_like_type(graph: Graph, type: TensorType) -> int:
-    return graph.zeros(type)

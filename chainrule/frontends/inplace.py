@@ -300,7 +300,7 @@ _MASK_MESSAGE = (
 )
 
 
-class MaskedSelection:
+class MaskedSelection(np.lib.mixins.NDArrayOperatorsMixin):
     """``a[mask]`` for a traced boolean ``mask``: which elements it holds, so its shape, is not
     known while tracing. It can only be computed with elementwise NumPy (``a[mask] * 2``,
     ``np.sqrt(a[mask])``, with values for its trailing axes) and written back through the same
@@ -335,34 +335,14 @@ class MaskedSelection:
 
     __array_function__ = __array__ = __getitem__ = __len__ = __iter__ = __bool__ = __float__ = _unsupported
 
-    def __add__(self, other):
-        return np.add(self, other)
-
-    def __radd__(self, other):
-        return np.add(other, self)
-
-    def __sub__(self, other):
-        return np.subtract(self, other)
-
-    def __rsub__(self, other):
-        return np.subtract(other, self)
-
-    def __mul__(self, other):
-        return np.multiply(self, other)
-
-    def __rmul__(self, other):
-        return np.multiply(other, self)
-
-    def __truediv__(self, other):
-        return np.divide(self, other)
-
-    def __rtruediv__(self, other):
-        return np.divide(other, self)
-
-    def __pow__(self, other):
-        return np.power(self, other)
-
-    def __neg__(self):
-        return np.negative(self)
-
-    __iadd__, __isub__, __imul__, __itruediv__, __ipow__ = __add__, __sub__, __mul__, __truediv__, __pow__
+    # NumPy's operators, through __array_ufunc__; a[mask] += v rebinds (the mixin's in-place forms
+    # write into out=, which a selection is not)
+    _ops = np.lib.mixins.NDArrayOperatorsMixin
+    __iadd__, __isub__, __imul__, __itruediv__, __ipow__ = (
+        _ops.__add__,
+        _ops.__sub__,
+        _ops.__mul__,
+        _ops.__truediv__,
+        _ops.__pow__,
+    )
+    del _ops

@@ -66,14 +66,6 @@ class Rule:
         A rule on every operand needs one too: it never fires on a node without operands."""
         return self.any_operand if self.any_operand is not None else self.every_operand
 
-    def may_fire(self, operand_ops: list[str]) -> bool:
-        """Whether the operand ops meet the rule's declared condition."""
-        if self.any_operand is not None and self.any_operand.isdisjoint(operand_ops):
-            return False
-        if self.every_operand is None:
-            return True
-        return bool(operand_ops) and self.every_operand.issuperset(operand_ops)
-
 
 @dataclass(frozen=True)
 class _Dispatch:
@@ -140,10 +132,6 @@ class RuleSet:
         dispatch = self._dispatch(op)
         return () if dispatch is None else dispatch.rules
 
-    def ops(self) -> frozenset[str]:
-        """The ops some rule names (``EVERY_OP`` among them when a rule takes every op)."""
-        return frozenset().union(*(r.ops for r in self.rules))
-
     def _dispatch(self, op: str) -> _Dispatch | None:
         try:
             return self._by_op[op]
@@ -172,7 +160,7 @@ class RuleSet:
         needs = dispatch.needs
         if needs is not None and needs.isdisjoint(operand_ops):
             return None  # the common case: a product of plain values
-        for any_operand, every_operand, rewrite in dispatch.entries:  # Rule.may_fire, spelled out: hot
+        for any_operand, every_operand, rewrite in dispatch.entries:  # each rule's operand condition: hot
             if any_operand is not None and any_operand.isdisjoint(operand_ops):
                 continue
             if every_operand is not None and not (operand_ops and every_operand.issuperset(operand_ops)):

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
+from chainrule.backends.llvm.capsules import exported_address
 from chainrule.errors import UnsupportedError
 
 # transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc
@@ -33,12 +34,6 @@ DECLARATIONS = (
     + "\n"
 )
 
-_capsule_name = ctypes.pythonapi.PyCapsule_GetName
-_capsule_name.restype = ctypes.c_char_p
-_capsule_name.argtypes = [ctypes.py_object]
-_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
-_capsule_pointer.restype = ctypes.c_void_p
-_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
 
 # Thread-count setters OpenBLAS builds export: SciPy's wheels prefix their symbols with
 # scipy_, 64-bit-integer builds suffix them with 64_.
@@ -55,8 +50,7 @@ def address(function: str) -> int:
     """The address of ``scipy.linalg.cython_blas``'s ``function`` (``"dgemm"``, ``"sgemm"``, ...)."""
     from scipy.linalg import cython_blas
 
-    capsule = cython_blas.__pyx_capi__[function]
-    return _capsule_pointer(capsule, _capsule_name(capsule))
+    return exported_address(cython_blas, function)
 
 
 def set_blas_threads(count: int) -> None:

@@ -16,18 +16,11 @@ backend's, so there is no cycle.
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Callable
 from functools import cache
 
+from chainrule.backends.llvm.capsules import exported_address
 from chainrule.backends.llvm.irtext import Function
-
-_capsule_name = ctypes.pythonapi.PyCapsule_GetName
-_capsule_name.restype = ctypes.c_char_p
-_capsule_name.argtypes = [ctypes.py_object]
-_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
-_capsule_pointer.restype = ctypes.c_void_p
-_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
 
 # op -> the name of its double-precision function in cython_special's C API (fused functions are
 # exported once per type: ``__pyx_fuse_1psi`` is the double psi, ``__pyx_fuse_0psi`` the complex one)
@@ -55,10 +48,7 @@ def address(op: str) -> int:
     """The address of the cython_special function computing ``op`` (an op of ``CYTHON_SPECIAL``)."""
     from scipy.special import cython_special
 
-    capsule = cython_special.__pyx_capi__[CYTHON_SPECIAL[op]]
-    pointer = _capsule_pointer(capsule, _capsule_name(capsule))
-    assert pointer is not None
-    return int(pointer)
+    return exported_address(cython_special, CYTHON_SPECIAL[op])
 
 
 def _binder(op: str) -> Callable[[], int]:
