@@ -37,6 +37,7 @@ from chainrule.transforms import (
     trace,
     value_and_grad,
     vjp,
+    vmap,
     while_loop,
 )
 
@@ -74,5 +75,6 @@ __all__ = [
     "train",
     "value_and_grad",
     "vjp",
+    "vmap",
     "while_loop",
 ]

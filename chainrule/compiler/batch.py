@@ -31,17 +31,46 @@ from chainrule.ir.elementwise import batch_elementwise
 def vectorize(graph: Graph, batched: Sequence[int], size: int, name: str | None = None) -> Graph:
     """``graph`` with a leading axis of length ``size`` on the inputs at positions ``batched`` and
     on every output (an output that does not depend on them is broadcast along it)."""
+    result, outputs_batched = vectorize_graph(graph, batched, size, name)
+    outputs = []
+    for out, is_batched in zip(result.outputs, outputs_batched):
+        if not is_batched:
+            out = result.add("broadcast_to", (out,), {"shape": (size,) + result.type(out).shape})
+        outputs.append(out)
+    result.set_outputs(outputs, graph.output_names)
+    return result
+
+
+def vectorize_graph(
+    graph: Graph,
+    batched: Sequence[int],
+    size: int,
+    name: str | None = None,
+    axes: Sequence[int] | None = None,
+) -> tuple[Graph, list[bool]]:
+    """``graph`` vectorized as ``vectorize`` does, but its outputs that do not depend on the batched
+    inputs are left as they are; with, per output, whether it carries the batch axis (vmap's
+    ``out_axes=None`` needs an output that does not).
+
+    ``axes`` (one per position in ``batched``, non-negative) puts an input's batch axis elsewhere
+    than in front: the graph takes it there and moves it to the front with one transpose.
+    """
     result = Graph(name or graph.name)
     mapping: dict[int, int] = {}
     is_batched: set[int] = set()
-    batched_positions = set(batched)
+    axis_of = dict(zip(batched, axes if axes is not None else [0] * len(batched)))
     for position, input_id in enumerate(graph.inputs):
-        input_type = graph.type(input_id)
-        if position in batched_positions:
-            input_type = TensorType((size,) + input_type.shape, input_type.dtype)
-        mapping[input_id] = result.add_input(input_type, graph[input_id].name, graph[input_id].loc)
-        if position in batched_positions:
-            is_batched.add(mapping[input_id])
+        input_type, axis = graph.type(input_id), axis_of.get(position)
+        if axis is not None:
+            shape = input_type.shape[:axis] + (size,) + input_type.shape[axis:]
+            input_type = TensorType(shape, input_type.dtype)
+        new_input = result.add_input(input_type, graph[input_id].name, graph[input_id].loc)
+        if axis:
+            order = (axis,) + tuple(a for a in range(input_type.ndim) if a != axis)
+            new_input = result.add("transpose", (new_input,), {"axes": order})
+        mapping[input_id] = new_input
+        if axis is not None:
+            is_batched.add(new_input)
 
     for node_id in range(len(graph)):
         node = graph[node_id]
@@ -65,14 +94,9 @@ def vectorize(graph: Graph, batched: Sequence[int], size: int, name: str | None 
         mapping[node_id] = value.id
         is_batched.add(value.id)
 
-    outputs = []
-    for out in graph.outputs:
-        new = mapping[out]
-        if new not in is_batched:
-            new = result.add("broadcast_to", (new,), {"shape": (size,) + graph.type(out).shape})
-        outputs.append(new)
+    outputs = [mapping[out] for out in graph.outputs]
     result.set_outputs(outputs, graph.output_names)
-    return result
+    return result, [out in is_batched for out in outputs]
 
 
 def batching_rule(op: Op) -> Callable:

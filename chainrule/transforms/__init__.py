@@ -4,7 +4,8 @@
 and grad, value_and_grad, jit and trace; ``higher_order.py`` forward mode and second order (jvp,
 vjp, hvp); ``dense.py`` whole Jacobians and Hessians; ``checkpoint.py`` the ``checkpoint`` marker;
 ``check_grad.py`` seed 002's gradient check; ``control_flow.py`` loops and branches that stay
-loops and branches in the IR (scan, fori_loop, while_loop, cond, switch).
+loops and branches in the IR (scan, fori_loop, while_loop, cond, switch);
+``vmap.py`` vmap (a function of one example run on a batch as one vectorized program).
 """
 
 from chainrule.frontends.tracer import stop_gradient
@@ -14,6 +15,7 @@ from chainrule.transforms.compiled import Compiled, grad, jit, trace, value_and_
 from chainrule.transforms.control_flow import cond, fori_loop, scan, switch, while_loop
 from chainrule.transforms.dense import hessian, jacobian
 from chainrule.transforms.higher_order import hvp, jvp, vjp
+from chainrule.transforms.vmap import vmap
 
 __all__ = [
     "Compiled",
@@ -33,5 +35,6 @@ __all__ = [
     "trace",
     "value_and_grad",
     "vjp",
+    "vmap",
     "while_loop",
 ]

@@ -222,7 +222,7 @@ class Compiled:
                 gc.enable()
 
     def _compile_now(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> Specialization:
-        traced, out_treedef = trace_graph(self.fn, spec, leaves)
+        traced, out_treedef = self.build_graph(spec, leaves)
         wrt: list[int] | None = None
         if self._differentiates:
             check_scalar_output(traced)
@@ -240,6 +240,11 @@ class Compiled:
         else:
             kernel = compile_kernel(compilation.final, name, self.backend)
         return Specialization(compilation, kernel, out_treedef, spec, differentiated)
+
+    def build_graph(self, spec: ArgsSpec, leaves: list[Any]) -> tuple[Graph, TreeDef]:
+        """The graph compiled for arguments described by ``spec``, and its output structure: ``fn``
+        traced (``cr.vmap`` traces one example and vectorizes)."""
+        return trace_graph(self.fn, spec, leaves)
 
     # ---- calling ----------------------------------------------------------------------------
 
