@@ -1,3 +1,4 @@
 """The passes (Graph -> Graph) and the pipeline that names them."""
 
-from chainrule.compiler import control_ad  # noqa: F401  (the derivative rules of loops and branches)
+# the derivative rules and the batching rules of loops and branches, registered on import
+from chainrule.compiler import control_ad, control_batch  # noqa: F401

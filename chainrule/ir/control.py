@@ -232,8 +232,24 @@ def _body_flops(body: Body) -> int:
     return total
 
 
-def _no_batching(*args: Any) -> Value:
-    raise UnsupportedError("control flow has no batching rule: vectorized calls run one batch element at a time")
+def _delegated_batch(name: str) -> Callable[..., Value]:
+    """The batching rule ``compiler.control_batch`` registers (it vectorizes bodies, a pass)."""
+
+    def rule(*args: Any) -> Value:
+        result: Value = RULES[name](*args)
+        return result
+
+    return rule
+
+
+def _batch_per_example(op_name: str) -> Callable[..., Value]:
+    """The batching rule running the op once per example, in a loop node (``compiler.control_batch``)."""
+
+    def rule(*args: Any) -> Value:
+        result: Value = RULES["sequential_batch"](op_name, *args)
+        return result
+
+    return rule
 
 
 def _delegated_vjp(name: str) -> Callable[[int], Callable[..., Value | None]]:
@@ -267,7 +283,7 @@ register(
         vjp=_delegated_vjp("loop_vjp"),
         jvp=_delegated_jvp("loop_jvp"),
         flops=lambda ins, out, attrs: attrs["length"] * _body_flops(attrs["body"]),
-        batch=_no_batching,
+        batch=_delegated_batch("loop_batch"),
     )
 )
 NAMESPACE["run_loop"] = run_loop
@@ -314,7 +330,7 @@ register(
         vjp=_delegated_vjp("switch_vjp"),
         jvp=_delegated_jvp("switch_jvp"),
         flops=lambda ins, out, attrs: max(_body_flops(b) for b in attrs["branches"]),
-        batch=_no_batching,
+        batch=_delegated_batch("switch_batch"),
     )
 )
 NAMESPACE["run_switch"] = run_switch
@@ -387,7 +403,7 @@ register(
         vjp=_delegated_vjp("while_vjp"),
         jvp=_delegated_jvp("while_jvp"),
         flops=lambda ins, out, attrs: _body_flops(attrs["body"]) + _body_flops(attrs["cond"]),
-        batch=_no_batching,
+        batch=_delegated_batch("while_batch"),
     )
 )
 NAMESPACE["run_while"] = run_while
@@ -422,7 +438,7 @@ register(
         vjp=_no_second_derivative,
         jvp=_no_forward_mode,
         flops=lambda ins, out, attrs: 3 * _body_flops(attrs["body"]),
-        batch=_no_batching,
+        batch=_batch_per_example("while_vjp"),
     )
 )
 NAMESPACE["run_while_vjp"] = run_while_vjp
