@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from chainrule.errors import ShapeError, UnsupportedError
+from chainrule.errors import ShapeError
+from chainrule.ir.batch_index import arranged, batched_index
 from chainrule.ir.builder import F, Value, unbroadcast
 from chainrule.ir.elementwise import lined_up
 from chainrule.ir.ops import (
@@ -338,20 +339,11 @@ def _getitem_rule(g: Value, y: Value, x: Value, *arrays: Value, index: Index) ->
     return F.scatter_add(g, *arrays, index=index, shape=x.shape, dtype=x.dtype, unique=_is_basic(index))
 
 
-_FULL_SLICE = ("slice", None, None, None)
-
-
-def _batched_index(op_name: str, batched: list[bool], index: Index) -> Index:
-    """The index with a full slice for the leading batch axis; index arrays must not be batched."""
-    if any(batched[1:]):
-        raise UnsupportedError(f"{op_name} with batched index arrays")
-    return (_FULL_SLICE,) + tuple(index)
-
-
 def _batch_getitem(
     operands: list[Value], batched: list[bool], logical: list[TensorType], out_type: TensorType, attrs: Attrs, size: int
 ) -> Value:
-    return F.getitem(*operands, index=_batched_index("getitem", batched, attrs["index"]))
+    plan = batched_index(attrs["index"], operands[1:], logical[1:], batched[1:], batched[0], size, out_type.ndim)
+    return arranged(F.getitem(operands[0], *plan.arrays, index=plan.index), plan.order)
 
 
 register(
@@ -385,12 +377,17 @@ def _render_scatter_add(names: list[str], a: Attrs) -> str:
 def _batch_scatter_add(
     operands: list[Value], batched: list[bool], logical: list[TensorType], out_type: TensorType, attrs: Attrs, size: int
 ) -> Value:
-    index = _batched_index("scatter_add", batched, attrs["index"])
-    values = operands[0] if batched[0] else F.broadcast_to(operands[0], shape=(size,) + logical[0].shape)
+    written = index_result_shape(attrs["shape"], attrs["index"], [t.shape for t in logical[1:]])
+    plan = batched_index(attrs["index"], operands[1:], logical[1:], batched[1:], True, size, len(written))
+    values = operands[0]
+    if batched[0]:
+        values = lined_up(values, True, logical[0], len(written))
+    if not batched[0] or plan.order is not None:
+        values = F.broadcast_to(values, shape=(size,) + written)
     return F.scatter_add(
-        values,
-        *operands[1:],
-        index=index,
+        arranged(values, plan.inverse_order()),
+        *plan.arrays,
+        index=plan.index,
         shape=(size,) + tuple(attrs["shape"]),
         dtype=attrs["dtype"],
         unique=attrs["unique"],

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from chainrule.errors import ShapeError, UnsupportedError
+from chainrule.errors import ShapeError
+from chainrule.ir.batch_index import arranged, batched_index
 from chainrule.ir.builder import F, Value, unbroadcast
 from chainrule.ir.elementwise import lined_up
 from chainrule.ir.npfuncs import IndexTemplate
@@ -89,22 +90,19 @@ def _rule_values(g: Value, y: Value, a: Value, v: Value, *arrays: Value, index: 
 def _batch(
     operands: list[Value], batched: list[bool], logical: list[TensorType], out_type: TensorType, attrs: Attrs, size: int
 ) -> Value:
-    """The write on a leading batch axis: a full slice in front of the index (index arrays unbatched)."""
+    """The write on a leading batch axis: each example writes into its own row (``ir.batch_index``)."""
     index = tuple(attrs["index"])
-    if any(batched[2:]):
-        raise UnsupportedError("index_update with batched index arrays")
-    positions = [i for i, item in enumerate(index) if item[0] == "array"]
-    if positions and positions[-1] - positions[0] != len(positions) - 1:
-        # separated index arrays put their axes first, in front of the batch axis
-        raise UnsupportedError("index_update with separated index arrays on a batch axis")
     target, values = operands[0], operands[1]
     if not batched[0]:
         target = F.broadcast_to(target, shape=(size,) + logical[0].shape)
     written = index_result_shape(logical[0].shape, index, [t.shape for t in logical[2:]])
+    plan = batched_index(index, operands[2:], logical[2:], batched[2:], True, size, len(written))
     if batched[1]:
         values = lined_up(values, True, logical[1], len(written))
+    if plan.order is not None:  # the values must be laid out as the index arranges the written elements
+        values = F.broadcast_to(values, shape=(size,) + written)
     return F.index_update(
-        target, values, *operands[2:], index=(("slice", None, None, None),) + index, mode=attrs["mode"]
+        target, arranged(values, plan.inverse_order()), *plan.arrays, index=plan.index, mode=attrs["mode"]
     )
 
 

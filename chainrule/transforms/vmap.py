@@ -43,6 +43,10 @@ _SHARED: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[Any, ...], tup
 )
 
 
+class NotTraceableError(UnsupportedError):
+    """The vmapped function cannot be traced on one example (it runs kernels of its own)."""
+
+
 class Vmapped(Compiled):
     """``fn`` mapped over an axis of its arguments (see ``vmap``); a ``Compiled`` whose graph is
     ``fn``'s graph on one example, vectorized."""
@@ -81,9 +85,9 @@ class Vmapped(Compiled):
             return self._loop(args)
         try:
             return super().__call__(*args)
-        except UnsupportedError:
-            # fn cannot be traced on one example (cr.hessian, which runs its own kernels) or an op
-            # has no batching rule: one call per example gives the same result, more slowly.
+        except NotTraceableError:
+            # fn cannot be traced on one example (cr.hessian runs kernels of its own): one call per
+            # example gives the same result, more slowly.
             spec = describe_args(self.fn, args, ())[0]
             if spec in self._looped:
                 raise
@@ -104,7 +108,10 @@ class Vmapped(Compiled):
                 leaf_spec = LeafSpec(True, TensorType(shape[:axis] + shape[axis + 1 :], leaf_spec.traced_type.dtype))
             example_leaves.append(leaf_spec)
         example = ArgsSpec(spec.treedefs, tuple(example_leaves), spec.paths, spec.arg_of_leaf)
-        traced, out_treedef = trace_graph(self.fn, example, leaves)
+        try:
+            traced, out_treedef = trace_graph(self.fn, example, leaves)
+        except UnsupportedError as error:
+            raise NotTraceableError(error.bare_message, error.loc) from error
         traced_axes = [axis for leaf_spec, axis in zip(spec.leaves, axes) if leaf_spec.traced]
         batched = [position for position, axis in enumerate(traced_axes) if axis is not None]
         graph, outputs_batched = vectorize_graph(
