@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from chainrule.errors import ShapeError, UnsupportedError
+from chainrule.errors import ShapeError
 from chainrule.ir.builder import F, Value, apply, expand_to
 from chainrule.ir.ops import LINEAR, Attrs, Op, normalize_axis, reduced_shape, register, size_of
 from chainrule.ir.types import TensorType
@@ -301,10 +301,22 @@ def _infer_searchsorted(types: list[TensorType], attrs: Attrs) -> TensorType:
 def _batch_searchsorted(
     operands: list[Value], batched: list[bool], logical: list[TensorType], out_type: TensorType, attrs: Attrs, size: int
 ) -> Value:
-    if batched[0]:
-        raise UnsupportedError("searchsorted with a batched sorted array")
+    if not batched[0]:
+        values = operands[1] if batched[1] else F.broadcast_to(operands[1], shape=(size,) + logical[1].shape)
+        return F.searchsorted(operands[0], values, side=attrs["side"])
+    # a sorted array per example: the position is the count of elements before v, in NumPy's
+    # order (NaN last), compared all at once
+    v_rank = logical[1].ndim
+    sorted_rows = F.reshape(operands[0], shape=(size,) + (1,) * v_rank + logical[0].shape)
     values = operands[1] if batched[1] else F.broadcast_to(operands[1], shape=(size,) + logical[1].shape)
-    return F.searchsorted(operands[0], values, side=attrs["side"])
+    values = F.reshape(values, shape=values.shape + (1,))
+    value_is_nan = F.ne(values, values)
+    if attrs["side"] == "left":
+        before = F.logical_or(F.lt(sorted_rows, values), F.logical_and(value_is_nan, F.eq(sorted_rows, sorted_rows)))
+    else:
+        before = F.logical_or(F.le(sorted_rows, values), value_is_nan)
+    counts = F.sum(F.cast(before, dtype=_INDEX_DTYPE), axis=(v_rank + 1,), keepdims=False)
+    return counts if counts.dtype == _INDEX_DTYPE else F.cast(counts, dtype=_INDEX_DTYPE)
 
 
 register(

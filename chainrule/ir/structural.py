@@ -10,6 +10,7 @@ returns the node's value with the batch axis leading (see
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -118,6 +119,16 @@ def _batch_matmul(
     (a, b), (a_type, b_type) = operands, logical
     a_matrix = (1,) + a_type.shape if a_type.ndim == 1 else a_type.shape
     b_matrix = b_type.shape + (1,) if b_type.ndim == 1 else b_type.shape
+    if batched[0] and not batched[1] and len(b_matrix) == 2:
+        # one matrix for every example: the examples' rows stacked make one matrix product (one GEMM)
+        rows = F.reshape(a, shape=(size * math.prod(a_matrix[:-1]), a_matrix[-1]))
+        b_2d = b if b_type.ndim == 2 else F.reshape(b, shape=b_matrix)
+        return F.reshape(rows @ b_2d, shape=(size,) + out_type.shape)
+    if a_matrix[-1] == 1 and len(a_matrix) == len(b_matrix) == 2:
+        # an outer product per example (a gradient's x^T g): a broadcast product, not size tiny GEMMs
+        columns = F.reshape(a, shape=((size,) if batched[0] else ()) + a_matrix)
+        rows = F.reshape(b, shape=((size,) if batched[1] else ()) + b_matrix)
+        return F.reshape(columns * rows, shape=(size,) + out_type.shape)
     batch_rank = max(len(a_matrix), len(b_matrix)) - 2
     shaped = []
     for value, is_batched, matrix in [(a, batched[0], a_matrix), (b, batched[1], b_matrix)]:
