@@ -13,9 +13,11 @@ their axes by one; reshapes and broadcasts prepend the batch length; indexing
 prepends a full slice; matmul treats the batch axis as one more batch
 dimension. Elementwise ops share one rule (``ir.elementwise.batch_elementwise``):
 line a batched operand's axes up with the output's (NumPy broadcasts from the
-right, so the batch axis must lead). An op without a rule, or a rule that
-cannot batch its operands (indexing with batched index arrays), raises
+right, so the batch axis must lead). Indexing with index arrays that differ per
+example indexes the batch axis too (``ir.batch_index``); loops and branches
+vectorize their bodies (``compiler.control_batch``). An op without a rule raises
 ``UnsupportedError``, and callers fall back to one call per batch element.
+``cr.vmap`` (``transforms.vmap``) is this transformation made public.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ bodies with ``set_step_compiler`` (without one, the body is interpreted op by op
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -242,16 +243,6 @@ def _delegated_batch(name: str) -> Callable[..., Value]:
     return rule
 
 
-def _batch_per_example(op_name: str) -> Callable[..., Value]:
-    """The batching rule running the op once per example, in a loop node (``compiler.control_batch``)."""
-
-    def rule(*args: Any) -> Value:
-        result: Value = RULES["sequential_batch"](op_name, *args)
-        return result
-
-    return rule
-
-
 def _delegated_vjp(name: str) -> Callable[[int], Callable[..., Value | None]]:
     """The VJP rule of each operand position, as ``compiler.control_ad`` registers it."""
 
@@ -438,7 +429,7 @@ register(
         vjp=_no_second_derivative,
         jvp=_no_forward_mode,
         flops=lambda ins, out, attrs: 3 * _body_flops(attrs["body"]),
-        batch=_batch_per_example("while_vjp"),
+        batch=functools.partial(_delegated_batch("sequential_batch"), "while_vjp"),  # once per example
     )
 )
 NAMESPACE["run_while_vjp"] = run_while_vjp
