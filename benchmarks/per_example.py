@@ -16,7 +16,8 @@ Rows, all in the same run:
   per-example method must produce and the batch gradient never does.
 
 Each repeat makes a new function object (kernels are cached per function), calls it once to
-compile, then times a few calls; the table shows the median over repeats of the per-call mean.
+compile, then times a few calls; the methods take turns within each repeat, and the table shows
+the median over repeats of the per-call mean.
 The machine is shared: expect noise, compare within the run. OpenBLAS runs one thread unless
 OPENBLAS_NUM_THREADS says otherwise: on a loaded machine its spinning threads made one 256x784x256
 product take 150 ms instead of 2.5 ms, which measured the contention, not the methods.
@@ -76,17 +77,19 @@ def fresh(fn):
     return functools.wraps(fn)(lambda *a: fn(*a))
 
 
-def seconds(make, args) -> float:
-    """Median over repeats of the per-call mean of a freshly made function (compiled first)."""
-    times = []
+def seconds(rows, args) -> dict[str, float]:
+    """Per method, the median over repeats of the per-call mean of a freshly made function (compiled
+    by a first call). The methods take turns within each repeat, so machine noise hits them alike."""
+    times: dict[str, list[float]] = {name: [] for name, _ in rows}
     for _ in range(REPEATS):
-        run = make()
-        run(*args)
-        start = time.perf_counter()
-        for _ in range(CALLS):
+        for name, make in rows:
+            run = make()
             run(*args)
-        times.append((time.perf_counter() - start) / CALLS)
-    return median(times)
+            start = time.perf_counter()
+            for _ in range(CALLS):
+                run(*args)
+            times[name].append((time.perf_counter() - start) / CALLS)
+    return {name: median(values) for name, values in times.items()}
 
 
 def python_loop(backend):
@@ -148,10 +151,8 @@ def main() -> None:
         ),
         ("Python loop of cr.grad, numpy", lambda: python_loop("numpy")),
     ] + jax_rows(params, x, y)
-    times = {name: seconds(make, (params, x, y)) for name, make in rows}
-    times["floor: the W1 per-example product alone"] = seconds(
-        lambda: lambda *_: x[:, :, None] * delta[:, None, :], (params, x, y)
-    )
+    rows.append(("floor: the W1 per-example product alone", lambda: lambda *_: x[:, :, None] * delta[:, None, :]))
+    times = seconds(rows, (params, x, y))
     baseline = times["chainrule batch gradient, numpy"]
     print(f"per-example gradients, 784-256-10 MLP, batch {BATCH}, float64 (median of {REPEATS} repeats)")
     print(f"{'method':44s} {'ms/call':>9s} {'/ batch grad (numpy)':>21s}")
