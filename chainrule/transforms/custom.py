@@ -189,6 +189,7 @@ class custom_vjp:
         self.nondiff_argnums = tuple(nondiff_argnums)
         self.fwd: Callable[..., Any] | None = None
         self.bwd: Callable[..., Any] | None = None
+        self._in_rules = 0  # > 0 while its rules are traced: a call from them is the function as written
         functools.update_wrapper(self, fun)
 
     def defvjp(self, fwd: Callable[..., Any], bwd: Callable[..., Any]) -> None:
@@ -203,9 +204,13 @@ class custom_vjp:
                 _defined_at(self.fun),
             )
         arguments = _Arguments(self.fun, args, self.nondiff_argnums)
-        if not arguments.traced:  # outside any transformation: the function, as written
+        if not arguments.traced or self._in_rules:  # outside any transformation, or fwd calling it
             return self.fun(*args)
-        return self._traced(arguments, self.fwd, self.bwd)
+        self._in_rules += 1
+        try:
+            return self._traced(arguments, self.fwd, self.bwd)
+        finally:
+            self._in_rules -= 1
 
     def _traced(self, arguments: _Arguments, fwd: Callable[..., Any], bwd: Callable[..., Any]) -> Any:
         loc, outer, n_args = current_location(), arguments.outer(), len(arguments.types)
@@ -284,6 +289,7 @@ class custom_jvp:
         self.fun = fun
         self.nondiff_argnums = tuple(nondiff_argnums)
         self.jvp: Callable[..., Any] | None = None
+        self._in_rules = 0  # > 0 while its rule is traced: a call from it is the function as written
         functools.update_wrapper(self, fun)
 
     def defjvp(self, jvp: Callable[..., Any]) -> Callable[..., Any]:
@@ -299,9 +305,13 @@ class custom_jvp:
                 _defined_at(self.fun),
             )
         arguments = _Arguments(self.fun, args, self.nondiff_argnums)
-        if not arguments.traced:
+        if not arguments.traced or self._in_rules:  # outside any transformation, or its rule calling it
             return self.fun(*args)
-        return self._traced(arguments, self.jvp)
+        self._in_rules += 1
+        try:
+            return self._traced(arguments, self.jvp)
+        finally:
+            self._in_rules -= 1
 
     def _traced(self, arguments: _Arguments, jvp: Callable[..., Any]) -> Any:
         loc, outer, n_args = current_location(), arguments.outer(), len(arguments.types)
