@@ -209,6 +209,28 @@ def test_grad_of_grad_of_a_custom_vjp_differentiates_its_bwd():
     np.testing.assert_allclose(gradient, np.where(inside, -W * np.sin(X), 0.0), rtol=1e-14, atol=1e-15)
 
 
+@pytest.mark.parametrize("tilted", [tilted_sin, tilted_sin_vjp], ids=["custom_jvp", "custom_vjp"])
+def test_hessian_through_a_scan_is_finite_differences_of_its_custom_gradient(tilted):
+    def with_scan(xs):
+        carry, _ = cr.scan(lambda c, x: (c * 0.5 + tilted(x * c + x), None), 1.0, xs)
+        return carry
+
+    def unrolled(xs):
+        carry = 1.0
+        for x in xs:
+            carry = carry * 0.5 + tilted(x * carry + x)
+        return carry
+
+    xs = np.array([0.4, -1.1, 0.8])
+    gradient = cr.grad(unrolled)
+    numeric = np.stack([numerical_gradient(lambda x, i=i: gradient(x)[i], (xs,), 0) for i in range(xs.size)])
+    hessian = cr.hessian(with_scan)(xs)
+    assert relative_error(hessian, numeric) < 1e-7
+    np.testing.assert_allclose(hessian, cr.hessian(unrolled)(xs), rtol=1e-12, atol=1e-14)
+    direction = np.array([1.0, 0.5, -2.0])
+    np.testing.assert_allclose(cr.hvp(with_scan)(xs, direction), hessian @ direction, rtol=1e-12, atol=1e-14)
+
+
 # ---- arguments -----------------------------------------------------------------------------------
 
 
@@ -458,6 +480,12 @@ def test_the_same_rules_in_jax_give_the_same_derivatives():
 
     jax_round.defjvp(lambda primals, tangents: (jnp.round(primals[0]), tangents[0]))
 
+    @jax.custom_vjp
+    def jax_tilted_sin_vjp(x):
+        return jnp.sin(x)
+
+    jax_tilted_sin_vjp.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (g * (jnp.cos(x) + 0.1 * x),))
+
     w = jnp.asarray(W)
     pairs = [
         (lambda x: np.sum(W * clipped_sin(x)), lambda x: jnp.sum(w * jax_clipped_sin(x))),
@@ -468,6 +496,9 @@ def test_the_same_rules_in_jax_give_the_same_derivatives():
         np.testing.assert_allclose(cr.grad(ours)(X), jax.grad(theirs)(jnp.asarray(X)), rtol=1e-13)
     hessian = cr.hessian(tilted_square_loss(tilted_sin))(X)
     np.testing.assert_allclose(hessian, jax.hessian(pairs[2][1])(jnp.asarray(X)), rtol=1e-12, atol=1e-14)
+    hessian = cr.hessian(tilted_square_loss(tilted_sin_vjp))(X)
+    jax_vjp_square = lambda x: jnp.sum(w * jax_tilted_sin_vjp(x) ** 2)
+    np.testing.assert_allclose(hessian, jax.hessian(jax_vjp_square)(jnp.asarray(X)), rtol=1e-12, atol=1e-14)
     jax_square = lambda x: jnp.sum(w * jax_tilted_sin(x) ** 2)
     second = jax.grad(lambda x: jnp.sum(jax.grad(jax_square)(x)))(jnp.asarray(X))
     ours = cr.grad(lambda x: np.sum(cr.grad(tilted_square_loss(tilted_sin))(x)))(X)

@@ -53,7 +53,7 @@ def reverse(
     with joint.rewriting(rewriter):
         gradients = _backward(joint, forward, wrt, outputs, forward_size, cotangent_inputs)
     joint.set_outputs(outputs + gradients, forward.output_names + [f"d{forward[forward.inputs[p]].name}" for p in wrt])
-    return inline_consumed(joint, rewriter)  # a custom node whose rule was used becomes its primal ops
+    return inline_consumed(joint, rewriter, [joint.inputs[p] for p in wrt])  # used rules become primal ops
 
 
 def _backward(

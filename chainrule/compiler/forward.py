@@ -88,7 +88,7 @@ def forward(
         outputs.append(tangent.id if tangent is not None else jvp.zeros(jvp.type(out)))
         names.append(f"t{primal.output_names[position]}")
     jvp.set_outputs(outputs, names)
-    return inline_consumed(jvp)  # a custom node whose rule was used becomes its primal ops
+    return inline_consumed(jvp, None, [mapping[primal.inputs[p]] for p in wrt])  # used rules become primal ops
 
 
 def _tangent(

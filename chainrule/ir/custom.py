@@ -38,7 +38,7 @@ from typing import Any
 from chainrule.errors import UnsupportedError
 from chainrule.ir.builder import Value
 from chainrule.ir.control import BODIES, Body, StepOf, numpy_step, pack, pack_arrays, packed_type, unpack
-from chainrule.ir.graph import Graph
+from chainrule.ir.graph import Graph, Node
 from chainrule.ir.npfuncs import NAMESPACE
 from chainrule.ir.ops import OPS, Attrs, Op, register
 from chainrule.ir.rewrite import RuleFunction
@@ -221,14 +221,31 @@ NAMESPACE["run_custom"] = run_custom
 # ---- inlining -------------------------------------------------------------------------------------
 
 
-def inline_consumed(graph: Graph, rewriter: RuleFunction | None = None) -> Graph:
-    """``graph`` with each custom node a differentiation used the rule of (``consume``) replaced by
-    its ``primal`` ops, built under ``rewriter`` as the differentiation built its nodes; ``graph``
-    itself when there is none."""
-    consumed = _CONSUMED.pop(graph, None)
-    if not consumed:
+def inline_consumed(graph: Graph, rewriter: RuleFunction | None = None, sources: Sequence[int] = ()) -> Graph:
+    """``graph`` after a differentiation from the values ``sources``: each custom node whose rule it
+    used (``consume``) replaced by its ``primal`` ops, and the custom nodes in the bodies of the
+    loops and branches it differentiated too (their derived bodies used the rules), built under
+    ``rewriter`` as the differentiation built its nodes; ``graph`` itself when there is none."""
+    consumed = _CONSUMED.pop(graph, set())
+    holders = _differentiated_holders(graph, sources)
+    if not consumed and not holders:
         return graph
-    return _rebuilt(graph, lambda node_id: node_id in consumed, deep=False, rewriter=rewriter)
+    return _rebuilt(graph, consumed.__contains__, holders.__contains__, rewriter)
+
+
+def _differentiated_holders(graph: Graph, sources: Sequence[int]) -> set[int]:
+    """The nodes holding bodies with custom nodes that depend differentiably on ``sources``."""
+    names = _holder_ops()
+    holders = {i for i, node in enumerate(graph.nodes) if node.op in names and _holds_custom_in(node.params)}
+    if not holders:
+        return holders
+    active = bytearray(len(graph))
+    for source in sources:
+        active[source] = 1
+    for node_id, node in enumerate(graph.nodes):
+        if not active[node_id] and OPS[node.op].vjp is not None and any(active[a] for a in node.args):
+            active[node_id] = 1
+    return {i for i in holders if active[i]}
 
 
 def inline_custom(graph: Graph) -> Graph:
@@ -237,17 +254,28 @@ def inline_custom(graph: Graph) -> Graph:
     it holds none."""
     if not _holds_custom(graph):
         return graph
-    return _rebuilt(graph, lambda node_id: True, deep=True)
+    return _rebuilt(graph, lambda node_id: True, lambda node_id: True)
+
+
+def _holds_custom_in(params: dict[str, Any]) -> bool:
+    return any(_holds_custom(body.graph) for body in _bodies(params))
+
+
+def _holder_ops() -> frozenset[str]:
+    """The ops that hold bodies, other than the custom ones: loops and branches."""
+    return frozenset(name for name, op in OPS.items() if op.kind == "control" and name not in CUSTOM_OPS)
 
 
 def _holds_custom(graph: Graph) -> bool:
+    names = _holder_ops()
     pending = [graph]
     while pending:
         current = pending.pop()
         for node in current.nodes:
             if node.op in CUSTOM_OPS:
                 return True
-            pending.extend(body.graph for body in _bodies(node.params))
+            if node.op in names:
+                pending.extend(body.graph for body in _bodies(node.params))
     return False
 
 
@@ -277,39 +305,36 @@ def _inlined_params(params: dict[str, Any]) -> dict[str, Any]:
     return {**params, **changed}
 
 
-def _rebuilt(graph: Graph, replace: Callable[[int], bool], deep: bool, rewriter: RuleFunction | None = None) -> Graph:
-    """``graph`` copied node by node, the custom nodes ``replace`` picks inlined (and with ``deep``,
-    every body's custom nodes too)."""
+def _rebuilt(
+    graph: Graph, replace: Callable[[int], bool], deep: Callable[[int], bool], rewriter: RuleFunction | None = None
+) -> Graph:
+    """``graph`` copied node by node: the custom nodes ``replace`` picks become their primal ops, and
+    the nodes ``deep`` picks have the custom nodes in their bodies inlined."""
     result = Graph(graph.name)
     mapping = {i: result.add_input(graph.type(i), graph[i].name, graph[i].loc) for i in graph.inputs}
     with result.rewriting(rewriter):
-        _copy_nodes(graph, result, mapping, replace, deep)
+        for node_id, node in enumerate(graph.nodes):
+            if node.op != "input":
+                mapping[node_id] = _copy(
+                    result, node, [mapping[a] for a in node.args], mapping, replace(node_id), deep(node_id)
+                )
     result.carry_name_hints(graph, mapping)
     result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
     return result
 
 
-def _copy_nodes(
-    graph: Graph, result: Graph, mapping: dict[int, int], replace: Callable[[int], bool], deep: bool
-) -> None:
-    for node_id, node in enumerate(graph.nodes):
-        if node.op == "input":
-            continue
-        args = [mapping[a] for a in node.args]
-        if node.op in CUSTOM_OPS and replace(node_id):
-            primal = node.params["primal"]
-            if deep:
-                primal = _inlined_body(primal)
-            with result.attribution(node.loc):
-                outputs = [Value(result, i) for i in inline(result, primal, args)]
-                mapping[node_id] = as_result(outputs, node.type.dtype).id
-            continue
-        params = _inlined_params(node.params) if deep and node.op not in CUSTOM_OPS else node.params
-        origin = mapping.get(node.origin) if node.origin is not None else None
-        if node.recomputed:
-            mapping[node_id] = result.add_recomputed(node.op, args, params, loc=node.loc, name=node.name, origin=origin)
-        else:
-            mapping[node_id] = result.add(node.op, args, params, loc=node.loc, name=node.name, origin=origin)
+def _copy(result: Graph, node: Node, args: list[int], mapping: dict[int, int], replace: bool, deep: bool) -> int:
+    """``node`` added to ``result`` on ``args``: its primal ops when it is a custom node to replace."""
+    if node.op in CUSTOM_OPS and replace:
+        primal = _inlined_body(node.params["primal"]) if deep else node.params["primal"]
+        with result.attribution(node.loc):
+            outputs = [Value(result, i) for i in inline(result, primal, args)]
+            return as_result(outputs, node.type.dtype).id
+    params = _inlined_params(node.params) if deep and node.op not in CUSTOM_OPS else node.params
+    origin = mapping.get(node.origin) if node.origin is not None else None
+    if node.recomputed:
+        return result.add_recomputed(node.op, args, params, loc=node.loc, name=node.name, origin=origin)
+    return result.add(node.op, args, params, loc=node.loc, name=node.name, origin=origin)
 
 
 __all__ = [
