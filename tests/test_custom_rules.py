@@ -385,6 +385,28 @@ def test_the_ir_shows_the_node_with_its_rule_bodies_and_the_compiled_graph_has_n
     assert not any(node.op in CUSTOM_OPS for node in final.nodes)
 
 
+def test_chainrule_dump_prints_the_rule_and_its_use(tmp_path, capsys):
+    from chainrule.cli.main import main
+
+    source = tmp_path / "clipped.py"
+    source.write_text(
+        "import numpy as np\n"
+        "import chainrule as cr\n\n"
+        "@cr.custom_vjp\n"
+        "def clip_gradient(x):\n"
+        "    return x\n\n"
+        "clip_gradient.defvjp(lambda x: (x, None), lambda r, g: (np.clip(g, -1.0, 1.0),))\n\n"
+        "def loss(x):\n"
+        "    return np.sum(np.tanh(clip_gradient(3.0 * x)))\n"
+    )
+    assert main(["dump", f"{source}:loss", "--grad", "--shape", "x=3", "--stage", "traced"]) == 0
+    traced = capsys.readouterr().out
+    assert "custom_vjp" in traced and "def clip_gradient_bwd(g0: f64[3]) -> f64[3]:" in traced
+    assert main(["dump", f"{source}:loss", "--grad", "--shape", "x=3", "--stage", "grad"]) == 0
+    grad = capsys.readouterr().out
+    assert "custom_vjp" not in grad and "clip" in grad  # the rule's clip, in the backward pass
+
+
 # ---- mistakes --------------------------------------------------------------------------------------
 
 

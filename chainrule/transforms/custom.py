@@ -42,8 +42,12 @@ from chainrule.ir.control import Body, rebuilt
 from chainrule.transforms.control_flow import trace_body
 
 
-def _name(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__name__", repr(fn)).replace("<lambda>", "fn")
+def _name(fn: Callable[..., Any], of: Callable[..., Any] | None = None, role: str = "") -> str:
+    """``fn``'s name; a lambda that is ``role`` of the function ``of`` is named ``of_role``."""
+    name = getattr(fn, "__name__", repr(fn))
+    if name == "<lambda>":
+        return f"{_name(of)}_{role}" if of is not None else "fn"
+    return name
 
 
 def _defined_at(fn: Callable[..., Any]) -> Loc | None:
@@ -232,7 +236,9 @@ class custom_vjp:
             residual_tree.append(tree)
             return [output, residual_leaves]
 
-        fwd_body, _, fwd_context = trace_body(_name(fwd), forward, arguments.types, outer, loc, arguments.names)
+        fwd_body, _, fwd_context = trace_body(
+            _name(fwd, self.fun, "fwd"), forward, arguments.types, outer, loc, arguments.names
+        )
         residual_types = fwd_body.output_types[len(out_types) :]
 
         def backward(*leaves: Any) -> list[Any]:
@@ -241,7 +247,9 @@ class custom_vjp:
             return self._cotangent_leaves(bwd(*arguments.static, residuals, cotangent), arguments, bwd)
 
         names = [f"r{i}" for i in range(len(residual_types))] + [f"g{i}" for i in range(len(out_types))]
-        bwd_body, _, bwd_context = trace_body(_name(bwd), backward, residual_types + out_types, outer, loc, names)
+        bwd_body, _, bwd_context = trace_body(
+            _name(bwd, self.fun, "bwd"), backward, residual_types + out_types, outer, loc, names
+        )
         bodies, closed_over = _with_union(
             [(primal, n_args, primal_context), (fwd_body, n_args, fwd_context), (bwd_body, len(names), bwd_context)]
         )
@@ -333,7 +341,9 @@ class custom_jvp:
             return [primal_leaves, _matching_leaves(tangent_out, out_tree, out_types, jvp, "tangent_out")]
 
         names = arguments.names + [f"t{name}" for name in arguments.names]
-        rule_body, _, rule_context = trace_body(_name(jvp), rule, arguments.types * 2, outer, loc, names)
+        rule_body, _, rule_context = trace_body(
+            _name(jvp, self.fun, "jvp"), rule, arguments.types * 2, outer, loc, names
+        )
         bodies, closed_over = _with_union([(primal, n_args, primal_context), (rule_body, 2 * n_args, rule_context)])
         attrs = {"primal": bodies[0], "rule": bodies[1], "n_args": n_args}
         node = record("custom_jvp", tuple(arguments.operands() + closed_over), attrs, user_frame())
