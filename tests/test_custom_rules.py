@@ -231,6 +231,14 @@ def test_hessian_through_a_scan_is_finite_differences_of_its_custom_gradient(til
     np.testing.assert_allclose(cr.hvp(with_scan)(xs, direction), hessian @ direction, rtol=1e-12, atol=1e-14)
 
 
+def test_a_rule_the_inner_derivative_does_not_reach_is_used_by_the_outer_one():
+    y = np.array([0.1, 1.4, -2.2, 0.6])
+    inner = cr.grad(lambda x, y: np.sum(x * clipped_sin(y)))  # d/dx = sin(y): the rule is not used
+    np.testing.assert_allclose(inner(X, y), np.sin(y), rtol=1e-14)
+    outer = cr.grad(lambda y: np.sum(W * inner(X, y)))(y)  # d/dy sum(W sin(y)), through the rule
+    np.testing.assert_allclose(outer, clipped_sin_gradient(y, W), rtol=1e-14)
+
+
 # ---- arguments -----------------------------------------------------------------------------------
 
 

@@ -106,7 +106,10 @@ def _passes(
     elif wrt is not None:
         passes.append(("grad", "reverse", lambda g: reverse(g, wrt)))
     passes += transforms
-    passes.append(("simplified", "inline custom rules", inline_custom))  # differentiation is done
+    # differentiation is done: the custom nodes left become their primal ops, simplified as built
+    passes.append(
+        ("simplified", "inline custom rules", lambda g: inline_custom(g, simplify_rule if optimize else None))
+    )
     if optimize:
         if wrt is None or transforms:
             passes.append(("simplified", "simplify", simplify))

@@ -248,13 +248,13 @@ def _differentiated_holders(graph: Graph, sources: Sequence[int]) -> set[int]:
     return {i for i in holders if active[i]}
 
 
-def inline_custom(graph: Graph) -> Graph:
+def inline_custom(graph: Graph, rewriter: RuleFunction | None = None) -> Graph:
     """``graph`` with every custom node replaced by its ``primal`` ops, also inside the bodies of
-    loops and branches (the pipeline runs this once differentiation is done); ``graph`` itself when
-    it holds none."""
+    loops and branches (the pipeline runs this once differentiation is done), the top level built
+    under ``rewriter``; ``graph`` itself when it holds none."""
     if not _holds_custom(graph):
         return graph
-    return _rebuilt(graph, lambda node_id: True, lambda node_id: True)
+    return _rebuilt(graph, lambda node_id: True, lambda node_id: True, rewriter)
 
 
 def _holds_custom_in(params: dict[str, Any]) -> bool:
