@@ -7,6 +7,8 @@ order), or from JAX running the same rules.
 """
 
 import functools
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -533,3 +535,24 @@ def test_the_same_rules_in_jax_give_the_same_derivatives():
     second = jax.grad(lambda x: jnp.sum(jax.grad(jax_square)(x)))(jnp.asarray(X))
     ours = cr.grad(lambda x: np.sum(cr.grad(tilted_square_loss(tilted_sin))(x)))(X)
     np.testing.assert_allclose(ours, second, rtol=1e-12, atol=1e-14)
+
+
+# ---- the example -----------------------------------------------------------------------------------
+
+
+def test_custom_gradients_example_shows_stable_clipped_and_straight_through_gradients(capsys):
+    path = Path(__file__).resolve().parent.parent / "examples" / "custom_gradients.py"
+    spec = importlib.util.spec_from_file_location("custom_gradients", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    results = example.main([])
+    out = capsys.readouterr().out
+    stable = results["stable"]
+    assert all(custom < 1e-14 for _, _, custom in stable)  # against 50-digit mpmath
+    assert not np.isfinite(stable[-1][1])  # the naive trace overflows at x = 1000
+    plain, clipped = results["clipping"]
+    assert plain > 1000 and clipped < plain / 1000  # the clip holds the cotangent at every layer
+    no_ste, ste = results["straight_through"]
+    assert no_ste[-1] == no_ste[0]  # round has a zero gradient: nothing learns
+    assert ste[-1] < 1e-3 * ste[0]
+    assert "custom_jvp" in out and "def quantize_jvp(" in out

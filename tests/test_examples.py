@@ -137,18 +137,3 @@ def test_pendulum_rk4_gradient_through_a_loop_matches_finite_differences(capsys)
     assert angle == pendulum.final_angle_python(0.5, 2000)
     assert error < 1e-7 and abs(slope - reference) < 1e-7 * abs(reference)
     assert "loop[" in out and "length=2000" in out
-
-
-def test_custom_gradients_example_shows_stable_clipped_and_straight_through_gradients(capsys):
-    example = load("custom_gradients")
-    results = example.main([])
-    out = capsys.readouterr().out
-    stable = results["stable"]
-    assert all(custom < 1e-14 for _, _, custom in stable)  # against 50-digit mpmath
-    assert not np.isfinite(stable[-1][1])  # the naive trace overflows at x = 1000
-    plain, clipped = results["clipping"]
-    assert plain > 1000 and clipped < plain / 1000  # the clip holds the cotangent at every layer
-    no_ste, ste = results["straight_through"]
-    assert no_ste[-1] == no_ste[0]  # round has a zero gradient: nothing learns
-    assert ste[-1] < 1e-3 * ste[0]
-    assert "custom_jvp" in out and "def quantize_jvp(" in out

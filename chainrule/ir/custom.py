@@ -19,7 +19,9 @@ A node of one result leaf has that leaf's type; several are packed as loops pack
 ``bwd``; forward mode inlines ``rule``; then (``inline_consumed``, called at the end of
 ``reverse`` and ``forward``) the node itself becomes its ``primal`` ops, so an outer derivative
 of its value is the derivative of the function as written, as in JAX, where an inner
-differentiation turns the rules into ordinary operations of the outer trace. A node no
+differentiation turns the rules into ordinary operations of the outer trace (and so do the
+custom nodes in the bodies of a loop or branch it differentiated: its derived bodies used their
+rules, and forward over reverse then differentiates the forward loop's ops as written). A node no
 differentiation reached stays a node (an outer ``grad`` of an inner ``jit`` still uses the rule),
 and the pipeline's ``inline_custom`` pass turns every remaining one into its ``primal`` ops before
 the optimizing passes, so backends see a custom node only in a body run outside the pipeline (an
