@@ -26,6 +26,7 @@ import numpy as np
 from chainrule.ir import OPS, F, Graph, Value
 from chainrule.ir.builder import unbroadcast
 from chainrule.ir.control import tape_loops
+from chainrule.ir.custom import inline_consumed
 
 
 def reverse(
@@ -52,7 +53,7 @@ def reverse(
     with joint.rewriting(rewriter):
         gradients = _backward(joint, forward, wrt, outputs, forward_size, cotangent_inputs)
     joint.set_outputs(outputs + gradients, forward.output_names + [f"d{forward[forward.inputs[p]].name}" for p in wrt])
-    return joint
+    return inline_consumed(joint, rewriter, [joint.inputs[p] for p in wrt])  # used rules become primal ops
 
 
 def _backward(

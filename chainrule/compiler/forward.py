@@ -26,6 +26,7 @@ from typing import cast
 from chainrule.errors import UnsupportedError
 from chainrule.ir import OPS, F, Graph, Value
 from chainrule.ir.builder import apply
+from chainrule.ir.custom import inline_consumed
 from chainrule.ir.ops import LINEAR, MULTILINEAR
 
 
@@ -87,7 +88,7 @@ def forward(
         outputs.append(tangent.id if tangent is not None else jvp.zeros(jvp.type(out)))
         names.append(f"t{primal.output_names[position]}")
     jvp.set_outputs(outputs, names)
-    return jvp
+    return inline_consumed(jvp, None, [mapping[primal.inputs[p]] for p in wrt])  # used rules become primal ops
 
 
 def _tangent(

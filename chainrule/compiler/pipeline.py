@@ -11,7 +11,8 @@
   Jacobian-vector products, VJPs of any output and Hessian-vector products
   (``chainrule.transforms.higher_order``) bring their own passes: ``grad`` and ``jvp``
   (forward mode, after ``grad`` when it is forward over reverse).
-- ``simplified``: identities, stability rewrites, constant folding and CSE
+- ``simplified``: user-defined rules' nodes (``cr.custom_vjp``) become their primal ops (the
+  rules were used by ``grad``/``jvp``, which are done), then identities, stability rewrites, constant folding and CSE
   to a fixed point (unless reverse mode's graph is the input: it already is
   there), then small backward regions simplified by SymPy (symbolic.py).
 - ``checkpointed``: which forward values the backward pass keeps and which it
@@ -42,6 +43,7 @@ from chainrule.compiler.schedule import schedule
 from chainrule.compiler.simplify import simplify, simplify_rule
 from chainrule.compiler.symbolic import symbolic_regions
 from chainrule.ir import Graph
+from chainrule.ir.custom import inline_custom
 
 STAGES = ("traced", "grad", "simplified", "checkpointed", "fused", "scheduled")
 
@@ -104,6 +106,10 @@ def _passes(
     elif wrt is not None:
         passes.append(("grad", "reverse", lambda g: reverse(g, wrt)))
     passes += transforms
+    # differentiation is done: the custom nodes left become their primal ops, simplified as built
+    passes.append(
+        ("simplified", "inline custom rules", lambda g: inline_custom(g, simplify_rule if optimize else None))
+    )
     if optimize:
         if wrt is None or transforms:
             passes.append(("simplified", "simplify", simplify))

@@ -12,6 +12,7 @@ import numpy as np
 
 from chainrule.ir import Graph
 from chainrule.ir.control import Body, run_loop, run_switch, run_while, run_while_vjp
+from chainrule.ir.custom import run_custom
 
 Step = Callable[..., tuple[Any, ...]]
 _COMPILER: list[Callable[[Graph], Step]] = []
@@ -46,10 +47,18 @@ def _while_vjp(operands: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
     return run_while_vjp(attrs["body"].key, attrs["backward"].key, tuple(operands), native_step)
 
 
+def _custom(operands: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
+    # the pipeline inlines custom nodes; one reaches a backend only in a body run outside it
+    result: np.ndarray = run_custom(attrs["primal"].key, tuple(operands), native_step)
+    return result
+
+
 # op -> what its fallback calls (strategies.py declares them)
 RUNNERS: dict[str, Callable[[list[np.ndarray], dict[str, Any]], np.ndarray]] = {
     "loop": _loop,
     "switch": _switch,
     "while": _while,
     "while_vjp": _while_vjp,
+    "custom_vjp": _custom,
+    "custom_jvp": _custom,
 }
