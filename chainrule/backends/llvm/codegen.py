@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING
 
-from chainrule.backends.llvm import blas, loops, parallel, scalar_ops
+from chainrule.backends.llvm import blas, loop_scatter, loops, parallel, scalar_ops
 from chainrule.backends.llvm.gemm import emit_gemm
 from chainrule.backends.llvm.irtext import Function, Module
 from chainrule.backends.llvm.reductions import ReductionNest
@@ -60,7 +60,6 @@ class Codegen:
         self.parallel_min_elements = parallel_min_elements
         self.module = module or Module()  # a loop body is written into its loop's module
         self.loops = 0
-        self.native_bodies = 0
         self.parallel_loops = 0
         self.uses_blas = False
         self.blas_arguments: dict[tuple[str, object], str] = {}  # (type, value) -> the entry's pointer to it
@@ -68,12 +67,8 @@ class Codegen:
 
     # ---- the entry function -----------------------------------------------------------------
 
-    def emit(self) -> str:
-        self.emit_entry()
-        return self.module.text()
-
-    def emit_entry(self, linkage: str = "") -> str:
-        """Write the entry function and what it calls into the module; its symbol."""
+    def emit(self, linkage: str = "") -> str:
+        """Write the entry function and what it calls into the module (``module.text()``); its symbol."""
         plan = self.plan
         entry = self.module.function(
             f"{linkage}void @{self.prefix}_entry(ptr noalias %table, i64 %threads)",
@@ -94,8 +89,8 @@ class Codegen:
                 self._reduction(unit.node_id)
             elif unit.kind == "matmul":
                 emit_gemm(self, unit.node_id)
-            elif unit.kind == "native":
-                loops.emit_native(self, plan.native_loops[unit.node_id])
+            elif unit.kind in ("native", "scatter"):  # loops.py, loop_scatter.py
+                (loops.emit_native if unit.kind == "native" else loop_scatter.emit_scatter)(self, unit.node_id)
             else:
                 self._fallback(unit.node_id)
         self._output_copies()

@@ -27,7 +27,6 @@ A body containing a node that runs through NumPy (a callback) keeps today's Pyth
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +34,17 @@ import numpy as np
 
 from chainrule.backends.llvm import scalar_ops
 from chainrule.backends.llvm.irtext import Function
-from chainrule.backends.llvm.strides import coalesce, contiguous_strides
+from chainrule.backends.llvm.loop_steps import (
+    BodyCall,
+    BodyPlan,
+    Carry,
+    StepSlice,
+    at,
+    copy_elements,
+    counted,
+    gather,
+    while_steps,
+)
 from chainrule.backends.llvm.views import View
 from chainrule.ir.control import Body, loop_leaves, packed_type, while_leaves
 from chainrule.ir.types import TensorType
@@ -46,18 +55,8 @@ if TYPE_CHECKING:
 
 NATIVE_OPS = ("loop", "while", "while_vjp")
 _ALIGNMENT = 64
-_MEMCPY = "declare void @llvm.memcpy.p0.p0.i64(ptr noalias, ptr noalias, i64, i1 immarg)"
 _MALLOC = "declare noalias ptr @malloc(i64)"
 _FREE = "declare void @free(ptr)"
-
-
-@dataclass
-class BodyPlan:
-    """A body planned as a graph of its own, and where its memory is."""
-
-    lowering: Lowering
-    arena: int  # byte offset of its arena in the loop's scratch
-    constants: View  # its constants, placed among the kernel's
 
 
 @dataclass
@@ -183,8 +182,9 @@ def _buffers(
 # ---- emitting ---------------------------------------------------------------------------------
 
 
-def emit_native(gen: Codegen, native: NativeLoop) -> None:
-    """The loop as an outlined function of the kernel, called once from its entry."""
+def emit_native(gen: Codegen, node_id: int) -> None:
+    """The loop (planned by ``plan_native``) as an outlined function of the kernel, called once from its entry."""
+    native = gen.plan.native_loops[node_id]
     gen.loops += 1
     node = gen.graph[native.node_id]
     name = f"{gen.prefix}_native{gen.loops}"
@@ -209,97 +209,6 @@ def _kind(op: str, attrs: dict[str, Any]) -> str:
     )
 
 
-class _BodyCall:
-    """One body as the loop calls it: its own table of pointers (on the stack) and arena (in the
-    loop's scratch); its inputs staged or pointed at, its outputs found after the call."""
-
-    def __init__(self, gen: Codegen, fn: Function, plan: BodyPlan, scratch: str, constants: str):
-        self.gen, self.fn, self.lowering = gen, fn, plan.lowering
-        gen.native_bodies += 1
-        body_gen = type(gen)(
-            plan.lowering,
-            f"{gen.prefix}_body{gen.native_bodies}",
-            gen.max_threads,
-            gen.parallel_min_work,
-            gen.parallel_min_elements,
-            gen.module,
-        )
-        self.symbol = body_gen.emit_entry("internal ")
-        self.table = fn.alloca(f"[{plan.lowering.table_size} x ptr]", "body.table")
-        self.arena = _at(fn, scratch, plan.arena, "body.arena")
-        self.point(0, self.arena)
-        self.point(1, "null")  # no callback: a body with NumPy nodes is not run natively
-        self.point(2, _at(fn, constants, plan.constants.offset, "body.constants"))
-
-    def point(self, slot: int, pointer: str) -> None:
-        place = self.fn.emit(f"getelementptr ptr, ptr {self.table}, i64 {slot}", "body.slot")
-        self.fn.do(f"store ptr {pointer}, ptr {place}")
-
-    def bind(self, k: int, pointer: str) -> None:
-        """Input ``k`` is the contiguous data at ``pointer`` (a 0-d one is copied into its stage)."""
-        spec = self.lowering.inputs[k]
-        if spec.staged is None:
-            assert spec.slot is not None, f"input {k} of a body has neither a stage nor a slot"
-            self.point(spec.slot, pointer)
-            return
-        self.stage(k, self.gen.load(self.fn, pointer, "0", spec.dtype, "in"))
-
-    def stage(self, k: int, value: str) -> None:
-        spec = self.lowering.inputs[k]
-        assert spec.staged is not None, f"input {k} of a body is not staged"
-        place = _at(self.fn, self.arena, spec.staged.offset, "stage")
-        self.gen.store(self.fn, value, place, "0", spec.dtype)
-
-    def writes_through_pointer(self, k: int) -> bool:
-        return self.lowering.outputs[k].slot is not None
-
-    def direct(self, k: int, pointer: str) -> None:
-        """Output ``k`` (a large one) is to be written at ``pointer``."""
-        slot = self.lowering.outputs[k].slot
-        assert slot is not None, f"output {k} of a body is computed in its arena"
-        self.point(slot, pointer)
-
-    def output(self, k: int) -> str:
-        """Where output ``k`` (a small one) is after the call."""
-        view = self.lowering.outputs[k].arena_view
-        assert view is not None, f"output {k} of a body has no place in its arena"
-        return _at(self.fn, self.arena, view.offset, "body.out")
-
-    def call(self) -> None:
-        self.fn.do(f"call void @{self.symbol}(ptr {self.table}, i64 %threads)")
-
-
-class _Carry:
-    """A carry leaf between steps: its buffer and, when the body writes it through a pointer, a
-    second one; the two swap after each step (pointers on the stack, in registers once optimized)."""
-
-    def __init__(self, fn: Function, leaf: TensorType, buffer: str, second: str | None):
-        self.fn, self.leaf = fn, leaf
-        self.current_place = fn.alloca("ptr", "carry.at")
-        fn.do(f"store ptr {buffer}, ptr {self.current_place}")
-        self.next_place: str | None = None
-        if second is not None:
-            self.next_place = fn.alloca("ptr", "carry.next")
-            fn.do(f"store ptr {second}, ptr {self.next_place}")
-
-    def current(self) -> str:
-        return self.fn.emit(f"load ptr, ptr {self.current_place}", "carry")
-
-    def next(self) -> str:
-        assert self.next_place is not None, "a carry copied back has no second buffer"
-        return self.fn.emit(f"load ptr, ptr {self.next_place}", "carry.next")
-
-    def swap(self) -> None:
-        assert self.next_place is not None, "a carry copied back has no second buffer"
-        current, following = self.current(), self.next()
-        self.fn.do(f"store ptr {following}, ptr {self.current_place}")
-        self.fn.do(f"store ptr {current}, ptr {self.next_place}")
-
-
-# A per-step input: the step index -> a pointer to that step's (contiguous) slice
-StepSlice = Callable[[str], str]
-
-
 class _Emitter:
     """Writes one native loop into ``fn`` (see the module doc)."""
 
@@ -309,50 +218,50 @@ class _Emitter:
         self.node = gen.graph[native.node_id]
         self.cache: dict[object, str] = {}
         arena = gen.base(fn, View(0, 0, (), (), "uint8"), self.cache)
-        self.scratch = _at(fn, arena, native.scratch_offset, "scratch")
+        self.scratch = at(fn, arena, native.scratch_offset, "scratch")
         self.constants = gen.base(fn, View(2, 0, (), (), "uint8"), self.cache)
         result = gen.plan.views[native.node_id]
         self.result = gen.base(fn, result, self.cache)
         self.packed = result.dtype
 
     def place(self, what: str, index: int) -> str:
-        return _at(self.fn, self.scratch, self.native.places[(what, index)], what)
+        return at(self.fn, self.scratch, self.native.places[(what, index)], what)
 
     def operand(self, position: int) -> tuple[View, str]:
         view = self.gen.plan.views[self.node.args[position]]
         return view, self.gen.base(self.fn, view, self.cache)
 
-    def call(self, role: str) -> _BodyCall:
-        return _BodyCall(self.gen, self.fn, self.native.bodies[role], self.scratch, self.constants)
+    def call(self, role: str) -> BodyCall:
+        return BodyCall(self.gen, self.fn, self.native.bodies[role], self.scratch, self.constants)
 
-    def carries(self, positions: range, what: str = "carry") -> list[_Carry]:
+    def carries(self, positions: range, what: str = "carry") -> list[Carry]:
         """The carry leaves, their buffers filled from the operands at ``positions``."""
         carries = []
         for k, position in enumerate(positions):
             view, pointer = self.operand(position)
             buffer = self.place(what, k)
-            _gather(self.gen, self.fn, pointer, view, buffer)
+            gather(self.gen, self.fn, pointer, view, buffer)
             key = ("next" if what == "carry" else f"{what[0]}next", k)
             second = self.place(*key) if key in self.native.places else None
-            carries.append(_Carry(self.fn, self.graph.type(self.node.args[position]), buffer, second))
+            carries.append(Carry(self.fn, self.graph.type(self.node.args[position]), buffer, second))
         return carries
 
-    def bind_consts(self, calls: list[_BodyCall], positions: range, first_input: int) -> None:
+    def bind_consts(self, calls: list[BodyCall], positions: range, first_input: int) -> None:
         """The closed-over values, bound once: their inputs start at ``first_input`` in each body."""
         for k, position in enumerate(positions):
             view, pointer = self.operand(position)
             if view.shape and not view.is_contiguous:
                 copy = self.place("const", k)
-                _gather(self.gen, self.fn, pointer, view, copy)
+                gather(self.gen, self.fn, pointer, view, copy)
                 pointer = copy
             for call in calls:
                 call.bind(first_input + k, pointer)
 
     def step(
         self,
-        call: _BodyCall,
+        call: BodyCall,
         t: str,
-        carries: list[_Carry],
+        carries: list[Carry],
         xs: list[StepSlice],
         ys: list[int] | None = None,
         tapes: list[int] | None = None,
@@ -386,10 +295,12 @@ class _Emitter:
             if call.writes_through_pointer(k):
                 carry.swap()
             else:
-                _copy(gen, fn, call.output(k), carry.leaf.dtype, carry.current(), carry.leaf.dtype, carry.leaf.size)
+                copy_elements(
+                    gen, fn, call.output(k), carry.leaf.dtype, carry.current(), carry.leaf.dtype, carry.leaf.size
+                )
         for place, start, leaf in copied:
             size = math.prod(leaf.shape)
-            _copy(gen, fn, place, leaf.dtype, self.leaf_pointer(start, t, size), self.packed, size)
+            copy_elements(gen, fn, place, leaf.dtype, self.leaf_pointer(start, t, size), self.packed, size)
 
     def leaf_pointer(self, start: int, t: str, size: int) -> str:
         """Where entry ``t`` of a stacked leaf starting at element ``start`` of the result is."""
@@ -399,7 +310,9 @@ class _Emitter:
         return self.fn.emit(f"getelementptr {memory}, ptr {self.result}, i64 {at}", "row.p")
 
     def store_leaf(self, source: str, leaf: TensorType, start: int, t: str = "0") -> None:
-        _copy(self.gen, self.fn, source, leaf.dtype, self.leaf_pointer(start, t, leaf.size), self.packed, leaf.size)
+        copy_elements(
+            self.gen, self.fn, source, leaf.dtype, self.leaf_pointer(start, t, leaf.size), self.packed, leaf.size
+        )
 
     # ---- the three kinds --------------------------------------------------------------------
 
@@ -420,7 +333,7 @@ class _Emitter:
         def step(t: str) -> None:
             self.step(call, t, carries, xs, ys, tapes)
 
-        _counted(self.fn, str(length), attrs["reverse"], step)
+        counted(self.fn, str(length), attrs["reverse"], step)
         for k, carry in enumerate(carries):
             self.store_leaf(carry.current(), carry.leaf, int(starts[k]))
 
@@ -436,7 +349,7 @@ class _Emitter:
             if step_view.is_contiguous:
                 return start
             copy = self.place("x", index)
-            _gather(self.gen, self.fn, start, step_view, copy)
+            gather(self.gen, self.fn, start, step_view, copy)
             return copy
 
         return slice_at
@@ -459,7 +372,7 @@ class _Emitter:
             value = self.gen.load(fn, test.output(0), "0", dtype, "holds")
             return scalar_ops.convert(fn, value, dtype, "bool")
 
-        count = _while(fn, condition, lambda t: self.step(call, t, carries, []))
+        count = while_steps(fn, condition, lambda t: self.step(call, t, carries, []))
         leaves = while_leaves(operand_types, self.node.params)
         start = 0
         for carry in carries:
@@ -493,10 +406,10 @@ class _Emitter:
             for carry, tape in zip(carries, tapes):
                 place = fn.emit(f"mul nsw i64 {t}, {carry.leaf.nbytes}", "tape.at")
                 place = fn.emit(f"getelementptr i8, ptr {tape}, i64 {place}", "tape.row")
-                _copy(gen, fn, carry.current(), carry.leaf.dtype, place, carry.leaf.dtype, carry.leaf.size)
+                copy_elements(gen, fn, carry.current(), carry.leaf.dtype, place, carry.leaf.dtype, carry.leaf.size)
             self.step(forward, t, carries, [])
 
-        _counted(fn, count, False, forward_step)
+        counted(fn, count, False, forward_step)
         seeds = self.carries(range(n_backward), "bcarry")
 
         def tape_slice(tape: str, nbytes: int) -> StepSlice:
@@ -507,7 +420,7 @@ class _Emitter:
             return slice_at
 
         xs = [tape_slice(tape, carry.leaf.nbytes) for tape, carry in zip(tapes, carries)]
-        _counted(fn, count, True, lambda t: self.step(backward, t, seeds, xs))
+        counted(fn, count, True, lambda t: self.step(backward, t, seeds, xs))
         for tape in tapes:
             fn.do(f"call void @free(ptr {tape})")
         start = 0
@@ -516,91 +429,3 @@ class _Emitter:
             start += seed.leaf.size
         expected = packed_type(attrs["backward"].output_types).size
         assert start == expected, "a while loop's cotangents are the backward loop's carry"
-
-
-# ---- code helpers -----------------------------------------------------------------------------
-
-
-def _at(fn: Function, pointer: str, byte_offset: int, name: str) -> str:
-    if not byte_offset:
-        return pointer
-    return fn.emit(f"getelementptr i8, ptr {pointer}, i64 {byte_offset}", name)
-
-
-def _counted(fn: Function, length: str, reverse: bool, step: Callable[[str], None]) -> None:
-    """``step(t)`` for ``t`` in ``0 .. length-1`` (``reverse``: downwards); the counter lives on the
-    stack, in a register once optimized."""
-    counter = fn.alloca("i64", "step.count")
-    fn.do(f"store i64 0, ptr {counter}")
-    condition, body, done = fn.label("steps.cond"), fn.label("steps.body"), fn.label("steps.done")
-    fn.do(f"br label %{condition}")
-    fn.place(condition)
-    index = fn.emit(f"load i64, ptr {counter}", "i")
-    more = fn.emit(f"icmp slt i64 {index}, {length}", "more")
-    fn.do(f"br i1 {more}, label %{body}, label %{done}")
-    fn.place(body)
-    if reverse:
-        last = fn.emit(f"sub nsw i64 {length}, 1", "last")
-        t = fn.emit(f"sub nsw i64 {last}, {index}", "t")
-    else:
-        t = index
-    step(t)
-    following = fn.emit(f"add nsw i64 {index}, 1", "i.next")
-    fn.do(f"store i64 {following}, ptr {counter}")
-    fn.do(f"br label %{condition}")
-    fn.place(done)
-
-
-def _while(fn: Function, condition: Callable[[], str], step: Callable[[str], None]) -> str:
-    """``step(t)`` while ``condition()`` holds; the number of steps taken."""
-    counter = fn.alloca("i64", "step.count")
-    fn.do(f"store i64 0, ptr {counter}")
-    test, body, done = fn.label("while.cond"), fn.label("while.body"), fn.label("while.done")
-    fn.do(f"br label %{test}")
-    fn.place(test)
-    holds = condition()
-    fn.do(f"br i1 {holds}, label %{body}, label %{done}")
-    fn.place(body)
-    t = fn.emit(f"load i64, ptr {counter}", "t")
-    step(t)
-    following = fn.emit(f"add nsw i64 {t}, 1", "t.next")
-    fn.do(f"store i64 {following}, ptr {counter}")
-    fn.do(f"br label %{test}")
-    fn.place(done)
-    return fn.emit(f"load i64, ptr {counter}", "count")
-
-
-def _gather(gen: Codegen, fn: Function, source: str, view: View, target: str) -> None:
-    """The elements of ``view`` (its first at ``source``) written contiguously at ``target``."""
-    if 0 in view.shape:
-        return
-    if view.is_contiguous:
-        _copy(gen, fn, source, view.dtype, target, view.dtype, math.prod(view.shape))
-        return
-    extents, strides = coalesce(view.shape, [view.strides, contiguous_strides(view.shape)])
-
-    def payload(offsets: dict[Any, str]) -> None:
-        value = gen.load(fn, source, offsets["s"], view.dtype, "value")
-        gen.store(fn, value, target, offsets["t"], view.dtype)
-
-    gen.nest(fn, extents, {"s": strides[0], "t": strides[1]}, payload)
-
-
-def _copy(
-    gen: Codegen, fn: Function, source: str, source_dtype: str, target: str, target_dtype: str, count: int
-) -> None:
-    """``count`` contiguous elements from ``source`` to ``target``, converted when the dtypes differ."""
-    if count == 0:
-        return
-    if count == 1 or source_dtype != target_dtype:
-
-        def payload(offsets: dict[Any, str]) -> None:
-            value = gen.load(fn, source, offsets["e"], source_dtype, "value")
-            value = scalar_ops.convert(fn, value, source_dtype, target_dtype)
-            gen.store(fn, value, target, offsets["e"], target_dtype)
-
-        gen.nest(fn, [] if count == 1 else [count], {"e": [] if count == 1 else [1]}, payload)
-        return
-    fn.declare(_MEMCPY)
-    nbytes = count * np.dtype(source_dtype).itemsize
-    fn.do(f"call void @llvm.memcpy.p0.p0.i64(ptr {target}, ptr {source}, i64 {nbytes}, i1 false)")

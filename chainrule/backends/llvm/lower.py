@@ -51,7 +51,7 @@ import re
 
 import numpy as np
 
-from chainrule.backends.llvm import loops, scalar_ops
+from chainrule.backends.llvm import loop_scatter, loops, scalar_ops
 from chainrule.backends.llvm.codegen import Codegen
 from chainrule.backends.llvm.plan import Fallback, InputSpec, Loop, Lowered, OutputSpec, Unit
 from chainrule.backends.llvm.strategies import GEMM, SOURCE, VIEW, strategy_of
@@ -218,6 +218,8 @@ class Lowering:
                 self.units.append(Unit("matmul", node_id))
             elif node.op in loops.NATIVE_OPS and self._plan_native_loop(node_id):
                 self.units.append(Unit("native", node_id))
+            elif loop_scatter.is_native(self, node_id):
+                self.units.append(Unit("scatter", node_id))
             else:
                 self.units.append(Unit("fallback", node_id))
 
@@ -437,7 +439,8 @@ class Lowering:
     def _emit(self) -> tuple[str, str, tuple[int, int]]:
         placeholder = "__CHAINRULE_PREFIX__"
         codegen = Codegen(self, placeholder, MAX_THREADS, PARALLEL_MIN_WORK, PARALLEL_MIN_ELEMENTS)
-        text = codegen.emit()
+        codegen.emit()
+        text = codegen.module.text()
         # symbols are unique per kernel (several live in one process), and stable for the disk cache
         prefix = f"cr_{_SYMBOL.sub('_', self.name)}_{hashlib.sha1(text.encode()).hexdigest()[:10]}"
         return text.replace(placeholder, prefix), f"{prefix}_entry", (codegen.loops, codegen.parallel_loops)
