@@ -247,3 +247,47 @@ def test_a_while_loop_kernel_compiled_directly_has_no_callback():
     assert kernel.lowered is not None and kernel.lowered.fallbacks == []
     expected = python_while(lambda v: v < 10.0, lambda v: v * 1.5 + 0.1, 1.0)
     assert kernel.fn(np.asarray(1.0))[0] == pytest.approx(expected, rel=1e-15)
+
+
+def test_a_cond_inside_a_scan_body_is_a_native_switch_and_differentiates_the_branch_taken():
+    def model(cond):
+        def loss(x0, xs):
+            def step(c, x):
+                c = cond(x > 0, lambda a: a * x + np.sin(a), lambda a: a - x * x, c)
+                return c, 2 * c
+
+            c, ys = cr.scan(step, x0, xs) if cond is cr.cond else python_scan_pairs(step, x0, xs)
+            return c + np.sum(ys)
+
+        return loss
+
+    def python_cond(pred, true_fun, false_fun, operand):
+        return true_fun(operand) if pred else false_fun(operand)
+
+    def python_scan_pairs(step, c, xs):
+        ys = []
+        for x in xs:
+            c, y = step(c, x)
+            ys.append(y)
+        return c, np.stack(ys)
+
+    xs = np.array([0.5, -0.3, 0.8, -1.1, 0.2])
+    compiled = cr.value_and_grad(model(cr.cond), backend="llvm")
+    source = native_source(compiled, 0.4, xs)
+    assert "(a native switch" in source
+    value, slope = compiled(0.4, xs)
+    assert value == pytest.approx(model(python_cond)(0.4, xs), rel=1e-14)
+    assert relative_error(slope, numerical_gradient(model(python_cond), (0.4, xs), 0)) < 1e-7
+
+
+@pytest.mark.parametrize("index", [-3, 0, 1, 2, 7])
+def test_a_native_switch_clamps_its_index_and_returns_large_and_integer_results(index):
+    # 700 float64 per result (5,600 bytes: written by the branch through a pointer) beside an int
+    branches = [lambda a: (a + 1, np.int64(1)), lambda a: (a * 2, np.int64(2)), lambda a: (np.sin(a), np.int64(3))]
+    compiled = cr.jit(lambda i, a: cr.switch(i, branches, a), backend="llvm")
+    a = np.linspace(-1.0, 1.0, 700)
+    assert "(a native switch" in native_source(compiled, np.int64(index), a)
+    values, tag = compiled(np.int64(index), a)
+    expected_values, expected_tag = branches[min(max(index, 0), 2)](a)
+    np.testing.assert_allclose(values, expected_values, rtol=1e-15)
+    assert tag == expected_tag and np.asarray(tag).dtype == np.int64

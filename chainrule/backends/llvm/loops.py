@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from chainrule.backends.llvm.codegen import Codegen
     from chainrule.backends.llvm.lower import Lowering
 
-NATIVE_OPS = ("loop", "while", "while_vjp")
+NATIVE_OPS = ("loop", "while", "while_vjp", "switch")
 _ALIGNMENT = 64
 _MALLOC = "declare noalias ptr @malloc(i64)"
 _FREE = "declare void @free(ptr)"
@@ -80,6 +80,8 @@ def _roles(op: str, attrs: dict[str, Any]) -> dict[str, Body]:
         return {"body": attrs["body"]}
     if op == "while":
         return {"cond": attrs["cond"], "body": attrs["body"]}
+    if op == "switch":
+        return {f"branch{b}": branch for b, branch in enumerate(attrs["branches"])}
     return {"body": attrs["body"], "backward": attrs["backward"]}
 
 
@@ -157,6 +159,12 @@ def _buffers(
             # a large y of another dtype than the packed result: written here, converted into it
             "y": [t if outputs[n_carry + j].slot is not None and t.dtype != packed else None for j, t in enumerate(ys)],
         }
+    if op == "switch":
+        outputs = planned["branch0"].outputs
+        packed = packed_type(attrs["branches"][0].output_types).dtype
+        ys = [TensorType(o.shape, o.dtype) for o in outputs]
+        large = [any(p.outputs[k].slot is not None for p in planned.values()) for k in range(len(ys))]
+        return {"const": list(types[1:]), "y": [t if big and t.dtype != packed else None for t, big in zip(ys, large)]}
     if op == "while":
         n_carry = attrs["n_carry"]
         outputs = planned["body"].outputs
@@ -191,13 +199,17 @@ def emit_native(gen: Codegen, node_id: int) -> None:
     comment = f"{gen.describe(native.node_id)}\n(a native {_kind(node.op, node.params)})"
     fn = gen.module.function(f"internal void @{name}(ptr noalias %table, i64 %threads)", comment)
     emitter = _Emitter(gen, fn, native)
-    {"loop": emitter.scan, "while": emitter.while_loop, "while_vjp": emitter.while_vjp}[node.op]()
+    kinds = {"loop": emitter.scan, "while": emitter.while_loop, "while_vjp": emitter.while_vjp}
+    kinds["switch"] = emitter.switch
+    kinds[node.op]()
     fn.do("ret void")
     gen.entry.note(comment)
     gen.entry.do(f"call void @{name}(ptr %table, i64 {gen.threads})")
 
 
 def _kind(op: str, attrs: dict[str, Any]) -> str:
+    if op == "switch":
+        return "switch: " + ", ".join(f"{{{b.graph.name}}}" for b in attrs["branches"])
     if op == "loop":
         direction = "backwards" if attrs["reverse"] else "forwards"
         return f"loop of {attrs['length']} steps, {direction}, body {{{attrs['body'].graph.name}}} called each step"
@@ -279,17 +291,7 @@ class _Emitter:
                 call.direct(k, carry.next())
         for i, slice_at in enumerate(xs):
             call.bind(1 + len(carries) + i, slice_at(t))
-        copied = []
-        for j, start in enumerate(ys or []):
-            k = len(carries) + j
-            leaf = call.lowering.outputs[k]
-            if call.writes_through_pointer(k) and leaf.dtype == self.packed:
-                call.direct(k, self.leaf_pointer(start, t, math.prod(leaf.shape)))
-                continue
-            place = call.output(k) if not call.writes_through_pointer(k) else self.place("y", j)
-            if call.writes_through_pointer(k):
-                call.direct(k, place)
-            copied.append((place, start, leaf))
+        copied = self.route_outputs(call, len(carries), ys or [], t)
         call.call()
         for k, carry in enumerate(carries):
             if call.writes_through_pointer(k):
@@ -298,9 +300,29 @@ class _Emitter:
                 copy_elements(
                     gen, fn, call.output(k), carry.leaf.dtype, carry.current(), carry.leaf.dtype, carry.leaf.size
                 )
-        for place, start, leaf in copied:
+        self.copy_outputs(copied, t)
+
+    def route_outputs(self, call: BodyCall, first: int, starts: list[int], t: str) -> list[tuple[str, int, str, int]]:
+        """Before the call: outputs ``first, first+1, ...`` go to entry ``t`` of the packed result's
+        leaves at element offsets ``starts``. A large one of the packed dtype is written there by the
+        body; the others are copied (converted) after the call: (place, start, dtype, size) each."""
+        copied = []
+        for j, start in enumerate(starts):
+            k = first + j
+            leaf = call.lowering.outputs[k]
             size = math.prod(leaf.shape)
-            copy_elements(gen, fn, place, leaf.dtype, self.leaf_pointer(start, t, size), self.packed, size)
+            if not call.writes_through_pointer(k):
+                copied.append((call.output(k), start, leaf.dtype, size))
+            elif leaf.dtype == self.packed:
+                call.direct(k, self.leaf_pointer(start, t, size))
+            else:
+                call.direct(k, self.place("y", j))
+                copied.append((self.place("y", j), start, leaf.dtype, size))
+        return copied
+
+    def copy_outputs(self, copied: list[tuple[str, int, str, int]], t: str) -> None:
+        for place, start, dtype, size in copied:
+            copy_elements(self.gen, self.fn, place, dtype, self.leaf_pointer(start, t, size), self.packed, size)
 
     def leaf_pointer(self, start: int, t: str, size: int) -> str:
         """Where entry ``t`` of a stacked leaf starting at element ``start`` of the result is."""
@@ -353,6 +375,32 @@ class _Emitter:
             return copy
 
         return slice_at
+
+    def switch(self) -> None:
+        """The branch the index picks (clamped to the branches, as jax.lax.switch does), called once."""
+        fn, gen = self.fn, self.gen
+        branches = self.node.params["branches"]
+        index_view, index_pointer = self.operand(0)
+        index = gen.load(fn, index_pointer, "0", index_view.dtype, "index")
+        index = scalar_ops.convert(fn, index, index_view.dtype, "int64")
+        below = fn.emit(f"icmp slt i64 {index}, 0", "below")
+        index = fn.emit(f"select i1 {below}, i64 0, i64 {index}", "index")
+        above = fn.emit(f"icmp sgt i64 {index}, {len(branches) - 1}", "above")
+        index = fn.emit(f"select i1 {above}, i64 {len(branches) - 1}, i64 {index}", "index")
+        calls = [self.call(f"branch{b}") for b in range(len(branches))]
+        self.bind_consts(calls, range(1, len(self.node.args)), 0)
+        starts = [int(s) for s in np.cumsum([0] + [t.size for t in branches[0].output_types])[:-1]]
+        labels = [fn.label(f"branch{b}") for b in range(len(branches))]
+        done = fn.label("switch.done")
+        cases = " ".join(f"i64 {b}, label %{label}" for b, label in enumerate(labels))
+        fn.do(f"switch i64 {index}, label %{labels[0]} [ {cases} ]")
+        for call, label in zip(calls, labels):
+            fn.place(label)
+            copied = self.route_outputs(call, 0, starts, "0")
+            call.call()
+            self.copy_outputs(copied, "0")
+            fn.do(f"br label %{done}")
+        fn.place(done)
 
     def while_loop(self) -> None:
         n_carry = self.node.params["n_carry"]
