@@ -21,7 +21,10 @@ machine is shared: expect noise.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 import time
 import types
 from collections.abc import Callable
@@ -76,11 +79,23 @@ def _time(call: Callable[[], object], runs: int) -> tuple[float, float]:
 
 
 def measure_chainrule(fn: Callable, steps: int, backend: str, repeats: int) -> tuple[float, float]:
-    """Medians of (compile seconds, seconds per call) of cr.value_and_grad(fn) on ``backend``."""
+    """Medians of (compile seconds, seconds per call) of cr.value_and_grad(fn) on ``backend``, each
+    compiled cold: a new function object and an empty object-code cache (the llvm backend keeps
+    compiled modules on disk, keyed by their IR: a repeat would otherwise load the first one's)."""
     compiles, calls = [], []
+    previous = os.environ.get("CHAINRULE_CACHE_DIR")
     for _ in range(repeats):
-        gradient = cr.value_and_grad(_fresh(fn), argnums=(0, 1, 2), backend=backend)
-        first, call = _time(lambda gradient=gradient: gradient(*POINT, steps), 5)
+        cache = tempfile.mkdtemp(prefix="chainrule-bench-")
+        os.environ["CHAINRULE_CACHE_DIR"] = cache
+        try:
+            gradient = cr.value_and_grad(_fresh(fn), argnums=(0, 1, 2), backend=backend)
+            first, call = _time(lambda gradient=gradient: gradient(*POINT, steps), 5)
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+            if previous is None:
+                del os.environ["CHAINRULE_CACHE_DIR"]
+            else:
+                os.environ["CHAINRULE_CACHE_DIR"] = previous
         compiles.append(max(first - call, 0.0))
         calls.append(call)
     return median(compiles), median(calls)
@@ -142,6 +157,7 @@ def main(argv=None) -> list[tuple]:
     args = parser.parse_args(argv)
     trip_counts = [int(n) for n in args.steps.split(",")]
     unrolled = {int(n) for n in args.unrolled.split(",")}
+    measure_chainrule(fori_angle, 2, "llvm", 1)  # imports and first-use setup, not measured
     rows = []
     for steps in trip_counts:
         native = measure_chainrule(fori_angle, steps, "llvm", args.repeats)

@@ -29,7 +29,11 @@ How nodes become code:
   (``@chainrule_dgemm``/``sgemm``), row-major as column-major with the operands
   swapped; a transposed operand is gemm's "T", so ``A.T @ B`` copies nothing.
   (An operand that is neither row- nor column-major makes the matmul a fallback.)
-- **Everything else** (integer-array indexing, scatter_add, concatenate, a
+- **Loops and branches** (``loop``, ``while``, ``while_vjp``, ``switch``): native loops
+  (``loops.py``) calling their bodies, each body planned as a graph of its own and written into
+  this module; a body with a node run by NumPy keeps the Python-driven loop (``control.py``).
+  A ``scatter_add`` at a basic index (a loop gradient's unpacking) is native too (``loop_scatter.py``).
+- **Everything else** (integer-array indexing, scatter_add at an index array, concatenate, a
   reshape of non-contiguous data, matmul on integers or of more than 64 batch
   elements, dtypes without LLVM arithmetic such as float16) runs its NumPy lowering
   from the native code through a Python callback (``Fallback``), on views of
