@@ -94,11 +94,12 @@ def plan_native(lowering: Lowering, node_id: int) -> NativeLoop | str:
     bodies = _roles(node.op, node.params)
     for body in bodies.values():
         dtypes |= {t.dtype for t in body.input_types + body.output_types}
+    driven = "a Python-driven " + ("switch calling its branch's native code" if node.op == "switch" else "loop")
     unsupported = sorted(d for d in dtypes if d not in scalar_ops.TYPES)
     if unsupported:
-        return f"a Python-driven loop: the llvm backend has no {', '.join(unsupported)} arithmetic"
+        return f"{driven}: the llvm backend has no {', '.join(unsupported)} arithmetic"
     if node.op == "while_vjp" and len(node.params["backward"].output_types) != _backward_carry(node.params):
-        return "a Python-driven loop: its backward body stacks per-step outputs"
+        return f"{driven}: its backward body stacks per-step outputs"
     planned: dict[str, Lowering] = {}
     for role, body in bodies.items():
         inner = type(lowering)(body.graph, body.graph.name)
@@ -106,10 +107,8 @@ def plan_native(lowering: Lowering, node_id: int) -> NativeLoop | str:
         numpy_units = [u.node_id for u in inner.units if u.kind == "fallback"]
         if numpy_units:
             culprit = body.graph[numpy_units[0]]
-            return (
-                f"a Python-driven loop calling its {role}'s native code once a step: the {role} runs "
-                f"%{numpy_units[0]} {culprit.op} through NumPy"
-            )
+            once = "" if node.op == "switch" else f" calling its {role}'s native code once a step"
+            return f"{driven}{once}: the {role} runs %{numpy_units[0]} {culprit.op} through NumPy"
         planned[role] = inner
     places: dict[tuple[str, int], int] = {}
     scratch = [0]
