@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING
 
-from chainrule.backends.llvm import blas, parallel, scalar_ops
+from chainrule.backends.llvm import blas, loop_scatter, loops, parallel, scalar_ops
 from chainrule.backends.llvm.gemm import emit_gemm
 from chainrule.backends.llvm.irtext import Function, Module
 from chainrule.backends.llvm.reductions import ReductionNest
@@ -44,7 +44,13 @@ class Codegen:
     """Writes the module for a planned ``Lowering`` (see lower.py)."""
 
     def __init__(
-        self, plan: Lowering, prefix: str, max_threads: int, parallel_min_work: int, parallel_min_elements: int
+        self,
+        plan: Lowering,
+        prefix: str,
+        max_threads: int,
+        parallel_min_work: int,
+        parallel_min_elements: int,
+        module: Module | None = None,
     ):
         self.plan = plan
         self.graph = plan.graph
@@ -52,7 +58,7 @@ class Codegen:
         self.max_threads = max_threads
         self.parallel_min_work = parallel_min_work
         self.parallel_min_elements = parallel_min_elements
-        self.module = Module()
+        self.module = module or Module()  # a loop body is written into its loop's module
         self.loops = 0
         self.parallel_loops = 0
         self.uses_blas = False
@@ -61,10 +67,12 @@ class Codegen:
 
     # ---- the entry function -----------------------------------------------------------------
 
-    def emit(self) -> str:
+    def emit(self, linkage: str = "") -> str:
+        """Write the entry function and what it calls into the module (``module.text()``); its symbol."""
         plan = self.plan
         entry = self.module.function(
-            f"void @{self.prefix}_entry(ptr noalias %table, i64 %threads)", f"{plan.name}: the whole function, one call"
+            f"{linkage}void @{self.prefix}_entry(ptr noalias %table, i64 %threads)",
+            f"{plan.name}: the whole function, one call",
         )
         self.entry = entry
         accumulators = max([self._accumulator_count(u) for u in plan.units] + [1])
@@ -81,6 +89,8 @@ class Codegen:
                 self._reduction(unit.node_id)
             elif unit.kind == "matmul":
                 emit_gemm(self, unit.node_id)
+            elif unit.kind in ("native", "scatter"):  # loops.py, loop_scatter.py
+                (loops.emit_native if unit.kind == "native" else loop_scatter.emit_scatter)(self, unit.node_id)
             else:
                 self._fallback(unit.node_id)
         self._output_copies()
@@ -89,7 +99,7 @@ class Codegen:
             self.module.header.append(parallel.RUNTIME.format(p=self.prefix, max_threads=self.max_threads))
         if self.uses_blas:
             self.module.declare(blas.DECLARATIONS.strip())
-        return self.module.text()
+        return f"{self.prefix}_entry"
 
     def _accumulator_count(self, unit: Unit) -> int:
         if unit.loop is None:
@@ -434,7 +444,8 @@ class Codegen:
         entry = self.entry
         index = len(self.plan.fallbacks)
         self.plan.add_fallback(node_id)
-        entry.note(f"{self.describe(node_id)}\n(run by NumPy: {self.graph[node_id].op} has no native lowering here)")
+        why = self.plan.fallback_notes.get(node_id, f"{self.graph[node_id].op} has no native lowering here")
+        entry.note(f"{self.describe(node_id)}\n(run by NumPy: {why})")
         slot = entry.emit("getelementptr ptr, ptr %table, i64 1", "callback.p")
         callback = entry.emit(f"load ptr, ptr {slot}", "callback")
         entry.do(f"call void {callback}(i64 {index})")

@@ -29,7 +29,11 @@ How nodes become code:
   (``@chainrule_dgemm``/``sgemm``), row-major as column-major with the operands
   swapped; a transposed operand is gemm's "T", so ``A.T @ B`` copies nothing.
   (An operand that is neither row- nor column-major makes the matmul a fallback.)
-- **Everything else** (integer-array indexing, scatter_add, concatenate, a
+- **Loops and branches** (``loop``, ``while``, ``while_vjp``, ``switch``): native loops
+  (``loops.py``) calling their bodies, each body planned as a graph of its own and written into
+  this module; a body with a node run by NumPy keeps the Python-driven loop (``control.py``).
+  A ``scatter_add`` at a basic index (a loop gradient's unpacking) is native too (``loop_scatter.py``).
+- **Everything else** (integer-array indexing, scatter_add at an index array, concatenate, a
   reshape of non-contiguous data, matmul on integers or of more than 64 batch
   elements, dtypes without LLVM arithmetic such as float16) runs its NumPy lowering
   from the native code through a Python callback (``Fallback``), on views of
@@ -51,7 +55,7 @@ import re
 
 import numpy as np
 
-from chainrule.backends.llvm import scalar_ops
+from chainrule.backends.llvm import loop_scatter, loops, scalar_ops
 from chainrule.backends.llvm.codegen import Codegen
 from chainrule.backends.llvm.plan import Fallback, InputSpec, Loop, Lowered, OutputSpec, Unit
 from chainrule.backends.llvm.strategies import GEMM, SOURCE, VIEW, strategy_of
@@ -98,19 +102,16 @@ class Lowering:
         self.arena_bytes = 0
         self.stored: set[int] = set()  # loop members whose value goes to memory
         self.view_nodes: list[int] = []  # view ops that are views (no code), in id order
+        self.native_loops: dict[int, loops.NativeLoop] = {}  # control nodes run as native loops
+        self.fallback_notes: dict[int, str] = {}  # why a node runs through NumPy, for the dump
 
     # ---- planning ---------------------------------------------------------------------------
 
     def run(self) -> Lowered:
-        graph = self.graph
-        live = graph.live_nodes()
-        self._place_sources(live)
-        self._form_units(live)
-        self._plan_outputs()
-        self._allocate()
+        self.plan()
         module_text, entry, counts = self._emit()
         constants = np.frombuffer(b"".join(self.constant_chunks) or b"\0" * 8, dtype=np.uint8).copy()
-        longest = max([u.loop.steps for u in self.units if u.loop is not None and math.prod(u.loop.shape) > 1] + [0])
+        longest = self.longest_loop()
         return Lowered(
             module_text,
             entry,
@@ -124,6 +125,20 @@ class Lowering:
             longest,
         )
 
+    def plan(self) -> None:
+        """Everything but the code: units, outputs, memory (a loop body is planned so, then emitted
+        into its loop's module)."""
+        live = self.graph.live_nodes()
+        self._place_sources(live)
+        self._form_units(live)
+        self._plan_outputs()
+        self._allocate()
+
+    def longest_loop(self) -> int:
+        """Steps in the longest loop body over more than one element, native loops' bodies included."""
+        own = [u.loop.steps for u in self.units if u.loop is not None and math.prod(u.loop.shape) > 1]
+        return max(own + [n.longest for n in self.native_loops.values()] + [0])
+
     def _new_slot(self) -> int:
         self.table_size += 1
         return self.table_size - 1
@@ -136,6 +151,10 @@ class Lowering:
         self.constant_chunks.append(data + b"\0" * padding)
         self.constant_bytes += len(data) + padding
         return View(CONSTANTS, offset, array.shape, contiguous_strides(array.shape), array.dtype.name)
+
+    def place_constant_bytes(self, data: bytes) -> View:
+        """``data`` among the kernel's constants, 64-byte aligned (a loop body's own constants)."""
+        return self._constant(np.frombuffer(data, np.uint8))
 
     def _place_sources(self, live: list[int]) -> None:
         graph = self.graph
@@ -201,8 +220,21 @@ class Lowering:
                 self.units.append(Unit("reduce" if self._lowerable_reduction(node_id) else "fallback", node_id))
             elif strategy == GEMM and self._gemm_ready(node_id):
                 self.units.append(Unit("matmul", node_id))
+            elif node.op in loops.NATIVE_OPS and self._plan_native_loop(node_id):
+                self.units.append(Unit("native", node_id))
+            elif loop_scatter.is_native(self, node_id):
+                self.units.append(Unit("scatter", node_id))
             else:
                 self.units.append(Unit("fallback", node_id))
+
+    def _plan_native_loop(self, node_id: int) -> bool:
+        """Can this loop run as a native loop (its bodies lowered without NumPy)? Else note why."""
+        native = loops.plan_native(self, node_id)
+        if isinstance(native, str):
+            self.fallback_notes[node_id] = native
+            return False
+        self.native_loops[node_id] = native
+        return True
 
     def _supported_dtypes(self, node_id: int) -> bool:
         node = self.graph[node_id]
@@ -389,6 +421,10 @@ class Lowering:
                     self.outputs[output].arena_view = self.views[node_id]
                 else:
                     dying.setdefault(max(last_read.get(node_id, index), index), []).append((offset, node_type.nbytes))
+            native = self.native_loops.get(unit.node_id) if unit.kind == "native" else None
+            if native is not None:  # the loop's working memory, free again once it has run
+                native.scratch_offset = arena.take(native.scratch_bytes)
+                dying.setdefault(index, []).append((native.scratch_offset, native.scratch_bytes))
             for offset, size in dying.pop(index, ()):
                 arena.give_back(offset, size)
         for index, _ in self.output_copies:
@@ -407,7 +443,8 @@ class Lowering:
     def _emit(self) -> tuple[str, str, tuple[int, int]]:
         placeholder = "__CHAINRULE_PREFIX__"
         codegen = Codegen(self, placeholder, MAX_THREADS, PARALLEL_MIN_WORK, PARALLEL_MIN_ELEMENTS)
-        text = codegen.emit()
+        codegen.emit()
+        text = codegen.module.text()
         # symbols are unique per kernel (several live in one process), and stable for the disk cache
         prefix = f"cr_{_SYMBOL.sub('_', self.name)}_{hashlib.sha1(text.encode()).hexdigest()[:10]}"
         return text.replace(placeholder, prefix), f"{prefix}_entry", (codegen.loops, codegen.parallel_loops)

@@ -73,6 +73,6 @@ class Loop:
 
 @dataclass
 class Unit:
-    kind: str  # "loop", "reduce", "matmul", "fallback"
+    kind: str  # "loop", "reduce", "matmul", "native" (loops.py), "scatter" (loop_scatter.py), "fallback"
     node_id: int = -1
     loop: Loop | None = None
