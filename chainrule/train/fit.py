@@ -98,6 +98,8 @@ def fit(
     progress: bool = True,
     fused: bool = True,
     backend: str = "numpy",
+    client: Any = None,
+    transport: str | None = None,
 ) -> FitResult:
     """Train ``params`` of ``model`` (a layer, or a function ``predict(params, x)``) on ``(x, y)``.
 
@@ -108,6 +110,11 @@ def fit(
     "cross_entropy"; ``l2`` adds ``nn.l2_penalty(params, l2)``. The progress bar
     is tqdm's when tqdm is installed, else one line of text on stderr. ``backend``
     ("numpy" or "llvm") compiles the step and the evaluation.
+
+    With a Dask ``client`` (``pip install "chainrule[dask]"``), each step's gradient is computed
+    data-parallel on the client's workers, one chunk of the batch per worker, and the update on
+    this process (``chainrule.distributed.data_parallel_step``); ``transport="float16"`` sends
+    the chunks' gradients in half precision. The result equals one-process training to rounding.
     """
     layer = model if isinstance(model, Layer) else _FunctionModel(model)
     loss_of = _loss_function(loss)
@@ -120,9 +127,22 @@ def fit(
     if validation_data is not None:
         validation_data = tuple(np.asarray(part) for part in validation_data)
     objective, evaluation = _objectives(layer, loss_of, l2)
-    step = train_step(
-        objective, optimizer, has_aux=True, clip_norm=clip_norm, clip_value=clip_value, fused=fused, backend=backend
-    )
+    if client is not None:
+        from chainrule.distributed import data_parallel_step  # imports Dask
+
+        step = data_parallel_step(
+            objective,
+            optimizer,
+            client,
+            clip_norm=clip_norm,
+            clip_value=clip_value,
+            transport=transport,
+            backend=backend,
+        )
+    else:
+        step = train_step(
+            objective, optimizer, has_aux=True, clip_norm=clip_norm, clip_value=clip_value, fused=fused, backend=backend
+        )
     evaluate = cr.jit(evaluation, backend=backend)
     stopper = _stopper(early_stopping, validation_data)
     rng = np.random.default_rng(seed)
