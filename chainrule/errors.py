@@ -43,6 +43,11 @@ class ChainruleError(Exception):
         quoted = f"\n    {text}" if text else ""
         return f"{where}: {message}{quoted}"
 
+    def __reduce__(self) -> tuple:
+        # the message and location, not the formatted text: an error raised on a Dask worker is
+        # re-raised on the client as the same error, quoting the user's line
+        return type(self), (self.bare_message, self.loc)
+
     def at(self, loc: Loc | None) -> ChainruleError:
         """The same error, located at ``loc`` (if it had no location yet)."""
         if self.loc is not None or loc is None:

@@ -26,7 +26,8 @@ ALLOWED = {
     "transforms": {"errors", "ir", "frontends", "compiler", "backends"},
     "nn": {"errors", "ir", "frontends"},
     "optim": {"errors", "ir", "frontends", "transforms"},
-    "train": {"errors", "ir", "frontends", "transforms", "nn", "optim"},
+    "distributed": {"errors", "ir", "frontends", "transforms", "optim"},
+    "train": {"errors", "ir", "frontends", "transforms", "nn", "optim", "distributed"},
     "cli": {"errors", "ir", "frontends", "compiler", "backends", "transforms", "nn", "optim", "train", "package"},
     "package": {"errors", "ir", "frontends", "compiler", "backends", "transforms", "nn", "optim", "train", "cli"},
 }

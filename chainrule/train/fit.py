@@ -98,6 +98,8 @@ def fit(
     progress: bool = True,
     fused: bool = True,
     backend: str = "numpy",
+    client: Any = None,
+    transport: str | None = None,
 ) -> FitResult:
     """Train ``params`` of ``model`` (a layer, or a function ``predict(params, x)``) on ``(x, y)``.
 
@@ -108,6 +110,9 @@ def fit(
     "cross_entropy"; ``l2`` adds ``nn.l2_penalty(params, l2)``. The progress bar
     is tqdm's when tqdm is installed, else one line of text on stderr. ``backend``
     ("numpy" or "llvm") compiles the step and the evaluation.
+
+    A Dask ``client`` computes each step's gradient data-parallel on its workers, equal to this
+    process's to rounding (``chainrule.distributed.data_parallel_step``; ``transport="float16"``).
     """
     layer = model if isinstance(model, Layer) else _FunctionModel(model)
     loss_of = _loss_function(loss)
@@ -120,9 +125,7 @@ def fit(
     if validation_data is not None:
         validation_data = tuple(np.asarray(part) for part in validation_data)
     objective, evaluation = _objectives(layer, loss_of, l2)
-    step = train_step(
-        objective, optimizer, has_aux=True, clip_norm=clip_norm, clip_value=clip_value, fused=fused, backend=backend
-    )
+    step = _step(objective, optimizer, client, transport, clip_norm, clip_value, fused, backend)
     evaluate = cr.jit(evaluation, backend=backend)
     stopper = _stopper(early_stopping, validation_data)
     rng = np.random.default_rng(seed)
@@ -174,6 +177,19 @@ class _EpochLoop:
         finally:
             bar.close()
         return params, opt_state, state, history, stopped_epoch
+
+
+def _step(objective, optimizer, client, transport, clip_norm, clip_value, fused, backend) -> Callable[..., Any]:
+    """The compiled train step, or with a Dask ``client`` the data-parallel one."""
+    if client is None:
+        return train_step(
+            objective, optimizer, has_aux=True, clip_norm=clip_norm, clip_value=clip_value, fused=fused, backend=backend
+        )
+    from chainrule.distributed import data_parallel_step  # imports Dask
+
+    return data_parallel_step(
+        objective, optimizer, client, clip_norm=clip_norm, clip_value=clip_value, transport=transport, backend=backend
+    )
 
 
 def _objectives(

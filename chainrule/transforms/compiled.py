@@ -23,6 +23,7 @@ from chainrule.frontends.trace import ArgsSpec, LeafSpec, call_key, describe_arg
 from chainrule.frontends.tracer import Tracer
 from chainrule.ir import Graph, Value
 from chainrule.transforms.options import checked_options
+from chainrule.transforms.portable import PER_PROCESS_STATE, function_payload, rebuild
 
 if TYPE_CHECKING:
     from chainrule.backends.llvm.kernel import LlvmKernel
@@ -151,7 +152,6 @@ class Compiled:
         if backend not in _BACKENDS:
             raise UnsupportedError(f"backend {backend!r} is not available; this build has {', '.join(_BACKENDS)}")
         validate_policy(checkpoint)
-        self.fn = fn
         self.transform = transform
         self.argnums = argnums
         self._argnum_tuple = argnum_tuple(argnums)
@@ -159,19 +159,29 @@ class Compiled:
         self.checkpoint = checkpoint
         self.check_nans = check_nans
         self.optimize = optimize
+        self._cache_options = (transform, self._argnum_tuple, backend, checkpoint, check_nans, optimize)
+        # updated=(): wrapping another Compiled must not copy its __dict__ (cache, transform) over ours
+        functools.update_wrapper(self, fn, updated=())
+        self.attach(fn)
+
+    def attach(self, fn: Callable[..., Any]) -> None:
+        """Make ``fn`` the compiled function, with this process's caches of it (also on unpickling)."""
+        self.fn = self.__wrapped__ = fn
         # ArgsSpec -> its specialization; call_key -> (the same specialization, which leaves are its
         # inputs, which of those need np.asarray). Shared by every Compiled of this function with these
         # options, as jax.jit shares its cache: cr.grad(f) made again in a loop compiles nothing.
-        self._cache, self._by_key = _shared_caches(
-            fn, (transform, self._argnum_tuple, backend, checkpoint, check_nans, optimize)
-        )
+        self._cache, self._by_key = _shared_caches(fn, self._cache_options)
         self._positions: dict[int, tuple[int, ...]] = {}  # argument count -> differentiated positions
         # (argument classes, call) for the last signature whose arguments are all traced scalars
         # (np.float64(4.2), a differentiated float): their classes alone fix the specialization,
         # so such a call skips call_key (microseconds, as much as a small llvm kernel runs)
         self._scalar_call: tuple[tuple[type, ...], Callable[..., Any]] | None = None
-        # updated=(): wrapping another Compiled must not copy its __dict__ (cache, transform) over ours
-        functools.update_wrapper(self, fn, updated=())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle the function (by reference, or by value for a lambda) and the options, never a
+        kernel: the receiving process compiles once (``chainrule.transforms.portable``)."""
+        state = {key: value for key, value in self.__dict__.items() if key not in PER_PROCESS_STATE}
+        return rebuild, (type(self), function_payload(self.fn), state)
 
     @property
     def _function_name(self) -> str:

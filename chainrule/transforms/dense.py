@@ -24,6 +24,7 @@ from chainrule.ir import Graph, TensorType
 from chainrule.transforms.compiled import argnum_tuple
 from chainrule.transforms.higher_order import Argnums, Linearized, derivative_layout
 from chainrule.transforms.options import checked_options
+from chainrule.transforms.portable import function_payload, rebuild
 
 
 class _DenseDerivative(ABC):
@@ -47,6 +48,17 @@ class _DenseDerivative(ABC):
         self.kernel_calls: int | None = None
         self.mode_used: str | None = None
         self._not_vectorizable: set[ArgsSpec] = set()  # specs whose graphs have an op without a batching rule
+
+    def attach(self, fn: Callable[..., Any]) -> None:
+        """Make ``fn`` the differentiated function (on unpickling: ``chainrule.transforms.portable``)."""
+        self.fn = fn
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as the function and options; its passes (Compileds) pickle themselves."""
+        state = {key: value for key, value in self.__dict__.items() if key not in ("fn", "_outputs")}
+        if "_outputs" in self.__dict__:  # a Jacobian's traced output types: rebuilt by each process
+            state["_outputs"] = {}
+        return rebuild, (type(self), function_payload(self.fn), state)
 
     def _describe(self, args: tuple[Any, ...]) -> tuple[ArgsSpec, list[Any], list[TensorType], list[TreeDef]]:
         """(spec, leaves, their differentiated leaves' types, the differentiated arguments' structures)."""

@@ -1,0 +1,216 @@
+"""A loss's value and gradient over data chunked along the batch axis, computed on Dask workers.
+
+Each chunk of rows runs the compiled ``value_and_grad`` on a worker (compiled once per worker
+process); the parameters go to every worker once per call (``client.scatter(broadcast=True)``);
+``dask.bag``'s tree reduction adds the chunks' values and gradients, each weighted by its share
+of the rows for ``reduction="mean"`` (so a loss that is a mean over its rows gives exactly the
+mean over all rows) or by one for ``"sum"``. The client receives one value and one gradient.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+import chainrule.transforms.compiled as cr
+from chainrule.distributed.dask_import import current_client, dask_modules
+from chainrule.errors import ArgumentError, ShapeError
+from chainrule.frontends.pytree import TreeDef, flatten, unflatten
+from chainrule.transforms.compiled import argnum_tuple, trace
+
+REDUCTIONS = ("mean", "sum")
+TRANSPORTS = (None, "float16", "float32")
+
+
+def value_and_grad(
+    loss: Callable[..., Any],
+    argnums: int | Sequence[int] = 0,
+    *,
+    data_argnums: int | Sequence[int],
+    reduction: str = "mean",
+    backend: str = "numpy",
+    client: Any = None,
+    split_every: int = 8,
+    transport: str | None = None,
+) -> DistributedValueAndGrad:
+    """``loss``'s value and gradient with the arguments at ``data_argnums`` split into row chunks
+    that run on Dask workers; returns what ``chainrule.value_and_grad(loss, argnums)`` returns on
+    the concatenated data (to rounding).
+
+    Data arguments are dask arrays chunked along axis 0 (NumPy arrays are split into one chunk
+    per worker, sent with the tasks), or pytrees of them sharing their rows. The other arguments (parameters: arrays
+    or pytrees) are sent to each worker once per call. ``reduction="mean"`` is for a loss that
+    averages over its rows, ``"sum"`` for one that adds them. ``transport="float16"`` (or
+    ``"float32"``) sends each chunk's gradient in that precision: fewer bytes, less accuracy.
+    ``client`` defaults to the current Dask client.
+    """
+    if reduction not in REDUCTIONS:
+        raise ArgumentError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if transport not in TRANSPORTS:
+        raise ArgumentError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
+    data_positions = argnum_tuple(data_argnums)
+    overlap = set(argnum_tuple(argnums)) & set(data_positions)
+    if overlap:
+        raise ArgumentError(
+            f"argument(s) {sorted(overlap)} are both differentiated and data; a gradient over data rows"
+        )
+    compiled = cr.value_and_grad(loss, argnums, backend=backend)
+    return DistributedValueAndGrad(compiled, data_positions, reduction, client, split_every, transport)
+
+
+def grad(loss: Callable[..., Any], argnums: int | Sequence[int] = 0, **options: Any) -> Callable[..., Any]:
+    """Like ``value_and_grad``, returning the gradient only."""
+    both = value_and_grad(loss, argnums, **options)
+    return lambda *args: both(*args)[1]
+
+
+class DistributedValueAndGrad:
+    """The function ``value_and_grad`` returns; ``.bytes_per_chunk`` holds the size of each chunk's
+    result as sent by the last call (what the tree reduction moves per chunk)."""
+
+    def __init__(
+        self,
+        compiled: cr.Compiled,
+        data_positions: tuple[int, ...],
+        reduction: str,
+        client: Any,
+        split_every: int,
+        transport: str | None,
+    ):
+        self.compiled = compiled
+        self.data_positions = data_positions
+        self.reduction = reduction
+        self.client = client
+        self.split_every = split_every
+        self.transport = transport
+        self.bytes_per_chunk: list[int] | None = None
+        self._traced_signatures: set[tuple[Any, ...]] = set()
+        self._shipped: tuple[Any, Any] | None = None  # (client, future of the compiled function there)
+
+    def __call__(self, *args: Any) -> tuple[Any, Any]:
+        client = current_client(self.client)
+        positions = sorted(_position(p, len(args)) for p in self.data_positions)
+        rows, blocks, data_treedefs = _row_blocks([args[p] for p in positions], _worker_count(client))
+        self._trace_here(args, positions, rows[0])
+        shared_args = tuple(arg for i, arg in enumerate(args) if i not in positions)
+        [shared] = client.scatter([shared_args], broadcast=True, hash=False)
+        total = sum(rows)
+        weights = [n / total if self.reduction == "mean" else 1.0 for n in rows]
+        dask, _, bag, _ = dask_modules()
+        task = dask.delayed(chunk_terms, pure=False)  # pure=True would pickle every argument to hash it
+        compiled = self._compiled_on(client)
+        partials = [
+            task(compiled, shared, positions, data_treedefs, weight, self.transport, *chunk)
+            for weight, chunk in zip(weights, blocks)
+        ]
+        summed = bag.from_delayed(partials).fold(add_terms, split_every=self.split_every)
+        value, gradient_leaves, treedef, sizes = client.compute(summed).result()
+        self.bytes_per_chunk = sizes
+        # one chunk never met add_terms: its transported leaves come back in the value's precision here
+        leaves = [np.asarray(leaf, dtype=np.result_type(leaf, value)) for leaf in gradient_leaves]
+        return value, unflatten(treedef, leaves)
+
+    def _compiled_on(self, client: Any) -> Any:
+        """A future of the compiled function held by every worker: sent once per client, not per task."""
+        if self._shipped is None or self._shipped[0] is not client:
+            [future] = client.scatter([self.compiled], broadcast=True, hash=False)
+            self._shipped = (client, future)
+        return self._shipped[1]
+
+    def _trace_here(self, args: tuple[Any, ...], positions: list[int], rows: int) -> None:
+        """Trace the loss once per signature in this process, on arguments shaped like the first
+        chunk: a mistake in it (a shape error) is raised here, quoting the user's line, before any
+        task is sent."""
+        example = list(args)
+        for p in positions:
+            leaves, _, treedef = flatten(args[p])
+            example[p] = unflatten(
+                treedef, [np.zeros((rows,) + np.shape(leaf)[1:], np.result_type(leaf)) for leaf in leaves]
+            )
+        leaves, _, treedef = flatten(example)
+        signature = (treedef, tuple((np.shape(leaf), np.result_type(leaf)) for leaf in leaves))
+        if signature not in self._traced_signatures:
+            trace(self.compiled.fn, *example)
+            self._traced_signatures.add(signature)
+
+
+def _position(position: int, count: int) -> int:
+    if not -count <= position < count:
+        raise ArgumentError(f"data_argnums has {position} but the function was called with {count} arguments")
+    return position % count
+
+
+def _worker_count(client: Any) -> int:
+    return max(1, len(client.scheduler_info().get("workers", {})))
+
+
+def _row_blocks(data: list[Any], workers: int) -> tuple[list[int], list[list[Any]], list[TreeDef]]:
+    """(rows per chunk, per chunk the blocks of every data leaf, the data arguments' structures):
+    every leaf split along axis 0 at the same rows, whole along the other axes. Dask arrays give
+    their chunks' delayed blocks (the rows of the first one); NumPy arrays, one slice per worker."""
+    _, array, _, _ = dask_modules()
+    flat = [flatten(arg) for arg in data]
+    leaves = [leaf for leaves, _, _ in flat for leaf in leaves]
+    if not leaves:
+        raise ArgumentError("data_argnums names no arrays")
+    lengths = {np.shape(leaf)[0] if np.ndim(leaf) else -1 for leaf in leaves}
+    if len(lengths) != 1 or -1 in lengths:
+        shapes = ", ".join(str(np.shape(leaf)) for leaf in leaves)
+        raise ShapeError(f"the data arguments must share their rows (axis 0), got shapes {shapes}")
+    treedefs = [treedef for _, _, treedef in flat]
+    chunked = [leaf for leaf in leaves if isinstance(leaf, array.Array)]
+    if not chunked:  # NumPy data: sliced here, each slice travels with its task
+        (length,) = lengths
+        bounds = np.linspace(0, length, min(workers, length) + 1).round().astype(int)
+        rows = [int(b - a) for a, b in itertools.pairwise(bounds)]
+        per_chunk = [[np.asarray(leaf)[a:b] for leaf in leaves] for a, b in itertools.pairwise(bounds)]
+        return rows, per_chunk, treedefs
+    row_chunks = chunked[0].chunks[0]
+    blocks_per_leaf = []
+    for leaf in leaves:
+        whole = leaf if isinstance(leaf, array.Array) else array.from_array(np.asarray(leaf), chunks=-1)
+        whole = whole.rechunk((row_chunks,) + tuple(-1 for _ in range(whole.ndim - 1)))
+        blocks_per_leaf.append(list(whole.to_delayed().ravel()))
+    per_chunk = [[blocks[i] for blocks in blocks_per_leaf] for i in range(len(row_chunks))]
+    return list(row_chunks), per_chunk, treedefs
+
+
+def chunk_terms(
+    compiled: cr.Compiled,
+    shared_args: tuple[Any, ...],
+    data_positions: list[int],
+    data_treedefs: list[TreeDef],
+    weight: float,
+    transport: str | None,
+    *blocks: Any,
+) -> list[tuple[Any, ...]]:
+    """On a worker: one chunk's weighted (value, gradient leaves, structure, bytes sent), as a
+    one-element list (a partition of the bag that the tree reduction folds)."""
+    data_args, start = [], 0
+    for treedef in data_treedefs:
+        data_args.append(unflatten(treedef, list(blocks[start : start + treedef.num_leaves])))
+        start += treedef.num_leaves
+    args: list[Any] = list(shared_args)
+    for position, data_arg in zip(data_positions, data_args):
+        args.insert(position, data_arg)
+    value, gradients = compiled(*args)
+    leaves, _, treedef = flatten(gradients)
+    sent = [np.multiply(leaf, weight) for leaf in leaves]
+    if transport is not None:
+        sent = [leaf.astype(transport) for leaf in sent]
+    sizes = [sum(np.asarray(leaf).nbytes for leaf in sent)]
+    return [(np.multiply(value, weight), sent, treedef, sizes)]
+
+
+def add_terms(left: tuple[Any, ...], right: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Two chunks' terms added (the tree reduction's step); transported leaves are summed in the
+    precision of the value (float64 for a float64 loss)."""
+    dtype = np.result_type(left[0])
+    leaves = [np.add(a, b, dtype=np.result_type(a, b, dtype)) for a, b in zip(left[1], right[1], strict=True)]
+    return left[0] + right[0], leaves, left[2], left[3] + right[3]
+
+
+__all__ = ["DistributedValueAndGrad", "add_terms", "chunk_terms", "grad", "value_and_grad"]
