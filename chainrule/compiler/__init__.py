@@ -1,3 +1,6 @@
 """The passes (Graph -> Graph) and the pipeline that names them."""
 
-from chainrule.compiler import control_ad  # noqa: F401  (the derivative rules of loops and branches)
+from chainrule.compiler import (
+    control_ad,  # noqa: F401  (the derivative rules of loops and branches)
+    loop_checkpoint,  # noqa: F401  (checkpointed loops)
+)

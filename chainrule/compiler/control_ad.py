@@ -34,7 +34,7 @@ def _floats(types: Sequence[TensorType], start: int = 0) -> list[int]:
 # ---- reverse mode ---------------------------------------------------------------------------------
 
 
-class _Split:
+class Split:
     """A loop's operands and results by role: carry, per-step inputs, closed-over values, outputs.
     ``constant`` marks operands that are constants: reverse mode leaves out their cotangents (a
     scan over a constant grid needs none), so ``float_xs`` and ``float_consts`` skip them."""
@@ -53,12 +53,12 @@ class _Split:
         self.key = f"{self.float_xs} {self.float_consts}"  # what a derived backward body depends on
 
 
-def _constants(operands: Sequence[Value]) -> list[bool]:
+def constant_operands(operands: Sequence[Value]) -> list[bool]:
     graph = operands[0].graph if operands else None
     return [graph is not None and graph[o.id].op in ("const", "zeros") for o in operands]
 
 
-def _backward_body(body: Body, split: _Split, tape_cotangents: bool = False) -> Body:
+def backward_body(body: Body, split: Split, tape_cotangents: bool = False) -> Body:
     """The step of the backward loop. Inputs: ``[t, dcarry (float carry), dconst sums (float consts),
     tape_t (carry), x_t, dy_t (float ys), dtape_t (float carry, with tape_cotangents), consts]``;
     outputs: ``[dcarry, dconst sums, dx_t (float xs)]``. A tape's cotangent (second order: the
@@ -104,14 +104,14 @@ def _backward_body(body: Body, split: _Split, tape_cotangents: bool = False) -> 
 def _cotangents(g: Value, y: Value, operands: Sequence[Value], attrs: dict[str, Any]) -> list[Value | None]:
     """The cotangent of each operand of a taped loop, from the cotangent ``g`` of its result ``y``."""
     types = [o.type for o in operands]
-    split = _Split(types, attrs, _constants(operands))
+    split = Split(types, attrs, constant_operands(operands))
     body: Body = attrs["body"]
     n_carry, n_ys = len(split.carry), len(split.ys)
     leaves = loop_leaves(types, attrs)
     tape_start = sum(t.size for t in leaves[: n_carry + n_ys])
     tape_cotangents = not _slice_is_zero(g, tape_start, g.type.size)
     kind = f"vjp {split.key}" + (" with tape cotangents" if tape_cotangents else "")
-    backward_body = body.derived(kind, lambda: _backward_body(body, split, tape_cotangents))
+    step_vjp = body.derived(kind, lambda: backward_body(body, split, tape_cotangents))
     g_leaves = unpack(g, leaves)
     tape = unpack(y, leaves)[n_carry + n_ys :]
     graph = g.graph
@@ -122,7 +122,7 @@ def _cotangents(g: Value, y: Value, operands: Sequence[Value], attrs: dict[str, 
     xs += [g_leaves[n_carry + n_ys + i] for i in split.float_carry] if tape_cotangents else []
     consts = list(operands[n_carry + len(split.xs) :])
     loop_attrs = {
-        "body": backward_body,
+        "body": step_vjp,
         "length": attrs["length"],
         "reverse": not attrs["reverse"],
         "tape": False,
@@ -166,8 +166,9 @@ def _slice_is_zero(packed: Value, start: int, stop: int) -> bool:
     return True
 
 
-def loop_vjp(position: int, g: Value, y: Value, *operands: Value, **attrs: Any) -> Value | None:
-    """The cotangent of operand ``position`` of a loop (see the module doc)."""
+def taped_loop_vjp(position: int, g: Value, y: Value, *operands: Value, **attrs: Any) -> Value | None:
+    """The cotangent of operand ``position`` of a loop (see the module doc); a loop with a
+    ``checkpoint`` takes ``compiler.loop_checkpoint``'s rule instead."""
     if not attrs["tape"]:  # reverse mode tapes loops first; a loop reached otherwise runs again, taped
         taped = {**attrs, "tape": True}
         graph = y.graph
@@ -186,13 +187,13 @@ def _zero_tape(y: Value, operands: Sequence[Value], attrs: dict[str, Any]) -> li
     ]
 
 
-RULES["loop_vjp"] = loop_vjp
+RULES["loop_vjp"] = taped_loop_vjp  # compiler.loop_checkpoint puts its own in front
 
 
 # ---- forward mode ---------------------------------------------------------------------------------
 
 
-def _tangent_body(body: Body, split: _Split, tangent_xs: list[int], tangent_consts: list[int]) -> Body:
+def _tangent_body(body: Body, split: Split, tangent_xs: list[int], tangent_consts: list[int]) -> Body:
     """The step of the tangent loop. Inputs ``[t, carry, tcarry (float carry), x, tx, consts,
     tconsts]``; outputs ``[carry', tcarry', y, ty (float ys)]``."""
     n_c, n_x, n_k = len(split.carry), len(split.xs), len(split.consts)
@@ -214,7 +215,7 @@ def _tangent_body(body: Body, split: _Split, tangent_xs: list[int], tangent_cons
 
 def loop_jvp(tangents: list[Value | None], y: Value, *operands: Value, **attrs: Any) -> Value:
     """The tangent of a loop's result: a loop over the body's JVP, the carry's tangent carried along."""
-    split = _Split([o.type for o in operands], attrs)
+    split = Split([o.type for o in operands], attrs)
     n_c, n_x = len(split.carry), len(split.xs)
     tangent_xs = [i for i in split.float_xs if tangents[n_c + i] is not None]
     tangent_consts = [i for i in split.float_consts if tangents[n_c + n_x + i] is not None]
@@ -319,8 +320,8 @@ def while_vjp(
     types = [o.type for o in operands]
     if not types[position].is_float:
         return None
-    split = _Split(types, {"n_carry": n_carry, "n_xs": 0, "body": body}, _constants(operands))
-    backward = body.derived(f"vjp {split.key}", lambda: _backward_body(body, split))
+    split = Split(types, {"n_carry": n_carry, "n_xs": 0, "body": body}, constant_operands(operands))
+    backward = body.derived(f"vjp {split.key}", lambda: backward_body(body, split))
     graph = y.graph
     leaves = while_leaves(types, {"n_carry": n_carry})
     g_carry = unpack(g, leaves)[:n_carry]

@@ -13,7 +13,10 @@ from chainrule.ir import (  # noqa: F401  (fill the op table)
 )
 
 # isort: split
-from chainrule.ir import control  # noqa: F401  (loops and branches: after the ops their bodies use)
+from chainrule.ir import (
+    control,  # noqa: F401  (loops and branches: after the ops their bodies use)
+    reversal,  # noqa: F401  (a checkpointed loop's backward pass)
+)
 from chainrule.ir.builder import F, Value
 from chainrule.ir.graph import ConstArray, Graph, Node
 from chainrule.ir.ops import OPS, Op

@@ -222,7 +222,8 @@ def run_loop(
     return pack_arrays(carry + ys + tapes, packed_type(body.output_types).dtype)
 
 
-def _body_flops(body: Body) -> int:
+def body_flops(body: Body) -> int:
+    """The FLOPs of one run of ``body``."""
     graph = body.graph
     total = 0
     for node_id in graph.live_nodes():
@@ -230,6 +231,9 @@ def _body_flops(body: Body) -> int:
         operand_types = [graph.type(a) for a in node.args]
         total += OPS[node.op].flops(operand_types, node.type, node.params)
     return total
+
+
+_body_flops = body_flops  # the name the op entries below use
 
 
 def _no_batching(*args: Any) -> Value:
@@ -430,8 +434,11 @@ NAMESPACE["run_while_vjp"] = run_while_vjp
 
 def tape_loops(graph: Graph) -> Graph:
     """``graph`` with every loop keeping its tape (the carries each step started from), which
-    reverse mode reads; ``graph`` itself when it has no loop without one."""
-    if not any(node.op == "loop" and not node.params["tape"] for node in graph.nodes):
+    reverse mode reads; ``graph`` itself when it has no loop without one. A loop with a
+    ``checkpoint`` keeps none: its backward pass computes the carries again (``ir.reversal``)."""
+    if not any(
+        node.op == "loop" and not node.params["tape"] and not node.params.get("checkpoint") for node in graph.nodes
+    ):
         return graph
     taped = Graph(graph.name)
     mapping: dict[int, int] = {}
@@ -440,7 +447,7 @@ def tape_loops(graph: Graph) -> Graph:
             mapping[node_id] = taped.add_input(node.type, node.name, node.loc)
             continue
         params = node.params
-        if node.op == "loop":
+        if node.op == "loop" and not params.get("checkpoint"):
             params = {**params, "tape": True}
         args = [mapping[a] for a in node.args]
         mapping[node_id] = taped.add(node.op, args, params, loc=node.loc, name=node.name)

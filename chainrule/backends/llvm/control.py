@@ -12,6 +12,7 @@ import numpy as np
 
 from chainrule.ir import Graph
 from chainrule.ir.control import Body, run_loop, run_switch, run_while, run_while_vjp
+from chainrule.ir.reversal import run_loop_reversal
 
 Step = Callable[..., tuple[Any, ...]]
 _COMPILER: list[Callable[[Graph], Step]] = []
@@ -46,10 +47,17 @@ def _while_vjp(operands: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
     return run_while_vjp(attrs["body"].key, attrs["backward"].key, tuple(operands), native_step)
 
 
+def _loop_reversal(operands: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
+    keys = (attrs["body"].key, attrs["backward"].key, attrs["schedule"].key)
+    settings = (attrs["reverse"], attrs["n_backward"], attrs["n_carry"], attrs["n_xs"])
+    return run_loop_reversal(*keys, *settings, tuple(operands), native_step)
+
+
 # op -> what its fallback calls (strategies.py declares them)
 RUNNERS: dict[str, Callable[[list[np.ndarray], dict[str, Any]], np.ndarray]] = {
     "loop": _loop,
     "switch": _switch,
     "while": _while,
     "while_vjp": _while_vjp,
+    "loop_reversal": _loop_reversal,
 }
