@@ -329,7 +329,8 @@ def while_vjp(
     seeds = [g_carry[i] for i in split.float_carry]
     seeds += [Value(graph, graph.zeros(split.consts[i])) for i in split.float_consts]
     new_operands = [*seeds, count, *operands]
-    packed = Value(graph, graph.add("while_vjp", [v.id for v in new_operands], {"body": body, "backward": backward}))
+    attrs = {"cond": cond, "body": body, "backward": backward}
+    packed = Value(graph, graph.add("while_vjp", [v.id for v in new_operands], attrs))
     results = unpack(packed, backward.output_types)
     if position < n_carry:
         return results[split.float_carry.index(position)]
@@ -353,15 +354,18 @@ def _tangent_while(
     return Body(rebuilt(cond.graph, layout, name=f"{cond.graph.name}_jvp")), tangent_body
 
 
-def while_jvp(tangents: list[Value | None], y: Value, *operands: Value, cond: Body, body: Body, n_carry: int) -> Value:
-    """The tangent of a while loop's result: a while loop over the body's JVP, the tangent of the
-    carry carried beside it (the condition reads the primal carry only)."""
+def _tangent_while_node(
+    tangents: Sequence[Value | None], operands: Sequence[Value], cond: Body, body: Body, n_carry: int
+) -> tuple[Value, list[Value], dict[str, Any]]:
+    """The tangent while loop of a while loop of ``operands`` (its node, operands and attributes):
+    its carry is ``[carry, tcarry]`` and its closed-over values ``[consts, tconsts]``, a float
+    carry's missing tangent zero and only the consts with a tangent getting one."""
     types = [o.type for o in operands]
     float_carry = _floats(types[:n_carry])
     tangent_consts = [k for k in _floats(types[n_carry:]) if tangents[n_carry + k] is not None]
     key = f"jvp {tangent_consts}"
     new_cond, new_body = body.derived(key, lambda: _tangent_while(cond, body, types, n_carry, tangent_consts))
-    graph = y.graph
+    graph = operands[0].graph
 
     def tangent_or_zero(position: int) -> Value:
         tangent = tangents[position]
@@ -370,11 +374,106 @@ def while_jvp(tangents: list[Value | None], y: Value, *operands: Value, cond: Bo
     new_operands = [*operands[:n_carry], *[tangent_or_zero(i) for i in float_carry], *operands[n_carry:]]
     new_operands += [tangent_or_zero(n_carry + k) for k in tangent_consts]
     attrs = {"cond": new_cond, "body": new_body, "n_carry": n_carry + len(float_carry)}
-    packed = Value(graph, graph.add("while", [v.id for v in new_operands], attrs))
+    return Value(graph, graph.add("while", [v.id for v in new_operands], attrs)), new_operands, attrs
+
+
+def while_jvp(tangents: list[Value | None], y: Value, *operands: Value, cond: Body, body: Body, n_carry: int) -> Value:
+    """The tangent of a while loop's result: a while loop over the body's JVP, the tangent of the
+    carry carried beside it (the condition reads the primal carry only)."""
+    types = [o.type for o in operands]
+    float_carry = _floats(types[:n_carry])
+    packed, new_operands, attrs = _tangent_while_node(tangents, operands, cond, body, n_carry)
     results = unpack(packed, while_leaves([v.type for v in new_operands], attrs))
     leaves = while_leaves(types, {"n_carry": n_carry})
-    parts = _spread(results[n_carry : n_carry + len(float_carry)], float_carry, leaves[:n_carry], graph)
-    return pack([*parts, Value(graph, graph.zeros(leaves[-1]))], y.dtype)
+    parts = _spread(results[n_carry : n_carry + len(float_carry)], float_carry, leaves[:n_carry], y.graph)
+    return pack([*parts, Value(y.graph, y.graph.zeros(leaves[-1]))], y.dtype)
+
+
+# ---- second order through while: the backward pass b = Jᵀs of a while loop (``while_vjp``) ----------
+# Both rules rest on <ō, Jᵀs> = <Jō, s>: Jō is the tangent while loop's, and the derivative of
+# Jᵀs with respect to the loop's inputs is the gradient of <s, tangent of the final carry>, reverse
+# mode through the tangent while loop (which runs for the same count: its condition reads the primal
+# carry only). No new op: a while loop and while_vjp nodes.
+
+
+def _reversed_parts(operands: Sequence[Value], body: Body, backward: Body) -> tuple[list[Value], list[Value], Split]:
+    """A ``while_vjp`` node's operands as the seeds and the while loop's operands, and its split."""
+    n_seeds = len(backward.output_types)
+    loop_operands = list(operands[n_seeds + 1 :])
+    attrs = {"n_carry": len(body.output_types), "n_xs": 0, "body": body}
+    split = Split([o.type for o in loop_operands], attrs, constant_operands(loop_operands))
+    return list(operands[:n_seeds]), loop_operands, split
+
+
+def _second_order_term(
+    directions: Sequence[Value | None],
+    seeds: Sequence[Value],
+    loop_operands: list[Value],
+    split: Split,
+    cond: Body,
+    body: Body,
+) -> list[Value | None]:
+    """d(Jᵀs)/d(loop operands) applied to ``directions`` (a tangent per loop operand, or None): the
+    gradient of <s, tangent of the final carry> through the tangent while loop, per loop operand."""
+    n_carry = len(split.carry)
+    packed, new_operands, attrs = _tangent_while_node(directions, loop_operands, cond, body, n_carry)
+    graph = packed.graph
+    leaves = while_leaves([v.type for v in new_operands], attrs)
+    seed_of_tangent = dict(zip(range(n_carry, n_carry + len(split.float_carry)), seeds))
+    parts = [seed_of_tangent.get(i) or Value(graph, graph.zeros(t)) for i, t in enumerate(leaves)]
+    g = pack(parts, packed.dtype)
+    n_tangents = len(split.float_carry)
+    positions = [*range(n_carry), *[n_carry + n_tangents + k for k in range(len(split.consts))]]
+    return [while_vjp(p, g, packed, *new_operands, **attrs) for p in positions]
+
+
+def while_vjp_vjp(
+    position: int, g: Value, y: Value, *operands: Value, cond: Body, body: Body, backward: Body
+) -> Value | None:
+    """The cotangent of a ``while_vjp`` operand (reverse over reverse through a while loop)."""
+    seeds, loop_operands, split = _reversed_parts(operands, body, backward)
+    n_fc, n_carry = len(split.float_carry), len(split.carry)
+    cotangent = unpack(g, backward.output_types)  # ō: of the float carry, then of the float consts
+    if position < n_fc:  # a seed of the carry: (Jō)_i, the tangent while loop's final tangent
+        directions: list[Value | None] = [None] * len(loop_operands)
+        for i, part in zip(split.float_carry, cotangent[:n_fc]):
+            directions[i] = part
+        for k, part in zip(split.float_consts, cotangent[n_fc:]):
+            directions[n_carry + k] = part
+        packed, new_operands, attrs = _tangent_while_node(directions, loop_operands, cond, body, n_carry)
+        return unpack(packed, while_leaves([v.type for v in new_operands], attrs))[n_carry + position]
+    if position < len(seeds):  # a seed of a const's sum joins the result as it is
+        return cotangent[position]
+    if position == len(seeds) or not loop_operands[position - len(seeds) - 1].type.is_float:
+        return None  # the trip count, an integer carry
+    directions = [None] * len(loop_operands)
+    for i, part in zip(split.float_carry, cotangent[:n_fc]):
+        directions[i] = part
+    for k, part in zip(split.float_consts, cotangent[n_fc:]):
+        directions[n_carry + k] = part
+    return _second_order_term(directions, seeds[:n_fc], loop_operands, split, cond, body)[position - len(seeds) - 1]
+
+
+def while_vjp_jvp(
+    tangents: list[Value | None], y: Value, *operands: Value, cond: Body, body: Body, backward: Body
+) -> Value:
+    """The tangent of a ``while_vjp`` result (forward over reverse through a while loop): Jᵀṡ, the
+    same backward pass seeded with the seeds' tangents, plus the second-order term."""
+    seeds, loop_operands, split = _reversed_parts(operands, body, backward)
+    graph = y.graph
+    seed_tangents = [t if t is not None else Value(graph, graph.zeros(s.type)) for s, t in zip(seeds, tangents)]
+    attrs = {"cond": cond, "body": body, "backward": backward}
+    first = [*seed_tangents, *operands[len(seeds) :]]
+    total = Value(graph, graph.add("while_vjp", [v.id for v in first], attrs))
+    directions = list(tangents[len(seeds) + 1 :])
+    if any(t is not None for t in directions):
+        n_carry = len(split.carry)
+        terms = _second_order_term(directions, seeds[: len(split.float_carry)], loop_operands, split, cond, body)
+        wanted = [*split.float_carry, *[n_carry + k for k in split.float_consts]]
+        parts = [terms[p] or Value(graph, graph.zeros(loop_operands[p].type)) for p in wanted]
+        total = total + pack(parts, y.dtype)
+    return total
 
 
 RULES.update(switch_vjp=switch_vjp, switch_jvp=switch_jvp, while_vjp=while_vjp, while_jvp=while_jvp)
+RULES.update(while_vjp_vjp=while_vjp_vjp, while_vjp_jvp=while_vjp_jvp)

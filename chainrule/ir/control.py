@@ -405,17 +405,6 @@ def _render_while_vjp(names: list[str], attrs: Attrs) -> str:
     return f"run_while_vjp({attrs['body'].key}, {attrs['backward'].key}, ({', '.join(names)},))"
 
 
-def _no_second_derivative(position: int) -> Callable[..., Value | None]:
-    def rule(*args: Any, **attrs: Any) -> Value | None:
-        raise UnsupportedError("second derivatives through cr.while_loop are not supported; use cr.fori_loop")
-
-    return rule
-
-
-def _no_forward_mode(*args: Any, **attrs: Any) -> Value:
-    raise UnsupportedError("forward mode through the backward pass of cr.while_loop is not supported; use cr.fori_loop")
-
-
 register(
     Op(
         "while_vjp",
@@ -423,8 +412,8 @@ register(
         None,
         _infer_while_vjp,
         _render_while_vjp,
-        vjp=_no_second_derivative,
-        jvp=_no_forward_mode,
+        vjp=_delegated_vjp("while_vjp_vjp"),
+        jvp=_delegated_jvp("while_vjp_jvp"),
         flops=lambda ins, out, attrs: 3 * _body_flops(attrs["body"]),
         batch=_no_batching,
     )
