@@ -222,3 +222,31 @@ def test_a_budget_holding_every_carry_keeps_the_tape():
 def test_bad_checkpoints_are_argument_errors(checkpoint, message):
     with pytest.raises(ArgumentError, match=message):
         cr.grad(recurrent(**checkpoint), argnums=2)(*recurrent_arguments())
+
+
+def test_ten_thousand_steps_tape_every_carry_or_a_sqrt_number_of_them():
+    """RK4 pendulum, 10,000 steps: the tape is steps x carry bytes; under "sqrt" the backward pass
+    holds 2·100 − 1 carries (100 segment starts and the rest of one segment)."""
+    steps, dt = 10_000, 1e-3
+
+    def final_angle(damping, **checkpoint):
+        def rk4(state, _):
+            def f(s):
+                return (s[1], -9.81 * np.sin(s[0]) - damping * s[1])
+
+            k1 = f(state)
+            k2 = f((state[0] + dt / 2 * k1[0], state[1] + dt / 2 * k1[1]))
+            k3 = f((state[0] + dt / 2 * k2[0], state[1] + dt / 2 * k2[1]))
+            k4 = f((state[0] + dt * k3[0], state[1] + dt * k3[1]))
+            step = [dt / 6 * (a + 2 * b + 2 * c + d) for a, b, c, d in zip(k1, k2, k3, k4)]
+            return (state[0] + step[0], state[1] + step[1]), None
+
+        (theta, _), _ = cr.scan(rk4, (1.0, 0.0), None, length=steps, **checkpoint)
+        return theta
+
+    store_all, sqrt = cr.grad(final_angle), cr.grad(lambda d: final_angle(d, checkpoint="sqrt"))
+    assert sqrt(0.5) == pytest.approx(store_all(0.5), rel=1e-12)
+    assert store_all.memory(0.5).kept_bytes >= steps * 16  # two float64 per step
+    (loop,) = sqrt.memory(0.5).loops
+    assert loop.slots == 199 and loop.snapshot_bytes == 199 * 16
+    assert sqrt.memory(0.5).kept_bytes < 100 * 16

@@ -27,6 +27,7 @@ bodies with ``set_step_compiler`` (without one, the body is interpreted op by op
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -210,8 +211,17 @@ def run_loop(
     carry = list(operands[:n_carry])
     xs, consts = operands[n_carry : n_carry + n_xs], tuple(operands[n_carry + n_xs :])
     y_types = body.output_types[n_carry:]
-    ys = [np.empty((length,) + t.shape, t.dtype) for t in y_types]
-    tapes = [np.empty((length,) + np.shape(c), np.asarray(c).dtype) for c in carry] if tape else []
+    carry_shapes = [np.shape(c) for c in carry]
+    shapes = carry_shapes + [(length,) + t.shape for t in y_types]
+    shapes += [(length,) + shape for shape in carry_shapes] if tape else []
+    # the result is allocated once and the steps write into views of it: a 10,000-step tape is
+    # not copied again to be packed
+    packed = np.empty(sum(math.prod(shape) for shape in shapes), packed_type(body.output_types).dtype)
+    views, start = [], 0
+    for shape in shapes:
+        views.append(packed[start : start + math.prod(shape)].reshape(shape))
+        start += math.prod(shape)
+    ys, tapes = views[n_carry : n_carry + len(y_types)], views[n_carry + len(y_types) :]
     for t in range(length - 1, -1, -1) if reverse else range(length):
         for record, value in zip(tapes, carry):
             record[t] = value
@@ -219,7 +229,9 @@ def run_loop(
         carry = list(results[:n_carry])
         for stacked, value in zip(ys, results[n_carry:]):
             stacked[t] = value
-    return pack_arrays(carry + ys + tapes, packed_type(body.output_types).dtype)
+    for view, value in zip(views[:n_carry], carry):
+        view[...] = value
+    return packed
 
 
 def body_flops(body: Body) -> int:
