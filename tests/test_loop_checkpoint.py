@@ -250,3 +250,51 @@ def test_ten_thousand_steps_tape_every_carry_or_a_sqrt_number_of_them():
     (loop,) = sqrt.memory(0.5).loops
     assert loop.slots == 199 and loop.snapshot_bytes == 199 * 16
     assert sqrt.memory(0.5).kept_bytes < 100 * 16
+
+
+def second_order_model(**checkpoint):
+    def loss(theta, x0, xs):
+        def step(c, x):
+            c = np.tanh(c * theta + x) + 0.1 * c
+            return c, np.sum(c * x)
+
+        c, ys = cr.scan(step, x0, xs, **checkpoint)
+        return np.sum(c**2) + np.sum(np.sin(ys))
+
+    return loss
+
+
+SECOND_ORDER_ARGS = (
+    np.array([0.9, 1.1, 0.7]),
+    np.array([0.1, 0.2, 0.3]),
+    np.linspace(0, 1, 40)[:, None] * [1.0, -0.5, 0.3],
+)
+
+
+@pytest.mark.parametrize("argnum", [0, 1, 2])
+def test_hessian_through_a_checkpointed_scan_is_forward_over_the_reversal(argnum):
+    checkpointed = cr.hessian(second_order_model(snapshots=4), argnums=argnum)(*SECOND_ORDER_ARGS)
+    store_all = cr.hessian(second_order_model(), argnums=argnum)(*SECOND_ORDER_ARGS)
+    np.testing.assert_allclose(checkpointed, store_all, rtol=1e-11, atol=1e-12 * np.max(np.abs(store_all)))
+    # and the store-all Hessian is the finite differences' (test_loop_higher_order checks the method)
+    gradient = cr.grad(second_order_model(), argnums=argnum)
+    point, step = SECOND_ORDER_ARGS[argnum], 1e-5
+    index = (0,) * point.ndim
+    moved = [list(SECOND_ORDER_ARGS), list(SECOND_ORDER_ARGS)]
+    for sign, args in zip((1, -1), moved):
+        args[argnum] = point.copy()
+        args[argnum][index] += sign * step
+    column = (gradient(*moved[0]) - gradient(*moved[1])) / (2 * step)
+    assert relative_error(checkpointed[(...,) + index], column) < 1e-7
+
+
+@pytest.mark.parametrize("argnum", [0, 1, 2])
+def test_grad_of_grad_through_a_checkpointed_scan_is_reverse_over_the_reversal(argnum):
+    direction = np.array([1.0, -2.0, 0.5])
+
+    def directional(model):
+        return lambda *args: np.sum(cr.grad(model)(*args) * direction)
+
+    checkpointed = cr.grad(directional(second_order_model(checkpoint="sqrt")), argnums=argnum)(*SECOND_ORDER_ARGS)
+    store_all = cr.grad(directional(second_order_model()), argnums=argnum)(*SECOND_ORDER_ARGS)
+    np.testing.assert_allclose(checkpointed, store_all, rtol=1e-11, atol=1e-12 * np.max(np.abs(store_all)))

@@ -213,8 +213,13 @@ def _tangent_body(body: Body, split: Split, tangent_xs: list[int], tangent_const
     return Body(rebuilt(jvp, inputs, outputs, f"{body.graph.name}_jvp"))
 
 
-def loop_jvp(tangents: list[Value | None], y: Value, *operands: Value, **attrs: Any) -> Value:
-    """The tangent of a loop's result: a loop over the body's JVP, the carry's tangent carried along."""
+def tangent_loop(
+    tangents: Sequence[Value | None], operands: Sequence[Value], attrs: dict[str, Any]
+) -> tuple[Value, list[Value], dict[str, Any], Split]:
+    """The loop over the body's JVP of a loop of ``operands`` (node, operands, attributes, and the
+    loop's split): operands ``[carry, tcarry (float carry), xs, txs, consts, tconsts]`` (a float
+    carry's missing tangent zero, only the xs and consts with a tangent getting one), results
+    ``[carry, tcarry, ys, tys (float ys)]`` and the tape if the loop keeps one."""
     split = Split([o.type for o in operands], attrs)
     n_c, n_x = len(split.carry), len(split.xs)
     tangent_xs = [i for i in split.float_xs if tangents[n_c + i] is not None]
@@ -222,7 +227,7 @@ def loop_jvp(tangents: list[Value | None], y: Value, *operands: Value, **attrs: 
     body: Body = attrs["body"]
     key = f"jvp {tangent_xs} {tangent_consts}"
     tangent_body = body.derived(key, lambda: _tangent_body(body, split, tangent_xs, tangent_consts))
-    graph = y.graph
+    graph = operands[0].graph
 
     def tangent_or_zero(position: int) -> Value:
         tangent = tangents[position]
@@ -234,9 +239,15 @@ def loop_jvp(tangents: list[Value | None], y: Value, *operands: Value, **attrs: 
     new_operands += [*consts, *[tangent_or_zero(n_c + n_x + i) for i in tangent_consts]]
     loop_attrs = {**attrs, "body": tangent_body, "n_carry": n_c + len(split.float_carry)}
     loop_attrs["n_xs"] = n_x + len(tangent_xs)
-    new_types = [v.type for v in new_operands]
     packed = Value(graph, graph.add("loop", [v.id for v in new_operands], loop_attrs))
-    results = unpack(packed, loop_leaves(new_types, loop_attrs))
+    return packed, new_operands, loop_attrs, split
+
+
+def loop_jvp(tangents: list[Value | None], y: Value, *operands: Value, **attrs: Any) -> Value:
+    """The tangent of a loop's result: a loop over the body's JVP, the carry's tangent carried along."""
+    packed, new_operands, loop_attrs, split = tangent_loop(tangents, operands, attrs)
+    graph, n_c = y.graph, len(split.carry)
+    results = unpack(packed, loop_leaves([v.type for v in new_operands], loop_attrs))
     n_fc, n_y = len(split.float_carry), len(split.ys)
     tangent_carry = results[n_c : n_c + n_fc]
     tangent_ys = results[n_c + n_fc + n_y : n_c + n_fc + n_y + len(split.float_ys)]

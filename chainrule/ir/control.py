@@ -12,7 +12,10 @@ per-step inputs of leading axis ``length``, then the values the body closes over
 inputs are ``[t, carry..., x_t..., consts...]`` (``t`` the step index, int64) and its outputs
 ``[carry'..., y...]``. Steps run ``t = 0 .. length-1`` (``reverse``: down from ``length-1``). The
 packed result holds the final carry, the stacked ``y`` (``ys[t]`` from step ``t``) and, when
-``tape`` is set, the carry each step started from (``tape[t]``): what reverse mode reads.
+``tape`` is set, the carry each step started from (``tape[t]``): what reverse mode reads. A loop
+whose ``checkpoint`` is set (``ir.reversal.checkpoint_spec``: "sqrt", Revolve's snapshots, a byte
+budget) is never taped: its backward pass is a ``loop_reversal`` node that computes the carries
+again from the initial one (``ir/reversal.py``).
 
 ``switch``: operands ``[index, operands..., consts...]``; ``branches`` is a tuple of Bodies, each
 with inputs ``[operands..., consts...]`` and outputs of one structure; ``index`` (clamped to the

@@ -27,7 +27,7 @@ import numpy as np
 
 from chainrule.errors import ArgumentError, UnsupportedError
 from chainrule.ir.builder import Value
-from chainrule.ir.control import BODIES, Body, StepOf, body_flops, numpy_step, pack_arrays, packed_type
+from chainrule.ir.control import BODIES, RULES, Body, StepOf, body_flops, numpy_step, pack_arrays, packed_type
 from chainrule.ir.npfuncs import NAMESPACE
 from chainrule.ir.ops import Attrs, Op, register
 from chainrule.ir.types import TensorType
@@ -44,6 +44,7 @@ class Schedule:
     so the rules make one per loop and the nodes built for each operand merge."""
 
     name: str  # "revolve, 12 slots", "sqrt"
+    spec: tuple[Any, ...]  # the loop's checkpoint (``checkpoint_spec``), for loops derived from it
     steps: int
     actions: tuple[tuple[str, int], ...]
     slots: int
@@ -151,21 +152,19 @@ def run_loop_reversal(
     return pack_arrays(cotangent + stacked, packed_type(backward.output_types).dtype)
 
 
-def _no_second_derivative(position: int) -> Any:
-    def rule(*args: Any, **attrs: Any) -> Value | None:
-        raise UnsupportedError(
-            "second derivatives through a checkpointed loop are not supported: differentiate the loop "
-            "without checkpoint= (it keeps a tape of every carry)"
-        )
+def _delegated_vjp(position: int) -> Any:
+    """Second order: ``compiler.loop_checkpoint`` registers the rules in ``RULES``."""
+
+    def rule(g: Value, y: Value, *operands: Value, **attrs: Any) -> Value | None:
+        result: Value | None = RULES["loop_reversal_vjp"](position, g, y, *operands, **attrs)
+        return result
 
     return rule
 
 
-def _no_forward_mode(*args: Any, **attrs: Any) -> Value:
-    raise UnsupportedError(
-        "forward mode over the backward pass of a checkpointed loop (hvp, hessian) is not supported: "
-        "differentiate the loop without checkpoint="
-    )
+def _delegated_jvp(tangents: list[Value | None], y: Value, *operands: Value, **attrs: Any) -> Value:
+    result: Value = RULES["loop_reversal_jvp"](tangents, y, *operands, **attrs)
+    return result
 
 
 def _no_batching(*args: Any) -> Value:
@@ -184,8 +183,8 @@ register(
         None,
         _infer_reversal,
         _render_reversal,
-        vjp=_no_second_derivative,
-        jvp=_no_forward_mode,
+        vjp=_delegated_vjp,
+        jvp=_delegated_jvp,
         flops=_reversal_flops,
         batch=_no_batching,
     )
