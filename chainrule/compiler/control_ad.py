@@ -22,7 +22,7 @@ from typing import Any
 
 from chainrule.compiler.autodiff import reverse
 from chainrule.compiler.forward import forward
-from chainrule.ir import Graph, Value
+from chainrule.ir import F, Graph, Value
 from chainrule.ir.control import RULES, Body, loop_leaves, pack, rebuilt, tape_loops, unpack, while_leaves
 from chainrule.ir.types import TensorType
 
@@ -112,7 +112,7 @@ def _cotangents(g: Value, y: Value, operands: Sequence[Value], attrs: dict[str, 
     tape_cotangents = not _slice_is_zero(g, tape_start, g.type.size)
     kind = f"vjp {split.key}" + (" with tape cotangents" if tape_cotangents else "")
     step_vjp = body.derived(kind, lambda: backward_body(body, split, tape_cotangents))
-    g_leaves = unpack(g, leaves)
+    g_leaves = unpack_cotangent(g, leaves)
     tape = unpack(y, leaves)[n_carry + n_ys :]
     graph = g.graph
     carry = [g_leaves[i] for i in split.float_carry]
@@ -142,6 +142,45 @@ def _cotangents(g: Value, y: Value, operands: Sequence[Value], attrs: dict[str, 
     for i, result in zip(split.float_xs, results[n_c + n_k :]):
         cotangents[n_carry + i] = result
     return cotangents
+
+
+def unpack_cotangent(g: Value, leaves: Sequence[TensorType]) -> list[Value]:
+    """``unpack(g, leaves)`` for the cotangent of a packed result, read through the sum of slice
+    scatters reverse mode builds for it when each leaf's cotangent is scattered into zeros: then
+    the leaves' own cotangents, and the packed zeros (as large as a loop's whole tape) are never
+    made."""
+    graph = g.graph
+    ranges: dict[tuple[int, int], int] = {}
+    start = 0
+    for position, leaf in enumerate(leaves):
+        ranges[(start, start + leaf.size)] = position
+        start += leaf.size
+    parts: list[list[int]] = [[] for _ in leaves]
+    pending = [g.id]
+    while pending:
+        node = graph[pending.pop()]
+        if node.op == "add" and node.type == g.type:
+            pending.extend(node.args)
+        elif node.op == "scatter_add" and node.type == g.type and len(node.params["index"]) == 1:
+            kind, begin, end, step = node.params["index"][0]
+            leaf_at = ranges.get((begin, end)) if kind == "slice" and step is None else None
+            value_type = graph.type(node.args[0])
+            if leaf_at is None or value_type.ndim > 1 or value_type.size not in (1, leaves[leaf_at].size):
+                return unpack(g, leaves)
+            parts[leaf_at].append(node.args[0])
+        elif node.op != "zeros":
+            return unpack(g, leaves)
+    values = []
+    for leaf, contributions in zip(leaves, parts):
+        if not contributions:
+            values.append(Value(graph, graph.zeros(TensorType(leaf.shape, g.dtype))))
+            continue
+        total = Value(graph, contributions[0])
+        for extra in contributions[1:]:
+            total = total + Value(graph, extra)
+        flat = total if total.type.size == leaf.size else F.broadcast_to(total, shape=(leaf.size,))
+        values.append(F.reshape(flat, shape=leaf.shape))
+    return [v if v.dtype == leaf.dtype else F.cast(v, dtype=leaf.dtype) for v, leaf in zip(values, leaves)]
 
 
 def _slice_is_zero(packed: Value, start: int, stop: int) -> bool:
@@ -335,7 +374,7 @@ def while_vjp(
     backward = body.derived(f"vjp {split.key}", lambda: backward_body(body, split))
     graph = y.graph
     leaves = while_leaves(types, {"n_carry": n_carry})
-    g_carry = unpack(g, leaves)[:n_carry]
+    g_carry = unpack_cotangent(g, leaves)[:n_carry]
     count = unpack(y, leaves)[-1]
     seeds = [g_carry[i] for i in split.float_carry]
     seeds += [Value(graph, graph.zeros(split.consts[i])) for i in split.float_consts]
@@ -365,7 +404,7 @@ def _tangent_while(
     return Body(rebuilt(cond.graph, layout, name=f"{cond.graph.name}_jvp")), tangent_body
 
 
-def _tangent_while_node(
+def tangent_while_node(
     tangents: Sequence[Value | None], operands: Sequence[Value], cond: Body, body: Body, n_carry: int
 ) -> tuple[Value, list[Value], dict[str, Any]]:
     """The tangent while loop of a while loop of ``operands`` (its node, operands and attributes):
@@ -393,98 +432,11 @@ def while_jvp(tangents: list[Value | None], y: Value, *operands: Value, cond: Bo
     carry carried beside it (the condition reads the primal carry only)."""
     types = [o.type for o in operands]
     float_carry = _floats(types[:n_carry])
-    packed, new_operands, attrs = _tangent_while_node(tangents, operands, cond, body, n_carry)
+    packed, new_operands, attrs = tangent_while_node(tangents, operands, cond, body, n_carry)
     results = unpack(packed, while_leaves([v.type for v in new_operands], attrs))
     leaves = while_leaves(types, {"n_carry": n_carry})
     parts = _spread(results[n_carry : n_carry + len(float_carry)], float_carry, leaves[:n_carry], y.graph)
     return pack([*parts, Value(y.graph, y.graph.zeros(leaves[-1]))], y.dtype)
 
 
-# ---- second order through while: the backward pass b = Jᵀs of a while loop (``while_vjp``) ----------
-# Both rules rest on <ō, Jᵀs> = <Jō, s>: Jō is the tangent while loop's, and the derivative of
-# Jᵀs with respect to the loop's inputs is the gradient of <s, tangent of the final carry>, reverse
-# mode through the tangent while loop (which runs for the same count: its condition reads the primal
-# carry only). No new op: a while loop and while_vjp nodes.
-
-
-def _reversed_parts(operands: Sequence[Value], body: Body, backward: Body) -> tuple[list[Value], list[Value], Split]:
-    """A ``while_vjp`` node's operands as the seeds and the while loop's operands, and its split."""
-    n_seeds = len(backward.output_types)
-    loop_operands = list(operands[n_seeds + 1 :])
-    attrs = {"n_carry": len(body.output_types), "n_xs": 0, "body": body}
-    split = Split([o.type for o in loop_operands], attrs, constant_operands(loop_operands))
-    return list(operands[:n_seeds]), loop_operands, split
-
-
-def _second_order_term(
-    directions: Sequence[Value | None],
-    seeds: Sequence[Value],
-    loop_operands: list[Value],
-    split: Split,
-    cond: Body,
-    body: Body,
-) -> list[Value | None]:
-    """d(Jᵀs)/d(loop operands) applied to ``directions`` (a tangent per loop operand, or None): the
-    gradient of <s, tangent of the final carry> through the tangent while loop, per loop operand."""
-    n_carry = len(split.carry)
-    packed, new_operands, attrs = _tangent_while_node(directions, loop_operands, cond, body, n_carry)
-    graph = packed.graph
-    leaves = while_leaves([v.type for v in new_operands], attrs)
-    seed_of_tangent = dict(zip(range(n_carry, n_carry + len(split.float_carry)), seeds))
-    parts = [seed_of_tangent.get(i) or Value(graph, graph.zeros(t)) for i, t in enumerate(leaves)]
-    g = pack(parts, packed.dtype)
-    n_tangents = len(split.float_carry)
-    positions = [*range(n_carry), *[n_carry + n_tangents + k for k in range(len(split.consts))]]
-    return [while_vjp(p, g, packed, *new_operands, **attrs) for p in positions]
-
-
-def while_vjp_vjp(
-    position: int, g: Value, y: Value, *operands: Value, cond: Body, body: Body, backward: Body
-) -> Value | None:
-    """The cotangent of a ``while_vjp`` operand (reverse over reverse through a while loop)."""
-    seeds, loop_operands, split = _reversed_parts(operands, body, backward)
-    n_fc, n_carry = len(split.float_carry), len(split.carry)
-    cotangent = unpack(g, backward.output_types)  # ō: of the float carry, then of the float consts
-    if position < n_fc:  # a seed of the carry: (Jō)_i, the tangent while loop's final tangent
-        directions: list[Value | None] = [None] * len(loop_operands)
-        for i, part in zip(split.float_carry, cotangent[:n_fc]):
-            directions[i] = part
-        for k, part in zip(split.float_consts, cotangent[n_fc:]):
-            directions[n_carry + k] = part
-        packed, new_operands, attrs = _tangent_while_node(directions, loop_operands, cond, body, n_carry)
-        return unpack(packed, while_leaves([v.type for v in new_operands], attrs))[n_carry + position]
-    if position < len(seeds):  # a seed of a const's sum joins the result as it is
-        return cotangent[position]
-    if position == len(seeds) or not loop_operands[position - len(seeds) - 1].type.is_float:
-        return None  # the trip count, an integer carry
-    directions = [None] * len(loop_operands)
-    for i, part in zip(split.float_carry, cotangent[:n_fc]):
-        directions[i] = part
-    for k, part in zip(split.float_consts, cotangent[n_fc:]):
-        directions[n_carry + k] = part
-    return _second_order_term(directions, seeds[:n_fc], loop_operands, split, cond, body)[position - len(seeds) - 1]
-
-
-def while_vjp_jvp(
-    tangents: list[Value | None], y: Value, *operands: Value, cond: Body, body: Body, backward: Body
-) -> Value:
-    """The tangent of a ``while_vjp`` result (forward over reverse through a while loop): Jᵀṡ, the
-    same backward pass seeded with the seeds' tangents, plus the second-order term."""
-    seeds, loop_operands, split = _reversed_parts(operands, body, backward)
-    graph = y.graph
-    seed_tangents = [t if t is not None else Value(graph, graph.zeros(s.type)) for s, t in zip(seeds, tangents)]
-    attrs = {"cond": cond, "body": body, "backward": backward}
-    first = [*seed_tangents, *operands[len(seeds) :]]
-    total = Value(graph, graph.add("while_vjp", [v.id for v in first], attrs))
-    directions = list(tangents[len(seeds) + 1 :])
-    if any(t is not None for t in directions):
-        n_carry = len(split.carry)
-        terms = _second_order_term(directions, seeds[: len(split.float_carry)], loop_operands, split, cond, body)
-        wanted = [*split.float_carry, *[n_carry + k for k in split.float_consts]]
-        parts = [terms[p] or Value(graph, graph.zeros(loop_operands[p].type)) for p in wanted]
-        total = total + pack(parts, y.dtype)
-    return total
-
-
 RULES.update(switch_vjp=switch_vjp, switch_jvp=switch_jvp, while_vjp=while_vjp, while_jvp=while_jvp)
-RULES.update(while_vjp_vjp=while_vjp_vjp, while_vjp_jvp=while_vjp_jvp)

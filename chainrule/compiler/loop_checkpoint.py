@@ -17,7 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chainrule.compiler.control_ad import Split, backward_body, constant_operands, tangent_loop, taped_loop_vjp
+from chainrule.compiler.control_ad import (
+    Split,
+    backward_body,
+    constant_operands,
+    tangent_loop,
+    taped_loop_vjp,
+    unpack_cotangent,
+)
 from chainrule.compiler.revolve import (
     count_advances,
     fewest_slots_for_one_extra_sweep,
@@ -65,7 +72,7 @@ def _reversal_cotangents(g: Value, operands: Sequence[Value], attrs: dict[str, A
     n_carry, n_xs = len(split.carry), len(split.xs)
     backward = body.derived(f"vjp {split.key}", lambda: backward_body(body, split))
     graph = g.graph
-    g_leaves = unpack(g, loop_leaves(types, attrs))
+    g_leaves = unpack_cotangent(g, loop_leaves(types, attrs))
     seeds = [g_leaves[i] for i in split.float_carry]
     seeds += [Value(graph, graph.zeros(split.consts[i])) for i in split.float_consts]
     dys = [g_leaves[n_carry + i] for i in split.float_ys]
