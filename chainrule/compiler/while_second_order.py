@@ -55,23 +55,18 @@ def while_vjp_vjp(
     seeds, loop_operands, split = _reversed_parts(operands, body, backward)
     n_fc, n_carry = len(split.float_carry), len(split.carry)
     cotangent = unpack(g, backward.output_types)  # ō: of the float carry, then of the float consts
+    directions: list[Value | None] = [None] * len(loop_operands)  # ō as a tangent of the loop's inputs
+    for i, part in zip(split.float_carry, cotangent[:n_fc]):
+        directions[i] = part
+    for k, part in zip(split.float_consts, cotangent[n_fc:]):
+        directions[n_carry + k] = part
     if position < n_fc:  # a seed of the carry: (Jō)_i, the tangent while loop's final tangent
-        directions: list[Value | None] = [None] * len(loop_operands)
-        for i, part in zip(split.float_carry, cotangent[:n_fc]):
-            directions[i] = part
-        for k, part in zip(split.float_consts, cotangent[n_fc:]):
-            directions[n_carry + k] = part
         packed, new_operands, attrs = tangent_while_node(directions, loop_operands, cond, body, n_carry)
         return unpack(packed, while_leaves([v.type for v in new_operands], attrs))[n_carry + position]
     if position < len(seeds):  # a seed of a const's sum joins the result as it is
         return cotangent[position]
     if position == len(seeds) or not loop_operands[position - len(seeds) - 1].type.is_float:
         return None  # the trip count, an integer carry
-    directions = [None] * len(loop_operands)
-    for i, part in zip(split.float_carry, cotangent[:n_fc]):
-        directions[i] = part
-    for k, part in zip(split.float_consts, cotangent[n_fc:]):
-        directions[n_carry + k] = part
     return _second_order_term(directions, seeds[:n_fc], loop_operands, split, cond, body)[position - len(seeds) - 1]
 
 

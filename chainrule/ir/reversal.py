@@ -14,11 +14,13 @@ Operands: ``[backward carry..., carry..., xs..., dys..., consts...]``, the backw
 backward body's inputs laid out as for the store-all backward loop (``compiler.control_ad``), with the
 carry where that loop reads its tape. The result packs the backward carry after the last turn and
 the stacked cotangents of the per-step inputs. The carries held at once are at most the schedule's
-``slots`` (the initial carry, an operand, counted as one of them).
+``slots`` (the initial carry, an operand, counted as one of them). Its own derivatives (hessian, grad
+of grad) are ``compiler.loop_checkpoint``'s, registered in ``RULES``.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +36,7 @@ from chainrule.ir.types import TensorType
 
 # Every Schedule by key: generated code names a schedule by its key.
 SCHEDULES: dict[int, Schedule] = {}
-_next_key = iter(range(1 << 62))
+_KEYS = itertools.count()
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,7 +51,7 @@ class Schedule:
     actions: tuple[tuple[str, int], ...]
     slots: int
     advances: int
-    key: int = field(default_factory=lambda: next(_next_key))
+    key: int = field(default_factory=lambda: next(_KEYS))
 
     def __post_init__(self) -> None:
         SCHEDULES[self.key] = self
