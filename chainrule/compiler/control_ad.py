@@ -22,7 +22,7 @@ from typing import Any
 
 from chainrule.compiler.autodiff import reverse
 from chainrule.compiler.forward import forward
-from chainrule.ir import Graph, Value
+from chainrule.ir import F, Graph, Value
 from chainrule.ir.control import RULES, Body, loop_leaves, pack, rebuilt, tape_loops, unpack, while_leaves
 from chainrule.ir.types import TensorType
 
@@ -34,7 +34,7 @@ def _floats(types: Sequence[TensorType], start: int = 0) -> list[int]:
 # ---- reverse mode ---------------------------------------------------------------------------------
 
 
-class _Split:
+class Split:
     """A loop's operands and results by role: carry, per-step inputs, closed-over values, outputs.
     ``constant`` marks operands that are constants: reverse mode leaves out their cotangents (a
     scan over a constant grid needs none), so ``float_xs`` and ``float_consts`` skip them."""
@@ -53,12 +53,12 @@ class _Split:
         self.key = f"{self.float_xs} {self.float_consts}"  # what a derived backward body depends on
 
 
-def _constants(operands: Sequence[Value]) -> list[bool]:
+def constant_operands(operands: Sequence[Value]) -> list[bool]:
     graph = operands[0].graph if operands else None
     return [graph is not None and graph[o.id].op in ("const", "zeros") for o in operands]
 
 
-def _backward_body(body: Body, split: _Split, tape_cotangents: bool = False) -> Body:
+def backward_body(body: Body, split: Split, tape_cotangents: bool = False) -> Body:
     """The step of the backward loop. Inputs: ``[t, dcarry (float carry), dconst sums (float consts),
     tape_t (carry), x_t, dy_t (float ys), dtape_t (float carry, with tape_cotangents), consts]``;
     outputs: ``[dcarry, dconst sums, dx_t (float xs)]``. A tape's cotangent (second order: the
@@ -104,15 +104,15 @@ def _backward_body(body: Body, split: _Split, tape_cotangents: bool = False) -> 
 def _cotangents(g: Value, y: Value, operands: Sequence[Value], attrs: dict[str, Any]) -> list[Value | None]:
     """The cotangent of each operand of a taped loop, from the cotangent ``g`` of its result ``y``."""
     types = [o.type for o in operands]
-    split = _Split(types, attrs, _constants(operands))
+    split = Split(types, attrs, constant_operands(operands))
     body: Body = attrs["body"]
     n_carry, n_ys = len(split.carry), len(split.ys)
     leaves = loop_leaves(types, attrs)
     tape_start = sum(t.size for t in leaves[: n_carry + n_ys])
     tape_cotangents = not _slice_is_zero(g, tape_start, g.type.size)
     kind = f"vjp {split.key}" + (" with tape cotangents" if tape_cotangents else "")
-    backward_body = body.derived(kind, lambda: _backward_body(body, split, tape_cotangents))
-    g_leaves = unpack(g, leaves)
+    step_vjp = body.derived(kind, lambda: backward_body(body, split, tape_cotangents))
+    g_leaves = unpack_cotangent(g, leaves)
     tape = unpack(y, leaves)[n_carry + n_ys :]
     graph = g.graph
     carry = [g_leaves[i] for i in split.float_carry]
@@ -122,7 +122,7 @@ def _cotangents(g: Value, y: Value, operands: Sequence[Value], attrs: dict[str, 
     xs += [g_leaves[n_carry + n_ys + i] for i in split.float_carry] if tape_cotangents else []
     consts = list(operands[n_carry + len(split.xs) :])
     loop_attrs = {
-        "body": backward_body,
+        "body": step_vjp,
         "length": attrs["length"],
         "reverse": not attrs["reverse"],
         "tape": False,
@@ -142,6 +142,45 @@ def _cotangents(g: Value, y: Value, operands: Sequence[Value], attrs: dict[str, 
     for i, result in zip(split.float_xs, results[n_c + n_k :]):
         cotangents[n_carry + i] = result
     return cotangents
+
+
+def unpack_cotangent(g: Value, leaves: Sequence[TensorType]) -> list[Value]:
+    """``unpack(g, leaves)`` for the cotangent of a packed result, read through the sum of slice
+    scatters reverse mode builds for it when each leaf's cotangent is scattered into zeros: then
+    the leaves' own cotangents, and the packed zeros (as large as a loop's whole tape) are never
+    made."""
+    graph = g.graph
+    ranges: dict[tuple[int, int], int] = {}
+    start = 0
+    for position, leaf in enumerate(leaves):
+        ranges[(start, start + leaf.size)] = position
+        start += leaf.size
+    parts: list[list[int]] = [[] for _ in leaves]
+    pending = [g.id]
+    while pending:
+        node = graph[pending.pop()]
+        if node.op == "add" and node.type == g.type:
+            pending.extend(node.args)
+        elif node.op == "scatter_add" and node.type == g.type and len(node.params["index"]) == 1:
+            kind, begin, end, step = node.params["index"][0]
+            leaf_at = ranges.get((begin, end)) if kind == "slice" and step is None else None
+            value_type = graph.type(node.args[0])
+            if leaf_at is None or value_type.ndim > 1 or value_type.size not in (1, leaves[leaf_at].size):
+                return unpack(g, leaves)
+            parts[leaf_at].append(node.args[0])
+        elif node.op != "zeros":
+            return unpack(g, leaves)
+    values = []
+    for leaf, contributions in zip(leaves, parts):
+        if not contributions:
+            values.append(Value(graph, graph.zeros(TensorType(leaf.shape, g.dtype))))
+            continue
+        total = Value(graph, contributions[0])
+        for extra in contributions[1:]:
+            total = total + Value(graph, extra)
+        flat = total if total.type.size == leaf.size else F.broadcast_to(total, shape=(leaf.size,))
+        values.append(F.reshape(flat, shape=leaf.shape))
+    return [v if v.dtype == leaf.dtype else F.cast(v, dtype=leaf.dtype) for v, leaf in zip(values, leaves)]
 
 
 def _slice_is_zero(packed: Value, start: int, stop: int) -> bool:
@@ -166,8 +205,9 @@ def _slice_is_zero(packed: Value, start: int, stop: int) -> bool:
     return True
 
 
-def loop_vjp(position: int, g: Value, y: Value, *operands: Value, **attrs: Any) -> Value | None:
-    """The cotangent of operand ``position`` of a loop (see the module doc)."""
+def taped_loop_vjp(position: int, g: Value, y: Value, *operands: Value, **attrs: Any) -> Value | None:
+    """The cotangent of operand ``position`` of a loop (see the module doc); a loop with a
+    ``checkpoint`` takes ``compiler.loop_checkpoint``'s rule instead."""
     if not attrs["tape"]:  # reverse mode tapes loops first; a loop reached otherwise runs again, taped
         taped = {**attrs, "tape": True}
         graph = y.graph
@@ -186,13 +226,13 @@ def _zero_tape(y: Value, operands: Sequence[Value], attrs: dict[str, Any]) -> li
     ]
 
 
-RULES["loop_vjp"] = loop_vjp
+RULES["loop_vjp"] = taped_loop_vjp  # compiler.loop_checkpoint puts its own in front
 
 
 # ---- forward mode ---------------------------------------------------------------------------------
 
 
-def _tangent_body(body: Body, split: _Split, tangent_xs: list[int], tangent_consts: list[int]) -> Body:
+def _tangent_body(body: Body, split: Split, tangent_xs: list[int], tangent_consts: list[int]) -> Body:
     """The step of the tangent loop. Inputs ``[t, carry, tcarry (float carry), x, tx, consts,
     tconsts]``; outputs ``[carry', tcarry', y, ty (float ys)]``."""
     n_c, n_x, n_k = len(split.carry), len(split.xs), len(split.consts)
@@ -212,16 +252,21 @@ def _tangent_body(body: Body, split: _Split, tangent_xs: list[int], tangent_cons
     return Body(rebuilt(jvp, inputs, outputs, f"{body.graph.name}_jvp"))
 
 
-def loop_jvp(tangents: list[Value | None], y: Value, *operands: Value, **attrs: Any) -> Value:
-    """The tangent of a loop's result: a loop over the body's JVP, the carry's tangent carried along."""
-    split = _Split([o.type for o in operands], attrs)
+def tangent_loop(
+    tangents: Sequence[Value | None], operands: Sequence[Value], attrs: dict[str, Any]
+) -> tuple[Value, list[Value], dict[str, Any], Split]:
+    """The loop over the body's JVP of a loop of ``operands`` (node, operands, attributes, and the
+    loop's split): operands ``[carry, tcarry (float carry), xs, txs, consts, tconsts]`` (a float
+    carry's missing tangent zero, only the xs and consts with a tangent getting one), results
+    ``[carry, tcarry, ys, tys (float ys)]`` and the tape if the loop keeps one."""
+    split = Split([o.type for o in operands], attrs)
     n_c, n_x = len(split.carry), len(split.xs)
     tangent_xs = [i for i in split.float_xs if tangents[n_c + i] is not None]
     tangent_consts = [i for i in split.float_consts if tangents[n_c + n_x + i] is not None]
     body: Body = attrs["body"]
     key = f"jvp {tangent_xs} {tangent_consts}"
     tangent_body = body.derived(key, lambda: _tangent_body(body, split, tangent_xs, tangent_consts))
-    graph = y.graph
+    graph = operands[0].graph
 
     def tangent_or_zero(position: int) -> Value:
         tangent = tangents[position]
@@ -233,9 +278,15 @@ def loop_jvp(tangents: list[Value | None], y: Value, *operands: Value, **attrs: 
     new_operands += [*consts, *[tangent_or_zero(n_c + n_x + i) for i in tangent_consts]]
     loop_attrs = {**attrs, "body": tangent_body, "n_carry": n_c + len(split.float_carry)}
     loop_attrs["n_xs"] = n_x + len(tangent_xs)
-    new_types = [v.type for v in new_operands]
     packed = Value(graph, graph.add("loop", [v.id for v in new_operands], loop_attrs))
-    results = unpack(packed, loop_leaves(new_types, loop_attrs))
+    return packed, new_operands, loop_attrs, split
+
+
+def loop_jvp(tangents: list[Value | None], y: Value, *operands: Value, **attrs: Any) -> Value:
+    """The tangent of a loop's result: a loop over the body's JVP, the carry's tangent carried along."""
+    packed, new_operands, loop_attrs, split = tangent_loop(tangents, operands, attrs)
+    graph, n_c = y.graph, len(split.carry)
+    results = unpack(packed, loop_leaves([v.type for v in new_operands], loop_attrs))
     n_fc, n_y = len(split.float_carry), len(split.ys)
     tangent_carry = results[n_c : n_c + n_fc]
     tangent_ys = results[n_c + n_fc + n_y : n_c + n_fc + n_y + len(split.float_ys)]
@@ -319,16 +370,17 @@ def while_vjp(
     types = [o.type for o in operands]
     if not types[position].is_float:
         return None
-    split = _Split(types, {"n_carry": n_carry, "n_xs": 0, "body": body}, _constants(operands))
-    backward = body.derived(f"vjp {split.key}", lambda: _backward_body(body, split))
+    split = Split(types, {"n_carry": n_carry, "n_xs": 0, "body": body}, constant_operands(operands))
+    backward = body.derived(f"vjp {split.key}", lambda: backward_body(body, split))
     graph = y.graph
     leaves = while_leaves(types, {"n_carry": n_carry})
-    g_carry = unpack(g, leaves)[:n_carry]
+    g_carry = unpack_cotangent(g, leaves)[:n_carry]
     count = unpack(y, leaves)[-1]
     seeds = [g_carry[i] for i in split.float_carry]
     seeds += [Value(graph, graph.zeros(split.consts[i])) for i in split.float_consts]
     new_operands = [*seeds, count, *operands]
-    packed = Value(graph, graph.add("while_vjp", [v.id for v in new_operands], {"body": body, "backward": backward}))
+    attrs = {"cond": cond, "body": body, "backward": backward}
+    packed = Value(graph, graph.add("while_vjp", [v.id for v in new_operands], attrs))
     results = unpack(packed, backward.output_types)
     if position < n_carry:
         return results[split.float_carry.index(position)]
@@ -352,15 +404,18 @@ def _tangent_while(
     return Body(rebuilt(cond.graph, layout, name=f"{cond.graph.name}_jvp")), tangent_body
 
 
-def while_jvp(tangents: list[Value | None], y: Value, *operands: Value, cond: Body, body: Body, n_carry: int) -> Value:
-    """The tangent of a while loop's result: a while loop over the body's JVP, the tangent of the
-    carry carried beside it (the condition reads the primal carry only)."""
+def tangent_while_node(
+    tangents: Sequence[Value | None], operands: Sequence[Value], cond: Body, body: Body, n_carry: int
+) -> tuple[Value, list[Value], dict[str, Any]]:
+    """The tangent while loop of a while loop of ``operands`` (its node, operands and attributes):
+    its carry is ``[carry, tcarry]`` and its closed-over values ``[consts, tconsts]``, a float
+    carry's missing tangent zero and only the consts with a tangent getting one."""
     types = [o.type for o in operands]
     float_carry = _floats(types[:n_carry])
     tangent_consts = [k for k in _floats(types[n_carry:]) if tangents[n_carry + k] is not None]
     key = f"jvp {tangent_consts}"
     new_cond, new_body = body.derived(key, lambda: _tangent_while(cond, body, types, n_carry, tangent_consts))
-    graph = y.graph
+    graph = operands[0].graph
 
     def tangent_or_zero(position: int) -> Value:
         tangent = tangents[position]
@@ -369,11 +424,19 @@ def while_jvp(tangents: list[Value | None], y: Value, *operands: Value, cond: Bo
     new_operands = [*operands[:n_carry], *[tangent_or_zero(i) for i in float_carry], *operands[n_carry:]]
     new_operands += [tangent_or_zero(n_carry + k) for k in tangent_consts]
     attrs = {"cond": new_cond, "body": new_body, "n_carry": n_carry + len(float_carry)}
-    packed = Value(graph, graph.add("while", [v.id for v in new_operands], attrs))
+    return Value(graph, graph.add("while", [v.id for v in new_operands], attrs)), new_operands, attrs
+
+
+def while_jvp(tangents: list[Value | None], y: Value, *operands: Value, cond: Body, body: Body, n_carry: int) -> Value:
+    """The tangent of a while loop's result: a while loop over the body's JVP, the tangent of the
+    carry carried beside it (the condition reads the primal carry only)."""
+    types = [o.type for o in operands]
+    float_carry = _floats(types[:n_carry])
+    packed, new_operands, attrs = tangent_while_node(tangents, operands, cond, body, n_carry)
     results = unpack(packed, while_leaves([v.type for v in new_operands], attrs))
     leaves = while_leaves(types, {"n_carry": n_carry})
-    parts = _spread(results[n_carry : n_carry + len(float_carry)], float_carry, leaves[:n_carry], graph)
-    return pack([*parts, Value(graph, graph.zeros(leaves[-1]))], y.dtype)
+    parts = _spread(results[n_carry : n_carry + len(float_carry)], float_carry, leaves[:n_carry], y.graph)
+    return pack([*parts, Value(y.graph, y.graph.zeros(leaves[-1]))], y.dtype)
 
 
 RULES.update(switch_vjp=switch_vjp, switch_jvp=switch_jvp, while_vjp=while_vjp, while_jvp=while_jvp)

@@ -13,10 +13,11 @@ read off the checkpointed graph (before fusion, so each is one op).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chainrule.compiler.checkpoint import checkpoint_info
 from chainrule.compiler.cost import format_bytes, format_flops, node_cost
+from chainrule.compiler.loop_checkpoint import LoopCheckpoint, loop_checkpoints
 from chainrule.compiler.schedule import is_view, peak_bytes
 from chainrule.ir import Graph, TensorType
 
@@ -57,6 +58,8 @@ class MemoryReport:
     # The llvm backend's arena (planned at compile time and held between calls, outputs over 4 KiB
     # aside); None on the numpy backend, whose temporaries come and go with each call.
     arena_bytes: int | None = None
+    # Checkpointed loops (``cr.scan(..., checkpoint=)``): the carries each backward pass holds at once.
+    loops: list[LoopCheckpoint] = field(default_factory=list)
 
     @property
     def extra_forward_passes(self) -> float:
@@ -73,6 +76,9 @@ class MemoryReport:
         ]
         if self.arena_bytes is not None:
             lines.append(f"  llvm arena         {format_bytes(self.arena_bytes):>12}")
+        if self.loops:
+            lines.append("  checkpointed loops:")
+            lines += [f"    {loop}" for loop in self.loops]
         if self.kept:
             lines.append("  kept:")
             lines += [
@@ -121,4 +127,5 @@ def memory_report(checkpointed: Graph, scheduled: Graph) -> MemoryReport:
         forward_flops,
         kept,
         recomputed,
+        loops=loop_checkpoints(checkpointed),
     )

@@ -38,6 +38,7 @@ from chainrule.compiler.autodiff import reverse
 from chainrule.compiler.checkpoint import checkpoint
 from chainrule.compiler.dce import dce
 from chainrule.compiler.fuse import fuse
+from chainrule.compiler.loop_checkpoint import checkpoint_loops
 from chainrule.compiler.rewrite import rebuild
 from chainrule.compiler.schedule import schedule
 from chainrule.compiler.simplify import simplify, simplify_rule
@@ -97,6 +98,8 @@ def _passes(
 ) -> list[Pass]:
     """(stage, pass name, pass) in order."""
     passes: list[Pass] = []
+    if wrt is not None and policy != "all":
+        passes.append(("grad", "checkpoint loops", lambda g: checkpoint_loops(g, policy)))
     if wrt is not None and optimize:
         passes += [
             ("grad", "simplify forward", simplify),

@@ -9,6 +9,7 @@ Walther 2000, "Algorithm 799: Revolve"), counting the slot that holds the input.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -115,3 +116,53 @@ def fewest_slots_for_one_extra_sweep(steps: int) -> int:
     while beta(slots, 2) < steps:
         slots += 1
     return slots
+
+
+def sqrt_schedule(steps: int) -> list[tuple[str, int]]:
+    """Chen et al.'s reversal in Revolve's actions: one sweep keeps every ⌈√l⌉-th state, then each
+    segment, last first, is advanced again from its first state keeping all of its states, and
+    reversed. About 2√l states are held at once, and l − ⌈l/s⌉ + s·(⌈l/s⌉ − 1) advances made.
+
+    >>> actions = sqrt_schedule(9)
+    >>> sum(action == "advance" for action, _ in actions), max_stored(actions)
+    (12, 5)
+    """
+    if steps < 1:
+        return []
+    size = math.isqrt(steps - 1) + 1  # ⌈√steps⌉
+    starts = list(range(0, steps, size))
+    actions: list[tuple[str, int]] = [("store", 0)]
+    for previous, start in itertools.pairwise(starts):
+        actions += [("advance", i) for i in range(previous, start)]
+        actions.append(("store", start))
+    for start in reversed(starts):
+        end = min(start + size, steps)
+        actions.append(("restore", start))
+        for i in range(start, end - 1):
+            actions += [("advance", i), ("store", i + 1)]
+        for i in range(end - 1, start - 1, -1):
+            actions += [("restore", i), ("turn", i)]
+            if i != start:
+                actions.append(("free", i))
+        if start != 0:
+            actions.append(("free", start))
+    actions.append(("free", 0))
+    return actions
+
+
+def count_advances(actions: list[tuple[str, int]]) -> int:
+    """The forward steps a schedule computes again (its ``advance`` actions)."""
+    return sum(action == "advance" for action, _ in actions)
+
+
+def max_stored(actions: list[tuple[str, int]]) -> int:
+    """The most states a schedule holds at once (the input's included)."""
+    stored: set[int] = set()
+    most = 0
+    for action, step in actions:
+        if action == "store":
+            stored.add(step)
+            most = max(most, len(stored))
+        elif action == "free":
+            stored.discard(step)
+    return most

@@ -16,6 +16,7 @@ from chainrule.ir import (  # noqa: F401  (fill the op table)
 from chainrule.ir import (
     control,  # noqa: F401  (loops and branches: after the ops their bodies use)
     custom,  # noqa: F401  (user-defined derivative rules, which hold bodies too)
+    reversal,  # noqa: F401  (a checkpointed loop's backward pass)
 )
 from chainrule.ir.builder import F, Value
 from chainrule.ir.graph import ConstArray, Graph, Node

@@ -12,7 +12,10 @@ per-step inputs of leading axis ``length``, then the values the body closes over
 inputs are ``[t, carry..., x_t..., consts...]`` (``t`` the step index, int64) and its outputs
 ``[carry'..., y...]``. Steps run ``t = 0 .. length-1`` (``reverse``: down from ``length-1``). The
 packed result holds the final carry, the stacked ``y`` (``ys[t]`` from step ``t``) and, when
-``tape`` is set, the carry each step started from (``tape[t]``): what reverse mode reads.
+``tape`` is set, the carry each step started from (``tape[t]``): what reverse mode reads. A loop
+whose ``checkpoint`` is set (``ir.reversal.checkpoint_spec``: "sqrt", Revolve's snapshots, a byte
+budget) is never taped: its backward pass is a ``loop_reversal`` node that computes the carries
+again from the initial one (``ir/reversal.py``).
 
 ``switch``: operands ``[index, operands..., consts...]``; ``branches`` is a tuple of Bodies, each
 with inputs ``[operands..., consts...]`` and outputs of one structure; ``index`` (clamped to the
@@ -28,13 +31,14 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from chainrule.errors import ShapeError, UnsupportedError
+from chainrule.errors import ShapeError
 from chainrule.ir.builder import F, Value
 from chainrule.ir.graph import Graph
 from chainrule.ir.npfuncs import NAMESPACE
@@ -211,8 +215,17 @@ def run_loop(
     carry = list(operands[:n_carry])
     xs, consts = operands[n_carry : n_carry + n_xs], tuple(operands[n_carry + n_xs :])
     y_types = body.output_types[n_carry:]
-    ys = [np.empty((length,) + t.shape, t.dtype) for t in y_types]
-    tapes = [np.empty((length,) + np.shape(c), np.asarray(c).dtype) for c in carry] if tape else []
+    carry_shapes = [np.shape(c) for c in carry]
+    shapes = carry_shapes + [(length,) + t.shape for t in y_types]
+    shapes += [(length,) + shape for shape in carry_shapes] if tape else []
+    # the result is allocated once and the steps write into views of it: a 10,000-step tape is
+    # not copied again to be packed
+    packed = np.empty(sum(math.prod(shape) for shape in shapes), packed_type(body.output_types).dtype)
+    views, start = [], 0
+    for shape in shapes:
+        views.append(packed[start : start + math.prod(shape)].reshape(shape))
+        start += math.prod(shape)
+    ys, tapes = views[n_carry : n_carry + len(y_types)], views[n_carry + len(y_types) :]
     for t in range(length - 1, -1, -1) if reverse else range(length):
         for record, value in zip(tapes, carry):
             record[t] = value
@@ -220,10 +233,13 @@ def run_loop(
         carry = list(results[:n_carry])
         for stacked, value in zip(ys, results[n_carry:]):
             stacked[t] = value
-    return pack_arrays(carry + ys + tapes, packed_type(body.output_types).dtype)
+    for view, value in zip(views[:n_carry], carry):
+        view[...] = value
+    return packed
 
 
-def _body_flops(body: Body) -> int:
+def body_flops(body: Body) -> int:
+    """The FLOPs of one run of ``body``."""
     graph = body.graph
     total = 0
     for node_id in graph.live_nodes():
@@ -241,6 +257,9 @@ def _delegated_batch(name: str) -> Callable[..., Value]:
         return result
 
     return rule
+
+
+_body_flops = body_flops  # the name the op entries below use
 
 
 def _delegated_vjp(name: str) -> Callable[[int], Callable[..., Value | None]]:
@@ -408,17 +427,6 @@ def _render_while_vjp(names: list[str], attrs: Attrs) -> str:
     return f"run_while_vjp({attrs['body'].key}, {attrs['backward'].key}, ({', '.join(names)},))"
 
 
-def _no_second_derivative(position: int) -> Callable[..., Value | None]:
-    def rule(*args: Any, **attrs: Any) -> Value | None:
-        raise UnsupportedError("second derivatives through cr.while_loop are not supported; use cr.fori_loop")
-
-    return rule
-
-
-def _no_forward_mode(*args: Any, **attrs: Any) -> Value:
-    raise UnsupportedError("forward mode through the backward pass of cr.while_loop is not supported; use cr.fori_loop")
-
-
 register(
     Op(
         "while_vjp",
@@ -426,8 +434,8 @@ register(
         None,
         _infer_while_vjp,
         _render_while_vjp,
-        vjp=_no_second_derivative,
-        jvp=_no_forward_mode,
+        vjp=_delegated_vjp("while_vjp_vjp"),
+        jvp=_delegated_jvp("while_vjp_jvp"),
         flops=lambda ins, out, attrs: 3 * _body_flops(attrs["body"]),
         batch=functools.partial(_delegated_batch("sequential_batch"), "while_vjp"),  # once per example
     )
@@ -437,8 +445,11 @@ NAMESPACE["run_while_vjp"] = run_while_vjp
 
 def tape_loops(graph: Graph) -> Graph:
     """``graph`` with every loop keeping its tape (the carries each step started from), which
-    reverse mode reads; ``graph`` itself when it has no loop without one."""
-    if not any(node.op == "loop" and not node.params["tape"] for node in graph.nodes):
+    reverse mode reads; ``graph`` itself when it has no loop without one. A loop with a
+    ``checkpoint`` keeps none: its backward pass computes the carries again (``ir.reversal``)."""
+    if not any(
+        node.op == "loop" and not node.params["tape"] and not node.params.get("checkpoint") for node in graph.nodes
+    ):
         return graph
     taped = Graph(graph.name)
     mapping: dict[int, int] = {}
@@ -447,7 +458,7 @@ def tape_loops(graph: Graph) -> Graph:
             mapping[node_id] = taped.add_input(node.type, node.name, node.loc)
             continue
         params = node.params
-        if node.op == "loop":
+        if node.op == "loop" and not params.get("checkpoint"):
             params = {**params, "tape": True}
         args = [mapping[a] for a in node.args]
         mapping[node_id] = taped.add(node.op, args, params, loc=node.loc, name=node.name)

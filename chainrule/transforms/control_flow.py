@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from chainrule.errors import Loc, TraceError
+from chainrule.errors import ArgumentError, Loc, TraceError
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
 from chainrule.frontends.source import current_location, user_frame
 from chainrule.frontends.tracer import TraceContext, Tracer, record
 from chainrule.ir import Graph, TensorType, Value
 from chainrule.ir.control import STEP_INDEX, Body, loop_leaves, rebuilt, run_loop, run_while
+from chainrule.ir.reversal import checkpoint_needed, checkpoint_spec
 
 
 def scan(
@@ -29,10 +30,23 @@ def scan(
     xs: Any = None,
     length: int | None = None,
     reverse: bool = False,
+    *,
+    checkpoint: str | int | None = None,
+    snapshots: int | None = None,
 ) -> tuple[Any, Any]:
     """``jax.lax.scan``: ``carry, y = f(carry, x)`` for each ``x`` along the leading axis of ``xs``;
-    returns the final carry and the ``y``\\ s stacked. ``xs`` may be None with ``length`` given."""
+    returns the final carry and the ``y``\\ s stacked. ``xs`` may be None with ``length`` given.
+
+    Reverse mode keeps the carry of every step, unless ``checkpoint`` says otherwise: ``"sqrt"``
+    (Chen's segments: about 2√n carries, one extra sweep), ``"optimal"`` (Revolve with the fewest
+    snapshots that reverse in about one extra sweep), a budget in bytes (Revolve with as many
+    snapshots as fit), or ``snapshots=n`` (Revolve with n). The backward pass then holds at most
+    that many carries, the initial one included, and computes the others again from them::
+
+        carry, ys = cr.scan(step, h0, xs, checkpoint=100_000)   # snapshots within 100 kB
+    """
     loc = current_location()
+    spec = checkpoint_spec(checkpoint, snapshots)
     x_leaves, x_paths, x_tree = flatten(xs, "x")
     x_types = [_leaf_type(leaf, "xs", loc) for leaf in x_leaves]
     steps = _scan_length(x_types, length, loc)
@@ -52,16 +66,28 @@ def scan(
         reverse,
         loc,
         getattr(f, "__name__", "scan"),
+        spec,
     )
 
 
-def fori_loop(lower: int, upper: int, body_fun: Callable[[Any, Any], Any], init_val: Any) -> Any:
+def fori_loop(
+    lower: int,
+    upper: int,
+    body_fun: Callable[[Any, Any], Any],
+    init_val: Any,
+    *,
+    checkpoint: str | int | None = None,
+    snapshots: int | None = None,
+) -> Any:
     """``jax.lax.fori_loop``: ``val = body_fun(i, val)`` for ``i`` in ``range(lower, upper)``.
 
-    Python-int bounds make a loop of ``upper - lower`` steps that reverse mode differentiates;
-    traced bounds make a ``while_loop``."""
+    Python-int bounds make a loop of ``upper - lower`` steps that reverse mode differentiates
+    (``checkpoint`` and ``snapshots`` as for ``scan``); traced bounds make a ``while_loop``."""
     loc = current_location()
+    spec = checkpoint_spec(checkpoint, snapshots)
     if isinstance(lower, Tracer) or isinstance(upper, Tracer):
+        if spec is not None:
+            raise ArgumentError("checkpoint= needs a fori_loop with int bounds (traced ones make a while_loop)", loc)
         counted = while_loop(
             lambda state: state[0] < upper,
             lambda state: (state[0] + 1, body_fun(state[0], state[1])),
@@ -73,7 +99,8 @@ def fori_loop(lower: int, upper: int, body_fun: Callable[[Any, Any], Any], init_
     def step(t: Any, carry: Any, x_args: list[Any]) -> tuple[Any, None]:
         return body_fun(t + lower if lower else t, carry), None
 
-    carry, _ = _loop(step, init_val, [], [], max(upper - lower, 0), False, loc, getattr(body_fun, "__name__", "body"))
+    name = getattr(body_fun, "__name__", "body")
+    carry, _ = _loop(step, init_val, [], [], max(upper - lower, 0), False, loc, name, spec)
     return carry
 
 
@@ -153,9 +180,11 @@ def _loop(
     reverse: bool,
     loc: Loc | None,
     name: str,
+    checkpoint: tuple[Any, ...] | None = None,
 ) -> tuple[Any, Any]:
     carry_leaves, carry_paths, carry_tree = flatten(init, "carry")
     carry_types = [_leaf_type(leaf, "the carry", loc) for leaf in carry_leaves]
+    checkpoint = _checked_checkpoint(checkpoint, length, carry_types, loc)
     x_types = [_leaf_type(leaf, "xs", loc) for leaf in x_leaves]
     step_types = [TensorType(t.shape[1:], t.dtype) for t in x_types]
     n_carry = len(carry_types)
@@ -183,6 +212,7 @@ def _loop(
         "tape": False,
         "n_carry": n_carry,
         "n_xs": len(x_leaves),
+        "checkpoint": checkpoint,
     }
     leaves = loop_leaves([_leaf_type(o, "", loc) for o in operands], attrs)
     if context.parent is None:  # nothing traced: run it now
@@ -191,6 +221,16 @@ def _loop(
     else:
         results = _unpack_traced(record("loop", tuple(operands), attrs, user_frame()), leaves)
     return unflatten(carry_tree, results[:n_carry]), unflatten(y_tree, results[n_carry:])
+
+
+def _checked_checkpoint(
+    spec: tuple[Any, ...] | None, length: int, carry_types: list[TensorType], loc: Loc | None
+) -> tuple[Any, ...] | None:
+    """The loop's checkpoint spec, None when a tape of every carry fits it (no recomputation)."""
+    carry_bytes = sum(t.nbytes for t in carry_types)
+    if spec is not None and spec[0] == "bytes" and spec[1] < carry_bytes:
+        raise ArgumentError(f"a checkpoint budget of {spec[1]} bytes holds no carry: one is {carry_bytes} bytes", loc)
+    return spec if checkpoint_needed(spec, length, carry_types) else None
 
 
 def _check_carry_types(body: Body, carry_types: list[TensorType], loc: Loc | None) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 from chainrule.ir import Graph
 from chainrule.ir.control import Body, run_loop, run_switch, run_while, run_while_vjp
 from chainrule.ir.custom import run_custom
+from chainrule.ir.reversal import run_loop_reversal
 
 Step = Callable[..., tuple[Any, ...]]
 _COMPILER: list[Callable[[Graph], Step]] = []
@@ -55,6 +56,12 @@ def _custom(operands: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
     return result
 
 
+def _loop_reversal(operands: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
+    keys = (attrs["body"].key, attrs["backward"].key, attrs["schedule"].key)
+    settings = (attrs["reverse"], attrs["n_backward"], attrs["n_carry"], attrs["n_xs"])
+    return run_loop_reversal(*keys, *settings, tuple(operands), native_step)
+
+
 # op -> what its fallback calls (strategies.py declares them)
 RUNNERS: dict[str, Callable[[list[np.ndarray], dict[str, Any]], np.ndarray]] = {
     "loop": _loop,
@@ -63,4 +70,5 @@ RUNNERS: dict[str, Callable[[list[np.ndarray], dict[str, Any]], np.ndarray]] = {
     "while_vjp": _while_vjp,
     "custom_vjp": _custom,
     "custom_jvp": _custom,
+    "loop_reversal": _loop_reversal,
 }
