@@ -58,6 +58,7 @@ _LLVM = {
     "view": "native (a strided view)",
     "reduce": "native reduction",
     "gemm": "native (BLAS)",
+    "lapack": "native (LAPACK)",
     "fallback": "NumPy callback (native code calls the op's NumPy/SciPy lowering)",
     "source": "native",
 }

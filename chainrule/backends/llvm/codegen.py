@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from chainrule.backends.llvm import blas, parallel, scalar_ops
 from chainrule.backends.llvm.gemm import emit_gemm
 from chainrule.backends.llvm.irtext import Function, Module
+from chainrule.backends.llvm.lapack_ops import emit_lapack
 from chainrule.backends.llvm.reductions import ReductionNest
 from chainrule.backends.llvm.strategies import strategy_of
 from chainrule.backends.llvm.strides import (
@@ -58,6 +59,7 @@ class Codegen:
         self.uses_blas = False
         self.blas_arguments: dict[tuple[str, object], str] = {}  # (type, value) -> the entry's pointer to it
         self.uses_threads = False
+        self.lapack_status_cleared = False
 
     # ---- the entry function -----------------------------------------------------------------
 
@@ -81,6 +83,8 @@ class Codegen:
                 self._reduction(unit.node_id)
             elif unit.kind == "matmul":
                 emit_gemm(self, unit.node_id)
+            elif unit.kind == "lapack":
+                emit_lapack(self, unit.node_id)
             else:
                 self._fallback(unit.node_id)
         self._output_copies()

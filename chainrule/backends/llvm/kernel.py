@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from chainrule.backends.llvm import control, engine
+from chainrule.backends.llvm import control, engine, lapack
 from chainrule.backends.llvm.lower import ARENA, CALLBACK, CONSTANTS, lower
 from chainrule.backends.llvm.plan import Lowered
 from chainrule.backends.llvm.strategies import strategy_of
@@ -184,6 +184,10 @@ class _Runner:
                 namespace[f"out{index}_view"] = self.view(output.arena_view)
                 returned.append(f"out{index}_view.copy()")
         body.append("entry(table_address, threads[0])")
+        if lowered.failures:  # LAPACK's status: 0, or the number of the failure to raise
+            namespace["status"] = self.view(View(ARENA, lowered.status_offset, (1,), (1,), "int32"))
+            namespace["raise_lapack"] = lambda code: lapack.raise_failure(lowered.failures, code)
+            body += ["if status[0]:", "    raise_lapack(int(status[0]))"]
         if keep:
             body += [
                 "runner.slot_arrays.clear()",

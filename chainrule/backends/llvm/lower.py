@@ -29,6 +29,10 @@ How nodes become code:
   (``@chainrule_dgemm``/``sgemm``), row-major as column-major with the operands
   swapped; a transposed operand is gemm's "T", so ``A.T @ B`` copies nothing.
   (An operand that is neither row- nor column-major makes the matmul a fallback.)
+- **Linear algebra** (cholesky, solve, triangular_solve, slogdet, eigh, svd,
+  qr) calls SciPy's LAPACK (``cython_lapack``) on column-major copies of each
+  matrix, in a workspace at the end of the arena (``lapack_ops.py``); a
+  failure (a singular matrix) sets a status the wrapper raises from.
 - **Everything else** (integer-array indexing, scatter_add, concatenate, a
   reshape of non-contiguous data, matmul on integers or of more than 64 batch
   elements, dtypes without LLVM arithmetic such as float16) runs its NumPy lowering
@@ -51,10 +55,10 @@ import re
 
 import numpy as np
 
-from chainrule.backends.llvm import scalar_ops
+from chainrule.backends.llvm import lapack_ops, scalar_ops
 from chainrule.backends.llvm.codegen import Codegen
 from chainrule.backends.llvm.plan import Fallback, InputSpec, Loop, Lowered, OutputSpec, Unit
-from chainrule.backends.llvm.strategies import GEMM, SOURCE, VIEW, strategy_of
+from chainrule.backends.llvm.strategies import GEMM, LAPACK, SOURCE, VIEW, strategy_of
 from chainrule.backends.llvm.strides import contiguous_strides
 from chainrule.backends.llvm.views import View, gemm_layout, matrices
 from chainrule.ir import OPS, Graph
@@ -98,6 +102,9 @@ class Lowering:
         self.arena_bytes = 0
         self.stored: set[int] = set()  # loop members whose value goes to memory
         self.view_nodes: list[int] = []  # view ops that are views (no code), in id order
+        self.scratch_bytes = 0  # the LAPACK workspace (lapack_ops.py), shared by its nodes
+        self.scratch = View(ARENA, -1, (), (), "int32")  # placed by _allocate; starts with the status
+        self.failures: list[tuple[str, object]] = []  # what each LAPACK status code raises
 
     # ---- planning ---------------------------------------------------------------------------
 
@@ -111,7 +118,7 @@ class Lowering:
         module_text, entry, counts = self._emit()
         constants = np.frombuffer(b"".join(self.constant_chunks) or b"\0" * 8, dtype=np.uint8).copy()
         longest = max([u.loop.steps for u in self.units if u.loop is not None and math.prod(u.loop.shape) > 1] + [0])
-        return Lowered(
+        lowered = Lowered(
             module_text,
             entry,
             self.table_size,
@@ -123,6 +130,9 @@ class Lowering:
             *counts,
             longest,
         )
+        if self.failures:
+            lowered.status_offset, lowered.failures = self.scratch.offset, self.failures
+        return lowered
 
     def _new_slot(self) -> int:
         self.table_size += 1
@@ -201,6 +211,9 @@ class Lowering:
                 self.units.append(Unit("reduce" if self._lowerable_reduction(node_id) else "fallback", node_id))
             elif strategy == GEMM and self._gemm_ready(node_id):
                 self.units.append(Unit("matmul", node_id))
+            elif strategy == LAPACK and lapack_ops.ready(graph, node_id):
+                self.units.append(Unit("lapack", node_id))
+                self.scratch_bytes = max(self.scratch_bytes, lapack_ops.scratch_bytes(graph, node_id))
             else:
                 self.units.append(Unit("fallback", node_id))
 
@@ -398,6 +411,9 @@ class Lowering:
                 copied.arena_view = View(
                     ARENA, arena.take(size), copied.shape, contiguous_strides(copied.shape), copied.dtype
                 )
+        if self.scratch_bytes:  # past everything: freed blocks were some value's during the call
+            self.scratch = View(ARENA, arena.size, (), (), "int32")
+            arena.size += -(-self.scratch_bytes // ALIGNMENT) * ALIGNMENT
         self.arena_bytes = arena.size
         for node_id in self.view_nodes:  # now that every computed value has its place (contiguous)
             view = self._view_of(node_id)

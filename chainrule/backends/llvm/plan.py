@@ -57,6 +57,9 @@ class Lowered:
     loops: int = 0
     parallel_loops: int = 0
     longest_loop: int = 0  # steps in the longest loop body (of more than one element)
+    # LAPACK: the arena offset of the status word (-1: none) and the failure each status names
+    status_offset: int = -1
+    failures: list[tuple[str, Any]] = field(default_factory=list)
 
 
 # ---- units: what the entry function does, in order -------------------------------------------
@@ -73,6 +76,6 @@ class Loop:
 
 @dataclass
 class Unit:
-    kind: str  # "loop", "reduce", "matmul", "fallback"
+    kind: str  # "loop", "reduce", "matmul", "lapack", "fallback"
     node_id: int = -1
     loop: Loop | None = None
