@@ -214,3 +214,39 @@ def test_several_lapack_nodes_share_one_workspace_and_agree_with_the_numpy_backe
     for got, expected in zip(cr.jit(f, backend="llvm")(a, b), cr.jit(f, backend="numpy")(a, b)):
         close(got, expected)
     assert_native(cr.jit(f, backend="llvm"), (a, b), ["dpotrf", "dgesv", "dgesdd", "dgetrf"])
+
+
+def test_a_small_lapack_kernel_runs_blas_on_one_thread_and_restores_scipys_setting():
+    from chainrule.backends.llvm import blas, lapack
+
+    if not lapack.can_set_threads():
+        pytest.skip("SciPy's BLAS is not an OpenBLAS whose threads can be set")
+    before = blas.get_blas_threads()
+    small, large = positive_definite((8, 8)), positive_definite((300, 300))
+    try:
+        blas.set_blas_threads(2)
+        for matrix, single in ((small, True), (large, False)):
+            compiled = cr.jit(np.linalg.cholesky, backend="llvm")
+            close(compiled(matrix), np.linalg.cholesky(matrix))
+            assert ("call void @chainrule_blas_set_threads(i32 1)" in kernel_of(compiled, matrix).source) is single
+            assert blas.get_blas_threads() == 2
+    finally:
+        blas.set_blas_threads(before)
+
+
+@pytest.mark.parametrize(
+    "a_shape, b_shape", [((70, 3, 4), (4, 2)), ((2, 1, 3, 4), (5, 4, 2)), ((4,), (4, 5)), ((3, 4), (4,))]
+)
+def test_matmuls_gemm_cannot_read_directly_copy_their_operands_and_call_gemm(a_shape, b_shape):
+    """Broadcast operands (stride 0) and more batch elements than gemm.py unrolls: natively too,
+    so a kernel never mixes NumPy's BLAS (and its thread pool) with SciPy's."""
+    a, b = rng_for(10).standard_normal(a_shape), rng_for(11).standard_normal(b_shape)
+    compiled = cr.jit(lambda a, b: np.broadcast_to(a, a.shape) @ b, backend="llvm")
+    close(compiled(a, b), a @ b)
+    kernel = kernel_of(compiled, a, b)
+    assert not kernel.lowered.fallbacks
+    assert "@chainrule_dgemm(" in kernel.source or "@chainrule_lapack_dgemm(" in kernel.source
+    ones = np.ones((4, 4))
+    gradient = cr.grad(lambda a: np.sum(np.linalg.cholesky(a)), backend="llvm")  # Lᵀ @ (broadcast ones)
+    close(gradient(ones + 4 * np.eye(4)), cr.grad(lambda a: np.sum(np.linalg.cholesky(a)))(ones + 4 * np.eye(4)))
+    assert not kernel_of(gradient, ones + 4 * np.eye(4)).lowered.fallbacks

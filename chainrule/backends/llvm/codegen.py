@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from chainrule.backends.llvm import blas, parallel, scalar_ops
 from chainrule.backends.llvm.gemm import emit_gemm
 from chainrule.backends.llvm.irtext import Function, Module
-from chainrule.backends.llvm.lapack_ops import emit_lapack
+from chainrule.backends.llvm.lapack_ops import emit_lapack, finish
 from chainrule.backends.llvm.reductions import ReductionNest
 from chainrule.backends.llvm.strategies import strategy_of
 from chainrule.backends.llvm.strides import (
@@ -60,6 +60,7 @@ class Codegen:
         self.blas_arguments: dict[tuple[str, object], str] = {}  # (type, value) -> the entry's pointer to it
         self.uses_threads = False
         self.lapack_status_cleared = False
+        self.lapack_threads: str | None = None  # SciPy's BLAS threads before the kernel set them to 1
 
     # ---- the entry function -----------------------------------------------------------------
 
@@ -88,6 +89,7 @@ class Codegen:
             else:
                 self._fallback(unit.node_id)
         self._output_copies()
+        finish(self)
         entry.do("ret void")
         if self.uses_threads:
             self.module.header.append(parallel.RUNTIME.format(p=self.prefix, max_threads=self.max_threads))

@@ -4,7 +4,7 @@ what a nonzero ``info`` means.
 JIT code calls ``@chainrule_lapack_<name>`` (``chainrule_lapack_dpotrf``, ...); the engine binds
 each name to the function ``scipy.linalg.cython_lapack`` exports (``RUNTIME_SYMBOLS``), as it
 binds BLAS, so cached object code holds no address. Those are C wrappers of the Fortran routines:
-every argument a pointer, no hidden string lengths. ``trsm`` comes from ``cython_blas``.
+every argument a pointer, no hidden string lengths. ``trsm`` and ``gemm`` come from ``cython_blas``.
 
 Workspace sizes are asked of LAPACK itself (``lwork = -1``) when the kernel is planned: the shapes
 are static, so the answer is too, and the workspace is a fixed part of the kernel's arena.
@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from chainrule.backends.llvm import blas
 from chainrule.backends.llvm.capsules import exported_address
 from chainrule.errors import ChainruleError
 
@@ -40,7 +41,9 @@ ARITY = {
     "laset": 7,  # uplo, m, n, alpha, beta, a, lda
     "lacpy": 7,  # uplo, m, n, a, lda, b, ldb
     "trsm": 11,  # side, uplo, transa, diag, m, n, alpha, a, lda, b, ldb (BLAS)
+    "gemm": 13,  # transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc (BLAS)
 }
+_BLAS = ("trsm", "gemm")
 _PREFIX = {"float64": "d", "float32": "s"}
 
 
@@ -67,8 +70,8 @@ def declaration(name: str, dtype: str) -> str:
 
 @cache
 def address(full_name: str) -> int:
-    """The address of ``cython_lapack``'s (or, for trsm, ``cython_blas``'s) ``full_name``."""
-    if full_name.endswith("trsm"):
+    """The address of ``cython_lapack``'s (or, for trsm and gemm, ``cython_blas``'s) ``full_name``."""
+    if full_name[1:] in _BLAS:
         from scipy.linalg import cython_blas as module
     else:
         from scipy.linalg import cython_lapack as module
@@ -79,9 +82,29 @@ def _binder(full_name: str) -> Callable[[], int]:
     return lambda: address(full_name)
 
 
+# SciPy's OpenBLAS thread count, read and set from native code (``int get(void)``, ``void set(int)``)
+GET_THREADS, SET_THREADS = "chainrule_blas_get_threads", "chainrule_blas_set_threads"
+
+
+def can_set_threads() -> bool:
+    """Does SciPy's BLAS export the thread-count functions native code would call?"""
+    return blas.thread_function_address("get") is not None and blas.thread_function_address("set") is not None
+
+
+def _thread_binder(verb: str) -> Callable[[], int]:
+    def bind() -> int:
+        found = blas.thread_function_address(verb)
+        assert found is not None, "a kernel sets SciPy's BLAS threads, which has no function for it"
+        return found
+
+    return bind
+
+
 # Name in JIT code -> function returning its address (the engine imports those a module mentions).
 RUNTIME_SYMBOLS: dict[str, Callable[[], int]] = {
-    symbol(name, dtype): _binder(routine(name, dtype)) for name in ARITY for dtype in _PREFIX
+    **{symbol(name, dtype): _binder(routine(name, dtype)) for name in ARITY for dtype in _PREFIX},
+    GET_THREADS: _thread_binder("get"),
+    SET_THREADS: _thread_binder("set"),
 }
 
 

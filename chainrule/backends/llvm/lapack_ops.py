@@ -14,6 +14,14 @@ the kernel (they run one after another), sized when the kernel is planned: matri
 shapes, ``lwork``/``liwork`` by LAPACK's own query (``lapack.py``). Its first word is the status
 the kernel reads after the call: 0, or the number of the failure to raise (``Lowering.failures``).
 
+Threads: SciPy's OpenBLAS threads a call from n ≈ 100 on. On a machine whose cores are busy
+(2 cores, other jobs) a threaded call waits for descheduled threads at every synchronization:
+a threaded trsm of order 200 took 25 ms where one thread takes 0.4 ms, and gemm then trsm
+alternating 95 ms against 0.7 ms; on a quiet machine threads gain at most the core count. So a
+kernel whose LAPACK matrices are all of order <= 256 (a few ms of work on one core) sets SciPy's
+thread count to 1 for its duration and restores it at the end (``blas.set_blas_threads`` is the
+same setting, for the user's own calls); larger ones keep SciPy's threads.
+
 triangular_solve is BLAS ``trsm`` rather than LAPACK ``trtrs``, like the NumPy lowering: trtrs
 would stop on a zero diagonal where NumPy's path gives inf/NaN, and SciPy's threaded trtrs was
 20-50× slower at n = 200.
@@ -27,15 +35,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from chainrule.backends.llvm import lapack, scalar_ops
-from chainrule.backends.llvm.views import View
+from chainrule.backends.llvm.strides import contiguous_strides
+from chainrule.backends.llvm.views import View, matrices
 from chainrule.ir import Graph
 
 if TYPE_CHECKING:
     from chainrule.backends.llvm.codegen import Codegen
 
 STATUS_BYTES = 64
+# A kernel whose LAPACK matrices all have at most this many rows and columns runs its BLAS and LAPACK
+# calls on one thread (see the module docstring).
+SINGLE_THREAD_MAX_ORDER = 256
 _ALIGNMENT = 64
-OPS = ("cholesky", "solve", "triangular_solve", "slogdet", "eigh", "svd", "qr")
+OPS = ("cholesky", "solve", "triangular_solve", "slogdet", "eigh", "svd", "qr", "matmul")
 # NumPy's messages (numpy/linalg/_linalg.py), so the error reads the same on both backends
 NOT_POSITIVE_DEFINITE = "Matrix is not positive definite"
 SINGULAR = "Singular matrix"
@@ -63,6 +75,10 @@ def workspace(graph: Graph, node_id: int) -> dict[str, tuple[int, str]]:
     a = graph.type(node.args[0])
     m, n = a.shape[-2:]
     k = min(m, n)
+    if node.op == "matmul":
+        a_shape, b_shape = (graph.type(x).shape for x in node.args)
+        m, k, n = (a_shape[-2] if len(a_shape) > 1 else 1), a_shape[-1], (b_shape[-1] if len(b_shape) > 1 else 1)
+        return {"a": (m * k, dtype), "b": (k * n, dtype), "c": (m * n, dtype)}
     if node.op in ("cholesky", "slogdet"):
         return {"a": (n * n, dtype), "ipiv": (n, "int32")}
     if node.op in ("solve", "triangular_solve"):
@@ -96,6 +112,30 @@ def scratch_bytes(graph: Graph, node_id: int) -> int:
     return STATUS_BYTES + sum(_region_bytes(c, d) for c, d in workspace(graph, node_id).values())
 
 
+def _single_threaded(gen: Codegen) -> None:
+    """Run the kernel's BLAS/LAPACK calls on one thread when its LAPACK matrices are small: save
+    SciPy's thread count and set it to 1 (``finish`` restores it)."""
+    orders = [
+        max(gen.graph.type(a).shape[-2:])
+        for u in gen.plan.units
+        if u.kind == "lapack"
+        for a in gen.graph[u.node_id].args
+    ]
+    if max(orders) > SINGLE_THREAD_MAX_ORDER or not lapack.can_set_threads():
+        return
+    entry = gen.entry
+    entry.declare(f"declare i32 @{lapack.GET_THREADS}() nounwind")
+    entry.declare(f"declare void @{lapack.SET_THREADS}(i32) nounwind")
+    gen.lapack_threads = entry.emit(f"call i32 @{lapack.GET_THREADS}()", "blas.threads")
+    entry.do(f"call void @{lapack.SET_THREADS}(i32 1)")
+
+
+def finish(gen: Codegen) -> None:
+    """At the end of the entry function: SciPy's BLAS thread count as it was before the kernel."""
+    if gen.lapack_threads is not None:
+        gen.entry.do(f"call void @{lapack.SET_THREADS}(i32 {gen.lapack_threads})")
+
+
 def emit_lapack(gen: Codegen, node_id: int) -> None:
     """``node_id`` as LAPACK calls, in the entry function (see the module docstring)."""
     unit = _Unit(gen, node_id)
@@ -119,6 +159,7 @@ class _Unit:
         if not gen.lapack_status_cleared:  # the first LAPACK node clears the status
             self.entry.do(f"store i32 0, ptr {self.status}")
             gen.lapack_status_cleared = True
+            _single_threaded(gen)
         self.regions: dict[str, str] = {}
         offset = scratch.offset + STATUS_BYTES
         for name, (count, dtype) in workspace(gen.graph, node_id).items():
@@ -390,3 +431,26 @@ _EMITTERS: dict[str, Callable[[_Unit], None]] = {
     "svd": _svd,
     "qr": _qr,
 }
+
+
+def _matmul(u: _Unit) -> None:
+    """A matmul BLAS cannot read as it is (a broadcast or strided operand, mixed dtypes, more batch
+    elements than gemm.py unrolls): the operands copied column-major, one gemm per batch element."""
+    a_view, b_view, batch = matrices(*u.operands)
+    m, k, n = a_view.shape[-2], a_view.shape[-1], b_view.shape[-1]
+    out = View(u.result.slot, u.result.offset, batch + (m, n), contiguous_strides(batch + (m, n)), u.dtype)
+    u.batch = batch
+    plain, one, zero = u.char("N"), u.real(1.0), u.real(0.0)
+    sizes = (u.integer(m), u.integer(n), u.integer(k), one)
+    operands = (u.regions["a"], u.integer(m), u.regions["b"], u.integer(k), zero, u.regions["c"], u.integer(m))
+
+    def body(pointers: list[str]) -> None:
+        u.into_columns(pointers[0], a_view, "a")
+        u.into_columns(pointers[1], b_view, "b")
+        u.call("gemm", plain, plain, *sizes, *operands)
+        u.out_of_columns("c", m, n, pointers[2])
+
+    u.each_matrix([a_view, b_view, out], body)
+
+
+_EMITTERS["matmul"] = _matmul

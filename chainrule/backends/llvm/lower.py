@@ -28,7 +28,9 @@ How nodes become code:
 - **matmul** (float32/float64, 1-D, 2-D and batched) calls BLAS ``gemm``
   (``@chainrule_dgemm``/``sgemm``), row-major as column-major with the operands
   swapped; a transposed operand is gemm's "T", so ``A.T @ B`` copies nothing.
-  (An operand that is neither row- nor column-major makes the matmul a fallback.)
+  (An operand that is neither row- nor column-major, mixed dtypes or more than
+  64 batch elements: operands copied column-major, gemm in a native loop over
+  the batch, as for LAPACK below.)
 - **Linear algebra** (cholesky, solve, triangular_solve, slogdet, eigh, svd,
   qr) calls SciPy's LAPACK (``cython_lapack``) on column-major copies of each
   matrix, in a workspace at the end of the arena (``lapack_ops.py``); a
@@ -211,7 +213,7 @@ class Lowering:
                 self.units.append(Unit("reduce" if self._lowerable_reduction(node_id) else "fallback", node_id))
             elif strategy == GEMM and self._gemm_ready(node_id):
                 self.units.append(Unit("matmul", node_id))
-            elif strategy == LAPACK and lapack_ops.ready(graph, node_id):
+            elif strategy in (LAPACK, GEMM) and lapack_ops.ready(graph, node_id):
                 self.units.append(Unit("lapack", node_id))
                 self.scratch_bytes = max(self.scratch_bytes, lapack_ops.scratch_bytes(graph, node_id))
             else:
