@@ -46,6 +46,7 @@ def test_every_op_has_an_llvm_lowering_or_strategy():
                 strategies.REDUCE,
                 strategies.GEMM,
                 strategies.LAPACK,
+                strategies.NATIVE,
                 strategies.FALLBACK,
             )
 

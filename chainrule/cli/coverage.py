@@ -59,6 +59,7 @@ _LLVM = {
     "reduce": "native reduction",
     "gemm": "native (BLAS)",
     "lapack": "native (LAPACK)",
+    "native": "native loop",
     "fallback": "NumPy callback (native code calls the op's NumPy/SciPy lowering)",
     "source": "native",
 }

@@ -17,6 +17,7 @@ from chainrule.backends.llvm import blas, parallel, scalar_ops
 from chainrule.backends.llvm.gemm import emit_gemm
 from chainrule.backends.llvm.irtext import Function, Module
 from chainrule.backends.llvm.lapack_ops import emit_lapack, finish
+from chainrule.backends.llvm.native_ops import emit_native
 from chainrule.backends.llvm.reductions import ReductionNest
 from chainrule.backends.llvm.strategies import strategy_of
 from chainrule.backends.llvm.strides import (
@@ -86,6 +87,8 @@ class Codegen:
                 emit_gemm(self, unit.node_id)
             elif unit.kind == "lapack":
                 emit_lapack(self, unit.node_id)
+            elif unit.kind == "native":
+                emit_native(self, unit.node_id)
             else:
                 self._fallback(unit.node_id)
         self._output_copies()

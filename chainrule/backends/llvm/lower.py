@@ -35,6 +35,8 @@ How nodes become code:
   qr) calls SciPy's LAPACK (``cython_lapack``) on column-major copies of each
   matrix, in a workspace at the end of the arena (``lapack_ops.py``); a
   failure (a singular matrix) sets a status the wrapper raises from.
+- **Scans, argmax/argmin, concatenate**: loop nests of their own, the op's
+  axis innermost (``native_ops.py``).
 - **Everything else** (integer-array indexing, scatter_add, concatenate, a
   reshape of non-contiguous data, matmul on integers or of more than 64 batch
   elements, dtypes without LLVM arithmetic such as float16) runs its NumPy lowering
@@ -57,10 +59,10 @@ import re
 
 import numpy as np
 
-from chainrule.backends.llvm import lapack_ops, scalar_ops
+from chainrule.backends.llvm import lapack_ops, native_ops, scalar_ops
 from chainrule.backends.llvm.codegen import Codegen
 from chainrule.backends.llvm.plan import Fallback, InputSpec, Loop, Lowered, OutputSpec, Unit
-from chainrule.backends.llvm.strategies import GEMM, LAPACK, SOURCE, VIEW, strategy_of
+from chainrule.backends.llvm.strategies import GEMM, LAPACK, NATIVE, SOURCE, VIEW, strategy_of
 from chainrule.backends.llvm.strides import contiguous_strides
 from chainrule.backends.llvm.views import View, gemm_layout, matrices
 from chainrule.ir import OPS, Graph
@@ -216,6 +218,8 @@ class Lowering:
             elif strategy in (LAPACK, GEMM) and lapack_ops.ready(graph, node_id):
                 self.units.append(Unit("lapack", node_id))
                 self.scratch_bytes = max(self.scratch_bytes, lapack_ops.scratch_bytes(graph, node_id))
+            elif strategy == NATIVE and native_ops.ready(graph, node_id):
+                self.units.append(Unit("native", node_id))
             else:
                 self.units.append(Unit("fallback", node_id))
 

@@ -76,6 +76,6 @@ class Loop:
 
 @dataclass
 class Unit:
-    kind: str  # "loop", "reduce", "matmul", "lapack", "fallback"
+    kind: str  # "loop", "reduce", "matmul", "lapack", "native", "fallback"
     node_id: int = -1
     loop: Loop | None = None

@@ -8,6 +8,7 @@
 - ``REDUCE``: a reduction (``Op.is_reduction``) is a loop accumulating from its identity;
 - ``GEMM``: a BLAS call (float matmuls whose operands BLAS can read as they are);
 - ``LAPACK``: LAPACK calls on a column-major copy of each matrix (``lapack_ops.py``);
+- ``NATIVE``: a loop nest of its own (scans, argmax/argmin, concatenate: ``native_ops.py``);
 - ``FALLBACK``: the op's NumPy lowering, called back from the native code.
 
 A test (tests/test_backend_coverage.py) fails when an op of the table has no strategy here.
@@ -28,7 +29,7 @@ from chainrule.backends.llvm.views import View
 from chainrule.ir import OPS, Node, Op
 
 VIEW, REDUCE, GEMM, FALLBACK, LOOP, SOURCE = "view", "reduce", "gemm", "fallback", "loop", "source"
-LAPACK = "lapack"
+LAPACK, NATIVE = "lapack", "native"
 
 # (operand's view, node) -> the result's view, or None
 ViewRule = Callable[[View, Node], View | None]
@@ -87,7 +88,7 @@ declare(OPS["broadcast_to"], Strategy(VIEW, views.broadcast_view))
 declare(OPS["reshape"], Strategy(VIEW, views.reshape_view))  # of non-contiguous data: NumPy copies
 declare(OPS["getitem"], Strategy(VIEW, views.index_view))  # an integer-array index: NumPy gathers
 declare(OPS["matmul"], Strategy(GEMM))  # on integers, or of many batch elements: NumPy
-declare(OPS["concatenate"], Strategy(FALLBACK))
+declare(OPS["concatenate"], Strategy(NATIVE))
 declare(OPS["scatter_add"], Strategy(FALLBACK))
 # Hurwitz's zeta (digamma's derivative is ζ(2, x)): SciPy's cython_special does not export it
 declare(OPS["zeta"], Strategy(FALLBACK))
@@ -144,7 +145,10 @@ def _product_combine(block: Function, dtype: str, accumulator: str, value: str) 
 
 
 declare(OPS["prod"], Strategy(REDUCE, identity=lambda dtype: scalar_ops.literal(1, dtype), combine=_product_combine))
-for _name in ("cumsum", "cumprod", "argsort", "argmax", "argmin", "searchsorted"):
+for _name in ("cumsum", "cumprod", "argmax", "argmin"):
+    declare(OPS[_name], Strategy(NATIVE))
+# sorting is NumPy's (a stable sort is an algorithm, not a loop): see native_ops.py
+for _name in ("argsort", "searchsorted"):
     declare(OPS[_name], Strategy(FALLBACK))
 
 # ---- linear algebra (issue 16): SciPy's LAPACK called from native code (lapack_ops.py) ---------
