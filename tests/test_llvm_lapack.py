@@ -234,6 +234,34 @@ def test_a_small_lapack_kernel_runs_blas_on_one_thread_and_restores_scipys_setti
         blas.set_blas_threads(before)
 
 
+def test_kernels_on_several_threads_at_once_leave_scipys_thread_count_as_it_was():
+    import threading
+
+    from chainrule.backends.llvm import blas, lapack
+
+    if not lapack.can_set_threads():
+        pytest.skip("SciPy's BLAS is not an OpenBLAS whose threads can be set")
+    before = blas.get_blas_threads()
+    matrices = [positive_definite((6, 6), seed=s) for s in range(4)]
+    kernels = [cr.jit(np.linalg.cholesky, backend="llvm") for _ in matrices]  # one lock each: they overlap
+    results: list[bool] = []
+
+    def work(kernel, matrix):
+        results.append(all(np.allclose(kernel(matrix), np.linalg.cholesky(matrix)) for _ in range(200)))
+
+    try:
+        blas.set_blas_threads(2)
+        threads = [threading.Thread(target=work, args=pair) for pair in zip(kernels, matrices)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert results == [True] * len(matrices)
+        assert blas.get_blas_threads() == 2
+    finally:
+        blas.set_blas_threads(before)
+
+
 @pytest.mark.parametrize(
     "a_shape, b_shape", [((70, 3, 4), (4, 2)), ((2, 1, 3, 4), (5, 4, 2)), ((4,), (4, 5)), ((3, 4), (4,))]
 )
@@ -250,3 +278,11 @@ def test_matmuls_gemm_cannot_read_directly_copy_their_operands_and_call_gemm(a_s
     gradient = cr.grad(lambda a: np.sum(np.linalg.cholesky(a)), backend="llvm")  # Lᵀ @ (broadcast ones)
     close(gradient(ones + 4 * np.eye(4)), cr.grad(lambda a: np.sum(np.linalg.cholesky(a)))(ones + 4 * np.eye(4)))
     assert not kernel_of(gradient, ones + 4 * np.eye(4)).lowered.fallbacks
+
+
+def test_a_strided_vector_times_a_matrix_and_a_matrix_times_a_strided_vector():
+    v, m = rng_for(12).standard_normal(8), rng_for(13).standard_normal((4, 4))
+    for fn in (lambda v, m: v[::2] @ m, lambda v, m: m @ v[::2], lambda v, m: v[::2] @ v[1::2]):
+        compiled = cr.jit(fn, backend="llvm")
+        close(compiled(v, m), fn(v, m))
+        assert not kernel_of(compiled, v, m).lowered.fallbacks

@@ -61,7 +61,7 @@ class Codegen:
         self.blas_arguments: dict[tuple[str, object], str] = {}  # (type, value) -> the entry's pointer to it
         self.uses_threads = False
         self.lapack_status_cleared = False
-        self.lapack_threads: str | None = None  # SciPy's BLAS threads before the kernel set them to 1
+        self.lapack_threads: str | None = None  # where SciPy's BLAS thread count is saved (lapack_ops)
 
     # ---- the entry function -----------------------------------------------------------------
 

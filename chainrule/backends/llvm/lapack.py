@@ -82,8 +82,11 @@ def _binder(full_name: str) -> Callable[[], int]:
     return lambda: address(full_name)
 
 
-# SciPy's OpenBLAS thread count, read and set from native code (``int get(void)``, ``void set(int)``)
+# SciPy's OpenBLAS thread count, read and set from native code (``int get(void)``, ``void set(int)``),
+# and the process-wide state of kernels that set it: [kernels running, the count they saved]
 GET_THREADS, SET_THREADS = "chainrule_blas_get_threads", "chainrule_blas_set_threads"
+THREAD_STATE = "chainrule_blas_thread_state"
+_thread_state = (ctypes.c_int64 * 2)()
 
 
 def can_set_threads() -> bool:
@@ -105,6 +108,7 @@ RUNTIME_SYMBOLS: dict[str, Callable[[], int]] = {
     **{symbol(name, dtype): _binder(routine(name, dtype)) for name in ARITY for dtype in _PREFIX},
     GET_THREADS: _thread_binder("get"),
     SET_THREADS: _thread_binder("set"),
+    THREAD_STATE: lambda: ctypes.addressof(_thread_state),
 }
 
 

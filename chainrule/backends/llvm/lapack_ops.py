@@ -20,7 +20,8 @@ a threaded trsm of order 200 took 25 ms where one thread takes 0.4 ms, and gemm 
 alternating 95 ms against 0.7 ms; on a quiet machine threads gain at most the core count. So a
 kernel whose LAPACK matrices are all of order <= 256 (a few ms of work on one core) sets SciPy's
 thread count to 1 for its duration and restores it at the end (``blas.set_blas_threads`` is the
-same setting, for the user's own calls); larger ones keep SciPy's threads.
+same setting, for the user's own calls); larger ones keep SciPy's threads. Kernels running on
+several Python threads at once share a counter: the first saves the setting, the last restores it.
 
 triangular_solve is BLAS ``trsm`` rather than LAPACK ``trtrs``, like the NumPy lowering: trtrs
 would stop on a zero diagonal where NumPy's path gives inf/NaN, and SciPy's threaded trtrs was
@@ -72,13 +73,13 @@ def workspace(graph: Graph, node_id: int) -> dict[str, tuple[int, str]]:
     """The node's workspace: region -> (elements, dtype), ``int32`` for pivots and integer work."""
     node = graph[node_id]
     dtype = node.type.dtype
-    a = graph.type(node.args[0])
-    m, n = a.shape[-2:]
-    k = min(m, n)
     if node.op == "matmul":
         a_shape, b_shape = (graph.type(x).shape for x in node.args)
         m, k, n = (a_shape[-2] if len(a_shape) > 1 else 1), a_shape[-1], (b_shape[-1] if len(b_shape) > 1 else 1)
         return {"a": (m * k, dtype), "b": (k * n, dtype), "c": (m * n, dtype)}
+    a = graph.type(node.args[0])
+    m, n = a.shape[-2:]
+    k = min(m, n)
     if node.op in ("cholesky", "slogdet"):
         return {"a": (n * n, dtype), "ipiv": (n, "int32")}
     if node.op in ("solve", "triangular_solve"):
@@ -123,17 +124,39 @@ def _single_threaded(gen: Codegen) -> None:
     ]
     if max(orders) > SINGLE_THREAD_MAX_ORDER or not lapack.can_set_threads():
         return
-    entry = gen.entry
+    # Kernels on several Python threads at once: the first to start saves SciPy's setting in the
+    # process-wide state (``lapack.THREAD_STATE``: kernels running, saved count), the last to end
+    # restores it.
+    entry, state = gen.entry, f"@{lapack.THREAD_STATE}"
     entry.declare(f"declare i32 @{lapack.GET_THREADS}() nounwind")
     entry.declare(f"declare void @{lapack.SET_THREADS}(i32) nounwind")
-    gen.lapack_threads = entry.emit(f"call i32 @{lapack.GET_THREADS}()", "blas.threads")
+    entry.declare(f"{state} = external global [2 x i64]")
+    saved = entry.emit(f"getelementptr i64, ptr {state}, i64 1", "blas.saved")
+    running = entry.emit(f"atomicrmw add ptr {state}, i64 1 seq_cst", "kernels.running")
+    save, go = entry.label("blas.save"), entry.label("blas.single")
+    entry.do(f"br i1 {entry.emit(f'icmp eq i64 {running}, 0', 'first')}, label %{save}, label %{go}")
+    entry.place(save)
+    threads = entry.emit(f"sext i32 {entry.emit(f'call i32 @{lapack.GET_THREADS}()')} to i64", "blas.threads")
+    entry.do(f"store atomic i64 {threads}, ptr {saved} seq_cst, align 8")
     entry.do(f"call void @{lapack.SET_THREADS}(i32 1)")
+    entry.do(f"br label %{go}")
+    entry.place(go)
+    gen.lapack_threads = saved
 
 
 def finish(gen: Codegen) -> None:
-    """At the end of the entry function: SciPy's BLAS thread count as it was before the kernel."""
-    if gen.lapack_threads is not None:
-        gen.entry.do(f"call void @{lapack.SET_THREADS}(i32 {gen.lapack_threads})")
+    """At the end of the entry function: the last kernel running restores SciPy's thread count."""
+    if gen.lapack_threads is None:
+        return
+    entry = gen.entry
+    running = entry.emit(f"atomicrmw sub ptr @{lapack.THREAD_STATE}, i64 1 seq_cst", "kernels.running")
+    restore, done = entry.label("blas.restore"), entry.label("blas.done")
+    entry.do(f"br i1 {entry.emit(f'icmp eq i64 {running}, 1', 'last')}, label %{restore}, label %{done}")
+    entry.place(restore)
+    threads = entry.emit(f"load atomic i64, ptr {gen.lapack_threads} seq_cst, align 8", "blas.threads")
+    entry.do(f"call void @{lapack.SET_THREADS}(i32 {entry.emit(f'trunc i64 {threads} to i32')})")
+    entry.do(f"br label %{done}")
+    entry.place(done)
 
 
 def emit_lapack(gen: Codegen, node_id: int) -> None:
