@@ -183,6 +183,8 @@ SINGULAR = np.array([[1.0, 2.0], [2.0, 4.0]])
         (np.linalg.solve, (SINGULAR, np.ones((2, 1)))),
         (np.linalg.inv, (np.stack([np.eye(2), SINGULAR]),)),
         (np.linalg.inv, (SINGULAR.astype(np.float32),)),
+        (np.linalg.eigvalsh, (np.full((3, 3), np.nan),)),  # syevd does not converge
+        (lambda a: np.linalg.svd(a, compute_uv=False), (np.full((3, 3), np.nan),)),  # gesdd: info = -4
     ],
 )
 def test_a_failed_factorization_raises_numpys_error_and_message(fn, args):
@@ -193,7 +195,7 @@ def test_a_failed_factorization_raises_numpys_error_and_message(fn, args):
         compiled(*args)
     assert isinstance(on_llvm.value, cr.ChainruleError)
     assert on_llvm.value.bare_message == str(on_numpy.value)  # NumPy's message, after the user's line
-    good = tuple(np.broadcast_to(np.eye(2, dtype=a.dtype), a.shape) + 0 * a for a in args[:1]) + args[1:]
+    good = tuple(np.broadcast_to(np.eye(a.shape[-1], dtype=a.dtype), a.shape).copy() for a in args[:1]) + args[1:]
     close(compiled(*good), fn(*good))  # the status is cleared: the next call succeeds
 
 

@@ -269,9 +269,10 @@ class _Unit:
         listed = ", ".join(f"ptr {a}" for a in arguments)
         self.entry.do(f"call void @{lapack.symbol(name, self.dtype)}({listed})")
 
-    def check(self, name: str, message: str | None) -> None:
-        """After a call that set ``info``: record failure ``message`` (info > 0; None: no failure)
-        or a rejected argument (info < 0) in the status, unless an earlier failure is there."""
+    def check(self, name: str, message: str | None, nan_info: int = 0) -> None:
+        """After a call that set ``info``: record failure ``message`` (info > 0, or ``nan_info``,
+        the value a routine reports a NaN operand with; None: no failure) or a rejected argument
+        (info < 0) in the status, unless an earlier failure is there."""
         failures = self.gen.plan.failures
         routine = lapack.routine(name, self.dtype)
         failures.append((f"LAPACK {routine} rejected an argument (a bug in chainrule's llvm backend)", None))
@@ -279,6 +280,8 @@ class _Unit:
         emit = self.entry.emit
         info = emit(f"load i32, ptr {self.info}", "info")
         rejected = emit(f"icmp slt i32 {info}, 0", "rejected")
+        if nan_info:
+            rejected = emit(f"and i1 {rejected}, {emit(f'icmp ne i32 {info}, {nan_info}', 'not.nan')}", "rejected")
         if message is None:
             failed, code = rejected, str(negative)
         else:
@@ -413,7 +416,7 @@ def _svd(u: _Unit) -> None:
     def body(pointers: list[str]) -> None:
         u.into_columns(pointers[0], a_view, "a")
         u.call("gesdd", *shape, *factors, *work)
-        u.check("gesdd", SVD_FAILED)
+        u.check("gesdd", SVD_FAILED, nan_info=-4)  # LAPACK >= 3.10 reports a NaN in A as info = -4
         u.out_of_vector("s", k, pointers[1])
         u.out_of_columns("u", m, k, pointers[1], first=k)
         u.out_of_columns("vt", k, n, pointers[1], first=k + m * k)
