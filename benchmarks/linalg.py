@@ -1,30 +1,42 @@
-"""Linear algebra compiled by chainrule against the direct NumPy/SciPy call, at n = 200.
+"""Linear algebra compiled by chainrule against NumPy/SciPy by hand and JAX, forward and gradient.
 
-    python3 benchmarks/linalg.py            # about 20 s
-    python3 benchmarks/linalg.py --n 400
+    python3 benchmarks/linalg.py                                   # a few minutes; one table
+    python3 benchmarks/linalg.py --baseline /path/to/old/checkout  # adds "llvm before" (a subprocess)
+    python3 benchmarks/linalg.py --pools                           # the two-OpenBLAS-pools measurement
 
-For solve, cholesky and slogdet: the forward function compiled by each backend
-(``cr.jit(f, backend=...)``) against calling NumPy on the same arrays, and the compiled
-gradient (``cr.grad``) for scale. The linear-algebra primitives run LAPACK through NumPy/SciPy
-on both backends (the LLVM backend calls them back from native code), so the ratio measures
-chainrule's per-call overhead. Every figure is the median of many calls in this one process;
-the machine is shared, so compare the ratios, not the times.
+Functions (float64, A symmetric positive definite n×n, B n×8, fixed weights W):
+cholesky sum(W∘chol(A)); solve sum(W∘solve(A, B)); slogdet log|det A|; eigh sum(w·eigvalsh(A));
+svd sum(w·svdvals(A)). "fwd" is the function, "grad" its gradient in A.
 
-NumPy's and SciPy's wheels each bring their own OpenBLAS with its own thread pool. Gradients
-call both (NumPy's LAPACK, SciPy's BLAS trsm; the LLVM backend's gemm is SciPy's too), and on a
-loaded machine the two pools' spinning threads can slow each call by 100x; run with
-``OPENBLAS_NUM_THREADS=1`` to see the per-call cost without that contention.
+Columns: chainrule's NumPy backend; its LLVM backend (which now calls SciPy's LAPACK from the native
+code) and, with --baseline, the LLVM backend of another checkout run in a subprocess on the same
+arrays (the old one called NumPy back for every linear-algebra node); NumPy/SciPy by hand (the
+forward call, and the gradient written out with the same matrix identities and LAPACK calls); JAX
+``jit`` when it is installed. Each block builds a fresh compiled function (kernels are cached per
+function object), calls it once to compile, then times many calls; a figure is the median over
+blocks of the per-block median, in microseconds. Ratios are against "by hand" in the same run.
+
+BLAS runs on one thread (OPENBLAS_NUM_THREADS=1 unless set): NumPy's and SciPy's wheels each bring
+an OpenBLAS with its own thread pool, and on a 2-core machine shared with other jobs threaded calls
+varied a hundredfold (``--pools`` measures that). The machine is shared: compare ratios, not times.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from statistics import median
 
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads OpenBLAS
+
 import numpy as np
+import scipy.linalg
 
 try:
     import chainrule as cr
@@ -32,51 +44,212 @@ except ImportError:  # run from a checkout: python3 benchmarks/linalg.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import chainrule as cr
 
-
-def median_seconds(call, repeats: int) -> float:
-    call()  # compile and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return median(times)
+SIZES = (8, 64, 256)
+OPS = ("cholesky", "solve", "slogdet", "eigh", "svd")
+BLOCKS = 3
 
 
-def functions(n: int):
-    rng = np.random.default_rng(0)
+def problem(n: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(n)
     m = rng.standard_normal((n, n))
-    spd = m @ m.T + n * np.eye(n)
-    b = rng.standard_normal((n, 8))
     return {
-        "solve": (lambda a, b: np.linalg.solve(a, b), (spd, b), lambda a, b: np.sum(np.linalg.solve(a, b))),
-        "cholesky": (lambda a: np.linalg.cholesky(a), (spd,), lambda a: np.sum(np.linalg.cholesky(a))),
-        "slogdet": (lambda a: np.linalg.slogdet(a)[1], (spd,), lambda a: np.linalg.slogdet(a)[1]),
+        "a": m @ m.T / n + np.eye(n),
+        "b": rng.standard_normal((n, 8)),
+        "w_matrix": rng.uniform(0.5, 1.5, (n, n)),
+        "w_rhs": rng.uniform(0.5, 1.5, (n, 8)),
+        "w_vector": rng.uniform(0.5, 1.5, n),
     }
 
 
-def main(argv=None) -> None:
+def losses(p: dict[str, np.ndarray], xp=np) -> dict[str, Callable]:
+    """The five scalar functions of A, written with ``xp`` (NumPy, traced by chainrule, or jax.numpy)."""
+    w_matrix, w_rhs, w_vector, b = (xp.asarray(p[k]) for k in ("w_matrix", "w_rhs", "w_vector", "b"))
+    return {
+        "cholesky": lambda a: xp.sum(w_matrix * xp.linalg.cholesky(a)),
+        "solve": lambda a: xp.sum(w_rhs * xp.linalg.solve(a, b)),
+        "slogdet": lambda a: xp.linalg.slogdet(a)[1],
+        "eigh": lambda a: xp.sum(w_vector * xp.linalg.eigvalsh(a)),
+        "svd": lambda a: xp.sum(w_vector * xp.linalg.svd(a, compute_uv=False)),
+    }
+
+
+def by_hand(p: dict[str, np.ndarray]) -> dict[str, tuple[Callable, Callable]]:
+    """NumPy/SciPy written out: (function, gradient) per op, the gradients by the rules
+    docs/linalg.md states (Murray 2016 for Cholesky, Giles 2008 for the rest)."""
+    w_matrix, w_rhs, w_vector, b = p["w_matrix"], p["w_rhs"], p["w_vector"], p["b"]
+    n = len(w_vector)
+    phi = np.tri(n) - 0.5 * np.eye(n)
+    solve_triangular = scipy.linalg.solve_triangular
+
+    def cholesky_grad(a):
+        chol = np.linalg.cholesky(a)
+        inner = solve_triangular(chol, (phi * (chol.T @ w_matrix)).T, lower=True, trans="T")  # L⁻ᵀ Pᵀ
+        s = solve_triangular(chol, inner.T, lower=True, trans="T")  # L⁻ᵀ P L⁻¹ (transposed back)
+        return (s + s.T) / 2
+
+    def solve_grad(a):
+        x = np.linalg.solve(a, b)
+        return -np.linalg.solve(a.T, w_rhs) @ x.T
+
+    def eigh_grad(a):
+        _, v = np.linalg.eigh(a)
+        return (v * w_vector) @ v.T
+
+    def svd_grad(a):
+        u, _, vh = np.linalg.svd(a)
+        return (u * w_vector) @ vh
+
+    forward = losses(p)
+    return {
+        "cholesky": (forward["cholesky"], cholesky_grad),
+        "solve": (forward["solve"], solve_grad),
+        "slogdet": (forward["slogdet"], lambda a: np.linalg.inv(a).T),
+        "eigh": (forward["eigh"], eigh_grad),
+        "svd": (forward["svd"], svd_grad),
+    }
+
+
+def calls_for(n: int) -> int:
+    return {8: 200, 64: 50}.get(n, 10)
+
+
+def timed(make: Callable[[], Callable], argument: np.ndarray, calls: int) -> float:
+    """Median over blocks of the median call time (µs), each block with a fresh function from ``make``."""
+    per_block = []
+    for _ in range(BLOCKS):
+        function = make()
+        function(argument)  # compile and warm up
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            function(argument)
+            times.append(time.perf_counter() - start)
+        per_block.append(median(times))
+    return median(per_block) * 1e6
+
+
+def chainrule_times(backend: str) -> dict[str, float]:
+    """``"op n mode" -> µs`` for chainrule's ``backend``."""
+    results = {}
+    for n in SIZES:
+        p = problem(n)
+        for op in OPS:
+            loss = losses(p)[op]
+            for mode, transform in (("fwd", cr.jit), ("grad", cr.grad)):
+                results[f"{op} {n} {mode}"] = timed(lambda: transform(loss, backend=backend), p["a"], calls_for(n))
+    return results
+
+
+def reference_times() -> dict[str, dict[str, float]]:
+    results: dict[str, dict[str, float]] = {"by hand": {}}
+    try:
+        import jax
+        import jax.numpy as jnp
+
+        jax.config.update("jax_enable_x64", True)
+        results["jax jit"] = {}
+    except ImportError:
+        jax = None
+    for n in SIZES:
+        p = problem(n)
+        for op, (function, gradient) in by_hand(p).items():
+            for mode, call in (("fwd", function), ("grad", gradient)):
+                results["by hand"][f"{op} {n} {mode}"] = timed(lambda call=call: call, p["a"], calls_for(n))
+            if jax is not None:
+                loss = losses(p, jnp)[op]
+                for mode, make in (("fwd", lambda: jax.jit(loss)), ("grad", lambda: jax.jit(jax.grad(loss)))):
+                    results["jax jit"][f"{op} {n} {mode}"] = timed(
+                        lambda make=make: _blocking(make()), p["a"], calls_for(n)
+                    )
+    return results
+
+
+def _blocking(function: Callable) -> Callable:
+    return lambda a: function(a).block_until_ready()
+
+
+def baseline_times(checkout: str) -> dict[str, float]:
+    """The LLVM backend of another checkout, in a subprocess importing chainrule from there."""
+    environment = {**os.environ, "PYTHONPATH": checkout}
+    output = subprocess.run(
+        [sys.executable, __file__, "--worker", "llvm"], env=environment, capture_output=True, text=True, check=True
+    )
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def check_values() -> None:
+    """Both backends' values and gradients are the hand-written ones (a wrong answer is not a time)."""
+    p = problem(8)
+    for op, (function, gradient) in by_hand(p).items():
+        for backend in ("numpy", "llvm"):
+            loss = losses(p)[op]
+            assert np.isclose(cr.jit(loss, backend=backend)(p["a"]), function(p["a"]), rtol=1e-10), (op, backend)
+            assert np.allclose(cr.grad(loss, backend=backend)(p["a"]), gradient(p["a"]), rtol=1e-8), (op, backend)
+
+
+def table(columns: dict[str, dict[str, float]]) -> str:
+    names = list(columns)
+    header = f"{'op':<9}{'n':>5} {'':<5}" + "".join(f"{name:>13}" for name in names)
+    header += "".join(f"{'/hand ' + name:>17}" for name in names if name != "by hand")
+    lines = [header, "-" * len(header)]
+    for op in OPS:
+        for n in SIZES:
+            for mode in ("fwd", "grad"):
+                key = f"{op} {n} {mode}"
+                hand = columns["by hand"][key]
+                row = f"{op:<9}{n:>5} {mode:<5}" + "".join(f"{columns[c][key]:13.1f}" for c in names)
+                row += "".join(f"{columns[c][key] / hand:17.2f}" for c in names if c != "by hand")
+                lines.append(row)
+    return "\n".join(lines)
+
+
+def pools(n: int = 200, calls: int = 30) -> None:
+    """Two OpenBLAS pools: NumPy's and SciPy's calls, alone and alternating, with this process's threads."""
+    import scipy.linalg.blas as blas
+
+    p = problem(n)
+    a = p["a"]
+    chol = np.asfortranarray(np.linalg.cholesky(a))
+    rhs = np.asfortranarray(a)
+    numpy_cholesky = lambda: np.linalg.cholesky(a)  # (NumPy's OpenBLAS)
+    numpy_matmul = lambda: a @ a
+    scipy_trsm = lambda: blas.dtrsm(1.0, chol, rhs, lower=1)  # (SciPy's OpenBLAS)
+    scipy_gemm = lambda: blas.dgemm(1.0, rhs, rhs)
+    gradient = cr.grad(losses(p)["cholesky"], backend="llvm")
+    cases = {
+        "numpy cholesky": numpy_cholesky,
+        "scipy trsm": scipy_trsm,
+        "numpy matmul then scipy gemm": lambda: (numpy_matmul(), scipy_gemm()),
+        "numpy cholesky then scipy trsm": lambda: (numpy_cholesky(), scipy_trsm()),
+        "scipy gemm then scipy trsm": lambda: (scipy_gemm(), scipy_trsm()),
+        "llvm cholesky gradient": lambda: gradient(a),
+        "numpy matmul then llvm gradient": lambda: (numpy_matmul(), gradient(a)),
+    }
+    print(f"n = {n}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, median of {calls} calls")
+    for name, case in cases.items():
+        print(f"  {name:<34} {timed(lambda case=case: lambda _: case(), a, calls) / 1e3:9.3f} ms")
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--baseline", help="a checkout whose LLVM backend to time too (a subprocess)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--pools", action="store_true", help="time NumPy's and SciPy's OpenBLAS pools together")
     options = parser.parse_args(argv)
-    print(f"n = {options.n}, median of {options.repeats} calls (ms); ratio = compiled / NumPy")
-    header = f"{'function':<10} {'NumPy':>8} {'numpy be':>9} {'ratio':>6} {'llvm be':>8} {'ratio':>6} {'grad np':>8} {'grad llvm':>9}"
-    print(header)
-    print("-" * len(header))
-    for name, (fn, args, loss) in functions(options.n).items():
-        direct = median_seconds(lambda: fn(*args), options.repeats)
-        numpy_backend = cr.jit(fn, backend="numpy")
-        llvm_backend = cr.jit(fn, backend="llvm")
-        compiled_numpy = median_seconds(lambda: numpy_backend(*args), options.repeats)
-        compiled_llvm = median_seconds(lambda: llvm_backend(*args), options.repeats)
-        grad_numpy, grad_llvm = cr.grad(loss, backend="numpy"), cr.grad(loss, backend="llvm")
-        gradient_numpy = median_seconds(lambda: grad_numpy(*args), max(options.repeats // 4, 5))
-        gradient_llvm = median_seconds(lambda: grad_llvm(*args), max(options.repeats // 4, 5))
-        print(
-            f"{name:<10} {direct * 1e3:8.3f} {compiled_numpy * 1e3:9.3f} {compiled_numpy / direct:6.2f} "
-            f"{compiled_llvm * 1e3:8.3f} {compiled_llvm / direct:6.2f} {gradient_numpy * 1e3:8.3f} {gradient_llvm * 1e3:9.3f}"
-        )
+    if options.worker:
+        print(json.dumps(chainrule_times(options.worker)))
+        return
+    if options.pools:
+        pools()
+        return
+    check_values()
+    columns = {"numpy backend": chainrule_times("numpy")}
+    if options.baseline:
+        columns["llvm before"] = baseline_times(options.baseline)
+    columns["llvm"] = chainrule_times("llvm")
+    columns.update(reference_times())
+    print(f"µs per call, median of {BLOCKS} blocks; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
+    print(table(columns))
 
 
 if __name__ == "__main__":

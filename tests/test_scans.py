@@ -441,7 +441,7 @@ def test_average_returned_is_the_average_and_the_sum_of_weights(fn, backend):
         np.testing.assert_allclose(value, reference, rtol=1e-14)
 
 
-def test_prod_runs_natively_on_llvm_fused_with_its_operand_and_scans_call_numpy():
+def test_prod_runs_natively_on_llvm_fused_with_its_operand_and_scans_in_loops_of_their_own():
     x = near_one((20, 30))
 
     def lowered(fn):
@@ -452,4 +452,4 @@ def test_prod_runs_natively_on_llvm_fused_with_its_operand_and_scans_call_numpy(
 
     product = lowered(lambda x: np.prod(2.0 * x, axis=1))
     assert product.loops == 1 and not product.fallbacks
-    assert [f.op for f in lowered(lambda x: np.cumsum(x, axis=0)).fallbacks] == ["cumsum"]
+    assert not lowered(lambda x: np.cumsum(x, axis=0)).fallbacks  # native_ops.py

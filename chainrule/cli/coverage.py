@@ -58,6 +58,8 @@ _LLVM = {
     "view": "native (a strided view)",
     "reduce": "native reduction",
     "gemm": "native (BLAS)",
+    "lapack": "native (LAPACK)",
+    "native": "native loop",
     "fallback": "NumPy callback (native code calls the op's NumPy/SciPy lowering)",
     "source": "native",
 }

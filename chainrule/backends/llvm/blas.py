@@ -70,6 +70,18 @@ def get_blas_threads() -> int:
     return _thread_function("get", ctypes.c_int, ())()
 
 
+def thread_function_address(verb: str) -> int | None:
+    """The address of SciPy's OpenBLAS ``get``/``set`` thread-count function (``int (void)`` /
+    ``void (int)``), for native code; None when SciPy's BLAS is no OpenBLAS chainrule can find."""
+    try:
+        function = _thread_function(
+            verb, ctypes.c_int if verb == "get" else None, () if verb == "get" else (ctypes.c_int,)
+        )
+    except UnsupportedError:
+        return None
+    return ctypes.cast(function, ctypes.c_void_p).value  # type: ignore[arg-type]
+
+
 @cache
 def _thread_function(
     verb: str, restype: type[ctypes.c_int] | None, argtypes: tuple[type[ctypes.c_int], ...]

@@ -14,8 +14,11 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING
 
 from chainrule.backends.llvm import blas, loop_scatter, loops, parallel, scalar_ops
+from chainrule.backends.llvm.copies import emit_output_copies
 from chainrule.backends.llvm.gemm import emit_gemm
 from chainrule.backends.llvm.irtext import Function, Module
+from chainrule.backends.llvm.lapack_ops import emit_lapack, finish
+from chainrule.backends.llvm.native_ops import emit_native
 from chainrule.backends.llvm.reductions import ReductionNest
 from chainrule.backends.llvm.strategies import strategy_of
 from chainrule.backends.llvm.strides import (
@@ -64,6 +67,8 @@ class Codegen:
         self.uses_blas = False
         self.blas_arguments: dict[tuple[str, object], str] = {}  # (type, value) -> the entry's pointer to it
         self.uses_threads = False
+        self.lapack_status_cleared = False
+        self.lapack_threads: str | None = None  # where SciPy's BLAS thread count is saved (lapack_ops)
 
     # ---- the entry function -----------------------------------------------------------------
 
@@ -87,13 +92,12 @@ class Codegen:
                 self._loop(unit.loop)
             elif unit.kind == "reduce":
                 self._reduction(unit.node_id)
-            elif unit.kind == "matmul":
-                emit_gemm(self, unit.node_id)
-            elif unit.kind in ("native", "scatter"):  # loops.py, loop_scatter.py
-                (loops.emit_native if unit.kind == "native" else loop_scatter.emit_scatter)(self, unit.node_id)
+            elif unit.kind in _EMITTERS:
+                _EMITTERS[unit.kind](self, unit.node_id)
             else:
                 self._fallback(unit.node_id)
-        self._output_copies()
+        emit_output_copies(self)
+        finish(self)
         entry.do("ret void")
         if self.uses_threads:
             self.module.header.append(parallel.RUNTIME.format(p=self.prefix, max_threads=self.max_threads))
@@ -266,7 +270,7 @@ class Codegen:
         assert rule is not None, f"{op} is not a reduction"
         return rule(fn, dtype, accumulator, value)
 
-    def _outlined(self, comment: str) -> Function:
+    def outlined(self, comment: str) -> Function:
         self.loops += 1
         return self.module.function(
             f"internal void @{self.prefix}_loop{self.loops}(ptr noalias %table, i64 %start, i64 %end, "
@@ -274,7 +278,7 @@ class Codegen:
             comment,
         )  # inlined, a long graph's loops make one huge block
 
-    def _run(self, function: Function, extent: int, parallel: bool, granule: int = 1) -> None:
+    def run_outlined(self, function: Function, extent: int, parallel: bool, granule: int = 1) -> None:
         name = function.signature.split("@")[1].split("(")[0]
         self.entry.note(function.comment + (", on all threads" if parallel else ""))
         if parallel:
@@ -303,7 +307,7 @@ class Codegen:
         views = list(reads.values()) + list(writes.values())
         extents, strides = coalesce(shape, [v.strides for v in views])
         comment = f"loop over {_shape_text(shape)}: {len(loop.members)} node(s), {loop.steps} step(s)"
-        fn = self._outlined(comment)
+        fn = self.outlined(comment)
         cache: dict[object, str] = {}
         pointers = {key: self.base(fn, view, cache) for key, view in zip(keys, views)}
         reductions = [m for m in loop.members if plan.is_reduction_member(m)]
@@ -336,7 +340,7 @@ class Codegen:
             place = fn.emit(f"getelementptr i8, ptr %partials, i64 {index * _ACCUMULATOR_BYTES}", "partial")
             fn.do(f"store {t} {value}, ptr {place}")
         fn.do("ret void")
-        self._run(fn, extents[0] if extents else 1, parallel, _VECTOR_GRANULE if len(extents) == 1 else 1)
+        self.run_outlined(fn, extents[0] if extents else 1, parallel, _VECTOR_GRANULE if len(extents) == 1 else 1)
         for index, m in enumerate(reductions):
             self._combine_partials(m, index, parallel)
 
@@ -426,7 +430,7 @@ class Codegen:
         views = list(reads.values()) + [out]
         # coalesce reduced and kept dimensions separately: a merged dimension must be one or the other
         extents, strides, reduced = coalesce_marked(shape, [v.strides for v in views], is_reduced)
-        fn = self._outlined(self.describe(node_id))
+        fn = self.outlined(self.describe(node_id))
         cache: dict[object, str] = {}
         pointers = {key: self.base(fn, view, cache) for key, view in zip(keys, views)}
         first_reduced = reduced.index(True) if True in reduced else len(extents)
@@ -436,7 +440,7 @@ class Codegen:
         else:
             nest.in_memory(math.prod(d for d, r in zip(shape, is_reduced) if not r))
         fn.do("ret void")
-        self._run(fn, extents[0] if extents else 1, False)
+        self.run_outlined(fn, extents[0] if extents else 1, False)
 
     # ---- NumPy fallbacks and output copies --------------------------------------------------------
 
@@ -450,38 +454,15 @@ class Codegen:
         callback = entry.emit(f"load ptr, ptr {slot}", "callback")
         entry.do(f"call void {callback}(i64 {index})")
 
-    def _output_copies(self) -> None:
-        for index, node_id in self.plan.output_copies:
-            spec = self.plan.outputs[index]
-            source = self.plan.views[node_id]
-            target = (
-                spec.arena_view
-                if spec.slot is None
-                else type(source)(spec.slot, 0, spec.shape, contiguous_strides(spec.shape), spec.dtype)
-            )
-            assert target is not None, f"output {index} has no place"
-            shape = spec.shape
-            views = [source.broadcast_to(shape), target]
-            extents, strides = coalesce(shape, [v.strides for v in views])
-            fn = self._outlined(f"output {index}: a copy of %{node_id}")
-            cache: dict[object, str] = {}
-            pointers = [self.base(fn, v, cache) for v in views]
 
-            def payload(
-                offsets: Offsets,
-                fn: Function = fn,
-                pointers: list[str] = pointers,
-                source: View = source,
-                target: View = target,
-                node_id: int = node_id,
-            ) -> None:
-                value = self.load(fn, pointers[0], offsets["s"], source.dtype, "value")
-                value = scalar_ops.convert(fn, value, source.dtype, target.dtype)
-                self.store(fn, value, pointers[1], offsets["t"], target.dtype)
-
-            self.nest(fn, extents, {"s": strides[0], "t": strides[1]}, payload, low="%start", high="%end")
-            fn.do("ret void")
-            self._run(fn, extents[0] if extents else 1, False)
+# unit kind -> the module that writes its code
+_EMITTERS: dict[str, Callable[[Codegen, int], None]] = {
+    "matmul": emit_gemm,
+    "native_loop": loops.emit_native,
+    "scatter": loop_scatter.emit_scatter,
+    "lapack": emit_lapack,
+    "native": emit_native,
+}
 
 
 def _loop_hints(loop: Loop) -> tuple[str, ...]:

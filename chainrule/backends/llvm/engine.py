@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import llvmlite.binding as llvm
 
-from chainrule.backends.llvm import blas, cache, mathlib, special_ops
+from chainrule.backends.llvm import blas, cache, lapack, mathlib, special_ops
 from chainrule.errors import ChainruleError
 
 # O2 costs ~40-300 µs of CPU per instruction here (benchmarks/llvm_engine.py), more the longer a
@@ -64,6 +64,7 @@ RUNTIME_SYMBOLS = {
     "chainrule_dgemm": lambda: blas.address("dgemm"),
     "chainrule_sgemm": lambda: blas.address("sgemm"),
     **special_ops.RUNTIME_SYMBOLS,
+    **lapack.RUNTIME_SYMBOLS,
 }
 
 

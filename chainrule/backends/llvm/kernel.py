@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from chainrule.backends.llvm import control, engine
+from chainrule.backends.llvm import control, engine, lapack
 from chainrule.backends.llvm.lower import ARENA, CALLBACK, CONSTANTS, lower
 from chainrule.backends.llvm.plan import Lowered
 from chainrule.backends.llvm.strategies import strategy_of
@@ -136,6 +136,15 @@ class _Runner:
             if self.error is None:
                 self.error = error
 
+    def _lapack_status(self, namespace: dict[str, Any]) -> list[str]:
+        """The lines raising the failure LAPACK's status names (0: none), if the kernel calls LAPACK."""
+        lowered = self.lowered
+        if not lowered.failures:
+            return []
+        namespace["status"] = self.view(View(ARENA, lowered.status_offset, (1,), (1,), "int32"))
+        namespace["raise_lapack"] = lambda code: lapack.raise_failure(lowered.failures, code)
+        return ["if status[0]:", "    raise_lapack(int(status[0]))"]
+
     def make_call(self) -> Callable:
         """A Python function, generated for this signature, doing one call's work."""
         lowered = self.lowered
@@ -183,7 +192,7 @@ class _Runner:
             else:
                 namespace[f"out{index}_view"] = self.view(output.arena_view)
                 returned.append(f"out{index}_view.copy()")
-        body.append("entry(table_address, threads[0])")
+        body += ["entry(table_address, threads[0])", *self._lapack_status(namespace)]
         if keep:
             body += [
                 "runner.slot_arrays.clear()",

@@ -45,6 +45,7 @@ from chainrule.backends.llvm.loop_steps import (
     gather,
     while_steps,
 )
+from chainrule.backends.llvm.plan import ALIGNMENT
 from chainrule.backends.llvm.views import View
 from chainrule.ir.control import Body, loop_leaves, packed_type, while_leaves
 from chainrule.ir.types import TensorType
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
     from chainrule.backends.llvm.lower import Lowering
 
 NATIVE_OPS = ("loop", "while", "while_vjp", "switch")
-_ALIGNMENT = 64
 _MALLOC = "declare noalias ptr @malloc(i64)"
 _FREE = "declare void @free(ptr)"
 
@@ -115,7 +115,7 @@ def plan_native(lowering: Lowering, node_id: int) -> NativeLoop | str:
 
     def take(key: tuple[str, int], nbytes: int) -> None:
         places[key] = scratch[0]
-        scratch[0] += max(_ALIGNMENT, -(-nbytes // _ALIGNMENT) * _ALIGNMENT)
+        scratch[0] += max(ALIGNMENT, -(-nbytes // ALIGNMENT) * ALIGNMENT)
 
     plans = {}
     for role, inner in planned.items():

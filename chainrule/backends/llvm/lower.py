@@ -28,12 +28,20 @@ How nodes become code:
 - **matmul** (float32/float64, 1-D, 2-D and batched) calls BLAS ``gemm``
   (``@chainrule_dgemm``/``sgemm``), row-major as column-major with the operands
   swapped; a transposed operand is gemm's "T", so ``A.T @ B`` copies nothing.
-  (An operand that is neither row- nor column-major makes the matmul a fallback.)
+  (An operand that is neither row- nor column-major, mixed dtypes or more than
+  64 batch elements: operands copied column-major, gemm in a native loop over
+  the batch, as for LAPACK below.)
+- **Linear algebra** (cholesky, solve, triangular_solve, slogdet, eigh, svd,
+  qr) calls SciPy's LAPACK (``cython_lapack``) on column-major copies of each
+  matrix, in a workspace at the end of the arena (``lapack_ops.py``); a
+  failure (a singular matrix) sets a status the wrapper raises from.
+- **Scans, argmax/argmin, concatenate**: loop nests of their own, the op's
+  axis innermost (``native_ops.py``).
 - **Loops and branches** (``loop``, ``while``, ``while_vjp``, ``switch``): native loops
   (``loops.py``) calling their bodies, each body planned as a graph of its own and written into
   this module; a body with a node run by NumPy keeps the Python-driven loop (``control.py``).
   A ``scatter_add`` at a basic index (a loop gradient's unpacking) is native too (``loop_scatter.py``).
-- **Everything else** (integer-array indexing, scatter_add at an index array, concatenate, a
+- **Everything else** (integer-array indexing, scatter_add at an index array, a
   reshape of non-contiguous data, matmul on integers or of more than 64 batch
   elements, dtypes without LLVM arithmetic such as float16) runs its NumPy lowering
   from the native code through a Python callback (``Fallback``), on views of
@@ -55,17 +63,16 @@ import re
 
 import numpy as np
 
-from chainrule.backends.llvm import loop_scatter, loops, scalar_ops
+from chainrule.backends.llvm import lapack_ops, loop_scatter, loops, native_ops, scalar_ops
 from chainrule.backends.llvm.codegen import Codegen
-from chainrule.backends.llvm.plan import Fallback, InputSpec, Loop, Lowered, OutputSpec, Unit
-from chainrule.backends.llvm.strategies import GEMM, SOURCE, VIEW, strategy_of
+from chainrule.backends.llvm.plan import ALIGNMENT, Arena, Fallback, InputSpec, Loop, Lowered, OutputSpec, Unit
+from chainrule.backends.llvm.strategies import GEMM, LAPACK, NATIVE, SOURCE, VIEW, strategy_of
 from chainrule.backends.llvm.strides import contiguous_strides
 from chainrule.backends.llvm.views import View, gemm_layout, matrices
 from chainrule.ir import OPS, Graph
 
 ARENA, CALLBACK, CONSTANTS = 0, 1, 2
 FIXED_SLOTS = 3
-ALIGNMENT = 64
 # Outputs up to this size are computed in the arena and copied out: cheaper than handing
 # the kernel a fresh array (extracting an array's address from Python costs ~1 us).
 SMALL_OUTPUT_BYTES = 4096
@@ -104,6 +111,9 @@ class Lowering:
         self.view_nodes: list[int] = []  # view ops that are views (no code), in id order
         self.native_loops: dict[int, loops.NativeLoop] = {}  # control nodes run as native loops
         self.fallback_notes: dict[int, str] = {}  # why a node runs through NumPy, for the dump
+        self.scratch_bytes = 0  # the LAPACK workspace (lapack_ops.py), shared by its nodes
+        self.scratch = View(ARENA, -1, (), (), "int32")  # placed by _allocate; starts with the status
+        self.failures: list[tuple[str, object]] = []  # what each LAPACK status code raises
 
     # ---- planning ---------------------------------------------------------------------------
 
@@ -112,7 +122,7 @@ class Lowering:
         module_text, entry, counts = self._emit()
         constants = np.frombuffer(b"".join(self.constant_chunks) or b"\0" * 8, dtype=np.uint8).copy()
         longest = self.longest_loop()
-        return Lowered(
+        lowered = Lowered(
             module_text,
             entry,
             self.table_size,
@@ -124,6 +134,9 @@ class Lowering:
             *counts,
             longest,
         )
+        if self.failures:
+            lowered.status_offset, lowered.failures = self.scratch.offset, self.failures
+        return lowered
 
     def plan(self) -> None:
         """Everything but the code: units, outputs, memory (a loop body is planned so, then emitted
@@ -221,9 +234,14 @@ class Lowering:
             elif strategy == GEMM and self._gemm_ready(node_id):
                 self.units.append(Unit("matmul", node_id))
             elif node.op in loops.NATIVE_OPS and self._plan_native_loop(node_id):
-                self.units.append(Unit("native", node_id))
+                self.units.append(Unit("native_loop", node_id))
             elif loop_scatter.is_native(self, node_id):
                 self.units.append(Unit("scatter", node_id))
+            elif strategy in (LAPACK, GEMM) and lapack_ops.ready(graph, node_id):
+                self.units.append(Unit("lapack", node_id))
+                self.scratch_bytes = max(self.scratch_bytes, lapack_ops.scratch_bytes(graph, node_id))
+            elif strategy == NATIVE and native_ops.ready(graph, node_id):
+                self.units.append(Unit("native", node_id))
             else:
                 self.units.append(Unit("fallback", node_id))
 
@@ -395,7 +413,7 @@ class Lowering:
         end = len(self.units)
         for _, node_id in self.output_copies:
             last_read[root[node_id]] = end
-        arena = _Arena()
+        arena = Arena()
         for spec in self.inputs:
             if spec.staged is not None:
                 spec.staged = View(ARENA, arena.take(np.dtype(spec.dtype).itemsize), (), (), spec.dtype)
@@ -421,7 +439,7 @@ class Lowering:
                     self.outputs[output].arena_view = self.views[node_id]
                 else:
                     dying.setdefault(max(last_read.get(node_id, index), index), []).append((offset, node_type.nbytes))
-            native = self.native_loops.get(unit.node_id) if unit.kind == "native" else None
+            native = self.native_loops.get(unit.node_id) if unit.kind == "native_loop" else None
             if native is not None:  # the loop's working memory, free again once it has run
                 native.scratch_offset = arena.take(native.scratch_bytes)
                 dying.setdefault(index, []).append((native.scratch_offset, native.scratch_bytes))
@@ -434,6 +452,9 @@ class Lowering:
                 copied.arena_view = View(
                     ARENA, arena.take(size), copied.shape, contiguous_strides(copied.shape), copied.dtype
                 )
+        if self.scratch_bytes:  # past everything: freed blocks were some value's during the call
+            self.scratch = View(ARENA, arena.size, (), (), "int32")
+            arena.size += -(-self.scratch_bytes // ALIGNMENT) * ALIGNMENT
         self.arena_bytes = arena.size
         for node_id in self.view_nodes:  # now that every computed value has its place (contiguous)
             view = self._view_of(node_id)
@@ -451,39 +472,6 @@ class Lowering:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-
-class _Arena:
-    """First-fit allocation of aligned blocks with coalescing of freed ones."""
-
-    def __init__(self) -> None:
-        self.size = 0
-        self.free: list[tuple[int, int]] = []  # (offset, size), sorted by offset
-
-    def take(self, nbytes: int) -> int:
-        nbytes = max(ALIGNMENT, -(-nbytes // ALIGNMENT) * ALIGNMENT)
-        for index, (offset, size) in enumerate(self.free):
-            if size >= nbytes:
-                if size == nbytes:
-                    del self.free[index]
-                else:
-                    self.free[index] = (offset + nbytes, size - nbytes)
-                return offset
-        offset = self.size
-        self.size += nbytes
-        return offset
-
-    def give_back(self, offset: int, nbytes: int) -> None:
-        nbytes = max(ALIGNMENT, -(-nbytes // ALIGNMENT) * ALIGNMENT)
-        self.free.append((offset, nbytes))
-        self.free.sort()
-        merged: list[tuple[int, int]] = []
-        for start, size in self.free:
-            if merged and merged[-1][0] + merged[-1][1] == start:
-                merged[-1] = (merged[-1][0], merged[-1][1] + size)
-            else:
-                merged.append((start, size))
-        self.free = merged
 
 
 def _is_float_or_int(dtype: str) -> bool:

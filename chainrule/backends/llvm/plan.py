@@ -57,6 +57,9 @@ class Lowered:
     loops: int = 0
     parallel_loops: int = 0
     longest_loop: int = 0  # steps in the longest loop body (of more than one element)
+    # LAPACK: the arena offset of the status word (-1: none) and the failure each status names
+    status_offset: int = -1
+    failures: list[tuple[str, Any]] = field(default_factory=list)
 
 
 # ---- units: what the entry function does, in order -------------------------------------------
@@ -73,6 +76,44 @@ class Loop:
 
 @dataclass
 class Unit:
-    kind: str  # "loop", "reduce", "matmul", "native" (loops.py), "scatter" (loop_scatter.py), "fallback"
+    # "loop", "reduce", "matmul", "lapack" (lapack_ops.py), "native" (native_ops.py),
+    # "native_loop" (loops.py), "scatter" (loop_scatter.py), "fallback"
+    kind: str
     node_id: int = -1
     loop: Loop | None = None
+
+
+ALIGNMENT = 64  # bytes: every arena block, constant and workspace starts on a cache line
+
+
+class Arena:
+    """First-fit allocation of aligned blocks with coalescing of freed ones."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.free: list[tuple[int, int]] = []  # (offset, size), sorted by offset
+
+    def take(self, nbytes: int) -> int:
+        nbytes = max(ALIGNMENT, -(-nbytes // ALIGNMENT) * ALIGNMENT)
+        for index, (offset, size) in enumerate(self.free):
+            if size >= nbytes:
+                if size == nbytes:
+                    del self.free[index]
+                else:
+                    self.free[index] = (offset + nbytes, size - nbytes)
+                return offset
+        offset = self.size
+        self.size += nbytes
+        return offset
+
+    def give_back(self, offset: int, nbytes: int) -> None:
+        nbytes = max(ALIGNMENT, -(-nbytes // ALIGNMENT) * ALIGNMENT)
+        self.free.append((offset, nbytes))
+        self.free.sort()
+        merged: list[tuple[int, int]] = []
+        for start, size in self.free:
+            if merged and merged[-1][0] + merged[-1][1] == start:
+                merged[-1] = (merged[-1][0], merged[-1][1] + size)
+            else:
+                merged.append((start, size))
+        self.free = merged

@@ -7,6 +7,8 @@
   loop, a shape or index op by its NumPy lowering);
 - ``REDUCE``: a reduction (``Op.is_reduction``) is a loop accumulating from its identity;
 - ``GEMM``: a BLAS call (float matmuls whose operands BLAS can read as they are);
+- ``LAPACK``: LAPACK calls on a column-major copy of each matrix (``lapack_ops.py``);
+- ``NATIVE``: a loop nest of its own (scans, argmax/argmin, concatenate: ``native_ops.py``);
 - ``FALLBACK``: the op's NumPy lowering, called back from the native code.
 
 A test (tests/test_backend_coverage.py) fails when an op of the table has no strategy here.
@@ -27,6 +29,7 @@ from chainrule.backends.llvm.views import View
 from chainrule.ir import OPS, Node, Op
 
 VIEW, REDUCE, GEMM, FALLBACK, LOOP, SOURCE = "view", "reduce", "gemm", "fallback", "loop", "source"
+LAPACK, NATIVE = "lapack", "native"
 
 # (operand's view, node) -> the result's view, or None
 ViewRule = Callable[[View, Node], View | None]
@@ -85,7 +88,7 @@ declare(OPS["broadcast_to"], Strategy(VIEW, views.broadcast_view))
 declare(OPS["reshape"], Strategy(VIEW, views.reshape_view))  # of non-contiguous data: NumPy copies
 declare(OPS["getitem"], Strategy(VIEW, views.index_view))  # an integer-array index: NumPy gathers
 declare(OPS["matmul"], Strategy(GEMM))  # on integers, or of many batch elements: NumPy
-declare(OPS["concatenate"], Strategy(FALLBACK))
+declare(OPS["concatenate"], Strategy(NATIVE))
 declare(OPS["scatter_add"], Strategy(FALLBACK))
 # Hurwitz's zeta (digamma's derivative is ζ(2, x)): SciPy's cython_special does not export it
 declare(OPS["zeta"], Strategy(FALLBACK))
@@ -142,11 +145,16 @@ def _product_combine(block: Function, dtype: str, accumulator: str, value: str) 
 
 
 declare(OPS["prod"], Strategy(REDUCE, identity=lambda dtype: scalar_ops.literal(1, dtype), combine=_product_combine))
-for _name in ("cumsum", "cumprod", "argsort", "argmax", "argmin", "searchsorted"):
+for _name in ("cumsum", "cumprod", "argmax", "argmin"):
+    declare(OPS[_name], Strategy(NATIVE))
+# sorting is NumPy's (a stable sort is an algorithm, not a loop): see native_ops.py
+for _name in ("argsort", "searchsorted"):
     declare(OPS[_name], Strategy(FALLBACK))
 
-# ---- linear algebra (issue 16): LAPACK through NumPy/SciPy, called back from native code -------
-# Factorizations and solves are a few LAPACK calls on whole matrices; the callback's overhead
-# (microseconds) is small next to their O(n³) work.
-for _name in ("solve", "triangular_solve", "cholesky", "slogdet", "expm", "eigh", "svd", "qr"):
-    declare(OPS[_name], Strategy(FALLBACK))
+# ---- linear algebra (issue 16): SciPy's LAPACK called from native code (lapack_ops.py) ---------
+# (on float16 or an empty matrix: the NumPy lowering, called back)
+for _name in ("solve", "triangular_solve", "cholesky", "slogdet", "eigh", "svd", "qr"):
+    declare(OPS[_name], Strategy(LAPACK))
+# SciPy's expm is a Padé approximant with scaling and squaring, not a LAPACK routine: natively it
+# would be a hand-written algorithm, so it stays SciPy's, called back
+declare(OPS["expm"], Strategy(FALLBACK))

@@ -1,0 +1,482 @@
+"""The linear-algebra ops as LAPACK calls from JIT code: cholesky (``?potrf``), solve (``?gesv``),
+triangular_solve (BLAS ``?trsm``), slogdet (``?getrf``), eigh (``?syevd``), svd (``?gesdd``) and
+qr (``?geqrf`` + ``?orgqr``), each once per matrix of the batch in a native loop.
+
+Layout: LAPACK is column-major and chainrule's arrays are row-major (or any strided view). Each
+matrix is copied into a column-major workspace (converting its dtype on the way), factorized there,
+and its factors are copied out into the node's (packed, row-major) result. The copies are O(n²)
+against the factorization's O(n³), they accept any operand layout (transposed, broadcast batch
+axes, a slice), and LAPACK may overwrite its input, which the operand must not be. The routines
+read the same triangle NumPy's do (potrf and syevd the lower one unless eigh says UPLO="U").
+
+Workspace: one block at a fixed place in the arena (``scratch``), shared by every LAPACK node of
+the kernel (they run one after another), sized when the kernel is planned: matrices by their
+shapes, ``lwork``/``liwork`` by LAPACK's own query (``lapack.py``). Its first word is the status
+the kernel reads after the call: 0, or the number of the failure to raise (``Lowering.failures``).
+
+Threads: SciPy's OpenBLAS threads a call from n ≈ 100 on. On a machine whose cores are busy
+(2 cores, other jobs) a threaded call waits for descheduled threads at every synchronization:
+a threaded trsm of order 200 took 25 ms where one thread takes 0.4 ms, and gemm then trsm
+alternating 95 ms against 0.7 ms; on a quiet machine threads gain at most the core count. So a
+kernel whose LAPACK matrices are all of order <= 256 (a few ms of work on one core) sets SciPy's
+thread count to 1 for its duration and restores it at the end (``blas.set_blas_threads`` is the
+same setting, for the user's own calls); larger ones keep SciPy's threads. Kernels running on
+several Python threads at once share a counter: the first saves the setting, the last restores it.
+
+triangular_solve is BLAS ``trsm`` rather than LAPACK ``trtrs``, like the NumPy lowering: trtrs
+would stop on a zero diagonal where NumPy's path gives inf/NaN, and SciPy's threaded trtrs was
+20-50× slower at n = 200.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from chainrule.backends.llvm import lapack, scalar_ops
+from chainrule.backends.llvm.plan import ALIGNMENT
+from chainrule.backends.llvm.strides import contiguous_strides
+from chainrule.backends.llvm.views import View, matrices
+from chainrule.ir import Graph
+
+if TYPE_CHECKING:
+    from chainrule.backends.llvm.codegen import Codegen
+
+STATUS_BYTES = 64
+# A kernel whose LAPACK matrices all have at most this many rows and columns runs its BLAS and LAPACK
+# calls on one thread (see the module docstring).
+SINGLE_THREAD_MAX_ORDER = 256
+OPS = ("cholesky", "solve", "triangular_solve", "slogdet", "eigh", "svd", "qr", "matmul")
+# NumPy's messages (numpy/linalg/_linalg.py), so the error reads the same on both backends
+NOT_POSITIVE_DEFINITE = "Matrix is not positive definite"
+SINGULAR = "Singular matrix"
+EIGH_FAILED = "Eigenvalues did not converge"
+SVD_FAILED = "SVD did not converge"
+
+
+def ready(graph: Graph, node_id: int) -> bool:
+    """Can LAPACK compute this node? Float results, operands with LLVM arithmetic, no empty axis."""
+    node = graph[node_id]
+    operands = [graph.type(a) for a in node.args]
+    return (
+        node.op in OPS
+        and node.type.dtype in ("float64", "float32")
+        and all(t.dtype in scalar_ops.TYPES and t.dtype != "bool" for t in operands)
+        and node.type.size > 0
+        and all(t.size > 0 for t in operands)
+    )
+
+
+def workspace(graph: Graph, node_id: int) -> dict[str, tuple[int, str]]:
+    """The node's workspace: region -> (elements, dtype), ``int32`` for pivots and integer work."""
+    node = graph[node_id]
+    dtype = node.type.dtype
+    if node.op == "matmul":
+        a_shape, b_shape = (graph.type(x).shape for x in node.args)
+        m, k, n = (a_shape[-2] if len(a_shape) > 1 else 1), a_shape[-1], (b_shape[-1] if len(b_shape) > 1 else 1)
+        return {"a": (m * k, dtype), "b": (k * n, dtype), "c": (m * n, dtype)}
+    a = graph.type(node.args[0])
+    m, n = a.shape[-2:]
+    k = min(m, n)
+    if node.op in ("cholesky", "slogdet"):
+        return {"a": (n * n, dtype), "ipiv": (n, "int32")}
+    if node.op in ("solve", "triangular_solve"):
+        rhs = node.type.shape[-1]
+        return {"a": (n * n, dtype), "b": (n * rhs, dtype), "ipiv": (n, "int32")}
+    if node.op == "eigh":
+        lwork, liwork = lapack.syevd_work(n, dtype)
+        return {"a": (n * n, dtype), "w": (n, dtype), "work": (lwork, dtype), "iwork": (liwork, "int32")}
+    if node.op == "svd":
+        lwork = lapack.gesdd_work(m, n, dtype)
+        regions = {"a": (m * n, dtype), "s": (k, dtype), "u": (m * k, dtype), "vt": (k * n, dtype)}
+        return {**regions, "work": (lwork, dtype), "iwork": (8 * k, "int32")}
+    assert node.op == "qr", f"{node.op} has no LAPACK lowering"
+    return {"a": (m * n, dtype), "tau": (k, dtype), "r": (k * n, dtype), "work": (qr_lwork(m, n, dtype), dtype)}
+
+
+def qr_lwork(m: int, n: int, dtype: str) -> int:
+    return lapack.qr_work(m, n, dtype)
+
+
+def _aligned(nbytes: int) -> int:
+    return -(-nbytes // ALIGNMENT) * ALIGNMENT
+
+
+def _region_bytes(count: int, dtype: str) -> int:
+    return _aligned(count * np.dtype(dtype).itemsize)
+
+
+def scratch_bytes(graph: Graph, node_id: int) -> int:
+    """Bytes of arena the node needs while it runs (the status word included)."""
+    return STATUS_BYTES + sum(_region_bytes(c, d) for c, d in workspace(graph, node_id).values())
+
+
+def _single_threaded(gen: Codegen) -> None:
+    """Run the kernel's BLAS/LAPACK calls on one thread when its LAPACK matrices are small: save
+    SciPy's thread count and set it to 1 (``finish`` restores it)."""
+    orders = [
+        max(gen.graph.type(a).shape[-2:])
+        for u in gen.plan.units
+        if u.kind == "lapack"
+        for a in gen.graph[u.node_id].args
+    ]
+    if max(orders) > SINGLE_THREAD_MAX_ORDER or not lapack.can_set_threads():
+        return
+    # Kernels on several Python threads at once: the first to start saves SciPy's setting in the
+    # process-wide state (``lapack.THREAD_STATE``: kernels running, saved count), the last to end
+    # restores it.
+    entry, state = gen.entry, f"@{lapack.THREAD_STATE}"
+    entry.declare(f"declare i32 @{lapack.GET_THREADS}() nounwind")
+    entry.declare(f"declare void @{lapack.SET_THREADS}(i32) nounwind")
+    entry.declare(f"{state} = external global [2 x i64]")
+    saved = entry.emit(f"getelementptr i64, ptr {state}, i64 1", "blas.saved")
+    running = entry.emit(f"atomicrmw add ptr {state}, i64 1 seq_cst", "kernels.running")
+    save, go = entry.label("blas.save"), entry.label("blas.single")
+    entry.do(f"br i1 {entry.emit(f'icmp eq i64 {running}, 0', 'first')}, label %{save}, label %{go}")
+    entry.place(save)
+    threads = entry.emit(f"sext i32 {entry.emit(f'call i32 @{lapack.GET_THREADS}()')} to i64", "blas.threads")
+    entry.do(f"store atomic i64 {threads}, ptr {saved} seq_cst, align 8")
+    entry.do(f"call void @{lapack.SET_THREADS}(i32 1)")
+    entry.do(f"br label %{go}")
+    entry.place(go)
+    gen.lapack_threads = saved
+
+
+def finish(gen: Codegen) -> None:
+    """At the end of the entry function: the last kernel running restores SciPy's thread count."""
+    if gen.lapack_threads is None:
+        return
+    entry = gen.entry
+    running = entry.emit(f"atomicrmw sub ptr @{lapack.THREAD_STATE}, i64 1 seq_cst", "kernels.running")
+    restore, done = entry.label("blas.restore"), entry.label("blas.done")
+    entry.do(f"br i1 {entry.emit(f'icmp eq i64 {running}, 1', 'last')}, label %{restore}, label %{done}")
+    entry.place(restore)
+    threads = entry.emit(f"load atomic i64, ptr {gen.lapack_threads} seq_cst, align 8", "blas.threads")
+    entry.do(f"call void @{lapack.SET_THREADS}(i32 {entry.emit(f'trunc i64 {threads} to i32')})")
+    entry.do(f"br label %{done}")
+    entry.place(done)
+
+
+def emit_lapack(gen: Codegen, node_id: int) -> None:
+    """``node_id`` as LAPACK calls, in the entry function (see the module docstring)."""
+    unit = _Unit(gen, node_id)
+    _EMITTERS[gen.graph[node_id].op](unit)
+
+
+class _Unit:
+    """One node's code: argument slots, workspace pointers, the batch loop, copies, calls, checks."""
+
+    def __init__(self, gen: Codegen, node_id: int):
+        self.gen, self.entry = gen, gen.entry
+        self.node = gen.graph[node_id]
+        self.dtype = self.node.type.dtype
+        self.t = scalar_ops.register_type(self.dtype)
+        self.cache: dict[object, str] = {}
+        self.operands = [gen.plan.views[a] for a in self.node.args]
+        self.result = gen.plan.views[node_id]
+        self.batch = self.node.type.shape[: -1 if self.node.op in ("slogdet", "eigh", "svd", "qr") else -2]
+        scratch = gen.plan.scratch
+        self.status = gen.base(self.entry, scratch, self.cache)
+        if not gen.lapack_status_cleared:  # the first LAPACK node clears the status
+            self.entry.do(f"store i32 0, ptr {self.status}")
+            gen.lapack_status_cleared = True
+            _single_threaded(gen)
+        self.regions: dict[str, str] = {}
+        offset = scratch.offset + STATUS_BYTES
+        for name, (count, dtype) in workspace(gen.graph, node_id).items():
+            self.regions[name] = gen.base(self.entry, View(scratch.slot, offset, (), (), dtype), self.cache)
+            offset += _region_bytes(count, dtype)
+        self.entry.note(gen.describe(node_id) + "  (LAPACK)")
+        self.info = self.entry.alloca("i32", "info")
+
+    # ---- arguments (every LAPACK argument is a pointer) ---------------------------------------
+
+    def _constant(self, llvm_type: str, value: object, name: str) -> str:
+        key = (llvm_type, value)
+        if key not in self.gen.blas_arguments:
+            slot = self.entry.alloca(llvm_type, name)
+            self.entry.do(f"store {llvm_type} {value}, ptr {slot}")
+            self.gen.blas_arguments[key] = slot
+        return self.gen.blas_arguments[key]
+
+    def integer(self, value: int) -> str:
+        return self._constant("i32", value, f"int.{value}")
+
+    def char(self, letter: str) -> str:
+        return self._constant("i8", ord(letter), f"char.{letter}")
+
+    def real(self, value: float) -> str:
+        return self._constant(self.t, scalar_ops.literal(value, self.dtype), "real")
+
+    def at(self, pointer: str, elements: int) -> str:
+        """``pointer`` advanced by ``elements`` of the unit's dtype."""
+        return self.entry.emit(f"getelementptr {self.t}, ptr {pointer}, i64 {elements}", "at")
+
+    # ---- code ---------------------------------------------------------------------------------
+
+    def each_matrix(self, views: list[View], body: Callable[[list[str]], None]) -> None:
+        """``body(pointers)`` once per batch element, ``pointers`` to each view's matrix in it."""
+        bases = [self.gen.base(self.entry, v, self.cache) for v in views]
+        rank = len(self.batch)
+        strides: dict[Hashable, list[int]] = {index: list(v.strides[:rank]) for index, v in enumerate(views)}
+
+        def payload(offsets: dict[Hashable, str]) -> None:
+            pointers = []
+            for index, (base, view) in enumerate(zip(bases, views)):
+                offset = offsets[index]
+                memory = scalar_ops.memory_type(view.dtype)
+                at = base if offset == "0" else self.entry.emit(f"getelementptr {memory}, ptr {base}, i64 {offset}")
+                pointers.append(at)
+            body(pointers)
+
+        self.gen.nest(self.entry, list(self.batch), strides, payload)
+
+    def copy(
+        self,
+        source: tuple[str, str, tuple[int, ...]],
+        target: tuple[str, str, tuple[int, ...]],
+        shape: tuple[int, ...],
+    ) -> None:
+        """Copy ``shape`` elements between (pointer, dtype, strides) places, converting the dtype."""
+        (s_pointer, s_dtype, s_strides), (t_pointer, t_dtype, t_strides) = source, target
+        gen, entry = self.gen, self.entry
+
+        def payload(offsets: dict[Hashable, str]) -> None:
+            value = gen.load(entry, s_pointer, offsets["s"], s_dtype, "x")
+            gen.store(entry, scalar_ops.convert(entry, value, s_dtype, t_dtype), t_pointer, offsets["t"], t_dtype)
+
+        gen.nest(entry, list(shape), {"s": list(s_strides), "t": list(t_strides)}, payload)
+
+    def into_columns(self, pointer: str, view: View, region: str) -> None:
+        """The view's matrix at ``pointer`` into workspace ``region``, column-major, in our dtype."""
+        rows, columns = view.shape[-2:]
+        self.copy(
+            (pointer, view.dtype, view.strides[-2:]), (self.regions[region], self.dtype, (1, rows)), (rows, columns)
+        )
+
+    def out_of_columns(self, region: str, rows: int, columns: int, pointer: str, first: int = 0) -> None:
+        """Column-major ``region`` into the result at ``pointer`` (+ ``first`` elements), row-major."""
+        target = pointer if first == 0 else self.at(pointer, first)
+        self.copy((self.regions[region], self.dtype, (1, rows)), (target, self.dtype, (columns, 1)), (rows, columns))
+
+    def out_of_vector(self, region: str, length: int, pointer: str) -> None:
+        self.copy((self.regions[region], self.dtype, (1,)), (pointer, self.dtype, (1,)), (length,))
+
+    def call(self, name: str, *arguments: str) -> None:
+        self.entry.declare(lapack.declaration(name, self.dtype))
+        listed = ", ".join(f"ptr {a}" for a in arguments)
+        self.entry.do(f"call void @{lapack.symbol(name, self.dtype)}({listed})")
+
+    def check(self, name: str, message: str | None, nan_info: int = 0) -> None:
+        """After a call that set ``info``: record failure ``message`` (info > 0, or ``nan_info``,
+        the value a routine reports a NaN operand with; None: no failure) or a rejected argument
+        (info < 0) in the status, unless an earlier failure is there."""
+        failures = self.gen.plan.failures
+        routine = lapack.routine(name, self.dtype)
+        failures.append((f"LAPACK {routine} rejected an argument (a bug in chainrule's llvm backend)", None))
+        negative = len(failures)
+        emit = self.entry.emit
+        info = emit(f"load i32, ptr {self.info}", "info")
+        rejected = emit(f"icmp slt i32 {info}, 0", "rejected")
+        if nan_info:
+            rejected = emit(f"and i1 {rejected}, {emit(f'icmp ne i32 {info}, {nan_info}', 'not.nan')}", "rejected")
+        if message is None:
+            failed, code = rejected, str(negative)
+        else:
+            failures.append((message, self.node.loc))
+            failed = emit(f"icmp ne i32 {info}, 0", "failed")
+            code = emit(f"select i1 {rejected}, i32 {negative}, i32 {len(failures)}", "code")
+        status = emit(f"load i32, ptr {self.status}", "status")
+        first = emit(f"and i1 {failed}, {emit(f'icmp eq i32 {status}, 0')}", "first")
+        self.entry.do(f"store i32 {emit(f'select i1 {first}, i32 {code}, i32 {status}')}, ptr {self.status}")
+
+
+# ---- the ops ------------------------------------------------------------------------------------
+
+
+def _cholesky(u: _Unit) -> None:
+    (a_view,) = u.operands
+    n = a_view.shape[-1]
+    a, order, zero = u.regions["a"], u.integer(n), u.real(0.0)
+    lower, upper, below = u.char("L"), u.char("U"), u.integer(n - 1)
+    strict_upper = u.at(a, n)  # column 1: the strict upper triangle is the upper one of a[:n-1, 1:]
+
+    def body(pointers: list[str]) -> None:
+        u.into_columns(pointers[0], a_view, "a")
+        u.call("potrf", lower, order, a, order, u.info)
+        u.check("potrf", NOT_POSITIVE_DEFINITE)
+        if n > 1:
+            u.call("laset", upper, below, below, zero, zero, strict_upper, order)
+        u.out_of_columns("a", n, n, pointers[1])
+
+    u.each_matrix([a_view, u.result], body)
+
+
+def _solve(u: _Unit) -> None:
+    a_view, b_view = u.operands
+    n, rhs = b_view.shape[-2:]
+    order, columns = u.integer(n), u.integer(rhs)
+
+    def body(pointers: list[str]) -> None:
+        u.into_columns(pointers[0], a_view, "a")
+        u.into_columns(pointers[1], b_view, "b")
+        u.call("gesv", order, columns, u.regions["a"], order, u.regions["ipiv"], u.regions["b"], order, u.info)
+        u.check("gesv", SINGULAR)
+        u.out_of_columns("b", n, rhs, pointers[2])
+
+    u.each_matrix([a_view, b_view, u.result], body)
+
+
+def _triangular_solve(u: _Unit) -> None:
+    a_view, b_view = u.operands
+    n, rhs = b_view.shape[-2:]
+    order, one = u.integer(n), u.real(1.0)
+    triangle = u.char("L" if u.node.params["lower"] else "U")
+    left, plain = u.char("L"), u.char("N")
+    arguments = (u.integer(rhs), one, u.regions["a"], order, u.regions["b"], order)
+
+    def body(pointers: list[str]) -> None:
+        u.into_columns(pointers[0], a_view, "a")
+        u.into_columns(pointers[1], b_view, "b")
+        u.call("trsm", left, triangle, plain, plain, order, *arguments)
+        u.out_of_columns("b", n, rhs, pointers[2])
+
+    u.each_matrix([a_view, b_view, u.result], body)
+
+
+def _slogdet(u: _Unit) -> None:
+    (a_view,) = u.operands
+    n = a_view.shape[-1]
+    order, t, entry = u.integer(n), u.t, u.entry
+    sign_slot, log_slot = entry.alloca(t, "sign"), entry.alloca(t, "logdet")
+    last = u.result.strides[-1]
+
+    def pivot(offsets: dict[Hashable, str]) -> None:
+        # sign = Π sign(u_ii) · (-1)^(rows swapped), log|det| = Σ log|u_ii|, in NumPy's order
+        emit = entry.emit
+        d = u.gen.load(entry, u.regions["a"], offsets["d"], u.dtype, "u_ii")
+        row = u.gen.load(entry, u.regions["ipiv"], offsets["i"], "int32", "ipiv")
+        position = emit(f"trunc i64 {offsets['i']} to i32", "i")
+        swapped = emit(f"icmp ne i32 {row}, {emit(f'add i32 {position}, 1', 'row')}", "swapped")
+        flip = emit(f"xor i1 {swapped}, {emit(f'fcmp olt {t} {d}, 0.0', 'negative')}", "flip")
+        sign = emit(f"load {t}, ptr {sign_slot}", "sign")
+        flipped = emit(f"fneg {t} {sign}", "sign")
+        entry.do(f"store {t} {emit(f'select i1 {flip}, {t} {flipped}, {t} {sign}', 'sign')}, ptr {sign_slot}")
+        log_d = entry.math("log", u.dtype, scalar_ops.fabs(entry, t, d))
+        total = emit(f"fadd {t} {emit(f'load {t}, ptr {log_slot}', 'logdet')}, {log_d}", "logdet")
+        entry.do(f"store {t} {total}, ptr {log_slot}")
+
+    def body(pointers: list[str]) -> None:
+        u.into_columns(pointers[0], a_view, "a")
+        u.call("getrf", order, order, u.regions["a"], order, u.regions["ipiv"], u.info)
+        u.check("getrf", None)  # info > 0 (singular) is no error: sign 0, log|det| -inf, as NumPy
+        entry.do(f"store {t} {scalar_ops.literal(1.0, u.dtype)}, ptr {sign_slot}")
+        entry.do(f"store {t} {scalar_ops.literal(0.0, u.dtype)}, ptr {log_slot}")
+        u.gen.nest(entry, [n], {"d": [n + 1], "i": [1]}, pivot)
+        singular = entry.emit(f"icmp sgt i32 {entry.emit(f'load i32, ptr {u.info}')}, 0", "singular")
+        values = [entry.emit(f"load {t}, ptr {slot}") for slot in (sign_slot, log_slot)]
+        for index, (value, if_singular) in enumerate(zip(values, (0.0, float("-inf")))):
+            chosen = entry.emit(f"select i1 {singular}, {t} {scalar_ops.literal(if_singular, u.dtype)}, {t} {value}")
+            u.gen.store(entry, chosen, pointers[1], str(index * last), u.dtype)
+
+    u.each_matrix([a_view, u.result], body)
+
+
+def _eigh(u: _Unit) -> None:
+    (a_view,) = u.operands
+    n = a_view.shape[-1]
+    order = u.integer(n)
+    lwork, liwork = lapack.syevd_work(n, u.dtype)
+    regions = u.regions
+    triangle, vectors = u.char("L" if u.node.params["lower"] else "U"), u.char("V")
+    arguments = (regions["w"], regions["work"], u.integer(lwork), regions["iwork"], u.integer(liwork), u.info)
+
+    def body(pointers: list[str]) -> None:
+        u.into_columns(pointers[0], a_view, "a")
+        u.call("syevd", vectors, triangle, order, regions["a"], order, *arguments)
+        u.check("syevd", EIGH_FAILED)
+        u.out_of_vector("w", n, pointers[1])
+        u.out_of_columns("a", n, n, pointers[1], first=n)
+
+    u.each_matrix([a_view, u.result], body)
+
+
+def _svd(u: _Unit) -> None:
+    (a_view,) = u.operands
+    m, n = a_view.shape[-2:]
+    k = min(m, n)
+    regions = u.regions
+    lwork = lapack.gesdd_work(m, n, u.dtype)
+    shape = (u.char("S"), u.integer(m), u.integer(n), regions["a"], u.integer(m))
+    factors = (regions["s"], regions["u"], u.integer(m), regions["vt"], u.integer(k))
+    work = (regions["work"], u.integer(lwork), regions["iwork"], u.info)
+
+    def body(pointers: list[str]) -> None:
+        u.into_columns(pointers[0], a_view, "a")
+        u.call("gesdd", *shape, *factors, *work)
+        u.check("gesdd", SVD_FAILED, nan_info=-4)  # LAPACK >= 3.10 reports a NaN in A as info = -4
+        u.out_of_vector("s", k, pointers[1])
+        u.out_of_columns("u", m, k, pointers[1], first=k)
+        u.out_of_columns("vt", k, n, pointers[1], first=k + m * k)
+
+    u.each_matrix([a_view, u.result], body)
+
+
+def _qr(u: _Unit) -> None:
+    (a_view,) = u.operands
+    m, n = a_view.shape[-2:]
+    k = min(m, n)
+    regions, zero = u.regions, u.real(0.0)
+    rows, columns, reflectors = u.integer(m), u.integer(n), u.integer(k)
+    everything, upper = u.char("A"), u.char("U")
+    work = (regions["work"], u.integer(qr_lwork(m, n, u.dtype)), u.info)
+
+    def body(pointers: list[str]) -> None:
+        u.into_columns(pointers[0], a_view, "a")
+        u.call("geqrf", rows, columns, regions["a"], rows, regions["tau"], *work)
+        u.check("geqrf", None)
+        # R: the upper triangle of a's first k rows, zeros below; then a becomes Q
+        u.call("laset", everything, reflectors, columns, zero, zero, regions["r"], reflectors)
+        u.call("lacpy", upper, reflectors, columns, regions["a"], rows, regions["r"], reflectors)
+        u.call("orgqr", rows, reflectors, reflectors, regions["a"], rows, regions["tau"], *work)
+        u.check("orgqr", None)
+        u.out_of_columns("a", m, k, pointers[1])
+        u.out_of_columns("r", k, n, pointers[1], first=m * k)
+
+    u.each_matrix([a_view, u.result], body)
+
+
+_EMITTERS: dict[str, Callable[[_Unit], None]] = {
+    "cholesky": _cholesky,
+    "solve": _solve,
+    "triangular_solve": _triangular_solve,
+    "slogdet": _slogdet,
+    "eigh": _eigh,
+    "svd": _svd,
+    "qr": _qr,
+}
+
+
+def _matmul(u: _Unit) -> None:
+    """A matmul BLAS cannot read as it is (a broadcast or strided operand, mixed dtypes, more batch
+    elements than gemm.py unrolls): the operands copied column-major, one gemm per batch element."""
+    a_view, b_view, batch = matrices(*u.operands)
+    m, k, n = a_view.shape[-2], a_view.shape[-1], b_view.shape[-1]
+    out = View(u.result.slot, u.result.offset, batch + (m, n), contiguous_strides(batch + (m, n)), u.dtype)
+    u.batch = batch
+    plain, one, zero = u.char("N"), u.real(1.0), u.real(0.0)
+    sizes = (u.integer(m), u.integer(n), u.integer(k), one)
+    operands = (u.regions["a"], u.integer(m), u.regions["b"], u.integer(k), zero, u.regions["c"], u.integer(m))
+
+    def body(pointers: list[str]) -> None:
+        u.into_columns(pointers[0], a_view, "a")
+        u.into_columns(pointers[1], b_view, "b")
+        u.call("gemm", plain, plain, *sizes, *operands)
+        u.out_of_columns("c", m, n, pointers[2])
+
+    u.each_matrix([a_view, b_view, out], body)
+
+
+_EMITTERS["matmul"] = _matmul

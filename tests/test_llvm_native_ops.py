@@ -1,0 +1,80 @@
+"""Scans, argmax/argmin and concatenate run as native loops on the llvm backend (native_ops.py):
+no NumPy callback, NumPy's values to the bit (the same additions in the same order), gradients
+against central differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gradient_helpers import numerical_gradient, relative_error, weighted_sum
+
+import chainrule as cr
+
+
+def kernel_of(compiled, *args):
+    entry, _ = compiled._specialize(args)
+    return entry.kernel
+
+
+def native(fn, *args):
+    """fn compiled for llvm: its values (checked equal to NumPy's, bit for bit) and no callback."""
+    compiled = cr.jit(fn, backend="llvm")
+    got, expected = compiled(*args), fn(*args)
+    assert np.asarray(got).dtype == np.asarray(expected).dtype
+    np.testing.assert_array_equal(got, expected)
+    assert not kernel_of(compiled, *args).lowered.fallbacks
+
+
+X = np.random.default_rng(0).standard_normal((3, 4, 5))
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("scan", [np.cumsum, np.cumprod])
+def test_scans_along_every_axis_of_a_transposed_operand(scan, axis):
+    native(lambda x: scan(x.transpose(2, 0, 1), axis=axis), X)
+
+
+@pytest.mark.parametrize("scan", [np.cumsum, np.cumprod])
+def test_scans_of_64_bit_integers(scan):
+    native(lambda x: scan(x, axis=1), np.arange(-6, 6, dtype=np.int64).reshape(3, 4))
+
+
+def with_nan_and_ties():
+    x = np.round(X, 1)
+    x[0, 1, :] = 0.5  # a tie: the first wins
+    x[1, 2, 3] = x[1, 0, 3] = np.nan  # NaN wins, at its first position
+    return x
+
+
+@pytest.mark.parametrize("op", [np.argmax, np.argmin])
+@pytest.mark.parametrize("axis, keepdims", [(0, False), (1, True), (2, False), (None, False), (None, True)])
+def test_argmax_and_argmin_as_numpy_with_ties_and_nans(op, axis, keepdims):
+    native(lambda x: op(x, axis=axis, keepdims=keepdims), with_nan_and_ties())
+
+
+def test_argmax_of_integers_and_of_a_strided_view():
+    native(lambda x: np.argmax(x[:, ::2], axis=1), np.array([[3, 9, 9, 1], [-5, -5, -7, -2]], dtype=np.int64))
+    native(lambda x: np.argmin(x[::-1, 1:], axis=0), X[0])
+
+
+def test_concatenate_converts_dtypes_and_skips_empty_operands():
+    native(
+        lambda x, y: np.concatenate([x.T, y[:0], np.cos(y), y.astype(np.float32)], axis=0),
+        X[0],
+        X[1, :, :4].T.copy(),
+    )
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: weighted_sum(np.cumsum(np.sin(x), axis=1)),
+        lambda x: weighted_sum(np.cumprod(1.0 + 0.1 * x, axis=0)),
+        lambda x: weighted_sum(np.concatenate([x, x[:, :2] ** 2], axis=1)),
+    ],
+)
+def test_gradients_through_native_scans_and_concatenate_match_central_differences(fn):
+    x = X[0]
+    grad = cr.grad(fn, backend="llvm")
+    assert relative_error(grad(x), numerical_gradient(fn, (x,), 0)) < 1e-7
+    assert not [f.op for f in kernel_of(grad, x).lowered.fallbacks if f.op in ("cumsum", "cumprod", "concatenate")]
