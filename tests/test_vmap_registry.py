@@ -297,6 +297,50 @@ def _while_grad_reference(x, h=1e-6):
 case("while_vjp", cr.grad(lambda x: _while_program(x)[0]), uniform(0.1, 4.0, BATCH), reference=_while_grad_reference)
 
 
+def _checkpointed_scan(x):
+    def step(carry, _):
+        return np.sin(carry) + x, carry
+
+    final, _ = cr.scan(step, x, None, length=8, snapshots=2)  # 2 snapshots for 8 steps: a reversal
+    return final
+
+
+def _checkpointed_reference(x, h=1e-6):
+    def final(x0):
+        carry = x0
+        for _ in range(8):
+            carry = np.sin(carry) + x0
+        return carry
+
+    return (final(x + h) - final(x - h)) / (2 * h)
+
+
+case("loop_reversal", cr.grad(_checkpointed_scan), uniform(0.1, 1.0, BATCH), reference=_checkpointed_reference)
+
+
+@cr.custom_vjp
+def _clipped_square(x):
+    return x * x
+
+
+_clipped_square.defvjp(lambda x: (x * x, x), lambda x, g: (np.clip(2 * x * g, -1.0, 1.0),))
+case("custom_vjp", _clipped_square, uniform(0.2, 0.8, BATCH, 3), reference=lambda x: x * x)
+
+
+@cr.custom_jvp
+def _softplus(x):
+    return np.log1p(np.exp(x))
+
+
+@_softplus.defjvp
+def _softplus_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    return _softplus(x), t / (1.0 + np.exp(-x))
+
+
+case("custom_jvp", _softplus, uniform(-2.0, 2.0, BATCH, 3), reference=lambda x: np.log1p(np.exp(x)))
+
+
 # ---- the checks ---------------------------------------------------------------------------------
 
 
@@ -324,6 +368,8 @@ def test_each_case_uses_its_op(c):
     graph_ops = {node.op for node in cr.trace(c.fn, *_examples(c)[0]).nodes}
     if c.op == "while_vjp":  # made by the gradient of a while loop, in the differentiated graph
         graph_ops = {node.op for node in cr.grad(lambda x: _while_program(x)[0]).graph(2.0, stage="grad").nodes}
+    if c.op == "loop_reversal":  # made by the gradient of a checkpointed loop
+        graph_ops = {node.op for node in c.fn.graph(0.5, stage="grad").nodes}
     if c.op == "scatter_add":
         graph_ops = {node.op for node in c.fn.graph(*_examples(c)[0], stage="grad").nodes}
     assert c.op in graph_ops
@@ -346,4 +392,4 @@ def test_vmap_equals_a_loop_over_the_examples(c, backend):
         if e.dtype.kind in "biu":
             np.testing.assert_array_equal(g, e)
         else:
-            np.testing.assert_allclose(g, e, rtol=1e-5 if c.op == "while_vjp" else 1e-12, atol=1e-12)
+            np.testing.assert_allclose(g, e, rtol=1e-5 if c.op in ("while_vjp", "loop_reversal") else 1e-12, atol=1e-12)

@@ -445,6 +445,11 @@ class Lowering:
                 dying.setdefault(index, []).append((native.scratch_offset, native.scratch_bytes))
             for offset, size in dying.pop(index, ()):
                 arena.give_back(offset, size)
+        self._place_copies_and_scratch(arena)
+
+    def _place_copies_and_scratch(self, arena: Arena) -> None:
+        """The arena's last blocks: outputs copied out at the end, then the LAPACK workspace; and the
+        views, now that every computed value has its place."""
         for index, _ in self.output_copies:
             copied = self.outputs[index]
             if copied.slot is None:
@@ -456,7 +461,7 @@ class Lowering:
             self.scratch = View(ARENA, arena.size, (), (), "int32")
             arena.size += -(-self.scratch_bytes // ALIGNMENT) * ALIGNMENT
         self.arena_bytes = arena.size
-        for node_id in self.view_nodes:  # now that every computed value has its place (contiguous)
+        for node_id in self.view_nodes:
             view = self._view_of(node_id)
             assert view is not None, f"%{node_id} was planned as a view of a layout it cannot view"
             self.views[node_id] = view
