@@ -7,6 +7,7 @@ layers with explicit parameters and state (``Sequential``, ``Dense``,
 """
 
 from chainrule.nn import init
+from chainrule.nn.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D
 from chainrule.nn.functional import (
     binary_cross_entropy,
     cross_entropy,
@@ -50,10 +51,14 @@ FUNCTIONS = (
 __all__ = [
     "FUNCTIONS",
     "Activation",
+    "AvgPool2D",
     "BatchNorm",
+    "Conv2D",
     "Dense",
     "Dropout",
+    "Flatten",
     "Layer",
+    "MaxPool2D",
     "Sequential",
     "binary_cross_entropy",
     "cross_entropy",
