@@ -8,6 +8,7 @@ layers with explicit parameters and state (``Sequential``, ``Dense``,
 
 from chainrule.nn import init
 from chainrule.nn.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D
+from chainrule.nn.embedding import Embedding
 from chainrule.nn.functional import (
     binary_cross_entropy,
     cross_entropy,
@@ -26,7 +27,18 @@ from chainrule.nn.functional import (
     softplus,
     swish,
 )
-from chainrule.nn.layers import Activation, BatchNorm, Dense, Dropout, Layer, Sequential, draw_mask, l2_penalty
+from chainrule.nn.layers import (
+    Activation,
+    BatchNorm,
+    Dense,
+    Dropout,
+    Layer,
+    PReLU,
+    Sequential,
+    draw_mask,
+    l2_penalty,
+)
+from chainrule.nn.normalization import LayerNorm
 
 # the activations and losses (tests/test_nn.py covers each)
 FUNCTIONS = (
@@ -56,9 +68,12 @@ __all__ = [
     "Conv2D",
     "Dense",
     "Dropout",
+    "Embedding",
     "Flatten",
     "Layer",
+    "LayerNorm",
     "MaxPool2D",
+    "PReLU",
     "Sequential",
     "binary_cross_entropy",
     "cross_entropy",

@@ -151,6 +151,38 @@ class Activation(Layer):
         return f"Activation({self.name!r})"
 
 
+class PReLU(Layer):
+    """x for x > 0, else alpha x, with the slope alpha learned (He et al. 2015): one slope shared by
+    every feature (``features=1``, PyTorch's default), or one per feature along ``axis`` (the last
+    axis by default; ``axis=1`` for NCHW channels). Slopes start at ``init`` (0.25)."""
+
+    kind = "prelu"
+
+    def __init__(self, features: int = 1, *, axis: int = -1, init: float = 0.25, dtype=np.float64):
+        self.features, self.axis, self.initial_slope = int(features), int(axis), float(init)
+        self.dtype = np.dtype(dtype)
+
+    def init(self, rng=None) -> dict:
+        return {"alpha": np.full(self.features, self.initial_slope, self.dtype)}
+
+    def forward(self, params, x, state, training, randomness) -> tuple:
+        check_keys(self, params, ("alpha",))
+        alpha = params["alpha"]
+        if self.features != 1:
+            shape = tuple(np.shape(x))
+            if not -len(shape) <= self.axis < len(shape) or shape[self.axis] != self.features:
+                raise ShapeError(
+                    f"{self!r} has one slope per feature along axis {self.axis}, got inputs of shape {shape}",
+                    user_line(),
+                )
+            alpha = np.reshape(alpha, (-1,) + (1,) * (len(shape) - 1 - self.axis % len(shape)))
+        # the gradient at 0 is alpha's branch, as in PyTorch
+        return np.where(x > 0, x, alpha * x), state
+
+    def __repr__(self) -> str:
+        return f"PReLU({self.features})"
+
+
 class BatchNorm(Layer):
     """Batch normalization over every axis but the last (seed 002, 12.6.4 and 12.10.2).
 
