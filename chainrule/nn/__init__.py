@@ -39,6 +39,7 @@ from chainrule.nn.layers import (
     l2_penalty,
 )
 from chainrule.nn.normalization import LayerNorm
+from chainrule.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, Recurrent, RNNCell
 
 # the activations and losses (tests/test_nn.py covers each)
 FUNCTIONS = (
@@ -62,6 +63,9 @@ FUNCTIONS = (
 
 __all__ = [
     "FUNCTIONS",
+    "GRU",
+    "LSTM",
+    "RNN",
     "Activation",
     "AvgPool2D",
     "BatchNorm",
@@ -70,10 +74,14 @@ __all__ = [
     "Dropout",
     "Embedding",
     "Flatten",
+    "GRUCell",
+    "LSTMCell",
     "Layer",
     "LayerNorm",
     "MaxPool2D",
     "PReLU",
+    "RNNCell",
+    "Recurrent",
     "Sequential",
     "binary_cross_entropy",
     "cross_entropy",
