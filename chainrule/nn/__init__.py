@@ -7,6 +7,7 @@ layers with explicit parameters and state (``Sequential``, ``Dense``,
 """
 
 from chainrule.nn import init
+from chainrule.nn.attention import MultiHeadAttention
 from chainrule.nn.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D
 from chainrule.nn.embedding import Embedding
 from chainrule.nn.functional import (
@@ -79,6 +80,7 @@ __all__ = [
     "Layer",
     "LayerNorm",
     "MaxPool2D",
+    "MultiHeadAttention",
     "PReLU",
     "RNNCell",
     "Recurrent",
