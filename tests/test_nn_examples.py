@@ -45,3 +45,27 @@ def test_linear_regression_step_reproduces_seed_004_numbers(capsys, tmp_path):
         assert (tmp_path / "linear_regression_step.png").stat().st_size > 10_000
     else:
         assert "matplotlib is not installed: no plot" in out
+
+
+def test_norm_comparison_shows_the_axes_and_train_versus_inference(capsys, tmp_path):
+    result = load("norm_comparison").main(["--steps", "30", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    stats = result["stats"]
+    # BatchNorm: every feature (column) standardized over the batch; LayerNorm: every sample (row)
+    np.testing.assert_allclose(stats["BatchNorm"]["feature_mean"], 0, atol=1e-12)
+    feature_std = stats["input"]["feature_std"]  # std / sqrt(var + eps): 1 but for eps = 1e-5
+    np.testing.assert_allclose(stats["BatchNorm"]["feature_std"], feature_std / np.sqrt(feature_std**2 + 1e-5))
+    np.testing.assert_allclose(stats["LayerNorm"]["sample_mean"], 0, atol=1e-12)
+    sample_std = stats["input"]["sample_std"]
+    np.testing.assert_allclose(stats["LayerNorm"]["sample_std"], sample_std / np.sqrt(sample_std**2 + 1e-5))
+    bn_a, bn_b, bn_alone = result["dependence"]["BatchNorm"]
+    ln_a, ln_b, ln_alone = result["dependence"]["LayerNorm"]
+    assert np.abs(bn_a - bn_b).max() > 0.1 and np.all(bn_alone == 0)  # a batch of one is all mean
+    np.testing.assert_allclose(ln_a, ln_b, rtol=1e-14)
+    np.testing.assert_allclose(ln_a, ln_alone, rtol=1e-14)
+    gaps = result["gaps"]
+    assert gaps[-1][2] < gaps[0][2] / 5  # BatchNorm's running statistics approach the data's
+    assert all(ln_gap == 0 for *_, ln_gap in gaps)
+    assert "per-feature mean" in out
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "norm_comparison.png").stat().st_size > 10_000
