@@ -69,3 +69,20 @@ def test_norm_comparison_shows_the_axes_and_train_versus_inference(capsys, tmp_p
     assert "per-feature mean" in out
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "norm_comparison.png").stat().st_size > 10_000
+
+
+def test_adamw_decay_ignores_the_loss_scale_and_adam_l2_does_not(capsys, tmp_path):
+    result = load("adamw_vs_adam_l2").main(["--steps", "1500", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    runs = result["runs"]
+    # Adam's step is invariant to the gradient's scale, and AdamW's decay is outside it: the same weights
+    np.testing.assert_allclose(runs[("AdamW", 1.0)]["w"], runs[("AdamW", 100.0)]["w"], rtol=1e-4, atol=1e-5)
+    # Adam + L2: the penalty weighs 100 times less against a loss 100 times larger, so the weights grow
+    # towards the unpenalized least squares
+    norms = {c: np.linalg.norm(runs[("Adam + L2", c)]["w"]) for c in (1.0, 100.0)}
+    assert norms[1.0] < 0.8 * norms[100.0] < 0.8 * np.linalg.norm(result["least_squares"])
+    decay = runs[("Adam + L2", 1.0)]["effective_decay"]
+    assert decay.max() / decay.min() > 10  # one lambda, per-weight rates an order of magnitude apart
+    assert "Adam + L2" in out and "AdamW" in out
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "adamw_vs_adam_l2.png").stat().st_size > 10_000
