@@ -98,3 +98,13 @@ def test_digits_cnn_learns_scikit_learns_digits(capsys, tmp_path):
     assert f"test accuracy {result['test_accuracy']:.2f}%" in out
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "digits_cnn.png").stat().st_size > 10_000
+
+
+def test_mixed_precision_example_prints_the_loss_scale_history(capsys, tmp_path, examples_on_path):
+    result = load("mixed_precision").main(["--epochs", "20", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    grown = [scale for scale, finite in result["scales"] if finite and scale > result["initial_scale"]]
+    assert grown and "clean steps, grown    -> 65536" in out  # 100 clean steps doubled 2^15
+    assert "float32 loss" in out and "mixed float16" in out
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "mixed_precision.png").stat().st_size > 10_000

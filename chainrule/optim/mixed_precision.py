@@ -105,6 +105,23 @@ def mixed_precision_step(
         return loss.astype(np.float32) * scale
 
     value_and_grad = cr.value_and_grad(scaled_loss, backend=backend)
+    step = _unscaled_update(value_and_grad, optimizer, policy, clip_norm, clip_value)
+    step.__name__ = f"{getattr(loss_fn, '__name__', 'loss')}_{optimizer.name}_mixed_precision_step"
+    compiled = cr.jit(step, backend=backend)
+
+    def mixed_precision(params, opt_state, scale_state, *args):
+        # overflowing to inf is how a too-large scale shows itself here, not something to warn about
+        with np.errstate(over="ignore", invalid="ignore"):
+            return compiled(params, opt_state, scale_state, *args)
+
+    mixed_precision.compiled = compiled  # type: ignore[attr-defined]
+    return mixed_precision
+
+
+def _unscaled_update(
+    value_and_grad: Callable, optimizer: Optimizer, policy: DynamicLossScale, clip_norm, clip_value
+) -> Callable:
+    """The traced step: scaled loss and gradients, unscaled, checked, clipped, applied or skipped."""
 
     def step(params, opt_state, scale_state, *args):
         scale = scale_state["scale"]
@@ -122,16 +139,7 @@ def mixed_precision_step(
         opt_state = _select(finite, new_opt_state, opt_state)
         return scaled / scale, params, opt_state, policy.adjust(scale_state, finite), finite
 
-    step.__name__ = f"{getattr(loss_fn, '__name__', 'loss')}_{optimizer.name}_mixed_precision_step"
-    compiled = cr.jit(step, backend=backend)
-
-    def mixed_precision(params, opt_state, scale_state, *args):
-        # overflowing to inf is how a too-large scale shows itself here, not something to warn about
-        with np.errstate(over="ignore", invalid="ignore"):
-            return compiled(params, opt_state, scale_state, *args)
-
-    mixed_precision.compiled = compiled  # type: ignore[attr-defined]
-    return mixed_precision
+    return step
 
 
 def _select(condition, chosen, otherwise):
