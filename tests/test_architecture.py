@@ -24,7 +24,7 @@ ALLOWED = {
     "compiler": {"errors", "ir"},
     "backends": {"errors", "ir"},
     "transforms": {"errors", "ir", "frontends", "compiler", "backends"},
-    "nn": {"errors", "ir", "frontends"},
+    "nn": {"errors", "ir", "frontends", "transforms"},
     "optim": {"errors", "ir", "frontends", "transforms"},
     "distributed": {"errors", "ir", "frontends", "transforms", "optim"},
     "train": {"errors", "ir", "frontends", "transforms", "nn", "optim", "distributed"},

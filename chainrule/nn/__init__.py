@@ -7,6 +7,9 @@ layers with explicit parameters and state (``Sequential``, ``Dense``,
 """
 
 from chainrule.nn import init
+from chainrule.nn.attention import MultiHeadAttention
+from chainrule.nn.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D
+from chainrule.nn.embedding import Embedding
 from chainrule.nn.functional import (
     binary_cross_entropy,
     cross_entropy,
@@ -25,7 +28,19 @@ from chainrule.nn.functional import (
     softplus,
     swish,
 )
-from chainrule.nn.layers import Activation, BatchNorm, Dense, Dropout, Layer, Sequential, draw_mask, l2_penalty
+from chainrule.nn.layers import (
+    Activation,
+    BatchNorm,
+    Dense,
+    Dropout,
+    Layer,
+    PReLU,
+    Sequential,
+    draw_mask,
+    l2_penalty,
+)
+from chainrule.nn.normalization import LayerNorm
+from chainrule.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, Recurrent, RNNCell
 
 # the activations and losses (tests/test_nn.py covers each)
 FUNCTIONS = (
@@ -49,11 +64,26 @@ FUNCTIONS = (
 
 __all__ = [
     "FUNCTIONS",
+    "GRU",
+    "LSTM",
+    "RNN",
     "Activation",
+    "AvgPool2D",
     "BatchNorm",
+    "Conv2D",
     "Dense",
     "Dropout",
+    "Embedding",
+    "Flatten",
+    "GRUCell",
+    "LSTMCell",
     "Layer",
+    "LayerNorm",
+    "MaxPool2D",
+    "MultiHeadAttention",
+    "PReLU",
+    "RNNCell",
+    "Recurrent",
     "Sequential",
     "binary_cross_entropy",
     "cross_entropy",

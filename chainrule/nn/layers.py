@@ -93,7 +93,7 @@ class Dense(Layer):
         dtype=np.float64,
     ):
         self.in_features, self.out_features = int(in_features), int(out_features)
-        self.initializer = _initializer(init)
+        self.initializer = initializer_named(init)
         self.use_bias = use_bias
         self.dtype = np.dtype(dtype)
 
@@ -109,9 +109,9 @@ class Dense(Layer):
     def forward(self, params, x, state, training, randomness) -> tuple:
         if np.shape(x)[-1:] != (self.in_features,):
             raise ShapeError(
-                f"{self!r} takes inputs of shape (batch, {self.in_features}), got {tuple(np.shape(x))}", _user_line()
+                f"{self!r} takes inputs of shape (batch, {self.in_features}), got {tuple(np.shape(x))}", user_line()
             )
-        _check_keys(self, params, ("W", "b") if self.use_bias else ("W",))
+        check_keys(self, params, ("W", "b") if self.use_bias else ("W",))
         y = x @ params["W"]
         return (y + params["b"] if self.use_bias else y), state
 
@@ -151,6 +151,38 @@ class Activation(Layer):
         return f"Activation({self.name!r})"
 
 
+class PReLU(Layer):
+    """x for x > 0, else alpha x, with the slope alpha learned (He et al. 2015): one slope shared by
+    every feature (``features=1``, PyTorch's default), or one per feature along ``axis`` (the last
+    axis by default; ``axis=1`` for NCHW channels). Slopes start at ``init`` (0.25)."""
+
+    kind = "prelu"
+
+    def __init__(self, features: int = 1, *, axis: int = -1, init: float = 0.25, dtype=np.float64):
+        self.features, self.axis, self.initial_slope = int(features), int(axis), float(init)
+        self.dtype = np.dtype(dtype)
+
+    def init(self, rng=None) -> dict:
+        return {"alpha": np.full(self.features, self.initial_slope, self.dtype)}
+
+    def forward(self, params, x, state, training, randomness) -> tuple:
+        check_keys(self, params, ("alpha",))
+        alpha = params["alpha"]
+        if self.features != 1:
+            shape = tuple(np.shape(x))
+            if not -len(shape) <= self.axis < len(shape) or shape[self.axis] != self.features:
+                raise ShapeError(
+                    f"{self!r} has one slope per feature along axis {self.axis}, got inputs of shape {shape}",
+                    user_line(),
+                )
+            alpha = np.reshape(alpha, (-1,) + (1,) * (len(shape) - 1 - self.axis % len(shape)))
+        # the gradient at 0 is alpha's branch, as in PyTorch
+        return np.where(x > 0, x, alpha * x), state
+
+    def __repr__(self) -> str:
+        return f"PReLU({self.features})"
+
+
 class BatchNorm(Layer):
     """Batch normalization over every axis but the last (seed 002, 12.6.4 and 12.10.2).
 
@@ -175,9 +207,9 @@ class BatchNorm(Layer):
     def forward(self, params, x, state, training, randomness) -> tuple:
         if np.shape(x)[-1:] != (self.features,):
             raise ShapeError(
-                f"{self!r} normalizes {self.features} features, got inputs of shape {tuple(np.shape(x))}", _user_line()
+                f"{self!r} normalizes {self.features} features, got inputs of shape {tuple(np.shape(x))}", user_line()
             )
-        _check_keys(self, params, ("gamma", "beta"))
+        check_keys(self, params, ("gamma", "beta"))
         if training:
             axes = tuple(range(len(np.shape(x)) - 1))
             mean = np.mean(x, axis=axes)
@@ -193,7 +225,7 @@ class BatchNorm(Layer):
                 raise ArgumentError(
                     f"{self!r} in inference mode normalizes with its running statistics: "
                     "pass state=... (from init_state() or training)",
-                    _user_line(),
+                    user_line(),
                 )
             mean, var = state["mean"], state["var"]
             centered = x - mean
@@ -319,7 +351,7 @@ def _perceptron(widths: list, activations) -> list:
     return layers
 
 
-def _initializer(init) -> Callable:
+def initializer_named(init) -> Callable:
     if callable(init):
         return init
     if init not in initializers.BY_NAME:
@@ -345,7 +377,7 @@ class _Randomness:
                 raise ArgumentError(
                     f"{layer!r} needs a mask but the {len(self.masks)} given are used up; "
                     "draw them with model.dropout_masks(rng, x.shape)",
-                    _user_line(),
+                    user_line(),
                 )
             mask = self.masks[self.used]
             self.used += 1
@@ -353,38 +385,38 @@ class _Randomness:
                 raise ShapeError(
                     f"{layer!r} got a mask of shape {tuple(np.shape(mask))} for inputs of shape "
                     f"{tuple(shape)}; draw masks with model.dropout_masks(rng, x.shape)",
-                    _user_line(),
+                    user_line(),
                 )
             return mask
         if self.generator is None:
             raise ArgumentError(
                 f"{layer!r} in training mode needs rng=: a np.random.Generator, or the masks "
                 "from model.dropout_masks(generator, x.shape)",
-                _user_line(),
+                user_line(),
             )
         if any(isinstance(leaf, Tracer) for leaf in flatten(self.inputs)[0]):
             raise TraceError(
                 f"{layer!r} was given a np.random.Generator inside a traced function: its mask "
                 "would be drawn once and compiled in as a constant. Draw the masks outside with "
                 "model.dropout_masks(generator, x.shape) and pass them in as an argument",
-                _user_line(),
+                user_line(),
             )
         return draw_mask(self.generator, shape, layer.rate)
 
     def check_used_up(self) -> None:
         if self.masks is not None and self.used != len(self.masks):
-            raise ArgumentError(f"{len(self.masks)} dropout masks given but the model used {self.used}", _user_line())
+            raise ArgumentError(f"{len(self.masks)} dropout masks given but the model used {self.used}", user_line())
 
 
-def _check_keys(layer: Layer, params, expected: tuple) -> None:
+def check_keys(layer: Layer, params, expected: tuple) -> None:
     if not isinstance(params, dict) or set(params) != set(expected):
         found = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise ArgumentError(
-            f"{layer!r} expects parameters {{{', '.join(expected)}}} (from its init), got {found}", _user_line()
+            f"{layer!r} expects parameters {{{', '.join(expected)}}} (from its init), got {found}", user_line()
         )
 
 
-def _user_line():
+def user_line():
     """The user's line that applied the model, for error messages."""
     return location_of(user_frame(2))
 

@@ -66,6 +66,39 @@ class FitResult:
     best_epoch: int | None = None
     stopped_epoch: int | None = None
 
+    def plot(self, path=None, *, title: str = "Training history"):
+        """The loss per epoch (and the validation loss, and the learning rate on a second axis when it
+        changes), as a matplotlib Figure; saved as ``path`` (a PNG, say) when given. Needs matplotlib
+        (``pip install chainrule[plot]``)."""
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as error:
+            raise ImportError("FitResult.plot needs matplotlib: pip install 'chainrule[plot]'") from error
+        figure, axis = plt.subplots(figsize=(7, 4.5))
+        epochs = np.arange(1, len(self.history.get("loss", [])) + 1)
+        for key, color in (("loss", "#2563eb"), ("val_loss", "#f97316")):
+            if self.history.get(key):
+                axis.plot(epochs, self.history[key], label=key, color=color, linewidth=2)
+        if all(value > 0 for key in ("loss", "val_loss") for value in self.history.get(key, [])):
+            axis.set_yscale("log")
+        if self.best_epoch is not None:
+            axis.axvline(
+                self.best_epoch + 1, color="#64748b", linestyle="--", label=f"best epoch {self.best_epoch + 1}"
+            )
+        axis.set(xlabel="epoch", ylabel="loss", title=title)
+        axis.grid(True, alpha=0.3)
+        rates = self.history.get("lr", [])
+        if rates and max(rates) > min(rates):
+            second = axis.twinx()
+            second.plot(epochs, rates, color="#059669", linestyle=":", label="lr")
+            second.set_ylabel("learning rate")
+            second.legend(loc="upper center")
+        axis.legend()
+        figure.tight_layout()
+        if path is not None:
+            figure.savefig(path, dpi=100)
+        return figure
+
 
 class _FunctionModel(Layer):
     """A plain ``predict(params, x)`` function, seen as a layer without state or dropout."""

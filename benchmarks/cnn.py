@@ -1,0 +1,165 @@
+"""One training step of examples/digits_cnn.py's small CNN: chainrule (NumPy and LLVM backends)
+against PyTorch eager, in the same run.
+
+    python3 benchmarks/cnn.py            # about a minute; prints one table
+
+The network (conv 3x3 8 -> ReLU -> max-pool 2 -> conv 3x3 16 -> ReLU -> max-pool 2 -> dense 10),
+the softmax cross-entropy and the Adam update, on batches of 8x8 images, float32. chainrule's step
+is ``optim.train_step``: forward, backward and update compiled into one function. PyTorch's is the
+usual eager loop (zero_grad, forward, loss, backward, step) with the same initial weights, copied.
+
+Each repeat builds a fresh step (a new compiled function object, a new torch module and
+optimizer), warms it up, then times a block of consecutive steps; the sides alternate repeat by
+repeat so machine noise hits them alike. Times are medians over the repeats of the blocks'
+per-step means; "vs torch" is torch's time / this row's (above 1: faster than torch). BLAS and
+torch run on one thread. The parameters of every side after the same steps from the same start
+are compared with chainrule's NumPy backend ("max |diff|", float32 rounding).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from statistics import median
+
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import numpy as np  # noqa: E402  (after the thread settings, which BLAS reads when loaded)
+
+try:
+    from chainrule import nn, optim
+except ImportError:  # run from a checkout: python3 benchmarks/cnn.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from chainrule import nn, optim
+from chainrule.frontends.pytree import tree_map  # noqa: E402
+
+LR = 1e-3
+
+
+def build_model() -> nn.Sequential:
+    return nn.Sequential(
+        [
+            nn.Conv2D(1, 8, 3, padding=1),
+            nn.Activation("relu"),
+            nn.MaxPool2D(2),
+            nn.Conv2D(8, 16, 3, padding=1),
+            nn.Activation("relu"),
+            nn.MaxPool2D(2),
+            nn.Flatten(),
+            nn.Dense(64, 10, init="xavier"),
+        ]
+    )
+
+
+def batch(size: int):
+    rng = np.random.default_rng(1)
+    return rng.random((size, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, size)
+
+
+def chainrule_side(backend: str, params, x, y):
+    model = build_model()
+
+    def objective(params, x, y):
+        return nn.cross_entropy(model.apply(params, x), y)
+
+    opt = optim.adam(LR)
+    step = optim.train_step(objective, opt, backend=backend)
+    state = {"params": params, "opt": opt.init(params)}
+
+    def run(count: int):
+        for _ in range(count):
+            _, state["params"], state["opt"] = step(state["params"], state["opt"], x, y)
+
+    return run, lambda: state["params"]
+
+
+def torch_side(params, x, y):
+    import torch
+
+    torch.set_num_threads(1)
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 16, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(64, 10),
+    )
+    with torch.no_grad():
+        for index, name in ((0, "conv2d1"), (3, "conv2d2")):
+            module[index].weight.copy_(torch.from_numpy(params[name]["W"]))
+            module[index].bias.copy_(torch.from_numpy(params[name]["b"]))
+        module[7].weight.copy_(torch.from_numpy(params["dense1"]["W"].T.copy()))
+        module[7].bias.copy_(torch.from_numpy(params["dense1"]["b"]))
+    # eps as chainrule's Adam adds it (outside the square root's bias correction): the same update
+    optimizer = torch.optim.Adam(module.parameters(), lr=LR, eps=1e-8)
+    inputs, labels = torch.from_numpy(x), torch.from_numpy(y)
+
+    def run(count: int):
+        for _ in range(count):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(module(inputs), labels)
+            loss.backward()
+            optimizer.step()
+
+    def final():
+        conv1, conv2, dense = module[0], module[3], module[7]
+        return {
+            "conv2d1": {"W": conv1.weight.detach().numpy(), "b": conv1.bias.detach().numpy()},
+            "conv2d2": {"W": conv2.weight.detach().numpy(), "b": conv2.bias.detach().numpy()},
+            "dense1": {"W": dense.weight.detach().numpy().T, "b": dense.bias.detach().numpy()},
+        }
+
+    return run, final
+
+
+def measure(batch_size: int, sides: list, repeats: int = 7, block: int = 20) -> dict:
+    params = tree_map(lambda leaf: leaf.astype(np.float32), build_model().init(0))
+    x, y = batch(batch_size)
+    times: dict = {side: [] for side in sides}
+    finals: dict = {}
+    for _ in range(repeats):
+        for side in sides:
+            run, final = torch_side(params, x, y) if side == "torch" else chainrule_side(side, params, x, y)
+            run(3)  # compile, warm caches
+            start = time.perf_counter()
+            run(block)
+            times[side].append((time.perf_counter() - start) / block)
+            finals[side] = final()  # 3 + block steps from the same start
+    reference = finals["numpy"]
+    differences = {
+        side: max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in _leaf_pairs(finals[side], reference))
+        for side in sides
+    }
+    return {side: (median(times[side]), differences[side]) for side in sides}
+
+
+def _leaf_pairs(tree, reference):
+    for name, layer in reference.items():
+        for key, value in layer.items():
+            yield tree[name][key], value
+
+
+def main() -> None:
+    try:
+        import torch  # noqa: F401
+
+        sides = ["numpy", "llvm", "torch"]
+    except ImportError:
+        print("(PyTorch is not installed: chainrule's backends only)")
+        sides = ["numpy", "llvm"]
+    print(f"{'batch':>6}{'side':>8}{'ms/step':>10}{'vs torch':>10}{'max |diff|':>12}")
+    for batch_size in (32, 128, 512):
+        rows = measure(batch_size, sides)
+        for side, (seconds, difference) in rows.items():
+            ratio = f"{rows['torch'][0] / seconds:>9.2f}x" if "torch" in rows else f"{'-':>10}"
+            print(f"{batch_size:>6}{side:>8}{seconds * 1e3:>10.3f}{ratio}{difference:>12.1e}")
+
+
+if __name__ == "__main__":
+    main()
