@@ -188,10 +188,24 @@ def _leaf_spec(leaf, path: str, differentiated: bool, position: int) -> LeafSpec
                 f"argument {position} ({path}) is a {type(leaf).__name__}, which is neither an "
                 "array nor a hashable Python value." + _pytree_hint(leaf)
             ) from None
+        if _holds_arrays(leaf):
+            raise ArgumentError(
+                f"argument {position} ({path}) is a {type(leaf).__qualname__}, a class chainrule cannot look "
+                "inside: the arrays it holds would be compiled in as constants, and every new one would "
+                "compile again." + _pytree_hint(leaf)
+            )
         return LeafSpec(False, static=static_token(leaf))
     if differentiated and not spec.traced_type.is_float:
         raise ArgumentError(_not_float_message(path, position, str(spec.type)))
     return spec
+
+
+def _holds_arrays(leaf: Any) -> bool:
+    """Whether ``leaf``, an object of a class of the user's, has arrays or traced values as attributes."""
+    if type(leaf).__module__ in ("builtins", "numpy"):
+        return False
+    attributes = getattr(leaf, "__dict__", None)
+    return isinstance(attributes, dict) and any(isinstance(v, (np.ndarray, Tracer)) for v in attributes.values())
 
 
 def _pytree_hint(leaf: Any) -> str:
@@ -252,7 +266,9 @@ def trace_graph(fn: Callable, spec: ArgsSpec, leaves: list, name: str | None = N
         else:
             array = np.asarray(leaf)
             if array.dtype.kind not in "biuf":
-                raise TraceError(f"output {path} of {graph.name} is a {type(leaf).__name__}, not an array")
+                raise TraceError(
+                    f"output {path} of {graph.name} is a {type(leaf).__name__}, not an array." + _pytree_hint(leaf)
+                )
             outputs.append(graph.const(array))
     graph.set_outputs(outputs, [graph.name if p == "out" else p.replace("out", graph.name, 1) for p in out_paths])
     return graph, out_treedef
