@@ -35,7 +35,15 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from chainrule.errors import ArgumentError
-from chainrule.frontends.pytree import TreeDef, dataclass_node_type, flatten, register_node, tree_map, unflatten
+from chainrule.frontends.pytree import (
+    NodeType,
+    TreeDef,
+    dataclass_node_type,
+    flatten,
+    register_node,
+    tree_map,
+    unflatten,
+)
 
 T = TypeVar("T", bound=type)
 
@@ -92,7 +100,7 @@ def register_pytree_node(
     >>> tree_leaves([Pair(1.0, 2.0), 3.0])
     [1.0, 2.0, 3.0]
     """
-    register_node(nodetype, flatten_func, unflatten_func)
+    register_node(NodeType(nodetype, flatten_func, unflatten_func))
 
 
 def register_pytree_node_class(cls: T) -> T:
@@ -103,7 +111,7 @@ def register_pytree_node_class(cls: T) -> T:
             f"register_pytree_node_class: {cls.__qualname__} needs a tree_flatten method and a "
             "tree_unflatten classmethod"
         )
-    register_node(cls, lambda node: node.tree_flatten(), cls.tree_unflatten)
+    register_node(NodeType(cls, lambda node: node.tree_flatten(), cls.tree_unflatten))
     return cls
 
 
@@ -117,8 +125,7 @@ def register_dataclass(
 
     if not dataclasses.is_dataclass(nodetype):
         raise ArgumentError(f"register_dataclass: {nodetype.__qualname__} is not a dataclass")
-    node_type = dataclass_node_type(nodetype, data_fields, meta_fields)
-    register_node(nodetype, node_type.flatten, node_type.unflatten, node_type.child_names)
+    register_node(dataclass_node_type(nodetype, data_fields, meta_fields))
     return nodetype
 
 

@@ -142,7 +142,11 @@ def test_flatten_and_unflatten_round_trip_every_kind_of_node():
     assert isinstance(rebuilt["mom"], Moments) and isinstance(rebuilt["pair"], Pair)
     assert rebuilt["s"].factor == 2 and rebuilt["s"].value == 5.0
     assert tree_structure(rebuilt) == treedef and hash(tree_structure(rebuilt)) == hash(treedef)
-    assert str(tree_structure(a_model())) == "Linear(w=*, b=*; ('tanh',))"
+    assert str(tree_structure(a_model())) == "Linear(w=*, b=*, activation='tanh')"
+    assert (
+        str(tree_structure([Scaled(1.0, 2), None, Moments(1.0, (2.0,))]))
+        == "[Scaled(*; 2), None, Moments(mean=*, scale=(*,))]"
+    )
 
 
 def test_none_is_an_empty_subtree_and_aux_data_is_structure():
@@ -177,6 +181,15 @@ def test_register_dataclass_with_explicit_fields_replaces_the_automatic_split():
     gradient = cr.grad(lambda layer: np.sum(layer.weight * layer.size))(Layer(np.ones(2), 3))
     assert isinstance(gradient, Layer) and gradient.size == 3
     np.testing.assert_array_equal(gradient.weight, [3.0, 3.0])
+
+
+def test_the_examples_in_tree_utils_docstrings_hold():
+    import doctest
+
+    import chainrule.tree_util
+
+    failures, tried = doctest.testmod(chainrule.tree_util)
+    assert tried >= 10 and failures == 0
 
 
 def test_a_dataclass_nested_5000_deep_flattens_without_recursion():

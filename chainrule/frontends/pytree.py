@@ -34,6 +34,7 @@ class NodeType:
     unflatten: Callable[[Any, tuple[Any, ...]], Any]
     child_names: tuple[str, ...] | None = None
     automatic: bool = False  # registered because it is a dataclass or a NamedTuple: may be replaced
+    aux_names: tuple[str, ...] | None = None  # a dataclass's static fields, whose values are the aux_data
 
 
 # How each class flattens: a NodeType, or "leaf", "dict", "list", "tuple", "none". Filled on first
@@ -42,13 +43,9 @@ _KINDS: dict[type, NodeType | str] = {dict: "dict", list: "list", tuple: "tuple"
 _BUILTIN_CONTAINERS = (dict, list, tuple, type(None))
 
 
-def register_node(
-    cls: type,
-    flatten: Callable[[Any], tuple[Iterable[Any], Any]],
-    unflatten: Callable[[Any, tuple[Any, ...]], Any],
-    child_names: tuple[str, ...] | None = None,
-) -> None:
-    """Make instances of ``cls`` pytree nodes (see ``chainrule.tree_util.register_pytree_node``)."""
+def register_node(node_type: NodeType) -> None:
+    """Make instances of ``node_type.cls`` pytree nodes (``chainrule.tree_util.register_pytree_node``)."""
+    cls = node_type.cls
     if not isinstance(cls, type):
         raise ArgumentError(f"register_pytree_node needs a class, got {cls!r}")
     if cls in _BUILTIN_CONTAINERS:
@@ -58,9 +55,9 @@ def register_node(
     existing = _KINDS.get(cls)
     if isinstance(existing, NodeType) and not existing.automatic:
         raise ArgumentError(f"{cls.__qualname__} is already registered as a pytree node")
-    if not callable(flatten) or not callable(unflatten):
+    if not callable(node_type.flatten) or not callable(node_type.unflatten):
         raise ArgumentError(f"register_pytree_node({cls.__qualname__}, ...) needs two functions: flatten, unflatten")
-    _KINDS[cls] = NodeType(cls, flatten, unflatten, child_names)
+    _KINDS[cls] = node_type
 
 
 def node_kind(cls: type) -> NodeType | str:
@@ -122,7 +119,7 @@ def dataclass_node_type(
             assign(node, name, value)
         return node
 
-    return NodeType(cls, flatten_dataclass, unflatten_dataclass, data, automatic)
+    return NodeType(cls, flatten_dataclass, unflatten_dataclass, data, automatic, meta)
 
 
 def _namedtuple_node_type(cls: type) -> NodeType:
@@ -215,7 +212,12 @@ def _pieces(treedef: TreeDef) -> list:
         assert treedef.node_type is not None
         opening, closing = f"{treedef.node_type.cls.__qualname__}(", ")"
         labels = [f"{name}=" for name in treedef.keys] if treedef.keys else [""] * len(treedef.children)
-        if treedef.aux_data not in (None, ()):
+        aux_names = treedef.node_type.aux_names
+        if aux_names:  # a dataclass's static fields, by name
+            statics = zip(aux_names, treedef.aux_data, strict=True)
+            closing = "".join(f"{', ' if treedef.children or i else ''}{n}={v!r}" for i, (n, v) in enumerate(statics))
+            closing += ")"
+        elif treedef.aux_data not in (None, ()):
             closing = f"; {treedef.aux_data!r})"
     else:
         opening, closing = {"dict": ("{", "}"), "list": ("[", "]"), "tuple": ("(", ")")}[treedef.kind]
