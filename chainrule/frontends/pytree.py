@@ -207,25 +207,26 @@ class TreeDef:
 
 
 def _pieces(treedef: TreeDef) -> list:
-    """A container node printed: its brackets, separators and labels around its children."""
+    """A container node printed: its brackets, separators and labels around its children (TreeDefs,
+    printed next) and, for a dataclass, its static fields' values (strings, printed as they are)."""
+    children: list = list(treedef.children)
     if treedef.kind == "node":
-        assert treedef.node_type is not None
-        opening, closing = f"{treedef.node_type.cls.__qualname__}(", ")"
-        labels = [f"{name}=" for name in treedef.keys] if treedef.keys else [""] * len(treedef.children)
-        aux_names = treedef.node_type.aux_names
-        if aux_names:  # a dataclass's static fields, by name
-            statics = zip(aux_names, treedef.aux_data, strict=True)
-            closing = "".join(f"{', ' if treedef.children or i else ''}{n}={v!r}" for i, (n, v) in enumerate(statics))
-            closing += ")"
+        node_type = treedef.node_type
+        assert node_type is not None
+        opening, closing = f"{node_type.cls.__qualname__}(", ")"
+        labels = [f"{name}=" for name in treedef.keys] if treedef.keys else [""] * len(children)
+        if node_type.aux_names:  # a dataclass's static fields, by name
+            labels += [f"{name}=" for name in node_type.aux_names]
+            children += [repr(value) for value in treedef.aux_data]
         elif treedef.aux_data not in (None, ()):
             closing = f"; {treedef.aux_data!r})"
     else:
         opening, closing = {"dict": ("{", "}"), "list": ("[", "]"), "tuple": ("(", ")")}[treedef.kind]
-        labels = [f"{key!r}: " for key in treedef.keys] if treedef.kind == "dict" else [""] * len(treedef.children)
+        labels = [f"{key!r}: " for key in treedef.keys] if treedef.kind == "dict" else [""] * len(children)
     pieces: list = [opening]
-    for index, (label, child) in enumerate(zip(labels, treedef.children)):
+    for index, (label, child) in enumerate(zip(labels, children, strict=True)):
         pieces.extend((", " if index else "", label, child))
-    if treedef.kind == "tuple" and len(treedef.children) == 1:
+    if treedef.kind == "tuple" and len(children) == 1:
         pieces.append(",")
     pieces.append(closing)
     return pieces
