@@ -267,6 +267,25 @@ def test_jit_returns_a_dataclass_and_jacobian_lays_out_its_blocks_in_it():
         assert relative_error(jacobian.b[row], numerical_gradient(plain, (model.w, model.b), 1)) < 1e-7
 
 
+def test_hessian_of_a_dataclass_nests_the_dataclass_in_itself_and_hvp_takes_one():
+    @dataclasses.dataclass
+    class Cubic:
+        w: np.ndarray
+        b: np.ndarray
+
+    f = lambda m: np.sum(m.w**3) * m.b  # d2f/dw2 = diag(6 w b), d2f/dw db = 3 w^2, d2f/db2 = 0
+    point = Cubic(np.array([1.0, 2.0]), np.array(2.0))
+    hessian = cr.hessian(f)(point)
+    assert isinstance(hessian, Cubic) and isinstance(hessian.w, Cubic) and isinstance(hessian.b, Cubic)
+    np.testing.assert_allclose(hessian.w.w, np.diag(6 * point.w * point.b), rtol=1e-14)
+    np.testing.assert_allclose(hessian.w.b, 3 * point.w**2, rtol=1e-14)
+    np.testing.assert_allclose(hessian.b.w, 3 * point.w**2, rtol=1e-14)
+    assert hessian.b.b == 0.0
+    product = cr.hvp(f)(point, Cubic(np.ones(2), np.array(0.0)))
+    np.testing.assert_allclose(product.w, 6 * point.w * point.b, rtol=1e-14)
+    assert product.b == pytest.approx(np.sum(3 * point.w**2), rel=1e-14)
+
+
 def test_jvp_and_vjp_take_tangents_and_give_cotangents_as_the_dataclass():
     model = a_model()
     direction = Linear(RNG.uniform(-1, 1, 3), np.array(0.5))
