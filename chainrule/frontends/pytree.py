@@ -4,7 +4,7 @@ The containers are dicts, lists, tuples, None (an empty subtree, as in JAX) and
 every registered class: ``register_node`` takes JAX's pair of functions,
 ``flatten(node) -> (children, aux_data)`` and ``unflatten(aux_data, children)``;
 dataclasses and NamedTuples are registered automatically the first time one is
-seen (``node_type_of``). Anything else is a leaf. Dict keys keep the caller's
+seen (``node_kind``). Anything else is a leaf. Dict keys keep the caller's
 order, so gradients come back looking like the parameters.
 
 Every walk here uses an explicit stack: a tree nested thousands deep never recurses.
@@ -78,12 +78,6 @@ def node_kind(cls: type) -> NodeType | str:
             kind = "leaf"
         _KINDS[cls] = kind
     return kind
-
-
-def node_type_of(cls: type) -> NodeType | None:
-    """The NodeType of a registered class (or dataclass, or NamedTuple), else None."""
-    kind = node_kind(cls)
-    return kind if isinstance(kind, NodeType) else None
 
 
 def dataclass_node_type(
