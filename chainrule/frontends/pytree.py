@@ -257,10 +257,7 @@ def flatten(tree: Any, path: str = "", is_leaf: Callable[[Any], bool] | None = N
             paths.append(where)
             results.append(LEAF)
             continue
-        cls = type(node)
-        kind = "dict" if cls is dict else "list" if cls is list else "tuple" if cls is tuple else _KINDS.get(cls)
-        if kind is None:
-            kind = node_kind(cls)
+        kind = _KINDS.get(type(node)) or node_kind(type(node))
         if kind == "leaf":
             leaves.append(node)
             paths.append(where)
@@ -269,7 +266,7 @@ def flatten(tree: Any, path: str = "", is_leaf: Callable[[Any], bool] | None = N
             keys = tuple(node.keys())
             stack.append(("build", None, ("dict", keys, len(keys), None, None)))
             for key in reversed(keys):
-                stack.append(("visit", node[key], _child_path(where, str(key))))
+                stack.append(("visit", node[key], f"{where}.{key}" if where else str(key)))  # inline: hot
         elif kind == "list" or kind == "tuple":
             stack.append(("build", None, (kind, (), len(node), None, None)))
             for index in reversed(range(len(node))):
