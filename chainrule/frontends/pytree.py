@@ -13,6 +13,7 @@ Every walk here uses an explicit stack: a tree nested thousands deep never recur
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,8 +103,10 @@ def dataclass_node_type(
     make = object.__new__
     assign = object.__setattr__  # works on frozen dataclasses too
 
-    def flatten_dataclass(node: Any) -> tuple[list[Any], tuple[Any, ...]]:
-        return [getattr(node, name) for name in data], tuple(getattr(node, name) for name in meta)
+    get_data, get_meta = _getter(data), _getter(meta)
+
+    def flatten_dataclass(node: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        return get_data(node), get_meta(node)
 
     def unflatten_dataclass(aux_data: tuple[Any, ...], children: tuple[Any, ...]) -> Any:
         node: Any = make(cls)
@@ -114,6 +117,16 @@ def dataclass_node_type(
         return node
 
     return NodeType(cls, flatten_dataclass, unflatten_dataclass, data, automatic, meta)
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """``node -> (the values of its attributes names, in order)``; attrgetter makes that one C call."""
+    if len(names) > 1:
+        return operator.attrgetter(*names)
+    if names:
+        (name,) = names
+        return lambda node: (getattr(node, name),)
+    return lambda node: ()
 
 
 def _namedtuple_node_type(cls: type) -> NodeType:
