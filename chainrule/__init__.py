@@ -6,7 +6,8 @@
 array([2., 4.])
 """
 
-from chainrule import nn, optim, train  # the training toolkit: cr.nn, cr.optim, cr.train.fit
+# the training toolkit (cr.nn, cr.optim, cr.train.fit) and pytrees (cr.tree_util)
+from chainrule import nn, optim, train, tree_util
 from chainrule.errors import (
     ArgumentError,
     ChainruleError,
@@ -77,6 +78,7 @@ __all__ = [
     "to_sympy",
     "trace",
     "train",
+    "tree_util",
     "value_and_grad",
     "vjp",
     "vmap",

@@ -13,7 +13,7 @@ import numpy as np
 
 from chainrule.errors import ArgumentError, TraceError
 from chainrule.frontends.creation import traced_creation
-from chainrule.frontends.pytree import TreeDef, flatten, unflatten
+from chainrule.frontends.pytree import NodeType, TreeDef, flatten, node_kind, unflatten
 from chainrule.frontends.source import location_of, user_frame_from
 from chainrule.frontends.tracer import TraceContext, Tracer
 from chainrule.ir import Graph, TensorType, Value
@@ -118,9 +118,9 @@ def call_key(args: Sequence, differentiated: Sequence[int]) -> tuple[tuple, list
 
     Equal keys mean equal ``describe_args`` specs: the key holds the pytree
     structure (flattened the way ``pytree.flatten`` does, as a prefix-coded token
-    list), each array's class, shape and dtype, and each static value, but no
-    paths or TensorTypes, which take far longer to build than a small kernel
-    takes to run. None for a traced value (a Tracer: grad of grad) so the caller
+    list; a registered class by its node type and aux_data), each array's class,
+    shape and dtype, and each static value, but no paths or TensorTypes, which
+    take far longer to build than a small kernel takes to run. None for a traced value (a Tracer: grad of grad) so the caller
     takes the slow path; an unhashable static value fails when the key is hashed.
     """
     tokens: list = [len(args)]
@@ -137,16 +137,22 @@ def call_key(args: Sequence, differentiated: Sequence[int]) -> tuple[tuple, list
             if cls is ndarray or isinstance(node, ndarray):
                 token((cls, node.shape, node.dtype))
                 leaf(node)
-            elif isinstance(node, dict):
+                continue
+            kind = "dict" if cls is dict else "list" if cls is list else "tuple" if cls is tuple else node_kind(cls)
+            if kind == "dict":
                 keys = tuple(node)
                 token((_DICT, keys))
                 push(reversed(node.values()) if cls is dict else [node[key] for key in reversed(keys)])
-            elif isinstance(node, list) or (isinstance(node, tuple) and not hasattr(node, "_fields")):
-                # (namedtuples are leaves, as in pytree.flatten)
-                token((_LIST if isinstance(node, list) else _TUPLE, len(node)))
+            elif kind == "list" or kind == "tuple":
+                token((_LIST if kind == "list" else _TUPLE, len(node)))
                 push(reversed(node))
-            elif node is None:
+            elif kind == "none":
                 token(_NONE)
+            elif isinstance(kind, NodeType):  # a registered class: its node type and aux_data are structure
+                children, aux_data = kind.flatten(node)
+                children = list(children)
+                token((kind, aux_data, len(children)))
+                push(reversed(children))
             elif isinstance(node, Tracer):
                 return None
             else:
@@ -173,19 +179,43 @@ def _leaf_spec(leaf, path: str, differentiated: bool, position: int) -> LeafSpec
     elif isinstance(leaf, float) and differentiated:
         spec = LeafSpec(True, TensorType((), "float64"), python_float=True)
     elif differentiated:
-        raise ArgumentError(_not_float_message(path, position, type(leaf).__name__))
+        raise ArgumentError(_not_float_message(path, position, type(leaf).__name__) + _pytree_hint(leaf))
     else:
         try:
             hash(leaf)
         except TypeError:
             raise ArgumentError(
                 f"argument {position} ({path}) is a {type(leaf).__name__}, which is neither an "
-                "array nor a hashable Python value"
+                "array nor a hashable Python value." + _pytree_hint(leaf)
             ) from None
+        if _holds_arrays(leaf):
+            raise ArgumentError(
+                f"argument {position} ({path}) is a {type(leaf).__qualname__}, a class chainrule cannot look "
+                "inside: the arrays it holds would be compiled in as constants, and every new one would "
+                "compile again." + _pytree_hint(leaf)
+            )
         return LeafSpec(False, static=static_token(leaf))
     if differentiated and not spec.traced_type.is_float:
         raise ArgumentError(_not_float_message(path, position, str(spec.type)))
     return spec
+
+
+def _holds_arrays(leaf: Any) -> bool:
+    """Whether ``leaf``, an object of a class of the user's, has arrays or traced values as attributes."""
+    if type(leaf).__module__ in ("builtins", "numpy"):
+        return False
+    attributes = getattr(leaf, "__dict__", None)
+    return isinstance(attributes, dict) and any(isinstance(v, (np.ndarray, Tracer)) for v in attributes.values())
+
+
+def _pytree_hint(leaf: Any) -> str:
+    """For an object of the user's own class: how to make it a container of arrays instead of a leaf."""
+    if type(leaf).__module__ in ("builtins", "numpy"):
+        return ""
+    return (
+        f" If a {type(leaf).__qualname__} holds arrays, make its class a pytree node: a dataclass or a "
+        "NamedTuple is one already; otherwise use cr.tree_util.register_pytree_node or register_pytree_node_class."
+    )
 
 
 def _not_float_message(path, position, what) -> str:
@@ -236,7 +266,9 @@ def trace_graph(fn: Callable, spec: ArgsSpec, leaves: list, name: str | None = N
         else:
             array = np.asarray(leaf)
             if array.dtype.kind not in "biuf":
-                raise TraceError(f"output {path} of {graph.name} is a {type(leaf).__name__}, not an array")
+                raise TraceError(
+                    f"output {path} of {graph.name} is a {type(leaf).__name__}, not an array." + _pytree_hint(leaf)
+                )
             outputs.append(graph.const(array))
     graph.set_outputs(outputs, [graph.name if p == "out" else p.replace("out", graph.name, 1) for p in out_paths])
     return graph, out_treedef

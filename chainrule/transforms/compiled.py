@@ -401,16 +401,19 @@ def _gradient_converter(spec: LeafSpec) -> GradientConverter | None:
 
 
 def _builder(treedef: TreeDef) -> TreeBuilder:
-    """``unflatten`` for one structure, with the common flat ones (an array, a dict or list of arrays) direct."""
+    """``unflatten`` for one structure, with the common flat ones (an array, a dict, list or dataclass of
+    arrays) direct."""
     if treedef.kind == "leaf":
         return lambda leaves: leaves[0]
     if all(child.kind == "leaf" for child in treedef.children):
-        keys = treedef.keys
+        keys, node_type, aux_data = treedef.keys, treedef.node_type, treedef.aux_data
         flat_builders: dict[str, TreeBuilder] = {
             "dict": lambda leaves: dict(zip(keys, leaves)),
             "list": list,
             "tuple": tuple,
         }
+        if node_type is not None:  # a dataclass, NamedTuple or registered class of arrays
+            flat_builders["node"] = lambda leaves: node_type.unflatten(aux_data, tuple(leaves))
         flat = flat_builders.get(treedef.kind)
         if flat is not None:
             return flat
