@@ -23,7 +23,7 @@ from chainrule.frontends.trace import ArgsSpec, LeafSpec, call_key, describe_arg
 from chainrule.frontends.tracer import Tracer
 from chainrule.ir import Graph, Value
 from chainrule.transforms.options import checked_options
-from chainrule.transforms.portable import PER_PROCESS_STATE, function_payload, rebuild
+from chainrule.transforms.portable import portable_reduce
 
 if TYPE_CHECKING:
     from chainrule.backends.llvm.kernel import LlvmKernel
@@ -177,11 +177,7 @@ class Compiled:
         # so such a call skips call_key (microseconds, as much as a small llvm kernel runs)
         self._scalar_call: tuple[tuple[type, ...], Callable[..., Any]] | None = None
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        """Pickle the function (by reference, or by value for a lambda) and the options, never a
-        kernel: the receiving process compiles once (``chainrule.transforms.portable``)."""
-        state = {key: value for key, value in self.__dict__.items() if key not in PER_PROCESS_STATE}
-        return rebuild, (type(self), function_payload(self.fn), state)
+    __reduce__ = portable_reduce  # the function and options travel, never a kernel
 
     @property
     def _function_name(self) -> str:

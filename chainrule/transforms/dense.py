@@ -24,7 +24,7 @@ from chainrule.ir import Graph, TensorType
 from chainrule.transforms.compiled import argnum_tuple
 from chainrule.transforms.higher_order import Argnums, Linearized, derivative_layout
 from chainrule.transforms.options import checked_options
-from chainrule.transforms.portable import function_payload, rebuild
+from chainrule.transforms.portable import portable_reduce
 
 
 class _DenseDerivative(ABC):
@@ -53,12 +53,7 @@ class _DenseDerivative(ABC):
         """Make ``fn`` the differentiated function (on unpickling: ``chainrule.transforms.portable``)."""
         self.fn = fn
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        """Pickled as the function and options; its passes (Compileds) pickle themselves."""
-        state = {key: value for key, value in self.__dict__.items() if key not in ("fn", "_outputs")}
-        if "_outputs" in self.__dict__:  # a Jacobian's traced output types: rebuilt by each process
-            state["_outputs"] = {}
-        return rebuild, (type(self), function_payload(self.fn), state)
+    __reduce__ = portable_reduce  # its passes (Compileds) pickle themselves
 
     def _describe(self, args: tuple[Any, ...]) -> tuple[ArgsSpec, list[Any], list[TensorType], list[TreeDef]]:
         """(spec, leaves, their differentiated leaves' types, the differentiated arguments' structures)."""
@@ -215,6 +210,10 @@ class Jacobian(_DenseDerivative):
         self._batched_jvp = Linearized(fn, "jvp", argnums, batched=True, backend=backend)
         self._batched_vjp = Linearized(fn, "vjp", argnums, batched=True, backend=backend)
         self._outputs: dict[ArgsSpec, tuple[list[TensorType], TreeDef]] = {}  # output types and structure
+
+    def attach(self, fn: Callable[..., Any]) -> None:
+        super().attach(fn)
+        self._outputs = {}
 
     def __repr__(self) -> str:
         return f"<chainrule jacobian of {getattr(self.fn, '__name__', self.fn)!r} (mode={self.mode})>"

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 # state a Compiled rebuilds in each process instead of pickling: its caches hold kernels
-PER_PROCESS_STATE = frozenset({"fn", "__wrapped__", "_cache", "_by_key", "_positions", "_scalar_call"})
+PER_PROCESS_STATE = frozenset({"fn", "__wrapped__", "_cache", "_by_key", "_positions", "_scalar_call", "_outputs"})
 
 # digest of a pickled function -> the function, as first unpickled in this process
 _ARRIVED: dict[str, Callable[..., Any]] = {}
@@ -65,3 +65,11 @@ def rebuild(cls: type[Any], payload: bytes, state: dict[str, Any]) -> Any:
     compiled.__dict__.update(state)
     compiled.attach(arrived_function(payload))
     return compiled
+
+
+def portable_reduce(compiled: Any) -> tuple[Any, ...]:
+    """``__reduce__`` of a Compiled (a Jacobian, a Hessian): its function pickled (by reference, or
+    by value for a lambda) and its options, never a kernel or a cache; ``rebuild`` makes it again,
+    and the receiving process compiles on its first call."""
+    state = {key: value for key, value in compiled.__dict__.items() if key not in PER_PROCESS_STATE}
+    return rebuild, (type(compiled), function_payload(compiled.fn), state)
