@@ -32,7 +32,9 @@ def load_function(target: str) -> tuple[Callable[..., Any], ModuleType]:
     try:
         spec.loader.exec_module(module)
     except Exception as error:  # the user's module fails on import: say where, in one line
-        raise ChainruleError(f"importing {path} failed{_where_in(error, path)}: {type(error).__name__}: {error}") from None
+        raise ChainruleError(
+            f"importing {path} failed{_where_in(error, path)}: {type(error).__name__}: {error}"
+        ) from None
     finally:
         sys.path.pop(0)
     function = getattr(module, name, None)
@@ -44,14 +46,14 @@ def load_function(target: str) -> tuple[Callable[..., Any], ModuleType]:
 def _where_in(error: BaseException, path: Path) -> str:
     """`` at file.py:12``: the last line of ``path`` in the error's traceback, or nothing."""
     lines = [
-        frame.lineno for frame in traceback.extract_tb(error.__traceback__) if Path(frame.filename).resolve() == path.resolve()
+        frame.lineno
+        for frame in traceback.extract_tb(error.__traceback__)
+        if Path(frame.filename).resolve() == path.resolve()
     ]
     return f" at {path.name}:{lines[-1]}" if lines else ""
 
 
-def example_inputs(
-    function: Callable[..., Any], module: ModuleType, shapes: list[str], seed: int
-) -> tuple[Any, ...]:
+def example_inputs(function: Callable[..., Any], module: ModuleType, shapes: list[str], seed: int) -> tuple[Any, ...]:
     """Random normal arrays of the ``--shape NAME=DIMS`` options in the order of ``function``'s
     parameters, else the module's ``example_args()``."""
     if shapes:
