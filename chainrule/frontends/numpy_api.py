@@ -187,20 +187,8 @@ def _mean(a, axis=None, dtype=None, out=None, keepdims=False, **unsupported_keyw
 def _var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **unsupported_keywords):
     no_extras("np.var", out, unsupported_keywords)
     axes = axes_of(axis, ndim_of(a))
-    if _count(shape_of(a), axes) == 1 and ddof == 0:
-        return _variance_of_one(a, axes, dtype, keepdims)
     centered = a - np.mean(a, axis=axes, dtype=dtype, keepdims=True)
     return np.sum(centered * centered, axis=axes, keepdims=keepdims) / float(_count(shape_of(a), axes) - ddof)
-
-
-def _variance_of_one(a, axes, dtype, keepdims):
-    """The variance of one value: 0, or NaN where the value is not finite (NumPy's x - x). Built
-    as a constant of x, so no derivative flows through it: std = sqrt(var) then never multiplies
-    sqrt'(0) = inf by a zero cotangent, and grad, hvp and hessian of std give 0, not NaN."""
-    if dtype is None:
-        dtype = a.dtype if np.issubdtype(a.dtype, np.floating) else np.float64
-    value = _reduction("sum", a, axes, keepdims).astype(dtype)
-    return np.where(np.isfinite(value), np.zeros_like(value), np.full_like(value, np.nan))
 
 
 @implements(np.std)
