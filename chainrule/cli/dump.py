@@ -125,7 +125,7 @@ def _compile(args, backend: str = "numpy"):
     import chainrule as cr
 
     function, module = load_function(args.target)
-    inputs = example_inputs(module, args.shape, args.seed)
+    inputs = example_inputs(function, module, args.shape, args.seed)
     if args.grad:
         compiled = cr.value_and_grad(
             function, _argnums(args.argnums), backend=backend, checkpoint=_checkpoint_policy(args.checkpoint)

@@ -76,7 +76,7 @@ def _gradcheck(args) -> int:
     from chainrule.frontends.pytree import flatten
 
     function, module = load_function(args.target)
-    inputs = example_inputs(module, args.shape, args.seed)
+    inputs = example_inputs(function, module, args.shape, args.seed)
     if args.argnums is not None:
         argnums = args.argnums
     else:

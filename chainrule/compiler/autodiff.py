@@ -27,6 +27,7 @@ from chainrule.ir import OPS, F, Graph, Value
 from chainrule.ir.builder import unbroadcast
 from chainrule.ir.control import tape_loops
 from chainrule.ir.custom import inline_consumed
+from chainrule.ir.ops import cancels_itself
 
 
 def reverse(
@@ -130,6 +131,8 @@ def _propagate(joint: Graph, node_id: int, cotangent: int, active: bytearray, co
     op = OPS[node.op]
     args = node.args
     elementwise = op.kind == "elementwise"
+    if elementwise and cancels_itself(node.op, args):
+        return  # x - x, x / x: no gradient flows (see ir.ops.SELF_CANCELLING)
     if elementwise:
         operand_types = tuple([nodes[a].type for a in args])
     with joint.attribution(node.loc, origin=node_id):

@@ -27,7 +27,7 @@ from chainrule.errors import UnsupportedError
 from chainrule.ir import OPS, F, Graph, Value
 from chainrule.ir.builder import apply
 from chainrule.ir.custom import inline_consumed
-from chainrule.ir.ops import LINEAR, MULTILINEAR
+from chainrule.ir.ops import LINEAR, MULTILINEAR, cancels_itself
 
 
 def forward(
@@ -98,6 +98,8 @@ def _tangent(
     op = OPS[op_name]
     if op.vjp is None:  # not differentiable (stop_gradient-like): nothing flows, as in reverse mode
         return None
+    if cancels_itself(op_name, [operand.id for operand in operands]):
+        return None  # x - x, x / x: a zero tangent (see ir.ops.SELF_CANCELLING)
     if op.jvp is None and op.is_elementwise:
         tangent = _elementwise_tangent(op, operands, output, attrs, tangents)
     elif op.jvp == LINEAR:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -56,6 +56,18 @@ JvpRule = Callable[..., "Value"]
 # one operand replaced by its tangent).
 LINEAR = "linear"
 MULTILINEAR = "multilinear"
+
+# Binary ops whose value at equal operands does not depend on them, where it is defined: a - a = 0,
+# a / a = 1, arctan2(a, a) = ±π/4, fmod(a, a) = mod(a, a) = 0. A derivative through such a node
+# is exactly zero, not ∂f/∂x·da + ∂f/∂y·da, which is inf - inf = NaN where da is infinite (a
+# sqrt'(0) or cbrt'(0) further on): both modes send nothing through it. The value keeps NumPy's
+# semantics (inf - inf is NaN), so simplify still folds x - x only when x is never inf or NaN.
+SELF_CANCELLING = frozenset({"sub", "div", "arctan2", "fmod", "mod"})
+
+
+def cancels_itself(op_name: str, operands: Sequence[int]) -> bool:
+    """True for ``op(a, a)`` with ``op`` in ``SELF_CANCELLING``: no derivative flows through it."""
+    return op_name in SELF_CANCELLING and len(operands) == 2 and operands[0] == operands[1]
 
 
 @dataclass(frozen=True)

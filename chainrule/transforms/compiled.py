@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Union
@@ -119,6 +120,9 @@ _SHARED: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[Any, ...], tup
 )
 
 
+_COMPILING = threading.RLock()
+
+
 def _shared_caches(fn: Callable[..., Any], options: tuple[Any, ...]) -> tuple[SpecializationCache, KeyCache]:
     """The specialization caches of ``fn`` under ``options``, shared with earlier Compileds of it."""
     try:
@@ -212,8 +216,14 @@ class Compiled:
         spec, leaves = describe_args(self.fn, args, differentiated)
         entry = self._cache.get(spec)
         if entry is None:
-            entry = self._compile(spec, leaves, differentiated)
-            self._cache[spec] = entry  # only reached when compiling succeeded
+            # Threads calling a new signature at once compile it once: the others wait for it. One
+            # lock for all functions (compiling holds the GIL anyway); re-entrant, since compiling
+            # grad(grad(f)) compiles the inner function on the same thread.
+            with _COMPILING:
+                entry = self._cache.get(spec)
+                if entry is None:
+                    entry = self._compile(spec, leaves, differentiated)
+                    self._cache[spec] = entry  # only reached when compiling succeeded
         return entry, leaves
 
     def _compile(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> Specialization:

@@ -122,16 +122,24 @@ def _target_machine(target: Target, codegen_level: int = 3) -> llvm.TargetMachin
     )
 
 
-# One LLJIT for the process: each compiled module is a library in it, unloaded when its
-# ResourceTracker is freed. Compiling and linking are serialized (the target machines are
-# shared); the compiled code itself runs unlocked.
+# Each compiled module is a library in an LLJIT, unloaded when its ResourceTracker is freed.
+# The library itself (a JITDylib, ~9 KB) stays: LLVM cannot remove one and llvmlite cannot
+# reuse its name. So after LIBRARIES_PER_JIT libraries the next module goes into a new LLJIT,
+# and an old one, with all its libraries, is freed when the last module linked into it is:
+# compiling and dropping functions forever keeps memory bounded. Compiling and linking are
+# serialized (the target machines are shared); the compiled code itself runs unlocked.
 _lock = threading.RLock()
 _library_numbers = itertools.count()
+LIBRARIES_PER_JIT = 256
+_jit: list = []  # [the LLJIT new modules go into, how many libraries it has]
 
 
-@functools.cache
 def _lljit() -> llvm.LLJIT:
-    return llvm.create_lljit_compiler(_target_machine(host_target()))
+    """The LLJIT to link the next module into (call with ``_lock`` held)."""
+    if not _jit or _jit[1] >= LIBRARIES_PER_JIT:
+        _jit[:] = [llvm.create_lljit_compiler(_target_machine(host_target())), 0]
+    _jit[1] += 1
+    return _jit[0]
 
 
 class NativeModule:
@@ -160,6 +168,8 @@ class NativeModule:
         self.optimization = optimization
         self.symbols = symbols
         self.from_cache = from_cache
+        # Set in this order on purpose: an instance's attributes are released in insertion order,
+        # so the tracker (the library's code) goes before its LLJIT can.
         self._tracker = tracker
         self._lljit = lljit
         self._optimized_ir = optimized_ir
@@ -215,21 +225,21 @@ def compile_ir(
         if cached is not None:
             entry = cached
             try:
-                tracker = _link(entry, ir_text, name)
+                tracker, lljit = _link(entry, ir_text, name)
             except LLVMError as error:  # a well-formed entry whose object code LLVM will not load
                 cache.quarantine(key, str(error))
         if tracker is None:
             optimized_ir, entry = _build(ir_text, target, optimization)
             if use_cache:
                 cache.store(key, entry)
-            tracker = _link(entry, ir_text, name)
+            tracker, lljit = _link(entry, ir_text, name)
     return NativeModule(
         name,
         ir_text,
         target,
         optimization,
         tracker,
-        _lljit(),
+        lljit,
         entry.symbols,
         from_cache=optimized_ir is None,
         optimized_ir=optimized_ir,
@@ -320,7 +330,8 @@ def _exported_symbols(module: llvm.ModuleRef) -> tuple[str, ...]:
     return tuple(sorted(functions + variables))
 
 
-def _link(entry: cache.Entry, ir_text: str, name: str) -> llvm.ResourceTracker:
+def _link(entry: cache.Entry, ir_text: str, name: str) -> tuple[llvm.ResourceTracker, llvm.LLJIT]:
+    """The linked library's tracker, and the LLJIT it lives in (which must outlive the tracker)."""
     if mathlib.VECTOR_SYMBOL_PREFIX in ir_text:
         mathlib.load_vector_library()
     builder = llvm.JITLibraryBuilder().add_object_img(entry.object_code).add_current_process()
@@ -329,8 +340,9 @@ def _link(entry: cache.Entry, ir_text: str, name: str) -> llvm.ResourceTracker:
             builder.import_symbol(symbol, address())
     for symbol in entry.symbols:
         builder.export_symbol(symbol)
+    lljit = _lljit()
     try:
-        return builder.link(_lljit(), f"{name}.{next(_library_numbers)}")
+        return builder.link(lljit, f"{name}.{next(_library_numbers)}"), lljit
     except RuntimeError as error:
         raise LLVMError(f"linking module {name!r} failed: {error}") from None
 

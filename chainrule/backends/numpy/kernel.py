@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import linecache
+import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,4 +43,23 @@ def define(source: str, function_name: str, names: dict, label: str = "chainrule
     namespace.update(HELPERS)
     namespace.update(names)
     exec(compile(source, filename, "exec"), namespace)
-    return namespace[identifier(function_name)], filename
+    fn = namespace[identifier(function_name)]
+    # The source stays in linecache while a function compiled from it lives, no longer: a program
+    # that compiles and drops thousands of functions must not keep every source it ever ran.
+    with _LINECACHE_LOCK:
+        _LINECACHE_USERS[filename] = _LINECACHE_USERS.get(filename, 0) + 1
+    weakref.finalize(fn, _forget_source, filename)
+    return fn, filename
+
+
+_LINECACHE_USERS: dict[str, int] = {}  # linecache file name -> live functions compiled from it
+_LINECACHE_LOCK = threading.Lock()
+
+
+def _forget_source(filename: str) -> None:
+    with _LINECACHE_LOCK:
+        users = _LINECACHE_USERS.pop(filename, 1) - 1
+        if users:
+            _LINECACHE_USERS[filename] = users
+        else:
+            linecache.cache.pop(filename, None)
