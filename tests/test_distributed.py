@@ -236,6 +236,7 @@ def test_a_worker_killed_during_a_distributed_gradient_does_not_change_the_resul
         distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
         distributed.Client(cluster) as dask_client,
     ):
+        dask_client.wait_for_workers(2)
         victim = sorted(dask_client.scheduler_info()["workers"])[0]
         victim_pid = dask_client.run(os.getpid, workers=[victim])[victim]
         value_and_grad = crd.value_and_grad(mlp_loss, data_argnums=(1, 2), client=dask_client)

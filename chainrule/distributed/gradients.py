@@ -17,11 +17,13 @@ import numpy as np
 
 import chainrule.transforms.compiled as cr
 from chainrule.distributed.dask_import import current_client, dask_modules
-from chainrule.errors import ArgumentError, ShapeError
+from chainrule.errors import ArgumentError, ChainruleError, ShapeError
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
 from chainrule.transforms.compiled import argnum_tuple, trace
 
 REDUCTIONS = ("mean", "sum")
+# Dask's errors when scattered data was lost with the workers holding it: the call is run again
+_LOST_DATA = frozenset({"FutureCancelledError", "CancelledError", "KilledWorker", "FutureLostError"})
 TRANSPORTS = (None, "float16", "float32")
 
 
@@ -96,6 +98,23 @@ class DistributedValueAndGrad:
         rows, blocks, data_treedefs = _row_blocks([args[p] for p in positions], _worker_count(client))
         self._trace_here(args, positions, rows[0])
         shared_args = tuple(arg for i, arg in enumerate(args) if i not in positions)
+        try:
+            return self._run(client, shared_args, positions, rows, blocks, data_treedefs)
+        except Exception as error:  # a worker died holding the only copy of the scattered inputs
+            if isinstance(error, ChainruleError) or type(error).__name__ not in _LOST_DATA:
+                raise
+            self._shipped = None  # send the function and the parameters again, to the workers alive
+            return self._run(client, shared_args, positions, rows, blocks, data_treedefs)
+
+    def _run(
+        self,
+        client: Any,
+        shared_args: tuple[Any, ...],
+        positions: list[int],
+        rows: list[int],
+        blocks: list[list[Any]],
+        data_treedefs: list[TreeDef],
+    ) -> tuple[Any, Any]:
         [shared] = client.scatter([shared_args], broadcast=True, hash=False)
         total = sum(rows)
         weights = [n / total if self.reduction == "mean" else 1.0 for n in rows]
