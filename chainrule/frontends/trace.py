@@ -75,9 +75,7 @@ class StaticArguments:
         if not isinstance(static_argnames, (tuple, list)) or not all(isinstance(n, str) for n in static_argnames):
             raise ArgumentError(f"static_argnames must be a str or a tuple of str, got {static_argnames!r}")
         names = set(static_argnames)
-        positional = [
-            p.name for p in _parameters(fn) if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
+        positional = [p.name for p in _parameters(fn) if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         by_name = {name: i for i, name in enumerate(positional)}
         found = set(numbers) | {by_name[n] for n in names if n in by_name}
         names |= {positional[n] for n in numbers if 0 <= n < len(positional)}

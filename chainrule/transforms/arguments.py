@@ -47,7 +47,9 @@ def _make_part(getter: Callable[[], Callable[..., Any] | None], name: str, index
         assert fn is not None, "a part is only called while its function lives"
         result = fn(*args)
         if not isinstance(result, (tuple, list)) or len(result) != 2:
-            raise OutputError(f"with has_aux=True, {name} must return a pair (value, aux); it returned a {type(result).__name__}")
+            raise OutputError(
+                f"with has_aux=True, {name} must return a pair (value, aux); it returned a {type(result).__name__}"
+            )
         return result[index]
 
     part.__name__ = name

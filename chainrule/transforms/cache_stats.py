@@ -71,9 +71,7 @@ def _describe(leaf_spec: LeafSpec, leaf: Any) -> str:
     return f"static value {text if len(text) <= 40 else text[:37] + '...'}"
 
 
-def _changes(
-    old: ArgsSpec, old_described: list[str], new: ArgsSpec, new_described: list[str]
-) -> list[tuple[str, str]]:
+def _changes(old: ArgsSpec, old_described: list[str], new: ArgsSpec, new_described: list[str]) -> list[tuple[str, str]]:
     """(path, "old -> new") for each leaf that differs between two signatures of the same
     structure; for the arguments whose structure changed, (argument, "structure changed")."""
     if old.treedefs == new.treedefs and old.keywords == new.keywords:

@@ -198,13 +198,18 @@ class Jacobian(_DenseDerivative):
         mode: str = "auto",
         vectorize: bool = True,
         backend: str = "numpy",
-        static: StaticArguments = StaticArguments(),
+        static: StaticArguments | None = None,
     ):
+        static = static if static is not None else StaticArguments()
         super().__init__(fn, argnums, vectorize, static)
         if mode not in ("auto", "fwd", "rev"):
             raise ArgumentError(f"jacobian's mode is 'fwd', 'rev' or 'auto', got {mode!r}")
         self.mode = mode
-        options: dict[str, Any] = {"backend": backend, "static_argnums": static.numbers, "static_argnames": tuple(sorted(static.names))}
+        options: dict[str, Any] = {
+            "backend": backend,
+            "static_argnums": static.numbers,
+            "static_argnames": tuple(sorted(static.names)),
+        }
         self._jvp = Linearized(fn, "jvp", argnums, **options)
         self._vjp = Linearized(fn, "vjp", argnums, **options)
         self._batched_jvp = Linearized(fn, "jvp", argnums, batched=True, **options)
@@ -262,10 +267,15 @@ class Hessian(_DenseDerivative):
         argnums: Argnums = 0,
         vectorize: bool = True,
         backend: str = "numpy",
-        static: StaticArguments = StaticArguments(),
+        static: StaticArguments | None = None,
     ):
+        static = static if static is not None else StaticArguments()
         super().__init__(fn, argnums, vectorize, static)
-        options: dict[str, Any] = {"backend": backend, "static_argnums": static.numbers, "static_argnames": tuple(sorted(static.names))}
+        options: dict[str, Any] = {
+            "backend": backend,
+            "static_argnums": static.numbers,
+            "static_argnames": tuple(sorted(static.names)),
+        }
         self._hvp = Linearized(fn, "hvp", argnums, **options)
         self._batched_hvp = Linearized(fn, "hvp", argnums, batched=True, **options)
         self.mode_used = "fwd-over-rev"

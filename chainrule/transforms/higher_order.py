@@ -32,9 +32,10 @@ from chainrule.frontends.pytree import TreeDef, flatten, unflatten
 from chainrule.frontends.trace import ArgsSpec, describe_args, trace_graph
 from chainrule.frontends.tracer import Tracer
 from chainrule.ir import Graph, TensorType
-from chainrule.transforms.compiled import Compiled, Specialization, check_scalar_output, compile_kernel, jit
 from chainrule.transforms.arguments import aux_part, static_positions, value_part
+from chainrule.transforms.compiled import Compiled, jit
 from chainrule.transforms.options import checked_options
+from chainrule.transforms.specialization import Specialization, check_scalar_output, compile_kernel
 
 Argnums = int | Sequence[int]
 
