@@ -132,7 +132,7 @@ def test_python_control_flow_on_a_traced_number_says_to_declare_it_static(fn, li
 
 
 def test_a_traced_number_used_as_a_shape_says_to_declare_it_static():
-    with pytest.raises(cr.TraceError, match="argument 'n'.*static_argnames=\\('n',\\)"):
+    with pytest.raises(cr.TraceError, match=r"argument 'n'.*static_argnames=\('n',\)"):
         cr.jit(lambda x, n: np.zeros(n) + x)(1.0, 3)
 
 
@@ -202,7 +202,7 @@ def test_grad_with_a_static_exponent_matches_finite_differences(backend):
     grads = cr.grad(loss, argnums=(0, 2), static_argnames="n", backend=backend)(X, 3, 0.8)
     for i in range(3):
         e = np.eye(3)[i]
-        expected = central_difference(lambda t: float(loss(X + t * e, 3, 0.8)), 0.0)
+        expected = central_difference(lambda t, e=e: float(loss(X + t * e, 3, 0.8)), 0.0)
         assert grads[0][i] == pytest.approx(expected, rel=1e-7)
     assert grads[1] == pytest.approx(central_difference(lambda r: float(loss(X, 3, r)), 0.8), rel=1e-7)
 
@@ -248,7 +248,7 @@ def test_keyword_arguments_are_traced_like_positional_ones(backend):
 
 
 def test_argnums_counts_positional_arguments_only():
-    with pytest.raises(cr.ArgumentError, match="argnums counts positional arguments only"):
+    with pytest.raises(cr.ArgumentError, match="argnums counts positional ones only"):
         cr.grad(lambda x, y: np.sum(x * y), argnums=1)(X, y=X)
 
 

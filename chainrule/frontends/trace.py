@@ -302,19 +302,28 @@ def _not_float_message(path, position, what) -> str:
     )
 
 
-def trace_graph(fn: Callable, spec: ArgsSpec, leaves: list, name: str | None = None, has_aux: bool = False):
+def trace_graph(
+    fn: Callable,
+    spec: ArgsSpec,
+    leaves: list,
+    name: str | None = None,
+    has_aux: bool = False,
+    differentiated: Sequence[int] = (),
+):
     """Run ``fn`` on traced stand-ins for its traced leaves; return (graph, output treedef).
 
     With ``has_aux``, ``fn`` returns ``(value, aux)``: both are outputs, and no gradient flows
-    back from ``aux`` (it is passed through ``stop_gradient``)."""
+    back from ``aux`` (it is passed through ``stop_gradient``). ``differentiated`` lists the
+    argument positions differentiated, which errors must not advise declaring static."""
     graph = Graph(name or getattr(fn, "__name__", "f").replace("<lambda>", "fn"))
     context = TraceContext(graph)
     stand_ins = []
-    for leaf, leaf_spec, path in zip(leaves, spec.leaves, spec.paths):
+    for leaf, leaf_spec, path, owner in zip(leaves, spec.leaves, spec.paths, spec.arg_of_leaf):
         if leaf_spec.traced:
             node_id = graph.add_input(leaf_spec.traced_type, path)
             if leaf_spec.weak:  # combines as a Python number; control flow on it names the argument
-                context.weak[node_id] = (path,)
+                # (unless it is differentiated: then declaring it static is no way out)
+                context.weak[node_id] = () if owner in differentiated else (path,)
             stand_ins.append(Tracer(Value(graph, node_id), context))
         else:
             stand_ins.append(leaf)

@@ -234,10 +234,9 @@ class Tracer:
 
     def __bool__(self):
         advice = static_advice(self._context.weak, self._value.id, "Python control flow (`if`, `while`, bool())")
-        if advice is not None:
-            raise TraceError(advice, _here())
         raise TraceError(
-            f"Python control flow (`if`, `while`, `and`/`or`, bool()) on a traced value of type {self.type}: "
+            (f"{advice} Otherwise: " if advice else "")
+            + f"Python control flow (`if`, `while`, `and`/`or`, bool()) on a traced value of type {self.type}: "
             "its value is not known while tracing. Use np.where(condition, a, b) to choose between "
             "values, cr.cond(pred, true_fn, false_fn, *operands) or cr.switch to run one branch, and "
             "cr.while_loop(cond_fun, body_fun, init) or cr.fori_loop for a loop (a Python loop over a "

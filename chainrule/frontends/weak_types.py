@@ -22,7 +22,8 @@ from chainrule.ir import Graph
 from chainrule.ir.builder import weak_dtype
 from chainrule.ir.ops import OPS
 
-# node id -> the paths of the Python-number arguments a weak value was computed from
+# node id -> the paths of the Python-number arguments a weak value was computed from (those not
+# differentiated: declaring a differentiated one static is no way out)
 WeakValues = dict[int, tuple[str, ...]]
 
 # a Python number of each dtype kind, standing for a weak value when a dtype is worked out

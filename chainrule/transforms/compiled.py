@@ -177,7 +177,7 @@ class Compiled:
             if not -count <= argnum < count:
                 raise ArgumentError(
                     f"argnums={self.argnums!r} but {self._function_name} was called with {count} "
-                    "positional arguments (argnums counts positional arguments only)"
+                    "arguments (argnums counts positional ones only)"
                 )
         return tuple(a % count for a in self._argnum_tuple)
 
@@ -219,7 +219,7 @@ class Compiled:
                 gc.enable()
 
     def _compile_now(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> Specialization:
-        traced, out_treedef = trace_graph(self.fn, spec, leaves, has_aux=self.has_aux)
+        traced, out_treedef = trace_graph(self.fn, spec, leaves, has_aux=self.has_aux, differentiated=differentiated)
         wrt: list[int] | None = None
         if self._differentiates:
             check_scalar_output(traced, out_treedef.children[0].num_leaves if self.has_aux else None)

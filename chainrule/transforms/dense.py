@@ -226,7 +226,7 @@ class Jacobian(_DenseDerivative):
         spec, leaves, in_types, in_treedefs = self._describe(args)
         found = self._outputs.get(spec)
         if found is None:
-            graph, out_treedef = trace_graph(self.fn, spec, leaves)
+            graph, out_treedef = trace_graph(self.fn, spec, leaves, differentiated=self._argnum_tuple)
             found = self._outputs[spec] = ([graph.type(o) for o in graph.outputs], out_treedef)
         out_types, out_treedef = found
         n, m = sum(t.size for t in in_types), sum(t.size for t in out_types)

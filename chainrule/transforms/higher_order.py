@@ -117,7 +117,7 @@ class Linearized(Compiled):
         arg_spec = ArgsSpec(
             spec.treedefs[:-1], spec.leaves[:leaf_count], spec.paths[:leaf_count], spec.arg_of_leaf[:leaf_count]
         )
-        traced, out_treedef = trace_graph(self.fn, arg_spec, leaves[:leaf_count])
+        traced, out_treedef = trace_graph(self.fn, arg_spec, leaves[:leaf_count], differentiated=argnums)
         input_of_leaf = {
             leaf: position for position, leaf in enumerate(i for i, s in enumerate(arg_spec.leaves) if s.traced)
         }
@@ -294,7 +294,7 @@ class _SplitVjp:
         optimize: bool = True,
         backend: str = "numpy",
     ):
-        traced, self.out_treedef = trace_graph(fn, spec, leaves)
+        traced, self.out_treedef = trace_graph(fn, spec, leaves, differentiated=range(len(spec.treedefs)))
         self.out_types = [traced.type(o) for o in traced.outputs]
         inputs, outputs = len(traced.inputs), len(traced.outputs)
         wrt = list(range(inputs))  # every leaf of every traced primal: describe_args made them all inputs
