@@ -81,6 +81,20 @@ def test_a_python_float_next_to_float32_arrays_keeps_float32(backend):
     assert gradient.dtype == np.float32
 
 
+def test_a_python_float_read_by_a_loop_body_stays_weakly_typed():
+    x32 = X.astype(np.float32)
+
+    def decay(x, rate):
+        return cr.fori_loop(0, 3, lambda i, carry: carry * rate, x)  # a float64 carry would not fit
+
+    out = cr.jit(decay)(x32, 0.5)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, x32 * 0.125, rtol=1e-7)
+    # d/drate sum(x rate^3) = 3 rate^2 sum(x)
+    gradient = cr.grad(lambda x, rate: np.sum(decay(x, rate)), argnums=1)(X, 0.5)
+    assert gradient == pytest.approx(3 * 0.25 * np.sum(X), rel=1e-14)
+
+
 def test_a_python_int_next_to_int32_arrays_keeps_int32():
     counts = np.array([1, 2, 3], np.int32)
     out = cr.jit(lambda c, n: c * n + 1)(counts, 4)

@@ -317,16 +317,7 @@ def trace_graph(
     argument positions differentiated, which errors must not advise declaring static."""
     graph = Graph(name or getattr(fn, "__name__", "f").replace("<lambda>", "fn"))
     context = TraceContext(graph)
-    stand_ins = []
-    for leaf, leaf_spec, path, owner in zip(leaves, spec.leaves, spec.paths, spec.arg_of_leaf):
-        if leaf_spec.traced:
-            node_id = graph.add_input(leaf_spec.traced_type, path)
-            if leaf_spec.weak:  # combines as a Python number; control flow on it names the argument
-                # (unless it is differentiated: then declaring it static is no way out)
-                context.weak[node_id] = () if owner in differentiated else (path,)
-            stand_ins.append(Tracer(Value(graph, node_id), context))
-        else:
-            stand_ins.append(leaf)
+    stand_ins = _stand_ins(context, spec, leaves, differentiated)
     args, start = [], 0
     for treedef in spec.treedefs:
         count = treedef.num_leaves
@@ -366,6 +357,22 @@ def trace_graph(
             outputs.append(graph.const(array))
     graph.set_outputs(outputs, [graph.name if p == "out" else p.replace("out", graph.name, 1) for p in out_paths])
     return graph, out_treedef
+
+
+def _stand_ins(context: TraceContext, spec: ArgsSpec, leaves: list, differentiated: Sequence[int]) -> list:
+    """What ``fn`` is called on, leaf by leaf: a Tracer of a new input for each traced leaf (a
+    Python number's weakly typed), the leaf itself for a static one."""
+    graph, stand_ins = context.graph, []
+    for leaf, leaf_spec, path, owner in zip(leaves, spec.leaves, spec.paths, spec.arg_of_leaf):
+        if leaf_spec.traced:
+            node_id = graph.add_input(leaf_spec.traced_type, path)
+            if leaf_spec.weak:  # combines as a Python number; control flow on it names the argument
+                # (unless it is differentiated: then declaring it static is no way out)
+                context.weak[node_id] = () if owner in differentiated else (path,)
+            stand_ins.append(Tracer(Value(graph, node_id), context))
+        else:
+            stand_ins.append(leaf)
+    return stand_ins
 
 
 def _without_aux_gradient(result: Any, name: str) -> tuple:

@@ -74,6 +74,9 @@ class TraceContext:
         lifted = self._captured_ids.get(key)
         if lifted is None:
             node_id = self.graph.add_input(outer._value.type, outer._value.graph[outer._value.id].name)
+            origin = outer._context.weak.get(outer._value.id)
+            if origin is not None:  # a Python number read by a loop body stays weakly typed there
+                self.weak[node_id] = origin
             lifted = Tracer(Value(self.graph, node_id), self)
             self._captured_ids[key] = lifted
             self.captured.append(outer)
