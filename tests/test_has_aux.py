@@ -116,3 +116,11 @@ def test_has_aux_agrees_with_jax():
     assert float(our_value) == pytest.approx(float(value), rel=1e-15)
     np.testing.assert_allclose(our_gradient, np.asarray(gradient), rtol=1e-14)
     np.testing.assert_allclose(our_aux["scaled"], np.asarray(aux["scaled"]), rtol=1e-15)
+
+
+def test_vjp_with_aux_inside_grad_composes():
+    def outer(x):
+        _, vjp_fn, aux = cr.vjp(lambda x: (np.sin(x), np.sum(x)), x, has_aux=True)
+        return np.sum(vjp_fn(np.ones(3))[0]) + aux  # sum(cos x) + sum(x)
+
+    np.testing.assert_allclose(cr.grad(outer)(X), 1 - np.sin(X), rtol=1e-14)

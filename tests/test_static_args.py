@@ -304,3 +304,21 @@ def test_jvp_and_vjp_take_static_arguments_with_none_in_their_place():
     assert dn is None and type(drate) is not type(None)
     np.testing.assert_allclose(dx, 0.8 * np.sin(1.6 * X), rtol=1e-12)
     assert float(drate) == pytest.approx(np.sum(X * np.sin(1.6 * X)), rel=1e-12)
+
+
+def test_jvp_and_vjp_with_static_arguments_compose_under_grad():
+    def cubed_sum(x, n):
+        return np.sum(x**n)
+
+    def through_vjp(x):
+        _, vjp_fn = cr.vjp(cubed_sum, x, 3, static_argnums=1)
+        gradient, no_cotangent = vjp_fn(np.float64(1.0))
+        assert no_cotangent is None
+        return np.sum(gradient)  # sum(3 x^2)
+
+    np.testing.assert_allclose(cr.grad(through_vjp)(X), 6 * X, rtol=1e-14)
+
+    def through_jvp(x):
+        return cr.jvp(cubed_sum, (x, 2), (np.ones(3), None), static_argnums=1)[1]  # sum(2 x)
+
+    np.testing.assert_allclose(cr.grad(through_jvp)(X), 2 * np.ones(3), rtol=1e-14)

@@ -132,7 +132,7 @@ class Compiled:
         # (argument count, keyword names) -> (differentiated positions, static positions)
         self._layouts: dict[tuple[int, tuple[str, ...]], tuple[tuple[int, ...], tuple[int, ...]]] = {}
         # (argument classes, call) for the last signature whose arguments are all traced scalars
-        # (np.float64(4.2), a differentiated float): their classes alone fix the specialization,
+        # (np.float64(4.2), a Python float): their classes alone fix the specialization,
         # so such a call skips call_key (microseconds, as much as a small llvm kernel runs)
         self._scalar_call: tuple[tuple[type, ...], Callable[..., Any]] | None = None
         # updated=(): wrapping another Compiled must not copy its __dict__ (cache, transform) over ours

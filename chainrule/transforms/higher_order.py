@@ -15,6 +15,7 @@ n <= m), and counts them in ``.passes``.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -405,6 +406,8 @@ def vjp(
             value_part(fn), *primals, static_argnums=static_argnums, static_argnames=static_argnames, backend=backend
         )
         aux = _forward_of(aux_part(fn), static_positions(fn, len(primals), static_argnums, static_argnames))
+        if not isinstance(vjp_fn, VjpFunction):  # inside a trace it traces fn's part later: keep fn
+            vjp_fn = functools.partial(_keeping, vjp_fn, fn)
         return out, vjp_fn, aux(*primals)
     static = static_positions(fn, len(primals), static_argnums, static_argnames)
     positions = tuple(i for i in range(len(primals)) if i not in static)
@@ -425,6 +428,11 @@ def vjp(
     results = compiled.forward_kernel.fn(*[np.asarray(leaf) for leaf in traced_leaves])
     outputs = len(compiled.out_types)
     return unflatten(compiled.out_treedef, list(results[:outputs])), VjpFunction(compiled, tuple(results[outputs:]))
+
+
+def _keeping(vjp_fn: Callable[[Any], Any], fn: Callable[..., Any], cotangent: Any) -> Any:
+    """``vjp_fn(cotangent)``; bound with ``fn``, whose parts hold it weakly, to keep it alive."""
+    return vjp_fn(cotangent)
 
 
 def _with_static_nones(cotangents: Any, static: tuple[int, ...]) -> tuple[Any, ...]:
