@@ -69,7 +69,7 @@ class StaticArguments:
     @staticmethod
     def of(fn: Callable, static_argnums: Any = (), static_argnames: Any = ()) -> StaticArguments:
         """The static arguments of ``fn`` given by positions and names; an ArgumentError for a bad spec."""
-        numbers = _int_tuple(static_argnums, "static_argnums")
+        numbers = int_tuple(static_argnums, "static_argnums")
         if isinstance(static_argnames, str):
             static_argnames = (static_argnames,)
         if not isinstance(static_argnames, (tuple, list)) or not all(isinstance(n, str) for n in static_argnames):
@@ -91,7 +91,8 @@ class StaticArguments:
         return bool(self.numbers or self.names)
 
 
-def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
+def int_tuple(value: Any, what: str) -> tuple[int, ...]:
+    """``value`` (an int or a sequence of ints) as a tuple, or an ArgumentError naming ``what`` it was."""
     if isinstance(value, int) and not isinstance(value, bool):
         return (value,)
     if not isinstance(value, (tuple, list)) or not all(isinstance(a, int) and not isinstance(a, bool) for a in value):
@@ -157,12 +158,11 @@ def describe_args(
     treedefs, specs, paths, owners, all_leaves = [], [], [], [], []
     for position, (arg, name) in enumerate(zip(args, names)):
         if position in static:
-            leaves, leaf_paths, treedef = [arg], [name], _STATIC_LEAF
             specs.append(LeafSpec(False, static=_static_key(arg, name)))
             paths.append(name)
             owners.append(position)
             all_leaves.append(arg)
-            treedefs.append(treedef)
+            treedefs.append(_STATIC_LEAF)
             continue
         leaves, leaf_paths, treedef = flatten(arg, name)
         treedefs.append(treedef)

@@ -21,6 +21,7 @@ from chainrule.frontends.trace import (
     StaticArguments,
     call_key,
     describe_args,
+    int_tuple,
     split_keywords,
     trace_graph,
 )
@@ -42,13 +43,7 @@ _BACKENDS = ("numpy", "llvm")
 
 def argnum_tuple(argnums: int | Sequence[int]) -> tuple[int, ...]:
     """``argnums`` (an int or a sequence of ints) as a tuple, or an ArgumentError saying what it was."""
-    if isinstance(argnums, int) and not isinstance(argnums, bool):
-        return (argnums,)
-    if not isinstance(argnums, (tuple, list)) or not all(
-        isinstance(a, int) and not isinstance(a, bool) for a in argnums
-    ):
-        raise ArgumentError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
-    return tuple(argnums)
+    return int_tuple(argnums, "argnums")
 
 
 SpecializationCache = dict[ArgsSpec, "Specialization"]
