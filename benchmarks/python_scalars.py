@@ -15,10 +15,10 @@ correction reads the step counter (``1 - 0.9**step``). Three ways to pass the co
                a Python int did before it was traced)
 
 Each repeat builds fresh function objects (kernels are cached per function). "first step" is
-the first step's time (both functions compile); "ms/step" the mean of the later steps, which
+the first step's time (both functions compile); "ms/step" the median of the later steps, which
 compile again only when the counter is static: that is the point. Times are medians over
-REPEATS repeats; the ratio is against the 0-d array row of the same backend. The machine is
-shared: expect noise.
+REPEATS repeats, run alternately; the ratio is against the 0-d array row of the same model and
+backend. The machine is shared: expect noise.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ except ImportError:  # run from a checkout
     import chainrule as cr
 
 STEPS = 20
-REPEATS = 3
+REPEATS = 5
 
 
 SIZES = ((784, 256, 10, 128), (64, 32, 10, 32))  # inputs, hidden, outputs, batch
@@ -90,7 +90,7 @@ def train(backend: str, counter: str, data) -> tuple[float, float, float, int]:
         passed = np.asarray(step) if counter == "0-d array" else step
         params, m, v = update(params, grads, m, v, passed)
         times.append(time.perf_counter() - start)
-    return times[0], sum(times[1:]) / (STEPS - 1), float(value), update.cache_info().misses
+    return times[0], median(times[1:]), float(value), update.cache_info().misses
 
 
 def main() -> None:
@@ -106,15 +106,19 @@ def main() -> None:
 
 
 def table(model: str, backend: str, data) -> None:
-    """Print the three rows of one model and backend."""
-    rows = {}
+    """Print the three rows of one model and backend; the rows' runs alternate, so machine noise
+    hits them alike."""
+    counters = ("0-d array", "python int", "static")
+    runs: dict[str, list] = {counter: [] for counter in counters}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", cr.RetraceWarning)  # the static row retraces on purpose
-        for counter in ("0-d array", "python int", "static"):
-            runs = [train(backend, counter, data) for _ in range(REPEATS)]
-            rows[counter] = (median(r[0] for r in runs), median(r[1] for r in runs), runs[-1][2], runs[-1][3])
-    baseline = rows["0-d array"][1]
-    for counter, (first, seconds, value, kernels) in rows.items():
+        for _ in range(REPEATS):
+            for counter in counters:
+                runs[counter].append(train(backend, counter, data))
+    baseline = median(r[1] for r in runs["0-d array"])
+    for counter in counters:
+        first, seconds = median(r[0] for r in runs[counter]), median(r[1] for r in runs[counter])
+        value, kernels = runs[counter][-1][2], runs[counter][-1][3]
         print(
             f"{model:16s} {backend:8s} {counter:10s} {first * 1e3:14.1f} {seconds * 1e3:9.2f} "
             f"{seconds / baseline:12.2f}x {kernels:15d} {value:10.6f}"
