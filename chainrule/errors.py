@@ -88,3 +88,9 @@ class NonFiniteError(ChainruleError):
 class GraphFormatError(ChainruleError):
     """A networkx graph or GraphML file that describes no chainrule graph (``Graph.from_networkx``,
     ``Graph.read_graphml``): the message names the node and what is wrong with it."""
+
+
+class RetraceWarning(UserWarning):
+    """A compiled function was traced again and again (more than ``Compiled.retrace_warning_after``
+    times): the message names the argument whose shape, dtype or static value keeps changing.
+    Issued once per function; ``.cache_info()`` counts the traces."""

@@ -7,6 +7,8 @@ differentiates them, and its gradients are compared with the seed's printed numb
 and with the seed's own backward pass.
 """
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -285,7 +287,7 @@ def test_gradients_of_the_seeds_cost_equal_its_hand_written_backward(spiral, lay
     X, Y = spiral
     activations = (hidden,) * (len(layer_dims) - 2) + ("sigmoid",)
     parameters = initialize_parameters(layer_dims, activations)
-    gradients = cr.grad(cost_of_parameters)(parameters, X, Y, activations, lambd, 0.0)
+    gradients = cr.grad(cost_of_parameters, static_argnames="lambd")(parameters, X, Y, activations, lambd, 0.0)
     expected = seed_gradients(parameters, X, Y, activations, lambd)
     assert list(gradients) == list(parameters)
     for name in parameters:
@@ -299,7 +301,7 @@ def test_cost_value_matches_the_seeds_compute_cost(spiral, lambd):
     X, Y = spiral
     activations = ("relu", "relu", "sigmoid")
     parameters = initialize_parameters([2, 16, 8, 1], activations)
-    value, _ = cr.value_and_grad(cost_of_parameters)(parameters, X, Y, activations, lambd)
+    value, _ = cr.value_and_grad(cost_of_parameters, static_argnames="lambd")(parameters, X, Y, activations, lambd)
     AL, _ = forward(parameters, X, activations)
     np.testing.assert_allclose(value, compute_cost(parameters, AL, Y, 3, lambd), rtol=1e-13)
 
@@ -320,9 +322,11 @@ def test_with_the_seeds_epsilon_chainrule_is_exact_and_the_seeds_backward_is_off
     X, Y = X[:, 1::8], Y[:, 1::8]
     activations = (hidden, hidden, "sigmoid")
     parameters = initialize_parameters([2, 16, 8, 1], activations)
-    assert cr.check_grad(cost_of_parameters, parameters, X, Y, activations, lambd, step=1e-6) < 1e-7
+    # lambd is a closure constant: compute_cost's `if lambd > 0` needs its value
+    cost = functools.partial(cost_of_parameters, lambd=lambd)
+    assert cr.check_grad(cost, parameters, X, Y, activations, step=1e-6) < 1e-7
 
-    gradients = cr.grad(cost_of_parameters)(parameters, X, Y, activations, lambd)
+    gradients = cr.grad(cost_of_parameters, static_argnames="lambd")(parameters, X, Y, activations, lambd)
     seed_difference = relative_difference(gradients, seed_gradients(parameters, X, Y, activations, lambd))
     assert 1e-10 < seed_difference < 1e-6
 
@@ -331,5 +335,5 @@ def test_backward_source_names_cotangents_after_the_seeds_variables(spiral):
     X, Y = spiral
     activations = ("relu", "relu", "sigmoid")
     parameters = initialize_parameters([2, 16, 8, 1], activations)
-    source = cr.grad(cost_of_parameters).source(parameters, X, Y, activations, 0, 0.0)
+    source = cr.grad(cost_of_parameters, static_argnames="lambd").source(parameters, X, Y, activations, 0, 0.0)
     assert "dZ = " in source and "dA = " in source

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from chainrule.errors import ArgumentError, TraceError
+from chainrule.errors import ArgumentError, OutputError, TraceError
 from chainrule.frontends.creation import traced_creation
-from chainrule.frontends.pytree import NodeType, TreeDef, flatten, node_kind, unflatten
+from chainrule.frontends.pytree import NodeType, TreeDef, flatten, node_kind, tree_map, unflatten
 from chainrule.frontends.source import location_of, user_frame_from
-from chainrule.frontends.tracer import TraceContext, Tracer
+from chainrule.frontends.tracer import TraceContext, Tracer, stop_gradient
 from chainrule.ir import Graph, TensorType, Value
 
 
@@ -28,6 +28,13 @@ class LeafSpec:
     python_float: bool = False  # a Python float: its gradient comes back as a float
     scalar: bool = False  # a NumPy scalar (np.float32(1.0)): its gradient comes back as one
     static: Any = None
+    python_int: bool = False  # a Python int, traced as a 0-d int64
+
+    @property
+    def weak(self) -> bool:
+        """A Python int or float: traced as a 0-d value that combines with arrays as a Python number
+        does (``x32 * lr`` stays float32), JAX's weak type."""
+        return self.python_float or self.python_int
 
     @property
     def traced_type(self) -> TensorType:
@@ -44,6 +51,62 @@ class ArgsSpec:
     leaves: tuple[LeafSpec, ...]
     paths: tuple[str, ...]
     arg_of_leaf: tuple[int, ...]
+    keywords: tuple[str, ...] = ()  # the last len(keywords) arguments are passed by these names
+
+
+_STATIC_LEAF = TreeDef("leaf")  # a static argument is one leaf, whatever its structure
+
+
+@dataclass(frozen=True)
+class StaticArguments:
+    """Which arguments are static (compiled in by value, a new value compiles again), as JAX's
+    ``static_argnums`` and ``static_argnames``: each is also found by the other way of passing
+    it, through ``fn``'s signature (``static_argnames="n"`` covers ``f(x, 3)`` for ``def f(x, n)``)."""
+
+    numbers: tuple[int, ...] = ()
+    names: frozenset[str] = frozenset()
+
+    @staticmethod
+    def of(fn: Callable, static_argnums: Any = (), static_argnames: Any = ()) -> StaticArguments:
+        """The static arguments of ``fn`` given by positions and names; an ArgumentError for a bad spec."""
+        numbers = int_tuple(static_argnums, "static_argnums")
+        if isinstance(static_argnames, str):
+            static_argnames = (static_argnames,)
+        if not isinstance(static_argnames, (tuple, list)) or not all(isinstance(n, str) for n in static_argnames):
+            raise ArgumentError(f"static_argnames must be a str or a tuple of str, got {static_argnames!r}")
+        names = set(static_argnames)
+        positional = [p.name for p in _parameters(fn) if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        by_name = {name: i for i, name in enumerate(positional)}
+        found = set(numbers) | {by_name[n] for n in names if n in by_name}
+        names |= {positional[n] for n in numbers if 0 <= n < len(positional)}
+        return StaticArguments(tuple(sorted(found, key=lambda n: (n < 0, n))), frozenset(names))
+
+    def positions(self, count: int, keywords: tuple[str, ...]) -> tuple[int, ...]:
+        """The static positions among ``count`` positional arguments followed by ``keywords``."""
+        static = {n % count for n in self.numbers if -count <= n < count}
+        static.update(count + i for i, name in enumerate(keywords) if name in self.names)
+        return tuple(sorted(static))
+
+    def __bool__(self) -> bool:
+        return bool(self.numbers or self.names)
+
+
+def int_tuple(value: Any, what: str) -> tuple[int, ...]:
+    """``value`` (an int or a sequence of ints) as a tuple, or an ArgumentError naming ``what`` it was."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
+    if not isinstance(value, (tuple, list)) or not all(isinstance(a, int) and not isinstance(a, bool) for a in value):
+        raise ArgumentError(f"{what} must be an int or a tuple of ints, got {value!r}")
+    return tuple(value)
+
+
+def split_keywords(args: tuple, kwargs: dict) -> tuple[tuple, tuple[str, ...]]:
+    """A call's arguments as one tuple, positional ones then keyword ones sorted by name, and
+    those names: keyword arguments are traced like positional ones."""
+    if not kwargs:
+        return args, ()
+    keywords = tuple(sorted(kwargs))
+    return args + tuple(kwargs[name] for name in keywords), keywords
 
 
 # fn -> its parameters; inspect.signature costs tens of microseconds, too much to pay per call.
@@ -82,11 +145,25 @@ def argument_names(fn: Callable, count: int) -> list[str]:
     return names
 
 
-def describe_args(fn: Callable, args: Sequence, differentiated: Sequence[int]) -> tuple[ArgsSpec, list]:
-    """The spec of ``args`` and the flat list of their leaves."""
-    names = argument_names(fn, len(args))
+def describe_args(
+    fn: Callable,
+    args: Sequence,
+    differentiated: Sequence[int],
+    static: Sequence[int] = (),
+    keywords: tuple[str, ...] = (),
+) -> tuple[ArgsSpec, list]:
+    """The spec of ``args`` (positional ones, then the values of ``keywords``) and the flat list of
+    their leaves. An argument at a ``static`` position is one leaf, keyed by its value."""
+    names = argument_names(fn, len(args) - len(keywords)) + list(keywords)
     treedefs, specs, paths, owners, all_leaves = [], [], [], [], []
     for position, (arg, name) in enumerate(zip(args, names)):
+        if position in static:
+            specs.append(LeafSpec(False, static=_static_key(arg, name)))
+            paths.append(name)
+            owners.append(position)
+            all_leaves.append(arg)
+            treedefs.append(_STATIC_LEAF)
+            continue
         leaves, leaf_paths, treedef = flatten(arg, name)
         treedefs.append(treedef)
         for leaf, path in zip(leaves, leaf_paths):
@@ -94,11 +171,25 @@ def describe_args(fn: Callable, args: Sequence, differentiated: Sequence[int]) -
             paths.append(path)
             owners.append(position)
             all_leaves.append(leaf)
-    return ArgsSpec(tuple(treedefs), tuple(specs), tuple(paths), tuple(owners)), all_leaves
+    return ArgsSpec(tuple(treedefs), tuple(specs), tuple(paths), tuple(owners), tuple(keywords)), all_leaves
+
+
+def _static_key(value: Any, name: str) -> tuple:
+    """A static argument's cache key; an ArgumentError when it cannot be one (it is unhashable)."""
+    key = static_token(value)
+    try:
+        hash(key)
+    except TypeError:
+        raise ArgumentError(
+            f"static argument {name} is a {type(value).__name__}, which is unhashable: a static argument "
+            "keys the compile cache by its value. Pass a hashable value (a tuple, not a list or an "
+            "array), or make the argument traced."
+        ) from None
+    return key
 
 
 # Structure tokens of call_key: identity-hashed markers that no leaf's token can equal.
-_DICT, _LIST, _TUPLE, _NONE = (object() for _ in range(4))
+_DICT, _LIST, _TUPLE, _NONE, _STATIC = (object() for _ in range(5))
 
 
 def static_token(value: Any) -> tuple:
@@ -113,7 +204,7 @@ def static_token(value: Any) -> tuple:
     return (cls, value)
 
 
-def call_key(args: Sequence, differentiated: Sequence[int]) -> tuple[tuple, list] | None:
+def call_key(args: Sequence, static: Sequence[int] = (), keywords: tuple[str, ...] = ()) -> tuple[tuple, list] | None:
     """A cheap hashable key for ``args`` and their leaves, or None when only describe_args can tell.
 
     Equal keys mean equal ``describe_args`` specs: the key holds the pytree
@@ -123,12 +214,15 @@ def call_key(args: Sequence, differentiated: Sequence[int]) -> tuple[tuple, list
     take far longer to build than a small kernel takes to run. None for a traced value (a Tracer: grad of grad) so the caller
     takes the slow path; an unhashable static value fails when the key is hashed.
     """
-    tokens: list = [len(args)]
+    tokens: list = [len(args), keywords] if keywords else [len(args)]
     leaves: list = []
     token, leaf = tokens.append, leaves.append
     ndarray = np.ndarray
     for position, arg in enumerate(args):
-        wrt = position in differentiated
+        if static and position in static:
+            token((_STATIC, static_token(arg)))
+            leaf(arg)
+            continue
         stack = [arg]
         pop, push = stack.pop, stack.extend
         while stack:
@@ -158,8 +252,8 @@ def call_key(args: Sequence, differentiated: Sequence[int]) -> tuple[tuple, list
             else:
                 if isinstance(node, np.generic) and not isinstance(node, (np.str_, np.bytes_)):
                     token((cls,))  # the class fixes the dtype; the value is an input
-                elif wrt and isinstance(node, float):
-                    token((cls,))  # a differentiated Python float is an input too
+                elif cls is float or cls is int:
+                    token((cls,))  # a Python float or int is an input too (weakly typed)
                 else:
                     token(static_token(node))  # a static value: compiled in
                 leaf(node)
@@ -176,8 +270,17 @@ def _leaf_spec(leaf, path: str, differentiated: bool, position: int) -> LeafSpec
                 f"argument {position} ({path}) has dtype {dtype}; traced arrays must be bool, integer or float"
             )
         spec = LeafSpec(True, TensorType(np.shape(leaf), dtype.name), scalar=isinstance(leaf, np.generic))
-    elif isinstance(leaf, float) and differentiated:
+    elif type(leaf) is float:
         spec = LeafSpec(True, TensorType((), "float64"), python_float=True)
+    elif type(leaf) is int and differentiated:
+        raise ArgumentError(_not_float_message(path, position, "Python int"))
+    elif type(leaf) is int:
+        if not _INT64_MIN <= leaf <= _INT64_MAX:
+            raise ArgumentError(
+                f"argument {position} ({path}) is the Python int {leaf}, which does not fit a traced int64; "
+                "declare it static (static_argnums or static_argnames)"
+            )
+        spec = LeafSpec(True, TensorType((), "int64"), python_int=True)
     elif differentiated:
         raise ArgumentError(_not_float_message(path, position, type(leaf).__name__) + _pytree_hint(leaf))
     else:
@@ -218,31 +321,45 @@ def _pytree_hint(leaf: Any) -> str:
     )
 
 
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+
+
 def _not_float_message(path, position, what) -> str:
     return (
         f"cannot differentiate with respect to argument {position} ({path}), a {what}: gradients need "
-        "float arrays or Python floats. Pass it as floats (e.g. x.astype(float)) or leave it out of argnums."
+        "float arrays or Python floats. Pass it as floats (e.g. x.astype(float), 3.0 for 3) or leave it out "
+        "of argnums."
     )
 
 
-def trace_graph(fn: Callable, spec: ArgsSpec, leaves: list, name: str | None = None):
-    """Run ``fn`` on traced stand-ins for its traced leaves; return (graph, output treedef)."""
+def trace_graph(
+    fn: Callable,
+    spec: ArgsSpec,
+    leaves: list,
+    name: str | None = None,
+    has_aux: bool = False,
+    differentiated: Sequence[int] = (),
+):
+    """Run ``fn`` on traced stand-ins for its traced leaves; return (graph, output treedef).
+
+    With ``has_aux``, ``fn`` returns ``(value, aux)``: both are outputs, and no gradient flows
+    back from ``aux`` (it is passed through ``stop_gradient``). ``differentiated`` lists the
+    argument positions differentiated, which errors must not advise declaring static."""
     graph = Graph(name or getattr(fn, "__name__", "f").replace("<lambda>", "fn"))
     context = TraceContext(graph)
-    stand_ins = []
-    for leaf, leaf_spec, path in zip(leaves, spec.leaves, spec.paths):
-        if leaf_spec.traced:
-            stand_ins.append(Tracer(Value(graph, graph.add_input(leaf_spec.traced_type, path)), context))
-        else:
-            stand_ins.append(leaf)
+    stand_ins = _stand_ins(context, spec, leaves, differentiated)
     args, start = [], 0
     for treedef in spec.treedefs:
         count = treedef.num_leaves
         args.append(unflatten(treedef, stand_ins[start : start + count]))
         start += count
+    positional = len(args) - len(spec.keywords)
+    keyword_args = dict(zip(spec.keywords, args[positional:]))
     try:
         with traced_creation(context):
-            result = fn(*args)
+            result = fn(*args[:positional], **keyword_args)
+            if has_aux:
+                result = _without_aux_gradient(result, graph.name)
     except ValueError as error:
         if "setting an array element with a sequence" not in str(error):
             raise
@@ -272,6 +389,31 @@ def trace_graph(fn: Callable, spec: ArgsSpec, leaves: list, name: str | None = N
             outputs.append(graph.const(array))
     graph.set_outputs(outputs, [graph.name if p == "out" else p.replace("out", graph.name, 1) for p in out_paths])
     return graph, out_treedef
+
+
+def _stand_ins(context: TraceContext, spec: ArgsSpec, leaves: list, differentiated: Sequence[int]) -> list:
+    """What ``fn`` is called on, leaf by leaf: a Tracer of a new input for each traced leaf (a
+    Python number's weakly typed), the leaf itself for a static one."""
+    graph, stand_ins = context.graph, []
+    for leaf, leaf_spec, path, owner in zip(leaves, spec.leaves, spec.paths, spec.arg_of_leaf):
+        if leaf_spec.traced:
+            node_id = graph.add_input(leaf_spec.traced_type, path)
+            if leaf_spec.weak:  # combines as a Python number; control flow on it names the argument
+                # (unless it is differentiated: then declaring it static is no way out)
+                context.weak[node_id] = () if owner in differentiated else (path,)
+            stand_ins.append(Tracer(Value(graph, node_id), context))
+        else:
+            stand_ins.append(leaf)
+    return stand_ins
+
+
+def _without_aux_gradient(result: Any, name: str) -> tuple:
+    """``(value, aux)`` with no gradient flowing back from ``aux``; an OutputError for another result."""
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        what = f"a {type(result).__name__}" + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "")
+        raise OutputError(f"with has_aux=True, {name} must return a pair (value, aux); it returned {what}")
+    value, aux = result
+    return value, tree_map(lambda leaf: stop_gradient(leaf) if isinstance(leaf, Tracer) else leaf, aux)
 
 
 def _raising_user_line(error: BaseException):

@@ -20,6 +20,7 @@ from chainrule.errors import ChainruleError, TraceError, UnsupportedAttributeErr
 from chainrule.frontends import dispatch
 from chainrule.frontends.aliasing import VIEW_OPS, Alias, Buffer, current_value, take_view, view_step
 from chainrule.frontends.source import location_of, user_frame
+from chainrule.frontends.weak_types import WeakValues, settle_weak_operands, static_advice
 from chainrule.ir.builder import Value, weak_dtype
 from chainrule.ir.types import TensorType
 
@@ -44,6 +45,7 @@ class TraceContext:
         self.serial = next(TraceContext._serials)  # later contexts are nested in earlier ones
         self.captured: list[Tracer] = []
         self._captured_ids: dict[tuple[int, int], Tracer] = {}
+        self.weak: WeakValues = {}  # the weakly typed values (of Python-number arguments): weak_types
 
     def capture(self, operand: Tracer, loc) -> int:
         """The id, in this graph, of ``operand``, a value of an enclosing trace (through each
@@ -72,6 +74,9 @@ class TraceContext:
         lifted = self._captured_ids.get(key)
         if lifted is None:
             node_id = self.graph.add_input(outer._value.type, outer._value.graph[outer._value.id].name)
+            origin = outer._context.weak.get(outer._value.id)
+            if origin is not None:  # a Python number read by a loop body stays weakly typed there
+                self.weak[node_id] = origin
             lifted = Tracer(Value(self.graph, node_id), self)
             self._captured_ids[key] = lifted
             self.captured.append(outer)
@@ -101,16 +106,23 @@ def record(op_name: str, operands: tuple, attrs: dict, frame) -> Tracer:
     context = _context_of(operands)
     loc = location_of(frame)
     graph = context.graph
+    weak = context.weak
     like = None  # the traced operands' dtypes, which a Python number operand takes
     ids = []
     for operand in operands:
         if isinstance(operand, Tracer):
             ids.append(operand._value.id if operand._context is context else context.capture(operand, loc))
         else:
-            if like is None:
-                like = [o._value.dtype for o in operands if isinstance(o, Tracer)]
+            if like is None:  # (the strong ones' when there are: a weak operand is cast to them)
+                traced = [o._value for o in operands if isinstance(o, Tracer)]
+                like = [v.dtype for v in traced if v.id not in weak] or [v.dtype for v in traced]
             ids.append(constant_id(graph, operand, like, loc))
+    weak_origin = None
+    if weak:
+        weak_origin = settle_weak_operands(graph, op_name, ids, [isinstance(o, Tracer) for o in operands], weak, loc)
     node_id = graph.add(op_name, ids, attrs, loc=loc)
+    if weak_origin is not None:
+        weak[node_id] = weak_origin
     context.name_locals(frame)
     result = Tracer(Value(graph, node_id), context)
     if op_name in VIEW_OPS and isinstance(operands[0], Tracer):
@@ -212,6 +224,9 @@ class Tracer:
 
     def __iter__(self):
         if self.ndim == 0:
+            advice = static_advice(self._context.weak, self._value.id, "Using as a shape or a sequence")
+            if advice is not None:  # np.zeros(n) iterates over n
+                raise TraceError(advice, _here())
             raise TypeError("iteration over a 0-d traced array")
         return (self[i] for i in range(self.shape[0]))
 
@@ -221,8 +236,10 @@ class Tracer:
     # ---- what needs a value, which tracing does not have -----------------------------------
 
     def __bool__(self):
+        advice = static_advice(self._context.weak, self._value.id, "Python control flow (`if`, `while`, bool())")
         raise TraceError(
-            f"Python control flow (`if`, `while`, `and`/`or`, bool()) on a traced value of type {self.type}: "
+            (f"{advice} Otherwise: " if advice else "")
+            + f"Python control flow (`if`, `while`, `and`/`or`, bool()) on a traced value of type {self.type}: "
             "its value is not known while tracing. Use np.where(condition, a, b) to choose between "
             "values, cr.cond(pred, true_fn, false_fn, *operands) or cr.switch to run one branch, and "
             "cr.while_loop(cond_fun, body_fun, init) or cr.fori_loop for a loop (a Python loop over a "
@@ -231,6 +248,10 @@ class Tracer:
         )
 
     def _needs_value(self, *_args, **_kwargs):
+        what = "Converting to a Python number (int(), float(), range(), an index, a shape)"
+        advice = static_advice(self._context.weak, self._value.id, what)
+        if advice is not None:
+            raise TraceError(advice, _here())
         raise TraceError(
             f"converting a traced value of type {self.type} to a Python number or NumPy array "
             "(float(), int(), .item(), np.asarray, math.*) needs its value, which is not known while "

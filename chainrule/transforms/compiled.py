@@ -5,140 +5,61 @@ from __future__ import annotations
 
 import functools
 import gc
-import threading
-import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any
 
 import numpy as np
 
-from chainrule.backends.nan_check import checked_llvm, compile_checked, probed
-from chainrule.backends.numpy import NumpyKernel, compile_graph
 from chainrule.compiler import pipeline
 from chainrule.compiler.checkpoint import validate_policy
 from chainrule.compiler.cost import CostReport, cost_report
 from chainrule.compiler.memory_report import MemoryReport, memory_report
-from chainrule.errors import ArgumentError, OutputError, UnsupportedError
-from chainrule.frontends.pytree import TreeDef, unflatten
-from chainrule.frontends.trace import ArgsSpec, LeafSpec, call_key, describe_args, trace_graph
+from chainrule.errors import ArgumentError, UnsupportedError
+from chainrule.frontends.pytree import TreeDef
+from chainrule.frontends.trace import (
+    ArgsSpec,
+    StaticArguments,
+    call_key,
+    describe_args,
+    int_tuple,
+    split_keywords,
+    trace_graph,
+)
 from chainrule.frontends.tracer import Tracer
-from chainrule.ir import Graph, Value
+from chainrule.ir import Graph
+from chainrule.transforms.cache_stats import COMPILING, CacheInfo, shared_caches
 from chainrule.transforms.options import checked_options
 from chainrule.transforms.portable import portable_reduce
-
-if TYPE_CHECKING:
-    from chainrule.backends.llvm.kernel import LlvmKernel
+from chainrule.transforms.specialization import (
+    Kernel,
+    Specialization,
+    check_scalar_output,
+    compile_checked_kernel,
+    compile_kernel,
+    inline,
+)
 
 _BACKENDS = ("numpy", "llvm")
-
-# What a backend compiles a graph to: ``fn(*flat_inputs) -> tuple of outputs``, and its source.
-Kernel = Union[NumpyKernel, "LlvmKernel"]
-# Rebuilds one pytree (an output, a gradient) from its flat leaves.
-TreeBuilder = Callable[[Sequence[Any]], Any]
-# Makes a kernel output look like the input leaf it is the gradient of (a float, a NumPy scalar).
-GradientConverter = Callable[[Any], Any]
-
-
-def compile_checked_kernel(
-    compilation: pipeline.Compilation, name: str, backend: str = "numpy", optimize: bool = True
-) -> Kernel:
-    """The kernel ``check_nans=True`` runs: the NumPy checked kernel, or on llvm the fast kernel of the
-    checkpointed graph with a probe output (``nan_check.probed``) that reruns the checked one when a
-    value was not finite."""
-    checked = compile_checked(compilation.final, name)
-    if backend != "llvm":
-        return checked
-    fast = compile_kernel(pipeline.finish(probed(compilation.graphs["checkpointed"]), optimize), name, backend)
-    return checked_llvm(fast, checked)
-
-
-def compile_kernel(graph: Graph, name: str, backend: str = "numpy") -> Kernel:
-    """``graph`` compiled by ``backend``: a kernel whose ``fn`` takes the graph's inputs as arrays."""
-    if backend == "llvm":
-        from chainrule.backends.llvm.kernel import compile_graph as compile_llvm  # imports llvmlite
-
-        return compile_llvm(graph, name)
-    return compile_graph(graph, name)
 
 
 def argnum_tuple(argnums: int | Sequence[int]) -> tuple[int, ...]:
     """``argnums`` (an int or a sequence of ints) as a tuple, or an ArgumentError saying what it was."""
-    if isinstance(argnums, int) and not isinstance(argnums, bool):
-        return (argnums,)
-    if not isinstance(argnums, (tuple, list)) or not all(
-        isinstance(a, int) and not isinstance(a, bool) for a in argnums
-    ):
-        raise ArgumentError(f"argnums must be an int or a tuple of ints, got {argnums!r}")
-    return tuple(argnums)
-
-
-class Specialization:
-    """One compiled signature: the stages' graphs, the kernel, how to rebuild outputs.
-
-    ``traced_leaves`` are the positions, among the flat leaves of the arguments,
-    of the kernel's inputs; ``gradient_trees`` holds, for each differentiated
-    argument in positional order, its leaf count, a function rebuilding its
-    structure, and one converter per leaf (None where the kernel's output
-    already has the input's type). Both are worked out once here, so a call
-    does no more than index, call and rebuild.
-    """
-
-    def __init__(
-        self,
-        compilation: pipeline.Compilation,
-        kernel: Kernel,
-        out_treedef: TreeDef,
-        spec: ArgsSpec,
-        differentiated: tuple[int, ...],
-    ):
-        self.compilation = compilation
-        self.kernel = kernel
-        self.out_treedef = out_treedef
-        self.spec = spec
-        self.build_outputs = _builder(out_treedef)
-        self.traced_leaves = tuple(i for i, s in enumerate(spec.leaves) if s.traced)
-        # per differentiated argument: (leaf count, rebuild, converters or None)
-        self.gradient_trees: list[tuple[int, TreeBuilder, tuple[GradientConverter | None, ...] | None]] = []
-        start = 0
-        for position, treedef in enumerate(spec.treedefs):
-            count = treedef.num_leaves
-            if position in differentiated:
-                converters = tuple(_gradient_converter(s) for s in spec.leaves[start : start + count])
-                self.gradient_trees.append((count, _builder(treedef), converters if any(converters) else None))
-            start += count
-        # The kernel returns gradients in argument order; argnums=(1, 0) wants them in its own order.
-        in_argument_order = sorted(set(differentiated))
-        self.gradient_order = tuple(in_argument_order.index(p) for p in differentiated)
-
-
-SpecializationCache = dict[ArgsSpec, "Specialization"]
-KeyCache = dict[tuple[Any, ...], tuple["Specialization", tuple[int, ...] | None, tuple[int, ...]]]
-
-# function -> {options: its caches}; weak, so a function's kernels go when it does
-_SHARED: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[Any, ...], tuple[SpecializationCache, KeyCache]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-_COMPILING = threading.RLock()
-
-
-def _shared_caches(fn: Callable[..., Any], options: tuple[Any, ...]) -> tuple[SpecializationCache, KeyCache]:
-    """The specialization caches of ``fn`` under ``options``, shared with earlier Compileds of it."""
-    try:
-        per_function = _SHARED.setdefault(fn, {})
-        return per_function.setdefault(options, ({}, {}))
-    except TypeError:  # fn cannot be weakly referenced, or an option (a checkpoint policy) is unhashable
-        return {}, {}
+    return int_tuple(argnums, "argnums")
 
 
 class Compiled:
     """A function compiled by chainrule; call it like the original.
 
     It specializes on the shapes, dtypes and pytree structure of its arguments
-    (and on the values of non-array arguments) and caches each specialization.
-    ``.ir(*args)``, ``.graph(*args)`` and ``.source(*args)`` show what it runs.
+    (and on the values of static arguments, bools and strings) and caches each
+    specialization; Python ints and floats are traced as 0-d values, so a new value
+    reuses the kernel. ``.ir(*args)``, ``.graph(*args)`` and ``.source(*args)`` show
+    what it runs; ``.cache_info()`` how often it traced. After more than
+    ``retrace_warning_after`` retraces (set it on the class or an instance; None for
+    never) a ``RetraceWarning`` names the argument that keeps changing.
     """
+
+    retrace_warning_after: int | None = 8
 
     def __init__(
         self,
@@ -150,20 +71,41 @@ class Compiled:
         checkpoint: Any = "all",
         check_nans: bool = False,
         optimize: bool = True,
+        static_argnums: int | Sequence[int] = (),
+        static_argnames: str | Sequence[str] = (),
+        has_aux: bool = False,
     ):
         if not callable(fn):
             raise ArgumentError(f"{transform} needs a function, got {type(fn).__name__}")
         if backend not in _BACKENDS:
             raise UnsupportedError(f"backend {backend!r} is not available; this build has {', '.join(_BACKENDS)}")
         validate_policy(checkpoint)
+        self.fn = fn
         self.transform = transform
         self.argnums = argnums
         self._argnum_tuple = argnum_tuple(argnums)
+        self.static = StaticArguments.of(fn, static_argnums, static_argnames)
+        self.has_aux = bool(has_aux)
         self.backend = backend
         self.checkpoint = checkpoint
         self.check_nans = check_nans
         self.optimize = optimize
-        self._cache_options = (transform, self._argnum_tuple, backend, checkpoint, check_nans, optimize)
+        overlap = set(self._argnum_tuple) & set(self.static.numbers) if self._differentiates else set()
+        if overlap:
+            raise ArgumentError(
+                f"argument {sorted(overlap)[0]} of {self._function_name} is both differentiated (argnums="
+                f"{argnums!r}) and static: a static argument is a constant, which has no gradient"
+            )
+        self._cache_options: tuple[Any, ...] = (
+            transform,
+            self._argnum_tuple,
+            backend,
+            checkpoint,
+            check_nans,
+            optimize,
+            self.static,
+            self.has_aux,
+        )
         # updated=(): wrapping another Compiled must not copy its __dict__ (cache, transform) over ours
         functools.update_wrapper(self, fn, updated=())
         self.attach(fn)
@@ -174,10 +116,11 @@ class Compiled:
         # ArgsSpec -> its specialization; call_key -> (the same specialization, which leaves are its
         # inputs, which of those need np.asarray). Shared by every Compiled of this function with these
         # options, as jax.jit shares its cache: cr.grad(f) made again in a loop compiles nothing.
-        self._cache, self._by_key = _shared_caches(fn, self._cache_options)
-        self._positions: dict[int, tuple[int, ...]] = {}  # argument count -> differentiated positions
+        self._cache, self._by_key, self._stats = shared_caches(fn, self._cache_options)
+        # (argument count, keyword names) -> (differentiated positions, static positions)
+        self._layouts: dict[tuple[int, tuple[str, ...]], tuple[tuple[int, ...], tuple[int, ...]]] = {}
         # (argument classes, call) for the last signature whose arguments are all traced scalars
-        # (np.float64(4.2), a differentiated float): their classes alone fix the specialization,
+        # (np.float64(4.2), a Python float): their classes alone fix the specialization,
         # so such a call skips call_key (microseconds, as much as a small llvm kernel runs)
         self._scalar_call: tuple[tuple[type, ...], Callable[..., Any]] | None = None
 
@@ -197,34 +140,66 @@ class Compiled:
 
     # ---- compiling --------------------------------------------------------------------------
 
-    def _differentiated(self, count: int) -> tuple[int, ...]:
-        """The differentiated argument positions for a call with ``count`` arguments."""
-        positions = self._positions.get(count)
-        if positions is None:
-            if self._differentiates:
-                for argnum in self._argnum_tuple:
-                    if not -count <= argnum < count:
-                        raise ArgumentError(
-                            f"argnums={self.argnums!r} but {self._function_name} was called with {count} arguments"
-                        )
-            positions = tuple(a % count for a in self._argnum_tuple) if self._differentiates else ()
-            self._positions[count] = positions
-        return positions
+    def _layout(self, count: int, keywords: tuple[str, ...] = ()) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(differentiated positions, static positions) for a call with ``count`` arguments, the
+        last ``len(keywords)`` of them passed by those names (argnums counts positional ones only)."""
+        layout = self._layouts.get((count, keywords))
+        if layout is None:
+            positional = count - len(keywords)
+            differentiated = self._differentiated(positional)
+            static = self.static.positions(positional, keywords)
+            both = set(differentiated) & set(static)
+            if both:
+                raise ArgumentError(
+                    f"argument {min(both)} of {self._function_name} is both differentiated (argnums="
+                    f"{self.argnums!r}) and static (static_argnums or static_argnames)"
+                )
+            layout = self._layouts[count, keywords] = (differentiated, static)
+        return layout
 
-    def _specialize(self, args: tuple[Any, ...]) -> tuple[Specialization, list[Any]]:
-        differentiated = self._differentiated(len(args))
-        spec, leaves = describe_args(self.fn, args, differentiated)
+    def _differentiated(self, count: int) -> tuple[int, ...]:
+        """The differentiated argument positions for a call with ``count`` positional arguments."""
+        if not self._differentiates:
+            return ()
+        for argnum in self._argnum_tuple:
+            if not -count <= argnum < count:
+                raise ArgumentError(
+                    f"argnums={self.argnums!r} but {self._function_name} was called with {count} "
+                    "arguments (argnums counts positional ones only)"
+                )
+        return tuple(a % count for a in self._argnum_tuple)
+
+    def _specialize(self, args: tuple[Any, ...], keywords: tuple[str, ...] = ()) -> tuple[Specialization, list[Any]]:
+        differentiated, static = self._layout(len(args), keywords)
+        spec, leaves = describe_args(self.fn, args, differentiated, static, keywords)
         entry = self._cache.get(spec)
         if entry is None:
             # Threads calling a new signature at once compile it once: the others wait for it. One
             # lock for all functions (compiling holds the GIL anyway); re-entrant, since compiling
             # grad(grad(f)) compiles the inner function on the same thread.
-            with _COMPILING:
+            with COMPILING:
                 entry = self._cache.get(spec)
                 if entry is None:
+                    self._stats.traced(self._function_name, spec, leaves, self.retrace_warning_after)
                     entry = self._compile(spec, leaves, differentiated)
                     self._cache[spec] = entry  # only reached when compiling succeeded
+                    self._stats.misses += 1
         return entry, leaves
+
+    def cache_info(self) -> CacheInfo:
+        """How the compile cache was used: ``hits`` (calls that reused a kernel), ``misses`` (calls
+        that compiled one), ``traces`` (runs of the Python function to trace it, failed ones
+        included) and ``currsize`` (kernels kept), counted for this function and options across
+        every Compiled of them (``cr.grad(f)`` made again shares them).
+
+        >>> import numpy as np, chainrule as cr
+        >>> f = cr.jit(lambda x, scale: x * scale)
+        >>> _ = f(np.ones(3), 2.0); _ = f(np.ones(3), 3.0)  # a new float is a new value, not a new kernel
+        >>> f.cache_info()
+        CacheInfo(hits=1, misses=1, traces=1, currsize=1)
+        """
+        stats = self._stats
+        return CacheInfo(stats.hits, stats.misses, stats.traces, len(self._cache))
 
     def _compile(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> Specialization:
         # Compiling builds millions of small objects that live as long as the stage graphs; Python's
@@ -238,10 +213,10 @@ class Compiled:
                 gc.enable()
 
     def _compile_now(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> Specialization:
-        traced, out_treedef = self.build_graph(spec, leaves)
+        traced, out_treedef = self.build_graph(spec, leaves, differentiated)
         wrt: list[int] | None = None
         if self._differentiates:
-            check_scalar_output(traced)
+            check_scalar_output(traced, out_treedef.children[0].num_leaves if self.has_aux else None)
             traced_positions = [i for i, s in enumerate(spec.leaves) if s.traced]
             wrt = [
                 traced_positions.index(i)
@@ -257,21 +232,24 @@ class Compiled:
             kernel = compile_kernel(compilation.final, name, self.backend)
         return Specialization(compilation, kernel, out_treedef, spec, differentiated)
 
-    def build_graph(self, spec: ArgsSpec, leaves: list[Any]) -> tuple[Graph, TreeDef]:
+    def build_graph(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> tuple[Graph, TreeDef]:
         """The graph compiled for arguments described by ``spec``, and its output structure: ``fn``
         traced (``cr.vmap`` traces one example and vectorizes)."""
-        return trace_graph(self.fn, spec, leaves)
+        return trace_graph(self.fn, spec, leaves, has_aux=self.has_aux, differentiated=differentiated)
 
     # ---- calling ----------------------------------------------------------------------------
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        stats = self._stats
         scalar_call = self._scalar_call
-        if scalar_call is not None and scalar_call[0] == tuple(map(type, args)):
+        if scalar_call is not None and not kwargs and scalar_call[0] == tuple(map(type, args)):
+            stats.hits += 1
             return scalar_call[1](*args)
+        args, keywords = split_keywords(args, kwargs)
         # The fast path: a cheap key of the arguments (structure, shapes, dtypes, static values)
         # finds the specialization without building an ArgsSpec; a first call, a traced
         # argument or an unhashable static value takes _specialize's path.
-        found = call_key(args, self._differentiated(len(args)))
+        found = call_key(args, self._layout(len(args), keywords)[1], keywords)
         if found is not None:
             key, leaves = found
             try:
@@ -279,12 +257,16 @@ class Compiled:
             except TypeError:  # an unhashable static value: describe_args says what is wrong
                 hit, found = None, None
             if hit is not None:
+                stats.hits += 1
                 entry, picks, converts = hit
                 inputs = leaves if picks is None else [leaves[i] for i in picks]
                 for index in converts:
                     inputs[index] = np.asarray(inputs[index])
                 return self._results(entry, entry.kernel.fn(*inputs))
-        entry, leaves = self._specialize(args)
+        misses = stats.misses
+        entry, leaves = self._specialize(args, keywords)
+        if stats.misses == misses:
+            stats.hits += 1
         traced_leaves = [leaves[i] for i in entry.traced_leaves]
         if found is not None:
             # The key fixes every leaf's class, so which inputs need np.asarray is known now.
@@ -293,13 +275,14 @@ class Compiled:
             self._by_key[found[0]] = (entry, picks, converts)
             if (
                 picks is None
+                and not keywords
                 and len(leaves) == len(args)
                 and all(leaf is arg for leaf, arg in zip(leaves, args))  # no argument is a container
                 and all(s.scalar or s.python_float for s in entry.spec.leaves)
             ):
                 self._scalar_call = (tuple(map(type, args)), self._scalar_caller(entry))
         if any(isinstance(leaf, Tracer) for leaf in traced_leaves):
-            outputs = _inline(entry.compilation.differentiable, traced_leaves)
+            outputs = inline(entry.compilation.differentiable, traced_leaves)
         else:
             outputs = entry.kernel.fn(*[np.asarray(leaf) for leaf in traced_leaves])
         return self._results(entry, outputs)
@@ -309,7 +292,7 @@ class Compiled:
         kernel_fn, results = entry.kernel.fn, self._results
         if not getattr(entry.kernel, "accepts_scalars", False):  # the llvm kernel reads scalars as they are
             return lambda *args: results(entry, kernel_fn(*[np.asarray(a) for a in args]))
-        if self._differentiates and isinstance(self.argnums, int):
+        if self._differentiates and isinstance(self.argnums, int) and not self.has_aux:
             # one scalar differentiated: its gradient is one output, converted to its type
             ((count, _, converters),) = entry.gradient_trees
             position = entry.out_treedef.num_leaves
@@ -334,6 +317,9 @@ class Compiled:
                 leaves = [c(g) if c is not None else g for c, g in zip(converters, leaves)]
             per_arg.append(build(leaves))
         grads = per_arg[0] if isinstance(self.argnums, int) else tuple(per_arg[i] for i in entry.gradient_order)
+        if self.has_aux:  # JAX's layouts: grad gives (grads, aux), value_and_grad ((value, aux), grads)
+            value_and_aux = entry.build_outputs(outputs[: entry.out_treedef.num_leaves])
+            return (grads, value_and_aux[1]) if self.transform == "grad" else (value_and_aux, grads)
         if self.transform == "grad":
             return grads
         return outputs[0], grads
@@ -375,68 +361,6 @@ class Compiled:
         return report
 
 
-def check_scalar_output(graph: Graph) -> None:
-    """An OutputError unless ``graph`` has one output, a float scalar (what grad differentiates)."""
-    if len(graph.outputs) != 1:
-        raise OutputError(
-            f"grad needs a function with one scalar output; {graph.name} returned "
-            f"{len(graph.outputs)} values. Use cr.jit for several outputs, or sum them."
-        )
-    out_type = graph.type(graph.outputs[0])
-    if out_type.size != 1:
-        raise OutputError(
-            f"grad needs a scalar output; {graph.name} returned {out_type}. Reduce it first "
-            "(np.sum, np.mean), or use cr.vjp / cr.jacobian for vector outputs."
-        )
-    if not out_type.is_float:
-        raise OutputError(f"grad needs a float output; {graph.name} returned {out_type}")
-
-
-def _gradient_converter(spec: LeafSpec) -> GradientConverter | None:
-    """What makes a kernel output look like the input leaf it is the gradient of, or None for nothing."""
-    if spec.type is None:  # not traced: no gradient
-        return None
-    if spec.python_float:
-        return float
-    if spec.scalar:
-        return np.dtype(spec.type.dtype).type
-    if spec.type.ndim == 0:  # NumPy returns a 0-d result as a scalar; the input was a 0-d array
-        dtype = spec.type.dtype
-        return lambda gradient: np.asarray(gradient, dtype=dtype) if isinstance(gradient, np.generic) else gradient
-    return None  # an array of ndim > 0 comes out of NumPy as an array of its type
-
-
-def _builder(treedef: TreeDef) -> TreeBuilder:
-    """``unflatten`` for one structure, with the common flat ones (an array, a dict, list or dataclass of
-    arrays) direct."""
-    if treedef.kind == "leaf":
-        return lambda leaves: leaves[0]
-    if all(child.kind == "leaf" for child in treedef.children):
-        keys, node_type, aux_data = treedef.keys, treedef.node_type, treedef.aux_data
-        flat_builders: dict[str, TreeBuilder] = {
-            "dict": lambda leaves: dict(zip(keys, leaves)),
-            "list": list,
-            "tuple": tuple,
-        }
-        if node_type is not None:  # a dataclass, NamedTuple or registered class of arrays
-            flat_builders["node"] = lambda leaves: node_type.unflatten(aux_data, tuple(leaves))
-        flat = flat_builders.get(treedef.kind)
-        if flat is not None:
-            return flat
-    return lambda leaves: unflatten(treedef, list(leaves))
-
-
-def _inline(graph: Graph, leaves: list[Any]) -> list[Tracer]:
-    """Replay ``graph`` inside an enclosing trace (grad of grad, jit inside grad)."""
-    tracer = next(leaf for leaf in leaves if isinstance(leaf, Tracer))
-    outer_graph, context = tracer._value.graph, tracer._context
-    mapping: dict[int, int] = {}
-    for input_id, leaf in zip(graph.inputs, leaves):
-        mapping[input_id] = leaf._value.id if isinstance(leaf, Tracer) else outer_graph.const(np.asarray(leaf))
-    outer_graph.transplant(graph, (i for i in range(len(graph)) if graph[i].op != "input"), mapping)
-    return [Tracer(Value(outer_graph, mapping[o]), context) for o in graph.outputs]
-
-
 # ---- the public transformations -------------------------------------------------------------
 
 
@@ -445,6 +369,9 @@ def grad(
     fn: Callable[..., Any],
     argnums: int | Sequence[int] = 0,
     *,
+    has_aux: bool = False,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
     backend: str = "numpy",
     checkpoint: Any = "all",
     check_nans: bool = False,
@@ -457,9 +384,15 @@ def grad(
     >>> float(df(np.array([0.0])))
     1.0
 
-    ``argnums`` picks the argument(s) to differentiate (an int, or a tuple:
-    then a tuple of gradients comes back). Arguments are pytrees of arrays;
-    gradients have the same structure, shapes and dtypes. ``optimize=False`` skips the
+    ``argnums`` picks the positional argument(s) to differentiate (an int, or a tuple:
+    then a tuple of gradients comes back). Arguments are pytrees of arrays and Python
+    numbers, passed by position or by keyword; gradients have the same structure, shapes
+    and dtypes (a Python float's is a float). Python ints and floats are traced as 0-d
+    values, as in JAX: a new value reuses the kernel. ``static_argnums`` and
+    ``static_argnames`` name arguments compiled in by value instead (each new value
+    compiles again; it must be hashable), which Python control flow on them needs.
+    With ``has_aux=True`` the function returns ``(loss, aux)`` and the call returns
+    ``(gradients, aux)``; aux is not differentiated. ``optimize=False`` skips the
     optimizing passes (simplify, CSE, fusion, scheduling), to compare against.
 
     ``checkpoint`` trades recomputation for memory: ``"all"`` keeps every forward value the
@@ -472,7 +405,16 @@ def grad(
     naming its line, its derivative rule and its operands (``.source(*args)`` shows the checks).
     """
     return Compiled(
-        fn, "grad", argnums, backend=backend, checkpoint=checkpoint, check_nans=check_nans, optimize=optimize
+        fn,
+        "grad",
+        argnums,
+        backend=backend,
+        checkpoint=checkpoint,
+        check_nans=check_nans,
+        optimize=optimize,
+        static_argnums=static_argnums,
+        static_argnames=static_argnames,
+        has_aux=has_aux,
     )
 
 
@@ -481,26 +423,63 @@ def value_and_grad(
     fn: Callable[..., Any],
     argnums: int | Sequence[int] = 0,
     *,
+    has_aux: bool = False,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
     backend: str = "numpy",
     checkpoint: Any = "all",
     check_nans: bool = False,
     optimize: bool = True,
 ) -> Compiled:
-    """Like ``grad``, but the call returns ``(value, gradients)`` from one pass."""
+    """Like ``grad``, but the call returns ``(value, gradients)`` from one pass; with
+    ``has_aux=True``, ``((value, aux), gradients)``."""
     return Compiled(
-        fn, "value_and_grad", argnums, backend=backend, checkpoint=checkpoint, check_nans=check_nans, optimize=optimize
+        fn,
+        "value_and_grad",
+        argnums,
+        backend=backend,
+        checkpoint=checkpoint,
+        check_nans=check_nans,
+        optimize=optimize,
+        static_argnums=static_argnums,
+        static_argnames=static_argnames,
+        has_aux=has_aux,
     )
 
 
 @checked_options
-def jit(fn: Callable[..., Any], backend: str = "numpy", optimize: bool = True, check_nans: bool = False) -> Compiled:
-    """``fn`` traced and compiled (forward only); outputs keep their pytree structure. ``check_nans``
-    as for ``grad``."""
-    return Compiled(fn, "jit", 0, backend=backend, optimize=optimize, check_nans=check_nans)
+def jit(
+    fn: Callable[..., Any],
+    backend: str = "numpy",
+    optimize: bool = True,
+    check_nans: bool = False,
+    *,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
+) -> Compiled:
+    """``fn`` traced and compiled (forward only); outputs keep their pytree structure. ``check_nans``,
+    ``static_argnums`` and ``static_argnames`` as for ``grad``.
+
+    >>> import numpy as np, chainrule as cr
+    >>> power = cr.jit(lambda x, n: x**n if n > 1 else x, static_argnames="n")
+    >>> power(np.array([2.0]), 3)
+    array([8.])
+    """
+    return Compiled(
+        fn,
+        "jit",
+        0,
+        backend=backend,
+        optimize=optimize,
+        check_nans=check_nans,
+        static_argnums=static_argnums,
+        static_argnames=static_argnames,
+    )
 
 
 def trace(fn: Callable[..., Any], *example_args: Any) -> Graph:
-    """The graph of ``fn`` traced on ``example_args``; ``print`` it for the text dump."""
+    """The graph of ``fn`` traced on ``example_args``; ``print`` it for the text dump. Python
+    numbers among them are inputs, as under ``jit``."""
     spec, leaves = describe_args(fn, example_args, ())
     graph, _ = trace_graph(fn, spec, leaves)
     return graph

@@ -10,7 +10,7 @@ batching rule, else one call each. ``.passes`` and ``.kernel_calls`` count them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,10 +18,11 @@ import numpy as np
 from chainrule.compiler.cost import CostReport
 from chainrule.errors import ArgumentError, UnsupportedError
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
-from chainrule.frontends.trace import ArgsSpec, describe_args, trace_graph
+from chainrule.frontends.trace import ArgsSpec, StaticArguments, describe_args, trace_graph
 from chainrule.frontends.tracer import Tracer
 from chainrule.ir import Graph, TensorType
-from chainrule.transforms.compiled import argnum_tuple
+from chainrule.transforms.arguments import aux_part, value_part
+from chainrule.transforms.compiled import argnum_tuple, jit
 from chainrule.transforms.higher_order import Argnums, Linearized, derivative_layout
 from chainrule.transforms.options import checked_options
 from chainrule.transforms.portable import portable_reduce
@@ -37,12 +38,13 @@ class _DenseDerivative(ABC):
     covers, one call each. ``passes`` and ``kernel_calls`` describe the last call.
     """
 
-    def __init__(self, fn: Callable[..., Any], argnums: Argnums, vectorize: bool):
+    def __init__(self, fn: Callable[..., Any], argnums: Argnums, vectorize: bool, static: StaticArguments):
         if not callable(fn):
             raise ArgumentError(f"{type(self).__name__.lower()} needs a function, got {type(fn).__name__}")
         self.fn = fn
         self.argnums = argnums
         self.vectorize = vectorize
+        self.static = static
         self._argnum_tuple = argnum_tuple(argnums)
         self.passes: int | None = None
         self.kernel_calls: int | None = None
@@ -62,7 +64,10 @@ class _DenseDerivative(ABC):
             if not -count <= argnum < count:
                 raise ArgumentError(f"argnums={self.argnums!r} but the function was called with {count} arguments")
         positions = tuple(a % count for a in self._argnum_tuple)
-        spec, leaves = describe_args(self.fn, args, positions)
+        static = self.static.positions(count, ())
+        if set(positions) & set(static):
+            raise ArgumentError(f"argnums={self.argnums!r} names a static argument, which has no derivative")
+        spec, leaves = describe_args(self.fn, args, positions, static)
         if any(isinstance(leaf, Tracer) for leaf in leaves):
             raise UnsupportedError(
                 f"{type(self).__name__.lower()} cannot run inside a traced function; "
@@ -200,15 +205,22 @@ class Jacobian(_DenseDerivative):
         mode: str = "auto",
         vectorize: bool = True,
         backend: str = "numpy",
+        static: StaticArguments | None = None,
     ):
-        super().__init__(fn, argnums, vectorize)
+        static = static if static is not None else StaticArguments()
+        super().__init__(fn, argnums, vectorize, static)
         if mode not in ("auto", "fwd", "rev"):
             raise ArgumentError(f"jacobian's mode is 'fwd', 'rev' or 'auto', got {mode!r}")
         self.mode = mode
-        self._jvp = Linearized(fn, "jvp", argnums, backend=backend)
-        self._vjp = Linearized(fn, "vjp", argnums, backend=backend)
-        self._batched_jvp = Linearized(fn, "jvp", argnums, batched=True, backend=backend)
-        self._batched_vjp = Linearized(fn, "vjp", argnums, batched=True, backend=backend)
+        options: dict[str, Any] = {
+            "backend": backend,
+            "static_argnums": static.numbers,
+            "static_argnames": tuple(sorted(static.names)),
+        }
+        self._jvp = Linearized(fn, "jvp", argnums, **options)
+        self._vjp = Linearized(fn, "vjp", argnums, **options)
+        self._batched_jvp = Linearized(fn, "jvp", argnums, batched=True, **options)
+        self._batched_vjp = Linearized(fn, "vjp", argnums, batched=True, **options)
         self._outputs: dict[ArgsSpec, tuple[list[TensorType], TreeDef]] = {}  # output types and structure
 
     def attach(self, fn: Callable[..., Any]) -> None:
@@ -225,7 +237,7 @@ class Jacobian(_DenseDerivative):
         spec, leaves, in_types, in_treedefs = self._describe(args)
         found = self._outputs.get(spec)
         if found is None:
-            graph, out_treedef = trace_graph(self.fn, spec, leaves)
+            graph, out_treedef = trace_graph(self.fn, spec, leaves, differentiated=self._argnum_tuple)
             found = self._outputs[spec] = ([graph.type(o) for o in graph.outputs], out_treedef)
         out_types, out_treedef = found
         n, m = sum(t.size for t in in_types), sum(t.size for t in out_types)
@@ -260,10 +272,23 @@ class Hessian(_DenseDerivative):
     """``cr.hessian``'s compiled function: one Hessian-vector product (forward over reverse) per
     column; ``passes`` counts them, ``kernel_calls`` the calls they took."""
 
-    def __init__(self, fn: Callable[..., Any], argnums: Argnums = 0, vectorize: bool = True, backend: str = "numpy"):
-        super().__init__(fn, argnums, vectorize)
-        self._hvp = Linearized(fn, "hvp", argnums, backend=backend)
-        self._batched_hvp = Linearized(fn, "hvp", argnums, batched=True, backend=backend)
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        argnums: Argnums = 0,
+        vectorize: bool = True,
+        backend: str = "numpy",
+        static: StaticArguments | None = None,
+    ):
+        static = static if static is not None else StaticArguments()
+        super().__init__(fn, argnums, vectorize, static)
+        options: dict[str, Any] = {
+            "backend": backend,
+            "static_argnums": static.numbers,
+            "static_argnames": tuple(sorted(static.names)),
+        }
+        self._hvp = Linearized(fn, "hvp", argnums, **options)
+        self._batched_hvp = Linearized(fn, "hvp", argnums, batched=True, **options)
         self.mode_used = "fwd-over-rev"
 
     def __repr__(self) -> str:
@@ -282,8 +307,16 @@ class Hessian(_DenseDerivative):
 
 @checked_options
 def jacobian(
-    fn: Callable[..., Any], argnums: Argnums = 0, mode: str = "auto", *, vectorize: bool = True, backend: str = "numpy"
-) -> Jacobian:
+    fn: Callable[..., Any],
+    argnums: Argnums = 0,
+    mode: str = "auto",
+    *,
+    has_aux: bool = False,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
+    vectorize: bool = True,
+    backend: str = "numpy",
+) -> Callable[..., Any]:
     """The Jacobian of ``fn`` with respect to ``argnums``, compiled.
 
     >>> import numpy as np, chainrule as cr
@@ -299,22 +332,52 @@ def jacobian(
     ``vectorize=False`` one call each, which needs less memory. The result
     has the output's structure with, at each output leaf, the argument's
     structure; its arrays have shape ``out.shape + in.shape``.
+    ``static_argnums``/``static_argnames`` as for ``cr.grad``. With
+    ``has_aux=True``, ``fn`` returns ``(out, aux)`` and the call returns
+    ``(jacobian, aux)``; aux comes from a forward-only kernel of its own.
     """
-    return Jacobian(fn, argnums, mode, vectorize, backend)
+    static = StaticArguments.of(fn, static_argnums, static_argnames)
+    if has_aux:
+        return WithAux(fn, Jacobian(value_part(fn), argnums, mode, vectorize, backend, static), static)
+    return Jacobian(fn, argnums, mode, vectorize, backend, static)
+
+
+class WithAux:
+    """A derivative of ``fn``'s value, called together with ``fn``'s aux: ``(derivative, aux)``.
+    Attributes (``passes``, ``ir``, ``source``) are the derivative's."""
+
+    def __init__(self, fn: Callable[..., Any], derivative: Jacobian, static: StaticArguments):
+        self.fn = fn  # (its parts hold it weakly)
+        self.derivative = derivative
+        self.aux = jit(aux_part(fn), static_argnums=static.numbers, static_argnames=tuple(sorted(static.names)))
+
+    def __call__(self, *args: Any) -> tuple[Any, Any]:
+        return self.derivative(*args), self.aux(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.derivative, name)
 
 
 @checked_options
-def hessian(fn: Callable[..., Any], argnums: Argnums = 0, *, vectorize: bool = True, backend: str = "numpy") -> Hessian:
+def hessian(
+    fn: Callable[..., Any],
+    argnums: Argnums = 0,
+    *,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
+    vectorize: bool = True,
+    backend: str = "numpy",
+) -> Hessian:
     """The Hessian of a scalar function, compiled: forward mode over reverse mode, one
     Hessian-vector product per column (``H.passes`` counts them), all in one vectorized
-    program unless ``vectorize=False``.
+    program unless ``vectorize=False``. ``static_argnums``/``static_argnames`` as for ``cr.grad``.
 
     >>> import numpy as np, chainrule as cr
     >>> cr.hessian(lambda x: x[0] ** 2 * x[1])(np.array([1.0, 3.0]))
     array([[6., 2.],
            [2., 0.]])
     """
-    return Hessian(fn, argnums, vectorize, backend)
+    return Hessian(fn, argnums, vectorize, backend, StaticArguments.of(fn, static_argnums, static_argnames))
 
 
-__all__ = ["Hessian", "Jacobian", "hessian", "jacobian"]
+__all__ = ["Hessian", "Jacobian", "WithAux", "hessian", "jacobian"]

@@ -15,6 +15,7 @@ n <= m), and counts them in ``.passes``.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,8 +33,10 @@ from chainrule.frontends.pytree import TreeDef, flatten, unflatten
 from chainrule.frontends.trace import ArgsSpec, describe_args, trace_graph
 from chainrule.frontends.tracer import Tracer
 from chainrule.ir import Graph, TensorType
-from chainrule.transforms.compiled import Compiled, Specialization, check_scalar_output, compile_kernel, jit
+from chainrule.transforms.arguments import aux_part, static_positions, value_part
+from chainrule.transforms.compiled import Compiled, jit
 from chainrule.transforms.options import checked_options
+from chainrule.transforms.specialization import Specialization, check_scalar_output, compile_kernel
 
 Argnums = int | Sequence[int]
 
@@ -51,6 +54,7 @@ class Linearized(Compiled):
     ``batched=True`` vectorizes it (``chainrule.compiler.batch``): every seed
     leaf has a leading axis of length k, and one call computes the k products,
     returned with that leading axis (a ``"jvp"`` then returns the tangents only).
+    ``static_argnums``/``static_argnames`` as for ``cr.grad``; arguments are positional.
     """
 
     def __init__(
@@ -62,26 +66,51 @@ class Linearized(Compiled):
         batched: bool = False,
         optimize: bool = True,
         backend: str = "numpy",
+        static_argnums: int | Sequence[int] = (),
+        static_argnames: str | Sequence[str] = (),
     ):
         if transform not in ("jvp", "vjp", "hvp"):
             raise ValueError(f"unknown linearization {transform!r}")
-        super().__init__(fn, transform, argnums, optimize=optimize, backend=backend)
+        super().__init__(
+            fn,
+            transform,
+            argnums,
+            optimize=optimize,
+            backend=backend,
+            static_argnums=static_argnums,
+            static_argnames=static_argnames,
+        )
         self.batched = batched
 
+    def _layout(self, count: int, keywords: tuple[str, ...] = ()) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        # The differentiated arguments and the seed (the last argument) are traced; static ones are not.
+        if keywords:
+            raise ArgumentError(
+                f"{self._function_name}'s {self.transform} takes its arguments by position (the "
+                f"{_SEED[self.transform]} last); got keyword arguments {', '.join(keywords)}"
+            )
+        layout = self._layouts.get((count, ()))
+        if layout is None:
+            differentiated = self._differentiated(count)
+            static = self.static.positions(count - 1, ())
+            both = set(differentiated) & set(static)
+            if both:
+                raise ArgumentError(
+                    f"argument {min(both)} of {self._function_name} is both differentiated (argnums="
+                    f"{self.argnums!r}) and static (static_argnums or static_argnames)"
+                )
+            layout = self._layouts[count, ()] = (differentiated, static)
+        return layout
+
     def _differentiated(self, count: int) -> tuple[int, ...]:
-        # The differentiated arguments and the seed (the last argument) are traced, Python floats included.
-        positions = self._positions.get(count)
-        if positions is None:
-            arg_count = count - 1
-            for argnum in self._argnum_tuple:
-                if not -arg_count <= argnum < arg_count:
-                    raise ArgumentError(
-                        f"argnums={self.argnums!r} but {self._function_name}'s {self.transform} was "
-                        f"called with {arg_count} arguments (and the {_SEED[self.transform]})"
-                    )
-            positions = tuple(a % arg_count for a in self._argnum_tuple) + (arg_count,)
-            self._positions[count] = positions
-        return positions
+        arg_count = count - 1
+        for argnum in self._argnum_tuple:
+            if not -arg_count <= argnum < arg_count:
+                raise ArgumentError(
+                    f"argnums={self.argnums!r} but {self._function_name}'s {self.transform} was "
+                    f"called with {arg_count} arguments (and the {_SEED[self.transform]})"
+                )
+        return tuple(a % arg_count for a in self._argnum_tuple) + (arg_count,)
 
     def _compile_now(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> Specialization:
         argnums = differentiated[:-1]
@@ -89,7 +118,7 @@ class Linearized(Compiled):
         arg_spec = ArgsSpec(
             spec.treedefs[:-1], spec.leaves[:leaf_count], spec.paths[:leaf_count], spec.arg_of_leaf[:leaf_count]
         )
-        traced, out_treedef = trace_graph(self.fn, arg_spec, leaves[:leaf_count])
+        traced, out_treedef = trace_graph(self.fn, arg_spec, leaves[:leaf_count], differentiated=argnums)
         input_of_leaf = {
             leaf: position for position, leaf in enumerate(i for i, s in enumerate(arg_spec.leaves) if s.traced)
         }
@@ -186,20 +215,22 @@ def _gradients_only(joint: Graph, count: int) -> Graph:
 
 
 # Compiled transformations of a function, so that calling cr.jvp(f, ...) or cr.vjp(f, ...) again
-# with the same f compiles nothing new: f -> {(transform, argnums): Linearized}.
-_LINEARIZED: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[str, tuple[int, ...], str], Linearized]] = (
+# with the same f compiles nothing new: f -> {(transform, argnums, backend, static): Linearized}.
+_LINEARIZED: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[Any, ...], Linearized]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _linearized(fn: Callable[..., Any], transform: str, argnums: tuple[int, ...], backend: str) -> Linearized:
+def _linearized(
+    fn: Callable[..., Any], transform: str, argnums: tuple[int, ...], backend: str, static: tuple[int, ...] = ()
+) -> Linearized:
     try:
         per_function = _LINEARIZED.setdefault(fn, {})
     except TypeError:  # fn cannot be weakly referenced: compile it afresh
-        return Linearized(fn, transform, argnums, backend=backend)
-    key = (transform, argnums, backend)
+        return Linearized(fn, transform, argnums, backend=backend, static_argnums=static)
+    key = (transform, argnums, backend, static)
     if key not in per_function:
-        per_function[key] = Linearized(fn, transform, argnums, backend=backend)
+        per_function[key] = Linearized(fn, transform, argnums, backend=backend, static_argnums=static)
     return per_function[key]
 
 
@@ -214,7 +245,13 @@ def _primal_tuple(primals: Sequence[Any], what: str) -> tuple[Any, ...]:
 
 @checked_options
 def jvp(
-    fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], *, backend: str = "numpy"
+    fn: Callable[..., Any],
+    primals: Sequence[Any],
+    tangents: Sequence[Any],
+    *,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
+    backend: str = "numpy",
 ) -> tuple[Any, Any]:
     """``(fn(*primals), J·tangents)``: the value and the Jacobian-vector product, by forward mode.
 
@@ -225,7 +262,9 @@ def jvp(
 
     ``primals`` and ``tangents`` are tuples with one entry per argument of
     ``fn``, each tangent shaped like its primal (pytrees included). The
-    compiled JVP is cached per function and signature.
+    compiled JVP is cached per function and signature. Primals at
+    ``static_argnums``/``static_argnames`` are compiled in by value; their
+    tangents must be None.
     """
     primals = _primal_tuple(primals, "jvp's primals")
     tangents = _primal_tuple(tangents, "jvp's tangents")
@@ -233,7 +272,12 @@ def jvp(
         raise ArgumentError(
             f"jvp got {len(primals)} primals but {len(tangents)} tangents; give one tangent per argument"
         )
-    return _linearized(fn, "jvp", tuple(range(len(primals))), backend)(*primals, tangents)
+    static = static_positions(fn, len(primals), static_argnums, static_argnames)
+    if any(tangents[i] is not None for i in static):
+        raise ArgumentError(f"jvp's primal {static[0]} is static: its tangent must be None")
+    traced = tuple(i for i in range(len(primals)) if i not in static)
+    seed = tuple(tangents[i] for i in traced)
+    return _linearized(fn, "jvp", traced, backend, static)(*primals, seed)
 
 
 class _SplitVjp:
@@ -243,12 +287,18 @@ class _SplitVjp:
     kernel runs at each ``vjp_fn`` call, on the residuals and the cotangent, and recomputes nothing."""
 
     def __init__(
-        self, fn: Callable[..., Any], spec: ArgsSpec, leaves: list[Any], optimize: bool = True, backend: str = "numpy"
+        self,
+        fn: Callable[..., Any],
+        spec: ArgsSpec,
+        leaves: list[Any],
+        static: tuple[int, ...] = (),
+        optimize: bool = True,
+        backend: str = "numpy",
     ):
-        traced, self.out_treedef = trace_graph(fn, spec, leaves)
+        traced, self.out_treedef = trace_graph(fn, spec, leaves, differentiated=range(len(spec.treedefs)))
         self.out_types = [traced.type(o) for o in traced.outputs]
         inputs, outputs = len(traced.inputs), len(traced.outputs)
-        wrt = list(range(inputs))  # every leaf of every primal: describe_args made them all inputs
+        wrt = list(range(inputs))  # every leaf of every traced primal: describe_args made them all inputs
         passes: list[pipeline.Pass] = [("grad", "simplify forward", simplify)] if optimize else []
         passes.append(("grad", "reverse", lambda g: reverse(g, wrt, cotangent_inputs=True)))
         self.joint = pipeline.run(traced, None, optimize=optimize, transforms=passes)
@@ -264,6 +314,7 @@ class _SplitVjp:
         self.forward_kernel = compile_kernel(self.forward.final, f"{traced.name}_forward", backend)
         self.backward_kernel = compile_kernel(self.backward.final, f"{traced.name}_vjp", backend)
         self.primal_treedefs = spec.treedefs
+        self.static = static  # the static primals' positions: their cotangents are None
 
 
 class VjpFunction:
@@ -295,7 +346,10 @@ class VjpFunction:
         gradients = compiled.backward_kernel.fn(*self.residuals, *arrays)
         per_primal: list[Any] = []
         start = 0
-        for treedef in compiled.primal_treedefs:
+        for position, treedef in enumerate(compiled.primal_treedefs):
+            if position in compiled.static:
+                per_primal.append(None)
+                continue
             per_primal.append(unflatten(treedef, list(gradients[start : start + treedef.num_leaves])))
             start += treedef.num_leaves
         return tuple(per_primal)
@@ -319,7 +373,14 @@ _SPLIT_VJPS: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[ArgsSpec, 
 
 
 @checked_options
-def vjp(fn: Callable[..., Any], *primals: Any, backend: str = "numpy") -> tuple[Any, Callable[[Any], Any]]:
+def vjp(
+    fn: Callable[..., Any],
+    *primals: Any,
+    has_aux: bool = False,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
+    backend: str = "numpy",
+) -> tuple[Any, ...]:
     """``(fn(*primals), vjp_fn)`` where ``vjp_fn(cotangent)`` is the tuple of cotangents uᵀJ of the
     primals, by reverse mode seeded with ``cotangent`` (shaped like the output).
 
@@ -331,16 +392,30 @@ def vjp(fn: Callable[..., Any], *primals: Any, backend: str = "numpy") -> tuple[
     The forward pass runs once, here; ``vjp_fn`` keeps the values the backward
     pass needs and runs only the backward pass, compiled once per signature and
     reused by every call (and every later ``cr.vjp`` of the same function).
+    Primals at ``static_argnums``/``static_argnames`` are compiled in by value
+    (their cotangents are None). With ``has_aux=True``, ``fn`` returns ``(out,
+    aux)`` and the result is ``(out, vjp_fn, aux)``; aux is computed by a second,
+    forward-only kernel.
     """
     if not callable(fn):
         raise ArgumentError(f"vjp needs a function, got {type(fn).__name__}")
     if not primals:
         raise ArgumentError("vjp needs at least one primal argument")
-    positions = tuple(range(len(primals)))
-    spec, leaves = describe_args(fn, primals, positions)
+    if has_aux:
+        out, vjp_fn = vjp(
+            value_part(fn), *primals, static_argnums=static_argnums, static_argnames=static_argnames, backend=backend
+        )
+        aux = _forward_of(aux_part(fn), static_positions(fn, len(primals), static_argnums, static_argnames))
+        if not isinstance(vjp_fn, VjpFunction):  # inside a trace it traces fn's part later: keep fn
+            vjp_fn = functools.partial(_keeping, vjp_fn, fn)
+        return out, vjp_fn, aux(*primals)
+    static = static_positions(fn, len(primals), static_argnums, static_argnames)
+    positions = tuple(i for i in range(len(primals)) if i not in static)
+    spec, leaves = describe_args(fn, primals, positions, static)
     if any(isinstance(leaf, Tracer) for leaf in leaves):  # inside a trace: the joint graph is inlined
-        linearized = _linearized(fn, "vjp", positions, backend)
-        return _forward_of(fn)(*primals), lambda cotangent: linearized(*primals, cotangent)
+        linearized = _linearized(fn, "vjp", positions, backend, static)
+        forward = _forward_of(fn, static)
+        return forward(*primals), lambda cotangent: _with_static_nones(linearized(*primals, cotangent), static)
     per_function: dict[tuple[ArgsSpec, str], _SplitVjp]
     try:
         per_function = _SPLIT_VJPS.setdefault(fn, {})
@@ -348,28 +423,51 @@ def vjp(fn: Callable[..., Any], *primals: Any, backend: str = "numpy") -> tuple[
         per_function = {}
     compiled = per_function.get((spec, backend))
     if compiled is None:
-        compiled = per_function[spec, backend] = _SplitVjp(fn, spec, leaves, backend=backend)
-    results = compiled.forward_kernel.fn(*[np.asarray(leaf) for leaf in leaves])
+        compiled = per_function[spec, backend] = _SplitVjp(fn, spec, leaves, static, backend=backend)
+    traced_leaves = [leaf for leaf, leaf_spec in zip(leaves, spec.leaves) if leaf_spec.traced]
+    results = compiled.forward_kernel.fn(*[np.asarray(leaf) for leaf in traced_leaves])
     outputs = len(compiled.out_types)
     return unflatten(compiled.out_treedef, list(results[:outputs])), VjpFunction(compiled, tuple(results[outputs:]))
 
 
-_FORWARD: weakref.WeakKeyDictionary[Callable[..., Any], Compiled] = weakref.WeakKeyDictionary()
+def _keeping(vjp_fn: Callable[[Any], Any], fn: Callable[..., Any], cotangent: Any) -> Any:
+    """``vjp_fn(cotangent)``; bound with ``fn``, whose parts hold it weakly, to keep it alive."""
+    return vjp_fn(cotangent)
 
 
-def _forward_of(fn: Callable[..., Any]) -> Compiled:
-    """``jit(fn)``, compiled once per function."""
+def _with_static_nones(cotangents: Any, static: tuple[int, ...]) -> tuple[Any, ...]:
+    """The cotangents of the traced primals (one, or a tuple), with None at the static positions."""
+    if not static:
+        return cotangents
+    found = iter(cotangents)
+    count = len(cotangents) + len(static)
+    return tuple(None if i in static else next(found) for i in range(count))
+
+
+_FORWARD: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[int, ...], Compiled]] = weakref.WeakKeyDictionary()
+
+
+def _forward_of(fn: Callable[..., Any], static: tuple[int, ...] = ()) -> Compiled:
+    """``jit(fn, static_argnums=static)``, compiled once per function."""
     try:
-        compiled = _FORWARD.get(fn)
+        per_function = _FORWARD.setdefault(fn, {})
     except TypeError:  # fn cannot be weakly referenced
-        return jit(fn)
-    if compiled is None:
-        compiled = _FORWARD[fn] = jit(fn)
-    return compiled
+        return jit(fn, static_argnums=static)
+    if static not in per_function:
+        per_function[static] = jit(fn, static_argnums=static)
+    return per_function[static]
 
 
 @checked_options
-def hvp(fn: Callable[..., Any], argnums: Argnums = 0, *, optimize: bool = True, backend: str = "numpy") -> Linearized:
+def hvp(
+    fn: Callable[..., Any],
+    argnums: Argnums = 0,
+    *,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
+    optimize: bool = True,
+    backend: str = "numpy",
+) -> Linearized:
     """The Hessian-vector product of a scalar function, compiled: ``hvp(fn)(*args, v)`` is H v.
 
     >>> import numpy as np, chainrule as cr
@@ -379,8 +477,17 @@ def hvp(fn: Callable[..., Any], argnums: Argnums = 0, *, optimize: bool = True, 
     Forward mode over reverse mode: the cost of a few gradients and memory
     linear in the number of parameters; the Hessian is never built. ``v`` is
     laid out like the gradient (a tuple of vectors when ``argnums`` is a tuple).
+    ``static_argnums``/``static_argnames`` as for ``cr.grad``.
     """
-    return Linearized(fn, "hvp", argnums, optimize=optimize, backend=backend)
+    return Linearized(
+        fn,
+        "hvp",
+        argnums,
+        optimize=optimize,
+        backend=backend,
+        static_argnums=static_argnums,
+        static_argnames=static_argnames,
+    )
 
 
 __all__ = ["Linearized", "VjpFunction", "hvp", "jvp", "vjp"]

@@ -17,10 +17,6 @@ _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEY
 
 # options JAX users reach for that chainrule does not have (yet), and what to do instead
 _ABSENT = {
-    "has_aux": "has_aux is not supported yet: differentiate a function returning only the loss and "
-    "compute the auxiliary value with cr.jit",
-    "static_argnums": "static_argnums is not supported yet: Python ints, floats and strings outside "
-    "argnums are compiled in as constants already",
     "holomorphic": "complex differentiation is not supported",
 }
 

@@ -18,8 +18,7 @@ result.
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,12 +34,6 @@ from chainrule.transforms.options import checked_options
 
 # An axis tree: an int, None, or a tuple/list/dict of axis trees (JAX's in_axes/out_axes).
 AxisTree = Any
-
-# function -> {options: (specialization cache, key cache)}, as compiled.py keeps for the other
-# transformations, but keyed on the axes too: vmap(f, in_axes=0) and vmap(f, in_axes=1) differ.
-_SHARED: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[Any, ...], tuple[dict, dict]]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 class NotTraceableError(UnsupportedError):
@@ -60,8 +53,18 @@ class Vmapped(Compiled):
         *,
         backend: str = "numpy",
         optimize: bool = True,
+        static_argnums: int | Sequence[int] = (),
+        static_argnames: str | Sequence[str] = (),
     ):
-        super().__init__(fn, "vmap", 0, backend=backend, optimize=optimize)
+        super().__init__(
+            fn,
+            "vmap",
+            0,
+            backend=backend,
+            optimize=optimize,
+            static_argnums=static_argnums,
+            static_argnames=static_argnames,
+        )
         if isinstance(in_axes, list):  # JAX reads a top-level list as the tuple of per-argument axes
             in_axes = tuple(in_axes)
         check_axis_tree(in_axes, "in_axes")
@@ -70,11 +73,9 @@ class Vmapped(Compiled):
             raise ArgumentError(f"vmap's axis_size must be a non-negative int, got {axis_size!r}")
         self.in_axes, self.out_axes = in_axes, out_axes
         self.axis_size = None if axis_size is None else int(axis_size)
-        options = (_frozen(in_axes), _frozen(out_axes), self.axis_size, backend, optimize)
-        try:
-            self._cache, self._by_key = _SHARED.setdefault(fn, {}).setdefault(options, ({}, {}))
-        except TypeError:  # fn cannot be weakly referenced: the caches stay this object's own
-            pass
+        # the caches are keyed on the axes too: vmap(f, in_axes=0) and vmap(f, in_axes=1) differ
+        self._cache_options += (_frozen(in_axes), _frozen(out_axes), self.axis_size)
+        self.attach(fn)
         self._looped: set[ArgsSpec] = set()  # signatures fn cannot be traced for: run per example
 
     def __repr__(self) -> str:
@@ -96,7 +97,9 @@ class Vmapped(Compiled):
 
     # ---- the vectorized graph -----------------------------------------------------------------
 
-    def build_graph(self, spec: ArgsSpec, leaves: list[Any]) -> tuple[Graph, TreeDef]:
+    def build_graph(
+        self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...] = ()
+    ) -> tuple[Graph, TreeDef]:
         """``fn`` traced on one example, vectorized over the mapped arguments, with the batch axis
         taken from ``in_axes`` and put at ``out_axes``."""
         axes = self._leaf_axes(spec)
@@ -136,7 +139,10 @@ class Vmapped(Compiled):
         for index, (axis, leaf_spec, path) in enumerate(zip(axes, spec.leaves, spec.paths)):
             if axis is None:
                 continue
-            if not leaf_spec.traced or leaf_spec.scalar or leaf_spec.python_float:
+            if not leaf_spec.traced:
+                axes[index] = None  # a static value (declared, or a bool or str) is every example's
+                continue
+            if leaf_spec.scalar or leaf_spec.python_float or leaf_spec.python_int:
                 raise ArgumentError(
                     f"vmap maps {path} over axis {axis}, but it is a Python or NumPy scalar, which has no axis; "
                     "give it in_axes=None to pass it to every example",
@@ -310,6 +316,8 @@ def vmap(
     *,
     backend: str = "numpy",
     optimize: bool = True,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
 ) -> Vmapped:
     """``fn`` mapped over an axis of its arguments, as one vectorized program (JAX's vmap).
 
@@ -326,9 +334,19 @@ def vmap(
     argument's structure holding such entries. ``out_axes`` puts the batch axis of the
     results in the same way (None: a result that does not depend on the mapped arguments).
     ``axis_size`` gives the batch size when no argument is mapped. vmap composes with
-    grad, jit, jvp, vjp, jacobian, hessian and itself in any order.
+    grad, jit, jvp, vjp, jacobian, hessian and itself in any order. ``static_argnums`` /
+    ``static_argnames`` compile arguments in by value, as for ``jit``; they are never mapped.
     """
-    return Vmapped(fn, in_axes, out_axes, axis_size, backend=backend, optimize=optimize)
+    return Vmapped(
+        fn,
+        in_axes,
+        out_axes,
+        axis_size,
+        backend=backend,
+        optimize=optimize,
+        static_argnums=static_argnums,
+        static_argnames=static_argnames,
+    )
 
 
 __all__ = ["Vmapped", "vmap"]

@@ -1,0 +1,155 @@
+"""One compiled signature of a transformed function (``Specialization``), and what making and
+calling one needs: compiling a graph with a backend, checking grad's output, rebuilding results
+in the arguments' structure, replaying a graph inside an enclosing trace."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+
+from chainrule.backends.nan_check import checked_llvm, compile_checked, probed
+from chainrule.backends.numpy import NumpyKernel, compile_graph
+from chainrule.compiler import pipeline
+from chainrule.errors import OutputError
+from chainrule.frontends.pytree import TreeDef, unflatten
+from chainrule.frontends.trace import ArgsSpec, LeafSpec
+from chainrule.frontends.tracer import Tracer
+from chainrule.ir import Graph, Value
+
+if TYPE_CHECKING:
+    from chainrule.backends.llvm.kernel import LlvmKernel
+
+# What a backend compiles a graph to: ``fn(*flat_inputs) -> tuple of outputs``, and its source.
+Kernel = Union[NumpyKernel, "LlvmKernel"]
+# Rebuilds one pytree (an output, a gradient) from its flat leaves.
+TreeBuilder = Callable[[Sequence[Any]], Any]
+# Makes a kernel output look like the input leaf it is the gradient of (a float, a NumPy scalar).
+GradientConverter = Callable[[Any], Any]
+
+
+def compile_checked_kernel(
+    compilation: pipeline.Compilation, name: str, backend: str = "numpy", optimize: bool = True
+) -> Kernel:
+    """The kernel ``check_nans=True`` runs: the NumPy checked kernel, or on llvm the fast kernel of the
+    checkpointed graph with a probe output (``nan_check.probed``) that reruns the checked one when a
+    value was not finite."""
+    checked = compile_checked(compilation.final, name)
+    if backend != "llvm":
+        return checked
+    fast = compile_kernel(pipeline.finish(probed(compilation.graphs["checkpointed"]), optimize), name, backend)
+    return checked_llvm(fast, checked)
+
+
+def compile_kernel(graph: Graph, name: str, backend: str = "numpy") -> Kernel:
+    """``graph`` compiled by ``backend``: a kernel whose ``fn`` takes the graph's inputs as arrays."""
+    if backend == "llvm":
+        from chainrule.backends.llvm.kernel import compile_graph as compile_llvm  # imports llvmlite
+
+        return compile_llvm(graph, name)
+    return compile_graph(graph, name)
+
+
+class Specialization:
+    """One compiled signature: the stages' graphs, the kernel, how to rebuild outputs.
+
+    ``traced_leaves`` are the positions, among the flat leaves of the arguments,
+    of the kernel's inputs; ``gradient_trees`` holds, for each differentiated
+    argument in positional order, its leaf count, a function rebuilding its
+    structure, and one converter per leaf (None where the kernel's output
+    already has the input's type). Both are worked out once here, so a call
+    does no more than index, call and rebuild.
+    """
+
+    def __init__(
+        self,
+        compilation: pipeline.Compilation,
+        kernel: Kernel,
+        out_treedef: TreeDef,
+        spec: ArgsSpec,
+        differentiated: tuple[int, ...],
+    ):
+        self.compilation = compilation
+        self.kernel = kernel
+        self.out_treedef = out_treedef
+        self.spec = spec
+        self.build_outputs = builder(out_treedef)
+        self.traced_leaves = tuple(i for i, s in enumerate(spec.leaves) if s.traced)
+        # per differentiated argument: (leaf count, rebuild, converters or None)
+        self.gradient_trees: list[tuple[int, TreeBuilder, tuple[GradientConverter | None, ...] | None]] = []
+        start = 0
+        for position, treedef in enumerate(spec.treedefs):
+            count = treedef.num_leaves
+            if position in differentiated:
+                converters = tuple(gradient_converter(s) for s in spec.leaves[start : start + count])
+                self.gradient_trees.append((count, builder(treedef), converters if any(converters) else None))
+            start += count
+        # The kernel returns gradients in argument order; argnums=(1, 0) wants them in its own order.
+        in_argument_order = sorted(set(differentiated))
+        self.gradient_order = tuple(in_argument_order.index(p) for p in differentiated)
+
+
+def check_scalar_output(graph: Graph, value_outputs: int | None = None) -> None:
+    """An OutputError unless ``graph`` has one output, a float scalar (what grad differentiates);
+    with ``value_outputs`` (has_aux), only the first ``value_outputs`` outputs are the value."""
+    count = len(graph.outputs) if value_outputs is None else value_outputs
+    if count != 1:
+        aux = " as the value of (value, aux)" if value_outputs is not None else ""
+        raise OutputError(
+            f"grad needs a function with one scalar output; {graph.name} returned {count} values{aux}. "
+            "Use cr.jit for several outputs, or sum them."
+        )
+    out_type = graph.type(graph.outputs[0])
+    if out_type.size != 1:
+        raise OutputError(
+            f"grad needs a scalar output; {graph.name} returned {out_type}. Reduce it first "
+            "(np.sum, np.mean), or use cr.vjp / cr.jacobian for vector outputs."
+        )
+    if not out_type.is_float:
+        raise OutputError(f"grad needs a float output; {graph.name} returned {out_type}")
+
+
+def gradient_converter(spec: LeafSpec) -> GradientConverter | None:
+    """What makes a kernel output look like the input leaf it is the gradient of, or None for nothing."""
+    if spec.type is None:  # not traced: no gradient
+        return None
+    if spec.python_float:
+        return float
+    if spec.scalar:
+        return np.dtype(spec.type.dtype).type
+    if spec.type.ndim == 0:  # NumPy returns a 0-d result as a scalar; the input was a 0-d array
+        dtype = spec.type.dtype
+        return lambda gradient: np.asarray(gradient, dtype=dtype) if isinstance(gradient, np.generic) else gradient
+    return None  # an array of ndim > 0 comes out of NumPy as an array of its type
+
+
+def builder(treedef: TreeDef) -> TreeBuilder:
+    """``unflatten`` for one structure, with the common flat ones (an array, a dict, list or dataclass of
+    arrays) direct."""
+    if treedef.kind == "leaf":
+        return lambda leaves: leaves[0]
+    if all(child.kind == "leaf" for child in treedef.children):
+        keys, node_type, aux_data = treedef.keys, treedef.node_type, treedef.aux_data
+        flat_builders: dict[str, TreeBuilder] = {
+            "dict": lambda leaves: dict(zip(keys, leaves)),
+            "list": list,
+            "tuple": tuple,
+        }
+        if node_type is not None:  # a dataclass, NamedTuple or registered class of arrays
+            flat_builders["node"] = lambda leaves: node_type.unflatten(aux_data, tuple(leaves))
+        flat = flat_builders.get(treedef.kind)
+        if flat is not None:
+            return flat
+    return lambda leaves: unflatten(treedef, list(leaves))
+
+
+def inline(graph: Graph, leaves: list[Any]) -> list[Tracer]:
+    """Replay ``graph`` inside an enclosing trace (grad of grad, jit inside grad)."""
+    tracer = next(leaf for leaf in leaves if isinstance(leaf, Tracer))
+    outer_graph, context = tracer._value.graph, tracer._context
+    mapping: dict[int, int] = {}
+    for input_id, leaf in zip(graph.inputs, leaves):
+        mapping[input_id] = leaf._value.id if isinstance(leaf, Tracer) else outer_graph.const(np.asarray(leaf))
+    outer_graph.transplant(graph, (i for i in range(len(graph)) if graph[i].op != "input"), mapping)
+    return [Tracer(Value(outer_graph, mapping[o]), context) for o in graph.outputs]
