@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dis
 import inspect
 import struct
 import weakref
@@ -360,17 +361,8 @@ def trace_graph(
             result = fn(*args[:positional], **keyword_args)
             if has_aux:
                 result = _without_aux_gradient(result, graph.name)
-    except ValueError as error:
-        if "setting an array element with a sequence" not in str(error):
-            raise
-        # NumPy gives a traced scalar written into a NumPy array no chance to explain
-        raise TraceError(
-            "a traced value was written into a NumPy array (out[i] = f(x)), which cannot hold it. "
-            "Create the array in the traced function with np.zeros, np.ones, np.empty, np.full or "
-            "their _like forms, spelled np.<name> (chainrule traces the float arrays they create), "
-            "or build the result with np.stack, np.concatenate or np.where.",
-            _raising_user_line(error),
-        ) from error
+    except (TypeError, ValueError) as error:
+        raise _library_error(error) from error
     finally:
         context.open = False
     out_leaves, out_paths, out_treedef = flatten(result, "out")
@@ -416,10 +408,48 @@ def _without_aux_gradient(result: Any, name: str) -> tuple:
     return value, tree_map(lambda leaf: stop_gradient(leaf) if isinstance(leaf, Tracer) else leaf, aux)
 
 
-def _raising_user_line(error: BaseException):
-    """The user's source line where ``error`` was raised: the innermost frame outside chainrule and NumPy."""
+def _library_error(error: TypeError | ValueError) -> Exception:
+    """What to raise for an error NumPy (or chainrule) raised under the user's function: the same
+    error when the user's own code raised it; else a TraceError at the user's line, so a bad
+    argument (None, a dict where an array was meant) reads as one line about that line."""
+    if _raised_by_a_raise_statement_of_the_user(error):
+        return error  # theirs to handle, as in JAX
+    if "setting an array element with a sequence" in str(error):
+        # NumPy gives a traced scalar written into a NumPy array no chance to explain
+        return TraceError(
+            "a traced value was written into a NumPy array (out[i] = f(x)), which cannot hold it. "
+            "Create the array in the traced function with np.zeros, np.ones, np.empty, np.full or "
+            "their _like forms, spelled np.<name> (chainrule traces the float arrays they create), "
+            "or build the result with np.stack, np.concatenate or np.where.",
+            _raising_user_line(error),
+        )
+    return TraceError(
+        f"NumPy refused the values it was given here ({type(error).__name__}: {error}); an argument "
+        "may not be what the function expects (None, a dict or a list where an array was meant?)",
+        _raising_user_line(error),
+    )
+
+
+def _raised_by_a_raise_statement_of_the_user(error: BaseException) -> bool:
+    """Whether the innermost frame is the user's and stopped at a ``raise`` (not at a call into
+    NumPy's C code, which leaves no frame of its own)."""
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    if traceback is None or user_frame_from(traceback.tb_frame) is not traceback.tb_frame:
+        return False
+    instructions = {i.offset: i.opname for i in dis.get_instructions(traceback.tb_frame.f_code)}
+    return instructions.get(traceback.tb_lasti, "").startswith(("RAISE", "RERAISE"))
+
+
+def _innermost_frame(error: BaseException):
     traceback, frame = error.__traceback__, None
     while traceback is not None:
         frame = traceback.tb_frame
         traceback = traceback.tb_next
-    return location_of(user_frame_from(frame))
+    return frame
+
+
+def _raising_user_line(error: BaseException):
+    """The user's source line where ``error`` was raised: the innermost frame outside chainrule and NumPy."""
+    return location_of(user_frame_from(_innermost_frame(error)))
