@@ -63,6 +63,16 @@ class TraceError(ChainruleError):
     """The function does something that cannot be traced, such as ``if`` on a traced value."""
 
 
+class TraceValueError(TraceError, ValueError):
+    """NumPy (or chainrule, keeping NumPy's behaviour) refused the values a traced function gave
+    it with a ValueError: a TraceError naming the user's line that is still the ValueError NumPy
+    raises, for code that catches it."""
+
+
+class TraceTypeError(TraceError, TypeError):
+    """As ``TraceValueError``, for NumPy's TypeError (None, a dict or a list where an array was meant)."""
+
+
 class UnsupportedError(ChainruleError):
     """A NumPy function or feature chainrule does not implement."""
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from chainrule.errors import ArgumentError, OutputError, TraceError
+from chainrule.errors import ArgumentError, OutputError, TraceError, TraceTypeError, TraceValueError
 from chainrule.frontends.creation import traced_creation
 from chainrule.frontends.pytree import NodeType, TreeDef, flatten, node_kind, tree_map, unflatten
 from chainrule.frontends.source import location_of, user_frame_from
@@ -423,7 +423,8 @@ def _library_error(error: TypeError | ValueError) -> Exception:
             "or build the result with np.stack, np.concatenate or np.where.",
             _raising_user_line(error),
         )
-    return TraceError(
+    kind = TraceValueError if isinstance(error, ValueError) else TraceTypeError
+    return kind(
         f"NumPy refused the values it was given here ({type(error).__name__}: {error}); an argument "
         "may not be what the function expects (None, a dict or a list where an array was meant?)",
         _raising_user_line(error),
