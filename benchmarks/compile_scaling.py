@@ -98,6 +98,17 @@ def _median(samples: list[float | None]) -> float | None:
     return None if any(s is None for s in samples) else median(s for s in samples if s is not None)
 
 
+def _alternating_samples(checkouts: dict[str, Path], case: str, size: int, backend: str, runs: int) -> dict:
+    """The median seconds per checkout, the checkouts taking turns; one sample of a case over 60 s."""
+    samples: dict[str, list[float | None]] = {name: [] for name in checkouts}
+    for repeat in range(runs):
+        if repeat > 0 and any(s[0] is None or s[0] > 60 for s in samples.values()):
+            break
+        for name, checkout in checkouts.items():
+            samples[name].append(sample(checkout, case, size, backend))
+    return {name: _median(taken) for name, taken in samples.items()}
+
+
 def run_scaling(runs: int, against: str | None) -> None:
     checkouts = {"this": ROOT} | ({"baseline": Path(against).resolve()} if against else {})
     print(f"checkouts: {', '.join(f'{name} = {path}' for name, path in checkouts.items())}")
@@ -112,12 +123,7 @@ def run_scaling(runs: int, against: str | None) -> None:
         for backend in BACKENDS:
             smallest: dict[str, float | None] = {}
             for size in sizes:
-                results: dict[str, float | None] = {}
-                for name, checkout in checkouts.items():
-                    samples = [sample(checkout, case, size, backend)]
-                    if samples[0] is not None and samples[0] < 60:
-                        samples += [sample(checkout, case, size, backend) for _ in range(runs - 1)]
-                    results[name] = _median(samples)
+                results = _alternating_samples(checkouts, case, size, backend, runs)
                 cells = f"{case:<8} {size:>6,} {backend:<7}"
                 for name, seconds in results.items():
                     per_unit = None if seconds is None else seconds / size
