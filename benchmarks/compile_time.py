@@ -2,6 +2,7 @@
 
     python3 benchmarks/compile_time.py           # about two minutes; prints one table
     python3 benchmarks/compile_time.py --quick   # without the 100,000-node chain: about 15 s
+    python3 benchmarks/compile_time.py --scaling [--against ../base]   # RK4 and nested, by backend
 
 The issue's targets: the gradient of seed 002's [2, 16, 8, 1] network compiles in
 under 50 ms, and a chain of 10,000 traced nodes in under 2 s, with the time per
@@ -18,6 +19,11 @@ included), "cpu" the process time of that call (which other processes on a busy
 machine do not inflate), and "per node" divides the first call by the traced
 nodes. "linear?" is the time per node relative to the 1,000-node chain: 1.0 is
 linear growth.
+
+``--scaling`` (compile_scaling.py) times the first call of fresh gradients, each in a fresh
+process, on both backends: examples/pendulum_rk4.py's RK4 step unrolled by a Python loop over
+10, 100 and 1,000 steps, and seed 001's cos(tan(sin(...))) nested 1,000 and 10,000 deep;
+``--against DIR`` runs the same cases on the chainrule checkout in DIR, in the same run.
 """
 
 from __future__ import annotations
@@ -201,6 +207,8 @@ def print_verdict(rows: list[dict]) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="skip the 100,000-node chain")
+    parser.add_argument("--scaling", action="store_true", help="RK4 and nested compiles per backend instead")
+    parser.add_argument("--against", default=None, help="with --scaling: a baseline checkout to time too")
     parser.add_argument(
         "--runs",
         type=int,
@@ -208,6 +216,11 @@ def main(argv=None) -> None:
         help="fresh compilations per row (default: 7 for the seed network, 9, 3 and 3 for the chains)",
     )
     options = parser.parse_args(argv)
+    if options.scaling:
+        from compile_scaling import run_scaling
+
+        run_scaling(options.runs or 3, options.against)
+        return
     X, Y = spiral_data()
     seed_args = (seed_parameters(), X, Y)
     chain_input = (np.linspace(-1.0, 1.0, 4),)

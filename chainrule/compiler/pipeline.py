@@ -29,6 +29,7 @@ to verify the graph after every pass.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -153,18 +154,21 @@ def run(
     optimize: bool = True,
     transforms: Sequence[Pass] = (),
     checkpoint_policy="all",
+    around_pass: Callable[[str], contextlib.AbstractContextManager] | None = None,
 ) -> Compilation:
     """Differentiate (when ``wrt`` gives input positions) and optimize ``traced``; ``transforms``
     are differentiating passes of the caller's (forward mode, VJPs) to run before the optimizing
     ones. The backward pass keeps or recomputes forward values as ``checkpoint_policy`` says
-    (checkpoint.py)."""
+    (checkpoint.py). ``around_pass(name)``, when given, is a context each pass runs in (the
+    linear-time test counts each pass's work in it)."""
     verify = os.environ.get("CHAINRULE_VERIFY") == "1"
     result = Compilation()
     result.graphs["traced"] = current = traced
     for stage, name, run_pass in _passes(wrt, optimize, transforms, checkpoint_policy):
         start = time.perf_counter()
         before = len(current)
-        current = run_pass(current)
+        with around_pass(name) if around_pass is not None else contextlib.nullcontext():
+            current = run_pass(current)
         result.passes.append(PassRecord(name, stage, time.perf_counter() - start, before, len(current), current))
         if verify:
             current.verify()
