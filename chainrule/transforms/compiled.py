@@ -310,6 +310,11 @@ class Compiled:
             convert = converters[0] if converters else None
             if count == 1 and convert is not None:
                 if self.transform == "grad":
+                    # all-double kernels have a native entry per output: Python floats in, one out
+                    natives = getattr(entry.kernel, "scalar_outputs", None)
+                    if natives is not None:
+                        direct = natives[position]
+                        return direct if convert is float else lambda *args: convert(direct(*args))
                     return lambda *args: convert(kernel_fn(*args)[position])
                 return lambda *args: (lambda outputs: (outputs[0], convert(outputs[position])))(kernel_fn(*args))
         return lambda *args: results(entry, kernel_fn(*args))
