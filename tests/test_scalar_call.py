@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from chainrule.backends.llvm import kernel as llvm_kernel
 from chainrule.cli.nested_function import SEED_DEPTH, SEED_DERIVATIVE, X0, nested_numpy
+from chainrule.errors import NonFiniteError
 
 
 def kernel_of(compiled, *args):
@@ -114,3 +116,21 @@ def test_eight_threads_calling_one_scalar_gradient_get_their_own_results():
         thread.join()
     for k, x in enumerate(inputs):
         assert set(results[k]) == {expected[k]}, f"thread {k} (x={x}) saw another call's result"
+
+
+def test_check_nans_keeps_its_checks_on_a_scalar_call():
+    grad = cr.grad(lambda x: np.sqrt(x) * np.log(x), backend="llvm", check_nans=True)
+    assert grad(2.0) == pytest.approx((np.log(2.0) / 2 + 1) / np.sqrt(2.0), rel=1e-14)
+    with pytest.raises(NonFiniteError):
+        grad(-1.0)
+
+
+def test_a_large_arena_has_no_scalar_entry():
+    def f(x):  # intermediates of 4,000 float64s: 32 KB, more than a small thread stack should hold
+        return np.sum(np.cumsum(np.sin(x * np.linspace(0.0, 1.0, 4_000))) ** 2)
+
+    grad = cr.grad(f, backend="llvm")
+    kernel = kernel_of(grad, 0.7)
+    assert kernel.lowered.arena_bytes > llvm_kernel.SCALAR_ENTRY_MAX_ARENA
+    assert kernel.scalar_outputs is None
+    assert grad(0.7) == pytest.approx(central_difference(f, 0.7), rel=1e-7)

@@ -45,7 +45,10 @@ from chainrule.ir import OPS, Graph
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
 LONG_LOOP_STEPS = 128
 _CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int64)
-SCALAR_ENTRY_MAX_BYTES = 1 << 16  # arena and constants of a scalar entry live on a thread's stack
+# A scalar entry's arena lives on the calling thread's stack (threading.stack_size may be as small
+# as 32 KiB); its constants are a global of the module, written into the IR text.
+SCALAR_ENTRY_MAX_ARENA = 1 << 14
+SCALAR_ENTRY_MAX_CONSTANTS = 1 << 16
 
 # How many threads a kernel uses: as many as pay for themselves, up to a maximum (see threads_for).
 # The maximum: set_num_threads(n), else CHAINRULE_NUM_THREADS, else OMP_NUM_THREADS (its first
@@ -201,8 +204,8 @@ def scalar_entries_ir(lowered: Lowered) -> str:
         and not lowered.fallbacks
         and not lowered.failures
         and lowered.status_offset < 0
-        and lowered.arena_bytes <= SCALAR_ENTRY_MAX_BYTES
-        and lowered.constants.nbytes <= SCALAR_ENTRY_MAX_BYTES
+        and lowered.arena_bytes <= SCALAR_ENTRY_MAX_ARENA
+        and lowered.constants.nbytes <= SCALAR_ENTRY_MAX_CONSTANTS
         and all(spec.staged is not None and spec.dtype == "float64" for spec in lowered.inputs)
         and all(out.arena_view is not None and out.shape == () and out.dtype == "float64" for out in lowered.outputs)
     )
