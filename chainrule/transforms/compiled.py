@@ -172,9 +172,8 @@ class Compiled:
         # options, as jax.jit shares its cache: cr.grad(f) made again in a loop compiles nothing.
         self._cache, self._by_key = _shared_caches(fn, self._cache_options)
         self._positions: dict[int, tuple[int, ...]] = {}  # argument count -> differentiated positions
-        # (argument classes, call) for the last signature whose arguments are all traced scalars
-        # (np.float64(4.2), a differentiated float): their classes alone fix the specialization,
-        # so such a call skips call_key (microseconds, as much as a small llvm kernel runs)
+        # (argument classes, call) for the last signature of traced scalars only (np.float64(4.2), a
+        # differentiated float): their classes fix the specialization, so such a call skips call_key
         self._scalar_call: tuple[tuple[type, ...], Callable[..., Any]] | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -304,18 +303,14 @@ class Compiled:
         if not getattr(entry.kernel, "accepts_scalars", False):  # the llvm kernel reads scalars as they are
             return lambda *args: results(entry, kernel_fn(*[np.asarray(a) for a in args]))
         if self._differentiates and isinstance(self.argnums, int):
-            # one scalar differentiated: its gradient is one output, converted to its type
-            ((count, _, converters),) = entry.gradient_trees
+            ((count, _, converters),) = entry.gradient_trees  # one scalar's gradient: one output, converted
             position = entry.out_treedef.num_leaves
             convert = converters[0] if converters else None
             if count == 1 and convert is not None:
                 if self.transform == "grad":
-                    # all-double kernels have a native entry per output: Python floats in, one out
-                    natives = getattr(entry.kernel, "scalar_outputs", None)
-                    if natives is not None:
-                        direct = natives[position]
-                        return direct if convert is float else lambda *args: convert(direct(*args))
-                    return lambda *args: convert(kernel_fn(*args)[position])
+                    native = getattr(entry.kernel, "scalar_outputs", None)  # llvm: floats in and out, natively
+                    call = native[position] if native is not None else lambda *args: kernel_fn(*args)[position]
+                    return call if convert is float and native is not None else lambda *args: convert(call(*args))
                 return lambda *args: (lambda outputs: (outputs[0], convert(outputs[position])))(kernel_fn(*args))
         return lambda *args: results(entry, kernel_fn(*args))
 

@@ -310,11 +310,9 @@ class _Runner:
         namespace["raise_lapack"] = lambda code: lapack.raise_failure(lowered.failures, code)
         return ["if status[0]:", "    raise_lapack(int(status[0]))"]
 
-    def make_call(self) -> Callable:
-        """A Python function, generated for this signature, doing one call's work."""
-        lowered = self.lowered
-        names = [f"in{i}" for i in range(len(lowered.inputs))]
-        namespace: dict[str, Any] = {
+    def _namespace(self) -> dict[str, Any]:
+        """What every generated call reads besides its own views."""
+        return {
             "np": np,
             "lock": self.lock,
             "entry": self.entry,
@@ -326,6 +324,12 @@ class _Runner:
             "ascontiguousarray": np.ascontiguousarray,
             "empty": np.empty,
         }
+
+    def make_call(self) -> Callable:
+        """A Python function, generated for this signature, doing one call's work."""
+        lowered = self.lowered
+        names = [f"in{i}" for i in range(len(lowered.inputs))]
+        namespace = self._namespace()
         lines = [f"def call({', '.join(names)}):", "    with lock:"]
         body = []
         keep = bool(lowered.fallbacks)
