@@ -293,13 +293,14 @@ class Compiled:
         if not getattr(entry.kernel, "accepts_scalars", False):  # the llvm kernel reads scalars as they are
             return lambda *args: results(entry, kernel_fn(*[np.asarray(a) for a in args]))
         if self._differentiates and isinstance(self.argnums, int) and not self.has_aux:
-            # one scalar differentiated: its gradient is one output, converted to its type
-            ((count, _, converters),) = entry.gradient_trees
+            ((count, _, converters),) = entry.gradient_trees  # one scalar's gradient: one output, converted
             position = entry.out_treedef.num_leaves
             convert = converters[0] if converters else None
             if count == 1 and convert is not None:
                 if self.transform == "grad":
-                    return lambda *args: convert(kernel_fn(*args)[position])
+                    native = getattr(entry.kernel, "scalar_outputs", None)  # llvm: floats in and out, natively
+                    call = native[position] if native is not None else lambda *args: kernel_fn(*args)[position]
+                    return call if convert is float and native is not None else lambda *args: convert(call(*args))
                 return lambda *args: (lambda outputs: (outputs[0], convert(outputs[position])))(kernel_fn(*args))
         return lambda *args: results(entry, kernel_fn(*args))
 

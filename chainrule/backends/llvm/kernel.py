@@ -12,6 +12,15 @@ and a wrapper generated for the kernel's signature only writes what does:
 then makes the one native call and reads small outputs back (a 0-d output as a
 NumPy scalar, as NumPy's own operations return them). The arena belongs to the
 kernel, so calls of one kernel from several threads take turns (a lock).
+
+A kernel whose inputs and outputs are all float64 scalars also gets native scalar
+entries (``scalar_entries_ir``): ``double f(double, ...)`` per output, with the arena
+and table on the native stack, called through ctypes with Python floats. No array,
+no lock, no wrapper: ``cr.grad(f)(4.2)`` is that one ctypes call.
+
+Threads: a call passes the kernel's thread count, ``threads_for`` its estimated
+work (``estimated_work_ns``) up to ``get_num_threads()``: one thread unless the
+time an extra thread saves is well above what starting it costs.
 """
 
 from __future__ import annotations
@@ -19,15 +28,15 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import numpy as np
 
 from chainrule.backends.llvm import control, engine, lapack
-from chainrule.backends.llvm.lower import ARENA, CALLBACK, CONSTANTS, lower
-from chainrule.backends.llvm.plan import Lowered
+from chainrule.backends.llvm.lower import ARENA, CALLBACK, CONSTANTS, FIXED_SLOTS, lower
+from chainrule.backends.llvm.plan import ALIGNMENT, Lowered
 from chainrule.backends.llvm.strategies import strategy_of
 from chainrule.backends.llvm.views import View
 from chainrule.errors import ChainruleError
@@ -36,19 +45,95 @@ from chainrule.ir import OPS, Graph
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
 LONG_LOOP_STEPS = 128
 _CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int64)
+# A scalar entry's arena lives on the calling thread's stack (threading.stack_size may be as small
+# as 32 KiB); its constants are a global of the module, written into the IR text.
+SCALAR_ENTRY_MAX_ARENA = 1 << 14
+SCALAR_ENTRY_MAX_CONSTANTS = 1 << 16
 
-_threads = [len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)]
+# How many threads a kernel uses: as many as pay for themselves, up to a maximum (see threads_for).
+# The maximum: set_num_threads(n), else CHAINRULE_NUM_THREADS, else OMP_NUM_THREADS (its first
+# entry; both read at import, as OpenMP does), else the CPUs this process may run on.
+THREAD_VARIABLES = ("CHAINRULE_NUM_THREADS", "OMP_NUM_THREADS")
+# Starting and joining one more thread for one loop (parallel.py), measured on a 2-core machine
+# shared with other work: ~60 us (benchmarks/scalar_call.py prints it as measured in its run).
+FORK_JOIN_NS = 60_000
+# What one element of one step costs in a loop on one thread: a vector libm call (libmvec, 8
+# lanes) or arithmetic with its loads and stores. An estimate: it decides only the thread count.
+MATH_CALL_NS = 1.5
+ARITHMETIC_NS = 0.3
+# An extra thread must save this many times what it costs, so errors in the estimate (or a busy
+# machine) do not make a kernel slower than on one thread.
+THREAD_PAYOFF = 2
+
+
+def threads_from_environment(environment: Mapping[str, str]) -> int:
+    """The maximum thread count ``environment`` asks for, or this process's CPU count.
+
+    >>> threads_from_environment({"CHAINRULE_NUM_THREADS": "3", "OMP_NUM_THREADS": "8"})
+    3
+    """
+    for variable in THREAD_VARIABLES:
+        text = environment.get(variable, "").split(",")[0].strip()  # OMP_NUM_THREADS may be "4,2"
+        if text.isdigit() and int(text) > 0:
+            return int(text)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+_threads = [threads_from_environment(os.environ)]
 
 
 def set_num_threads(count: int) -> None:
-    """How many threads large loops use (default: the CPUs this process may run on)."""
+    """The most threads a kernel's large loops use (each kernel uses fewer when its work is small).
+
+    Overrides ``CHAINRULE_NUM_THREADS`` and ``OMP_NUM_THREADS``, which override the CPU count.
+    """
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"set_num_threads needs a positive int, got {count!r}")
     _threads[0] = count
 
 
 def get_num_threads() -> int:
+    """The most threads a kernel uses (see ``set_num_threads``)."""
     return _threads[0]
+
+
+def threads_for(work_ns: float, parallel_loops: int, most: int) -> int:
+    """The thread count for a kernel: the largest ``t <= most`` whose saving pays its forks.
+
+    With ``t`` threads, a kernel of ``work_ns`` on one thread saves ``work_ns * (1 - 1/t)`` and
+    starts ``t - 1`` threads per parallel loop; small work gets 1 thread (no thread started).
+
+    >>> threads_for(1e3, 1, 8), threads_for(1e8, 1, 8)
+    (1, 8)
+    """
+    if parallel_loops == 0:
+        return 1
+    best = 1
+    for count in range(2, most + 1):
+        if work_ns * (1 - 1 / count) >= THREAD_PAYOFF * parallel_loops * (count - 1) * FORK_JOIN_NS:
+            best = count
+    return best
+
+
+def estimated_work_ns(graph: Graph) -> float:
+    """What the kernel's loops cost on one thread: elements x steps, a math call dearer than arithmetic.
+
+    Counts elementwise, fused and reduction nodes of ``graph`` (other units, such as BLAS, LAPACK
+    or native loops, do not run on these threads, or fork per iteration: they count nothing).
+    """
+    total = 0.0
+    for node_id in range(len(graph)):
+        node = graph[node_id]
+        if node.op == "fused":  # every step runs over the region's shape (a final reduction's operand)
+            body = node.params["body"].steps
+            region = max(step[3].size for step in body)
+            steps = [(step[0], region) for step in body]
+        elif OPS[node.op].kind in ("elementwise", "reduction"):
+            steps = [(node.op, max(node.type.size, *(graph.type(a).size for a in node.args)))]
+        else:
+            continue
+        total += sum(size * (MATH_CALL_NS if OPS[op].libm else ARITHMETIC_NS) for op, size in steps)
+    return total
 
 
 @dataclass
@@ -65,6 +150,16 @@ class LlvmKernel:
     native: object = field(repr=False, default=None)
     lowered: Lowered | None = field(repr=False, default=None)
     accepts_scalars: bool = True  # 0-d inputs may be NumPy or Python scalars, not only arrays
+    # For a kernel whose inputs and outputs are all float64 scalars: per output k, a native function
+    # taking the inputs as Python numbers and returning output k as a Python float (see
+    # ``scalar_entries_ir``). None when the signature does not allow it.
+    scalar_outputs: tuple[Callable[..., float], ...] | None = None
+    work_ns: float = 0.0  # estimated time of its loops on one thread (estimated_work_ns)
+
+    def thread_count(self) -> int:
+        """The threads a call uses now: ``threads_for`` its work, up to ``get_num_threads()``."""
+        parallel_loops = self.lowered.parallel_loops if self.lowered is not None else 0
+        return threads_for(self.work_ns, parallel_loops, get_num_threads())
 
 
 def compile_graph(graph: Graph, function_name: str | None = None) -> LlvmKernel:
@@ -81,16 +176,82 @@ def compile_graph(graph: Graph, function_name: str | None = None) -> LlvmKernel:
     # then dominates compile time: the depth-30 nested gradient (250 steps) compiles in half the
     # time at O1 and runs 7% slower.
     optimization = "O1" if lowered.longest_loop >= LONG_LOOP_STEPS else None
-    native = engine.compile_ir(lowered.ir, name=name, optimization=optimization)
-    runner = _Runner(lowered, native, native.address(lowered.entry))
-    return LlvmKernel(runner.make_call(), lowered.ir, f"<chainrule llvm {name}>", native, lowered)
+    scalar_ir = scalar_entries_ir(lowered)
+    native = engine.compile_ir(lowered.ir + scalar_ir, name=name, optimization=optimization)
+    runner = _Runner(lowered, native, native.address(lowered.entry), estimated_work_ns(graph))
+    kernel = LlvmKernel(runner.make_call(), lowered.ir, f"<chainrule llvm {name}>", native, lowered)
+    kernel.work_ns = runner.work_ns
+    if scalar_ir:
+        signature = ctypes.CFUNCTYPE(ctypes.c_double, *[ctypes.c_double] * len(lowered.inputs))
+        kernel.scalar_outputs = tuple(
+            signature(native.address(f"{lowered.entry}_scalar{k}")) for k in range(len(lowered.outputs))
+        )
+    return kernel
+
+
+def scalar_entries_ir(lowered: Lowered) -> str:
+    """Per output k, ``double @<entry>_scalar<k>(double %in0, ...)``: the whole call with plain doubles.
+
+    The wrapper builds the table and the arena on its own stack (so concurrent calls share
+    nothing and need no lock), stores the inputs into their arena slots, calls the entry on one
+    thread and returns output k; the constants are a read-only global of the module. Python calls
+    it through ctypes: no NumPy array, no lock, one native call. Empty when the kernel has array
+    inputs or outputs, other dtypes, NumPy fallbacks, LAPACK calls, or an arena or constants too
+    large for a thread's stack.
+    """
+    eligible = (
+        lowered.table_size == FIXED_SLOTS
+        and not lowered.fallbacks
+        and not lowered.failures
+        and lowered.status_offset < 0
+        and lowered.arena_bytes <= SCALAR_ENTRY_MAX_ARENA
+        and lowered.constants.nbytes <= SCALAR_ENTRY_MAX_CONSTANTS
+        and all(spec.staged is not None and spec.dtype == "float64" for spec in lowered.inputs)
+        and all(out.arena_view is not None and out.shape == () and out.dtype == "float64" for out in lowered.outputs)
+    )
+    if not eligible:
+        return ""
+    entry = lowered.entry
+    constants = lowered.constants.view(np.uint8).tobytes() or b"\0"
+    escaped = "".join(f"\\{byte:02X}" for byte in constants)
+    lines = [
+        f'@{entry}_constants = private unnamed_addr constant [{len(constants)} x i8] c"{escaped}", align {ALIGNMENT}'
+    ]
+    parameters = ", ".join(f"double %in{i}" for i in range(len(lowered.inputs)))
+    for k, output in enumerate(lowered.outputs):
+        assert output.arena_view is not None
+        lines += [
+            f"define double @{entry}_scalar{k}({parameters}) {{",
+            f"  %arena = alloca [{max(lowered.arena_bytes, 8)} x i8], align {ALIGNMENT}",
+            f"  %table = alloca [{FIXED_SLOTS} x ptr], align 8",
+            "  store ptr %arena, ptr %table",
+            f"  %callback = getelementptr ptr, ptr %table, i64 {CALLBACK}",
+            "  store ptr null, ptr %callback",
+            f"  %constants = getelementptr ptr, ptr %table, i64 {CONSTANTS}",
+            f"  store ptr @{entry}_constants, ptr %constants",
+        ]
+        for i, spec in enumerate(lowered.inputs):
+            assert spec.staged is not None
+            lines.append(f"  %in{i}.p = getelementptr i8, ptr %arena, i64 {spec.staged.offset}")
+            lines.append(f"  store double %in{i}, ptr %in{i}.p")
+        lines += [
+            # not inlined: each output's wrapper calls the one entry (compile time, identical code)
+            "  call void @" + entry + "(ptr %table, i64 1) noinline",
+            f"  %out.p = getelementptr i8, ptr %arena, i64 {output.arena_view.offset}",
+            "  %out = load double, ptr %out.p",
+            "  ret double %out",
+            "}",
+        ]
+    return "\n" + "\n".join(lines) + "\n"
 
 
 class _Runner:
     """What one kernel keeps between calls: arena, constants, table, callback, generated wrapper."""
 
-    def __init__(self, lowered: Lowered, native: engine.NativeModule, address: int):
+    def __init__(self, lowered: Lowered, native: engine.NativeModule, address: int, work_ns: float):
         self.lowered = lowered
+        self.work_ns = work_ns
+        self.thread_counts: dict[int, int] = {}  # get_num_threads() -> the count this kernel uses
         self.native = native  # the machine code lives as long as anything that can call it
         self.entry = _ENTRY(address)
         # 64-byte aligned blocks: views into them must stay valid, so they are never reallocated
@@ -106,6 +267,10 @@ class _Runner:
             self.callback = _CALLBACK(self._run_fallback)
             self.table[CALLBACK] = ctypes.cast(self.callback, ctypes.c_void_p).value
         self.lock = threading.Lock()
+
+    def thread_count(self, most: int) -> int:
+        count = self.thread_counts[most] = threads_for(self.work_ns, self.lowered.parallel_loops, most)
+        return count
 
     def view(self, view: View, base: np.ndarray | None = None) -> np.ndarray:
         if base is None:
@@ -145,21 +310,26 @@ class _Runner:
         namespace["raise_lapack"] = lambda code: lapack.raise_failure(lowered.failures, code)
         return ["if status[0]:", "    raise_lapack(int(status[0]))"]
 
-    def make_call(self) -> Callable:
-        """A Python function, generated for this signature, doing one call's work."""
-        lowered = self.lowered
-        names = [f"in{i}" for i in range(len(lowered.inputs))]
-        namespace: dict[str, Any] = {
+    def _namespace(self) -> dict[str, Any]:
+        """What every generated call reads besides its own views."""
+        return {
             "np": np,
             "lock": self.lock,
             "entry": self.entry,
             "table": self.table,
             "table_address": ctypes.addressof(self.table),
-            "threads": _threads,
+            "most_threads": _threads,
+            "thread_counts": self.thread_counts,
             "runner": self,
             "ascontiguousarray": np.ascontiguousarray,
             "empty": np.empty,
         }
+
+    def make_call(self) -> Callable:
+        """A Python function, generated for this signature, doing one call's work."""
+        lowered = self.lowered
+        names = [f"in{i}" for i in range(len(lowered.inputs))]
+        namespace = self._namespace()
         lines = [f"def call({', '.join(names)}):", "    with lock:"]
         body = []
         keep = bool(lowered.fallbacks)
@@ -192,7 +362,8 @@ class _Runner:
             else:
                 namespace[f"out{index}_view"] = self.view(output.arena_view)
                 returned.append(f"out{index}_view.copy()")
-        body += ["entry(table_address, threads[0])", *self._lapack_status(namespace)]
+        threads = "thread_counts.get(most_threads[0]) or runner.thread_count(most_threads[0])"
+        body += [f"entry(table_address, {threads if lowered.parallel_loops else 1})", *self._lapack_status(namespace)]
         if keep:
             body += [
                 "runner.slot_arrays.clear()",
