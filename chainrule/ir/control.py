@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,8 +48,10 @@ from chainrule.ir.types import TensorType
 
 STEP_INDEX = TensorType((), "int64")
 _KEYS = itertools.count()
-# Every Body by key: generated code names a body by its key (``run_loop(3, ...)``).
-BODIES: dict[int, Body] = {}
+# Every live Body by key: generated code names a body by its key (``run_loop(3, ...)``). Weak: the
+# nodes whose attrs hold a Body keep it (and the compiled function keeps its graphs), so a dropped
+# function's bodies go with it, and the optimized copies each compilation makes do not pile up.
+BODIES: weakref.WeakValueDictionary[int, Body] = weakref.WeakValueDictionary()
 # Derivative rules registered by chainrule.compiler.control_ad: "loop_vjp", "loop_jvp", ...
 RULES: dict[str, Callable[..., Any]] = {}
 # Compiles a body graph to a function of arrays returning a tuple (set by the NumPy backend).
