@@ -16,7 +16,7 @@ from chainrule.ir import Graph
 from chainrule.ir.control import BODIES, Body, loop_node
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from pendulum_rk4 import rk4_step  # noqa: E402
+from pendulum_rk4 import rk4_step
 
 POINT = (1.0, 0.3, 0.5)
 
@@ -48,7 +48,7 @@ def redundant_rk4_angle(theta0, omega0, damping):
 
     def step(i, state):
         theta, omega = rk4_step(state, damping)
-        return -(-theta), 2.0 * (0.5 * omega) + -(0.0 * theta)
+        return -np.negative(theta), 2.0 * (0.5 * omega) + -(0.0 * theta)
 
     theta, _ = cr.fori_loop(0, 50, step, (theta0, omega0))
     return theta
