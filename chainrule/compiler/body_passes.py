@@ -45,7 +45,8 @@ def optimized(body: Body) -> Body:
     """``body`` with an optimized graph (made once per Body; ``body`` itself when nothing changed)."""
     if body in _OPTIMIZED:
         return body
-    return body.derived("optimized", lambda: _make_optimized(body))  # type: ignore[no-any-return]
+    result: Body = body.derived("optimized", lambda: _make_optimized(body))
+    return result
 
 
 def _make_optimized(body: Body) -> Body:
