@@ -48,9 +48,7 @@ from chainrule.ir.types import TensorType
 
 STEP_INDEX = TensorType((), "int64")
 _KEYS = itertools.count()
-# Every live Body by key: generated code names a body by its key (``run_loop(3, ...)``). Weak: the
-# nodes whose attrs hold a Body keep it (and the compiled function keeps its graphs), so a dropped
-# function's bodies go with it, and the optimized copies each compilation makes do not pile up.
+# Every live Body by key, as generated code names it (``run_loop(3, ...)``); weak: its nodes keep it.
 BODIES: weakref.WeakValueDictionary[int, Body] = weakref.WeakValueDictionary()
 # Derivative rules registered by chainrule.compiler.control_ad: "loop_vjp", "loop_jvp", ...
 RULES: dict[str, Callable[..., Any]] = {}
@@ -215,8 +213,7 @@ def run_loop(
     ``step_of`` gives the function a body runs as (the LLVM backend's native code, say)."""
     body = BODIES[key]
     step = step_of(body)
-    # 0-d operands as NumPy scalars: arithmetic on a 0-d array costs several times a scalar's (the
-    # RK4 pendulum's step, 0-d throughout, runs 1.6x faster), and a step already gets xs[t] so
+    # 0-d operands as NumPy scalars (as xs[t] is): a 0-d array's arithmetic costs several times theirs
     operands = tuple(o[()] if isinstance(o, np.ndarray) and o.ndim == 0 else o for o in operands)
     carry = list(operands[:n_carry])
     xs, consts = operands[n_carry : n_carry + n_xs], tuple(operands[n_carry + n_xs :])
