@@ -88,7 +88,8 @@ def measure_chainrule(fn: Callable, steps: int, backend: str, repeats: int) -> t
         cache = tempfile.mkdtemp(prefix="chainrule-bench-")
         os.environ["CHAINRULE_CACHE_DIR"] = cache
         try:
-            gradient = cr.value_and_grad(_fresh(fn), argnums=(0, 1, 2), backend=backend)
+            # the trip count compiled in (static): a traced one would make fori_loop a while loop
+            gradient = cr.value_and_grad(_fresh(fn), argnums=(0, 1, 2), backend=backend, static_argnums=3)
             first, call = _time(lambda gradient=gradient: gradient(*POINT, steps), 5)
         finally:
             shutil.rmtree(cache, ignore_errors=True)
@@ -173,7 +174,20 @@ def main(argv=None) -> list[tuple]:
         if jax_timing is not None:
             rows.append(("jax jit", "lax.scan", steps, *jax_timing, native[1]))
     print_table(rows, args.repeats)
+    print_unrolled_ratios(rows)
     return rows
+
+
+def print_unrolled_ratios(rows: list[tuple]) -> None:
+    """Per step, the fori_loop against the unrolled program on the same backend (issue 17's measure)."""
+    calls = {(name, integrator, steps): call_s for name, integrator, steps, _, call_s, _ in rows}
+    print(f"{'backend':<16} {'steps':>6} {'fori us/step':>13} {'unrolled us/step':>17} {'fori / unrolled':>16}")
+    for (name, integrator, steps), unrolled in calls.items():
+        loop = calls.get((name, "fori_loop", steps))
+        if integrator == "unrolled" and loop is not None:
+            print(
+                f"{name:<16} {steps:>6} {loop / steps * 1e6:>13.3f} {unrolled / steps * 1e6:>17.3f} {loop / unrolled:>15.2f}x"
+            )
 
 
 def print_table(rows: list[tuple], repeats: int) -> None:

@@ -14,7 +14,9 @@
 - ``simplified``: user-defined rules' nodes (``cr.custom_vjp``) become their primal ops (the
   rules were used by ``grad``/``jvp``, which are done), then identities, stability rewrites, constant folding and CSE
   to a fixed point (unless reverse mode's graph is the input: it already is
-  there), then small backward regions simplified by SymPy (symbolic.py).
+  there), then small backward regions simplified by SymPy (symbolic.py), then the bodies of
+  control nodes (loops, branches, their derivatives) simplified, fused and scheduled
+  (body_passes.py).
 - ``checkpointed``: which forward values the backward pass keeps and which it
   recomputes (checkpoint.py). Under the default policy ``"all"`` this stage is
   the simplified graph itself.
@@ -36,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from chainrule.compiler.autodiff import reverse
+from chainrule.compiler.body_passes import optimize_bodies
 from chainrule.compiler.checkpoint import checkpoint
 from chainrule.compiler.dce import dce
 from chainrule.compiler.fuse import fuse
@@ -118,6 +121,8 @@ def _passes(
         if wrt is None or transforms:
             passes.append(("simplified", "simplify", simplify))
         passes.append(("simplified", "symbolic", symbolic_regions))
+        # every derivative loop exists now: the bodies of control nodes get the passes too
+        passes.append(("simplified", "optimize bodies", optimize_bodies))
     else:
         passes.append(("simplified", "dce", dce))
     if wrt is None:

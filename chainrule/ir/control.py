@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,8 +48,8 @@ from chainrule.ir.types import TensorType
 
 STEP_INDEX = TensorType((), "int64")
 _KEYS = itertools.count()
-# Every Body by key: generated code names a body by its key (``run_loop(3, ...)``).
-BODIES: dict[int, Body] = {}
+# Every live Body by key, as generated code names it (``run_loop(3, ...)``); weak: its nodes keep it.
+BODIES: weakref.WeakValueDictionary[int, Body] = weakref.WeakValueDictionary()
 # Derivative rules registered by chainrule.compiler.control_ad: "loop_vjp", "loop_jvp", ...
 RULES: dict[str, Callable[..., Any]] = {}
 # Compiles a body graph to a function of arrays returning a tuple (set by the NumPy backend).
@@ -212,6 +213,8 @@ def run_loop(
     ``step_of`` gives the function a body runs as (the LLVM backend's native code, say)."""
     body = BODIES[key]
     step = step_of(body)
+    # 0-d operands as NumPy scalars (as xs[t] is): a 0-d array's arithmetic costs several times theirs
+    operands = tuple(o[()] if isinstance(o, np.ndarray) and o.ndim == 0 else o for o in operands)
     carry = list(operands[:n_carry])
     xs, consts = operands[n_carry : n_carry + n_xs], tuple(operands[n_carry + n_xs :])
     y_types = body.output_types[n_carry:]
