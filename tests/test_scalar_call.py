@@ -47,7 +47,7 @@ def test_the_native_entry_gives_exactly_the_array_path(x):
     assert fast == pytest.approx(numpy_gradient, rel=1e-12)
 
 
-def test_constants_and_a_second_argument_held_fixed():
+def test_constants_and_a_second_traced_argument():  # y, a Python float, is a traced input too
     def f(x, y):
         return np.exp(0.5 * x) * np.sin(y) + np.log1p(x * x) / (1.5 + np.cos(y)) + np.float64(0.25) * x**3
 
@@ -56,7 +56,7 @@ def test_constants_and_a_second_argument_held_fixed():
         fast = grad(x, y)
         kernel = kernel_of(grad, x, y)
         assert kernel.scalar_outputs is not None
-        assert fast == kernel.fn(np.asarray(x))[-1]
+        assert fast == kernel.fn(np.asarray(x), np.asarray(y))[-1]
         assert fast == pytest.approx(central_difference(lambda v, y=y: f(v, y), x), rel=1e-7)
 
 
