@@ -259,11 +259,12 @@ def test_a_worker_killed_during_a_distributed_gradient_does_not_change_the_resul
     assert relative_error(grads, expected_grads) < 1e-12
 
 
-def test_the_distributed_training_example_matches_one_process_training(client, capsys):
+def test_the_distributed_training_example_matches_one_process_training(client, capsys, monkeypatch):
     import importlib.util
     from pathlib import Path
 
     path = Path(__file__).resolve().parent.parent / "examples" / "distributed_training.py"
+    monkeypatch.syspath_prepend(str(path.parent))  # it reads spiral_classifier's data
     spec = importlib.util.spec_from_file_location("distributed_training", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)

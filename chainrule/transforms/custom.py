@@ -113,6 +113,10 @@ class _Arguments:
         result: tuple[Any, ...] = unflatten(self.tree, list(leaves))
         return result
 
+    def trace(self, fun: Callable[..., Any], outer: TraceContext, loc: Loc | None) -> Any:
+        """``fun`` traced on these arguments' leaves: (its body, output structure, trace context)."""
+        return trace_body(_name(fun), lambda *leaves: fun(*self.full(leaves)), self.types, outer, loc, self.names)
+
     def outer(self) -> TraceContext:
         contexts = [leaf._context for leaf in self.leaves if isinstance(leaf, Tracer)]
         return max(contexts, key=lambda c: c.serial)
@@ -218,14 +222,7 @@ class custom_vjp:
 
     def _traced(self, arguments: _Arguments, fwd: Callable[..., Any], bwd: Callable[..., Any]) -> Any:
         loc, outer, n_args = current_location(), arguments.outer(), len(arguments.types)
-        primal, out_tree, primal_context = trace_body(
-            _name(self.fun),
-            lambda *leaves: self.fun(*arguments.full(leaves)),
-            arguments.types,
-            outer,
-            loc,
-            arguments.names,
-        )
+        primal, out_tree, primal_context = arguments.trace(self.fun, outer, loc)
         out_types = primal.output_types
         residual_tree: list[TreeDef] = []
 
@@ -323,14 +320,7 @@ class custom_jvp:
 
     def _traced(self, arguments: _Arguments, jvp: Callable[..., Any]) -> Any:
         loc, outer, n_args = current_location(), arguments.outer(), len(arguments.types)
-        primal, out_tree, primal_context = trace_body(
-            _name(self.fun),
-            lambda *leaves: self.fun(*arguments.full(leaves)),
-            arguments.types,
-            outer,
-            loc,
-            arguments.names,
-        )
+        primal, out_tree, primal_context = arguments.trace(self.fun, outer, loc)
         out_types = primal.output_types
 
         def rule(*leaves: Any) -> list[Any]:
