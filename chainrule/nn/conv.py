@@ -21,7 +21,7 @@ import numpy as np
 
 from chainrule.errors import ArgumentError, ShapeError
 from chainrule.frontends.tracer import Tracer, operation
-from chainrule.ir import conv_kernels
+from chainrule.ir import OPS, TensorType, conv_kernels
 from chainrule.nn.layers import Layer, RngLike, check_keys, initializer_named, user_line
 
 
@@ -62,16 +62,45 @@ class _Windows:
         return f"kernel_size={self.kernel}, stride={self.stride}, padding={self.padding}, dilation={self.dilation}"
 
 
-def conv2d(x, kernel, windows: _Windows, groups: int = 1):
-    """The ``conv2d`` primitive (one node: im2col and one GEMM, see ``chainrule.ir.conv``) on
-    traced values, or its NumPy computation on arrays; operands of two dtypes meet in their common one."""
-    x = x if isinstance(x, Tracer) else np.asarray(x)
+def conv2d(x, kernel, *, stride=1, padding=0, dilation=1, groups: int = 1):
+    """The 2-D cross-correlation of NCHW images ``x`` with OIHW kernels (O, C/groups, KH, KW), as
+    ``torch.nn.functional.conv2d`` without the bias: one ``conv2d`` node on traced values (im2col
+    and one GEMM, see ``chainrule.ir.conv``), its NumPy computation on arrays. Operands of two
+    dtypes meet in their common one.
+
+    >>> conv2d(np.ones((1, 1, 4, 4)), np.ones((2, 1, 3, 3)), padding=1)[0, 0, 0]
+    array([4., 6., 6., 4.])
+    """
+    windows = _Windows(np.shape(kernel)[2:] if np.ndim(kernel) == 4 else 1, stride, padding, dilation)
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ArgumentError(f"groups must be a positive int, got {groups!r}")
+    x, kernel = (v if isinstance(v, Tracer) else np.asarray(v) for v in (x, kernel))
     dtype = np.result_type(x.dtype, kernel.dtype)
     x, kernel = (v if v.dtype == dtype else v.astype(dtype) for v in (x, kernel))
-    geometry = {"stride": windows.stride, "padding": windows.padding, "dilation": windows.dilation, "groups": groups}
+    geometry = {
+        "stride": windows.stride,
+        "padding": windows.padding,
+        "dilation": windows.dilation,
+        "groups": int(groups),
+    }
     if isinstance(x, Tracer) or isinstance(kernel, Tracer):
         return operation("conv2d", x, kernel, **geometry)
-    return conv_kernels.conv2d(np.asarray(x), np.asarray(kernel), **geometry)
+    try:  # the primitive's shape checks, eagerly too
+        OPS["conv2d"].infer([TensorType(v.shape, v.dtype.name) for v in (x, kernel)], geometry)
+    except ShapeError as error:
+        raise error.at(user_line()) from None
+    return conv_kernels.conv2d(x, kernel, **geometry)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
+    """The maximum over each window of NCHW images (padding counts as -inf), as
+    ``torch.nn.functional.max_pool2d``: one ``max_pool2d`` node on traced values (see
+    ``chainrule.ir.pool``), its NumPy computation on arrays."""
+    windows = _Windows(kernel_size, kernel_size if stride is None else stride, padding, dilation)
+    geometry = {name: getattr(windows, name) for name in ("kernel", "stride", "padding", "dilation")}
+    if isinstance(x, Tracer):
+        return operation("max_pool2d", x, **geometry)
+    return conv_kernels.max_pool2d(np.asarray(x), **geometry)
 
 
 class Conv2D(Layer):
@@ -126,7 +155,9 @@ class Conv2D(Layer):
                 f"{self!r} takes {self.in_channels} input channels, got inputs of shape {shape}", user_line()
             )
         check_keys(self, params, ("W", "b") if self.use_bias else ("W",))
-        y = conv2d(x, params["W"], self.windows)
+        y = conv2d(
+            x, params["W"], stride=self.windows.stride, padding=self.windows.padding, dilation=self.windows.dilation
+        )
         if self.use_bias:
             y = y + np.reshape(params["b"], (1, self.out_channels, 1, 1))
         return y, state
@@ -151,10 +182,8 @@ class MaxPool2D(Layer):
 
     def forward(self, params, x, state, training, randomness) -> tuple:
         self.windows.spatial_out(self, tuple(np.shape(x)))
-        geometry = {name: getattr(self.windows, name) for name in ("kernel", "stride", "padding", "dilation")}
-        if isinstance(x, Tracer):
-            return operation("max_pool2d", x, **geometry), state
-        return conv_kernels.max_pool2d(np.asarray(x), **geometry), state
+        windows = self.windows
+        return max_pool2d(x, windows.kernel, windows.stride, windows.padding, windows.dilation), state
 
     def __repr__(self) -> str:
         return f"MaxPool2D({self.windows.describe()})"
@@ -180,7 +209,7 @@ class AvgPool2D(Layer):
         kernel_h, kernel_w = self.windows.kernel
         dtype = x.dtype if isinstance(x, Tracer) else np.asarray(x).dtype
         kernel = np.full((shape[1], 1, kernel_h, kernel_w), 1 / (kernel_h * kernel_w), dtype=dtype)
-        return conv2d(x, kernel, self.windows, groups=shape[1]), state
+        return conv2d(x, kernel, stride=self.windows.stride, padding=self.windows.padding, groups=shape[1]), state
 
     def __repr__(self) -> str:
         return f"AvgPool2D({self.windows.describe()})"
