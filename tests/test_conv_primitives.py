@@ -49,7 +49,7 @@ def _operands(groups, seed=0):
 @pytest.mark.parametrize(("stride", "padding", "dilation", "groups"), CONV_GEOMETRIES)
 def test_conv2d_forward_matches_loops_and_pytorch(stride, padding, dilation, groups):
     x, w = _operands(groups)
-    geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
     expected = conv_by_loops(x, w, stride, padding, dilation, groups)
     np.testing.assert_allclose(conv2d(x, w, **geometry), expected, rtol=1e-12, atol=1e-12)
     for backend in ("numpy", "llvm"):
@@ -63,7 +63,7 @@ def test_conv2d_forward_matches_loops_and_pytorch(stride, padding, dilation, gro
 @pytest.mark.parametrize(("stride", "padding", "dilation", "groups"), CONV_GEOMETRIES)
 def test_conv2d_gradients_match_finite_differences_on_both_backends(stride, padding, dilation, groups):
     x, w = _operands(groups, seed=1)
-    geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
 
     def loss(x, w):
         return weighted_sum(np.tanh(conv2d(x, w, **geometry)))
@@ -78,7 +78,7 @@ def test_conv2d_gradients_match_finite_differences_on_both_backends(stride, padd
 @pytest.mark.parametrize(("stride", "padding", "dilation", "groups"), CONV_GEOMETRIES[1:])
 def test_conv2d_hessian_vector_products_match_finite_differences_of_the_gradient(stride, padding, dilation, groups):
     x, w = _operands(groups, seed=2)
-    geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
 
     def loss(x, w):  # not quadratic: the Hessian depends on where it is taken, through every conv op
         return weighted_sum(np.sin(conv2d(x, w, **geometry)))
@@ -96,7 +96,7 @@ def test_conv2d_hessian_vector_products_match_finite_differences_of_the_gradient
 
 def test_conv2d_forward_mode_matches_reverse_mode():
     x, w = _operands(2, seed=4)
-    geometry = dict(stride=(2, 1), padding=(1, 1), dilation=(1, 2), groups=2)
+    geometry = {"stride": (2, 1), "padding": (1, 1), "dilation": (1, 2), "groups": 2}
     f = lambda x, w: np.tanh(conv2d(x, w, **geometry))
     tangents = (np.random.default_rng(5).standard_normal(x.shape), np.random.default_rng(6).standard_normal(w.shape))
     _, forward = cr.jvp(f, (x, w), tangents)
@@ -111,7 +111,7 @@ def test_conv2d_forward_mode_matches_reverse_mode():
 def test_vmap_of_a_conv_gradient_matches_a_loop(kernels_batched):
     rng = np.random.default_rng(8)
     xs, ws = rng.standard_normal((3, 2, 4, 5, 5)), rng.standard_normal((3, 6, 2, 3, 3))
-    geometry = dict(stride=2, padding=1, groups=2)
+    geometry = {"stride": 2, "padding": 1, "groups": 2}
     loss = lambda x, w: weighted_sum(np.tanh(conv2d(x, w, **geometry)))
     per_example = cr.grad(loss, argnums=(0, 1))
     if kernels_batched:

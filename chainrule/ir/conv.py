@@ -16,6 +16,9 @@ channels become groups of their own). The NumPy computations are in ``conv_kerne
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from chainrule.errors import ShapeError
 from chainrule.ir import conv_kernels, npfuncs
 from chainrule.ir.builder import F, Value
@@ -98,27 +101,27 @@ def _geometry(attrs: dict) -> dict:
 # ---- VJP rules: <g, conv2d(x, w)> = <conv2d_input_grad(g, w), x> = <conv2d_weight_grad(x, g), w> ----
 
 
-def _conv_rule_x(g: Value, y: Value, x: Value, w: Value, **attrs) -> Value:
+def _conv_rule_x(g: Value, y: Value, x: Value, w: Value, **attrs: Any) -> Value:
     return F.conv2d_input_grad(g, w, input_hw=x.shape[2:], **_geometry(attrs))
 
 
-def _conv_rule_w(g: Value, y: Value, x: Value, w: Value, **attrs) -> Value:
+def _conv_rule_w(g: Value, y: Value, x: Value, w: Value, **attrs: Any) -> Value:
     return F.conv2d_weight_grad(x, g, kernel=w.shape[2:], **_geometry(attrs))
 
 
-def _input_grad_rule_g(a: Value, dx: Value, g: Value, w: Value, **attrs) -> Value:
+def _input_grad_rule_g(a: Value, dx: Value, g: Value, w: Value, **attrs: Any) -> Value:
     return F.conv2d(a, w, **_geometry(attrs))
 
 
-def _input_grad_rule_w(a: Value, dx: Value, g: Value, w: Value, **attrs) -> Value:
+def _input_grad_rule_w(a: Value, dx: Value, g: Value, w: Value, **attrs: Any) -> Value:
     return F.conv2d_weight_grad(a, g, kernel=w.shape[2:], **_geometry(attrs))
 
 
-def _weight_grad_rule_x(b: Value, dw: Value, x: Value, g: Value, **attrs) -> Value:
+def _weight_grad_rule_x(b: Value, dw: Value, x: Value, g: Value, **attrs: Any) -> Value:
     return F.conv2d_input_grad(g, b, input_hw=x.shape[2:], **_geometry(attrs))
 
 
-def _weight_grad_rule_g(b: Value, dw: Value, x: Value, g: Value, **attrs) -> Value:
+def _weight_grad_rule_g(b: Value, dw: Value, x: Value, g: Value, **attrs: Any) -> Value:
     return F.conv2d(x, b, **_geometry(attrs))
 
 
@@ -150,10 +153,17 @@ def _kernels_into_groups(kernels: Value) -> Value:
     return F.reshape(kernels, shape=(s * o, c, kh, kw))
 
 
-def _batch_images_op(op_name: str):
+def _batch_images_op(op_name: str) -> Callable[..., Value]:
     """Batching of conv2d(x, w) and conv2d_input_grad(g, w): images first, kernels second."""
 
-    def batch(operands: list[Value], batched: list[bool], logical: list[TensorType], out_type, attrs, size) -> Value:
+    def batch(
+        operands: list[Value],
+        batched: list[bool],
+        logical: list[TensorType],
+        out_type: TensorType,
+        attrs: Attrs,
+        size: int,
+    ) -> Value:
         images, kernels = operands
         apply = getattr(F, op_name)
         if not batched[1]:  # the examples are more images for one kernel: fold S into N
@@ -166,7 +176,9 @@ def _batch_images_op(op_name: str):
     return batch
 
 
-def _batch_weight_grad(operands: list[Value], batched: list[bool], logical: list[TensorType], out_type, attrs, size):
+def _batch_weight_grad(
+    operands: list[Value], batched: list[bool], logical: list[TensorType], out_type: TensorType, attrs: Attrs, size: int
+) -> Value:
     x, g = (_images_into_groups(_with_batch(v, b, t, size)) for v, b, t in zip(operands, batched, logical))
     dw = F.conv2d_weight_grad(x, g, **dict(attrs, groups=attrs["groups"] * size))
     return F.reshape(dw, shape=(size,) + out_type.shape)

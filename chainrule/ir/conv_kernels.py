@@ -11,6 +11,8 @@ call these as ``conv.<name>`` (the name is in ``chainrule.ir.npfuncs.NAMESPACE``
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 Pair = tuple[int, int]
@@ -21,7 +23,7 @@ def out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _offset_slices(kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair):
+def _offset_slices(kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair) -> Iterator[tuple[int, int, slice, slice]]:
     """For each kernel offset (i, j): its (row, column) slices of the padded image, one step per output pixel."""
     (kh, kw), (sh, sw), (dh, dw), (out_h, out_w) = kernel, stride, dilation, out_hw
     for i in range(kh):
@@ -112,7 +114,9 @@ def conv2d_input_grad(
 # ---- max pooling: the window maximum, and the adjoints of picking it ------------------------------
 
 
-def _pool_geometry(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, fill: float):
+def _pool_geometry(
+    x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, fill: float
+) -> tuple[np.ndarray, list[tuple[slice, slice]]]:
     """The image padded with ``fill`` and each kernel offset's (row, column) slices of it."""
     (ph, pw) = padding
     if ph or pw:
@@ -133,7 +137,9 @@ def max_pool2d(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilatio
     return best
 
 
-def _window_argmax(keys: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair):
+def _window_argmax(
+    keys: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair
+) -> tuple[np.ndarray, tuple[int, ...], list[tuple[slice, slice]]]:
     """Which kernel offset holds each window's maximum (the first one where several tie, as in
     PyTorch), the padded keys' shape and the offsets' slices."""
     padded, offsets = _pool_geometry(keys, kernel, stride, padding, dilation, -np.inf)

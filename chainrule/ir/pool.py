@@ -14,6 +14,9 @@ so derivatives of any order stay these ops. The NumPy computations are in ``conv
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from chainrule.errors import ShapeError
 from chainrule.ir import conv_kernels, npfuncs
 from chainrule.ir.builder import F, Value
@@ -63,19 +66,28 @@ def _infer_gather(types: list[TensorType], attrs: Attrs) -> TensorType:
     return _pooled_type("max_pool2d_gather", keys, attrs)
 
 
-def _second_linear(op_name: str):
+def _second_linear(op_name: str) -> Callable[..., Value]:
     """The JVP of an op linear in its second operand whose first one (the keys) only selects."""
 
-    def jvp(tangents: list[Value | None], y: Value, keys: Value, values: Value, **attrs) -> Value | None:
-        return None if tangents[1] is None else getattr(F, op_name)(keys, tangents[1], **attrs)
+    def jvp(tangents: list[Value | None], y: Value, keys: Value, values: Value, **attrs: Any) -> Value:
+        if tangents[1] is None:  # only the keys move: the same positions are picked, a zero tangent
+            return Value(y.graph, y.graph.zeros(y.type))
+        return getattr(F, op_name)(keys, tangents[1], **attrs)
 
     return jvp
 
 
-def _batch_folded(op_name: str):
+def _batch_folded(op_name: str) -> Callable[..., Value]:
     """A batch axis S folds into the images' batch N: (S, N, C, H, W) -> (S*N, C, H, W)."""
 
-    def batch(operands: list[Value], batched: list[bool], logical: list[TensorType], out_type, attrs, size) -> Value:
+    def batch(
+        operands: list[Value],
+        batched: list[bool],
+        logical: list[TensorType],
+        out_type: TensorType,
+        attrs: Attrs,
+        size: int,
+    ) -> Value:
         folded = [
             F.reshape(v if b else F.broadcast_to(v, shape=(size,) + t.shape), shape=(size * t.shape[0],) + t.shape[1:])
             for v, b, t in zip(operands, batched, logical)
