@@ -1,11 +1,13 @@
 """NumPy computations of the convolution primitives of ``chainrule.ir.conv`` (NCHW images, OIHW kernels).
 
 Each is im2col plus one BLAS matrix product per group: ``columns`` gathers, for every output
-pixel, the input pixels under the kernel (a strided ``sliding_window_view`` of the padded input,
-copied once into matrix layout); the convolution and its weight gradient are one matmul against
-those columns. The input gradient (a transposed convolution) is one matmul producing the columns'
-cotangent, then col2im: for each of the KH x KW kernel offsets one strided slice-add into a single
-zeroed buffer, the Python loop running over offsets, never over pixels. The lowering templates
+pixel, the input pixels under the kernel, with one strided slice copy per kernel offset of the
+padded image laid out batch-last (C, H, W, N), so every copy moves runs of N contiguous numbers;
+the convolution and its weight gradient are one matmul against those columns. The input gradient
+(a transposed convolution) is one matmul producing the columns' cotangent, then col2im: for each
+of the KH x KW kernel offsets one strided slice-add into a single zeroed buffer, the Python loop
+running over offsets, never over pixels. Max pooling is KH x KW elementwise maxima of strided
+slices, and its adjoints one masked copy or add per offset. The lowering templates
 call these as ``conv.<name>`` (the name is in ``chainrule.ir.npfuncs.NAMESPACE``).
 """
 
@@ -36,44 +38,50 @@ def _offset_slices(kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair) -> 
             )
 
 
-def columns(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
-    """(C, KH, KW, N, Ho, Wo): the input pixel under each kernel offset, for every output pixel.
+def _batch_last(x: np.ndarray, padding: Pair) -> np.ndarray:
+    """(N, C, H, W) -> (C, H + 2 ph, W + 2 pw, N), zero-padded: the batch innermost, so every
+    strided slice over the image's rows and columns below copies runs of N contiguous numbers."""
+    n, channels, height, width = x.shape
+    (ph, pw) = padding
+    image = np.zeros((channels, height + 2 * ph, width + 2 * pw, n), dtype=x.dtype)
+    image[:, ph : ph + height, pw : pw + width] = x.transpose(1, 2, 3, 0)
+    return image
 
-    Channels lead so that each offset's block is one strided copy of the channel-major image and
-    the columns of a group of channels are one contiguous block (C/groups * KH * KW rows)."""
-    n, channels = x.shape[:2]
-    (kh, kw), (ph, pw) = kernel, padding
-    out_hw = (
-        out_size(x.shape[2], kh, stride[0], ph, dilation[0]),
-        out_size(x.shape[3], kw, stride[1], pw, dilation[1]),
-    )
-    image = np.ascontiguousarray(x.transpose(1, 0, 2, 3))  # (C, N, H, W)
-    if ph or pw:
-        image = np.pad(image, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    cols = np.empty((channels, kh, kw, n) + out_hw, dtype=x.dtype)
-    for i, j, rows, cols_slice in _offset_slices(kernel, stride, dilation, out_hw):
-        cols[:, i, j] = image[:, :, rows, cols_slice]
+
+def _batch_first(y: np.ndarray) -> np.ndarray:
+    """(C, H, W, N) -> (N, C, H, W), contiguous."""
+    return np.ascontiguousarray(y.transpose(3, 0, 1, 2))
+
+
+def columns(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
+    """(C, KH, KW, Ho, Wo, N): the input pixel under each kernel offset, for every output pixel.
+
+    Channels lead so that the columns of a group of channels are one contiguous block of
+    C/groups * KH * KW rows; the batch is innermost so that each offset's block is one copy of
+    long contiguous runs (an NCHW slice would copy runs of Wo numbers)."""
+    (kh, kw), n = kernel, x.shape[0]
+    out_hw = tuple(out_size(x.shape[2 + a], kernel[a], stride[a], padding[a], dilation[a]) for a in (0, 1))
+    image = _batch_last(x, padding)
+    cols = np.empty((x.shape[1], kh, kw) + out_hw + (n,), dtype=x.dtype)
+    for i, j, rows, cols_slice in _offset_slices(kernel, stride, dilation, (out_hw[0], out_hw[1])):
+        cols[:, i, j] = image[:, rows, cols_slice]
     return cols
+
+
+def _grouped_matmul(left: np.ndarray, right: np.ndarray, groups: int) -> np.ndarray:
+    """``left @ right`` restricted to the block diagonal of ``groups`` blocks: one GEMM per group."""
+    if groups == 1:
+        return left @ right
+    return np.concatenate([a @ b for a, b in zip(np.split(left, groups), np.split(right, groups, axis=-2))])
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Pair, dilation: Pair, groups: int) -> np.ndarray:
     """The cross-correlation of images ``x`` (N, C, H, W) with kernels ``w`` (O, C/groups, KH, KW)."""
-    n, out_channels = x.shape[0], w.shape[0]
-    cols = columns(x, w.shape[2:], stride, padding, dilation)  # (C, KH, KW, N, Ho, Wo)
-    out_hw = cols.shape[4:]
+    out_channels = w.shape[0]
+    cols = columns(x, w.shape[2:], stride, padding, dilation)  # (C, KH, KW, Ho, Wo, N)
     kernel_rows = w.reshape(out_channels, -1)
-    if groups == 1:
-        y = kernel_rows @ cols.reshape(kernel_rows.shape[1], -1)  # (O, N*Ho*Wo): one GEMM
-    else:
-        y = np.concatenate(
-            [k @ c.reshape(k.shape[1], -1) for k, c in zip(np.split(kernel_rows, groups), np.split(cols, groups))]
-        )
-    return np.ascontiguousarray(y.reshape((out_channels, n) + out_hw).transpose(1, 0, 2, 3))
-
-
-def _channel_major(g: np.ndarray) -> np.ndarray:
-    """(N, O, Ho, Wo) -> (O, N*Ho*Wo)."""
-    return np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(g.shape[1], -1)
+    y = _grouped_matmul(kernel_rows, cols.reshape(groups * kernel_rows.shape[1], -1), groups)  # (O, Ho*Wo*N)
+    return _batch_first(y.reshape((out_channels,) + cols.shape[3:]))
 
 
 def conv2d_weight_grad(
@@ -82,7 +90,7 @@ def conv2d_weight_grad(
     """The gradient of ``<g, conv2d(x, w)>`` in ``w``: (O, C/groups, KH, KW)."""
     channels, out_channels = x.shape[1], g.shape[1]
     cols = columns(x, kernel, stride, padding, dilation).reshape(channels * kernel[0] * kernel[1], -1)
-    g_rows = _channel_major(g)
+    g_rows = _batch_last(g, (0, 0)).reshape(out_channels, -1)  # (O, Ho*Wo*N)
     if groups == 1:
         dw = g_rows @ cols.T  # (O, C*KH*KW): one GEMM
     else:
@@ -97,18 +105,17 @@ def conv2d_input_grad(
     n, out_channels, out_h, out_w = g.shape
     _, group_channels, kh, kw = w.shape
     channels = group_channels * groups
-    kernel_rows, g_rows = w.reshape(out_channels, -1), _channel_major(g)
-    if groups == 1:
-        col_grad = kernel_rows.T @ g_rows  # (C*KH*KW, N*Ho*Wo): one GEMM
-    else:
-        col_grad = np.concatenate([a.T @ b for a, b in zip(np.split(kernel_rows, groups), np.split(g_rows, groups))])
-    col_grad = col_grad.reshape(channels, kh, kw, n, out_h, out_w)
+    kernel_columns = (
+        w.reshape(groups, out_channels // groups, -1).transpose(0, 2, 1).reshape(-1, out_channels // groups)
+    )
+    g_rows = _batch_last(g, (0, 0)).reshape(out_channels, -1)
+    col_grad = _grouped_matmul(kernel_columns, g_rows, groups).reshape(channels, kh, kw, out_h, out_w, n)
     (ph, pw) = padding
-    # col2im: every offset's block added into one (C, N, H, W) buffer through a strided slice
-    dx = np.zeros((channels, n, input_hw[0] + 2 * ph, input_hw[1] + 2 * pw), dtype=col_grad.dtype)
+    # col2im: every offset's block added into one (C, H, W, N) buffer through a strided slice
+    dx = np.zeros((channels, input_hw[0] + 2 * ph, input_hw[1] + 2 * pw, n), dtype=col_grad.dtype)
     for i, j, rows, cols_slice in _offset_slices((kh, kw), stride, dilation, (out_h, out_w)):
-        dx[:, :, rows, cols_slice] += col_grad[:, i, j]
-    return np.ascontiguousarray(dx[:, :, ph : ph + input_hw[0], pw : pw + input_hw[1]].transpose(1, 0, 2, 3))
+        dx[:, rows, cols_slice] += col_grad[:, i, j]
+    return _batch_first(dx[:, ph : ph + input_hw[0], pw : pw + input_hw[1]])
 
 
 # ---- max pooling: the window maximum, and the adjoints of picking it ------------------------------
