@@ -167,8 +167,12 @@ def max_pool2d_scatter(
     which, padded_shape, offsets = _window_argmax(keys, kernel, stride, padding, dilation)
     dx = np.zeros(padded_shape, dtype=g.dtype)
     zero = np.zeros((), dtype=g.dtype)
+    overlapping = any(stride[a] < dilation[a] * (kernel[a] - 1) + 1 for a in (0, 1))
     for k, (rows, cols) in enumerate(offsets):
-        dx[:, :, rows, cols] += np.where(which == k, g, zero)
+        if overlapping:  # a pixel in several windows collects from each
+            dx[:, :, rows, cols] += np.where(which == k, g, zero)
+        else:  # each pixel in one window at most: written, not read and added
+            np.copyto(dx[:, :, rows, cols], g, where=which == k)
     (ph, pw), (h, w) = padding, keys.shape[2:]
     return np.ascontiguousarray(dx[:, :, ph : ph + h, pw : pw + w])
 
