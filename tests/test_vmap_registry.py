@@ -19,6 +19,7 @@ import scipy.linalg
 import scipy.special
 
 import chainrule as cr
+from chainrule import nn
 from chainrule.ir import OPS
 
 # Sources have no operand to batch (vectorize copies them as they are); a fused node is made by
@@ -341,6 +342,55 @@ def _softplus_jvp(primals, tangents):
 case("custom_jvp", _softplus, uniform(-2.0, 2.0, BATCH, 3), reference=lambda x: np.log1p(np.exp(x)))
 
 
+# convolution and pooling over NCHW images; their gradient ops come from the gradient programs
+
+
+def _conv_loss(x, w):
+    return np.sum(np.sin(nn.conv2d(x, w, padding=1)))
+
+
+def _pool_loss(x):
+    return np.sum(nn.max_pool2d(x, 2) ** 2)
+
+
+case(
+    "conv2d",
+    lambda x, w: nn.conv2d(x, w, padding=1),
+    RNG.normal(size=(BATCH, 2, 2, 5, 5)),
+    RNG.normal(size=(3, 2, 3, 3)),
+    in_axes=(0, None),
+)
+case(
+    "conv2d",
+    lambda x, w: nn.conv2d(x, w, stride=2, groups=2),
+    RNG.normal(size=(BATCH, 1, 4, 5, 5)),
+    RNG.normal(size=(BATCH, 2, 2, 3, 3)),
+    id="conv2d-both-mapped",
+)
+case(
+    "conv2d_input_grad",
+    cr.grad(_conv_loss),
+    RNG.normal(size=(BATCH, 2, 2, 5, 5)),
+    RNG.normal(size=(3, 2, 3, 3)),
+    in_axes=(0, None),
+)
+case(
+    "conv2d_weight_grad",
+    cr.grad(_conv_loss, argnums=1),
+    RNG.normal(size=(2, 2, 5, 5)),
+    RNG.normal(size=(BATCH, 3, 2, 3, 3)),
+    in_axes=(None, 0),
+)
+case("max_pool2d", lambda x: nn.max_pool2d(x, 2), RNG.normal(size=(BATCH, 2, 2, 6, 6)))
+case("max_pool2d_scatter", cr.grad(_pool_loss), RNG.normal(size=(BATCH, 2, 2, 6, 6)))
+case(
+    "max_pool2d_gather",
+    cr.hvp(lambda x: np.sum(nn.max_pool2d(x, 2, stride=1) ** 3)),  # the gradient of the scatter
+    RNG.normal(size=(BATCH, 1, 2, 5, 5)),
+    RNG.normal(size=(BATCH, 1, 2, 5, 5)),
+)
+
+
 # ---- the checks ---------------------------------------------------------------------------------
 
 
@@ -370,8 +420,10 @@ def test_each_case_uses_its_op(c):
         graph_ops = {node.op for node in cr.grad(lambda x: _while_program(x)[0]).graph(2.0, stage="grad").nodes}
     if c.op == "loop_reversal":  # made by the gradient of a checkpointed loop
         graph_ops = {node.op for node in c.fn.graph(0.5, stage="grad").nodes}
-    if c.op == "scatter_add":
+    if c.op in ("scatter_add", "conv2d_input_grad", "conv2d_weight_grad", "max_pool2d_scatter"):
         graph_ops = {node.op for node in c.fn.graph(*_examples(c)[0], stage="grad").nodes}
+    if c.op == "max_pool2d_gather":  # made by forward mode over the reverse pass of an hvp
+        graph_ops = {node.op for node in c.fn.graph(*_examples(c)[0], stage="jvp").nodes}
     assert c.op in graph_ops
 
 

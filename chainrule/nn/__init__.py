@@ -2,13 +2,14 @@
 
 Activations and losses (``chainrule.nn.sigmoid(x)``, ``cross_entropy``, ...),
 layers with explicit parameters and state (``Sequential``, ``Dense``,
-``BatchNorm``, ``Dropout``, ``Activation``), initializers (``nn.init``) and
+``BatchNorm``, ``Dropout``, ``Activation``, ``Conv2D``, ...), the functions
+``conv2d`` and ``max_pool2d`` (as ``torch.nn.functional``), initializers (``nn.init``) and
 ``l2_penalty``. Training lives in ``chainrule.optim`` and ``chainrule.train``.
 """
 
 from chainrule.nn import init
 from chainrule.nn.attention import MultiHeadAttention
-from chainrule.nn.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D
+from chainrule.nn.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, conv2d, max_pool2d
 from chainrule.nn.embedding import Embedding
 from chainrule.nn.functional import (
     binary_cross_entropy,
@@ -86,6 +87,7 @@ __all__ = [
     "Recurrent",
     "Sequential",
     "binary_cross_entropy",
+    "conv2d",
     "cross_entropy",
     "draw_mask",
     "elu",
@@ -96,6 +98,7 @@ __all__ = [
     "leaky_relu",
     "log_softmax",
     "logsumexp",
+    "max_pool2d",
     "mse",
     "relu",
     "selu",
