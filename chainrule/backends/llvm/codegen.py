@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from chainrule.backends.llvm import blas, loop_scatter, loops, parallel, scalar_ops
 from chainrule.backends.llvm.copies import emit_output_copies
+from chainrule.backends.llvm.gather import emit_gather
 from chainrule.backends.llvm.gemm import emit_gemm
 from chainrule.backends.llvm.irtext import Function, Module
 from chainrule.backends.llvm.lapack_ops import emit_lapack, finish
@@ -462,6 +463,7 @@ _EMITTERS: dict[str, Callable[[Codegen, int], None]] = {
     "scatter": loop_scatter.emit_scatter,
     "lapack": emit_lapack,
     "native": emit_native,
+    "gather": emit_gather,
 }
 
 

@@ -77,7 +77,7 @@ class Loop:
 @dataclass
 class Unit:
     # "loop", "reduce", "matmul", "lapack" (lapack_ops.py), "native" (native_ops.py),
-    # "native_loop" (loops.py), "scatter" (loop_scatter.py), "fallback"
+    # "native_loop" (loops.py), "scatter" (loop_scatter.py), "gather" (gather.py), "fallback"
     kind: str
     node_id: int = -1
     loop: Loop | None = None
