@@ -31,14 +31,7 @@ from chainrule.transforms.cache_stats import CacheInfo, shared_caches
 from chainrule.transforms.options import checked_options
 from chainrule.transforms.portable import portable_reduce
 from chainrule.transforms.reuse import COMPILING, function_entry
-from chainrule.transforms.specialization import (
-    Kernel,
-    Specialization,
-    check_scalar_output,
-    compile_checked_kernel,
-    compile_kernel,
-    inline,
-)
+from chainrule.transforms.specialization import Specialization, check_scalar_output, inline, make_kernel
 
 _BACKENDS = ("numpy", "llvm")
 
@@ -114,13 +107,11 @@ class Compiled:
     def attach(self, fn: Callable[..., Any]) -> None:
         """Make ``fn`` the compiled function, with this process's caches of it (also on unpickling)."""
         self.fn = self.__wrapped__ = fn
-        # What every transform of a function with fn's code and closure values shares: its traces,
-        # compilations and kernels (chainrule.transforms.reuse).
+        # the traces, compilations and kernels of fn's code and closure values (transforms/reuse.py)
         self._entry = function_entry(fn)
         # ArgsSpec -> its specialization; call_key -> (the same specialization, which leaves are its
-        # inputs, which of those need np.asarray). Shared by every Compiled of this function (or one
-        # made again with the same code and closure values) with these options, as jax.jit shares
-        # its cache: cr.grad(f) made again in a loop compiles nothing.
+        # inputs, which of those need np.asarray). Shared by every Compiled of fn's key with these
+        # options, as jax.jit shares its cache: cr.grad(f) made again in a loop compiles nothing.
         self._cache, self._by_key, self._stats = shared_caches(fn, self._entry, self._cache_options)
         # (argument count, keyword names) -> (differentiated positions, static positions)
         self._layouts: dict[tuple[int, tuple[str, ...]], tuple[tuple[int, ...], tuple[int, ...]]] = {}
@@ -234,31 +225,18 @@ class Compiled:
                 if owner in differentiated and spec.leaves[i].traced
             )
         # grad and value_and_grad of one trace run one pipeline; a kernel is shared under one name
+        options = (self.optimize, self.checkpoint)
         compilation = self._entry.product(
-            traced,
-            ("pipeline", wrt, self.optimize, self.checkpoint),
-            lambda: pipeline.run(traced, wrt, optimize=self.optimize, checkpoint_policy=self.checkpoint),
+            traced, (wrt, *options), lambda: pipeline.run(traced, wrt, self.optimize, checkpoint_policy=self.checkpoint)
         )
-        name = f"{traced.name}_{self.transform}"
-        kernel: Kernel = self._entry.product(
-            compilation,
-            ("kernel", name, self.backend, self.check_nans, self.optimize),
-            lambda: self._kernel(compilation, name),
-        )
+        kernel_options = (f"{traced.name}_{self.transform}", self.backend, self.check_nans, self.optimize)
+        kernel = self._entry.product(compilation, kernel_options, lambda: make_kernel(compilation, *kernel_options))
         return Specialization(compilation, kernel, out_treedef, spec, differentiated)
-
-    def _kernel(self, compilation: pipeline.Compilation, name: str) -> Kernel:
-        if self.check_nans:
-            return compile_checked_kernel(compilation, name, self.backend, self.optimize)
-        return compile_kernel(compilation.final, name, self.backend)
 
     def build_graph(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> tuple[Graph, TreeDef]:
         """The graph compiled for arguments described by ``spec``, and its output structure: ``fn``
-        traced, once per signature for every transform of it (``cr.vmap`` traces one example and
-        vectorizes)."""
-        return self._entry.traced(
-            self.fn, spec, leaves, self.has_aux, differentiated, on_reuse=self._stats.reused_trace
-        )
+        traced, once per signature for all its transforms (``cr.vmap`` traces one example and vectorizes)."""
+        return self._entry.traced(self.fn, spec, leaves, self.has_aux, differentiated, self._stats.reused_trace)
 
     # ---- calling ----------------------------------------------------------------------------
 
