@@ -32,6 +32,7 @@ from chainrule.transforms.options import checked_options
 from chainrule.transforms.portable import portable_reduce
 from chainrule.transforms.reuse import COMPILING, function_entry
 from chainrule.transforms.specialization import Specialization, check_scalar_output, inline, make_kernel
+from chainrule.transforms.specialization import compile_kernel as compile_kernel  # imported from here by tests
 
 _BACKENDS = ("numpy", "llvm")
 
