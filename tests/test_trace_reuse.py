@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import types
 import weakref
 
 import numpy as np
@@ -23,15 +24,14 @@ Y = RNG.standard_normal(12)
 W = RNG.standard_normal(4)
 
 
-class Runs:
-    """How often the Python of the losses below ran: once per trace. (A class is keyed by
-    identity, so counting here does not change the functions' keys, as a list they read would.)"""
-
-    count = 0
+# How often the Python of the losses below ran: once per trace. A module is keyed by identity, so
+# counting in its attribute does not change the losses' keys (as a global or a list they read would).
+RUNS = types.ModuleType("runs")
+RUNS.count = 0  # type: ignore[attr-defined]
 
 
 def loss(w, x):
-    Runs.count += 1
+    RUNS.count += 1
     return np.mean((np.tanh(x @ w) - Y) ** 2)
 
 
@@ -42,9 +42,9 @@ def expected_gradient(w, x):
 
 
 def runs_of(action):
-    before = Runs.count
+    before = RUNS.count
     action()
-    return Runs.count - before
+    return RUNS.count - before
 
 
 @pytest.mark.parametrize("backend", ["numpy", "llvm"])
@@ -238,3 +238,36 @@ def test_threads_making_functions_over_their_own_arrays_at_once_get_their_own_re
         for result in found:
             np.testing.assert_allclose(result, expected_gradient(W, batches[index % 4]), rtol=1e-12)
     assert len(results) == 8
+
+
+def test_a_class_of_the_users_is_not_keyed_so_a_changed_attribute_is_seen():
+    class Config:
+        scale = 1.0
+
+    def make():
+        return cr.grad(lambda v: Config.scale * loss(v, X))
+
+    assert function_key(make().fn) is None
+    np.testing.assert_allclose(make()(W), expected_gradient(W, X), rtol=1e-12)
+    Config.scale = 2.0
+    np.testing.assert_allclose(make()(W), 2.0 * expected_gradient(W, X), rtol=1e-12)
+
+
+def test_a_functools_partial_is_keyed_by_its_function_and_arguments():
+    import functools
+
+    def through_partial(x):
+        return cr.grad(functools.partial(loss, x=x))
+
+    assert runs_of(lambda: [through_partial(X)(W) for _ in range(3)]) == 1
+    other = 2.0 * X
+    np.testing.assert_allclose(through_partial(other)(W), expected_gradient(W, other), rtol=1e-12)
+
+
+def test_vjp_of_a_lambda_made_again_traces_once():
+    def cotangent_of_w():
+        _, vjp_fn = cr.vjp(lambda v: loss(v, X), W)
+        return vjp_fn(1.0)[0]
+
+    assert runs_of(lambda: [cotangent_of_w() for _ in range(4)]) == 1
+    np.testing.assert_allclose(cotangent_of_w(), expected_gradient(W, X), rtol=1e-12)

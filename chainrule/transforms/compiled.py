@@ -51,7 +51,10 @@ class Compiled:
     reuses the kernel. ``.ir(*args)``, ``.graph(*args)`` and ``.source(*args)`` show
     what it runs; ``.cache_info()`` how often it traced. After more than
     ``retrace_warning_after`` retraces (set it on the class or an instance; None for
-    never) a ``RetraceWarning`` names the argument that keeps changing.
+    never) a ``RetraceWarning`` names the argument that keeps changing. A function made
+    again with the same code, closure values, defaults and read globals (``cr.grad(lambda
+    w: loss(w, x))`` in a loop) reuses these kernels, and all transforms of a function trace
+    its Python once per signature (``chainrule.transforms.reuse``).
     """
 
     retrace_warning_after: int | None = 8

@@ -36,7 +36,7 @@ from chainrule.ir import Graph, TensorType
 from chainrule.transforms.arguments import aux_part, static_positions, value_part
 from chainrule.transforms.compiled import Compiled, jit
 from chainrule.transforms.options import checked_options
-from chainrule.transforms.reuse import function_entry
+from chainrule.transforms.reuse import FunctionEntry, function_entry
 from chainrule.transforms.specialization import Specialization, check_scalar_output, compile_kernel
 
 Argnums = int | Sequence[int]
@@ -371,8 +371,9 @@ class VjpFunction:
         return f"<chainrule vjp_fn of {self.compiled.joint.graphs['traced'].name!r}>"
 
 
-# fn -> {ArgsSpec of the primals: _SplitVjp}
-_SPLIT_VJPS: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[ArgsSpec, str], _SplitVjp]] = (
+# fn's entry (its code and closure values: a lambda made again finds it) -> {(ArgsSpec of the
+# primals, backend): _SplitVjp}
+_SPLIT_VJPS: weakref.WeakKeyDictionary[FunctionEntry, dict[tuple[ArgsSpec, str], _SplitVjp]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -421,11 +422,7 @@ def vjp(
         linearized = _linearized(fn, "vjp", positions, backend, static)
         forward = _forward_of(fn, static)
         return forward(*primals), lambda cotangent: _with_static_nones(linearized(*primals, cotangent), static)
-    per_function: dict[tuple[ArgsSpec, str], _SplitVjp]
-    try:
-        per_function = _SPLIT_VJPS.setdefault(fn, {})
-    except TypeError:  # fn cannot be weakly referenced
-        per_function = {}
+    per_function = _SPLIT_VJPS.setdefault(function_entry(fn), {})
     compiled = per_function.get((spec, backend))
     if compiled is None:
         compiled = per_function[spec, backend] = _SplitVjp(fn, spec, leaves, static, backend=backend)

@@ -31,7 +31,7 @@ from typing import Any
 from chainrule.frontends.pytree import TreeDef
 from chainrule.frontends.trace import ArgsSpec, trace_graph
 from chainrule.ir import Graph
-from chainrule.transforms.function_key import ARRAY_TOKENS, array_tokens, function_key
+from chainrule.transforms.function_key import ARRAY_TOKENS, FunctionKey, array_tokens, function_key
 
 # Entries of dropped functions kept for a function made again (a lambda in a loop).
 RECENT_ENTRIES = 8
@@ -48,7 +48,7 @@ class FunctionEntry:
 
     __slots__ = ("__weakref__", "caches", "key", "products", "traces")
 
-    def __init__(self, key: tuple[Any, ...] | None):
+    def __init__(self, key: FunctionKey | None):
         self.key = key
         self.caches: dict[tuple[Any, ...], Any] = {}  # transform options -> specialization caches
         self.traces: dict[tuple[ArgsSpec, bool], tuple[Graph, TreeDef]] = {}
@@ -96,8 +96,8 @@ class FunctionEntry:
 
 
 _LOCK = threading.RLock()  # re-entrant: a weak reference's callback can run while it is held
-_KEYED: weakref.WeakValueDictionary[tuple[Any, ...], FunctionEntry] = weakref.WeakValueDictionary()
-_RECENT: collections.OrderedDict[tuple[Any, ...], FunctionEntry] = collections.OrderedDict()
+_KEYED: weakref.WeakValueDictionary[FunctionKey, FunctionEntry] = weakref.WeakValueDictionary()
+_RECENT: collections.OrderedDict[FunctionKey, FunctionEntry] = collections.OrderedDict()
 # function object -> its entry: an entry lives while a function of its key does
 _OWNER: weakref.WeakKeyDictionary[Callable[..., Any], FunctionEntry] = weakref.WeakKeyDictionary()
 
