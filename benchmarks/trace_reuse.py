@@ -15,13 +15,15 @@
    counted), and value_and_grad reuses grad's pipeline run.
 
 Each repeat uses a function of a key of its own (a closure over another float), so no repeat
-finds the kernels of the one before; the figure is the median over repeats. The machine is
+finds the kernels of the one before, and runs with the cycle collector off after a collection
+(as ``timeit`` does); the figure is the median over repeats. The machine is
 shared, so compare ratios within one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -94,6 +96,22 @@ def after_grad_ms(cr, transform: str, repeat: int) -> tuple[float, int]:
     return (time.perf_counter() - start) * 1e3, RUNS.count - runs
 
 
+def without_collection(measure):
+    """``measure`` run with Python's cycle collector off after a full collection, as ``timeit``
+    does: a full collection (~35 ms in a process with the compiler loaded) otherwise lands in
+    some repeats and not others."""
+
+    def measured(*args):
+        gc.collect()
+        gc.disable()
+        try:
+            return measure(*args)
+        finally:
+            gc.enable()
+
+    return measured
+
+
 def measure_checkout(quick: bool) -> dict[str, float]:
     import chainrule as cr
 
@@ -102,9 +120,9 @@ def measure_checkout(quick: bool) -> dict[str, float]:
     for backend in ("numpy", "llvm"):
         for inside in (True, False):
             name = f"loop {backend} {'made inside' if inside else 'made once'}"
-            figures[name] = median(loop_ms(cr, backend, inside, r) for r in range(repeats))
+            figures[name] = median(without_collection(loop_ms)(cr, backend, inside, r) for r in range(repeats))
     for transform in ("jacobian", "hessian", "value_and_grad", "jit"):
-        measured = [after_grad_ms(cr, transform, r) for r in range(repeats)]
+        measured = [without_collection(after_grad_ms)(cr, transform, r) for r in range(repeats)]
         figures[f"{transform} after grad"] = median(ms for ms, _ in measured)
         figures[f"{transform} after grad: Python runs"] = max(runs for _, runs in measured)
     return figures
