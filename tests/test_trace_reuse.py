@@ -271,3 +271,10 @@ def test_vjp_of_a_lambda_made_again_traces_once():
 
     assert runs_of(lambda: [cotangent_of_w() for _ in range(4)]) == 1
     np.testing.assert_allclose(cotangent_of_w(), expected_gradient(W, X), rtol=1e-12)
+
+
+def test_a_function_that_cannot_be_weakly_referenced_keeps_its_kernels_across_signatures():
+    sine = cr.jit(np.sin)  # a ufunc: no weak reference, no key; its Compiled keeps its own caches
+    for size in (3, 4, 3, 4):
+        np.testing.assert_allclose(sine(np.linspace(0.0, 1.0, size)), np.sin(np.linspace(0.0, 1.0, size)))
+    assert sine.cache_info().misses == 2 and sine.cache_info().hits == 2

@@ -179,9 +179,10 @@ class Compiled:
             # grad(grad(f)) compiles the inner function on the same thread.
             with COMPILING:
                 entry = self._cache.get(spec)
-                if entry is None and self._entry is not function_entry(self.fn):
+                if entry is None and self._entry.key is not None and self._entry is not function_entry(self.fn):
                     # fn's closure changed since (a cell rebound, an array changed in place): the
-                    # caches of what it is now, never a trace of what it was
+                    # caches of what it is now, never a trace of what it was (a function that
+                    # cannot be keyed keeps the caches of its object, as before)
                     self.attach(self.fn)
                     entry = self._cache.get(spec)
                 if entry is None:
