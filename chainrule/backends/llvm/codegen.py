@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING
 
-from chainrule.backends.llvm import blas, loop_scatter, loops, mathlib, parallel, scalar_ops
+from chainrule.backends.llvm import blas, loop_hints, loop_scatter, loops, parallel, scalar_ops
 from chainrule.backends.llvm.copies import emit_output_copies
 from chainrule.backends.llvm.gemm import emit_gemm
 from chainrule.backends.llvm.irtext import Function, Module
@@ -38,10 +38,7 @@ Offsets = dict[Hashable, str]
 
 _ACCUMULATOR_BYTES = 8
 _SLOT_NAMES = {0: "arena", 2: "constants"}
-_INTERLEAVE = 4
 _VECTOR_GRANULE = 64
-_MIN_VECTOR_ELEMENTS = 16
-_INTERLEAVE_MAX_STREAMS = 16  # arrays a loop body reads or writes
 
 
 class Codegen:
@@ -325,15 +322,11 @@ class Codegen:
             and math.prod(shape) >= self.parallel_min_elements
             and math.prod(shape) * loop.steps >= self.parallel_min_work
         )
-        # A chain of math calls is bound by their latency: run several vectors side by side.
-        hints = _loop_hints(loop, len(keys))
-        # No element is written where another iteration reads (a loop's outputs never share arena
-        # memory with its operands): said in metadata, the vectorizer skips its dependence analysis
-        # and runtime checks, quadratic in the body's streams (80% of the depth-1000 compile).
-        group = self.module.access_group() if _vectorized(loop) else ""
-        if group:
+        dtypes = {self.graph.type(m).dtype for m in loop.members}
+        hints = loop_hints.hints(loop.shape, loop.steps, len(keys), dtypes)
+        group = self.module.access_group() if loop_hints.vectorized(loop.shape) else ""
+        if group:  # see loop_hints.py
             hints += (f'!{{!"llvm.loop.parallel_accesses", {group}}}',)
-            hints += self._vector_width_hint(loop)
         self.nest(
             fn,
             extents,
@@ -352,15 +345,6 @@ class Codegen:
         self.run_outlined(fn, extents[0] if extents else 1, parallel, _VECTOR_GRANULE if len(extents) == 1 else 1)
         for index, m in enumerate(reductions):
             self._combine_partials(m, index, parallel)
-
-    def _vector_width_hint(self, loop: Loop) -> tuple[str, ...]:
-        """The vector math's lane count as the loop's vector width, when its values are all of one
-        float dtype: the vectorizer then costs one width instead of each (a long body's compile time)."""
-        dtypes = {self.graph.type(m).dtype for m in loop.members}
-        isa = mathlib.vector_isa()
-        if len(dtypes) != 1 or not isa.bits or next(iter(dtypes)) not in ("float64", "float32"):
-            return ()
-        return (f'!{{!"llvm.loop.vectorize.width", i32 {isa.lanes(dtypes.pop())}}}',)
 
     def _loop_payload(
         self,
@@ -483,25 +467,6 @@ _EMITTERS: dict[str, Callable[[Codegen, int], None]] = {
     "lapack": emit_lapack,
     "native": emit_native,
 }
-
-
-def _loop_hints(loop: Loop, streams: int) -> tuple[str, ...]:
-    """What the innermost loop asks of the vectorizer: nothing to gain under 16 elements (and compile
-    time to lose: a long graph on small arrays is many long bodies); interleaving for long bodies
-    reading and writing few arrays, whose chains of math calls are bound by the calls' latency.
-    A body of many streams has independent chains enough (the nested gradient at depth 100-1000:
-    ~130 streams, as fast not interleaved), and interleaving would copy it 4 times over (compile
-    time 2.9 -> 1.1 s CPU at depth 1000)."""
-    if not _vectorized(loop):
-        return ('!{!"llvm.loop.vectorize.enable", i1 false}', '!{!"llvm.loop.unroll.disable"}')
-    if loop.steps < 8 or math.prod(loop.shape) < _MIN_VECTOR_ELEMENTS * _INTERLEAVE:
-        return ()
-    interleave = _INTERLEAVE if streams <= _INTERLEAVE_MAX_STREAMS else 1
-    return (f'!{{!"llvm.loop.interleave.count", i32 {interleave}}}',)
-
-
-def _vectorized(loop: Loop) -> bool:
-    return math.prod(loop.shape) >= _MIN_VECTOR_ELEMENTS
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
