@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING
 
-from chainrule.backends.llvm import blas, loop_scatter, loops, parallel, scalar_ops
+from chainrule.backends.llvm import blas, loop_hints, loop_scatter, loops, parallel, scalar_ops
 from chainrule.backends.llvm.copies import emit_output_copies
 from chainrule.backends.llvm.gather import emit_gather
 from chainrule.backends.llvm.gemm import emit_gemm
@@ -39,9 +39,7 @@ Offsets = dict[Hashable, str]
 
 _ACCUMULATOR_BYTES = 8
 _SLOT_NAMES = {0: "arena", 2: "constants"}
-_INTERLEAVE = 4
 _VECTOR_GRANULE = 64
-_MIN_VECTOR_ELEMENTS = 16
 
 
 class Codegen:
@@ -141,22 +139,22 @@ class Codegen:
             cache[key] = fn.emit(f"getelementptr i8, ptr {base}, i64 {view.offset}", "at") if view.offset else base
         return cache[key]
 
-    def load(self, fn: Function, pointer: str, offset: str, dtype: str, name: str) -> str:
-        """The element of ``dtype`` at ``pointer[offset]``, in a register."""
+    def load(self, fn: Function, pointer: str, offset: str, dtype: str, name: str, group: str = "") -> str:
+        """The element of ``dtype`` at ``pointer[offset]``, in a register (in access ``group``, if any)."""
         memory = scalar_ops.memory_type(dtype)
         address = fn.emit(f"getelementptr {memory}, ptr {pointer}, i64 {offset}", f"{name}.p")
-        value = fn.emit(f"load {memory}, ptr {address}", name)
+        value = fn.emit(f"load {memory}, ptr {address}" + (f", !llvm.access.group {group}" if group else ""), name)
         if dtype == "bool":
             value = fn.emit(f"trunc i8 {value} to i1", name)
         return value
 
-    def store(self, fn: Function, value: str, pointer: str, offset: str, dtype: str) -> None:
-        """Write register ``value`` of ``dtype`` to ``pointer[offset]``."""
+    def store(self, fn: Function, value: str, pointer: str, offset: str, dtype: str, group: str = "") -> None:
+        """Write register ``value`` of ``dtype`` to ``pointer[offset]`` (in access ``group``, if any)."""
         memory = scalar_ops.memory_type(dtype)
         if dtype == "bool":
             value = fn.emit(f"zext i1 {value} to i8", "byte")
         address = fn.emit(f"getelementptr {memory}, ptr {pointer}, i64 {offset}", "out.p")
-        fn.do(f"store {memory} {value}, ptr {address}")
+        fn.do(f"store {memory} {value}, ptr {address}" + (f", !llvm.access.group {group}" if group else ""))
 
     # ---- loop nests -------------------------------------------------------------------------------
 
@@ -325,15 +323,19 @@ class Codegen:
             and math.prod(shape) >= self.parallel_min_elements
             and math.prod(shape) * loop.steps >= self.parallel_min_work
         )
-        # A chain of math calls is bound by their latency: run several vectors side by side.
+        dtypes = {self.graph.type(m).dtype for m in loop.members}
+        hints = loop_hints.hints(loop.shape, loop.steps, len(keys), dtypes)
+        group = self.module.access_group() if loop_hints.vectorized(loop.shape) else ""
+        if group:  # see loop_hints.py
+            hints += (f'!{{!"llvm.loop.parallel_accesses", {group}}}',)
         self.nest(
             fn,
             extents,
             dict(zip(keys, strides)),
-            self._loop_payload(fn, loop, pointers, writes, slots),
+            self._loop_payload(fn, loop, pointers, writes, slots, group),
             low="%start",
             high="%end",
-            hints=_loop_hints(loop),
+            hints=hints,
         )
         for index, m in enumerate(reductions):
             t = scalar_ops.register_type(self.graph.type(m).dtype)
@@ -352,6 +354,7 @@ class Codegen:
         pointers: dict[tuple[str, int], str],
         writes: dict[int, View],
         slots: dict[int, str],
+        group: str,
     ) -> Callable[[Offsets], None]:
         """The innermost body of a loop: every member's element, stored or accumulated as planned."""
         plan = self.plan
@@ -370,6 +373,7 @@ class Codegen:
                     offsets[("r", value_id)],
                     self.graph.type(value_id).dtype,
                     self.graph[value_id].name or f"in{value_id}",
+                    group,
                 )
                 registers[value_id] = register
                 return register
@@ -387,7 +391,7 @@ class Codegen:
                     continue
                 registers[m] = value
                 if m in writes:
-                    self.store(fn, value, pointers[("w", m)], offsets[("w", m)], dtype)
+                    self.store(fn, value, pointers[("w", m)], offsets[("w", m)], dtype, group)
 
         return payload
 
@@ -465,18 +469,6 @@ _EMITTERS: dict[str, Callable[[Codegen, int], None]] = {
     "native": emit_native,
     "gather": emit_gather,
 }
-
-
-def _loop_hints(loop: Loop) -> tuple[str, ...]:
-    """What the innermost loop asks of the vectorizer: nothing to gain under 16 elements (and compile
-    time to lose: a long graph on small arrays is many long bodies); interleaving for long bodies,
-    whose chains of math calls are bound by the calls' latency."""
-    size = math.prod(loop.shape)
-    if size < _MIN_VECTOR_ELEMENTS:
-        return ('!{!"llvm.loop.vectorize.enable", i1 false}', '!{!"llvm.loop.unroll.disable"}')
-    if loop.steps >= 8 and size >= _MIN_VECTOR_ELEMENTS * _INTERLEAVE:
-        return (f'!{{!"llvm.loop.interleave.count", i32 {_INTERLEAVE}}}',)
-    return ()
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:

@@ -175,8 +175,8 @@ def compile_graph(graph: Graph, function_name: str | None = None) -> LlvmKernel:
     # A long loop body is vectorized and interleaved into ~4x its length, and code generation at O2
     # then dominates compile time: the depth-30 nested gradient (250 steps) compiles in half the
     # time at O1 and runs 7% slower.
-    optimization = "O1" if lowered.longest_loop >= LONG_LOOP_STEPS else None
     scalar_ir = scalar_entries_ir(lowered)
+    optimization = engine.optimization_level(lowered.ir, long_loops=lowered.longest_loop >= LONG_LOOP_STEPS)
     native = engine.compile_ir(lowered.ir + scalar_ir, name=name, optimization=optimization)
     runner = _Runner(lowered, native, native.address(lowered.entry), estimated_work_ns(graph))
     kernel = LlvmKernel(runner.make_call(), lowered.ir, f"<chainrule llvm {name}>", native, lowered)
