@@ -1,10 +1,12 @@
 """The IR: types, the op table, graphs, printers. Imports nothing else from chainrule."""
 
 from chainrule.ir import (  # noqa: F401  (fill the op table)
+    conv,
     elementwise,
     fused,
     linalg,
     linalg_spectral,
+    pool,
     reductions,
     scans,
     special,

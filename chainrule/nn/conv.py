@@ -1,13 +1,10 @@
 """Convolution and pooling over NCHW images: ``Conv2D``, ``MaxPool2D``, ``AvgPool2D``, ``Flatten``.
 
-Both are written as im2col: for each of the kernel's KH x KW offsets, one strided slice of the
-(padded) input picks the pixel under that offset for every output position at once, and the
-slices are stacked into the columns ``(N, C, KH*KW, H_out, W_out)``. A convolution is then one
-``einsum`` against the kernel, which chainrule lowers to a single BLAS matmul; a pooling layer
-is a max or a mean over the offsets. The Python loop runs over the KH*KW offsets, never over
-pixels, and the gradient of a strided slice is a strided scatter, so the backward pass is as
-vectorized as the forward one. (Slices beat ``sliding_window_view`` here: a window view is a
-gather with an index array, twice as slow traced, see ``frontends/numpy_windows.py``.)
+Each layer is one primitive node: ``conv2d`` (``chainrule.ir.conv``: im2col and one BLAS matmul,
+its input gradient a transposed convolution accumulated into one buffer, its weight gradient one
+matmul) or ``max_pool2d`` (``chainrule.ir.pool``: elementwise maxima of KH x KW strided slices,
+its gradient one scatter to each window's maximum). An average pool is a depthwise ``conv2d``
+with a constant kernel. Python loops run over the KH x KW kernel offsets, never over pixels.
 
     >>> import numpy as np
     >>> from chainrule import nn
@@ -23,6 +20,8 @@ import math
 import numpy as np
 
 from chainrule.errors import ArgumentError, ShapeError
+from chainrule.frontends.tracer import Tracer, operation
+from chainrule.ir import OPS, TensorType, conv_kernels
 from chainrule.nn.layers import Layer, RngLike, check_keys, initializer_named, user_line
 
 
@@ -59,37 +58,49 @@ class _Windows:
             raise ShapeError(f"{layer!r}: a {shape[2]}x{shape[3]} image is smaller than the kernel", user_line())
         return out
 
-    def columns(self, x, out_hw: tuple[int, int], pad_value: float = 0.0):
-        """(N, C, KH*KW, H_out, W_out): the input element under each kernel offset, for every output."""
-        (pad_h, pad_w), (step_h, step_w), (dil_h, dil_w) = self.padding, self.stride, self.dilation
-        if pad_h or pad_w:
-            x = np.pad(x, ((0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)), constant_values=pad_value)
-        out_h, out_w = out_hw
-        slices = [
-            x[
-                :,
-                :,
-                i * dil_h : i * dil_h + step_h * (out_h - 1) + 1 : step_h,
-                j * dil_w : j * dil_w + step_w * (out_w - 1) + 1 : step_w,
-            ]
-            for i in range(self.kernel[0])
-            for j in range(self.kernel[1])
-        ]
-        return np.stack(slices, axis=2)
-
-    def tiles(self, x, out_hw: tuple[int, int]):
-        """(N, C, H_out, KH, W_out, KW) when the windows tile the image exactly (stride = kernel, no
-        padding or dilation, sizes divisible), else None. A reshape is a view, so pooling over tiles
-        copies nothing and its gradient needs no scatter."""
-        shape = tuple(np.shape(x))
-        if self.stride != self.kernel or self.padding != (0, 0) or self.dilation != (1, 1):
-            return None
-        if out_hw[0] * self.kernel[0] != shape[2] or out_hw[1] * self.kernel[1] != shape[3]:
-            return None
-        return np.reshape(x, (shape[0], shape[1], out_hw[0], self.kernel[0], out_hw[1], self.kernel[1]))
-
     def describe(self) -> str:
         return f"kernel_size={self.kernel}, stride={self.stride}, padding={self.padding}, dilation={self.dilation}"
+
+
+def conv2d(x, kernel, *, stride=1, padding=0, dilation=1, groups: int = 1):
+    """The 2-D cross-correlation of NCHW images ``x`` with OIHW kernels (O, C/groups, KH, KW), as
+    ``torch.nn.functional.conv2d`` without the bias: one ``conv2d`` node on traced values (im2col
+    and one GEMM, see ``chainrule.ir.conv``), its NumPy computation on arrays. Operands of two
+    dtypes meet in their common one.
+
+    >>> conv2d(np.ones((1, 1, 4, 4)), np.ones((2, 1, 3, 3)), padding=1)[0, 0, 0]
+    array([4., 6., 6., 4.])
+    """
+    windows = _Windows(np.shape(kernel)[2:] if np.ndim(kernel) == 4 else 1, stride, padding, dilation)
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ArgumentError(f"groups must be a positive int, got {groups!r}")
+    x, kernel = (v if isinstance(v, Tracer) else np.asarray(v) for v in (x, kernel))
+    dtype = np.result_type(x.dtype, kernel.dtype)
+    x, kernel = (v if v.dtype == dtype else v.astype(dtype) for v in (x, kernel))
+    geometry = {
+        "stride": windows.stride,
+        "padding": windows.padding,
+        "dilation": windows.dilation,
+        "groups": int(groups),
+    }
+    if isinstance(x, Tracer) or isinstance(kernel, Tracer):
+        return operation("conv2d", x, kernel, **geometry)
+    try:  # the primitive's shape checks, eagerly too
+        OPS["conv2d"].infer([TensorType(v.shape, v.dtype.name) for v in (x, kernel)], geometry)
+    except ShapeError as error:
+        raise error.at(user_line()) from None
+    return conv_kernels.conv2d(x, kernel, **geometry)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
+    """The maximum over each window of NCHW images (padding counts as -inf), as
+    ``torch.nn.functional.max_pool2d``: one ``max_pool2d`` node on traced values (see
+    ``chainrule.ir.pool``), its NumPy computation on arrays."""
+    windows = _Windows(kernel_size, kernel_size if stride is None else stride, padding, dilation)
+    geometry = {name: getattr(windows, name) for name in ("kernel", "stride", "padding", "dilation")}
+    if isinstance(x, Tracer):
+        return operation("max_pool2d", x, **geometry)
+    return conv_kernels.max_pool2d(np.asarray(x), **geometry)
 
 
 class Conv2D(Layer):
@@ -138,15 +149,15 @@ class Conv2D(Layer):
 
     def forward(self, params, x, state, training, randomness) -> tuple:
         shape = tuple(np.shape(x))
-        out_hw = self.windows.spatial_out(self, shape)
+        self.windows.spatial_out(self, shape)
         if shape[1] != self.in_channels:
             raise ShapeError(
                 f"{self!r} takes {self.in_channels} input channels, got inputs of shape {shape}", user_line()
             )
         check_keys(self, params, ("W", "b") if self.use_bias else ("W",))
-        columns = self.windows.columns(x, out_hw)
-        kernel = np.reshape(params["W"], (self.out_channels, self.in_channels, -1))
-        y = np.einsum("nckhw,ock->nohw", columns, kernel)
+        y = conv2d(
+            x, params["W"], stride=self.windows.stride, padding=self.windows.padding, dilation=self.windows.dilation
+        )
         if self.use_bias:
             y = y + np.reshape(params["b"], (1, self.out_channels, 1, 1))
         return y, state
@@ -157,8 +168,9 @@ class Conv2D(Layer):
 
 class MaxPool2D(Layer):
     """The maximum over each window of NCHW images (padding counts as -inf, as in PyTorch);
-    ``stride`` defaults to the kernel size. Where a window has tied maxima the gradient goes to
-    each of them (NumPy's max rule), where PyTorch picks one."""
+    ``stride`` defaults to the kernel size. One ``max_pool2d`` primitive (``chainrule.ir.pool``):
+    KH x KW elementwise maxima forward, one scatter to each window's maximum backward. Where a
+    window has tied maxima the gradient goes to the first of them in row-major order, as in PyTorch."""
 
     kind = "maxpool2d"
 
@@ -169,11 +181,9 @@ class MaxPool2D(Layer):
         return tuple(input_shape[:2]) + self.windows.spatial_out(self, tuple(input_shape))
 
     def forward(self, params, x, state, training, randomness) -> tuple:
-        out_hw = self.windows.spatial_out(self, tuple(np.shape(x)))
-        tiles = self.windows.tiles(x, out_hw)
-        if tiles is not None:
-            return np.max(tiles, axis=(3, 5)), state
-        return np.max(self.windows.columns(x, out_hw, pad_value=-np.inf), axis=2), state
+        self.windows.spatial_out(self, tuple(np.shape(x)))
+        windows = self.windows
+        return max_pool2d(x, windows.kernel, windows.stride, windows.padding, windows.dilation), state
 
     def __repr__(self) -> str:
         return f"MaxPool2D({self.windows.describe()})"
@@ -181,7 +191,8 @@ class MaxPool2D(Layer):
 
 class AvgPool2D(Layer):
     """The mean over each window of NCHW images; padding counts as zeros in the mean (PyTorch's
-    default ``count_include_pad=True``); ``stride`` defaults to the kernel size."""
+    default ``count_include_pad=True``); ``stride`` defaults to the kernel size. Computed as a
+    depthwise ``conv2d`` (groups = channels) with a constant kernel."""
 
     kind = "avgpool2d"
 
@@ -192,11 +203,13 @@ class AvgPool2D(Layer):
         return tuple(input_shape[:2]) + self.windows.spatial_out(self, tuple(input_shape))
 
     def forward(self, params, x, state, training, randomness) -> tuple:
-        out_hw = self.windows.spatial_out(self, tuple(np.shape(x)))
-        tiles = self.windows.tiles(x, out_hw)
-        if tiles is not None:
-            return np.mean(tiles, axis=(3, 5)), state
-        return np.mean(self.windows.columns(x, out_hw), axis=2), state
+        shape = tuple(np.shape(x))
+        self.windows.spatial_out(self, shape)
+        # the mean over a window is a depthwise convolution with a constant 1/(KH*KW) kernel
+        kernel_h, kernel_w = self.windows.kernel
+        dtype = x.dtype if isinstance(x, Tracer) else np.asarray(x).dtype
+        kernel = np.full((shape[1], 1, kernel_h, kernel_w), 1 / (kernel_h * kernel_w), dtype=dtype)
+        return conv2d(x, kernel, stride=self.windows.stride, padding=self.windows.padding, groups=shape[1]), state
 
     def __repr__(self) -> str:
         return f"AvgPool2D({self.windows.describe()})"

@@ -158,3 +158,13 @@ for _name in ("solve", "triangular_solve", "cholesky", "slogdet", "eigh", "svd",
 # SciPy's expm is a Padé approximant with scaling and squaring, not a LAPACK routine: natively it
 # would be a hand-written algorithm, so it stays SciPy's, called back
 declare(OPS["expm"], Strategy(FALLBACK))
+# convolution and max pooling (issue 22): im2col and one BLAS GEMM, strided slices, in NumPy, called back
+for _name in (
+    "conv2d",
+    "conv2d_input_grad",
+    "conv2d_weight_grad",
+    "max_pool2d",
+    "max_pool2d_scatter",
+    "max_pool2d_gather",
+):
+    declare(OPS[_name], Strategy(FALLBACK))
