@@ -115,14 +115,19 @@ def measure_checkout(quick: bool) -> dict[str, object]:
 
 
 def fork_join_us(threads: int) -> float:
-    """One fork/join of ``parallel.py``'s runtime on ``threads`` threads over an empty body, in us."""
+    """One parallel loop (``parallel.py``, ``pool.py``) on ``threads`` threads over an empty body, in us."""
     from chainrule.backends.llvm import engine, parallel
 
-    ir = parallel.RUNTIME.format(p="fj", max_threads=64) + (
-        "define internal void @body(ptr %t, i64 %s, i64 %e, ptr %p) {\n  ret void\n}\n"
-        "define void @fj_run(i64 %threads) {\n  %partials = alloca [64 x i64]\n"
-        "  call void @fj_parallel(ptr @body, ptr null, i64 4096, ptr %partials, i64 8, i64 %threads, i64 64)\n"
-        "  ret void\n}\n"
+    ir = (
+        parallel.runtime("fj", 64)
+        + parallel.DECLARATION
+        + "\n"
+        + (
+            "define internal void @body(ptr %t, i64 %s, i64 %e, ptr %p) {\n  ret void\n}\n"
+            "define void @fj_run(i64 %threads) {\n  %partials = alloca [64 x i64]\n"
+            "  call void @fj_parallel(ptr @body, ptr null, i64 4096, ptr %partials, i64 8, i64 %threads, i64 64)\n"
+            "  ret void\n}\n"
+        )
     )
     module = engine.compile_ir(ir, name="fork_join")
     run = ctypes.CFUNCTYPE(None, ctypes.c_int64)(module.address("fj_run"))
