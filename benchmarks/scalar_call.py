@@ -14,8 +14,8 @@
    <= 1.5 us per call.
 2. Threads: the gradient of ``sum(nested30(x))`` at 10^2, 10^4 and 10^6 points on one thread
    and with the default thread count, for both checkouts. The bar: the default is never
-   slower than one thread. Also the fork/join cost of the thread runtime (``parallel.py``),
-   which sets ``kernel.FORK_JOIN_NS``.
+   slower than one thread. Also the cost of one parallel loop handed to the worker pool
+   (``parallel.py``, ``pool.py``), which sets ``kernel.HANDOFF_NS``.
 
 Each repeat builds a fresh function object (kernels are cached per function object), warms it
 with one call, then times a batch of calls; the figure is the median over repeats. The machine
@@ -198,7 +198,7 @@ def main() -> None:
             f"| {points:>6} | {cells[0]:>15.1f} | {cells[1]:>14.1f} | {mine[0]:>14.1f} | {mine[1]:>15.1f} ({chosen}) |"
         )
     forks = ", ".join(f"{t} threads {fork_join_us(t):.1f} us" for t in (1, 2, 4))
-    print(f"\nfork/join of parallel.py's runtime over an empty body: {forks}")
+    print(f"\none parallel loop over an empty body (parallel.py, pool.py): {forks}")
 
 
 if __name__ == "__main__":
