@@ -99,7 +99,8 @@ class Codegen:
         finish(self)
         entry.do("ret void")
         if self.uses_threads:
-            self.module.header.append(parallel.RUNTIME.format(p=self.prefix, max_threads=self.max_threads))
+            self.module.header.append(parallel.runtime(self.prefix, self.max_threads))
+            self.module.declare(parallel.DECLARATION)
         if self.uses_blas:
             self.module.declare(blas.DECLARATIONS.strip())
         return f"{self.prefix}_entry"
@@ -317,7 +318,7 @@ class Codegen:
             fn.do(
                 f"store {scalar_ops.register_type(dtype)} {self.identity(self.reduction_op(m), dtype)}, ptr {slots[m]}"
             )
-        parallel = (
+        threaded = (
             bool(extents)
             and extents[0] > 1
             and math.prod(shape) >= self.parallel_min_elements
@@ -343,9 +344,11 @@ class Codegen:
             place = fn.emit(f"getelementptr i8, ptr %partials, i64 {index * _ACCUMULATOR_BYTES}", "partial")
             fn.do(f"store {t} {value}, ptr {place}")
         fn.do("ret void")
-        self.run_outlined(fn, extents[0] if extents else 1, parallel, _VECTOR_GRANULE if len(extents) == 1 else 1)
+        extent, granule = (extents[0] if extents else 1), (_VECTOR_GRANULE if len(extents) == 1 else 1)
+        self.run_outlined(fn, extent, threaded, granule)
+        rows = parallel.task_layout(extent, granule, self.max_threads)[1] if threaded else 1
         for index, m in enumerate(reductions):
-            self._combine_partials(m, index, parallel)
+            self._combine_partials(m, index, rows)
 
     def _loop_payload(
         self,
@@ -395,14 +398,13 @@ class Codegen:
 
         return payload
 
-    def _combine_partials(self, node_id: int, index: int, parallel: bool) -> None:
-        """The reduction's result from each thread's row of partials, in thread order."""
+    def _combine_partials(self, node_id: int, index: int, rows: int) -> None:
+        """The reduction's result from the ``rows`` tasks' partials, in task order (parallel.py)."""
         entry = self.entry
         dtype = self.graph.type(node_id).dtype
         t = scalar_ops.register_type(dtype)
         op = self.reduction_op(node_id)
         view = self.plan.views[node_id]
-        rows = self.threads if parallel else "1"
         total = entry.alloca(t, "total")
         entry.do(f"store {t} {self.identity(op, dtype)}, ptr {total}")
 
@@ -414,7 +416,7 @@ class Codegen:
             so_far = entry.emit(f"load {t}, ptr {total}", "total")
             entry.do(f"store {t} {self.combine(entry, op, dtype, so_far, partial)}, ptr {total}")
 
-        self.nest(entry, [None], {"row": [1]}, payload, high=rows)
+        self.nest(entry, [None], {"row": [1]}, payload, high=str(rows))
         result = entry.emit(f"load {t}, ptr {total}", self.graph[node_id].name or "total")
         self.store(entry, result, self.base(entry, view, {}), "0", dtype)
 
