@@ -78,11 +78,12 @@ def elementwise_of_scalar_constants(graph: Graph, node: Node, args: tuple[int, .
 @CANONICAL.rule(*_ELEMENTWISE_OPS, any_operand=["broadcast_to"])
 def implied_broadcast(graph: Graph, node: Node, args: tuple[int, ...]) -> int | None:
     """``args`` with each ``broadcast_to(x)`` replaced by ``x`` where NumPy's broadcasting among the
-    operands still gives the result's shape."""
+    operands still gives the result's shape. An operand that is also another operand stays: narrowing
+    one side of ``b - b`` would hide that no derivative flows through it (``ops.SELF_CANCELLING``)."""
     narrowed, changed = list(args), False
     for position, arg in enumerate(args):
         operand = graph[arg]
-        if operand.op != "broadcast_to":
+        if operand.op != "broadcast_to" or args.count(arg) > 1:
             continue
         candidate = [*narrowed[:position], operand.args[0], *narrowed[position + 1 :]]
         if np.broadcast_shapes(*(graph.type(a).shape for a in candidate)) == node.type.shape:
