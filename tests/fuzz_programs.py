@@ -76,9 +76,14 @@ BINARY = _smooth_ops(2)
 
 
 def squash(value, domain: tuple[float, float]):
-    """``value`` mapped smoothly into the open interval ``domain``."""
+    """``value`` mapped smoothly into the open interval ``domain``.
+
+    0 maps off the middle, since a value that is 0 by arithmetic (``x * (x - x)``) would land on
+    the middle of (-1.2, 1.2), where cbrt' is infinite: there the derivative exists only because
+    the value is identically 0, which no chain of derivative rules can see (the special points are
+    the ``special`` instructions' business)."""
     low, high = domain
-    return low + (high - low) * (0.5 + 0.49 * np.tanh(value))
+    return low + (high - low) * (0.5 + 0.49 * np.tanh(value + 0.25))
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,27 @@ def neutral_operand(graph: Graph, node: Node, args: tuple[int, ...]) -> int | No
     return None
 
 
+@CANONICAL.rule("gt", "lt")
+def strict_comparison_with_itself(graph: Graph, node: Node, args: tuple[int, ...]) -> int | None:
+    """x > x and x < x are False for every x, NaN included; a where on them then keeps one branch."""
+    return graph.zeros(node.type) if args[0] == args[1] else None
+
+
+@CANONICAL.rule("where", any_operand=_CONSTANTS)
+def where_of_a_constant_condition(graph: Graph, node: Node, args: tuple[int, ...]) -> int | None:
+    """where(False, a, b) -> b and where(True, a, b) -> a, when that branch already has the result's
+    type: otherwise the derivative of the other branch, an exact zero, meets an infinite one further
+    on (0 * inf = NaN in forward mode), where the function does not depend on that branch at all."""
+    condition = graph[args[0]]
+    if condition.op == "zeros":
+        kept = args[2]
+    elif condition.op == "const" and condition.type.size <= _FOLD_MAX_SIZE:
+        kept = args[1] if graph.constant(args[0]).all() else args[2]
+    else:
+        return None
+    return kept if graph.type(kept) == node.type else None
+
+
 def _constant(graph: Graph, value: object, type: TensorType) -> int:
     return graph.const(np.asarray(value, dtype=type.dtype).reshape(type.shape))
 
