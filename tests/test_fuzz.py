@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 import chainrule as cr
 
-FUZZ_EXAMPLES = 12
+FUZZ_EXAMPLES = 40
 LONG_EXAMPLES = int(os.environ.get("CHAINRULE_FUZZ_EXAMPLES", "0"))
 
 
