@@ -23,13 +23,21 @@ import warnings
 
 import numpy as np
 import pytest
-from fuzz_programs import Program, programs
+from fuzz_programs import NAMES, Instruction, Program, programs
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import chainrule as cr
 
-FUZZ_EXAMPLES = 40
+FUZZ_EXAMPLES = 30
+# Every instruction of the kinds random programs draw rarely, once each in the default run (loops
+# with one body op each: the bodies are the elementwise ops the random programs cover anyway).
+RARE_INSTRUCTIONS = [
+    (kind, name)
+    for kind in ("view", "loop", "linalg", "write", "special")
+    for name in NAMES[kind]
+    if kind != "loop" or name.endswith(("/sin", "/hypot"))
+]
 LONG_EXAMPLES = int(os.environ.get("CHAINRULE_FUZZ_EXAMPLES", "0"))
 
 
@@ -92,6 +100,14 @@ def check_second_order(program: Program, point, direction) -> None:
 @given(programs(), st.integers(0, 2**31 - 1))
 def test_random_programs_agree_across_backends_modes_and_finite_differences(program, seed):
     check_program(program, seed)
+
+
+@pytest.mark.parametrize(("kind", "name"), RARE_INSTRUCTIONS)
+@settings(max_examples=1, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_each_instruction_agrees_across_backends_modes_and_finite_differences(kind, name, seed):
+    first = Instruction("unary", "tanh", (0, 0))
+    check_program(Program((first, Instruction(kind, name, (2, 1), axis=1)), (1.0, -0.5)), seed)
 
 
 @pytest.mark.slow
