@@ -194,8 +194,8 @@ def _linalg(name: str, a, b):
     if name == "qr":
         q, r = np.linalg.qr(dominant)
         return q[1:] + r[:2]
-    if name == "norm":
-        return np.linalg.norm(full(a)) + np.linalg.norm(full(b), axis=1, keepdims=True)
+    if name == "norm":  # off 0, as squash is: a row of zeros written into an array is the special kind's
+        return np.linalg.norm(full(a) + 0.25) + np.linalg.norm(full(b) + 0.25, axis=1, keepdims=True)
     return np.linalg.norm(dominant, 2)  # the spectral norm, an SVD
 
 

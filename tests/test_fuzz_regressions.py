@@ -102,3 +102,26 @@ def test_cbrt_of_a_product_with_x_minus_x_has_zero_derivative():
         return np.sum(np.cbrt(x * (x - x)))
 
     assert_all_derivatives_zero(cbrt_of_zero_product, np.array([[0.3, -0.2, 0.5], [0.1, 0.9, -0.4]]))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="forward mode through the norm of a vector that is 0 by arithmetic: the zero row of a "
+    "padded array has tangent sum(2 * 0 * t) = 0, and sqrt's JVP makes 0 / (2 * sqrt(0)) = NaN "
+    "where the norm is constant 0 (reverse mode is right: the NaN cotangent lands on the constant "
+    "zeros). PyTorch's convention, a zero derivative at a zero norm, would fix it; it changes "
+    "sqrt's rule for every program, not in this change",
+)
+def test_jvp_of_the_norms_of_a_padded_array_is_finite():
+    """Found by the v2 long run (seed 201), shrunk: a row written into zeros, per-row norms."""
+
+    def row_norms_of_padded(x):
+        padded = np.zeros((2, 3))
+        padded[1] = x[0]
+        return np.sum(np.linalg.norm(padded, axis=1))
+
+    x = np.array([[0.3, -0.2, 0.5], [0.1, 0.9, -0.4]])
+    along = np.linspace(-1.0, 1.0, 6).reshape(2, 3)
+    expected = np.sum(x[0] * along[0]) / np.linalg.norm(x[0])  # the derivative of |x[0]| along the row
+    np.testing.assert_allclose(cr.grad(row_norms_of_padded)(x)[0], x[0] / np.linalg.norm(x[0]), rtol=1e-12)
+    np.testing.assert_allclose(cr.jvp(row_norms_of_padded, (x,), (along,))[1], expected, rtol=1e-12)
