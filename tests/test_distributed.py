@@ -356,3 +356,4 @@ def test_the_distributed_training_example_matches_one_process_training(client, c
     assert "2 Dask workers" in out and "float16 transport" in out
     assert summary["cluster"]["difference"] < 1e-12
     assert 0 < summary["cluster, float16 transport"]["difference"] < 1e-2
+    assert summary["cluster, top-10% transport"]["bytes"] < summary["cluster"]["bytes"]
