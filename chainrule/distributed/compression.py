@@ -13,8 +13,9 @@ The residuals live in the worker process, keyed by (worker, run, chunk): a run i
 the same worker (``dask.annotate(workers=...)``), and each entry remembers the call that made it.
 A task that Dask runs twice in one call (rescheduled after a fault) starts again from the
 residual the call started with, so reruns do not count a gradient twice. A worker that dies
-takes its residuals with it: its chunks restart from zero on another worker, which loses those
-delayed elements (at most one fraction of one gradient per chunk) and nothing else.
+takes its residuals with it: its chunks go on from the residual the new worker holds for them
+(zero unless it ran them before), which loses the delayed elements (at most one gradient's worth
+per chunk) and nothing else.
 """
 
 from __future__ import annotations

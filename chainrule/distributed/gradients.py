@@ -5,6 +5,8 @@ process); the parameters go to every worker once per call (``client.scatter(broa
 ``dask.bag``'s tree reduction adds the chunks' values and gradients, each weighted by its share
 of the rows for ``reduction="mean"`` (so a loss that is a mean over its rows gives exactly the
 mean over all rows) or by one for ``"sum"``. The client receives one value and one gradient.
+With ``transport=TopK(fraction)`` the chunks' sparse gradients skip the tree and the client
+adds them (``chainrule.distributed.compression``).
 """
 
 from __future__ import annotations
