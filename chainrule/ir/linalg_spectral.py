@@ -2,7 +2,9 @@
 
 Each result packs its factors (see ``linalg_kernels``): ``eigh`` is ``[w, V]``, ``svd`` is
 ``[s, U, Vh]`` (reduced), ``qr`` is ``[Q, R]`` (reduced); the frontend unpacks them with
-``linalg.unpack``. The rules are Giles (2008) for eigh, Townsend (2016) for the SVD and
+``linalg.unpack``. ``eigvalsh`` and ``svdvals`` are the values alone (LAPACK with jobz='N', as
+NumPy's ``eigvalsh`` and ``svd(compute_uv=False)`` call it): the frontend never records them;
+the ``values only`` pass (``compiler/values_only.py``) puts them where nothing reads the vectors. The rules are Giles (2008) for eigh, Townsend (2016) for the SVD and
 Walter & Lehmann (2018) / Liao et al. (2019) for QR, written with primitives. Where
 eigenvalues (or singular values) coincide the eigenvectors are not unique and the rules divide
 by zero: ``docs/linalg.md`` states the caveat.
@@ -86,6 +88,38 @@ register(
     )
 )
 
+
+def _infer_eigvalsh(types: list[TensorType], attrs: Attrs) -> TensorType:
+    (a,) = types
+    return TensorType(a.shape[:-2] + (square_type(a, "eigvalsh"),), a.dtype)
+
+
+def _eigvalsh_rule(g: Value, y: Value, a: Value, lower: bool) -> Value:
+    # w̄ -> Ā = V diag(w̄) Vᵀ: the vectors are computed again (the pass that records eigvalsh runs
+    # after differentiation, so this rule serves only a graph differentiated once more)
+    _, v = eigh_factors(F.eigh(a, lower=lower), a.shape[-1])
+    return (v * row(g)) @ v.mT
+
+
+def _eigvalsh_jvp(tangents: list[Value | None], y: Value, a: Value, lower: bool) -> Value:
+    _, v = eigh_factors(F.eigh(a, lower=lower), a.shape[-1])
+    return diagonal(v.mT @ symmetric_part(only_tangent(tangents)) @ v)
+
+
+register(
+    Op(
+        "eigvalsh",
+        "linalg",
+        1,
+        _infer_eigvalsh,
+        "la.eigvalsh({0}, {lower})",
+        vjp=(_eigvalsh_rule,),
+        jvp=_eigvalsh_jvp,
+        flops=cubic_flops(4 / 3),
+        batch=batch_stacked("eigvalsh"),
+    )
+)
+
 # ---- svd: A = U diag(s) Vh (reduced) -----------------------------------------------------------
 
 
@@ -157,6 +191,39 @@ register(
         jvp=_svd_jvp,
         flops=lambda ins, out, attrs: int(14 * ins[0].size * min(ins[0].shape[-2:])),
         batch=batch_stacked("svd"),
+    )
+)
+
+
+def _infer_svdvals(types: list[TensorType], attrs: Attrs) -> TensorType:
+    (a,) = types
+    return TensorType(a.shape[:-2] + (min(_matrix_type(a, "svdvals")),), a.dtype)
+
+
+def _svdvals_rule(g: Value, y: Value, a: Value) -> Value:
+    # s̄ -> Ā = U diag(s̄) Vh, the factors computed again (see _eigvalsh_rule)
+    m, n = a.shape[-2:]
+    _, u, vh = svd_factors(F.svd(a), m, n)
+    return (u * row(g)) @ vh
+
+
+def _svdvals_jvp(tangents: list[Value | None], y: Value, a: Value) -> Value:
+    m, n = a.shape[-2:]
+    _, u, vh = svd_factors(F.svd(a), m, n)
+    return diagonal(u.mT @ only_tangent(tangents) @ vh.mT)
+
+
+register(
+    Op(
+        "svdvals",
+        "linalg",
+        1,
+        _infer_svdvals,
+        "la.svdvals({0})",
+        vjp=(_svdvals_rule,),
+        jvp=_svdvals_jvp,
+        flops=lambda ins, out, attrs: int(4 * ins[0].size * min(ins[0].shape[-2:])),
+        batch=batch_stacked("svdvals"),
     )
 )
 

@@ -153,7 +153,7 @@ for _name in ("argsort", "searchsorted"):
 
 # ---- linear algebra (issue 16): SciPy's LAPACK called from native code (lapack_ops.py) ---------
 # (on float16 or an empty matrix: the NumPy lowering, called back)
-for _name in ("solve", "triangular_solve", "cholesky", "slogdet", "eigh", "svd", "qr"):
+for _name in ("solve", "triangular_solve", "cholesky", "slogdet", "eigh", "eigvalsh", "svd", "svdvals", "qr"):
     declare(OPS[_name], Strategy(LAPACK))
 # SciPy's expm is a Padé approximant with scaling and squaring, not a LAPACK routine: natively it
 # would be a hand-written algorithm, so it stays SciPy's, called back
