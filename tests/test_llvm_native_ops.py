@@ -1,4 +1,4 @@
-"""Scans, argmax/argmin and concatenate run as native loops on the llvm backend (native_ops.py):
+"""Scans, argmax/argmin, searchsorted and concatenate run as native loops on the llvm backend (native_ops.py):
 no NumPy callback, NumPy's values to the bit (the same additions in the same order), gradients
 against central differences."""
 
