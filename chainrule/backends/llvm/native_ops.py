@@ -10,7 +10,8 @@ transposed, sliced and broadcast operands need no copy.
 - searchsorted: a binary search of the sorted array for each value, in NumPy's order (NaN after
   every number: a NaN value goes after the numbers, on the right side after the NaNs too), the
   comparison NumPy's own binary search makes;
-- concatenate: each operand copied into its slab of the result, converting the dtype.
+- concatenate: each operand copied into its slab of the result, converting the dtype;
+- scatter_add and index_update at an integer-array index: ``native_scatter.py``.
 
 Sorting (argsort) stays NumPy's, called back: a stable sort is a real algorithm (NumPy's
 timsort/radix sort), and writing one here would be a hand-written copy of a library's.
@@ -23,14 +24,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chainrule.backends.llvm import scalar_ops
+from chainrule.backends.llvm import native_scatter, scalar_ops
 from chainrule.backends.llvm.views import View
 from chainrule.ir import Graph
 
 if TYPE_CHECKING:
     from chainrule.backends.llvm.codegen import Codegen
 
-OPS = ("cumsum", "cumprod", "argmax", "argmin", "searchsorted", "concatenate")
+OPS = ("cumsum", "cumprod", "argmax", "argmin", "searchsorted", "concatenate", "scatter_add", "index_update")
 
 
 def ready(graph: Graph, node_id: int) -> bool:
@@ -40,6 +41,8 @@ def ready(graph: Graph, node_id: int) -> bool:
     dtypes = [node.type.dtype] + [graph.type(a).dtype for a in node.args]
     if node.op == "searchsorted" and len(set(dtypes[1:])) != 1:
         return False
+    if node.op in ("scatter_add", "index_update"):
+        return native_scatter.ready(graph, node_id)
     return node.op in OPS and node.type.size > 0 and all(d in scalar_ops.TYPES and d != "bool" for d in dtypes)
 
 
@@ -215,4 +218,6 @@ _EMITTERS: dict[str, Callable[[Codegen, int], None]] = {
     "argmin": _argextremum,
     "searchsorted": _searchsorted,
     "concatenate": _concatenate,
+    "scatter_add": native_scatter.emit,
+    "index_update": native_scatter.emit,
 }

@@ -89,7 +89,8 @@ declare(OPS["reshape"], Strategy(VIEW, views.reshape_view))  # of non-contiguous
 declare(OPS["getitem"], Strategy(VIEW, views.index_view))  # an integer-array index: NumPy gathers
 declare(OPS["matmul"], Strategy(GEMM))  # on integers, or of many batch elements: NumPy
 declare(OPS["concatenate"], Strategy(NATIVE))
-declare(OPS["scatter_add"], Strategy(FALLBACK))
+# at a basic index: loop_scatter.py; at one in-range index array: native_scatter.py; else NumPy
+declare(OPS["scatter_add"], Strategy(NATIVE))
 # Hurwitz's zeta (digamma's derivative is ζ(2, x)): SciPy's cython_special does not export it
 declare(OPS["zeta"], Strategy(FALLBACK))
 
@@ -97,7 +98,8 @@ declare(OPS["zeta"], Strategy(FALLBACK))
 for _control, _run in control.RUNNERS.items():
     declare(OPS[_control], Strategy(FALLBACK, run=_run))
 
-declare(OPS["index_update"], Strategy(FALLBACK))  # a copy of operand 0, written by NumPy
+# at one in-range index array: native_scatter.py; else a copy of operand 0, written by NumPy
+declare(OPS["index_update"], Strategy(NATIVE))
 
 
 # ---- reductions ---------------------------------------------------------------------------------
