@@ -5,7 +5,10 @@
 Cases: the gradient of examples/pendulum_rk4.py's final angle with respect to the initial angle,
 velocity and the damping, its RK4 step unrolled by a plain Python loop over 10, 100 and 1,000
 steps (42 traced nodes a step); and the derivative of seed 001's cos(tan(sin(...))) nested 1,000
-and 10,000 deep, summed over 1,000 points. Each sample is the first call of a fresh ``cr.grad`` in
+and 10,000 deep, summed over 1,000 points; and issue 24's Gaussian-process marginal likelihood
+with a hand-written Cholesky factorization unrolled by Python loops at n = 10, 20 and 30 (about
+n**3 traced nodes: "linear?" is not expected to be 1 there), differentiated with respect to its
+three log hyper-parameters. Each sample is the first call of a fresh ``cr.grad`` in
 a fresh process (trace, differentiate, optimize, generate and compile code, one run; chainrule's
 imports and llvmlite's start-up are warmed first, and the on-disk kernel cache points at an empty
 directory), so the checkouts do not share caches or heaps. Cells are medians over ``--runs``
@@ -31,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_SECONDS = 240
 RK4_STEPS = (10, 100, 1_000)
 NESTED_DEPTHS = (1_000, 10_000)
+GP_SIZES = (10, 20, 30)
 BACKENDS = ("numpy", "llvm")
 
 
@@ -56,7 +60,38 @@ def nested_program(depth: int):
     return nested_sum, (np.linspace(4.0, 4.4, 1_000),), 0
 
 
-PROGRAMS = {"rk4": (rk4_program, RK4_STEPS), "nested": (nested_program, NESTED_DEPTHS)}
+def gp_program(n: int):
+    """Issue 24's GP marginal likelihood: a hand-written Cholesky unrolled by Python loops at size n."""
+    rng = np.random.default_rng(0)
+    x = np.sort(rng.uniform(-3.0, 3.0, n))
+    y = np.sin(x) + 0.1 * rng.standard_normal(n)
+
+    def negative_log_marginal(log_parameters):
+        amplitude, length, noise = np.exp(log_parameters[0]), np.exp(log_parameters[1]), np.exp(log_parameters[2])
+        kernel = amplitude * np.exp(-0.5 * (x[:, None] - x[None, :]) ** 2 / length**2) + noise * np.eye(n)
+        factor = [[0.0] * n for _ in range(n)]
+        for i in range(n):
+            for j in range(i + 1):
+                s = kernel[i, j]
+                for k in range(j):
+                    s = s - factor[i][k] * factor[j][k]
+                factor[i][j] = np.sqrt(s) if i == j else s / factor[j][j]
+        z = [0.0] * n
+        for i in range(n):
+            s = y[i]
+            for k in range(i):
+                s = s - factor[i][k] * z[k]
+            z[i] = s / factor[i][i]
+        return 0.5 * sum(zi * zi for zi in z) + sum(np.log(factor[i][i]) for i in range(n))
+
+    return negative_log_marginal, (np.array([0.1, -0.2, -2.0]),), 0
+
+
+PROGRAMS = {
+    "rk4": (rk4_program, RK4_STEPS),
+    "nested": (nested_program, NESTED_DEPTHS),
+    "gp": (gp_program, GP_SIZES),
+}
 
 
 def first_call(case: str, size: int, backend: str) -> dict:

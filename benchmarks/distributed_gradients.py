@@ -3,8 +3,9 @@
 (Not benchmarks/distributed.py: run as a script, that name would shadow the ``distributed``
 package that ``dask.distributed`` imports, in this process and in the workers it spawns.)
 
-    python3 benchmarks/distributed_gradients.py               # a few minutes; prints three tables
-    python3 benchmarks/distributed_gradients.py --quick       # smaller sizes, fewer repeats
+    python3 benchmarks/distributed_gradients.py               # a few minutes; prints five tables
+    python3 benchmarks/distributed_gradients.py --quick       # smaller sizes, fewer repeats, epochs
+    python3 benchmarks/distributed_gradients.py --part compression   # table (5) only
 
 (1) Overhead: the distributed gradient on a 1-worker LocalCluster against the in-process one
     for (a) an MLP 784-256-10 (tanh, mean squared error) over 10^5 rows, value_and_grad, and (b)
@@ -13,18 +14,27 @@ package that ``dask.distributed`` imports, in this process and in the workers it
 (2) Scaling from 1 to 2 workers (this machine has 2 cores; one worker thread each).
 (3) The parts of the cost model in docs/distributed.md: the scheduler's overhead per task (an
     empty task's round trip), the seconds to send the parameters to every worker, and the bytes
-    each chunk returns (the gradient) with and without float16 transport.
+    each chunk returns (the gradient, pickled) with each transport.
+(4) The cost model's predictions next to the 1- and 2-worker measurements.
+(5) Gradient compression in data-parallel training (seed 003, 7.3) on 2 workers: the spiral
+    classifier of examples/distributed_training.py trained with each transport (none, float16,
+    top-k with error feedback at 50%, 10%, 1%): final loss, accuracy, and the bytes one step's
+    chunks send (measured pickles).
 
-Times are medians of repeats; every repeat makes a new compiled function (compiled kernels
-are cached per function object, so a reused one would measure a cache hit), after one warm-up
-call that compiles on each worker.
+The data of (1) and (2) is made on the workers (``dask.array.random`` with a seed, persisted
+before any timing), and the in-process baseline computes on the same values fetched once, so the
+times hold the per-call cost only, not an upload of the data. Times are medians of repeats;
+every repeat makes a new compiled function (compiled kernels are cached per function object, so
+a reused one would measure a cache hit), after one warm-up call that compiles on each worker.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -37,14 +47,21 @@ def mlp_loss(params, x, y):
     return np.mean((np.tanh(x @ params["W1"] + params["b1"]) @ params["W2"] - y) ** 2)
 
 
-def mlp_problem(rows: int, seed: int = 0):
+def mlp_params(seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    params = {
+    return {
         "W1": rng.standard_normal((784, 256)) * 0.03,
         "b1": np.zeros(256),
         "W2": rng.standard_normal((256, 10)) * 0.06,
     }
-    return params, rng.standard_normal((rows, 784)), rng.standard_normal((rows, 10))
+
+
+def on_workers(shape: tuple[int, ...], chunks: int, seed: int):
+    """Standard-normal data made and kept on the workers (persisted), in ``chunks`` row chunks."""
+    import dask.array as da
+
+    rows_per_chunk = (shape[0] + chunks - 1) // chunks
+    return da.random.default_rng(seed).standard_normal(shape, chunks=(rows_per_chunk, *shape[1:])).persist()
 
 
 def nested_sum(depth: int):
@@ -82,8 +99,9 @@ def timed_pair(make_local, make_distributed, repeats: int) -> tuple[float, float
 def overhead_rows(client, rows: int, points: int, chunks: int, repeats: int) -> list[tuple]:
     import dask.array as da
 
-    params, x, y = mlp_problem(rows)
-    dx, dy = da.from_array(x, chunks=rows // chunks).persist(), da.from_array(y, chunks=rows // chunks).persist()
+    params = mlp_params()
+    dx, dy = on_workers((rows, 784), chunks, seed=1), on_workers((rows, 10), chunks, seed=2)
+    x, y = dx.compute(), dy.compute()  # the same values for the in-process baseline
     mlp = timed_pair(
         lambda: (lambda vg: lambda: vg(params, x, y))(cr.value_and_grad(lambda *a: mlp_loss(*a))),
         lambda: (lambda vg: lambda: vg(params, dx, dy))(
@@ -91,8 +109,8 @@ def overhead_rows(client, rows: int, points: int, chunks: int, repeats: int) -> 
         ),
         repeats,
     )
-    grid = np.linspace(-3.0, 3.0, points)
-    dgrid = da.from_array(grid, chunks=points // chunks).persist()
+    dgrid = da.linspace(-3.0, 3.0, points, chunks=points // chunks).persist()
+    grid = dgrid.compute()
     nested = timed_pair(
         lambda: (lambda g: lambda: g(grid))(cr.grad(nested_sum(30), backend="llvm")),
         lambda: (lambda g: lambda: crd.map(g, dgrid).compute())(cr.grad(nested_sum(30), backend="llvm")),
@@ -107,19 +125,20 @@ def overhead_rows(client, rows: int, points: int, chunks: int, repeats: int) -> 
 def cost_parts(client, repeats: int) -> dict:
     """The cost model's measured parts on this cluster."""
     round_trip = median_seconds(lambda: client.submit(lambda: None, pure=False).result(), 5 * repeats)
-    params, x, y = mlp_problem(1_000)
+    params, rng = mlp_params(), np.random.default_rng(0)
+    x, y = rng.standard_normal((1_000, 784)), rng.standard_normal((1_000, 10))
     broadcast = median_seconds(lambda: client.scatter([params], broadcast=True, hash=False), repeats)
-    exact = crd.value_and_grad(mlp_loss, data_argnums=(1, 2), client=client)
-    half = crd.value_and_grad(mlp_loss, data_argnums=(1, 2), client=client, transport="float16")
-    exact(params, x, y), half(params, x, y)
-    parameter_bytes = sum(value.nbytes for value in params.values())
-    return {
+    parts = {
         "task round trip (s)": round_trip,
         "parameter broadcast (s)": broadcast,
-        "parameter bytes": parameter_bytes,
-        "gradient bytes per chunk, float64": exact.bytes_per_chunk[0],
-        "gradient bytes per chunk, float16": half.bytes_per_chunk[0],
+        "parameter bytes": sum(value.nbytes for value in params.values()),
     }
+    for name, transport in (("float64", None), ("float16", "float16"), ("top-1%", crd.TopK(0.01))):
+        gradient = crd.value_and_grad(mlp_loss, data_argnums=(1, 2), client=client, transport=transport)
+        gradient(params, x, y)
+        gradient.release()
+        parts[f"gradient bytes per chunk, {name}"] = gradient.bytes_per_chunk[0]
+    return parts
 
 
 def predicted_step(
@@ -163,20 +182,68 @@ def model_rows(parts: dict, measured: dict, rows: int, local_seconds: float) -> 
     return table
 
 
+COMPRESSIONS = (
+    ("none", None),
+    ("float16", "float16"),
+    ("top-50%", crd.TopK(0.5)),
+    ("top-10%", crd.TopK(0.1)),
+    ("top-1%", crd.TopK(0.01)),
+)
+
+
+def compression_rows(client, epochs: int) -> list[tuple]:
+    """(transport, final loss, accuracy %, bytes per step or None, seconds) for the spiral
+    classifier trained in this process and on ``client`` with each transport."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+    from distributed_training import bytes_per_step, train
+    from spiral_classifier import spiral_data
+
+    x, y = spiral_data()
+    table = []
+    for name, transport in (("in process", None), *COMPRESSIONS):
+        here = name == "in process"
+        model, result, seconds = train(x, y, epochs, None if here else client, transport)
+        accuracy = float(np.mean((model.apply(result.params, x) > 0.5) == (y > 0.5)) * 100)
+        sent = None if here else bytes_per_step(model, result.params, x, y, client, transport)
+        table.append((name, result.history["loss"][-1], accuracy, sent, seconds))
+    return table
+
+
+def print_compression(table: list[tuple], epochs: int) -> None:
+    print(f"\n(5) gradient compression, spiral classifier 2-16-8-1, {epochs} epochs of batch 64, 2 workers")
+    print(f"{'transport':<14}{'final loss':>12}{'accuracy':>10}{'bytes/step':>12}{'seconds':>9}")
+    for name, loss, accuracy, sent, seconds in table:
+        print(f"{name:<14}{loss:>12.5f}{accuracy:>9.1f}%{'' if sent is None else sent:>12}{seconds:>9.2f}")
+
+
 def main(argv=None) -> None:
     from dask.distributed import Client, LocalCluster
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--part", choices=("all", "overhead", "compression"), default="all")
     args = parser.parse_args(argv)
     rows, points, repeats = (20_000, 1_000_000, 3) if args.quick else (100_000, 10_000_000, 5)
-    results = {}
+    epochs = 5 if args.quick else 30
+    results, compression = {}, []
     for workers in (1, 2):
+        if args.part == "compression" and workers == 1:
+            continue
         with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster:
             with Client(cluster) as client:
-                results[workers] = overhead_rows(client, rows, points, chunks=8, repeats=repeats)
+                if args.part != "compression":
+                    results[workers] = overhead_rows(client, rows, points, chunks=8, repeats=repeats)
                 if workers == 1:
                     parts = cost_parts(client, repeats)
+                if workers == 2 and args.part != "overhead":
+                    compression = compression_rows(client, epochs)
+    if args.part != "compression":
+        print_overhead(results, parts, rows)
+    if compression:
+        print_compression(compression, epochs)
+
+
+def print_overhead(results: dict, parts: dict, rows: int) -> None:
     print("\n(1) overhead: distributed on 1 worker vs in process (medians, seconds)")
     print(f"{'workload':<34}{'in process':>12}{'1 worker':>10}{'ratio':>8}")
     for name, local, remote in results[1]:

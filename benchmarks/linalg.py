@@ -3,6 +3,14 @@
     python3 benchmarks/linalg.py                                   # a few minutes; one table
     python3 benchmarks/linalg.py --baseline /path/to/old/checkout  # adds "llvm before" (a subprocess)
     python3 benchmarks/linalg.py --pools                           # the two-OpenBLAS-pools measurement
+    python3 benchmarks/linalg.py --gaps [--baseline ...]           # issue 16's native-LLVM gaps instead
+
+The ``--gaps`` table (n = 10, 100, 500; no JAX column) times the ops that ran NumPy callbacks or
+computed more than NumPy on the LLVM backend: eigvalsh sum(w·eigvalsh(A)) and svdvals
+sum(w·svd(A, compute_uv=False)) against NumPy's values-only calls; expm sum(W∘expm(A/4)) against
+SciPy's expm (gradient: ``expm_frechet(Aᵀ/4, W)/4``); sort sum(w·sort(x)); searchsorted of n
+values into a sorted grid of n (no gradient); scatter_add sum(w·out) with ``np.add.at(out, idx,
+x)`` and repeated indices (gradient ``w[idx]``).
 
 Functions (float64, A symmetric positive definite n×n, B n×8, fixed weights W):
 cholesky sum(W∘chol(A)); solve sum(W∘solve(A, B)); slogdet log|det A|; eigh sum(w·eigvalsh(A));
@@ -168,12 +176,11 @@ def _blocking(function: Callable) -> Callable:
     return lambda a: function(a).block_until_ready()
 
 
-def baseline_times(checkout: str) -> dict[str, float]:
+def baseline_times(checkout: str, gaps: bool = False) -> dict[str, float]:
     """The LLVM backend of another checkout, in a subprocess importing chainrule from there."""
     environment = {**os.environ, "PYTHONPATH": checkout}
-    output = subprocess.run(
-        [sys.executable, __file__, "--worker", "llvm"], env=environment, capture_output=True, text=True, check=True
-    )
+    command = [sys.executable, __file__, "--worker", "llvm"] + (["--gaps"] if gaps else [])
+    output = subprocess.run(command, env=environment, capture_output=True, text=True, check=True)
     return json.loads(output.stdout.strip().splitlines()[-1])
 
 
@@ -230,14 +237,140 @@ def pools(n: int = 200, calls: int = 30) -> None:
         print(f"  {name:<34} {timed(lambda case=case: lambda _: case(), a, calls) / 1e3:9.3f} ms")
 
 
+# ---- issue 16's gaps (--gaps) -----------------------------------------------------------------
+
+GAP_SIZES = (10, 100, 500)
+GAP_OPS = ("eigvalsh", "svdvals", "expm", "sort", "searchsorted", "scatter_add")
+NO_GRADIENT = ("searchsorted",)
+
+
+def gap_problem(n: int) -> dict[str, np.ndarray]:
+    p = problem(n)
+    rng = np.random.default_rng(n + 1)
+    return {
+        **p,
+        "x": rng.standard_normal(n),
+        "grid": np.sort(rng.standard_normal(n)),
+        "index": rng.integers(0, max(n // 2, 1), n),  # repeated positions: np.add.at accumulates
+    }
+
+
+def gap_functions(p: dict[str, np.ndarray]) -> dict[str, tuple[str, Callable, Callable | None]]:
+    """op -> (argument name, the function, its gradient by hand with NumPy/SciPy)."""
+    w_vector, w_matrix, grid, index = p["w_vector"], p["w_matrix"], p["grid"], p["index"]
+    n = len(w_vector)
+
+    def scatter_add(x):
+        out = np.zeros(n)
+        np.add.at(out, index, x)
+        return np.sum(w_vector * out)
+
+    def eigvalsh_grad(a):
+        _, v = np.linalg.eigh(a)
+        return (v * w_vector) @ v.T
+
+    def svdvals_grad(a):
+        u, _, vh = np.linalg.svd(a, full_matrices=False)
+        return (u * w_vector) @ vh
+
+    def sort_grad(x):
+        gradient = np.empty_like(x)
+        gradient[np.argsort(x)] = w_vector
+        return gradient
+
+    return {
+        "eigvalsh": ("a", lambda a: np.sum(w_vector * np.linalg.eigvalsh(a)), eigvalsh_grad),
+        "svdvals": ("a", lambda a: np.sum(w_vector * np.linalg.svd(a, compute_uv=False)), svdvals_grad),
+        "expm": (
+            "a",
+            lambda a: np.sum(w_matrix * scipy.linalg.expm(a / 4)),
+            lambda a: scipy.linalg.expm_frechet(a.T / 4, w_matrix, compute_expm=False) / 4,
+        ),
+        "sort": ("x", lambda x: np.sum(w_vector * np.sort(x)), sort_grad),
+        "searchsorted": ("x", lambda x: np.searchsorted(grid, x), None),
+        "scatter_add": ("x", scatter_add, lambda x: w_vector[index]),
+    }
+
+
+def gap_modes(gradient: Callable | None) -> tuple[str, ...]:
+    return ("fwd",) if gradient is None else ("fwd", "grad")
+
+
+def gap_chainrule_times(backend: str) -> dict[str, float]:
+    results = {}
+    for n in GAP_SIZES:
+        p = gap_problem(n)
+        for op, (argument, function, gradient) in gap_functions(p).items():
+            for mode in gap_modes(gradient):
+                transform = cr.jit if mode == "fwd" else cr.grad
+                make = lambda: transform(function, backend=backend)  # a fresh function per block
+                results[f"{op} {n} {mode}"] = timed(make, p[argument], calls_for(n))
+    return results
+
+
+def gap_by_hand_times() -> dict[str, float]:
+    results = {}
+    for n in GAP_SIZES:
+        p = gap_problem(n)
+        for op, (argument, function, gradient) in gap_functions(p).items():
+            for mode in gap_modes(gradient):
+                call = function if mode == "fwd" else gradient
+                results[f"{op} {n} {mode}"] = timed(lambda call=call: call, p[argument], calls_for(n))
+    return results
+
+
+def check_gap_values() -> None:
+    p = gap_problem(10)
+    for op, (argument, function, gradient) in gap_functions(p).items():
+        x = p[argument]
+        for backend in ("numpy", "llvm"):
+            np.testing.assert_allclose(cr.jit(function, backend=backend)(x), function(x), rtol=1e-10, err_msg=op)
+            if gradient is not None:
+                np.testing.assert_allclose(cr.grad(function, backend=backend)(x), gradient(x), rtol=1e-8, err_msg=op)
+
+
+def gap_table(columns: dict[str, dict[str, float]]) -> str:
+    names = list(columns)
+    header = f"{'op':<13}{'n':>5} {'':<5}" + "".join(f"{name:>14}" for name in names)
+    header += "".join(f"{'/hand ' + name:>19}" for name in names if name != "by hand")
+    lines = [header, "-" * len(header)]
+    for op in GAP_OPS:
+        for n in GAP_SIZES:
+            for mode in ("fwd", "grad"):
+                key = f"{op} {n} {mode}"
+                if key not in columns["by hand"]:
+                    continue
+                hand = columns["by hand"][key]
+                row = f"{op:<13}{n:>5} {mode:<5}" + "".join(f"{columns[c][key]:14.1f}" for c in names)
+                row += "".join(f"{columns[c][key] / hand:19.2f}" for c in names if c != "by hand")
+                lines.append(row)
+    return "\n".join(lines)
+
+
+def gaps(baseline: str | None) -> None:
+    check_gap_values()
+    columns = {"numpy backend": gap_chainrule_times("numpy")}
+    if baseline:
+        columns["llvm before"] = baseline_times(baseline, gaps=True)
+    columns["llvm"] = gap_chainrule_times("llvm")
+    columns["by hand"] = gap_by_hand_times()
+    print(f"µs per call, median of {BLOCKS} blocks; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
+    print(gap_table(columns))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--baseline", help="a checkout whose LLVM backend to time too (a subprocess)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--pools", action="store_true", help="time NumPy's and SciPy's OpenBLAS pools together")
+    parser.add_argument("--gaps", action="store_true", help="time issue 16's native-LLVM gaps instead")
     options = parser.parse_args(argv)
     if options.worker:
-        print(json.dumps(chainrule_times(options.worker)))
+        times = gap_chainrule_times if options.gaps else chainrule_times
+        print(json.dumps(times(options.worker)))
+        return
+    if options.gaps:
+        gaps(options.baseline)
         return
     if options.pools:
         pools()

@@ -14,8 +14,8 @@
    <= 1.5 us per call.
 2. Threads: the gradient of ``sum(nested30(x))`` at 10^2, 10^4 and 10^6 points on one thread
    and with the default thread count, for both checkouts. The bar: the default is never
-   slower than one thread. Also the fork/join cost of the thread runtime (``parallel.py``),
-   which sets ``kernel.FORK_JOIN_NS``.
+   slower than one thread. Also the cost of one parallel loop handed to the worker pool
+   (``parallel.py``, ``pool.py``), which sets ``kernel.HANDOFF_NS``.
 
 Each repeat builds a fresh function object (kernels are cached per function object), warms it
 with one call, then times a batch of calls; the figure is the median over repeats. The machine
@@ -115,14 +115,19 @@ def measure_checkout(quick: bool) -> dict[str, object]:
 
 
 def fork_join_us(threads: int) -> float:
-    """One fork/join of ``parallel.py``'s runtime on ``threads`` threads over an empty body, in us."""
+    """One parallel loop (``parallel.py``, ``pool.py``) on ``threads`` threads over an empty body, in us."""
     from chainrule.backends.llvm import engine, parallel
 
-    ir = parallel.RUNTIME.format(p="fj", max_threads=64) + (
-        "define internal void @body(ptr %t, i64 %s, i64 %e, ptr %p) {\n  ret void\n}\n"
-        "define void @fj_run(i64 %threads) {\n  %partials = alloca [64 x i64]\n"
-        "  call void @fj_parallel(ptr @body, ptr null, i64 4096, ptr %partials, i64 8, i64 %threads, i64 64)\n"
-        "  ret void\n}\n"
+    ir = (
+        parallel.runtime("fj", 64)
+        + parallel.DECLARATION
+        + "\n"
+        + (
+            "define internal void @body(ptr %t, i64 %s, i64 %e, ptr %p) {\n  ret void\n}\n"
+            "define void @fj_run(i64 %threads) {\n  %partials = alloca [64 x i64]\n"
+            "  call void @fj_parallel(ptr @body, ptr null, i64 4096, ptr %partials, i64 8, i64 %threads, i64 64)\n"
+            "  ret void\n}\n"
+        )
     )
     module = engine.compile_ir(ir, name="fork_join")
     run = ctypes.CFUNCTYPE(None, ctypes.c_int64)(module.address("fj_run"))
@@ -193,7 +198,7 @@ def main() -> None:
             f"| {points:>6} | {cells[0]:>15.1f} | {cells[1]:>14.1f} | {mine[0]:>14.1f} | {mine[1]:>15.1f} ({chosen}) |"
         )
     forks = ", ".join(f"{t} threads {fork_join_us(t):.1f} us" for t in (1, 2, 4))
-    print(f"\nfork/join of parallel.py's runtime over an empty body: {forks}")
+    print(f"\none parallel loop over an empty body (parallel.py, pool.py): {forks}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,15 @@ def llvm_cache_directory(tmp_path_factory):
         os.environ["CHAINRULE_CACHE_DIR"] = saved
 
 
+@pytest.fixture(autouse=True)
+def functions_made_again_compile_afresh():
+    """Each test starts as a new process would: a function it makes again (a nested ``def`` of the
+    same code as an earlier test's, which is gone) finds none of that test's kernels in memory."""
+    from chainrule.transforms.reuse import forget_functions
+
+    forget_functions()
+
+
 @pytest.fixture(params=["numpy", "llvm"])
 def backend(request):
     """Each backend in turn: a test taking ``backend`` runs once per backend."""

@@ -171,7 +171,8 @@ def ops_traced(fn, *args) -> set:
 
 
 def test_every_linear_algebra_primitive_has_cases():
-    primitives = {name for name, op in OPS.items() if op.kind == "linalg"}
+    # eigvalsh and svdvals are never traced: the values-only pass records them (test_values_only.py)
+    primitives = {name for name, op in OPS.items() if op.kind == "linalg"} - {"eigvalsh", "svdvals"}
     assert primitives == {"solve", "triangular_solve", "cholesky", "slogdet", "expm", "eigh", "svd", "qr"}
     assert primitives <= {c.covers for c in CASES}
 

@@ -307,6 +307,27 @@ def test_big_modules_get_the_cheaper_pipeline():
     big = "define void @f() {\n" + "  %x = add i64 1, 2\n" * (engine.O2_MAX_INSTRUCTIONS + 1) + "  ret void\n}\n"
     assert engine.optimization_level(small) == "O2"
     assert engine.optimization_level(big) == "O1"
+    assert engine.optimization_level(small, long_loops=True) == "O1"
+    huge = "define void @f() {\n" + "  %x = add i64 1, 2\n" * (engine.O1_MAX_INSTRUCTIONS + 1) + "  ret void\n}\n"
+    assert engine.optimization_level(huge) == "O1L"
+
+
+def test_the_large_module_pipeline_skips_straight_line_functions_only():
+    straight = (
+        "define internal double @scaled(double %x) noinline {\n  %y = fmul double %x, 3.0\n  ret double %y\n}\n"
+        "define double @call_scaled(double %x) {\n  %y = call double @scaled(double %x)\n  ret double %y\n}\n"
+    )
+    module = compile_ir(SIN_F64 + straight, name="large", optimization="O1L")
+    (group,) = re.findall(r"(?m)^define internal .*@scaled\(.*\) (?:unnamed_addr )?(#[0-9]+)", module.optimized_ir)
+    attributes = dict(re.findall(r"(?m)^attributes (#[0-9]+) = \{(.*)\}$", module.optimized_ir))
+    assert "optnone" in attributes[group]
+    loop_group = re.findall(r"(?m)^define .*@loop_sin_float64\(.*\) (?:unnamed_addr )?(#[0-9]+)", module.optimized_ir)
+    assert all("optnone" not in attributes[g] for g in loop_group)
+    assert "_ZGV" in module.optimized_ir or mathlib.vector_isa() is mathlib.SCALAR  # the loop: as at O1
+    x = np.linspace(-20, 20, 1003)
+    np.testing.assert_allclose(run_loop(module, "loop_sin_float64", x), np.sin(x), rtol=1e-15, atol=1e-15)
+    scaled = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double)(module.address("call_scaled"))
+    assert scaled(1.5) == 4.5
 
 
 # ---- the disk cache ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Scans, argmax/argmin and concatenate run as native loops on the llvm backend (native_ops.py):
+"""Scans, argmax/argmin, searchsorted and concatenate run as native loops on the llvm backend (native_ops.py):
 no NumPy callback, NumPy's values to the bit (the same additions in the same order), gradients
 against central differences."""
 
@@ -78,3 +78,37 @@ def test_gradients_through_native_scans_and_concatenate_match_central_difference
     grad = cr.grad(fn, backend="llvm")
     assert relative_error(grad(x), numerical_gradient(fn, (x,), 0)) < 1e-7
     assert not [f.op for f in kernel_of(grad, x).lowered.fallbacks if f.op in ("cumsum", "cumprod", "concatenate")]
+
+
+def sorted_with_ties_and_nans(dtype=np.float64):
+    a = np.sort(np.r_[np.random.default_rng(1).normal(size=12), [np.nan, np.nan]]).astype(dtype)
+    a[3:6] = a[4]  # a run of ties: left and right differ across it
+    return a
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_searchsorted_is_a_native_binary_search_with_numpys_ties_and_nans(side, dtype):
+    a = sorted_with_ties_and_nans(dtype)
+    values = np.r_[a[::2], [np.nan, -np.inf, np.inf, 100.0, -100.0]].astype(dtype).reshape(3, 4).T
+    native(lambda a, v: np.searchsorted(a, v, side=side), a, values)
+    native(lambda a, v: np.searchsorted(a[::3], v[1:, ::-1], side=side), a, values)  # strided views
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_searchsorted_of_integers_and_into_an_empty_array(side):
+    a = np.array([-4, -4, 0, 2, 2, 2, 9], dtype=np.int64)
+    native(lambda a, v: np.searchsorted(a, v, side=side), a, np.arange(-6, 11, dtype=np.int64))
+    native(lambda a, v: np.searchsorted(a[:0], v, side=side), a, np.arange(3, dtype=np.int64))
+
+
+def test_interpolation_gradient_through_a_native_searchsorted_matches_central_differences():
+    xp = np.linspace(0.0, 3.0, 7)
+
+    def fn(fp, x):
+        return weighted_sum(np.interp(x, xp, np.sin(fp)))
+
+    fp, x = np.cos(np.arange(7.0)), np.array([0.1, 0.7, 1.45, 2.2, 2.95])
+    grad = cr.grad(fn, backend="llvm")
+    assert relative_error(grad(fp, x), numerical_gradient(fn, (fp, x), 0)) < 1e-7
+    assert not [f.op for f in kernel_of(grad, fp, x).lowered.fallbacks if f.op == "searchsorted"]

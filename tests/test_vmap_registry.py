@@ -29,6 +29,8 @@ SKIPPED = {
     "const": "a source: a constant is the same for every example",
     "zeros": "a source: zeros are the same for every example",
     "fused": "made by fusion, after vectorization, so never batched",
+    "eigvalsh": "made by the values-only pass, after vectorization (its rule: test_values_only.py)",
+    "svdvals": "made by the values-only pass, after vectorization (its rule: test_values_only.py)",
 }
 BATCH = 4
 RNG = np.random.default_rng(20261204)

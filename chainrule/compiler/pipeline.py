@@ -47,6 +47,7 @@ from chainrule.compiler.rewrite import rebuild
 from chainrule.compiler.schedule import schedule
 from chainrule.compiler.simplify import simplify, simplify_rule
 from chainrule.compiler.symbolic import symbolic_regions
+from chainrule.compiler.values_only import values_only
 from chainrule.ir import Graph
 from chainrule.ir.custom import inline_custom
 
@@ -140,7 +141,7 @@ def _passes(
 
 def _late_passes(optimize: bool) -> list[Pass]:
     """The stages after checkpointing: fusion (when optimizing) and the schedule."""
-    late: list[Pass] = [("fused", "fuse", fuse)] if optimize else []
+    late: list[Pass] = [("fused", "values only", values_only), ("fused", "fuse", fuse)] if optimize else []
     late.append(("scheduled", "schedule", lambda g: schedule(g, reorder=optimize)))
     return late
 

@@ -15,11 +15,13 @@ bookkeeping that makes a distributed gradient equal to the one-process one.
 
 ``value_and_grad``/``grad``: a loss's value and gradient over data too large for one process;
 ``map``: a compiled function applied blockwise to dask arrays; ``data_parallel_step``: the
-step ``chainrule.train.fit(..., client=client)`` runs.
+step ``chainrule.train.fit(..., client=client)`` runs; ``TopK``: top-k gradient transport with
+error feedback (``transport=TopK(0.01)``).
 """
 
 from chainrule.distributed.blockwise import map
+from chainrule.distributed.compression import TopK
 from chainrule.distributed.gradients import DistributedValueAndGrad, grad, value_and_grad
 from chainrule.distributed.training import data_parallel_step
 
-__all__ = ["DistributedValueAndGrad", "data_parallel_step", "grad", "map", "value_and_grad"]
+__all__ = ["DistributedValueAndGrad", "TopK", "data_parallel_step", "grad", "map", "value_and_grad"]

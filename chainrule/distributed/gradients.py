@@ -5,17 +5,21 @@ process); the parameters go to every worker once per call (``client.scatter(broa
 ``dask.bag``'s tree reduction adds the chunks' values and gradients, each weighted by its share
 of the rows for ``reduction="mean"`` (so a loss that is a mean over its rows gives exactly the
 mean over all rows) or by one for ``"sum"``. The client receives one value and one gradient.
+With ``transport=TopK(fraction)`` the chunks' sparse gradients skip the tree and the client
+adds them (``chainrule.distributed.compression``).
 """
 
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 import chainrule.transforms.compiled as cr
+from chainrule.distributed.compression import TopK, add_sparse_terms, release_residuals, serialized_size, top_k_terms
 from chainrule.distributed.dask_import import current_client, dask_modules
 from chainrule.errors import ArgumentError, ChainruleError, ShapeError
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
@@ -24,7 +28,7 @@ from chainrule.transforms.compiled import argnum_tuple, trace
 REDUCTIONS = ("mean", "sum")
 # Dask's errors when scattered data was lost with the workers holding it: the call is run again
 _LOST_DATA = frozenset({"FutureCancelledError", "CancelledError", "KilledWorker", "FutureLostError"})
-TRANSPORTS = (None, "float16", "float32")
+TRANSPORTS = (None, "float16", "float32", "topk")
 
 
 def value_and_grad(
@@ -36,7 +40,7 @@ def value_and_grad(
     backend: str = "numpy",
     client: Any = None,
     split_every: int = 8,
-    transport: str | None = None,
+    transport: str | TopK | None = None,
 ) -> DistributedValueAndGrad:
     """``loss``'s value and gradient with the arguments at ``data_argnums`` split into row chunks
     that run on Dask workers; returns what ``chainrule.value_and_grad(loss, argnums)`` returns on
@@ -47,12 +51,16 @@ def value_and_grad(
     or pytrees) are sent to each worker once per call. ``reduction="mean"`` is for a loss that
     averages over its rows, ``"sum"`` for one that adds them. ``transport="float16"`` (or
     ``"float32"``) sends each chunk's gradient in that precision: fewer bytes, less accuracy.
+    ``transport=TopK(fraction)`` (``"topk"``: ``TopK(0.01)``) sends each chunk's largest
+    elements with error feedback (``chainrule.distributed.compression``): the gradient of one
+    call is then approximate, and a sequence of calls delivers every element, late.
     ``client`` defaults to the current Dask client.
     """
     if reduction not in REDUCTIONS:
         raise ArgumentError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if transport not in TRANSPORTS:
-        raise ArgumentError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
+    if transport not in TRANSPORTS and not isinstance(transport, TopK):
+        raise ArgumentError(f"transport must be one of {TRANSPORTS} or a TopK(fraction), got {transport!r}")
+    transport = TopK() if transport == "topk" else transport
     data_positions = argnum_tuple(data_argnums)
     overlap = set(argnum_tuple(argnums)) & set(data_positions)
     if overlap:
@@ -71,7 +79,8 @@ def grad(loss: Callable[..., Any], argnums: int | Sequence[int] = 0, **options: 
 
 class DistributedValueAndGrad:
     """The function ``value_and_grad`` returns; ``.bytes_per_chunk`` holds the size of each chunk's
-    result as sent by the last call (what the tree reduction moves per chunk)."""
+    result as sent by the last call, pickled (what the tree reduction, or with ``TopK`` the
+    client, receives per chunk)."""
 
     def __init__(
         self,
@@ -80,7 +89,7 @@ class DistributedValueAndGrad:
         reduction: str,
         client: Any,
         split_every: int,
-        transport: str | None,
+        transport: str | TopK | None,
     ):
         self.compiled = compiled
         self.data_positions = data_positions
@@ -91,6 +100,8 @@ class DistributedValueAndGrad:
         self.bytes_per_chunk: list[int] | None = None
         self._traced_signatures: set[tuple[Any, ...]] = set()
         self._shipped: tuple[Any, Any] | None = None  # (client, future of the compiled function there)
+        self.run = uuid.uuid4().hex  # names this function's top-k residuals on the workers
+        self.calls = 0
 
     def __call__(self, *args: Any) -> tuple[Any, Any]:
         client = current_client(self.client)
@@ -98,6 +109,7 @@ class DistributedValueAndGrad:
         rows, blocks, data_treedefs = _row_blocks([args[p] for p in positions], _worker_count(client))
         self._trace_here(args, positions, rows[0])
         shared_args = tuple(arg for i, arg in enumerate(args) if i not in positions)
+        self.calls += 1  # a rerun below is the same call: the workers' residuals must not advance twice
         try:
             return self._run(client, shared_args, positions, rows, blocks, data_treedefs)
         except Exception as error:  # a worker died holding the only copy of the scattered inputs
@@ -121,16 +133,39 @@ class DistributedValueAndGrad:
         dask, _, bag, _ = dask_modules()
         task = dask.delayed(chunk_terms, pure=False)  # pure=True would pickle every argument to hash it
         compiled = self._compiled_on(client)
-        partials = [
-            task(compiled, shared, positions, data_treedefs, weight, self.transport, *chunk)
-            for weight, chunk in zip(weights, blocks)
-        ]
-        summed = bag.from_delayed(partials).fold(add_terms, split_every=self.split_every)
-        value, gradient_leaves, treedef, sizes = client.compute(summed).result()
+
+        def chunk_task(chunk: int) -> Any:
+            key = (self.run, chunk, self.calls)
+            return task(compiled, shared, positions, data_treedefs, weights[chunk], self.transport, key, *blocks[chunk])
+
+        if isinstance(self.transport, TopK):
+            value, gradient_leaves, treedef, sizes = self._sparse_sum(client, chunk_task, len(blocks))
+        else:
+            summed = bag.from_delayed([chunk_task(chunk) for chunk in range(len(blocks))])
+            summed = summed.fold(add_terms, split_every=self.split_every)
+            value, gradient_leaves, treedef, sizes = client.compute(summed).result()
         self.bytes_per_chunk = sizes
         # one chunk never met add_terms: its transported leaves come back in the value's precision here
         leaves = [np.asarray(leaf, dtype=np.result_type(leaf, value)) for leaf in gradient_leaves]
         return value, unflatten(treedef, leaves)
+
+    def _sparse_sum(self, client: Any, chunk_task: Callable[[int], Any], chunks: int) -> tuple[Any, ...]:
+        """The chunks' top-k terms, chunk i on the i-th worker (mod their number) so that its
+        residual is where it runs next time, added on the client."""
+        dask = dask_modules()[0]
+        workers = sorted(client.scheduler_info().get("workers", {}))
+        partials = []
+        for chunk in range(chunks):
+            pinned = {"workers": [workers[chunk % len(workers)]], "allow_other_workers": True} if workers else {}
+            with dask.annotate(**pinned):
+                partials.append(chunk_task(chunk))
+        return add_sparse_terms([terms for [terms] in client.compute(partials, sync=True)])
+
+    def release(self) -> None:
+        """Drop this function's top-k residuals on the workers of its client (they also go when
+        a worker has seen ``compression.KEPT_RUNS`` newer runs, or when it stops)."""
+        if isinstance(self.transport, TopK):
+            current_client(self.client).run(release_residuals, self.run)
 
     def _compiled_on(self, client: Any) -> Any:
         """A future of the compiled function held by every worker: sent once per client, not per task."""
@@ -203,11 +238,14 @@ def chunk_terms(
     data_positions: list[int],
     data_treedefs: list[TreeDef],
     weight: float,
-    transport: str | None,
+    transport: str | TopK | None,
+    residual_key: tuple[str, int, int],
     *blocks: Any,
 ) -> list[tuple[Any, ...]]:
-    """On a worker: one chunk's weighted (value, gradient leaves, structure, bytes sent), as a
-    one-element list (a partition of the bag that the tree reduction folds)."""
+    """On a worker: one chunk's weighted (value, gradient leaves, structure, [bytes sent]), as a
+    one-element list (a partition of the bag that the tree reduction folds). With ``TopK`` the
+    leaves are (indices, values, shape) and ``residual_key`` = (run, chunk, call) finds the
+    chunk's residual on this worker."""
     data_args, start = [], 0
     for treedef in data_treedefs:
         data_args.append(unflatten(treedef, list(blocks[start : start + treedef.num_leaves])))
@@ -217,11 +255,12 @@ def chunk_terms(
         args.insert(position, data_arg)
     value, gradients = compiled(*args)
     leaves, _, treedef = flatten(gradients)
-    sent = [np.multiply(leaf, weight) for leaf in leaves]
+    value, sent = np.multiply(value, weight), [np.multiply(leaf, weight) for leaf in leaves]
+    if isinstance(transport, TopK):
+        return [top_k_terms(value, sent, treedef, transport, residual_key)]
     if transport is not None:
         sent = [leaf.astype(transport) for leaf in sent]
-    sizes = [sum(np.asarray(leaf).nbytes for leaf in sent)]
-    return [(np.multiply(value, weight), sent, treedef, sizes)]
+    return [(value, sent, treedef, [serialized_size((value, sent, treedef))])]
 
 
 def add_terms(left: tuple[Any, ...], right: tuple[Any, ...]) -> tuple[Any, ...]:

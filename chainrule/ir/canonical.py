@@ -78,11 +78,12 @@ def elementwise_of_scalar_constants(graph: Graph, node: Node, args: tuple[int, .
 @CANONICAL.rule(*_ELEMENTWISE_OPS, any_operand=["broadcast_to"])
 def implied_broadcast(graph: Graph, node: Node, args: tuple[int, ...]) -> int | None:
     """``args`` with each ``broadcast_to(x)`` replaced by ``x`` where NumPy's broadcasting among the
-    operands still gives the result's shape."""
+    operands still gives the result's shape. An operand that is also another operand stays: narrowing
+    one side of ``b - b`` would hide that no derivative flows through it (``ops.SELF_CANCELLING``)."""
     narrowed, changed = list(args), False
     for position, arg in enumerate(args):
         operand = graph[arg]
-        if operand.op != "broadcast_to":
+        if operand.op != "broadcast_to" or args.count(arg) > 1:
             continue
         candidate = [*narrowed[:position], operand.args[0], *narrowed[position + 1 :]]
         if np.broadcast_shapes(*(graph.type(a).shape for a in candidate)) == node.type.shape:
@@ -104,6 +105,27 @@ def neutral_operand(graph: Graph, node: Node, args: tuple[int, ...]) -> int | No
         if is_neutral and graph.type(args[kept]) == node.type:
             return args[kept]
     return None
+
+
+@CANONICAL.rule("gt", "lt")
+def strict_comparison_with_itself(graph: Graph, node: Node, args: tuple[int, ...]) -> int | None:
+    """x > x and x < x are False for every x, NaN included; a where on them then keeps one branch."""
+    return graph.zeros(node.type) if args[0] == args[1] else None
+
+
+@CANONICAL.rule("where", any_operand=_CONSTANTS)
+def where_of_a_constant_condition(graph: Graph, node: Node, args: tuple[int, ...]) -> int | None:
+    """where(False, a, b) -> b and where(True, a, b) -> a, when that branch already has the result's
+    type: otherwise the derivative of the other branch, an exact zero, meets an infinite one further
+    on (0 * inf = NaN in forward mode), where the function does not depend on that branch at all."""
+    condition = graph[args[0]]
+    if condition.op == "zeros":
+        kept = args[2]
+    elif condition.op == "const" and condition.type.size <= _FOLD_MAX_SIZE:
+        kept = args[1] if graph.constant(args[0]).all() else args[2]
+    else:
+        return None
+    return kept if graph.type(kept) == node.type else None
 
 
 def _constant(graph: Graph, value: object, type: TensorType) -> int:

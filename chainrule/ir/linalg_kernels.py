@@ -33,6 +33,16 @@ def eigh(a: np.ndarray, lower: bool) -> np.ndarray:
     return packed(w, v, batch_ndim=a.ndim - 2)
 
 
+def eigvalsh(a: np.ndarray, lower: bool) -> np.ndarray:
+    """The eigenvalues alone, ascending (LAPACK ``?syevd`` with jobz='N')."""
+    return np.linalg.eigvalsh(a, UPLO="L" if lower else "U")
+
+
+def svdvals(a: np.ndarray) -> np.ndarray:
+    """The singular values alone, descending (LAPACK ``?gesdd`` with jobz='N')."""
+    return np.linalg.svd(a, compute_uv=False)
+
+
 def svd(a: np.ndarray) -> np.ndarray:
     """``[s, U, Vh]`` packed, the reduced factorization (``full_matrices=False``)."""
     u, s, vh = np.linalg.svd(a, full_matrices=False)

@@ -2,7 +2,9 @@
 
 Each result packs its factors (see ``linalg_kernels``): ``eigh`` is ``[w, V]``, ``svd`` is
 ``[s, U, Vh]`` (reduced), ``qr`` is ``[Q, R]`` (reduced); the frontend unpacks them with
-``linalg.unpack``. The rules are Giles (2008) for eigh, Townsend (2016) for the SVD and
+``linalg.unpack``. ``eigvalsh`` and ``svdvals`` are the values alone (LAPACK with jobz='N', as
+NumPy's ``eigvalsh`` and ``svd(compute_uv=False)`` call it): the frontend never records them;
+the ``values only`` pass (``compiler/values_only.py``) puts them where nothing reads the vectors. The rules are Giles (2008) for eigh, Townsend (2016) for the SVD and
 Walter & Lehmann (2018) / Liao et al. (2019) for QR, written with primitives. Where
 eigenvalues (or singular values) coincide the eigenvectors are not unique and the rules divide
 by zero: ``docs/linalg.md`` states the caveat.
@@ -42,6 +44,25 @@ def spectral_gaps(values: Value, squared: bool) -> Value:
     return F.where(tied, 0.0, 1.0 / F.where(tied, 1.0, gaps))
 
 
+def values_cotangent(g: Value, count: int) -> Value | None:
+    """The cotangent of the values when that of the rest of a packed result is structurally zero:
+    ``g`` is one ``scatter_add`` of basic slices within the first ``count`` entries (what reverse
+    mode gives when only the values were read, as in ``eigvalsh``); else None. The rules then skip
+    the products with the vectors' zero cotangent: ``V diag(w̄) Vᵀ`` is one matmul, not three."""
+    node = g.graph[g.id]
+    if node.op != "scatter_add" or len(node.args) != 1 or not node.params["unique"]:
+        return None
+    *lead, last = node.params["index"]
+    whole = ("slice", None, None, None)
+    if len(lead) != g.ndim - 1 or any(item != whole for item in lead) or last[0] != "slice":
+        return None
+    _, start, stop, step = last
+    if stop is None or not 0 <= stop <= count or (start is not None and start < 0) or step not in (None, 1):
+        return None
+    values = Value(g.graph, node.args[0])
+    return F.scatter_add(values, index=node.params["index"], shape=g.shape[:-1] + (count,), dtype=g.dtype, unique=True)
+
+
 # ---- eigh: A = V diag(w) Vᵀ -----------------------------------------------------------------
 
 
@@ -59,6 +80,9 @@ def _eigh_rule(g: Value, y: Value, a: Value, lower: bool) -> Value:
     # Ā = V (diag(w̄) + F ∘ (Vᵀ V̄)) Vᵀ, symmetrized (A is symmetric; one triangle is read)
     n = a.shape[-1]
     w, v = eigh_factors(y, n)
+    only_values = values_cotangent(g, n)
+    if only_values is not None:  # V diag(w̄) Vᵀ, symmetric as it is
+        return (v * row(only_values)) @ v.mT
     gw, gv = eigh_factors(g, n)
     inner = diag_matrix(gw) + spectral_gaps(w, squared=False) * (v.mT @ gv)
     return symmetric_part(v @ inner @ v.mT)
@@ -83,6 +107,38 @@ register(
         jvp=_eigh_jvp,
         flops=cubic_flops(9),
         batch=batch_stacked("eigh"),
+    )
+)
+
+
+def _infer_eigvalsh(types: list[TensorType], attrs: Attrs) -> TensorType:
+    (a,) = types
+    return TensorType(a.shape[:-2] + (square_type(a, "eigvalsh"),), a.dtype)
+
+
+def _eigvalsh_rule(g: Value, y: Value, a: Value, lower: bool) -> Value:
+    # w̄ -> Ā = V diag(w̄) Vᵀ: the vectors are computed again (the pass that records eigvalsh runs
+    # after differentiation, so this rule serves only a graph differentiated once more)
+    _, v = eigh_factors(F.eigh(a, lower=lower), a.shape[-1])
+    return (v * row(g)) @ v.mT
+
+
+def _eigvalsh_jvp(tangents: list[Value | None], y: Value, a: Value, lower: bool) -> Value:
+    _, v = eigh_factors(F.eigh(a, lower=lower), a.shape[-1])
+    return diagonal(v.mT @ symmetric_part(only_tangent(tangents)) @ v)
+
+
+register(
+    Op(
+        "eigvalsh",
+        "linalg",
+        1,
+        _infer_eigvalsh,
+        "la.eigvalsh({0}, {lower})",
+        vjp=(_eigvalsh_rule,),
+        jvp=_eigvalsh_jvp,
+        flops=cubic_flops(4 / 3),
+        batch=batch_stacked("eigvalsh"),
     )
 )
 
@@ -117,6 +173,9 @@ def _svd_rule(g: Value, y: Value, a: Value) -> Value:
     #     + (I - UUᵀ) Ū S⁻¹ Vᵀ + U S⁻¹ V̄ᵀ (I - VVᵀ)
     m, n = a.shape[-2:]
     s, u, vh = svd_factors(y, m, n)
+    only_values = values_cotangent(g, s.shape[-1])
+    if only_values is not None:  # U diag(s̄) Vh
+        return (u * row(only_values)) @ vh
     gs, gu, gvh = svd_factors(g, m, n)
     v, gv = vh.mT, gvh.mT
     gaps = spectral_gaps(s, squared=True)
@@ -157,6 +216,39 @@ register(
         jvp=_svd_jvp,
         flops=lambda ins, out, attrs: int(14 * ins[0].size * min(ins[0].shape[-2:])),
         batch=batch_stacked("svd"),
+    )
+)
+
+
+def _infer_svdvals(types: list[TensorType], attrs: Attrs) -> TensorType:
+    (a,) = types
+    return TensorType(a.shape[:-2] + (min(_matrix_type(a, "svdvals")),), a.dtype)
+
+
+def _svdvals_rule(g: Value, y: Value, a: Value) -> Value:
+    # s̄ -> Ā = U diag(s̄) Vh, the factors computed again (see _eigvalsh_rule)
+    m, n = a.shape[-2:]
+    _, u, vh = svd_factors(F.svd(a), m, n)
+    return (u * row(g)) @ vh
+
+
+def _svdvals_jvp(tangents: list[Value | None], y: Value, a: Value) -> Value:
+    m, n = a.shape[-2:]
+    _, u, vh = svd_factors(F.svd(a), m, n)
+    return diagonal(u.mT @ only_tangent(tangents) @ vh.mT)
+
+
+register(
+    Op(
+        "svdvals",
+        "linalg",
+        1,
+        _infer_svdvals,
+        "la.svdvals({0})",
+        vjp=(_svdvals_rule,),
+        jvp=_svdvals_jvp,
+        flops=lambda ins, out, attrs: int(4 * ins[0].size * min(ins[0].shape[-2:])),
+        batch=batch_stacked("svdvals"),
     )
 )
 

@@ -66,6 +66,24 @@ def accumulate(optimizer: Optimizer, k: int) -> Optimizer:
     )
 
 
+def top_k_split(corrected, ratio: float):
+    """(sent, kept): ``corrected`` with all but its ceil(ratio * size) largest-magnitude elements
+    set to zero, and the boolean mask of the elements kept (ties at the threshold are all kept).
+    Works on NumPy arrays and on traced ones (a sort and a comparison, no data-dependent shape),
+    so ``topk_compression``'s compiled rule and ``chainrule.distributed``'s top-k transport,
+    which sends ``np.flatnonzero(kept)`` and those values, select the same elements.
+
+        >>> top_k_split(np.array([0.5, -3.0, 1.0, 2.0]), 0.5)[0]
+        array([ 0., -3.,  0.,  2.])
+    """
+    size = int(np.size(corrected))
+    kept_count = max(1, math.ceil(ratio * size))
+    magnitude = np.abs(corrected)
+    threshold = np.sort(np.ravel(magnitude))[size - kept_count]
+    kept = magnitude >= threshold
+    return np.where(kept, corrected, 0.0 * corrected), kept
+
+
 def topk_compression(optimizer: Optimizer, ratio: float) -> Optimizer:
     """Top-k gradient sparsification with error feedback (seed 003, 7.3: "sparsification: send
     only large gradients" with "error compensation"; Lin et al. 2018, Stich et al. 2018).
@@ -81,11 +99,7 @@ def topk_compression(optimizer: Optimizer, ratio: float) -> Optimizer:
     def rule(g, p, slots, lr, t):
         residual, *inner_slots = slots
         corrected = g + residual
-        size = int(np.size(corrected))
-        kept = max(1, math.ceil(ratio * size))
-        magnitude = np.abs(corrected)
-        threshold = np.sort(np.ravel(magnitude))[size - kept]
-        sent = np.where(magnitude >= threshold, corrected, 0.0 * corrected)
+        sent, _ = top_k_split(corrected, ratio)
         new_p, new_inner = optimizer.rule(sent, p, tuple(inner_slots), lr, t)
         return new_p, (corrected - sent, *new_inner)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import collections
 import os
 import sys
-import threading
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
@@ -15,6 +14,7 @@ from typing import Any, NamedTuple
 
 from chainrule.errors import RetraceWarning
 from chainrule.frontends.trace import ArgsSpec, LeafSpec
+from chainrule.transforms.reuse import FunctionEntry
 from chainrule.transforms.specialization import Specialization
 
 
@@ -33,19 +33,25 @@ _CHAINRULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 class CacheStats:
     """The counts of one function's cache (shared by its Compileds with the same options), and
-    what the retrace warning needs: the last traced signature and which arguments changed."""
+    what the retrace warning needs: the last compiled signature and which arguments changed."""
 
     def __init__(self) -> None:
         self.hits = 0
         self.misses = 0
-        self.traces = 0
+        self.traces = 0  # runs of the Python function (a signature another transform traced runs none)
+        self.compiles = 0  # new signatures, compiled or failed
         self.warned = False
         self._last: tuple[ArgsSpec, list[str]] | None = None
         self._changes: collections.Counter[str] = collections.Counter()
         self._last_change: dict[str, str] = {}
 
-    def traced(self, name: str, spec: ArgsSpec, leaves: Sequence[Any], warn_after: int | None) -> None:
-        """Count a trace of ``spec``; warn (once) when the retraces exceed ``warn_after``."""
+    def reused_trace(self) -> None:
+        """Uncount the trace of the signature being compiled: another transform's trace was reused."""
+        self.traces -= 1
+
+    def compiling(self, name: str, spec: ArgsSpec, leaves: Sequence[Any], warn_after: int | None) -> None:
+        """Count a new signature ``spec`` and its trace; warn (once) when the retraces exceed ``warn_after``."""
+        self.compiles += 1
         self.traces += 1
         described = [_describe(leaf_spec, leaf) for leaf_spec, leaf in zip(spec.leaves, leaves)]
         if self._last is not None:
@@ -53,13 +59,13 @@ class CacheStats:
                 self._changes[path] += 1
                 self._last_change[path] = change
         self._last = (spec, described)
-        if self.warned or warn_after is None or self.traces - 1 <= warn_after or not self._changes:
+        if self.warned or warn_after is None or self.compiles - 1 <= warn_after or not self._changes:
             return
         self.warned = True
         path, count = self._changes.most_common(1)[0]
         warnings.warn(
             RetraceWarning(
-                f"{name} has been traced {self.traces} times: argument {path!r} changed in {count} of the "
+                f"{name} has been traced {self.compiles} times: argument {path!r} changed in {count} of the "
                 f"retraces (last: {self._last_change[path]}), and each new shape, dtype or static value "
                 "compiles again. Pass values that change as arrays or Python numbers (traced: a new value "
                 "reuses the kernel), pad shapes to a few sizes, or raise Compiled.retrace_warning_after."
@@ -105,24 +111,25 @@ SpecializationCache = dict[ArgsSpec, Specialization]
 KeyCache = dict[tuple[Any, ...], tuple[Specialization, tuple[int, ...] | None, tuple[int, ...]]]
 SharedCaches = tuple[SpecializationCache, KeyCache, CacheStats]
 
-# function -> {options: its caches}; weak, so a function's kernels go when it does
-_SHARED: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[Any, ...], SharedCaches]] = (
-    weakref.WeakKeyDictionary()
-)
+# function object -> {options: its statistics}; weak, so they go with the function
+_STATS: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[Any, ...], CacheStats]] = weakref.WeakKeyDictionary()
 
 
-# Held while compiling: threads calling a new signature at once compile it once (compiled.py).
-COMPILING = threading.RLock()
-
-
-def shared_caches(fn: Callable[..., Any], options: tuple[Any, ...]) -> SharedCaches:
-    """The specialization caches of ``fn`` under ``options`` and their statistics, shared with
-    earlier Compileds of it."""
+def shared_caches(fn: Callable[..., Any], entry: FunctionEntry, options: tuple[Any, ...]) -> SharedCaches:
+    """The specialization caches of ``fn`` under ``options``, shared with every Compiled of a
+    function of the same key (``entry``: the same code and closure values, see
+    ``chainrule.transforms.reuse``), and the statistics of ``fn`` itself under them (a function
+    made again counts its own traces)."""
     try:
-        per_function = _SHARED.setdefault(fn, {})
-        found = per_function.get(options)
-        if found is None:
-            found = per_function[options] = ({}, {}, CacheStats())
-        return found
-    except TypeError:  # fn cannot be weakly referenced, or an option (a checkpoint policy) is unhashable
-        return {}, {}, CacheStats()
+        tables = entry.caches.get(options)
+        if tables is None:
+            tables = entry.caches[options] = ({}, {})
+    except TypeError:  # an option (a checkpoint policy function) is unhashable: tables of its own
+        tables = ({}, {})
+    try:
+        stats = _STATS.setdefault(fn, {}).get(options)
+        if stats is None:
+            stats = _STATS[fn][options] = CacheStats()
+    except TypeError:  # fn cannot be weakly referenced, or an option is unhashable
+        stats = CacheStats()
+    return tables[0], tables[1], stats

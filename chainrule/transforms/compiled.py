@@ -27,17 +27,12 @@ from chainrule.frontends.trace import (
 )
 from chainrule.frontends.tracer import Tracer
 from chainrule.ir import Graph
-from chainrule.transforms.cache_stats import COMPILING, CacheInfo, shared_caches
+from chainrule.transforms.cache_stats import CacheInfo, shared_caches
 from chainrule.transforms.options import checked_options
 from chainrule.transforms.portable import portable_reduce
-from chainrule.transforms.specialization import (
-    Kernel,
-    Specialization,
-    check_scalar_output,
-    compile_checked_kernel,
-    compile_kernel,
-    inline,
-)
+from chainrule.transforms.reuse import COMPILING, function_entry
+from chainrule.transforms.specialization import Specialization, check_scalar_output, inline, make_kernel
+from chainrule.transforms.specialization import compile_kernel as compile_kernel  # imported from here by tests
 
 _BACKENDS = ("numpy", "llvm")
 
@@ -56,7 +51,10 @@ class Compiled:
     reuses the kernel. ``.ir(*args)``, ``.graph(*args)`` and ``.source(*args)`` show
     what it runs; ``.cache_info()`` how often it traced. After more than
     ``retrace_warning_after`` retraces (set it on the class or an instance; None for
-    never) a ``RetraceWarning`` names the argument that keeps changing.
+    never) a ``RetraceWarning`` names the argument that keeps changing. A function made
+    again with the same code, closure values, defaults and read globals (``cr.grad(lambda
+    w: loss(w, x))`` in a loop) reuses these kernels, and all transforms of a function trace
+    its Python once per signature (``chainrule.transforms.reuse``).
     """
 
     retrace_warning_after: int | None = 8
@@ -113,10 +111,12 @@ class Compiled:
     def attach(self, fn: Callable[..., Any]) -> None:
         """Make ``fn`` the compiled function, with this process's caches of it (also on unpickling)."""
         self.fn = self.__wrapped__ = fn
+        # the traces, compilations and kernels of fn's code and closure values (transforms/reuse.py)
+        self._entry = function_entry(fn)
         # ArgsSpec -> its specialization; call_key -> (the same specialization, which leaves are its
-        # inputs, which of those need np.asarray). Shared by every Compiled of this function with these
+        # inputs, which of those need np.asarray). Shared by every Compiled of fn's key with these
         # options, as jax.jit shares its cache: cr.grad(f) made again in a loop compiles nothing.
-        self._cache, self._by_key, self._stats = shared_caches(fn, self._cache_options)
+        self._cache, self._by_key, self._stats = shared_caches(fn, self._entry, self._cache_options)
         # (argument count, keyword names) -> (differentiated positions, static positions)
         self._layouts: dict[tuple[int, tuple[str, ...]], tuple[tuple[int, ...], tuple[int, ...]]] = {}
         # (argument classes, call) for the last signature whose arguments are all traced scalars
@@ -179,8 +179,14 @@ class Compiled:
             # grad(grad(f)) compiles the inner function on the same thread.
             with COMPILING:
                 entry = self._cache.get(spec)
+                if entry is None and self._entry.key is not None and self._entry is not function_entry(self.fn):
+                    # fn's closure changed since (a cell rebound, an array changed in place): the
+                    # caches of what it is now, never a trace of what it was (a function that
+                    # cannot be keyed keeps the caches of its object, as before)
+                    self.attach(self.fn)
+                    entry = self._cache.get(spec)
                 if entry is None:
-                    self._stats.traced(self._function_name, spec, leaves, self.retrace_warning_after)
+                    self._stats.compiling(self._function_name, spec, leaves, self.retrace_warning_after)
                     entry = self._compile(spec, leaves, differentiated)
                     self._cache[spec] = entry  # only reached when compiling succeeded
                     self._stats.misses += 1
@@ -214,28 +220,28 @@ class Compiled:
 
     def _compile_now(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> Specialization:
         traced, out_treedef = self.build_graph(spec, leaves, differentiated)
-        wrt: list[int] | None = None
+        wrt: tuple[int, ...] | None = None
         if self._differentiates:
             check_scalar_output(traced, out_treedef.children[0].num_leaves if self.has_aux else None)
             traced_positions = [i for i, s in enumerate(spec.leaves) if s.traced]
-            wrt = [
+            wrt = tuple(
                 traced_positions.index(i)
                 for i, owner in enumerate(spec.arg_of_leaf)
                 if owner in differentiated and spec.leaves[i].traced
-            ]
-        compilation = pipeline.run(traced, wrt, optimize=self.optimize, checkpoint_policy=self.checkpoint)
-        name = f"{traced.name}_{self.transform}"
-        kernel: Kernel
-        if self.check_nans:
-            kernel = compile_checked_kernel(compilation, name, self.backend, self.optimize)
-        else:
-            kernel = compile_kernel(compilation.final, name, self.backend)
+            )
+        # grad and value_and_grad of one trace run one pipeline; a kernel is shared under one name
+        options = (self.optimize, self.checkpoint)
+        compilation = self._entry.product(
+            traced, (wrt, *options), lambda: pipeline.run(traced, wrt, self.optimize, checkpoint_policy=self.checkpoint)
+        )
+        kernel_options = (f"{traced.name}_{self.transform}", self.backend, self.check_nans, self.optimize)
+        kernel = self._entry.product(compilation, kernel_options, lambda: make_kernel(compilation, *kernel_options))
         return Specialization(compilation, kernel, out_treedef, spec, differentiated)
 
     def build_graph(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> tuple[Graph, TreeDef]:
         """The graph compiled for arguments described by ``spec``, and its output structure: ``fn``
-        traced (``cr.vmap`` traces one example and vectorizes)."""
-        return trace_graph(self.fn, spec, leaves, has_aux=self.has_aux, differentiated=differentiated)
+        traced, once per signature for all its transforms (``cr.vmap`` traces one example and vectorizes)."""
+        return self._entry.traced(self.fn, spec, leaves, self.has_aux, differentiated, self._stats.reused_trace)
 
     # ---- calling ----------------------------------------------------------------------------
 

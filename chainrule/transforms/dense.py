@@ -18,7 +18,7 @@ import numpy as np
 from chainrule.compiler.cost import CostReport
 from chainrule.errors import ArgumentError, UnsupportedError
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
-from chainrule.frontends.trace import ArgsSpec, StaticArguments, describe_args, trace_graph
+from chainrule.frontends.trace import ArgsSpec, StaticArguments, describe_args
 from chainrule.frontends.tracer import Tracer
 from chainrule.ir import Graph, TensorType
 from chainrule.transforms.arguments import aux_part, value_part
@@ -26,6 +26,7 @@ from chainrule.transforms.compiled import argnum_tuple, jit
 from chainrule.transforms.higher_order import Argnums, Linearized, derivative_layout
 from chainrule.transforms.options import checked_options
 from chainrule.transforms.portable import portable_reduce
+from chainrule.transforms.reuse import function_entry
 
 
 class _DenseDerivative(ABC):
@@ -237,7 +238,10 @@ class Jacobian(_DenseDerivative):
         spec, leaves, in_types, in_treedefs = self._describe(args)
         found = self._outputs.get(spec)
         if found is None:
-            graph, out_treedef = trace_graph(self.fn, spec, leaves, differentiated=self._argnum_tuple)
+            # the forward graph every transform of fn shares: cr.grad(f)'s, if it ran first
+            graph, out_treedef = function_entry(self.fn).traced(
+                self.fn, spec, leaves, differentiated=self._argnum_tuple
+            )
             found = self._outputs[spec] = ([graph.type(o) for o in graph.outputs], out_treedef)
         out_types, out_treedef = found
         n, m = sum(t.size for t in in_types), sum(t.size for t in out_types)

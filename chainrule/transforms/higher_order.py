@@ -30,12 +30,13 @@ from chainrule.compiler.simplify import simplify
 from chainrule.compiler.split import split
 from chainrule.errors import ArgumentError
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
-from chainrule.frontends.trace import ArgsSpec, describe_args, trace_graph
+from chainrule.frontends.trace import ArgsSpec, describe_args
 from chainrule.frontends.tracer import Tracer
 from chainrule.ir import Graph, TensorType
 from chainrule.transforms.arguments import aux_part, static_positions, value_part
 from chainrule.transforms.compiled import Compiled, jit
 from chainrule.transforms.options import checked_options
+from chainrule.transforms.reuse import FunctionEntry, function_entry
 from chainrule.transforms.specialization import Specialization, check_scalar_output, compile_kernel
 
 Argnums = int | Sequence[int]
@@ -71,6 +72,7 @@ class Linearized(Compiled):
     ):
         if transform not in ("jvp", "vjp", "hvp"):
             raise ValueError(f"unknown linearization {transform!r}")
+        self.batched = batched
         super().__init__(
             fn,
             transform,
@@ -80,7 +82,8 @@ class Linearized(Compiled):
             static_argnums=static_argnums,
             static_argnames=static_argnames,
         )
-        self.batched = batched
+        self._cache_options += (batched,)  # a batched pass's kernels are its own
+        self.attach(fn)
 
     def _layout(self, count: int, keywords: tuple[str, ...] = ()) -> tuple[tuple[int, ...], tuple[int, ...]]:
         # The differentiated arguments and the seed (the last argument) are traced; static ones are not.
@@ -118,7 +121,9 @@ class Linearized(Compiled):
         arg_spec = ArgsSpec(
             spec.treedefs[:-1], spec.leaves[:leaf_count], spec.paths[:leaf_count], spec.arg_of_leaf[:leaf_count]
         )
-        traced, out_treedef = trace_graph(self.fn, arg_spec, leaves[:leaf_count], differentiated=argnums)
+        traced, out_treedef = self._entry.traced(
+            self.fn, arg_spec, leaves[:leaf_count], differentiated=argnums, on_reuse=self._stats.reused_trace
+        )
         input_of_leaf = {
             leaf: position for position, leaf in enumerate(i for i, s in enumerate(arg_spec.leaves) if s.traced)
         }
@@ -295,7 +300,7 @@ class _SplitVjp:
         optimize: bool = True,
         backend: str = "numpy",
     ):
-        traced, self.out_treedef = trace_graph(fn, spec, leaves, differentiated=range(len(spec.treedefs)))
+        traced, self.out_treedef = function_entry(fn).traced(fn, spec, leaves, differentiated=range(len(spec.treedefs)))
         self.out_types = [traced.type(o) for o in traced.outputs]
         inputs, outputs = len(traced.inputs), len(traced.outputs)
         wrt = list(range(inputs))  # every leaf of every traced primal: describe_args made them all inputs
@@ -366,8 +371,9 @@ class VjpFunction:
         return f"<chainrule vjp_fn of {self.compiled.joint.graphs['traced'].name!r}>"
 
 
-# fn -> {ArgsSpec of the primals: _SplitVjp}
-_SPLIT_VJPS: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[ArgsSpec, str], _SplitVjp]] = (
+# fn's entry (its code and closure values: a lambda made again finds it) -> {(ArgsSpec of the
+# primals, backend): _SplitVjp}
+_SPLIT_VJPS: weakref.WeakKeyDictionary[FunctionEntry, dict[tuple[ArgsSpec, str], _SplitVjp]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -416,11 +422,7 @@ def vjp(
         linearized = _linearized(fn, "vjp", positions, backend, static)
         forward = _forward_of(fn, static)
         return forward(*primals), lambda cotangent: _with_static_nones(linearized(*primals, cotangent), static)
-    per_function: dict[tuple[ArgsSpec, str], _SplitVjp]
-    try:
-        per_function = _SPLIT_VJPS.setdefault(fn, {})
-    except TypeError:  # fn cannot be weakly referenced
-        per_function = {}
+    per_function = _SPLIT_VJPS.setdefault(function_entry(fn), {})
     compiled = per_function.get((spec, backend))
     if compiled is None:
         compiled = per_function[spec, backend] = _SplitVjp(fn, spec, leaves, static, backend=backend)

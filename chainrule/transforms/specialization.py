@@ -51,6 +51,13 @@ def compile_kernel(graph: Graph, name: str, backend: str = "numpy") -> Kernel:
     return compile_graph(graph, name)
 
 
+def make_kernel(compilation: pipeline.Compilation, name: str, backend: str, check_nans: bool, optimize: bool) -> Kernel:
+    """The kernel a compiled function runs: of the final graph, or the ``check_nans`` one."""
+    if check_nans:
+        return compile_checked_kernel(compilation, name, backend, optimize)
+    return compile_kernel(compilation.final, name, backend)
+
+
 class Specialization:
     """One compiled signature: the stages' graphs, the kernel, how to rebuild outputs.
 

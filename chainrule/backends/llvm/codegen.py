@@ -13,8 +13,9 @@ import math
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING
 
-from chainrule.backends.llvm import blas, loop_scatter, loops, parallel, scalar_ops
+from chainrule.backends.llvm import blas, loop_hints, loop_scatter, loops, parallel, scalar_ops
 from chainrule.backends.llvm.copies import emit_output_copies
+from chainrule.backends.llvm.gather import emit_gather
 from chainrule.backends.llvm.gemm import emit_gemm
 from chainrule.backends.llvm.irtext import Function, Module
 from chainrule.backends.llvm.lapack_ops import emit_lapack, finish
@@ -38,9 +39,7 @@ Offsets = dict[Hashable, str]
 
 _ACCUMULATOR_BYTES = 8
 _SLOT_NAMES = {0: "arena", 2: "constants"}
-_INTERLEAVE = 4
 _VECTOR_GRANULE = 64
-_MIN_VECTOR_ELEMENTS = 16
 
 
 class Codegen:
@@ -100,7 +99,8 @@ class Codegen:
         finish(self)
         entry.do("ret void")
         if self.uses_threads:
-            self.module.header.append(parallel.RUNTIME.format(p=self.prefix, max_threads=self.max_threads))
+            self.module.header.append(parallel.runtime(self.prefix, self.max_threads))
+            self.module.declare(parallel.DECLARATION)
         if self.uses_blas:
             self.module.declare(blas.DECLARATIONS.strip())
         return f"{self.prefix}_entry"
@@ -140,22 +140,22 @@ class Codegen:
             cache[key] = fn.emit(f"getelementptr i8, ptr {base}, i64 {view.offset}", "at") if view.offset else base
         return cache[key]
 
-    def load(self, fn: Function, pointer: str, offset: str, dtype: str, name: str) -> str:
-        """The element of ``dtype`` at ``pointer[offset]``, in a register."""
+    def load(self, fn: Function, pointer: str, offset: str, dtype: str, name: str, group: str = "") -> str:
+        """The element of ``dtype`` at ``pointer[offset]``, in a register (in access ``group``, if any)."""
         memory = scalar_ops.memory_type(dtype)
         address = fn.emit(f"getelementptr {memory}, ptr {pointer}, i64 {offset}", f"{name}.p")
-        value = fn.emit(f"load {memory}, ptr {address}", name)
+        value = fn.emit(f"load {memory}, ptr {address}" + (f", !llvm.access.group {group}" if group else ""), name)
         if dtype == "bool":
             value = fn.emit(f"trunc i8 {value} to i1", name)
         return value
 
-    def store(self, fn: Function, value: str, pointer: str, offset: str, dtype: str) -> None:
-        """Write register ``value`` of ``dtype`` to ``pointer[offset]``."""
+    def store(self, fn: Function, value: str, pointer: str, offset: str, dtype: str, group: str = "") -> None:
+        """Write register ``value`` of ``dtype`` to ``pointer[offset]`` (in access ``group``, if any)."""
         memory = scalar_ops.memory_type(dtype)
         if dtype == "bool":
             value = fn.emit(f"zext i1 {value} to i8", "byte")
         address = fn.emit(f"getelementptr {memory}, ptr {pointer}, i64 {offset}", "out.p")
-        fn.do(f"store {memory} {value}, ptr {address}")
+        fn.do(f"store {memory} {value}, ptr {address}" + (f", !llvm.access.group {group}" if group else ""))
 
     # ---- loop nests -------------------------------------------------------------------------------
 
@@ -318,21 +318,25 @@ class Codegen:
             fn.do(
                 f"store {scalar_ops.register_type(dtype)} {self.identity(self.reduction_op(m), dtype)}, ptr {slots[m]}"
             )
-        parallel = (
+        threaded = (
             bool(extents)
             and extents[0] > 1
             and math.prod(shape) >= self.parallel_min_elements
             and math.prod(shape) * loop.steps >= self.parallel_min_work
         )
-        # A chain of math calls is bound by their latency: run several vectors side by side.
+        dtypes = {self.graph.type(m).dtype for m in loop.members}
+        hints = loop_hints.hints(loop.shape, loop.steps, len(keys), dtypes)
+        group = self.module.access_group() if loop_hints.vectorized(loop.shape) else ""
+        if group:  # see loop_hints.py
+            hints += (f'!{{!"llvm.loop.parallel_accesses", {group}}}',)
         self.nest(
             fn,
             extents,
             dict(zip(keys, strides)),
-            self._loop_payload(fn, loop, pointers, writes, slots),
+            self._loop_payload(fn, loop, pointers, writes, slots, group),
             low="%start",
             high="%end",
-            hints=_loop_hints(loop),
+            hints=hints,
         )
         for index, m in enumerate(reductions):
             t = scalar_ops.register_type(self.graph.type(m).dtype)
@@ -340,9 +344,11 @@ class Codegen:
             place = fn.emit(f"getelementptr i8, ptr %partials, i64 {index * _ACCUMULATOR_BYTES}", "partial")
             fn.do(f"store {t} {value}, ptr {place}")
         fn.do("ret void")
-        self.run_outlined(fn, extents[0] if extents else 1, parallel, _VECTOR_GRANULE if len(extents) == 1 else 1)
+        extent, granule = (extents[0] if extents else 1), (_VECTOR_GRANULE if len(extents) == 1 else 1)
+        self.run_outlined(fn, extent, threaded, granule)
+        rows = parallel.task_layout(extent, granule, self.max_threads)[1] if threaded else 1
         for index, m in enumerate(reductions):
-            self._combine_partials(m, index, parallel)
+            self._combine_partials(m, index, rows)
 
     def _loop_payload(
         self,
@@ -351,6 +357,7 @@ class Codegen:
         pointers: dict[tuple[str, int], str],
         writes: dict[int, View],
         slots: dict[int, str],
+        group: str,
     ) -> Callable[[Offsets], None]:
         """The innermost body of a loop: every member's element, stored or accumulated as planned."""
         plan = self.plan
@@ -369,6 +376,7 @@ class Codegen:
                     offsets[("r", value_id)],
                     self.graph.type(value_id).dtype,
                     self.graph[value_id].name or f"in{value_id}",
+                    group,
                 )
                 registers[value_id] = register
                 return register
@@ -386,18 +394,17 @@ class Codegen:
                     continue
                 registers[m] = value
                 if m in writes:
-                    self.store(fn, value, pointers[("w", m)], offsets[("w", m)], dtype)
+                    self.store(fn, value, pointers[("w", m)], offsets[("w", m)], dtype, group)
 
         return payload
 
-    def _combine_partials(self, node_id: int, index: int, parallel: bool) -> None:
-        """The reduction's result from each thread's row of partials, in thread order."""
+    def _combine_partials(self, node_id: int, index: int, rows: int) -> None:
+        """The reduction's result from the ``rows`` tasks' partials, in task order (parallel.py)."""
         entry = self.entry
         dtype = self.graph.type(node_id).dtype
         t = scalar_ops.register_type(dtype)
         op = self.reduction_op(node_id)
         view = self.plan.views[node_id]
-        rows = self.threads if parallel else "1"
         total = entry.alloca(t, "total")
         entry.do(f"store {t} {self.identity(op, dtype)}, ptr {total}")
 
@@ -409,7 +416,7 @@ class Codegen:
             so_far = entry.emit(f"load {t}, ptr {total}", "total")
             entry.do(f"store {t} {self.combine(entry, op, dtype, so_far, partial)}, ptr {total}")
 
-        self.nest(entry, [None], {"row": [1]}, payload, high=rows)
+        self.nest(entry, [None], {"row": [1]}, payload, high=str(rows))
         result = entry.emit(f"load {t}, ptr {total}", self.graph[node_id].name or "total")
         self.store(entry, result, self.base(entry, view, {}), "0", dtype)
 
@@ -462,19 +469,8 @@ _EMITTERS: dict[str, Callable[[Codegen, int], None]] = {
     "scatter": loop_scatter.emit_scatter,
     "lapack": emit_lapack,
     "native": emit_native,
+    "gather": emit_gather,
 }
-
-
-def _loop_hints(loop: Loop) -> tuple[str, ...]:
-    """What the innermost loop asks of the vectorizer: nothing to gain under 16 elements (and compile
-    time to lose: a long graph on small arrays is many long bodies); interleaving for long bodies,
-    whose chains of math calls are bound by the calls' latency."""
-    size = math.prod(loop.shape)
-    if size < _MIN_VECTOR_ELEMENTS:
-        return ('!{!"llvm.loop.vectorize.enable", i1 false}', '!{!"llvm.loop.unroll.disable"}')
-    if loop.steps >= 8 and size >= _MIN_VECTOR_ELEMENTS * _INTERLEAVE:
-        return (f'!{{!"llvm.loop.interleave.count", i32 {_INTERLEAVE}}}',)
-    return ()
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:

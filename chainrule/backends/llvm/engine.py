@@ -39,6 +39,11 @@ from chainrule.errors import ChainruleError
 # O2 costs ~40-300 µs of CPU per instruction here (benchmarks/llvm_engine.py), more the longer a
 # block or loop body; above this many instructions the cheaper "O1" pipeline is used.
 O2_MAX_INSTRUCTIONS = 2000
+# Above this many, "O1L": O1, but the outlined functions of one basic block (a program of scalars
+# unrolled by Python loops is ~1,000 of them, each a short run of loads, arithmetic and stores) are
+# left unoptimized. Issue 24's GP likelihood at n = 30 (148,000 instructions): opt 1.1 -> 0.7 s CPU;
+# such code runs in microseconds either way. Functions with loops are optimized as at O1.
+O1_MAX_INSTRUCTIONS = 20_000
 
 
 @dataclass(frozen=True)
@@ -50,13 +55,15 @@ class Pipeline:
     # SLP vectorization, interleaving and unrolling copy big loop bodies several times over;
     # loop vectorization stays on in every pipeline: libmvec's speedup comes from it.
     slp_interleave_unroll: bool
+    # outlined (noinline) functions without a loop get ``optnone``: no pass spends time on them
+    straight_line_unoptimized: bool = False
 
 
 # O1 generates code at level 0 (fast instruction selection and register allocation): the greedy
 # register allocator of levels 1-3 grows quadratically with a basic block's length (a straight
 # 8,000-instruction block: 1.5 s at level 1-3, 0.28 s at 0), and the code ran as fast here,
 # its time going to libm calls and dependent arithmetic.
-PIPELINES = {"O2": Pipeline(2, 3, True), "O1": Pipeline(1, 0, False)}
+PIPELINES = {"O2": Pipeline(2, 3, True), "O1": Pipeline(1, 0, False), "O1L": Pipeline(1, 0, False, True)}
 
 # Name in JIT code -> function returning its address in this process. Imported at link time
 # only when the IR mentions the name, so scipy is loaded only by modules that call BLAS.
@@ -246,9 +253,14 @@ def compile_ir(
     )
 
 
-def optimization_level(ir_text: str) -> str:
-    """``"O2"``, or ``"O1"`` for modules of more than ``O2_MAX_INSTRUCTIONS`` instructions."""
-    return "O2" if instruction_count(ir_text) <= O2_MAX_INSTRUCTIONS else "O1"
+def optimization_level(ir_text: str, long_loops: bool = False) -> str:
+    """``"O2"``; ``"O1"`` for modules of more than ``O2_MAX_INSTRUCTIONS`` instructions (or with
+    ``long_loops``: loop bodies the vectorizer would copy into a long compile); ``"O1L"`` for more
+    than ``O1_MAX_INSTRUCTIONS``."""
+    count = instruction_count(ir_text)
+    if count > O1_MAX_INSTRUCTIONS:
+        return "O1L"
+    return "O1" if long_loops or count > O2_MAX_INSTRUCTIONS else "O2"
 
 
 def instruction_count(ir_text: str) -> int:
@@ -263,7 +275,7 @@ def instruction_count(ir_text: str) -> int:
 
 def _build(ir_text: str, target: Target, optimization: str) -> tuple[str, cache.Entry]:
     """The optimized IR text and the object code of ``ir_text``."""
-    module = _parse(ir_text, target)
+    module = _parse(ir_text, target, optimization)
     try:
         _optimize(module, target, optimization)
         machine = _target_machine(target, PIPELINES[optimization].codegen_level)
@@ -274,7 +286,7 @@ def _build(ir_text: str, target: Target, optimization: str) -> tuple[str, cache.
 
 def _optimized_text(ir_text: str, target: Target, optimization: str) -> str:
     """The optimized IR text of ``ir_text``, without object code."""
-    module = _parse(ir_text, target)
+    module = _parse(ir_text, target, optimization)
     try:
         _optimize(module, target, optimization)
         return str(module)
@@ -282,11 +294,12 @@ def _optimized_text(ir_text: str, target: Target, optimization: str) -> str:
         module.close()
 
 
-def _parse(ir_text: str, target: Target) -> llvm.ModuleRef:
+def _parse(ir_text: str, target: Target, optimization: str = "O2") -> llvm.ModuleRef:
     try:
         # A context per module (the module holds it): types and constants die with the module
         # instead of piling up in the global context.
-        module = llvm.parse_assembly(_with_function_attributes(ir_text, target), llvm.create_context())
+        text = _with_function_attributes(ir_text, target, PIPELINES[optimization].straight_line_unoptimized)
+        module = llvm.parse_assembly(text, llvm.create_context())
     except RuntimeError as error:
         raise LLVMError(_describe(f"{_BUG}\n{error}", ir_text)) from None
     module.triple = target.triple
@@ -302,10 +315,22 @@ _BUG = "LLVM rejected the IR chainrule generated (a bug in chainrule; please rep
 _FUNCTION_BODY_START = re.compile(r"^(define\b[^\n]*?)\s*\{[ \t]*$", re.MULTILINE)
 
 
-def _with_function_attributes(ir_text: str, target: Target) -> str:
-    """``ir_text`` with the target's attributes on every function definition (its lines unchanged)."""
+_LABEL = re.compile(r"^[-\w.$]+:", re.MULTILINE)
+
+
+def _with_function_attributes(ir_text: str, target: Target, straight_line_unoptimized: bool = False) -> str:
+    """``ir_text`` with the target's attributes on every function definition (its lines unchanged),
+    and ``optnone`` on noinline functions of one block if ``straight_line_unoptimized``."""
     attributes = mathlib.function_attributes(target.feature_set)
-    return _FUNCTION_BODY_START.sub(lambda match: f"{match.group(1)} {attributes} {{", ir_text)
+    text = _FUNCTION_BODY_START.sub(lambda match: f"{match.group(1)} {attributes} {{", ir_text)
+    if not straight_line_unoptimized:
+        return text
+    functions = re.split(r"^(?=define )", text, flags=re.MULTILINE)
+    for index, function in enumerate(functions):
+        head, newline, body = function.partition("\n")
+        if head.startswith("define ") and " noinline " in head and len(_LABEL.findall(body)) <= 1:
+            functions[index] = head.replace(" noinline ", " noinline optnone ", 1) + newline + body
+    return "".join(functions)
 
 
 def _optimize(module: llvm.ModuleRef, target: Target, optimization: str) -> None:

@@ -32,6 +32,13 @@ class Module:
         self.metadata += [f"{n} = {p}" for n, p in zip(names, properties)]
         return f"!{first}"
 
+    def access_group(self) -> str:
+        """A fresh ``!llvm.access.group`` node: accesses tagged with it carry no dependence between
+        iterations of a loop whose metadata lists it in ``llvm.loop.parallel_accesses``."""
+        node = f"!{len(self.metadata)}"
+        self.metadata.append(f"{node} = distinct !{{}}")
+        return node
+
     def declare(self, line: str) -> None:
         self.declarations.setdefault(line)
 

@@ -18,9 +18,11 @@ entries (``scalar_entries_ir``): ``double f(double, ...)`` per output, with the 
 and table on the native stack, called through ctypes with Python floats. No array,
 no lock, no wrapper: ``cr.grad(f)(4.2)`` is that one ctypes call.
 
-Threads: a call passes the kernel's thread count, ``threads_for`` its estimated
-work (``estimated_work_ns``) up to ``get_num_threads()``: one thread unless the
-time an extra thread saves is well above what starting it costs.
+Threads: a call passes the kernel's thread count. ``threads_for`` proposes one from the
+estimated work (``estimated_work_ns``) up to ``get_num_threads()``: one thread unless the time
+an extra thread saves is well above what handing loops to the pool costs. A count above one is
+then confirmed by timing the kernel's first calls on 1 thread and on that count
+(``thread_choice.py``); ``set_exact_threads(n)`` skips both (every parallel loop on n threads).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -38,6 +41,7 @@ from chainrule.backends.llvm import control, engine, lapack
 from chainrule.backends.llvm.lower import ARENA, CALLBACK, CONSTANTS, FIXED_SLOTS, lower
 from chainrule.backends.llvm.plan import ALIGNMENT, Lowered
 from chainrule.backends.llvm.strategies import strategy_of
+from chainrule.backends.llvm.thread_choice import ThreadChoice, cpu_count
 from chainrule.backends.llvm.views import View
 from chainrule.errors import ChainruleError
 from chainrule.ir import OPS, Graph
@@ -49,14 +53,29 @@ _CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int64)
 # as 32 KiB); its constants are a global of the module, written into the IR text.
 SCALAR_ENTRY_MAX_ARENA = 1 << 14
 SCALAR_ENTRY_MAX_CONSTANTS = 1 << 16
+# A call of a kernel with parallel loops: its ThreadChoice's count; during the trial, timed.
+_TIMED_CALL = [
+    "choice = choices.get(setting[0]) or runner.choice(setting[0])",
+    "if choice.settled:",
+    "    entry(table_address, choice.threads)",
+    "    choice.tick()",
+    "else:",
+    "    count = choice.next_count()",
+    "    start = clock()",
+    "    entry(table_address, count)",
+    "    choice.record(count, clock() - start)",
+]
 
 # How many threads a kernel uses: as many as pay for themselves, up to a maximum (see threads_for).
 # The maximum: set_num_threads(n), else CHAINRULE_NUM_THREADS, else OMP_NUM_THREADS (its first
 # entry; both read at import, as OpenMP does), else the CPUs this process may run on.
 THREAD_VARIABLES = ("CHAINRULE_NUM_THREADS", "OMP_NUM_THREADS")
-# Starting and joining one more thread for one loop (parallel.py), measured on a 2-core machine
-# shared with other work: ~60 us (benchmarks/scalar_call.py prints it as measured in its run).
-FORK_JOIN_NS = 60_000
+# What the pool (pool.py) costs a call per extra thread: waking a parked worker once (its first
+# loop; the workers spin between loops) and handing it each loop. Measured on a 2-core machine
+# shared with other work: ~0.3-0.7 us per loop to a spinning worker (benchmarks/scalar_call.py
+# prints it); a wake-up is the scheduler's, tens of us on a busy machine.
+WAKE_NS = 50_000
+HANDOFF_NS = 2_000
 # What one element of one step costs in a loop on one thread: a vector libm call (libmvec, 8
 # lanes) or arithmetic with its loads and stores. An estimate: it decides only the thread count.
 MATH_CALL_NS = 1.5
@@ -76,10 +95,12 @@ def threads_from_environment(environment: Mapping[str, str]) -> int:
         text = environment.get(variable, "").split(",")[0].strip()  # OMP_NUM_THREADS may be "4,2"
         if text.isdigit() and int(text) > 0:
             return int(text)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cpu_count()
 
 
 _threads = [threads_from_environment(os.environ)]
+# What a kernel's calls look up their ThreadChoice by: (maximum, exact count or None).
+_setting: list[tuple[int, int | None]] = [(_threads[0], None)]
 
 
 def set_num_threads(count: int) -> None:
@@ -90,6 +111,16 @@ def set_num_threads(count: int) -> None:
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"set_num_threads needs a positive int, got {count!r}")
     _threads[0] = count
+    _setting[0] = (count, _setting[0][1])
+
+
+def set_exact_threads(count: int | None) -> None:
+    """Run every parallel loop on exactly ``count`` threads (no estimate, no timing), or, with
+    None, go back to choosing per kernel. For measurements: results do not depend on it.
+    """
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise ValueError(f"set_exact_threads needs a positive int or None, got {count!r}")
+    _setting[0] = (_setting[0][0], count)
 
 
 def get_num_threads() -> int:
@@ -98,10 +129,10 @@ def get_num_threads() -> int:
 
 
 def threads_for(work_ns: float, parallel_loops: int, most: int) -> int:
-    """The thread count for a kernel: the largest ``t <= most`` whose saving pays its forks.
+    """The thread count proposed for a kernel: the largest ``t <= most`` whose saving pays its cost.
 
     With ``t`` threads, a kernel of ``work_ns`` on one thread saves ``work_ns * (1 - 1/t)`` and
-    starts ``t - 1`` threads per parallel loop; small work gets 1 thread (no thread started).
+    wakes ``t - 1`` workers, handing each every parallel loop; small work gets 1 thread.
 
     >>> threads_for(1e3, 1, 8), threads_for(1e8, 1, 8)
     (1, 8)
@@ -110,7 +141,7 @@ def threads_for(work_ns: float, parallel_loops: int, most: int) -> int:
         return 1
     best = 1
     for count in range(2, most + 1):
-        if work_ns * (1 - 1 / count) >= THREAD_PAYOFF * parallel_loops * (count - 1) * FORK_JOIN_NS:
+        if work_ns * (1 - 1 / count) >= THREAD_PAYOFF * (count - 1) * (WAKE_NS + parallel_loops * HANDOFF_NS):
             best = count
     return best
 
@@ -155,11 +186,15 @@ class LlvmKernel:
     # ``scalar_entries_ir``). None when the signature does not allow it.
     scalar_outputs: tuple[Callable[..., float], ...] | None = None
     work_ns: float = 0.0  # estimated time of its loops on one thread (estimated_work_ns)
+    # the ThreadChoice its calls use under the current setting (see thread_choice.py)
+    thread_choice: Callable[[], ThreadChoice] | None = field(repr=False, default=None)
 
     def thread_count(self) -> int:
-        """The threads a call uses now: ``threads_for`` its work, up to ``get_num_threads()``."""
-        parallel_loops = self.lowered.parallel_loops if self.lowered is not None else 0
-        return threads_for(self.work_ns, parallel_loops, get_num_threads())
+        """The threads its calls use: the settled count, or during the trial the candidate tried."""
+        if self.thread_choice is None:
+            return 1
+        choice = self.thread_choice()
+        return choice.threads if choice.settled else choice.candidate
 
 
 def compile_graph(graph: Graph, function_name: str | None = None) -> LlvmKernel:
@@ -175,12 +210,14 @@ def compile_graph(graph: Graph, function_name: str | None = None) -> LlvmKernel:
     # A long loop body is vectorized and interleaved into ~4x its length, and code generation at O2
     # then dominates compile time: the depth-30 nested gradient (250 steps) compiles in half the
     # time at O1 and runs 7% slower.
-    optimization = "O1" if lowered.longest_loop >= LONG_LOOP_STEPS else None
     scalar_ir = scalar_entries_ir(lowered)
+    optimization = engine.optimization_level(lowered.ir, long_loops=lowered.longest_loop >= LONG_LOOP_STEPS)
     native = engine.compile_ir(lowered.ir + scalar_ir, name=name, optimization=optimization)
     runner = _Runner(lowered, native, native.address(lowered.entry), estimated_work_ns(graph))
     kernel = LlvmKernel(runner.make_call(), lowered.ir, f"<chainrule llvm {name}>", native, lowered)
     kernel.work_ns = runner.work_ns
+    if lowered.parallel_loops:
+        kernel.thread_choice = lambda: runner.choice(_setting[0])
     if scalar_ir:
         signature = ctypes.CFUNCTYPE(ctypes.c_double, *[ctypes.c_double] * len(lowered.inputs))
         kernel.scalar_outputs = tuple(
@@ -251,7 +288,7 @@ class _Runner:
     def __init__(self, lowered: Lowered, native: engine.NativeModule, address: int, work_ns: float):
         self.lowered = lowered
         self.work_ns = work_ns
-        self.thread_counts: dict[int, int] = {}  # get_num_threads() -> the count this kernel uses
+        self.choices: dict[tuple[int, int | None], ThreadChoice] = {}  # per setting (_setting)
         self.native = native  # the machine code lives as long as anything that can call it
         self.entry = _ENTRY(address)
         # 64-byte aligned blocks: views into them must stay valid, so they are never reallocated
@@ -268,9 +305,15 @@ class _Runner:
             self.table[CALLBACK] = ctypes.cast(self.callback, ctypes.c_void_p).value
         self.lock = threading.Lock()
 
-    def thread_count(self, most: int) -> int:
-        count = self.thread_counts[most] = threads_for(self.work_ns, self.lowered.parallel_loops, most)
-        return count
+    def choice(self, setting: tuple[int, int | None]) -> ThreadChoice:
+        """This kernel's ThreadChoice under ``(maximum, exact count)``, made on first use."""
+        if setting not in self.choices:
+            most, exact = setting
+            if exact is not None:
+                self.choices[setting] = ThreadChoice.fixed(exact)
+            else:
+                self.choices[setting] = ThreadChoice(threads_for(self.work_ns, self.lowered.parallel_loops, most))
+        return self.choices[setting]
 
     def view(self, view: View, base: np.ndarray | None = None) -> np.ndarray:
         if base is None:
@@ -318,8 +361,9 @@ class _Runner:
             "entry": self.entry,
             "table": self.table,
             "table_address": ctypes.addressof(self.table),
-            "most_threads": _threads,
-            "thread_counts": self.thread_counts,
+            "setting": _setting,
+            "choices": self.choices,
+            "clock": time.perf_counter_ns,
             "runner": self,
             "ascontiguousarray": np.ascontiguousarray,
             "empty": np.empty,
@@ -362,8 +406,10 @@ class _Runner:
             else:
                 namespace[f"out{index}_view"] = self.view(output.arena_view)
                 returned.append(f"out{index}_view.copy()")
-        threads = "thread_counts.get(most_threads[0]) or runner.thread_count(most_threads[0])"
-        body += [f"entry(table_address, {threads if lowered.parallel_loops else 1})", *self._lapack_status(namespace)]
+        body += [
+            *(_TIMED_CALL if lowered.parallel_loops else ["entry(table_address, 1)"]),
+            *self._lapack_status(namespace),
+        ]
         if keep:
             body += [
                 "runner.slot_arrays.clear()",

@@ -135,25 +135,27 @@ def _size(value: float, dtype: str) -> int:
 
 
 @cache
-def syevd_work(n: int, dtype: str) -> tuple[int, int]:
-    """``(lwork, liwork)`` of ``?syevd`` with eigenvectors for order ``n``."""
+def syevd_work(n: int, dtype: str, vectors: bool = True) -> tuple[int, int]:
+    """``(lwork, liwork)`` of ``?syevd`` for order ``n``, with eigenvectors or without (jobz='N')."""
     work, iwork, info = _floats(dtype, 1), (ctypes.c_int * 1)(), _int(0)
     a, w = _floats(dtype, 1), _floats(dtype, 1)
-    arguments = [ctypes.c_char(b"V"), ctypes.c_char(b"L"), _int(n), a, _int(max(n, 1)), w]
+    arguments = [ctypes.c_char(b"V" if vectors else b"N"), ctypes.c_char(b"L"), _int(n), a, _int(max(n, 1)), w]
     _call(routine("syevd", dtype), [*arguments, work, _int(-1), iwork, _int(-1), info])
     return _size(work[0], dtype), max(1, iwork[0])
 
 
 @cache
-def gesdd_work(m: int, n: int, dtype: str) -> int:
-    """``lwork`` of ``?gesdd`` computing the reduced factors of an m×n matrix."""
+def gesdd_work(m: int, n: int, dtype: str, vectors: bool = True) -> int:
+    """``lwork`` of ``?gesdd`` computing the reduced factors of an m×n matrix (jobz='S'), or its
+    singular values alone (jobz='N')."""
     k = min(m, n)
     work, info = _floats(dtype, 1), _int(0)
     a, s, u, vt = (_floats(dtype, 1) for _ in range(4))
     iwork = (ctypes.c_int * max(8 * k, 1))()
+    jobz = ctypes.c_char(b"S" if vectors else b"N")
     _call(
         routine("gesdd", dtype),
-        [ctypes.c_char(b"S"), _int(m), _int(n), a, _int(m), s, u, _int(m), vt, _int(k), work, _int(-1), iwork, info],
+        [jobz, _int(m), _int(n), a, _int(m), s, u, _int(m), vt, _int(k), work, _int(-1), iwork, info],
     )
     return _size(work[0], dtype)
 

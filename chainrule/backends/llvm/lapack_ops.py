@@ -1,6 +1,7 @@
 """The linear-algebra ops as LAPACK calls from JIT code: cholesky (``?potrf``), solve (``?gesv``),
-triangular_solve (BLAS ``?trsm``), slogdet (``?getrf``), eigh (``?syevd``), svd (``?gesdd``) and
-qr (``?geqrf`` + ``?orgqr``), each once per matrix of the batch in a native loop.
+triangular_solve (BLAS ``?trsm``), slogdet (``?getrf``), eigh and eigvalsh (``?syevd``, jobz='V'
+or 'N'), svd and svdvals (``?gesdd``, jobz='S' or 'N') and qr (``?geqrf`` + ``?orgqr``), each once
+per matrix of the batch in a native loop.
 
 Layout: LAPACK is column-major and chainrule's arrays are row-major (or any strided view). Each
 matrix is copied into a column-major workspace (converting its dtype on the way), factorized there,
@@ -48,7 +49,9 @@ STATUS_BYTES = 64
 # A kernel whose LAPACK matrices all have at most this many rows and columns runs its BLAS and LAPACK
 # calls on one thread (see the module docstring).
 SINGLE_THREAD_MAX_ORDER = 256
-OPS = ("cholesky", "solve", "triangular_solve", "slogdet", "eigh", "svd", "qr", "matmul")
+OPS = ("cholesky", "solve", "triangular_solve", "slogdet", "eigh", "eigvalsh", "svd", "svdvals", "qr", "matmul")
+# ops whose result has one axis (the values, or slogdet's pair) in place of a matrix's two
+_VECTOR_RESULTS = ("slogdet", "eigh", "eigvalsh", "svd", "svdvals", "qr")
 # NumPy's messages (numpy/linalg/_linalg.py), so the error reads the same on both backends
 NOT_POSITIVE_DEFINITE = "Matrix is not positive definite"
 SINGULAR = "Singular matrix"
@@ -85,12 +88,15 @@ def workspace(graph: Graph, node_id: int) -> dict[str, tuple[int, str]]:
     if node.op in ("solve", "triangular_solve"):
         rhs = node.type.shape[-1]
         return {"a": (n * n, dtype), "b": (n * rhs, dtype), "ipiv": (n, "int32")}
-    if node.op == "eigh":
-        lwork, liwork = lapack.syevd_work(n, dtype)
+    if node.op in ("eigh", "eigvalsh"):
+        lwork, liwork = lapack.syevd_work(n, dtype, vectors=node.op == "eigh")
         return {"a": (n * n, dtype), "w": (n, dtype), "work": (lwork, dtype), "iwork": (liwork, "int32")}
-    if node.op == "svd":
-        lwork = lapack.gesdd_work(m, n, dtype)
-        regions = {"a": (m * n, dtype), "s": (k, dtype), "u": (m * k, dtype), "vt": (k * n, dtype)}
+    if node.op in ("svd", "svdvals"):
+        vectors = node.op == "svd"
+        lwork = lapack.gesdd_work(m, n, dtype, vectors)
+        regions = {"a": (m * n, dtype), "s": (k, dtype)}
+        if vectors:
+            regions |= {"u": (m * k, dtype), "vt": (k * n, dtype)}
         return {**regions, "work": (lwork, dtype), "iwork": (8 * k, "int32")}
     assert node.op == "qr", f"{node.op} has no LAPACK lowering"
     return {"a": (m * n, dtype), "tau": (k, dtype), "r": (k * n, dtype), "work": (qr_lwork(m, n, dtype), dtype)}
@@ -176,7 +182,7 @@ class _Unit:
         self.cache: dict[object, str] = {}
         self.operands = [gen.plan.views[a] for a in self.node.args]
         self.result = gen.plan.views[node_id]
-        self.batch = self.node.type.shape[: -1 if self.node.op in ("slogdet", "eigh", "svd", "qr") else -2]
+        self.batch = self.node.type.shape[: -1 if self.node.op in _VECTOR_RESULTS else -2]
         scratch = gen.plan.scratch
         self.status = gen.base(self.entry, scratch, self.cache)
         if not gen.lapack_status_cleared:  # the first LAPACK node clears the status
@@ -385,32 +391,37 @@ def _slogdet(u: _Unit) -> None:
 
 
 def _eigh(u: _Unit) -> None:
+    """eigh (jobz='V': values, then the vectors syevd leaves in a) or eigvalsh (jobz='N')."""
     (a_view,) = u.operands
     n = a_view.shape[-1]
-    order = u.integer(n)
-    lwork, liwork = lapack.syevd_work(n, u.dtype)
+    order, with_vectors = u.integer(n), u.node.op == "eigh"
+    lwork, liwork = lapack.syevd_work(n, u.dtype, with_vectors)
     regions = u.regions
-    triangle, vectors = u.char("L" if u.node.params["lower"] else "U"), u.char("V")
+    triangle, jobz = u.char("L" if u.node.params["lower"] else "U"), u.char("V" if with_vectors else "N")
     arguments = (regions["w"], regions["work"], u.integer(lwork), regions["iwork"], u.integer(liwork), u.info)
 
     def body(pointers: list[str]) -> None:
         u.into_columns(pointers[0], a_view, "a")
-        u.call("syevd", vectors, triangle, order, regions["a"], order, *arguments)
+        u.call("syevd", jobz, triangle, order, regions["a"], order, *arguments)
         u.check("syevd", EIGH_FAILED)
         u.out_of_vector("w", n, pointers[1])
-        u.out_of_columns("a", n, n, pointers[1], first=n)
+        if with_vectors:
+            u.out_of_columns("a", n, n, pointers[1], first=n)
 
     u.each_matrix([a_view, u.result], body)
 
 
 def _svd(u: _Unit) -> None:
+    """svd (jobz='S': the reduced U and Vᵀ too) or svdvals (jobz='N': u and vt are not referenced)."""
     (a_view,) = u.operands
     m, n = a_view.shape[-2:]
     k = min(m, n)
-    regions = u.regions
-    lwork = lapack.gesdd_work(m, n, u.dtype)
-    shape = (u.char("S"), u.integer(m), u.integer(n), regions["a"], u.integer(m))
-    factors = (regions["s"], regions["u"], u.integer(m), regions["vt"], u.integer(k))
+    regions, with_vectors = u.regions, u.node.op == "svd"
+    lwork = lapack.gesdd_work(m, n, u.dtype, with_vectors)
+    shape = (u.char("S" if with_vectors else "N"), u.integer(m), u.integer(n), regions["a"], u.integer(m))
+    unreferenced = regions["s"]  # jobz='N' reads neither u nor vt; ldu and ldvt must still be >= 1
+    u_region, vt_region = (regions["u"], regions["vt"]) if with_vectors else (unreferenced, unreferenced)
+    factors = (regions["s"], u_region, u.integer(m), vt_region, u.integer(k if with_vectors else 1))
     work = (regions["work"], u.integer(lwork), regions["iwork"], u.info)
 
     def body(pointers: list[str]) -> None:
@@ -418,8 +429,9 @@ def _svd(u: _Unit) -> None:
         u.call("gesdd", *shape, *factors, *work)
         u.check("gesdd", SVD_FAILED, nan_info=-4)  # LAPACK >= 3.10 reports a NaN in A as info = -4
         u.out_of_vector("s", k, pointers[1])
-        u.out_of_columns("u", m, k, pointers[1], first=k)
-        u.out_of_columns("vt", k, n, pointers[1], first=k + m * k)
+        if with_vectors:
+            u.out_of_columns("u", m, k, pointers[1], first=k)
+            u.out_of_columns("vt", k, n, pointers[1], first=k + m * k)
 
     u.each_matrix([a_view, u.result], body)
 
@@ -454,7 +466,9 @@ _EMITTERS: dict[str, Callable[[_Unit], None]] = {
     "triangular_solve": _triangular_solve,
     "slogdet": _slogdet,
     "eigh": _eigh,
+    "eigvalsh": _eigh,
     "svd": _svd,
+    "svdvals": _svd,
     "qr": _qr,
 }
 

@@ -63,7 +63,7 @@ import re
 
 import numpy as np
 
-from chainrule.backends.llvm import lapack_ops, loop_scatter, loops, native_ops, scalar_ops
+from chainrule.backends.llvm import gather, lapack_ops, loop_scatter, loops, native_ops, scalar_ops
 from chainrule.backends.llvm.codegen import Codegen
 from chainrule.backends.llvm.plan import ALIGNMENT, Arena, Fallback, InputSpec, Loop, Lowered, OutputSpec, Unit
 from chainrule.backends.llvm.strategies import GEMM, LAPACK, NATIVE, SOURCE, VIEW, strategy_of
@@ -242,6 +242,8 @@ class Lowering:
                 self.scratch_bytes = max(self.scratch_bytes, lapack_ops.scratch_bytes(graph, node_id))
             elif strategy == NATIVE and native_ops.ready(graph, node_id):
                 self.units.append(Unit("native", node_id))
+            elif gather.is_native(graph, node_id):
+                self.units.append(Unit("gather", node_id))
             else:
                 self.units.append(Unit("fallback", node_id))
 

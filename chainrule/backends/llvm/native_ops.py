@@ -1,5 +1,5 @@
 """Native loops for ops that are neither elementwise nor reductions: the scans cumsum and cumprod,
-argmax and argmin, and concatenate. Each is a loop nest in the entry function over the operand's
+argmax and argmin, searchsorted, and concatenate. Each is a loop nest in the entry function over the operand's
 shape with the op's axis innermost (``Codegen.nest``), reading and writing through the views, so
 transposed, sliced and broadcast operands need no copy.
 
@@ -7,10 +7,14 @@ transposed, sliced and broadcast operands need no copy.
   NumPy's loops do, so the results are NumPy's to the bit;
 - argmax/argmin: the first extreme along the axis (or over everything, ``axis=None``, counting in
   C order), a NaN winning at its first position, as in NumPy;
-- concatenate: each operand copied into its slab of the result, converting the dtype.
+- searchsorted: a binary search of the sorted array for each value, in NumPy's order (NaN after
+  every number: a NaN value goes after the numbers, on the right side after the NaNs too), the
+  comparison NumPy's own binary search makes;
+- concatenate: each operand copied into its slab of the result, converting the dtype;
+- scatter_add and index_update at an integer-array index: ``native_scatter.py``.
 
-Sorting (argsort, searchsorted) stays NumPy's, called back: a stable sort is a real algorithm
-(NumPy's timsort/radix sort), and writing one here would be a hand-written copy of a library's.
+Sorting (argsort) stays NumPy's, called back: a stable sort is a real algorithm (NumPy's
+timsort/radix sort), and writing one here would be a hand-written copy of a library's.
 """
 
 from __future__ import annotations
@@ -20,20 +24,25 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chainrule.backends.llvm import scalar_ops
+from chainrule.backends.llvm import native_scatter, scalar_ops
 from chainrule.backends.llvm.views import View
 from chainrule.ir import Graph
 
 if TYPE_CHECKING:
     from chainrule.backends.llvm.codegen import Codegen
 
-OPS = ("cumsum", "cumprod", "argmax", "argmin", "concatenate")
+OPS = ("cumsum", "cumprod", "argmax", "argmin", "searchsorted", "concatenate", "scatter_add", "index_update")
 
 
 def ready(graph: Graph, node_id: int) -> bool:
-    """Can a native loop compute this node? LLVM arithmetic on every dtype, a nonempty result."""
+    """Can a native loop compute this node? LLVM arithmetic on every dtype, a nonempty result
+    (searchsorted: the sorted array and the values of one dtype, which NumPy compares them in)."""
     node = graph[node_id]
     dtypes = [node.type.dtype] + [graph.type(a).dtype for a in node.args]
+    if node.op == "searchsorted" and len(set(dtypes[1:])) != 1:
+        return False
+    if node.op in ("scatter_add", "index_update"):
+        return native_scatter.ready(graph, node_id)
     return node.op in OPS and node.type.size > 0 and all(d in scalar_ops.TYPES and d != "bool" for d in dtypes)
 
 
@@ -131,6 +140,50 @@ def _argextremum(gen: Codegen, node_id: int) -> None:
     gen.nest(entry, extents, strides, payload, before=before, after=after)
 
 
+def _searchsorted(gen: Codegen, node_id: int) -> None:
+    node = gen.graph[node_id]
+    entry, emit = gen.entry, gen.entry.emit
+    array, values, result = gen.plan.views[node.args[0]], gen.plan.views[node.args[1]], gen.plan.views[node_id]
+    cache: dict[object, str] = {}
+    a_pointer, v_pointer, r_pointer = (gen.base(entry, view, cache) for view in (array, values, result))
+    dtype, t = array.dtype, scalar_ops.register_type(array.dtype)
+    length, a_stride, left = array.shape[0], array.strides[0], node.params["side"] == "left"
+    low, high = entry.alloca("i64", "low"), entry.alloca("i64", "high")
+
+    def goes_before(element: str, x: str) -> str:
+        """Does ``element`` of the array sort before value ``x`` (left: a < x; right: a <= x)?"""
+        if not scalar_ops.is_float(dtype):
+            return emit(f"icmp {'slt' if left else 'sle'} {t} {element}, {x}", "before")
+        if left:  # a < x, or x is NaN and a is not
+            x_nan = emit(f"fcmp uno {t} {x}, {x}", "x.nan")
+            a_number = emit(f"fcmp ord {t} {element}, {element}", "a.number")
+            return emit(f"or i1 {emit(f'fcmp olt {t} {element}, {x}')}, {emit(f'and i1 {x_nan}, {a_number}')}")
+        return emit(f"or i1 {emit(f'fcmp ole {t} {element}, {x}')}, {emit(f'fcmp uno {t} {x}, {x}')}", "before")
+
+    def payload(offsets: dict[Hashable, str]) -> None:
+        x = gen.load(entry, v_pointer, offsets["v"], dtype, "x")
+        entry.do("store i64 0, ptr " + low)
+        entry.do(f"store i64 {length}, ptr {high}")
+        test, step, done = entry.label("search.test"), entry.label("search.step"), entry.label("search.done")
+        entry.do(f"br label %{test}")
+        entry.place(test)
+        lo, hi = emit(f"load i64, ptr {low}", "lo"), emit(f"load i64, ptr {high}", "hi")
+        entry.do(f"br i1 {emit(f'icmp slt i64 {lo}, {hi}')}, label %{step}, label %{done}")
+        entry.place(step)
+        middle = emit(f"lshr i64 {emit(f'add i64 {lo}, {hi}')}, 1", "mid")
+        element = gen.load(entry, a_pointer, emit(f"mul i64 {middle}, {a_stride}"), dtype, "a")
+        before = goes_before(element, x)
+        after_middle = emit(f"add i64 {middle}, 1", "mid.next")
+        entry.do(f"store i64 {emit(f'select i1 {before}, i64 {after_middle}, i64 {lo}')}, ptr {low}")
+        entry.do(f"store i64 {emit(f'select i1 {before}, i64 {hi}, i64 {middle}')}, ptr {high}")
+        entry.do(f"br label %{test}")
+        entry.place(done)
+        gen.store(entry, lo, r_pointer, offsets["r"], "int64")
+
+    strides: dict[Hashable, list[int]] = {"v": list(values.strides), "r": list(result.strides)}
+    gen.nest(entry, list(values.shape), strides, payload)
+
+
 def _concatenate(gen: Codegen, node_id: int) -> None:
     node = gen.graph[node_id]
     axis = node.params["axis"]
@@ -163,5 +216,8 @@ _EMITTERS: dict[str, Callable[[Codegen, int], None]] = {
     "cumprod": _scan,
     "argmax": _argextremum,
     "argmin": _argextremum,
+    "searchsorted": _searchsorted,
     "concatenate": _concatenate,
+    "scatter_add": native_scatter.emit,
+    "index_update": native_scatter.emit,
 }

@@ -4,6 +4,7 @@ NumPy callbacks, and where each input and output lives."""
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,7 +78,7 @@ class Loop:
 @dataclass
 class Unit:
     # "loop", "reduce", "matmul", "lapack" (lapack_ops.py), "native" (native_ops.py),
-    # "native_loop" (loops.py), "scatter" (loop_scatter.py), "fallback"
+    # "native_loop" (loops.py), "scatter" (loop_scatter.py), "gather" (gather.py), "fallback"
     kind: str
     node_id: int = -1
     loop: Loop | None = None
@@ -107,13 +108,15 @@ class Arena:
         return offset
 
     def give_back(self, offset: int, nbytes: int) -> None:
+        # Merged with its neighbours only (the list is kept sorted and coalesced): re-sorting and
+        # re-merging the whole list made a graph of many small values quadratic to plan.
         nbytes = max(ALIGNMENT, -(-nbytes // ALIGNMENT) * ALIGNMENT)
-        self.free.append((offset, nbytes))
-        self.free.sort()
-        merged: list[tuple[int, int]] = []
-        for start, size in self.free:
-            if merged and merged[-1][0] + merged[-1][1] == start:
-                merged[-1] = (merged[-1][0], merged[-1][1] + size)
-            else:
-                merged.append((start, size))
-        self.free = merged
+        free = self.free
+        index = bisect.bisect_left(free, (offset, nbytes))
+        if index < len(free) and offset + nbytes == free[index][0]:
+            nbytes += free.pop(index)[1]
+        if index > 0 and free[index - 1][0] + free[index - 1][1] == offset:
+            offset, nbytes = free[index - 1][0], free[index - 1][1] + nbytes
+            index -= 1
+            del free[index]
+        free.insert(index, (offset, nbytes))

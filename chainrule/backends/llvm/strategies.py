@@ -86,10 +86,11 @@ declare(OPS["stop_gradient"], Strategy(VIEW, views.identity_view))
 declare(OPS["transpose"], Strategy(VIEW, views.transpose_view))
 declare(OPS["broadcast_to"], Strategy(VIEW, views.broadcast_view))
 declare(OPS["reshape"], Strategy(VIEW, views.reshape_view))  # of non-contiguous data: NumPy copies
-declare(OPS["getitem"], Strategy(VIEW, views.index_view))  # an integer-array index: NumPy gathers
+declare(OPS["getitem"], Strategy(VIEW, views.index_view))  # an integer-array index: gather.py
 declare(OPS["matmul"], Strategy(GEMM))  # on integers, or of many batch elements: NumPy
 declare(OPS["concatenate"], Strategy(NATIVE))
-declare(OPS["scatter_add"], Strategy(FALLBACK))
+# at a basic index: loop_scatter.py; at one in-range index array: native_scatter.py; else NumPy
+declare(OPS["scatter_add"], Strategy(NATIVE))
 # Hurwitz's zeta (digamma's derivative is ζ(2, x)): SciPy's cython_special does not export it
 declare(OPS["zeta"], Strategy(FALLBACK))
 
@@ -97,7 +98,8 @@ declare(OPS["zeta"], Strategy(FALLBACK))
 for _control, _run in control.RUNNERS.items():
     declare(OPS[_control], Strategy(FALLBACK, run=_run))
 
-declare(OPS["index_update"], Strategy(FALLBACK))  # a copy of operand 0, written by NumPy
+# at one in-range index array: native_scatter.py; else a copy of operand 0, written by NumPy
+declare(OPS["index_update"], Strategy(NATIVE))
 
 
 # ---- reductions ---------------------------------------------------------------------------------
@@ -145,15 +147,14 @@ def _product_combine(block: Function, dtype: str, accumulator: str, value: str) 
 
 
 declare(OPS["prod"], Strategy(REDUCE, identity=lambda dtype: scalar_ops.literal(1, dtype), combine=_product_combine))
-for _name in ("cumsum", "cumprod", "argmax", "argmin"):
+for _name in ("cumsum", "cumprod", "argmax", "argmin", "searchsorted"):
     declare(OPS[_name], Strategy(NATIVE))
 # sorting is NumPy's (a stable sort is an algorithm, not a loop): see native_ops.py
-for _name in ("argsort", "searchsorted"):
-    declare(OPS[_name], Strategy(FALLBACK))
+declare(OPS["argsort"], Strategy(FALLBACK))
 
 # ---- linear algebra (issue 16): SciPy's LAPACK called from native code (lapack_ops.py) ---------
 # (on float16 or an empty matrix: the NumPy lowering, called back)
-for _name in ("solve", "triangular_solve", "cholesky", "slogdet", "eigh", "svd", "qr"):
+for _name in ("solve", "triangular_solve", "cholesky", "slogdet", "eigh", "eigvalsh", "svd", "svdvals", "qr"):
     declare(OPS[_name], Strategy(LAPACK))
 # SciPy's expm is a Padé approximant with scaling and squaring, not a LAPACK routine: natively it
 # would be a hand-written algorithm, so it stays SciPy's, called back

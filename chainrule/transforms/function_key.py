@@ -1,0 +1,274 @@
+"""What determines the trace of a Python function, as a hashable key, so that a function made
+again with the same code and closure (``cr.grad(lambda w: loss(w, x))`` in a loop, a nested
+``def`` re-made per call) finds the graphs and kernels traced for the one before it.
+
+A function's key holds its code object (by identity), its globals namespace (by identity), its
+name, and the values of its closure cells, defaults and keyword defaults; a ``functools.partial``
+adds its function's key, arguments and keywords. Values are keyed as follows:
+
+- Python and NumPy scalars, strings, bytes, None: by type and value (a float by its bits);
+- tuples, lists, dicts (with hashable keys): by type and the keys of their items;
+- NumPy arrays: by identity and content. The array is held weakly and a copy of it is kept
+  while it lives, so an array changed in place gets a new key (it traces again); arrays over
+  ``MAX_SNAPSHOT_BYTES`` are not copied and make the function unkeyable;
+- functions: by their own key (a nested function calling another re-made one), those of
+  NumPy, SciPy and chainrule by identity; modules, ufuncs, builtins and classes written in C
+  (``np.ndarray``): by identity.
+
+The globals a function's code reads (``x`` in ``lambda w: loss(w, x)`` at a script's top level)
+are part of its key like closure values, so rebinding one is seen by the function made again.
+Anything else (an object or a class of the user's, a bound method) makes the function
+unkeyable: ``function_key`` returns None and its caches stay those of the function object, so
+nothing stale can be found. What is read through a module (``config.scale``) is not part of the
+key, and a Compiled that exists keeps its kernels, as ``jax.jit`` does: a global rebound between
+calls of one ``cr.grad(f)`` is not seen by the signatures already traced.
+
+    >>> def make(scale):
+    ...     return lambda x: x * scale
+    >>> function_key(make(2.0)) == function_key(make(2.0)) != function_key(make(3.0))
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import struct
+import threading
+import types
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+# An array bigger than this is not copied to detect changes in place: its function is unkeyable.
+MAX_SNAPSHOT_BYTES = 1 << 24
+# A closure with more values than this (a dict of a thousand arrays) is not worth keying.
+_MAX_VALUES = 512
+_MAX_DEPTH = 8
+
+
+class Unkeyable(Exception):
+    """A value the key cannot hold (it could change without the key changing)."""
+
+
+class _Identity:
+    """A key part equal only to itself's referent, holding it strongly (a module, a namespace)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Identity) and other.value is self.value
+
+
+class _ArrayTokens:
+    """A token per (array object, content): the same while the array lives unchanged, new when it
+    changes in place or another array takes its address. Tokens are never reused."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()  # re-entrant: a weak reference's callback can run while held
+        self._counter = itertools.count()
+        # id(array) -> (weak reference, copy of its content, token)
+        self._known: dict[int, tuple[weakref.ref[np.ndarray], Snapshot, int]] = {}
+        self.retired: Callable[[int], None] = lambda token: None  # told when a token is retired
+
+    def token(self, array: np.ndarray) -> int:
+        if array.dtype.hasobject or array.nbytes > MAX_SNAPSHOT_BYTES:
+            raise Unkeyable
+        with self._lock:
+            known = self._known.get(id(array))
+            if known is not None and known[0]() is array and _same_content(array, known[1]):
+                return known[2]
+            token = next(self._counter)
+            reference = weakref.ref(array, functools.partial(self._forget, id(array)))
+            self._known[id(array)] = (reference, _snapshot(array), token)
+        if known is not None:
+            self.retired(known[2])
+        return token
+
+    def _forget(self, address: int, reference: weakref.ref[np.ndarray]) -> None:
+        with self._lock:
+            known = self._known.get(address)
+            if known is None or known[0] is not reference:
+                return
+            del self._known[address]
+        self.retired(known[2])
+
+
+# An array up to this size is remembered as its bytes: comparing bytes objects is the fastest way
+# to tell a small array changed (a tenth of a microsecond, against ten for np.array_equal).
+_BYTES_SNAPSHOT = 1 << 16
+# What an array was: its shape, dtype and bytes (small) or a copy (large). (``a.shape = ...``
+# changes an array's shape in place, so the shape is part of it.)
+Snapshot = tuple[tuple[int, ...], np.dtype[Any], bytes] | np.ndarray
+
+
+def _snapshot(array: np.ndarray) -> Snapshot:
+    return (array.shape, array.dtype, array.tobytes()) if array.nbytes <= _BYTES_SNAPSHOT else array.copy()
+
+
+def _same_content(array: np.ndarray, snapshot: Snapshot) -> bool:
+    """Bit for bit (``-0.0`` is not ``0.0``, a NaN equals itself), at the speed of a comparison."""
+    if isinstance(snapshot, tuple):
+        return array.shape == snapshot[0] and array.dtype == snapshot[1] and array.tobytes() == snapshot[2]
+    if array.shape != snapshot.shape or array.dtype != snapshot.dtype:
+        return False
+    size = array.dtype.itemsize
+    bits = f"u{size}" if size in (1, 2, 4, 8) else "u1"
+    return bool(np.array_equal(np.ascontiguousarray(array).reshape(-1).view(bits), snapshot.reshape(-1).view(bits)))
+
+
+ARRAY_TOKENS = _ArrayTokens()
+
+_BY_VALUE = (type(None), bool, int, str, bytes, type(Ellipsis), np.dtype)
+_BY_IDENTITY = (types.ModuleType, types.BuiltinFunctionType, np.ufunc)
+# Libraries whose functions are keyed by identity: they do not change while a program runs.
+_LIBRARIES = frozenset({"numpy", "scipy", "chainrule", "math", "functools", "operator", "jax"})
+_HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class written in Python, whose attributes can change
+
+
+class FunctionKey:
+    """A function's key: nested tuples, hashed once (a lookup hashes it several times)."""
+
+    __slots__ = ("_hash", "parts")
+
+    def __init__(self, parts: tuple[Any, ...]):
+        self.parts = parts
+        self._hash = hash(parts)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FunctionKey) and self._hash == other._hash and self.parts == other.parts
+
+
+def function_key(fn: Callable[..., Any]) -> FunctionKey | None:
+    """The key of what decides ``fn``'s trace, or None when it cannot be told by value."""
+    try:
+        return FunctionKey(_KeyBuilder().callable_key(fn, 0))
+    except (Unkeyable, RecursionError):
+        return None
+
+
+def array_tokens(key: FunctionKey) -> list[int]:
+    """The array tokens a key holds (its entry is dead once one of them is retired)."""
+    found, stack = [], [key.parts]
+    while stack:
+        part = stack.pop()
+        if type(part) is tuple:
+            if len(part) == 2 and part[0] is _ARRAY:
+                found.append(part[1])
+            else:
+                stack.extend(part)
+    return found
+
+
+_ARRAY, _FUNCTION, _PARTIAL, _CYCLE = (object() for _ in range(4))
+
+
+@functools.lru_cache(maxsize=4096)
+def global_names(code: types.CodeType) -> tuple[str, ...]:
+    """The names ``code`` and the code nested in it (comprehensions, lambdas) look up: its globals
+    among them (attribute names too, which are skipped when no global has them)."""
+    names: dict[str, None] = {}
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        names.update(dict.fromkeys(current.co_names))
+        stack.extend(const for const in current.co_consts if isinstance(const, types.CodeType))
+    return tuple(names)
+
+
+class _KeyBuilder:
+    def __init__(self) -> None:
+        self.values = 0
+        self.open: list[Any] = []  # the functions being keyed, outermost first (a cycle refers back)
+
+    def callable_key(self, fn: Any, depth: int) -> tuple[Any, ...]:
+        if depth > _MAX_DEPTH:
+            raise Unkeyable
+        for index, outer in enumerate(self.open):
+            if outer is fn:
+                return (_CYCLE, index)
+        if type(fn) is functools.partial:
+            self.open.append(fn)
+            args = tuple(self.value_key(a, depth + 1) for a in fn.args)
+            keywords = tuple((name, self.value_key(v, depth + 1)) for name, v in sorted(fn.keywords.items()))
+            key = (_PARTIAL, self.callable_key(fn.func, depth + 1), args, keywords)
+            self.open.pop()
+            return key
+        if type(fn) is not types.FunctionType or "__wrapped__" in fn.__dict__ or "__signature__" in fn.__dict__:
+            raise Unkeyable  # a callable object, a method, a decorated function: its state is not seen here
+        self.open.append(fn)
+        code, namespace = fn.__code__, fn.__globals__
+        cells = tuple(self.cell_key(cell, depth) for cell in fn.__closure__ or ())
+        defaults = tuple(self.value_key(v, depth + 1) for v in fn.__defaults__ or ())
+        keyword_defaults = tuple(
+            (n, self.value_key(v, depth + 1)) for n, v in sorted((fn.__kwdefaults__ or {}).items())
+        )
+        # the globals its code reads: a loop at a script's top level rebinds them
+        global_values = tuple(
+            (name, self.value_key(namespace[name], depth + 1)) for name in global_names(code) if name in namespace
+        )
+        self.open.pop()
+        return (
+            _FUNCTION,
+            _Identity(code),
+            _Identity(namespace),
+            fn.__name__,
+            cells,
+            defaults,
+            keyword_defaults,
+            global_values,
+        )
+
+    def cell_key(self, cell: types.CellType, depth: int) -> Any:
+        try:
+            contents = cell.cell_contents
+        except ValueError:  # a name the enclosing function assigns later
+            return _CYCLE
+        return self.value_key(contents, depth + 1)
+
+    def value_key(self, value: Any, depth: int) -> Any:
+        self.values += 1
+        if self.values > _MAX_VALUES or depth > _MAX_DEPTH:
+            raise Unkeyable
+        cls = type(value)
+        if cls is float:
+            return (cls, struct.pack("<d", value))
+        if cls is complex:
+            return (cls, struct.pack("<dd", value.real, value.imag))
+        if cls in _BY_VALUE:
+            return (cls, value)
+        if isinstance(value, np.generic) and not value.dtype.hasobject:
+            return (cls, value.tobytes())
+        if cls is np.ndarray:
+            return (_ARRAY, ARRAY_TOKENS.token(value))
+        if cls is tuple or cls is list:
+            return (cls, tuple(self.value_key(item, depth + 1) for item in value))
+        if cls is dict:
+            items = []
+            for name, item in value.items():
+                if type(name) not in _BY_VALUE:
+                    raise Unkeyable
+                items.append((name, self.value_key(item, depth + 1)))
+            return (cls, tuple(items))
+        if cls is types.FunctionType and str(value.__module__).split(".")[0] in _LIBRARIES:
+            return _Identity(value)
+        if cls is types.FunctionType or cls is functools.partial:
+            return self.callable_key(value, depth + 1)
+        if isinstance(value, type):  # a class of C (np.ndarray) cannot change; one of Python can
+            if value.__flags__ & _HEAP_TYPE:
+                raise Unkeyable
+            return _Identity(value)
+        if isinstance(value, _BY_IDENTITY):
+            return _Identity(value)
+        raise Unkeyable
