@@ -64,11 +64,12 @@ def workspace(n: int, dtype: str) -> dict[str, tuple[int, str]]:
 
 def emit_expm(u: LapackUnit) -> None:
     """``u``'s node (an expm) as native code, each matrix of its batch in turn."""
-    _Expm(u, u.operands[0].shape[-1]).emit()
+    PadeCode(u, u.operands[0].shape[-1]).emit()
 
 
-class _Expm:
-    """The code of one expm node: BLAS/LAPACK calls on workspace regions, branches and loops."""
+class PadeCode:
+    """The code of one expm node: BLAS/LAPACK calls on workspace regions, branches and loops
+    (``expm_frechet.py`` extends it to the Fréchet derivative)."""
 
     def __init__(self, u: LapackUnit, n: int):
         self.u, self.entry, self.n = u, u.entry, n
@@ -128,9 +129,16 @@ class _Expm:
     def pick_degree(self, solve: str, squarings: str) -> None:
         """Branch on ‖A‖₁ to the Padé degree that suffices; each branch leaves U in u, V in v and
         goes to ``solve``. Degree 13 first scales A by 2⁻ˢ (``squarings`` holds s)."""
+        self.branches(solve, squarings, THETA, THETA_13, ("a",))
+
+    def branches(
+        self, solve: str, squarings: str, thetas: dict[int, float], theta_13: float, scaled: tuple[str, ...]
+    ) -> None:
+        """Branch on ‖A‖₁ ≤ ``thetas[m]`` to ``low_degree(m)``, else scale the ``scaled`` regions
+        by 2⁻ˢ so that ‖2⁻ˢA‖₁ ≤ ``theta_13`` and run ``degree_13()``; then go to ``solve``."""
         u, entry = self.u, self.entry
         norm = self.norm()
-        for degree, theta in THETA.items():
+        for degree, theta in thetas.items():
             chosen, next_test = entry.label(f"expm.pade{degree}"), entry.label("expm.test")
             small = entry.emit(f"fcmp ole {u.t} {norm}, {scalar_ops.literal(theta, u.dtype)}", "small")
             entry.do(f"br i1 {small}, label %{chosen}, label %{next_test}")
@@ -138,7 +146,7 @@ class _Expm:
             self.low_degree(degree)
             entry.do(f"br label %{solve}")
             entry.place(next_test)
-        self.scale(norm, squarings)
+        self.scale(norm, squarings, theta_13, scaled)
         self.degree_13()
         entry.do(f"br label %{solve}")
 
@@ -174,8 +182,9 @@ class _Expm:
         self.combination(r["v"], b[0], [(b[6], "a6"), (b[4], "a4"), (b[2], "a2")])
         self.gemm(r["a6"], r["y"], r["v"], accumulate=True)
 
-    def scale(self, norm: str, squarings: str) -> None:
-        """s = ⌈log₂(‖A‖₁/θ₁₃)⌉ (0 when ‖A‖₁ ≤ θ₁₃), by halving until ≤ θ₁₃; then A ← 2⁻ˢA (exact)."""
+    def scale(self, norm: str, squarings: str, theta_13: float, scaled: tuple[str, ...]) -> None:
+        """s = ⌈log₂(‖A‖₁/θ₁₃)⌉ (0 when ‖A‖₁ ≤ θ₁₃), by halving until ≤ θ₁₃; then each ``scaled``
+        region X ← 2⁻ˢX (exact)."""
         u, entry, t = self.u, self.entry, self.u.t
         factor = entry.alloca(t, "expm.factor")
         size = entry.alloca(t, "expm.size")
@@ -186,18 +195,19 @@ class _Expm:
         entry.place(test)
         current = entry.emit(f"load {t}, ptr {size}", "size")
         count = entry.emit(f"load i32, ptr {squarings}", "s")
-        large = entry.emit(f"fcmp ogt {t} {current}, {scalar_ops.literal(THETA_13, u.dtype)}", "large")
+        large = entry.emit(f"fcmp ogt {t} {current}, {scalar_ops.literal(theta_13, u.dtype)}", "large")
         room = entry.emit(f"icmp slt i32 {count}, {MAX_SQUARINGS}", "room")
         entry.do(f"br i1 {entry.emit(f'and i1 {large}, {room}')}, label %{halve}, label %{done}")
         entry.place(halve)
         half = scalar_ops.literal(0.5, u.dtype)
         entry.do(f"store {t} {entry.emit(f'fmul {t} {current}, {half}', 'size')}, ptr {size}")
-        scaled = entry.emit(f"fmul {t} {entry.emit(f'load {t}, ptr {factor}')}, {half}", "factor")
-        entry.do(f"store {t} {scaled}, ptr {factor}")
+        halved = entry.emit(f"fmul {t} {entry.emit(f'load {t}, ptr {factor}')}, {half}", "factor")
+        entry.do(f"store {t} {halved}, ptr {factor}")
         entry.do(f"store i32 {entry.emit(f'add i32 {count}, 1', 's')}, ptr {squarings}")
         entry.do(f"br label %{test}")
         entry.place(done)
-        u.call("scal", self.elements, factor, self.r["a"], self.step)
+        for name in scaled:
+            u.call("scal", self.elements, factor, self.r[name], self.step)
 
     def rational(self) -> None:
         """R = (V − U)⁻¹(V + U): Q = V − U in x, P = V + U in v, gesv leaves R in v."""

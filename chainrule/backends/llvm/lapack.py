@@ -35,6 +35,7 @@ ARITY = {
     "potrf": 5,  # uplo, n, a, lda, info
     "gesv": 8,  # n, nrhs, a, lda, ipiv, b, ldb, info
     "getrf": 6,  # m, n, a, lda, ipiv, info
+    "getrs": 9,  # trans, n, nrhs, a, lda, ipiv, b, ldb, info
     "syevd": 11,  # jobz, uplo, n, a, lda, w, work, lwork, iwork, liwork, info
     "gesdd": 14,  # jobz, m, n, a, lda, s, u, ldu, vt, ldvt, work, lwork, iwork, info
     "geqrf": 8,  # m, n, a, lda, tau, work, lwork, info

@@ -1,7 +1,8 @@
 """The linear-algebra ops as LAPACK calls from JIT code: cholesky (``?potrf``), solve (``?gesv``),
 triangular_solve (BLAS ``?trsm``), slogdet (``?getrf``), eigh and eigvalsh (``?syevd``, jobz='V'
 or 'N'), svd and svdvals (``?gesdd``, jobz='S' or 'N'), qr (``?geqrf`` + ``?orgqr``) and expm
-(scaling and squaring with BLAS and ``?gesv``: ``expm.py``), each once per matrix of the batch in a
+(scaling and squaring with BLAS and ``?gesv``: ``expm.py``) and its Fréchet derivative
+(``expm_frechet.py``), each once per matrix of the batch in a
 native loop. The code around each call (argument slots, copies, checks) is ``lapack_unit.py``.
 
 Layout: LAPACK is column-major and chainrule's arrays are row-major (or any strided view). Each
@@ -35,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
-from chainrule.backends.llvm import expm, lapack, scalar_ops
+from chainrule.backends.llvm import expm, expm_frechet, lapack, scalar_ops
 from chainrule.backends.llvm.lapack_unit import STATUS_BYTES, LapackUnit, region_bytes
 from chainrule.backends.llvm.strides import contiguous_strides
 from chainrule.backends.llvm.views import View, matrices
@@ -47,7 +48,20 @@ if TYPE_CHECKING:
 # A kernel whose LAPACK matrices all have at most this many rows and columns runs its BLAS and LAPACK
 # calls on one thread (see the module docstring).
 SINGLE_THREAD_MAX_ORDER = 256
-OPS = ("cholesky", "solve", "triangular_solve", "slogdet", "eigh", "eigvalsh", "svd", "svdvals", "qr", "matmul", "expm")
+OPS = (
+    "cholesky",
+    "solve",
+    "triangular_solve",
+    "slogdet",
+    "eigh",
+    "eigvalsh",
+    "svd",
+    "svdvals",
+    "qr",
+    "matmul",
+    "expm",
+    "expm_frechet",
+)
 # ops whose result has one axis (the values, or slogdet's pair) in place of a matrix's two
 _VECTOR_RESULTS = ("slogdet", "eigh", "eigvalsh", "svd", "svdvals", "qr")
 # NumPy's messages (numpy/linalg/_linalg.py), so the error reads the same on both backends
@@ -83,6 +97,8 @@ def workspace(graph: Graph, node_id: int) -> dict[str, tuple[int, str]]:
     k = min(m, n)
     if node.op == "expm":
         return expm.workspace(n, dtype)
+    if node.op == "expm_frechet":
+        return expm_frechet.workspace(n, dtype)
     if node.op in ("cholesky", "slogdet"):
         return {"a": (n * n, dtype), "ipiv": (n, "int32")}
     if node.op in ("solve", "triangular_solve"):
@@ -364,3 +380,4 @@ def _matmul(u: LapackUnit) -> None:
 
 _EMITTERS["matmul"] = _matmul
 _EMITTERS["expm"] = expm.emit_expm
+_EMITTERS["expm_frechet"] = expm_frechet.emit_expm_frechet

@@ -157,8 +157,9 @@ declare(OPS["argsort"], Strategy(FALLBACK))
 for _name in ("solve", "triangular_solve", "cholesky", "slogdet", "eigh", "eigvalsh", "svd", "svdvals", "qr"):
     declare(OPS[_name], Strategy(LAPACK))
 # expm: scaling and squaring with a Padé approximant, its products BLAS gemm and its solve LAPACK
-# gesv, the degree and the squarings chosen at run time (expm.py)
+# gesv, the degree and the squarings chosen at run time (expm.py); its Fréchet derivative likewise
 declare(OPS["expm"], Strategy(LAPACK))
+declare(OPS["expm_frechet"], Strategy(LAPACK))
 # convolution and max pooling (issue 22): im2col and one BLAS GEMM, strided slices, in NumPy, called back
 for _name in (
     "conv2d",
