@@ -129,9 +129,9 @@ def timed(make: Callable[[], Callable], argument: np.ndarray, calls: int) -> flo
         function(argument)  # compile and warm up
         times = []
         for _ in range(calls):
-            start = time.perf_counter()
+            start = time.process_time()
             function(argument)
-            times.append(time.perf_counter() - start)
+            times.append(time.process_time() - start)
         per_block.append(median(times))
     return median(per_block) * 1e6
 
@@ -237,10 +237,79 @@ def pools(n: int = 200, calls: int = 30) -> None:
         print(f"  {name:<34} {timed(lambda case=case: lambda _: case(), a, calls) / 1e3:9.3f} ms")
 
 
+# ---- einsum (--einsum) ----------------------------------------------------------------------------
+
+EINSUM_SIZES = (16, 128)
+EINSUM_BATCH = 8
+
+
+def einsum_cases(n: int) -> dict[str, tuple[np.ndarray, Callable, Callable]]:
+    """case -> (argument, a loss of it through np.einsum, its gradient by hand with np.einsum)."""
+    rng = np.random.default_rng(n + 7)
+    x, b, c, w = (rng.standard_normal((n, n)) for _ in range(4))
+    batched, batched_b, batched_w = (rng.standard_normal((EINSUM_BATCH, n, n)) for _ in range(3))
+    u, v = rng.standard_normal(n), rng.standard_normal(n)
+    einsum = lambda *args: np.einsum(*args, optimize=True)  # NumPy's best: BLAS where it can
+    return {
+        "ij,jk->ik": (x, lambda x: np.sum(w * einsum("ij,jk->ik", x, b)), lambda x: einsum("ik,jk->ij", w, b)),
+        "bij,bjk->bik": (
+            batched,
+            lambda x: np.sum(batched_w * einsum("bij,bjk->bik", x, batched_b)),
+            lambda x: einsum("bik,bjk->bij", batched_w, batched_b),
+        ),
+        "ii->": (x, lambda x: einsum("ii->", x), lambda x: np.eye(len(x))),
+        "i,j->ij": (u, lambda u: np.sum(w * einsum("i,j->ij", u, v)), lambda u: einsum("ij,j->i", w, v)),
+        "ij,jk,kl->il": (
+            x,
+            lambda x: np.sum(w * einsum("ij,jk,kl->il", x, b, c)),
+            lambda x: einsum("il,jk,kl->ij", w, b, c),
+        ),
+    }
+
+
+def einsum_times() -> dict[str, dict[str, float]]:
+    columns: dict[str, dict[str, float]] = {"numpy backend": {}, "llvm": {}, "by hand": {}}
+    for n in EINSUM_SIZES:
+        for name, (argument, loss, gradient) in einsum_cases(n).items():
+            for backend in ("numpy", "llvm"):
+                for mode, transform in (("fwd", cr.jit), ("grad", cr.grad)):
+                    make = lambda: transform(loss, backend=backend)  # a fresh function per block
+                    columns[f"{backend} backend" if backend == "numpy" else "llvm"][f"{name} {n} {mode}"] = timed(
+                        make, argument, 200 if n <= 16 else 30
+                    )
+            for mode, call in (("fwd", loss), ("grad", gradient)):
+                calls = 200 if n <= 16 else 30
+                columns["by hand"][f"{name} {n} {mode}"] = timed(lambda call=call: call, argument, calls)
+    return columns
+
+
+def check_einsum_values() -> None:
+    for name, (argument, loss, gradient) in einsum_cases(6).items():
+        for backend in ("numpy", "llvm"):
+            value, expected = cr.jit(loss, backend=backend)(argument), loss(argument)
+            np.testing.assert_allclose(value, expected, rtol=1e-10, err_msg=name)
+            np.testing.assert_allclose(cr.grad(loss, backend=backend)(argument), gradient(argument), err_msg=name)
+
+
+def einsum_report() -> None:
+    check_einsum_values()
+    columns = einsum_times()
+    names = list(columns)
+    header = f"{'subscripts':<14}{'n':>5} {'':<5}" + "".join(f"{name:>14}" for name in names)
+    header += "".join(f"{'/hand ' + name:>19}" for name in names if name != "by hand")
+    lines = [header, "-" * len(header)]
+    for key, hand in columns["by hand"].items():
+        name, n, mode = key.split()
+        row = f"{name:<14}{n:>5} {mode:<5}" + "".join(f"{columns[c][key]:14.1f}" for c in names)
+        lines.append(row + "".join(f"{columns[c][key] / hand:19.2f}" for c in names if c != "by hand"))
+    print(f"µs of CPU per call, median of {BLOCKS} blocks; batch {EINSUM_BATCH}; by hand np.einsum(optimize=True)")
+    print("\n".join(lines))
+
+
 # ---- issue 16's gaps (--gaps) -----------------------------------------------------------------
 
 GAP_SIZES = (10, 100, 500)
-GAP_OPS = ("eigvalsh", "svdvals", "expm", "sort", "searchsorted", "scatter_add")
+GAP_OPS = ("eigvalsh", "svdvals", "expm", "triangular_solve", "qr", "sort", "searchsorted", "scatter_add")
 NO_GRADIENT = ("searchsorted",)
 
 
@@ -249,6 +318,8 @@ def gap_problem(n: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(n + 1)
     return {
         **p,
+        "lower": np.linalg.cholesky(p["a"]),
+        "general": rng.standard_normal((n, n)),
         "x": rng.standard_normal(n),
         "grid": np.sort(rng.standard_normal(n)),
         "index": rng.integers(0, max(n // 2, 1), n),  # repeated positions: np.add.at accumulates
@@ -258,6 +329,7 @@ def gap_problem(n: int) -> dict[str, np.ndarray]:
 def gap_functions(p: dict[str, np.ndarray]) -> dict[str, tuple[str, Callable, Callable | None]]:
     """op -> (argument name, the function, its gradient by hand with NumPy/SciPy)."""
     w_vector, w_matrix, grid, index = p["w_vector"], p["w_matrix"], p["grid"], p["index"]
+    b, w_rhs = p["b"], p["w_rhs"]
     n = len(w_vector)
 
     def scatter_add(x):
@@ -273,6 +345,18 @@ def gap_functions(p: dict[str, np.ndarray]) -> dict[str, tuple[str, Callable, Ca
         u, _, vh = np.linalg.svd(a, full_matrices=False)
         return (u * w_vector) @ vh
 
+    def triangular_grad(lower):
+        x = scipy.linalg.solve_triangular(lower, b, lower=True)
+        y = scipy.linalg.solve_triangular(lower, w_rhs, lower=True, trans="T")
+        return -np.tril(y @ x.T)
+
+    def qr_grad(a):
+        # R̄ = W, Q̄ = 0: Ā = Q copyltu(R Wᵀ) R⁻ᵀ (Walter and Lehmann 2018)
+        q, r = np.linalg.qr(a)
+        m = r @ w_matrix.T
+        c = np.tril(m) + np.tril(m, -1).T
+        return scipy.linalg.solve_triangular(r, (q @ c).T).T
+
     def sort_grad(x):
         gradient = np.empty_like(x)
         gradient[np.argsort(x)] = w_vector
@@ -286,6 +370,12 @@ def gap_functions(p: dict[str, np.ndarray]) -> dict[str, tuple[str, Callable, Ca
             lambda a: np.sum(w_matrix * scipy.linalg.expm(a / 4)),
             lambda a: scipy.linalg.expm_frechet(a.T / 4, w_matrix, compute_expm=False) / 4,
         ),
+        "triangular_solve": (
+            "lower",
+            lambda lower: np.sum(w_rhs * scipy.linalg.solve_triangular(lower, b, lower=True)),
+            triangular_grad,
+        ),
+        "qr": ("general", lambda a: np.sum(w_matrix * np.linalg.qr(a)[1]), qr_grad),
         "sort": ("x", lambda x: np.sum(w_vector * np.sort(x)), sort_grad),
         "searchsorted": ("x", lambda x: np.searchsorted(grid, x), None),
         "scatter_add": ("x", scatter_add, lambda x: w_vector[index]),
@@ -331,7 +421,7 @@ def check_gap_values() -> None:
 
 def gap_table(columns: dict[str, dict[str, float]]) -> str:
     names = list(columns)
-    header = f"{'op':<13}{'n':>5} {'':<5}" + "".join(f"{name:>14}" for name in names)
+    header = f"{'op':<17}{'n':>5} {'':<5}" + "".join(f"{name:>14}" for name in names)
     header += "".join(f"{'/hand ' + name:>19}" for name in names if name != "by hand")
     lines = [header, "-" * len(header)]
     for op in GAP_OPS:
@@ -341,7 +431,7 @@ def gap_table(columns: dict[str, dict[str, float]]) -> str:
                 if key not in columns["by hand"]:
                     continue
                 hand = columns["by hand"][key]
-                row = f"{op:<13}{n:>5} {mode:<5}" + "".join(f"{columns[c][key]:14.1f}" for c in names)
+                row = f"{op:<17}{n:>5} {mode:<5}" + "".join(f"{columns[c][key]:14.1f}" for c in names)
                 row += "".join(f"{columns[c][key] / hand:19.2f}" for c in names if c != "by hand")
                 lines.append(row)
     return "\n".join(lines)
@@ -364,6 +454,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--pools", action="store_true", help="time NumPy's and SciPy's OpenBLAS pools together")
     parser.add_argument("--gaps", action="store_true", help="time issue 16's native-LLVM gaps instead")
+    parser.add_argument("--einsum", action="store_true", help="time einsum contractions and their gradients")
     options = parser.parse_args(argv)
     if options.worker:
         times = gap_chainrule_times if options.gaps else chainrule_times
@@ -371,6 +462,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if options.gaps:
         gaps(options.baseline)
+        return
+    if options.einsum:
+        einsum_report()
         return
     if options.pools:
         pools()
