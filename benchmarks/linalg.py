@@ -444,7 +444,7 @@ def gaps(baseline: str | None) -> None:
         columns["llvm before"] = baseline_times(baseline, gaps=True)
     columns["llvm"] = gap_chainrule_times("llvm")
     columns["by hand"] = gap_by_hand_times()
-    print(f"µs per call, median of {BLOCKS} blocks; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
+    print(f"µs of CPU per call, median of {BLOCKS} blocks; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
     print(gap_table(columns))
 
 
@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> None:
         columns["llvm before"] = baseline_times(options.baseline)
     columns["llvm"] = chainrule_times("llvm")
     columns.update(reference_times())
-    print(f"µs per call, median of {BLOCKS} blocks; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
+    print(f"µs of CPU per call, median of {BLOCKS} blocks; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
     print(table(columns))
 
 

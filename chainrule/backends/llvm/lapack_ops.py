@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 from chainrule.backends.llvm import expm, expm_frechet, lapack, scalar_ops
 from chainrule.backends.llvm.lapack_unit import STATUS_BYTES, LapackUnit, region_bytes
 from chainrule.backends.llvm.strides import contiguous_strides
-from chainrule.backends.llvm.views import View, matrices
+from chainrule.backends.llvm.views import View, gemm_layout, matrices
 from chainrule.ir import Graph
 
 if TYPE_CHECKING:
@@ -221,17 +221,27 @@ def _solve(u: LapackUnit) -> None:
 
 
 def _triangular_solve(u: LapackUnit) -> None:
+    """trsm reads A where it is when BLAS can (a row-major A is the column-major Aᵀ: solved with
+    transa='T' and the other triangle), else from a column-major copy; B is copied (trsm overwrites it)."""
     a_view, b_view = u.operands
     n, rhs = b_view.shape[-2:]
     order, one = u.integer(n), u.real(1.0)
-    triangle = u.char("L" if u.node.params["lower"] else "U")
-    left, plain = u.char("L"), u.char("N")
-    arguments = (u.integer(rhs), one, u.regions["a"], order, u.regions["b"], order)
+    lower = u.node.params["lower"]
+    layout = gemm_layout(a_view) if a_view.dtype == u.dtype else None
+    if layout is None:
+        transposed, lda = False, order
+    else:
+        transposed, lda = layout[0] == "N", u.integer(layout[1])
+    triangle = u.char("L" if lower != transposed else "U")
+    left, plain, trans_a = u.char("L"), u.char("N"), u.char("T" if transposed else "N")
+    arguments = (u.integer(rhs), one)
 
     def body(pointers: list[str]) -> None:
-        u.into_columns(pointers[0], a_view, "a")
+        if layout is None:
+            u.into_columns(pointers[0], a_view, "a")
+        a = u.regions["a"] if layout is None else pointers[0]
         u.into_columns(pointers[1], b_view, "b")
-        u.call("trsm", left, triangle, plain, plain, order, *arguments)
+        u.call("trsm", left, triangle, trans_a, plain, order, *arguments, a, lda, u.regions["b"], order)
         u.out_of_columns("b", n, rhs, pointers[2])
 
     u.each_matrix([a_view, b_view, u.result], body)
