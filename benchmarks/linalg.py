@@ -4,13 +4,19 @@
     python3 benchmarks/linalg.py --baseline /path/to/old/checkout  # adds "llvm before" (a subprocess)
     python3 benchmarks/linalg.py --pools                           # the two-OpenBLAS-pools measurement
     python3 benchmarks/linalg.py --gaps [--baseline ...]           # issue 16's native-LLVM gaps instead
+    python3 benchmarks/linalg.py --einsum                          # einsum contractions and gradients
 
 The ``--gaps`` table (n = 10, 100, 500; no JAX column) times the ops that ran NumPy callbacks or
 computed more than NumPy on the LLVM backend: eigvalsh sum(w·eigvalsh(A)) and svdvals
 sum(w·svd(A, compute_uv=False)) against NumPy's values-only calls; expm sum(W∘expm(A/4)) against
 SciPy's expm (gradient: ``expm_frechet(Aᵀ/4, W)/4``); sort sum(w·sort(x)); searchsorted of n
 values into a sorted grid of n (no gradient); scatter_add sum(w·out) with ``np.add.at(out, idx,
-x)`` and repeated indices (gradient ``w[idx]``).
+x)`` and repeated indices (gradient ``w[idx]``); triangular_solve sum(W∘solve_triangular(L, B)) and
+qr sum(W∘R), against SciPy's solve_triangular and NumPy's qr (gradients written out).
+
+The ``--einsum`` table (n = 16, 128; batch 8) times sum(W∘einsum(...)) of one argument, forward and
+gradient, for 'ij,jk->ik', 'bij,bjk->bik', 'ii->', 'i,j->ij' and 'ij,jk,kl->il', against
+``np.einsum(..., optimize=True)`` (the gradient: the einsum of the cotangent, or np.eye for the trace).
 
 Functions (float64, A symmetric positive definite n×n, B n×8, fixed weights W):
 cholesky sum(W∘chol(A)); solve sum(W∘solve(A, B)); slogdet log|det A|; eigh sum(w·eigvalsh(A));
@@ -22,7 +28,8 @@ arrays (the old one called NumPy back for every linear-algebra node); NumPy/SciP
 forward call, and the gradient written out with the same matrix identities and LAPACK calls); JAX
 ``jit`` when it is installed. Each block builds a fresh compiled function (kernels are cached per
 function object), calls it once to compile, then times many calls; a figure is the median over
-blocks of the per-block median, in microseconds. Ratios are against "by hand" in the same run.
+blocks of the per-block median, in microseconds of the process's CPU time (on a shared machine,
+wall time counts other jobs' time slices). Ratios are against "by hand" in the same run.
 
 BLAS runs on one thread (OPENBLAS_NUM_THREADS=1 unless set): NumPy's and SciPy's wheels each bring
 an OpenBLAS with its own thread pool, and on a 2-core machine shared with other jobs threaded calls
