@@ -4,13 +4,19 @@
     python3 benchmarks/linalg.py --baseline /path/to/old/checkout  # adds "llvm before" (a subprocess)
     python3 benchmarks/linalg.py --pools                           # the two-OpenBLAS-pools measurement
     python3 benchmarks/linalg.py --gaps [--baseline ...]           # issue 16's native-LLVM gaps instead
+    python3 benchmarks/linalg.py --einsum                          # einsum contractions and gradients
 
 The ``--gaps`` table (n = 10, 100, 500; no JAX column) times the ops that ran NumPy callbacks or
 computed more than NumPy on the LLVM backend: eigvalsh sum(w·eigvalsh(A)) and svdvals
 sum(w·svd(A, compute_uv=False)) against NumPy's values-only calls; expm sum(W∘expm(A/4)) against
 SciPy's expm (gradient: ``expm_frechet(Aᵀ/4, W)/4``); sort sum(w·sort(x)); searchsorted of n
 values into a sorted grid of n (no gradient); scatter_add sum(w·out) with ``np.add.at(out, idx,
-x)`` and repeated indices (gradient ``w[idx]``).
+x)`` and repeated indices (gradient ``w[idx]``); triangular_solve sum(W∘solve_triangular(L, B)) and
+qr sum(W∘R), against SciPy's solve_triangular and NumPy's qr (gradients written out).
+
+The ``--einsum`` table (n = 16, 128; batch 8) times sum(W∘einsum(...)) of one argument, forward and
+gradient, for 'ij,jk->ik', 'bij,bjk->bik', 'ii->', 'i,j->ij' and 'ij,jk,kl->il', against
+``np.einsum(..., optimize=True)`` (the gradient: the einsum of the cotangent, or np.eye for the trace).
 
 Functions (float64, A symmetric positive definite n×n, B n×8, fixed weights W):
 cholesky sum(W∘chol(A)); solve sum(W∘solve(A, B)); slogdet log|det A|; eigh sum(w·eigvalsh(A));
@@ -22,7 +28,8 @@ arrays (the old one called NumPy back for every linear-algebra node); NumPy/SciP
 forward call, and the gradient written out with the same matrix identities and LAPACK calls); JAX
 ``jit`` when it is installed. Each block builds a fresh compiled function (kernels are cached per
 function object), calls it once to compile, then times many calls; a figure is the median over
-blocks of the per-block median, in microseconds. Ratios are against "by hand" in the same run.
+blocks of the per-block median, in microseconds of the process's CPU time (on a shared machine,
+wall time counts other jobs' time slices). Ratios are against "by hand" in the same run.
 
 BLAS runs on one thread (OPENBLAS_NUM_THREADS=1 unless set): NumPy's and SciPy's wheels each bring
 an OpenBLAS with its own thread pool, and on a 2-core machine shared with other jobs threaded calls
@@ -129,9 +136,9 @@ def timed(make: Callable[[], Callable], argument: np.ndarray, calls: int) -> flo
         function(argument)  # compile and warm up
         times = []
         for _ in range(calls):
-            start = time.perf_counter()
+            start = time.process_time()
             function(argument)
-            times.append(time.perf_counter() - start)
+            times.append(time.process_time() - start)
         per_block.append(median(times))
     return median(per_block) * 1e6
 
@@ -237,10 +244,79 @@ def pools(n: int = 200, calls: int = 30) -> None:
         print(f"  {name:<34} {timed(lambda case=case: lambda _: case(), a, calls) / 1e3:9.3f} ms")
 
 
+# ---- einsum (--einsum) ----------------------------------------------------------------------------
+
+EINSUM_SIZES = (16, 128)
+EINSUM_BATCH = 8
+
+
+def einsum_cases(n: int) -> dict[str, tuple[np.ndarray, Callable, Callable]]:
+    """case -> (argument, a loss of it through np.einsum, its gradient by hand with np.einsum)."""
+    rng = np.random.default_rng(n + 7)
+    x, b, c, w = (rng.standard_normal((n, n)) for _ in range(4))
+    batched, batched_b, batched_w = (rng.standard_normal((EINSUM_BATCH, n, n)) for _ in range(3))
+    u, v = rng.standard_normal(n), rng.standard_normal(n)
+    einsum = lambda *args: np.einsum(*args, optimize=True)  # NumPy's best: BLAS where it can
+    return {
+        "ij,jk->ik": (x, lambda x: np.sum(w * einsum("ij,jk->ik", x, b)), lambda x: einsum("ik,jk->ij", w, b)),
+        "bij,bjk->bik": (
+            batched,
+            lambda x: np.sum(batched_w * einsum("bij,bjk->bik", x, batched_b)),
+            lambda x: einsum("bik,bjk->bij", batched_w, batched_b),
+        ),
+        "ii->": (x, lambda x: einsum("ii->", x), lambda x: np.eye(len(x))),
+        "i,j->ij": (u, lambda u: np.sum(w * einsum("i,j->ij", u, v)), lambda u: einsum("ij,j->i", w, v)),
+        "ij,jk,kl->il": (
+            x,
+            lambda x: np.sum(w * einsum("ij,jk,kl->il", x, b, c)),
+            lambda x: einsum("il,jk,kl->ij", w, b, c),
+        ),
+    }
+
+
+def einsum_times() -> dict[str, dict[str, float]]:
+    columns: dict[str, dict[str, float]] = {"numpy backend": {}, "llvm": {}, "by hand": {}}
+    for n in EINSUM_SIZES:
+        for name, (argument, loss, gradient) in einsum_cases(n).items():
+            for backend in ("numpy", "llvm"):
+                for mode, transform in (("fwd", cr.jit), ("grad", cr.grad)):
+                    make = lambda: transform(loss, backend=backend)  # a fresh function per block
+                    columns[f"{backend} backend" if backend == "numpy" else "llvm"][f"{name} {n} {mode}"] = timed(
+                        make, argument, 200 if n <= 16 else 30
+                    )
+            for mode, call in (("fwd", loss), ("grad", gradient)):
+                calls = 200 if n <= 16 else 30
+                columns["by hand"][f"{name} {n} {mode}"] = timed(lambda call=call: call, argument, calls)
+    return columns
+
+
+def check_einsum_values() -> None:
+    for name, (argument, loss, gradient) in einsum_cases(6).items():
+        for backend in ("numpy", "llvm"):
+            value, expected = cr.jit(loss, backend=backend)(argument), loss(argument)
+            np.testing.assert_allclose(value, expected, rtol=1e-10, err_msg=name)
+            np.testing.assert_allclose(cr.grad(loss, backend=backend)(argument), gradient(argument), err_msg=name)
+
+
+def einsum_report() -> None:
+    check_einsum_values()
+    columns = einsum_times()
+    names = list(columns)
+    header = f"{'subscripts':<14}{'n':>5} {'':<5}" + "".join(f"{name:>14}" for name in names)
+    header += "".join(f"{'/hand ' + name:>19}" for name in names if name != "by hand")
+    lines = [header, "-" * len(header)]
+    for key, hand in columns["by hand"].items():
+        name, n, mode = key.split()
+        row = f"{name:<14}{n:>5} {mode:<5}" + "".join(f"{columns[c][key]:14.1f}" for c in names)
+        lines.append(row + "".join(f"{columns[c][key] / hand:19.2f}" for c in names if c != "by hand"))
+    print(f"µs of CPU per call, median of {BLOCKS} blocks; batch {EINSUM_BATCH}; by hand np.einsum(optimize=True)")
+    print("\n".join(lines))
+
+
 # ---- issue 16's gaps (--gaps) -----------------------------------------------------------------
 
 GAP_SIZES = (10, 100, 500)
-GAP_OPS = ("eigvalsh", "svdvals", "expm", "sort", "searchsorted", "scatter_add")
+GAP_OPS = ("eigvalsh", "svdvals", "expm", "triangular_solve", "qr", "sort", "searchsorted", "scatter_add")
 NO_GRADIENT = ("searchsorted",)
 
 
@@ -249,6 +325,8 @@ def gap_problem(n: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(n + 1)
     return {
         **p,
+        "lower": np.linalg.cholesky(p["a"]),
+        "general": rng.standard_normal((n, n)),
         "x": rng.standard_normal(n),
         "grid": np.sort(rng.standard_normal(n)),
         "index": rng.integers(0, max(n // 2, 1), n),  # repeated positions: np.add.at accumulates
@@ -258,6 +336,7 @@ def gap_problem(n: int) -> dict[str, np.ndarray]:
 def gap_functions(p: dict[str, np.ndarray]) -> dict[str, tuple[str, Callable, Callable | None]]:
     """op -> (argument name, the function, its gradient by hand with NumPy/SciPy)."""
     w_vector, w_matrix, grid, index = p["w_vector"], p["w_matrix"], p["grid"], p["index"]
+    b, w_rhs = p["b"], p["w_rhs"]
     n = len(w_vector)
 
     def scatter_add(x):
@@ -273,6 +352,18 @@ def gap_functions(p: dict[str, np.ndarray]) -> dict[str, tuple[str, Callable, Ca
         u, _, vh = np.linalg.svd(a, full_matrices=False)
         return (u * w_vector) @ vh
 
+    def triangular_grad(lower):
+        x = scipy.linalg.solve_triangular(lower, b, lower=True)
+        y = scipy.linalg.solve_triangular(lower, w_rhs, lower=True, trans="T")
+        return -np.tril(y @ x.T)
+
+    def qr_grad(a):
+        # R̄ = W, Q̄ = 0: Ā = Q copyltu(R Wᵀ) R⁻ᵀ (Walter and Lehmann 2018)
+        q, r = np.linalg.qr(a)
+        m = r @ w_matrix.T
+        c = np.tril(m) + np.tril(m, -1).T
+        return scipy.linalg.solve_triangular(r, (q @ c).T).T
+
     def sort_grad(x):
         gradient = np.empty_like(x)
         gradient[np.argsort(x)] = w_vector
@@ -286,6 +377,12 @@ def gap_functions(p: dict[str, np.ndarray]) -> dict[str, tuple[str, Callable, Ca
             lambda a: np.sum(w_matrix * scipy.linalg.expm(a / 4)),
             lambda a: scipy.linalg.expm_frechet(a.T / 4, w_matrix, compute_expm=False) / 4,
         ),
+        "triangular_solve": (
+            "lower",
+            lambda lower: np.sum(w_rhs * scipy.linalg.solve_triangular(lower, b, lower=True)),
+            triangular_grad,
+        ),
+        "qr": ("general", lambda a: np.sum(w_matrix * np.linalg.qr(a)[1]), qr_grad),
         "sort": ("x", lambda x: np.sum(w_vector * np.sort(x)), sort_grad),
         "searchsorted": ("x", lambda x: np.searchsorted(grid, x), None),
         "scatter_add": ("x", scatter_add, lambda x: w_vector[index]),
@@ -331,7 +428,7 @@ def check_gap_values() -> None:
 
 def gap_table(columns: dict[str, dict[str, float]]) -> str:
     names = list(columns)
-    header = f"{'op':<13}{'n':>5} {'':<5}" + "".join(f"{name:>14}" for name in names)
+    header = f"{'op':<17}{'n':>5} {'':<5}" + "".join(f"{name:>14}" for name in names)
     header += "".join(f"{'/hand ' + name:>19}" for name in names if name != "by hand")
     lines = [header, "-" * len(header)]
     for op in GAP_OPS:
@@ -341,7 +438,7 @@ def gap_table(columns: dict[str, dict[str, float]]) -> str:
                 if key not in columns["by hand"]:
                     continue
                 hand = columns["by hand"][key]
-                row = f"{op:<13}{n:>5} {mode:<5}" + "".join(f"{columns[c][key]:14.1f}" for c in names)
+                row = f"{op:<17}{n:>5} {mode:<5}" + "".join(f"{columns[c][key]:14.1f}" for c in names)
                 row += "".join(f"{columns[c][key] / hand:19.2f}" for c in names if c != "by hand")
                 lines.append(row)
     return "\n".join(lines)
@@ -354,7 +451,7 @@ def gaps(baseline: str | None) -> None:
         columns["llvm before"] = baseline_times(baseline, gaps=True)
     columns["llvm"] = gap_chainrule_times("llvm")
     columns["by hand"] = gap_by_hand_times()
-    print(f"µs per call, median of {BLOCKS} blocks; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
+    print(f"µs of CPU per call, median of {BLOCKS} blocks; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
     print(gap_table(columns))
 
 
@@ -364,6 +461,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--pools", action="store_true", help="time NumPy's and SciPy's OpenBLAS pools together")
     parser.add_argument("--gaps", action="store_true", help="time issue 16's native-LLVM gaps instead")
+    parser.add_argument("--einsum", action="store_true", help="time einsum contractions and their gradients")
     options = parser.parse_args(argv)
     if options.worker:
         times = gap_chainrule_times if options.gaps else chainrule_times
@@ -371,6 +469,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if options.gaps:
         gaps(options.baseline)
+        return
+    if options.einsum:
+        einsum_report()
         return
     if options.pools:
         pools()
@@ -381,7 +482,7 @@ def main(argv: list[str] | None = None) -> None:
         columns["llvm before"] = baseline_times(options.baseline)
     columns["llvm"] = chainrule_times("llvm")
     columns.update(reference_times())
-    print(f"µs per call, median of {BLOCKS} blocks; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
+    print(f"µs of CPU per call, median of {BLOCKS} blocks; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
     print(table(columns))
 
 

@@ -288,3 +288,25 @@ def test_a_strided_vector_times_a_matrix_and_a_matrix_times_a_strided_vector():
         compiled = cr.jit(fn, backend="llvm")
         close(compiled(v, m), fn(v, m))
         assert not kernel_of(compiled, v, m).lowered.fallbacks
+
+
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("layout", ["row-major", "column-major", "strided"])
+def test_trsm_reads_a_triangular_matrix_where_it_is_when_blas_can(lower, layout):
+    triangle = np.tril if lower else np.triu
+    a = triangle(rng_for(8).standard_normal((2, 6, 6))) + 6 * np.eye(6)
+    b = rng_for(9).standard_normal((2, 6, 3))
+    # exp: a computed (row-major) array, which the column-major and strided cases view
+    views = {
+        "row-major": lambda x: x,
+        "column-major": lambda x: np.swapaxes(np.exp(np.swapaxes(x, -1, -2)), -1, -2),
+        "strided": lambda x: np.exp(np.concatenate([x, x[..., :1]], axis=-1))[..., :6],
+    }
+    view = views[layout]
+    compiled = cr.jit(lambda x, y: scipy.linalg.solve_triangular(view(x), y, lower=lower), backend="llvm")
+    expected = np.stack([scipy.linalg.solve_triangular(view(a)[k], b[k], lower=lower) for k in range(2)])
+    close(compiled(a, b), expected)
+    source = kernel_of(compiled, a, b).source
+    call = next(line for line in source.splitlines() if "call void @chainrule_lapack_dtrsm(" in line)
+    # a row-major A is read as the column-major Aᵀ: transa 'T' and the other triangle
+    assert ("%char.T" in call) == (layout != "column-major")

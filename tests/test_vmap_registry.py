@@ -210,6 +210,8 @@ case(
 case("cholesky", np.linalg.cholesky, _spd(BATCH, 3, 3))
 case("slogdet", lambda a: np.linalg.slogdet(a)[1], _spd(BATCH, 3, 3))
 case("expm", scipy.linalg.expm, 0.3 * RNG.normal(size=(BATCH, 3, 3)))
+# expm's derivative (the gradient of a loss through expm is an expm_frechet)
+case("expm_frechet", cr.grad(lambda a: np.sum(np.sin(scipy.linalg.expm(a)))), 0.3 * RNG.normal(size=(BATCH, 3, 3)))
 case("eigh", lambda a: np.linalg.eigh(a)[0], _spd(BATCH, 3, 3))
 case("svd", lambda a: np.linalg.svd(a, compute_uv=False), RNG.normal(size=(BATCH, 3, 2)))
 case("qr", lambda a: np.abs(np.linalg.qr(a)[1]), RNG.normal(size=(BATCH, 3, 3)))
@@ -422,7 +424,7 @@ def test_each_case_uses_its_op(c):
         graph_ops = {node.op for node in cr.grad(lambda x: _while_program(x)[0]).graph(2.0, stage="grad").nodes}
     if c.op == "loop_reversal":  # made by the gradient of a checkpointed loop
         graph_ops = {node.op for node in c.fn.graph(0.5, stage="grad").nodes}
-    if c.op in ("scatter_add", "conv2d_input_grad", "conv2d_weight_grad", "max_pool2d_scatter"):
+    if c.op in ("scatter_add", "conv2d_input_grad", "conv2d_weight_grad", "max_pool2d_scatter", "expm_frechet"):
         graph_ops = {node.op for node in c.fn.graph(*_examples(c)[0], stage="grad").nodes}
     if c.op == "max_pool2d_gather":  # made by forward mode over the reverse pass of an hvp
         graph_ops = {node.op for node in c.fn.graph(*_examples(c)[0], stage="jvp").nodes}

@@ -1,4 +1,4 @@
-"""Linear-algebra primitives: solve, triangular_solve, cholesky, slogdet, expm.
+"""Linear-algebra primitives: solve, triangular_solve, cholesky, slogdet, expm, expm_frechet.
 
 Each acts on stacked matrices (``(..., n, n)``, the batch axes leading), with operands of equal
 batch shape (the frontend broadcasts them first). Their VJP and JVP rules are the matrix
@@ -297,15 +297,63 @@ def _infer_expm(types: list[TensorType], attrs: Attrs) -> TensorType:
     return a
 
 
-def block_frechet(a: Value, e: Value) -> Value:
-    """The Fréchet derivative of expm at ``a`` in direction ``e``: the top-right block of
-    expm([[a, e], [0, a]]) (Mathias 1996), so it is expm again and differentiates again."""
+def _upper_blocks(diagonal: Value, corner: Value) -> Value:
+    """The block matrix [[diagonal, corner], [0, diagonal]] of each matrix of the stacks."""
+    axis = diagonal.ndim - 1
+    top = F.concatenate(diagonal, corner, axis=axis)
+    bottom = F.concatenate(diagonal * 0.0, diagonal, axis=axis)
+    return F.concatenate(top, bottom, axis=axis - 1)
+
+
+def _block(whole: Value, n: int, rows: int, columns: int) -> Value:
+    """Block (rows, columns) ∈ {0, 1}² of the n×n blocks of each 2n×2n matrix of ``whole``."""
+    lead = (("slice", None, None, None),) * (whole.ndim - 2)
+    at = (("slice", rows * n, (rows + 1) * n, None), ("slice", columns * n, (columns + 1) * n, None))
+    return F.getitem(whole, index=lead + at)
+
+
+# The Fréchet derivative L(A, E) is the top-right block of expm([[A, E], [0, A]]) (Mathias 1996), so
+# its own derivatives are Fréchet derivatives of order 2n: in A and E together, L(B, [[Ȧ, Ė], [0, Ȧ]])
+# at B = [[A, E], [0, A]]; its adjoint is the one at Bᵀ, and A sits in both diagonal blocks.
+
+
+def _frechet_rule_a(g: Value, y: Value, a: Value, e: Value) -> Value:
     n = a.shape[-1]
-    top = F.concatenate(a, e, axis=a.ndim - 1)
-    bottom = F.concatenate(a * 0.0, a, axis=a.ndim - 1)
-    whole = F.expm(F.concatenate(top, bottom, axis=a.ndim - 2))
-    lead = (("slice", None, None, None),) * (a.ndim - 2)
-    return F.getitem(whole, index=lead + (("slice", 0, n, None), ("slice", n, 2 * n, None)))
+    whole = F.expm_frechet(_upper_blocks(a, e).mT, _upper_blocks(g * 0.0, g))
+    return _block(whole, n, 0, 0) + _block(whole, n, 1, 1)
+
+
+def _frechet_jvp(tangents: list[Value | None], y: Value, a: Value, e: Value) -> Value:
+    ta, te = tangents
+    if ta is None:
+        assert te is not None
+        return F.expm_frechet(a, te)
+    direction = _upper_blocks(ta, ta * 0.0 if te is None else te)
+    return _block(F.expm_frechet(_upper_blocks(a, e), direction), a.shape[-1], 0, 1)
+
+
+def _infer_expm_frechet(types: list[TensorType], attrs: Attrs) -> TensorType:
+    a, e = types
+    square_type(a, "expm_frechet")
+    if e.shape != a.shape or e.dtype != a.dtype:
+        raise ShapeError(f"expm_frechet needs a direction shaped as its matrix: {list(a.shape)} and {list(e.shape)}")
+    return a
+
+
+register(
+    Op(
+        "expm_frechet",
+        "linalg",
+        2,
+        _infer_expm_frechet,
+        "la.expm_frechet({0}, {1})",
+        # ⟨Ḡ, L(A, E)⟩ = ⟨L(Aᵀ, Ḡ), E⟩: the adjoint of the Fréchet derivative is the one at Aᵀ
+        vjp=(_frechet_rule_a, lambda g, y, a, e: F.expm_frechet(a.mT, g)),
+        jvp=_frechet_jvp,
+        flops=cubic_flops(50),
+        batch=batch_stacked("expm_frechet"),
+    )
+)
 
 
 register(
@@ -315,9 +363,9 @@ register(
         1,
         _infer_expm,
         "la.expm({0})",
-        # ⟨Ḡ, L(A, E)⟩ = ⟨L(Aᵀ, Ḡ), E⟩: the adjoint of the Fréchet derivative is the one at Aᵀ
-        vjp=(lambda g, y, a: block_frechet(a.mT, g),),
-        jvp=lambda tangents, y, a: block_frechet(a, only_tangent(tangents)),
+        # the derivative is the Fréchet derivative L(A, ·); its adjoint is L(Aᵀ, ·)
+        vjp=(lambda g, y, a: F.expm_frechet(a.mT, g),),
+        jvp=lambda tangents, y, a: F.expm_frechet(a, only_tangent(tangents)),
         flops=cubic_flops(20),
         batch=batch_stacked("expm"),
     )

@@ -81,3 +81,12 @@ def _trsm(a: np.ndarray, b: np.ndarray, lower: bool) -> np.ndarray:
 def expm(a: np.ndarray) -> np.ndarray:
     """The matrix exponential (SciPy's scaling and squaring), of each matrix of a stack."""
     return scipy.linalg.expm(a)
+
+
+def expm_frechet(a: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """The Fréchet derivative of expm at ``a`` in direction ``e`` (SciPy's Al-Mohy–Higham
+    algorithm), of each pair of matrices of two stacks of one shape."""
+    out = np.empty(a.shape, np.result_type(a, e))  # SciPy computes float32 in float64
+    for index in np.ndindex(a.shape[:-2]):
+        out[index] = scipy.linalg.expm_frechet(a[index], e[index], compute_expm=False)
+    return out

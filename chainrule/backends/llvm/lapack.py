@@ -4,7 +4,8 @@ what a nonzero ``info`` means.
 JIT code calls ``@chainrule_lapack_<name>`` (``chainrule_lapack_dpotrf``, ...); the engine binds
 each name to the function ``scipy.linalg.cython_lapack`` exports (``RUNTIME_SYMBOLS``), as it
 binds BLAS, so cached object code holds no address. Those are C wrappers of the Fortran routines:
-every argument a pointer, no hidden string lengths. ``trsm`` and ``gemm`` come from ``cython_blas``.
+every argument a pointer, no hidden string lengths. ``trsm``, ``gemm``, ``axpy``, ``copy`` and
+``scal`` come from ``cython_blas``.
 
 Workspace sizes are asked of LAPACK itself (``lwork = -1``) when the kernel is planned: the shapes
 are static, so the answer is too, and the workspace is a fixed part of the kernel's arena.
@@ -34,6 +35,7 @@ ARITY = {
     "potrf": 5,  # uplo, n, a, lda, info
     "gesv": 8,  # n, nrhs, a, lda, ipiv, b, ldb, info
     "getrf": 6,  # m, n, a, lda, ipiv, info
+    "getrs": 9,  # trans, n, nrhs, a, lda, ipiv, b, ldb, info
     "syevd": 11,  # jobz, uplo, n, a, lda, w, work, lwork, iwork, liwork, info
     "gesdd": 14,  # jobz, m, n, a, lda, s, u, ldu, vt, ldvt, work, lwork, iwork, info
     "geqrf": 8,  # m, n, a, lda, tau, work, lwork, info
@@ -42,8 +44,14 @@ ARITY = {
     "lacpy": 7,  # uplo, m, n, a, lda, b, ldb
     "trsm": 11,  # side, uplo, transa, diag, m, n, alpha, a, lda, b, ldb (BLAS)
     "gemm": 13,  # transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc (BLAS)
+    "axpy": 6,  # n, alpha, x, incx, y, incy (BLAS)
+    "copy": 5,  # n, x, incx, y, incy (BLAS)
+    "scal": 4,  # n, alpha, x, incx (BLAS)
+    "lange": 6,  # norm, m, n, a, lda, work: returns the norm (a double or float), not void
 }
-_BLAS = ("trsm", "gemm")
+_BLAS = ("trsm", "gemm", "axpy", "copy", "scal")
+# routines that return a value of the dtype (the others return nothing)
+_VALUED = ("lange",)
 _PREFIX = {"float64": "d", "float32": "s"}
 
 
@@ -65,12 +73,19 @@ def symbol(name: str, dtype: str) -> str:
 
 def declaration(name: str, dtype: str) -> str:
     parameters = ", ".join(["ptr"] * ARITY[name])
-    return f"declare void @{symbol(name, dtype)}({parameters}) nounwind"
+    return f"declare {returns(name, dtype)} @{symbol(name, dtype)}({parameters}) nounwind"
+
+
+def returns(name: str, dtype: str) -> str:
+    """The LLVM type ``routine(name, dtype)`` returns: ``void``, or the dtype's for ``lange``."""
+    if name not in _VALUED:
+        return "void"
+    return "double" if dtype == "float64" else "float"
 
 
 @cache
 def address(full_name: str) -> int:
-    """The address of ``cython_lapack``'s (or, for trsm and gemm, ``cython_blas``'s) ``full_name``."""
+    """The address of ``cython_lapack``'s (or, for the BLAS routines, ``cython_blas``'s) ``full_name``."""
     if full_name[1:] in _BLAS:
         from scipy.linalg import cython_blas as module
     else:

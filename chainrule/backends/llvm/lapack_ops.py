@@ -1,7 +1,9 @@
 """The linear-algebra ops as LAPACK calls from JIT code: cholesky (``?potrf``), solve (``?gesv``),
 triangular_solve (BLAS ``?trsm``), slogdet (``?getrf``), eigh and eigvalsh (``?syevd``, jobz='V'
-or 'N'), svd and svdvals (``?gesdd``, jobz='S' or 'N') and qr (``?geqrf`` + ``?orgqr``), each once
-per matrix of the batch in a native loop.
+or 'N'), svd and svdvals (``?gesdd``, jobz='S' or 'N'), qr (``?geqrf`` + ``?orgqr``) and expm
+(scaling and squaring with BLAS and ``?gesv``: ``expm.py``) and its Fréchet derivative
+(``expm_frechet.py``), each once per matrix of the batch in a
+native loop. The code around each call (argument slots, copies, checks) is ``lapack_unit.py``.
 
 Layout: LAPACK is column-major and chainrule's arrays are row-major (or any strided view). Each
 matrix is copied into a column-major workspace (converting its dtype on the way), factorized there,
@@ -34,22 +36,32 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from chainrule.backends.llvm import lapack, scalar_ops
-from chainrule.backends.llvm.plan import ALIGNMENT
+from chainrule.backends.llvm import expm, expm_frechet, lapack, scalar_ops
+from chainrule.backends.llvm.lapack_unit import STATUS_BYTES, LapackUnit, region_bytes
 from chainrule.backends.llvm.strides import contiguous_strides
-from chainrule.backends.llvm.views import View, matrices
+from chainrule.backends.llvm.views import View, gemm_layout, matrices
 from chainrule.ir import Graph
 
 if TYPE_CHECKING:
     from chainrule.backends.llvm.codegen import Codegen
 
-STATUS_BYTES = 64
 # A kernel whose LAPACK matrices all have at most this many rows and columns runs its BLAS and LAPACK
 # calls on one thread (see the module docstring).
 SINGLE_THREAD_MAX_ORDER = 256
-OPS = ("cholesky", "solve", "triangular_solve", "slogdet", "eigh", "eigvalsh", "svd", "svdvals", "qr", "matmul")
+OPS = (
+    "cholesky",
+    "solve",
+    "triangular_solve",
+    "slogdet",
+    "eigh",
+    "eigvalsh",
+    "svd",
+    "svdvals",
+    "qr",
+    "matmul",
+    "expm",
+    "expm_frechet",
+)
 # ops whose result has one axis (the values, or slogdet's pair) in place of a matrix's two
 _VECTOR_RESULTS = ("slogdet", "eigh", "eigvalsh", "svd", "svdvals", "qr")
 # NumPy's messages (numpy/linalg/_linalg.py), so the error reads the same on both backends
@@ -83,6 +95,10 @@ def workspace(graph: Graph, node_id: int) -> dict[str, tuple[int, str]]:
     a = graph.type(node.args[0])
     m, n = a.shape[-2:]
     k = min(m, n)
+    if node.op == "expm":
+        return expm.workspace(n, dtype)
+    if node.op == "expm_frechet":
+        return expm_frechet.workspace(n, dtype)
     if node.op in ("cholesky", "slogdet"):
         return {"a": (n * n, dtype), "ipiv": (n, "int32")}
     if node.op in ("solve", "triangular_solve"):
@@ -106,17 +122,9 @@ def qr_lwork(m: int, n: int, dtype: str) -> int:
     return lapack.qr_work(m, n, dtype)
 
 
-def _aligned(nbytes: int) -> int:
-    return -(-nbytes // ALIGNMENT) * ALIGNMENT
-
-
-def _region_bytes(count: int, dtype: str) -> int:
-    return _aligned(count * np.dtype(dtype).itemsize)
-
-
 def scratch_bytes(graph: Graph, node_id: int) -> int:
     """Bytes of arena the node needs while it runs (the status word included)."""
-    return STATUS_BYTES + sum(_region_bytes(c, d) for c, d in workspace(graph, node_id).values())
+    return STATUS_BYTES + sum(region_bytes(c, d) for c, d in workspace(graph, node_id).values())
 
 
 def _single_threaded(gen: Codegen) -> None:
@@ -167,142 +175,19 @@ def finish(gen: Codegen) -> None:
 
 def emit_lapack(gen: Codegen, node_id: int) -> None:
     """``node_id`` as LAPACK calls, in the entry function (see the module docstring)."""
-    unit = _Unit(gen, node_id)
-    _EMITTERS[gen.graph[node_id].op](unit)
-
-
-class _Unit:
-    """One node's code: argument slots, workspace pointers, the batch loop, copies, calls, checks."""
-
-    def __init__(self, gen: Codegen, node_id: int):
-        self.gen, self.entry = gen, gen.entry
-        self.node = gen.graph[node_id]
-        self.dtype = self.node.type.dtype
-        self.t = scalar_ops.register_type(self.dtype)
-        self.cache: dict[object, str] = {}
-        self.operands = [gen.plan.views[a] for a in self.node.args]
-        self.result = gen.plan.views[node_id]
-        self.batch = self.node.type.shape[: -1 if self.node.op in _VECTOR_RESULTS else -2]
-        scratch = gen.plan.scratch
-        self.status = gen.base(self.entry, scratch, self.cache)
-        if not gen.lapack_status_cleared:  # the first LAPACK node clears the status
-            self.entry.do(f"store i32 0, ptr {self.status}")
-            gen.lapack_status_cleared = True
-            _single_threaded(gen)
-        self.regions: dict[str, str] = {}
-        offset = scratch.offset + STATUS_BYTES
-        for name, (count, dtype) in workspace(gen.graph, node_id).items():
-            self.regions[name] = gen.base(self.entry, View(scratch.slot, offset, (), (), dtype), self.cache)
-            offset += _region_bytes(count, dtype)
-        self.entry.note(gen.describe(node_id) + "  (LAPACK)")
-        self.info = self.entry.alloca("i32", "info")
-
-    # ---- arguments (every LAPACK argument is a pointer) ---------------------------------------
-
-    def _constant(self, llvm_type: str, value: object, name: str) -> str:
-        key = (llvm_type, value)
-        if key not in self.gen.blas_arguments:
-            slot = self.entry.alloca(llvm_type, name)
-            self.entry.do(f"store {llvm_type} {value}, ptr {slot}")
-            self.gen.blas_arguments[key] = slot
-        return self.gen.blas_arguments[key]
-
-    def integer(self, value: int) -> str:
-        return self._constant("i32", value, f"int.{value}")
-
-    def char(self, letter: str) -> str:
-        return self._constant("i8", ord(letter), f"char.{letter}")
-
-    def real(self, value: float) -> str:
-        return self._constant(self.t, scalar_ops.literal(value, self.dtype), "real")
-
-    def at(self, pointer: str, elements: int) -> str:
-        """``pointer`` advanced by ``elements`` of the unit's dtype."""
-        return self.entry.emit(f"getelementptr {self.t}, ptr {pointer}, i64 {elements}", "at")
-
-    # ---- code ---------------------------------------------------------------------------------
-
-    def each_matrix(self, views: list[View], body: Callable[[list[str]], None]) -> None:
-        """``body(pointers)`` once per batch element, ``pointers`` to each view's matrix in it."""
-        bases = [self.gen.base(self.entry, v, self.cache) for v in views]
-        rank = len(self.batch)
-        strides: dict[Hashable, list[int]] = {index: list(v.strides[:rank]) for index, v in enumerate(views)}
-
-        def payload(offsets: dict[Hashable, str]) -> None:
-            pointers = []
-            for index, (base, view) in enumerate(zip(bases, views)):
-                offset = offsets[index]
-                memory = scalar_ops.memory_type(view.dtype)
-                at = base if offset == "0" else self.entry.emit(f"getelementptr {memory}, ptr {base}, i64 {offset}")
-                pointers.append(at)
-            body(pointers)
-
-        self.gen.nest(self.entry, list(self.batch), strides, payload)
-
-    def copy(
-        self,
-        source: tuple[str, str, tuple[int, ...]],
-        target: tuple[str, str, tuple[int, ...]],
-        shape: tuple[int, ...],
-    ) -> None:
-        """Copy ``shape`` elements between (pointer, dtype, strides) places, converting the dtype."""
-        (s_pointer, s_dtype, s_strides), (t_pointer, t_dtype, t_strides) = source, target
-        gen, entry = self.gen, self.entry
-
-        def payload(offsets: dict[Hashable, str]) -> None:
-            value = gen.load(entry, s_pointer, offsets["s"], s_dtype, "x")
-            gen.store(entry, scalar_ops.convert(entry, value, s_dtype, t_dtype), t_pointer, offsets["t"], t_dtype)
-
-        gen.nest(entry, list(shape), {"s": list(s_strides), "t": list(t_strides)}, payload)
-
-    def into_columns(self, pointer: str, view: View, region: str) -> None:
-        """The view's matrix at ``pointer`` into workspace ``region``, column-major, in our dtype."""
-        rows, columns = view.shape[-2:]
-        self.copy(
-            (pointer, view.dtype, view.strides[-2:]), (self.regions[region], self.dtype, (1, rows)), (rows, columns)
-        )
-
-    def out_of_columns(self, region: str, rows: int, columns: int, pointer: str, first: int = 0) -> None:
-        """Column-major ``region`` into the result at ``pointer`` (+ ``first`` elements), row-major."""
-        target = pointer if first == 0 else self.at(pointer, first)
-        self.copy((self.regions[region], self.dtype, (1, rows)), (target, self.dtype, (columns, 1)), (rows, columns))
-
-    def out_of_vector(self, region: str, length: int, pointer: str) -> None:
-        self.copy((self.regions[region], self.dtype, (1,)), (pointer, self.dtype, (1,)), (length,))
-
-    def call(self, name: str, *arguments: str) -> None:
-        self.entry.declare(lapack.declaration(name, self.dtype))
-        listed = ", ".join(f"ptr {a}" for a in arguments)
-        self.entry.do(f"call void @{lapack.symbol(name, self.dtype)}({listed})")
-
-    def check(self, name: str, message: str | None, nan_info: int = 0) -> None:
-        """After a call that set ``info``: record failure ``message`` (info > 0, or ``nan_info``,
-        the value a routine reports a NaN operand with; None: no failure) or a rejected argument
-        (info < 0) in the status, unless an earlier failure is there."""
-        failures = self.gen.plan.failures
-        routine = lapack.routine(name, self.dtype)
-        failures.append((f"LAPACK {routine} rejected an argument (a bug in chainrule's llvm backend)", None))
-        negative = len(failures)
-        emit = self.entry.emit
-        info = emit(f"load i32, ptr {self.info}", "info")
-        rejected = emit(f"icmp slt i32 {info}, 0", "rejected")
-        if nan_info:
-            rejected = emit(f"and i1 {rejected}, {emit(f'icmp ne i32 {info}, {nan_info}', 'not.nan')}", "rejected")
-        if message is None:
-            failed, code = rejected, str(negative)
-        else:
-            failures.append((message, self.node.loc))
-            failed = emit(f"icmp ne i32 {info}, 0", "failed")
-            code = emit(f"select i1 {rejected}, i32 {negative}, i32 {len(failures)}", "code")
-        status = emit(f"load i32, ptr {self.status}", "status")
-        first = emit(f"and i1 {failed}, {emit(f'icmp eq i32 {status}, 0')}", "first")
-        self.entry.do(f"store i32 {emit(f'select i1 {first}, i32 {code}, i32 {status}')}, ptr {self.status}")
+    node = gen.graph[node_id]
+    if not gen.lapack_status_cleared:  # the first LAPACK node clears the status
+        gen.entry.do(f"store i32 0, ptr {gen.base(gen.entry, gen.plan.scratch, {})}")
+        gen.lapack_status_cleared = True
+        _single_threaded(gen)
+    batch = node.type.shape[: -1 if node.op in _VECTOR_RESULTS else -2]
+    _EMITTERS[node.op](LapackUnit(gen, node_id, workspace(gen.graph, node_id), batch))
 
 
 # ---- the ops ------------------------------------------------------------------------------------
 
 
-def _cholesky(u: _Unit) -> None:
+def _cholesky(u: LapackUnit) -> None:
     (a_view,) = u.operands
     n = a_view.shape[-1]
     a, order, zero = u.regions["a"], u.integer(n), u.real(0.0)
@@ -320,7 +205,7 @@ def _cholesky(u: _Unit) -> None:
     u.each_matrix([a_view, u.result], body)
 
 
-def _solve(u: _Unit) -> None:
+def _solve(u: LapackUnit) -> None:
     a_view, b_view = u.operands
     n, rhs = b_view.shape[-2:]
     order, columns = u.integer(n), u.integer(rhs)
@@ -335,24 +220,34 @@ def _solve(u: _Unit) -> None:
     u.each_matrix([a_view, b_view, u.result], body)
 
 
-def _triangular_solve(u: _Unit) -> None:
+def _triangular_solve(u: LapackUnit) -> None:
+    """trsm reads A where it is when BLAS can (a row-major A is the column-major Aᵀ: solved with
+    transa='T' and the other triangle), else from a column-major copy; B is copied (trsm overwrites it)."""
     a_view, b_view = u.operands
     n, rhs = b_view.shape[-2:]
     order, one = u.integer(n), u.real(1.0)
-    triangle = u.char("L" if u.node.params["lower"] else "U")
-    left, plain = u.char("L"), u.char("N")
-    arguments = (u.integer(rhs), one, u.regions["a"], order, u.regions["b"], order)
+    lower = u.node.params["lower"]
+    layout = gemm_layout(a_view) if a_view.dtype == u.dtype else None
+    if layout is None:
+        transposed, lda = False, order
+    else:
+        transposed, lda = layout[0] == "N", u.integer(layout[1])
+    triangle = u.char("L" if lower != transposed else "U")
+    left, plain, trans_a = u.char("L"), u.char("N"), u.char("T" if transposed else "N")
+    arguments = (u.integer(rhs), one)
 
     def body(pointers: list[str]) -> None:
-        u.into_columns(pointers[0], a_view, "a")
+        if layout is None:
+            u.into_columns(pointers[0], a_view, "a")
+        a = u.regions["a"] if layout is None else pointers[0]
         u.into_columns(pointers[1], b_view, "b")
-        u.call("trsm", left, triangle, plain, plain, order, *arguments)
+        u.call("trsm", left, triangle, trans_a, plain, order, *arguments, a, lda, u.regions["b"], order)
         u.out_of_columns("b", n, rhs, pointers[2])
 
     u.each_matrix([a_view, b_view, u.result], body)
 
 
-def _slogdet(u: _Unit) -> None:
+def _slogdet(u: LapackUnit) -> None:
     (a_view,) = u.operands
     n = a_view.shape[-1]
     order, t, entry = u.integer(n), u.t, u.entry
@@ -390,7 +285,7 @@ def _slogdet(u: _Unit) -> None:
     u.each_matrix([a_view, u.result], body)
 
 
-def _eigh(u: _Unit) -> None:
+def _eigh(u: LapackUnit) -> None:
     """eigh (jobz='V': values, then the vectors syevd leaves in a) or eigvalsh (jobz='N')."""
     (a_view,) = u.operands
     n = a_view.shape[-1]
@@ -411,7 +306,7 @@ def _eigh(u: _Unit) -> None:
     u.each_matrix([a_view, u.result], body)
 
 
-def _svd(u: _Unit) -> None:
+def _svd(u: LapackUnit) -> None:
     """svd (jobz='S': the reduced U and Vᵀ too) or svdvals (jobz='N': u and vt are not referenced)."""
     (a_view,) = u.operands
     m, n = a_view.shape[-2:]
@@ -436,7 +331,7 @@ def _svd(u: _Unit) -> None:
     u.each_matrix([a_view, u.result], body)
 
 
-def _qr(u: _Unit) -> None:
+def _qr(u: LapackUnit) -> None:
     (a_view,) = u.operands
     m, n = a_view.shape[-2:]
     k = min(m, n)
@@ -460,7 +355,7 @@ def _qr(u: _Unit) -> None:
     u.each_matrix([a_view, u.result], body)
 
 
-_EMITTERS: dict[str, Callable[[_Unit], None]] = {
+_EMITTERS: dict[str, Callable[[LapackUnit], None]] = {
     "cholesky": _cholesky,
     "solve": _solve,
     "triangular_solve": _triangular_solve,
@@ -473,7 +368,7 @@ _EMITTERS: dict[str, Callable[[_Unit], None]] = {
 }
 
 
-def _matmul(u: _Unit) -> None:
+def _matmul(u: LapackUnit) -> None:
     """A matmul BLAS cannot read as it is (a broadcast or strided operand, mixed dtypes, more batch
     elements than gemm.py unrolls): the operands copied column-major, one gemm per batch element."""
     a_view, b_view, batch = matrices(*u.operands)
@@ -494,3 +389,5 @@ def _matmul(u: _Unit) -> None:
 
 
 _EMITTERS["matmul"] = _matmul
+_EMITTERS["expm"] = expm.emit_expm
+_EMITTERS["expm_frechet"] = expm_frechet.emit_expm_frechet

@@ -156,9 +156,10 @@ declare(OPS["argsort"], Strategy(FALLBACK))
 # (on float16 or an empty matrix: the NumPy lowering, called back)
 for _name in ("solve", "triangular_solve", "cholesky", "slogdet", "eigh", "eigvalsh", "svd", "svdvals", "qr"):
     declare(OPS[_name], Strategy(LAPACK))
-# SciPy's expm is a Padé approximant with scaling and squaring, not a LAPACK routine: natively it
-# would be a hand-written algorithm, so it stays SciPy's, called back
-declare(OPS["expm"], Strategy(FALLBACK))
+# expm: scaling and squaring with a Padé approximant, its products BLAS gemm and its solve LAPACK
+# gesv, the degree and the squarings chosen at run time (expm.py); its Fréchet derivative likewise
+declare(OPS["expm"], Strategy(LAPACK))
+declare(OPS["expm_frechet"], Strategy(LAPACK))
 # convolution and max pooling (issue 22): im2col and one BLAS GEMM, strided slices, in NumPy, called back
 for _name in (
     "conv2d",
