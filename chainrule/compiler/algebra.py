@@ -280,3 +280,37 @@ def round_trip_cast(g, node, args):
         and middle.itemsize >= np.dtype(original).itemsize
     ):
         return inner.args[0]
+
+
+def _elementwise_ops() -> list[str]:
+    from chainrule.ir import OPS
+
+    return sorted(name for name, op in OPS.items() if op.is_elementwise)
+
+
+@ALGEBRA.rule("transpose", any_operand=_elementwise_ops())
+def transpose_through_elementwise(g, node, args):
+    """transpose(f(transpose(a), small)) -> f(a, transpose(small)) for an elementwise f, when the two
+    transposes of ``a`` cancel: only the small operands (a bias, a scalar) move. This is what runs
+    a chain of batch-last convolutions and pools (``nn.conv``) without a transpose between layers:
+    each layer's way back to NCHW meets the next layer's way in across the activation between them."""
+    inner = g[args[0]]
+    axes = tuple(node.params["axes"])
+    undo = tuple(int(a) for a in np.argsort(axes))
+    full = inner.type
+    operands, cancelled = [], False
+    for operand in inner.args:
+        source, have = g[operand], g.type(operand)
+        if source.op == "transpose" and tuple(source.params["axes"]) == undo and have.shape == full.shape:
+            operands.append(source.args[0])
+            cancelled = True
+        elif have.ndim == 0:
+            operands.append(operand)
+        elif have.size * 8 <= full.size:  # small: broadcast against the full shape, transposed alike
+            padded = g.add("reshape", (operand,), {"shape": (1,) * (full.ndim - have.ndim) + have.shape})
+            operands.append(g.add("transpose", (padded,), {"axes": axes}))
+        else:
+            return None
+    if not cancelled:
+        return None
+    return patterns.fit(g, g.add(inner.op, tuple(operands), inner.params), node.type)
