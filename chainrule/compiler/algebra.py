@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from chainrule.compiler import patterns
+from chainrule.ir import OPS
 from chainrule.ir.rewrite import RuleSet
 
 ALGEBRA = RuleSet("algebra")
@@ -282,20 +283,12 @@ def round_trip_cast(g, node, args):
         return inner.args[0]
 
 
-def _elementwise_ops() -> list[str]:
-    from chainrule.ir import OPS
-
-    return sorted(name for name, op in OPS.items() if op.is_elementwise)
-
-
 _SINK_DEPTH = 4  # elementwise ops a transpose moves through: bias, activation, a scalar shift, ...
 
 
 def _sinkable(g, value: int, undo: tuple, full: tuple, depth: int) -> bool | None:
     """Whether ``transpose(value)`` can be written with no full-size transpose left: True when it
     cancels some transpose, False when it only moves onto small operands, None when it cannot."""
-    from chainrule.ir import OPS
-
     node, have = g[value], g.type(value)
     if node.op == "transpose" and tuple(node.params["axes"]) == undo and have.shape == full:
         return True
@@ -322,13 +315,15 @@ def _transposed(g, value: int, axes: tuple, undo: tuple, full: tuple) -> int:
     return g.add(node.op, operands, node.params)
 
 
-@ALGEBRA.rule("transpose", any_operand=_elementwise_ops())
+@ALGEBRA.rule("transpose")
 def transpose_through_elementwise(g, node, args):
     """transpose(f(transpose(a), small)) -> f(a, transpose(small)) for elementwise ops f (nested up
     to ``_SINK_DEPTH``), when the two transposes of ``a`` cancel: only the small operands (a bias,
     a scalar) move. This is what runs a chain of batch-last convolutions and pools (``nn.conv``)
     without a transpose between layers: each layer's way back to NCHW meets the next layer's way
     in across the activation between them."""
+    if not OPS[g[args[0]].op].is_elementwise:
+        return None
     axes = tuple(node.params["axes"])
     undo = tuple(int(a) for a in np.argsort(axes))
     full = g.type(args[0]).shape
