@@ -1,7 +1,9 @@
 """One training step of examples/digits_cnn.py's small CNN: chainrule (NumPy and LLVM backends)
 against PyTorch eager, in the same run.
 
-    python3 benchmarks/cnn.py            # about a minute; prints one table
+    python3 benchmarks/cnn.py                   # a few minutes; prints one table
+    python3 benchmarks/cnn.py --batches 128 --clock wall
+    python3 benchmarks/cnn.py --profile llvm --batches 512   # cProfile of chainrule's step
 
 The network (conv 3x3 8 -> ReLU -> max-pool 2 -> conv 3x3 16 -> ReLU -> max-pool 2 -> dense 10),
 the softmax cross-entropy and the Adam update, on batches of 8x8 images, float32. chainrule's step
@@ -11,20 +13,26 @@ usual eager loop (zero_grad, forward, loss, backward, step) with the same initia
 Each repeat builds a fresh step (a new compiled function object, a new torch module and
 optimizer), warms it up, then times a block of consecutive steps; the sides alternate repeat by
 repeat so machine noise hits them alike. Times are medians over the repeats of the blocks'
-per-step means; "vs torch" is torch's time / this row's (above 1: faster than torch). BLAS and
-torch run on one thread. The parameters of every side after the same steps from the same start
-are compared with chainrule's NumPy backend ("max |diff|", float32 rounding).
+per-step means; "vs torch" is torch's time / this row's (above 1: chainrule is faster). Every
+side runs on one thread (OpenBLAS, chainrule's LLVM kernels, ``torch.set_num_threads(1)``), so the
+default clock is the process's CPU time, which other programs on a shared machine disturb far
+less than the wall clock (``--clock wall`` for that). The parameters of every side after the same
+steps from the same start are compared with chainrule's NumPy backend ("max |diff|", float32
+rounding).
 """
 
 from __future__ import annotations
 
+import argparse
+import cProfile
 import os
+import pstats
 import sys
 import time
 from pathlib import Path
 from statistics import median
 
-for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CHAINRULE_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 import numpy as np  # noqa: E402  (after the thread settings, which BLAS reads when loaded)
@@ -118,7 +126,10 @@ def torch_side(params, x, y):
     return run, final
 
 
-def measure(batch_size: int, sides: list, repeats: int = 7, block: int = 20) -> dict:
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def measure(batch_size: int, sides: list, repeats: int = 7, block: int = 20, clock: str = "cpu") -> dict:
     params = tree_map(lambda leaf: leaf.astype(np.float32), build_model().init(0))
     x, y = batch(batch_size)
     times: dict = {side: [] for side in sides}
@@ -127,9 +138,10 @@ def measure(batch_size: int, sides: list, repeats: int = 7, block: int = 20) -> 
         for side in sides:
             run, final = torch_side(params, x, y) if side == "torch" else chainrule_side(side, params, x, y)
             run(3)  # compile, warm caches
-            start = time.perf_counter()
+            now = CLOCKS[clock]
+            start = now()
             run(block)
-            times[side].append((time.perf_counter() - start) / block)
+            times[side].append((now() - start) / block)
             finals[side] = final()  # 3 + block steps from the same start
     reference = finals["numpy"]
     differences = {
@@ -145,7 +157,28 @@ def _leaf_pairs(tree, reference):
             yield tree[name][key], value
 
 
-def main() -> None:
+def profile(backend: str, batch_size: int, steps: int = 50) -> None:
+    """cProfile of ``steps`` chainrule steps (compiled and warm): where the time goes, op by op."""
+    params = tree_map(lambda leaf: leaf.astype(np.float32), build_model().init(0))
+    run, _ = chainrule_side(backend, params, *batch(batch_size))
+    run(3)
+    profiler = cProfile.Profile()
+    profiler.runcall(run, steps)
+    print(f"{backend} backend, batch {batch_size}: {steps} steps")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, nargs="+", default=[32, 128, 512])
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--profile", choices=["numpy", "llvm"], help="profile this backend instead")
+    args = parser.parse_args(argv)
+    if args.profile:
+        for batch_size in args.batches:
+            profile(args.profile, batch_size)
+        return
     try:
         import torch  # noqa: F401
 
@@ -153,9 +186,11 @@ def main() -> None:
     except ImportError:
         print("(PyTorch is not installed: chainrule's backends only)")
         sides = ["numpy", "llvm"]
+    threads = {name: os.environ[name] for name in ("OPENBLAS_NUM_THREADS", "CHAINRULE_NUM_THREADS")}
+    print(f"{args.clock} time per step; threads: {threads}, torch.set_num_threads(1)")
     print(f"{'batch':>6}{'side':>8}{'ms/step':>10}{'vs torch':>10}{'max |diff|':>12}")
-    for batch_size in (32, 128, 512):
-        rows = measure(batch_size, sides)
+    for batch_size in args.batches:
+        rows = measure(batch_size, sides, repeats=args.repeats, clock=args.clock)
         for side, (seconds, difference) in rows.items():
             ratio = f"{rows['torch'][0] / seconds:>9.2f}x" if "torch" in rows else f"{'-':>10}"
             print(f"{batch_size:>6}{side:>8}{seconds * 1e3:>10.3f}{ratio}{difference:>12.1e}")

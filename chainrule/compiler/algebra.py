@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from chainrule.compiler import patterns
+from chainrule.ir import OPS
 from chainrule.ir.rewrite import RuleSet
 
 ALGEBRA = RuleSet("algebra")
@@ -280,3 +281,52 @@ def round_trip_cast(g, node, args):
         and middle.itemsize >= np.dtype(original).itemsize
     ):
         return inner.args[0]
+
+
+_SINK_DEPTH = 4  # elementwise ops a transpose moves through: bias, activation, a scalar shift, ...
+
+
+def _sinkable(g, value: int, undo: tuple, full: tuple, depth: int) -> bool | None:
+    """Whether ``transpose(value)`` can be written with no full-size transpose left: True when it
+    cancels some transpose, False when it only moves onto small operands, None when it cannot."""
+    node, have = g[value], g.type(value)
+    if node.op == "transpose" and tuple(node.params["axes"]) == undo and have.shape == full:
+        return True
+    if have.ndim == 0 or have.size * 8 <= int(np.prod(full)):  # small: cheap to transpose
+        return False
+    if depth == 0 or have.shape != full or not OPS[node.op].is_elementwise:
+        return None
+    verdicts = [_sinkable(g, operand, undo, full, depth - 1) for operand in node.args]
+    return None if None in verdicts else any(verdicts)
+
+
+def _transposed(g, value: int, axes: tuple, undo: tuple, full: tuple) -> int:
+    """``transpose(value, axes)`` built as ``_sinkable`` found it can be: cancelled, moved onto a
+    small operand, or moved through an elementwise op."""
+    node, have = g[value], g.type(value)
+    if node.op == "transpose" and tuple(node.params["axes"]) == undo and have.shape == full:
+        return node.args[0]
+    if have.ndim == 0:
+        return value
+    if have.size * 8 <= int(np.prod(full)):  # broadcast against the full shape, transposed alike
+        padded = g.add("reshape", (value,), {"shape": (1,) * (len(full) - have.ndim) + have.shape})
+        return g.add("transpose", (padded,), {"axes": axes})
+    operands = tuple(_transposed(g, operand, axes, undo, full) for operand in node.args)
+    return g.add(node.op, operands, node.params)
+
+
+@ALGEBRA.rule("transpose")
+def transpose_through_elementwise(g, node, args):
+    """transpose(f(transpose(a), small)) -> f(a, transpose(small)) for elementwise ops f (nested up
+    to ``_SINK_DEPTH``), when the two transposes of ``a`` cancel: only the small operands (a bias,
+    a scalar) move. This is what runs a chain of batch-last convolutions and pools (``nn.conv``)
+    without a transpose between layers: each layer's way back to NCHW meets the next layer's way
+    in across the activation between them."""
+    if not OPS[g[args[0]].op].is_elementwise:
+        return None
+    axes = tuple(node.params["axes"])
+    undo = tuple(int(a) for a in np.argsort(axes))
+    full = g.type(args[0]).shape
+    if not _sinkable(g, args[0], undo, full, _SINK_DEPTH):
+        return None
+    return patterns.fit(g, _transposed(g, args[0], axes, undo, full), node.type)

@@ -1,4 +1,5 @@
-"""2-D convolution primitives (NCHW images, OIHW kernels): ``conv2d`` and its two adjoints.
+"""2-D convolution primitives on batch-last images (C, H, W, N) and OIHW kernels: ``conv2d`` and
+its two adjoints.
 
 ``conv2d(x, w)`` is the cross-correlation every framework calls convolution, with stride,
 padding, dilation and groups as attributes. It is bilinear, and so are its adjoints:
@@ -9,9 +10,16 @@ padding, dilation and groups as attributes. It is bilinear, and so are its adjoi
 
 The three are closed under differentiation: each one's VJP rules are the other two (or itself),
 so second and higher derivatives stay three BLAS-backed ops instead of KH x KW strided slices and
-scatters. Their forward mode is the product rule (``MULTILINEAR``). A batch axis folds into the
-images' batch when only the images carry it, and into the groups otherwise (each example's
-channels become groups of their own). The NumPy computations are in ``conv_kernels``.
+scatters. Their forward mode is the product rule (``MULTILINEAR``).
+
+Images are batch-last, (channels, height, width, batch), the layout im2col wants (every strided
+slice copies runs of N numbers) and the one its GEMM produces: the ops neither take nor give NCHW,
+so a chain of convolutions, pools and elementwise ops runs without a transpose between them.
+``chainrule.nn.conv2d`` (NCHW, as PyTorch) wraps the op in the two transposes, and the simplify
+pass's ``transpose_through_elementwise`` rule lets consecutive layers' transposes meet and cancel.
+A batch axis S folds into the images' batch when only the images carry it, and into the groups
+otherwise (each example's channels become groups of their own). The NumPy computations are in
+``conv_kernels``.
 """
 
 from __future__ import annotations
@@ -33,7 +41,8 @@ _GEOMETRY = "{stride}, {padding}, {dilation}, {groups}"
 def _float_dtype(op_name: str, a: TensorType, b: TensorType) -> str:
     if a.ndim != 4 or b.ndim != 4:
         raise ShapeError(
-            f"{op_name} takes 4-D operands (NCHW images, OIHW kernels), got shapes {list(a.shape)} and {list(b.shape)}"
+            f"{op_name} takes 4-D operands (batch-last (C, H, W, N) images, OIHW kernels), got shapes "
+            f"{list(a.shape)} and {list(b.shape)}"
         )
     if not (a.is_float and b.is_float) or a.dtype != b.dtype:
         raise ShapeError(f"{op_name} needs floating-point operands of one dtype, got {a.dtype} and {b.dtype}")
@@ -41,9 +50,9 @@ def _float_dtype(op_name: str, a: TensorType, b: TensorType) -> str:
 
 
 def _check_channels(op_name: str, images: tuple, kernel: tuple, groups: int) -> None:
-    if images[1] != kernel[1] * groups or kernel[0] % groups:
+    if images[0] != kernel[1] * groups or kernel[0] % groups:
         raise ShapeError(
-            f"{op_name}: images of shape {list(images)} and kernels of shape {list(kernel)} with groups={groups} "
+            f"{op_name}: images of {images[0]} channels and kernels of shape {list(kernel)} with groups={groups} "
             f"do not fit (channels must be kernel channels x groups, {kernel[1]} x {groups}, and the "
             f"{kernel[0]} output channels a multiple of groups)"
         )
@@ -66,16 +75,16 @@ def _infer_conv2d(types: list[TensorType], attrs: Attrs) -> TensorType:
     x, w = types
     dtype = _float_dtype("conv2d", x, w)
     _check_channels("conv2d", x.shape, w.shape, attrs["groups"])
-    out_hw = _output_hw("conv2d", x.shape[2:], w.shape[2:], attrs)
-    return TensorType((x.shape[0], w.shape[0]) + out_hw, dtype)
+    out_hw = _output_hw("conv2d", x.shape[1:3], w.shape[2:], attrs)
+    return TensorType((w.shape[0],) + out_hw + (x.shape[3],), dtype)
 
 
 def _infer_input_grad(types: list[TensorType], attrs: Attrs) -> TensorType:
     g, w = types
     dtype = _float_dtype("conv2d_input_grad", g, w)
-    images = (g.shape[0], w.shape[1] * attrs["groups"]) + tuple(attrs["input_hw"])
+    images = (w.shape[1] * attrs["groups"],) + tuple(attrs["input_hw"]) + (g.shape[3],)
     _check_channels("conv2d_input_grad", images, w.shape, attrs["groups"])
-    if _output_hw("conv2d_input_grad", images[2:], w.shape[2:], attrs) != g.shape[2:] or g.shape[1] != w.shape[0]:
+    if _output_hw("conv2d_input_grad", images[1:3], w.shape[2:], attrs) != g.shape[1:3] or g.shape[0] != w.shape[0]:
         raise ShapeError(
             f"conv2d_input_grad: cotangent of shape {list(g.shape)} is not conv2d's output for kernels {list(w.shape)}"
         )
@@ -85,9 +94,9 @@ def _infer_input_grad(types: list[TensorType], attrs: Attrs) -> TensorType:
 def _infer_weight_grad(types: list[TensorType], attrs: Attrs) -> TensorType:
     x, g = types
     dtype = _float_dtype("conv2d_weight_grad", x, g)
-    kernel = (g.shape[1], x.shape[1] // attrs["groups"]) + tuple(attrs["kernel"])
+    kernel = (g.shape[0], x.shape[0] // attrs["groups"]) + tuple(attrs["kernel"])
     _check_channels("conv2d_weight_grad", x.shape, kernel, attrs["groups"])
-    if _output_hw("conv2d_weight_grad", x.shape[2:], kernel[2:], attrs) != g.shape[2:] or g.shape[0] != x.shape[0]:
+    if _output_hw("conv2d_weight_grad", x.shape[1:3], kernel[2:], attrs) != g.shape[1:3] or g.shape[3] != x.shape[3]:
         raise ShapeError(
             f"conv2d_weight_grad: cotangent of shape {list(g.shape)} is not conv2d's output for images {list(x.shape)}"
         )
@@ -102,7 +111,7 @@ def _geometry(attrs: dict) -> dict:
 
 
 def _conv_rule_x(g: Value, y: Value, x: Value, w: Value, **attrs: Any) -> Value:
-    return F.conv2d_input_grad(g, w, input_hw=x.shape[2:], **_geometry(attrs))
+    return F.conv2d_input_grad(g, w, input_hw=x.shape[1:3], **_geometry(attrs))
 
 
 def _conv_rule_w(g: Value, y: Value, x: Value, w: Value, **attrs: Any) -> Value:
@@ -118,7 +127,7 @@ def _input_grad_rule_w(a: Value, dx: Value, g: Value, w: Value, **attrs: Any) ->
 
 
 def _weight_grad_rule_x(b: Value, dw: Value, x: Value, g: Value, **attrs: Any) -> Value:
-    return F.conv2d_input_grad(g, b, input_hw=x.shape[2:], **_geometry(attrs))
+    return F.conv2d_input_grad(g, b, input_hw=x.shape[1:3], **_geometry(attrs))
 
 
 def _weight_grad_rule_g(b: Value, dw: Value, x: Value, g: Value, **attrs: Any) -> Value:
@@ -137,20 +146,21 @@ def _with_batch(value: Value, is_batched: bool, logical: TensorType, size: int) 
     return value if is_batched else F.broadcast_to(value, shape=(size,) + logical.shape)
 
 
-def _images_into_groups(images: Value) -> Value:
-    """(S, N, C, H, W) -> (N, S*C, H, W): each example's channels a run of groups of its own."""
-    s, n, c, h, w = images.shape
-    return F.reshape(F.transpose(images, axes=(1, 0, 2, 3, 4)), shape=(n, s * c, h, w))
+def _into_groups(images: Value) -> Value:
+    """(S, C, H, W, N) -> (S*C, H, W, N): each example's channels a run of groups of its own (a
+    reshape: the channels lead). The same folds (S, O, C/groups, KH, KW) kernels into (S*O, ...)."""
+    return F.reshape(images, shape=(images.shape[0] * images.shape[1],) + images.shape[2:])
 
 
-def _images_out_of_groups(images: Value, size: int) -> Value:
-    n, sc, h, w = images.shape
-    return F.transpose(F.reshape(images, shape=(n, size, sc // size, h, w)), axes=(1, 0, 2, 3, 4))
+def _fold_into_batch(images: Value) -> Value:
+    """(S, C, H, W, N) -> (C, H, W, S*N): the examples become more images."""
+    s, c, h, w, n = images.shape
+    return F.reshape(F.transpose(images, axes=(1, 2, 3, 0, 4)), shape=(c, h, w, s * n))
 
 
-def _kernels_into_groups(kernels: Value) -> Value:
-    s, o, c, kh, kw = kernels.shape
-    return F.reshape(kernels, shape=(s * o, c, kh, kw))
+def _unfold_from_batch(images: Value, size: int) -> Value:
+    c, h, w, sn = images.shape
+    return F.transpose(F.reshape(images, shape=(c, h, w, size, sn // size)), axes=(3, 0, 1, 2, 4))
 
 
 def _batch_images_op(op_name: str) -> Callable[..., Value]:
@@ -167,11 +177,10 @@ def _batch_images_op(op_name: str) -> Callable[..., Value]:
         images, kernels = operands
         apply = getattr(F, op_name)
         if not batched[1]:  # the examples are more images for one kernel: fold S into N
-            folded = F.reshape(images, shape=(size * logical[0].shape[0],) + logical[0].shape[1:])
-            return F.reshape(apply(folded, kernels, **attrs), shape=(size,) + out_type.shape)
-        images = _images_into_groups(_with_batch(images, batched[0], logical[0], size))
+            return _unfold_from_batch(apply(_fold_into_batch(images), kernels, **attrs), size)
+        images = _into_groups(_with_batch(images, batched[0], logical[0], size))
         grouped = dict(attrs, groups=attrs["groups"] * size)
-        return _images_out_of_groups(apply(images, _kernels_into_groups(kernels), **grouped), size)
+        return F.reshape(apply(images, _into_groups(kernels), **grouped), shape=(size,) + out_type.shape)
 
     return batch
 
@@ -179,7 +188,7 @@ def _batch_images_op(op_name: str) -> Callable[..., Value]:
 def _batch_weight_grad(
     operands: list[Value], batched: list[bool], logical: list[TensorType], out_type: TensorType, attrs: Attrs, size: int
 ) -> Value:
-    x, g = (_images_into_groups(_with_batch(v, b, t, size)) for v, b, t in zip(operands, batched, logical))
+    x, g = (_into_groups(_with_batch(v, b, t, size)) for v, b, t in zip(operands, batched, logical))
     dw = F.conv2d_weight_grad(x, g, **dict(attrs, groups=attrs["groups"] * size))
     return F.reshape(dw, shape=(size,) + out_type.shape)
 

@@ -1,4 +1,4 @@
-"""Max pooling primitives (NCHW images): ``max_pool2d`` and the two adjoints of picking a maximum.
+"""Max pooling primitives on batch-last images (C, H, W, N), as the convolutions of ``chainrule.ir.conv``: ``max_pool2d`` and the two adjoints of picking a maximum.
 
 - ``max_pool2d(x)``: the maximum over each window (padding counts as -inf);
 - ``max_pool2d_scatter(keys, g)``: ``g`` sent to the position of each window's maximum of
@@ -9,7 +9,12 @@
 Where a window's maximum is tied, the first position in row-major window order takes it all, as
 in PyTorch. The choice of position is piecewise constant in ``keys``, so no derivative flows to
 ``keys`` through the two adjoints; they are linear in their second operand and each other's VJP,
-so derivatives of any order stay these ops. The NumPy computations are in ``conv_kernels``.
+so derivatives of any order stay these ops.
+
+The scatter finds each window's maximum again from ``keys`` (the pooled images) instead of taking
+it from the forward pass: in NumPy the forward's maxima are KH x KW ``np.maximum`` passes, and
+recording where each came from would cost the forward a comparison and a masked copy per offset,
+which is what the scatter spends on finding them. The NumPy computations are in ``conv_kernels``.
 """
 
 from __future__ import annotations
@@ -30,16 +35,18 @@ _GEOMETRY = "{kernel}, {stride}, {padding}, {dilation}"
 
 def _pooled_type(op_name: str, x: TensorType, attrs: Attrs) -> TensorType:
     if x.ndim != 4 or not x.is_float:
-        raise ShapeError(f"{op_name} takes floating-point NCHW images, got {x.dtype} of shape {list(x.shape)}")
+        raise ShapeError(
+            f"{op_name} takes floating-point batch-last (C, H, W, N) images, got {x.dtype} of shape {list(x.shape)}"
+        )
     out = tuple(
         conv_kernels.out_size(
-            x.shape[2 + a], attrs["kernel"][a], attrs["stride"][a], attrs["padding"][a], attrs["dilation"][a]
+            x.shape[1 + a], attrs["kernel"][a], attrs["stride"][a], attrs["padding"][a], attrs["dilation"][a]
         )
         for a in (0, 1)
     )
     if min(out) < 1:
-        raise ShapeError(f"{op_name}: a {x.shape[2]}x{x.shape[3]} image is smaller than the {attrs['kernel']} window")
-    return TensorType(x.shape[:2] + out, x.dtype)
+        raise ShapeError(f"{op_name}: a {x.shape[1]}x{x.shape[2]} image is smaller than the {attrs['kernel']} window")
+    return TensorType(x.shape[:1] + out + x.shape[3:], x.dtype)
 
 
 def _infer_max_pool(types: list[TensorType], attrs: Attrs) -> TensorType:
@@ -78,7 +85,7 @@ def _second_linear(op_name: str) -> Callable[..., Value]:
 
 
 def _batch_folded(op_name: str) -> Callable[..., Value]:
-    """A batch axis S folds into the images' batch N: (S, N, C, H, W) -> (S*N, C, H, W)."""
+    """A batch axis S folds into the channels, which pool independently: (S, C, H, W, N) -> (S*C, H, W, N)."""
 
     def batch(
         operands: list[Value],

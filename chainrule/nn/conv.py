@@ -6,6 +6,13 @@ matmul) or ``max_pool2d`` (``chainrule.ir.pool``: elementwise maxima of KH x KW 
 its gradient one scatter to each window's maximum). An average pool is a depthwise ``conv2d``
 with a constant kernel. Python loops run over the KH x KW kernel offsets, never over pixels.
 
+The layers take and give NCHW images, as PyTorch's; the primitives work on batch-last
+(C, H, W, N) images, so each layer is ``transpose -> primitive -> transpose`` (a convolution's bias
+is added before the second transpose). Between two layers the transposes meet, an elementwise
+activation between them moves across (the simplify pass's ``transpose_through_elementwise``), and
+they cancel: a traced network of convolutions, pools and activations transposes its images once
+on the way in and once on the way out, in the forward pass and in the backward pass.
+
     >>> import numpy as np
     >>> from chainrule import nn
     >>> conv = nn.Conv2D(3, 8, kernel_size=3, padding=1)
@@ -62,15 +69,52 @@ class _Windows:
         return f"kernel_size={self.kernel}, stride={self.stride}, padding={self.padding}, dilation={self.dilation}"
 
 
+TO_BATCH_LAST, TO_NCHW = (1, 2, 3, 0), (3, 0, 1, 2)
+
+
+def _batch_last(x):
+    """NCHW -> (C, H, W, N): a transpose node when traced, a contiguous copy of an array."""
+    if isinstance(x, Tracer):
+        return operation("transpose", x, axes=TO_BATCH_LAST)
+    return np.ascontiguousarray(np.transpose(x, TO_BATCH_LAST))
+
+
+def _nchw(y):
+    if isinstance(y, Tracer):
+        return operation("transpose", y, axes=TO_NCHW)
+    return np.ascontiguousarray(np.transpose(y, TO_NCHW))
+
+
+def _checked(op_name: str, shapes: list[tuple], dtypes: list, geometry: dict) -> None:
+    """The primitive's shape checks on NCHW operands, its message naming their NCHW shapes."""
+    if any(len(shape) != 4 for shape in shapes):
+        raise ShapeError(
+            f"{op_name} takes NCHW images (and OIHW kernels), got shapes {', '.join(str(list(s)) for s in shapes)}",
+            user_line(),
+        )
+    types = [TensorType(tuple(np.take(shapes[0], TO_BATCH_LAST)), np.dtype(dtypes[0]).name)]
+    types += [TensorType(tuple(shape), np.dtype(dtype).name) for shape, dtype in zip(shapes[1:], dtypes[1:])]
+    try:
+        OPS[op_name].infer(types, geometry)
+    except ShapeError as error:
+        described = " and kernels ".join(str(list(shape)) for shape in shapes)
+        raise ShapeError(f"{op_name} of NCHW images {described}: {error.bare_message}", user_line()) from None
+
+
 def conv2d(x, kernel, *, stride=1, padding=0, dilation=1, groups: int = 1):
     """The 2-D cross-correlation of NCHW images ``x`` with OIHW kernels (O, C/groups, KH, KW), as
-    ``torch.nn.functional.conv2d`` without the bias: one ``conv2d`` node on traced values (im2col
-    and one GEMM, see ``chainrule.ir.conv``), its NumPy computation on arrays. Operands of two
-    dtypes meet in their common one.
+    ``torch.nn.functional.conv2d`` without the bias: on traced values one ``conv2d`` node between
+    two transposes (im2col and one GEMM on batch-last images, see ``chainrule.ir.conv``), on arrays
+    its NumPy computation. Operands of two dtypes meet in their common one.
 
     >>> conv2d(np.ones((1, 1, 4, 4)), np.ones((2, 1, 3, 3)), padding=1)[0, 0, 0]
     array([4., 6., 6., 4.])
     """
+    return _nchw(_conv2d_batch_last(x, kernel, stride, padding, dilation, groups))
+
+
+def _conv2d_batch_last(x, kernel, stride, padding, dilation, groups):
+    """conv2d of NCHW images ``x``, its result batch-last (O, Ho, Wo, N)."""
     windows = _Windows(np.shape(kernel)[2:] if np.ndim(kernel) == 4 else 1, stride, padding, dilation)
     if not isinstance(groups, (int, np.integer)) or groups < 1:
         raise ArgumentError(f"groups must be a positive int, got {groups!r}")
@@ -83,24 +127,23 @@ def conv2d(x, kernel, *, stride=1, padding=0, dilation=1, groups: int = 1):
         "dilation": windows.dilation,
         "groups": int(groups),
     }
+    _checked("conv2d", [tuple(np.shape(x)), tuple(np.shape(kernel))], [x.dtype, kernel.dtype], geometry)
     if isinstance(x, Tracer) or isinstance(kernel, Tracer):
-        return operation("conv2d", x, kernel, **geometry)
-    try:  # the primitive's shape checks, eagerly too
-        OPS["conv2d"].infer([TensorType(v.shape, v.dtype.name) for v in (x, kernel)], geometry)
-    except ShapeError as error:
-        raise error.at(user_line()) from None
-    return conv_kernels.conv2d(x, kernel, **geometry)
+        return operation("conv2d", _batch_last(x), kernel, **geometry)
+    return conv_kernels.conv2d(_batch_last(x), kernel, **geometry)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
     """The maximum over each window of NCHW images (padding counts as -inf), as
-    ``torch.nn.functional.max_pool2d``: one ``max_pool2d`` node on traced values (see
-    ``chainrule.ir.pool``), its NumPy computation on arrays."""
+    ``torch.nn.functional.max_pool2d``: on traced values one ``max_pool2d`` node between two
+    transposes (see ``chainrule.ir.pool``), on arrays its NumPy computation."""
     windows = _Windows(kernel_size, kernel_size if stride is None else stride, padding, dilation)
     geometry = {name: getattr(windows, name) for name in ("kernel", "stride", "padding", "dilation")}
+    x = x if isinstance(x, Tracer) else np.asarray(x)
+    _checked("max_pool2d", [tuple(np.shape(x))], [x.dtype], geometry)
     if isinstance(x, Tracer):
-        return operation("max_pool2d", x, **geometry)
-    return conv_kernels.max_pool2d(np.asarray(x), **geometry)
+        return _nchw(operation("max_pool2d", _batch_last(x), **geometry))
+    return _nchw(conv_kernels.max_pool2d(_batch_last(x), **geometry))
 
 
 class Conv2D(Layer):
@@ -155,12 +198,11 @@ class Conv2D(Layer):
                 f"{self!r} takes {self.in_channels} input channels, got inputs of shape {shape}", user_line()
             )
         check_keys(self, params, ("W", "b") if self.use_bias else ("W",))
-        y = conv2d(
-            x, params["W"], stride=self.windows.stride, padding=self.windows.padding, dilation=self.windows.dilation
-        )
-        if self.use_bias:
-            y = y + np.reshape(params["b"], (1, self.out_channels, 1, 1))
-        return y, state
+        windows = self.windows
+        y = _conv2d_batch_last(x, params["W"], windows.stride, windows.padding, windows.dilation, 1)
+        if self.use_bias:  # added batch-last, so the transpose after it meets the next layer's
+            y = y + np.reshape(params["b"], (self.out_channels, 1, 1, 1))
+        return _nchw(y), state
 
     def __repr__(self) -> str:
         return f"Conv2D({self.in_channels}, {self.out_channels}, {self.windows.describe()})"
