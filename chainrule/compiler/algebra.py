@@ -10,7 +10,21 @@ from chainrule.ir import OPS
 from chainrule.ir.rewrite import RuleSet
 
 ALGEBRA = RuleSet("algebra")
-_ELEMENTWISE = sorted(name for name, op in OPS.items() if op.is_elementwise)
+
+
+def _float_elementwise(name: str) -> bool:
+    """An elementwise op of one or two float operands and no parameters (probed on NumPy)."""
+    op = OPS[name]
+    if not op.is_elementwise or op.arity not in (1, 2):
+        return False
+    try:
+        with np.errstate(all="ignore"):
+            return np.asarray(op.eager(*[np.ones(1)] * op.arity)).dtype.kind == "f"
+    except (TypeError, ValueError, KeyError):
+        return False
+
+
+_FLOAT_ELEMENTWISE = sorted(filter(_float_elementwise, OPS))
 
 
 @ALGEBRA.rule("neg", any_operand=["neg", "mul"])
@@ -140,7 +154,7 @@ def div_undoing_mul(g, node, args):
     return None
 
 
-@ALGEBRA.rule(*_ELEMENTWISE, any_operand=["broadcast_to", "reshape"])
+@ALGEBRA.rule(*_FLOAT_ELEMENTWISE, any_operand=["broadcast_to", "reshape"])
 def elementwise_of_broadcasts(g, node, args):
     """op(broadcast_to(a), broadcast_to(b)) -> broadcast_to(op(a, b)) when no operand has the full
     shape (exact: the op runs on the distinct values only). A reshape of a one-element value is a
