@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import chainrule as cr
-from chainrule.transforms import higher_order
+from chainrule.transforms import recent_functions
 from chainrule.transforms.reuse import RECENT_ENTRIES
 
 FUZZ_EXAMPLES = 30
@@ -129,7 +129,7 @@ def test_compiled_and_dropped_programs_leave_memory_flat(monkeypatch):
     Now at most ``RECENT_FUNCTIONS`` stay: programs past that bound are freed, and memory traced
     over many programs compiled (value_and_grad, jvp, hvp) and dropped stays flat. (LLVM modules
     compiled and dropped: tests/test_memory.py.)"""
-    monkeypatch.setattr(higher_order, "RECENT_FUNCTIONS", 4)
+    monkeypatch.setattr(recent_functions, "RECENT_FUNCTIONS", 4)
     point = (np.full((2, 3), 0.3), np.full((3, 3), 0.2))
     alive = []
 
@@ -152,5 +152,5 @@ def test_compiled_and_dropped_programs_leave_memory_flat(monkeypatch):
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert sum(ref() is not None for ref in alive) <= higher_order.RECENT_FUNCTIONS + RECENT_ENTRIES
+    assert sum(ref() is not None for ref in alive) <= recent_functions.RECENT_FUNCTIONS + RECENT_ENTRIES
     assert grown < 4 * 2**20, f"14 programs compiled and dropped kept {grown / 2**20:.1f} MB"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pytest
 from fuzz_programs import Instruction, Program
 from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st

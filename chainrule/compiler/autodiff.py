@@ -28,7 +28,7 @@ from chainrule.ir.builder import unbroadcast
 from chainrule.ir.control import tape_loops
 from chainrule.ir.custom import inline_consumed
 from chainrule.ir.ops import cancels_itself
-from chainrule.ir.structural_zeros import FINITE_DERIVATIVE, StructuralZeros, structural_zeros
+from chainrule.ir.structural_zeros import StructuralZeros, needs_guard, structural_zeros
 
 
 def reverse(
@@ -137,7 +137,7 @@ def _propagate(
     elementwise = op.kind == "elementwise"
     if (elementwise and cancels_itself(node.op, args)) or node_id in zeros.vanishing:
         return  # x - x, x / x, x * (x - x): no gradient flows (see ir.ops.SELF_CANCELLING)
-    guarded = elementwise and node.op not in FINITE_DERIVATIVE
+    guarded = bool(zeros.partial) and elementwise and needs_guard(node)
     if elementwise:
         operand_types = tuple([nodes[a].type for a in args])
     with joint.attribution(node.loc, origin=node_id):

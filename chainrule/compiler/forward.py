@@ -28,7 +28,7 @@ from chainrule.ir import OPS, F, Graph, Value
 from chainrule.ir.builder import apply
 from chainrule.ir.custom import inline_consumed
 from chainrule.ir.ops import LINEAR, MULTILINEAR, cancels_itself
-from chainrule.ir.structural_zeros import FINITE_DERIVATIVE, structural_zeros
+from chainrule.ir.structural_zeros import needs_guard, structural_zeros
 
 
 def forward(
@@ -66,18 +66,12 @@ def forward(
         operand_tangents = [tangents.get(mapping[a]) for a in node.args]
         if not any(t is not None for t in operand_tangents) or not jvp.type(result).is_float:
             continue
+        operands = [Value(jvp, mapping[a]) for a in node.args]
         with jvp.attribution(node.loc, origin=result):
-            tangent = _tangent(
-                jvp,
-                node.op,
-                [Value(jvp, mapping[a]) for a in node.args],
-                Value(jvp, result),
-                node.params,
-                operand_tangents,
-            )
+            tangent = _tangent(jvp, node.op, operands, Value(jvp, result), node.params, operand_tangents)
         if tangent is None:
             continue
-        if node_id in zeros.partial and OPS[node.op].is_elementwise and node.op not in FINITE_DERIVATIVE:
+        if node_id in zeros.partial and needs_guard(node):
             tangent = _zero_where(tangent, zeros.partial[node_id])  # 0 / (2 sqrt(0)) at a constant 0
         record = jvp[tangent.id]
         if record.name is None and node.name and record.op not in ("input", "const", "zeros"):

@@ -30,7 +30,7 @@ from chainrule.ir.ops import OPS, cancels_itself
 # Self-cancelling ops whose value at equal operands is 0 (x / x is 1, arctan2(x, x) is ±π/4).
 _ZERO_WHEN_CANCELLED = frozenset({"sub", "fmod", "mod"})
 # Ops whose derivative is finite wherever their operands are: no guard needed after them.
-FINITE_DERIVATIVE = frozenset({"add", "sub", "mul", "neg", "cast", "where"})
+_FINITE_DERIVATIVE = frozenset({"add", "sub", "mul", "neg", "cast", "where"})
 
 
 @dataclass
@@ -119,6 +119,27 @@ def _structural_mask(graph: Graph, name: str, args: tuple[int, ...], masks: list
     if name == "index_update" and params.get("mode") != "set":
         return None
     return np.asarray(OPS[name].eager(*operands, **params), dtype=bool)
+
+
+def needs_guard(node: Node) -> bool:
+    """Whether the derivative of this elementwise node may be infinite or NaN at a structural zero
+    of an operand: a unary op whose difference quotient at 0 is huge (sqrt, cbrt, log), any binary op
+    but the arithmetic ones (hypot and arctan2 at (0, 0) are 0 / 0)."""
+    return OPS[node.op].is_elementwise and node.op not in _FINITE_DERIVATIVE and _steep_at_zero(node.op, node.attrs)
+
+
+@functools.cache
+def _steep_at_zero(name: str, attrs: tuple) -> bool:
+    if OPS[name].arity != 1:
+        return True
+    points = np.array([1e-200, -1e-200, 0.0])
+    with np.errstate(all="ignore"):
+        try:
+            values = np.asarray(OPS[name].eager(points, **dict(attrs)), dtype=float)
+            quotient = (values[:2] - values[2]) / points[:2]
+        except Exception:  # an op NumPy cannot run on floats: guard, to be safe
+            return True
+    return not bool(np.all(np.isfinite(quotient) & (np.abs(quotient) < 1e6)))
 
 
 @functools.cache

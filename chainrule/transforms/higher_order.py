@@ -15,9 +15,7 @@ n <= m), and counts them in ``.passes``.
 
 from __future__ import annotations
 
-import collections
 import functools
-import threading
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -38,6 +36,7 @@ from chainrule.ir import Graph, TensorType
 from chainrule.transforms.arguments import aux_part, static_positions, value_part
 from chainrule.transforms.compiled import Compiled, jit
 from chainrule.transforms.options import checked_options
+from chainrule.transforms.recent_functions import RecentFunctions
 from chainrule.transforms.reuse import FunctionEntry, function_entry
 from chainrule.transforms.specialization import Specialization, check_scalar_output, compile_kernel
 
@@ -221,33 +220,17 @@ def _gradients_only(joint: Graph, count: int) -> Graph:
     return joint
 
 
-# Compiled transformations of the functions cr.jvp, cr.vjp and cr.hvp were last given, so that
-# calling them again with the same f compiles nothing new. Strong and bounded, not weak: what the
-# table holds (a Linearized, a jit) holds f, so a weak key would never die (a long fuzzing run grew
-# by 1.5 MB per function). A function made again finds its kernels through its entry (reuse.py).
-RECENT_FUNCTIONS = 32
-_LOCK = threading.Lock()
-_LINEARIZED: collections.OrderedDict[Callable[..., Any], dict[tuple[Any, ...], Linearized]] = collections.OrderedDict()
-_FORWARD: collections.OrderedDict[Callable[..., Any], dict[tuple[int, ...], Compiled]] = collections.OrderedDict()
-
-
-def _recent(table: collections.OrderedDict, fn: Callable[..., Any]) -> dict:
-    """``fn``'s dict in ``table``, made the most recent; the least recent beyond the bound go."""
-    with _LOCK:
-        per_function = table.get(fn)
-        if per_function is None:
-            per_function = table[fn] = {}
-        table.move_to_end(fn)
-        while len(table) > RECENT_FUNCTIONS:
-            table.popitem(last=False)
-        return per_function
+# Compiled transformations of the functions cr.jvp and cr.vjp were last given (bounded, see
+# recent_functions.py): f -> {(transform, argnums, backend, static): Linearized}.
+_LINEARIZED = RecentFunctions()
+_FORWARD = RecentFunctions()  # f -> {static: jit(f)}
 
 
 def _linearized(
     fn: Callable[..., Any], transform: str, argnums: tuple[int, ...], backend: str, static: tuple[int, ...] = ()
 ) -> Linearized:
     try:
-        per_function = _recent(_LINEARIZED, fn)
+        per_function = _LINEARIZED.of(fn)
     except TypeError:  # fn cannot be hashed: compile it afresh
         return Linearized(fn, transform, argnums, backend=backend, static_argnums=static)
     key = (transform, argnums, backend, static)
@@ -466,7 +449,7 @@ def _with_static_nones(cotangents: Any, static: tuple[int, ...]) -> tuple[Any, .
 def _forward_of(fn: Callable[..., Any], static: tuple[int, ...] = ()) -> Compiled:
     """``jit(fn, static_argnums=static)``, compiled once per function."""
     try:
-        per_function = _recent(_FORWARD, fn)
+        per_function = _FORWARD.of(fn)
     except TypeError:  # fn cannot be hashed
         return jit(fn, static_argnums=static)
     if static not in per_function:
