@@ -342,13 +342,15 @@ def test_a_replacement_is_simplified_in_the_same_walk():
 
 def _operand_pool(graph: Graph) -> list[int]:
     """Operands of many kinds, as the rules' patterns see them: inputs, constants (0, 1, -1, powers of
-    two, others), zeros, negations, products with a constant, exp(-x), 1 + exp(-x), -sigmoid(x), a mask."""
+    two, others), zeros, negations, products with a constant, exp(-x), 1 + exp(-x), -sigmoid(x), a mask,
+    a broadcast scalar."""
     f64 = TensorType((3,), "float64")
     x, y = graph.add_input(f64, "x"), graph.add_input(f64, "y")
     constants = [graph.const(np.full((3,), c)) for c in (0.0, 1.0, -1.0, 2.0, 0.5, 3.0)]
     scalars = [graph.const(c) for c in (0.0, 1.0, -1.0, 2.0, 3.0)]
     exp_neg = graph.add("exp", (graph.add("neg", (x,)),))
     mask = graph.add("cast", (graph.add("gt", (x, y)),), {"dtype": "float64"})
+    scalar = graph.add_input(TensorType((), "float64"), "s")
     return [
         x,
         y,
@@ -364,6 +366,7 @@ def _operand_pool(graph: Graph) -> list[int]:
         graph.add("sigmoid", (x,)),
         graph.add("neg", (graph.add("sigmoid", (x,)),)),
         mask,
+        graph.add("broadcast_to", (scalar,), {"shape": (3,)}),
     ]
 
 

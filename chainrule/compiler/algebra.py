@@ -12,6 +12,21 @@ from chainrule.ir.rewrite import RuleSet
 ALGEBRA = RuleSet("algebra")
 
 
+def _float_elementwise(name: str) -> bool:
+    """An elementwise op of one or two float operands and no parameters (probed on NumPy)."""
+    op = OPS[name]
+    if not op.is_elementwise or op.arity not in (1, 2):
+        return False
+    try:
+        with np.errstate(all="ignore"):
+            return np.asarray(op.eager(*[np.ones(1)] * op.arity)).dtype.kind == "f"
+    except (TypeError, ValueError, KeyError):
+        return False
+
+
+_FLOAT_ELEMENTWISE = sorted(filter(_float_elementwise, OPS))
+
+
 @ALGEBRA.rule("neg", any_operand=["neg", "mul"])
 def neg_of_neg(g, node, args):
     inner = g[args[0]]
@@ -124,6 +139,40 @@ def sigmoid_by_hand(g, node, args):
             z = g[g[exponential].args[0]].args[0]
             return patterns.fit(g, g.add("sigmoid", (z,)), node.type)
     return None
+
+
+@ALGEBRA.rule("div", any_operand=["mul"], kind="rounding")
+def div_undoing_mul(g, node, args):
+    """(c * x) / c -> x for a one-element constant c (the mean of a broadcast: its sum is n * x)."""
+    product, divisor = args
+    c = patterns.scalar_value(g, divisor)
+    if c is None or c == 0 or not np.isfinite(c) or patterns.op_of(g, product) != "mul":
+        return None
+    for factor, x in (g[product].args, reversed(g[product].args)):
+        if patterns.scalar_value(g, factor) == c:
+            return patterns.fit(g, x, node.type)
+    return None
+
+
+@ALGEBRA.rule(*_FLOAT_ELEMENTWISE, any_operand=["broadcast_to", "reshape"])
+def elementwise_of_broadcasts(g, node, args):
+    """op(broadcast_to(a), broadcast_to(b)) -> broadcast_to(op(a, b)) when no operand has the full
+    shape (exact: the op runs on the distinct values only). A reshape of a one-element value is a
+    broadcast of it too. So ``x - mean(x)`` of a broadcast constant becomes a broadcast ``s - s``,
+    through which no derivative flows (``ir.ops.SELF_CANCELLING``): std of a constant, not NaN."""
+    sources, changed = [], False
+    for arg in args:
+        operand = g[arg]
+        if operand.op == "broadcast_to" or (operand.op == "reshape" and g.type(operand.args[0]).size == 1):
+            source = operand.args[0]
+            source = g.add("reshape", (source,), {"shape": ()}) if operand.op == "reshape" else source
+            sources.append(source)
+            changed = True
+        else:
+            sources.append(arg)
+    if not changed or np.broadcast_shapes(*(g.type(a).shape for a in sources)) == node.type.shape:
+        return None
+    return patterns.fit(g, g.add(node.op, tuple(sources), node.params), node.type)
 
 
 @ALGEBRA.rule("pow", any_operand=patterns.CONSTANTS)

@@ -28,6 +28,7 @@ from chainrule.ir.builder import unbroadcast
 from chainrule.ir.control import tape_loops
 from chainrule.ir.custom import inline_consumed
 from chainrule.ir.ops import cancels_itself
+from chainrule.ir.structural_zeros import StructuralZeros, needs_guard, structural_zeros
 
 
 def reverse(
@@ -62,6 +63,7 @@ def _backward(
 ) -> list[int]:
     """Build the backward pass into ``joint``; the ids of the gradients of the ``wrt`` inputs."""
     active = _active_nodes(joint, [joint.inputs[i] for i in wrt], forward_size)
+    zeros = structural_zeros(joint, forward_size)  # elements constant at 0 (x - x, unwritten np.zeros)
     cotangents: dict[int, list[int]] = {}
     for position, out in enumerate(outputs):
         if cotangent_inputs:
@@ -82,7 +84,7 @@ def _backward(
         if node.op == "input":
             cotangents[node_id] = [cotangent]  # kept for the result
             continue
-        _propagate(joint, node_id, cotangent, active, cotangents)
+        _propagate(joint, node_id, cotangent, active, cotangents, zeros)
 
     gradients = []
     for position in wrt:
@@ -125,14 +127,17 @@ def _name_cotangent(joint: Graph, cotangent: int, name: str) -> None:
         joint.name_node(cotangent, f"d{name}")
 
 
-def _propagate(joint: Graph, node_id: int, cotangent: int, active: bytearray, cotangents: dict) -> None:
+def _propagate(
+    joint: Graph, node_id: int, cotangent: int, active: bytearray, cotangents: dict, zeros: StructuralZeros
+) -> None:
     nodes = joint.nodes
     node = nodes[node_id]
     op = OPS[node.op]
     args = node.args
     elementwise = op.kind == "elementwise"
-    if elementwise and cancels_itself(node.op, args):
-        return  # x - x, x / x: no gradient flows (see ir.ops.SELF_CANCELLING)
+    if (elementwise and cancels_itself(node.op, args)) or node_id in zeros.vanishing:
+        return  # x - x, x / x, x * (x - x): no gradient flows (see ir.ops.SELF_CANCELLING)
+    guarded = bool(zeros.partial) and elementwise and needs_guard(node)
     if elementwise:
         operand_types = tuple([nodes[a].type for a in args])
     with joint.attribution(node.loc, origin=node_id):
@@ -156,6 +161,10 @@ def _propagate(joint: Graph, node_id: int, cotangent: int, active: bytearray, co
                     dict(node.attrs),
                 )
                 contribution = None if result is None else result.id
+            if contribution is not None and guarded and operand in zeros.partial:
+                # sqrt'(0) * 0 at an element constant at 0: the operand's derivative there is 0
+                mask = joint.const(zeros.partial[operand])
+                contribution = joint.add("where", (mask, joint.zeros(nodes[operand].type), contribution))
             if contribution is not None:
                 cotangents.setdefault(operand, []).append(contribution)
 

@@ -28,6 +28,7 @@ from chainrule.ir import OPS, F, Graph, Value
 from chainrule.ir.builder import apply
 from chainrule.ir.custom import inline_consumed
 from chainrule.ir.ops import LINEAR, MULTILINEAR, cancels_itself
+from chainrule.ir.structural_zeros import needs_guard, structural_zeros
 
 
 def forward(
@@ -56,25 +57,22 @@ def forward(
     jvp.transplant(primal, (i for i in range(len(primal)) if primal[i].op != "input"), mapping)
     jvp.carry_name_hints(primal, mapping)
 
+    zeros = structural_zeros(primal)  # elements constant at 0 (x - x, unwritten np.zeros): no tangent
     for node_id in range(len(primal)):
         node = primal[node_id]
         result = mapping[node_id]
-        if node.op == "input" or result in tangents:  # a hash-consed duplicate already has its tangent
-            continue
+        if node.op == "input" or result in tangents or node_id in zeros.vanishing:
+            continue  # (a hash-consed duplicate already has its tangent)
         operand_tangents = [tangents.get(mapping[a]) for a in node.args]
         if not any(t is not None for t in operand_tangents) or not jvp.type(result).is_float:
             continue
+        operands = [Value(jvp, mapping[a]) for a in node.args]
         with jvp.attribution(node.loc, origin=result):
-            tangent = _tangent(
-                jvp,
-                node.op,
-                [Value(jvp, mapping[a]) for a in node.args],
-                Value(jvp, result),
-                node.params,
-                operand_tangents,
-            )
+            tangent = _tangent(jvp, node.op, operands, Value(jvp, result), node.params, operand_tangents)
         if tangent is None:
             continue
+        if node_id in zeros.partial and needs_guard(node):
+            tangent = _zero_where(tangent, zeros.partial[node_id])  # 0 / (2 sqrt(0)) at a constant 0
         record = jvp[tangent.id]
         if record.name is None and node.name and record.op not in ("input", "const", "zeros"):
             record.name = f"t{node.name}"
@@ -136,6 +134,13 @@ def _elementwise_tangent(op, operands, output, attrs, tangents) -> Value | None:
         if term is not None:
             tangent = term if tangent is None else tangent + term
     return tangent
+
+
+def _zero_where(tangent: Value, mask) -> Value:
+    """``tangent`` with its elements at ``mask`` (structural zeros: constants) set to 0."""
+    graph = tangent.graph
+    zero = Value(graph, graph.zeros(tangent.type))
+    return F.where(Value(graph, graph.const(mask)), zero, tangent)
 
 
 def _tangents_or_zeros(graph: Graph, operands: list[Value], tangents: list[Value | None]) -> list[Value]:

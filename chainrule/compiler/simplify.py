@@ -11,13 +11,16 @@ Which identities, and why these:
   ``x**0.5 -> sqrt(x)``, ``x**-1 -> 1/x``, transpose of transpose, reshape of
   reshape, broadcast of broadcast, shape ops of a symbolic zero,
   ``where(c, x, x) -> x``, a lossless round-trip cast, multiplication by a
-  (broadcast) constant one.
+  (broadcast) constant one, an elementwise op of broadcasts (none of full
+  shape) as a broadcast of the op on the distinct values.
 - **``x * 0 -> 0`` and ``x - x -> 0`` only when x is never inf or NaN** (a
   mask, an integer, a finite constant): for a float that may be inf or NaN
   they are wrong (``inf * 0`` is NaN), which is why compilers only do them
   under fast-math. NaN checking must see what the program computes.
 - **Rounding-level ones**: the sum of a broadcast becomes a multiplication by
-  the count (n copies summed differ from n*x by rounding only), and
+  the count (n copies summed differ from n*x by rounding only), ``(c * x) / c
+  -> x`` (so the mean of a broadcast is its value, and std of a broadcast
+  constant is a ``s - s`` with no derivative, not ``sqrt'(0) * 0``), and
   ``1 / (1 + exp(-z))`` is recognized as ``sigmoid(z)``.
 - **Stability rewrites** change results only where the original overflows or
   underflows to a wrong inf/NaN: ``log(exp(x)) -> x``, ``log(sigmoid(z)) ->

@@ -36,6 +36,7 @@ from chainrule.ir import Graph, TensorType
 from chainrule.transforms.arguments import aux_part, static_positions, value_part
 from chainrule.transforms.compiled import Compiled, jit
 from chainrule.transforms.options import checked_options
+from chainrule.transforms.recent_functions import RecentFunctions
 from chainrule.transforms.reuse import FunctionEntry, function_entry
 from chainrule.transforms.specialization import Specialization, check_scalar_output, compile_kernel
 
@@ -219,19 +220,18 @@ def _gradients_only(joint: Graph, count: int) -> Graph:
     return joint
 
 
-# Compiled transformations of a function, so that calling cr.jvp(f, ...) or cr.vjp(f, ...) again
-# with the same f compiles nothing new: f -> {(transform, argnums, backend, static): Linearized}.
-_LINEARIZED: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[Any, ...], Linearized]] = (
-    weakref.WeakKeyDictionary()
-)
+# Compiled transformations of the functions cr.jvp and cr.vjp were last given (bounded, see
+# recent_functions.py): f -> {(transform, argnums, backend, static): Linearized}.
+_LINEARIZED = RecentFunctions()
+_FORWARD = RecentFunctions()  # f -> {static: jit(f)}
 
 
 def _linearized(
     fn: Callable[..., Any], transform: str, argnums: tuple[int, ...], backend: str, static: tuple[int, ...] = ()
 ) -> Linearized:
     try:
-        per_function = _LINEARIZED.setdefault(fn, {})
-    except TypeError:  # fn cannot be weakly referenced: compile it afresh
+        per_function = _LINEARIZED.of(fn)
+    except TypeError:  # fn cannot be hashed: compile it afresh
         return Linearized(fn, transform, argnums, backend=backend, static_argnums=static)
     key = (transform, argnums, backend, static)
     if key not in per_function:
@@ -446,14 +446,11 @@ def _with_static_nones(cotangents: Any, static: tuple[int, ...]) -> tuple[Any, .
     return tuple(None if i in static else next(found) for i in range(count))
 
 
-_FORWARD: weakref.WeakKeyDictionary[Callable[..., Any], dict[tuple[int, ...], Compiled]] = weakref.WeakKeyDictionary()
-
-
 def _forward_of(fn: Callable[..., Any], static: tuple[int, ...] = ()) -> Compiled:
     """``jit(fn, static_argnums=static)``, compiled once per function."""
     try:
-        per_function = _FORWARD.setdefault(fn, {})
-    except TypeError:  # fn cannot be weakly referenced
+        per_function = _FORWARD.of(fn)
+    except TypeError:  # fn cannot be hashed
         return jit(fn, static_argnums=static)
     if static not in per_function:
         per_function[static] = jit(fn, static_argnums=static)
