@@ -199,6 +199,27 @@ def test_an_equal_object_is_another_key_and_the_entry_goes_with_the_object():
     assert entry() is None
 
 
+def test_objects_in_a_list_attribute_are_keyed_like_the_object():
+    class Layer:
+        def __init__(self, scale):
+            self.scale = scale
+
+    class Stack:
+        def __init__(self):
+            self.layers = [Layer(1.0), Layer(2.0)]
+
+        def loss(self, w):
+            for layer in self.layers:
+                w = layer.scale * w
+            return np.sum(w**2)
+
+    model = Stack()
+    assert function_key(model.loss) == function_key(model.loss) is not None
+    np.testing.assert_allclose(cr.grad(model.loss)(W), 8.0 * W, rtol=1e-12)
+    model.layers[1].scale = 3.0
+    np.testing.assert_allclose(cr.grad(model.loss)(W), 18.0 * W, rtol=1e-12)
+
+
 def test_attributes_read_by_name_at_run_time_make_the_method_unkeyable():
     class ByName:
         def __init__(self):
@@ -237,6 +258,9 @@ def test_a_protocol_method_of_the_object_is_followed():
             return np.sum(self.f(w) ** 2)
 
     model = Wrapped()
+    assert function_key(model.loss) is not None  # the callable attribute is keyed as an object
     np.testing.assert_allclose(cr.grad(model.loss)(W), 8.0 * W, rtol=1e-12)
-    model.f.a = 3.0
+    before = function_key(model.loss)
+    model.f.a = 3.0  # read by its __call__, which no code names
+    assert function_key(model.loss) != before
     np.testing.assert_allclose(cr.grad(model.loss)(W), 18.0 * W, rtol=1e-12)

@@ -23,7 +23,7 @@ adds its function's key, arguments and keywords. Values are keyed as follows:
   function it passes ``self`` to) and of its class's methods, properties and protocol methods
   (``__call__``, ``__matmul__``) reads, looked up in the object's ``__dict__`` and then its
   classes, until no new name turns up; an attribute that is itself an object of a user's class
-  (``self.layer.weight``) is keyed the same way. So rebinding ``model.x``, changing it in place or
+  (``self.layer.weight``, ``self.layers[0].scale``) is keyed the same way. So rebinding ``model.x``, changing it in place or
   changing ``model.layer.scale`` gives a new key and a new trace, never a stale kernel; writing an
   attribute no code reads (a step counter) does not. An object whose attributes are not a plain
   ``__dict__`` lookup (``__getattr__``, ``__getattribute__``, ``__slots__``, a descriptor other
@@ -308,8 +308,6 @@ class _KeyBuilder:
         method, a nested object) brings no new name or object; sorted by token."""
         if not self.objects:
             return ()
-        if self.names & _DYNAMIC_ACCESS:  # getattr(self, name): which attributes is not seen here
-            raise Unkeyable
         changed = True
         while changed:
             changed = False
@@ -320,15 +318,14 @@ class _KeyBuilder:
                     if found is not _ABSENT:
                         part.items[name] = found
                     changed = True
+        if self.names & _DYNAMIC_ACCESS:  # getattr(self, name): which attributes is not seen here
+            raise Unkeyable
         return tuple(sorted((part.token, tuple(sorted(part.items.items()))) for part in self.objects.values()))
 
     def attribute_key(self, instance: Any, name: str, depth: int) -> Any:
         attributes = instance.__dict__
         if name in attributes:
-            value = attributes[name]
-            if type(value).__flags__ & _HEAP_TYPE and not isinstance(value, type) and not callable(value):
-                return self.object_token(value, depth + 1)  # self.layer.weight
-            return self.value_key(value, depth + 1)
+            return self.value_key(attributes[name], depth + 1, through_object=True)
         for cls in type(instance).__mro__[:-1]:
             if name in cls.__dict__:
                 found = cls.__dict__[name]
@@ -398,7 +395,9 @@ class _KeyBuilder:
             return _CYCLE
         return self.value_key(contents, depth + 1)
 
-    def value_key(self, value: Any, depth: int) -> Any:
+    def value_key(self, value: Any, depth: int, through_object: bool = False) -> Any:
+        """The key of ``value``; ``through_object``: an attribute of a keyed object, where an object
+        of the user's class (``self.layer``, ``self.layers[0]``) is keyed as one too."""
         self.values += 1
         if self.values > _MAX_VALUES or depth > _MAX_DEPTH:
             raise Unkeyable
@@ -414,13 +413,13 @@ class _KeyBuilder:
         if cls is np.ndarray:
             return (_ARRAY, ARRAY_TOKENS.token(value))
         if cls is tuple or cls is list:
-            return (cls, tuple(self.value_key(item, depth + 1) for item in value))
+            return (cls, tuple(self.value_key(item, depth + 1, through_object) for item in value))
         if cls is dict:
             items = []
             for name, item in value.items():
                 if type(name) not in _BY_VALUE:
                     raise Unkeyable
-                items.append((name, self.value_key(item, depth + 1)))
+                items.append((name, self.value_key(item, depth + 1, through_object)))
             return (cls, tuple(items))
         if cls is types.FunctionType and str(value.__module__).split(".")[0] in _LIBRARIES:
             return _Identity(value)
@@ -434,4 +433,6 @@ class _KeyBuilder:
             return _Identity(value)
         if isinstance(value, _BY_IDENTITY):
             return _Identity(value)
+        if through_object and cls.__flags__ & _HEAP_TYPE:
+            return self.object_token(value, depth + 1)  # self.layer.weight: keyed like self
         raise Unkeyable
