@@ -199,7 +199,8 @@ def test_dump_with_the_llvm_backend_prints_the_llvm_ir(model_file, capsys):
     assert main(["dump", f"{model_file}:loss", "--grad", "--backend", "llvm"]) == 0
     out = capsys.readouterr().out
     assert "=== generated code (llvm) ===" in out
-    assert "define void @cr_loss_value_and_grad_" in out and "_entry(ptr noalias %table, i64 %threads)" in out
+    assert "; loss_value_and_grad: the whole function" in out  # symbols are named by a hash of the code
+    assert "define void @cr_" in out and "_entry(ptr noalias %table, i64 %threads)" in out
 
 
 def test_dump_with_an_unknown_backend_lists_the_backends(model_file, capsys):

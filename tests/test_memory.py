@@ -5,6 +5,7 @@ that stays. Measured as the process's resident set (RSS) and with tracemalloc.""
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import tracemalloc
 
@@ -46,15 +47,24 @@ def test_linking_and_dropping_a_thousand_modules_keeps_memory_flat():
 def test_compiling_and_dropping_gradients_keeps_memory_flat(monkeypatch):
     monkeypatch.setattr(engine, "LIBRARIES_PER_JIT", 32)  # replaced JITs sooner: a shorter warm-up
     x = np.linspace(0.0, 1.0, 10)
+    tags = itertools.count(1)
 
     def compile_and_drop(backend):
-        def loss(v):
-            return np.sum(np.sin(v) ** 2)
+        # a closure value of its own per function: one of the same code and closure values would
+        # find the kernels of the one before (transforms/reuse.py) and compile nothing to free. An
+        # int read only for its truth leaves the program the same (a new float would be a new
+        # constant, and fill SymPy's caches of numbers, which is not what is measured here).
+        tag = next(tags)
 
-        np.testing.assert_allclose(cr.grad(loss, backend=backend)(x), np.sin(2 * x), rtol=1e-13)
+        def loss(v):
+            return np.sum(np.sin(v) ** 2) if tag else 0.0
+
+        gradient = cr.grad(loss, backend=backend)
+        np.testing.assert_allclose(gradient(x), np.sin(2 * x), rtol=1e-13)
+        assert gradient.cache_info().misses == 1  # it compiled: nothing was reused
 
     for backend in ("numpy", "llvm"):
-        for _ in range(64):
+        for _ in range(256):  # warm up: the llvm side grows ~4 MB over its first few hundred, then stays
             compile_and_drop(backend)
         gc.collect()
         before = resident_mib()

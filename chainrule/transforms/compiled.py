@@ -126,6 +126,11 @@ class Compiled:
 
     __reduce__ = portable_reduce  # the function and options travel, never a kernel
 
+    def chainrule_key_parts(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        """What decides its kernels: its function and options. ``function_key`` keys a transform
+        of a Compiled (``cr.grad(cr.jit(f))`` made again) by them."""
+        return self.fn, self._cache_options
+
     @property
     def _function_name(self) -> str:
         """The wrapped function's name, for messages (a functools.partial has none)."""

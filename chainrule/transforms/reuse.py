@@ -1,6 +1,7 @@
 """What every transform of one function shares, so the user's Python runs once per signature
 and a kernel compiles once per pipeline: ``function_entry(fn)`` finds the ``FunctionEntry`` of
-``fn``'s key (``chainrule.transforms.function_key``: its code, closure values and defaults),
+``fn``'s key (``chainrule.transforms.function_key``: its code, closure values, defaults and read
+globals; a bound method's object; a Compiled's options),
 the same for ``cr.grad(lambda w: loss(w, x))`` made again in a loop.
 
 An entry holds, per signature (``ArgsSpec`` and ``has_aux``), the traced forward graph, which
@@ -12,12 +13,14 @@ backend, the kernel; and per transform options, the specialization caches of
 Lifetime: an entry lives while a function object with its key lives (or a Compiled of one),
 and the ``RECENT_ENTRIES`` last used stay a little longer, so the function made again in the
 next iteration of a loop finds the kernels of the one just dropped. An entry whose key holds an
-array dies with the array, or when the array is changed in place (its key changes). A function
-that cannot be keyed (a callable object, a closure over an object of the user's class) has an
-entry of its own that shares no trace with other transforms: nothing stale is ever found.
+array or an object (a bound method's) dies with it, or when the array is changed in place (its
+key changes). A function that cannot be keyed (a callable object, a closure over an object of the
+user's class) has an entry of its own that shares no trace with other transforms: nothing stale
+is ever found.
 
-Global variables are not part of the key, as with ``jax.jit``: a global rebound after a
-function was traced is not seen by the transforms that reuse the trace.
+The globals a function's code reads are part of its key; what a function reads through a module
+(``config.scale``) is not, and a Compiled that exists keeps the kernels of the signatures it
+traced, as with ``jax.jit``.
 """
 
 from __future__ import annotations

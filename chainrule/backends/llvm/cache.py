@@ -2,10 +2,16 @@
 
 Where: ``$CHAINRULE_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/chainrule`` or
 ``~/.cache/chainrule``; object files live in its ``llvm/`` folder, one per
-module, named by the key: the SHA-256 of the IR text, target triple, CPU name
-and features, llvmlite and LLVM versions, the optimization pipeline and the
-attributes the engine adds, and this file format's version. Anything that changes the machine code changes the key. Past
-``MAX_ENTRIES`` files the least recently used are removed.
+module, named by the key: the SHA-256 of the IR's code (``code_text``: the text
+without its comment lines, which name the function and transform it was made
+for), target triple, CPU name and features, llvmlite and LLVM versions, the
+optimization pipeline and the attributes the engine adds, and this file
+format's version. Anything that changes the machine code changes the key; a
+comment cannot. Kernels name their symbols by a hash of their code
+(``backends/llvm/lower.py``), so identical programs (``value_and_grad`` after
+``grad`` of one function, the same body under another name) share one entry,
+and a changed body has other code, so another key. Past ``MAX_ENTRIES`` files
+the least recently used are removed.
 
 A file is ``MAGIC``, a header (metadata length, object length, SHA-256 of
 both), the metadata (the exported symbols, one a line) and the object code. A
@@ -76,13 +82,23 @@ def cache_key(ir_text: str, target: Target, *settings: str) -> str:
         target.cpu,
         target.features,
         *settings,
-        ir_text,
+        code_text(ir_text),
     ):
         encoded = part.encode("utf-8")
         # Length-prefixed, so moving text from one part to the next changes the key.
         digest.update(len(encoded).to_bytes(8, "little"))
         digest.update(encoded)
     return digest.hexdigest()
+
+
+def code_text(ir_text: str) -> str:
+    """``ir_text`` without its comment lines (a line whose first non-blank character is ``;``; a
+    comment after code on a line stays, as does a ``;`` in a string constant).
+
+    >>> code_text("; grad of f\\ndefine void @k() {\\n  ; loop\\n  ret void\\n}")
+    'define void @k() {\\n  ret void\\n}'
+    """
+    return "\n".join(line for line in ir_text.split("\n") if not line.lstrip().startswith(";"))
 
 
 def path_of(key: str) -> Path:

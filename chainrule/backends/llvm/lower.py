@@ -59,11 +59,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 
 import numpy as np
 
 from chainrule.backends.llvm import gather, lapack_ops, loop_scatter, loops, native_ops, scalar_ops
+from chainrule.backends.llvm.cache import code_text
 from chainrule.backends.llvm.codegen import Codegen
 from chainrule.backends.llvm.plan import ALIGNMENT, Arena, Fallback, InputSpec, Loop, Lowered, OutputSpec, Unit
 from chainrule.backends.llvm.strategies import GEMM, LAPACK, NATIVE, SOURCE, VIEW, strategy_of
@@ -473,8 +473,9 @@ class Lowering:
         codegen = Codegen(self, placeholder, MAX_THREADS, PARALLEL_MIN_WORK, PARALLEL_MIN_ELEMENTS)
         codegen.emit()
         text = codegen.module.text()
-        # symbols are unique per kernel (several live in one process), and stable for the disk cache
-        prefix = f"cr_{_SYMBOL.sub('_', self.name)}_{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+        # symbols are named by the code alone (the function's name is in comments only), so the
+        # same program made for another name or transform finds the same disk cache entry
+        prefix = f"cr_{hashlib.sha1(code_text(text).encode()).hexdigest()[:16]}"
         return text.replace(placeholder, prefix), f"{prefix}_entry", (codegen.loops, codegen.parallel_loops)
 
 
@@ -483,6 +484,3 @@ class Lowering:
 
 def _is_float_or_int(dtype: str) -> bool:
     return dtype in scalar_ops.TYPES and dtype != "bool"
-
-
-_SYMBOL = re.compile(r"[^\w]")
