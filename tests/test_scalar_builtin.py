@@ -111,6 +111,7 @@ def test_check_nans_and_value_and_grad_have_no_builtin():
     assert both._scalar_call.builtin is None
     value, gradient = both(0.5)
     assert gradient == warmed(sine_times_x, 0.5)(0.5)
+    assert value == pytest.approx(sine_times_x(0.5), rel=1e-15)
 
 
 def resident_bytes() -> int:
