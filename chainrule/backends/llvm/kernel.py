@@ -15,8 +15,9 @@ kernel, so calls of one kernel from several threads take turns (a lock).
 
 A kernel whose inputs and outputs are all float64 scalars also gets native scalar
 entries (``scalar_entries_ir``): ``double f(double, ...)`` per output, with the arena
-and table on the native stack, called through ctypes with Python floats. No array,
-no lock, no wrapper: ``cr.grad(f)(4.2)`` is that one ctypes call.
+and table on the native stack, callable through ctypes with Python numbers (no array, no
+lock, no wrapper), and the same as CPython builtins taking Python floats
+(``python_builtin``, python_entry.py): ``cr.grad(f)(4.2)`` is one such builtin call.
 
 Threads: a call passes the kernel's thread count. ``threads_for`` proposes one from the
 estimated work (``estimated_work_ns``) up to ``get_num_threads()``: one thread unless the time
@@ -252,9 +253,9 @@ def scalar_entries_ir(lowered: Lowered) -> str:
     The wrapper builds the table and the arena on its own stack (so concurrent calls share
     nothing and need no lock), stores the inputs into their arena slots, calls the entry on one
     thread and returns output k; the constants are a read-only global of the module. Python calls
-    it through ctypes: no NumPy array, no lock, one native call. Empty when the kernel has array
-    inputs or outputs, other dtypes, NumPy fallbacks, LAPACK calls, or an arena or constants too
-    large for a thread's stack.
+    it through ctypes or a builtin (python_entry.py): no NumPy array, no lock, one native call.
+    Empty when the kernel has array inputs or outputs, other dtypes, NumPy fallbacks, LAPACK
+    calls, or an arena or constants too large for a thread's stack.
     """
     eligible = (
         lowered.table_size == FIXED_SLOTS

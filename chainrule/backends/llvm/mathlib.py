@@ -1,8 +1,9 @@
 """How LLVM code computes transcendental functions: intrinsics, libm, and glibc's libmvec.
 
 A call is an LLVM intrinsic where one exists (``llvm.sin.f64``: LLVM knows
-what it computes, folds constants and merges sin and cos of one value into
-``sincos``) and a libm function otherwise (``expm1``, ``erf``, ...). Either
+what it computes and folds constants) and a libm function otherwise (``expm1``,
+``erf``, ...). In straight-line code, sin and cos of one value are one
+``llvm.sincos`` call (``sincos_lines``; irtext.Function.math pairs them). Either
 way the call carries a ``vector-function-abi-variant`` attribute naming
 libmvec's SIMD version for the widest vectors the host has (``_ZGVeN8v_sin``:
 8 float64 lanes in an AVX-512 register, ``_ZGVeN16v_sinf`` for float32), so the
