@@ -272,7 +272,8 @@ class Compiled:
             if hit is not None:
                 stats.hits += 1
                 entry, picks, converts = hit
-                if known is None:  # a Compiled made again finds the kernel here first
+                if known is None and picks is None and len(converts) == len(leaves):  # scalars only
+                    # a Compiled made again finds its kernel here first
                     self._scalar_call = scalar_call(self, entry, args, keywords, leaves, picks)
                 inputs = leaves if picks is None else [leaves[i] for i in picks]
                 for index in converts:
