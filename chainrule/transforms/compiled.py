@@ -31,6 +31,7 @@ from chainrule.transforms.cache_stats import CacheInfo, shared_caches
 from chainrule.transforms.options import checked_options
 from chainrule.transforms.portable import portable_reduce
 from chainrule.transforms.reuse import COMPILING, function_entry
+from chainrule.transforms.scalar_call import MISSED, ScalarCall, scalar_call
 from chainrule.transforms.specialization import Specialization, check_scalar_output, inline, make_kernel
 from chainrule.transforms.specialization import compile_kernel as compile_kernel  # imported from here by tests
 
@@ -119,10 +120,10 @@ class Compiled:
         self._cache, self._by_key, self._stats = shared_caches(fn, self._entry, self._cache_options)
         # (argument count, keyword names) -> (differentiated positions, static positions)
         self._layouts: dict[tuple[int, tuple[str, ...]], tuple[tuple[int, ...], tuple[int, ...]]] = {}
-        # (argument classes, call) for the last signature whose arguments are all traced scalars
-        # (np.float64(4.2), a Python float): their classes alone fix the specialization,
-        # so such a call skips call_key (microseconds, as much as a small llvm kernel runs)
-        self._scalar_call: tuple[tuple[type, ...], Callable[..., Any]] | None = None
+        # The last signature whose arguments are all traced scalars (np.float64(4.2), a Python
+        # float): their classes alone fix the specialization, so such a call skips call_key
+        # (microseconds, as much as a small llvm kernel runs); see transforms/scalar_call.py.
+        self._scalar_call: ScalarCall | None = None
 
     __reduce__ = portable_reduce  # the function and options travel, never a kernel
 
@@ -252,10 +253,16 @@ class Compiled:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         stats = self._stats
-        scalar_call = self._scalar_call
-        if scalar_call is not None and not kwargs and scalar_call[0] == tuple(map(type, args)):
-            stats.hits += 1
-            return scalar_call[1](*args)
+        known = self._scalar_call
+        if known is not None and not kwargs:
+            if known.builtin is not None:  # Python floats in and out, natively, or MISSED
+                result = known.builtin(*args)
+                if result is not MISSED:
+                    stats.hits += 1
+                    return result
+            elif known.classes == tuple(map(type, args)):
+                stats.hits += 1
+                return known.call(*args)
         args, keywords = split_keywords(args, kwargs)
         # The fast path: a cheap key of the arguments (structure, shapes, dtypes, static values)
         # finds the specialization without building an ArgsSpec; a first call, a traced
@@ -270,6 +277,9 @@ class Compiled:
             if hit is not None:
                 stats.hits += 1
                 entry, picks, converts = hit
+                if known is None and picks is None and len(converts) == len(leaves):  # scalars only
+                    # a Compiled made again finds its kernel here first
+                    self._scalar_call = scalar_call(self, entry, args, keywords, leaves, picks)
                 inputs = leaves if picks is None else [leaves[i] for i in picks]
                 for index in converts:
                     inputs[index] = np.asarray(inputs[index])
@@ -284,36 +294,12 @@ class Compiled:
             picks = None if entry.traced_leaves == tuple(range(len(leaves))) else entry.traced_leaves
             converts = tuple(i for i, leaf in enumerate(traced_leaves) if type(leaf) is not np.ndarray)
             self._by_key[found[0]] = (entry, picks, converts)
-            if (
-                picks is None
-                and not keywords
-                and len(leaves) == len(args)
-                and all(leaf is arg for leaf, arg in zip(leaves, args))  # no argument is a container
-                and all(s.scalar or s.python_float for s in entry.spec.leaves)
-            ):
-                self._scalar_call = (tuple(map(type, args)), self._scalar_caller(entry))
+            self._scalar_call = scalar_call(self, entry, args, keywords, leaves, picks) or self._scalar_call
         if any(isinstance(leaf, Tracer) for leaf in traced_leaves):
             outputs = inline(entry.compilation.differentiable, traced_leaves)
         else:
             outputs = entry.kernel.fn(*[np.asarray(leaf) for leaf in traced_leaves])
         return self._results(entry, outputs)
-
-    def _scalar_caller(self, entry: Specialization) -> Callable[..., Any]:
-        """The call for arguments that are all traced scalars (see ``_scalar_call``)."""
-        kernel_fn, results = entry.kernel.fn, self._results
-        if not getattr(entry.kernel, "accepts_scalars", False):  # the llvm kernel reads scalars as they are
-            return lambda *args: results(entry, kernel_fn(*[np.asarray(a) for a in args]))
-        if self._differentiates and isinstance(self.argnums, int) and not self.has_aux:
-            ((count, _, converters),) = entry.gradient_trees  # one scalar's gradient: one output, converted
-            position = entry.out_treedef.num_leaves
-            convert = converters[0] if converters else None
-            if count == 1 and convert is not None:
-                if self.transform == "grad":
-                    native = getattr(entry.kernel, "scalar_outputs", None)  # llvm: floats in and out, natively
-                    call = native[position] if native is not None else lambda *args: kernel_fn(*args)[position]
-                    return call if convert is float and native is not None else lambda *args: convert(call(*args))
-                return lambda *args: (lambda outputs: (outputs[0], convert(outputs[position])))(kernel_fn(*args))
-        return lambda *args: results(entry, kernel_fn(*args))
 
     def _results(self, entry: Specialization, outputs: Sequence[Any]) -> Any:
         """What the call returns: the outputs rebuilt, and/or the gradients in the arguments' structure."""

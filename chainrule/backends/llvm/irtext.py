@@ -71,6 +71,8 @@ class Function:
         self.taken: dict[str, int] = {}
         self.current_label = "entry"
         self.current_name: str | None = None  # the name instructions get when none is given (the step's value)
+        # (block, dtype, argument) -> (sin or cos, its line, its register): the other may pair with it
+        self.sines_and_cosines: dict[tuple[str, str, str], tuple[str, int, str]] = {}
 
     def fresh(self, hint: str = "v") -> str:
         base = _NOT_IN_NAMES.sub("_", hint) or "v"
@@ -112,8 +114,31 @@ class Function:
         self.module.declare(line)
 
     def math(self, function: str, dtype: str, *arguments: str) -> str:
+        # straight-line code only: the entry block is never a loop body (see mathlib.sincos_lines)
+        if function in mathlib.SINCOS_HALVES and self.current_label == "entry" and mathlib.pairs_sincos():
+            return self._sin_or_cos(function, dtype, arguments[0])
         self.module.math_used.setdefault((function, dtype))
         return self.emit(mathlib.call(function, dtype, *arguments))
+
+    def _sin_or_cos(self, function: str, dtype: str, argument: str) -> str:
+        """sin or cos of ``argument``; when the other was computed in this block, both become one
+        sincos call, written where the first was (it dominates every use of either). LLVM's code
+        generator pairs them too, within a block; here the pairing is in the IR, where it can be
+        counted (tests/test_sincos_pairing.py)."""
+        key = (self.current_label, dtype, argument)
+        first = self.sines_and_cosines.get(key)
+        if first is None or first[0] == function:
+            self.module.math_used.setdefault((function, dtype))
+            register = self.emit(mathlib.call(function, dtype, argument))
+            self.sines_and_cosines[key] = (function, len(self.lines) - 1, register)
+            return register
+        del self.sines_and_cosines[key]
+        self.module.math_used.setdefault((mathlib.SINCOS, dtype))
+        other, line, other_register = first
+        register = self.fresh(self.current_name or function)
+        halves = {other: other_register, function: register}
+        self.lines[line] = mathlib.sincos_lines(dtype, argument, self.fresh("sincos"), halves)
+        return register
 
     def text(self) -> str:
         head = [f"; {line}" for line in self.comment.splitlines()]

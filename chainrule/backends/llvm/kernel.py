@@ -15,8 +15,9 @@ kernel, so calls of one kernel from several threads take turns (a lock).
 
 A kernel whose inputs and outputs are all float64 scalars also gets native scalar
 entries (``scalar_entries_ir``): ``double f(double, ...)`` per output, with the arena
-and table on the native stack, called through ctypes with Python floats. No array,
-no lock, no wrapper: ``cr.grad(f)(4.2)`` is that one ctypes call.
+and table on the native stack, callable through ctypes with Python numbers (no array, no
+lock, no wrapper), and the same as CPython builtins taking Python floats
+(``python_builtin``, python_entry.py): ``cr.grad(f)(4.2)`` is one such builtin call.
 
 Threads: a call passes the kernel's thread count. ``threads_for`` proposes one from the
 estimated work (``estimated_work_ns``) up to ``get_num_threads()``: one thread unless the time
@@ -37,7 +38,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from chainrule.backends.llvm import control, engine, lapack
+from chainrule.backends.llvm import control, engine, lapack, python_entry
 from chainrule.backends.llvm.lower import ARENA, CALLBACK, CONSTANTS, FIXED_SLOTS, lower
 from chainrule.backends.llvm.plan import ALIGNMENT, Lowered
 from chainrule.backends.llvm.strategies import strategy_of
@@ -185,9 +186,24 @@ class LlvmKernel:
     # taking the inputs as Python numbers and returning output k as a Python float (see
     # ``scalar_entries_ir``). None when the signature does not allow it.
     scalar_outputs: tuple[Callable[..., float], ...] | None = None
+    # Per output k, the address of ``<entry>_python<k>``: the same call as a CPython METH_FASTCALL
+    # function (python_entry.py), made a builtin by ``python_builtin``. None without scalar entries.
+    python_entries: tuple[int, ...] | None = None
+    builtins: dict[tuple[int, int], Callable[..., Any]] = field(repr=False, default_factory=dict)
     work_ns: float = 0.0  # estimated time of its loops on one thread (estimated_work_ns)
     # the ThreadChoice its calls use under the current setting (see thread_choice.py)
     thread_choice: Callable[[], ThreadChoice] | None = field(repr=False, default=None)
+
+    def python_builtin(self, output: int, missed: object) -> Callable[..., Any] | None:
+        """Output ``output`` as a builtin of Python floats returning a float, or ``missed`` when
+        its arguments are not all exactly Python floats (python_entry.py); None if there is none."""
+        if self.python_entries is None:
+            return None
+        key = (output, id(missed))
+        if key not in self.builtins:  # made once: a signature flipping back and forth reuses it
+            name = f"{self.filename[1:-1].rsplit(' ', 1)[-1]}_output{output}"
+            self.builtins[key] = python_entry.make_builtin(self.python_entries[output], name, missed, self.native)
+        return self.builtins[key]
 
     def thread_count(self) -> int:
         """The threads its calls use: the settled count, or during the trial the candidate tried."""
@@ -211,8 +227,11 @@ def compile_graph(graph: Graph, function_name: str | None = None) -> LlvmKernel:
     # then dominates compile time: the depth-30 nested gradient (250 steps) compiles in half the
     # time at O1 and runs 7% slower.
     scalar_ir = scalar_entries_ir(lowered)
+    python_ir = ""
+    if scalar_ir and python_entry.available():
+        python_ir = python_entry.python_entries_ir(lowered.entry, len(lowered.inputs), len(lowered.outputs))
     optimization = engine.optimization_level(lowered.ir, long_loops=lowered.longest_loop >= LONG_LOOP_STEPS)
-    native = engine.compile_ir(lowered.ir + scalar_ir, name=name, optimization=optimization)
+    native = engine.compile_ir(lowered.ir + scalar_ir + python_ir, name=name, optimization=optimization)
     runner = _Runner(lowered, native, native.address(lowered.entry), estimated_work_ns(graph))
     kernel = LlvmKernel(runner.make_call(), lowered.ir, f"<chainrule llvm {name}>", native, lowered)
     kernel.work_ns = runner.work_ns
@@ -223,6 +242,8 @@ def compile_graph(graph: Graph, function_name: str | None = None) -> LlvmKernel:
         kernel.scalar_outputs = tuple(
             signature(native.address(f"{lowered.entry}_scalar{k}")) for k in range(len(lowered.outputs))
         )
+    if python_ir:
+        kernel.python_entries = tuple(native.address(f"{lowered.entry}_python{k}") for k in range(len(lowered.outputs)))
     return kernel
 
 
@@ -232,9 +253,9 @@ def scalar_entries_ir(lowered: Lowered) -> str:
     The wrapper builds the table and the arena on its own stack (so concurrent calls share
     nothing and need no lock), stores the inputs into their arena slots, calls the entry on one
     thread and returns output k; the constants are a read-only global of the module. Python calls
-    it through ctypes: no NumPy array, no lock, one native call. Empty when the kernel has array
-    inputs or outputs, other dtypes, NumPy fallbacks, LAPACK calls, or an arena or constants too
-    large for a thread's stack.
+    it through ctypes or a builtin (python_entry.py): no NumPy array, no lock, one native call.
+    Empty when the kernel has array inputs or outputs, other dtypes, NumPy fallbacks, LAPACK
+    calls, or an arena or constants too large for a thread's stack.
     """
     eligible = (
         lowered.table_size == FIXED_SLOTS

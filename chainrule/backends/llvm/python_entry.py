@@ -1,0 +1,140 @@
+"""A kernel's scalar entry as a CPython builtin: Python floats in, a Python float out, no ctypes.
+
+A kernel whose inputs and outputs are all float64 scalars has native scalar entries
+(``kernel.scalar_entries_ir``: ``double f(double, ...)``). Calling one through ctypes costs about
+0.5 us of boxing and argument conversion, a third of the depth-30 nested gradient. This module
+emits, next to each scalar entry, a ``METH_FASTCALL`` function in LLVM IR and wraps it as a
+builtin with ``PyCFunction_NewEx`` (the documented C API, reached through ``ctypes.pythonapi``):
+
+- fast path, the guard: exactly ``arity`` arguments, each exactly a Python ``float`` (its type
+  pointer is ``&PyFloat_Type``; a subclass such as ``np.float64`` fails it); then the doubles are
+  read from the float objects, the entry runs, and ``PyFloat_FromDouble`` boxes the result;
+- slow path: anything else returns the builtin's ``self`` object (a new reference), which the
+  caller (``Compiled.__call__``) takes to mean "not handled here" and goes its general way, where
+  every argument check, error message and NaN check lives.
+
+The code reaches CPython only by symbol name (``PyFloat_Type``, ``PyFloat_FromDouble``,
+``Py_IncRef``, resolved in this process at link time), so cached object code stays valid in the
+next process. Two layout facts of this interpreter are written into the IR as numbers: where a
+``PyObject`` keeps its type pointer (``object.__basicsize__ - 8``: the last field of the object
+header in default, debug and free-threaded builds alike) and where a ``PyFloatObject`` keeps its
+value (right after the header). The kernel runs with the GIL held (its scalar body is a few
+microseconds at most; ``SCALAR_ENTRY_MAX_ARENA`` bounds it). Reference counts: arguments are
+borrowed, the result is a new reference, as for any builtin.
+
+    >>> import math, numpy as np, chainrule as cr
+    >>> grad = cr.grad(lambda x: np.sin(x) * x, backend="llvm")
+    >>> first, second = grad(0.5), grad(0.5)  # the second call runs the builtin
+    >>> type(second), abs(second - (math.cos(0.5) * 0.5 + math.sin(0.5))) < 1e-15
+    (<class 'float'>, True)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from collections.abc import Callable
+from typing import Any
+
+METH_FASTCALL = 0x0080
+POINTER_BYTES = struct.calcsize("P")
+# where a PyObject keeps ob_type, and a PyFloatObject its double, in this interpreter
+TYPE_OFFSET = object.__basicsize__ - POINTER_BYTES
+FLOAT_VALUE_OFFSET = object.__basicsize__
+_SYMBOLS = ("PyFloat_Type", "PyFloat_FromDouble", "Py_IncRef", "PyCFunction_NewEx")
+
+
+class _MethodDef(ctypes.Structure):
+    """CPython's ``PyMethodDef``."""
+
+    _fields_ = [
+        ("ml_name", ctypes.c_char_p),
+        ("ml_meth", ctypes.c_void_p),
+        ("ml_flags", ctypes.c_int),
+        ("ml_doc", ctypes.c_char_p),
+    ]
+
+
+def available() -> bool:
+    """Does this interpreter export what the builtins need (CPython with a standard float layout)?"""
+    api = getattr(ctypes, "pythonapi", None)
+    return (
+        api is not None
+        and all(hasattr(api, symbol) for symbol in _SYMBOLS)
+        and float.__basicsize__ == FLOAT_VALUE_OFFSET + 8
+    )
+
+
+def python_entries_ir(entry: str, arity: int, outputs: int) -> str:
+    """Per output k, ``ptr @<entry>_python<k>(ptr self, ptr args, i64 nargs)`` calling ``@<entry>_scalar<k>``."""
+    lines = [
+        "@PyFloat_Type = external global i8",
+        "declare ptr @PyFloat_FromDouble(double)",
+        "declare void @Py_IncRef(ptr)",
+    ]
+    for k in range(outputs):
+        lines += _python_entry(f"{entry}_python{k}", f"{entry}_scalar{k}", arity)
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def _python_entry(name: str, scalar: str, arity: int) -> list[str]:
+    lines = [
+        f"define ptr @{name}(ptr %self, ptr %args, i64 %nargs) {{",
+        "entry:",
+        f"  %count.ok = icmp eq i64 %nargs, {arity}",
+        f"  br i1 %count.ok, label %{'check0' if arity else 'fast'}, label %slow",
+    ]
+    values = []
+    for i in range(arity):
+        following = f"check{i + 1}" if i + 1 < arity else "fast"
+        lines += [
+            f"check{i}:",
+            f"  %arg{i}.at = getelementptr ptr, ptr %args, i64 {i}",
+            f"  %arg{i} = load ptr, ptr %arg{i}.at",
+            f"  %arg{i}.type.at = getelementptr i8, ptr %arg{i}, i64 {TYPE_OFFSET}",
+            f"  %arg{i}.type = load ptr, ptr %arg{i}.type.at",
+            f"  %arg{i}.ok = icmp eq ptr %arg{i}.type, @PyFloat_Type",
+            f"  br i1 %arg{i}.ok, label %{following}, label %slow",
+        ]
+    lines.append("fast:")
+    for i in range(arity):
+        lines += [
+            f"  %value{i}.at = getelementptr i8, ptr %arg{i}, i64 {FLOAT_VALUE_OFFSET}",
+            f"  %value{i} = load double, ptr %value{i}.at",
+        ]
+        values.append(f"double %value{i}")
+    lines += [
+        f"  %result = call double @{scalar}({', '.join(values)})",
+        "  %boxed = call ptr @PyFloat_FromDouble(double %result)",  # NULL with MemoryError set: passed on
+        "  ret ptr %boxed",
+        "slow:",  # "not handled": self, a new reference
+        "  call void @Py_IncRef(ptr %self)",
+        "  ret ptr %self",
+        "}",
+    ]
+    return lines
+
+
+def make_builtin(address: int, name: str, missed: object, keep: Any) -> Callable[..., Any]:
+    """The builtin calling the ``METH_FASTCALL`` function at ``address``; it returns ``missed``
+    (its ``self``) when its guard fails. ``keep`` (the machine code's owner) lives as long as it."""
+    definition = _MethodDef(name.encode(), address, METH_FASTCALL, None)
+    new = ctypes.pythonapi.PyCFunction_NewEx
+    new.restype = ctypes.py_object
+    new.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.py_object]
+    # m_module is any object the builtin keeps a reference to: here what must outlive it (the
+    # PyMethodDef it points at and the code), in a str, so __module__ stays harmless to show.
+    holder = _Keep(definition, keep)
+    return new(ctypes.addressof(definition), missed, holder)
+
+
+class _Keep(str):
+    """A ``str`` (what ``__module__`` should be) that keeps a builtin's PyMethodDef and code alive."""
+
+    definition: Any
+    owner: Any
+
+    def __new__(cls, definition: _MethodDef, owner: Any) -> _Keep:
+        keep = super().__new__(cls, "chainrule.backends.llvm")
+        keep.definition, keep.owner = definition, owner
+        return keep

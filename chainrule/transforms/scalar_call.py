@@ -1,0 +1,83 @@
+"""The call of a compiled function whose arguments are all traced scalars, kept per ``Compiled``.
+
+``cr.grad(f)(4.2)`` with a kernel already compiled should cost little more than the kernel: the
+classes of scalar arguments alone fix the specialization, so ``Compiled.__call__`` skips the
+general path (``call_key``, pytrees, ``np.asarray``) when they match the last scalar signature's.
+On the llvm backend, a gradient of Python floats goes further: the kernel's builtin
+(``backends/llvm/python_entry.py``) checks the arguments itself, natively, and runs the kernel; for
+anything else it returns ``MISSED`` and the general path, with every argument check, runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from chainrule.transforms.specialization import Specialization
+
+MISSED = object()  # what a float builtin returns for arguments it does not take
+
+
+class ScalarCall(NamedTuple):
+    """The last all-scalar signature of a ``Compiled``: its argument classes and its call; with
+    Python floats only, also the kernel's builtin (or None)."""
+
+    classes: tuple[type, ...]
+    call: Callable[..., Any]
+    builtin: Callable[..., Any] | None
+
+
+def scalar_call(
+    compiled: Any,
+    entry: Specialization,
+    args: tuple[Any, ...],
+    keywords: tuple[str, ...],
+    leaves: list[Any],
+    picks: tuple[int, ...] | None,
+) -> ScalarCall | None:
+    """The ``ScalarCall`` of ``compiled`` (a ``Compiled``) for ``args``, or None unless every
+    argument is a traced scalar passed as itself (no container, no keyword, nothing static)."""
+    if (
+        picks is None
+        and not keywords
+        and len(leaves) == len(args)
+        and all(leaf is arg for leaf, arg in zip(leaves, args))  # no argument is a container
+        and all(s.scalar or s.python_float for s in entry.spec.leaves)
+    ):
+        classes = tuple(map(type, args))
+        return ScalarCall(classes, _caller(compiled, entry), _float_builtin(compiled, entry, classes))
+    return None
+
+
+def _caller(compiled: Any, entry: Specialization) -> Callable[..., Any]:
+    """The call for arguments that are all traced scalars."""
+    kernel_fn, results = entry.kernel.fn, compiled._results
+    if not getattr(entry.kernel, "accepts_scalars", False):  # the llvm kernel reads scalars as they are
+        return lambda *args: results(entry, kernel_fn(*[np.asarray(a) for a in args]))
+    if compiled.transform in ("grad", "value_and_grad") and isinstance(compiled.argnums, int) and not compiled.has_aux:
+        ((count, _, converters),) = entry.gradient_trees  # one scalar's gradient: one output, converted
+        position = entry.out_treedef.num_leaves
+        convert = converters[0] if converters else None
+        if count == 1 and convert is not None:
+            if compiled.transform == "grad":
+                native = getattr(entry.kernel, "scalar_outputs", None)  # llvm: floats in and out, natively
+                call = native[position] if native is not None else lambda *args: kernel_fn(*args)[position]
+                return call if convert is float and native is not None else lambda *args: convert(call(*args))
+            return lambda *args: (lambda outputs: (outputs[0], convert(outputs[position])))(kernel_fn(*args))
+    return lambda *args: results(entry, kernel_fn(*args))
+
+
+def _float_builtin(compiled: Any, entry: Specialization, classes: tuple[type, ...]) -> Callable[..., Any] | None:
+    """The kernel's builtin for ``grad`` of Python floats, returning a float (or ``MISSED`` for other
+    arguments), when the gradient is one float64 scalar; else None."""
+    if any(c is not float for c in classes) or compiled.transform != "grad" or compiled.has_aux:
+        return None
+    make = getattr(entry.kernel, "python_builtin", None)
+    if make is None or not isinstance(compiled.argnums, int):
+        return None
+    ((count, _, converters),) = entry.gradient_trees
+    if count != 1 or not converters or converters[0] is not float:
+        return None
+    return make(entry.out_treedef.num_leaves, MISSED)
