@@ -23,12 +23,8 @@ How nodes become code:
   over many elements is split into tasks of an outlined body taking
   ``(table, start, end, partials)``, which the process's persistent worker pool
   runs (``pool.py``, ``parallel.py``).
-- **Chains**: consecutive one-dimensional loops over the same points (a long
-  region split at ``MAX_LOOP_STEPS``) run block by block (``chains.py``,
-  ``blocked.py``): every loop over one block of points before the next, so a
-  value only later loops of the chain read lives in a block-sized scratch that
-  stays in L2 instead of a full array; the blocks are the pool's tasks, one
-  parallel region per chain, full reductions keep a partial per block.
+- **Chains**: consecutive 1-D loops over the same points run block by block,
+  their intermediates in L2-sized scratch, the blocks the pool's tasks (``chains.py``).
 - **Reductions** over some axes are their own loop nest: accumulating in a
   register when the reduced axes are innermost, else into the (initialized)
   result.
@@ -405,7 +401,6 @@ class Lowering:
     # ---- memory ---------------------------------------------------------------------------
 
     def _members(self, unit: Unit) -> list[int]:
-        """The nodes a unit computes."""
         if unit.kind == "chain":
             return [m for loop in self.chains[unit.node_id].loops for m in loop.members]
         return unit.loop.members if unit.loop is not None else [unit.node_id]
@@ -458,9 +453,8 @@ class Lowering:
                     dying.setdefault(max(last_read.get(node_id, index), index), []).append((offset, node_type.nbytes))
             if unit.kind == "chain":  # its seats, partials and seat mask, free again once it has run
                 chain = self.chains[unit.node_id]
-                start = arena.take(chain.arena_bytes())
-                chain.place(start)
-                dying.setdefault(index, []).append((start, chain.arena_bytes()))
+                chain.place(arena.take(chain.arena_bytes()))
+                dying.setdefault(index, []).append((chain.mask_offset, chain.arena_bytes()))
             native = self.native_loops.get(unit.node_id) if unit.kind == "native_loop" else None
             if native is not None:  # the loop's working memory, free again once it has run
                 native.scratch_offset = arena.take(native.scratch_bytes)
@@ -496,9 +490,6 @@ class Lowering:
         # symbols are unique per kernel (several live in one process), and stable for the disk cache
         prefix = f"cr_{_SYMBOL.sub('_', self.name)}_{hashlib.sha1(text.encode()).hexdigest()[:10]}"
         return text.replace(placeholder, prefix), f"{prefix}_entry", (codegen.loops, codegen.parallel_loops)
-
-
-# ---- helpers ---------------------------------------------------------------------------------
 
 
 def _is_float_or_int(dtype: str) -> bool:
