@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING
 
-from chainrule.backends.llvm import blas, loop_hints, loop_scatter, loops, parallel, scalar_ops
+from chainrule.backends.llvm import blas, blocked, loop_hints, loop_scatter, loops, parallel, scalar_ops
 from chainrule.backends.llvm.copies import emit_output_copies
 from chainrule.backends.llvm.gather import emit_gather
 from chainrule.backends.llvm.gemm import emit_gemm
@@ -470,6 +470,7 @@ _EMITTERS: dict[str, Callable[[Codegen, int], None]] = {
     "lapack": emit_lapack,
     "native": emit_native,
     "gather": emit_gather,
+    "chain": blocked.emit_chain,
 }
 
 

@@ -19,9 +19,12 @@ How nodes become code:
   fuse pass never merges them), with full reductions of that shape as
   accumulators. A value is stored only when something outside the loop reads
   it; the rest stay in registers. Dimensions that are contiguous for every
-  access are merged, so the innermost loop is what the vectorizer wants. Loops
-  over many elements are split across threads (``pthread_create`` from JIT
-  code, on an outlined body taking ``(table, start, end, partials)``).
+  access are merged, so the innermost loop is what the vectorizer wants. A loop
+  over many elements is split into tasks of an outlined body taking
+  ``(table, start, end, partials)``, which the process's persistent worker pool
+  runs (``pool.py``, ``parallel.py``).
+- **Chains**: consecutive 1-D loops over the same points run block by block,
+  their intermediates in L2-sized scratch, the blocks the pool's tasks (``chains.py``).
 - **Reductions** over some axes are their own loop nest: accumulating in a
   register when the reduced axes are innermost, else into the (initialized)
   result.
@@ -62,7 +65,7 @@ import math
 
 import numpy as np
 
-from chainrule.backends.llvm import gather, lapack_ops, loop_scatter, loops, native_ops, scalar_ops
+from chainrule.backends.llvm import chains, gather, lapack_ops, loop_scatter, loops, native_ops, scalar_ops
 from chainrule.backends.llvm.cache import code_text
 from chainrule.backends.llvm.codegen import Codegen
 from chainrule.backends.llvm.plan import ALIGNMENT, Arena, Fallback, InputSpec, Loop, Lowered, OutputSpec, Unit
@@ -76,8 +79,8 @@ FIXED_SLOTS = 3
 # Outputs up to this size are computed in the arena and copied out: cheaper than handing
 # the kernel a fresh array (extracting an array's address from Python costs ~1 us).
 SMALL_OUTPUT_BYTES = 4096
-# A loop runs on several threads when it does at least this much work (elements x steps):
-# starting and joining a thread costs ~30 us.
+# A loop (or chain) runs on several threads when it does at least this much work (elements x
+# steps): handing its tasks to the pool's parked workers and waiting for them costs several us.
 PARALLEL_MIN_WORK = 1 << 18
 PARALLEL_MIN_ELEMENTS = 4096
 MAX_THREADS = 64
@@ -114,6 +117,7 @@ class Lowering:
         self.scratch_bytes = 0  # the LAPACK workspace (lapack_ops.py), shared by its nodes
         self.scratch = View(ARENA, -1, (), (), "int32")  # placed by _allocate; starts with the status
         self.failures: list[tuple[str, object]] = []  # what each LAPACK status code raises
+        self.chains: list[chains.Chain] = []  # runs of loops over the same points, run block by block
 
     # ---- planning ---------------------------------------------------------------------------
 
@@ -145,11 +149,13 @@ class Lowering:
         self._place_sources(live)
         self._form_units(live)
         self._plan_outputs()
+        chains.plan_chains(self, PARALLEL_MIN_WORK, PARALLEL_MIN_ELEMENTS)
         self._allocate()
 
     def longest_loop(self) -> int:
         """Steps in the longest loop body over more than one element, native loops' bodies included."""
         own = [u.loop.steps for u in self.units if u.loop is not None and math.prod(u.loop.shape) > 1]
+        own += [loop.steps for chain in self.chains for loop in chain.loops]
         return max(own + [n.longest for n in self.native_loops.values()] + [0])
 
     def _new_slot(self) -> int:
@@ -312,9 +318,9 @@ class Lowering:
             if member is loop and self.is_reduction_member(a):
                 return False  # a reduction's value exists only after the loop
         # a member read through a view needs memory written by an earlier loop
-        return not any(self.group_of.get(r) is loop for r in self._view_roots(node_id))
+        return not any(self.group_of.get(r) is loop for r in self.view_roots(node_id))
 
-    def _view_roots(self, node_id: int) -> list[int]:
+    def view_roots(self, node_id: int) -> list[int]:
         """The computed values ``node_id`` reads through views (not directly)."""
         roots: list[int] = []
         for a in self.graph[node_id].args:
@@ -394,9 +400,14 @@ class Lowering:
 
     # ---- memory ---------------------------------------------------------------------------
 
+    def _members(self, unit: Unit) -> list[int]:
+        if unit.kind == "chain":
+            return [m for loop in self.chains[unit.node_id].loops for m in loop.members]
+        return unit.loop.members if unit.loop is not None else [unit.node_id]
+
     def _materialized(self, unit: Unit) -> list[int]:
-        if unit.loop is not None:
-            return [m for m in unit.loop.members if m in self.stored]
+        if unit.loop is not None or unit.kind == "chain":
+            return [m for m in self._members(unit) if m in self.stored]
         return [unit.node_id]
 
     def _allocate(self) -> None:
@@ -408,8 +419,7 @@ class Lowering:
                 root[node_id] = root[graph[node_id].args[0]]
         last_read: dict[int, int] = {}
         for index, unit in enumerate(self.units):
-            members = unit.loop.members if unit.loop is not None else [unit.node_id]
-            for node_id in members:
+            for node_id in self._members(unit):
                 for a in graph[node_id].args:
                     last_read[root[a]] = max(last_read.get(root[a], -1), index)
         end = len(self.units)
@@ -441,6 +451,10 @@ class Lowering:
                     self.outputs[output].arena_view = self.views[node_id]
                 else:
                     dying.setdefault(max(last_read.get(node_id, index), index), []).append((offset, node_type.nbytes))
+            if unit.kind == "chain":  # its seats, partials and seat mask, free again once it has run
+                chain = self.chains[unit.node_id]
+                chain.place(arena.take(chain.arena_bytes()))
+                dying.setdefault(index, []).append((chain.mask_offset, chain.arena_bytes()))
             native = self.native_loops.get(unit.node_id) if unit.kind == "native_loop" else None
             if native is not None:  # the loop's working memory, free again once it has run
                 native.scratch_offset = arena.take(native.scratch_bytes)
@@ -477,9 +491,6 @@ class Lowering:
         # same program made for another name or transform finds the same disk cache entry
         prefix = f"cr_{hashlib.sha1(code_text(text).encode()).hexdigest()[:16]}"
         return text.replace(placeholder, prefix), f"{prefix}_entry", (codegen.loops, codegen.parallel_loops)
-
-
-# ---- helpers ---------------------------------------------------------------------------------
 
 
 def _is_float_or_int(dtype: str) -> bool:

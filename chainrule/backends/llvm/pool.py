@@ -1,4 +1,5 @@
-"""The process's worker threads: ``chainrule_parallel_run`` hands a loop's tasks to them.
+"""The process's worker threads: ``chainrule_parallel_run`` hands a loop's tasks (or a chain's
+blocks, ``blocked.py``) to them.
 
 One pool per process, created on first use and never joined: worker threads park on a futex
 between loops (after a short spin, so the next loop of the same call finds them awake), and a
