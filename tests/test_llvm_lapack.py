@@ -299,7 +299,8 @@ def test_trsm_reads_a_triangular_matrix_where_it_is_when_blas_can(lower, layout)
     # exp: a computed (row-major) array, which the column-major and strided cases view
     views = {
         "row-major": lambda x: x,
-        "column-major": lambda x: np.swapaxes(np.exp(np.swapaxes(x, -1, -2)), -1, -2),
+        # (a transpose of exp of a transpose would be simplified away: exp of x, row-major)
+        "column-major": lambda x: np.swapaxes(np.exp(x), -1, -2),
         "strided": lambda x: np.exp(np.concatenate([x, x[..., :1]], axis=-1))[..., :6],
     }
     view = views[layout]
