@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 from chainrule.compiler.fuse import fuse
+from chainrule.compiler.rewrite import copy_replacing
 from chainrule.compiler.schedule import schedule
 from chainrule.compiler.simplify import simplify
 from chainrule.ir import Graph
@@ -106,25 +106,4 @@ def optimize_bodies(graph: Graph) -> Graph:
                 replaced[node_id] = new
     if not replaced:
         return graph
-    return _rebuilt(graph, replaced.get)
-
-
-def _rebuilt(graph: Graph, new_attrs: Callable[[int], dict[str, Any] | None]) -> Graph:
-    """A copy of ``graph``'s live part, the nodes ``new_attrs`` answers for added with those attrs."""
-    result = Graph(graph.name)
-    mapping = {i: result.add_input(graph.type(i), graph[i].name, graph[i].loc) for i in graph.inputs}
-    for node_id in graph.live_nodes():
-        node = graph[node_id]
-        if node.op == "input":
-            continue
-        args = tuple([mapping[a] for a in node.args])
-        origin = mapping.get(node.origin) if node.origin is not None else None
-        attrs = new_attrs(node_id)
-        if attrs is None:
-            mapping[node_id] = result.append_copy(node, args, origin)
-            continue
-        add = result.add_recomputed if node.recomputed else result.add
-        mapping[node_id] = add(node.op, args, attrs, loc=node.loc, name=node.name, origin=origin)
-    result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
-    result.carry_name_hints(graph, mapping)
-    return result
+    return copy_replacing(graph, lambda i: (graph[i].op, replaced[i]) if i in replaced else None)

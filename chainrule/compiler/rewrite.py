@@ -14,6 +14,7 @@ nodes (reverse mode does), which then come out already simplified.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from chainrule.compiler.dce import dce
 from chainrule.ir import Graph
@@ -50,6 +51,31 @@ def rebuild(graph: Graph, rule: Rule | None = None) -> tuple[Graph, int]:
     result.carry_name_hints(graph, mapping)
     # nodes a rule built and then rewrote further, or replaced, are left dead
     return (dce(result) if result.rewrites else result), result.rewrites
+
+
+def copy_replacing(graph: Graph, replacement: Callable[[int], tuple[str, dict[str, Any]] | None]) -> Graph:
+    """A copy of ``graph``'s live part in which each node ``replacement`` answers for (by its id in
+    ``graph``) is added as that ``(op, attrs)`` on its copied operands; the rest are copied as they are.
+    For passes that change chosen nodes by what the whole graph says of them (their readers, their
+    bodies), which a rule, seeing one node at a time, cannot know."""
+    result = Graph(graph.name)
+    mapping = {i: result.add_input(graph.type(i), graph[i].name, graph[i].loc) for i in graph.inputs}
+    for node_id in graph.live_nodes():
+        node = graph[node_id]
+        if node.op == "input":
+            continue
+        args = tuple([mapping[a] for a in node.args])
+        origin = mapping.get(node.origin) if node.origin is not None else None
+        replaced = replacement(node_id)
+        if replaced is None:
+            mapping[node_id] = result.append_copy(node, args, origin)
+            continue
+        add = result.add_recomputed if node.recomputed else result.add
+        op, attrs = replaced
+        mapping[node_id] = add(op, args, attrs, loc=node.loc, name=node.name, origin=origin)
+    result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
+    result.carry_name_hints(graph, mapping)
+    return result
 
 
 def _at_fixed_point(graph: Graph, rule: Rule) -> bool:

@@ -17,6 +17,7 @@ readers), before fusion. Bodies of loops and branches keep their factorizations.
 
 from __future__ import annotations
 
+from chainrule.compiler.rewrite import copy_replacing
 from chainrule.ir import Graph
 
 # factorization -> its values-only op
@@ -64,19 +65,4 @@ def values_only(graph: Graph) -> Graph:
     targets = _values_only_nodes(graph)
     if not targets:
         return graph
-    result = Graph(graph.name)
-    mapping = {i: result.add_input(graph.type(i), graph[i].name, graph[i].loc) for i in graph.inputs}
-    for node_id in graph.live_nodes():
-        node = graph[node_id]
-        if node.op == "input":
-            continue
-        args = tuple(mapping[a] for a in node.args)
-        origin = mapping.get(node.origin) if node.origin is not None else None
-        if node_id not in targets:  # the slices of the values too: their index and type stay
-            mapping[node_id] = result.append_copy(node, args, origin)
-            continue
-        add = result.add_recomputed if node.recomputed else result.add
-        mapping[node_id] = add(VALUES_ONLY[node.op], args, node.params, loc=node.loc, name=node.name, origin=origin)
-    result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
-    result.carry_name_hints(graph, mapping)
-    return result
+    return copy_replacing(graph, lambda i: (VALUES_ONLY[graph[i].op], graph[i].params) if i in targets else None)

@@ -56,7 +56,7 @@ def emit_chain(gen: Codegen, index: int) -> None:
         f"i64 {chain.row_bytes}, i64 {threads}, i64 {chain.block}, i64 {chain.blocks})"
     )
     for k, member in enumerate(chain.reductions):
-        _combine_blocks(gen, chain, member, k, partials)
+        gen.combine_partials(member, partials, chain.row_bytes, 8 * k, chain.blocks)
 
 
 def _on(chain: Chain) -> str:
@@ -222,25 +222,3 @@ def _payload(
                 gen.store(fn, value, pointers[("w", m)], offsets[("w", m)], dtype, group)
 
     return payload
-
-
-def _combine_blocks(gen: Codegen, chain: Chain, member: int, k: int, partials: str) -> None:
-    """Reduction ``member``'s result: its blocks' partials (slot ``k`` of each row) in block order."""
-    entry = gen.entry
-    dtype = gen.graph.type(member).dtype
-    t = scalar_ops.register_type(dtype)
-    op = gen.reduction_op(member)
-    total = entry.alloca(t, "total")
-    entry.do(f"store {t} {gen.identity(op, dtype)}, ptr {total}")
-
-    def payload(offsets: dict) -> None:
-        row = entry.emit(f"mul i64 {offsets['row']}, {chain.row_bytes}", "row")
-        at = entry.emit(f"add i64 {row}, {8 * k}", "at")
-        place = entry.emit(f"getelementptr i8, ptr {partials}, i64 {at}", "partial")
-        partial = entry.emit(f"load {t}, ptr {place}", "partial")
-        so_far = entry.emit(f"load {t}, ptr {total}", "total")
-        entry.do(f"store {t} {gen.combine(entry, op, dtype, so_far, partial)}, ptr {total}")
-
-    gen.nest(entry, [None], {"row": [1]}, payload, high=str(chain.blocks))
-    result = entry.emit(f"load {t}, ptr {total}", gen.graph[member].name or "total")
-    gen.store(entry, result, gen.base(entry, gen.plan.views[member], {}), "0", dtype)

@@ -348,7 +348,7 @@ class Codegen:
         self.run_outlined(fn, extent, threaded, granule)
         rows = parallel.task_layout(extent, granule, self.max_threads)[1] if threaded else 1
         for index, m in enumerate(reductions):
-            self._combine_partials(m, index, rows)
+            self.combine_partials(m, self.partials, self.row_bytes, index * _ACCUMULATOR_BYTES, rows)
 
     def _loop_payload(
         self,
@@ -398,8 +398,9 @@ class Codegen:
 
         return payload
 
-    def _combine_partials(self, node_id: int, index: int, rows: int) -> None:
-        """The reduction's result from the ``rows`` tasks' partials, in task order (parallel.py)."""
+    def combine_partials(self, node_id: int, partials: str, row_bytes: int, offset: int, rows: int) -> None:
+        """The reduction's result from ``rows`` partials (one row of ``row_bytes`` per task or
+        block, this reduction's at ``offset`` in each), combined in row order (parallel.py)."""
         entry = self.entry
         dtype = self.graph.type(node_id).dtype
         t = scalar_ops.register_type(dtype)
@@ -409,9 +410,9 @@ class Codegen:
         entry.do(f"store {t} {self.identity(op, dtype)}, ptr {total}")
 
         def payload(offsets: Offsets) -> None:
-            row = entry.emit(f"mul i64 {offsets['row']}, {self.row_bytes}", "row")
-            at = entry.emit(f"add i64 {row}, {index * _ACCUMULATOR_BYTES}", "at")
-            place = entry.emit(f"getelementptr i8, ptr {self.partials}, i64 {at}", "partial")
+            row = entry.emit(f"mul i64 {offsets['row']}, {row_bytes}", "row")
+            at = entry.emit(f"add i64 {row}, {offset}", "at")
+            place = entry.emit(f"getelementptr i8, ptr {partials}, i64 {at}", "partial")
             partial = entry.emit(f"load {t}, ptr {place}", "partial")
             so_far = entry.emit(f"load {t}, ptr {total}", "total")
             entry.do(f"store {t} {self.combine(entry, op, dtype, so_far, partial)}, ptr {total}")
