@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from chainrule.errors import TraceTypeError
 
 
 def sum_of_squares(x):
@@ -103,3 +104,14 @@ def test_an_exception_the_users_code_raises_is_theirs_unchanged():
 
     with pytest.raises(ValueError, match="at most two values"):
         cr.grad(checks_its_input)(np.ones(3))
+
+
+def test_a_call_whose_arguments_do_not_fit_is_named_as_such_not_blamed_on_numpy():
+    def make_scaled(scale):
+        return lambda x: scale * np.sin(x)
+
+    def calls_the_factory_wrongly(x):
+        return np.sum(make_scaled(x, 2.0))
+
+    with pytest.raises(TraceTypeError, match=r"calls_the_factory_wrongly\(\): a call here does not fit .*takes 1"):
+        cr.grad(calls_the_factory_wrongly)(np.ones(3))

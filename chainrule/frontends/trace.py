@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dis
 import inspect
+import re
 import struct
 import weakref
 from collections.abc import Callable, Sequence
@@ -408,6 +409,13 @@ def _without_aux_gradient(result: Any, name: str) -> tuple:
     return value, tree_map(lambda leaf: stop_gradient(leaf) if isinstance(leaf, Tracer) else leaf, aux)
 
 
+# Python's messages when a call's arguments do not bind: "f() takes 1 positional argument but 2
+# were given", "f() got an unexpected keyword argument 'y'", "f() missing 1 required ...".
+_ARGUMENTS_DO_NOT_FIT = re.compile(
+    r"[\w.<>]+\(\) (takes .* given|got (an unexpected|multiple values)|missing \d+ required)"
+)
+
+
 def _library_error(error: TypeError | ValueError) -> Exception:
     """What to raise for an error NumPy (or chainrule) raised under the user's function: the same
     error when the user's own code raised it; else a TraceError at the user's line, so a bad
@@ -422,6 +430,11 @@ def _library_error(error: TypeError | ValueError) -> Exception:
             "their _like forms, spelled np.<name> (chainrule traces the float arrays they create), "
             "or build the result with np.stack, np.concatenate or np.where.",
             _raising_user_line(error),
+        )
+    if isinstance(error, TypeError) and _ARGUMENTS_DO_NOT_FIT.match(str(error)):
+        # Python's own complaint about a call, not NumPy's about values: say so, at the user's line
+        return TraceTypeError(
+            f"a call here does not fit the called function's parameters ({error})", _raising_user_line(error)
         )
     kind = TraceValueError if isinstance(error, ValueError) else TraceTypeError
     return kind(
