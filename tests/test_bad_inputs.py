@@ -115,3 +115,25 @@ def test_a_call_whose_arguments_do_not_fit_is_named_as_such_not_blamed_on_numpy(
 
     with pytest.raises(TraceTypeError, match=r"calls_the_factory_wrongly\(\): a call here does not fit .*takes 1"):
         cr.grad(calls_the_factory_wrongly)(np.ones(3))
+
+
+TABLE = np.arange(12.0).reshape(3, 4)
+
+
+def looks_up_a_numpy_table(x):
+    i = np.floor(x).astype(int) % 3
+    return np.sum(TABLE[i, i] * x)
+
+
+def looks_up_a_traced_copy(x):
+    table = np.zeros_like(TABLE) + TABLE  # the advice the error gives
+    i = np.floor(x).astype(int) % 3
+    return np.sum(table[i, i] * x)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_a_numpy_array_indexed_by_a_traced_index_says_how_to_index_a_traced_one(backend):
+    x = np.array([0.5, 1.5, 2.5])
+    with pytest.raises(cr.TraceError, match=r"looks_up_a_numpy_table\(\): a NumPy array indexed by a traced value"):
+        cr.grad(looks_up_a_numpy_table, backend=backend)(x)
+    np.testing.assert_array_equal(cr.grad(looks_up_a_traced_copy, backend=backend)(x), TABLE[[0, 1, 2], [0, 1, 2]])

@@ -19,6 +19,7 @@ import numpy as np
 from chainrule.errors import ChainruleError, TraceError, UnsupportedAttributeError, UnsupportedError
 from chainrule.frontends import dispatch
 from chainrule.frontends.aliasing import VIEW_OPS, Alias, Buffer, current_value, take_view, view_step
+from chainrule.frontends.conversion_advice import array_conversion_error
 from chainrule.frontends.source import location_of, user_frame
 from chainrule.frontends.weak_types import WeakValues, settle_weak_operands, static_advice
 from chainrule.ir.builder import Value, weak_dtype
@@ -262,16 +263,7 @@ class Tracer:
     __float__ = __int__ = __index__ = __complex__ = item = tolist = _needs_value
 
     def __array__(self, *_args, **_kwargs):
-        raise TraceError(
-            f"converting a traced value of type {self.type} to a NumPy array needs its value, which is "
-            "not known while tracing; np.asarray(x), np.array([...]) of traced values and writing a "
-            "traced value into a NumPy array (out[i] = f(x)) do that. A NumPy array cannot hold a "
-            "traced value: create the array in "
-            "the traced function with np.zeros, np.ones, np.empty, np.full or their _like forms, "
-            "spelled np.<name> (chainrule traces the float arrays they create), or build the "
-            "result with np.stack, np.concatenate or np.where.",
-            _here(),
-        )
+        raise array_conversion_error(self.type)
 
     # ---- writes: the array gets a new value (chainrule.frontends.inplace) -------------------
 
