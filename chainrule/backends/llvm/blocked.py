@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chainrule.backends.llvm import loop_hints, parallel, scalar_ops
+from chainrule.backends.llvm import loop_hints, parallel, scalar_ops, widen
 from chainrule.backends.llvm.chains import Chain
 from chainrule.backends.llvm.irtext import Function
 from chainrule.backends.llvm.plan import Loop
@@ -148,7 +148,8 @@ def _loop_function(gen: Codegen, chain: Chain, loop: Loop) -> str:
     if group:  # see loop_hints.py: a loop's outputs never share memory with its operands
         hints += (f'!{{!"llvm.loop.parallel_accesses", {group}}}',)
     payload = _payload(gen, fn, loop, pointers, accumulators, group)
-    gen.nest(fn, [None], strides, payload, low="%start", high="%end", hints=hints)
+    widening = _widening(gen, chain, loop, pointers, strides, dtypes) if not accumulators else (0, "", False)
+    widen.nest_widened(gen, fn, [None], strides, payload, hints, widening)
     for m, slot in accumulators.items():
         t = scalar_ops.register_type(graph.type(m).dtype)
         value = fn.emit(f"load {t}, ptr {slot}", "acc")
@@ -156,6 +157,31 @@ def _loop_function(gen: Codegen, chain: Chain, loop: Loop) -> str:
         fn.do(f"store {t} {value}, ptr {place}")
     fn.do("ret void")
     return name
+
+
+def _widening(
+    gen: Codegen,
+    chain: Chain,
+    loop: Loop,
+    pointers: dict[tuple[str, int], str],
+    strides: dict[Hashable, list[int]],
+    dtypes: set[str],
+) -> tuple[int, str, bool]:
+    """(lanes, float dtype, may the last step be moved back) of a chain loop's body widened by
+    chainrule (widen.py), lanes 0 if it is left to LLVM. A step moved back reads and writes points
+    before the block's first: only when every block has ``lanes`` points or more (else it would
+    touch another value's scratch, or a seat another thread works in), and no array the loop
+    writes shares memory with one it reads (scratch values a loop reads and writes never do)."""
+    if any(stride[0] not in (0, 1) for stride in strides.values()):
+        return 0, "", False
+    floats = dtypes - {"bool"}  # a bool is widened too: a byte in memory, an i1 in a register
+    width = loop_hints.explicit_width(loop.shape, loop.steps, len(strides), floats)
+    last_block = chain.points - (chain.blocks - 1) * chain.block
+    arrays = {key: gen.plan.views[key[1]].broadcast_to(loop.shape) for key in pointers if key[1] not in chain.scratch}
+    reads = [view for key, view in arrays.items() if key[0] == "r"]
+    writes = [view for key, view in arrays.items() if key[0] == "w"]
+    overlap = last_block >= width and widen.writes_apart_from_reads(reads, writes)
+    return width, min(floats, default=""), overlap
 
 
 def _place(

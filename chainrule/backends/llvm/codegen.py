@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING
 
-from chainrule.backends.llvm import blas, blocked, loop_hints, loop_scatter, loops, parallel, scalar_ops
+from chainrule.backends.llvm import blas, blocked, loop_hints, loop_scatter, loops, parallel, scalar_ops, widen
 from chainrule.backends.llvm.copies import emit_output_copies
 from chainrule.backends.llvm.gather import emit_gather
 from chainrule.backends.llvm.gemm import emit_gemm
@@ -329,15 +329,13 @@ class Codegen:
         group = self.module.access_group() if loop_hints.vectorized(loop.shape) else ""
         if group:  # see loop_hints.py
             hints += (f'!{{!"llvm.loop.parallel_accesses", {group}}}',)
-        self.nest(
-            fn,
-            extents,
-            dict(zip(keys, strides)),
-            self._loop_payload(fn, loop, pointers, writes, slots, group),
-            low="%start",
-            high="%end",
-            hints=hints,
-        )
+        payload = self._loop_payload(fn, loop, pointers, writes, slots, group)
+        widenable = len(extents) == 1 and not reductions and {s[0] for s in strides} <= {0, 1}
+        floats = dtypes - {"bool"}  # a bool is widened too: a byte in memory, an i1 in a register
+        width = loop_hints.explicit_width(loop.shape, loop.steps, len(keys), floats) if widenable else 0
+        overlap = widen.writes_apart_from_reads(reads.values(), writes.values())
+        widening = (width, min(floats, default=""), overlap)
+        widen.nest_widened(self, fn, extents, dict(zip(keys, strides)), payload, hints, widening)
         for index, m in enumerate(reductions):
             t = scalar_ops.register_type(self.graph.type(m).dtype)
             value = fn.emit(f"load {t}, ptr {slots[m]}", "acc")

@@ -1,0 +1,190 @@
+"""Long elementwise loop bodies are widened to vector code by chainrule itself (widen.py), so LLVM's
+loop vectorizer, half the optimization time of the nested gradient, has nothing left to do there.
+
+The widened code must compute what the scalar code does: gradients agree with the NumPy backend and
+central finite differences, with point counts that leave a partial last vector (its lanes masked),
+broadcast operands, comparisons and selects. Work is counted, not timed: the module's instructions
+per traced node are flat from depth 100 to 1,000, and no long loop body reaches the vectorizer.
+"""
+
+import re
+
+import numpy as np
+import pytest
+from gradient_helpers import numerical_gradient, relative_error
+
+import chainrule as cr
+from chainrule.backends.llvm import chains, engine, mathlib, widen
+from chainrule.backends.llvm.views import View
+
+needs_vector_math = pytest.mark.skipif(not mathlib.vector_isa().bits, reason="no vector math library here")
+
+
+def kernel_of(compiled, *args):
+    entry, _ = compiled._specialize(args)
+    return entry.kernel
+
+
+def nested(depth):
+    def nested_sum(x):
+        for _ in range(depth):
+            x = np.cos(np.tan(np.sin(x)))
+        return np.sum(x)
+
+    return nested_sum
+
+
+def widened_functions(ir_text):
+    return [f for f in re.split(r"(?m)^(?=define )", ir_text) if "w.body" in f]
+
+
+def test_a_scalar_body_becomes_the_same_instructions_on_vectors():
+    body = [
+        "  ; %2 y = mul %0, %1",
+        "  %x.p = getelementptr double, ptr %at, i64 %i0",
+        "  %x = load double, ptr %x.p, !llvm.access.group !3",
+        "  %s.p = getelementptr double, ptr %scale, i64 0",
+        "  %s = load double, ptr %s.p, !llvm.access.group !3",
+        "  %y = fmul contract double %x, %s",
+        "  %big = fcmp contract ogt double %y, 0x4000000000000000",
+        "  %z = select i1 %big, double %y, double 0x0000000000000000",
+        '  %e = call double @llvm.exp.f64(double %z) "vector-function-abi-variant"='
+        '"_ZGV_LLVM_N8v_llvm.exp.f64(_ZGVeN8v_exp)"',
+        "  %a = call double @llvm.fabs.f64(double %e)",
+        "  %out.p = getelementptr double, ptr %out, i64 %i0",
+        "  store double %a, ptr %out.p, !llvm.access.group !3",
+    ]
+    vector = widen.widened(body, "%i0", "%iv", 8, "double", "%in")
+    assert vector == [
+        "  ; %2 y = mul %0, %1",
+        "  %x.p.w = getelementptr double, ptr %at, i64 %iv",
+        "  %x.w = call <8 x double> @llvm.masked.load.v8f64.p0(ptr %x.p.w, i32 8, <8 x i1> %in, <8 x double> "
+        "zeroinitializer)",
+        "  %s.p.w = getelementptr double, ptr %scale, i64 0",
+        "  %s.w.one = load double, ptr %s.p.w",
+        "  %s.w.lane = insertelement <8 x double> poison, double %s.w.one, i64 0",
+        "  %s.w = shufflevector <8 x double> %s.w.lane, <8 x double> poison, <8 x i32> zeroinitializer",
+        "  %y.w = fmul contract <8 x double> %x.w, %s.w",
+        "  %big.w = fcmp contract ogt <8 x double> %y.w, splat (double 0x4000000000000000)",
+        "  %z.w = select <8 x i1> %big.w, <8 x double> %y.w, <8 x double> splat (double 0x0000000000000000)",
+        "  %e.w = call <8 x double> @_ZGVeN8v_exp(<8 x double> %z.w)",
+        "  %a.w = call <8 x double> @llvm.fabs.v8f64(<8 x double> %e.w)",
+        "  %out.p.w = getelementptr double, ptr %out, i64 %iv",
+        "  call void @llvm.masked.store.v8f64.p0(<8 x double> %a.w, ptr %out.p.w, i32 8, <8 x i1> %in)",
+    ]
+    assert widen.intrinsic_declarations(vector) == {
+        "declare <8 x double> @llvm.masked.load.v8f64.p0(ptr, i32, <8 x i1>, <8 x double>)",
+        "declare <8 x double> @llvm.fabs.v8f64(<8 x double>)",
+        "declare void @llvm.masked.store.v8f64.p0(<8 x double>, ptr, i32, <8 x i1>)",
+    }
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "  %b = zext i1 %c to i8",  # a bool stored as a byte
+        "  %y = fpext float %x to double",  # two dtypes
+        "  %y = call double @hypot(double %x, double %x)",  # a libm call with no vector variant
+        '  %y = call double @llvm.sin.f64(double %x) "vector-function-abi-variant"="_ZGV_LLVM_N4v_llvm.sin.f64(_ZGVdN4v_sin)"',
+        "  %y = fmul double %x, %outside",  # a value computed outside the body
+    ],
+)
+def test_a_body_with_anything_else_is_left_to_the_vectorizer(line):
+    body = ["  %x.p = getelementptr double, ptr %at, i64 %i0", "  %x = load double, ptr %x.p", line]
+    assert widen.widened(body, "%i0", "%iv", 8, "double", "%in") is None
+
+
+def damped_chain():
+    """A long, well-conditioned chain (finite differences stay accurate): ~300 nodes, ~100 arrays
+    stored for the backward pass. Made anew per test, so no test finds another's kernel in memory."""
+
+    def damped(x):
+        for _ in range(100):
+            x = x + 0.1 * np.sin(x) * np.cos(0.5 * x)
+        return np.sum(x * x)
+
+    return damped
+
+
+def test_the_last_step_may_overlap_only_when_no_written_byte_is_read():
+    def view(offset, n=100):
+        return View(0, offset, (n,), (1,), "float64")
+
+    assert widen.writes_apart_from_reads([view(0), view(800)], [view(1600)])
+    assert not widen.writes_apart_from_reads([view(0), view(800)], [view(792, 1)])  # the last element read
+    assert widen.writes_apart_from_reads([View(2, 0, (100,), (1,), "float64")], [view(0)])  # another buffer
+    assert widen.writes_apart_from_reads([View(0, 0, (100,), (0,), "float64")], [view(8)])  # one element, broadcast
+
+
+@needs_vector_math
+@pytest.mark.parametrize("points", [1_000, 1_003, 77])
+@pytest.mark.parametrize("overlap", [True, False], ids=["last-step-moved-back", "last-step-masked"])
+def test_widened_gradients_agree_with_numpy_and_finite_differences(points, overlap, monkeypatch):
+    if not overlap:
+        monkeypatch.setattr(widen, "writes_apart_from_reads", lambda reads, writes: False)
+    x = np.linspace(0.1, 1.0, points)
+    damped = damped_chain()
+    for fn in (nested(100), damped):
+        compiled = cr.grad(fn, backend="llvm")
+        ir_text = kernel_of(compiled, x).lowered.ir
+        assert widened_functions(ir_text) and ("llvm.masked.load" not in ir_text) == overlap
+        np.testing.assert_allclose(compiled(x), cr.grad(fn, backend="numpy")(x), rtol=1e-12, atol=1e-14)
+    if points < 100:
+        assert relative_error(cr.grad(damped, backend="llvm")(x), numerical_gradient(damped, (x,), 0)) < 1e-7
+
+
+@needs_vector_math
+@pytest.mark.parametrize("points", [15 * 64 + 3, 64 * 64 + 3], ids=["one-seat", "parallel"])
+def test_chain_loops_widen_and_mask_a_last_block_shorter_than_a_step(points, monkeypatch):
+    # blocks of 64 points: the last one of 3 points, fewer than a vector step; a step moved back
+    # from it would read the scratch of another value (or of a seat another thread works in)
+    monkeypatch.setattr(chains, "SCRATCH_BUDGET", 1)
+    x = np.linspace(0.1, 1.0, points)
+    compiled = cr.grad(damped_chain(), backend="llvm")
+    ir_text = kernel_of(compiled, x).lowered.ir
+    in_blocks = [f for f in widened_functions(ir_text) if "%scratch" in f.split("{")[0]]
+    assert in_blocks and all("llvm.masked.load" in f for f in in_blocks)
+    np.testing.assert_allclose(compiled(x), cr.grad(damped_chain(), backend="numpy")(x), rtol=1e-12, atol=1e-14)
+
+
+def scaled_clipped(x, scale):
+    for _ in range(40):
+        # the iterates stay in (0, 1): away from the kinks at -1 and 2, where finite differences fail
+        x = 0.5 * np.sin(x * scale) + 0.3 * np.maximum(x, -1.0) + np.where(x > 2.0, 0.2 * x * x, 0.3 * x)
+    return np.sum(x)
+
+
+@needs_vector_math
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_broadcast_operands_comparisons_and_selects_widen_correctly(dtype):
+    x = np.linspace(0.1, 0.9, 203).astype(dtype)
+    scale = np.asarray(0.7, dtype=dtype)
+    compiled = cr.grad(scaled_clipped, argnums=(0, 1), backend="llvm")
+    assert widened_functions(kernel_of(compiled, x, scale).lowered.ir)
+    expected = cr.grad(scaled_clipped, argnums=(0, 1), backend="numpy")(x, scale)
+    tolerance = 1e-12 if dtype == np.float64 else 2e-4
+    for got, want in zip(compiled(x, scale), expected):
+        np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
+    if dtype == np.float64:
+        sample = np.linspace(0.1, 0.9, 7)
+        numeric = numerical_gradient(scaled_clipped, (sample, 0.7), 0)
+        assert relative_error(cr.grad(scaled_clipped, backend="llvm")(sample, 0.7), numeric) < 1e-7
+
+
+@needs_vector_math
+def test_long_bodies_skip_the_vectorizer_and_the_module_is_linear_in_depth():
+    per_node, widened_share = {}, {}
+    for depth in (100, 1_000):
+        x = np.linspace(4.0, 4.4, 1_000)
+        ir_text = kernel_of(cr.grad(nested(depth), backend="llvm"), x).lowered.ir
+        per_node[depth] = engine.instruction_count(ir_text) / (3 * depth)
+        loops = [f for f in re.split(r"(?m)^(?=define )", ir_text) if "_loop" in f.split("(")[0]]
+        for function in widened_functions(ir_text):  # one vector body, no scalar copy, not optimized again
+            assert "d0.body" not in function and " optnone" in function.split("{")[0]
+            (node,) = re.findall(r"!llvm\.loop (![0-9]+)", function)
+            assert ir_text.count(f"{node} = distinct !{{{node}, ") == 1
+        widened = sum(engine.instruction_count(f) for f in widened_functions(ir_text))
+        widened_share[depth] = widened / sum(engine.instruction_count(f) for f in loops)
+    # at depth 100 one loop runs the whole forward pass and the sum (a reduction: left to the vectorizer)
+    assert widened_share[1_000] > 0.9
+    assert per_node[1_000] < 2 * per_node[100]
