@@ -1,6 +1,11 @@
 """Compile time as programs grow, per backend, against a baseline checkout in the same run.
 
     python3 benchmarks/compile_time.py --scaling [--runs 3] [--against /path/to/other/checkout]
+    python3 benchmarks/compile_time.py --stages [--runs 3] [--against /path/to/other/checkout]
+
+``--stages``: the nested gradient's LLVM compile at depth 100, 1,000 and 10,000, its CPU seconds
+(``time.process_time``) split into the compiler's passes, LLVM's parse, optimize and emit, and the
+rest (trace, lowering to IR text, linking, the call), one fresh process and cache per sample.
 
 Cases: the gradient of examples/pendulum_rk4.py's final angle with respect to the initial angle,
 velocity and the damping, its RK4 step unrolled by a plain Python loop over 10, 100 and 1,000
@@ -174,5 +179,72 @@ def run_scaling(runs: int, against: str | None) -> None:
                 print(cells, flush=True)
 
 
+STAGE_DEPTHS = (100, 1_000, 10_000)
+STAGES = ("passes", "other", "parse", "optimize", "emit", "total")
+
+
+def staged_first_call(depth: int) -> dict:
+    """CPU seconds of one fresh LLVM compile and first call of the nested gradient at ``depth``,
+    by stage (the worker's side): the compiler's passes, LLVM's parse (and verify), optimize and
+    emit (object code), and the other work (trace, lowering to IR text, linking, the call)."""
+    import chainrule as cr
+    from chainrule.backends.llvm import engine
+    from chainrule.compiler import pipeline
+
+    os.environ["CHAINRULE_CACHE_DIR"] = tempfile.mkdtemp(prefix="chainrule-compile-stages-")
+    cr.grad(lambda x: np.sum(np.sin(x) * x), backend="llvm")(np.ones(3))  # imports, llvmlite start-up
+    spent = dict.fromkeys(("passes", "parse", "optimize", "build"), 0.0)
+    for owner, attribute, stage in (
+        (pipeline, "run", "passes"),
+        (engine, "_parse", "parse"),
+        (engine, "_optimize", "optimize"),
+        (engine, "_build", "build"),
+    ):
+        setattr(owner, attribute, _timed(getattr(owner, attribute), spent, stage))
+    fn, args, argnums = nested_program(depth)
+    gradient = cr.grad(fn, argnums, backend="llvm")
+    start = time.process_time()
+    gradient(*args)
+    total = time.process_time() - start
+    emit = spent["build"] - spent["parse"] - spent["optimize"]
+    other = total - spent["passes"] - spent["build"]
+    stages = {"passes": spent["passes"], "other": other, "parse": spent["parse"], "optimize": spent["optimize"]}
+    return stages | {"emit": emit, "total": total}
+
+
+def _timed(function, spent: dict, stage: str):
+    def timed(*args, **kwargs):
+        start = time.process_time()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent[stage] += time.process_time() - start
+
+    return timed
+
+
+def run_stages(runs: int, against: str | None) -> None:
+    """The nested gradient's LLVM compile at depths 100 to 10,000, CPU seconds by stage, medians of
+    ``runs`` fresh processes per checkout (one at depth 10,000), the checkouts alternating."""
+    checkouts = {"this": ROOT} | ({"baseline": Path(against).resolve()} if against else {})
+    print(f"checkouts: {', '.join(f'{name} = {path}' for name, path in checkouts.items())}")
+    print(f"nested gradient, LLVM, first call: CPU seconds by stage, medians of {runs} (1 at depth 10,000)")
+    header = f"{'depth':>6} {'checkout':<8}" + "".join(f" {stage:>8}" for stage in STAGES)
+    print(header + "\n" + "-" * len(header))
+    for depth in STAGE_DEPTHS:
+        samples: dict[str, list[dict]] = {name: [] for name in checkouts}
+        for _ in range(1 if depth >= 10_000 else runs):
+            for name, checkout in checkouts.items():
+                environment = dict(os.environ, PYTHONPATH=str(checkout))
+                command = [sys.executable, __file__, "--stages-worker", str(depth)]
+                done = subprocess.run(command, env=environment, capture_output=True, text=True, check=True)
+                samples[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        for name, taken in samples.items():
+            cells = "".join(f" {median(s[stage] for s in taken):8.2f}" for stage in STAGES)
+            print(f"{depth:>6,} {name:<8}{cells}", flush=True)
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
     print(json.dumps(first_call(sys.argv[2], int(sys.argv[3]), sys.argv[4])))
+if __name__ == "__main__" and sys.argv[1:2] == ["--stages-worker"]:
+    print(json.dumps(staged_first_call(int(sys.argv[2]))))

@@ -208,7 +208,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="skip the 100,000-node chain")
     parser.add_argument("--scaling", action="store_true", help="RK4 and nested compiles per backend instead")
-    parser.add_argument("--against", default=None, help="with --scaling: a baseline checkout to time too")
+    parser.add_argument("--stages", action="store_true", help="the nested LLVM compile's CPU time by stage instead")
+    parser.add_argument("--against", default=None, help="with --scaling or --stages: a baseline checkout to time too")
     parser.add_argument(
         "--runs",
         type=int,
@@ -220,6 +221,11 @@ def main(argv=None) -> None:
         from compile_scaling import run_scaling
 
         run_scaling(options.runs or 3, options.against)
+        return
+    if options.stages:
+        from compile_scaling import run_stages
+
+        run_stages(options.runs or 3, options.against)
         return
     X, Y = spiral_data()
     seed_args = (seed_parameters(), X, Y)
