@@ -156,8 +156,8 @@ def _offset_nest(
 def _batch_run(
     gen: Codegen,
     n: int,
-    bases: dict[Hashable, tuple[str, str, int]],
-    body: Callable[[Callable[[Hashable, str], str], Callable[[Hashable, str, str], None]], None],
+    bases: dict[str, tuple[str, str, int]],
+    body: Callable[[Callable[[str, str], str], Callable[[str, str, str], None]], None],
 ) -> None:
     """A loop over the N batch elements: ``bases`` key -> (pointer, element offset of element 0,
     stride); ``body(load, store)`` with ``load(key, dtype)`` and ``store(key, value, dtype)``
@@ -165,14 +165,14 @@ def _batch_run(
     entry = gen.entry
 
     def payload(offsets: Offsets) -> None:
-        def place(key: Hashable) -> tuple[str, str]:
+        def place(key: str) -> tuple[str, str]:
             pointer, at, _ = bases[key]
             return pointer, entry.emit(f"add i64 {at}, {offsets[key]}", "at") if at != "0" else offsets[key]
 
-        def load(key: Hashable, dtype: str) -> str:
+        def load(key: str, dtype: str) -> str:
             return gen.load(entry, *place(key), dtype, "x")
 
-        def store(key: Hashable, value: str, dtype: str) -> None:
+        def store(key: str, value: str, dtype: str) -> None:
             gen.store(entry, value, *place(key), dtype)
 
         body(load, store)
@@ -194,7 +194,7 @@ def _max_pass(
         if which is not None:
             bases["w"] = (which, offsets["b"], 1)
 
-        def body(load: Callable[[Hashable, str], str], store: Callable[[Hashable, str, str], None]) -> None:
+        def body(load: Callable[[str, str], str], store: Callable[[str, str, str], None]) -> None:
             x, so_far = load("x", dtype), load("b", dtype)
             store("b", scalar_ops.nan_propagating_pick(entry, t, x, so_far, "ogt"), dtype)
             if which is not None:  # strictly greater: a tie keeps the first offset, a NaN ends the search
@@ -226,7 +226,7 @@ def _scatter_pass(
             "w": (which, offsets["w"], 1),
         }
 
-        def body(load: Callable[[Hashable, str], str], store: Callable[[Hashable, str, str], None]) -> None:
+        def body(load: Callable[[str, str], str], store: Callable[[str, str, str], None]) -> None:
             hit = entry.emit(f"icmp eq i32 {load('w', 'int32')}, {k}", "hit")
             chosen = entry.emit(f"select i1 {hit}, {t} {load('g', dtype)}, {t} {zero}", "chosen")
             if overlapping:  # a pixel in several windows collects from each, in offset order
@@ -254,7 +254,7 @@ def _gather_pass(
             "w": (which, offsets["o"], 1),
         }
 
-        def body(load: Callable[[Hashable, str], str], store: Callable[[Hashable, str, str], None]) -> None:
+        def body(load: Callable[[str, str], str], store: Callable[[str, str, str], None]) -> None:
             hit = entry.emit(f"icmp eq i32 {load('w', 'int32')}, {k}", "hit")
             store("o", entry.emit(f"select i1 {hit}, {t} {load('a', dtype)}, {t} {load('o', dtype)}"), dtype)
 
