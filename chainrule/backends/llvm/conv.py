@@ -4,8 +4,8 @@ them in NumPy, without a Python callback or a copy of the result.
 
 - ``conv2d(x, w)``: im2col of ``x`` into the workspace, then per group ``y_g = W_g @ cols_g``,
   written straight into the node's place;
-- ``conv2d_weight_grad(x, g)``: im2col of ``x``, then per group ``dw_g = g_g @ cols_gᵀ``
-  (the columns as BLAS's left operand, as in NumPy: the long Ho*Wo*N dimension contiguous);
+- ``conv2d_weight_grad(x, g)``: im2col of ``x``, then per group ``dw_gᵀ = cols_g @ g_gᵀ`` into the
+  workspace (the columns as the left operand, as in NumPy: gemm's faster order), transposed into place;
 - ``conv2d_input_grad(g, w)``: per group ``colgrad_g = W_gᵀ @ g_g`` into the workspace, then col2im:
   each kernel offset's block added into the zeroed result, offsets in row-major order (NumPy's
   order, so each pixel's sum is NumPy's to the bit).
@@ -120,6 +120,8 @@ def workspace_bytes(plan: Lowering, node_id: int) -> int:
     node = graph[node_id]
     dtype = node.type.dtype
     total = STATUS_BYTES + region_bytes(_columns_count(_geometry(graph, node_id)), dtype)
+    if node.op == "conv2d_weight_grad":  # its product, transposed
+        total += region_bytes(node.type.size, dtype)
     for k in _MATRIX_OPERANDS[node.op]:
         if _group_matrix(_planned_view(plan, node.args[k]), node.params["groups"]) is None:
             total += region_bytes(graph.type(node.args[k]).size, dtype)
@@ -167,11 +169,25 @@ def emit(gen: Codegen, node_id: int) -> None:
         y = (gen.base(gen.entry, result, cache), View(-1, 0, (out_rows, pixels), (pixels, 1), result.dtype))
         _grouped_gemm(gen, groups, matrices[1], column_group, (*y, out_rows * pixels))
     elif node.op == "conv2d_weight_grad":
+        # per group dwᵀ = cols @ gᵀ, then transposed into place: gemm runs the long Ho*Wo*N inner
+        # dimension ~1.6x faster so (the columns as the row-major left operand) than as g @ colsᵀ
         _im2col(gen, gen.plan.views[node.args[0]], columns, geometry, cache)
-        pointer, view, step = column_group
-        transposed = (pointer, View(-1, 0, view.shape[::-1], view.strides[::-1], view.dtype), step)
-        dw = (gen.base(gen.entry, result, cache), View(-1, 0, (out_rows, group_rows), (group_rows, 1), result.dtype))
-        _grouped_gemm(gen, groups, matrices[1], transposed, (*dw, out_rows * group_rows))
+        pointer, view, step = matrices[1]
+        g_transposed = (pointer, View(-1, 0, view.shape[::-1], view.strides[::-1], view.dtype), step)
+        product = regions.take(math.prod(result.shape), result.dtype)
+        block = View(-1, 0, (group_rows, out_rows), (out_rows, 1), result.dtype)
+        _grouped_gemm(gen, groups, column_group, g_transposed, (product, block, group_rows * out_rows))
+        strides: dict[Hashable, list[int]] = {
+            "s": [group_rows * out_rows, 1, out_rows],
+            "t": [out_rows * group_rows, group_rows, 1],
+        }
+        target = gen.base(gen.entry, result, cache)
+
+        def move(offsets: dict[Hashable, str]) -> None:
+            value = gen.load(gen.entry, product, offsets["s"], result.dtype, "dw")
+            gen.store(gen.entry, value, target, offsets["t"], result.dtype)
+
+        gen.nest(gen.entry, [groups, out_rows, group_rows], strides, move)
     else:
         pointer, view, step = matrices[1]
         kernels_transposed = (pointer, View(-1, 0, view.shape[::-1], view.strides[::-1], view.dtype), step)
