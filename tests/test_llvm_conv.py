@@ -14,6 +14,7 @@ from gradient_helpers import numerical_gradient, relative_error, weighted_sum
 
 import chainrule as cr
 from chainrule import nn
+from chainrule.backends.llvm import kernel as llvm_kernel
 from chainrule.frontends.tracer import operation
 from chainrule.ir import conv_kernels
 
@@ -195,3 +196,28 @@ def test_a_cnn_training_gradient_calls_no_python_for_its_convolutions_and_pools(
     callbacks = [f.op for f in kernel_of(llvm, params, x, labels).lowered.fallbacks]
     assert [op for op in callbacks if op in CONV_OPS + POOL_OPS] == []
     assert len(callbacks) <= 3
+
+
+@pytest.fixture
+def exact_threads():
+    yield llvm_kernel.set_exact_threads
+    llvm_kernel.set_exact_threads(None)
+
+
+def test_large_convolutions_and_pools_run_over_channels_on_the_pool_with_the_same_bits_on_any_thread_count(
+    exact_threads,
+):
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal((128, 8, 16, 16)), rng.standard_normal((8, 8, 3, 3))
+    loss = lambda x, w: weighted_sum(np.tanh(nn.conv.max_pool2d(nn.conv.conv2d(x, w, padding=1), 2)))
+    gradient = cr.grad(loss, argnums=(0, 1), backend="llvm")
+    exact_threads(1)
+    one = gradient(x, w)
+    exact_threads(3)
+    three = gradient(x, w)
+    for a, b, want in zip(one, three, cr.grad(loss, argnums=(0, 1))(x, w)):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, want, rtol=1e-11, atol=1e-12)
+    source = gradient.source(x, w)
+    assert source.count("im2col") >= 2 and source.count("col2im") >= 1
+    assert kernel_of(gradient, x, w).lowered.parallel_loops >= 5  # im2col twice, col2im, two pool passes

@@ -39,6 +39,7 @@ from chainrule.ir import Graph
 
 if TYPE_CHECKING:
     from chainrule.backends.llvm.codegen import Codegen
+    from chainrule.backends.llvm.irtext import Function
     from chainrule.backends.llvm.lower import Lowering
 
 OPS = ("conv2d", "conv2d_weight_grad", "conv2d_input_grad")
@@ -138,12 +139,16 @@ class _Regions:
         self.gen, self.cache = gen, cache
         self.offset = gen.plan.scratch.offset + STATUS_BYTES
 
-    def take(self, count: int, dtype: str) -> str:
+    def take(self, count: int, dtype: str) -> View:
         scratch = self.gen.plan.scratch
-        pointer = self.gen.base(self.gen.entry, View(scratch.slot, self.offset, (), (), dtype), self.cache)
+        region = View(scratch.slot, self.offset, (), (), dtype)
         self.offset += region_bytes(count, dtype)
         assert self.offset <= scratch.offset + self.gen.plan.scratch_bytes, "a convolution outgrew its workspace"
-        return pointer
+        return region
+
+    def pointer(self, count: int, dtype: str) -> str:
+        """A region's address in the entry function."""
+        return self.gen.base(self.gen.entry, self.take(count, dtype), self.cache)
 
 
 def emit(gen: Codegen, node_id: int) -> None:
@@ -155,7 +160,8 @@ def emit(gen: Codegen, node_id: int) -> None:
     cache: dict[object, str] = {}
     regions = _Regions(gen, cache)
     result = gen.plan.views[node_id]
-    columns = regions.take(_columns_count(geometry), result.dtype)
+    columns_region = regions.take(_columns_count(geometry), result.dtype)
+    columns = gen.base(gen.entry, columns_region, cache)
     matrices = {k: _operand_matrix(gen, regions, node.args[k], geometry["groups"]) for k in _MATRIX_OPERANDS[node.op]}
     channels, _, _, n = geometry["images"]
     out_channels, kh, kw = geometry["kernels"][0], geometry["kernels"][2], geometry["kernels"][3]
@@ -165,16 +171,16 @@ def emit(gen: Codegen, node_id: int) -> None:
     column_group = (columns, View(-1, 0, (group_rows, pixels), (pixels, 1), result.dtype), group_rows * pixels)
     out_rows = out_channels // groups
     if node.op == "conv2d":
-        _im2col(gen, gen.plan.views[node.args[0]], columns, geometry, cache)
+        _im2col(gen, gen.plan.views[node.args[0]], columns_region, geometry)
         y = (gen.base(gen.entry, result, cache), View(-1, 0, (out_rows, pixels), (pixels, 1), result.dtype))
         _grouped_gemm(gen, groups, matrices[1], column_group, (*y, out_rows * pixels))
     elif node.op == "conv2d_weight_grad":
         # per group dwᵀ = cols @ gᵀ, then transposed into place: gemm runs the long Ho*Wo*N inner
         # dimension ~1.6x faster so (the columns as the row-major left operand) than as g @ colsᵀ
-        _im2col(gen, gen.plan.views[node.args[0]], columns, geometry, cache)
+        _im2col(gen, gen.plan.views[node.args[0]], columns_region, geometry)
         pointer, view, step = matrices[1]
         g_transposed = (pointer, View(-1, 0, view.shape[::-1], view.strides[::-1], view.dtype), step)
-        product = regions.take(math.prod(result.shape), result.dtype)
+        product = regions.pointer(math.prod(result.shape), result.dtype)
         block = View(-1, 0, (group_rows, out_rows), (out_rows, 1), result.dtype)
         _grouped_gemm(gen, groups, column_group, g_transposed, (product, block, group_rows * out_rows))
         strides: dict[Hashable, list[int]] = {
@@ -192,7 +198,7 @@ def emit(gen: Codegen, node_id: int) -> None:
         pointer, view, step = matrices[1]
         kernels_transposed = (pointer, View(-1, 0, view.shape[::-1], view.strides[::-1], view.dtype), step)
         _grouped_gemm(gen, groups, kernels_transposed, matrices[0], column_group)
-        _col2im(gen, columns, result, geometry, cache)
+        _col2im(gen, columns_region, result, geometry)
 
 
 def _operand_matrix(gen: Codegen, regions: _Regions, value_id: int, groups: int) -> tuple[str, View, int]:
@@ -202,7 +208,7 @@ def _operand_matrix(gen: Codegen, regions: _Regions, value_id: int, groups: int)
     matrix = _group_matrix(view, groups)
     if matrix is not None:
         return gen.base(gen.entry, view, regions.cache), matrix, matrix.shape[0] * matrix.strides[0]
-    pointer = regions.take(math.prod(view.shape), view.dtype)
+    pointer = regions.pointer(math.prod(view.shape), view.dtype)
     _copy_contiguous(gen, view, pointer, regions.cache)
     matrix = _group_matrix(View(-1, 0, view.shape, contiguous_strides(view.shape), view.dtype), groups)
     assert matrix is not None
@@ -267,15 +273,16 @@ def _grouped_gemm(gen: Codegen, groups: int, a: Operand, b: Operand, c: Operand)
 
 def _window_nest(
     gen: Codegen,
+    fn: Function,
     image: View,
     geometry: dict,
     run: Callable[[str, str], None],
     outside: Callable[[str], None] | None = None,
 ) -> None:
-    """For each (channel, kernel offset, output pixel), outermost first: ``run(image_at, columns_at)``
-    when the offset's pixel is inside the image, else ``outside(columns_at)`` (element offsets of
-    the image's pixel and of the columns' run of N)."""
-    entry = gen.entry
+    """In ``fn`` (an outlined body over channels [%start, %end)): for each (channel, kernel offset,
+    output pixel), outermost first, ``run(image_at, columns_at)`` when the offset's pixel is inside
+    the image, else ``outside(columns_at)`` (element offsets of the image's pixel and of the
+    columns' run of N)."""
     channels, height, width, n = image.shape
     kh, kw = geometry["kernels"][2:]
     out_h, out_w = geometry["output"][1:3]
@@ -291,82 +298,116 @@ def _window_nest(
     shift = ph * xs[1] + pw * xs[2]  # the image's pixel (0, 0) is the padded image's (ph, pw)
 
     def payload(offsets: dict[Hashable, str]) -> None:
-        image_at = entry.emit(f"sub i64 {offsets['x']}, {shift}", "image.at") if shift else offsets["x"]
+        image_at = fn.emit(f"sub i64 {offsets['x']}, {shift}", "image.at") if shift else offsets["x"]
         tests = []
         for key, pad, size in (("row", ph, height), ("col", pw, width)):
             if pad:  # unsigned: a pixel above or left of the image is a huge number
-                tests.append(entry.emit(f"icmp ult i64 {entry.emit(f'sub i64 {offsets[key]}, {pad}')}, {size}"))
+                tests.append(fn.emit(f"icmp ult i64 {fn.emit(f'sub i64 {offsets[key]}, {pad}')}, {size}"))
         if not tests:
             run(image_at, offsets["c"])
             return
-        inside = tests[0] if len(tests) == 1 else entry.emit(f"and i1 {tests[0]}, {tests[1]}", "inside")
-        yes, no, join = entry.label("pixel.inside"), entry.label("pixel.padding"), entry.label("pixel.done")
-        entry.do(f"br i1 {inside}, label %{yes}, label %{no}")
-        entry.place(yes)
+        inside = tests[0] if len(tests) == 1 else fn.emit(f"and i1 {tests[0]}, {tests[1]}", "inside")
+        yes, no, join = fn.label("pixel.inside"), fn.label("pixel.padding"), fn.label("pixel.done")
+        fn.do(f"br i1 {inside}, label %{yes}, label %{no}")
+        fn.place(yes)
         run(image_at, offsets["c"])
-        entry.do(f"br label %{join}")
-        entry.place(no)
+        fn.do(f"br label %{join}")
+        fn.place(no)
         if outside is not None:
             outside(offsets["c"])
-        entry.do(f"br label %{join}")
-        entry.place(join)
+        fn.do(f"br label %{join}")
+        fn.place(join)
 
-    gen.nest(entry, [channels, kh, kw, out_h, out_w], strides, payload)
+    gen.nest(fn, [channels, kh, kw, out_h, out_w], strides, payload, low="%start", high="%end")
+
+
+def over_channels(gen: Codegen, comment: str, channels: int, elements: int, body: Callable[[Function], None]) -> None:
+    """``body(fn)`` writes a loop over channels [%start, %end) into an outlined function, which runs
+    on the kernel's threads (``parallel.py``) when ``elements`` are enough work, as codegen's loops
+    do; each channel's elements are its own, so the results do not depend on the thread count."""
+    fn = gen.outlined(comment)
+    body(fn)
+    fn.do("ret void")
+    threaded = channels > 1 and elements >= max(gen.parallel_min_elements, gen.parallel_min_work)
+    gen.run_outlined(fn, channels, threaded)
 
 
 def _run(
-    gen: Codegen, count: int, source: tuple[str, str, int], target: tuple[str, str, int], dtype: str, add: bool
+    gen: Codegen,
+    fn: Function,
+    count: int,
+    source: tuple[str, str, int],
+    target: tuple[str, str, int],
+    dtype: str,
+    add: bool,
 ) -> None:
     """``count`` elements from ``source`` to ``target`` (pointer, element offset, stride), copied or
     added to what is there."""
-    entry = gen.entry
     memory = scalar_ops.memory_type(dtype)
     s, t = (
-        entry.emit(f"getelementptr {memory}, ptr {p}, i64 {at}", name)
+        fn.emit(f"getelementptr {memory}, ptr {p}, i64 {at}", name)
         for (p, at, _), name in ((source, "run.s"), (target, "run.t"))
     )
 
     def payload(offsets: dict[Hashable, str]) -> None:
-        value = gen.load(entry, s, offsets["s"], dtype, "x")
+        value = gen.load(fn, s, offsets["s"], dtype, "x")
         if add:
-            so_far = gen.load(entry, t, offsets["t"], dtype, "sum")
-            value = entry.emit(f"fadd {scalar_ops.register_type(dtype)} {so_far}, {value}", "sum")
-        gen.store(entry, value, t, offsets["t"], dtype)
+            so_far = gen.load(fn, t, offsets["t"], dtype, "sum")
+            value = fn.emit(f"fadd {scalar_ops.register_type(dtype)} {so_far}, {value}", "sum")
+        gen.store(fn, value, t, offsets["t"], dtype)
 
-    gen.nest(entry, [count], {"s": [source[2]], "t": [target[2]]}, payload)
-
-
-def _zero(gen: Codegen, pointer: str, at: str, count: int, dtype: str) -> None:
-    entry = gen.entry
-    entry.declare(MEMSET)
-    place = entry.emit(f"getelementptr {scalar_ops.memory_type(dtype)}, ptr {pointer}, i64 {at}", "zeroed")
-    entry.do(f"call void @llvm.memset.p0.i64(ptr {place}, i8 0, i64 {count * np.dtype(dtype).itemsize}, i1 false)")
+    gen.nest(fn, [count], {"s": [source[2]], "t": [target[2]]}, payload)
 
 
-def _im2col(gen: Codegen, image: View, columns: str, geometry: dict, cache: dict[object, str]) -> None:
+def _zero(fn: Function, pointer: str, at: str, count: str, dtype: str) -> None:
+    """``count`` elements (a register or literal) from ``pointer[at]`` set to +0.0."""
+    fn.declare(MEMSET)
+    place = fn.emit(f"getelementptr {scalar_ops.memory_type(dtype)}, ptr {pointer}, i64 {at}", "zeroed")
+    nbytes = fn.emit(f"mul i64 {count}, {np.dtype(dtype).itemsize}", "bytes")
+    fn.do(f"call void @llvm.memset.p0.i64(ptr {place}, i8 0, i64 {nbytes}, i1 false)")
+
+
+def _im2col(gen: Codegen, image: View, columns: View, geometry: dict) -> None:
     """The columns (C, KH, KW, Ho, Wo, N): each offset's in-image runs copied, its padding zeroed."""
-    source, n = gen.base(gen.entry, image, cache), image.shape[3]
-    _window_nest(
-        gen,
-        image,
-        geometry,
-        lambda image_at, columns_at: _run(
-            gen, n, (source, image_at, image.strides[3]), (columns, columns_at, 1), image.dtype, False
-        ),
-        lambda columns_at: _zero(gen, columns, columns_at, n, image.dtype),
-    )
+    n = image.shape[3]
+
+    def body(fn: Function) -> None:
+        cache: dict[object, str] = {}
+        source, target = gen.base(fn, image, cache), gen.base(fn, columns, cache)
+        _window_nest(
+            gen,
+            fn,
+            image,
+            geometry,
+            lambda image_at, columns_at: _run(
+                gen, fn, n, (source, image_at, image.strides[3]), (target, columns_at, 1), image.dtype, False
+            ),
+            lambda columns_at: _zero(fn, target, columns_at, str(n), image.dtype),
+        )
+
+    count = _columns_count(geometry)
+    over_channels(gen, f"im2col: {count} columns' elements", image.shape[0], count, body)
 
 
-def _col2im(gen: Codegen, columns: str, result: View, geometry: dict, cache: dict[object, str]) -> None:
+def _col2im(gen: Codegen, columns: View, result: View, geometry: dict) -> None:
     """The image (C, H, W, N) of the columns' cotangent: zeroed, then each offset's runs added."""
     assert result.is_contiguous, "a convolution's input gradient is planned contiguous"
-    target, n = gen.base(gen.entry, result, cache), result.shape[3]
-    _zero(gen, target, "0", math.prod(result.shape), result.dtype)
-    _window_nest(
-        gen,
-        result,
-        geometry,
-        lambda image_at, columns_at: _run(
-            gen, n, (columns, columns_at, 1), (target, image_at, result.strides[3]), result.dtype, True
-        ),
-    )
+    n, per_channel = result.shape[3], result.strides[0]
+
+    def body(fn: Function) -> None:
+        cache: dict[object, str] = {}
+        source, target = gen.base(fn, columns, cache), gen.base(fn, result, cache)
+        first = fn.emit(f"mul i64 %start, {per_channel}", "first")
+        _zero(fn, target, first, fn.emit(f"mul i64 {fn.emit('sub i64 %end, %start')}, {per_channel}"), result.dtype)
+        _window_nest(
+            gen,
+            fn,
+            result,
+            geometry,
+            lambda image_at, columns_at: _run(
+                gen, fn, n, (source, columns_at, 1), (target, image_at, result.strides[3]), result.dtype, True
+            ),
+        )
+
+    count = _columns_count(geometry)
+    over_channels(gen, f"col2im: {count} columns' elements", result.shape[0], count, body)

@@ -12,8 +12,10 @@ computes them, so their results are NumPy's to the bit (NaN and infinities inclu
   the offset is the window's, +0.0 elsewhere, as ``conv_kernels.max_pool2d_scatter`` adds; or ``a``
   read there.
 
-Every pass is a nest over (offset row, offset column, channel, output row, output column) around
-a run of the N batch elements, which are innermost in every operand: the runs vectorize.
+Every pass is a nest over (channel, offset row, offset column, output row, output column) around
+a run of the N batch elements, which are innermost in every operand (the runs vectorize), in an
+outlined function over channels that runs on the kernel's threads when the pass is large (each
+channel's windows are its own: the results do not depend on the thread count).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
 from chainrule.backends.llvm import scalar_ops
-from chainrule.backends.llvm.conv import MEMSET
+from chainrule.backends.llvm.conv import MEMSET, over_channels
 from chainrule.backends.llvm.lapack_unit import STATUS_BYTES, region_bytes
 from chainrule.backends.llvm.strides import contiguous_strides
 from chainrule.backends.llvm.views import View
@@ -31,6 +33,7 @@ from chainrule.ir import Graph
 
 if TYPE_CHECKING:
     from chainrule.backends.llvm.codegen import Codegen
+    from chainrule.backends.llvm.irtext import Function
 
 OPS = ("max_pool2d", "max_pool2d_scatter", "max_pool2d_gather")
 Offsets = dict[Hashable, str]
@@ -59,7 +62,7 @@ def workspace_bytes(graph: Graph, node_id: int) -> int:
 
 
 def emit(gen: Codegen, node_id: int) -> None:
-    """``node_id`` (a max-pooling op) as loop nests in the entry function (see the module docstring)."""
+    """``node_id`` (a max-pooling op) as loop nests over channels, outlined (see the module docstring)."""
     node = gen.graph[node_id]
     gen.entry.note(gen.describe(node_id) + "  (native max pooling)")
     cache: dict[object, str] = {}
@@ -67,26 +70,24 @@ def emit(gen: Codegen, node_id: int) -> None:
     assert result.is_contiguous, "a pooling result is planned contiguous"
     keys = gen.plan.views[node.args[0]]
     pooled = _pooled_shape(gen.graph, node_id)
-    window = View(-1, 0, pooled, contiguous_strides(pooled), result.dtype)  # the layout of per-window arrays
     if node.op == "max_pool2d":
         _fill(gen, gen.base(gen.entry, result, cache), math.prod(pooled), result.dtype, "-inf")
-        _max_pass(gen, node.params, keys, result, gen.base(gen.entry, result, cache), None, cache)
+        _max_pass(gen, node.params, keys, result, None)
         return
     scratch = gen.plan.scratch
     best_at = scratch.offset + STATUS_BYTES
     which_at = best_at + region_bytes(math.prod(pooled), result.dtype)
-    best = gen.base(gen.entry, View(scratch.slot, best_at, (), (), result.dtype), cache)
-    which = gen.base(gen.entry, View(scratch.slot, which_at, (), (), "int32"), cache)
-    _fill(gen, best, math.prod(pooled), result.dtype, "-inf")
-    _fill(gen, which, math.prod(pooled), "int32", "0")
-    _max_pass(gen, node.params, keys, window, best, which, cache)
-    target = gen.base(gen.entry, result, cache)
-    _fill(gen, target, math.prod(result.shape), result.dtype, "0")
+    best = View(scratch.slot, best_at, pooled, contiguous_strides(pooled), result.dtype)
+    which = View(scratch.slot, which_at, pooled, contiguous_strides(pooled), "int32")
+    _fill(gen, gen.base(gen.entry, best, cache), math.prod(pooled), result.dtype, "-inf")
+    _fill(gen, gen.base(gen.entry, which, cache), math.prod(pooled), "int32", "0")
+    _max_pass(gen, node.params, keys, best, which)
+    _fill(gen, gen.base(gen.entry, result, cache), math.prod(result.shape), result.dtype, "0")
     second = gen.plan.views[node.args[1]]
     if node.op == "max_pool2d_scatter":
-        _scatter_pass(gen, node.params, result, target, second, window, which, cache)
+        _scatter_pass(gen, node.params, result, second, which)
     else:
-        _gather_pass(gen, node.params, second, result, target, which, cache)
+        _gather_pass(gen, node.params, second, result, which)
 
 
 def _fill(gen: Codegen, pointer: str, count: int, dtype: str, value: str) -> None:
@@ -102,59 +103,63 @@ def _fill(gen: Codegen, pointer: str, count: int, dtype: str, value: str) -> Non
 
 
 _ITEMSIZE = {"float32": 4, "float64": 8, "int32": 4}
+# (function, offsets, each key's stride along the batch, each key's pointer) -> the window's code
+Run = Callable[["Function", Offsets, dict[Hashable, int], dict[Hashable, str]], None]
 
 
-def _offset_nest(
-    gen: Codegen,
-    params: dict,
-    images: dict[Hashable, View],
-    windows: dict[Hashable, View],
-    run: Callable[[Offsets, dict[Hashable, int]], None],
-) -> None:
-    """For each kernel offset (row-major), channel and window whose pixel under the offset is inside
-    the image: ``run(offsets, n_strides)``, with the element offsets of that pixel in each of
-    ``images`` and of the window in each of ``windows``, the key "k" the offset's number, and each
-    key's stride along the batch."""
-    entry = gen.entry
-    channels, height, width, _n = next(iter(images.values())).shape
+def _offset_nest(gen: Codegen, params: dict, images: dict[str, View], windows: dict[str, View], run: Run) -> None:
+    """An outlined loop over channels (on the kernel's threads when large, ``conv.over_channels``):
+    for each channel, kernel offset (row-major) and window whose pixel under the offset is inside
+    the image, ``run(fn, offsets, n_strides, pointers)``, with the element offsets of that pixel in
+    each of ``images`` and of the window in each of ``windows``, the key "k" the offset's number,
+    each key's stride along the batch and pointer."""
+    channels, height, width, _ = next(iter(images.values())).shape
     out_h, out_w = next(iter(windows.values())).shape[1:3]
     (kh, kw), (sh, sw) = params["kernel"], params["stride"]
     (ph, pw), (dh, dw) = params["padding"], params["dilation"]
-    strides: dict[Hashable, list[int]] = {"k": [kw, 1, 0, 0, 0], "row": [dh, 0, 0, sh, 0], "col": [0, dw, 0, 0, sw]}
+    strides: dict[Hashable, list[int]] = {"k": [0, kw, 1, 0, 0], "row": [0, dh, 0, sh, 0], "col": [0, 0, dw, 0, sw]}
     for key, view in images.items():
         s = view.strides
-        strides[key] = [dh * s[1], dw * s[2], s[0], sh * s[1], sw * s[2]]
+        strides[key] = [s[0], dh * s[1], dw * s[2], sh * s[1], sw * s[2]]
     for key, view in windows.items():
-        strides[key] = [0, 0, *view.strides[:3]]
+        strides[key] = [view.strides[0], 0, 0, view.strides[1], view.strides[2]]
     shifts = {key: ph * view.strides[1] + pw * view.strides[2] for key, view in images.items()}
-    n_strides = {key: view.strides[3] for key, view in {**images, **windows}.items()}
+    n_strides: dict[Hashable, int] = {key: view.strides[3] for key, view in {**images, **windows}.items()}
 
-    def payload(offsets: Offsets) -> None:
-        here = dict(offsets)
-        for key, shift in shifts.items():
-            if shift:
-                here[key] = entry.emit(f"sub i64 {offsets[key]}, {shift}", "pixel.at")
-        tests = [
-            entry.emit(f"icmp ult i64 {entry.emit(f'sub i64 {offsets[key]}, {pad}')}, {size}", "inside")
-            for key, pad, size in (("row", ph, height), ("col", pw, width))
-            if pad
-        ]
-        if not tests:
-            run(here, n_strides)
-            return
-        inside = tests[0] if len(tests) == 1 else entry.emit(f"and i1 {tests[0]}, {tests[1]}", "inside")
-        yes, done = entry.label("pixel.inside"), entry.label("pixel.done")
-        entry.do(f"br i1 {inside}, label %{yes}, label %{done}")
-        entry.place(yes)
-        run(here, n_strides)
-        entry.do(f"br label %{done}")
-        entry.place(done)
+    def body(fn: Function) -> None:
+        cache: dict[object, str] = {}
+        pointers: dict[Hashable, str] = {key: gen.base(fn, view, cache) for key, view in {**images, **windows}.items()}
 
-    gen.nest(entry, [kh, kw, channels, out_h, out_w], strides, payload)
+        def payload(offsets: Offsets) -> None:
+            here = dict(offsets)
+            for key, shift in shifts.items():
+                if shift:
+                    here[key] = fn.emit(f"sub i64 {offsets[key]}, {shift}", "pixel.at")
+            tests = [
+                fn.emit(f"icmp ult i64 {fn.emit(f'sub i64 {offsets[key]}, {pad}')}, {size}", "inside")
+                for key, pad, size in (("row", ph, height), ("col", pw, width))
+                if pad
+            ]
+            if not tests:
+                run(fn, here, n_strides, pointers)
+                return
+            inside = tests[0] if len(tests) == 1 else fn.emit(f"and i1 {tests[0]}, {tests[1]}", "inside")
+            yes, done = fn.label("pixel.inside"), fn.label("pixel.done")
+            fn.do(f"br i1 {inside}, label %{yes}, label %{done}")
+            fn.place(yes)
+            run(fn, here, n_strides, pointers)
+            fn.do(f"br label %{done}")
+            fn.place(done)
+
+        gen.nest(fn, [channels, kh, kw, out_h, out_w], strides, payload, low="%start", high="%end")
+
+    elements = channels * kh * kw * out_h * out_w * next(iter(images.values())).shape[3]
+    over_channels(gen, f"max pooling pass: {elements} comparisons or picks", channels, elements, body)
 
 
 def _batch_run(
     gen: Codegen,
+    fn: Function,
     n: int,
     bases: dict[str, tuple[str, str, int]],
     body: Callable[[Callable[[str, str], str], Callable[[str, str, str], None]], None],
@@ -162,102 +167,84 @@ def _batch_run(
     """A loop over the N batch elements: ``bases`` key -> (pointer, element offset of element 0,
     stride); ``body(load, store)`` with ``load(key, dtype)`` and ``store(key, value, dtype)``
     reading and writing each key's current element."""
-    entry = gen.entry
 
     def payload(offsets: Offsets) -> None:
         def place(key: str) -> tuple[str, str]:
             pointer, at, _ = bases[key]
-            return pointer, entry.emit(f"add i64 {at}, {offsets[key]}", "at") if at != "0" else offsets[key]
+            return pointer, fn.emit(f"add i64 {at}, {offsets[key]}", "at") if at != "0" else offsets[key]
 
         def load(key: str, dtype: str) -> str:
-            return gen.load(entry, *place(key), dtype, "x")
+            return gen.load(fn, *place(key), dtype, "x")
 
         def store(key: str, value: str, dtype: str) -> None:
-            gen.store(entry, value, *place(key), dtype)
+            gen.store(fn, value, *place(key), dtype)
 
         body(load, store)
 
-    gen.nest(entry, [n], {key: [stride] for key, (_, _, stride) in bases.items()}, payload)
+    gen.nest(fn, [n], {key: [stride] for key, (_, _, stride) in bases.items()}, payload)
 
 
-def _max_pass(
-    gen: Codegen, params: dict, keys: View, windows: View, best: str, which: str | None, cache: dict[object, str]
-) -> None:
+def _max_pass(gen: Codegen, params: dict, keys: View, best: View, which: View | None) -> None:
     """Each window's running maximum into ``best`` (and, with ``which``, the offset that holds it)."""
-    entry, dtype = gen.entry, keys.dtype
+    dtype = keys.dtype
     t = scalar_ops.register_type(dtype)
-    source = gen.base(entry, keys, cache)
 
-    def run(offsets: Offsets, n_strides: dict[Hashable, int]) -> None:
-        k = entry.emit(f"trunc i64 {offsets['k']} to i32", "k")
-        bases = {"x": (source, offsets["x"], n_strides["x"]), "b": (best, offsets["b"], 1)}
+    def run(fn: Function, offsets: Offsets, n_strides: dict[Hashable, int], pointers: dict[Hashable, str]) -> None:
+        k = fn.emit(f"trunc i64 {offsets['k']} to i32", "k")
+        bases = {"x": (pointers["x"], offsets["x"], n_strides["x"]), "b": (pointers["b"], offsets["b"], 1)}
         if which is not None:
-            bases["w"] = (which, offsets["b"], 1)
+            bases["w"] = (pointers["w"], offsets["b"], 1)
 
         def body(load: Callable[[str, str], str], store: Callable[[str, str, str], None]) -> None:
             x, so_far = load("x", dtype), load("b", dtype)
-            store("b", scalar_ops.nan_propagating_pick(entry, t, x, so_far, "ogt"), dtype)
+            store("b", scalar_ops.nan_propagating_pick(fn, t, x, so_far, "ogt"), dtype)
             if which is not None:  # strictly greater: a tie keeps the first offset, a NaN ends the search
-                better = entry.emit(f"fcmp ogt {t} {x}, {so_far}", "better")
-                store("w", entry.emit(f"select i1 {better}, i32 {k}, i32 {load('w', 'int32')}", "which"), "int32")
+                better = fn.emit(f"fcmp ogt {t} {x}, {so_far}", "better")
+                store("w", fn.emit(f"select i1 {better}, i32 {k}, i32 {load('w', 'int32')}", "which"), "int32")
 
-        _batch_run(gen, keys.shape[3], bases, body)
+        _batch_run(gen, fn, keys.shape[3], bases, body)
 
-    _offset_nest(gen, params, {"x": keys}, {"b": windows}, run)
+    _offset_nest(gen, params, {"x": keys}, {"b": best} | ({"w": which} if which is not None else {}), run)
 
 
-def _scatter_pass(
-    gen: Codegen, params: dict, result: View, target: str, g: View, windows: View, which: str, cache: dict[object, str]
-) -> None:
+def _scatter_pass(gen: Codegen, params: dict, result: View, g: View, which: View) -> None:
     """``g`` into the zeroed result at each window's offset, +0.0 at the others (added where windows
     overlap, written where they do not), offset by offset."""
-    entry, dtype = gen.entry, result.dtype
+    dtype = result.dtype
     t = scalar_ops.register_type(dtype)
     kernel, stride, dilation = params["kernel"], params["stride"], params["dilation"]
     overlapping = any(stride[a] < dilation[a] * (kernel[a] - 1) + 1 for a in (0, 1))
-    source = gen.base(entry, g, cache)
     zero = scalar_ops.literal(0.0, dtype)
 
-    def run(offsets: Offsets, n_strides: dict[Hashable, int]) -> None:
-        k = entry.emit(f"trunc i64 {offsets['k']} to i32", "k")
-        bases = {
-            "d": (target, offsets["d"], n_strides["d"]),
-            "g": (source, offsets["g"], n_strides["g"]),
-            "w": (which, offsets["w"], 1),
-        }
+    def run(fn: Function, offsets: Offsets, n_strides: dict[Hashable, int], pointers: dict[Hashable, str]) -> None:
+        k = fn.emit(f"trunc i64 {offsets['k']} to i32", "k")
+        bases = {key: (pointers[key], offsets[key], n_strides[key]) for key in ("d", "g", "w")}
 
         def body(load: Callable[[str, str], str], store: Callable[[str, str, str], None]) -> None:
-            hit = entry.emit(f"icmp eq i32 {load('w', 'int32')}, {k}", "hit")
-            chosen = entry.emit(f"select i1 {hit}, {t} {load('g', dtype)}, {t} {zero}", "chosen")
+            hit = fn.emit(f"icmp eq i32 {load('w', 'int32')}, {k}", "hit")
+            chosen = fn.emit(f"select i1 {hit}, {t} {load('g', dtype)}, {t} {zero}", "chosen")
             if overlapping:  # a pixel in several windows collects from each, in offset order
-                chosen = entry.emit(f"fadd {t} {load('d', dtype)}, {chosen}", "sum")
+                chosen = fn.emit(f"fadd {t} {load('d', dtype)}, {chosen}", "sum")
             store("d", chosen, dtype)
 
-        _batch_run(gen, result.shape[3], bases, body)
+        _batch_run(gen, fn, result.shape[3], bases, body)
 
-    _offset_nest(gen, params, {"d": result}, {"g": g, "w": windows}, run)
+    _offset_nest(gen, params, {"d": result}, {"g": g, "w": which}, run)
 
 
-def _gather_pass(
-    gen: Codegen, params: dict, a: View, result: View, target: str, which: str, cache: dict[object, str]
-) -> None:
+def _gather_pass(gen: Codegen, params: dict, a: View, result: View, which: View) -> None:
     """``a`` read at each window's offset into the zeroed result (an offset in the padding reads 0)."""
-    entry, dtype = gen.entry, result.dtype
+    dtype = result.dtype
     t = scalar_ops.register_type(dtype)
-    source = gen.base(entry, a, cache)
 
-    def run(offsets: Offsets, n_strides: dict[Hashable, int]) -> None:
-        k = entry.emit(f"trunc i64 {offsets['k']} to i32", "k")
-        bases = {
-            "a": (source, offsets["a"], n_strides["a"]),
-            "o": (target, offsets["o"], 1),
-            "w": (which, offsets["o"], 1),
-        }
+    def run(fn: Function, offsets: Offsets, n_strides: dict[Hashable, int], pointers: dict[Hashable, str]) -> None:
+        k = fn.emit(f"trunc i64 {offsets['k']} to i32", "k")
+        bases = {key: (pointers[key], offsets[key], n_strides[key]) for key in ("a", "o", "w")}
 
         def body(load: Callable[[str, str], str], store: Callable[[str, str, str], None]) -> None:
-            hit = entry.emit(f"icmp eq i32 {load('w', 'int32')}, {k}", "hit")
-            store("o", entry.emit(f"select i1 {hit}, {t} {load('a', dtype)}, {t} {load('o', dtype)}"), dtype)
+            hit = fn.emit(f"icmp eq i32 {load('w', 'int32')}, {k}", "hit")
+            store("o", fn.emit(f"select i1 {hit}, {t} {load('a', dtype)}, {t} {load('o', dtype)}"), dtype)
 
-        _batch_run(gen, a.shape[3], bases, body)
+        _batch_run(gen, fn, a.shape[3], bases, body)
 
-    _offset_nest(gen, params, {"a": a}, {"o": result}, run)
+    _offset_nest(gen, params, {"a": a}, {"o": result, "w": which}, run)
