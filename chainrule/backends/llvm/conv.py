@@ -18,8 +18,10 @@ im2col is a copy of C*KH*KW*Ho*Wo*N numbers, a small part of the step next to th
 keeping them would hold that much arena from the forward pass to the backward one.
 
 The workspace is the kernel's scratch block (``Lowering.scratch``, shared with LAPACK: nodes run
-one after another), after its status word: the columns, and a contiguous copy of a kernel or
-cotangent operand whose layout BLAS cannot read as a matrix (a transposed view).
+one after another), after its status word: the columns, a contiguous copy of a kernel or
+cotangent operand whose layout BLAS cannot read as a matrix (a transposed view), and of images
+whose batch is not innermost (a network's NCHW input seen batch-last: im2col would read each pixel
+KH*KW times at a long stride; NumPy's ``conv_kernels.columns`` makes the same copy).
 """
 
 from __future__ import annotations
@@ -123,6 +125,8 @@ def workspace_bytes(plan: Lowering, node_id: int) -> int:
     total = STATUS_BYTES + region_bytes(_columns_count(_geometry(graph, node_id)), dtype)
     if node.op == "conv2d_weight_grad":  # its product, transposed
         total += region_bytes(node.type.size, dtype)
+    if node.op != "conv2d_input_grad" and _planned_view(plan, node.args[0]).strides[3] != 1:
+        total += region_bytes(graph.type(node.args[0]).size, dtype)  # the images, batch-last
     for k in _MATRIX_OPERANDS[node.op]:
         if _group_matrix(_planned_view(plan, node.args[k]), node.params["groups"]) is None:
             total += region_bytes(graph.type(node.args[k]).size, dtype)
@@ -171,13 +175,13 @@ def emit(gen: Codegen, node_id: int) -> None:
     column_group = (columns, View(-1, 0, (group_rows, pixels), (pixels, 1), result.dtype), group_rows * pixels)
     out_rows = out_channels // groups
     if node.op == "conv2d":
-        _im2col(gen, gen.plan.views[node.args[0]], columns_region, geometry)
+        _im2col(gen, _batch_contiguous(gen, regions, gen.plan.views[node.args[0]]), columns_region, geometry)
         y = (gen.base(gen.entry, result, cache), View(-1, 0, (out_rows, pixels), (pixels, 1), result.dtype))
         _grouped_gemm(gen, groups, matrices[1], column_group, (*y, out_rows * pixels))
     elif node.op == "conv2d_weight_grad":
         # per group dwᵀ = cols @ gᵀ, then transposed into place: gemm runs the long Ho*Wo*N inner
         # dimension ~1.6x faster so (the columns as the row-major left operand) than as g @ colsᵀ
-        _im2col(gen, gen.plan.views[node.args[0]], columns_region, geometry)
+        _im2col(gen, _batch_contiguous(gen, regions, gen.plan.views[node.args[0]]), columns_region, geometry)
         pointer, view, step = matrices[1]
         g_transposed = (pointer, View(-1, 0, view.shape[::-1], view.strides[::-1], view.dtype), step)
         product = regions.pointer(math.prod(result.shape), result.dtype)
@@ -213,6 +217,29 @@ def _operand_matrix(gen: Codegen, regions: _Regions, value_id: int, groups: int)
     matrix = _group_matrix(View(-1, 0, view.shape, contiguous_strides(view.shape), view.dtype), groups)
     assert matrix is not None
     return pointer, matrix, matrix.shape[0] * matrix.strides[0]
+
+
+def _batch_contiguous(gen: Codegen, regions: _Regions, image: View) -> View:
+    """The images with the batch innermost: as they are, or (NCHW images seen batch-last, whose
+    batch is a long stride) copied once into the workspace, reading them in their own order, so
+    that im2col's KH*KW reads of each pixel run along contiguous memory."""
+    if image.strides[3] == 1:
+        return image
+    region = regions.take(math.prod(image.shape), image.dtype)
+    contiguous = View(region.slot, region.offset, image.shape, contiguous_strides(image.shape), image.dtype)
+    order = sorted(range(4), key=lambda d: -image.strides[d])
+    source, target = gen.base(gen.entry, image, regions.cache), gen.base(gen.entry, contiguous, regions.cache)
+
+    def payload(offsets: dict[Hashable, str]) -> None:
+        value = gen.load(gen.entry, source, offsets["s"], image.dtype, "x")
+        gen.store(gen.entry, value, target, offsets["t"], image.dtype)
+
+    strides: dict[Hashable, list[int]] = {
+        "s": [image.strides[d] for d in order],
+        "t": [contiguous.strides[d] for d in order],
+    }
+    gen.nest(gen.entry, [image.shape[d] for d in order], strides, payload)
+    return contiguous
 
 
 def _copy_contiguous(gen: Codegen, view: View, target: str, cache: dict[object, str]) -> None:
