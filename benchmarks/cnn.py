@@ -4,6 +4,7 @@ against PyTorch eager, in the same run.
     python3 benchmarks/cnn.py                   # a few minutes; prints one table
     python3 benchmarks/cnn.py --batches 128 --clock wall
     python3 benchmarks/cnn.py --profile llvm --batches 512   # cProfile of chainrule's step
+    python3 benchmarks/cnn.py --base ../main   # also another checkout's LLVM backend ("base")
 
 The network (conv 3x3 8 -> ReLU -> max-pool 2 -> conv 3x3 16 -> ReLU -> max-pool 2 -> dense 10),
 the softmax cross-entropy and the Adam update, on batches of 8x8 images, float32. chainrule's step
@@ -18,15 +19,19 @@ side runs on one thread (OpenBLAS, chainrule's LLVM kernels, ``torch.set_num_thr
 default clock is the process's CPU time, which other programs on a shared machine disturb far
 less than the wall clock (``--clock wall`` for that). The parameters of every side after the same
 steps from the same start are compared with chainrule's NumPy backend ("max |diff|", float32
-rounding).
+rounding). With ``--base PATH``, a row "base" times the LLVM backend of the chainrule checkout at
+PATH (e.g. the branch's starting point), each repeat in a fresh process importing it, interleaved
+with the other sides' repeats.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import os
 import pstats
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -129,10 +134,12 @@ def torch_side(params, x, y):
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 
 
-def measure(batch_size: int, sides: list, repeats: int = 7, block: int = 20, clock: str = "cpu") -> dict:
+def measure(
+    batch_size: int, sides: list, repeats: int = 7, block: int = 20, clock: str = "cpu", base: str | None = None
+) -> dict:
     params = tree_map(lambda leaf: leaf.astype(np.float32), build_model().init(0))
     x, y = batch(batch_size)
-    times: dict = {side: [] for side in sides}
+    times: dict = {side: [] for side in sides + (["base"] if base else [])}
     finals: dict = {}
     for _ in range(repeats):
         for side in sides:
@@ -143,12 +150,25 @@ def measure(batch_size: int, sides: list, repeats: int = 7, block: int = 20, clo
             run(block)
             times[side].append((now() - start) / block)
             finals[side] = final()  # 3 + block steps from the same start
-    reference = finals["numpy"]
+        if base:
+            times["base"].append(_base_repeat(base, batch_size, block, clock))
+    reference = finals.get("numpy")
     differences = {
         side: max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in _leaf_pairs(finals[side], reference))
+        if reference is not None
+        else float("nan")
         for side in sides
     }
-    return {side: (median(times[side]), differences[side]) for side in sides}
+    differences["base"] = float("nan")
+    return {side: (median(times[side]), differences[side]) for side in times}
+
+
+def _base_repeat(base: str, batch_size: int, block: int, clock: str) -> float:
+    """One repeat of the LLVM side with the chainrule of checkout ``base``, in a fresh process."""
+    command = [sys.executable, __file__, "--worker", "--batches", str(batch_size), "--clock", clock]
+    environment = dict(os.environ, PYTHONPATH=str(Path(base).resolve()))
+    output = subprocess.run(command, env=environment, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.splitlines()[-1])["seconds"]
 
 
 def _leaf_pairs(tree, reference):
@@ -174,7 +194,13 @@ def main(argv=None) -> None:
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--profile", choices=["numpy", "llvm"], help="profile this backend instead")
+    parser.add_argument("--base", help="a chainrule checkout whose LLVM backend is timed too (row 'base')")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one repeat, for --base
     args = parser.parse_args(argv)
+    if args.worker:
+        seconds = measure(args.batches[0], ["llvm"], repeats=1, clock=args.clock)["llvm"][0]
+        print(json.dumps({"seconds": seconds}))
+        return
     if args.profile:
         for batch_size in args.batches:
             profile(args.profile, batch_size)
@@ -188,9 +214,11 @@ def main(argv=None) -> None:
         sides = ["numpy", "llvm"]
     threads = {name: os.environ[name] for name in ("OPENBLAS_NUM_THREADS", "CHAINRULE_NUM_THREADS")}
     print(f"{args.clock} time per step; threads: {threads}, torch.set_num_threads(1)")
+    if args.base:
+        print(f"base: the LLVM backend of {Path(args.base).resolve()}")
     print(f"{'batch':>6}{'side':>8}{'ms/step':>10}{'vs torch':>10}{'max |diff|':>12}")
     for batch_size in args.batches:
-        rows = measure(batch_size, sides, repeats=args.repeats, clock=args.clock)
+        rows = measure(batch_size, sides, repeats=args.repeats, clock=args.clock, base=args.base)
         for side, (seconds, difference) in rows.items():
             ratio = f"{rows['torch'][0] / seconds:>9.2f}x" if "torch" in rows else f"{'-':>10}"
             print(f"{batch_size:>6}{side:>8}{seconds * 1e3:>10.3f}{ratio}{difference:>12.1e}")

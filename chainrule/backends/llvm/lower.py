@@ -39,7 +39,8 @@ How nodes become code:
   matrix, in a workspace at the end of the arena (``lapack_ops.py``); a
   failure (a singular matrix) sets a status the wrapper raises from.
 - **Scans, argmax/argmin, concatenate**: loop nests of their own, the op's
-  axis innermost (``native_ops.py``).
+  axis innermost (``native_ops.py``); convolutions (im2col loops, BLAS gemm: ``conv.py``)
+  and max pooling (``maxpool.py``) too, their workspace LAPACK's scratch block.
 - **Loops and branches** (``loop``, ``while``, ``while_vjp``, ``switch``): native loops
   (``loops.py``) calling their bodies, each body planned as a graph of its own and written into
   this module; a body with a node run by NumPy keeps the Python-driven loop (``control.py``).
@@ -248,6 +249,7 @@ class Lowering:
                 self.scratch_bytes = max(self.scratch_bytes, lapack_ops.scratch_bytes(graph, node_id))
             elif strategy == NATIVE and native_ops.ready(graph, node_id):
                 self.units.append(Unit("native", node_id))
+                self.scratch_bytes = max(self.scratch_bytes, native_ops.scratch_bytes(self, node_id))
             elif gather.is_native(graph, node_id):
                 self.units.append(Unit("gather", node_id))
             else:

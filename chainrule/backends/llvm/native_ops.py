@@ -11,7 +11,8 @@ transposed, sliced and broadcast operands need no copy.
   every number: a NaN value goes after the numbers, on the right side after the NaNs too), the
   comparison NumPy's own binary search makes;
 - concatenate: each operand copied into its slab of the result, converting the dtype;
-- scatter_add and index_update at an integer-array index: ``native_scatter.py``.
+- scatter_add and index_update at an integer-array index: ``native_scatter.py``;
+- the convolutions (im2col/col2im loops and BLAS gemm): ``conv.py``; max pooling: ``maxpool.py``.
 
 Sorting (argsort) stays NumPy's, called back: a stable sort is a real algorithm (NumPy's
 timsort/radix sort), and writing one here would be a hand-written copy of a library's.
@@ -24,12 +25,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chainrule.backends.llvm import native_scatter, scalar_ops
+from chainrule.backends.llvm import conv, maxpool, native_scatter, scalar_ops
 from chainrule.backends.llvm.views import View
 from chainrule.ir import Graph
 
 if TYPE_CHECKING:
     from chainrule.backends.llvm.codegen import Codegen
+    from chainrule.backends.llvm.lower import Lowering
 
 OPS = ("cumsum", "cumprod", "argmax", "argmin", "searchsorted", "concatenate", "scatter_add", "index_update")
 
@@ -38,12 +40,25 @@ def ready(graph: Graph, node_id: int) -> bool:
     """Can a native loop compute this node? LLVM arithmetic on every dtype, a nonempty result
     (searchsorted: the sorted array and the values of one dtype, which NumPy compares them in)."""
     node = graph[node_id]
+    if node.op in conv.OPS:
+        return conv.ready(graph, node_id)
+    if node.op in maxpool.OPS:
+        return maxpool.ready(graph, node_id)
     dtypes = [node.type.dtype] + [graph.type(a).dtype for a in node.args]
     if node.op == "searchsorted" and len(set(dtypes[1:])) != 1:
         return False
     if node.op in ("scatter_add", "index_update"):
         return native_scatter.ready(graph, node_id)
     return node.op in OPS and node.type.size > 0 and all(d in scalar_ops.TYPES and d != "bool" for d in dtypes)
+
+
+def scratch_bytes(plan: Lowering, node_id: int) -> int:
+    """Bytes of the kernel's scratch block the node needs while it runs (the convolutions' columns,
+    max pooling's argmax), 0 for the others."""
+    op = plan.graph[node_id].op
+    if op in conv.OPS:
+        return conv.workspace_bytes(plan, node_id)
+    return maxpool.workspace_bytes(plan.graph, node_id) if op in maxpool.OPS else 0
 
 
 def emit_native(gen: Codegen, node_id: int) -> None:
@@ -220,4 +235,6 @@ _EMITTERS: dict[str, Callable[[Codegen, int], None]] = {
     "concatenate": _concatenate,
     "scatter_add": native_scatter.emit,
     "index_update": native_scatter.emit,
+    **dict.fromkeys(conv.OPS, conv.emit),
+    **dict.fromkeys(maxpool.OPS, maxpool.emit),
 }

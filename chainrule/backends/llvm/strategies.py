@@ -160,7 +160,8 @@ for _name in ("solve", "triangular_solve", "cholesky", "slogdet", "eigh", "eigva
 # gesv, the degree and the squarings chosen at run time (expm.py); its Fréchet derivative likewise
 declare(OPS["expm"], Strategy(LAPACK))
 declare(OPS["expm_frechet"], Strategy(LAPACK))
-# convolution and max pooling (issue 22): im2col and one BLAS GEMM, strided slices, in NumPy, called back
+# convolution and max pooling (issue 22): im2col/col2im loops and BLAS gemm per group (conv.py), max
+# pooling's loops (maxpool.py); on float16 or an empty operand: the NumPy lowering, called back
 for _name in (
     "conv2d",
     "conv2d_input_grad",
@@ -169,4 +170,4 @@ for _name in (
     "max_pool2d_scatter",
     "max_pool2d_gather",
 ):
-    declare(OPS[_name], Strategy(FALLBACK))
+    declare(OPS[_name], Strategy(NATIVE))
