@@ -81,3 +81,39 @@ def _float_builtin(compiled: Any, entry: Specialization, classes: tuple[type, ..
     if count != 1 or not converters or converters[0] is not float:
         return None
     return make(entry.out_treedef.num_leaves, MISSED)
+
+
+def array_call(
+    compiled: Any,
+    entry: Specialization,
+    args: tuple[Any, ...],
+    keywords: tuple[str, ...],
+    leaves: list[Any],
+    picks: tuple[int, ...] | None,
+) -> Callable[..., Any] | None:
+    """The call of ``compiled`` for arguments that are all NumPy arrays passed as themselves (no
+    container, keyword or static value), through the kernel's array builtin, which checks each
+    argument's class, dtype, layout and shape natively (backends/llvm/array_entry.py): the
+    result, or ``MISSED`` for other arguments. None when ``args`` or the kernel do not allow it.
+
+    A match means ``call_key`` would find this specialization: the key of such arguments is their
+    count, and each one's class (exactly ``np.ndarray``), shape and dtype.
+    """
+    if (
+        picks is not None
+        or keywords
+        or len(leaves) != len(args)
+        or any(leaf is not arg or type(arg) is not np.ndarray for leaf, arg in zip(leaves, args))
+    ):
+        return None
+    make = getattr(entry.kernel, "array_caller", None)
+    fast = make(MISSED) if make is not None else None
+    if fast is None:
+        return None
+    results = compiled._results
+
+    def call(*args: Any) -> Any:
+        outputs = fast(*args)
+        return MISSED if outputs is MISSED else results(entry, outputs)
+
+    return call
