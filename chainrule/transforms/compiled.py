@@ -31,7 +31,7 @@ from chainrule.transforms.cache_stats import CacheInfo, shared_caches
 from chainrule.transforms.options import checked_options
 from chainrule.transforms.portable import portable_reduce
 from chainrule.transforms.reuse import COMPILING, function_entry
-from chainrule.transforms.scalar_call import MISSED, ScalarCall, array_call, scalar_call
+from chainrule.transforms.scalar_call import MISSED, ArrayCall, ScalarCall, array_call, scalar_call
 from chainrule.transforms.specialization import Specialization, check_scalar_output, inline, make_kernel
 from chainrule.transforms.specialization import compile_kernel as compile_kernel  # imported from here by tests
 
@@ -126,7 +126,7 @@ class Compiled:
         self._scalar_call: ScalarCall | None = None
         # The last signature whose arguments are all NumPy arrays passed as themselves: its call
         # through the kernel's array builtin, which checks them natively (scalar_call.array_call).
-        self._array_call: Callable[..., Any] | None = None
+        self._array_call: ArrayCall | None = None
         self._array_tried = False
 
     __reduce__ = portable_reduce  # the function and options travel, never a kernel
@@ -259,10 +259,10 @@ class Compiled:
         stats = self._stats
         arrays = self._array_call
         if arrays is not None and not kwargs:
-            result = arrays(*args)
-            if result is not MISSED:
+            outputs = arrays.call(*args)
+            if outputs is not MISSED:
                 stats.hits += 1
-                return result
+                return self._results(arrays.entry, outputs)
         known = self._scalar_call
         if known is not None and not kwargs:
             if known.builtin is not None:  # Python floats in and out, natively, or MISSED
@@ -292,7 +292,7 @@ class Compiled:
                     self._scalar_call = scalar_call(self, entry, args, keywords, leaves, picks)
                 elif arrays is None and not converts and not self._array_tried:  # once: it costs a little
                     self._array_tried = True
-                    self._array_call = array_call(self, entry, args, keywords, leaves, picks)
+                    self._array_call = array_call(entry, args, keywords, leaves, picks)
                 inputs = leaves if picks is None else [leaves[i] for i in picks]
                 for index in converts:
                     inputs[index] = np.asarray(inputs[index])
@@ -309,7 +309,7 @@ class Compiled:
             self._by_key[found[0]] = (entry, picks, converts)
             self._scalar_call = scalar_call(self, entry, args, keywords, leaves, picks) or self._scalar_call
             if not converts and not any(isinstance(leaf, Tracer) for leaf in traced_leaves):
-                self._array_call = array_call(self, entry, args, keywords, leaves, picks) or self._array_call
+                self._array_call = array_call(entry, args, keywords, leaves, picks) or self._array_call
         if any(isinstance(leaf, Tracer) for leaf in traced_leaves):
             outputs = inline(entry.compilation.differentiable, traced_leaves)
         else:

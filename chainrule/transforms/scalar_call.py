@@ -83,21 +83,29 @@ def _float_builtin(compiled: Any, entry: Specialization, classes: tuple[type, ..
     return make(entry.out_treedef.num_leaves, MISSED)
 
 
+class ArrayCall(NamedTuple):
+    """The last all-array signature of a ``Compiled``: the kernel's outputs through its array
+    builtin (or ``MISSED``), and the specialization they are the outputs of."""
+
+    call: Callable[..., Any]
+    entry: Specialization
+
+
 def array_call(
-    compiled: Any,
     entry: Specialization,
     args: tuple[Any, ...],
     keywords: tuple[str, ...],
     leaves: list[Any],
     picks: tuple[int, ...] | None,
-) -> Callable[..., Any] | None:
-    """The call of ``compiled`` for arguments that are all NumPy arrays passed as themselves (no
-    container, keyword or static value), through the kernel's array builtin, which checks each
-    argument's class, dtype, layout and shape natively (backends/llvm/array_entry.py): the
-    result, or ``MISSED`` for other arguments. None when ``args`` or the kernel do not allow it.
+) -> ArrayCall | None:
+    """The ``ArrayCall`` for arguments that are all NumPy arrays passed as themselves (no
+    container, keyword or static value): the kernel's array builtin checks each argument's
+    class, dtype, layout and shape natively (backends/llvm/array_entry.py) and returns ``MISSED``
+    for other arguments. None when ``args`` or the kernel do not allow it.
 
     A match means ``call_key`` would find this specialization: the key of such arguments is their
-    count, and each one's class (exactly ``np.ndarray``), shape and dtype.
+    count, and each one's class (exactly ``np.ndarray``), shape and dtype. (It holds no reference
+    to the ``Compiled``: a cycle through it kept dropped kernels alive past a collection.)
     """
     if (
         picks is not None
@@ -108,12 +116,4 @@ def array_call(
         return None
     make = getattr(entry.kernel, "array_caller", None)
     fast = make(MISSED) if make is not None else None
-    if fast is None:
-        return None
-    results = compiled._results
-
-    def call(*args: Any) -> Any:
-        outputs = fast(*args)
-        return MISSED if outputs is MISSED else results(entry, outputs)
-
-    return call
+    return None if fast is None else ArrayCall(fast, entry)
