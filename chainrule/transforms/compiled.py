@@ -124,8 +124,7 @@ class Compiled:
         # float): their classes alone fix the specialization, so such a call skips call_key
         # (microseconds, as much as a small llvm kernel runs); see transforms/scalar_call.py.
         self._scalar_call: ScalarCall | None = None
-        # The last signature whose arguments are all NumPy arrays passed as themselves: its call
-        # through the kernel's array builtin, which checks them natively (scalar_call.array_call).
+        # the last all-array signature's call through the kernel's array builtin (scalar_call.array_call)
         self._array_call: ArrayCall | None = None
         self._array_tried = False
 
