@@ -4,7 +4,7 @@
     python3 benchmarks/linalg.py --baseline /path/to/old/checkout  # adds "llvm before" (a subprocess)
     python3 benchmarks/linalg.py --pools                           # the two-OpenBLAS-pools measurement
     python3 benchmarks/linalg.py --gaps [--baseline ...]           # issue 16's native-LLVM gaps instead
-    python3 benchmarks/linalg.py --einsum                          # einsum contractions and gradients
+    python3 benchmarks/linalg.py --einsum [--baseline ...]         # einsum contractions and gradients
 
 The ``--gaps`` table (n = 10, 100, 500; no JAX column) times the ops that ran NumPy callbacks or
 computed more than NumPy on the LLVM backend: eigvalsh sum(w·eigvalsh(A)) and svdvals
@@ -183,10 +183,11 @@ def _blocking(function: Callable) -> Callable:
     return lambda a: function(a).block_until_ready()
 
 
-def baseline_times(checkout: str, gaps: bool = False) -> dict[str, float]:
-    """The LLVM backend of another checkout, in a subprocess importing chainrule from there."""
+def baseline_times(checkout: str, table: str = "") -> dict[str, float]:
+    """The LLVM backend of another checkout, in a subprocess importing chainrule from there;
+    ``table``: "--gaps", "--einsum" or "" (the main table)."""
     environment = {**os.environ, "PYTHONPATH": checkout}
-    command = [sys.executable, __file__, "--worker", "llvm"] + (["--gaps"] if gaps else [])
+    command = [sys.executable, __file__, "--worker", "llvm"] + ([table] if table else [])
     output = subprocess.run(command, env=environment, capture_output=True, text=True, check=True)
     return json.loads(output.stdout.strip().splitlines()[-1])
 
@@ -274,11 +275,11 @@ def einsum_cases(n: int) -> dict[str, tuple[np.ndarray, Callable, Callable]]:
     }
 
 
-def einsum_times() -> dict[str, dict[str, float]]:
+def einsum_times(backends: tuple[str, ...] = ("numpy", "llvm")) -> dict[str, dict[str, float]]:
     columns: dict[str, dict[str, float]] = {"numpy backend": {}, "llvm": {}, "by hand": {}}
     for n in EINSUM_SIZES:
         for name, (argument, loss, gradient) in einsum_cases(n).items():
-            for backend in ("numpy", "llvm"):
+            for backend in backends:
                 for mode, transform in (("fwd", cr.jit), ("grad", cr.grad)):
                     make = lambda: transform(loss, backend=backend)  # a fresh function per block
                     columns[f"{backend} backend" if backend == "numpy" else "llvm"][f"{name} {n} {mode}"] = timed(
@@ -298,9 +299,13 @@ def check_einsum_values() -> None:
             np.testing.assert_allclose(cr.grad(loss, backend=backend)(argument), gradient(argument), err_msg=name)
 
 
-def einsum_report() -> None:
+def einsum_report(baseline: str | None) -> None:
     check_einsum_values()
     columns = einsum_times()
+    if baseline:
+        columns = {"numpy backend": columns["numpy backend"], "llvm before": baseline_times(baseline, "--einsum")} | {
+            name: columns[name] for name in ("llvm", "by hand")
+        }
     names = list(columns)
     header = f"{'subscripts':<14}{'n':>5} {'':<5}" + "".join(f"{name:>14}" for name in names)
     header += "".join(f"{'/hand ' + name:>19}" for name in names if name != "by hand")
@@ -448,7 +453,7 @@ def gaps(baseline: str | None) -> None:
     check_gap_values()
     columns = {"numpy backend": gap_chainrule_times("numpy")}
     if baseline:
-        columns["llvm before"] = baseline_times(baseline, gaps=True)
+        columns["llvm before"] = baseline_times(baseline, "--gaps")
     columns["llvm"] = gap_chainrule_times("llvm")
     columns["by hand"] = gap_by_hand_times()
     print(f"µs of CPU per call, median of {BLOCKS} blocks; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
@@ -464,6 +469,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--einsum", action="store_true", help="time einsum contractions and their gradients")
     options = parser.parse_args(argv)
     if options.worker:
+        if options.einsum:
+            print(json.dumps(einsum_times((options.worker,))["llvm"]))
+            return
         times = gap_chainrule_times if options.gaps else chainrule_times
         print(json.dumps(times(options.worker)))
         return
@@ -471,7 +479,7 @@ def main(argv: list[str] | None = None) -> None:
         gaps(options.baseline)
         return
     if options.einsum:
-        einsum_report()
+        einsum_report(options.baseline)
         return
     if options.pools:
         pools()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.backends.llvm import kernel as llvm_kernel
+from chainrule.backends.llvm import python_entry
 from chainrule.cli.nested_function import SEED_DEPTH, SEED_DERIVATIVE, X0, nested_numpy
 from chainrule.errors import NonFiniteError
 
@@ -131,6 +131,6 @@ def test_a_large_arena_has_no_scalar_entry():
 
     grad = cr.grad(f, backend="llvm")
     kernel = kernel_of(grad, 0.7)
-    assert kernel.lowered.arena_bytes > llvm_kernel.SCALAR_ENTRY_MAX_ARENA
+    assert kernel.lowered.arena_bytes > python_entry.SCALAR_ENTRY_MAX_ARENA
     assert kernel.scalar_outputs is None
     assert grad(0.7) == pytest.approx(central_difference(f, 0.7), rel=1e-7)

@@ -31,7 +31,7 @@ from chainrule.transforms.cache_stats import CacheInfo, shared_caches
 from chainrule.transforms.options import checked_options
 from chainrule.transforms.portable import portable_reduce
 from chainrule.transforms.reuse import COMPILING, function_entry
-from chainrule.transforms.scalar_call import MISSED, ScalarCall, scalar_call
+from chainrule.transforms.scalar_call import MISSED, ArrayCall, ScalarCall, array_call, scalar_call
 from chainrule.transforms.specialization import Specialization, check_scalar_output, inline, make_kernel
 from chainrule.transforms.specialization import compile_kernel as compile_kernel  # imported from here by tests
 
@@ -124,6 +124,9 @@ class Compiled:
         # float): their classes alone fix the specialization, so such a call skips call_key
         # (microseconds, as much as a small llvm kernel runs); see transforms/scalar_call.py.
         self._scalar_call: ScalarCall | None = None
+        # the last all-array signature's call through the kernel's array builtin (scalar_call.array_call)
+        self._array_call: ArrayCall | None = None
+        self._array_tried = False
 
     __reduce__ = portable_reduce  # the function and options travel, never a kernel
 
@@ -253,6 +256,12 @@ class Compiled:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         stats = self._stats
+        arrays = self._array_call
+        if arrays is not None and not kwargs:
+            outputs = arrays.call(*args)
+            if outputs is not MISSED:
+                stats.hits += 1
+                return self._results(arrays.entry, outputs)
         known = self._scalar_call
         if known is not None and not kwargs:
             if known.builtin is not None:  # Python floats in and out, natively, or MISSED
@@ -280,6 +289,9 @@ class Compiled:
                 if known is None and picks is None and len(converts) == len(leaves):  # scalars only
                     # a Compiled made again finds its kernel here first
                     self._scalar_call = scalar_call(self, entry, args, keywords, leaves, picks)
+                elif arrays is None and not converts and not self._array_tried:  # once: it costs a little
+                    self._array_tried = True
+                    self._array_call = array_call(entry, args, keywords, leaves, picks)
                 inputs = leaves if picks is None else [leaves[i] for i in picks]
                 for index in converts:
                     inputs[index] = np.asarray(inputs[index])
@@ -295,6 +307,8 @@ class Compiled:
             converts = tuple(i for i, leaf in enumerate(traced_leaves) if type(leaf) is not np.ndarray)
             self._by_key[found[0]] = (entry, picks, converts)
             self._scalar_call = scalar_call(self, entry, args, keywords, leaves, picks) or self._scalar_call
+            if not converts and not any(isinstance(leaf, Tracer) for leaf in traced_leaves):
+                self._array_call = array_call(entry, args, keywords, leaves, picks) or self._array_call
         if any(isinstance(leaf, Tracer) for leaf in traced_leaves):
             outputs = inline(entry.compilation.differentiable, traced_leaves)
         else:

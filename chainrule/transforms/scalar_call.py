@@ -81,3 +81,39 @@ def _float_builtin(compiled: Any, entry: Specialization, classes: tuple[type, ..
     if count != 1 or not converters or converters[0] is not float:
         return None
     return make(entry.out_treedef.num_leaves, MISSED)
+
+
+class ArrayCall(NamedTuple):
+    """The last all-array signature of a ``Compiled``: the kernel's outputs through its array
+    builtin (or ``MISSED``), and the specialization they are the outputs of."""
+
+    call: Callable[..., Any]
+    entry: Specialization
+
+
+def array_call(
+    entry: Specialization,
+    args: tuple[Any, ...],
+    keywords: tuple[str, ...],
+    leaves: list[Any],
+    picks: tuple[int, ...] | None,
+) -> ArrayCall | None:
+    """The ``ArrayCall`` for arguments that are all NumPy arrays passed as themselves (no
+    container, keyword or static value): the kernel's array builtin checks each argument's
+    class, dtype, layout and shape natively (backends/llvm/array_entry.py) and returns ``MISSED``
+    for other arguments. None when ``args`` or the kernel do not allow it.
+
+    A match means ``call_key`` would find this specialization: the key of such arguments is their
+    count, and each one's class (exactly ``np.ndarray``), shape and dtype. (It holds no reference
+    to the ``Compiled``: a cycle through it kept dropped kernels alive past a collection.)
+    """
+    if (
+        picks is not None
+        or keywords
+        or len(leaves) != len(args)
+        or any(leaf is not arg or type(arg) is not np.ndarray for leaf, arg in zip(leaves, args))
+    ):
+        return None
+    make = getattr(entry.kernel, "array_caller", None)
+    fast = make(MISSED) if make is not None else None
+    return None if fast is None else ArrayCall(fast, entry)

@@ -9,9 +9,24 @@ from chainrule.backends.llvm import scalar_ops
 from chainrule.backends.llvm.irtext import Function
 from chainrule.backends.llvm.strides import coalesce, contiguous_strides
 from chainrule.backends.llvm.views import View
+from chainrule.ir import OPS
 
 if TYPE_CHECKING:
     from chainrule.backends.llvm.codegen import Codegen, Offsets
+    from chainrule.backends.llvm.lower import Lowering
+
+
+def reshaped_value(lowering: Lowering, node_id: int) -> int | None:
+    """The value output ``node_id`` reshapes, when it is computed by the kernel and no output holds
+    it yet: computed into the output's array (a trace's gradient, a diagonal scattered into a flat
+    matrix), it needs no copy. None for any other output."""
+    graph = lowering.graph
+    node = graph[node_id]
+    if node.op != "reshape" or node_id not in lowering.views:
+        return None
+    root = node.args[0]
+    computed = root not in lowering.views and OPS[graph[root].op].kind != "source"
+    return root if computed and root not in lowering.output_home and root not in graph.outputs else None
 
 
 def emit_output_copies(self: Codegen) -> None:

@@ -14,7 +14,7 @@ NumPy scalar, as NumPy's own operations return them). The arena belongs to the
 kernel, so calls of one kernel from several threads take turns (a lock).
 
 A kernel whose inputs and outputs are all float64 scalars also gets native scalar
-entries (``scalar_entries_ir``): ``double f(double, ...)`` per output, with the arena
+entries (``python_entry.scalar_entries_ir``): ``double f(double, ...)`` per output, with the arena
 and table on the native stack, callable through ctypes with Python numbers (no array, no
 lock, no wrapper), and the same as CPython builtins taking Python floats
 (``python_builtin``, python_entry.py): ``cr.grad(f)(4.2)`` is one such builtin call.
@@ -38,9 +38,9 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from chainrule.backends.llvm import control, engine, lapack, python_entry
-from chainrule.backends.llvm.lower import ARENA, CALLBACK, CONSTANTS, FIXED_SLOTS, lower
-from chainrule.backends.llvm.plan import ALIGNMENT, Lowered
+from chainrule.backends.llvm import array_entry, control, engine, lapack, python_entry
+from chainrule.backends.llvm.lower import ARENA, CALLBACK, CONSTANTS, lower
+from chainrule.backends.llvm.plan import Lowered
 from chainrule.backends.llvm.strategies import strategy_of
 from chainrule.backends.llvm.thread_choice import ThreadChoice, cpu_count
 from chainrule.backends.llvm.views import View
@@ -50,10 +50,6 @@ from chainrule.ir import OPS, Graph
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
 LONG_LOOP_STEPS = 128
 _CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int64)
-# A scalar entry's arena lives on the calling thread's stack (threading.stack_size may be as small
-# as 32 KiB); its constants are a global of the module, written into the IR text.
-SCALAR_ENTRY_MAX_ARENA = 1 << 14
-SCALAR_ENTRY_MAX_CONSTANTS = 1 << 16
 # A call of a kernel with parallel loops: its ThreadChoice's count; during the trial, timed.
 _TIMED_CALL = [
     "choice = choices.get(setting[0]) or runner.choice(setting[0])",
@@ -184,13 +180,16 @@ class LlvmKernel:
     accepts_scalars: bool = True  # 0-d inputs may be NumPy or Python scalars, not only arrays
     # For a kernel whose inputs and outputs are all float64 scalars: per output k, a native function
     # taking the inputs as Python numbers and returning output k as a Python float (see
-    # ``scalar_entries_ir``). None when the signature does not allow it.
+    # ``python_entry.scalar_entries_ir``). None when the signature does not allow it.
     scalar_outputs: tuple[Callable[..., float], ...] | None = None
     # Per output k, the address of ``<entry>_python<k>``: the same call as a CPython METH_FASTCALL
     # function (python_entry.py), made a builtin by ``python_builtin``. None without scalar entries.
     python_entries: tuple[int, ...] | None = None
     builtins: dict[tuple[int, int], Callable[..., Any]] = field(repr=False, default_factory=dict)
     work_ns: float = 0.0  # estimated time of its loops on one thread (estimated_work_ns)
+    # ``array_caller(missed)``: its call through the array builtin, returning ``missed`` for arguments
+    # the builtin does not take; None when it has none (``_Runner.array_caller``, array_entry.py)
+    array_caller: Callable[[object], Callable[..., Any] | None] = field(repr=False, default=lambda missed: None)
     # the ThreadChoice its calls use under the current setting (see thread_choice.py)
     thread_choice: Callable[[], ThreadChoice] | None = field(repr=False, default=None)
 
@@ -226,15 +225,20 @@ def compile_graph(graph: Graph, function_name: str | None = None) -> LlvmKernel:
     # A long loop body is vectorized and interleaved into ~4x its length, and code generation at O2
     # then dominates compile time: the depth-30 nested gradient (250 steps) compiles in half the
     # time at O1 and runs 7% slower.
-    scalar_ir = scalar_entries_ir(lowered)
+    scalar_ir = python_entry.scalar_entries_ir(lowered)
     python_ir = ""
     if scalar_ir and python_entry.available():
         python_ir = python_entry.python_entries_ir(lowered.entry, len(lowered.inputs), len(lowered.outputs))
+    work_ns = estimated_work_ns(graph)
+    arrays_ir = "" if scalar_ir else array_entry.arrays_ir(lowered) if array_entry.eligible(lowered, work_ns) else ""
     optimization = engine.optimization_level(lowered.ir, long_loops=lowered.longest_loop >= LONG_LOOP_STEPS)
-    native = engine.compile_ir(lowered.ir + scalar_ir + python_ir, name=name, optimization=optimization)
-    runner = _Runner(lowered, native, native.address(lowered.entry), estimated_work_ns(graph))
+    native = engine.compile_ir(lowered.ir + scalar_ir + python_ir + arrays_ir, name=name, optimization=optimization)
+    runner = _Runner(lowered, native, native.address(lowered.entry), work_ns)
+    if arrays_ir:
+        runner.arrays = runner.array_builtin(native.address(f"{lowered.entry}_arrays"), name)
     kernel = LlvmKernel(runner.make_call(), lowered.ir, f"<chainrule llvm {name}>", native, lowered)
     kernel.work_ns = runner.work_ns
+    kernel.array_caller = runner.array_caller
     if lowered.parallel_loops:
         kernel.thread_choice = lambda: runner.choice(_setting[0])
     if scalar_ir:
@@ -245,62 +249,6 @@ def compile_graph(graph: Graph, function_name: str | None = None) -> LlvmKernel:
     if python_ir:
         kernel.python_entries = tuple(native.address(f"{lowered.entry}_python{k}") for k in range(len(lowered.outputs)))
     return kernel
-
-
-def scalar_entries_ir(lowered: Lowered) -> str:
-    """Per output k, ``double @<entry>_scalar<k>(double %in0, ...)``: the whole call with plain doubles.
-
-    The wrapper builds the table and the arena on its own stack (so concurrent calls share
-    nothing and need no lock), stores the inputs into their arena slots, calls the entry on one
-    thread and returns output k; the constants are a read-only global of the module. Python calls
-    it through ctypes or a builtin (python_entry.py): no NumPy array, no lock, one native call.
-    Empty when the kernel has array inputs or outputs, other dtypes, NumPy fallbacks, LAPACK
-    calls, or an arena or constants too large for a thread's stack.
-    """
-    eligible = (
-        lowered.table_size == FIXED_SLOTS
-        and not lowered.fallbacks
-        and not lowered.failures
-        and lowered.status_offset < 0
-        and lowered.arena_bytes <= SCALAR_ENTRY_MAX_ARENA
-        and lowered.constants.nbytes <= SCALAR_ENTRY_MAX_CONSTANTS
-        and all(spec.staged is not None and spec.dtype == "float64" for spec in lowered.inputs)
-        and all(out.arena_view is not None and out.shape == () and out.dtype == "float64" for out in lowered.outputs)
-    )
-    if not eligible:
-        return ""
-    entry = lowered.entry
-    constants = lowered.constants.view(np.uint8).tobytes() or b"\0"
-    escaped = "".join(f"\\{byte:02X}" for byte in constants)
-    lines = [
-        f'@{entry}_constants = private unnamed_addr constant [{len(constants)} x i8] c"{escaped}", align {ALIGNMENT}'
-    ]
-    parameters = ", ".join(f"double %in{i}" for i in range(len(lowered.inputs)))
-    for k, output in enumerate(lowered.outputs):
-        assert output.arena_view is not None
-        lines += [
-            f"define double @{entry}_scalar{k}({parameters}) {{",
-            f"  %arena = alloca [{max(lowered.arena_bytes, 8)} x i8], align {ALIGNMENT}",
-            f"  %table = alloca [{FIXED_SLOTS} x ptr], align 8",
-            "  store ptr %arena, ptr %table",
-            f"  %callback = getelementptr ptr, ptr %table, i64 {CALLBACK}",
-            "  store ptr null, ptr %callback",
-            f"  %constants = getelementptr ptr, ptr %table, i64 {CONSTANTS}",
-            f"  store ptr @{entry}_constants, ptr %constants",
-        ]
-        for i, spec in enumerate(lowered.inputs):
-            assert spec.staged is not None
-            lines.append(f"  %in{i}.p = getelementptr i8, ptr %arena, i64 {spec.staged.offset}")
-            lines.append(f"  store double %in{i}, ptr %in{i}.p")
-        lines += [
-            # not inlined: each output's wrapper calls the one entry (compile time, identical code)
-            "  call void @" + entry + "(ptr %table, i64 1) noinline",
-            f"  %out.p = getelementptr i8, ptr %arena, i64 {output.arena_view.offset}",
-            "  %out = load double, ptr %out.p",
-            "  ret double %out",
-            "}",
-        ]
-    return "\n" + "\n".join(lines) + "\n"
 
 
 class _Runner:
@@ -325,6 +273,15 @@ class _Runner:
             self.callback = _CALLBACK(self._run_fallback)
             self.table[CALLBACK] = ctypes.cast(self.callback, ctypes.c_void_p).value
         self.lock = threading.Lock()
+        self.arrays: Callable[..., Any] | None = None  # the array builtin (array_entry.py), if any
+        self.fast_arena = self.arena  # the arena the array builtin uses: its own
+        self.array_callers: dict[int, Callable[..., Any]] = {}  # id(missed) -> array_caller's call
+
+    def array_builtin(self, address: int, name: str) -> Callable[..., Any]:
+        """The array builtin at ``address`` (array_entry.py), with an arena of its own."""
+        self.fast_arena = _aligned(max(self.lowered.arena_bytes, 8))
+        words = array_entry.guard_words(self.lowered, self.fast_arena, self.constants)
+        return python_entry.make_builtin(address, f"{name}_arrays", words, self.native)
 
     def choice(self, setting: tuple[int, int | None]) -> ThreadChoice:
         """This kernel's ThreadChoice under ``(maximum, exact count)``, made on first use."""
@@ -365,14 +322,14 @@ class _Runner:
             if self.error is None:
                 self.error = error
 
-    def _lapack_status(self, namespace: dict[str, Any]) -> list[str]:
-        """The lines raising the failure LAPACK's status names (0: none), if the kernel calls LAPACK."""
+    def _lapack_status(self, namespace: dict[str, Any], arena: np.ndarray, prefix: str = "") -> list[str]:
+        """The lines raising the failure LAPACK's status in ``arena`` names (0: none), if the kernel calls LAPACK."""
         lowered = self.lowered
         if not lowered.failures:
             return []
-        namespace["status"] = self.view(View(ARENA, lowered.status_offset, (1,), (1,), "int32"))
+        namespace[f"{prefix}status"] = self.view(View(ARENA, lowered.status_offset, (1,), (1,), "int32"), arena)
         namespace["raise_lapack"] = lambda code: lapack.raise_failure(lowered.failures, code)
-        return ["if status[0]:", "    raise_lapack(int(status[0]))"]
+        return [f"if {prefix}status[0]:", f"    raise_lapack(int({prefix}status[0]))"]
 
     def _namespace(self) -> dict[str, Any]:
         """What every generated call reads besides its own views."""
@@ -390,12 +347,67 @@ class _Runner:
             "empty": np.empty,
         }
 
+    def _returned(self, namespace: dict[str, Any], arena: np.ndarray, prefix: str = "") -> str:
+        """The expression a call returns: slot outputs as they are, arena ones read out of ``arena``."""
+        returned = []
+        for index, output in enumerate(self.lowered.outputs):
+            name = f"{prefix}out{index}_view"
+            if output.slot is not None:
+                returned.append(f"out{index}")
+            elif output.shape == ():
+                assert output.arena_view is not None, f"output {index} has neither a slot nor a place in the arena"
+                namespace[name] = self.view(View(ARENA, output.arena_view.offset, (1,), (1,), output.dtype), arena)
+                returned.append(f"{name}[0]")
+            else:
+                assert output.arena_view is not None, f"output {index} has neither a slot nor a place in the arena"
+                namespace[name] = self.view(output.arena_view, arena)
+                returned.append(f"{name}.copy()")
+        return f"({', '.join(returned)}{',' if len(returned) == 1 else ''})"
+
+    def _fast_lines(self, namespace: dict[str, Any], arguments: str) -> list[str]:
+        """Allocating the slot outputs, then, with an array builtin, the call through it (returning)."""
+        lines = [
+            f"out{index} = empty({output.shape!r}, np.{output.dtype})"
+            for index, output in enumerate(self.lowered.outputs)
+            if output.slot is not None
+        ]
+        if self.arrays is None:
+            return lines
+        namespace["arrays"] = self.arrays
+        outputs = "".join(f", out{i}" for i, output in enumerate(self.lowered.outputs) if output.slot is not None)
+        body = [
+            *self._lapack_status(namespace, self.fast_arena, "fast_"),
+            "return " + self._returned(namespace, self.fast_arena, "fast_"),
+        ]
+        return [*lines, f"if arrays({arguments}{outputs}) is None:", *[f"    {line}" for line in body]]
+
+    def array_caller(self, missed: object) -> Callable[..., Any] | None:
+        """``call(*inputs)``: the outputs through the array builtin, or ``missed`` when its guard
+        fails (arguments that are not exactly the kernel's arrays); None without a builtin."""
+        if self.arrays is None:
+            return None
+        if id(missed) in self.array_callers:
+            return self.array_callers[id(missed)]
+        namespace = {**self._namespace(), "missed": missed}
+        lines = [
+            "def call(*inputs):",
+            *[f"    {line}" for line in self._fast_lines(namespace, "*inputs")],
+            "    return missed",
+        ]
+        exec(compile("\n".join(lines) + "\n", f"<chainrule llvm arrays {self.lowered.entry}>", "exec"), namespace)
+        self.array_callers[id(missed)] = namespace["call"]
+        return namespace["call"]
+
     def make_call(self) -> Callable:
         """A Python function, generated for this signature, doing one call's work."""
         lowered = self.lowered
         names = [f"in{i}" for i in range(len(lowered.inputs))]
         namespace = self._namespace()
-        lines = [f"def call({', '.join(names)}):", "    with lock:"]
+        lines = [
+            f"def call({', '.join(names)}):",
+            *[f"    {line}" for line in self._fast_lines(namespace, ", ".join(names))],
+        ]
+        lines.append("    with lock:")
         body = []
         keep = bool(lowered.fallbacks)
         for name, spec in zip(names, lowered.inputs):
@@ -409,27 +421,14 @@ class _Runner:
                 body.append(f"table[{spec.slot}] = {name}.ctypes.data")
                 if keep:
                     body.append(f"runner.slot_arrays[{spec.slot}] = {name}")
-        returned = []
         for index, output in enumerate(lowered.outputs):
             if output.slot is not None:
-                body.append(f"out{index} = empty({output.shape!r}, np.{output.dtype})")
                 body.append(f"table[{output.slot}] = out{index}.ctypes.data")
                 if keep:
                     body.append(f"runner.slot_arrays[{output.slot}] = out{index}")
-                returned.append(f"out{index}")
-                continue
-            assert output.arena_view is not None, f"output {index} has neither a slot nor a place in the arena"
-            if output.shape == ():
-                namespace[f"out{index}_view"] = self.view(
-                    View(ARENA, output.arena_view.offset, (1,), (1,), output.dtype)
-                )
-                returned.append(f"out{index}_view[0]")
-            else:
-                namespace[f"out{index}_view"] = self.view(output.arena_view)
-                returned.append(f"out{index}_view.copy()")
         body += [
             *(_TIMED_CALL if lowered.parallel_loops else ["entry(table_address, 1)"]),
-            *self._lapack_status(namespace),
+            *self._lapack_status(namespace, self.arena),
         ]
         if keep:
             body += [
@@ -439,7 +438,7 @@ class _Runner:
                 "    raise_from_fallback(error)",
             ]
             namespace["raise_from_fallback"] = _raise_from_fallback
-        body.append(f"return ({', '.join(returned)}{',' if len(returned) == 1 else ''})")
+        body.append("return " + self._returned(namespace, self.arena))
         lines += [f"        {line}" for line in body]
         exec(compile("\n".join(lines) + "\n", f"<chainrule llvm call {lowered.entry}>", "exec"), namespace)
         return namespace["call"]

@@ -11,6 +11,9 @@ and its factors are copied out into the node's (packed, row-major) result. The c
 against the factorization's O(n³), they accept any operand layout (transposed, broadcast batch
 axes, a slice), and LAPACK may overwrite its input, which the operand must not be. The routines
 read the same triangle NumPy's do (potrf and syevd the lower one unless eigh says UPLO="U").
+Values-only routines skip the transpose: eigvalsh and svdvals copy A straight (row-major, a
+vectorized copy) and have LAPACK read Aᵀ, which has A's eigenvalues (syevd told the other
+triangle) and singular values (gesdd told the swapped shape).
 
 Workspace: one block at a fixed place in the arena (``scratch``), shared by every LAPACK node of
 the kernel (they run one after another), sized when the kernel is planned: matrices by their
@@ -109,7 +112,7 @@ def workspace(graph: Graph, node_id: int) -> dict[str, tuple[int, str]]:
         return {"a": (n * n, dtype), "w": (n, dtype), "work": (lwork, dtype), "iwork": (liwork, "int32")}
     if node.op in ("svd", "svdvals"):
         vectors = node.op == "svd"
-        lwork = lapack.gesdd_work(m, n, dtype, vectors)
+        lwork = lapack.gesdd_work(m, n, dtype, vectors) if vectors else lapack.gesdd_work(n, m, dtype, vectors)
         regions = {"a": (m * n, dtype), "s": (k, dtype)}
         if vectors:
             regions |= {"u": (m * k, dtype), "vt": (k * n, dtype)}
@@ -286,17 +289,24 @@ def _slogdet(u: LapackUnit) -> None:
 
 
 def _eigh(u: LapackUnit) -> None:
-    """eigh (jobz='V': values, then the vectors syevd leaves in a) or eigvalsh (jobz='N')."""
+    """eigh (jobz='V': values, then the vectors syevd leaves in a) or eigvalsh (jobz='N').
+
+    eigvalsh copies A as it is (row-major, a straight copy) where eigh transposes it: LAPACK then
+    reads Aᵀ, whose other triangle holds the one NumPy reads, so the triangle flag flips; the
+    values are those of the same symmetric matrix. (eigh keeps the transposing copy: its vectors
+    must come from the very reduction NumPy's path makes, signs included.)
+    """
     (a_view,) = u.operands
     n = a_view.shape[-1]
     order, with_vectors = u.integer(n), u.node.op == "eigh"
     lwork, liwork = lapack.syevd_work(n, u.dtype, with_vectors)
     regions = u.regions
-    triangle, jobz = u.char("L" if u.node.params["lower"] else "U"), u.char("V" if with_vectors else "N")
+    lower = u.node.params["lower"] == with_vectors  # the triangle of what LAPACK reads (Aᵀ for eigvalsh)
+    triangle, jobz = u.char("L" if lower else "U"), u.char("V" if with_vectors else "N")
     arguments = (regions["w"], regions["work"], u.integer(lwork), regions["iwork"], u.integer(liwork), u.info)
 
     def body(pointers: list[str]) -> None:
-        u.into_columns(pointers[0], a_view, "a")
+        (u.into_columns if with_vectors else u.into_rows)(pointers[0], a_view, "a")
         u.call("syevd", jobz, triangle, order, regions["a"], order, *arguments)
         u.check("syevd", EIGH_FAILED)
         u.out_of_vector("w", n, pointers[1])
@@ -307,11 +317,17 @@ def _eigh(u: LapackUnit) -> None:
 
 
 def _svd(u: LapackUnit) -> None:
-    """svd (jobz='S': the reduced U and Vᵀ too) or svdvals (jobz='N': u and vt are not referenced)."""
+    """svd (jobz='S': the reduced U and Vᵀ too) or svdvals (jobz='N': u and vt are not referenced).
+
+    svdvals copies A as it is (row-major, a straight copy): LAPACK reads the n×m Aᵀ, whose singular
+    values are A's.
+    """
     (a_view,) = u.operands
     m, n = a_view.shape[-2:]
     k = min(m, n)
     regions, with_vectors = u.regions, u.node.op == "svd"
+    if not with_vectors:
+        m, n = n, m  # the shape of Aᵀ
     lwork = lapack.gesdd_work(m, n, u.dtype, with_vectors)
     shape = (u.char("S" if with_vectors else "N"), u.integer(m), u.integer(n), regions["a"], u.integer(m))
     unreferenced = regions["s"]  # jobz='N' reads neither u nor vt; ldu and ldvt must still be >= 1
@@ -320,7 +336,7 @@ def _svd(u: LapackUnit) -> None:
     work = (regions["work"], u.integer(lwork), regions["iwork"], u.info)
 
     def body(pointers: list[str]) -> None:
-        u.into_columns(pointers[0], a_view, "a")
+        (u.into_columns if with_vectors else u.into_rows)(pointers[0], a_view, "a")
         u.call("gesdd", *shape, *factors, *work)
         u.check("gesdd", SVD_FAILED, nan_info=-4)  # LAPACK >= 3.10 reports a NaN in A as info = -4
         u.out_of_vector("s", k, pointers[1])

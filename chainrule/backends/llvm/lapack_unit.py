@@ -118,6 +118,14 @@ class LapackUnit:
             (pointer, view.dtype, view.strides[-2:]), (self.regions[region], self.dtype, (1, rows)), (rows, columns)
         )
 
+    def into_rows(self, pointer: str, view: View, region: str) -> None:
+        """The view's matrix at ``pointer`` into workspace ``region``, row-major (LAPACK reads its
+        transpose), in our dtype: a straight copy where ``into_columns`` transposes."""
+        rows, columns = view.shape[-2:]
+        self.copy(
+            (pointer, view.dtype, view.strides[-2:]), (self.regions[region], self.dtype, (columns, 1)), (rows, columns)
+        )
+
     def out_of_columns(self, region: str, rows: int, columns: int, pointer: str, first: int = 0) -> None:
         """Column-major ``region`` into the result at ``pointer`` (+ ``first`` elements), row-major."""
         target = pointer if first == 0 else self.at(pointer, first)

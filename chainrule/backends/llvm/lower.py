@@ -66,7 +66,7 @@ import math
 
 import numpy as np
 
-from chainrule.backends.llvm import chains, gather, lapack_ops, loop_scatter, loops, native_ops, scalar_ops
+from chainrule.backends.llvm import chains, copies, gather, lapack_ops, loop_scatter, loops, native_ops, scalar_ops
 from chainrule.backends.llvm.cache import code_text
 from chainrule.backends.llvm.codegen import Codegen
 from chainrule.backends.llvm.plan import ALIGNMENT, Arena, Fallback, InputSpec, Loop, Lowered, OutputSpec, Unit
@@ -397,6 +397,8 @@ class Lowering:
             computed = node_id not in self.views and OPS[graph[node_id].op].kind != "source"
             if computed and node_id not in self.output_home:
                 self.output_home[node_id] = index
+            elif spec.slot is not None and (root := copies.reshaped_value(self, node_id)) is not None:
+                self.output_home[root] = index  # computed into the output's array, which its reshape views
             else:
                 self.output_copies.append((index, node_id))
 

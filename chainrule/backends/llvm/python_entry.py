@@ -1,7 +1,7 @@
 """A kernel's scalar entry as a CPython builtin: Python floats in, a Python float out, no ctypes.
 
 A kernel whose inputs and outputs are all float64 scalars has native scalar entries
-(``kernel.scalar_entries_ir``: ``double f(double, ...)``). Calling one through ctypes costs about
+(``scalar_entries_ir``, below: ``double f(double, ...)``). Calling one through ctypes costs about
 0.5 us of boxing and argument conversion, a third of the depth-30 nested gradient. This module
 emits, next to each scalar entry, a ``METH_FASTCALL`` function in LLVM IR and wraps it as a
 builtin with ``PyCFunction_NewEx`` (the documented C API, reached through ``ctypes.pythonapi``):
@@ -20,7 +20,8 @@ next process. Two layout facts of this interpreter are written into the IR as nu
 header in default, debug and free-threaded builds alike) and where a ``PyFloatObject`` keeps its
 value (right after the header). The kernel runs with the GIL held (its scalar body is a few
 microseconds at most; ``SCALAR_ENTRY_MAX_ARENA`` bounds it). Reference counts: arguments are
-borrowed, the result is a new reference, as for any builtin.
+borrowed, the result is a new reference, as for any builtin. (``array_entry.py`` does the same
+for small kernels of NumPy arrays.)
 
     >>> import math, numpy as np, chainrule as cr
     >>> grad = cr.grad(lambda x: np.sin(x) * x, backend="llvm")
@@ -36,11 +37,20 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
+from chainrule.backends.llvm.lower import CALLBACK, CONSTANTS, FIXED_SLOTS
+from chainrule.backends.llvm.plan import ALIGNMENT, Lowered
+
 METH_FASTCALL = 0x0080
 POINTER_BYTES = struct.calcsize("P")
 # where a PyObject keeps ob_type, and a PyFloatObject its double, in this interpreter
 TYPE_OFFSET = object.__basicsize__ - POINTER_BYTES
 FLOAT_VALUE_OFFSET = object.__basicsize__
+# A scalar entry's arena lives on the calling thread's stack (threading.stack_size may be as small
+# as 32 KiB); its constants are a global of the module, written into the IR text.
+SCALAR_ENTRY_MAX_ARENA = 1 << 14
+SCALAR_ENTRY_MAX_CONSTANTS = 1 << 16
 _SYMBOLS = ("PyFloat_Type", "PyFloat_FromDouble", "Py_IncRef", "PyCFunction_NewEx")
 
 
@@ -63,6 +73,62 @@ def available() -> bool:
         and all(hasattr(api, symbol) for symbol in _SYMBOLS)
         and float.__basicsize__ == FLOAT_VALUE_OFFSET + 8
     )
+
+
+def scalar_entries_ir(lowered: Lowered) -> str:
+    """Per output k, ``double @<entry>_scalar<k>(double %in0, ...)``: the whole call with plain doubles.
+
+    The wrapper builds the table and the arena on its own stack (so concurrent calls share
+    nothing and need no lock), stores the inputs into their arena slots, calls the entry on one
+    thread and returns output k; the constants are a read-only global of the module. Python calls
+    it through ctypes or a builtin (python_entry.py): no NumPy array, no lock, one native call.
+    Empty when the kernel has array inputs or outputs, other dtypes, NumPy fallbacks, LAPACK
+    calls, or an arena or constants too large for a thread's stack.
+    """
+    eligible = (
+        lowered.table_size == FIXED_SLOTS
+        and not lowered.fallbacks
+        and not lowered.failures
+        and lowered.status_offset < 0
+        and lowered.arena_bytes <= SCALAR_ENTRY_MAX_ARENA
+        and lowered.constants.nbytes <= SCALAR_ENTRY_MAX_CONSTANTS
+        and all(spec.staged is not None and spec.dtype == "float64" for spec in lowered.inputs)
+        and all(out.arena_view is not None and out.shape == () and out.dtype == "float64" for out in lowered.outputs)
+    )
+    if not eligible:
+        return ""
+    entry = lowered.entry
+    constants = lowered.constants.view(np.uint8).tobytes() or b"\0"
+    escaped = "".join(f"\\{byte:02X}" for byte in constants)
+    lines = [
+        f'@{entry}_constants = private unnamed_addr constant [{len(constants)} x i8] c"{escaped}", align {ALIGNMENT}'
+    ]
+    parameters = ", ".join(f"double %in{i}" for i in range(len(lowered.inputs)))
+    for k, output in enumerate(lowered.outputs):
+        assert output.arena_view is not None
+        lines += [
+            f"define double @{entry}_scalar{k}({parameters}) {{",
+            f"  %arena = alloca [{max(lowered.arena_bytes, 8)} x i8], align {ALIGNMENT}",
+            f"  %table = alloca [{FIXED_SLOTS} x ptr], align 8",
+            "  store ptr %arena, ptr %table",
+            f"  %callback = getelementptr ptr, ptr %table, i64 {CALLBACK}",
+            "  store ptr null, ptr %callback",
+            f"  %constants = getelementptr ptr, ptr %table, i64 {CONSTANTS}",
+            f"  store ptr @{entry}_constants, ptr %constants",
+        ]
+        for i, spec in enumerate(lowered.inputs):
+            assert spec.staged is not None
+            lines.append(f"  %in{i}.p = getelementptr i8, ptr %arena, i64 {spec.staged.offset}")
+            lines.append(f"  store double %in{i}, ptr %in{i}.p")
+        lines += [
+            # not inlined: each output's wrapper calls the one entry (compile time, identical code)
+            "  call void @" + entry + "(ptr %table, i64 1) noinline",
+            f"  %out.p = getelementptr i8, ptr %arena, i64 {output.arena_view.offset}",
+            "  %out = load double, ptr %out.p",
+            "  ret double %out",
+            "}",
+        ]
+    return "\n" + "\n".join(lines) + "\n"
 
 
 def python_entries_ir(entry: str, arity: int, outputs: int) -> str:
