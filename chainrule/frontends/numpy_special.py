@@ -26,6 +26,7 @@ import scipy.stats
 from chainrule.errors import ShapeError
 from chainrule.frontends.dispatch import call_function, here, implements, unsupported
 from chainrule.frontends.numpy_api import axes_of, ndim_of, shape_of
+from chainrule.frontends.rebinding import record_replacement
 from chainrule.frontends.tracer import is_traced, operation, stop_gradient
 
 _LN2 = math.log(2.0)
@@ -48,6 +49,7 @@ def traceable(owner, attribute: str, public_name: str):
     module, _, name = public_name.rpartition(".")
     dispatching.__module__, dispatching.__name__ = module, name
     setattr(owner, attribute, dispatching)
+    record_replacement(original, dispatching)
     return dispatching
 
 
