@@ -51,7 +51,8 @@ def warning_on_random_draws(fn: Callable) -> Iterator[None]:
 def reachable_generators(fn: Callable) -> dict[str, object]:
     """NumPy's global generator and the generators ``fn`` reaches by name, by the name it uses."""
     found: dict[str, object] = {"np.random (the global generator)": np.random}
-    pending, seen = [fn], set()
+    pending: list[object] = [fn]
+    seen: set[int] = set()
     while pending and len(seen) < _MAX_FUNCTIONS:
         function = pending.pop()
         if isinstance(function, functools.partial):
