@@ -76,7 +76,13 @@ def test_every_implemented_numpy_function_traces_to_its_op(name, function):
 
 def test_every_function_in_the_table_maps_to_an_op_or_a_composite():
     # the frontend's modules of NumPy composites: numpy_api, numpy_shapes, numpy_layout, ..., scipy_linalg
-    composites = {numpy_api.__name__, numpy_shapes.__name__, inplace.__name__, "chainrule.frontends.scipy_linalg"}
+    composites = {
+        numpy_api.__name__,
+        numpy_shapes.__name__,
+        inplace.__name__,
+        "chainrule.frontends.scipy_linalg",
+        "chainrule.frontends.scipy_signal",
+    }
     for function, handler in dispatch.HANDLERS.items():
         described = dispatch.function_name(function)
         assert callable(handler), described

@@ -68,6 +68,15 @@ COMPOSITES = [
     ("frozen norm.logpdf", lambda x: scipy.stats.norm(0.5, 2.0).logpdf(x), (X,)),
     ("mvn.logpdf", lambda x, m: scipy.stats.multivariate_normal.logpdf(x, mean=m, cov=COV), (X, MEAN)),
     ("frozen mvn.logpdf", FROZEN_MVN.logpdf, (X,)),
+    ("mvn.logpdf traced cov", lambda x, a: scipy.stats.multivariate_normal.logpdf(x, MEAN, a @ a.T + COV), (X, X.T)),
+    (
+        "mvn.logpdf traced cov point",
+        lambda m, a: scipy.stats.multivariate_normal.logpdf(X[0], m, a @ a.T + COV),
+        (MEAN, X.T),
+    ),
+    ("t.logpdf", lambda x, s: scipy.stats.t.logpdf(x, 2.4, 0.3, s), (X, POSITIVE)),
+    ("t.logpdf traced df", lambda x, df: scipy.stats.t.logpdf(x, df), (X, POSITIVE)),
+    ("t.pdf", lambda x, m: scipy.stats.t.pdf(x, 5.0, m, 1.5), (X, POSITIVE)),
     ("mvn.logpdf point", lambda x: scipy.stats.multivariate_normal.logpdf(x, mean=MEAN, cov=COV), (X[0],)),
     ("mvn.logpdf diagonal", lambda x, v: scipy.stats.multivariate_normal.logpdf(x, MEAN, v), (X, POSITIVE[0])),
     ("mvn.logpdf variance", lambda x, v: scipy.stats.multivariate_normal.logpdf(x, MEAN, v), (X, np.float64(1.7))),
@@ -189,9 +198,18 @@ def test_multivariate_normal_gradients_are_the_textbook_ones():
     np.testing.assert_allclose(dmean, np.sum((X - MEAN) @ precision, axis=0), rtol=1e-12)
 
 
-def test_multivariate_normal_with_a_traced_full_covariance_is_unsupported_and_says_why():
-    with pytest.raises(UnsupportedError, match="Cholesky"):
-        cr.grad(lambda c: np.sum(scipy.stats.multivariate_normal.logpdf(X, MEAN, c)))(COV)
+def test_multivariate_normal_with_a_traced_covariance_has_the_textbook_gradient():
+    # d/dS sum_i log N(x_i; mu, S) = (S^-1 R S^-1 - n S^-1) / 2 with R = sum_i (x_i - mu)(x_i - mu)^T
+    # (autograd's Gaussian-process example differentiates through the covariance this way)
+    gradient = cr.grad(lambda c: np.sum(scipy.stats.multivariate_normal.logpdf(X, MEAN, c)))(COV)
+    precision, residuals = np.linalg.inv(COV), X - MEAN
+    expected = 0.5 * (precision @ residuals.T @ residuals @ precision - len(X) * precision)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-10)  # symmetric, as np.linalg.cholesky's gradient
+
+
+def test_multivariate_normal_with_a_traced_covariance_and_allow_singular_is_unsupported():
+    with pytest.raises(UnsupportedError, match="allow_singular"):
+        cr.grad(lambda c: np.sum(scipy.stats.multivariate_normal.logpdf(X, MEAN, c, allow_singular=True)))(COV)
 
 
 def test_logsumexp_return_sign_is_unsupported_on_traced_values():

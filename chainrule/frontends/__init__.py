@@ -19,9 +19,12 @@ from chainrule.frontends import (  # noqa: F401  (fill the dispatch table)
     numpy_statistics,
     numpy_windows,
     scipy_linalg,
+    scipy_signal,
 )
 from chainrule.frontends.dispatch import supported_names
+from chainrule.frontends.rebinding import rebind_in_user_modules
 
 SUPPORTED = supported_names()
+rebind_in_user_modules()  # `from scipy.special import logsumexp` above `import chainrule`
 
 __all__ = ["SUPPORTED"]

@@ -19,12 +19,14 @@ import functools
 import math
 
 import numpy as np
+import scipy.linalg
 import scipy.special
 import scipy.stats
 
-from chainrule.errors import ShapeError, UnsupportedError
+from chainrule.errors import ShapeError
 from chainrule.frontends.dispatch import call_function, here, implements, unsupported
 from chainrule.frontends.numpy_api import axes_of, ndim_of, shape_of
+from chainrule.frontends.rebinding import record_replacement
 from chainrule.frontends.tracer import is_traced, operation, stop_gradient
 
 _LN2 = math.log(2.0)
@@ -47,6 +49,7 @@ def traceable(owner, attribute: str, public_name: str):
     module, _, name = public_name.rpartition(".")
     dispatching.__module__, dispatching.__name__ = module, name
     setattr(owner, attribute, dispatching)
+    record_replacement(original, dispatching)
     return dispatching
 
 
@@ -234,6 +237,23 @@ def _norm_logcdf(distribution, x, loc=0.0, scale=1.0):
     return scipy.special.log_ndtr((x - loc) / scale)
 
 
+_STUDENT_T = type(scipy.stats.t)
+
+
+@implements(traceable(_STUDENT_T, "logpdf", "scipy.stats.t.logpdf"))
+def _t_logpdf(distribution, x, df, loc=0.0, scale=1.0):
+    """log Γ((ν+1)/2) - log Γ(ν/2) - log(νπ)/2 - log σ - (ν+1)/2 · log(1 + z²/ν), z = (x - μ)/σ."""
+    z = (x - loc) / scale
+    half = 0.5 * (df + 1.0)
+    normalizer = scipy.special.gammaln(half) - scipy.special.gammaln(0.5 * df) - 0.5 * np.log(df * math.pi)
+    return normalizer - np.log(scale) - half * np.log1p(z * z / df)
+
+
+@implements(traceable(_STUDENT_T, "pdf", "scipy.stats.t.pdf"))
+def _t_pdf(distribution, x, df, loc=0.0, scale=1.0):
+    return np.exp(_t_logpdf(distribution, x, df, loc, scale))
+
+
 @implements(traceable(type(scipy.stats.multivariate_normal), "logpdf", "scipy.stats.multivariate_normal.logpdf"))
 def _multivariate_normal_logpdf(distribution, x, mean=None, cov=1, allow_singular=False):
     """-(d log 2π + log det Σ + |L⁻¹(x - μ)|²) / 2 with Σ = L Lᵀ, over x's last axis (as SciPy
@@ -246,14 +266,15 @@ def _multivariate_normal_logpdf(distribution, x, mean=None, cov=1, allow_singula
         variances = cov * np.ones(dim) if ndim_of(cov) == 0 else cov
         squared = np.sum(difference * difference / variances, axis=-1)
         log_det = np.sum(np.log(variances)) if ndim_of(cov) == 1 else dim * np.log(cov)
+    elif is_traced(cov):  # Σ = L Lᵀ traced: |L⁻¹(x - μ)|² by a triangular solve, log det Σ = 2 Σ log Lᵢᵢ
+        if allow_singular:
+            unsupported("scipy.stats.multivariate_normal.logpdf with a traced cov and allow_singular=True")
+        factor = np.linalg.cholesky(cov)
+        columns = np.reshape(difference, (-1, dim)).T
+        whitened = scipy.linalg.solve_triangular(factor, columns, lower=True)
+        squared = np.reshape(np.sum(whitened * whitened, axis=0), shape_of(difference)[:-1])
+        log_det = 2.0 * np.sum(np.log(np.diag(factor)))
     else:
-        if is_traced(cov):
-            raise UnsupportedError(
-                "scipy.stats.multivariate_normal.logpdf with a traced 2-D cov needs a Cholesky "
-                "factorization, which chainrule has no primitive for; pass cov as a NumPy array "
-                "(x and mean may be traced) or its diagonal as a 1-D array",
-                here(),
-            )
         factor = _cholesky(np.asarray(cov, dtype=np.float64), allow_singular)
         whitened = difference @ np.linalg.inv(factor).T  # a constant: L⁻¹ of the user's Σ
         squared = np.sum(whitened * whitened, axis=-1)

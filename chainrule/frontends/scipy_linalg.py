@@ -19,6 +19,7 @@ import scipy.linalg
 from chainrule.frontends import numpy_linalg as la
 from chainrule.frontends.dispatch import HANDLERS, implements
 from chainrule.frontends.numpy_api import ndim_of, shape_of
+from chainrule.frontends.rebinding import record_replacement
 from chainrule.frontends.tracer import Tracer, operation
 
 
@@ -42,6 +43,7 @@ def scipy_function(name: str):
 
         dispatching.__chainrule_original__ = original
         setattr(scipy.linalg, name, dispatching)
+        record_replacement(original, dispatching)
         return handler
 
     return register

@@ -9,14 +9,16 @@ from types import CodeType, FrameType
 from typing import TypeVar
 
 import numpy as np
+import scipy
 
 from chainrule.errors import Loc
 
-# The library's own code and NumPy's: a traced operation's source line is the first frame outside
-# them. chainrule's command-line tools (chainrule/cli) are clients of the library, as a user's
+# The library's own code, NumPy's and SciPy's: a traced operation's source line is the first frame
+# outside them (a SciPy function that refuses a traced value is reported at the user's call). chainrule's command-line tools (chainrule/cli) are clients of the library, as a user's
 # program is, so the demo's network and the benchmark's nested function cite their own lines.
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-_INTERNAL_DIRS = (_PACKAGE_DIR, os.path.dirname(np.__file__) + os.sep)
+SCIPY_DIR = os.path.dirname(scipy.__file__) + os.sep
+_INTERNAL_DIRS = (_PACKAGE_DIR, os.path.dirname(np.__file__) + os.sep, SCIPY_DIR)
 _CLIENT_DIRS = (os.path.join(_PACKAGE_DIR, "cli") + os.sep,)
 
 
@@ -31,7 +33,7 @@ _Remembered = TypeVar("_Remembered")
 
 
 def user_frame(depth: int = 2) -> FrameType | None:
-    """The innermost frame outside chainrule and NumPy: the line the user wrote.
+    """The innermost frame outside chainrule, NumPy and SciPy: the line the user wrote.
 
     chainrule's command-line tools count as user code (see ``_CLIENT_DIRS``).
     """
@@ -39,7 +41,7 @@ def user_frame(depth: int = 2) -> FrameType | None:
 
 
 def user_frame_from(frame: FrameType | None) -> FrameType | None:
-    """``frame`` or the first of its callers outside chainrule and NumPy."""
+    """``frame`` or the first of its callers outside chainrule, NumPy and SciPy."""
     while frame is not None:
         code = frame.f_code
         internal = _INTERNAL_CODE.get(code)

@@ -16,6 +16,7 @@ import numpy as np
 from chainrule.errors import ArgumentError, OutputError, TraceError, TraceTypeError, TraceValueError
 from chainrule.frontends.creation import traced_creation
 from chainrule.frontends.pytree import NodeType, TreeDef, flatten, node_kind, tree_map, unflatten
+from chainrule.frontends.random_draws import warning_on_random_draws
 from chainrule.frontends.source import location_of, user_frame_from
 from chainrule.frontends.tracer import TraceContext, Tracer, stop_gradient
 from chainrule.ir import Graph, TensorType, Value
@@ -358,7 +359,7 @@ def trace_graph(
     positional = len(args) - len(spec.keywords)
     keyword_args = dict(zip(spec.keywords, args[positional:]))
     try:
-        with traced_creation(context):
+        with traced_creation(context), warning_on_random_draws(fn):
             result = fn(*args[:positional], **keyword_args)
             if has_aux:
                 result = _without_aux_gradient(result, graph.name)
