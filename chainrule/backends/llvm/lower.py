@@ -34,10 +34,9 @@ How nodes become code:
   (An operand that is neither row- nor column-major, mixed dtypes or more than
   64 batch elements: operands copied column-major, gemm in a native loop over
   the batch, as for LAPACK below.)
-- **Linear algebra** (cholesky, solve, triangular_solve, slogdet, eigh, svd,
-  qr) calls SciPy's LAPACK (``cython_lapack``) on column-major copies of each
-  matrix, in a workspace at the end of the arena (``lapack_ops.py``); a
-  failure (a singular matrix) sets a status the wrapper raises from.
+- **Linear algebra** (cholesky, solve, triangular_solve, slogdet, eigh, svd, qr) calls SciPy's
+  LAPACK (``cython_lapack``) on column-major copies of each matrix, in a workspace at the end of
+  the arena (``lapack_ops.py``); a failure (a singular matrix) sets a status the wrapper raises from.
 - **Scans, argmax/argmin, concatenate**: loop nests of their own, the op's
   axis innermost (``native_ops.py``); convolutions (im2col loops, BLAS gemm: ``conv.py``)
   and max pooling (``maxpool.py``) too, their workspace LAPACK's scratch block.
