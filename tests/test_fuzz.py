@@ -154,3 +154,33 @@ def test_compiled_and_dropped_programs_leave_memory_flat(monkeypatch):
         tracemalloc.stop()
     assert sum(ref() is not None for ref in alive) <= recent_functions.RECENT_FUNCTIONS + RECENT_ENTRIES
     assert grown < 4 * 2**20, f"14 programs compiled and dropped kept {grown / 2**20:.1f} MB"
+
+
+def test_fused_bodies_die_with_their_programs(monkeypatch):
+    """A long fuzzing run (docs/reliability.md) kept ~0.03 MB of Python objects per program after
+    its functions were gone: the op table's inferred-type memo (``ir.ops.INFERRED``, cleared only at
+    65,536 entries) was keyed by each fused node's body, its steps, names and source lines. Fused
+    bodies are made once per fusion and never looked up again, so they are not remembered, and the
+    fused bodies alive stay those of the functions the bounded caches keep."""
+    monkeypatch.setattr(recent_functions, "RECENT_FUNCTIONS", 4)
+    point = (np.full((2, 3), 0.3), np.full((3, 3), 0.2))
+
+    def compile_and_drop(first: str, second: str) -> None:
+        steps = (Instruction("unary", first, (0, 0)), Instruction("unary", second, (2, 2)))
+        program = Program((*steps, Instruction("binary", "mul", (3, 1))), (1.0, -0.5, 0.25))
+        cr.value_and_grad(program, argnums=(0, 1))(*point)
+        cr.jvp(program, point, point)
+
+    def fused_bodies_alive() -> int:
+        gc.collect()
+        return sum(type(o).__name__ == "FusedBody" for o in gc.get_objects())
+
+    unary = NAMES["unary"]
+    pairs = [(a, b) for a in unary[:8] for b in unary[8:16]]  # structurally different programs
+    for first, second in pairs[:10]:  # fills the bounded caches
+        compile_and_drop(first, second)
+    before = fused_bodies_alive()
+    for first, second in pairs[10:40]:
+        compile_and_drop(first, second)
+    grown = fused_bodies_alive() - before
+    assert grown <= 20, f"30 programs compiled and dropped left {grown} more fused bodies alive"
