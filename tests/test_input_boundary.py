@@ -173,3 +173,17 @@ def test_bad_command_lines_get_a_message_not_a_traceback(tmp_path, capsys, argum
 def test_an_unknown_option_is_named_with_the_accepted_ones(transformation):
     with pytest.raises(cr.ArgumentError, match=r"has no option 'donate_argnums'.*its options are fn"):
         transformation(lambda x: np.sum(x), donate_argnums=0)
+
+
+def test_autograds_argnum_is_argnums():
+    """autograd spells it ``grad(f, argnum=1)``: an autograd program runs with its import changed."""
+
+    def f(a, b):
+        return np.sum(a * np.sin(b))
+
+    a, b = np.array([1.0, 2.0]), np.array([0.5, -0.25])
+    np.testing.assert_allclose(cr.grad(f, argnum=1)(a, b), a * np.cos(b), rtol=1e-15)
+    value, (grad_a, grad_b) = cr.value_and_grad(f, argnum=(0, 1))(a, b)
+    np.testing.assert_allclose([value, *grad_a, *grad_b], [f(a, b), *np.sin(b), *(a * np.cos(b))], rtol=1e-15)
+    with pytest.raises(cr.ArgumentError, match="has no option 'argnum'"):  # only where argnums exists
+        cr.jit(f, argnum=0)

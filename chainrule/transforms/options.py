@@ -19,6 +19,8 @@ _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEY
 _ABSENT = {
     "holomorphic": "complex differentiation is not supported",
 }
+# autograd's spellings of chainrule's options, so an autograd program runs with only its import changed
+_ALIASES = {"argnum": "argnums"}
 
 
 def checked_options(transformation: Callable[P, R]) -> Callable[P, R]:
@@ -28,6 +30,9 @@ def checked_options(transformation: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(transformation)
     def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+        for alias, name in _ALIASES.items():
+            if alias in kwargs and name in accepted and name not in kwargs:
+                kwargs[name] = kwargs.pop(alias)
         for name in kwargs:
             if name not in accepted:
                 advice = f" ({_ABSENT[name]})" if name in _ABSENT else ""
