@@ -221,3 +221,17 @@ def test_large_convolutions_and_pools_run_over_channels_on_the_pool_with_the_sam
     source = gradient.source(x, w)
     assert source.count("im2col") >= 2 and source.count("col2im") >= 1
     assert kernel_of(gradient, x, w).lowered.parallel_loops >= 5  # im2col twice, col2im, two pool passes
+
+
+def test_the_thread_estimate_counts_the_convolution_and_pool_loops():
+    """im2col and the pool passes run on the kernel's threads: a kernel of convolutions is offered
+    threads by its estimated work like one of elementwise loops (it was estimated at 0 before)."""
+    rng = np.random.default_rng(5)
+    x, w = rng.random((128, 4, 16, 16)), rng.random((8, 4, 3, 3))
+    convolution = cr.jit(lambda x, w: nn.conv2d(x, w, padding=1), backend="llvm")
+    pooling = cr.jit(lambda x: nn.max_pool2d(x, 2), backend="llvm")
+    columns = 4 * 3 * 3 * 16 * 16 * 128  # channels x kernel offsets x output pixels x batch
+    pooled = 4 * 8 * 8 * 128 * 2 * 2  # pooled elements x window
+    assert llvm_kernel.estimated_work_ns(convolution.graph(x, w)) == pytest.approx(columns * llvm_kernel.ARITHMETIC_NS)
+    assert llvm_kernel.estimated_work_ns(pooling.graph(x)) == pytest.approx(pooled * llvm_kernel.ARITHMETIC_NS)
+    assert llvm_kernel.threads_for(llvm_kernel.estimated_work_ns(convolution.graph(x, w)), 1, 2) == 2

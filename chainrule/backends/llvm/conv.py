@@ -80,6 +80,12 @@ def _columns_count(geometry: dict) -> int:
     return channels * geometry["kernels"][2] * geometry["kernels"][3] * out_h * out_w * n
 
 
+def loop_elements(graph: Graph, node_id: int) -> int:
+    """The numbers the node's im2col or col2im loop moves: its work on the kernel's threads (the
+    GEMM runs on BLAS's own)."""
+    return _columns_count(_geometry(graph, node_id))
+
+
 def _matrix(view: View, split: int) -> View | None:
     """The view as a matrix of its dimensions before and after ``split`` merged, or None when they
     do not merge (a dimension's stride is not the next one's stride times its size)."""

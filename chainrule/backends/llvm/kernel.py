@@ -38,7 +38,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from chainrule.backends.llvm import array_entry, control, engine, lapack, python_entry
+from chainrule.backends.llvm import array_entry, control, conv, engine, lapack, maxpool, python_entry
 from chainrule.backends.llvm.lower import ARENA, CALLBACK, CONSTANTS, lower
 from chainrule.backends.llvm.plan import Lowered
 from chainrule.backends.llvm.strategies import strategy_of
@@ -146,12 +146,17 @@ def threads_for(work_ns: float, parallel_loops: int, most: int) -> int:
 def estimated_work_ns(graph: Graph) -> float:
     """What the kernel's loops cost on one thread: elements x steps, a math call dearer than arithmetic.
 
-    Counts elementwise, fused and reduction nodes of ``graph`` (other units, such as BLAS, LAPACK
-    or native loops, do not run on these threads, or fork per iteration: they count nothing).
+    Counts elementwise, fused and reduction nodes of ``graph`` and the copying loops of
+    convolutions and pools (other units, such as BLAS, LAPACK or native loops, do not run on these
+    threads, or fork per iteration: they count nothing).
     """
     total = 0.0
     for node_id in range(len(graph)):
         node = graph[node_id]
+        if node.op in conv.OPS or node.op in maxpool.OPS:
+            module = conv if node.op in conv.OPS else maxpool
+            total += module.loop_elements(graph, node_id) * ARITHMETIC_NS
+            continue
         if node.op == "fused":  # every step runs over the region's shape (a final reduction's operand)
             body = node.params["body"].steps
             region = max(step[3].size for step in body)

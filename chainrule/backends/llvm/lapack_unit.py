@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from chainrule.backends.llvm import lapack, scalar_ops
+from chainrule.backends.llvm.irtext import Function
 from chainrule.backends.llvm.plan import ALIGNMENT
 from chainrule.backends.llvm.views import View
 
@@ -35,7 +36,8 @@ class LapackUnit:
     def __init__(self, gen: Codegen, node_id: int, regions: dict[str, tuple[int, str]], batch: tuple[int, ...]) -> None:
         """``regions``: the node's workspace, name -> (elements, dtype), placed in that order after
         the status word; ``batch``: the batch shape the node loops over."""
-        self.gen, self.entry = gen, gen.entry
+        self.gen = gen
+        self.entry: Function = gen.entry
         self.node = gen.graph[node_id]
         self.dtype = self.node.type.dtype
         self.t = scalar_ops.register_type(self.dtype)

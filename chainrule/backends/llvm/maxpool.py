@@ -52,6 +52,13 @@ def _pooled_shape(graph: Graph, node_id: int) -> tuple[int, ...]:
     return node.type.shape if node.op != "max_pool2d_scatter" else graph.type(node.args[1]).shape
 
 
+def loop_elements(graph: Graph, node_id: int) -> int:
+    """The numbers the node's passes visit, a window's worth per pooled element: its work on the
+    kernel's threads."""
+    kernel_h, kernel_w = graph[node_id].params["kernel"]
+    return math.prod(_pooled_shape(graph, node_id)) * kernel_h * kernel_w
+
+
 def workspace_bytes(graph: Graph, node_id: int) -> int:
     """The scatter and gather keep each window's running maximum and its offset in the workspace."""
     node = graph[node_id]
