@@ -24,6 +24,7 @@ the case's smallest size (1.0: linear).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -66,30 +67,13 @@ def nested_program(depth: int):
 
 
 def gp_program(n: int):
-    """Issue 24's GP marginal likelihood: a hand-written Cholesky unrolled by Python loops at size n."""
-    rng = np.random.default_rng(0)
-    x = np.sort(rng.uniform(-3.0, 3.0, n))
-    y = np.sin(x) + 0.1 * rng.standard_normal(n)
-
-    def negative_log_marginal(log_parameters):
-        amplitude, length, noise = np.exp(log_parameters[0]), np.exp(log_parameters[1]), np.exp(log_parameters[2])
-        kernel = amplitude * np.exp(-0.5 * (x[:, None] - x[None, :]) ** 2 / length**2) + noise * np.eye(n)
-        factor = [[0.0] * n for _ in range(n)]
-        for i in range(n):
-            for j in range(i + 1):
-                s = kernel[i, j]
-                for k in range(j):
-                    s = s - factor[i][k] * factor[j][k]
-                factor[i][j] = np.sqrt(s) if i == j else s / factor[j][j]
-        z = [0.0] * n
-        for i in range(n):
-            s = y[i]
-            for k in range(i):
-                s = s - factor[i][k] * z[k]
-            z[i] = s / factor[i][i]
-        return 0.5 * sum(zi * zi for zi in z) + sum(np.log(factor[i][i]) for i in range(n))
-
-    return negative_log_marginal, (np.array([0.1, -0.2, -2.0]),), 0
+    """Issue 24's GP marginal likelihood: a hand-written Cholesky unrolled by Python loops at size n
+    (the program lives in tests/corpus/gp_hand_cholesky.py, whose test checks its gradient)."""
+    path = ROOT / "tests" / "corpus" / "gp_hand_cholesky.py"
+    spec = importlib.util.spec_from_file_location("chainrule_corpus_gp_hand_cholesky", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.negative_log_marginal(n), (np.array([0.1, -0.2, -2.0]),), 0
 
 
 PROGRAMS = {

@@ -8,8 +8,10 @@ arrays: 80% of the depth-1000 compile), with a fixed vector width, and not inter
 stream many arrays. The arena's free list must stay sorted and coalesced without re-sorting.
 """
 
+import importlib.util
 import random
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,30 +24,13 @@ from chainrule.backends.llvm.plan import ALIGNMENT, Arena
 
 
 def gp_negative_log_marginal(n):
-    """Issue 24's program: -log p(y | x, hyper-parameters) through a hand-written Cholesky factor."""
-    rng = np.random.default_rng(0)
-    x = np.sort(rng.uniform(-3.0, 3.0, n))
-    y = np.sin(x) + 0.1 * rng.standard_normal(n)
-
-    def negative_log_marginal(log_parameters):
-        amplitude, length, noise = np.exp(log_parameters[0]), np.exp(log_parameters[1]), np.exp(log_parameters[2])
-        kernel = amplitude * np.exp(-0.5 * (x[:, None] - x[None, :]) ** 2 / length**2) + noise * np.eye(n)
-        factor = [[0.0] * n for _ in range(n)]
-        for i in range(n):
-            for j in range(i + 1):
-                s = kernel[i, j]
-                for k in range(j):
-                    s = s - factor[i][k] * factor[j][k]
-                factor[i][j] = np.sqrt(s) if i == j else s / factor[j][j]
-        z = [0.0] * n
-        for i in range(n):
-            s = y[i]
-            for k in range(i):
-                s = s - factor[i][k] * z[k]
-            z[i] = s / factor[i][i]
-        return 0.5 * sum(zi * zi for zi in z) + sum(np.log(factor[i][i]) for i in range(n))
-
-    return negative_log_marginal
+    """Issue 24's program, -log p(y | x, hyper-parameters) through a hand-written Cholesky factor
+    (tests/corpus/gp_hand_cholesky.py, which also checks its gradient)."""
+    path = Path(__file__).parent / "corpus" / "gp_hand_cholesky.py"
+    spec = importlib.util.spec_from_file_location("chainrule_corpus_gp_hand_cholesky", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.negative_log_marginal(n)
 
 
 def kernel_of(compiled, *args):
