@@ -22,27 +22,19 @@ import dis
 import functools
 import os
 import sys
-import sysconfig
 import threading
 from collections.abc import Callable, Iterator
 from types import CodeType
 
 import numpy as np
 
-from chainrule.frontends.source import location_of, user_frame
+from chainrule.frontends.source import INSTALLED_DIRS, location_of, user_frame
 from chainrule.frontends.tracer import TraceContext, Tracer, operation
 from chainrule.ir.builder import Value
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _CLIENT_DIR = os.path.join(_PACKAGE_DIR, "cli") + os.sep
-_LIBRARY_DIRS = tuple(
-    {
-        os.path.abspath(path) + os.sep
-        for key in ("stdlib", "platstdlib", "purelib", "platlib")
-        if (path := sysconfig.get_paths().get(key))
-    }
-    | {os.path.dirname(np.__file__) + os.sep, _PACKAGE_DIR}
-)
+_LIBRARY_DIRS = (*INSTALLED_DIRS, os.path.dirname(np.__file__) + os.sep, _PACKAGE_DIR)
 
 _OPEN = threading.local()  # .contexts: this thread's open traces, innermost last
 _INSTALLED_LOCK = threading.Lock()

@@ -14,19 +14,12 @@ are left alone: their names keep SciPy's originals.
 from __future__ import annotations
 
 import sys
-import sysconfig
 from types import ModuleType
+
+from chainrule.frontends.source import INSTALLED_DIRS
 
 # id(original) -> (original, replacement); the original is kept so the id stays its own
 _REPLACED: dict[int, tuple[object, object]] = {}
-
-_LIBRARY_DIRS = tuple(
-    {
-        sysconfig.get_paths()[key]
-        for key in ("stdlib", "platstdlib", "purelib", "platlib")
-        if key in sysconfig.get_paths()
-    }
-)
 
 
 def record_replacement(original: object, replacement: object) -> None:
@@ -59,4 +52,4 @@ def _is_user_module(module: object) -> bool:
     if name.partition(".")[0] in ("chainrule", "scipy", "numpy"):
         return False
     path = getattr(module, "__file__", None)
-    return isinstance(path, str) and not path.startswith(_LIBRARY_DIRS)
+    return isinstance(path, str) and not path.startswith(INSTALLED_DIRS)

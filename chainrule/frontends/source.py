@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import sysconfig
 from collections.abc import Hashable
 from types import CodeType, FrameType
 from typing import TypeVar
@@ -14,12 +15,21 @@ import scipy
 from chainrule.errors import Loc
 
 # The library's own code, NumPy's and SciPy's: a traced operation's source line is the first frame
-# outside them (a SciPy function that refuses a traced value is reported at the user's call). chainrule's command-line tools (chainrule/cli) are clients of the library, as a user's
-# program is, so the demo's network and the benchmark's nested function cite their own lines.
+# outside them (a SciPy function that refuses a traced value is reported at the user's call).
+# chainrule's command-line tools (chainrule/cli) are clients of the library, as a user's program
+# is, so the demo's network and the benchmark's nested function cite their own lines.
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 SCIPY_DIR = os.path.dirname(scipy.__file__) + os.sep
 _INTERNAL_DIRS = (_PACKAGE_DIR, os.path.dirname(np.__file__) + os.sep, SCIPY_DIR)
 _CLIENT_DIRS = (os.path.join(_PACKAGE_DIR, "cli") + os.sep,)
+# Installed code (the standard library, site-packages): never the user's own.
+INSTALLED_DIRS = tuple(
+    {
+        os.path.abspath(path) + os.sep
+        for key in ("stdlib", "platstdlib", "purelib", "platlib")
+        if (path := sysconfig.get_paths().get(key))
+    }
+)
 
 
 # Every traced operation looks up its source line, so what that takes is remembered:
