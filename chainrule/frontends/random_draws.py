@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from chainrule.frontends.source import global_names
+
 _GENERATORS = (np.random.RandomState, np.random.Generator)
 _LIBRARY_PREFIXES = ("numpy", "scipy", "chainrule")
 _MAX_FUNCTIONS = 256
@@ -77,7 +79,7 @@ def _names_read(function: types.FunctionType) -> Iterator[tuple[str, object]]:
     for name, cell in zip(code.co_freevars, function.__closure__ or ()):
         with contextlib.suppress(ValueError):  # a cell not filled yet
             yield name, cell.cell_contents
-    for name in code.co_names:
+    for name in global_names(code):  # nested code (comprehensions, lambdas) included
         if name in function.__globals__:
             yield name, function.__globals__[name]
     yield from zip(code.co_varnames[: code.co_argcount][::-1], (function.__defaults__ or ())[::-1])

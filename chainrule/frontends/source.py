@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import sysconfig
+import types
 from collections.abc import Hashable
 from types import CodeType, FrameType
 from typing import TypeVar
@@ -85,3 +87,16 @@ def _remember(memory: dict[_Key, _Remembered], key: _Key, value: _Remembered) ->
 def current_location() -> Loc | None:
     """The user's source line calling the chainrule function that calls this."""
     return location_of(user_frame(3))
+
+
+@functools.lru_cache(maxsize=4096)
+def global_names(code: types.CodeType) -> tuple[str, ...]:
+    """The names ``code`` and the code nested in it (comprehensions, lambdas) look up: its globals
+    among them (attribute names too, which are skipped when no global has them)."""
+    names: dict[str, None] = {}
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        names.update(dict.fromkeys(current.co_names))
+        stack.extend(const for const in current.co_consts if isinstance(const, types.CodeType))
+    return tuple(names)

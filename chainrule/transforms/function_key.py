@@ -57,6 +57,8 @@ from typing import Any
 
 import numpy as np
 
+from chainrule.frontends.source import global_names
+
 # An array bigger than this is not copied to detect changes in place: its function is unkeyable.
 MAX_SNAPSHOT_BYTES = 1 << 24
 # A closure with more values than this (a dict of a thousand arrays) is not worth keying.
@@ -252,19 +254,6 @@ class _ObjectPart:
         self.depth = depth
         self.items: dict[str, Any] = {}
         self.checked: set[str] = set()  # the names looked up (present or not)
-
-
-@functools.lru_cache(maxsize=4096)
-def global_names(code: types.CodeType) -> tuple[str, ...]:
-    """The names ``code`` and the code nested in it (comprehensions, lambdas) look up: its globals
-    among them (attribute names too, which are skipped when no global has them)."""
-    names: dict[str, None] = {}
-    stack = [code]
-    while stack:
-        current = stack.pop()
-        names.update(dict.fromkeys(current.co_names))
-        stack.extend(const for const in current.co_consts if isinstance(const, types.CodeType))
-    return tuple(names)
 
 
 class _KeyBuilder:
