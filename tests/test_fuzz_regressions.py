@@ -114,7 +114,9 @@ def test_jvp_of_the_norms_of_a_padded_array_is_finite():
     """Found by the v2 long run (seed 201), shrunk: a row written into zeros, per-row norms. The
     zero row's tangent was sum(2 * 0 * t) = 0 and sqrt's JVP made 0 / (2 sqrt(0)) = NaN where the
     norm is constant 0 (reverse mode was right: the NaN cotangent landed on the constant zeros). The
-    row is a structural zero now, and sqrt's derivative is set to 0 there (both modes)."""
+    row is a structural zero now, and sqrt's derivative is set to 0 there (both modes), evaluated
+    away from the zero so that NumPy has no division by 0 to warn of."""
+    warnings.simplefilter("error", RuntimeWarning)  # (pytest restores the filters after the test)
     x = np.array([[0.3, -0.2, 0.5], [0.1, 0.9, -0.4]])
     along = np.linspace(-1.0, 1.0, 6).reshape(2, 3)
     expected = central_difference(row_norms_of_padded, x, along)

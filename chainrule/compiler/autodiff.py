@@ -28,7 +28,7 @@ from chainrule.ir.builder import unbroadcast
 from chainrule.ir.control import tape_loops
 from chainrule.ir.custom import inline_consumed
 from chainrule.ir.ops import cancels_itself
-from chainrule.ir.structural_zeros import StructuralZeros, needs_guard, structural_zeros
+from chainrule.ir.structural_zeros import StructuralZeros, away_from_zeros, needs_guard, structural_zeros
 
 
 def reverse(
@@ -150,7 +150,10 @@ def _propagate(
                     recording = _RECORDINGS[signature]
                 except KeyError:  # a signature not seen yet (None is a recording: no gradient flows)
                     recording = _record_now(op, signature)
-                contribution = None if recording is None else recording(joint.add, cotangent, node_id, *args)
+                rule_output, rule_args = node_id, args
+                if guarded and operand in zeros.partial:  # no 0 / 0 for NumPy to warn of (see the guard)
+                    rule_output, rule_args = away_from_zeros(joint, node, args, {position: zeros.partial[operand]})
+                contribution = None if recording is None else recording(joint.add, cotangent, rule_output, *rule_args)
             else:
                 result = _contribution(
                     op,

@@ -28,7 +28,7 @@ from chainrule.ir import OPS, F, Graph, Value
 from chainrule.ir.builder import apply
 from chainrule.ir.custom import inline_consumed
 from chainrule.ir.ops import LINEAR, MULTILINEAR, cancels_itself
-from chainrule.ir.structural_zeros import needs_guard, structural_zeros
+from chainrule.ir.structural_zeros import away_from_zeros, needs_guard, structural_zeros
 
 
 def forward(
@@ -66,12 +66,18 @@ def forward(
         operand_tangents = [tangents.get(mapping[a]) for a in node.args]
         if not any(t is not None for t in operand_tangents) or not jvp.type(result).is_float:
             continue
-        operands = [Value(jvp, mapping[a]) for a in node.args]
+        guarded = node_id in zeros.partial and needs_guard(node)
         with jvp.attribution(node.loc, origin=result):
-            tangent = _tangent(jvp, node.op, operands, Value(jvp, result), node.params, operand_tangents)
+            rule_output, rule_args = result, [mapping[a] for a in node.args]
+            if guarded:  # the rules see 1 where every operand is a constant 0: nothing for NumPy to warn of
+                mask = zeros.partial[node_id]
+                moves = {p: mask for p, a in enumerate(rule_args) if jvp.type(a).shape == mask.shape}
+                rule_output, rule_args = away_from_zeros(jvp, node, rule_args, moves)
+            operands = [Value(jvp, a) for a in rule_args]
+            tangent = _tangent(jvp, node.op, operands, Value(jvp, rule_output), node.params, operand_tangents)
         if tangent is None:
             continue
-        if node_id in zeros.partial and needs_guard(node):
+        if guarded:
             tangent = _zero_where(tangent, zeros.partial[node_id])  # 0 / (2 sqrt(0)) at a constant 0
         record = jvp[tangent.id]
         if record.name is None and node.name and record.op not in ("input", "const", "zeros"):

@@ -19,6 +19,7 @@ function on the masks. An element that is 0 only for some inputs is never a stru
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -126,6 +127,22 @@ def needs_guard(node: Node) -> bool:
     of an operand: a unary op whose difference quotient at 0 is huge (sqrt, cbrt, log), any binary op
     but the arithmetic ones (hypot and arctan2 at (0, 0) are 0 / 0)."""
     return OPS[node.op].is_elementwise and node.op not in _FINITE_DERIVATIVE and _steep_at_zero(node.op, node.attrs)
+
+
+def away_from_zeros(
+    graph: Graph, node: Node, args: Sequence[int], masks: dict[int, np.ndarray]
+) -> tuple[int, list[int]]:
+    """Where a guarded node's derivative rule is evaluated: ``args`` (the node's operands in
+    ``graph``) with the elements ``masks`` names (operand position -> mask of its shape) moved to 1,
+    and the node recomputed on them; returns (that output, those operands). The caller's guard sets
+    the rule's value at those elements to 0 anyway, so the move changes no result, only what NumPy
+    sees: evaluated at the zeros, sqrt's rule divides by 0 and warns on every call."""
+    moved = list(args)
+    for position, mask in masks.items():
+        arg = args[position]
+        one = graph.const(np.ones((), graph.type(arg).dtype))
+        moved[position] = graph.add("where", (graph.const(mask), one, arg))
+    return graph.add(node.op, moved, node.params), moved
 
 
 @functools.cache
