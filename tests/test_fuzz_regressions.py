@@ -148,7 +148,8 @@ def test_derivatives_that_do_not_exist_stay_as_documented():
 
 def test_a_row_that_is_zero_by_multiplication_by_a_constant_zero_is_a_structural_zero():
     """x * 0.0 (a constant) is 0 for every finite x: the norm of that row has derivative 0, so the
-    forward-mode derivative is the other row's alone."""
+    forward-mode derivative is the other row's alone, and NumPy has no division by 0 to warn of."""
+    warnings.simplefilter("error", RuntimeWarning)
 
     def norms(x):
         return np.sum(np.linalg.norm(np.stack([x * 0.0, x]), axis=1))
