@@ -187,6 +187,7 @@ for _name, _fn in [("sum", np.sum), ("max", np.max), ("min", np.min), ("prod", n
 case("cumsum", lambda x: np.cumsum(x, axis=1), RNG.normal(size=(BATCH, 2, 3)))
 case("cumprod", lambda x: np.cumprod(x, axis=0), uniform(0.5, 1.5, BATCH, 3, 2))
 case("argsort", lambda x: np.argsort(x, axis=-1), RNG.normal(size=(BATCH, 2, 5)))
+case("sort", lambda x: np.sort(x, axis=0), RNG.normal(size=(BATCH, 4, 3)))
 case("argmax", lambda x: np.argmax(x, axis=0), RNG.normal(size=(BATCH, 3, 2)))
 case("argmax", np.argmax, RNG.normal(size=(BATCH, 3, 2)), id="argmax-all")
 case("argmin", lambda x: np.argmin(x, axis=1), RNG.normal(size=(BATCH, 3, 2)))

@@ -1,7 +1,7 @@
 """What NumPy's order statistics, NaN-ignoring reductions and moments do to traced values.
 
-Median and quantiles index a sorted array (``np.sort`` is a gather through ``argsort``, so
-the gradient reaches the elements that land at the interpolated positions); NaN-ignoring
+Median and quantiles index a sorted array (``np.sort``'s gradient goes back through the
+permutation, so it reaches the elements that land at the interpolated positions); NaN-ignoring
 reductions replace NaN with the reduction's identity by ``np.where``; ``np.average``,
 ``np.cov`` and ``np.corrcoef`` are sums and products, as their NumPy definitions are.
 """

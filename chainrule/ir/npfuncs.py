@@ -69,6 +69,31 @@ def index_update(
     return out
 
 
+# Lines shorter than this are sorted stably at once: there the stable sort costs what the default does.
+STABLE_AT_ONCE = 2048
+
+
+def stable_argsort(x: np.ndarray, axis: int) -> np.ndarray:
+    """``np.argsort(x, axis, kind="stable")``, computed by NumPy's default sort where it gives the
+    same permutation: a line without equal values (NaNs count as equal) has one sorting permutation,
+    and the default sort (SIMD introsort) finds it up to twice as fast as the stable one (timsort)
+    on long lines. A line with ties is sorted again stably.
+
+    >>> stable_argsort(np.array([2.0, 1.0, 2.0]), 0)
+    array([1, 0, 2])
+    """
+    if x.shape[axis] < STABLE_AT_ONCE or x.dtype.kind not in "fiu":
+        return np.argsort(x, axis=axis, kind="stable")
+    order = np.argsort(x, axis=axis)
+    ordered = np.take_along_axis(x, order, axis=axis)
+    lead = (slice(None),) * axis
+    later, earlier = ordered[lead + (slice(1, None),)], ordered[lead + (slice(None, -1),)]
+    tied = later == earlier
+    if x.dtype.kind == "f":
+        tied |= np.isnan(later) & np.isnan(earlier)
+    return np.argsort(x, axis=axis, kind="stable") if tied.any() else order
+
+
 def getitem(x: np.ndarray, index: IndexTemplate, *index_arrays: np.ndarray) -> np.ndarray:
     """``x[index]``, the index template's array positions filled from ``index_arrays``."""
     return x[fill_index(index, index_arrays)]
@@ -101,4 +126,5 @@ NAMESPACE: dict[str, Any] = {  # modules and functions, by the name templates us
     "scatter_add": scatter_add,
     "getitem": getitem,
     "index_update": index_update,
+    "stable_argsort": stable_argsort,
 }

@@ -1,8 +1,8 @@
-"""Scans, products and orderings: cumsum, cumprod, prod, argsort, argmax, argmin, searchsorted.
+"""Scans, products and orderings: cumsum, cumprod, prod, sort, argsort, argmax, argmin, searchsorted.
 
 The few primitives NumPy's scan, sort and selection functions are written with
-(``chainrule.frontends.numpy_scans`` composes the rest: sort is argsort and a gather,
-median and quantiles index a sorted array, diff subtracts slices).
+(``chainrule.frontends.numpy_scans`` composes the rest: partition is a sort, median and
+quantiles index a sorted array, diff subtracts slices).
 
 - ``cumsum`` is linear: its VJP is the cumulative sum taken from the end (a flip, a
   cumsum, a flip back).
@@ -13,12 +13,18 @@ median and quantiles index a sorted array, diff subtracts slices).
   line gets the products that leave it out (a cumprod with that zero replaced by 1), and
   every element after it gets nothing (its products of the others still hold that zero).
   First derivatives hold at zeros; higher ones only away from them.
+- ``sort`` is NumPy's own sort of the values (a forward that needs only them sorts once, as
+  ``np.sort`` by hand does); its derivatives go through the permutation, the stable ``argsort``:
+  the VJP writes the cotangent back where each value came from (``x̄[order] = ȳ``, one plain
+  write: no accumulation, a permutation repeats no position), the JVP gathers the tangent. Where
+  a graph needs both the values and that permutation (a value and its gradient), the
+  ``shared_sort`` pass takes the values through the permutation instead of sorting twice.
 - ``argsort``, ``argmax``, ``argmin`` and ``searchsorted`` return integers: piecewise
   constant, so no gradient flows through them (a rule of None for each operand, as for a
   comparison); their results index other arrays, and a gather's gradient flows through them.
 
 Kinds: ``scan`` (an element depends on those before it along an axis), ``reduction``
-(prod, computed natively like sum) and ``order`` (integer positions).
+(prod, computed natively like sum) and ``order`` (sort's values, and integer positions).
 """
 
 from __future__ import annotations
@@ -232,11 +238,65 @@ register(
         _infer_argsort,
         # stable: equal elements keep their order, so the permutation (and the gradient a gather
         # through it sends back) is one function of the data, whatever NumPy's default sort does
-        "np.argsort({0}, axis={axis}, kind='stable')",
+        # (computed by the default sort where that gives the same: npfuncs.stable_argsort)
+        "stable_argsort({0}, {axis})",
         vjp=(None,),
         # comparisons: about log2(n) per element of a line of n
         flops=lambda ins, out, attrs: out.size * max(out.shape[attrs["axis"]] - 1, 0).bit_length(),
         batch=lambda operands, batched, logical, out_type, attrs, size: F.argsort(operands[0], axis=attrs["axis"] + 1),
+    )
+)
+
+
+# ---- sort: the values in order, whose gradient goes back through the permutation -------------
+
+
+def _infer_sort(types: list[TensorType], attrs: Attrs) -> TensorType:
+    (x,) = types
+    if not 0 <= attrs["axis"] < x.ndim:
+        raise ShapeError(f"sort axis {attrs['axis']} does not fit shape {list(x.shape)}")
+    return TensorType(x.shape, x.dtype)
+
+
+def along_permutation(order: Value, axis: int) -> tuple[tuple, list[Value | np.ndarray]]:
+    """The index (template and arrays) that takes ``order``'s positions along ``axis`` of an array
+    of its shape, as ``np.take_along_axis(a, order, axis)`` does: ``order`` on that axis, each
+    other axis its own ``arange`` (none for a 1-D array: ``a[order]``)."""
+    ndim = order.ndim
+    arrays: list[Value | np.ndarray] = []
+    for d, length in enumerate(order.shape):
+        if d == axis:
+            arrays.append(order)
+        else:
+            arrays.append(np.arange(length).reshape((1,) * d + (length,) + (1,) * (ndim - d - 1)))
+    return tuple(("array", k) for k in range(ndim)), arrays
+
+
+def _unsort(g: Value, y: Value, x: Value, axis: int) -> Value:
+    # y = x[order] along the axis: x̄[order] = ȳ, a plain write (a permutation repeats no position)
+    index, arrays = along_permutation(F.argsort(x, axis=axis), axis)
+    return apply("scatter_add", g, *arrays, index=index, shape=x.shape, dtype=x.dtype, unique=True)
+
+
+def _sort_jvp(tangents: list, y: Value, x: Value, axis: int) -> Value:
+    index, arrays = along_permutation(F.argsort(x, axis=axis), axis)
+    return apply("getitem", tangents[0], *arrays, index=index)
+
+
+register(
+    Op(
+        "sort",
+        "order",
+        1,
+        _infer_sort,
+        # NumPy's default sort (introsort, SIMD where the CPU has it), what np.sort(x) by hand runs.
+        # Equal values are equal, so the kind changes nothing but the order of 0.0 and -0.0; the
+        # derivative rules use the stable argsort, whose order at ties is one function of the data
+        "np.sort({0}, axis={axis})",
+        vjp=(_unsort,),
+        jvp=_sort_jvp,
+        flops=lambda ins, out, attrs: out.size * max(out.shape[attrs["axis"]] - 1, 0).bit_length(),
+        batch=lambda operands, batched, logical, out_type, attrs, size: F.sort(operands[0], axis=attrs["axis"] + 1),
     )
 )
 
