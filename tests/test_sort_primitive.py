@@ -14,6 +14,7 @@ import pytest
 from gradient_helpers import numerical_gradient, relative_error
 
 import chainrule as cr
+from chainrule.ir.npfuncs import STABLE_AT_ONCE, stable_argsort
 
 RNG = np.random.default_rng(16)
 BACKENDS = ["numpy", "llvm"]
@@ -158,3 +159,54 @@ def test_median_and_quantiles_of_large_arrays_agree_across_backends(backend):
         relative_error(gradient[:, :40], numerical_gradient(lambda head: loss(np.c_[head, x[:, 40:]]), (x[:, :40],), 0))
         < 1e-7
     )
+
+
+LONG = STABLE_AT_ONCE + 37  # lines sorted by the default sort first, then checked for ties
+
+
+def long_lines(ties: str) -> np.ndarray:
+    x = RNG.standard_normal((3, LONG))
+    if ties == "equal values":
+        x[1, ::97] = 0.25
+    elif ties == "signed zeros":
+        x[0, 5], x[0, 900] = 0.0, -0.0
+    elif ties == "nans":
+        x[2, [3, 1000, 2000]] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("ties", ["none", "equal values", "signed zeros", "nans"])
+def test_argsort_of_long_lines_is_the_stable_permutation(ties, backend):
+    x = long_lines(ties)
+    for axis in (1, 0):
+        data = x if axis == 1 else np.ascontiguousarray(x.T)
+        got = cr.jit(lambda a, axis=axis: np.argsort(a, axis=axis), backend=backend)(data)
+        np.testing.assert_array_equal(got, np.argsort(data, axis=axis, kind="stable"))
+    np.testing.assert_array_equal(stable_argsort(x, 1), np.argsort(x, axis=1, kind="stable"))
+
+
+def stable(a, axis):
+    return np.argsort(a, axis=axis, kind="stable")
+
+
+# (name, function, what NumPy gives: chainrule's argsort is the stable one, at ties too, dtype)
+SORTED = [
+    ("float64 rows", lambda x: np.sort(x, axis=1), lambda x: np.sort(x, axis=1), np.float64),
+    ("float32 columns", lambda x: np.sort(x, axis=0), lambda x: np.sort(x, axis=0), np.float32),
+    ("int32 strided", lambda x: np.sort(x[:, ::2], axis=1), lambda x: np.sort(x[:, ::2], axis=1), np.int32),
+    ("int64 transposed", lambda x: np.sort(x.T, axis=1), lambda x: np.sort(x.T, axis=1), np.int64),
+    ("int16 argsort", lambda x: np.argsort(x, axis=1), lambda x: stable(x, 1), np.int16),
+    ("int8 argsort columns", lambda x: np.argsort(x[::-1], axis=0), lambda x: stable(x[::-1], 0), np.int8),
+    ("argsort strided result", lambda x: np.argsort(x, axis=0).T * 1, lambda x: stable(x, 0).T, np.float64),
+]
+
+
+@pytest.mark.parametrize("name, fn, expected, dtype", SORTED, ids=[s[0] for s in SORTED])
+def test_llvm_sorts_with_numpys_own_functions_without_a_callback(name, fn, expected, dtype):
+    x = (RNG.standard_normal((6, 50)) * 20).astype(dtype)
+    compiled = cr.jit(fn, backend="llvm")
+    np.testing.assert_array_equal(compiled(x), expected(x))
+    kernel = compiled._specialize((x,))[0].kernel
+    assert not kernel.lowered.fallbacks
+    assert "@chainrule_numpy_" in kernel.source
