@@ -14,7 +14,8 @@ import pytest
 from gradient_helpers import numerical_gradient, relative_error
 
 import chainrule as cr
-from chainrule.ir.npfuncs import STABLE_AT_ONCE, stable_argsort
+from chainrule.frontends.numpy_statistics import SELECT_FROM
+from chainrule.ir.npfuncs import STABLE_AT_ONCE, order_statistics, rank_positions, stable_argsort
 
 RNG = np.random.default_rng(16)
 BACKENDS = ["numpy", "llvm"]
@@ -210,3 +211,72 @@ def test_llvm_sorts_with_numpys_own_functions_without_a_callback(name, fn, expec
     kernel = compiled._specialize((x,))[0].kernel
     assert not kernel.lowered.fallbacks
     assert "@chainrule_numpy_" in kernel.source
+
+
+# ---- median and quantiles of long lines: order statistics by NumPy's partition -------------------
+
+LONG_LINES = SELECT_FROM + 21
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_long_medians_select_instead_of_sorting(backend):
+    x = RNG.standard_normal((2, LONG_LINES))
+
+    def loss(x):
+        return np.sum(np.median(x, axis=1) * np.array([1.0, 3.0])) + np.sum(np.percentile(x, [5.0, 62.5], axis=1))
+
+    compiled = cr.value_and_grad(loss, backend=backend)
+    ops = ops_of(compiled, x)
+    assert "order_statistics" in ops and "sort" not in ops and "argsort" not in ops
+    value, gradient = compiled(x)
+    assert np.isclose(value, loss(x), rtol=1e-13)
+    # the gradient lands on the elements at the ranks the statistics read (distinct values here)
+    expected = np.zeros_like(x)
+    order = np.argsort(x, axis=1, kind="stable")
+    n = LONG_LINES
+    for row, weight in enumerate([1.0, 3.0]):
+        for rank, share in [((n - 1) // 2, 0.5 * weight), (n // 2, 0.5 * weight)]:
+            expected[row, order[row, rank]] += share
+        for level in (0.05, 0.625):
+            position = level * (n - 1)
+            below, t = int(np.floor(position)), position - np.floor(position)
+            expected[row, order[row, below]] += 1 - t
+            expected[row, order[row, below + 1]] += t
+    np.testing.assert_allclose(gradient, expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("ties", ["equal values", "signed zeros", "nans"])
+def test_order_statistics_at_ties_and_nans_are_the_stable_sorts(ties, backend):
+    x = long_lines(ties)[:, : SELECT_FROM + 9]
+    if ties == "equal values":
+        x[1, ::2] = 0.25  # half the line: the middle ranks fall among the ties
+    ranks = (0, 3, SELECT_FROM // 2, SELECT_FROM + 8)
+    got = cr.jit(lambda x: np.sort(x, axis=1)[:, list(ranks)], backend=backend)(x)
+    np.testing.assert_array_equal(got, np.sort(x, axis=1)[:, list(ranks)])
+    np.testing.assert_array_equal(order_statistics(x, ranks), np.sort(x, axis=1)[:, list(ranks)])
+    np.testing.assert_array_equal(rank_positions(x, ranks), np.argsort(x, axis=1, kind="stable")[:, list(ranks)])
+    w = RNG.uniform(0.5, 1.5, 2)
+    median_gradient = cr.grad(lambda x: np.sum(w * np.median(x[:2], axis=1)), backend=backend)(x)
+    if ties != "nans":
+        expected = np.zeros_like(x)
+        order = np.argsort(x[:2], axis=1, kind="stable")
+        n = x.shape[1]
+        for row in range(2):
+            expected[row, order[row, n // 2]] = w[row]  # an odd count: the middle one
+        np.testing.assert_array_equal(median_gradient, expected)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_order_statistics_forward_mode_vmap_and_second_derivatives(backend):
+    xs = RNG.standard_normal((3, LONG_LINES))
+    v = RNG.standard_normal(LONG_LINES)
+    value, tangent = cr.jvp(lambda x: np.quantile(x, 0.3), (xs[0],), (v,), backend=backend)
+    gradient = cr.grad(lambda x: np.quantile(x, 0.3), backend=backend)(xs[0])
+    assert np.isclose(value, np.quantile(xs[0], 0.3), rtol=1e-14)
+    assert np.isclose(tangent, gradient @ v, rtol=1e-12)
+    np.testing.assert_allclose(cr.vmap(np.median, backend=backend)(xs), np.median(xs, axis=1), rtol=1e-15)
+    hessian_vector = cr.hvp(lambda x: np.median(x) ** 2, backend=backend)(xs[0], v)
+    # d²/dx² median² = 2 ∇m ∇mᵀ (m is piecewise linear)
+    middle = cr.grad(np.median)(xs[0])
+    np.testing.assert_allclose(hessian_vector, 2 * middle * (middle @ v), rtol=1e-12, atol=1e-15)

@@ -94,6 +94,38 @@ def stable_argsort(x: np.ndarray, axis: int) -> np.ndarray:
     return np.argsort(x, axis=axis, kind="stable") if tied.any() else order
 
 
+def order_statistics(x: np.ndarray, ranks: tuple[int, ...]) -> np.ndarray:
+    """``np.sort(x, axis=-1)[..., ranks]`` by NumPy's partition (introselect: linear time).
+
+    >>> order_statistics(np.array([3.0, 1.0, 2.0]), (0, 2))
+    array([1., 3.])
+    """
+    return np.partition(x, ranks, axis=-1)[..., list(ranks)]
+
+
+def rank_positions(x: np.ndarray, ranks: tuple[int, ...]) -> np.ndarray:
+    """``np.argsort(x, axis=-1, kind="stable")[..., ranks]`` in linear time per rank: the element
+    at rank k is, among those equal to the k-th smallest value, the one with (k - the count of
+    smaller ones) equal ones before it (NaN, sorted last, is smaller than nothing).
+
+    >>> rank_positions(np.array([2.0, 1.0, 2.0]), (1, 2))
+    array([0, 2])
+    """
+    values = order_statistics(x, ranks)
+    positions = np.empty(values.shape, dtype=np.intp)
+    for j in range(len(ranks)):
+        value = values[..., j : j + 1]
+        if x.dtype.kind == "f":
+            missing, value_missing = np.isnan(x), np.isnan(value)
+            equal = np.where(value_missing, missing, x == value)
+            smaller = np.where(value_missing, ~missing, x < value)
+        else:
+            equal, smaller = x == value, x < value
+        before = ranks[j] - np.sum(smaller, axis=-1, keepdims=True)
+        positions[..., j] = np.argmax(np.cumsum(equal, axis=-1) > before, axis=-1)
+    return positions
+
+
 def getitem(x: np.ndarray, index: IndexTemplate, *index_arrays: np.ndarray) -> np.ndarray:
     """``x[index]``, the index template's array positions filled from ``index_arrays``."""
     return x[fill_index(index, index_arrays)]
@@ -127,4 +159,6 @@ NAMESPACE: dict[str, Any] = {  # modules and functions, by the name templates us
     "getitem": getitem,
     "index_update": index_update,
     "stable_argsort": stable_argsort,
+    "order_statistics": order_statistics,
+    "rank_positions": rank_positions,
 }

@@ -301,6 +301,73 @@ register(
 )
 
 
+# ---- order statistics: the values a sort puts at given ranks, found without sorting -----------
+
+
+def _infer_ranked(types: list[TensorType], attrs: Attrs, dtype: str | None = None) -> TensorType:
+    (x,) = types
+    ranks = attrs["ranks"]
+    length = x.shape[-1] if x.ndim else 0
+    if not ranks or not all(0 <= r < length for r in ranks):
+        raise ShapeError(f"ranks {list(ranks)} do not fit the last axis of shape {list(x.shape)}")
+    return TensorType(x.shape[:-1] + (len(ranks),), dtype or x.dtype)
+
+
+def _ranked_rule(g: Value, y: Value, x: Value, ranks: tuple) -> Value:
+    # y[..., j] = x[..., p_j] for the stable positions p: x̄ there gets ȳ (distinct ranks, distinct p)
+    index, arrays = along_permutation(F.rank_positions(x, ranks=ranks), x.ndim - 1)
+    return apply("scatter_add", g, *arrays, index=index, shape=x.shape, dtype=x.dtype, unique=True)
+
+
+def _ranked_jvp(tangents: list, y: Value, x: Value, ranks: tuple) -> Value:
+    index, arrays = along_permutation(F.rank_positions(x, ranks=ranks), x.ndim - 1)
+    return apply("getitem", tangents[0], *arrays, index=index)
+
+
+def _batch_ranked(op_name: str) -> BatchRule:
+    def batch(
+        operands: list[Value],
+        batched: list[bool],
+        logical: list[TensorType],
+        out_type: TensorType,
+        attrs: Attrs,
+        size: int,
+    ) -> Value:
+        return apply(op_name, operands[0], ranks=attrs["ranks"])  # the last axis stays the last
+
+    return batch
+
+
+register(
+    Op(
+        "order_statistics",
+        "order",
+        1,
+        _infer_ranked,
+        # np.sort(x)[..., ranks] by NumPy's partition (npfuncs.order_statistics): what np.median
+        # and np.quantile compute by hand; the derivatives go to the stable sort's positions
+        "order_statistics({0}, {ranks})",
+        vjp=(_ranked_rule,),
+        jvp=_ranked_jvp,
+        flops=lambda ins, out, attrs: ins[0].size,
+        batch=_batch_ranked("order_statistics"),
+    )
+)
+register(
+    Op(
+        "rank_positions",
+        "order",
+        1,
+        lambda types, attrs: _infer_ranked(types, attrs, _INDEX_DTYPE),
+        # np.argsort(x, kind="stable")[..., ranks] in linear time per rank (npfuncs.rank_positions)
+        "rank_positions({0}, {ranks})",
+        vjp=(None,),
+        flops=lambda ins, out, attrs: ins[0].size * len(attrs["ranks"]),
+        batch=_batch_ranked("rank_positions"),
+    )
+)
+
+
 def _infer_argextremum(types: list[TensorType], attrs: Attrs) -> TensorType:
     (x,) = types
     axis = attrs["axis"]

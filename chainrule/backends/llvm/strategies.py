@@ -153,6 +153,10 @@ for _name in ("cumsum", "cumprod", "argmax", "argmin", "searchsorted"):
 # NumPy 2's ABI: the callback)
 for _name in ("sort", "argsort"):
     declare(OPS[_name], Strategy(NATIVE))
+# selection: NumPy's partition (not in the C-API table), called back; median and quantiles of short
+# lines sort natively instead (numpy_statistics.SELECT_FROM)
+for _name in ("order_statistics", "rank_positions"):
+    declare(OPS[_name], Strategy(FALLBACK))
 
 # ---- linear algebra (issue 16): SciPy's LAPACK called from native code (lapack_ops.py) ---------
 # (on float16 or an empty matrix: the NumPy lowering, called back)
