@@ -103,24 +103,32 @@ def order_statistics(x: np.ndarray, ranks: tuple[int, ...]) -> np.ndarray:
     return np.partition(x, ranks, axis=-1)[..., list(ranks)]
 
 
-def rank_positions(x: np.ndarray, ranks: tuple[int, ...]) -> np.ndarray:
-    """``np.argsort(x, axis=-1, kind="stable")[..., ranks]`` in linear time per rank: the element
-    at rank k is, among those equal to the k-th smallest value, the one with (k - the count of
-    smaller ones) equal ones before it (NaN, sorted last, is smaller than nothing).
+def rank_positions(x: np.ndarray, values: np.ndarray, ranks: tuple[int, ...]) -> np.ndarray:
+    """``np.argsort(x, axis=-1, kind="stable")[..., ranks]`` given ``values``, what a sort puts at
+    ``ranks`` (``order_statistics(x, ranks)``), in linear time per rank: the element at rank k is,
+    among those equal to its value, the one with (k - the count of smaller ones) equal ones before
+    it (NaN, sorted last, is smaller than nothing). A value found once is at its one match.
 
-    >>> rank_positions(np.array([2.0, 1.0, 2.0]), (1, 2))
+    >>> x = np.array([2.0, 1.0, 2.0])
+    >>> rank_positions(x, order_statistics(x, (1, 2)), (1, 2))
     array([0, 2])
     """
-    values = order_statistics(x, ranks)
     positions = np.empty(values.shape, dtype=np.intp)
+    nan = x.dtype.kind == "f" and bool(np.isnan(values).any())
+    missing = np.isnan(x) if nan else None
     for j in range(len(ranks)):
         value = values[..., j : j + 1]
-        if x.dtype.kind == "f":
-            missing, value_missing = np.isnan(x), np.isnan(value)
-            equal = np.where(value_missing, missing, x == value)
-            smaller = np.where(value_missing, ~missing, x < value)
+        equal = x == value
+        if missing is not None:
+            equal |= missing & np.isnan(value)
+        matches = np.sum(equal, axis=-1)
+        positions[..., j] = np.argmax(equal, axis=-1)  # the first match
+        if np.all(matches == 1):
+            continue
+        if missing is not None:
+            smaller = np.where(np.isnan(value), ~missing, x < value)
         else:
-            equal, smaller = x == value, x < value
+            smaller = x < value
         before = ranks[j] - np.sum(smaller, axis=-1, keepdims=True)
         positions[..., j] = np.argmax(np.cumsum(equal, axis=-1) > before, axis=-1)
     return positions

@@ -304,23 +304,30 @@ register(
 # ---- order statistics: the values a sort puts at given ranks, found without sorting -----------
 
 
-def _infer_ranked(types: list[TensorType], attrs: Attrs, dtype: str | None = None) -> TensorType:
-    (x,) = types
+def _infer_ranked(types: list[TensorType], attrs: Attrs) -> TensorType:
+    x = types[0]
     ranks = attrs["ranks"]
     length = x.shape[-1] if x.ndim else 0
     if not ranks or not all(0 <= r < length for r in ranks):
         raise ShapeError(f"ranks {list(ranks)} do not fit the last axis of shape {list(x.shape)}")
-    return TensorType(x.shape[:-1] + (len(ranks),), dtype or x.dtype)
+    return TensorType(x.shape[:-1] + (len(ranks),), x.dtype)
+
+
+def _infer_positions(types: list[TensorType], attrs: Attrs) -> TensorType:
+    values = _infer_ranked(types[:1], attrs)
+    if (types[1].shape, types[1].dtype) != (values.shape, values.dtype):
+        raise ShapeError(f"rank_positions needs the order statistics of its array, got {types[1]}")
+    return TensorType(values.shape, _INDEX_DTYPE)
 
 
 def _ranked_rule(g: Value, y: Value, x: Value, ranks: tuple) -> Value:
     # y[..., j] = x[..., p_j] for the stable positions p: x̄ there gets ȳ (distinct ranks, distinct p)
-    index, arrays = along_permutation(F.rank_positions(x, ranks=ranks), x.ndim - 1)
+    index, arrays = along_permutation(F.rank_positions(x, y, ranks=ranks), x.ndim - 1)
     return apply("scatter_add", g, *arrays, index=index, shape=x.shape, dtype=x.dtype, unique=True)
 
 
 def _ranked_jvp(tangents: list, y: Value, x: Value, ranks: tuple) -> Value:
-    index, arrays = along_permutation(F.rank_positions(x, ranks=ranks), x.ndim - 1)
+    index, arrays = along_permutation(F.rank_positions(x, y, ranks=ranks), x.ndim - 1)
     return apply("getitem", tangents[0], *arrays, index=index)
 
 
@@ -333,7 +340,9 @@ def _batch_ranked(op_name: str) -> BatchRule:
         attrs: Attrs,
         size: int,
     ) -> Value:
-        return apply(op_name, operands[0], ranks=attrs["ranks"])  # the last axis stays the last
+        # the last axis stays the last; an operand the same for every example is broadcast
+        lined = [o if b else F.broadcast_to(o, shape=(size,) + t.shape) for o, b, t in zip(operands, batched, logical)]
+        return apply(op_name, *lined, ranks=attrs["ranks"])
 
     return batch
 
@@ -357,11 +366,12 @@ register(
     Op(
         "rank_positions",
         "order",
-        1,
-        lambda types, attrs: _infer_ranked(types, attrs, _INDEX_DTYPE),
-        # np.argsort(x, kind="stable")[..., ranks] in linear time per rank (npfuncs.rank_positions)
-        "rank_positions({0}, {ranks})",
-        vjp=(None,),
+        2,
+        _infer_positions,
+        # np.argsort(x, kind="stable")[..., ranks] in linear time per rank, given the values there
+        # (the order statistics the forward computed: no second selection; npfuncs.rank_positions)
+        "rank_positions({0}, {1}, {ranks})",
+        vjp=(None, None),
         flops=lambda ins, out, attrs: ins[0].size * len(attrs["ranks"]),
         batch=_batch_ranked("rank_positions"),
     )
