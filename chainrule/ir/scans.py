@@ -1,4 +1,5 @@
-"""Scans, products and orderings: cumsum, cumprod, prod, sort, argsort, argmax, argmin, searchsorted.
+"""Scans, products and orderings: cumsum, cumprod, prod, sort, argsort, argmax, argmin, searchsorted,
+order_statistics, rank_positions.
 
 The few primitives NumPy's scan, sort and selection functions are written with
 (``chainrule.frontends.numpy_scans`` composes the rest: partition is a sort, median and
@@ -19,6 +20,10 @@ quantiles index a sorted array, diff subtracts slices).
   write: no accumulation, a permutation repeats no position), the JVP gathers the tangent. Where
   a graph needs both the values and that permutation (a value and its gradient), the
   ``shared_sort`` pass takes the values through the permutation instead of sorting twice.
+- ``order_statistics`` is what a sort puts at a few ranks of the last axis, found by NumPy's
+  partition in linear time (median and quantiles of long lines); its derivatives go to
+  ``rank_positions``, the stable sort's positions of those ranks (an integer op, given the
+  values, linear time per rank).
 - ``argsort``, ``argmax``, ``argmin`` and ``searchsorted`` return integers: piecewise
   constant, so no gradient flows through them (a rule of None for each operand, as for a
   comparison); their results index other arrays, and a gather's gradient flows through them.
