@@ -6,7 +6,7 @@
     python3 benchmarks/linalg.py --gaps [--baseline ...]           # issue 16's native-LLVM gaps instead
     python3 benchmarks/linalg.py --einsum [--baseline ...]         # einsum contractions and gradients
 
-The ``--gaps`` table (n = 10, 100, 500; no JAX column) times the ops that ran NumPy callbacks or
+The ``--gaps`` table (n = 10, 100, 500, and 10,000 and 200,000 for sort; no JAX column) times the ops that ran NumPy callbacks or
 computed more than NumPy on the LLVM backend: eigvalsh sum(w·eigvalsh(A)) and svdvals
 sum(w·svd(A, compute_uv=False)) against NumPy's values-only calls; expm sum(W∘expm(A/4)) against
 SciPy's expm (gradient: ``expm_frechet(Aᵀ/4, W)/4``); sort sum(w·sort(x)); searchsorted of n
@@ -369,11 +369,6 @@ def gap_functions(p: dict[str, np.ndarray]) -> dict[str, tuple[str, Callable, Ca
         c = np.tril(m) + np.tril(m, -1).T
         return scipy.linalg.solve_triangular(r, (q @ c).T).T
 
-    def sort_grad(x):
-        gradient = np.empty_like(x)
-        gradient[np.argsort(x)] = w_vector
-        return gradient
-
     return {
         "eigvalsh": ("a", lambda a: np.sum(w_vector * np.linalg.eigvalsh(a)), eigvalsh_grad),
         "svdvals": ("a", lambda a: np.sum(w_vector * np.linalg.svd(a, compute_uv=False)), svdvals_grad),
@@ -388,10 +383,34 @@ def gap_functions(p: dict[str, np.ndarray]) -> dict[str, tuple[str, Callable, Ca
             triangular_grad,
         ),
         "qr": ("general", lambda a: np.sum(w_matrix * np.linalg.qr(a)[1]), qr_grad),
-        "sort": ("x", lambda x: np.sum(w_vector * np.sort(x)), sort_grad),
+        **sort_functions(w_vector),
         "searchsorted": ("x", lambda x: np.searchsorted(grid, x), None),
         "scatter_add": ("x", scatter_add, lambda x: w_vector[index]),
     }
+
+
+# the sort rows again where the sort, not the call, is the time (only sort's arrays at these sizes)
+SORT_SIZES = (10_000, 200_000)
+
+
+def sort_functions(w_vector: np.ndarray) -> dict[str, tuple[str, Callable, Callable]]:
+    """sort: sum(w·sort(x)), its gradient by hand one argsort and a write through it."""
+
+    def sort_grad(x):
+        gradient = np.empty_like(x)
+        gradient[np.argsort(x)] = w_vector
+        return gradient
+
+    return {"sort": ("x", lambda x: np.sum(w_vector * np.sort(x)), sort_grad)}
+
+
+def sort_problems() -> list[tuple[int, dict[str, tuple[str, Callable, Callable]], np.ndarray]]:
+    """(n, sort_functions, x) at each of SORT_SIZES."""
+    problems = []
+    for n in SORT_SIZES:
+        rng = np.random.default_rng(n + 1)
+        problems.append((n, sort_functions(rng.uniform(0.5, 1.5, n)), rng.standard_normal(n)))
+    return problems
 
 
 def gap_modes(gradient: Callable | None) -> tuple[str, ...]:
@@ -407,6 +426,10 @@ def gap_chainrule_times(backend: str) -> dict[str, float]:
                 transform = cr.jit if mode == "fwd" else cr.grad
                 make = lambda: transform(function, backend=backend)  # a fresh function per block
                 results[f"{op} {n} {mode}"] = timed(make, p[argument], calls_for(n))
+    for n, functions, x in sort_problems():
+        for op, (_, function, _) in functions.items():
+            for mode, transform in (("fwd", cr.jit), ("grad", cr.grad)):
+                results[f"{op} {n} {mode}"] = timed(lambda: transform(function, backend=backend), x, calls_for(n))
     return results
 
 
@@ -418,6 +441,10 @@ def gap_by_hand_times() -> dict[str, float]:
             for mode in gap_modes(gradient):
                 call = function if mode == "fwd" else gradient
                 results[f"{op} {n} {mode}"] = timed(lambda call=call: call, p[argument], calls_for(n))
+    for n, functions, x in sort_problems():
+        for op, (_, function, gradient) in functions.items():
+            for mode, call in (("fwd", function), ("grad", gradient)):
+                results[f"{op} {n} {mode}"] = timed(lambda call=call: call, x, calls_for(n))
     return results
 
 
@@ -437,7 +464,7 @@ def gap_table(columns: dict[str, dict[str, float]]) -> str:
     header += "".join(f"{'/hand ' + name:>19}" for name in names if name != "by hand")
     lines = [header, "-" * len(header)]
     for op in GAP_OPS:
-        for n in GAP_SIZES:
+        for n in GAP_SIZES + (SORT_SIZES if op == "sort" else ()):
             for mode in ("fwd", "grad"):
                 key = f"{op} {n} {mode}"
                 if key not in columns["by hand"]:

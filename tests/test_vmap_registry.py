@@ -20,6 +20,7 @@ import scipy.special
 
 import chainrule as cr
 from chainrule import nn
+from chainrule.frontends.numpy_statistics import SELECT_FROM
 from chainrule.ir import OPS
 
 # Sources have no operand to batch (vectorize copies them as they are); a fused node is made by
@@ -187,6 +188,9 @@ for _name, _fn in [("sum", np.sum), ("max", np.max), ("min", np.min), ("prod", n
 case("cumsum", lambda x: np.cumsum(x, axis=1), RNG.normal(size=(BATCH, 2, 3)))
 case("cumprod", lambda x: np.cumprod(x, axis=0), uniform(0.5, 1.5, BATCH, 3, 2))
 case("argsort", lambda x: np.argsort(x, axis=-1), RNG.normal(size=(BATCH, 2, 5)))
+case("sort", lambda x: np.sort(x, axis=0), RNG.normal(size=(BATCH, 4, 3)))
+case("order_statistics", lambda x: np.median(x), RNG.normal(size=(BATCH, SELECT_FROM + 3)))
+case("rank_positions", cr.grad(np.median), RNG.normal(size=(BATCH, SELECT_FROM + 1)))
 case("argmax", lambda x: np.argmax(x, axis=0), RNG.normal(size=(BATCH, 3, 2)))
 case("argmax", np.argmax, RNG.normal(size=(BATCH, 3, 2)), id="argmax-all")
 case("argmin", lambda x: np.argmin(x, axis=1), RNG.normal(size=(BATCH, 3, 2)))
@@ -424,7 +428,8 @@ def test_each_case_uses_its_op(c):
         graph_ops = {node.op for node in cr.grad(lambda x: _while_program(x)[0]).graph(2.0, stage="grad").nodes}
     if c.op == "loop_reversal":  # made by the gradient of a checkpointed loop
         graph_ops = {node.op for node in c.fn.graph(0.5, stage="grad").nodes}
-    if c.op in ("scatter_add", "conv2d_input_grad", "conv2d_weight_grad", "max_pool2d_scatter", "expm_frechet"):
+    made_by_gradients = ("scatter_add", "conv2d_input_grad", "conv2d_weight_grad", "max_pool2d_scatter", "expm_frechet")
+    if c.op in made_by_gradients + ("rank_positions",):
         graph_ops = {node.op for node in c.fn.graph(*_examples(c)[0], stage="grad").nodes}
     if c.op == "max_pool2d_gather":  # made by forward mode over the reverse pass of an hvp
         graph_ops = {node.op for node in c.fn.graph(*_examples(c)[0], stage="jvp").nodes}

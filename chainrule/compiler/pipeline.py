@@ -45,6 +45,7 @@ from chainrule.compiler.fuse import fuse
 from chainrule.compiler.loop_checkpoint import checkpoint_loops
 from chainrule.compiler.rewrite import rebuild
 from chainrule.compiler.schedule import schedule
+from chainrule.compiler.shared_sort import share_sorts
 from chainrule.compiler.simplify import simplify, simplify_rule
 from chainrule.compiler.symbolic import symbolic_regions
 from chainrule.compiler.values_only import values_only
@@ -141,7 +142,11 @@ def _passes(
 
 def _late_passes(optimize: bool) -> list[Pass]:
     """The stages after checkpointing: fusion (when optimizing) and the schedule."""
-    late: list[Pass] = [("fused", "values only", values_only), ("fused", "fuse", fuse)] if optimize else []
+    late: list[Pass] = (
+        [("fused", "values only", values_only), ("fused", "shared sort", share_sorts), ("fused", "fuse", fuse)]
+        if optimize
+        else []
+    )
     late.append(("scheduled", "schedule", lambda g: schedule(g, reorder=optimize)))
     return late
 

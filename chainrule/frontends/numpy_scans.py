@@ -1,8 +1,9 @@
 """What NumPy's scans, products, sorting and selection functions do to traced values.
 
-Written with the primitives of ``chainrule.ir.scans`` (cumsum, cumprod, prod, argsort,
-argmax, argmin, searchsorted) and indexing: ``np.sort`` is ``argsort`` and a gather, so
-its gradient flows back through the permutation; ``np.diff`` subtracts slices;
+Written with the primitives of ``chainrule.ir.scans`` (cumsum, cumprod, prod, sort, argsort,
+argmax, argmin, searchsorted) and indexing: ``np.sort`` is the ``sort`` primitive, NumPy's
+own sort, whose gradient flows back through the permutation; ``np.partition`` is a sort;
+``np.diff`` subtracts slices;
 ``np.take`` and ``np.take_along_axis`` are integer-array indexing. Order statistics
 (median, quantiles) and the NaN-ignoring reductions are in ``numpy_statistics``.
 """
@@ -107,8 +108,9 @@ def _argsort(a, axis=-1, kind=None, order=None, *, stable=None):
 def _sort(a, axis=-1, kind=None, order=None, *, stable=None):
     if order is not None:
         unsupported("np.sort with order= (structured arrays)")
+    # kind= and stable= change nothing in the values but the order of 0.0 and -0.0 (equal values)
     a, axis = along_axis(a, axis)
-    return _take_along_axis(a, operation("argsort", a, axis=axis), axis)
+    return operation("sort", a, axis=axis)
 
 
 @implements(np.partition)

@@ -1,7 +1,10 @@
 """What NumPy's order statistics, NaN-ignoring reductions and moments do to traced values.
 
-Median and quantiles index a sorted array (``np.sort`` is a gather through ``argsort``, so
-the gradient reaches the elements that land at the interpolated positions); NaN-ignoring
+Median and quantiles read the values a sort puts at a few ranks: of short lines, a sorted array
+(``np.sort``'s gradient goes back through the permutation); of long ones, ``order_statistics``
+(NumPy's partition, linear time, as np.median by hand; its gradient goes to the stable sort's
+positions of those ranks), so the gradient reaches the elements that land at the interpolated
+positions; NaN-ignoring
 reductions replace NaN with the reduction's identity by ``np.where``; ``np.average``,
 ``np.cov`` and ``np.corrcoef`` are sums and products, as their NumPy definitions are.
 """
@@ -15,7 +18,7 @@ import numpy as np
 from chainrule.errors import ShapeError, UnsupportedError
 from chainrule.frontends.dispatch import here, implements, unsupported
 from chainrule.frontends.numpy_api import axes_of, ndim_of, no_extras, shape_of
-from chainrule.frontends.tracer import Tracer
+from chainrule.frontends.tracer import Tracer, operation
 
 
 def _is_nan(a):
@@ -29,8 +32,13 @@ def _float(a):
 # ---- order statistics --------------------------------------------------------------------------
 
 
-def _sorted_lines(a, axis, dtype=None):
-    """``a`` sorted along one last axis holding the elements each result reduces (the axes of
+# Lines at least this long are not sorted: NumPy's partition finds the few ranks asked for in
+# linear time, as np.median and np.quantile by hand do (shorter ones sort, natively on LLVM too)
+SELECT_FROM = 1024
+
+
+def _lines(a, axis, dtype=None):
+    """``a`` as lines along one last axis holding the elements each result reduces (the axes of
     ``axis`` moved to the end and merged), in ``dtype`` (default: floats stay, others become
     float64), and the result's shape with ``keepdims``."""
     ndim = ndim_of(a)
@@ -39,13 +47,33 @@ def _sorted_lines(a, axis, dtype=None):
     rest = [i for i in range(ndim) if i not in axes]
     moved = np.transpose(a, rest + list(axes)) if axes != tuple(range(ndim - len(axes), ndim)) else a
     lines = np.reshape(moved, tuple(shape_of(a)[i] for i in rest) + (math.prod(shape_of(a)[i] for i in axes),))
-    return np.sort(_float(lines) if dtype is None else lines.astype(dtype), axis=-1), kept
+    return (_float(lines) if dtype is None else lines.astype(dtype)), kept
 
 
-def _nan_where_any_nan(sorted_lines, value):
-    """NumPy's order statistics are NaN for a line holding a NaN; a sort puts NaN last."""
-    last = sorted_lines[..., -1]
-    return np.where(_is_nan(last), np.nan, value)
+class _Ranked:
+    """What a sort of each line puts at the ranks asked for (and the last, which is NaN when the
+    line holds one): a sort of short lines, the ``order_statistics`` of long ones."""
+
+    def __init__(self, lines, ranks):
+        length = shape_of(lines)[-1]
+        ranks = tuple(sorted(set(ranks) | {length - 1}))
+        if length < SELECT_FROM or not isinstance(lines, Tracer):
+            self.values, self.column = np.sort(lines, axis=-1), {r: r for r in ranks}
+        else:
+            self.values = operation("order_statistics", lines, ranks=ranks)
+            self.column = {r: j for j, r in enumerate(ranks)}
+        self.last = length - 1
+
+    def at(self, rank):
+        return self.values[..., self.column[rank]]
+
+    def through(self, low, high):
+        """The values at ranks ``low`` to ``high`` (adjacent), along a last axis."""
+        return self.values[..., self.column[low] : self.column[high] + 1]
+
+    def nan_where_any_nan(self, value):
+        """NumPy's order statistics are NaN for a line holding a NaN; a sort puts NaN last."""
+        return np.where(_is_nan(self.at(self.last)), np.nan, value)
 
 
 def _shaped(value, kept, keepdims):
@@ -55,13 +83,14 @@ def _shaped(value, kept, keepdims):
 @implements(np.median)
 def _median(a, axis=None, out=None, overwrite_input=False, keepdims=False):
     no_extras("np.median", out, {})
-    lines, kept = _sorted_lines(a, axis)
+    lines, kept = _lines(a, axis)
     n = shape_of(lines)[-1]
     if n == 0:
         return _shaped(_of_empty_lines(lines), kept, keepdims)
-    middle = lines[..., (n - 1) // 2 : n // 2 + 1]  # one element, or the two middle ones
+    ranked = _Ranked(lines, ((n - 1) // 2, n // 2))
+    middle = ranked.through((n - 1) // 2, n // 2)  # one element, or the two middle ones
     value = np.mean(middle, axis=-1)
-    return _shaped(_nan_where_any_nan(lines, value), kept, keepdims)
+    return _shaped(ranked.nan_where_any_nan(value), kept, keepdims)
 
 
 def _of_empty_lines(lines):
@@ -85,12 +114,14 @@ def _quantile(function, a, q, scale, axis, method, keepdims, out, weights):
     # NumPy's result dtype depends on how q is given (a Python float, a float64 array, ...): ask it
     dtype = function(np.zeros(1, dtype=a.dtype), q).dtype
     q = levels
-    lines, kept = _sorted_lines(a, axis, dtype)
+    lines, kept = _lines(a, axis, dtype)
     n = shape_of(lines)[-1]
     if n == 0:
         values = [_of_empty_lines(lines)] * q.size
     else:
-        values = [_linear_quantile(lines, float(level), n) for level in q.ravel()]
+        neighbours = [_neighbours(float(level), n) for level in q.ravel()]
+        ranked = _Ranked(lines, [rank for below, above, _ in neighbours for rank in (below, above)])
+        values = [_linear_quantile(ranked, *at) for at in neighbours]
     if q.ndim == 0:
         return _shaped(values[0], kept, keepdims)
     if not values:
@@ -98,17 +129,20 @@ def _quantile(function, a, q, scale, axis, method, keepdims, out, weights):
     return np.reshape(np.stack(values), q.shape + (kept if keepdims else shape_of(lines)[:-1]))
 
 
-def _linear_quantile(lines, level, n):
-    # NumPy's method "linear" (Hyndman & Fan type 7): the virtual index level * (n - 1), the two
-    # neighbours interpolated as NumPy's _lerp does (from the nearer end, for t >= 0.5)
+def _neighbours(level, n):
+    """NumPy's method "linear" (Hyndman & Fan type 7): the ranks around the virtual index
+    level * (n - 1), and how far past the lower one it is."""
     position = level * (n - 1)
     below = min(math.floor(position), n - 1)
-    above = min(below + 1, n - 1)
-    t = position - below
-    a, b = lines[..., below], lines[..., above]
+    return below, min(below + 1, n - 1), position - below
+
+
+def _linear_quantile(ranked, below, above, t):
+    # the two neighbours interpolated as NumPy's _lerp does (from the nearer end, for t >= 0.5)
+    a, b = ranked.at(below), ranked.at(above)
     difference = b - a
     value = b - difference * (1 - t) if t >= 0.5 else a + difference * t
-    return _nan_where_any_nan(lines, value)
+    return ranked.nan_where_any_nan(value)
 
 
 @implements(np.quantile)

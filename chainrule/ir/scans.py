@@ -1,8 +1,9 @@
-"""Scans, products and orderings: cumsum, cumprod, prod, argsort, argmax, argmin, searchsorted.
+"""Scans, products and orderings: cumsum, cumprod, prod, sort, argsort, argmax, argmin, searchsorted,
+order_statistics, rank_positions.
 
 The few primitives NumPy's scan, sort and selection functions are written with
-(``chainrule.frontends.numpy_scans`` composes the rest: sort is argsort and a gather,
-median and quantiles index a sorted array, diff subtracts slices).
+(``chainrule.frontends.numpy_scans`` composes the rest: partition is a sort, median and
+quantiles index a sorted array, diff subtracts slices).
 
 - ``cumsum`` is linear: its VJP is the cumulative sum taken from the end (a flip, a
   cumsum, a flip back).
@@ -13,12 +14,22 @@ median and quantiles index a sorted array, diff subtracts slices).
   line gets the products that leave it out (a cumprod with that zero replaced by 1), and
   every element after it gets nothing (its products of the others still hold that zero).
   First derivatives hold at zeros; higher ones only away from them.
+- ``sort`` is NumPy's own sort of the values (a forward that needs only them sorts once, as
+  ``np.sort`` by hand does); its derivatives go through the permutation, the stable ``argsort``:
+  the VJP writes the cotangent back where each value came from (``x̄[order] = ȳ``, one plain
+  write: no accumulation, a permutation repeats no position), the JVP gathers the tangent. Where
+  a graph needs both the values and that permutation (a value and its gradient), the
+  ``shared_sort`` pass takes the values through the permutation instead of sorting twice.
+- ``order_statistics`` is what a sort puts at a few ranks of the last axis, found by NumPy's
+  partition in linear time (median and quantiles of long lines); its derivatives go to
+  ``rank_positions``, the stable sort's positions of those ranks (an integer op, given the
+  values, linear time per rank).
 - ``argsort``, ``argmax``, ``argmin`` and ``searchsorted`` return integers: piecewise
   constant, so no gradient flows through them (a rule of None for each operand, as for a
   comparison); their results index other arrays, and a gather's gradient flows through them.
 
 Kinds: ``scan`` (an element depends on those before it along an axis), ``reduction``
-(prod, computed natively like sum) and ``order`` (integer positions).
+(prod, computed natively like sum) and ``order`` (sort's values, and integer positions).
 """
 
 from __future__ import annotations
@@ -232,11 +243,142 @@ register(
         _infer_argsort,
         # stable: equal elements keep their order, so the permutation (and the gradient a gather
         # through it sends back) is one function of the data, whatever NumPy's default sort does
-        "np.argsort({0}, axis={axis}, kind='stable')",
+        # (computed by the default sort where that gives the same: npfuncs.stable_argsort)
+        "stable_argsort({0}, {axis})",
         vjp=(None,),
         # comparisons: about log2(n) per element of a line of n
         flops=lambda ins, out, attrs: out.size * max(out.shape[attrs["axis"]] - 1, 0).bit_length(),
         batch=lambda operands, batched, logical, out_type, attrs, size: F.argsort(operands[0], axis=attrs["axis"] + 1),
+    )
+)
+
+
+# ---- sort: the values in order, whose gradient goes back through the permutation -------------
+
+
+def _infer_sort(types: list[TensorType], attrs: Attrs) -> TensorType:
+    (x,) = types
+    if not 0 <= attrs["axis"] < x.ndim:
+        raise ShapeError(f"sort axis {attrs['axis']} does not fit shape {list(x.shape)}")
+    return TensorType(x.shape, x.dtype)
+
+
+def along_permutation(order: Value, axis: int) -> tuple[tuple, list[Value | np.ndarray]]:
+    """The index (template and arrays) that takes ``order``'s positions along ``axis`` of an array
+    of its shape, as ``np.take_along_axis(a, order, axis)`` does: ``order`` on that axis, each
+    other axis its own ``arange`` (none for a 1-D array: ``a[order]``)."""
+    ndim = order.ndim
+    arrays: list[Value | np.ndarray] = []
+    for d, length in enumerate(order.shape):
+        if d == axis:
+            arrays.append(order)
+        else:
+            arrays.append(np.arange(length).reshape((1,) * d + (length,) + (1,) * (ndim - d - 1)))
+    return tuple(("array", k) for k in range(ndim)), arrays
+
+
+def _unsort(g: Value, y: Value, x: Value, axis: int) -> Value:
+    # y = x[order] along the axis: x̄[order] = ȳ, a plain write (a permutation repeats no position)
+    index, arrays = along_permutation(F.argsort(x, axis=axis), axis)
+    return apply("scatter_add", g, *arrays, index=index, shape=x.shape, dtype=x.dtype, unique=True)
+
+
+def _sort_jvp(tangents: list, y: Value, x: Value, axis: int) -> Value:
+    index, arrays = along_permutation(F.argsort(x, axis=axis), axis)
+    return apply("getitem", tangents[0], *arrays, index=index)
+
+
+register(
+    Op(
+        "sort",
+        "order",
+        1,
+        _infer_sort,
+        # NumPy's default sort (introsort, SIMD where the CPU has it), what np.sort(x) by hand runs.
+        # Equal values are equal, so the kind changes nothing but the order of 0.0 and -0.0; the
+        # derivative rules use the stable argsort, whose order at ties is one function of the data
+        "np.sort({0}, axis={axis})",
+        vjp=(_unsort,),
+        jvp=_sort_jvp,
+        flops=lambda ins, out, attrs: out.size * max(out.shape[attrs["axis"]] - 1, 0).bit_length(),
+        batch=lambda operands, batched, logical, out_type, attrs, size: F.sort(operands[0], axis=attrs["axis"] + 1),
+    )
+)
+
+
+# ---- order statistics: the values a sort puts at given ranks, found without sorting -----------
+
+
+def _infer_ranked(types: list[TensorType], attrs: Attrs) -> TensorType:
+    x = types[0]
+    ranks = attrs["ranks"]
+    length = x.shape[-1] if x.ndim else 0
+    if not ranks or not all(0 <= r < length for r in ranks):
+        raise ShapeError(f"ranks {list(ranks)} do not fit the last axis of shape {list(x.shape)}")
+    return TensorType(x.shape[:-1] + (len(ranks),), x.dtype)
+
+
+def _infer_positions(types: list[TensorType], attrs: Attrs) -> TensorType:
+    values = _infer_ranked(types[:1], attrs)
+    if (types[1].shape, types[1].dtype) != (values.shape, values.dtype):
+        raise ShapeError(f"rank_positions needs the order statistics of its array, got {types[1]}")
+    return TensorType(values.shape, _INDEX_DTYPE)
+
+
+def _ranked_rule(g: Value, y: Value, x: Value, ranks: tuple) -> Value:
+    # y[..., j] = x[..., p_j] for the stable positions p: x̄ there gets ȳ (distinct ranks, distinct p)
+    index, arrays = along_permutation(F.rank_positions(x, y, ranks=ranks), x.ndim - 1)
+    return apply("scatter_add", g, *arrays, index=index, shape=x.shape, dtype=x.dtype, unique=True)
+
+
+def _ranked_jvp(tangents: list, y: Value, x: Value, ranks: tuple) -> Value:
+    index, arrays = along_permutation(F.rank_positions(x, y, ranks=ranks), x.ndim - 1)
+    return apply("getitem", tangents[0], *arrays, index=index)
+
+
+def _batch_ranked(op_name: str) -> BatchRule:
+    def batch(
+        operands: list[Value],
+        batched: list[bool],
+        logical: list[TensorType],
+        out_type: TensorType,
+        attrs: Attrs,
+        size: int,
+    ) -> Value:
+        # the last axis stays the last; an operand the same for every example is broadcast
+        lined = [o if b else F.broadcast_to(o, shape=(size,) + t.shape) for o, b, t in zip(operands, batched, logical)]
+        return apply(op_name, *lined, ranks=attrs["ranks"])
+
+    return batch
+
+
+register(
+    Op(
+        "order_statistics",
+        "order",
+        1,
+        _infer_ranked,
+        # np.sort(x)[..., ranks] by NumPy's partition (npfuncs.order_statistics): what np.median
+        # and np.quantile compute by hand; the derivatives go to the stable sort's positions
+        "order_statistics({0}, {ranks})",
+        vjp=(_ranked_rule,),
+        jvp=_ranked_jvp,
+        flops=lambda ins, out, attrs: ins[0].size,
+        batch=_batch_ranked("order_statistics"),
+    )
+)
+register(
+    Op(
+        "rank_positions",
+        "order",
+        2,
+        _infer_positions,
+        # np.argsort(x, kind="stable")[..., ranks] in linear time per rank, given the values there
+        # (the order statistics the forward computed: no second selection; npfuncs.rank_positions)
+        "rank_positions({0}, {1}, {ranks})",
+        vjp=(None, None),
+        flops=lambda ins, out, attrs: ins[0].size * len(attrs["ranks"]),
+        batch=_batch_ranked("rank_positions"),
     )
 )
 

@@ -1,5 +1,5 @@
 """Loops and branches (``chainrule.ir.control``) on the LLVM backend when they cannot be native
-loops (``loops.py``: a body runs some node through NumPy, such as a sort or a gather's cotangent):
+loops (``loops.py``: a body runs some node through NumPy, such as SciPy's zeta or a gather's cotangent):
 the node is a NumPy fallback (a Python loop over the steps, called back from the native kernel),
 and each step calls the body's own native code, compiled once per body like any graph (about 1 us
 a call, against 8-20 us for a small body as NumPy code). ``kernel.py`` supplies the compiler

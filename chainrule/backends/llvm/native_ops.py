@@ -12,10 +12,10 @@ transposed, sliced and broadcast operands need no copy.
   comparison NumPy's own binary search makes;
 - concatenate: each operand copied into its slab of the result, converting the dtype;
 - scatter_add and index_update at an integer-array index: ``native_scatter.py``;
-- the convolutions (im2col/col2im loops and BLAS gemm): ``conv.py``; max pooling: ``maxpool.py``.
-
-Sorting (argsort) stays NumPy's, called back: a stable sort is a real algorithm (NumPy's
-timsort/radix sort), and writing one here would be a hand-written copy of a library's.
+- the convolutions (im2col/col2im loops and BLAS gemm): ``conv.py``; max pooling: ``maxpool.py``;
+- sort and argsort: NumPy's own sort functions, called from the native code (``numpy_sort.py``):
+  a sort is a real algorithm (NumPy's SIMD introsort, timsort, radix sort), and writing one here
+  would be a hand-written copy of a library's.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chainrule.backends.llvm import conv, maxpool, native_scatter, scalar_ops
+from chainrule.backends.llvm import conv, maxpool, native_scatter, numpy_sort, scalar_ops
 from chainrule.backends.llvm.views import View
 from chainrule.ir import Graph
 
@@ -44,6 +44,8 @@ def ready(graph: Graph, node_id: int) -> bool:
         return conv.ready(graph, node_id)
     if node.op in maxpool.OPS:
         return maxpool.ready(graph, node_id)
+    if node.op in numpy_sort.OPS:
+        return numpy_sort.ready(graph, node_id)
     dtypes = [node.type.dtype] + [graph.type(a).dtype for a in node.args]
     if node.op == "searchsorted" and len(set(dtypes[1:])) != 1:
         return False
@@ -58,6 +60,8 @@ def scratch_bytes(plan: Lowering, node_id: int) -> int:
     op = plan.graph[node_id].op
     if op in conv.OPS:
         return conv.workspace_bytes(plan, node_id)
+    if op in numpy_sort.OPS:
+        return numpy_sort.scratch_bytes(plan.graph, node_id)
     return maxpool.workspace_bytes(plan.graph, node_id) if op in maxpool.OPS else 0
 
 
@@ -237,4 +241,5 @@ _EMITTERS: dict[str, Callable[[Codegen, int], None]] = {
     "index_update": native_scatter.emit,
     **dict.fromkeys(conv.OPS, conv.emit),
     **dict.fromkeys(maxpool.OPS, maxpool.emit),
+    **dict.fromkeys(numpy_sort.OPS, numpy_sort.emit),
 }

@@ -149,8 +149,14 @@ def _product_combine(block: Function, dtype: str, accumulator: str, value: str) 
 declare(OPS["prod"], Strategy(REDUCE, identity=lambda dtype: scalar_ops.literal(1, dtype), combine=_product_combine))
 for _name in ("cumsum", "cumprod", "argmax", "argmin", "searchsorted"):
     declare(OPS[_name], Strategy(NATIVE))
-# sorting is NumPy's (a stable sort is an algorithm, not a loop): see native_ops.py
-declare(OPS["argsort"], Strategy(FALLBACK))
+# sorting is NumPy's own sort functions, called from native code (numpy_sort.py; a NumPy without
+# NumPy 2's ABI: the callback)
+for _name in ("sort", "argsort"):
+    declare(OPS[_name], Strategy(NATIVE))
+# selection: NumPy's partition (not in the C-API table), called back; median and quantiles of short
+# lines sort natively instead (numpy_statistics.SELECT_FROM)
+for _name in ("order_statistics", "rank_positions"):
+    declare(OPS[_name], Strategy(FALLBACK))
 
 # ---- linear algebra (issue 16): SciPy's LAPACK called from native code (lapack_ops.py) ---------
 # (on float16 or an empty matrix: the NumPy lowering, called back)
