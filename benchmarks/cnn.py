@@ -5,6 +5,7 @@ against PyTorch eager, in the same run.
     python3 benchmarks/cnn.py --batches 128 --clock wall
     python3 benchmarks/cnn.py --profile llvm --batches 512   # cProfile of chainrule's step
     python3 benchmarks/cnn.py --base ../main   # also another checkout's LLVM backend ("base")
+    python3 benchmarks/cnn.py --threads default --clock wall   # every side on its default threads
 
 The network (conv 3x3 8 -> ReLU -> max-pool 2 -> conv 3x3 16 -> ReLU -> max-pool 2 -> dense 10),
 the softmax cross-entropy and the Adam update, on batches of 8x8 images, float32. chainrule's step
@@ -17,7 +18,9 @@ repeat so machine noise hits them alike. Times are medians over the repeats of t
 per-step means; "vs torch" is torch's time / this row's (above 1: chainrule is faster). Every
 side runs on one thread (OpenBLAS, chainrule's LLVM kernels, ``torch.set_num_threads(1)``), so the
 default clock is the process's CPU time, which other programs on a shared machine disturb far
-less than the wall clock (``--clock wall`` for that). The parameters of every side after the same
+less than the wall clock (``--clock wall`` for that). ``--threads default`` leaves every side its
+default thread count instead (OpenBLAS's, chainrule's CPU count, torch's): measure it with
+``--clock wall``, since CPU time adds up the threads' time. The parameters of every side after the same
 steps from the same start are compared with chainrule's NumPy backend ("max |diff|", float32
 rounding). With ``--base PATH``, a row "base" times the LLVM backend of the chainrule checkout at
 PATH (e.g. the branch's starting point), each repeat in a fresh process importing it, interleaved
@@ -37,8 +40,12 @@ import time
 from pathlib import Path
 from statistics import median
 
-for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CHAINRULE_NUM_THREADS"):
-    os.environ.setdefault(_variable, "1")
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CHAINRULE_NUM_THREADS")
+# read from the command line before NumPy is imported: BLAS reads its thread count when it is loaded
+ONE_THREAD = not any(a == "--threads" and sys.argv[i + 1 : i + 2] == ["default"] for i, a in enumerate(sys.argv))
+if ONE_THREAD:
+    for _variable in THREAD_VARIABLES:
+        os.environ.setdefault(_variable, "1")
 
 import numpy as np  # noqa: E402  (after the thread settings, which BLAS reads when loaded)
 
@@ -92,7 +99,8 @@ def chainrule_side(backend: str, params, x, y):
 def torch_side(params, x, y):
     import torch
 
-    torch.set_num_threads(1)
+    if ONE_THREAD:
+        torch.set_num_threads(1)
     module = torch.nn.Sequential(
         torch.nn.Conv2d(1, 8, 3, padding=1),
         torch.nn.ReLU(),
@@ -166,6 +174,7 @@ def measure(
 def _base_repeat(base: str, batch_size: int, block: int, clock: str) -> float:
     """One repeat of the LLVM side with the chainrule of checkout ``base``, in a fresh process."""
     command = [sys.executable, __file__, "--worker", "--batches", str(batch_size), "--clock", clock]
+    command += [] if ONE_THREAD else ["--threads", "default"]
     environment = dict(os.environ, PYTHONPATH=str(Path(base).resolve()))
     output = subprocess.run(command, env=environment, check=True, capture_output=True, text=True).stdout
     return json.loads(output.splitlines()[-1])["seconds"]
@@ -194,6 +203,7 @@ def main(argv=None) -> None:
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--profile", choices=["numpy", "llvm"], help="profile this backend instead")
+    parser.add_argument("--threads", choices=["1", "default"], default="1", help="1 (every side) or each default")
     parser.add_argument("--base", help="a chainrule checkout whose LLVM backend is timed too (row 'base')")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one repeat, for --base
     args = parser.parse_args(argv)
@@ -212,8 +222,9 @@ def main(argv=None) -> None:
     except ImportError:
         print("(PyTorch is not installed: chainrule's backends only)")
         sides = ["numpy", "llvm"]
-    threads = {name: os.environ[name] for name in ("OPENBLAS_NUM_THREADS", "CHAINRULE_NUM_THREADS")}
-    print(f"{args.clock} time per step; threads: {threads}, torch.set_num_threads(1)")
+    threads = {name: os.environ.get(name, "default") for name in ("OPENBLAS_NUM_THREADS", "CHAINRULE_NUM_THREADS")}
+    torch_threads = "torch.set_num_threads(1)" if ONE_THREAD else "torch's default"
+    print(f"{args.clock} time per step; threads: {threads}, {torch_threads}")
     if args.base:
         print(f"base: the LLVM backend of {Path(args.base).resolve()}")
     print(f"{'batch':>6}{'side':>8}{'ms/step':>10}{'vs torch':>10}{'max |diff|':>12}")

@@ -200,3 +200,23 @@ def test_an_index_out_of_range_raises_numpys_index_error_from_a_gather_and_a_sca
             cr.ChainruleError, match=r"IndexError: index -?[56] is out of bounds for axis 1 with size 5"
         ):
             compiled(x, bad)
+
+
+@pytest.mark.parametrize("differentiate", [False, True])
+def test_a_loop_body_checking_an_index_at_run_time_keeps_the_python_driven_loop_and_raises(differentiate):
+    # a native loop's body has no NumPy callback to raise from: an index out of range there was
+    # read as 0 without an error (a gather); the loop runs its body from Python instead
+    def fn(x, idx):
+        def body(i, carry):
+            total, table = carry
+            return total + np.sin(table[idx]), table
+
+        return np.sum(cr.fori_loop(0, 3, body, (np.zeros(idx.shape), x))[0])
+
+    x, good, bad = np.linspace(0.1, 0.9, 5), np.array([0, 4, 4, -2]), np.array([0, 5, 1, 1])
+    compiled = (cr.grad if differentiate else cr.jit)(fn, backend="llvm")
+    expected = (cr.grad if differentiate else cr.jit)(fn)(x, good)
+    np.testing.assert_allclose(compiled(x, good), expected, rtol=1e-13)
+    assert "Python-driven loop" in compiled.source(x, good)
+    with pytest.raises(cr.ChainruleError, match="IndexError: index 5 is out of bounds"):
+        compiled(x, bad)

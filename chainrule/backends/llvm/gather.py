@@ -126,6 +126,20 @@ def in_range(graph: Graph, index_id: int, length: int) -> bool:
     return False
 
 
+def checks_at_run_time(graph: Graph, node_id: int) -> bool:
+    """Does this gather, scatter_add or index_update check an index array at run time (one not
+    ``in_range`` by construction)? Its check calls NumPy back to raise, so a native loop's body,
+    which has no callback, cannot hold it (``loops.plan_native``)."""
+    node = graph[node_id]
+    if node.op not in ("getitem", "scatter_add", "index_update"):
+        return False
+    shape = graph.type(node.args[0]).shape if node.op == "getitem" else node.type.shape
+    first = {"getitem": 1, "scatter_add": 1, "index_update": 2}[node.op]
+    items = [item for item in node.params["index"] if item[0] != "none"]
+    sizes = {item[1]: shape[dim] for dim, item in enumerate(items) if item[0] == "array"}
+    return any(not in_range(graph, a, sizes[k]) for k, a in enumerate(node.args[first:]))
+
+
 def emit_gather(gen: Codegen, node_id: int) -> None:
     """The gather as a loop nest in the entry function; NumPy is called back for an index out of range."""
     node, entry = gen.graph[node_id], gen.entry
