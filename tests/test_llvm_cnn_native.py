@@ -220,3 +220,27 @@ def test_a_loop_body_checking_an_index_at_run_time_keeps_the_python_driven_loop_
     assert "Python-driven loop" in compiled.source(x, good)
     with pytest.raises(cr.ChainruleError, match="IndexError: index 5 is out of bounds"):
         compiled(x, bad)
+
+
+def test_a_kernel_of_small_convolutions_runs_blas_on_one_thread_and_restores_scipys_setting():
+    from chainrule.backends.llvm import blas, conv, lapack
+
+    if not lapack.can_set_threads():
+        pytest.skip("SciPy's BLAS is not an OpenBLAS whose threads can be set")
+
+    before = blas.get_blas_threads()
+    model = nn.Conv2D(2, 4, 3, padding=1)
+    params = model.init(0)
+    loss = lambda p, x: np.sum(np.sin(model.apply(p, x)))
+    try:
+        blas.set_blas_threads(2)
+        for batch, single in ((3, True), (conv.SMALL_PRODUCT // (4 * 2 * 9 * 64) + 1, False)):
+            x = RNG.random((batch, 2, 8, 8))
+            compiled = cr.grad(loss, backend="llvm")
+            got = compiled(params, x)
+            np.testing.assert_allclose(got["W"], cr.grad(loss)(params, x)["W"], rtol=1e-10)
+            source = lowered(compiled, params, x).ir
+            assert ("call void @chainrule_blas_set_threads(i32 1)" in source) is single
+            assert blas.get_blas_threads() == 2
+    finally:
+        blas.set_blas_threads(before)

@@ -10,10 +10,12 @@ says where B goes.
 
 Each element reads its index values (negative ones counted from the end, as in NumPy) and loads the
 source at their offset. An index array in range by construction (``in_range``: a constant, an
-``argsort``) is read as it is; in any other, an index out of range is clamped to 0 so that nothing outside the operand is
-read, and flags the node: after the nest the kernel calls NumPy back for this node, whose IndexError
-the kernel raises when the native call returns, as it does for any failing NumPy node. That callback
-runs only then (``Fallback.on_error``): with indices in range the gather runs no Python.
+``argsort``) is read as it is. In any other, an index out of range is clamped to 0 so that nothing
+outside the operand is read, and flags the node: after the nest the kernel calls NumPy back for this
+node, whose IndexError the kernel raises when the native call returns, as it does for any failing
+NumPy node. That callback runs only then (``Fallback.on_error``): with indices in range the gather
+runs no Python. A native loop's body has no callback, so it holds no such check
+(``checks_at_run_time``): the loop is run from Python instead.
 """
 
 from __future__ import annotations
