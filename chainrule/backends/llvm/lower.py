@@ -44,15 +44,13 @@ How nodes become code:
   (``loops.py``) calling their bodies, each body planned as a graph of its own and written into
   this module; a body with a node run by NumPy keeps the Python-driven loop (``control.py``).
   A ``scatter_add`` at a basic index (a loop gradient's unpacking) is native too (``loop_scatter.py``).
-- **Gathers and scatters** at integer-array indices are loop nests (``gather.py``,
-  ``native_scatter.py``); a reshape of non-contiguous data is a copy into the result's
-  contiguous layout (``copies.py``).
-- **Everything else** (matmul on integers or of more than 64 batch
-  elements, dtypes without LLVM arithmetic such as float16) runs its NumPy lowering
-  from the native code through a Python callback (``Fallback``), on views of
-  the same memory: one native call per function call still, and every op of
-  the table runs, but those nodes run at NumPy speed. ``Lowered.fallbacks``
-  lists them; ``.source()`` marks them with a comment.
+- **Gathers and scatters** at index arrays: loop nests (``gather.py``, ``native_scatter.py``);
+  a reshape of non-contiguous data: a copy (``copies.py``).
+- **Everything else** (matmul on integers or of more than 64 batch elements, dtypes without LLVM
+  arithmetic such as float16) runs its NumPy lowering from the native code through a Python
+  callback (``Fallback``), on views of the same memory: one native call per function call still,
+  and every op of the table runs, but those nodes run at NumPy speed. ``Lowered.fallbacks`` lists
+  them; ``.source()`` marks them with a comment.
 
 Memory: intermediates live in the arena at offsets planned here (a value's
 space is reused once its last reader has run); small outputs are computed in
@@ -370,17 +368,9 @@ class Lowering:
 
     def add_fallback(self, node_id: int, on_error: bool = False) -> None:
         node = self.graph[node_id]
-        self.fallbacks.append(
-            Fallback(
-                node_id,
-                node.op,
-                node.params,
-                [self.views[a] for a in node.args],
-                self.views[node_id],
-                f"%{node_id} {node.op}",
-                on_error,
-            )
-        )
+        operands, result = [self.views[a] for a in node.args], self.views[node_id]
+        description = f"%{node_id} {node.op}"
+        self.fallbacks.append(Fallback(node_id, node.op, node.params, operands, result, description, on_error))
 
     def _plan_outputs(self) -> None:
         """Which stored values are outputs written in place, and which outputs need a copy."""
