@@ -92,18 +92,23 @@ def test_views_are_strided_reads_not_copies():
     assert not kernel_of(cr.jit(f, backend="llvm"), x, y).lowered.fallbacks
 
 
-def test_a_non_contiguous_reshape_runs_through_numpy_and_is_marked_in_the_source():
+def test_a_non_contiguous_reshape_is_a_native_copy_and_a_float16_one_is_marked_as_run_by_numpy():
     def f(x):
         return np.sum(np.sin(x.T.reshape(-1)) * np.arange(12.0))
 
     x = np.arange(12.0).reshape(3, 4) / 7
     agree(f, x, transform=cr.value_and_grad)
     compiled = cr.value_and_grad(f, backend="llvm")
-    assert "run by NumPy: reshape" in compiled.source(x)
-    assert [fallback.op for fallback in kernel_of(compiled, x).lowered.fallbacks] == ["reshape"]
+    assert "a copy: the operand is not contiguous" in compiled.source(x)
+    assert not kernel_of(compiled, x).lowered.fallbacks
+    half = cr.jit(lambda h: h.T.reshape(-1), backend="llvm")  # float16: no LLVM arithmetic
+    h = x.astype(np.float16)
+    np.testing.assert_array_equal(half(h), h.T.reshape(-1))
+    assert "run by NumPy: reshape" in half.source(h)
+    assert [fallback.op for fallback in kernel_of(half, h).lowered.fallbacks] == ["reshape"]
 
 
-def test_cross_entropy_with_integer_labels_gathers_through_numpy_and_agrees():
+def test_cross_entropy_with_integer_labels_gathers_natively_and_agrees():
     rng = np.random.default_rng(1)
     logits, labels = rng.normal(size=(16, 5)), rng.integers(0, 5, size=16)
     agree(lambda z, t: nn.cross_entropy(z, t), logits, labels, transform=cr.value_and_grad)

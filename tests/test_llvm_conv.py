@@ -4,7 +4,7 @@ chainrule/backends/llvm/maxpool.py): every primitive under every attribute combi
 the NumPy backend (the pools exactly, NaN, infinities and ties included, since their arithmetic is
 the same; the products to rounding), strided and transposed operands work, float16 falls back to
 the NumPy callback, derivatives match finite differences, and a CNN's gradient kernel calls no
-Python for its convolutions and pools."""
+Python."""
 
 from __future__ import annotations
 
@@ -170,7 +170,7 @@ def test_vmapped_convolution_gradients_fold_into_groups_and_batch_natively():
         assert not ops & set(CONV_OPS + POOL_OPS)
 
 
-def test_a_cnn_training_gradient_calls_no_python_for_its_convolutions_and_pools():
+def test_a_cnn_training_gradient_calls_no_python():
     model = nn.Sequential(
         [
             nn.Conv2D(1, 4, 3, padding=1),
@@ -191,11 +191,11 @@ def test_a_cnn_training_gradient_calls_no_python_for_its_convolutions_and_pools(
     for layer, values in expected.items():
         for name, value in values.items():
             np.testing.assert_allclose(got[layer][name], value, rtol=1e-11, atol=1e-13)
-    # the convolutions and pools call no Python (what does, outside them: Flatten's copy of
-    # transposed images and the cross-entropy's pick of each label's log-probability and its adjoint)
-    callbacks = [f.op for f in kernel_of(llvm, params, x, labels).lowered.fallbacks]
-    assert [op for op in callbacks if op in CONV_OPS + POOL_OPS] == []
-    assert len(callbacks) <= 3
+    # nothing calls Python: not the convolutions and pools, nor Flatten's copy of transposed images,
+    # nor the cross-entropy's pick of each label's log-probability and its adjoint (those two call
+    # NumPy back only to raise its IndexError for a label out of range)
+    callbacks = [f.op for f in kernel_of(llvm, params, x, labels).lowered.fallbacks if not f.on_error]
+    assert callbacks == []
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING
 
 from chainrule.backends.llvm import blas, blocked, loop_hints, loop_scatter, loops, parallel, scalar_ops, widen
-from chainrule.backends.llvm.copies import emit_output_copies
+from chainrule.backends.llvm.copies import emit_output_copies, emit_relayout
 from chainrule.backends.llvm.gather import emit_gather
 from chainrule.backends.llvm.gemm import emit_gemm
 from chainrule.backends.llvm.irtext import Function, Module
@@ -469,6 +469,7 @@ _EMITTERS: dict[str, Callable[[Codegen, int], None]] = {
     "lapack": emit_lapack,
     "native": emit_native,
     "gather": emit_gather,
+    "copy": emit_relayout,
     "chain": blocked.emit_chain,
 }
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chainrule.backends.llvm import scalar_ops
+from chainrule.backends.llvm import lapack_ops, scalar_ops
 from chainrule.backends.llvm.lapack_unit import STATUS_BYTES, region_bytes
 from chainrule.backends.llvm.strides import contiguous_strides
 from chainrule.backends.llvm.views import View, gemm_layout
@@ -47,6 +47,11 @@ if TYPE_CHECKING:
 OPS = ("conv2d", "conv2d_weight_grad", "conv2d_input_grad")
 _INT32_MAX = 2**31 - 1  # BLAS's integers (SciPy's LP64 cython_blas)
 MEMSET = "declare void @llvm.memset.p0.i64(ptr, i8, i64, i1 immarg)"  # as loop_scatter.py declares it
+# A kernel whose convolutions' gemms all do at most this many multiply-adds (a product of order 256,
+# a few ms on one core; the digits CNN's largest at batch 512 is 9.4M) calls BLAS on one thread: on a
+# busy machine SciPy's threaded gemm waited for descheduled threads (the CNN step took 31 ms for 0.55
+# at batch 128), and on a quiet one its threads gained nothing at these sizes (lapack_ops' docstring).
+SMALL_PRODUCT = lapack_ops.SINGLE_THREAD_MAX_ORDER**3
 
 
 def ready(graph: Graph, node_id: int) -> bool:
@@ -166,6 +171,8 @@ def emit(gen: Codegen, node_id: int) -> None:
     gen.uses_blas = True
     node = gen.graph[node_id]
     geometry = _geometry(gen.graph, node_id)
+    if _small_products(gen):
+        lapack_ops.blas_on_one_thread(gen)
     gen.entry.note(gen.describe(node_id) + "  (native: im2col/col2im loops, BLAS gemm per group)")
     cache: dict[object, str] = {}
     regions = _Regions(gen, cache)
@@ -209,6 +216,25 @@ def emit(gen: Codegen, node_id: int) -> None:
         kernels_transposed = (pointer, View(-1, 0, view.shape[::-1], view.strides[::-1], view.dtype), step)
         _grouped_gemm(gen, groups, kernels_transposed, matrices[0], column_group)
         _col2im(gen, columns_region, result, geometry)
+
+
+def _small_products(gen: Codegen) -> bool:
+    """Are the kernel's convolution products all small (see ``SMALL_PRODUCT``) and has it no LAPACK
+    call (which decides for itself, ``lapack_ops``)?"""
+    units = gen.plan.units
+    if any(u.kind == "lapack" for u in units):
+        return False
+    convolutions = [u.node_id for u in units if u.kind == "native" and gen.graph[u.node_id].op in OPS]
+    return all(_product_size(_geometry(gen.graph, c)) <= SMALL_PRODUCT for c in convolutions)
+
+
+def _product_size(geometry: dict) -> int:
+    """Multiply-adds of one group's gemm (the same for the three ops: the output channels, the
+    columns' rows, the output pixels times the batch)."""
+    channels, _, _, n = geometry["images"]
+    out_channels, kh, kw = geometry["kernels"][0], geometry["kernels"][2], geometry["kernels"][3]
+    groups = geometry["groups"]
+    return out_channels // groups * (channels // groups * kh * kw) * geometry["output"][1] * geometry["output"][2] * n
 
 
 def _operand_matrix(gen: Codegen, regions: _Regions, value_id: int, groups: int) -> tuple[str, View, int]:

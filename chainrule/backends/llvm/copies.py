@@ -1,12 +1,13 @@
-"""The entry function's last step: outputs computed in the arena, or views of other values, copied
-into the arrays the wrapper allocated (``Codegen.emit``)."""
+"""Copies: the entry function's last step (outputs computed in the arena, or views of other values,
+copied into the arrays the wrapper allocated, ``Codegen.emit``) and a reshape of data no view can
+reshape (a transposed or sliced operand: a CNN's Flatten of batch-last images), copied into the
+result's contiguous place."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from chainrule.backends.llvm import scalar_ops
-from chainrule.backends.llvm.irtext import Function
 from chainrule.backends.llvm.strides import coalesce, contiguous_strides
 from chainrule.backends.llvm.views import View
 from chainrule.ir import OPS
@@ -29,6 +30,23 @@ def reshaped_value(lowering: Lowering, node_id: int) -> int | None:
     return root if computed and root not in lowering.output_home and root not in graph.outputs else None
 
 
+def is_relayout(lowering: Lowering, node_id: int) -> bool:
+    """Is this a reshape the kernel computes as a copy: of data no view can reshape (a transposed
+    or sliced operand), on a dtype with LLVM arithmetic?"""
+    node = lowering.graph[node_id]
+    return node.op == "reshape" and node.type.size > 0 and node.type.dtype in scalar_ops.TYPES
+
+
+def emit_relayout(gen: Codegen, node_id: int) -> None:
+    """The reshape of non-contiguous data: the operand's elements, in row-major order, copied into
+    the result's contiguous place, which seen in the operand's shape is the operand's copy."""
+    node = gen.graph[node_id]
+    source, result = gen.plan.views[node.args[0]], gen.plan.views[node_id]
+    assert result.is_contiguous, f"the reshape %{node_id} is computed into a non-contiguous place"
+    target = View(result.slot, result.offset, source.shape, contiguous_strides(source.shape), result.dtype)
+    _copy(gen, source, target, f"{gen.describe(node_id)}\n(a copy: the operand is not contiguous)")
+
+
 def emit_output_copies(self: Codegen) -> None:
     """Copy each output computed in the arena (or a view of another value) into its own array,
     converting its dtype on the way."""
@@ -41,25 +59,21 @@ def emit_output_copies(self: Codegen) -> None:
             else type(source)(spec.slot, 0, spec.shape, contiguous_strides(spec.shape), spec.dtype)
         )
         assert target is not None, f"output {index} has no place"
-        shape = spec.shape
-        views = [source.broadcast_to(shape), target]
-        extents, strides = coalesce(shape, [v.strides for v in views])
-        fn = self.outlined(f"output {index}: a copy of %{node_id}")
-        cache: dict[object, str] = {}
-        pointers = [self.base(fn, v, cache) for v in views]
+        _copy(self, source.broadcast_to(spec.shape), target, f"output {index}: a copy of %{node_id}")
 
-        def payload(
-            offsets: Offsets,
-            fn: Function = fn,
-            pointers: list[str] = pointers,
-            source: View = source,
-            target: View = target,
-            node_id: int = node_id,
-        ) -> None:
-            value = self.load(fn, pointers[0], offsets["s"], source.dtype, "value")
-            value = scalar_ops.convert(fn, value, source.dtype, target.dtype)
-            self.store(fn, value, pointers[1], offsets["t"], target.dtype)
 
-        self.nest(fn, extents, {"s": strides[0], "t": strides[1]}, payload, low="%start", high="%end")
-        fn.do("ret void")
-        self.run_outlined(fn, extents[0] if extents else 1, False)
+def _copy(gen: Codegen, source: View, target: View, comment: str) -> None:
+    """``target[...] = source`` (one shape), converting the dtype, as an outlined loop nest."""
+    extents, strides = coalesce(target.shape, [source.strides, target.strides])
+    fn = gen.outlined(comment)
+    cache: dict[object, str] = {}
+    pointers = [gen.base(fn, v, cache) for v in (source, target)]
+
+    def payload(offsets: Offsets) -> None:
+        value = gen.load(fn, pointers[0], offsets["s"], source.dtype, "value")
+        value = scalar_ops.convert(fn, value, source.dtype, target.dtype)
+        gen.store(fn, value, pointers[1], offsets["t"], target.dtype)
+
+    gen.nest(fn, extents, {"s": strides[0], "t": strides[1]}, payload, low="%start", high="%end")
+    fn.do("ret void")
+    gen.run_outlined(fn, extents[0] if extents else 1, False)

@@ -24,7 +24,8 @@ Threads: SciPy's OpenBLAS threads a call from n ≈ 100 on. On a machine whose c
 (2 cores, other jobs) a threaded call waits for descheduled threads at every synchronization:
 a threaded trsm of order 200 took 25 ms where one thread takes 0.4 ms, and gemm then trsm
 alternating 95 ms against 0.7 ms; on a quiet machine threads gain at most the core count. So a
-kernel whose LAPACK matrices are all of order <= 256 (a few ms of work on one core) sets SciPy's
+kernel whose LAPACK matrices are all of order <= 256 (a few ms of work on one core), or whose
+convolutions' products are no larger than a product of that order (``conv.py``), sets SciPy's
 thread count to 1 for its duration and restores it at the end (``blas.set_blas_threads`` is the
 same setting, for the user's own calls); larger ones keep SciPy's threads. Kernels running on
 several Python threads at once share a counter: the first saves the setting, the last restores it.
@@ -139,7 +140,15 @@ def _single_threaded(gen: Codegen) -> None:
         if u.kind == "lapack"
         for a in gen.graph[u.node_id].args
     ]
-    if max(orders) > SINGLE_THREAD_MAX_ORDER or not lapack.can_set_threads():
+    if max(orders) <= SINGLE_THREAD_MAX_ORDER:
+        blas_on_one_thread(gen)
+
+
+def blas_on_one_thread(gen: Codegen) -> None:
+    """From here to the end of the entry function, SciPy's BLAS/LAPACK calls run on one thread:
+    its thread count saved and set to 1 (``finish`` restores it). Once per kernel (LAPACK's small
+    matrices, ``conv.py``'s small products)."""
+    if gen.lapack_threads is not None or not lapack.can_set_threads():
         return
     # Kernels on several Python threads at once: the first to start saves SciPy's setting in the
     # process-wide state (``lapack.THREAD_STATE``: kernels running, saved count), the last to end

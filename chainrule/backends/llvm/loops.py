@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chainrule.backends.llvm import scalar_ops
+from chainrule.backends.llvm.gather import checks_at_run_time
 from chainrule.backends.llvm.irtext import Function
 from chainrule.backends.llvm.loop_steps import (
     BodyCall,
@@ -104,7 +105,11 @@ def plan_native(lowering: Lowering, node_id: int) -> NativeLoop | str:
     for role, body in bodies.items():
         inner = type(lowering)(body.graph, body.graph.name)
         inner.plan()
-        numpy_units = [u.node_id for u in inner.units if u.kind == "fallback"]
+        numpy_units = [
+            u.node_id
+            for u in inner.units
+            if u.kind == "fallback" or (u.kind in ("gather", "native") and checks_at_run_time(body.graph, u.node_id))
+        ]
         if numpy_units:
             culprit = body.graph[numpy_units[0]]
             once = "" if node.op == "switch" else f" calling its {role}'s native code once a step"

@@ -44,13 +44,13 @@ How nodes become code:
   (``loops.py``) calling their bodies, each body planned as a graph of its own and written into
   this module; a body with a node run by NumPy keeps the Python-driven loop (``control.py``).
   A ``scatter_add`` at a basic index (a loop gradient's unpacking) is native too (``loop_scatter.py``).
-- **Everything else** (integer-array indexing, scatter_add at an index array, a
-  reshape of non-contiguous data, matmul on integers or of more than 64 batch
-  elements, dtypes without LLVM arithmetic such as float16) runs its NumPy lowering
-  from the native code through a Python callback (``Fallback``), on views of
-  the same memory: one native call per function call still, and every op of
-  the table runs, but those nodes run at NumPy speed. ``Lowered.fallbacks``
-  lists them; ``.source()`` marks them with a comment.
+- **Gathers and scatters** at index arrays: loop nests (``gather.py``, ``native_scatter.py``);
+  a reshape of non-contiguous data: a copy (``copies.py``).
+- **Everything else** (matmul on integers or of more than 64 batch elements, dtypes without LLVM
+  arithmetic such as float16) runs its NumPy lowering from the native code through a Python
+  callback (``Fallback``), on views of the same memory: one native call per function call still,
+  and every op of the table runs, but those nodes run at NumPy speed. ``Lowered.fallbacks`` lists
+  them; ``.source()`` marks them with a comment.
 
 Memory: intermediates live in the arena at offsets planned here (a value's
 space is reused once its last reader has run); small outputs are computed in
@@ -251,6 +251,8 @@ class Lowering:
                 self.scratch_bytes = max(self.scratch_bytes, native_ops.scratch_bytes(self, node_id))
             elif gather.is_native(graph, node_id):
                 self.units.append(Unit("gather", node_id))
+            elif copies.is_relayout(self, node_id):
+                self.units.append(Unit("copy", node_id))
             else:
                 self.units.append(Unit("fallback", node_id))
 
@@ -364,18 +366,11 @@ class Lowering:
         node_type = self.graph.type(node_id)
         return View(ARENA, 0, node_type.shape, contiguous_strides(node_type.shape), node_type.dtype)
 
-    def add_fallback(self, node_id: int) -> None:
+    def add_fallback(self, node_id: int, on_error: bool = False) -> None:
         node = self.graph[node_id]
-        self.fallbacks.append(
-            Fallback(
-                node_id,
-                node.op,
-                node.params,
-                [self.views[a] for a in node.args],
-                self.views[node_id],
-                f"%{node_id} {node.op}",
-            )
-        )
+        operands, result = [self.views[a] for a in node.args], self.views[node_id]
+        description = f"%{node_id} {node.op}"
+        self.fallbacks.append(Fallback(node_id, node.op, node.params, operands, result, description, on_error))
 
     def _plan_outputs(self) -> None:
         """Which stored values are outputs written in place, and which outputs need a copy."""

@@ -15,7 +15,9 @@ from chainrule.backends.llvm.views import View
 
 @dataclass
 class Fallback:
-    """A node computed by its NumPy lowering, called back from the native code."""
+    """A node computed by its NumPy lowering, called back from the native code. ``on_error``: called
+    back only when the native code found the node's operands invalid (an index out of range), so
+    that NumPy raises its error; a call with valid operands runs no Python for it."""
 
     node_id: int
     op: str
@@ -23,6 +25,7 @@ class Fallback:
     operands: list[View]
     result: View
     description: str
+    on_error: bool = False
 
 
 @dataclass
@@ -78,7 +81,8 @@ class Loop:
 @dataclass
 class Unit:
     # "loop", "reduce", "matmul", "lapack" (lapack_ops.py), "native" (native_ops.py),
-    # "native_loop" (loops.py), "scatter" (loop_scatter.py), "gather" (gather.py), "fallback"
+    # "native_loop" (loops.py), "scatter" (loop_scatter.py), "gather" (gather.py),
+    # "copy" (copies.py: a reshape of non-contiguous data), "fallback"
     kind: str
     node_id: int = -1
     loop: Loop | None = None

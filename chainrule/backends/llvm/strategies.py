@@ -85,7 +85,7 @@ _LOOP, _SOURCE = Strategy(LOOP), Strategy(SOURCE)
 declare(OPS["stop_gradient"], Strategy(VIEW, views.identity_view))
 declare(OPS["transpose"], Strategy(VIEW, views.transpose_view))
 declare(OPS["broadcast_to"], Strategy(VIEW, views.broadcast_view))
-declare(OPS["reshape"], Strategy(VIEW, views.reshape_view))  # of non-contiguous data: NumPy copies
+declare(OPS["reshape"], Strategy(VIEW, views.reshape_view))  # of non-contiguous data: a copy (copies.py)
 declare(OPS["getitem"], Strategy(VIEW, views.index_view))  # an integer-array index: gather.py
 declare(OPS["matmul"], Strategy(GEMM))  # on integers, or of many batch elements: NumPy
 declare(OPS["concatenate"], Strategy(NATIVE))
