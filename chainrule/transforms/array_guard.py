@@ -15,6 +15,7 @@ has one.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -61,7 +62,7 @@ def results_function(
     (no gradient; grad or value_and_grad of one argument without aux or converted gradients), else None.
     It holds no reference to the ``Compiled`` (a cycle kept dropped kernels alive past a collection)."""
     if transform not in ("grad", "value_and_grad"):
-        return entry.build_outputs
+        return itemgetter(0) if entry.out_treedef.kind == "leaf" else entry.build_outputs
     if has_aux or not isinstance(argnums, int):
         return None
     if len(entry.gradient_trees) != 1 or entry.gradient_trees[0][2] is not None:
@@ -70,6 +71,8 @@ def results_function(
     start = entry.out_treedef.num_leaves
     stop = start + count
     if transform == "grad":
+        if all(treedef.kind == "leaf" for treedef in entry.spec.treedefs):  # the gradient of an array
+            return itemgetter(start)
         return lambda outputs: build(outputs[start:stop])
     return lambda outputs: (outputs[0], build(outputs[start:stop]))
 

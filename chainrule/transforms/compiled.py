@@ -124,8 +124,7 @@ class Compiled:
         # The last signature whose arguments are all traced scalars (np.float64(4.2), a Python float): their classes
         # alone fix the specialization, so such a call skips call_key (microseconds); see transforms/scalar_call.py.
         self._scalar_call: ScalarCall | None = None
-        # the last all-array signature's call: the kernel's array builtin, or a guard (array_guard.py)
-        self._array_call: KnownArrays | None = None
+        self._array_call: KnownArrays | None = None  # the last all-array signature's (transforms/array_guard.py)
         self._array_tried = False
 
     __reduce__ = portable_reduce  # the function and options travel, never a kernel
@@ -243,7 +242,8 @@ class Compiled:
         compilation = self._entry.product(
             traced, (wrt, *options), lambda: pipeline.run(traced, wrt, self.optimize, checkpoint_policy=self.checkpoint)
         )
-        kernel_options = (f"{traced.name}_{self.transform}", self.backend, self.check_nans, self.optimize)
+        value_unused = self.transform == "grad" and not self.has_aux  # grad returns the gradients alone
+        kernel_options = (f"{traced.name}_{self.transform}", self.backend, self.check_nans, self.optimize, value_unused)
         kernel = self._entry.product(compilation, kernel_options, lambda: make_kernel(compilation, *kernel_options))
         return Specialization(compilation, kernel, out_treedef, spec, differentiated)
 
