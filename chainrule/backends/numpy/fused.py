@@ -13,7 +13,7 @@ from chainrule.backends.numpy.text import (
     where_else_zero_text,
 )
 from chainrule.ir import OPS, Graph, Node, TensorType
-from chainrule.ir.fused import BufferPlan, plan_buffers
+from chainrule.ir.fused import plan_buffers
 
 # Fused regions this big (elements) run step by step in place (out=): allocating a fresh array per
 # step costs page faults from about 20,000 float64s on (6-10x slower here). Smaller ones are
@@ -26,13 +26,10 @@ OUT_MIN_SIZE = 1024
 MAX_EXPRESSION_DEPTH = 12
 
 
-def fused_lines(
-    graph: Graph, node: Node, operands: list[str], value_name: str, names: Names, donors: frozenset = frozenset()
-) -> list[tuple[str, str]]:
+def fused_lines(graph: Graph, node: Node, operands: list[str], value_name: str, names: Names) -> list[tuple[str, str]]:
     """A fused node as one statement per step and its comment, each step writing into a buffer that
     ``plan_buffers`` picked (``out=``), so the region allocates its result and few temporaries, not
-    one per step. ``donors``: the positions of operands that are fresh arrays nothing reads after
-    this node (see ``donated_buffers``): a buffer may be one of them instead of a new array."""
+    one per step."""
     body = node.params["body"]
     steps = body.steps
     if steps[0][3].size < OUT_MIN_SIZE:
@@ -44,12 +41,6 @@ def fused_lines(
     ]
     lines: list[tuple[str, str]] = []
     in_place_forms = _in_place_forms(len(OPS))
-    donated = donated_buffers(graph, node, plan, donors, in_place_forms) if donors else {}
-    for b, position in donated.items():
-        if b == result_buffer:  # the result is the donor's array, written over
-            lines.append((f"{value_name} = {operands[position]}", ""))
-        else:
-            buffer_names[b] = operands[position]
     for index, (op, step_operands, attrs, step_type) in enumerate(steps):
         texts = [buffer_names[plan.buffer[k]] if k >= 0 else operands[-k - 1] for k in step_operands]
         attrs = dict(attrs)
@@ -58,7 +49,7 @@ def fused_lines(
             lines.append((f"{value_name} = {OPS[op].render(texts, attrs)}", step_comment))
             continue
         target = buffer_names[plan.buffer[index]]
-        in_place = in_place_forms.get(op) if plan.writes_over[index] or plan.buffer[index] in donated else None
+        in_place = in_place_forms.get(op) if plan.writes_over[index] else None
         if in_place is not None:
             if "{" not in in_place:  # a call's head
                 lines.append((f"{in_place}{', '.join(texts)}, out={target})", step_comment))
@@ -67,38 +58,10 @@ def fused_lines(
         else:
             special = _where_else_zero_form(graph, node, op, step_operands, step_type, texts)
             lines.append((f"{target} = {special or OPS[op].render(texts, attrs)}", step_comment))
-    temporaries = [name for b, name in enumerate(buffer_names) if name != value_name and b not in donated]
+    temporaries = [name for name in buffer_names if name != value_name]
     if temporaries:
         lines.append((f"del {', '.join(temporaries)}", ""))
     return lines
-
-
-def donated_buffers(
-    graph: Graph, node: Node, plan: BufferPlan, donors: frozenset, in_place_forms: dict[str, str]
-) -> dict[int, int]:
-    """buffer -> the position of the operand whose array it is: a buffer first written by a step that
-    runs in place (``out=``) and reads that operand, of the same type, which no other step reads.
-    Writing over an array nothing reads again spares allocating one: a fresh buffer of a megabyte
-    costs its page faults on every call once glibc gives the memory back (``x @ B`` then ``W *`` it,
-    summed: 2.3x faster in place)."""
-    steps = node.params["body"].steps
-    reads: dict[int, int] = {}  # operand position -> how many step operands are it
-    for _, step_operands, _, _ in steps:
-        for k in step_operands:
-            if k < 0:
-                reads[-k - 1] = reads.get(-k - 1, 0) + 1
-    donated: dict[int, int] = {}
-    for index, (op, step_operands, _, step_type) in enumerate(steps):
-        b = plan.buffer[index]
-        if b < 0 or plan.writes_over[index] or op not in in_place_forms:
-            continue  # a reduction, a buffer written before, or a step with no out= form
-        for k in step_operands:
-            position = -k - 1
-            if k < 0 and position in donors and reads[position] == 1 and position not in donated.values():
-                if graph.type(node.args[position]) == step_type:
-                    donated[b] = position
-                    break
-    return donated
 
 
 @functools.lru_cache(maxsize=1)

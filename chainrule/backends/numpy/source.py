@@ -155,8 +155,7 @@ class _SourceWriter:
             self.freeable[node_id] = frozenset((value_name,))
         statements = self.statements
         if op == "fused":
-            donors = frozenset(i for i, a in enumerate(node.args) if self._donor(a))
-            for line, step_comment in fused_lines(self.graph, node, operands, value_name, self.names, donors):
+            for line, step_comment in fused_lines(self.graph, node, operands, value_name, self.names):
                 statements.append((with_comment(line, step_comment), _NOTHING))
             statements[-1] = (statements[-1][0], reads)
             return
@@ -167,20 +166,6 @@ class _SourceWriter:
         if node.recomputed:
             text = f"recomputed{', ' if text else ''}{text}"
         statements.append((with_comment(f"{value_name} = {expression}", text), reads))
-
-    def _donor(self, value: int) -> bool:
-        """May a fused node reading ``value`` write over its array? Only when the node is its one reader
-        (once) and it is a fresh array of this function's own: a matrix product, a fused node's result
-        or a ufunc's, written on a line of its own (never an input, a constant, a view or an output)."""
-        if (
-            self.use_counts[value] != 1
-            or value in self.outputs
-            or value in self.inline
-            or value not in self.value_names
-        ):
-            return False
-        op = self.graph[value].op
-        return op in ("matmul", "fused") or (OPS[op].in_place is not None and lowering(op)[1])
 
     def _function_text(self, function_name: str | None) -> str:
         graph, value_names, freeable = self.graph, self.value_names, self.freeable
