@@ -24,7 +24,8 @@ svd sum(w·svdvals(A)). "fwd" is the function, "grad" its gradient in A.
 
 Columns: chainrule's NumPy backend; its LLVM backend (which now calls SciPy's LAPACK from the native
 code) and, with --baseline, the LLVM backend of another checkout run in a subprocess on the same
-arrays (the old one called NumPy back for every linear-algebra node); NumPy/SciPy by hand (the
+arrays (the old one called NumPy back for every linear-algebra node; ``--baseline-backend numpy``:
+its NumPy backend, "numpy before", for the NumPy backend's call cost); NumPy/SciPy by hand (the
 forward call, and the gradient written out with the same matrix identities and LAPACK calls); JAX
 ``jit`` when it is installed. Each block builds a fresh compiled function (kernels are cached per
 function object), calls it once to compile, then times many calls; a figure is the median over
@@ -183,11 +184,11 @@ def _blocking(function: Callable) -> Callable:
     return lambda a: function(a).block_until_ready()
 
 
-def baseline_times(checkout: str, table: str = "") -> dict[str, float]:
-    """The LLVM backend of another checkout, in a subprocess importing chainrule from there;
-    ``table``: "--gaps", "--einsum" or "" (the main table)."""
+def baseline_times(checkout: str, table: str = "", backend: str = "llvm") -> dict[str, float]:
+    """``backend`` (llvm or numpy) of another checkout, in a subprocess importing chainrule from
+    there; ``table``: "--gaps", "--einsum" or "" (the main table)."""
     environment = {**os.environ, "PYTHONPATH": checkout}
-    command = [sys.executable, __file__, "--worker", "llvm"] + ([table] if table else [])
+    command = [sys.executable, __file__, "--worker", backend] + ([table] if table else [])
     output = subprocess.run(command, env=environment, capture_output=True, text=True, check=True)
     return json.loads(output.stdout.strip().splitlines()[-1])
 
@@ -299,13 +300,12 @@ def check_einsum_values() -> None:
             np.testing.assert_allclose(cr.grad(loss, backend=backend)(argument), gradient(argument), err_msg=name)
 
 
-def einsum_report(baseline: str | None) -> None:
+def einsum_report(baseline: str | None, backend: str = "llvm") -> None:
     check_einsum_values()
     columns = einsum_times()
     if baseline:
-        columns = {"numpy backend": columns["numpy backend"], "llvm before": baseline_times(baseline, "--einsum")} | {
-            name: columns[name] for name in ("llvm", "by hand")
-        }
+        before = {f"{backend} before": baseline_times(baseline, "--einsum", backend)}
+        columns = {"numpy backend": columns["numpy backend"]} | before | {n: columns[n] for n in ("llvm", "by hand")}
     names = list(columns)
     header = f"{'subscripts':<14}{'n':>5} {'':<5}" + "".join(f"{name:>14}" for name in names)
     header += "".join(f"{'/hand ' + name:>19}" for name in names if name != "by hand")
@@ -476,11 +476,11 @@ def gap_table(columns: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def gaps(baseline: str | None) -> None:
+def gaps(baseline: str | None, backend: str = "llvm") -> None:
     check_gap_values()
     columns = {"numpy backend": gap_chainrule_times("numpy")}
     if baseline:
-        columns["llvm before"] = baseline_times(baseline, "--gaps")
+        columns[f"{backend} before"] = baseline_times(baseline, "--gaps", backend)
     columns["llvm"] = gap_chainrule_times("llvm")
     columns["by hand"] = gap_by_hand_times()
     print(f"µs of CPU per call, median of {BLOCKS} blocks; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
@@ -490,6 +490,7 @@ def gaps(baseline: str | None) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--baseline", help="a checkout whose LLVM backend to time too (a subprocess)")
+    parser.add_argument("--baseline-backend", default="llvm", choices=("llvm", "numpy"), help="its backend to time")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--pools", action="store_true", help="time NumPy's and SciPy's OpenBLAS pools together")
     parser.add_argument("--gaps", action="store_true", help="time issue 16's native-LLVM gaps instead")
@@ -497,16 +498,17 @@ def main(argv: list[str] | None = None) -> None:
     options = parser.parse_args(argv)
     if options.worker:
         if options.einsum:
-            print(json.dumps(einsum_times((options.worker,))["llvm"]))
+            columns = einsum_times((options.worker,))
+            print(json.dumps(columns["numpy backend" if options.worker == "numpy" else "llvm"]))
             return
         times = gap_chainrule_times if options.gaps else chainrule_times
         print(json.dumps(times(options.worker)))
         return
     if options.gaps:
-        gaps(options.baseline)
+        gaps(options.baseline, options.baseline_backend)
         return
     if options.einsum:
-        einsum_report(options.baseline)
+        einsum_report(options.baseline, options.baseline_backend)
         return
     if options.pools:
         pools()
@@ -514,7 +516,7 @@ def main(argv: list[str] | None = None) -> None:
     check_values()
     columns = {"numpy backend": chainrule_times("numpy")}
     if options.baseline:
-        columns["llvm before"] = baseline_times(options.baseline)
+        columns[f"{options.baseline_backend} before"] = baseline_times(options.baseline, "", options.baseline_backend)
     columns["llvm"] = chainrule_times("llvm")
     columns.update(reference_times())
     print(f"µs of CPU per call, median of {BLOCKS} blocks; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")

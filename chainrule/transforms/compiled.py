@@ -27,11 +27,12 @@ from chainrule.frontends.trace import (
 )
 from chainrule.frontends.tracer import Tracer
 from chainrule.ir import Graph
+from chainrule.transforms.array_guard import KnownArrays, known_arrays
 from chainrule.transforms.cache_stats import CacheInfo, shared_caches
 from chainrule.transforms.options import checked_options
 from chainrule.transforms.portable import portable_reduce
 from chainrule.transforms.reuse import COMPILING, function_entry
-from chainrule.transforms.scalar_call import MISSED, ArrayCall, ScalarCall, array_call, scalar_call
+from chainrule.transforms.scalar_call import MISSED, ScalarCall, scalar_call
 from chainrule.transforms.specialization import Specialization, check_scalar_output, inline, make_kernel
 from chainrule.transforms.specialization import compile_kernel as compile_kernel  # imported from here by tests
 
@@ -120,12 +121,10 @@ class Compiled:
         self._cache, self._by_key, self._stats = shared_caches(fn, self._entry, self._cache_options)
         # (argument count, keyword names) -> (differentiated positions, static positions)
         self._layouts: dict[tuple[int, tuple[str, ...]], tuple[tuple[int, ...], tuple[int, ...]]] = {}
-        # The last signature whose arguments are all traced scalars (np.float64(4.2), a Python
-        # float): their classes alone fix the specialization, so such a call skips call_key
-        # (microseconds, as much as a small llvm kernel runs); see transforms/scalar_call.py.
+        # The last signature whose arguments are all traced scalars (np.float64(4.2), a Python float): their classes
+        # alone fix the specialization, so such a call skips call_key (microseconds); see transforms/scalar_call.py.
         self._scalar_call: ScalarCall | None = None
-        # the last all-array signature's call through the kernel's array builtin (scalar_call.array_call)
-        self._array_call: ArrayCall | None = None
+        self._array_call: KnownArrays | None = None  # the last all-array signature's (transforms/array_guard.py)
         self._array_tried = False
 
     __reduce__ = portable_reduce  # the function and options travel, never a kernel
@@ -243,7 +242,8 @@ class Compiled:
         compilation = self._entry.product(
             traced, (wrt, *options), lambda: pipeline.run(traced, wrt, self.optimize, checkpoint_policy=self.checkpoint)
         )
-        kernel_options = (f"{traced.name}_{self.transform}", self.backend, self.check_nans, self.optimize)
+        value_unused = self.transform == "grad" and not self.has_aux  # grad returns the gradients alone
+        kernel_options = (f"{traced.name}_{self.transform}", self.backend, self.check_nans, self.optimize, value_unused)
         kernel = self._entry.product(compilation, kernel_options, lambda: make_kernel(compilation, *kernel_options))
         return Specialization(compilation, kernel, out_treedef, spec, differentiated)
 
@@ -261,7 +261,7 @@ class Compiled:
             outputs = arrays.call(*args)
             if outputs is not MISSED:
                 stats.hits += 1
-                return self._results(arrays.entry, outputs)
+                return arrays.finish(outputs) if arrays.finish else self._results(arrays.entry, outputs)
         known = self._scalar_call
         if known is not None and not kwargs:
             if known.builtin is not None:  # Python floats in and out, natively, or MISSED
@@ -291,7 +291,7 @@ class Compiled:
                     self._scalar_call = scalar_call(self, entry, args, keywords, leaves, picks)
                 elif arrays is None and not converts and not self._array_tried:  # once: it costs a little
                     self._array_tried = True
-                    self._array_call = array_call(entry, args, keywords, leaves, picks)
+                    self._array_call = known_arrays(self, entry, args, keywords, leaves, picks)
                 inputs = leaves if picks is None else [leaves[i] for i in picks]
                 for index in converts:
                     inputs[index] = np.asarray(inputs[index])
@@ -308,7 +308,7 @@ class Compiled:
             self._by_key[found[0]] = (entry, picks, converts)
             self._scalar_call = scalar_call(self, entry, args, keywords, leaves, picks) or self._scalar_call
             if not converts and not any(isinstance(leaf, Tracer) for leaf in traced_leaves):
-                self._array_call = array_call(entry, args, keywords, leaves, picks) or self._array_call
+                self._array_call = known_arrays(self, entry, args, keywords, leaves, picks) or self._array_call
         if any(isinstance(leaf, Tracer) for leaf in traced_leaves):
             outputs = inline(entry.compilation.differentiable, traced_leaves)
         else:

@@ -51,11 +51,24 @@ def compile_kernel(graph: Graph, name: str, backend: str = "numpy") -> Kernel:
     return compile_graph(graph, name)
 
 
-def make_kernel(compilation: pipeline.Compilation, name: str, backend: str, check_nans: bool, optimize: bool) -> Kernel:
-    """The kernel a compiled function runs: of the final graph, or the ``check_nans`` one."""
+def make_kernel(
+    compilation: pipeline.Compilation,
+    name: str,
+    backend: str,
+    check_nans: bool,
+    optimize: bool,
+    value_unused: bool = False,
+) -> Kernel:
+    """The kernel a compiled function runs: of the final graph, or the ``check_nans`` one. With
+    ``value_unused`` (grad without aux: the value, the first output, is never read), the NumPy
+    kernel returns None in its place and computes nothing only the value needs: the gradient of a
+    linear function is a constant, and ``grad`` of it costs no forward pass."""
     if check_nans:
         return compile_checked_kernel(compilation, name, backend, optimize)
-    return compile_kernel(compilation.final, name, backend)
+    final = compilation.final
+    if value_unused and backend == "numpy":
+        return compile_graph(final, name, [None, *final.outputs[1:]])
+    return compile_kernel(final, name, backend)
 
 
 class Specialization:

@@ -6,7 +6,7 @@ import hashlib
 import linecache
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from chainrule.backends.numpy.runtime import HELPERS
@@ -25,9 +25,12 @@ class NumpyKernel:
     filename: str
 
 
-def compile_graph(graph: Graph, function_name: str | None = None) -> NumpyKernel:
-    """``graph`` as a Python function of NumPy calls (see ``generate_source``)."""
-    source, constants = generate_source(graph, function_name)
+def compile_graph(
+    graph: Graph, function_name: str | None = None, returned: Sequence[int | None] | None = None
+) -> NumpyKernel:
+    """``graph`` as a Python function of NumPy calls returning its outputs, or ``returned`` (see
+    ``generate_source``)."""
+    source, constants = generate_source(graph, function_name, returned)
     fn, filename = define(source, function_name or graph.name, constants)
     return NumpyKernel(fn, source, filename)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,16 +29,22 @@ MAX_INLINE_LENGTH = 60
 _NOTHING: frozenset = frozenset()
 
 
-def generate_source(graph: Graph, function_name: str | None = None) -> tuple[str, dict]:
-    """Python source of ``graph`` and the constant arrays it refers to by name."""
-    return _SourceWriter(graph).write(function_name)
+def generate_source(
+    graph: Graph, function_name: str | None = None, returned: Sequence[int | None] | None = None
+) -> tuple[str, dict]:
+    """Python source of ``graph`` and the constant arrays it refers to by name. ``returned``: what
+    the function returns instead of the graph's outputs, where None returns None (an output the
+    caller never reads, such as grad's value: nothing only it needs is computed)."""
+    return _SourceWriter(graph, returned).write(function_name)
 
 
 class _SourceWriter:
     """The state of one ``generate_source``: names given, texts to inline, lines written."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, returned: Sequence[int | None] | None = None):
         self.graph = graph
+        self.returned = list(graph.outputs) if returned is None else list(returned)
+        returned_values = [out for out in self.returned if out is not None]
         self.names = Names()
         self.value_names: dict[int, str] = {}
         self.constants: dict[str, np.ndarray] = {}
@@ -48,8 +55,8 @@ class _SourceWriter:
         self.inline: dict[int, tuple[str, str | None, int]] = {}
         self.freeable: dict[int, frozenset] = {}  # node -> the local arrays its text refers to (a .T: its operand's)
         self.statements: list[tuple[str, frozenset]] = []  # each line and the local arrays it reads
-        self.use_counts = use_counts(graph)
-        self.outputs = set(graph.outputs)
+        self.use_counts = use_counts(graph, returned_values)
+        self.outputs = set(returned_values)
         # Each line's comment, remembered per origin (a derivative's names its forward node alone), else
         # per loc; and the texts of derivatives per what they name (see text.line_comment).
         self.comments: dict[object, str] = {}
@@ -165,9 +172,14 @@ class _SourceWriter:
         header = f"def {identifier(function_name or graph.name)}({', '.join(value_names[i] for i in graph.inputs)}):"
         returned: list[str] = []
         returned_arrays: set[str] = set()
-        for out, copy in zip(graph.outputs, outputs_to_copy(graph)):
+        values = [out for out in self.returned if out is not None]
+        copies = iter(outputs_to_copy(graph, values))
+        for out in self.returned:
+            if out is None:
+                returned.append("None")
+                continue
             text = value_names[out]  # (an output is never inlined)
-            returned.append(f"np.array({text}, dtype=np.{graph.type(out).dtype})" if copy else text)
+            returned.append(f"np.array({text}, dtype=np.{graph.type(out).dtype})" if next(copies) else text)
             returned_arrays |= freeable.get(out, frozenset())
         if freeable:
             lines = [header] + with_early_dels(self.statements, returned_arrays)
@@ -177,13 +189,13 @@ class _SourceWriter:
         return "\n".join(lines) + "\n"
 
 
-def use_counts(graph: Graph) -> list[int]:
-    """How often each value is read by the live nodes (``x * x`` reads x twice) and the outputs:
-    nonzero exactly for the live nodes but unread inputs. One sweep from the last node to the
-    first finds them all (a user's id is greater than its operands')."""
+def use_counts(graph: Graph, outputs: Sequence[int] | None = None) -> list[int]:
+    """How often each value is read by the live nodes (``x * x`` reads x twice) and the outputs
+    (``graph``'s, or ``outputs``): nonzero exactly for the live nodes but unread inputs. One sweep
+    from the last node to the first finds them all (a user's id is greater than its operands')."""
     nodes = graph.nodes
     counts = [0] * len(nodes)
-    for out in graph.outputs:
+    for out in graph.outputs if outputs is None else outputs:
         counts[out] += 1
     for node_id in range(len(nodes) - 1, -1, -1):
         if counts[node_id]:

@@ -200,8 +200,8 @@ def where_else_zero_text(
     return None
 
 
-def outputs_to_copy(graph: Graph) -> list[bool]:
-    """Which outputs must be returned as copies.
+def outputs_to_copy(graph: Graph, outputs: Sequence[int] | None = None) -> list[bool]:
+    """Which outputs (``graph``'s, or the ``outputs`` returned instead) must be returned as copies.
 
     The caller owns what it gets back, so it must never receive (a view of) an
     input or a constant, a read-only broadcast, or an array another output also
@@ -209,7 +209,7 @@ def outputs_to_copy(graph: Graph) -> list[bool]:
     returned as it is: copying it would only cost time.
     """
     claimed, copies = set(), []
-    for out in graph.outputs:
+    for out in graph.outputs if outputs is None else outputs:
         root, broadcast = out, False
         while OPS[graph[root].op].view:  # a view of its operand, or the operand itself
             broadcast = broadcast or graph[root].op == "broadcast_to"
