@@ -142,7 +142,7 @@ def away_from_zeros(
         arg = args[position]
         one = graph.const(np.ones((), graph.type(arg).dtype))
         moved[position] = graph.add("where", (graph.const(mask), one, arg))
-    return graph.add(node.op, moved, node.params), moved
+    return graph.add(node.op, moved, node.params), tuple(moved)
 
 
 @functools.cache
