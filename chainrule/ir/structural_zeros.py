@@ -131,7 +131,7 @@ def needs_guard(node: Node) -> bool:
 
 def away_from_zeros(
     graph: Graph, node: Node, args: Sequence[int], masks: dict[int, np.ndarray]
-) -> tuple[int, list[int]]:
+) -> tuple[int, tuple[int, ...]]:
     """Where a guarded node's derivative rule is evaluated: ``args`` (the node's operands in
     ``graph``) with the elements ``masks`` names (operand position -> mask of its shape) moved to 1,
     and the node recomputed on them; returns (that output, those operands). The caller's guard sets
