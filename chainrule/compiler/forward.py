@@ -23,10 +23,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import cast
 
+import numpy as np
+
 from chainrule.errors import UnsupportedError
 from chainrule.ir import OPS, F, Graph, Value
 from chainrule.ir.builder import apply
 from chainrule.ir.custom import inline_consumed
+from chainrule.ir.node import Node
 from chainrule.ir.ops import LINEAR, MULTILINEAR, cancels_itself
 from chainrule.ir.structural_zeros import away_from_zeros, needs_guard, structural_zeros
 
@@ -66,19 +69,11 @@ def forward(
         operand_tangents = [tangents.get(mapping[a]) for a in node.args]
         if not any(t is not None for t in operand_tangents) or not jvp.type(result).is_float:
             continue
-        guarded = node_id in zeros.partial and needs_guard(node)
+        mask = zeros.partial.get(node_id) if needs_guard(node) else None
         with jvp.attribution(node.loc, origin=result):
-            rule_output, rule_args = result, [mapping[a] for a in node.args]
-            if guarded:  # the rules see 1 where every operand is a constant 0: nothing for NumPy to warn of
-                mask = zeros.partial[node_id]
-                moves = {p: mask for p, a in enumerate(rule_args) if jvp.type(a).shape == mask.shape}
-                rule_output, rule_args = away_from_zeros(jvp, node, rule_args, moves)
-            operands = [Value(jvp, a) for a in rule_args]
-            tangent = _tangent(jvp, node.op, operands, Value(jvp, rule_output), node.params, operand_tangents)
+            tangent = _guarded_tangent(jvp, node, result, [mapping[a] for a in node.args], operand_tangents, mask)
         if tangent is None:
             continue
-        if guarded:
-            tangent = _zero_where(tangent, zeros.partial[node_id])  # 0 / (2 sqrt(0)) at a constant 0
         record = jvp[tangent.id]
         if record.name is None and node.name and record.op not in ("input", "const", "zeros"):
             record.name = f"t{node.name}"
@@ -140,6 +135,20 @@ def _elementwise_tangent(op, operands, output, attrs, tangents) -> Value | None:
         if term is not None:
             tangent = term if tangent is None else tangent + term
     return tangent
+
+
+def _guarded_tangent(
+    graph: Graph, node: Node, output: int, args: Sequence[int], tangents: list[Value | None], mask: np.ndarray | None
+) -> Value | None:
+    """The tangent of ``output``, the copy of primal ``node`` on ``args``; 0 at ``mask`` (output
+    elements constant at 0 after an op whose rule can be infinite there: 0 / (2 sqrt(0))). The rule
+    sees 1 where every operand is such a constant 0, so NumPy has no division by 0 to warn of."""
+    if mask is not None:
+        moves = {p: mask for p, a in enumerate(args) if graph.type(a).shape == mask.shape}
+        output, args = away_from_zeros(graph, node, args, moves)
+    operands = [Value(graph, a) for a in args]
+    tangent = _tangent(graph, node.op, operands, Value(graph, output), node.params, tangents)
+    return tangent if tangent is None or mask is None else _zero_where(tangent, mask)
 
 
 def _zero_where(tangent: Value, mask) -> Value:

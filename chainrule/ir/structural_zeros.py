@@ -131,7 +131,7 @@ def needs_guard(node: Node) -> bool:
 
 def away_from_zeros(
     graph: Graph, node: Node, args: Sequence[int], masks: dict[int, np.ndarray]
-) -> tuple[int, list[int]]:
+) -> tuple[int, tuple[int, ...]]:
     """Where a guarded node's derivative rule is evaluated: ``args`` (the node's operands in
     ``graph``) with the elements ``masks`` names (operand position -> mask of its shape) moved to 1,
     and the node recomputed on them; returns (that output, those operands). The caller's guard sets
@@ -142,7 +142,7 @@ def away_from_zeros(
         arg = args[position]
         one = graph.const(np.ones((), graph.type(arg).dtype))
         moved[position] = graph.add("where", (graph.const(mask), one, arg))
-    return graph.add(node.op, moved, node.params), moved
+    return graph.add(node.op, moved, node.params), tuple(moved)
 
 
 @functools.cache
