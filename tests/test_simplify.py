@@ -330,6 +330,25 @@ def test_fold_does_not_grow_a_scalar_into_a_big_constant():
     assert all(folded.type(i).size == 1 for i in folded.live_nodes() if folded[i].op == "const")
 
 
+def test_the_gradient_of_a_trace_is_a_folded_constant_and_a_too_big_one_is_not():
+    """einsum('ii->', A)'s gradient scatters ones into a zero matrix: folded up to MAX_GROWN_ELEMENTS
+    (the call then copies a constant), recomputed beyond it."""
+    for n, folds in ((16, True), (80, False)):
+        gradient = cr.grad(lambda a: np.einsum("ii->", a))
+        a = normal(n, n)
+        assert ("scatter_add" not in gradient.source(a)) is folds
+        np.testing.assert_array_equal(gradient(a), np.eye(n))
+
+
+def test_a_bad_constant_index_is_left_for_the_call_to_report():
+    graph = cr.Graph("f")
+    values = graph.const(np.ones(4))
+    rows, columns = graph.const(np.array([0, 1, 2, 3])), graph.const(np.array([0, 2, 1, 2]))
+    index, params = (("array", 0), ("array", 1)), {"shape": (3, 4), "dtype": "float64", "unique": False}
+    graph.set_outputs([graph.add("scatter_add", (values, rows, columns), {"index": index, **params})])
+    assert ops(fold(graph))["scatter_add"] == 1
+
+
 def test_a_replacement_is_simplified_in_the_same_walk():
     # m + -m becomes m - m (add_of_neg), which is 0 because a mask is never inf or NaN
     # (sub_identities): the second rewrite applies to the first one's result, in one walk
