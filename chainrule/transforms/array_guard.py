@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from chainrule.transforms.scalar_call import MISSED, ArrayCall, array_call
+from chainrule.transforms.scalar_call import MISSED, ArrayCall, array_call, passed_as_themselves
 from chainrule.transforms.specialization import Specialization
 
 
@@ -94,10 +94,7 @@ def guarded_call(
     >>> f(np.ones(3))  # the guard matches: no call_key, the kernel at once
     array([2., 2., 2.])
     """
-    passed_as_themselves = picks is None and not keywords and len(leaves) == len(args)
-    if not passed_as_themselves or any(
-        leaf is not arg or type(arg) is not np.ndarray for leaf, arg in zip(leaves, args)
-    ):
+    if not passed_as_themselves(args, keywords, leaves, picks) or any(type(arg) is not np.ndarray for arg in args):
         return None
     return ArrayCall(_guard(entry.kernel.fn, tuple((arg.shape, arg.dtype) for arg in args)), entry)
 

@@ -39,7 +39,7 @@ def scalar_call(
 ) -> ScalarCall | None:
     """The ``ScalarCall`` of ``compiled`` (a ``Compiled``) for ``args``, or None unless every
     argument is a traced scalar passed as itself (no container, no keyword, nothing static)."""
-    if _passed_as_themselves(args, keywords, leaves, picks) and all(
+    if passed_as_themselves(args, keywords, leaves, picks) and all(
         s.scalar or s.python_float for s in entry.spec.leaves
     ):
         classes = tuple(map(type, args))
@@ -103,14 +103,14 @@ def array_call(
     count, and each one's class (exactly ``np.ndarray``), shape and dtype. (It holds no reference
     to the ``Compiled``: a cycle through it kept dropped kernels alive past a collection.)
     """
-    if not _passed_as_themselves(args, keywords, leaves, picks) or any(type(arg) is not np.ndarray for arg in args):
+    if not passed_as_themselves(args, keywords, leaves, picks) or any(type(arg) is not np.ndarray for arg in args):
         return None
     make = getattr(entry.kernel, "array_caller", None)
     fast = make(MISSED) if make is not None else None
     return None if fast is None else ArrayCall(fast, entry)
 
 
-def _passed_as_themselves(
+def passed_as_themselves(
     args: tuple[Any, ...], keywords: tuple[str, ...], leaves: list[Any], picks: tuple[int, ...] | None
 ) -> bool:
     """Whether every argument is a leaf passed as itself: no container, keyword or static value."""
