@@ -148,7 +148,7 @@ def _loop_function(gen: Codegen, chain: Chain, loop: Loop) -> str:
     if group:  # see loop_hints.py: a loop's outputs never share memory with its operands
         hints += (f'!{{!"llvm.loop.parallel_accesses", {group}}}',)
     payload = _payload(gen, fn, loop, pointers, accumulators, group)
-    widening = _widening(gen, chain, loop, pointers, strides, dtypes) if not accumulators else (0, "", False)
+    widening = _widening(gen, chain, loop, pointers, strides, dtypes) if not accumulators else (0, "", False, 1)
     widen.nest_widened(gen, fn, [None], strides, payload, hints, widening)
     for m, slot in accumulators.items():
         t = scalar_ops.register_type(graph.type(m).dtype)
@@ -166,22 +166,23 @@ def _widening(
     pointers: dict[tuple[str, int], str],
     strides: dict[Hashable, list[int]],
     dtypes: set[str],
-) -> tuple[int, str, bool]:
-    """(lanes, float dtype, may the last step be moved back) of a chain loop's body widened by
-    chainrule (widen.py), lanes 0 if it is left to LLVM. A step moved back reads and writes points
-    before the block's first: only when every block has ``lanes`` points or more (else it would
+) -> tuple[int, str, bool, int]:
+    """(lanes, float dtype, may the last step be moved back, copies a step) of a chain loop's body
+    widened by chainrule (widen.py), lanes 0 if it is left to LLVM. A step moved back reads and
+    writes points before the block's first: only when every block has a step's points or more (else it would
     touch another value's scratch, or a seat another thread works in), and no array the loop
     writes shares memory with one it reads (scratch values a loop reads and writes never do)."""
     if any(stride[0] not in (0, 1) for stride in strides.values()):
-        return 0, "", False
+        return 0, "", False, 1
     floats = dtypes - {"bool"}  # a bool is widened too: a byte in memory, an i1 in a register
     width = loop_hints.explicit_width(loop.shape, loop.steps, len(strides), floats)
     last_block = chain.points - (chain.blocks - 1) * chain.block
     arrays = {key: gen.plan.views[key[1]].broadcast_to(loop.shape) for key in pointers if key[1] not in chain.scratch}
     reads = [view for key, view in arrays.items() if key[0] == "r"]
     writes = [view for key, view in arrays.items() if key[0] == "w"]
-    overlap = last_block >= width and widen.writes_apart_from_reads(reads, writes)
-    return width, min(floats, default=""), overlap
+    copies = widen.copies(width, last_block)
+    overlap = last_block >= copies * width and widen.writes_apart_from_reads(reads, writes)
+    return width, min(floats, default=""), overlap, copies if overlap else 1
 
 
 def _place(

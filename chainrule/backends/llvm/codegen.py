@@ -334,7 +334,8 @@ class Codegen:
         floats = dtypes - {"bool"}  # a bool is widened too: a byte in memory, an i1 in a register
         width = loop_hints.explicit_width(loop.shape, loop.steps, len(keys), floats) if widenable else 0
         overlap = widen.writes_apart_from_reads(reads.values(), writes.values())
-        widening = (width, min(floats, default=""), overlap)
+        copies = widen.copies(width, math.prod(shape)) if overlap else 1
+        widening = (width, min(floats, default=""), overlap, copies)
         widen.nest_widened(self, fn, extents, dict(zip(keys, strides)), payload, hints, widening)
         for index, m in enumerate(reductions):
             t = scalar_ops.register_type(self.graph.type(m).dtype)
