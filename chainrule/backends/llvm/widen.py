@@ -331,11 +331,11 @@ def vectorize_emitted_loop(
     """
     scalar_type = "double" if dtype == "float64" else "float"
     step, following = fn.fresh("iv"), fn.fresh("iv.next")
+    lines = fn.lines[body[0] : body[1]]
+    if copies > 1 and not latency_bound(lines):
+        copies = 1  # the CPU overlaps the body's calls already: copies would only cost compile time
     ats = [fn.fresh("iv.at") for _ in range(copies)]
     masks = [None if overlap else fn.fresh("lanes.in") for _ in range(copies)]
-    lines = fn.lines[body[0] : body[1]]
-    if not any(_CALL.match(line) and "vector-function-abi-variant" in line for line in lines):
-        copies = 1  # no math call: the body is not bound by a call's latency, and copies cost compile time
     suffixes = [".w"] if copies == 1 else [f".w{copy}" for copy in range(copies)]
     bodies = [widened(lines, index, at, width, scalar_type, mask, suffix) for at, mask, suffix in zip(ats, masks, suffixes)]
     if any(vector_body is None for vector_body in bodies):
@@ -364,6 +364,24 @@ def vectorize_emitted_loop(
     for declaration in intrinsic_declarations(vector_body):
         fn.declare(declaration)
     return True
+
+
+def latency_bound(lines: Iterable[str]) -> bool:
+    """Is a scalar loop body a chain of vector math calls, at least half of them each waiting on
+    the one before (a forward pass's composed functions), rather than of independent calls (a
+    backward pass's derivatives of values already computed), which the CPU runs overlapped?"""
+    chain: dict[str, int] = {}  # register -> the most math calls on one path to it
+    calls = longest = 0
+    for line in lines:
+        if not line.startswith("  %"):
+            continue
+        result, _, rest = line[2:].partition(" = ")
+        links = max((chain.get(register, 0) for register in re.findall(r"%[-\w.$]+", rest)), default=0)
+        if "vector-function-abi-variant" in rest:
+            calls, links = calls + 1, links + 1
+            longest = max(longest, links)
+        chain[result] = links
+    return calls > 0 and 2 * longest >= calls
 
 
 def interleaved(bodies: list[list[str]]) -> list[str]:
