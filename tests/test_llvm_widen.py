@@ -16,6 +16,7 @@ from gradient_helpers import numerical_gradient, relative_error
 import chainrule as cr
 from chainrule.backends.llvm import chains, engine, mathlib, widen
 from chainrule.backends.llvm.views import View
+from chainrule.transforms.reuse import forget_functions
 
 needs_vector_math = pytest.mark.skipif(not mathlib.vector_isa().bits, reason="no vector math library here")
 
@@ -188,3 +189,63 @@ def test_long_bodies_skip_the_vectorizer_and_the_module_is_linear_in_depth():
     # at depth 100 one loop runs the whole forward pass and the sum (a reduction: left to the vectorizer)
     assert widened_share[1_000] > 0.9
     assert per_node[1_000] < 2 * per_node[100]
+
+
+def copied_functions(ir_text):
+    return [f for f in widened_functions(ir_text) if re.search(r"%\S+\.w1 = ", f)]
+
+
+def levels(x):
+    # a chain of math calls storing 20 arrays: a body widened by chainrule (not interleaved by LLVM), latency-bound
+    out = []
+    for _ in range(20):
+        x = np.cos(np.tan(np.sin(x)))
+        out.append(x)
+    return tuple(out)
+
+
+def one_copy_and_copies(function, x, monkeypatch):
+    """The results of ``function(x)`` compiled with one copy of each widened body and with COPIES,
+    and whether the second has copies."""
+    with monkeypatch.context() as patched:
+        patched.setattr(widen, "COPIES", 1)
+        one = function()
+        expected = one(x)
+        assert not copied_functions(kernel_of(one, x).lowered.ir)
+        del one
+    forget_functions()  # else the function made again finds the kernel of one copy
+    copied = function()
+    return expected, copied(x), bool(copied_functions(kernel_of(copied, x).lowered.ir))
+
+
+@needs_vector_math
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("points", [1_000, 1_003, 64 + 1])
+def test_copies_of_a_latency_bound_body_compute_every_element_as_one_copy_does(dtype, points, monkeypatch):
+    x = np.linspace(0.1, 1.0, points).astype(dtype)  # lengths not a multiple of a step (copies x lanes)
+    expected, got, copied = one_copy_and_copies(lambda: cr.jit(lambda x: levels(x), backend="llvm"), x, monkeypatch)
+    assert copied
+    for want, value in zip(expected, got):
+        np.testing.assert_array_equal(value, want)
+
+
+@needs_vector_math
+@pytest.mark.parametrize("last_block", [33, 5])
+def test_chain_blocks_shorter_than_a_step_run_fewer_copies(last_block, monkeypatch):
+    # 64-point blocks, the last of 33 points (fewer copies than COPIES on wide vectors) or 5 (one copy)
+    monkeypatch.setattr(chains, "SCRATCH_BUDGET", 1)
+    x = np.linspace(0.1, 1.0, 64 * 64 + last_block)
+    expected, got, copied = one_copy_and_copies(lambda: cr.grad(nested(300), backend="llvm"), x, monkeypatch)
+    assert copied == (last_block >= 2 * mathlib.vector_isa().lanes("float64"))
+    np.testing.assert_array_equal(got, expected)
+
+
+@needs_vector_math
+def test_short_loops_run_fewer_copies_and_bodies_of_independent_calls_one():
+    lanes = mathlib.vector_isa().lanes("float64")
+    assert [widen.copies(lanes, n) for n in (lanes - 1, 2 * lanes, 100 * lanes)] == [1, 2, widen.COPIES]
+    variant = ' "vector-function-abi-variant"="_ZGV_LLVM_N4v_sin(_ZGVdN4v_sin)"'
+    forward = ["  %a = call double @sin(double %x)", "  %b = call double @tan(double %a)"]
+    assert widen.latency_bound([line + variant for line in forward])
+    backward = ["  %a = call double @sin(double %x)", "  %b = call double @cos(double %x)", "  %c = fmul double %a, %b"]
+    assert not widen.latency_bound([line + variant if "call" in line else line for line in backward])

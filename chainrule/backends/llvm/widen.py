@@ -327,17 +327,19 @@ def vectorize_emitted_loop(
     The last step must not touch elements from ``%end`` on. With ``overlap`` (the loop writes no
     memory it reads, and runs over at least ``copies * width`` elements) it is moved back to end at
     ``%end``, computing some elements again, to the same values: plain vector loads and stores,
-    cheaper to compile (and to run) than masked ones, which the loop uses otherwise.
+    cheaper to compile (and to run) than masked ones, which the loop uses otherwise (with one copy:
+    a loop writing what it reads runs each element's body in place, one vector at a time).
     """
+    assert overlap or copies == 1, "a masked step is one copy"
     scalar_type = "double" if dtype == "float64" else "float"
     step, following = fn.fresh("iv"), fn.fresh("iv.next")
     lines = fn.lines[body[0] : body[1]]
     if copies > 1 and not latency_bound(lines):
         copies = 1  # the CPU overlaps the body's calls already: copies would only cost compile time
     ats = [fn.fresh("iv.at") for _ in range(copies)]
-    masks = [None if overlap else fn.fresh("lanes.in") for _ in range(copies)]
+    mask = None if overlap else fn.fresh("lanes.in")
     suffixes = [".w"] if copies == 1 else [f".w{copy}" for copy in range(copies)]
-    bodies = [widened(lines, index, at, width, scalar_type, mask, suffix) for at, mask, suffix in zip(ats, masks, suffixes)]
+    bodies = [widened(lines, index, at, width, scalar_type, mask, suffix) for at, suffix in zip(ats, suffixes)]
     if any(vector_body is None for vector_body in bodies):
         return False
     vector_body = interleaved([vector_body for vector_body in bodies if vector_body is not None])
@@ -351,7 +353,7 @@ def vectorize_emitted_loop(
         f"  {step}.more = icmp slt i64 {step}, %end",
         f"  br i1 {step}.more, label %{block}, label %{done}",
         f"{block}:",
-        *_lanes_of_step(step, ats, width, masks),
+        *_lanes_of_step(step, ats, width, mask),
         *vector_body,
         f"  {following} = add nsw i64 {step}, {copies * width}",
         f"  br label %{condition}, !llvm.loop {fn.module.loop_metadata(*loop_hints.NOT_VECTORIZED)}",
@@ -367,7 +369,7 @@ def vectorize_emitted_loop(
 
 
 def latency_bound(lines: Iterable[str]) -> bool:
-    """Is a scalar loop body a chain of vector math calls, at least half of them each waiting on
+    """Is a scalar loop body a chain of vector math calls, more than half of them each waiting on
     the one before (a forward pass's composed functions), rather than of independent calls (a
     backward pass's derivatives of values already computed), which the CPU runs overlapped?"""
     chain: dict[str, int] = {}  # register -> the most math calls on one path to it
@@ -381,7 +383,7 @@ def latency_bound(lines: Iterable[str]) -> bool:
             calls, links = calls + 1, links + 1
             longest = max(longest, links)
         chain[result] = links
-    return calls > 0 and 2 * longest >= calls
+    return 2 * longest > calls
 
 
 def interleaved(bodies: list[list[str]]) -> list[str]:
@@ -395,33 +397,31 @@ def interleaved(bodies: list[list[str]]) -> list[str]:
     return out
 
 
-def _lanes_of_step(step: str, ats: list[str], width: int, masks: list[str | None]) -> list[str]:
+def _lanes_of_step(step: str, ats: list[str], width: int, mask: str | None) -> list[str]:
     """The start of a step of ``len(ats)`` copies of a widened body: ``ats[k]``, where copy k loads
-    and stores (``step + k * width``; the step moved back to end at ``%end`` when there are no
-    ``masks``), else with ``masks[k]`` the lanes of copy k before ``%end``."""
+    and stores (``step + k * width``, the step moved back to end at ``%end`` when ``mask`` is None),
+    else (one copy) the ``mask`` of its lanes before ``%end``."""
     first, copies = ats[0], len(ats)
-    at_copies = [f"  {at} = add nsw i64 {first}, {copy * width}" for copy, at in enumerate(ats) if copy]
-    if masks[0] is None:
+    if mask is None:
         return [
             f"  ; {copies} x {width} elements a step (widen.py), the last step moved back to end at %end",
             f"  {first}.last = sub nsw i64 %end, {copies * width}",
             f"  {first}.past = icmp sgt i64 {step}, {first}.last",
             f"  {first} = select i1 {first}.past, i64 {first}.last, i64 {step}",
-            *at_copies,
+            *(f"  {at} = add nsw i64 {first}, {copy * width}" for copy, at in enumerate(ats) if copy),
         ]
     lanes = f"<{width} x i64>"
     splat = f"{lanes} poison, <{width} x i32> zeroinitializer"
-    out = [f"  ; {copies} x {width} elements a step (widen.py), those from %end on masked off"]
-    out += [f"  {first} = add nsw i64 {step}, 0", *at_copies, f"  {first}.end = insertelement {lanes} poison, i64 %end, i64 0"]
-    out.append(f"  {first}.ends = shufflevector {lanes} {first}.end, {splat}")
-    for at, mask in zip(ats, masks):
-        out += [
-            f"  {at}.lane = insertelement {lanes} poison, i64 {at}, i64 0",
-            f"  {at}.all = shufflevector {lanes} {at}.lane, {splat}",
-            f"  {at}.each = add {lanes} {at}.all, <{', '.join(f'i64 {lane}' for lane in range(width))}>",
-            f"  {mask} = icmp slt {lanes} {at}.each, {first}.ends",
-        ]
-    return out
+    return [
+        f"  ; {width} elements a step (widen.py), those from %end on masked off",
+        f"  {first} = add nsw i64 {step}, 0",
+        f"  {first}.lane = insertelement {lanes} poison, i64 {first}, i64 0",
+        f"  {first}.all = shufflevector {lanes} {first}.lane, {splat}",
+        f"  {first}.each = add {lanes} {first}.all, <{', '.join(f'i64 {lane}' for lane in range(width))}>",
+        f"  {first}.end = insertelement {lanes} poison, i64 %end, i64 0",
+        f"  {first}.ends = shufflevector {lanes} {first}.end, {splat}",
+        f"  {mask} = icmp slt {lanes} {first}.each, {first}.ends",
+    ]
 
 
 def writes_apart_from_reads(reads: Iterable[View], writes: Iterable[View]) -> bool:
