@@ -93,7 +93,14 @@ def widened(
 
 class _Widening:
     def __init__(
-        self, lines: list[str], index: str, vector_index: str, width: int, scalar_type: str, mask: str | None, suffix: str
+        self,
+        lines: list[str],
+        index: str,
+        vector_index: str,
+        width: int,
+        scalar_type: str,
+        mask: str | None,
+        suffix: str,
     ):
         self.lines = lines
         self.suffix = suffix
