@@ -232,7 +232,7 @@ def test_copies_of_a_latency_bound_body_compute_every_element_as_one_copy_does(d
 @needs_vector_math
 @pytest.mark.parametrize("last_block", [33, 5])
 def test_chain_blocks_shorter_than_a_step_run_fewer_copies(last_block, monkeypatch):
-    # 64-point blocks, the last of 33 points (fewer copies than COPIES on wide vectors) or 5 (one copy)
+    # 64-point blocks, the last of 33 points (copies) or of 5, fewer than two vectors (one copy)
     monkeypatch.setattr(chains, "SCRATCH_BUDGET", 1)
     x = np.linspace(0.1, 1.0, 64 * 64 + last_block)
     expected, got, copied = one_copy_and_copies(lambda: cr.grad(nested(300), backend="llvm"), x, monkeypatch)
