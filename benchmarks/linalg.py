@@ -5,6 +5,7 @@
     python3 benchmarks/linalg.py --pools                           # the two-OpenBLAS-pools measurement
     python3 benchmarks/linalg.py --gaps [--baseline ...]           # issue 16's native-LLVM gaps instead
     python3 benchmarks/linalg.py --einsum [--baseline ...]         # einsum contractions and gradients
+    python3 benchmarks/linalg.py --einsum --isolate [--cases bij,bjk->bik]  # each cell in fresh processes
 
 The ``--gaps`` table (n = 10, 100, 500, and 10,000 and 200,000 for sort; no JAX column) times the ops that ran NumPy callbacks or
 computed more than NumPy on the LLVM backend: eigvalsh sum(w·eigvalsh(A)) and svdvals
@@ -17,6 +18,10 @@ qr sum(W∘R), against SciPy's solve_triangular and NumPy's qr (gradients writte
 The ``--einsum`` table (n = 16, 128; batch 8) times sum(W∘einsum(...)) of one argument, forward and
 gradient, for 'ij,jk->ik', 'bij,bjk->bik', 'ii->', 'i,j->ij' and 'ij,jk,kl->il', against
 ``np.einsum(..., optimize=True)`` (the gradient: the einsum of the cotangent, or np.eye for the trace).
+With ``--isolate`` every cell of every column is timed in a process of its own, the columns taking
+turns (their order rotates per repeat, ``ISOLATED_REPEATS``): in one process, which side got fresh
+pages from glibc for a megabyte temporary (~480 page faults a call) depended on what ran before it,
+and moved the bij,bjk->bik n=128 ratio between 0.9 and 1.9.
 
 Functions (float64, A symmetric positive definite n×n, B n×8, fixed weights W):
 cholesky sum(W∘chol(A)); solve sum(W∘solve(A, B)); slogdet log|det A|; eigh sum(w·eigvalsh(A));
@@ -292,6 +297,49 @@ def einsum_times(backends: tuple[str, ...] = ("numpy", "llvm")) -> dict[str, dic
     return columns
 
 
+ISOLATED_REPEATS = 3
+
+
+def einsum_cell(side: str, key: str) -> float:
+    """µs per call of one cell ("bij,bjk->bik 128 fwd") of one side: "numpy", "llvm" or "hand"."""
+    name, n, mode = key.split()
+    argument, loss, gradient = einsum_cases(int(n))[name]
+    calls = 200 if int(n) <= 16 else 30
+    if side == "hand":
+        call = loss if mode == "fwd" else gradient
+        return timed(lambda: call, argument, calls)
+    transform = cr.jit if mode == "fwd" else cr.grad
+    return timed(lambda: transform(loss, backend=side), argument, calls)
+
+
+def isolated_einsum_times(baseline: str | None, baseline_backend: str, cases: list[str] | None) -> dict:
+    """The --einsum columns, each cell timed in fresh processes, the sides interleaved."""
+    sides = {"numpy backend": ("numpy", None)}
+    if baseline:
+        sides[f"{baseline_backend} before"] = (baseline_backend, baseline)
+    sides |= {"llvm": ("llvm", None), "by hand": ("hand", None)}
+    keys = [
+        f"{name} {n} {mode}"
+        for n in EINSUM_SIZES
+        for name in einsum_cases(n)
+        if cases is None or name in cases
+        for mode in ("fwd", "grad")
+    ]
+    samples: dict[str, dict[str, list[float]]] = {column: {key: [] for key in keys} for column in sides}
+    for key in keys:
+        for repeat in range(ISOLATED_REPEATS):
+            columns = list(sides)
+            columns = columns[repeat % len(columns) :] + columns[: repeat % len(columns)]
+            for column in columns:
+                side, checkout = sides[column]
+                path = checkout or str(Path(__file__).resolve().parents[1])
+                environment = {**os.environ, "PYTHONPATH": path}
+                command = [sys.executable, __file__, "--einsum", "--cell", side, key]
+                output = subprocess.run(command, env=environment, capture_output=True, text=True, check=True)
+                samples[column][key].append(float(output.stdout.strip().splitlines()[-1]))
+    return {column: {key: median(times) for key, times in cells.items()} for column, cells in samples.items()}
+
+
 def check_einsum_values() -> None:
     for name, (argument, loss, gradient) in einsum_cases(6).items():
         for backend in ("numpy", "llvm"):
@@ -300,10 +348,15 @@ def check_einsum_values() -> None:
             np.testing.assert_allclose(cr.grad(loss, backend=backend)(argument), gradient(argument), err_msg=name)
 
 
-def einsum_report(baseline: str | None, backend: str = "llvm") -> None:
+def einsum_report(
+    baseline: str | None, backend: str = "llvm", isolate: bool = False, cases: list[str] | None = None
+) -> None:
     check_einsum_values()
-    columns = einsum_times()
-    if baseline:
+    if isolate:
+        columns = isolated_einsum_times(baseline, backend, cases)
+    else:
+        columns = einsum_times()
+    if baseline and not isolate:
         before = {f"{backend} before": baseline_times(baseline, "--einsum", backend)}
         columns = {"numpy backend": columns["numpy backend"]} | before | {n: columns[n] for n in ("llvm", "by hand")}
     names = list(columns)
@@ -314,7 +367,10 @@ def einsum_report(baseline: str | None, backend: str = "llvm") -> None:
         name, n, mode = key.split()
         row = f"{name:<14}{n:>5} {mode:<5}" + "".join(f"{columns[c][key]:14.1f}" for c in names)
         lines.append(row + "".join(f"{columns[c][key] / hand:19.2f}" for c in names if c != "by hand"))
-    print(f"µs of CPU per call, median of {BLOCKS} blocks; batch {EINSUM_BATCH}; by hand np.einsum(optimize=True)")
+    each = f"each cell in a fresh process, median of {ISOLATED_REPEATS} (interleaved); " if isolate else ""
+    print(
+        f"µs of CPU per call, {each}median of {BLOCKS} blocks; batch {EINSUM_BATCH}; by hand np.einsum(optimize=True)"
+    )
     print("\n".join(lines))
 
 
@@ -495,7 +551,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pools", action="store_true", help="time NumPy's and SciPy's OpenBLAS pools together")
     parser.add_argument("--gaps", action="store_true", help="time issue 16's native-LLVM gaps instead")
     parser.add_argument("--einsum", action="store_true", help="time einsum contractions and their gradients")
+    parser.add_argument("--isolate", action="store_true", help="--einsum: each cell in fresh processes, interleaved")
+    parser.add_argument("--cases", help="--einsum: only these subscripts (separated by spaces)")
+    parser.add_argument("--cell", nargs=2, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
+    if options.cell:
+        print(einsum_cell(*options.cell))
+        return
     if options.worker:
         if options.einsum:
             columns = einsum_times((options.worker,))
@@ -508,7 +570,8 @@ def main(argv: list[str] | None = None) -> None:
         gaps(options.baseline, options.baseline_backend)
         return
     if options.einsum:
-        einsum_report(options.baseline, options.baseline_backend)
+        cases = options.cases.split() if options.cases else None
+        einsum_report(options.baseline, options.baseline_backend, options.isolate, cases)
         return
     if options.pools:
         pools()
