@@ -1,5 +1,6 @@
 """Finite differences and test losses shared by the gradient tests, independent of chainrule."""
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -31,8 +32,16 @@ def relative_error(analytic, numeric) -> float:
 
 
 def weights(shape, dtype=np.float64) -> np.ndarray:
-    """Fixed, non-uniform weights, so a transposed or mis-summed cotangent cannot pass."""
-    return np.random.default_rng(7).uniform(0.5, 1.5, size=shape).astype(dtype)
+    """Fixed, non-uniform weights, so a transposed or mis-summed cotangent cannot pass (read-only:
+    one array per shape and dtype, as finite differences ask for the same ones thousands of times)."""
+    return _weights(tuple(int(n) for n in shape), np.dtype(dtype).name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _weights(shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    array = np.random.default_rng(7).uniform(0.5, 1.5, size=shape).astype(dtype)
+    array.setflags(write=False)
+    return array
 
 
 def weighted_sum(y):

@@ -30,6 +30,13 @@ from pendulum_rk4 import rk4_step
 FLATNESS = 2.0  # per-node work at the larger size may be at most this times that at the smaller
 
 
+@pytest.fixture(autouse=True)
+def passes_unverified(monkeypatch):
+    """These tests count work; CHAINRULE_VERIFY (conftest) would check every pass's graph again,
+    doubling their time (test_deep_graphs verifies the passes on a 100,000-node chain)."""
+    monkeypatch.setenv("CHAINRULE_VERIFY", "0")
+
+
 class CallCounter:
     """``with counter(name): ...`` adds the function calls made inside to ``counter.calls[name]``;
     the counter is also a pipeline ``around_pass`` hook."""

@@ -10,7 +10,7 @@ and of the unrolled RK4 gradient, from 10 to 100 steps.
 
 import numpy as np
 import pytest
-from test_linear_passes import FLATNESS, CallCounter, unrolled_rk4
+from test_linear_passes import FLATNESS, CallCounter, passes_unverified, unrolled_rk4  # noqa: F401 (a fixture)
 
 from chainrule.backends.llvm import engine
 from chainrule.backends.llvm.lower import lower

@@ -104,11 +104,18 @@ def fuse(graph: Graph) -> Graph:
             mapping[node_id] = result.append_copy(node, tuple([mapping[a] for a in node.args]), origin)
             continue
         body, inputs = _body(graph, nodes)
-        # a region holding a checkpoint's recomputation stays a copy, never merged with its forward twin
-        add = result.add_recomputed if any(graph[n].recomputed for n in nodes) else result.add
-        mapping[node_id] = add(
-            "fused", tuple(mapping[i] for i in inputs), {"body": body}, loc=node.loc, name=node.name, origin=origin
-        )
+        operands = tuple(mapping[i] for i in inputs)
+        attrs = {"body": body}
+        # a region holding a checkpoint's recomputation stays a copy, never merged with its forward
+        # twin; any other is added with the type its root has (verify infers it from the steps again)
+        if any(graph[n].recomputed for n in nodes):
+            mapping[node_id] = result.add_recomputed(
+                "fused", operands, attrs, loc=node.loc, name=node.name, origin=origin
+            )
+        else:
+            mapping[node_id] = result.add(
+                "fused", operands, attrs, loc=node.loc, name=node.name, origin=origin, known_type=node.type
+            )
     result.set_outputs([mapping[o] for o in graph.outputs], graph.output_names)
     return result
 

@@ -73,8 +73,8 @@ class FusedBody:
 def _infer_fused(types: list[TensorType], attrs: Attrs) -> TensorType:
     steps = attrs["body"].steps
     for index, (op, operands, step_attrs, declared) in enumerate(steps):
-        operand_types = [steps[k][3] if k >= 0 else types[-k - 1] for k in operands]
-        inferred = OPS[op].infer(operand_types, dict(step_attrs))
+        operand_types = tuple([steps[k][3] if k >= 0 else types[-k - 1] for k in operands])
+        inferred = OPS[op].result_type(operand_types, step_attrs)  # remembered: steps repeat few rules
         if inferred != declared:
             raise ShapeError(f"fused step {index} ({op}) has type {declared} but its operands give {inferred}")
     return steps[-1][3]
