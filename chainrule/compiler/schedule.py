@@ -9,7 +9,8 @@ keeps whichever order has the lower estimated peak.
 The memory plan simulates running the order on a backend that materializes
 every node's value, frees each value of at least ``EARLY_FREE_MIN_BYTES`` after
 its last use (the generated code ``del``s it; smaller values live to the end of
-the call), runs a fused node's steps in the buffers ``plan_buffers`` assigns,
+the call), runs a fused node's steps in the buffers ``plan_buffers`` assigns (a buffer
+``donated_buffers`` finds is a dying operand's array, written over: no new bytes),
 and counts the buffer NumPy's ufunc iterator allocates to broadcast. View ops
 (reshape, transpose, broadcast_to, basic indexing) share their operand's storage. Inputs belong to the caller and constants to the
 compiled function, so neither counts: the plan measures the temporaries a
@@ -22,7 +23,7 @@ import heapq
 from collections.abc import Sequence
 
 from chainrule.ir import OPS, Graph
-from chainrule.ir.fused import plan_buffers
+from chainrule.ir.fused import donated_buffers, plan_buffers
 from chainrule.ir.node import MemoryPlan
 from chainrule.ir.types import EARLY_FREE_MIN_BYTES
 
@@ -63,19 +64,25 @@ def plan_memory(graph: Graph, order: Sequence[int] | None = None) -> MemoryPlan:
     # The last reader of each value that is del'd (lists indexed by node id: this runs on every
     # graph, and on every placement the checkpoint pass tries). Without a big value, none is.
     dying_at: dict[int, list[int]] = {}
+    counts: list[int] = []  # how often each value is read (donated_buffers asks)
     if any_big and not all(kept[root[node_id]] for node_id in order):
         position = [-1] * len(nodes)
         for index, node_id in enumerate(order):
             position[node_id] = index
         last_use = [-1] * len(nodes)
+        counts = [0] * len(nodes)
+        for out in graph.outputs:
+            counts[out] += 1
         for node_id in order:
             for a in nodes[node_id].args:
+                counts[a] += 1
                 r = root[a]
                 if not kept[r] and (last_use[r] < 0 or position[last_use[r]] < position[node_id]):
                     last_use[r] = node_id
         for r, user in enumerate(last_use):
             if user >= 0:
                 dying_at.setdefault(user, []).append(r)
+    outputs = set(graph.outputs)
     live = peak = 0
     peak_at = order[0] if order else -1
     for node_id in order:
@@ -84,19 +91,42 @@ def plan_memory(graph: Graph, order: Sequence[int] | None = None) -> MemoryPlan:
             continue
         value_type = node.type
         allocated = value_type.nbytes
-        # a one-element result broadcasts nothing: no buffer (and scalar graphs skip the search)
-        scratch = broadcast_buffer_bytes(graph, node) if value_type.size > 1 else 0
+        kept_donor = -1  # the operand whose array becomes this node's value
         if node.op == "fused":
-            plan = plan_buffers(node.params["body"])
-            scratch += max(plan.peak_bytes - allocated, 0)  # steps' buffers besides the result
+            allocated, scratch, kept_donor = _fused_bytes(graph, node, counts, outputs)
+        else:  # a one-element result broadcasts nothing: no buffer (and scalar graphs skip the search)
+            scratch = broadcast_buffer_bytes(graph, node) if value_type.size > 1 else 0
         if live + allocated + scratch > peak:
             peak, peak_at = live + allocated + scratch, node_id
         live += allocated
         if dying_at and node_id in dying_at:
             for r in dying_at[node_id]:
-                if nodes[r].op not in _NOT_ALLOCATED:
+                if nodes[r].op not in _NOT_ALLOCATED and r != kept_donor:
                     live -= nodes[r].type.nbytes
     return MemoryPlan(peak, peak_at)
+
+
+def _fused_bytes(graph: Graph, node, counts: list[int], outputs: set[int]) -> tuple[int, int, int]:
+    """A fused node's result bytes, the bytes its steps hold besides (buffers, broadcasting), and the
+    operand whose array its result is (-1: none): donated buffers are operands' arrays, held already."""
+    plan = plan_buffers(node.params["body"])
+    donated = donated_buffers(graph, node, counts, outputs) if counts else {}
+    allocated, kept_donor = node.type.nbytes, -1
+    if plan.buffer[-1] in donated:
+        allocated, kept_donor = 0, node.args[donated[plan.buffer[-1]]]
+    step_scratch = _step_broadcast_bytes(graph, node) if node.type.size > 1 else [0] * len(plan.buffer)
+    return allocated, max(plan.peak_bytes_besides(donated, step_scratch) - allocated, 0), kept_donor
+
+
+def _step_broadcast_bytes(graph: Graph, node) -> list[int]:
+    """The buffer NumPy's ufunc iterator allocates while each step of fused ``node`` runs."""
+    body = node.params["body"]
+    sizes = []
+    for op, operands, _, out in body.steps:
+        types = [graph.type(node.args[-k - 1]) if k < 0 else body.steps[k][3] for k in operands]
+        broadcasts = OPS[op].is_elementwise and any(t.size > 1 and t.shape != out.shape for t in types)
+        sizes.append(min(out.size, _UFUNC_BUFFER_ELEMENTS) * out.nbytes // max(out.size, 1) if broadcasts else 0)
+    return sizes
 
 
 # NumPy's ufunc iterator buffers an operand it broadcasts (b in ``a + b`` with a of shape [256, 32]

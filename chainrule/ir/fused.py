@@ -13,11 +13,17 @@ Fused nodes come after differentiation, so the op has no derivative rule.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chainrule.errors import Loc, ShapeError
 from chainrule.ir.ops import OPS, Attrs, Op, register
-from chainrule.ir.types import TensorType
+from chainrule.ir.types import EARLY_FREE_MIN_BYTES, TensorType
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
+
+    from chainrule.ir.graph import Graph
+    from chainrule.ir.node import Node
 
 # One step of a body: (op, operands, frozen attrs, type); see the module doc for the operands.
 Step = tuple[str, tuple[int, ...], tuple[tuple[str, Any], ...], TensorType]
@@ -126,6 +132,11 @@ def _fused_flops(types: list[TensorType], out: TensorType, attrs: Attrs) -> int:
 register(Op("fused", "fused", None, _infer_fused, _render_fused, vjp=None, flops=_fused_flops))
 
 
+# A fused node this big (elements) or bigger runs step by step in buffers (``plan_buffers``) on the
+# NumPy backend: allocating a fresh array per step costs page faults from about 20,000 float64s on
+# (6-10x slower). Smaller ones are written as nested expressions, which read better and run as fast.
+STEPWISE_MIN_SIZE = 1024
+
 # Steps that can write their result over a buffer they read (NumPy: a ufunc with out=; in a
 # loop: a register). where() and cast allocate a new result.
 _ALLOCATING = {"where", "cast"}
@@ -136,15 +147,31 @@ class BufferPlan:
     """Where each step of a fused body lives when the steps run one after another.
 
     ``buffer[i]`` is the buffer holding step i (-1 for a final reduction, which
-    produces the node's own result), ``types[b]`` each buffer's type and
-    ``writes_over[i]`` whether step i reuses an existing buffer (``out=``).
-    ``peak_bytes`` is the most the buffers hold at once.
+    produces the node's own result), ``types[b]`` each buffer's type,
+    ``writes_over[i]`` whether step i reuses an existing buffer (``out=``) and
+    ``held[i]`` the buffers holding a live value while step i runs (its own
+    included). ``peak_bytes`` is the most the buffers (and a final reduction's
+    result, ``reduction_bytes``) hold at once.
     """
 
     buffer: tuple[int, ...]
     types: tuple[TensorType, ...]
     writes_over: tuple[bool, ...]
+    held: tuple[frozenset[int], ...]
+    reduction_bytes: int
     peak_bytes: int
+
+    def peak_bytes_besides(self, donated: Collection[int], step_scratch: Sequence[int]) -> int:
+        """The most bytes held at once by the buffers but ``donated`` (operands' arrays written over,
+        which the caller holds already: see ``donated_buffers``), a final reduction's result, and
+        ``step_scratch[i]`` while step i runs (the buffer NumPy allocates to broadcast)."""
+        sizes = [
+            sum(self.types[b].nbytes for b in held if b not in donated) + scratch
+            for held, scratch in zip(self.held, step_scratch)
+        ]
+        if self.reduction_bytes:
+            sizes[-1] += self.reduction_bytes
+        return max(sizes, default=0)
 
 
 def plan_buffers(body: FusedBody) -> BufferPlan:
@@ -165,14 +192,18 @@ def _plan_buffers(steps: tuple[Step, ...]) -> BufferPlan:
     buffer: list[int] = []
     writes_over: list[bool] = []
     types: list[TensorType] = []
+    held: list[frozenset[int]] = []
     free: dict[TensorType, list[int]] = {}  # buffers holding nothing live, by type
-    live_bytes = peak = 0
+    live: set[int] = set()
+    live_bytes = peak = reduction_bytes = 0
     for index, (op, operands, _, step_type) in enumerate(steps):
         dying = sorted({buffer[k] for k in operands if k >= 0 and last_use[k] == index})
         if index == len(steps) - 1 and OPS[op].kind == "reduction":
             buffer.append(-1)
             writes_over.append(False)
-            peak = max(peak, live_bytes + step_type.nbytes)
+            held.append(frozenset(live))
+            reduction_bytes = step_type.nbytes
+            peak = max(peak, live_bytes + reduction_bytes)
             continue
         chosen = -1
         if op not in _ALLOCATING:
@@ -187,9 +218,66 @@ def _plan_buffers(steps: tuple[Step, ...]) -> BufferPlan:
             types.append(step_type)
             live_bytes += step_type.nbytes
         buffer.append(chosen)
+        live.add(chosen)
+        held.append(frozenset(live))
         peak = max(peak, live_bytes)
         for b in dying:
             if b != chosen:
                 free.setdefault(types[b], []).append(b)
+                live.discard(b)
                 live_bytes -= types[b].nbytes
-    return BufferPlan(tuple(buffer), tuple(types), tuple(writes_over), peak)
+    return BufferPlan(tuple(buffer), tuple(types), tuple(writes_over), tuple(held), reduction_bytes, peak)
+
+
+# Ops whose result is an array of its own, never a view of an operand (an elementwise op that can
+# write over a buffer, a matrix product, a fused node): only such a value may be written over.
+def _makes_fresh_array(op: str) -> bool:
+    spec = OPS[op]
+    return op in ("matmul", "fused") or (spec.is_elementwise and spec.in_place is not None and not spec.view)
+
+
+def donated_buffers(graph: Graph, node: Node, counts: Sequence[int], outputs: Collection[int]) -> dict[int, int]:
+    """The buffers of fused ``node``'s plan that are an operand's array, written over, instead of a
+    new array: buffer -> the operand's position. The one donation rule: the memory plan (compiler/
+    schedule.py) counts these buffers as the operand's bytes, the NumPy backend writes into them.
+
+    An operand is donated when it is an array of the function's own (a matrix product's, a fused
+    node's or an elementwise op's result: never an input, a constant or a view), read once in the
+    whole function (``counts``: by this node, in one step), not an output, big enough that the code
+    frees it after its last read (``EARLY_FREE_MIN_BYTES``), and of the type of the step reading it,
+    a step that runs in place (``out=``) into a buffer it writes first. A fresh megabyte costs its
+    page faults on every call once glibc has given the memory back (``sum(W * (x @ B))``, issue 16).
+    """
+    steps = node.params["body"].steps
+    if steps[0][3].size < STEPWISE_MIN_SIZE:
+        return {}  # written as nested expressions, no buffers
+    reads: dict[int, int] = {}  # operand position -> how many step operands are it
+    for _, step_operands, _, _ in steps:
+        for k in step_operands:
+            if k < 0:
+                reads[-k - 1] = reads.get(-k - 1, 0) + 1
+    donors = set()
+    for position, a in enumerate(node.args):
+        value = graph[a]
+        if (
+            counts[a] == 1
+            and reads.get(position) == 1
+            and a not in outputs
+            and value.type.nbytes >= EARLY_FREE_MIN_BYTES
+            and _makes_fresh_array(value.op)
+        ):
+            donors.add(position)
+    if not donors:
+        return {}
+    plan = plan_buffers(node.params["body"])
+    donated: dict[int, int] = {}
+    for index, (op, step_operands, _, step_type) in enumerate(steps):
+        b = plan.buffer[index]
+        if b < 0 or plan.writes_over[index] or op in _ALLOCATING or OPS[op].in_place is None:
+            continue  # a reduction, a buffer written before, or a step with no out= form
+        for k in step_operands:
+            if k < 0 and -k - 1 in donors and graph.type(node.args[-k - 1]) == step_type:
+                donated[b] = -k - 1
+                donors.discard(-k - 1)
+                break
+    return donated

@@ -13,26 +13,23 @@ from chainrule.backends.numpy.text import (
     where_else_zero_text,
 )
 from chainrule.ir import OPS, Graph, Node, TensorType
-from chainrule.ir.fused import plan_buffers
-
-# Fused regions this big (elements) run step by step in place (out=): allocating a fresh array per
-# step costs page faults from about 20,000 float64s on (6-10x slower here). Smaller ones are
-# written as nested expressions, which read better and run as fast.
-OUT_MIN_SIZE = 1024
-
+from chainrule.ir.fused import STEPWISE_MIN_SIZE, plan_buffers
 
 # How deep a fused body's expression may nest before a step gets a line of its own (CPython's
 # parser refuses 200 nested parentheses; a reader gives up much sooner).
 MAX_EXPRESSION_DEPTH = 12
 
 
-def fused_lines(graph: Graph, node: Node, operands: list[str], value_name: str, names: Names) -> list[tuple[str, str]]:
+def fused_lines(
+    graph: Graph, node: Node, operands: list[str], value_name: str, names: Names, donated: dict[int, int]
+) -> list[tuple[str, str]]:
     """A fused node as one statement per step and its comment, each step writing into a buffer that
     ``plan_buffers`` picked (``out=``), so the region allocates its result and few temporaries, not
-    one per step."""
+    one per step. ``donated``: the buffers that are an operand's array, written over (buffer -> the
+    operand's position: ``ir.fused.donated_buffers``, which the memory plan counts the same way)."""
     body = node.params["body"]
     steps = body.steps
-    if steps[0][3].size < OUT_MIN_SIZE:
+    if steps[0][3].size < STEPWISE_MIN_SIZE:  # nested expressions (see ir/fused.py)
         return _fused_expression_lines(graph, node, operands, value_name, names)
     plan = plan_buffers(body)
     result_buffer = plan.buffer[-1]
@@ -41,6 +38,11 @@ def fused_lines(graph: Graph, node: Node, operands: list[str], value_name: str, 
     ]
     lines: list[tuple[str, str]] = []
     in_place_forms = _in_place_forms(len(OPS))
+    for b, position in donated.items():
+        if b == result_buffer:  # the result is the operand's array, written over
+            lines.append((f"{value_name} = {operands[position]}", ""))
+        else:
+            buffer_names[b] = operands[position]
     for index, (op, step_operands, attrs, step_type) in enumerate(steps):
         texts = [buffer_names[plan.buffer[k]] if k >= 0 else operands[-k - 1] for k in step_operands]
         attrs = dict(attrs)
@@ -49,7 +51,7 @@ def fused_lines(graph: Graph, node: Node, operands: list[str], value_name: str, 
             lines.append((f"{value_name} = {OPS[op].render(texts, attrs)}", step_comment))
             continue
         target = buffer_names[plan.buffer[index]]
-        in_place = in_place_forms.get(op) if plan.writes_over[index] else None
+        in_place = in_place_forms.get(op) if plan.writes_over[index] or plan.buffer[index] in donated else None
         if in_place is not None:
             if "{" not in in_place:  # a call's head
                 lines.append((f"{in_place}{', '.join(texts)}, out={target})", step_comment))
@@ -58,7 +60,7 @@ def fused_lines(graph: Graph, node: Node, operands: list[str], value_name: str, 
         else:
             special = _where_else_zero_form(graph, node, op, step_operands, step_type, texts)
             lines.append((f"{target} = {special or OPS[op].render(texts, attrs)}", step_comment))
-    temporaries = [name for name in buffer_names if name != value_name]
+    temporaries = [name for b, name in enumerate(buffer_names) if name != value_name and b not in donated]
     if temporaries:
         lines.append((f"del {', '.join(temporaries)}", ""))
     return lines

@@ -21,6 +21,7 @@ from chainrule.backends.numpy.text import (
     with_early_dels,
 )
 from chainrule.ir import OPS, Graph, Node
+from chainrule.ir.fused import donated_buffers
 from chainrule.ir.types import EARLY_FREE_MIN_BYTES
 
 # How much of an expression a value read once may be inlined into before it gets its own line.
@@ -56,6 +57,7 @@ class _SourceWriter:
         self.freeable: dict[int, frozenset] = {}  # node -> the local arrays its text refers to (a .T: its operand's)
         self.statements: list[tuple[str, frozenset]] = []  # each line and the local arrays it reads
         self.use_counts = use_counts(graph, returned_values)
+        self.graph_reads: list[int] | None = None  # use_counts of all the graph's outputs, when asked
         self.outputs = set(returned_values)
         # Each line's comment, remembered per origin (a derivative's names its forward node alone), else
         # per loc; and the texts of derivatives per what they name (see text.line_comment).
@@ -155,7 +157,13 @@ class _SourceWriter:
             self.freeable[node_id] = frozenset((value_name,))
         statements = self.statements
         if op == "fused":
-            for line, step_comment in fused_lines(self.graph, node, operands, value_name, self.names):
+            # reads counted as the memory plan counts them, for all the graph's outputs: a value grad's
+            # kernel reads once, its other reader computing only the value it returns as None, is not
+            # written over (the plan, which knows only the graph, would count its array twice)
+            if self.graph_reads is None:
+                self.graph_reads = use_counts(self.graph)
+            donated = donated_buffers(self.graph, node, self.graph_reads, set(self.graph.outputs))
+            for line, step_comment in fused_lines(self.graph, node, operands, value_name, self.names, donated):
                 statements.append((with_comment(line, step_comment), _NOTHING))
             statements[-1] = (statements[-1][0], reads)
             return
