@@ -104,6 +104,21 @@ def test_relu_tangent_at_zero_is_zero():
     np.testing.assert_array_equal(tangent, [0.0, 0.0, 1.0])
 
 
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda w: np.concatenate([w, np.arange(2)]) ** 2,
+        lambda w: np.stack([w[0], np.asarray(2), np.asarray(True)]),
+    ],
+    ids=["concatenate", "stack"],
+)
+def test_an_integer_operand_of_a_linear_op_has_a_zero_tangent(fn):
+    # it is data, not an index: its tangent once was the integers themselves
+    x, t = np.array([0.7, -0.2]), np.array([-1.0, 1.0])
+    _, tangent = cr.jvp(fn, (x,), (t,))
+    np.testing.assert_allclose(tangent, cr.jacobian(fn, mode="rev")(x) @ t, rtol=1e-15)
+
+
 # ---- the API -----------------------------------------------------------------------------------
 
 

@@ -101,6 +101,10 @@ case("np.linalg.qr-r", "qr", lambda x: weighted_sum(np.linalg.qr(x, mode="r")), 
 case("np.linalg.pinv", "svd", lambda x: weighted_sum(np.linalg.pinv(x)), [(5, 3), (3, 5), (2, 5, 3)])
 case("np.linalg.lstsq", "svd", lambda x: weighted_sum(np.linalg.lstsq(x, np.cos(x[:, 0]))[0]), [(5, 3)])
 case("np.linalg.lstsq-residuals", "svd", lambda x: weighted_sum(np.linalg.lstsq(x, np.cos(x[:, :2]))[1]), [(5, 3)])
+# a constant matrix: the composite's factorization of it runs while tracing, on NumPy's array
+_DESIGN = np.random.default_rng(3).normal(size=(5, 3))
+case("np.linalg.lstsq-constant-a", "matmul", lambda x: weighted_sum(np.linalg.lstsq(_DESIGN, x[:, :2])[0]), [(5, 3)])
+case("np.linalg.pinv-constant", "matmul", lambda x: weighted_sum(np.linalg.pinv(_DESIGN) @ np.sin(x)), [(5, 3)])
 case("np.linalg.matrix_power-3", "matmul", lambda x: weighted_sum(np.linalg.matrix_power(x, 3)))
 case("np.linalg.matrix_power--2", "solve", lambda x: weighted_sum(np.linalg.matrix_power(well_conditioned(x), -2)))
 for _ord in [None, 1, 2, np.inf, -np.inf, 3, 1.5]:

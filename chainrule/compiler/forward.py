@@ -102,7 +102,7 @@ def _tangent(
     if op.jvp is None and op.is_elementwise:
         tangent = _elementwise_tangent(op, operands, output, attrs, tangents)
     elif op.jvp == LINEAR:
-        tangent = apply(op_name, *_tangents_or_zeros(graph, operands, tangents), **attrs)
+        tangent = apply(op_name, *_tangents_or_zeros(graph, op, operands, tangents), **attrs)
     elif op.jvp == MULTILINEAR:
         tangent = None
         for position, operand_tangent in enumerate(tangents):
@@ -158,14 +158,15 @@ def _zero_where(tangent: Value, mask) -> Value:
     return F.where(Value(graph, graph.const(mask)), zero, tangent)
 
 
-def _tangents_or_zeros(graph: Graph, operands: list[Value], tangents: list[Value | None]) -> list[Value]:
-    """A linear op's operands for its JVP: tangents, a zero for a float operand without one, and
-    non-float operands (index arrays) as they are."""
+def _tangents_or_zeros(graph: Graph, op, operands: list[Value], tangents: list[Value | None]) -> list[Value]:
+    """A linear op's operands for its JVP: tangents, a zero for a float operand without one or an
+    integer one the op reads as data (the 2 in ``concatenate([x, [2]])``: its reverse rule has a
+    cotangent for it), and integer operands read as indices as they are."""
     replaced = []
-    for operand, tangent in zip(operands, tangents):
+    for position, (operand, tangent) in enumerate(zip(operands, tangents)):
         if tangent is not None:
             replaced.append(tangent)
-        elif operand.type.is_float:
+        elif operand.type.is_float or op.vjp_rule(position) is not None:
             replaced.append(Value(graph, graph.zeros(operand.type)))
         else:
             replaced.append(operand)

@@ -13,6 +13,14 @@ gradient cannot flow through them anyway. Calls from libraries (NumPy, SciPy, ch
 anything installed in site-packages or the standard library) get NumPy's own arrays, as do other
 threads and calls outside a trace. A function bound before tracing (``from numpy import zeros``) is
 not replaced: writing a traced value into its array raises a TraceError saying what to do.
+
+``np.array``, ``np.asarray``, ``np.asanyarray`` and ``np.ascontiguousarray`` are replaced the same
+way, for arguments that hold traced values: NumPy would convert them with ``__array__``, which a
+traced value cannot answer. Called from the user's code, a traced array is returned as is
+(``np.array`` copies it: a write into either leaves the other as it was), and nested lists and
+tuples of traced values, numbers and arrays (``np.array([v, -np.sin(x)])``) are stacked level by
+level, their other items as NumPy's arrays, so the dtype is NumPy's. Called from a library, NumPy's
+own conversion runs (and raises the TraceError of ``conversion_advice``).
 """
 
 from __future__ import annotations
@@ -23,11 +31,15 @@ import functools
 import os
 import sys
 import threading
+import typing
 from collections.abc import Callable, Iterator
-from types import CodeType
+from types import CodeType, FrameType
+from typing import Any
 
 import numpy as np
 
+from chainrule.errors import UnsupportedError
+from chainrule.frontends.dispatch import here
 from chainrule.frontends.source import INSTALLED_DIRS, location_of, user_frame
 from chainrule.frontends.tracer import TraceContext, Tracer, operation
 from chainrule.ir.builder import Value
@@ -76,16 +88,18 @@ def _tracing_for_caller(name: str, dtype) -> TraceContext | None:
     contexts = getattr(_OPEN, "contexts", None)
     if not contexts or np.dtype(float if dtype is None else dtype).kind != "f":
         return None
-    frame = sys._getframe(2)
+    return contexts[-1] if _user_calls(name, sys._getframe(2)) else None
+
+
+def _user_calls(name: str, frame: FrameType) -> bool:
+    """Whether ``frame`` is the user's code, calling ``<name>`` itself at the line it is at."""
     code = frame.f_code
     library = _IS_LIBRARY.get(code)
     if library is None:
         filename = os.path.abspath(code.co_filename)
         library = filename.startswith(_LIBRARY_DIRS) and not filename.startswith(_CLIENT_DIR)
         _IS_LIBRARY[code] = library
-    if library or _callees(code).get(frame.f_lasti) != name:
-        return None
-    return contexts[-1]
+    return not library and _callees(code).get(frame.f_lasti) == name
 
 
 _LOADS = {"LOAD_ATTR", "LOAD_METHOD", "LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_FAST"}
@@ -127,7 +141,7 @@ def constant_array(context: TraceContext, shape, dtype, fill) -> Tracer:
     if isinstance(fill, Tracer):
         if fill.ndim and np.broadcast_shapes(fill.shape, shape) != shape:
             raise ValueError(f"could not broadcast fill value of shape {fill.shape} to {shape}")
-        value = fill if fill.dtype == dtype else operation("cast", fill, dtype=dtype.name)
+        value = fill if fill.dtype == dtype else typing.cast(Tracer, operation("cast", fill, dtype=dtype.name))
         node = (
             value._value.id
             if value.shape == shape
@@ -192,7 +206,68 @@ def _full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, **k
     return constant_array(context, np.shape(a) if shape is None else shape, like_dtype, fill_value)
 
 
+def _holds_traced(value) -> bool:
+    if isinstance(value, Tracer):
+        return True
+    return type(value) in (list, tuple) and any(_holds_traced(item) for item in value)
+
+
+def _as_traced(name: str, value, dtype, ndmin: int = 0) -> Tracer | None:
+    """``value`` holding traced values, as the traced array ``np.<name>`` called from the user's code
+    makes of it (None: a call from a library, which gets NumPy's own conversion). Nested sequences
+    are stacked level by level; their other items are NumPy's arrays (``1.5`` is a float64), so the
+    result's dtype is the one NumPy would give."""
+    if not _user_calls(name, sys._getframe(2)):
+        return None
+    if dtype is not None and np.dtype(dtype).kind not in "biuf":
+        raise UnsupportedError(f"np.{name} with dtype={np.dtype(dtype)} of traced values is not supported", here())
+    levels = [value]  # the nested sequences, outermost first: stacked innermost first
+    for level in levels:
+        if type(level) in (list, tuple):
+            levels.extend(item for item in level if type(item) in (list, tuple))
+    stacked: dict[int, Any] = {}
+    for level in reversed(levels):
+        if type(level) in (list, tuple):
+            items = [stacked.get(id(item), item) for item in level]
+            items = [item if isinstance(item, Tracer) else _ORIGINALS["asarray"](item) for item in items]
+            stacked[id(level)] = np.stack(items)
+    result = stacked.get(id(value), value)
+    if dtype is not None and result.dtype != np.dtype(dtype):
+        result = result.astype(dtype)
+    if result.ndim < ndmin:
+        result = np.reshape(result, (1,) * (ndmin - result.ndim) + result.shape)
+    return result
+
+
+def _array(object, dtype=None, *, copy=True, order="K", subok=False, ndmin=0, like=None):
+    """np.array, traced when called from a traced function on traced values: a copy, as NumPy's."""
+    if like is None and _holds_traced(object):
+        result = _as_traced("array", object, dtype, ndmin)
+        if result is not None:
+            return result.copy() if result is object and copy else result
+    return _ORIGINALS["array"](object, dtype, copy=copy, order=order, subok=subok, ndmin=ndmin, like=like)
+
+
+def _converted(name: str, ndmin: int) -> Callable:
+    def convert(a, dtype=None, *args, like=None, **kwargs):
+        if like is None and _holds_traced(a):
+            result = _as_traced(name, a, dtype, ndmin)
+            if result is not None:
+                return result.copy() if result is a and kwargs.get("copy") else result
+        if like is not None:
+            kwargs["like"] = like
+        return _ORIGINALS[name](a, dtype, *args, **kwargs)
+
+    convert.__name__ = convert.__qualname__ = name
+    convert.__doc__ = f"np.{name}, traced when called from a traced function on traced values (creation.py)"
+    return convert
+
+
 _WRAPPERS: dict[str, Callable] = {
+    "array": _array,
+    "asarray": _converted("asarray", 0),
+    "asanyarray": _converted("asanyarray", 0),
+    "ascontiguousarray": _converted("ascontiguousarray", 1),
     "zeros": _filled("zeros", 0),
     "empty": _filled("empty", 0),
     "ones": _filled("ones", 1),

@@ -23,6 +23,7 @@ from chainrule.frontends.conversion_advice import array_conversion_error
 from chainrule.frontends.source import location_of, user_frame
 from chainrule.frontends.weak_types import WeakValues, settle_weak_operands, static_advice
 from chainrule.ir.builder import Value, weak_dtype
+from chainrule.ir.ops import OPS
 from chainrule.ir.types import TensorType
 
 
@@ -95,9 +96,16 @@ class TraceContext:
                     node.name = variable
 
 
-def operation(op_name: str, *operands, **attrs) -> Tracer:
-    """Record ``op_name(*operands; attrs)`` at the user's current source line."""
-    return record(op_name, operands, attrs, user_frame(2))
+def operation(op_name: str, *operands, **attrs) -> Tracer | np.ndarray:
+    """Record ``op_name(*operands; attrs)`` at the user's current source line.
+
+    With no traced operand (a composite's constant half: ``lstsq(A, b)`` with a constant ``A`` takes
+    ``A``'s SVD) the op runs now, through its NumPy lowering, and its array is returned.
+    """
+    for operand in operands:
+        if isinstance(operand, Tracer):
+            return record(op_name, operands, attrs, user_frame(2))
+    return OPS[op_name].evaluate(operands, attrs)
 
 
 def record(op_name: str, operands: tuple, attrs: dict, frame) -> Tracer:

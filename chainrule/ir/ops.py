@@ -178,6 +178,14 @@ class Op:
         """Evaluate the op on concrete arrays through its NumPy lowering (one spelling of the op)."""
         return _compiled_lowering(self.name, len(arrays), _freeze(attrs))(*arrays)
 
+    def evaluate(self, operands: Sequence[Any], attrs: dict[str, Any]) -> np.ndarray:
+        """The op's value on constant operands (arrays or Python numbers), of its result type's dtype."""
+        arrays = [np.asarray(operand) for operand in operands]
+        types = tuple(TensorType(a.shape, a.dtype.name) for a in arrays)
+        result_type = self.result_type(types, _freeze(attrs))
+        with np.errstate(all="ignore"):  # as the compiled code runs it
+            return np.asarray(self.eager(*arrays, **attrs), dtype=result_type.dtype)
+
 
 OPS: dict[str, Op] = {}
 
