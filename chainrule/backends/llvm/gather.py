@@ -1,5 +1,6 @@
 """``getitem`` at an index with integer arrays (a gather: ``logp[rows, labels]``, ``take``,
-``take_along_axis``) as native code: one loop nest over the result in the entry function.
+``take_along_axis``) as native code: one loop nest over the result, in a function of its own that the
+entry function calls (``Codegen._outlined_node``).
 
 NumPy's rules fix the result's layout: the index arrays (and the ints beside them) broadcast to one
 shape B, whose dimensions replace the indexed ones where those are adjacent in the index, and go
@@ -143,7 +144,7 @@ def checks_at_run_time(graph: Graph, node_id: int) -> bool:
 
 
 def emit_gather(gen: Codegen, node_id: int) -> None:
-    """The gather as a loop nest in the entry function; NumPy is called back for an index out of range."""
+    """The gather as a loop nest in ``gen.entry`` (its own function); NumPy is called back for an index out of range."""
     node, entry = gen.graph[node_id], gen.entry
     source, result = gen.plan.views[node.args[0]], gen.plan.views[node_id]
     arrays = [gen.plan.views[a] for a in node.args[1:]]

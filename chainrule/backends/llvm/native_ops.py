@@ -1,5 +1,6 @@
 """Native loops for ops that are neither elementwise nor reductions: the scans cumsum and cumprod,
-argmax and argmin, searchsorted, and concatenate. Each is a loop nest in the entry function over the operand's
+argmax and argmin, searchsorted, and concatenate. Each is a loop nest (in a function of its own that the
+entry function calls: ``Codegen._outlined_node``) over the operand's
 shape with the op's axis innermost (``Codegen.nest``), reading and writing through the views, so
 transposed, sliced and broadcast operands need no copy.
 
@@ -66,7 +67,7 @@ def scratch_bytes(plan: Lowering, node_id: int) -> int:
 
 
 def emit_native(gen: Codegen, node_id: int) -> None:
-    """``node_id`` as a loop nest in the entry function (see the module docstring)."""
+    """``node_id`` as a loop nest in ``gen.entry`` (see the module docstring)."""
     node = gen.graph[node_id]
     gen.entry.note(gen.describe(node_id) + "  (native loop)")
     _EMITTERS[node.op](gen, node_id)
