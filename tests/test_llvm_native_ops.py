@@ -112,3 +112,12 @@ def test_interpolation_gradient_through_a_native_searchsorted_matches_central_di
     grad = cr.grad(fn, backend="llvm")
     assert relative_error(grad(fp, x), numerical_gradient(fn, (fp, x), 0)) < 1e-7
     assert not [f.op for f in kernel_of(grad, fp, x).lowered.fallbacks if f.op == "searchsorted"]
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int8])
+def test_integer_remainder_is_native_with_numpys_signs_and_zero_divisor(dtype):
+    low, high = np.iinfo(dtype).min, np.iinfo(dtype).max
+    a = np.array([7, -7, 7, -7, 0, 5, low, high, low, 3, -3], dtype=dtype)
+    b = np.array([3, 3, -3, -3, 3, 0, -1, -1, 7, 0, 2], dtype=dtype)  # 0 and -1: srem's undefined cases
+    with np.errstate(divide="ignore"):  # NumPy warns for the zero divisors; native code cannot
+        native(np.mod, a, b)

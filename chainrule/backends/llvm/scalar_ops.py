@@ -423,4 +423,4 @@ lowers(OPS["logical_not"], operands=as_bool)(_logical("xor", "true"))
 
 # scipy.special's functions by SciPy's cython_special, and np.remainder's formula: special_ops.py
 for _name, _emit in special_ops.EMITTERS.items():
-    lowers(OPS[_name], kinds=(FLOAT,))(_emit)
+    lowers(OPS[_name], kinds=(FLOAT, INT) if _name == "mod" else (FLOAT,))(_emit)

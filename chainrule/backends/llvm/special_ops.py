@@ -8,9 +8,9 @@ ufuncs the NumPy backend calls. A cython_special function takes a trailing ``int
 back, which is what SciPy's float32 loops do for these functions.
 
 ``np.remainder`` is NumPy's own formula (``npy_remainder``): C's ``fmod``, moved into the sign of
-the divisor, with a zero taking the divisor's sign.
+the divisor, with a zero taking the divisor's sign; on integers, ``srem`` moved the same way.
 
-``scalar_ops`` registers ``EMITTERS`` (float results only); this module imports nothing of the
+``scalar_ops`` registers ``EMITTERS`` (float results; integers too for ``mod``); this module imports nothing of the
 backend's, so there is no cycle.
 """
 
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
+
+import numpy as np
 
 from chainrule.backends.llvm.capsules import exported_address
 from chainrule.backends.llvm.irtext import Function
@@ -77,6 +79,8 @@ def _remainder(block: Function, operands: list[str], types: list[str], dtype: st
     """NumPy's ``npy_remainder``: ``fmod(a, b)``, plus ``b`` where the two signs differ, and a zero
     with the sign of ``b``; NaN (from b == 0, an infinite a, or a NaN) stays NaN."""
     a, b = operands
+    if dtype not in _TYPES:
+        return _integer_remainder(block, a, b, np.dtype(dtype))
     t = _TYPES[dtype]
     emit = block.emit
     remainder = block.math("fmod", dtype, a, b)
@@ -85,6 +89,20 @@ def _remainder(block: Function, operands: list[str], types: list[str], dtype: st
     moved = emit(f"select i1 {differ}, {t} {emit(f'fadd {t} {remainder}, {b}')}, {t} {remainder}")
     signed_zero = block.math("copysign", dtype, "0.0", b)
     return emit(f"select i1 {nonzero}, {t} {moved}, {t} {signed_zero}")
+
+
+def _integer_remainder(block: Function, a: str, b: str, dtype: np.dtype) -> str:
+    """NumPy's integer remainder: the sign of ``b``, and 0 for ``b == 0`` (where NumPy warns; LLVM's
+    ``srem`` is undefined there, and for ``b == -1`` at the type's minimum, so both divide by 1)."""
+    t, emit = f"i{dtype.itemsize * 8}", block.emit
+    if dtype.kind == "u":
+        zero = emit(f"icmp eq {t} {b}, 0")
+        return emit(f"urem {t} {a}, {emit(f'select i1 {zero}, {t} 1, {t} {b}')}")
+    unsafe = emit(f"icmp ule {t} {emit(f'add {t} {b}, 1')}, 1")  # b is 0 or -1
+    remainder = emit(f"srem {t} {a}, {emit(f'select i1 {unsafe}, {t} 1, {t} {b}')}")
+    differ = emit(f"xor i1 {emit(f'icmp slt {t} {b}, 0')}, {emit(f'icmp slt {t} {remainder}, 0')}")
+    moved = emit(f"and i1 {differ}, {emit(f'icmp ne {t} {remainder}, 0')}")
+    return emit(f"select i1 {moved}, {t} {emit(f'add {t} {remainder}, {b}')}, {t} {remainder}")
 
 
 # op -> emitter (block, operands, operand dtypes, result dtype) -> register
