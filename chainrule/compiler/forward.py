@@ -30,7 +30,7 @@ from chainrule.ir import OPS, F, Graph, Value
 from chainrule.ir.builder import apply
 from chainrule.ir.custom import inline_consumed
 from chainrule.ir.node import Node
-from chainrule.ir.ops import LINEAR, MULTILINEAR, cancels_itself
+from chainrule.ir.ops import LINEAR, MULTILINEAR, Op, cancels_itself
 from chainrule.ir.structural_zeros import away_from_zeros, needs_guard, structural_zeros
 
 
@@ -158,7 +158,7 @@ def _zero_where(tangent: Value, mask) -> Value:
     return F.where(Value(graph, graph.const(mask)), zero, tangent)
 
 
-def _tangents_or_zeros(graph: Graph, op, operands: list[Value], tangents: list[Value | None]) -> list[Value]:
+def _tangents_or_zeros(graph: Graph, op: Op, operands: list[Value], tangents: list[Value | None]) -> list[Value]:
     """A linear op's operands for its JVP: tangents, a zero for a float operand without one or an
     integer one the op reads as data (the 2 in ``concatenate([x, [2]])``: its reverse rule has a
     cotangent for it), and integer operands read as indices as they are."""

@@ -94,10 +94,7 @@ def _remainder(block: Function, operands: list[str], types: list[str], dtype: st
 def _integer_remainder(block: Function, a: str, b: str, dtype: np.dtype) -> str:
     """NumPy's integer remainder: the sign of ``b``, and 0 for ``b == 0`` (where NumPy warns; LLVM's
     ``srem`` is undefined there, and for ``b == -1`` at the type's minimum, so both divide by 1)."""
-    t, emit = f"i{dtype.itemsize * 8}", block.emit
-    if dtype.kind == "u":
-        zero = emit(f"icmp eq {t} {b}, 0")
-        return emit(f"urem {t} {a}, {emit(f'select i1 {zero}, {t} 1, {t} {b}')}")
+    t, emit = f"i{dtype.itemsize * 8}", block.emit  # signed: scalar_ops lowers no unsigned type
     unsafe = emit(f"icmp ule {t} {emit(f'add {t} {b}, 1')}, 1")  # b is 0 or -1
     remainder = emit(f"srem {t} {a}, {emit(f'select i1 {unsafe}, {t} 1, {t} {b}')}")
     differ = emit(f"xor i1 {emit(f'icmp slt {t} {b}, 0')}, {emit(f'icmp slt {t} {remainder}, 0')}")
