@@ -64,8 +64,11 @@ def _axis_list(axis, ndim) -> list:
 
 @implements(np.reshape)
 def _reshape(a, shape=None, order="C", *, newshape=None, copy=None):
-    if order != "C":
-        unsupported(f"reshape with order={order!r}")
+    """``order='F'`` reads and writes the elements first index fastest: the C reshape of the
+    transposes. A traced value has no memory layout, so ``'A'`` (and ``'K'`` for ravel) read it as
+    C-contiguous, as NumPy does for a C-contiguous array."""
+    if order not in ("C", "F", "A"):
+        raise ValueError(f"order must be one of 'C', 'F', or 'A' (got {order!r})")
     shape = newshape if shape is None else shape
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
     size = math.prod(shape_of(a))
@@ -74,12 +77,16 @@ def _reshape(a, shape=None, order="C", *, newshape=None, copy=None):
         if known == 0 or size % known:
             raise ShapeError(f"cannot reshape an array of shape {list(shape_of(a))} into shape {list(shape)}", here())
         shape = tuple(size // known if d == -1 else d for d in shape)
+    if order == "F":
+        reversed_a = np.transpose(a) if ndim_of(a) > 1 else a
+        result = operation("reshape", reversed_a, shape=shape[::-1])
+        return np.transpose(result) if len(shape) > 1 else result
     return operation("reshape", a, shape=shape)
 
 
 @implements(np.ravel)
 def _ravel(a, order="C"):
-    return _reshape(a, (-1,), order)
+    return _reshape(a, (-1,), "C" if order == "K" else order)
 
 
 @implements(np.squeeze)

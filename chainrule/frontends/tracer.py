@@ -416,11 +416,11 @@ class Tracer:
     def reshape(self, *shape, order="C"):
         return np.reshape(self, shape[0] if len(shape) == 1 else shape, order=order)
 
-    def ravel(self):
-        return np.ravel(self)
+    def ravel(self, order="C"):
+        return np.ravel(self, order)
 
-    def flatten(self):
-        return np.ravel(self).copy()  # always a copy, unlike ravel
+    def flatten(self, order="C"):
+        return np.ravel(self, order).copy()  # always a copy, unlike ravel
 
     def squeeze(self, axis=None):
         return np.squeeze(self, axis)
