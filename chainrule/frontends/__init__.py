@@ -9,6 +9,7 @@ from chainrule.frontends import (  # noqa: F401  (fill the dispatch table)
     inplace,
     numpy_api,
     numpy_contractions,
+    numpy_idioms,
     numpy_layout,
     numpy_linalg,
     numpy_norm,
@@ -22,8 +23,10 @@ from chainrule.frontends import (  # noqa: F401  (fill the dispatch table)
     scipy_signal,
 )
 from chainrule.frontends.dispatch import supported_names
+from chainrule.frontends.numpy_idioms import register_outer_methods
 from chainrule.frontends.rebinding import rebind_in_user_modules
 
+register_outer_methods()  # after every module's ufunc handlers are in
 SUPPORTED = supported_names()
 rebind_in_user_modules()  # `from scipy.special import logsumexp` above `import chainrule`
 
