@@ -110,6 +110,33 @@ case(
 case("apply_along_axis-1d", lambda x: np.apply_along_axis(np.sort, 0, x), grid(5))
 
 
+# ---- where= reductions; choosing, counting and small helpers (numpy_selection) ---------------------
+_MASK = np.array([[True, False, True, True], [False, True, True, False], [True, True, False, True]])
+case("sum-where", lambda x: np.sum(x**2, axis=1, where=_MASK), grid((3, 4)))
+case("sum-where-traced", lambda x: np.sum(x, where=x > 0), grid((3, 4)))
+case("mean-where", lambda x: np.mean(x, axis=0, where=_MASK, keepdims=True), grid((3, 4)))
+case("prod-where", lambda x: np.prod(x + 2, where=_MASK[0]), grid(4))
+case("select", lambda x: np.select([x > 0.2, x < -0.2], [x**2, -x], default=x * 3), grid((3, 4)))
+case("piecewise", lambda x: np.piecewise(x, [x < 0, x >= 0], [lambda v: -v, lambda v: v**2]), grid(7))
+case("piecewise-otherwise", lambda x: np.piecewise(x, [x < -0.1], [np.sin, lambda v: v * 2]), grid(7))
+case("piecewise-constant", lambda x: np.piecewise(x, [x < 0], [0.5, np.exp]), grid(7))
+case("count_nonzero-scales", lambda x: x * np.count_nonzero(x > 0, axis=0), grid((3, 4)))
+case("bincount-weights", lambda x: np.bincount(np.array([0, 3, 3, 1]), weights=x, minlength=6), grid(4))
+case("triu_indices_from", lambda x: x[np.triu_indices_from(x, k=1)], grid((3, 4)))
+case("tril_indices_from", lambda x: x[np.tril_indices_from(x)], grid((4, 4)))
+case("diag_indices_from", lambda x: x[np.diag_indices_from(x)] * 2, grid((3, 3)))
+case("fmax-fmin", lambda x: np.fmax(x, 0.1) * np.fmin(x[::-1], np.array([np.nan, 0, 1, 2, 3])), grid(5))
+case("trapezoid-dx", lambda x: np.trapezoid(x**2, dx=0.5, axis=0), grid((3, 4)))
+case("trapezoid-x", lambda x: np.trapezoid(x, x=np.array([0.0, 0.5, 2.0, 3.0])), grid((3, 4)))
+case("ediff1d", lambda x: np.ediff1d(x, to_begin=x[0], to_end=[1.0, 2.0]), grid((2, 3)))
+case("logaddexp.reduce", lambda x: np.logaddexp.reduce(x, axis=1), grid((3, 4)))
+_WITH_NAN = np.array([[0.3, np.nan, -1.2, 0.8], [1.4, 0.2, np.nan, -0.6]])
+case("nanvar", lambda x: np.nanvar(x, axis=1), _WITH_NAN)
+case("nanstd-ddof", lambda x: np.nanstd(x, ddof=1), _WITH_NAN)
+case("cond", lambda x: np.linalg.cond(x), grid((3, 3)) + 2 * np.eye(3))
+case("cond-fro", lambda x: np.linalg.cond(x, "fro"), grid((3, 3)) + 2 * np.eye(3))
+
+
 def numpy_value(c: Case):
     with np.errstate(all="ignore"):
         return c.fn(c.x)
@@ -139,6 +166,7 @@ def test_gradient_matches_central_differences(c: Case, backend):
 @pytest.mark.parametrize("c", CASES, ids=lambda c: c.id)
 def test_forward_mode_agrees_with_reverse_and_central_differences(c: Case):
     direction = np.random.default_rng(3).uniform(-1.0, 1.0, size=c.x.shape)
+    direction[np.isnan(c.x)] = 0.0
     value, tangent = cr.jvp(c.fn, (c.x,), (direction,))
     np.testing.assert_allclose(value, numpy_value(c), rtol=1e-10, atol=1e-12)
     along = numerical_gradient(lambda t: weighted_sum(c.fn(c.x + t * direction)), (np.zeros(()),), 0)

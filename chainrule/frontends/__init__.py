@@ -15,6 +15,7 @@ from chainrule.frontends import (  # noqa: F401  (fill the dispatch table)
     numpy_norm,
     numpy_predicates,
     numpy_scans,
+    numpy_selection,
     numpy_shapes,
     numpy_special,
     numpy_statistics,

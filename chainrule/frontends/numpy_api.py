@@ -176,10 +176,16 @@ def _count(shape, axes) -> int:
 
 @implements(np.mean)
 def _mean(a, axis=None, dtype=None, out=None, keepdims=False, **unsupported_keywords):
+    where = unsupported_keywords.pop("where", np._NoValue)
     no_extras("np.mean", out, unsupported_keywords)
     if dtype is None and not np.issubdtype(a.dtype, np.floating):
         dtype = np.float64
     axes = axes_of(axis, ndim_of(a))
+    if (
+        where is not np._NoValue and where is not True
+    ):  # the mean of the elements where is True: their sum over their count
+        count = np.sum(np.broadcast_to(where, shape_of(a)), axis=axes, keepdims=keepdims)
+        return _reduction("sum", np.where(where, a, 0), axes, keepdims, dtype) / count
     return _reduction("sum", a, axes, keepdims, dtype) / float(_count(shape_of(a), axes))
 
 
@@ -198,8 +204,11 @@ def _std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **unsupport
 
 @implements(np.sum)
 def _sum(a, axis=None, dtype=None, out=None, keepdims=False, **unsupported_keywords):
+    where = unsupported_keywords.pop("where", np._NoValue)
     no_extras("np.sum", out, unsupported_keywords)
-    return _reduction("sum", a, axis, keepdims, dtype)
+    return _reduction(
+        "sum", a if where is np._NoValue or where is True else np.where(where, a, 0), axis, keepdims, dtype
+    )
 
 
 @implements(np.max, np.amax)

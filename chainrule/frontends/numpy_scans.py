@@ -56,7 +56,9 @@ def _cumprod(a, axis=None, dtype=None, out=None):
 
 @implements(np.prod)
 def _prod(a, axis=None, dtype=None, out=None, keepdims=False, **unsupported_keywords):
+    where = unsupported_keywords.pop("where", np._NoValue)
     no_extras("np.prod", out, unsupported_keywords)
+    a = a if where is np._NoValue or where is True else np.where(where, a, 1)
     return accumulated("prod", a, dtype, axis=axes_of(axis, ndim_of(a)), keepdims=bool(keepdims))
 
 
