@@ -41,7 +41,7 @@ def _select(condlist: Any, choicelist: Any, default: Any = 0) -> Any:
 def _piecewise(x: Any, condlist: Any, funclist: Any, *args: Any, **kw: Any) -> Any:
     if not isinstance(condlist, (list, tuple)) or (ndim_of(condlist[0]) == 0 and ndim_of(x) > 0):
         condlist = [condlist]
-    conditions = [np.broadcast_to(condition, shape_of(x)) for condition in condlist]
+    conditions: list[Any] = [np.broadcast_to(condition, shape_of(x)) for condition in condlist]
     if len(funclist) == len(conditions) + 1:  # the last function: where no condition holds
         otherwise = np.logical_not(np.any(np.stack(conditions), axis=0)) if conditions else True
         conditions.append(otherwise)
@@ -121,7 +121,7 @@ def _trapezoid(y: Any, x: Any = None, dx: float = 1.0, axis: int = -1) -> Any:
     before = (slice(None),) * axis
     later, earlier = y[before + (slice(1, None),)], y[before + (slice(None, -1),)]
     if x is None:
-        width = dx
+        width: Any = dx
     else:
         width = np.diff(x)
         if ndim_of(x) == 1 and ndim_of(y) > 1:
