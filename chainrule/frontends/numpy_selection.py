@@ -9,7 +9,8 @@ traced elsewhere:
   ``weights`` is a one-hot matrix times the weights; ``np.triu_indices_from``,
   ``np.tril_indices_from``, ``np.diag_indices_from`` need only the shape;
 - ``np.fmax``/``np.fmin`` are ``np.maximum``/``np.minimum`` with a NaN operand giving the other;
-- ``np.trapezoid``, ``np.ediff1d``, ``np.logaddexp.reduce`` (logsumexp), ``np.nanvar``/``np.nanstd``,
+- ``np.gradient`` (scalar spacings; NumPy's central differences inside, one-sided at the ends),
+  ``np.trapezoid``, ``np.ediff1d``, ``np.logaddexp.reduce`` (logsumexp), ``np.nanvar``/``np.nanstd``,
   ``np.linalg.cond`` (2-norm: the ratio of extreme singular values; other orders
   ``norm(x) norm(inv(x))``).
 """
@@ -181,3 +182,40 @@ def _cond(x: Any, p: Any = None) -> Any:
         s = np.linalg.svd(x, compute_uv=False)
         return s[..., -1] / s[..., 0] if p == -2 else s[..., 0] / s[..., -1]
     return np.linalg.norm(x, p, axis=(-2, -1)) * np.linalg.norm(np.linalg.inv(x), p, axis=(-2, -1))
+
+
+def _gradient_along(f: Any, axis: int, spacing: float, edge_order: int) -> Any:
+    """NumPy's second-order central differences inside, first- or second-order one-sided at the ends."""
+    n = shape_of(f)[axis]
+    if n < edge_order + 1:
+        raise ValueError(
+            "Shape of array too small to calculate a numerical gradient, at least (edge_order + 1) elements are required."
+        )
+
+    def at(start: Any, stop: Any = None) -> Any:
+        index = slice(start, stop) if stop is not None or start is None else slice(start, start + 1 or None)
+        return f[(slice(None),) * axis + (index,)]
+
+    inside = (at(2, n) - at(0, n - 2)) / (2.0 * spacing)
+    if edge_order == 1:
+        first, last = (at(1) - at(0)) / spacing, (at(-1) - at(-2)) / spacing
+    else:
+        first = (-3.0 * at(0) + 4.0 * at(1) - at(2)) / (2.0 * spacing)
+        last = (3.0 * at(-1) - 4.0 * at(-2) + at(-3)) / (2.0 * spacing)
+    return np.concatenate([first, inside, last], axis=axis)
+
+
+@implements(np.gradient)
+def _gradient(f: Any, *varargs: Any, axis: Any = None, edge_order: int = 1) -> Any:
+    axes = axes_of(axis, ndim_of(f))
+    if (len(varargs) > 1 and len(varargs) != len(axes)) or any(np.ndim(v) != 0 for v in varargs):
+        raise UnsupportedError(
+            "np.gradient on traced values takes one scalar spacing per axis (coordinate arrays are not supported)",
+            here(),
+        )
+    if edge_order not in (1, 2):
+        raise ValueError("'edge_order' greater than 2 not supported")
+    spacings = list(varargs) * len(axes) if len(varargs) == 1 else list(varargs) or [1.0] * len(axes)
+    f = f if f.dtype.kind == "f" else f.astype(np.float64)
+    results = tuple(_gradient_along(f, a, float(h), edge_order) for a, h in zip(axes, spacings))
+    return results[0] if len(results) == 1 else results
