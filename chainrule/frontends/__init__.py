@@ -9,6 +9,7 @@ from chainrule.frontends import (  # noqa: F401  (fill the dispatch table)
     inplace,
     numpy_api,
     numpy_contractions,
+    numpy_fft,
     numpy_idioms,
     numpy_layout,
     numpy_linalg,
@@ -23,12 +24,14 @@ from chainrule.frontends import (  # noqa: F401  (fill the dispatch table)
     scipy_linalg,
     scipy_signal,
 )
+from chainrule.frontends.complex_values import complex_names
 from chainrule.frontends.dispatch import supported_names
 from chainrule.frontends.numpy_idioms import register_outer_methods
 from chainrule.frontends.rebinding import rebind_in_user_modules
 
 register_outer_methods()  # after every module's ufunc handlers are in
 SUPPORTED = supported_names()
+COMPLEX_SUPPORTED = complex_names()  # the NumPy functions that take traced complex values
 rebind_in_user_modules()  # `from scipy.special import logsumexp` above `import chainrule`
 
-__all__ = ["SUPPORTED"]
+__all__ = ["COMPLEX_SUPPORTED", "SUPPORTED"]

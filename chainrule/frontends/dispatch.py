@@ -28,6 +28,11 @@ from chainrule.frontends.source import location_of, user_frame
 HANDLERS: dict = {}
 # the callables that are one op applied to their arguments -> that op's name
 PRIMITIVES: dict = {}
+# NumPy/SciPy callable -> the function computing it where an operand is complex: a traced complex
+# value, or a complex constant next to a traced value (chainrule.frontends.complex_values fills it)
+COMPLEX_HANDLERS: dict = {}
+# the class of traced complex values (complex_values.ComplexTracer; this module imports no tracer)
+COMPLEX_TYPES: set = set()
 
 
 def here():
@@ -68,6 +73,10 @@ def register_primitive(function, op_name: str, handler: Callable) -> None:
 
 def call_ufunc(ufunc, method: str, inputs: tuple, kwargs: dict):
     """``ufunc.method(*inputs, **kwargs)`` on traced values (NumPy's ``__array_ufunc__``)."""
+    if _has_complex_operand(inputs):
+        if kwargs and method == "__call__":
+            _check_ufunc_keywords(ufunc, kwargs)
+        return _call_complex(ufunc if method == "__call__" else getattr(ufunc, method), inputs, {})
     if method != "__call__":  # np.add.reduce(x, axis=1): the method's handler takes its keywords
         handler = HANDLERS.get(getattr(ufunc, method))
         if handler is None:
@@ -97,9 +106,40 @@ def _check_ufunc_keywords(ufunc, kwargs: dict) -> None:
 
 def call_function(func, args: tuple, kwargs: dict):
     """``func(*args, **kwargs)`` on traced values (NumPy's ``__array_function__``)."""
+    if _has_complex_operand(args):
+        return _call_complex(func, args, kwargs)
     handler = HANDLERS.get(func)
     if handler is None:
         unsupported(function_name(func))
+    return handler(*args, **kwargs)
+
+
+def _is_complex(value) -> bool:
+    if type(value) in COMPLEX_TYPES or isinstance(value, complex):
+        return True
+    return isinstance(value, np.ndarray | np.generic) and value.dtype.kind == "c"
+
+
+def _has_complex_operand(values) -> bool:
+    """Whether a complex value is among ``values`` or in a list or tuple among them."""
+    for value in values:
+        if type(value) in (list, tuple):
+            if any(_is_complex(item) for item in value):
+                return True
+        elif _is_complex(value):
+            return True
+    return False
+
+
+def _call_complex(func, args: tuple, kwargs: dict):
+    handler = COMPLEX_HANDLERS.get(func)
+    if handler is None:
+        raise UnsupportedError(
+            f"{function_name(func)} is not supported on complex values; "
+            "chainrule.frontends.COMPLEX_SUPPORTED lists what is (complex values are traced as their real "
+            "and imaginary parts: np.real, np.imag and np.abs of them are real arrays)",
+            here(),
+        )
     return handler(*args, **kwargs)
 
 

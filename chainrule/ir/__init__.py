@@ -3,6 +3,7 @@
 from chainrule.ir import (  # noqa: F401  (fill the op table)
     conv,
     elementwise,
+    fft,
     fused,
     linalg,
     linalg_spectral,

@@ -157,6 +157,8 @@ for _name in ("sort", "argsort"):
 # lines sort natively instead (numpy_statistics.SELECT_FROM)
 for _name in ("order_statistics", "rank_positions"):
     declare(OPS[_name], Strategy(FALLBACK))
+# the Fourier transform: NumPy's pocketfft, called back (SciPy exports no FFT function pointers)
+declare(OPS["dft"], Strategy(FALLBACK))
 
 # ---- linear algebra (issue 16): SciPy's LAPACK called from native code (lapack_ops.py) ---------
 # (on float16 or an empty matrix: the NumPy lowering, called back)
