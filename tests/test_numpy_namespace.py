@@ -45,7 +45,7 @@ def _callables(module, prefix):
         yield f"{prefix}.{name}", value
 
 
-CALLABLES = [*_callables(np, "np"), *_callables(np.linalg, "np.linalg")]
+CALLABLES = [*_callables(np, "np"), *_callables(np.linalg, "np.linalg"), *_callables(np.fft, "np.fft")]
 X = np.array([[0.3, 0.6], [0.2, 0.9]])
 OTHER = np.array([[1.7, -0.4], [2.5, 0.1]])  # same shape, other values
 

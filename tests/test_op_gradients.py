@@ -463,9 +463,13 @@ case("cumprod-axis0", "cumprod", lambda x: weighted_sum(np.cumprod(x, axis=0)), 
 case("prod-axis1", "prod", lambda x: weighted_sum(np.prod(x, axis=1)), away_from_zero((2, 3)))
 case("prod-all", "prod", lambda x: np.prod(x), away_from_zero((2, 3)))
 
+# The Fourier transform (chainrule/ir/fft.py), through np.fft's complex values; every transform in test_fft.py.
+case("dft-fft-axis0", "dft", lambda x: weighted_sum(np.abs(np.fft.fft(x, axis=0)) ** 2), uniform(-2, 2, (3, 2)))
+case("dft-irfft", "dft", lambda x: weighted_sum(np.fft.irfft(np.fft.rfft(x) * (1 + 2j), n=5)), uniform(-2, 2, (4,)))
+
 # ---- the table covers the table -------------------------------------------------------------
 
-DIFFERENTIABLE_KINDS = {"elementwise", "reduction", "matmul", "shape", "index", "scan"}
+DIFFERENTIABLE_KINDS = {"elementwise", "reduction", "matmul", "shape", "index", "scan", "spectral"}
 # Comparisons and logical ops have no gradient by definition.
 NO_GRADIENT_OPS = {"lt", "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or", "logical_not"}
 

@@ -43,11 +43,6 @@ scipy.stats.multivariate_normal.logpdf
 
 # Why a requested function is left out, where there is a reason beyond "not yet".
 REASONS = {
-    "np.fft.fft": "needs complex dtypes, which traced arrays do not have",
-    "np.fft.ifft": "needs complex dtypes, which traced arrays do not have",
-    "np.fft.rfft": "needs complex dtypes, which traced arrays do not have",
-    "np.fft.irfft": "needs complex dtypes, which traced arrays do not have",
-    "np.fft.fft2": "needs complex dtypes, which traced arrays do not have",
     "np.arange": "its arguments are numbers: it runs in NumPy and its result is a constant",
     "np.eye": "its arguments are numbers: it runs in NumPy and its result is a constant",
     "np.identity": "its arguments are numbers: it runs in NumPy and its result is a constant",
@@ -87,6 +82,15 @@ def coverage_markdown() -> str:
     lines += ["", "## The primitives, and how the LLVM backend runs each", ""]
     lines += ["| op | kind | llvm backend |", "|---|---|---|"]
     lines += [f"| `{name}` | {op.kind} | {_llvm_of(name)} |" for name, op in sorted(OPS.items())]
+    complex_names = sorted({dispatch.function_name(f) for f in dispatch.COMPLEX_HANDLERS})
+    lines += ["", "## On complex values", ""]
+    lines += [
+        "A complex value is traced as its real and imaginary parts (`chainrule.frontends.complex_values`): "
+        f"these {len(complex_names)} functions take one, where NumPy's FFTs or a complex constant make it; "
+        "arguments and results stay real.",
+        "",
+        ", ".join(f"`{name}`" for name in complex_names),
+    ]
     missing = [
         name for name in REQUESTED if name in REFUSED or (name not in traced and resolve_name(name) not in handled)
     ]

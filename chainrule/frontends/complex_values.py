@@ -25,7 +25,7 @@ import numpy as np
 
 from chainrule.errors import TraceError, UnsupportedError
 from chainrule.frontends import dispatch
-from chainrule.frontends.dispatch import function_name, here
+from chainrule.frontends.dispatch import function_name, here, implements
 from chainrule.frontends.numpy_api import shape_of
 from chainrule.frontends.tracer import Tracer
 
@@ -39,7 +39,7 @@ def _real_dtype(part) -> np.dtype:
 class ComplexTracer:
     """A traced complex array: ``re + 1j * im``, the parts broadcast to one shape."""
 
-    __slots__ = ("re", "im")
+    __slots__ = ("im", "re")
 
     def __init__(self, re, im):
         shape = np.broadcast_shapes(shape_of(re), shape_of(im))
@@ -233,6 +233,44 @@ def _size(z, axis=None):
     return z.size if axis is None else z.shape[axis]
 
 
+@implements_complex(np.iscomplexobj)
+def _iscomplexobj(z):
+    return True
+
+
+@implements_complex(np.isrealobj)
+def _isrealobj(z):
+    return False
+
+
+# ---- the same functions on real traced values ---------------------------------------------------
+
+
+@implements(np.iscomplexobj)
+def _real_iscomplexobj(x):
+    return False
+
+
+@implements(np.isrealobj)
+def _real_isrealobj(x):
+    return True
+
+
+@implements(np.real, np.real_if_close, np.conjugate)
+def _real_itself(x, *_tolerance, **_keywords):
+    return x
+
+
+@implements(np.imag)
+def _real_imag(x):
+    return np.zeros(shape_of(x), x.dtype)
+
+
+@implements(np.angle)
+def _real_angle(x, deg=False):
+    return np.where(x < 0, 180.0 if deg else np.pi, 0.0)  # a step: no gradient, as NumPy's value
+
+
 # ---- arithmetic ------------------------------------------------------------------------------
 
 
@@ -322,7 +360,9 @@ def _imag(z):
 def _exp(z):
     re, im = parts(z)
     magnitude = np.exp(re)
-    return made_complex(magnitude, None) if im is None else ComplexTracer(magnitude * np.cos(im), magnitude * np.sin(im))
+    return (
+        made_complex(magnitude, None) if im is None else ComplexTracer(magnitude * np.cos(im), magnitude * np.sin(im))
+    )
 
 
 @implements_complex(np.log)

@@ -78,9 +78,7 @@ def transformed(z, n, axis: int, norm, inverse: bool) -> ComplexTracer:
     n = _points(n, shape_of(re)[axis])
     re = _resized(re, n, axis)
     im = np.zeros(shape_of(re), re.dtype) if im is None else _resized(im, n, axis)
-    pairs = operation(
-        "dft", np.stack([re, im], axis=-1), axis=axis, inverse=inverse, scale=_scale(norm, n, inverse)
-    )
+    pairs = operation("dft", np.stack([re, im], axis=-1), axis=axis, inverse=inverse, scale=_scale(norm, n, inverse))
     return ComplexTracer(pairs[..., 0], pairs[..., 1])
 
 
@@ -97,7 +95,9 @@ def _ifft(a, n=None, axis=-1, norm=None, out=None):
 @implements_on_both(np.fft.rfft)
 def _rfft(a, n=None, axis=-1, norm=None, out=None):
     if parts(a)[1] is not None:
-        raise UnsupportedError("np.fft.rfft of a complex value (NumPy drops its imaginary part): use np.fft.fft", here())
+        raise UnsupportedError(
+            "np.fft.rfft of a complex value (NumPy drops its imaginary part): use np.fft.fft", here()
+        )
     axis = axes_of(axis, len(shape_of(a)))[0]
     n = _points(n, shape_of(a)[axis])
     spectrum = transformed(a, n, axis, norm, inverse=False)

@@ -45,7 +45,9 @@ npfuncs.NAMESPACE.setdefault("dft_of_pairs", dft_of_pairs)
 def _infer_dft(types: list[TensorType], attrs: Attrs) -> TensorType:
     pairs = types[0]
     if np.dtype(pairs.dtype).kind != "f" or pairs.ndim < 2 or pairs.shape[-1] != 2:
-        raise ShapeError(f"dft takes float (real, imaginary) pairs, shape [..., 2], got {pairs.dtype}{list(pairs.shape)}")
+        raise ShapeError(
+            f"dft takes float (real, imaginary) pairs, shape [..., 2], got {pairs.dtype}{list(pairs.shape)}"
+        )
     if not 0 <= attrs["axis"] < pairs.ndim - 1:
         raise ShapeError(f"dft axis {attrs['axis']} does not fit pairs of shape {list(pairs.shape)}")
     return TensorType(pairs.shape, pairs.dtype)
@@ -61,7 +63,9 @@ def _dft_flops(ins: list[TensorType], out: TensorType, attrs: Attrs) -> int:
     return int(5 * n * math.log2(n) * lines) if n > 1 else 0  # the radix-2 count of a complex FFT
 
 
-def _batch_dft(operands: list[Value], batched: list[bool], logical, out_type, attrs: Attrs, size: int) -> Value:
+def _batch_dft(
+    operands: list[Value], batched: list[bool], logical: list[TensorType], out_type: TensorType, attrs: Attrs, size: int
+) -> Value:
     return F.dft(operands[0], axis=attrs["axis"] + 1, inverse=attrs["inverse"], scale=attrs["scale"])
 
 
