@@ -12,8 +12,8 @@ on a complex value that is not in ``COMPLEX_HANDLERS`` (``UnsupportedError``, na
     >>> import numpy as np, chainrule as cr
     >>> power = lambda x: np.sum(np.abs(np.fft.rfft(x)) ** 2)
     >>> x = np.array([1.0, 2.0, 0.5, -1.0])
-    >>> bool(np.allclose(cr.grad(power)(x), [6.0, 4.0, 3.0, -2.0]))
-    True
+    >>> cr.grad(power)(x)  # the bins 0 and n/2 count once, the one between twice
+    array([ 7., 10.,  5., -2.])
 """
 
 from __future__ import annotations
