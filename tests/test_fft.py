@@ -2,12 +2,15 @@
 finite differences (and forward mode equals reverse mode) on both backends, and what is not
 supported on complex values raises, naming the function and the user's line."""
 
+import doctest
+
 import numpy as np
 import pytest
 from gradient_helpers import numerical_gradient, relative_error
 
 import chainrule as cr
 from chainrule.errors import TraceError, UnsupportedError
+from chainrule.frontends import complex_values
 
 RNG = np.random.default_rng(16)
 X1 = RNG.standard_normal(6)
@@ -146,3 +149,7 @@ def test_what_complex_values_do_not_support_raises_naming_it(program, error, wor
         cr.grad(program)(X1) if error is not TraceError or words != "complex" else cr.jit(program)(X1)
     assert words in str(raised.value)
     assert "test_fft.py" in str(raised.value)  # the user's line
+
+
+def test_the_module_example_runs():
+    assert doctest.testmod(complex_values).failed == 0

@@ -465,7 +465,8 @@ case("prod-all", "prod", lambda x: np.prod(x), away_from_zero((2, 3)))
 
 # The Fourier transform (chainrule/ir/fft.py), through np.fft's complex values; every transform in test_fft.py.
 case("dft-fft-axis0", "dft", lambda x: weighted_sum(np.abs(np.fft.fft(x, axis=0)) ** 2), uniform(-2, 2, (3, 2)))
-case("dft-irfft", "dft", lambda x: weighted_sum(np.fft.irfft(np.fft.rfft(x) * (1 + 2j), n=5)), uniform(-2, 2, (4,)))
+case("rdft-rfft-n5", "rdft", lambda x: weighted_sum(np.abs(np.fft.rfft(x, n=5)) ** 2), uniform(-2, 2, (2, 4)))
+case("irdft-irfft", "irdft", lambda x: weighted_sum(np.fft.irfft(np.fft.fft(x) * (1 + 2j), n=6)), uniform(-2, 2, (4,)))
 
 # ---- the table covers the table -------------------------------------------------------------
 

@@ -2,12 +2,10 @@
 
 A transform along one axis resizes the input to ``n`` points (NumPy's truncation or zero padding),
 stacks the real and imaginary parts into the pairs ``dft`` takes, and applies the norm's scale.
-The real transforms are written with the complex one, as their definitions read:
+The real transforms:
 
-- ``rfft(x)`` is the first ``n // 2 + 1`` values of ``fft(x)``;
-- ``irfft(X, n)`` is the real part of ``ifft`` of the Hermitian extension of ``X`` (``X``, then
-  the conjugates of ``X[1:(n + 1) // 2]`` reversed), which discards the imaginary parts of ``X[0]``
-  and, for even ``n``, ``X[n // 2]``, as NumPy's does;
+- ``rfft`` and ``irfft`` are the primitives ``rdft`` and ``irdft`` (NumPy's half-spectrum
+  transforms, half the work of a complex one), after the same resizing;
 - ``hfft`` and ``ihfft`` are ``irfft`` and ``rfft`` of the conjugate, with the norm's direction swapped;
 - the n-dimensional transforms apply the one-dimensional ones along each axis.
 
@@ -98,14 +96,11 @@ def _rfft(a, n=None, axis=-1, norm=None, out=None):
         raise UnsupportedError(
             "np.fft.rfft of a complex value (NumPy drops its imaginary part): use np.fft.fft", here()
         )
-    axis = axes_of(axis, len(shape_of(a)))[0]
-    n = _points(n, shape_of(a)[axis])
-    spectrum = transformed(a, n, axis, norm, inverse=False)
-    return _complex_along(spectrum, axis, 0, n // 2 + 1)
-
-
-def _complex_along(z: ComplexTracer, axis: int, start, stop, step=None) -> ComplexTracer:
-    return ComplexTracer(_along(z.re, axis, start, stop, step), _along(z.im, axis, start, stop, step))
+    x = a if np.dtype(a.dtype).kind == "f" else a.astype(np.float64)
+    axis = axes_of(axis, len(shape_of(x)))[0]
+    n = _points(n, shape_of(x)[axis])
+    pairs = operation("rdft", _resized(x, n, axis), axis=axis, scale=_scale(norm, n, inverse=False))
+    return ComplexTracer(pairs[..., 0], pairs[..., 1])
 
 
 @implements_on_both(np.fft.irfft)
@@ -113,12 +108,10 @@ def _irfft(a, n=None, axis=-1, norm=None, out=None):
     re, im = parts(a)
     axis = axes_of(axis, len(shape_of(re)))[0]
     n = _points(2 * (shape_of(re)[axis] - 1) if n is None else n, 1)
-    half = made_complex(_resized(re, n // 2 + 1, axis), None if im is None else _resized(im, n // 2 + 1, axis))
-    mirrored = _complex_along(half, axis, (n + 1) // 2 - 1, 0, -1)  # X[(n+1)//2 - 1], ..., X[1]
-    full = ComplexTracer(
-        np.concatenate([half.re, mirrored.re], axis=axis), np.concatenate([half.im, -mirrored.im], axis=axis)
-    )
-    return transformed(full, n, axis, norm, inverse=True).re
+    re = _resized(re if np.dtype(re.dtype).kind == "f" else re.astype(np.float64), n // 2 + 1, axis)
+    im = np.zeros(shape_of(re), re.dtype) if im is None else _resized(im, n // 2 + 1, axis)
+    pairs = np.stack([re, im], axis=-1)
+    return operation("irdft", pairs, axis=axis, n=n, scale=_scale(norm, n, inverse=True))
 
 
 @implements_on_both(np.fft.hfft)

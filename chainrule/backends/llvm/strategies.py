@@ -158,7 +158,8 @@ for _name in ("sort", "argsort"):
 for _name in ("order_statistics", "rank_positions"):
     declare(OPS[_name], Strategy(FALLBACK))
 # the Fourier transform: NumPy's pocketfft, called back (SciPy exports no FFT function pointers)
-declare(OPS["dft"], Strategy(FALLBACK))
+for _name in ("dft", "rdft", "irdft"):
+    declare(OPS[_name], Strategy(FALLBACK))
 
 # ---- linear algebra (issue 16): SciPy's LAPACK called from native code (lapack_ops.py) ---------
 # (on float16 or an empty matrix: the NumPy lowering, called back)
