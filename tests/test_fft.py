@@ -153,3 +153,13 @@ def test_what_complex_values_do_not_support_raises_naming_it(program, error, wor
 
 def test_the_module_example_runs():
     assert doctest.testmod(complex_values).failed == 0
+
+
+def test_a_zero_frequency_bin_gives_the_power_spectrums_gradient_not_nan(backend):
+    def power(x):
+        return np.sum(np.abs(np.fft.rfft(x)) ** 2)
+
+    ones = np.ones(8)  # every bin but the first is exactly 0
+    gradient = cr.grad(power, backend=backend)(ones)
+    np.testing.assert_allclose(gradient, numerical_gradient(power, (ones,), 0), rtol=1e-9)
+    assert np.all(cr.grad(lambda x: np.hypot(x, 0 * x).sum(), backend=backend)(np.zeros(3)) == 0)

@@ -260,3 +260,15 @@ def test_a_chain_longer_than_the_recursion_limit_compiles_and_agrees():
 
     x = np.linspace(0.1, 1.0, 4)
     np.testing.assert_allclose(cr.grad(chain, backend="llvm")(x), cr.grad(chain)(x), rtol=1e-12)
+
+
+def test_a_user_variable_named_like_a_kernel_parameter_gets_its_own_register():
+    # `partials`, `table`, `start` and `end` are parameters of the generated loop functions
+    def loss(a, t):
+        partials = a[:, None] * np.sin(t)
+        table = partials * 2.0
+        start, end = np.sum(table, axis=0), np.cos(t)
+        return np.sum((start + end) ** 2)
+
+    a, t = np.array([1.0, 0.5, 0.25]), np.linspace(0, 1, 64)
+    np.testing.assert_allclose(cr.grad(loss, backend="llvm")(a, t), cr.grad(loss, backend="numpy")(a, t), rtol=1e-12)

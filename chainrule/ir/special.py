@@ -123,8 +123,10 @@ binary(
     "hypot",
     lambda a, b: sp.sqrt(a * a + b * b),
     "np.hypot({0}, {1})",
-    (lambda g, y, a, b: g * a / y, lambda g, y, a, b: g * b / y),
-    note="a kink at the origin",
+    # 0 at the origin (not 0/0): |z|**2 of a complex z = a + ib is hypot(a, b)**2, whose gradient
+    # 2a there needs hypot's to be finite; 0 is a subgradient, and JAX's for |z| at 0
+    (lambda g, y, a, b: g * F.where(F.eq(y, 0), 0, a / y), lambda g, y, a, b: g * F.where(F.eq(y, 0), 0, b / y)),
+    note="a kink at the origin, where the gradient taken is 0",
     implements=(np.hypot,),
     libm="hypot",
 )
