@@ -70,7 +70,7 @@ class Function:
         self.allocas: list[str] = []  # kept in the entry block, so none runs twice
         # the parameters' names are taken: a step named after a user's variable (`partials`, `end`)
         # gets a numbered register instead of a second definition of the parameter
-        self.taken: dict[str, int] = {name: 1 for name in re.findall(r"%([-\w.$]+)", signature)}
+        self.taken: dict[str, int] = dict.fromkeys(re.findall(r"%([-\w.$]+)", signature), 1)
         self.current_label = "entry"
         self.current_name: str | None = None  # the name instructions get when none is given (the step's value)
         # (block, dtype, argument) -> (sin or cos, its line, its register): the other may pair with it
