@@ -163,3 +163,56 @@ def test_a_zero_frequency_bin_gives_the_power_spectrums_gradient_not_nan(backend
     gradient = cr.grad(power, backend=backend)(ones)
     np.testing.assert_allclose(gradient, numerical_gradient(power, (ones,), 0), rtol=1e-9)
     assert np.all(cr.grad(lambda x: np.hypot(x, 0 * x).sum(), backend=backend)(np.zeros(3)) == 0)
+
+
+# ---- the llvm backend: NumPy's pocketfft loops called from native code ----------------------------
+
+NATIVE_PROGRAMS = [
+    ("lines-along-last", lambda x: np.fft.fft(x, axis=1), (6, 8)),  # 6 lines: pocketfft's SIMD path
+    ("lines-along-first", lambda x: np.fft.ifft(x, axis=0), (6, 8)),
+    ("rfft-odd-3d", lambda x: np.fft.rfft(x, axis=1), (3, 7, 5)),
+    ("irfft-even-3d", lambda x: np.fft.irfft(np.fft.rfft(x, axis=2) * x[..., :3], n=4, axis=2), (2, 5, 4)),
+    ("transposed-pairs", lambda x: np.fft.fft(np.fft.fft(x, axis=1).T, axis=1), (6, 8)),
+    ("every-other-line", lambda x: np.fft.ifft(np.fft.fft(x, axis=0)[::2] * 1j, axis=1), (6, 8)),
+    ("reversed-bins", lambda x: np.fft.fft(np.fft.rfft(x, axis=0)[::-1], axis=0), (6, 8)),
+    ("a-column-of-bins", lambda x: np.fft.irfft(np.fft.rfft(x, axis=1)[:, 1:3], n=4, axis=1), (6, 8)),
+    ("broadcast-lines", lambda x: np.fft.fft(np.broadcast_to(np.fft.fft(x[0]), (3, x.shape[1])), axis=0), (6, 8)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name,transform,shape", NATIVE_PROGRAMS, ids=[p[0] for p in NATIVE_PROGRAMS])
+def test_the_llvm_backend_runs_the_transforms_natively_with_numpys_values(name, transform, shape, dtype):
+    """No node of the gradient's kernel calls Python back; value and gradient equal the NumPy
+    backend's (both run pocketfft) in both precisions, on strided, reversed and broadcast operands."""
+    loss = spectrum_loss(transform)
+    x = RNG.standard_normal(shape).astype(dtype)
+    expected = cr.value_and_grad(loss, backend="numpy")(x)
+    compiled = cr.value_and_grad(loss, backend="llvm")
+    value, gradient = compiled(x)
+    kernel = compiled._specialize((x,))[0].kernel
+    assert [f.op for f in kernel.lowered.fallbacks if not f.on_error] == []
+    assert gradient.dtype == dtype
+    tolerance = 1e-12 if dtype == np.float64 else 1e-5
+    assert abs(value - expected[0]) <= tolerance * abs(expected[0])
+    assert relative_error(gradient, expected[1]) < tolerance
+
+
+def test_a_numpy_whose_fft_ufunc_differs_keeps_the_callback(monkeypatch):
+    """The loop's address is taken only from a ufunc that describes itself as expected."""
+    from chainrule.backends.llvm import pocketfft
+
+    assert all(pocketfft.address(loop, dtype) for loop in pocketfft.LOOPS for dtype in pocketfft.DTYPES)
+    monkeypatch.setattr(pocketfft, "_expected_types", lambda loop, dtype: ["float16"] * 3)
+    pocketfft.address.cache_clear()
+    try:
+        assert pocketfft.address("fft", "float64") == 0
+        loss = spectrum_loss(np.fft.rfft)
+        compiled = cr.value_and_grad(loss, backend="llvm")
+        value, gradient = compiled(X1)
+        assert {f.op for f in compiled._specialize((X1,))[0].kernel.lowered.fallbacks} == {"rdft", "irdft"}
+        expected = cr.value_and_grad(loss, backend="numpy")(X1)
+        assert abs(value - expected[0]) < 1e-12 * abs(expected[0])
+        assert relative_error(gradient, expected[1]) < 1e-12
+    finally:
+        pocketfft.address.cache_clear()

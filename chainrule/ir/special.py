@@ -71,6 +71,11 @@ def _truncated(x: Any, floor: type = sp.floor, ceiling: type = sp.ceiling) -> sp
     return sp.Piecewise((floor(x), x >= 0), (ceiling(x), True))
 
 
+def _one_at_zero(y: Any) -> Any:
+    """``y`` with its zeros replaced by 1: a divisor that is never 0."""
+    return F.where(F.eq(y, 0), 1, y)
+
+
 def _log_abs_gamma(x: Any) -> sp.Basic:
     """log|Γ(x)|: SciPy's gammaln (SymPy's loggamma is complex for negative x)."""
     return sp.log(sp.Abs(sp.gamma(x)))
@@ -124,8 +129,9 @@ binary(
     lambda a, b: sp.sqrt(a * a + b * b),
     "np.hypot({0}, {1})",
     # 0 at the origin (not 0/0): |z|**2 of a complex z = a + ib is hypot(a, b)**2, whose gradient
-    # 2a there needs hypot's to be finite; 0 is a subgradient, and JAX's for |z| at 0
-    (lambda g, y, a, b: g * F.where(F.eq(y, 0), 0, a / y), lambda g, y, a, b: g * F.where(F.eq(y, 0), 0, b / y)),
+    # 2a there needs hypot's to be finite; 0 is a subgradient, and JAX's for |z| at 0. There a = b = 0,
+    # so a / 1 is that 0, and no 0 / 0 is computed (NumPy would warn on every call)
+    (lambda g, y, a, b: g * (a / _one_at_zero(y)), lambda g, y, a, b: g * (b / _one_at_zero(y))),
     note="a kink at the origin, where the gradient taken is 0",
     implements=(np.hypot,),
     libm="hypot",

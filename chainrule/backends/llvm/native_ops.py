@@ -16,7 +16,9 @@ transposed, sliced and broadcast operands need no copy.
 - the convolutions (im2col/col2im loops and BLAS gemm): ``conv.py``; max pooling: ``maxpool.py``;
 - sort and argsort: NumPy's own sort functions, called from the native code (``numpy_sort.py``):
   a sort is a real algorithm (NumPy's SIMD introsort, timsort, radix sort), and writing one here
-  would be a hand-written copy of a library's.
+  would be a hand-written copy of a library's;
+- the Fourier transforms dft, rdft and irdft: NumPy's pocketfft loops, called from the native code
+  (``pocketfft.py``), for the same reason.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chainrule.backends.llvm import conv, maxpool, native_scatter, numpy_sort, scalar_ops
+from chainrule.backends.llvm import conv, maxpool, native_scatter, numpy_sort, pocketfft, scalar_ops
 from chainrule.backends.llvm.views import View
 from chainrule.ir import Graph
 
@@ -47,6 +49,8 @@ def ready(graph: Graph, node_id: int) -> bool:
         return maxpool.ready(graph, node_id)
     if node.op in numpy_sort.OPS:
         return numpy_sort.ready(graph, node_id)
+    if node.op in pocketfft.OPS:
+        return pocketfft.ready(graph, node_id)
     dtypes = [node.type.dtype] + [graph.type(a).dtype for a in node.args]
     if node.op == "searchsorted" and len(set(dtypes[1:])) != 1:
         return False
@@ -63,6 +67,8 @@ def scratch_bytes(plan: Lowering, node_id: int) -> int:
         return conv.workspace_bytes(plan, node_id)
     if op in numpy_sort.OPS:
         return numpy_sort.scratch_bytes(plan.graph, node_id)
+    if op in pocketfft.OPS:
+        return pocketfft.scratch_bytes(plan.graph, node_id)
     return maxpool.workspace_bytes(plan.graph, node_id) if op in maxpool.OPS else 0
 
 
@@ -243,4 +249,5 @@ _EMITTERS: dict[str, Callable[[Codegen, int], None]] = {
     **dict.fromkeys(conv.OPS, conv.emit),
     **dict.fromkeys(maxpool.OPS, maxpool.emit),
     **dict.fromkeys(numpy_sort.OPS, numpy_sort.emit),
+    **dict.fromkeys(pocketfft.OPS, pocketfft.emit),
 }

@@ -157,9 +157,10 @@ for _name in ("sort", "argsort"):
 # lines sort natively instead (numpy_statistics.SELECT_FROM)
 for _name in ("order_statistics", "rank_positions"):
     declare(OPS[_name], Strategy(FALLBACK))
-# the Fourier transform: NumPy's pocketfft, called back (SciPy exports no FFT function pointers)
+# the Fourier transforms: NumPy's pocketfft loops, called from native code (pocketfft.py; a NumPy
+# without NumPy 2's ufunc layout, or float16: the callback)
 for _name in ("dft", "rdft", "irdft"):
-    declare(OPS[_name], Strategy(FALLBACK))
+    declare(OPS[_name], Strategy(NATIVE))
 
 # ---- linear algebra (issue 16): SciPy's LAPACK called from native code (lapack_ops.py) ---------
 # (on float16 or an empty matrix: the NumPy lowering, called back)
