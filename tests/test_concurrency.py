@@ -46,6 +46,25 @@ def test_eight_threads_calling_one_function_get_the_one_thread_results(backend):
             np.testing.assert_array_equal(got[key], want[key])
 
 
+def test_results_read_out_of_the_array_builtins_arena_are_each_calls_own():
+    """A small llvm kernel's call through its array builtin (array_entry.py) holds the GIL while
+    the builtin runs, and then reads its results out of the builtin's arena: with the GIL switched
+    between threads every microsecond, another call used to overwrite them in between, and a thread
+    returned another's gradient (seen under load in the test above)."""
+    gradient = cr.grad(lambda w, x: np.sum(np.tanh(x @ w) ** 2), backend="llvm")
+    rng = np.random.default_rng(3)
+    problems = [(rng.standard_normal(3), rng.standard_normal((4, 3))) for _ in range(16)]
+    expected = [gradient(*p) for p in problems]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with ThreadPoolExecutor(THREADS) as pool:
+            results = list(pool.map(lambda p: gradient(*p), problems * 40))
+    finally:
+        sys.setswitchinterval(interval)
+    assert sum(not np.array_equal(got, want) for got, want in zip(results, expected * 40)) == 0
+
+
 @pytest.mark.parametrize("backend", ["numpy", "llvm"])
 def test_threads_calling_a_new_signature_at_once_compile_it_once(backend, monkeypatch):
     compiles = []

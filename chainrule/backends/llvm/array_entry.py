@@ -19,7 +19,10 @@ outputs (fresh ``np.empty`` arrays the caller made):
 
 The builtin holds the GIL for the whole call and never releases it (eligible kernels are short),
 so two calls of it never overlap; it has an arena of its own, apart from the one the general path
-uses under its lock while ``ctypes`` runs the entry with the GIL released.
+uses under its lock while ``ctypes`` runs the entry with the GIL released. Its small outputs stay in
+that arena and are read out by the caller after it returns, where the GIL can pass to another
+thread calling the same kernel: the caller holds a lock of the builtin's own from the call to the
+read (``kernel._Runner.fast_lock``; without it a thread under load returned another's results).
 
 The code reaches CPython by symbol name (``Py_IncRef``, ``_Py_NoneStruct``) and NumPy through
 words the guard holds (the ``ndarray`` type, the arena, the constants, each input's dtype object),
