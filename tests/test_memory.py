@@ -72,19 +72,25 @@ def test_compiling_and_dropping_gradients_keeps_memory_flat(monkeypatch):
             compile_and_drop(backend)
         gc.collect()
         assert resident_mib() - before < 2.0, backend  # it grew ~3 MB per 300 llvm functions
-        tracemalloc.start()  # two windows: a leak grows in both, a cache warming up in the first only
+        tracemalloc.start(8)  # two windows: a leak grows in both, a cache warming up in the first only
         for _ in range(25):
             compile_and_drop(backend)
         gc.collect()
+        first = tracemalloc.take_snapshot()  # (before the count: whatever it keeps is in both)
         after_first, _ = tracemalloc.get_traced_memory()
         for _ in range(50):
             compile_and_drop(backend)
         gc.collect()
         after_second, _ = tracemalloc.get_traced_memory()
+        second = tracemalloc.take_snapshot()
         tracemalloc.stop()
         # under 2 KB of Python objects per function: bounded memo tables (the op table's inferred
         # types, cached lowerings) still fill in a long run, so a few hundred bytes each can stay
-        assert after_second - after_first < 100 * 1024, backend
+        grown = "\n".join(
+            str(stat) + "\n  " + "\n  ".join(stat.traceback.format())
+            for stat in second.compare_to(first, "traceback")[:6]
+        )
+        assert after_second - after_first < 100 * 1024, f"{backend}: what grew most:\n{grown}"
 
 
 def test_a_million_calls_leave_nothing_behind():
