@@ -1,5 +1,8 @@
 """Every bad command line gets a one-line chainrule (or argparse usage) error and a non-zero exit
-status, never a Python traceback: run as a user runs it, in a subprocess."""
+status, never a Python traceback. The table runs ``chainrule.cli.main`` in this process (all the
+error handling is there: ``python -m chainrule`` is ``raise SystemExit(main())``, and an escaping
+exception fails the test); a few cases also run as a user runs them, in a subprocess (each one
+starts Python and imports NumPy, SciPy and SymPy: ~5 s here)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import subprocess
 import sys
 
 import pytest
+
+from chainrule.cli.main import main
 
 MODEL = "import numpy as np\n\ndef loss(p, x):\n    return np.sum(np.tanh(x @ p) ** 2)\n"
 BROKEN_IMPORT = "import numpy as np\n\nX = np.ones(3) @ np.ones(4)\n\ndef f(x):\n    return x\n"
@@ -47,7 +52,27 @@ def model_dir(tmp_path):
         (["coverage", "-o", "/nonexistent/dir/x.md"], "No such file or directory"),
     ],
 )
-def test_a_bad_command_line_exits_non_zero_with_one_message(model_dir, arguments, message):
+def test_a_bad_command_line_exits_non_zero_with_one_message(model_dir, arguments, message, monkeypatch, capsys):
+    monkeypatch.chdir(model_dir)
+    try:
+        status = main(arguments)
+    except SystemExit as exit:  # argparse's usage errors
+        status = exit.code
+    stderr = capsys.readouterr().err
+    assert status not in (0, None)
+    assert "Traceback" not in stderr
+    assert message in stderr
+    assert stderr.strip().splitlines()[-1].startswith(("chainrule", "usage", "    "))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["bench", "nested", "--depth", "abc"], "invalid int value: 'abc'"),
+        (["dump", "broken.py:f", "--shape", "x=3"], "importing broken.py failed at broken.py:3: ValueError"),
+    ],
+)
+def test_run_as_a_user_runs_it_a_bad_command_line_prints_no_traceback(model_dir, arguments, message):
     result = run_cli(*arguments, cwd=model_dir)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
