@@ -1,6 +1,7 @@
 """``cr.grad``'s NumPy kernel returns None in place of the value it never reads, and computes
 nothing only the value needs (transforms/specialization.make_kernel; issue 16: the gradient of a
-linear function is a constant, and took a forward pass)."""
+linear function is a constant, and took a forward pass). The LLVM kernel drops the value where it
+needs a call of its own (compiler/dce.without_value: slogdet's factorization)."""
 
 import numpy as np
 import pytest
@@ -80,3 +81,21 @@ def test_the_llvm_kernel_keeps_its_layout():
     f = cr.grad(lambda x: np.sum(w * x), backend="llvm")
     np.testing.assert_allclose(f(np.ones(4)), w)
     np.testing.assert_allclose(f(np.ones(4)), w)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_on_llvm_the_gradient_of_slogdet_factors_the_matrix_once(dtype):
+    """The log-determinant's LU factorization (getrf) is the value's alone: grad's LLVM kernel
+    solves for inv(A).T (gesv) and runs no getrf; value_and_grad still runs both."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((6, 6))
+    a = (a @ a.T + 6 * np.eye(6)).astype(dtype)
+    loss = lambda a: np.linalg.slogdet(a)[1] * 2.0
+    gradient = cr.grad(loss, backend="llvm")
+    np.testing.assert_allclose(gradient(a), 2 * np.linalg.inv(a).T, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    kernel_ir = gradient._specialize((a,))[0].kernel.lowered.ir
+    assert "getrf(" not in kernel_ir and "gesv(" in kernel_ir
+    both = cr.value_and_grad(loss, backend="llvm")
+    value, _ = both(a)
+    assert np.isclose(value, 2 * np.linalg.slogdet(a)[1], rtol=1e-5)
+    assert "getrf(" in both._specialize((a,))[0].kernel.lowered.ir

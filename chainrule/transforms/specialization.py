@@ -12,6 +12,7 @@ import numpy as np
 from chainrule.backends.nan_check import checked_llvm, compile_checked, probed
 from chainrule.backends.numpy import NumpyKernel, compile_graph
 from chainrule.compiler import pipeline
+from chainrule.compiler.dce import without_value
 from chainrule.errors import OutputError
 from chainrule.frontends.pytree import TreeDef, unflatten
 from chainrule.frontends.trace import ArgsSpec, LeafSpec
@@ -60,14 +61,18 @@ def make_kernel(
     value_unused: bool = False,
 ) -> Kernel:
     """The kernel a compiled function runs: of the final graph, or the ``check_nans`` one. With
-    ``value_unused`` (grad without aux: the value, the first output, is never read), the NumPy
-    kernel returns None in its place and computes nothing only the value needs: the gradient of a
-    linear function is a constant, and ``grad`` of it costs no forward pass."""
+    ``value_unused`` (grad without aux: the value, the first output, is never read), the kernel
+    computes nothing only the value needs (the gradient of a linear function is a constant, and
+    ``grad`` of it costs no forward pass), and returns None in its place; on LLVM, where
+    elementwise work shares the gradient's loops, only when the value needs a call of its own (a
+    factorization, a product: ``dce.without_value``), and 0 in its place."""
     if check_nans:
         return compile_checked_kernel(compilation, name, backend, optimize)
     final = compilation.final
     if value_unused and backend == "numpy":
         return compile_graph(final, name, [None, *final.outputs[1:]])
+    if value_unused and backend == "llvm":
+        final = without_value(final) or final
     return compile_kernel(final, name, backend)
 
 
