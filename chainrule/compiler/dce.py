@@ -33,21 +33,13 @@ def without_value(graph: Graph) -> Graph | None:
     no LU factorization for the log-determinant. None when the value needs nothing of its own but
     elementwise work and reductions, which run in the gradient's loops."""
     value = graph.type(graph.outputs[0])
-    nodes = graph.nodes
-    live = bytearray(len(nodes))
-    for node_id in graph.outputs[1:]:
-        live[node_id] = 1
-    for node_id in range(len(nodes) - 1, -1, -1):  # users come after their operands: one sweep back
-        if live[node_id]:
-            for a in nodes[node_id].args:
-                live[a] = 1
-    value_only = [i for i in graph.live_nodes() if not live[i]]
-    if value.dtype not in ("float64", "float32") or all(OPS[nodes[i].op].kind in _SHARES_LOOPS for i in value_only):
+    kept = graph.live_nodes(graph.outputs[1:])
+    value_only = set(graph.live_nodes()).difference(kept)
+    if value.dtype not in ("float64", "float32") or all(OPS[graph[i].op].kind in _SHARES_LOOPS for i in value_only):
         return None
     result = Graph(graph.name)
     mapping = {i: result.add_input(graph.type(i), graph[i].name, graph[i].loc) for i in graph.inputs}
-    kept = (i for i in range(len(nodes)) if live[i] and nodes[i].op != "input")
-    result.transplant(graph, kept, mapping, verbatim=True)
+    result.transplant(graph, (i for i in kept if graph[i].op != "input"), mapping, verbatim=True)
     zero = result.const(np.zeros(value.shape, value.dtype))
     result.set_outputs([zero, *(mapping[o] for o in graph.outputs[1:])], graph.output_names)
     result.carry_name_hints(graph, mapping)

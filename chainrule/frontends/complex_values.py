@@ -36,7 +36,7 @@ def _real_dtype(part) -> np.dtype:
     return np.dtype(np.float64)  # a Python number takes the other part's dtype (weakly typed)
 
 
-class ComplexTracer:
+class ComplexTracer(dispatch.NumpyOperators):
     """A traced complex array: ``re + 1j * im``, the parts broadcast to one shape."""
 
     __slots__ = ("im", "re")
@@ -131,56 +131,14 @@ class ComplexTracer:
 
     # ---- NumPy protocols and operators --------------------------------------------------------
 
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        return dispatch.call_ufunc(ufunc, method, inputs, kwargs)
-
-    def __array_function__(self, func, types, args, kwargs):
-        return dispatch.call_function(func, args, kwargs)
-
     def __getitem__(self, key):
         return dispatch.call_function(operator.getitem, (self, key), {})
-
-    def __add__(self, other):
-        return np.add(self, other)
-
-    def __radd__(self, other):
-        return np.add(other, self)
-
-    def __sub__(self, other):
-        return np.subtract(self, other)
-
-    def __rsub__(self, other):
-        return np.subtract(other, self)
-
-    def __mul__(self, other):
-        return np.multiply(self, other)
-
-    def __rmul__(self, other):
-        return np.multiply(other, self)
-
-    def __truediv__(self, other):
-        return np.divide(self, other)
-
-    def __rtruediv__(self, other):
-        return np.divide(other, self)
-
-    def __pow__(self, other):
-        return np.power(self, other)
-
-    def __matmul__(self, other):
-        return np.matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return np.matmul(other, self)
 
     def __neg__(self):
         return ComplexTracer(-self.re, -self.im)
 
     def __pos__(self):
         return self
-
-    def __abs__(self):
-        return np.absolute(self)
 
 
 dispatch.COMPLEX_TYPES.add(ComplexTracer)

@@ -160,3 +160,52 @@ def function_name(func) -> str:
 def supported_names() -> list[str]:
     """The sorted names of every function registered on traced values."""
     return sorted({function_name(f) for f in HANDLERS})
+
+
+class NumpyOperators:
+    """Python's operators on a traced value (a ``Tracer``, a ``ComplexTracer``), by way of NumPy's
+    functions, and NumPy's protocols routed to the handler tables above."""
+
+    __slots__ = ()
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return call_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return call_function(func, args, kwargs)
+
+    def __add__(self, other):
+        return np.add(self, other)
+
+    def __radd__(self, other):
+        return np.add(other, self)
+
+    def __sub__(self, other):
+        return np.subtract(self, other)
+
+    def __rsub__(self, other):
+        return np.subtract(other, self)
+
+    def __mul__(self, other):
+        return np.multiply(self, other)
+
+    def __rmul__(self, other):
+        return np.multiply(other, self)
+
+    def __truediv__(self, other):
+        return np.divide(self, other)
+
+    def __rtruediv__(self, other):
+        return np.divide(other, self)
+
+    def __pow__(self, other):
+        return np.power(self, other)
+
+    def __matmul__(self, other):
+        return np.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return np.matmul(other, self)
+
+    def __abs__(self):
+        return np.absolute(self)

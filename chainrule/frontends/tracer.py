@@ -175,7 +175,7 @@ def _here():
     return location_of(user_frame(3))
 
 
-class Tracer:
+class Tracer(dispatch.NumpyOperators):
     """A traced array. It has ``shape``, ``ndim``, ``dtype`` and ``size``, but no value."""
 
     __slots__ = ("_alias", "_context", "_current")
@@ -293,51 +293,10 @@ class Tracer:
     def __ipow__(self, other):
         return dispatch.call_function(operator.ipow, (self, other), {})
 
-    # ---- NumPy protocols -------------------------------------------------------------------
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        return dispatch.call_ufunc(ufunc, method, inputs, kwargs)
-
-    def __array_function__(self, func, types, args, kwargs):
-        return dispatch.call_function(func, args, kwargs)
-
-    # ---- operators and methods, by way of the NumPy functions -----------------------------
-
-    def __add__(self, other):
-        return np.add(self, other)
-
-    def __radd__(self, other):
-        return np.add(other, self)
-
-    def __sub__(self, other):
-        return np.subtract(self, other)
-
-    def __rsub__(self, other):
-        return np.subtract(other, self)
-
-    def __mul__(self, other):
-        return np.multiply(self, other)
-
-    def __rmul__(self, other):
-        return np.multiply(other, self)
-
-    def __truediv__(self, other):
-        return np.divide(self, other)
-
-    def __rtruediv__(self, other):
-        return np.divide(other, self)
-
-    def __pow__(self, other):
-        return np.power(self, other)
+    # ---- operators and methods, by way of the NumPy functions (and dispatch.NumpyOperators) --
 
     def __rpow__(self, other):
         return np.power(other, self)
-
-    def __matmul__(self, other):
-        return np.matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return np.matmul(other, self)
 
     def __mod__(self, other):
         return np.remainder(self, other)
@@ -362,9 +321,6 @@ class Tracer:
 
     def __pos__(self):
         return self.copy()  # NumPy's +a is a new array
-
-    def __abs__(self):
-        return np.absolute(self)
 
     def __invert__(self):
         return np.invert(self)

@@ -28,7 +28,6 @@ so the VJP of ``rdft`` is ``irdft`` of the cotangent with its middle bins halved
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 
@@ -36,6 +35,7 @@ from chainrule.errors import ShapeError
 from chainrule.ir import npfuncs
 from chainrule.ir.builder import F, Value
 from chainrule.ir.ops import LINEAR, Attrs, Op, register
+from chainrule.ir.scans import batch_along_next_axis
 from chainrule.ir.types import TensorType
 
 
@@ -137,22 +137,6 @@ def _irdft_vjp(g: Value, y: Value, pairs: Value, axis: int, n: int, scale: float
     return middle_bin_weights(F.rdft(g, axis=axis, scale=scale), axis, n, 2.0)
 
 
-def _batch_shifting_axis(op_name: str) -> Callable[..., Value]:
-    """The batching rule of a transform along one axis: the same transform, one axis further."""
-
-    def batch(
-        operands: list[Value],
-        batched: list[bool],
-        logical: list[TensorType],
-        out_type: TensorType,
-        attrs: Attrs,
-        size: int,
-    ) -> Value:
-        return getattr(F, op_name)(operands[0], **{**attrs, "axis": attrs["axis"] + 1})
-
-    return batch
-
-
 register(
     Op(
         "rdft",
@@ -163,7 +147,7 @@ register(
         vjp=(_rdft_vjp,),
         jvp=LINEAR,
         flops=lambda ins, out, attrs: _fft_flops(ins[0].shape, attrs["axis"]) // 2,
-        batch=_batch_shifting_axis("rdft"),
+        batch=batch_along_next_axis("rdft"),
     )
 )
 register(
@@ -176,7 +160,7 @@ register(
         vjp=(_irdft_vjp,),
         jvp=LINEAR,
         flops=lambda ins, out, attrs: _fft_flops(out.shape, attrs["axis"]) // 2,
-        batch=_batch_shifting_axis("irdft"),
+        batch=batch_along_next_axis("irdft"),
     )
 )
 register(
@@ -189,6 +173,6 @@ register(
         vjp=(_dft_vjp,),
         jvp=LINEAR,
         flops=lambda ins, out, attrs: _fft_flops(out.shape[:-1], attrs["axis"]),
-        batch=_batch_shifting_axis("dft"),
+        batch=batch_along_next_axis("dft"),
     )
 )

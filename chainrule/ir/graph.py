@@ -361,17 +361,18 @@ class Graph:
             return np.zeros(node.type.shape, node.type.dtype)
         return None
 
-    def live_nodes(self) -> list[int]:
-        """Ids of the nodes the outputs depend on, in topological order (one sweep, no recursion).
+    def live_nodes(self, roots: Iterable[int] | None = None) -> list[int]:
+        """Ids of the nodes the outputs (or ``roots``) depend on, and the inputs, in topological
+        order (one sweep, no recursion).
 
-        Remembered until nodes or outputs change: the passes that leave a graph as it is hand
-        the same graph on, and DCE, the schedule and the backend each ask."""
+        Remembered for the outputs until nodes or outputs change: the passes that leave a graph as
+        it is hand the same graph on, and DCE, the schedule and the backend each ask."""
         key = (len(self.nodes), tuple(self.outputs))
-        if self._live is not None and self._live[0] == key:
+        if roots is None and self._live is not None and self._live[0] == key:
             return list(self._live[1])
         nodes = self.nodes
         live = bytearray(len(nodes))
-        for node_id in self.outputs:
+        for node_id in self.outputs if roots is None else roots:
             live[node_id] = 1
         for node_id in range(len(nodes) - 1, -1, -1):  # users come after their operands: one sweep back
             if live[node_id]:
@@ -380,7 +381,8 @@ class Graph:
         for node_id in self.inputs:
             live[node_id] = 1
         ids = list(itertools.compress(range(len(nodes)), live))
-        self._live = key, ids
+        if roots is None:
+            self._live = key, ids
         return list(ids)
 
     # ---- checking and printing ----------------------------------------------------------

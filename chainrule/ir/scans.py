@@ -85,7 +85,10 @@ def _scan_flops(ins: list[TensorType], out: TensorType, attrs: Attrs) -> int:
 BatchRule = Callable[[list[Value], list[bool], list[TensorType], TensorType, Attrs, int], Value]
 
 
-def _batch_scan(op_name: str) -> BatchRule:
+def batch_along_next_axis(op_name: str) -> BatchRule:
+    """The batching rule of a one-operand op along one axis (a scan, a Fourier transform): the same
+    op, one axis further in (the batch axis comes first)."""
+
     def batch(
         operands: list[Value],
         batched: list[bool],
@@ -94,7 +97,7 @@ def _batch_scan(op_name: str) -> BatchRule:
         attrs: Attrs,
         size: int,
     ) -> Value:
-        return apply(op_name, operands[0], axis=attrs["axis"] + 1)
+        return apply(op_name, operands[0], **{**attrs, "axis": attrs["axis"] + 1})
 
     return batch
 
@@ -109,7 +112,7 @@ register(
         vjp=(lambda g, y, x, axis: reverse_cumsum(g, axis),),
         jvp=LINEAR,
         flops=_scan_flops,
-        batch=_batch_scan("cumsum"),
+        batch=batch_along_next_axis("cumsum"),
     )
 )
 
@@ -156,7 +159,7 @@ register(
         vjp=(_cumprod_rule,),
         jvp=_cumprod_jvp,
         flops=_scan_flops,
-        batch=_batch_scan("cumprod"),
+        batch=batch_along_next_axis("cumprod"),
     )
 )
 
