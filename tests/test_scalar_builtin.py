@@ -1,16 +1,19 @@
 """The llvm scalar gradient as a CPython builtin (backends/llvm/python_entry.py).
 
 Python floats in: the builtin's native guard passes and the kernel runs without ctypes; anything
-else: the guard fails and the general path runs, with its checks and errors. A million calls
-leave every reference count and the traced memory where they were.
+else: the guard fails and the general path runs, with its checks and errors. A gradient of floats
+is then called as a builtin of its own, with no Python frame; it pickles, and dies, as any other.
+A million calls leave every reference count and the traced memory where they were.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import pickle
 import sys
 import tracemalloc
+import weakref
 
 import numpy as np
 import pytest
@@ -19,6 +22,7 @@ import chainrule as cr
 from chainrule.backends.llvm import python_entry
 from chainrule.cli.nested_function import SEED_DEPTH, SEED_DERIVATIVE, X0, nested_numpy
 from chainrule.errors import ArgumentError, ChainruleError
+from chainrule.transforms.compiled import Compiled
 from chainrule.transforms.scalar_call import MISSED
 
 pytestmark = pytest.mark.skipif(not python_entry.available(), reason="this interpreter has no CPython C API")
@@ -89,6 +93,76 @@ def test_bad_arguments_after_the_builtin_raise_what_a_fresh_gradient_raises(args
     with pytest.raises(error) as fresh:
         call(cr.grad(sine_times_x, backend="llvm"))
     assert str(after_builtin.value) == str(fresh.value)
+
+
+def python_frames_of(function, *args):
+    """The Python functions that ran during ``function(*args)``, and its result."""
+    frames: list[str] = []
+    sys.setprofile(lambda frame, event, arg: frames.append(frame.f_code.co_name) if event == "call" else None)
+    try:
+        result = function(*args)
+    finally:
+        sys.setprofile(None)
+    return frames, result
+
+
+def test_a_gradient_of_floats_is_called_as_its_builtin_without_a_python_frame():
+    fresh = cr.grad(sine_times_x, backend="llvm")
+    frames, _ = python_frames_of(fresh, 0.5)
+    assert "__call__" in frames  # the first call compiles, in Python
+    frames, value = python_frames_of(fresh, 0.25)
+    assert frames == [] and value == derivative_of_sine_times_x(0.25)
+    assert fresh.__call__ is fresh._float_call and isinstance(fresh, Compiled)
+    # other arguments go on to the general path, keywords included
+    assert fresh(np.float64(0.25)) == pytest.approx(value, rel=1e-14)
+    with pytest.raises(ArgumentError, match="argnums counts positional ones only"):
+        fresh(x=0.25)
+    frames, _ = python_frames_of(fresh, np.float64(0.25))
+    assert "__call__" in frames
+
+
+def test_a_call_of_arrays_makes_the_call_pythons_again():
+    def summed(x):
+        return np.sum(np.sin(x) * x)
+
+    grad = warmed(summed, 0.5)
+    assert grad.__call__ is grad._float_call
+    for _ in range(2):
+        np.testing.assert_allclose(grad(np.array([0.5, 0.25])), derivative_of_sine_times_x(np.array([0.5, 0.25])))
+    assert type(grad) is Compiled and grad._array_call is not None
+    assert grad(0.25) == derivative_of_sine_times_x(0.25)
+
+
+def test_a_function_calling_a_gradient_keeps_its_key_when_the_gradient_becomes_a_builtin():
+    inner = cr.grad(sine_times_x, backend="llvm")
+
+    def twice(x):
+        return 2.0 * inner(x)
+
+    cr.jit(twice, backend="llvm")(0.5)
+    warmed_inner = inner(0.5), inner(0.5)
+    assert inner.__call__ is inner._float_call and warmed_inner[0] == warmed_inner[1]
+    again = cr.jit(twice, backend="llvm")
+    assert again(0.5) == 2.0 * warmed_inner[0]
+    assert again.cache_info().misses == 1  # found the first one's kernel: no new trace
+
+
+def test_a_gradient_called_as_its_builtin_pickles_as_a_compiled_and_frees_itself():
+    grad = warmed(sine_times_x, 0.5)
+    copy = pickle.loads(pickle.dumps(grad))
+    assert type(copy) is Compiled and copy(0.25) == grad(0.25)
+    builtin, alive = grad.__call__, weakref.ref(grad)
+    collecting = gc.isenabled()
+    gc.disable()  # no cycle holds it: its reference count alone frees it
+    try:
+        del grad
+        assert alive() is None
+    finally:
+        if collecting:
+            gc.enable()
+    assert builtin(0.25) == derivative_of_sine_times_x(0.25)  # the builtin keeps its kernel
+    with pytest.raises(ChainruleError, match="no longer exists"):
+        builtin(np.float64(0.25))
 
 
 def test_a_gradient_made_again_finds_the_builtin_and_counts_its_hits():

@@ -3,6 +3,8 @@ broadcasts a replacement to the type of the node it replaces."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from chainrule.ir import Graph, Value
@@ -13,8 +15,11 @@ CONSTANTS = frozenset({"const", "zeros"})
 
 def scalar_value(graph: Graph, node_id: int) -> float | None:
     """The value of a one-element float constant (of any shape), else None."""
-    if graph.nodes[node_id].op not in CONSTANTS:
+    node = graph.nodes[node_id]
+    if node.op not in CONSTANTS:
         return None  # the usual answer, without a look at values (rules ask for every operand)
+    if node.op == "zeros":  # not built: a zeros node may stand for a large array
+        return 0.0 if math.prod(node.type.shape) == 1 and np.dtype(node.type.dtype).kind == "f" else None
     value = graph.const_value(node_id)
     if value is None or value.size != 1 or value.dtype.kind != "f":
         return None
@@ -22,10 +27,15 @@ def scalar_value(graph: Graph, node_id: int) -> float | None:
 
 
 def is_constant(graph: Graph, node_id: int, number: float) -> bool:
-    if graph.nodes[node_id].op not in CONSTANTS:
+    node = graph.nodes[node_id]
+    if node.op == "zeros":
+        return number == 0 and math.prod(node.type.shape) > 0
+    if node.op != "const":
         return False
-    value = graph.const_value(node_id)
-    return value is not None and value.size > 0 and bool(np.all(value == number))
+    value = graph.constant(node_id)
+    if value.size == 1:  # the usual constant, compared without a ufunc
+        return bool(value.reshape(()) == number)
+    return value.size > 0 and bool(np.all(value == number))
 
 
 def never_inf_or_nan(graph: Graph, node_id: int) -> bool:
@@ -34,7 +44,9 @@ def never_inf_or_nan(graph: Graph, node_id: int) -> bool:
     node = graph[node_id]
     if node.type.dtype == "bool" or np.dtype(node.type.dtype).kind in "iu":
         return True
-    if node.op in ("const", "zeros"):
+    if node.op == "zeros":
+        return True
+    if node.op == "const":
         return bool(np.all(np.isfinite(graph.constant(node_id))))
     if node.op == "cast":
         return np.dtype(graph.type(node.args[0]).dtype).kind in "biu"

@@ -5,6 +5,7 @@ traced again and again because an argument keeps changing."""
 from __future__ import annotations
 
 import collections
+import ctypes
 import os
 import sys
 import warnings
@@ -37,6 +38,7 @@ class CacheStats:
 
     def __init__(self) -> None:
         self.hits = 0
+        self.native_hits = ctypes.c_uint64()  # the hits float builtins counted (scalar_call.py)
         self.misses = 0
         self.traces = 0  # runs of the Python function (a signature another transform traced runs none)
         self.compiles = 0  # new signatures, compiled or failed

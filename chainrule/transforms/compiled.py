@@ -12,8 +12,6 @@ import numpy as np
 
 from chainrule.compiler import pipeline
 from chainrule.compiler.checkpoint import validate_policy
-from chainrule.compiler.cost import CostReport, cost_report
-from chainrule.compiler.memory_report import MemoryReport, memory_report
 from chainrule.errors import ArgumentError, UnsupportedError
 from chainrule.frontends.pytree import TreeDef
 from chainrule.frontends.trace import (
@@ -29,10 +27,11 @@ from chainrule.frontends.tracer import Tracer
 from chainrule.ir import Graph
 from chainrule.transforms.array_guard import KnownArrays, known_arrays
 from chainrule.transforms.cache_stats import CacheInfo, shared_caches
+from chainrule.transforms.looking_inside import LookingInside
 from chainrule.transforms.options import checked_options
 from chainrule.transforms.portable import portable_reduce
 from chainrule.transforms.reuse import COMPILING, function_entry
-from chainrule.transforms.scalar_call import MISSED, ScalarCall, scalar_call
+from chainrule.transforms.scalar_call import MISSED, GeneralCall, ScalarCall, float_call_class, scalar_call
 from chainrule.transforms.specialization import Specialization, check_scalar_output, inline, make_kernel
 from chainrule.transforms.specialization import compile_kernel as compile_kernel  # imported from here by tests
 
@@ -44,7 +43,7 @@ def argnum_tuple(argnums: int | Sequence[int]) -> tuple[int, ...]:
     return int_tuple(argnums, "argnums")
 
 
-class Compiled:
+class Compiled(LookingInside):
     """A function compiled by chainrule; call it like the original.
 
     It specializes on the shapes, dtypes and pytree structure of its arguments
@@ -213,7 +212,7 @@ class Compiled:
         CacheInfo(hits=1, misses=1, traces=1, currsize=1)
         """
         stats = self._stats
-        return CacheInfo(stats.hits, stats.misses, stats.traces, len(self._cache))
+        return CacheInfo(stats.hits + stats.native_hits.value, stats.misses, stats.traces, len(self._cache))
 
     def _compile(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> Specialization:
         # Compiling builds millions of small objects that live as long as the stage graphs; Python's
@@ -288,10 +287,10 @@ class Compiled:
                 entry, picks, converts = hit
                 if known is None and picks is None and len(converts) == len(leaves):  # scalars only
                     # a Compiled made again finds its kernel here first
-                    self._scalar_call = scalar_call(self, entry, args, keywords, leaves, picks)
+                    self._remember_scalars(scalar_call(self, entry, args, keywords, leaves, picks))
                 elif arrays is None and not converts and not self._array_tried:  # once: it costs a little
                     self._array_tried = True
-                    self._array_call = known_arrays(self, entry, args, keywords, leaves, picks)
+                    self._remember_arrays(known_arrays(self, entry, args, keywords, leaves, picks))
                 inputs = leaves if picks is None else [leaves[i] for i in picks]
                 for index in converts:
                     inputs[index] = np.asarray(inputs[index])
@@ -306,14 +305,28 @@ class Compiled:
             picks = None if entry.traced_leaves == tuple(range(len(leaves))) else entry.traced_leaves
             converts = tuple(i for i, leaf in enumerate(traced_leaves) if type(leaf) is not np.ndarray)
             self._by_key[found[0]] = (entry, picks, converts)
-            self._scalar_call = scalar_call(self, entry, args, keywords, leaves, picks) or self._scalar_call
+            self._remember_scalars(scalar_call(self, entry, args, keywords, leaves, picks) or self._scalar_call)
             if not converts and not any(isinstance(leaf, Tracer) for leaf in traced_leaves):
-                self._array_call = known_arrays(self, entry, args, keywords, leaves, picks) or self._array_call
+                self._remember_arrays(known_arrays(self, entry, args, keywords, leaves, picks) or self._array_call)
         if any(isinstance(leaf, Tracer) for leaf in traced_leaves):
             outputs = inline(entry.compilation.differentiable, traced_leaves)
         else:
             outputs = entry.kernel.fn(*[np.asarray(leaf) for leaf in traced_leaves])
         return self._results(entry, outputs)
+
+    def _remember_scalars(self, known: ScalarCall | None) -> None:
+        """Keep ``known``, the last all-scalar signature; a plain Compiled of Python floats becomes
+        its float builtin (scalar_call.float_call_class), the rest of its calls that one's fallback."""
+        self._scalar_call = known
+        if known is not None and known.make_builtin is not None and type(self) is Compiled:
+            self._float_call = known.make_builtin(GeneralCall(self, Compiled.__call__), self._stats.native_hits)
+            self.__class__ = float_call_class(Compiled)
+
+    def _remember_arrays(self, known: KnownArrays | None) -> None:
+        """Keep ``known``, the last all-array signature; a call of arrays is then Python's again."""
+        self._array_call = known
+        if known is not None and type(self) is not Compiled and "_float_call" in self.__dict__:
+            self.__class__ = Compiled
 
     def _results(self, entry: Specialization, outputs: Sequence[Any]) -> Any:
         """What the call returns: the outputs rebuilt, and/or the gradients in the arguments' structure."""
@@ -335,42 +348,6 @@ class Compiled:
         if self.transform == "grad":
             return grads
         return outputs[0], grads
-
-    # ---- looking inside ---------------------------------------------------------------------
-
-    def graph(self, *args: Any, stage: str = "scheduled") -> Graph:
-        """The IR graph after ``stage`` (one of ``chainrule.compiler.pipeline.STAGES``)."""
-        entry, _ = self._specialize(args)
-        graphs = entry.compilation.graphs
-        if stage not in graphs:
-            raise ArgumentError(f"unknown stage {stage!r} for this function; stages: {', '.join(graphs)}")
-        return graphs[stage]
-
-    def ir(self, *args: Any, stage: str = "scheduled") -> str:
-        """The IR text after ``stage``."""
-        return str(self.graph(*args, stage=stage))
-
-    def source(self, *args: Any) -> str:
-        """The generated code that runs for these arguments: Python source (numpy backend) or the
-        LLVM IR module before optimization (llvm backend)."""
-        entry, _ = self._specialize(args)
-        return entry.kernel.source
-
-    def cost(self, *args: Any, stage: str = pipeline.STAGES[-1]) -> CostReport:
-        """FLOPs and bytes moved by the graph after ``stage``, forward and backward apart
-        (``report.backward_to_forward`` is about 2 for a network); ``print`` it for a table."""
-        return cost_report(self.graph(*args, stage=stage))
-
-    def memory(self, *args: Any) -> MemoryReport:
-        """The estimated peak bytes of a call, the forward values the backward pass keeps (bytes and
-        why) and recomputes (FLOPs) under this function's ``checkpoint`` policy; ``print`` it."""
-        if not self._differentiates:
-            raise ArgumentError("memory() reports what a backward pass keeps: use it on cr.grad or cr.value_and_grad")
-        report = memory_report(self.graph(*args, stage="checkpointed"), self.graph(*args, stage="scheduled"))
-        lowered = getattr(self._specialize(args)[0].kernel, "lowered", None)
-        if lowered is not None:
-            report.arena_bytes = lowered.arena_bytes
-        return report
 
 
 # ---- the public transformations -------------------------------------------------------------

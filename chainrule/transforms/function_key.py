@@ -348,7 +348,8 @@ class _KeyBuilder:
         if key_parts is not None:  # a Compiled: its function's key and its options
             inner, options = key_parts(fn)
             self.open.append(fn)
-            compiled = (_COMPILED, _Identity(type(fn)), self.callable_key(inner, depth + 1), _hashable(options))
+            cls = getattr(type(fn), "chainrule_key_class", type(fn))  # a Compiled called as its builtin: a Compiled
+            compiled = (_COMPILED, _Identity(cls), self.callable_key(inner, depth + 1), _hashable(options))
             self.open.pop()
             return compiled
         if type(fn) is not types.FunctionType or "__wrapped__" in fn.__dict__ or "__signature__" in fn.__dict__:

@@ -5,16 +5,25 @@ classes of scalar arguments alone fix the specialization, so ``Compiled.__call__
 general path (``call_key``, pytrees, ``np.asarray``) when they match the last scalar signature's.
 On the llvm backend, a gradient of Python floats goes further: the kernel's builtin
 (``backends/llvm/python_entry.py``) checks the arguments itself, natively, and runs the kernel; for
-anything else it returns ``MISSED`` and the general path, with every argument check, runs.
+anything else it returns ``MISSED`` and the general path, with every argument check, runs. A
+``Compiled`` of that class exactly goes further still (``float_call_class``): its call *is* a
+builtin, whose fallback is the general path, so a call of floats runs no Python frame at all
+(``Compiled.__call__``'s own frame and checks cost more than half a microsecond here).
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import operator
+import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from chainrule.errors import ChainruleError
+from chainrule.transforms.portable import portable_reduce
 from chainrule.transforms.specialization import Specialization
 
 MISSED = object()  # what a float builtin returns for arguments it does not take
@@ -22,11 +31,13 @@ MISSED = object()  # what a float builtin returns for arguments it does not take
 
 class ScalarCall(NamedTuple):
     """The last all-scalar signature of a ``Compiled``: its argument classes and its call; with
-    Python floats only, also the kernel's builtin (or None)."""
+    Python floats only, also the kernel's builtin (or None), and ``make_builtin(fallback, hits)``
+    making another that passes other calls on to ``fallback`` and counts its runs in ``hits``."""
 
     classes: tuple[type, ...]
     call: Callable[..., Any]
     builtin: Callable[..., Any] | None
+    make_builtin: Callable[[Callable[..., Any], ctypes.c_uint64], Callable[..., Any]] | None = None
 
 
 def scalar_call(
@@ -43,7 +54,9 @@ def scalar_call(
         s.scalar or s.python_float for s in entry.spec.leaves
     ):
         classes = tuple(map(type, args))
-        return ScalarCall(classes, _caller(compiled, entry), _float_builtin(compiled, entry, classes))
+        make = _float_builtin(compiled, entry, classes)
+        builtin = None if make is None else make(_missed)
+        return ScalarCall(classes, _caller(compiled, entry), builtin, make)
     return None
 
 
@@ -66,8 +79,8 @@ def _caller(compiled: Any, entry: Specialization) -> Callable[..., Any]:
 
 
 def _float_builtin(compiled: Any, entry: Specialization, classes: tuple[type, ...]) -> Callable[..., Any] | None:
-    """The kernel's builtin for ``grad`` of Python floats, returning a float (or ``MISSED`` for other
-    arguments), when the gradient is one float64 scalar; else None."""
+    """What makes the kernel's builtins for ``grad`` of Python floats, returning a float (and passing
+    other arguments on to a fallback), when the gradient is one float64 scalar; else None."""
     if any(c is not float for c in classes) or compiled.transform != "grad" or compiled.has_aux:
         return None
     make = getattr(entry.kernel, "python_builtin", None)
@@ -76,7 +89,43 @@ def _float_builtin(compiled: Any, entry: Specialization, classes: tuple[type, ..
     ((count, _, converters),) = entry.gradient_trees
     if count != 1 or not converters or converters[0] is not float:
         return None
-    return make(entry.out_treedef.num_leaves, MISSED)
+    return functools.partial(make, entry.out_treedef.num_leaves)
+
+
+def _missed(*args: Any, **kwargs: Any) -> object:
+    return MISSED
+
+
+class GeneralCall:
+    """``call(compiled, *args, **kwargs)``, the general path of a ``Compiled``, as the fallback of
+    its float builtin; it refers to the Compiled weakly, so that the two make no cycle."""
+
+    __slots__ = ("call", "compiled")
+
+    def __init__(self, compiled: Any, call: Callable[..., Any]):
+        self.compiled = weakref.ref(compiled)
+        self.call = call
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        compiled = self.compiled()
+        if compiled is None:  # only a builtin taken out of it (``f.__call__``) outlives the function
+            raise ChainruleError("this call belonged to a compiled function that no longer exists")
+        return self.call(compiled, *args, **kwargs)
+
+
+@functools.cache
+def float_call_class(base: type) -> type:
+    """``base`` (``Compiled``) whose call is the instance's ``_float_call``, a float builtin: ``__call__``
+    is a property, so CPython finds the builtin and calls it without a Python frame. It pickles as
+    a ``base``."""
+
+    def __reduce__(self: Any) -> tuple[Any, ...]:
+        rebuild, (_, payload, state) = portable_reduce(self)
+        return rebuild, (base, payload, state)
+
+    members = {"__call__": property(operator.attrgetter("_float_call")), "__reduce__": __reduce__}
+    members["chainrule_key_class"] = base  # keyed as a ``base`` (function_key.py)
+    return type(base.__name__, (base,), {**members, "__module__": base.__module__, "__doc__": base.__doc__})
 
 
 class ArrayCall(NamedTuple):

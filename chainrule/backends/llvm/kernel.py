@@ -198,15 +198,23 @@ class LlvmKernel:
     # the ThreadChoice its calls use under the current setting (see thread_choice.py)
     thread_choice: Callable[[], ThreadChoice] | None = field(repr=False, default=None)
 
-    def python_builtin(self, output: int, missed: object) -> Callable[..., Any] | None:
-        """Output ``output`` as a builtin of Python floats returning a float, or ``missed`` when
-        its arguments are not all exactly Python floats (python_entry.py); None if there is none."""
+    def python_builtin(
+        self, output: int, fallback: Callable[..., Any], hits: ctypes.c_uint64 | None = None
+    ) -> Callable[..., Any] | None:
+        """Output ``output`` as a builtin of Python floats returning a float, passing other
+        arguments on to ``fallback`` (python_entry.py) and counting its own runs in ``hits``; None
+        if there is none. Without ``hits`` (runs not counted) it is made once per fallback, which
+        must then live as long as the process: a signature flipping back and forth reuses it."""
         if self.python_entries is None:
             return None
-        key = (output, id(missed))
-        if key not in self.builtins:  # made once: a signature flipping back and forth reuses it
-            name = f"{self.filename[1:-1].rsplit(' ', 1)[-1]}_output{output}"
-            self.builtins[key] = python_entry.make_builtin(self.python_entries[output], name, missed, self.native)
+        name = f"{self.filename[1:-1].rsplit(' ', 1)[-1]}_output{output}"
+        address = self.python_entries[output]
+        if hits is not None:
+            return python_entry.make_float_builtin(address, name, fallback, hits, self.native)
+        key = (output, id(fallback))
+        if key not in self.builtins:
+            uncounted = ctypes.c_uint64()
+            self.builtins[key] = python_entry.make_float_builtin(address, name, fallback, uncounted, self.native)
         return self.builtins[key]
 
     def thread_count(self) -> int:

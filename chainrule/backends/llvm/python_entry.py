@@ -9,12 +9,16 @@ builtin with ``PyCFunction_NewEx`` (the documented C API, reached through ``ctyp
 - fast path, the guard: exactly ``arity`` arguments, each exactly a Python ``float`` (its type
   pointer is ``&PyFloat_Type``; a subclass such as ``np.float64`` fails it); then the doubles are
   read from the float objects, the entry runs, and ``PyFloat_FromDouble`` boxes the result;
-- slow path: anything else returns the builtin's ``self`` object (a new reference), which the
-  caller (``Compiled.__call__``) takes to mean "not handled here" and goes its general way, where
-  every argument check, error message and NaN check lives.
+- slow path: anything else (another count, another class, a keyword) is passed on, as it came,
+  to the builtin's fallback: a Python callable. ``Compiled.__call__``'s general path is one, where
+  every argument check, error message and NaN check lives; so a ``Compiled`` can make the builtin
+  its very call (``transforms/scalar_call.py``), with no Python frame on the fast path.
+
+The builtin's ``self`` is two words (a ctypes array): the fallback, and where to count the calls
+the fast path ran (``cache_info().hits``: the fast path runs no Python that could count them).
 
 The code reaches CPython only by symbol name (``PyFloat_Type``, ``PyFloat_FromDouble``,
-``Py_IncRef``, resolved in this process at link time), so cached object code stays valid in the
+``PyObject_Vectorcall``, resolved in this process at link time), so cached object code stays valid in the
 next process. Two layout facts of this interpreter are written into the IR as numbers: where a
 ``PyObject`` keeps its type pointer (``object.__basicsize__ - 8``: the last field of the object
 header in default, debug and free-threaded builds alike) and where a ``PyFloatObject`` keeps its
@@ -43,15 +47,19 @@ from chainrule.backends.llvm.lower import CALLBACK, CONSTANTS, FIXED_SLOTS
 from chainrule.backends.llvm.plan import ALIGNMENT, Lowered
 
 METH_FASTCALL = 0x0080
+METH_KEYWORDS = 0x0002  # with METH_FASTCALL: (self, args, nargs, kwnames)
 POINTER_BYTES = struct.calcsize("P")
 # where a PyObject keeps ob_type, and a PyFloatObject its double, in this interpreter
 TYPE_OFFSET = object.__basicsize__ - POINTER_BYTES
 FLOAT_VALUE_OFFSET = object.__basicsize__
+# where a ctypes array keeps the address of its buffer (CDataObject.b_ptr, right after the header)
+CTYPES_BUFFER_OFFSET = object.__basicsize__
+FALLBACK_WORD, HITS_WORD = 0, 1
 # A scalar entry's arena lives on the calling thread's stack (threading.stack_size may be as small
 # as 32 KiB); its constants are a global of the module, written into the IR text.
 SCALAR_ENTRY_MAX_ARENA = 1 << 14
 SCALAR_ENTRY_MAX_CONSTANTS = 1 << 16
-_SYMBOLS = ("PyFloat_Type", "PyFloat_FromDouble", "Py_IncRef", "PyCFunction_NewEx")
+_SYMBOLS = ("PyFloat_Type", "PyFloat_FromDouble", "PyObject_Vectorcall", "PyCFunction_NewEx")
 
 
 class _MethodDef(ctypes.Structure):
@@ -68,10 +76,12 @@ class _MethodDef(ctypes.Structure):
 def available() -> bool:
     """Does this interpreter export what the builtins need (CPython with a standard float layout)?"""
     api = getattr(ctypes, "pythonapi", None)
+    probe = (ctypes.c_void_p * 2)()
     return (
         api is not None
         and all(hasattr(api, symbol) for symbol in _SYMBOLS)
         and float.__basicsize__ == FLOAT_VALUE_OFFSET + 8
+        and ctypes.c_void_p.from_address(id(probe) + CTYPES_BUFFER_OFFSET).value == ctypes.addressof(probe)
     )
 
 
@@ -132,11 +142,12 @@ def scalar_entries_ir(lowered: Lowered) -> str:
 
 
 def python_entries_ir(entry: str, arity: int, outputs: int) -> str:
-    """Per output k, ``ptr @<entry>_python<k>(ptr self, ptr args, i64 nargs)`` calling ``@<entry>_scalar<k>``."""
+    """Per output k, ``ptr @<entry>_python<k>(ptr self, ptr args, i64 nargs, ptr kwnames)`` calling
+    ``@<entry>_scalar<k>``."""
     lines = [
         "@PyFloat_Type = external global i8",
         "declare ptr @PyFloat_FromDouble(double)",
-        "declare void @Py_IncRef(ptr)",
+        "declare ptr @PyObject_Vectorcall(ptr, ptr, i64, ptr)",
     ]
     for k in range(outputs):
         lines += _python_entry(f"{entry}_python{k}", f"{entry}_scalar{k}", arity)
@@ -145,10 +156,14 @@ def python_entries_ir(entry: str, arity: int, outputs: int) -> str:
 
 def _python_entry(name: str, scalar: str, arity: int) -> list[str]:
     lines = [
-        f"define ptr @{name}(ptr %self, ptr %args, i64 %nargs) {{",
+        f"define ptr @{name}(ptr %self, ptr %args, i64 %nargs, ptr %kwnames) {{",
         "entry:",
+        f"  %words.at = getelementptr i8, ptr %self, i64 {CTYPES_BUFFER_OFFSET}",
+        "  %words = load ptr, ptr %words.at",
         f"  %count.ok = icmp eq i64 %nargs, {arity}",
-        f"  br i1 %count.ok, label %{'check0' if arity else 'fast'}, label %slow",
+        "  %no.keywords = icmp eq ptr %kwnames, null",
+        "  %plain = and i1 %count.ok, %no.keywords",
+        f"  br i1 %plain, label %{'check0' if arity else 'fast'}, label %slow",
     ]
     values = []
     for i in range(arity):
@@ -171,27 +186,45 @@ def _python_entry(name: str, scalar: str, arity: int) -> list[str]:
         values.append(f"double %value{i}")
     lines += [
         f"  %result = call double @{scalar}({', '.join(values)})",
+        f"  %hits.at = getelementptr ptr, ptr %words, i64 {HITS_WORD}",
+        "  %hits = load ptr, ptr %hits.at",
+        "  %count = load i64, ptr %hits",
+        "  %count.next = add i64 %count, 1",  # the GIL is held: no other thread counts meanwhile
+        "  store i64 %count.next, ptr %hits",
         "  %boxed = call ptr @PyFloat_FromDouble(double %result)",  # NULL with MemoryError set: passed on
         "  ret ptr %boxed",
-        "slow:",  # "not handled": self, a new reference
-        "  call void @Py_IncRef(ptr %self)",
-        "  ret ptr %self",
+        "slow:",  # the call as it came, to the fallback; its result or NULL with its error set
+        f"  %fallback.at = getelementptr ptr, ptr %words, i64 {FALLBACK_WORD}",
+        "  %fallback = load ptr, ptr %fallback.at",
+        "  %passed = call ptr @PyObject_Vectorcall(ptr %fallback, ptr %args, i64 %nargs, ptr %kwnames)",
+        "  ret ptr %passed",
         "}",
     ]
     return lines
 
 
-def make_builtin(address: int, name: str, missed: object, keep: Any) -> Callable[..., Any]:
-    """The builtin calling the ``METH_FASTCALL`` function at ``address``; it returns ``missed``
-    (its ``self``) when its guard fails. ``keep`` (the machine code's owner) lives as long as it."""
-    definition = _MethodDef(name.encode(), address, METH_FASTCALL, None)
+def make_float_builtin(
+    address: int, name: str, fallback: Callable[..., Any], hits: ctypes.c_uint64, keep: Any
+) -> Callable[..., Any]:
+    """The builtin calling ``<entry>_python<k>`` at ``address``: it passes a call its guard does
+    not take on to ``fallback``, and adds one to ``hits`` for each call it runs itself. ``keep``
+    (the machine code's owner) lives as long as it."""
+    words = (ctypes.c_void_p * 2)()
+    words[FALLBACK_WORD], words[HITS_WORD] = id(fallback), ctypes.addressof(hits)
+    return make_builtin(address, name, words, (keep, fallback, hits), METH_FASTCALL | METH_KEYWORDS)
+
+
+def make_builtin(address: int, name: str, self: object, keep: Any, flags: int = METH_FASTCALL) -> Callable[..., Any]:
+    """The builtin calling the function at ``address`` (``flags``: its calling convention) with
+    ``self`` as its first argument. ``keep`` (the machine code's owner) lives as long as it."""
+    definition = _MethodDef(name.encode(), address, flags, None)
     new = ctypes.pythonapi.PyCFunction_NewEx
     new.restype = ctypes.py_object
     new.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.py_object]
     # m_module is any object the builtin keeps a reference to: here what must outlive it (the
     # PyMethodDef it points at and the code), in a str, so __module__ stays harmless to show.
     holder = _Keep(definition, keep)
-    return new(ctypes.addressof(definition), missed, holder)
+    return new(ctypes.addressof(definition), self, holder)
 
 
 class _Keep(str):
