@@ -112,7 +112,7 @@ def test_a_gradient_of_floats_is_called_as_its_builtin_without_a_python_frame():
     assert "__call__" in frames  # the first call compiles, in Python
     frames, value = python_frames_of(fresh, 0.25)
     assert frames == [] and value == derivative_of_sine_times_x(0.25)
-    assert fresh.__call__ is fresh._float_call and isinstance(fresh, Compiled)
+    assert fresh.__call__ is fresh._fast_call and isinstance(fresh, Compiled)
     # other arguments go on to the general path, keywords included
     assert fresh(np.float64(0.25)) == pytest.approx(value, rel=1e-14)
     with pytest.raises(ArgumentError, match="argnums counts positional ones only"):
@@ -121,16 +121,23 @@ def test_a_gradient_of_floats_is_called_as_its_builtin_without_a_python_frame():
     assert "__call__" in frames
 
 
-def test_a_call_of_arrays_makes_the_call_pythons_again():
+def test_a_call_of_arrays_is_one_generated_frame_and_floats_still_reach_the_builtin():
     def summed(x):
         return np.sum(np.sin(x) * x)
 
     grad = warmed(summed, 0.5)
-    assert grad.__call__ is grad._float_call
+    assert grad.__call__ is grad._fast_call
+    x = np.array([0.5, 0.25])
     for _ in range(2):
-        np.testing.assert_allclose(grad(np.array([0.5, 0.25])), derivative_of_sine_times_x(np.array([0.5, 0.25])))
-    assert type(grad) is Compiled and grad._array_call is not None
-    assert grad(0.25) == derivative_of_sine_times_x(0.25)
+        np.testing.assert_allclose(grad(x), derivative_of_sine_times_x(x), rtol=1e-15)
+    hits = grad.cache_info().hits
+    frames, gradient = python_frames_of(grad, x)
+    assert frames == ["call"] and type(grad) is not Compiled  # the kernel's generated call alone
+    np.testing.assert_allclose(gradient, derivative_of_sine_times_x(x), rtol=1e-15)
+    assert grad.cache_info().hits == hits + 1
+    assert grad(0.25) == derivative_of_sine_times_x(0.25)  # passed on to the general path
+    with pytest.raises(ArgumentError, match="argnums counts positional ones only"):
+        grad(x=x)
 
 
 def test_a_function_calling_a_gradient_keeps_its_key_when_the_gradient_becomes_a_builtin():
@@ -141,7 +148,7 @@ def test_a_function_calling_a_gradient_keeps_its_key_when_the_gradient_becomes_a
 
     cr.jit(twice, backend="llvm")(0.5)
     warmed_inner = inner(0.5), inner(0.5)
-    assert inner.__call__ is inner._float_call and warmed_inner[0] == warmed_inner[1]
+    assert inner.__call__ is inner._fast_call and warmed_inner[0] == warmed_inner[1]
     again = cr.jit(twice, backend="llvm")
     assert again(0.5) == 2.0 * warmed_inner[0]
     assert again.cache_info().misses == 1  # found the first one's kernel: no new trace

@@ -31,7 +31,7 @@ from chainrule.transforms.looking_inside import LookingInside
 from chainrule.transforms.options import checked_options
 from chainrule.transforms.portable import portable_reduce
 from chainrule.transforms.reuse import COMPILING, function_entry
-from chainrule.transforms.scalar_call import MISSED, GeneralCall, ScalarCall, float_call_class, scalar_call
+from chainrule.transforms.scalar_call import MISSED, GeneralCall, ScalarCall, fast_call_class, scalar_call
 from chainrule.transforms.specialization import Specialization, check_scalar_output, inline, make_kernel
 from chainrule.transforms.specialization import compile_kernel as compile_kernel  # imported from here by tests
 
@@ -315,18 +315,33 @@ class Compiled(LookingInside):
         return self._results(entry, outputs)
 
     def _remember_scalars(self, known: ScalarCall | None) -> None:
-        """Keep ``known``, the last all-scalar signature; a plain Compiled of Python floats becomes
-        its float builtin (scalar_call.float_call_class), the rest of its calls that one's fallback."""
+        """Keep ``known``, the last all-scalar signature; a plain Compiled of Python floats is then
+        called as the kernel's float builtin (scalar_call.fast_call_class)."""
         self._scalar_call = known
-        if known is not None and known.make_builtin is not None and type(self) is Compiled:
-            self._float_call = known.make_builtin(GeneralCall(self, Compiled.__call__), self._stats.native_hits)
-            self.__class__ = float_call_class(Compiled)
+        if known is not None and known.make_builtin is not None and self._plain():
+            self._call_directly(known.make_builtin(GeneralCall(self, Compiled.__call__), self._stats.native_hits))
 
     def _remember_arrays(self, known: KnownArrays | None) -> None:
-        """Keep ``known``, the last all-array signature; a call of arrays is then Python's again."""
+        """Keep ``known``, the last all-array signature; a plain Compiled of the llvm backend is then
+        called as the generated call of the kernel's array builtin, without a frame of its own."""
         self._array_call = known
-        if known is not None and type(self) is not Compiled and "_float_call" in self.__dict__:
+        make = None if known is None else getattr(known.entry.kernel, "array_caller", None)
+        if known is not None and self._plain():
+            whole = (known.finish, GeneralCall(self, Compiled.__call__), self._stats)
+            self._call_directly(make(MISSED, whole) if make is not None and known.finish is not None else None)
+
+    def _plain(self) -> bool:
+        return type(self) is Compiled or type(self) is fast_call_class(Compiled)
+
+    def _call_directly(self, call: Callable[..., Any] | None) -> None:
+        """Make ``call`` this plain Compiled's call (its fallback, ``Compiled.__call__``), or with None
+        ``Compiled.__call__`` itself."""
+        if call is None:
+            self.__dict__.pop("_fast_call", None)
             self.__class__ = Compiled
+        else:
+            self._fast_call = call
+            self.__class__ = fast_call_class(Compiled)
 
     def _results(self, entry: Specialization, outputs: Sequence[Any]) -> Any:
         """What the call returns: the outputs rebuilt, and/or the gradients in the arguments' structure."""

@@ -20,7 +20,7 @@ from typing import Any
 # state a Compiled rebuilds in each process instead of pickling: its caches hold kernels
 PER_PROCESS_STATE = frozenset(
     {"fn", "__wrapped__", "_entry", "_cache", "_by_key", "_stats", "_layouts", "_scalar_call", "_outputs"}
-    | {"_array_call", "_array_tried", "_float_call"}
+    | {"_array_call", "_array_tried", "_fast_call"}
 )
 
 # digest of a pickled function -> the function, as first unpickled in this process

@@ -6,9 +6,10 @@ general path (``call_key``, pytrees, ``np.asarray``) when they match the last sc
 On the llvm backend, a gradient of Python floats goes further: the kernel's builtin
 (``backends/llvm/python_entry.py``) checks the arguments itself, natively, and runs the kernel; for
 anything else it returns ``MISSED`` and the general path, with every argument check, runs. A
-``Compiled`` of that class exactly goes further still (``float_call_class``): its call *is* a
+``Compiled`` of that class exactly goes further still (``fast_call_class``): its call *is* a
 builtin, whose fallback is the general path, so a call of floats runs no Python frame at all
-(``Compiled.__call__``'s own frame and checks cost more than half a microsecond here).
+(``Compiled.__call__``'s own frame and checks cost more than half a microsecond here); and a call
+of arrays the kernel's array builtin takes (array_guard.py) is one generated function's frame.
 """
 
 from __future__ import annotations
@@ -114,16 +115,16 @@ class GeneralCall:
 
 
 @functools.cache
-def float_call_class(base: type) -> type:
-    """``base`` (``Compiled``) whose call is the instance's ``_float_call``, a float builtin: ``__call__``
-    is a property, so CPython finds the builtin and calls it without a Python frame. It pickles as
-    a ``base``."""
+def fast_call_class(base: type) -> type:
+    """``base`` (``Compiled``) whose call is the instance's ``_fast_call`` (a float builtin, or the
+    generated call of an array builtin): ``__call__`` is a property, so CPython finds that and calls
+    it without a frame of ``base.__call__``. It pickles, and is keyed, as a ``base``."""
 
     def __reduce__(self: Any) -> tuple[Any, ...]:
         rebuild, (_, payload, state) = portable_reduce(self)
         return rebuild, (base, payload, state)
 
-    members = {"__call__": property(operator.attrgetter("_float_call")), "__reduce__": __reduce__}
+    members = {"__call__": property(operator.attrgetter("_fast_call")), "__reduce__": __reduce__}
     members["chainrule_key_class"] = base  # keyed as a ``base`` (function_key.py)
     return type(base.__name__, (base,), {**members, "__module__": base.__module__, "__doc__": base.__doc__})
 

@@ -378,8 +378,9 @@ class _Runner:
                 returned.append(f"{name}.copy()")
         return f"({', '.join(returned)}{',' if len(returned) == 1 else ''})"
 
-    def _fast_lines(self, namespace: dict[str, Any], arguments: str) -> list[str]:
-        """Allocating the slot outputs, then, with an array builtin, the call through it (returning)."""
+    def _fast_lines(self, namespace: dict[str, Any], arguments: str, finish: bool = False) -> list[str]:
+        """Allocating the slot outputs, then, with an array builtin, the call through it (returning
+        the outputs, or with ``finish`` a hit of ``stats`` counted and ``finish(outputs)``)."""
         lines = [
             f"out{index} = empty({output.shape!r}, np.{output.dtype})"
             for index, output in enumerate(self.lowered.outputs)
@@ -389,9 +390,10 @@ class _Runner:
             return lines
         namespace["arrays"] = self.arrays
         outputs = "".join(f", out{i}" for i, output in enumerate(self.lowered.outputs) if output.slot is not None)
+        returned = self._returned(namespace, self.fast_arena, "fast_")
         body = [
             *self._lapack_status(namespace, self.fast_arena, "fast_"),
-            "return " + self._returned(namespace, self.fast_arena, "fast_"),
+            *(["stats.hits += 1", f"return finish({returned})"] if finish else [f"return {returned}"]),
         ]
         call = [f"if arrays({arguments}{outputs}) is None:", *[f"    {line}" for line in body]]
         if not self._reads_arena():
@@ -406,21 +408,25 @@ class _Runner:
         """Does a call read results out of the arena after the entry ran (outputs or LAPACK's status)?"""
         return any(output.slot is None for output in self.lowered.outputs) or bool(self.lowered.failures)
 
-    def array_caller(self, missed: object) -> Callable[..., Any] | None:
+    def array_caller(self, missed: object, whole: tuple[Any, Any, Any] | None = None) -> Callable[..., Any] | None:
         """``call(*inputs)``: the outputs through the array builtin, or ``missed`` when its guard
-        fails (arguments that are not exactly the kernel's arrays); None without a builtin."""
+        fails (arguments that are not exactly the kernel's arrays); None without a builtin. With
+        ``whole`` (finish, fallback, stats), a Compiled's whole call instead (scalar_call.py):
+        ``finish(outputs)``, a hit counted in ``stats``, and any other call passed on to ``fallback``."""
         if self.arrays is None:
             return None
-        if id(missed) in self.array_callers:
+        if whole is None and id(missed) in self.array_callers:
             return self.array_callers[id(missed)]
         namespace = {**self._namespace(), "missed": missed}
-        lines = [
-            "def call(*inputs):",
-            *[f"    {line}" for line in self._fast_lines(namespace, "*inputs")],
-            "    return missed",
-        ]
+        fast = [f"    {line}" for line in self._fast_lines(namespace, "*inputs", whole is not None)]
+        lines = ["def call(*inputs):", *fast, "    return missed"]
+        if whole is not None:
+            namespace["finish"], namespace["fallback"], namespace["stats"] = whole
+            passed_on = "  return fallback(*inputs, **keywords)"
+            lines = ["def call(*inputs, **keywords):", "  if not keywords:", *fast, passed_on]
         exec(compile("\n".join(lines) + "\n", f"<chainrule llvm arrays {self.lowered.entry}>", "exec"), namespace)
-        self.array_callers[id(missed)] = namespace["call"]
+        if whole is None:
+            self.array_callers[id(missed)] = namespace["call"]
         return namespace["call"]
 
     def make_call(self) -> Callable:
