@@ -94,6 +94,23 @@ def pack(parts: Sequence[Value], batch: tuple[int, ...]) -> Value:
     return F.concatenate(*flat, axis=len(batch))
 
 
+def vanishes(cotangent: Value) -> bool:
+    """Whether a factor's cotangent is the symbolic zero: the program does not use that factor
+    (the simplify rules make a slice of a packed cotangent outside what reverse mode scattered into
+    it the ``zeros`` node, ``compiler/scatter_reads.py``). The factorizations' rules then leave out
+    the terms linear in it, as JAX's symbolic zeros do, rather than multiply the other factors by 0.
+
+    Why that is right although 0 · inf is NaN (the simplify pass keeps ``x * 0`` and ``0 @ x``
+    unless x is never inf or NaN): those products are no part of what the program computes, only
+    of one formula for its derivative, and the derivative has no such term. For a finite input
+    the factors are finite (Q, U, V orthonormal; w, s, R bounded by the input's norm), so the term
+    is exactly 0 and the gradient is the same bit for bit (``x - 0`` and ``x + 0`` are exact). For
+    an input with inf or NaN LAPACK's factors carry NaN, the derivative is undefined, and the
+    terms left hold the same factors: the gradient is NaN still (tests/test_unused_factors.py),
+    and NaN checking finds the factorization's own output non-finite first."""
+    return cotangent.graph.nodes[cotangent.id].op == "zeros"
+
+
 def only_tangent(tangents: list[Value | None]) -> Value:
     """The tangent of a unary op's operand (forward mode calls its rule only when there is one)."""
     (tangent,) = tangents
