@@ -58,6 +58,14 @@ def test_the_gradient_computes_no_product_with_the_unused_factors_cotangent(func
     np.testing.assert_allclose(cr.grad(function, backend="numpy")(a), result, rtol=1e-9, atol=1e-11)
 
 
+def test_without_the_simplify_rules_the_slice_outside_the_scatter_is_seen_as_zero():
+    # optimize=False (and the backward of a loop body) builds the rules' operands without rewrites
+    a = RNG.standard_normal((N, N))
+    gradient = cr.grad(only_r, optimize=False)
+    np.testing.assert_allclose(gradient(a), cr.grad(only_r)(a), rtol=1e-12, atol=1e-14)
+    assert matmuls(gradient.graph(a)) == MATMULS[only_r]
+
+
 def test_a_small_qr_folds_its_cotangents_to_the_same_gradient():
     # at 2 n² <= 4096 constant folding scatters the constant cotangent of R: a folded value of zeros is
     # the zeros node, which the rule sees as the scattered read

@@ -9,12 +9,14 @@ of a slice of a scattered buffer that only constant folding of small values saw 
 
 The rule is exact: ``0 + v`` is ``v`` up to the sign of a zero, as ``x + 0 -> x`` is at
 construction. It takes unit steps and integers (the slices reverse mode and ``linalg.unpack``
-make); a strided or reversed slice, a ``None`` or an index array leaves the read as it is.
+make; ``ir/index_regions.py``); a strided or reversed slice, a ``None`` or an index array leaves
+the read as it is.
 """
 
 from __future__ import annotations
 
 from chainrule.compiler import patterns
+from chainrule.ir import index_regions
 from chainrule.ir.rewrite import RuleSet
 from chainrule.ir.structural import index_result_shape
 from chainrule.ir.types import TensorType
@@ -22,42 +24,19 @@ from chainrule.ir.types import TensorType
 SCATTER_READS = RuleSet("scatter reads")
 
 
-def _intervals(index: tuple, shape: tuple[int, ...]) -> list[tuple[int, int, bool]] | None:
-    """Per axis of ``shape``, the interval ``[start, stop)`` a basic index takes and whether it
-    drops the axis (an integer); None for an index other than unit-step slices and integers."""
-    if len(index) > len(shape):
-        return None
-    intervals = []
-    for item, size in zip(index, shape):
-        if item[0] == "int":
-            position = item[1] + size if item[1] < 0 else item[1]
-            intervals.append((position, position + 1, True))
-        elif item[0] == "slice":
-            taken = range(*slice(*item[1:]).indices(size))
-            if len(taken) > 1 and taken.step != 1:
-                return None
-            start = taken.start if len(taken) else 0
-            intervals.append((start, start + len(taken), False))
-        else:
-            return None
-    return intervals + [(0, size, False) for size in shape[len(index) :]]
-
-
 @SCATTER_READS.rule("getitem", any_operand=["scatter_add"])
 def read_of_a_scatter(g, node, args):
     """scatter_add(v, W)[R] -> zeros when R misses W; else the part of ``v`` that R reads, scattered
     into R's shape where R reaches outside W (v itself when R is W)."""
-    scatter = g[args[0]]
-    if scatter.op != "scatter_add" or len(args) != 1 or len(scatter.args) != 1:
+    regions = index_regions.scattered_and_read(g, node)
+    if regions is None:
         return None
-    shape = scatter.type.shape
-    written = _intervals(scatter.params["index"], shape)
-    read = _intervals(node.params["index"], shape)
-    if written is None or read is None:
-        return None
-    common = [(max(w[0], r[0]), min(w[1], r[1])) for w, r in zip(written, read)]
-    if any(start >= stop for start, stop in common):
+    written, read = regions
+    if index_regions.misses(written, read):
         return g.zeros(node.type)
+    scatter = g[args[0]]
+    shape = scatter.type.shape
+    common = [(max(w[0], r[0]), min(w[1], r[1])) for w, r in zip(written, read)]
     written_type = TensorType(index_result_shape(shape, scatter.params["index"], []), node.type.dtype)
     values = patterns.fit(g, scatter.args[0], written_type)  # scatter_add broadcasts its values
     if values is None:

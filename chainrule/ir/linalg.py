@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from chainrule.errors import ShapeError
-from chainrule.ir import linalg_kernels, npfuncs
+from chainrule.ir import index_regions, linalg_kernels, npfuncs
 from chainrule.ir.builder import F, Value
 from chainrule.ir.ops import Attrs, FlopsRule, Op, register, size_of
 from chainrule.ir.types import TensorType
@@ -107,8 +107,16 @@ def vanishes(cotangent: Value) -> bool:
     is exactly 0 and the gradient is the same bit for bit (``x - 0`` and ``x + 0`` are exact). For
     an input with inf or NaN LAPACK's factors carry NaN, the derivative is undefined, and the
     terms left hold the same factors: the gradient is NaN still (tests/test_unused_factors.py),
-    and NaN checking finds the factorization's own output non-finite first."""
-    return cotangent.graph.nodes[cotangent.id].op == "zeros"
+    and NaN checking finds the factorization's own output non-finite first.
+
+    Without the simplify rules (the backward of a loop body, ``optimize=False``) the slice is
+    recognized as it is: ``reshape(getitem(scatter_add(...)))`` reading outside the scatter."""
+    graph = cotangent.graph
+    node = graph.nodes[cotangent.id]
+    if node.op == "reshape":  # linalg.unpack reshapes each slice to its factor's shape
+        node = graph.nodes[node.args[0]]
+    regions = index_regions.scattered_and_read(graph, node)
+    return node.op == "zeros" or (regions is not None and index_regions.misses(*regions))
 
 
 def only_tangent(tangents: list[Value | None]) -> Value:
