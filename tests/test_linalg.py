@@ -98,6 +98,9 @@ case(
     SQUARE + [(5, 3), (2, 5, 3)],
 )
 case("np.linalg.qr-r", "qr", lambda x: weighted_sum(np.linalg.qr(x, mode="r")), [(5, 3)])
+# one factor used: the rules leave the other's terms out (tests/test_unused_factors.py)
+case("np.linalg.qr-q", "qr", lambda x: weighted_sum(np.linalg.qr(x)[0]), [(5, 3)])
+case("np.linalg.svd-u", "svd", lambda x: weighted_sum(np.linalg.svd(x, full_matrices=False)[0] ** 2), [(5, 3)])
 case("np.linalg.pinv", "svd", lambda x: weighted_sum(np.linalg.pinv(x)), [(5, 3), (3, 5), (2, 5, 3)])
 case("np.linalg.lstsq", "svd", lambda x: weighted_sum(np.linalg.lstsq(x, np.cos(x[:, 0]))[0]), [(5, 3)])
 case("np.linalg.lstsq-residuals", "svd", lambda x: weighted_sum(np.linalg.lstsq(x, np.cos(x[:, :2]))[1]), [(5, 3)])

@@ -24,6 +24,7 @@ from chainrule.compiler.dce import dce
 from chainrule.compiler.fold import fold
 from chainrule.compiler.rewrite import rebuild
 from chainrule.compiler.simplify import SIMPLIFY, simplify, simplify_rule
+from chainrule.errors import ShapeError
 from chainrule.ir import OPS, Graph, TensorType
 
 RNG = np.random.default_rng(0)
@@ -362,7 +363,7 @@ def test_a_replacement_is_simplified_in_the_same_walk():
 def _operand_pool(graph: Graph) -> list[int]:
     """Operands of many kinds, as the rules' patterns see them: inputs, constants (0, 1, -1, powers of
     two, others), zeros, negations, products with a constant, exp(-x), 1 + exp(-x), -sigmoid(x), a mask,
-    a broadcast scalar."""
+    a broadcast scalar, a scatter into zeros."""
     f64 = TensorType((3,), "float64")
     x, y = graph.add_input(f64, "x"), graph.add_input(f64, "y")
     constants = [graph.const(np.full((3,), c)) for c in (0.0, 1.0, -1.0, 2.0, 0.5, 3.0)]
@@ -386,7 +387,14 @@ def _operand_pool(graph: Graph) -> list[int]:
         graph.add("neg", (graph.add("sigmoid", (x,)),)),
         mask,
         graph.add("broadcast_to", (scalar,), {"shape": (3,)}),
+        graph.add("scatter_add", (graph.add("getitem", (x,), FIRST_TWO),), {**FIRST_TWO, **SCATTER_INTO_THREE}),
     ]
+
+
+FIRST_TWO = {"index": (("slice", 0, 2, None),)}
+SCATTER_INTO_THREE = {"shape": (3,), "dtype": "float64", "unique": True}
+# the parameters of the ops whose rules the test below builds nodes of, where they have some
+RULE_TEST_PARAMS = {"getitem": {"index": (("slice", 1, 3, None),)}}
 
 
 GUARDED_RULES = sorted({(op, rule.name) for rule in SIMPLIFY.rules if rule.any_operand is not None for op in rule.ops})
@@ -399,10 +407,15 @@ def test_a_rule_fires_only_where_its_declared_operand_ops_are(op, rule_name):
     rule = next(r for r in SIMPLIFY.rules if r.name == rule_name)
     graph = Graph("pool")
     pool = _operand_pool(graph)
-    operand_lists = [(a,) for a in pool] if OPS[op].arity == 1 else [(a, b) for a in pool for b in pool]
+    params = RULE_TEST_PARAMS.get(op, {})
+    unary = OPS[op].arity == 1 or op == "getitem"
+    operand_lists = [(a,) for a in pool] if unary else [(a, b) for a in pool for b in pool]
     fired = 0
     for args in operand_lists:
-        node_id = graph.add(op, args)
+        try:
+            node_id = graph.add(op, args, params)
+        except ShapeError:  # a scalar where matmul or a slice needs an axis
+            continue
         node = graph[node_id]
         if node.op != op or node.args != args:
             continue  # rewritten as it was built (x * 1): not a node the rules see

@@ -66,7 +66,7 @@ def sub_identities(g, node, args):
     a, b = args
     if patterns.op_of(g, b) == "neg":
         return patterns.fit(g, g.add("add", (a, g[b].args[0])), node.type)
-    if patterns.is_constant(g, a, 0.0) and g.type(a).size == 1:
+    if (patterns.is_constant(g, a, 0.0) and g.type(a).size == 1) or patterns.op_of(g, a) == "zeros":
         return patterns.fit(g, g.add("neg", (b,)), node.type)
     if a == b and patterns.never_inf_or_nan(g, a):
         return g.zeros(node.type)
@@ -91,6 +91,17 @@ def mul_identities(g, node, args):
             g, kept
         ):
             return g.zeros(node.type)
+
+
+@ALGEBRA.rule("matmul", any_operand=["zeros"])
+def matmul_of_zeros(g, node, args):
+    """0 @ x -> 0 and x @ 0 -> 0, as x * 0: only when x is never inf or NaN (0 @ inf is NaN).
+    The zero cotangent of a factor the program does not use goes another way: ``linalg.vanishes``."""
+    a, b = args
+    for zero, other in ((a, b), (b, a)):
+        if patterns.op_of(g, zero) == "zeros" and patterns.never_inf_or_nan(g, other):
+            return g.zeros(node.type)
+    return None
 
 
 @ALGEBRA.rule("mul", any_operand=patterns.CONSTANTS)

@@ -7,7 +7,9 @@ may grow its constants up to ``MAX_GROWN_ELEMENTS``: the gradient of
 ``einsum('ii->', A)`` is a scatter of ones into a zero matrix, which otherwise
 ran on every call (1.3 µs of a 2.6 µs call at n = 16). Folded values are
 computed by the op's own NumPy lowering, so they are exactly what the
-unfolded program would compute.
+unfolded program would compute. A folded value of zeros (+0) is the ``zeros`` node, not a
+constant: ``x + 0 -> x`` and the products with zeros then see it whatever its size (a shape op
+of the zero cotangent of an unused factor would otherwise be a dense constant from here on).
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def fold_rule(graph: Graph, node: Node, args: tuple[int, ...]) -> int | None:
             value = np.asarray(definition.eager(*values, **node.params), dtype=node.type.dtype)
         except (IndexError, ValueError):  # a bad constant index: the call reports it, at the user's line
             return None
+    if value.dtype.kind in "biuf" and not value.any() and not np.signbit(value).any():
+        return graph.zeros(node.type)  # the symbolic zero, which the algebra rules and DCE see through
     folded = graph.const(value)
     if value.shape != node.type.shape:
         return graph.add("broadcast_to", (folded,), {"shape": node.type.shape})

@@ -13,7 +13,7 @@ Which identities, and why these:
   ``where(c, x, x) -> x``, a lossless round-trip cast, multiplication by a
   (broadcast) constant one, an elementwise op of broadcasts (none of full
   shape) as a broadcast of the op on the distinct values.
-- **``x * 0 -> 0`` and ``x - x -> 0`` only when x is never inf or NaN** (a
+- **``x * 0 -> 0``, ``x @ 0 -> 0`` and ``x - x -> 0`` only when x is never inf or NaN** (a
   mask, an integer, a finite constant): for a float that may be inf or NaN
   they are wrong (``inf * 0`` is NaN), which is why compilers only do them
   under fast-math. NaN checking must see what the program computes.
@@ -32,8 +32,10 @@ Which identities, and why these:
   then reaches the sigmoid rewrites).
 
 The rules are data in the one rewrite engine (``ir/rewrite.py``): ``compiler/algebra.py``
-(exact and rounding-level, each rule tagged with its kind), ``compiler/stability.py``,
-``compiler/fold.py`` and ``compiler/cse.py``; ``SIMPLIFY`` is all of them, in that order:
+(exact and rounding-level, each rule tagged with its kind), ``compiler/scatter_reads.py`` (exact:
+a slice of a scatter into zeros, as the gradient of one factor of a packed factorization makes),
+``compiler/stability.py``, ``compiler/fold.py`` and ``compiler/cse.py``; ``SIMPLIFY`` is
+fold, algebra, scatter reads, stability and CSE, in that order:
 folding first (a folded constant often completes an identity's pattern), the commutative merge
 last. The pipeline runs simplify on the forward graph before differentiating it, so
 the gradient is derived from the stable forms; reverse mode installs the same rule set
@@ -46,11 +48,12 @@ from chainrule.compiler.algebra import ALGEBRA
 from chainrule.compiler.cse import CSE
 from chainrule.compiler.fold import FOLD
 from chainrule.compiler.rewrite import rebuild
+from chainrule.compiler.scatter_reads import SCATTER_READS
 from chainrule.compiler.stability import STABILITY
 from chainrule.ir import Graph
 from chainrule.ir.rewrite import RuleSet
 
-SIMPLIFY = RuleSet("simplify", [*FOLD.rules, *ALGEBRA.rules, *STABILITY.rules, *CSE.rules])
+SIMPLIFY = RuleSet("simplify", [*FOLD.rules, *ALGEBRA.rules, *SCATTER_READS.rules, *STABILITY.rules, *CSE.rules])
 
 # What the simplify pass applies, and what reverse mode installs on the backward graph it builds.
 simplify_rule = SIMPLIFY

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from chainrule.errors import ShapeError
-from chainrule.ir import linalg_kernels, npfuncs
+from chainrule.ir import index_regions, linalg_kernels, npfuncs
 from chainrule.ir.builder import F, Value
 from chainrule.ir.ops import Attrs, FlopsRule, Op, register, size_of
 from chainrule.ir.types import TensorType
@@ -92,6 +92,31 @@ def pack(parts: Sequence[Value], batch: tuple[int, ...]) -> Value:
     """The inverse of ``unpack``: factors flattened past the batch axes, side by side."""
     flat = [F.reshape(p, shape=batch + (size_of(p.shape[len(batch) :]),)) for p in parts]
     return F.concatenate(*flat, axis=len(batch))
+
+
+def vanishes(cotangent: Value) -> bool:
+    """Whether a factor's cotangent is the symbolic zero: the program does not use that factor
+    (the simplify rules make a slice of a packed cotangent outside what reverse mode scattered into
+    it the ``zeros`` node, ``compiler/scatter_reads.py``). The factorizations' rules then leave out
+    the terms linear in it, as JAX's symbolic zeros do, rather than multiply the other factors by 0.
+
+    Why that is right although 0 · inf is NaN (the simplify pass keeps ``x * 0`` and ``0 @ x``
+    unless x is never inf or NaN): those products are no part of what the program computes, only
+    of one formula for its derivative, and the derivative has no such term. For a finite input
+    the factors are finite (Q, U, V orthonormal; w, s, R bounded by the input's norm), so the term
+    is exactly 0 and the gradient is the same bit for bit (``x - 0`` and ``x + 0`` are exact). For
+    an input with inf or NaN LAPACK's factors carry NaN, the derivative is undefined, and the
+    terms left hold the same factors: the gradient is NaN still (tests/test_unused_factors.py),
+    and NaN checking finds the factorization's own output non-finite first.
+
+    Without the simplify rules (the backward of a loop body, ``optimize=False``) the slice is
+    recognized as it is: ``reshape(getitem(scatter_add(...)))`` reading outside the scatter."""
+    graph = cotangent.graph
+    node = graph.nodes[cotangent.id]
+    if node.op == "reshape":  # linalg.unpack reshapes each slice to its factor's shape
+        node = graph.nodes[node.args[0]]
+    regions = index_regions.scattered_and_read(graph, node)
+    return node.op == "zeros" or (regions is not None and index_regions.misses(*regions))
 
 
 def only_tangent(tangents: list[Value | None]) -> Value:

@@ -29,6 +29,7 @@ from chainrule.ir.linalg import (
     square_type,
     symmetric_part,
     unpack,
+    vanishes,
 )
 from chainrule.ir.ops import Attrs, Op, register
 from chainrule.ir.types import TensorType
@@ -42,25 +43,6 @@ def spectral_gaps(values: Value, squared: bool) -> Value:
     gaps = row(lam) - column(lam)  # λ_j - λ_i
     tied = F.eq(gaps, 0.0)
     return F.where(tied, 0.0, 1.0 / F.where(tied, 1.0, gaps))
-
-
-def values_cotangent(g: Value, count: int) -> Value | None:
-    """The cotangent of the values when that of the rest of a packed result is structurally zero:
-    ``g`` is one ``scatter_add`` of basic slices within the first ``count`` entries (what reverse
-    mode gives when only the values were read, as in ``eigvalsh``); else None. The rules then skip
-    the products with the vectors' zero cotangent: ``V diag(w̄) Vᵀ`` is one matmul, not three."""
-    node = g.graph[g.id]
-    if node.op != "scatter_add" or len(node.args) != 1 or not node.params["unique"]:
-        return None
-    *lead, last = node.params["index"]
-    whole = ("slice", None, None, None)
-    if len(lead) != g.ndim - 1 or any(item != whole for item in lead) or last[0] != "slice":
-        return None
-    _, start, stop, step = last
-    if stop is None or not 0 <= stop <= count or (start is not None and start < 0) or step not in (None, 1):
-        return None
-    values = Value(g.graph, node.args[0])
-    return F.scatter_add(values, index=node.params["index"], shape=g.shape[:-1] + (count,), dtype=g.dtype, unique=True)
 
 
 # ---- eigh: A = V diag(w) Vᵀ -----------------------------------------------------------------
@@ -80,10 +62,9 @@ def _eigh_rule(g: Value, y: Value, a: Value, lower: bool) -> Value:
     # Ā = V (diag(w̄) + F ∘ (Vᵀ V̄)) Vᵀ, symmetrized (A is symmetric; one triangle is read)
     n = a.shape[-1]
     w, v = eigh_factors(y, n)
-    only_values = values_cotangent(g, n)
-    if only_values is not None:  # V diag(w̄) Vᵀ, symmetric as it is
-        return (v * row(only_values)) @ v.mT
     gw, gv = eigh_factors(g, n)
+    if vanishes(gv):  # only the values are used (linalg.vanishes): V diag(w̄) Vᵀ, symmetric as it is
+        return (v * row(gw)) @ v.mT
     inner = diag_matrix(gw) + spectral_gaps(w, squared=False) * (v.mT @ gv)
     return symmetric_part(v @ inner @ v.mT)
 
@@ -173,17 +154,21 @@ def _svd_rule(g: Value, y: Value, a: Value) -> Value:
     #     + (I - UUᵀ) Ū S⁻¹ Vᵀ + U S⁻¹ V̄ᵀ (I - VVᵀ)
     m, n = a.shape[-2:]
     s, u, vh = svd_factors(y, m, n)
-    only_values = values_cotangent(g, s.shape[-1])
-    if only_values is not None:  # U diag(s̄) Vh
-        return (u * row(only_values)) @ vh
     gs, gu, gvh = svd_factors(g, m, n)
+    # the terms of a factor the program does not use are left out (linalg.vanishes)
+    if vanishes(gu) and vanishes(gvh):  # U diag(s̄) Vh
+        return (u * row(gs)) @ vh
     v, gv = vh.mT, gvh.mT
     gaps = spectral_gaps(s, squared=True)
-    inner = (gaps * _skew(u.mT @ gu)) * row(s) + diag_matrix(gs) + column(s) * (gaps * _skew(vh @ gv))
+    inner = diag_matrix(gs)
+    if not vanishes(gu):
+        inner = (gaps * _skew(u.mT @ gu)) * row(s) + inner
+    if not vanishes(gvh):
+        inner = inner + column(s) * (gaps * _skew(vh @ gv))
     grad = u @ inner @ vh
-    if m > s.shape[-1]:  # U does not span the column space of Ū: its rest
+    if m > s.shape[-1] and not vanishes(gu):  # U does not span the column space of Ū: its rest
         grad = grad + ((gu - u @ (u.mT @ gu)) / row(s)) @ vh
-    if n > s.shape[-1]:
+    if n > s.shape[-1] and not vanishes(gvh):
         grad = grad + (u / row(s)) @ (gv.mT - (gv.mT @ v) @ vh)
     return grad
 
@@ -288,7 +273,12 @@ def _qr_rule(g: Value, y: Value, a: Value) -> Value:
     m, n = a.shape[-2:]
     q, r = qr_factors(y, m, n)
     gq, gr = qr_factors(g, m, n)
-    mm = r @ gr.mT - gq.mT @ q
+    if vanishes(gq):  # only R is used (linalg.vanishes): no Q̄ᵀ Q, a product of zeros
+        mm = r @ gr.mT
+    elif vanishes(gr):
+        mm = -(gq.mT @ q)
+    else:
+        mm = r @ gr.mT - gq.mT @ q
     rhs = gq + q @ _copyltu(mm)
     return F.triangular_solve(r, rhs.mT, lower=False).mT  # (·) R⁻ᵀ = (R⁻¹ (·)ᵀ)ᵀ
 
