@@ -66,8 +66,10 @@ def test_a_scalar_body_becomes_the_same_instructions_on_vectors():
         "  %s.w.lane = insertelement <8 x double> poison, double %s.w.one, i64 0",
         "  %s.w = shufflevector <8 x double> %s.w.lane, <8 x double> poison, <8 x i32> zeroinitializer",
         "  %y.w = fmul contract <8 x double> %x.w, %s.w",
-        "  %big.w = fcmp contract ogt <8 x double> %y.w, splat (double 0x4000000000000000)",
-        "  %z.w = select <8 x i1> %big.w, <8 x double> %y.w, <8 x double> splat (double 0x0000000000000000)",
+        "  %iv.c0 = load volatile <8 x double>, ptr @splat.8xdouble.0x4000000000000000, align 64",
+        "  %big.w = fcmp contract ogt <8 x double> %y.w, %iv.c0",
+        "  %iv.c1 = load volatile <8 x double>, ptr @splat.8xdouble.0x0000000000000000, align 64",
+        "  %z.w = select <8 x i1> %big.w, <8 x double> %y.w, <8 x double> %iv.c1",
         "  %e.w = call <8 x double> @_ZGVeN8v_exp(<8 x double> %z.w)",
         "  %a.w = call <8 x double> @llvm.fabs.v8f64(<8 x double> %e.w)",
         "  %out.p.w = getelementptr double, ptr %out, i64 %iv",
@@ -78,6 +80,31 @@ def test_a_scalar_body_becomes_the_same_instructions_on_vectors():
         "declare <8 x double> @llvm.fabs.v8f64(<8 x double>)",
         "declare void @llvm.masked.store.v8f64.p0(<8 x double>, ptr, i32, <8 x i1>)",
     }
+    assert widen.constant_definitions(vector) == {
+        "@splat.8xdouble.0x4000000000000000 = private unnamed_addr constant <8 x double> "
+        "splat (double 0x4000000000000000), align 64",
+        "@splat.8xdouble.0x0000000000000000 = private unnamed_addr constant <8 x double> "
+        "splat (double 0x0000000000000000), align 64",
+    }
+
+
+def test_a_negation_flips_the_sign_bits_and_a_constant_is_loaded_once_a_step():
+    body = [
+        "  %x.p = getelementptr float, ptr %at, i64 %i0",
+        "  %x = load float, ptr %x.p",
+        "  %y = fneg float %x",
+        "  %z = fadd contract float %y, 0x3FF0000000000000",
+        "  %w = fmul contract float %z, 0x3FF0000000000000",
+    ]
+    assert widen.widened(body, "%i0", "%iv", 8, "float")[2:] == [
+        "  %iv.c0 = load volatile <8 x i32>, ptr @splat.8xi32.-2147483648, align 32",
+        "  %y.w.bits = bitcast <8 x float> %x.w to <8 x i32>",
+        "  %y.w.flipped = xor <8 x i32> %y.w.bits, %iv.c0",
+        "  %y.w = bitcast <8 x i32> %y.w.flipped to <8 x float>",
+        "  %iv.c1 = load volatile <8 x float>, ptr @splat.8xfloat.0x3FF0000000000000, align 32",
+        "  %z.w = fadd contract <8 x float> %y.w, %iv.c1",
+        "  %w.w = fmul contract <8 x float> %z.w, %iv.c1",
+    ]
 
 
 @pytest.mark.parametrize(

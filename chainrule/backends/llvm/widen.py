@@ -18,8 +18,16 @@ the vectorizer: ``widened`` returns None.
     ...          "  %x = load double, ptr %x.p",
     ...          "  %y = fmul contract double %x, 0x4000000000000000",
     ...          "  %y.p = getelementptr double, ptr %out, i64 %i0",
-    ...          "  store double %y, ptr %y.p"], "%i0", "%iv", 8, "double")[2]
-    '  %y.w = fmul contract <8 x double> %x.w, splat (double 0x4000000000000000)'
+    ...          "  store double %y, ptr %y.p"], "%i0", "%iv", 8, "double")[2:4]
+    ['  %iv.c0 = load volatile <8 x double>, ptr @splat.8xdouble.0x4000000000000000, align 64', \
+'  %y.w = fmul contract <8 x double> %x.w, %iv.c0']
+
+A constant operand is loaded from a constant of the module (``constant_definitions``), once a step:
+LLVM's fast instruction selector (code generation level 0, see engine.PIPELINES) takes no vector
+constant, and one it misses sends the block up to that instruction to SelectionDAG, several times
+slower (the nested gradient at depth 1000, 15 backward loops: emit 0.37 -> 0.25 s CPU). The load is
+``volatile`` only so that GlobalOpt does not fold it back into the constant; ``fneg``, which the
+selector misses too, is the ``xor`` of the sign bits it stands for.
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ _CALL = re.compile(
     rf"^  (%\S+) = call{_FLAGS} (\w+) @([\w.]+)\(([^)]*)\)(?: \"vector-function-abi-variant\"=\"([^\"]*)\")?$"
 )
 _VARIANT = re.compile(r"^_ZGV_LLVM_N(\d+)v+_[\w.]+\((\w+)\)$")
+# bits of a lane, by the types whose constants are loaded (a body's floats, and their sign masks)
+_LANE_BITS = {"double": 64, "float": 32, "i64": 64, "i32": 32}
 # intrinsics LLVM lowers on vectors of any width without a library
 _VECTOR_INTRINSICS = frozenset(
     "fabs sqrt fma fmuladd copysign floor ceil trunc rint nearbyint round roundeven minnum maxnum minimum maximum".split()
@@ -115,6 +125,7 @@ class _Widening:
         self.width = width
         self.defined = {line[2 : line.index(" = ")] for line in lines if line.startswith("  %")}
         self.element_addresses: dict[str, str] = {}  # gep register -> "lanes" or "one"
+        self.constants: dict[str, str] = {}  # global -> the register it was loaded into, this step
         self.out: list[str] = []
 
     def run(self) -> list[str]:
@@ -129,12 +140,24 @@ class _Widening:
         return f"{token}{self.suffix}" if token in self.defined else token
 
     def operand(self, token: str, llvm_type: str) -> str:
-        """A vector operand: a register of the body, or a constant splatted."""
+        """A vector operand: a register of the body, or a constant in every lane (a float one loaded)."""
         if token.startswith("%"):
             if token not in self.defined:  # a value from outside the body: not a vector
                 raise _NotWidenable(token)
             return f"{token}{self.suffix}"
+        if llvm_type in _LANE_BITS:
+            return self._constant(llvm_type, token)
         return f"splat ({llvm_type} {token})"
+
+    def _constant(self, element_type: str, token: str) -> str:
+        """A register holding ``token`` in every lane, loaded from the module's constant (see above)."""
+        name = f"@splat.{self.width}x{element_type}.{token}"
+        if name not in self.constants:
+            register = f"{self.vector_index}.c{len(self.constants)}"
+            vector, align = f"<{self.width} x {element_type}>", self.width * _LANE_BITS[element_type] // 8
+            self.out.append(f"  {register} = load volatile {vector}, ptr {name}, align {align}")
+            self.constants[name] = register
+        return self.constants[name]
 
     def _expect_type(self, llvm_type: str) -> None:
         if llvm_type != self.scalar:
@@ -226,8 +249,16 @@ class _Widening:
         self.out.append(f"  {self.name(result)} = {opcode}{flags} {self.vector} {operands}")
 
     def _negate(self, result: str, flags: str, llvm_type: str, value: str) -> None:
+        """``fneg``: the sign bits flipped (what it means; and the fast instruction selector takes it)."""
         self._expect_type(llvm_type)
-        self.out.append(f"  {self.name(result)} = fneg{flags} {self.vector} {self.operand(value, llvm_type)}")
+        operand, lanes = self.operand(value, llvm_type), _LANE_BITS[llvm_type]
+        bits, register = f"<{self.width} x i{lanes}>", self.name(result)
+        sign = self._constant(f"i{lanes}", str(-(1 << (lanes - 1))))
+        self.out += [
+            f"  {register}.bits = bitcast {self.vector} {operand} to {bits}",
+            f"  {register}.flipped = xor {bits} {register}.bits, {sign}",
+            f"  {register} = bitcast {bits} {register}.flipped to {self.vector}",
+        ]
 
     def _compare(self, result: str, flags: str, predicate: str, llvm_type: str, left: str, right: str) -> None:
         self._expect_type(llvm_type)
@@ -289,6 +320,17 @@ def intrinsic_declarations(lines: list[str]) -> set[str]:
             types = [re.sub(r" (%\S+|splat \(.*\)|zeroinitializer|\d+)$", "", a) for a in arguments.split(", ")]
             found[name] = f"declare {result} @{name}({', '.join(types)})"
     return set(found.values())
+
+
+def constant_definitions(lines: list[str]) -> set[str]:
+    """The module constants ``lines`` load (``_Widening._constant``): each named by its lanes and value."""
+    found = set()
+    for match in re.finditer(
+        r"load volatile (<\d+ x \w+>), ptr (@splat\.\d+x(\w+)\.(\S+)), align (\d+)$", "\n".join(lines), re.MULTILINE
+    ):
+        vector, name, element_type, token, align = match.groups()
+        found.add(f"{name} = private unnamed_addr constant {vector} splat ({element_type} {token}), align {align}")
+    return found
 
 
 def nest_widened(
@@ -373,7 +415,7 @@ def vectorize_emitted_loop(
     # the body is what LLVM's passes would make of it (vector code in SSA form, no memory but the
     # arrays'): optimizing it again only costs time (depth 1000: optimize 0.28 -> 0.07 s CPU)
     fn.signature = fn.signature.replace(") noinline", ") noinline optnone", 1)
-    for declaration in intrinsic_declarations(vector_body):
+    for declaration in intrinsic_declarations(vector_body) | constant_definitions(vector_body):
         fn.declare(declaration)
     return True
 
