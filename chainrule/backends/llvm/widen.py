@@ -57,6 +57,7 @@ _CALL = re.compile(
     rf"^  (%\S+) = call{_FLAGS} (\w+) @([\w.]+)\(([^)]*)\)(?: \"vector-function-abi-variant\"=\"([^\"]*)\")?$"
 )
 _VARIANT = re.compile(r"^_ZGV_LLVM_N(\d+)v+_[\w.]+\((\w+)\)$")
+_REGISTER = re.compile(r"%[-\w.$]+")
 # bits of a lane, by the types whose constants are loaded (a body's floats, and their sign masks)
 _LANE_BITS = {"double": 64, "float": 32, "i64": 64, "i32": 32}
 # intrinsics LLVM lowers on vectors of any width without a library
@@ -98,8 +99,23 @@ def widened(
     element) as the body of a loop stepping ``width`` elements from ``vector_index``, reading and
     writing all lanes, or only those set in the ``<width x i1>`` register ``mask``; None if some
     line is not one of the forms widened here. Registers defined in the body get ``suffix``."""
+    copies = widened_copies(lines, index, [(vector_index, suffix)], width, scalar_type, mask)
+    return None if copies is None else copies[0]
+
+
+def widened_copies(
+    lines: list[str],
+    index: str,
+    copies: list[tuple[str, str]],
+    width: int,
+    scalar_type: str,
+    mask: str | None = None,
+) -> list[list[str]] | None:
+    """``widened`` once for each (vector_index, suffix) of ``copies``, the lines parsed once."""
     try:
-        return _Widening(lines, index, vector_index, width, scalar_type, mask, suffix).run()
+        parsed = [_Widening.parse(line) for line in lines]
+        defined = {line[2 : line.index(" = ")] for line in lines if line.startswith("  %")}
+        return [_Widening(parsed, defined, index, at, width, scalar_type, mask, suffix).run() for at, suffix in copies]
     except _NotWidenable:
         return None
 
@@ -107,7 +123,8 @@ def widened(
 class _Widening:
     def __init__(
         self,
-        lines: list[str],
+        parsed: list[tuple[Callable[..., None] | None, tuple[str, ...]]],
+        defined: set[str],
         index: str,
         vector_index: str,
         width: int,
@@ -115,7 +132,7 @@ class _Widening:
         mask: str | None,
         suffix: str,
     ):
-        self.lines = lines
+        self.parsed = parsed  # (handler, its arguments) a line; (None, (comment,)) for a comment
         self.suffix = suffix
         self.mask = f"<{width} x i1> {mask}" if mask else None
         self.index = index
@@ -123,17 +140,17 @@ class _Widening:
         self.scalar = scalar_type
         self.vector = f"<{width} x {scalar_type}>"
         self.width = width
-        self.defined = {line[2 : line.index(" = ")] for line in lines if line.startswith("  %")}
+        self.defined = defined  # registers the body defines
         self.element_addresses: dict[str, str] = {}  # gep register -> "lanes" or "one"
         self.constants: dict[str, str] = {}  # global -> the register it was loaded into, this step
         self.out: list[str] = []
 
     def run(self) -> list[str]:
-        for line in self.lines:
-            if line.startswith("  ;"):
-                self.out.append(line)
+        for handler, arguments in self.parsed:
+            if handler is None:
+                self.out.append(arguments[0])
             else:
-                self._instruction(line)
+                handler(self, *arguments)
         return self.out
 
     def name(self, token: str) -> str:
@@ -163,14 +180,18 @@ class _Widening:
         if llvm_type != self.scalar:
             raise _NotWidenable(llvm_type)
 
-    def _instruction(self, line: str) -> None:
+    @classmethod
+    def parse(cls, line: str) -> tuple[Callable[..., None] | None, tuple[str, ...]]:
+        """What widens ``line`` and its arguments (its pattern's groups); a comment: None and the line."""
+        if line.startswith("  ;"):
+            return None, (line,)
         words = line.split(" ", 5)  # "  %x = fmul ...": the opcode is the fifth word; "  store ...": the third
         opcode = words[4] if len(words) > 4 and words[3] == "=" else words[2]
-        pattern, handler = self._HANDLERS.get(opcode, (None, None))
+        pattern, handler = cls._HANDLERS.get(opcode, (None, None))
         match = pattern.match(line) if pattern is not None else None
         if match is None or handler is None:
             raise _NotWidenable(line)
-        handler(self, *match.groups())
+        return handler, match.groups()
 
     def _memory_type(self, llvm_type: str) -> str:
         """The vector of ``llvm_type`` elements in memory: the body's float type, or bools as bytes."""
@@ -391,10 +412,10 @@ def vectorize_emitted_loop(
     ats = [fn.fresh("iv.at") for _ in range(copies)]
     mask = None if overlap else fn.fresh("lanes.in")
     suffixes = [".w"] if copies == 1 else [f".w{copy}" for copy in range(copies)]
-    bodies = [widened(lines, index, at, width, scalar_type, mask, suffix) for at, suffix in zip(ats, suffixes)]
-    if any(vector_body is None for vector_body in bodies):
+    bodies = widened_copies(lines, index, list(zip(ats, suffixes)), width, scalar_type, mask)
+    if bodies is None:
         return False
-    vector_body = interleaved([vector_body for vector_body in bodies if vector_body is not None])
+    vector_body = interleaved(bodies)
     entering = re.search(r"\[ %start, %([-\w.$]+) \]", fn.lines[loop_start + 2])
     assert entering is not None, fn.lines[loop_start + 2]
     condition, block, done = (fn.label(f"w.{part}") for part in ("cond", "body", "exit"))
@@ -415,7 +436,8 @@ def vectorize_emitted_loop(
     # the body is what LLVM's passes would make of it (vector code in SSA form, no memory but the
     # arrays'): optimizing it again only costs time (depth 1000: optimize 0.28 -> 0.07 s CPU)
     fn.signature = fn.signature.replace(") noinline", ") noinline optnone", 1)
-    for declaration in intrinsic_declarations(vector_body) | constant_definitions(vector_body):
+    # sorted: the module's text, and so its cache key, must not depend on the process's string hashing
+    for declaration in sorted(intrinsic_declarations(vector_body) | constant_definitions(vector_body)):
         fn.declare(declaration)
     return True
 
@@ -430,7 +452,13 @@ def latency_bound(lines: Iterable[str]) -> bool:
         if not line.startswith("  %"):
             continue
         result, _, rest = line[2:].partition(" = ")
-        links = max((chain.get(register, 0) for register in re.findall(r"%[-\w.$]+", rest)), default=0)
+        if rest.startswith(("getelementptr", "load")):
+            continue  # an address or a value from memory: no call on a path to it
+        links = 0
+        for register in _REGISTER.findall(rest):
+            depth = chain.get(register, 0)
+            if depth > links:
+                links = depth
         if "vector-function-abi-variant" in rest:
             calls, links = calls + 1, links + 1
             longest = max(longest, links)
