@@ -345,8 +345,10 @@ def _with_function_attributes(ir_text: str, target: Target, straight_line_unopti
     functions = re.split(r"^(?=define )", text, flags=re.MULTILINE)
     for index, function in enumerate(functions):
         head, newline, body = function.partition("\n")
-        if head.startswith("define ") and " noinline " in head and len(_LABEL.findall(body)) <= 1:
-            functions[index] = head.replace(" noinline ", " noinline optnone ", 1) + newline + body
+        if head.startswith("define ") and " noinline " in head and " optnone " not in head:
+            labels = _LABEL.finditer(body)
+            if next(labels, None) is None or next(labels, None) is None:  # one block (or none named)
+                functions[index] = head.replace(" noinline ", " noinline optnone ", 1) + newline + body
     return "".join(functions)
 
 

@@ -36,7 +36,7 @@ import re
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from chainrule.backends.llvm import loop_hints
+from chainrule.backends.llvm import interleave, loop_hints
 from chainrule.backends.llvm.irtext import Function
 from chainrule.backends.llvm.views import View
 
@@ -57,7 +57,6 @@ _CALL = re.compile(
     rf"^  (%\S+) = call{_FLAGS} (\w+) @([\w.]+)\(([^)]*)\)(?: \"vector-function-abi-variant\"=\"([^\"]*)\")?$"
 )
 _VARIANT = re.compile(r"^_ZGV_LLVM_N(\d+)v+_[\w.]+\((\w+)\)$")
-_REGISTER = re.compile(r"%[-\w.$]+")
 # bits of a lane, by the types whose constants are loaded (a body's floats, and their sign masks)
 _LANE_BITS = {"double": 64, "float": 32, "i64": 64, "i32": 32}
 # intrinsics LLVM lowers on vectors of any width without a library
@@ -67,12 +66,12 @@ _VECTOR_INTRINSICS = frozenset(
 
 
 # Copies of a widened body a loop step runs, when the body is a chain of vector math calls
-# (``latency_bound``: a forward pass) and the loop is long enough (``copies``). Each call waits on
-# the one before; copies at ``width`` elements apart are independent chains, and written
-# interleaved (``interleaved``) the CPU overlaps one copy's call with the next's. Nested gradient,
-# depth 1000 x 10^4 points, 1 thread, AMD EPYC (AVX2, 4 lanes), fastest of 15 calls: 1 copy 325,
-# 2 interleaved 233, 3 interleaved 230, 3 one after the other 358 ms; the LLVM compile's emit
-# stage 0.9, 1.5, 2.0 s CPU. (An AVX-512 machine measured 1: 84, 2: 87, 3: 61 ms.)
+# (``interleave.latency_bound``: a forward pass) and the loop is long enough (``copies``). Each
+# call waits on the one before; copies at ``width`` elements apart are independent chains, and
+# written interleaved (``interleave.interleaved``) the CPU overlaps one copy's call with the
+# next's. Nested gradient, depth 1000 x 10^4 points, 1 thread, AMD EPYC (AVX2, 4 lanes), fastest
+# of 15 calls: 1 copy 325, 2 interleaved 233, 3 interleaved 230, 3 one after the other 358 ms; the
+# LLVM compile's emit stage 0.9, 1.5, 2.0 s CPU. (An AVX-512 machine measured 1: 84, 2: 87, 3: 61 ms.)
 COPIES = 2
 
 
@@ -394,8 +393,8 @@ def vectorize_emitted_loop(
     """Replace the one-dimensional scalar loop ``fn.lines[loop_start:]`` (as ``Codegen.nest``
     writes it from ``%start`` to ``%end``, its body ``fn.lines[body[0]:body[1]]`` addressed at
     register ``index``) by a loop running the widened body ``copies`` times a step, at ``width``
-    elements apart, the copies' instructions interleaved (``interleaved``); False (nothing changed)
-    if the body cannot be widened.
+    elements apart, the copies' instructions interleaved (``interleave.interleaved``); False
+    (nothing changed) if the body cannot be widened.
 
     The last step must not touch elements from ``%end`` on. With ``overlap`` (the loop writes no
     memory it reads, and runs over at least ``copies * width`` elements) it is moved back to end at
@@ -407,7 +406,7 @@ def vectorize_emitted_loop(
     scalar_type = "double" if dtype == "float64" else "float"
     step, following = fn.fresh("iv"), fn.fresh("iv.next")
     lines = fn.lines[body[0] : body[1]]
-    if copies > 1 and not latency_bound(lines):
+    if copies > 1 and not interleave.latency_bound(lines):
         copies = 1  # the CPU overlaps the body's calls already: copies would only cost compile time
     ats = [fn.fresh("iv.at") for _ in range(copies)]
     mask = None if overlap else fn.fresh("lanes.in")
@@ -415,7 +414,7 @@ def vectorize_emitted_loop(
     bodies = widened_copies(lines, index, list(zip(ats, suffixes)), width, scalar_type, mask)
     if bodies is None:
         return False
-    vector_body = interleaved(bodies)
+    vector_body = interleave.interleaved(bodies)
     entering = re.search(r"\[ %start, %([-\w.$]+) \]", fn.lines[loop_start + 2])
     assert entering is not None, fn.lines[loop_start + 2]
     condition, block, done = (fn.label(f"w.{part}") for part in ("cond", "body", "exit"))
@@ -440,41 +439,6 @@ def vectorize_emitted_loop(
     for declaration in sorted(intrinsic_declarations(vector_body) | constant_definitions(vector_body)):
         fn.declare(declaration)
     return True
-
-
-def latency_bound(lines: Iterable[str]) -> bool:
-    """Is a scalar loop body a chain of vector math calls, more than half of them each waiting on
-    the one before (a forward pass's composed functions), rather than of independent calls (a
-    backward pass's derivatives of values already computed), which the CPU runs overlapped?"""
-    chain: dict[str, int] = {}  # register -> the most math calls on one path to it
-    calls = longest = 0
-    for line in lines:
-        if not line.startswith("  %"):
-            continue
-        result, _, rest = line[2:].partition(" = ")
-        if rest.startswith(("getelementptr", "load")):
-            continue  # an address or a value from memory: no call on a path to it
-        links = 0
-        for register in _REGISTER.findall(rest):
-            depth = chain.get(register, 0)
-            if depth > links:
-                links = depth
-        if "vector-function-abi-variant" in rest:
-            calls, links = calls + 1, links + 1
-            longest = max(longest, links)
-        chain[result] = links
-    return 2 * longest > calls
-
-
-def interleaved(bodies: list[list[str]]) -> list[str]:
-    """The copies of one widened body (line for line alike but for their registers) as one body:
-    line i of each copy, then line i + 1 of each. An ``optnone`` function keeps its instructions in
-    the order written, so a copy's math call starts while the previous copy's is still running (a
-    body's calls are a chain, each waiting on the one before it)."""
-    out: list[str] = []
-    for lines in zip(*bodies):
-        out.extend(lines[:1] if lines[0].startswith("  ;") else lines)
-    return out
 
 
 def _lanes_of_step(step: str, ats: list[str], width: int, mask: str | None) -> list[str]:
