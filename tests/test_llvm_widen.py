@@ -14,7 +14,7 @@ import pytest
 from gradient_helpers import numerical_gradient, relative_error
 
 import chainrule as cr
-from chainrule.backends.llvm import chains, engine, mathlib, widen
+from chainrule.backends.llvm import chains, engine, interleave, mathlib, widen
 from chainrule.backends.llvm.views import View
 from chainrule.transforms.reuse import forget_functions
 
@@ -66,8 +66,10 @@ def test_a_scalar_body_becomes_the_same_instructions_on_vectors():
         "  %s.w.lane = insertelement <8 x double> poison, double %s.w.one, i64 0",
         "  %s.w = shufflevector <8 x double> %s.w.lane, <8 x double> poison, <8 x i32> zeroinitializer",
         "  %y.w = fmul contract <8 x double> %x.w, %s.w",
-        "  %big.w = fcmp contract ogt <8 x double> %y.w, splat (double 0x4000000000000000)",
-        "  %z.w = select <8 x i1> %big.w, <8 x double> %y.w, <8 x double> splat (double 0x0000000000000000)",
+        "  %iv.c0 = load volatile <8 x double>, ptr @splat.8xdouble.0x4000000000000000, align 64",
+        "  %big.w = fcmp contract ogt <8 x double> %y.w, %iv.c0",
+        "  %iv.c1 = load volatile <8 x double>, ptr @splat.8xdouble.0x0000000000000000, align 64",
+        "  %z.w = select <8 x i1> %big.w, <8 x double> %y.w, <8 x double> %iv.c1",
         "  %e.w = call <8 x double> @_ZGVeN8v_exp(<8 x double> %z.w)",
         "  %a.w = call <8 x double> @llvm.fabs.v8f64(<8 x double> %e.w)",
         "  %out.p.w = getelementptr double, ptr %out, i64 %iv",
@@ -78,6 +80,31 @@ def test_a_scalar_body_becomes_the_same_instructions_on_vectors():
         "declare <8 x double> @llvm.fabs.v8f64(<8 x double>)",
         "declare void @llvm.masked.store.v8f64.p0(<8 x double>, ptr, i32, <8 x i1>)",
     }
+    assert widen.constant_definitions(vector) == {
+        "@splat.8xdouble.0x4000000000000000 = private unnamed_addr constant <8 x double> "
+        "splat (double 0x4000000000000000), align 64",
+        "@splat.8xdouble.0x0000000000000000 = private unnamed_addr constant <8 x double> "
+        "splat (double 0x0000000000000000), align 64",
+    }
+
+
+def test_a_negation_flips_the_sign_bits_and_a_constant_is_loaded_once_a_step():
+    body = [
+        "  %x.p = getelementptr float, ptr %at, i64 %i0",
+        "  %x = load float, ptr %x.p",
+        "  %y = fneg float %x",
+        "  %z = fadd contract float %y, 0x3FF0000000000000",
+        "  %w = fmul contract float %z, 0x3FF0000000000000",
+    ]
+    assert widen.widened(body, "%i0", "%iv", 8, "float")[2:] == [
+        "  %iv.c0 = load volatile <8 x i32>, ptr @splat.8xi32.-2147483648, align 32",
+        "  %y.w.bits = bitcast <8 x float> %x.w to <8 x i32>",
+        "  %y.w.flipped = xor <8 x i32> %y.w.bits, %iv.c0",
+        "  %y.w = bitcast <8 x i32> %y.w.flipped to <8 x float>",
+        "  %iv.c1 = load volatile <8 x float>, ptr @splat.8xfloat.0x3FF0000000000000, align 32",
+        "  %z.w = fadd contract <8 x float> %y.w, %iv.c1",
+        "  %w.w = fmul contract <8 x float> %z.w, %iv.c1",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -246,6 +273,6 @@ def test_short_loops_run_fewer_copies_and_bodies_of_independent_calls_one():
     assert [widen.copies(lanes, n) for n in (lanes - 1, 2 * lanes, 100 * lanes)] == [1, 2, widen.COPIES]
     variant = ' "vector-function-abi-variant"="_ZGV_LLVM_N4v_sin(_ZGVdN4v_sin)"'
     forward = ["  %a = call double @sin(double %x)", "  %b = call double @tan(double %a)"]
-    assert widen.latency_bound([line + variant for line in forward])
+    assert interleave.latency_bound([line + variant for line in forward])
     backward = ["  %a = call double @sin(double %x)", "  %b = call double @cos(double %x)", "  %c = fmul double %a, %b"]
-    assert not widen.latency_bound([line + variant if "call" in line else line for line in backward])
+    assert not interleave.latency_bound([line + variant if "call" in line else line for line in backward])

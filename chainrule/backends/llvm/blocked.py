@@ -196,13 +196,16 @@ def _place(
     strides: dict[Hashable, list[int]],
 ) -> None:
     """The pointer and stride of one access: a full array's (its view's), or a scratch value's, moved
-    back by the block's first point so the loop indexes it by the point."""
+    back by the block's first point so the loop indexes it by the point (the scratch pointer moved
+    back once per item size, shared: one instruction a value, where a long loop reads hundreds)."""
     value = key[1]
     if value in chain.scratch:
         itemsize = np.dtype(gen.graph.type(value).dtype).itemsize
-        back = fn.emit(f"mul nsw i64 %start, {-itemsize}", "back")
-        at = fn.emit(f"add nsw i64 {back}, {chain.scratch[value] * chain.block}", "at")
-        pointers[key] = fn.emit(f"getelementptr i8, ptr %scratch, i64 {at}", f"s{value}")
+        if ("scratch", itemsize) not in cache:
+            back = fn.emit(f"mul nsw i64 %start, {-itemsize}", "back")
+            cache["scratch", itemsize] = fn.emit(f"getelementptr i8, ptr %scratch, i64 {back}", "scratch.back")
+        at = chain.scratch[value] * chain.block
+        pointers[key] = fn.emit(f"getelementptr i8, ptr {cache['scratch', itemsize]}, i64 {at}", f"s{value}")
         strides[key] = [1]
         return
     view = gen.plan.views[value].broadcast_to(shape)

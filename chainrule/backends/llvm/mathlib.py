@@ -132,18 +132,24 @@ def call(function: str, dtype: str, *arguments: str, isa: VectorISA | None = Non
     ``"float32"``. Assign it:
     ``f"%y = {call('sin', 'float64', '%x')}"``.
     """
+    head, llvm_type, arity, tail = _call_parts(function, str(getattr(dtype, "name", dtype)), isa or vector_isa())
+    if len(arguments) != arity:
+        raise ValueError(f"{function} takes {arity} argument(s), got {len(arguments)}")
+    return head + ", ".join(f"{llvm_type} {argument}" for argument in arguments) + tail
+
+
+@cache
+def _call_parts(function: str, dtype: str, isa: VectorISA) -> tuple[str, str, int, str]:
+    """A call's text before its operands, their type, their count, and its text after them
+    (made once: a long loop body has thousands of calls)."""
     entry, dtype = _lookup(function, dtype)
-    if len(arguments) != entry.arity:
-        raise ValueError(f"{entry.name} takes {entry.arity} argument(s), got {len(arguments)}")
-    isa = isa or vector_isa()
     llvm_type = _LLVM_TYPES[dtype]
-    operands = ", ".join(f"{llvm_type} {argument}" for argument in arguments)
-    instruction = f"call {llvm_type} @{_scalar_name(entry, dtype)}({operands})"
+    head = f"call {llvm_type} @{_scalar_name(entry, dtype)}("
     vector_name = _vector_name(entry, dtype, isa)
     if vector_name is None:
-        return instruction
+        return head, llvm_type, entry.arity, ")"
     mangled = f"_ZGV_LLVM_N{isa.lanes(dtype)}{'v' * entry.arity}_{_scalar_name(entry, dtype)}({vector_name})"
-    return f'{instruction} "vector-function-abi-variant"="{mangled}"'
+    return head, llvm_type, entry.arity, f') "vector-function-abi-variant"="{mangled}"'
 
 
 # sin and cos of one value are one call of llvm.sincos (LLVM >= 20): its result's fields, in order

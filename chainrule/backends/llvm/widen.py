@@ -18,8 +18,16 @@ the vectorizer: ``widened`` returns None.
     ...          "  %x = load double, ptr %x.p",
     ...          "  %y = fmul contract double %x, 0x4000000000000000",
     ...          "  %y.p = getelementptr double, ptr %out, i64 %i0",
-    ...          "  store double %y, ptr %y.p"], "%i0", "%iv", 8, "double")[2]
-    '  %y.w = fmul contract <8 x double> %x.w, splat (double 0x4000000000000000)'
+    ...          "  store double %y, ptr %y.p"], "%i0", "%iv", 8, "double")[2:4]
+    ['  %iv.c0 = load volatile <8 x double>, ptr @splat.8xdouble.0x4000000000000000, align 64', \
+'  %y.w = fmul contract <8 x double> %x.w, %iv.c0']
+
+A constant operand is loaded from a constant of the module (``constant_definitions``), once a step:
+LLVM's fast instruction selector (code generation level 0, see engine.PIPELINES) takes no vector
+constant, and one it misses sends the block up to that instruction to SelectionDAG, several times
+slower (the nested gradient at depth 1000, 15 backward loops: emit 0.37 -> 0.25 s CPU). The load is
+``volatile`` only so that GlobalOpt does not fold it back into the constant; ``fneg``, which the
+selector misses too, is the ``xor`` of the sign bits it stands for.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import re
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from chainrule.backends.llvm import loop_hints
+from chainrule.backends.llvm import interleave, loop_hints
 from chainrule.backends.llvm.irtext import Function
 from chainrule.backends.llvm.views import View
 
@@ -49,6 +57,8 @@ _CALL = re.compile(
     rf"^  (%\S+) = call{_FLAGS} (\w+) @([\w.]+)\(([^)]*)\)(?: \"vector-function-abi-variant\"=\"([^\"]*)\")?$"
 )
 _VARIANT = re.compile(r"^_ZGV_LLVM_N(\d+)v+_[\w.]+\((\w+)\)$")
+# bits of a lane, by the types whose constants are loaded (a body's floats, and their sign masks)
+_LANE_BITS = {"double": 64, "float": 32, "i64": 64, "i32": 32}
 # intrinsics LLVM lowers on vectors of any width without a library
 _VECTOR_INTRINSICS = frozenset(
     "fabs sqrt fma fmuladd copysign floor ceil trunc rint nearbyint round roundeven minnum maxnum minimum maximum".split()
@@ -56,12 +66,12 @@ _VECTOR_INTRINSICS = frozenset(
 
 
 # Copies of a widened body a loop step runs, when the body is a chain of vector math calls
-# (``latency_bound``: a forward pass) and the loop is long enough (``copies``). Each call waits on
-# the one before; copies at ``width`` elements apart are independent chains, and written
-# interleaved (``interleaved``) the CPU overlaps one copy's call with the next's. Nested gradient,
-# depth 1000 x 10^4 points, 1 thread, AMD EPYC (AVX2, 4 lanes), fastest of 15 calls: 1 copy 325,
-# 2 interleaved 233, 3 interleaved 230, 3 one after the other 358 ms; the LLVM compile's emit
-# stage 0.9, 1.5, 2.0 s CPU. (An AVX-512 machine measured 1: 84, 2: 87, 3: 61 ms.)
+# (``interleave.latency_bound``: a forward pass) and the loop is long enough (``copies``). Each
+# call waits on the one before; copies at ``width`` elements apart are independent chains, and
+# written interleaved (``interleave.interleaved``) the CPU overlaps one copy's call with the
+# next's. Nested gradient, depth 1000 x 10^4 points, 1 thread, AMD EPYC (AVX2, 4 lanes), fastest
+# of 15 calls: 1 copy 325, 2 interleaved 233, 3 interleaved 230, 3 one after the other 358 ms; the
+# LLVM compile's emit stage 0.9, 1.5, 2.0 s CPU. (An AVX-512 machine measured 1: 84, 2: 87, 3: 61 ms.)
 COPIES = 2
 
 
@@ -88,8 +98,23 @@ def widened(
     element) as the body of a loop stepping ``width`` elements from ``vector_index``, reading and
     writing all lanes, or only those set in the ``<width x i1>`` register ``mask``; None if some
     line is not one of the forms widened here. Registers defined in the body get ``suffix``."""
+    copies = widened_copies(lines, index, [(vector_index, suffix)], width, scalar_type, mask)
+    return None if copies is None else copies[0]
+
+
+def widened_copies(
+    lines: list[str],
+    index: str,
+    copies: list[tuple[str, str]],
+    width: int,
+    scalar_type: str,
+    mask: str | None = None,
+) -> list[list[str]] | None:
+    """``widened`` once for each (vector_index, suffix) of ``copies``, the lines parsed once."""
     try:
-        return _Widening(lines, index, vector_index, width, scalar_type, mask, suffix).run()
+        parsed = [_Widening.parse(line) for line in lines]
+        defined = {line[2 : line.index(" = ")] for line in lines if line.startswith("  %")}
+        return [_Widening(parsed, defined, index, at, width, scalar_type, mask, suffix).run() for at, suffix in copies]
     except _NotWidenable:
         return None
 
@@ -97,7 +122,8 @@ def widened(
 class _Widening:
     def __init__(
         self,
-        lines: list[str],
+        parsed: list[tuple[Callable[..., None] | None, tuple[str, ...]]],
+        defined: set[str],
         index: str,
         vector_index: str,
         width: int,
@@ -105,7 +131,7 @@ class _Widening:
         mask: str | None,
         suffix: str,
     ):
-        self.lines = lines
+        self.parsed = parsed  # (handler, its arguments) a line; (None, (comment,)) for a comment
         self.suffix = suffix
         self.mask = f"<{width} x i1> {mask}" if mask else None
         self.index = index
@@ -113,41 +139,58 @@ class _Widening:
         self.scalar = scalar_type
         self.vector = f"<{width} x {scalar_type}>"
         self.width = width
-        self.defined = {line[2 : line.index(" = ")] for line in lines if line.startswith("  %")}
+        self.defined = defined  # registers the body defines
         self.element_addresses: dict[str, str] = {}  # gep register -> "lanes" or "one"
+        self.constants: dict[str, str] = {}  # global -> the register it was loaded into, this step
         self.out: list[str] = []
 
     def run(self) -> list[str]:
-        for line in self.lines:
-            if line.startswith("  ;"):
-                self.out.append(line)
+        for handler, arguments in self.parsed:
+            if handler is None:
+                self.out.append(arguments[0])
             else:
-                self._instruction(line)
+                handler(self, *arguments)
         return self.out
 
     def name(self, token: str) -> str:
         return f"{token}{self.suffix}" if token in self.defined else token
 
     def operand(self, token: str, llvm_type: str) -> str:
-        """A vector operand: a register of the body, or a constant splatted."""
+        """A vector operand: a register of the body, or a constant in every lane (a float one loaded)."""
         if token.startswith("%"):
             if token not in self.defined:  # a value from outside the body: not a vector
                 raise _NotWidenable(token)
             return f"{token}{self.suffix}"
+        if llvm_type in _LANE_BITS:
+            return self._constant(llvm_type, token)
         return f"splat ({llvm_type} {token})"
+
+    def _constant(self, element_type: str, token: str) -> str:
+        """A register holding ``token`` in every lane, loaded from the module's constant (see above)."""
+        name = f"@splat.{self.width}x{element_type}.{token}"
+        if name not in self.constants:
+            register = f"{self.vector_index}.c{len(self.constants)}"
+            vector, align = f"<{self.width} x {element_type}>", self.width * _LANE_BITS[element_type] // 8
+            self.out.append(f"  {register} = load volatile {vector}, ptr {name}, align {align}")
+            self.constants[name] = register
+        return self.constants[name]
 
     def _expect_type(self, llvm_type: str) -> None:
         if llvm_type != self.scalar:
             raise _NotWidenable(llvm_type)
 
-    def _instruction(self, line: str) -> None:
+    @classmethod
+    def parse(cls, line: str) -> tuple[Callable[..., None] | None, tuple[str, ...]]:
+        """What widens ``line`` and its arguments (its pattern's groups); a comment: None and the line."""
+        if line.startswith("  ;"):
+            return None, (line,)
         words = line.split(" ", 5)  # "  %x = fmul ...": the opcode is the fifth word; "  store ...": the third
         opcode = words[4] if len(words) > 4 and words[3] == "=" else words[2]
-        pattern, handler = self._HANDLERS.get(opcode, (None, None))
+        pattern, handler = cls._HANDLERS.get(opcode, (None, None))
         match = pattern.match(line) if pattern is not None else None
         if match is None or handler is None:
             raise _NotWidenable(line)
-        handler(self, *match.groups())
+        return handler, match.groups()
 
     def _memory_type(self, llvm_type: str) -> str:
         """The vector of ``llvm_type`` elements in memory: the body's float type, or bools as bytes."""
@@ -226,8 +269,16 @@ class _Widening:
         self.out.append(f"  {self.name(result)} = {opcode}{flags} {self.vector} {operands}")
 
     def _negate(self, result: str, flags: str, llvm_type: str, value: str) -> None:
+        """``fneg``: the sign bits flipped (what it means; and the fast instruction selector takes it)."""
         self._expect_type(llvm_type)
-        self.out.append(f"  {self.name(result)} = fneg{flags} {self.vector} {self.operand(value, llvm_type)}")
+        operand, lanes = self.operand(value, llvm_type), _LANE_BITS[llvm_type]
+        bits, register = f"<{self.width} x i{lanes}>", self.name(result)
+        sign = self._constant(f"i{lanes}", str(-(1 << (lanes - 1))))
+        self.out += [
+            f"  {register}.bits = bitcast {self.vector} {operand} to {bits}",
+            f"  {register}.flipped = xor {bits} {register}.bits, {sign}",
+            f"  {register} = bitcast {bits} {register}.flipped to {self.vector}",
+        ]
 
     def _compare(self, result: str, flags: str, predicate: str, llvm_type: str, left: str, right: str) -> None:
         self._expect_type(llvm_type)
@@ -291,6 +342,17 @@ def intrinsic_declarations(lines: list[str]) -> set[str]:
     return set(found.values())
 
 
+def constant_definitions(lines: list[str]) -> set[str]:
+    """The module constants ``lines`` load (``_Widening._constant``): each named by its lanes and value."""
+    found = set()
+    for match in re.finditer(
+        r"load volatile (<\d+ x \w+>), ptr (@splat\.\d+x(\w+)\.(\S+)), align (\d+)$", "\n".join(lines), re.MULTILINE
+    ):
+        vector, name, element_type, token, align = match.groups()
+        found.add(f"{name} = private unnamed_addr constant {vector} splat ({element_type} {token}), align {align}")
+    return found
+
+
 def nest_widened(
     gen: Codegen,
     fn: Function,
@@ -331,8 +393,8 @@ def vectorize_emitted_loop(
     """Replace the one-dimensional scalar loop ``fn.lines[loop_start:]`` (as ``Codegen.nest``
     writes it from ``%start`` to ``%end``, its body ``fn.lines[body[0]:body[1]]`` addressed at
     register ``index``) by a loop running the widened body ``copies`` times a step, at ``width``
-    elements apart, the copies' instructions interleaved (``interleaved``); False (nothing changed)
-    if the body cannot be widened.
+    elements apart, the copies' instructions interleaved (``interleave.interleaved``); False
+    (nothing changed) if the body cannot be widened.
 
     The last step must not touch elements from ``%end`` on. With ``overlap`` (the loop writes no
     memory it reads, and runs over at least ``copies * width`` elements) it is moved back to end at
@@ -344,15 +406,15 @@ def vectorize_emitted_loop(
     scalar_type = "double" if dtype == "float64" else "float"
     step, following = fn.fresh("iv"), fn.fresh("iv.next")
     lines = fn.lines[body[0] : body[1]]
-    if copies > 1 and not latency_bound(lines):
+    if copies > 1 and not interleave.latency_bound(lines):
         copies = 1  # the CPU overlaps the body's calls already: copies would only cost compile time
     ats = [fn.fresh("iv.at") for _ in range(copies)]
     mask = None if overlap else fn.fresh("lanes.in")
     suffixes = [".w"] if copies == 1 else [f".w{copy}" for copy in range(copies)]
-    bodies = [widened(lines, index, at, width, scalar_type, mask, suffix) for at, suffix in zip(ats, suffixes)]
-    if any(vector_body is None for vector_body in bodies):
+    bodies = widened_copies(lines, index, list(zip(ats, suffixes)), width, scalar_type, mask)
+    if bodies is None:
         return False
-    vector_body = interleaved([vector_body for vector_body in bodies if vector_body is not None])
+    vector_body = interleave.interleaved(bodies)
     entering = re.search(r"\[ %start, %([-\w.$]+) \]", fn.lines[loop_start + 2])
     assert entering is not None, fn.lines[loop_start + 2]
     condition, block, done = (fn.label(f"w.{part}") for part in ("cond", "body", "exit"))
@@ -373,38 +435,10 @@ def vectorize_emitted_loop(
     # the body is what LLVM's passes would make of it (vector code in SSA form, no memory but the
     # arrays'): optimizing it again only costs time (depth 1000: optimize 0.28 -> 0.07 s CPU)
     fn.signature = fn.signature.replace(") noinline", ") noinline optnone", 1)
-    for declaration in intrinsic_declarations(vector_body):
+    # sorted: the module's text, and so its cache key, must not depend on the process's string hashing
+    for declaration in sorted(intrinsic_declarations(vector_body) | constant_definitions(vector_body)):
         fn.declare(declaration)
     return True
-
-
-def latency_bound(lines: Iterable[str]) -> bool:
-    """Is a scalar loop body a chain of vector math calls, more than half of them each waiting on
-    the one before (a forward pass's composed functions), rather than of independent calls (a
-    backward pass's derivatives of values already computed), which the CPU runs overlapped?"""
-    chain: dict[str, int] = {}  # register -> the most math calls on one path to it
-    calls = longest = 0
-    for line in lines:
-        if not line.startswith("  %"):
-            continue
-        result, _, rest = line[2:].partition(" = ")
-        links = max((chain.get(register, 0) for register in re.findall(r"%[-\w.$]+", rest)), default=0)
-        if "vector-function-abi-variant" in rest:
-            calls, links = calls + 1, links + 1
-            longest = max(longest, links)
-        chain[result] = links
-    return 2 * longest > calls
-
-
-def interleaved(bodies: list[list[str]]) -> list[str]:
-    """The copies of one widened body (line for line alike but for their registers) as one body:
-    line i of each copy, then line i + 1 of each. An ``optnone`` function keeps its instructions in
-    the order written, so a copy's math call starts while the previous copy's is still running (a
-    body's calls are a chain, each waiting on the one before it)."""
-    out: list[str] = []
-    for lines in zip(*bodies):
-        out.extend(lines[:1] if lines[0].startswith("  ;") else lines)
-    return out
 
 
 def _lanes_of_step(step: str, ats: list[str], width: int, mask: str | None) -> list[str]:
