@@ -138,6 +138,10 @@ def test_a_call_of_arrays_is_one_generated_frame_and_floats_still_reach_the_buil
     assert grad(0.25) == derivative_of_sine_times_x(0.25)  # passed on to the general path
     with pytest.raises(ArgumentError, match="argnums counts positional ones only"):
         grad(x=x)
+    again = cr.grad(summed, backend="llvm")  # made again: the same generated code, a call of its own
+    again(x)
+    again(x)
+    assert again._fast_call is not grad._fast_call and again._fast_call.__code__ is grad._fast_call.__code__
 
 
 def test_a_function_calling_a_gradient_keeps_its_key_when_the_gradient_becomes_a_builtin():

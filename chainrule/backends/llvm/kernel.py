@@ -289,7 +289,8 @@ class _Runner:
         self.arrays: Callable[..., Any] | None = None  # the array builtin (array_entry.py), if any
         self.fast_arena = self.arena  # the arena the array builtin uses: its own
         self.fast_lock = threading.Lock()  # held while results are read out of fast_arena
-        self.array_callers: dict[int, Callable[..., Any]] = {}  # id(missed) -> array_caller's call
+        # id(missed) -> array_caller's call; "whole" -> what makes a Compiled's whole call
+        self.array_callers: dict[object, Callable[..., Any]] = {}
 
     def array_builtin(self, address: int, name: str) -> Callable[..., Any]:
         """The array builtin at ``address`` (array_entry.py), with an arena of its own."""
@@ -415,19 +416,23 @@ class _Runner:
         ``finish(outputs)``, a hit counted in ``stats``, and any other call passed on to ``fallback``."""
         if self.arrays is None:
             return None
-        if whole is None and id(missed) in self.array_callers:
-            return self.array_callers[id(missed)]
-        namespace = {**self._namespace(), "missed": missed}
-        fast = [f"    {line}" for line in self._fast_lines(namespace, "*inputs", whole is not None)]
-        lines = ["def call(*inputs):", *fast, "    return missed"]
-        if whole is not None:
-            namespace["finish"], namespace["fallback"], namespace["stats"] = whole
-            passed_on = "  return fallback(*inputs, **keywords)"
-            lines = ["def call(*inputs, **keywords):", "  if not keywords:", *fast, passed_on]
-        exec(compile("\n".join(lines) + "\n", f"<chainrule llvm arrays {self.lowered.entry}>", "exec"), namespace)
-        if whole is None:
-            self.array_callers[id(missed)] = namespace["call"]
-        return namespace["call"]
+        key = "whole" if whole is not None else id(missed)
+        if key not in self.array_callers:  # generated once: a Compiled made again only makes a closure
+            namespace = {**self._namespace(), "missed": missed}
+            if whole is None:
+                fast = [f"    {line}" for line in self._fast_lines(namespace, "*inputs")]
+                lines = ["def make():", "  def call(*inputs):", *fast, "    return missed", "  return call"]
+            else:
+                fast = [f"      {line}" for line in self._fast_lines(namespace, "*inputs", finish=True)]
+                head = [
+                    "def make(finish, fallback, stats):",
+                    "  def call(*inputs, **keywords):",
+                    "    if not keywords:",
+                ]
+                lines = [*head, *fast, "    return fallback(*inputs, **keywords)", "  return call"]
+            exec(compile("\n".join(lines) + "\n", f"<chainrule llvm arrays {self.lowered.entry}>", "exec"), namespace)
+            self.array_callers[key] = namespace["make"]() if whole is None else namespace["make"]
+        return self.array_callers[key] if whole is None else self.array_callers[key](*whole)
 
     def make_call(self) -> Callable:
         """A Python function, generated for this signature, doing one call's work."""
