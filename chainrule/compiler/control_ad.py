@@ -22,7 +22,7 @@ from typing import Any
 
 from chainrule.compiler.autodiff import reverse
 from chainrule.compiler.forward import forward
-from chainrule.ir import F, Graph, Value
+from chainrule.ir import F, Graph, Value, index_regions
 from chainrule.ir.control import RULES, Body, loop_leaves, pack, rebuilt, tape_loops, unpack, while_leaves
 from chainrule.ir.types import TensorType
 
@@ -195,10 +195,8 @@ def _slice_is_zero(packed: Value, start: int, stop: int) -> bool:
         if node.op == "add":
             pending.extend(node.args)
         elif node.op == "scatter_add":
-            index = node.params["index"]
-            if len(index) != 1 or index[0][0] != "slice" or index[0][3] is not None:
-                return False
-            if index[0][1] < stop and start < index[0][2]:
+            written = index_regions.intervals(node.params["index"], node.type.shape)
+            if written is None or not index_regions.misses(written, [(start, stop, False)]):
                 return False
         elif node.op != "zeros":
             return False

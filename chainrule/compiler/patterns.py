@@ -3,8 +3,6 @@ broadcasts a replacement to the type of the node it replaces."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from chainrule.ir import Graph, Value
@@ -19,7 +17,7 @@ def scalar_value(graph: Graph, node_id: int) -> float | None:
     if node.op not in CONSTANTS:
         return None  # the usual answer, without a look at values (rules ask for every operand)
     if node.op == "zeros":  # not built: a zeros node may stand for a large array
-        return 0.0 if math.prod(node.type.shape) == 1 and np.dtype(node.type.dtype).kind == "f" else None
+        return 0.0 if node.type.size == 1 and np.dtype(node.type.dtype).kind == "f" else None
     value = graph.const_value(node_id)
     if value is None or value.size != 1 or value.dtype.kind != "f":
         return None
@@ -29,7 +27,7 @@ def scalar_value(graph: Graph, node_id: int) -> float | None:
 def is_constant(graph: Graph, node_id: int, number: float) -> bool:
     node = graph.nodes[node_id]
     if node.op == "zeros":
-        return number == 0 and math.prod(node.type.shape) > 0
+        return number == 0 and node.type.size > 0
     if node.op != "const":
         return False
     value = graph.constant(node_id)

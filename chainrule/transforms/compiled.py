@@ -325,8 +325,8 @@ class Compiled(LookingInside):
         """Keep ``known``, the last all-array signature; a plain Compiled of the llvm backend is then
         called as the generated call of the kernel's array builtin, without a frame of its own."""
         self._array_call = known
-        make = None if known is None else getattr(known.entry.kernel, "array_caller", None)
         if known is not None and self._plain():
+            make = getattr(known.entry.kernel, "array_caller", None)
             whole = (known.finish, GeneralCall(self, Compiled.__call__), self._stats)
             self._call_directly(make(MISSED, whole) if make is not None and known.finish is not None else None)
 
