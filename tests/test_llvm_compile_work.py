@@ -112,7 +112,9 @@ def test_long_loop_bodies_reach_the_vectorizer_marked_parallel_and_with_a_fixed_
         properties = loop_properties(ir_text, function)
         streams = len(re.findall(r"getelementptr i8, ptr %(?:arena|buffer|scratch)", function))
         if "w.body" in function:  # widened by chainrule (widen.py): the vectorizer is told to skip it
-            assert streams > 16 and properties == list(loop_hints.NOT_VECTORIZED)
+            # a long body: many arrays streamed, or repeats rerolled into a loop over them (reroll.py)
+            assert streams > 16 or "rerolled (reroll.py)" in function
+            assert properties == list(loop_hints.NOT_VECTORIZED)
             continue
         (group,) = re.findall(r'"llvm\.loop\.parallel_accesses", (![0-9]+)', " ".join(properties))
         body = function[function.index("d0.body") : function.rindex("d0.latch")]

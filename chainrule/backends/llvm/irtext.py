@@ -12,6 +12,16 @@ import re
 from chainrule.backends.llvm import mathlib
 
 _NOT_IN_NAMES = re.compile(r"[^-\w.$]")
+_BASES: dict[str, str] = {}  # a hint -> the register name it gives (a kernel asks for the same few thousands of times)
+
+
+def _base(hint: str) -> str:
+    base = _NOT_IN_NAMES.sub("_", hint) or "v"
+    if base[0].isdigit():
+        base = "v" + base
+    if len(_BASES) < 100_000:
+        _BASES[hint] = base
+    return base
 
 
 class Module:
@@ -77,9 +87,7 @@ class Function:
         self.sines_and_cosines: dict[tuple[str, str, str], tuple[str, int, str]] = {}
 
     def fresh(self, hint: str = "v") -> str:
-        base = _NOT_IN_NAMES.sub("_", hint) or "v"
-        if base[0].isdigit():
-            base = "v" + base
+        base = _BASES.get(hint) or _base(hint)
         count = self.taken.get(base, 0) + 1
         self.taken[base] = count
         return f"%{base}" if count == 1 else f"%{base}.{count}"

@@ -238,9 +238,18 @@ def vector_isa(
     on symbol names, default: looks in the process's libmvec). The environment
     variable ``CHAINRULE_VECTOR_MATH`` overrides it.
     """
-    features = _host_features() if features is None else features
-    has_symbol = _library_has if library_symbols is None else library_symbols
     override = os.environ.get("CHAINRULE_VECTOR_MATH", "").strip().lower()
+    if features is None and library_symbols is None:
+        return _host_isa(override)  # asked for every math call a kernel makes
+    return _isa(_host_features() if features is None else features, library_symbols or _library_has, override)
+
+
+@cache
+def _host_isa(override: str) -> VectorISA:
+    return _isa(_host_features(), _library_has, override)
+
+
+def _isa(features: frozenset[str], has_symbol: Callable[[str], bool], override: str) -> VectorISA:
     if override and override != "auto":
         if override not in ISAS:
             raise UnsupportedError(f"CHAINRULE_VECTOR_MATH={override!r}: use one of auto, {', '.join(ISAS)}")

@@ -36,7 +36,7 @@ import re
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from chainrule.backends.llvm import interleave, loop_hints
+from chainrule.backends.llvm import interleave, loop_hints, reroll
 from chainrule.backends.llvm.irtext import Function
 from chainrule.backends.llvm.views import View
 
@@ -53,6 +53,7 @@ _BINARY = re.compile(rf"^  (%\S+) = (fadd|fsub|fmul|fdiv|frem){_FLAGS} (\w+) (\S
 _NEGATE = re.compile(rf"^  (%\S+) = fneg{_FLAGS} (\w+) (\S+)$")
 _COMPARE = re.compile(rf"^  (%\S+) = fcmp{_FLAGS} (\w+) (\w+) (\S+), (\S+)$")
 _SELECT = re.compile(rf"^  (%\S+) = select{_FLAGS} i1 (%\S+), (\w+) (\S+), (\w+) (\S+)$")
+_PHI = re.compile(r"^  (%\S+) = phi (\w+) \[ (%\S+), %([-\w.$]+) \], \[ (%\S+), %([-\w.$]+) \]$")
 _CALL = re.compile(
     rf"^  (%\S+) = call{_FLAGS} (\w+) @([\w.]+)\(([^)]*)\)(?: \"vector-function-abi-variant\"=\"([^\"]*)\")?$"
 )
@@ -313,6 +314,15 @@ class _Widening:
             target = f"llvm.{parts[1]}.v{self.width}{parts[2]}"
         self.out.append(f"  {self.name(result)} = call{flags} {self.vector} @{target}({', '.join(values)})")
 
+    def _phi(self, result: str, llvm_type: str, first: str, came: str, second: str, again: str) -> None:
+        """A value a rerolled repeat takes from the one before (reroll.py)."""
+        if llvm_type not in (self.scalar, "i1"):
+            raise _NotWidenable(llvm_type)
+        one, other = self.operand(first, llvm_type), self.operand(second, llvm_type)
+        self.out.append(
+            f"  {self.name(result)} = phi <{self.width} x {llvm_type}> [ {one}, %{came} ], [ {other}, %{again} ]"
+        )
+
     # opcode -> the pattern of its instructions and what widens them (one match a line)
     _HANDLERS: ClassVar[dict[str, tuple[re.Pattern[str], Callable[..., None]]]] = {
         "getelementptr": (_GEP, _gep),
@@ -322,6 +332,7 @@ class _Widening:
         "fneg": (_NEGATE, _negate),
         "fcmp": (_COMPARE, _compare),
         "select": (_SELECT, _select),
+        "phi": (_PHI, _phi),
         "call": (_CALL, _call),
         **dict.fromkeys(("zext", "trunc"), (_CAST, _cast)),
         **dict.fromkeys(("and", "or", "xor"), (_LOGIC, _logic)),
@@ -400,28 +411,29 @@ def vectorize_emitted_loop(
     memory it reads, and runs over at least ``copies * width`` elements) it is moved back to end at
     ``%end``, computing some elements again, to the same values: plain vector loads and stores,
     cheaper to compile (and to run) than masked ones, which the loop uses otherwise (with one copy:
-    a loop writing what it reads runs each element's body in place, one vector at a time).
+    a loop writing what it reads runs each element's body in place, one vector at a time). A body
+    repeating itself is widened as one repeat in a loop over the repeats (reroll.py).
     """
     assert overlap or copies == 1, "a masked step is one copy"
     scalar_type = "double" if dtype == "float64" else "float"
     step, following = fn.fresh("iv"), fn.fresh("iv.next")
-    lines = fn.lines[body[0] : body[1]]
-    if copies > 1 and not interleave.latency_bound(lines):
+    condition, block, done = (fn.label(f"w.{part}") for part in ("cond", "body", "exit"))
+    rerolled = reroll.reroll(fn.lines[body[0] : body[1]], fn, block, scalar_type, fn.lines[:loop_start])
+    if copies > 1 and not interleave.latency_bound(rerolled.lines):
         copies = 1  # the CPU overlaps the body's calls already: copies would only cost compile time
     ats = [fn.fresh("iv.at") for _ in range(copies)]
     mask = None if overlap else fn.fresh("lanes.in")
     suffixes = [".w"] if copies == 1 else [f".w{copy}" for copy in range(copies)]
-    bodies = widened_copies(lines, index, list(zip(ats, suffixes)), width, scalar_type, mask)
+    bodies = widened_copies(rerolled.lines, index, list(zip(ats, suffixes)), width, scalar_type, mask)
     if bodies is None:
         return False
-    vector_body = interleave.interleaved(bodies)
+    vector_body = rerolled.assemble(bodies)
     entering = re.search(r"\[ %start, %([-\w.$]+) \]", fn.lines[loop_start + 2])
     assert entering is not None, fn.lines[loop_start + 2]
-    condition, block, done = (fn.label(f"w.{part}") for part in ("cond", "body", "exit"))
     fn.lines[loop_start:] = [
         f"  br label %{condition}",
         f"{condition}:",
-        f"  {step} = phi i64 [ %start, %{entering.group(1)} ], [ {following}, %{block} ]",
+        f"  {step} = phi i64 [ %start, %{entering.group(1)} ], [ {following}, %{rerolled.exit_label} ]",
         f"  {step}.more = icmp slt i64 {step}, %end",
         f"  br i1 {step}.more, label %{block}, label %{done}",
         f"{block}:",
@@ -432,13 +444,18 @@ def vectorize_emitted_loop(
         f"{done}:",
     ]
     fn.current_label = done
+    fn.lines[:loop_start] = rerolled.outside(fn.lines[:loop_start])
     # the body is what LLVM's passes would make of it (vector code in SSA form, no memory but the
     # arrays'): optimizing it again only costs time (depth 1000: optimize 0.28 -> 0.07 s CPU)
     fn.signature = fn.signature.replace(") noinline", ") noinline optnone", 1)
+    _declare_used(fn, vector_body)
+    return True
+
+
+def _declare_used(fn: Function, vector_body: list[str]) -> None:
     # sorted: the module's text, and so its cache key, must not depend on the process's string hashing
     for declaration in sorted(intrinsic_declarations(vector_body) | constant_definitions(vector_body)):
         fn.declare(declaration)
-    return True
 
 
 def _lanes_of_step(step: str, ats: list[str], width: int, mask: str | None) -> list[str]:
