@@ -160,3 +160,11 @@ def test_invariant_operands_comparisons_and_selects_reroll_correctly():
     sample, weights = np.linspace(0.1, 0.9, 9), np.linspace(0.5, 1.5, 9)
     numeric = numerical_gradient(damped, (sample, weights), 0)
     assert relative_error(cr.grad(damped, backend="llvm")(sample, weights), numeric) < 1e-7
+
+
+def test_a_pointer_another_outside_line_builds_on_keeps_its_definition():
+    lines, outside = body_of(100)
+    outside.append("  %t = getelementptr i8, ptr %s7, i64 8")
+    kept = rerolled(lines, outside).outside(outside)
+    # %s7's definition (line 6) stays for %t; %s6's (line 5) goes
+    assert outside[6] in kept and outside[-1] in kept and outside[5] not in kept

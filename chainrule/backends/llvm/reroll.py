@@ -96,7 +96,10 @@ class Rerolled:
         """The function's ``lines`` before the loop without the pointers nothing reads any more."""
         if not self.dropped_pointers:
             return lines
-        return [line for line in lines if line[2 : line.find(" = ")] not in self.dropped_pointers]
+        kept = [line for line in lines if _defines(line) not in self.dropped_pointers]
+        read = set(chain.from_iterable(_REGISTERS(line.partition(" = ")[2] or line) for line in kept))
+        unread = self.dropped_pointers - read  # a pointer another line of these builds on stays
+        return [line for line in lines if _defines(line) not in unread]
 
     def assemble(self, bodies: list[list[str]]) -> list[str]:
         """The widened copies of ``lines`` as one body: each stretch between markers interleaved."""
@@ -332,6 +335,10 @@ def _loop_code(run: _Run, count: str, moved: dict[tuple, str], labels: tuple[str
         f"{done}:",
     ]
     return [head, addresses, latch]
+
+
+def _defines(line: str) -> str:
+    return line[2 : line.index(" = ")] if line.startswith("  %") else ""
 
 
 def _plain(lines: list[str], renamed: dict[str, str]) -> list[str]:
