@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 import chainrule as cr
 from chainrule.compiler.fuse import fuse
 from chainrule.compiler.schedule import greedy_order, plan_memory
-from chainrule.ir.fused import plan_buffers
+from chainrule.ir.fused import FusedBody, plan_buffers
+from chainrule.ir.types import TensorType
 
 RNG = np.random.default_rng(1)
 
@@ -232,3 +233,12 @@ def test_a_fused_bodys_buffers_are_reused_across_its_steps():
     [body] = [graph[i].params["body"] for i in graph.live_nodes() if graph[i].op == "fused"]
     plan = plan_buffers(body)
     assert len(plan.types) == 1 and plan.writes_over == (False, True, True, True)
+
+
+def test_a_deep_fused_body_is_written_out_in_linear_time_and_without_recursion():
+    element = TensorType((), "float64")
+    depth = 20_000  # deeper than Python's recursion limit
+    steps = [("sin", (-1,), (), element)] + [("sin", (k,), (), element) for k in range(depth - 1)]
+    steps.append(("mul", (depth - 1, depth - 1), (), element))  # a step used twice is bound first
+    text = FusedBody(tuple(steps)).expression(["%x"])
+    assert text == f"t0 = {'sin(' * depth}%x{')' * depth}; mul(t0, t0)"

@@ -56,17 +56,34 @@ class FusedBody:
         """The body as nested calls, ``sub(sigmoid(%3), y)``; a step used twice is bound first
         (``t0 = sigmoid(%3); mul(t0, sub(1.0, t0))``)."""
         counts = self.use_counts()
-        texts: list[str] = []
+        bound: dict[int, str] = {}
         bindings: list[str] = []
-        for index, (op, operands, attrs, _) in enumerate(self.steps):
-            arguments = [texts[k] if k >= 0 else input_names[-k - 1] for k in operands]
-            arguments += [f"{key}={value}" for key, value in attrs if key != "dtype" or op == "cast"]
-            text = f"{op}({', '.join(arguments)})"
-            if counts[index] > 1:
-                bindings.append(f"t{len(bindings)} = {text}")
-                text = f"t{len(bindings) - 1}"
-            texts.append(text)
-        return "; ".join(bindings + [texts[-1]])
+        for index, count in enumerate(counts):
+            if count > 1 and index < len(self.steps) - 1:
+                bindings.append(f"t{len(bindings)} = {self._call_text(index, input_names, bound)}")
+                bound[index] = f"t{len(bindings) - 1}"
+        return "; ".join([*bindings, self._call_text(len(self.steps) - 1, input_names, bound)])
+
+    def _call_text(self, index: int, input_names: list[str], bound: dict[int, str]) -> str:
+        """Step ``index`` as a call of its operands' texts, written out with a stack (a body of a
+        thousand nested steps is neither deep recursion nor a thousand copies of a growing string)."""
+        out: list[str] = []
+        stack: list[int | str] = [index]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                out.append(item)
+            elif item in bound and item != index:
+                out.append(bound[item])
+            else:
+                op, operands, attrs, _ = self.steps[item]
+                arguments: list[int | str] = [k if k >= 0 else input_names[-k - 1] for k in operands]
+                arguments += [f"{key}={value}" for key, value in attrs if key != "dtype" or op == "cast"]
+                parts: list[int | str] = [f"{op}("]
+                for position, argument in enumerate(arguments):
+                    parts += [", ", argument] if position else [argument]
+                stack += reversed([*parts, ")"])
+        return "".join(out)
 
     def name(self, index: int) -> str | None:
         """The user's name for step ``index``'s value, if it had one."""
