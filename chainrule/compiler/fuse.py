@@ -92,13 +92,12 @@ def fuse(graph: Graph) -> Graph:
         return graph
     result = Graph(graph.name)
     mapping = {i: result.add_input(graph.type(i), graph[i].name, graph[i].loc) for i in graph.inputs}
-    for node_id in range(len(graph)):
-        node = graph[node_id]
+    for node_id, node in enumerate(graph.nodes):
         root = region[node_id]
-        # a forward node that was fused away is represented by its region's root
-        origin = mapping.get(node.origin, mapping.get(region[node.origin])) if node.origin is not None else None
         if node.op == "input" or (root >= 0 and root != node_id):
             continue  # an inner node: built as a step of its root
+        # a forward node that was fused away is represented by its region's root
+        origin = mapping.get(node.origin, mapping.get(region[node.origin])) if node.origin is not None else None
         nodes = members.get(node_id, ())
         if len(nodes) < 2:  # unchanged: copied as it is
             mapping[node_id] = result.append_copy(node, tuple([mapping[a] for a in node.args]), origin)

