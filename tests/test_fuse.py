@@ -240,5 +240,8 @@ def test_a_deep_fused_body_is_written_out_in_linear_time_and_without_recursion()
     depth = 20_000  # deeper than Python's recursion limit
     steps = [("sin", (-1,), (), element)] + [("sin", (k,), (), element) for k in range(depth - 1)]
     steps.append(("mul", (depth - 1, depth - 1), (), element))  # a step used twice is bound first
-    text = FusedBody(tuple(steps)).expression(["%x"])
-    assert text == f"t0 = {'sin(' * depth}%x{')' * depth}; mul(t0, t0)"
+    body = FusedBody(tuple(steps))
+    assert body.expression(["%x"]) == f"t0 = {'sin(' * depth}%x{')' * depth}; mul(t0, t0)"
+    # the LLVM module's comment for such a body says what it is, not all of it
+    assert body.summary(["%x"]) == "20001 steps, the last mul, reading %x"
+    assert FusedBody(tuple(steps[:3])).summary(["%x"]) == "sin(sin(sin(%x)))"

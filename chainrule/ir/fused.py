@@ -64,6 +64,13 @@ class FusedBody:
                 bound[index] = f"t{len(bindings) - 1}"
         return "; ".join([*bindings, self._call_text(len(self.steps) - 1, input_names, bound)])
 
+    def summary(self, input_names: list[str], most_steps: int = 64) -> str:
+        """``expression``, or for a body of more than ``most_steps`` steps (a fused backward pass of
+        a deep chain: thousands of characters no reader takes in) its size, last op and inputs."""
+        if len(self.steps) <= most_steps:
+            return self.expression(input_names)
+        return f"{len(self.steps)} steps, the last {self.root[0]}, reading {', '.join(input_names)}"
+
     def _call_text(self, index: int, input_names: list[str], bound: dict[int, str]) -> str:
         """Step ``index`` as a call of its operands' texts, written out with a stack (a body of a
         thousand nested steps is neither deep recursion nor a thousand copies of a growing string)."""

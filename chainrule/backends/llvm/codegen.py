@@ -137,7 +137,7 @@ class Codegen:
         if node.name:
             text += f" {node.name}"
         if node.op == "fused":
-            text += f" = fused {{ {node.params['body'].expression([f'%{a}' for a in node.args])} }}"
+            text += f" = fused {{ {node.params['body'].summary([f'%{a}' for a in node.args])} }}"
         else:
             text += f" = {node.op} {', '.join(f'%{a}' for a in node.args)}"
         if node.origin is not None:
