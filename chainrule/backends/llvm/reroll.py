@@ -169,14 +169,18 @@ def _runs(body: _Body, pointers: dict[str, tuple[str, int]], period: int) -> lis
     shapes = body.shapes
     alike = list(map(operator.eq, shapes, shapes[period:]))
     runs, i, n = [], 0, len(alike)
-    while i < n:
-        if not alike[i]:
-            i += 1
-            continue
-        start = i
-        while i < n and alike[i]:
-            i += 1
+    while True:  # stretches of True found by list.index: scanned in C
+        try:
+            start = alike.index(True, i)
+        except ValueError:
+            break
+        try:
+            i = alike.index(False, start)
+        except ValueError:
+            i = n
         repeats = (i + period - start) // period
+        if repeats < MIN_REPEATS:
+            continue
         for skipped in range(3):
             run = _validated(body, pointers, _Run(start + skipped * period, period, repeats - skipped))
             if run is not None:
