@@ -30,6 +30,7 @@ class Module:
     def __init__(self) -> None:
         self.declarations: dict[str, None] = {}
         self.math_used: dict[tuple[str, str], None] = {}
+        self.isa = mathlib.vector_isa()  # asked once: a long kernel makes thousands of math calls
         self.functions: list[Function] = []
         self.header: list[str] = []
         self.metadata: list[str] = []
@@ -128,7 +129,7 @@ class Function:
         if function in mathlib.SINCOS_HALVES and self.current_label == "entry" and mathlib.pairs_sincos():
             return self._sin_or_cos(function, dtype, arguments[0])
         self.module.math_used.setdefault((function, dtype))
-        return self.emit(mathlib.call(function, dtype, *arguments))
+        return self.emit(mathlib.call(function, dtype, *arguments, isa=self.module.isa))
 
     def _sin_or_cos(self, function: str, dtype: str, argument: str) -> str:
         """sin or cos of ``argument``; when the other was computed in this block, both become one
@@ -139,7 +140,7 @@ class Function:
         first = self.sines_and_cosines.get(key)
         if first is None or first[0] == function:
             self.module.math_used.setdefault((function, dtype))
-            register = self.emit(mathlib.call(function, dtype, argument))
+            register = self.emit(mathlib.call(function, dtype, argument, isa=self.module.isa))
             self.sines_and_cosines[key] = (function, len(self.lines) - 1, register)
             return register
         del self.sines_and_cosines[key]
