@@ -16,6 +16,7 @@ from gradient_helpers import numerical_gradient, relative_error
 import chainrule as cr
 from chainrule.backends.llvm import engine, mathlib, reroll
 from chainrule.backends.llvm.irtext import Function, Module
+from chainrule.cli.nested_function import nested_numpy
 from chainrule.transforms.reuse import forget_functions
 
 needs_vector_math = pytest.mark.skipif(not mathlib.vector_isa().bits, reason="no vector math library here")
@@ -28,12 +29,8 @@ def kernel_ir(compiled, *args):
 
 
 def nested(depth):
-    def nested_sum(x):
-        for _ in range(depth):
-            x = np.cos(np.tan(np.sin(x)))
-        return np.sum(x)
-
-    return nested_sum
+    f = nested_numpy(depth)
+    return lambda x: np.sum(f(x))
 
 
 def damped(x, w):

@@ -59,7 +59,7 @@ class FusedBody:
         bound: dict[int, str] = {}
         bindings: list[str] = []
         for index, count in enumerate(counts):
-            if count > 1 and index < len(self.steps) - 1:
+            if count > 1:  # never the last step: no step reads it
                 bindings.append(f"t{len(bindings)} = {self._call_text(index, input_names, bound)}")
                 bound[index] = f"t{len(bindings) - 1}"
         return "; ".join([*bindings, self._call_text(len(self.steps) - 1, input_names, bound)])

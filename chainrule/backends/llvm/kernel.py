@@ -162,7 +162,7 @@ def estimated_work_ns(graph: Graph) -> float:
             region = max([step[3].size for step in body])
             total += sum([region * step_ns[step[0]] for step in body])
         elif OPS[node.op].kind in ("elementwise", "reduction"):
-            total += sum([max(node.type.size, *(graph.type(a).size for a in node.args)) * step_ns[node.op]])
+            total += max(node.type.size, *(graph.type(a).size for a in node.args)) * step_ns[node.op]
     return total
 
 
