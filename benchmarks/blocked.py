@@ -11,9 +11,14 @@ is called (the figure is the call, not the compile): "1 thread" is the median CP
 time per call and its CPU time. The same subprocess as "after" also times, when installed:
 
 - PyTorch eager (``torch.sin``/``tan``/``cos`` then ``backward()``), 1 thread CPU and 2 threads wall;
-- the math floor: the LLVM forward pass alone (``nested(x)``, no gradient) over the same points,
-  a loop doing nothing but the three vector calls (sin, tan, cos) per level: the gradient needs
-  the same three if sin and cos of one value are paired (it makes five calls per level today).
+- the forward floor (issue 19's "libmvec floor"): the LLVM forward pass alone (``nested(x)``, no
+  gradient) over the same points, a loop doing nothing but three vector calls (sin, tan, cos) per
+  level;
+- the gradient's math floor: an LLVM forward pass making the five vector calls the gradient needs
+  per level (sin x, cos x, tan s, cos t, sin t) and one multiply-add, no derivative and no stores
+  of intermediates. Pairing sin and cos of one value cannot bring the gradient down to three calls:
+  libmvec's vector sincos costs more than a vector sin and a vector cos together (it returns through
+  a vector of pointers; ``sincos_structure.c`` part 2 times both, AVX2 and AVX-512).
 
 The settings alternate round by round so a drift in the machine's load hits all alike.
 """
@@ -44,6 +49,23 @@ def timed(call, rounds: int) -> tuple[float, float]:
     return median(walls) * 1e3, median(cpus) * 1e3
 
 
+def five_math_calls(depth: int):
+    """The nested function's forward pass plus the derivative factors' math (cos x, sin t) per level,
+    folded into one sum so none is dead: the vector math calls of the gradient and nothing else."""
+    import numpy as np
+
+    def forward_and_factors(x):
+        factors = np.zeros_like(x)
+        for _ in range(depth):
+            s = np.sin(x)
+            t = np.tan(s)
+            factors = factors + np.cos(x) * np.sin(t)
+            x = np.cos(t)
+        return x + factors
+
+    return forward_and_factors
+
+
 def chainrule_rows(depth: int, points: int, rounds: int, floor: bool) -> dict[str, float]:
     import numpy as np
 
@@ -70,6 +92,9 @@ def chainrule_rows(depth: int, points: int, rounds: int, floor: bool) -> dict[st
         forward(x)
         kernel.set_exact_threads(1)
         rows["floor: forward alone, 1 thread CPU"] = timed(lambda: forward(x), rounds)[1]
+        five_calls = cr.jit(five_math_calls(depth), backend="llvm")
+        five_calls(x)
+        rows["floor: the gradient's 5 math calls per level, 1 thread CPU"] = timed(lambda: five_calls(x), rounds)[1]
     kernel.set_exact_threads(None)
     return rows
 

@@ -15,7 +15,10 @@ structures:
   c  the forward chain first, then cos(x) and sin(t) of all 30 levels in 8 AVX2 libmvec calls.
 
 Part 2 times the vector loop question: per point, separate _ZGVdN4v_sin + _ZGVdN4v_cos against
-libmvec's one vector sincos (_ZGVdN4vvv_sincos, results through a vector of pointers).
+libmvec's one vector sincos (_ZGVdN4vvv_sincos, results through a vector of pointers). Built with
+-mavx512f as well, it times the 8-lane variants the LLVM kernels call on an AVX-512 machine:
+
+    gcc -O2 -mavx512f -mfma benchmarks/sincos_structure.c -o /tmp/sincos_structure -lmvec -lm
 
 Rounds are interleaved; each figure is the minimum and median over rounds (the machine is shared).
 */
@@ -32,6 +35,11 @@ Rounds are interleaved; each figure is the minimum and median over rounds (the m
 __m256d _ZGVdN4v_cos(__m256d);
 __m256d _ZGVdN4v_sin(__m256d);
 void _ZGVdN4vvv_sincos(__m256d, __m256i, __m256i);
+#ifdef __AVX512F__
+__m512d _ZGVeN8v_cos(__m512d);
+__m512d _ZGVeN8v_sin(__m512d);
+void _ZGVeN8vvv_sincos(__m512d, __m512i, __m512i);
+#endif
 
 static double (*volatile plain_sin)(double) = sin;
 static double (*volatile plain_cos)(double) = cos;
@@ -132,11 +140,37 @@ static double one_vector_sincos(void) {
     return (now_ns() - start) / POINTS;
 }
 
+#ifdef __AVX512F__
+#define VECTOR_CASES 4
+static double separate_vector_calls_512(void) {
+    double start = now_ns();
+    for (int i = 0; i < POINTS; i += 8) {
+        __m512d v = _mm512_load_pd(xs + i);
+        _mm512_store_pd(sines + i, _ZGVeN8v_sin(v));
+        _mm512_store_pd(cosines + i, _ZGVeN8v_cos(v));
+    }
+    return (now_ns() - start) / POINTS;
+}
+
+static double one_vector_sincos_512(void) {
+    double start = now_ns();
+    __m512i lanes = _mm512_setr_epi64(0, 8, 16, 24, 32, 40, 48, 56);
+    for (int i = 0; i < POINTS; i += 8) {
+        __m512i to_sines = _mm512_add_epi64(_mm512_set1_epi64((long long)(sines + i)), lanes);
+        __m512i to_cosines = _mm512_add_epi64(_mm512_set1_epi64((long long)(cosines + i)), lanes);
+        _ZGVeN8vvv_sincos(_mm512_load_pd(xs + i), to_sines, to_cosines);
+    }
+    return (now_ns() - start) / POINTS;
+}
+#else
+#define VECTOR_CASES 2
+#endif
+
 int main(void) {
     double (*structures[])(double) = {paired, forward_then_scalar, interleaved, forward_then_vector};
     const char *names[] = {"a paired sincos (today)", "b forward, then scalar cos/sin",
                            "b2 five separate calls per level", "c forward, then 8 vector calls"};
-    double scalar[4][ROUNDS], vector[2][ROUNDS];
+    double scalar[4][ROUNDS], vector[VECTOR_CASES][ROUNDS];
     for (int k = 0; k < 4; k++) printf("%s: %.17g\n", names[k], structures[k](4.2));
     for (int i = 0; i < POINTS; i++) xs[i] = 0.1 + i * 2.9 / POINTS;
     for (int round = 0; round < ROUNDS; round++) {
@@ -148,11 +182,19 @@ int main(void) {
         }
         vector[0][round] = separate_vector_calls();
         vector[1][round] = one_vector_sincos();
+#ifdef __AVX512F__
+        vector[2][round] = separate_vector_calls_512();
+        vector[3][round] = one_vector_sincos_512();
+#endif
     }
     printf("\n1. scalar gradient of nested30 at 4.2, ns per call\n");
     for (int k = 0; k < 4; k++) report(names[k], scalar[k]);
     printf("\n2. sin and cos of %d points, ns per point\n", POINTS);
     report("_ZGVdN4v_sin + _ZGVdN4v_cos", vector[0]);
     report("_ZGVdN4vvv_sincos", vector[1]);
+#ifdef __AVX512F__
+    report("_ZGVeN8v_sin + _ZGVeN8v_cos", vector[2]);
+    report("_ZGVeN8vvv_sincos", vector[3]);
+#endif
     return 0;
 }
