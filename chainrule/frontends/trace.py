@@ -18,7 +18,7 @@ from chainrule.frontends.creation import traced_creation
 from chainrule.frontends.pytree import NodeType, TreeDef, flatten, node_kind, tree_map, unflatten
 from chainrule.frontends.random_draws import warning_on_random_draws
 from chainrule.frontends.source import location_of, user_frame_from
-from chainrule.frontends.tracer import TraceContext, Tracer, stop_gradient
+from chainrule.frontends.tracer import TraceContext, Tracer, innermost_open, stop_gradient
 from chainrule.ir import Graph, TensorType, Value
 
 
@@ -342,23 +342,30 @@ def trace_graph(
     name: str | None = None,
     has_aux: bool = False,
     differentiated: Sequence[int] = (),
+    captured: list[Tracer] | None = None,
 ):
     """Run ``fn`` on traced stand-ins for its traced leaves; return (graph, output treedef).
 
     With ``has_aux``, ``fn`` returns ``(value, aux)``: both are outputs, and no gradient flows
     back from ``aux`` (it is passed through ``stop_gradient``). ``differentiated`` lists the
-    argument positions differentiated, which errors must not advise declaring static."""
+    argument positions differentiated, which errors must not advise declaring static.
+
+    Given a ``captured`` list, ``fn`` may read values of the traces running now (a transform
+    called inside a traced function, on a closure over its values): each becomes an input of the
+    graph after the arguments' and is appended to ``captured``, to be passed in by the caller.
+    Without one, such a value is a TraceError."""
     graph = Graph(name or getattr(fn, "__name__", "f").replace("<lambda>", "fn"))
-    context = TraceContext(graph)
-    stand_ins = _stand_ins(context, spec, leaves, differentiated)
-    args, start = [], 0
-    for treedef in spec.treedefs:
-        count = treedef.num_leaves
-        args.append(unflatten(treedef, stand_ins[start : start + count]))
-        start += count
-    positional = len(args) - len(spec.keywords)
-    keyword_args = dict(zip(spec.keywords, args[positional:]))
+    enclosing = innermost_open() if captured is not None else None
+    context = TraceContext(graph, nested=enclosing is not None, parent=enclosing)
     try:
+        stand_ins = _stand_ins(context, spec, leaves, differentiated)
+        args, start = [], 0
+        for treedef in spec.treedefs:
+            count = treedef.num_leaves
+            args.append(unflatten(treedef, stand_ins[start : start + count]))
+            start += count
+        positional = len(args) - len(spec.keywords)
+        keyword_args = dict(zip(spec.keywords, args[positional:]))
         with traced_creation(context), warning_on_random_draws(fn):
             result = fn(*args[:positional], **keyword_args)
             if has_aux:
@@ -366,23 +373,32 @@ def trace_graph(
     except (TypeError, ValueError) as error:
         raise _library_error(error) from error
     finally:
-        context.open = False
+        context.close()
     out_leaves, out_paths, out_treedef = flatten(result, "out")
     outputs = []
     for leaf, path in zip(out_leaves, out_paths):
         if isinstance(leaf, Tracer):
-            if leaf._context is not context:
+            if leaf._context is context:
+                outputs.append(leaf._value.id)
+            elif enclosing is not None and leaf._context.open:  # a value of an enclosing trace
+                outputs.append(context.capture(leaf, None))
+            else:
                 raise TraceError(f"output {path} is a traced value from another trace")
-            outputs.append(leaf._value.id)
         else:
-            array = np.asarray(leaf)
-            if array.dtype.kind not in "biuf":
-                raise TraceError(
-                    f"output {path} of {graph.name} is a {type(leaf).__name__}, not an array." + _pytree_hint(leaf)
-                )
-            outputs.append(graph.const(array))
+            outputs.append(_constant_output(graph, leaf, path))
+    if captured is not None:
+        captured.extend(context.captured)
     graph.set_outputs(outputs, [graph.name if p == "out" else p.replace("out", graph.name, 1) for p in out_paths])
     return graph, out_treedef
+
+
+def _constant_output(graph: Graph, leaf: Any, path: str) -> int:
+    array = np.asarray(leaf)
+    if array.dtype.kind not in "biuf":
+        raise TraceError(
+            f"output {path} of {graph.name} is a {type(leaf).__name__}, not an array." + _pytree_hint(leaf)
+        )
+    return graph.const(array)
 
 
 def _stand_ins(context: TraceContext, spec: ArgsSpec, leaves: list, differentiated: Sequence[int]) -> list:

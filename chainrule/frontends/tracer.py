@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import itertools
 import operator
+import threading
 
 import numpy as np
 
@@ -30,10 +31,13 @@ from chainrule.ir.types import TensorType
 class TraceContext:
     """One tracing of one function into ``graph``. Tracers from a closed context are an error.
 
-    A nested context traces a loop body or a branch (``cr.scan``, ``cr.cond``): a value of an
-    enclosing trace that the body reads becomes an input of the body's graph (``capture``), and
-    ``captured`` lists those values in order. Its ``parent`` is the enclosing trace, known from the
-    loop's operands or adopted from the first enclosing value the body reads.
+    A nested context traces a loop body or a branch (``cr.scan``, ``cr.cond``), or a function a
+    transform traces while another trace runs (``cr.grad(lambda x: f(W, x))`` inside a traced
+    function, W a value of that trace): a value of an enclosing trace that it reads becomes an input
+    of its graph (``capture``), and ``captured`` lists those values in order. Its ``parent`` is the
+    enclosing trace, known from the loop's operands or the traces open when it began, or adopted
+    from the first enclosing value the body reads. Open contexts nest: ``innermost_open`` is the
+    last opened on this thread and not yet closed.
     """
 
     _serials = itertools.count()
@@ -48,6 +52,16 @@ class TraceContext:
         self.captured: list[Tracer] = []
         self._captured_ids: dict[tuple[int, int], Tracer] = {}
         self.weak: WeakValues = {}  # the weakly typed values (of Python-number arguments): weak_types
+        _open_contexts().append(self)
+
+    def close(self) -> None:
+        """End this trace: its values are an error to use from now on."""
+        self.open = False
+        stack = _open_contexts()
+        if stack and stack[-1] is self:
+            stack.pop()
+        elif self in stack:  # closed out of order (an error unwinding): still forgotten
+            stack.remove(self)
 
     def capture(self, operand: Tracer, loc) -> int:
         """The id, in this graph, of ``operand``, a value of an enclosing trace (through each
@@ -60,6 +74,14 @@ class TraceContext:
                 # open traces nest (each runs inside the one before), so an open one is enclosing
                 context.parent = operand._context
             context = context.parent if context.nested else None
+        if context is None and operand._context.open:
+            raise TraceError(
+                "a value of the traced function around this one was used here, in a function traced "
+                "apart (cr.jacobian or cr.hessian inside a traced function run kernels of their own): "
+                "pass the value as an argument, or use cr.jvp, cr.vjp, cr.hvp or cr.vmap(cr.grad(f)), "
+                "which read it",
+                loc,
+            )
         if context is None or not context.open:
             raise TraceError(
                 "a traced value from another trace was used here: a traced value "
@@ -94,6 +116,22 @@ class TraceContext:
                 node = nodes[value._current.id]  # as it is: a stale view is not used by being named
                 if node.name is None:
                     node.name = variable
+
+
+_OPEN = threading.local()
+
+
+def _open_contexts() -> list[TraceContext]:
+    stack = getattr(_OPEN, "contexts", None)
+    if stack is None:
+        stack = _OPEN.contexts = []
+    return stack
+
+
+def innermost_open() -> TraceContext | None:
+    """The trace running on this thread now, innermost first (None outside any trace)."""
+    stack = _open_contexts()
+    return stack[-1] if stack else None
 
 
 def operation(op_name: str, *operands, **attrs) -> Tracer | np.ndarray:

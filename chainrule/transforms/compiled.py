@@ -32,7 +32,7 @@ from chainrule.transforms.options import checked_options
 from chainrule.transforms.portable import portable_reduce
 from chainrule.transforms.reuse import COMPILING, function_entry
 from chainrule.transforms.scalar_call import MISSED, GeneralCall, ScalarCall, fast_call_class, scalar_call
-from chainrule.transforms.specialization import Specialization, check_scalar_output, inline, make_kernel
+from chainrule.transforms.specialization import Specialization, check_scalar_output, make_kernel
 from chainrule.transforms.specialization import compile_kernel as compile_kernel  # imported from here by tests
 
 _BACKENDS = ("numpy", "llvm")
@@ -195,7 +195,8 @@ class Compiled(LookingInside):
                 if entry is None:
                     self._stats.compiling(self._function_name, spec, leaves, self.retrace_warning_after)
                     entry = self._compile(spec, leaves, differentiated)
-                    self._cache[spec] = entry  # only reached when compiling succeeded
+                    if not entry.captured:  # a trace of values of an enclosing trace is inlined once
+                        self._cache[spec] = entry  # only reached when compiling succeeded
                     self._stats.misses += 1
         return entry, leaves
 
@@ -226,7 +227,8 @@ class Compiled(LookingInside):
                 gc.enable()
 
     def _compile_now(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> Specialization:
-        traced, out_treedef = self.build_graph(spec, leaves, differentiated)
+        captured: list[Tracer] = []
+        traced, out_treedef = self.build_graph(spec, leaves, differentiated, captured)
         wrt: tuple[int, ...] | None = None
         if self._differentiates:
             check_scalar_output(traced, out_treedef.children[0].num_leaves if self.has_aux else None)
@@ -244,12 +246,15 @@ class Compiled(LookingInside):
         value_unused = self.transform == "grad" and not self.has_aux  # grad returns the gradients alone
         kernel_options = (f"{traced.name}_{self.transform}", self.backend, self.check_nans, self.optimize, value_unused)
         kernel = self._entry.product(compilation, kernel_options, lambda: make_kernel(compilation, *kernel_options))
-        return Specialization(compilation, kernel, out_treedef, spec, differentiated)
+        captured_at = len(traced.inputs) - len(captured)  # (all of them last)
+        return Specialization(compilation, kernel, out_treedef, spec, differentiated, tuple(captured), captured_at)
 
-    def build_graph(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> tuple[Graph, TreeDef]:
+    def build_graph(self, spec: ArgsSpec, leaves: list, differentiated: tuple, captured: list) -> tuple[Graph, TreeDef]:
         """The graph compiled for arguments described by ``spec``, and its output structure: ``fn``
-        traced, once per signature for all its transforms (``cr.vmap`` traces one example and vectorizes)."""
-        return self._entry.traced(self.fn, spec, leaves, self.has_aux, differentiated, self._stats.reused_trace)
+        traced, once per signature for all its transforms (``cr.vmap`` traces one example and vectorizes).
+        Values of an enclosing trace that ``fn`` reads are appended to ``captured`` (trace_graph)."""
+        entry, stats = self._entry, self._stats
+        return entry.traced(self.fn, spec, leaves, self.has_aux, differentiated, stats.reused_trace, captured)
 
     # ---- calling ----------------------------------------------------------------------------
 
@@ -300,7 +305,7 @@ class Compiled(LookingInside):
         if stats.misses == misses:
             stats.hits += 1
         traced_leaves = [leaves[i] for i in entry.traced_leaves]
-        if found is not None:
+        if found is not None and not entry.captured:  # (an entry with captured values is never kept)
             # The key fixes every leaf's class, so which inputs need np.asarray is known now.
             picks = None if entry.traced_leaves == tuple(range(len(leaves))) else entry.traced_leaves
             converts = tuple(i for i, leaf in enumerate(traced_leaves) if type(leaf) is not np.ndarray)
@@ -308,8 +313,8 @@ class Compiled(LookingInside):
             self._remember_scalars(scalar_call(self, entry, args, keywords, leaves, picks) or self._scalar_call)
             if not converts and not any(isinstance(leaf, Tracer) for leaf in traced_leaves):
                 self._remember_arrays(known_arrays(self, entry, args, keywords, leaves, picks) or self._array_call)
-        if any(isinstance(leaf, Tracer) for leaf in traced_leaves):
-            outputs = inline(entry.compilation.differentiable, traced_leaves)
+        if entry.captured or any(isinstance(leaf, Tracer) for leaf in traced_leaves):
+            outputs = entry.inline(traced_leaves)  # into the trace running now
         else:
             outputs = entry.kernel.fn(*[np.asarray(leaf) for leaf in traced_leaves])
         return self._results(entry, outputs)
@@ -354,7 +359,7 @@ class Compiled(LookingInside):
             leaves = gradients[start : start + count]
             start += count
             if converters is not None:
-                leaves = [c(g) if c is not None else g for c, g in zip(converters, leaves)]
+                leaves = [g if c is None or isinstance(g, Tracer) else c(g) for c, g in zip(converters, leaves)]
             per_arg.append(build(leaves))
         grads = per_arg[0] if isinstance(self.argnums, int) else tuple(per_arg[i] for i in entry.gradient_order)
         if self.has_aux:  # JAX's layouts: grad gives (grads, aux), value_and_grad ((value, aux), grads)

@@ -160,7 +160,7 @@ def trace_body(
             else:
                 outputs.append(graph.const(np.asarray(leaf, dtype=_leaf_type(leaf, "a result", loc).dtype)))
     finally:
-        context.open = False
+        context.close()
     graph.set_outputs(outputs)
     return Body(graph), out_tree, context
 

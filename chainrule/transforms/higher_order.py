@@ -31,7 +31,7 @@ from chainrule.compiler.split import split
 from chainrule.errors import ArgumentError
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
 from chainrule.frontends.trace import ArgsSpec, describe_args
-from chainrule.frontends.tracer import Tracer
+from chainrule.frontends.tracer import Tracer, innermost_open
 from chainrule.ir import Graph, TensorType
 from chainrule.transforms.arguments import aux_part, static_positions, value_part
 from chainrule.transforms.compiled import Compiled, jit
@@ -122,8 +122,14 @@ class Linearized(Compiled):
         arg_spec = ArgsSpec(
             spec.treedefs[:-1], spec.leaves[:leaf_count], spec.paths[:leaf_count], spec.arg_of_leaf[:leaf_count]
         )
+        captured: list[Tracer] = []
         traced, out_treedef = self._entry.traced(
-            self.fn, arg_spec, leaves[:leaf_count], differentiated=argnums, on_reuse=self._stats.reused_trace
+            self.fn,
+            arg_spec,
+            leaves[:leaf_count],
+            differentiated=argnums,
+            on_reuse=self._stats.reused_trace,
+            captured=captured,
         )
         input_of_leaf = {
             leaf: position for position, leaf in enumerate(i for i, s in enumerate(arg_spec.leaves) if s.traced)
@@ -151,7 +157,8 @@ class Linearized(Compiled):
                 result_treedef = out_treedef
         compilation = pipeline.run(traced, None, optimize=self.optimize, transforms=transforms)
         kernel = compile_kernel(compilation.final, f"{traced.name}_{self.transform}", self.backend)
-        return Specialization(compilation, kernel, result_treedef, spec, ())
+        captured_at = len(traced.inputs) - len(captured)  # the seed's inputs come after the captured values
+        return Specialization(compilation, kernel, result_treedef, spec, (), tuple(captured), captured_at)
 
     def _transforms(
         self, traced: Graph, wrt: list[int], out_treedef: TreeDef, gradient_treedef: TreeDef
@@ -418,7 +425,7 @@ def vjp(
     static = static_positions(fn, len(primals), static_argnums, static_argnames)
     positions = tuple(i for i in range(len(primals)) if i not in static)
     spec, leaves = describe_args(fn, primals, positions, static)
-    if any(isinstance(leaf, Tracer) for leaf in leaves):  # inside a trace: the joint graph is inlined
+    if innermost_open() is not None:  # inside a trace: the joint graph is inlined if fn reads traced values
         linearized = _linearized(fn, "vjp", positions, backend, static)
         forward = _forward_of(fn, static)
         return forward(*primals), lambda cotangent: _with_static_nones(linearized(*primals, cotangent), static)

@@ -33,6 +33,7 @@ from typing import Any
 
 from chainrule.frontends.pytree import TreeDef
 from chainrule.frontends.trace import ArgsSpec, trace_graph
+from chainrule.frontends.tracer import Tracer
 from chainrule.ir import Graph
 from chainrule.transforms.function_key import ARRAY_TOKENS, FunctionKey, array_tokens, function_key
 
@@ -66,17 +67,22 @@ class FunctionEntry:
         has_aux: bool = False,
         differentiated: Sequence[int] = (),
         on_reuse: Callable[[], None] | None = None,
+        captured: list[Tracer] | None = None,
     ) -> tuple[Graph, TreeDef]:
         """``trace_graph(fn, spec, leaves, ...)``, run once per signature for a keyed function
         (``on_reuse`` is told when the Python function does not run). The graph is shared: passes
-        build new graphs and never change it."""
+        build new graphs and never change it. A trace that read values of an enclosing trace (into
+        ``captured``) is not kept: those values are that trace's alone."""
         with COMPILING:
             found = self.traces.get((spec, has_aux)) if self.key is not None else None
             if found is not None and on_reuse is not None:
                 on_reuse()
             if found is None:
-                found = trace_graph(fn, spec, leaves, has_aux=has_aux, differentiated=tuple(differentiated))
-                if self.key is not None:
+                reads = len(captured) if captured is not None else 0
+                found = trace_graph(
+                    fn, spec, leaves, has_aux=has_aux, differentiated=tuple(differentiated), captured=captured
+                )
+                if self.key is not None and (captured is None or len(captured) == reads):
                     self.traces[spec, has_aux] = found
             return found
 

@@ -94,8 +94,14 @@ class Specialization:
         out_treedef: TreeDef,
         spec: ArgsSpec,
         differentiated: tuple[int, ...],
+        captured: tuple[Tracer, ...] = (),
+        captured_at: int = 0,
     ):
         self.compilation = compilation
+        # values of the trace that was running, read by the function: the compiled graph's inputs
+        # from position captured_at on (after the arguments', before a seed's)
+        self.captured = captured
+        self.captured_at = captured_at
         self.kernel = kernel
         self.out_treedef = out_treedef
         self.spec = spec
@@ -113,6 +119,12 @@ class Specialization:
         # The kernel returns gradients in argument order; argnums=(1, 0) wants them in its own order.
         in_argument_order = sorted(set(differentiated))
         self.gradient_order = tuple(in_argument_order.index(p) for p in differentiated)
+
+    def inline(self, traced_leaves: list[Any]) -> list[Tracer]:
+        """The compiled graph replayed in the trace running now, on ``traced_leaves`` and the
+        values of that trace the function read (``captured``)."""
+        at = self.captured_at
+        return inline(self.compilation.differentiable, traced_leaves[:at] + list(self.captured) + traced_leaves[at:])
 
 
 def check_scalar_output(graph: Graph, value_outputs: int | None = None) -> None:
@@ -170,11 +182,15 @@ def builder(treedef: TreeDef) -> TreeBuilder:
 
 
 def inline(graph: Graph, leaves: list[Any]) -> list[Tracer]:
-    """Replay ``graph`` inside an enclosing trace (grad of grad, jit inside grad)."""
-    tracer = next(leaf for leaf in leaves if isinstance(leaf, Tracer))
-    outer_graph, context = tracer._value.graph, tracer._context
+    """Replay ``graph`` inside an enclosing trace (grad of grad, jit inside grad), the innermost
+    one its traced leaves come from: a leaf of a trace around that one is captured into it."""
+    context = max((leaf._context for leaf in leaves if isinstance(leaf, Tracer)), key=lambda c: c.serial)
+    outer_graph = context.graph
     mapping: dict[int, int] = {}
     for input_id, leaf in zip(graph.inputs, leaves):
-        mapping[input_id] = leaf._value.id if isinstance(leaf, Tracer) else outer_graph.const(np.asarray(leaf))
+        if isinstance(leaf, Tracer):
+            mapping[input_id] = leaf._value.id if leaf._context is context else context.capture(leaf, None)
+        else:
+            mapping[input_id] = outer_graph.const(np.asarray(leaf))
     outer_graph.transplant(graph, (i for i in range(len(graph)) if graph[i].op != "input"), mapping)
     return [Tracer(Value(outer_graph, mapping[o]), context) for o in graph.outputs]

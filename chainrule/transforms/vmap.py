@@ -28,6 +28,7 @@ from chainrule.errors import ArgumentError, UnsupportedError
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
 from chainrule.frontends.source import location_of, user_frame
 from chainrule.frontends.trace import ArgsSpec, LeafSpec, describe_args, trace_graph
+from chainrule.frontends.tracer import Tracer
 from chainrule.ir import Graph, TensorType
 from chainrule.transforms.compiled import Compiled
 from chainrule.transforms.options import checked_options
@@ -98,10 +99,15 @@ class Vmapped(Compiled):
     # ---- the vectorized graph -----------------------------------------------------------------
 
     def build_graph(
-        self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...] = ()
+        self,
+        spec: ArgsSpec,
+        leaves: list[Any],
+        differentiated: tuple[int, ...] = (),
+        captured: list[Tracer] | None = None,
     ) -> tuple[Graph, TreeDef]:
         """``fn`` traced on one example, vectorized over the mapped arguments, with the batch axis
-        taken from ``in_axes`` and put at ``out_axes``."""
+        taken from ``in_axes`` and put at ``out_axes``; values of an enclosing trace it reads are
+        every example's (appended to ``captured``)."""
         axes = self._leaf_axes(spec)
         size = self._size(spec, axes)
         example_leaves: list[LeafSpec] = []
@@ -112,7 +118,7 @@ class Vmapped(Compiled):
             example_leaves.append(leaf_spec)
         example = ArgsSpec(spec.treedefs, tuple(example_leaves), spec.paths, spec.arg_of_leaf)
         try:
-            traced, out_treedef = trace_graph(self.fn, example, leaves)
+            traced, out_treedef = trace_graph(self.fn, example, leaves, captured=captured)
         except UnsupportedError as error:
             raise NotTraceableError(error.bare_message, error.loc) from error
         traced_axes = [axis for leaf_spec, axis in zip(spec.leaves, axes) if leaf_spec.traced]
