@@ -112,6 +112,23 @@ def test_grad_of_grad_of_a_closure_with_a_python_float_argument(backend):
     assert result == pytest.approx(2 * b * np.cos(a * b) - a * b**2 * np.sin(a * b), rel=1e-14)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_third_derivative_through_three_nested_closures(backend):
+    # f = sin(abc): f_c = ab cos(abc), f_cb = a cos(abc) - a^2 bc sin(abc), at b = c = 1
+    # a cos(a) - a^2 sin(a), whose derivative in a is cos(a) - 3a sin(a) - a^2 cos(a)
+    a = 0.5
+    result = cr.grad(lambda a: cr.grad(lambda b: cr.grad(lambda c: np.sin(a * b * c))(1.0))(1.0), backend=backend)(a)
+    assert result == pytest.approx(np.cos(a) - 3 * a * np.sin(a) - a**2 * np.cos(a), rel=1e-14)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_vmap_of_a_gradient_that_reads_the_mapped_value(backend):
+    # per example: d/dy [sin(x y) y] at y = 1.5 is x y cos(x y) + sin(x y)
+    xs, y = np.linspace(0.1, 1.0, 5), 1.5
+    result = cr.vmap(lambda x: cr.grad(lambda y: np.sin(x * y) * y)(y), backend=backend)(xs)
+    np.testing.assert_allclose(result, xs * y * np.cos(xs * y) + np.sin(xs * y), rtol=1e-14)
+
+
 def test_a_trace_of_closure_values_is_never_kept():
     holder: dict = {}
     kept = cr.grad(lambda x: np.sum(np.tanh(holder["W"] @ x)))  # made once, reads the enclosing W
