@@ -4,7 +4,6 @@ transformations built on them directly: grad, value_and_grad, jit, trace."""
 from __future__ import annotations
 
 import functools
-import gc
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,7 +31,7 @@ from chainrule.transforms.options import checked_options
 from chainrule.transforms.portable import portable_reduce
 from chainrule.transforms.reuse import COMPILING, function_entry
 from chainrule.transforms.scalar_call import MISSED, GeneralCall, ScalarCall, fast_call_class, scalar_call
-from chainrule.transforms.specialization import Specialization, check_scalar_output, make_kernel
+from chainrule.transforms.specialization import Specialization, check_scalar_output, collector_paused, make_kernel
 from chainrule.transforms.specialization import compile_kernel as compile_kernel  # imported from here by tests
 
 _BACKENDS = ("numpy", "llvm")
@@ -216,15 +215,7 @@ class Compiled(LookingInside):
         return CacheInfo(stats.hits + stats.native_hits.value, stats.misses, stats.traces, len(self._cache))
 
     def _compile(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> Specialization:
-        # Compiling builds millions of small objects that live as long as the stage graphs; Python's
-        # cycle collector would rescan them all again and again (~30% of a 100,000-node compile).
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            return self._compile_now(spec, leaves, differentiated)
-        finally:
-            if collecting:
-                gc.enable()
+        return collector_paused(lambda: self._compile_now(spec, leaves, differentiated))
 
     def _compile_now(self, spec: ArgsSpec, leaves: list[Any], differentiated: tuple[int, ...]) -> Specialization:
         captured: list[Tracer] = []
@@ -245,7 +236,10 @@ class Compiled(LookingInside):
         )
         value_unused = self.transform == "grad" and not self.has_aux  # grad returns the gradients alone
         kernel_options = (f"{traced.name}_{self.transform}", self.backend, self.check_nans, self.optimize, value_unused)
-        kernel = self._entry.product(compilation, kernel_options, lambda: make_kernel(compilation, *kernel_options))
+        # the kernel is compiled when first run: an entry inlined into an enclosing trace never is
+        kernel = self._entry.product_later(
+            compilation, kernel_options, lambda: make_kernel(compilation, *kernel_options)
+        )
         captured_at = len(traced.inputs) - len(captured)  # (all of them last)
         return Specialization(compilation, kernel, out_treedef, spec, differentiated, tuple(captured), captured_at)
 

@@ -156,7 +156,7 @@ class Linearized(Compiled):
             if self.transform == "jvp":
                 result_treedef = out_treedef
         compilation = pipeline.run(traced, None, optimize=self.optimize, transforms=transforms)
-        kernel = compile_kernel(compilation.final, f"{traced.name}_{self.transform}", self.backend)
+        kernel = functools.partial(compile_kernel, compilation.final, f"{traced.name}_{self.transform}", self.backend)
         captured_at = len(traced.inputs) - len(captured)  # the seed's inputs come after the captured values
         return Specialization(compilation, kernel, result_treedef, spec, (), tuple(captured), captured_at)
 

@@ -86,6 +86,17 @@ class FunctionEntry:
                     self.traces[spec, has_aux] = found
             return found
 
+    def product_later(self, source: Any, how: Hashable, make: Callable[[], Any]) -> Callable[[], Any]:
+        """A function making ``product(source, how, make)`` when called. It holds this entry weakly:
+        what keeps it (a Specialization in this entry's caches) would otherwise keep the entry alive."""
+        entry = weakref.ref(self)
+
+        def later() -> Any:
+            alive = entry()
+            return make() if alive is None else alive.product(source, how, make)
+
+        return later
+
     def product(self, source: Any, how: Hashable, make: Callable[[], Any]) -> Any:
         """What ``make()`` makes of ``source`` (a traced graph, a compilation) done ``how`` (a
         hashable description of the options), made once: grad and value_and_grad of one function
