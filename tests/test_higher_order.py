@@ -207,7 +207,13 @@ def test_jacobian_errors_are_chainrule_errors():
     with pytest.raises(ArgumentError, match="argnums=3"):
         cr.jacobian(np.sin, argnums=3)(np.zeros(2))
     with pytest.raises(UnsupportedError, match="inside a traced function"):
-        cr.grad(lambda x: np.sum(cr.jacobian(np.sin)(x)))(np.zeros(2))
+        cr.grad(lambda x: np.sum(cr.jacobian(np.sin, vectorize=False)(x)))(np.zeros(2))
+
+
+def test_jacobian_inside_a_traced_function_is_traced_too():
+    # the Jacobian of sin is diag(cos x): the gradient of its sum is -sin x
+    x = np.array([0.3, -1.2, 2.0])
+    np.testing.assert_allclose(cr.grad(lambda x: np.sum(cr.jacobian(np.sin)(x)))(x), -np.sin(x), rtol=1e-15)
 
 
 # ---- vjp ---------------------------------------------------------------------------------------

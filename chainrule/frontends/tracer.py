@@ -77,9 +77,8 @@ class TraceContext:
         if context is None and operand._context.open:
             raise TraceError(
                 "a value of the traced function around this one was used here, in a function traced "
-                "apart (cr.jacobian or cr.hessian inside a traced function run kernels of their own): "
-                "pass the value as an argument, or use cr.jvp, cr.vjp, cr.hvp or cr.vmap(cr.grad(f)), "
-                "which read it",
+                "apart from it (by cr.trace or cr.to_sympy, which make a graph of their own): pass the "
+                "value as an argument; cr.grad, cr.jit, cr.vmap, cr.jacobian and the other transforms read it",
                 loc,
             )
         if context is None or not context.open:

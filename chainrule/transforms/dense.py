@@ -19,7 +19,7 @@ from chainrule.compiler.cost import CostReport
 from chainrule.errors import ArgumentError, UnsupportedError
 from chainrule.frontends.pytree import TreeDef, flatten, unflatten
 from chainrule.frontends.trace import ArgsSpec, StaticArguments, describe_args
-from chainrule.frontends.tracer import Tracer
+from chainrule.frontends.tracer import innermost_open
 from chainrule.ir import Graph, TensorType
 from chainrule.transforms.arguments import aux_part, value_part
 from chainrule.transforms.compiled import argnum_tuple, jit
@@ -69,11 +69,6 @@ class _DenseDerivative(ABC):
         if set(positions) & set(static):
             raise ArgumentError(f"argnums={self.argnums!r} names a static argument, which has no derivative")
         spec, leaves = describe_args(self.fn, args, positions, static)
-        if any(isinstance(leaf, Tracer) for leaf in leaves):
-            raise UnsupportedError(
-                f"{type(self).__name__.lower()} cannot run inside a traced function; "
-                "use cr.jvp, cr.vjp or cr.hvp there (they compose)"
-            )
         # differentiated leaves are traced, so typed
         in_types = [
             leaf_type
@@ -109,11 +104,17 @@ class _DenseDerivative(ABC):
             try:
                 result = batched(*args, unflatten(seed_treedef, seeds))
             except UnsupportedError:
+                if innermost_open() is not None:
+                    raise
                 self._not_vectorizable.add(spec)
             else:
                 self.kernel_calls = 1
                 leaves = flatten(result)[0]
                 return np.concatenate([np.reshape(leaf, (count, -1)) for leaf in leaves], axis=1)
+        if innermost_open() is not None:  # the passes' results are traced: they must be one program
+            raise UnsupportedError(
+                f"{type(self).__name__.lower()} with vectorize=False cannot run inside a traced function"
+            )
         rows = np.zeros((count, 0))
         for row, seed in enumerate(_basis(seed_types)):
             flat = _flat(pick(one(*args, unflatten(seed_treedef, seed))))
@@ -240,7 +241,7 @@ class Jacobian(_DenseDerivative):
         if found is None:
             # the forward graph every transform of fn shares: cr.grad(f)'s, if it ran first
             graph, out_treedef = function_entry(self.fn).traced(
-                self.fn, spec, leaves, differentiated=self._argnum_tuple
+                self.fn, spec, leaves, differentiated=self._argnum_tuple, captured=[]
             )
             found = self._outputs[spec] = ([graph.type(o) for o in graph.outputs], out_treedef)
         out_types, out_treedef = found

@@ -88,7 +88,7 @@ class Vmapped(Compiled):
         try:
             return super().__call__(*args)
         except NotTraceableError:
-            # fn cannot be traced on one example (cr.hessian runs kernels of its own): one call per
+            # fn cannot be traced on one example (an unvectorized cr.jacobian runs kernels of its own): one call per
             # example gives the same result, more slowly.
             spec = describe_args(self.fn, args, ())[0]
             if spec in self._looped:
