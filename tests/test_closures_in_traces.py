@@ -179,3 +179,24 @@ def test_an_unvectorized_jacobian_inside_a_trace_says_so():
     jacobian = cr.jacobian(np.tanh, vectorize=False)
     with pytest.raises(cr.UnsupportedError, match="vectorize=False cannot run inside a traced function"):
         cr.grad(lambda v: np.sum(jacobian(v)))(XS[0])
+
+
+class Planted(Exception):
+    pass
+
+
+def test_a_trace_that_fails_leaves_no_trace_open():
+    from chainrule.frontends.tracer import innermost_open
+
+    def fails(x):
+        raise Planted
+
+    cases = [
+        (fails, XS[0]),
+        (lambda x: cr.scan(lambda carry, _: fails(carry), x, XS), XS[0]),  # in a loop body
+        (lambda W: cr.grad(lambda x: fails(W @ x))(XS[0]), W0),  # in a trace inside a trace
+    ]
+    for program, argument in cases:
+        with pytest.raises(Planted):
+            cr.grad(program)(argument)
+        assert innermost_open() is None

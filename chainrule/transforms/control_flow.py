@@ -147,10 +147,10 @@ def trace_body(
     """Trace ``fn`` on stand-ins of ``arg_types`` into a body graph; the body, its outputs'
     structure and the trace (whose ``captured`` values became the inputs after ``arg_types``)."""
     graph = Graph(name)
-    context = TraceContext(graph, nested=True, parent=outer)
     names = list(names) + [f"a{i}" for i in range(len(names), len(arg_types))]
-    stand_ins = [Tracer(Value(graph, graph.add_input(t, name)), context) for t, name in zip(arg_types, names)]
+    context = TraceContext(graph, nested=True, parent=outer)
     try:
+        stand_ins = [Tracer(Value(graph, graph.add_input(t, name)), context) for t, name in zip(arg_types, names)]
         result = fn(*stand_ins)
         out_leaves, _, out_tree = flatten(result, "out")
         outputs = []
