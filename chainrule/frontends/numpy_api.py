@@ -205,22 +205,36 @@ def _std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **unsupport
 @implements(np.sum)
 def _sum(a, axis=None, dtype=None, out=None, keepdims=False, **unsupported_keywords):
     where = unsupported_keywords.pop("where", np._NoValue)
+    initial = unsupported_keywords.pop("initial", np._NoValue)
     no_extras("np.sum", out, unsupported_keywords)
-    return _reduction(
+    total = _reduction(
         "sum", a if where is np._NoValue or where is True else np.where(where, a, 0), axis, keepdims, dtype
     )
+    return total if initial is np._NoValue else total + initial
 
 
 @implements(np.max, np.amax)
 def _max(a, axis=None, out=None, keepdims=False, **unsupported_keywords):
-    no_extras("np.max", out, unsupported_keywords)
-    return _reduction("max", a, axis, keepdims)
+    return _extremum("max", np.maximum, a, axis, out, keepdims, unsupported_keywords)
 
 
 @implements(np.min, np.amin)
 def _min(a, axis=None, out=None, keepdims=False, **unsupported_keywords):
-    no_extras("np.min", out, unsupported_keywords)
-    return _reduction("min", a, axis, keepdims)
+    return _extremum("min", np.minimum, a, axis, out, keepdims, unsupported_keywords)
+
+
+def _extremum(op_name, combine, a, axis, out, keepdims, keywords):
+    """np.max / np.min, with NumPy's ``initial`` (one more element) and ``where`` (the elements
+    taken; NumPy needs ``initial`` with it, which stands in for the others)."""
+    initial = keywords.pop("initial", np._NoValue)
+    where = keywords.pop("where", True)
+    no_extras(f"np.{op_name}", out, keywords)
+    if where is not True:
+        if initial is np._NoValue:
+            raise TraceError(f"np.{op_name} with where= needs initial= (as NumPy does)", here())
+        a = np.where(where, a, initial)
+    extremum = _reduction(op_name, a, axis, keepdims)
+    return extremum if initial is np._NoValue else combine(extremum, initial)
 
 
 def _ufunc_reduction(op_name, ufunc):
