@@ -23,6 +23,7 @@ from chainrule.frontends import (  # noqa: F401  (fill the dispatch table)
     numpy_windows,
     scipy_linalg,
     scipy_signal,
+    scipy_sparse,
     scipy_spatial,
     scipy_stats,
 )
