@@ -262,6 +262,14 @@ case(
     lambda x: weighted_sum(np.broadcast_to(x, (2, 3, 4))),
     uniform(-2, 2, (4,)),
 )
+case(
+    "broadcast_to-np.broadcast_arrays",
+    "broadcast_to",
+    lambda a, b: weighted_sum(np.stack(np.broadcast_arrays(a, b, 2.0))),
+    uniform(-2, 2, (3, 1)),
+    uniform(-2, 2, (4,)),
+    argnums=(0, 1),
+)
 _three = (uniform(-2, 2, (2, 3), 1), uniform(-2, 2, (1, 3), 2), uniform(-2, 2, (3, 3), 3))
 case(
     "concatenate-axis-0",

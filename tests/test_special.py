@@ -81,6 +81,14 @@ COMPOSITES = [
     ("mvn.logpdf point", lambda x: scipy.stats.multivariate_normal.logpdf(x, mean=MEAN, cov=COV), (X[0],)),
     ("mvn.logpdf diagonal", lambda x, v: scipy.stats.multivariate_normal.logpdf(x, MEAN, v), (X, POSITIVE[0])),
     ("mvn.logpdf variance", lambda x, v: scipy.stats.multivariate_normal.logpdf(x, MEAN, v), (X, np.float64(1.7))),
+    ("rel_entr", scipy.special.rel_entr, (POSITIVE, POSITIVE[::-1])),
+    ("kl_div", scipy.special.kl_div, (POSITIVE, UNIT)),
+    ("huber", lambda d, r: scipy.special.huber(d, r), (POSITIVE, X)),
+    ("pseudo_huber", lambda d, r: scipy.special.pseudo_huber(d, r), (POSITIVE, X)),
+    ("entropy", scipy.stats.entropy, (POSITIVE,)),
+    ("entropy qk base axis", lambda p, q: scipy.stats.entropy(p, q, base=2, axis=1), (POSITIVE, UNIT)),
+    ("entropy flat keepdims", lambda p: scipy.stats.entropy(p, UNIT[0], axis=1, keepdims=True), (POSITIVE,)),
+    ("entropy axis None", lambda p, q: scipy.stats.entropy(p, q, axis=None), (POSITIVE, UNIT)),
     ("gamma.logpdf", lambda x, a: scipy.stats.gamma.logpdf(x, a, 0.1, 1.5), (POSITIVE + 0.2, POSITIVE)),
     ("gamma.pdf", lambda a, s: scipy.stats.gamma.pdf(POSITIVE, a, scale=s), (POSITIVE, POSITIVE[::-1])),
     ("frozen gamma.logpdf", lambda x: scipy.stats.gamma(2.5, scale=0.5).logpdf(x), (POSITIVE,)),
@@ -222,6 +230,26 @@ def test_a_density_is_zero_off_its_support_and_gives_no_nan_there(backend):
     assert np.all(np.isfinite(gradient))
     assert np.all(gradient[points < 0] == 0.0)
     assert relative_error(gradient, numerical_gradient(mass, (POSITIVE + 1.0,), 0, step=1e-6)) < 1e-7
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "function", [scipy.special.rel_entr, scipy.special.kl_div, scipy.special.huber, scipy.special.pseudo_huber]
+)
+def test_convex_analysis_functions_take_scipys_branches_at_zeros_infinities_and_nans(function, backend):
+    edges = np.array([-1.5, -0.3, 0.0, 0.4, 2.0, np.inf, np.nan, 1e-300])
+    first, second = np.meshgrid(edges, edges)
+    with np.errstate(all="ignore"):
+        np.testing.assert_allclose(
+            cr.jit(function, backend=backend)(first, second), function(first, second), rtol=1e-13
+        )
+
+
+def test_relative_entropy_at_zero_mass_has_a_finite_gradient():
+    # p log(p/q) at p = 0 is 0 with the one-sided derivative -inf in p, but q's derivative is -p/q = 0
+    p, q = np.array([0.0, 0.3, 0.7]), np.array([0.2, 0.3, 0.5])
+    gradient = cr.grad(lambda q: np.sum(scipy.special.rel_entr(p, q)))(q)
+    np.testing.assert_allclose(gradient, -p / q, rtol=1e-14)
 
 
 def test_multivariate_normal_gradients_are_the_textbook_ones():

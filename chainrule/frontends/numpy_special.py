@@ -207,3 +207,50 @@ def _log_ndtr(z):
     high = np.where(lower, -1.0, z)
     low_tail = np.log(0.5 * scipy.special.erfcx(-low * _SQRT1_2)) - 0.5 * low * low
     return np.where(lower, low_tail, np.log1p(-0.5 * scipy.special.erfc(high * _SQRT1_2)))
+
+
+# ---- scipy.special's convex-analysis functions ---------------------------------------------------
+# SciPy's element rules, branch by branch (scipy/special/_convex_analysis.pxd); where a branch is not
+# taken its operands are replaced by 1, so its zero cotangent meets no log(0) or 0/0.
+
+
+def _either_nan(a, b):
+    return np.isnan(a) | np.isnan(b)
+
+
+@implements(scipy.special.rel_entr)
+def _rel_entr(x, y):
+    # x log(x/y) for x, y > 0; 0 for x = 0 <= y; inf otherwise; NaN with a NaN operand
+    inside = (x > 0) & (y > 0)
+    safe_x, safe_y = np.where(inside, x, 1.0), np.where(inside, y, 1.0)
+    edge = np.where((x == 0) & (y >= 0), 0.0, np.inf)
+    return np.where(_either_nan(x, y), np.nan, np.where(inside, safe_x * np.log(safe_x / safe_y), edge))
+
+
+@implements(scipy.special.kl_div)
+def _kl_div(x, y):
+    # x log(x/y) - x + y for x, y > 0; y for x = 0 <= y; inf otherwise
+    inside = (x > 0) & (y > 0)
+    safe_x, safe_y = np.where(inside, x, 1.0), np.where(inside, y, 1.0)
+    edge = np.where((x == 0) & (y >= 0), y, np.inf)
+    value = safe_x * np.log(safe_x / safe_y) - safe_x + safe_y
+    return np.where(_either_nan(x, y), np.nan, np.where(inside, value, edge))
+
+
+@implements(scipy.special.huber)
+def _huber(delta, r):
+    # inf for delta < 0 (whatever r), r²/2 inside |r| <= delta, delta (|r| - delta/2) outside
+    size = np.abs(r)
+    return np.where(delta < 0, np.inf, np.where(size <= delta, 0.5 * r * r, delta * (size - 0.5 * delta)))
+
+
+@implements(scipy.special.pseudo_huber)
+def _pseudo_huber(delta, r):
+    # inf for delta < 0; 0 for delta = 0 or r = 0 (whatever the other); else delta² (sqrt(1 + (r/delta)²) - 1),
+    # as SciPy writes it: delta² expm1(log1p((r/delta)²) / 2)
+    flat = (delta == 0) | (r == 0)
+    smooth = ~flat & ~(delta < 0)
+    safe_delta = np.where(smooth, delta, 1.0)
+    ratio = r / safe_delta
+    value = safe_delta * safe_delta * np.expm1(0.5 * np.log1p(ratio * ratio))
+    return np.where(delta < 0, np.inf, np.where(flat, 0.0, value))

@@ -245,3 +245,21 @@ def _register(entry: Distribution) -> None:
 
 for _entry in DISTRIBUTIONS:
     _register(_entry)
+
+
+@implements(traceable(scipy.stats, "entropy", "scipy.stats.entropy"))
+def _entropy(pk, qk=None, base=None, axis=0, *, keepdims=False, nan_policy="propagate"):
+    """Shannon entropy of pk, or the relative entropy of pk to qk, each normalized along ``axis``
+    first, as SciPy does (``axis=None``: the flattened arrays)."""
+    if nan_policy != "propagate":
+        unsupported(f"scipy.stats.entropy with nan_policy={nan_policy!r}")
+    if axis is None:
+        pk, qk, axis = np.ravel(pk), None if qk is None else np.ravel(qk), 0
+    pk = pk / np.sum(pk, axis=axis, keepdims=True)
+    if qk is None:
+        terms = scipy.special.entr(pk)
+    else:
+        pk, qk = np.broadcast_arrays(pk, qk)
+        terms = scipy.special.rel_entr(pk, qk / np.sum(qk, axis=axis, keepdims=True))
+    total = np.sum(terms, axis=axis, keepdims=keepdims)
+    return total if base is None else total / np.log(base)
