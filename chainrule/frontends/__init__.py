@@ -22,6 +22,7 @@ from chainrule.frontends import (  # noqa: F401  (fill the dispatch table)
     numpy_statistics,
     numpy_windows,
     scipy_linalg,
+    scipy_ndimage,
     scipy_signal,
     scipy_sparse,
     scipy_spatial,
