@@ -96,6 +96,12 @@ COMPOSITES = [
     ("beta.pdf", lambda a: scipy.stats.beta.pdf(UNIT, a, 2.5), (POSITIVE,)),
     ("expon.logpdf", lambda x, s: scipy.stats.expon.logpdf(x, scale=s), (POSITIVE, POSITIVE[::-1])),
     ("logistic.logpdf", lambda x, m: scipy.stats.logistic.logpdf(x, m, 0.7), (X, POSITIVE)),
+    ("laplace.logpdf", lambda x, s: scipy.stats.laplace.logpdf(x, 0.1, s), (X, POSITIVE)),
+    ("cauchy.logpdf", lambda x, m: scipy.stats.cauchy.logpdf(x, m, 1.5), (X * 3.0, POSITIVE)),
+    ("lognorm.logpdf", lambda x, s: scipy.stats.lognorm.logpdf(x, s, scale=1.3), (POSITIVE, POSITIVE[::-1])),
+    ("lognorm.pdf", lambda s: scipy.stats.lognorm.pdf(UNIT, s), (POSITIVE,)),
+    ("norm.sf", lambda x, s: NORM.sf(x, 0.2, s), (X, POSITIVE)),
+    ("norm.logsf", lambda x: NORM.logsf(x * 12.0, 0.5), (X,)),
     ("poisson.logpmf", lambda mu: scipy.stats.poisson.logpmf(COUNTS, mu), (POSITIVE,)),
     ("poisson.pmf loc", lambda mu: scipy.stats.poisson.pmf(COUNTS, mu, loc=-1), (POSITIVE,)),
     ("nbinom.logpmf", lambda n, p: scipy.stats.nbinom.logpmf(COUNTS, n, p), (POSITIVE, UNIT)),
@@ -106,6 +112,7 @@ COMPOSITES = [
     ("off support beta.pdf", lambda x: scipy.stats.beta.pdf(x, 2.0, 3.0), (X,)),
     ("off support poisson.logpmf", lambda mu: scipy.stats.poisson.logpmf(X * 2.0, mu - 1.0), (POSITIVE,)),
     ("off support binom.logpmf", lambda p: scipy.stats.binom.logpmf(COUNTS, 4, 2.0 * p), (UNIT,)),
+    ("off support lognorm.logpdf", lambda s: scipy.stats.lognorm.logpdf(X, s), (POSITIVE,)),
     ("off support nbinom.logpmf", lambda n: scipy.stats.nbinom.logpmf(COUNTS, n - 1.0, 0.3), (POSITIVE,)),
 ]
 IDS = [c[0] for c in COMPOSITES]

@@ -58,6 +58,16 @@ def _norm_logcdf(distribution, x, loc=0.0, scale=1.0):
     return scipy.special.log_ndtr((x - loc) / scale)
 
 
+@implements(traceable(_NORM, "sf", "scipy.stats.norm.sf"))
+def _norm_sf(distribution, x, loc=0.0, scale=1.0):
+    return scipy.special.ndtr(-((x - loc) / scale))  # SciPy's: the CDF of -z, no 1 - cdf cancellation
+
+
+@implements(traceable(_NORM, "logsf", "scipy.stats.norm.logsf"))
+def _norm_logsf(distribution, x, loc=0.0, scale=1.0):
+    return scipy.special.log_ndtr(-((x - loc) / scale))
+
+
 _STUDENT_T = type(scipy.stats.t)
 
 
@@ -147,6 +157,14 @@ class Distribution:
     discrete: bool = False
 
 
+def _lognorm_log_density(x, s):
+    # -log(x)²/(2s²) - log(s x √(2π)), and -inf at x = 0 (the formula at 1 there, so no NaN flows back)
+    positive = x != 0
+    safe_x = np.where(positive, x, 1.0)
+    value = -(np.log(safe_x) ** 2) / (2 * s**2) - np.log(s * safe_x * math.sqrt(2 * math.pi))
+    return np.where(positive, value, -np.inf)
+
+
 _POSITIVE_HALF_LINE = lambda *shapes: (0.0, math.inf)
 _ALWAYS = lambda *shapes: True
 
@@ -173,6 +191,9 @@ DISTRIBUTIONS = [
         _ALWAYS,
         0.0,
     ),
+    Distribution("laplace", lambda x: -np.abs(x) - math.log(2.0), lambda: (-math.inf, math.inf), _ALWAYS, 0.0),
+    Distribution("cauchy", lambda x: -math.log(math.pi) - np.log1p(x * x), lambda: (-math.inf, math.inf), _ALWAYS, 0.0),
+    Distribution("lognorm", lambda x, s: _lognorm_log_density(x, s), _POSITIVE_HALF_LINE, lambda s: s > 0, 1.0),
     Distribution(
         "poisson",
         lambda k, mu: xlogy(k, mu) - gammaln(k + 1) - mu,
