@@ -21,6 +21,7 @@ from chainrule.frontends import (  # noqa: F401  (fill the dispatch table)
     numpy_special,
     numpy_statistics,
     numpy_windows,
+    scipy_integrate,
     scipy_linalg,
     scipy_ndimage,
     scipy_signal,
