@@ -186,6 +186,17 @@ case(
     lambda x: weighted_sum(np.linalg.solve(scipy.linalg.toeplitz(np.exp(-np.abs(x[0]) * np.arange(4))), x[1])),
     [(4, 4)],
 )
+case(
+    "scipy.linalg.block_diag",
+    "solve",
+    lambda x: weighted_sum(
+        np.linalg.solve(
+            scipy.linalg.block_diag(well_conditioned(x[:2, :2]), 3.0, well_conditioned(x[1:, 1:])),
+            np.sin(x[0]).repeat(2)[:6],
+        )
+    ),
+    [(4, 4)],
+)
 case("scipy.linalg.circulant", "getitem", lambda x: weighted_sum(scipy.linalg.circulant(x[1]) @ x), [(4, 4)])
 case("scipy.linalg.hankel", "getitem", lambda x: weighted_sum(scipy.linalg.hankel(x[0], x[:, 2]) ** 2), [(4, 4)])
 case("scipy.linalg.hankel-zeros", "getitem", lambda x: weighted_sum(scipy.linalg.hankel(x[2, :3]) * 2.0), [(4, 4)])

@@ -1,6 +1,6 @@
 """``scipy.linalg`` on traced values: solve_triangular, cho_factor, cho_solve, expm, the
 functions it shares with ``np.linalg`` (solve, inv, det, cholesky, eigh, eigvalsh, svd, qr), and
-the structured matrices toeplitz, circulant and hankel (gathers of their defining vectors at a
+the structured matrices toeplitz, circulant, hankel and block_diag (gathers of their defining vectors at a
 constant index matrix, so the gradient is the scatter-add of the cotangent's diagonals).
 
 SciPy has no dispatch protocol (its functions call ``np.asarray`` on their arguments, which a
@@ -18,8 +18,9 @@ import functools
 import numpy as np
 import scipy.linalg
 
+from chainrule.errors import ShapeError
 from chainrule.frontends import numpy_linalg as la
-from chainrule.frontends.dispatch import HANDLERS, implements
+from chainrule.frontends.dispatch import HANDLERS, here, implements
 from chainrule.frontends.numpy_api import ndim_of, shape_of
 from chainrule.frontends.rebinding import record_replacement
 from chainrule.frontends.tracer import Tracer, operation
@@ -197,3 +198,25 @@ def _hankel(c, r=None):
     r = np.zeros(shape_of(c)) if r is None else np.atleast_1d(r)
     vals = np.concatenate([c, r[1:]])
     return _structured(vals, np.arange(shape_of(c)[0])[:, None] + np.arange(shape_of(r)[0])[None, :])
+
+
+@scipy_function("block_diag")
+def _block_diag(*arrs):
+    # each block a 2-D array (a vector is a row, a number a 1x1 block), placed down the diagonal
+    blocks = [np.atleast_2d(a) if ndim_of(a) < 2 else a for a in arrs]
+    if any(ndim_of(b) != 2 for b in blocks):
+        raise ShapeError(
+            "scipy.linalg.block_diag: arguments in the following positions have dimension greater than 2: "
+            f"{[i for i, b in enumerate(blocks) if ndim_of(b) > 2]}",
+            here(),
+        )
+    if not blocks:
+        return np.empty((1, 0))
+    widths = [shape_of(b)[1] for b in blocks]
+    dtype = np.result_type(*(b.dtype if _traced(b) else np.asarray(b).dtype for b in blocks))
+    rows = []
+    for position, block in enumerate(blocks):
+        height = shape_of(block)[0]
+        left, right = sum(widths[:position]), sum(widths[position + 1 :])
+        rows.append(np.concatenate([np.zeros((height, left), dtype), block, np.zeros((height, right), dtype)], axis=1))
+    return np.concatenate(rows, axis=0)
