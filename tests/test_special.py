@@ -24,6 +24,8 @@ POSITIVE = np.array([[0.3, 1.7, 2.2, 0.9], [4.5, 0.15, 1.05, 3.3]])
 UNIT = np.array([[0.05, 0.3, 0.55, 0.95], [0.2, 0.65, 0.45, 0.8]])
 COV = np.array([[2.0, 0.3, 0.1, 0.0], [0.3, 1.5, -0.2, 0.1], [0.1, -0.2, 1.0, 0.05], [0.0, 0.1, 0.05, 0.7]])
 MEAN = np.array([0.1, -0.3, 0.2, 0.5])
+SIMPLEX_HEAD = np.array([[0.2, 0.3, 0.1], [0.3, 0.3, 0.6]])  # three points; each third component 1 - the sum
+ALPHA = np.array([1.5, 2.0, 0.8])
 COUNTS = np.array([[0.0, 1.0, 2.0, 5.0], [3.0, 0.0, 7.0, 1.0]])
 NORM = scipy.stats.norm
 FROZEN_MVN = scipy.stats.multivariate_normal(MEAN, COV)
@@ -102,6 +104,9 @@ COMPOSITES = [
     ("lognorm.pdf", lambda s: scipy.stats.lognorm.pdf(UNIT, s), (POSITIVE,)),
     ("norm.sf", lambda x, s: NORM.sf(x, 0.2, s), (X, POSITIVE)),
     ("norm.logsf", lambda x: NORM.logsf(x * 12.0, 0.5), (X,)),
+    ("dirichlet.logpdf", scipy.stats.dirichlet.logpdf, (SIMPLEX_HEAD, ALPHA)),
+    ("dirichlet.logpdf point", lambda x, a: scipy.stats.dirichlet.logpdf(x[:, 1], a), (SIMPLEX_HEAD, ALPHA)),
+    ("dirichlet.pdf", lambda a: scipy.stats.dirichlet.pdf(np.array([0.25, 0.35, 0.4]), a), (ALPHA,)),
     ("poisson.logpmf", lambda mu: scipy.stats.poisson.logpmf(COUNTS, mu), (POSITIVE,)),
     ("poisson.pmf loc", lambda mu: scipy.stats.poisson.pmf(COUNTS, mu, loc=-1), (POSITIVE,)),
     ("nbinom.logpmf", lambda n, p: scipy.stats.nbinom.logpmf(COUNTS, n, p), (POSITIVE, UNIT)),

@@ -284,3 +284,32 @@ def _entropy(pk, qk=None, base=None, axis=0, *, keepdims=False, nan_policy="prop
         terms = scipy.special.rel_entr(pk, qk / np.sum(qk, axis=axis, keepdims=True))
     total = np.sum(terms, axis=axis, keepdims=keepdims)
     return total if base is None else total / np.log(base)
+
+
+_DIRICHLET = type(scipy.stats.dirichlet)
+
+
+@implements(traceable(_DIRICHLET, "logpdf", "scipy.stats.dirichlet.logpdf"))
+def _dirichlet_logpdf(distribution, x, alpha):
+    """Σ (αᵢ - 1) log xᵢ - log B(α), the components along x's first axis (SciPy's layout); a point
+    given without its last component gets ``1 - Σ x`` there. SciPy's checks of the values (on the
+    simplex, in [0, 1]) need numbers: they are not made on traced points."""
+    if ndim_of(alpha) != 1:
+        raise ShapeError("Parameter vector 'a' must be one dimensional", here())
+    components = shape_of(alpha)[0]
+    if shape_of(x)[0] == components - 1:
+        x = np.concatenate([x, np.expand_dims(1 - np.sum(x, axis=0), 0)], axis=0)
+    elif shape_of(x)[0] != components:
+        raise ShapeError(
+            "Vector 'x' must have either the same number of entries as, or one entry fewer than, "
+            f"parameter vector 'a', but alpha.shape = {shape_of(alpha)} and x.shape = {shape_of(x)}.",
+            here(),
+        )
+    log_beta = np.sum(gammaln(alpha)) - gammaln(np.sum(alpha))
+    exponents = np.reshape(alpha - 1, (components,) + (1,) * (ndim_of(x) - 1))
+    return np.squeeze(-log_beta + np.sum(xlogy(exponents, x), axis=0))
+
+
+@implements(traceable(_DIRICHLET, "pdf", "scipy.stats.dirichlet.pdf"))
+def _dirichlet_pdf(distribution, x, alpha):
+    return np.exp(_dirichlet_logpdf(distribution, x, alpha))
