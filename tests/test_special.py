@@ -63,6 +63,7 @@ COMPOSITES = [
     ("polygamma 0", lambda x: scipy.special.polygamma(0, x), (POSITIVE,)),
     ("polygamma 2", lambda x: scipy.special.polygamma(2, x), (POSITIVE,)),
     ("zeta", lambda q: scipy.special.zeta(2.5, q), (POSITIVE,)),
+    ("multigammaln", lambda a: scipy.special.multigammaln(a, 3), (POSITIVE + 1.5,)),
     ("xlogy", scipy.special.xlogy, (X, POSITIVE)),
     ("norm.logpdf", lambda x, s: NORM.logpdf(x, loc=0.4, scale=s), (X, POSITIVE)),
     ("norm.pdf", lambda x, m: NORM.pdf(x, m, 1.5), (X, POSITIVE)),

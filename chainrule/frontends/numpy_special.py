@@ -23,7 +23,8 @@ import numpy as np
 import scipy.special
 import scipy.stats  # first, so that SciPy's own modules bind the originals of the functions replaced here
 
-from chainrule.frontends.dispatch import call_function, implements, unsupported
+from chainrule.errors import ShapeError
+from chainrule.frontends.dispatch import call_function, here, implements, unsupported
 from chainrule.frontends.numpy_api import axes_of, ndim_of, shape_of
 from chainrule.frontends.rebinding import record_replacement
 from chainrule.frontends.tracer import is_traced, operation, stop_gradient
@@ -254,3 +255,12 @@ def _pseudo_huber(delta, r):
     ratio = r / safe_delta
     value = safe_delta * safe_delta * np.expm1(0.5 * np.log1p(ratio * ratio))
     return np.where(delta < 0, np.inf, np.where(flat, 0.0, value))
+
+
+@implements(traceable(scipy.special, "multigammaln", "scipy.special.multigammaln"))
+def _multigammaln(a, d):
+    # log Γ_d(a) = d(d-1)/4 log π + Σ_{j<d} gammaln(a - j/2), SciPy's sum in its order
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+        raise ShapeError("d should be a positive integer (dimension)", here())
+    terms = np.stack([scipy.special.gammaln(a - j / 2.0) for j in range(d)])
+    return (d * (d - 1) * 0.25) * np.log(np.pi) + np.sum(terms, axis=0)
