@@ -97,6 +97,8 @@ COMPLEX_PROGRAMS = [
     ("concatenate-stack", lambda x: np.concatenate([np.fft.fft(x), x, np.stack([np.fft.fft(x), x])[1]])),
     ("roll-flip-diff-cumsum", lambda x: np.roll(np.fft.fft(x), 2) + np.flip(np.cumsum(np.fft.fft(x)))),
     ("real-imag-attributes", lambda x: np.fft.fft(x).real * np.fft.fft(x).imag + np.abs(np.fft.fft(x))),
+    # the principal root in every quadrant and on both half-axes (x holds negative and positive values)
+    ("sqrt", lambda x: np.sqrt(np.fft.fft(x)) + np.sqrt(x * (1 - 1e-3j)) + np.sqrt(1j * x + 2)),
 ]
 
 

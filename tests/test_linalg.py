@@ -166,6 +166,41 @@ case(
     [(5, 3)],
 )
 
+# structured matrices: element (i, j) of each is one element of its defining vectors, at a constant index
+case("scipy.linalg.toeplitz", "getitem", lambda x: weighted_sum(scipy.linalg.toeplitz(x[0], x[1, :3]) ** 2), [(4, 4)])
+case(
+    "scipy.linalg.toeplitz-symmetric",
+    "getitem",
+    lambda x: weighted_sum(np.sin(scipy.linalg.toeplitz(x[:, 0]))),
+    [(4, 4)],
+)
+case(
+    "scipy.linalg.toeplitz-batch",
+    "getitem",
+    lambda x: weighted_sum(scipy.linalg.toeplitz(x[..., 0], x[..., 1]) ** 3),
+    [(3, 4, 4)],
+)
+case(
+    "scipy.linalg.toeplitz-solve",
+    "solve",
+    lambda x: weighted_sum(np.linalg.solve(scipy.linalg.toeplitz(np.exp(-np.abs(x[0]) * np.arange(4))), x[1])),
+    [(4, 4)],
+)
+case(
+    "scipy.linalg.block_diag",
+    "solve",
+    lambda x: weighted_sum(
+        np.linalg.solve(
+            scipy.linalg.block_diag(well_conditioned(x[:2, :2]), 3.0, well_conditioned(x[1:, 1:])),
+            np.sin(x[0]).repeat(2)[:6],
+        )
+    ),
+    [(4, 4)],
+)
+case("scipy.linalg.circulant", "getitem", lambda x: weighted_sum(scipy.linalg.circulant(x[1]) @ x), [(4, 4)])
+case("scipy.linalg.hankel", "getitem", lambda x: weighted_sum(scipy.linalg.hankel(x[0], x[:, 2]) ** 2), [(4, 4)])
+case("scipy.linalg.hankel-zeros", "getitem", lambda x: weighted_sum(scipy.linalg.hankel(x[2, :3]) * 2.0), [(4, 4)])
+
 
 def argument(c: Case) -> np.ndarray:
     # crc32, not hash(): str hashes change from run to run (PYTHONHASHSEED), and so would the data

@@ -131,6 +131,13 @@ case("diag_indices_from", lambda x: x[np.diag_indices_from(x)] * 2, grid((3, 3))
 case("fmax-fmin", lambda x: np.fmax(x, 0.1) * np.fmin(x[::-1], np.array([np.nan, 0, 1, 2, 3])), grid(5))
 case("trapezoid-dx", lambda x: np.trapezoid(x**2, dx=0.5, axis=0), grid((3, 4)))
 case("trapezoid-x", lambda x: np.trapezoid(x, x=np.array([0.0, 0.5, 2.0, 3.0])), grid((3, 4)))
+# x of y's shape: its spacings are along the axis integrated over (they were taken along the last one)
+case("trapezoid-x-2d-axis0", lambda x: np.trapezoid(x**2, x=np.cumsum(np.abs(x) + 0.5, axis=0), axis=0), grid((4, 3)))
+case("trapezoid-x-1d-axis0", lambda x: np.trapezoid(x, x=np.array([0.0, 0.5, 2.0]), axis=0), grid((3, 4, 2)))
+case("digitize", lambda x: np.digitize(x, [-0.3, 0.0, 0.4]) * x, grid(7))
+case("digitize-decreasing-right", lambda x: np.digitize(x, [0.4, 0.0, -0.3], right=True) * x**2, grid((2, 4)))
+case("unwrap", lambda x: np.unwrap(x * 9.0), grid((3, 5)))
+case("unwrap-axis0-discont-period", lambda x: np.unwrap(x * 37.0, discont=4.1, axis=0, period=6.0), grid((5, 3)))
 case("ediff1d", lambda x: np.ediff1d(x, to_begin=x[0], to_end=[1.0, 2.0]), grid((2, 3)))
 case("logaddexp.reduce", lambda x: np.logaddexp.reduce(x, axis=1), grid((3, 4)))
 _WITH_NAN = np.array([[0.3, np.nan, -1.2, 0.8], [1.4, 0.2, np.nan, -0.6]])
@@ -218,3 +225,8 @@ def test_isclose_masks_have_no_gradient():
 def test_polyfit_full_or_cov_raise_naming_the_function():
     with pytest.raises(UnsupportedError, match=r"np\.polyfit with full=True"):
         cr.grad(lambda y: np.sum(np.polyfit(_XS, y, 1, full=True)[0]))(np.ones(7))
+
+
+def test_digitize_with_traced_bins_is_refused_since_their_direction_decides_the_result():
+    with pytest.raises(UnsupportedError, match="traced bins"):
+        cr.jit(lambda b: np.digitize(np.array([0.5, 1.5]), b))(np.array([0.0, 1.0, 2.0]))

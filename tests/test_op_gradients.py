@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+import scipy.signal
 from gradient_helpers import numerical_gradient, relative_error, weighted_sum, weights
 
 import chainrule as cr
@@ -261,6 +262,14 @@ case(
     lambda x: weighted_sum(np.broadcast_to(x, (2, 3, 4))),
     uniform(-2, 2, (4,)),
 )
+case(
+    "broadcast_to-np.broadcast_arrays",
+    "broadcast_to",
+    lambda a, b: weighted_sum(np.stack(np.broadcast_arrays(a, b, 2.0))),
+    uniform(-2, 2, (3, 1)),
+    uniform(-2, 2, (4,)),
+    argnums=(0, 1),
+)
 _three = (uniform(-2, 2, (2, 3), 1), uniform(-2, 2, (1, 3), 2), uniform(-2, 2, (3, 3), 3))
 case(
     "concatenate-axis-0",
@@ -467,6 +476,17 @@ case("prod-all", "prod", lambda x: np.prod(x), away_from_zero((2, 3)))
 case("dft-fft-axis0", "dft", lambda x: weighted_sum(np.abs(np.fft.fft(x, axis=0)) ** 2), uniform(-2, 2, (3, 2)))
 case("rdft-rfft-n5", "rdft", lambda x: weighted_sum(np.abs(np.fft.rfft(x, n=5)) ** 2), uniform(-2, 2, (2, 4)))
 case("irdft-irfft", "irdft", lambda x: weighted_sum(np.fft.irfft(np.fft.fft(x) * (1 + 2j), n=6)), uniform(-2, 2, (4,)))
+
+# The recursive filter (chainrule/ir/filters.py), through scipy.signal.lfilter; its spellings in test_scipy_signal.py.
+case(
+    "lfilter-all-operands",
+    "lfilter",
+    lambda b, a, x: weighted_sum(scipy.signal.lfilter(b, a, x, axis=0)),
+    uniform(-1, 1, (3,)),
+    np.array([1.2, -0.4, 0.3]),
+    uniform(-2, 2, (7, 2)),
+    argnums=(0, 1, 2),
+)
 
 # ---- the table covers the table -------------------------------------------------------------
 

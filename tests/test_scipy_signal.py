@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.signal
-from gradient_helpers import numerical_gradient, relative_error
+from gradient_helpers import numerical_gradient, relative_error, weighted_sum
 
 import chainrule as cr
 
@@ -59,3 +59,67 @@ def test_two_dimensional_forms_take_only_zero_fill():
 def test_operands_of_different_rank_are_a_shape_error():
     with pytest.raises(cr.ShapeError, match="same dimensionality"):
         cr.jit(lambda x: scipy.signal.convolve(x, np.ones(2)))(np.ones((3, 3)))
+
+
+# ---- lfilter: the recursive filter primitive (ir/filters.py) -------------------------------------
+
+B, A_COEFFS = np.array([0.3, -0.2, 0.15]), np.array([1.4, -0.6, 0.25])
+LFILTER_FORMS = {
+    "iir": lambda b, a, x: scipy.signal.lfilter(b, a, x),
+    "axis 0": lambda b, a, x: scipy.signal.lfilter(b, a, x, axis=0),
+    "fir": lambda b, a, x: scipy.signal.lfilter(b, a[:1], x, axis=1),
+    "all-pole": lambda b, a, x: scipy.signal.lfilter(b[:1], a, x),
+    "long numerator": lambda b, a, x: scipy.signal.lfilter(np.concatenate([b, b, b]), a[:2], x[..., :4]),
+    "lists": lambda b, a, x: scipy.signal.lfilter([0.5, 0.5], [1.0, -0.9], x),
+}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+@pytest.mark.parametrize("form", sorted(LFILTER_FORMS))
+def test_lfilter_values_are_scipys(form, backend):
+    x = RNG.standard_normal((3, 5, 8))
+    function = LFILTER_FORMS[form]
+    np.testing.assert_allclose(
+        cr.jit(function, backend=backend)(B, A_COEFFS, x), function(B, A_COEFFS, x), rtol=1e-12, atol=1e-14
+    )
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+@pytest.mark.parametrize("form", sorted(set(LFILTER_FORMS) - {"lists"}))
+def test_lfilter_gradients_of_coefficients_and_signal_match_finite_differences(form, backend):
+    x = RNG.standard_normal((2, 3, 8))
+    function = LFILTER_FORMS[form]
+
+    def score(b, a, signal):
+        return weighted_sum(np.tanh(function(b, a, signal)))
+
+    gradients = cr.grad(score, argnums=(0, 1, 2), backend=backend)(B, A_COEFFS, x)
+    for index, analytic in enumerate(gradients):
+        numeric = numerical_gradient(score, (B, A_COEFFS, x), index)
+        assert relative_error(analytic, numeric) < 1e-7, f"argument {index}"
+
+
+def test_lfilter_second_derivatives_are_the_derivative_of_the_gradient():
+    x = RNG.standard_normal(12)
+
+    def energy(coefficients):  # a resonator's output energy, in its two pole coefficients
+        return np.sum(scipy.signal.lfilter([1.0], np.concatenate([[1.0], coefficients]), x) ** 2)
+
+    point = np.array([-0.8, 0.3])
+    hessian = cr.hessian(energy)(point)
+    gradient = cr.grad(energy)
+    numeric = np.stack([numerical_gradient(lambda p, i=i: gradient(p)[i], (point,), 0) for i in range(2)])
+    np.testing.assert_allclose(hessian, numeric, rtol=1e-7)
+
+
+def test_lfilter_of_float32_arrays_stays_float32():
+    x = RNG.standard_normal(9).astype(np.float32)
+    b, a = B.astype(np.float32), A_COEFFS.astype(np.float32)
+    traced = cr.jit(scipy.signal.lfilter)(b, a, x)
+    assert traced.dtype == np.float32
+    np.testing.assert_allclose(traced, scipy.signal.lfilter(b, a, x), rtol=1e-5)
+
+
+def test_lfilter_with_initial_conditions_is_unsupported():
+    with pytest.raises(cr.UnsupportedError, match="zi="):
+        cr.jit(lambda x: scipy.signal.lfilter(B, A_COEFFS, x, zi=np.zeros(2)))(np.ones(5))

@@ -24,6 +24,9 @@ POSITIVE = np.array([[0.3, 1.7, 2.2, 0.9], [4.5, 0.15, 1.05, 3.3]])
 UNIT = np.array([[0.05, 0.3, 0.55, 0.95], [0.2, 0.65, 0.45, 0.8]])
 COV = np.array([[2.0, 0.3, 0.1, 0.0], [0.3, 1.5, -0.2, 0.1], [0.1, -0.2, 1.0, 0.05], [0.0, 0.1, 0.05, 0.7]])
 MEAN = np.array([0.1, -0.3, 0.2, 0.5])
+SIMPLEX_HEAD = np.array([[0.2, 0.3, 0.1], [0.3, 0.3, 0.6]])  # three points; each third component 1 - the sum
+ALPHA = np.array([1.5, 2.0, 0.8])
+COUNTS = np.array([[0.0, 1.0, 2.0, 5.0], [3.0, 0.0, 7.0, 1.0]])
 NORM = scipy.stats.norm
 FROZEN_MVN = scipy.stats.multivariate_normal(MEAN, COV)
 
@@ -60,6 +63,7 @@ COMPOSITES = [
     ("polygamma 0", lambda x: scipy.special.polygamma(0, x), (POSITIVE,)),
     ("polygamma 2", lambda x: scipy.special.polygamma(2, x), (POSITIVE,)),
     ("zeta", lambda q: scipy.special.zeta(2.5, q), (POSITIVE,)),
+    ("multigammaln", lambda a: scipy.special.multigammaln(a, 3), (POSITIVE + 1.5,)),
     ("xlogy", scipy.special.xlogy, (X, POSITIVE)),
     ("norm.logpdf", lambda x, s: NORM.logpdf(x, loc=0.4, scale=s), (X, POSITIVE)),
     ("norm.pdf", lambda x, m: NORM.pdf(x, m, 1.5), (X, POSITIVE)),
@@ -80,6 +84,42 @@ COMPOSITES = [
     ("mvn.logpdf point", lambda x: scipy.stats.multivariate_normal.logpdf(x, mean=MEAN, cov=COV), (X[0],)),
     ("mvn.logpdf diagonal", lambda x, v: scipy.stats.multivariate_normal.logpdf(x, MEAN, v), (X, POSITIVE[0])),
     ("mvn.logpdf variance", lambda x, v: scipy.stats.multivariate_normal.logpdf(x, MEAN, v), (X, np.float64(1.7))),
+    ("rel_entr", scipy.special.rel_entr, (POSITIVE, POSITIVE[::-1])),
+    ("kl_div", scipy.special.kl_div, (POSITIVE, UNIT)),
+    ("huber", lambda d, r: scipy.special.huber(d, r), (POSITIVE, X)),
+    ("pseudo_huber", lambda d, r: scipy.special.pseudo_huber(d, r), (POSITIVE, X)),
+    ("entropy", scipy.stats.entropy, (POSITIVE,)),
+    ("entropy qk base axis", lambda p, q: scipy.stats.entropy(p, q, base=2, axis=1), (POSITIVE, UNIT)),
+    ("entropy flat keepdims", lambda p: scipy.stats.entropy(p, UNIT[0], axis=1, keepdims=True), (POSITIVE,)),
+    ("entropy axis None", lambda p, q: scipy.stats.entropy(p, q, axis=None), (POSITIVE, UNIT)),
+    ("gamma.logpdf", lambda x, a: scipy.stats.gamma.logpdf(x, a, 0.1, 1.5), (POSITIVE + 0.2, POSITIVE)),
+    ("gamma.pdf", lambda a, s: scipy.stats.gamma.pdf(POSITIVE, a, scale=s), (POSITIVE, POSITIVE[::-1])),
+    ("frozen gamma.logpdf", lambda x: scipy.stats.gamma(2.5, scale=0.5).logpdf(x), (POSITIVE,)),
+    ("beta.logpdf", scipy.stats.beta.logpdf, (UNIT, POSITIVE, POSITIVE[::-1])),
+    ("beta.pdf", lambda a: scipy.stats.beta.pdf(UNIT, a, 2.5), (POSITIVE,)),
+    ("expon.logpdf", lambda x, s: scipy.stats.expon.logpdf(x, scale=s), (POSITIVE, POSITIVE[::-1])),
+    ("logistic.logpdf", lambda x, m: scipy.stats.logistic.logpdf(x, m, 0.7), (X, POSITIVE)),
+    ("laplace.logpdf", lambda x, s: scipy.stats.laplace.logpdf(x, 0.1, s), (X, POSITIVE)),
+    ("cauchy.logpdf", lambda x, m: scipy.stats.cauchy.logpdf(x, m, 1.5), (X * 3.0, POSITIVE)),
+    ("lognorm.logpdf", lambda x, s: scipy.stats.lognorm.logpdf(x, s, scale=1.3), (POSITIVE, POSITIVE[::-1])),
+    ("lognorm.pdf", lambda s: scipy.stats.lognorm.pdf(UNIT, s), (POSITIVE,)),
+    ("norm.sf", lambda x, s: NORM.sf(x, 0.2, s), (X, POSITIVE)),
+    ("norm.logsf", lambda x: NORM.logsf(x * 12.0, 0.5), (X,)),
+    ("dirichlet.logpdf", scipy.stats.dirichlet.logpdf, (SIMPLEX_HEAD, ALPHA)),
+    ("dirichlet.logpdf point", lambda x, a: scipy.stats.dirichlet.logpdf(x[:, 1], a), (SIMPLEX_HEAD, ALPHA)),
+    ("dirichlet.pdf", lambda a: scipy.stats.dirichlet.pdf(np.array([0.25, 0.35, 0.4]), a), (ALPHA,)),
+    ("poisson.logpmf", lambda mu: scipy.stats.poisson.logpmf(COUNTS, mu), (POSITIVE,)),
+    ("poisson.pmf loc", lambda mu: scipy.stats.poisson.pmf(COUNTS, mu, loc=-1), (POSITIVE,)),
+    ("nbinom.logpmf", lambda n, p: scipy.stats.nbinom.logpmf(COUNTS, n, p), (POSITIVE, UNIT)),
+    ("binom.logpmf", lambda p: scipy.stats.binom.logpmf(COUNTS, 7, p), (UNIT,)),
+    ("binom.pmf", lambda p: scipy.stats.binom.pmf(COUNTS, 9.0, p), (UNIT,)),
+    # off the support -inf (pmf, pdf 0), a parameter out of its domain NaN: values only
+    ("off support gamma.logpdf", lambda a: scipy.stats.gamma.logpdf(X, a), (POSITIVE,)),
+    ("off support beta.pdf", lambda x: scipy.stats.beta.pdf(x, 2.0, 3.0), (X,)),
+    ("off support poisson.logpmf", lambda mu: scipy.stats.poisson.logpmf(X * 2.0, mu - 1.0), (POSITIVE,)),
+    ("off support binom.logpmf", lambda p: scipy.stats.binom.logpmf(COUNTS, 4, 2.0 * p), (UNIT,)),
+    ("off support lognorm.logpdf", lambda s: scipy.stats.lognorm.logpdf(X, s), (POSITIVE,)),
+    ("off support nbinom.logpmf", lambda n: scipy.stats.nbinom.logpmf(COUNTS, n - 1.0, 0.3), (POSITIVE,)),
 ]
 IDS = [c[0] for c in COMPOSITES]
 
@@ -95,7 +135,9 @@ def test_a_composite_computes_what_numpy_and_scipy_do(name, function, args, back
 
 
 # the composites on points where they are differentiable (no rounding, no jump, no log of <= 0)
-DIFFERENTIABLE = [c for c in COMPOSITES if not c[0].startswith(("round", "around", "fix", "heaviside", "nan_to_num"))]
+DIFFERENTIABLE = [
+    c for c in COMPOSITES if not c[0].startswith(("round", "around", "fix", "heaviside", "nan_to_num", "off support"))
+]
 
 
 @pytest.mark.parametrize("name,function,args", DIFFERENTIABLE, ids=[c[0] for c in DIFFERENTIABLE])
@@ -186,6 +228,41 @@ def test_log_ndtr_far_in_the_lower_tail_neither_underflows_nor_loses_its_gradien
     # d/dz log Φ(z) = φ(z) / Φ(z), the inverse Mills ratio, computed here through SciPy's log-space forms
     expected = np.exp(scipy.stats.norm.logpdf(z) - scipy.special.log_ndtr(z))
     np.testing.assert_allclose(gradient, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_density_is_zero_off_its_support_and_gives_no_nan_there(backend):
+    # gamma(a) at points of which three are negative: exp(logpdf) is 0 there, and the formula evaluated
+    # off the support must not send 0 * inf = NaN into the gradient with respect to a
+    points = X + 0.05
+
+    def mass(a):
+        return np.sum(np.exp(scipy.stats.gamma.logpdf(points, a)) * points)
+
+    gradient = cr.grad(mass, backend=backend)(POSITIVE + 1.0)
+    assert np.all(np.isfinite(gradient))
+    assert np.all(gradient[points < 0] == 0.0)
+    assert relative_error(gradient, numerical_gradient(mass, (POSITIVE + 1.0,), 0, step=1e-6)) < 1e-7
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "function", [scipy.special.rel_entr, scipy.special.kl_div, scipy.special.huber, scipy.special.pseudo_huber]
+)
+def test_convex_analysis_functions_take_scipys_branches_at_zeros_infinities_and_nans(function, backend):
+    edges = np.array([-1.5, -0.3, 0.0, 0.4, 2.0, np.inf, np.nan, 1e-300])
+    first, second = np.meshgrid(edges, edges)
+    with np.errstate(all="ignore"):
+        np.testing.assert_allclose(
+            cr.jit(function, backend=backend)(first, second), function(first, second), rtol=1e-13
+        )
+
+
+def test_relative_entropy_at_zero_mass_has_a_finite_gradient():
+    # p log(p/q) at p = 0 is 0 with the one-sided derivative -inf in p, but q's derivative is -p/q = 0
+    p, q = np.array([0.0, 0.3, 0.7]), np.array([0.2, 0.3, 0.5])
+    gradient = cr.grad(lambda q: np.sum(scipy.special.rel_entr(p, q)))(q)
+    np.testing.assert_allclose(gradient, -p / q, rtol=1e-14)
 
 
 def test_multivariate_normal_gradients_are_the_textbook_ones():

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.signal
 import scipy.special
 
 import chainrule as cr
@@ -190,6 +191,23 @@ case("cumprod", lambda x: np.cumprod(x, axis=0), uniform(0.5, 1.5, BATCH, 3, 2))
 case("dft", lambda x: np.abs(np.fft.fft(x, axis=0, norm="ortho")), RNG.normal(size=(BATCH, 4, 3)))
 case("rdft", lambda x: np.fft.rfft(x, axis=0).imag, RNG.normal(size=(BATCH, 5, 2)))
 case("irdft", lambda x: np.fft.irfft(np.fft.rfft(x) * (1 - 2j), n=7), RNG.normal(size=(BATCH, 2, 6)))
+case(
+    "lfilter",
+    lambda b, a, x: scipy.signal.lfilter(b, a, x, axis=0),
+    RNG.normal(size=(3,)),
+    np.array([1.0, -0.5, 0.2]),
+    RNG.normal(size=(BATCH, 6, 2)),
+    in_axes=(None, None, 0),
+)
+case(
+    "lfilter",
+    lambda b, a, x: scipy.signal.lfilter(b, a, x),
+    RNG.normal(size=(BATCH, 2)),
+    np.array([1.0, -0.5]) + uniform(-0.2, 0.2, BATCH, 2),
+    RNG.normal(size=(5,)),
+    in_axes=(0, 0, None),
+    id="lfilter-coefficients",
+)
 case("argsort", lambda x: np.argsort(x, axis=-1), RNG.normal(size=(BATCH, 2, 5)))
 case("sort", lambda x: np.sort(x, axis=0), RNG.normal(size=(BATCH, 4, 3)))
 case("order_statistics", lambda x: np.median(x), RNG.normal(size=(BATCH, SELECT_FROM + 3)))

@@ -21,8 +21,13 @@ from chainrule.frontends import (  # noqa: F401  (fill the dispatch table)
     numpy_special,
     numpy_statistics,
     numpy_windows,
+    scipy_integrate,
     scipy_linalg,
+    scipy_ndimage,
     scipy_signal,
+    scipy_sparse,
+    scipy_spatial,
+    scipy_stats,
 )
 from chainrule.frontends.complex_values import complex_names
 from chainrule.frontends.dispatch import supported_names

@@ -331,6 +331,18 @@ def _log(z):
     return ComplexTracer(np.log(np.hypot(re, im)), np.arctan2(im, re))  # the principal branch, as NumPy
 
 
+@implements_complex(np.sqrt)
+def _sqrt(z):
+    # the principal root as C99's csqrt takes it, without cancellation: t = sqrt((|a| + |z|) / 2) is the
+    # larger part's magnitude, the other part is b / 2t; the sign of b (-0.0 too) picks the half-plane
+    re, im = parts(z)
+    im = np.zeros(shape_of(re)) if im is None else im
+    t = np.sqrt((np.abs(re) + np.hypot(re, im)) / 2)
+    half = im / (2 * np.where(t == 0, 1.0, t))  # 0 at z = 0, where t is 0 too
+    right = re >= 0
+    return ComplexTracer(np.where(right, t, np.abs(half)), np.where(right, half, np.copysign(t, im)))
+
+
 @implements_complex(np.square)
 def _square(z):
     return bilinear(np.multiply, z, z)

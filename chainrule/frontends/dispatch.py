@@ -162,6 +162,21 @@ def supported_names() -> list[str]:
     return sorted({function_name(f) for f in HANDLERS})
 
 
+# Types whose own reflected operators (``__rmatmul__``, ``__rmul__``) handle a traced left operand:
+# ``x @ A`` with a SciPy sparse ``A`` is ``A.__rmatmul__(x)``, which chainrule wraps (scipy_sparse.py).
+_DEFERRED_TO: tuple[type, ...] = ()
+
+
+def defer_operators_to(kind: type) -> None:
+    """A traced value's ``*`` and ``@`` return NotImplemented for a ``kind`` right operand."""
+    global _DEFERRED_TO
+    _DEFERRED_TO += (kind,)
+
+
+def _defers(other) -> bool:
+    return isinstance(other, _DEFERRED_TO)  # one check of a tuple: these operators are tracing's hot path
+
+
 class NumpyOperators:
     """Python's operators on a traced value (a ``Tracer``, a ``ComplexTracer``), by way of NumPy's
     functions, and NumPy's protocols routed to the handler tables above."""
@@ -187,6 +202,8 @@ class NumpyOperators:
         return np.subtract(other, self)
 
     def __mul__(self, other):
+        if _defers(other):
+            return NotImplemented
         return np.multiply(self, other)
 
     def __rmul__(self, other):
@@ -202,6 +219,8 @@ class NumpyOperators:
         return np.power(self, other)
 
     def __matmul__(self, other):
+        if _defers(other):
+            return NotImplemented
         return np.matmul(self, other)
 
     def __rmatmul__(self, other):

@@ -162,6 +162,25 @@ def _searchsorted(a, v, side="left", sorter=None):
     return operation("searchsorted", a, v, side=side)
 
 
+@implements(np.digitize)
+def _digitize(x, bins, right=False):
+    # NumPy's: searchsorted from the other side; decreasing bins are searched reversed and counted back
+    if isinstance(bins, Tracer):
+        raise UnsupportedError(
+            "np.digitize with traced bins: whether they increase or decrease decides the result; "
+            "np.searchsorted(bins, x) takes traced increasing bins",
+            here(),
+        )
+    bins = np.asarray(bins)
+    steps = np.diff(bins)
+    side = "left" if right else "right"
+    if bins.size < 2 or np.all(steps >= 0):
+        return np.searchsorted(bins, x, side=side)
+    if np.all(steps <= 0):
+        return bins.size - np.searchsorted(bins[::-1], x, side=side)
+    raise ShapeError("np.digitize: bins must be monotonically increasing or decreasing", here())
+
+
 @implements(np.unique)
 def _unique(ar, return_index=False, return_inverse=False, return_counts=False, axis=None, **keywords):
     raise UnsupportedError(

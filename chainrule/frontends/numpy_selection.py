@@ -10,7 +10,7 @@ traced elsewhere:
   ``np.tril_indices_from``, ``np.diag_indices_from`` need only the shape;
 - ``np.fmax``/``np.fmin`` are ``np.maximum``/``np.minimum`` with a NaN operand giving the other;
 - ``np.gradient`` (scalar spacings; NumPy's central differences inside, one-sided at the ends),
-  ``np.trapezoid``, ``np.ediff1d``, ``np.logaddexp.reduce`` (logsumexp), ``np.nanvar``/``np.nanstd``,
+  ``np.trapezoid``, ``np.unwrap`` (its corrections are piecewise constant), ``np.ediff1d``, ``np.logaddexp.reduce`` (logsumexp), ``np.nanvar``/``np.nanstd``,
   ``np.linalg.cond`` (2-norm: the ratio of extreme singular values; other orders
   ``norm(x) norm(inv(x))``).
 """
@@ -123,11 +123,27 @@ def _trapezoid(y: Any, x: Any = None, dx: float = 1.0, axis: int = -1) -> Any:
     later, earlier = y[before + (slice(1, None),)], y[before + (slice(None, -1),)]
     if x is None:
         width: Any = dx
-    else:
-        width = np.diff(x)
-        if ndim_of(x) == 1 and ndim_of(y) > 1:
-            width = np.reshape(width, (-1,) + (1,) * (ndim_of(y) - axis - 1))
+    elif ndim_of(x) == 1:  # the spacings along the axis, for every line
+        width = np.reshape(np.diff(x), (-1,) + (1,) * (ndim_of(y) - axis - 1))
+    else:  # an x of y's shape: its own spacings along the axis
+        width = np.diff(x, axis=axis)
     return np.sum(width * (later + earlier) / 2.0, axis=axis)
+
+
+@implements(np.unwrap)
+def _unwrap(p: Any, discont: Any = None, axis: int = -1, *, period: float = 2 * np.pi) -> Any:
+    # NumPy's: each jump between neighbours larger than discont is moved by a multiple of period into
+    # [-period/2, period/2], and the corrections accumulate; they are piecewise constant, so the
+    # gradient passes as through the identity
+    axis = axes_of(axis, ndim_of(p))[0]
+    before = (slice(None),) * axis
+    jumps = np.diff(p, axis=axis)
+    high = period / 2
+    wrapped = np.mod(jumps + high, period) - high
+    wrapped = np.where((wrapped == -high) & (jumps > 0), high, wrapped)  # a jump of exactly +period/2 keeps its sign
+    correction = np.where(np.abs(jumps) < (high if discont is None else discont), 0.0, wrapped - jumps)
+    rest = p[before + (slice(1, None),)] + np.cumsum(correction, axis=axis)
+    return np.concatenate([p[before + (slice(0, 1),)], rest], axis=axis)
 
 
 @implements(np.ediff1d)

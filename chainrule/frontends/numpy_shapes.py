@@ -116,6 +116,13 @@ def _broadcast_to(array, shape, subok=False):
     return operation("broadcast_to", array, shape=shape)
 
 
+@implements(np.broadcast_arrays)
+def _broadcast_arrays(*args, subok=False):
+    # NumPy's tuple of views, each array of the common shape as it is
+    shape = tuple(np.broadcast_shapes(*(shape_of(a) for a in args)))
+    return tuple(a if shape_of(a) == shape else _broadcast_to(a, shape) for a in args)
+
+
 @implements(np.atleast_1d)
 def _atleast_1d(a):
     return _reshape(a, (1,)) if ndim_of(a) == 0 else a

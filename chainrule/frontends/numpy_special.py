@@ -4,8 +4,9 @@ NumPy ufuncs and array functions (``np.sinc``, ``np.heaviside``, ``np.round``, .
 handlers through NumPy's protocols. SciPy functions written in Python (``scipy.special.logsumexp``,
 ``scipy.stats.norm.logpdf``) convert their arguments with ``np.asarray`` first, which a traced
 value cannot be. ``traceable`` therefore replaces each of them, once, when chainrule is imported,
-by a function that calls the original unless an argument is traced, and this module's handler if
-one is, as NumPy's ``__array_function__`` does for its own functions. (A name imported from SciPy
+by a function that calls the original unless an argument is traced, and its handler if one is, as
+NumPy's ``__array_function__`` does for its own functions (``scipy_stats`` uses it for the
+distributions' methods). (A name imported from SciPy
 before chainrule was, ``from scipy.special import logsumexp``, still names the original.)
 
 Where a branch is chosen with ``np.where``, the branch not taken gets operands at which it is
@@ -19,9 +20,8 @@ import functools
 import math
 
 import numpy as np
-import scipy.linalg
 import scipy.special
-import scipy.stats
+import scipy.stats  # first, so that SciPy's own modules bind the originals of the functions replaced here
 
 from chainrule.errors import ShapeError
 from chainrule.frontends.dispatch import call_function, here, implements, unsupported
@@ -31,7 +31,6 @@ from chainrule.frontends.tracer import is_traced, operation, stop_gradient
 
 _LN2 = math.log(2.0)
 _SQRT1_2 = math.sqrt(0.5)  # SciPy's ndtr multiplies by it (the rounding of its argument counts far out)
-_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def traceable(owner, attribute: str, public_name: str):
@@ -211,101 +210,57 @@ def _log_ndtr(z):
     return np.where(lower, low_tail, np.log1p(-0.5 * scipy.special.erfc(high * _SQRT1_2)))
 
 
-# ---- scipy.stats ---------------------------------------------------------------------------------
-
-_NORM = type(scipy.stats.norm)
-
-
-@implements(traceable(_NORM, "logpdf", "scipy.stats.norm.logpdf"))
-def _norm_logpdf(distribution, x, loc=0.0, scale=1.0):
-    z = (x - loc) / scale
-    return -0.5 * z * z - np.log(scale) - _LOG_SQRT_2PI
+# ---- scipy.special's convex-analysis functions ---------------------------------------------------
+# SciPy's element rules, branch by branch (scipy/special/_convex_analysis.pxd); where a branch is not
+# taken its operands are replaced by 1, so its zero cotangent meets no log(0) or 0/0.
 
 
-@implements(traceable(_NORM, "pdf", "scipy.stats.norm.pdf"))
-def _norm_pdf(distribution, x, loc=0.0, scale=1.0):
-    return np.exp(_norm_logpdf(distribution, x, loc, scale))
+def _either_nan(a, b):
+    return np.isnan(a) | np.isnan(b)
 
 
-@implements(traceable(_NORM, "cdf", "scipy.stats.norm.cdf"))
-def _norm_cdf(distribution, x, loc=0.0, scale=1.0):
-    return scipy.special.ndtr((x - loc) / scale)
+@implements(scipy.special.rel_entr)
+def _rel_entr(x, y):
+    # x log(x/y) for x, y > 0; 0 for x = 0 <= y; inf otherwise; NaN with a NaN operand
+    inside = (x > 0) & (y > 0)
+    safe_x, safe_y = np.where(inside, x, 1.0), np.where(inside, y, 1.0)
+    edge = np.where((x == 0) & (y >= 0), 0.0, np.inf)
+    return np.where(_either_nan(x, y), np.nan, np.where(inside, safe_x * np.log(safe_x / safe_y), edge))
 
 
-@implements(traceable(_NORM, "logcdf", "scipy.stats.norm.logcdf"))
-def _norm_logcdf(distribution, x, loc=0.0, scale=1.0):
-    return scipy.special.log_ndtr((x - loc) / scale)
+@implements(scipy.special.kl_div)
+def _kl_div(x, y):
+    # x log(x/y) - x + y for x, y > 0; y for x = 0 <= y; inf otherwise
+    inside = (x > 0) & (y > 0)
+    safe_x, safe_y = np.where(inside, x, 1.0), np.where(inside, y, 1.0)
+    edge = np.where((x == 0) & (y >= 0), y, np.inf)
+    value = safe_x * np.log(safe_x / safe_y) - safe_x + safe_y
+    return np.where(_either_nan(x, y), np.nan, np.where(inside, value, edge))
 
 
-_STUDENT_T = type(scipy.stats.t)
+@implements(scipy.special.huber)
+def _huber(delta, r):
+    # inf for delta < 0 (whatever r), r²/2 inside |r| <= delta, delta (|r| - delta/2) outside
+    size = np.abs(r)
+    return np.where(delta < 0, np.inf, np.where(size <= delta, 0.5 * r * r, delta * (size - 0.5 * delta)))
 
 
-@implements(traceable(_STUDENT_T, "logpdf", "scipy.stats.t.logpdf"))
-def _t_logpdf(distribution, x, df, loc=0.0, scale=1.0):
-    """log Γ((ν+1)/2) - log Γ(ν/2) - log(νπ)/2 - log σ - (ν+1)/2 · log(1 + z²/ν), z = (x - μ)/σ."""
-    z = (x - loc) / scale
-    half = 0.5 * (df + 1.0)
-    normalizer = scipy.special.gammaln(half) - scipy.special.gammaln(0.5 * df) - 0.5 * np.log(df * math.pi)
-    return normalizer - np.log(scale) - half * np.log1p(z * z / df)
+@implements(scipy.special.pseudo_huber)
+def _pseudo_huber(delta, r):
+    # inf for delta < 0; 0 for delta = 0 or r = 0 (whatever the other); else delta² (sqrt(1 + (r/delta)²) - 1),
+    # as SciPy writes it: delta² expm1(log1p((r/delta)²) / 2)
+    flat = (delta == 0) | (r == 0)
+    smooth = ~flat & ~(delta < 0)
+    safe_delta = np.where(smooth, delta, 1.0)
+    ratio = r / safe_delta
+    value = safe_delta * safe_delta * np.expm1(0.5 * np.log1p(ratio * ratio))
+    return np.where(delta < 0, np.inf, np.where(flat, 0.0, value))
 
 
-@implements(traceable(_STUDENT_T, "pdf", "scipy.stats.t.pdf"))
-def _t_pdf(distribution, x, df, loc=0.0, scale=1.0):
-    return np.exp(_t_logpdf(distribution, x, df, loc, scale))
-
-
-@implements(traceable(type(scipy.stats.multivariate_normal), "logpdf", "scipy.stats.multivariate_normal.logpdf"))
-def _multivariate_normal_logpdf(distribution, x, mean=None, cov=1, allow_singular=False):
-    """-(d log 2π + log det Σ + |L⁻¹(x - μ)|²) / 2 with Σ = L Lᵀ, over x's last axis (as SciPy
-    reads it: a 1-D x of a 1-dimensional distribution is a list of points)."""
-    dim = _dimension(x, mean, cov)
-    if ndim_of(x) == 0 or (ndim_of(x) == 1 and dim == 1):
-        x = np.reshape(x, (-1, 1))
-    difference = x - (0.0 if mean is None else mean)
-    if ndim_of(cov) <= 1:  # a variance, or the diagonal of Σ: no factorization needed
-        variances = cov * np.ones(dim) if ndim_of(cov) == 0 else cov
-        squared = np.sum(difference * difference / variances, axis=-1)
-        log_det = np.sum(np.log(variances)) if ndim_of(cov) == 1 else dim * np.log(cov)
-    elif is_traced(cov):  # Σ = L Lᵀ traced: |L⁻¹(x - μ)|² by a triangular solve, log det Σ = 2 Σ log Lᵢᵢ
-        if allow_singular:
-            unsupported("scipy.stats.multivariate_normal.logpdf with a traced cov and allow_singular=True")
-        factor = np.linalg.cholesky(cov)
-        columns = np.reshape(difference, (-1, dim)).T
-        whitened = scipy.linalg.solve_triangular(factor, columns, lower=True)
-        squared = np.reshape(np.sum(whitened * whitened, axis=0), shape_of(difference)[:-1])
-        log_det = 2.0 * np.sum(np.log(np.diag(factor)))
-    else:
-        factor = _cholesky(np.asarray(cov, dtype=np.float64), allow_singular)
-        whitened = difference @ np.linalg.inv(factor).T  # a constant: L⁻¹ of the user's Σ
-        squared = np.sum(whitened * whitened, axis=-1)
-        log_det = 2.0 * float(np.sum(np.log(np.diag(factor))))
-    result = -0.5 * (dim * math.log(2.0 * math.pi) + log_det + squared)
-    return np.squeeze(result)
-
-
-@implements(
-    traceable(
-        type(scipy.stats.multivariate_normal(np.zeros(1))), "logpdf", "scipy.stats.multivariate_normal_frozen.logpdf"
-    )
-)
-def _frozen_multivariate_normal_logpdf(distribution, x):
-    return _multivariate_normal_logpdf(None, x, distribution.mean, distribution.cov)
-
-
-def _dimension(x, mean, cov) -> int:
-    if mean is not None and ndim_of(mean) == 1:
-        return shape_of(mean)[0]
-    if ndim_of(cov) >= 1:
-        return shape_of(cov)[0]
-    return shape_of(x)[-1] if ndim_of(x) >= 1 else 1
-
-
-def _cholesky(cov: np.ndarray, allow_singular: bool) -> np.ndarray:
-    if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
-        raise ShapeError(f"multivariate_normal cov must be square, got shape {list(cov.shape)}", here())
-    try:
-        return np.linalg.cholesky(cov)
-    except np.linalg.LinAlgError:
-        if allow_singular:
-            unsupported("scipy.stats.multivariate_normal.logpdf with a singular cov (allow_singular=True)")
-        raise ShapeError("multivariate_normal cov is not positive definite", here()) from None
+@implements(traceable(scipy.special, "multigammaln", "scipy.special.multigammaln"))
+def _multigammaln(a, d):
+    # log Γ_d(a) = d(d-1)/4 log π + Σ_{j<d} gammaln(a - j/2), SciPy's sum in its order
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+        raise ShapeError("d should be a positive integer (dimension)", here())
+    terms = np.stack([scipy.special.gammaln(a - j / 2.0) for j in range(d)])
+    return (d * (d - 1) * 0.25) * np.log(np.pi) + np.sum(terms, axis=0)

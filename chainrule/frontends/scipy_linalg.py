@@ -1,5 +1,7 @@
-"""``scipy.linalg`` on traced values: solve_triangular, cho_factor, cho_solve, expm and the
-functions it shares with ``np.linalg`` (solve, inv, det, cholesky, eigh, eigvalsh, svd, qr).
+"""``scipy.linalg`` on traced values: solve_triangular, cho_factor, cho_solve, expm, the
+functions it shares with ``np.linalg`` (solve, inv, det, cholesky, eigh, eigvalsh, svd, qr), and
+the structured matrices toeplitz, circulant, hankel and block_diag (gathers of their defining vectors at a
+constant index matrix, so the gradient is the scatter-add of the cotangent's diagonals).
 
 SciPy has no dispatch protocol (its functions call ``np.asarray`` on their arguments, which a
 traced value cannot answer), so each function traced here is replaced in the ``scipy.linalg``
@@ -16,8 +18,9 @@ import functools
 import numpy as np
 import scipy.linalg
 
+from chainrule.errors import ShapeError
 from chainrule.frontends import numpy_linalg as la
-from chainrule.frontends.dispatch import HANDLERS, implements
+from chainrule.frontends.dispatch import HANDLERS, here, implements
 from chainrule.frontends.numpy_api import ndim_of, shape_of
 from chainrule.frontends.rebinding import record_replacement
 from chainrule.frontends.tracer import Tracer, operation
@@ -160,3 +163,60 @@ def _qr(a, overwrite_a=False, lwork=None, mode="full", pivoting=False, check_fin
     if mode == "r":
         return (np.linalg.qr(a, mode="r"),)  # SciPy returns a tuple of one
     return np.linalg.qr(a, mode="complete" if mode == "full" else "reduced")
+
+
+def _structured(vals, index: np.ndarray):
+    """``vals[..., index]``: the matrix whose element (i, j) is ``vals[index[i, j]]``, per batch."""
+    return vals[..., index]
+
+
+@scipy_function("toeplitz")
+def _toeplitz(c, r=None):
+    # element (i, j) is c[i - j] below the diagonal and r[j - i] above: vals = (c reversed, r[1:])
+    c = np.atleast_1d(c)
+    r = c if r is None else np.atleast_1d(r)  # real values: SciPy's r = c.conjugate() is c
+    if shape_of(c)[:-1] != shape_of(r)[:-1]:
+        la.fail("scipy.linalg.toeplitz of c and r with different batch shapes is not supported on traced values")
+    vals = np.concatenate([np.flip(c, axis=-1), r[..., 1:]], axis=-1)
+    rows, columns = shape_of(c)[-1], shape_of(r)[-1]
+    return _structured(vals, rows - 1 - np.arange(rows)[:, None] + np.arange(columns)[None, :])
+
+
+@scipy_function("circulant")
+def _circulant(c):
+    c = np.atleast_1d(c)
+    n = shape_of(c)[-1]
+    return _structured(c, (np.arange(n)[:, None] - np.arange(n)[None, :]) % n)
+
+
+@scipy_function("hankel")
+def _hankel(c, r=None):
+    # element (i, j) is c[i + j] while i + j < len(c), then r[i + j - len(c) + 1]; r defaults to zeros
+    if ndim_of(c) > 1 or (r is not None and ndim_of(r) > 1):
+        la.fail("scipy.linalg.hankel of arrays of more than one dimension is not supported on traced values")
+    c = np.atleast_1d(c)
+    r = np.zeros(shape_of(c)) if r is None else np.atleast_1d(r)
+    vals = np.concatenate([c, r[1:]])
+    return _structured(vals, np.arange(shape_of(c)[0])[:, None] + np.arange(shape_of(r)[0])[None, :])
+
+
+@scipy_function("block_diag")
+def _block_diag(*arrs):
+    # each block a 2-D array (a vector is a row, a number a 1x1 block), placed down the diagonal
+    blocks = [np.atleast_2d(a) if ndim_of(a) < 2 else a for a in arrs]
+    if any(ndim_of(b) != 2 for b in blocks):
+        raise ShapeError(
+            "scipy.linalg.block_diag: arguments in the following positions have dimension greater than 2: "
+            f"{[i for i, b in enumerate(blocks) if ndim_of(b) > 2]}",
+            here(),
+        )
+    if not blocks:
+        return np.empty((1, 0))
+    widths = [shape_of(b)[1] for b in blocks]
+    dtype = np.result_type(*(b.dtype if _traced(b) else np.asarray(b).dtype for b in blocks))
+    rows = []
+    for position, block in enumerate(blocks):
+        height = shape_of(block)[0]
+        left, right = sum(widths[:position]), sum(widths[position + 1 :])
+        rows.append(np.concatenate([np.zeros((height, left), dtype), block, np.zeros((height, right), dtype)], axis=1))
+    return np.concatenate(rows, axis=0)

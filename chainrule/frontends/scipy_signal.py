@@ -1,4 +1,4 @@
-"""``scipy.signal``'s N-dimensional convolution and correlation on traced arrays.
+"""``scipy.signal``'s N-dimensional convolution and correlation, and its linear filter, on traced arrays.
 
 A convnet written with SciPy (``scipy.signal.convolve(images, kernel, mode="valid")``, or
 ``convolve2d`` per channel) differentiates through them. Each is the windows of the (zero-padded)
@@ -7,6 +7,10 @@ operands may be traced, and the gradient follows from those ops. SciPy's convent
 ``valid`` swaps the operands when the second is the larger in every axis, ``same`` is the full
 result centred on the first operand's shape (``correlate2d`` rounds the centre the other way), and
 correlation is convolution with the reversed kernel.
+
+``scipy.signal.lfilter`` (an IIR filter: a recursion, not a window) is the ``lfilter`` primitive of
+``ir/filters.py`` along the last axis, with SciPy's normalization by ``a[0]`` done here; its
+coefficients and its signal may all be traced.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from chainrule.errors import ShapeError
 from chainrule.frontends.dispatch import here, implements, unsupported
 from chainrule.frontends.numpy_api import ndim_of, shape_of
 from chainrule.frontends.numpy_special import traceable
+from chainrule.frontends.tracer import is_traced, operation
 
 
 def _convolution(name: str, in1, in2, mode: str, odd_start: bool = False):
@@ -78,3 +83,20 @@ def _convolve2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
 def _correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
     _two_dimensional("correlate2d", in1, in2, boundary, fillvalue)
     return _convolution("correlate2d", in1, np.flip(in2), mode, odd_start=True)
+
+
+@implements(traceable(scipy.signal, "lfilter", "scipy.signal.lfilter"))
+def _lfilter(b, a, x, axis=-1, zi=None):
+    """The ``lfilter`` primitive (``ir/filters.py``) along ``axis``, the coefficients divided by a[0]."""
+    if zi is not None:
+        unsupported("scipy.signal.lfilter with initial conditions zi=")
+    b, a, x = (v if is_traced(v) else np.asarray(v) for v in (b, a, x))
+    if ndim_of(b) != 1 or ndim_of(a) != 1 or ndim_of(x) == 0:
+        raise ShapeError("scipy.signal.lfilter: b and a must be 1-D and x at least 1-D", here())
+    dtype = np.result_type(b.dtype, a.dtype, x.dtype)  # SciPy's result type
+    if dtype.kind != "f":
+        unsupported(f"scipy.signal.lfilter with a {dtype} result (SciPy refuses it too)")
+    b, a, x = (v if v.dtype == dtype else v.astype(dtype) for v in (b, a, x))
+    a_tail = a[1:] / a[0] if shape_of(a)[0] > 1 else np.zeros(1, dtype)  # FIR: a zero recursion coefficient
+    filtered = operation("lfilter", b / a[0], a_tail, np.moveaxis(x, axis, -1))
+    return np.moveaxis(filtered, -1, axis)

@@ -403,6 +403,16 @@ class Tracer(dispatch.NumpyOperators):
     def mT(self):
         return np.swapaxes(self, -1, -2)
 
+    @property
+    def real(self):
+        """A real array's real part, itself (NumPy's ``x.real`` is ``x``): ``np.fft.irfft(X).real``."""
+        return np.real(self)
+
+    @property
+    def imag(self):
+        """A real array's imaginary part: zeros of its shape and dtype."""
+        return np.imag(self)
+
     def transpose(self, *axes):
         return np.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
 

@@ -4,6 +4,7 @@ from chainrule.ir import (  # noqa: F401  (fill the op table)
     conv,
     elementwise,
     fft,
+    filters,
     fused,
     linalg,
     linalg_spectral,

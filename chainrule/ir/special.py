@@ -255,3 +255,38 @@ binary(
     note="log|B(a, b)|",
     implements=(scipy.special.betaln,),
 )
+
+# Modified Bessel functions of the first kind (von Mises densities, Rician noise, Kaiser windows):
+# i0' = i1, i1' = i0 - i1/x (1/2 at 0); the exponentially scaled ones, exp(-|x|) i_n(x), add
+# -sign(x) times themselves
+unary(
+    "i0",
+    lambda x: sp.besseli(0, x),
+    "special.i0({0})",
+    lambda g, y, x: g * F.i1(x),
+    implements=(scipy.special.i0,),
+)
+unary(
+    "i1",
+    lambda x: sp.besseli(1, x),
+    "special.i1({0})",
+    lambda g, y, x: g * F.where(F.eq(x, 0), 0.5, F.i0(x) - y / _one_at_zero(x)),
+    note="i1'(0) = 1/2",
+    implements=(scipy.special.i1,),
+)
+unary(
+    "i0e",
+    lambda x: sp.exp(-sp.Abs(x)) * sp.besseli(0, x),
+    "special.i0e({0})",
+    lambda g, y, x: g * (F.i1e(x) - F.sign(x) * y),
+    note="exp(-|x|) i0(x); the kink of |x| at 0 is harmless: i1e(0) = 0, sign(0) = 0",
+    implements=(scipy.special.i0e,),
+)
+unary(
+    "i1e",
+    lambda x: sp.exp(-sp.Abs(x)) * sp.besseli(1, x),
+    "special.i1e({0})",
+    lambda g, y, x: g * (F.where(F.eq(x, 0), 0.5, F.i0e(x) - y / _one_at_zero(x)) - F.sign(x) * y),
+    note="exp(-|x|) i1(x); i1e'(0) = 1/2",
+    implements=(scipy.special.i1e,),
+)

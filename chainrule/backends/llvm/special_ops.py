@@ -36,6 +36,10 @@ CYTHON_SPECIAL = {
     "xlog1py": "__pyx_fuse_1xlog1py",
     "entr": "entr",
     "betaln": "betaln",
+    "i0": "i0",
+    "i0e": "i0e",
+    "i1": "i1",
+    "i1e": "i1e",
 }
 _TYPES = {"float64": "double", "float32": "float"}
 

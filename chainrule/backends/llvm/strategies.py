@@ -161,6 +161,8 @@ for _name in ("order_statistics", "rank_positions"):
 # without NumPy 2's ufunc layout, or float16: the callback)
 for _name in ("dft", "rdft", "irdft"):
     declare(OPS[_name], Strategy(NATIVE))
+# the recursive filter: SciPy's lfilter, called back (its loop is a recurrence, not a map)
+declare(OPS["lfilter"], Strategy(FALLBACK))
 
 # ---- linear algebra (issue 16): SciPy's LAPACK called from native code (lapack_ops.py) ---------
 # (on float16 or an empty matrix: the NumPy lowering, called back)
