@@ -17,7 +17,9 @@ consecutive calls, so machine noise hits them alike; times are medians. "ratio" 
 time / hand-written time; "kernel only" is the optimized generated function called
 directly, so its ratio subtracted from the optimized one is the per-call overhead of
 ``Compiled.__call__``. Memory is shown twice: the memory plan's estimate of the peak
-of a call's temporaries, and the peak tracemalloc measures in one call.
+of a call's temporaries, and the peak tracemalloc measures in one call. "(its GEMMs alone)"
+in (b) and (c) is the step's eight matrix products and nothing else, through SciPy's BLAS (the
+one the LLVM kernels call): the floor of any step on this BLAS. JAX brings its own GEMM.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 from statistics import median
 
 import numpy as np
+from scipy.linalg import blas
 
 try:
     import chainrule as cr
@@ -296,10 +299,35 @@ CHAINRULE_VARIANTS = (
 JAX = "JAX jit"
 
 
-def benchmark(label: str, loss_fn, by_hand, args, rounds: int, peer=None) -> list[dict]:
+GEMMS_ALONE = "  (its GEMMs alone)"
+
+
+def gemms_alone(p, x, labels):
+    """The matrix products an MLP step cannot do without, and nothing else: per layer forward
+    ``A @ W``, backward ``A.T @ dZ`` and (but for the first layer) ``dZ @ W.T``, through SciPy's BLAS,
+    the one chainrule's kernels call. The floor of a step that calls this BLAS: JAX brings its own."""
+    gemm = blas.dgemm if x.dtype == np.float64 else blas.sgemm
+
+    def product(a, b, transpose_a=False, transpose_b=False):  # C-ordered a @ b as Fortran b.T @ a.T
+        return gemm(1.0, b.T, a.T, trans_a=transpose_b, trans_b=transpose_a).T
+
+    weights = [p[f"W{l}"] for l in range(1, len(p) // 2 + 1)]
+    activations = [x]
+    for W in weights:
+        activations.append(product(activations[-1], W))
+    gradient = activations[-1]
+    for layer in range(len(weights) - 1, -1, -1):
+        product(activations[layer], gradient, transpose_a=True)
+        if layer:
+            gradient = product(gradient, weights[layer], transpose_b=True)
+
+
+def benchmark(label: str, loss_fn, by_hand, args, rounds: int, peer=None, floor=None) -> list[dict]:
     """One row per implementation: the hand-written step, then chainrule with and without the optimizer,
-    on the llvm backend, and ``peer`` (JAX) when given."""
+    on the llvm backend, ``peer`` (JAX) and ``floor`` (the step's GEMMs alone) when given."""
     functions = {HAND_WRITTEN: lambda: by_hand(*args)}
+    if floor is not None:
+        functions[GEMMS_ALONE] = lambda: floor(*args)
     compiled_facts = {}  # implementation name -> what only a compiled step has: graph size, estimate, accuracy
     expected = by_hand(*args)
     for name, optimize, backend in CHAINRULE_VARIANTS:
@@ -384,6 +412,7 @@ def main() -> None:
         problem,
         rounds=150,
         peer=jax_softmax_step(*problem),
+        floor=gemms_alone,
     )
     problem32 = softmax_problem(dtype=np.float32)
     rows += benchmark(
@@ -393,6 +422,7 @@ def main() -> None:
         problem32,
         rounds=150,
         peer=jax_softmax_step(*problem32),
+        floor=gemms_alone,
     )
     print(f"NumPy {np.__version__}, {os.cpu_count()} CPUs; medians of interleaved blocks of calls")
     print()
