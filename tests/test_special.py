@@ -104,6 +104,17 @@ COMPOSITES = [
     ("lognorm.logpdf", lambda x, s: scipy.stats.lognorm.logpdf(x, s, scale=1.3), (POSITIVE, POSITIVE[::-1])),
     ("lognorm.pdf", lambda s: scipy.stats.lognorm.pdf(UNIT, s), (POSITIVE,)),
     ("norm.sf", lambda x, s: NORM.sf(x, 0.2, s), (X, POSITIVE)),
+    ("norm.ppf", lambda q, s: NORM.ppf(q, 0.3, s), (UNIT, POSITIVE)),
+    ("norm.isf", lambda q, m: NORM.isf(q, loc=m, scale=1.7), (UNIT, X)),
+    ("frozen norm.ppf", lambda q: scipy.stats.norm(0.5, 2.0).ppf(q), (UNIT,)),
+    ("gammainc", lambda x: scipy.special.gammainc(POSITIVE[::-1], x), (POSITIVE,)),
+    ("gammaincc", lambda x: scipy.special.gammaincc(2.5, x), (POSITIVE,)),
+    ("jv", lambda x: scipy.special.jv(1.5, x), (POSITIVE,)),
+    ("jv integer order", lambda x: scipy.special.jv(3.0, x), (X,)),
+    ("jv orders", lambda x: scipy.special.jv(np.array([0.0, 1.0, -2.5, 3.2]), x), (POSITIVE,)),
+    ("yv", lambda x: scipy.special.yv(-0.7, x), (POSITIVE,)),
+    ("iv", lambda x: scipy.special.iv(2.0, x), (X,)),
+    ("kv", lambda x: scipy.special.kv(0.5, x), (POSITIVE,)),
     ("norm.logsf", lambda x: NORM.logsf(x * 12.0, 0.5), (X,)),
     ("dirichlet.logpdf", scipy.stats.dirichlet.logpdf, (SIMPLEX_HEAD, ALPHA)),
     ("dirichlet.logpdf point", lambda x, a: scipy.stats.dirichlet.logpdf(x[:, 1], a), (SIMPLEX_HEAD, ALPHA)),
@@ -287,6 +298,36 @@ def test_multivariate_normal_with_a_traced_covariance_has_the_textbook_gradient(
 def test_multivariate_normal_with_a_traced_covariance_and_allow_singular_is_unsupported():
     with pytest.raises(UnsupportedError, match="allow_singular"):
         cr.grad(lambda c: np.sum(scipy.stats.multivariate_normal.logpdf(X, MEAN, c, allow_singular=True)))(COV)
+
+
+@pytest.mark.parametrize("name", ["gammainc", "gammaincc", "jv", "yv", "iv", "kv"])
+def test_a_gradient_to_an_operand_with_no_closed_form_derivative_is_refused(name):
+    function = getattr(scipy.special, name)
+    with pytest.raises(UnsupportedError, match="no closed form"):
+        cr.grad(lambda a: np.sum(function(a, POSITIVE)))(POSITIVE + 1.0)
+    # traced but not differentiated: computed, and the gradient to x is the one with a constant a
+    a = POSITIVE[::-1] + 1.0
+    np.testing.assert_allclose(cr.jit(function)(a, POSITIVE), function(a, POSITIVE), rtol=1e-15)
+    expected = cr.grad(lambda x: np.sum(function(a, x)))(POSITIVE)
+    by_argnums = cr.grad(lambda a, x: np.sum(function(a, x)), argnums=1)(a, POSITIVE)
+    stopped = cr.grad(lambda a, x: np.sum(function(cr.stop_gradient(a), x)), argnums=(0, 1))(a, POSITIVE)
+    np.testing.assert_array_equal(by_argnums, expected)
+    np.testing.assert_array_equal(stopped[1], expected)
+    np.testing.assert_array_equal(stopped[0], np.zeros_like(a))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "function",
+    [scipy.special.beta, scipy.special.binom, scipy.special.poch, lambda a, b: scipy.special.gamma(a)],
+    ids=["beta", "binom", "poch", "gamma"],
+)
+def test_gamma_ratios_keep_scipys_sign_between_the_negative_integers(function, backend):
+    # Γ < 0 on (-1, 0) and (-3, -2): beta, binom and poch are not exp(betaln) or exp(gammaln - gammaln)
+    a, b = np.array([-0.5, -2.5, -1.35, 1.4]), np.array([0.7, -0.3, 2.2, -2.9])
+    expected = function(a, b)
+    assert (expected < 0).any() and (expected > 0).any()
+    np.testing.assert_allclose(cr.jit(function, backend=backend)(a, b), expected, rtol=1e-15)
 
 
 def test_logsumexp_return_sign_is_unsupported_on_traced_values():

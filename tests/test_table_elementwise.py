@@ -26,6 +26,7 @@ import sympy as sp
 from gradient_helpers import numerical_gradient, relative_error, weighted_sum
 
 import chainrule as cr
+from chainrule.errors import UnsupportedError
 from chainrule.frontends.tracer import is_traced, operation
 from chainrule.ir import OPS, Graph, TensorType, Value
 from chainrule.ir.sympy_bridge import graph_to_sympy
@@ -64,7 +65,22 @@ DIFFERENTIABLE = sorted(
     for name, op in OPS.items()
     if op.is_elementwise and op.vjp is not None and any(op.vjp_rule(i) is not None for i in range(op.arity))
 )
-RULES = [(name, i) for name in DIFFERENTIABLE for i in range(OPS[name].arity) if OPS[name].vjp_rule(i) is not None]
+
+
+def has_rule(name: str, position: int) -> bool:
+    """A rule that gives a gradient (not None, and not one refusing: no closed form, see
+    ``special_functions.refused_rule``)."""
+    rule = OPS[name].vjp_rule(position)
+    return rule is not None and not getattr(rule, "refused", False)
+
+
+RULES = [(name, i) for name in DIFFERENTIABLE for i in range(OPS[name].arity) if has_rule(name, i)]
+REFUSED = [
+    (name, i)
+    for name in DIFFERENTIABLE
+    for i in range(OPS[name].arity)
+    if getattr(OPS[name].vjp_rule(i), "refused", False)
+]
 
 
 @dataclass(frozen=True)
@@ -141,7 +157,7 @@ def candidate_columns(symbols) -> list:
 def sampled(name: str) -> Sampled:
     op, attrs = OPS[name], ATTRIBUTES.get(name, {})
     symbols = operand_symbols(op)
-    wrt = tuple(i for i in range(op.arity) if op.vjp_rule(i) is not None)
+    wrt = tuple(i for i in range(op.arity) if has_rule(name, i))
     columns = candidate_columns(symbols)
     shape = columns[0].shape
     derivatives = [numeric(sp.diff(op.sympy(*symbols), symbols[i]), symbols) for i in wrt]
@@ -294,3 +310,22 @@ def test_every_elementwise_op_whose_type_needs_an_attribute_has_one_here():
             OPS[name].infer([TensorType((), "float64")] * OPS[name].arity, {})
         except KeyError:
             assert name in ATTRIBUTES, f"{name}: its type needs attributes; add them to ATTRIBUTES"
+
+
+@pytest.mark.parametrize("name,position", REFUSED, ids=[f"{n}-{i}" for n, i in REFUSED])
+def test_a_derivative_with_no_closed_form_is_refused_when_asked_for(name, position):
+    # gammainc's a, the Bessel order v: asked for, in either mode, the gradient raises (never a silent
+    # zero); that operand traced but not differentiated (not in argnums) still traces and computes
+    s = sampled(name)
+    columns = list(s.columns)
+
+    def with_operand(value):
+        operands = columns[:position] + [value] + columns[position + 1 :]
+        return weighted_sum(operation(name, *operands))
+
+    for mode in ["rev", "fwd"]:
+        with pytest.raises(UnsupportedError, match="no closed form"):
+            cr.jacobian(with_operand, mode=mode)(columns[position])
+    both = lambda first, second: weighted_sum(operation(name, first, second))
+    gradient = cr.grad(both, argnums=1 - position)(*columns)
+    np.testing.assert_allclose(gradient, cr.grad(s.loss())(*s.args), rtol=1e-15)

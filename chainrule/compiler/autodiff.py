@@ -95,7 +95,9 @@ def _backward(
 
 
 def _active_nodes(graph: Graph, sources: list[int], size: int) -> bytearray:
-    """Nodes that depend differentiably on ``sources`` (forward sweep in id order)."""
+    """Nodes that depend differentiably on ``sources`` (forward sweep in id order): through an
+    operand whose rule is not None (``stop_gradient(x)`` is inactive, so an operand it feeds asks
+    no rule, not even one that refuses, ``special_functions.refused_rule``)."""
     active = bytearray(size)
     for source in sources:
         active[source] = 1
@@ -104,10 +106,10 @@ def _active_nodes(graph: Graph, sources: list[int], size: int) -> bytearray:
         if active[node_id]:
             continue
         node = nodes[node_id]
-        for a in node.args:
-            if active[a]:
-                active[node_id] = OPS[node.op].vjp is not None
-                break
+        op = OPS[node.op]
+        if op.vjp is None:
+            continue
+        active[node_id] = any(active[a] and op.vjp_rule(position) is not None for position, a in enumerate(node.args))
     return active
 
 

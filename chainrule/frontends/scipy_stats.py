@@ -68,6 +68,16 @@ def _norm_logsf(distribution, x, loc=0.0, scale=1.0):
     return scipy.special.log_ndtr(-((x - loc) / scale))
 
 
+@implements(traceable(_NORM, "ppf", "scipy.stats.norm.ppf"))
+def _norm_ppf(distribution, q, loc=0.0, scale=1.0):
+    return scipy.special.ndtri(q) * scale + loc  # SciPy's: the quantile of z, scaled and shifted
+
+
+@implements(traceable(_NORM, "isf", "scipy.stats.norm.isf"))
+def _norm_isf(distribution, q, loc=0.0, scale=1.0):
+    return -scipy.special.ndtri(q) * scale + loc  # SciPy's _isf: -ndtri(q), not ndtri(1 - q)
+
+
 _STUDENT_T = type(scipy.stats.t)
 
 

@@ -12,6 +12,7 @@ from chainrule.ir import (  # noqa: F401  (fill the op table)
     reductions,
     scans,
     special,
+    special_functions,
     structural,
     update,
 )

@@ -40,6 +40,23 @@ CYTHON_SPECIAL = {
     "i0e": "i0e",
     "i1": "i1",
     "i1e": "i1e",
+    "gamma": "__pyx_fuse_1gamma",
+    "rgamma": "__pyx_fuse_1rgamma",
+    "loggamma": "__pyx_fuse_1loggamma",
+    "beta": "beta",
+    "binom": "binom",
+    "poch": "poch",
+    "ndtri": "ndtri",
+    "erfcinv": "erfcinv",
+    "exp1": "__pyx_fuse_1exp1",
+    "dawsn": "__pyx_fuse_1dawsn",
+    "spence": "__pyx_fuse_1spence",
+    "gammainc": "gammainc",
+    "gammaincc": "gammaincc",
+    "jv": "__pyx_fuse_1jv",
+    "yv": "__pyx_fuse_1yv",
+    "iv": "__pyx_fuse_1iv",
+    "kv": "__pyx_fuse_1kv",
 }
 _TYPES = {"float64": "double", "float32": "float"}
 
