@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 import scipy.special
 import scipy.stats
+import sympy as sp
 from gradient_helpers import numerical_gradient, relative_error, weighted_sum
 
 import chainrule as cr
 from chainrule.errors import UnsupportedError
+from chainrule.ir.special_functions import exp1, spence
 
 BACKENDS = ["numpy", "llvm"]
 X = np.array([[-2.3, -0.4, 0.0, 0.7], [1.9, 3.1, -1.2, 0.25]])
@@ -343,3 +345,22 @@ def test_scipy_functions_on_numpy_arrays_are_scipys_own():
     np.testing.assert_array_equal(NORM.logpdf(X, 1.0, 2.0), type(NORM).logpdf.__wrapped__(NORM, X, 1.0, 2.0))
     assert "scipy.special.logsumexp" in cr.frontends.SUPPORTED
     assert "scipy.stats.multivariate_normal.logpdf" in cr.frontends.SUPPORTED
+
+
+@pytest.mark.parametrize("z", [0.15, 0.9, 1.7, 2.6])
+def test_the_sympy_definitions_of_exp1_and_spence_are_sympys_functions(z):
+    # the table checks VJP rules against sympy.diff of these definitions, whose fdiff is written here:
+    # they are checked against SymPy's own E1 = expint(1, x) and Li2(1 - z), values and derivatives
+    x = sp.Symbol("x", positive=True)
+    for ours, theirs, scipys in [(exp1, sp.expint(1, x), scipy.special.exp1), (spence, sp.polylog(2, 1 - x), None)]:
+        assert abs(float(ours(x).rewrite(type(theirs)).subs(x, z).evalf()) - float(theirs.subs(x, z).evalf())) < 1e-15
+        slope = float(sp.diff(theirs, x).subs(x, z).evalf())
+        assert abs(float(sp.diff(ours(x), x).subs(x, z)) - slope) < 1e-14 * max(1.0, abs(slope))
+        assert abs(float(theirs.subs(x, z).evalf()) - (scipys or scipy.special.spence)(z)) < 1e-15
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_spence_has_the_derivative_minus_one_at_one(backend):
+    # d/dz spence(z) = log(z) / (1 - z) (SciPy's spence is Li2(1 - z)), whose limit at z = 1 is -1
+    gradient = cr.grad(lambda z: np.sum(scipy.special.spence(z)), backend=backend)(np.array([1.0, 0.5]))
+    np.testing.assert_allclose(gradient, [-1.0, np.log(0.5) / 0.5], rtol=1e-15)
