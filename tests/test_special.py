@@ -364,3 +364,14 @@ def test_spence_has_the_derivative_minus_one_at_one(backend):
     # d/dz spence(z) = log(z) / (1 - z) (SciPy's spence is Li2(1 - z)), whose limit at z = 1 is -1
     gradient = cr.grad(lambda z: np.sum(scipy.special.spence(z)), backend=backend)(np.array([1.0, 0.5]))
     np.testing.assert_allclose(gradient, [-1.0, np.log(0.5) / 0.5], rtol=1e-15)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rgamma_is_differentiable_at_its_zeros(backend):
+    # 1/Γ is entire: at x = -n, where it is 0 and ψ has a pole, its derivative is (-1)^n n!
+    x = np.array([0.0, -1.0, -2.0, -3.0, 1.5])
+    gradient = cr.grad(lambda x: np.sum(scipy.special.rgamma(x)), backend=backend)(x)
+    slope = -scipy.special.rgamma(1.5) * scipy.special.psi(1.5)
+    np.testing.assert_allclose(gradient, [1.0, -1.0, 2.0, -6.0, slope], rtol=1e-14)
+    numeric = numerical_gradient(lambda x: np.sum(scipy.special.rgamma(x)), (x,), 0, step=1e-6)
+    assert relative_error(gradient, numeric) < 1e-7

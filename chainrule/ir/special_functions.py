@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import scipy.special
 import sympy as sp
 
@@ -94,8 +95,12 @@ unary(
     "rgamma",
     lambda x: 1 / sp.gamma(x),
     "special.rgamma({0})",
-    lambda g, y, x: -(g * y * F.digamma(x)),
-    note="1/Γ(x): 0 at 0, -1, -2, ..., where this rule's 0 * inf gives NaN",
+    # -ψ(x)/Γ(x) away from the zeros; at x = -n (where y = 0 and ψ has a pole) its limit (-1)^n n!,
+    # which is cos(πx) Γ(1 - x) there
+    lambda g, y, x: (
+        g * F.where(F.logical_and(F.eq(y, 0), x <= 0), F.cos(np.pi * x) * F.gamma(1 - x), -(y * F.digamma(x)))
+    ),
+    note="1/Γ(x), entire: 0 at 0, -1, -2, ..., where its derivative is (-1)^n n!",
     implements=(scipy.special.rgamma,),
 )
 unary(
