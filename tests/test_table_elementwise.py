@@ -70,17 +70,11 @@ DIFFERENTIABLE = sorted(
 def has_rule(name: str, position: int) -> bool:
     """A rule that gives a gradient (not None, and not one refusing: no closed form, see
     ``special_functions.refused_rule``)."""
-    rule = OPS[name].vjp_rule(position)
-    return rule is not None and not getattr(rule, "refused", False)
+    return OPS[name].vjp_rule(position) is not None and not OPS[name].refuses_gradient(position)
 
 
 RULES = [(name, i) for name in DIFFERENTIABLE for i in range(OPS[name].arity) if has_rule(name, i)]
-REFUSED = [
-    (name, i)
-    for name in DIFFERENTIABLE
-    for i in range(OPS[name].arity)
-    if getattr(OPS[name].vjp_rule(i), "refused", False)
-]
+REFUSED = [(name, i) for name in DIFFERENTIABLE for i in range(OPS[name].arity) if OPS[name].refuses_gradient(i)]
 
 
 @dataclass(frozen=True)

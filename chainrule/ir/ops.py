@@ -147,6 +147,11 @@ class Op:
             return self.vjp(operand_index)
         return self.vjp[operand_index]
 
+    def refuses_gradient(self, operand_index: int) -> bool:
+        """Does this operand's rule raise when a gradient reaches it (its derivative has no closed
+        form: ``special_functions.refused_rule``)?"""
+        return getattr(self.vjp_rule(operand_index), "refused", False)
+
     def result_type(self, types: tuple[TensorType, ...], frozen_attrs: tuple[tuple[str, Any], ...]) -> TensorType:
         """``infer(types, attrs)``, remembered per (op, operand types, attributes).
 

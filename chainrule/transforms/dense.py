@@ -95,6 +95,7 @@ class _DenseDerivative(ABC):
         """One row per basis vector e_k of the seed space: ``pick(kernel(*args, e_k))`` flattened."""
         count = sum(t.size for t in seed_types)
         self.passes = count
+        traced = innermost_open() is not None  # inside a trace: the passes' results are traced
         if self.vectorize and spec not in self._not_vectorizable:
             identity, start = np.eye(count), 0
             seeds: list[np.ndarray] = []
@@ -104,14 +105,14 @@ class _DenseDerivative(ABC):
             try:
                 result = batched(*args, unflatten(seed_treedef, seeds))
             except UnsupportedError:
-                if innermost_open() is not None:
+                if traced:
                     raise
                 self._not_vectorizable.add(spec)
             else:
                 self.kernel_calls = 1
                 leaves = flatten(result)[0]
                 return np.concatenate([np.reshape(leaf, (count, -1)) for leaf in leaves], axis=1)
-        if innermost_open() is not None:  # the passes' results are traced: they must be one program
+        if traced:  # then the passes must be one program
             raise UnsupportedError(
                 f"{type(self).__name__.lower()} with vectorize=False cannot run inside a traced function"
             )

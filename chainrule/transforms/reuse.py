@@ -78,11 +78,18 @@ class FunctionEntry:
             if found is not None and on_reuse is not None:
                 on_reuse()
             if found is None:
-                reads = len(captured) if captured is not None else 0
+                reads: list[Tracer] = []  # values of enclosing traces the trace read, if it may
                 found = trace_graph(
-                    fn, spec, leaves, has_aux=has_aux, differentiated=tuple(differentiated), captured=captured
+                    fn,
+                    spec,
+                    leaves,
+                    has_aux=has_aux,
+                    differentiated=tuple(differentiated),
+                    captured=None if captured is None else reads,
                 )
-                if self.key is not None and (captured is None or len(captured) == reads):
+                if captured is not None:
+                    captured.extend(reads)
+                if self.key is not None and not reads:
                     self.traces[spec, has_aux] = found
             return found
 
